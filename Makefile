@@ -1,0 +1,78 @@
+# modelmon — build, test and run. Targets keep the names of Prometheus's
+# Makefile.common (build, test, lint, checkmetrics) plus run and bench-proxy.
+
+GO          ?= go
+GOPATH      := $(shell $(GO) env GOPATH)
+STATICCHECK ?= $(GOPATH)/bin/staticcheck
+STATICCHECK_VERSION ?= v0.8.2
+FUZZTIME    ?= 5s
+PKG         := github.com/modelmon/modelmon
+VERSION     ?= $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null)
+BRANCH      ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
+               -X github.com/prometheus/common/version.Revision=$(REVISION) \
+               -X github.com/prometheus/common/version.Branch=$(BRANCH) \
+               -X github.com/prometheus/common/version.BuildUser=$(USER)@$(shell hostname) \
+               -X github.com/prometheus/common/version.BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+
+# Fuzz targets run briefly by `make test`, as package:target.
+FUZZ_TARGETS := \
+	./internal/payload:FuzzKServeV1 \
+	./internal/payload:FuzzOIP \
+	./internal/payload:FuzzMLflow \
+	./internal/payload:FuzzJSON
+
+.PHONY: all build run test test-unit fuzz checkmetrics lint vet fmt staticcheck bench bench-proxy clean
+
+all: lint build test
+
+build:
+	@mkdir -p bin
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/exporter ./cmd/exporter
+	$(GO) build -o bin/model-server ./examples/model-server
+	$(GO) build -o bin/traffic ./examples/traffic
+
+## run: the demo — an example model server, the sidecar in front of it and a traffic generator.
+run: build
+	@bash scripts/run.sh
+
+## test: every test (with the race detector), a short fuzz of each parser, and promtool on the golden expositions.
+test: test-unit fuzz checkmetrics
+
+test-unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+checkmetrics:
+	@bash scripts/checkmetrics.sh
+
+lint: vet fmt staticcheck
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+staticcheck:
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(STATICCHECK) ./...
+
+## bench: Go benchmarks of the hot paths.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+## bench-proxy: direct vs sidecar vs nginx under wrk (see BENCHMARKS.md).
+bench-proxy:
+	@bash scripts/bench-proxy.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,130 @@
+// Command exporter is the modelmon sidecar: a transparent reverse proxy in
+// front of a model server that turns its traffic into Prometheus metrics.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/exporter"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	d := exporter.DefaultOptions()
+	var (
+		configFile  = kingpin.Flag("config.file", "Exporter configuration file. Empty runs on the built-in defaults.").Default("").String()
+		configCheck = kingpin.Flag("config.check", "Validate the configuration file and exit.").Bool()
+
+		upstream     = kingpin.Flag("proxy.upstream", "Base URL of the model server the proxy forwards to.").Default(d.Proxy.Upstream).String()
+		proxyListen  = kingpin.Flag("proxy.listen-address", "Address on which the proxy accepts predictions.").Default(d.ProxyListenAddress).String()
+		proxyTimeout = kingpin.Flag("proxy.timeout", "Longest wait for the model server's whole response; past it the client gets 504.").Default(d.Proxy.Timeout.String()).Duration()
+		proxyMaxBody = kingpin.Flag("proxy.max-body-size", "Largest request or response body the proxy forwards.").Default(strconv.Itoa(d.Proxy.MaxBodySize)).Bytes()
+		proxyConns   = kingpin.Flag("proxy.max-conns", "Most connections open to the model server at once.").Default(strconv.Itoa(d.Proxy.MaxConns)).Int()
+		proxyIdle    = kingpin.Flag("proxy.idle-timeout", "How long idle keep-alive connections stay open, to clients and to the model server.").Default(d.Proxy.IdleTimeout.String()).Duration()
+		proxyRead    = kingpin.Flag("proxy.read-timeout", "Longest time to read a client's request. Use 0 to disable.").Default("0s").Duration()
+		proxyWrite   = kingpin.Flag("proxy.write-timeout", "Longest time to write a response to a client. Use 0 to disable.").Default("0s").Duration()
+
+		queueSize    = kingpin.Flag("capture.queue-size", "Most captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.Itoa(d.CaptureQueueSize)).Int()
+		queueBytes   = kingpin.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.FormatInt(d.CaptureMaxBytes, 10)).Bytes()
+		captureBody  = kingpin.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(strconv.Itoa(d.CaptureMaxBodySize)).Bytes()
+		workers      = kingpin.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
+		pushMaxBody  = kingpin.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(strconv.FormatInt(d.PushMaxBodySize, 10)).Bytes()
+		metricsPath  = kingpin.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
+		maxRequests  = kingpin.Flag("web.max-requests", "Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
+		disableOwn   = kingpin.Flag("web.disable-exporter-metrics", "Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").Bool()
+		disableDefs  = kingpin.Flag("collector.disable-defaults", "Set all collectors to disabled by default.").Bool()
+		toolkitFlags = kingpinflag.AddFlags(kingpin.CommandLine, ":9108")
+	)
+	collectorFlags := map[string]*collectorFlag{}
+	for _, r := range collector.Registered() {
+		cf := &collectorFlag{def: r.EnabledByDefault}
+		help := fmt.Sprintf("Enable the %s collector (default: %s).", r.Name, map[bool]string{true: "enabled", false: "disabled"}[r.EnabledByDefault])
+		cf.value = kingpin.Flag("collector."+r.Name, help).Default(strconv.FormatBool(r.EnabledByDefault)).IsSetByUser(&cf.set).Bool()
+		collectorFlags[r.Name] = cf
+	}
+	promslogConfig := &promslog.Config{}
+	flag.AddFlags(kingpin.CommandLine, promslogConfig)
+	kingpin.Version(version.Print("modelmon_exporter"))
+	kingpin.HelpFlag.Short('h')
+	kingpin.Parse()
+	logger := promslog.New(promslogConfig)
+
+	if *configCheck {
+		if *configFile == "" {
+			logger.Error("--config.check needs --config.file")
+			return 1
+		}
+		if _, err := config.LoadFile(*configFile); err != nil {
+			logger.Error("Configuration is invalid", "file", *configFile, "err", err)
+			return 1
+		}
+		logger.Info("Configuration is valid", "file", *configFile)
+		return 0
+	}
+
+	enabled := map[string]bool{}
+	for name, cf := range collectorFlags {
+		switch {
+		case cf.set:
+			enabled[name] = *cf.value
+		case *disableDefs:
+			enabled[name] = false
+		default:
+			enabled[name] = cf.def
+		}
+	}
+
+	logger.Info("Starting modelmon_exporter", "version", version.Info())
+	logger.Info("Build context", "build_context", version.BuildContext())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := exporter.Options{
+		ConfigFile:         *configFile,
+		ProxyListenAddress: *proxyListen,
+		Proxy: exporter.ProxyOptions{
+			Upstream:     *upstream,
+			Timeout:      *proxyTimeout,
+			MaxBodySize:  int(*proxyMaxBody),
+			MaxConns:     *proxyConns,
+			IdleTimeout:  *proxyIdle,
+			ReadTimeout:  *proxyRead,
+			WriteTimeout: *proxyWrite,
+		},
+		Web:                    toolkitFlags,
+		MetricsPath:            *metricsPath,
+		MaxRequests:            *maxRequests,
+		DisableExporterMetrics: *disableOwn,
+		Collectors:             enabled,
+		CaptureQueueSize:       *queueSize,
+		CaptureMaxBytes:        int64(*queueBytes),
+		CaptureMaxBodySize:     int(*captureBody),
+		CaptureWorkers:         *workers,
+		PushMaxBodySize:        int64(*pushMaxBody),
+		Logger:                 logger,
+	}
+	if err := exporter.Run(ctx, opts); err != nil {
+		logger.Error("Exporter stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+type collectorFlag struct {
+	def, set bool
+	value    *bool
+}

@@ -1,0 +1,118 @@
+package collector
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Buckets of the classic histograms. Every histogram also has a native
+// histogram (bucket factor 1.1) for scrapers that negotiate it.
+var (
+	DurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	OverheadBuckets = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01}
+	SizeBuckets     = prometheus.ExponentialBuckets(64, 4, 11) // 64 B … 64 MiB
+)
+
+func histogramOpts(name, help string, buckets []float64) prometheus.HistogramOpts {
+	return prometheus.HistogramOpts{
+		Name:                            name,
+		Help:                            help,
+		Buckets:                         buckets,
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  160,
+		NativeHistogramMinResetDuration: time.Hour,
+	}
+}
+
+// Metrics is the sidecar's direct instrumentation of the traffic it proxies
+// and the observations pushed to it. Hot paths resolve the children they need
+// once per model and keep them.
+type Metrics struct {
+	Requests             *prometheus.CounterVec
+	Passthrough          prometheus.Counter
+	Predictions          *prometheus.CounterVec
+	Errors               *prometheus.CounterVec
+	InFlight             *prometheus.GaugeVec
+	RequestSize          *prometheus.HistogramVec
+	ResponseSize         *prometheus.HistogramVec
+	Duration             *prometheus.HistogramVec
+	Overhead             prometheus.Histogram
+	CaptureDropped       *prometheus.CounterVec
+	PayloadsParsed       *prometheus.CounterVec
+	PayloadErrors        *prometheus.CounterVec
+	FeatureInvalid       *prometheus.CounterVec
+	LabelOverflow        *prometheus.CounterVec
+	ObservationsReceived *prometheus.CounterVec
+	ObservationsRejected *prometheus.CounterVec
+}
+
+// NewMetrics creates the sidecar's traffic metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		Requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: RequestsTotal,
+			Help: "The total number of prediction requests proxied to the model server, failed ones included.",
+		}, []string{"model"}),
+		Passthrough: f.NewCounter(prometheus.CounterOpts{
+			Name: PassthroughRequestsTotal,
+			Help: "The total number of proxied requests that are not predictions (health checks, metadata), passed through untouched.",
+		}),
+		Predictions: f.NewCounterVec(prometheus.CounterOpts{
+			Name: PredictionsTotal,
+			Help: "The total number of predictions (instances in a batch) seen in parsed payloads and pushed observations.",
+		}, []string{"model"}),
+		Errors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: PredictionErrorsTotal,
+			Help: "The total number of prediction requests that failed, by reason.",
+		}, []string{"model", "reason"}),
+		InFlight: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: RequestsInFlight,
+			Help: "The number of prediction requests waiting for the model server.",
+		}, []string{"model"}),
+		RequestSize: f.NewHistogramVec(histogramOpts(RequestSizeBytes,
+			"The size of prediction request bodies in bytes.", SizeBuckets), []string{"model"}),
+		ResponseSize: f.NewHistogramVec(histogramOpts(ResponseSizeBytes,
+			"The size of prediction response bodies in bytes.", SizeBuckets), []string{"model"}),
+		Duration: f.NewHistogramVec(histogramOpts(PredictionDuration,
+			"The time from receiving a prediction request to having the model server's response, in seconds; pushed observations report their own.",
+			DurationBuckets), []string{"model"}),
+		Overhead: f.NewHistogram(histogramOpts(ProxyOverhead,
+			"The time the sidecar adds to a proxied request, excluding the model server's round trip, in seconds.",
+			OverheadBuckets)),
+		CaptureDropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: CaptureDroppedTotal,
+			Help: "The total number of payload captures dropped instead of parsed, by reason; the requests themselves were served.",
+		}, []string{"model", "reason"}),
+		PayloadsParsed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: PayloadsParsedTotal,
+			Help: "The total number of captured payloads parsed into records, by format.",
+		}, []string{"model", "format"}),
+		PayloadErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: PayloadErrorsTotal,
+			Help: "The total number of captured payloads that could not be (fully) parsed, by reason.",
+		}, []string{"model", "reason"}),
+		FeatureInvalid: f.NewCounterVec(prometheus.CounterOpts{
+			Name: FeatureValuesInvalid,
+			Help: "The total number of invalid feature values seen in parsed payloads and pushed observations, by reason.",
+		}, []string{"model", "feature", "reason"}),
+		LabelOverflow: f.NewCounterVec(prometheus.CounterOpts{
+			Name: LabelOverflowTotal,
+			Help: "The total number of times a new label value was replaced by " + OtherValue + " because its label reached its cap.",
+		}, []string{"label"}),
+		ObservationsReceived: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ObservationsReceived,
+			Help: "The total number of observations accepted by the push API.",
+		}, []string{"model"}),
+		ObservationsRejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ObservationsRejected,
+			Help: "The total number of observations the push API rejected, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, l := range []string{"model", "feature"} {
+		m.LabelOverflow.WithLabelValues(l)
+	}
+	return m
+}

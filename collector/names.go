@@ -1,0 +1,65 @@
+package collector
+
+// Namespace is the prefix of every metric the sidecar exposes about the model it watches.
+const Namespace = "modelmon"
+
+// OtherValue replaces a label value once a traffic-derived label (model, feature,
+// class) has reached its cap, so the number of series stays bounded.
+const OtherValue = "__other__"
+
+// Names of the metrics the sidecar exposes. Dashboards and rules refer to these.
+const (
+	RequestsTotal            = "modelmon_requests_total"
+	PassthroughRequestsTotal = "modelmon_passthrough_requests_total"
+	PredictionsTotal         = "modelmon_predictions_total"
+	PredictionErrorsTotal    = "modelmon_prediction_errors_total"
+	RequestsInFlight         = "modelmon_requests_in_flight"
+	RequestSizeBytes         = "modelmon_request_size_bytes"
+	ResponseSizeBytes        = "modelmon_response_size_bytes"
+	PredictionDuration       = "modelmon_prediction_duration_seconds"
+	ProxyOverhead            = "modelmon_proxy_overhead_seconds"
+	CaptureDroppedTotal      = "modelmon_capture_dropped_total"
+	CaptureQueueLength       = "modelmon_capture_queue_length"
+	CaptureQueueBytes        = "modelmon_capture_queue_bytes"
+	CaptureQueueCapacity     = "modelmon_capture_queue_capacity"
+	PayloadsParsedTotal      = "modelmon_payloads_parsed_total"
+	PayloadErrorsTotal       = "modelmon_payload_errors_total"
+	FeatureValuesInvalid     = "modelmon_feature_values_invalid_total"
+	LabelOverflowTotal       = "modelmon_label_overflow_total"
+	ObservationsReceived     = "modelmon_observations_received_total"
+	ObservationsRejected     = "modelmon_observations_rejected_total"
+	ModelInfoMetric          = "modelmon_model_info"
+)
+
+// Reasons a proxied prediction failed, the values of the reason label of
+// modelmon_prediction_errors_total.
+const (
+	ErrorTimeout         = "timeout"
+	ErrorUpstream4xx     = "upstream_4xx"
+	ErrorUpstream5xx     = "upstream_5xx"
+	ErrorConnection      = "connection"
+	ErrorInvalidResponse = "invalid_response"
+)
+
+// ErrorReasons lists every reason label value of modelmon_prediction_errors_total.
+var ErrorReasons = []string{ErrorTimeout, ErrorUpstream4xx, ErrorUpstream5xx, ErrorConnection, ErrorInvalidResponse}
+
+// Reasons a capture was dropped before parsing, the values of the reason label
+// of modelmon_capture_dropped_total.
+const (
+	DropQueueFull    = "queue_full"
+	DropBodyTooLarge = "body_too_large"
+)
+
+// DropReasons lists every reason label value of modelmon_capture_dropped_total.
+var DropReasons = []string{DropQueueFull, DropBodyTooLarge}
+
+// Reasons a feature value is invalid, the values of the reason label of
+// modelmon_feature_values_invalid_total.
+const (
+	InvalidMissing        = "missing"
+	InvalidNaN            = "nan"
+	InvalidInf            = "inf"
+	InvalidOutOfRange     = "out_of_range"
+	InvalidUnseenCategory = "unseen_category"
+)

@@ -1,0 +1,48 @@
+// Command traffic sends a steady stream of inference requests to modelmon's
+// sidecar for the demo (make run). Requests use the KServe v1, Open Inference
+// Protocol v2 or MLflow protocol, carry an X-Request-Id and a W3C traceparent,
+// and hold 1 to --batch-max instances of the features of examples/internal/fraud.
+// The mean of amount drifts slowly (see --drift-period), and a few bodies are
+// malformed (see --malformed-ratio), so that the dashboards show drift, errors
+// and parse failures. It logs a one-line summary every 10s, and stops after
+// --duration or on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/promslog/flag"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var opts options
+	kingpin.Flag("target", "Base URL to send requests to: the sidecar's proxy address.").Default("http://127.0.0.1:8081").StringVar(&opts.Target)
+	kingpin.Flag("rate", "Requests per second.").Default("20").Float64Var(&opts.Rate)
+	kingpin.Flag("protocol", "Protocol of the requests; mixed picks one at random for each request.").Default(protocolMixed).EnumVar(&opts.Protocol, protocolKServe, protocolOIP, protocolMLflow, protocolMixed)
+	kingpin.Flag("duration", "How long to send traffic. Use 0 to run until interrupted.").Default("0s").DurationVar(&opts.Duration)
+	kingpin.Flag("batch-max", "Most instances in one request; each request has from 1 to this many.").Default("8").IntVar(&opts.BatchMax)
+	kingpin.Flag("model-name", "Name of the model in request paths.").Default("fraud").StringVar(&opts.ModelName)
+	kingpin.Flag("malformed-ratio", "Fraction of requests, from 0 to 1, sent with a malformed body. Use 0 to disable.").Default("0.01").Float64Var(&opts.MalformedRatio)
+	kingpin.Flag("drift-period", "Period over which the mean of amount rises to twice its reference value and back. Use 0 to disable drift.").Default("20m").DurationVar(&opts.DriftPeriod)
+	kingpin.Flag("seed", "Seed of the random traffic. Use 0 for a different one on each run.").Default("0").Uint64Var(&opts.Seed)
+	promslogConfig := &promslog.Config{}
+	flag.AddFlags(kingpin.CommandLine, promslogConfig)
+	kingpin.HelpFlag.Short('h')
+	kingpin.Parse()
+	opts.Logger = promslog.New(promslogConfig)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := sendTraffic(ctx, opts); err != nil {
+		opts.Logger.Error("Traffic stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}

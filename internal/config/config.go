@@ -1,0 +1,192 @@
+// Package config holds the sidecar's configuration file: its YAML types, the
+// strict loader, and the reload coordinator shared by both binaries.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the sidecar's configuration file (--config.file). Everything in
+// it can change on reload; listeners, the upstream and queue sizes are flags.
+type Config struct {
+	// DefaultModel names the model when a request names none (no KServe or
+	// Open Inference Protocol path, no model header).
+	DefaultModel string `yaml:"default_model"`
+	// ModelHeader and VersionHeader name request headers that carry the model
+	// name and version; the path wins over the header.
+	ModelHeader   string `yaml:"model_header"`
+	VersionHeader string `yaml:"version_header"`
+	// PredictionPaths are path patterns ("*" matches within a segment, a final
+	// "**" matches the rest) of requests that are predictions. Empty means
+	// every POST except KServe's :explain and the OIP repository API.
+	PredictionPaths []string `yaml:"prediction_paths"`
+	Models          []Model  `yaml:"models"`
+	Limits          Limits   `yaml:"limits"`
+}
+
+// Model configures one model the sidecar serves.
+type Model struct {
+	Name    string `yaml:"name"`
+	Version string `yaml:"version"`
+	// Format is the payload format: auto, kserve_v1, oip_v2, mlflow or json.
+	Format string `yaml:"format"`
+	// FeatureNames name positional inputs (instances given as arrays).
+	FeatureNames []string `yaml:"feature_names"`
+}
+
+// Limits bound the label values that come from traffic.
+type Limits struct {
+	MaxModels    int `yaml:"max_models"`
+	MaxFeatures  int `yaml:"max_features"`
+	MaxInstances int `yaml:"max_instances"`
+}
+
+// DefaultConfig is the configuration used without --config.file, and the
+// base every loaded file is laid over.
+var DefaultConfig = Config{
+	ModelHeader:   "X-Model-Name",
+	VersionHeader: "X-Model-Version",
+	Limits: Limits{
+		MaxModels:    20,
+		MaxFeatures:  200,
+		MaxInstances: 10000,
+	},
+}
+
+// Formats are the accepted values of a model's format.
+var Formats = []string{"auto", "kserve_v1", "oip_v2", "mlflow", "json"}
+
+// Default returns a copy of DefaultConfig.
+func Default() *Config {
+	c := DefaultConfig
+	return &c
+}
+
+// Validate checks the configuration as a whole.
+func (c *Config) Validate() error {
+	if c.Limits.MaxModels < 1 {
+		return fmt.Errorf("limits.max_models must be at least 1, got %d", c.Limits.MaxModels)
+	}
+	if c.Limits.MaxFeatures < 1 {
+		return fmt.Errorf("limits.max_features must be at least 1, got %d", c.Limits.MaxFeatures)
+	}
+	if c.Limits.MaxInstances < 1 {
+		return fmt.Errorf("limits.max_instances must be at least 1, got %d", c.Limits.MaxInstances)
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Models {
+		if m.Name == "" {
+			return fmt.Errorf("models[%d]: name is required", i)
+		}
+		if seen[m.Name] {
+			return fmt.Errorf("models[%d]: model %q is configured twice", i, m.Name)
+		}
+		seen[m.Name] = true
+		if m.Format != "" && !contains(Formats, m.Format) {
+			return fmt.Errorf("models[%d]: unknown format %q (want one of %s)", i, m.Format, strings.Join(Formats, ", "))
+		}
+	}
+	if len(c.Models) > c.Limits.MaxModels {
+		return fmt.Errorf("%d models configured but limits.max_models is %d", len(c.Models), c.Limits.MaxModels)
+	}
+	for _, p := range c.PredictionPaths {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("prediction_paths: %q must start with /", p)
+		}
+	}
+	return nil
+}
+
+// Model returns the configuration of the named model, if any.
+func (c *Config) Model(name string) (Model, bool) {
+	for _, m := range c.Models {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Model{}, false
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Load parses a configuration from s. Unknown fields are errors.
+func Load(s string) (*Config, error) {
+	return load([]byte(s), "")
+}
+
+// LoadFile parses the configuration file at path. Errors name the file, and
+// the line where they have one.
+func LoadFile(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return load(b, path)
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
+var unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+
+func load(b []byte, file string) (*Config, error) {
+	// Decoding over the defaults keeps every field the file leaves out.
+	// (An UnmarshalYAML method would lose KnownFields: yaml.v3 does not pass
+	// it on to Node.Decode.)
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(file, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, prefix(file, "", err.Error())
+	}
+	return cfg, nil
+}
+
+// yamlError rewrites yaml.v3's errors as "file:line: message", one per line.
+func yamlError(file string, err error) error {
+	var te *yaml.TypeError
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		line := ""
+		if sm := yamlLineRE.FindStringSubmatch(m); sm != nil {
+			line, m = sm[1], sm[2]
+		}
+		if sm := unknownFieldRE.FindStringSubmatch(m); sm != nil {
+			m = fmt.Sprintf("unknown field %q", sm[1])
+		}
+		out = append(out, prefix(file, line, m).Error())
+	}
+	return errors.New(strings.Join(out, "\n"))
+}
+
+func prefix(file, line, msg string) error {
+	switch {
+	case file != "" && line != "":
+		return fmt.Errorf("%s:%s: %s", file, line, msg)
+	case file != "":
+		return fmt.Errorf("%s: %s", file, msg)
+	case line != "":
+		return fmt.Errorf("line %s: %s", line, msg)
+	}
+	return errors.New(msg)
+}

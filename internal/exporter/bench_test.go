@@ -1,0 +1,97 @@
+package exporter
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// benchProxy returns a sidecar whose proxy talks to an in-memory fasthttp
+// model server, so the benchmark measures the sidecar, not the loopback.
+func benchProxy(b *testing.B) *Exporter {
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"predictions":[0.93]}`)
+	}}
+	go srv.Serve(ln) //nolint:errcheck
+	b.Cleanup(func() { srv.Shutdown(); ln.Close() })
+	e := startExporter(b, "http://model.internal:8080", nil)
+	e.proxy.client.Dial = func(string) (net.Conn, error) { return ln.Dial() }
+	return e
+}
+
+func kserveBody(features int) []byte {
+	var sb strings.Builder
+	sb.WriteString(`{"instances":[{`)
+	for i := 0; i < features; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `"f%d":%d.5`, i, i)
+	}
+	sb.WriteString(`}]}`)
+	return []byte(sb.String())
+}
+
+// BenchmarkProxyHandle is one prediction through the proxy's handler: route,
+// headers, upstream round trip (in memory), metrics and capture.
+func BenchmarkProxyHandle(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		trace bool
+	}{{"plain", false}, {"traceparent", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			e := benchProxy(b)
+			body := kserveBody(20)
+			var ctx fasthttp.RequestCtx
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx.Request.Reset()
+				ctx.Response.Reset()
+				ctx.Request.Header.SetMethod("POST")
+				ctx.Request.SetRequestURI("/v1/models/fraud:predict")
+				ctx.Request.Header.SetHost("model.internal")
+				ctx.Request.Header.SetContentType("application/json")
+				if tc.trace {
+					ctx.Request.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+				}
+				ctx.Request.SetBody(body)
+				e.proxy.handle(&ctx)
+				if ctx.Response.StatusCode() != 200 {
+					b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCaptureOffer is the hot path's share of payload capture: copying
+// both bodies into a pooled buffer and handing it to the parsers.
+func BenchmarkCaptureOffer(b *testing.B) {
+	e := startExporter(b, "http://127.0.0.1:1", nil)
+	m := e.models.get([]byte("fraud"), 100)
+	req, resp := kserveBody(20), []byte(`{"predictions":[0.93]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.queue.offer(m, 0, req, resp)
+	}
+}
+
+// BenchmarkParseRoute is the request-line inspection of every request.
+func BenchmarkParseRoute(b *testing.B) {
+	e := startExporter(b, "http://127.0.0.1:1", nil)
+	rc := e.cfg.Load()
+	method := []byte("POST")
+	path := []byte("/v2/models/fraud/versions/3/infer")
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := parseRoute(method, path, rc); !r.predict {
+			b.Fatal("not a prediction")
+		}
+	}
+}

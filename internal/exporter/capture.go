@@ -1,0 +1,188 @@
+package exporter
+
+import (
+	"errors"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/payload"
+)
+
+// capture is one request/response pair copied off the hot path for parsing.
+type capture struct {
+	model  *model
+	format payload.Format
+	buf    []byte // request body followed by response body
+	reqLen int
+}
+
+var capturePool = sync.Pool{New: func() any { return new(capture) }}
+
+// queue is the bounded hand-off between the proxy and the parsers. The proxy
+// never waits on it: when it is full, or over its byte budget, the capture is
+// dropped and counted.
+type queue struct {
+	ch    chan *capture
+	bytes atomic.Int64
+	// enqueued and handled count captures in and out, so tests and Stop can
+	// tell when everything offered has been parsed.
+	enqueued, handled atomic.Int64
+	maxBytes          int64
+	maxBody           int
+}
+
+func newQueue(size int, maxBytes int64, maxBody int) *queue {
+	return &queue{ch: make(chan *capture, size), maxBytes: maxBytes, maxBody: maxBody}
+}
+
+// offer copies the bodies and enqueues them, or counts why it did not.
+func (q *queue) offer(m *model, f payload.Format, req, resp []byte) {
+	n := len(req) + len(resp)
+	if len(req) > q.maxBody || len(resp) > q.maxBody {
+		m.dropped[collector.DropBodyTooLarge].Inc()
+		return
+	}
+	if q.bytes.Add(int64(n)) > q.maxBytes {
+		q.bytes.Add(-int64(n))
+		m.dropped[collector.DropQueueFull].Inc()
+		return
+	}
+	c := capturePool.Get().(*capture)
+	c.model, c.format, c.reqLen = m, f, len(req)
+	c.buf = append(append(c.buf[:0], req...), resp...)
+	q.enqueued.Add(1)
+	select {
+	case q.ch <- c:
+	default:
+		q.enqueued.Add(-1)
+		q.bytes.Add(-int64(n))
+		q.release(c)
+		m.dropped[collector.DropQueueFull].Inc()
+	}
+}
+
+func (q *queue) release(c *capture) {
+	c.model = nil
+	if cap(c.buf) > 1<<20 {
+		c.buf = nil // don't let one huge body pin memory in the pool
+	}
+	capturePool.Put(c)
+}
+
+func (q *queue) stats() collector.QueueStats {
+	return collector.QueueStats{Length: len(q.ch), Capacity: cap(q.ch), Bytes: q.bytes.Load(), MaxBytes: q.maxBytes}
+}
+
+// worker parses captures until the queue is closed.
+type worker struct {
+	q       *queue
+	obs     *observer
+	parsers map[string]parserEntry // by model, for its feature names
+	batch   payload.Batch
+	logger  *slog.Logger
+}
+
+func (w *worker) run() {
+	for c := range w.q.ch {
+		w.handle(c)
+		w.q.bytes.Add(-int64(len(c.buf)))
+		w.q.release(c)
+		w.q.handled.Add(1)
+	}
+}
+
+func (w *worker) handle(c *capture) {
+	rc := w.obs.config()
+	mc := rc.models[c.model.name]
+	f := c.format
+	if mc.format != payload.FormatUnknown {
+		f = mc.format
+	}
+	p := w.parser(c.model.name, mc, rc)
+	err := p.Parse(f, c.buf[:c.reqLen], c.buf[c.reqLen:], &w.batch)
+	if err != nil {
+		reason := "invalid_json"
+		var pe *payload.Error
+		if errors.As(err, &pe) {
+			reason = string(pe.Reason)
+		}
+		w.obs.metrics.PayloadErrors.WithLabelValues(c.model.name, reason).Inc()
+		w.logger.Debug("Could not parse payload", "model", c.model.name, "format", f.String(), "err", err)
+	}
+	if len(w.batch.Records) > 0 {
+		w.obs.metrics.PayloadsParsed.WithLabelValues(c.model.name, w.batch.Format.String()).Inc()
+		w.obs.observe(c.model, w.batch.Records)
+	}
+}
+
+// parserEntry is a parser and the options it was built with.
+type parserEntry struct {
+	p    *payload.Parser
+	opts payload.Options
+}
+
+// parser returns the parser for a model, rebuilt when the model's configured
+// feature names or the limits change on reload.
+func (w *worker) parser(name string, mc modelConfig, rc *runtimeConfig) *payload.Parser {
+	// The parser's own feature cap stays at its default: limits.max_features
+	// caps label values, and features past it still count under __other__.
+	opts := payload.Options{
+		FeatureNames: mc.featureNames,
+		MaxInstances: rc.cfg.Limits.MaxInstances,
+	}
+	e, ok := w.parsers[name]
+	if !ok || !sameStrings(e.opts.FeatureNames, opts.FeatureNames) ||
+		e.opts.MaxInstances != opts.MaxInstances || e.opts.MaxFeatures != opts.MaxFeatures {
+		e = parserEntry{p: payload.NewParser(opts), opts: opts}
+		w.parsers[name] = e
+	}
+	return e.p
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// observer turns parsed or pushed records into metrics. It is safe for
+// concurrent use.
+type observer struct {
+	metrics *collector.Metrics
+	config  func() *runtimeConfig
+}
+
+// observe counts the predictions of one payload and checks their features.
+func (o *observer) observe(m *model, recs []payload.Record) {
+	m.predictions.Add(float64(len(recs)))
+	max := o.config().cfg.Limits.MaxFeatures
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range recs {
+		for j := range recs[i].Features {
+			ft := &recs[i].Features[j]
+			var reason string
+			switch v := ft.Value; {
+			case v.Kind == payload.KindMissing:
+				reason = collector.InvalidMissing
+			case v.Kind == payload.KindNumber && math.IsNaN(v.Num):
+				reason = collector.InvalidNaN
+			case v.Kind == payload.KindNumber && math.IsInf(v.Num, 0):
+				reason = collector.InvalidInf
+			}
+			f := m.featureLocked(ft.Name, max)
+			if reason != "" {
+				f.countInvalid(m, reason)
+			}
+		}
+	}
+}

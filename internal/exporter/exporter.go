@@ -1,0 +1,470 @@
+// Package exporter is the modelmon sidecar process: the reverse proxy in front
+// of the model server, the capture queue and its parsers, the push API, and
+// the web listener serving /metrics. cmd/exporter only turns flags into
+// Options; tests run the whole process in-process through New and Start.
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/version"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/web"
+)
+
+// Options configure the sidecar. Zero fields take the values of
+// DefaultOptions.
+type Options struct {
+	// ConfigFile is the YAML configuration; empty runs on the defaults.
+	ConfigFile string
+	// ProxyListenAddress is where clients send predictions.
+	ProxyListenAddress string
+	Proxy              ProxyOptions
+	// Web configures the listener for /metrics, the push API and the
+	// lifecycle endpoints (exporter-toolkit: addresses, TLS, basic auth).
+	Web *toolkit.FlagConfig
+	// MetricsPath is where metrics are served.
+	MetricsPath string
+	// MaxRequests bounds parallel scrapes; 0 means no limit.
+	MaxRequests int
+	// DisableExporterMetrics drops the process_*, go_* and promhttp_* metrics.
+	DisableExporterMetrics bool
+	// Collectors enables scrape-time collectors by name; nil means each one's
+	// default.
+	Collectors map[string]bool
+
+	// CaptureQueueSize bounds the captures waiting to be parsed.
+	CaptureQueueSize int
+	// CaptureMaxBytes bounds the bytes of captures waiting to be parsed.
+	CaptureMaxBytes int64
+	// CaptureMaxBodySize is the largest body captured; larger ones are proxied
+	// but not parsed.
+	CaptureMaxBodySize int
+	// CaptureWorkers is the number of parser goroutines.
+	CaptureWorkers int
+	// PushMaxBodySize bounds a push API request body, in bytes.
+	PushMaxBodySize int64
+
+	Logger *slog.Logger
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the defaults of every option.
+func DefaultOptions() Options {
+	return Options{
+		ProxyListenAddress: ":8081",
+		Proxy: ProxyOptions{
+			Upstream:    "http://127.0.0.1:8080",
+			Timeout:     60 * time.Second,
+			MaxBodySize: 256 << 20,
+			MaxConns:    1024,
+			IdleTimeout: 90 * time.Second,
+		},
+		MetricsPath:        "/metrics",
+		CaptureQueueSize:   4096,
+		CaptureMaxBytes:    64 << 20,
+		CaptureMaxBodySize: 1 << 20,
+		CaptureWorkers:     1,
+		PushMaxBodySize:    10 << 20,
+	}
+}
+
+func (o *Options) setDefaults() {
+	d := DefaultOptions()
+	if o.ProxyListenAddress == "" {
+		o.ProxyListenAddress = d.ProxyListenAddress
+	}
+	if o.Proxy.Upstream == "" {
+		o.Proxy.Upstream = d.Proxy.Upstream
+	}
+	if o.Proxy.Timeout <= 0 {
+		o.Proxy.Timeout = d.Proxy.Timeout
+	}
+	if o.Proxy.MaxBodySize <= 0 {
+		o.Proxy.MaxBodySize = d.Proxy.MaxBodySize
+	}
+	if o.Proxy.MaxConns <= 0 {
+		o.Proxy.MaxConns = d.Proxy.MaxConns
+	}
+	if o.Proxy.IdleTimeout <= 0 {
+		o.Proxy.IdleTimeout = d.Proxy.IdleTimeout
+	}
+	if o.MetricsPath == "" {
+		o.MetricsPath = d.MetricsPath
+	}
+	if o.CaptureQueueSize <= 0 {
+		o.CaptureQueueSize = d.CaptureQueueSize
+	}
+	if o.CaptureMaxBytes <= 0 {
+		o.CaptureMaxBytes = d.CaptureMaxBytes
+	}
+	if o.CaptureMaxBodySize <= 0 {
+		o.CaptureMaxBodySize = d.CaptureMaxBodySize
+	}
+	if o.CaptureWorkers <= 0 {
+		o.CaptureWorkers = d.CaptureWorkers
+	}
+	if o.PushMaxBodySize <= 0 {
+		o.PushMaxBodySize = d.PushMaxBodySize
+	}
+	if o.Web == nil {
+		addrs := []string{":9108"}
+		cfgFile := ""
+		o.Web = &toolkit.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &cfgFile}
+	}
+	if o.Logger == nil {
+		o.Logger = promslog.NewNopLogger()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Exporter is a running sidecar.
+type Exporter struct {
+	opts     Options
+	logger   *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *collector.Metrics
+	cfg      atomic.Pointer[runtimeConfig]
+	models   *models
+	queue    *queue
+	obs      *observer
+	proxy    *proxy
+	reloader *config.Reloader[runtimeConfig]
+	scrape   *collector.Exporter
+	ready    atomic.Bool
+
+	web      *http.Server
+	proxyLn  net.Listener
+	webLns   []net.Listener
+	reloadCh chan chan error
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	workers  sync.WaitGroup
+}
+
+// New builds a sidecar from o: it loads the configuration and creates every
+// part, but listens on nothing until Start.
+func New(o Options) (*Exporter, error) {
+	o.setDefaults()
+	e := &Exporter{
+		opts:     o,
+		logger:   o.Logger,
+		reg:      prometheus.NewRegistry(),
+		reloadCh: make(chan chan error),
+		stop:     make(chan struct{}),
+	}
+	e.metrics = collector.NewMetrics(e.reg)
+	initPushMetrics(e.metrics)
+	e.reg.MustRegister(versioncollector.NewCollector("modelmon_exporter"))
+	if !o.DisableExporterMetrics {
+		e.reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+	}
+	e.reloader = config.NewReloader(e.reg, "modelmon_exporter", e.loadConfig, e.applyConfig,
+		func() float64 { return float64(o.Now().UnixNano()) / 1e9 }, e.logger.With("component", "config"))
+	if err := e.reloader.Reload(); err != nil {
+		return nil, err
+	}
+	e.models = newModels(e.metrics)
+	for _, m := range e.cfg.Load().cfg.Models {
+		md := e.models.get([]byte(m.Name), e.cfg.Load().cfg.Limits.MaxModels)
+		md.setVersion([]byte(m.Version))
+	}
+	e.queue = newQueue(o.CaptureQueueSize, o.CaptureMaxBytes, o.CaptureMaxBodySize)
+	e.obs = &observer{metrics: e.metrics, config: e.cfg.Load}
+	p, err := newProxy(o.Proxy, &e.cfg, e.models, e.queue, e.metrics, o.Now, e.logger.With("component", "proxy"))
+	if err != nil {
+		return nil, err
+	}
+	e.proxy = p
+	e.scrape, err = collector.NewExporter(o.Collectors, source{e}, e.logger.With("component", "collector"))
+	if err != nil {
+		return nil, err
+	}
+	e.web = &http.Server{Handler: e.routes(), ReadHeaderTimeout: 10 * time.Second}
+	return e, nil
+}
+
+func (e *Exporter) loadConfig() (*runtimeConfig, error) {
+	cfg := config.Default()
+	if e.opts.ConfigFile != "" {
+		var err error
+		if cfg, err = config.LoadFile(e.opts.ConfigFile); err != nil {
+			return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", e.opts.ConfigFile, err)
+		}
+	}
+	rc, err := newRuntimeConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", e.opts.ConfigFile, err)
+	}
+	return rc, nil
+}
+
+func (e *Exporter) applyConfig(rc *runtimeConfig) error {
+	e.cfg.Store(rc)
+	if e.models != nil {
+		for _, m := range rc.cfg.Models {
+			md := e.models.get([]byte(m.Name), rc.cfg.Limits.MaxModels)
+			md.setVersion([]byte(m.Version))
+		}
+	}
+	return nil
+}
+
+// Reload re-reads the configuration file; a bad one leaves the running
+// configuration in place and is reported in the error.
+func (e *Exporter) Reload() error {
+	errc := make(chan error)
+	select {
+	case e.reloadCh <- errc:
+		return <-errc
+	case <-e.stop:
+		return errors.New("exporter is stopping")
+	}
+}
+
+// Registry returns the registry behind /metrics, for tests.
+func (e *Exporter) Registry() *prometheus.Registry { return e.reg }
+
+func (e *Exporter) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(e.opts.MetricsPath, e.metricsHandler())
+	mux.Handle("/v1/observations", &pushHandler{maxBody: e.opts.PushMaxBodySize, models: e.models, obs: e.obs, now: e.opts.Now})
+	err := web.Register(mux, web.Options{
+		Name:        "modelmon exporter",
+		Description: "Prometheus-native monitoring for a machine-learning model: proxy on " + e.opts.ProxyListenAddress + " in front of " + e.opts.Proxy.Upstream,
+		Version:     version.Info(),
+		Links: []toolkit.LandingLinks{
+			{Address: e.opts.MetricsPath, Text: "Metrics"},
+			{Address: "/v1/observations", Text: "Push API", Description: "POST a JSON array or NDJSON of observations"},
+		},
+		Ready:  e.ready.Load,
+		Reload: e.Reload,
+	})
+	if err != nil {
+		// The landing page only fails on a broken built-in template.
+		panic(err)
+	}
+	return mux
+}
+
+func (e *Exporter) metricsHandler() http.Handler {
+	var sem chan struct{}
+	if e.opts.MaxRequests > 0 {
+		sem = make(chan struct{}, e.opts.MaxRequests)
+	}
+	errLog := slog.NewLogLogger(e.logger.Handler(), slog.LevelError)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sem != nil {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			default:
+				http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", e.opts.MaxRequests), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		ctx := r.Context()
+		if t := scrapeTimeout(r); t > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, t)
+			defer cancel()
+		}
+		scrapeReg := prometheus.NewRegistry()
+		scrapeReg.MustRegister(e.scrape.WithContext(ctx))
+		promhttp.HandlerFor(prometheus.Gatherers{e.reg, scrapeReg}, promhttp.HandlerOpts{
+			ErrorLog:          errLog,
+			ErrorHandling:     promhttp.ContinueOnError,
+			EnableOpenMetrics: true,
+		}).ServeHTTP(w, r)
+	})
+	if e.opts.DisableExporterMetrics {
+		return h
+	}
+	return promhttp.InstrumentMetricHandler(e.reg, h)
+}
+
+// scrapeTimeout reads Prometheus's scrape timeout header, leaving a little
+// room for the response to travel.
+func scrapeTimeout(r *http.Request) time.Duration {
+	v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds")
+	if v == "" {
+		return 0
+	}
+	s, err := strconv.ParseFloat(v, 64)
+	if err != nil || s <= 0 {
+		return 0
+	}
+	return time.Duration(s*0.9*1e9) * time.Nanosecond
+}
+
+// Start listens on the proxy and web addresses and starts serving. It returns
+// once the listeners are bound.
+func (e *Exporter) Start() error {
+	var err error
+	if e.proxyLn, err = net.Listen("tcp", e.opts.ProxyListenAddress); err != nil {
+		return fmt.Errorf("couldn't listen on --proxy.listen-address=%q: %w", e.opts.ProxyListenAddress, err)
+	}
+	systemd := e.opts.Web.WebSystemdSocket != nil && *e.opts.Web.WebSystemdSocket
+	if !systemd {
+		for _, addr := range *e.opts.Web.WebListenAddresses {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				e.proxyLn.Close()
+				for _, l := range e.webLns {
+					l.Close()
+				}
+				return fmt.Errorf("couldn't listen on --web.listen-address=%q: %w", addr, err)
+			}
+			e.webLns = append(e.webLns, ln)
+		}
+	}
+	for i := 0; i < e.opts.CaptureWorkers; i++ {
+		w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger.With("component", "parser")}
+		e.workers.Add(1)
+		go func() {
+			defer e.workers.Done()
+			w.run()
+		}()
+	}
+	e.wg.Add(3)
+	go func() {
+		defer e.wg.Done()
+		if err := e.proxy.server.Serve(e.proxyLn); err != nil {
+			e.logger.Error("Proxy server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer e.wg.Done()
+		var err error
+		if systemd {
+			err = toolkit.ListenAndServe(e.web, e.opts.Web, e.logger)
+		} else {
+			err = toolkit.ServeMultiple(e.webLns, e.web, e.opts.Web, e.logger)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.logger.Error("Web server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer e.wg.Done()
+		e.reloadLoop()
+	}()
+	e.ready.Store(true)
+	e.logger.Info("Proxying predictions", "listen_address", e.proxyLn.Addr().String(), "upstream", e.opts.Proxy.Upstream)
+	for _, ln := range e.webLns {
+		e.logger.Info("Serving metrics and the push API", "listen_address", ln.Addr().String(), "metrics_path", e.opts.MetricsPath)
+	}
+	return nil
+}
+
+// reloadLoop is the one place configuration reloads happen: on SIGHUP and on
+// POST /-/reload.
+func (e *Exporter) reloadLoop() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			_ = e.reloader.Reload()
+		case errc := <-e.reloadCh:
+			errc <- e.reloader.Reload()
+		case <-e.stop:
+			return
+		}
+	}
+}
+
+// ProxyAddr returns the address the proxy listens on.
+func (e *Exporter) ProxyAddr() string { return e.proxyLn.Addr().String() }
+
+// WebAddr returns the first address the web listener listens on.
+func (e *Exporter) WebAddr() string {
+	if len(e.webLns) == 0 {
+		return ""
+	}
+	return e.webLns[0].Addr().String()
+}
+
+// Stop stops accepting requests, lets those in flight finish, parses what is
+// queued and returns once everything has stopped or ctx is done.
+func (e *Exporter) Stop(ctx context.Context) error {
+	e.ready.Store(false)
+	close(e.stop)
+	var errs []error
+	proxyErr := e.proxy.server.ShutdownWithContext(ctx)
+	if proxyErr != nil {
+		errs = append(errs, fmt.Errorf("couldn't stop the proxy: %w", proxyErr))
+	}
+	if err := e.web.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("couldn't stop the web server: %w", err))
+	}
+	if proxyErr == nil {
+		// No handler runs any more, so nothing sends: let the workers drain
+		// the queue and stop.
+		close(e.queue.ch)
+	}
+	done := make(chan struct{})
+	go func() {
+		e.wg.Wait()
+		if proxyErr == nil {
+			e.workers.Wait()
+		}
+		e.proxy.client.CloseIdleConnections()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the sidecar and serves until ctx is done.
+func Run(ctx context.Context, o Options) error {
+	e, err := New(o)
+	if err != nil {
+		return err
+	}
+	if err := e.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	e.logger.Info("Shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return e.Stop(stopCtx)
+}
+
+// source exposes the running sidecar to the scrape-time collectors.
+type source struct{ e *Exporter }
+
+func (s source) Models() []collector.ModelInfo      { return s.e.models.list() }
+func (s source) CaptureQueue() collector.QueueStats { return s.e.queue.stats() }

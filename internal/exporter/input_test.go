@@ -1,0 +1,194 @@
+package exporter
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestPushAPI(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, func(o *Options) { o.PushMaxBodySize = 4096 })
+	url := "http://" + e.WebAddr() + "/v1/observations"
+
+	for _, tc := range []struct {
+		name        string
+		contentType string
+		body        string
+		status      int
+		accepted    int
+		rejected    []Rejection
+		errContains string
+	}{
+		{
+			name: "array, all valid", contentType: "application/json",
+			body:   `[{"model":"a","version":"1","id":"x1","timestamp":"2026-11-25T10:00:00Z","features":{"f":1,"g":"red","h":true},"prediction":"yes","latency":0.1},{"model":"a","timestamp":1764064800.5,"features":{"f":2}}]`,
+			status: 200, accepted: 2, rejected: []Rejection{},
+		},
+		{
+			name: "ndjson, some invalid", contentType: "application/x-ndjson",
+			body:   "{\"model\":\"a\",\"features\":{\"f\":1}}\n\n{\"model\":\"a\",\"extra\":1}\n{\"model\":\"a\",\"latency\":-1}\n{\"model\":\"a\",\"timestamp\":\"yesterday\"}\n{\"model\":\"a\",\"features\":{\"f\":[1]}}\n{\"model\":\"a\",\"prediction\":{\"p\":1}}\nnot json\n{\"model\":\"a\",\"prediction\":[0.1,0.9]}\n",
+			status: 200, accepted: 2,
+			rejected: []Rejection{
+				{Index: 1, Reason: "unknown_field"}, {Index: 2, Reason: "invalid_latency"},
+				{Index: 3, Reason: "invalid_timestamp"}, {Index: 4, Reason: "invalid_feature"},
+				{Index: 5, Reason: "invalid_prediction"}, {Index: 6, Reason: "invalid_json"},
+			},
+		},
+		{name: "all invalid", contentType: "application/json", body: `[{"x":1}]`, status: 400, rejected: []Rejection{{Index: 0, Reason: "unknown_field"}}},
+		{name: "not an array", contentType: "application/json", body: `[{"model":"a"}`, status: 400, errContains: "invalid JSON array"},
+		{name: "empty", contentType: "application/json", body: "  ", status: 400, errContains: "empty body"},
+		{name: "too large", contentType: "application/json", body: "[" + strings.Repeat(`{"model":"a"},`, 400) + `{"model":"a"}]`, status: 413, errContains: "--push.max-body-size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, body := do(t, "POST", url, tc.body, "Content-Type", tc.contentType)
+			require.Equal(t, tc.status, st, body)
+			var resp PushResponse
+			require.NoError(t, json.Unmarshal([]byte(body), &resp), body)
+			require.Equal(t, tc.accepted, resp.Accepted)
+			if tc.errContains != "" {
+				require.Contains(t, resp.Error, tc.errContains)
+				return
+			}
+			require.Len(t, resp.Rejected, len(tc.rejected), body)
+			for i, r := range tc.rejected {
+				require.Equal(t, r.Index, resp.Rejected[i].Index)
+				require.Equal(t, r.Reason, resp.Rejected[i].Reason, resp.Rejected[i].Error)
+				require.NotEmpty(t, resp.Rejected[i].Error)
+			}
+		})
+	}
+	require.Equal(t, 4.0, metricValue(t, e, "modelmon_observations_received_total", map[string]string{"model": "a"}))
+	require.Equal(t, 4.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "a"}))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_observations_rejected_total", map[string]string{"reason": "unknown_field"}))
+	st, _ := do(t, "GET", url, "")
+	require.Equal(t, 405, st)
+}
+
+// Traffic-derived labels are capped: 10,000 distinct feature names and 100
+// model names give a bounded number of series and count the overflow.
+func TestLabelExplosion(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 5\n  max_features: 50\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg })
+	proxy := "http://" + e.ProxyAddr()
+
+	var b strings.Builder
+	b.WriteString(`{"instances":[{`)
+	for i := 0; i < 10000; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"feature_%d":null`, i)
+	}
+	b.WriteString(`}]}`)
+	st, _ := do(t, "POST", proxy+"/v1/models/wide:predict", b.String())
+	require.Equal(t, 200, st)
+	for i := 0; i < 100; i++ {
+		st, _ := do(t, "POST", fmt.Sprintf("%s/v1/models/m%d:predict", proxy, i), `{"instances":[[1]]}`)
+		require.Equal(t, 200, st)
+	}
+	waitIdle(t, e)
+
+	fams := scrape(t, e, "modelmon_")
+	invalid := fams["modelmon_feature_values_invalid_total"].text
+	require.LessOrEqual(t, strings.Count(invalid, "\nmodelmon_feature_values_invalid_total{"), 51)
+	require.Contains(t, invalid, `feature="__other__"`)
+	require.Equal(t, 96.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "__other__"}))
+	require.Greater(t, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "feature"}), 0.0)
+	require.Equal(t, 96.0, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "model"}))
+	require.LessOrEqual(t, strings.Count(fams["modelmon_requests_total"].text, "\nmodelmon_requests_total{"), 6)
+}
+
+// Malformed payloads never affect the request; each is counted by reason.
+func TestMalformedPayloads(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, nil)
+	proxy := "http://" + e.ProxyAddr()
+	for _, body := range []string{
+		`{"instances":[{"a":1`, // truncated
+		`{"instances":[1,2,]}`, // malformed
+		`not json at all`,
+		``,
+		`{"instances":"nope"}`,
+		`{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}`,
+	} {
+		st, _ := do(t, "POST", proxy+"/v1/models/m:predict", body)
+		require.Equal(t, 200, st, "the model server answers, whatever monitoring makes of the body")
+	}
+	waitIdle(t, e)
+	fams := scrape(t, e, "modelmon_payload_errors_total")
+	text := fams["modelmon_payload_errors_total"].text
+	var total float64
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "modelmon_payload_errors_total{") {
+			var v float64
+			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			total += v
+		}
+	}
+	require.Equal(t, 6.0, total, text)
+	require.Equal(t, 6.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "m"}))
+}
+
+// A full queue drops captures and counts them; every request is served.
+func TestCaptureQueueFull(t *testing.T) {
+	up := modelServer(t)
+	// A byte budget smaller than any capture: every capture is dropped.
+	e := startExporter(t, up.URL, func(o *Options) { o.CaptureMaxBytes = 10 })
+	proxy := "http://" + e.ProxyAddr()
+	for i := 0; i < 20; i++ {
+		st, _ := do(t, "POST", proxy+"/v1/models/q:predict", `{"instances":[[1]]}`)
+		require.Equal(t, 200, st)
+	}
+	require.Equal(t, 20.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "q", "reason": "queue_full"}))
+	require.Equal(t, 20.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "q"}))
+
+	// With no worker reading, the second capture finds the queue full.
+	q := newQueue(1, 1<<20, 1<<20)
+	m := e.models.get([]byte("direct"), 100)
+	q.offer(m, 0, []byte("{}"), nil)
+	q.offer(m, 0, []byte("{}"), nil)
+	require.Equal(t, 1, q.stats().Length)
+	require.EqualValues(t, 2, q.stats().Bytes)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "direct", "reason": "queue_full"}))
+}
+
+// A bad configuration on reload keeps the running one and says so in a metric.
+func TestReload(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("default_model: one\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg })
+	web := "http://" + e.WebAddr()
+	proxy := "http://" + e.ProxyAddr()
+
+	do(t, "POST", proxy+"/score", `{"a":1}`)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "one"}))
+
+	require.NoError(t, os.WriteFile(cfg, []byte("default_model: two\nbogus: 1\n"), 0o644))
+	st, body := do(t, "POST", web+"/-/reload", "")
+	require.Equal(t, 500, st)
+	require.Contains(t, body, `modelmon.yml:2: unknown field "bogus"`)
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_exporter_config_last_reload_successful", map[string]string{}))
+	do(t, "POST", proxy+"/score", `{"a":1}`)
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "one"}), "the old configuration is still in force")
+
+	require.NoError(t, os.WriteFile(cfg, []byte("default_model: two\n"), 0o644))
+	st, body = do(t, "POST", web+"/-/reload", "")
+	require.Equal(t, 200, st, body)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_exporter_config_last_reload_successful", map[string]string{}))
+	do(t, "POST", proxy+"/score", `{"a":1}`)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "two"}))
+
+	st, _ = do(t, "GET", web+"/-/healthy", "")
+	require.Equal(t, 200, st)
+	st, _ = do(t, "GET", web+"/-/ready", "")
+	require.Equal(t, 200, st)
+}

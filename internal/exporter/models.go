@@ -1,0 +1,162 @@
+package exporter
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelmon/modelmon/collector"
+)
+
+// model holds one model's metric children, resolved once so the hot path only
+// touches atomics, and its feature table for the parsers.
+type model struct {
+	name    string
+	version atomic.Pointer[string]
+
+	requests    prometheus.Counter
+	predictions prometheus.Counter
+	errors      map[string]prometheus.Counter
+	inFlight    prometheus.Gauge
+	reqSize     prometheus.Observer
+	respSize    prometheus.Observer
+	duration    prometheus.Observer
+	dropped     map[string]prometheus.Counter
+
+	metrics  *collector.Metrics
+	mu       sync.Mutex // guards features
+	features map[string]*feature
+}
+
+// feature is one input column of a model, as seen in traffic.
+type feature struct {
+	name    string
+	invalid map[string]prometheus.Counter
+}
+
+func newModel(name string, m *collector.Metrics) *model {
+	md := &model{
+		name:        name,
+		metrics:     m,
+		requests:    m.Requests.WithLabelValues(name),
+		predictions: m.Predictions.WithLabelValues(name),
+		errors:      map[string]prometheus.Counter{},
+		inFlight:    m.InFlight.WithLabelValues(name),
+		reqSize:     m.RequestSize.WithLabelValues(name),
+		respSize:    m.ResponseSize.WithLabelValues(name),
+		duration:    m.Duration.WithLabelValues(name),
+		dropped:     map[string]prometheus.Counter{},
+		features:    map[string]*feature{},
+	}
+	for _, r := range collector.ErrorReasons {
+		md.errors[r] = m.Errors.WithLabelValues(name, r)
+	}
+	for _, r := range collector.DropReasons {
+		md.dropped[r] = m.CaptureDropped.WithLabelValues(name, r)
+	}
+	empty := ""
+	md.version.Store(&empty)
+	return md
+}
+
+// setVersion records the model version seen last. It allocates only when the
+// version changes.
+func (m *model) setVersion(v []byte) {
+	if len(v) == 0 {
+		return
+	}
+	if cur := m.version.Load(); *cur == string(v) {
+		return
+	}
+	s := string(v)
+	m.version.Store(&s)
+}
+
+// feature returns the named feature, or the overflow feature once the model
+// has max features. The caller holds m.mu.
+func (m *model) featureLocked(name []byte, max int) *feature {
+	if f, ok := m.features[string(name)]; ok {
+		return f
+	}
+	n := string(name)
+	if len(m.features) >= max {
+		m.metrics.LabelOverflow.WithLabelValues("feature").Inc()
+		n = collector.OtherValue
+		if f, ok := m.features[n]; ok {
+			return f
+		}
+	}
+	f := &feature{name: n, invalid: map[string]prometheus.Counter{}}
+	m.features[n] = f
+	return f
+}
+
+func (f *feature) countInvalid(m *model, reason string) {
+	c, ok := f.invalid[reason]
+	if !ok {
+		c = m.metrics.FeatureInvalid.WithLabelValues(m.name, f.name, reason)
+		f.invalid[reason] = c
+	}
+	c.Inc()
+}
+
+// models is the table of models seen in traffic. Reads are lock-free: the map
+// is replaced, never changed, when a model is added.
+type models struct {
+	metrics *collector.Metrics
+	mu      sync.Mutex
+	m       atomic.Pointer[map[string]*model]
+}
+
+func newModels(m *collector.Metrics) *models {
+	t := &models{metrics: m}
+	empty := map[string]*model{}
+	t.m.Store(&empty)
+	return t
+}
+
+// get returns the named model, creating it while fewer than max models exist
+// and returning the overflow model after that.
+func (t *models) get(name []byte, max int) *model {
+	if md, ok := (*t.m.Load())[string(name)]; ok {
+		return md
+	}
+	return t.add(string(name), max)
+}
+
+func (t *models) add(name string, max int) *model {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur := *t.m.Load()
+	if md, ok := cur[name]; ok {
+		return md
+	}
+	if len(cur) >= max {
+		t.metrics.LabelOverflow.WithLabelValues("model").Inc()
+		name = collector.OtherValue
+		if md, ok := cur[name]; ok {
+			return md
+		}
+	}
+	next := make(map[string]*model, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	md := newModel(name, t.metrics)
+	next[name] = md
+	t.m.Store(&next)
+	return md
+}
+
+// list returns every model with its current version, sorted by name.
+func (t *models) list() []collector.ModelInfo {
+	cur := *t.m.Load()
+	out := make([]collector.ModelInfo, 0, len(cur))
+	for _, md := range cur {
+		out = append(out, collector.ModelInfo{Name: md.name, Version: *md.version.Load()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

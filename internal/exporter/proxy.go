@@ -1,0 +1,323 @@
+package exporter
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/modelmon/modelmon/collector"
+)
+
+// ProxyOptions configure the reverse proxy in front of the model server.
+type ProxyOptions struct {
+	// Upstream is the model server's base URL, http or https.
+	Upstream string
+	// Timeout bounds a whole upstream round trip; past it the client gets 504.
+	Timeout time.Duration
+	// MaxBodySize bounds request and response bodies, in bytes.
+	MaxBodySize int
+	// MaxConns bounds the connections to the upstream.
+	MaxConns int
+	// IdleTimeout closes idle keep-alive connections, both sides.
+	IdleTimeout time.Duration
+	// ReadTimeout and WriteTimeout bound reading a client's request and
+	// writing its response; 0 means no limit.
+	ReadTimeout, WriteTimeout time.Duration
+}
+
+// proxy is the transparent reverse proxy. Its handler is the sidecar's hot
+// path: it times and counts the request, hands copies of the bodies to the
+// capture queue without waiting, and never fails a request because of
+// monitoring.
+type proxy struct {
+	client  *fasthttp.HostClient
+	server  *fasthttp.Server
+	timeout time.Duration
+	host    string // upstream host:port, for requests that carry no Host
+
+	cfg     *atomic.Pointer[runtimeConfig]
+	models  *models
+	queue   *queue
+	metrics *collector.Metrics
+	now     func() time.Time
+	logger  *slog.Logger
+}
+
+func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q *queue, m *collector.Metrics, now func() time.Time, logger *slog.Logger) (*proxy, error) {
+	u, err := url.Parse(o.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't parse --proxy.upstream=%q: %w", o.Upstream, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("--proxy.upstream=%q must be an http:// or https:// URL with a host", o.Upstream)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("--proxy.upstream=%q must not have a path", o.Upstream)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	p := &proxy{
+		timeout: o.Timeout,
+		host:    u.Host,
+		cfg:     cfg,
+		models:  ms,
+		queue:   q,
+		metrics: m,
+		now:     now,
+		logger:  logger,
+	}
+	p.client = &fasthttp.HostClient{
+		Addr:                          host,
+		IsTLS:                         u.Scheme == "https",
+		MaxConns:                      o.MaxConns,
+		MaxIdleConnDuration:           o.IdleTimeout,
+		MaxResponseBodySize:           o.MaxBodySize,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		// The upstream sees exactly what the client sent: one attempt, as
+		// retrying a prediction that may have reached the model is not ours
+		// to decide.
+		MaxIdemponentCallAttempts: 1,
+	}
+	p.server = &fasthttp.Server{
+		Handler:                       p.handle,
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePreParseMultipartForm:  true,
+		MaxRequestBodySize:            o.MaxBodySize,
+		ReadTimeout:                   o.ReadTimeout,
+		WriteTimeout:                  o.WriteTimeout,
+		IdleTimeout:                   o.IdleTimeout,
+		ReadBufferSize:                16 << 10,
+		Logger:                        fasthttpLogger{logger},
+	}
+	return p, nil
+}
+
+var (
+	hdrTraceparent      = []byte("traceparent")
+	hdrContentLength    = []byte("content-length")
+	hdrTransferEncoding = []byte("transfer-encoding")
+	hopHeaders          = [][]byte{
+		[]byte("connection"), []byte("proxy-connection"), []byte("keep-alive"),
+		[]byte("proxy-authenticate"), []byte("proxy-authorization"),
+		[]byte("te"), []byte("trailer"), []byte("upgrade"),
+	}
+)
+
+// handle proxies one request.
+func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
+	start := p.now()
+	req, resp := &ctx.Request, &ctx.Response
+	rc := p.cfg.Load()
+	r := parseRoute(req.Header.Method(), req.URI().PathOriginal(), rc)
+
+	// One pass over the headers: model, version, trace id, hop-by-hop.
+	var traceID, hdrModel, hdrVersion []byte
+	var hop [4][]byte
+	nhop := 0
+	for k, v := range req.Header.All() {
+		switch {
+		case len(k) == len(hdrTraceparent) && bytes.EqualFold(k, hdrTraceparent):
+			traceID = parseTraceparent(v)
+		case len(rc.modelHeader) > 0 && bytes.EqualFold(k, rc.modelHeader):
+			hdrModel = v
+		case len(rc.versionHeader) > 0 && bytes.EqualFold(k, rc.versionHeader):
+			hdrVersion = v
+		case isHop(k) && nhop < len(hop):
+			hop[nhop] = k
+			nhop++
+		}
+	}
+	closeClient := req.Header.ConnectionClose()
+	for i := 0; i < nhop; i++ {
+		req.Header.DelBytes(hop[i])
+	}
+	req.Header.ResetConnectionClose()
+	if len(req.Header.Host()) == 0 {
+		req.Header.SetHost(p.host)
+	}
+
+	if !r.predict {
+		p.metrics.Passthrough.Inc()
+		p.roundTrip(ctx, nil)
+		if closeClient {
+			resp.SetConnectionClose()
+		}
+		return
+	}
+
+	name := r.model
+	if len(name) == 0 {
+		name = hdrModel
+	}
+	if len(name) == 0 {
+		name = rc.defaultModel
+	}
+	m := p.models.get(name, rc.cfg.Limits.MaxModels)
+	switch {
+	case len(r.version) > 0:
+		m.setVersion(r.version)
+	case len(hdrVersion) > 0:
+		m.setVersion(hdrVersion)
+	}
+	m.requests.Inc()
+	m.inFlight.Inc()
+	upStart := p.now()
+	ok := p.roundTrip(ctx, m)
+	upEnd := p.now()
+	m.inFlight.Dec()
+	if closeClient {
+		resp.SetConnectionClose()
+	}
+
+	reqBody, respBody := req.Body(), resp.Body()
+	m.reqSize.Observe(float64(len(reqBody)))
+	if ok {
+		m.respSize.Observe(float64(len(respBody)))
+		if resp.StatusCode() < 300 {
+			p.queue.offer(m, r.format, reqBody, respBody)
+		}
+	}
+	end := p.now()
+	d := end.Sub(start).Seconds()
+	if traceID != nil {
+		m.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(d, prometheus.Labels{"trace_id": string(traceID)})
+	} else {
+		m.duration.Observe(d)
+	}
+	p.metrics.Overhead.Observe((upStart.Sub(start) + end.Sub(upEnd)).Seconds())
+}
+
+// roundTrip sends the request upstream and leaves the answer, or an error
+// response, in ctx.Response. It reports whether the upstream answered. Errors
+// of predictions are counted on m when it is not nil.
+func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) bool {
+	req, resp := &ctx.Request, &ctx.Response
+	up := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(up)
+	err := p.client.DoTimeout(req, up, p.timeout)
+	if err == nil {
+		copyResponse(resp, up)
+		if m != nil {
+			switch code := resp.StatusCode(); {
+			case code >= 500:
+				m.errors[collector.ErrorUpstream5xx].Inc()
+			case code >= 400:
+				m.errors[collector.ErrorUpstream4xx].Inc()
+			}
+		}
+		return true
+	}
+	reason, status, msg := classifyError(err)
+	if m != nil {
+		m.errors[reason].Inc()
+	}
+	p.logger.Debug("Upstream request failed", "reason", reason, "err", err)
+	resp.SetStatusCode(status)
+	resp.Header.SetContentType("text/plain; charset=utf-8")
+	resp.SetBodyString(msg)
+	return false
+}
+
+// copyResponse moves the upstream's answer into the client's response: status
+// line, end-to-end headers in order, and the body without copying it. The
+// client's response keeps the server's settings (no default Date,
+// Content-Type or Server), so nothing is added that the upstream did not send.
+func copyResponse(dst, src *fasthttp.Response) {
+	dst.SetStatusCode(src.StatusCode())
+	if msg := src.Header.StatusMessage(); len(msg) > 0 {
+		dst.Header.SetStatusMessage(msg)
+	}
+	for k, v := range src.Header.All() {
+		if isHop(k) || bytes.EqualFold(k, hdrContentLength) || bytes.EqualFold(k, hdrTransferEncoding) {
+			continue
+		}
+		dst.Header.AddBytesKV(k, v)
+	}
+	dst.SwapBody(src.SwapBody(nil))
+}
+
+// classifyError maps an upstream failure to the reason it is counted under,
+// the status the client gets and a short body.
+func classifyError(err error) (reason string, status int, body string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return collector.ErrorTimeout, fasthttp.StatusGatewayTimeout, "modelmon: the model server did not answer in time\n"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return collector.ErrorInvalidResponse, fasthttp.StatusBadGateway, "modelmon: the model server's response is larger than --proxy.max-body-size\n"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, fasthttp.ErrNoFreeConns):
+		return collector.ErrorConnection, fasthttp.StatusBadGateway, "modelmon: could not reach the model server\n"
+	}
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	if errors.As(err, &dnsErr) || errors.As(err, &opErr) {
+		return collector.ErrorConnection, fasthttp.StatusBadGateway, "modelmon: could not reach the model server\n"
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "unexpected EOF") || strings.Contains(msg, "closed") || strings.Contains(msg, "EOF") {
+		return collector.ErrorConnection, fasthttp.StatusBadGateway, "modelmon: the model server closed the connection before a complete response\n"
+	}
+	return collector.ErrorInvalidResponse, fasthttp.StatusBadGateway, "modelmon: the model server sent an invalid response\n"
+}
+
+func isHop(k []byte) bool {
+	if len(k) < 2 || len(k) > len("proxy-authorization") {
+		return false
+	}
+	for _, h := range hopHeaders {
+		if len(h) == len(k) && bytes.EqualFold(h, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseTraceparent returns the trace id of a W3C traceparent header value
+// ("00-<32 hex>-<16 hex>-<2 hex>"), or nil when it is malformed or all zero.
+func parseTraceparent(v []byte) []byte {
+	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return nil
+	}
+	id := v[3:35]
+	zero := true
+	for _, c := range id {
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		default:
+			return nil
+		}
+		if c != '0' {
+			zero = false
+		}
+	}
+	if zero {
+		return nil
+	}
+	return id
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug("Proxy server message", "msg", fmt.Sprintf(format, args...))
+}

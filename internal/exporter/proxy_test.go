@@ -1,0 +1,185 @@
+package exporter
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The proxy passes method, path, query, headers (in order and case, hop-by-hop
+// aside) and body through unchanged, both ways.
+func TestProxyIsTransparent(t *testing.T) {
+	body := make([]byte, 70000)
+	_, err := rand.Read(body)
+	require.NoError(t, err)
+	respBody := append([]byte("\x00\x01binary\xff"), body[:1000]...)
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		fmt.Fprintf(c, "HTTP/1.1 201 Created\r\nX-Resp-Case: Q\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Type: image/png\r\nKeep-Alive: timeout=5\r\nContent-Length: %d\r\n\r\n", len(respBody))
+		c.Write(respBody)
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+
+	for _, tc := range []struct {
+		name, method, target string
+	}{
+		{"post with query", "POST", "/v1/models/fraud:predict?x=1&x=2&y=%20z"},
+		{"odd path kept as sent", "PUT", "/a//b/../c/%2F?q"},
+		{"delete", "DELETE", "/v2/repository/models/m/unload"},
+		{"get", "GET", "/v2/models/fraud/versions/3/infer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: model.local\r\nx-lower-case: b\r\nX-Multi: 1\r\nX-Multi: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Type: application/octet-stream\r\nUser-Agent: test/1\r\nContent-Length: %d\r\n\r\n", tc.method, tc.target, len(body))
+			n := len(up.received())
+			resp := rawRoundTrip(t, e.ProxyAddr(), req+string(body))
+
+			got := up.received()
+			require.Len(t, got, n+1)
+			in := got[n]
+			require.Equal(t, tc.method+" "+tc.target+" HTTP/1.1", in.start)
+			require.ElementsMatch(t, []string{
+				"Host: model.local", "x-lower-case: b", "X-Multi: 1", "X-Multi: 2",
+				"Content-Type: application/octet-stream", "User-Agent: test/1",
+			}, in.without("Content-Length"))
+			require.Equal(t, body, in.body)
+
+			require.Equal(t, "HTTP/1.1 201 Created", resp.start)
+			// fasthttp re-serialises cookies, so Set-Cookie is the one header
+			// whose name comes out in canonical case.
+			require.ElementsMatch(t, []string{
+				"X-Resp-Case: Q", "Set-Cookie: a=1", "Set-Cookie: b=2", "Content-Type: image/png",
+			}, resp.without("Content-Length"))
+			require.Equal(t, respBody, resp.body)
+		})
+	}
+}
+
+// Bodies of 100 MB pass through whole, in both directions; the capture is
+// skipped as too large and counted, and nothing else breaks.
+func TestProxyHugeBody(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 200 MB")
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, _ := io.Copy(h, r.Body)
+		w.Header().Set("X-Sum", fmt.Sprintf("%x", h.Sum(nil)))
+		w.Header().Set("Content-Type", "application/json")
+		// Echo a body as large as the request.
+		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		for n > 0 {
+			k := min(n, int64(len(chunk)))
+			w.Write(chunk[:k])
+			n -= k
+		}
+	}))
+	defer up.Close()
+	e := startExporter(t, up.URL, nil)
+
+	const size = 100 << 20
+	body := bytes.Repeat([]byte(`{"instances":[[1,2,3]]}`), size/23)
+	sum := sha256.Sum256(body)
+	resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/big:predict", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, fmt.Sprintf("%x", sum), resp.Header.Get("X-Sum"))
+	require.EqualValues(t, len(body), n)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "big", "reason": "body_too_large"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "big"}))
+}
+
+// Upstream failures give the client a short 502/504, are counted by reason,
+// and the sidecar keeps serving.
+func TestProxyUpstreamFailures(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	healthy := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"predictions\":[1]}"
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		switch {
+		case strings.Contains(req.start, "/slow:"):
+			<-release
+			return false
+		case strings.Contains(req.start, "/dies:"):
+			// Headers promise 1000 bytes, 10 arrive, then the connection drops.
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+			return false
+		case strings.Contains(req.start, "/reset:"):
+			c.(*net.TCPConn).SetLinger(0)
+			return false
+		case strings.Contains(req.start, "/garbage:"):
+			io.WriteString(c, "THIS IS NOT HTTP\r\n\r\n")
+			return false
+		case strings.Contains(req.start, "/fail:"):
+			io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+			return true
+		case strings.Contains(req.start, "/bad:"):
+			io.WriteString(c, "HTTP/1.1 422 Unprocessable Entity\r\nContent-Length: 3\r\n\r\nbad")
+			return true
+		}
+		io.WriteString(c, healthy)
+		return true
+	})
+	e := startExporter(t, up.URL(), func(o *Options) { o.Proxy.Timeout = 300 * time.Millisecond })
+
+	post := func(model string) (int, string) {
+		resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/"+model+":predict", "application/json", strings.NewReader(`{"instances":[[1]]}`))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		model, reason string
+		status        int
+		body          string
+	}{
+		{"slow", "timeout", 504, "did not answer in time"},
+		{"dies", "connection", 502, "modelmon:"},
+		{"reset", "connection", 502, "modelmon:"},
+		{"garbage", "invalid_response", 502, "modelmon:"},
+		{"fail", "upstream_5xx", 503, "busy"},
+		{"bad", "upstream_4xx", 422, "bad"},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			status, body := post(tc.model)
+			require.Equal(t, tc.status, status)
+			require.Contains(t, body, tc.body)
+			require.Less(t, len(body), 200, "error bodies are short")
+			require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": tc.model, "reason": tc.reason}))
+			// The sidecar stays up.
+			status, _ = post("fine")
+			require.Equal(t, 200, status)
+		})
+	}
+}
+
+func TestProxyUpstreamDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	e := startExporter(t, "http://"+addr, nil)
+	for i := 0; i < 3; i++ {
+		resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/m:predict", "application/json", strings.NewReader(`{}`))
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+		require.Equal(t, "modelmon: could not reach the model server\n", string(b))
+	}
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "connection"}))
+}

@@ -1,0 +1,271 @@
+package exporter
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/payload"
+)
+
+// Observation is one record of the push API (POST /v1/observations), for
+// model servers that report their predictions themselves.
+type Observation struct {
+	Model     string          `json:"model"`
+	Version   string          `json:"version"`
+	ID        string          `json:"id"`
+	Timestamp json.RawMessage `json:"timestamp"`
+	// Features maps feature names to numbers, strings, booleans or null.
+	Features map[string]any `json:"features"`
+	// Prediction is a number, a string, a boolean or a list of numbers
+	// (class probabilities).
+	Prediction any `json:"prediction"`
+	// Latency is the model's service time in seconds.
+	Latency *float64 `json:"latency"`
+}
+
+// Rejection names an invalid record of a push request by its position.
+type Rejection struct {
+	Index  int    `json:"index"`
+	Reason string `json:"reason"`
+	Error  string `json:"error"`
+}
+
+// PushResponse is the body of every answer of the push API.
+type PushResponse struct {
+	Accepted int         `json:"accepted"`
+	Rejected []Rejection `json:"rejected"`
+	Error    string      `json:"error,omitempty"`
+}
+
+// Reasons a pushed observation is rejected, the values of the reason label of
+// modelmon_observations_rejected_total.
+const (
+	rejectInvalidJSON       = "invalid_json"
+	rejectUnknownField      = "unknown_field"
+	rejectMissingModel      = "missing_model"
+	rejectInvalidTimestamp  = "invalid_timestamp"
+	rejectInvalidLatency    = "invalid_latency"
+	rejectInvalidFeature    = "invalid_feature"
+	rejectInvalidPrediction = "invalid_prediction"
+)
+
+var rejectReasons = []string{rejectInvalidJSON, rejectUnknownField, rejectMissingModel, rejectInvalidTimestamp,
+	rejectInvalidLatency, rejectInvalidFeature, rejectInvalidPrediction}
+
+type pushHandler struct {
+	maxBody int64
+	models  *models
+	obs     *observer
+	now     func() time.Time
+}
+
+func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writePush(w, http.StatusMethodNotAllowed, PushResponse{Rejected: []Rejection{}, Error: "only POST is allowed"})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writePush(w, http.StatusRequestEntityTooLarge, PushResponse{Rejected: []Rejection{},
+				Error: fmt.Sprintf("body larger than --push.max-body-size (%d bytes)", h.maxBody)})
+			return
+		}
+		writePush(w, http.StatusBadRequest, PushResponse{Rejected: []Rejection{}, Error: "couldn't read body: " + err.Error()})
+		return
+	}
+	raws, err := splitRecords(body, r.Header.Get("Content-Type"))
+	if err != nil {
+		h.obs.metrics.ObservationsRejected.WithLabelValues(rejectInvalidJSON).Inc()
+		writePush(w, http.StatusBadRequest, PushResponse{Rejected: []Rejection{}, Error: err.Error()})
+		return
+	}
+	resp := PushResponse{Rejected: []Rejection{}}
+	rc := h.obs.config()
+	var rec [1]payload.Record
+	for i, raw := range raws {
+		o, reason, err := decodeObservation(raw)
+		if err == nil {
+			reason, err = toRecord(o, &rec[0])
+		}
+		if err != nil {
+			h.obs.metrics.ObservationsRejected.WithLabelValues(reason).Inc()
+			resp.Rejected = append(resp.Rejected, Rejection{Index: i, Reason: reason, Error: err.Error()})
+			continue
+		}
+		name := o.Model
+		if name == "" {
+			name = string(rc.defaultModel)
+		}
+		m := h.models.get([]byte(name), rc.cfg.Limits.MaxModels)
+		m.setVersion([]byte(o.Version))
+		if o.Latency != nil {
+			m.duration.Observe(*o.Latency)
+		}
+		h.obs.observe(m, rec[:])
+		h.obs.metrics.ObservationsReceived.WithLabelValues(m.name).Inc()
+		resp.Accepted++
+	}
+	status := http.StatusOK
+	if resp.Accepted == 0 && len(resp.Rejected) > 0 {
+		status = http.StatusBadRequest
+	}
+	writePush(w, status, resp)
+}
+
+func writePush(w http.ResponseWriter, status int, resp PushResponse) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// splitRecords splits a body into raw records: a JSON array, a single JSON
+// object, or NDJSON (one object a line, blank lines ignored).
+func splitRecords(body []byte, contentType string) ([]json.RawMessage, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, errors.New("empty body: send a JSON array or NDJSON of observations")
+	}
+	ndjson := strings.Contains(contentType, "ndjson") || strings.Contains(contentType, "jsonlines")
+	if !ndjson && trimmed[0] == '[' {
+		var raws []json.RawMessage
+		if err := json.Unmarshal(trimmed, &raws); err != nil {
+			return nil, fmt.Errorf("invalid JSON array: %w", err)
+		}
+		return raws, nil
+	}
+	var raws []json.RawMessage
+	sc := bufio.NewScanner(bytes.NewReader(trimmed))
+	sc.Buffer(make([]byte, 0, 64<<10), len(trimmed)+1)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		raws = append(raws, json.RawMessage(bytes.Clone(line)))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("couldn't read NDJSON: %w", err)
+	}
+	return raws, nil
+}
+
+func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	var o Observation
+	if err := dec.Decode(&o); err != nil {
+		if strings.Contains(err.Error(), "unknown field") {
+			return nil, rejectUnknownField, err
+		}
+		return nil, rejectInvalidJSON, err
+	}
+	if dec.More() {
+		return nil, rejectInvalidJSON, errors.New("more than one JSON value in a record")
+	}
+	if o.Latency != nil && (math.IsNaN(*o.Latency) || math.IsInf(*o.Latency, 0) || *o.Latency < 0) {
+		return nil, rejectInvalidLatency, fmt.Errorf("latency must be a finite number of seconds ≥ 0, got %v", *o.Latency)
+	}
+	if len(o.Timestamp) > 0 {
+		if _, err := parseTimestamp(o.Timestamp); err != nil {
+			return nil, rejectInvalidTimestamp, err
+		}
+	}
+	return &o, "", nil
+}
+
+// parseTimestamp accepts RFC 3339 strings and Unix seconds.
+func parseTimestamp(raw json.RawMessage) (time.Time, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("timestamp %q is not RFC 3339", s)
+		}
+		return t, nil
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+		return time.Time{}, fmt.Errorf("timestamp %s is neither RFC 3339 nor Unix seconds", raw)
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
+}
+
+// toRecord converts an observation into the record shape the parsers produce.
+func toRecord(o *Observation, rec *payload.Record) (string, error) {
+	rec.Features = rec.Features[:0]
+	rec.Scores = nil
+	for name, v := range o.Features {
+		val, err := toValue(v)
+		if err != nil {
+			return rejectInvalidFeature, fmt.Errorf("feature %q: %w", name, err)
+		}
+		rec.Features = append(rec.Features, payload.Feature{Name: []byte(name), Value: val})
+	}
+	rec.Prediction = payload.Value{}
+	switch p := o.Prediction.(type) {
+	case []any:
+		rec.Scores = make([]float64, len(p))
+		for i, e := range p {
+			n, ok := e.(json.Number)
+			if !ok {
+				return rejectInvalidPrediction, fmt.Errorf("prediction[%d] is not a number", i)
+			}
+			f, err := n.Float64()
+			if err != nil {
+				return rejectInvalidPrediction, fmt.Errorf("prediction[%d]: %w", i, err)
+			}
+			rec.Scores[i] = f
+		}
+	default:
+		val, err := toValue(p)
+		if err != nil {
+			return rejectInvalidPrediction, fmt.Errorf("prediction: %w", err)
+		}
+		rec.Prediction = val
+	}
+	return "", nil
+}
+
+func toValue(v any) (payload.Value, error) {
+	switch x := v.(type) {
+	case nil:
+		return payload.Value{Kind: payload.KindMissing}, nil
+	case json.Number:
+		f, err := x.Float64()
+		if err != nil {
+			return payload.Value{}, fmt.Errorf("number %s out of range", x)
+		}
+		return payload.Value{Kind: payload.KindNumber, Num: f}, nil
+	case string:
+		return payload.Value{Kind: payload.KindString, Str: []byte(x)}, nil
+	case bool:
+		n := 0.0
+		if x {
+			n = 1
+		}
+		return payload.Value{Kind: payload.KindBool, Num: n}, nil
+	}
+	return payload.Value{}, fmt.Errorf("want a number, string, boolean or null, got %T", v)
+}
+
+// initPushMetrics creates the push API's counters at zero.
+func initPushMetrics(m *collector.Metrics) {
+	for _, r := range rejectReasons {
+		m.ObservationsRejected.WithLabelValues(r)
+	}
+}

@@ -1,0 +1,135 @@
+package exporter
+
+import (
+	"bytes"
+	"path"
+	"strings"
+
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/payload"
+)
+
+// route is what the hot path learns from a request line.
+type route struct {
+	predict bool
+	format  payload.Format
+	model   []byte
+	version []byte
+}
+
+var (
+	kservePrefix = []byte("/v1/models/")
+	oipPrefix    = []byte("/v2/models/")
+	oipRepo      = []byte("/v2/repository/")
+	predictVerb  = []byte(":predict")
+	explainVerb  = []byte(":explain")
+	inferSuffix  = []byte("/infer")
+	versionsSeg  = []byte("/versions/")
+	invocations  = []byte("/invocations")
+	methodPOST   = []byte("POST")
+)
+
+// parseRoute reads the model, version and payload format from a request path:
+// KServe's /v1/models/{name}:predict, the Open Inference Protocol's
+// /v2/models/{name}[/versions/{version}]/infer and MLflow's /invocations. It
+// does not allocate.
+func parseRoute(method, p []byte, rc *runtimeConfig) route {
+	var r route
+	switch {
+	case bytes.HasPrefix(p, kservePrefix):
+		rest := p[len(kservePrefix):]
+		if i := bytes.LastIndexByte(rest, ':'); i > 0 && bytes.IndexByte(rest[:i], '/') < 0 {
+			r.model = rest[:i]
+			switch {
+			case bytes.Equal(rest[i:], predictVerb):
+				r.predict, r.format = true, payload.FormatKServeV1
+				return r
+			case bytes.Equal(rest[i:], explainVerb):
+				return r
+			}
+		}
+	case bytes.HasPrefix(p, oipPrefix) && bytes.HasSuffix(p, inferSuffix):
+		rest := p[len(oipPrefix) : len(p)-len(inferSuffix)]
+		if i := bytes.Index(rest, versionsSeg); i > 0 {
+			r.model, r.version = rest[:i], rest[i+len(versionsSeg):]
+		} else {
+			r.model = rest
+		}
+		if len(r.model) > 0 && bytes.IndexByte(r.model, '/') < 0 && bytes.IndexByte(r.version, '/') < 0 {
+			r.predict, r.format = true, payload.FormatOIP
+			return r
+		}
+		r.model, r.version = nil, nil
+	case bytes.Equal(p, invocations):
+		r.format = payload.FormatMLflow
+	}
+	if len(rc.patterns) > 0 {
+		r.predict = rc.matchPath(p)
+		return r
+	}
+	r.predict = bytes.Equal(method, methodPOST) && !bytes.HasPrefix(p, oipRepo) && !bytes.HasPrefix(p, oipPrefix)
+	return r
+}
+
+// runtimeConfig is a loaded configuration prepared for the hot path.
+type runtimeConfig struct {
+	cfg           *config.Config
+	modelHeader   []byte // lower case
+	versionHeader []byte // lower case
+	defaultModel  []byte
+	patterns      []string
+	models        map[string]modelConfig
+}
+
+type modelConfig struct {
+	version      []byte
+	format       payload.Format
+	featureNames []string
+}
+
+func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
+	rc := &runtimeConfig{
+		cfg:           cfg,
+		modelHeader:   []byte(strings.ToLower(cfg.ModelHeader)),
+		versionHeader: []byte(strings.ToLower(cfg.VersionHeader)),
+		defaultModel:  []byte(cfg.DefaultModel),
+		patterns:      cfg.PredictionPaths,
+		models:        map[string]modelConfig{},
+	}
+	if len(rc.defaultModel) == 0 {
+		rc.defaultModel = []byte("default")
+	}
+	for _, p := range cfg.PredictionPaths {
+		if _, err := path.Match(strings.TrimSuffix(p, "/**"), "/"); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range cfg.Models {
+		f := payload.FormatUnknown
+		if m.Format != "" && m.Format != "auto" {
+			var err error
+			if f, err = payload.ParseFormat(m.Format); err != nil {
+				return nil, err
+			}
+		}
+		rc.models[m.Name] = modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames}
+	}
+	return rc, nil
+}
+
+// matchPath reports whether p matches a configured prediction path pattern.
+func (rc *runtimeConfig) matchPath(p []byte) bool {
+	s := string(p)
+	for _, pat := range rc.patterns {
+		if prefix, ok := strings.CutSuffix(pat, "/**"); ok {
+			if s == prefix || strings.HasPrefix(s, prefix+"/") {
+				return true
+			}
+			continue
+		}
+		if ok, _ := path.Match(pat, s); ok {
+			return true
+		}
+	}
+	return false
+}

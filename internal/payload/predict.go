@@ -1,0 +1,398 @@
+package payload
+
+import (
+	"bytes"
+	"math"
+	"strconv"
+
+	"github.com/valyala/fastjson"
+)
+
+// predictionKeys are the fields of an object-valued prediction that hold the
+// prediction, in order of preference. Matching ignores ASCII case.
+var predictionKeys = [...]string{
+	"prediction", "predictions", "predicted_label", "predicted_class",
+	"label", "labels", "class", "classes", "class_ids",
+	"output", "outputs", "result", "results", "value", "y",
+	"score", "scores", "probability", "probabilities", "logits",
+}
+
+// predictionKey returns the index of k in predictionKeys, or -1.
+func predictionKey(k []byte) int {
+	for i, pk := range predictionKeys {
+		if len(k) == len(pk) && bytes.EqualFold(k, []byte(pk)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// isErrorKey reports whether k is a field model servers use to report a failure
+// ({"error": …} in KServe, TF-Serving and OIP; {"error_code": …} in MLflow).
+func isErrorKey(k []byte) bool {
+	return string(k) == "error" || string(k) == "error_code"
+}
+
+func hasErrorKey(o *fastjson.Object) bool {
+	return o.Get("error") != nil || o.Get("error_code") != nil
+}
+
+// predictionsResponse reads a KServe v1 / TF-Serving or MLflow response: {"predictions": …},
+// TF-Serving's {"outputs": …} (columnar) or {"result(s)": …} (classify/regress), or,
+// as MLflow 1.x answers, a bare array.
+func (p *Parser) predictionsResponse(root *fastjson.Value, b *Batch) error {
+	o := root.GetObject()
+	if o == nil {
+		return p.predictionList(b, root, "body")
+	}
+	for _, key := range [...]string{"predictions", "outputs", "result", "results"} {
+		if v := o.Get(key); v != nil {
+			return p.predictionList(b, v, key)
+		}
+	}
+	if hasErrorKey(o) {
+		return respErr(ReasonInvalidResponse, "the model server returned an error")
+	}
+	return respErr(ReasonMissingField, `no "predictions" or "outputs"`)
+}
+
+// jsonResponse reads a plain JSON response: a scalar (one instance), an array (one
+// element per instance, or the single instance's vector), or an object (for one
+// instance the prediction object itself, for several a columnar object of arrays).
+func (p *Parser) jsonResponse(root *fastjson.Value, b *Batch) error {
+	n := len(b.Records)
+	switch root.Type() {
+	case fastjson.TypeArray:
+		if a := root.GetArray(); len(a) != n && n == 1 {
+			return p.setPrediction(b, &b.Records[0], root)
+		}
+		return p.predictionList(b, root, "body")
+	case fastjson.TypeObject:
+		if n == 0 {
+			return nil
+		}
+		if n == 1 {
+			st, err := p.objectRule(b, &b.Records[0], root.GetObject(), -1, 0)
+			if err != nil {
+				return err
+			}
+			return st.err()
+		}
+		return p.columnar(b, root.GetObject(), "body")
+	}
+	return p.predictionList(b, root, "body")
+}
+
+// predictionList reads per-instance predictions: an array with one element per
+// record, a columnar object of arrays, or, for a single record, a scalar.
+func (p *Parser) predictionList(b *Batch, v *fastjson.Value, field string) error {
+	n := len(b.Records)
+	switch v.Type() {
+	case fastjson.TypeArray:
+		a := v.GetArray()
+		if len(a) != n {
+			return respErr(ReasonShapeMismatch, strconv.Quote(field)+" has "+strconv.Itoa(len(a))+
+				" predictions for "+strconv.Itoa(n)+" instances")
+		}
+		for i, e := range a {
+			if err := p.setPrediction(b, &b.Records[i], e); err != nil {
+				return err
+			}
+		}
+		return nil
+	case fastjson.TypeObject:
+		if n == 1 {
+			st, err := p.objectRule(b, &b.Records[0], v.GetObject(), -1, 0)
+			if err != nil {
+				return err
+			}
+			return st.err()
+		}
+		return p.columnar(b, v.GetObject(), field)
+	}
+	if n != 1 {
+		return respErr(ReasonShapeMismatch, strconv.Quote(field)+" has one prediction for "+strconv.Itoa(n)+" instances")
+	}
+	return p.setPrediction(b, &b.Records[0], v)
+}
+
+// columnar reads an object whose fields are arrays with one element per record
+// (TF-Serving's columnar "outputs", an MLflow model returning a dict): record i's
+// prediction object has the i-th element of each such field.
+func (p *Parser) columnar(b *Batch, o *fastjson.Object, field string) error {
+	n := len(b.Records)
+	if n == 0 {
+		return nil
+	}
+	batched := false
+	o.Visit(func(_ []byte, v *fastjson.Value) {
+		if v.Type() == fastjson.TypeArray && len(v.GetArray()) == n {
+			batched = true
+		}
+	})
+	if !batched {
+		return respErr(ReasonShapeMismatch, strconv.Quote(field)+" has no field with one element per instance")
+	}
+	for i := range b.Records {
+		st, err := p.objectRule(b, &b.Records[i], o, i, n)
+		if err != nil {
+			return err
+		}
+		if err := st.err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ruleStatus is what objectRule found.
+type ruleStatus uint8
+
+const (
+	ruleFound ruleStatus = iota
+	ruleNotFound
+	ruleError // only an error field
+)
+
+func (s ruleStatus) err() error {
+	switch s {
+	case ruleNotFound:
+		return respErr(ReasonMissingField, "no prediction field in object")
+	case ruleError:
+		return respErr(ReasonInvalidResponse, "the model server returned an error")
+	}
+	return nil
+}
+
+// objectRule sets rec's prediction from an object-valued prediction o. If idx >= 0,
+// o is columnar and each field contributes its idx-th element if it is an array of
+// n elements. The rules, in order:
+//
+//   - with Options.Output, only that field counts;
+//   - fields named in predictionKeys are read in that order, each through
+//     setPrediction, so the first scalar gives Prediction and the first vector Scores;
+//   - an object with an "error" or "error_code" field and nothing else known is an error;
+//   - an object with a single field is that field's value;
+//   - otherwise the numeric fields, in document order, are Scores.
+func (p *Parser) objectRule(b *Batch, rec *Record, o *fastjson.Object, idx, n int) (ruleStatus, error) {
+	var found [len(predictionKeys)]*fastjson.Value
+	var single *fastjson.Value
+	fields, matched, hasError := 0, false, false
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if idx >= 0 {
+			if v = elemAt(v, idx, n); v == nil {
+				return
+			}
+		}
+		if isErrorKey(k) {
+			hasError = true
+			return
+		}
+		fields++
+		single = v
+		if p.output != nil {
+			if found[0] == nil && len(k) == len(p.output) && bytes.EqualFold(k, p.output) {
+				found[0], matched = v, true
+			}
+			return
+		}
+		if i := predictionKey(k); i >= 0 && found[i] == nil {
+			found[i], matched = v, true
+		}
+	})
+	if matched {
+		for _, v := range found {
+			if v == nil {
+				continue
+			}
+			if err := p.setPrediction(b, rec, v); err != nil {
+				return ruleFound, err
+			}
+		}
+		return ruleFound, nil
+	}
+	switch {
+	case p.output != nil:
+		return ruleNotFound, nil
+	case hasError:
+		return ruleError, nil
+	case fields == 1:
+		return ruleFound, p.setPrediction(b, rec, single)
+	}
+
+	start := len(b.scores)
+	var err error
+	o.Visit(func(_ []byte, v *fastjson.Value) {
+		if idx >= 0 {
+			if v = elemAt(v, idx, n); v == nil {
+				return
+			}
+		}
+		if err == nil && v.Type() == fastjson.TypeNumber {
+			f, e := v.Float64()
+			if e != nil {
+				err = errMalformedNumber()
+			}
+			b.scores = append(b.scores, f)
+		}
+	})
+	if err != nil {
+		b.scores = b.scores[:start]
+		return ruleFound, err
+	}
+	switch len(b.scores) - start {
+	case 0:
+		return ruleNotFound, nil
+	case 1:
+		if rec.Prediction.Kind == KindMissing {
+			rec.Prediction = Value{Kind: KindNumber, Num: b.scores[start]}
+		}
+		b.scores = b.scores[:start]
+	default:
+		p.setScores(b, rec, start)
+	}
+	return ruleFound, nil
+}
+
+func errMalformedNumber() error {
+	return respErr(ReasonInvalidResponse, "malformed number")
+}
+
+// elemAt returns v[idx] if v is an array of n elements, else nil.
+func elemAt(v *fastjson.Value, idx, n int) *fastjson.Value {
+	if v.Type() != fastjson.TypeArray {
+		return nil
+	}
+	a := v.GetArray()
+	if len(a) != n {
+		return nil
+	}
+	return a[idx]
+}
+
+// setScores makes b.scores[start:] the Scores of rec, unless rec has Scores already.
+func (p *Parser) setScores(b *Batch, rec *Record, start int) {
+	if rec.Scores != nil || len(b.scores) == start {
+		b.scores = b.scores[:start]
+		return
+	}
+	end := len(b.scores)
+	rec.Scores = b.scores[start:end:end]
+}
+
+// setPrediction sets rec's prediction from one instance's prediction v, filling
+// Prediction and Scores only where they are still unset:
+//
+//   - a scalar is the Prediction; null is none;
+//   - a one-element array is its element ([x] is x);
+//   - an array of [label, score] pairs (TF-Serving classify) gives the best label as
+//     Prediction and the scores as Scores;
+//   - an array of numbers (nested arrays are flattened; true/false are 1/0, null NaN)
+//     is Scores; other arrays are ignored;
+//   - an object goes through objectRule; one without a usable field is an error.
+func (p *Parser) setPrediction(b *Batch, rec *Record, v *fastjson.Value) error {
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return nil
+	case fastjson.TypeArray:
+		a := v.GetArray()
+		if len(a) == 0 {
+			return nil
+		}
+		if isPairs(a) {
+			return p.setPairs(b, rec, a)
+		}
+		if len(a) == 1 {
+			return p.setPrediction(b, rec, a[0])
+		}
+		if rec.Scores != nil {
+			return nil
+		}
+		start := len(b.scores)
+		ok, err := p.appendNumeric(b, a)
+		if !ok || err != nil {
+			b.scores = b.scores[:start]
+			return err
+		}
+		p.setScores(b, rec, start)
+		return nil
+	case fastjson.TypeObject:
+		st, err := p.objectRule(b, rec, v.GetObject(), -1, 0)
+		if err != nil {
+			return err
+		}
+		return st.err()
+	}
+	if rec.Prediction.Kind != KindMissing {
+		return nil
+	}
+	s, ok := scalar(v)
+	if !ok {
+		return errMalformedNumber()
+	}
+	rec.Prediction = s
+	return nil
+}
+
+// appendNumeric appends the leaves of a to b.scores. ok is false if a leaf is not
+// a number, bool or null.
+func (p *Parser) appendNumeric(b *Batch, a []*fastjson.Value) (ok bool, err error) {
+	for _, e := range a {
+		switch e.Type() {
+		case fastjson.TypeNumber:
+			f, err := e.Float64()
+			if err != nil {
+				return false, errMalformedNumber()
+			}
+			b.scores = append(b.scores, f)
+		case fastjson.TypeTrue:
+			b.scores = append(b.scores, 1)
+		case fastjson.TypeFalse:
+			b.scores = append(b.scores, 0)
+		case fastjson.TypeNull:
+			b.scores = append(b.scores, math.NaN())
+		case fastjson.TypeArray:
+			if ok, err := p.appendNumeric(b, e.GetArray()); !ok || err != nil {
+				return false, err
+			}
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// isPairs reports whether a is a list of [label, score] pairs, as TF-Serving's classify answers.
+func isPairs(a []*fastjson.Value) bool {
+	for _, e := range a {
+		if e.Type() != fastjson.TypeArray {
+			return false
+		}
+		pair := e.GetArray()
+		if len(pair) != 2 || pair[0].Type() != fastjson.TypeString || pair[1].Type() != fastjson.TypeNumber {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Parser) setPairs(b *Batch, rec *Record, a []*fastjson.Value) error {
+	start := len(b.scores)
+	best := -1
+	for i, e := range a {
+		f, err := e.GetArray()[1].Float64()
+		if err != nil {
+			b.scores = b.scores[:start]
+			return errMalformedNumber()
+		}
+		if best < 0 || f > b.scores[start+best] {
+			best = i
+		}
+		b.scores = append(b.scores, f)
+	}
+	if rec.Prediction.Kind == KindMissing {
+		rec.Prediction = Value{Kind: KindString, Str: a[best].GetArray()[0].GetStringBytes()}
+	}
+	p.setScores(b, rec, start)
+	return nil
+}

@@ -1,0 +1,81 @@
+package payload
+
+// Kind is the type of a Value.
+type Kind uint8
+
+// The kinds of Value.
+const (
+	// KindMissing is null, or a value that is absent.
+	KindMissing Kind = iota
+	// KindNumber is a number in Value.Num, including NaN and ±Inf.
+	KindNumber
+	// KindString is a string in Value.Str. Numeric strings stay strings.
+	KindString
+	// KindBool is a boolean in Value.Num as 0 or 1.
+	KindBool
+)
+
+var kindNames = [...]string{KindMissing: "missing", KindNumber: "number", KindString: "string", KindBool: "bool"}
+
+// String returns "missing", "number", "string" or "bool".
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "missing"
+}
+
+// Value is a scalar feature value or prediction.
+type Value struct {
+	Kind Kind
+	Num  float64 // KindNumber, or KindBool as 0/1
+	Str  []byte  // KindString; points into the Parser's memory
+}
+
+// Feature is a named input value of one instance.
+type Feature struct {
+	Name  []byte // points into the Parser's memory or Options.FeatureNames
+	Value Value
+}
+
+// Record is one instance of a batch: its features and, if a response was parsed, its prediction.
+type Record struct {
+	Features []Feature
+	// Prediction is the scalar prediction (a class label or a regression value),
+	// KindMissing if there is none.
+	Prediction Value
+	// Scores is the prediction when it is a numeric vector (class probabilities,
+	// multiple outputs), else nil.
+	Scores []float64
+}
+
+// Batch holds the records parsed from one request/response pair. It is meant to be
+// reused across Parse calls: Reset keeps the capacity of its buffers.
+type Batch struct {
+	Format  Format // the format the payload was parsed as, after detection
+	Records []Record
+	// DroppedFeatures counts features not recorded because a record reached
+	// Options.MaxFeatures, or because generated feature names outgrew their budget.
+	DroppedFeatures int
+
+	feats  []Feature // backing store of every Record.Features
+	scores []float64 // backing store of every Record.Scores
+}
+
+// Reset empties b and keeps the capacity of its buffers.
+func (b *Batch) Reset() {
+	b.Format = FormatUnknown
+	b.Records = b.Records[:0]
+	b.DroppedFeatures = 0
+	b.feats = b.feats[:0]
+	b.scores = b.scores[:0]
+}
+
+// clearPredictions removes all predictions, after a response turned out to be unusable.
+func (b *Batch) clearPredictions() {
+	for i := range b.Records {
+		b.Records[i].Prediction = Value{}
+		b.Records[i].Scores = nil
+	}
+	b.scores = b.scores[:0]
+}

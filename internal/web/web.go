@@ -1,0 +1,67 @@
+// Package web serves what both modelmon binaries share on their web listener:
+// the landing page, /-/healthy, /-/ready and /-/reload.
+package web
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// Options configure the shared endpoints.
+type Options struct {
+	// Name and Description head the landing page.
+	Name, Description, Version string
+	// Links are listed on the landing page, path → text.
+	Links []web.LandingLinks
+	// Ready reports whether the process is ready to serve; nil means always.
+	Ready func() bool
+	// Reload reloads the configuration and returns the outcome; nil disables
+	// POST /-/reload.
+	Reload func() error
+}
+
+// Register adds the landing page and the lifecycle endpoints to mux.
+func Register(mux *http.ServeMux, o Options) error {
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintf(w, "%s is Healthy.\n", o.Name)
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if o.Ready != nil && !o.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "%s is not ready.\n", o.Name)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintf(w, "%s is Ready.\n", o.Name)
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "This endpoint requires a POST or PUT request.", http.StatusMethodNotAllowed)
+			return
+		}
+		if o.Reload == nil {
+			http.Error(w, "Reloading is not enabled.", http.StatusNotFound)
+			return
+		}
+		if err := o.Reload(); err != nil {
+			http.Error(w, fmt.Sprintf("failed to reload config: %s", err), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "Reloaded.")
+	})
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        o.Name,
+		Description: o.Description,
+		Version:     o.Version,
+		Links:       o.Links,
+	})
+	if err != nil {
+		return fmt.Errorf("couldn't create landing page: %w", err)
+	}
+	mux.Handle("/", landing)
+	return nil
+}
