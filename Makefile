@@ -21,7 +21,8 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzKServeV1 \
 	./internal/payload:FuzzOIP \
 	./internal/payload:FuzzMLflow \
-	./internal/payload:FuzzJSON
+	./internal/payload:FuzzJSON \
+	./internal/config:FuzzLoad
 
 .PHONY: all build run test test-unit fuzz checkmetrics lint vet fmt staticcheck bench bench-proxy clean
 

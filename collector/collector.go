@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/promslog"
 )
 
 // ErrNoData tells the scrape that a collector had nothing to report; it is
@@ -121,7 +120,7 @@ type Exporter struct {
 // enabled by default) reading from src.
 func NewExporter(enabled map[string]bool, src Source, logger *slog.Logger) (*Exporter, error) {
 	if logger == nil {
-		logger = promslog.NewNopLogger()
+		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Exporter{collectors: map[string]Collector{}, logger: logger, timeout: 10 * time.Second}
 	factoriesMu.Lock()
@@ -159,11 +158,10 @@ func (e *Exporter) WithContext(ctx context.Context) prometheus.Collector {
 	return scoped{e: e, ctx: ctx}
 }
 
-// Describe implements the prometheus.Collector interface.
-func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	ch <- scrapeDurationDesc
-	ch <- scrapeSuccessDesc
-}
+// Describe implements the prometheus.Collector interface. It describes
+// nothing: the enabled collectors' metrics are only known at scrape time, so
+// this is an unchecked collector.
+func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements the prometheus.Collector interface.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {

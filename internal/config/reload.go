@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/common/promslog"
 )
 
 // Reloader loads a configuration and applies it, keeping the running one when
@@ -30,7 +29,7 @@ type Reloader[T any] struct {
 // "alertd"). now returns the current Unix time in seconds.
 func NewReloader[T any](reg prometheus.Registerer, namespace string, load func() (*T, error), apply func(*T) error, now func() float64, logger *slog.Logger) *Reloader[T] {
 	if logger == nil {
-		logger = promslog.NewNopLogger()
+		logger = slog.New(slog.DiscardHandler)
 	}
 	f := promauto.With(reg)
 	return &Reloader[T]{

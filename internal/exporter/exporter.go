@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/version"
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 
@@ -134,7 +133,7 @@ func (o *Options) setDefaults() {
 		o.Web = &toolkit.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &cfgFile}
 	}
 	if o.Logger == nil {
-		o.Logger = promslog.NewNopLogger()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -371,9 +370,14 @@ func (e *Exporter) Start() error {
 			e.logger.Error("Web server stopped", "err", err)
 		}
 	}()
+	// Subscribe before Start returns, so a SIGHUP right after it reloads
+	// rather than kills the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		defer e.wg.Done()
-		e.reloadLoop()
+		defer signal.Stop(hup)
+		e.reloadLoop(hup)
 	}()
 	e.ready.Store(true)
 	e.logger.Info("Proxying predictions", "listen_address", e.proxyLn.Addr().String(), "upstream", e.opts.Proxy.Upstream)
@@ -385,10 +389,7 @@ func (e *Exporter) Start() error {
 
 // reloadLoop is the one place configuration reloads happen: on SIGHUP and on
 // POST /-/reload.
-func (e *Exporter) reloadLoop() {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func (e *Exporter) reloadLoop(hup <-chan os.Signal) {
 	for {
 		select {
 		case <-hup:

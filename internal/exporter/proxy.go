@@ -129,8 +129,8 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	r := parseRoute(req.Header.Method(), req.URI().PathOriginal(), rc)
 
 	// One pass over the headers: model, version, trace id, hop-by-hop.
-	var traceID, hdrModel, hdrVersion []byte
-	var hop [4][]byte
+	var traceID, hdrModel, hdrVersion, connTokens []byte
+	var hop [16][]byte
 	nhop := 0
 	for k, v := range req.Header.All() {
 		switch {
@@ -140,9 +140,23 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 			hdrModel = v
 		case len(rc.versionHeader) > 0 && bytes.EqualFold(k, rc.versionHeader):
 			hdrVersion = v
-		case isHop(k) && nhop < len(hop):
-			hop[nhop] = k
-			nhop++
+		case isHop(k):
+			if bytes.EqualFold(k, hopHeaders[0]) {
+				connTokens = v
+			}
+			if nhop < len(hop) {
+				hop[nhop] = k
+				nhop++
+			}
+		}
+	}
+	if len(connTokens) > 0 {
+		// Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+		for k := range req.Header.All() {
+			if nhop < len(hop) && !isHop(k) && listHas(connTokens, k) {
+				hop[nhop] = k
+				nhop++
+			}
 		}
 	}
 	closeClient := req.Header.ConnectionClose()
@@ -278,6 +292,22 @@ func classifyError(err error) (reason string, status int, body string) {
 		return collector.ErrorConnection, fasthttp.StatusBadGateway, "modelmon: the model server closed the connection before a complete response\n"
 	}
 	return collector.ErrorInvalidResponse, fasthttp.StatusBadGateway, "modelmon: the model server sent an invalid response\n"
+}
+
+// listHas reports whether the comma-separated list names token, ignoring case.
+func listHas(list, token []byte) bool {
+	for len(list) > 0 {
+		var item []byte
+		if i := bytes.IndexByte(list, ','); i >= 0 {
+			item, list = list[:i], list[i+1:]
+		} else {
+			item, list = list, nil
+		}
+		if bytes.EqualFold(bytes.TrimSpace(item), token) {
+			return true
+		}
+	}
+	return false
 }
 
 func isHop(k []byte) bool {

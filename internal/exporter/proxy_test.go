@@ -39,7 +39,7 @@ func TestProxyIsTransparent(t *testing.T) {
 		{"get", "GET", "/v2/models/fraud/versions/3/infer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: model.local\r\nx-lower-case: b\r\nX-Multi: 1\r\nX-Multi: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Type: application/octet-stream\r\nUser-Agent: test/1\r\nContent-Length: %d\r\n\r\n", tc.method, tc.target, len(body))
+			req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: model.local\r\nx-lower-case: b\r\nX-Multi: 1\r\nX-Multi: 2\r\nConnection: keep-alive, X-Hop-Private\r\nX-Hop-Private: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nContent-Type: application/octet-stream\r\nUser-Agent: test/1\r\nContent-Length: %d\r\n\r\n", tc.method, tc.target, len(body))
 			n := len(up.received())
 			resp := rawRoundTrip(t, e.ProxyAddr(), req+string(body))
 

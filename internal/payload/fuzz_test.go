@@ -119,7 +119,7 @@ func checkParse(t *testing.T, p *Parser, format Format, req, resp []byte) {
 			t.Fatalf("record %d has a bad prediction %+v", i, r.Prediction)
 		}
 	}
-	if max := 5*len(req) + 4096; len(p.names) > max {
+	if limit := 5*len(req) + 4096; len(p.names) > limit {
 		t.Fatalf("name arena holds %d bytes for a %d-byte body", len(p.names), len(req))
 	}
 

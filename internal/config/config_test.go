@@ -1,0 +1,68 @@
+package config
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestLoadGood(t *testing.T) {
+	c, err := LoadFile("testdata/good.yml")
+	require.NoError(t, err)
+	require.Equal(t, &Config{
+		DefaultModel:    "fraud",
+		ModelHeader:     "X-Model",
+		VersionHeader:   "X-Version",
+		PredictionPaths: []string{"/score", "/api/**"},
+		Models: []Model{
+			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}},
+			{Name: "churn"},
+		},
+		Limits: Limits{MaxModels: 5, MaxFeatures: 50, MaxInstances: 100},
+	}, c)
+	m, ok := c.Model("churn")
+	require.True(t, ok)
+	require.Equal(t, "churn", m.Name)
+}
+
+func TestLoadDefaults(t *testing.T) {
+	for _, s := range []string{"", "# nothing\n", "default_model: x\n"} {
+		c, err := Load(s)
+		require.NoError(t, err)
+		require.Equal(t, DefaultConfig.Limits, c.Limits, "fields the file leaves out keep their defaults")
+		require.Equal(t, "X-Model-Name", c.ModelHeader)
+	}
+}
+
+func TestLoadBad(t *testing.T) {
+	for _, tc := range []struct{ file, err string }{
+		{"bad-unknown-field.yml", `testdata/bad-unknown-field.yml:2: unknown field "bogus"`},
+		{"bad-unknown-nested-field.yml", `testdata/bad-unknown-nested-field.yml:3: unknown field "formt"`},
+		{"bad-format.yml", `testdata/bad-format.yml: models[0]: unknown format "protobuf" (want one of auto, kserve_v1, oip_v2, mlflow, json)`},
+		{"bad-model-name.yml", `testdata/bad-model-name.yml: models[0]: name is required`},
+		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml: models[1]: model "a" is configured twice`},
+		{"bad-max-models.yml", `testdata/bad-max-models.yml: limits.max_models must be at least 1, got 0`},
+		{"bad-type.yml", "testdata/bad-type.yml:2: cannot unmarshal !!str `many` into int"},
+		{"bad-path.yml", `testdata/bad-path.yml: prediction_paths: "score" must start with /`},
+		{"bad-syntax.yml", `testdata/bad-syntax.yml:1: did not find expected ',' or ']'`},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := LoadFile("testdata/" + tc.file)
+			require.EqualError(t, err, tc.err)
+		})
+	}
+	_, err := LoadFile("testdata/missing.yml")
+	require.ErrorContains(t, err, "no such file")
+}
+
+func FuzzLoad(f *testing.F) {
+	for _, s := range []string{"", "default_model: a\n", "models:\n  - name: a\n    format: json\n", "limits: {max_models: 3}\n", "[", "a: b: c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Load(s)
+		if err == nil {
+			require.NoError(t, c.Validate())
+		}
+	})
+}

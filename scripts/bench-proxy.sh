@@ -1,0 +1,429 @@
+#!/usr/bin/env bash
+# bench-proxy.sh (make bench-proxy): what the modelmon sidecar costs in front of
+# a model server, next to nginx as a plain reverse proxy, in one run against the
+# same stub model server (examples/model-server):
+#
+#   direct    wrk → stub
+#   sidecar   wrk → exporter (payload capture and parsing on) → stub
+#   nginx     wrk → nginx (1 worker, upstream keep-alive) → stub
+#
+# for each model service time in DELAYS and each connection count in CONNECTIONS.
+# wrk runs on CPU WRK_CPU and every server on CPU SERVER_CPU (taskset). Each
+# point gets a warm-up run, then a measured one. The Markdown report goes to
+# stdout and to OUT. Every process the script starts is stopped on exit.
+#
+# Settings (environment), with their defaults:
+#   DURATION=10s WARMUP=2s         measured and warm-up run of each point
+#   DELAYS="0ms 1ms"               stub service times (model-server --delay)
+#   CONNECTIONS="2 16"             wrk connections
+#   THREADS=1                      wrk threads (at most the connections)
+#   PATHS="direct sidecar nginx"   paths to measure
+#   OUT=bench-proxy-results.md     report file
+#   WRK_CPU=0 SERVER_CPU=1         CPU pinning
+#   STUB_PORT=18080 SIDECAR_PORT=18081 NGINX_PORT=18082 METRICS_PORT=19108
+#   EXPORTER_CONFIG=examples/modelmon.yml   (empty: the exporter's defaults)
+#   EXPORTER_FLAGS=                extra exporter flags
+#   KEEP_LOGS=                     non-empty keeps the logs in the temp dir
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+DELAYS=${DELAYS:-0ms 1ms}
+CONNECTIONS=${CONNECTIONS:-2 16}
+# wrk has one core; a second thread on it only adds context switches.
+THREADS=${THREADS:-1}
+PATHS=${PATHS:-direct sidecar nginx}
+OUT=${OUT:-bench-proxy-results.md}
+WRK_CPU=${WRK_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+# Not the demo's ports (8080, 8081, 9108), so that `make run` can stay up.
+STUB_PORT=${STUB_PORT:-18080}
+SIDECAR_PORT=${SIDECAR_PORT:-18081}
+NGINX_PORT=${NGINX_PORT:-18082}
+METRICS_PORT=${METRICS_PORT:-19108}
+EXPORTER_CONFIG=${EXPORTER_CONFIG-examples/modelmon.yml}
+EXPORTER_FLAGS=${EXPORTER_FLAGS:-}
+KEEP_LOGS=${KEEP_LOGS:-}
+
+COMMAND="DURATION=$DURATION WARMUP=$WARMUP DELAYS='$DELAYS' CONNECTIONS='$CONNECTIONS' THREADS=$THREADS"
+COMMAND+=" PATHS='$PATHS' WRK_CPU=$WRK_CPU SERVER_CPU=$SERVER_CPU EXPORTER_CONFIG='$EXPORTER_CONFIG'"
+COMMAND+=" EXPORTER_FLAGS='$EXPORTER_FLAGS' bash scripts/bench-proxy.sh"
+OUT=$(realpath -m -- "$OUT") # OUT is relative to where the script was started.
+cd "$(dirname "$0")/.."
+
+LUA=scripts/bench/kserve.lua
+BODY=scripts/bench/kserve.json
+REQUEST_PATH=/v1/models/fraud:predict
+
+log() { printf 'bench-proxy: %s\n' "$*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+# --- Tools and machine -----------------------------------------------------------
+
+find_tool() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || true; }
+missing=()
+for tool in wrk:wrk nginx:nginx taskset:util-linux curl:curl pgrep:procps; do
+	[ -n "$(find_tool "${tool%%:*}")" ] || missing+=("${tool##*:}")
+done
+if ((${#missing[@]})); then
+	die "missing tools; install them with: apt-get install -y ${missing[*]}"
+fi
+command -v go >/dev/null || die "go is not on PATH"
+NGINX=$(find_tool nginx)
+
+CPUS=$(nproc)
+if ((CPUS < 2)); then
+	log "only $CPUS CPU: wrk and the servers share CPU 0, so the numbers mean little"
+	WRK_CPU=0
+	SERVER_CPU=0
+fi
+for port in "$STUB_PORT" "$SIDECAR_PORT" "$NGINX_PORT" "$METRICS_PORT"; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		die "port $port is in use; set STUB_PORT, SIDECAR_PORT, NGINX_PORT or METRICS_PORT"
+	fi
+done
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+CLK_TCK=$(getconf CLK_TCK)
+
+# --- Processes ---------------------------------------------------------------------
+
+TMP=$(mktemp -d -t bench-proxy.XXXXXX)
+PIDS=()
+cleanup() {
+	local status=$? pid
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	if [ -n "$KEEP_LOGS" ] || ((status != 0)); then
+		log "logs are in $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD...: run CMD on SERVER_CPU in the background, logging to
+# $TMP/NAME.log; its pid goes to STARTED.
+start() {
+	local name=$1
+	shift
+	taskset -c "$SERVER_CPU" "$@" >"$TMP/$name.log" 2>&1 &
+	STARTED=$!
+	PIDS+=("$STARTED")
+}
+
+# stop PID: stop a process that start started, and wait for it.
+stop() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# wait_http URL NAME PID: wait up to 10s for URL to answer 2xx; else show the
+# end of NAME's log and fail.
+wait_http() {
+	local _
+	for _ in $(seq 1 100); do
+		if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+		kill -0 "$3" 2>/dev/null || break
+		sleep 0.1
+	done
+	log "$2 did not answer on $1; the end of its log:"
+	tail -n 10 "$TMP/$2.log" >&2 || true
+	return 1
+}
+
+# predicts BASE_URL: whether one benchmark request through BASE_URL is answered
+# 200 with predictions; a path that is not would only measure errors.
+predicts() {
+	curl -fsS -o "$TMP/check.json" -H 'Content-Type: application/json' --data-binary "@$BODY" "$1$REQUEST_PATH" 2>/dev/null &&
+		grep -q '"predictions":\[' "$TMP/check.json"
+}
+
+# --- Measurements ------------------------------------------------------------------
+
+# cpu_ticks PID...: user+system CPU of the processes in clock ticks: fields 14
+# and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+cpu_ticks() {
+	local total=0 pid stat f
+	for pid in "$@"; do
+		stat=$(<"/proc/$pid/stat")
+		read -r -a f <<<"${stat##*) }"
+		total=$((total + f[11] + f[12]))
+	done
+	echo "$total"
+}
+
+# core_times CPU: "busy total" jiffies of one CPU, from /proc/stat.
+core_times() {
+	awk -v cpu="cpu$1" '$1 == cpu {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat
+}
+
+# busy BEFORE AFTER: percentage of busy time between two core_times.
+busy() {
+	awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2])}'
+}
+
+# per_request TICKS REQUESTS: microseconds of CPU per request.
+per_request() {
+	awk -v t="$1" -v hz="$CLK_TCK" -v r="$2" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}'
+}
+
+# metric NAME: the sum of all series of a sidecar metric, or "absent".
+metric() {
+	curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
+		awk -v m="$1" '$1 == m || index($1, m "{") == 1 {s += $NF; n++} END {if (n) printf "%.0f\n", s; else print "absent"}'
+}
+
+# delta BEFORE AFTER: AFTER-BEFORE, or "absent".
+delta() {
+	if [[ $1 == absent || $2 == absent ]]; then echo absent; else echo $(($2 - $1)); fi
+}
+
+# drain: wait up to 5s for the sidecar's capture queue to empty, so that the
+# parsing a run causes is counted in that run's CPU and not the next one's.
+drain() {
+	local _
+	for _ in $(seq 1 50); do
+		case $(metric modelmon_capture_queue_length) in 0 | absent) return 0 ;; esac
+		sleep 0.1
+	done
+	log "the capture queue is still not empty after 5s"
+}
+
+# Results, keyed by "delay/conns/path".
+declare -A REQS RPS P50 P99 ERRS PROXY_US STUB_US CPU_WRK CPU_SERVERS DROPPED PARSED
+MEASURED=()
+
+# run_point DELAY CONNS PATH PORT [PROXY_PID...]: warm up, then measure one point.
+run_point() {
+	local delay=$1 conns=$2 path=$3 port=$4
+	shift 4
+	local proxy=("$@") key="$delay/$conns/$path" url="http://127.0.0.1:$port$REQUEST_PATH"
+	local wrk=(taskset -c "$WRK_CPU" wrk "-t$((THREADS < conns ? THREADS : conns))" "-c$conns" --latency -s "$LUA")
+	local log="$TMP/wrk-${delay}-${conns}-${path}"
+	log "delay $delay, $conns connections, $path: warm-up $WARMUP, then $DURATION"
+
+	"${wrk[@]}" -d "$WARMUP" "$url" >"$log-warmup.log" 2>&1 || die "wrk failed: $(tail -n 5 "$log-warmup.log")"
+	if [[ $path == sidecar ]]; then drain; fi
+
+	local stub0 proxy0=0 wrk0 servers0 dropped0 parsed0
+	stub0=$(cpu_ticks "$STUB_PID")
+	if ((${#proxy[@]})); then proxy0=$(cpu_ticks "${proxy[@]}"); fi
+	if [[ $path == sidecar ]]; then
+		dropped0=$(metric modelmon_capture_dropped_total)
+		parsed0=$(metric modelmon_payloads_parsed_total)
+	fi
+	wrk0=$(core_times "$WRK_CPU")
+	servers0=$(core_times "$SERVER_CPU")
+
+	"${wrk[@]}" -d "$DURATION" "$url" >"$log.log" 2>&1 || die "wrk failed: $(tail -n 5 "$log.log")"
+
+	local wrk1 servers1 stub1 proxy1=0
+	wrk1=$(core_times "$WRK_CPU")
+	servers1=$(core_times "$SERVER_CPU")
+	if [[ $path == sidecar ]]; then drain; fi
+	stub1=$(cpu_ticks "$STUB_PID")
+	if ((${#proxy[@]})); then proxy1=$(cpu_ticks "${proxy[@]}"); fi
+
+	local line kv requests=0 duration_us=0 p50_us=0 p99_us=0 status_errors=0 socket_errors=0
+	line=$(grep '^BENCH ' "$log.log") || die "no result line from wrk: $(tail -n 5 "$log.log")"
+	for kv in ${line#BENCH }; do
+		case ${kv%%=*} in
+		requests) requests=${kv#*=} ;;
+		duration_us) duration_us=${kv#*=} ;;
+		p50_us) p50_us=${kv#*=} ;;
+		p99_us) p99_us=${kv#*=} ;;
+		status_errors) status_errors=${kv#*=} ;;
+		socket_errors) socket_errors=${kv#*=} ;;
+		esac
+	done
+	((requests > 0)) || die "wrk made no request on $path: $(cat "$log.log")"
+
+	REQS[$key]=$requests
+	RPS[$key]=$(awk -v r="$requests" -v d="$duration_us" 'BEGIN {printf "%.0f", r / (d / 1e6)}')
+	P50[$key]=$p50_us
+	P99[$key]=$p99_us
+	ERRS[$key]=$((status_errors + socket_errors))
+	STUB_US[$key]=$(per_request $((stub1 - stub0)) "$requests")
+	if ((${#proxy[@]})); then PROXY_US[$key]=$(per_request $((proxy1 - proxy0)) "$requests"); fi
+	CPU_WRK[$key]=$(busy "$wrk0" "$wrk1")
+	CPU_SERVERS[$key]=$(busy "$servers0" "$servers1")
+	if [[ $path == sidecar ]]; then
+		DROPPED[$key]=$(delta "$dropped0" "$(metric modelmon_capture_dropped_total)")
+		PARSED[$key]=$(delta "$parsed0" "$(metric modelmon_payloads_parsed_total)")
+		kill -0 "${proxy[0]}" 2>/dev/null || die "the sidecar died; see $TMP/exporter.log"
+	fi
+	if [[ " ${MEASURED[*]} " != *" $path "* ]]; then MEASURED+=("$path"); fi
+}
+
+# --- Build -------------------------------------------------------------------------
+
+# Anything else running on these cores skews every number: sample them first.
+wrk0=$(core_times "$WRK_CPU")
+servers0=$(core_times "$SERVER_CPU")
+sleep 1
+BUSY_BEFORE="CPU$WRK_CPU $(busy "$wrk0" "$(core_times "$WRK_CPU")")%, CPU$SERVER_CPU $(busy "$servers0" "$(core_times "$SERVER_CPU")")%"
+if awk -v s="$BUSY_BEFORE" 'BEGIN {n = split(s, w, /[ ,%]+/); for (i = 2; i <= n; i += 2) if (w[i] + 0 > 10) exit 0; exit 1}'; then
+	log "WARNING: the cores are already busy ($BUSY_BEFORE) before the run; other processes will skew the numbers"
+fi
+
+mkdir -p bin
+log "building bin/model-server and bin/exporter"
+go build -o bin/model-server ./examples/model-server
+SIDECAR_NOTE=
+if [[ " $PATHS " == *" sidecar "* ]] && ! go build -o bin/exporter ./cmd/exporter 2>"$TMP/build-exporter.log"; then
+	SIDECAR_NOTE="skipped: go build ./cmd/exporter failed"
+	log "SKIPPING the sidecar path: go build ./cmd/exporter failed:"
+	head -n 10 "$TMP/build-exporter.log" >&2
+fi
+EXPORTER_ARGS=(--proxy.upstream="http://127.0.0.1:$STUB_PORT" --proxy.listen-address="127.0.0.1:$SIDECAR_PORT"
+	--web.listen-address="127.0.0.1:$METRICS_PORT" --log.level=warn)
+if [ -n "$EXPORTER_CONFIG" ]; then EXPORTER_ARGS+=(--config.file="$EXPORTER_CONFIG"); fi
+# shellcheck disable=SC2206 # EXPORTER_FLAGS is split into flags on purpose.
+EXPORTER_ARGS+=($EXPORTER_FLAGS)
+NGINX_USER='# not root: the worker runs as the invoking user'
+if ((EUID == 0)); then NGINX_USER='user root;'; fi
+
+# --- Run ---------------------------------------------------------------------------
+
+for delay in $DELAYS; do
+	start model-server bin/model-server --listen-address="127.0.0.1:$STUB_PORT" --delay="$delay" --log.level=warn
+	STUB_PID=$STARTED
+	wait_http "http://127.0.0.1:$STUB_PORT/v2/health/ready" model-server "$STUB_PID" || exit 1
+	predicts "http://127.0.0.1:$STUB_PORT" || die "the stub model server does not answer predictions"
+
+	# The proxies all stay up for this delay, in front of this one stub.
+	SIDECAR_PID=
+	NGINX_PIDS=()
+	active=()
+	for path in $PATHS; do
+		case $path in
+		direct) active+=(direct) ;;
+		sidecar)
+			if [ -n "$SIDECAR_NOTE" ]; then continue; fi
+			start exporter bin/exporter "${EXPORTER_ARGS[@]}"
+			SIDECAR_PID=$STARTED
+			if ! wait_http "http://127.0.0.1:$METRICS_PORT/metrics" exporter "$SIDECAR_PID"; then
+				log "SKIPPING the sidecar path: bin/exporter did not start"
+				SIDECAR_NOTE="skipped: bin/exporter did not start"
+			elif ! predicts "http://127.0.0.1:$SIDECAR_PORT"; then
+				log "SKIPPING the sidecar path: it does not proxy predictions: $(head -c 300 "$TMP/check.json" 2>/dev/null)"
+				SIDECAR_NOTE="skipped: the sidecar did not proxy a prediction"
+			fi
+			if [ -n "$SIDECAR_NOTE" ]; then
+				stop "$SIDECAR_PID"
+				SIDECAR_PID=
+				continue
+			fi
+			active+=(sidecar)
+			;;
+		nginx)
+			mkdir -p "$TMP/nginx"
+			sed -e "s|@DIR@|$TMP/nginx|g" -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|g" \
+				-e "s|@UPSTREAM@|127.0.0.1:$STUB_PORT|g" -e "s|@USER@|$NGINX_USER|g" \
+				scripts/bench/nginx.conf.tmpl >"$TMP/nginx/nginx.conf"
+			start nginx "$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
+			wait_http "http://127.0.0.1:$NGINX_PORT/v2/health/ready" nginx "$STARTED" || exit 1
+			predicts "http://127.0.0.1:$NGINX_PORT" || die "nginx does not proxy predictions; see $TMP/nginx/error.log"
+			# The master and its worker; the master only idles but is counted too.
+			mapfile -t NGINX_PIDS < <(echo "$STARTED" && pgrep -P "$STARTED")
+			((${#NGINX_PIDS[@]} >= 2)) || die "no nginx worker process"
+			active+=(nginx)
+			;;
+		*) die "unknown path $path in PATHS (want direct, sidecar or nginx)" ;;
+		esac
+	done
+
+	for conns in $CONNECTIONS; do
+		for path in "${active[@]}"; do
+			case $path in
+			direct) run_point "$delay" "$conns" direct "$STUB_PORT" ;;
+			sidecar) run_point "$delay" "$conns" sidecar "$SIDECAR_PORT" "$SIDECAR_PID" ;;
+			nginx) run_point "$delay" "$conns" nginx "$NGINX_PORT" "${NGINX_PIDS[@]}" ;;
+			esac
+		done
+	done
+
+	if [ -n "$SIDECAR_PID" ]; then stop "$SIDECAR_PID"; fi
+	if ((${#NGINX_PIDS[@]})); then stop "${NGINX_PIDS[0]}"; fi
+	stop "$STUB_PID"
+done
+
+# --- Report ------------------------------------------------------------------------
+
+# us MICROSECONDS, plus_us MICROSECONDS: a latency, or a signed difference.
+us() { awk -v v="$1" 'BEGIN {if (v < 1000) printf "%d µs", v; else printf "%.2f ms", v / 1000}'; }
+plus_us() {
+	awk -v v="$1" 'BEGIN {s = v < 0 ? "−" : "+"; v = v < 0 ? -v : v; if (v < 1000) printf "%s%d µs", s, v; else printf "%s%.2f ms", s, v / 1000}'
+}
+
+report() {
+	local exporter_version='not built'
+	if [ -x bin/exporter ] && [ -z "$SIDECAR_NOTE" ]; then exporter_version=$(bin/exporter --version 2>&1 | head -n 1); fi
+	cat <<EOF
+# Proxy benchmark: direct, modelmon sidecar, nginx
+
+\`\`\`
+$COMMAND
+\`\`\`
+
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD 2>/dev/null || echo ', with uncommitted changes')
+- Machine: $CPUS CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), Linux $(uname -r)
+- Before the run: load average $LOAD; cores busy over 1 s: $BUSY_BEFORE (anything above a few % skews the results)
+- $(go version | sed 's/^go version //'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), exporter: $exporter_version
+- Stub: \`taskset -c $SERVER_CPU bin/model-server --listen-address=127.0.0.1:$STUB_PORT --delay=<delay> --log.level=warn\`
+- Sidecar: \`taskset -c $SERVER_CPU bin/exporter ${EXPORTER_ARGS[*]}\`${SIDECAR_NOTE:+ ($SIDECAR_NOTE)}
+- nginx: \`taskset -c $SERVER_CPU nginx -c <tmp>/nginx.conf -g 'daemon off;'\` from scripts/bench/nginx.conf.tmpl: 1 worker, upstream keepalive, HTTP/1.1, access log off
+- Load: \`taskset -c $WRK_CPU wrk -t$THREADS -c<conns> -d$DURATION --latency -s $LUA http://127.0.0.1:<port>$REQUEST_PATH\`
+  (fewer threads than connections never), after a $WARMUP warm-up; body: $BODY, one KServe v1 instance with 20 numeric features
+- Paths measured: ${MEASURED[*]:-none}
+
+| delay | conns | path | req/s | vs direct | p50 | p99 | +p50 | +p99 | proxy CPU/req | stub CPU/req | CPU$WRK_CPU busy (wrk) | CPU$SERVER_CPU busy (servers) | errors | captures dropped | payloads parsed |
+|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF
+	local delay conns path key direct ratio ap50 ap99 proxy dropped parsed
+	for delay in $DELAYS; do
+		for conns in $CONNECTIONS; do
+			for path in direct sidecar nginx; do
+				key="$delay/$conns/$path"
+				direct="$delay/$conns/direct"
+				[ -n "${RPS[$key]:-}" ] || continue
+				ratio='—' ap50='—' ap99='—' proxy='—' dropped='—' parsed='—'
+				if [[ $path != direct && -n ${RPS[$direct]:-} ]]; then
+					ratio=$(awk -v a="${RPS[$key]}" -v b="${RPS[$direct]}" 'BEGIN {printf "%.2f", a / b}')
+					ap50=$(plus_us $((${P50[$key]} - ${P50[$direct]})))
+					ap99=$(plus_us $((${P99[$key]} - ${P99[$direct]})))
+				fi
+				if [ -n "${PROXY_US[$key]:-}" ]; then proxy="${PROXY_US[$key]} µs"; fi
+				if [[ $path == sidecar ]]; then
+					dropped=${DROPPED[$key]}
+					parsed="${PARSED[$key]} of ${REQS[$key]}"
+				fi
+				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s µs | %s%% | %s%% | %s | %s | %s |\n' \
+					"$delay" "$conns" "$path" "${RPS[$key]}" "$ratio" "$(us "${P50[$key]}")" "$(us "${P99[$key]}")" \
+					"$ap50" "$ap99" "$proxy" "${STUB_US[$key]}" "${CPU_WRK[$key]}" "${CPU_SERVERS[$key]}" \
+					"${ERRS[$key]}" "$dropped" "$parsed"
+			done
+		done
+	done
+	cat <<EOF
+
+- **vs direct**: requests/s over direct's at the same delay and connections; **+p50, +p99**: latency added to direct's.
+- **proxy CPU/req**: user+system CPU of the proxy over the measured run (the exporter process; nginx's master
+  and worker), from /proc/PID/stat, per request. The sidecar's run ends once its capture queue is empty, so the
+  parsing is counted. **stub CPU/req**: the same for the stub model server. /proc counts in ${CLK_TCK}ths of a second.
+- **CPU busy**: user+system+irq+softirq share of each core during the run (/proc/stat). Near 100% on the wrk
+  core means wrk, not the servers, set the pace; near 100% on the servers' core means the servers did.
+- **errors**: answers with status ≥ 400 plus socket errors seen by wrk. **captures dropped**: increase of
+  modelmon_capture_dropped_total (all reasons) during the run. **payloads parsed**: increase of
+  modelmon_payloads_parsed_total, against the requests sent.
+EOF
+}
+
+report | tee "$OUT"
+log "report written to $OUT"
