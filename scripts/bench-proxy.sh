@@ -117,10 +117,16 @@ start() {
 	PIDS+=("$STARTED")
 }
 
-# stop PID: stop a process that start started, and wait for it.
+# stop PID: stop a process that start started, wait for it, and forget it, so
+# that cleanup never signals a pid the system has since given to another process.
 stop() {
+	local pid rest=()
 	kill "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
+	for pid in "${PIDS[@]}"; do
+		if [[ $pid != "$1" ]]; then rest+=("$pid"); fi
+	done
+	PIDS=("${rest[@]}")
 }
 
 # wait_http URL NAME PID: wait up to 10s for URL to answer 2xx; else show the
@@ -380,7 +386,7 @@ $COMMAND
 - Sidecar: \`taskset -c $SERVER_CPU bin/exporter ${EXPORTER_ARGS[*]}\`${SIDECAR_NOTE:+ ($SIDECAR_NOTE)}
 - nginx: \`taskset -c $SERVER_CPU nginx -c <tmp>/nginx.conf -g 'daemon off;'\` from scripts/bench/nginx.conf.tmpl: 1 worker, upstream keepalive, HTTP/1.1, access log off
 - Load: \`taskset -c $WRK_CPU wrk -t$THREADS -c<conns> -d$DURATION --latency -s $LUA http://127.0.0.1:<port>$REQUEST_PATH\`
-  (fewer threads than connections never), after a $WARMUP warm-up; body: $BODY, one KServe v1 instance with 20 numeric features
+  (-t at most -c), after a $WARMUP warm-up; body: $BODY, one KServe v1 instance with 20 numeric features
 - Paths measured: ${MEASURED[*]:-none}
 
 | delay | conns | path | req/s | vs direct | p50 | p99 | +p50 | +p99 | proxy CPU/req | stub CPU/req | CPU$WRK_CPU busy (wrk) | CPU$SERVER_CPU busy (servers) | errors | captures dropped | payloads parsed |

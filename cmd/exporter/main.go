@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -32,17 +33,17 @@ func run() int {
 		upstream     = kingpin.Flag("proxy.upstream", "Base URL of the model server the proxy forwards to.").Default(d.Proxy.Upstream).String()
 		proxyListen  = kingpin.Flag("proxy.listen-address", "Address on which the proxy accepts predictions.").Default(d.ProxyListenAddress).String()
 		proxyTimeout = kingpin.Flag("proxy.timeout", "Longest wait for the model server's whole response; past it the client gets 504.").Default(d.Proxy.Timeout.String()).Duration()
-		proxyMaxBody = kingpin.Flag("proxy.max-body-size", "Largest request or response body the proxy forwards.").Default(strconv.Itoa(d.Proxy.MaxBodySize)).Bytes()
+		proxyMaxBody = kingpin.Flag("proxy.max-body-size", "Largest request or response body the proxy forwards.").Default(size(int64(d.Proxy.MaxBodySize))).Bytes()
 		proxyConns   = kingpin.Flag("proxy.max-conns", "Most connections open to the model server at once.").Default(strconv.Itoa(d.Proxy.MaxConns)).Int()
 		proxyIdle    = kingpin.Flag("proxy.idle-timeout", "How long idle keep-alive connections stay open, to clients and to the model server.").Default(d.Proxy.IdleTimeout.String()).Duration()
 		proxyRead    = kingpin.Flag("proxy.read-timeout", "Longest time to read a client's request. Use 0 to disable.").Default("0s").Duration()
 		proxyWrite   = kingpin.Flag("proxy.write-timeout", "Longest time to write a response to a client. Use 0 to disable.").Default("0s").Duration()
 
 		queueSize    = kingpin.Flag("capture.queue-size", "Most captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.Itoa(d.CaptureQueueSize)).Int()
-		queueBytes   = kingpin.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.FormatInt(d.CaptureMaxBytes, 10)).Bytes()
-		captureBody  = kingpin.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(strconv.Itoa(d.CaptureMaxBodySize)).Bytes()
+		queueBytes   = kingpin.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed; more are dropped and counted.").Default(size(d.CaptureMaxBytes)).Bytes()
+		captureBody  = kingpin.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(size(int64(d.CaptureMaxBodySize))).Bytes()
 		workers      = kingpin.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
-		pushMaxBody  = kingpin.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(strconv.FormatInt(d.PushMaxBodySize, 10)).Bytes()
+		pushMaxBody  = kingpin.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
 		metricsPath  = kingpin.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
 		maxRequests  = kingpin.Flag("web.max-requests", "Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
 		disableOwn   = kingpin.Flag("web.disable-exporter-metrics", "Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").Bool()
@@ -123,6 +124,9 @@ func run() int {
 	}
 	return 0
 }
+
+// size formats a byte count as a kingpin Bytes default ("64MiB").
+func size(n int64) string { return units.Base2Bytes(n).String() }
 
 type collectorFlag struct {
 	def, set bool

@@ -62,6 +62,7 @@ type Parser struct {
 	cols       []column  // TF-Serving columnar inputs
 	tensors    []tensor  // OIP inputs or outputs
 	elems      []*fastjson.Value
+	kvs        []kv     // fields of object-valued predictions
 	tensorName [][]byte // OIP feature names, per tensor
 }
 
@@ -145,7 +146,7 @@ func (p *Parser) reset(size int) {
 		// Drop buffers sized for a huge body; the results pointing into them are no
 		// longer valid anyway.
 		p.req, p.resp = fastjson.Parser{}, fastjson.Parser{}
-		p.scratch, p.names, p.elems = nil, nil, nil
+		p.scratch, p.names, p.elems, p.kvs = nil, nil, nil, nil
 	}
 	p.lastSize = size
 	p.names = p.names[:0]
@@ -155,6 +156,7 @@ func (p *Parser) reset(size int) {
 	clear(p.elems)
 	p.elems = p.elems[:0]
 	p.tensorName = p.tensorName[:0]
+	p.kvs = p.kvs[:0]
 }
 
 // response parses resp according to format f and fills the predictions of dst.Records.
@@ -179,10 +181,10 @@ func (p *Parser) response(f Format, resp []byte, dst *Batch) error {
 // parseJSON parses b with fp. fastjson accepts NaN, nan, inf and -inf but not the
 // Infinity and -Infinity that Python's json module and TF-Serving emit. Such tokens
 // outside strings are rewritten, in a copy, to "Inf" padded with spaces (same length)
-// before parsing. A cheap scan finds the common spellings up front, because a failed
-// parse allocates; other spellings are retried after a failure.
+// before parsing. A cheap scan finds the usual spelling up front, because a failed
+// parse allocates; other spellings (INFINITY, infinity) are retried after a failure.
 func (p *Parser) parseJSON(fp *fastjson.Parser, b []byte) (*fastjson.Value, bool) {
-	if bytes.Contains(b, []byte("nfinity")) || bytes.Contains(b, []byte("NFINITY")) {
+	if bytes.Contains(b, []byte("Infinity")) {
 		p.scratch = append(p.scratch[:0], b...)
 		if rewriteInfinity(p.scratch) {
 			v, err := fp.ParseBytes(p.scratch)
@@ -299,6 +301,10 @@ func (p *Parser) row(b *Batch, v *fastjson.Value) error {
 		return p.flattenObject(b, v.GetObject(), nil)
 	case fastjson.TypeArray:
 		for i, e := range v.GetArray() {
+			if p.full(b) {
+				b.DroppedFeatures += countLeaves(e)
+				continue
+			}
 			if err := p.flatten(b, e, p.positional(i)); err != nil {
 				return err
 			}
@@ -433,7 +439,7 @@ func (p *Parser) positional(i int) []byte {
 }
 
 // maxIndexNames bounds the cache of decimal names; larger indexes go to the arena.
-const maxIndexNames = 1 << 16
+const maxIndexNames = 1 << 14
 
 // index returns the decimal name of i ("0", "1", …), from a cache kept across calls.
 func (p *Parser) index(i int) []byte {

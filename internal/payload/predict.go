@@ -72,11 +72,7 @@ func (p *Parser) jsonResponse(root *fastjson.Value, b *Batch) error {
 			return nil
 		}
 		if n == 1 {
-			st, err := p.objectRule(b, &b.Records[0], root.GetObject(), -1, 0)
-			if err != nil {
-				return err
-			}
-			return st.err()
+			return p.object(b, &b.Records[0], root.GetObject())
 		}
 		return p.columnar(b, root.GetObject(), "body")
 	}
@@ -102,11 +98,7 @@ func (p *Parser) predictionList(b *Batch, v *fastjson.Value, field string) error
 		return nil
 	case fastjson.TypeObject:
 		if n == 1 {
-			st, err := p.objectRule(b, &b.Records[0], v.GetObject(), -1, 0)
-			if err != nil {
-				return err
-			}
-			return st.err()
+			return p.object(b, &b.Records[0], v.GetObject())
 		}
 		return p.columnar(b, v.GetObject(), field)
 	}
@@ -118,23 +110,33 @@ func (p *Parser) predictionList(b *Batch, v *fastjson.Value, field string) error
 
 // columnar reads an object whose fields are arrays with one element per record
 // (TF-Serving's columnar "outputs", an MLflow model returning a dict): record i's
-// prediction object has the i-th element of each such field.
+// prediction object has the i-th element of each such field; other fields are ignored.
 func (p *Parser) columnar(b *Batch, o *fastjson.Object, field string) error {
 	n := len(b.Records)
 	if n == 0 {
 		return nil
 	}
-	batched := false
-	o.Visit(func(_ []byte, v *fastjson.Value) {
+	start := len(p.kvs)
+	o.Visit(func(k []byte, v *fastjson.Value) {
 		if v.Type() == fastjson.TypeArray && len(v.GetArray()) == n {
-			batched = true
+			p.kvs = append(p.kvs, kv{k: k, v: v})
 		}
 	})
-	if !batched {
+	cols := p.kvs[start:]
+	defer func() { p.kvs = p.kvs[:start] }()
+	if len(cols) == 0 {
+		if hasErrorKey(o) {
+			return respErr(ReasonInvalidResponse, "the model server returned an error")
+		}
 		return respErr(ReasonShapeMismatch, strconv.Quote(field)+" has no field with one element per instance")
 	}
 	for i := range b.Records {
-		st, err := p.objectRule(b, &b.Records[i], o, i, n)
+		fs := len(p.kvs)
+		for _, c := range cols {
+			p.kvs = append(p.kvs, kv{k: c.k, v: c.v.GetArray()[i]})
+		}
+		st, err := p.objectRule(b, &b.Records[i], p.kvs[fs:])
+		p.kvs = p.kvs[:fs]
 		if err != nil {
 			return err
 		}
@@ -143,6 +145,12 @@ func (p *Parser) columnar(b *Batch, o *fastjson.Object, field string) error {
 		}
 	}
 	return nil
+}
+
+// kv is a field of an object-valued prediction.
+type kv struct {
+	k []byte
+	v *fastjson.Value
 }
 
 // ruleStatus is what objectRule found.
@@ -164,42 +172,50 @@ func (s ruleStatus) err() error {
 	return nil
 }
 
-// objectRule sets rec's prediction from an object-valued prediction o. If idx >= 0,
-// o is columnar and each field contributes its idx-th element if it is an array of
-// n elements. The rules, in order:
+// object applies objectRule to the fields of o.
+func (p *Parser) object(b *Batch, rec *Record, o *fastjson.Object) error {
+	start := len(p.kvs)
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		p.kvs = append(p.kvs, kv{k: k, v: v})
+	})
+	st, err := p.objectRule(b, rec, p.kvs[start:])
+	p.kvs = p.kvs[:start]
+	if err != nil {
+		return err
+	}
+	return st.err()
+}
+
+// objectRule sets rec's prediction from the fields of an object-valued prediction.
+// The rules, in order:
 //
 //   - with Options.Output, only that field counts;
 //   - fields named in predictionKeys are read in that order, each through
 //     setPrediction, so the first scalar gives Prediction and the first vector Scores;
 //   - an object with an "error" or "error_code" field and nothing else known is an error;
 //   - an object with a single field is that field's value;
-//   - otherwise the numeric fields, in document order, are Scores.
-func (p *Parser) objectRule(b *Batch, rec *Record, o *fastjson.Object, idx, n int) (ruleStatus, error) {
+//   - otherwise the numeric fields, in document order, are Scores (one is Prediction).
+func (p *Parser) objectRule(b *Batch, rec *Record, fields []kv) (ruleStatus, error) {
 	var found [len(predictionKeys)]*fastjson.Value
 	var single *fastjson.Value
-	fields, matched, hasError := 0, false, false
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if idx >= 0 {
-			if v = elemAt(v, idx, n); v == nil {
-				return
-			}
-		}
-		if isErrorKey(k) {
+	n, matched, hasError := 0, false, false
+	for _, f := range fields {
+		if isErrorKey(f.k) {
 			hasError = true
-			return
+			continue
 		}
-		fields++
-		single = v
+		n++
+		single = f.v
 		if p.output != nil {
-			if found[0] == nil && len(k) == len(p.output) && bytes.EqualFold(k, p.output) {
-				found[0], matched = v, true
+			if found[0] == nil && len(f.k) == len(p.output) && bytes.EqualFold(f.k, p.output) {
+				found[0], matched = f.v, true
 			}
-			return
+			continue
 		}
-		if i := predictionKey(k); i >= 0 && found[i] == nil {
-			found[i], matched = v, true
+		if i := predictionKey(f.k); i >= 0 && found[i] == nil {
+			found[i], matched = f.v, true
 		}
-	})
+	}
 	if matched {
 		for _, v := range found {
 			if v == nil {
@@ -216,29 +232,21 @@ func (p *Parser) objectRule(b *Batch, rec *Record, o *fastjson.Object, idx, n in
 		return ruleNotFound, nil
 	case hasError:
 		return ruleError, nil
-	case fields == 1:
+	case n == 1:
 		return ruleFound, p.setPrediction(b, rec, single)
 	}
 
 	start := len(b.scores)
-	var err error
-	o.Visit(func(_ []byte, v *fastjson.Value) {
-		if idx >= 0 {
-			if v = elemAt(v, idx, n); v == nil {
-				return
-			}
+	for _, f := range fields {
+		if f.v.Type() != fastjson.TypeNumber || isErrorKey(f.k) {
+			continue
 		}
-		if err == nil && v.Type() == fastjson.TypeNumber {
-			f, e := v.Float64()
-			if e != nil {
-				err = errMalformedNumber()
-			}
-			b.scores = append(b.scores, f)
+		x, err := f.v.Float64()
+		if err != nil {
+			b.scores = b.scores[:start]
+			return ruleFound, errMalformedNumber()
 		}
-	})
-	if err != nil {
-		b.scores = b.scores[:start]
-		return ruleFound, err
+		b.scores = append(b.scores, x)
 	}
 	switch len(b.scores) - start {
 	case 0:
@@ -256,18 +264,6 @@ func (p *Parser) objectRule(b *Batch, rec *Record, o *fastjson.Object, idx, n in
 
 func errMalformedNumber() error {
 	return respErr(ReasonInvalidResponse, "malformed number")
-}
-
-// elemAt returns v[idx] if v is an array of n elements, else nil.
-func elemAt(v *fastjson.Value, idx, n int) *fastjson.Value {
-	if v.Type() != fastjson.TypeArray {
-		return nil
-	}
-	a := v.GetArray()
-	if len(a) != n {
-		return nil
-	}
-	return a[idx]
 }
 
 // setScores makes b.scores[start:] the Scores of rec, unless rec has Scores already.
@@ -317,11 +313,7 @@ func (p *Parser) setPrediction(b *Batch, rec *Record, v *fastjson.Value) error {
 		p.setScores(b, rec, start)
 		return nil
 	case fastjson.TypeObject:
-		st, err := p.objectRule(b, rec, v.GetObject(), -1, 0)
-		if err != nil {
-			return err
-		}
-		return st.err()
+		return p.object(b, rec, v.GetObject())
 	}
 	if rec.Prediction.Kind != KindMissing {
 		return nil
