@@ -95,6 +95,12 @@ func (w *worker) run() {
 }
 
 func (w *worker) handle(c *capture) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.obs.metrics.PayloadErrors.WithLabelValues(c.model.name, "internal_error").Inc()
+			w.logger.Error("Recovered from a panic while parsing a payload", "model", c.model.name, "panic", r)
+		}
+	}()
 	rc := w.obs.config()
 	mc := rc.models[c.model.name]
 	f := c.format

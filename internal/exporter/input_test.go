@@ -192,3 +192,25 @@ func TestReload(t *testing.T) {
 	st, _ = do(t, "GET", web+"/-/ready", "")
 	require.Equal(t, 200, st)
 }
+
+// Names that are not valid UTF-8, or are very long, never reach client_golang
+// as they are (it panics on invalid label values): they are repaired and cut.
+func TestTrafficLabelValuesAreSanitised(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, nil)
+	long := strings.Repeat("m", 300)
+	// A raw 0xff byte in the path and in a header, which no HTTP client library sends.
+	for _, req := range []string{
+		"POST /v1/models/bad\xffname:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 27\r\n\r\n{\"instances\":[{\"f\\xff\":1}]}",
+		"POST /score HTTP/1.1\r\nHost: x\r\nX-Model-Name: hdr\xfe\r\nX-Model-Version: v\xff1\r\nContent-Length: 21\r\n\r\n{\"f\\u00ff\\udc00\":null}",
+		"POST /v1/models/" + long + ":predict HTTP/1.1\r\nHost: x\r\nContent-Length: 19\r\n\r\n{\"instances\":[[1]]}",
+	} {
+		resp := rawRoundTrip(t, e.ProxyAddr(), req)
+		require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+	}
+	waitIdle(t, e)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "bad\uFFFDname"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "hdr\uFFFD"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": long[:128]}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "hdr\uFFFD", "version": "v\uFFFD1"}))
+}

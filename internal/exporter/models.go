@@ -2,8 +2,10 @@ package exporter
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -70,8 +72,23 @@ func (m *model) setVersion(v []byte) {
 	if cur := m.version.Load(); *cur == string(v) {
 		return
 	}
-	s := string(v)
+	s := labelValue(v)
 	m.version.Store(&s)
+}
+
+// maxLabelValueLen bounds label values that come from traffic.
+const maxLabelValueLen = 128
+
+// labelValue turns traffic bytes into a label value: valid UTF-8 (client_golang
+// panics on anything else) and at most maxLabelValueLen bytes.
+func labelValue(b []byte) string {
+	if len(b) > maxLabelValueLen {
+		b = b[:maxLabelValueLen] // a rune cut in half becomes U+FFFD below
+	}
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // feature returns the named feature, or the overflow feature once the model
@@ -80,7 +97,10 @@ func (m *model) featureLocked(name []byte, max int) *feature {
 	if f, ok := m.features[string(name)]; ok {
 		return f
 	}
-	n := string(name)
+	n := labelValue(name)
+	if f, ok := m.features[n]; ok {
+		return f // a name that was cut or repaired on its way to a label
+	}
 	if len(m.features) >= max {
 		m.metrics.LabelOverflow.WithLabelValues("feature").Inc()
 		n = collector.OtherValue
@@ -130,6 +150,10 @@ func (t *models) add(name string, max int) *model {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cur := *t.m.Load()
+	if md, ok := cur[name]; ok {
+		return md
+	}
+	name = labelValue([]byte(name))
 	if md, ok := cur[name]; ok {
 		return md
 	}

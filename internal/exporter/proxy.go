@@ -123,6 +123,17 @@ var (
 
 // handle proxies one request.
 func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		// A bug in monitoring must not take the model down with it: fasthttp
+		// does not recover handler panics, so one would end the process.
+		if r := recover(); r != nil {
+			p.logger.Error("Recovered from a panic in the proxy handler", "panic", r)
+			if ctx.Response.StatusCode() == 0 || len(ctx.Response.Body()) == 0 {
+				ctx.Response.SetStatusCode(fasthttp.StatusBadGateway)
+				ctx.Response.SetBodyString("modelmon: internal error\n")
+			}
+		}
+	}()
 	start := p.now()
 	req, resp := &ctx.Request, &ctx.Response
 	rc := p.cfg.Load()

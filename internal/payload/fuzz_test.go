@@ -100,6 +100,17 @@ func checkParse(t *testing.T, p *Parser, format Format, req, resp []byte) {
 			}
 		}
 	}
+	features, scores := 0, 0
+	for _, r := range b.Records {
+		features += len(r.Features)
+		scores += len(r.Scores)
+	}
+	if features > 2*len(req)+4096 {
+		t.Fatalf("%d features from a %d-byte request", features, len(req))
+	}
+	if scores > len(resp) {
+		t.Fatalf("%d scores from a %d-byte response", scores, len(resp))
+	}
 	if len(b.Records) > p.maxInstances {
 		t.Fatalf("%d records, more than MaxInstances %d", len(b.Records), p.maxInstances)
 	}

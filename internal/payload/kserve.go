@@ -21,20 +21,19 @@ func (p *Parser) kserveRequest(root *fastjson.Value, b *Batch) error {
 	case k.inputs != nil:
 		return p.tfInputs(b, k.inputs)
 	case k.examples != nil:
-		var ctx *fastjson.Object
-		if k.context != nil {
-			if ctx = k.context.GetObject(); ctx == nil {
-				return reqErr(ReasonTypeMismatch, `"context" is not an object`)
-			}
+		if k.context != nil && k.context.Type() != fastjson.TypeObject {
+			return reqErr(ReasonTypeMismatch, `"context" is not an object`)
 		}
-		return p.rows(b, k.examples, "examples", ctx)
+		return p.rows(b, k.examples, "examples", k.context)
 	}
 	return reqErr(ReasonMissingField, `no "instances" or "inputs"`)
 }
 
 // rows parses an array with one instance per element (see Parser.row). Features of
-// ctx, if not nil, are added to every record.
-func (p *Parser) rows(b *Batch, v *fastjson.Value, field string, ctx *fastjson.Object) error {
+// the object ctx, if not nil, are added to every record. Because they are copies,
+// they count against a budget proportional to the body size, beyond which they are
+// dropped, so that a large context times many instances cannot exhaust memory.
+func (p *Parser) rows(b *Batch, v *fastjson.Value, field string, ctx *fastjson.Value) error {
 	if v.Type() != fastjson.TypeArray {
 		return reqErr(ReasonTypeMismatch, strconv.Quote(field)+" is not an array")
 	}
@@ -42,14 +41,23 @@ func (p *Parser) rows(b *Batch, v *fastjson.Value, field string, ctx *fastjson.O
 	if len(a) > p.maxInstances {
 		return reqErr(ReasonTooManyInstances, strconv.Quote(field)+" has "+strconv.Itoa(len(a))+" instances, more than "+strconv.Itoa(p.maxInstances))
 	}
+	ctxLeaves := 0
+	if ctx != nil {
+		ctxLeaves = countLeaves(ctx)
+	}
 	for _, e := range a {
 		p.beginRecord(b)
 		if err := p.row(b, e); err != nil {
 			return err
 		}
-		if ctx != nil {
-			if err := p.flattenObject(b, ctx, nil); err != nil {
-				return err
+		if ctxLeaves > 0 {
+			if p.copyBudget < ctxLeaves {
+				b.DroppedFeatures += ctxLeaves
+			} else {
+				p.copyBudget -= ctxLeaves
+				if err := p.flattenObject(b, ctx.GetObject(), nil); err != nil {
+					return err
+				}
 			}
 		}
 		p.endRecord(b)

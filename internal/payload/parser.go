@@ -55,6 +55,7 @@ type Parser struct {
 	// Per-call state.
 	names      []byte // arena of generated feature names
 	nameBudget int    // bytes the arena may grow to in this call
+	copyBudget int    // features that may be copied into several records (TF-Serving context)
 	idxNames   [][]byte
 	idxBuf     []byte    // backing of idxNames, kept across calls
 	recStart   int       // index in Batch.feats where the current record starts
@@ -111,6 +112,7 @@ func (p *Parser) Parse(f Format, req, resp []byte, dst *Batch) error {
 		f = detect(root)
 	}
 	p.nameBudget = 4*len(req) + 4096
+	p.copyBudget = len(req) + 4096
 
 	var err error
 	switch f {
@@ -407,6 +409,9 @@ func countLeaves(v *fastjson.Value) int {
 // that name, it is reused, so a batch of like instances builds each name once. It
 // returns nil when the name arena's budget is spent; the feature is then dropped.
 func (p *Parser) join(prefix, key []byte, idx int) []byte {
+	if key == nil {
+		return nil
+	}
 	n := len(prefix) + 1 + len(key)
 	if idx >= 0 && idx < len(p.prev) {
 		if old := p.prev[idx].Name; len(old) == n && old[len(prefix)] == '.' &&

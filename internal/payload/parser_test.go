@@ -275,3 +275,30 @@ func TestSteadyStateAllocs(t *testing.T) {
 		})
 	}
 }
+
+func TestContextCopyBudget(t *testing.T) {
+	// 2000 context features copied into 2000 examples would be 4M features from a
+	// ~40 KB body; copies stop at a budget proportional to the body.
+	var sb strings.Builder
+	sb.WriteString(`{"context": {`)
+	for i := range 2000 {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		fmt.Fprintf(&sb, `"c%d":1`, i)
+	}
+	sb.WriteString(`}, "examples": [` + strings.Repeat(`{"x":1},`, 1999) + `{"x":1}]}`)
+	req := sb.String()
+
+	var b Batch
+	require.NoError(t, NewParser(Options{}).Parse(FormatUnknown, []byte(req), nil, &b))
+	require.Len(t, b.Records, 2000)
+	total := 0
+	for _, r := range b.Records {
+		total += len(r.Features)
+	}
+	require.LessOrEqual(t, total, 2000+len(req)+4096)
+	require.Equal(t, 2000+2000*2000, total+b.DroppedFeatures)
+	require.Len(t, b.Records[0].Features, 2001)
+	require.Len(t, b.Records[1999].Features, 1)
+}

@@ -1,0 +1,101 @@
+// Package payload turns model-server request and response bodies into records: one
+// Record per instance of a batch, with its features by name and its prediction. The
+// sidecar's workers call it off the hot path, at high rate, so a Parser reuses all of
+// its memory and parsing allocates nothing in steady state.
+//
+// # Lifetime of results
+//
+// A Parser is not safe for concurrent use; give each worker its own, and a Batch to
+// parse into. Feature.Name and Value.Str point into the Parser's memory (or into
+// Options.FeatureNames) and are valid until the next call to Parse on that Parser,
+// whichever Batch it fills; copy what must outlive it. Record.Features and
+// Record.Scores belong to the Batch and are overwritten by the next Parse into it.
+//
+// # Formats
+//
+// Parse takes the Format, or FormatUnknown to detect it from the request's top-level
+// shape: "inputs" as an array of objects with "datatype" is FormatOIP;
+// "dataframe_split", "dataframe_records", or "columns" with "data" is FormatMLflow;
+// "instances", "inputs" or "examples" is FormatKServeV1; any other object, or an array
+// of objects or arrays, is FormatJSON; anything else fails with ReasonUnknownFormat.
+// DetectPath guesses the format from the request path instead.
+//
+// FormatKServeV1 covers KServe v1 and the TensorFlow Serving REST API. "instances"
+// holds one element per instance; "inputs" holds either the same (a list) or a
+// columnar object of input name → batch, whose inputs must share their first
+// dimension. TF-Serving's classify and regress "examples" are instances too, each
+// with the features of the shared "context". The response is "predictions",
+// "outputs" (list or columnar object), or "result"/"results".
+//
+// FormatOIP is the Open Inference Protocol (KServe v2, Triton, MLServer, Seldon). Each
+// input's data, flat or nested, must have as many elements as its shape says, and all
+// inputs must share their first dimension N. A single input of shape [N, …] gives
+// each record its row in row-major order, named by Options.FeatureNames, else
+// "<input>" if there is one element per row, else "<input>_<j>". With several inputs
+// each adds "<input>" (shape [N] or [N, 1]) or "<input>_<j>" to every record.
+// Datatype BOOL turns 0/1 into booleans; BYTES elements are strings. "parameters"
+// are ignored. Triton's binary tensor extension (data after the JSON) is not
+// supported. In the response, the output named by Options.Output, else the first
+// output, gives the prediction: one element per instance is Prediction, several
+// numeric ones are Scores. Without Options.Output, the first later output of the
+// other kind fills the other field, so that a classifier's label and probabilities
+// outputs both land in the record.
+//
+// FormatMLflow is the MLflow scoring server's /invocations: "dataframe_split"
+// (columns and rows; without "columns", features are positional),
+// "dataframe_records", and "instances" or "inputs" as in FormatKServeV1; MLflow 1.x's
+// unwrapped pandas "split" object and "records" array are accepted too. The response
+// is {"predictions": …} (MLflow ≥ 2) or a bare array (MLflow 1.x).
+//
+// FormatJSON is plain JSON: an object of features is one instance, an array holds one
+// instance per element. The response is a scalar or object for one instance, an
+// array with one element per instance (or, for one instance, its vector), or a
+// columnar object whose array fields have one element per instance.
+//
+// # Features
+//
+// An instance that is an object gives named features. An array gives positional
+// features named by Options.FeatureNames, then "0", "1", …; a scalar is a single
+// positional feature. Nested objects and arrays are flattened: {"a": {"b": 1, "c":
+// [2, 3]}} gives the features a.b, a.c.0 and a.c.1. Numbers, including NaN and ±Inf,
+// are KindNumber; strings are KindString even when they hold a number; true and
+// false are KindBool; null is KindMissing. Features beyond Options.MaxFeatures, and
+// those whose generated names would outgrow a budget of about four times the request
+// size, are dropped and counted in Batch.DroppedFeatures.
+//
+// # Predictions
+//
+// Predictions are matched to records by index. One instance's prediction becomes:
+//
+//   - a scalar: Prediction (null: none);
+//   - a one-element array: its element, so [0.7] is 0.7;
+//   - an array of numbers, flattened if nested: Scores (true/false as 1/0, null NaN);
+//   - TF-Serving classify's [[label, score], …]: the best label and all scores;
+//   - an object: with Options.Output, that field only. Otherwise the fields
+//     prediction, predictions, predicted_label, predicted_class, label, labels, class,
+//     classes, class_ids, output, outputs, result, results, value, y, score, scores,
+//     probability, probabilities and logits (ignoring case) are read in that order,
+//     the first scalar giving Prediction and the first vector Scores. An object with
+//     none of them is, if it has a single field, that field's value; otherwise its
+//     numeric fields are Scores in document order. An object with only an "error" or
+//     "error_code" field is an error from the model server.
+//
+// Nothing is derived: Prediction is not set to the argmax of Scores.
+//
+// # Numbers
+//
+// Python's json module and TF-Serving write NaN, Infinity and -Infinity; some
+// writers use nan and inf. All parse as numbers: fastjson accepts all but Infinity,
+// which is rewritten to a spelling it accepts in a copy of the body, outside strings.
+//
+// # Errors
+//
+// Parse returns *Error with a Reason from the fixed set Reasons, suitable as a metric
+// label. If the request fails, the Batch holds no records. If only the response
+// fails (blank, not JSON, a model-server error object, or a different number of
+// predictions than instances), the records keep their features, have no
+// predictions, and the *Error has Response set. An empty response body means there is
+// no response and is not an error. Messages never quote payload content. Malformed,
+// truncated or deeply nested input, huge arrays and wrong types fail with an error;
+// they never panic, and memory stays proportional to the input.
+package payload

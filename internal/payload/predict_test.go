@@ -1,0 +1,65 @@
+package payload
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestPredictionRules checks how one instance's prediction value becomes Prediction and Scores.
+func TestPredictionRules(t *testing.T) {
+	for _, tc := range []struct {
+		name, resp   string
+		output       string
+		pred, scores string
+		reason       Reason
+	}{
+		{name: "number", resp: `[3.5]`, pred: "3.5"},
+		{name: "string", resp: `["cat"]`, pred: `"cat"`},
+		{name: "bool", resp: `[true]`, pred: "true"},
+		{name: "null", resp: `[null]`, pred: "null"},
+		{name: "one-element vector", resp: `[[0.7]]`, pred: "0.7"},
+		{name: "nested one-element vector", resp: `[[[["x"]]]]`, pred: `"x"`},
+		{name: "vector", resp: `[[0.1, 0.2, 0.7]]`, pred: "null", scores: "0.1 0.2 0.7"},
+		{name: "nested vector", resp: `[[[0.1, 0.9], [0.4, 0.6]]]`, pred: "null", scores: "0.1 0.9 0.4 0.6"},
+		{name: "vector with bools and null", resp: `[[true, false, null]]`, pred: "null", scores: "1 0 NaN"},
+		{name: "vector of strings", resp: `[["a", "b"]]`, pred: "null"},
+		{name: "mixed vector", resp: `[[1, "b"]]`, pred: "null"},
+		{name: "empty vector", resp: `[[]]`, pred: "null"},
+		{name: "classify pairs", resp: `[[["cat", 0.2], ["dog", 0.7], ["eel", 0.1]]]`, pred: `"dog"`, scores: "0.2 0.7 0.1"},
+		{name: "single classify pair", resp: `[[["cat", 0.2]]]`, pred: `"cat"`, scores: "0.2"},
+		{name: "label and probabilities", resp: `[{"probabilities": [0.1, 0.9], "label": "yes"}]`, pred: `"yes"`, scores: "0.1 0.9"},
+		{name: "key order of preference", resp: `[{"score": 0.9, "class": "b", "prediction": "a"}]`, pred: `"a"`},
+		{name: "keys ignore case", resp: `[{"Predicted_Label": "a"}]`, pred: `"a"`},
+		{name: "first vector wins", resp: `[{"logits": [2, 1], "probabilities": [0.7, 0.3]}]`, pred: "null", scores: "0.7 0.3"},
+		{name: "TF estimator output", resp: `[{"class_ids": [1], "classes": ["1"], "logistic": [0.7], "logits": [0.85], "probabilities": [0.3, 0.7]}]`,
+			pred: `"1"`, scores: "0.3 0.7"},
+		{name: "nested object", resp: `[{"output": {"label": "z"}}]`, pred: `"z"`},
+		{name: "single unknown field", resp: `[{"yhat": [0.2, 0.8]}]`, pred: "null", scores: "0.2 0.8"},
+		{name: "numeric fields", resp: `[{"a": 0.2, "b": "x", "c": 0.8}]`, pred: "null", scores: "0.2 0.8"},
+		{name: "one numeric field", resp: `[{"a": 0.2, "b": "x"}]`, pred: "0.2"},
+		{name: "no usable field", resp: `[{"a": "x", "b": "y"}]`, pred: "null", reason: ReasonMissingField},
+		{name: "empty object", resp: `[{}]`, pred: "null", reason: ReasonMissingField},
+		{name: "error field", resp: `[{"error": "boom"}]`, pred: "null", reason: ReasonInvalidResponse},
+		{name: "error field beside a prediction", resp: `[{"error": null, "label": "a"}]`, pred: `"a"`},
+		{name: "Output field", output: "p1", resp: `[{"p0": 0.4, "p1": 0.6, "label": "x"}]`, pred: "0.6"},
+		{name: "Output field is a vector", output: "probs", resp: `[{"probs": [0.4, 0.6], "label": "x"}]`, pred: "null", scores: "0.4 0.6"},
+		{name: "malformed number", resp: `[[1, 2e]]`, pred: "null", reason: ReasonInvalidResponse},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b Batch
+			p := NewParser(Options{Output: tc.output})
+			err := p.Parse(FormatKServeV1, []byte(`{"instances": [[1]]}`), []byte(`{"predictions": `+tc.resp+`}`), &b)
+			require.Equal(t, tc.reason, reasonOf(t, err), "error: %v", err)
+			require.Equal(t, []plainRecord{rec(tc.pred, tc.scores, "0=1")}, plain(&b).Records)
+		})
+	}
+}
+
+func TestKindString(t *testing.T) {
+	require.Equal(t, "missing", KindMissing.String())
+	require.Equal(t, "number", KindNumber.String())
+	require.Equal(t, "string", KindString.String())
+	require.Equal(t, "bool", KindBool.String())
+	require.Equal(t, "missing", Kind(9).String())
+}
