@@ -174,6 +174,16 @@ busy() {
 	awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2])}'
 }
 
+# others BEFORE AFTER OURS_SECONDS: percentage of one CPU's time between two
+# core_times that our processes did not use: other processes, which skew the
+# numbers, plus interrupt time not charged to ours (small in practice).
+others() {
+	awk -v a="$1" -v b="$2" -v ours="$3" -v hz="$CLK_TCK" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		v = 100 * (y[1] - x[1] - ours * hz) / (y[2] - x[2]); printf "%.0f", v < 0 ? 0 : v
+	}'
+}
+
 # per_request TICKS REQUESTS: microseconds of CPU per request.
 per_request() {
 	awk -v t="$1" -v hz="$CLK_TCK" -v r="$2" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}'
@@ -204,6 +214,7 @@ drain() {
 # Results, keyed by "delay/conns/path".
 declare -A REQS RPS P50 P99 ERRS PROXY_US STUB_US CPU_WRK CPU_SERVERS DROPPED PARSED
 MEASURED=()
+DISTURBED=()
 
 # run_point DELAY CONNS PATH PORT [PROXY_PID...]: warm up, then measure one point.
 run_point() {
@@ -227,11 +238,14 @@ run_point() {
 	wrk0=$(core_times "$WRK_CPU")
 	servers0=$(core_times "$SERVER_CPU")
 
-	"${wrk[@]}" -d "$DURATION" "$url" >"$log.log" 2>&1 || die "wrk failed: $(tail -n 5 "$log.log")"
+	local TIMEFORMAT='%U %S' # of wrk, for the share of its core it did not use
+	{ time "${wrk[@]}" -d "$DURATION" "$url" >"$log.log" 2>&1; } 2>"$log.time" ||
+		die "wrk failed: $(tail -n 5 "$log.log")"
 
-	local wrk1 servers1 stub1 proxy1=0
+	local wrk1 servers1 stub1 proxy1=0 ours
 	wrk1=$(core_times "$WRK_CPU")
 	servers1=$(core_times "$SERVER_CPU")
+	ours=$(($(cpu_ticks "$STUB_PID" "${proxy[@]}") - stub0 - proxy0))
 	if [[ $path == sidecar ]]; then drain; fi
 	stub1=$(cpu_ticks "$STUB_PID")
 	if ((${#proxy[@]})); then proxy1=$(cpu_ticks "${proxy[@]}"); fi
@@ -257,8 +271,15 @@ run_point() {
 	ERRS[$key]=$((status_errors + socket_errors))
 	STUB_US[$key]=$(per_request $((stub1 - stub0)) "$requests")
 	if ((${#proxy[@]})); then PROXY_US[$key]=$(per_request $((proxy1 - proxy0)) "$requests"); fi
-	CPU_WRK[$key]=$(busy "$wrk0" "$wrk1")
-	CPU_SERVERS[$key]=$(busy "$servers0" "$servers1")
+	local others_wrk others_servers
+	others_wrk=$(others "$wrk0" "$wrk1" "$(awk '{print $1 + $2}' "$log.time")")
+	others_servers=$(others "$servers0" "$servers1" "$(awk -v t="$ours" -v hz="$CLK_TCK" 'BEGIN {print t / hz}')")
+	CPU_WRK[$key]="$(busy "$wrk0" "$wrk1")% ($others_wrk%)"
+	CPU_SERVERS[$key]="$(busy "$servers0" "$servers1")% ($others_servers%)"
+	if ((others_wrk > 10 || others_servers > 10)); then
+		DISTURBED+=("$delay $conns $path")
+		log "other processes took $others_wrk% of the wrk core and $others_servers% of the servers' core: this point is disturbed"
+	fi
 	if [[ $path == sidecar ]]; then
 		DROPPED[$key]=$(delta "$dropped0" "$(metric modelmon_capture_dropped_total)")
 		PARSED[$key]=$(delta "$parsed0" "$(metric modelmon_payloads_parsed_total)")
@@ -389,7 +410,7 @@ $COMMAND
   (-t at most -c), after a $WARMUP warm-up; body: $BODY, one KServe v1 instance with 20 numeric features
 - Paths measured: ${MEASURED[*]:-none}
 
-| delay | conns | path | req/s | vs direct | p50 | p99 | +p50 | +p99 | proxy CPU/req | stub CPU/req | CPU$WRK_CPU busy (wrk) | CPU$SERVER_CPU busy (servers) | errors | captures dropped | payloads parsed |
+| delay | conns | path | req/s | vs direct | p50 | p99 | +p50 | +p99 | proxy CPU/req | stub CPU/req | wrk core busy (others) | server core busy (others) | errors | captures dropped | payloads parsed |
 |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 	local delay conns path key direct ratio ap50 ap99 proxy dropped parsed
@@ -410,21 +431,28 @@ EOF
 					dropped=${DROPPED[$key]}
 					parsed="${PARSED[$key]} of ${REQS[$key]}"
 				fi
-				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s µs | %s%% | %s%% | %s | %s | %s |\n' \
+				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s µs | %s | %s | %s | %s | %s |\n' \
 					"$delay" "$conns" "$path" "${RPS[$key]}" "$ratio" "$(us "${P50[$key]}")" "$(us "${P99[$key]}")" \
 					"$ap50" "$ap99" "$proxy" "${STUB_US[$key]}" "${CPU_WRK[$key]}" "${CPU_SERVERS[$key]}" \
 					"${ERRS[$key]}" "$dropped" "$parsed"
 			done
 		done
 	done
+	if ((${#DISTURBED[@]})); then
+		local list
+		list=$(printf '%s, ' "${DISTURBED[@]}")
+		printf '\n**Disturbed** (other processes took more than 10%% of a core): %s. Run again on a quiet machine.\n' "${list%, }"
+	fi
 	cat <<EOF
 
 - **vs direct**: requests/s over direct's at the same delay and connections; **+p50, +p99**: latency added to direct's.
 - **proxy CPU/req**: user+system CPU of the proxy over the measured run (the exporter process; nginx's master
   and worker), from /proc/PID/stat, per request. The sidecar's run ends once its capture queue is empty, so the
   parsing is counted. **stub CPU/req**: the same for the stub model server. /proc counts in ${CLK_TCK}ths of a second.
-- **CPU busy**: user+system+irq+softirq share of each core during the run (/proc/stat). Near 100% on the wrk
-  core means wrk, not the servers, set the pace; near 100% on the servers' core means the servers did.
+- **core busy**: user+system+irq+softirq share of the wrk core (CPU$WRK_CPU) and the servers' core (CPU$SERVER_CPU)
+  during the run (/proc/stat). Near 100% on the wrk core means wrk, not the servers, set the pace; near 100% on
+  the servers' core means the servers did. **(others)**: the part of it not used by wrk, or by the stub and
+  proxy: other processes on the machine. A row where it is more than a few % was disturbed; run it again.
 - **errors**: answers with status ≥ 400 plus socket errors seen by wrk. **captures dropped**: increase of
   modelmon_capture_dropped_total (all reasons) during the run. **payloads parsed**: increase of
   modelmon_payloads_parsed_total, against the requests sent.

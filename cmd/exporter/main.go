@@ -43,6 +43,7 @@ func run() int {
 		queueBytes   = kingpin.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed; more are dropped and counted.").Default(size(d.CaptureMaxBytes)).Bytes()
 		captureBody  = kingpin.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(size(int64(d.CaptureMaxBodySize))).Bytes()
 		workers      = kingpin.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
+		batchDelay   = kingpin.Flag("capture.batch-delay", "Pause of a parser after it has emptied the queue, so that under load it parses in batches. Use 0 to parse each capture at once.").Default(d.CaptureBatchDelay.String()).Duration()
 		pushMaxBody  = kingpin.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
 		metricsPath  = kingpin.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
 		maxRequests  = kingpin.Flag("web.max-requests", "Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
@@ -115,6 +116,7 @@ func run() int {
 		CaptureMaxBytes:        int64(*queueBytes),
 		CaptureMaxBodySize:     int(*captureBody),
 		CaptureWorkers:         *workers,
+		CaptureBatchDelay:      *batchDelay,
 		PushMaxBodySize:        int64(*pushMaxBody),
 		Logger:                 logger,
 	}

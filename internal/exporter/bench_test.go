@@ -1,7 +1,10 @@
 package exporter
 
 import (
+	"os"
+
 	"fmt"
+	"github.com/modelmon/modelmon/internal/payload"
 	"net"
 	"strings"
 	"testing"
@@ -93,5 +96,24 @@ func BenchmarkParseRoute(b *testing.B) {
 		if r := parseRoute(method, path, rc); !r.predict {
 			b.Fatal("not a prediction")
 		}
+	}
+}
+
+// BenchmarkWorkerHandle is a parser goroutine's cost per captured request of
+// the proxy benchmark: parse both bodies, count, check every feature.
+func BenchmarkWorkerHandle(b *testing.B) {
+	e := startExporter(b, "http://127.0.0.1:1", nil)
+	m := e.models.get([]byte("fraud"), 100)
+	body, err := os.ReadFile("../../scripts/bench/kserve.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger}
+	c := &capture{model: m, format: payload.FormatKServeV1}
+	c.buf = append(append(c.buf, body...), `{"predictions":[0.93]}`...)
+	c.reqLen = len(body)
+	b.ReportAllocs()
+	for b.Loop() {
+		w.handle(c)
 	}
 }

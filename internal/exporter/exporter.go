@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -61,6 +62,9 @@ type Options struct {
 	CaptureMaxBodySize int
 	// CaptureWorkers is the number of parser goroutines.
 	CaptureWorkers int
+	// CaptureBatchDelay is how long a parser pauses after emptying the queue,
+	// so that under load it wakes once per batch rather than per request.
+	CaptureBatchDelay time.Duration
 	// PushMaxBodySize bounds a push API request body, in bytes.
 	PushMaxBodySize int64
 
@@ -85,6 +89,7 @@ func DefaultOptions() Options {
 		CaptureMaxBytes:    64 << 20,
 		CaptureMaxBodySize: 1 << 20,
 		CaptureWorkers:     1,
+		CaptureBatchDelay:  2 * time.Millisecond,
 		PushMaxBodySize:    10 << 20,
 	}
 }
@@ -253,6 +258,11 @@ func (e *Exporter) Registry() *prometheus.Registry { return e.reg }
 func (e *Exporter) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(e.opts.MetricsPath, e.metricsHandler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/v1/observations", &pushHandler{maxBody: e.opts.PushMaxBodySize, models: e.models, obs: e.obs, now: e.opts.Now})
 	err := web.Register(mux, web.Options{
 		Name:        "modelmon exporter",
@@ -344,7 +354,7 @@ func (e *Exporter) Start() error {
 		}
 	}
 	for i := 0; i < e.opts.CaptureWorkers; i++ {
-		w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger.With("component", "parser")}
+		w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger.With("component", "parser"), batchDelay: e.opts.CaptureBatchDelay}
 		e.workers.Add(1)
 		go func() {
 			defer e.workers.Done()

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"sort"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/payload"
 )
 
 // model holds one model's metric children, resolved once so the hot path only
@@ -26,15 +28,35 @@ type model struct {
 	respSize    prometheus.Observer
 	duration    prometheus.Observer
 	dropped     map[string]prometheus.Counter
+	parsed      [8]atomic.Pointer[prometheus.Counter] // by payload.Format
 
 	metrics  *collector.Metrics
-	mu       sync.Mutex // guards features
+	mu       sync.Mutex // guards features and order
 	features map[string]*feature
+	// order caches the features by position in the last record seen:
+	// payloads repeat their columns in the same order, so a comparison
+	// usually replaces a map lookup.
+	order []*feature
+}
+
+// parsedCounter returns the modelmon_payloads_parsed_total child of format f,
+// resolved once.
+func (m *model) parsedCounter(f payload.Format) prometheus.Counter {
+	if int(f) >= len(m.parsed) {
+		return m.metrics.PayloadsParsed.WithLabelValues(m.name, f.String())
+	}
+	if c := m.parsed[f].Load(); c != nil {
+		return *c
+	}
+	c := m.metrics.PayloadsParsed.WithLabelValues(m.name, f.String())
+	m.parsed[f].Store(&c)
+	return c
 }
 
 // feature is one input column of a model, as seen in traffic.
 type feature struct {
-	name    string
+	name    string // the label value
+	raw     []byte // the name as it came in traffic
 	invalid map[string]prometheus.Counter
 }
 
@@ -108,8 +130,23 @@ func (m *model) featureLocked(name []byte, max int) *feature {
 			return f
 		}
 	}
-	f := &feature{name: n, invalid: map[string]prometheus.Counter{}}
+	f := &feature{name: n, raw: []byte(n), invalid: map[string]prometheus.Counter{}}
 	m.features[n] = f
+	return f
+}
+
+// featureAtLocked returns the feature named name at position i of a record,
+// through the positional cache. The caller holds m.mu.
+func (m *model) featureAtLocked(i int, name []byte, max int) *feature {
+	if i < len(m.order) && bytes.Equal(m.order[i].raw, name) {
+		return m.order[i]
+	}
+	f := m.featureLocked(name, max)
+	if i < len(m.order) {
+		m.order[i] = f
+	} else if i == len(m.order) && i < max {
+		m.order = append(m.order, f)
+	}
 	return f
 }
 
