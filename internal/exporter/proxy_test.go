@@ -183,3 +183,47 @@ func TestProxyUpstreamDown(t *testing.T) {
 	}
 	require.Equal(t, 3.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "connection"}))
 }
+
+// /metrics negotiates OpenMetrics, and there the latency histogram carries
+// the trace id of the request's traceparent as an exemplar.
+func TestExemplarsAndOpenMetrics(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, nil)
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/fraud:predict", `{"instances":[[1]]}`,
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	require.Equal(t, 200, st)
+	// A malformed traceparent is ignored, not an error.
+	st, _ = do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/fraud:predict", `{"instances":[[1]]}`, "traceparent", "garbage")
+	require.Equal(t, 200, st)
+
+	req, err := http.NewRequest("GET", "http://"+e.WebAddr()+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Contains(t, resp.Header.Get("Content-Type"), "application/openmetrics-text")
+	require.Contains(t, string(b), `# {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"}`)
+	require.True(t, strings.HasSuffix(string(b), "# EOF\n"))
+
+	st, body := do(t, "GET", "http://"+e.WebAddr()+"/metrics", "")
+	require.Equal(t, 200, st)
+	require.NotContains(t, body, "trace_id", "the classic text format has no exemplars")
+}
+
+// A chunked request body reaches the model server whole, with a length.
+func TestProxyChunkedRequest(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	resp := rawRoundTrip(t, e.ProxyAddr(), "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"ins\r\n9\r\ntances\":[\r\n5\r\n[1]]}\r\n0\r\n\r\n")
+	require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+	got := up.received()
+	require.Len(t, got, 1)
+	require.Equal(t, `{"instances":[[1]]}`, string(got[0].body))
+	require.Contains(t, got[0].headers, "Content-Length: 19")
+}
