@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,9 +47,9 @@ func TestBinaryLifecycle(t *testing.T) {
 	defer upstream.Close()
 
 	proxy, web := freePort(t), freePort(t)
-	var logs bytes.Buffer
+	logs := &syncBuffer{}
 	cmd := exec.Command(bin, "--proxy.upstream=http://"+ln.Addr().String(), "--proxy.listen-address="+proxy, "--web.listen-address="+web)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill() //nolint:errcheck
 
@@ -59,7 +60,7 @@ func TestBinaryLifecycle(t *testing.T) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	}, 20*time.Second, 20*time.Millisecond, logs.String())
+	}, 20*time.Second, 20*time.Millisecond, "the exporter did not become ready")
 
 	resp, err := http.Post("http://"+proxy+"/v1/models/m:predict", "application/json", strings.NewReader(`{"instances":[[1]]}`))
 	require.NoError(t, err)
@@ -78,6 +79,24 @@ func TestBinaryLifecycle(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), logs.String())
 	require.Contains(t, logs.String(), "Shutting down")
+}
+
+// syncBuffer is a bytes.Buffer a child process can write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestConfigCheck(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -26,7 +27,25 @@ import (
 type Server struct {
 	URL string
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *syncBuffer
+}
+
+// syncBuffer collects a child's output while the test may read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Options configure the server.
@@ -111,7 +130,7 @@ func Start(t testing.TB, o Options) *Server {
 	if o.NativeHistograms {
 		args = append(args, "--enable-feature=native-histograms")
 	}
-	s := &Server{URL: "http://" + addr, log: &bytes.Buffer{}}
+	s := &Server{URL: "http://" + addr, log: &syncBuffer{}}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
