@@ -25,45 +25,55 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	app := kingpin.New("exporter", "The modelmon sidecar: a transparent proxy in front of a model server that turns its traffic into Prometheus metrics.")
 	d := exporter.DefaultOptions()
+	serve := app.Command("serve", "Run the sidecar (the default command).").Default()
 	var (
-		configFile  = kingpin.Flag("config.file", "Exporter configuration file. Empty runs on the built-in defaults.").Default("").String()
-		configCheck = kingpin.Flag("config.check", "Validate the configuration file and exit.").Bool()
+		configFile  = serve.Flag("config.file", "Exporter configuration file. Empty runs on the built-in defaults.").Default("").String()
+		configCheck = serve.Flag("config.check", "Validate the configuration file and exit.").Bool()
 
-		upstream     = kingpin.Flag("proxy.upstream", "Base URL of the model server the proxy forwards to.").Default(d.Proxy.Upstream).String()
-		proxyListen  = kingpin.Flag("proxy.listen-address", "Address on which the proxy accepts predictions.").Default(d.ProxyListenAddress).String()
-		proxyTimeout = kingpin.Flag("proxy.timeout", "Longest wait for the model server's whole response; past it the client gets 504.").Default(d.Proxy.Timeout.String()).Duration()
-		proxyMaxBody = kingpin.Flag("proxy.max-body-size", "Largest request or response body the proxy forwards.").Default(size(int64(d.Proxy.MaxBodySize))).Bytes()
-		proxyConns   = kingpin.Flag("proxy.max-conns", "Most connections open to the model server at once.").Default(strconv.Itoa(d.Proxy.MaxConns)).Int()
-		proxyIdle    = kingpin.Flag("proxy.idle-timeout", "How long idle keep-alive connections stay open, to clients and to the model server.").Default(d.Proxy.IdleTimeout.String()).Duration()
-		proxyRead    = kingpin.Flag("proxy.read-timeout", "Longest time to read a client's request. Use 0 to disable.").Default("0s").Duration()
-		proxyWrite   = kingpin.Flag("proxy.write-timeout", "Longest time to write a response to a client. Use 0 to disable.").Default("0s").Duration()
+		upstream     = serve.Flag("proxy.upstream", "Base URL of the model server the proxy forwards to.").Default(d.Proxy.Upstream).String()
+		proxyListen  = serve.Flag("proxy.listen-address", "Address on which the proxy accepts predictions.").Default(d.ProxyListenAddress).String()
+		proxyTimeout = serve.Flag("proxy.timeout", "Longest wait for the model server's whole response; past it the client gets 504.").Default(d.Proxy.Timeout.String()).Duration()
+		proxyMaxBody = serve.Flag("proxy.max-body-size", "Largest request or response body the proxy forwards.").Default(size(int64(d.Proxy.MaxBodySize))).Bytes()
+		proxyConns   = serve.Flag("proxy.max-conns", "Most connections open to the model server at once.").Default(strconv.Itoa(d.Proxy.MaxConns)).Int()
+		proxyIdle    = serve.Flag("proxy.idle-timeout", "How long idle keep-alive connections stay open, to clients and to the model server.").Default(d.Proxy.IdleTimeout.String()).Duration()
+		proxyRead    = serve.Flag("proxy.read-timeout", "Longest time to read a client's request. Use 0 to disable.").Default("0s").Duration()
+		proxyWrite   = serve.Flag("proxy.write-timeout", "Longest time to write a response to a client. Use 0 to disable.").Default("0s").Duration()
 
-		queueSize    = kingpin.Flag("capture.queue-size", "Most captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.Itoa(d.CaptureQueueSize)).Int()
-		queueBytes   = kingpin.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed; more are dropped and counted.").Default(size(d.CaptureMaxBytes)).Bytes()
-		captureBody  = kingpin.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(size(int64(d.CaptureMaxBodySize))).Bytes()
-		workers      = kingpin.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
-		batchDelay   = kingpin.Flag("capture.batch-delay", "Pause of a parser after it has emptied the queue, so that under load it parses in batches. Use 0 to parse each capture at once.").Default(d.CaptureBatchDelay.String()).Duration()
-		pushMaxBody  = kingpin.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
-		metricsPath  = kingpin.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
-		maxRequests  = kingpin.Flag("web.max-requests", "Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
-		disableOwn   = kingpin.Flag("web.disable-exporter-metrics", "Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").Bool()
-		disableDefs  = kingpin.Flag("collector.disable-defaults", "Set all collectors to disabled by default.").Bool()
-		toolkitFlags = kingpinflag.AddFlags(kingpin.CommandLine, ":9108")
+		queueSize    = serve.Flag("capture.queue-size", "Most captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.Itoa(d.CaptureQueueSize)).Int()
+		queueBytes   = serve.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed; more are dropped and counted.").Default(size(d.CaptureMaxBytes)).Bytes()
+		captureBody  = serve.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(size(int64(d.CaptureMaxBodySize))).Bytes()
+		workers      = serve.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
+		batchDelay   = serve.Flag("capture.batch-delay", "Pause of a parser after it has emptied the queue, so that under load it parses in batches. Use 0 to parse each capture at once.").Default(d.CaptureBatchDelay.String()).Duration()
+		pushMaxBody  = serve.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
+		metricsPath  = serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
+		maxRequests  = serve.Flag("web.max-requests", "Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
+		disableOwn   = serve.Flag("web.disable-exporter-metrics", "Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").Bool()
+		disableDefs  = serve.Flag("collector.disable-defaults", "Set all collectors to disabled by default.").Bool()
+		toolkitFlags = kingpinflag.AddFlags(serve, ":9108")
 	)
 	collectorFlags := map[string]*collectorFlag{}
 	for _, r := range collector.Registered() {
 		cf := &collectorFlag{def: r.EnabledByDefault}
 		help := fmt.Sprintf("Enable the %s collector (default: %s).", r.Name, map[bool]string{true: "enabled", false: "disabled"}[r.EnabledByDefault])
-		cf.value = kingpin.Flag("collector."+r.Name, help).Default(strconv.FormatBool(r.EnabledByDefault)).IsSetByUser(&cf.set).Bool()
+		cf.value = serve.Flag("collector."+r.Name, help).Default(strconv.FormatBool(r.EnabledByDefault)).IsSetByUser(&cf.set).Bool()
 		collectorFlags[r.Name] = cf
 	}
+	commands := addCommands(app)
 	promslogConfig := &promslog.Config{}
-	flag.AddFlags(kingpin.CommandLine, promslogConfig)
-	kingpin.Version(version.Print("modelmon_exporter"))
-	kingpin.HelpFlag.Short('h')
-	kingpin.Parse()
+	flag.AddFlags(app, promslogConfig)
+	app.Version(version.Print("modelmon_exporter"))
+	app.HelpFlag.Short('h')
+	cmd, err := app.Parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "exporter: error: %s, try --help\n", err)
+		return 2
+	}
 	logger := promslog.New(promslogConfig)
+	if c, ok := commands[cmd]; ok {
+		return c(logger)
+	}
 
 	if *configCheck {
 		if *configFile == "" {
