@@ -74,7 +74,7 @@ func TestRegisteredAndDisabled(t *testing.T) {
 	for _, r := range Registered() {
 		names[r.Name] = r.EnabledByDefault
 	}
-	require.Equal(t, map[string]bool{"model": true, "capture": true}, names)
+	require.Equal(t, map[string]bool{"model": true, "capture": true, "drift": true}, names)
 	e, err := NewExporter(map[string]bool{"model": false, "capture": true}, fakeSource{}, nil)
 	require.NoError(t, err)
 	require.Equal(t, []string{"capture"}, e.Names())

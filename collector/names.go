@@ -29,6 +29,26 @@ const (
 	ObservationsReceived     = "modelmon_observations_received_total"
 	ObservationsRejected     = "modelmon_observations_rejected_total"
 	ModelInfoMetric          = "modelmon_model_info"
+
+	FeatureBinTotal          = "modelmon_feature_bin_total"
+	FeatureReferenceRatio    = "modelmon_feature_reference_ratio"
+	FeatureReferenceValues   = "modelmon_feature_reference_values"
+	FeatureDriftPSI          = "modelmon_feature_drift_psi"
+	FeatureDriftJS           = "modelmon_feature_drift_js_distance"
+	FeatureDriftHellinger    = "modelmon_feature_drift_hellinger_distance"
+	FeatureDriftKS           = "modelmon_feature_drift_ks_statistic"
+	FeatureDriftKSPValue     = "modelmon_feature_drift_ks_p_value"
+	FeatureDriftWasserstein  = "modelmon_feature_drift_wasserstein_normed"
+	FeatureDriftChiSqPValue  = "modelmon_feature_drift_chisquare_p_value"
+	FeatureDriftZPValue      = "modelmon_feature_drift_z_p_value"
+	FeatureDriftMissingDelta = "modelmon_feature_drift_missing_rate_change"
+	FeatureDriftMissingP     = "modelmon_feature_drift_missing_p_value"
+	FeatureDriftThreshold    = "modelmon_feature_drift_threshold"
+	FeatureDrifted           = "modelmon_feature_drifted"
+	FeatureDriftWindowValues = "modelmon_feature_drift_window_values"
+	DatasetDriftShare        = "modelmon_dataset_drift_share"
+	DatasetDrifted           = "modelmon_dataset_drifted"
+	DriftReferenceInfo       = "modelmon_drift_reference_info"
 )
 
 // Reasons a proxied prediction failed, the values of the reason label of

@@ -8,16 +8,20 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/alecthomas/units"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/exporter"
 )
@@ -47,6 +51,13 @@ func run() int {
 		workers      = serve.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
 		batchDelay   = serve.Flag("capture.batch-delay", "Pause of a parser after it has emptied the queue, so that under load it parses in batches. Use 0 to parse each capture at once.").Default(d.CaptureBatchDelay.String()).Duration()
 		pushMaxBody  = serve.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
+		driftRef     = serve.Flag("drift.reference", "Reference of the models' inputs and output for drift detection: a profile (.json, from `exporter profile`) or training data (.csv, .jsonl). Empty: learn it (--drift.learn-samples) or detect no drift.").Default("").String()
+		driftPred    = serve.Flag("drift.prediction-column", "Column of the --drift.reference training data that holds the model's output.").Default("").String()
+		driftLearn   = serve.Flag("drift.learn-samples", "Without --drift.reference, learn each model's reference from its first N records, then freeze it (and keep it under --storage.path). Use 0 to disable.").Default("0").Int()
+		driftWindows = serve.Flag("drift.windows", "Sliding windows over which drift is scored, comma-separated.").Default("5m,1h,1d").String()
+		driftAlpha   = serve.Flag("drift.alpha", "False-alarm rate of drift decisions: the share of windows flagged when nothing drifted.").Default("0.05").Float64()
+		driftMin     = serve.Flag("drift.min-samples", "Values a window needs before its drift is scored.").Default("100").Int64()
+		storagePath  = serve.Flag("storage.path", "Directory where the sidecar keeps state across restarts (learned drift references). Empty keeps nothing.").Default("").String()
 		metricsPath  = serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
 		maxRequests  = serve.Flag("web.max-requests", "Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
 		disableOwn   = serve.Flag("web.disable-exporter-metrics", "Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").Bool()
@@ -88,6 +99,15 @@ func run() int {
 		return 0
 	}
 
+	windows, err := parseDurations(*driftWindows)
+	if err != nil {
+		logger.Error("Invalid --drift.windows", "err", err)
+		return 2
+	}
+	detector := drift.DefaultOptions()
+	detector.Alpha = *driftAlpha
+	detector.MinSamples = *driftMin
+
 	enabled := map[string]bool{}
 	for name, cf := range collectorFlags {
 		switch {
@@ -128,13 +148,41 @@ func run() int {
 		CaptureWorkers:         *workers,
 		CaptureBatchDelay:      *batchDelay,
 		PushMaxBodySize:        int64(*pushMaxBody),
-		Logger:                 logger,
+		Drift: exporter.DriftOptions{
+			Reference:        *driftRef,
+			PredictionColumn: *driftPred,
+			LearnSamples:     *driftLearn,
+			Windows:          windows,
+			Detector:         detector,
+		},
+		StoragePath: *storagePath,
+		Logger:      logger,
 	}
 	if err := exporter.Run(ctx, opts); err != nil {
 		logger.Error("Exporter stopped with error", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// parseDurations parses a comma-separated list of Prometheus durations.
+func parseDurations(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		d, err := model.ParseDuration(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, time.Duration(d))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no window in %q", s)
+	}
+	return out, nil
 }
 
 // size formats a byte count as a kingpin Bytes default ("64MiB").

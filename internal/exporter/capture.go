@@ -186,23 +186,43 @@ func sameStrings(a, b []string) bool {
 	return true
 }
 
-// observer turns parsed or pushed records into metrics. It is safe for
-// concurrent use.
+// observer turns parsed or pushed records into metrics and drift windows. It
+// is safe for concurrent use.
 type observer struct {
 	metrics *collector.Metrics
 	config  func() *runtimeConfig
+	drift   *driftConfig
+	now     func() time.Time
+	logger  *slog.Logger
 }
 
-// observe counts the predictions of one payload and checks their features.
+// observe counts the predictions of one payload, checks their features and
+// adds them to the model's drift windows.
 func (o *observer) observe(m *model, recs []payload.Record) {
 	m.predictions.Add(float64(len(recs)))
 	max := o.config().cfg.Limits.MaxFeatures
+	now := o.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i := range recs {
-		for j := range recs[i].Features {
-			ft := &recs[i].Features[j]
+		rec := &recs[i]
+		ds := m.drift
+		if ds != nil {
+			ds.epoch++
+		}
+		for j := range rec.Features {
+			ft := &rec.Features[j]
+			f := m.featureAtLocked(j, ft.Name, max)
 			var reason string
+			if ds != nil {
+				if k := ds.indexOf(f); k >= 0 {
+					reason = ds.add(k, now, ft.Value)
+					if reason != "" {
+						f.countInvalid(m, reason)
+					}
+					continue
+				}
+			}
 			switch v := ft.Value; {
 			case v.Kind == payload.KindMissing:
 				reason = collector.InvalidMissing
@@ -211,10 +231,55 @@ func (o *observer) observe(m *model, recs []payload.Record) {
 			case v.Kind == payload.KindNumber && math.IsInf(v.Num, 0):
 				reason = collector.InvalidInf
 			}
-			f := m.featureAtLocked(j, ft.Name, max)
 			if reason != "" {
 				f.countInvalid(m, reason)
 			}
 		}
+		if ds != nil {
+			o.closeRecord(m, ds, rec, now)
+			continue
+		}
+		if m.learn != nil {
+			m.learn.add(rec)
+			if m.learn.n >= m.learn.target {
+				o.finishLearning(m)
+			}
+		}
 	}
+}
+
+// closeRecord counts the features of the profile the record lacked as
+// missing, and the record's prediction.
+func (o *observer) closeRecord(m *model, ds *driftState, rec *payload.Record, now time.Time) {
+	if ds.pred >= 0 {
+		if reason := ds.add(ds.pred, now, rec.Prediction); reason != "" {
+			m.featureNamedLocked(PredictionColumn).countInvalid(m, reason)
+		}
+	}
+	for k, seen := range ds.seen {
+		if seen == ds.epoch || k == ds.pred {
+			continue
+		}
+		if reason := ds.add(k, now, payload.Value{}); reason != "" {
+			f := ds.feats[k]
+			if f == nil {
+				f = m.featureNamedLocked(ds.profile.Features[k].Name)
+			}
+			f.countInvalid(m, reason)
+		}
+	}
+}
+
+// finishLearning freezes what the model's learner collected into its
+// reference. The caller holds m.mu.
+func (o *observer) finishLearning(m *model) {
+	l := m.learn
+	m.learn = nil
+	ds, err := o.drift.learned(m.name, l)
+	if err != nil {
+		o.logger.Error("Could not learn a drift reference", "model", m.name, "records", l.n, "err", err)
+		return
+	}
+	m.drift = ds
+	o.logger.Info("Learned a drift reference", "model", m.name, "records", l.n, "features", len(ds.profile.Features))
 }

@@ -67,6 +67,11 @@ type Options struct {
 	CaptureBatchDelay time.Duration
 	// PushMaxBodySize bounds a push API request body, in bytes.
 	PushMaxBodySize int64
+	// Drift configures drift detection against a reference profile.
+	Drift DriftOptions
+	// StoragePath is where the sidecar keeps state across restarts (learned
+	// references); empty keeps nothing.
+	StoragePath string
 
 	Logger *slog.Logger
 	// Now is the clock; tests replace it.
@@ -158,6 +163,8 @@ type Exporter struct {
 	proxy    *proxy
 	reloader *config.Reloader[runtimeConfig]
 	scrape   *collector.Exporter
+	drift    *driftConfig
+	windows  []string
 	ready    atomic.Bool
 
 	web      *http.Server
@@ -194,13 +201,20 @@ func New(o Options) (*Exporter, error) {
 	if err := e.reloader.Reload(); err != nil {
 		return nil, err
 	}
+	dc, err := newDriftConfig(o.Drift, o.StoragePath)
+	if err != nil {
+		return nil, err
+	}
+	e.drift = dc
 	e.models = newModels(e.metrics)
+	e.models.onNew = e.prepareModel
 	for _, m := range e.cfg.Load().cfg.Models {
 		md := e.models.get([]byte(m.Name), e.cfg.Load().cfg.Limits.MaxModels)
 		md.setVersion([]byte(m.Version))
 	}
 	e.queue = newQueue(o.CaptureQueueSize, o.CaptureMaxBytes, o.CaptureMaxBodySize)
-	e.obs = &observer{metrics: e.metrics, config: e.cfg.Load}
+	e.obs = &observer{metrics: e.metrics, config: e.cfg.Load, drift: dc, now: o.Now, logger: e.logger.With("component", "drift")}
+	e.windows = windowLabels(dc.opts.Windows)
 	p, err := newProxy(o.Proxy, &e.cfg, e.models, e.queue, e.metrics, o.Now, e.logger.With("component", "proxy"))
 	if err != nil {
 		return nil, err
@@ -212,6 +226,20 @@ func New(o Options) (*Exporter, error) {
 	}
 	e.web = &http.Server{Handler: e.routes(), ReadHeaderTimeout: 10 * time.Second}
 	return e, nil
+}
+
+// prepareModel gives a new model its drift state: the reference, a learned
+// reference restored from storage, or a learner.
+func (e *Exporter) prepareModel(m *model) {
+	ds, err := e.drift.stateFor(m.name)
+	if err != nil {
+		e.logger.Error("No drift detection for model", "model", m.name, "err", err)
+		return
+	}
+	m.drift = ds
+	if ds == nil && e.drift.opts.LearnSamples > 0 {
+		m.learn = &learner{target: e.drift.opts.LearnSamples, cols: map[string]*learnColumn{}}
+	}
 }
 
 func (e *Exporter) loadConfig() (*runtimeConfig, error) {
@@ -479,3 +507,17 @@ type source struct{ e *Exporter }
 
 func (s source) Models() []collector.ModelInfo      { return s.e.models.list() }
 func (s source) CaptureQueue() collector.QueueStats { return s.e.queue.stats() }
+
+// Drift implements collector.DriftSource.
+func (s source) Drift() []collector.DriftModel {
+	now := s.e.opts.Now()
+	var out []collector.DriftModel
+	for _, m := range s.e.models.all() {
+		m.mu.Lock()
+		if m.drift != nil {
+			out = append(out, m.drift.snapshot(m.name, now, s.e.windows))
+		}
+		m.mu.Unlock()
+	}
+	return out
+}

@@ -37,6 +37,10 @@ type model struct {
 	// payloads repeat their columns in the same order, so a comparison
 	// usually replaces a map lookup.
 	order []*feature
+	// drift is the model's drift detection, nil without a reference; learn
+	// collects its first records while it has none yet.
+	drift *driftState
+	learn *learner
 }
 
 // parsedCounter returns the modelmon_payloads_parsed_total child of format f,
@@ -58,6 +62,8 @@ type feature struct {
 	name    string // the label value
 	raw     []byte // the name as it came in traffic
 	invalid map[string]prometheus.Counter
+	ds      *driftState // the drift state idx refers to
+	idx     int         // index in ds's profile, or -1
 }
 
 func newModel(name string, m *collector.Metrics) *model {
@@ -130,8 +136,19 @@ func (m *model) featureLocked(name []byte, max int) *feature {
 			return f
 		}
 	}
-	f := &feature{name: n, raw: []byte(n), invalid: map[string]prometheus.Counter{}}
+	f := &feature{name: n, raw: []byte(n), invalid: map[string]prometheus.Counter{}, idx: -1}
 	m.features[n] = f
+	return f
+}
+
+// featureNamedLocked returns the feature named name, counted against no cap:
+// it names a column of the model's reference. The caller holds m.mu.
+func (m *model) featureNamedLocked(name string) *feature {
+	if f, ok := m.features[name]; ok {
+		return f
+	}
+	f := &feature{name: name, raw: []byte(name), invalid: map[string]prometheus.Counter{}, idx: -1}
+	m.features[name] = f
 	return f
 }
 
@@ -165,6 +182,8 @@ type models struct {
 	metrics *collector.Metrics
 	mu      sync.Mutex
 	m       atomic.Pointer[map[string]*model]
+	// onNew prepares a model before it is published; nil does nothing.
+	onNew func(*model)
 }
 
 func newModels(m *collector.Metrics) *models {
@@ -206,9 +225,23 @@ func (t *models) add(name string, max int) *model {
 		next[k] = v
 	}
 	md := newModel(name, t.metrics)
+	if t.onNew != nil {
+		t.onNew(md)
+	}
 	next[name] = md
 	t.m.Store(&next)
 	return md
+}
+
+// all returns every model.
+func (t *models) all() []*model {
+	cur := *t.m.Load()
+	out := make([]*model, 0, len(cur))
+	for _, md := range cur {
+		out = append(out, md)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
 }
 
 // list returns every model with its current version, sorted by name.

@@ -1,0 +1,252 @@
+package drift
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ReadOptions tune ReadCSV and ReadJSONL.
+type ReadOptions struct {
+	// Columns keeps only these columns, in this order; each must exist. Empty
+	// keeps every column.
+	Columns []string
+	// Numeric forces these columns numeric: a value that is not a number is an
+	// error.
+	Numeric []string
+	// Categorical forces these columns categorical, e.g. zip codes.
+	Categorical []string
+	// Missing are the CSV values read as missing (default "", "NA", "null"). In
+	// JSONL, null, "" and an absent key are missing.
+	Missing []string
+	// Comma is the CSV field separator (default ',').
+	Comma rune
+}
+
+// ReadCSV reads reference data from CSV with a header row, for BuildProfile. name
+// is the file's name, for errors, which read like `train.csv:17: column "age":
+// ragged row (4 fields, want 5)`.
+//
+// A column is numeric if every non-missing value parses as a number
+// (strconv.ParseFloat: "1e3", "-0.5", "NaN", "Inf"), else categorical, unless
+// ReadOptions force it. Values in ReadOptions.Missing are missing; so are NaN and
+// ±Inf in numeric columns (BuildProfile leaves them out of the bins).
+func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	if opts.Comma != 0 {
+		cr.Comma = opts.Comma
+	}
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: empty file", name)
+	}
+	if err != nil {
+		return nil, csvError(name, err)
+	}
+	header = slices.Clone(header)
+	header[0] = strings.TrimPrefix(header[0], "\ufeff") // a UTF-8 byte order mark
+	missing := opts.Missing
+	if missing == nil {
+		missing = []string{"", "NA", "null"}
+	}
+	t, err := newTable(header, opts, func(format string, args ...any) error {
+		return fmt.Errorf("%s:1: %s", name, fmt.Sprintf(format, args...))
+	})
+	if err != nil {
+		return nil, err
+	}
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, csvError(name, err)
+		}
+		line, _ := cr.FieldPos(0)
+		if len(rec) != len(header) {
+			if len(rec) < len(header) {
+				return nil, fmt.Errorf("%s:%d: column %q: ragged row (%d fields, want %d)", name, line, header[len(rec)], len(rec), len(header))
+			}
+			return nil, fmt.Errorf("%s:%d: ragged row (%d fields, want %d)", name, line, len(rec), len(header))
+		}
+		for i, c := range t.byField {
+			if c == nil {
+				continue
+			}
+			v := rec[i]
+			if slices.Contains(missing, v) {
+				v = ""
+			}
+			if err := c.add(v); err != nil {
+				l, _ := cr.FieldPos(i)
+				return nil, fmt.Errorf("%s:%d: column %q: %w", name, l, c.name, err)
+			}
+		}
+		t.rows++
+	}
+	if t.rows == 0 {
+		return nil, fmt.Errorf("%s: no rows after the header", name)
+	}
+	return t.columns()
+}
+
+func csvError(name string, err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s:%d:%d: %w", name, pe.Line, pe.Column, pe.Err)
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// table accumulates columns while reading.
+type table struct {
+	cols    []*colBuf
+	byField []*colBuf // by CSV field; nil for dropped fields
+	byName  map[string]*colBuf
+	keep    []string // ReadOptions.Columns
+	rows    int
+	opts    ReadOptions
+}
+
+// colBuf holds one column's values as text, one after the other, until its kind is
+// known: the size of the data itself, not a string header per value.
+type colBuf struct {
+	name    string
+	kind    Kind // forced kind, or ""
+	text    []byte
+	ends    []uint32 // ends[i] is where value i ends in text; "" is missing
+	numeric bool     // every value so far is a number or missing
+}
+
+func newTable(header []string, opts ReadOptions, errf func(string, ...any) error) (*table, error) {
+	t := &table{byName: map[string]*colBuf{}, keep: opts.Columns, opts: opts}
+	seen := map[string]bool{}
+	for i, h := range header {
+		if h == "" {
+			return nil, errf("column %d: empty name", i+1)
+		}
+		if !utf8.ValidString(h) {
+			return nil, errf("column %d: name %q is not valid UTF-8", i+1, h)
+		}
+		if seen[h] {
+			return nil, errf("column %q: duplicate name", h)
+		}
+		seen[h] = true
+	}
+	for _, want := range opts.Columns {
+		if !seen[want] {
+			return nil, errf("missing column %q", want)
+		}
+	}
+	for _, forced := range [][]string{opts.Numeric, opts.Categorical} {
+		for _, want := range forced {
+			if !seen[want] {
+				return nil, errf("missing column %q", want)
+			}
+		}
+	}
+	t.byField = make([]*colBuf, len(header))
+	for i, h := range header {
+		if len(opts.Columns) == 0 || slices.Contains(opts.Columns, h) {
+			t.byField[i] = t.add(h)
+		}
+	}
+	return t, nil
+}
+
+// add starts a column.
+func (t *table) add(name string) *colBuf {
+	c := &colBuf{name: name, numeric: true}
+	switch {
+	case slices.Contains(t.opts.Numeric, name):
+		c.kind = Numeric
+	case slices.Contains(t.opts.Categorical, name):
+		c.kind = Categorical
+	}
+	t.cols = append(t.cols, c)
+	t.byName[name] = c
+	return c
+}
+
+var errTooLarge = errors.New("more than 4 GiB of text")
+
+// add appends one value; "" is missing.
+func (c *colBuf) add(v string) error {
+	if v != "" && c.kind != Categorical && c.numeric {
+		if _, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+			if c.kind == Numeric {
+				return fmt.Errorf("%q is not a number", v)
+			}
+			c.numeric = false
+		}
+	}
+	if len(c.text)+len(v) > math.MaxUint32 {
+		return errTooLarge
+	}
+	c.text = append(c.text, v...)
+	c.ends = append(c.ends, uint32(len(c.text)))
+	return nil
+}
+
+// pad appends missing values up to n values.
+func (c *colBuf) pad(n int) {
+	for len(c.ends) < n {
+		c.ends = append(c.ends, uint32(len(c.text)))
+	}
+}
+
+// columns turns the buffers into Columns.
+func (t *table) columns() ([]Column, error) {
+	cols := t.cols
+	if len(t.keep) > 0 {
+		cols = cols[:0:0]
+		for _, name := range t.keep {
+			cols = append(cols, t.byName[name])
+		}
+	}
+	out := make([]Column, 0, len(cols))
+	for _, c := range cols {
+		c.pad(t.rows)
+		col := Column{Name: c.name}
+		start := uint32(0)
+		if c.kind == Numeric || c.kind == "" && c.numeric {
+			col.Num = make([]float64, len(c.ends))
+			for i, end := range c.ends {
+				v := math.NaN()
+				if end > start {
+					v, _ = strconv.ParseFloat(string(bytes.TrimSpace(c.text[start:end])), 64)
+				}
+				col.Num[i] = v
+				start = end
+			}
+		} else {
+			col.Str = make([]string, len(c.ends))
+			intern := map[string]string{}
+			for i, end := range c.ends {
+				b := c.text[start:end]
+				s, ok := intern[string(b)]
+				if !ok && len(intern) < 1<<16 {
+					s = string(b)
+					intern[s] = s
+				} else if !ok {
+					s = string(b)
+				}
+				col.Str[i] = s
+				start = end
+			}
+		}
+		c.text, c.ends = nil, nil
+		out = append(out, col)
+	}
+	return out, nil
+}

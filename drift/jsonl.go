@@ -1,0 +1,198 @@
+package drift
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+)
+
+// ReadJSONL reads reference data from JSON Lines, one object per line, for
+// BuildProfile. name is the file's name, for errors, which read like
+// `train.jsonl:3:14: invalid character 'x' looking for beginning of value`
+// (file:line:byte) or `train.jsonl:5: column "age": "abc" is not a number`.
+//
+// Objects are flattened as the sidecar's payload parser does: {"a": {"b": 1, "c":
+// [2, 3]}} gives the columns a.b, a.c.0 and a.c.1. Columns are ordered by first
+// appearance; a key absent from a line, null and "" are missing. Numbers are read
+// as float64 (and as their shortest text in a categorical column, as the sidecar
+// formats them), true and false as 1 and 0. Types are inferred and forced as in
+// ReadCSV. Blank lines are skipped.
+func ReadJSONL(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
+	br := bufio.NewReader(r)
+	t := &table{byName: map[string]*colBuf{}, keep: opts.Columns, opts: opts}
+	var total int
+	for lineNo := 1; ; lineNo++ {
+		line, err := br.ReadBytes('\n')
+		total += len(line)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s:%d: %w", name, lineNo, err)
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			if perr := t.addJSONLine(line); perr != nil {
+				var le *lineError
+				if errors.As(perr, &le) && le.offset >= 0 {
+					return nil, fmt.Errorf("%s:%d:%d: %w", name, lineNo, le.offset, le.err)
+				}
+				return nil, fmt.Errorf("%s:%d: %w", name, lineNo, perr)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if total == 0 {
+		return nil, fmt.Errorf("%s: empty file", name)
+	}
+	if t.rows == 0 {
+		return nil, fmt.Errorf("%s: no rows", name)
+	}
+	for _, list := range [][]string{opts.Columns, opts.Numeric, opts.Categorical} {
+		for _, want := range list {
+			if t.byName[want] == nil {
+				return nil, fmt.Errorf("%s: missing column %q", name, want)
+			}
+		}
+	}
+	return t.columns()
+}
+
+// lineError is a JSON syntax error at a byte offset of its line.
+type lineError struct {
+	offset int64
+	err    error
+}
+
+func (e *lineError) Error() string { return e.err.Error() }
+
+// addJSONLine adds the values of one line, a JSON object.
+func (t *table) addJSONLine(line []byte) error {
+	// Unmarshal checks the syntax first: its errors have the byte offset in the line.
+	if err := json.Unmarshal(line, new(json.RawMessage)); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return &lineError{offset: se.Offset, err: err}
+		}
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return syntaxError(dec, err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("not a JSON object")
+	}
+	var ferr error
+	emit := func(key, v string) {
+		if ferr != nil {
+			return
+		}
+		c := t.byName[key]
+		if c == nil {
+			if len(t.keep) > 0 && !slices.Contains(t.keep, key) {
+				return
+			}
+			c = t.add(key)
+		}
+		if len(c.ends) > t.rows {
+			ferr = fmt.Errorf("column %q: duplicate key", key)
+			return
+		}
+		c.pad(t.rows)
+		if err := c.add(v); err != nil {
+			ferr = fmt.Errorf("column %q: %w", key, err)
+		}
+	}
+	if err := flattenObject(dec, "", emit); err != nil {
+		return err
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return syntaxError(dec, err)
+		}
+		return errors.New("data after the JSON object")
+	}
+	t.rows++
+	return nil
+}
+
+func syntaxError(dec *json.Decoder, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &lineError{offset: se.Offset, err: err}
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &lineError{offset: dec.InputOffset(), err: errors.New("unexpected end of JSON")}
+	}
+	return err
+}
+
+// flattenObject reads the members of an object whose '{' was read, emitting
+// prefix+key for scalars and recursing into objects and arrays.
+func flattenObject(dec *json.Decoder, prefix string, emit func(key, v string)) error {
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return syntaxError(dec, err)
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return errors.New("object key is not a string")
+		}
+		if err := flattenValue(dec, prefix+key, emit); err != nil {
+			return err
+		}
+	}
+	_, err := dec.Token() // '}'
+	if err != nil {
+		return syntaxError(dec, err)
+	}
+	return nil
+}
+
+func flattenValue(dec *json.Decoder, key string, emit func(key, v string)) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return syntaxError(dec, err)
+	}
+	switch v := tok.(type) {
+	case json.Delim:
+		if v == '{' {
+			return flattenObject(dec, key+".", emit)
+		}
+		for i := 0; dec.More(); i++ {
+			if err := flattenValue(dec, key+"."+strconv.Itoa(i), emit); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // ']'
+			return syntaxError(dec, err)
+		}
+	case json.Number:
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return fmt.Errorf("column %q: bad number %s", key, v)
+		}
+		emit(key, strconv.FormatFloat(f, 'g', -1, 64))
+	case string:
+		emit(key, v)
+	case bool:
+		if v {
+			emit(key, "1")
+		} else {
+			emit(key, "0")
+		}
+	case nil:
+		emit(key, "")
+	}
+	return nil
+}

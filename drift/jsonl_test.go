@@ -1,0 +1,59 @@
+package drift
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestReadJSONL(t *testing.T) {
+	in := `{"age": 31, "city": "paris", "user": {"vip": true, "tags": ["a", "b"]}, "score": "0.5"}
+
+{"age": null, "city": "oslo", "user": {"vip": false}, "code": 7}
+{"age": 1e2, "city": "", "score": 1.5, "code": "x7"}
+`
+	cols, err := ReadJSONL("train.jsonl", strings.NewReader(in), ReadOptions{})
+	require.NoError(t, err)
+	names := []string{}
+	for _, c := range cols {
+		names = append(names, c.Name)
+	}
+	require.Equal(t, []string{"age", "city", "user.vip", "user.tags.0", "user.tags.1", "score", "code"}, names)
+	requireNums(t, []float64{31, math.NaN(), 100}, cols[0].Num)
+	require.Equal(t, []string{"paris", "oslo", ""}, cols[1].Str)
+	requireNums(t, []float64{1, 0, math.NaN()}, cols[2].Num)
+	require.Equal(t, []string{"a", "", ""}, cols[3].Str)
+	requireNums(t, []float64{0.5, math.NaN(), 1.5}, cols[5].Num) // numeric strings are numbers
+	require.Equal(t, []string{"", "7", "x7"}, cols[6].Str, "numbers in a categorical column as the sidecar formats them")
+
+	cols, err = ReadJSONL("train.jsonl", strings.NewReader(in), ReadOptions{Columns: []string{"code", "age"}})
+	require.NoError(t, err)
+	require.Equal(t, "code", cols[0].Name)
+	require.Equal(t, "age", cols[1].Name)
+}
+
+func TestReadJSONLErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		opts ReadOptions
+		err  string
+	}{
+		{"empty file", "", ReadOptions{}, "train.jsonl: empty file"},
+		{"blank lines", "\n  \n", ReadOptions{}, "train.jsonl: no rows"},
+		{"syntax", "{\"a\": 1}\n{\"a\": 1}\n{\"a\": x}\n", ReadOptions{}, "train.jsonl:3:7: invalid character 'x' looking for beginning of value"},
+		{"truncated", "{\"a\": [1, 2\n", ReadOptions{}, "train.jsonl:1:12: unexpected end of JSON input"},
+		{"not an object", "[1, 2]\n", ReadOptions{}, "train.jsonl:1: not a JSON object"},
+		{"trailing data", "{\"a\": 1} 2\n", ReadOptions{}, "train.jsonl:1:10: invalid character '2' after top-level value"},
+		{"duplicate key", "{\"a\": 1, \"a\": 2}\n", ReadOptions{}, `train.jsonl:1: column "a": duplicate key`},
+		{"not a number", "{\"age\": 1}\n{\"age\": 2}\n\n{\"age\": 3}\n{\"age\": \"abc\"}\n", ReadOptions{Numeric: []string{"age"}}, `train.jsonl:5: column "age": "abc" is not a number`},
+		{"missing column", "{\"a\": 1}\n", ReadOptions{Columns: []string{"b"}}, `train.jsonl: missing column "b"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadJSONL("train.jsonl", strings.NewReader(tc.in), tc.opts)
+			require.EqualError(t, err, tc.err)
+		})
+	}
+}

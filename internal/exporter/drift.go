@@ -1,0 +1,319 @@
+package exporter
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	promModel "github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/payload"
+)
+
+// PredictionColumn names the model's output among a profile's features, when
+// the sidecar learns the reference itself.
+const PredictionColumn = "__prediction__"
+
+// DriftOptions configure drift detection in the sidecar.
+type DriftOptions struct {
+	// Reference is the reference of every model: a profile (.json), or
+	// training data (.csv, .jsonl) profiled at start-up. Empty: none.
+	Reference string
+	// PredictionColumn names the column of Reference's training data that
+	// holds the model's output.
+	PredictionColumn string
+	// LearnSamples, when there is no Reference, learns a model's reference
+	// from its first LearnSamples records, then freezes it (and writes it
+	// under the storage path). 0 disables learning.
+	LearnSamples int
+	// Windows are the sliding windows scored (default 5m, 1h, 1d).
+	Windows []time.Duration
+	// Detector tunes the decisions: false-alarm level, minimum samples.
+	Detector drift.Options
+}
+
+// driftState is a model's drift detection: its reference, one window per
+// feature, and the decisions' detector. It is guarded by its model's mu.
+type driftState struct {
+	profile *drift.Profile
+	det     *drift.Detector
+	source  string
+	windows []*drift.Window
+	feats   []*feature // the sidecar's feature of each profile feature, once seen
+	pred    int        // index of the prediction column, or -1
+	seen    []uint32   // epoch in which each feature was last seen in a record
+	epoch   uint32
+	index   map[string]int // profile feature by name
+}
+
+func newDriftState(p *drift.Profile, det *drift.Detector, source string, windows []time.Duration) (*driftState, error) {
+	ds := &driftState{profile: p, det: det, source: source, pred: -1,
+		windows: make([]*drift.Window, len(p.Features)),
+		feats:   make([]*feature, len(p.Features)),
+		seen:    make([]uint32, len(p.Features)),
+		index:   make(map[string]int, len(p.Features)),
+	}
+	for i, f := range p.Features {
+		ds.index[f.Name] = i
+		w, err := drift.NewWindow(f, drift.WindowOptions{Spans: windows})
+		if err != nil {
+			return nil, fmt.Errorf("feature %q: %w", f.Name, err)
+		}
+		ds.windows[i] = w
+		if f.Prediction {
+			ds.pred = i
+		}
+	}
+	return ds, nil
+}
+
+// learner collects a model's first records to build its reference from.
+type learner struct {
+	target, n int
+	cols      map[string]*learnColumn
+	order     []string
+}
+
+type learnColumn struct {
+	num []float64
+	str []string
+}
+
+func (l *learner) add(rec *payload.Record) {
+	l.n++
+	for i := range rec.Features {
+		l.value(string(rec.Features[i].Name), rec.Features[i].Value)
+	}
+	l.value(PredictionColumn, rec.Prediction)
+}
+
+func (l *learner) value(name string, v payload.Value) {
+	c, ok := l.cols[name]
+	if !ok {
+		c = &learnColumn{}
+		l.cols[name] = c
+		l.order = append(l.order, name)
+	}
+	switch v.Kind {
+	case payload.KindNumber, payload.KindBool:
+		c.num = append(c.num, v.Num)
+	case payload.KindString:
+		c.str = append(c.str, string(v.Str))
+	}
+}
+
+// columns returns what was learned: a column is categorical as soon as it
+// held one string.
+func (l *learner) columns() []drift.Column {
+	out := make([]drift.Column, 0, len(l.order))
+	for _, name := range l.order {
+		c := l.cols[name]
+		col := drift.Column{Name: name}
+		switch {
+		case len(c.str) > 0:
+			col.Str = c.str
+			for _, x := range c.num {
+				col.Str = append(col.Str, strconv.FormatFloat(x, 'g', -1, 64))
+			}
+		case len(c.num) > 0:
+			col.Num = c.num
+		default:
+			continue // only missing values: nothing to profile
+		}
+		out = append(out, col)
+	}
+	return out
+}
+
+// driftConfig is the drift set-up shared by all models.
+type driftConfig struct {
+	opts    DriftOptions
+	ref     *drift.Profile // from --drift.reference, or nil
+	refDet  *drift.Detector
+	storage string // directory for learned profiles, or ""
+}
+
+func newDriftConfig(o DriftOptions, storagePath string) (*driftConfig, error) {
+	if len(o.Windows) == 0 {
+		o.Windows = drift.DefaultWindowOptions().Spans
+	}
+	dc := &driftConfig{opts: o}
+	if storagePath != "" {
+		dc.storage = filepath.Join(storagePath, "drift")
+		if err := os.MkdirAll(dc.storage, 0o755); err != nil {
+			return nil, fmt.Errorf("couldn't create --storage.path: %w", err)
+		}
+	}
+	if o.Reference == "" {
+		return dc, nil
+	}
+	p, err := LoadReference(o.Reference, o.PredictionColumn)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't load --drift.reference=%q: %w", o.Reference, err)
+	}
+	if dc.refDet, err = drift.NewDetector(p, o.Detector); err != nil {
+		return nil, fmt.Errorf("couldn't use --drift.reference=%q: %w", o.Reference, err)
+	}
+	dc.ref = p
+	return dc, nil
+}
+
+// LoadReference reads a reference profile (.json) or profiles training data
+// (.csv, .jsonl, .ndjson), whose column prediction, if not empty, holds the
+// model's output.
+func LoadReference(path, prediction string) (*drift.Profile, error) {
+	ext := strings.ToLower(filepath.Ext(path))
+	if ext == ".json" {
+		return drift.LoadFile(path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var cols []drift.Column
+	name := filepath.Base(path)
+	switch ext {
+	case ".csv":
+		cols, err = drift.ReadCSV(name, f, drift.ReadOptions{})
+	case ".jsonl", ".ndjson":
+		cols, err = drift.ReadJSONL(name, f, drift.ReadOptions{})
+	default:
+		return nil, fmt.Errorf("unknown reference format %q: want .json (a profile), .csv or .jsonl", ext)
+	}
+	if err != nil {
+		return nil, err
+	}
+	opts := drift.DefaultBuildOptions()
+	opts.Prediction = prediction
+	return drift.BuildProfile(cols, opts)
+}
+
+// stateFor returns the drift state a new model starts with: the reference
+// profile, or a learned profile restored from storage, or nil (learning, or
+// no drift detection).
+func (dc *driftConfig) stateFor(model string) (*driftState, error) {
+	if dc.ref != nil {
+		return newDriftState(dc.ref, dc.refDet, "file", dc.opts.Windows)
+	}
+	if dc.storage == "" || dc.opts.LearnSamples <= 0 {
+		return nil, nil
+	}
+	p, err := drift.LoadFile(dc.learnedPath(model))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("couldn't restore the learned reference of model %q: %w", model, err)
+	}
+	det, err := drift.NewDetector(p, dc.opts.Detector)
+	if err != nil {
+		return nil, err
+	}
+	return newDriftState(p, det, "learned", dc.opts.Windows)
+}
+
+func (dc *driftConfig) learnedPath(model string) string {
+	return filepath.Join(dc.storage, url.PathEscape(model)+".profile.json")
+}
+
+// learned builds a model's reference from what its learner collected,
+// freezes it and writes it to storage, so a restart does not learn again from
+// data that may have drifted since.
+func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
+	opts := drift.DefaultBuildOptions()
+	cols := l.columns()
+	for _, c := range cols {
+		if c.Name == PredictionColumn {
+			opts.Prediction = PredictionColumn
+		}
+	}
+	p, err := drift.BuildProfile(cols, opts)
+	if err != nil {
+		return nil, err
+	}
+	det, err := drift.NewDetector(p, dc.opts.Detector)
+	if err != nil {
+		return nil, err
+	}
+	if dc.storage != "" {
+		tmp := dc.learnedPath(model) + ".tmp"
+		f, err := os.Create(tmp)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Save(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(tmp, dc.learnedPath(model)); err != nil {
+			return nil, err
+		}
+	}
+	return newDriftState(p, det, "learned", dc.opts.Windows)
+}
+
+// windowLabels are the window label values of spans ("5m", "1h", "1d").
+func windowLabels(spans []time.Duration) []string {
+	out := make([]string, len(spans))
+	for i, d := range spans {
+		out[i] = promModel.Duration(d).String()
+	}
+	return out
+}
+
+// snapshot copies a model's drift state for a scrape.
+func (ds *driftState) snapshot(model string, now time.Time, windows []string) collector.DriftModel {
+	dm := collector.DriftModel{Model: model, Detector: ds.det, Source: ds.source, Windows: windows}
+	for i, w := range ds.windows {
+		f := collector.DriftFeature{Feature: ds.profile.Features[i], Totals: w.Totals()}
+		for k := range windows {
+			f.Counts = append(f.Counts, w.Counts(now, k))
+		}
+		dm.Features = append(dm.Features, f)
+	}
+	return dm
+}
+
+// indexOf returns f's index in the profile, or -1, caching it on f.
+func (ds *driftState) indexOf(f *feature) int {
+	if f.ds != ds {
+		f.ds, f.idx = ds, -1
+		if i, ok := ds.index[f.name]; ok {
+			f.idx = i
+			ds.feats[i] = f
+		}
+	}
+	return f.idx
+}
+
+// add counts one value of profile feature i and returns the reason it is
+// invalid, if it is.
+func (ds *driftState) add(i int, now time.Time, v payload.Value) string {
+	w := ds.windows[i]
+	ds.seen[i] = ds.epoch
+	var viol drift.Violation
+	switch v.Kind {
+	case payload.KindNumber, payload.KindBool:
+		viol = w.Add(now, v.Num)
+	case payload.KindString:
+		viol = w.AddBytes(now, v.Str)
+	default:
+		viol = w.AddMissing(now)
+	}
+	if viol == drift.ViolationNone {
+		return ""
+	}
+	return viol.String()
+}

@@ -1,0 +1,151 @@
+package exporter
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// writeReference writes n rows of training data: amount ~ N(100, 20),
+// country from a fixed mix, and the model's score.
+func writeReference(t *testing.T, n int) string {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var b strings.Builder
+	b.WriteString("amount,country,score\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "%.3f,%s,%.3f\n", 100+20*rng.NormFloat64(), []string{"DE", "DE", "FR", "US"}[rng.IntN(4)], rng.Float64())
+	}
+	path := filepath.Join(t.TempDir(), "train.csv")
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	return path
+}
+
+// pushRecords sends n observations of model whose amount is shifted by
+// shift reference standard deviations.
+func pushRecords(t *testing.T, e *Exporter, model string, n int, shift float64, seed uint64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 7))
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		rec := map[string]any{
+			"model": model,
+			"features": map[string]any{
+				"amount":  100 + 20*(rng.NormFloat64()+shift),
+				"country": []string{"DE", "DE", "FR", "US"}[rng.IntN(4)],
+			},
+			"prediction": rng.Float64(),
+		}
+		line, err := json.Marshal(rec)
+		require.NoError(t, err)
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", b.String(), "Content-Type", "application/x-ndjson")
+	require.Equal(t, 200, st, body)
+}
+
+func driftOptions(ref string) DriftOptions {
+	det := drift.DefaultOptions()
+	det.MinSamples = 50
+	return DriftOptions{Reference: ref, PredictionColumn: "score", Windows: []time.Duration{5 * time.Minute, time.Hour}, Detector: det}
+}
+
+// With a reference, the sidecar counts values into the reference's bins,
+// scores every window and decides drift per feature and for the dataset.
+func TestDriftAgainstReference(t *testing.T) {
+	up := modelServer(t)
+	ref := writeReference(t, 5000)
+	e := startExporter(t, up.URL, func(o *Options) { o.Drift = driftOptions(ref) })
+
+	pushRecords(t, e, "clean", 1000, 0, 3)
+	pushRecords(t, e, "shifted", 1000, 1, 4)
+	// Out of the reference's range and an unseen category, in a model of
+	// their own: one value of 1e9 alone moves Wasserstein by millions of
+	// standard deviations, as it should.
+	pushRecordsRaw(t, e, `{"model":"outlier","features":{"amount":1e9,"country":"XX"},"prediction":0.5}`)
+
+	for _, w := range []string{"5m", "1h"} {
+		require.Equal(t, 0.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "clean", "feature": "amount", "window": w, "method": "wasserstein"}), w)
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "shifted", "feature": "amount", "window": w, "method": "wasserstein"}), w)
+		require.Equal(t, 0.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "shifted", "feature": "country", "window": w, "method": "jensenshannon"}), w)
+		require.InDelta(t, 1.0, metricValue(t, e, "modelmon_feature_drift_wasserstein_normed", map[string]string{"model": "shifted", "feature": "amount", "window": w}), 0.15)
+		require.Equal(t, 1000.0, metricValue(t, e, "modelmon_feature_drift_window_values", map[string]string{"model": "clean", "feature": "amount", "window": w}))
+		require.Equal(t, 0.5, metricValue(t, e, "modelmon_dataset_drift_share", map[string]string{"model": "shifted", "window": w}))
+	}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "outlier", "feature": "amount", "reason": "out_of_range"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "outlier", "feature": "country", "reason": "unseen_category"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_drift_reference_info", map[string]string{"model": "clean", "source": "file"}))
+
+	// The bin counters hold every value once, and the reference shares sum to 1.
+	fams := scrape(t, e, "modelmon_feature_")
+	require.Equal(t, 1000.0, sumSamples(fams["modelmon_feature_bin_total"].text, `model="clean"}`, `feature="amount"`))
+	require.InDelta(t, 1.0, sumSamples(fams["modelmon_feature_reference_ratio"].text, `model="clean"}`, `feature="amount"`), 1e-9)
+	require.Equal(t, 12, strings.Count(fams["modelmon_feature_bin_total"].text, `feature="amount",model="clean"`), "10 deciles and 2 out-of-range bins")
+}
+
+func pushRecordsRaw(t *testing.T, e *Exporter, lines ...string) {
+	t.Helper()
+	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", strings.Join(lines, "\n"), "Content-Type", "application/x-ndjson")
+	require.Equal(t, 200, st, body)
+}
+
+// sumSamples adds the values of the exposition lines containing every part.
+func sumSamples(text string, parts ...string) float64 {
+	var sum float64
+next:
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				continue next
+			}
+		}
+		var v float64
+		fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+		sum += v
+	}
+	return sum
+}
+
+// Without a reference, the sidecar learns one from a model's first records,
+// freezes it, writes it under --storage.path, and a restart restores it
+// instead of learning again from data that may have drifted.
+func TestDriftLearnedReferenceSurvivesRestart(t *testing.T) {
+	up := modelServer(t)
+	storage := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n"), 0o644))
+	opts := func(o *Options) {
+		o.ConfigFile = cfg
+		o.StoragePath = storage
+		o.Drift = driftOptions("")
+		o.Drift.LearnSamples = 500
+	}
+	e := startExporter(t, up.URL, opts)
+	pushRecords(t, e, "fraud", 499, 0, 5)
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_drift_reference_info", map[string]string{"model": "fraud", "source": "learned"}))
+	pushRecords(t, e, "fraud", 1, 0, 6)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_drift_reference_info", map[string]string{"model": "fraud", "source": "learned"}))
+	_, err := os.Stat(filepath.Join(storage, "drift", "fraud.profile.json"))
+	require.NoError(t, err)
+
+	// A second sidecar on the same storage starts with the reference.
+	e2 := startExporter(t, up.URL, opts)
+	require.Equal(t, 1.0, metricValue(t, e2, "modelmon_drift_reference_info", map[string]string{"model": "fraud", "source": "learned"}))
+	pushRecords(t, e2, "fraud", 200, 2, 8)
+	// 500 reference rows: KS decides, as Evidently does up to 1000.
+	require.Equal(t, 1.0, metricValue(t, e2, "modelmon_feature_drifted", map[string]string{"model": "fraud", "feature": "amount", "window": "5m", "method": "ks"}),
+		"drift against the restored reference, not a reference relearned from the shifted data")
+}
