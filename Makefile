@@ -22,7 +22,10 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzOIP \
 	./internal/payload:FuzzMLflow \
 	./internal/payload:FuzzJSON \
-	./internal/config:FuzzLoad
+	./internal/config:FuzzLoad \
+	./drift:FuzzCSV \
+	./drift:FuzzJSONL \
+	./drift:FuzzProfile
 
 .PHONY: all build run test test-unit fuzz checkmetrics lint vet fmt staticcheck bench bench-proxy clean
 

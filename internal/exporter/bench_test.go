@@ -1,9 +1,12 @@
 package exporter
 
 import (
+	"encoding/json"
 	"os"
+	"path/filepath"
 
 	"fmt"
+	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/payload"
 	"net"
 	"strings"
@@ -116,4 +119,54 @@ func BenchmarkWorkerHandle(b *testing.B) {
 	for b.Loop() {
 		w.handle(c)
 	}
+}
+
+// BenchmarkWorkerHandleDrift is BenchmarkWorkerHandle with a drift reference
+// over the request's 20 features: every value also goes into its windows.
+// feature_values/s is what one parser goroutine sustains.
+func BenchmarkWorkerHandleDrift(b *testing.B) {
+	body, err := os.ReadFile("../../scripts/bench/kserve.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// A reference over the benchmark body's features: each value ±50%.
+	var obj struct {
+		Instances []map[string]float64 `json:"instances"`
+	}
+	if err := json.Unmarshal(body, &obj); err != nil {
+		b.Fatal(err)
+	}
+	var cols []drift.Column
+	for name, v := range obj.Instances[0] {
+		c := drift.Column{Name: name}
+		for i := 0; i < 2000; i++ {
+			c.Num = append(c.Num, v*(0.5+float64(i)/2000))
+		}
+		cols = append(cols, c)
+	}
+	p, err := drift.BuildProfile(cols, drift.DefaultBuildOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := filepath.Join(b.TempDir(), "profile.json")
+	f, err := os.Create(ref)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Save(f); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+
+	e := startExporter(b, "http://127.0.0.1:1", func(o *Options) { o.Drift = DriftOptions{Reference: ref, Detector: drift.DefaultOptions()} })
+	m := e.models.get([]byte("fraud"), 100)
+	w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger}
+	c := &capture{model: m, format: payload.FormatKServeV1}
+	c.buf = append(append(c.buf, body...), `{"predictions":[0.93]}`...)
+	c.reqLen = len(body)
+	b.ReportAllocs()
+	for b.Loop() {
+		w.handle(c)
+	}
+	b.ReportMetric(float64(b.N*len(cols))/b.Elapsed().Seconds(), "feature_values/s")
 }

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/prometheustest"
+)
+
+// result is what one run of the binary did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runBinary(t *testing.T, bin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result{code, stdout.String(), stderr.String()}
+}
+
+// The drift commands, end to end: profile the training data, gate on drift
+// with the exit code, and write rules promtool accepts.
+func TestDriftCommands(t *testing.T) {
+	bin := buildBinary(t)
+	data := func(name string) string { return filepath.Join("..", "..", "internal", "driftcli", "testdata", name) }
+	dir := t.TempDir()
+	profile := filepath.Join(dir, "profile.json")
+
+	r := runBinary(t, bin, "profile", "--input", data("reference.csv"), "--output", profile, "--prediction", "score")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, `exporter profile: wrote `+profile+`: 5 features (3 numeric, 2 categorical; prediction "score") from 1000 rows of `+data("reference.csv")+"\n", r.stderr)
+	b, err := os.ReadFile(profile)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"version": 1`)
+
+	t.Run("drift", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			args []string
+			code int
+			out  string
+		}{
+			{"shifted against the profile", []string{"--reference", profile, "--current", data("current-shifted.csv"), "--fail-on-drift"},
+				1, "dataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
+			{"clean against the profile", []string{"--reference", profile, "--current", data("current-clean.csv"), "--fail-on-drift"},
+				0, "dataset: drifted 0/4 features (share 0 < 0.5): no drift\n"},
+			{"shifted against raw data, jsonl", []string{"--reference", data("reference.csv"), "--current", data("current-shifted.jsonl"), "--prediction", "score", "--fail-on-drift"},
+				1, "dataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
+			{"shifted, without --fail-on-drift", []string{"--reference", profile, "--current", data("current-shifted.csv")},
+				0, "dataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
+			{"overridden methods", []string{"--reference", profile, "--current", data("current-shifted.csv"), "--method", "age=psi", "--method", "city=jensenshannon", "--fixed-thresholds", "--alpha", "0.01", "--fail-on-drift"},
+				1, "dataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := runBinary(t, bin, append([]string{"drift"}, tc.args...)...)
+				require.Equal(t, tc.code, r.code, r.stderr)
+				require.Empty(t, r.stderr)
+				require.True(t, strings.HasPrefix(r.stdout, "FEATURE "), r.stdout)
+				require.True(t, strings.HasSuffix(r.stdout, tc.out), r.stdout)
+			})
+		}
+	})
+
+	t.Run("drift json", func(t *testing.T) {
+		r := runBinary(t, bin, "drift", "--reference", profile, "--current", data("current-shifted.csv"), "--output", "json", "--fail-on-drift")
+		require.Equal(t, 1, r.code, r.stderr)
+		var report struct {
+			Features []struct {
+				Name    string             `json:"name"`
+				Method  string             `json:"method"`
+				PValue  *float64           `json:"p_value"`
+				Drifted bool               `json:"drifted"`
+				Scores  map[string]float64 `json:"scores"`
+			} `json:"features"`
+			DriftShare     float64 `json:"drift_share"`
+			DatasetDrifted bool    `json:"dataset_drifted"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &report))
+		require.True(t, report.DatasetDrifted)
+		require.Equal(t, 0.5, report.DriftShare)
+		require.Equal(t, "age", report.Features[0].Name)
+		require.True(t, report.Features[0].Drifted)
+		require.NotNil(t, report.Features[0].PValue)
+		require.Contains(t, report.Features[0].Scores, "psi")
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			args []string
+			want string
+		}{
+			{"ragged data", []string{"drift", "--reference", profile, "--current", data("ragged.csv")},
+				"exporter drift: " + data("ragged.csv") + `:3: column "score": ragged row (4 fields, want 5)` + "\n"},
+			{"ragged data, fail on drift", []string{"drift", "--reference", data("ragged.csv"), "--current", data("current-clean.csv"), "--fail-on-drift"},
+				"exporter drift: " + data("ragged.csv") + `:3: column "score": ragged row (4 fields, want 5)` + "\n"},
+			{"bad output", []string{"drift", "--reference", profile, "--current", data("current-clean.csv"), "--output", "yaml"},
+				"exporter: error: enum value must be one of text,json, got 'yaml', try --help\n"},
+			{"missing flag", []string{"drift", "--reference", profile},
+				"exporter: error: required flag(s) '--current' not provided, try --help\n"},
+			{"bad jsonl", []string{"profile", "--input", data("bad.jsonl"), "--output", filepath.Join(dir, "p.json")},
+				"exporter profile: " + data("bad.jsonl") + ":2:21: invalid character 'o' looking for beginning of value\n"},
+			{"bad window", []string{"rules", "--profile", profile, "--windows", "5m,1x"},
+				`exporter rules: --windows="5m,1x": "1x" is not a positive duration such as 5m, 1h or 1d` + "\n"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := runBinary(t, bin, tc.args...)
+				require.Equal(t, 2, r.code)
+				require.Empty(t, r.stdout)
+				require.Equal(t, tc.want, r.stderr)
+			})
+		}
+	})
+
+	t.Run("rules", func(t *testing.T) {
+		r := runBinary(t, bin, "rules", "--profile", profile)
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Contains(t, r.stdout, "record: modelmon:feature_drift_psi:1d\n")
+		require.Contains(t, r.stdout, "record: modelmon:feature_drift_psi:total\n")
+
+		file := filepath.Join(dir, "drift.rules.yml")
+		r = runBinary(t, bin, "rules", "--profile", profile, "--model", "fraud", "--windows", "5m,1h", "--output", file)
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Empty(t, r.stdout)
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		require.Contains(t, string(b), `model="fraud"`)
+		require.NotContains(t, string(b), "psi:1d")
+		out, err := exec.Command(prometheustest.Promtool(t), "check", "rules", file).CombinedOutput()
+		require.NoError(t, err, string(out))
+		require.Contains(t, string(out), "SUCCESS: 19 rules found")
+	})
+}

@@ -1,0 +1,338 @@
+package driftcli
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// The keys DriftCommand adds to a feature's scores when both the reference and
+// the current data are raw data.
+const (
+	// ScoreKSExact is the Kolmogorov–Smirnov statistic of the raw samples
+	// (drift.KSExact).
+	ScoreKSExact = "ks_exact"
+	// ScoreWassersteinExact is the Wasserstein distance of the raw samples
+	// (drift.WassersteinExact) over the reference's standard deviation, on the
+	// scale of the binned "wasserstein" score.
+	ScoreWassersteinExact = "wasserstein_exact"
+)
+
+// DriftCommand compares a batch of data with a reference: `exporter drift`. Its
+// fields are the command's flags.
+type DriftCommand struct {
+	// Reference is a profile (.json) or training data (.csv, .jsonl, .ndjson),
+	// whose profile is then built with Build.
+	Reference string
+	// Current is the data to check: .csv, .jsonl or .ndjson; "-" is stdin.
+	Current string
+	// Format is "csv" or "jsonl", the format of whichever of Reference and
+	// Current is "-", or of a file whose extension is none of those.
+	Format string
+	// Output is the report's format: "text" (default) or "json".
+	Output string
+	// FailOnDrift makes Run return ExitDrift when the dataset drifted.
+	FailOnDrift bool
+	// Alpha is the false-alarm level of each feature's test (default 0.05).
+	Alpha float64
+	// MinSamples is the number of values a feature needs to be scored
+	// (default 100).
+	MinSamples int64
+	// Methods override the method of features: "FEATURE=METHOD" (comma-separated
+	// lists are split).
+	Methods []string
+	// FixedThresholds decides with fixed thresholds instead of calibrated
+	// ones: Evidently's 0.1 for the distances, Alpha for the tests' p-values.
+	FixedThresholds bool
+	// Build says how to read a raw reference and build its profile; its
+	// Prediction also marks the prediction feature of a profile that has none.
+	Build BuildFlags
+}
+
+// Run runs the command, writes the report to env.Stdout and returns the exit
+// code: ExitDrift if FailOnDrift and the dataset drifted, ExitError after
+// printing the error to env.Stderr, else ExitOK.
+func (c *DriftCommand) Run(env Env) int {
+	env = env.withDefaults()
+	r, err := c.Report(env)
+	if err != nil {
+		return env.fail("drift", err)
+	}
+	if err := r.Write(env.Stdout, c.Output); err != nil {
+		return env.fail("drift", fmt.Errorf("couldn't write the report: %w", err))
+	}
+	if c.FailOnDrift && r.DatasetDrifted {
+		return ExitDrift
+	}
+	return ExitOK
+}
+
+// Report reads the reference and the current data and scores every feature of
+// the reference. Warnings go to env.Logger and into the report.
+func (c *DriftCommand) Report(env Env) (*Report, error) {
+	env = env.withDefaults()
+	if err := checkOutput(c.Output); err != nil {
+		return nil, err
+	}
+	switch {
+	case c.Reference == "" || c.Current == "":
+		return nil, errors.New("--reference and --current are required")
+	case c.Reference == "-" && c.Current == "-":
+		return nil, errors.New("--reference and --current can't both be stdin (-)")
+	}
+	methods, err := parseMethods(c.Methods)
+	if err != nil {
+		return nil, err
+	}
+
+	refName, refCols, p, err := c.reference(env)
+	if err != nil {
+		return nil, err
+	}
+	for name := range methods {
+		if _, ok := p.Feature(name); !ok {
+			return nil, fmt.Errorf("--method: %s has no feature %q", refName, name)
+		}
+	}
+	det, err := drift.NewDetector(p, c.detectorOptions(methods))
+	if err != nil {
+		return nil, fmt.Errorf("invalid options: %w", err)
+	}
+
+	curName, cur, err := readCurrent(env, c.Current, c.Format, p)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(p.Features, func(f *drift.Feature) bool { return findColumn(cur, f.Name) != nil }) {
+		// Surely the wrong file, which must not pass a CI gate as "no drift".
+		return nil, fmt.Errorf("%s: none of the reference's features is a column", curName)
+	}
+	r := &Report{Reference: refName, Current: curName, Features: []FeatureResult{}, Warnings: []string{}}
+	for _, col := range cur {
+		if _, ok := p.Feature(col.Name); !ok {
+			env.Logger.Warn("Column of the current data is not in the reference, ignored", "file", curName, "column", col.Name)
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: column %q is not in the reference; ignored", curName, col.Name))
+		}
+	}
+
+	results := make([]drift.Result, 0, len(p.Features))
+	for _, f := range p.Features {
+		col := findColumn(cur, f.Name)
+		counts := drift.Counts{Bins: make([]float64, f.FineBins())}
+		var totals drift.Totals
+		if col == nil {
+			env.Logger.Warn("Feature of the reference is missing from the current data, not scored", "file", curName, "feature", f.Name)
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: no column %q; the feature is not ready", curName, f.Name))
+		} else if counts, totals, err = count(f, col); err != nil {
+			return nil, err
+		}
+		res, err := det.Score(f.Name, counts)
+		if err != nil {
+			return nil, err
+		}
+		if col == nil {
+			res.Reason = fmt.Sprintf("not ready: no column %q in %s", f.Name, curName)
+		}
+		results = append(results, res)
+		fr := newFeatureResult(res, totals)
+		if n := totals.Violations[drift.ViolationType]; n > 0 {
+			env.Logger.Warn("Values of a numeric feature are not numbers, counted as missing", "file", curName, "feature", f.Name, "count", n)
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: column %q: %d values are not numbers; counted as missing", curName, f.Name, n))
+		}
+		if ref := findColumn(refCols, f.Name); ref != nil && col != nil && f.Kind == drift.Numeric {
+			exact(f, ref, col, &fr)
+		}
+		r.Features = append(r.Features, fr)
+	}
+	ds := det.Dataset(results)
+	r.DriftShare, r.DatasetDrifted, r.DatasetThreshold = ds.Share, ds.Drift, ds.Threshold
+	r.ReadyFeatures, r.DriftedFeatures, r.Reason = ds.Features, ds.Drifted, ds.Reason
+	return r, nil
+}
+
+// reference loads the reference profile, or builds it from raw data, whose
+// columns it then also returns (nil for a profile).
+func (c *DriftCommand) reference(env Env) (name string, cols []drift.Column, p *drift.Profile, err error) {
+	if !isProfile(c.Reference) {
+		return c.Build.build(env, c.Reference, c.Format)
+	}
+	if p, err = drift.LoadFile(c.Reference); err != nil {
+		return "", nil, nil, err
+	}
+	if err := markPrediction(p, c.Build.Prediction); err != nil {
+		return "", nil, nil, err
+	}
+	return c.Reference, nil, p, nil
+}
+
+func (c *DriftCommand) detectorOptions(methods map[string]drift.Method) drift.Options {
+	opts := drift.Options{Alpha: c.Alpha, MinSamples: c.MinSamples, Methods: methods, Fixed: c.FixedThresholds}
+	if c.FixedThresholds && c.Alpha != 0 {
+		// drift's fixed thresholds of the tests are 0.05 whatever
+		// Options.Alpha: make them Alpha, as --alpha says.
+		opts.Thresholds = map[drift.Method]float64{}
+		for _, m := range drift.Methods() {
+			if m.HasPValue() {
+				opts.Thresholds[m] = c.Alpha
+			}
+		}
+	}
+	return opts
+}
+
+// readCurrent reads the current data. The types of its columns follow the
+// profile rather than what the values look like: a categorical feature whose
+// values all happen to be numbers is read again as text, so that "007" stays
+// the category "007" the reference has, not the number 7. (drift.ReadOptions
+// can't force the type of a column that may be absent, so this takes a second
+// read, only when needed.)
+func readCurrent(env Env, path, format string, p *drift.Profile) (string, []drift.Column, error) {
+	format, err := dataFormat(path, format)
+	if err != nil {
+		return "", nil, err
+	}
+	name, data, err := readAll(env, path)
+	if err != nil {
+		return name, nil, err
+	}
+	cols, err := parseData(name, format, data, drift.ReadOptions{})
+	if err != nil {
+		return name, nil, err
+	}
+	var text []string
+	for _, col := range cols {
+		if f, ok := p.Feature(col.Name); ok && f.Kind == drift.Categorical && col.Num != nil {
+			text = append(text, col.Name)
+		}
+	}
+	if len(text) > 0 {
+		cols, err = parseData(name, format, data, drift.ReadOptions{Categorical: text})
+	}
+	return name, cols, err
+}
+
+func findColumn(cols []drift.Column, name string) *drift.Column {
+	for i := range cols {
+		if cols[i].Name == name {
+			return &cols[i]
+		}
+	}
+	return nil
+}
+
+// count turns a column into f's fine-bin counts. drift has no helper from raw
+// values to Counts, so this feeds a Window of one span in one sub-window, at one
+// fixed time: the values are counted, missing and out-of-range values handled,
+// and the tail sums Wasserstein needs kept, exactly as the sidecar does live.
+func count(f *drift.Feature, col *drift.Column) (drift.Counts, drift.Totals, error) {
+	const span = time.Hour
+	w, err := drift.NewWindow(f, drift.WindowOptions{Spans: []time.Duration{span}, SubWindows: 1})
+	if err != nil {
+		return drift.Counts{}, drift.Totals{}, fmt.Errorf("feature %q: %w", f.Name, err)
+	}
+	now := time.Unix(0, 0)
+	for _, v := range col.Num {
+		if math.IsNaN(v) { // how the readers give a missing value
+			w.AddMissing(now)
+		} else {
+			w.Add(now, v)
+		}
+	}
+	for _, s := range col.Str {
+		w.AddCategory(now, s)
+	}
+	return w.Counts(now, 0), w.Totals(), nil
+}
+
+// exact adds the statistics of the raw samples to fr.
+func exact(f *drift.Feature, ref, cur *drift.Column, fr *FeatureResult) {
+	a, b := finiteValues(ref), finiteValues(cur)
+	if len(a) == 0 || len(b) == 0 {
+		return
+	}
+	d, p := drift.KSExact(a, b)
+	if isFinite(d) {
+		fr.Scores[ScoreKSExact] = d
+		fr.KSExactPValue = finitePtr(p)
+	}
+	// The floor of the std is drift's, for the "wasserstein" score.
+	if w := drift.WassersteinExact(a, b) / math.Max(f.Numeric.Std, 0.001); isFinite(w) {
+		fr.Scores[ScoreWassersteinExact] = w
+	}
+}
+
+// finiteValues returns the finite numbers of a column: the values of a numeric
+// one, the values that parse as numbers of a categorical one. Missing values,
+// NaN and ±Inf are left out, as the profile leaves them out of the bins.
+func finiteValues(c *drift.Column) []float64 {
+	out := make([]float64, 0, c.Len())
+	for _, v := range c.Num {
+		if isFinite(v) {
+			out = append(out, v)
+		}
+	}
+	for _, s := range c.Str {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && isFinite(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func finitePtr(v float64) *float64 {
+	if !isFinite(v) {
+		return nil
+	}
+	return &v
+}
+
+// markPrediction marks the feature name of a loaded profile as its prediction,
+// which must agree with the profile's own.
+func markPrediction(p *drift.Profile, name string) error {
+	if name == "" {
+		return nil
+	}
+	f, ok := p.Feature(name)
+	if !ok {
+		return fmt.Errorf("--prediction=%q: the profile has no such feature", name)
+	}
+	for _, g := range p.Features {
+		if g.Prediction && g != f {
+			return fmt.Errorf("--prediction=%q: the profile's prediction is %q", name, g.Name)
+		}
+	}
+	f.Prediction = true
+	return nil
+}
+
+// parseMethods parses --method values, FEATURE=METHOD.
+func parseMethods(specs []string) (map[string]drift.Method, error) {
+	out := map[string]drift.Method{}
+	for _, s := range splitList(specs) {
+		i := strings.LastIndexByte(s, '=')
+		if i <= 0 || i == len(s)-1 {
+			return nil, fmt.Errorf("--method=%q: want FEATURE=METHOD", s)
+		}
+		name, m := s[:i], drift.Method(s[i+1:])
+		if !slices.Contains(drift.Methods(), m) {
+			names := make([]string, 0, len(drift.Methods()))
+			for _, m := range drift.Methods() {
+				names = append(names, string(m))
+			}
+			return nil, fmt.Errorf("--method=%q: unknown method %q (want one of %s)", s, m, strings.Join(names, ", "))
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--method=%q: feature %q has a method already", s, name)
+		}
+		out[name] = m
+	}
+	return out, nil
+}

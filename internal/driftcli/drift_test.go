@@ -1,0 +1,333 @@
+package driftcli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// The report of each pair of inputs matches its golden file. The shifted data
+// move age by ten years and the mix of cities: two of the four features drift,
+// which is the dataset's threshold share; the prediction drifts with age but
+// does not count.
+func TestDriftGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name, golden string
+		cmd          DriftCommand
+	}{
+		{"raw csv, shifted, json", "drift-shifted.golden.json",
+			DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv", Output: "json"}},
+		{"raw csv, shifted, text", "drift-shifted.golden.txt",
+			DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv"}},
+		{"profile, clean jsonl, json", "drift-clean.golden.json",
+			DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.jsonl", Output: "json"}},
+		{"profile, clean jsonl, text", "drift-clean.golden.txt",
+			DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.jsonl", Output: "text"}},
+		{"raw jsonl, other columns, json", "drift-columns.golden.json",
+			DriftCommand{Reference: "testdata/reference.jsonl", Current: "testdata/current-columns.csv", Output: "json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cmd
+			c.Build.Prediction = "score"
+			res := run(t, &c, "")
+			require.Equal(t, ExitOK, res.code, res.stderr)
+			require.Empty(t, res.stderr)
+			if strings.HasSuffix(tc.golden, ".json") {
+				goldenJSON(t, tc.golden, []byte(res.stdout))
+			} else {
+				golden(t, tc.golden, []byte(res.stdout))
+			}
+		})
+	}
+}
+
+// The JSON report has the fields the issue fixed, with p_value null for a
+// distance, and the exact statistics only when both sides are raw data.
+func TestDriftJSONShape(t *testing.T) {
+	report := func(c DriftCommand) map[string]any {
+		t.Helper()
+		c.Output = "json"
+		c.Build.Prediction = "score"
+		res := run(t, &c, "")
+		require.Equal(t, ExitOK, res.code, res.stderr)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(res.stdout), &m))
+		return m
+	}
+	m := report(DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv", Methods: []string{"age=psi", "city=jensenshannon"}})
+	for _, k := range []string{"features", "drift_share", "dataset_drifted"} {
+		require.Contains(t, m, k)
+	}
+	require.Equal(t, 0.5, m["drift_share"])
+	require.Equal(t, true, m["dataset_drifted"])
+	features := m["features"].([]any)
+	require.Len(t, features, 5)
+	byName := map[string]map[string]any{}
+	for _, f := range features {
+		f := f.(map[string]any)
+		for _, k := range []string{"name", "type", "method", "score", "threshold", "p_value", "drifted", "scores"} {
+			require.Contains(t, f, k, "feature %v", f["name"])
+		}
+		byName[f["name"].(string)] = f
+	}
+	age := byName["age"]
+	require.Equal(t, "psi", age["method"])
+	require.Nil(t, age["p_value"], "PSI has no p-value")
+	require.Equal(t, age["score"], age["scores"].(map[string]any)["psi"])
+	require.Contains(t, age["scores"], ScoreKSExact)
+	require.Contains(t, age["scores"], ScoreWassersteinExact)
+	require.Contains(t, age, "ks_exact_p_value")
+	require.Equal(t, "jensenshannon", byName["city"]["method"])
+	require.NotContains(t, byName["city"]["scores"], ScoreKSExact, "categorical")
+	require.NotNil(t, byName["plan"]["p_value"], "z has a p-value")
+
+	// A profile as the reference: no raw samples, no exact statistics.
+	m = report(DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-shifted.csv"})
+	for _, f := range m["features"].([]any) {
+		f := f.(map[string]any)
+		require.NotContains(t, f["scores"], ScoreKSExact)
+		require.NotContains(t, f, "ks_exact_p_value")
+	}
+}
+
+// The exact statistics of the raw samples are drift's KSExact and
+// WassersteinExact (normed by the reference's std), and the binned ones are
+// close to them.
+func TestDriftExact(t *testing.T) {
+	c := DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv", Build: BuildFlags{Prediction: "score"}}
+	r, err := c.Report(Env{})
+	require.NoError(t, err)
+	read := func(path string) []float64 {
+		f, err := os.Open(path)
+		require.NoError(t, err)
+		defer f.Close()
+		cols, err := drift.ReadCSV(path, f, drift.ReadOptions{Columns: []string{"age"}})
+		require.NoError(t, err)
+		return cols[0].Num
+	}
+	ref, cur := read("testdata/reference.csv"), read("testdata/current-shifted.csv")
+	d, p := drift.KSExact(ref, cur)
+	age := r.Features[0]
+	require.Equal(t, "age", age.Name)
+	require.Equal(t, d, age.Scores[ScoreKSExact])
+	require.Equal(t, p, *age.KSExactPValue)
+	require.LessOrEqual(t, age.Scores["ks"], d+1e-12, "the binned KS is at most the exact one")
+	require.InDelta(t, d, age.Scores["ks"], 1.0/200)
+	std := 11.767712437003196 // the golden profile's
+	require.InDelta(t, drift.WassersteinExact(ref, cur)/std, age.Scores[ScoreWassersteinExact], 1e-12)
+	require.InEpsilon(t, age.Scores[ScoreWassersteinExact], age.Scores["wasserstein"], 0.05)
+}
+
+// --fail-on-drift turns the dataset's drift into exit code 1; errors are 2.
+func TestDriftExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cmd  DriftCommand
+		want int
+	}{
+		{"shifted, fail on drift", DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv", FailOnDrift: true}, ExitDrift},
+		{"shifted jsonl against the profile, fail on drift", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-shifted.jsonl", FailOnDrift: true}, ExitDrift},
+		{"shifted, report only", DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv"}, ExitOK},
+		{"clean, fail on drift", DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-clean.csv", FailOnDrift: true}, ExitOK},
+		{"clean against the profile, fail on drift", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", FailOnDrift: true}, ExitOK},
+		{"clean, fixed thresholds", DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-clean.csv", FailOnDrift: true, FixedThresholds: true}, ExitOK},
+		{"too few values to decide", DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv", FailOnDrift: true, MinSamples: 1000}, ExitOK},
+		{"bad current", DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/ragged.csv", FailOnDrift: true}, ExitError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cmd
+			c.Build.Prediction = "score"
+			res := run(t, &c, "")
+			require.Equal(t, tc.want, res.code, res.stderr)
+			if tc.want != ExitError {
+				require.Contains(t, res.stdout, "dataset: ")
+			}
+		})
+	}
+}
+
+// A column the reference lacks is a warning; a reference feature the current
+// data lack is not ready, and does not count in the dataset's verdict.
+func TestDriftColumns(t *testing.T) {
+	c := DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-columns.csv"}
+	res := run(t, &c, "")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	require.Contains(t, res.logs, `level=WARN msg="Column of the current data is not in the reference, ignored" file=testdata/current-columns.csv column=device`)
+	require.Contains(t, res.logs, `level=WARN msg="Feature of the reference is missing from the current data, not scored" file=testdata/current-columns.csv feature=plan`)
+	require.Contains(t, res.stdout, `plan                categorical  z          -        -          -        -       not ready: no column "plan" in testdata/current-columns.csv`)
+	require.Contains(t, res.stdout, "dataset: drifted 0/3 features (share 0 < 0.5): no drift\n")
+
+	r, err := c.Report(Env{})
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		`testdata/current-columns.csv: column "device" is not in the reference; ignored`,
+		`testdata/current-columns.csv: no column "plan"; the feature is not ready`,
+	}, r.Warnings)
+	plan := r.Features[3]
+	require.Equal(t, "plan", plan.Name)
+	require.False(t, plan.Ready)
+	require.Nil(t, plan.Score)
+	require.Nil(t, plan.Threshold)
+	require.Equal(t, 3, r.ReadyFeatures)
+}
+
+// Values that break the reference's constraints are counted per feature; a
+// numeric feature's values that are not numbers count as missing, with a
+// warning.
+func TestDriftViolations(t *testing.T) {
+	data := "age,income,city,plan,score\n"
+	for i := range 200 {
+		age := "30"
+		switch i {
+		case 0:
+			age = "old"
+		case 1:
+			age = "120"
+		case 2:
+			age = ""
+		}
+		city := "paris"
+		if i < 3 {
+			city = "atlantis"
+		}
+		data += age + ",300," + city + ",free,0.5\n"
+	}
+	cur := filepath.Join(t.TempDir(), "current.csv")
+	require.NoError(t, os.WriteFile(cur, []byte(data), 0o644))
+	c := DriftCommand{Reference: "testdata/profile.golden.json", Current: cur}
+	r, err := c.Report(Env{})
+	require.NoError(t, err)
+	age, city := r.Features[0], r.Features[2]
+	require.Equal(t, map[string]uint64{"type": 1, "out_of_range": 1, "missing": 1}, age.Violations)
+	require.Equal(t, int64(198), age.N)
+	require.Equal(t, int64(2), age.Missing)
+	require.Equal(t, map[string]uint64{"unseen_category": 3}, city.Violations)
+	require.Contains(t, r.Warnings, cur+`: column "age": 1 values are not numbers; counted as missing`)
+	require.NotContains(t, age.Scores, ScoreKSExact, "a profile has no raw samples")
+}
+
+// Categories that look like numbers keep their text: a current column of zip
+// codes with leading zeros, all numbers, matches the reference's categories.
+func TestDriftCategoriesLikeNumbers(t *testing.T) {
+	dir := t.TempDir()
+	var ref, cur strings.Builder
+	ref.WriteString("zip,plan\n")
+	cur.WriteString("zip,plan\n")
+	for i := range 300 {
+		zip := []string{"01000", "02000", "03000"}[i%3]
+		ref.WriteString(zip + ",free\n")
+		cur.WriteString(zip + ",free\n")
+	}
+	ref.WriteString("A1,free\n") // makes zip categorical in the reference
+	refPath, curPath := filepath.Join(dir, "ref.csv"), filepath.Join(dir, "cur.csv")
+	require.NoError(t, os.WriteFile(refPath, []byte(ref.String()), 0o644))
+	require.NoError(t, os.WriteFile(curPath, []byte(cur.String()), 0o644))
+	c := DriftCommand{Reference: refPath, Current: curPath, FailOnDrift: true}
+	r, err := c.Report(Env{})
+	require.NoError(t, err)
+	zip := r.Features[0]
+	require.Equal(t, drift.Categorical, zip.Type)
+	require.Empty(t, zip.Violations, "no unseen category")
+	require.False(t, zip.Drifted, zip.Reason)
+}
+
+// Current data can come from stdin.
+func TestDriftStdin(t *testing.T) {
+	data, err := os.ReadFile("testdata/current-shifted.jsonl")
+	require.NoError(t, err)
+	c := DriftCommand{Reference: "testdata/profile.golden.json", Current: "-", Format: "jsonl", FailOnDrift: true}
+	res := run(t, &c, string(data))
+	require.Equal(t, ExitDrift, res.code, res.stderr)
+	require.Contains(t, res.stdout, "dataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n")
+}
+
+func TestDriftErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cmd  DriftCommand
+		want string
+	}{
+		{"ragged current", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/ragged.csv"},
+			`testdata/ragged.csv:3: column "score": ragged row (4 fields, want 5)`},
+		{"ragged reference", DriftCommand{Reference: "testdata/ragged.csv", Current: "testdata/current-clean.csv"},
+			`testdata/ragged.csv:3: column "score": ragged row (4 fields, want 5)`},
+		{"bad jsonl current", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/bad.jsonl"},
+			`testdata/bad.jsonl:2:21: invalid character 'o' looking for beginning of value`},
+		{"bad profile", DriftCommand{Reference: "testdata/bad-profile.json", Current: "testdata/current-clean.csv"},
+			`testdata/bad-profile.json: profile version 2 is not supported (want 1)`},
+		{"unknown method", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Methods: []string{"age=energy"}},
+			`--method="age=energy": unknown method "energy" (want one of psi, jensenshannon, hellinger, ks, wasserstein, chisquare, z, missing)`},
+		{"method syntax", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Methods: []string{"ks"}},
+			`--method="ks": want FEATURE=METHOD`},
+		{"method twice", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Methods: []string{"age=ks", "age=psi"}},
+			`--method="age=psi": feature "age" has a method already`},
+		{"method of unknown feature", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Methods: []string{"height=ks"}},
+			`--method: testdata/profile.golden.json has no feature "height"`},
+		{"method that does not apply", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Methods: []string{"plan=ks"}},
+			`invalid options: feature "plan": method "ks" does not apply to a categorical feature with 2 distinct values`},
+		{"bad alpha", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Alpha: 2},
+			`invalid options: alpha must be in (0, 1), got 2`},
+		{"bad output", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Output: "yaml"},
+			`unknown output format "yaml" (want text or json)`},
+		{"both stdin", DriftCommand{Reference: "-", Current: "-", Format: "csv"},
+			`--reference and --current can't both be stdin (-)`},
+		{"prediction the profile lacks", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Build: BuildFlags{Prediction: "label"}},
+			`--prediction="label": the profile has no such feature`},
+		{"prediction other than the profile's", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Build: BuildFlags{Prediction: "age"}},
+			`--prediction="age": the profile's prediction is "score"`},
+		{"unknown extension", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current.parquet"},
+			`testdata/current.parquet: unknown file type (want .csv, .jsonl or .ndjson, or set --format)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cmd
+			res := run(t, &c, "")
+			require.Equal(t, ExitError, res.code)
+			require.Empty(t, res.stdout)
+			require.Equal(t, "exporter drift: "+tc.want+"\n", res.stderr)
+		})
+	}
+}
+
+// With fixed thresholds, a distance drifts above 0.1 and a test below --alpha.
+func TestDriftFixedThresholds(t *testing.T) {
+	c := DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-shifted.csv", FixedThresholds: true, Alpha: 0.01, Methods: []string{"income=psi"}}
+	r, err := c.Report(Env{})
+	require.NoError(t, err)
+	age, income := r.Features[0], r.Features[1]
+	require.Equal(t, drift.MethodKS, age.Method)
+	require.Equal(t, 0.01, *age.Threshold)
+	require.False(t, age.Calibrated)
+	require.Contains(t, age.Reason, "(fixed threshold)")
+	require.Equal(t, drift.MethodPSI, income.Method)
+	require.Equal(t, 0.1, *income.Threshold)
+	require.Nil(t, income.PValue)
+}
+
+// --format is for stdin: a file's known extension still decides its format.
+// A current file without any of the reference's columns is surely the wrong
+// one, an error rather than "no drift".
+func TestDriftFormats(t *testing.T) {
+	data, err := os.ReadFile("testdata/current-clean.csv")
+	require.NoError(t, err)
+	c := DriftCommand{Reference: "testdata/reference.jsonl", Current: "-", Format: "csv", Build: BuildFlags{Prediction: "score"}}
+	res := run(t, &c, string(data))
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	require.Contains(t, res.stdout, "dataset: drifted 0/4 features")
+
+	txt := filepath.Join(t.TempDir(), "current.txt")
+	require.NoError(t, os.WriteFile(txt, data, 0o644))
+	c = DriftCommand{Reference: "testdata/profile.golden.json", Current: txt, Format: "csv"}
+	res = run(t, &c, "")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+
+	c = DriftCommand{Reference: "testdata/profile.golden.json", Current: "-", Format: "csv"}
+	res = run(t, &c, "height,weight\n1,2\n")
+	require.Equal(t, ExitError, res.code)
+	require.Equal(t, "exporter drift: stdin: none of the reference's features is a column\n", res.stderr)
+}

@@ -1,0 +1,123 @@
+package driftcli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// The data formats, values of --format.
+const (
+	FormatCSV   = "csv"
+	FormatJSONL = "jsonl"
+)
+
+// stdinName names standard input in error messages.
+const stdinName = "stdin"
+
+// dataFormat returns the format of the data file path: the one its extension
+// says (.csv, .jsonl, .ndjson), else format, which standard input ("-")
+// needs.
+func dataFormat(path, format string) (string, error) {
+	switch format {
+	case "", FormatCSV, FormatJSONL:
+	default:
+		return "", fmt.Errorf("unknown format %q (want csv or jsonl)", format)
+	}
+	if path != "-" {
+		switch strings.ToLower(filepath.Ext(path)) {
+		case ".csv":
+			return FormatCSV, nil
+		case ".jsonl", ".ndjson":
+			return FormatJSONL, nil
+		}
+	}
+	switch {
+	case format != "":
+		return format, nil
+	case path == "-":
+		return "", errors.New("reading stdin (-) needs --format=csv or --format=jsonl")
+	}
+	return "", fmt.Errorf("%s: unknown file type (want .csv, .jsonl or .ndjson, or set --format)", path)
+}
+
+// isProfile reports whether path names a profile rather than data.
+func isProfile(path string) bool { return strings.EqualFold(filepath.Ext(path), ".json") }
+
+// readAll returns the contents of path ("-" is stdin) and its name for errors.
+func readAll(env Env, path string) (name string, data []byte, err error) {
+	if path == "-" {
+		data, err = io.ReadAll(env.Stdin)
+		if err != nil {
+			return stdinName, nil, fmt.Errorf("%s: %w", stdinName, err)
+		}
+		return stdinName, data, nil
+	}
+	data, err = os.ReadFile(path)
+	return path, data, err
+}
+
+// parseData reads data in format, drift's readers' errors (file, line and
+// column) passed through.
+func parseData(name, format string, data []byte, opts drift.ReadOptions) ([]drift.Column, error) {
+	if format == FormatJSONL {
+		return drift.ReadJSONL(name, bytes.NewReader(data), opts)
+	}
+	return drift.ReadCSV(name, bytes.NewReader(data), opts)
+}
+
+// readData reads the data file path ("-" is stdin).
+func readData(env Env, path, format string, opts drift.ReadOptions) (name string, cols []drift.Column, err error) {
+	format, err = dataFormat(path, format)
+	if err != nil {
+		return "", nil, err
+	}
+	name, data, err := readAll(env, path)
+	if err != nil {
+		return name, nil, err
+	}
+	cols, err = parseData(name, format, data, opts)
+	return name, cols, err
+}
+
+// writeOutput writes what write produces to path, "-" for stdout. A file is
+// replaced at once, never left half-written: write goes to a temporary file
+// in the same directory, renamed over path when complete.
+func writeOutput(env Env, path string, write func(io.Writer) error) (err error) {
+	if path == "-" {
+		return write(env.Stdout)
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	if err != nil {
+		return fmt.Errorf("couldn't write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := write(f); err != nil {
+		return fmt.Errorf("couldn't write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("couldn't write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("couldn't write %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("couldn't write %s: %w", path, err)
+	}
+	return nil
+}

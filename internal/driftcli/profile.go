@@ -1,0 +1,111 @@
+package driftcli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// ProfileCommand builds a reference profile from training data: `exporter
+// profile`. Its fields are the command's flags.
+type ProfileCommand struct {
+	// Input is the training data, CSV or JSON Lines by its extension (.csv,
+	// .jsonl, .ndjson) or Format; "-" is stdin.
+	Input string
+	// Format is "csv" or "jsonl", the format of stdin or of a file whose
+	// extension is none of those.
+	Format string
+	// Output is where the profile goes; "-" is stdout.
+	Output string
+	// Build holds the options of the profile: the prediction column, the
+	// number of bins and of top categories.
+	Build BuildFlags
+}
+
+// BuildFlags are the flags that say how to read training data and build a
+// profile from it, shared by profile and drift.
+type BuildFlags struct {
+	// Prediction names the column that holds the model's output.
+	Prediction string
+	// Bins, CoarseBins and TopCategories are drift.BuildOptions' Bins, Coarse
+	// and TopK; 0 takes drift's default.
+	Bins, CoarseBins, TopCategories int
+	// Numeric and Categorical force the type of these columns (comma-separated
+	// lists are split).
+	Numeric, Categorical []string
+}
+
+func (b BuildFlags) readOptions() drift.ReadOptions {
+	return drift.ReadOptions{Numeric: splitList(b.Numeric), Categorical: splitList(b.Categorical)}
+}
+
+func (b BuildFlags) buildOptions() drift.BuildOptions {
+	return drift.BuildOptions{Bins: b.Bins, Coarse: b.CoarseBins, TopK: b.TopCategories, Prediction: b.Prediction}
+}
+
+// build reads the data file path and builds its profile.
+func (b BuildFlags) build(env Env, path, format string) (name string, cols []drift.Column, p *drift.Profile, err error) {
+	name, cols, err = readData(env, path, format, b.readOptions())
+	if err != nil {
+		return name, nil, nil, err
+	}
+	p, err = drift.BuildProfile(cols, b.buildOptions())
+	if err != nil {
+		return name, nil, nil, fmt.Errorf("%s: couldn't build the profile: %w", name, err)
+	}
+	return name, cols, p, nil
+}
+
+// Run runs the command and returns the exit code: ExitOK, or ExitError after
+// printing the error to env.Stderr.
+func (c *ProfileCommand) Run(env Env) int {
+	env = env.withDefaults()
+	summary, err := c.run(env)
+	if err != nil {
+		return env.fail("profile", err)
+	}
+	fmt.Fprintf(env.Stderr, "%s profile: %s\n", env.Prog, summary)
+	return ExitOK
+}
+
+func (c *ProfileCommand) run(env Env) (summary string, err error) {
+	if c.Input == "" || c.Output == "" {
+		return "", errors.New("--input and --output are required")
+	}
+	name, cols, p, err := c.Build.build(env, c.Input, c.Format)
+	if err != nil {
+		return "", err
+	}
+	if err := writeOutput(env, c.Output, p.Save); err != nil {
+		return "", err
+	}
+	out := c.Output
+	if out == "-" {
+		out = "stdout"
+	}
+	return fmt.Sprintf("wrote %s: %s from %d rows of %s", out, describe(p), cols[0].Len(), name), nil
+}
+
+// describe summarises p's features: "5 features (3 numeric, 2 categorical;
+// prediction \"score\")".
+func describe(p *drift.Profile) string {
+	var num, cat int
+	var pred []string
+	for _, f := range p.Features {
+		if f.Kind == drift.Numeric {
+			num++
+		} else {
+			cat++
+		}
+		if f.Prediction {
+			pred = append(pred, fmt.Sprintf("%q", f.Name))
+		}
+	}
+	s := fmt.Sprintf("%d features (%d numeric, %d categorical", len(p.Features), num, cat)
+	if len(pred) > 0 {
+		s += "; prediction " + strings.Join(pred, ", ")
+	}
+	return s + ")"
+}

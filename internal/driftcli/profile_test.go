@@ -1,0 +1,132 @@
+package driftcli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// The same data as CSV, as JSON Lines and on stdin give the same profile, the
+// golden one.
+func TestProfile(t *testing.T) {
+	csv, err := os.ReadFile("testdata/reference.csv")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name    string
+		cmd     ProfileCommand
+		stdin   string
+		summary string
+	}{
+		{
+			name:    "csv",
+			cmd:     ProfileCommand{Input: "testdata/reference.csv"},
+			summary: `exporter profile: wrote OUT: 5 features (3 numeric, 2 categorical; prediction "score") from 1000 rows of testdata/reference.csv` + "\n",
+		},
+		{
+			name:    "jsonl",
+			cmd:     ProfileCommand{Input: "testdata/reference.jsonl"},
+			summary: `exporter profile: wrote OUT: 5 features (3 numeric, 2 categorical; prediction "score") from 1000 rows of testdata/reference.jsonl` + "\n",
+		},
+		{
+			name:    "stdin",
+			cmd:     ProfileCommand{Input: "-", Format: "csv"},
+			stdin:   string(csv),
+			summary: `exporter profile: wrote OUT: 5 features (3 numeric, 2 categorical; prediction "score") from 1000 rows of stdin` + "\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "profile.json")
+			c := tc.cmd
+			c.Output = out
+			c.Build = BuildFlags{Prediction: "score"}
+			res := run(t, &c, tc.stdin)
+			require.Equal(t, ExitOK, res.code, res.stderr)
+			require.Equal(t, strings.Replace(tc.summary, "OUT", out, 1), res.stderr)
+			got, err := os.ReadFile(out)
+			require.NoError(t, err)
+			golden(t, "profile.golden.json", got)
+			info, err := os.Stat(out)
+			require.NoError(t, err)
+			require.Equal(t, os.FileMode(0o644), info.Mode().Perm())
+		})
+	}
+}
+
+// The build flags reach the profile: bins, coarse bins, top categories, types.
+func TestProfileOptions(t *testing.T) {
+	c := ProfileCommand{Input: "testdata/reference.csv", Output: "-", Build: BuildFlags{
+		Bins: 50, CoarseBins: 4, TopCategories: 2, Categorical: []string{"age"}, Numeric: []string{"income,score"},
+	}}
+	res := run(t, &c, "")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	require.Equal(t, "exporter profile: wrote stdout: 5 features (2 numeric, 3 categorical) from 1000 rows of testdata/reference.csv\n", res.stderr)
+	p, err := drift.Load(strings.NewReader(res.stdout))
+	require.NoError(t, err)
+
+	age, ok := p.Feature("age")
+	require.True(t, ok)
+	require.Equal(t, drift.Categorical, age.Kind)
+	require.Len(t, age.Categorical.Categories, 2)
+	income, _ := p.Feature("income")
+	require.Equal(t, drift.Numeric, income.Kind)
+	require.LessOrEqual(t, len(income.Numeric.Edges), 2*50+1)
+	require.Len(t, income.Numeric.Coarse, 4+1)
+	for _, f := range p.Features {
+		require.False(t, f.Prediction)
+	}
+}
+
+// Errors name the file, line and column, as drift's readers give them.
+func TestProfileErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		cmd  ProfileCommand
+		want string
+	}{
+		{"ragged csv", ProfileCommand{Input: "testdata/ragged.csv"},
+			`exporter profile: testdata/ragged.csv:3: column "score": ragged row (4 fields, want 5)`},
+		{"bad jsonl", ProfileCommand{Input: "testdata/bad.jsonl"},
+			`exporter profile: testdata/bad.jsonl:2:21: invalid character 'o' looking for beginning of value`},
+		{"not a number", ProfileCommand{Input: "testdata/reference.csv", Build: BuildFlags{Numeric: []string{"city"}}},
+			`exporter profile: testdata/reference.csv:2: column "city": "lima" is not a number`},
+		{"no such column", ProfileCommand{Input: "testdata/reference.csv", Build: BuildFlags{Categorical: []string{"zip"}}},
+			`exporter profile: testdata/reference.csv:1: missing column "zip"`},
+		{"no prediction column", ProfileCommand{Input: "testdata/reference.csv", Build: BuildFlags{Prediction: "label"}},
+			`exporter profile: testdata/reference.csv: couldn't build the profile: missing prediction column "label"`},
+		{"bad bins", ProfileCommand{Input: "testdata/reference.csv", Build: BuildFlags{Bins: 5, CoarseBins: 10}},
+			`exporter profile: testdata/reference.csv: couldn't build the profile: coarse bins (10) must not exceed bins (5)`},
+		{"unknown extension", ProfileCommand{Input: "testdata/reference.txt"},
+			`exporter profile: testdata/reference.txt: unknown file type (want .csv, .jsonl or .ndjson, or set --format)`},
+		{"stdin without format", ProfileCommand{Input: "-"},
+			`exporter profile: reading stdin (-) needs --format=csv or --format=jsonl`},
+		{"unknown format", ProfileCommand{Input: "-", Format: "xml"},
+			`exporter profile: unknown format "xml" (want csv or jsonl)`},
+		{"no file", ProfileCommand{Input: "testdata/nope.csv"},
+			`exporter profile: open testdata/nope.csv: no such file or directory`},
+		{"unwritable", ProfileCommand{Input: "testdata/reference.csv", Output: filepath.Join(dir, "no", "p.json")},
+			`exporter profile: couldn't write ` + filepath.Join(dir, "no", "p.json") + `: open ` + dir + `/no/`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cmd
+			if c.Output == "" {
+				c.Output = filepath.Join(dir, "p.json")
+			}
+			res := run(t, &c, "")
+			require.Equal(t, ExitError, res.code)
+			require.Empty(t, res.stdout)
+			if tc.name == "unwritable" {
+				require.Contains(t, res.stderr, tc.want)
+				return
+			}
+			require.Equal(t, tc.want+"\n", res.stderr)
+			_, err := os.Stat(filepath.Join(dir, "p.json"))
+			require.ErrorIs(t, err, os.ErrNotExist, "no output on error")
+		})
+	}
+}

@@ -1,0 +1,180 @@
+package driftcli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// The report formats, values of drift's --output.
+const (
+	OutputText = "text"
+	OutputJSON = "json"
+)
+
+func checkOutput(format string) error {
+	switch format {
+	case "", OutputText, OutputJSON:
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q (want text or json)", format)
+}
+
+// Report is the outcome of the drift command. Its JSON form is the command's
+// --output=json; README.section.md documents each field, and the names of
+// features, drift_share, dataset_drifted and the features' name, type,
+// method, score, threshold, p_value, drifted and scores are a public
+// interface: fields may be added, never renamed.
+type Report struct {
+	// Features holds one result per feature of the reference, in its order.
+	Features []FeatureResult `json:"features"`
+	// DriftShare is the share of the ready features (the prediction left out)
+	// that drifted; 0 when none is ready.
+	DriftShare float64 `json:"drift_share"`
+	// DatasetDrifted says DriftShare reached DatasetThreshold.
+	DatasetDrifted bool `json:"dataset_drifted"`
+	// DatasetThreshold is the share of drifted features at which the dataset
+	// drifts.
+	DatasetThreshold float64 `json:"dataset_threshold"`
+	// ReadyFeatures and DriftedFeatures count the features the share is over.
+	ReadyFeatures   int `json:"ready_features"`
+	DriftedFeatures int `json:"drifted_features"`
+	// Reason explains the dataset's verdict.
+	Reason string `json:"reason"`
+	// Reference and Current name the inputs.
+	Reference string `json:"reference"`
+	Current   string `json:"current"`
+	// Warnings about the inputs: columns only one side has, values of the
+	// wrong type.
+	Warnings []string `json:"warnings"`
+}
+
+// FeatureResult is the drift decision of one feature.
+type FeatureResult struct {
+	Name string     `json:"name"`
+	Type drift.Kind `json:"type"`
+	// Method decides Drifted; Score, Threshold and PValue are its.
+	Method drift.Method `json:"method"`
+	// Score is the method's statistic; nil when the feature is not ready.
+	Score *float64 `json:"score"`
+	// Threshold applies to Score for the distances (psi, jensenshannon,
+	// hellinger, wasserstein: drift when Score > Threshold) and to PValue for
+	// the tests (ks, chisquare, z, missing: drift when PValue < Threshold);
+	// nil when the feature is not ready.
+	Threshold *float64 `json:"threshold"`
+	// PValue is nil for the distances and when the feature is not ready.
+	PValue  *float64 `json:"p_value"`
+	Drifted bool     `json:"drifted"`
+	// Scores holds the statistic of every method that applies, by method, plus
+	// ks_exact and wasserstein_exact when both sides are raw data.
+	Scores map[string]float64 `json:"scores"`
+	// Prediction marks the model's output, which the dataset's verdict leaves
+	// out.
+	Prediction bool `json:"prediction"`
+	// Ready says the feature had enough values to be decided.
+	Ready bool `json:"ready"`
+	// N and Missing count the current data's values and missing values.
+	N       int64 `json:"n"`
+	Missing int64 `json:"missing"`
+	// Calibrated says Threshold was calibrated for N values, not fixed.
+	Calibrated bool `json:"calibrated"`
+	// KSExactPValue is the p-value of ks_exact.
+	KSExactPValue *float64 `json:"ks_exact_p_value,omitempty"`
+	// Violations counts the current values that break the reference's
+	// constraints, by reason (out_of_range, unseen_category, missing, nan,
+	// inf, type).
+	Violations map[string]uint64 `json:"violations,omitempty"`
+	Reason     string            `json:"reason"`
+}
+
+func newFeatureResult(r drift.Result, t drift.Totals) FeatureResult {
+	fr := FeatureResult{
+		Name: r.Feature, Type: r.Kind, Method: r.Method, Drifted: r.Drifted, Scores: map[string]float64{},
+		Prediction: r.Prediction, Ready: r.Ready, N: r.N, Missing: r.Missing, Reason: r.Reason,
+	}
+	for m, v := range r.Scores {
+		if isFinite(v) { // JSON has no NaN
+			fr.Scores[string(m)] = v
+		}
+	}
+	if r.Ready {
+		fr.Score, fr.Threshold = finitePtr(r.Score), finitePtr(r.Threshold)
+		if r.PValue != nil {
+			fr.PValue = finitePtr(*r.PValue)
+		}
+		fr.Calibrated = r.Tests[r.Method].Calibrated
+	}
+	for _, v := range drift.Violations() {
+		if n := t.Violations[v]; n > 0 {
+			if fr.Violations == nil {
+				fr.Violations = map[string]uint64{}
+			}
+			fr.Violations[v.String()] = n
+		}
+	}
+	return fr
+}
+
+// Write writes r in format, "text" (the default) or "json".
+func (r *Report) Write(w io.Writer, format string) error {
+	if err := checkOutput(format); err != nil {
+		return err
+	}
+	if format == OutputJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(r)
+	}
+	return r.writeText(w)
+}
+
+// writeText writes an aligned table, one row per feature, then the dataset's
+// verdict.
+func (r *Report) writeText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FEATURE\tTYPE\tMETHOD\tSCORE\tTHRESHOLD\tP-VALUE\tRESULT\tREASON")
+	for _, f := range r.Features {
+		name := f.Name
+		if f.Prediction {
+			name += " (prediction)"
+		}
+		result := "ok"
+		switch {
+		case !f.Ready:
+			result = "-"
+		case f.Drifted:
+			result = "DRIFT"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, f.Type, f.Method, num(f.Score), num(f.Threshold), num(f.PValue), result, f.Reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "dataset: %s\n", r.verdict())
+	return err
+}
+
+// verdict is the dataset line of the text report: "drifted 2/4 features
+// (share 0.5 ≥ 0.5): drift".
+func (r *Report) verdict() string {
+	if r.ReadyFeatures == 0 {
+		return "no feature ready: no drift"
+	}
+	cmp, verdict := "<", "no drift"
+	if r.DatasetDrifted {
+		cmp, verdict = "≥", "drift"
+	}
+	return fmt.Sprintf("drifted %d/%d features (share %.3g %s %.3g): %s", r.DriftedFeatures, r.ReadyFeatures, r.DriftShare, cmp, r.DatasetThreshold, verdict)
+}
+
+func num(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*v, 'g', 4, 64)
+}
