@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -9,12 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
 // buildBinary compiles the exporter once per test run.
@@ -47,7 +47,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	defer upstream.Close()
 
 	proxy, web := freePort(t), freePort(t)
-	logs := &syncBuffer{}
+	logs := &prometheustest.SyncBuffer{}
 	cmd := exec.Command(bin, "--proxy.upstream=http://"+ln.Addr().String(), "--proxy.listen-address="+proxy, "--web.listen-address="+web)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
@@ -79,24 +79,6 @@ func TestBinaryLifecycle(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), logs.String())
 	require.Contains(t, logs.String(), "Shutting down")
-}
-
-// syncBuffer is a bytes.Buffer a child process can write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestConfigCheck(t *testing.T) {

@@ -105,12 +105,17 @@ func BenchmarkParseRoute(b *testing.B) {
 // BenchmarkWorkerHandle is a parser goroutine's cost per captured request of
 // the proxy benchmark: parse both bodies, count, check every feature.
 func BenchmarkWorkerHandle(b *testing.B) {
-	e := startExporter(b, "http://127.0.0.1:1", nil)
-	m := e.models.get([]byte("fraud"), 100)
 	body, err := os.ReadFile("../../scripts/bench/kserve.json")
 	if err != nil {
 		b.Fatal(err)
 	}
+	runWorker(b, startExporter(b, "http://127.0.0.1:1", nil), body)
+}
+
+// runWorker has a parser goroutine handle the capture of body and a one-value
+// prediction, b.N times.
+func runWorker(b *testing.B, e *Exporter, body []byte) {
+	m := e.models.get([]byte("fraud"), 100)
 	w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger}
 	c := &capture{model: m, format: payload.FormatKServeV1}
 	c.buf = append(append(c.buf, body...), `{"predictions":[0.93]}`...)
@@ -159,14 +164,6 @@ func BenchmarkWorkerHandleDrift(b *testing.B) {
 	f.Close()
 
 	e := startExporter(b, "http://127.0.0.1:1", func(o *Options) { o.Drift = DriftOptions{Reference: ref, Detector: drift.DefaultOptions()} })
-	m := e.models.get([]byte("fraud"), 100)
-	w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger}
-	c := &capture{model: m, format: payload.FormatKServeV1}
-	c.buf = append(append(c.buf, body...), `{"predictions":[0.93]}`...)
-	c.reqLen = len(body)
-	b.ReportAllocs()
-	for b.Loop() {
-		w.handle(c)
-	}
+	runWorker(b, e, body)
 	b.ReportMetric(float64(b.N*len(cols))/b.Elapsed().Seconds(), "feature_values/s")
 }

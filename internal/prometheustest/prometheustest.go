@@ -27,22 +27,24 @@ import (
 type Server struct {
 	URL string
 	cmd *exec.Cmd
-	log *syncBuffer
+	log *SyncBuffer
 }
 
-// syncBuffer collects a child's output while the test may read it.
-type syncBuffer struct {
+// SyncBuffer collects a child process's output while the test may read it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write implements io.Writer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -130,7 +132,7 @@ func Start(t testing.TB, o Options) *Server {
 	if o.NativeHistograms {
 		args = append(args, "--enable-feature=native-histograms")
 	}
-	s := &Server{URL: "http://" + addr, log: &syncBuffer{}}
+	s := &Server{URL: "http://" + addr, log: &SyncBuffer{}}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
