@@ -3,6 +3,7 @@ package exporter
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -148,4 +149,29 @@ func TestDriftLearnedReferenceSurvivesRestart(t *testing.T) {
 	// 500 reference rows: KS decides, as Evidently does up to 1000.
 	require.Equal(t, 1.0, metricValue(t, e2, "modelmon_feature_drifted", map[string]string{"model": "fraud", "feature": "amount", "window": "5m", "method": "ks"}),
 		"drift against the restored reference, not a reference relearned from the shifted data")
+}
+
+// NaN and infinities reaching a drift window through the proxy are counted as
+// invalid values, and never enter the window's bins or sums.
+func TestDriftWindowIgnoresNonFinite(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, func(o *Options) { o.Drift = driftOptions(writeReference(t, 2000)) })
+	var b strings.Builder
+	b.WriteString(`{"instances":[`)
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&b, `{"amount":%d,"country":"DE"},`, 90+i%20)
+	}
+	b.WriteString(`{"amount":NaN,"country":"FR"},{"amount":Infinity,"country":"FR"},{"amount":-Infinity},{"amount":null,"country":"US"}]}`)
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/nan:predict", b.String())
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+	for reason, want := range map[string]float64{"nan": 1, "inf": 2} {
+		require.Equal(t, want, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "nan", "feature": "amount", "reason": reason}), reason)
+	}
+	require.Equal(t, 60.0, metricValue(t, e, "modelmon_feature_drift_window_values", map[string]string{"model": "nan", "feature": "amount", "window": "5m"}))
+	w := metricValue(t, e, "modelmon_feature_drift_wasserstein_normed", map[string]string{"model": "nan", "feature": "amount", "window": "5m"})
+	require.False(t, math.IsNaN(w) || math.IsInf(w, 0), "the window's score stays finite: %v", w)
+	require.Less(t, w, 1.0)
+	fams := scrape(t, e, "modelmon_feature_bin_total")
+	require.Equal(t, 60.0, sumSamples(fams["modelmon_feature_bin_total"].text, `feature="amount"`, `model="nan"}`))
 }
