@@ -201,9 +201,13 @@ type observer struct {
 func (o *observer) observe(m *model, recs []payload.Record) {
 	m.predictions.Add(float64(len(recs)))
 	max := o.config().cfg.Limits.MaxFeatures
-	now := o.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Only drift windows need the time: don't read the clock without them.
+	var now time.Time
+	if m.drift != nil || m.learn != nil {
+		now = o.now()
+	}
 	for i := range recs {
 		rec := &recs[i]
 		ds := m.drift
