@@ -23,6 +23,7 @@ import (
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/driftcli"
 	"github.com/modelmon/modelmon/internal/exporter"
 )
 
@@ -56,6 +57,7 @@ func run() int {
 		driftLearn   = serve.Flag("drift.learn-samples", "Without --drift.reference, learn each model's reference from its first N records, then freeze it (and keep it under --storage.path). Use 0 to disable.").Default("0").Int()
 		driftWindows = serve.Flag("drift.windows", "Sliding windows over which drift is scored, comma-separated.").Default("5m,1h,1d").String()
 		driftAlpha   = serve.Flag("drift.alpha", "False-alarm rate of drift decisions: the share of windows flagged when nothing drifted.").Default("0.05").Float64()
+		driftMethods = serve.Flag("drift.method", "Method that decides drift for a feature, as FEATURE=METHOD (psi, jensenshannon, hellinger, ks, wasserstein, chisquare, z); repeatable. Default: chosen by type and reference size, as Evidently does.").Strings()
 		driftMin     = serve.Flag("drift.min-samples", "Values a window needs before its drift is scored.").Default("100").Int64()
 		storagePath  = serve.Flag("storage.path", "Directory where the sidecar keeps state across restarts (learned drift references). Empty keeps nothing.").Default("").String()
 		metricsPath  = serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
@@ -107,6 +109,10 @@ func run() int {
 	detector := drift.DefaultOptions()
 	detector.Alpha = *driftAlpha
 	detector.MinSamples = *driftMin
+	if detector.Methods, err = driftcli.ParseMethods("--drift.method", *driftMethods); err != nil {
+		logger.Error("Invalid --drift.method", "err", err)
+		return 2
+	}
 
 	enabled := map[string]bool{}
 	for name, cf := range collectorFlags {

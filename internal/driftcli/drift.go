@@ -86,7 +86,7 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	case c.Reference == "-" && c.Current == "-":
 		return nil, errors.New("--reference and --current can't both be stdin (-)")
 	}
-	methods, err := parseMethods(c.Methods)
+	methods, err := ParseMethods("--method", c.Methods)
 	if err != nil {
 		return nil, err
 	}
@@ -313,13 +313,14 @@ func markPrediction(p *drift.Profile, name string) error {
 	return nil
 }
 
-// parseMethods parses --method values, FEATURE=METHOD.
-func parseMethods(specs []string) (map[string]drift.Method, error) {
+// ParseMethods parses the values of a FEATURE=METHOD flag (flag names it in
+// errors, e.g. "--method"): comma-separated or repeated.
+func ParseMethods(flag string, specs []string) (map[string]drift.Method, error) {
 	out := map[string]drift.Method{}
 	for _, s := range splitList(specs) {
 		i := strings.LastIndexByte(s, '=')
 		if i <= 0 || i == len(s)-1 {
-			return nil, fmt.Errorf("--method=%q: want FEATURE=METHOD", s)
+			return nil, fmt.Errorf("%s=%q: want FEATURE=METHOD", flag, s)
 		}
 		name, m := s[:i], drift.Method(s[i+1:])
 		if !slices.Contains(drift.Methods(), m) {
@@ -327,10 +328,10 @@ func parseMethods(specs []string) (map[string]drift.Method, error) {
 			for _, m := range drift.Methods() {
 				names = append(names, string(m))
 			}
-			return nil, fmt.Errorf("--method=%q: unknown method %q (want one of %s)", s, m, strings.Join(names, ", "))
+			return nil, fmt.Errorf("%s=%q: unknown method %q (want one of %s)", flag, s, m, strings.Join(names, ", "))
 		}
 		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("--method=%q: feature %q has a method already", s, name)
+			return nil, fmt.Errorf("%s=%q: feature %q has a method already", flag, s, name)
 		}
 		out[name] = m
 	}

@@ -175,3 +175,15 @@ func TestDriftWindowIgnoresNonFinite(t *testing.T) {
 	fams := scrape(t, e, "modelmon_feature_bin_total")
 	require.Equal(t, 60.0, sumSamples(fams["modelmon_feature_bin_total"].text, `feature="amount"`, `model="nan"}`))
 }
+
+// A method set for a feature decides its drift instead of Evidently's choice.
+func TestDriftMethodOverride(t *testing.T) {
+	up := modelServer(t)
+	opts := driftOptions(writeReference(t, 5000))
+	opts.Detector.Methods = map[string]drift.Method{"amount": drift.MethodPSI}
+	e := startExporter(t, up.URL, func(o *Options) { o.Drift = opts })
+	pushRecords(t, e, "m", 1000, 1, 9)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "m", "feature": "amount", "window": "5m", "method": "psi"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "m", "feature": "amount", "window": "5m", "method": "wasserstein"}), "no series for the method that does not decide")
+	require.Greater(t, metricValue(t, e, "modelmon_feature_drift_threshold", map[string]string{"model": "m", "feature": "amount", "window": "5m", "method": "psi"}), 0.0)
+}
