@@ -6,6 +6,8 @@
 #   direct    wrk → stub
 #   sidecar   wrk → exporter (payload capture and parsing on) → stub
 #   nginx     wrk → nginx (1 worker, upstream keep-alive) → stub
+#   fasthttp  wrk → a bare fasthttp reverse proxy (scripts/bench/bareproxy: no
+#             metrics, no capture) → stub, the floor the sidecar is built on
 #
 # for each model service time in DELAYS and each connection count in CONNECTIONS.
 # wrk runs on CPU WRK_CPU and every server on CPU SERVER_CPU (taskset). Each
@@ -17,10 +19,10 @@
 #   DELAYS="0ms 1ms"               stub service times (model-server --delay)
 #   CONNECTIONS="2 16"             wrk connections
 #   THREADS=1                      wrk threads (at most the connections)
-#   PATHS="direct sidecar nginx"   paths to measure
+#   PATHS="direct sidecar nginx fasthttp"   paths to measure
 #   OUT=bench-proxy-results.md     report file
 #   WRK_CPU=0 SERVER_CPU=1         CPU pinning
-#   STUB_PORT=18080 SIDECAR_PORT=18081 NGINX_PORT=18082 METRICS_PORT=19108
+#   STUB_PORT=18080 SIDECAR_PORT=18081 NGINX_PORT=18082 METRICS_PORT=19108 BARE_PORT=18083
 #   EXPORTER_CONFIG=examples/modelmon.yml   (empty: the exporter's defaults)
 #   EXPORTER_FLAGS=                extra exporter flags
 #   KEEP_LOGS=                     non-empty keeps the logs in the temp dir
@@ -32,7 +34,8 @@ DELAYS=${DELAYS:-0ms 1ms}
 CONNECTIONS=${CONNECTIONS:-2 16}
 # wrk has one core; a second thread on it only adds context switches.
 THREADS=${THREADS:-1}
-PATHS=${PATHS:-direct sidecar nginx}
+PATHS=${PATHS:-direct sidecar nginx fasthttp}
+BARE_PORT=${BARE_PORT:-18083}
 OUT=${OUT:-bench-proxy-results.md}
 WRK_CPU=${WRK_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -80,9 +83,9 @@ if ((CPUS < 2)); then
 	WRK_CPU=0
 	SERVER_CPU=0
 fi
-for port in "$STUB_PORT" "$SIDECAR_PORT" "$NGINX_PORT" "$METRICS_PORT"; do
+for port in "$STUB_PORT" "$SIDECAR_PORT" "$NGINX_PORT" "$METRICS_PORT" "$BARE_PORT"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-		die "port $port is in use; set STUB_PORT, SIDECAR_PORT, NGINX_PORT or METRICS_PORT"
+		die "port $port is in use; set STUB_PORT, SIDECAR_PORT, NGINX_PORT, METRICS_PORT or BARE_PORT"
 	fi
 done
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -302,6 +305,7 @@ fi
 mkdir -p bin
 log "building bin/model-server and bin/exporter"
 go build -o bin/model-server ./examples/model-server
+go build -o bin/bareproxy ./scripts/bench/bareproxy
 SIDECAR_NOTE=
 if [[ " $PATHS " == *" sidecar "* ]] && ! go build -o bin/exporter ./cmd/exporter 2>"$TMP/build-exporter.log"; then
 	SIDECAR_NOTE="skipped: go build ./cmd/exporter failed"
@@ -327,6 +331,7 @@ for delay in $DELAYS; do
 	# The proxies all stay up for this delay, in front of this one stub.
 	SIDECAR_PID=
 	NGINX_PIDS=()
+	BARE_PID=
 	active=()
 	for path in $PATHS; do
 		case $path in
@@ -362,7 +367,13 @@ for delay in $DELAYS; do
 			((${#NGINX_PIDS[@]} >= 2)) || die "no nginx worker process"
 			active+=(nginx)
 			;;
-		*) die "unknown path $path in PATHS (want direct, sidecar or nginx)" ;;
+		fasthttp)
+			start bareproxy bin/bareproxy --listen-address="127.0.0.1:$BARE_PORT" --upstream="127.0.0.1:$STUB_PORT"
+			BARE_PID=$STARTED
+			wait_http "http://127.0.0.1:$BARE_PORT/v2/health/ready" bareproxy "$BARE_PID" || exit 1
+			active+=(fasthttp)
+			;;
+		*) die "unknown path $path in PATHS (want direct, sidecar, nginx or fasthttp)" ;;
 		esac
 	done
 
@@ -372,12 +383,14 @@ for delay in $DELAYS; do
 			direct) run_point "$delay" "$conns" direct "$STUB_PORT" ;;
 			sidecar) run_point "$delay" "$conns" sidecar "$SIDECAR_PORT" "$SIDECAR_PID" ;;
 			nginx) run_point "$delay" "$conns" nginx "$NGINX_PORT" "${NGINX_PIDS[@]}" ;;
+			fasthttp) run_point "$delay" "$conns" fasthttp "$BARE_PORT" "$BARE_PID" ;;
 			esac
 		done
 	done
 
 	if [ -n "$SIDECAR_PID" ]; then stop "$SIDECAR_PID"; fi
 	if ((${#NGINX_PIDS[@]})); then stop "${NGINX_PIDS[0]}"; fi
+	if [ -n "$BARE_PID" ]; then stop "$BARE_PID"; fi
 	stop "$STUB_PID"
 done
 
@@ -393,7 +406,7 @@ report() {
 	local exporter_version='not built'
 	if [ -x bin/exporter ] && [ -z "$SIDECAR_NOTE" ]; then exporter_version=$(bin/exporter --version 2>&1 | head -n 1); fi
 	cat <<EOF
-# Proxy benchmark: direct, modelmon sidecar, nginx
+# Proxy benchmark: direct, modelmon sidecar, nginx, bare fasthttp
 
 \`\`\`
 $COMMAND
@@ -416,7 +429,7 @@ EOF
 	local delay conns path key direct ratio ap50 ap99 proxy dropped parsed
 	for delay in $DELAYS; do
 		for conns in $CONNECTIONS; do
-			for path in direct sidecar nginx; do
+			for path in direct sidecar nginx fasthttp; do
 				key="$delay/$conns/$path"
 				direct="$delay/$conns/direct"
 				[ -n "${RPS[$key]:-}" ] || continue
