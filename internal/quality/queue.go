@@ -1,0 +1,68 @@
+package quality
+
+// queue is a doubly linked list threaded through a slice of slots, in
+// insertion order, with a free list: push, remove and front are O(1), removed
+// slots are reused, and the slice never holds more slots than the most values
+// ever live at once. It is what lets the store evict the oldest entry and drop
+// a matched one from the middle without holes or per-entry allocations.
+type queue[T any] struct {
+	slots      []slot[T]
+	head, tail int32 // oldest, newest; -1 when empty
+	free       int32 // first free slot; -1 when none
+	n          int
+}
+
+type slot[T any] struct {
+	v          T
+	prev, next int32
+}
+
+func newQueue[T any]() queue[T] {
+	return queue[T]{head: -1, tail: -1, free: -1}
+}
+
+// push appends v as the newest value and returns its slot.
+func (q *queue[T]) push(v T) int32 {
+	var i int32
+	if q.free >= 0 {
+		i = q.free
+		q.free = q.slots[i].next
+		q.slots[i] = slot[T]{v: v, prev: q.tail, next: -1}
+	} else {
+		i = int32(len(q.slots))
+		q.slots = append(q.slots, slot[T]{v: v, prev: q.tail, next: -1})
+	}
+	if q.tail >= 0 {
+		q.slots[q.tail].next = i
+	} else {
+		q.head = i
+	}
+	q.tail = i
+	q.n++
+	return i
+}
+
+// remove unlinks slot i and returns its value. The slot's value is zeroed so
+// that it retains no memory.
+func (q *queue[T]) remove(i int32) T {
+	s := &q.slots[i]
+	v := s.v
+	if s.prev >= 0 {
+		q.slots[s.prev].next = s.next
+	} else {
+		q.head = s.next
+	}
+	if s.next >= 0 {
+		q.slots[s.next].prev = s.prev
+	} else {
+		q.tail = s.prev
+	}
+	var zero T
+	*s = slot[T]{v: zero, prev: -1, next: q.free}
+	q.free = i
+	q.n--
+	return v
+}
+
+// at returns a pointer to the value in slot i.
+func (q *queue[T]) at(i int32) *T { return &q.slots[i].v }

@@ -1,0 +1,200 @@
+package quality
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// snapshotStore returns a store holding every kind of state: class and
+// numeric predictions, probabilities, an overflowed class, an old prediction
+// that expires at restore, held labels and remembered ids.
+func snapshotStore(t *testing.T) *Store {
+	t.Helper()
+	s := newStore(t, Options{MaxEntries: 100, TTL: time.Hour, MaxClasses: 2, MaxRecent: 10, EarlyTTL: time.Minute})
+	s.Observe(t0.Add(-50*time.Minute), pred("old", "m", "a"))
+	s.Observe(t0, Prediction{ID: "p1", Model: "m", Value: Class("a"), Probabilities: []float64{0.7, 0.3}, Classes: []string{"a", "b"}})
+	s.Observe(t0, pred("p2", "m", "b"))
+	s.Observe(t0, pred("p3", "m", "c")) // overflow
+	s.Observe(t0, Prediction{ID: "r1", Model: "reg", Value: Number(2.5)})
+	s.Observe(t0, pred("done", "m", "a"))
+	s.Label(t0, Label{ID: "done", Value: Class("a")})
+	s.Label(t0, Label{ID: "early", Value: Class("b")})
+	s.Label(t0, Label{ID: "early-num", Model: "reg", Value: Number(1), Time: t0.Add(-time.Second)})
+	return s
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	s := snapshotStore(t)
+	var buf bytes.Buffer
+	require.NoError(t, s.Snapshot(&buf))
+
+	r, err := Restore(bytes.NewReader(buf.Bytes()), t0.Add(30*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, s.Options(), r.Options())
+	require.Equal(t, 5, r.Len())
+	require.Equal(t, 2, r.Stats().Held)
+
+	o, reason := r.Observe(t0.Add(40*time.Second), pred("early", "m", "b"))
+	require.Equal(t, ReasonMatched, reason, "held labels are restored")
+	require.Equal(t, "b", o.Actual)
+
+	// Labels joined after the restart see the same outcomes as before it.
+	later := t0.Add(15 * time.Minute)
+	o, reason = r.Label(later, Label{ID: "p1", Value: Class("a")})
+	require.Equal(t, ReasonMatched, reason)
+	require.Equal(t, "a", o.Predicted)
+	require.True(t, o.HasProbabilities)
+	require.InDelta(t, 0.18, o.Brier, 1e-12)
+	require.Equal(t, 15*time.Minute, o.Delay)
+
+	o, reason = r.Label(later, Label{ID: "p3", Value: Class("b")})
+	require.Equal(t, ReasonMatched, reason)
+	require.Equal(t, Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: "b", Delay: 15 * time.Minute}, o)
+
+	o, reason = r.Label(later, Label{ID: "r1", Value: Number(3)})
+	require.Equal(t, ReasonMatched, reason)
+	require.InDelta(t, 0.25, o.SquaredError, 1e-12)
+
+	_, reason = r.Label(later, Label{ID: "done", Value: Class("a")})
+	require.Equal(t, ReasonDuplicate, reason, "matched ids are remembered")
+
+	// Restored 10 minutes on, "old" is past its hour: it is dropped and
+	// remembered as expired.
+	r, err = Restore(bytes.NewReader(buf.Bytes()), t0.Add(10*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, 4, r.Len())
+	require.Zero(t, r.Stats().Held, "held labels past EarlyTTL are dropped")
+	_, reason = r.Label(t0.Add(10*time.Minute), Label{ID: "old", Value: Class("a")})
+	require.Equal(t, ReasonExpired, reason)
+
+	// A second snapshot of a restored store is identical.
+	r, err = Restore(bytes.NewReader(buf.Bytes()), t0)
+	require.NoError(t, err)
+	var again bytes.Buffer
+	require.NoError(t, r.Snapshot(&again))
+	require.Equal(t, buf.Bytes(), again.Bytes())
+}
+
+func TestRestoreWithTighterOptions(t *testing.T) {
+	s := newStore(t, Options{})
+	for i := range 10 {
+		s.Observe(t0, pred(fmt.Sprint(i), "m", "a"))
+	}
+	var buf bytes.Buffer
+	require.NoError(t, s.Snapshot(&buf))
+	r, err := RestoreWith(&buf, t0, Options{MaxEntries: 4})
+	require.NoError(t, err)
+	require.Equal(t, 4, r.Len())
+	require.Equal(t, uint64(6), r.Stats().Evicted)
+	_, reason := r.Label(t0, Label{ID: "0", Value: Class("a")})
+	require.Equal(t, ReasonEvicted, reason)
+	_, reason = r.Label(t0, Label{ID: "9", Value: Class("a")})
+	require.Equal(t, ReasonMatched, reason)
+}
+
+func TestRestoreCorrupt(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, snapshotStore(t).Snapshot(&buf))
+	good := buf.Bytes()
+
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)/2] ^= 0x40
+	badVersion := bytes.Clone(good)
+	badVersion[4] = 9
+
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"empty", nil, "corrupt quality snapshot: missing header"},
+		{"not a snapshot", []byte("{\"id\": 1}\n"), "corrupt quality snapshot: missing header"},
+		{"version", badVersion, "corrupt quality snapshot: unsupported version 9"},
+		{"truncated", good[:len(good)-7], fmt.Sprintf("corrupt quality snapshot: checksum mismatch (truncated or altered, %d bytes)", len(good)-7)},
+		{"flipped bit", flipped, fmt.Sprintf("corrupt quality snapshot: checksum mismatch (truncated or altered, %d bytes)", len(good))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Restore(bytes.NewReader(tc.data), t0)
+			require.Nil(t, s)
+			require.ErrorIs(t, err, ErrCorrupt)
+			require.EqualError(t, err, tc.want)
+		})
+	}
+
+	// Every truncation fails cleanly.
+	for n := range len(good) {
+		s, err := Restore(bytes.NewReader(good[:n]), t0)
+		require.Nil(t, s)
+		require.ErrorIs(t, err, ErrCorrupt, "truncated to %d", n)
+	}
+
+	// A body that passes its checksum but does not decode still fails cleanly.
+	for n := 5; n < len(good)-4; n++ {
+		data := appendCRC(bytes.Clone(good[:n]))
+		s, err := Restore(bytes.NewReader(data), t0)
+		require.Nil(t, s)
+		require.ErrorIs(t, err, ErrCorrupt, "body cut to %d", n)
+	}
+}
+
+func appendCRC(body []byte) []byte {
+	var e encoder
+	e.w = io.Discard
+	e.buf = body
+	e.flush()
+	return append(body, byte(e.crc>>24), byte(e.crc>>16), byte(e.crc>>8), byte(e.crc))
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+type failReader struct{}
+
+func (failReader) Read([]byte) (int, error) { return 0, errors.New("i/o error") }
+
+func TestSnapshotIOErrors(t *testing.T) {
+	require.EqualError(t, snapshotStore(t).Snapshot(failWriter{}), "couldn't write quality snapshot: disk full")
+	_, err := Restore(failReader{}, t0)
+	require.EqualError(t, err, "couldn't read quality snapshot: i/o error")
+}
+
+// FuzzRestore checks that no input makes Restore panic, and that whatever it
+// accepts can be used and saved again.
+func FuzzRestore(f *testing.F) {
+	var buf bytes.Buffer
+	s, err := New(Options{MaxClasses: 2, TTL: time.Hour})
+	require.NoError(f, err)
+	s.Observe(t0, Prediction{ID: "p", Model: "m", Value: Class("a"), Probabilities: []float64{1}, Classes: []string{"a"}})
+	s.Observe(t0, pred("q", "m", "b"))
+	s.Observe(t0, pred("o", "m", "c"))
+	s.Observe(t0, Prediction{ID: "r", Model: "n", Value: Number(1)})
+	s.Observe(t0, pred("done", "m", "a"))
+	s.Label(t0, Label{ID: "done", Value: Class("a")})
+	s.Label(t0, Label{ID: "early", Value: Class("a")})
+	require.NoError(f, s.Snapshot(&buf))
+	f.Add(buf.Bytes())
+	f.Add([]byte(snapshotMagic + "\x01"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Most mutations fail the checksum; fix it so the decoder is exercised.
+		if len(data) >= 9 {
+			data = appendCRC(bytes.Clone(data[:len(data)-4]))
+		}
+		s, err := Restore(bytes.NewReader(data), t0)
+		if err != nil {
+			require.Nil(t, s)
+			return
+		}
+		for _, id := range []string{"p", "q", "o", "r", "done", "early"} {
+			s.Label(t0, Label{ID: id, Value: Class("a")})
+			s.Observe(t0, pred(id, "m", "a"))
+		}
+		require.NoError(t, s.Snapshot(io.Discard))
+	})
+}

@@ -1,0 +1,447 @@
+package quality
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// lazyBatch bounds the expired entries each Observe and Label removes on the
+// side, so that a store nobody calls Expire on still drains.
+const lazyBatch = 4
+
+// maxClassSets bounds the distinct probability class lists kept per model;
+// probabilities of predictions with further lists are dropped and counted.
+const maxClassSets = 16
+
+// Store holds pending predictions and joins labels to them. It is safe for
+// concurrent use.
+type Store struct {
+	mu   sync.Mutex
+	opts Options
+
+	pending queue[entry]
+	// index maps an id to its pending slot (≥ 0), or to −1 − its position in
+	// recent. One map for both saves a lookup on every call, and turns
+	// "remove, then remember" into an update in place.
+	index map[string]int32
+
+	models     []*model
+	modelIndex map[string]uint32
+
+	// recent is a ring of the last removed ids with why they were removed.
+	recent     []tomb
+	recentNext int
+
+	held      queue[heldLabel]
+	heldIndex map[string]int32
+
+	stats counters
+}
+
+// entry is a pending prediction. It is kept small: the id is the only string,
+// shared with the index map's key; model and class are interned.
+type entry struct {
+	id    string
+	probs *probs
+	ts    int64  // capture time, Unix nanoseconds
+	val   uint64 // class index, or math.Float64bits of the number
+	model uint32
+	flags uint8
+}
+
+const (
+	flagNumeric uint8 = 1 << iota
+	flagOverflow
+)
+
+type probs struct {
+	set uint32 // index in model.sets
+	p   []float64
+}
+
+type heldLabel struct {
+	label Label // Time set to the arrival time if the label had none
+	recv  int64 // arrival, Unix nanoseconds, for EarlyTTL
+}
+
+type tomb struct {
+	id  string
+	why Reason // ReasonMatched, ReasonExpired or ReasonEvicted
+}
+
+type model struct {
+	name    string
+	classes []string // interned class values, OtherClass included once needed
+	index   map[string]uint32
+	other   int64 // index of OtherClass in classes, -1 until needed
+	sets    [][]string
+}
+
+type counters struct {
+	predictions, duplicatePredictions, invalidPredictions uint64
+	expired, evicted                                      uint64
+	heldExpired, heldEvicted                              uint64
+	probabilitiesDropped                                  uint64
+	labels                                                [numReasons]uint64
+}
+
+// New returns an empty Store bounded by opts.
+func New(opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Store{
+		opts:       opts,
+		pending:    newQueue[entry](),
+		index:      map[string]int32{},
+		modelIndex: map[string]uint32{},
+		held:       newQueue[heldLabel](),
+		heldIndex:  map[string]int32{},
+	}, nil
+}
+
+// Options returns the store's options, defaults filled in.
+func (s *Store) Options() Options { return s.opts }
+
+// Observe adds a pending prediction. If a held label was waiting for it, the
+// two are joined at once and Observe returns the Outcome with ReasonMatched.
+// Otherwise it returns ReasonPending, ReasonDuplicatePrediction (the first
+// prediction with an id is kept, also while its id is remembered after it
+// was matched, expired or evicted) or ReasonInvalidPrediction.
+//
+// Observe keeps a copy of p.ID and p.Probabilities, never p's own memory.
+func (s *Store) Observe(now time.Time, p Prediction) (Outcome, Reason) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(now, lazyBatch)
+
+	if !validPrediction(p) {
+		s.stats.invalidPredictions++
+		return Outcome{}, ReasonInvalidPrediction
+	}
+	// Keep the first prediction, even once it is gone and only remembered: a
+	// label for the id then says what became of it, rather than joining a
+	// later one.
+	if _, ok := s.index[p.ID]; ok {
+		s.stats.duplicatePredictions++
+		return Outcome{}, ReasonDuplicatePrediction
+	}
+	ts := p.Time
+	if ts.IsZero() {
+		ts = now
+	}
+	mi, m := s.model(p.Model)
+	// Copy the id so the store never pins a caller's request buffer.
+	e := entry{id: strings.Clone(p.ID), ts: ts.UnixNano(), model: mi}
+	if p.Value.Numeric {
+		e.flags |= flagNumeric
+		e.val = math.Float64bits(p.Value.Number)
+	} else {
+		idx, overflow := m.intern(p.Value.Class, s.opts.MaxClasses)
+		e.val = uint64(idx)
+		if overflow {
+			e.flags |= flagOverflow
+		}
+	}
+	if len(p.Probabilities) > 0 {
+		if set, ok := m.classSet(p.Classes); ok {
+			e.probs = &probs{set: set, p: slices.Clone(p.Probabilities)}
+		} else {
+			s.stats.probabilitiesDropped++
+		}
+	}
+	s.stats.predictions++
+
+	if i, ok := s.heldIndex[p.ID]; ok {
+		delete(s.heldIndex, p.ID)
+		h := s.held.remove(i)
+		o, r := s.join(m, &e, h.label)
+		s.stats.labels[r]++
+		if r == ReasonMatched {
+			s.remember(e.id, ReasonMatched)
+			return o, ReasonMatched
+		}
+		// The held label did not fit the prediction: it is counted as
+		// invalid, and the prediction waits for a proper one.
+	}
+
+	if s.pending.n >= s.opts.MaxEntries {
+		s.removePending(s.pending.head, ReasonEvicted)
+		s.stats.evicted++
+	}
+	s.index[e.id] = s.pending.push(e)
+	return Outcome{}, ReasonPending
+}
+
+// Label joins l to its prediction. It returns the Outcome and ReasonMatched,
+// ReasonHeld when l waits in the early-label buffer for its prediction, or
+// why l cannot be joined: ReasonUnknownID, ReasonExpired, ReasonEvicted,
+// ReasonDuplicate or ReasonInvalid.
+func (s *Store) Label(now time.Time, l Label) (Outcome, Reason) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(now, lazyBatch)
+	return s.label(now, l)
+}
+
+func (s *Store) label(now time.Time, l Label) (Outcome, Reason) {
+	if l.Time.IsZero() {
+		l.Time = now
+	}
+	if l.ID == "" || !l.Value.valid() {
+		return s.final(ReasonInvalid)
+	}
+	v, ok := s.index[l.ID]
+	if ok && v >= 0 {
+		i := v
+		e := s.pending.at(i)
+		if e.ts <= now.UnixNano()-int64(s.opts.TTL) {
+			s.removePending(i, ReasonExpired)
+			s.stats.expired++
+			return s.final(ReasonExpired)
+		}
+		o, r := s.join(s.models[e.model], e, l)
+		if r == ReasonMatched {
+			s.removePending(i, ReasonMatched)
+		}
+		s.stats.labels[r]++
+		return o, r
+	}
+	if ok {
+		switch s.recent[-1-v].why {
+		case ReasonMatched:
+			return s.final(ReasonDuplicate)
+		case ReasonExpired:
+			return s.final(ReasonExpired)
+		default:
+			return s.final(ReasonEvicted)
+		}
+	}
+	if _, ok := s.heldIndex[l.ID]; ok {
+		return s.final(ReasonDuplicate)
+	}
+	if s.opts.MaxEarly == 0 {
+		return s.final(ReasonUnknownID)
+	}
+	if s.held.n >= s.opts.MaxEarly {
+		s.removeHeld(s.held.head)
+		s.stats.heldEvicted++
+	}
+	l.ID = strings.Clone(l.ID)
+	l.Model = strings.Clone(l.Model)
+	l.Value.Class = strings.Clone(l.Value.Class)
+	s.heldIndex[l.ID] = s.held.push(heldLabel{label: l, recv: now.UnixNano()})
+	return Outcome{}, ReasonHeld
+}
+
+// final counts a label that cannot be joined, with its final reason.
+func (s *Store) final(r Reason) (Outcome, Reason) {
+	s.stats.labels[r]++
+	return Outcome{}, r
+}
+
+// join computes the Outcome of l for e, or says why l does not fit e.
+func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
+	numeric := e.flags&flagNumeric != 0
+	if (l.Model != "" && l.Model != m.name) || l.Value.Numeric != numeric {
+		return Outcome{}, ReasonInvalid
+	}
+	o := Outcome{Model: m.name, Delay: time.Duration(max(l.Time.UnixNano()-e.ts, 0))}
+	if numeric {
+		o.Regression = true
+		o.PredictedValue = math.Float64frombits(e.val)
+		o.ActualValue = l.Value.Number
+		d := o.PredictedValue - o.ActualValue
+		o.AbsError, o.SquaredError = math.Abs(d), d*d
+		return o, ReasonMatched
+	}
+	o.Predicted = m.classes[e.val]
+	o.PredictedOverflow = e.flags&flagOverflow != 0
+	idx, overflow := m.intern(l.Value.Class, s.opts.MaxClasses)
+	o.Actual, o.ActualOverflow = m.classes[idx], overflow
+	if e.probs != nil {
+		o.HasProbabilities = true
+		o.Brier, o.LogLoss = scoreProbabilities(e.probs.p, m.sets[e.probs.set], l.Value.Class)
+	}
+	return o, ReasonMatched
+}
+
+// Expire removes up to Options.ExpireBatch expired predictions and held
+// labels and returns how many it removed; call it again while that equals the
+// batch. Expiry walks from the oldest capture, so a prediction captured with
+// an older Time than ones before it may wait for them (Label still checks
+// each entry's own TTL).
+func (s *Store) Expire(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expire(now, s.opts.ExpireBatch)
+}
+
+func (s *Store) expire(now time.Time, budget int) int {
+	n := 0
+	cutoff := now.UnixNano() - int64(s.opts.TTL)
+	for n < budget && s.pending.head >= 0 && s.pending.at(s.pending.head).ts <= cutoff {
+		s.removePending(s.pending.head, ReasonExpired)
+		s.stats.expired++
+		n++
+	}
+	cutoff = now.UnixNano() - int64(s.opts.EarlyTTL)
+	for n < budget && s.held.head >= 0 && s.held.at(s.held.head).recv <= cutoff {
+		s.removeHeld(s.held.head)
+		s.stats.heldExpired++
+		n++
+	}
+	return n
+}
+
+// removePending removes slot i; its id is remembered (in index) with why.
+func (s *Store) removePending(i int32, why Reason) {
+	e := s.pending.remove(i)
+	s.remember(e.id, why)
+}
+
+// removeHeld drops a held label whose prediction never came: its final
+// reason is unknown_id.
+func (s *Store) removeHeld(i int32) {
+	h := s.held.remove(i)
+	delete(s.heldIndex, h.label.ID)
+	s.stats.labels[ReasonUnknownID]++
+}
+
+// remember records that id was removed and why, forgetting the oldest record
+// once MaxRecent are kept.
+func (s *Store) remember(id string, why Reason) {
+	t := tomb{id: id, why: why}
+	if len(s.recent) < s.opts.MaxRecent {
+		s.index[id] = -1 - int32(len(s.recent))
+		s.recent = append(s.recent, t)
+		return
+	}
+	pos := s.recentNext
+	if old := s.recent[pos].id; s.index[old] == -1-int32(pos) {
+		delete(s.index, old)
+	}
+	s.recent[pos] = t
+	s.index[id] = -1 - int32(pos)
+	s.recentNext = (pos + 1) % len(s.recent)
+}
+
+// model returns the index and state of the named model, adding it if new.
+func (s *Store) model(name string) (uint32, *model) {
+	if i, ok := s.modelIndex[name]; ok {
+		return i, s.models[i]
+	}
+	i := uint32(len(s.models))
+	m := &model{name: strings.Clone(name), index: map[string]uint32{}, other: -1}
+	s.modelIndex[m.name] = i
+	s.models = append(s.models, m)
+	return i, m
+}
+
+// intern returns the index of class, or of OtherClass (and true) once max
+// classes are known. A class named OtherClass shares its index.
+func (m *model) intern(class string, maxClasses int) (uint32, bool) {
+	if i, ok := m.index[class]; ok {
+		return i, false
+	}
+	if class != OtherClass && len(m.index) < maxClasses {
+		i := uint32(len(m.classes))
+		c := strings.Clone(class)
+		m.classes = append(m.classes, c)
+		m.index[c] = i
+		return i, false
+	}
+	if m.other < 0 {
+		m.other = int64(len(m.classes))
+		m.classes = append(m.classes, OtherClass)
+	}
+	return uint32(m.other), class != OtherClass
+}
+
+// classSet returns the index of the interned copy of classes.
+func (m *model) classSet(classes []string) (uint32, bool) {
+	for i := len(m.sets) - 1; i >= 0; i-- {
+		if slices.Equal(m.sets[i], classes) {
+			return uint32(i), true
+		}
+	}
+	if len(m.sets) >= maxClassSets {
+		return 0, false
+	}
+	c := make([]string, len(classes))
+	for i, s := range classes {
+		c[i] = strings.Clone(s)
+	}
+	m.sets = append(m.sets, c)
+	return uint32(len(m.sets) - 1), true
+}
+
+func validPrediction(p Prediction) bool {
+	if p.ID == "" || p.Model == "" || !p.Value.valid() {
+		return false
+	}
+	if len(p.Probabilities) > 0 && len(p.Probabilities) != len(p.Classes) {
+		return false
+	}
+	for _, x := range p.Probabilities {
+		if !(x >= 0 && x <= 1) { // also rejects NaN
+			return false
+		}
+	}
+	return true
+}
+
+// Stats are cumulative counts since the store was created or restored, and
+// current sizes.
+type Stats struct {
+	// Pending is the number of pending predictions, Held of held labels.
+	Pending, Held int
+	// Predictions counts accepted predictions.
+	Predictions          uint64
+	DuplicatePredictions uint64
+	InvalidPredictions   uint64
+	// Expired and Evicted count pending predictions removed by TTL and MaxEntries.
+	Expired, Evicted uint64
+	// HeldExpired and HeldEvicted count held labels dropped by EarlyTTL and
+	// MaxEarly; each is also counted in Labels as unknown_id.
+	HeldExpired, HeldEvicted uint64
+	// ProbabilitiesDropped counts predictions whose probabilities were dropped
+	// because their model already had too many distinct class lists.
+	ProbabilitiesDropped uint64
+	// Labels counts labels by final reason (never ReasonHeld).
+	Labels map[Reason]uint64
+}
+
+// Stats returns the store's counts.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{
+		Pending:              s.pending.n,
+		Held:                 s.held.n,
+		Predictions:          s.stats.predictions,
+		DuplicatePredictions: s.stats.duplicatePredictions,
+		InvalidPredictions:   s.stats.invalidPredictions,
+		Expired:              s.stats.expired,
+		Evicted:              s.stats.evicted,
+		HeldExpired:          s.stats.heldExpired,
+		HeldEvicted:          s.stats.heldEvicted,
+		ProbabilitiesDropped: s.stats.probabilitiesDropped,
+		Labels:               make(map[Reason]uint64, 6),
+	}
+	for _, r := range LabelReasons() {
+		st.Labels[r] = s.stats.labels[r]
+	}
+	return st
+}
+
+// Len returns the number of pending predictions.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending.n
+}

@@ -1,0 +1,392 @@
+package quality
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newStore(t testing.TB, opts Options) *Store {
+	t.Helper()
+	s, err := New(opts)
+	require.NoError(t, err)
+	return s
+}
+
+func pred(id, model, class string) Prediction {
+	return Prediction{ID: id, Model: model, Value: Class(class)}
+}
+
+func TestLabelReasons(t *testing.T) {
+	opts := Options{MaxEntries: 2, TTL: time.Hour, MaxEarly: 4, EarlyTTL: time.Minute}
+	for _, tc := range []struct {
+		name string
+		// setup runs against a fresh store before the label under test.
+		setup func(s *Store)
+		label Label
+		at    time.Duration
+		want  Reason
+	}{
+		{
+			name:  "matched",
+			setup: func(s *Store) { s.Observe(t0, pred("a", "m", "cat")) },
+			label: Label{ID: "a", Value: Class("cat")},
+			want:  ReasonMatched,
+		},
+		{
+			name: "twice",
+			setup: func(s *Store) {
+				s.Observe(t0, pred("a", "m", "cat"))
+				s.Label(t0, Label{ID: "a", Value: Class("cat")})
+			},
+			label: Label{ID: "a", Value: Class("dog")},
+			want:  ReasonDuplicate,
+		},
+		{
+			name:  "before prediction",
+			label: Label{ID: "a", Value: Class("cat")},
+			want:  ReasonHeld,
+		},
+		{
+			name:  "before prediction, twice",
+			setup: func(s *Store) { s.Label(t0, Label{ID: "a", Value: Class("cat")}) },
+			label: Label{ID: "a", Value: Class("cat")},
+			want:  ReasonDuplicate,
+		},
+		{
+			name:  "unknown id without early buffer",
+			setup: func(s *Store) { s.opts.MaxEarly = 0 },
+			label: Label{ID: "nope", Value: Class("cat")},
+			want:  ReasonUnknownID,
+		},
+		{
+			name:  "after expiry, lazily",
+			setup: func(s *Store) { s.Observe(t0, pred("a", "m", "cat")) },
+			label: Label{ID: "a", Value: Class("cat")},
+			at:    time.Hour,
+			want:  ReasonExpired,
+		},
+		{
+			name: "after expiry, by Expire",
+			setup: func(s *Store) {
+				s.Observe(t0, pred("a", "m", "cat"))
+				s.Expire(t0.Add(2 * time.Hour))
+			},
+			label: Label{ID: "a", Value: Class("cat")},
+			at:    2 * time.Hour,
+			want:  ReasonExpired,
+		},
+		{
+			name: "after eviction",
+			setup: func(s *Store) {
+				for _, id := range []string{"a", "b", "c"} {
+					s.Observe(t0, pred(id, "m", "cat"))
+				}
+			},
+			label: Label{ID: "a", Value: Class("cat")},
+			want:  ReasonEvicted,
+		},
+		{
+			name:  "empty id",
+			label: Label{Value: Class("cat")},
+			want:  ReasonInvalid,
+		},
+		{
+			name:  "empty class",
+			setup: func(s *Store) { s.Observe(t0, pred("a", "m", "cat")) },
+			label: Label{ID: "a"},
+			want:  ReasonInvalid,
+		},
+		{
+			name:  "NaN",
+			setup: func(s *Store) { s.Observe(t0, Prediction{ID: "a", Model: "m", Value: Number(1)}) },
+			label: Label{ID: "a", Value: Number(math.NaN())},
+			want:  ReasonInvalid,
+		},
+		{
+			name:  "infinity",
+			setup: func(s *Store) { s.Observe(t0, Prediction{ID: "a", Model: "m", Value: Number(1)}) },
+			label: Label{ID: "a", Value: Number(math.Inf(1))},
+			want:  ReasonInvalid,
+		},
+		{
+			name:  "number for a classification",
+			setup: func(s *Store) { s.Observe(t0, pred("a", "m", "cat")) },
+			label: Label{ID: "a", Value: Number(1)},
+			want:  ReasonInvalid,
+		},
+		{
+			name:  "class for a regression",
+			setup: func(s *Store) { s.Observe(t0, Prediction{ID: "a", Model: "m", Value: Number(1)}) },
+			label: Label{ID: "a", Value: Class("1")},
+			want:  ReasonInvalid,
+		},
+		{
+			name:  "other model",
+			setup: func(s *Store) { s.Observe(t0, pred("a", "m", "cat")) },
+			label: Label{ID: "a", Model: "other", Value: Class("cat")},
+			want:  ReasonInvalid,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t, opts)
+			if tc.setup != nil {
+				tc.setup(s)
+			}
+			_, got := s.Label(t0.Add(tc.at), tc.label)
+			require.Equal(t, tc.want, got, "got %s", got)
+			if got != ReasonHeld {
+				// The label under test is counted once; only "twice" had
+				// counted a label with the same reason before it.
+				require.NotZero(t, s.Stats().Labels[got])
+			}
+		})
+	}
+}
+
+func TestInvalidLabelKeepsPrediction(t *testing.T) {
+	s := newStore(t, Options{})
+	s.Observe(t0, pred("a", "m", "cat"))
+	_, r := s.Label(t0, Label{ID: "a", Value: Number(1)})
+	require.Equal(t, ReasonInvalid, r)
+	o, r := s.Label(t0, Label{ID: "a", Value: Class("cat")})
+	require.Equal(t, ReasonMatched, r)
+	require.Equal(t, "cat", o.Actual)
+}
+
+func TestObserveReasons(t *testing.T) {
+	s := newStore(t, Options{})
+	_, r := s.Observe(t0, pred("a", "m", "cat"))
+	require.Equal(t, ReasonPending, r)
+	_, r = s.Observe(t0, pred("a", "m", "dog"))
+	require.Equal(t, ReasonDuplicatePrediction, r)
+	o, r := s.Label(t0, Label{ID: "a", Value: Class("cat")})
+	require.Equal(t, ReasonMatched, r)
+	require.Equal(t, "cat", o.Predicted, "the first prediction is kept")
+	_, r = s.Observe(t0, pred("a", "m", "dog"))
+	require.Equal(t, ReasonDuplicatePrediction, r, "a matched id is not predicted again")
+
+	for name, p := range map[string]Prediction{
+		"no id":           {Model: "m", Value: Class("x")},
+		"no model":        {ID: "x", Value: Class("x")},
+		"no class":        {ID: "x", Model: "m"},
+		"NaN":             {ID: "x", Model: "m", Value: Number(math.NaN())},
+		"probs no class":  {ID: "x", Model: "m", Value: Class("x"), Probabilities: []float64{1}},
+		"probs too large": {ID: "x", Model: "m", Value: Class("x"), Probabilities: []float64{2}, Classes: []string{"x"}},
+		"probs NaN":       {ID: "x", Model: "m", Value: Class("x"), Probabilities: []float64{math.NaN()}, Classes: []string{"x"}},
+	} {
+		_, r := s.Observe(t0, p)
+		require.Equal(t, ReasonInvalidPrediction, r, name)
+	}
+	st := s.Stats()
+	require.Equal(t, uint64(1), st.Predictions)
+	require.Equal(t, uint64(2), st.DuplicatePredictions)
+	require.Equal(t, uint64(7), st.InvalidPredictions)
+}
+
+func TestEarlyLabel(t *testing.T) {
+	s := newStore(t, Options{MaxEarly: 2, EarlyTTL: time.Minute})
+	_, r := s.Label(t0, Label{ID: "a", Value: Class("cat")})
+	require.Equal(t, ReasonHeld, r)
+
+	o, r := s.Observe(t0.Add(time.Second), pred("a", "m", "dog"))
+	require.Equal(t, ReasonMatched, r)
+	require.Equal(t, Outcome{Model: "m", Predicted: "dog", Actual: "cat"}, o, "delay is clamped to 0")
+	require.Equal(t, 0, s.Len())
+	_, r = s.Label(t0, Label{ID: "a", Value: Class("cat")})
+	require.Equal(t, ReasonDuplicate, r)
+
+	// A held label of the wrong kind is counted invalid; the prediction waits.
+	s.Label(t0, Label{ID: "b", Value: Number(3)})
+	_, r = s.Observe(t0, pred("b", "m", "dog"))
+	require.Equal(t, ReasonPending, r)
+	require.Equal(t, 1, s.Len())
+
+	// Held labels whose prediction never comes become unknown_id: by
+	// eviction (MaxEarly 2) and by expiry.
+	for _, id := range []string{"c", "d", "e"} {
+		s.Label(t0, Label{ID: id, Value: Class("cat")})
+	}
+	require.Equal(t, 2, s.Stats().Held)
+	require.Equal(t, 2, s.Expire(t0.Add(time.Minute)))
+	st := s.Stats()
+	require.Equal(t, 0, st.Held)
+	require.Equal(t, uint64(1), st.HeldEvicted)
+	require.Equal(t, uint64(2), st.HeldExpired)
+	require.Equal(t, map[Reason]uint64{
+		ReasonMatched: 1, ReasonDuplicate: 1, ReasonInvalid: 1, ReasonUnknownID: 3,
+		ReasonExpired: 0, ReasonEvicted: 0,
+	}, st.Labels)
+}
+
+func TestExpireBounded(t *testing.T) {
+	s := newStore(t, Options{TTL: time.Minute, ExpireBatch: 10})
+	for i := range 25 {
+		s.Observe(t0, pred(fmt.Sprint(i), "m", "cat"))
+	}
+	later := t0.Add(time.Minute)
+	require.Equal(t, 10, s.Expire(later))
+	require.Equal(t, 10, s.Expire(later))
+	require.Equal(t, 5, s.Expire(later))
+	require.Equal(t, 0, s.Expire(later))
+	require.Equal(t, uint64(25), s.Stats().Expired)
+
+	// Observe expires a few on the side, so an idle Expire is not required.
+	for i := range 8 {
+		s.Observe(later, pred(fmt.Sprint("x", i), "m", "cat"))
+	}
+	for i := range 8 {
+		s.Observe(later.Add(time.Hour), pred(fmt.Sprint("y", i), "m", "cat"))
+	}
+	require.Equal(t, 8, s.Len())
+}
+
+func TestRecentIsBounded(t *testing.T) {
+	s := newStore(t, Options{MaxRecent: 3})
+	for i := range 5 {
+		id := fmt.Sprint(i)
+		s.Observe(t0, pred(id, "m", "cat"))
+		s.Label(t0, Label{ID: id, Value: Class("cat")})
+	}
+	require.Len(t, s.index, 3)
+	_, r := s.Label(t0, Label{ID: "4", Value: Class("cat")})
+	require.Equal(t, ReasonDuplicate, r)
+	_, r = s.Label(t0, Label{ID: "0", Value: Class("cat")})
+	require.Equal(t, ReasonHeld, r, "forgotten ids look new")
+}
+
+func TestClassCap(t *testing.T) {
+	s := newStore(t, Options{MaxClasses: 2})
+	for i, c := range []string{"a", "b", "c", "d"} {
+		s.Observe(t0, pred(fmt.Sprint(i), "m", c))
+	}
+	// A second model has its own classes.
+	s.Observe(t0, pred("x", "n", "z"))
+	for _, tc := range []struct {
+		id, actual     string
+		want           Outcome
+		wantPredicted  string
+		wantOverflowed bool
+	}{
+		{id: "0", actual: "a", want: Outcome{Model: "m", Predicted: "a", Actual: "a"}},
+		{id: "1", actual: "c", want: Outcome{Model: "m", Predicted: "b", Actual: OtherClass, ActualOverflow: true}},
+		{id: "2", actual: "b", want: Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: "b"}},
+		{id: "3", actual: OtherClass, want: Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: OtherClass}},
+		{id: "x", actual: "y", want: Outcome{Model: "n", Predicted: "z", Actual: "y"}},
+	} {
+		o, r := s.Label(t0, Label{ID: tc.id, Value: Class(tc.actual)})
+		require.Equal(t, ReasonMatched, r)
+		require.Equal(t, tc.want, o, tc.id)
+	}
+}
+
+// TestNoDoubleCount sends random interleavings of predictions and labels
+// (some labels early, some twice, for unknown ids, malformed or late; some
+// predictions repeated) and checks that each id is matched at most once and
+// that every label gets exactly one final reason.
+func TestNoDoubleCount(t *testing.T) {
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			// MaxRecent outlasts the run, so a repeated prediction is always
+			// recognised; the bounded ring itself is TestRecentIsBounded's.
+			s := newStore(t, Options{MaxEntries: 20, TTL: 5 * time.Second, MaxRecent: 10000, MaxEarly: 10, EarlyTTL: 2 * time.Second, ExpireBatch: 7})
+			now := t0
+			next := 0 // ids 0..next-1 were predicted
+			var sent, matched uint64
+			seen := map[string]int{}
+			record := func(r Reason, id string) {
+				if r == ReasonMatched {
+					matched++
+					seen[id]++
+					require.LessOrEqual(t, seen[id], 1, "id %s matched twice", id)
+				}
+			}
+			for range 5000 {
+				now = now.Add(time.Duration(rng.IntN(100)) * time.Millisecond)
+				// Labels pick past, current, not yet and never predicted ids.
+				id := fmt.Sprint(rng.IntN(next + 20))
+				if rng.IntN(20) == 0 {
+					id = fmt.Sprint("never-", rng.IntN(1000))
+				}
+				switch rng.IntN(10) {
+				case 0, 1, 2:
+					id := fmt.Sprint(next)
+					next++
+					_, r := s.Observe(now, pred(id, "m", fmt.Sprint(rng.IntN(3))))
+					record(r, id)
+				case 3:
+					if next > 0 {
+						id := fmt.Sprint(rng.IntN(next))
+						_, r := s.Observe(now, pred(id, "m", "0"))
+						require.Equal(t, ReasonDuplicatePrediction, r)
+					}
+				case 4:
+					s.Expire(now)
+				case 5:
+					sent++
+					s.Label(now, Label{ID: id, Value: Number(1)}) // invalid or held
+				default:
+					sent++
+					_, r := s.Label(now, Label{ID: id, Value: Class(fmt.Sprint(rng.IntN(3)))})
+					record(r, id)
+				}
+			}
+			// Let every held label resolve.
+			for s.Expire(now.Add(time.Hour)) > 0 {
+			}
+			st := s.Stats()
+			require.Zero(t, st.Held)
+			var total uint64
+			for _, n := range st.Labels {
+				total += n
+			}
+			require.Equal(t, sent, total, "%v", st.Labels)
+			require.Equal(t, matched, st.Labels[ReasonMatched])
+			for _, r := range LabelReasons() {
+				require.NotZero(t, st.Labels[r], "reason %s never happened: widen the test", r)
+			}
+		})
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	s := newStore(t, Options{MaxEntries: 1000})
+	done := make(chan struct{})
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 2000 {
+				id := fmt.Sprint(w, "-", i)
+				s.Observe(t0, pred(id, "m", "a"))
+				s.Label(t0, Label{ID: id, Value: Class("a")})
+				if i%100 == 0 {
+					s.Stats()
+					s.Expire(t0)
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	require.Equal(t, uint64(8000), s.Stats().Labels[ReasonMatched])
+}
+
+func TestNewOptions(t *testing.T) {
+	s := newStore(t, Options{})
+	require.Equal(t, DefaultOptions(), s.Options())
+	for _, o := range []Options{{MaxEntries: -1}, {TTL: -1}, {MaxClasses: -1}, {MaxRecent: -1}, {EarlyTTL: -1}, {ExpireBatch: -1}} {
+		_, err := New(o)
+		require.Error(t, err, "%+v", o)
+	}
+	require.Equal(t, "unknown_id", ReasonUnknownID.String())
+	require.Equal(t, "duplicate_prediction", ReasonDuplicatePrediction.String())
+	require.Equal(t, "unknown", Reason(200).String())
+}

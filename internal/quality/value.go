@@ -1,0 +1,102 @@
+package quality
+
+import (
+	"math"
+	"time"
+)
+
+// OtherClass is reported instead of class values beyond Options.MaxClasses.
+const OtherClass = "__other__"
+
+// Value is a predicted or actual value: a class name for classification, or a
+// number for regression.
+type Value struct {
+	Class   string
+	Number  float64
+	Numeric bool
+}
+
+// Class returns the Value of a class name.
+func Class(name string) Value { return Value{Class: name} }
+
+// Number returns the Value of a number.
+func Number(x float64) Value { return Value{Number: x, Numeric: true} }
+
+func (v Value) valid() bool {
+	if v.Numeric {
+		return !math.IsNaN(v.Number) && !math.IsInf(v.Number, 0)
+	}
+	return v.Class != ""
+}
+
+// Prediction is a captured prediction waiting for its label.
+type Prediction struct {
+	ID    string
+	Model string
+	Value Value
+	// Probabilities optionally gives the predicted probability of each class
+	// in Classes (same length), for Brier score and log loss.
+	Probabilities []float64
+	Classes       []string
+	// Time is when the prediction was captured; zero means now.
+	Time time.Time
+}
+
+// Label is the ground truth for the prediction with the same ID.
+type Label struct {
+	ID string
+	// Model, when set, must be the prediction's model.
+	Model string
+	Value Value
+	// Time is when the outcome became known; zero means now.
+	Time time.Time
+}
+
+// Outcome is a label joined to its prediction.
+type Outcome struct {
+	Model string
+	// Regression is true for numeric predictions; then PredictedValue,
+	// ActualValue, AbsError and SquaredError are set, else Predicted and Actual.
+	Regression bool
+	// Predicted and Actual are class values capped by Options.MaxClasses:
+	// beyond the cap they are OtherClass and the matching Overflow is true.
+	Predicted, Actual                 string
+	PredictedOverflow, ActualOverflow bool
+	PredictedValue, ActualValue       float64
+	AbsError, SquaredError            float64
+	// HasProbabilities is true when the prediction carried probabilities; then
+	// Brier is Σₖ (pₖ − yₖ)² over its classes with y one-hot on the actual
+	// class, and LogLoss is −ln p(actual), p clipped to [1e-15, 1−1e-15]. An
+	// actual class missing from the prediction's classes has p = 0. This is
+	// Brier's original multi-class score: for two classes it is twice
+	// scikit-learn's brier_score_loss.
+	HasProbabilities bool
+	Brier, LogLoss   float64
+	// Delay is the label's time minus the prediction's time, 0 if negative.
+	Delay time.Duration
+}
+
+const (
+	probMin = 1e-15
+	probMax = 1 - 1e-15
+)
+
+// scoreProbabilities returns the Brier score and log loss of probs over
+// classes for the actual class.
+func scoreProbabilities(probs []float64, classes []string, actual string) (brier, logLoss float64) {
+	pActual := 0.0
+	found := false
+	for k, p := range probs {
+		y := 0.0
+		if !found && classes[k] == actual {
+			y, pActual, found = 1, p, true
+		}
+		d := p - y
+		brier += d * d
+	}
+	if !found {
+		brier++ // (0 − 1)² for the actual class the prediction did not list
+	}
+	pActual = min(max(pActual, probMin), probMax)
+	return brier, -math.Log(pActual)
+}

@@ -1,0 +1,136 @@
+package quality
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestConfusionMatrix joins a known confusion matrix and checks that accuracy,
+// precision, recall and F1 computed from the outcome counts, as the recording
+// rules do from modelmon_prediction_outcome_total, are the hand-computed ones.
+func TestConfusionMatrix(t *testing.T) {
+	// predicted → actual → count: TP 3, FP 1, FN 2, TN 4.
+	matrix := map[string]map[string]int{
+		"fraud": {"fraud": 3, "ok": 1},
+		"ok":    {"fraud": 2, "ok": 4},
+	}
+	s := newStore(t, Options{})
+	// The outcome counter, as the caller keeps it.
+	count := map[[2]string]float64{}
+	n := 0
+	for p, row := range matrix {
+		for a, k := range row {
+			for range k {
+				id := fmt.Sprint(n)
+				n++
+				s.Observe(t0, pred(id, "m", p))
+				o, r := s.Label(t0.Add(90*time.Second), Label{ID: id, Model: "m", Value: Class(a)})
+				require.Equal(t, ReasonMatched, r)
+				require.Equal(t, Outcome{Model: "m", Predicted: p, Actual: a, Delay: 90 * time.Second}, o)
+				count[[2]string{o.Predicted, o.Actual}]++
+			}
+		}
+	}
+	tp, fp, fn, tn := count[[2]string{"fraud", "fraud"}], count[[2]string{"fraud", "ok"}], count[[2]string{"ok", "fraud"}], count[[2]string{"ok", "ok"}]
+	accuracy := (tp + tn) / (tp + fp + fn + tn)
+	precision := tp / (tp + fp)
+	recall := tp / (tp + fn)
+	f1 := 2 * precision * recall / (precision + recall)
+	require.InDelta(t, 0.7, accuracy, 1e-12)
+	require.InDelta(t, 0.75, precision, 1e-12)
+	require.InDelta(t, 0.6, recall, 1e-12)
+	require.InDelta(t, 2.0/3, f1, 1e-12)
+	require.Equal(t, uint64(10), s.Stats().Labels[ReasonMatched])
+}
+
+// TestRegression checks MAE and RMSE from the error sums against
+// scikit-learn's documented example (MAE 0.5, MSE 0.375).
+func TestRegression(t *testing.T) {
+	s := newStore(t, Options{})
+	predicted := []float64{3, -0.5, 2, 7}
+	actual := []float64{2.5, 0, 2, 8}
+	var abs, sq float64
+	for i := range predicted {
+		id := fmt.Sprint(i)
+		s.Observe(t0, Prediction{ID: id, Model: "r", Value: Number(predicted[i])})
+		o, r := s.Label(t0, Label{ID: id, Value: Number(actual[i])})
+		require.Equal(t, ReasonMatched, r)
+		require.True(t, o.Regression)
+		require.Equal(t, predicted[i], o.PredictedValue)
+		require.Equal(t, actual[i], o.ActualValue)
+		abs += o.AbsError
+		sq += o.SquaredError
+	}
+	require.InDelta(t, 0.5, abs/4, 1e-12)
+	require.InDelta(t, math.Sqrt(0.375), math.Sqrt(sq/4), 1e-12)
+}
+
+// TestProbabilities checks the Brier score and log loss against
+// scikit-learn's log_loss example (0.21616…) and the hand-computed Brier
+// score Σₖ (pₖ − yₖ)² of the same rows: 0.02, 0.02, 0.08, 0.245.
+func TestProbabilities(t *testing.T) {
+	s := newStore(t, Options{})
+	classes := []string{"ham", "spam"}
+	rows := []struct {
+		actual string
+		probs  []float64
+		brier  float64
+	}{
+		{"spam", []float64{0.1, 0.9}, 0.02},
+		{"ham", []float64{0.9, 0.1}, 0.02},
+		{"ham", []float64{0.8, 0.2}, 0.08},
+		{"spam", []float64{0.35, 0.65}, 0.245},
+	}
+	var brier, logLoss float64
+	for i, row := range rows {
+		id := fmt.Sprint(i)
+		predicted := classes[0]
+		if row.probs[1] > row.probs[0] {
+			predicted = classes[1]
+		}
+		s.Observe(t0, Prediction{ID: id, Model: "m", Value: Class(predicted), Probabilities: row.probs, Classes: classes})
+		o, r := s.Label(t0, Label{ID: id, Value: Class(row.actual)})
+		require.Equal(t, ReasonMatched, r)
+		require.True(t, o.HasProbabilities)
+		require.InDelta(t, row.brier, o.Brier, 1e-12)
+		brier += o.Brier
+		logLoss += o.LogLoss
+	}
+	require.InDelta(t, 0.365/4, brier/4, 1e-12)
+	require.InDelta(t, 0.21616187468057912, logLoss/4, 1e-12)
+}
+
+func TestScoreProbabilitiesClipping(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		probs          []float64
+		actual         string
+		brier, logLoss float64
+	}{
+		{"certain and right", []float64{1, 0}, "a", 0, -math.Log(1 - 1e-15)},
+		{"certain and wrong", []float64{1, 0}, "b", 2, -math.Log(1e-15)},
+		{"actual not listed", []float64{0.5, 0.5}, "c", 1.5, -math.Log(1e-15)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			brier, logLoss := scoreProbabilities(tc.probs, []string{"a", "b"}, tc.actual)
+			require.InDelta(t, tc.brier, brier, 1e-12)
+			require.InDelta(t, tc.logLoss, logLoss, 1e-18)
+			require.False(t, math.IsInf(logLoss, 0))
+		})
+	}
+}
+
+func TestProbabilityClassListsBounded(t *testing.T) {
+	s := newStore(t, Options{})
+	for i := range maxClassSets + 2 {
+		s.Observe(t0, Prediction{ID: fmt.Sprint(i), Model: "m", Value: Class("a"), Probabilities: []float64{1}, Classes: []string{fmt.Sprint("a", i)}})
+	}
+	require.Equal(t, uint64(2), s.Stats().ProbabilitiesDropped)
+	o, r := s.Label(t0, Label{ID: fmt.Sprint(maxClassSets + 1), Value: Class("a")})
+	require.Equal(t, ReasonMatched, r)
+	require.False(t, o.HasProbabilities)
+}
