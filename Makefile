@@ -25,7 +25,8 @@ FUZZ_TARGETS := \
 	./internal/config:FuzzLoad \
 	./drift:FuzzCSV \
 	./drift:FuzzJSONL \
-	./drift:FuzzProfile
+	./drift:FuzzProfile \
+	./internal/quality:FuzzRestore
 
 .PHONY: all build run test test-unit fuzz checkmetrics lint vet fmt staticcheck bench bench-proxy clean
 
