@@ -59,6 +59,10 @@ func run() int {
 		driftAlpha   = serve.Flag("drift.alpha", "False-alarm rate of drift decisions: the share of windows flagged when nothing drifted.").Default("0.05").Float64()
 		driftMethods = serve.Flag("drift.method", "Method that decides drift for a feature, as FEATURE=METHOD (psi, jensenshannon, hellinger, ks, wasserstein, chisquare, z); repeatable. Default: chosen by type and reference size, as Evidently does.").Strings()
 		driftMin     = serve.Flag("drift.min-samples", "Values a window needs before its drift is scored.").Default("100").Int64()
+		labelsOn     = serve.Flag("labels.enabled", "Give every captured prediction an id and join ground-truth labels posted to /v1/labels.").Bool()
+		labelsHeader = serve.Flag("labels.id-header", "Request header carrying a prediction's id; a request without one gets a generated id in the same response header.").Default("X-Request-Id").String()
+		labelsMax    = serve.Flag("labels.max-pending", "Most predictions waiting for their label; the oldest is evicted beyond it.").Default("1000000").Int()
+		labelsTTL    = serve.Flag("labels.ttl", "How long a prediction waits for its label.").Default("24h").Duration()
 		storagePath  = serve.Flag("storage.path", "Directory where the sidecar keeps state across restarts (learned drift references). Empty keeps nothing.").Default("").String()
 		metricsPath  = serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
 		maxRequests  = serve.Flag("web.max-requests", "Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
@@ -160,6 +164,12 @@ func run() int {
 			LearnSamples:     *driftLearn,
 			Windows:          windows,
 			Detector:         detector,
+		},
+		Labels: exporter.LabelsOptions{
+			Enabled:    *labelsOn,
+			IDHeader:   *labelsHeader,
+			MaxPending: *labelsMax,
+			TTL:        *labelsTTL,
 		},
 		StoragePath: *storagePath,
 		Logger:      logger,

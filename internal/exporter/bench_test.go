@@ -84,7 +84,7 @@ func BenchmarkCaptureOffer(b *testing.B) {
 	req, resp := kserveBody(20), []byte(`{"predictions":[0.93]}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		e.queue.offer(m, 0, req, resp)
+		e.queue.offer(m, 0, req, resp, nil)
 	}
 }
 
@@ -119,7 +119,7 @@ func runWorker(b *testing.B, e *Exporter, body []byte) {
 	w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger}
 	c := &capture{model: m, format: payload.FormatKServeV1}
 	c.buf = append(append(c.buf, body...), `{"predictions":[0.93]}`...)
-	c.reqLen = len(body)
+	c.reqLen, c.respLen = len(body), len(`{"predictions":[0.93]}`)
 	b.ReportAllocs()
 	for b.Loop() {
 		w.handle(c)

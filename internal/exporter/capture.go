@@ -14,10 +14,11 @@ import (
 
 // capture is one request/response pair copied off the hot path for parsing.
 type capture struct {
-	model  *model
-	format payload.Format
-	buf    []byte // request body followed by response body
-	reqLen int
+	model   *model
+	format  payload.Format
+	buf     []byte // request body, response body, then the prediction id
+	reqLen  int
+	respLen int
 }
 
 var capturePool = sync.Pool{New: func() any { return new(capture) }}
@@ -40,8 +41,8 @@ func newQueue(size int, maxBytes int64, maxBody int) *queue {
 }
 
 // offer copies the bodies and enqueues them, or counts why it did not.
-func (q *queue) offer(m *model, f payload.Format, req, resp []byte) {
-	n := len(req) + len(resp)
+func (q *queue) offer(m *model, f payload.Format, req, resp, id []byte) {
+	n := len(req) + len(resp) + len(id)
 	if len(req) > q.maxBody || len(resp) > q.maxBody {
 		m.dropped[collector.DropBodyTooLarge].Inc()
 		return
@@ -52,8 +53,8 @@ func (q *queue) offer(m *model, f payload.Format, req, resp []byte) {
 		return
 	}
 	c := capturePool.Get().(*capture)
-	c.model, c.format, c.reqLen = m, f, len(req)
-	c.buf = append(append(c.buf[:0], req...), resp...)
+	c.model, c.format, c.reqLen, c.respLen = m, f, len(req), len(resp)
+	c.buf = append(append(append(c.buf[:0], req...), resp...), id...)
 	q.enqueued.Add(1)
 	select {
 	case q.ch <- c:
@@ -134,7 +135,7 @@ func (w *worker) handle(c *capture) {
 		f = mc.format
 	}
 	p := w.parser(c.model.name, mc, rc)
-	err := p.Parse(f, c.buf[:c.reqLen], c.buf[c.reqLen:], &w.batch)
+	err := p.Parse(f, c.buf[:c.reqLen], c.buf[c.reqLen:c.reqLen+c.respLen], &w.batch)
 	if err != nil {
 		reason := "invalid_json"
 		var pe *payload.Error
@@ -147,6 +148,9 @@ func (w *worker) handle(c *capture) {
 	if len(w.batch.Records) > 0 {
 		c.model.parsedCounter(w.batch.Format).Inc()
 		w.obs.observe(c.model, w.batch.Records)
+		if id := c.buf[c.reqLen+c.respLen:]; len(id) > 0 && w.obs.labels != nil {
+			w.obs.labels.observe(w.obs.now(), c.model.name, id, w.batch.Records)
+		}
 	}
 }
 
@@ -192,6 +196,7 @@ type observer struct {
 	metrics *collector.Metrics
 	config  func() *runtimeConfig
 	drift   *driftConfig
+	labels  *labels // nil unless labels are enabled
 	now     func() time.Time
 	logger  *slog.Logger
 }

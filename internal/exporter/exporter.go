@@ -69,8 +69,10 @@ type Options struct {
 	PushMaxBodySize int64
 	// Drift configures drift detection against a reference profile.
 	Drift DriftOptions
+	// Labels configures the join of ground-truth labels to predictions.
+	Labels LabelsOptions
 	// StoragePath is where the sidecar keeps state across restarts (learned
-	// references); empty keeps nothing.
+	// references, pending predictions); empty keeps nothing.
 	StoragePath string
 
 	Logger *slog.Logger
@@ -171,7 +173,9 @@ type Exporter struct {
 	proxyLn  net.Listener
 	webLns   []net.Listener
 	reloadCh chan chan error
-	stop     chan struct{}
+	stopping chan struct{}
+	stopOnce sync.Once
+	stopErr  error
 	wg       sync.WaitGroup
 	workers  sync.WaitGroup
 }
@@ -185,7 +189,7 @@ func New(o Options) (*Exporter, error) {
 		logger:   o.Logger,
 		reg:      prometheus.NewRegistry(),
 		reloadCh: make(chan chan error),
-		stop:     make(chan struct{}),
+		stopping: make(chan struct{}),
 	}
 	e.metrics = collector.NewMetrics(e.reg)
 	initPushMetrics(e.metrics)
@@ -214,12 +218,23 @@ func New(o Options) (*Exporter, error) {
 	}
 	e.queue = newQueue(o.CaptureQueueSize, o.CaptureMaxBytes, o.CaptureMaxBodySize)
 	e.obs = &observer{metrics: e.metrics, config: e.cfg.Load, drift: dc, now: o.Now, logger: e.logger.With("component", "drift")}
+	if o.Labels.Enabled {
+		if o.StoragePath != "" {
+			if err := os.MkdirAll(o.StoragePath, 0o755); err != nil {
+				return nil, fmt.Errorf("couldn't create --storage.path: %w", err)
+			}
+		}
+		if e.obs.labels, err = newLabels(o.Labels, o.StoragePath, e.reg, e.metrics.LabelOverflow, e.logger.With("component", "labels")); err != nil {
+			return nil, err
+		}
+	}
 	e.windows = windowLabels(dc.opts.Windows)
 	p, err := newProxy(o.Proxy, &e.cfg, e.models, e.queue, e.metrics, o.Now, e.logger.With("component", "proxy"))
 	if err != nil {
 		return nil, err
 	}
 	e.proxy = p
+	p.labels = e.obs.labels
 	e.scrape, err = collector.NewExporter(o.Collectors, source{e}, e.logger.With("component", "collector"))
 	if err != nil {
 		return nil, err
@@ -275,7 +290,7 @@ func (e *Exporter) Reload() error {
 	select {
 	case e.reloadCh <- errc:
 		return <-errc
-	case <-e.stop:
+	case <-e.stopping:
 		return errors.New("exporter is stopping")
 	}
 }
@@ -292,6 +307,9 @@ func (e *Exporter) routes() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/v1/observations", &pushHandler{maxBody: e.opts.PushMaxBodySize, models: e.models, obs: e.obs, now: e.opts.Now})
+	if e.obs.labels != nil {
+		mux.Handle("/v1/labels", &labelsHandler{l: e.obs.labels, maxBody: e.opts.PushMaxBodySize, now: e.opts.Now})
+	}
 	err := web.Register(mux, web.Options{
 		Name:        "modelmon exporter",
 		Description: "Prometheus-native monitoring for a machine-learning model: proxy on " + e.opts.ProxyListenAddress + " in front of " + e.opts.Proxy.Upstream,
@@ -428,13 +446,21 @@ func (e *Exporter) Start() error {
 // reloadLoop is the one place configuration reloads happen: on SIGHUP and on
 // POST /-/reload.
 func (e *Exporter) reloadLoop(hup <-chan os.Signal) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	expire := t.C
 	for {
 		select {
 		case <-hup:
 			_ = e.reloader.Reload()
+		case <-expire:
+			if e.obs.labels != nil {
+				// Bounded work a call; the next tick goes on.
+				e.obs.labels.store.Expire(e.opts.Now())
+			}
 		case errc := <-e.reloadCh:
 			errc <- e.reloader.Reload()
-		case <-e.stop:
+		case <-e.stopping:
 			return
 		}
 	}
@@ -452,10 +478,16 @@ func (e *Exporter) WebAddr() string {
 }
 
 // Stop stops accepting requests, lets those in flight finish, parses what is
-// queued and returns once everything has stopped or ctx is done.
+// queued, saves what must survive a restart, and returns once everything has
+// stopped or ctx is done. Calling it again returns the first call's error.
 func (e *Exporter) Stop(ctx context.Context) error {
+	e.stopOnce.Do(func() { e.stopErr = e.stop(ctx) })
+	return e.stopErr
+}
+
+func (e *Exporter) stop(ctx context.Context) error {
 	e.ready.Store(false)
-	close(e.stop)
+	close(e.stopping)
 	var errs []error
 	proxyErr := e.proxy.server.ShutdownWithContext(ctx)
 	if proxyErr != nil {
@@ -482,6 +514,12 @@ func (e *Exporter) Stop(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
+	}
+	if e.obs.labels != nil {
+		// After the parsers have drained the queue, so nothing captured is lost.
+		if err := e.obs.labels.save(); err != nil {
+			errs = append(errs, fmt.Errorf("couldn't save pending predictions: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

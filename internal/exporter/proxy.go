@@ -47,6 +47,7 @@ type proxy struct {
 	host    string // upstream host:port, for requests that carry no Host
 
 	cfg     *atomic.Pointer[runtimeConfig]
+	labels  *labels // nil unless labels are enabled
 	models  *models
 	queue   *queue
 	metrics *collector.Metrics
@@ -140,7 +141,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	r := parseRoute(req.Header.Method(), req.URI().PathOriginal(), rc)
 
 	// One pass over the headers: model, version, trace id, hop-by-hop.
-	var traceID, hdrModel, hdrVersion, connTokens []byte
+	var traceID, hdrModel, hdrVersion, connTokens, reqID []byte
 	var hop [16][]byte
 	nhop := 0
 	for k, v := range req.Header.All() {
@@ -151,6 +152,8 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 			hdrModel = v
 		case len(rc.versionHeader) > 0 && bytes.EqualFold(k, rc.versionHeader):
 			hdrVersion = v
+		case p.labels != nil && bytes.EqualFold(k, p.labels.header):
+			reqID = v
 		case isHop(k):
 			if bytes.EqualFold(k, hopHeaders[0]) {
 				connTokens = v
@@ -212,12 +215,17 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		resp.SetConnectionClose()
 	}
 
+	if p.labels != nil && len(reqID) == 0 {
+		// The client learns the id its labels must carry.
+		reqID = p.labels.newID()
+		resp.Header.SetBytesKV(p.labels.header, reqID)
+	}
 	reqBody, respBody := req.Body(), resp.Body()
 	m.reqSize.Observe(float64(len(reqBody)))
 	if ok {
 		m.respSize.Observe(float64(len(respBody)))
 		if resp.StatusCode() < 300 {
-			p.queue.offer(m, r.format, reqBody, respBody)
+			p.queue.offer(m, r.format, reqBody, respBody, reqID)
 		}
 	}
 	end := p.now()

@@ -115,6 +115,9 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			m.duration.Observe(*o.Latency)
 		}
 		h.obs.observe(m, rec[:])
+		if o.ID != "" && h.obs.labels != nil {
+			h.obs.labels.observe(h.now(), m.name, []byte(o.ID), rec[:])
+		}
 		h.obs.metrics.ObservationsReceived.WithLabelValues(m.name).Inc()
 		resp.Accepted++
 	}

@@ -1,0 +1,350 @@
+package exporter
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/payload"
+	"github.com/modelmon/modelmon/internal/quality"
+)
+
+// LabelsOptions configure the join of ground-truth labels to predictions.
+type LabelsOptions struct {
+	// Enabled gives every captured prediction an id and accepts labels on
+	// POST /v1/labels.
+	Enabled bool
+	// IDHeader is the request header carrying the prediction's id; a request
+	// without one gets a generated id, returned in the same response header.
+	IDHeader string
+	// MaxPending and TTL bound the predictions waiting for their label.
+	MaxPending int
+	TTL        time.Duration
+}
+
+// labels is the sidecar's side of the label join: the store, the metrics of
+// its outcomes, and the ids of requests.
+type labels struct {
+	store   *quality.Store
+	header  []byte // lower case
+	prefix  string // random per process, so generated ids don't repeat across restarts
+	seq     atomic.Uint64
+	path    string // snapshot file, or ""
+	logger  *slog.Logger
+	metrics *labelMetrics
+}
+
+type labelMetrics struct {
+	outcomes *prometheus.CounterVec
+	matched  *prometheus.CounterVec
+	absErr   *prometheus.CounterVec
+	sqErr    *prometheus.CounterVec
+	delay    *prometheus.HistogramVec
+	rejected *prometheus.CounterVec
+	overflow *prometheus.CounterVec
+}
+
+func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, overflow *prometheus.CounterVec, logger *slog.Logger) (*labels, error) {
+	opts := quality.DefaultOptions()
+	if o.MaxPending > 0 {
+		opts.MaxEntries = o.MaxPending
+	}
+	if o.TTL > 0 {
+		opts.TTL = o.TTL
+	}
+	if o.IDHeader == "" {
+		o.IDHeader = "X-Request-Id"
+	}
+	var prefix [6]byte
+	if _, err := rand.Read(prefix[:]); err != nil {
+		return nil, err
+	}
+	l := &labels{header: []byte(strings.ToLower(o.IDHeader)), prefix: hex.EncodeToString(prefix[:]), logger: logger}
+	if storagePath != "" {
+		l.path = filepath.Join(storagePath, "labels.snapshot")
+	}
+	store, err := l.restore(opts)
+	if err != nil {
+		return nil, err
+	}
+	l.store = store
+	f := promauto.With(reg)
+	l.metrics = &labelMetrics{
+		outcomes: f.NewCounterVec(prometheus.CounterOpts{Name: collector.PredictionOutcomeTotal,
+			Help: "The total number of classification predictions joined to their label, by predicted and actual class."}, []string{"model", "predicted", "actual"}),
+		matched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsMatchedTotal,
+			Help: "The total number of labels joined to their prediction."}, []string{"model"}),
+		absErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.AbsoluteErrorTotal,
+			Help: "The sum of the absolute errors of regression predictions joined to their label."}, []string{"model"}),
+		sqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SquaredErrorTotal,
+			Help: "The sum of the squared errors of regression predictions joined to their label."}, []string{"model"}),
+		delay: f.NewHistogramVec(prometheus.HistogramOpts{Name: collector.LabelDelay,
+			Help:                        "The time from a prediction to its label, in seconds.",
+			Buckets:                     []float64{1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400},
+			NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 160, NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"model"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsRejectedTotal,
+			Help: "The total number of label records POST /v1/labels rejected as malformed, by reason."}, []string{"reason"}),
+		overflow: overflow,
+	}
+	for _, r := range []string{rejectInvalidJSON, rejectUnknownField, "missing_id", "invalid_label", rejectInvalidTimestamp} {
+		l.metrics.rejected.WithLabelValues(r)
+	}
+	overflow.WithLabelValues("class")
+	reg.MustRegister(&labelStats{store: store})
+	return l, nil
+}
+
+// restore loads the snapshot left by the last run, if any.
+func (l *labels) restore(opts quality.Options) (*quality.Store, error) {
+	if l.path == "" {
+		return quality.New(opts)
+	}
+	f, err := os.Open(l.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return quality.New(opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s, err := quality.RestoreWith(f, time.Now(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't restore pending predictions from %s: %w", l.path, err)
+	}
+	l.logger.Info("Restored pending predictions", "file", l.path, "pending", s.Len())
+	return s, nil
+}
+
+// save writes the pending predictions for the next run, atomically.
+func (l *labels) save() error {
+	if l.path == "" {
+		return nil
+	}
+	tmp := l.path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := l.store.Snapshot(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, l.path)
+}
+
+// newID returns a generated prediction id.
+func (l *labels) newID() []byte {
+	return strconv.AppendUint([]byte(l.prefix+"-"), l.seq.Add(1), 36)
+}
+
+// observe records the pending predictions of one payload: instance i of a
+// batch of n > 1 gets the id "<id>/<i>".
+func (l *labels) observe(now time.Time, model string, id []byte, recs []payload.Record) {
+	for i := range recs {
+		p := quality.Prediction{Model: model, Time: now}
+		switch v := recs[i].Prediction; v.Kind {
+		case payload.KindNumber:
+			p.Value = quality.Number(v.Num)
+		case payload.KindString:
+			p.Value = quality.Class(string(v.Str))
+		case payload.KindBool:
+			p.Value = quality.Class(strconv.FormatBool(v.Num != 0))
+		default:
+			continue // nothing to join a label to
+		}
+		p.ID = string(id)
+		if len(recs) > 1 {
+			p.ID += "/" + strconv.Itoa(i)
+		}
+		if o, r := l.store.Observe(now, p); r == quality.ReasonMatched {
+			l.record(o)
+		}
+	}
+}
+
+// record turns a joined label into metrics.
+func (l *labels) record(o quality.Outcome) {
+	m := l.metrics
+	m.matched.WithLabelValues(o.Model).Inc()
+	m.delay.WithLabelValues(o.Model).Observe(o.Delay.Seconds())
+	if o.Regression {
+		m.absErr.WithLabelValues(o.Model).Add(o.AbsError)
+		m.sqErr.WithLabelValues(o.Model).Add(o.SquaredError)
+		return
+	}
+	if o.PredictedOverflow || o.ActualOverflow {
+		m.overflow.WithLabelValues("class").Inc()
+	}
+	m.outcomes.WithLabelValues(o.Model, o.Predicted, o.Actual).Inc()
+}
+
+// labelRecord is one record of POST /v1/labels.
+type labelRecord struct {
+	ID        string          `json:"id"`
+	Model     string          `json:"model"`
+	Label     any             `json:"label"`
+	Timestamp json.RawMessage `json:"timestamp"`
+}
+
+// LabelsResponse is the body of every answer of POST /v1/labels. Results
+// gives each accepted record's reason (matched, held, unknown_id, expired,
+// evicted, duplicate, invalid), in order.
+type LabelsResponse struct {
+	Accepted int         `json:"accepted"`
+	Results  []string    `json:"results"`
+	Rejected []Rejection `json:"rejected"`
+	Error    string      `json:"error,omitempty"`
+}
+
+type labelsHandler struct {
+	l       *labels
+	maxBody int64
+	now     func() time.Time
+}
+
+func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	write := func(status int, resp LabelsResponse) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(resp)
+	}
+	empty := LabelsResponse{Results: []string{}, Rejected: []Rejection{}}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		empty.Error = "only POST is allowed"
+		write(http.StatusMethodNotAllowed, empty)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		empty.Error = fmt.Sprintf("body larger than --push.max-body-size (%d bytes)", h.maxBody)
+		write(http.StatusRequestEntityTooLarge, empty)
+		return
+	}
+	raws, err := splitRecords(body, r.Header.Get("Content-Type"))
+	if err != nil {
+		h.l.metrics.rejected.WithLabelValues(rejectInvalidJSON).Inc()
+		empty.Error = err.Error()
+		write(http.StatusBadRequest, empty)
+		return
+	}
+	resp := empty
+	now := h.now()
+	for i, raw := range raws {
+		lb, reason, err := decodeLabel(raw, now)
+		if err != nil {
+			h.l.metrics.rejected.WithLabelValues(reason).Inc()
+			resp.Rejected = append(resp.Rejected, Rejection{Index: i, Reason: reason, Error: err.Error()})
+			continue
+		}
+		o, res := h.l.store.Label(now, lb)
+		if res == quality.ReasonMatched {
+			h.l.record(o)
+		}
+		resp.Accepted++
+		resp.Results = append(resp.Results, res.String())
+	}
+	status := http.StatusOK
+	if resp.Accepted == 0 && len(resp.Rejected) > 0 {
+		status = http.StatusBadRequest
+	}
+	write(status, resp)
+}
+
+func decodeLabel(raw json.RawMessage, now time.Time) (quality.Label, string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	var rec labelRecord
+	if err := dec.Decode(&rec); err != nil {
+		if strings.Contains(err.Error(), "unknown field") {
+			return quality.Label{}, rejectUnknownField, err
+		}
+		return quality.Label{}, rejectInvalidJSON, err
+	}
+	if rec.ID == "" {
+		return quality.Label{}, "missing_id", errors.New("id is required")
+	}
+	lb := quality.Label{ID: rec.ID, Model: rec.Model, Time: now}
+	switch v := rec.Label.(type) {
+	case json.Number:
+		f, err := v.Float64()
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return quality.Label{}, "invalid_label", fmt.Errorf("label %s is not a finite number", v)
+		}
+		lb.Value = quality.Number(f)
+	case string:
+		if v == "" {
+			return quality.Label{}, "invalid_label", errors.New("label is an empty class")
+		}
+		lb.Value = quality.Class(v)
+	case bool:
+		lb.Value = quality.Class(strconv.FormatBool(v))
+	default:
+		return quality.Label{}, "invalid_label", fmt.Errorf("label must be a class (string or boolean) or a number, got %T", rec.Label)
+	}
+	if len(rec.Timestamp) > 0 {
+		t, err := parseTimestamp(rec.Timestamp)
+		if err != nil {
+			return quality.Label{}, rejectInvalidTimestamp, err
+		}
+		lb.Time = t
+	}
+	return lb, "", nil
+}
+
+// labelStats exposes the store's counters at scrape time.
+type labelStats struct{ store *quality.Store }
+
+var (
+	labelsTotalDesc = prometheus.NewDesc(collector.LabelsTotal,
+		"The total number of labels received, by what became of them: matched, unknown_id, expired, evicted, duplicate, invalid (labels held for their prediction count once decided).",
+		[]string{"reason"}, nil)
+	pendingDesc = prometheus.NewDesc(collector.PendingPredictions,
+		"The number of predictions waiting for their label.", nil, nil)
+	heldDesc = prometheus.NewDesc(collector.HeldLabels,
+		"The number of labels waiting for their prediction.", nil, nil)
+	pendingRemovedDesc = prometheus.NewDesc(collector.PendingRemovedTotal,
+		"The total number of predictions removed before their label came, by reason: expired (TTL) or evicted (the store was full).",
+		[]string{"reason"}, nil)
+)
+
+func (s *labelStats) Describe(ch chan<- *prometheus.Desc) {
+	ch <- labelsTotalDesc
+	ch <- pendingDesc
+	ch <- heldDesc
+	ch <- pendingRemovedDesc
+}
+
+func (s *labelStats) Collect(ch chan<- prometheus.Metric) {
+	st := s.store.Stats()
+	for _, r := range quality.LabelReasons() {
+		ch <- prometheus.MustNewConstMetric(labelsTotalDesc, prometheus.CounterValue, float64(st.Labels[r]), r.String())
+	}
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending))
+	ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, float64(st.Held))
+	ch <- prometheus.MustNewConstMetric(pendingRemovedDesc, prometheus.CounterValue, float64(st.Expired), "expired")
+	ch <- prometheus.MustNewConstMetric(pendingRemovedDesc, prometheus.CounterValue, float64(st.Evicted), "evicted")
+}

@@ -1,0 +1,150 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func labelsOn(o *Options) { o.Labels = LabelsOptions{Enabled: true} }
+
+func postLabels(t *testing.T, e *Exporter, body string) (int, LabelsResponse) {
+	t.Helper()
+	st, b := do(t, "POST", "http://"+e.WebAddr()+"/v1/labels", body, "Content-Type", "application/x-ndjson")
+	var resp LabelsResponse
+	require.NoError(t, json.Unmarshal([]byte(b), &resp), b)
+	return st, resp
+}
+
+// Labels joined to predictions give exactly the confusion matrix and the
+// regression errors of the test's data.
+func TestLabelsConfusionAndErrors(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, labelsOn)
+	// predicted → actual: yes→yes ×3, yes→no ×1, no→no ×4, no→yes ×2.
+	pairs := []struct{ p, a string }{{"yes", "yes"}, {"yes", "yes"}, {"yes", "yes"}, {"yes", "no"}, {"no", "no"}, {"no", "no"}, {"no", "no"}, {"no", "no"}, {"no", "yes"}, {"no", "yes"}}
+	var obs, lbs []string
+	for i, pr := range pairs {
+		obs = append(obs, fmt.Sprintf(`{"model":"churn","id":"c%d","prediction":%q}`, i, pr.p))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"c%d","label":%q}`, i, pr.a))
+	}
+	// Regression: errors 1, -2, 0.5 → MAE 3.5/3, RMSE sqrt(5.25/3).
+	for i, pa := range [][2]float64{{10, 9}, {3, 5}, {7.5, 7}} {
+		obs = append(obs, fmt.Sprintf(`{"model":"price","id":"r%d","prediction":%v}`, i, pa[0]))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"r%d","label":%v}`, i, pa[1]))
+	}
+	pushRecordsRaw(t, e, obs...)
+	st, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+	require.Equal(t, 200, st)
+	require.Equal(t, 13, resp.Accepted)
+	for _, r := range resp.Results {
+		require.Equal(t, "matched", r)
+	}
+	for _, c := range []struct {
+		p, a string
+		n    float64
+	}{{"yes", "yes", 3}, {"yes", "no", 1}, {"no", "no", 4}, {"no", "yes", 2}} {
+		require.Equal(t, c.n, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "churn", "predicted": c.p, "actual": c.a}), c)
+	}
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "price"}))
+	require.InDelta(t, 3.5, metricValue(t, e, "modelmon_prediction_absolute_error_total", map[string]string{"model": "price"}), 1e-12)
+	require.InDelta(t, 5.25, metricValue(t, e, "modelmon_prediction_squared_error_total", map[string]string{"model": "price"}), 1e-12)
+	require.InDelta(t, math.Sqrt(5.25/3), math.Sqrt(5.25/metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "price"})), 1e-12)
+	require.Equal(t, 13.0, metricValue(t, e, "modelmon_label_delay_seconds_count", map[string]string{"model": "churn"})+metricValue(t, e, "modelmon_label_delay_seconds_count", map[string]string{"model": "price"}))
+}
+
+// Labels before their prediction, twice, for unknown ids, or malformed: each
+// counted by reason once; nothing double-counted.
+func TestLabelsReasons(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, labelsOn)
+	// Before its prediction: held, then matched when the prediction comes.
+	_, resp := postLabels(t, e, `{"id":"early","label":"yes"}`)
+	require.Equal(t, []string{"held"}, resp.Results)
+	pushRecordsRaw(t, e, `{"model":"m","id":"early","prediction":"yes"}`, `{"model":"m","id":"once","prediction":"no"}`)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "m", "predicted": "yes", "actual": "yes"}))
+
+	st, resp := postLabels(t, e, strings.Join([]string{
+		`{"id":"once","label":"no"}`,
+		`{"id":"once","label":"no"}`,      // twice
+		`{"id":"once","label":"yes"}`,     // a third time, disagreeing
+		`{"id":"never","label":"no"}`,     // unknown: held until its prediction never comes
+		`{"id":"once","label":1.5}`,       // already matched
+		`{"label":"no"}`,                  // malformed: no id
+		`{"id":"x","label":{"a":1}}`,      // malformed: not a class or number
+		`{"id":"x","label":"no","bad":1}`, // malformed: unknown field
+		`not json`,
+	}, "\n"))
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "duplicate", "duplicate", "held", "duplicate"}, resp.Results)
+	require.Equal(t, []Rejection{
+		{Index: 5, Reason: "missing_id"}, {Index: 6, Reason: "invalid_label"}, {Index: 7, Reason: "unknown_field"}, {Index: 8, Reason: "invalid_json"},
+	}, stripErrors(resp.Rejected))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "m", "predicted": "no", "actual": "no"}), "matched once, not three times")
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "m"}))
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_labels_total", map[string]string{"reason": "duplicate"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_held_labels", map[string]string{}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_rejected_total", map[string]string{"reason": "missing_id"}))
+	st, _ = do(t, "GET", "http://"+e.WebAddr()+"/v1/labels", "")
+	require.Equal(t, http.StatusMethodNotAllowed, st)
+}
+
+func stripErrors(rs []Rejection) []Rejection {
+	out := make([]Rejection, len(rs))
+	for i, r := range rs {
+		out[i] = Rejection{Index: r.Index, Reason: r.Reason}
+	}
+	return out
+}
+
+// A proxied request without an id gets one, returned in X-Request-Id; a
+// label for it joins the prediction the sidecar parsed.
+func TestLabelsGeneratedID(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, labelsOn)
+	resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/fraud:predict", "application/json", strings.NewReader(`{"instances":[{"amount":1}]}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	id := resp.Header.Get("X-Request-Id")
+	require.NotEmpty(t, id)
+	// A client's own id is kept, not replaced.
+	req, err := http.NewRequest("POST", "http://"+e.ProxyAddr()+"/v1/models/fraud:predict", strings.NewReader(`{"instances":[{"amount":1},{"amount":2}]}`))
+	require.NoError(t, err)
+	req.Header.Set("X-Request-Id", "client-7")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Empty(t, resp.Header.Get("X-Request-Id"), "the model server's answer is passed through unchanged")
+	waitIdle(t, e)
+
+	_, lr := postLabels(t, e, fmt.Sprintf(`{"id":%q,"label":2}`+"\n"+`{"id":"client-7/1","label":2}`, id))
+	require.Equal(t, []string{"matched", "matched"}, lr.Results)
+	// The stub predicts 1 for every instance: |1-2| twice.
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_absolute_error_total", map[string]string{"model": "fraud"}))
+}
+
+// Pending predictions survive a restart with --storage.path: labels posted
+// to the new process join the predictions the old one captured.
+func TestLabelsSurviveRestart(t *testing.T) {
+	up := modelServer(t)
+	storage := t.TempDir()
+	opts := func(o *Options) { o.Labels = LabelsOptions{Enabled: true}; o.StoragePath = storage }
+	e1 := startExporter(t, up.URL, opts)
+	pushRecordsRaw(t, e1, `{"model":"m","id":"a","prediction":"yes"}`, `{"model":"m","id":"b","prediction":"no"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e1.Stop(ctx))
+
+	e2 := startExporter(t, up.URL, opts)
+	require.Equal(t, 2.0, metricValue(t, e2, "modelmon_pending_predictions", map[string]string{}))
+	_, resp := postLabels(t, e2, `{"id":"a","label":"yes"}`+"\n"+`{"id":"b","label":"yes"}`+"\n"+`{"id":"c","label":"yes"}`)
+	require.Equal(t, []string{"matched", "matched", "held"}, resp.Results)
+	require.Equal(t, 1.0, metricValue(t, e2, "modelmon_prediction_outcome_total", map[string]string{"model": "m", "predicted": "no", "actual": "yes"}))
+}
