@@ -31,7 +31,7 @@ FUZZ_TARGETS := \
 	./drift:FuzzProfile \
 	./internal/quality:FuzzRestore
 
-.PHONY: all build run test test-unit fuzz checkmetrics lint vet fmt staticcheck bench bench-proxy clean
+.PHONY: all build run test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy clean
 
 all: lint build test
 
@@ -46,7 +46,7 @@ run: build
 	@bash scripts/run.sh
 
 ## test: every test (with the race detector), a short fuzz of each parser, and promtool on the golden expositions.
-test: test-unit fuzz checkmetrics
+test: test-unit fuzz checkmetrics checkrules
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -60,6 +60,11 @@ fuzz:
 
 checkmetrics:
 	@bash scripts/checkmetrics.sh
+
+## checkrules: promtool check rules on the shipped rule files.
+checkrules:
+	@if command -v promtool >/dev/null 2>&1; then promtool check rules deploy/prometheus/*.rules.yml; \
+	else echo "checkrules: promtool not found (apt-get install prometheus); skipped"; fi
 
 lint: vet fmt staticcheck
 

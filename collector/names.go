@@ -51,6 +51,7 @@ const (
 	DriftReferenceInfo       = "modelmon_drift_reference_info"
 
 	PredictionOutcomeTotal = "modelmon_prediction_outcome_total"
+	PredictionCorrectTotal = "modelmon_prediction_correct_total"
 	LabelsMatchedTotal     = "modelmon_labels_matched_total"
 	AbsoluteErrorTotal     = "modelmon_prediction_absolute_error_total"
 	SquaredErrorTotal      = "modelmon_prediction_squared_error_total"

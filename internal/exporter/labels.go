@@ -54,6 +54,7 @@ type labels struct {
 
 type labelMetrics struct {
 	outcomes *prometheus.CounterVec
+	correct  *prometheus.CounterVec
 	matched  *prometheus.CounterVec
 	absErr   *prometheus.CounterVec
 	sqErr    *prometheus.CounterVec
@@ -90,6 +91,8 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 	l.metrics = &labelMetrics{
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{Name: collector.PredictionOutcomeTotal,
 			Help: "The total number of classification predictions joined to their label, by predicted and actual class."}, []string{"model", "predicted", "actual"}),
+		correct: f.NewCounterVec(prometheus.CounterOpts{Name: collector.PredictionCorrectTotal,
+			Help: "The total number of classification predictions whose label matched the predicted class, by class: the diagonal of the confusion matrix, which PromQL cannot take from the outcome counter."}, []string{"model", "class"}),
 		matched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsMatchedTotal,
 			Help: "The total number of labels joined to their prediction."}, []string{"model"}),
 		absErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.AbsoluteErrorTotal,
@@ -198,6 +201,9 @@ func (l *labels) record(o quality.Outcome) {
 		m.overflow.WithLabelValues("class").Inc()
 	}
 	m.outcomes.WithLabelValues(o.Model, o.Predicted, o.Actual).Inc()
+	if o.Predicted == o.Actual && !o.PredictedOverflow && !o.ActualOverflow {
+		m.correct.WithLabelValues(o.Model, o.Actual).Inc()
+	}
 }
 
 // labelRecord is one record of POST /v1/labels.

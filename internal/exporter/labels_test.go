@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
 func labelsOn(o *Options) { o.Labels = LabelsOptions{Enabled: true} }
@@ -147,4 +149,50 @@ func TestLabelsSurviveRestart(t *testing.T) {
 	_, resp := postLabels(t, e2, `{"id":"a","label":"yes"}`+"\n"+`{"id":"b","label":"yes"}`+"\n"+`{"id":"c","label":"yes"}`)
 	require.Equal(t, []string{"matched", "matched", "held"}, resp.Results)
 	require.Equal(t, 1.0, metricValue(t, e2, "modelmon_prediction_outcome_total", map[string]string{"model": "m", "predicted": "no", "actual": "yes"}))
+}
+
+// The shipped quality rules, evaluated by a real Prometheus scraping the
+// sidecar, give exactly the accuracy, precision, recall, F1, MAE and RMSE of
+// the test's data.
+func TestQualityRulesInPrometheus(t *testing.T) {
+	prometheustest.Binary(t)
+	up := modelServer(t)
+	e := startExporter(t, up.URL, labelsOn)
+	// The confusion matrix of TestLabelsConfusionAndErrors, and its errors.
+	pairs := []struct{ p, a string }{{"yes", "yes"}, {"yes", "yes"}, {"yes", "yes"}, {"yes", "no"}, {"no", "no"}, {"no", "no"}, {"no", "no"}, {"no", "no"}, {"no", "yes"}, {"no", "yes"}}
+	var obs, lbs []string
+	for i, pr := range pairs {
+		obs = append(obs, fmt.Sprintf(`{"model":"churn","id":"c%d","prediction":%q}`, i, pr.p))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"c%d","label":%q}`, i, pr.a))
+	}
+	for i, pa := range [][2]float64{{10, 9}, {3, 5}, {7.5, 7}} {
+		obs = append(obs, fmt.Sprintf(`{"model":"price","id":"r%d","prediction":%v}`, i, pa[0]))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"r%d","label":%v}`, i, pa[1]))
+	}
+	pushRecordsRaw(t, e, obs...)
+	st, _ := postLabels(t, e, strings.Join(lbs, "\n"))
+	require.Equal(t, 200, st)
+
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
+	// By hand: yes→yes 3, yes→no 1, no→no 4, no→yes 2.
+	pYes, rYes := 3.0/4, 3.0/5
+	pNo, rNo := 4.0/6, 4.0/5
+	for expr, want := range map[string]float64{
+		`modelmon:accuracy:total{model="churn"}`:              7.0 / 10,
+		`modelmon:precision:total{model="churn",class="yes"}`: pYes,
+		`modelmon:recall:total{model="churn",class="yes"}`:    rYes,
+		`modelmon:f1:total{model="churn",class="yes"}`:        2 * pYes * rYes / (pYes + rYes),
+		`modelmon:precision:total{model="churn",class="no"}`:  pNo,
+		`modelmon:recall:total{model="churn",class="no"}`:     rNo,
+		`modelmon:f1:total{model="churn",class="no"}`:         2 * pNo * rNo / (pNo + rNo),
+		`modelmon:mae:total{model="price"}`:                   3.5 / 3,
+		`modelmon:rmse:total{model="price"}`:                  math.Sqrt(5.25 / 3),
+	} {
+		var got float64
+		var err error
+		require.Eventually(t, func() bool {
+			got, err = prom.QueryScalar(expr)
+			return err == nil && math.Abs(got-want) <= 1e-12*want
+		}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v (err %v)", expr, want, got, err)
+	}
 }
