@@ -47,7 +47,13 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 	rc.Flag("windows", "Comma-separated windows of the PSI, as Prometheus durations.").Default("5m,1h,1d").StringVar(&rules.Windows)
 	rc.Flag("output", "Rule file to write, or - for stdout.").Default("-").StringVar(&rules.Output)
 
+	var alerts driftcli.AlertsCommand
+	ac := app.Command("alerts", "Print Prometheus alerting rules for the quality thresholds of the models in a configuration file (models[].alerts).")
+	ac.Flag("config.file", "Exporter configuration file.").Required().StringVar(&alerts.Config)
+	ac.Flag("output", "Rule file to write, or - for stdout.").Default("-").StringVar(&alerts.Output)
+
 	return map[string]func(*slog.Logger) int{
+		ac.FullCommand(): func(l *slog.Logger) int { return alerts.Run(env(l)) },
 		pc.FullCommand(): func(l *slog.Logger) int { return profile.Run(env(l)) },
 		dc.FullCommand(): func(l *slog.Logger) int { return dr.Run(env(l)) },
 		rc.FullCommand(): func(l *slog.Logger) int { return rules.Run(env(l)) },

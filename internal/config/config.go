@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 )
 
@@ -40,6 +41,24 @@ type Model struct {
 	Format string `yaml:"format"`
 	// FeatureNames name positional inputs (instances given as arrays).
 	FeatureNames []string `yaml:"feature_names"`
+	// Alerts are the model's quality thresholds, which `exporter alerts`
+	// turns into Prometheus alerting rules.
+	Alerts *QualityAlerts `yaml:"alerts"`
+}
+
+// QualityAlerts are thresholds on a model's quality over the last hour,
+// computed by the recording rules of deploy/prometheus/quality.rules.yml.
+// A zero threshold is not checked.
+type QualityAlerts struct {
+	MinAccuracy      float64 `yaml:"min_accuracy"`
+	MinF1            float64 `yaml:"min_f1"`
+	MaxMAE           float64 `yaml:"max_mae"`
+	MaxRMSE          float64 `yaml:"max_rmse"`
+	MinLabelCoverage float64 `yaml:"min_label_coverage"`
+	// For is how long a threshold must be crossed before the alert fires
+	// (Prometheus's for); Severity is the alert's severity label.
+	For      string `yaml:"for"`
+	Severity string `yaml:"severity"`
 }
 
 // Limits bound the label values that come from traffic.
@@ -92,6 +111,21 @@ func (c *Config) Validate() error {
 		seen[m.Name] = true
 		if m.Format != "" && !contains(Formats, m.Format) {
 			return fmt.Errorf("models[%d]: unknown format %q (want one of %s)", i, m.Format, strings.Join(Formats, ", "))
+		}
+		if a := m.Alerts; a != nil {
+			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage} {
+				if v < 0 || v > 1 {
+					return fmt.Errorf("models[%d].alerts.%s must be between 0 and 1, got %v", i, name, v)
+				}
+			}
+			if a.MaxMAE < 0 || a.MaxRMSE < 0 {
+				return fmt.Errorf("models[%d].alerts: max_mae and max_rmse must not be negative", i)
+			}
+			if a.For != "" {
+				if _, err := model.ParseDuration(a.For); err != nil {
+					return fmt.Errorf("models[%d].alerts.for: %w", i, err)
+				}
+			}
 		}
 	}
 	if len(c.Models) > c.Limits.MaxModels {

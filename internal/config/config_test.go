@@ -45,6 +45,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-type.yml", "testdata/bad-type.yml:2: cannot unmarshal !!str `many` into int"},
 		{"bad-path.yml", `testdata/bad-path.yml: prediction_paths: "score" must start with /`},
 		{"bad-syntax.yml", `testdata/bad-syntax.yml:1: did not find expected ',' or ']'`},
+		{"bad-alerts.yml", `testdata/bad-alerts.yml: models[0].alerts.min_accuracy must be between 0 and 1, got 1.5`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := LoadFile("testdata/" + tc.file)

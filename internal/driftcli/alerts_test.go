@@ -1,0 +1,82 @@
+package driftcli
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/prometheustest"
+)
+
+// The alerting rules generated from a configuration pass promtool, and,
+// run by `promtool test rules` on the shipped quality recording rules, fire
+// exactly when a threshold is crossed.
+func TestQualityAlerts(t *testing.T) {
+	promtool := prometheustest.Promtool(t)
+	cfg, err := config.Load(`
+models:
+  - name: churn
+    alerts: {min_accuracy: 0.85, for: 10m, severity: page}
+  - name: price
+    alerts: {max_mae: 2, max_rmse: 3}
+  - name: quiet
+`)
+	require.NoError(t, err)
+	out, err := QualityAlerts(cfg)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	alerts := filepath.Join(dir, "alerts.yml")
+	require.NoError(t, os.WriteFile(alerts, out, 0o644))
+	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "SUCCESS: 3 rules found")
+
+	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
+	require.NoError(t, err)
+	// churn: 7 of 10 right every minute (accuracy 0.7 < 0.85);
+	// price: absolute error 1 per label (MAE 1 < 2), squared 1 (RMSE 1 < 3).
+	test := `rule_files: [` + quality + `, ` + alerts + `]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'modelmon_prediction_outcome_total{model="churn",predicted="yes",actual="yes",instance="a"}'
+        values: '0+7x120'
+      - series: 'modelmon_prediction_outcome_total{model="churn",predicted="yes",actual="no",instance="a"}'
+        values: '0+3x120'
+      - series: 'modelmon_prediction_correct_total{model="churn",class="yes",instance="a"}'
+        values: '0+7x120'
+      - series: 'modelmon_prediction_absolute_error_total{model="price",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_prediction_squared_error_total{model="price",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_labels_matched_total{model="price",instance="a"}'
+        values: '0+10x120'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: ModelAccuracyLow
+        exp_alerts: []
+      - eval_time: 70m
+        alertname: ModelAccuracyLow
+        exp_alerts:
+          - exp_labels: {alertname: ModelAccuracyLow, model: churn, severity: page}
+            exp_annotations:
+              summary: Accuracy of model churn below 0.85.
+              description: 'churn: 700m over the last hour.'
+      - eval_time: 70m
+        alertname: ModelMAEHigh
+        exp_alerts: []
+      - eval_time: 70m
+        alertname: ModelRMSEHigh
+        exp_alerts: []
+`
+	testFile := filepath.Join(dir, "alerts_test.yml")
+	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
+	b, err = exec.Command(promtool, "test", "rules", testFile).CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "SUCCESS")
+}
