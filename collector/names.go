@@ -52,15 +52,19 @@ const (
 
 	PredictionOutcomeTotal = "modelmon_prediction_outcome_total"
 	PredictionCorrectTotal = "modelmon_prediction_correct_total"
-	LabelsMatchedTotal     = "modelmon_labels_matched_total"
-	AbsoluteErrorTotal     = "modelmon_prediction_absolute_error_total"
-	SquaredErrorTotal      = "modelmon_prediction_squared_error_total"
-	LabelDelay             = "modelmon_label_delay_seconds"
-	LabelsRejectedTotal    = "modelmon_labels_rejected_total"
-	LabelsTotal            = "modelmon_labels_total"
-	PendingPredictions     = "modelmon_pending_predictions"
-	HeldLabels             = "modelmon_held_labels"
-	PendingRemovedTotal    = "modelmon_pending_predictions_removed_total"
+
+	ProbabilityOutcomesTotal = "modelmon_prediction_probability_outcomes_total"
+	BrierScoreTotal          = "modelmon_prediction_brier_score_total"
+	LogLossTotal             = "modelmon_prediction_log_loss_total"
+	LabelsMatchedTotal       = "modelmon_labels_matched_total"
+	AbsoluteErrorTotal       = "modelmon_prediction_absolute_error_total"
+	SquaredErrorTotal        = "modelmon_prediction_squared_error_total"
+	LabelDelay               = "modelmon_label_delay_seconds"
+	LabelsRejectedTotal      = "modelmon_labels_rejected_total"
+	LabelsTotal              = "modelmon_labels_total"
+	PendingPredictions       = "modelmon_pending_predictions"
+	HeldLabels               = "modelmon_held_labels"
+	PendingRemovedTotal      = "modelmon_pending_predictions_removed_total"
 )
 
 // Reasons a proxied prediction failed, the values of the reason label of

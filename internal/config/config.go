@@ -41,6 +41,13 @@ type Model struct {
 	Format string `yaml:"format"`
 	// FeatureNames name positional inputs (instances given as arrays).
 	FeatureNames []string `yaml:"feature_names"`
+	// IDPath is a dot-separated path to the prediction's id in the request
+	// body, or else the response body (e.g. "id" for the Open Inference
+	// Protocol); when the body has it, it wins over the id header.
+	IDPath string `yaml:"id_path"`
+	// Classes name the entries of a prediction that is a vector of class
+	// probabilities, in order; they make Brier score and log loss possible.
+	Classes []string `yaml:"classes"`
 	// Alerts are the model's quality thresholds, which `exporter alerts`
 	// turns into Prometheus alerting rules.
 	Alerts *QualityAlerts `yaml:"alerts"`

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
 )
@@ -87,6 +89,9 @@ type worker struct {
 	logger  *slog.Logger
 	// batchDelay is the pause after draining the queue.
 	batchDelay time.Duration
+	// idParser and idBuf read ids from bodies (models[].id_path).
+	idParser fastjson.Parser
+	idBuf    []byte
 }
 
 func (w *worker) run() {
@@ -148,10 +153,40 @@ func (w *worker) handle(c *capture) {
 	if len(w.batch.Records) > 0 {
 		c.model.parsedCounter(w.batch.Format).Inc()
 		w.obs.observe(c.model, w.batch.Records)
-		if id := c.buf[c.reqLen+c.respLen:]; len(id) > 0 && w.obs.labels != nil {
-			w.obs.labels.observe(w.obs.now(), c.model.name, id, w.batch.Records)
+		if w.obs.labels != nil {
+			id := c.buf[c.reqLen+c.respLen:]
+			if mc.idPath != nil {
+				if x := w.bodyID(c.buf[:c.reqLen], mc.idPath); x != nil {
+					id = x
+				} else if x := w.bodyID(c.buf[c.reqLen:c.reqLen+c.respLen], mc.idPath); x != nil {
+					id = x
+				}
+			}
+			if len(id) > 0 {
+				w.obs.labels.observe(w.obs.now(), c.model.name, id, mc.classes, w.batch.Records)
+			}
 		}
 	}
+}
+
+// bodyID returns the string or number at path in a JSON body, or nil. The
+// result is valid until the next call.
+func (w *worker) bodyID(body []byte, path []string) []byte {
+	v, err := w.idParser.ParseBytes(body)
+	if err != nil {
+		return nil
+	}
+	v = v.Get(path...)
+	if v == nil {
+		return nil
+	}
+	switch v.Type() {
+	case fastjson.TypeString:
+		return v.GetStringBytes()
+	case fastjson.TypeNumber:
+		return v.MarshalTo(w.idBuf[:0])
+	}
+	return nil
 }
 
 // parserEntry is a parser and the options it was built with.

@@ -53,14 +53,17 @@ type labels struct {
 }
 
 type labelMetrics struct {
-	outcomes *prometheus.CounterVec
-	correct  *prometheus.CounterVec
-	matched  *prometheus.CounterVec
-	absErr   *prometheus.CounterVec
-	sqErr    *prometheus.CounterVec
-	delay    *prometheus.HistogramVec
-	rejected *prometheus.CounterVec
-	overflow *prometheus.CounterVec
+	outcomes     *prometheus.CounterVec
+	probOutcomes *prometheus.CounterVec
+	brier        *prometheus.CounterVec
+	logLoss      *prometheus.CounterVec
+	correct      *prometheus.CounterVec
+	matched      *prometheus.CounterVec
+	absErr       *prometheus.CounterVec
+	sqErr        *prometheus.CounterVec
+	delay        *prometheus.HistogramVec
+	rejected     *prometheus.CounterVec
+	overflow     *prometheus.CounterVec
 }
 
 func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, overflow *prometheus.CounterVec, logger *slog.Logger) (*labels, error) {
@@ -91,6 +94,12 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 	l.metrics = &labelMetrics{
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{Name: collector.PredictionOutcomeTotal,
 			Help: "The total number of classification predictions joined to their label, by predicted and actual class."}, []string{"model", "predicted", "actual"}),
+		probOutcomes: f.NewCounterVec(prometheus.CounterOpts{Name: collector.ProbabilityOutcomesTotal,
+			Help: "The total number of classification predictions with class probabilities joined to their label."}, []string{"model"}),
+		brier: f.NewCounterVec(prometheus.CounterOpts{Name: collector.BrierScoreTotal,
+			Help: "The sum of the Brier scores (sum over classes of the squared probability error) of predictions with class probabilities."}, []string{"model"}),
+		logLoss: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LogLossTotal,
+			Help: "The sum of the log losses (minus the log of the probability of the actual class) of predictions with class probabilities."}, []string{"model"}),
 		correct: f.NewCounterVec(prometheus.CounterOpts{Name: collector.PredictionCorrectTotal,
 			Help: "The total number of classification predictions whose label matched the predicted class, by class: the diagonal of the confusion matrix, which PromQL cannot take from the outcome counter."}, []string{"model", "class"}),
 		matched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsMatchedTotal,
@@ -164,18 +173,36 @@ func (l *labels) newID() []byte {
 
 // observe records the pending predictions of one payload: instance i of a
 // batch of n > 1 gets the id "<id>/<i>".
-func (l *labels) observe(now time.Time, model string, id []byte, recs []payload.Record) {
+//
+// A prediction that is a vector of as many probabilities as classes has
+// (models[].classes) carries them for Brier score and log loss, and predicts
+// the most probable class unless it names one itself.
+func (l *labels) observe(now time.Time, model string, id []byte, classes []string, recs []payload.Record) {
 	for i := range recs {
 		p := quality.Prediction{Model: model, Time: now}
+		if sc := recs[i].Scores; len(classes) > 0 && len(sc) == len(classes) {
+			p.Probabilities, p.Classes = sc, classes
+			best := 0
+			for k := range sc {
+				if sc[k] > sc[best] {
+					best = k
+				}
+			}
+			p.Value = quality.Class(classes[best])
+		}
 		switch v := recs[i].Prediction; v.Kind {
 		case payload.KindNumber:
-			p.Value = quality.Number(v.Num)
+			if p.Probabilities == nil { // with probabilities, the number is not a regression
+				p.Value = quality.Number(v.Num)
+			}
 		case payload.KindString:
 			p.Value = quality.Class(string(v.Str))
 		case payload.KindBool:
 			p.Value = quality.Class(strconv.FormatBool(v.Num != 0))
 		default:
-			continue // nothing to join a label to
+			if p.Probabilities == nil {
+				continue // nothing to join a label to
+			}
 		}
 		p.ID = string(id)
 		if len(recs) > 1 {
@@ -201,6 +228,11 @@ func (l *labels) record(o quality.Outcome) {
 		m.overflow.WithLabelValues("class").Inc()
 	}
 	m.outcomes.WithLabelValues(o.Model, o.Predicted, o.Actual).Inc()
+	if o.HasProbabilities {
+		m.probOutcomes.WithLabelValues(o.Model).Inc()
+		m.brier.WithLabelValues(o.Model).Add(o.Brier)
+		m.logLoss.WithLabelValues(o.Model).Add(o.LogLoss)
+	}
 	if o.Predicted == o.Actual && !o.PredictedOverflow && !o.ActualOverflow {
 		m.correct.WithLabelValues(o.Model, o.Actual).Inc()
 	}

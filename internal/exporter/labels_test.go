@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,4 +198,71 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 			return err == nil && math.Abs(got-want) <= 1e-12*want
 		}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v (err %v)", expr, want, got, err)
 	}
+}
+
+// manualClock is a clock the test moves.
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// A label after its prediction's TTL is counted as expired, not matched.
+func TestLabelsAfterExpiry(t *testing.T) {
+	up := modelServer(t)
+	clock := &manualClock{t: time.Unix(1800000000, 0)}
+	e := startExporter(t, up.URL, func(o *Options) {
+		o.Now = clock.Now
+		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
+	})
+	pushRecordsRaw(t, e, `{"model":"m","id":"old","prediction":"yes"}`, `{"model":"m","id":"new","prediction":"yes"}`)
+	clock.Add(30 * time.Minute)
+	_, resp := postLabels(t, e, `{"id":"new","label":"yes"}`)
+	require.Equal(t, []string{"matched"}, resp.Results)
+	clock.Add(2 * time.Hour)
+	_, resp = postLabels(t, e, `{"id":"old","label":"yes"}`)
+	require.Equal(t, []string{"expired"}, resp.Results)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_total", map[string]string{"reason": "expired"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_total", map[string]string{"reason": "matched"}))
+	require.Equal(t, 1800.0, metricValue(t, e, "modelmon_label_delay_seconds_sum", map[string]string{"model": "m"}))
+}
+
+// With models[].classes, a vector prediction is class probabilities: the
+// most probable class is the prediction, and Brier score and log loss are
+// summed. With models[].id_path, the id comes from the body (the OIP
+// request's "id").
+func TestLabelsProbabilitiesAndBodyID(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: risk\n    classes: [no, yes]\n  - name: churn\n    id_path: id\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+
+	pushRecordsRaw(t, e, `{"model":"risk","id":"p1","prediction":[0.2,0.8]}`, `{"model":"risk","id":"p2","prediction":[0.9,0.1]}`)
+	_, resp := postLabels(t, e, `{"id":"p1","label":"yes"}`+"\n"+`{"id":"p2","label":"yes"}`)
+	require.Equal(t, []string{"matched", "matched"}, resp.Results)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "risk", "predicted": "yes", "actual": "yes"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "risk", "predicted": "no", "actual": "yes"}))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_probability_outcomes_total", map[string]string{"model": "risk"}))
+	// Brier: (0.2² + 0.2²) + (0.9² + 0.9²); log loss: -ln 0.8 - ln 0.1.
+	require.InDelta(t, 0.08+1.62, metricValue(t, e, "modelmon_prediction_brier_score_total", map[string]string{"model": "risk"}), 1e-12)
+	require.InDelta(t, -math.Log(0.8)-math.Log(0.1), metricValue(t, e, "modelmon_prediction_log_loss_total", map[string]string{"model": "risk"}), 1e-12)
+
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v2/models/churn/infer",
+		`{"id":"req-9","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`, "X-Request-Id", "header-id")
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+	_, resp = postLabels(t, e, `{"id":"req-9","label":0.25}`+"\n"+`{"id":"header-id","label":0.25}`)
+	require.Equal(t, []string{"matched", "held"}, resp.Results, "the body's id wins over the header")
+	require.Equal(t, 0.25, metricValue(t, e, "modelmon_prediction_absolute_error_total", map[string]string{"model": "churn"}))
 }

@@ -85,6 +85,8 @@ type modelConfig struct {
 	version      []byte
 	format       payload.Format
 	featureNames []string
+	idPath       []string // nil: the id header only
+	classes      []string
 }
 
 func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
@@ -112,7 +114,11 @@ func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
 				return nil, err
 			}
 		}
-		rc.models[m.Name] = modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames}
+		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes}
+		if m.IDPath != "" {
+			mc.idPath = strings.Split(m.IDPath, ".")
+		}
+		rc.models[m.Name] = mc
 	}
 	return rc, nil
 }
