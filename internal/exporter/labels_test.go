@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelmon/modelmon/internal/payload"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
@@ -265,4 +268,31 @@ func TestLabelsProbabilitiesAndBodyID(t *testing.T) {
 	_, resp = postLabels(t, e, `{"id":"req-9","label":0.25}`+"\n"+`{"id":"header-id","label":0.25}`)
 	require.Equal(t, []string{"matched", "held"}, resp.Results, "the body's id wins over the header")
 	require.Equal(t, 0.25, metricValue(t, e, "modelmon_prediction_absolute_error_total", map[string]string{"model": "churn"}))
+}
+
+// At --labels.max-pending=1000000 the sidecar keeps 1,000,000 predictions,
+// evicts the rest, and their memory stays within 200 bytes each.
+func TestLabelsMemoryBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 1,100,000 predictions")
+	}
+	up := modelServer(t)
+	e := startExporter(t, up.URL, func(o *Options) { o.Labels = LabelsOptions{Enabled: true, MaxPending: 1_000_000} })
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	recs := []payload.Record{{Prediction: payload.Value{Kind: payload.KindString, Str: []byte("yes")}}}
+	now := time.Now()
+	id := make([]byte, 0, 16)
+	for i := 0; i < 1_100_000; i++ {
+		id = strconv.AppendInt(append(id[:0], "req-"...), int64(i), 10)
+		e.obs.labels.observe(now, "m", id, nil, recs)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Equal(t, 1_000_000.0, metricValue(t, e, "modelmon_pending_predictions", map[string]string{}))
+	require.Equal(t, 100_000.0, metricValue(t, e, "modelmon_pending_predictions_removed_total", map[string]string{"reason": "evicted"}))
+	perEntry := float64(after.HeapAlloc-before.HeapAlloc) / 1_000_000
+	t.Logf("heap per pending prediction: %.1f bytes", perEntry)
+	require.Less(t, perEntry, 200.0)
 }
