@@ -212,10 +212,7 @@ func New(o Options) (*Exporter, error) {
 	e.drift = dc
 	e.models = newModels(e.metrics)
 	e.models.onNew = e.prepareModel
-	for _, m := range e.cfg.Load().cfg.Models {
-		md := e.models.get([]byte(m.Name), e.cfg.Load().cfg.Limits.MaxModels)
-		md.setVersion([]byte(m.Version))
-	}
+	e.registerModels(e.cfg.Load())
 	e.queue = newQueue(o.CaptureQueueSize, o.CaptureMaxBytes, o.CaptureMaxBodySize)
 	e.obs = &observer{metrics: e.metrics, config: e.cfg.Load, drift: dc, now: o.Now, logger: e.logger.With("component", "drift")}
 	if o.Labels.Enabled {
@@ -274,13 +271,19 @@ func (e *Exporter) loadConfig() (*runtimeConfig, error) {
 
 func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 	e.cfg.Store(rc)
-	if e.models != nil {
-		for _, m := range rc.cfg.Models {
-			md := e.models.get([]byte(m.Name), rc.cfg.Limits.MaxModels)
-			md.setVersion([]byte(m.Version))
-		}
+	if e.models != nil { // nil during New's first load, which registers them itself
+		e.registerModels(rc)
 	}
 	return nil
+}
+
+// registerModels makes the configured models known, with their configured
+// version, before any traffic names them.
+func (e *Exporter) registerModels(rc *runtimeConfig) {
+	for _, m := range rc.cfg.Models {
+		md := e.models.get([]byte(m.Name), rc.cfg.Limits.MaxModels)
+		md.setVersion([]byte(m.Version))
+	}
 }
 
 // Reload re-reads the configuration file; a bad one leaves the running

@@ -31,19 +31,18 @@ func postLabels(t *testing.T, e *Exporter, body string) (int, LabelsResponse) {
 	return st, resp
 }
 
-// Labels joined to predictions give exactly the confusion matrix and the
-// regression errors of the test's data.
-func TestLabelsConfusionAndErrors(t *testing.T) {
-	up := modelServer(t)
-	e := startExporter(t, up.URL, labelsOn)
-	// predicted → actual: yes→yes ×3, yes→no ×1, no→no ×4, no→yes ×2.
+// pushKnownOutcomes pushes predictions and then their labels with a known
+// confusion matrix for model churn (predicted → actual: yes→yes ×3, yes→no
+// ×1, no→no ×4, no→yes ×2) and known errors for model price (1, -2, 0.5:
+// MAE 3.5/3, RMSE √(5.25/3)).
+func pushKnownOutcomes(t *testing.T, e *Exporter) LabelsResponse {
+	t.Helper()
 	pairs := []struct{ p, a string }{{"yes", "yes"}, {"yes", "yes"}, {"yes", "yes"}, {"yes", "no"}, {"no", "no"}, {"no", "no"}, {"no", "no"}, {"no", "no"}, {"no", "yes"}, {"no", "yes"}}
 	var obs, lbs []string
 	for i, pr := range pairs {
 		obs = append(obs, fmt.Sprintf(`{"model":"churn","id":"c%d","prediction":%q}`, i, pr.p))
 		lbs = append(lbs, fmt.Sprintf(`{"id":"c%d","label":%q}`, i, pr.a))
 	}
-	// Regression: errors 1, -2, 0.5 → MAE 3.5/3, RMSE sqrt(5.25/3).
 	for i, pa := range [][2]float64{{10, 9}, {3, 5}, {7.5, 7}} {
 		obs = append(obs, fmt.Sprintf(`{"model":"price","id":"r%d","prediction":%v}`, i, pa[0]))
 		lbs = append(lbs, fmt.Sprintf(`{"id":"r%d","label":%v}`, i, pa[1]))
@@ -51,6 +50,15 @@ func TestLabelsConfusionAndErrors(t *testing.T) {
 	pushRecordsRaw(t, e, obs...)
 	st, resp := postLabels(t, e, strings.Join(lbs, "\n"))
 	require.Equal(t, 200, st)
+	return resp
+}
+
+// Labels joined to predictions give exactly the confusion matrix and the
+// regression errors of the test's data.
+func TestLabelsConfusionAndErrors(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, labelsOn)
+	resp := pushKnownOutcomes(t, e)
 	require.Equal(t, 13, resp.Accepted)
 	for _, r := range resp.Results {
 		require.Equal(t, "matched", r)
@@ -164,20 +172,7 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 	prometheustest.Binary(t)
 	up := modelServer(t)
 	e := startExporter(t, up.URL, labelsOn)
-	// The confusion matrix of TestLabelsConfusionAndErrors, and its errors.
-	pairs := []struct{ p, a string }{{"yes", "yes"}, {"yes", "yes"}, {"yes", "yes"}, {"yes", "no"}, {"no", "no"}, {"no", "no"}, {"no", "no"}, {"no", "no"}, {"no", "yes"}, {"no", "yes"}}
-	var obs, lbs []string
-	for i, pr := range pairs {
-		obs = append(obs, fmt.Sprintf(`{"model":"churn","id":"c%d","prediction":%q}`, i, pr.p))
-		lbs = append(lbs, fmt.Sprintf(`{"id":"c%d","label":%q}`, i, pr.a))
-	}
-	for i, pa := range [][2]float64{{10, 9}, {3, 5}, {7.5, 7}} {
-		obs = append(obs, fmt.Sprintf(`{"model":"price","id":"r%d","prediction":%v}`, i, pa[0]))
-		lbs = append(lbs, fmt.Sprintf(`{"id":"r%d","label":%v}`, i, pa[1]))
-	}
-	pushRecordsRaw(t, e, obs...)
-	st, _ := postLabels(t, e, strings.Join(lbs, "\n"))
-	require.Equal(t, 200, st)
+	pushKnownOutcomes(t, e)
 
 	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
 	// By hand: yes→yes 3, yes→no 1, no→no 4, no→yes 2.
