@@ -194,7 +194,7 @@ func load(b []byte, file string) (*Config, error) {
 		return nil, yamlError(file, err)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, prefix(file, "", err.Error())
+		return nil, Prefix(file, "", err.Error())
 	}
 	return cfg, nil
 }
@@ -206,6 +206,12 @@ func yamlError(file string, err error) error {
 	if errors.As(err, &te) {
 		msgs = te.Errors
 	}
+	return LineErrors(file, msgs)
+}
+
+// LineErrors turns YAML decoder messages ("line 3: field x not found in type
+// y", from yaml.v2 or yaml.v3) into "file:3: unknown field "x"", one per line.
+func LineErrors(file string, msgs []string) error {
 	out := make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		line := ""
@@ -215,12 +221,14 @@ func yamlError(file string, err error) error {
 		if sm := unknownFieldRE.FindStringSubmatch(m); sm != nil {
 			m = fmt.Sprintf("unknown field %q", sm[1])
 		}
-		out = append(out, prefix(file, line, m).Error())
+		out = append(out, Prefix(file, line, m).Error())
 	}
 	return errors.New(strings.Join(out, "\n"))
 }
 
-func prefix(file, line, msg string) error {
+// Prefix returns msg as an error that starts with the file and line, where
+// known.
+func Prefix(file, line, msg string) error {
 	switch {
 	case file != "" && line != "":
 		return fmt.Errorf("%s:%s: %s", file, line, msg)

@@ -1,0 +1,288 @@
+// Package alertconfig holds alertd's configuration file: Prometheus's global,
+// rule_files and scrape_configs sections and Alertmanager's route and
+// receivers, parsed strictly with errors that name file and line.
+package alertconfig
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	amconfig "github.com/prometheus/alertmanager/config"
+	amcommon "github.com/prometheus/alertmanager/config/common"
+	"github.com/prometheus/alertmanager/notify/webhook"
+	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	yamlv2 "go.yaml.in/yaml/v2"
+
+	"github.com/modelmon/modelmon/internal/config"
+)
+
+// Config is alertd's configuration file. Its sections keep the formats users
+// already write: `global`, `rule_files` and `scrape_configs` as in
+// prometheus.yml, `route` and `receivers` as in alertmanager.yml.
+type Config struct {
+	// Global holds Prometheus's global section: scrape and evaluation
+	// intervals, rule query offset and external labels.
+	Global promconfig.GlobalConfig `yaml:"global"`
+	// RuleFiles are globs of Prometheus rule files, relative to the
+	// configuration file.
+	RuleFiles []string `yaml:"rule_files"`
+	// ScrapeConfigs are what the embedded engine scrapes (static_configs,
+	// file_sd_configs, kubernetes_sd_configs …). Unused with a remote data source.
+	ScrapeConfigs []*promconfig.ScrapeConfig `yaml:"scrape_configs"`
+	// Datasource, when its URL is set, makes rules query a remote
+	// Prometheus-compatible API instead of the embedded engine.
+	Datasource Datasource `yaml:"datasource"`
+	// Intake configures alerts that arrive over the API.
+	Intake Intake `yaml:"intake"`
+	// Route is Alertmanager's routing tree.
+	Route *amconfig.Route `yaml:"route"`
+	// Receivers are the routes' destinations.
+	Receivers []*Receiver `yaml:"receivers"`
+}
+
+// Datasource is a remote Prometheus-compatible query API.
+type Datasource struct {
+	// URL is the API's base URL, e.g. http://prometheus:9090.
+	URL string `yaml:"url"`
+	// Timeout bounds each query. Default 30s.
+	Timeout model.Duration `yaml:"timeout"`
+	// HTTPClientConfig holds basic_auth, authorization (bearer), oauth2,
+	// tls_config and proxy settings, as in a Prometheus scrape config.
+	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
+}
+
+// Intake configures alerts pushed to alertd.
+type Intake struct {
+	// ResolveTimeout is how long a pushed alert without endsAt stays firing
+	// after it was last received, as Alertmanager's resolve_timeout. Default 5m.
+	ResolveTimeout model.Duration `yaml:"resolve_timeout"`
+}
+
+// Receiver is a named set of integrations, as in alertmanager.yml.
+type Receiver struct {
+	Name string `yaml:"name"`
+	// WebhookConfigs send Alertmanager's webhook payload (version 4).
+	WebhookConfigs []*webhook.WebhookConfig `yaml:"webhook_configs,omitempty"`
+	// AlertmanagerConfigs forward alerts to an Alertmanager's API v2.
+	AlertmanagerConfigs []*AlertmanagerConfig `yaml:"alertmanager_configs,omitempty"`
+}
+
+// AlertmanagerConfig forwards a group's alerts to an Alertmanager, which then
+// does its own grouping, silencing and notification.
+type AlertmanagerConfig struct {
+	amcommon.NotifierConfig `yaml:",inline"`
+	// URL is the Alertmanager's base URL; alerts go to URL/api/v2/alerts.
+	URL string `yaml:"url"`
+	// Timeout bounds each request. Default 10s.
+	Timeout    model.Duration              `yaml:"timeout"`
+	HTTPConfig *commoncfg.HTTPClientConfig `yaml:"http_config,omitempty"`
+}
+
+// Default is the configuration an empty file gives: Prometheus's global
+// defaults, no rules or targets, and a root route to a receiver that does
+// nothing (alerts still show in the API).
+func Default() *Config {
+	return &Config{Global: promconfig.DefaultGlobalConfig}
+}
+
+// UnmarshalYAML fills defaults and checks the receivers, as Alertmanager's
+// config does.
+func (c *AlertmanagerConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = AlertmanagerConfig{NotifierConfig: amcommon.NotifierConfig{VSendResolved: true}}
+	type plain AlertmanagerConfig
+	if err := unmarshal((*plain)(c)); err != nil {
+		return err
+	}
+	if c.URL == "" {
+		return errors.New("alertmanager_configs: missing url")
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("alertmanager_configs: invalid url %q: want http(s)://host[:port]", c.URL)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = model.Duration(10 * time.Second)
+	}
+	return nil
+}
+
+// Load parses an alertd configuration from s, resolving relative paths
+// against dir. Unknown fields are errors.
+func Load(s, dir string) (*Config, error) {
+	return load([]byte(s), "", dir)
+}
+
+// LoadFile parses the alertd configuration file at path. Errors name
+// the file, and the line where they have one.
+func LoadFile(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return load(b, path, filepath.Dir(path))
+}
+
+func load(b []byte, file, dir string) (*Config, error) {
+	cfg := Default()
+	if err := yamlv2.UnmarshalStrict(b, cfg); err != nil {
+		return nil, yamlLinesError(file, err)
+	}
+	if err := cfg.validate(dir); err != nil {
+		return nil, config.Prefix(file, "", err.Error())
+	}
+	return cfg, nil
+}
+
+// yamlLinesError rewrites yaml.v2's errors (Prometheus's and Alertmanager's
+// config types decode with it) as "file:line: message", one per line.
+func yamlLinesError(file string, err error) error {
+	var te *yamlv2.TypeError
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	return config.LineErrors(file, msgs)
+}
+
+func (c *Config) validate(dir string) error {
+	if c.Global.EvaluationInterval == 0 {
+		c.Global.EvaluationInterval = promconfig.DefaultGlobalConfig.EvaluationInterval
+	}
+	if c.Global.ScrapeInterval == 0 {
+		c.Global.ScrapeInterval = promconfig.DefaultGlobalConfig.ScrapeInterval
+	}
+	if c.Global.ScrapeTimeout == 0 {
+		c.Global.ScrapeTimeout = min(promconfig.DefaultGlobalConfig.ScrapeTimeout, c.Global.ScrapeInterval)
+	}
+	if c.Global.ScrapeTimeout > c.Global.ScrapeInterval {
+		return errors.New("global: scrape_timeout greater than scrape_interval")
+	}
+	for i, f := range c.RuleFiles {
+		if f == "" {
+			return fmt.Errorf("rule_files: entry %d is empty", i)
+		}
+		if _, err := filepath.Match(f, ""); err != nil {
+			return fmt.Errorf("rule_files: invalid pattern %q: %w", f, err)
+		}
+		if dir != "" && !filepath.IsAbs(f) {
+			c.RuleFiles[i] = filepath.Join(dir, f)
+		}
+	}
+	jobs := map[string]bool{}
+	for _, sc := range c.ScrapeConfigs {
+		if sc == nil {
+			return errors.New("scrape_configs: empty entry")
+		}
+		if err := sc.Validate(c.Global); err != nil {
+			return fmt.Errorf("scrape_configs: %w", err)
+		}
+		if jobs[sc.JobName] {
+			return fmt.Errorf("scrape_configs: found multiple scrape configs with job name %q", sc.JobName)
+		}
+		jobs[sc.JobName] = true
+		if dir != "" {
+			sc.SetDirectory(dir)
+		}
+	}
+	if c.Datasource.Timeout == 0 {
+		c.Datasource.Timeout = model.Duration(30 * time.Second)
+	}
+	if c.Datasource.URL != "" {
+		if err := checkURL(c.Datasource.URL); err != nil {
+			return fmt.Errorf("datasource: %w", err)
+		}
+	}
+	if err := c.Datasource.HTTPClientConfig.Validate(); err != nil {
+		return fmt.Errorf("datasource: %w", err)
+	}
+	if dir != "" {
+		c.Datasource.HTTPClientConfig.SetDirectory(dir)
+	}
+	if c.Intake.ResolveTimeout == 0 {
+		c.Intake.ResolveTimeout = model.Duration(5 * time.Minute)
+	}
+	return c.validateRouting(dir)
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("invalid url %q: want http(s)://host[:port]", s)
+	}
+	return nil
+}
+
+// validateRouting applies Alertmanager's own checks to route and receivers:
+// unique receiver names, a root route with a receiver and no matchers, every
+// referenced receiver defined.
+func (c *Config) validateRouting(dir string) error {
+	names := map[string]bool{}
+	for _, r := range c.Receivers {
+		if r == nil || r.Name == "" {
+			return errors.New("receivers: receiver without a name")
+		}
+		if names[r.Name] {
+			return fmt.Errorf("receivers: receiver %q is not unique", r.Name)
+		}
+		names[r.Name] = true
+		for _, wh := range r.WebhookConfigs {
+			if wh.HTTPConfig == nil {
+				hc := commoncfg.DefaultHTTPClientConfig
+				wh.HTTPConfig = &hc
+			}
+			if dir != "" {
+				wh.HTTPConfig.SetDirectory(dir)
+			}
+		}
+		for _, am := range r.AlertmanagerConfigs {
+			if am.HTTPConfig == nil {
+				hc := commoncfg.DefaultHTTPClientConfig
+				am.HTTPConfig = &hc
+			}
+			if dir != "" {
+				am.HTTPConfig.SetDirectory(dir)
+			}
+		}
+	}
+	if c.Route == nil {
+		if len(c.Receivers) > 0 {
+			return errors.New("route: no route provided for the receivers")
+		}
+		// No routing: alerts are kept and shown, and go nowhere.
+		c.Route = &amconfig.Route{Receiver: "none"}
+		c.Receivers = []*Receiver{{Name: "none"}}
+		names["none"] = true
+	}
+	if c.Route.Receiver == "" {
+		return errors.New("route: root route must specify a default receiver")
+	}
+	if len(c.Route.Match) > 0 || len(c.Route.MatchRE) > 0 || len(c.Route.Matchers) > 0 {
+		return errors.New("route: root route must not have any matchers")
+	}
+	if len(c.Route.MuteTimeIntervals) > 0 || len(c.Route.ActiveTimeIntervals) > 0 {
+		return errors.New("route: time intervals are not supported")
+	}
+	var check func(r *amconfig.Route) error
+	check = func(r *amconfig.Route) error {
+		if r.Receiver != "" && !names[r.Receiver] {
+			return fmt.Errorf("route: undefined receiver %q used in route", r.Receiver)
+		}
+		if len(r.MuteTimeIntervals) > 0 || len(r.ActiveTimeIntervals) > 0 {
+			return errors.New("route: time intervals are not supported")
+		}
+		for _, sub := range r.Routes {
+			if err := check(sub); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return check(c.Route)
+}
