@@ -1,0 +1,130 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+)
+
+// Remote answers rule queries from a Prometheus-compatible query API
+// (Prometheus, Thanos, Mimir, VictoriaMetrics) and keeps track of whether
+// that API can be reached.
+//
+// A query that the API rejects (bad PromQL, a query timeout, too many
+// samples) fails that rule only; a request that does not get an answer (the
+// connection refused, the server down or failing with 5xx) marks the data
+// source down, so callers can hold alerts instead of resolving them.
+type Remote struct {
+	api     v1.API
+	timeout time.Duration
+
+	mu          sync.Mutex
+	up          bool
+	lastErr     error
+	lastSuccess time.Time
+	since       time.Time
+}
+
+// NewRemote returns a Remote for the API at address, queried with client
+// (nil means http.DefaultClient), each query bounded by timeout.
+func NewRemote(address string, client *http.Client, timeout time.Duration) (*Remote, error) {
+	c, err := api.NewClient(api.Config{Address: address, Client: client})
+	if err != nil {
+		return nil, fmt.Errorf("couldn't create data source client: %w", err)
+	}
+	return &Remote{api: v1.NewAPI(c), timeout: timeout, up: true}, nil
+}
+
+// Query implements promrules.QueryFunc: an instant query at t. Scalars become
+// a one-sample vector, as with the embedded engine.
+func (r *Remote) Query(ctx context.Context, q string, t time.Time) (promql.Vector, error) {
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	val, _, _, err := r.api.Query(ctx, q, t, v1.WithTimeout(r.timeout))
+	r.observe(ctx, err, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("remote query: %w", err)
+	}
+	return toVector(val, t)
+}
+
+// observe records whether the API answered.
+func (r *Remote) observe(ctx context.Context, err error, now time.Time) {
+	down := err != nil && unavailable(ctx, err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !down {
+		r.lastSuccess = now
+		if !r.up {
+			r.since = now
+		}
+		r.up, r.lastErr = true, nil
+		return
+	}
+	if r.up {
+		r.since = now
+	}
+	r.up, r.lastErr = false, err
+}
+
+// unavailable tells a data source that did not answer from one that answered
+// with an error about the query.
+func unavailable(ctx context.Context, err error) bool {
+	var ae *v1.Error
+	if errors.As(err, &ae) {
+		switch ae.Type {
+		case v1.ErrBadData, v1.ErrExec, v1.ErrTimeout, v1.ErrBadResponse:
+			return false
+		case v1.ErrCanceled:
+			return ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled)
+		}
+		return true // ErrServer, ErrClient (no answer), unavailable
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// Status says whether the data source answered its last request, since when
+// it has been in that state, when it last answered, and the error that made
+// it down.
+func (r *Remote) Status() (up bool, since, lastSuccess time.Time, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.up, r.since, r.lastSuccess, r.lastErr
+}
+
+// toVector converts an API result into what the rule manager expects.
+func toVector(val model.Value, t time.Time) (promql.Vector, error) {
+	switch v := val.(type) {
+	case model.Vector:
+		out := make(promql.Vector, 0, len(v))
+		for _, s := range v {
+			if s.Histogram != nil {
+				return nil, errors.New("remote query: native histogram results are not supported in rules; aggregate them to floats (e.g. histogram_quantile)")
+			}
+			b := labels.NewScratchBuilder(len(s.Metric))
+			for n, lv := range s.Metric {
+				b.Add(string(n), string(lv))
+			}
+			b.Sort()
+			out = append(out, promql.Sample{Metric: b.Labels(), T: int64(s.Timestamp), F: float64(s.Value)})
+		}
+		return out, nil
+	case *model.Scalar:
+		return promql.Vector{{T: int64(v.Timestamp), F: float64(v.Value), Metric: labels.EmptyLabels()}}, nil
+	case nil:
+		return promql.Vector{}, nil
+	}
+	return nil, fmt.Errorf("remote query: rule queries must return a vector or scalar, got %s at %s", val.Type(), t.UTC().Format(time.RFC3339))
+}
