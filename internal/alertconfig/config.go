@@ -45,6 +45,10 @@ type Config struct {
 	Route *amconfig.Route `yaml:"route"`
 	// Receivers are the routes' destinations.
 	Receivers []*Receiver `yaml:"receivers"`
+
+	// Prometheus is the global and scrape_configs sections loaded by
+	// Prometheus's own config.Load, as its scrape manager requires.
+	Prometheus *promconfig.Config `yaml:"-"`
 }
 
 // Datasource is a remote Prometheus-compatible query API.
@@ -137,7 +141,41 @@ func load(b []byte, file, dir string) (*Config, error) {
 	if err := cfg.validate(dir); err != nil {
 		return nil, config.Prefix(file, "", err.Error())
 	}
+	pc, err := prometheusSections(b, dir)
+	if err != nil {
+		return nil, config.Prefix(file, "", err.Error())
+	}
+	cfg.Prometheus = pc
 	return cfg, nil
+}
+
+// prometheusSections loads the global and scrape_configs sections with
+// Prometheus's config.Load, so that its defaults and checks apply exactly and
+// its scrape manager accepts the result. The strict pass over the whole file
+// has already reported unknown fields with their lines.
+func prometheusSections(b []byte, dir string) (*promconfig.Config, error) {
+	var all yamlv2.MapSlice
+	if err := yamlv2.Unmarshal(b, &all); err != nil {
+		return nil, err
+	}
+	var part yamlv2.MapSlice
+	for _, it := range all {
+		if k, _ := it.Key.(string); k == "global" || k == "scrape_configs" {
+			part = append(part, it)
+		}
+	}
+	out, err := yamlv2.Marshal(part)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := promconfig.Load(string(out), nil)
+	if err != nil {
+		return nil, err
+	}
+	if dir != "" {
+		pc.SetDirectory(dir)
+	}
+	return pc, nil
 }
 
 // yamlLinesError rewrites yaml.v2's errors (Prometheus's and Alertmanager's

@@ -1,0 +1,143 @@
+// Package alertmanagertest runs a real Alertmanager for tests: it takes the
+// configuration a test gives it and answers its HTTP API, so that tests can
+// forward alerts to it and see what it holds and sends.
+//
+// The server is the prometheus-alertmanager binary (Debian package
+// prometheus-alertmanager) on PATH or in /usr/bin, or an alertmanager binary
+// on PATH. Without one a test is skipped with a message saying so, except
+// under CI (CI=true), where its absence is a failure.
+package alertmanagertest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/alertmanager/api/v2/models"
+
+	"github.com/modelmon/modelmon/internal/prometheustest"
+)
+
+// debianBinary is where the Debian package installs Alertmanager.
+const debianBinary = "/usr/bin/prometheus-alertmanager"
+
+// Server is a running Alertmanager.
+type Server struct {
+	// URL is the base URL of its HTTP API, e.g. http://127.0.0.1:40123.
+	URL string
+	cmd *exec.Cmd
+	log *prometheustest.SyncBuffer
+}
+
+// Binary returns the path of the Alertmanager binary, or skips the test
+// (fails it under CI) when there is none.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("prometheus-alertmanager"); err == nil {
+		return p
+	}
+	if _, err := os.Stat(debianBinary); err == nil {
+		return debianBinary
+	}
+	if p, err := exec.LookPath("alertmanager"); err == nil {
+		return p
+	}
+	msg := "neither prometheus-alertmanager nor alertmanager found on PATH or in /usr/bin (apt-get install prometheus-alertmanager)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + ": CI must install it")
+	}
+	t.Skip(msg + "; skipping")
+	return ""
+}
+
+// Start runs Alertmanager with config (the content of alertmanager.yml) on
+// a free port of 127.0.0.1, with clustering disabled and its storage in a
+// temporary directory, and returns once it is ready. It is killed when the
+// test ends, and its output is logged if the test failed.
+func Start(t testing.TB, config string) *Server {
+	t.Helper()
+	bin := Binary(t)
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfgFile, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	s := &Server{URL: "http://" + addr, log: &prometheustest.SyncBuffer{}}
+	s.cmd = exec.Command(bin,
+		"--config.file="+cfgFile,
+		"--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--cluster.listen-address=", // no gossip: a single instance
+		"--log.level=warn",
+	)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("couldn't start alertmanager: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		if t.Failed() {
+			t.Logf("alertmanager output:\n%s", s.log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.URL + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alertmanager did not become ready at %s:\n%s", s.URL, s.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Output returns what Alertmanager has logged so far.
+func (s *Server) Output() string {
+	return s.log.String()
+}
+
+// Alerts returns the alerts Alertmanager holds, from GET /api/v2/alerts.
+// Like the API, it leaves out alerts whose endsAt has passed.
+func (s *Server) Alerts(ctx context.Context) (models.GettableAlerts, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/api/v2/alerts", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't list alerts: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("couldn't list alerts: unexpected status %s", resp.Status)
+	}
+	var alerts models.GettableAlerts
+	if err := json.NewDecoder(resp.Body).Decode(&alerts); err != nil {
+		return nil, fmt.Errorf("couldn't decode alerts: %w", err)
+	}
+	return alerts, nil
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -1,0 +1,346 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/alertmanager/dispatch"
+	"github.com/prometheus/alertmanager/eventrecorder"
+	"github.com/prometheus/alertmanager/featurecontrol"
+	"github.com/prometheus/alertmanager/nflog"
+	amnotify "github.com/prometheus/alertmanager/notify"
+	"github.com/prometheus/alertmanager/provider/mem"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/internal/alertconfig"
+)
+
+// Alertmanager's defaults (cmd/alertmanager flags), which alertd keeps.
+const (
+	nflogRetention              = 120 * time.Hour
+	maintenanceInterval         = 15 * time.Minute
+	alertGCInterval             = 30 * time.Minute
+	dispatchMaintenanceInterval = 30 * time.Second
+	defaultResolveTimeout       = 5 * time.Minute
+)
+
+// Options configure a Notifier.
+type Options struct {
+	// Config provides Route, Receivers and Intake.ResolveTimeout.
+	Config *alertconfig.Config
+	// ExternalURL goes in webhook payloads' externalURL. Nil leaves it empty.
+	ExternalURL *url.URL
+	// StoragePath is the directory of the notification log's snapshot
+	// (<path>/nflog), so that a restart does not notify again about groups
+	// already notified. Empty keeps the log in memory only.
+	StoragePath string
+	// Logger is used for all logs, scoped by the caller (component=notify);
+	// Alertmanager's dispatcher, alert store and notification log add their
+	// own component key, as in Alertmanager. Nil discards logs.
+	Logger *slog.Logger
+	// Registerer gets the alertd_notification* metrics and Alertmanager's
+	// own dispatcher, notification log and alert store metrics (under their
+	// alertmanager_ names). Nil registers nothing. Each Notifier needs a
+	// registerer of its own: a conflict makes New fail.
+	Registerer prometheus.Registerer
+	// OnNotify, if set, is called once per notification of a group to one
+	// integration, after its retries, with the alerts it carried and its
+	// error (nil when delivered). It runs on the delivering goroutine,
+	// concurrently for different groups; it must return quickly and must not
+	// call ApplyConfig or Stop, which wait for notifications in flight.
+	OnNotify func(n Notification)
+}
+
+// Notification is one notification of a group to one integration.
+type Notification struct {
+	// Receiver is the receiver's name.
+	Receiver string
+	// Integration is the integration's type and index in the receiver,
+	// e.g. "webhook[0]".
+	Integration string
+	// GroupKey identifies the aggregation group, as in webhook payloads.
+	GroupKey string
+	// Alerts are the alerts sent, resolved ones included when the
+	// integration sends them. Firing alerts have a zero EndsAt.
+	Alerts []*alert.Alert
+	// Err is why the notification failed after its retries; nil on success.
+	Err error
+	// Time is when the notification ended.
+	Time time.Time
+}
+
+// Notifier routes alerts through Alertmanager's routing tree into
+// aggregation groups and notifies each group's receiver, as Alertmanager
+// does: group_wait, group_interval, repeat_interval, send_resolved and
+// continue behave the same, the notification log keeps unchanged groups
+// from being notified again before repeat_interval, and failed notifications
+// are retried with backoff until the next group_interval.
+//
+// Create it with New, then call Run. Put, ApplyConfig and Stop are safe for
+// concurrent use.
+type Notifier struct {
+	logger      *slog.Logger
+	externalURL *url.URL
+	onNotify    func(Notification)
+	snapshot    string
+
+	metrics     *metrics
+	amMetrics   *amnotify.Metrics
+	dispMetrics *dispatch.DispatcherMetrics
+	flags       featurecontrol.Flagger
+	recorder    eventrecorder.Recorder
+	nflog       *nflog.Log
+	alerts      *mem.Alerts
+	gate        gate
+
+	resolveTimeout atomic.Int64 // time.Duration
+	stopped        atomic.Bool
+
+	mu         sync.Mutex // serializes Run, ApplyConfig and Stop; guards below
+	pipeline   *pipeline
+	dispatcher *dispatch.Dispatcher
+	running    bool
+	stopc      chan struct{}
+	wg         sync.WaitGroup
+}
+
+// New builds a Notifier from o: the alert store, the notification log
+// (loaded from its snapshot under StoragePath) and the pipeline for
+// o.Config. It starts nothing but the alert store's garbage collection, so
+// call Stop even if Run is never called.
+func New(o Options) (*Notifier, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ExternalURL == nil {
+		o.ExternalURL = defaultExternalURL
+	}
+	n := &Notifier{
+		logger:      o.Logger,
+		externalURL: o.ExternalURL,
+		onNotify:    o.OnNotify,
+		metrics:     newMetrics(),
+		// Alertmanager's RetryStage needs its metrics; they stay
+		// unregistered, the alertd_ ones above count the same things.
+		amMetrics: amnotify.NewMetrics(nil, featurecontrol.NoopFlags{}),
+		flags:     featurecontrol.NoopFlags{},
+		recorder:  eventrecorder.NopRecorder(),
+		stopc:     make(chan struct{}),
+	}
+	reg := &collectingRegisterer{}
+	if o.StoragePath != "" {
+		if err := os.MkdirAll(o.StoragePath, 0o777); err != nil {
+			return nil, fmt.Errorf("couldn't create storage directory: %w", err)
+		}
+		n.snapshot = filepath.Join(o.StoragePath, "nflog")
+	}
+	var err error
+	n.nflog, err = nflog.New(nflog.Options{
+		SnapshotFile: n.snapshot,
+		Retention:    nflogRetention,
+		Logger:       o.Logger.With("component", "nflog"),
+		Metrics:      reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("couldn't load notification log: %w", err)
+	}
+	n.pipeline, err = n.build(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't build notification pipeline: %w", err)
+	}
+	n.setResolveTimeout(o.Config)
+	n.dispMetrics = dispatch.NewDispatcherMetrics(false, reg, n.flags)
+	n.alerts, err = mem.NewAlerts(context.Background(), alertGCInterval, 0, nil, o.Logger, n.recorder, reg, n.flags)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't create alert store: %w", err)
+	}
+	if err := reg.register(o.Registerer, n.metrics.collectors()...); err != nil {
+		n.alerts.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Notifier) setResolveTimeout(c *alertconfig.Config) {
+	d := time.Duration(c.Intake.ResolveTimeout)
+	if d <= 0 {
+		d = defaultResolveTimeout
+	}
+	n.resolveTimeout.Store(int64(d))
+}
+
+// Run starts the notification log's maintenance and the dispatcher, which
+// takes the alerts already put. It returns once the dispatcher has loaded
+// them. Calls after the first, or after Stop, do nothing.
+func (n *Notifier) Run() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.running || n.stopped.Load() {
+		return
+	}
+	n.running = true
+	n.wg.Go(func() {
+		n.nflog.Maintenance(maintenanceInterval, n.snapshot, n.stopc, nil)
+	})
+	n.dispatcher = n.startDispatcher(n.pipeline)
+}
+
+// startDispatcher runs a dispatcher for p and waits for it to load the
+// stored alerts.
+func (n *Notifier) startDispatcher(p *pipeline) *dispatch.Dispatcher {
+	d := dispatch.NewDispatcher(n.alerts, p.route, p.stage, nil, timeout, dispatchMaintenanceInterval,
+		nil, n.logger, n.recorder, n.dispMetrics, p.tmpl)
+	go d.Run(time.Now())
+	d.WaitForLoading()
+	return d
+}
+
+// timeout gives a flush's notifications until the next flush, and at least
+// notify.MinTimeout, as Alertmanager does.
+func timeout(d time.Duration) time.Duration {
+	return max(d, amnotify.MinTimeout)
+}
+
+// Put adds alerts to the store, as Alertmanager's POST /api/v2/alerts does:
+// a missing StartsAt becomes now (or EndsAt), a missing EndsAt becomes now
+// plus Intake.ResolveTimeout with Timeout set, a missing UpdatedAt becomes
+// now and empty labels are dropped. Invalid alerts are skipped and reported
+// in the error; the valid ones are still added. Put keeps alerts that need
+// no change, so callers must not modify them afterwards.
+func (n *Notifier) Put(alerts ...*alert.Alert) error {
+	if n.stopped.Load() {
+		return errStopped
+	}
+	var (
+		now  = time.Now()
+		rt   = time.Duration(n.resolveTimeout.Load())
+		out  []*alert.Alert // nil while alerts can be passed as they are
+		errs []error
+	)
+	for i, a := range alerts {
+		b, err := prepare(a, now, rt)
+		if (err != nil || b != a) && out == nil {
+			out = make([]*alert.Alert, i, len(alerts))
+			copy(out, alerts[:i])
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if out != nil {
+			out = append(out, b)
+		}
+	}
+	if out == nil {
+		out = alerts
+	}
+	if err := n.alerts.Put(context.Background(), out...); err != nil {
+		return fmt.Errorf("couldn't store alerts: %w", err)
+	}
+	return errors.Join(errs...)
+}
+
+// prepare returns a, or a completed copy of it, and an error if it is invalid.
+func prepare(a *alert.Alert, now time.Time, resolveTimeout time.Duration) (*alert.Alert, error) {
+	if a == nil {
+		return nil, errors.New("invalid alert: nil")
+	}
+	empty := hasEmptyValue(a.Labels)
+	if !empty && !a.StartsAt.IsZero() && !a.EndsAt.IsZero() && !a.UpdatedAt.IsZero() {
+		if err := a.Validate(); err != nil {
+			return nil, fmt.Errorf("invalid alert %s: %w", a.Labels, err)
+		}
+		return a, nil
+	}
+	m := a.Alert
+	if empty {
+		m.Labels = make(model.LabelSet, len(a.Labels))
+		for k, v := range a.Labels {
+			if v != "" {
+				m.Labels[k] = v
+			}
+		}
+	}
+	if m.StartsAt.IsZero() {
+		m.StartsAt = now
+		if !m.EndsAt.IsZero() {
+			m.StartsAt = m.EndsAt
+		}
+	}
+	timedOut := a.Timeout
+	if m.EndsAt.IsZero() {
+		m.EndsAt = now.Add(resolveTimeout)
+		timedOut = true
+	}
+	updated := a.UpdatedAt
+	if updated.IsZero() {
+		updated = now
+	}
+	if err := alert.Validate(&m); err != nil {
+		return nil, fmt.Errorf("invalid alert %s: %w", m.Labels, err)
+	}
+	return alert.New(m, updated, timedOut), nil
+}
+
+func hasEmptyValue(ls model.LabelSet) bool {
+	for _, v := range ls {
+		if v == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// ApplyConfig switches to c's route and receivers and its resolve timeout.
+// As in Alertmanager's reloader, everything that can fail is built first:
+// on error the running configuration stays. Then the running dispatcher
+// is stopped, cancelling notifications in flight, and a new one takes the
+// stored alerts; the notification log keeps groups that were notified from
+// being notified again.
+func (n *Notifier) ApplyConfig(c *alertconfig.Config) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped.Load() {
+		return errStopped
+	}
+	p, err := n.build(c)
+	if err != nil {
+		return fmt.Errorf("couldn't build notification pipeline: %w", err)
+	}
+	n.pipeline = p
+	n.setResolveTimeout(c)
+	if n.running {
+		n.dispatcher.Stop()
+		n.dispatcher = n.startDispatcher(p)
+	}
+	n.logger.Debug("Notification pipeline reloaded")
+	return nil
+}
+
+// Stop stops the dispatcher, cancelling notifications in flight, waits for
+// them and the background goroutines to end, and writes the notification
+// log's snapshot. Later calls do nothing.
+func (n *Notifier) Stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped.Swap(true) {
+		return
+	}
+	if n.dispatcher != nil {
+		n.dispatcher.Stop()
+	}
+	n.gate.close()
+	close(n.stopc) // the maintenance writes the snapshot as it ends
+	n.wg.Wait()
+	n.alerts.Close()
+}

@@ -1,0 +1,116 @@
+package notify
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRetries(t *testing.T) {
+	const config = `
+route:
+  receiver: r
+  group_wait: 30s
+  group_interval: 1m
+receivers:
+  - name: r
+    webhook_configs: [{url: "{{URL}}"}]`
+
+	t.Run("500 then 200 is delivered once", func(t *testing.T) {
+		rcv := newReceiver(t, reply{http.StatusInternalServerError, "try later"})
+		cfg := load(t, config, rcv.URL)
+		synctest.Test(t, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			var got notifications
+			n := start(t, Options{Config: cfg, Registerer: reg, OnNotify: got.add})
+			require.NoError(t, n.Put(firing("alertname=A")))
+
+			// The retry comes after Alertmanager's backoff, under a second.
+			time.Sleep(32 * time.Second)
+			synctest.Wait()
+			require.Equal(t, 2, rcv.requestCount())
+			require.Equal(t, []string{"r {} A:firing"}, rcv.summaries())
+			ns := got.get()
+			require.Len(t, ns, 1)
+			require.NoError(t, ns[0].Err)
+			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_total", "integration", "webhook"))
+			require.Equal(t, 2.0, value(t, reg, "alertd_notification_requests_total", "integration", "webhook"))
+			require.Equal(t, 1.0, value(t, reg, "alertd_notification_requests_failed_total", "integration", "webhook"))
+			require.Equal(t, 0.0, value(t, reg, "alertd_notifications_failed_total", "integration", "webhook", "reason", "serverError"))
+		})
+	})
+
+	t.Run("400 fails at once with the body, the next flush sends again", func(t *testing.T) {
+		rcv := newReceiver(t, reply{http.StatusBadRequest, "bad payload"})
+		cfg := load(t, config, rcv.URL)
+		synctest.Test(t, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			var got notifications
+			n := start(t, Options{Config: cfg, Registerer: reg, OnNotify: got.add})
+			require.NoError(t, n.Put(firing("alertname=A")))
+
+			time.Sleep(35 * time.Second)
+			synctest.Wait()
+			require.Equal(t, 1, rcv.requestCount(), "a 4xx is not retried")
+			ns := got.get()
+			require.Len(t, ns, 1)
+			require.ErrorContains(t, ns[0].Err, "unexpected status code 400: bad payload")
+			require.Equal(t, "webhook[0]", ns[0].Integration)
+			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_total", "integration", "webhook"))
+			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_failed_total", "integration", "webhook", "reason", "clientError"))
+
+			// Nothing was logged as notified, so the next flush sends it.
+			time.Sleep(time.Minute)
+			synctest.Wait()
+			require.Equal(t, []string{"r {} A:firing"}, rcv.summaries())
+			require.NoError(t, got.get()[1].Err)
+			require.Equal(t, 2.0, value(t, reg, "alertd_notifications_total", "integration", "webhook"))
+		})
+	})
+
+	t.Run("dead receiver fails with a reason and no secret, the others still work", func(t *testing.T) {
+		live := newReceiver(t)
+		dead := strings.Replace(deadURL(t), "http://", "http://user:s3cret@", 1) + "/hook?token=s3cret"
+		cfg := load(t, `
+route:
+  receiver: live
+  group_by: [alertname]
+  group_wait: 30s
+  group_interval: 1m
+  routes:
+    - receiver: dead
+      matchers: [alertname="Dead"]
+receivers:
+  - name: live
+    webhook_configs: [{url: "{{URL}}"}]
+  - name: dead
+    webhook_configs: [{url: "`+dead+`"}]`, live.URL)
+		synctest.Test(t, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			var got notifications
+			n := start(t, Options{Config: cfg, Registerer: reg, OnNotify: got.add})
+			require.NoError(t, n.Put(firing("alertname=Dead")))
+
+			// Retries go on until the flush's deadline, group_interval later.
+			time.Sleep(92 * time.Second)
+			synctest.Wait()
+			ns := got.get()
+			require.Len(t, ns, 1)
+			require.Equal(t, "dead", ns[0].Receiver)
+			require.ErrorContains(t, ns[0].Err, "connection refused")
+			require.NotContains(t, ns[0].Err.Error(), "s3cret")
+			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_failed_total", "integration", "webhook", "reason", "other"))
+			require.Greater(t, value(t, reg, "alertd_notification_requests_failed_total", "integration", "webhook"), 5.0)
+
+			require.NoError(t, n.Put(firing("alertname=Live")))
+			time.Sleep(31 * time.Second)
+			synctest.Wait()
+			require.Equal(t, []string{`live {alertname="Live"} Live:firing`}, live.summaries())
+		})
+	})
+}
