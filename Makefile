@@ -31,15 +31,17 @@ FUZZ_TARGETS := \
 	./drift:FuzzProfile \
 	./internal/quality:FuzzRestore
 
-.PHONY: all build run test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy clean
+.PHONY: all build run test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules clean
 
 all: lint build test
 
 build:
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/exporter ./cmd/exporter
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/alertd ./cmd/alertd
 	$(GO) build -o bin/model-server ./examples/model-server
 	$(GO) build -o bin/traffic ./examples/traffic
+	$(GO) build -o bin/alert-receiver ./examples/alert-receiver
 
 ## run: the demo — an example model server, the sidecar in front of it and a traffic generator.
 run: build
@@ -61,10 +63,9 @@ fuzz:
 checkmetrics:
 	@bash scripts/checkmetrics.sh
 
-## checkrules: promtool check rules on the shipped rule files.
+## checkrules: promtool check rules on the shipped rule files, promtool test rules on rules/*.test.yml.
 checkrules:
-	@if command -v promtool >/dev/null 2>&1; then promtool check rules deploy/prometheus/*.rules.yml; \
-	else echo "checkrules: promtool not found (apt-get install prometheus); skipped"; fi
+	@bash scripts/checkrules.sh
 
 lint: vet fmt staticcheck
 
@@ -86,6 +87,10 @@ bench:
 ## bench-proxy: direct vs sidecar vs nginx under wrk (see BENCHMARKS.md).
 bench-proxy:
 	@bash scripts/bench-proxy.sh
+
+## bench-rules: 1,000 alerting rules over 10,000 series, alertd vs Prometheus's rule manager (see BENCHMARKS.md).
+bench-rules:
+	@bash scripts/bench-rules.sh
 
 clean:
 	rm -rf bin

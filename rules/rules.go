@@ -151,8 +151,13 @@ func Check(files []string) (int, []error) {
 	for _, f := range files {
 		rgs, ferrs := rulefmt.ParseFile(f, false, model.UTF8Validation, p, slog.New(slog.DiscardHandler))
 		// rulefmt's errors name the file, and the group, rule and line
-		// where they have one.
-		errs = append(errs, ferrs...)
+		// where they have one. It reports a YAML syntax error twice (from
+		// two decoding passes); keep one.
+		for i, e := range ferrs {
+			if i == 0 || e.Error() != ferrs[i-1].Error() {
+				errs = append(errs, e)
+			}
+		}
 		if rgs == nil {
 			continue
 		}

@@ -11,6 +11,10 @@
 // Features are read by name (amount, age, tenure_months, ... or f0 to f19) or by
 // position; a missing feature is 0. A body that is not valid JSON, or not a valid
 // request, is answered 400 with {"error": "..."}; an unknown path 404.
+//
+// Failures can be injected: --error-rate fails a fraction of the predictions with
+// a 500, and a prediction request with an X-Fault-Abort header (a status from 400
+// to 599, as examples/traffic --fault.ratio sends) fails with that status.
 package main
 
 import (

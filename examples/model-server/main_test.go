@@ -376,6 +376,32 @@ func TestErrorRate(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status)
 }
 
+func TestFaultHeader(t *testing.T) {
+	url, client := start(t, options{})
+	for _, tc := range []struct {
+		name, path, body, fault string
+		status                  int
+		want                    string
+	}{
+		{"500", "/v1/models/fraud:predict", `{"instances":[[1]]}`, "500", 500, "injected failure"},
+		{"503 over OIP", "/v2/models/fraud/infer", `{"inputs":[{"name":"amount","shape":[1],"datatype":"FP64","data":[1]}]}`, "503", 503, "injected failure"},
+		{"429 over MLflow", "/invocations", `{"instances":[[1]]}`, "429", 429, "injected failure"},
+		{"not a status", "/v1/models/fraud:predict", `{"instances":[[1]]}`, "boom", 400, `X-Fault-Abort: want an HTTP status from 400 to 599, got "boom"`},
+		{"not an error", "/v1/models/fraud:predict", `{"instances":[[1]]}`, "200", 400, `X-Fault-Abort: want an HTTP status from 400 to 599, got "200"`},
+		{"invalid body first", "/v1/models/fraud:predict", `{"instances":[]}`, "500", 400, `"instances" is empty`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, resp := do(t, client, http.MethodPost, url+tc.path, tc.body, "X-Fault-Abort", tc.fault)
+			require.Equal(t, tc.status, status, resp)
+			require.Equal(t, tc.want, resp["error"])
+		})
+	}
+
+	// Without the header, the same request succeeds.
+	status, resp := do(t, client, http.MethodPost, url+"/v1/models/fraud:predict", `{"instances":[[1]]}`)
+	require.Equal(t, http.StatusOK, status, resp)
+}
+
 func TestDelay(t *testing.T) {
 	const delay = 30 * time.Millisecond
 	url, client := start(t, options{Delay: delay})

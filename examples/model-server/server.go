@@ -255,6 +255,11 @@ func (s *server) predict(ctx *fasthttp.RequestCtx, decode decodeFunc, encode enc
 		s.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
+	abort, err := faultStatus(&ctx.Request.Header)
+	if err != nil {
+		s.writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
 	p := s.parsers.Get()
 	defer s.parsers.Put(p)
 	sc := s.scratch.Get().(*scratch)
@@ -277,6 +282,10 @@ func (s *server) predict(ctx *fasthttp.RequestCtx, decode decodeFunc, encode enc
 	if s.opts.Delay > 0 {
 		s.wait(ctx)
 	}
+	if abort != 0 {
+		s.writeError(ctx, abort, "injected failure")
+		return
+	}
 	if s.fail() {
 		s.writeError(ctx, fasthttp.StatusInternalServerError, "injected failure")
 		return
@@ -298,6 +307,27 @@ func (s *server) wait(ctx *fasthttp.RequestCtx) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// faultHeader asks for a prediction to fail with the HTTP status it holds, from
+// 400 to 599, once its request is read and --delay has passed, as a failing
+// model would. examples/traffic sends it during its fault phase (--fault.ratio),
+// so that a demo shows failures, and the alerts on them, without restarting the
+// server; --error-rate fails requests from the start instead.
+const faultHeader = "X-Fault-Abort"
+
+// faultStatus returns the status a request's faultHeader asks for, or 0 when it
+// has none.
+func faultStatus(h *fasthttp.RequestHeader) (int, error) {
+	v := h.Peek(faultHeader)
+	if len(v) == 0 {
+		return 0, nil
+	}
+	status, err := strconv.Atoi(string(v))
+	if err != nil || status < 400 || status > 599 {
+		return 0, fmt.Errorf("%s: want an HTTP status from 400 to 599, got %q", faultHeader, v)
+	}
+	return status, nil
 }
 
 // fail reports whether this prediction is one of the --error-rate that fail.

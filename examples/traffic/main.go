@@ -6,6 +6,19 @@
 // malformed (see --malformed-ratio), so that the dashboards show drift, errors
 // and parse failures. It logs a one-line summary every 10s, and stops after
 // --duration or on SIGINT or SIGTERM.
+//
+// With --fault.ratio, a fault phase that begins --fault.start into the run and
+// lasts --fault.duration sends that fraction of the requests with an
+// X-Fault-Abort: 500 header, which examples/model-server answers with a 500,
+// so that alerts on failed predictions fire. For the demo,
+//
+//	traffic --fault.ratio=0.5 --fault.start=20s --fault.duration=3m
+//
+// fails half the requests from 20s to 3m20s. Scraped and evaluated every 5s
+// from the start, the error ratio over 5 minutes passes 25% at about 35s, so
+// ModelPredictionErrorRatioHigh (severity critical, rules/serving.rules.yml)
+// fires at about 1m35s and resolves at about 6m; the warning (above 5% for 10
+// minutes) stays pending.
 package main
 
 import (
@@ -31,6 +44,9 @@ func run() int {
 	kingpin.Flag("model-name", "Name of the model in request paths.").Default("fraud").StringVar(&opts.ModelName)
 	kingpin.Flag("malformed-ratio", "Fraction of requests, from 0 to 1, sent with a malformed body. Use 0 to disable.").Default("0.01").Float64Var(&opts.MalformedRatio)
 	kingpin.Flag("drift-period", "Period over which the mean of amount rises to twice its reference value and back. Use 0 to disable drift.").Default("20m").DurationVar(&opts.DriftPeriod)
+	kingpin.Flag("fault.ratio", "Fraction of requests, from 0 to 1, sent during the fault phase with an X-Fault-Abort: 500 header, which the example model server answers with a 500. Use 0 to disable.").Default("0").Float64Var(&opts.FaultRatio)
+	kingpin.Flag("fault.start", "How long after the start of the run the fault phase begins.").Default("1m").DurationVar(&opts.FaultStart)
+	kingpin.Flag("fault.duration", "How long the fault phase lasts. Use 0 to last until the end of the run.").Default("0s").DurationVar(&opts.FaultDuration)
 	kingpin.Flag("seed", "Seed of the random traffic. Use 0 for a different one on each run.").Default("0").Uint64Var(&opts.Seed)
 	promslogConfig := &promslog.Config{}
 	flag.AddFlags(kingpin.CommandLine, promslogConfig)

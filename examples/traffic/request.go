@@ -23,6 +23,14 @@ var protocols = []string{protocolKServe, protocolOIP, protocolMLflow}
 // badValue replaces a feature value in a malformed request that is valid JSON.
 const badValue = "n/a"
 
+// faultHeader, sent with faultStatus, asks examples/model-server to fail the
+// prediction with that status, as a failing model would; the sidecar counts it
+// in modelmon_prediction_errors_total{reason="upstream_5xx"}.
+const (
+	faultHeader = "X-Fault-Abort"
+	faultStatus = "500"
+)
+
 // request is one generated inference request.
 type request struct {
 	protocol    string
@@ -32,6 +40,7 @@ type request struct {
 	traceparent string
 	instances   int
 	malformed   bool
+	fault       bool // sent with faultHeader
 }
 
 // generator makes requests. It is not safe for concurrent use.
@@ -42,6 +51,15 @@ type generator struct {
 	batchMax       int
 	malformedRatio float64
 	driftPeriod    time.Duration
+	faultRatio     float64
+	faultStart     time.Duration
+	faultDuration  time.Duration // 0: until the end
+}
+
+// inFault reports whether elapsed time falls in the fault phase.
+func (g *generator) inFault(elapsed time.Duration) bool {
+	return g.faultRatio > 0 && elapsed >= g.faultStart &&
+		(g.faultDuration == 0 || elapsed < g.faultStart+g.faultDuration)
 }
 
 // amountMean returns the mean of the amount feature after elapsed time: it rises
@@ -67,6 +85,9 @@ func (g *generator) next(elapsed time.Duration) request {
 	if r.protocol == protocolMixed {
 		r.protocol = protocols[g.rng.IntN(len(protocols))]
 	}
+	// Outside the fault phase, no random number is drawn for it, so that a seed
+	// makes the same traffic with or without one.
+	r.fault = g.inFault(elapsed) && g.rng.Float64() < g.faultRatio
 
 	// rows[i][j] is feature j of instance i: a number, or badValue.
 	amountMean := g.amountMean(elapsed)

@@ -34,6 +34,12 @@ type options struct {
 	ModelName      string
 	MalformedRatio float64
 	DriftPeriod    time.Duration
+	// FaultRatio is the fraction of requests sent with faultHeader during the
+	// fault phase, which begins FaultStart into the run and lasts FaultDuration
+	// (0: until the end). 0 sends none.
+	FaultRatio    float64
+	FaultStart    time.Duration
+	FaultDuration time.Duration
 	// Seed of the random traffic; 0 picks one.
 	Seed uint64
 	// ReportInterval is how often a summary is logged; 0 means 10s.
@@ -51,6 +57,7 @@ type counts struct {
 	Canceled     int // cut short by the end of the run
 	Skipped      int // not sent: too many in flight
 	Malformed    int // sent with a malformed body
+	Faulted      int // sent with faultHeader
 	latencies    []time.Duration
 }
 
@@ -63,6 +70,7 @@ func (c *counts) add(o *counts) {
 	c.Canceled += o.Canceled
 	c.Skipped += o.Skipped
 	c.Malformed += o.Malformed
+	c.Faulted += o.Faulted
 }
 
 // quantile returns the q-quantile of the recorded latencies, 0 without any.
@@ -121,10 +129,16 @@ func sendTraffic(ctx context.Context, opts options) (counts, error) {
 		batchMax:       opts.BatchMax,
 		malformedRatio: opts.MalformedRatio,
 		driftPeriod:    opts.DriftPeriod,
+		faultRatio:     opts.FaultRatio,
+		faultStart:     opts.FaultStart,
+		faultDuration:  opts.FaultDuration,
 	}
 	logger := opts.Logger
 	logger.Info("Sending traffic", "target", target, "rate", opts.Rate, "protocol", opts.Protocol,
 		"duration", opts.Duration, "batch_max", opts.BatchMax, "seed", seed)
+	if opts.FaultRatio > 0 {
+		logger.Info("Faults will be injected", "ratio", opts.FaultRatio, "start", opts.FaultStart, "duration", opts.FaultDuration)
+	}
 
 	reqCtx := ctx
 	if opts.Duration > 0 {
@@ -194,6 +208,12 @@ func validate(opts *options) error {
 	if opts.MalformedRatio < 0 || opts.MalformedRatio > 1 {
 		return fmt.Errorf("malformed ratio %v is not between 0 and 1", opts.MalformedRatio)
 	}
+	if opts.FaultRatio < 0 || opts.FaultRatio > 1 {
+		return fmt.Errorf("fault ratio %v is not between 0 and 1", opts.FaultRatio)
+	}
+	if opts.FaultStart < 0 || opts.FaultDuration < 0 {
+		return fmt.Errorf("negative fault start %v or duration %v", opts.FaultStart, opts.FaultDuration)
+	}
 	if opts.ReportInterval <= 0 {
 		opts.ReportInterval = 10 * time.Second
 	}
@@ -212,6 +232,9 @@ func post(ctx context.Context, client *http.Client, target string, r request, st
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", r.id)
 	req.Header.Set("traceparent", r.traceparent)
+	if r.fault {
+		req.Header.Set(faultHeader, faultStatus)
+	}
 	begin := time.Now()
 	resp, err := client.Do(req)
 	if err == nil {
@@ -223,6 +246,9 @@ func post(ctx context.Context, client *http.Client, target string, r request, st
 		c.Sent++
 		if r.malformed {
 			c.Malformed++
+		}
+		if r.fault {
+			c.Faulted++
 		}
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -252,6 +278,7 @@ func logSummary(logger *slog.Logger, msg string, c, total *counts, interval time
 		"canceled", c.Canceled,
 		"skipped", c.Skipped,
 		"malformed", c.Malformed,
+		"faulted", c.Faulted,
 		"p50", c.quantile(0.5).Round(10*time.Microsecond),
 		"p99", c.quantile(0.99).Round(10*time.Microsecond),
 		"amount_mean", fmt.Sprintf("%.1f", amountMean),

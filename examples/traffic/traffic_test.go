@@ -136,6 +136,44 @@ func TestGenerator(t *testing.T) {
 	}
 }
 
+func TestFaultPhase(t *testing.T) {
+	g := &generator{faultRatio: 0.5, faultStart: time.Minute, faultDuration: 2 * time.Minute}
+	for elapsed, want := range map[time.Duration]bool{
+		0:                               false,
+		time.Minute - time.Nanosecond:   false,
+		time.Minute:                     true,
+		2 * time.Minute:                 true,
+		3*time.Minute - time.Nanosecond: true,
+		3 * time.Minute:                 false,
+	} {
+		require.Equal(t, want, g.inFault(elapsed), elapsed)
+	}
+	g.faultDuration = 0
+	require.True(t, g.inFault(time.Hour), "a duration of 0 lasts until the end")
+	g.faultRatio = 0
+	require.False(t, g.inFault(time.Hour), "a ratio of 0 disables it")
+
+	// About half the requests of the phase carry the header, none outside it,
+	// and outside it the traffic is what it is without a fault phase.
+	newGen := func(ratio float64) *generator {
+		return &generator{rng: rand.New(rand.NewPCG(5, 6)), protocol: protocolKServe, modelName: "fraud", batchMax: 3,
+			faultRatio: ratio, faultStart: time.Minute, faultDuration: time.Minute}
+	}
+	plain, faulty := newGen(0), newGen(0.5)
+	for range 100 {
+		a, b := plain.next(30*time.Second), faulty.next(30*time.Second)
+		require.False(t, b.fault)
+		require.Equal(t, a, b)
+	}
+	var faults int
+	for range 1000 {
+		if faulty.next(90 * time.Second).fault {
+			faults++
+		}
+	}
+	require.InDelta(t, 500, faults, 60)
+}
+
 func TestDrift(t *testing.T) {
 	ref := fraud.Features[0].Mean
 	g := &generator{driftPeriod: 20 * time.Minute}
@@ -186,6 +224,10 @@ func (s *modelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot) // Fails the test below.
 	case !json.Valid(body) || bytes.Contains(body, []byte(badValue)):
 		w.WriteHeader(http.StatusBadRequest)
+	case r.Header.Get(faultHeader) == faultStatus:
+		w.WriteHeader(http.StatusInternalServerError) // As examples/model-server does.
+	case r.Header.Get(faultHeader) != "":
+		w.WriteHeader(http.StatusTeapot)
 	}
 	_, _ = w.Write([]byte(`{}`))
 }
@@ -225,6 +267,29 @@ func TestSendTraffic(t *testing.T) {
 	require.Equal(t, 1, strings.Count(log.String(), "Traffic finished"))
 }
 
+func TestSendTrafficFaults(t *testing.T) {
+	ms := &modelServer{paths: map[string]int{}, got: make(chan struct{}, 1)}
+	srv := httptest.NewServer(ms)
+	defer srv.Close()
+
+	total, err := sendTraffic(context.Background(), options{
+		Target:     srv.URL,
+		Rate:       200,
+		Protocol:   protocolKServe,
+		Duration:   500 * time.Millisecond,
+		BatchMax:   1,
+		ModelName:  "fraud",
+		FaultRatio: 1,
+		FaultStart: 250 * time.Millisecond,
+		Seed:       7,
+	})
+	require.NoError(t, err)
+	require.Positive(t, total.OK, "before the fault phase")
+	require.Positive(t, total.Faulted, "in the fault phase")
+	require.Equal(t, total.Faulted, total.ServerErrors, "every faulted request fails with a 500")
+	require.Equal(t, total.Sent, total.OK+total.ServerErrors)
+}
+
 func TestSendTrafficStopsOnCancel(t *testing.T) {
 	ms := &modelServer{paths: map[string]int{}, got: make(chan struct{})}
 	srv := httptest.NewServer(ms)
@@ -250,14 +315,18 @@ func TestSendTrafficStopsOnCancel(t *testing.T) {
 func TestOptions(t *testing.T) {
 	valid := options{Target: "http://127.0.0.1:8081", Rate: 20, Protocol: protocolMixed, BatchMax: 8, ModelName: "fraud"}
 	for name, mutate := range map[string]func(*options){
-		"no scheme":         func(o *options) { o.Target = "127.0.0.1:8081" },
-		"zero rate":         func(o *options) { o.Rate = 0 },
-		"huge rate":         func(o *options) { o.Rate = 1e9 },
-		"unknown protocol":  func(o *options) { o.Protocol = "grpc" },
-		"negative duration": func(o *options) { o.Duration = -time.Second },
-		"zero batch":        func(o *options) { o.BatchMax = 0 },
-		"no model":          func(o *options) { o.ModelName = "" },
-		"malformed above 1": func(o *options) { o.MalformedRatio = 2 },
+		"no scheme":          func(o *options) { o.Target = "127.0.0.1:8081" },
+		"zero rate":          func(o *options) { o.Rate = 0 },
+		"huge rate":          func(o *options) { o.Rate = 1e9 },
+		"unknown protocol":   func(o *options) { o.Protocol = "grpc" },
+		"negative duration":  func(o *options) { o.Duration = -time.Second },
+		"zero batch":         func(o *options) { o.BatchMax = 0 },
+		"no model":           func(o *options) { o.ModelName = "" },
+		"malformed above 1":  func(o *options) { o.MalformedRatio = 2 },
+		"fault above 1":      func(o *options) { o.FaultRatio = 1.5 },
+		"negative fault":     func(o *options) { o.FaultRatio = -0.5 },
+		"fault start < 0":    func(o *options) { o.FaultStart = -time.Second },
+		"fault duration < 0": func(o *options) { o.FaultDuration = -time.Second },
 	} {
 		opts := valid
 		mutate(&opts)

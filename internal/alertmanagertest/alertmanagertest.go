@@ -12,13 +12,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/prometheus/alertmanager/api/v2/models"
 
@@ -30,10 +28,7 @@ const debianBinary = "/usr/bin/prometheus-alertmanager"
 
 // Server is a running Alertmanager.
 type Server struct {
-	// URL is the base URL of its HTTP API, e.g. http://127.0.0.1:40123.
-	URL string
-	cmd *exec.Cmd
-	log *prometheustest.SyncBuffer
+	*prometheustest.Process
 }
 
 // Binary returns the path of the Alertmanager binary, or skips the test
@@ -69,45 +64,14 @@ func Start(t testing.TB, config string) *Server {
 	if err := os.WriteFile(cfgFile, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	s := &Server{URL: "http://" + addr, log: &prometheustest.SyncBuffer{}}
-	s.cmd = exec.Command(bin,
+	addr := prometheustest.FreeAddr(t)
+	return &Server{prometheustest.StartProcess(t, "alertmanager", bin, "http://"+addr,
 		"--config.file="+cfgFile,
 		"--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
 		"--cluster.listen-address=", // no gossip: a single instance
 		"--log.level=warn",
-	)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("couldn't start alertmanager: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager output:\n%s", s.log.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(s.URL + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alertmanager did not become ready at %s:\n%s", s.URL, s.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Output returns what Alertmanager has logged so far.
-func (s *Server) Output() string {
-	return s.log.String()
+	)}
 }
 
 // Alerts returns the alerts Alertmanager holds, from GET /api/v2/alerts.
@@ -130,14 +94,4 @@ func (s *Server) Alerts(ctx context.Context) (models.GettableAlerts, error) {
 		return nil, fmt.Errorf("couldn't decode alerts: %w", err)
 	}
 	return alerts, nil
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -388,19 +388,9 @@ func (e *Exporter) Start() error {
 	if e.proxyLn, err = net.Listen("tcp", e.opts.ProxyListenAddress); err != nil {
 		return fmt.Errorf("couldn't listen on --proxy.listen-address=%q: %w", e.opts.ProxyListenAddress, err)
 	}
-	systemd := e.opts.Web.WebSystemdSocket != nil && *e.opts.Web.WebSystemdSocket
-	if !systemd {
-		for _, addr := range *e.opts.Web.WebListenAddresses {
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				e.proxyLn.Close()
-				for _, l := range e.webLns {
-					l.Close()
-				}
-				return fmt.Errorf("couldn't listen on --web.listen-address=%q: %w", addr, err)
-			}
-			e.webLns = append(e.webLns, ln)
-		}
+	if e.webLns, err = web.Listen(e.opts.Web); err != nil {
+		e.proxyLn.Close()
+		return err
 	}
 	for i := 0; i < e.opts.CaptureWorkers; i++ {
 		w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger.With("component", "parser"), batchDelay: e.opts.CaptureBatchDelay}
@@ -419,15 +409,7 @@ func (e *Exporter) Start() error {
 	}()
 	go func() {
 		defer e.wg.Done()
-		var err error
-		if systemd {
-			err = toolkit.ListenAndServe(e.web, e.opts.Web, e.logger)
-		} else {
-			err = toolkit.ServeMultiple(e.webLns, e.web, e.opts.Web, e.logger)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			e.logger.Error("Web server stopped", "err", err)
-		}
+		web.Serve(e.web, e.webLns, e.opts.Web, e.logger)
 	}()
 	// Subscribe before Start returns, so a SIGHUP right after it reloads
 	// rather than kills the process.

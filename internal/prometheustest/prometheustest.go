@@ -25,9 +25,65 @@ import (
 
 // Server is a running Prometheus.
 type Server struct {
-	URL string
-	cmd *exec.Cmd
-	log *SyncBuffer
+	*Process
+}
+
+// Process is a server binary run for a test: Prometheus here, Alertmanager
+// in alertmanagertest.
+type Process struct {
+	// URL is the base URL of its HTTP API, e.g. http://127.0.0.1:40123.
+	URL  string
+	name string
+	cmd  *exec.Cmd
+	log  *SyncBuffer
+	stop sync.Once
+}
+
+// StartProcess runs bin with args, its output collected, and returns once
+// url/-/ready answers 200. It is killed when the test ends, and its output
+// is logged if the test failed.
+func StartProcess(t testing.TB, name, bin, url string, args ...string) *Process {
+	t.Helper()
+	p := &Process{URL: url, name: name, log: &SyncBuffer{}}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("couldn't start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.URL + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not become ready at %s:\n%s", name, p.URL, p.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the process and waits for it to exit, as an outage would; the
+// test's end does the same. Calls after the first do nothing.
+func (p *Process) Stop() {
+	p.stop.Do(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	})
+}
+
+// Output returns what the process has logged so far.
+func (p *Process) Output() string {
+	return p.log.String()
 }
 
 // SyncBuffer collects a child process's output while the test may read it.
@@ -62,6 +118,13 @@ type Options struct {
 	EvaluationInterval time.Duration
 	// NativeHistograms turns on the native-histograms feature.
 	NativeHistograms bool
+	// Alertmanagers are host:port addresses Prometheus sends its alerts to
+	// (alerting.alertmanagers, api_version v2).
+	Alertmanagers []string
+	// AlertmanagerPathPrefix is the path prefix of the Alertmanagers' API.
+	AlertmanagerPathPrefix string
+	// Args are extra command-line flags, e.g. "--rules.alert.resend-delay=1s".
+	Args []string
 }
 
 // Binary returns the path of the prometheus binary, or skips the test (fails
@@ -114,6 +177,16 @@ func Start(t testing.TB, o Options) *Server {
 			fmt.Fprintf(&cfg, "  - %q\n", abs)
 		}
 	}
+	if len(o.Alertmanagers) > 0 {
+		cfg.WriteString("alerting:\n  alertmanagers:\n    - api_version: v2\n")
+		if o.AlertmanagerPathPrefix != "" {
+			fmt.Fprintf(&cfg, "      path_prefix: %q\n", o.AlertmanagerPathPrefix)
+		}
+		cfg.WriteString("      static_configs:\n        - targets:\n")
+		for _, am := range o.Alertmanagers {
+			fmt.Fprintf(&cfg, "            - %q\n", am)
+		}
+	}
 	cfg.WriteString("scrape_configs:\n  - job_name: modelmon\n    static_configs:\n      - targets:\n")
 	for _, target := range o.Targets {
 		fmt.Fprintf(&cfg, "          - %q\n", target)
@@ -122,7 +195,7 @@ func Start(t testing.TB, o Options) *Server {
 	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := FreeAddr(t)
 	args := []string{
 		"--config.file=" + cfgFile,
 		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
@@ -132,33 +205,8 @@ func Start(t testing.TB, o Options) *Server {
 	if o.NativeHistograms {
 		args = append(args, "--enable-feature=native-histograms")
 	}
-	s := &Server{URL: "http://" + addr, log: &SyncBuffer{}}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("couldn't start prometheus: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", s.log.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(s.URL + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not become ready at %s:\n%s", s.URL, s.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	args = append(args, o.Args...)
+	return &Server{StartProcess(t, "prometheus", bin, "http://"+addr, args...)}
 }
 
 // Sample is one element of an instant vector.
@@ -241,7 +289,9 @@ func (s *Server) WaitFor(t testing.TB, expr string, want float64, timeout time.D
 	}
 }
 
-func freeAddr(t testing.TB) string {
+// FreeAddr returns a 127.0.0.1 address with a port free at the time of
+// the call.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

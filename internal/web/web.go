@@ -3,7 +3,10 @@
 package web
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -64,4 +67,39 @@ func Register(mux *http.ServeMux, o Options) error {
 	}
 	mux.Handle("/", landing)
 	return nil
+}
+
+// Listen opens the listeners of --web.listen-address. With
+// --web.systemd-socket it opens none: Serve then takes systemd's socket.
+func Listen(fc *web.FlagConfig) ([]net.Listener, error) {
+	if fc.WebSystemdSocket != nil && *fc.WebSystemdSocket {
+		return nil, nil
+	}
+	var lns []net.Listener
+	for _, addr := range *fc.WebListenAddresses {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("couldn't listen on --web.listen-address=%q: %w", addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// Serve serves srv on the listeners from Listen, with the TLS and basic
+// auth of --web.config.file, until srv is shut down. A failure other than
+// the shutdown is logged.
+func Serve(srv *http.Server, lns []net.Listener, fc *web.FlagConfig, logger *slog.Logger) {
+	var err error
+	if fc.WebSystemdSocket != nil && *fc.WebSystemdSocket {
+		err = web.ListenAndServe(srv, fc, logger)
+	} else {
+		err = web.ServeMultiple(lns, srv, fc, logger)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("Web server stopped", "err", err)
+	}
 }

@@ -1,0 +1,177 @@
+// Command alertd is modelmon's alert engine: it evaluates Prometheus rule
+// files on an embedded Prometheus engine (or any Prometheus-compatible API),
+// takes alerts from Prometheus and Alertmanager, and routes them to
+// receivers.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/modelmon/modelmon/internal/alertd"
+	"github.com/modelmon/modelmon/rules"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	app := kingpin.New("alertd", "modelmon's alert engine: Prometheus rules on an embedded Prometheus engine or a remote Prometheus-compatible API, alert intake, routing and notification.")
+	d := alertd.DefaultOptions()
+	serve := app.Command("serve", "Run alertd (the default command).").Default()
+	var (
+		configFile   = serve.Flag("config.file", "alertd configuration file. Empty runs on the built-in defaults: no rules, no targets, no receivers.").Default("").String()
+		configCheck  = serve.Flag("config.check", "Validate the configuration file and its rule files, and exit.").Bool()
+		externalURL  = serve.Flag("web.external-url", "URL under which alertd is reachable, used in generator URLs and notifications. Empty derives it from the first listen address.").Default("").String()
+		routePrefix  = serve.Flag("web.route-prefix", "Prefix for the web endpoints. Empty uses the path of --web.external-url.").Default("").String()
+		metricsPath  = serve.Flag("web.telemetry-path", "Path under which to expose alertd's own metrics.").Default(d.MetricsPath).String()
+		storagePath  = serve.Flag("storage.path", "Directory of the embedded TSDB and of alertd's state (notification log).").Default(d.StoragePath).String()
+		retention    = serve.Flag("storage.tsdb.retention.time", "How long the embedded TSDB keeps samples.").Default(model.Duration(d.Retention).String()).String()
+		datasource   = serve.Flag("datasource.url", "Base URL of a Prometheus-compatible query API (Prometheus, Thanos, Mimir, VictoriaMetrics) that rules query instead of the embedded engine. Overrides datasource.url of the configuration. Empty uses the configuration, or the embedded engine.").Default("").String()
+		queryTimeout = serve.Flag("query.timeout", "Longest time a query of the embedded engine may take before it is aborted.").Default(d.QueryTimeout.String()).Duration()
+		maxSamples   = serve.Flag("query.max-samples", "Most samples a single query of the embedded engine may load into memory.").Default(strconv.Itoa(d.QueryMaxSamples)).Int()
+		outage       = serve.Flag("rules.alert.for-outage-tolerance", "Longest time alertd may be down and still restore the `for` state of alerts.").Default(d.OutageTolerance.String()).Duration()
+		grace        = serve.Flag("rules.alert.for-grace-period", "Least time between alertd's restart and an alert firing, for alerts whose `for` is at least this long.").Default(d.ForGracePeriod.String()).Duration()
+		resend       = serve.Flag("rules.alert.resend-delay", "Least time between two sends of a rule's firing alert.").Default(d.ResendDelay.String()).Duration()
+		resolvedKeep = serve.Flag("alerts.resolved-retention", "How long resolved alerts stay listed in GET /api/v1/alerts.").Default(d.ResolvedRetention.String()).Duration()
+		toolkitFlags = kingpinflag.AddFlags(serve, ":9109")
+	)
+
+	checkCmd := app.Command("check-config", "Validate a configuration file and its rule files, and exit.")
+	checkFile := checkCmd.Arg("config-file", "The configuration file.").Required().String()
+
+	testCmd := app.Command("test", "Unit testing.")
+	testRules := testCmd.Command("rules", "Run unit tests for rules, written in the format of `promtool test rules`.")
+	testFiles := testRules.Arg("test-rule-file", "The unit test files.").Required().ExistingFiles()
+	testRun := testRules.Flag("run", "Run only test groups whose name matches this regular expression; repeatable.").Strings()
+
+	promslogConfig := &promslog.Config{}
+	flag.AddFlags(app, promslogConfig)
+	app.Version(version.Print("alertd"))
+	app.HelpFlag.Short('h')
+	cmd, err := app.Parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "alertd: error: %s, try --help\n", err)
+		return 2
+	}
+	logger := promslog.New(promslogConfig)
+
+	switch cmd {
+	case checkCmd.FullCommand():
+		return checkConfig(*checkFile)
+	case testRules.FullCommand():
+		ok, err := rules.RunTests(*testFiles, rules.TestOptions{Out: os.Stdout, Run: *testRun})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "alertd: error:", err)
+			return 1
+		}
+		if !ok {
+			return 1
+		}
+		return 0
+	}
+	if *configCheck {
+		if *configFile == "" {
+			logger.Error("--config.check needs --config.file")
+			return 1
+		}
+		return checkConfig(*configFile)
+	}
+
+	ret, err := model.ParseDuration(*retention)
+	if err != nil {
+		logger.Error("Invalid --storage.tsdb.retention.time", "err", err)
+		return 2
+	}
+	ext, err := computeExternalURL(*externalURL, (*toolkitFlags.WebListenAddresses)[0])
+	if err != nil {
+		logger.Error("Invalid --web.external-url", "err", err)
+		return 2
+	}
+	prefix := *routePrefix
+	if prefix == "" {
+		prefix = ext.Path
+	}
+
+	logger.Info("Starting alertd", "version", version.Info())
+	logger.Info("Build context", "build_context", version.BuildContext())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := alertd.New(alertd.Options{
+		ConfigFile:        *configFile,
+		Web:               toolkitFlags,
+		ExternalURL:       ext,
+		RoutePrefix:       prefix,
+		MetricsPath:       *metricsPath,
+		StoragePath:       *storagePath,
+		Retention:         time.Duration(ret),
+		DatasourceURL:     *datasource,
+		QueryTimeout:      *queryTimeout,
+		QueryMaxSamples:   *maxSamples,
+		OutageTolerance:   *outage,
+		ForGracePeriod:    *grace,
+		ResendDelay:       *resend,
+		ResolvedRetention: *resolvedKeep,
+		Logger:            logger,
+	})
+	if err != nil {
+		logger.Error("Couldn't start alertd", "err", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		logger.Error("alertd stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// checkConfig validates a configuration file and the rule files it names,
+// printing what it checked, as promtool check config does.
+func checkConfig(file string) int {
+	fmt.Println("Checking", file)
+	n, files, err := alertd.CheckConfig(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "  FAILED:")
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(os.Stderr, "   ", line)
+		}
+		return 1
+	}
+	fmt.Printf("  SUCCESS: %d rule files, %d rules found\n", len(files), n)
+	return 0
+}
+
+// computeExternalURL derives the external URL from the listen address when
+// none is given, as Prometheus does.
+func computeExternalURL(u, listenAddr string) (*url.URL, error) {
+	if u == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, err
+		}
+		_, port, _ := strings.Cut(listenAddr, ":")
+		u = fmt.Sprintf("http://%s:%s/", host, port)
+	}
+	eu, err := url.Parse(u)
+	if err != nil {
+		return nil, err
+	}
+	if eu.Scheme != "http" && eu.Scheme != "https" {
+		return nil, fmt.Errorf("%q: scheme must be http or https", u)
+	}
+	eu.Path = strings.TrimRight(eu.Path, "/")
+	return eu, nil
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/prometheustest"
+)
+
+// buildBinary compiles alertd once per test.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "alertd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+// exitCode runs the binary and returns its exit code and output.
+func exitCode(t *testing.T, bin string, args ...string) (int, string) {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	}
+	require.NoError(t, err, string(out))
+	return 0, string(out)
+}
+
+// The commands users' CI jobs call: check-config, --config.check and test
+// rules, with their exit codes and messages.
+func TestCommands(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("route:\n  receiver: x\n  bogus: 1\nreceivers: [{name: x}]\n"), 0o600))
+	badRules := filepath.Join(dir, "bad-rules.yml")
+	require.NoError(t, os.WriteFile(badRules, []byte("rule_files: [r.yml]\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "r.yml"), []byte("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n"), 0o600))
+
+	code, out := exitCode(t, bin, "check-config", "../../examples/alertd.yml")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "SUCCESS: 4 rule files")
+
+	code, out = exitCode(t, bin, "--config.check", "--config.file=../../examples/alertd.yml")
+	require.Equal(t, 0, code, out)
+
+	code, out = exitCode(t, bin, "check-config", bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, out, bad+`:3: unknown field "bogus"`)
+
+	code, out = exitCode(t, bin, "check-config", badRules)
+	require.Equal(t, 1, code)
+	require.Contains(t, out, filepath.Join(dir, "r.yml")+`: 5:15: group "g", rule 1, "A": could not parse expression`)
+
+	tests, err := filepath.Glob("../../rules/*.test.yml")
+	require.NoError(t, err)
+	code, out = exitCode(t, bin, append([]string{"test", "rules"}, tests...)...)
+	require.Equal(t, 0, code, out)
+	require.Equal(t, len(tests), strings.Count(out, "SUCCESS"), out)
+
+	code, out = exitCode(t, bin, "test", "rules", "../../rules/testdata/unittest/fail_labels.yml")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "FAILED")
+}
+
+// The binary starts on its defaults (embedded engine, no rules), serves its
+// API and metrics, and exits 0 on SIGTERM.
+func TestBinaryLifecycle(t *testing.T) {
+	bin := buildBinary(t)
+	web := prometheustest.FreeAddr(t)
+	logs := &prometheustest.SyncBuffer{}
+	cmd := exec.Command(bin, "--web.listen-address="+web, "--storage.path="+t.TempDir())
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	defer cmd.Process.Kill() //nolint:errcheck
+
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + web + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 20*time.Millisecond, "alertd did not become ready")
+
+	get := func(path string) string {
+		resp, err := http.Get("http://" + web + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+		return string(b)
+	}
+	require.Contains(t, get("/metrics"), "alertd_build_info{")
+	require.JSONEq(t, `{"status":"success","data":{"alerts":[]}}`, get("/api/v1/alerts"))
+	require.JSONEq(t, `{"status":"success","data":{"groups":[]}}`, get("/api/v1/rules"))
+	require.JSONEq(t, `{"status":"success","data":{"resultType":"scalar","result":[1000,"1"]}}`, get("/api/v1/query?query=1&time=1000"))
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), logs.String())
+}

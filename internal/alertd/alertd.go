@@ -1,0 +1,576 @@
+// Package alertd is the alert engine process: it wires storage (the embedded
+// Prometheus TSDB, scrape manager and PromQL engine, or a remote
+// Prometheus-compatible API), rule evaluation, alert intake, the pipeline of
+// stages every alert goes through, and notification.
+package alertd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/alertmanager/dispatch"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/prometheus/discovery"
+	_ "github.com/prometheus/prometheus/discovery/file"       // file_sd_configs
+	_ "github.com/prometheus/prometheus/discovery/kubernetes" // kubernetes_sd_configs
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/notify"
+	"github.com/modelmon/modelmon/internal/web"
+	"github.com/modelmon/modelmon/rules"
+)
+
+// Options configure alertd. Zero fields take the value of DefaultOptions.
+type Options struct {
+	// ConfigFile is the YAML configuration; empty runs on the defaults (no
+	// rules, no targets).
+	ConfigFile string
+	Web        *toolkit.FlagConfig
+	// ExternalURL is where users reach alertd; it prefixes generator URLs.
+	ExternalURL *url.URL
+	// RoutePrefix is the path every endpoint is served under ("" or "/": the root).
+	RoutePrefix string
+	MetricsPath string
+	// StoragePath holds the TSDB and alertd's own state.
+	StoragePath string
+	// Retention is how long the TSDB keeps samples.
+	Retention time.Duration
+	// DatasourceURL, when set, overrides the configuration's datasource.url:
+	// rules query that Prometheus-compatible API instead of the embedded engine.
+	DatasourceURL string
+	// QueryTimeout and QueryMaxSamples bound the embedded engine's queries.
+	QueryTimeout    time.Duration
+	QueryMaxSamples int
+	// OutageTolerance, ForGracePeriod and ResendDelay are Prometheus's
+	// --rules.alert.* settings.
+	OutageTolerance time.Duration
+	ForGracePeriod  time.Duration
+	ResendDelay     time.Duration
+	// ResolvedRetention is how long resolved alerts stay in GET /api/v1/alerts.
+	ResolvedRetention time.Duration
+	// MaxAlertsBody bounds request bodies of the intake endpoints.
+	MaxAlertsBody int64
+
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// DefaultOptions returns alertd's defaults.
+func DefaultOptions() Options {
+	return Options{
+		MetricsPath:       "/metrics",
+		StoragePath:       "data/",
+		Retention:         15 * 24 * time.Hour,
+		QueryTimeout:      2 * time.Minute,
+		QueryMaxSamples:   50_000_000,
+		OutageTolerance:   rules.DefaultOutageTolerance,
+		ForGracePeriod:    rules.DefaultForGracePeriod,
+		ResendDelay:       rules.DefaultResendDelay,
+		ResolvedRetention: time.Hour,
+		MaxAlertsBody:     16 << 20,
+	}
+}
+
+func (o *Options) setDefaults() {
+	d := DefaultOptions()
+	if o.MetricsPath == "" {
+		o.MetricsPath = d.MetricsPath
+	}
+	if o.StoragePath == "" {
+		o.StoragePath = d.StoragePath
+	}
+	if o.Retention <= 0 {
+		o.Retention = d.Retention
+	}
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = d.QueryTimeout
+	}
+	if o.QueryMaxSamples <= 0 {
+		o.QueryMaxSamples = d.QueryMaxSamples
+	}
+	if o.OutageTolerance <= 0 {
+		o.OutageTolerance = d.OutageTolerance
+	}
+	if o.ForGracePeriod <= 0 {
+		o.ForGracePeriod = d.ForGracePeriod
+	}
+	if o.ResendDelay <= 0 {
+		o.ResendDelay = d.ResendDelay
+	}
+	if o.ResolvedRetention <= 0 {
+		o.ResolvedRetention = d.ResolvedRetention
+	}
+	if o.MaxAlertsBody <= 0 {
+		o.MaxAlertsBody = d.MaxAlertsBody
+	}
+	if o.Web == nil {
+		addrs := []string{":9109"}
+		cfgFile := ""
+		o.Web = &toolkit.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &cfgFile}
+	}
+	if o.ExternalURL == nil {
+		o.ExternalURL = &url.URL{Scheme: "http", Host: "localhost:9109"}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Alertd is a running alert engine.
+type Alertd struct {
+	opts    Options
+	logger  *slog.Logger
+	reg     *prometheus.Registry
+	db      *tsdb.DB
+	engine  *promql.Engine
+	remote  *rules.Remote
+	rules   *rules.Manager
+	notify  *notify.Notifier
+	store   *store
+	metrics *metrics
+
+	discovery *discovery.Manager
+	scrape    *scrape.Manager
+
+	cfg       atomic.Pointer[alertconfig.Config]
+	routeTree atomic.Pointer[dispatch.Route]
+	reloader  *config.Reloader[alertconfig.Config]
+	ready     atomic.Bool
+	started   atomic.Bool
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	web      *http.Server
+	webLns   []net.Listener
+	reloadCh chan chan error
+	stopOnce sync.Once
+	stopErr  error
+	wg       sync.WaitGroup
+}
+
+// New builds alertd: it opens storage, loads the configuration and rule
+// files, and starts nothing. Start serves.
+func New(o Options) (*Alertd, error) {
+	o.setDefaults()
+	a := &Alertd{
+		opts:     o,
+		logger:   o.Logger,
+		reg:      prometheus.NewRegistry(),
+		reloadCh: make(chan chan error),
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.reg.MustRegister(
+		versioncollector.NewCollector("alertd"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	ok := false
+	defer func() {
+		if !ok {
+			a.cancel()
+			if a.db != nil {
+				a.db.Close()
+			}
+		}
+	}()
+
+	// Load the configuration once up front: its datasource decides how the
+	// engine is wired, and a bad file must stop start-up.
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+
+	if err := os.MkdirAll(o.StoragePath, 0o755); err != nil {
+		return nil, fmt.Errorf("couldn't create --storage.path: %w", err)
+	}
+	tsdbOpts := tsdb.DefaultOptions()
+	tsdbOpts.RetentionDuration = o.Retention.Milliseconds()
+	a.db, err = tsdb.Open(filepath.Join(o.StoragePath, "tsdb"), a.logger.With("component", "tsdb"), a.reg, tsdbOpts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't open the TSDB under --storage.path=%q: %w", o.StoragePath, err)
+	}
+	a.engine = promql.NewEngine(promql.EngineOpts{
+		Logger:               a.logger.With("component", "query engine"),
+		Reg:                  a.reg,
+		MaxSamples:           o.QueryMaxSamples,
+		Timeout:              o.QueryTimeout,
+		LookbackDelta:        5 * time.Minute,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+	})
+	a.metrics = newMetrics(a.reg)
+
+	a.notify, err = notify.New(notify.Options{
+		Config:      cfg,
+		ExternalURL: o.ExternalURL,
+		StoragePath: o.StoragePath,
+		Logger:      a.logger.With("component", "notify"),
+		Registerer:  a.reg,
+		OnNotify:    a.onNotify,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.store = newStore(a.reg, a.notify.Put, a.matchRoutes, o.ResolvedRetention, o.Now)
+
+	var queryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
+	if u := a.datasourceURL(cfg); u != "" {
+		client, err := commoncfg.NewClientFromConfig(cfg.Datasource.HTTPClientConfig, "alertd_datasource")
+		if err != nil {
+			return nil, fmt.Errorf("couldn't configure the data source: %w", err)
+		}
+		if a.remote, err = rules.NewRemote(u, client, time.Duration(cfg.Datasource.Timeout)); err != nil {
+			return nil, err
+		}
+		queryFunc = a.remote.Query
+		a.metrics.datasourceUp(a.reg, a.remote)
+	} else {
+		sdMetrics, err := discovery.CreateAndRegisterSDMetrics(a.reg)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't register service discovery metrics: %w", err)
+		}
+		a.discovery = discovery.NewManager(a.ctx, a.logger.With("component", "discovery manager scrape"), a.reg, sdMetrics, discovery.Name("scrape"))
+		if a.discovery == nil {
+			return nil, errors.New("couldn't create the discovery manager")
+		}
+		a.scrape, err = scrape.NewManager(&scrape.Options{}, a.logger.With("component", "scrape manager"), nil, nil, a.db, a.reg)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't create the scrape manager: %w", err)
+		}
+	}
+	a.rules = rules.NewManager(rules.Options{
+		Storage:         a.db,
+		QueryFunc:       queryFunc,
+		Engine:          a.engine,
+		Notify:          a.notifyRules,
+		ExternalURL:     o.ExternalURL,
+		OutageTolerance: o.OutageTolerance,
+		ForGracePeriod:  o.ForGracePeriod,
+		ResendDelay:     o.ResendDelay,
+		QueryOffset: func() time.Duration {
+			if c := a.cfg.Load(); c != nil {
+				return time.Duration(c.Global.RuleQueryOffset)
+			}
+			return 0
+		},
+		Context:    a.ctx,
+		Logger:     a.logger.With("component", "rule manager"),
+		Registerer: a.reg,
+	})
+
+	a.reloader = config.NewReloader(a.reg, "alertd", a.loadConfig, a.applyConfig,
+		func() float64 { return float64(o.Now().UnixNano()) / 1e9 }, a.logger.With("component", "config"))
+	if err := a.reloader.Reload(); err != nil {
+		return nil, err
+	}
+	var h http.Handler = a.routes()
+	if p := strings.TrimRight(o.RoutePrefix, "/"); p != "" {
+		outer := http.NewServeMux()
+		outer.Handle(p+"/", http.StripPrefix(p, h))
+		outer.Handle("/", http.RedirectHandler(p+"/", http.StatusFound))
+		h = outer
+	}
+	a.web = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ok = true
+	return a, nil
+}
+
+func (a *Alertd) datasourceURL(cfg *alertconfig.Config) string {
+	if a.opts.DatasourceURL != "" {
+		return a.opts.DatasourceURL
+	}
+	return cfg.Datasource.URL
+}
+
+// loadConfig reads the configuration file and checks its rule files, so that
+// a reload with a broken rule file keeps everything running as it was.
+func (a *Alertd) loadConfig() (*alertconfig.Config, error) {
+	var (
+		cfg *alertconfig.Config
+		err error
+	)
+	if a.opts.ConfigFile != "" {
+		cfg, err = alertconfig.LoadFile(a.opts.ConfigFile)
+	} else {
+		cfg, err = alertconfig.Load("", "")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", a.opts.ConfigFile, err)
+	}
+	files, err := rules.Files(cfg.RuleFiles)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", a.opts.ConfigFile, err)
+	}
+	if _, errs := rules.Check(files); len(errs) > 0 {
+		return nil, fmt.Errorf("couldn't load rule files: %w", errors.Join(errs...))
+	}
+	return cfg, nil
+}
+
+// applyConfig swaps in a configuration loadConfig checked. Scrape and
+// notification configuration can still fail here (a TLS file gone in
+// between); the rules then keep running on the previous files.
+func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
+	if a.scrape != nil {
+		if err := a.scrape.ApplyConfig(cfg.Prometheus); err != nil {
+			return fmt.Errorf("couldn't apply scrape configuration: %w", err)
+		}
+		sd := map[string]discovery.Configs{}
+		for _, sc := range cfg.ScrapeConfigs {
+			sd[sc.JobName] = sc.ServiceDiscoveryConfigs
+		}
+		if err := a.discovery.ApplyConfig(sd); err != nil {
+			return fmt.Errorf("couldn't apply service discovery configuration: %w", err)
+		}
+	}
+	if prev := a.cfg.Load(); prev != nil {
+		if err := a.notify.ApplyConfig(cfg); err != nil {
+			return err
+		}
+	}
+	if err := a.rules.Update(time.Duration(cfg.Global.EvaluationInterval), cfg.RuleFiles, cfg.Global.ExternalLabels); err != nil {
+		return fmt.Errorf("couldn't load rules: %w", err)
+	}
+	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
+	a.cfg.Store(cfg)
+	return nil
+}
+
+// matchRoutes names the receivers an alert's labels route to.
+func (a *Alertd) matchRoutes(ls model.LabelSet) []string {
+	r := a.routeTree.Load()
+	if r == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range r.Match(ls) {
+		out = append(out, m.RouteOpts.Receiver)
+	}
+	return out
+}
+
+// Reload reloads the configuration and rule files, as SIGHUP does.
+func (a *Alertd) Reload() error {
+	errc := make(chan error)
+	select {
+	case a.reloadCh <- errc:
+		return <-errc
+	case <-a.ctx.Done():
+		return errors.New("alertd is stopping")
+	}
+}
+
+// Registry returns the registry of alertd's own metrics.
+func (a *Alertd) Registry() *prometheus.Registry { return a.reg }
+
+// Storage returns the embedded TSDB.
+func (a *Alertd) Storage() *tsdb.DB { return a.db }
+
+// Start listens and starts scraping, evaluating and notifying.
+func (a *Alertd) Start() error {
+	lns, err := web.Listen(a.opts.Web)
+	if err != nil {
+		return err
+	}
+	a.webLns = lns
+	a.started.Store(true)
+	a.notify.Run()
+	if a.scrape != nil {
+		a.wg.Add(2)
+		go func() {
+			defer a.wg.Done()
+			if err := a.discovery.Run(); err != nil && !errors.Is(err, context.Canceled) {
+				a.logger.Error("Discovery manager stopped", "err", err)
+			}
+		}()
+		go func() {
+			defer a.wg.Done()
+			if err := a.scrape.Run(a.discovery.SyncCh()); err != nil {
+				a.logger.Error("Scrape manager stopped", "err", err)
+			}
+		}()
+	}
+	a.wg.Add(3)
+	go func() {
+		defer a.wg.Done()
+		a.rules.Run()
+	}()
+	go func() {
+		defer a.wg.Done()
+		web.Serve(a.web, a.webLns, a.opts.Web, a.logger)
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer a.wg.Done()
+		defer signal.Stop(hup)
+		a.loop(hup)
+	}()
+	a.ready.Store(true)
+	mode := "embedded"
+	if a.remote != nil {
+		mode = "remote"
+	}
+	for _, ln := range a.webLns {
+		a.logger.Info("Serving the API", "listen_address", ln.Addr().String(), "datasource", mode)
+	}
+	return nil
+}
+
+// loop reloads on SIGHUP and POST /-/reload, and every resend delay holds
+// alerts while the data source is down and forgets old resolved alerts.
+func (a *Alertd) loop(hup <-chan os.Signal) {
+	t := time.NewTicker(min(a.opts.ResendDelay, 15*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-hup:
+			_ = a.reloader.Reload()
+		case errc := <-a.reloadCh:
+			errc <- a.reloader.Reload()
+		case <-t.C:
+			now := a.opts.Now()
+			a.checkDatasource(now)
+			a.store.gc(now)
+		case <-a.ctx.Done():
+			return
+		}
+	}
+}
+
+// Addr returns the address of the first web listener.
+func (a *Alertd) Addr() string {
+	if len(a.webLns) == 0 {
+		return ""
+	}
+	return a.webLns[0].Addr().String()
+}
+
+// Stop shuts alertd down: rules stop first so no half-evaluated group sends,
+// then scraping, notifications (which snapshot their log) and storage. It is
+// safe to call more than once.
+func (a *Alertd) Stop() error {
+	a.stopOnce.Do(func() {
+		a.ready.Store(false)
+		if !a.started.Load() {
+			// The rule manager's groups wait for Run before they can
+			// stop; without it Stop would wait for ever.
+			go a.rules.Run()
+		}
+		a.rules.Stop()
+		if a.scrape != nil {
+			a.scrape.Stop()
+		}
+		a.cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.web.Shutdown(ctx); err != nil {
+			a.stopErr = err
+		}
+		a.wg.Wait()
+		a.notify.Stop()
+		if err := a.db.Close(); err != nil && a.stopErr == nil {
+			a.stopErr = err
+		}
+	})
+	return a.stopErr
+}
+
+// Run starts alertd and stops it when ctx is done.
+func (a *Alertd) Run(ctx context.Context) error {
+	if err := a.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return a.Stop()
+}
+
+// notifyRules is the rule manager's NotifyFunc: it turns the rules' alerts
+// into pipeline alerts as Prometheus's rules.SendAlerts turns them into
+// notifier alerts (startsAt is when the alert fired, endsAt its resolution
+// or ValidUntil).
+func (a *Alertd) notifyRules(ctx context.Context, expr string, alerts ...*rules.Alert) {
+	if len(alerts) == 0 {
+		return
+	}
+	now := a.opts.Now()
+	gen := generatorURL(a.opts.ExternalURL, expr)
+	in := make([]*Alert, 0, len(alerts))
+	for _, ra := range alerts {
+		al := &Alert{Source: SourceRule, Value: ra.Value}
+		al.Labels = labelSet(ra.Labels)
+		al.Annotations = labelSet(ra.Annotations)
+		al.StartsAt = ra.FiredAt
+		al.GeneratorURL = gen
+		if !ra.ResolvedAt.IsZero() {
+			al.EndsAt = ra.ResolvedAt
+		} else {
+			al.EndsAt = ra.ValidUntil
+		}
+		al.UpdatedAt = now
+		in = append(in, al)
+	}
+	reason := fmt.Sprintf("from alerting rule evaluating %s", expr)
+	if err := a.store.receive(ctx, now, SourceRule, in, reason); err != nil {
+		a.logger.Error("Failed to hand rule alerts to the notifier", "err", err)
+	}
+}
+
+// onNotify records each delivery attempt in the history of the alerts it
+// carried.
+func (a *Alertd) onNotify(n notify.Notification) {
+	fps := make([]model.Fingerprint, 0, len(n.Alerts))
+	for _, al := range n.Alerts {
+		fps = append(fps, al.Fingerprint())
+	}
+	d := Decision{Time: n.Time, Stage: "notify", Action: "notified", Reason: fmt.Sprintf("sent to %s via %s", n.Receiver, n.Integration)}
+	if n.Err != nil {
+		d.Action, d.Reason = "failed", fmt.Sprintf("sending to %s via %s failed: %v", n.Receiver, n.Integration, n.Err)
+	}
+	a.store.note(fps, d)
+}
+
+// CheckConfig loads a configuration file and checks the rule files it
+// names, as a reload would. It returns the number of rules and the rule
+// files.
+func CheckConfig(path string) (int, []string, error) {
+	cfg, err := alertconfig.LoadFile(path)
+	if err != nil {
+		return 0, nil, err
+	}
+	files, err := rules.Files(cfg.RuleFiles)
+	if err != nil {
+		return 0, nil, err
+	}
+	n, errs := rules.Check(files)
+	if len(errs) > 0 {
+		return n, files, errors.Join(errs...)
+	}
+	return n, files, nil
+}

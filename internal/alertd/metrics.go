@@ -1,0 +1,71 @@
+package alertd
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/modelmon/modelmon/rules"
+)
+
+// metrics are alertd's own metrics beyond those of the embedded Prometheus
+// parts (prometheus_rule_*, prometheus_tsdb_*, prometheus_target_*) and of
+// the notifier (alertd_notifications_*).
+type metrics struct {
+	intake         *prometheus.CounterVec
+	intakeInvalid  *prometheus.CounterVec
+	datasourceHeld prometheus.Counter
+}
+
+// Intake endpoints, the values of the endpoint label.
+const (
+	endpointV2Alerts = "/api/v2/alerts"
+	endpointWebhook  = "/api/v1/webhook/alertmanager"
+)
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		intake: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_intake_alerts_total",
+			Help: "The total number of alerts posted to an intake endpoint, valid or not.",
+		}, []string{"endpoint"}),
+		intakeInvalid: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_intake_alerts_invalid_total",
+			Help: "The total number of posted alerts, or whole requests, rejected as malformed.",
+		}, []string{"endpoint"}),
+		datasourceHeld: f.NewCounter(prometheus.CounterOpts{
+			Name: "alertd_datasource_held_alerts_total",
+			Help: "The total number of times a firing rule alert was kept firing because the data source could not be queried.",
+		}),
+	}
+	for _, e := range []string{endpointV2Alerts, endpointWebhook} {
+		m.intake.WithLabelValues(e)
+		m.intakeInvalid.WithLabelValues(e)
+	}
+	return m
+}
+
+// datasourceUp exposes the remote data source's state.
+func (m *metrics) datasourceUp(reg prometheus.Registerer, r *rules.Remote) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alertd_datasource_up",
+			Help: "Whether the remote data source answered alertd's last query (1) or not (0).",
+		}, func() float64 {
+			if up, _, _, _ := r.Status(); up {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alertd_datasource_last_success_timestamp_seconds",
+			Help: "The Unix time the remote data source last answered a query; 0 if never.",
+		}, func() float64 {
+			_, _, t, _ := r.Status()
+			if t.IsZero() {
+				return 0
+			}
+			return float64(t.UnixNano()) / 1e9
+		}),
+	)
+}

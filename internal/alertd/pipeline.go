@@ -1,0 +1,308 @@
+package alertd
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	amalert "github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+)
+
+// Source says where an alert came from.
+type Source string
+
+// The sources of alerts.
+const (
+	// SourceRule is an alerting rule evaluated by alertd.
+	SourceRule Source = "rule"
+	// SourcePrometheus is an alert a Prometheus (or anything speaking
+	// Alertmanager's API v2) posted to /api/v2/alerts.
+	SourcePrometheus Source = "prometheus"
+	// SourceAlertmanager is an alert an Alertmanager delivered to the webhook
+	// intake.
+	SourceAlertmanager Source = "alertmanager"
+	// SourceAlertd is an alert about alertd itself, such as its data source
+	// being down.
+	SourceAlertd Source = "alertd"
+)
+
+var sources = []Source{SourceRule, SourcePrometheus, SourceAlertmanager, SourceAlertd}
+
+// Decision is one entry of an alert's history: which stage decided what, and
+// why. Together they answer "why did (or didn't) this page me?".
+type Decision struct {
+	Time  time.Time `json:"time"`
+	Stage string    `json:"stage"`
+	// Action is what the stage did: received, updated, resolved, suppressed,
+	// routed, notified, failed, held.
+	Action string `json:"action"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Alert is an alert in the pipeline: Alertmanager's alert model, plus its
+// fingerprint, source, the value that triggered it when known, and the
+// history of decisions taken about it.
+type Alert struct {
+	model.Alert
+	// UpdatedAt is when alertd last received the alert; Timeout is set when
+	// the source gave no end time and alertd set one (resolve_timeout).
+	UpdatedAt   time.Time
+	Timeout     bool
+	Fingerprint model.Fingerprint
+	Source      Source
+	// Value is the rule expression's value at the last evaluation; NaN when
+	// the source does not say.
+	Value float64
+	// Suppressed is set by a stage that keeps the alert from notifications;
+	// the alert is still stored and shown.
+	Suppressed bool
+	History    []Decision
+}
+
+// Stage is one step of the alert pipeline. Stages run in order on every
+// alert that enters or changes, before routing and notification. A stage
+// returns its decision (Action empty: nothing to record); it may set
+// a.Suppressed, in which case later stages still see the alert but it is
+// not notified. Stages must not keep a and are called from one goroutine at a
+// time.
+//
+// Anomaly scoring, classification, false-positive suppression and escalation
+// plug in here.
+type Stage interface {
+	Name() string
+	Process(ctx context.Context, now time.Time, a *Alert) Decision
+}
+
+// maxHistory bounds each alert's history; the oldest decisions go first,
+// except the first one (how the alert arrived).
+const maxHistory = 64
+
+// store keeps every current alert by fingerprint with its history, runs new
+// and changed alerts through the stages, and hands them to the notifier.
+type store struct {
+	mu     sync.Mutex
+	alerts map[model.Fingerprint]*Alert
+	stages []Stage
+	put    func(...*amalert.Alert) error
+	route  func(model.LabelSet) []string
+	// retention is how long resolved alerts stay visible.
+	retention time.Duration
+	now       func() time.Time
+
+	received   *prometheus.CounterVec
+	suppressed *prometheus.CounterVec
+}
+
+func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, route func(model.LabelSet) []string, retention time.Duration, now func() time.Time) *store {
+	s := &store{
+		now:       now,
+		alerts:    map[model.Fingerprint]*Alert{},
+		put:       put,
+		route:     route,
+		retention: retention,
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_alerts_received_total",
+			Help: "The total number of alerts that entered the pipeline, new or changed, by source.",
+		}, []string{"source"}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_alerts_suppressed_total",
+			Help: "The total number of alerts a pipeline stage kept from notifications, by the stage's reason.",
+		}, []string{"reason"}),
+	}
+	for _, src := range sources {
+		s.received.WithLabelValues(string(src))
+	}
+	reg.MustRegister(s.received, s.suppressed, s)
+	return s
+}
+
+// receive takes alerts from one source into the pipeline. Alerts that are new
+// or changed (state, annotations, end time moved by more than a refresh) are
+// recorded in their history and go through the stages; every alert that is
+// not suppressed is handed to the notifier, which deduplicates. It returns
+// the first error of the notifier.
+func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Alert, reason string) error {
+	s.mu.Lock()
+	var out []*amalert.Alert
+	for _, a := range in {
+		a.Fingerprint = a.Labels.Fingerprint()
+		a.Source = src
+		old, ok := s.alerts[a.Fingerprint]
+		action := ""
+		switch {
+		case !ok:
+			action = "received"
+		case old.ResolvedAt(now) != a.ResolvedAt(now):
+			if a.ResolvedAt(now) {
+				action = "resolved"
+			} else {
+				action = "refired"
+			}
+		case !old.Annotations.Equal(a.Annotations):
+			action = "updated"
+		}
+		if ok {
+			// Keep what earlier stages learnt; take the new labels,
+			// annotations and times, as Alertmanager's merge does.
+			a.History = old.History
+			a.Suppressed = old.Suppressed
+			if old.StartsAt.Before(a.StartsAt) && !old.ResolvedAt(now) {
+				a.StartsAt = old.StartsAt
+			}
+		}
+		s.alerts[a.Fingerprint] = a
+		if action != "" {
+			s.received.WithLabelValues(string(src)).Inc()
+			a.record(Decision{Time: now, Stage: "intake", Action: action, Reason: reason})
+			a.Suppressed = false
+			for _, st := range s.stages {
+				d := st.Process(ctx, now, a)
+				if d.Action != "" {
+					d.Time, d.Stage = now, st.Name()
+					a.record(d)
+				}
+				if a.Suppressed && d.Action == "suppressed" {
+					s.suppressed.WithLabelValues(d.Reason).Inc()
+				}
+			}
+			if !a.Suppressed && action != "resolved" {
+				if rs := s.route(a.Labels); len(rs) > 0 {
+					a.record(Decision{Time: now, Stage: "route", Action: "routed", Reason: fmt.Sprintf("matches the routes to %v", rs)})
+				}
+			}
+		}
+		if !a.Suppressed {
+			out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
+		}
+	}
+	s.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	return s.put(out...)
+}
+
+// ResolvedAt says whether the alert is resolved at now.
+func (a *Alert) ResolvedAt(now time.Time) bool {
+	return !a.EndsAt.IsZero() && !a.EndsAt.After(now)
+}
+
+func (a *Alert) record(d Decision) {
+	if len(a.History) >= maxHistory {
+		a.History = slices.Delete(a.History, 1, 2)
+	}
+	a.History = append(a.History, d)
+}
+
+// note records a decision about the alerts with these fingerprints, if
+// still stored.
+func (s *store) note(fps []model.Fingerprint, d Decision) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, fp := range fps {
+		if a, ok := s.alerts[fp]; ok {
+			a.record(d)
+		}
+	}
+}
+
+// snapshot returns copies of the stored alerts, sorted by start time and
+// fingerprint, with history.
+func (s *store) snapshot() []Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Alert, 0, len(s.alerts))
+	for _, a := range s.alerts {
+		c := *a
+		c.History = slices.Clone(a.History)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].StartsAt.Equal(out[j].StartsAt) {
+			return out[i].StartsAt.Before(out[j].StartsAt)
+		}
+		return out[i].Fingerprint < out[j].Fingerprint
+	})
+	return out
+}
+
+// active returns copies of the alerts of a source that are firing at now.
+func (s *store) active(src Source, now time.Time) []*Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Alert
+	for _, a := range s.alerts {
+		if a.Source == src && !a.ResolvedAt(now) {
+			c := *a
+			c.History = nil
+			out = append(out, &c)
+		}
+	}
+	return out
+}
+
+// gc forgets alerts resolved longer than the retention ago.
+func (s *store) gc(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fp, a := range s.alerts {
+		if a.ResolvedAt(now) && now.Sub(a.EndsAt) > s.retention {
+			delete(s.alerts, fp)
+		}
+	}
+}
+
+var alertsDesc = prometheus.NewDesc("alertd_alerts",
+	"The number of alerts alertd holds, by state (firing, suppressed, and resolved within the retention). Pending rule alerts are in ALERTS{alertstate=\"pending\"}.",
+	[]string{"state"}, nil)
+
+// Describe implements prometheus.Collector.
+func (s *store) Describe(ch chan<- *prometheus.Desc) { ch <- alertsDesc }
+
+// Collect implements prometheus.Collector: alerts by state at scrape time.
+func (s *store) Collect(ch chan<- prometheus.Metric) {
+	c := s.counts(s.now())
+	for _, st := range []string{"firing", "suppressed", "resolved"} {
+		ch <- prometheus.MustNewConstMetric(alertsDesc, prometheus.GaugeValue, float64(c[st]), st)
+	}
+}
+
+// counts returns the number of stored alerts by state at now.
+func (s *store) counts(now time.Time) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := map[string]int{"firing": 0, "resolved": 0, "suppressed": 0}
+	for _, a := range s.alerts {
+		switch {
+		case a.ResolvedAt(now):
+			c["resolved"]++
+		case a.Suppressed:
+			c["suppressed"]++
+		default:
+			c["firing"]++
+		}
+	}
+	return c
+}
+
+// noteOnce records a decision about the alerts with these fingerprints
+// unless it is already their latest one (same stage and action).
+func (s *store) noteOnce(fps []model.Fingerprint, d Decision) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, fp := range fps {
+		a, ok := s.alerts[fp]
+		if !ok {
+			continue
+		}
+		if n := len(a.History); n > 0 && a.History[n-1].Stage == d.Stage && a.History[n-1].Action == d.Action {
+			continue
+		}
+		a.record(d)
+	}
+}

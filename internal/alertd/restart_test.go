@@ -1,0 +1,110 @@
+package alertd
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// restartRules has an alert that fires at once and one that must hold for
+// 6s.
+const restartRules = `
+groups:
+  - name: restart
+    rules:
+      - alert: FiresAtOnce
+        expr: vector(1)
+      - alert: HoldsSixSeconds
+        expr: vector(1)
+        for: 6s
+`
+
+// alertd restarts on the same storage path: the pending alert keeps the
+// time it already spent pending (Prometheus's for-state restoration from
+// ALERTS_FOR_STATE) and fires soon after the restart, not 6s after it; the
+// group notified before the restart is not notified again (notification
+// log).
+//
+// As in Prometheus, a group restores its alerts' state after its second
+// evaluation (1-2s after the start at a 1s interval), and the alert then
+// holds for the rest of its 6s. Stopping after 5s of pending leaves 1s, so
+// it fires 3-4s after the restart; a fresh alert would fire after 7-8s.
+func TestRestartKeepsState(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", routes(h, nil, ""))
+	writeFile(t, dir, "rules.yml", restartRules)
+	o, logs := newOptions(t, dir)
+	o.ForGracePeriod = time.Second
+	o.OutageTolerance = time.Hour
+	a, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, a.Start())
+	first := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, a.Stop())
+		}
+		if t.Failed() {
+			t.Logf("first alertd's log:\n%s", logs.String())
+		}
+	})
+
+	h.wait(t, "FiresAtOnce", "firing", 30*time.Second)
+	// Stop once the evaluation 5s after HoldsSixSeconds became pending has
+	// recorded its state: it is then 1s from firing.
+	var activeAt time.Time
+	require.Eventually(t, func() bool {
+		gs := first.rules(t)
+		require.Len(t, gs, 1)
+		for _, al := range findRule(t, gs, "HoldsSixSeconds").Alerts {
+			require.Equal(t, "pending", al.State, "HoldsSixSeconds fired before the restart")
+			activeAt = *al.ActiveAt
+			return !gs[0].LastEvaluation.Before(activeAt.Add(5 * time.Second))
+		}
+		return false
+	}, 30*time.Second, 5*time.Millisecond, "HoldsSixSeconds was never pending for 5s")
+	require.NoError(t, a.Stop())
+	stopped = true
+	require.Empty(t, h.matching("HoldsSixSeconds", ""), "HoldsSixSeconds was notified before the restart")
+	notifiedBefore := len(h.matching("FiresAtOnce", ""))
+	require.Equal(t, 1, notifiedBefore)
+
+	restart := time.Now()
+	o2, logs2 := newOptions(t, dir)
+	o2.ForGracePeriod, o2.OutageTolerance = o.ForGracePeriod, o.OutageTolerance
+	second := start(t, dir, o2, logs2)
+	var firedAt time.Time
+	require.Eventually(t, func() bool {
+		al, ok := second.alert(t, "HoldsSixSeconds", SourceRule)
+		if ok && al.State == "firing" {
+			firedAt = time.Now()
+			return true
+		}
+		return false
+	}, 30*time.Second, 10*time.Millisecond, "HoldsSixSeconds never fired after the restart")
+	t.Logf("HoldsSixSeconds fired %s after the restart, was pending for %s before", firedAt.Sub(restart), restart.Sub(activeAt))
+	require.Less(t, firedAt.Sub(restart), 5*time.Second, "HoldsSixSeconds fired %s after the restart: its pending time was not restored", firedAt.Sub(restart))
+
+	// Its activeAt was restored: the original one moved by the downtime,
+	// before the restart.
+	var restored time.Time
+	for _, r := range findRule(t, second.rules(t), "HoldsSixSeconds").Alerts {
+		restored = *r.ActiveAt
+	}
+	require.True(t, restored.Before(restart.Add(-3*time.Second)), "activeAt %s was not restored (restart at %s)", restored, restart)
+
+	// HoldsSixSeconds is notified for the first time; FiresAtOnce, firing
+	// again after the restart with the same labels, is not notified again.
+	h.wait(t, "HoldsSixSeconds", "firing", 30*time.Second)
+	require.Never(t, func() bool {
+		return len(h.matching("FiresAtOnce", "")) > notifiedBefore
+	}, 3*time.Second, 50*time.Millisecond, "FiresAtOnce was notified again after the restart")
+	al, ok := second.alert(t, "FiresAtOnce", SourceRule)
+	require.True(t, ok)
+	require.Equal(t, "firing", al.State)
+	h.checkWire(t)
+}
