@@ -31,7 +31,7 @@ FUZZ_TARGETS := \
 	./drift:FuzzProfile \
 	./internal/quality:FuzzRestore
 
-.PHONY: all build run test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules clean
+.PHONY: all build run test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab clean
 
 all: lint build test
 
@@ -91,6 +91,10 @@ bench-proxy:
 ## bench-rules: 1,000 alerting rules over 10,000 series, alertd vs Prometheus's rule manager (see BENCHMARKS.md).
 bench-rules:
 	@bash scripts/bench-rules.sh
+
+## bench-nab: every anomaly algorithm on the NAB series in NAB_DIR (default ../shared/bench/nab), scored by NAB's rules (see BENCHMARKS.md).
+bench-nab:
+	@bash scripts/bench-nab.sh
 
 clean:
 	rm -rf bin

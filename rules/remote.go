@@ -113,12 +113,7 @@ func toVector(val model.Value, t time.Time) (promql.Vector, error) {
 			if s.Histogram != nil {
 				return nil, errors.New("remote query: native histogram results are not supported in rules; aggregate them to floats (e.g. histogram_quantile)")
 			}
-			b := labels.NewScratchBuilder(len(s.Metric))
-			for n, lv := range s.Metric {
-				b.Add(string(n), string(lv))
-			}
-			b.Sort()
-			out = append(out, promql.Sample{Metric: b.Labels(), T: int64(s.Timestamp), F: float64(s.Value)})
+			out = append(out, promql.Sample{Metric: metricLabels(s.Metric), T: int64(s.Timestamp), F: float64(s.Value)})
 		}
 		return out, nil
 	case *model.Scalar:
@@ -127,4 +122,43 @@ func toVector(val model.Value, t time.Time) (promql.Vector, error) {
 		return promql.Vector{}, nil
 	}
 	return nil, fmt.Errorf("remote query: rule queries must return a vector or scalar, got %s at %s", val.Type(), t.UTC().Format(time.RFC3339))
+}
+
+// QueryRange runs a range query, for replaying history into detectors.
+func (r *Remote) QueryRange(ctx context.Context, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	val, _, _, err := r.api.QueryRange(ctx, q, v1.Range{Start: start, End: end, Step: step}, v1.WithTimeout(r.timeout))
+	r.observe(ctx, err, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("remote range query: %w", err)
+	}
+	m, ok := val.(model.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("remote range query: want a matrix, got %s", val.Type())
+	}
+	out := make(promql.Matrix, 0, len(m))
+	for _, ss := range m {
+		if len(ss.Histograms) > 0 {
+			return nil, errors.New("remote range query: native histogram results are not supported; aggregate them to floats")
+		}
+		s := promql.Series{Metric: metricLabels(ss.Metric), Floats: make([]promql.FPoint, 0, len(ss.Values))}
+		for _, p := range ss.Values {
+			s.Floats = append(s.Floats, promql.FPoint{T: int64(p.Timestamp), F: float64(p.Value)})
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func metricLabels(m model.Metric) labels.Labels {
+	b := labels.NewScratchBuilder(len(m))
+	for n, v := range m {
+		b.Add(string(n), string(v))
+	}
+	b.Sort()
+	return b.Labels()
 }

@@ -22,7 +22,9 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/modelmon/modelmon/anomaly"
 	"github.com/modelmon/modelmon/internal/alertd"
+	"github.com/modelmon/modelmon/internal/anomalycli"
 	"github.com/modelmon/modelmon/rules"
 )
 
@@ -58,6 +60,12 @@ func run() int {
 	testFiles := testRules.Arg("test-rule-file", "The unit test files.").Required().ExistingFiles()
 	testRun := testRules.Flag("run", "Run only test groups whose name matches this regular expression; repeatable.").Strings()
 
+	anomalyCmd := app.Command("anomaly", "Anomaly scoring offline.")
+	anomalyScore := anomalyCmd.Command("score", "Score a CSV series (timestamp,value) for anomalies, causally: row i's score uses rows 0..i only. Writes timestamp,value,anomaly_score, one row per input row, in input order.")
+	anomalyIn := anomalyScore.Flag("input", "CSV file with a timestamp,value header (timestamps RFC 3339, 2006-01-02 15:04:05 or Unix seconds), or - for stdin.").Required().String()
+	anomalyOut := anomalyScore.Flag("output", "CSV file to write, or - for stdout.").Required().String()
+	anomalyAlg := anomalyScore.Flag("algorithm", "Detector: "+strings.Join(anomaly.Algorithms(), ", ")+".").Default(anomaly.Default).Enum(anomaly.Algorithms()...)
+
 	promslogConfig := &promslog.Config{}
 	flag.AddFlags(app, promslogConfig)
 	app.Version(version.Print("alertd"))
@@ -70,6 +78,12 @@ func run() int {
 	logger := promslog.New(promslogConfig)
 
 	switch cmd {
+	case anomalyScore.FullCommand():
+		if err := anomalycli.ScoreFile(*anomalyIn, *anomalyOut, *anomalyAlg); err != nil {
+			fmt.Fprintln(os.Stderr, "alertd: error:", err)
+			return 1
+		}
+		return 0
 	case checkCmd.FullCommand():
 		return checkConfig(*checkFile)
 	case testRules.FullCommand():

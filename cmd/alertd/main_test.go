@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -71,6 +72,30 @@ func TestCommands(t *testing.T) {
 	code, out = exitCode(t, bin, "test", "rules", "../../rules/testdata/unittest/fail_labels.yml")
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "FAILED")
+
+	var csv strings.Builder
+	csv.WriteString("timestamp,value\n")
+	for i := range 300 {
+		v := 10 + i%3
+		if i == 250 {
+			v = 100
+		}
+		fmt.Fprintf(&csv, "2015-07-10 %02d:%02d:00,%d\n", i/60, i%60, v)
+	}
+	in := filepath.Join(dir, "series.csv")
+	require.NoError(t, os.WriteFile(in, []byte(csv.String()), 0o600))
+	scored := filepath.Join(dir, "scored.csv")
+	code, out = exitCode(t, bin, "anomaly", "score", "--input", in, "--output", scored)
+	require.Equal(t, 0, code, out)
+	b, err := os.ReadFile(scored)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	require.Len(t, lines, 301, "one row per input row")
+	require.Equal(t, "timestamp,value,anomaly_score", lines[0])
+	require.True(t, strings.HasPrefix(lines[251], "2015-07-10 04:10:00,100,"), lines[251])
+
+	code, out = exitCode(t, bin, "anomaly", "score", "--input", in, "--output", scored, "--algorithm", "nope")
+	require.Equal(t, 2, code, out)
 }
 
 // The binary starts on its defaults (embedded engine, no rules), serves its

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,8 +19,10 @@ import (
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/promql/parser"
 	yamlv2 "go.yaml.in/yaml/v2"
 
+	"github.com/modelmon/modelmon/anomaly"
 	"github.com/modelmon/modelmon/internal/config"
 )
 
@@ -41,6 +44,8 @@ type Config struct {
 	Datasource Datasource `yaml:"datasource"`
 	// Intake configures alerts that arrive over the API.
 	Intake Intake `yaml:"intake"`
+	// AnomalyDetectors score the series of PromQL expressions for anomalies.
+	AnomalyDetectors []*AnomalyDetector `yaml:"anomaly_detectors"`
 	// Route is Alertmanager's routing tree.
 	Route *amconfig.Route `yaml:"route"`
 	// Receivers are the routes' destinations.
@@ -67,6 +72,39 @@ type Intake struct {
 	// ResolveTimeout is how long a pushed alert without endsAt stays firing
 	// after it was last received, as Alertmanager's resolve_timeout. Default 5m.
 	ResolveTimeout model.Duration `yaml:"resolve_timeout"`
+}
+
+// AnomalyDetector evaluates a PromQL expression every interval and scores
+// each resulting series against its own history. The scores are written as
+// alertd_anomaly_score, alertd_anomaly_expected, alertd_anomaly_band_lower
+// and alertd_anomaly_band_upper series with the detector's name and the
+// series' labels, so that alerting rules can use them.
+type AnomalyDetector struct {
+	// Name becomes the detector label; unique.
+	Name string `yaml:"name"`
+	// Expr is the PromQL expression whose series are scored.
+	Expr string `yaml:"expr"`
+	// Interval between evaluations; default global.evaluation_interval.
+	Interval model.Duration `yaml:"interval"`
+	// Algorithm is one of the anomaly package's algorithms; default the
+	// default one.
+	Algorithm string `yaml:"algorithm"`
+	// MinHistory is how many points a series needs before it is scored;
+	// 0 means the algorithm's default.
+	MinHistory int `yaml:"min_history"`
+	// History is how far back the series are replayed into the detectors
+	// when alertd starts, so that a restart does not start learning over.
+	// Default 1d; 0s disables replay.
+	History *model.Duration `yaml:"history"`
+	// MaxSeries caps the series scored; more are skipped and counted.
+	// Default 1000.
+	MaxSeries int `yaml:"max_series"`
+	// ResetOnNewVersion forgets a series' history when the model it
+	// belongs to (its model label) changes version in modelmon_model_info,
+	// so a deploy is not scored as an anomaly. Default true.
+	ResetOnNewVersion *bool `yaml:"reset_on_new_version"`
+	// Labels are added to the output series.
+	Labels map[string]string `yaml:"labels"`
 }
 
 // Receiver is a named set of integrations, as in alertmanager.yml.
@@ -246,7 +284,59 @@ func (c *Config) validate(dir string) error {
 	if c.Intake.ResolveTimeout == 0 {
 		c.Intake.ResolveTimeout = model.Duration(5 * time.Minute)
 	}
+	if err := c.validateAnomaly(); err != nil {
+		return err
+	}
 	return c.validateRouting(dir)
+}
+
+func (c *Config) validateAnomaly() error {
+	names := map[string]bool{}
+	p := parser.NewParser(parser.Options{})
+	for i, d := range c.AnomalyDetectors {
+		if d == nil {
+			return fmt.Errorf("anomaly_detectors: entry %d is empty", i)
+		}
+		if d.Name == "" {
+			return fmt.Errorf("anomaly_detectors: entry %d has no name", i)
+		}
+		if names[d.Name] {
+			return fmt.Errorf("anomaly_detectors: name %q is not unique", d.Name)
+		}
+		names[d.Name] = true
+		if _, err := p.ParseExpr(d.Expr); err != nil {
+			return fmt.Errorf("anomaly_detectors: %q: invalid expr: %w", d.Name, err)
+		}
+		if d.Interval == 0 {
+			d.Interval = c.Global.EvaluationInterval
+		}
+		if d.Algorithm == "" {
+			d.Algorithm = anomaly.Default
+		}
+		if !slices.Contains(anomaly.Algorithms(), d.Algorithm) {
+			return fmt.Errorf("anomaly_detectors: %q: unknown algorithm %q (have %v)", d.Name, d.Algorithm, anomaly.Algorithms())
+		}
+		if d.MinHistory < 0 || d.MaxSeries < 0 {
+			return fmt.Errorf("anomaly_detectors: %q: min_history and max_series must not be negative", d.Name)
+		}
+		if d.History == nil {
+			h := model.Duration(24 * time.Hour)
+			d.History = &h
+		}
+		if d.MaxSeries == 0 {
+			d.MaxSeries = 1000
+		}
+		if d.ResetOnNewVersion == nil {
+			t := true
+			d.ResetOnNewVersion = &t
+		}
+		for k := range d.Labels {
+			if !model.UTF8Validation.IsValidLabelName(k) || k == "detector" || k == model.MetricNameLabel {
+				return fmt.Errorf("anomaly_detectors: %q: invalid label name %q", d.Name, k)
+			}
+		}
+	}
+	return nil
 }
 
 func checkURL(s string) error {

@@ -1,6 +1,7 @@
 package alertconfig
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/anomaly"
 )
 
 func TestLoadFileGood(t *testing.T) {
@@ -29,6 +32,17 @@ func TestLoadFileGood(t *testing.T) {
 	require.Equal(t, model.Duration(5*time.Minute), c.Intake.ResolveTimeout)
 }
 
+func TestLoadAnomalyDefaults(t *testing.T) {
+	c, err := Load("global: {evaluation_interval: 30s}\nanomaly_detectors: [{name: a, expr: up}]\n", "")
+	require.NoError(t, err)
+	d := c.AnomalyDetectors[0]
+	require.Equal(t, model.Duration(30*time.Second), d.Interval)
+	require.Equal(t, anomaly.Default, d.Algorithm)
+	require.Equal(t, model.Duration(24*time.Hour), *d.History)
+	require.Equal(t, 1000, d.MaxSeries)
+	require.True(t, *d.ResetOnNewVersion)
+}
+
 func TestLoadEmpty(t *testing.T) {
 	c, err := Load("", "")
 	require.NoError(t, err)
@@ -47,6 +61,11 @@ func TestLoadBad(t *testing.T) {
 		{"bad datasource", "datasource: {url: 'ftp://x'}\n", "datasource: invalid url \"ftp://x\": want http(s)://host[:port]"},
 		{"bad am url", "route: {receiver: a}\nreceivers: [{name: a, alertmanager_configs: [{url: nope}]}]\n", "alertmanager_configs: invalid url \"nope\": want http(s)://host[:port]"},
 		{"duplicate job", "scrape_configs: [{job_name: a}, {job_name: a}]\n", "scrape_configs: found multiple scrape configs with job name \"a\""},
+		{"anomaly without name", "anomaly_detectors: [{expr: up}]\n", "anomaly_detectors: entry 0 has no name"},
+		{"anomaly duplicate", "anomaly_detectors: [{name: a, expr: up}, {name: a, expr: up}]\n", "anomaly_detectors: name \"a\" is not unique"},
+		{"anomaly bad expr", "anomaly_detectors: [{name: a, expr: 'up{'}]\n", "anomaly_detectors: \"a\": invalid expr: 1:4: parse error: unexpected end of input inside braces"},
+		{"anomaly bad algorithm", "anomaly_detectors: [{name: a, expr: up, algorithm: nope}]\n", "anomaly_detectors: \"a\": unknown algorithm \"nope\" (have " + fmt.Sprint(anomaly.Algorithms()) + ")"},
+		{"anomaly bad label", "anomaly_detectors: [{name: a, expr: up, labels: {detector: x}}]\n", "anomaly_detectors: \"a\": invalid label name \"detector\""},
 		{"bad timeout", "global: {scrape_interval: 5s, scrape_timeout: 10s}\n", "global scrape timeout greater than scrape interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

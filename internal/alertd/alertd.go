@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +34,7 @@ import (
 	_ "github.com/prometheus/prometheus/discovery/file"       // file_sd_configs
 	_ "github.com/prometheus/prometheus/discovery/kubernetes" // kubernetes_sd_configs
 	"github.com/prometheus/prometheus/promql"
+	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb"
 
@@ -157,6 +160,14 @@ type Alertd struct {
 	discovery *discovery.Manager
 	scrape    *scrape.Manager
 
+	query          instantQueryFunc
+	queryRange     queryRangeFunc
+	anomalyMetrics *anomalyMetrics
+	anomalyMu      sync.Mutex
+	anomalyRunners []*anomalyRunner
+	anomalyCancel  context.CancelFunc
+	anomalyWG      sync.WaitGroup
+
 	cfg       atomic.Pointer[alertconfig.Config]
 	routeTree atomic.Pointer[dispatch.Route]
 	reloader  *config.Reloader[alertconfig.Config]
@@ -249,6 +260,7 @@ func New(o Options) (*Alertd, error) {
 			return nil, err
 		}
 		queryFunc = a.remote.Query
+		a.query, a.queryRange = a.remote.Query, a.remote.QueryRange
 		a.metrics.datasourceUp(a.reg, a.remote)
 	} else {
 		sdMetrics, err := discovery.CreateAndRegisterSDMetrics(a.reg)
@@ -264,6 +276,12 @@ func New(o Options) (*Alertd, error) {
 			return nil, fmt.Errorf("couldn't create the scrape manager: %w", err)
 		}
 	}
+	if a.query == nil {
+		a.query = promrules.EngineQueryFunc(a.engine, a.db)
+		a.queryRange = a.engineQueryRange
+	}
+	a.anomalyMetrics = newAnomalyMetrics(a.reg)
+	a.reg.MustRegister(anomalyCollector{runners: a.runners})
 	a.rules = rules.NewManager(rules.Options{
 		Storage:         a.db,
 		QueryFunc:       queryFunc,
@@ -358,8 +376,79 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 		return fmt.Errorf("couldn't load rules: %w", err)
 	}
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
+	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.cfg.Store(cfg)
 	return nil
+}
+
+// applyAnomaly replaces the anomaly detectors with the configured ones.
+// Detectors whose configuration did not change keep their state; the others
+// start over, replaying their history. Before Start, they only wait.
+func (a *Alertd) applyAnomaly(cfgs []*alertconfig.AnomalyDetector) {
+	a.anomalyMu.Lock()
+	defer a.anomalyMu.Unlock()
+	old := map[string]*anomalyRunner{}
+	for _, r := range a.anomalyRunners {
+		old[r.cfg.Name] = r
+	}
+	next := make([]*anomalyRunner, 0, len(cfgs))
+	for _, c := range cfgs {
+		if r, ok := old[c.Name]; ok && reflect.DeepEqual(r.cfg, c) {
+			next = append(next, r)
+			continue
+		}
+		next = append(next, newAnomalyRunner(c, a.query, a.queryRange, a.db, a.anomalyMetrics, a.logger.With("component", "anomaly")))
+	}
+	if a.started.Load() {
+		a.stopAnomalyLocked()
+		a.anomalyRunners = next
+		a.startAnomalyLocked()
+		return
+	}
+	a.anomalyRunners = next
+}
+
+// startAnomalyLocked starts the detectors; a.anomalyMu is held.
+func (a *Alertd) startAnomalyLocked() {
+	ctx, cancel := context.WithCancel(a.ctx)
+	a.anomalyCancel = cancel
+	for _, r := range a.anomalyRunners {
+		a.anomalyWG.Add(1)
+		go func() {
+			defer a.anomalyWG.Done()
+			r.run(ctx, a.opts.Now)
+		}()
+	}
+}
+
+// stopAnomalyLocked stops the detectors and waits; a.anomalyMu is held.
+func (a *Alertd) stopAnomalyLocked() {
+	if a.anomalyCancel != nil {
+		a.anomalyCancel()
+		a.anomalyWG.Wait()
+		a.anomalyCancel = nil
+	}
+}
+
+// runners returns the current anomaly detectors.
+func (a *Alertd) runners() []*anomalyRunner {
+	a.anomalyMu.Lock()
+	defer a.anomalyMu.Unlock()
+	return slices.Clone(a.anomalyRunners)
+}
+
+// engineQueryRange runs a range query on the embedded engine.
+func (a *Alertd) engineQueryRange(ctx context.Context, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	qry, err := a.engine.NewRangeQuery(ctx, a.db, nil, q, start, end, step)
+	if err != nil {
+		return nil, err
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return res.Matrix()
 }
 
 // matchRoutes names the receivers an alert's labels route to.
@@ -400,6 +489,9 @@ func (a *Alertd) Start() error {
 	}
 	a.webLns = lns
 	a.started.Store(true)
+	a.anomalyMu.Lock()
+	a.startAnomalyLocked()
+	a.anomalyMu.Unlock()
 	a.notify.Run()
 	if a.scrape != nil {
 		a.wg.Add(2)
@@ -484,6 +576,9 @@ func (a *Alertd) Stop() error {
 			go a.rules.Run()
 		}
 		a.rules.Stop()
+		a.anomalyMu.Lock()
+		a.stopAnomalyLocked()
+		a.anomalyMu.Unlock()
 		if a.scrape != nil {
 			a.scrape.Stop()
 		}

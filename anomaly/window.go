@@ -1,0 +1,215 @@
+package anomaly
+
+import "math"
+
+// window keeps the last n values of a series twice: in arrival order (a ring)
+// and sorted, so that the median is an index and the median absolute
+// deviation a binary search. Push costs two binary searches and one memmove
+// of at most n values, with no allocation: both slices are allocated once,
+// at construction. For n ≤ 1024 that is cheaper than two heaps with lazy
+// deletion and exact, unlike streaming quantile sketches.
+type window struct {
+	ring   []float64 // arrival order; ring[head] is the oldest once full
+	sorted []float64 // the same values, ascending; len is the count held
+	head   int
+	// Running sums of (x - shift) and its square over the values held,
+	// for the standard deviation; shift is the first value pushed, which
+	// keeps the sums small and cancellation mild.
+	shift, sum, sum2 float64
+	// scale caches scale's answer for scaleEvery pushes; age counts the
+	// pushes since it was computed (scaleEvery or more: stale).
+	scale float64
+	age   int
+}
+
+func newWindow(n int) window {
+	return window{ring: make([]float64, n), sorted: make([]float64, 0, n), age: scaleEvery}
+}
+
+// len returns how many values the window holds.
+func (w *window) len() int { return len(w.sorted) }
+
+// full reports whether the window holds its capacity.
+func (w *window) full() bool { return len(w.sorted) == len(w.ring) }
+
+// reset empties the window, keeping its memory.
+func (w *window) reset() {
+	w.sorted = w.sorted[:0]
+	w.head = 0
+	w.sum, w.sum2 = 0, 0
+	w.age = scaleEvery
+}
+
+// std returns the standard deviation of the values held (0 when fewer
+// than two).
+func (w *window) std() float64 {
+	n := float64(len(w.sorted))
+	if n < 2 {
+		return 0
+	}
+	m := w.sum / n
+	return math.Sqrt(math.Max(0, (w.sum2/n-m*m)*n/(n-1)))
+}
+
+// push adds x, evicting the oldest value once the window is full. x must not
+// be NaN.
+func (w *window) push(x float64) {
+	s := w.sorted
+	if len(s) == 0 {
+		w.shift = x
+	}
+	w.age++
+	dx := x - w.shift
+	w.sum += dx
+	w.sum2 += dx * dx
+	if len(s) < len(w.ring) {
+		w.ring[len(s)] = x
+		i := search(s, x)
+		s = s[:len(s)+1]
+		copy(s[i+1:], s[i:])
+		s[i] = x
+		w.sorted = s
+		return
+	}
+	old := w.ring[w.head]
+	do := old - w.shift
+	w.sum -= do
+	w.sum2 -= do * do
+	w.ring[w.head] = x
+	w.head++
+	if w.head == len(w.ring) {
+		w.head = 0
+	}
+	// Remove old and insert x with a single shift of the values between
+	// their positions.
+	i := search(s, old) // s[i] == old
+	j := search(s, x)
+	switch {
+	case j > i: // x goes right of old: shift (i, j) left by one
+		copy(s[i:j-1], s[i+1:j])
+		s[j-1] = x
+	default: // x goes at or left of old: shift [j, i) right by one
+		copy(s[j+1:i+1], s[j:i])
+		s[j] = x
+	}
+}
+
+// last returns the value pushed k pushes ago (k = 0 is the newest). k must be
+// below len.
+func (w *window) last(k int) float64 {
+	n := len(w.ring)
+	var newest int
+	if w.full() {
+		newest = w.head - 1
+	} else {
+		newest = len(w.sorted) - 1
+	}
+	i := newest - k
+	for i < 0 {
+		i += n
+	}
+	return w.ring[i]
+}
+
+// median returns the median of the values held (the mean of the two middle
+// ones for an even count), NaN when empty.
+func (w *window) median() float64 {
+	s := w.sorted
+	n := len(s)
+	if n == 0 {
+		return math.NaN()
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// quantile returns the value of rank q·(n-1), interpolated, NaN when empty.
+func (w *window) quantile(q float64) float64 {
+	s := w.sorted
+	n := len(s)
+	if n == 0 {
+		return math.NaN()
+	}
+	r := q * float64(n-1)
+	i := int(r)
+	if i >= n-1 {
+		return s[n-1]
+	}
+	f := r - float64(i)
+	return s[i] + f*(s[i+1]-s[i])
+}
+
+// mad returns the median absolute deviation of the values held around m
+// (usually the median), with the same even-count convention as median.
+func (w *window) mad(m float64) float64 {
+	n := len(w.sorted)
+	if n == 0 {
+		return math.NaN()
+	}
+	if n%2 == 1 {
+		return w.kthDeviation(m, n/2)
+	}
+	return (w.kthDeviation(m, n/2-1) + w.kthDeviation(m, n/2)) / 2
+}
+
+// kthDeviation returns the k-th smallest (0-based) of |s[i] - m|. The
+// deviations are two sorted sequences, L (m - s[p-1], m - s[p-2], …) and R
+// (s[p] - m, s[p+1] - m, …) with p the first index where s[p] ≥ m, so the
+// k-th smallest is a binary search on how many of the k+1 smallest come from
+// L: O(log n).
+func (w *window) kthDeviation(m float64, k int) float64 {
+	s := w.sorted
+	n := len(s)
+	p := search(s, m)
+	l := func(j int) float64 { return m - s[p-1-j] }
+	r := func(j int) float64 { return s[p+j] - m }
+	nl, nr := p, n-p
+	take := k + 1
+	lo, hi := max(0, take-nr), min(nl, take)
+	for lo < hi {
+		i := (lo + hi) / 2 // take i from L and take-i from R
+		j := take - i
+		if j > 0 && l(i) < r(j-1) {
+			lo = i + 1
+		} else {
+			hi = i
+		}
+	}
+	i, j := lo, take-lo
+	d := math.Inf(-1)
+	if i > 0 {
+		d = l(i - 1)
+	}
+	if j > 0 {
+		d = math.Max(d, r(j-1))
+	}
+	return d
+}
+
+// bytes returns the memory the window holds.
+func (w *window) bytes() int { return 8 * (cap(w.ring) + cap(w.sorted)) }
+
+// search returns the first index i with s[i] >= x, or len(s): the same as
+// sort.SearchFloat64s, without the closure call per step.
+// It halves a base pointer instead of narrowing [lo, hi), so the compiler
+// can use a conditional move rather than a hard-to-predict branch.
+func search(s []float64, x float64) int {
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	base := 0
+	for n > 1 {
+		half := n / 2
+		if s[base+half-1] < x {
+			base += half
+		}
+		n -= half
+	}
+	if s[base] < x {
+		base++
+	}
+	return base
+}

@@ -1,0 +1,91 @@
+package anomaly
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// refMedian is the sort-based median the window must agree with.
+func refMedian(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func refMAD(xs []float64) float64 {
+	m := refMedian(xs)
+	d := make([]float64, len(xs))
+	for i, x := range xs {
+		d[i] = math.Abs(x - m)
+	}
+	return refMedian(d)
+}
+
+func refStd(xs []float64) float64 {
+	var m float64
+	for _, x := range xs {
+		m += x
+	}
+	m /= float64(len(xs))
+	var v float64
+	for _, x := range xs {
+		v += (x - m) * (x - m)
+	}
+	return math.Sqrt(v / float64(len(xs)-1))
+}
+
+// TestWindowAgainstSort checks the rolling median, MAD, quantiles, standard
+// deviation and history of the window against sort-based computations on
+// the same values, for several sizes and value distributions (with many
+// ties, as quantised metrics have).
+func TestWindowAgainstSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	gens := map[string]func() float64{
+		"normal":    func() float64 { return 100 + 5*r.NormFloat64() },
+		"ties":      func() float64 { return float64(r.IntN(5)) },
+		"heavytail": func() float64 { return 1 / (r.Float64() + 1e-3) },
+	}
+	for name, gen := range gens {
+		for _, size := range []int{1, 2, 7, 64, 257} {
+			w := newWindow(size)
+			var all []float64
+			for i := range 3 * size {
+				x := gen()
+				w.push(x)
+				all = append(all, x)
+				held := all[max(0, len(all)-size):]
+				require.Equal(t, len(held), w.len())
+				require.True(t, slices.IsSorted(w.sorted), "%s/%d: sorted", name, size)
+				require.InDelta(t, refMedian(held), w.median(), 1e-9, "%s/%d/%d median", name, size, i)
+				m := w.median()
+				require.InDelta(t, refMAD(held), w.mad(m), 1e-9, "%s/%d/%d mad", name, size, i)
+				s := slices.Sorted(slices.Values(held))
+				require.Equal(t, s[0], w.quantile(0))
+				require.Equal(t, s[len(s)-1], w.quantile(1))
+				if len(held) > 1 {
+					require.InDelta(t, refStd(held), w.std(), 1e-6*(1+refStd(held)), "%s/%d/%d std", name, size, i)
+				}
+				for k := range len(held) {
+					require.Equal(t, held[len(held)-1-k], w.last(k))
+				}
+			}
+		}
+	}
+}
+
+func TestSearch(t *testing.T) {
+	s := []float64{1, 2, 2, 2, 5, 8}
+	for _, x := range []float64{0, 1, 1.5, 2, 3, 5, 8, 9} {
+		want, _ := slices.BinarySearch(s, x)
+		require.Equal(t, want, search(s, x), "x=%v", x)
+	}
+	require.Equal(t, 0, search(nil, 1))
+}
