@@ -30,8 +30,17 @@ const (
 	// trend changes) rather than one extreme point.
 	likShort = 10
 	likAlpha = 0.001
-	likZ     = 8
+	likZ     = 5
+	likRaw   = 0.5 // z of the raw score fed to the likelihood: squash(z, likRaw)
 	likWarm  = 300 // points before the long-run statistics are trusted
+	// spatialTol and spatialZ: a value outside the range of every value
+	// seen so far, widened by spatialTol of its width on each side, counts
+	// as at least spatialZ units of surprise (score 0.9), as the spatial
+	// anomaly of NAB's HTM detector does: a new extreme is news even when
+	// the level window has forgotten the old ones.
+	spatialTol  = 0.05
+	spatialZ    = 3
+	spatialWarm = 600 // points before the range is trusted
 	// peakDecay and peakPower: a point scores in full only when its
 	// surprise is at least the decayed maximum of the recent surprises;
 	// below it the score is scaled by (surprise/peak)^peakPower. The
@@ -52,9 +61,10 @@ const (
 //     Options.Window points),
 //   - the seasonal model of the seasonal detector, which replaces the level
 //     model on series where it explains the data clearly better,
-//   - and a likelihood term over the last few raw scores, which catches
+//   - a likelihood term over the last few raw scores, which catches
 //     changes (level shifts, trend and variance changes) that no single
 //     point reveals,
+//   - and a range term: a value beyond every value seen so far is odd,
 //
 // into one surprise, normalised by the series' own history of surprises,
 // and maps it to [0, 1]. It then keeps the first point of an anomaly and
@@ -69,13 +79,13 @@ type Ensemble struct {
 
 	seasAbs, lvlAbs float64 // EW mean absolute residuals of both models
 
-	short    [likShort]float64 // ring of the last raw scores
-	shortSum float64
-	nShort   int
-	mu, v2   float64 // EW mean and variance of the short mean
+	lik likTerm // the likelihood term over the last raw scores
 
 	block  float64 // maximum surprise of the current block
 	nBlock int     // points in the current block
+
+	lo, hi float64 // range of all values seen
+	seen   int     // values seen
 
 	peak  float64 // decayed maximum of recent surprises
 	quiet int     // points left in the refractory period
@@ -111,6 +121,11 @@ func (d *Ensemble) Update(t time.Time, v float64) Result {
 	} else {
 		r = d.score(v, sr)
 	}
+	if d.seen == 0 {
+		d.lo, d.hi = v, v
+	}
+	d.seen++
+	d.lo, d.hi = math.Min(d.lo, v), math.Max(d.hi, v)
 	d.lvl.push(v)
 	return d.g.done(t, r)
 }
@@ -148,9 +163,16 @@ func (d *Ensemble) score(v float64, sr Result) Result {
 	half := levelZ * norm * width
 	r.Lower, r.Upper = r.Expected-half, r.Expected+half
 
-	if zz := d.likelihood(squash(z, 1)) / likZ; zz > z && d.nShort > likWarm {
+	if zz := d.lik.add(squash(z, likRaw)) / likZ; zz > z && d.lik.n > likWarm {
 		z = zz
 		r.Detector, r.Reason = "likelihood", reasonLikelihood
+	}
+
+	if rng := d.hi - d.lo; d.seen > spatialWarm && (v > d.hi+spatialTol*rng || v < d.lo-spatialTol*rng) {
+		if z < spatialZ {
+			z = spatialZ
+			r.Detector, r.Reason = "range", reasonRange
+		}
 	}
 
 	score := squash(z, 1)
@@ -169,25 +191,6 @@ func (d *Ensemble) score(v float64, sr Result) Result {
 	return r
 }
 
-// likelihood adds raw to the short window and returns how many long-run
-// deviations the short window's mean lies above its long-run mean (0 when
-// below).
-func (d *Ensemble) likelihood(raw float64) float64 {
-	i := d.nShort % likShort
-	d.shortSum += raw - d.short[i]
-	d.short[i] = raw
-	d.nShort++
-	avg := d.shortSum / float64(min(d.nShort, likShort))
-	if d.nShort == 1 {
-		d.mu, d.v2 = avg, 0
-	}
-	z := (avg - d.mu) / (math.Sqrt(d.v2) + 1e-3)
-	dx := avg - d.mu
-	d.mu += likAlpha * dx
-	d.v2 = (1 - likAlpha) * (d.v2 + likAlpha*dx*dx)
-	return math.Max(z, 0)
-}
-
 // Reset implements Detector.
 func (d *Ensemble) Reset() {
 	d.g = guard{}
@@ -195,9 +198,37 @@ func (d *Ensemble) Reset() {
 	d.seas.Reset()
 	d.hist.reset()
 	d.seasAbs, d.lvlAbs = 0, 0
-	d.short, d.shortSum, d.nShort = [likShort]float64{}, 0, 0
-	d.mu, d.v2, d.peak, d.quiet = 0, 0, 0, 0
+	d.lik = likTerm{}
+	d.peak, d.quiet = 0, 0
 	d.block, d.nBlock = 0, 0
+	d.lo, d.hi, d.seen = 0, 0, 0
+}
+
+// likTerm compares the mean of the last likShort inputs with the long-run
+// mean and deviation of that mean (exponentially weighted).
+type likTerm struct {
+	short  [likShort]float64
+	sum    float64
+	n      int
+	mu, v2 float64
+}
+
+// add takes the next input and returns how many long-run deviations the
+// short mean lies above its long-run mean (0 when below).
+func (l *likTerm) add(raw float64) float64 {
+	i := l.n % likShort
+	l.sum += raw - l.short[i]
+	l.short[i] = raw
+	l.n++
+	avg := l.sum / float64(min(l.n, likShort))
+	if l.n == 1 {
+		l.mu, l.v2 = avg, 0
+	}
+	z := (avg - l.mu) / (math.Sqrt(l.v2) + 1e-3)
+	dx := avg - l.mu
+	l.mu += likAlpha * dx
+	l.v2 = (1 - likAlpha) * (l.v2 + likAlpha*dx*dx)
+	return math.Max(z, 0)
 }
 
 // Size returns the bytes the detector holds.

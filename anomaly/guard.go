@@ -110,6 +110,7 @@ const (
 	reasonSeasonal   = "distance from the value one season ago, in robust deviations of the seasonal residual"
 	reasonChange     = "level shift or trend change: CUSUM of standardised values"
 	reasonLikelihood = "run of unusual points: mean recent score far above its long-run level"
+	reasonRange      = "outside the range of all values seen so far"
 )
 
 // sizeofStruct returns the size of *p itself, without what it points to.
