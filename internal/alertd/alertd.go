@@ -129,9 +129,7 @@ func (o *Options) setDefaults() {
 		o.MaxAlertsBody = d.MaxAlertsBody
 	}
 	if o.Web == nil {
-		addrs := []string{":9109"}
-		cfgFile := ""
-		o.Web = &toolkit.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &cfgFile}
+		o.Web = web.DefaultFlags(":9109")
 	}
 	if o.ExternalURL == nil {
 		o.ExternalURL = &url.URL{Scheme: "http", Host: "localhost:9109"}

@@ -185,7 +185,7 @@ func TestIntakeLifecycle(t *testing.T) {
 		StartsAt:     startsAt,
 		GeneratorURL: "http://prometheus.example/graph",
 		Fingerprint:  fingerprint(map[string]string{"alertname": "Pushed", "model": "fraud"}),
-	}, payload{Alerts: p.Alerts}.utc().Alerts[0])
+	}, payload{Alerts: p.Alerts}.UTC().Alerts[0])
 
 	// Alertmanager's webhook says it resolved.
 	endsAt := time.Now().UTC().Truncate(time.Millisecond)

@@ -144,7 +144,7 @@ groups:
 		CommonAnnotations:  annotations,
 		ExternalURL:        externalURL.String(),
 		Alerts:             []payloadAlert{alert},
-	}.utc(), p.utc())
+	}.UTC(), p.UTC())
 	require.WithinDuration(t, time.Now(), al.StartsAt, time.Minute)
 	requireInAlertmanager(t, am, alert)
 
@@ -158,7 +158,7 @@ groups:
 	require.True(t, r.EndsAt.After(alert.StartsAt), "endsAt %s not after startsAt %s", r.EndsAt, alert.StartsAt)
 	require.False(t, r.EndsAt.After(time.Now()), "endsAt %s is in the future", r.EndsAt)
 	r.EndsAt, alert.Status = time.Time{}, "resolved"
-	require.Equal(t, alert, payload{Alerts: []payloadAlert{r}}.utc().Alerts[0])
+	require.Equal(t, alert, payload{Alerts: []payloadAlert{r}}.UTC().Alerts[0])
 	require.Equal(t, `{}:{alertname="QueueTooDeep"}`, p.GroupKey)
 	require.Equal(t, labels, p.CommonLabels)
 	require.Eventually(t, func() bool {
@@ -260,7 +260,7 @@ groups:
 		CommonAnnotations:  annotations,
 		ExternalURL:        externalURL.String(),
 		Alerts:             []payloadAlert{alert},
-	}.utc(), p.utc())
+	}.UTC(), p.UTC())
 	requireInAlertmanager(t, am, alert)
 	require.Equal(t, "3", al.Value)
 	h.checkWire(t)
@@ -338,7 +338,7 @@ groups:
 			GeneratorURL: al.GeneratorURL,
 			Fingerprint:  fingerprint(labels),
 		}},
-	}.utc(), p.utc())
+	}.UTC(), p.UTC())
 
 	for _, m := range []struct {
 		name   string

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/modelmon/modelmon/internal/notify/notifytest"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
@@ -230,42 +231,11 @@ func metric(t *testing.T, g prometheus.Gatherer, name string, labelPairs ...stri
 	return 0, false
 }
 
-// payload is the webhook payload, version 4, as a receiver decodes it.
-type payload struct {
-	Version            string            `json:"version"`
-	GroupKey           string            `json:"groupKey"`
-	TruncatedAlerts    uint64            `json:"truncatedAlerts"`
-	Status             string            `json:"status"`
-	Receiver           string            `json:"receiver"`
-	NotificationReason string            `json:"notification_reason"`
-	GroupLabels        map[string]string `json:"groupLabels"`
-	CommonLabels       map[string]string `json:"commonLabels"`
-	CommonAnnotations  map[string]string `json:"commonAnnotations"`
-	RouteLabels        map[string]string `json:"routeLabels"`
-	ExternalURL        string            `json:"externalURL"`
-	Alerts             []payloadAlert    `json:"alerts"`
-}
-
-type payloadAlert struct {
-	Status       string            `json:"status"`
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     time.Time         `json:"startsAt"`
-	EndsAt       time.Time         `json:"endsAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Fingerprint  string            `json:"fingerprint"`
-}
-
-// utc returns p with its times in UTC, so that require.Equal compares them
-// by instant.
-func (p payload) utc() payload {
-	p.Alerts = slices.Clone(p.Alerts)
-	for i := range p.Alerts {
-		p.Alerts[i].StartsAt = p.Alerts[i].StartsAt.UTC()
-		p.Alerts[i].EndsAt = p.Alerts[i].EndsAt.UTC()
-	}
-	return p
-}
+// payload and payloadAlert are the webhook payload as a receiver decodes it.
+type (
+	payload      = notifytest.Payload
+	payloadAlert = notifytest.PayloadAlert
+)
 
 // The keys of a webhook payload and of each of its alerts, as Alertmanager
 // sends them.

@@ -140,9 +140,7 @@ func (o *Options) setDefaults() {
 		o.PushMaxBodySize = d.PushMaxBodySize
 	}
 	if o.Web == nil {
-		addrs := []string{":9108"}
-		cfgFile := ""
-		o.Web = &toolkit.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &cfgFile}
+		o.Web = web.DefaultFlags(":9108")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

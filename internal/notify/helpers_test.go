@@ -2,7 +2,6 @@ package notify
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/notify/notifytest"
 )
 
 func TestMain(m *testing.M) {
@@ -31,48 +31,8 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// payload is the webhook payload, version 4, as a receiver decodes it.
-type payload struct {
-	Version           string            `json:"version"`
-	GroupKey          string            `json:"groupKey"`
-	TruncatedAlerts   uint64            `json:"truncatedAlerts"`
-	Status            string            `json:"status"`
-	Receiver          string            `json:"receiver"`
-	GroupLabels       map[string]string `json:"groupLabels"`
-	CommonLabels      map[string]string `json:"commonLabels"`
-	CommonAnnotations map[string]string `json:"commonAnnotations"`
-	ExternalURL       string            `json:"externalURL"`
-	Alerts            []payloadAlert    `json:"alerts"`
-}
-
-type payloadAlert struct {
-	Status       string            `json:"status"`
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     time.Time         `json:"startsAt"`
-	EndsAt       time.Time         `json:"endsAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Fingerprint  string            `json:"fingerprint"`
-}
-
-// String summarises p as "receiver {group labels} alertname:status …",
-// alerts sorted.
-func (p payload) String() string {
-	alerts := make([]string, 0, len(p.Alerts))
-	for _, a := range p.Alerts {
-		alerts = append(alerts, a.Labels["alertname"]+":"+a.Status)
-	}
-	slices.Sort(alerts)
-	return fmt.Sprintf("%s %s %s", p.Receiver, labelsString(p.GroupLabels), strings.Join(alerts, " "))
-}
-
-func labelsString(m map[string]string) string {
-	ls := make(model.LabelSet, len(m))
-	for k, v := range m {
-		ls[model.LabelName(k)] = model.LabelValue(v)
-	}
-	return ls.String()
-}
+// payload is the webhook payload as a receiver decodes it.
+type payload = notifytest.Payload
 
 // receiver is a real webhook receiver. It answers the queued statuses in
 // turn, then 200, and closes every connection so that no idle connection

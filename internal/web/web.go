@@ -103,3 +103,11 @@ func Serve(srv *http.Server, lns []net.Listener, fc *web.FlagConfig, logger *slo
 		logger.Error("Web server stopped", "err", err)
 	}
 }
+
+// DefaultFlags returns the web flags of a process listening on addr with
+// no web configuration file, for callers that set no flags (tests, embedding).
+func DefaultFlags(addr string) *web.FlagConfig {
+	addrs := []string{addr}
+	cfgFile := ""
+	return &web.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &cfgFile}
+}
