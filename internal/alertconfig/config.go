@@ -23,6 +23,7 @@ import (
 	yamlv2 "go.yaml.in/yaml/v2"
 
 	"github.com/modelmon/modelmon/anomaly"
+	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/config"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	Intake Intake `yaml:"intake"`
 	// AnomalyDetectors score the series of PromQL expressions for anomalies.
 	AnomalyDetectors []*AnomalyDetector `yaml:"anomaly_detectors"`
+	// Classification, when present, gives every alert a category, priority,
+	// action and false-positive probability (see the classify package).
+	Classification *Classification `yaml:"classification"`
 	// Route is Alertmanager's routing tree.
 	Route *amconfig.Route `yaml:"route"`
 	// Receivers are the routes' destinations.
@@ -105,6 +109,12 @@ type AnomalyDetector struct {
 	ResetOnNewVersion *bool `yaml:"reset_on_new_version"`
 	// Labels are added to the output series.
 	Labels map[string]string `yaml:"labels"`
+}
+
+// Classification configures the classify stage of the pipeline.
+type Classification struct {
+	// Rules are evaluated in order; the first that matches decides.
+	Rules []classify.Rule `yaml:"rules"`
 }
 
 // Receiver is a named set of integrations, as in alertmanager.yml.
@@ -286,6 +296,13 @@ func (c *Config) validate(dir string) error {
 	}
 	if err := c.validateAnomaly(); err != nil {
 		return err
+	}
+	if c.Classification != nil {
+		for i := range c.Classification.Rules {
+			if err := c.Classification.Rules[i].Validate(); err != nil {
+				return fmt.Errorf("classification: rule %d: %w", i, err)
+			}
+		}
 	}
 	return c.validateRouting(dir)
 }

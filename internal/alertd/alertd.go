@@ -38,6 +38,7 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb"
 
+	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/notify"
@@ -144,16 +145,19 @@ func (o *Options) setDefaults() {
 
 // Alertd is a running alert engine.
 type Alertd struct {
-	opts    Options
-	logger  *slog.Logger
-	reg     *prometheus.Registry
-	db      *tsdb.DB
-	engine  *promql.Engine
-	remote  *rules.Remote
-	rules   *rules.Manager
-	notify  *notify.Notifier
-	store   *store
-	metrics *metrics
+	opts   Options
+	logger *slog.Logger
+	reg    *prometheus.Registry
+	db     *tsdb.DB
+	engine *promql.Engine
+	remote *rules.Remote
+	rules  *rules.Manager
+	notify *notify.Notifier
+	store  *store
+	// classifier is the classify stage, active when the configuration has
+	// a classification section; it keeps learning from feedback either way.
+	classifier *classifier
+	metrics    *metrics
 
 	discovery *discovery.Manager
 	scrape    *scrape.Manager
@@ -247,6 +251,9 @@ func New(o Options) (*Alertd, error) {
 		return nil, err
 	}
 	a.store = newStore(a.reg, a.notify.Put, a.matchRoutes, o.ResolvedRetention, o.Now)
+	if a.classifier, err = newClassifier(classificationRules(cfg), classifierPath(o.StoragePath), a.reg); err != nil {
+		return nil, err
+	}
 
 	var queryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
 	if u := a.datasourceURL(cfg); u != "" {
@@ -373,6 +380,14 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	if err := a.rules.Update(time.Duration(cfg.Global.EvaluationInterval), cfg.RuleFiles, cfg.Global.ExternalLabels); err != nil {
 		return fmt.Errorf("couldn't load rules: %w", err)
 	}
+	if err := a.classifier.setRules(classificationRules(cfg)); err != nil {
+		return err
+	}
+	var stages []Stage
+	if cfg.Classification != nil {
+		stages = append(stages, a.classifier)
+	}
+	a.store.setStages(stages)
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.cfg.Store(cfg)
@@ -447,6 +462,14 @@ func (a *Alertd) engineQueryRange(ctx context.Context, q string, start, end time
 		return nil, res.Err
 	}
 	return res.Matrix()
+}
+
+// classificationRules returns the configured classification rules.
+func classificationRules(cfg *alertconfig.Config) []classify.Rule {
+	if cfg.Classification == nil {
+		return nil
+	}
+	return cfg.Classification.Rules
 }
 
 // matchRoutes names the receivers an alert's labels route to.

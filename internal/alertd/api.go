@@ -52,6 +52,7 @@ func (a *Alertd) routes() http.Handler {
 	// Alerts and rules, with state and history.
 	mux.HandleFunc("GET /api/v1/alerts", a.apiAlerts)
 	mux.HandleFunc("GET /api/v1/rules", a.apiRules)
+	mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/feedback", a.postFeedback)
 
 	// Intake.
 	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts)

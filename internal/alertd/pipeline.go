@@ -62,6 +62,9 @@ type Alert struct {
 	// the alert is still stored and shown.
 	Suppressed bool
 	History    []Decision
+	// sourceAnnotations are the annotations as the source sent them, before
+	// stages added theirs: changes are detected on these.
+	sourceAnnotations model.LabelSet
 }
 
 // Stage is one step of the alert pipeline. Stages run in order on every
@@ -143,14 +146,19 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 			} else {
 				action = "refired"
 			}
-		case !old.Annotations.Equal(a.Annotations):
+		case !old.sourceAnnotations.Equal(a.Annotations):
 			action = "updated"
 		}
+		a.sourceAnnotations = a.Annotations
 		if ok {
 			// Keep what earlier stages learnt; take the new labels,
 			// annotations and times, as Alertmanager's merge does.
 			a.History = old.History
 			a.Suppressed = old.Suppressed
+			if action == "" {
+				// Unchanged: keep what the stages added.
+				a.Annotations = old.Annotations
+			}
 			if old.StartsAt.Before(a.StartsAt) && !old.ResolvedAt(now) {
 				a.StartsAt = old.StartsAt
 			}
@@ -197,6 +205,26 @@ func (a *Alert) record(d Decision) {
 		a.History = slices.Delete(a.History, 1, 2)
 	}
 	a.History = append(a.History, d)
+}
+
+// get returns a copy of the alert with this fingerprint.
+func (s *store) get(fp model.Fingerprint) (*Alert, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.alerts[fp]
+	if !ok {
+		return nil, false
+	}
+	c := *a
+	c.History = slices.Clone(a.History)
+	return &c, true
+}
+
+// setStages replaces the pipeline's stages.
+func (s *store) setStages(st []Stage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stages = st
 }
 
 // note records a decision about the alerts with these fingerprints, if
