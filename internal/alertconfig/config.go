@@ -16,6 +16,7 @@ import (
 	amconfig "github.com/prometheus/alertmanager/config"
 	amcommon "github.com/prometheus/alertmanager/config/common"
 	"github.com/prometheus/alertmanager/notify/webhook"
+	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
@@ -47,6 +48,9 @@ type Config struct {
 	Intake Intake `yaml:"intake"`
 	// AnomalyDetectors score the series of PromQL expressions for anomalies.
 	AnomalyDetectors []*AnomalyDetector `yaml:"anomaly_detectors"`
+	// Silences keep the alerts they select from notifications for a
+	// while, as Alertmanager's do; more come through the API.
+	Silences []*Silence `yaml:"silences"`
 	// Classification, when present, gives every alert a category, priority,
 	// action and false-positive probability (see the classify package).
 	Classification *Classification `yaml:"classification"`
@@ -109,6 +113,17 @@ type AnomalyDetector struct {
 	ResetOnNewVersion *bool `yaml:"reset_on_new_version"`
 	// Labels are added to the output series.
 	Labels map[string]string `yaml:"labels"`
+}
+
+// Silence is a silence from the configuration file.
+type Silence struct {
+	// Matchers are in Alertmanager's syntax; each string may hold several.
+	Matchers []string `yaml:"matchers"`
+	// StartsAt defaults to the beginning of time; EndsAt is required.
+	StartsAt  time.Time `yaml:"starts_at"`
+	EndsAt    time.Time `yaml:"ends_at"`
+	CreatedBy string    `yaml:"created_by"`
+	Comment   string    `yaml:"comment"`
 }
 
 // Classification configures the classify stage of the pipeline.
@@ -296,6 +311,19 @@ func (c *Config) validate(dir string) error {
 	}
 	if err := c.validateAnomaly(); err != nil {
 		return err
+	}
+	for i, sil := range c.Silences {
+		if sil == nil || len(sil.Matchers) == 0 {
+			return fmt.Errorf("silences: entry %d has no matchers", i)
+		}
+		for _, m := range sil.Matchers {
+			if _, err := amlabels.ParseMatchers(m); err != nil {
+				return fmt.Errorf("silences: entry %d: invalid matcher %q: %w", i, m, err)
+			}
+		}
+		if sil.EndsAt.IsZero() || !sil.EndsAt.After(sil.StartsAt) {
+			return fmt.Errorf("silences: entry %d: ends_at must be set and after starts_at", i)
+		}
 	}
 	if c.Classification != nil {
 		for i := range c.Classification.Rules {

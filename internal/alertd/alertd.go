@@ -157,6 +157,7 @@ type Alertd struct {
 	// classifier is the classify stage, active when the configuration has
 	// a classification section; it keeps learning from feedback either way.
 	classifier *classifier
+	silencer   *silencer
 	metrics    *metrics
 
 	discovery *discovery.Manager
@@ -239,6 +240,9 @@ func New(o Options) (*Alertd, error) {
 	})
 	a.metrics = newMetrics(a.reg)
 
+	if a.silencer, err = newSilencer(silencesPath(o.StoragePath)); err != nil {
+		return nil, err
+	}
 	a.notify, err = notify.New(notify.Options{
 		Config:      cfg,
 		ExternalURL: o.ExternalURL,
@@ -246,6 +250,7 @@ func New(o Options) (*Alertd, error) {
 		Logger:      a.logger.With("component", "notify"),
 		Registerer:  a.reg,
 		OnNotify:    a.onNotify,
+		Mutes:       func(ls model.LabelSet) bool { return a.silencer.mutes(o.Now(), ls) },
 	})
 	if err != nil {
 		return nil, err
@@ -383,11 +388,14 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	if err := a.classifier.setRules(classificationRules(cfg)); err != nil {
 		return err
 	}
+	if err := a.silencer.setConfig(cfg.Silences); err != nil {
+		return err
+	}
 	var stages []Stage
 	if cfg.Classification != nil {
 		stages = append(stages, a.classifier)
 	}
-	a.store.setStages(stages)
+	a.store.setStages(append(stages, a.silencer))
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.cfg.Store(cfg)
@@ -570,6 +578,10 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 		case <-t.C:
 			now := a.opts.Now()
 			a.checkDatasource(now)
+			if err := a.store.release(a.ctx, now); err != nil {
+				a.logger.Error("Failed to release alerts", "err", err)
+			}
+			a.silencer.gc(now, a.opts.ResolvedRetention)
 			a.store.gc(now)
 		case <-a.ctx.Done():
 			return

@@ -53,6 +53,9 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/alerts", a.apiAlerts)
 	mux.HandleFunc("GET /api/v1/rules", a.apiRules)
 	mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/feedback", a.postFeedback)
+	mux.HandleFunc("POST /api/v1/silences", a.postSilence)
+	mux.HandleFunc("GET /api/v1/silences", a.getSilences)
+	mux.HandleFunc("DELETE /api/v1/silences/{id}", a.deleteSilence)
 
 	// Intake.
 	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts)

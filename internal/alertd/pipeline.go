@@ -114,7 +114,7 @@ func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, rout
 		}, []string{"source"}),
 		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_alerts_suppressed_total",
-			Help: "The total number of alerts a pipeline stage kept from notifications, by the stage's reason.",
+			Help: "The total number of times a pipeline stage kept an alert from notifications, by the stage (silence, …).",
 		}, []string{"reason"}),
 	}
 	for _, src := range sources {
@@ -167,17 +167,7 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		if action != "" {
 			s.received.WithLabelValues(string(src)).Inc()
 			a.record(Decision{Time: now, Stage: "intake", Action: action, Reason: reason})
-			a.Suppressed = false
-			for _, st := range s.stages {
-				d := st.Process(ctx, now, a)
-				if d.Action != "" {
-					d.Time, d.Stage = now, st.Name()
-					a.record(d)
-				}
-				if a.Suppressed && d.Action == "suppressed" {
-					s.suppressed.WithLabelValues(d.Reason).Inc()
-				}
-			}
+			s.runStages(ctx, now, a, false)
 			if !a.Suppressed && action != "resolved" {
 				if rs := s.route(a.Labels); len(rs) > 0 {
 					a.record(Decision{Time: now, Stage: "route", Action: "routed", Reason: fmt.Sprintf("matches the routes to %v", rs)})
@@ -193,6 +183,85 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		return nil
 	}
 	return s.put(out...)
+}
+
+// runStages runs the stages over a, recording their decisions. With
+// again (a suppressed alert looked at once more), a decision that repeats
+// the stage's previous one is not recorded or counted again. Called with
+// s.mu held.
+func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bool) {
+	a.Suppressed = false
+	for _, st := range s.stages {
+		d := st.Process(ctx, now, a)
+		if d.Action == "" {
+			continue
+		}
+		d.Time, d.Stage = now, st.Name()
+		if again && a.lastDecision(d.Stage).sameAs(d) {
+			continue
+		}
+		a.record(d)
+		if a.Suppressed && d.Action == "suppressed" {
+			s.suppressed.WithLabelValues(st.Name()).Inc()
+		}
+	}
+}
+
+// release looks again at the suppressed alerts that still fire: those no
+// stage suppresses any more (a silence or hold expired) are released to the
+// notifier. It runs every few seconds.
+func (s *store) release(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	var out []*amalert.Alert
+	for _, a := range s.alerts {
+		if !a.Suppressed || a.ResolvedAt(now) {
+			continue
+		}
+		s.runStages(ctx, now, a, true)
+		if a.Suppressed {
+			continue
+		}
+		a.record(Decision{Time: now, Stage: "pipeline", Action: "released", Reason: "no stage suppresses it any more"})
+		if rs := s.route(a.Labels); len(rs) > 0 {
+			a.record(Decision{Time: now, Stage: "route", Action: "routed", Reason: fmt.Sprintf("matches the routes to %v", rs)})
+		}
+		out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
+	}
+	s.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	return s.put(out...)
+}
+
+// resuppress runs the stages again over firing alerts that are not
+// suppressed, after a new silence: those it now selects are marked
+// suppressed (the notifier's mute stage keeps them out of notifications).
+func (s *store) resuppress(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.alerts {
+		if a.Suppressed || a.ResolvedAt(now) {
+			continue
+		}
+		s.runStages(ctx, now, a, true)
+	}
+	return nil
+}
+
+// lastDecision returns the alert's latest decision of the stage.
+func (a *Alert) lastDecision(stage string) Decision {
+	for i := len(a.History) - 1; i >= 0; i-- {
+		if a.History[i].Stage == stage {
+			return a.History[i]
+		}
+	}
+	return Decision{}
+}
+
+// sameAs reports whether two decisions say the same thing, whenever taken.
+func (d Decision) sameAs(o Decision) bool {
+	return d.Stage == o.Stage && d.Action == o.Action && d.Reason == o.Reason
 }
 
 // ResolvedAt says whether the alert is resolved at now.

@@ -70,8 +70,10 @@ func TestForwardToAlertmanager(t *testing.T) {
 	require.Equal(t, "active", *a.Status.State)
 	// Firing alerts last until alertd would have sent them again.
 	require.Greater(t, time.Time(*a.EndsAt), time.Now().Add(2*time.Hour))
-	ns := got.get()
-	require.NotEmpty(t, ns)
+	// OnNotify runs once the delivery has returned, which may be a moment
+	// after the Alertmanager lists the alert.
+	var ns []Notification
+	require.Eventually(t, func() bool { ns = got.get(); return len(ns) > 0 }, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, "alertmanager[0]", ns[0].Integration)
 	require.NoError(t, ns[0].Err)
 

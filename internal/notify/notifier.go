@@ -59,6 +59,10 @@ type Options struct {
 	// concurrently for different groups; it must return quickly and must not
 	// call ApplyConfig or Stop, which wait for notifications in flight.
 	OnNotify func(n Notification)
+	// Mutes, if set, is asked at every flush whether an alert (by its
+	// labels) is muted, as Alertmanager's silences are: muted alerts are
+	// left out of notifications. It must be safe for concurrent use.
+	Mutes func(labels model.LabelSet) bool
 }
 
 // Notification is one notification of a group to one integration.
@@ -92,6 +96,7 @@ type Notifier struct {
 	logger      *slog.Logger
 	externalURL *url.URL
 	onNotify    func(Notification)
+	mutes       func(model.LabelSet) bool
 	snapshot    string
 
 	metrics     *metrics
@@ -129,6 +134,7 @@ func New(o Options) (*Notifier, error) {
 		logger:      o.Logger,
 		externalURL: o.ExternalURL,
 		onNotify:    o.OnNotify,
+		mutes:       o.Mutes,
 		metrics:     newMetrics(),
 		// Alertmanager's RetryStage needs its metrics; they stay
 		// unregistered, the alertd_ ones above count the same things.

@@ -1,16 +1,19 @@
 package notify
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 
 	"github.com/prometheus/alertmanager/dispatch"
+	"github.com/prometheus/alertmanager/labelset"
 	"github.com/prometheus/alertmanager/nflog/nflogpb"
 	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
 	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/notify/alertmanager"
@@ -67,8 +70,18 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 		}
 		stages[name] = s
 	}
-	return &pipeline{route: route, stage: n.gate.wrap(stages), tmpl: tmpl}, nil
+	var stage amnotify.Stage = stages
+	if n.mutes != nil {
+		stage = amnotify.MultiStage{amnotify.NewMuteStage(muter(n.mutes), n.amMetrics), stages}
+	}
+	return &pipeline{route: route, stage: n.gate.wrap(stage), tmpl: tmpl}, nil
 }
+
+// muter adapts Options.Mutes to Alertmanager's Muter.
+type muter func(model.LabelSet) bool
+
+// Mutes implements amnotify.Muter.
+func (m muter) Mutes(_ context.Context, ls labelset.LabelSet) bool { return m(ls.LabelSet) }
 
 // receiverStage builds r's integrations and returns the stage notifying
 // them all at once, each through its own dedup, retry and log stages, as

@@ -1,0 +1,140 @@
+package alertd
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+)
+
+func createSilence(t *testing.T, a *testAlertd, body string) string {
+	t.Helper()
+	code, resp := post(t, a.URL+"/api/v1/silences", "application/json", body)
+	require.Equal(t, http.StatusOK, code, resp)
+	var r struct {
+		Data struct {
+			SilenceID string `json:"silenceID"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(resp), &r))
+	require.NotEmpty(t, r.Data.SilenceID)
+	return r.Data.SilenceID
+}
+
+// A silence created through the API keeps the alerts it selects from
+// notifications, with the reason in their history, until it expires; then
+// they are released and notified. A silence created while an alert fires
+// suppresses it too, and silences survive a restart.
+func TestSilences(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", routes(h, nil, ""))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	o, logs := newOptions(t, dir)
+	a1, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, a1.Start())
+	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, a1.Stop())
+		}
+	})
+
+	id := createSilence(t, a, `{"matchers":["alertname=\"Noisy\""],"duration":"3s","createdBy":"alice","comment":"maintenance"}`)
+	postAlert(t, a, `{"alertname":"Noisy","model":"fraud"}`)
+	noisy := waitAlert(t, a, model.LabelSet{"alertname": "Noisy", "model": "fraud"})
+	require.Equal(t, "suppressed", noisy.State)
+	last := noisy.History[len(noisy.History)-1]
+	require.Equal(t, "silence", last.Stage)
+	require.Equal(t, "suppressed", last.Action)
+	require.Contains(t, last.Reason, "silenced by "+id+" until ")
+	require.Contains(t, last.Reason, ", created by alice: maintenance")
+	n, _ := metric(t, a.Registry(), "alertd_alerts_suppressed_total", "reason", "silence")
+	require.Equal(t, 1.0, n)
+	require.Never(t, func() bool { return len(h.matching("Noisy", "firing")) > 0 }, 1500*time.Millisecond, 50*time.Millisecond,
+		"a silenced alert was notified")
+
+	h.wait(t, "Noisy", "firing", 30*time.Second)
+	noisy = waitAlert(t, a, noisy.Labels)
+	require.Equal(t, "firing", noisy.State)
+	require.Contains(t, actions(noisy.History), "pipeline/released")
+
+	// An alert already firing and notified, then silenced.
+	postAlert(t, a, `{"alertname":"Loud"}`)
+	h.wait(t, "Loud", "firing", 30*time.Second)
+	loudID := createSilence(t, a, `{"matchers":["{alertname=\"Loud\"}"],"duration":"1h","createdBy":"bob"}`)
+	loud := waitAlert(t, a, model.LabelSet{"alertname": "Loud"})
+	require.Equal(t, "suppressed", loud.State)
+
+	// Restart: the silence still applies.
+	require.NoError(t, a1.Stop())
+	stopped = true
+	b := start(t, dir, o, logs)
+	code, body := get(t, b.URL+"/api/v1/silences")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `"id":"`+loudID+`"`)
+	require.Contains(t, body, `"state":"active"`)
+	before := len(h.matching("Loud", "firing"))
+	postAlert(t, b, `{"alertname":"Loud"}`)
+	loud = waitAlert(t, b, model.LabelSet{"alertname": "Loud"})
+	require.Equal(t, "suppressed", loud.State)
+	require.Never(t, func() bool { return len(h.matching("Loud", "firing")) > before }, 1500*time.Millisecond, 50*time.Millisecond,
+		"the silence no longer applied after the restart")
+
+	// Expiring it through the API releases the alert.
+	req, err := http.NewRequest(http.MethodDelete, b.URL+"/api/v1/silences/"+loudID, nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Eventually(t, func() bool {
+		al, ok := b.alert(t, "Loud", SourcePrometheus)
+		return ok && al.State == "firing" && slices.Contains(actions(al.History), "pipeline/released")
+	}, 30*time.Second, 20*time.Millisecond)
+}
+
+// Bad silences get a clear error; overlapping silences both apply, the one
+// ending last named.
+func TestSilencesBadInputAndOverlap(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	for _, tc := range []struct{ name, body, want string }{
+		{"malformed matcher", `{"matchers":["alertname=~\"(\""],"duration":"1h"}`, "invalid matcher"},
+		{"no matchers", `{"matchers":[],"duration":"1h"}`, "a silence needs at least one matcher\n"},
+		{"matches everything", `{"matchers":["foo=\"\""],"duration":"1h"}`, "matchers must not match the empty label set: at least one needs a non-empty value\n"},
+		{"no end", `{"matchers":["a=\"b\""]}`, "a silence needs endsAt or duration\n"},
+		{"end and duration", `{"matchers":["a=\"b\""],"duration":"1h","endsAt":"2099-01-01T00:00:00Z"}`, "give endsAt or duration, not both\n"},
+		{"ended", `{"matchers":["a=\"b\""],"endsAt":"2001-01-01T00:00:00Z"}`, "endsAt must be after startsAt and in the future\n"},
+		{"bad duration", `{"matchers":["a=\"b\""],"duration":"soon"}`, "invalid duration \"soon\""},
+		{"unknown field", `{"matchers":["a=\"b\""],"duration":"1h","who":"x"}`, "couldn't parse silence: json: unknown field \"who\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := post(t, a.URL+"/api/v1/silences", "application/json", tc.body)
+			require.Equal(t, http.StatusBadRequest, code)
+			require.True(t, strings.HasPrefix(body, tc.want) || strings.Contains(body, tc.want), body)
+		})
+	}
+	req, err := http.NewRequest(http.MethodDelete, a.URL+"/api/v1/silences/nope", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	createSilence(t, a, `{"matchers":["alertname=\"Both\""],"duration":"1h"}`)
+	longer := createSilence(t, a, `{"matchers":["alertname=~\"B.*\""],"duration":"2h"}`)
+	postAlert(t, a, `{"alertname":"Both"}`)
+	both := waitAlert(t, a, model.LabelSet{"alertname": "Both"})
+	require.Equal(t, "suppressed", both.State)
+	require.Contains(t, both.History[len(both.History)-1].Reason, "silenced by "+longer)
+}
