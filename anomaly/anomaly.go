@@ -11,9 +11,9 @@
 //   - "cusum": level shifts and trend changes — a two-sided CUSUM of the
 //     standardised values (CUSUM).
 //   - "ensemble", the default: level and seasonal models plus a likelihood
-//     term for runs of odd points and a range term for new extremes,
-//     normalised by the series' own history and damped after each alert
-//     (Ensemble).
+//     term for runs of odd points, a range term for new extremes and a
+//     pattern-novelty gate that discounts recurring bursts, normalised by
+//     the series' own history and damped after each alert (Ensemble).
 //
 // Every detector keeps fixed-size buffers allocated at construction (Size
 // reports them) and does not allocate in Update. Scores share one scale:

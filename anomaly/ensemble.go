@@ -19,7 +19,7 @@ const (
 	// surpriseQuantile: surprise is divided by this quantile of the
 	// series' own recent surprises (when above 1), so a series that is
 	// always spiky needs a bigger spike to alert than a calm one.
-	surpriseQuantile = 0.96
+	surpriseQuantile = 0.98
 	histBlock        = 4
 	// likShort and likAlpha: the likelihood term compares the mean raw
 	// score of the last likShort points with the long-run mean and
@@ -53,6 +53,11 @@ const (
 	refractory       = 30
 	refractoryScore  = 0.55
 	refractoryFactor = 0.1
+	// novWarm: after novWarm points, the level and seasonal surprise is
+	// multiplied by the square root of the novelty of the pattern that
+	// ends in this point (see novelty): a spike the series has made before
+	// after the same few values is no news.
+	novWarm = 200
 )
 
 // Ensemble is the default detector. It combines
@@ -64,7 +69,11 @@ const (
 //   - a likelihood term over the last few raw scores, which catches
 //     changes (level shifts, trend and variance changes) that no single
 //     point reveals,
-//   - and a range term: a value beyond every value seen so far is odd,
+//   - a range term: a value beyond every value seen so far is odd,
+//   - and a pattern-novelty gate on the level model (novelty): a point
+//     the level model finds odd counts less when the series has already
+//     made the same short pattern of values (a recurring burst is no
+//     news, a change in the pattern of bursts is),
 //
 // into one surprise, normalised by the series' own history of surprises,
 // and maps it to [0, 1]. It then keeps the first point of an anomaly and
@@ -81,14 +90,17 @@ type Ensemble struct {
 
 	lik likTerm // the likelihood term over the last raw scores
 
+	nov novelty // the pattern-novelty gate
+
 	block  float64 // maximum surprise of the current block
 	nBlock int     // points in the current block
 
 	lo, hi float64 // range of all values seen
 	seen   int     // values seen
 
-	peak  float64 // decayed maximum of recent surprises
-	quiet int     // points left in the refractory period
+	novRaw float64
+	peak   float64 // decayed maximum of recent surprises
+	quiet  int     // points left in the refractory period
 }
 
 // NewEnsemble returns the ensemble detector.
@@ -110,6 +122,7 @@ func (d *Ensemble) Update(t time.Time, v float64) Result {
 		return r
 	}
 	sr := d.seas.Update(t, v)
+	d.novRaw = d.nov.add(d.lvl.rank(v))
 	var r Result
 	if n := d.lvl.len(); n < min(d.o.MinHistory, d.o.Window) {
 		r = learning("ensemble", math.NaN(), math.NaN(), math.NaN())
@@ -160,6 +173,9 @@ func (d *Ensemble) score(v float64, sr Result) Result {
 		d.block, d.nBlock = 0, 0
 	}
 	z /= norm
+	if d.nov.n > novWarm && r.Detector == "mad" {
+		z *= math.Sqrt(d.novRaw)
+	}
 	half := levelZ * norm * width
 	r.Lower, r.Upper = r.Expected-half, r.Expected+half
 
@@ -199,6 +215,7 @@ func (d *Ensemble) Reset() {
 	d.hist.reset()
 	d.seasAbs, d.lvlAbs = 0, 0
 	d.lik = likTerm{}
+	d.nov = novelty{}
 	d.peak, d.quiet = 0, 0
 	d.block, d.nBlock = 0, 0
 	d.lo, d.hi, d.seen = 0, 0, 0

@@ -213,3 +213,19 @@ func search(s []float64, x float64) int {
 	}
 	return base
 }
+
+// rank returns the fraction of the values held that are below x, with ties
+// counted half (0.5 when empty).
+func (w *window) rank(x float64) float64 {
+	s := w.sorted
+	n := len(s)
+	if n == 0 {
+		return 0.5
+	}
+	i := search(s, x)
+	j := i
+	for j < n && s[j] == x && j-i < 64 {
+		j++
+	}
+	return (float64(i) + float64(j-i)/2) / float64(n)
+}

@@ -89,3 +89,30 @@ func TestSearch(t *testing.T) {
 	}
 	require.Equal(t, 0, search(nil, 1))
 }
+
+func TestWindowRank(t *testing.T) {
+	w := newWindow(8)
+	require.Equal(t, 0.5, w.rank(1))
+	for _, x := range []float64{1, 2, 2, 3} {
+		w.push(x)
+	}
+	require.Equal(t, 0.0, w.rank(0))
+	require.Equal(t, 0.5, w.rank(2)) // one below, two ties counted half
+	require.Equal(t, 1.0, w.rank(4))
+}
+
+func TestNoveltyLearnsRepeats(t *testing.T) {
+	var c novelty
+	pattern := []float64{0.05, 0.05, 0.05, 0.95}
+	var first, later float64
+	for i := range 400 {
+		r := c.add(pattern[i%len(pattern)])
+		if i == 7 {
+			first = r
+		}
+		later = r
+	}
+	require.Equal(t, 1.0, first)
+	require.Less(t, later, 0.05)
+	require.Equal(t, 1.0, c.add(0.5)) // a new level in this context is new
+}
