@@ -51,6 +51,8 @@ type Config struct {
 	// Silences keep the alerts they select from notifications for a
 	// while, as Alertmanager's do; more come through the API.
 	Silences []*Silence `yaml:"silences"`
+	// Suppression holds alerts that fired only briefly and those that flap.
+	Suppression Suppression `yaml:"suppression"`
 	// Classification, when present, gives every alert a category, priority,
 	// action and false-positive probability (see the classify package).
 	Classification *Classification `yaml:"classification"`
@@ -124,6 +126,27 @@ type Silence struct {
 	EndsAt    time.Time `yaml:"ends_at"`
 	CreatedBy string    `yaml:"created_by"`
 	Comment   string    `yaml:"comment"`
+}
+
+// Suppression configures the hold and flap stages of the pipeline.
+type Suppression struct {
+	// MinFiringDuration holds an alert until it has fired this long; 0
+	// disables the hold.
+	MinFiringDuration model.Duration `yaml:"min_firing_duration"`
+	// Flapping detects alerts that keep changing state.
+	Flapping Flapping `yaml:"flapping"`
+}
+
+// Flapping detects flapping with hysteresis: an alert starts flapping with
+// StartChanges state changes within Window, and stops with StopChanges or
+// fewer.
+type Flapping struct {
+	// Window is how far back state changes count; default 1h.
+	Window model.Duration `yaml:"window"`
+	// StartChanges turns flap detection on when above 0.
+	StartChanges int `yaml:"start_changes"`
+	// StopChanges must be below StartChanges; default StartChanges/2.
+	StopChanges int `yaml:"stop_changes"`
 }
 
 // Classification configures the classify stage of the pipeline.
@@ -324,6 +347,20 @@ func (c *Config) validate(dir string) error {
 		if sil.EndsAt.IsZero() || !sil.EndsAt.After(sil.StartsAt) {
 			return fmt.Errorf("silences: entry %d: ends_at must be set and after starts_at", i)
 		}
+	}
+	if f := &c.Suppression.Flapping; f.StartChanges > 0 {
+		if f.Window == 0 {
+			f.Window = model.Duration(time.Hour)
+		}
+		if f.StopChanges == 0 {
+			f.StopChanges = f.StartChanges / 2
+		}
+		if f.StopChanges >= f.StartChanges || f.StopChanges < 0 {
+			return fmt.Errorf("suppression: flapping: stop_changes (%d) must be below start_changes (%d)", f.StopChanges, f.StartChanges)
+		}
+	}
+	if c.Suppression.MinFiringDuration < 0 {
+		return errors.New("suppression: min_firing_duration must not be negative")
 	}
 	if c.Classification != nil {
 		for i := range c.Classification.Rules {

@@ -158,6 +158,8 @@ type Alertd struct {
 	// a classification section; it keeps learning from feedback either way.
 	classifier *classifier
 	silencer   *silencer
+	hold       holdStage
+	flap       *flapStage
 	metrics    *metrics
 
 	discovery *discovery.Manager
@@ -243,6 +245,9 @@ func New(o Options) (*Alertd, error) {
 	if a.silencer, err = newSilencer(silencesPath(o.StoragePath)); err != nil {
 		return nil, err
 	}
+	if a.flap, err = newFlapStage(flapPath(o.StoragePath)); err != nil {
+		return nil, err
+	}
 	a.notify, err = notify.New(notify.Options{
 		Config:      cfg,
 		ExternalURL: o.ExternalURL,
@@ -259,6 +264,7 @@ func New(o Options) (*Alertd, error) {
 	if a.classifier, err = newClassifier(classificationRules(cfg), classifierPath(o.StoragePath), a.reg); err != nil {
 		return nil, err
 	}
+	a.classifier.flaps = a.flap.count
 
 	var queryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
 	if u := a.datasourceURL(cfg); u != "" {
@@ -395,7 +401,9 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	if cfg.Classification != nil {
 		stages = append(stages, a.classifier)
 	}
-	a.store.setStages(append(stages, a.silencer))
+	a.hold.set(time.Duration(cfg.Suppression.MinFiringDuration))
+	a.flap.set(cfg.Suppression.Flapping)
+	a.store.setStages(append(stages, a.silencer, &a.hold, a.flap))
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.cfg.Store(cfg)

@@ -66,11 +66,12 @@ groups:
 			}
 		}
 	}()
-	// min_history is 10 points: wait for 15 evaluations.
+	// min_history is 10 points: wait until the series has 15 (evaluations
+	// before the first scrape score nothing).
 	require.Eventually(t, func() bool {
-		n, _ := metric(t, a.Registry(), "alertd_anomaly_evaluations_total", "detector", "latency")
-		return n >= 15
-	}, 60*time.Second, 100*time.Millisecond, "the detector did not run")
+		n, ok := queryValue(t, a, `count_over_time(alertd_anomaly_expected{detector="latency"}[1m])`)
+		return ok && n >= 15
+	}, 60*time.Second, 100*time.Millisecond, "the detector did not score 15 points")
 	v, ok := queryValue(t, a, `alertd_anomaly_expected{detector="latency", model="fraud", team="ml", job="app"}`)
 	require.True(t, ok)
 	require.InDelta(t, 0.104, v, 0.005, "the detector learnt the baseline")

@@ -50,6 +50,8 @@ type classifier struct {
 	path     string
 	counts   map[model.Fingerprint]*verdictCount
 	feedback *prometheus.CounterVec
+	// flaps, when set, counts an alert's recent state changes.
+	flaps func(model.Fingerprint) int
 }
 
 type verdictCount struct {
@@ -118,6 +120,9 @@ func (cl *classifier) input(a *Alert) classify.Alert {
 	}
 	if s, err := strconv.ParseFloat(string(a.Labels["anomaly_score"]), 64); err == nil {
 		in.AnomalyScore = s
+	}
+	if cl.flaps != nil {
+		in.FlapCount = cl.flaps(a.Fingerprint)
 	}
 	if n := cl.counts[a.Fingerprint]; n != nil {
 		in.PriorTruePositives, in.PriorFalsePositives = n.TruePositives, n.FalsePositives

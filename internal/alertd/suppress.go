@@ -1,0 +1,173 @@
+package alertd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/internal/alertconfig"
+)
+
+// holdStage keeps alerts that have fired for less than the configured
+// minimum from notifications; the pipeline releases them once they have
+// fired long enough and still do. Alerts that resolve within the hold are
+// never paged. It is for pushed alerts that have no `for` of their own.
+type holdStage struct {
+	mu  sync.Mutex
+	min time.Duration
+}
+
+func (h *holdStage) set(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.min = d
+}
+
+// Name implements Stage.
+func (h *holdStage) Name() string { return "hold" }
+
+// Process implements Stage.
+func (h *holdStage) Process(_ context.Context, now time.Time, a *Alert) Decision {
+	h.mu.Lock()
+	d := h.min
+	h.mu.Unlock()
+	if d <= 0 || a.ResolvedAt(now) {
+		return Decision{}
+	}
+	if fired := now.Sub(a.StartsAt); fired < d {
+		a.Suppressed = true
+		return Decision{Action: "suppressed", Reason: fmt.Sprintf("held until it has fired for %s (min_firing_duration)", model.Duration(d))}
+	}
+	return Decision{}
+}
+
+// flapStage detects alerts that keep firing and resolving, with hysteresis
+// as Nagios does: an alert starts flapping when it changed state at least
+// start_changes times within the window, and stops when the changes in the
+// window fall to stop_changes or fewer. A flapping alert that fires is kept
+// from notifications; the pipeline releases it when it stops flapping.
+// Its state changes are kept under --storage.path, so a restart keeps a
+// flap window.
+type flapStage struct {
+	mu    sync.Mutex
+	cfg   alertconfig.Flapping
+	path  string
+	state map[model.Fingerprint]*flapState
+}
+
+type flapState struct {
+	Changes  []time.Time `json:"changes"`
+	Resolved bool        `json:"resolved"`
+	Flapping bool        `json:"flapping"`
+}
+
+func newFlapStage(path string) (*flapStage, error) {
+	f := &flapStage{path: path, state: map[model.Fingerprint]*flapState{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return f, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read flap state: %w", err)
+	}
+	if err := json.Unmarshal(b, &f.state); err != nil {
+		return nil, fmt.Errorf("couldn't read flap state from %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func (f *flapStage) set(c alertconfig.Flapping) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cfg = c
+}
+
+// Name implements Stage.
+func (f *flapStage) Name() string { return "flap" }
+
+// Process implements Stage.
+func (f *flapStage) Process(_ context.Context, now time.Time, a *Alert) Decision {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cfg.StartChanges <= 0 {
+		return Decision{}
+	}
+	resolved := a.ResolvedAt(now)
+	st, ok := f.state[a.Fingerprint]
+	if !ok {
+		st = &flapState{Resolved: resolved}
+		f.state[a.Fingerprint] = st
+	}
+	changed := false
+	if ok && st.Resolved != resolved {
+		st.Changes = append(st.Changes, now)
+		st.Resolved = resolved
+		changed = true
+	}
+	window := time.Duration(f.cfg.Window)
+	keep := st.Changes[:0]
+	for _, t := range st.Changes {
+		if now.Sub(t) <= window {
+			keep = append(keep, t)
+		}
+	}
+	st.Changes = keep
+	n := len(st.Changes)
+	switch {
+	case !st.Flapping && n >= f.cfg.StartChanges:
+		st.Flapping, changed = true, true
+	case st.Flapping && n <= f.cfg.StopChanges:
+		st.Flapping, changed = false, true
+	}
+	if n == 0 && resolved && !st.Flapping {
+		delete(f.state, a.Fingerprint)
+		changed = true
+	}
+	if changed {
+		if err := f.saveLocked(); err != nil {
+			return Decision{Action: "error", Reason: err.Error()}
+		}
+	}
+	if st.Flapping && !resolved {
+		a.Suppressed = true
+		return Decision{Action: "suppressed", Reason: fmt.Sprintf("flapping: %d state changes in the last %s (starts at %d, stops at %d or fewer)",
+			n, model.Duration(window), f.cfg.StartChanges, f.cfg.StopChanges)}
+	}
+	return Decision{}
+}
+
+// count returns the state changes of the alert within the window.
+func (f *flapStage) count(fp model.Fingerprint) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.state[fp]; ok {
+		return len(st.Changes)
+	}
+	return 0
+}
+
+// saveLocked writes the flap state atomically. Called with f.mu held.
+func (f *flapStage) saveLocked() error {
+	b, err := json.Marshal(f.state)
+	if err != nil {
+		return err
+	}
+	tmp := f.path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("couldn't save flap state: %w", err)
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		return fmt.Errorf("couldn't save flap state: %w", err)
+	}
+	return nil
+}
+
+// flapPath is where the flap state is kept.
+func flapPath(storage string) string { return filepath.Join(storage, "flapping.json") }

@@ -1,0 +1,103 @@
+package alertd
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+)
+
+// An alert is held until it has fired for min_firing_duration, then
+// released; one that resolves within the hold is never paged.
+func TestHoldMinFiringDuration(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, `
+suppression:
+  min_firing_duration: 2s
+`), map[string]string{"rules.yml": "groups: []\n"}, nil)
+
+	postAlert(t, a, `{"alertname":"Brief"}`)
+	postAlert(t, a, `{"alertname":"Blip"}`)
+	brief := waitAlert(t, a, model.LabelSet{"alertname": "Brief"})
+	require.Equal(t, "suppressed", brief.State)
+	require.Equal(t, "hold/suppressed", actions(brief.History)[len(brief.History)-1])
+	code, body := post(t, a.URL+"/api/v2/alerts", "application/json",
+		fmt.Sprintf(`[{"labels":{"alertname":"Blip"},"endsAt":%q}]`, time.Now().Add(-time.Millisecond).UTC().Format(time.RFC3339Nano)))
+	require.Equal(t, http.StatusOK, code, body)
+
+	h.wait(t, "Brief", "firing", 30*time.Second)
+	brief = waitAlert(t, a, brief.Labels)
+	require.Equal(t, "firing", brief.State)
+	require.Contains(t, actions(brief.History), "pipeline/released")
+	require.Empty(t, h.matching("Blip", "firing"), "an alert that resolved within the hold was paged")
+	require.Empty(t, h.matching("Blip", "resolved"))
+}
+
+// An alert that keeps firing and resolving starts flapping at
+// start_changes state changes in the window and is kept from
+// notifications; the flap state survives a restart; once the changes age
+// out of the window it stops flapping and is released to the notifier.
+func TestFlapping(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", routes(h, nil, `
+suppression:
+  flapping: {window: 4s, start_changes: 4, stop_changes: 1}
+`))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	o, logs := newOptions(t, dir)
+	a1, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, a1.Start())
+	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, a1.Stop())
+		}
+	})
+	startsAt := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	send := func(a *testAlertd, resolved bool) {
+		t.Helper()
+		end := ""
+		if resolved {
+			end = fmt.Sprintf(`,"endsAt":%q`, time.Now().Add(-time.Millisecond).UTC().Format(time.RFC3339Nano))
+		}
+		code, body := post(t, a.URL+"/api/v2/alerts", "application/json", fmt.Sprintf(`[{"labels":{"alertname":"Flappy"},"startsAt":%q%s}]`, startsAt, end))
+		require.Equal(t, http.StatusOK, code, body)
+	}
+	// Firing, then four changes: resolved, firing, resolved, firing.
+	send(a, false)
+	for i := range 4 {
+		send(a, i%2 == 0)
+	}
+	flappy := waitAlert(t, a, model.LabelSet{"alertname": "Flappy"})
+	require.Equal(t, "suppressed", flappy.State)
+	last := flappy.History[len(flappy.History)-1]
+	require.Equal(t, "flap", last.Stage)
+	require.Contains(t, last.Reason, "flapping: 4 state changes in the last 4s")
+	notified := len(h.matching("Flappy", "firing"))
+
+	// Restart in the middle of the flap window: still flapping.
+	require.NoError(t, a1.Stop())
+	stopped = true
+	b := start(t, dir, o, logs)
+	send(b, false)
+	flappy = waitAlert(t, b, model.LabelSet{"alertname": "Flappy"})
+	require.Equal(t, "suppressed", flappy.State)
+	require.Equal(t, notified, len(h.matching("Flappy", "firing")), "a flapping alert was paged")
+
+	// The changes age out of the window: it stops flapping and is released.
+	require.Eventually(t, func() bool {
+		al, ok := b.alert(t, "Flappy", SourcePrometheus)
+		return ok && al.State == "firing" && slices.Contains(actions(al.History), "pipeline/released")
+	}, 30*time.Second, 50*time.Millisecond)
+	// Whether the receiver hears of it again is the notifier's call: it
+	// re-sends only what changed since its last notification of the group.
+}
