@@ -167,8 +167,22 @@ func TestRulesAndAlertsAPI(t *testing.T) {
 		return ok
 	}, 30*time.Second, 20*time.Millisecond, "QueueDeep never fired")
 
-	rules, err := prom.Rules(ctx, nil)
-	require.NoError(t, err)
+	// Both alerting rules run in one group evaluation; read the rules once
+	// the evaluation that fired QueueDeep has also reached QueueStuck.
+	var rules v1.RulesResult
+	require.Eventually(t, func() bool {
+		var err error
+		rules, err = prom.Rules(ctx, nil)
+		require.NoError(t, err)
+		for _, g := range rules.Groups {
+			for _, r := range g.Rules {
+				if ar, ok := r.(v1.AlertingRule); ok && ar.Name == "QueueStuck" {
+					return ar.State == "pending"
+				}
+			}
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "QueueStuck never went pending")
 	require.Len(t, rules.Groups, 2)
 	g := rules.Groups[0]
 	require.Equal(t, "alerts", g.Name)
