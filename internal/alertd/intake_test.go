@@ -3,6 +3,7 @@ package alertd
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +187,13 @@ func TestIntakeLifecycle(t *testing.T) {
 		GeneratorURL: "http://prometheus.example/graph",
 		Fingerprint:  fingerprint(map[string]string{"alertname": "Pushed", "model": "fraud"}),
 	}, payload{Alerts: p.Alerts}.UTC().Alerts[0])
+
+	// The delivery is written into the history once the receiver has
+	// answered, which may be a moment after it got the payload.
+	require.Eventually(t, func() bool {
+		al, ok := a.alert(t, "Pushed", SourcePrometheus)
+		return ok && slices.Contains(actions(al.History), "notify/notified")
+	}, 30*time.Second, 20*time.Millisecond)
 
 	// Alertmanager's webhook says it resolved.
 	endsAt := time.Now().UTC().Truncate(time.Millisecond)
