@@ -255,7 +255,11 @@ func New(o Options) (*Alertd, error) {
 		Logger:      a.logger.With("component", "notify"),
 		Registerer:  a.reg,
 		OnNotify:    a.onNotify,
-		Mutes:       func(ls model.LabelSet) bool { return a.silencer.mutes(o.Now(), ls) },
+		// A stage's suppression (silence, hold, flapping) also mutes an
+		// alert the notifier already holds from an earlier send.
+		Mutes: func(ls model.LabelSet) bool {
+			return a.silencer.mutes(o.Now(), ls) || a.store.isSuppressed(ls.Fingerprint())
+		},
 	})
 	if err != nil {
 		return nil, err

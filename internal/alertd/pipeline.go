@@ -289,6 +289,15 @@ func (s *store) get(fp model.Fingerprint) (*Alert, bool) {
 	return &c, true
 }
 
+// isSuppressed reports whether the alert with this fingerprint is held by a
+// stage; the notifier asks at every flush.
+func (s *store) isSuppressed(fp model.Fingerprint) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.alerts[fp]
+	return ok && a.Suppressed
+}
+
 // setStages replaces the pipeline's stages.
 func (s *store) setStages(st []Stage) {
 	s.mu.Lock()
