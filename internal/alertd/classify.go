@@ -3,13 +3,11 @@ package alertd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"math"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -67,15 +65,8 @@ type classifierState struct {
 
 func newClassifier(rules []classify.Rule, path string, reg prometheus.Registerer) (*classifier, error) {
 	st := classifierState{Fingerprints: map[model.Fingerprint]*verdictCount{}}
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
+	if _, err := readJSON(path, &st); err != nil {
 		return nil, fmt.Errorf("couldn't read the classifier's state: %w", err)
-	default:
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("couldn't read the classifier's state %s: %w", path, err)
-		}
 	}
 	c, err := classify.New(rules, classify.Options{Model: st.Model})
 	if err != nil {
@@ -171,17 +162,9 @@ func (cl *classifier) observe(a *Alert, now time.Time, verdict string) error {
 	return cl.saveLocked()
 }
 
-// saveLocked writes the state file atomically. Called with cl.mu held.
+// saveLocked writes the state file. Called with cl.mu held.
 func (cl *classifier) saveLocked() error {
-	b, err := json.Marshal(classifierState{Model: cl.c.Model(), Fingerprints: cl.counts})
-	if err != nil {
-		return err
-	}
-	tmp := cl.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("couldn't save the classifier's state: %w", err)
-	}
-	if err := os.Rename(tmp, cl.path); err != nil {
+	if err := writeJSON(cl.path, classifierState{Model: cl.c.Model(), Fingerprints: cl.counts}); err != nil {
 		return fmt.Errorf("couldn't save the classifier's state: %w", err)
 	}
 	return nil

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -82,18 +81,12 @@ type silencer struct {
 
 func newSilencer(path string) (*silencer, error) {
 	s := &silencer{path: path, silences: map[string]*silence{}}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
+	var stored []*silence
+	if _, err := readJSON(path, &stored); err != nil {
 		return nil, fmt.Errorf("couldn't read silences: %w", err)
 	}
-	var stored []*silence
-	if err := json.Unmarshal(b, &stored); err != nil {
-		return nil, fmt.Errorf("couldn't read silences from %s: %w", path, err)
-	}
 	for _, sil := range stored {
+		var err error
 		if sil.matchers, err = parseSilenceMatchers(sil.Matchers); err != nil {
 			return nil, fmt.Errorf("couldn't read silence %s from %s: %w", sil.ID, path, err)
 		}
@@ -244,15 +237,7 @@ func (s *silencer) saveLocked() error {
 		}
 	}
 	slices.SortFunc(stored, func(a, b *silence) int { return strings.Compare(a.ID, b.ID) })
-	b, err := json.Marshal(stored)
-	if err != nil {
-		return err
-	}
-	tmp := s.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("couldn't save silences: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
+	if err := writeJSON(s.path, stored); err != nil {
 		return fmt.Errorf("couldn't save silences: %w", err)
 	}
 	return nil

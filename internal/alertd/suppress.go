@@ -2,10 +2,7 @@ package alertd
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -70,15 +67,8 @@ type flapState struct {
 
 func newFlapStage(path string) (*flapStage, error) {
 	f := &flapStage{path: path, state: map[model.Fingerprint]*flapState{}}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return f, nil
-	}
-	if err != nil {
+	if _, err := readJSON(path, &f.state); err != nil {
 		return nil, fmt.Errorf("couldn't read flap state: %w", err)
-	}
-	if err := json.Unmarshal(b, &f.state); err != nil {
-		return nil, fmt.Errorf("couldn't read flap state from %s: %w", path, err)
 	}
 	return f, nil
 }
@@ -153,17 +143,9 @@ func (f *flapStage) count(fp model.Fingerprint) int {
 	return 0
 }
 
-// saveLocked writes the flap state atomically. Called with f.mu held.
+// saveLocked writes the flap state. Called with f.mu held.
 func (f *flapStage) saveLocked() error {
-	b, err := json.Marshal(f.state)
-	if err != nil {
-		return err
-	}
-	tmp := f.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("couldn't save flap state: %w", err)
-	}
-	if err := os.Rename(tmp, f.path); err != nil {
+	if err := writeJSON(f.path, f.state); err != nil {
 		return fmt.Errorf("couldn't save flap state: %w", err)
 	}
 	return nil
