@@ -2,6 +2,7 @@ package classify
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -113,6 +114,16 @@ var severityLabel = map[string]Priority{
 	"info":      PriorityLow,
 	"low":       PriorityLow,
 	"none":      PriorityLow,
+}
+
+// Categories returns every category, in a fixed order.
+func Categories() []Category { return slices.Clone(categories) }
+
+// DefaultCategory returns the category an alert with these labels gets when
+// no rule sets one (from its `category` label, see the package
+// documentation), and why.
+func DefaultCategory(labels map[string]string) (Category, string) {
+	return defaultCategory(labels)
 }
 
 // defaultCategory derives the category from the alert's labels.

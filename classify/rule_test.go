@@ -127,6 +127,9 @@ func TestDefaults(t *testing.T) {
 		d := c.Classify(a, monday10)
 		require.Equal(t, -1, d.RuleIndex)
 		require.Equal(t, tc.want, [3]string{string(d.Category), string(d.Priority), string(d.Action)}, "%s/%s: %s", tc.category, tc.severity, d.Reason)
+		cat, _ := DefaultCategory(a.Labels)
+		require.Equal(t, d.Category, cat, "DefaultCategory agrees with the classifier's default")
+		require.Contains(t, Categories(), cat)
 	}
 	d := (&Classifier{model: mustModel(t, ModelOptions{})}).Classify(alertOf("category", "cosmic_rays", "severity", "whatever"), monday10)
 	require.Equal(t, `no rule matched; default category general from unknown category="cosmic_rays", priority medium from unknown severity="whatever", action investigate from medium general`, d.Reason)

@@ -6,10 +6,13 @@ package alertconfig
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,11 +20,13 @@ import (
 	amcommon "github.com/prometheus/alertmanager/config/common"
 	"github.com/prometheus/alertmanager/notify/webhook"
 	amlabels "github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/prometheus/alertmanager/timeinterval"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/promql/parser"
 	yamlv2 "go.yaml.in/yaml/v2"
+	"gopkg.in/yaml.v3"
 
 	"github.com/modelmon/modelmon/anomaly"
 	"github.com/modelmon/modelmon/classify"
@@ -51,7 +56,11 @@ type Config struct {
 	// Silences keep the alerts they select from notifications for a
 	// while, as Alertmanager's do; more come through the API.
 	Silences []*Silence `yaml:"silences"`
-	// Suppression holds alerts that fired only briefly and those that flap.
+	// MaintenanceWindows keep the alerts they select from notifications
+	// during recurring time intervals; more come through the API.
+	MaintenanceWindows []*MaintenanceWindow `yaml:"maintenance_windows"`
+	// Suppression holds alerts that fired only briefly, those that flap,
+	// those of a model just deployed and likely false positives.
 	Suppression Suppression `yaml:"suppression"`
 	// Classification, when present, gives every alert a category, priority,
 	// action and false-positive probability (see the classify package).
@@ -128,13 +137,96 @@ type Silence struct {
 	Comment   string    `yaml:"comment"`
 }
 
-// Suppression configures the hold and flap stages of the pipeline.
+// MaintenanceWindow keeps the alerts its matchers select from
+// notifications while the time is within one of its time intervals, until
+// it expires.
+type MaintenanceWindow struct {
+	// Name is unique among the configuration's windows.
+	Name string `yaml:"name"`
+	// Matchers are in Alertmanager's syntax; each string may hold several.
+	Matchers []string `yaml:"matchers"`
+	// TimeIntervals are Alertmanager's time intervals (times, weekdays,
+	// days_of_month, months, years, location); the window applies while
+	// the time is within any of them.
+	TimeIntervals []timeinterval.TimeInterval `yaml:"time_intervals"`
+	// ExpiresAt, when set, ends the window for good.
+	ExpiresAt *time.Time `yaml:"expires_at,omitempty"`
+
+	// intervalErrs are the time intervals that did not parse, by index;
+	// validate reports them with the window and the line.
+	intervalErrs []indexedError
+}
+
+type indexedError struct {
+	i   int
+	err error
+}
+
+// maintenanceWindowYAML is MaintenanceWindow as written, its time
+// intervals not parsed yet.
+type maintenanceWindowYAML struct {
+	Name          string     `yaml:"name"`
+	Matchers      []string   `yaml:"matchers"`
+	TimeIntervals []any      `yaml:"time_intervals"`
+	ExpiresAt     *time.Time `yaml:"expires_at"`
+}
+
+// UnmarshalYAML parses each time interval on its own, strictly, so that a
+// bad one is reported with the window, its index and its line.
+func (w *MaintenanceWindow) UnmarshalYAML(unmarshal func(any) error) error {
+	var raw maintenanceWindowYAML
+	if err := unmarshal(&raw); err != nil {
+		return err
+	}
+	*w = MaintenanceWindow{Name: raw.Name, Matchers: raw.Matchers, ExpiresAt: raw.ExpiresAt}
+	for i, ti := range raw.TimeIntervals {
+		b, err := yamlv2.Marshal(ti)
+		if err == nil {
+			var t timeinterval.TimeInterval
+			if err = yamlv2.UnmarshalStrict(b, &t); err == nil {
+				w.TimeIntervals = append(w.TimeIntervals, t)
+				continue
+			}
+		}
+		w.intervalErrs = append(w.intervalErrs, indexedError{i, err})
+	}
+	return nil
+}
+
+// Suppression configures the hold, flap, deploy and learned stages of the
+// pipeline.
 type Suppression struct {
 	// MinFiringDuration holds an alert until it has fired this long; 0
 	// disables the hold.
 	MinFiringDuration model.Duration `yaml:"min_firing_duration"`
 	// Flapping detects alerts that keep changing state.
 	Flapping Flapping `yaml:"flapping"`
+	// Deploy holds the alerts of a model that was just deployed.
+	Deploy DeploySuppression `yaml:"deploy"`
+	// Learned holds alerts the classifier finds likely false positives.
+	Learned LearnedSuppression `yaml:"learned"`
+}
+
+// DeploySuppression holds the alerts of a model for a while after it was
+// deployed (a deployment posted to the API, or a new version in
+// modelmon_model_info).
+type DeploySuppression struct {
+	// Hold is how long after a deploy the model's alerts are held; 0
+	// disables the stage.
+	Hold model.Duration `yaml:"hold"`
+	// Categories are the alert categories held; empty holds all.
+	Categories []classify.Category `yaml:"categories"`
+	// ModelLabel is the alert label naming the model; default "model".
+	ModelLabel string `yaml:"model_label"`
+}
+
+// LearnedSuppression holds alerts whose learned false-positive probability
+// is above a threshold, once the model is confident, for at most MaxHold.
+type LearnedSuppression struct {
+	// Threshold in (0, 1]; 0 disables the stage.
+	Threshold float64 `yaml:"threshold"`
+	// MaxHold releases an alert that still fires after this long; default 4h.
+	MaxHold model.Duration `yaml:"max_hold"`
 }
 
 // Flapping detects flapping with hysteresis: an alert starts flapping with
@@ -222,10 +314,15 @@ func LoadFile(path string) (*Config, error) {
 func load(b []byte, file, dir string) (*Config, error) {
 	cfg := Default()
 	if err := yamlv2.UnmarshalStrict(b, cfg); err != nil {
-		return nil, yamlLinesError(file, err)
+		return nil, yamlLinesError(file, b, err)
 	}
 	if err := cfg.validate(dir); err != nil {
-		return nil, config.Prefix(file, "", err.Error())
+		line := ""
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			line = lineOf(b, fe.path)
+		}
+		return nil, config.Prefix(file, line, err.Error())
 	}
 	pc, err := prometheusSections(b, dir)
 	if err != nil {
@@ -266,13 +363,108 @@ func prometheusSections(b []byte, dir string) (*promconfig.Config, error) {
 
 // yamlLinesError rewrites yaml.v2's errors (Prometheus's and Alertmanager's
 // config types decode with it) as "file:line: message", one per line.
-func yamlLinesError(file string, err error) error {
+// yaml.v2 gives no line for a value its type rejects, such as a bad
+// duration; that value is looked up in the document b instead.
+func yamlLinesError(file string, b []byte, err error) error {
 	var te *yamlv2.TypeError
 	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
 	if errors.As(err, &te) {
 		msgs = te.Errors
+	} else if m := badDurationRE.FindStringSubmatch(msgs[0]); m != nil {
+		if line, key := locate(b, m[1]); line != "" {
+			msgs[0] = fmt.Sprintf("line %s: %s: %s", line, key, msgs[0])
+		}
 	}
 	return config.LineErrors(file, msgs)
+}
+
+var badDurationRE = regexp.MustCompile(`(?:^not a valid duration string: | in duration )"(.*)"$`)
+
+// fieldError is a validation error about the value at path (mapping keys
+// and sequence indices from the document's root), so that load can name
+// its line.
+type fieldError struct {
+	path []any
+	err  error
+}
+
+func (e *fieldError) Error() string { return e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+func errorAt(err error, path ...any) error { return &fieldError{path: path, err: err} }
+
+// lineOf returns the line of the value at path in the YAML document b; ""
+// when there is none.
+func lineOf(b []byte, path []any) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+		return ""
+	}
+	n := doc.Content[0]
+	for _, p := range path {
+		var next *yaml.Node
+		switch k := p.(type) {
+		case string:
+			for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == k {
+					next = n.Content[i+1]
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
+				next = n.Content[k]
+			}
+		}
+		if next == nil {
+			return ""
+		}
+		n = next
+	}
+	return strconv.Itoa(n.Line)
+}
+
+// locate returns the line and the dotted key path of the first mapping
+// value in b that is the scalar v; "" when there is none.
+func locate(b []byte, v string) (line, key string) {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil {
+		return "", ""
+	}
+	var walk func(n *yaml.Node, path string) bool
+	walk = func(n *yaml.Node, path string) bool {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if walk(c, path) {
+					return true
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, c := n.Content[i].Value, n.Content[i+1]
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if c.Kind == yaml.ScalarNode && c.Value == v {
+					line, key = strconv.Itoa(c.Line), p
+					return true
+				}
+				if walk(c, p) {
+					return true
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if walk(c, fmt.Sprintf("%s[%d]", path, i)) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	walk(&doc, "")
+	return line, key
 }
 
 func (c *Config) validate(dir string) error {
@@ -362,6 +554,15 @@ func (c *Config) validate(dir string) error {
 	if c.Suppression.MinFiringDuration < 0 {
 		return errors.New("suppression: min_firing_duration must not be negative")
 	}
+	if err := c.validateDeploy(); err != nil {
+		return err
+	}
+	if err := c.validateLearned(); err != nil {
+		return err
+	}
+	if err := c.validateMaintenance(); err != nil {
+		return err
+	}
 	if c.Classification != nil {
 		for i := range c.Classification.Rules {
 			if err := c.Classification.Rules[i].Validate(); err != nil {
@@ -371,6 +572,111 @@ func (c *Config) validate(dir string) error {
 	}
 	return c.validateRouting(dir)
 }
+
+func (c *Config) validateDeploy() error {
+	d := &c.Suppression.Deploy
+	if d.Hold < 0 {
+		return errorAt(errors.New("suppression: deploy: hold must not be negative"), "suppression", "deploy", "hold")
+	}
+	if d.ModelLabel == "" {
+		d.ModelLabel = "model"
+	}
+	if !model.UTF8Validation.IsValidLabelName(d.ModelLabel) {
+		return errorAt(fmt.Errorf("suppression: deploy: invalid model_label %q", d.ModelLabel), "suppression", "deploy", "model_label")
+	}
+	for i, cat := range d.Categories {
+		if !slices.Contains(classify.Categories(), cat) {
+			return errorAt(fmt.Errorf("suppression: deploy: categories[%d]: unknown category %q, want one of %v", i, cat, classify.Categories()),
+				"suppression", "deploy", "categories", i)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateLearned() error {
+	l := &c.Suppression.Learned
+	if math.IsNaN(l.Threshold) || l.Threshold < 0 || l.Threshold > 1 {
+		return errorAt(fmt.Errorf("suppression: learned: threshold %g out of range (0, 1] (0 disables it)", l.Threshold), "suppression", "learned", "threshold")
+	}
+	if l.MaxHold < 0 {
+		return errorAt(errors.New("suppression: learned: max_hold must not be negative"), "suppression", "learned", "max_hold")
+	}
+	if l.Threshold == 0 {
+		return nil
+	}
+	if l.MaxHold == 0 {
+		l.MaxHold = model.Duration(4 * time.Hour)
+	}
+	if c.Classification == nil {
+		return errorAt(errors.New("suppression: learned: needs a classification section, whose false-positive probability it acts on"), "suppression", "learned")
+	}
+	return nil
+}
+
+func (c *Config) validateMaintenance() error {
+	names := map[string]bool{}
+	for i, w := range c.MaintenanceWindows {
+		if w == nil {
+			return errorAt(fmt.Errorf("maintenance_windows: entry %d is empty", i), "maintenance_windows", i)
+		}
+		if w.Name == "" {
+			return errorAt(fmt.Errorf("maintenance_windows: entry %d has no name", i), "maintenance_windows", i)
+		}
+		what := fmt.Sprintf("maintenance_windows: entry %d (%q)", i, w.Name)
+		if names[w.Name] {
+			return errorAt(fmt.Errorf("%s: name is not unique", what), "maintenance_windows", i, "name")
+		}
+		names[w.Name] = true
+		if len(w.Matchers) == 0 {
+			return errorAt(fmt.Errorf("%s: needs at least one matcher", what), "maintenance_windows", i)
+		}
+		var all amlabels.Matchers
+		for j, m := range w.Matchers {
+			ms, err := amlabels.ParseMatchers(m)
+			if err != nil {
+				return errorAt(fmt.Errorf("%s: matchers[%d]: invalid matcher %q: %w", what, j, m, err), "maintenance_windows", i, "matchers", j)
+			}
+			all = append(all, ms...)
+		}
+		if all.Matches(model.LabelSet{}) {
+			return errorAt(fmt.Errorf("%s: matchers must not match the empty label set: at least one needs a non-empty value", what), "maintenance_windows", i, "matchers")
+		}
+		if len(w.intervalErrs) > 0 {
+			e := w.intervalErrs[0]
+			return errorAt(fmt.Errorf("%s: time_intervals[%d]: %s", what, e.i, intervalError(e.err)), "maintenance_windows", i, "time_intervals", e.i)
+		}
+		if len(w.TimeIntervals) == 0 {
+			return errorAt(fmt.Errorf("%s: needs at least one time interval", what), "maintenance_windows", i)
+		}
+	}
+	return nil
+}
+
+// intervalError is the message of a time interval's parse error, without
+// the line within the interval (the caller names the interval's) and with
+// unknown fields said as elsewhere.
+func intervalError(err error) string {
+	var te *yamlv2.TypeError
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, m := range te.Errors {
+		if sm := intervalLineRE.FindStringSubmatch(m); sm != nil {
+			m = sm[1]
+		}
+		if sm := intervalFieldRE.FindStringSubmatch(m); sm != nil {
+			m = fmt.Sprintf("unknown field %q", sm[1])
+		}
+		msgs = append(msgs, m)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+var (
+	intervalLineRE  = regexp.MustCompile(`^line \d+: (.*)$`)
+	intervalFieldRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+)
 
 func (c *Config) validateAnomaly() error {
 	names := map[string]bool{}

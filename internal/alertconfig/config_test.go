@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/anomaly"
+	"github.com/modelmon/modelmon/classify"
 )
 
 func TestLoadFileGood(t *testing.T) {
@@ -67,6 +68,87 @@ func TestLoadBad(t *testing.T) {
 		{"anomaly bad algorithm", "anomaly_detectors: [{name: a, expr: up, algorithm: nope}]\n", "anomaly_detectors: \"a\": unknown algorithm \"nope\" (have " + fmt.Sprint(anomaly.Algorithms()) + ")"},
 		{"anomaly bad label", "anomaly_detectors: [{name: a, expr: up, labels: {detector: x}}]\n", "anomaly_detectors: \"a\": invalid label name \"detector\""},
 		{"bad timeout", "global: {scrape_interval: 5s, scrape_timeout: 10s}\n", "global scrape timeout greater than scrape interval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.in, "")
+			require.EqualError(t, err, tc.err)
+		})
+	}
+}
+
+func TestLoadSuppression(t *testing.T) {
+	c, err := Load(`
+classification: {rules: []}
+suppression:
+  deploy: {hold: 15m, categories: [model_performance, data_quality]}
+  learned: {threshold: 0.8}
+maintenance_windows:
+  - name: nightly retrain
+    matchers: ['model="fraud"', 'category=~"drift|accuracy"']
+    time_intervals:
+      - times: [{start_time: "02:00", end_time: "04:00"}]
+        weekdays: ['monday:friday']
+        location: Europe/Berlin
+      - days_of_month: ['1']
+    expires_at: 2030-01-01T00:00:00Z
+`, "")
+	require.NoError(t, err)
+	d := c.Suppression.Deploy
+	require.Equal(t, model.Duration(15*time.Minute), d.Hold)
+	require.Equal(t, "model", d.ModelLabel, "model_label defaults to model")
+	require.Equal(t, []classify.Category{classify.CategoryModelPerformance, classify.CategoryDataQuality}, d.Categories)
+	require.Equal(t, 0.8, c.Suppression.Learned.Threshold)
+	require.Equal(t, model.Duration(4*time.Hour), c.Suppression.Learned.MaxHold, "max_hold defaults to 4h")
+	require.Len(t, c.MaintenanceWindows, 1)
+	w := c.MaintenanceWindows[0]
+	require.Equal(t, "nightly retrain", w.Name)
+	require.Len(t, w.TimeIntervals, 2)
+	require.Equal(t, "Europe/Berlin", w.TimeIntervals[0].Location.String())
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	require.True(t, w.TimeIntervals[0].ContainsTime(time.Date(2025, 6, 3, 3, 0, 0, 0, berlin)), "Tuesday 03:00 in Berlin")
+	require.False(t, w.TimeIntervals[0].ContainsTime(time.Date(2025, 6, 7, 3, 0, 0, 0, berlin)), "Saturday")
+	require.Equal(t, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), w.ExpiresAt.UTC())
+
+	c, err = Load("", "")
+	require.NoError(t, err)
+	require.Zero(t, c.Suppression.Learned.MaxHold, "off: no defaults")
+	require.Zero(t, c.Suppression.Deploy.Hold)
+}
+
+// Bad suppression and maintenance window settings name the field and the
+// line.
+func TestLoadBadSuppression(t *testing.T) {
+	const win = "maintenance_windows:\n  - name: w\n    matchers: ['a=\"b\"']\n"
+	for _, tc := range []struct{ name, in, err string }{
+		{"unknown deploy key", "suppression:\n  deploy: {hold: 1m, hodl: 2m}\n", "line 2: unknown field \"hodl\""},
+		{"bad hold", "suppression:\n  deploy:\n    hold: 15 minutes\n", "line 3: suppression.deploy.hold: unknown unit \" minutes\" in duration \"15 minutes\""},
+		{"bad max_hold", "suppression:\n  learned: {threshold: 0.5, max_hold: 4hours}\n", "line 2: suppression.learned.max_hold: unknown unit \"hours\" in duration \"4hours\""},
+		{"unknown category", "suppression:\n  deploy:\n    categories:\n      - model_performance\n      - modell\n",
+			"line 5: suppression: deploy: categories[1]: unknown category \"modell\", want one of [model_performance data_quality system_health business general]"},
+		{"negative hold", "suppression:\n  deploy: {hold: -1m}\n", "line 2: suppression.deploy.hold: not a valid duration string: \"-1m\""},
+		{"threshold above 1", "classification: {}\nsuppression:\n  learned:\n    threshold: 1.5\n", "line 4: suppression: learned: threshold 1.5 out of range (0, 1] (0 disables it)"},
+		{"negative threshold", "classification: {}\nsuppression:\n  learned:\n    threshold: -0.1\n", "line 4: suppression: learned: threshold -0.1 out of range (0, 1] (0 disables it)"},
+		{"learned without classification", "suppression:\n  learned:\n    threshold: 0.8\n",
+			"line 3: suppression: learned: needs a classification section, whose false-positive probability it acts on"},
+		{"unknown learned key", "suppression:\n  learned:\n    treshold: 0.8\n", "line 3: unknown field \"treshold\""},
+		{"window without name", "maintenance_windows:\n  - matchers: ['a=\"b\"']\n", "line 2: maintenance_windows: entry 0 has no name"},
+		{"window unknown key", win + "    time_intervals: [{}]\n    until: tomorrow\n", "line 5: unknown field \"until\""},
+		{"window bad matcher", "maintenance_windows:\n  - name: w\n    matchers:\n      - 'a=\"b\"'\n      - 'c=~\"(\"'\n    time_intervals: [{}]\n",
+			"line 5: maintenance_windows: entry 0 (\"w\"): matchers[1]: invalid matcher \"c=~\\\"(\\\"\": error parsing regexp: missing closing ): `^(?:()$`"},
+		{"window matches everything", "maintenance_windows:\n  - name: w\n    matchers: ['a=\"\"']\n    time_intervals: [{}]\n",
+			"line 3: maintenance_windows: entry 0 (\"w\"): matchers must not match the empty label set: at least one needs a non-empty value"},
+		{"window without intervals", win, "line 2: maintenance_windows: entry 0 (\"w\"): needs at least one time interval"},
+		{"window bad time", win + "    time_intervals:\n      - weekdays: [monday]\n      - times: [{start_time: '25:00', end_time: '26:00'}]\n",
+			"line 6: maintenance_windows: entry 0 (\"w\"): time_intervals[1]: couldn't parse timestamp 25:00, invalid format"},
+		{"window bad weekday", win + "    time_intervals:\n      - weekdays: [someday]\n",
+			"line 5: maintenance_windows: entry 0 (\"w\"): time_intervals[0]: someday is not a valid weekday"},
+		{"window unknown interval key", win + "    time_intervals:\n      - weekday: [monday]\n",
+			"line 5: maintenance_windows: entry 0 (\"w\"): time_intervals[0]: unknown field \"weekday\""},
+		{"window bad location", win + "    time_intervals:\n      - location: Mars/Olympus\n",
+			"line 5: maintenance_windows: entry 0 (\"w\"): time_intervals[0]: unknown time zone Mars/Olympus"},
+		{"duplicate windows", win + "    time_intervals: [{}]\n  - name: w\n    matchers: ['c=\"d\"']\n    time_intervals: [{}]\n",
+			"line 5: maintenance_windows: entry 1 (\"w\"): name is not unique"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(tc.in, "")

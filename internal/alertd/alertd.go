@@ -156,11 +156,14 @@ type Alertd struct {
 	store  *store
 	// classifier is the classify stage, active when the configuration has
 	// a classification section; it keeps learning from feedback either way.
-	classifier *classifier
-	silencer   *silencer
-	hold       holdStage
-	flap       *flapStage
-	metrics    *metrics
+	classifier  *classifier
+	silencer    *silencer
+	maintenance *maintenance
+	deployments *deployments
+	learned     learnedStage
+	hold        holdStage
+	flap        *flapStage
+	metrics     *metrics
 
 	discovery *discovery.Manager
 	scrape    *scrape.Manager
@@ -248,6 +251,12 @@ func New(o Options) (*Alertd, error) {
 	if a.flap, err = newFlapStage(flapPath(o.StoragePath)); err != nil {
 		return nil, err
 	}
+	if a.maintenance, err = newMaintenance(maintenancePath(o.StoragePath)); err != nil {
+		return nil, err
+	}
+	if a.deployments, err = newDeployments(o.StoragePath, a.reg, a.logger.With("component", "deployments")); err != nil {
+		return nil, err
+	}
 	a.notify, err = notify.New(notify.Options{
 		Config:      cfg,
 		ExternalURL: o.ExternalURL,
@@ -255,8 +264,9 @@ func New(o Options) (*Alertd, error) {
 		Logger:      a.logger.With("component", "notify"),
 		Registerer:  a.reg,
 		OnNotify:    a.onNotify,
-		// A stage's suppression (silence, hold, flapping) also mutes an
-		// alert the notifier already holds from an earlier send.
+		// A stage's suppression (silence, maintenance, deploy, hold, …)
+		// also mutes an alert the notifier already holds from an earlier
+		// send.
 		Mutes: func(ls model.LabelSet) bool {
 			return a.silencer.mutes(o.Now(), ls) || a.store.isSuppressed(ls.Fingerprint())
 		},
@@ -401,13 +411,20 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	if err := a.silencer.setConfig(cfg.Silences); err != nil {
 		return err
 	}
+	if err := a.maintenance.setConfig(cfg.MaintenanceWindows); err != nil {
+		return err
+	}
+	// The classifier comes first: learned suppression acts on its
+	// false-positive probability, and the deploy stage on its category.
 	var stages []Stage
 	if cfg.Classification != nil {
-		stages = append(stages, a.classifier)
+		stages = append(stages, a.classifier, &a.learned)
 	}
+	a.learned.set(cfg.Suppression.Learned)
+	a.deployments.set(cfg.Suppression.Deploy, cfg.Classification != nil)
 	a.hold.set(time.Duration(cfg.Suppression.MinFiringDuration))
 	a.flap.set(cfg.Suppression.Flapping)
-	a.store.setStages(append(stages, a.silencer, &a.hold, a.flap))
+	a.store.setStages(append(stages, a.silencer, a.maintenance, a.deployments, &a.hold, a.flap))
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.cfg.Store(cfg)
@@ -549,10 +566,14 @@ func (a *Alertd) Start() error {
 			}
 		}()
 	}
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
 		a.rules.Run()
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.watchModelInfo(a.ctx)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -593,7 +614,10 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 			if err := a.store.release(a.ctx, now); err != nil {
 				a.logger.Error("Failed to release alerts", "err", err)
 			}
+			// Maintenance windows begin as time passes.
+			a.store.suppressWith(a.ctx, now, a.maintenance)
 			a.silencer.gc(now, a.opts.ResolvedRetention)
+			a.maintenance.gc(now, a.opts.ResolvedRetention)
 			a.store.gc(now)
 		case <-a.ctx.Done():
 			return

@@ -56,6 +56,11 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/silences", a.postSilence)
 	mux.HandleFunc("GET /api/v1/silences", a.getSilences)
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", a.deleteSilence)
+	mux.HandleFunc("POST /api/v1/maintenance_windows", a.postMaintenanceWindow)
+	mux.HandleFunc("GET /api/v1/maintenance_windows", a.getMaintenanceWindows)
+	mux.HandleFunc("DELETE /api/v1/maintenance_windows/{id}", a.deleteMaintenanceWindow)
+	mux.HandleFunc("POST /api/v1/deployments", a.postDeployment)
+	mux.HandleFunc("GET /api/v1/deployments", a.getDeployments)
 
 	// Intake.
 	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts)

@@ -139,6 +139,7 @@ func (cl *classifier) Process(_ context.Context, now time.Time, a *Alert) Decisi
 	ann[annotationAction] = model.LabelValue(d.Action)
 	ann[annotationFP] = model.LabelValue(strconv.FormatFloat(d.FalsePositiveProbability, 'f', 3, 64))
 	a.Annotations = ann
+	a.classification = &d
 	return Decision{Action: "classified", Reason: d.String()}
 }
 

@@ -11,6 +11,8 @@ import (
 	amalert "github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/classify"
 )
 
 // Source says where an alert came from.
@@ -65,14 +67,23 @@ type Alert struct {
 	// sourceAnnotations are the annotations as the source sent them, before
 	// stages added theirs: changes are detected on these.
 	sourceAnnotations model.LabelSet
+	// classification is the classify stage's latest decision; nil when
+	// classification is off.
+	classification *classify.Decision
+	// held is what the pipeline remembers of the alert's suppression in
+	// its current firing episode, to release it when it escalates.
+	held held
 }
 
 // Stage is one step of the alert pipeline. Stages run in order on every
 // alert that enters or changes, before routing and notification. A stage
 // returns its decision (Action empty: nothing to record); it may set
 // a.Suppressed, in which case later stages still see the alert but it is
-// not notified. Stages must not keep a and are called from one goroutine at a
-// time.
+// not notified, and then returns the Action "suppressed". Stages must not
+// keep a and are called from one goroutine at a time.
+//
+// The pipeline releases an alert a stage suppresses when it escalates in
+// severity (see escalation.go), unless the stage implements operatorStage.
 //
 // Anomaly scoring, classification, false-positive suppression and escalation
 // plug in here.
@@ -90,9 +101,11 @@ const maxHistory = 64
 type store struct {
 	mu     sync.Mutex
 	alerts map[model.Fingerprint]*Alert
-	stages []Stage
-	put    func(...*amalert.Alert) error
-	route  func(model.LabelSet) []string
+	// families indexes the alerts by their labels without severity.
+	families map[model.Fingerprint]map[model.Fingerprint]struct{}
+	stages   []Stage
+	put      func(...*amalert.Alert) error
+	route    func(model.LabelSet) []string
 	// retention is how long resolved alerts stay visible.
 	retention time.Duration
 	now       func() time.Time
@@ -105,6 +118,7 @@ func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, rout
 	s := &store{
 		now:       now,
 		alerts:    map[model.Fingerprint]*Alert{},
+		families:  map[model.Fingerprint]map[model.Fingerprint]struct{}{},
 		put:       put,
 		route:     route,
 		retention: retention,
@@ -155,13 +169,21 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 			// annotations and times, as Alertmanager's merge does.
 			a.History = old.History
 			a.Suppressed = old.Suppressed
+			a.classification = old.classification
+			a.held = old.held
 			if action == "" {
 				// Unchanged: keep what the stages added.
 				a.Annotations = old.Annotations
 			}
+			if action == "resolved" || action == "refired" {
+				// A new firing episode escalates from where it starts.
+				a.held = held{}
+			}
 			if old.StartsAt.Before(a.StartsAt) && !old.ResolvedAt(now) {
 				a.StartsAt = old.StartsAt
 			}
+		} else {
+			s.addFamily(a)
 		}
 		s.alerts[a.Fingerprint] = a
 		if action != "" {
@@ -187,23 +209,82 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 
 // runStages runs the stages over a, recording their decisions. With
 // again (a suppressed alert looked at once more), a decision that repeats
-// the stage's previous one is not recorded or counted again. Called with
-// s.mu held.
-func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bool) {
+// the stage's previous one is not recorded or counted again. An alert that
+// escalated since a stage first suppressed it is released, unless an
+// operator's silence or maintenance window holds it; runStages then
+// returns why. Called with s.mu held.
+func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bool) (escalated string) {
 	a.Suppressed = false
+	var counted []string
+	byOperator, byStage := false, false
 	for _, st := range s.stages {
+		before := a.Suppressed
 		d := st.Process(ctx, now, a)
 		if d.Action == "" {
 			continue
 		}
 		d.Time, d.Stage = now, st.Name()
+		if d.Action == "suppressed" {
+			_, op := st.(operatorStage)
+			switch {
+			case op:
+				byOperator = true
+			case a.held.escalated != "":
+				// Released on escalation earlier in this firing
+				// episode: the stage no longer holds it.
+				a.Suppressed = before
+				d.Action, d.Reason = "overridden", d.Reason+"; "+a.held.escalated
+			default:
+				byStage = true
+			}
+		}
 		if again && a.lastDecision(d.Stage).sameAs(d) {
 			continue
 		}
 		a.record(d)
-		if a.Suppressed && d.Action == "suppressed" {
-			s.suppressed.WithLabelValues(st.Name()).Inc()
+		if d.Action == "suppressed" {
+			counted = append(counted, d.Stage)
 		}
+	}
+	if byStage {
+		if !a.held.set {
+			a.held = held{set: true, priority: string(a.Annotations[annotationPriority]), severity: string(a.Labels[severityLabel])}
+		}
+		if !byOperator {
+			if why := s.escalation(a, now); why != "" {
+				a.held.escalated = why
+				a.Suppressed = false
+				a.record(Decision{Time: now, Stage: "pipeline", Action: "released", Reason: why})
+				escalated = why
+			}
+		}
+	}
+	if a.Suppressed {
+		for _, st := range counted {
+			s.suppressed.WithLabelValues(st).Inc()
+		}
+	}
+	return escalated
+}
+
+// suppressWith runs one stage over the firing alerts that nothing
+// suppresses, as time passes: those it suppresses now (a maintenance window
+// that began) are marked suppressed, which mutes them in the notifier.
+func (s *store) suppressWith(ctx context.Context, now time.Time, st Stage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.alerts {
+		if a.Suppressed || a.ResolvedAt(now) {
+			continue
+		}
+		d := st.Process(ctx, now, a)
+		if !a.Suppressed || d.Action != "suppressed" {
+			a.Suppressed = false
+			continue
+		}
+		d.Time, d.Stage = now, st.Name()
+		a.record(d)
+		s.suppressed.WithLabelValues(d.Stage).Inc()
 	}
 }
 
@@ -217,11 +298,13 @@ func (s *store) release(ctx context.Context, now time.Time) error {
 		if !a.Suppressed || a.ResolvedAt(now) {
 			continue
 		}
-		s.runStages(ctx, now, a, true)
+		escalated := s.runStages(ctx, now, a, true)
 		if a.Suppressed {
 			continue
 		}
-		a.record(Decision{Time: now, Stage: "pipeline", Action: "released", Reason: "no stage suppresses it any more"})
+		if escalated == "" {
+			a.record(Decision{Time: now, Stage: "pipeline", Action: "released", Reason: "no stage suppresses it any more"})
+		}
 		if rs := s.route(a.Labels); len(rs) > 0 {
 			a.record(Decision{Time: now, Stage: "route", Action: "routed", Reason: fmt.Sprintf("matches the routes to %v", rs)})
 		}
@@ -359,6 +442,7 @@ func (s *store) gc(now time.Time) {
 	for fp, a := range s.alerts {
 		if a.ResolvedAt(now) && now.Sub(a.EndsAt) > s.retention {
 			delete(s.alerts, fp)
+			s.removeFamily(a)
 		}
 	}
 }

@@ -1,9 +1,12 @@
 package alertd
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -106,5 +109,94 @@ func TestRestartKeepsState(t *testing.T) {
 	al, ok := second.alert(t, "FiresAtOnce", SourceRule)
 	require.True(t, ok)
 	require.Equal(t, "firing", al.State)
+	h.checkWire(t)
+}
+
+// alertd restarts in the middle of a min_firing_duration hold, a deploy
+// hold and a maintenance window: after the restart each still applies
+// (Prometheus posts its alerts again, with their start), and each alert is
+// paged exactly once, when its hold ends.
+func TestRestartKeepsSuppression(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	clock := &testClock{}
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", routes(h, nil, `
+intake:
+  resolve_timeout: 24h
+suppression:
+  min_firing_duration: 1h
+  deploy: {hold: 2h}
+`))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	a1, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, a1.Start())
+	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, a1.Stop())
+		}
+	})
+
+	postDeployment(t, a, `{"model":"fraud","version":"v2"}`)
+	createWindow(t, a, fmt.Sprintf(`{"name":"migration","matchers":["alertname=\"InMaintenance\""],"time_intervals":[{"weekdays":["monday:sunday"]}],"expires_at":%q}`,
+		clock.Now().Add(3*time.Hour).UTC().Format(time.RFC3339)))
+	startsAt := clock.Now().UTC().Format(time.RFC3339Nano)
+	alerts := map[string]model.LabelSet{
+		"Held":          {"alertname": "Held"},
+		"DeployHeld":    {"alertname": "DeployHeld", "model": "fraud"},
+		"InMaintenance": {"alertname": "InMaintenance"},
+	}
+	names := []string{"Held", "DeployHeld", "InMaintenance"}
+	send := func(a *testAlertd) {
+		t.Helper()
+		for _, name := range names {
+			b, err := json.Marshal(alerts[name])
+			require.NoError(t, err)
+			postAlertJSON(t, a, fmt.Sprintf(`{"labels":%s,"startsAt":%q}`, b, startsAt))
+		}
+	}
+	send(a)
+	for _, name := range names {
+		waitFor(t, a, alerts[name], inState("suppressed"), "not held before the restart")
+	}
+
+	// Restart 30m into the holds.
+	clock.skip(30 * time.Minute)
+	require.NoError(t, a1.Stop())
+	stopped = true
+	b := start(t, dir, o, logs)
+	send(b)
+	for _, name := range names {
+		al := waitFor(t, b, alerts[name], inState("suppressed"), "not held after the restart")
+		require.Equal(t, "hold/suppressed", lastOf(al.History, "hold").Stage+"/"+lastOf(al.History, "hold").Action)
+	}
+	al := waitFor(t, b, alerts["DeployHeld"], inState("suppressed"), "")
+	require.Contains(t, lastOf(al.History, "deploy").Reason, `model "fraud" deployed version v2`)
+	al = waitFor(t, b, alerts["InMaintenance"], inState("suppressed"), "")
+	require.Contains(t, lastOf(al.History, "maintenance").Reason, `in maintenance window "migration"`)
+	require.Empty(t, h.all(), "a held alert was paged")
+
+	// Each hold ends in turn; each alert is paged when its own does.
+	for i, name := range names {
+		clock.skip(time.Hour)
+		h.wait(t, name, "firing", 30*time.Second)
+		waitFor(t, b, alerts[name], inState("firing"), "not released")
+		for _, later := range names[i+1:] {
+			require.Empty(t, h.matching(later, ""), "%s was paged before its hold ended", later)
+		}
+	}
+	require.Never(t, func() bool {
+		for _, name := range names {
+			if len(h.matching(name, "")) != 1 {
+				return true
+			}
+		}
+		return false
+	}, 2*time.Second, 50*time.Millisecond, "an alert was paged more than once: %+v", h.all())
 	h.checkWire(t)
 }

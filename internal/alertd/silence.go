@@ -49,11 +49,16 @@ func (s *silence) state(now time.Time) string {
 	return "expired"
 }
 
-// parseSilenceMatchers parses matchers in Alertmanager's syntax; each string
-// may hold several.
+// parseSilenceMatchers parses a silence's matchers.
 func parseSilenceMatchers(in []string) (amlabels.Matchers, error) {
+	return parseMatchers("a silence", in)
+}
+
+// parseMatchers parses the matchers of what (a silence, a maintenance
+// window) in Alertmanager's syntax; each string may hold several.
+func parseMatchers(what string, in []string) (amlabels.Matchers, error) {
 	if len(in) == 0 {
-		return nil, errors.New("a silence needs at least one matcher")
+		return nil, fmt.Errorf("%s needs at least one matcher", what)
 	}
 	var out amlabels.Matchers
 	for _, s := range in {
@@ -125,6 +130,10 @@ func (s *silencer) setConfig(cfgs []*alertconfig.Silence) error {
 
 // Name implements Stage.
 func (s *silencer) Name() string { return "silence" }
+
+// operatorDecision implements operatorStage: an escalation does not lift a
+// silence.
+func (s *silencer) operatorDecision() {}
 
 // Process implements Stage: an alert matched by an active silence is
 // suppressed; with several, the one ending last is named.
