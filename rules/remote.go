@@ -162,3 +162,54 @@ func metricLabels(m model.Metric) labels.Labels {
 	b.Sort()
 	return b.Labels()
 }
+
+// Samples returns the raw samples of the series a selector selects in
+// (start, end], read with instant queries of a range selector, a day at a
+// time, so any Prometheus-compatible API can serve them. Native histogram
+// samples are an error.
+func (r *Remote) Samples(ctx context.Context, selector string, start, end time.Time) (map[string]*promql.Series, error) {
+	const window = 24 * time.Hour
+	out := map[string]*promql.Series{}
+	for t := start; t.Before(end); t = t.Add(window) {
+		until := t.Add(window)
+		if until.After(end) {
+			until = end
+		}
+		q := fmt.Sprintf("%s[%dms]", selector, until.Sub(t).Milliseconds())
+		val, err := r.query(ctx, q, until)
+		if err != nil {
+			return nil, fmt.Errorf("remote query %s: %w", q, err)
+		}
+		m, ok := val.(model.Matrix)
+		if !ok {
+			return nil, fmt.Errorf("remote query %s: want a matrix, got %s", q, val.Type())
+		}
+		for _, ss := range m {
+			if len(ss.Histograms) > 0 {
+				return nil, fmt.Errorf("remote query %s: native histogram samples are not supported", q)
+			}
+			k := ss.Metric.String()
+			s, ok := out[k]
+			if !ok {
+				s = &promql.Series{Metric: metricLabels(ss.Metric)}
+				out[k] = s
+			}
+			for _, p := range ss.Values {
+				s.Floats = append(s.Floats, promql.FPoint{T: int64(p.Timestamp), F: float64(p.Value)})
+			}
+		}
+	}
+	return out, nil
+}
+
+// query runs one instant query within the timeout.
+func (r *Remote) query(ctx context.Context, q string, t time.Time) (model.Value, error) {
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	val, _, _, err := r.api.Query(ctx, q, t, v1.WithTimeout(r.timeout))
+	r.observe(ctx, err, time.Now())
+	return val, err
+}

@@ -66,6 +66,19 @@ func run() int {
 	anomalyOut := anomalyScore.Flag("output", "CSV file to write, or - for stdout.").Required().String()
 	anomalyAlg := anomalyScore.Flag("algorithm", "Detector: "+strings.Join(anomaly.Algorithms(), ", ")+".").Default(anomaly.Default).Enum(anomaly.Algorithms()...)
 
+	replayCmd := app.Command("replay", "Run the rules, anomaly detectors, classification and suppression of a configuration over a historical range of the embedded TSDB or a remote data source, and report which alerts would have paged, been suppressed or grouped — and, with --compare, what a second configuration changes.")
+	var ra replayArgs
+	replayCmd.Flag("config", "The configuration to replay.").Required().ExistingFileVar(&ra.config)
+	replayCmd.Flag("compare", "A second configuration, replayed over the same range and compared with the first.").ExistingFileVar(&ra.compare)
+	replayCmd.Flag("from", "Start of the range: RFC 3339 or Unix seconds.").Required().StringVar(&ra.from)
+	replayCmd.Flag("to", "End of the range: RFC 3339 or Unix seconds. Default: now.").StringVar(&ra.to)
+	replayCmd.Flag("step", "Evaluation interval of the replay. Default: the configuration's global evaluation_interval.").DurationVar(&ra.step)
+	replayCmd.Flag("storage.path", "alertd's storage directory, whose embedded TSDB holds the history.").Default(d.StoragePath).StringVar(&ra.storagePath)
+	replayCmd.Flag("storage.tsdb.path", "A TSDB directory to read instead of the one under --storage.path, such as a Prometheus server's data directory.").StringVar(&ra.tsdbDir)
+	replayCmd.Flag("datasource.url", "Read the history from this Prometheus-compatible query API instead of a TSDB. Default: the configuration's datasource.url.").StringVar(&ra.datasource)
+	replayCmd.Flag("output", "Report format.").Default("text").EnumVar(&ra.output, "text", "json")
+	replayCmd.Flag("fail-on-more-pages", "Exit with status 3 when the --compare configuration pages more than --config, to gate rule changes in CI.").BoolVar(&ra.failOnMorePages)
+
 	promslogConfig := &promslog.Config{}
 	flag.AddFlags(app, promslogConfig)
 	app.Version(version.Print("alertd"))
@@ -86,6 +99,10 @@ func run() int {
 		return 0
 	case checkCmd.FullCommand():
 		return checkConfig(*checkFile)
+	case replayCmd.FullCommand():
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runReplay(ctx, ra, logger)
 	case testRules.FullCommand():
 		ok, err := rules.RunTests(*testFiles, rules.TestOptions{Out: os.Stdout, Run: *testRun})
 		if err != nil {

@@ -687,17 +687,8 @@ func (a *Alertd) notifyRules(ctx context.Context, expr string, alerts ...*rules.
 	gen := generatorURL(a.opts.ExternalURL, expr)
 	in := make([]*Alert, 0, len(alerts))
 	for _, ra := range alerts {
-		al := &Alert{Source: SourceRule, Value: ra.Value}
-		al.Labels = labelSet(ra.Labels)
-		al.Annotations = labelSet(ra.Annotations)
-		al.StartsAt = ra.FiredAt
+		al := fromRuleAlert(ra, now, ra.ValidUntil)
 		al.GeneratorURL = gen
-		if !ra.ResolvedAt.IsZero() {
-			al.EndsAt = ra.ResolvedAt
-		} else {
-			al.EndsAt = ra.ValidUntil
-		}
-		al.UpdatedAt = now
 		in = append(in, al)
 	}
 	reason := fmt.Sprintf("from alerting rule evaluating %s", expr)

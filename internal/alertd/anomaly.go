@@ -190,7 +190,8 @@ func (r *anomalyRunner) seriesFor(ls labels.Labels) *anomalySeries {
 }
 
 // write appends the latest results, and stale markers for series that
-// disappeared from the expression, to storage. Called with r.mu held.
+// disappeared from the expression, to storage; series missing for longer
+// than forgetAfter are forgotten. Called with r.mu held.
 func (r *anomalyRunner) write(ctx context.Context, ts time.Time) error {
 	app := r.app.AppenderV2(ctx)
 	t := ts.UnixMilli()
@@ -222,13 +223,24 @@ func (r *anomalyRunner) write(ctx context.Context, ts time.Time) error {
 				return fmt.Errorf("couldn't write %s: %w", m.name, err)
 			}
 		}
-		if gone {
+		switch {
+		case !gone:
+			as.written = true
+		case ts.Sub(as.lastSeen) > r.forgetAfter():
 			delete(r.series, h)
-			continue
+		default:
+			// Stale now, but a series that misses a few evaluations
+			// (a failed scrape, a sparse series) keeps what it learnt.
+			as.written = false
 		}
-		as.written = true
 	}
 	return app.Commit()
+}
+
+// forgetAfter is how long a series may be missing from the expression
+// before its detector forgets it: ten evaluations, and at least 15m.
+func (r *anomalyRunner) forgetAfter() time.Duration {
+	return max(10*r.interval(), 15*time.Minute)
 }
 
 // replay feeds the expression's history before ts into the detectors, so a
@@ -322,6 +334,9 @@ func (c anomalyCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range c.runners() {
 		r.mu.Lock()
 		for _, as := range r.series {
+			if !as.written {
+				continue
+			}
 			rows = append(rows, row{as.out, as.last})
 			as.out.Range(func(l labels.Label) { names[l.Name] = true })
 		}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/alertd"
+)
+
+// replayArgs are the flags of `alertd replay`.
+type replayArgs struct {
+	config, compare      string
+	from, to             string
+	step                 time.Duration
+	storagePath, tsdbDir string
+	datasource           string
+	output               string
+	failOnMorePages      bool
+}
+
+// runReplay replays one configuration, or two to compare, and prints the
+// report. It returns the exit code.
+func runReplay(ctx context.Context, args replayArgs, logger *slog.Logger) int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "alertd: error:", err)
+		return 1
+	}
+	now := time.Now()
+	from, err := parseReplayTime(args.from, time.Time{})
+	if err != nil {
+		return fail(fmt.Errorf("bad --from: %w", err))
+	}
+	to, err := parseReplayTime(args.to, now)
+	if err != nil {
+		return fail(fmt.Errorf("bad --to: %w", err))
+	}
+	cfg, err := alertconfig.LoadFile(args.config)
+	if err != nil {
+		return fail(err)
+	}
+	url := args.datasource
+	if url == "" {
+		url = cfg.Datasource.URL
+	}
+	dir := args.tsdbDir
+	if dir == "" {
+		dir = filepath.Join(args.storagePath, "tsdb")
+	}
+	src, closeSrc, err := alertd.OpenReplaySource(dir, url, time.Duration(cfg.Datasource.Timeout), cfg.Datasource.HTTPClientConfig)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeSrc()
+	opts := alertd.ReplayOptions{From: from, To: to, Step: args.step, Source: src, Logger: logger}
+	a, err := alertd.Replay(ctx, args.config, opts)
+	if err != nil {
+		return fail(fmt.Errorf("replaying %s: %w", args.config, err))
+	}
+	var b *alertd.ReplayResult
+	if args.compare != "" {
+		if b, err = alertd.Replay(ctx, args.compare, opts); err != nil {
+			return fail(fmt.Errorf("replaying %s: %w", args.compare, err))
+		}
+	}
+	c := alertd.CompareReplays(a, b)
+	if args.output == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(c)
+	} else {
+		err = c.WriteText(os.Stdout)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if args.failOnMorePages && c.MorePages() {
+		fmt.Fprintf(os.Stderr, "alertd: %s pages %d times, more than %s's %d\n", args.compare, b.Summary.Pages, args.config, a.Summary.Pages)
+		return 3
+	}
+	return 0
+}
+
+// parseReplayTime reads RFC 3339 or Unix seconds; empty is def, which
+// must then be set.
+func parseReplayTime(s string, def time.Time) (time.Time, error) {
+	if s == "" {
+		if def.IsZero() {
+			return time.Time{}, fmt.Errorf("a time is required")
+		}
+		return def, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor Unix seconds", s)
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+}

@@ -1,0 +1,548 @@
+package alertd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	amalert "github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/alertmanager/dispatch"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/prometheus/promql"
+	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/rules"
+)
+
+// ReplayOptions configure a replay of a configuration over history.
+type ReplayOptions struct {
+	// From and To bound the replayed range; both are evaluated.
+	From, To time.Time
+	// Step is the evaluation interval; 0 takes the configuration's global
+	// evaluation_interval.
+	Step time.Duration
+	// Source holds the history: an embedded TSDB opened read-only, or a
+	// remote-read client. Its Queriers are kept open for the whole replay.
+	Source storage.Queryable
+	// LookbackDelta is the engine's lookback; 0 is Prometheus's 5m.
+	LookbackDelta time.Duration
+	Logger        *slog.Logger
+}
+
+// ReplayResult is what one configuration would have done over a range:
+// every firing of every alert, and what the pipeline did with it.
+type ReplayResult struct {
+	Config      string    `json:"config"`
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+	Step        string    `json:"step"`
+	Evaluations int       `json:"evaluations"`
+	// Firings are the alerts' firing episodes, in start order.
+	Firings []ReplayFiring `json:"firings"`
+	Summary ReplaySummary  `json:"summary"`
+}
+
+// The outcomes of a firing.
+const (
+	// OutcomePaged: the firing opened an incident, and a notification
+	// went to a receiver.
+	OutcomePaged = "paged"
+	// OutcomeGrouped: the firing joined an incident that already paged;
+	// the receiver heard of it in an update of that incident.
+	OutcomeGrouped = "grouped"
+	// OutcomeSuppressed: a stage kept the firing from notifications for
+	// all of its life.
+	OutcomeSuppressed = "suppressed"
+	// OutcomeUnrouted: no route sends the alert to a receiver.
+	OutcomeUnrouted = "unrouted"
+)
+
+// ReplayFiring is one firing episode of an alert: from the evaluation it
+// fired (after its `for`) to the one it resolved.
+type ReplayFiring struct {
+	Fingerprint string         `json:"fingerprint"`
+	Labels      model.LabelSet `json:"labels"`
+	FiredAt     time.Time      `json:"fired_at"`
+	// ResolvedAt is zero when the alert still fired at the end of the range.
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+	Outcome    string    `json:"outcome"`
+	// NotifiedAt is when the pipeline handed the firing to the notifier
+	// (later than FiredAt when a hold released it).
+	NotifiedAt time.Time `json:"notified_at,omitzero"`
+	// Incident names the incident a paged or grouped firing belongs to.
+	Incident string `json:"incident,omitempty"`
+	// SuppressedBy is the last stage that suppressed the firing, and Reason
+	// its words.
+	SuppressedBy string `json:"suppressed_by,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// ReplaySummary counts a replay's firings by outcome.
+type ReplaySummary struct {
+	Alerts     int            `json:"alerts"`
+	Firings    int            `json:"firings"`
+	Pages      int            `json:"pages"`
+	PagesDay   float64        `json:"pages_per_day"`
+	Grouped    int            `json:"grouped"`
+	Suppressed map[string]int `json:"suppressed"`
+	Unrouted   int            `json:"unrouted"`
+}
+
+// replayAlertsResend is how long Prometheus keeps sending a resolved alert;
+// replay does the same so the pipeline sees every resolution.
+const replayResolvedResend = 15 * time.Minute
+
+// Replay runs the configuration in file — its anomaly detectors, rules,
+// classification and suppression — over the range of opts, with the
+// clock stepped through it, and reports every firing and its outcome.
+// Nothing is sent: notifications are recorded. State that stages keep
+// (silences, flapping, the learned model) starts empty in a scratch
+// directory; silences of the configuration apply at their times.
+func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult, error) {
+	cfg, err := alertconfig.LoadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = promslog.NewNopLogger()
+	}
+	step := opts.Step
+	if step <= 0 {
+		step = time.Duration(cfg.Global.EvaluationInterval)
+	}
+	if step <= 0 {
+		return nil, errors.New("the step must be positive")
+	}
+	if opts.To.Before(opts.From) {
+		return nil, fmt.Errorf("--to (%s) is before --from (%s)", opts.To.Format(time.RFC3339), opts.From.Format(time.RFC3339))
+	}
+	if opts.Source == nil {
+		return nil, errors.New("no source of history")
+	}
+	lookback := opts.LookbackDelta
+	if lookback <= 0 {
+		lookback = 5 * time.Minute
+	}
+
+	scratch, err := os.MkdirTemp("", "alertd-replay-")
+	if err != nil {
+		return nil, fmt.Errorf("couldn't create a scratch directory: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+
+	// Scratch storage for what alertd writes itself (anomaly scores,
+	// ALERTS, ALERTS_FOR_STATE), read together with the history.
+	dbOpts := tsdb.DefaultOptions()
+	span := opts.To.Sub(opts.From) + 48*time.Hour
+	dbOpts.MinBlockDuration = span.Milliseconds()
+	dbOpts.MaxBlockDuration = span.Milliseconds()
+	dbOpts.RetentionDuration = 0
+	dbOpts.WALSegmentSize = -1
+	db, err := tsdb.Open(scratch+"/tsdb", opts.Logger, nil, dbOpts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't open scratch storage: %w", err)
+	}
+	defer db.Close()
+
+	src, err := newHeldQueryable(opts.Source, opts.From.Add(-historyLookback(cfg, lookback)), opts.To)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the history: %w", err)
+	}
+	defer src.Close()
+	queryable := mergeQueryable{src, db}
+
+	engine := promql.NewEngine(promql.EngineOpts{
+		Logger:               opts.Logger,
+		MaxSamples:           DefaultOptions().QueryMaxSamples,
+		Timeout:              time.Minute,
+		LookbackDelta:        lookback,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+	})
+	defer engine.Close()
+	query := promrules.EngineQueryFunc(engine, queryable)
+	queryRange := func(ctx context.Context, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+		qry, err := engine.NewRangeQuery(ctx, queryable, nil, q, start, end, step)
+		if err != nil {
+			return nil, err
+		}
+		defer qry.Close()
+		res := qry.Exec(ctx)
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Matrix()
+	}
+
+	reg := prometheus.NewRegistry()
+	rec := newReplayRecorder(dispatch.NewRoute(cfg.Route, nil))
+	now := opts.From
+	clock := func() time.Time { return now }
+	p, err := newPipeline(scratch, reg, rec.put, func(ls model.LabelSet) []string {
+		if k := rec.incidentKey(ls); k != "" {
+			return []string{k}
+		}
+		return nil
+	}, time.Hour, clock)
+	if err != nil {
+		return nil, err
+	}
+	rec.store = p.store
+	if err := p.apply(cfg); err != nil {
+		return nil, err
+	}
+
+	files, err := rules.Files(cfg.RuleFiles)
+	if err != nil {
+		return nil, err
+	}
+	m := promrules.NewManager(&promrules.ManagerOptions{
+		QueryFunc:    query,
+		AppendableV2: db,
+		Queryable:    queryable,
+		Context:      ctx,
+		NotifyFunc:   func(context.Context, string, ...*promrules.Alert) {},
+		Logger:       opts.Logger,
+	})
+	groupMap, errs := m.LoadGroups(step, cfg.Global.ExternalLabels, "", nil, false, files...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	groups := slices.Collect(maps.Values(groupMap))
+	slices.SortFunc(groups, func(a, b *promrules.Group) int {
+		return strings.Compare(a.File()+"\x00"+a.Name(), b.File()+"\x00"+b.Name())
+	})
+	for _, g := range groups {
+		for _, r := range g.Rules() {
+			if ar, ok := r.(*promrules.AlertingRule); ok {
+				ar.SetRestored(true)
+			}
+		}
+	}
+
+	am := newAnomalyMetrics(reg)
+	type detector struct {
+		r    *anomalyRunner
+		next time.Time
+	}
+	var detectors []*detector
+	for _, dc := range cfg.AnomalyDetectors {
+		detectors = append(detectors, &detector{
+			r:    newAnomalyRunner(dc, query, queryRange, db, am, opts.Logger),
+			next: opts.From,
+		})
+	}
+
+	res := &ReplayResult{Config: file, From: opts.From, To: opts.To, Step: model.Duration(step).String()}
+	resend := max(DefaultOptions().ResendDelay, step)
+	for now = opts.From; !now.After(opts.To); now = now.Add(step) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		res.Evaluations++
+		for _, d := range detectors {
+			if now.Before(d.next) {
+				continue
+			}
+			d.next = now.Add(d.r.interval())
+			if err := d.r.eval(ctx, now); err != nil {
+				return nil, fmt.Errorf("anomaly detector %q at %s: %w", d.r.cfg.Name, now.Format(time.RFC3339), err)
+			}
+		}
+		for _, g := range groups {
+			g.Eval(ctx, now)
+			for _, r := range g.Rules() {
+				if err := r.LastError(); err != nil {
+					return nil, fmt.Errorf("rule %q at %s: %w", r.Name(), now.Format(time.RFC3339), err)
+				}
+			}
+			for _, r := range g.AlertingRules() {
+				var in []*Alert
+				for _, ra := range r.ActiveAlerts() {
+					if ra.State == promrules.StatePending {
+						continue
+					}
+					if !ra.ResolvedAt.IsZero() && now.Sub(ra.ResolvedAt) > replayResolvedResend {
+						continue
+					}
+					in = append(in, fromRuleAlert(ra, now, now.Add(4*resend)))
+				}
+				if len(in) > 0 {
+					if err := p.store.receive(ctx, now, SourceRule, in, "from alerting rule "+r.Name()); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+		if err := p.store.release(ctx, now); err != nil {
+			return nil, err
+		}
+		rec.step(now)
+		p.store.gc(now)
+	}
+	rec.finish()
+	res.Firings = rec.firings
+	res.Summary = summarize(res.Firings, opts.To.Sub(opts.From))
+	return res, nil
+}
+
+// historyLookback is how far before the range the replay reads: the
+// longest anomaly detector history, and at least a day for range
+// selectors and `for` state.
+func historyLookback(cfg *alertconfig.Config, lookback time.Duration) time.Duration {
+	d := 24 * time.Hour
+	for _, dc := range cfg.AnomalyDetectors {
+		if dc.History != nil {
+			d = max(d, time.Duration(*dc.History)+time.Duration(dc.Interval))
+		}
+	}
+	return d + lookback
+}
+
+// fromRuleAlert turns an alerting rule's alert into a pipeline alert, as
+// Prometheus's rules.SendAlerts turns it into a notifier alert: startsAt
+// is when it fired, endsAt its resolution or validUntil.
+func fromRuleAlert(ra *promrules.Alert, now, validUntil time.Time) *Alert {
+	al := &Alert{Source: SourceRule, Value: ra.Value}
+	al.Labels = labelSet(ra.Labels)
+	al.Annotations = labelSet(ra.Annotations)
+	al.StartsAt = ra.FiredAt
+	if !ra.ResolvedAt.IsZero() {
+		al.EndsAt = ra.ResolvedAt
+	} else {
+		al.EndsAt = validUntil
+	}
+	al.UpdatedAt = now
+	return al
+}
+
+// replayRecorder stands in for the notifier: it records each firing's
+// outcome, and groups notified firings into incidents by their route's
+// group_by labels, as Alertmanager's dispatcher groups them.
+type replayRecorder struct {
+	route *dispatch.Route
+	store *store
+	// sent are the fingerprints handed to the notifier since the last step.
+	sent map[model.Fingerprint]bool
+	// open are the firings that fire now, by fingerprint.
+	open map[model.Fingerprint]*ReplayFiring
+	// incidents count the notified firings of each open incident.
+	incidents map[string]int
+	firings   []ReplayFiring
+}
+
+func newReplayRecorder(route *dispatch.Route) *replayRecorder {
+	return &replayRecorder{
+		route:     route,
+		sent:      map[model.Fingerprint]bool{},
+		open:      map[model.Fingerprint]*ReplayFiring{},
+		incidents: map[string]int{},
+	}
+}
+
+// put receives what the pipeline hands to the notifier; step tells firing
+// from resolved on the replay's clock.
+func (r *replayRecorder) put(alerts ...*amalert.Alert) error {
+	for _, a := range alerts {
+		r.sent[a.Fingerprint()] = true
+	}
+	return nil
+}
+
+// step looks at the pipeline's alerts after an evaluation at now: new
+// firings open, notified ones get their outcome, resolved ones close.
+func (r *replayRecorder) step(now time.Time) {
+	r.store.mu.Lock()
+	defer r.store.mu.Unlock()
+	for fp, a := range r.store.alerts {
+		f := r.open[fp]
+		if f != nil && !f.FiredAt.Equal(a.StartsAt) {
+			// Resolved and fired again between two looks.
+			r.close(fp, a.StartsAt)
+			f = nil
+		}
+		if a.ResolvedAt(now) {
+			if f != nil {
+				r.close(fp, a.EndsAt)
+			}
+			continue
+		}
+		if f == nil {
+			f = &ReplayFiring{Fingerprint: fp.String(), Labels: a.Labels.Clone(), FiredAt: a.StartsAt}
+			r.open[fp] = f
+		}
+		if f.Outcome != "" {
+			continue
+		}
+		if r.sent[fp] && !a.Suppressed {
+			f.NotifiedAt = now
+			f.SuppressedBy, f.Reason = "", ""
+			switch key := r.incidentKey(a.Labels); {
+			case key == "":
+				f.Outcome = OutcomeUnrouted
+			case r.incidents[key] > 0:
+				f.Outcome, f.Incident = OutcomeGrouped, key
+				r.incidents[key]++
+			default:
+				f.Outcome, f.Incident = OutcomePaged, key
+				r.incidents[key]++
+			}
+			continue
+		}
+		if a.Suppressed {
+			for i := len(a.History) - 1; i >= 0; i-- {
+				if d := a.History[i]; d.Action == "suppressed" {
+					f.SuppressedBy, f.Reason = d.Stage, d.Reason
+					break
+				}
+			}
+		}
+	}
+	for fp := range r.open {
+		if _, ok := r.store.alerts[fp]; !ok {
+			r.close(fp, now)
+		}
+	}
+	clear(r.sent)
+}
+
+// close ends the open firing of fp at t. Called with the store locked.
+func (r *replayRecorder) close(fp model.Fingerprint, t time.Time) {
+	f := r.open[fp]
+	delete(r.open, fp)
+	f.ResolvedAt = t
+	r.done(f)
+}
+
+// done records a firing whose life is over (or the range is).
+func (r *replayRecorder) done(f *ReplayFiring) {
+	if f.Incident != "" {
+		if r.incidents[f.Incident]--; r.incidents[f.Incident] <= 0 {
+			delete(r.incidents, f.Incident)
+		}
+	}
+	if f.Outcome == "" {
+		f.Outcome = OutcomeSuppressed
+	}
+	r.firings = append(r.firings, *f)
+}
+
+// finish records the firings still open at the end of the range.
+func (r *replayRecorder) finish() {
+	for _, f := range r.open {
+		r.done(f)
+	}
+	clear(r.open)
+	sort.Slice(r.firings, func(i, j int) bool {
+		a, b := r.firings[i], r.firings[j]
+		if !a.FiredAt.Equal(b.FiredAt) {
+			return a.FiredAt.Before(b.FiredAt)
+		}
+		return a.Fingerprint < b.Fingerprint
+	})
+}
+
+// incidentKey is the group an alert's first matching route with a
+// receiver puts it in, or "" when there is none.
+func (r *replayRecorder) incidentKey(ls model.LabelSet) string {
+	if r.route == nil {
+		return ""
+	}
+	for _, rt := range r.route.Match(ls) {
+		if rt.RouteOpts.Receiver == "" {
+			continue
+		}
+		group := model.LabelSet{}
+		for ln, lv := range ls {
+			if _, ok := rt.RouteOpts.GroupBy[ln]; ok || rt.RouteOpts.GroupByAll {
+				group[ln] = lv
+			}
+		}
+		return rt.RouteOpts.Receiver + ":" + group.String()
+	}
+	return ""
+}
+
+// summarize counts firings by outcome.
+func summarize(fs []ReplayFiring, span time.Duration) ReplaySummary {
+	s := ReplaySummary{Suppressed: map[string]int{}}
+	alerts := map[string]bool{}
+	for _, f := range fs {
+		alerts[f.Fingerprint] = true
+		s.Firings++
+		switch f.Outcome {
+		case OutcomePaged:
+			s.Pages++
+		case OutcomeGrouped:
+			s.Grouped++
+		case OutcomeSuppressed:
+			s.Suppressed[f.SuppressedBy]++
+		case OutcomeUnrouted:
+			s.Unrouted++
+		}
+	}
+	s.Alerts = len(alerts)
+	if days := span.Hours() / 24; days > 0 {
+		s.PagesDay = math.Round(float64(s.Pages)/days*100) / 100
+	}
+	return s
+}
+
+// heldQueryable serves every Querier from one querier over the whole
+// replayed range, opened once: a read-only TSDB loads its blocks and
+// write-ahead log for each querier it opens.
+type heldQueryable struct {
+	q storage.Querier
+}
+
+func newHeldQueryable(src storage.Queryable, from, to time.Time) (*heldQueryable, error) {
+	q, err := src.Querier(from.UnixMilli(), to.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	return &heldQueryable{q: q}, nil
+}
+
+// Querier implements storage.Queryable.
+func (h *heldQueryable) Querier(int64, int64) (storage.Querier, error) {
+	return nopCloseQuerier{h.q}, nil
+}
+
+// Close closes the held querier.
+func (h *heldQueryable) Close() error { return h.q.Close() }
+
+type nopCloseQuerier struct{ storage.Querier }
+
+func (nopCloseQuerier) Close() error { return nil }
+
+// mergeQueryable reads several queryables as one.
+type mergeQueryable []storage.Queryable
+
+// Querier implements storage.Queryable.
+func (m mergeQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	qs := make([]storage.Querier, 0, len(m))
+	for _, q := range m {
+		qr, err := q.Querier(mint, maxt)
+		if err != nil {
+			for _, o := range qs {
+				o.Close()
+			}
+			return nil, err
+		}
+		qs = append(qs, qr)
+	}
+	return storage.NewMergeQuerier(qs, nil, storage.ChainedSeriesMerge), nil
+}
