@@ -31,7 +31,7 @@ FUZZ_TARGETS := \
 	./drift:FuzzProfile \
 	./internal/quality:FuzzRestore
 
-.PHONY: all build run test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab clean
+.PHONY: all build run test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab bench-nab-replay clean
 
 all: lint build test
 
@@ -95,6 +95,11 @@ bench-rules:
 ## bench-nab: every anomaly algorithm on the NAB series in NAB_DIR (default ../shared/bench/nab), scored by NAB's rules (see BENCHMARKS.md).
 bench-nab:
 	@bash scripts/bench-nab.sh
+
+## bench-nab-replay: the NAB series replayed through a static-threshold rule and through alertd's pipeline, pages scored against NAB's windows (see BENCHMARKS.md).
+NAB_DIR ?= ../shared/bench/nab
+bench-nab-replay:
+	$(GO) run ./internal/alertd/nabreplay -data $(NAB_DIR)/data -labels $(NAB_DIR)/labels/combined_windows.json $(NAB_REPLAY_FLAGS)
 
 clean:
 	rm -rf bin

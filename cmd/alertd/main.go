@@ -40,7 +40,7 @@ func run() int {
 		externalURL  = serve.Flag("web.external-url", "URL under which alertd is reachable, used in generator URLs and notifications. Empty derives it from the first listen address.").Default("").String()
 		routePrefix  = serve.Flag("web.route-prefix", "Prefix for the web endpoints. Empty uses the path of --web.external-url.").Default("").String()
 		metricsPath  = serve.Flag("web.telemetry-path", "Path under which to expose alertd's own metrics.").Default(d.MetricsPath).String()
-		storagePath  = serve.Flag("storage.path", "Directory of the embedded TSDB and of alertd's state (notification log).").Default(d.StoragePath).String()
+		storagePath  = serve.Flag("storage.path", "Directory of the embedded TSDB and of alertd's state (notification log, alert ledger, silences, suppression rules).").Default(d.StoragePath).String()
 		retention    = serve.Flag("storage.tsdb.retention.time", "How long the embedded TSDB keeps samples.").Default(model.Duration(d.Retention).String()).String()
 		datasource   = serve.Flag("datasource.url", "Base URL of a Prometheus-compatible query API (Prometheus, Thanos, Mimir, VictoriaMetrics) that rules query instead of the embedded engine. Overrides datasource.url of the configuration. Empty uses the configuration, or the embedded engine.").Default("").String()
 		queryTimeout = serve.Flag("query.timeout", "Longest time a query of the embedded engine may take before it is aborted.").Default(d.QueryTimeout.String()).Duration()
@@ -49,6 +49,7 @@ func run() int {
 		grace        = serve.Flag("rules.alert.for-grace-period", "Least time between alertd's restart and an alert firing, for alerts whose `for` is at least this long.").Default(d.ForGracePeriod.String()).Duration()
 		resend       = serve.Flag("rules.alert.resend-delay", "Least time between two sends of a rule's firing alert.").Default(d.ResendDelay.String()).Duration()
 		resolvedKeep = serve.Flag("alerts.resolved-retention", "How long resolved alerts stay listed in GET /api/v1/alerts.").Default(d.ResolvedRetention.String()).Duration()
+		ledgerKeep   = serve.Flag("ledger.retention", "How long the alert ledger under --storage.path keeps the history of alerts, incidents and verdicts that reports read.").Default(model.Duration(d.LedgerRetention).String()).String()
 		toolkitFlags = kingpinflag.AddFlags(serve, ":9109")
 	)
 
@@ -127,6 +128,11 @@ func run() int {
 		logger.Error("Invalid --storage.tsdb.retention.time", "err", err)
 		return 2
 	}
+	ledgerRetention, err := model.ParseDuration(*ledgerKeep)
+	if err != nil || ledgerRetention <= 0 {
+		logger.Error("Invalid --ledger.retention: want a positive duration such as 90d", "value", *ledgerKeep)
+		return 2
+	}
 	ext, err := computeExternalURL(*externalURL, (*toolkitFlags.WebListenAddresses)[0])
 	if err != nil {
 		logger.Error("Invalid --web.external-url", "err", err)
@@ -156,6 +162,7 @@ func run() int {
 		ForGracePeriod:    *grace,
 		ResendDelay:       *resend,
 		ResolvedRetention: *resolvedKeep,
+		LedgerRetention:   time.Duration(ledgerRetention),
 		Logger:            logger,
 	})
 	if err != nil {

@@ -38,7 +38,6 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb"
 
-	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/notify"
@@ -76,6 +75,8 @@ type Options struct {
 	ResolvedRetention time.Duration
 	// MaxAlertsBody bounds request bodies of the intake endpoints.
 	MaxAlertsBody int64
+	// LedgerRetention is how long the alert ledger keeps events.
+	LedgerRetention time.Duration
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -94,6 +95,7 @@ func DefaultOptions() Options {
 		ResendDelay:       rules.DefaultResendDelay,
 		ResolvedRetention: time.Hour,
 		MaxAlertsBody:     16 << 20,
+		LedgerRetention:   defaultLedgerRetention,
 	}
 }
 
@@ -129,6 +131,9 @@ func (o *Options) setDefaults() {
 	if o.MaxAlertsBody <= 0 {
 		o.MaxAlertsBody = d.MaxAlertsBody
 	}
+	if o.LedgerRetention <= 0 {
+		o.LedgerRetention = d.LedgerRetention
+	}
 	if o.Web == nil {
 		o.Web = web.DefaultFlags(":9109")
 	}
@@ -153,17 +158,14 @@ type Alertd struct {
 	remote *rules.Remote
 	rules  *rules.Manager
 	notify *notify.Notifier
-	store  *store
-	// classifier is the classify stage, active when the configuration has
-	// a classification section; it keeps learning from feedback either way.
-	classifier  *classifier
-	silencer    *silencer
-	maintenance *maintenance
-	deployments *deployments
-	learned     learnedStage
-	hold        holdStage
-	flap        *flapStage
-	metrics     *metrics
+	// pipeline is the alert store and its stages.
+	*pipeline
+	metrics *metrics
+	// ledger is the durable history of alerts, incidents and verdicts.
+	ledger    *ledger
+	precision *precisionCollector
+	startedAt time.Time
+	prunedAt  time.Time
 
 	discovery *discovery.Manager
 	scrape    *scrape.Manager
@@ -215,6 +217,7 @@ func New(o Options) (*Alertd, error) {
 			if a.db != nil {
 				a.db.Close()
 			}
+			_ = a.ledger.close()
 		}
 	}()
 
@@ -245,18 +248,13 @@ func New(o Options) (*Alertd, error) {
 	})
 	a.metrics = newMetrics(a.reg)
 
-	if a.silencer, err = newSilencer(silencesPath(o.StoragePath)); err != nil {
-		return nil, err
+	a.ledger, err = openLedger(ledgerOptions{Dir: ledgerPath(o.StoragePath), Retention: o.LedgerRetention,
+		Logger: a.logger.With("component", "ledger"), Registerer: a.reg, Now: o.Now})
+	if err != nil {
+		return nil, fmt.Errorf("couldn't open the alert ledger under --storage.path=%q: %w", o.StoragePath, err)
 	}
-	if a.flap, err = newFlapStage(flapPath(o.StoragePath)); err != nil {
-		return nil, err
-	}
-	if a.maintenance, err = newMaintenance(maintenancePath(o.StoragePath)); err != nil {
-		return nil, err
-	}
-	if a.deployments, err = newDeployments(o.StoragePath, a.reg, a.logger.With("component", "deployments")); err != nil {
-		return nil, err
-	}
+	a.precision = &precisionCollector{}
+	a.reg.MustRegister(a.precision)
 	a.notify, err = notify.New(notify.Options{
 		Config:      cfg,
 		ExternalURL: o.ExternalURL,
@@ -274,11 +272,14 @@ func New(o Options) (*Alertd, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.store = newStore(a.reg, a.notify.Put, a.matchRoutes, o.ResolvedRetention, o.Now)
-	if a.classifier, err = newClassifier(classificationRules(cfg), classifierPath(o.StoragePath), a.reg); err != nil {
+	if err := a.classifierRulesValid(cfg); err != nil {
 		return nil, err
 	}
-	a.classifier.flaps = a.flap.count
+	a.pipeline, err = newPipeline(o.StoragePath, a.reg, a.logger, a.notify.Put, a.matchRoutes, o.ResolvedRetention, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	a.store.ledger, a.store.groups = a.ledger, a.matchGroups
 
 	var queryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
 	if u := a.datasourceURL(cfg); u != "" {
@@ -405,26 +406,9 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	if err := a.rules.Update(time.Duration(cfg.Global.EvaluationInterval), cfg.RuleFiles, cfg.Global.ExternalLabels); err != nil {
 		return fmt.Errorf("couldn't load rules: %w", err)
 	}
-	if err := a.classifier.setRules(classificationRules(cfg)); err != nil {
+	if err := a.pipeline.apply(cfg); err != nil {
 		return err
 	}
-	if err := a.silencer.setConfig(cfg.Silences); err != nil {
-		return err
-	}
-	if err := a.maintenance.setConfig(cfg.MaintenanceWindows); err != nil {
-		return err
-	}
-	// The classifier comes first: learned suppression acts on its
-	// false-positive probability, and the deploy stage on its category.
-	var stages []Stage
-	if cfg.Classification != nil {
-		stages = append(stages, a.classifier, &a.learned)
-	}
-	a.learned.set(cfg.Suppression.Learned)
-	a.deployments.set(cfg.Suppression.Deploy, cfg.Classification != nil)
-	a.hold.set(time.Duration(cfg.Suppression.MinFiringDuration))
-	a.flap.set(cfg.Suppression.Flapping)
-	a.store.setStages(append(stages, a.silencer, a.maintenance, a.deployments, &a.hold, a.flap))
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.cfg.Store(cfg)
@@ -501,14 +485,6 @@ func (a *Alertd) engineQueryRange(ctx context.Context, q string, start, end time
 	return res.Matrix()
 }
 
-// classificationRules returns the configured classification rules.
-func classificationRules(cfg *alertconfig.Config) []classify.Rule {
-	if cfg.Classification == nil {
-		return nil
-	}
-	return cfg.Classification.Rules
-}
-
 // matchRoutes names the receivers an alert's labels route to.
 func (a *Alertd) matchRoutes(ls model.LabelSet) []string {
 	r := a.routeTree.Load()
@@ -546,6 +522,7 @@ func (a *Alertd) Start() error {
 		return err
 	}
 	a.webLns = lns
+	a.startedAt = a.opts.Now()
 	a.started.Store(true)
 	a.anomalyMu.Lock()
 	a.startAnomalyLocked()
@@ -618,6 +595,8 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 			a.store.suppressWith(a.ctx, now, a.maintenance)
 			a.silencer.gc(now, a.opts.ResolvedRetention)
 			a.maintenance.gc(now, a.opts.ResolvedRetention)
+			a.suppressions.gc(now, a.opts.ResolvedRetention)
+			a.tickLedger(now)
 			a.store.gc(now)
 		case <-a.ctx.Done():
 			return
@@ -659,6 +638,9 @@ func (a *Alertd) Stop() error {
 		}
 		a.wg.Wait()
 		a.notify.Stop()
+		if err := a.ledger.close(); err != nil && a.stopErr == nil {
+			a.stopErr = err
+		}
 		if err := a.db.Close(); err != nil && a.stopErr == nil {
 			a.stopErr = err
 		}
@@ -709,6 +691,37 @@ func (a *Alertd) onNotify(n notify.Notification) {
 		d.Action, d.Reason = "failed", fmt.Sprintf("sending to %s via %s failed: %v", n.Receiver, n.Integration, n.Err)
 	}
 	a.store.note(fps, d)
+	a.ledger.paged(n)
+	a.ledger.commit()
+}
+
+// tickLedger records the rules' pending alerts and the alerts that timed
+// out in the ledger, resolves there the alerts not received again once a
+// restart's grace period is over, prunes it hourly and refreshes the
+// precision gauge.
+func (a *Alertd) tickLedger(now time.Time) {
+	var ps []pendingAlert
+	for _, rule := range a.rules.AlertingRules() {
+		for _, ra := range rule.ActiveAlerts() {
+			if ra.State == promrules.StatePending {
+				ps = append(ps, pendingAlert{Labels: labelSet(ra.Labels), ActiveAt: ra.ActiveAt, Value: ra.Value})
+			}
+		}
+	}
+	a.ledger.pending(now, ps)
+	// Rule alerts fire again after a restart within the for grace period
+	// and an evaluation; pushed ones are posted again within their
+	// resolve timeout.
+	cfg := a.cfg.Load()
+	grace := a.opts.ForGracePeriod + a.opts.ResendDelay + time.Duration(cfg.Global.EvaluationInterval) + time.Duration(cfg.Intake.ResolveTimeout)
+	a.store.sweep(now, now.Sub(a.startedAt) > grace)
+	if now.Sub(a.prunedAt) >= time.Hour {
+		a.ledger.prune(now)
+		a.prunedAt = now
+	}
+	if err := a.precision.update(a.ledger, now); err != nil {
+		a.logger.Error("Failed to compute the precision from the ledger", "err", err)
+	}
 }
 
 // CheckConfig loads a configuration file and checks the rule files it

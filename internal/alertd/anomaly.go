@@ -45,6 +45,8 @@ type anomalySeries struct {
 	last     anomaly.Result
 	lastSeen time.Time
 	written  bool
+	// missed counts the evaluations in a row the series was missing.
+	missed int
 }
 
 // anomalyRunner evaluates one configured detector every interval.
@@ -225,22 +227,28 @@ func (r *anomalyRunner) write(ctx context.Context, ts time.Time) error {
 		}
 		switch {
 		case !gone:
-			as.written = true
-		case ts.Sub(as.lastSeen) > r.forgetAfter():
+			as.written, as.missed = true, 0
+		case as.missed >= forgetMissed && ts.Sub(as.lastSeen) > r.forgetAfter():
 			delete(r.series, h)
 		default:
 			// Stale now, but a series that misses a few evaluations
 			// (a failed scrape, a sparse series) keeps what it learnt.
 			as.written = false
+			as.missed++
 		}
 	}
 	return app.Commit()
 }
 
-// forgetAfter is how long a series may be missing from the expression
-// before its detector forgets it: ten evaluations, and at least 15m.
+// forgetMissed is how many evaluations in a row a series must miss before
+// its detector forgets it, and then only after forgetAfter.
+const forgetMissed = 10
+
+// forgetAfter is how long a series must be missing from the expression
+// before its detector forgets it: the detector's history, as far back as
+// it would replay on a restart, and at least 15m.
 func (r *anomalyRunner) forgetAfter() time.Duration {
-	return max(10*r.interval(), 15*time.Minute)
+	return max(time.Duration(*r.cfg.History), 15*time.Minute)
 }
 
 // replay feeds the expression's history before ts into the detectors, so a

@@ -62,6 +62,17 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/deployments", a.postDeployment)
 	mux.HandleFunc("GET /api/v1/deployments", a.getDeployments)
 
+	// The ledger: acknowledgements, incidents, the noise report and
+	// suppression rules proposed from verdicts.
+	mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/acknowledge", a.postAcknowledge)
+	mux.HandleFunc("GET /api/v1/incidents", a.getIncidents)
+	mux.HandleFunc("GET /api/v1/report", a.getReport)
+	mux.HandleFunc("GET /api/v1/ledger", a.getLedger)
+	mux.HandleFunc("POST /api/v1/suppressions/preview", a.postSuppressionPreview)
+	mux.HandleFunc("POST /api/v1/suppressions", a.postSuppression)
+	mux.HandleFunc("GET /api/v1/suppressions", a.getSuppressions)
+	mux.HandleFunc("DELETE /api/v1/suppressions/{id}", a.deleteSuppression)
+
 	// Intake.
 	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts)
 	mux.HandleFunc(endpointWebhook, a.postWebhook)
@@ -74,6 +85,8 @@ func (a *Alertd) routes() http.Handler {
 			{Address: a.opts.MetricsPath, Text: "Metrics"},
 			{Address: "/api/v1/alerts", Text: "Alerts", Description: "current alerts with state and the history of decisions"},
 			{Address: "/api/v1/rules", Text: "Rules", Description: "rule groups with health, last error and evaluation time"},
+			{Address: "/api/v1/incidents", Text: "Incidents", Description: "open and recently closed incidents: related alerts grouped as they are notified"},
+			{Address: "/api/v1/report", Text: "Noise report", Description: "pages, suppressions, precision and response times of the last 7 days, from the ledger"},
 		},
 		Ready:  a.ready.Load,
 		Reload: a.Reload,

@@ -245,7 +245,7 @@ func TestRulesAndAlertsAPI(t *testing.T) {
 	require.Equal(t, SourceRule, deep.Source)
 	require.Equal(t, generator("job:queue_depth:sum > 3"), deep.GeneratorURL)
 	require.Equal(t, deep.Labels.Fingerprint().String(), deep.Fingerprint)
-	require.Equal(t, []string{"intake/received", "route/routed"}, actions(deep.History))
+	require.Equal(t, []string{"intake/received", "route/routed", "incident/grouped"}, actions(deep.History))
 	require.Equal(t, "from alerting rule evaluating job:queue_depth:sum > 3", deep.History[0].Reason)
 
 	code, r = apiGet(t, a.URL+"/api/v1/alerts?state=pending")
@@ -270,7 +270,7 @@ func TestRulesAndAlertsAPI(t *testing.T) {
 		return ok && al.State == "resolved"
 	}, 30*time.Second, 20*time.Millisecond)
 	deep, _ = a.alert(t, "QueueDeep", SourceRule)
-	require.Equal(t, []string{"intake/received", "route/routed", "intake/resolved"}, actions(deep.History))
+	require.Equal(t, []string{"intake/received", "route/routed", "incident/grouped", "intake/resolved"}, actions(deep.History))
 	v, _ := metric(t, a.Registry(), "alertd_alerts", "state", "resolved")
 	require.Equal(t, 1.0, v)
 }

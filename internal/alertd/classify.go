@@ -213,12 +213,20 @@ func (a *Alertd) postFeedback(w http.ResponseWriter, r *http.Request) {
 		reason += ": " + req.Note
 	}
 	a.store.note([]model.Fingerprint{fp}, Decision{Time: now, Stage: "feedback", Action: req.Verdict, Reason: reason})
+	a.ledger.verdict(now, al, req.Verdict, req.By, req.Note)
+	a.ledger.commit()
 	if err := a.classifier.observe(al, now, req.Verdict); err != nil {
 		a.logger.Error("Failed to save the classifier's state", "err", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	respond(w, map[string]string{"fingerprint": fp.String(), "verdict": req.Verdict})
+	resp := map[string]any{"fingerprint": fp.String(), "verdict": req.Verdict}
+	if req.Verdict != verdictTruePositive {
+		// A rule to keep alerts like it quiet, to preview and apply
+		// through /api/v1/suppressions.
+		resp["proposal"] = a.proposal(al, now)
+	}
+	respond(w, resp)
 }
 
 // classifierPath is where the classifier keeps its state.

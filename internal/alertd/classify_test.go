@@ -3,6 +3,7 @@ package alertd
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -113,7 +114,7 @@ func TestClassifyAndFeedback(t *testing.T) {
 	postAlert(t, a, `{"alertname":"FeatureDrift","model":"fraud","feature":"amount"}`)
 	amount := waitAlert(t, a, model.LabelSet{"alertname": "FeatureDrift", "model": "fraud", "feature": "amount"})
 	require.Greater(t, fpProbability(t, amount), 0.7)
-	require.Contains(t, amount.History[len(amount.History)-2].Reason, `alertname="FeatureDrift"`, "the decision names the features that weighed")
+	require.Contains(t, amount.History[slices.Index(actions(amount.History), "classify/classified")].Reason, `alertname="FeatureDrift"`, "the decision names the features that weighed")
 	postAlert(t, a, `{"alertname":"LatencyHigh","service":"search"}`)
 	search := waitAlert(t, a, model.LabelSet{"alertname": "LatencyHigh", "service": "search"})
 	require.Less(t, fpProbability(t, search), 0.3)

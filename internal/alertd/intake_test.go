@@ -155,7 +155,7 @@ func TestIntakeBadInput(t *testing.T) {
 		require.True(t, ok, name)
 		require.Equal(t, src, al.Source, name)
 		require.Equal(t, "firing", al.State, name)
-		require.Equal(t, []string{"intake/received", "route/routed"}, actions(al.History), name)
+		require.Equal(t, []string{"intake/received", "route/routed", "incident/grouped"}, actions(al.History), name)
 		require.Equal(t, "matches the routes to [none]", al.History[1].Reason, name)
 	}
 	require.Equal(t, model.LabelSet{"alertname": "Good2", "model": "fraud"}, byName["Good2"].Labels)
@@ -209,12 +209,12 @@ func TestIntakeLifecycle(t *testing.T) {
 	require.Eventually(t, func() bool {
 		var ok bool
 		al, ok = a.alert(t, "Pushed", SourceAlertmanager)
-		return ok && len(al.History) >= 5
+		return ok && len(al.History) >= 6
 	}, 30*time.Second, 20*time.Millisecond)
 	require.Equal(t, "resolved", al.State)
-	require.Equal(t, []string{"intake/received", "route/routed", "notify/notified", "intake/resolved", "notify/notified"}, actions(al.History))
+	require.Equal(t, []string{"intake/received", "route/routed", "incident/grouped", "notify/notified", "intake/resolved", "notify/notified"}, actions(al.History))
 	require.Contains(t, al.History[0].Reason, "posted to /api/v2/alerts by 127.0.0.1:")
-	require.Contains(t, al.History[3].Reason, "posted to /api/v1/webhook/alertmanager by 127.0.0.1:")
+	require.Contains(t, al.History[4].Reason, "posted to /api/v1/webhook/alertmanager by 127.0.0.1:")
 	h.checkWire(t)
 }
 

@@ -303,7 +303,7 @@ groups:
 	require.Eventually(t, func() bool {
 		var ok bool
 		al, ok = a.alert(t, "PrometheusSays", SourcePrometheus)
-		return ok && len(al.History) >= 3
+		return ok && len(al.History) >= 4
 	}, 30*time.Second, 20*time.Millisecond)
 	labels := map[string]string{"alertname": "PrometheusSays", "severity": "warn"}
 	annotations := map[string]string{"summary": "Sent by a real Prometheus with value 1"}
@@ -314,10 +314,10 @@ groups:
 	require.Contains(t, al.GeneratorURL, "/graph?g0.expr=vector%281%29&g0.tab=1")
 	// Prometheus sends endsAt four resend delays ahead.
 	require.True(t, al.EndsAt.After(time.Now()), "endsAt %s", al.EndsAt)
-	require.Equal(t, []string{"intake/received", "route/routed", "notify/notified"}, actions(al.History)[:3])
+	require.Equal(t, []string{"intake/received", "route/routed", "incident/grouped", "notify/notified"}, actions(al.History)[:4])
 	require.Contains(t, al.History[0].Reason, "posted to /api/v2/alerts by 127.0.0.1:")
 	require.Contains(t, al.History[0].Reason, "(Prometheus/2.")
-	require.Equal(t, "sent to hook via webhook[0]", al.History[2].Reason)
+	require.Equal(t, "sent to hook via webhook[0]", al.History[3].Reason)
 
 	require.Equal(t, payload{
 		Version:            "4",

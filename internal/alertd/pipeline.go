@@ -112,6 +112,12 @@ type store struct {
 
 	received   *prometheus.CounterVec
 	suppressed *prometheus.CounterVec
+
+	// ledger, when set, durably records each alert's path (ledger.go);
+	// groups names the notification groups of an alert's labels, the
+	// incidents it is grouped into (incident.go).
+	ledger *ledger
+	groups func(model.LabelSet) []alertGroup
 }
 
 func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, route func(model.LabelSet) []string, retention time.Duration, now func() time.Time) *store {
@@ -189,11 +195,13 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		if action != "" {
 			s.received.WithLabelValues(string(src)).Inc()
 			a.record(Decision{Time: now, Stage: "intake", Action: action, Reason: reason})
+			s.ledger.observe(now, a)
 			s.runStages(ctx, now, a, false)
 			if !a.Suppressed && action != "resolved" {
 				if rs := s.route(a.Labels); len(rs) > 0 {
 					a.record(Decision{Time: now, Stage: "route", Action: "routed", Reason: fmt.Sprintf("matches the routes to %v", rs)})
 				}
+				s.firesUnsuppressed(now, a)
 			}
 		}
 		if !a.Suppressed {
@@ -201,6 +209,7 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		}
 	}
 	s.mu.Unlock()
+	s.ledger.commit()
 	if len(out) == 0 {
 		return nil
 	}
@@ -215,7 +224,7 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 // returns why. Called with s.mu held.
 func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bool) (escalated string) {
 	a.Suppressed = false
-	var counted []string
+	var counted []Decision
 	byOperator, byStage := false, false
 	for _, st := range s.stages {
 		before := a.Suppressed
@@ -243,7 +252,7 @@ func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bo
 		}
 		a.record(d)
 		if d.Action == "suppressed" {
-			counted = append(counted, d.Stage)
+			counted = append(counted, d)
 		}
 	}
 	if byStage {
@@ -260,8 +269,9 @@ func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bo
 		}
 	}
 	if a.Suppressed {
-		for _, st := range counted {
-			s.suppressed.WithLabelValues(st).Inc()
+		for _, d := range counted {
+			s.suppressed.WithLabelValues(d.Stage).Inc()
+			s.ledger.suppressed(now, a, d.Stage, d.Reason)
 		}
 	}
 	return escalated
@@ -271,6 +281,7 @@ func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bo
 // suppresses, as time passes: those it suppresses now (a maintenance window
 // that began) are marked suppressed, which mutes them in the notifier.
 func (s *store) suppressWith(ctx context.Context, now time.Time, st Stage) {
+	defer s.ledger.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range s.alerts {
@@ -285,7 +296,49 @@ func (s *store) suppressWith(ctx context.Context, now time.Time, st Stage) {
 		d.Time, d.Stage = now, st.Name()
 		a.record(d)
 		s.suppressed.WithLabelValues(d.Stage).Inc()
+		s.ledger.suppressed(now, a, d.Stage, d.Reason)
 	}
+}
+
+// firesUnsuppressed records an alert that fires and no stage suppresses:
+// released if the ledger had it suppressed, and grouped into the incidents
+// of its notification groups. Called with s.mu held.
+func (s *store) firesUnsuppressed(now time.Time, a *Alert) {
+	if s.ledger == nil || a.ResolvedAt(now) {
+		return
+	}
+	s.ledger.unsuppressed(now, a)
+	var groups []alertGroup
+	if s.groups != nil {
+		groups = s.groups(a.Labels)
+	}
+	for _, id := range s.ledger.group(now, a, groups) {
+		d := Decision{Time: now, Stage: "incident", Action: "grouped", Reason: "grouped into incident " + id}
+		if !slices.ContainsFunc(a.History, d.sameAs) {
+			a.record(d)
+		}
+	}
+}
+
+// sweep records, in the ledger, the alerts whose end time passed without
+// the source sending them again (timed out), and resolves there the alerts
+// the pipeline no longer holds once reconcile is set (after a restart's
+// grace period).
+func (s *store) sweep(now time.Time, reconcile bool) {
+	if s.ledger == nil {
+		return
+	}
+	s.mu.Lock()
+	for _, a := range s.alerts {
+		if a.ResolvedAt(now) && s.ledger.observe(now, a) == eventResolved {
+			a.record(Decision{Time: now, Stage: "pipeline", Action: "resolved", Reason: "its end time passed without an update"})
+		}
+	}
+	if reconcile {
+		s.ledger.reconcile(now, func(fp model.Fingerprint) bool { _, ok := s.alerts[fp]; return ok })
+	}
+	s.mu.Unlock()
+	s.ledger.commit()
 }
 
 // release looks again at the suppressed alerts that still fire: those no
@@ -308,9 +361,11 @@ func (s *store) release(ctx context.Context, now time.Time) error {
 		if rs := s.route(a.Labels); len(rs) > 0 {
 			a.record(Decision{Time: now, Stage: "route", Action: "routed", Reason: fmt.Sprintf("matches the routes to %v", rs)})
 		}
+		s.firesUnsuppressed(now, a)
 		out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 	}
 	s.mu.Unlock()
+	s.ledger.commit()
 	if len(out) == 0 {
 		return nil
 	}
@@ -321,6 +376,7 @@ func (s *store) release(ctx context.Context, now time.Time) error {
 // suppressed, after a new silence: those it now selects are marked
 // suppressed (the notifier's mute stage keeps them out of notifications).
 func (s *store) resuppress(ctx context.Context, now time.Time) error {
+	defer s.ledger.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range s.alerts {

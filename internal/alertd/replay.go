@@ -191,7 +191,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	rec := newReplayRecorder(dispatch.NewRoute(cfg.Route, nil))
 	now := opts.From
 	clock := func() time.Time { return now }
-	p, err := newPipeline(scratch, reg, rec.put, func(ls model.LabelSet) []string {
+	p, err := newPipeline(scratch, reg, opts.Logger, rec.put, func(ls model.LabelSet) []string {
 		if k := rec.incidentKey(ls); k != "" {
 			return []string{k}
 		}
@@ -246,6 +246,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 		})
 	}
 
+	watchDeploys := cfg.Suppression.Deploy.Hold > 0
 	res := &ReplayResult{Config: file, From: opts.From, To: opts.To, Step: model.Duration(step).String()}
 	resend := max(DefaultOptions().ResendDelay, step)
 	for now = opts.From; !now.After(opts.To); now = now.Add(step) {
@@ -262,6 +263,15 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 				return nil, fmt.Errorf("anomaly detector %q at %s: %w", d.r.cfg.Name, now.Format(time.RFC3339), err)
 			}
 		}
+		if watchDeploys {
+			// As alertd watches modelmon_model_info, so deploy holds
+			// apply in the replay too.
+			if vec, err := query(ctx, modelInfoQuery, now); err == nil {
+				if _, err := p.deployments.observe(now, vec); err != nil {
+					return nil, err
+				}
+			}
+		}
 		for _, g := range groups {
 			g.Eval(ctx, now)
 			for _, r := range g.Rules() {
@@ -270,16 +280,18 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 				}
 			}
 			for _, r := range g.AlertingRules() {
+				// What the rule would send: firing alerts, and resolved
+				// ones for a while, as Prometheus's sendAlerts does.
 				var in []*Alert
-				for _, ra := range r.ActiveAlerts() {
+				r.ForEachActiveAlert(func(ra *promrules.Alert) {
 					if ra.State == promrules.StatePending {
-						continue
+						return
 					}
 					if !ra.ResolvedAt.IsZero() && now.Sub(ra.ResolvedAt) > replayResolvedResend {
-						continue
+						return
 					}
 					in = append(in, fromRuleAlert(ra, now, now.Add(4*resend)))
-				}
+				})
 				if len(in) > 0 {
 					if err := p.store.receive(ctx, now, SourceRule, in, "from alerting rule "+r.Name()); err != nil {
 						return nil, err
@@ -403,10 +415,16 @@ func (r *replayRecorder) step(now time.Time) {
 			continue
 		}
 		if a.Suppressed {
+			// The first stage, in pipeline order, of the latest
+			// suppressions: a silence before the hold it overlaps.
+			var at time.Time
 			for i := len(a.History) - 1; i >= 0; i-- {
-				if d := a.History[i]; d.Action == "suppressed" {
-					f.SuppressedBy, f.Reason = d.Stage, d.Reason
+				d := a.History[i]
+				if !at.IsZero() && !d.Time.Equal(at) {
 					break
+				}
+				if d.Action == "suppressed" {
+					f.SuppressedBy, f.Reason, at = d.Stage, d.Reason, d.Time
 				}
 			}
 		}

@@ -1,34 +1,55 @@
 package alertd
 
 import (
+	"fmt"
+	"log/slog"
 	"time"
 
 	amalert "github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
+	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/alertconfig"
 )
 
 // pipeline is the alert store and its stages, with their state under one
-// directory. alertd runs one; a replay runs one on a scratch directory.
+// directory. alertd runs one; a replay runs another on a scratch
+// directory, so both decide alike.
 type pipeline struct {
-	store      *store
-	classifier *classifier
-	silencer   *silencer
-	hold       holdStage
-	flap       *flapStage
+	store *store
+	// classifier is the classify stage, active when the configuration has
+	// a classification section; it keeps learning from feedback either way.
+	classifier  *classifier
+	learned     learnedStage
+	silencer    *silencer
+	maintenance *maintenance
+	deployments *deployments
+	// suppressions is the "rule" stage applying suppression rules proposed
+	// from operators' verdicts.
+	suppressions *suppressions
+	hold         holdStage
+	flap         *flapStage
 }
 
 // newPipeline builds the pipeline with its state under dir. put receives
 // what is to be notified, route names the receivers of an alert.
-func newPipeline(dir string, reg prometheus.Registerer, put func(...*amalert.Alert) error, route func(model.LabelSet) []string, retention time.Duration, now func() time.Time) (*pipeline, error) {
+func newPipeline(dir string, reg prometheus.Registerer, logger *slog.Logger, put func(...*amalert.Alert) error, route func(model.LabelSet) []string, retention time.Duration, now func() time.Time) (*pipeline, error) {
 	p := &pipeline{}
 	var err error
 	if p.silencer, err = newSilencer(silencesPath(dir)); err != nil {
 		return nil, err
 	}
 	if p.flap, err = newFlapStage(flapPath(dir)); err != nil {
+		return nil, err
+	}
+	if p.maintenance, err = newMaintenance(maintenancePath(dir)); err != nil {
+		return nil, err
+	}
+	if p.deployments, err = newDeployments(dir, reg, logger.With("component", "deployments")); err != nil {
+		return nil, err
+	}
+	if p.suppressions, err = newSuppressions(suppressionsPath(dir)); err != nil {
 		return nil, err
 	}
 	p.store = newStore(reg, put, route, retention, now)
@@ -47,12 +68,36 @@ func (p *pipeline) apply(cfg *alertconfig.Config) error {
 	if err := p.silencer.setConfig(cfg.Silences); err != nil {
 		return err
 	}
+	if err := p.maintenance.setConfig(cfg.MaintenanceWindows); err != nil {
+		return err
+	}
+	// The classifier comes first: learned suppression acts on its
+	// false-positive probability, and the deploy stage on its category.
 	var stages []Stage
 	if cfg.Classification != nil {
-		stages = append(stages, p.classifier)
+		stages = append(stages, p.classifier, &p.learned)
 	}
+	p.learned.set(cfg.Suppression.Learned)
+	p.deployments.set(cfg.Suppression.Deploy, cfg.Classification != nil)
 	p.hold.set(time.Duration(cfg.Suppression.MinFiringDuration))
 	p.flap.set(cfg.Suppression.Flapping)
-	p.store.setStages(append(stages, p.silencer, &p.hold, p.flap))
+	p.store.setStages(append(stages, p.silencer, p.suppressions, p.maintenance, p.deployments, &p.hold, p.flap))
+	return nil
+}
+
+// classificationRules returns the configured classification rules.
+func classificationRules(cfg *alertconfig.Config) []classify.Rule {
+	if cfg.Classification == nil {
+		return nil
+	}
+	return cfg.Classification.Rules
+}
+
+// classifierRulesValid checks the configured classification rules, so a bad
+// one stops start-up with its error.
+func (a *Alertd) classifierRulesValid(cfg *alertconfig.Config) error {
+	if _, err := classify.New(classificationRules(cfg), classify.Options{}); err != nil {
+		return fmt.Errorf("classification: %w", err)
+	}
 	return nil
 }

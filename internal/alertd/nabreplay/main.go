@@ -51,6 +51,9 @@ var pipelineConfig string
 //go:embed pipeline.rules.yml
 var pipelineRules string
 
+// pipelineDir, when set, holds the rule files of a -pipeline configuration.
+var pipelineDir string
+
 // staticConfig is the static rule's configuration; the rules are written
 // per run.
 const staticConfig = `global:
@@ -72,7 +75,16 @@ func main() {
 	windows := flag.String("labels", "../shared/bench/nab/labels/combined_windows.json", "NAB anomaly windows.")
 	only := flag.String("files", "", "Comma-separated <category>/<file>.csv to run; default all.")
 	details := flag.Bool("details", false, "Print the counts per file too.")
+	pipeline := flag.String("pipeline", "", "An alertd configuration to replay instead of the built-in pipeline.yml; its rule files are read relative to it.")
 	flag.Parse()
+	if *pipeline != "" {
+		b, err := os.ReadFile(*pipeline)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nabreplay:", err)
+			os.Exit(1)
+		}
+		pipelineConfig, pipelineDir = string(b), filepath.Dir(*pipeline)
+	}
 	res, err := run(context.Background(), *data, *windows, splitList(*only))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nabreplay:", err)
@@ -121,11 +133,11 @@ func ratio(a, b int) float64 {
 
 // result is the whole run.
 type result struct {
-	files         int
-	points        int
-	static, piped *score
-	elapsed       time.Duration
-	staticSigma   float64
+	files                 int
+	points                int
+	static, scored, piped *score
+	elapsed               time.Duration
+	staticSigma           float64
 }
 
 func run(ctx context.Context, dataDir, windowsFile string, only []string) (*result, error) {
@@ -156,13 +168,36 @@ func run(ctx context.Context, dataDir, windowsFile string, only []string) (*resu
 	if err := os.WriteFile(filepath.Join(dir, "pipeline.rules.yml"), []byte(pipelineRules), 0o644); err != nil {
 		return nil, err
 	}
+	if pipelineDir != "" {
+		// The configuration's own rule files, next to it.
+		rules, err := filepath.Glob(filepath.Join(pipelineDir, "*.rules.yml"))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range rules {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+				return nil, err
+			}
+		}
+	}
 	src, closeSrc, err := alertd.OpenReplaySource(tsdbDir, "", 0, commoncfg.HTTPClientConfig{})
 	if err != nil {
 		return nil, err
 	}
 	defer closeSrc()
 
-	res := &result{files: len(all), staticSigma: 3, static: newScore(), piped: newScore()}
+	// The pipeline without its suppression section: what anomaly scoring
+	// alone does.
+	scoringFile := filepath.Join(dir, "scoring.yml")
+	scoring, _, _ := strings.Cut(pipelineConfig, "\nsuppression:")
+	if err := os.WriteFile(scoringFile, []byte(scoring+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	res := &result{files: len(all), staticSigma: 3, static: newScore(), scored: newScore(), piped: newScore()}
 	start := time.Now()
 	for _, s := range all {
 		res.points += len(s.t)
@@ -176,7 +211,7 @@ func run(ctx context.Context, dataDir, windowsFile string, only []string) (*resu
 		for _, c := range []struct {
 			file string
 			sc   *score
-		}{{staticFile, res.static}, {pipelineFile, res.piped}} {
+		}{{staticFile, res.static}, {scoringFile, res.scored}, {pipelineFile, res.piped}} {
 			r, err := alertd.Replay(ctx, c.file, opts)
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s: %w", s.key, filepath.Base(c.file), err)
@@ -399,14 +434,15 @@ func readSeries(path string) (*series, error) {
 
 // writeTable prints the comparison as Markdown.
 func (r *result) writeTable(w io.Writer) {
-	fmt.Fprintf(w, "NAB replay: %d series, %d points, both configurations replayed in %s.\n\n", r.files, r.points, r.elapsed.Round(time.Second))
+	fmt.Fprintf(w, "NAB replay: %d series, %d points, the three configurations replayed in %s.\n\n", r.files, r.points, r.elapsed.Round(time.Second))
 	fmt.Fprintln(w, "| configuration | pages | true positives | false positives | precision | windows detected | recall | suppressed | grouped |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	row := func(name string, s *score) {
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %.3f | %d / %d | %.3f | %d | %d |\n", name, s.Pages, s.TP, s.FP, s.precision(), s.Detected, s.Windows, s.recall(), s.Suppressed, s.Grouped)
 	}
 	row(fmt.Sprintf("static threshold (mean ± %g σ of the first 15%%)", r.staticSigma), r.static)
-	row("alertd pipeline (pipeline.yml)", r.piped)
+	row("alertd anomaly scoring, no suppression", r.scored)
+	row("alertd pipeline: anomaly scoring + suppression (pipeline.yml)", r.piped)
 	fmt.Fprintf(w, "\nFalse pages: %.1f× fewer; recall %.3f vs %.3f.\n", ratio(r.static.FP, r.piped.FP), r.piped.recall(), r.static.recall())
 	if len(r.piped.suppressedByStageByKey) > 0 {
 		var parts []string
@@ -425,11 +461,11 @@ func (r *result) writeDetails(w io.Writer) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	fmt.Fprintln(w, "| file | static pages/TP/FP | pipeline pages/TP/FP |")
-	fmt.Fprintln(w, "|---|---|---|")
+	fmt.Fprintln(w, "| file | static pages/TP/FP | scoring pages/TP/FP | pipeline pages/TP/FP |")
+	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, k := range keys {
-		a, b := r.static.perFile[k], r.piped.perFile[k]
-		fmt.Fprintf(w, "| %s | %d/%d/%d | %d/%d/%d |\n", k, a[0], a[1], a[2], b[0], b[1], b[2])
+		a, b, c := r.static.perFile[k], r.scored.perFile[k], r.piped.perFile[k]
+		fmt.Fprintf(w, "| %s | %d/%d/%d | %d/%d/%d | %d/%d/%d |\n", k, a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2])
 	}
 	fmt.Fprintln(w)
 }

@@ -1,0 +1,307 @@
+package alertd
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// incidentClosedRetention is how long closed incidents stay listed.
+const incidentClosedRetention = 24 * time.Hour
+
+// incident groups the related alerts one notification group of a route
+// holds: it opens when the group's first alert fires unsuppressed, holds
+// the group's firing alerts and closes when they have all resolved. Its
+// key is the notifier's group key (Alertmanager's aggregation group), so a
+// notification of the group is a page of the incident.
+type incident struct {
+	ID          string         `json:"id"`
+	GroupKey    string         `json:"groupKey"`
+	GroupLabels model.LabelSet `json:"groupLabels"`
+	Receiver    string         `json:"receiver"`
+	// Alerts are the fingerprints of every alert grouped into it; Firing
+	// those still firing.
+	Alerts         []string   `json:"alerts"`
+	Firing         []string   `json:"firing"`
+	OpenedAt       time.Time  `json:"openedAt"`
+	ClosedAt       *time.Time `json:"closedAt,omitempty"`
+	Acknowledged   bool       `json:"acknowledged"`
+	AcknowledgedAt *time.Time `json:"acknowledgedAt,omitempty"`
+	AcknowledgedBy string     `json:"acknowledgedBy,omitempty"`
+	// Pages counts its delivered notifications with firing alerts.
+	Pages    int    `json:"pages"`
+	LastPage string `json:"lastPage,omitempty"`
+}
+
+func (in *incident) clone() *incident {
+	c := *in
+	c.Alerts, c.Firing = slices.Clone(in.Alerts), slices.Clone(in.Firing)
+	return &c
+}
+
+// incidents are the open and recently closed incidents, by id and open
+// ones by group key. They change only through ledger events, so replaying
+// the ledger rebuilds them.
+type incidents struct {
+	byID  map[string]*incident
+	byKey map[string]*incident // open ones
+}
+
+func newIncidents() *incidents {
+	return &incidents{byID: map[string]*incident{}, byKey: map[string]*incident{}}
+}
+
+func (is *incidents) add(in *incident) {
+	is.byID[in.ID] = in
+	if in.ClosedAt == nil {
+		is.byKey[in.GroupKey] = in
+	}
+}
+
+// incidentID is the id of the incident of a group opened at t.
+func incidentID(groupKey string, t time.Time) string {
+	h := sha256.Sum256([]byte(groupKey + "\x00" + t.UTC().Format(time.RFC3339Nano)))
+	return hex.EncodeToString(h[:8])
+}
+
+// group adds an alert to the incident of a grouped event, opening it.
+func (is *incidents) group(e *Event) {
+	in := is.byID[e.Incident]
+	if in == nil {
+		in = &incident{ID: e.Incident, GroupKey: e.GroupKey, GroupLabels: e.GroupLabels, Receiver: e.Receiver, OpenedAt: e.Time}
+		is.add(in)
+	}
+	if !slices.Contains(in.Alerts, e.Fingerprint) {
+		in.Alerts = append(in.Alerts, e.Fingerprint)
+	}
+	if !slices.Contains(in.Firing, e.Fingerprint) {
+		in.Firing = append(in.Firing, e.Fingerprint)
+	}
+}
+
+// paged counts a page of an incident once per notification.
+func (is *incidents) paged(e *Event) {
+	if in := is.byID[e.Incident]; in != nil && in.LastPage != e.Page {
+		in.Pages++
+		in.LastPage = e.Page
+	}
+}
+
+func (is *incidents) acknowledge(id string, e *Event) {
+	in := is.byID[id]
+	if in == nil || in.ClosedAt != nil || in.Acknowledged {
+		return
+	}
+	t := e.Time
+	in.Acknowledged, in.AcknowledgedAt, in.AcknowledgedBy = true, &t, e.By
+}
+
+// resolve removes a resolved alert from an incident's firing alerts and
+// closes it when none is left.
+func (is *incidents) resolve(id, fp string, t time.Time) {
+	in := is.byID[id]
+	if in == nil || in.ClosedAt != nil {
+		return
+	}
+	in.Firing = slices.DeleteFunc(in.Firing, func(f string) bool { return f == fp })
+	if len(in.Firing) == 0 {
+		in.ClosedAt = &t
+		if is.byKey[in.GroupKey] == in {
+			delete(is.byKey, in.GroupKey)
+		}
+	}
+}
+
+// forKey returns the id of the open incident of a group key, or else of
+// the last one closed.
+func (is *incidents) forKey(key string) string {
+	if in := is.byKey[key]; in != nil {
+		return in.ID
+	}
+	var last *incident
+	for _, in := range is.byID {
+		if in.GroupKey == key && in.ClosedAt != nil && (last == nil || in.ClosedAt.After(*last.ClosedAt)) {
+			last = in
+		}
+	}
+	if last != nil {
+		return last.ID
+	}
+	return ""
+}
+
+// prune forgets incidents closed before t.
+func (is *incidents) prune(t time.Time) {
+	for id, in := range is.byID {
+		if in.ClosedAt != nil && in.ClosedAt.Before(t) {
+			delete(is.byID, id)
+		}
+	}
+}
+
+// all returns copies of the incidents, newest first.
+func (is *incidents) all() []*incident {
+	out := make([]*incident, 0, len(is.byID))
+	for _, in := range is.byID {
+		out = append(out, in.clone())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].OpenedAt.Equal(out[j].OpenedAt) {
+			return out[i].OpenedAt.After(out[j].OpenedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// alertGroup is a notification group an alert falls in: the key
+// Alertmanager's dispatcher gives its aggregation group, its labels and
+// the route's receiver.
+type alertGroup struct {
+	Key      string
+	Labels   model.LabelSet
+	Receiver string
+}
+
+// matchGroups returns the groups of the routes an alert's labels match,
+// keyed as Alertmanager's dispatcher keys aggregation groups.
+func (a *Alertd) matchGroups(ls model.LabelSet) []alertGroup {
+	r := a.routeTree.Load()
+	if r == nil {
+		return nil
+	}
+	var out []alertGroup
+	for _, m := range r.Match(ls) {
+		gl := model.LabelSet{}
+		for ln, lv := range ls {
+			if _, ok := m.RouteOpts.GroupBy[ln]; ok || m.RouteOpts.GroupByAll {
+				gl[ln] = lv
+			}
+		}
+		out = append(out, alertGroup{Key: fmt.Sprintf("%s:%s", m.Key(), gl), Labels: gl, Receiver: m.RouteOpts.Receiver})
+	}
+	return out
+}
+
+// group records an alert that fires unsuppressed in the incident of each
+// of its groups, opening incidents as needed, and returns their ids.
+func (l *ledger) group(now time.Time, a *Alert, groups []alertGroup) []string {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fp := a.Fingerprint.String()
+	var ids []string
+	for _, g := range groups {
+		in := l.inc.byKey[g.Key]
+		if in != nil && slices.Contains(in.Firing, fp) {
+			ids = append(ids, in.ID)
+			continue
+		}
+		e := newEvent(now, eventGrouped, a)
+		e.GroupKey, e.GroupLabels, e.Receiver = g.Key, g.Labels, g.Receiver
+		if in != nil {
+			e.Incident = in.ID
+		} else {
+			e.Incident = incidentID(g.Key, now)
+		}
+		l.record(pendingEvent{e: e, tta: -1, ttr: -1})
+		ids = append(ids, e.Incident)
+	}
+	return ids
+}
+
+// incidentList returns the open incidents and those closed within
+// incidentClosedRetention of now.
+func (l *ledger) incidentList(now time.Time) []*incident {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.inc.all()
+	return slices.DeleteFunc(out, func(in *incident) bool {
+		return in.ClosedAt != nil && now.Sub(*in.ClosedAt) > incidentClosedRetention
+	})
+}
+
+// getIncidents lists the open and recently closed incidents; ?state=open
+// or ?state=closed filters.
+func (a *Alertd) getIncidents(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	if state != "" && state != "open" && state != "closed" {
+		respondError(w, badData(fmt.Errorf("invalid parameter \"state\": %q: want open or closed", state)))
+		return
+	}
+	type incidentJSON struct {
+		*incident
+		State    string `json:"state"`
+		LastPage string `json:"lastPage,omitempty"` // shadows the internal field
+	}
+	out := []incidentJSON{}
+	for _, in := range a.ledger.incidentList(a.opts.Now()) {
+		st := "open"
+		if in.ClosedAt != nil {
+			st = "closed"
+		}
+		if state == "" || state == st {
+			out = append(out, incidentJSON{incident: in, State: st})
+		}
+	}
+	respond(w, map[string]any{"incidents": out})
+}
+
+// ackRequest is the body of POST /api/v1/alerts/{fingerprint}/acknowledge.
+type ackRequest struct {
+	By   string `json:"by"`
+	Note string `json:"note"`
+}
+
+// postAcknowledge records an operator's acknowledgement of an alert in its
+// history and the ledger; the incidents it is in are acknowledged too.
+func (a *Alertd) postAcknowledge(w http.ResponseWriter, r *http.Request) {
+	fp, err := model.FingerprintFromString(r.PathValue("fingerprint"))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("invalid fingerprint %q: want 16 hex digits", r.PathValue("fingerprint")), http.StatusBadRequest)
+		return
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	var req ackRequest
+	// An empty body acknowledges anonymously.
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		http.Error(w, fmt.Sprintf("couldn't parse acknowledgement: %v", err), http.StatusBadRequest)
+		return
+	}
+	now := a.opts.Now()
+	al, ok := a.store.get(fp)
+	if !ok {
+		http.Error(w, fmt.Sprintf("no alert with fingerprint %s", fp), http.StatusNotFound)
+		return
+	}
+	ids := a.ledger.acknowledge(now, al, req.By, req.Note)
+	a.ledger.commit()
+	reason := "acknowledged"
+	if req.By != "" {
+		reason += " by " + req.By
+	}
+	if req.Note != "" {
+		reason += ": " + req.Note
+	}
+	if len(ids) > 0 {
+		reason += " (incident " + strings.Join(ids, ", ") + ")"
+	}
+	a.store.note([]model.Fingerprint{fp}, Decision{Time: now, Stage: "acknowledge", Action: "acknowledged", Reason: reason})
+	if ids == nil {
+		ids = []string{}
+	}
+	respond(w, map[string]any{"fingerprint": fp.String(), "acknowledgedAt": now, "by": req.By, "incidents": ids})
+}

@@ -1,0 +1,253 @@
+package alertd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/prometheustest"
+)
+
+var commoncfgZero = commoncfg.HTTPClientConfig{}
+
+// replayStart is when the test history begins.
+var replayStart = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+
+// writeHistory writes series of one sample a minute from replayStart into
+// a TSDB block under dir, as `promtool tsdb create-blocks-from` would.
+func writeHistory(t *testing.T, dir string, series map[string][]float64) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := tsdb.NewBlockWriter(promslog.NewNopLogger(), dir, (7 * 24 * time.Hour).Milliseconds())
+	require.NoError(t, err)
+	app := w.AppenderV2(ctx)
+	for sel, vs := range series {
+		name, model, _ := strings.Cut(sel, "/")
+		ls := labels.FromStrings(labels.MetricName, name, "model", model)
+		for i, v := range vs {
+			_, err := app.Append(0, ls, 0, replayStart.Add(time.Duration(i)*time.Minute).UnixMilli(), v, nil, nil, storage.AppendV2Options{})
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, app.Commit())
+	_, err = w.Flush(ctx)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "wal"), 0o755))
+}
+
+// pattern builds a series of n minutes at base, with value v over the
+// given [from, to) minute ranges.
+func pattern(n int, base, v float64, ranges ...[2]int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = base
+		for _, r := range ranges {
+			if i >= r[0] && i < r[1] {
+				out[i] = v
+			}
+		}
+	}
+	return out
+}
+
+// writeReplayConfig writes a configuration with one rule file.
+func writeReplayConfig(t *testing.T, dir, name, extra, rules string) string {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".rules.yml"), []byte(rules), 0o600))
+	cfg := "global:\n  evaluation_interval: 1m\nrule_files: [" + name + ".rules.yml]\n" +
+		"route:\n  receiver: oncall\n  group_by: [model]\nreceivers:\n  - name: oncall\n" + extra
+	f := filepath.Join(dir, name+".yml")
+	require.NoError(t, os.WriteFile(f, []byte(cfg), 0o600))
+	return f
+}
+
+const replayRules = `groups:
+  - name: g
+    rules:
+      - alert: ErrorsHigh
+        expr: errors > 1
+      - alert: LatencyHigh
+        expr: latency > 1
+`
+
+// Replay reports every firing and its outcome, the pipeline's suppression
+// applies on the replay's clock, alerts of one group form one incident,
+// and two configurations compare firing by firing.
+func TestReplay(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	writeHistory(t, hist, map[string][]float64{
+		// A 20-minute incident at 60, with latency joining it at 65; a
+		// 2-minute blip at 120 and another at 150; on model b, errors
+		// from 200 to 230, in a silence of config B.
+		"errors/a":  pattern(300, 0, 5, [2]int{60, 80}, [2]int{120, 122}, [2]int{150, 152}),
+		"latency/a": pattern(300, 0, 5, [2]int{65, 75}),
+		"errors/b":  pattern(300, 0, 5, [2]int{200, 230}),
+	})
+	a := writeReplayConfig(t, dir, "a", "", replayRules)
+	b := writeReplayConfig(t, dir, "b", `suppression:
+  min_firing_duration: 5m
+silences:
+  - matchers: ['model="b"']
+    starts_at: 2026-03-02T03:00:00Z
+    ends_at: 2026-03-02T04:00:00Z
+    created_by: test
+    comment: maintenance of model b
+`, replayRules)
+
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	opts := ReplayOptions{From: replayStart, To: replayStart.Add(299 * time.Minute), Source: src}
+	ctx := context.Background()
+
+	ra, err := Replay(ctx, a, opts)
+	require.NoError(t, err)
+	require.Equal(t, 300, ra.Evaluations)
+	outcomes := func(r *ReplayResult) []string {
+		var out []string
+		for _, f := range r.Firings {
+			out = append(out, f.FiredAt.Sub(replayStart).String()+" "+string(f.Labels["alertname"])+"/"+string(f.Labels["model"])+" "+f.Outcome+" "+f.SuppressedBy)
+		}
+		return out
+	}
+	require.Equal(t, []string{
+		"1h0m0s ErrorsHigh/a paged ",
+		"1h5m0s LatencyHigh/a grouped ",
+		"2h0m0s ErrorsHigh/a paged ",
+		"2h30m0s ErrorsHigh/a paged ",
+		"3h20m0s ErrorsHigh/b paged ",
+	}, outcomes(ra))
+	require.Equal(t, ReplaySummary{Alerts: 3, Firings: 5, Pages: 4, PagesDay: 19.26, Grouped: 1, Suppressed: map[string]int{}}, ra.Summary)
+	first := ra.Firings[0]
+	require.Equal(t, replayStart.Add(80*time.Minute), first.ResolvedAt, "resolved at the first evaluation without errors")
+	require.Equal(t, first.FiredAt, first.NotifiedAt)
+	require.Equal(t, first.Incident, ra.Firings[1].Incident, "same model, same incident")
+
+	rb, err := Replay(ctx, b, opts)
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"1h0m0s ErrorsHigh/a paged ",
+		"1h5m0s LatencyHigh/a grouped ",
+		"2h0m0s ErrorsHigh/a suppressed hold",
+		"2h30m0s ErrorsHigh/a suppressed hold",
+		"3h20m0s ErrorsHigh/b suppressed silence",
+	}, outcomes(rb))
+	require.Equal(t, replayStart.Add(65*time.Minute), rb.Firings[0].NotifiedAt, "released after the 5m hold")
+	require.Contains(t, rb.Firings[4].Reason, "maintenance of model b")
+
+	c := CompareReplays(ra, rb)
+	require.Len(t, c.Changes, 3)
+	require.Equal(t, ReplayChange{Fingerprint: ra.Firings[2].Fingerprint, Alert: ra.Firings[2].Labels.String(), FiredAt: replayStart.Add(2 * time.Hour), A: "paged", B: "suppressed (hold)"}, c.Changes[0])
+	require.True(t, CompareReplays(rb, ra).MorePages())
+	require.False(t, c.MorePages())
+
+	var text bytes.Buffer
+	require.NoError(t, c.WriteText(&text))
+	for _, want := range []string{"pages", "  by hold", "  by silence", "3 firings changed outcome:", "suppressed (silence)"} {
+		require.Contains(t, text.String(), want)
+	}
+	js, err := json.Marshal(c)
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"outcome":"suppressed","suppressed_by":"hold"`)
+}
+
+// An anomaly detector replays over the history like the live one: its
+// scores are queryable by rules at the same evaluation.
+func TestReplayAnomalyDetector(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	vs := make([]float64, 600)
+	for i := range vs {
+		vs[i] = 100 + float64(i%7)
+	}
+	vs[500] = 400
+	writeHistory(t, hist, map[string][]float64{"requests/a": vs})
+	cfg := writeReplayConfig(t, dir, "anomaly", `anomaly_detectors:
+  - name: traffic
+    expr: requests
+    interval: 1m
+`, `groups:
+  - name: g
+    rules:
+      - alert: TrafficAnomaly
+        expr: alertd_anomaly_score{detector="traffic"} >= 0.5
+`)
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	r, err := Replay(context.Background(), cfg, ReplayOptions{From: replayStart, To: replayStart.Add(599 * time.Minute), Source: src})
+	require.NoError(t, err)
+	require.NotEmpty(t, r.Firings)
+	require.Equal(t, replayStart.Add(500*time.Minute), r.Firings[0].FiredAt, "%+v", r.Firings)
+	require.Equal(t, OutcomePaged, r.Firings[0].Outcome)
+	require.Equal(t, "a", string(r.Firings[0].Labels["model"]))
+}
+
+// Bad input: a range that ends before it starts, a missing TSDB, a bad
+// configuration — each a clear error.
+func TestReplayBadInput(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	writeHistory(t, hist, map[string][]float64{"errors/a": pattern(10, 0, 0)})
+	cfg := writeReplayConfig(t, dir, "a", "", replayRules)
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	_, err = Replay(context.Background(), cfg, ReplayOptions{From: replayStart, To: replayStart.Add(-time.Minute), Source: src})
+	require.ErrorContains(t, err, "is before --from")
+	_, _, err = OpenReplaySource(filepath.Join(dir, "nope"), "", 0, commoncfgZero)
+	require.ErrorContains(t, err, "couldn't open the TSDB")
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("rule_files: [missing.yml]\nbogus: 1\n"), 0o600))
+	_, err = Replay(context.Background(), bad, ReplayOptions{From: replayStart, To: replayStart, Source: src})
+	require.ErrorContains(t, err, "bogus")
+}
+
+// Replaying from a real Prometheus's query API gives the same firings as
+// replaying its TSDB directly.
+func TestReplayRemote(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	writeHistory(t, data, map[string][]float64{
+		"errors/a":  pattern(300, 0, 5, [2]int{60, 80}, [2]int{120, 122}),
+		"latency/a": pattern(300, 0, 5, [2]int{65, 75}),
+	})
+	cfg := writeReplayConfig(t, dir, "a", "suppression:\n  min_firing_duration: 5m\n", replayRules)
+	opts := ReplayOptions{From: replayStart, To: replayStart.Add(299 * time.Minute)}
+
+	src, closeSrc, err := OpenReplaySource(data, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	opts.Source = src
+	local, err := Replay(context.Background(), cfg, opts)
+	require.NoError(t, err)
+	require.NoError(t, closeSrc())
+
+	addr := prometheustest.FreeAddr(t)
+	promCfg := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(promCfg, []byte("global: {}\n"), 0o600))
+	prometheustest.StartProcess(t, "prometheus", prometheustest.Binary(t), "http://"+addr,
+		"--config.file="+promCfg, "--storage.tsdb.path="+data, "--storage.tsdb.retention.time=100y",
+		"--web.listen-address="+addr, "--log.level=warn")
+	src, closeSrc, err = OpenReplaySource("", "http://"+addr, 30*time.Second, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	opts.Source = src
+	remote, err := Replay(context.Background(), cfg, opts)
+	require.NoError(t, err)
+	require.Equal(t, local.Firings, remote.Firings)
+	require.Equal(t, ReplaySummary{Alerts: 2, Firings: 3, Pages: 1, PagesDay: 4.82, Grouped: 1, Suppressed: map[string]int{"hold": 1}}, remote.Summary)
+}
