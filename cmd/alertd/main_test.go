@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -134,4 +135,59 @@ func TestBinaryLifecycle(t *testing.T) {
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), logs.String())
+}
+
+// alertd replay on a TSDB made by promtool from OpenMetrics, as users
+// backfill history: the text report, JSON, and --fail-on-more-pages's exit
+// status.
+func TestReplayCommand(t *testing.T) {
+	promtool := prometheustest.Promtool(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	start := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	var om strings.Builder
+	om.WriteString("# TYPE errors gauge\n")
+	for i := range 180 {
+		v := 0
+		if (i >= 60 && i < 80) || (i >= 120 && i < 122) {
+			v = 5
+		}
+		fmt.Fprintf(&om, "errors{model=\"a\"} %d %d\n", v, start.Add(time.Duration(i)*time.Minute).Unix())
+	}
+	om.WriteString("# EOF\n")
+	omFile := filepath.Join(dir, "history.om")
+	require.NoError(t, os.WriteFile(omFile, []byte(om.String()), 0o600))
+	tsdbDir := filepath.Join(dir, "tsdb")
+	out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", omFile, tsdbDir).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	rules := "groups:\n  - name: g\n    rules:\n      - alert: ErrorsHigh\n        expr: errors > 1\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "r.yml"), []byte(rules), 0o600))
+	base := "global:\n  evaluation_interval: 1m\nrule_files: [r.yml]\nroute:\n  receiver: oncall\nreceivers: [{name: oncall}]\n"
+	a, b := filepath.Join(dir, "a.yml"), filepath.Join(dir, "b.yml")
+	require.NoError(t, os.WriteFile(a, []byte(base), 0o600))
+	require.NoError(t, os.WriteFile(b, []byte(base+"suppression:\n  min_firing_duration: 5m\n"), 0o600))
+	from, to := start.Format(time.RFC3339), strconv.FormatInt(start.Add(179*time.Minute).Unix(), 10)
+
+	code, out2 := exitCode(t, bin, "replay", "--config", a, "--compare", b, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir)
+	require.Equal(t, 0, code, out2)
+	rows := map[string]string{}
+	for _, line := range strings.Split(out2, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 {
+			rows[strings.Join(f[:len(f)-2], " ")] = strings.Join(f[len(f)-2:], " ")
+		}
+	}
+	require.Equal(t, "2 1", rows["pages"], out2)
+	require.Equal(t, "0 1", rows["by hold"], out2)
+	require.Contains(t, out2, "1 firings changed outcome:")
+	require.Contains(t, out2, "paged  suppressed (hold)")
+	require.NotContains(t, out2, "WAL", "no storage noise in the report")
+	code, out2 = exitCode(t, bin, "replay", "--config", b, "--compare", a, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--fail-on-more-pages", "--output", "json")
+	require.Equal(t, 3, code, out2)
+	require.Contains(t, out2, `"outcome": "suppressed"`)
+	require.Contains(t, out2, "pages 2 times, more than")
+
+	code, out2 = exitCode(t, bin, "replay", "--config", a, "--from", "yesterday", "--storage.tsdb.path", tsdbDir)
+	require.Equal(t, 1, code)
+	require.Contains(t, out2, `bad --from: "yesterday" is neither RFC 3339 nor Unix seconds`)
 }

@@ -151,7 +151,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	dbOpts.MaxBlockDuration = span.Milliseconds()
 	dbOpts.RetentionDuration = 0
 	dbOpts.WALSegmentSize = -1
-	db, err := tsdb.Open(scratch+"/tsdb", opts.Logger, nil, dbOpts, nil)
+	db, err := tsdb.Open(scratch+"/tsdb", promslog.NewNopLogger(), nil, dbOpts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't open scratch storage: %w", err)
 	}

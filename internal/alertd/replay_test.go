@@ -11,6 +11,7 @@ import (
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -34,8 +35,8 @@ func writeHistory(t *testing.T, dir string, series map[string][]float64) {
 	require.NoError(t, err)
 	app := w.AppenderV2(ctx)
 	for sel, vs := range series {
-		name, model, _ := strings.Cut(sel, "/")
-		ls := labels.FromStrings(labels.MetricName, name, "model", model)
+		name, modelName, _ := strings.Cut(sel, "/")
+		ls := labels.FromStrings(model.MetricNameLabel, name, "model", modelName)
 		for i, v := range vs {
 			_, err := app.Append(0, ls, 0, replayStart.Add(time.Duration(i)*time.Minute).UnixMilli(), v, nil, nil, storage.AppendV2Options{})
 			require.NoError(t, err)
@@ -45,7 +46,6 @@ func writeHistory(t *testing.T, dir string, series map[string][]float64) {
 	_, err = w.Flush(ctx)
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "wal"), 0o755))
 }
 
 // pattern builds a series of n minutes at base, with value v over the

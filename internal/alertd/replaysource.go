@@ -2,8 +2,12 @@ package alertd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -42,6 +46,15 @@ func OpenReplaySource(dir, remoteURL string, timeout time.Duration, httpCfg comm
 	sandbox, err := os.MkdirTemp("", "alertd-replay-sandbox-")
 	if err != nil {
 		return nil, nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "wal")); errors.Is(err, fs.ErrNotExist) {
+		// Blocks without a write-ahead log, as promtool tsdb
+		// create-blocks-from writes them: read them through a shadow
+		// directory with an empty one.
+		if dir, err = shadowTSDB(dir, sandbox); err != nil {
+			os.RemoveAll(sandbox)
+			return nil, nil, err
+		}
 	}
 	db, err := tsdb.OpenDBReadOnly(dir, sandbox, promslog.NewNopLogger())
 	if err != nil {
@@ -159,4 +172,53 @@ func (l *listSeriesSet) Warnings() annotations.Annotations { return nil }
 // promqlSeries turns a series of float points into a storage.Series.
 func promqlSeries(s *promql.Series) storage.Series {
 	return promql.NewStorageSeries(*s)
+}
+
+// shadowTSDB links the blocks of dir into a new directory under parent,
+// with an empty write-ahead log, and returns it. Files are hard-linked,
+// or copied across file systems; the TSDB reads block directories, not
+// links to them.
+func shadowTSDB(dir, parent string) (string, error) {
+	shadow := filepath.Join(parent, "shadow")
+	if err := os.MkdirAll(filepath.Join(shadow, "wal"), 0o755); err != nil {
+		return "", err
+	}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil || rel == "." || rel == "lock" {
+			return err
+		}
+		to := filepath.Join(shadow, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		if os.Link(path, to) == nil {
+			return nil
+		}
+		return copyFile(path, to)
+	})
+	if err != nil {
+		return "", fmt.Errorf("couldn't open the TSDB: %w", err)
+	}
+	return shadow, nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

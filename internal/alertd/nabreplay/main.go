@@ -36,6 +36,7 @@ import (
 	_ "embed"
 
 	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -152,10 +153,6 @@ func run(ctx context.Context, dataDir, windowsFile string, only []string) (*resu
 	defer os.RemoveAll(dir)
 	tsdbDir := filepath.Join(dir, "tsdb")
 	if err := writeTSDB(ctx, tsdbDir, all); err != nil {
-		return nil, err
-	}
-	// A TSDB opened read-only wants a write-ahead log, even an empty one.
-	if err := os.MkdirAll(filepath.Join(tsdbDir, "wal"), 0o755); err != nil {
 		return nil, err
 	}
 	staticFile, pipelineFile := filepath.Join(dir, "static.yml"), filepath.Join(dir, "pipeline.yml")
@@ -322,7 +319,7 @@ func writeTSDB(ctx context.Context, dir string, all []*series) error {
 			return err
 		}
 		app := w.AppenderV2(ctx)
-		ls := labels.FromStrings(labels.MetricName, "nab_value", "file", s.key)
+		ls := labels.FromStrings(model.MetricNameLabel, "nab_value", "file", s.key)
 		var last int64 = math.MinInt64
 		for i, t := range s.t {
 			ms := t.UnixMilli()
