@@ -318,8 +318,8 @@ func TestSuppressionRuleStage(t *testing.T) {
 	// Rules survive a restart.
 	s2, err := newSuppressions(s.path)
 	require.NoError(t, err)
-	require.Len(t, s2.list(), 1)
-	require.True(t, s2.list()[0].selects(model.LabelSet{"alertname": "Drift"}, 0.1))
+	require.Len(t, s2.list(byEnd), 1)
+	require.True(t, s2.list(byEnd)[0].selects(model.LabelSet{"alertname": "Drift"}, 0.1))
 }
 
 func TestParseConditionAndJustAbove(t *testing.T) {

@@ -2,16 +2,16 @@ package alertd
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	amlabels "github.com/prometheus/alertmanager/pkg/labels"
@@ -54,26 +54,40 @@ func (w *maintenanceWindow) state(now time.Time) string {
 // store: API windows are kept in a file under --storage.path, so a restart
 // keeps them.
 type maintenance struct {
-	mu      sync.Mutex
-	path    string
-	windows map[string]*maintenanceWindow
+	*itemSet[maintenanceWindow, *maintenanceWindow]
 }
 
 func newMaintenance(path string) (*maintenance, error) {
-	m := &maintenance{path: path, windows: map[string]*maintenanceWindow{}}
-	var stored []*maintenanceWindow
-	if _, err := readJSON(path, &stored); err != nil {
-		return nil, fmt.Errorf("couldn't read maintenance windows: %w", err)
+	set, err := openItemSet[maintenanceWindow]("maintenance window", path)
+	if err != nil {
+		return nil, err
 	}
-	for _, w := range stored {
-		var err error
-		if w.matchers, err = parseMatchers("a maintenance window", w.Matchers); err != nil {
-			return nil, fmt.Errorf("couldn't read maintenance window %s from %s: %w", w.ID, path, err)
-		}
-		m.windows[w.ID] = w
-	}
-	return m, nil
+	return &maintenance{set}, nil
 }
+
+func (w *maintenanceWindow) itemID() string   { return w.ID }
+func (w *maintenanceWindow) fromConfig() bool { return w.Source == "config" }
+
+func (w *maintenanceWindow) endsAt() (time.Time, bool) {
+	if w.ExpiresAt == nil {
+		return time.Time{}, false
+	}
+	return *w.ExpiresAt, true
+}
+
+func (w *maintenanceWindow) expire(now time.Time) {
+	if w.ExpiresAt == nil || now.Before(*w.ExpiresAt) {
+		w.ExpiresAt = &now
+	}
+}
+
+func (w *maintenanceWindow) compile() (err error) {
+	w.matchers, err = parseMatchers("a maintenance window", w.Matchers)
+	return err
+}
+
+// byName orders windows by name.
+func byName(a, b *maintenanceWindow) int { return strings.Compare(a.Name, b.Name) }
 
 // setConfig replaces the configuration's windows, keeping the API's.
 func (m *maintenance) setConfig(cfgs []*alertconfig.MaintenanceWindow) error {
@@ -87,16 +101,7 @@ func (m *maintenance) setConfig(cfgs []*alertconfig.MaintenanceWindow) error {
 		next[id] = &maintenanceWindow{ID: id, Name: c.Name, Matchers: c.Matchers, TimeIntervals: c.TimeIntervals,
 			ExpiresAt: c.ExpiresAt, Source: "config", matchers: ms}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for id, w := range m.windows {
-		if w.Source == "config" {
-			delete(m.windows, id)
-		}
-	}
-	for id, w := range next {
-		m.windows[id] = w
-	}
+	m.itemSet.setConfig(slices.Collect(maps.Values(next)))
 	return nil
 }
 
@@ -113,7 +118,7 @@ func (m *maintenance) Process(_ context.Context, now time.Time, a *Alert) Decisi
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var in []*maintenanceWindow
-	for _, w := range m.windows {
+	for _, w := range m.items {
 		if w.matchers.Matches(a.Labels) && w.state(now) == "active" {
 			in = append(in, w)
 		}
@@ -122,10 +127,7 @@ func (m *maintenance) Process(_ context.Context, now time.Time, a *Alert) Decisi
 		return Decision{}
 	}
 	slices.SortFunc(in, func(a, b *maintenanceWindow) int {
-		if c := strings.Compare(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
+		return cmp.Or(byName(a, b), strings.Compare(a.ID, b.ID))
 	})
 	names := make([]string, 0, len(in))
 	for _, w := range in {
@@ -141,79 +143,6 @@ func (m *maintenance) Process(_ context.Context, now time.Time, a *Alert) Decisi
 		what = "in maintenance windows "
 	}
 	return Decision{Action: "suppressed", Reason: what + strings.Join(names, ", ")}
-}
-
-// add stores a new API window.
-func (m *maintenance) add(w *maintenanceWindow) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.windows[w.ID] = w
-	return m.saveLocked()
-}
-
-// expire ends a window now. It reports whether the window exists.
-func (m *maintenance) expire(id string, now time.Time) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	w, ok := m.windows[id]
-	if !ok {
-		return false, nil
-	}
-	if w.Source == "config" {
-		return true, errors.New("maintenance window comes from the configuration file: remove it there")
-	}
-	if w.ExpiresAt == nil || now.Before(*w.ExpiresAt) {
-		w.ExpiresAt = &now
-	}
-	return true, m.saveLocked()
-}
-
-// list returns the windows, sorted by name and id.
-func (m *maintenance) list() []maintenanceWindow {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]maintenanceWindow, 0, len(m.windows))
-	for _, w := range m.windows {
-		out = append(out, *w)
-	}
-	slices.SortFunc(out, func(a, b maintenanceWindow) int {
-		if c := strings.Compare(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return out
-}
-
-// gc forgets API windows expired longer than retention ago.
-func (m *maintenance) gc(now time.Time, retention time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	changed := false
-	for id, w := range m.windows {
-		if w.Source == "api" && w.ExpiresAt != nil && now.Sub(*w.ExpiresAt) > retention {
-			delete(m.windows, id)
-			changed = true
-		}
-	}
-	if changed {
-		_ = m.saveLocked()
-	}
-}
-
-// saveLocked writes the API windows atomically. Called with m.mu held.
-func (m *maintenance) saveLocked() error {
-	stored := []*maintenanceWindow{}
-	for _, w := range m.windows {
-		if w.Source == "api" {
-			stored = append(stored, w)
-		}
-	}
-	slices.SortFunc(stored, func(a, b *maintenanceWindow) int { return strings.Compare(a.ID, b.ID) })
-	if err := writeJSON(m.path, stored); err != nil {
-		return fmt.Errorf("couldn't save maintenance windows: %w", err)
-	}
-	return nil
 }
 
 // maintenancePath is where API maintenance windows are kept.
@@ -288,7 +217,7 @@ func (a *Alertd) getMaintenanceWindows(w http.ResponseWriter, _ *http.Request) {
 		State string `json:"state"`
 	}
 	out := []windowJSON{}
-	for _, mw := range a.maintenance.list() {
+	for _, mw := range a.maintenance.list(byName) {
 		out = append(out, windowJSON{mw, mw.state(now)})
 	}
 	respond(w, out)
@@ -296,14 +225,5 @@ func (a *Alertd) getMaintenanceWindows(w http.ResponseWriter, _ *http.Request) {
 
 // deleteMaintenanceWindow expires a window now.
 func (a *Alertd) deleteMaintenanceWindow(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	ok, err := a.maintenance.expire(id, a.opts.Now())
-	switch {
-	case !ok:
-		http.Error(w, fmt.Sprintf("no maintenance window %q", id), http.StatusNotFound)
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusBadRequest)
-	default:
-		respond(w, map[string]string{"id": id})
-	}
+	a.deleteItem(w, r, "maintenance window", "id", a.maintenance.expire)
 }

@@ -73,7 +73,7 @@ func TestMaintenanceWindowState(t *testing.T) {
 	var err error
 	w.matchers, err = parseMatchers("a maintenance window", w.Matchers)
 	require.NoError(t, err)
-	m := &maintenance{windows: map[string]*maintenanceWindow{"w": w}}
+	m := &maintenance{&itemSet[maintenanceWindow, *maintenanceWindow]{items: map[string]*maintenanceWindow{"w": w}}}
 	for _, tc := range []struct {
 		name   string
 		now    time.Time

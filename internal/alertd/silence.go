@@ -8,12 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
-	"sync"
 	"time"
 
 	amlabels "github.com/prometheus/alertmanager/pkg/labels"
@@ -79,25 +77,33 @@ func parseMatchers(what string, in []string) (amlabels.Matchers, error) {
 // API silences are kept in a file under --storage.path, so a restart
 // keeps them.
 type silencer struct {
-	mu       sync.Mutex
-	path     string
-	silences map[string]*silence
+	*itemSet[silence, *silence]
 }
 
 func newSilencer(path string) (*silencer, error) {
-	s := &silencer{path: path, silences: map[string]*silence{}}
-	var stored []*silence
-	if _, err := readJSON(path, &stored); err != nil {
-		return nil, fmt.Errorf("couldn't read silences: %w", err)
+	set, err := openItemSet[silence]("silence", path)
+	if err != nil {
+		return nil, err
 	}
-	for _, sil := range stored {
-		var err error
-		if sil.matchers, err = parseSilenceMatchers(sil.Matchers); err != nil {
-			return nil, fmt.Errorf("couldn't read silence %s from %s: %w", sil.ID, path, err)
+	return &silencer{set}, nil
+}
+
+func (s *silence) itemID() string            { return s.ID }
+func (s *silence) fromConfig() bool          { return s.Source == "config" }
+func (s *silence) endsAt() (time.Time, bool) { return s.EndsAt, true }
+
+func (s *silence) expire(now time.Time) {
+	if now.Before(s.EndsAt) {
+		s.EndsAt = now
+		if now.Before(s.StartsAt) {
+			s.StartsAt = now
 		}
-		s.silences[sil.ID] = sil
 	}
-	return s, nil
+}
+
+func (s *silence) compile() (err error) {
+	s.matchers, err = parseSilenceMatchers(s.Matchers)
+	return err
 }
 
 // setConfig replaces the configuration's silences, keeping the API's.
@@ -115,16 +121,7 @@ func (s *silencer) setConfig(cfgs []*alertconfig.Silence) error {
 		sil.ID = "config-" + sum.String()
 		next[sil.ID] = sil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, sil := range s.silences {
-		if sil.Source == "config" {
-			delete(s.silences, id)
-		}
-	}
-	for id, sil := range next {
-		s.silences[id] = sil
-	}
+	s.itemSet.setConfig(slices.Collect(maps.Values(next)))
 	return nil
 }
 
@@ -141,7 +138,7 @@ func (s *silencer) Process(_ context.Context, now time.Time, a *Alert) Decision 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var by *silence
-	for _, sil := range s.silences {
+	for _, sil := range s.items {
 		if sil.state(now) != "active" || !sil.matchers.Matches(a.Labels) {
 			continue
 		}
@@ -168,88 +165,12 @@ func (s *silencer) Process(_ context.Context, now time.Time, a *Alert) Decision 
 func (s *silencer) mutes(now time.Time, ls model.LabelSet) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, sil := range s.silences {
+	for _, sil := range s.items {
 		if sil.state(now) == "active" && sil.matchers.Matches(ls) {
 			return true
 		}
 	}
 	return false
-}
-
-// add stores a new API silence.
-func (s *silencer) add(sil *silence) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.silences[sil.ID] = sil
-	return s.saveLocked()
-}
-
-// expire ends a silence now. It reports whether the silence exists.
-func (s *silencer) expire(id string, now time.Time) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sil, ok := s.silences[id]
-	if !ok {
-		return false, nil
-	}
-	if sil.Source == "config" {
-		return true, errors.New("silence comes from the configuration file: remove it there")
-	}
-	if now.Before(sil.EndsAt) {
-		sil.EndsAt = now
-		if now.Before(sil.StartsAt) {
-			sil.StartsAt = now
-		}
-	}
-	return true, s.saveLocked()
-}
-
-// list returns the silences, sorted by end time and id.
-func (s *silencer) list() []silence {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]silence, 0, len(s.silences))
-	for _, sil := range s.silences {
-		out = append(out, *sil)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].EndsAt.Equal(out[j].EndsAt) {
-			return out[i].EndsAt.Before(out[j].EndsAt)
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out
-}
-
-// gc forgets API silences expired longer than retention ago.
-func (s *silencer) gc(now time.Time, retention time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	changed := false
-	for id, sil := range s.silences {
-		if sil.Source == "api" && now.Sub(sil.EndsAt) > retention {
-			delete(s.silences, id)
-			changed = true
-		}
-	}
-	if changed {
-		_ = s.saveLocked()
-	}
-}
-
-// saveLocked writes the API silences atomically. Called with s.mu held.
-func (s *silencer) saveLocked() error {
-	var stored []*silence
-	for _, sil := range s.silences {
-		if sil.Source == "api" {
-			stored = append(stored, sil)
-		}
-	}
-	slices.SortFunc(stored, func(a, b *silence) int { return strings.Compare(a.ID, b.ID) })
-	if err := writeJSON(s.path, stored); err != nil {
-		return fmt.Errorf("couldn't save silences: %w", err)
-	}
-	return nil
 }
 
 // silencesPath is where API silences are kept.
@@ -327,7 +248,7 @@ func (a *Alertd) getSilences(w http.ResponseWriter, _ *http.Request) {
 		State string `json:"state"`
 	}
 	out := []silenceJSON{}
-	for _, s := range a.silencer.list() {
+	for _, s := range a.silencer.list(byEnd) {
 		out = append(out, silenceJSON{s, s.state(now)})
 	}
 	respond(w, out)
@@ -335,14 +256,5 @@ func (a *Alertd) getSilences(w http.ResponseWriter, _ *http.Request) {
 
 // deleteSilence expires a silence.
 func (a *Alertd) deleteSilence(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	ok, err := a.silencer.expire(id, a.opts.Now())
-	switch {
-	case !ok:
-		http.Error(w, fmt.Sprintf("no silence %q", id), http.StatusNotFound)
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusBadRequest)
-	default:
-		respond(w, map[string]string{"silenceID": id})
-	}
+	a.deleteItem(w, r, "silence", "silenceID", a.silencer.expire)
 }

@@ -13,10 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	amlabels "github.com/prometheus/alertmanager/pkg/labels"
@@ -108,28 +105,33 @@ func (r *suppressionRule) selects(ls model.LabelSet, v float64) bool {
 // suppressions is the "rule" stage of the pipeline and the store of
 // suppression rules, kept in a file under --storage.path.
 type suppressions struct {
-	mu    sync.Mutex
-	path  string
-	rules map[string]*suppressionRule
+	*itemSet[suppressionRule, *suppressionRule]
 }
 
 func newSuppressions(path string) (*suppressions, error) {
-	s := &suppressions{path: path, rules: map[string]*suppressionRule{}}
-	var stored []*suppressionRule
-	if _, err := readJSON(path, &stored); err != nil {
-		return nil, fmt.Errorf("couldn't read suppression rules: %w", err)
+	set, err := openItemSet[suppressionRule]("suppression rule", path)
+	if err != nil {
+		return nil, err
 	}
-	for _, r := range stored {
-		var err error
-		if r.matchers, err = parseSilenceMatchers(r.Matchers); err != nil {
-			return nil, fmt.Errorf("couldn't read suppression rule %s from %s: %w", r.ID, path, err)
-		}
-		if r.cond, err = parseCondition(r.Condition); err != nil {
-			return nil, fmt.Errorf("couldn't read suppression rule %s from %s: %w", r.ID, path, err)
-		}
-		s.rules[r.ID] = r
+	return &suppressions{set}, nil
+}
+
+func (r *suppressionRule) itemID() string            { return r.ID }
+func (r *suppressionRule) fromConfig() bool          { return false }
+func (r *suppressionRule) endsAt() (time.Time, bool) { return r.ExpiresAt, true }
+
+func (r *suppressionRule) expire(now time.Time) {
+	if r.active(now) {
+		r.ExpiresAt = now
 	}
-	return s, nil
+}
+
+func (r *suppressionRule) compile() (err error) {
+	if r.matchers, err = parseSilenceMatchers(r.Matchers); err != nil {
+		return err
+	}
+	r.cond, err = parseCondition(r.Condition)
+	return err
 }
 
 // Name implements Stage.
@@ -141,7 +143,7 @@ func (s *suppressions) Process(_ context.Context, now time.Time, a *Alert) Decis
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var by *suppressionRule
-	for _, r := range s.rules {
+	for _, r := range s.items {
 		if !r.active(now) || !r.selects(a.Labels, a.Value) {
 			continue
 		}
@@ -164,72 +166,6 @@ func (s *suppressions) Process(_ context.Context, now time.Time, a *Alert) Decis
 		reason += ": " + by.Comment
 	}
 	return Decision{Action: "suppressed", Reason: reason}
-}
-
-func (s *suppressions) add(r *suppressionRule) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rules[r.ID] = r
-	return s.saveLocked()
-}
-
-// expire ends a rule now; it reports whether the rule exists.
-func (s *suppressions) expire(id string, now time.Time) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.rules[id]
-	if !ok {
-		return false, nil
-	}
-	if r.active(now) {
-		r.ExpiresAt = now
-	}
-	return true, s.saveLocked()
-}
-
-// list returns the rules by expiry and id.
-func (s *suppressions) list() []suppressionRule {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]suppressionRule, 0, len(s.rules))
-	for _, r := range s.rules {
-		out = append(out, *r)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].ExpiresAt.Equal(out[j].ExpiresAt) {
-			return out[i].ExpiresAt.Before(out[j].ExpiresAt)
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out
-}
-
-// gc forgets rules expired longer than retention ago.
-func (s *suppressions) gc(now time.Time, retention time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	changed := false
-	for id, r := range s.rules {
-		if now.Sub(r.ExpiresAt) > retention {
-			delete(s.rules, id)
-			changed = true
-		}
-	}
-	if changed {
-		_ = s.saveLocked()
-	}
-}
-
-func (s *suppressions) saveLocked() error {
-	stored := make([]*suppressionRule, 0, len(s.rules))
-	for _, r := range s.rules {
-		stored = append(stored, r)
-	}
-	slices.SortFunc(stored, func(a, b *suppressionRule) int { return strings.Compare(a.ID, b.ID) })
-	if err := writeJSON(s.path, stored); err != nil {
-		return fmt.Errorf("couldn't save suppression rules: %w", err)
-	}
-	return nil
 }
 
 // suppressionsPath is where suppression rules are kept.
@@ -320,7 +256,7 @@ func (a *Alertd) getSuppressions(w http.ResponseWriter, _ *http.Request) {
 		State string `json:"state"`
 	}
 	out := []ruleJSON{}
-	for _, r := range a.suppressions.list() {
+	for _, r := range a.suppressions.list(byEnd) {
 		st := "expired"
 		if r.active(now) {
 			st = "active"
@@ -333,16 +269,7 @@ func (a *Alertd) getSuppressions(w http.ResponseWriter, _ *http.Request) {
 // deleteSuppression expires a suppression rule now; the alerts it held
 // that still fire are released.
 func (a *Alertd) deleteSuppression(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	ok, err := a.suppressions.expire(id, a.opts.Now())
-	switch {
-	case !ok:
-		http.Error(w, fmt.Sprintf("no suppression rule %q", id), http.StatusNotFound)
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-	default:
-		respond(w, map[string]string{"suppressionID": id})
-	}
+	a.deleteItem(w, r, "suppression rule", "suppressionID", a.suppressions.expire)
 }
 
 // previewAlert is a past alert a rule would have suppressed.
