@@ -99,7 +99,7 @@ bench-nab:
 ## bench-nab-replay: the NAB series replayed through a static-threshold rule and through alertd's pipeline, pages scored against NAB's windows (see BENCHMARKS.md).
 NAB_DIR ?= ../shared/bench/nab
 bench-nab-replay:
-	$(GO) run ./internal/alertd/nabreplay -data $(NAB_DIR)/data -labels $(NAB_DIR)/labels/combined_windows.json $(NAB_REPLAY_FLAGS)
+	$(GO) build -o bin/alertd ./cmd/alertd && $(GO) run ./scripts/bench/nabreplay -alertd bin/alertd -data $(NAB_DIR)/data -labels $(NAB_DIR)/labels/combined_windows.json $(NAB_REPLAY_FLAGS)
 
 clean:
 	rm -rf bin

@@ -77,6 +77,7 @@ func run() int {
 	replayCmd.Flag("storage.path", "alertd's storage directory, whose embedded TSDB holds the history.").Default(d.StoragePath).StringVar(&ra.storagePath)
 	replayCmd.Flag("storage.tsdb.path", "A TSDB directory to read instead of the one under --storage.path, such as a Prometheus server's data directory.").StringVar(&ra.tsdbDir)
 	replayCmd.Flag("datasource.url", "Read the history from this Prometheus-compatible query API instead of a TSDB. Default: the configuration's datasource.url.").StringVar(&ra.datasource)
+	replayCmd.Flag("query.lookback-delta", "How far back the engine looks for a series' latest sample, as Prometheus's flag.").Default("5m").DurationVar(&ra.lookback)
 	replayCmd.Flag("output", "Report format.").Default("text").EnumVar(&ra.output, "text", "json")
 	replayCmd.Flag("fail-on-more-pages", "Exit with status 3 when the --compare configuration pages more than --config, to gate rule changes in CI.").BoolVar(&ra.failOnMorePages)
 

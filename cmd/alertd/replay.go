@@ -22,6 +22,7 @@ type replayArgs struct {
 	step                 time.Duration
 	storagePath, tsdbDir string
 	datasource           string
+	lookback             time.Duration
 	output               string
 	failOnMorePages      bool
 }
@@ -59,7 +60,7 @@ func runReplay(ctx context.Context, args replayArgs, logger *slog.Logger) int {
 		return fail(err)
 	}
 	defer closeSrc()
-	opts := alertd.ReplayOptions{From: from, To: to, Step: args.step, Source: src, Logger: logger}
+	opts := alertd.ReplayOptions{From: from, To: to, Step: args.step, LookbackDelta: args.lookback, Source: src, Logger: logger}
 	a, err := alertd.Replay(ctx, args.config, opts)
 	if err != nil {
 		return fail(fmt.Errorf("replaying %s: %w", args.config, err))

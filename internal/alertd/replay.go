@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/prometheus/promql"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
@@ -117,7 +116,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 		return nil, err
 	}
 	if opts.Logger == nil {
-		opts.Logger = promslog.NewNopLogger()
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	step := opts.Step
 	if step <= 0 {
@@ -151,7 +150,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	dbOpts.MaxBlockDuration = span.Milliseconds()
 	dbOpts.RetentionDuration = 0
 	dbOpts.WALSegmentSize = -1
-	db, err := tsdb.Open(scratch+"/tsdb", promslog.NewNopLogger(), nil, dbOpts, nil)
+	db, err := tsdb.Open(scratch+"/tsdb", slog.New(slog.DiscardHandler), nil, dbOpts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't open scratch storage: %w", err)
 	}

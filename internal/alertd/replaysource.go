@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
-	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
@@ -56,7 +56,7 @@ func OpenReplaySource(dir, remoteURL string, timeout time.Duration, httpCfg comm
 			return nil, nil, err
 		}
 	}
-	db, err := tsdb.OpenDBReadOnly(dir, sandbox, promslog.NewNopLogger())
+	db, err := tsdb.OpenDBReadOnly(dir, sandbox, slog.New(slog.DiscardHandler))
 	if err != nil {
 		os.RemoveAll(sandbox)
 		return nil, nil, fmt.Errorf("couldn't open the TSDB in %s: %w", dir, err)

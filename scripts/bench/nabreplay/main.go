@@ -1,11 +1,11 @@
 // Command nabreplay measures alertd's noise reduction on labelled data: it
 // loads the Numenta Anomaly Benchmark series into a TSDB, replays them with
-// `alertd replay`'s code (alertd.Replay) through two configurations — a
-// naive static-threshold rule, and alertd's pipeline (anomaly scoring and
-// suppression) — and scores every page against NAB's anomaly windows: a
-// page inside a window is a true positive, outside a false one; a window
-// with at least one page is detected. It prints a Markdown table for
-// BENCHMARKS.md. Run by `make bench-nab-replay`.
+// `alertd replay` through three configurations — a naive static-threshold
+// rule, alertd's anomaly scoring alone, and alertd's pipeline (anomaly
+// scoring and suppression) — and scores every page against NAB's anomaly
+// windows: a page inside a window is a true positive, outside a false one;
+// a window with at least one page is detected. It prints a Markdown table
+// for BENCHMARKS.md. Run by `make bench-nab-replay`.
 //
 // The static rule is what an operator sets from a look at a quiet period:
 // per series, fire outside mean ± 3σ of the first 15% of the series (NAB's
@@ -24,8 +24,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -35,14 +37,11 @@ import (
 
 	_ "embed"
 
-	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 
-	"github.com/modelmon/modelmon/internal/alertd"
 	"github.com/modelmon/modelmon/internal/anomalycli"
 )
 
@@ -51,6 +50,9 @@ var pipelineConfig string
 
 //go:embed pipeline.rules.yml
 var pipelineRules string
+
+// alertdBin is the alertd binary that replays.
+var alertdBin string
 
 // pipelineDir, when set, holds the rule files of a -pipeline configuration.
 var pipelineDir string
@@ -76,6 +78,7 @@ func main() {
 	windows := flag.String("labels", "../shared/bench/nab/labels/combined_windows.json", "NAB anomaly windows.")
 	only := flag.String("files", "", "Comma-separated <category>/<file>.csv to run; default all.")
 	details := flag.Bool("details", false, "Print the counts per file too.")
+	flag.StringVar(&alertdBin, "alertd", "bin/alertd", "The alertd binary.")
 	pipeline := flag.String("pipeline", "", "An alertd configuration to replay instead of the built-in pipeline.yml; its rule files are read relative to it.")
 	flag.Parse()
 	if *pipeline != "" {
@@ -181,12 +184,6 @@ func run(ctx context.Context, dataDir, windowsFile string, only []string) (*resu
 			}
 		}
 	}
-	src, closeSrc, err := alertd.OpenReplaySource(tsdbDir, "", 0, commoncfg.HTTPClientConfig{})
-	if err != nil {
-		return nil, err
-	}
-	defer closeSrc()
-
 	// The pipeline without its suppression section: what anomaly scoring
 	// alone does.
 	scoringFile := filepath.Join(dir, "scoring.yml")
@@ -204,12 +201,11 @@ func run(ctx context.Context, dataDir, windowsFile string, only []string) (*resu
 			return nil, err
 		}
 		step := medianStep(s.t)
-		opts := alertd.ReplayOptions{From: s.t[0], To: s.t[len(s.t)-1], Step: step, LookbackDelta: step, Source: src, Logger: promslog.NewNopLogger()}
 		for _, c := range []struct {
 			file string
 			sc   *score
 		}{{staticFile, res.static}, {scoringFile, res.scored}, {pipelineFile, res.piped}} {
-			r, err := alertd.Replay(ctx, c.file, opts)
+			r, err := replay(ctx, c.file, tsdbDir, s.t[0], s.t[len(s.t)-1], step)
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s: %w", s.key, filepath.Base(c.file), err)
 			}
@@ -226,7 +222,7 @@ func newScore() *score {
 
 // add scores the replay of one series: its firings of the alert on that
 // series.
-func (sc *score) add(s *series, r *alertd.ReplayResult) {
+func (sc *score) add(s *series, r *replayResult) {
 	detected := make([]bool, len(s.windows))
 	pf := sc.perFile[s.key]
 	for _, f := range r.Firings {
@@ -235,14 +231,14 @@ func (sc *score) add(s *series, r *alertd.ReplayResult) {
 		}
 		sc.Firings++
 		switch f.Outcome {
-		case alertd.OutcomeGrouped:
+		case "grouped":
 			sc.Grouped++
 			continue
-		case alertd.OutcomeSuppressed:
+		case "suppressed":
 			sc.Suppressed++
 			sc.suppressedByStageByKey[f.SuppressedBy]++
 			continue
-		case alertd.OutcomePaged:
+		case "paged":
 		default:
 			continue
 		}
@@ -269,6 +265,38 @@ func (sc *score) add(s *series, r *alertd.ReplayResult) {
 			sc.Detected++
 		}
 	}
+}
+
+// replayResult is the part of `alertd replay --output json` the scoring
+// reads.
+type replayResult struct {
+	Firings []struct {
+		Labels       map[string]string `json:"labels"`
+		Outcome      string            `json:"outcome"`
+		NotifiedAt   time.Time         `json:"notified_at"`
+		SuppressedBy string            `json:"suppressed_by"`
+	} `json:"firings"`
+}
+
+// replay runs `alertd replay` of one configuration over one series' range,
+// at its sampling interval, with the lookback equal to it.
+func replay(ctx context.Context, cfg, tsdbDir string, from, to time.Time, step time.Duration) (*replayResult, error) {
+	cmd := exec.CommandContext(ctx, alertdBin, "replay", "--config", cfg, "--storage.tsdb.path", tsdbDir,
+		"--from", from.Format(time.RFC3339Nano), "--to", to.Format(time.RFC3339Nano),
+		"--step", step.String(), "--query.lookback-delta", step.String(), "--output", "json", "--log.level", "warn")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var c struct {
+		A replayResult `json:"a"`
+	}
+	if err := json.Unmarshal(out, &c); err != nil {
+		return nil, fmt.Errorf("reading the replay's report: %w", err)
+	}
+	return &c.A, nil
 }
 
 // medianStep is the median gap between a series' samples.
@@ -314,7 +342,7 @@ func meanSD(v []float64) (float64, float64) {
 // writeTSDB writes every series as nab_value{file=<key>} into a TSDB.
 func writeTSDB(ctx context.Context, dir string, all []*series) error {
 	for _, s := range all {
-		w, err := tsdb.NewBlockWriter(promslog.NewNopLogger(), dir, 2*s.t[len(s.t)-1].Sub(s.t[0]).Milliseconds()+1)
+		w, err := tsdb.NewBlockWriter(slog.New(slog.DiscardHandler), dir, 2*s.t[len(s.t)-1].Sub(s.t[0]).Milliseconds()+1)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -16,6 +18,9 @@ func TestNABReplay(t *testing.T) {
 	if _, err := os.Stat(nab + "/data"); err != nil {
 		t.Skipf("NAB data not found at %s (it ships beside the repository, not in it): %v", nab, err)
 	}
+	alertdBin = filepath.Join(t.TempDir(), "alertd")
+	out, err := exec.Command("go", "build", "-o", alertdBin, "../../../cmd/alertd").CombinedOutput()
+	require.NoError(t, err, string(out))
 	res, err := run(context.Background(), nab+"/data", nab+"/labels/combined_windows.json", []string{
 		"realAWSCloudwatch/ec2_cpu_utilization_825cc2.csv",
 		"realAWSCloudwatch/ec2_disk_write_bytes_1ef3de.csv",
