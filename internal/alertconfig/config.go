@@ -69,6 +69,9 @@ type Config struct {
 	Route *amconfig.Route `yaml:"route"`
 	// Receivers are the routes' destinations.
 	Receivers []*Receiver `yaml:"receivers"`
+	// Actions are retrain/deploy webhooks into CI, with guardrails (see
+	// actions.go).
+	Actions []*Action `yaml:"actions"`
 
 	// Prometheus is the global and scrape_configs sections loaded by
 	// Prometheus's own config.Load, as its scrape manager requires.
@@ -561,6 +564,9 @@ func (c *Config) validate(dir string) error {
 		return err
 	}
 	if err := c.validateMaintenance(); err != nil {
+		return err
+	}
+	if err := c.validateActions(dir); err != nil {
 		return err
 	}
 	if c.Classification != nil {

@@ -41,6 +41,7 @@ import (
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/notify"
+	"github.com/modelmon/modelmon/internal/outbox"
 	"github.com/modelmon/modelmon/internal/web"
 	"github.com/modelmon/modelmon/rules"
 )
@@ -167,6 +168,14 @@ type Alertd struct {
 	startedAt time.Time
 	prunedAt  time.Time
 
+	// actions are the retrain/deploy webhooks into CI, delivered through
+	// the outbox (actions.go).
+	actions *actionRunner
+	outbox  *outbox.Outbox
+	// escalateIncident, when set, escalates the incidents of alerts whose
+	// action failed verification; the escalation stage sets it.
+	escalateIncident func(ctx context.Context, alerts []*Alert, reason string) error
+
 	discovery *discovery.Manager
 	scrape    *scrape.Manager
 
@@ -280,6 +289,16 @@ func New(o Options) (*Alertd, error) {
 		return nil, err
 	}
 	a.store.ledger, a.store.groups = a.ledger, a.matchGroups
+	if a.actions, err = newActionRunner(o.StoragePath, a.reg, a.logger.With("component", "actions"), o.Now); err != nil {
+		return nil, err
+	}
+	a.outbox, err = outbox.Open(outbox.Options{Path: filepath.Join(o.StoragePath, "outbox"),
+		Senders: map[string]outbox.Sender{integrationAction: a.actions}, Now: o.Now})
+	if err != nil {
+		return nil, fmt.Errorf("couldn't open the outbox under --storage.path=%q: %w", o.StoragePath, err)
+	}
+	a.actions.outbox, a.actions.note, a.store.onFire = a.outbox, a.store.note, a.onAlertFires
+	a.reg.MustRegister(&lifecycleCollector{deployments: a.deployments, ledger: a.ledger, now: o.Now})
 
 	var queryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
 	if u := a.datasourceURL(cfg); u != "" {
@@ -411,6 +430,7 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	}
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
 	a.applyAnomaly(cfg.AnomalyDetectors)
+	a.actions.set(cfg.Actions)
 	a.cfg.Store(cfg)
 	return nil
 }
@@ -543,10 +563,14 @@ func (a *Alertd) Start() error {
 			}
 		}()
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
 	go func() {
 		defer a.wg.Done()
 		a.rules.Run()
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.outbox.Run(a.ctx)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -597,6 +621,7 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 			a.maintenance.gc(now, a.opts.ResolvedRetention)
 			a.suppressions.gc(now, a.opts.ResolvedRetention)
 			a.tickLedger(now)
+			a.tickActions(a.ctx, now)
 			a.store.gc(now)
 		case <-a.ctx.Done():
 			return
@@ -638,6 +663,9 @@ func (a *Alertd) Stop() error {
 		}
 		a.wg.Wait()
 		a.notify.Stop()
+		if err := a.outbox.Close(); err != nil {
+			a.stopErr = err
+		}
 		if err := a.ledger.close(); err != nil && a.stopErr == nil {
 			a.stopErr = err
 		}

@@ -61,6 +61,10 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/maintenance_windows/{id}", a.deleteMaintenanceWindow)
 	mux.HandleFunc("POST /api/v1/deployments", a.postDeployment)
 	mux.HandleFunc("GET /api/v1/deployments", a.getDeployments)
+	mux.HandleFunc("GET /api/v1/actions", a.getActions)
+	mux.HandleFunc("GET /api/v1/actions/requests", a.getActionRequests)
+	mux.HandleFunc("POST /api/v1/actions/requests/{id}/approve", a.postActionDecision(true))
+	mux.HandleFunc("POST /api/v1/actions/requests/{id}/reject", a.postActionDecision(false))
 
 	// The ledger: acknowledgements, incidents, the noise report and
 	// suppression rules proposed from verdicts.

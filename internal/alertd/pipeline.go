@@ -118,6 +118,9 @@ type store struct {
 	// incidents it is grouped into (incident.go).
 	ledger *ledger
 	groups func(model.LabelSet) []alertGroup
+	// onFire, when set, is called with an alert that fires unsuppressed
+	// (actions.go triggers actions); it runs with s.mu held.
+	onFire func(now time.Time, a *Alert)
 }
 
 func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, route func(model.LabelSet) []string, retention time.Duration, now func() time.Time) *store {
@@ -304,6 +307,9 @@ func (s *store) suppressWith(ctx context.Context, now time.Time, st Stage) {
 // released if the ledger had it suppressed, and grouped into the incidents
 // of its notification groups. Called with s.mu held.
 func (s *store) firesUnsuppressed(now time.Time, a *Alert) {
+	if s.onFire != nil && !a.ResolvedAt(now) {
+		s.onFire(now, a)
+	}
 	if s.ledger == nil || a.ResolvedAt(now) {
 		return
 	}

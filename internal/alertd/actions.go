@@ -1,0 +1,854 @@
+package alertd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+
+	act "github.com/modelmon/modelmon/internal/actions"
+	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/outbox"
+)
+
+// integrationAction is the outbox integration that delivers actions.
+const integrationAction = "action"
+
+// What triggered an action, the values of the trigger label of
+// alertd_actions_triggered_total.
+const (
+	triggerAlert      = "alert"
+	triggerEscalation = "escalation"
+	triggerSchedule   = "schedule"
+	triggerRollback   = "rollback"
+)
+
+var actionTriggers = []string{triggerAlert, triggerEscalation, triggerSchedule, triggerRollback}
+
+// The states of an action request.
+const (
+	// stateAwaitingApproval: the action needs an operator's approval.
+	stateAwaitingApproval = "awaiting_approval"
+	// stateRefused: a guardrail (cooldown, budget) refused it.
+	stateRefused = "refused"
+	// stateRejected: an operator rejected it; stateExpired: nobody
+	// decided within the approval timeout.
+	stateRejected = "rejected"
+	stateExpired  = "expired"
+	// stateSent: handed to the outbox; stateDelivered: the receiver
+	// accepted it; stateFailed: the outbox gave up on it.
+	stateSent      = "sent"
+	stateDelivered = "delivered"
+	stateFailed    = "failed"
+)
+
+// Verification states of a request.
+const (
+	verifyPending  = "pending"
+	verifyResolved = act.VerifyResolved
+	verifyFailed   = act.VerifyFailed
+)
+
+// errActionRefused is wrapped by runAction's error when a guardrail or an
+// operator refused the action.
+var errActionRefused = errors.New("action refused")
+
+// errNoAction is returned for an action name that is not configured.
+var errNoAction = errors.New("no such action")
+
+// actionRequest is one trigger of an action and what became of it: the
+// answer to "did the retrain run, and why (not)?".
+type actionRequest struct {
+	ID      string `json:"id"`
+	Action  string `json:"action"`
+	Trigger string `json:"trigger"`
+	// Key is the idempotency key: the outbox message's, and the
+	// Idempotency-Key header of the request.
+	Key    string            `json:"key"`
+	Model  string            `json:"model,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Alerts are the fingerprints of the alerts that triggered it.
+	Alerts    []string  `json:"alerts,omitempty"`
+	State     string    `json:"state"`
+	Reason    string    `json:"reason,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// DecidedBy approved or rejected it.
+	DecidedBy   string     `json:"decidedBy,omitempty"`
+	SentAt      *time.Time `json:"sentAt,omitempty"`
+	DeliveredAt *time.Time `json:"deliveredAt,omitempty"`
+	Attempts    int        `json:"attempts,omitempty"`
+	LastError   string     `json:"lastError,omitempty"`
+	// Verification is pending, resolved or failed; VerifyBy is when the
+	// alerts must have resolved; FollowUp what was done on failure.
+	Verification string     `json:"verification,omitempty"`
+	VerifyBy     *time.Time `json:"verifyBy,omitempty"`
+	OnFailure    string     `json:"onFailure,omitempty"`
+	FollowUp     string     `json:"followUp,omitempty"`
+}
+
+func (r *actionRequest) clone() *actionRequest {
+	c := *r
+	c.Labels, c.Alerts = maps.Clone(r.Labels), slices.Clone(r.Alerts)
+	return &c
+}
+
+// fingerprints returns the request's alerts as fingerprints.
+func (r *actionRequest) fingerprints() []model.Fingerprint {
+	out := make([]model.Fingerprint, 0, len(r.Alerts))
+	for _, s := range r.Alerts {
+		if fp, err := model.FingerprintFromString(s); err == nil {
+			out = append(out, fp)
+		}
+	}
+	return out
+}
+
+// attemptTime is when the request counts against the guardrails, and
+// whether it does: sent, or awaiting approval.
+func (r *actionRequest) attemptTime() (time.Time, bool) {
+	switch r.State {
+	case stateSent, stateDelivered, stateFailed:
+		if r.SentAt == nil {
+			return time.Time{}, false
+		}
+		return *r.SentAt, true
+	case stateAwaitingApproval:
+		return r.CreatedAt, true
+	}
+	return time.Time{}, false
+}
+
+// actionState is what actions.json under --storage.path holds, so that a
+// restart keeps the guardrails' history, pending approvals and
+// verifications.
+type actionState struct {
+	Requests []*actionRequest `json:"requests"`
+	// Slots are the last schedule slot of each action.
+	Slots map[string]time.Time `json:"slots"`
+}
+
+// actionRetention is how long settled requests are kept.
+const actionRetention = 8 * 24 * time.Hour
+
+// actionRunner holds the configured actions and their requests; it is the
+// outbox's Sender of the integration "action". Lock order: the store's
+// lock may be held when its lock is taken, never the reverse.
+type actionRunner struct {
+	mu       sync.Mutex
+	path     string
+	cfgs     map[string]*alertconfig.Action
+	names    []string
+	requests []*actionRequest
+	byKey    map[string]*actionRequest
+	byID     map[string]*actionRequest
+	slots    map[string]time.Time
+	outbox   *outbox.Outbox
+	client   *http.Client
+	now      func() time.Time
+	logger   *slog.Logger
+	// note records a decision in the history of alerts; called without
+	// mu held.
+	note func([]model.Fingerprint, Decision)
+
+	triggered    *prometheus.CounterVec
+	refused      *prometheus.CounterVec
+	verification *prometheus.CounterVec
+}
+
+func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*actionRunner, error) {
+	r := &actionRunner{
+		path:   filepath.Join(storage, "actions.json"),
+		cfgs:   map[string]*alertconfig.Action{},
+		byKey:  map[string]*actionRequest{},
+		byID:   map[string]*actionRequest{},
+		slots:  map[string]time.Time{},
+		client: &http.Client{},
+		now:    now,
+		logger: logger,
+		note:   func([]model.Fingerprint, Decision) {},
+		triggered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_actions_triggered_total",
+			Help: "The total number of times an action was sent to its receiver, by what triggered it (alert, escalation, schedule, rollback).",
+		}, []string{"action", "trigger"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_actions_refused_total",
+			Help: "The total number of action triggers refused, by reason (cooldown, budget, rejected by an operator, approval expired).",
+		}, []string{"action", "reason"}),
+		verification: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_actions_verification_total",
+			Help: "The total number of verifications of triggered actions, by result (resolved: the alerts resolved in time; failed: they did not).",
+		}, []string{"action", "result"}),
+	}
+	var st actionState
+	if _, err := readJSON(r.path, &st); err != nil {
+		return nil, fmt.Errorf("couldn't read the actions' state: %w", err)
+	}
+	for _, req := range st.Requests {
+		r.add(req)
+	}
+	if st.Slots != nil {
+		r.slots = st.Slots
+	}
+	reg.MustRegister(r.triggered, r.refused, r.verification)
+	return r, nil
+}
+
+// add indexes a request. Called with mu held.
+func (r *actionRunner) add(req *actionRequest) {
+	r.requests = append(r.requests, req)
+	r.byKey[req.Key] = req
+	r.byID[req.ID] = req
+}
+
+// saveLocked writes the state file, forgetting settled requests older
+// than actionRetention. Called with mu held.
+func (r *actionRunner) saveLocked(now time.Time) {
+	r.requests = slices.DeleteFunc(r.requests, func(req *actionRequest) bool {
+		old := now.Sub(req.UpdatedAt) > actionRetention && req.State != stateAwaitingApproval && req.Verification != verifyPending
+		if old {
+			delete(r.byKey, req.Key)
+			delete(r.byID, req.ID)
+		}
+		return old
+	})
+	if err := writeJSON(r.path, actionState{Requests: r.requests, Slots: r.slots}); err != nil {
+		r.logger.Error("Failed to save the actions' state", "err", err)
+	}
+}
+
+// set swaps in the configured actions.
+func (r *actionRunner) set(cfgs []*alertconfig.Action) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cfgs, r.names = map[string]*alertconfig.Action{}, nil
+	for _, c := range cfgs {
+		r.cfgs[c.Name] = c
+		r.names = append(r.names, c.Name)
+		for _, t := range actionTriggers {
+			r.triggered.WithLabelValues(c.Name, t)
+		}
+		for _, reason := range act.Reasons() {
+			r.refused.WithLabelValues(c.Name, reason)
+		}
+		for _, res := range []string{verifyResolved, verifyFailed} {
+			r.verification.WithLabelValues(c.Name, res)
+		}
+	}
+}
+
+// configs returns the configured actions in order.
+func (r *actionRunner) configs() []*alertconfig.Action {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*alertconfig.Action, 0, len(r.names))
+	for _, n := range r.names {
+		out = append(out, r.cfgs[n])
+	}
+	return out
+}
+
+// attempts returns the past attempts of an action. Called with mu held.
+func (r *actionRunner) attempts(name string) []act.Attempt {
+	var out []act.Attempt
+	for _, req := range r.requests {
+		if t, ok := req.attemptTime(); ok && req.Action == name {
+			out = append(out, act.Attempt{Model: req.Model, Time: t})
+		}
+	}
+	return out
+}
+
+// requestID derives a request's id from its idempotency key, so a trigger
+// repeated after a restart finds its request.
+func requestID(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:8])
+}
+
+// trigger triggers an action: it refuses it if a guardrail says so, keeps
+// it for approval if the action needs one, or sends it. fresh is false
+// when a request with this key exists already: nothing was done, and d
+// is empty.
+func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[string]string, alerts []string, key string) (req *actionRequest, d Decision, fresh bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.cfgs[name]
+	if !ok {
+		return nil, Decision{}, false, fmt.Errorf("%w %q", errNoAction, name)
+	}
+	if old, ok := r.byKey[key]; ok {
+		return old.clone(), Decision{}, false, nil
+	}
+	req = &actionRequest{ID: requestID(key), Action: name, Trigger: trig, Key: key, Model: labels["model"], Labels: labels,
+		Alerts: alerts, CreatedAt: now, UpdatedAt: now}
+	d = Decision{Time: now, Stage: "action"}
+	g := act.Guard{Cooldown: c.CooldownDuration(), DailyBudget: c.DailyBudget}
+	switch ref := g.Check(req.Model, r.attempts(name), now); {
+	case ref != nil:
+		req.State, req.Reason = stateRefused, ref.Detail
+		r.refused.WithLabelValues(name, ref.Reason).Inc()
+		d.Action, d.Reason = "refused", fmt.Sprintf("action %q (request %s) refused: %s", name, req.ID, ref.Detail)
+	case c.Approval.Required:
+		req.State = stateAwaitingApproval
+		req.Reason = fmt.Sprintf("awaiting approval until %s: POST /api/v1/actions/requests/%s/approve or /reject",
+			now.Add(time.Duration(c.Approval.Timeout)).UTC().Format(time.RFC3339), req.ID)
+		d.Action, d.Reason = "awaiting_approval", fmt.Sprintf("action %q (request %s) %s", name, req.ID, req.Reason)
+	default:
+		if err := r.sendLocked(c, req, now); err != nil {
+			return nil, Decision{}, false, err
+		}
+		d.Action, d.Reason = "triggered", r.sentReason(c, req)
+	}
+	r.add(req)
+	r.saveLocked(now)
+	return req.clone(), d, true, nil
+}
+
+// sentReason explains a request just sent. Called with mu held.
+func (r *actionRunner) sentReason(c *alertconfig.Action, req *actionRequest) string {
+	s := fmt.Sprintf("action %q (%s) sent by %s (request %s, idempotency key %s)", c.Name, c.Type, req.Trigger, req.ID, req.Key)
+	if req.VerifyBy != nil {
+		s += fmt.Sprintf("; the alert must resolve by %s, else %s", req.VerifyBy.UTC().Format(time.RFC3339), req.OnFailure)
+	}
+	return s
+}
+
+// actionMessage is the payload of an outbox message of the integration
+// "action": the request without secrets.
+type actionMessage struct {
+	Action  string       `json:"action"`
+	Request string       `json:"request"`
+	HTTP    *act.Request `json:"http"`
+}
+
+// sendLocked renders the request and hands it to the outbox; it starts
+// the verification. Called with mu held.
+func (r *actionRunner) sendLocked(c *alertconfig.Action, req *actionRequest, now time.Time) error {
+	hr, err := c.Target().Build(act.Data{Action: c.Name, Trigger: req.Trigger, Key: req.Key, Time: now, Labels: req.Labels, Alerts: req.Alerts})
+	if err != nil {
+		return fmt.Errorf("action %q: %w", c.Name, err)
+	}
+	p, err := json.Marshal(actionMessage{Action: c.Name, Request: req.ID, HTTP: hr})
+	if err != nil {
+		return err
+	}
+	if err := r.outbox.Enqueue(&outbox.Message{Key: req.Key, Receiver: c.Name, Integration: integrationAction, Payload: p, Created: now}); err != nil {
+		return fmt.Errorf("action %q: %w", c.Name, err)
+	}
+	req.State, req.Reason, req.SentAt, req.UpdatedAt = stateSent, "", &now, now
+	if c.Verify != nil && len(req.Alerts) > 0 {
+		by := now.Add(time.Duration(c.Verify.Within))
+		req.Verification, req.VerifyBy, req.OnFailure = verifyPending, &by, c.Verify.OnFailure
+		if req.OnFailure != alertconfig.OnFailureEscalate {
+			req.OnFailure = "run " + req.OnFailure
+		}
+	}
+	r.triggered.WithLabelValues(c.Name, req.Trigger).Inc()
+	return nil
+}
+
+// errApproval is returned for approving or rejecting a request that does
+// not wait for it.
+var errApproval = errors.New("the request does not await approval")
+
+// decide approves or rejects a request awaiting approval.
+func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Decision, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	req, ok := r.byID[id]
+	if !ok {
+		return nil, Decision{}, fmt.Errorf("%w: no request %q", errNoAction, id)
+	}
+	if req.State != stateAwaitingApproval {
+		return nil, Decision{}, fmt.Errorf("%w: request %s is %s", errApproval, id, req.State)
+	}
+	who := ""
+	if by != "" {
+		who = " by " + by
+	}
+	d := Decision{Time: now, Stage: "action"}
+	req.DecidedBy, req.UpdatedAt = by, now
+	if !approve {
+		req.State, req.Reason = stateRejected, "rejected"+who
+		r.refused.WithLabelValues(req.Action, act.ReasonRejected).Inc()
+		d.Action, d.Reason = "rejected", fmt.Sprintf("action %q (request %s) rejected%s", req.Action, id, who)
+		r.saveLocked(now)
+		return req.clone(), d, nil
+	}
+	c, ok := r.cfgs[req.Action]
+	if !ok {
+		return nil, Decision{}, fmt.Errorf("%w %q (no longer configured)", errNoAction, req.Action)
+	}
+	if err := r.sendLocked(c, req, now); err != nil {
+		return nil, Decision{}, err
+	}
+	d.Action, d.Reason = "triggered", "approved"+who+"; "+r.sentReason(c, req)
+	r.saveLocked(now)
+	return req.clone(), d, nil
+}
+
+// expire expires the requests nobody approved in time.
+func (r *actionRunner) expire(now time.Time) []*actionRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*actionRequest
+	for _, req := range r.requests {
+		if req.State != stateAwaitingApproval {
+			continue
+		}
+		timeout := alertconfig.DefaultActionApprovalTimeout
+		if c, ok := r.cfgs[req.Action]; ok {
+			timeout = time.Duration(c.Approval.Timeout)
+		}
+		if now.Sub(req.CreatedAt) < timeout {
+			continue
+		}
+		req.State, req.Reason, req.UpdatedAt = stateExpired, fmt.Sprintf("nobody approved it within %s", model.Duration(timeout)), now
+		r.refused.WithLabelValues(req.Action, act.ReasonExpired).Inc()
+		out = append(out, req.clone())
+	}
+	if len(out) > 0 {
+		r.saveLocked(now)
+	}
+	return out
+}
+
+// verifying returns the requests whose verification is pending.
+func (r *actionRunner) verifying() []*actionRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*actionRequest
+	for _, req := range r.requests {
+		if req.Verification == verifyPending {
+			out = append(out, req.clone())
+		}
+	}
+	return out
+}
+
+// settle records the outcome of a verification.
+func (r *actionRunner) settle(id, result, followUp string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	req, ok := r.byID[id]
+	if !ok || req.Verification != verifyPending {
+		return
+	}
+	req.Verification, req.FollowUp, req.UpdatedAt = result, followUp, now
+	r.verification.WithLabelValues(req.Action, result).Inc()
+	r.saveLocked(now)
+}
+
+// dueSchedules returns the scheduled actions whose slot came, with the
+// slot; an action seen for the first time starts at the next slot.
+func (r *actionRunner) dueSchedules(now time.Time) map[string]time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]time.Time{}
+	changed := false
+	for _, n := range r.names {
+		s := r.cfgs[n].Trigger.Schedule
+		if s == nil {
+			continue
+		}
+		slot := act.Schedule{Every: time.Duration(s.Every), Offset: time.Duration(s.Offset)}.Slot(now)
+		last, ok := r.slots[n]
+		switch {
+		case !ok:
+			r.slots[n], changed = slot, true
+		case slot.After(last):
+			r.slots[n], changed = slot, true
+			out[n] = slot
+		}
+	}
+	if changed {
+		r.saveLocked(now)
+	}
+	return out
+}
+
+// list returns the requests, newest first.
+func (r *actionRunner) list() []*actionRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*actionRequest, 0, len(r.requests))
+	for _, req := range r.requests {
+		out = append(out, req.clone())
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out
+}
+
+// get returns the request with this id.
+func (r *actionRunner) get(id string) (*actionRequest, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	req, ok := r.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return req.clone(), true
+}
+
+// usedToday returns how many triggers of an action count against its
+// budget today.
+func (r *actionRunner) usedToday(name string, now time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return act.UsedToday(r.attempts(name), now)
+}
+
+// Send implements outbox.Sender: it sends an action's request with the
+// action's current credentials, signed at the time of the attempt.
+func (r *actionRunner) Send(ctx context.Context, m *outbox.Message) error {
+	var msg actionMessage
+	if err := json.Unmarshal(m.Payload, &msg); err != nil || msg.HTTP == nil {
+		return outbox.Permanent(fmt.Errorf("malformed action message: %v", err))
+	}
+	r.mu.Lock()
+	c := r.cfgs[msg.Action]
+	r.mu.Unlock()
+	if c == nil {
+		err := outbox.Permanent(fmt.Errorf("action %q is no longer configured", msg.Action))
+		r.delivered(msg.Request, err)
+		return err
+	}
+	err := r.deliver(ctx, c, msg.HTTP, m.Key)
+	r.delivered(msg.Request, err)
+	return err
+}
+
+// deliver sends one attempt.
+func (r *actionRunner) deliver(ctx context.Context, c *alertconfig.Action, hr *act.Request, key string) error {
+	creds, err := credentials(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.Timeout))
+	defer cancel()
+	now := r.now()
+	req, err := hr.HTTP(ctx, creds, key, now)
+	if err != nil {
+		return outbox.Permanent(fmt.Errorf("couldn't build the request: %w", err))
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("couldn't reach %s: %w", redactURL(hr.URL), err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	err = act.Check(c.Type, resp, body, now)
+	var se *act.StatusError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se) && se.Retry && se.RetryAfter > 0:
+		return outbox.RetryAfter(se.RetryAfter, err)
+	case errors.As(err, &se) && !se.Retry:
+		return outbox.Permanent(err)
+	}
+	return err
+}
+
+// delivered records an attempt's outcome in the request and the alerts'
+// history.
+func (r *actionRunner) delivered(id string, err error) {
+	r.mu.Lock()
+	req, ok := r.byID[id]
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	now := r.now()
+	req.Attempts++
+	req.UpdatedAt = now
+	d := Decision{Time: now, Stage: "action"}
+	switch {
+	case err == nil:
+		req.State, req.DeliveredAt, req.LastError = stateDelivered, &now, ""
+		d.Action, d.Reason = "delivered", fmt.Sprintf("action %q (request %s) delivered", req.Action, id)
+	case outbox.IsPermanent(err):
+		req.State, req.LastError = stateFailed, err.Error()
+		d.Action, d.Reason = "failed", fmt.Sprintf("action %q (request %s) failed, not retried: %v", req.Action, id, err)
+	default:
+		req.LastError = err.Error()
+	}
+	fps := req.fingerprints()
+	r.saveLocked(now)
+	r.mu.Unlock()
+	if d.Action != "" {
+		r.note(fps, d)
+	} else {
+		r.logger.Warn("Action attempt failed, will retry later", "action", req.Action, "request", id, "attempts", req.Attempts, "err", err)
+	}
+}
+
+// credentials reads an action's secrets, from their files if so
+// configured. Errors name the file, never its content.
+func credentials(c *alertconfig.Action) (act.Credentials, error) {
+	read := func(s string, file string) (string, error) {
+		if file == "" {
+			return s, nil
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("couldn't read a secret of action %q: %w", c.Name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	var (
+		cr  = act.Credentials{Username: c.Username}
+		err error
+	)
+	if cr.Token, err = read(string(c.Token), c.TokenFile); err != nil {
+		return cr, err
+	}
+	if cr.TriggerToken, err = read(string(c.TriggerToken), c.TriggerTokenFile); err != nil {
+		return cr, err
+	}
+	if cr.Secret, err = read(string(c.Secret), c.SecretFile); err != nil {
+		return cr, err
+	}
+	return cr, nil
+}
+
+// redactURL drops a URL's user information and query, which may hold
+// credentials.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<invalid url>"
+	}
+	u.User, u.RawQuery = nil, ""
+	return u.String()
+}
+
+// actionLabels are the labels an action sees of an alert: its labels, and
+// the classifier's category, priority and action in place of labels of
+// those names.
+func actionLabels(al *Alert) map[string]string {
+	out := make(map[string]string, len(al.Labels)+3)
+	for k, v := range al.Labels {
+		out[string(k)] = string(v)
+	}
+	if al.classification != nil {
+		for _, k := range []string{annotationCategory, annotationPriority, annotationAction} {
+			if v, ok := al.Annotations[model.LabelName(k)]; ok {
+				out[k] = string(v)
+			}
+		}
+	}
+	return out
+}
+
+// onAlertFires triggers the actions whose matchers select an alert that
+// fires unsuppressed, once per action and firing episode. The store calls
+// it with its lock held, so it records the decisions on al directly.
+func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
+	var labels map[string]string
+	for _, c := range a.actions.configs() {
+		if len(c.Trigger.Parsed) == 0 {
+			continue
+		}
+		if labels == nil {
+			labels = actionLabels(al)
+		}
+		ls := make(model.LabelSet, len(labels))
+		for k, v := range labels {
+			ls[model.LabelName(k)] = model.LabelValue(v)
+		}
+		if !c.Trigger.Parsed.Matches(ls) {
+			continue
+		}
+		key := fmt.Sprintf("action/%s/alert/%s/%d", c.Name, al.Fingerprint, al.StartsAt.UnixNano())
+		_, d, fresh, err := a.actions.trigger(now, c.Name, triggerAlert, labels, []string{al.Fingerprint.String()}, key)
+		if err != nil {
+			al.record(Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error()})
+			a.logger.Error("Failed to trigger an action", "action", c.Name, "err", err)
+			continue
+		}
+		if fresh {
+			al.record(d)
+		}
+	}
+}
+
+// runAction triggers the named action for the alerts of an escalation
+// step; key identifies the step (the same key runs the action once). The
+// guardrails apply; an action that needs approval waits for it. It returns
+// an error wrapping errActionRefused when a guardrail refused it, and
+// records its decision in the alerts' history itself, so it must not be
+// called with the store's lock held.
+func (a *Alertd) runAction(ctx context.Context, name string, alerts []*Alert, key string) error {
+	return a.triggerAction(ctx, name, triggerEscalation, commonActionLabels(alerts), alertFingerprints(alerts), "action/"+name+"/escalation/"+key)
+}
+
+// triggerAction triggers an action and records the decision in the
+// history of its alerts.
+func (a *Alertd) triggerAction(_ context.Context, name, trig string, labels map[string]string, fps []string, key string) error {
+	req, d, fresh, err := a.actions.trigger(a.opts.Now(), name, trig, labels, fps, key)
+	if err != nil {
+		return err
+	}
+	if fresh {
+		a.store.note(req.fingerprints(), d)
+		a.logger.Info("Action triggered", "action", name, "trigger", trig, "request", req.ID, "state", req.State)
+	}
+	if req.State == stateRefused || req.State == stateRejected || req.State == stateExpired {
+		return fmt.Errorf("%w: %s", errActionRefused, req.Reason)
+	}
+	return nil
+}
+
+// commonActionLabels returns the labels all the alerts share, as actions
+// see them.
+func commonActionLabels(alerts []*Alert) map[string]string {
+	var out map[string]string
+	for _, al := range alerts {
+		ls := actionLabels(al)
+		if out == nil {
+			out = ls
+			continue
+		}
+		for k, v := range out {
+			if ls[k] != v {
+				delete(out, k)
+			}
+		}
+	}
+	if out == nil {
+		out = map[string]string{}
+	}
+	return out
+}
+
+func alertFingerprints(alerts []*Alert) []string {
+	out := make([]string, 0, len(alerts))
+	for _, al := range alerts {
+		fp := al.Fingerprint
+		if fp == 0 {
+			fp = al.Labels.Fingerprint()
+		}
+		out = append(out, fp.String())
+	}
+	return out
+}
+
+// approveAction approves a request awaiting approval and sends it; the
+// API and the Slack button call it.
+func (a *Alertd) approveAction(id, by string) error {
+	req, d, err := a.actions.decide(id, by, true)
+	if err != nil {
+		return err
+	}
+	a.store.note(req.fingerprints(), d)
+	a.logger.Info("Action approved", "action", req.Action, "request", id, "by", by)
+	return nil
+}
+
+// rejectAction rejects a request awaiting approval.
+func (a *Alertd) rejectAction(id, by string) error {
+	req, d, err := a.actions.decide(id, by, false)
+	if err != nil {
+		return err
+	}
+	a.store.note(req.fingerprints(), d)
+	a.logger.Info("Action rejected", "action", req.Action, "request", id, "by", by)
+	return nil
+}
+
+// tickActions runs the schedules, expires approvals and verifies the
+// actions sent, as time passes.
+func (a *Alertd) tickActions(ctx context.Context, now time.Time) {
+	for name, slot := range a.actions.dueSchedules(now) {
+		var labels map[string]string
+		for _, c := range a.actions.configs() {
+			if c.Name == name {
+				labels = maps.Clone(c.Trigger.Schedule.Labels)
+			}
+		}
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		key := fmt.Sprintf("action/%s/schedule/%d", name, slot.Unix())
+		if err := a.triggerAction(ctx, name, triggerSchedule, labels, nil, key); err != nil {
+			a.logger.Warn("Scheduled action not sent", "action", name, "err", err)
+		}
+	}
+	for _, req := range a.actions.expire(now) {
+		a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "expired",
+			Reason: fmt.Sprintf("action %q (request %s) expired: %s", req.Action, req.ID, req.Reason)})
+	}
+	for _, req := range a.actions.verifying() {
+		a.verifyAction(ctx, req, now)
+	}
+}
+
+// verifyAction settles a request's verification once its alerts resolved
+// or its time is up; on failure it escalates the incident or runs the
+// configured action.
+func (a *Alertd) verifyAction(ctx context.Context, req *actionRequest, now time.Time) {
+	by := *req.VerifyBy
+	at := now
+	if at.After(by) {
+		at = by
+	}
+	resolved := true
+	var firing []*Alert
+	for _, fp := range req.fingerprints() {
+		if al, ok := a.store.get(fp); ok && !al.ResolvedAt(at) {
+			resolved = false
+			firing = append(firing, al)
+		}
+	}
+	within := by.Sub(*req.SentAt)
+	switch act.VerifyOutcome(*req.SentAt, within, resolved, now) {
+	case act.VerifyResolved:
+		a.actions.settle(req.ID, verifyResolved, "", now)
+		a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "verified",
+			Reason: fmt.Sprintf("action %q (request %s) verified: the alert resolved within %s", req.Action, req.ID, model.Duration(within))})
+	case act.VerifyFailed:
+		why := fmt.Sprintf("action %q (request %s) failed verification: the alert still fires %s after it was sent", req.Action, req.ID, model.Duration(within))
+		var followUp string
+		if name, ok := strings.CutPrefix(req.OnFailure, "run "); ok {
+			err := a.triggerAction(ctx, name, triggerRollback, req.Labels, req.Alerts, "action/"+name+"/rollback/"+req.ID)
+			followUp = fmt.Sprintf("ran %q", name)
+			if err != nil {
+				followUp = fmt.Sprintf("couldn't run %q: %v", name, err)
+			}
+		} else {
+			followUp = "escalated the incident"
+			if a.escalateIncident == nil {
+				followUp = "no escalation is configured to take it"
+			} else if err := a.escalateIncident(ctx, firing, why); err != nil {
+				followUp = fmt.Sprintf("couldn't escalate the incident: %v", err)
+			}
+		}
+		a.actions.settle(req.ID, verifyFailed, followUp, now)
+		a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "verification_failed", Reason: why + "; " + followUp})
+		a.logger.Warn("Action failed verification", "action", req.Action, "request", req.ID, "follow_up", followUp)
+	}
+}

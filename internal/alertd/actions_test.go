@@ -1,0 +1,537 @@
+package alertd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	act "github.com/modelmon/modelmon/internal/actions"
+)
+
+// ciRequest is a request a fake CI received.
+type ciRequest struct {
+	Method, Path string
+	Header       http.Header
+	Body         string
+	// SignatureErr is the webhook signature's check, when the CI has a
+	// secret.
+	SignatureErr error
+}
+
+// fakeCI is a loopback CI API: it keeps every request and answers with
+// status (204 unless set).
+type fakeCI struct {
+	URL    string
+	status atomic.Int32
+	mu     sync.Mutex
+	got    []ciRequest
+}
+
+func newFakeCI(t *testing.T, verifier *act.Verifier, now func() time.Time) *fakeCI {
+	t.Helper()
+	ci := &fakeCI{}
+	ci.status.Store(http.StatusNoContent)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		req := ciRequest{Method: r.Method, Path: r.URL.EscapedPath(), Header: r.Header.Clone(), Body: string(b)}
+		if verifier != nil {
+			req.SignatureErr = verifier.Verify(r.Header, b, now())
+		}
+		ci.mu.Lock()
+		ci.got = append(ci.got, req)
+		ci.mu.Unlock()
+		w.WriteHeader(int(ci.status.Load()))
+	}))
+	t.Cleanup(srv.Close)
+	ci.URL = srv.URL
+	return ci
+}
+
+func (ci *fakeCI) requests() []ciRequest {
+	ci.mu.Lock()
+	defer ci.mu.Unlock()
+	return slices.Clone(ci.got)
+}
+
+// waitRequests waits until the CI got n requests and returns them.
+func (ci *fakeCI) waitRequests(t *testing.T, n int) []ciRequest {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(ci.requests()) >= n }, 30*time.Second, 10*time.Millisecond, "the CI got %d requests, want %d", len(ci.requests()), n)
+	return ci.requests()
+}
+
+// startActionsAlertd starts alertd on the configuration cfg(dir) with the
+// test clock; before runs between New and Start.
+func startActionsAlertd(t *testing.T, clock *testClock, cfg func(dir string) string, before func(*Alertd)) *testAlertd {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", cfg(dir))
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	a, err := New(o)
+	require.NoError(t, err)
+	if before != nil {
+		before(a)
+	}
+	require.NoError(t, a.Start())
+	ta := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
+	t.Cleanup(func() {
+		require.NoError(t, a.Stop())
+		if t.Failed() {
+			t.Logf("alertd log:\n%s", logs.String())
+		}
+	})
+	return ta
+}
+
+// actionRequests returns GET /api/v1/actions/requests.
+func actionRequests(t *testing.T, a *testAlertd) []actionRequest {
+	t.Helper()
+	code, r := apiGet(t, a.URL+"/api/v1/actions/requests")
+	require.Equal(t, http.StatusOK, code)
+	var d struct {
+		Requests []actionRequest `json:"requests"`
+	}
+	require.NoError(t, json.Unmarshal(r.Data, &d))
+	return d.Requests
+}
+
+// waitRequest waits for the request of the action for the alert with
+// these labels (any, if nil) to satisfy ok.
+func waitRequest(t *testing.T, a *testAlertd, action string, ls model.LabelSet, ok func(actionRequest) bool, msg string) actionRequest {
+	t.Helper()
+	var last []actionRequest
+	var got actionRequest
+	require.Eventually(t, func() bool {
+		last = actionRequests(t, a)
+		for _, r := range last {
+			if r.Action == action && (ls == nil || slices.Contains(r.Alerts, ls.Fingerprint().String())) && ok(r) {
+				got = r
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 10*time.Millisecond, "%s; requests: %+v", msg, last)
+	return got
+}
+
+func inRequestState(state string) func(actionRequest) bool {
+	return func(r actionRequest) bool { return r.State == state }
+}
+
+// driftAlert is a drift alert as rules/drift.rules.yml fires it.
+func driftAlert(m, feature string) (model.LabelSet, string) {
+	ls := model.LabelSet{"alertname": "ModelFeatureDrift", "model": model.LabelValue(m), "feature": model.LabelValue(feature),
+		"window": "1h", "severity": "warning", "category": "drift"}
+	b, _ := json.Marshal(map[string]any{"labels": ls, "annotations": map[string]string{
+		"summary": fmt.Sprintf("Feature %s of model %s drifted (PSI 0.14).", feature, m)}})
+	return ls, string(b)
+}
+
+// escalations records the calls of the escalateIncident hook.
+type escalations struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (e *escalations) hook(_ context.Context, alerts []*Alert, reason string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var fps []string
+	for _, al := range alerts {
+		fps = append(fps, al.Fingerprint.String())
+	}
+	e.calls = append(e.calls, strings.Join(fps, ",")+": "+reason)
+	return nil
+}
+
+func (e *escalations) all() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.calls)
+}
+
+// classifyDrift makes the classifier call drift alerts data quality
+// problems that need a retrain.
+const classifyDrift = `
+intake:
+  resolve_timeout: 24h
+classification:
+  rules:
+    - matchers: ['alertname="ModelFeatureDrift"']
+      category: data_quality
+      action: retrain
+`
+
+// The must-show path: a drift alert (category data_quality) triggers a
+// retrain through GitHub's repository_dispatch on a loopback CI; a second
+// drift alert of the same model within the cooldown is refused and the
+// refusal recorded; and since the first alert does not resolve within
+// verify.within, the incident escalates.
+func TestActionDriftAlertToGitHub(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	esc := &escalations{}
+	const token = "ghp_0123456789abcdefSECRET"
+	a := startActionsAlertd(t, clock, func(dir string) string {
+		writeFile(t, dir, "github.token", token+"\n")
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: github_repository_dispatch
+    url: ` + ci.URL + `
+    repository: acme/models
+    event_type: retrain-model
+    token_file: github.token
+    trigger:
+      matchers: ['category="data_quality"', 'action="retrain"']
+    cooldown: 1h
+    verify:
+      within: 30m
+`
+	}, func(a *Alertd) { a.escalateIncident = esc.hook })
+
+	// The drift alert fires: the retrain goes to GitHub.
+	ls1, alert1 := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, alert1)
+	got := ci.waitRequests(t, 1)[0]
+	sent := waitRequest(t, a, "retrain", ls1, inRequestState(stateDelivered), "the retrain was not delivered")
+	require.Equal(t, http.MethodPost, got.Method)
+	require.Equal(t, "/repos/acme/models/dispatches", got.Path)
+	require.Equal(t, "Bearer "+token, got.Header.Get("Authorization"), "the token, from its file, trimmed")
+	require.Equal(t, "application/vnd.github+json", got.Header.Get("Accept"))
+	require.Equal(t, "2022-11-28", got.Header.Get("X-GitHub-Api-Version"))
+	require.Equal(t, "application/json", got.Header.Get("Content-Type"))
+	require.Equal(t, "modelmon-alertd", got.Header.Get("User-Agent"))
+	require.Equal(t, sent.Key, got.Header.Get("Idempotency-Key"))
+	require.True(t, strings.HasPrefix(sent.Key, "action/retrain/alert/"+ls1.Fingerprint().String()+"/"), sent.Key)
+	var body struct {
+		EventType     string            `json:"event_type"`
+		ClientPayload map[string]string `json:"client_payload"`
+	}
+	dec := json.NewDecoder(strings.NewReader(got.Body))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&body), got.Body)
+	require.Equal(t, "retrain-model", body.EventType)
+	require.Equal(t, map[string]string{
+		"model":           "fraud",
+		"alertname":       "ModelFeatureDrift",
+		"category":        "data_quality", // the classifier's, not the label's "drift"
+		"action":          "retrain",
+		"modelmon_action": "retrain",
+		"trigger":         "alert",
+		"idempotency_key": sent.Key,
+	}, body.ClientPayload)
+	require.Equal(t, "fraud", sent.Model)
+	require.Equal(t, verifyPending, sent.Verification)
+	require.WithinDuration(t, sent.SentAt.Add(30*time.Minute), *sent.VerifyBy, 0)
+	al := waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "delivered" }, "no delivery in the history")
+	i := slices.IndexFunc(al.History, func(d Decision) bool { return d.Stage == "action" && d.Action == "triggered" })
+	require.GreaterOrEqual(t, i, 0, "no trigger in the history: %v", actions(al.History))
+	require.Contains(t, al.History[i].Reason, `action "retrain" (github_repository_dispatch) sent by alert (request `+sent.ID+`, idempotency key `+sent.Key+`); the alert must resolve by `)
+	v, _ := metric(t, a.Registry(), "alertd_actions_triggered_total", "action", "retrain", "trigger", "alert")
+	require.Equal(t, 1.0, v)
+
+	// A second drift alert of the same model within the hour: refused,
+	// and recorded with its reason in the alert's history and the API.
+	ls2, alert2 := driftAlert("fraud", "age")
+	postAlertJSON(t, a, alert2)
+	refused := waitRequest(t, a, "retrain", ls2, inRequestState(stateRefused), "the second trigger was not refused")
+	require.Contains(t, refused.Reason, `cooldown: triggered for model "fraud" at `)
+	al2 := waitFor(t, a, ls2, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "refused" }, "no refusal in the history")
+	require.Contains(t, lastOf(al2.History, "action").Reason, `action "retrain" (request `+refused.ID+`) refused: cooldown`)
+	v, _ = metric(t, a.Registry(), "alertd_actions_refused_total", "action", "retrain", "reason", "cooldown")
+	require.Equal(t, 1.0, v)
+	require.Len(t, ci.requests(), 1, "the cooldown holds the second trigger")
+
+	// The same alert, posted again, does not trigger again.
+	postAlertJSON(t, a, alert1)
+	require.Len(t, actionRequests(t, a), 2)
+
+	// 31 minutes on, the first alert still fires: the verification fails
+	// and the incident escalates.
+	clock.skip(31 * time.Minute)
+	failed := waitRequest(t, a, "retrain", ls1, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not fail")
+	require.Equal(t, "escalated the incident", failed.FollowUp)
+	calls := esc.all()
+	require.Len(t, calls, 1)
+	require.Equal(t, ls1.Fingerprint().String()+`: action "retrain" (request `+sent.ID+`) failed verification: the alert still fires 30m after it was sent`, calls[0])
+	al = waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "verification_failed" }, "no verification in the history")
+	require.Contains(t, lastOf(al.History, "action").Reason, "; escalated the incident")
+	v, _ = metric(t, a.Registry(), "alertd_actions_verification_total", "action", "retrain", "result", "failed")
+	require.Equal(t, 1.0, v)
+	v, _ = metric(t, a.Registry(), "alertd_actions_verification_total", "action", "retrain", "result", "resolved")
+	require.Zero(t, v)
+	require.Len(t, ci.requests(), 1)
+
+	// The token shows nowhere: not in the API, the history or the log.
+	for _, p := range []string{"/api/v1/actions", "/api/v1/actions/requests", "/api/v1/alerts"} {
+		_, b := get(t, a.URL+p)
+		require.NotContains(t, b, token, p)
+	}
+	require.NotContains(t, a.logs.String(), token)
+	_, b := get(t, a.URL+"/api/v1/actions")
+	require.Contains(t, b, `"credentials":["token_file"]`)
+}
+
+// A resolved alert verifies its action; the daily budget refuses the
+// triggers beyond it; and the generic webhook's requests are signed.
+func TestActionBudgetVerifiedAndSignedWebhook(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	verifier := &act.Verifier{Secret: "hook-secret"}
+	ci := newFakeCI(t, verifier, clock.Now)
+	ci.status.Store(http.StatusAccepted)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    cooldown: 0s
+    daily_budget: 2
+    verify: {within: 30m}
+`
+	}, nil)
+	var lss []model.LabelSet
+	for _, m := range []string{"fraud", "churn", "ltv"} {
+		ls, al := driftAlert(m, "amount")
+		lss = append(lss, ls)
+		postAlertJSON(t, a, al)
+		waitRequest(t, a, "retrain", ls, func(actionRequest) bool { return true }, "no request for "+m)
+	}
+	reqs := ci.waitRequests(t, 2)
+	for _, r := range reqs {
+		require.NoError(t, r.SignatureErr, "signed with the secret")
+		require.Equal(t, "/hooks/retrain", r.Path)
+		require.Regexp(t, `^sha256=[0-9a-f]{64}$`, r.Header.Get("X-Modelmon-Signature"))
+		require.NotEmpty(t, r.Header.Get("Idempotency-Key"))
+		require.Empty(t, r.Header.Get("Authorization"))
+	}
+	refused := waitRequest(t, a, "retrain", lss[2], inRequestState(stateRefused), "the third was not refused")
+	require.Contains(t, refused.Reason, "budget: triggered 2 times today (UTC), the daily budget is 2")
+	v, _ := metric(t, a.Registry(), "alertd_actions_refused_total", "action", "retrain", "reason", "budget")
+	require.Equal(t, 1.0, v)
+	_, b := get(t, a.URL+"/api/v1/actions")
+	require.Contains(t, b, `"dailyBudget":2,"usedToday":2`)
+
+	// The first alert resolves: its action is verified.
+	_, body := driftAlert("fraud", "amount")
+	resolved := strings.TrimSuffix(body, "}") + fmt.Sprintf(`,"endsAt":%q}`, clock.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano))
+	postAlertJSON(t, a, resolved)
+	waitRequest(t, a, "retrain", lss[0], func(r actionRequest) bool { return r.Verification == verifyResolved }, "not verified")
+	v, _ = metric(t, a.Registry(), "alertd_actions_verification_total", "action", "retrain", "result", "resolved")
+	require.Equal(t, 1.0, v)
+	require.Len(t, ci.requests(), 2)
+}
+
+// An action that needs approval waits; the approve endpoint sends it, the
+// reject endpoint refuses it.
+func TestActionApproval(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: deploy
+    type: argo_workflow
+    url: ` + ci.URL + `
+    namespace: ml
+    workflow_template: retrain-and-deploy
+    inputs:
+      model: '{{ .Labels.model }}'
+    trigger:
+      matchers: ['category="data_quality"']
+    approval: {required: true, timeout: 2h}
+`
+	}, nil)
+	ls1, al1 := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, al1)
+	pending := waitRequest(t, a, "deploy", ls1, inRequestState(stateAwaitingApproval), "not awaiting approval")
+	require.Contains(t, pending.Reason, "POST /api/v1/actions/requests/"+pending.ID+"/approve or /reject")
+	h := waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "awaiting_approval" }, "not in the history")
+	require.Contains(t, lastOf(h.History, "action").Reason, "awaiting approval until ")
+	require.Empty(t, ci.requests())
+
+	code, resp := post(t, a.URL+"/api/v1/actions/requests/"+pending.ID+"/approve", "application/json", `{"by":"alice"}`)
+	require.Equal(t, http.StatusOK, code, resp)
+	got := ci.waitRequests(t, 1)[0]
+	require.Equal(t, "/api/v1/workflows/ml/submit", got.Path)
+	require.JSONEq(t, `{"namespace":"ml","resourceKind":"WorkflowTemplate","resourceName":"retrain-and-deploy","submitOptions":{"parameters":["model=fraud"]}}`, got.Body)
+	approved := waitRequest(t, a, "deploy", ls1, inRequestState(stateDelivered), "not delivered")
+	require.Equal(t, "alice", approved.DecidedBy)
+	h = waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "delivered" }, "not in the history")
+	require.Contains(t, actions(h.History), "action/triggered")
+	v, _ := metric(t, a.Registry(), "alertd_actions_triggered_total", "action", "deploy", "trigger", "alert")
+	require.Equal(t, 1.0, v)
+
+	// Deciding again is a conflict; an unknown request is not found.
+	code, _ = post(t, a.URL+"/api/v1/actions/requests/"+pending.ID+"/reject", "application/json", "")
+	require.Equal(t, http.StatusConflict, code)
+	code, _ = post(t, a.URL+"/api/v1/actions/requests/nope/approve", "application/json", "")
+	require.Equal(t, http.StatusNotFound, code)
+
+	ls2, al2 := driftAlert("churn", "amount")
+	postAlertJSON(t, a, al2)
+	pending = waitRequest(t, a, "deploy", ls2, inRequestState(stateAwaitingApproval), "not awaiting approval")
+	code, resp = post(t, a.URL+"/api/v1/actions/requests/"+pending.ID+"/reject", "application/json", `{"by":"bob"}`)
+	require.Equal(t, http.StatusOK, code, resp)
+	rejected := waitRequest(t, a, "deploy", ls2, inRequestState(stateRejected), "not rejected")
+	require.Equal(t, "rejected by bob", rejected.Reason)
+	v, _ = metric(t, a.Registry(), "alertd_actions_refused_total", "action", "deploy", "reason", "rejected")
+	require.Equal(t, 1.0, v)
+
+	// One nobody decides on expires.
+	ls3, al3 := driftAlert("ltv", "amount")
+	postAlertJSON(t, a, al3)
+	waitRequest(t, a, "deploy", ls3, inRequestState(stateAwaitingApproval), "not awaiting approval")
+	clock.skip(2*time.Hour + time.Minute)
+	waitRequest(t, a, "deploy", ls3, inRequestState(stateExpired), "not expired")
+	v, _ = metric(t, a.Registry(), "alertd_actions_refused_total", "action", "deploy", "reason", "expired")
+	require.Equal(t, 1.0, v)
+	require.Len(t, ci.requests(), 1)
+}
+
+// An escalation step runs an action through runAction; when its alert
+// does not resolve, the configured rollback action runs; a scheduled
+// action runs at its slots.
+func TestActionRunActionRollbackAndSchedule(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	a := startActionsAlertd(t, clock, func(dir string) string {
+		writeFile(t, dir, "trigger.token", "glptt-SECRET\n")
+		return classifyDrift + `
+actions:
+  - name: deploy
+    type: github_workflow_dispatch
+    url: ` + ci.URL + `
+    repository: acme/models
+    workflow: deploy.yml
+    token: ghp_SECRET
+    inputs:
+      model: '{{ .Labels.model }}'
+    verify: {within: 30m, on_failure: rollback}
+  - name: rollback
+    type: gitlab_pipeline
+    url: ` + ci.URL + `
+    project: acme/ml
+    ref: release
+    trigger_token_file: trigger.token
+  - name: nightly
+    type: airflow_dag_run
+    url: ` + ci.URL + `
+    dag_id: retrain
+    trigger:
+      schedule: {every: 1h, labels: {model: fraud}}
+`
+	}, nil)
+	ls, al := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, al)
+	waitFor(t, a, ls, inState("firing"), "not firing")
+
+	stored, ok := a.store.get(ls.Fingerprint())
+	require.True(t, ok)
+	require.NoError(t, a.runAction(t.Context(), "deploy", []*Alert{stored}, "incident-1/step-2"))
+	require.NoError(t, a.runAction(t.Context(), "deploy", []*Alert{stored}, "incident-1/step-2"), "the same step again does nothing")
+	got := ci.waitRequests(t, 1)[0]
+	require.Equal(t, "/repos/acme/models/actions/workflows/deploy.yml/dispatches", got.Path)
+	require.JSONEq(t, `{"ref":"main","inputs":{"model":"fraud"}}`, got.Body)
+	sent := waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "not delivered")
+	require.Equal(t, "escalation", sent.Trigger)
+	require.Equal(t, "action/deploy/escalation/incident-1/step-2", sent.Key)
+	require.ErrorIs(t, a.runAction(t.Context(), "nope", nil, "k"), errNoAction)
+	require.ErrorIs(t, a.runAction(t.Context(), "deploy", []*Alert{stored}, "incident-1/step-3"), errActionRefused, "cooldown")
+
+	// The alert still fires after 30 minutes: the rollback runs.
+	clock.skip(31 * time.Minute)
+	rb := waitRequest(t, a, "rollback", ls, inRequestState(stateDelivered), "no rollback")
+	require.Equal(t, "rollback", rb.Trigger)
+	var rbReq ciRequest
+	for _, r := range ci.requests() {
+		if strings.HasSuffix(r.Path, "/trigger/pipeline") {
+			rbReq = r
+		}
+	}
+	require.Equal(t, "/api/v4/projects/acme%2Fml/trigger/pipeline", rbReq.Path)
+	require.Equal(t, "application/x-www-form-urlencoded", rbReq.Header.Get("Content-Type"))
+	require.Contains(t, rbReq.Body, "token=glptt-SECRET&ref=release&")
+	require.Contains(t, rbReq.Body, "variables%5BMODELMON_MODEL%5D=fraud")
+	failed := waitRequest(t, a, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "not failed")
+	require.Equal(t, `ran "rollback"`, failed.FollowUp)
+	v, _ := metric(t, a.Registry(), "alertd_actions_triggered_total", "action", "rollback", "trigger", "rollback")
+	require.Equal(t, 1.0, v)
+
+	// The schedule: its first slot passes without a run, the next runs it.
+	clock.skip(time.Hour)
+	nightly := waitRequest(t, a, "nightly", nil, inRequestState(stateDelivered), "the schedule did not run")
+	require.Equal(t, "schedule", nightly.Trigger)
+	require.Equal(t, "fraud", nightly.Model)
+	v, _ = metric(t, a.Registry(), "alertd_actions_triggered_total", "action", "nightly", "trigger", "schedule")
+	require.Equal(t, 1.0, v)
+	for _, s := range []string{"ghp_SECRET", "glptt-SECRET"} {
+		_, b := get(t, a.URL+"/api/v1/actions/requests")
+		require.NotContains(t, b, s)
+		_, b = get(t, a.URL+"/api/v1/actions")
+		require.NotContains(t, b, s)
+		require.NotContains(t, a.logs.String(), s)
+	}
+}
+
+// A receiver that keeps refusing (4xx) fails the request without retries;
+// its state survives a restart, so the cooldown still holds.
+func TestActionPermanentFailureAndRestart(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ci.status.Store(http.StatusUnprocessableEntity)
+	cfg := classifyDrift + `
+actions:
+  - name: retrain
+    type: github_repository_dispatch
+    url: ` + ci.URL + `
+    repository: acme/models
+    token: ghp_SECRET
+    trigger:
+      matchers: ['category="data_quality"']
+`
+	a := startActionsAlertd(t, clock, func(string) string { return cfg }, nil)
+	ls, al := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, al)
+	failed := waitRequest(t, a, "retrain", ls, inRequestState(stateFailed), "not failed")
+	require.Equal(t, "unexpected status 422", failed.LastError)
+	require.Equal(t, 1, failed.Attempts)
+	require.NoError(t, a.Stop())
+
+	// The same storage, a new alertd: the request is still there.
+	o, logs := newOptions(t, a.Dir)
+	o.Now = clock.Now
+	b := start(t, a.Dir, o, logs)
+	reqs := actionRequests(t, b)
+	require.Len(t, reqs, 1)
+	require.Equal(t, failed.ID, reqs[0].ID)
+	ls2, al2 := driftAlert("fraud", "age")
+	postAlertJSON(t, b, al2)
+	waitRequest(t, b, "retrain", ls2, inRequestState(stateRefused), "the cooldown did not survive the restart")
+	_, err := os.Stat(filepath.Join(a.Dir, "data", "actions.json"))
+	require.NoError(t, err)
+}
