@@ -32,7 +32,7 @@ const (
 	likAlpha = 0.001
 	likZ     = 5
 	likRaw   = 0.5 // z of the raw score fed to the likelihood: squash(z, likRaw)
-	likWarm  = 300 // points before the long-run statistics are trusted
+	likWarm  = 100 // points before the long-run statistics are trusted
 	// spatialTol and spatialZ: a value outside the range of every value
 	// seen so far, widened by spatialTol of its width on each side, counts
 	// as at least spatialZ units of surprise (score 0.9), as the spatial
