@@ -69,6 +69,9 @@ type Config struct {
 	Route *amconfig.Route `yaml:"route"`
 	// Receivers are the routes' destinations.
 	Receivers []*Receiver `yaml:"receivers"`
+	// Escalation holds the escalation policies of incidents, matched in
+	// order (escalation.go).
+	Escalation []*EscalationPolicy `yaml:"escalation_policies"`
 
 	// Prometheus is the global and scrape_configs sections loaded by
 	// Prometheus's own config.Load, as its scrape manager requires.
@@ -570,7 +573,10 @@ func (c *Config) validate(dir string) error {
 			}
 		}
 	}
-	return c.validateRouting(dir)
+	if err := c.validateRouting(dir); err != nil {
+		return err
+	}
+	return c.validateEscalation()
 }
 
 func (c *Config) validateDeploy() error {

@@ -167,6 +167,11 @@ type Alertd struct {
 	startedAt time.Time
 	prunedAt  time.Time
 
+	// escalation escalates incidents by policy (escalation_engine.go);
+	// actionRunner runs its actions, when set.
+	escalation   *escalator
+	actionRunner func(ctx context.Context, name string, in *incident) error
+
 	discovery *discovery.Manager
 	scrape    *scrape.Manager
 
@@ -280,6 +285,9 @@ func New(o Options) (*Alertd, error) {
 		return nil, err
 	}
 	a.store.ledger, a.store.groups = a.ledger, a.matchGroups
+	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {
+		return nil, err
+	}
 
 	var queryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
 	if u := a.datasourceURL(cfg); u != "" {
@@ -407,6 +415,9 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 		return fmt.Errorf("couldn't load rules: %w", err)
 	}
 	if err := a.pipeline.apply(cfg); err != nil {
+		return err
+	}
+	if err := a.escalation.setPolicies(cfg.EscalationPolicies()); err != nil {
 		return err
 	}
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
@@ -543,10 +554,14 @@ func (a *Alertd) Start() error {
 			}
 		}()
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
 	go func() {
 		defer a.wg.Done()
 		a.rules.Run()
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.runEscalation(a.ctx)
 	}()
 	go func() {
 		defer a.wg.Done()
