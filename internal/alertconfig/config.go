@@ -72,6 +72,9 @@ type Config struct {
 	// Actions are retrain/deploy webhooks into CI, with guardrails (see
 	// actions.go).
 	Actions []*Action `yaml:"actions"`
+	// Escalation holds the escalation policies of incidents, matched in
+	// order (escalation.go).
+	Escalation []*EscalationPolicy `yaml:"escalation_policies"`
 
 	// Prometheus is the global and scrape_configs sections loaded by
 	// Prometheus's own config.Load, as its scrape manager requires.
@@ -576,7 +579,10 @@ func (c *Config) validate(dir string) error {
 			}
 		}
 	}
-	return c.validateRouting(dir)
+	if err := c.validateRouting(dir); err != nil {
+		return err
+	}
+	return c.validateEscalation()
 }
 
 func (c *Config) validateDeploy() error {

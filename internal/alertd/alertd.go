@@ -172,8 +172,10 @@ type Alertd struct {
 	// the outbox (actions.go).
 	actions *actionRunner
 	outbox  *outbox.Outbox
-	// escalateIncident, when set, escalates the incidents of alerts whose
-	// action failed verification; the escalation stage sets it.
+	// escalation escalates incidents by policy (escalation_engine.go).
+	escalation *escalator
+	// escalateIncident escalates the incidents of alerts whose action
+	// failed verification (escalateIncidents; tests replace it).
 	escalateIncident func(ctx context.Context, alerts []*Alert, reason string) error
 
 	discovery *discovery.Manager
@@ -299,6 +301,10 @@ func New(o Options) (*Alertd, error) {
 	}
 	a.actions.outbox, a.actions.note, a.store.onFire = a.outbox, a.store.note, a.onAlertFires
 	a.reg.MustRegister(&lifecycleCollector{deployments: a.deployments, ledger: a.ledger, now: o.Now})
+	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {
+		return nil, err
+	}
+	a.escalateIncident = a.escalateIncidents
 
 	var queryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
 	if u := a.datasourceURL(cfg); u != "" {
@@ -426,6 +432,9 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 		return fmt.Errorf("couldn't load rules: %w", err)
 	}
 	if err := a.pipeline.apply(cfg); err != nil {
+		return err
+	}
+	if err := a.escalation.setPolicies(cfg.EscalationPolicies()); err != nil {
 		return err
 	}
 	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
@@ -563,7 +572,7 @@ func (a *Alertd) Start() error {
 			}
 		}()
 	}
-	a.wg.Add(5)
+	a.wg.Add(6)
 	go func() {
 		defer a.wg.Done()
 		a.rules.Run()
@@ -571,6 +580,10 @@ func (a *Alertd) Start() error {
 	go func() {
 		defer a.wg.Done()
 		a.outbox.Run(a.ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.runEscalation(a.ctx)
 	}()
 	go func() {
 		defer a.wg.Done()

@@ -70,6 +70,10 @@ func (a *Alertd) routes() http.Handler {
 	// suppression rules proposed from verdicts.
 	mux.HandleFunc("POST /api/v1/alerts/{fingerprint}/acknowledge", a.postAcknowledge)
 	mux.HandleFunc("GET /api/v1/incidents", a.getIncidents)
+	mux.HandleFunc("POST /api/v1/incidents/{id}/acknowledge", a.postIncidentAcknowledge)
+	mux.HandleFunc("POST /api/v1/incidents/{id}/unacknowledge", a.postIncidentUnacknowledge)
+	mux.HandleFunc("POST /api/v1/incidents/{id}/resolve", a.postIncidentResolve)
+	mux.HandleFunc("POST /api/v1/incidents/{id}/snooze", a.postIncidentSnooze)
 	mux.HandleFunc("GET /api/v1/report", a.getReport)
 	mux.HandleFunc("GET /api/v1/ledger", a.getLedger)
 	mux.HandleFunc("POST /api/v1/suppressions/preview", a.postSuppressionPreview)

@@ -245,15 +245,18 @@ func (a *Alertd) getIncidents(w http.ResponseWriter, r *http.Request) {
 		*incident
 		State    string `json:"state"`
 		LastPage string `json:"lastPage,omitempty"` // shadows the internal field
+		// Escalation is its escalation state (escalation_engine.go).
+		Escalation *escalationJSON `json:"escalation,omitempty"`
 	}
 	out := []incidentJSON{}
-	for _, in := range a.ledger.incidentList(a.opts.Now()) {
+	now := a.opts.Now()
+	for _, in := range a.ledger.incidentList(now) {
 		st := "open"
 		if in.ClosedAt != nil {
 			st = "closed"
 		}
 		if state == "" || state == st {
-			out = append(out, incidentJSON{incident: in, State: st})
+			out = append(out, incidentJSON{incident: in, State: st, Escalation: a.escalation.view(in.ID, now)})
 		}
 	}
 	respond(w, map[string]any{"incidents": out})
@@ -300,6 +303,7 @@ func (a *Alertd) postAcknowledge(w http.ResponseWriter, r *http.Request) {
 		reason += " (incident " + strings.Join(ids, ", ") + ")"
 	}
 	a.store.note([]model.Fingerprint{fp}, Decision{Time: now, Stage: "acknowledge", Action: "acknowledged", Reason: reason})
+	a.acknowledgeIncidents(now, fp, ids, req.By)
 	if ids == nil {
 		ids = []string{}
 	}

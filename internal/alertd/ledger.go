@@ -485,6 +485,12 @@ func (l *ledger) apply(e *Event) {
 		if st.State == stateFiring {
 			st.Acked = true
 		}
+		if e.Incident != "" {
+			// An incident's acknowledgement (escalation_engine.go)
+			// acknowledges that incident only.
+			l.inc.acknowledge(e.Incident, e)
+			break
+		}
 		for _, id := range st.Incidents {
 			l.inc.acknowledge(id, e)
 		}

@@ -25,6 +25,9 @@ type pipeline struct {
 	route *dispatch.Route
 	stage amnotify.Stage
 	tmpl  *template.Template
+	// receivers are all configured receivers by name, routed to or not,
+	// for SendToReceiver.
+	receivers map[string]*alertconfig.Receiver
 }
 
 // build turns c's route and receivers into a pipeline. It starts nothing and
@@ -74,7 +77,7 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	if n.mutes != nil {
 		stage = amnotify.MultiStage{amnotify.NewMuteStage(muter(n.mutes), n.amMetrics), stages}
 	}
-	return &pipeline{route: route, stage: n.gate.wrap(stage), tmpl: tmpl}, nil
+	return &pipeline{route: route, stage: n.gate.wrap(stage), tmpl: tmpl, receivers: byName}, nil
 }
 
 // muter adapts Options.Mutes to Alertmanager's Muter.

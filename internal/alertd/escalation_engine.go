@@ -1,0 +1,655 @@
+package alertd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	amalert "github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/escalate"
+)
+
+// Escalation runs the escalation policies (package escalate) over the
+// ledger's incidents. Once a second it brings the engine up to date with the
+// ledger (incidents that opened, whose firing alerts changed, that closed),
+// ticks it with alertd's clock and carries out what is due: notifications
+// through the notifier's SendToReceiver, actions through runAction. The
+// engine's state is written to --storage.path/escalation.json on every
+// change, so a restart resumes each chain where it was. Escalation
+// notifications come on top of the route's own.
+//
+// (escalation.go is something else: the release of a suppressed alert
+// whose severity or priority rose.)
+
+// escalationAttempts bounds the attempts of one effect: past them it is
+// dropped with an error logged.
+const escalationAttempts = 10
+
+// escalationTimeout bounds the carrying out of one effect.
+const escalationTimeout = 30 * time.Second
+
+// escalator holds the escalation engine and what alertd keeps around it.
+type escalator struct {
+	mu     sync.Mutex
+	engine *escalate.Engine
+	path   string
+	saved  []byte
+	logger *slog.Logger
+	// kick wakes the escalation loop after an operator's change.
+	kick chan struct{}
+
+	// policies is the number of policies configured.
+	policies int
+
+	escalations *prometheus.CounterVec
+	acks        prometheus.Counter
+	now         func() time.Time
+}
+
+func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*escalator, error) {
+	e, err := escalate.New(nil, escalate.Options{})
+	if err != nil {
+		return nil, err
+	}
+	x := &escalator{
+		engine: e,
+		path:   filepath.Join(storage, "escalation.json"),
+		logger: logger,
+		kick:   make(chan struct{}, 1),
+		now:    now,
+		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_escalations_total",
+			Help: "The total number of escalation steps that notified their receivers (trigger, escalate and repeat), by policy and level.",
+		}, []string{"policy", "level"}),
+		acks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "alertd_acknowledgements_total",
+			Help: "The total number of acknowledgements of alerts and incidents operators gave through the API.",
+		}),
+	}
+	var st escalate.State
+	ok, err := readJSON(x.path, &st)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the escalation state: %w", err)
+	}
+	if ok {
+		if err := e.Restore(st); err != nil {
+			return nil, fmt.Errorf("couldn't restore the escalation state from %s: %w", x.path, err)
+		}
+		x.saved, _ = json.Marshal(e.State())
+	}
+	reg.MustRegister(x.escalations, x.acks, x)
+	return x, nil
+}
+
+// setPolicies swaps in the configured policies; incidents keep their
+// chain.
+func (x *escalator) setPolicies(ps []escalate.Policy) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err := x.engine.SetPolicies(ps); err != nil {
+		return fmt.Errorf("escalation_policies: %w", err)
+	}
+	x.policies = len(ps)
+	for _, p := range ps {
+		levels := 0
+		for _, s := range p.Steps {
+			if s.Notify != nil {
+				levels++
+				x.escalations.WithLabelValues(p.Name, strconv.Itoa(levels))
+			}
+		}
+	}
+	return nil
+}
+
+// saveLocked writes the engine's state if it changed. Called with x.mu held.
+func (x *escalator) saveLocked() {
+	st := x.engine.State()
+	b, err := json.Marshal(st)
+	if err != nil {
+		x.logger.Error("Failed to encode the escalation state", "err", err)
+		return
+	}
+	if bytes.Equal(b, x.saved) {
+		return
+	}
+	if err := writeJSON(x.path, st); err != nil {
+		x.logger.Error("Failed to write the escalation state, will retry at the next change", "file", x.path, "err", err)
+		return
+	}
+	x.saved = b
+}
+
+// wake asks the escalation loop to run now.
+func (x *escalator) wake() {
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+}
+
+var escalationIncidentsDesc = prometheus.NewDesc("alertd_escalation_incidents",
+	"The number of incidents an escalation policy escalates that are not resolved, by state (active, acknowledged, snoozed), at scrape time.",
+	[]string{"state"}, nil)
+
+// Describe implements prometheus.Collector.
+func (x *escalator) Describe(ch chan<- *prometheus.Desc) { ch <- escalationIncidentsDesc }
+
+// Collect implements prometheus.Collector.
+func (x *escalator) Collect(ch chan<- prometheus.Metric) {
+	now := x.now()
+	counts := map[escalate.Status]int{}
+	x.mu.Lock()
+	for _, in := range x.engine.Incidents() {
+		if in.Policy != "" {
+			counts[in.Status(now)]++
+		}
+	}
+	x.mu.Unlock()
+	for _, st := range escalate.Statuses {
+		ch <- prometheus.MustNewConstMetric(escalationIncidentsDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
+	}
+}
+
+// runEscalation brings the engine up to date and carries out what is due
+// every second, and at once when an operator changed something, until ctx
+// is done.
+func (a *Alertd) runEscalation(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		a.stepEscalation(ctx, a.opts.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.escalation.kick:
+		}
+	}
+}
+
+// stepEscalation syncs the engine with the ledger, ticks it and carries out
+// the effects due, one at a time, in order.
+func (a *Alertd) stepEscalation(ctx context.Context, now time.Time) {
+	a.syncEscalation(now)
+	x := a.escalation
+	x.mu.Lock()
+	effects := x.engine.Tick(now)
+	x.saveLocked()
+	x.mu.Unlock()
+	for _, ef := range effects {
+		if ctx.Err() != nil {
+			return
+		}
+		a.carryOut(ctx, ef)
+	}
+}
+
+// syncEscalation tells the engine about the ledger's incidents: those that
+// opened, whose firing alerts changed, and that closed (or that the ledger
+// no longer has).
+func (a *Alertd) syncEscalation(now time.Time) {
+	list := a.ledger.incidentList(now)
+	x := a.escalation
+	var notes []escalationNote
+	x.mu.Lock()
+	seen := make(map[string]bool, len(list))
+	for _, in := range list {
+		seen[in.ID] = true
+		st, known := x.engine.Incident(in.ID)
+		switch {
+		case !known && in.ClosedAt == nil:
+			policy, err := x.engine.Open(now, in.ID, a.subject(in), in.Firing)
+			if err != nil {
+				x.logger.Error("Failed to open an incident's escalation", "incident", in.ID, "err", err)
+				continue
+			}
+			d := Decision{Time: now, Stage: "escalate", Action: "escalating", Reason: fmt.Sprintf("incident %s escalated by policy %q", in.ID, policy)}
+			if policy == "" {
+				d.Action, d.Reason = "unmatched", fmt.Sprintf("no escalation policy matches incident %s", in.ID)
+			}
+			if policy != "" || x.policies > 0 {
+				// Without policies, escalation has nothing to say.
+				notes = append(notes, escalationNote{in.Firing, d})
+			}
+		case !known || st.Resolved:
+		case in.ClosedAt != nil:
+			if err := x.engine.Resolve(now, in.ID, ""); err == nil && st.Policy != "" {
+				notes = append(notes, escalationNote{in.Alerts, Decision{Time: now, Stage: "escalate", Action: "resolved",
+					Reason: fmt.Sprintf("incident %s closed: its alerts resolved; escalation stopped", in.ID)}})
+			}
+		default:
+			expired, err := x.engine.AlertsChanged(now, in.ID, in.Firing)
+			if err == nil && expired {
+				notes = append(notes, escalationNote{in.Firing, Decision{Time: now, Stage: "escalate", Action: "re-triggered",
+					Reason: fmt.Sprintf("incident %s: an alert the acknowledgement did not cover fires; the acknowledgement expired", in.ID)}})
+			}
+		}
+	}
+	// The ledger forgets incidents closed a day ago: so does the engine,
+	// once their notifications went out. An incident the engine resolved
+	// by hand is kept as long as the ledger has it, so that it is not
+	// escalated again.
+	for _, st := range x.engine.Incidents() {
+		if seen[st.ID] {
+			continue
+		}
+		if !st.Resolved {
+			_ = x.engine.Resolve(now, st.ID, "")
+		}
+		x.engine.Forget(st.ID)
+	}
+	x.saveLocked()
+	x.mu.Unlock()
+	a.noteEscalation(notes)
+}
+
+// escalationNote is a decision to record in the history of some alerts.
+type escalationNote struct {
+	fps []string
+	d   Decision
+}
+
+// noteEscalation records decisions in the alerts' histories.
+func (a *Alertd) noteEscalation(notes []escalationNote) {
+	for _, n := range notes {
+		a.store.note(fingerprints(n.fps), n.d)
+	}
+}
+
+func fingerprints(fps []string) []model.Fingerprint {
+	out := make([]model.Fingerprint, 0, len(fps))
+	for _, s := range fps {
+		if fp, err := model.FingerprintFromString(s); err == nil {
+			out = append(out, fp)
+		}
+	}
+	return out
+}
+
+// subject is what policies match of an incident: the labels of its first
+// alert and its classification.
+func (a *Alertd) subject(in *incident) escalate.Subject {
+	s := escalate.Subject{Labels: map[string]string{}}
+	for k, v := range in.GroupLabels {
+		s.Labels[string(k)] = string(v)
+	}
+	if len(in.Alerts) == 0 {
+		return s
+	}
+	fp, err := model.FingerprintFromString(in.Alerts[0])
+	if err != nil {
+		return s
+	}
+	al, ok := a.store.get(fp)
+	if !ok {
+		if ls := a.ledger.labels(in.Alerts[0]); ls != nil {
+			for k, v := range ls {
+				s.Labels[string(k)] = string(v)
+			}
+		}
+		return s
+	}
+	for k, v := range al.Labels {
+		s.Labels[string(k)] = string(v)
+	}
+	if al.classification != nil {
+		s.Priority, s.Category = string(al.Annotations[annotationPriority]), string(al.Annotations[annotationCategory])
+	}
+	return s
+}
+
+// carryOut carries out one effect and reports it done, or leaves it for a
+// retry.
+func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
+	x := a.escalation
+	ctx, cancel := context.WithTimeout(ctx, escalationTimeout)
+	defer cancel()
+	in := a.ledger.incident(ef.Incident)
+	if in == nil {
+		// Pruned from the ledger: carry it out with what is known.
+		in = &incident{ID: ef.Incident}
+	}
+	now := a.opts.Now()
+	var (
+		err     error
+		d       Decision
+		fps     = in.Firing
+		counted bool
+	)
+	switch {
+	case ef.Action != nil:
+		err = a.runIncidentAction(ctx, ef.Action.Name, in, ef.Key)
+		d = Decision{Time: now, Stage: "escalate", Action: "action", Reason: fmt.Sprintf("ran action %q for incident %s (%s)", ef.Action.Name, in.ID, ef.Reason)}
+	case ef.Notify != nil:
+		n := ef.Notify
+		resolved := n.Event == escalate.EventResolve
+		if resolved {
+			fps = in.Alerts
+		}
+		chain := n.Event == escalate.EventTrigger || n.Event == escalate.EventEscalate || n.Event == escalate.EventRepeat
+		if chain && a.allSuppressed(fps) {
+			// A silence, maintenance window or hold keeps every alert
+			// of the incident quiet: so does escalation.
+			d = Decision{Time: now, Stage: "escalate", Action: "suppressed",
+				Reason: fmt.Sprintf("not sent to %s (%s, level %d): every alert of incident %s is suppressed", strings.Join(n.Receivers, ", "), n.Event, n.Level, in.ID)}
+			break
+		}
+		alerts := a.incidentAlerts(in, fps, resolved, now)
+		extra := map[string]string{
+			"incident": in.ID, "policy": ef.Policy, "event": string(n.Event),
+			"level": strconv.Itoa(n.Level), "step": strconv.Itoa(n.Step), "iteration": strconv.Itoa(ef.Iteration),
+		}
+		var errs []error
+		for _, r := range n.Receivers {
+			// One key per receiver: each is a message of its own.
+			if e := a.notify.SendToReceiver(ctx, r, ef.Key+"/"+r, alerts, extra); e != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", r, e))
+			}
+		}
+		err = errors.Join(errs...)
+		counted = chain
+		d = Decision{Time: now, Stage: "escalate", Action: "notified",
+			Reason: fmt.Sprintf("sent to %s (%s, level %d): %s", strings.Join(n.Receivers, ", "), n.Event, n.Level, ef.Reason)}
+	}
+	if err != nil {
+		d.Action, d.Reason = "failed", d.Reason+": "+err.Error()
+		if ef.Attempts < escalationAttempts {
+			x.logger.Warn("Escalation failed, will retry", "incident", ef.Incident, "key", ef.Key, "attempts", ef.Attempts, "err", err)
+			a.store.noteOnce(fingerprints(fps), d)
+			return
+		}
+		x.logger.Error("Escalation failed, giving up", "incident", ef.Incident, "key", ef.Key, "attempts", ef.Attempts, "err", err)
+		d.Reason += fmt.Sprintf("; gave up after %d attempts", ef.Attempts)
+	}
+	x.mu.Lock()
+	x.engine.Done(ef.Key)
+	x.saveLocked()
+	x.mu.Unlock()
+	if counted && err == nil {
+		x.escalations.WithLabelValues(ef.Policy, strconv.Itoa(ef.Notify.Level)).Inc()
+	}
+	a.store.note(fingerprints(fps), d)
+}
+
+// allSuppressed reports whether every one of these alerts the pipeline
+// holds is suppressed, and there is at least one.
+func (a *Alertd) allSuppressed(fps []string) bool {
+	n := 0
+	for _, fp := range fingerprints(fps) {
+		al, ok := a.store.get(fp)
+		if !ok {
+			continue
+		}
+		if !al.Suppressed {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// incidentAlerts returns the incident's alerts to notify, from the pipeline
+// or else the ledger; resolved ones end at now at the latest. With no
+// alert left, it stands in one with the incident's group labels.
+func (a *Alertd) incidentAlerts(in *incident, fps []string, resolved bool, now time.Time) []*amalert.Alert {
+	var out []*amalert.Alert
+	for _, s := range fps {
+		fp, err := model.FingerprintFromString(s)
+		if err != nil {
+			continue
+		}
+		var m model.Alert
+		if al, ok := a.store.get(fp); ok {
+			m = al.Alert
+		} else if ls := a.ledger.labels(s); ls != nil {
+			m = model.Alert{Labels: ls, StartsAt: in.OpenedAt}
+		} else {
+			continue
+		}
+		if resolved && (m.EndsAt.IsZero() || m.EndsAt.After(now)) {
+			m.EndsAt = now
+		}
+		if !resolved && !m.EndsAt.IsZero() && !m.EndsAt.After(now) {
+			continue
+		}
+		out = append(out, amalert.New(m, now, false))
+	}
+	if len(out) == 0 && len(in.GroupLabels) > 0 {
+		m := model.Alert{Labels: in.GroupLabels.Clone(), StartsAt: in.OpenedAt}
+		if resolved {
+			m.EndsAt = now
+		}
+		if m.StartsAt.IsZero() || m.StartsAt.After(now) {
+			m.StartsAt = now
+		}
+		out = append(out, amalert.New(m, now, false))
+	}
+	return out
+}
+
+// runIncidentAction runs a named action of an escalation step for an
+// incident, on its firing alerts; key is the effect's, so a retried
+// effect runs the action once.
+func (a *Alertd) runIncidentAction(ctx context.Context, name string, in *incident, key string) error {
+	var alerts []*Alert
+	for _, fp := range fingerprints(in.Firing) {
+		if al, ok := a.store.get(fp); ok {
+			alerts = append(alerts, al)
+		}
+	}
+	err := a.runAction(ctx, name, alerts, key)
+	if errors.Is(err, errActionRefused) {
+		// A guardrail's refusal is recorded; retrying will not change it.
+		return nil
+	}
+	return err
+}
+
+// escalate moves the incident's chain on now (Engine.Escalate), syncing
+// first so an incident opened since the last tick is known.
+func (x *escalator) escalate(now time.Time, id, why string) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	err := x.engine.Escalate(now, id, why)
+	x.saveLocked()
+	x.wake()
+	return err
+}
+
+// escalateIncidents moves on the escalation of the open incidents of
+// these alerts now, as if their current wait had ended: an action that
+// failed its verification calls it.
+func (a *Alertd) escalateIncidents(_ context.Context, alerts []*Alert, reason string) error {
+	now := a.opts.Now()
+	ids := map[string]bool{}
+	for _, in := range a.ledger.incidentList(now) {
+		if in.ClosedAt != nil {
+			continue
+		}
+		for _, al := range alerts {
+			if slices.Contains(in.Firing, al.Fingerprint.String()) {
+				ids[in.ID] = true
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return errors.New("the alerts belong to no open incident")
+	}
+	a.syncEscalation(now)
+	var errs []error
+	for id := range ids {
+		errs = append(errs, a.escalation.escalate(now, id, reason))
+	}
+	return errors.Join(errs...)
+}
+
+// incident returns a copy of the ledger's incident with this id, or nil.
+func (l *ledger) incident(id string) *incident {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if in := l.inc.byID[id]; in != nil {
+		return in.clone()
+	}
+	return nil
+}
+
+// labels returns the labels the ledger has of an alert, or nil.
+func (l *ledger) labels(fp string) model.LabelSet {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.alerts[fp]; st != nil {
+		return st.Labels.Clone()
+	}
+	return nil
+}
+
+// acknowledgeIncident records an operator's acknowledgement of an incident:
+// one acknowledged event per firing alert, for that incident only.
+func (l *ledger) acknowledgeIncident(now time.Time, in *incident, alert func(fp string) *Alert, by, note string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, fp := range in.Firing {
+		al := alert(fp)
+		if al == nil {
+			st := l.alerts[fp]
+			if st == nil {
+				continue
+			}
+			f, err := model.FingerprintFromString(fp)
+			if err != nil {
+				continue
+			}
+			al = &Alert{Alert: model.Alert{Labels: st.Labels}, Fingerprint: f, Value: math.NaN()}
+		}
+		e := newEvent(now, eventAcknowledged, al)
+		e.By, e.Note, e.Incident = by, note, in.ID
+		tta := -1.0
+		if st := l.alerts[fp]; st != nil && st.State == stateFiring && !st.Acked {
+			tta = max(0, now.Sub(st.StartsAt).Seconds())
+		}
+		l.record(pendingEvent{e: e, tta: tta, ttr: -1})
+	}
+}
+
+// escalationJSON is an incident's escalation state in GET /api/v1/incidents.
+type escalationJSON struct {
+	// Policy is empty when none matches the incident.
+	Policy string `json:"policy,omitempty"`
+	// Status is active, acknowledged, snoozed or resolved.
+	Status string `json:"status"`
+	// Step is the index of the chain's next step, Level the highest level
+	// notified in the current run of the chain, Iteration the runs before.
+	Step      int `json:"step"`
+	Level     int `json:"level"`
+	Iteration int `json:"iteration"`
+	// NextStepAt is when the next step is due, while the chain runs.
+	NextStepAt        *time.Time `json:"nextStepAt,omitempty"`
+	Notified          []string   `json:"notified"`
+	AcknowledgedBy    string     `json:"acknowledgedBy,omitempty"`
+	AcknowledgedAt    *time.Time `json:"acknowledgedAt,omitempty"`
+	AcknowledgedUntil *time.Time `json:"acknowledgedUntil,omitempty"`
+	SnoozedBy         string     `json:"snoozedBy,omitempty"`
+	SnoozedUntil      *time.Time `json:"snoozedUntil,omitempty"`
+	ResolvedBy        string     `json:"resolvedBy,omitempty"`
+	ResolvedAt        *time.Time `json:"resolvedAt,omitempty"`
+	// Pending counts the notifications and actions not carried out yet.
+	Pending int `json:"pending"`
+}
+
+// view returns the escalation state of an incident, nil if the engine does
+// not know it.
+func (x *escalator) view(id string, now time.Time) *escalationJSON {
+	if x == nil {
+		return nil
+	}
+	x.mu.Lock()
+	in, ok := x.engine.Incident(id)
+	pending := x.engine.Pending(id)
+	x.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	t := func(v time.Time) *time.Time {
+		if v.IsZero() {
+			return nil
+		}
+		return &v
+	}
+	st := in.Status(now)
+	v := &escalationJSON{Policy: in.Policy, Status: string(st), Step: in.Step, Level: in.Level, Iteration: in.Iteration,
+		Notified: in.Notified, Pending: pending,
+		AcknowledgedBy: in.AckedBy, AcknowledgedAt: t(in.AckedAt), AcknowledgedUntil: t(in.AckUntil),
+		ResolvedBy: in.ResolvedBy, ResolvedAt: t(in.ResolvedAt)}
+	if v.Notified == nil {
+		v.Notified = []string{}
+	}
+	if now.Before(in.SnoozedUntil) {
+		v.SnoozedBy, v.SnoozedUntil = in.SnoozedBy, t(in.SnoozedUntil)
+	}
+	if st == escalate.StatusActive {
+		v.NextStepAt = t(in.NextAt)
+	}
+	return v
+}
+
+// acknowledgeIncidents acknowledges, in the engine, the incidents an
+// alert's acknowledgement acknowledged in the ledger, and records it.
+func (a *Alertd) acknowledgeIncidents(now time.Time, fp model.Fingerprint, ids []string, by string) {
+	x := a.escalation
+	if x == nil {
+		return
+	}
+	x.acks.Inc()
+	if len(ids) == 0 {
+		return
+	}
+	a.syncEscalation(now)
+	x.mu.Lock()
+	var acked []string
+	for _, id := range ids {
+		in, ok := x.engine.Incident(id)
+		if !ok || in.Policy == "" || in.Acked || in.Resolved {
+			continue
+		}
+		if err := x.engine.Acknowledge(now, id, by); err == nil {
+			acked = append(acked, id)
+		}
+	}
+	x.saveLocked()
+	x.mu.Unlock()
+	if len(acked) > 0 {
+		a.store.note([]model.Fingerprint{fp}, Decision{Time: now, Stage: "escalate", Action: "acknowledged",
+			Reason: fmt.Sprintf("incident %s acknowledged with the alert by %s: escalation stopped", strings.Join(acked, ", "), whoAcked(by))})
+		x.wake()
+	}
+}
+
+func whoAcked(by string) string {
+	if by == "" {
+		return "someone"
+	}
+	return by
+}

@@ -1,0 +1,426 @@
+package alertd
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+)
+
+// escalationConfig routes every alert to "default", which notifies nobody,
+// and escalates critical ones: l1, then l2 10m later, then l3 10m after
+// that. Each level is a real webhook receiver. {{EXTRA}} goes in the
+// policy.
+const escalationConfig = `
+global:
+  evaluation_interval: 1s
+rule_files: [rules.yml]
+intake:
+  resolve_timeout: 24h
+route:
+  receiver: default
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+receivers:
+  - name: default
+  - name: l1
+    webhook_configs: [{url: "{{L1}}"}]
+  - name: l2
+    webhook_configs: [{url: "{{L2}}"}]
+  - name: l3
+    webhook_configs: [{url: "{{L3}}"}]
+escalation_policies:
+  - name: pager
+    matchers: ['severity="critical"']
+    steps:
+      - notify: [l1]
+      - wait: 10m
+      - notify: [l2]
+      - wait: 10m
+      - notify: [l3]
+{{EXTRA}}
+`
+
+// escalationHooks are the receivers of escalationConfig.
+type escalationHooks struct{ l1, l2, l3 *hook }
+
+func newEscalationHooks(t *testing.T) escalationHooks {
+	return escalationHooks{newHook(t), newHook(t), newHook(t)}
+}
+
+func (h escalationHooks) config(extra string) string {
+	return strings.NewReplacer("{{L1}}", h.l1.URL, "{{L2}}", h.l2.URL, "{{L3}}", h.l3.URL, "{{EXTRA}}", extra).Replace(escalationConfig)
+}
+
+func (h escalationHooks) checkWire(t *testing.T) {
+	t.Helper()
+	for _, x := range []*hook{h.l1, h.l2, h.l3} {
+		x.checkWire(t)
+	}
+}
+
+// events returns the escalation event of each payload the hook got.
+func events(h *hook) []string {
+	var out []string
+	for _, p := range h.all() {
+		out = append(out, p.GroupLabels["event"])
+	}
+	return out
+}
+
+// waitEscalationEvents waits until the hook got exactly these events.
+func waitEscalationEvents(t *testing.T, h *hook, want ...string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return slices.Equal(events(h), want) },
+		30*time.Second, 10*time.Millisecond, "want %v, got %v", want, events(h))
+}
+
+// incidentWithEscalation is an incident of GET /api/v1/incidents with its
+// escalation state.
+type incidentWithEscalation struct {
+	incident
+	State      string          `json:"state"`
+	Escalation *escalationJSON `json:"escalation"`
+}
+
+func escalatedIncidents(t *testing.T, a *testAlertd) []incidentWithEscalation {
+	t.Helper()
+	code, r := apiGet(t, a.URL+"/api/v1/incidents")
+	require.Equal(t, http.StatusOK, code, r.Error)
+	var d struct {
+		Incidents []incidentWithEscalation `json:"incidents"`
+	}
+	require.NoError(t, json.Unmarshal(r.Data, &d))
+	return d.Incidents
+}
+
+// waitIncident waits for the only incident to satisfy ok and returns it.
+func waitIncident(t *testing.T, a *testAlertd, ok func(incidentWithEscalation) bool, msg string) incidentWithEscalation {
+	t.Helper()
+	var got []incidentWithEscalation
+	require.Eventually(t, func() bool {
+		got = escalatedIncidents(t, a)
+		return len(got) == 1 && got[0].Escalation != nil && ok(got[0])
+	}, 30*time.Second, 10*time.Millisecond, "%s: %+v", msg, got)
+	return got[0]
+}
+
+// settled is an incident whose escalation has nothing left to carry out.
+func settled(level int) func(incidentWithEscalation) bool {
+	return func(in incidentWithEscalation) bool {
+		return in.Escalation.Level == level && in.Escalation.Pending == 0
+	}
+}
+
+// postIncident posts to an incident's escalation endpoint and returns the
+// status and body.
+func postIncident(t *testing.T, a *testAlertd, id, action, body string) (int, string) {
+	t.Helper()
+	return post(t, a.URL+"/api/v1/incidents/"+id+"/"+action, "application/json", body)
+}
+
+// Must show: alertd stops after level 1 was notified and before level 2 is
+// due, and restarts on the same storage. Level 2 is notified once, at its
+// time, and level 1 not again; an acknowledgement stops the chain before
+// level 3; the resolution reaches both levels notified, acknowledged as the
+// incident is.
+func TestEscalationRestartMidChain(t *testing.T) {
+	t.Parallel()
+	h := newEscalationHooks(t)
+	clock := &testClock{}
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", h.config(""))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	a1, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, a1.Start())
+	first := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, a1.Stop())
+		}
+	})
+
+	labels := model.LabelSet{"alertname": "ModelDown", "severity": "critical"}
+	alert := fmt.Sprintf(`{"labels":{"alertname":"ModelDown","severity":"critical"},"startsAt":%q}`, clock.Now().UTC().Format(time.RFC3339Nano))
+	postAlertJSON(t, first, alert)
+	waitEscalationEvents(t, h.l1, "trigger")
+	p := h.l1.all()[0]
+	require.Equal(t, "firing", p.Status)
+	require.Equal(t, "l1", p.Receiver)
+	require.Equal(t, map[string]string{"incident": p.GroupLabels["incident"], "policy": "pager", "event": "trigger", "level": "1", "step": "0", "iteration": "0"}, p.GroupLabels)
+	require.Len(t, p.Alerts, 1)
+	require.Equal(t, labelsMap(labels), p.Alerts[0].Labels)
+	// Stop once the notification is recorded as done.
+	in := waitIncident(t, first, settled(1), "level 1 never settled")
+	require.Equal(t, p.GroupLabels["incident"], in.ID)
+	require.Equal(t, "pager", in.Escalation.Policy)
+	require.Equal(t, "active", in.Escalation.Status)
+	require.Equal(t, 2, in.Escalation.Step, "next: notify l2")
+	require.Equal(t, []string{"l1"}, in.Escalation.Notified)
+	dueL2 := *in.Escalation.NextStepAt
+	require.WithinDuration(t, in.OpenedAt.Add(10*time.Minute), dueL2, 2*time.Second)
+	require.Empty(t, h.l2.all())
+	require.NoError(t, a1.Stop())
+	stopped = true
+
+	// Restart 5 minutes later, before level 2 is due. Prometheus posts
+	// the alert again.
+	clock.skip(5 * time.Minute)
+	a := start(t, dir, o, logs)
+	postAlertJSON(t, a, alert)
+	in = waitIncident(t, a, settled(1), "the escalation was not restored")
+	require.Equal(t, dueL2, *in.Escalation.NextStepAt, "the due time is stored, not recomputed")
+	require.Never(t, func() bool { return len(h.l2.all()) > 0 || len(h.l1.all()) > 1 }, 2*time.Second, 20*time.Millisecond,
+		"notified before level 2 was due, or level 1 again")
+
+	// Level 2 falls due: notified once; level 1 not again.
+	clock.skip(5*time.Minute + time.Second)
+	waitEscalationEvents(t, h.l2, "escalate")
+	p = h.l2.all()[0]
+	require.Equal(t, "2", p.GroupLabels["level"])
+	require.Equal(t, in.ID, p.GroupLabels["incident"])
+	in = waitIncident(t, a, settled(2), "level 2 never settled")
+	require.Equal(t, []string{"l1", "l2"}, in.Escalation.Notified)
+	require.Never(t, func() bool { return len(h.l2.all()) > 1 || len(h.l1.all()) > 1 }, 2*time.Second, 20*time.Millisecond,
+		"a level was notified twice")
+	n, _ := metric(t, a.Registry(), "alertd_escalations_total", "policy", "pager", "level", "2")
+	require.Equal(t, 1.0, n)
+	n, _ = metric(t, a.Registry(), "alertd_escalation_incidents", "state", "active")
+	require.Equal(t, 1.0, n)
+
+	// Acknowledged: both levels are told, and level 3 never comes.
+	code, body := postIncident(t, a, in.ID, "acknowledge", `{"by":"alice","note":"on it"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"status":"acknowledged"`)
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge")
+	waitEscalationEvents(t, h.l2, "escalate", "acknowledge")
+	in = waitIncident(t, a, func(in incidentWithEscalation) bool { return in.Escalation.Pending == 0 }, "")
+	require.Equal(t, "acknowledged", in.Escalation.Status)
+	require.Equal(t, "alice", in.Escalation.AcknowledgedBy)
+	require.Nil(t, in.Escalation.NextStepAt)
+	require.True(t, in.Acknowledged, "the ledger has the incident acknowledged")
+	n, _ = metric(t, a.Registry(), "alertd_acknowledgements_total")
+	require.Equal(t, 1.0, n)
+	n, _ = metric(t, a.Registry(), "alertd_escalation_incidents", "state", "acknowledged")
+	require.Equal(t, 1.0, n)
+	clock.skip(15 * time.Minute)
+	require.Never(t, func() bool { return len(h.l3.all()) > 0 }, 2*time.Second, 20*time.Millisecond, "level 3 was notified while acknowledged")
+
+	// The alert resolves: the incident closes, and both levels notified
+	// hear of it though it is acknowledged.
+	postAlertJSON(t, a, fmt.Sprintf(`{"labels":{"alertname":"ModelDown","severity":"critical"},"startsAt":%q,"endsAt":%q}`,
+		clock.Now().Add(-30*time.Minute).UTC().Format(time.RFC3339Nano), clock.Now().UTC().Format(time.RFC3339Nano)))
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge", "resolve")
+	waitEscalationEvents(t, h.l2, "escalate", "acknowledge", "resolve")
+	in = waitIncident(t, a, func(in incidentWithEscalation) bool { return in.Escalation.Status == "resolved" }, "never resolved")
+	require.Equal(t, "closed", in.State)
+	require.Empty(t, h.l3.all())
+	h.checkWire(t)
+
+	// Each step is in the alert's history.
+	al := waitAlert(t, a, labels)
+	var escalations []string
+	for _, d := range al.History {
+		if d.Stage == "escalate" {
+			escalations = append(escalations, d.Action+": "+d.Reason)
+		}
+	}
+	require.Equal(t, []string{
+		`notified: sent to l2 (escalate, level 2): step 3 of policy "pager": level 2`,
+		"acknowledged: incident " + in.ID + " acknowledged by alice: on it",
+		"notified: sent to l1, l2 (acknowledge, level 2): acknowledged by alice",
+		"resolved: incident " + in.ID + " closed: its alerts resolved; escalation stopped",
+		"notified: sent to l1, l2 (resolve, level 2): resolved",
+	}, escalations)
+}
+
+func labelsMap(ls model.LabelSet) map[string]string {
+	out := map[string]string{}
+	for k, v := range ls {
+		out[string(k)] = string(v)
+	}
+	return out
+}
+
+// The incident endpoints: an acknowledgement with a timeout, snooze,
+// unacknowledge, a manual resolve, an alert's acknowledgement
+// acknowledging its incident, and what they refuse.
+func TestEscalationAPI(t *testing.T) {
+	t.Parallel()
+	h := newEscalationHooks(t)
+	clock := &testClock{}
+	a := startAlertd(t, h.config("    ack_timeout: 30m\n"), map[string]string{"rules.yml": "groups: []\n"}, clock.options())
+
+	postAlertJSON(t, a, `{"labels":{"alertname":"Drift","severity":"critical"}}`)
+	waitEscalationEvents(t, h.l1, "trigger")
+	in := waitIncident(t, a, settled(1), "never escalated")
+	id := in.ID
+
+	for _, tc := range []struct{ action, body, want string }{
+		{"acknowledge", `{"by":"a","bogus":1}`, `couldn't parse the request: json: unknown field "bogus"`},
+		{"acknowledge", `{"until":"2030-01-01T00:00:00Z"}`, "until and duration are for snoozes"},
+		{"unacknowledge", ``, "incident " + id + ": incident is not acknowledged"},
+		{"snooze", `{}`, "incident " + id + ": want one of until and duration"},
+		{"snooze", `{"duration":"5x"}`, "incident " + id + `: invalid duration: cannot parse "5x" to a valid duration`},
+		{"snooze", `{"duration":"1m","until":"2030-01-01T00:00:00Z"}`, "incident " + id + ": want one of until and duration, got both"},
+		{"snooze", `{"until":"2000-01-01T00:00:00Z"}`, "incident " + id + ": snooze until 2000-01-01T00:00:00Z: not in the future"},
+	} {
+		code, body := postIncident(t, a, id, tc.action, tc.body)
+		require.NotEqual(t, http.StatusOK, code, "%s %s", tc.action, tc.body)
+		require.Equal(t, tc.want, strings.TrimSpace(body), "%s %s", tc.action, tc.body)
+	}
+	code, body := postIncident(t, a, "nope", "acknowledge", "")
+	require.Equal(t, http.StatusNotFound, code)
+	require.Equal(t, `no incident "nope"`, strings.TrimSpace(body))
+
+	// Acknowledging an alert acknowledges its incident; the ack times out
+	// after 30m and the chain starts over.
+	fp := model.LabelSet{"alertname": "Drift", "severity": "critical"}.Fingerprint().String()
+	code, body = post(t, a.URL+"/api/v1/alerts/"+fp+"/acknowledge", "application/json", `{"by":"bob"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge")
+	in = waitIncident(t, a, func(in incidentWithEscalation) bool { return in.Escalation.Status == "acknowledged" }, "not acknowledged")
+	require.Equal(t, "bob", in.Escalation.AcknowledgedBy)
+	require.WithinDuration(t, in.Escalation.AcknowledgedAt.Add(30*time.Minute), *in.Escalation.AcknowledgedUntil, time.Millisecond)
+	clock.skip(30*time.Minute + time.Second)
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge", "trigger")
+	in = waitIncident(t, a, settled(1), "not re-triggered")
+	require.Equal(t, "active", in.Escalation.Status)
+	require.Equal(t, 1, in.Escalation.Iteration)
+
+	// Snoozed for an hour: level 2, due 10m after the re-trigger, waits;
+	// then the chain starts over.
+	code, body = postIncident(t, a, id, "snooze", `{"duration":"1h","by":"carol"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"status":"snoozed"`)
+	require.Contains(t, body, `"snoozedBy":"carol"`)
+	n, _ := metric(t, a.Registry(), "alertd_escalation_incidents", "state", "snoozed")
+	require.Equal(t, 1.0, n)
+	clock.skip(30 * time.Minute)
+	require.Never(t, func() bool { return len(h.l2.all()) > 0 }, 2*time.Second, 20*time.Millisecond, "level 2 notified while snoozed")
+	clock.skip(31 * time.Minute)
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge", "trigger", "trigger")
+
+	// Acknowledged and taken back: the chain starts over at once.
+	code, body = postIncident(t, a, id, "acknowledge", `{"by":"dave"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge", "trigger", "trigger", "acknowledge")
+	code, body = postIncident(t, a, id, "unacknowledge", `{"by":"dave"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge", "trigger", "trigger", "acknowledge", "trigger")
+	clock.skip(10*time.Minute + time.Second)
+	waitEscalationEvents(t, h.l2, "escalate")
+
+	// Resolved by hand while the alert fires: the chain stops, both
+	// levels are told, and the incident stays open in the ledger.
+	code, body = postIncident(t, a, id, "resolve", `{"by":"erin","note":"fixed the feed"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge", "trigger", "trigger", "acknowledge", "trigger", "resolve")
+	waitEscalationEvents(t, h.l2, "escalate", "resolve")
+	in = waitIncident(t, a, func(in incidentWithEscalation) bool { return in.Escalation.Pending == 0 }, "")
+	require.Equal(t, "resolved", in.Escalation.Status)
+	require.Equal(t, "erin", in.Escalation.ResolvedBy)
+	require.Equal(t, "open", in.State)
+	clock.skip(time.Hour)
+	require.Never(t, func() bool { return len(h.l3.all()) > 0 }, 2*time.Second, 20*time.Millisecond, "level 3 notified after the resolve")
+	code, body = postIncident(t, a, id, "acknowledge", ``)
+	require.Equal(t, http.StatusConflict, code)
+	require.Equal(t, "incident "+id+": incident is resolved", strings.TrimSpace(body))
+	al := waitAlert(t, a, model.LabelSet{"alertname": "Drift", "severity": "critical"})
+	var resolvedBy []string
+	for _, d := range al.History {
+		if d.Stage == "escalate" && d.Action == "resolved" {
+			resolvedBy = append(resolvedBy, d.Reason)
+		}
+	}
+	require.Equal(t, []string{"incident " + id + " resolved by erin: fixed the feed"}, resolvedBy)
+	n, _ = metric(t, a.Registry(), "alertd_acknowledgements_total")
+	require.Equal(t, 2.0, n)
+	h.checkWire(t)
+}
+
+// An incident no policy matches is not escalated, and says so.
+func TestEscalationUnmatched(t *testing.T) {
+	t.Parallel()
+	h := newEscalationHooks(t)
+	a := startAlertd(t, h.config(""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	postAlertJSON(t, a, `{"labels":{"alertname":"Minor","severity":"warning"}}`)
+	in := waitIncident(t, a, func(in incidentWithEscalation) bool { return true }, "")
+	require.Empty(t, in.Escalation.Policy)
+	al := waitFor(t, a, model.LabelSet{"alertname": "Minor", "severity": "warning"}, func(al alertJSON) bool {
+		return lastOf(al.History, "escalate").Action == "unmatched"
+	}, "")
+	require.Equal(t, "no escalation policy matches incident "+in.ID, lastOf(al.History, "escalate").Reason)
+	require.Never(t, func() bool { return len(h.l1.all()) > 0 }, time.Second, 20*time.Millisecond)
+	n, _ := metric(t, a.Registry(), "alertd_escalation_incidents", "state", "active")
+	require.Equal(t, 0.0, n)
+}
+
+// On the wall clock, the resolution of an acknowledged incident reaches
+// every level notified as a resolved notification.
+func TestEscalationResolveWhileAcknowledged(t *testing.T) {
+	t.Parallel()
+	h := newEscalationHooks(t)
+	a := startAlertd(t, h.config(""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	postAlertJSON(t, a, `{"labels":{"alertname":"Latency","severity":"critical"}}`)
+	waitEscalationEvents(t, h.l1, "trigger")
+	in := waitIncident(t, a, settled(1), "never escalated")
+	code, body := postIncident(t, a, in.ID, "acknowledge", `{"by":"alice"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge")
+	postAlertJSON(t, a, fmt.Sprintf(`{"labels":{"alertname":"Latency","severity":"critical"},"endsAt":%q}`, time.Now().UTC().Format(time.RFC3339Nano)))
+	waitEscalationEvents(t, h.l1, "trigger", "acknowledge", "resolve")
+	got := h.l1.all()
+	require.Equal(t, []string{"firing", "firing", "resolved"}, []string{got[0].Status, got[1].Status, got[2].Status})
+	require.Equal(t, "resolved", got[2].Alerts[0].Status)
+	h.checkWire(t)
+}
+
+// An incident's acknowledgement acknowledges that incident in the ledger,
+// not the others its alerts are in, and survives a replay of the ledger.
+func TestLedgerIncidentAcknowledgement(t *testing.T) {
+	now := time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC)
+	clock := &settableClock{t: now}
+	dir := t.TempDir()
+	l, _ := openTestLedger(t, dir, clock, nil)
+	ls := model.LabelSet{"alertname": "Disk"}
+	fp := ls.Fingerprint().String()
+	script(t, l,
+		Event{Time: now, Event: eventFired, Fingerprint: fp, Labels: ls, StartsAt: now},
+		Event{Time: now, Event: eventGrouped, Fingerprint: fp, Incident: "a", GroupKey: "ka"},
+		Event{Time: now, Event: eventGrouped, Fingerprint: fp, Incident: "b", GroupKey: "kb"},
+	)
+	l.acknowledgeIncident(now.Add(time.Minute), l.incident("a"), func(string) *Alert { return nil }, "alice", "on it")
+	l.commit()
+	check := func(l *ledger) {
+		t.Helper()
+		require.True(t, l.incident("a").Acknowledged)
+		require.Equal(t, "alice", l.incident("a").AcknowledgedBy)
+		require.False(t, l.incident("b").Acknowledged)
+	}
+	check(l)
+	require.NoError(t, l.close())
+	l, _ = openTestLedger(t, dir, clock, nil)
+	defer l.close()
+	check(l)
+	acks := 0
+	require.NoError(t, l.read(now, now.Add(time.Hour), func(e *Event) {
+		if e.Event == eventAcknowledged {
+			acks++
+			require.Equal(t, "a", e.Incident)
+			require.Equal(t, ls, e.Labels)
+		}
+	}))
+	require.Equal(t, 1, acks)
+}
