@@ -41,6 +41,8 @@ import (
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/notify"
+	"github.com/modelmon/modelmon/internal/notify/slack"
+	"github.com/modelmon/modelmon/internal/outbox"
 	"github.com/modelmon/modelmon/internal/web"
 	"github.com/modelmon/modelmon/rules"
 )
@@ -77,6 +79,11 @@ type Options struct {
 	MaxAlertsBody int64
 	// LedgerRetention is how long the alert ledger keeps events.
 	LedgerRetention time.Duration
+	// Outbox configures notification delivery: InitialBackoff,
+	// MaxBackoff, MaxAge (then dead letter) and Retention (of delivered
+	// idempotency keys); zero fields take the outbox's defaults (1s, 5m,
+	// 24h, 7d). The outbox lives in <StoragePath>/outbox.db.
+	Outbox outbox.Options
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -178,6 +185,11 @@ type Alertd struct {
 	anomalyCancel  context.CancelFunc
 	anomalyWG      sync.WaitGroup
 
+	// slackVerifier authenticates Slack's interaction requests;
+	// resolveFn is the resolve button's hook (nil: record it).
+	slackVerifier *slack.Verifier
+	resolveFn     atomic.Pointer[ResolveFunc]
+
 	cfg       atomic.Pointer[alertconfig.Config]
 	routeTree atomic.Pointer[dispatch.Route]
 	reloader  *config.Reloader[alertconfig.Config]
@@ -203,6 +215,8 @@ func New(o Options) (*Alertd, error) {
 		logger:   o.Logger,
 		reg:      prometheus.NewRegistry(),
 		reloadCh: make(chan chan error),
+
+		slackVerifier: slack.NewVerifier(),
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.reg.MustRegister(
@@ -262,6 +276,11 @@ func New(o Options) (*Alertd, error) {
 		Logger:      a.logger.With("component", "notify"),
 		Registerer:  a.reg,
 		OnNotify:    a.onNotify,
+		Outbox: outbox.Options{
+			InitialBackoff: o.Outbox.InitialBackoff, MaxBackoff: o.Outbox.MaxBackoff,
+			MaxAge: o.Outbox.MaxAge, Retention: o.Outbox.Retention, SendTimeout: o.Outbox.SendTimeout,
+			Senders: o.Outbox.Senders,
+		},
 		// A stage's suppression (silence, maintenance, deploy, hold, …)
 		// also mutes an alert the notifier already holds from an earlier
 		// send.
@@ -691,7 +710,12 @@ func (a *Alertd) onNotify(n notify.Notification) {
 		d.Action, d.Reason = "failed", fmt.Sprintf("sending to %s via %s failed: %v", n.Receiver, n.Integration, n.Err)
 	}
 	a.store.note(fps, d)
-	a.ledger.paged(n)
+	switch n.Extra["event"] {
+	case "acknowledge", "resolve":
+		// Not a page: an escalation's update of the incident.
+	default:
+		a.ledger.paged(n)
+	}
 	a.ledger.commit()
 }
 
