@@ -74,7 +74,9 @@ func snooze(until time.Duration) func(*Engine, time.Time) error {
 	return func(e *Engine, now time.Time) error { return e.Snooze(now, "inc", t0.Add(until), "carol") }
 }
 
-func escalateNow(e *Engine, now time.Time) error { return e.Escalate(now, "inc", "verification failed") }
+func escalateNow(e *Engine, now time.Time) error {
+	return e.Escalate(now, "inc", "verification failed")
+}
 
 func alertsNow(alerts ...string) func(*Engine, time.Time) error {
 	return func(e *Engine, now time.Time) error {

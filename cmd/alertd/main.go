@@ -25,6 +25,7 @@ import (
 	"github.com/modelmon/modelmon/anomaly"
 	"github.com/modelmon/modelmon/internal/alertd"
 	"github.com/modelmon/modelmon/internal/anomalycli"
+	"github.com/modelmon/modelmon/internal/outbox"
 	"github.com/modelmon/modelmon/rules"
 )
 
@@ -50,6 +51,10 @@ func run() int {
 		resend       = serve.Flag("rules.alert.resend-delay", "Least time between two sends of a rule's firing alert.").Default(d.ResendDelay.String()).Duration()
 		resolvedKeep = serve.Flag("alerts.resolved-retention", "How long resolved alerts stay listed in GET /api/v1/alerts.").Default(d.ResolvedRetention.String()).Duration()
 		ledgerKeep   = serve.Flag("ledger.retention", "How long the alert ledger under --storage.path keeps the history of alerts, incidents and verdicts that reports read.").Default(model.Duration(d.LedgerRetention).String()).String()
+		obInitial    = serve.Flag("outbox.initial-backoff", "Longest wait before a failed notification's first retry; each failure doubles it (with full jitter) up to --outbox.max-backoff.").Default(outbox.DefaultInitialBackoff.String()).Duration()
+		obMax        = serve.Flag("outbox.max-backoff", "Longest wait between two attempts of a notification. A receiver's Retry-After is honoured beyond it.").Default(outbox.DefaultMaxBackoff.String()).Duration()
+		obMaxAge     = serve.Flag("outbox.max-age", "How long a notification is retried before it becomes a dead letter (GET /api/v1/outbox/dead_letters).").Default(outbox.DefaultMaxAge.String()).Duration()
+		obRetention  = serve.Flag("outbox.retention", "How long the idempotency keys of delivered notifications are remembered, so that none is delivered twice.").Default(model.Duration(outbox.DefaultRetention).String()).String()
 		toolkitFlags = kingpinflag.AddFlags(serve, ":9109")
 	)
 
@@ -134,6 +139,11 @@ func run() int {
 		logger.Error("Invalid --ledger.retention: want a positive duration such as 90d", "value", *ledgerKeep)
 		return 2
 	}
+	obKeep, err := model.ParseDuration(*obRetention)
+	if err != nil || obKeep <= 0 {
+		logger.Error("Invalid --outbox.retention: want a positive duration such as 7d", "value", *obRetention)
+		return 2
+	}
 	ext, err := computeExternalURL(*externalURL, (*toolkitFlags.WebListenAddresses)[0])
 	if err != nil {
 		logger.Error("Invalid --web.external-url", "err", err)
@@ -164,7 +174,10 @@ func run() int {
 		ResendDelay:       *resend,
 		ResolvedRetention: *resolvedKeep,
 		LedgerRetention:   time.Duration(ledgerRetention),
-		Logger:            logger,
+		Outbox: outbox.Options{
+			InitialBackoff: *obInitial, MaxBackoff: *obMax, MaxAge: *obMaxAge, Retention: time.Duration(obKeep),
+		},
+		Logger: logger,
 	})
 	if err != nil {
 		logger.Error("Couldn't start alertd", "err", err)

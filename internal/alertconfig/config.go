@@ -14,12 +14,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	amconfig "github.com/prometheus/alertmanager/config"
 	amcommon "github.com/prometheus/alertmanager/config/common"
 	"github.com/prometheus/alertmanager/notify/webhook"
 	amlabels "github.com/prometheus/alertmanager/pkg/labels"
+	amtemplate "github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/alertmanager/timeinterval"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
@@ -260,6 +262,99 @@ type Receiver struct {
 	WebhookConfigs []*webhook.WebhookConfig `yaml:"webhook_configs,omitempty"`
 	// AlertmanagerConfigs forward alerts to an Alertmanager's API v2.
 	AlertmanagerConfigs []*AlertmanagerConfig `yaml:"alertmanager_configs,omitempty"`
+	// SlackConfigs post to Slack, through its Web API (threads, updates,
+	// buttons) or an incoming webhook.
+	SlackConfigs []*SlackConfig `yaml:"slack_configs,omitempty"`
+	// PagerDutyConfigs send PagerDuty Events API v2 events.
+	PagerDutyConfigs []*PagerDutyConfig `yaml:"pagerduty_configs,omitempty"`
+}
+
+// DefaultSlackAPIURL is Slack's Web API.
+const DefaultSlackAPIURL = "https://slack.com/api/"
+
+// SlackConfig posts notifications to Slack. With a bot token (Web API mode)
+// each incident gets one message that later notifications update, with the
+// updates in its thread and buttons to acknowledge, resolve or mark it a
+// false positive; with an incoming webhook URL it posts only.
+type SlackConfig struct {
+	amcommon.NotifierConfig `yaml:",inline"`
+	// APIURL is the Web API's base URL; default https://slack.com/api/.
+	APIURL string `yaml:"api_url,omitempty"`
+	// Token (or the file TokenFile names) is a bot token: Web API mode.
+	Token     commoncfg.Secret `yaml:"token,omitempty"`
+	TokenFile string           `yaml:"token_file,omitempty"`
+	// WebhookURL (or WebhookURLFile) is an incoming webhook: post only.
+	WebhookURL     commoncfg.Secret `yaml:"webhook_url,omitempty"`
+	WebhookURLFile string           `yaml:"webhook_url_file,omitempty"`
+	// Channel is the channel to post in; required in Web API mode.
+	Channel string `yaml:"channel,omitempty"`
+	// SigningSecret (or SigningSecretFile) verifies the requests Slack
+	// sends to /api/v1/slack/interactions when a button is pressed.
+	SigningSecret     commoncfg.Secret `yaml:"signing_secret,omitempty"`
+	SigningSecretFile string           `yaml:"signing_secret_file,omitempty"`
+	// Title and Text are Go templates (Alertmanager's template data);
+	// empty uses alertd's.
+	Title string `yaml:"title,omitempty"`
+	Text  string `yaml:"text,omitempty"`
+	// Timeout bounds each request. Default 10s.
+	Timeout    model.Duration              `yaml:"timeout,omitempty"`
+	HTTPConfig *commoncfg.HTTPClientConfig `yaml:"http_config,omitempty"`
+}
+
+// WebAPI reports whether c posts through the Web API (a bot token) rather
+// than an incoming webhook.
+func (c *SlackConfig) WebAPI() bool { return c.Token != "" }
+
+// UnmarshalYAML sets the defaults: send_resolved true, the Web API's URL.
+func (c *SlackConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = SlackConfig{NotifierConfig: amcommon.NotifierConfig{VSendResolved: true}, APIURL: DefaultSlackAPIURL}
+	type plain SlackConfig
+	return unmarshal((*plain)(c))
+}
+
+// DefaultPagerDutyURL is PagerDuty's Events API v2.
+const DefaultPagerDutyURL = "https://events.pagerduty.com/v2/enqueue"
+
+// PagerDutySeverities are the severities of PagerDuty's Events API v2.
+var PagerDutySeverities = []string{"critical", "error", "warning", "info"}
+
+// PagerDutyConfig sends PagerDuty Events API v2 events: trigger while the
+// group fires, resolve when it resolves, acknowledge when it is
+// acknowledged, all with the group's (incident's) dedup_key.
+type PagerDutyConfig struct {
+	amcommon.NotifierConfig `yaml:",inline"`
+	// URL is the Events API's enqueue endpoint.
+	URL string `yaml:"url,omitempty"`
+	// RoutingKey (or RoutingKeyFile) is the integration key of the service.
+	RoutingKey     commoncfg.Secret `yaml:"routing_key,omitempty"`
+	RoutingKeyFile string           `yaml:"routing_key_file,omitempty"`
+	// Severity is the event's severity for alerts without a priority
+	// annotation, or with one SeverityByPriority does not map. Default error.
+	Severity string `yaml:"severity,omitempty"`
+	// SeverityByPriority maps the priority annotation the classifier sets
+	// to a severity. Default critical→critical, high→error,
+	// medium→warning, low→info.
+	SeverityByPriority map[string]string `yaml:"severity_by_priority,omitempty"`
+	// Source is the payload's source; empty uses the alerts' common
+	// model, instance or job label, else "alertd".
+	Source string `yaml:"source,omitempty"`
+	// Timeout bounds each request. Default 10s.
+	Timeout    model.Duration              `yaml:"timeout,omitempty"`
+	HTTPConfig *commoncfg.HTTPClientConfig `yaml:"http_config,omitempty"`
+}
+
+// UnmarshalYAML sets the defaults: send_resolved true, PagerDuty's URL,
+// severity error and the priority mapping.
+func (c *PagerDutyConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = PagerDutyConfig{NotifierConfig: amcommon.NotifierConfig{VSendResolved: true}, URL: DefaultPagerDutyURL, Severity: "error"}
+	type plain PagerDutyConfig
+	if err := unmarshal((*plain)(c)); err != nil {
+		return err
+	}
+	if c.SeverityByPriority == nil {
+		c.SeverityByPriority = map[string]string{"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
+	}
+	return nil
 }
 
 // AlertmanagerConfig forwards a group's alerts to an Alertmanager, which then
@@ -739,6 +834,127 @@ func (c *Config) validateAnomaly() error {
 	return nil
 }
 
+// secret fills *s from file (relative to dir) if it is set; both set is
+// an error. The file is read now, at load and reload, so a missing file
+// fails the load rather than a notification. Errors name the keys, never
+// the secret.
+func secret(s *commoncfg.Secret, file, dir, key string) error {
+	if file == "" {
+		return nil
+	}
+	if *s != "" {
+		return fmt.Errorf("at most one of %s and %s_file must be configured", key, key)
+	}
+	if dir != "" && !filepath.IsAbs(file) {
+		file = filepath.Join(dir, file)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("couldn't read %s_file: %w", key, err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return fmt.Errorf("%s_file %q is empty", key, file)
+	}
+	*s = commoncfg.Secret(v)
+	return nil
+}
+
+func (r *Receiver) validateSlack(ri int, dir string) error {
+	for i, sc := range r.SlackConfigs {
+		at := func(err error, key ...any) error {
+			return errorAt(fmt.Errorf("receivers: %q: slack_configs[%d]: %w", r.Name, i, err), append([]any{"receivers", ri, "slack_configs", i}, key...)...)
+		}
+		if sc == nil {
+			return at(errors.New("empty entry"))
+		}
+		if err := secret(&sc.Token, sc.TokenFile, dir, "token"); err != nil {
+			return at(err, "token_file")
+		}
+		if err := secret(&sc.WebhookURL, sc.WebhookURLFile, dir, "webhook_url"); err != nil {
+			return at(err, "webhook_url_file")
+		}
+		if err := secret(&sc.SigningSecret, sc.SigningSecretFile, dir, "signing_secret"); err != nil {
+			return at(err, "signing_secret_file")
+		}
+		switch {
+		case sc.Token != "" && sc.WebhookURL != "":
+			return at(errors.New("one of token (Web API) and webhook_url (incoming webhook) must be configured, not both"))
+		case sc.Token == "" && sc.WebhookURL == "":
+			return at(errors.New("one of token, token_file (Web API), webhook_url or webhook_url_file (incoming webhook) must be configured"))
+		case sc.Token != "" && sc.Channel == "":
+			return at(errors.New("channel is required with a token"))
+		}
+		if sc.WebhookURL != "" {
+			if err := checkURL(string(sc.WebhookURL)); err != nil {
+				// The URL is the secret: don't repeat it.
+				return at(errors.New("invalid webhook_url: want http(s)://host[:port]/path"), "webhook_url")
+			}
+		}
+		if err := checkURL(sc.APIURL); err != nil {
+			return at(fmt.Errorf("api_url: %w", err), "api_url")
+		}
+		if !strings.HasSuffix(sc.APIURL, "/") {
+			sc.APIURL += "/"
+		}
+		for _, t := range []struct{ key, text string }{{"title", sc.Title}, {"text", sc.Text}} {
+			if _, err := template.New(t.key).Funcs(template.FuncMap(amtemplate.DefaultFuncs)).Parse(t.text); err != nil {
+				return at(fmt.Errorf("invalid %s template: %w", t.key, err), t.key)
+			}
+		}
+		if sc.Timeout == 0 {
+			sc.Timeout = model.Duration(10 * time.Second)
+		}
+		if sc.HTTPConfig == nil {
+			hc := commoncfg.DefaultHTTPClientConfig
+			sc.HTTPConfig = &hc
+		}
+		if dir != "" {
+			sc.HTTPConfig.SetDirectory(dir)
+		}
+	}
+	return nil
+}
+
+func (r *Receiver) validatePagerDuty(ri int, dir string) error {
+	for i, pc := range r.PagerDutyConfigs {
+		at := func(err error, key ...any) error {
+			return errorAt(fmt.Errorf("receivers: %q: pagerduty_configs[%d]: %w", r.Name, i, err), append([]any{"receivers", ri, "pagerduty_configs", i}, key...)...)
+		}
+		if pc == nil {
+			return at(errors.New("empty entry"))
+		}
+		if err := secret(&pc.RoutingKey, pc.RoutingKeyFile, dir, "routing_key"); err != nil {
+			return at(err, "routing_key_file")
+		}
+		if pc.RoutingKey == "" {
+			return at(errors.New("one of routing_key and routing_key_file must be configured"))
+		}
+		if err := checkURL(pc.URL); err != nil {
+			return at(fmt.Errorf("url: %w", err), "url")
+		}
+		if !slices.Contains(PagerDutySeverities, pc.Severity) {
+			return at(fmt.Errorf("invalid severity %q, want one of %v", pc.Severity, PagerDutySeverities), "severity")
+		}
+		for p, sev := range pc.SeverityByPriority {
+			if !slices.Contains(PagerDutySeverities, sev) {
+				return at(fmt.Errorf("severity_by_priority: invalid severity %q for %q, want one of %v", sev, p, PagerDutySeverities), "severity_by_priority", p)
+			}
+		}
+		if pc.Timeout == 0 {
+			pc.Timeout = model.Duration(10 * time.Second)
+		}
+		if pc.HTTPConfig == nil {
+			hc := commoncfg.DefaultHTTPClientConfig
+			pc.HTTPConfig = &hc
+		}
+		if dir != "" {
+			pc.HTTPConfig.SetDirectory(dir)
+		}
+	}
+	return nil
+}
+
 func checkURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -777,6 +993,14 @@ func (c *Config) validateRouting(dir string) error {
 			if dir != "" {
 				am.HTTPConfig.SetDirectory(dir)
 			}
+		}
+	}
+	for i, r := range c.Receivers {
+		if err := r.validateSlack(i, dir); err != nil {
+			return err
+		}
+		if err := r.validatePagerDuty(i, dir); err != nil {
+			return err
 		}
 	}
 	if c.Route == nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -41,6 +42,7 @@ import (
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/notify"
+	"github.com/modelmon/modelmon/internal/notify/slack"
 	"github.com/modelmon/modelmon/internal/outbox"
 	"github.com/modelmon/modelmon/internal/web"
 	"github.com/modelmon/modelmon/rules"
@@ -78,6 +80,11 @@ type Options struct {
 	MaxAlertsBody int64
 	// LedgerRetention is how long the alert ledger keeps events.
 	LedgerRetention time.Duration
+	// Outbox configures notification delivery: InitialBackoff,
+	// MaxBackoff, MaxAge (then dead letter) and Retention (of delivered
+	// idempotency keys); zero fields take the outbox's defaults (1s, 5m,
+	// 24h, 7d). The outbox lives in <StoragePath>/outbox.db.
+	Outbox outbox.Options
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -171,7 +178,6 @@ type Alertd struct {
 	// actions are the retrain/deploy webhooks into CI, delivered through
 	// the outbox (actions.go).
 	actions *actionRunner
-	outbox  *outbox.Outbox
 	// escalation escalates incidents by policy (escalation_engine.go).
 	escalation *escalator
 	// escalateIncident escalates the incidents of alerts whose action
@@ -188,6 +194,11 @@ type Alertd struct {
 	anomalyRunners []*anomalyRunner
 	anomalyCancel  context.CancelFunc
 	anomalyWG      sync.WaitGroup
+
+	// slackVerifier authenticates Slack's interaction requests;
+	// resolveFn is the resolve button's hook (nil: record it).
+	slackVerifier *slack.Verifier
+	resolveFn     atomic.Pointer[ResolveFunc]
 
 	cfg       atomic.Pointer[alertconfig.Config]
 	routeTree atomic.Pointer[dispatch.Route]
@@ -214,6 +225,8 @@ func New(o Options) (*Alertd, error) {
 		logger:   o.Logger,
 		reg:      prometheus.NewRegistry(),
 		reloadCh: make(chan chan error),
+
+		slackVerifier: slack.NewVerifier(),
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.reg.MustRegister(
@@ -266,6 +279,12 @@ func New(o Options) (*Alertd, error) {
 	}
 	a.precision = &precisionCollector{}
 	a.reg.MustRegister(a.precision)
+	if a.actions, err = newActionRunner(o.StoragePath, a.reg, a.logger.With("component", "actions"), o.Now); err != nil {
+		return nil, err
+	}
+	// One outbox delivers notifications and actions.
+	senders := map[string]outbox.Sender{integrationAction: a.actions}
+	maps.Copy(senders, o.Outbox.Senders)
 	a.notify, err = notify.New(notify.Options{
 		Config:      cfg,
 		ExternalURL: o.ExternalURL,
@@ -273,6 +292,11 @@ func New(o Options) (*Alertd, error) {
 		Logger:      a.logger.With("component", "notify"),
 		Registerer:  a.reg,
 		OnNotify:    a.onNotify,
+		Outbox: outbox.Options{
+			InitialBackoff: o.Outbox.InitialBackoff, MaxBackoff: o.Outbox.MaxBackoff,
+			MaxAge: o.Outbox.MaxAge, Retention: o.Outbox.Retention, SendTimeout: o.Outbox.SendTimeout,
+			Senders: senders,
+		},
 		// A stage's suppression (silence, maintenance, deploy, hold, …)
 		// also mutes an alert the notifier already holds from an earlier
 		// send.
@@ -291,20 +315,13 @@ func New(o Options) (*Alertd, error) {
 		return nil, err
 	}
 	a.store.ledger, a.store.groups = a.ledger, a.matchGroups
-	if a.actions, err = newActionRunner(o.StoragePath, a.reg, a.logger.With("component", "actions"), o.Now); err != nil {
-		return nil, err
-	}
-	a.outbox, err = outbox.Open(outbox.Options{Path: filepath.Join(o.StoragePath, "outbox"),
-		Senders: map[string]outbox.Sender{integrationAction: a.actions}, Now: o.Now})
-	if err != nil {
-		return nil, fmt.Errorf("couldn't open the outbox under --storage.path=%q: %w", o.StoragePath, err)
-	}
-	a.actions.outbox, a.actions.note, a.store.onFire = a.outbox, a.store.note, a.onAlertFires
+	a.actions.outbox, a.actions.note, a.store.onFire = a.notify.Outbox(), a.store.note, a.onAlertFires
 	a.reg.MustRegister(&lifecycleCollector{deployments: a.deployments, ledger: a.ledger, now: o.Now})
 	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {
 		return nil, err
 	}
 	a.escalateIncident = a.escalateIncidents
+	a.SetResolve(a.resolveIncident)
 
 	var queryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
 	if u := a.datasourceURL(cfg); u != "" {
@@ -572,14 +589,10 @@ func (a *Alertd) Start() error {
 			}
 		}()
 	}
-	a.wg.Add(6)
+	a.wg.Add(5)
 	go func() {
 		defer a.wg.Done()
 		a.rules.Run()
-	}()
-	go func() {
-		defer a.wg.Done()
-		a.outbox.Run(a.ctx)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -676,9 +689,6 @@ func (a *Alertd) Stop() error {
 		}
 		a.wg.Wait()
 		a.notify.Stop()
-		if err := a.outbox.Close(); err != nil {
-			a.stopErr = err
-		}
 		if err := a.ledger.close(); err != nil && a.stopErr == nil {
 			a.stopErr = err
 		}
@@ -732,7 +742,12 @@ func (a *Alertd) onNotify(n notify.Notification) {
 		d.Action, d.Reason = "failed", fmt.Sprintf("sending to %s via %s failed: %v", n.Receiver, n.Integration, n.Err)
 	}
 	a.store.note(fps, d)
-	a.ledger.paged(n)
+	switch n.Extra["event"] {
+	case "acknowledge", "resolve":
+		// Not a page: an escalation's update of the incident.
+	default:
+		a.ledger.paged(n)
+	}
 	a.ledger.commit()
 }
 

@@ -81,6 +81,13 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/suppressions", a.getSuppressions)
 	mux.HandleFunc("DELETE /api/v1/suppressions/{id}", a.deleteSuppression)
 
+	// Notification delivery: the outbox and its dead letters, and Slack's
+	// buttons.
+	mux.HandleFunc("GET /api/v1/outbox", a.getOutbox)
+	mux.HandleFunc("GET /api/v1/outbox/dead_letters", a.getDeadLetters)
+	mux.HandleFunc("POST /api/v1/outbox/dead_letters/{key}/redrive", a.postRedrive)
+	mux.HandleFunc("POST /api/v1/slack/interactions", a.postSlackInteraction)
+
 	// Intake.
 	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts)
 	mux.HandleFunc(endpointWebhook, a.postWebhook)
@@ -95,6 +102,7 @@ func (a *Alertd) routes() http.Handler {
 			{Address: "/api/v1/rules", Text: "Rules", Description: "rule groups with health, last error and evaluation time"},
 			{Address: "/api/v1/incidents", Text: "Incidents", Description: "open and recently closed incidents: related alerts grouped as they are notified"},
 			{Address: "/api/v1/report", Text: "Noise report", Description: "pages, suppressions, precision and response times of the last 7 days, from the ledger"},
+			{Address: "/api/v1/outbox", Text: "Outbox", Description: "notifications waiting for delivery, by receiver; dead letters under /api/v1/outbox/dead_letters"},
 		},
 		Ready:  a.ready.Load,
 		Reload: a.Reload,

@@ -3,6 +3,7 @@ package alertd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -200,23 +201,12 @@ func (a *Alertd) postFeedback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.opts.Now()
-	al, ok := a.store.get(fp)
-	if !ok {
-		http.Error(w, fmt.Sprintf("no alert with fingerprint %s", fp), http.StatusNotFound)
+	al, err := a.feedback(now, fp, req.Verdict, req.By, req.Note)
+	switch {
+	case errors.Is(err, errUnknownAlert):
+		http.Error(w, err.Error(), http.StatusNotFound)
 		return
-	}
-	reason := req.Verdict
-	if req.By != "" {
-		reason += " by " + req.By
-	}
-	if req.Note != "" {
-		reason += ": " + req.Note
-	}
-	a.store.note([]model.Fingerprint{fp}, Decision{Time: now, Stage: "feedback", Action: req.Verdict, Reason: reason})
-	a.ledger.verdict(now, al, req.Verdict, req.By, req.Note)
-	a.ledger.commit()
-	if err := a.classifier.observe(al, now, req.Verdict); err != nil {
-		a.logger.Error("Failed to save the classifier's state", "err", err)
+	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -227,6 +217,31 @@ func (a *Alertd) postFeedback(w http.ResponseWriter, r *http.Request) {
 		resp["proposal"] = a.proposal(al, now)
 	}
 	respond(w, resp)
+}
+
+// feedback records an operator's verdict on the alert fp in its history
+// and the ledger, and teaches the classifier with it. The API and Slack's
+// false-positive button call it.
+func (a *Alertd) feedback(now time.Time, fp model.Fingerprint, verdict, by, note string) (*Alert, error) {
+	al, ok := a.store.get(fp)
+	if !ok {
+		return nil, fmt.Errorf("%w %s", errUnknownAlert, fp)
+	}
+	reason := verdict
+	if by != "" {
+		reason += " by " + by
+	}
+	if note != "" {
+		reason += ": " + note
+	}
+	a.store.note([]model.Fingerprint{fp}, Decision{Time: now, Stage: "feedback", Action: verdict, Reason: reason})
+	a.ledger.verdict(now, al, verdict, by, note)
+	a.ledger.commit()
+	if err := a.classifier.observe(al, now, verdict); err != nil {
+		a.logger.Error("Failed to save the classifier's state", "err", err)
+		return al, err
+	}
+	return al, nil
 }
 
 // classifierPath is where the classifier keeps its state.

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/escalate"
+	"github.com/modelmon/modelmon/internal/notify/notice"
 )
 
 // Escalation runs the escalation policies (package escalate) over the
@@ -350,7 +351,10 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		}
 		alerts := a.incidentAlerts(in, fps, resolved, now)
 		extra := map[string]string{
-			"incident": in.ID, "policy": ef.Policy, "event": string(n.Event),
+			// The incident's group: Slack threads and PagerDuty's
+			// dedup_key follow it, so escalations join the route's.
+			notice.ExtraGroupKey: in.GroupKey,
+			"incident":           in.ID, "policy": ef.Policy, "event": string(n.Event),
 			"level": strconv.Itoa(n.Level), "step": strconv.Itoa(n.Step), "iteration": strconv.Itoa(ef.Iteration),
 		}
 		var errs []error
@@ -652,4 +656,23 @@ func whoAcked(by string) string {
 		return "someone"
 	}
 	return by
+}
+
+// resolveIncident resolves an incident's escalation on an operator's
+// request (Slack's resolve button): the chain stops and every level
+// notified hears of it. An incident no policy escalates has its request
+// recorded instead.
+func (a *Alertd) resolveIncident(ctx context.Context, id, by string) error {
+	now := a.opts.Now()
+	a.syncEscalation(now)
+	x := a.escalation
+	x.mu.Lock()
+	err := x.engine.Resolve(now, id, whoAcked(by))
+	x.saveLocked()
+	x.mu.Unlock()
+	if errors.Is(err, escalate.ErrUnknownIncident) {
+		return a.recordResolve(ctx, id, by)
+	}
+	x.wake()
+	return err
 }

@@ -70,7 +70,7 @@ func (h escalationHooks) checkWire(t *testing.T) {
 func events(h *hook) []string {
 	var out []string
 	for _, p := range h.all() {
-		out = append(out, p.GroupLabels["event"])
+		out = append(out, p.CommonAnnotations["event"])
 	}
 	return out
 }
@@ -158,12 +158,16 @@ func TestEscalationRestartMidChain(t *testing.T) {
 	p := h.l1.all()[0]
 	require.Equal(t, "firing", p.Status)
 	require.Equal(t, "l1", p.Receiver)
-	require.Equal(t, map[string]string{"incident": p.GroupLabels["incident"], "policy": "pager", "event": "trigger", "level": "1", "step": "0", "iteration": "0"}, p.GroupLabels)
+	esc := map[string]string{}
+	for _, k := range []string{"incident", "policy", "event", "level", "step", "iteration"} {
+		esc[k] = p.CommonAnnotations[k]
+	}
+	require.Equal(t, map[string]string{"incident": p.CommonAnnotations["incident"], "policy": "pager", "event": "trigger", "level": "1", "step": "0", "iteration": "0"}, esc)
 	require.Len(t, p.Alerts, 1)
 	require.Equal(t, labelsMap(labels), p.Alerts[0].Labels)
 	// Stop once the notification is recorded as done.
 	in := waitIncident(t, first, settled(1), "level 1 never settled")
-	require.Equal(t, p.GroupLabels["incident"], in.ID)
+	require.Equal(t, p.CommonAnnotations["incident"], in.ID)
 	require.Equal(t, "pager", in.Escalation.Policy)
 	require.Equal(t, "active", in.Escalation.Status)
 	require.Equal(t, 2, in.Escalation.Step, "next: notify l2")
@@ -188,8 +192,8 @@ func TestEscalationRestartMidChain(t *testing.T) {
 	clock.skip(5*time.Minute + time.Second)
 	waitEscalationEvents(t, h.l2, "escalate")
 	p = h.l2.all()[0]
-	require.Equal(t, "2", p.GroupLabels["level"])
-	require.Equal(t, in.ID, p.GroupLabels["incident"])
+	require.Equal(t, "2", p.CommonAnnotations["level"])
+	require.Equal(t, in.ID, p.CommonAnnotations["incident"])
 	in = waitIncident(t, a, settled(2), "level 2 never settled")
 	require.Equal(t, []string{"l1", "l2"}, in.Escalation.Notified)
 	require.Never(t, func() bool { return len(h.l2.all()) > 1 || len(h.l1.all()) > 1 }, 2*time.Second, 20*time.Millisecond,

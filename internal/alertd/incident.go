@@ -285,27 +285,52 @@ func (a *Alertd) postAcknowledge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.opts.Now()
-	al, ok := a.store.get(fp)
-	if !ok {
-		http.Error(w, fmt.Sprintf("no alert with fingerprint %s", fp), http.StatusNotFound)
+	ids, err := a.acknowledge(now, fp, req.By, req.Note)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
-	ids := a.ledger.acknowledge(now, al, req.By, req.Note)
+	if ids == nil {
+		ids = []string{}
+	}
+	respond(w, map[string]any{"fingerprint": fp.String(), "acknowledgedAt": now, "by": req.By, "incidents": ids})
+}
+
+// errUnknownAlert is the error about an alert alertd does not hold.
+var errUnknownAlert = errors.New("no alert with fingerprint")
+
+// acknowledge records an operator's acknowledgement of the alert fp in its
+// history and the ledger, and returns the incidents it acknowledges. The
+// API and Slack's acknowledge button call it.
+func (a *Alertd) acknowledge(now time.Time, fp model.Fingerprint, by, note string) ([]string, error) {
+	al, ok := a.store.get(fp)
+	if !ok {
+		return nil, fmt.Errorf("%w %s", errUnknownAlert, fp)
+	}
+	ids := a.ledger.acknowledge(now, al, by, note)
 	a.ledger.commit()
 	reason := "acknowledged"
-	if req.By != "" {
-		reason += " by " + req.By
+	if by != "" {
+		reason += " by " + by
 	}
-	if req.Note != "" {
-		reason += ": " + req.Note
+	if note != "" {
+		reason += ": " + note
 	}
 	if len(ids) > 0 {
 		reason += " (incident " + strings.Join(ids, ", ") + ")"
 	}
 	a.store.note([]model.Fingerprint{fp}, Decision{Time: now, Stage: "acknowledge", Action: "acknowledged", Reason: reason})
-	a.acknowledgeIncidents(now, fp, ids, req.By)
-	if ids == nil {
-		ids = []string{}
+	a.acknowledgeIncidents(now, fp, ids, by)
+	return ids, nil
+}
+
+// incidentFor returns the id of the open incident of a group key, or of
+// the last one closed; "" if none.
+func (l *ledger) incidentFor(groupKey string) string {
+	if l == nil {
+		return ""
 	}
-	respond(w, map[string]any{"fingerprint": fp.String(), "acknowledgedAt": now, "by": req.By, "incidents": ids})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inc.forKey(groupKey)
 }

@@ -14,6 +14,7 @@ type metrics struct {
 	intake         *prometheus.CounterVec
 	intakeInvalid  *prometheus.CounterVec
 	datasourceHeld prometheus.Counter
+	slackRejected  prometheus.Counter
 }
 
 // Intake endpoints, the values of the endpoint label.
@@ -36,6 +37,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		datasourceHeld: f.NewCounter(prometheus.CounterOpts{
 			Name: "alertd_datasource_held_alerts_total",
 			Help: "The total number of times a firing rule alert was kept firing because the data source could not be queried.",
+		}),
+		slackRejected: f.NewCounter(prometheus.CounterOpts{
+			Name: "alertd_slack_interactions_rejected_total",
+			Help: "The total number of Slack interaction requests rejected for a bad, stale or replayed signature.",
 		}),
 	}
 	for _, e := range []string{endpointV2Alerts, endpointWebhook} {

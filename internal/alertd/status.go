@@ -33,13 +33,14 @@ func formatValue(v float64) string {
 
 // apiAlerts lists the alerts alertd holds (firing, suppressed, recently
 // resolved) and the rules' pending alerts, which are not yet in the
-// pipeline. ?state= filters.
+// pipeline. ?state= and ?fingerprint= (the link in notifications) filter.
 func (a *Alertd) apiAlerts(w http.ResponseWriter, r *http.Request) {
 	now := a.opts.Now()
 	want := r.URL.Query().Get("state")
+	fp := r.URL.Query().Get("fingerprint")
 	out := []alertJSON{}
 	add := func(j alertJSON) {
-		if want == "" || want == j.State {
+		if (want == "" || want == j.State) && (fp == "" || fp == j.Fingerprint) {
 			out = append(out, j)
 		}
 	}

@@ -43,6 +43,7 @@ type receiver struct {
 	mu       sync.Mutex
 	requests int
 	got      []payload
+	keys     []string // Idempotency-Key of each accepted payload
 	read     int
 	replies  []reply
 }
@@ -74,6 +75,7 @@ func newReceiver(t *testing.T, replies ...reply) *receiver {
 		}
 		if rep.status/100 == 2 {
 			r.got = append(r.got, p)
+			r.keys = append(r.keys, req.Header.Get("Idempotency-Key"))
 		}
 		r.mu.Unlock()
 		w.Header().Set("Connection", "close")
@@ -102,6 +104,14 @@ func (r *receiver) summaries() []string {
 	}
 	slices.Sort(s)
 	return s
+}
+
+// idempotencyKeys returns the Idempotency-Key headers of the accepted
+// payloads, in order.
+func (r *receiver) idempotencyKeys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.keys)
 }
 
 func (r *receiver) requestCount() int {

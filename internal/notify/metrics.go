@@ -14,10 +14,13 @@ import (
 const (
 	integrationWebhook      = "webhook"
 	integrationAlertmanager = "alertmanager"
+	integrationSlack        = "slack"
+	integrationPagerDuty    = "pagerduty"
 )
 
-// integrations are the integration types alertd builds, pre-created at 0.
-var integrations = []string{integrationWebhook, integrationAlertmanager}
+// integrations are the integration types alertd builds, in the order a
+// receiver's notifications go out, pre-created at 0.
+var integrations = []string{integrationWebhook, integrationAlertmanager, integrationSlack, integrationPagerDuty}
 
 // failureReasons are Alertmanager's bounded failure reasons
 // (notify.Reason), pre-created at 0 for each integration.

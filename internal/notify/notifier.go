@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/notify/notice"
+	"github.com/modelmon/modelmon/internal/outbox"
 )
 
 // Alertmanager's defaults (cmd/alertmanager flags), which alertd keeps.
@@ -63,6 +66,14 @@ type Options struct {
 	// labels) is muted, as Alertmanager's silences are: muted alerts are
 	// left out of notifications. It must be safe for concurrent use.
 	Mutes func(labels model.LabelSet) bool
+	// Outbox configures the durable outbox notifications go through: its
+	// Path defaults to <StoragePath>/outbox.db (a temporary file without
+	// StoragePath), its Senders are added to the notifier's own (webhook,
+	// alertmanager, slack, pagerduty) for other components' messages, and
+	// InitialBackoff, MaxBackoff, MaxAge, Retention, SendTimeout and Now
+	// apply as documented there. Registerer, Logger and OnDone are set by
+	// New.
+	Outbox outbox.Options
 }
 
 // Notification is one notification of a group to one integration.
@@ -81,14 +92,20 @@ type Notification struct {
 	Err error
 	// Time is when the notification ended.
 	Time time.Time
+	// Key is its idempotency key.
+	Key string
+	// Extra are the annotations SendToReceiver was given (event,
+	// incident, level …); nil for a route's notification.
+	Extra map[string]string
 }
 
 // Notifier routes alerts through Alertmanager's routing tree into
 // aggregation groups and notifies each group's receiver, as Alertmanager
 // does: group_wait, group_interval, repeat_interval, send_resolved and
-// continue behave the same, the notification log keeps unchanged groups
-// from being notified again before repeat_interval, and failed notifications
-// are retried with backoff until the next group_interval.
+// continue behave the same, and the notification log keeps unchanged groups
+// from being notified again before repeat_interval. Each notification goes
+// into the durable outbox, which delivers it, retries it with backoff for
+// up to a day (across restarts) and dead-letters what fails for good.
 //
 // Create it with New, then call Run. Put, ApplyConfig and Stop are safe for
 // concurrent use.
@@ -107,6 +124,12 @@ type Notifier struct {
 	nflog       *nflog.Log
 	alerts      *mem.Alerts
 	gate        gate
+	outbox      *outbox.Outbox
+	outboxStop  context.CancelFunc
+	outboxDone  chan struct{}
+	// live is the running pipeline, which the outbox's senders deliver
+	// with.
+	live atomic.Pointer[pipeline]
 
 	resolveTimeout atomic.Int64 // time.Duration
 	stopped        atomic.Bool
@@ -160,21 +183,130 @@ func New(o Options) (*Notifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couldn't load notification log: %w", err)
 	}
+	ob := o.Outbox
+	if ob.Path == "" && o.StoragePath != "" {
+		ob.Path = filepath.Join(o.StoragePath, "outbox.db")
+	}
+	senders := map[string]outbox.Sender{}
+	for k, s := range ob.Senders {
+		senders[k] = s
+	}
+	for _, kind := range integrations {
+		senders[kind] = newSender(n, kind)
+	}
+	ob.Senders, ob.Registerer, ob.OnDone = senders, reg, n.done
+	ob.Logger = o.Logger.With("component", "outbox")
+	n.outbox, err = outbox.Open(ob)
+	if err != nil {
+		return nil, err
+	}
 	n.pipeline, err = n.build(o.Config)
 	if err != nil {
+		_ = n.outbox.Close()
 		return nil, fmt.Errorf("couldn't build notification pipeline: %w", err)
 	}
+	n.live.Store(n.pipeline)
+	n.initializeOutbox(n.pipeline)
 	n.setResolveTimeout(o.Config)
 	n.dispMetrics = dispatch.NewDispatcherMetrics(false, reg, n.flags)
 	n.alerts, err = mem.NewAlerts(context.Background(), alertGCInterval, 0, nil, o.Logger, n.recorder, reg, n.flags)
 	if err != nil {
+		_ = n.outbox.Close()
 		return nil, fmt.Errorf("couldn't create alert store: %w", err)
 	}
 	if err := reg.register(o.Registerer, n.metrics.collectors()...); err != nil {
 		n.alerts.Close()
+		_ = n.outbox.Close()
 		return nil, err
 	}
 	return n, nil
+}
+
+// initializeOutbox pre-creates the outbox metrics of p's integrations.
+func (n *Notifier) initializeOutbox(p *pipeline) {
+	for name, kinds := range p.receivers {
+		for kind, is := range kinds {
+			if len(is) > 0 {
+				n.outbox.InitializeFor(name, kind)
+			}
+		}
+	}
+}
+
+// Outbox returns the outbox notifications go through, for the API (dead
+// letters, redrive) and for components with senders of their own.
+func (n *Notifier) Outbox() *outbox.Outbox { return n.outbox }
+
+// SendToReceiver enqueues a notification of alerts to every integration of
+// the named receiver, outside the routing tree: escalation calls it. key is
+// the notification's idempotency key (each integration's message gets
+// key/<integration>[<index>]), so calling it again with the same key sends
+// nothing new. extra are annotations of the notification — event (trigger,
+// acknowledge, resolve, escalate), incident, level — added to every
+// alert's annotations, and group_key, the group (incident) the
+// notification belongs to: Slack threads and PagerDuty dedup keys follow
+// it, so escalations join the route's thread and incident. Firing alerts'
+// endsAt are dropped, so they do not resolve while the message waits.
+func (n *Notifier) SendToReceiver(ctx context.Context, receiver, key string, alerts []*alert.Alert, extra map[string]string) error {
+	if n.stopped.Load() {
+		return errStopped
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if key == "" {
+		return errors.New("a notification needs an idempotency key")
+	}
+	if len(alerts) == 0 {
+		return errors.New("a notification needs alerts")
+	}
+	p := n.live.Load()
+	kinds, ok := p.receivers[receiver]
+	if !ok {
+		return fmt.Errorf("unknown receiver %q", receiver)
+	}
+	now := time.Now()
+	env := envelope{GroupKey: extra[notice.ExtraGroupKey], GroupLabels: model.LabelSet{}, Reason: "escalation", Extra: extra}
+	if env.GroupKey == "" {
+		env.GroupKey = key
+	}
+	for _, a := range alerts {
+		m := a.Alert
+		m.Annotations = m.Annotations.Clone()
+		if m.Annotations == nil {
+			m.Annotations = model.LabelSet{}
+		}
+		for k, v := range extra {
+			if k != notice.ExtraGroupKey {
+				m.Annotations[model.LabelName(k)] = model.LabelValue(v)
+			}
+		}
+		if !a.ResolvedAt(now) {
+			m.EndsAt = time.Time{}
+		}
+		env.Alerts = append(env.Alerts, m)
+	}
+	var ms []*outbox.Message
+	for _, kind := range integrations {
+		for _, in := range kinds[kind] {
+			e := env
+			e.Index = in.idx
+			if kind == integrationAlertmanager {
+				e.FiringEndsAt = now.Add(4 * time.Hour)
+			}
+			payload, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("couldn't encode notification: %w", err)
+			}
+			ms = append(ms, &outbox.Message{
+				Key:         fmt.Sprintf("%s/%s[%d]", key, kind, in.idx),
+				Receiver:    receiver,
+				Integration: kind,
+				Payload:     payload,
+			})
+		}
+	}
+	return n.outbox.Enqueue(ms...)
 }
 
 func (n *Notifier) setResolveTimeout(c *alertconfig.Config) {
@@ -198,6 +330,12 @@ func (n *Notifier) Run() {
 	n.wg.Go(func() {
 		n.nflog.Maintenance(maintenanceInterval, n.snapshot, n.stopc, nil)
 	})
+	ctx, cancel := context.WithCancel(context.Background())
+	n.outboxStop, n.outboxDone = cancel, make(chan struct{})
+	go func() {
+		defer close(n.outboxDone)
+		n.outbox.Run(ctx)
+	}()
 	n.dispatcher = n.startDispatcher(n.pipeline)
 }
 
@@ -324,6 +462,8 @@ func (n *Notifier) ApplyConfig(c *alertconfig.Config) error {
 		return fmt.Errorf("couldn't build notification pipeline: %w", err)
 	}
 	n.pipeline = p
+	n.live.Store(p)
+	n.initializeOutbox(p)
 	n.setResolveTimeout(c)
 	if n.running {
 		n.dispatcher.Stop()
@@ -349,4 +489,12 @@ func (n *Notifier) Stop() {
 	close(n.stopc) // the maintenance writes the snapshot as it ends
 	n.wg.Wait()
 	n.alerts.Close()
+	if n.outboxStop != nil {
+		// Attempts in flight are cancelled; their messages stay pending.
+		n.outboxStop()
+		<-n.outboxDone
+	}
+	if err := n.outbox.Close(); err != nil {
+		n.logger.Error("Failed to close the outbox", "err", err)
+	}
 }

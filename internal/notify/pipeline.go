@@ -5,29 +5,53 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/alertmanager/labelset"
 	"github.com/prometheus/alertmanager/nflog/nflogpb"
 	amnotify "github.com/prometheus/alertmanager/notify"
-	"github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
-	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/notify/alertmanager"
+	"github.com/modelmon/modelmon/internal/notify/notice"
+	"github.com/modelmon/modelmon/internal/notify/pagerduty"
+	"github.com/modelmon/modelmon/internal/notify/slack"
+	"github.com/modelmon/modelmon/internal/notify/webhook"
 )
 
-// pipeline is what one configuration builds: the routing tree and, per
-// receiver, the stages that notify its integrations.
+// pipeline is what one configuration builds: the routing tree, per
+// receiver the stages that enqueue its notifications, and the integrations
+// that deliver them.
 type pipeline struct {
 	route *dispatch.Route
 	stage amnotify.Stage
 	tmpl  *template.Template
-	// receivers are all configured receivers by name, routed to or not,
-	// for SendToReceiver.
-	receivers map[string]*alertconfig.Receiver
+	// receivers holds every receiver's integrations by type, in
+	// configuration order.
+	receivers map[string]map[string][]*integration
+}
+
+// integration delivers notifications to one configured integration.
+type integration struct {
+	kind         string
+	idx          int
+	sendResolved bool
+	send         func(context.Context, *notice.Notice) error
+}
+
+// integration returns the idx-th integration of kind of a receiver, or nil.
+func (p *pipeline) integration(receiver, kind string, idx int) *integration {
+	if p == nil {
+		return nil
+	}
+	is := p.receivers[receiver][kind]
+	if idx < 0 || idx >= len(is) {
+		return nil
+	}
+	return is[idx]
 }
 
 // build turns c's route and receivers into a pipeline. It starts nothing and
@@ -43,20 +67,24 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	tmpl.ExternalURL = n.externalURL
 
 	route := dispatch.NewRoute(c.Route, nil)
-	byName := make(map[string]*alertconfig.Receiver, len(c.Receivers))
+	p := &pipeline{route: route, tmpl: tmpl, receivers: map[string]map[string][]*integration{}}
 	for _, r := range c.Receivers {
 		if r == nil || r.Name == "" {
 			return nil, errors.New("receiver without a name")
 		}
-		if byName[r.Name] != nil {
+		if p.receivers[r.Name] != nil {
 			return nil, fmt.Errorf("receiver %q is not unique", r.Name)
 		}
-		byName[r.Name] = r
+		is, err := n.integrations(r, tmpl)
+		if err != nil {
+			return nil, fmt.Errorf("receiver %q: %w", r.Name, err)
+		}
+		p.receivers[r.Name] = is
 	}
 	used := map[string]bool{}
 	var missing error
 	route.Walk(func(r *dispatch.Route) {
-		if byName[r.RouteOpts.Receiver] == nil && missing == nil {
+		if p.receivers[r.RouteOpts.Receiver] == nil && missing == nil {
 			missing = fmt.Errorf("undefined receiver %q used in route", r.RouteOpts.Receiver)
 		}
 		used[r.RouteOpts.Receiver] = true
@@ -67,17 +95,20 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 
 	stages := make(amnotify.RoutingStage, len(used))
 	for name := range used {
-		s, err := n.receiverStage(byName[name], tmpl)
-		if err != nil {
-			return nil, fmt.Errorf("receiver %q: %w", name, err)
+		var fanout amnotify.FanoutStage
+		for _, kind := range integrations {
+			for _, in := range p.receivers[name][kind] {
+				fanout = append(fanout, n.integrationStage(name, in))
+			}
 		}
-		stages[name] = s
+		stages[name] = fanout
 	}
 	var stage amnotify.Stage = stages
 	if n.mutes != nil {
 		stage = amnotify.MultiStage{amnotify.NewMuteStage(muter(n.mutes), n.amMetrics), stages}
 	}
-	return &pipeline{route: route, stage: n.gate.wrap(stage), tmpl: tmpl, receivers: byName}, nil
+	p.stage = n.gate.wrap(stage)
+	return p, nil
 }
 
 // muter adapts Options.Mutes to Alertmanager's Muter.
@@ -86,52 +117,63 @@ type muter func(model.LabelSet) bool
 // Mutes implements amnotify.Muter.
 func (m muter) Mutes(_ context.Context, ls labelset.LabelSet) bool { return m(ls.LabelSet) }
 
-// receiverStage builds r's integrations and returns the stage notifying
-// them all at once, each through its own dedup, retry and log stages, as
-// Alertmanager's PipelineBuilder does.
-func (n *Notifier) receiverStage(r *alertconfig.Receiver, tmpl *template.Template) (amnotify.Stage, error) {
-	var fanout amnotify.FanoutStage
+// integrations builds r's integrations by type.
+func (n *Notifier) integrations(r *alertconfig.Receiver, tmpl *template.Template) (map[string][]*integration, error) {
+	out := map[string][]*integration{}
+	add := func(kind string, sendResolved bool, send func(context.Context, *notice.Notice) error) {
+		out[kind] = append(out[kind], &integration{kind: kind, idx: len(out[kind]), sendResolved: sendResolved, send: send})
+	}
 	for i, wh := range r.WebhookConfigs {
-		conf := *wh
-		if conf.HTTPConfig == nil {
-			hc := commoncfg.DefaultHTTPClientConfig
-			conf.HTTPConfig = &hc
-		}
-		nf, err := webhook.New(&conf, tmpl, n.logger.With("receiver", r.Name, "integration", fmt.Sprintf("webhook[%d]", i)))
+		nf, err := webhook.New(wh, tmpl)
 		if err != nil {
 			return nil, fmt.Errorf("webhook_configs[%d]: %w", i, err)
 		}
-		fanout = append(fanout, n.integrationStage(r.Name, integrationWebhook, i, nf, &conf))
+		add(integrationWebhook, wh.SendResolved(), nf.Send)
 	}
 	for i, am := range r.AlertmanagerConfigs {
 		nf, err := alertmanager.New(am, n.logger.With("receiver", r.Name, "integration", fmt.Sprintf("alertmanager[%d]", i)))
 		if err != nil {
 			return nil, fmt.Errorf("alertmanager_configs[%d]: %w", i, err)
 		}
-		fanout = append(fanout, n.integrationStage(r.Name, integrationAlertmanager, i, nf, am))
+		add(integrationAlertmanager, am.SendResolved(), nf.Send)
 	}
-	return fanout, nil
+	for i, sc := range r.SlackConfigs {
+		nf, err := slack.New(sc, r.Name, i, tmpl, n.outbox)
+		if err != nil {
+			return nil, fmt.Errorf("slack_configs[%d]: %w", i, err)
+		}
+		add(integrationSlack, sc.SendResolved(), nf.Send)
+	}
+	for i, pc := range r.PagerDutyConfigs {
+		nf, err := pagerduty.New(pc)
+		if err != nil {
+			return nil, fmt.Errorf("pagerduty_configs[%d]: %w", i, err)
+		}
+		add(integrationPagerDuty, pc.SendResolved(), nf.Send)
+	}
+	return out, nil
 }
 
 // integrationStage is one integration's pipeline: skip what was already
-// notified (nflog), send with retries, then log what was sent.
-func (n *Notifier) integrationStage(receiver, kind string, idx int, nf amnotify.Notifier, rs amnotify.ResolvedSender) amnotify.Stage {
-	integration := amnotify.NewIntegration(newInstrumented(nf, kind, n.metrics), rs, kind, idx, receiver)
-	recv := &nflogpb.Receiver{GroupName: receiver, Integration: kind, Idx: uint32(idx)}
+// notified (nflog), enqueue into the outbox, then log what was enqueued.
+func (n *Notifier) integrationStage(receiver string, in *integration) amnotify.Stage {
+	recv := &nflogpb.Receiver{GroupName: receiver, Integration: in.kind, Idx: uint32(in.idx)}
 	return amnotify.MultiStage{
-		amnotify.NewDedupStage(&integration, n.nflog, recv),
-		&deliverStage{
-			retry:         amnotify.NewRetryStage(integration, receiver, n.amMetrics, n.recorder),
-			receiver:      receiver,
-			integration:   integration.String(),
-			kind:          kind,
-			notifications: n.metrics.notifications.WithLabelValues(kind),
-			failed:        n.metrics.failed,
-			onNotify:      n.onNotify,
-		},
+		&dedupStage{n: n, dedup: amnotify.NewDedupStage(resolvedSender(in.sendResolved), n.nflog, recv), group: groupRecordPrefix(receiver, in.kind, in.idx)},
+		&enqueueStage{n: n, receiver: receiver, kind: in.kind, idx: in.idx, sendResolved: in.sendResolved},
 		amnotify.NewSetNotifiesStage(n.nflog, recv, n.flags),
 	}
 }
+
+// resolvedSender tells the dedup stage whether resolved alerts are sent.
+type resolvedSender bool
+
+// SendResolved implements amnotify.ResolvedSender.
+func (r resolvedSender) SendResolved() bool { return bool(r) }
+
+// alertmanagerEndsAt is the endsAt of firing alerts forwarded in the
+// notification ctx belongs to.
+func alertmanagerEndsAt(ctx context.Context) (t time.Time) { return alertmanager.EndsAt(ctx) }
 
 // defaultExternalURL stands in for a nil Options.ExternalURL.
 var defaultExternalURL = &url.URL{}

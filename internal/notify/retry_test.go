@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/outbox"
 )
 
 func TestRetries(t *testing.T) {
@@ -30,7 +32,7 @@ receivers:
 			n := start(t, Options{Config: cfg, Registerer: reg, OnNotify: got.add})
 			require.NoError(t, n.Put(firing("alertname=A")))
 
-			// The retry comes after Alertmanager's backoff, under a second.
+			// The outbox retries within its initial backoff, under a second.
 			time.Sleep(32 * time.Second)
 			synctest.Wait()
 			require.Equal(t, 2, rcv.requestCount())
@@ -45,7 +47,7 @@ receivers:
 		})
 	})
 
-	t.Run("400 fails at once with the body, the next flush sends again", func(t *testing.T) {
+	t.Run("400 is dead-lettered at once with the body, redrive sends it again", func(t *testing.T) {
 		rcv := newReceiver(t, reply{http.StatusBadRequest, "bad payload"})
 		cfg := load(t, config, rcv.URL)
 		synctest.Test(t, func(t *testing.T) {
@@ -63,17 +65,27 @@ receivers:
 			require.Equal(t, "webhook[0]", ns[0].Integration)
 			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_total", "integration", "webhook"))
 			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_failed_total", "integration", "webhook", "reason", "clientError"))
+			dead := n.Outbox().DeadLetters()
+			require.Len(t, dead, 1)
+			require.Equal(t, "unexpected status code 400: bad payload", dead[0].LastError)
+			require.Equal(t, "r", dead[0].Receiver)
 
-			// Nothing was logged as notified, so the next flush sends it.
+			// The outbox owns the notification now: the next flush finds
+			// the group notified, and an operator redrives the dead letter
+			// once the receiver is fixed.
 			time.Sleep(time.Minute)
+			synctest.Wait()
+			require.Empty(t, rcv.summaries())
+			require.NoError(t, n.Outbox().Redrive(dead[0].Key))
 			synctest.Wait()
 			require.Equal(t, []string{"r {} A:firing"}, rcv.summaries())
 			require.NoError(t, got.get()[1].Err)
 			require.Equal(t, 2.0, value(t, reg, "alertd_notifications_total", "integration", "webhook"))
+			require.Empty(t, n.Outbox().DeadLetters())
 		})
 	})
 
-	t.Run("dead receiver fails with a reason and no secret, the others still work", func(t *testing.T) {
+	t.Run("dead receiver is retried past the flush, then dead-lettered with a reason and no secret, the others still work", func(t *testing.T) {
 		live := newReceiver(t)
 		dead := strings.Replace(deadURL(t), "http://", "http://user:s3cret@", 1) + "/hook?token=s3cret"
 		cfg := load(t, `
@@ -93,24 +105,39 @@ receivers:
 		synctest.Test(t, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			var got notifications
-			n := start(t, Options{Config: cfg, Registerer: reg, OnNotify: got.add})
+			n := start(t, Options{Config: cfg, Registerer: reg, OnNotify: got.add, Outbox: outbox.Options{MaxAge: time.Hour}})
 			require.NoError(t, n.Put(firing("alertname=Dead")))
 
-			// Retries go on until the flush's deadline, group_interval later.
+			// Retries go on after the flush's group_interval.
 			time.Sleep(92 * time.Second)
 			synctest.Wait()
-			ns := got.get()
-			require.Len(t, ns, 1)
-			require.Equal(t, "dead", ns[0].Receiver)
-			require.ErrorContains(t, ns[0].Err, "connection refused")
-			require.NotContains(t, ns[0].Err.Error(), "s3cret")
-			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_failed_total", "integration", "webhook", "reason", "other"))
+			require.Empty(t, got.get())
+			st := n.Outbox().Stats()
+			require.Equal(t, 1, st.Pending)
+			require.Equal(t, "dead", st.Lanes[0].Receiver)
+			require.Contains(t, st.Lanes[0].LastError, "connection refused")
+			require.NotContains(t, st.Lanes[0].LastError, "s3cret")
 			require.Greater(t, value(t, reg, "alertd_notification_requests_failed_total", "integration", "webhook"), 5.0)
 
 			require.NoError(t, n.Put(firing("alertname=Live")))
 			time.Sleep(31 * time.Second)
 			synctest.Wait()
 			require.Equal(t, []string{`live {alertname="Live"} Live:firing`}, live.summaries())
+
+			// After MaxAge, the next failure dead-letters it.
+			time.Sleep(time.Hour + 5*time.Minute)
+			synctest.Wait()
+			var failed []Notification
+			for _, x := range got.get() {
+				if x.Receiver == "dead" {
+					failed = append(failed, x)
+				}
+			}
+			require.Len(t, failed, 1)
+			require.ErrorContains(t, failed[0].Err, "connection refused")
+			require.NotContains(t, failed[0].Err.Error(), "s3cret")
+			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_failed_total", "integration", "webhook", "reason", "other"))
+			require.Len(t, n.Outbox().DeadLetters(), 1)
 		})
 	})
 }

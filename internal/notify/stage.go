@@ -2,133 +2,326 @@ package notify
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/prometheus/alertmanager/alert"
 	amnotify "github.com/prometheus/alertmanager/notify"
+	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/internal/notify/notice"
+	"github.com/modelmon/modelmon/internal/outbox"
 )
 
 // errStopped is returned once Stop has been called.
 var errStopped = errors.New("notifier is stopped")
 
-// delivery records what RetryStage did through one integration during one
-// notification: the attempts, the alerts they carried and the reason of the
-// failure that counts, chosen as RetryStage chooses it.
-type delivery struct {
-	attempts int
-	sent     []*alert.Alert
-	err      error
-	reason   amnotify.Reason
+// envelope is the outbox payload of a notification: what the integration's
+// sender needs to build it again, at any later time, after a restart. It
+// holds no secret: those stay in the configuration.
+type envelope struct {
+	// Index is the integration's index among the receiver's integrations
+	// of its type.
+	Index       int            `json:"index"`
+	GroupKey    string         `json:"groupKey"`
+	GroupLabels model.LabelSet `json:"groupLabels"`
+	RouteLabels model.LabelSet `json:"routeLabels,omitempty"`
+	Reason      string         `json:"notificationReason,omitempty"`
+	// Alerts are the alerts sent; firing ones have no endsAt, so they do
+	// not resolve while the message waits.
+	Alerts []model.Alert `json:"alerts"`
+	// FiringEndsAt is the endsAt of firing alerts forwarded to an
+	// Alertmanager.
+	FiringEndsAt time.Time         `json:"firingEndsAt,omitzero"`
+	Extra        map[string]string `json:"extra,omitempty"`
 }
 
-type deliveryKey struct{}
-
-// observe records one attempt's verdict. Like RetryStage, a retryable failure
-// seen after the context ended only counts if nothing failed before and it
-// has a specific reason.
-func (d *delivery) observe(ctx context.Context, v amnotify.NotifyVerdict, alerts []*alert.Alert) {
-	d.attempts++
-	d.sent = alerts
-	err := v.Err()
-	if err == nil {
-		return
+// alerts returns e's alerts as Alertmanager's.
+func (e *envelope) alerts() []*alert.Alert {
+	out := make([]*alert.Alert, 0, len(e.Alerts))
+	for _, a := range e.Alerts {
+		out = append(out, alert.New(a, time.Time{}, false))
 	}
-	if !v.ShouldRetry() || ctx.Err() == nil || (d.err == nil && v.Reason() != amnotify.DefaultReason) {
-		d.err, d.reason = err, v.Reason()
-	}
+	return out
 }
 
-// failureReason is the reason label for a notification that ended with an
-// error while ctx was in force.
-func (d *delivery) failureReason(ctx context.Context) string {
-	switch {
-	case d.err != nil:
-		return d.reason.String()
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return amnotify.ContextDeadlineExceededReason.String()
-	case errors.Is(ctx.Err(), context.Canceled):
-		return amnotify.ContextCanceledReason.String()
-	}
-	return amnotify.DefaultReason.String()
+// notice builds the notification for a sender with tmpl.
+func (e *envelope) notice(receiver, key string, tmpl *template.Template) *notice.Notice {
+	as := e.alerts()
+	d := tmpl.Data(receiver, e.GroupLabels, e.RouteLabels, e.Reason, as...)
+	template.MarkRouteLabelsRendered(d)
+	return &notice.Notice{Key: key, GroupKey: e.GroupKey, Data: d, Alerts: as, FiringEndsAt: e.FiringEndsAt, Extra: e.Extra}
 }
 
-// instrumented wraps an integration's notifier to measure each attempt and
-// report it to the delivery in the context.
-type instrumented struct {
-	notifier       amnotify.Notifier
+// notificationKey is the idempotency key of a route's notification: a
+// digest of the receiver, the integration, the group, the alerts sent with
+// their state and start, and which repeat_interval since the group's first
+// alert started it falls in. A flush that sends the same again — after a
+// restart lost the notification log, or a reload — gets the same key, and
+// the outbox drops it; a repeat after repeat_interval falls in the next
+// interval and gets a new one.
+func notificationKey(receiver, integration string, idx int, groupKey string, alerts []*alert.Alert, now time.Time, repeat time.Duration) string {
+	type entry struct {
+		fp       model.Fingerprint
+		resolved bool
+		startsAt int64
+	}
+	es := make([]entry, 0, len(alerts))
+	var first time.Time
+	for _, a := range alerts {
+		es = append(es, entry{a.Fingerprint(), a.ResolvedAt(now), a.StartsAt.UnixNano()})
+		if first.IsZero() || a.StartsAt.Before(first) {
+			first = a.StartsAt
+		}
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].fp < es[j].fp })
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s[%d]\x00%s\x00", receiver, integration, idx, groupKey)
+	var b [8]byte
+	for _, e := range es {
+		binary.BigEndian.PutUint64(b[:], uint64(e.fp))
+		h.Write(b[:])
+		if e.resolved {
+			h.Write([]byte{1})
+		} else {
+			h.Write([]byte{0})
+		}
+		binary.BigEndian.PutUint64(b[:], uint64(e.startsAt))
+		h.Write(b[:])
+	}
+	var epoch int64
+	if repeat > 0 && now.After(first) {
+		epoch = int64(now.Sub(first) / repeat)
+	}
+	binary.BigEndian.PutUint64(b[:], uint64(epoch))
+	h.Write(b[:])
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// notifiedNamespace is the outbox state namespace of the groups whose
+// firing alerts were notified and not yet resolved, by integration.
+const notifiedNamespace = "notified_groups"
+
+// groupRecordPrefix prefixes the notified-group records of an integration.
+func groupRecordPrefix(receiver, kind string, idx int) string {
+	return fmt.Sprintf("%s\x00%s[%d]\x00", receiver, kind, idx)
+}
+
+// dedupStage is Alertmanager's DedupStage, backed by the outbox file for
+// one case. The notification log is written to disk every 15 minutes and
+// on shutdown, so after a crash it may not know a group it notified; when
+// that group then flushes with only resolved alerts, DedupStage, finding no
+// entry, skips it ("the receiver doesn't know about them") and the resolve
+// would be lost. The outbox file records, durably, which groups were
+// notified firing: such a flush is sent.
+type dedupStage struct {
+	n     *Notifier
+	dedup *amnotify.DedupStage
+	group string
+}
+
+// Exec implements notify.Stage.
+func (s *dedupStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
+	ctx, out, err := s.dedup.Exec(ctx, l, alerts...)
+	if err != nil || len(out) > 0 || len(alerts) == 0 {
+		return ctx, out, err
+	}
+	firing, _ := amnotify.FiringAlerts(ctx)
+	reason, _ := amnotify.NotificationReason(ctx)
+	gkey, _ := amnotify.GroupKey(ctx)
+	if len(firing) > 0 || reason != amnotify.ReasonDoNotNotify {
+		return ctx, out, err
+	}
+	if _, notified := s.n.outbox.State(notifiedNamespace, s.group+gkey); !notified {
+		return ctx, out, err
+	}
+	l.Debug("Group notified before a restart lost the notification log: sending its resolve", "aggrGroup", gkey)
+	return amnotify.WithNotificationReason(ctx, amnotify.ReasonAllAlertsResolved), alerts, nil
+}
+
+// enqueueStage replaces Alertmanager's RetryStage: it hands a flush's
+// notification to the outbox, which delivers and retries it durably. What
+// the notification log records after it is what was enqueued.
+type enqueueStage struct {
+	n            *Notifier
+	receiver     string
+	kind         string
+	idx          int
+	sendResolved bool
+}
+
+// Exec implements notify.Stage.
+func (s *enqueueStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
+	if len(alerts) == 0 {
+		return ctx, alerts, nil
+	}
+	sent := alerts
+	if !s.sendResolved {
+		firing, ok := amnotify.FiringAlerts(ctx)
+		if !ok {
+			return ctx, nil, errors.New("firing alerts missing")
+		}
+		if len(firing) == 0 {
+			// Nothing to send; the log still records the resolved ones.
+			return ctx, alerts, nil
+		}
+		sent = nil
+		for _, a := range alerts {
+			if a.Status() != model.AlertResolved {
+				sent = append(sent, a)
+			}
+		}
+	}
+	groupKey, _ := amnotify.GroupKey(ctx)
+	groupLabels, _ := amnotify.GroupLabels(ctx)
+	routeLabels, _ := amnotify.RouteLabels(ctx)
+	reason, ok := amnotify.NotificationReason(ctx)
+	if !ok {
+		reason = amnotify.ReasonUnknown
+	}
+	now, ok := amnotify.Now(ctx)
+	if !ok {
+		now = time.Now()
+	}
+	repeat, _ := amnotify.RepeatInterval(ctx)
+	env := envelope{Index: s.idx, GroupKey: groupKey, GroupLabels: groupLabels, RouteLabels: routeLabels, Reason: reason.String()}
+	for _, a := range sent {
+		m := a.Alert
+		if !a.ResolvedAt(now) {
+			m.EndsAt = time.Time{}
+		}
+		env.Alerts = append(env.Alerts, m)
+	}
+	if s.kind == integrationAlertmanager {
+		env.FiringEndsAt = alertmanagerEndsAt(ctx)
+	}
+	payload, err := json.Marshal(env)
+	if err != nil {
+		return ctx, nil, fmt.Errorf("couldn't encode notification: %w", err)
+	}
+	m := &outbox.Message{
+		Key:         notificationKey(s.receiver, s.kind, s.idx, groupKey, sent, now, repeat),
+		Receiver:    s.receiver,
+		Integration: s.kind,
+		Payload:     payload,
+	}
+	if err := s.n.outbox.Enqueue(m); err != nil {
+		l.Error("Failed to enqueue notification", "receiver", s.receiver, "integration", fmt.Sprintf("%s[%d]", s.kind, s.idx), "err", err)
+		return ctx, nil, err
+	}
+	// Remember (durably) whether the group has firing alerts notified, for
+	// dedupStage after a crash.
+	firing := false
+	for _, a := range sent {
+		firing = firing || !a.ResolvedAt(now)
+	}
+	rec := groupRecordPrefix(s.receiver, s.kind, s.idx) + groupKey
+	if _, had := s.n.outbox.State(notifiedNamespace, rec); firing || had {
+		var v []byte
+		if firing {
+			v = []byte{1}
+		}
+		if err := s.n.outbox.SetState(notifiedNamespace, rec, v); err != nil {
+			l.Warn("Failed to record the group as notified", "aggrGroup", groupKey, "err", err)
+		}
+	}
+	return ctx, alerts, nil
+}
+
+// sender delivers the outbox's messages of one integration type with the
+// integration the running configuration has for them, measuring each
+// attempt.
+type sender struct {
+	n              *Notifier
+	kind           string
 	requests       prometheus.Counter
 	requestsFailed prometheus.Counter
 	latency        prometheus.Observer
 }
 
-func newInstrumented(n amnotify.Notifier, integration string, m *metrics) *instrumented {
-	return &instrumented{
-		notifier:       n,
-		requests:       m.requests.WithLabelValues(integration),
-		requestsFailed: m.requestsFailed.WithLabelValues(integration),
-		latency:        m.latency.WithLabelValues(integration),
+func newSender(n *Notifier, kind string) *sender {
+	return &sender{
+		n: n, kind: kind,
+		requests:       n.metrics.requests.WithLabelValues(kind),
+		requestsFailed: n.metrics.requestsFailed.WithLabelValues(kind),
+		latency:        n.metrics.latency.WithLabelValues(kind),
 	}
 }
 
-// Notify implements notify.Notifier.
-func (n *instrumented) Notify(ctx context.Context, alerts ...*alert.Alert) amnotify.NotifyVerdict {
+// Send implements outbox.Sender.
+func (s *sender) Send(ctx context.Context, m *outbox.Message) error {
+	var env envelope
+	if err := json.Unmarshal(m.Payload, &env); err != nil {
+		return outbox.Permanent(fmt.Errorf("couldn't decode notification: %w", err))
+	}
+	p := s.n.live.Load()
+	in := p.integration(m.Receiver, s.kind, env.Index)
+	if in == nil {
+		return outbox.Permanent(fmt.Errorf("receiver %q, %s[%d]: %w", m.Receiver, s.kind, env.Index, notice.ErrNotConfigured))
+	}
 	start := time.Now()
-	v := n.notifier.Notify(ctx, alerts...)
-	n.latency.Observe(time.Since(start).Seconds())
-	n.requests.Inc()
-	if v.Err() != nil {
-		n.requestsFailed.Inc()
-	}
-	if d, ok := ctx.Value(deliveryKey{}).(*delivery); ok {
-		d.observe(ctx, v, alerts)
-	}
-	return v
-}
-
-// deliverStage runs Alertmanager's RetryStage for one integration, then
-// counts the notification and reports it to OnNotify.
-type deliverStage struct {
-	retry         *amnotify.RetryStage
-	receiver      string
-	integration   string // e.g. webhook[0]
-	kind          string // e.g. webhook
-	notifications prometheus.Counter
-	failed        *prometheus.CounterVec
-	onNotify      func(Notification)
-}
-
-// Exec implements notify.Stage.
-func (s *deliverStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
-	d := &delivery{}
-	out, res, err := s.retry.Exec(context.WithValue(ctx, deliveryKey{}, d), l, alerts...)
-	if d.attempts == 0 && err == nil {
-		// Nothing to send: only resolved alerts and send_resolved is false.
-		return out, res, nil
-	}
-	s.notifications.Inc()
+	err := in.send(ctx, env.notice(m.Receiver, m.Key, p.tmpl))
+	s.latency.Observe(time.Since(start).Seconds())
+	s.requests.Inc()
 	if err != nil {
-		s.failed.WithLabelValues(s.kind, d.failureReason(ctx)).Inc()
+		s.requestsFailed.Inc()
 	}
-	if s.onNotify != nil {
-		sent := d.sent
-		if sent == nil {
-			sent = alerts
-		}
-		groupKey, _ := amnotify.GroupKey(ctx)
-		s.onNotify(Notification{
-			Receiver:    s.receiver,
-			Integration: s.integration,
-			GroupKey:    groupKey,
-			Alerts:      sent,
+	return err
+}
+
+// done is the outbox's OnDone: it counts the notification and reports it
+// to OnNotify.
+func (n *Notifier) done(m outbox.Message, err error) {
+	var env envelope
+	if json.Unmarshal(m.Payload, &env) != nil {
+		return
+	}
+	if !slices.Contains(integrations, m.Integration) {
+		return // another component's message (actions)
+	}
+	n.metrics.notifications.WithLabelValues(m.Integration).Inc()
+	if err != nil {
+		n.metrics.failed.WithLabelValues(m.Integration, failureReason(err)).Inc()
+	}
+	if n.onNotify != nil {
+		n.onNotify(Notification{
+			Receiver:    m.Receiver,
+			Integration: fmt.Sprintf("%s[%d]", m.Integration, env.Index),
+			GroupKey:    env.GroupKey,
+			Alerts:      env.alerts(),
 			Err:         err,
 			Time:        time.Now(),
+			Key:         m.Key,
+			Extra:       env.Extra,
 		})
 	}
-	return out, res, err
+}
+
+// failureReason maps the outbox's failure reasons to Alertmanager's, the
+// values of alertd_notifications_failed_total's reason label.
+func failureReason(err error) string {
+	switch outbox.Reason(err) {
+	case outbox.ReasonHTTP4xx:
+		return amnotify.ClientErrorReason.String()
+	case outbox.ReasonHTTP5xx:
+		return amnotify.ServerErrorReason.String()
+	case outbox.ReasonRateLimited:
+		return amnotify.RateLimitedReason.String()
+	case outbox.ReasonTimeout:
+		return amnotify.ContextDeadlineExceededReason.String()
+	}
+	return amnotify.DefaultReason.String()
 }
 
 // gate lets Stop wait for the notifications in flight: the dispatcher's

@@ -1,20 +1,60 @@
 // Package outbox delivers notifications and actions durably: every message
-// is stored before Enqueue returns, sent by the Sender of its integration,
-// retried with exponential backoff and jitter (honouring Retry-After) until
-// it is delivered or dead-lettered, and never sent twice for one
-// idempotency key.
+// is stored (and fsync'd) before Enqueue returns, sent by the Sender of its
+// integration, retried with exponential backoff and full jitter (honouring
+// Retry-After) until it is delivered or dead-lettered, and never sent again
+// once delivered for one idempotency key.
 //
-// This first version keeps messages in memory only; the durable store
-// replaces it behind the same API.
+// # Storage
+//
+// Messages live in a bbolt file (Options.Path). Enqueue commits them before
+// it returns. A delivered message's key is remembered for
+// Options.Retention (default 7 days), so the same key enqueued again — a
+// group notified again after a restart lost the notification log — is
+// dropped instead of sent twice. Dead letters stay until they are
+// redriven.
+//
+// # Delivery guarantee: at least once, deduplicated by key
+//
+// A message is marked delivered in the same file after its Sender returned
+// success. A crash (SIGKILL, power loss) between the receiver accepting a
+// request and that commit leaves the message pending, and it is sent once
+// more after the restart: this is the at-least-once window, at most one
+// resend per message and crash. To make that resend harmless every Sender
+// puts Message.Key into the request, where the receiver can deduplicate:
+// the Idempotency-Key header of webhooks, PagerDuty's dedup_key (a second
+// trigger with the same key updates the same incident), and Slack's thread
+// state keyed by incident.
+//
+// # Ordering and concurrency
+//
+// The messages of one receiver to one integration form a lane: they are
+// sent one at a time, in enqueue order, and a message waiting for its retry
+// holds back the messages behind it. Lanes proceed in parallel, so a
+// webhook that is down holds back neither other receivers nor the same
+// receiver's pager.
 package outbox
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Message is one notification or action to deliver.
@@ -28,6 +68,7 @@ type Message struct {
 	// "webhook", "alertmanager", "action".
 	Integration string `json:"integration"`
 	// Payload is what the Sender needs; the outbox does not look into it.
+	// It is stored and shown in the API: it must not hold secrets.
 	Payload json.RawMessage `json:"payload"`
 	// Created is when the message was enqueued.
 	Created time.Time `json:"created"`
@@ -39,7 +80,10 @@ type Message struct {
 
 // Sender delivers the messages of one integration. An error that wraps
 // RetryAfter says when to try again; one that wraps Permanent is not
-// retried; any other is retried with backoff.
+// retried; any other is retried with backoff. Send must return once ctx is
+// done; it is called for one message of a lane at a time, and for several
+// lanes concurrently. Errors must not hold secrets: they are stored and
+// shown in the API.
 type Sender interface {
 	Send(ctx context.Context, m *Message) error
 }
@@ -76,40 +120,226 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// StatusError is a delivery the receiver answered with an unsuccessful HTTP
+// status. Senders return it (wrapped in RetryAfter or Permanent as fits) so
+// that failures are counted by status class.
+type StatusError struct {
+	Code int
+	// Body is the start of the response body, for the error message.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("unexpected status code %d", e.Code)
+	}
+	return fmt.Sprintf("unexpected status code %d: %s", e.Code, e.Body)
+}
+
+// ErrUnknownKey is returned by Redrive for a key that is no dead letter.
+var ErrUnknownKey = errors.New("no dead letter with this key")
+
+// Defaults of Options.
+const (
+	DefaultInitialBackoff = time.Second
+	DefaultMaxBackoff     = 5 * time.Minute
+	DefaultMaxAge         = 24 * time.Hour
+	DefaultRetention      = 7 * 24 * time.Hour
+	DefaultSendTimeout    = 30 * time.Second
+)
+
 // Options configure an Outbox.
 type Options struct {
-	// Path is the file the outbox keeps its messages in.
+	// Path is the file the outbox keeps its messages in. Empty keeps them
+	// in a temporary file removed by Close: nothing survives a restart.
 	Path string
 	// Senders deliver messages by integration.
 	Senders map[string]Sender
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// InitialBackoff is the longest wait before the first retry; each
+	// failure doubles it up to MaxBackoff, and the wait is drawn uniformly
+	// below it (full jitter). Defaults 1s and 5m.
+	InitialBackoff, MaxBackoff time.Duration
+	// MaxAge is how long a message is retried before it becomes a dead
+	// letter; default 24h.
+	MaxAge time.Duration
+	// Retention is how long delivered keys (and sender state) are
+	// remembered; default 7 days.
+	Retention time.Duration
+	// SendTimeout bounds each attempt; default 30s.
+	SendTimeout time.Duration
+	// Registerer gets the alertd_outbox_* metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Logger logs failed attempts and dead letters; nil discards.
+	Logger *slog.Logger
+	// OnDone, if set, is called once per message after it was delivered
+	// (nil error) or dead-lettered, on the delivering goroutine.
+	OnDone func(m Message, err error)
 }
+
+// record is a message as the outbox stores it.
+type record struct {
+	Message
+	Seq uint64 `json:"seq"`
+	// Since starts the MaxAge clock: when the message was enqueued or last
+	// redriven.
+	Since  time.Time `json:"since"`
+	DeadAt time.Time `json:"dead_at,omitzero"`
+}
+
+type laneKey struct{ receiver, integration string }
+
+// lane holds the pending messages of one receiver and integration, in
+// enqueue order.
+type lane struct {
+	key     laneKey
+	queue   []*record
+	running bool
+}
+
+// Buckets of the bbolt file.
+var (
+	bucketPending   = []byte("pending")   // seq → record
+	bucketKeys      = []byte("keys")      // key → seq of a pending message
+	bucketDelivered = []byte("delivered") // key → delivery time (unix ns)
+	bucketDead      = []byte("dead")      // key → record
+	bucketState     = []byte("state")     // namespace → key → stateEntry
+)
 
 // Outbox holds messages until they are delivered.
 type Outbox struct {
-	opts Options
+	opts    Options
+	db      *bolt.DB
+	tmpDir  string
+	logger  *slog.Logger
+	metrics *metrics
+	rand    func() float64
 
-	mu        sync.Mutex
-	pending   map[string]*Message
-	delivered map[string]bool
-	dead      map[string]*Message
-	wake      chan struct{}
+	mu      sync.Mutex
+	lanes   map[laneKey]*lane
+	dead    map[string]*record
+	runCtx  context.Context
+	running bool
+	closed  bool
+	wg      sync.WaitGroup
 }
 
-// Open opens the outbox.
+// Open opens (or creates) the outbox file and loads the pending messages
+// and dead letters. Call Run to deliver, Close to release the file.
 func Open(o Options) (*Outbox, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Outbox{opts: o, pending: map[string]*Message{}, delivered: map[string]bool{}, dead: map[string]*Message{}, wake: make(chan struct{}, 1)}, nil
+	if o.InitialBackoff <= 0 {
+		o.InitialBackoff = DefaultInitialBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	o.MaxBackoff = max(o.MaxBackoff, o.InitialBackoff)
+	if o.MaxAge <= 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = DefaultSendTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	ob := &Outbox{opts: o, logger: o.Logger, rand: rand.Float64, lanes: map[laneKey]*lane{}, dead: map[string]*record{}}
+	path := o.Path
+	if path == "" {
+		dir, err := os.MkdirTemp("", "outbox")
+		if err != nil {
+			return nil, fmt.Errorf("couldn't create the outbox: %w", err)
+		}
+		ob.tmpDir, path = dir, filepath.Join(dir, "outbox.db")
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("couldn't create the outbox's directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		ob.removeTmp()
+		return nil, fmt.Errorf("couldn't open the outbox %q: %w", path, err)
+	}
+	ob.db = db
+	if err := ob.load(); err != nil {
+		_ = db.Close()
+		ob.removeTmp()
+		return nil, fmt.Errorf("couldn't load the outbox %q: %w", path, err)
+	}
+	ob.metrics = newMetrics(ob)
+	if err := ob.metrics.register(o.Registerer); err != nil {
+		_ = db.Close()
+		ob.removeTmp()
+		return nil, err
+	}
+	ob.gc()
+	return ob, nil
 }
 
-// Enqueue stores messages for delivery; it returns once they are stored.
-// Messages whose key is already held or delivered are dropped.
+func (o *Outbox) removeTmp() {
+	if o.tmpDir != "" {
+		_ = os.RemoveAll(o.tmpDir)
+	}
+}
+
+// load creates the buckets and reads the pending messages and dead letters.
+func (o *Outbox) load() error {
+	return o.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketPending, bucketKeys, bucketDelivered, bucketDead, bucketState} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		// Keys come in seq order: big-endian.
+		if err := tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
+			r := &record{}
+			if err := json.Unmarshal(v, r); err != nil {
+				return err
+			}
+			o.laneOf(r).queue = append(o.laneOf(r).queue, r)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
+			r := &record{}
+			if err := json.Unmarshal(v, r); err != nil {
+				return err
+			}
+			o.dead[string(k)] = r
+			return nil
+		})
+	})
+}
+
+// laneOf returns r's lane, creating it. Called with o.mu held (or before
+// the outbox is shared).
+func (o *Outbox) laneOf(r *record) *lane {
+	k := laneKey{r.Receiver, r.Integration}
+	l := o.lanes[k]
+	if l == nil {
+		l = &lane{key: k}
+		o.lanes[k] = l
+	}
+	return l
+}
+
+func seqKey(seq uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, seq)
+	return b
+}
+
+// Enqueue stores messages for delivery; it returns once they are stored
+// and synced to disk. Messages whose key is already held, delivered (within
+// the retention) or dead-lettered are dropped.
 func (o *Outbox) Enqueue(ms ...*Message) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	for _, m := range ms {
 		if m.Key == "" {
 			return errors.New("outbox: a message needs an idempotency key")
@@ -117,91 +347,515 @@ func (o *Outbox) Enqueue(ms ...*Message) error {
 		if _, ok := o.opts.Senders[m.Integration]; !ok {
 			return fmt.Errorf("outbox: no sender for integration %q", m.Integration)
 		}
-		if o.pending[m.Key] != nil || o.delivered[m.Key] || o.dead[m.Key] != nil {
-			continue
-		}
-		c := *m
-		if c.Created.IsZero() {
-			c.Created = o.opts.Now()
-		}
-		o.pending[m.Key] = &c
 	}
-	select {
-	case o.wake <- struct{}{}:
-	default:
+	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
+		return errors.New("outbox: closed")
+	}
+	now := o.opts.Now()
+	var added []*record
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		added = added[:0]
+		pending, keys := tx.Bucket(bucketPending), tx.Bucket(bucketKeys)
+		delivered, dead := tx.Bucket(bucketDelivered), tx.Bucket(bucketDead)
+		for _, m := range ms {
+			k := []byte(m.Key)
+			if keys.Get(k) != nil || delivered.Get(k) != nil || dead.Get(k) != nil {
+				o.logger.Debug("Message already held or delivered, dropped", "receiver", m.Receiver, "integration", m.Integration, "key", m.Key)
+				continue
+			}
+			seq, err := pending.NextSequence()
+			if err != nil {
+				return err
+			}
+			r := &record{Message: *m, Seq: seq}
+			if r.Created.IsZero() {
+				r.Created = now
+			}
+			r.Since, r.Attempts, r.NextAttempt, r.LastError = now, 0, time.Time{}, ""
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := pending.Put(seqKey(seq), b); err != nil {
+				return err
+			}
+			if err := keys.Put(k, seqKey(seq)); err != nil {
+				return err
+			}
+			added = append(added, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: couldn't store messages: %w", err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, r := range added {
+		o.logger.Debug("Message enqueued", "receiver", r.Receiver, "integration", r.Integration, "key", r.Key)
+		l := o.laneOf(r)
+		l.queue = append(l.queue, r)
+		o.metrics.enqueued.WithLabelValues(r.Receiver, r.Integration).Inc()
+		o.startLocked(l)
 	}
 	return nil
 }
 
-// Run delivers messages until ctx is done.
-func (o *Outbox) Run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		o.deliverDue(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-o.wake:
-		}
+// startLocked starts l's worker if Run is running and it has none.
+func (o *Outbox) startLocked(l *lane) {
+	if !o.running || l.running || len(l.queue) == 0 {
+		return
 	}
+	l.running = true
+	o.wg.Add(1)
+	go o.work(o.runCtx, l)
 }
 
-func (o *Outbox) deliverDue(ctx context.Context) {
+// Run delivers messages until ctx is done, then waits for the attempts in
+// flight. Calls after the first, or after Close, do nothing.
+func (o *Outbox) Run(ctx context.Context) {
 	o.mu.Lock()
-	var due []*Message
-	now := o.opts.Now()
-	for _, m := range o.pending {
-		if !m.NextAttempt.After(now) {
-			due = append(due, m)
-		}
+	if o.running || o.closed {
+		o.mu.Unlock()
+		return
+	}
+	o.running, o.runCtx = true, ctx
+	for _, l := range o.lanes {
+		o.startLocked(l)
 	}
 	o.mu.Unlock()
-	for _, m := range due {
-		err := o.opts.Senders[m.Integration].Send(ctx, m)
-		o.mu.Lock()
-		m.Attempts++
-		switch {
-		case err == nil:
-			delete(o.pending, m.Key)
-			o.delivered[m.Key] = true
-		case IsPermanent(err):
-			m.LastError = err.Error()
-			delete(o.pending, m.Key)
-			o.dead[m.Key] = m
-		default:
-			m.LastError = err.Error()
-			m.NextAttempt = o.opts.Now().Add(time.Second)
+
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			o.gc()
+		case <-ctx.Done():
+			o.wg.Wait()
+			o.mu.Lock()
+			o.running = false
+			o.mu.Unlock()
+			return
 		}
-		o.mu.Unlock()
 	}
 }
 
-// DeadLetters returns the messages given up on.
+// work delivers l's messages in order until it is empty or ctx is done.
+func (o *Outbox) work(ctx context.Context, l *lane) {
+	defer o.wg.Done()
+	for {
+		o.mu.Lock()
+		if len(l.queue) == 0 || ctx.Err() != nil {
+			l.running = false
+			o.mu.Unlock()
+			return
+		}
+		r := l.queue[0]
+		wait := r.NextAttempt.Sub(o.opts.Now())
+		o.mu.Unlock()
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		o.attempt(ctx, l, r)
+	}
+}
+
+// attempt sends r once and records the outcome.
+func (o *Outbox) attempt(ctx context.Context, l *lane, r *record) {
+	m := r.Message
+	m.Attempts++
+	m.Payload = slices.Clone(r.Payload)
+	labels := []string{r.Receiver, r.Integration}
+	var err error
+	start := time.Now()
+	if s, ok := o.opts.Senders[r.Integration]; ok {
+		actx, cancel := context.WithTimeout(ctx, o.opts.SendTimeout)
+		err = s.Send(actx, &m)
+		cancel()
+	} else {
+		err = Permanent(fmt.Errorf("no sender for integration %q", r.Integration))
+	}
+	if err != nil && ctx.Err() != nil {
+		// Shutting down: this attempt does not count, the message stays
+		// as it was and is sent after the restart.
+		return
+	}
+	o.metrics.duration.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
+	now := o.opts.Now()
+
+	upd := *r
+	upd.Attempts = m.Attempts
+	final := err
+	switch {
+	case err == nil:
+		o.logger.Debug("Message delivered", "receiver", r.Receiver, "integration", r.Integration, "key", r.Key, "attempts", upd.Attempts)
+		o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, resultDelivered).Inc()
+		o.finish(l, &upd, nil, now)
+		return
+	case IsPermanent(err):
+	case now.Sub(r.Since) >= o.opts.MaxAge:
+		final = fmt.Errorf("gave up after %s: %w", o.opts.MaxAge, err)
+	default:
+		o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, resultRetried).Inc()
+		o.metrics.failures.WithLabelValues(r.Receiver, r.Integration, Reason(err)).Inc()
+		wait := o.backoff(m.Attempts)
+		var ra *retryAfterError
+		if errors.As(err, &ra) && ra.after > 0 {
+			wait = ra.after
+		}
+		upd.NextAttempt, upd.LastError = now.Add(wait), err.Error()
+		o.logger.Warn("Delivery failed, will retry", "receiver", r.Receiver, "integration", r.Integration,
+			"key", r.Key, "attempts", upd.Attempts, "retry_in", wait, "err", err)
+		if perr := o.db.Update(func(tx *bolt.Tx) error { return putRecord(tx.Bucket(bucketPending), &upd) }); perr != nil {
+			o.logger.Error("Failed to store a message's retry state", "key", r.Key, "err", perr)
+		}
+		o.mu.Lock()
+		*r = upd
+		o.mu.Unlock()
+		return
+	}
+	upd.LastError = final.Error()
+	o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, resultDeadLettered).Inc()
+	o.metrics.failures.WithLabelValues(r.Receiver, r.Integration, Reason(err)).Inc()
+	o.logger.Error("Delivery failed for good, message dead-lettered", "receiver", r.Receiver, "integration", r.Integration,
+		"key", r.Key, "attempts", upd.Attempts, "err", final)
+	upd.DeadAt = now
+	o.finish(l, &upd, final, now)
+}
+
+func putRecord(b *bolt.Bucket, r *record) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return b.Put(seqKey(r.Seq), v)
+}
+
+// finish removes r from its lane: delivered (err nil) or dead-lettered.
+func (o *Outbox) finish(l *lane, r *record, failed error, now time.Time) {
+	perr := o.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketPending).Delete(seqKey(r.Seq)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketKeys).Delete([]byte(r.Key)); err != nil {
+			return err
+		}
+		if failed == nil {
+			return tx.Bucket(bucketDelivered).Put([]byte(r.Key), []byte(strconv.FormatInt(now.UnixNano(), 10)))
+		}
+		v, jerr := json.Marshal(r)
+		if jerr != nil {
+			return jerr
+		}
+		return tx.Bucket(bucketDead).Put([]byte(r.Key), v)
+	})
+	if perr != nil {
+		// Not stored: after a restart the message is sent again, with the
+		// same key.
+		o.logger.Error("Failed to record a message's delivery", "key", r.Key, "err", perr)
+	}
+	o.mu.Lock()
+	if i := slices.IndexFunc(l.queue, func(x *record) bool { return x.Seq == r.Seq }); i >= 0 {
+		l.queue = slices.Delete(l.queue, i, i+1)
+	}
+	if failed != nil {
+		o.dead[r.Key] = r
+	}
+	o.mu.Unlock()
+	if o.opts.OnDone != nil {
+		m := r.Message
+		m.Payload = slices.Clone(r.Payload)
+		o.opts.OnDone(m, failed)
+	}
+}
+
+// backoff is the wait before the retry after the given number of attempts:
+// uniform in [0, min(MaxBackoff, InitialBackoff·2^(attempts-1))).
+func (o *Outbox) backoff(attempts int) time.Duration {
+	return backoff(attempts, o.opts.InitialBackoff, o.opts.MaxBackoff, o.rand())
+}
+
+func backoff(attempts int, initial, maxWait time.Duration, rnd float64) time.Duration {
+	d := initial
+	for i := 1; i < attempts && d < maxWait; i++ {
+		d *= 2
+	}
+	d = min(d, maxWait)
+	return time.Duration(rnd * float64(d))
+}
+
+// DeadLetters returns the messages given up on, oldest first.
 func (o *Outbox) DeadLetters() []Message {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	out := make([]Message, 0, len(o.dead))
-	for _, m := range o.dead {
-		out = append(out, *m)
+	for _, r := range o.dead {
+		m := r.Message
+		m.Payload = slices.Clone(r.Payload)
+		out = append(out, m)
 	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].Key < out[j].Key
+	})
 	return out
 }
 
-// Redrive moves a dead letter back to delivery.
+// Redrive moves a dead letter back to delivery, at the end of its lane,
+// with its attempts and MaxAge clock reset. An unknown key's error wraps
+// ErrUnknownKey.
 func (o *Outbox) Redrive(key string) error {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	m, ok := o.dead[key]
+	r, ok := o.dead[key]
+	o.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("outbox: no dead letter with key %q", key)
+		return fmt.Errorf("outbox: no dead letter with key %q: %w", key, ErrUnknownKey)
 	}
+	upd := *r
+	upd.Attempts, upd.NextAttempt, upd.DeadAt, upd.Since = 0, time.Time{}, time.Time{}, o.opts.Now()
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		pending := tx.Bucket(bucketPending)
+		seq, err := pending.NextSequence()
+		if err != nil {
+			return err
+		}
+		upd.Seq = seq
+		if err := putRecord(pending, &upd); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketKeys).Put([]byte(key), seqKey(seq)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketDead).Delete([]byte(key))
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: couldn't redrive %q: %w", key, err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	delete(o.dead, key)
-	m.NextAttempt = time.Time{}
-	o.pending[key] = m
+	l := o.laneOf(&upd)
+	l.queue = append(l.queue, &upd)
+	o.startLocked(l)
 	return nil
 }
 
-// Close releases the outbox's storage.
-func (o *Outbox) Close() error { return nil }
+// LaneStats describes the messages of one receiver and integration.
+type LaneStats struct {
+	Receiver    string `json:"receiver"`
+	Integration string `json:"integration"`
+	Pending     int    `json:"pending"`
+	// Oldest is when the oldest pending message was enqueued; zero if none.
+	Oldest      time.Time `json:"oldest,omitzero"`
+	DeadLetters int       `json:"dead_letters"`
+	// LastError is the last error of the message at the head of the lane.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Stats describes the outbox.
+type Stats struct {
+	Pending     int         `json:"pending"`
+	Oldest      time.Time   `json:"oldest,omitzero"`
+	DeadLetters int         `json:"dead_letters"`
+	Lanes       []LaneStats `json:"receivers"`
+}
+
+// Stats returns the pending messages and dead letters by receiver and
+// integration, sorted.
+func (o *Outbox) Stats() Stats {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	byLane := map[laneKey]*LaneStats{}
+	get := func(k laneKey) *LaneStats {
+		s := byLane[k]
+		if s == nil {
+			s = &LaneStats{Receiver: k.receiver, Integration: k.integration}
+			byLane[k] = s
+		}
+		return s
+	}
+	var st Stats
+	for k, l := range o.lanes {
+		if len(l.queue) == 0 {
+			continue
+		}
+		s := get(k)
+		s.Pending = len(l.queue)
+		s.LastError = l.queue[0].LastError
+		for _, r := range l.queue {
+			if s.Oldest.IsZero() || r.Created.Before(s.Oldest) {
+				s.Oldest = r.Created
+			}
+		}
+		st.Pending += s.Pending
+		if st.Oldest.IsZero() || s.Oldest.Before(st.Oldest) {
+			st.Oldest = s.Oldest
+		}
+	}
+	for _, r := range o.dead {
+		get(laneKey{r.Receiver, r.Integration}).DeadLetters++
+		st.DeadLetters++
+	}
+	for _, s := range byLane {
+		st.Lanes = append(st.Lanes, *s)
+	}
+	sort.Slice(st.Lanes, func(i, j int) bool {
+		a, b := st.Lanes[i], st.Lanes[j]
+		if a.Receiver != b.Receiver {
+			return a.Receiver < b.Receiver
+		}
+		return a.Integration < b.Integration
+	})
+	return st
+}
+
+// stateEntry is a value senders keep, with when it was set.
+type stateEntry struct {
+	At    int64  `json:"at"`
+	Value []byte `json:"value"`
+}
+
+// SetState durably stores value under key in namespace ns, for senders
+// that keep state between messages (Slack's thread of an incident). A nil
+// value deletes it. Values are forgotten Retention after they were set.
+func (o *Outbox) SetState(ns, key string, value []byte) error {
+	return o.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketState).CreateBucketIfNotExists([]byte(ns))
+		if err != nil {
+			return err
+		}
+		if value == nil {
+			return b.Delete([]byte(key))
+		}
+		v, err := json.Marshal(stateEntry{At: o.opts.Now().UnixNano(), Value: value})
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), v)
+	})
+}
+
+// State returns the value stored under key in namespace ns.
+func (o *Outbox) State(ns, key string) ([]byte, bool) {
+	var out []byte
+	_ = o.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketState).Bucket([]byte(ns))
+		if b == nil {
+			return nil
+		}
+		var e stateEntry
+		if v := b.Get([]byte(key)); v != nil && json.Unmarshal(v, &e) == nil {
+			out = e.Value
+		}
+		return nil
+	})
+	return out, out != nil
+}
+
+// gc forgets delivered keys and state older than the retention.
+func (o *Outbox) gc() {
+	cutoff := o.opts.Now().Add(-o.opts.Retention).UnixNano()
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		var old [][]byte
+		if err := tx.Bucket(bucketDelivered).ForEach(func(k, v []byte) error {
+			if t, err := strconv.ParseInt(string(v), 10, 64); err != nil || t < cutoff {
+				old = append(old, bytes.Clone(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := tx.Bucket(bucketDelivered).Delete(k); err != nil {
+				return err
+			}
+		}
+		state := tx.Bucket(bucketState)
+		return state.ForEachBucket(func(ns []byte) error {
+			b := state.Bucket(ns)
+			var old [][]byte
+			if err := b.ForEach(func(k, v []byte) error {
+				var e stateEntry
+				if json.Unmarshal(v, &e) != nil || e.At < cutoff {
+					old = append(old, bytes.Clone(k))
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, k := range old {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		o.logger.Error("Failed to prune the outbox", "err", err)
+	}
+}
+
+// Close waits for Run's attempts in flight to end (cancel Run's context
+// first) and releases the outbox's storage. Later calls do nothing.
+func (o *Outbox) Close() error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil
+	}
+	o.closed = true
+	o.mu.Unlock()
+	o.wg.Wait()
+	err := o.db.Close()
+	o.removeTmp()
+	return err
+}
+
+// Failure reasons, the values of the reason label.
+const (
+	ReasonTimeout     = "timeout"
+	ReasonConnection  = "connection"
+	ReasonHTTP4xx     = "http_4xx"
+	ReasonHTTP5xx     = "http_5xx"
+	ReasonRateLimited = "rate_limited"
+	ReasonOther       = "other"
+)
+
+var reasons = []string{ReasonTimeout, ReasonConnection, ReasonHTTP4xx, ReasonHTTP5xx, ReasonRateLimited, ReasonOther}
+
+// Reason classifies a delivery error into one of the bounded failure
+// reasons.
+func Reason(err error) string {
+	var (
+		ra *retryAfterError
+		se *StatusError
+		ne net.Error
+		oe *net.OpError
+	)
+	switch {
+	case errors.As(err, &se) && se.Code == 429, errors.As(err, &ra):
+		return ReasonRateLimited
+	case se != nil && se.Code >= 500:
+		return ReasonHTTP5xx
+	case se != nil && se.Code >= 400:
+		return ReasonHTTP4xx
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return ReasonTimeout
+	case errors.As(err, &oe), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+		return ReasonConnection
+	}
+	return ReasonOther
+}

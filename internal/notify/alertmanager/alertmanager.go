@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/notify/notice"
+	"github.com/modelmon/modelmon/internal/outbox"
 )
 
 // AlertsPath is where an Alertmanager accepts alerts, relative to its URL.
@@ -121,7 +123,12 @@ func (n *Notifier) Notify(ctx context.Context, alerts ...*alert.Alert) notify.No
 // postable converts alerts to the body of POST /api/v2/alerts. The endsAt of
 // a firing alert comes from endsAt.
 func postable(ctx context.Context, alerts []*alert.Alert) models.PostableAlerts {
-	firingEndsAt := endsAt(ctx)
+	return postableAt(endsAt(ctx), alerts)
+}
+
+// postableAt converts alerts to the body of POST /api/v2/alerts, firing
+// alerts ending at firingEndsAt (zero: none).
+func postableAt(firingEndsAt time.Time, alerts []*alert.Alert) models.PostableAlerts {
 	out := make(models.PostableAlerts, 0, len(alerts))
 	for _, a := range alerts {
 		pa := &models.PostableAlert{
@@ -147,6 +154,48 @@ func postable(ctx context.Context, alerts []*alert.Alert) models.PostableAlerts 
 		out = append(out, pa)
 	}
 	return out
+}
+
+// EndsAt returns the endsAt firing alerts forwarded in the notification
+// ctx belongs to get; see Notify. alertd computes it when the notification
+// is enqueued, so a delivery retried later keeps it.
+func EndsAt(ctx context.Context) time.Time { return endsAt(ctx) }
+
+// Send implements the outbox's delivery of a notification: it posts the
+// alerts as Notify does, with nt.FiringEndsAt as the firing alerts'
+// endsAt and the idempotency key in the Idempotency-Key header (an
+// Alertmanager merges alerts posted twice anyway). Errors are classified
+// for the outbox: 429 and 5xx are retried, other statuses are not.
+func (n *Notifier) Send(ctx context.Context, nt *notice.Notice) error {
+	body, err := json.Marshal(postableAt(nt.FiringEndsAt, nt.Alerts))
+	if err != nil {
+		return outbox.Permanent(fmt.Errorf("couldn't encode alerts: %w", err))
+	}
+	if n.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, n.timeout, fmt.Errorf("alertmanager timeout reached (%s)", n.timeout))
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
+	if err != nil {
+		return outbox.Permanent(notice.TransportError(err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", version.ComponentUserAgent("alertd"))
+	req.Header.Set("Idempotency-Key", nt.Key)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", err, context.Cause(ctx))
+		}
+		return notice.TransportError(err)
+	}
+	defer notify.Drain(resp)
+	if err := notice.CheckResponse(resp, time.Now()); err != nil {
+		return err
+	}
+	n.logger.Debug("Alerts forwarded", "num_alerts", len(nt.Alerts))
+	return nil
 }
 
 // endsAt returns the endsAt of firing alerts in the notification ctx belongs

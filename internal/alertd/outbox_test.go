@@ -1,0 +1,208 @@
+package alertd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/notify/notifytest"
+	"github.com/modelmon/modelmon/internal/notify/slack"
+)
+
+// pushAlert posts one firing alert to alertd's /api/v2/alerts.
+func pushAlert(t *testing.T, a *testAlertd, labels, annotations map[string]string) {
+	t.Helper()
+	b, err := json.Marshal([]map[string]any{{"labels": labels, "annotations": annotations}})
+	require.NoError(t, err)
+	code, body := post(t, a.URL+"/api/v2/alerts", "application/json", string(b))
+	require.Equal(t, http.StatusOK, code, body)
+}
+
+// The outbox API: a notification the receiver rejects becomes a dead
+// letter, shown without secrets, and a redrive delivers it.
+func TestOutboxAPI(t *testing.T) {
+	t.Parallel()
+	var (
+		mu     sync.Mutex
+		status = http.StatusBadRequest
+		got    []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if status == http.StatusOK {
+			got = append(got, r.Header.Get("Idempotency-Key"))
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("no such hook"))
+	}))
+	t.Cleanup(srv.Close)
+	a := startAlertd(t, fmt.Sprintf(`
+route: {receiver: hook, group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: hook
+    webhook_configs: [{url: "%s/hook?token=s3cret"}]
+`, srv.URL), nil, nil)
+	pushAlert(t, a, map[string]string{"alertname": "Drift"}, nil)
+
+	var dead struct {
+		DeadLetters []deadLetterJSON `json:"deadLetters"`
+	}
+	require.Eventually(t, func() bool {
+		_, r := apiGet(t, a.URL+"/api/v1/outbox/dead_letters")
+		require.NoError(t, json.Unmarshal(r.Data, &dead))
+		return len(dead.DeadLetters) == 1
+	}, 30*time.Second, 20*time.Millisecond)
+	d := dead.DeadLetters[0]
+	require.Equal(t, "hook", d.Receiver)
+	require.Equal(t, "webhook", d.Integration)
+	require.Equal(t, 1, d.Attempts)
+	require.Equal(t, "unexpected status code 400: no such hook", d.LastError)
+	_, body := get(t, a.URL+"/api/v1/outbox/dead_letters")
+	require.NotContains(t, body, "s3cret")
+	require.Contains(t, string(d.Payload), `"alertname":"Drift"`)
+
+	code, r := apiGet(t, a.URL+"/api/v1/outbox")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"pending":0,"oldestAgeSeconds":0,"deadLetters":1,"receivers":[{"receiver":"hook","integration":"webhook","pending":0,"oldestAgeSeconds":0,"deadLetters":1}]}`, string(r.Data))
+	v, ok := metric(t, a.Registry(), "alertd_outbox_dead_letters", "receiver", "hook", "integration", "webhook")
+	require.True(t, ok)
+	require.Equal(t, 1.0, v)
+
+	code, body = post(t, a.URL+"/api/v1/outbox/dead_letters/nope/redrive", "", "")
+	require.Equal(t, http.StatusNotFound, code, body)
+	mu.Lock()
+	status = http.StatusOK
+	mu.Unlock()
+	code, body = post(t, a.URL+"/api/v1/outbox/dead_letters/"+url.PathEscape(d.Key)+"/redrive", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 1
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, []string{d.Key}, got, "the webhook gets the idempotency key")
+	require.Eventually(t, func() bool {
+		_, r = apiGet(t, a.URL+"/api/v1/outbox")
+		return string(r.Data) == `{"deadLetters":0,"oldestAgeSeconds":0,"pending":0,"receivers":[]}`
+	}, 30*time.Second, 20*time.Millisecond, "delivered: nothing pending")
+}
+
+// signed builds Slack's interaction request for a button at ts.
+func signed(t *testing.T, u, secret string, ts int64, action string, value string) *http.Request {
+	t.Helper()
+	payload, err := json.Marshal(map[string]any{
+		"type":    "block_actions",
+		"user":    map[string]string{"id": "U1", "name": "alice"},
+		"actions": []map[string]string{{"type": "button", "action_id": action, "block_id": "alertd_actions", "value": value}},
+	})
+	require.NoError(t, err)
+	body := "payload=" + url.QueryEscape(string(payload))
+	req, err := http.NewRequest(http.MethodPost, u+"/api/v1/slack/interactions", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
+	req.Header.Set("X-Slack-Signature", slack.Sign(secret, ts, []byte(body)))
+	return req
+}
+
+func do(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// Slack's buttons: a signed request acknowledges, marks a false positive or
+// resolves; bad, stale and replayed signatures are refused.
+func TestSlackInteractions(t *testing.T) {
+	t.Parallel()
+	sl := notifytest.NewSlack(t)
+	a := startAlertd(t, fmt.Sprintf(`
+classification: {rules: []}
+route: {receiver: team, group_by: [alertname], group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: team
+    slack_configs:
+      - api_url: %s/api/
+        token: xoxb-t0ken
+        channel: ml
+        signing_secret: s1gn1ng
+`, sl.URL), nil, nil)
+	pushAlert(t, a, map[string]string{"alertname": "Drift", "model": "fraud"}, map[string]string{"summary": "drifted"})
+	require.Eventually(t, func() bool { return len(sl.Calls()) > 0 }, 30*time.Second, 20*time.Millisecond)
+	c := sl.Calls()[0]
+	var value string
+	for _, b := range c.Blocks {
+		for _, e := range asAny(b["elements"]) {
+			if m := e.(map[string]any); m["action_id"] == slack.ActionAcknowledge {
+				value = m["value"].(string)
+			}
+		}
+	}
+	require.NotEmpty(t, value, "the message has buttons")
+	var v slack.ButtonValue
+	require.NoError(t, json.Unmarshal([]byte(value), &v))
+	require.Len(t, v.Fingerprints, 1)
+	fp := v.Fingerprints[0]
+	now := time.Now().Unix()
+
+	code, body := do(t, signed(t, a.URL, "wrong", now, slack.ActionAcknowledge, value))
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	require.Contains(t, body, "invalid Slack signature")
+	code, body = do(t, signed(t, a.URL, "s1gn1ng", now-6*60, slack.ActionAcknowledge, value))
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	require.Contains(t, body, "stale Slack request")
+
+	ack := signed(t, a.URL, "s1gn1ng", now, slack.ActionAcknowledge, value)
+	replay := ack.Clone(ack.Context())
+	replay.Body, _ = ack.GetBody()
+	code, body = do(t, ack)
+	require.Equal(t, http.StatusOK, code, body)
+	code, body = do(t, replay)
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	require.Contains(t, body, "replayed Slack request")
+	rejected, _ := metric(t, a.Registry(), "alertd_slack_interactions_rejected_total")
+	require.Equal(t, 3.0, rejected)
+
+	al, ok := a.alert(t, "Drift", SourcePrometheus)
+	require.True(t, ok)
+	require.Equal(t, fp, al.Fingerprint)
+	require.Contains(t, actions(al.History), "acknowledge/acknowledged")
+	_, r := apiGet(t, a.URL+"/api/v1/incidents")
+	require.Contains(t, string(r.Data), `"acknowledgedBy":"slack:alice"`)
+
+	code, body = do(t, signed(t, a.URL, "s1gn1ng", now+1, slack.ActionFalsePositive, value))
+	require.Equal(t, http.StatusOK, code, body)
+	al, _ = a.alert(t, "Drift", SourcePrometheus)
+	require.Contains(t, actions(al.History), "feedback/false_positive")
+	fb, _ := metric(t, a.Registry(), "alertd_feedback_total", "verdict", "false_positive")
+	require.Equal(t, 1.0, fb)
+
+	// Resolve calls the hook with the incident and who pressed it.
+	var resolved []string
+	a.SetResolve(func(_ context.Context, id, by string) error {
+		resolved = append(resolved, id+" "+by)
+		return nil
+	})
+	code, body = do(t, signed(t, a.URL, "s1gn1ng", now+2, slack.ActionResolve, value))
+	require.Equal(t, http.StatusOK, code, body)
+	require.Len(t, resolved, 1)
+	require.Regexp(t, `^[0-9a-f]{16} slack:alice$`, resolved[0])
+}
+
+func asAny(v any) []any { s, _ := v.([]any); return s }

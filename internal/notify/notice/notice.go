@@ -1,0 +1,123 @@
+// Package notice holds what alertd's integrations (webhook, Slack,
+// PagerDuty, Alertmanager) get from the outbox: one notification's alerts,
+// group and idempotency key, and the HTTP status rules they share.
+package notice
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/alertmanager/alert"
+	amnotify "github.com/prometheus/alertmanager/notify"
+	"github.com/prometheus/alertmanager/template"
+
+	"github.com/modelmon/modelmon/internal/outbox"
+)
+
+// Events of a notification, as in PagerDuty's Events API and Extra's
+// "event".
+const (
+	EventTrigger     = "trigger"
+	EventAcknowledge = "acknowledge"
+	EventResolve     = "resolve"
+	EventEscalate    = "escalate"
+)
+
+// Extra keys alertd's escalation sets, shown by the integrations.
+const (
+	ExtraEvent    = "event"
+	ExtraIncident = "incident"
+	ExtraLevel    = "level"
+	// ExtraGroupKey names the group (incident) a notification belongs to
+	// when it is not a route's: Slack threads and PagerDuty dedup_keys are
+	// derived from it, so escalations join the route's thread and incident.
+	ExtraGroupKey = "group_key"
+)
+
+// Notice is one notification to one integration.
+type Notice struct {
+	// Key is the idempotency key; senders put it into the request.
+	Key string
+	// GroupKey is the aggregation group's key (or ExtraGroupKey's value).
+	GroupKey string
+	// Data is Alertmanager's template data of the alerts.
+	Data *template.Data
+	// Alerts are the alerts, for integrations that forward them.
+	Alerts []*alert.Alert
+	// FiringEndsAt is the endsAt of firing alerts forwarded to an
+	// Alertmanager; zero leaves it to its resolve_timeout.
+	FiringEndsAt time.Time
+	// Extra are annotations of the notification itself: event, incident,
+	// level …
+	Extra map[string]string
+}
+
+// Event is what the notification does: Extra's event, or trigger while an
+// alert fires and resolve once all have resolved.
+func (n *Notice) Event() string {
+	if e := n.Extra[ExtraEvent]; e != "" {
+		return e
+	}
+	if n.Data != nil && n.Data.Status == string("resolved") {
+		return EventResolve
+	}
+	return EventTrigger
+}
+
+// Resolved reports whether the notification closes its incident.
+func (n *Notice) Resolved() bool { return n.Event() == EventResolve }
+
+// ThreadKey is what identifies the notification's incident across
+// notifications: its group key.
+func (n *Notice) ThreadKey() string {
+	if k := n.Extra[ExtraGroupKey]; k != "" {
+		return k
+	}
+	return n.GroupKey
+}
+
+// Hash returns a stable hex digest of s, as Alertmanager hashes group keys
+// into PagerDuty dedup keys.
+func Hash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// maxErrorBody bounds how much of a failed response's body goes into errors.
+const maxErrorBody = 1 << 10
+
+// CheckResponse classifies a response as the outbox expects: 2xx is
+// delivered; 429 (and 503 with Retry-After) retries after the time asked;
+// other 5xx and 408 retry with backoff; any other status fails for good.
+// The error carries the start of the body.
+func CheckResponse(resp *http.Response, now time.Time) error {
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	err := &outbox.StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+	after := amnotify.ParseRetryAfter(resp.Header, now)
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || (after > 0 && resp.StatusCode == http.StatusServiceUnavailable):
+		return outbox.RetryAfter(after, err)
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout:
+		return err
+	}
+	return outbox.Permanent(err)
+}
+
+// TransportError is err of a request that got no response, without the
+// URL's secrets (user info, tokens in the query or path).
+func TransportError(err error) error {
+	return fmt.Errorf("request failed: %w", amnotify.RedactURL(err))
+}
+
+// ErrNotConfigured is the error of a message whose receiver or integration
+// is no longer configured.
+var ErrNotConfigured = errors.New("no longer configured")

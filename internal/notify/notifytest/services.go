@@ -1,0 +1,208 @@
+package notifytest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// Reply is a scripted answer of a fake service: a status, headers and body.
+type Reply struct {
+	Status int
+	Header map[string]string
+	Body   string
+}
+
+// SlackCall is one request to the fake Slack.
+type SlackCall struct {
+	// Method is the Web API method ("chat.postMessage", "chat.update") or
+	// "webhook" for an incoming webhook.
+	Method string
+	// Token is the bearer token sent (Web API).
+	Token    string
+	Channel  string
+	Text     string
+	ThreadTS string
+	TS       string // of chat.update
+	// Blocks are the message's blocks as JSON.
+	Blocks []map[string]any
+}
+
+// Slack is a local server speaking Slack's Web API (auth.test,
+// chat.postMessage, chat.update under /api/) and incoming webhooks (under
+// /services/). It answers the queued replies first, then success; posted
+// messages get timestamps 1000.000001, 1000.000002 ….
+type Slack struct {
+	URL string
+
+	mu      sync.Mutex
+	calls   []SlackCall
+	replies []Reply
+	ts      int
+}
+
+// NewSlack starts a fake Slack for the test.
+func NewSlack(t testing.TB) *Slack {
+	s := &Slack{}
+	srv := httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+// Fail queues replies to the next requests.
+func (s *Slack) Fail(rs ...Reply) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replies = append(s.replies, rs...)
+}
+
+// Calls returns the requests answered with success so far.
+func (s *Slack) Calls() []SlackCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
+}
+
+func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Connection", "close")
+	b, _ := io.ReadAll(r.Body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.replies) > 0 {
+		rep := s.replies[0]
+		s.replies = s.replies[1:]
+		for k, v := range rep.Header {
+			w.Header().Set(k, v)
+		}
+		w.WriteHeader(rep.Status)
+		_, _ = io.WriteString(w, rep.Body)
+		return
+	}
+	var c SlackCall
+	switch {
+	case len(r.URL.Path) > len("/services/") && r.URL.Path[:len("/services/")] == "/services/":
+		var m struct {
+			Channel  string           `json:"channel"`
+			Text     string           `json:"text"`
+			ThreadTS string           `json:"thread_ts"`
+			Blocks   []map[string]any `json:"blocks"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		c = SlackCall{Method: "webhook", Channel: m.Channel, Text: m.Text, ThreadTS: m.ThreadTS, Blocks: m.Blocks}
+		s.calls = append(s.calls, c)
+		_, _ = io.WriteString(w, "ok")
+		return
+	case r.URL.Path == "/api/auth.test":
+		_, _ = io.WriteString(w, `{"ok":true,"user":"alertd","user_id":"U1","team":"T","team_id":"T1"}`)
+		return
+	case r.URL.Path == "/api/chat.postMessage" || r.URL.Path == "/api/chat.update":
+		form, err := url.ParseQuery(string(b))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		c = SlackCall{Method: r.URL.Path[len("/api/"):], Channel: form.Get("channel"), Text: form.Get("text"),
+			ThreadTS: form.Get("thread_ts"), TS: form.Get("ts"), Token: r.Header.Get("Authorization")}
+		if bl := form.Get("blocks"); bl != "" {
+			if err := json.Unmarshal([]byte(bl), &c.Blocks); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		if c.Token == "" {
+			c.Token = "Bearer " + form.Get("token")
+		}
+		ts := c.TS
+		if c.Method == "chat.postMessage" {
+			s.ts++
+			ts = fmt.Sprintf("1000.%06d", s.ts)
+		}
+		s.calls = append(s.calls, c)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": "C" + c.Channel, "ts": ts})
+		return
+	}
+	http.NotFound(w, r)
+}
+
+// PagerDuty is a local server speaking PagerDuty's Events API v2 at
+// /v2/enqueue. It answers the queued replies first, then 202.
+type PagerDuty struct {
+	URL string
+
+	mu      sync.Mutex
+	events  []map[string]any
+	replies []Reply
+	tries   int
+}
+
+// NewPagerDuty starts a fake PagerDuty for the test.
+func NewPagerDuty(t testing.TB) *PagerDuty {
+	p := &PagerDuty{}
+	srv := httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL + "/v2/enqueue"
+	return p
+}
+
+// Fail queues replies to the next requests.
+func (p *PagerDuty) Fail(rs ...Reply) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.replies = append(p.replies, rs...)
+}
+
+// Events returns the events accepted so far, decoded.
+func (p *PagerDuty) Events() []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.events)
+}
+
+// Requests returns how many requests it got.
+func (p *PagerDuty) Requests() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tries
+}
+
+func (p *PagerDuty) serve(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Connection", "close")
+	if r.URL.Path != "/v2/enqueue" || r.Method != http.MethodPost {
+		http.NotFound(w, r)
+		return
+	}
+	var e map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"status":"invalid event","message":"Event object is invalid"}`)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tries++
+	if len(p.replies) > 0 {
+		rep := p.replies[0]
+		p.replies = p.replies[1:]
+		for k, v := range rep.Header {
+			w.Header().Set(k, v)
+		}
+		w.WriteHeader(rep.Status)
+		_, _ = io.WriteString(w, rep.Body)
+		return
+	}
+	p.events = append(p.events, e)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "success", "message": "Event processed", "dedup_key": fmt.Sprint(e["dedup_key"])})
+}
