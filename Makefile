@@ -1,5 +1,5 @@
 # modelmon — build, test and run. Targets keep the names of Prometheus's
-# Makefile.common (build, test, lint, checkmetrics) plus run and bench-proxy.
+# Makefile.common (build, test, lint, checkmetrics) plus run, dashboards and bench-proxy.
 
 GO          ?= go
 GOPATH      := $(shell $(GO) env GOPATH)
@@ -31,7 +31,7 @@ FUZZ_TARGETS := \
 	./drift:FuzzProfile \
 	./internal/quality:FuzzRestore
 
-.PHONY: all build run test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab bench-nab-replay clean
+.PHONY: all build run dashboards kubernetes test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab bench-nab-replay clean
 
 all: lint build test
 
@@ -46,6 +46,14 @@ build:
 ## run: the demo — an example model server, the sidecar in front of it and a traffic generator.
 run: build
 	@bash scripts/run.sh
+
+## dashboards: regenerate the Grafana dashboards (dashboards/json/*.json) from their builders in dashboards/.
+dashboards:
+	$(GO) run ./dashboards/cmd/generate -out dashboards/json
+
+## kubernetes: regenerate deploy/kubernetes/prometheusrule.yaml from rules/*.rules.yml and deploy/prometheus/*.rules.yml.
+kubernetes:
+	$(GO) run ./deploy/kubernetes/cmd/genrules -root . -out deploy/kubernetes/prometheusrule.yaml
 
 ## test: every test (with the race detector), a short fuzz of each parser, and promtool on the golden expositions.
 test: test-unit fuzz checkmetrics checkrules

@@ -1,0 +1,96 @@
+//lint:file-ignore SA1019 Grafana provisions the classic dashboard JSON (schema v1) from files in every version we support; dashboardv2 needs Grafana 12 and its v2 API.
+
+package dashboards
+
+import (
+	"fmt"
+
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
+
+	"github.com/modelmon/modelmon/collector"
+)
+
+// predictionFeature is the feature name under which the sidecar scores the
+// drift of the model's output.
+const predictionFeature = "__prediction__"
+
+// drift is the data drift dashboard: each feature's drift against its
+// reference in the window picked, as the sidecar scores it.
+func drift(opts Options) (dashboard.Dashboard, error) {
+	q := query{target: opts.ExporterSelector}
+	window := `window="$window"`
+	features := `feature=~"$feature"`
+	inputs := `feature!="` + predictionFeature + `"`
+	// perFeature averages a per-replica statistic over the replicas of a
+	// model: each sidecar scores its own traffic.
+	perFeature := func(metric string, matchers ...string) string {
+		return fmt.Sprintf("avg by (model, feature) (%s)", q.inVersion(q.sel(metric, matchers...)))
+	}
+	b := newDashboard(opts, "modelmon-data-drift", "modelmon / Data drift",
+		"Drift of each feature and of the prediction against the reference profile, per window, as the modelmon sidecar scores it.")
+	b = exporterVariables(b).
+		WithVariable(singleVariable("window", "Window", fmt.Sprintf("label_values(%s, window)", q.sel(collector.DatasetDriftShare)))).
+		WithVariable(queryVariable("feature", "Feature", fmt.Sprintf("label_values(%s, feature)", q.sel(collector.FeatureDriftWindowValues)))).
+		Annotation(versionChanges(q)).
+		WithRow(dashboard.NewRowBuilder("Dataset")).
+		WithPanel(defaultStat("Dataset drift share", "Share of the features (the prediction left out) that drifted in the window; the dataset drifts at half.", "percentunit").
+			Min(0).Max(1).
+			Thresholds(thresholds("green", 0.3, "orange", 0.5, "red")).
+			WithTarget(instantQuery(fmt.Sprintf("avg by (model) (%s)", q.inVersion(q.sel(collector.DatasetDriftShare, window))), "{{model}}"))).
+		WithPanel(defaultStat("Drifted features", "Features whose drift decision is positive in the window, on any replica.", "short").
+			Thresholds(thresholds("green", 1.0, "orange")).
+			WithTarget(instantQuery(fmt.Sprintf("count by (model) (max by (model, feature) (%s) == 1)",
+				q.inVersion(q.sel(collector.FeatureDrifted, window, inputs))), "{{model}}"))).
+		WithPanel(defaultStat("Prediction drift (PSI)", "Population stability index of the model's output in the window: below 0.1 no significant change, above 0.2 a significant shift.", "none").
+			Thresholds(thresholds("green", 0.1, "orange", 0.2, "red")).
+			WithTarget(instantQuery(perFeature(collector.FeatureDriftPSI, window, `feature="`+predictionFeature+`"`), "{{model}}"))).
+		WithPanel(defaultStat("Reference", "Where each model's reference profile came from (file, learned).", "none").
+			WithTarget(instantQuery(fmt.Sprintf("count by (model, source) (%s)", q.sel(collector.DriftReferenceInfo)), "{{model}}: {{source}}"))).
+		WithPanel(defaultTimeseries("Dataset drift share", "Share of drifted features over time; at 0.5 the dataset drifts.", "percentunit").
+			Min(0).Max(1).
+			Thresholds(thresholds("transparent", 0.5, "red")).
+			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLine)).
+			WithTarget(prometheusQuery(fmt.Sprintf("avg by (model) (%s)", q.inVersion(q.sel(collector.DatasetDriftShare, window))), "{{model}}"))).
+		WithPanel(defaultTimeseries("Dataset drifted", "The dataset drift decision (1: drifted).", "none").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(fmt.Sprintf("max by (model) (%s)", q.inVersion(q.sel(collector.DatasetDrifted, window))), "{{model}}"))).
+		WithRow(dashboard.NewRowBuilder("Features")).
+		WithPanel(defaultHeatmap("Feature drift (PSI) over time", "Each feature's population stability index in the window, one row per feature: below 0.1 no significant change, 0.1–0.2 a moderate shift, above 0.2 a significant one.").
+			Calculate(false).
+			Color(heatmap.NewHeatmapColorOptionsBuilder().
+				Mode(heatmap.HeatmapColorModeScheme).
+				Scheme("Oranges").
+				Scale(heatmap.HeatmapColorScaleExponential).
+				Exponent(0.5).
+				Steps(64).
+				Min(0)).
+			YAxis(heatmap.NewYAxisConfigBuilder().AxisPlacement(common.AxisPlacementLeft)).
+			WithTarget(prometheusQuery(perFeature(collector.FeatureDriftPSI, window, features), "{{model}} / {{feature}}"))).
+		WithPanel(defaultBarGauge("Top drifting features", "The ten features with the highest PSI in the window.", "none").
+			Min(0).
+			Thresholds(thresholds("green", 0.1, "orange", 0.2, "red")).
+			WithTarget(instantQuery(fmt.Sprintf("topk(10, %s)", perFeature(collector.FeatureDriftPSI, window, features, inputs)), "{{model}} / {{feature}}"))).
+		WithPanel(mergeTable(defaultTable("Feature drift", "Each feature's statistics in the window (mean over replicas) and its drift decision by the deciding method, whose threshold is calibrated to the false-alarm rate."),
+			map[string]string{"Value #A": "PSI", "Value #B": "Jensen–Shannon", "Value #C": "Hellinger", "Value #D": "drifted", "Value #E": "values"}).
+			WithTarget(tableQuery(perFeature(collector.FeatureDriftPSI, window, features), "A")).
+			WithTarget(tableQuery(perFeature(collector.FeatureDriftJS, window, features), "B")).
+			WithTarget(tableQuery(perFeature(collector.FeatureDriftHellinger, window, features), "C")).
+			WithTarget(tableQuery(fmt.Sprintf("max by (model, feature, method) (%s)", q.inVersion(q.sel(collector.FeatureDrifted, window, features))), "D")).
+			WithTarget(tableQuery(fmt.Sprintf("sum by (model, feature) (%s)", q.inVersion(q.sel(collector.FeatureDriftWindowValues, window, features))), "E"))).
+		WithPanel(defaultTimeseries("Feature drift (PSI)", "Each feature's PSI in the window; the default alerts fire above 0.1 and 0.2 for 30 minutes.", "none").
+			Thresholds(thresholds("transparent", 0.1, "orange", 0.2, "red")).
+			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLine)).
+			WithTarget(prometheusQuery(perFeature(collector.FeatureDriftPSI, window, features), "{{model}} / {{feature}}"))).
+		WithPanel(defaultTimeseries("Kolmogorov–Smirnov statistic", "Numeric features' KS statistic in the window.", "none").
+			WithTarget(prometheusQuery(perFeature(collector.FeatureDriftKS, window, features), "{{model}} / {{feature}}"))).
+		WithPanel(defaultTimeseries("Values in the window", "Values each window holds; a window needs --drift.min-samples before it is scored.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, feature) (%s)", q.inVersion(q.sel(collector.FeatureDriftWindowValues, window, features))), "{{model}} / {{feature}}"))).
+		WithRow(dashboard.NewRowBuilder("Data quality")).
+		WithPanel(defaultTimeseries("Invalid values", "Feature values per second that are missing, NaN, infinite, out of the reference's range or an unseen category.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, feature, reason) (%s) > 0", q.rate(collector.FeatureValuesInvalid, features)), "{{model}} / {{feature}} {{reason}}"))).
+		WithPanel(defaultTimeseries("Missing rate change", "Change of each feature's missing-value rate in the window against the reference.", "percentunit").
+			WithTarget(prometheusQuery(perFeature(collector.FeatureDriftMissingDelta, window, features), "{{model}} / {{feature}}")))
+	return b.Build()
+}

@@ -1,0 +1,105 @@
+//lint:file-ignore SA1019 Grafana provisions the classic dashboard JSON (schema v1) from files in every version we support; dashboardv2 needs Grafana 12 and its v2 API.
+
+package dashboards
+
+import (
+	"fmt"
+
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+
+	"github.com/modelmon/modelmon/collector"
+)
+
+// overview is the model overview: what the sidecar measures of the traffic
+// it proxies.
+func overview(opts Options) (dashboard.Dashboard, error) {
+	q := query{target: opts.ExporterSelector}
+	b := newDashboard(opts, "modelmon-model-overview", "modelmon / Model overview",
+		"Traffic, latency, errors and payload capture of the models behind the modelmon sidecar.")
+	b = exporterVariables(b).
+		Annotation(versionChanges(q)).
+		WithRow(dashboard.NewRowBuilder("Traffic")).
+		WithPanel(defaultStat("Requests", "Prediction requests per second, all picked models.", "reqps").
+			WithTarget(instantQuery(fmt.Sprintf("sum (%s)", q.rate(collector.RequestsTotal)), "requests/s"))).
+		WithPanel(defaultStat("Failed requests", "Server-side failures (5xx, invalid responses, timeouts, connection errors) per request; the client's 4xx are apart.", "percentunit").
+			Thresholds(thresholds("green", 0.05, "orange", 0.25, "red")).
+			WithTarget(instantQuery(fmt.Sprintf("sum (%s)\n  /\nsum (%s)",
+				q.rate(collector.PredictionErrorsTotal, `reason!="upstream_4xx"`), q.rate(collector.RequestsTotal)), "failed"))).
+		WithPanel(defaultStat("p99 latency", "99th percentile of the prediction latency, from the native histogram.", "s").
+			Thresholds(thresholds("green", 1.0, "red")).
+			WithTarget(instantQuery(fmt.Sprintf("histogram_quantile(0.99, sum (%s))", q.rate(collector.PredictionDuration)), "p99"))).
+		WithPanel(defaultStat("Captures dropped", "Payload captures not analysed per second (queue full, body too large): the requests were served, drift and quality miss them.", "short").
+			Thresholds(thresholds("green", 0.001, "orange")).
+			WithTarget(instantQuery(fmt.Sprintf("sum (%s)", q.rate(collector.CaptureDroppedTotal)), "dropped/s"))).
+		WithPanel(defaultTimeseries("Requests by model and version", "Prediction requests per second.", "reqps").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, version) (%s)",
+				q.byVersion(fmt.Sprintf("rate(%s[$__rate_interval])", q.sel(collector.RequestsTotal)))), "{{model}} {{version}}"))).
+		WithPanel(stackedTimeseries("Requests by status", "Prediction requests per second that succeeded, and the failed ones by reason (timeout, connection, invalid_response, upstream_5xx, upstream_4xx).", "reqps").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)\n  -\nsum by (model) (%s)",
+				q.rate(collector.RequestsTotal), q.rate(collector.PredictionErrorsTotal)), "{{model}} ok")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, reason) (%s) > 0", q.rate(collector.PredictionErrorsTotal)), "{{model}} {{reason}}"))).
+		WithPanel(defaultTimeseries("Errors by reason", "Failed prediction requests per request, by reason.", "percentunit").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, reason) (%s)\n  / ignoring (reason) group_left\nsum by (model) (%s)",
+				q.rate(collector.PredictionErrorsTotal), q.rate(collector.RequestsTotal)), "{{model}} {{reason}}"))).
+		WithPanel(defaultTimeseries("Predictions", "Predictions (instances) per second in parsed payloads and pushed observations; a batch request makes several.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)", q.rate(collector.PredictionsTotal)), "{{model}}"))).
+		WithRow(dashboard.NewRowBuilder("Latency")).
+		WithPanel(defaultTimeseries("Prediction latency", "Quantiles of the time from receiving a prediction request to having the model server's answer, from the native histogram (the classic buckets where the data source has no native histograms).", "s").
+			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.PredictionDuration, "model"), "{{model}} p50")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.PredictionDuration, "model"), "{{model}} p90")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionDuration, "model"), "{{model}} p99"))).
+		WithPanel(defaultTimeseries("Latency distribution", "Share of prediction requests answered within 100ms and 1s, from the native histogram.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(fmt.Sprintf("histogram_fraction(0, 0.1, sum by (model) (%s))", q.rate(collector.PredictionDuration)), "{{model}} ≤ 100ms")).
+			WithTarget(prometheusQuery(fmt.Sprintf("histogram_fraction(0, 1, sum by (model) (%s))", q.rate(collector.PredictionDuration)), "{{model}} ≤ 1s"))).
+		WithPanel(defaultTimeseries("Sidecar overhead", "Time the sidecar adds to a request, the model server's round trip excluded (p50, p99 over all models).", "s").
+			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.5, sum by (job) (rate(%s[$__rate_interval])))", q.plain(collector.ProxyOverhead)), "{{job}} p50")).
+			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.99, sum by (job) (rate(%s[$__rate_interval])))", q.plain(collector.ProxyOverhead)), "{{job}} p99"))).
+		WithPanel(defaultTimeseries("Requests in flight", "Prediction requests waiting for the model server.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)", q.inVersion(q.sel(collector.RequestsInFlight))), "{{model}}"))).
+		WithRow(dashboard.NewRowBuilder("Payloads and capture")).
+		WithPanel(defaultTimeseries("Captures dropped", "Captures not parsed per second, by reason: queue_full (the parsers fall behind), body_too_large (over --capture.max-body-size).", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, reason) (%s)", q.rate(collector.CaptureDroppedTotal)), "{{model}} {{reason}}"))).
+		WithPanel(defaultTimeseries("Capture queue", "Payloads waiting to be parsed, against the queue's capacity.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, instance) (%s)", q.plain(collector.CaptureQueueLength)), "{{instance}} length")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, instance) (%s)", q.plain(collector.CaptureQueueCapacity)), "{{instance}} capacity"))).
+		WithPanel(defaultTimeseries("Payloads parsed", "Payloads parsed into records per second, by format.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, format) (%s)", q.rate(collector.PayloadsParsedTotal)), "{{model}} {{format}}"))).
+		WithPanel(defaultTimeseries("Payload errors", "Payloads not (fully) parsed per second, by reason.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, reason) (%s) > 0", q.rate(collector.PayloadErrorsTotal)), "{{model}} {{reason}}"))).
+		WithPanel(defaultTimeseries("Payload sizes", "90th percentile of request and response bodies, from the native histograms.", "bytes").
+			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.9, sum by (model) (%s))", q.rate(collector.RequestSizeBytes)), "{{model}} request")).
+			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.9, sum by (model) (%s))", q.rate(collector.ResponseSizeBytes)), "{{model}} response"))).
+		WithPanel(defaultTimeseries("Label values over their cap", "Traffic-derived label values (models, features, classes) replaced by __other__ per second: raise the limits or look at the traffic.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (label) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelOverflowTotal)), "{{label}}"))).
+		WithRow(dashboard.NewRowBuilder("Models")).
+		WithPanel(mergeTable(defaultTable("Models and versions", "The models the sidecars serve, their current version, and how many sidecars serve each."),
+			map[string]string{"Value #A": "sidecars", "Value #B": "requests/s"}).
+			WithTarget(tableQuery(fmt.Sprintf("count by (model, version) (%s)", q.info()), "A")).
+			WithTarget(tableQuery(fmt.Sprintf("sum by (model, version) (%s)",
+				q.byVersion(fmt.Sprintf("rate(%s[5m])", q.sel(collector.RequestsTotal)))), "B"))).
+		WithPanel(defaultTimeseries("Sidecar collectors", "Scrape-time collectors that failed (0 is a failure) on each sidecar.", "short").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(fmt.Sprintf("min by (job, instance, collector) (%s)", q.plain("modelmon_scrape_collector_success")), "{{instance}} {{collector}}")))
+	return b.Build()
+}
+
+// versionChanges annotates the time a model's version first shows in
+// modelmon_model_info: a rollout.
+func versionChanges(q query) *dashboard.AnnotationQueryBuilder {
+	info := q.sel(collector.ModelInfoMetric)
+	return dashboard.NewAnnotationQueryBuilder().
+		Name("Model versions").
+		Datasource(datasource()).
+		Enable(true).
+		IconColor("purple").
+		Target(prometheus.NewDataqueryBuilder().
+			Datasource(datasource()).
+			Expr(fmt.Sprintf("count by (model, version) (%s)\n  unless\ncount by (model, version) (%s offset 2m)", info, info)).
+			Range()).
+		Step("1m").
+		TitleFormat("{{model}} {{version}}").
+		TextFormat("Model {{model}} serves version {{version}}.").
+		TagKeys("model,version")
+}

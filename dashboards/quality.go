@@ -1,0 +1,124 @@
+//lint:file-ignore SA1019 Grafana provisions the classic dashboard JSON (schema v1) from files in every version we support; dashboardv2 needs Grafana 12 and its v2 API.
+
+package dashboards
+
+import (
+	"fmt"
+
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/modelmon/modelmon/collector"
+)
+
+// Recording rules the quality dashboard reads: deploy/prometheus/quality.rules.yml
+// (modelmon:<quantity>:1h over the last hour, :total since each sidecar
+// started) and rules/labels.rules.yml.
+const (
+	labelCoverage1h = "model:modelmon_labels_matched_per_prediction:ratio_rate1h"
+	labelCoverage1d = "model:modelmon_labels_matched_per_prediction:ratio_rate1d"
+)
+
+// rule names a recording rule of deploy/prometheus/quality.rules.yml.
+func rule(quantity, window string) string {
+	return "modelmon:" + quantity + ":" + window
+}
+
+// quality is the model quality dashboard: predictions joined to their
+// ground-truth labels.
+func quality(opts Options) (dashboard.Dashboard, error) {
+	q := query{target: opts.ExporterSelector}
+	model := `model=~"$model"`
+	// recorded selects a recording rule (labelled by model, summed over the
+	// replicas) of the picked models that serve the picked version.
+	recorded := func(name string) string {
+		return q.modelFilter(name + "{" + model + "}")
+	}
+	// overRange computes a ratio of two counters over the dashboard's time
+	// range, from the raw series.
+	overRange := func(num, den string) string {
+		return fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)",
+			q.inVersion(fmt.Sprintf("increase(%s[$__range])", q.sel(num))), q.inVersion(fmt.Sprintf("increase(%s[$__range])", q.sel(den))))
+	}
+	windows := func(quantity, legend string) []*dashboardQuery {
+		return []*dashboardQuery{
+			{recorded(rule(quantity, "1h")), legend + " (1h)"},
+			{recorded(rule(quantity, "total")), legend + " (since start)"},
+		}
+	}
+	b := newDashboard(opts, "modelmon-model-quality", "modelmon / Model quality",
+		"Accuracy, precision, recall, F1 and regression errors of the predictions joined to their ground-truth labels, from the recording rules of deploy/prometheus/quality.rules.yml and rules/labels.rules.yml.")
+	b = exporterVariables(b).
+		Annotation(versionChanges(q)).
+		WithRow(dashboard.NewRowBuilder("Classification")).
+		WithPanel(defaultStat("Accuracy (1h)", "Share of the predictions joined to a label over the last hour that were right (modelmon:accuracy:1h).", "percentunit").
+			Min(0).Max(1).
+			WithTarget(instantQuery(recorded(rule("accuracy", "1h")), "{{model}}"))).
+		WithPanel(defaultStat("Accuracy (time range)", "Accuracy over the dashboard's time range, from the raw counters.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(instantQuery(overRange(collector.PredictionCorrectTotal, collector.PredictionOutcomeTotal), "{{model}}"))).
+		WithPanel(defaultStat("Macro F1 (1h)", "Mean over classes of the F1 score over the last hour.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(instantQuery("avg by (model) ("+recorded(rule("f1", "1h"))+")", "{{model}}"))).
+		WithPanel(defaultStat("Label coverage (1h)", "Labels joined per prediction over the last hour.", "percentunit").
+			Min(0).Max(1).
+			Thresholds(thresholds("red", 0.1, "orange", 0.5, "green")).
+			WithTarget(instantQuery(recorded(labelCoverage1h), "{{model}}"))).
+		WithPanel(withQueries(defaultTimeseries("Accuracy", "Accuracy over the last hour and since each sidecar started.", "percentunit").Min(0).Max(1),
+			windows("accuracy", "{{model}}"))).
+		WithPanel(withQueries(defaultTimeseries("F1 (macro)", "Mean over classes of the F1 score, over the last hour and since start.", "percentunit").Min(0).Max(1),
+			[]*dashboardQuery{
+				{"avg by (model) (" + recorded(rule("f1", "1h")) + ")", "{{model}} (1h)"},
+				{"avg by (model) (" + recorded(rule("f1", "total")) + ")", "{{model}} (since start)"},
+			})).
+		WithPanel(defaultTimeseries("Precision by class (1h)", "Of the predictions of a class over the last hour, the share that were right.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(recorded(rule("precision", "1h")), "{{model}} {{class}}"))).
+		WithPanel(defaultTimeseries("Recall by class (1h)", "Of the labels of a class over the last hour, the share predicted right.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(recorded(rule("recall", "1h")), "{{model}} {{class}}"))).
+		WithPanel(defaultTimeseries("F1 by class (1h)", "Harmonic mean of precision and recall per class, over the last hour.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(recorded(rule("f1", "1h")), "{{model}} {{class}}"))).
+		WithPanel(mergeTable(defaultTable("Confusion matrix (1h)", "Predictions joined to their label over the last hour, by predicted and actual class."),
+			map[string]string{"Value #A": "predictions"}).
+			WithTarget(tableQuery(fmt.Sprintf("sum by (model, predicted, actual) (%s)", recorded(rule("prediction_outcome", "increase1h"))), "A"))).
+		WithPanel(withQueries(defaultTimeseries("Brier score", "Mean Brier score of the predictions with class probabilities (lower is better).", "none"),
+			windows("brier_score", "{{model}}"))).
+		WithPanel(withQueries(defaultTimeseries("Log loss", "Mean log loss of the predictions with class probabilities (lower is better).", "none"),
+			windows("log_loss", "{{model}}"))).
+		WithRow(dashboard.NewRowBuilder("Regression")).
+		WithPanel(withQueries(defaultTimeseries("Mean absolute error", "MAE of the predictions joined to a numeric label.", "none"),
+			append(windows("mae", "{{model}}"), &dashboardQuery{overRange(collector.AbsoluteErrorTotal, collector.LabelsMatchedTotal), "{{model}} (time range)"}))).
+		WithPanel(withQueries(defaultTimeseries("Root mean squared error", "RMSE of the predictions joined to a numeric label.", "none"),
+			append(windows("rmse", "{{model}}"), &dashboardQuery{"sqrt(" + overRange(collector.SquaredErrorTotal, collector.LabelsMatchedTotal) + ")", "{{model}} (time range)"}))).
+		WithRow(dashboard.NewRowBuilder("Labels")).
+		WithPanel(defaultTimeseries("Label coverage", "Labels joined per prediction over the last hour and the last day; the default alert fires when the hour falls below half the day.", "percentunit").
+			Min(0).
+			WithTarget(prometheusQuery(recorded(labelCoverage1h), "{{model}} (1h)")).
+			WithTarget(prometheusQuery(recorded(labelCoverage1d), "{{model}} (1d)")).
+			WithTarget(prometheusQuery(recorded(rule("label_coverage", "total")), "{{model}} (since start)"))).
+		WithPanel(defaultTimeseries("Label delay", "Time from a prediction to its label (p50, p90), from the native histogram.", "s").
+			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.LabelDelay, "model"), "{{model}} p50")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.LabelDelay, "model"), "{{model}} p90"))).
+		WithPanel(stackedTimeseries("Labels by outcome", "Labels per second by what became of them: matched, duplicate, unknown_id, expired, evicted, invalid.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelsTotal)), "{{reason}}"))).
+		WithPanel(defaultTimeseries("Predictions waiting for a label", "Predictions the sidecars keep for their label, and labels held for their prediction.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s)", q.plain(collector.PendingPredictions)), "{{job}} pending predictions")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s)", q.plain(collector.HeldLabels)), "{{job}} held labels")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.PendingRemovedTotal)), "{{job}} removed ({{reason}})/s")))
+	return b.Build()
+}
+
+// dashboardQuery is a range query and its legend.
+type dashboardQuery struct {
+	expr, legend string
+}
+
+// withQueries adds range queries to a time series panel.
+func withQueries(p *timeseries.PanelBuilder, qs []*dashboardQuery) *timeseries.PanelBuilder {
+	for _, dq := range qs {
+		p = p.WithTarget(prometheusQuery(dq.expr, dq.legend))
+	}
+	return p
+}
