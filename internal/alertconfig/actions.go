@@ -121,6 +121,9 @@ type ActionApproval struct {
 	Required bool `yaml:"required"`
 	// Timeout expires a request nobody decided on; default 24h.
 	Timeout model.Duration `yaml:"timeout"`
+	// Receivers are told of each request awaiting approval; a Slack
+	// receiver with a signing secret shows Approve and Reject buttons.
+	Receivers []string `yaml:"receivers"`
 }
 
 // ActionVerify checks that the alerts that triggered an action resolve
@@ -194,6 +197,11 @@ func (c *Config) validateActions(dir string) error {
 		names[a.Name] = true
 		if !slices.Contains(actions.Types(), a.Type) {
 			return at(fmt.Errorf("unknown type %q, want one of %v", a.Type, actions.Types()), "type")
+		}
+		for k, r := range a.Approval.Receivers {
+			if !slices.ContainsFunc(c.Receivers, func(rc *Receiver) bool { return rc != nil && rc.Name == r }) {
+				return at(fmt.Errorf("approval: receivers: undefined receiver %q", r), "approval", "receivers", k)
+			}
 		}
 		for _, f := range actionFields {
 			if f.set(a) && !slices.Contains(f.types, a.Type) {

@@ -20,11 +20,13 @@ import (
 	"sync"
 	"time"
 
+	amalert "github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
 	act "github.com/modelmon/modelmon/internal/actions"
 	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/notify/notice"
 	"github.com/modelmon/modelmon/internal/outbox"
 )
 
@@ -684,7 +686,7 @@ func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 			continue
 		}
 		key := fmt.Sprintf("action/%s/alert/%s/%d", c.Name, al.Fingerprint, al.StartsAt.UnixNano())
-		_, d, fresh, err := a.actions.trigger(now, c.Name, triggerAlert, labels, []string{al.Fingerprint.String()}, key)
+		req, d, fresh, err := a.actions.trigger(now, c.Name, triggerAlert, labels, []string{al.Fingerprint.String()}, key)
 		if err != nil {
 			al.record(Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error()})
 			a.logger.Error("Failed to trigger an action", "action", c.Name, "err", err)
@@ -692,6 +694,10 @@ func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 		}
 		if fresh {
 			al.record(d)
+			if req.State == stateAwaitingApproval {
+				// Called with the store locked: ask outside it.
+				go a.requestApproval(a.ctx, req)
+			}
 		}
 	}
 }
@@ -708,7 +714,7 @@ func (a *Alertd) runAction(ctx context.Context, name string, alerts []*Alert, ke
 
 // triggerAction triggers an action and records the decision in the
 // history of its alerts.
-func (a *Alertd) triggerAction(_ context.Context, name, trig string, labels map[string]string, fps []string, key string) error {
+func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels map[string]string, fps []string, key string) error {
 	req, d, fresh, err := a.actions.trigger(a.opts.Now(), name, trig, labels, fps, key)
 	if err != nil {
 		return err
@@ -716,6 +722,9 @@ func (a *Alertd) triggerAction(_ context.Context, name, trig string, labels map[
 	if fresh {
 		a.store.note(req.fingerprints(), d)
 		a.logger.Info("Action triggered", "action", name, "trigger", trig, "request", req.ID, "state", req.State)
+		if req.State == stateAwaitingApproval {
+			a.requestApproval(ctx, req)
+		}
 	}
 	if req.State == stateRefused || req.State == stateRejected || req.State == stateExpired {
 		return fmt.Errorf("%w: %s", errActionRefused, req.Reason)
@@ -755,6 +764,37 @@ func alertFingerprints(alerts []*Alert) []string {
 		out = append(out, fp.String())
 	}
 	return out
+}
+
+// requestApproval tells the action's approval receivers of a request
+// awaiting approval, through the outbox: a Slack receiver with a signing
+// secret shows Approve and Reject buttons, which call approveAction and
+// rejectAction.
+func (a *Alertd) requestApproval(ctx context.Context, req *actionRequest) {
+	var receivers []string
+	for _, c := range a.actions.configs() {
+		if c.Name == req.Action {
+			receivers = c.Approval.Receivers
+		}
+	}
+	if len(receivers) == 0 {
+		return
+	}
+	now := a.opts.Now()
+	ls := model.LabelSet{model.AlertNameLabel: "ActionAwaitingApproval", "action": model.LabelValue(req.Action)}
+	if req.Model != "" {
+		ls["model"] = model.LabelValue(req.Model)
+	}
+	al := amalert.New(model.Alert{Labels: ls, StartsAt: now, Annotations: model.LabelSet{
+		"summary":     model.LabelValue(fmt.Sprintf("Action %q (request %s, by %s) awaits approval", req.Action, req.ID, req.Trigger)),
+		"description": model.LabelValue(req.Reason),
+	}}, now, false)
+	extra := map[string]string{notice.ExtraEvent: notice.EventApproval, notice.ExtraActionRequest: req.ID, notice.ExtraGroupKey: "action/" + req.ID}
+	for _, r := range receivers {
+		if err := a.notify.SendToReceiver(ctx, r, "approval/"+req.ID+"/"+r, []*amalert.Alert{al}, extra); err != nil {
+			a.logger.Error("Couldn't ask for an action's approval", "action", req.Action, "request", req.ID, "receiver", r, "err", err)
+		}
+	}
 }
 
 // approveAction approves a request awaiting approval and sends it; the

@@ -114,17 +114,22 @@ func (a *Alertd) postActionDecision(approve bool) http.HandlerFunc {
 			f = a.approveAction
 		}
 		if err := f(id, req.By); err != nil {
-			code := http.StatusInternalServerError
-			switch {
-			case errors.Is(err, errNoAction):
-				code = http.StatusNotFound
-			case errors.Is(err, errApproval):
-				code = http.StatusConflict
-			}
-			http.Error(w, err.Error(), code)
+			http.Error(w, err.Error(), decisionStatus(err))
 			return
 		}
 		got, _ := a.actions.get(id)
 		respond(w, got)
 	}
+}
+
+// decisionStatus is the HTTP status of a failed approval or rejection: an
+// unknown request is a 404, one that does not await approval a 409.
+func decisionStatus(err error) int {
+	switch {
+	case errors.Is(err, errNoAction):
+		return http.StatusNotFound
+	case errors.Is(err, errApproval):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
 }

@@ -196,6 +196,15 @@ func (a *Alertd) postSlackInteraction(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
+		case slack.ActionApprove, slack.ActionReject:
+			decide := a.approveAction
+			if act.Name == slack.ActionReject {
+				decide = a.rejectAction
+			}
+			if err := decide(act.Request, by); err != nil {
+				http.Error(w, err.Error(), decisionStatus(err))
+				return
+			}
 		case slack.ActionResolve:
 			id := act.Incident
 			if id == "" {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,3 +207,64 @@ receivers:
 }
 
 func asAny(v any) []any { s, _ := v.([]any); return s }
+
+// An action that needs approval asks for it in Slack: the message has
+// Approve and Reject buttons, and Approve sends the action.
+func TestSlackApprovesAction(t *testing.T) {
+	t.Parallel()
+	sl := notifytest.NewSlack(t)
+	var ci atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { ci.Add(1) }))
+	t.Cleanup(hook.Close)
+	a := startAlertd(t, fmt.Sprintf(`
+route: {receiver: none, group_by: [alertname], group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: none
+  - name: ml-leads
+    slack_configs:
+      - api_url: %s/api/
+        token: xoxb-t0ken
+        channel: ml-leads
+        signing_secret: s1gn1ng
+actions:
+  - name: retrain
+    type: webhook
+    url: %s/retrain
+    secret: s3cret
+    trigger: {matchers: ['alertname="Drift"']}
+    approval: {required: true, receivers: [ml-leads]}
+`, sl.URL, hook.URL), nil, nil)
+	pushAlert(t, a, map[string]string{"alertname": "Drift", "model": "fraud"}, nil)
+	require.Eventually(t, func() bool { return len(sl.Calls()) > 0 }, 30*time.Second, 20*time.Millisecond)
+	c := sl.Calls()[0]
+	require.Equal(t, "ml-leads", c.Channel)
+	require.Equal(t, "chat.postMessage", c.Method)
+	buttons := map[string]string{}
+	for _, b := range c.Blocks {
+		for _, e := range asAny(b["elements"]) {
+			m := e.(map[string]any)
+			if id, ok := m["action_id"].(string); ok {
+				buttons[id] = m["value"].(string)
+			}
+		}
+	}
+	require.Contains(t, buttons, slack.ActionApprove)
+	require.Contains(t, buttons, slack.ActionReject)
+	require.NotContains(t, buttons, slack.ActionAcknowledge, "an approval is no incident")
+	var v slack.ButtonValue
+	require.NoError(t, json.Unmarshal([]byte(buttons[slack.ActionApprove]), &v))
+	require.NotEmpty(t, v.Request)
+	require.Zero(t, ci.Load(), "nothing is sent before the approval")
+
+	now := time.Now().Unix()
+	code, body := do(t, signed(t, a.URL, "s1gn1ng", now, slack.ActionApprove, buttons[slack.ActionApprove]))
+	require.Equal(t, http.StatusOK, code, body)
+	require.Eventually(t, func() bool { return ci.Load() == 1 }, 30*time.Second, 20*time.Millisecond, "the approved action is sent")
+	req, ok := a.actions.get(v.Request)
+	require.True(t, ok)
+	require.Equal(t, "slack:alice", req.DecidedBy)
+
+	// Rejecting it now is a conflict: it no longer awaits approval.
+	code, body = do(t, signed(t, a.URL, "s1gn1ng", now+1, slack.ActionReject, buttons[slack.ActionReject]))
+	require.Equal(t, http.StatusConflict, code, body)
+}

@@ -27,6 +27,8 @@ const (
 	EventAcknowledge = "acknowledge"
 	EventResolve     = "resolve"
 	EventEscalate    = "escalate"
+	// EventApproval asks an operator to approve an action request.
+	EventApproval = "approval"
 )
 
 // Extra keys alertd's escalation sets, shown by the integrations.
@@ -38,6 +40,9 @@ const (
 	// when it is not a route's: Slack threads and PagerDuty dedup_keys are
 	// derived from it, so escalations join the route's thread and incident.
 	ExtraGroupKey = "group_key"
+	// ExtraActionRequest is the id of the action request an approval
+	// notification asks about.
+	ExtraActionRequest = "action_request"
 )
 
 // Notice is one notification to one integration.

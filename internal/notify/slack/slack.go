@@ -49,6 +49,10 @@ const (
 	ActionAcknowledge   = "acknowledge"
 	ActionResolve       = "resolve"
 	ActionFalsePositive = "false_positive"
+	// ActionApprove and ActionReject decide an action request awaiting
+	// approval.
+	ActionApprove = "approve_action"
+	ActionReject  = "reject_action"
 )
 
 // maxButtonFingerprints bounds the alerts a button names, to stay under
@@ -308,6 +312,16 @@ func (s *Notifier) message(n *notice.Notice) ([]slack.Block, string, error) {
 	if len(links) > 0 {
 		blocks = append(blocks, slack.NewContextBlock("links", mrkdwn(strings.Join(links, " · "))))
 	}
+	if id := n.Extra[notice.ExtraActionRequest]; id != "" && n.Event() == notice.EventApproval {
+		if s.api != nil && s.conf.SigningSecret != "" {
+			b, _ := json.Marshal(ButtonValue{GroupKey: n.ThreadKey(), Request: id})
+			blocks = append(blocks, slack.NewActionBlock("alertd_approval",
+				slack.NewButtonBlockElement(ActionApprove, string(b), slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary),
+				slack.NewButtonBlockElement(ActionReject, string(b), slack.NewTextBlockObject(slack.PlainTextType, "Reject", false, false)).WithStyle(slack.StyleDanger),
+			))
+		}
+		return blocks, title, nil
+	}
 	if s.api != nil && s.conf.SigningSecret != "" && !n.Resolved() {
 		v := ButtonValue{GroupKey: n.ThreadKey(), Incident: n.Extra[notice.ExtraIncident]}
 		for _, a := range d.Alerts {
@@ -365,4 +379,6 @@ type ButtonValue struct {
 	GroupKey     string   `json:"g"`
 	Incident     string   `json:"i,omitempty"`
 	Fingerprints []string `json:"f"`
+	// Request is the action request Approve and Reject decide.
+	Request string `json:"r,omitempty"`
 }

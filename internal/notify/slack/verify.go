@@ -86,7 +86,8 @@ func (v *Verifier) Verify(h http.Header, body []byte, secrets []string, now time
 
 // Action is a button pressed in Slack.
 type Action struct {
-	// Name is ActionAcknowledge, ActionResolve or ActionFalsePositive.
+	// Name is ActionAcknowledge, ActionResolve, ActionFalsePositive,
+	// ActionApprove or ActionReject.
 	Name string
 	ButtonValue
 	// User is who pressed it: their Slack user name, or id.
@@ -115,7 +116,7 @@ func ParseInteraction(body []byte) ([]Action, error) {
 	var out []Action
 	for _, ba := range cb.ActionCallback.BlockActions {
 		switch ba.ActionID {
-		case ActionAcknowledge, ActionResolve, ActionFalsePositive:
+		case ActionAcknowledge, ActionResolve, ActionFalsePositive, ActionApprove, ActionReject:
 		default:
 			continue
 		}
