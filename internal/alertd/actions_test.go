@@ -535,3 +535,69 @@ actions:
 	_, err := os.Stat(filepath.Join(a.Dir, "data", "actions.json"))
 	require.NoError(t, err)
 }
+
+// A failed verification escalates the incident for real: its escalation
+// chain moves on at once, and the next level is paged long before its
+// wait would have ended.
+func TestActionVerificationEscalatesChain(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	l1, l2 := newHook(t), newHook(t)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+route: {receiver: none, group_by: [model], group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: none
+  - name: l1
+    webhook_configs: [{url: "` + l1.URL + `"}]
+  - name: l2
+    webhook_configs: [{url: "` + l2.URL + `"}]
+escalation_policies:
+  - name: ml
+    matchers: ['category="data_quality"']
+    steps:
+      - notify: [l1]
+      - wait: 4h
+      - notify: [l2]
+actions:
+  - name: retrain
+    type: github_repository_dispatch
+    url: ` + ci.URL + `
+    repository: acme/models
+    event_type: retrain-model
+    token: t0ken
+    trigger:
+      matchers: ['action="retrain"']
+    verify:
+      within: 30m
+`
+	}, nil)
+	ls, alert := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, alert)
+	ci.waitRequests(t, 1)
+	waitEscalationEvents(t, l1, "trigger")
+	require.Empty(t, l2.all())
+
+	clock.skip(31 * time.Minute)
+	failed := waitRequest(t, a, "retrain", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not fail")
+	require.Equal(t, "escalated the incident", failed.FollowUp)
+	waitEscalationEvents(t, l2, "escalate")
+	in := waitIncident(t, a, settled(2), "level 2 never settled")
+	require.Equal(t, []string{"l1", "l2"}, in.Escalation.Notified)
+	require.Contains(t, escalationReasons(t, a, ls), "failed verification")
+}
+
+// escalationReasons joins the reasons of the escalate stage's decisions in
+// an alert's history.
+func escalationReasons(t *testing.T, a *testAlertd, ls model.LabelSet) string {
+	t.Helper()
+	al := waitFor(t, a, ls, func(alertJSON) bool { return true }, "no alert")
+	var out []string
+	for _, d := range al.History {
+		if d.Stage == "escalate" {
+			out = append(out, d.Reason)
+		}
+	}
+	return strings.Join(out, "\n")
+}
