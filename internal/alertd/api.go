@@ -92,11 +92,16 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts)
 	mux.HandleFunc(endpointWebhook, a.postWebhook)
 
+	// alertd's own page: the incidents, with buttons for the endpoints
+	// above.
+	registerWebUI(mux)
+
 	err := web.Register(mux, web.Options{
 		Name:        "alertd",
 		Description: "modelmon's alert engine: Prometheus rules, alert intake, routing and notification.",
 		Version:     version.Info(),
 		Links: []toolkit.LandingLinks{
+			{Address: "/incidents", Text: "Incidents page", Description: "current incidents with priority, category, explanation and history; acknowledge, resolve and give feedback"},
 			{Address: a.opts.MetricsPath, Text: "Metrics"},
 			{Address: "/api/v1/alerts", Text: "Alerts", Description: "current alerts with state and the history of decisions"},
 			{Address: "/api/v1/rules", Text: "Rules", Description: "rule groups with health, last error and evaluation time"},
