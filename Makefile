@@ -31,7 +31,7 @@ FUZZ_TARGETS := \
 	./drift:FuzzProfile \
 	./internal/quality:FuzzRestore
 
-.PHONY: all build run dashboards kubernetes test test-unit fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab bench-nab-replay clean
+.PHONY: all build run dashboards kubernetes test test-unit test-e2e fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab bench-nab-replay clean
 
 all: lint build test
 
@@ -43,7 +43,8 @@ build:
 	$(GO) build -o bin/traffic ./examples/traffic
 	$(GO) build -o bin/alert-receiver ./examples/alert-receiver
 
-## run: the demo — an example model server, the sidecar in front of it and a traffic generator.
+## run: the demo — model server, sidecar, traffic whose amount shifts at 60s, alertd, and a receiver standing in for Slack and CI:
+## drift alert, classification, retrain webhook, escalation to a second level, in about 2½ minutes (EXIT_WHEN_DONE=1 stops then).
 run: build
 	@bash scripts/run.sh
 
@@ -60,6 +61,10 @@ test: test-unit fuzz checkmetrics checkrules
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## test-e2e: the story of `make run` on short intervals, with real processes (about a minute).
+test-e2e:
+	$(GO) test -count=1 -run '^TestDriftStory$$' -v ./e2e/
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# `make run`: an example model server, the modelmon sidecar in front of it, a
-# traffic generator that injects a phase of failures, and alertd on its
-# embedded engine scraping the sidecar and evaluating the shipped rules, with a
-# webhook receiver that prints the notifications. All on this machine. Prints
-# where to look; Ctrl-C stops all.
+# `make run`: the whole story on this machine. An example model server, the
+# modelmon sidecar in front of it, a traffic generator that injects a phase of
+# failures and then shifts a feature's distribution, and alertd on its embedded
+# engine scraping the sidecar and evaluating the shipped rules and the demo's
+# drift rule. The drift alert fires, is classified (data_quality, retrain),
+# escalates through two levels of a Slack-compatible receiver and triggers a
+# signed retrain webhook; examples/alert-receiver stands in for Slack, the
+# webhook and CI, and prints what it gets. A progress line marks each step,
+# polled from alertd's API. Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,17 +47,20 @@ wait_http "http://127.0.0.1:${MODEL_PORT}/v2/health/ready" model-server
 bin/exporter --proxy.upstream="http://127.0.0.1:${MODEL_PORT}" \
 	--proxy.listen-address="127.0.0.1:${PROXY_PORT}" \
 	--web.listen-address="127.0.0.1:${WEB_PORT}" \
-	--config.file=examples/modelmon.yml >"$LOG_DIR/exporter.log" 2>&1 &
+	--config.file=examples/modelmon.yml \
+	--drift.learn-samples=2000 --drift.windows=1m,1h >"$LOG_DIR/exporter.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:${WEB_PORT}/-/ready" exporter
 
-bin/alert-receiver --listen-address="127.0.0.1:${RECEIVER_PORT}" >"$LOG_DIR/alert-receiver.log" 2>&1 &
+bin/alert-receiver --listen-address="127.0.0.1:${RECEIVER_PORT}" --action.secret=demo-secret >"$LOG_DIR/alert-receiver.log" 2>&1 &
 pids+=($!)
+wait_http "http://127.0.0.1:${RECEIVER_PORT}/api/auth.test" alert-receiver
 
 # alertd starts from an empty TSDB each time, so the demo's alert fires on
 # the same schedule every run.
 rm -rf "$LOG_DIR/alertd-data"
-sed -e "s/127.0.0.1:9108/127.0.0.1:${WEB_PORT}/; s#http://127.0.0.1:9110/#http://127.0.0.1:${RECEIVER_PORT}/#; s#\.\./rules/#$(pwd)/rules/#" \
+sed -e "s/127.0.0.1:9108/127.0.0.1:${WEB_PORT}/; s#http://127.0.0.1:9110/#http://127.0.0.1:${RECEIVER_PORT}/#g" \
+	-e "s#\.\./rules/#$(pwd)/rules/#; s#- demo.rules.yml#- $(pwd)/examples/demo.rules.yml#" \
 	examples/alertd.yml >"$LOG_DIR/alertd.yml"
 bin/alertd --config.file="$LOG_DIR/alertd.yml" \
 	--web.listen-address="127.0.0.1:${ALERTD_PORT}" \
@@ -64,10 +71,18 @@ wait_http "http://127.0.0.1:${ALERTD_PORT}/-/ready" alertd
 
 # From 20s in, half the predictions fail for three minutes: the sidecar
 # counts them and alertd's ModelPredictionErrorRatioHigh (critical: more than
-# 25% over 5m, for 1m) fires about a minute and a half in.
+# 25% over 5m, for 1m) fires about a minute and a half in. From DRIFT_START
+# seconds on, the mean of amount moves up by 1.5 standard deviations: the sidecar's
+# 1m PSI of amount (against the reference it learnt from the first 2000
+# records) passes 0.2 within seconds, and the demo's ModelFeatureDrift
+# (examples/demo.rules.yml: for 30s) fires about a minute later.
+DRIFT_START=${DRIFT_START:-60}
 bin/traffic --target="http://127.0.0.1:${PROXY_PORT}" --rate="${RATE}" \
-	--fault.ratio=0.5 --fault.start=20s --fault.duration=3m >"$LOG_DIR/traffic.log" 2>&1 &
+	--fault.ratio=0.5 --fault.start=20s --fault.duration=3m \
+	--drift-period=0 --drift.feature=amount --drift.shift=1.5 --drift.start="${DRIFT_START}s" >"$LOG_DIR/traffic.log" 2>&1 &
 pids+=($!)
+
+start=$(date +%s)
 
 cat <<TXT
 
@@ -81,21 +96,51 @@ modelmon is running.
 
   alertd                  http://127.0.0.1:${ALERTD_PORT}/   (alerts: /api/v1/alerts, rules: /api/v1/rules,
                           PromQL: /api/v1/query — add it to Grafana as a Prometheus data source)
-  notifications           printed by the webhook receiver into ${LOG_DIR}/alert-receiver.log
+  incidents               http://127.0.0.1:${ALERTD_PORT}/api/v1/incidents
+  action requests         http://127.0.0.1:${ALERTD_PORT}/api/v1/actions/requests
+  alertd metrics          http://127.0.0.1:${ALERTD_PORT}/metrics
+  Slack, webhook and CI   examples/alert-receiver on 127.0.0.1:${RECEIVER_PORT} prints what it gets
+                          into ${LOG_DIR}/alert-receiver.log (shown below)
 
-  traffic generator       ${RATE} requests/s to the sidecar; from 20s to 3m20s half of them fail
+  traffic generator       ${RATE} requests/s to the sidecar; from 20s to 3m20s half of them fail;
+                          from ${DRIFT_START}s on, amount shifts up by 1.5 standard deviations
                           (logs in ${LOG_DIR}/)
 
+The story, step by step (polled from the sidecar's /metrics and alertd's API):
+  drift → ModelFeatureDrift fires → classified data_quality/retrain → Slack #ml-oncall (level 1)
+  → retrain webhook verified → 30s later Slack #ml-lead (level 2). About 3 minutes.
+
 Try:
-  curl -s http://127.0.0.1:${WEB_PORT}/metrics | grep '^modelmon_'
-  curl -s http://127.0.0.1:${ALERTD_PORT}/api/v1/alerts
+  curl -s http://127.0.0.1:${WEB_PORT}/metrics | grep '^modelmon_feature_drift_psi.*window="1m"'
+  curl -s http://127.0.0.1:${ALERTD_PORT}/api/v1/incidents
+  curl -s http://127.0.0.1:${ALERTD_PORT}/api/v1/actions/requests
   curl -s 'http://127.0.0.1:${ALERTD_PORT}/api/v1/query?query=model:modelmon_prediction_errors_per_request:ratio_rate5m'
-  curl -s -XPOST http://127.0.0.1:${PROXY_PORT}/v1/models/fraud:predict -d '{"instances":[{"amount":120.5,"age":41}]}'
 
 Press Ctrl-C to stop.
+
 TXT
 
+# Progress: each step is printed once, with the time since the start. The
+# APIs' JSON is compact, one object per alert, incident or request, so awk
+# splits it into lines and grep picks the fields (no jq needed; bash 3 and
+# BSD tools do).
+done=" "
+did() { case "$done" in *" $1 "*) return 0 ;; esac; return 1; }
+step() { # key, message
+	if ! did "$1"; then
+		done="$done$1 "
+		local t=$(($(date +%s) - start))
+		printf '[%2dm%02ds] ✔ %s\n' $((t / 60)) $((t % 60)) "$2"
+	fi
+}
+field() { grep -o "\"$1\":\"[^\"]*\"" | head -1 | sed 's/.*:"\(.*\)"/\1/'; }
+split() { awk -v s="$1" '{ out = ""; while ((i = index($0, s)) > 0) { out = out substr($0, 1, i - 1) "\n" s; $0 = substr($0, i + length(s)) } print out $0 }'; }
+api() { curl -fsS "http://127.0.0.1:${ALERTD_PORT}$1" 2>/dev/null || true; }
+
+# A grep that finds nothing is no error here.
+set +e +o pipefail
 shown=0
+last_status=0
 while true; do
 	for p in "${pids[@]}"; do
 		if ! kill -0 "$p" 2>/dev/null; then
@@ -103,10 +148,72 @@ while true; do
 			exit 1
 		fi
 	done
-	sleep 5
-	printf '%s  %s  %s\n' "$(date +%T)" \
-		"$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '/^modelmon_requests_total/{r+=$2} /^modelmon_predictions_total/{p+=$2} /^modelmon_prediction_errors_total/{e+=$2} END{printf "requests=%d predictions=%d errors=%d", r, p, e}')" \
-		"$(curl -fsS "http://127.0.0.1:${ALERTD_PORT}/metrics" 2>/dev/null | awk '/^alertd_alerts\{state="firing"\}/{f=$2} /^alertd_notifications_total\{integration="webhook"\}/{n=$2} END{printf "alerts_firing=%d notifications=%d", f, n}')"
-	tail -n +$((shown + 1)) "$LOG_DIR/alert-receiver.log" 2>/dev/null | sed 's/^/  notification: /'
-	shown=$(wc -l <"$LOG_DIR/alert-receiver.log" 2>/dev/null || echo 0)
+	sleep 2
+	now=$(date +%s)
+
+	if [ $((now - start)) -ge "${DRIFT_START}" ]; then
+		step shift "traffic: amount shifts up by 1.5 standard deviations (--drift.shift, from ${DRIFT_START}s)"
+	fi
+	psi=$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '/^modelmon_feature_drift_psi\{feature="amount",.*window="1m"\}/{print $2}')
+	if [ -n "$psi" ] && awk -v v="$psi" 'BEGIN{exit !(v > 0.2)}'; then
+		step psi "sidecar: PSI of amount over the last minute is $(printf '%.2f' "$psi"), above 0.2 (modelmon_feature_drift_psi)"
+	fi
+
+	alerts=$(api /api/v1/alerts | split '{"labels":')
+	if echo "$alerts" | grep '"alertname":"ModelPredictionErrorRatioHigh"' | grep -q '"state":"firing"'; then
+		step errors "alertd: ModelPredictionErrorRatioHigh fires (the fault phase: half the predictions fail)"
+	fi
+	drift=$(echo "$alerts" | grep '"alertname":"ModelFeatureDrift"' | grep '"state":"firing"' | head -1)
+	if [ -n "$drift" ]; then
+		ann=$(echo "$drift" | grep -o '"annotations":{[^}]*}')
+		step firing "alertd: ModelFeatureDrift fires for feature $(echo "$drift" | field feature) of model $(echo "$drift" | field model)"
+		if [ -n "$(echo "$ann" | field action)" ]; then
+			step classified "alertd: classified category=$(echo "$ann" | field category) priority=$(echo "$ann" | field priority) action=$(echo "$ann" | field action)"
+		fi
+	fi
+
+	incident=$(api /api/v1/incidents | split '{"id":' | grep '"groupLabels":{"alertname":"ModelFeatureDrift"' | head -1)
+	if [ -n "$incident" ]; then
+		id=$(echo "$incident" | field id)
+		level=$(echo "$incident" | grep -o '"level":[0-9]*' | head -1 | cut -d: -f2)
+		if [ "${level:-0}" -ge 1 ]; then
+			step level1 "alertd: incident $id escalates by policy $(echo "$incident" | field policy) to level 1 (notify ml-oncall; next step at $(echo "$incident" | field nextStepAt | cut -c12-19))"
+		fi
+		if [ "${level:-0}" -ge 2 ]; then
+			step level2 "alertd: incident $id escalates to level 2 (notify ml-lead), nobody acknowledged"
+		fi
+	fi
+
+	retrain=$(api '/api/v1/actions/requests?action=retrain-fraud' | split '{"id":' | grep '"state":"delivered"' | tail -1)
+	if [ -n "$retrain" ]; then
+		step retrain "alertd: action retrain-fraud delivered (request $(echo "$retrain" | field id), model $(echo "$retrain" | field model))"
+	fi
+
+	log="$LOG_DIR/alert-receiver.log"
+	if grep -q 'slack chat.postMessage #ml-oncall' "$log" 2>/dev/null; then
+		step slack1 "receiver: Slack-compatible #ml-oncall got the message (chat.postMessage)"
+	fi
+	if grep -q 'slack chat.postMessage #ml-lead' "$log" 2>/dev/null; then
+		step slack2 "receiver: Slack-compatible #ml-lead got the message (chat.postMessage)"
+	fi
+	if grep -q 'action retrain-fraud VERIFIED' "$log" 2>/dev/null; then
+		step verified "receiver: retrain webhook's signature verified; the retrain would run"
+	fi
+	tail -n +$((shown + 1)) "$log" 2>/dev/null | sed 's/^/           receiver: /'
+	shown=$(wc -l <"$log" 2>/dev/null || echo 0)
+
+	if did level2 && did slack2 && did verified && did classified && ! did end; then
+		t=$(($(date +%s) - start))
+		if [ "${EXIT_WHEN_DONE:-0}" = 1 ]; then
+			step end "the story is complete in $((t / 60))m$((t % 60))s (EXIT_WHEN_DONE=1: stopping)"
+			exit 0
+		fi
+		step end "the story is complete in $((t / 60))m$((t % 60))s; still running — look at the links above, Ctrl-C stops"
+	fi
+	if [ $((now - last_status)) -ge 30 ]; then
+		last_status=$now
+		printf '%s  %s  %s\n' "$(date +%T)" \
+			"$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '/^modelmon_requests_total/{r+=$2} /^modelmon_predictions_total/{p+=$2} /^modelmon_prediction_errors_total/{e+=$2} END{printf "requests=%d predictions=%d errors=%d", r, p, e}')" \
+			"$(curl -fsS "http://127.0.0.1:${ALERTD_PORT}/metrics" 2>/dev/null | awk '/^alertd_alerts\{state="firing"\}/{f=$2} /^alertd_notifications_total\{/{n+=$2} END{printf "alerts_firing=%d notifications=%d", f, n}')"
+	fi
 done

@@ -19,6 +19,15 @@
 // ModelPredictionErrorRatioHigh (severity critical, rules/serving.rules.yml)
 // fires at about 1m35s and resolves at about 6m; the warning (above 5% for 10
 // minutes) stays pending.
+//
+// With --drift.shift, the distribution of one feature (--drift.feature) shifts
+// abruptly --drift.start into the run: its mean moves by that many standard
+// deviations of its reference and stays there, as when an upstream feed
+// changes its units. For the demo,
+//
+//	traffic --drift.feature=amount --drift.shift=1.5 --drift.start=75s
+//
+// makes the sidecar's drift scores of amount jump 75s in.
 package main
 
 import (
@@ -44,6 +53,9 @@ func run() int {
 	kingpin.Flag("model-name", "Name of the model in request paths.").Default("fraud").StringVar(&opts.ModelName)
 	kingpin.Flag("malformed-ratio", "Fraction of requests, from 0 to 1, sent with a malformed body. Use 0 to disable.").Default("0.01").Float64Var(&opts.MalformedRatio)
 	kingpin.Flag("drift-period", "Period over which the mean of amount rises to twice its reference value and back. Use 0 to disable drift.").Default("20m").DurationVar(&opts.DriftPeriod)
+	kingpin.Flag("drift.feature", "Feature whose distribution shifts from --drift.start on.").Default("amount").StringVar(&opts.ShiftFeature)
+	kingpin.Flag("drift.shift", "Shift of the mean of --drift.feature from --drift.start on, in standard deviations of its reference (for a binary feature, of the share of ones). Use 0 to disable.").Default("0").Float64Var(&opts.Shift)
+	kingpin.Flag("drift.start", "How long after the start of the run the shift of --drift.feature begins.").Default("1m").DurationVar(&opts.ShiftStart)
 	kingpin.Flag("fault.ratio", "Fraction of requests, from 0 to 1, sent during the fault phase with an X-Fault-Abort: 500 header, which the example model server answers with a 500. Use 0 to disable.").Default("0").Float64Var(&opts.FaultRatio)
 	kingpin.Flag("fault.start", "How long after the start of the run the fault phase begins.").Default("1m").DurationVar(&opts.FaultStart)
 	kingpin.Flag("fault.duration", "How long the fault phase lasts. Use 0 to last until the end of the run.").Default("0s").DurationVar(&opts.FaultDuration)

@@ -54,6 +54,9 @@ type generator struct {
 	faultRatio     float64
 	faultStart     time.Duration
 	faultDuration  time.Duration // 0: until the end
+	shift          float64       // in standard deviations of feature shiftFeature
+	shiftFeature   int           // index in fraud.Features; -1: none
+	shiftStart     time.Duration
 }
 
 // inFault reports whether elapsed time falls in the fault phase.
@@ -91,11 +94,19 @@ func (g *generator) next(elapsed time.Duration) request {
 
 	// rows[i][j] is feature j of instance i: a number, or badValue.
 	amountMean := g.amountMean(elapsed)
+	shifted := -1
+	if g.shift != 0 && elapsed >= g.shiftStart {
+		shifted = g.shiftFeature
+	}
 	rows := make([][]any, r.instances)
 	for i := range rows {
 		rows[i] = make([]any, fraud.NumFeatures)
 		for j := range fraud.Features {
-			rows[i][j] = g.sample(j, amountMean)
+			shift := 0.0
+			if j == shifted {
+				shift = g.shift
+			}
+			rows[i][j] = g.sample(j, amountMean, shift)
 		}
 	}
 	truncate := false
@@ -134,11 +145,12 @@ func (g *generator) next(elapsed time.Duration) request {
 	return r
 }
 
-// sample draws feature j; amount is drawn around amountMean.
-func (g *generator) sample(j int, amountMean float64) float64 {
+// sample draws feature j; amount is drawn around amountMean. shift moves the
+// mean by that many reference standard deviations.
+func (g *generator) sample(j int, amountMean, shift float64) float64 {
 	f := &fraud.Features[j]
 	if f.Kind == fraud.Binary {
-		if g.rng.Float64() < f.Mean {
+		if g.rng.Float64() < f.Mean+shift*f.Std {
 			return 1
 		}
 		return 0
@@ -147,6 +159,7 @@ func (g *generator) sample(j int, amountMean float64) float64 {
 	if j == 0 {
 		mean, std = amountMean, f.Std*amountMean/f.Mean
 	}
+	mean += shift * f.Std
 	x := min(max(mean+std*g.rng.NormFloat64(), f.Min), f.Max)
 	if f.Kind == fraud.Count {
 		return math.Round(x)

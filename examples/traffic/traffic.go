@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/modelmon/modelmon/examples/internal/fraud"
 )
 
 // maxInFlight bounds the requests waiting for an answer; a tick that finds
@@ -40,6 +42,12 @@ type options struct {
 	FaultRatio    float64
 	FaultStart    time.Duration
 	FaultDuration time.Duration
+	// Shift moves the mean of feature ShiftFeature by that many of its
+	// reference standard deviations from ShiftStart into the run on. 0 shifts
+	// nothing.
+	Shift        float64
+	ShiftFeature string
+	ShiftStart   time.Duration
 	// Seed of the random traffic; 0 picks one.
 	Seed uint64
 	// ReportInterval is how often a summary is logged; 0 means 10s.
@@ -132,12 +140,21 @@ func sendTraffic(ctx context.Context, opts options) (counts, error) {
 		faultRatio:     opts.FaultRatio,
 		faultStart:     opts.FaultStart,
 		faultDuration:  opts.FaultDuration,
+		shift:          opts.Shift,
+		shiftFeature:   -1,
+		shiftStart:     opts.ShiftStart,
+	}
+	if opts.Shift != 0 {
+		gen.shiftFeature = slices.IndexFunc(fraud.Features[:], func(f fraud.Feature) bool { return f.Name == opts.ShiftFeature })
 	}
 	logger := opts.Logger
 	logger.Info("Sending traffic", "target", target, "rate", opts.Rate, "protocol", opts.Protocol,
 		"duration", opts.Duration, "batch_max", opts.BatchMax, "seed", seed)
 	if opts.FaultRatio > 0 {
 		logger.Info("Faults will be injected", "ratio", opts.FaultRatio, "start", opts.FaultStart, "duration", opts.FaultDuration)
+	}
+	if opts.Shift != 0 {
+		logger.Info("A feature's distribution will shift", "feature", opts.ShiftFeature, "shift_std", opts.Shift, "start", opts.ShiftStart)
 	}
 
 	reqCtx := ctx
@@ -213,6 +230,12 @@ func validate(opts *options) error {
 	}
 	if opts.FaultStart < 0 || opts.FaultDuration < 0 {
 		return fmt.Errorf("negative fault start %v or duration %v", opts.FaultStart, opts.FaultDuration)
+	}
+	if opts.Shift != 0 && !slices.ContainsFunc(fraud.Features[:], func(f fraud.Feature) bool { return f.Name == opts.ShiftFeature }) {
+		return fmt.Errorf("unknown drift feature %q", opts.ShiftFeature)
+	}
+	if opts.ShiftStart < 0 {
+		return fmt.Errorf("negative drift start %v", opts.ShiftStart)
 	}
 	if opts.ReportInterval <= 0 {
 		opts.ReportInterval = 10 * time.Second

@@ -191,11 +191,35 @@ func TestDrift(t *testing.T) {
 	mean := func(elapsed time.Duration) float64 {
 		var sum float64
 		for range 2000 {
-			sum += g.sample(0, g.amountMean(elapsed))
+			sum += g.sample(0, g.amountMean(elapsed), 0)
 		}
 		return sum / 2000
 	}
 	require.Greater(t, mean(10*time.Minute), 1.6*mean(0))
+}
+
+func TestShift(t *testing.T) {
+	const feature = 9 // merchant_risk: mean 0.2, std 0.12
+	g := &generator{rng: rand.New(rand.NewPCG(5, 6)), batchMax: 1, protocol: protocolKServe, modelName: "fraud",
+		shift: 2, shiftFeature: feature, shiftStart: time.Minute}
+	mean := func(elapsed time.Duration) float64 {
+		var sum float64
+		for range 2000 {
+			r := g.next(elapsed)
+			var body struct {
+				Instances []map[string]float64 `json:"instances"`
+			}
+			require.NoError(t, json.Unmarshal(r.body, &body))
+			sum += body.Instances[0][fraud.Features[feature].Name]
+		}
+		return sum / 2000
+	}
+	require.InDelta(t, 0.2, mean(59*time.Second), 0.01, "before the start, the reference")
+	require.InDelta(t, 0.2+2*0.12, mean(61*time.Second), 0.02, "from the start, shifted by two standard deviations")
+
+	opts := options{Target: "http://127.0.0.1:1", Rate: 1, Protocol: protocolMixed, BatchMax: 1, ModelName: "fraud",
+		Shift: 1, ShiftFeature: "no_such_feature"}
+	require.EqualError(t, validate(&opts), `unknown drift feature "no_such_feature"`)
 }
 
 // modelServer stands in for the sidecar: it answers 400 to what a model server
