@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/modelmon/modelmon/matcher"
 )
 
 // Rule classifies the alerts its matchers and conditions select. All set
@@ -64,7 +66,7 @@ func (r *Rule) Validate() error {
 // compiledRule is a Rule ready to match.
 type compiledRule struct {
 	rule     Rule
-	matchers []*Matcher
+	matchers []*matcher.Matcher
 	from, to int // minutes after midnight; from == to == -1 when no window
 	days     [7]bool
 	anyDay   bool
@@ -84,7 +86,7 @@ var weekdayNames = map[string]time.Weekday{
 func compileRule(r *Rule) (*compiledRule, error) {
 	c := &compiledRule{rule: *r, from: -1, to: -1, anyDay: true, loc: time.UTC}
 	for _, s := range r.Matchers {
-		ms, err := ParseMatchers(s)
+		ms, err := matcher.ParseMatchers(s)
 		if err != nil {
 			return nil, err
 		}

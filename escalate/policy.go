@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/modelmon/modelmon/matcher"
 )
 
 // MaxRepeat bounds a repeat step, as Grafana OnCall bounds its "Repeat
@@ -83,7 +85,7 @@ func (p *Policy) Validate() error {
 // policy is a Policy ready to run.
 type policy struct {
 	Policy
-	matchers []*Matcher
+	matchers []*matcher.Matcher
 	// levels is the level of each notify step, 0 for the others.
 	levels []int
 }
@@ -94,7 +96,7 @@ func compile(p *Policy) (*policy, error) {
 		return nil, &FieldError{Field: "name", Index: -1, Err: errors.New("missing")}
 	}
 	for i, s := range p.Matchers {
-		ms, err := ParseMatchers(s)
+		ms, err := matcher.ParseMatchers(s)
 		if err != nil {
 			return nil, &FieldError{Field: "matchers", Index: i, Err: err}
 		}

@@ -57,7 +57,7 @@ func under(path, prefix string) bool {
 // TestImports checks, for every package of the module, the rules that keep
 // the layers apart.
 func TestImports(t *testing.T) {
-	pure := []string{module + "/drift", module + "/anomaly", module + "/classify", module + "/escalate"}
+	pure := []string{module + "/drift", module + "/anomaly", module + "/classify", module + "/escalate", module + "/matcher"}
 	for _, p := range listPackages(t) {
 		t.Run(strings.TrimPrefix(p.ImportPath, module+"/"), func(t *testing.T) {
 			isCmd := under(p.ImportPath, module+"/cmd") || under(p.ImportPath, module+"/examples")
@@ -75,14 +75,15 @@ func TestImports(t *testing.T) {
 				}
 			}
 			// The pure libraries: standard library and gonum only, no network,
-			// no metrics, no logging, and none imports another.
+			// no metrics, no logging, and none imports another but the
+			// label matchers they share.
 			for _, pp := range pure {
 				if !under(p.ImportPath, pp) {
 					continue
 				}
 				for _, imp := range p.Imports {
 					ok := isStd(imp) && imp != "net/http" && imp != "net" && imp != "log/slog" ||
-						under(imp, "gonum.org/v1/gonum") || under(imp, pp)
+						under(imp, "gonum.org/v1/gonum") || under(imp, pp) || imp == module+"/matcher"
 					require.True(t, ok, "%s is a pure package and may not import %s", p.ImportPath, imp)
 				}
 			}

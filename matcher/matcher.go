@@ -1,4 +1,4 @@
-package escalate
+package matcher
 
 import (
 	"fmt"
@@ -6,10 +6,6 @@ import (
 	"strconv"
 	"strings"
 )
-
-// The matchers are those of package classify, the same syntax and the same
-// behaviour: the pure packages import none of each other, so each keeps its
-// own copy.
 
 // MatchType is a matcher's operator.
 type MatchType int
