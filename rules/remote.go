@@ -47,13 +47,7 @@ func NewRemote(address string, client *http.Client, timeout time.Duration) (*Rem
 // Query implements promrules.QueryFunc: an instant query at t. Scalars become
 // a one-sample vector, as with the embedded engine.
 func (r *Remote) Query(ctx context.Context, q string, t time.Time) (promql.Vector, error) {
-	if r.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.timeout)
-		defer cancel()
-	}
-	val, _, _, err := r.api.Query(ctx, q, t, v1.WithTimeout(r.timeout))
-	r.observe(ctx, err, time.Now())
+	val, err := r.query(ctx, q, t)
 	if err != nil {
 		return nil, fmt.Errorf("remote query: %w", err)
 	}

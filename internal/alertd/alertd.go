@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
@@ -519,7 +520,12 @@ func (a *Alertd) runners() []*anomalyRunner {
 
 // engineQueryRange runs a range query on the embedded engine.
 func (a *Alertd) engineQueryRange(ctx context.Context, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
-	qry, err := a.engine.NewRangeQuery(ctx, a.db, nil, q, start, end, step)
+	return rangeQuery(ctx, a.engine, a.db, q, start, end, step)
+}
+
+// rangeQuery runs a range query on an engine over a queryable.
+func rangeQuery(ctx context.Context, engine *promql.Engine, queryable storage.Queryable, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	qry, err := engine.NewRangeQuery(ctx, queryable, nil, q, start, end, step)
 	if err != nil {
 		return nil, err
 	}

@@ -174,16 +174,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	defer engine.Close()
 	query := promrules.EngineQueryFunc(engine, queryable)
 	queryRange := func(ctx context.Context, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
-		qry, err := engine.NewRangeQuery(ctx, queryable, nil, q, start, end, step)
-		if err != nil {
-			return nil, err
-		}
-		defer qry.Close()
-		res := qry.Exec(ctx)
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Matrix()
+		return rangeQuery(ctx, engine, queryable, q, start, end, step)
 	}
 
 	reg := prometheus.NewRegistry()
