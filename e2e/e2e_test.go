@@ -15,10 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/actions"
+	"github.com/modelmon/modelmon/internal/alertmanagertest"
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
+	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
 // build compiles the main package at pkg (relative to the module root) into
@@ -104,6 +108,34 @@ func getJSON(t *testing.T, url string, v any) bool {
 	return json.Unmarshal(body.Data, v) == nil
 }
 
+// scrapeValue returns the value of the sample of the unlabelled metric name
+// on the /metrics page at url.
+func scrapeValue(t *testing.T, url, name string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, false
+	}
+	f, ok := families[name]
+	if !ok || len(f.GetMetric()) != 1 {
+		return 0, false
+	}
+	m := f.GetMetric()[0]
+	switch {
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue(), true
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue(), true
+	}
+	return 0, false
+}
+
 // retrainCI stands in for the CI a retrain webhook starts: it verifies
 // each request's signature and counts the distinct idempotency keys.
 type retrainCI struct {
@@ -141,6 +173,7 @@ type alert struct {
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"`
 	State       string            `json:"state"`
+	Source      string            `json:"source"`
 }
 
 type incident struct {
@@ -159,39 +192,28 @@ type actionRequest struct {
 	Model  string `json:"model"`
 }
 
-// TestDriftStory runs what `make run` shows, on short intervals: the traffic's
-// amount shifts 10s in, the sidecar's PSI of it jumps, ModelFeatureDrift
-// fires, is classified data_quality/retrain, escalates to the second level of
-// its policy through a Slack-compatible API, and triggers one signed retrain
-// webhook.
-func TestDriftStory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test of real processes; skipped with -short")
-	}
-	dir := t.TempDir()
-	var (
-		modelServer = build(t, dir, "examples/model-server")
-		exporter    = build(t, dir, "cmd/exporter")
-		alertd      = build(t, dir, "cmd/alertd")
-		traffic     = build(t, dir, "examples/traffic")
-	)
+// story is what both end-to-end tests share: the binaries, the example model
+// server and the sidecar in front of it, local stand-ins for Slack and for
+// the CI a retrain webhook starts, and the traffic whose amount shifts 10s
+// after startTraffic.
+type story struct {
+	t      *testing.T
+	dir    string
+	alertd string
+	slack  *notifytest.Slack
+	ci     *retrainCI
+	ciURL  string
+	// metricsAddr is the sidecar's /metrics listener.
+	metricsAddr  string
+	begin        time.Time
+	startTraffic func()
+}
 
-	slack := notifytest.NewSlack(t)
-	const secret = "e2e-secret"
-	ci := &retrainCI{verifier: &actions.Verifier{Secret: secret}, keys: map[string]int{}}
-	ciSrv := httptest.NewServer(ci)
-	t.Cleanup(ciSrv.Close)
+const retrainSecret = "e2e-secret"
 
-	modelAddr, proxyAddr, webAddr, alertdAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	start(t, dir, "model-server", modelServer, "--listen-address="+modelAddr, "--delay=1ms")
-	waitReady(t, "http://"+modelAddr+"/v2/health/ready")
-	start(t, dir, "exporter", exporter, "--proxy.upstream=http://"+modelAddr, "--proxy.listen-address="+proxyAddr,
-		"--web.listen-address="+webAddr, "--config.file=../examples/modelmon.yml",
-		"--drift.learn-samples=1000", "--drift.windows=12s,1h")
-	waitReady(t, "http://"+webAddr+"/-/ready")
-
-	rules := filepath.Join(dir, "drift.rules.yml")
-	require.NoError(t, os.WriteFile(rules, []byte(`groups:
+// driftRules is the drift alert of the stories: the sidecar's PSI over its
+// 12s window above 0.2 for 2s.
+const driftRules = `groups:
   - name: drift
     rules:
       - alert: ModelFeatureDrift
@@ -199,21 +221,62 @@ func TestDriftStory(t *testing.T) {
         for: 2s
         labels: {severity: warning, category: drift}
         annotations: {summary: "Feature {{ $labels.feature }} of model {{ $labels.model }} drifted."}
-`), 0o600))
-	config := filepath.Join(dir, "alertd.yml")
-	require.NoError(t, os.WriteFile(config, fmt.Appendf(nil, `global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%q]
-scrape_configs:
-  - job_name: modelmon
-    static_configs: [{targets: [%q]}]
-route: {receiver: none, group_by: [alertname, model], group_wait: 1s, group_interval: 5s, repeat_interval: 4h}
-receivers:
-  - name: none
+`
+
+func newStory(t *testing.T) *story {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test of real processes; skipped with -short")
+	}
+	s := &story{t: t, dir: t.TempDir()}
+	var (
+		modelServer = build(t, s.dir, "examples/model-server")
+		exporter    = build(t, s.dir, "cmd/exporter")
+		traffic     = build(t, s.dir, "examples/traffic")
+	)
+	s.alertd = build(t, s.dir, "cmd/alertd")
+	s.slack = notifytest.NewSlack(t)
+	s.ci = &retrainCI{verifier: &actions.Verifier{Secret: retrainSecret}, keys: map[string]int{}}
+	ciSrv := httptest.NewServer(s.ci)
+	t.Cleanup(ciSrv.Close)
+	s.ciURL = ciSrv.URL + "/retrain"
+
+	modelAddr, proxyAddr := freeAddr(t), freeAddr(t)
+	s.metricsAddr = freeAddr(t)
+	start(t, s.dir, "model-server", modelServer, "--listen-address="+modelAddr, "--delay=1ms")
+	waitReady(t, "http://"+modelAddr+"/v2/health/ready")
+	start(t, s.dir, "exporter", exporter, "--proxy.upstream=http://"+modelAddr, "--proxy.listen-address="+proxyAddr,
+		"--web.listen-address="+s.metricsAddr, "--config.file=../examples/modelmon.yml",
+		"--drift.learn-samples=1000", "--drift.windows=12s,1h")
+	waitReady(t, "http://"+s.metricsAddr+"/-/ready")
+	s.startTraffic = func() {
+		s.begin = time.Now()
+		start(t, s.dir, "traffic", traffic, "--target=http://"+proxyAddr, "--rate=40", "--malformed-ratio=0", "--drift-period=0",
+			"--drift.feature=amount", "--drift.shift=1.5", "--drift.start=10s", "--seed=1")
+	}
+	return s
+}
+
+// writeFile writes content to name in the story's directory and returns
+// its path.
+func (s *story) writeFile(name, content string) string {
+	s.t.Helper()
+	p := filepath.Join(s.dir, name)
+	require.NoError(s.t, os.WriteFile(p, []byte(content), 0o600))
+	return p
+}
+
+// startAlertd runs alertd on addr with head (data source, rules, route) followed by
+// the receivers, classification, escalation policy and retrain action of
+// the story, and returns the base URL of its API.
+func (s *story) startAlertd(addr, head, receivers string) string {
+	s.t.Helper()
+	config := s.writeFile("alertd.yml", head+fmt.Sprintf(`receivers:
   - name: ml-oncall
-    slack_configs: [{api_url: %q, token: xoxb-e2e, channel: "#ml-oncall"}]
+    slack_configs: [{api_url: %[1]q, token: xoxb-e2e, channel: "#ml-oncall"}]
   - name: ml-lead
-    slack_configs: [{api_url: %q, token: xoxb-e2e, channel: "#ml-lead"}]
-classification:
+    slack_configs: [{api_url: %[1]q, token: xoxb-e2e, channel: "#ml-lead"}]
+%[2]sclassification:
   rules:
     - {name: drift, matchers: ['alertname="ModelFeatureDrift"'], category: data_quality, priority: high, action: retrain}
 escalation_policies:
@@ -223,20 +286,28 @@ escalation_policies:
 actions:
   - name: retrain-fraud
     type: webhook
-    url: %q
-    secret: %q
+    url: %[3]q
+    secret: %[4]q
     trigger: {matchers: ['category="data_quality"', 'action="retrain"', 'model="fraud"']}
     cooldown: 1h
-`, rules, webAddr, slack.URL+"/api/", slack.URL+"/api/", ciSrv.URL+"/retrain", secret), 0o600))
-	start(t, dir, "alertd", alertd, "--config.file="+config, "--web.listen-address="+alertdAddr,
-		"--web.external-url=http://"+alertdAddr+"/", "--storage.path="+filepath.Join(dir, "alertd-data"))
-	waitReady(t, "http://"+alertdAddr+"/-/ready")
+`, s.slack.URL+"/api/", receivers, s.ciURL, retrainSecret))
+	start(s.t, s.dir, "alertd", s.alertd, "--config.file="+config, "--web.listen-address="+addr,
+		"--web.external-url=http://"+addr+"/", "--storage.path="+filepath.Join(s.dir, "alertd-data"))
+	waitReady(s.t, "http://"+addr+"/-/ready")
+	return "http://" + addr
+}
 
-	begin := time.Now()
-	start(t, dir, "traffic", traffic, "--target=http://"+proxyAddr, "--rate=40", "--malformed-ratio=0", "--drift-period=0",
-		"--drift.feature=amount", "--drift.shift=1.5", "--drift.start=10s", "--seed=1")
-	api := "http://" + alertdAddr + "/api/v1/"
-	step := func(name string) { t.Logf("%5.1fs %s", time.Since(begin).Seconds(), name) }
+func (s *story) step(name string) {
+	s.t.Logf("%5.1fs %s", time.Since(s.begin).Seconds(), name)
+}
+
+// check follows the story through alertd at base: the drift alert on
+// amount fires (from source) and is classified, its incident escalates to
+// level 2 through the Slack-compatible API, and one signed retrain webhook
+// is delivered. It returns the alert as alertd shows it.
+func (s *story) check(base, source string) alert {
+	t := s.t
+	api := base + "/api/v1/"
 
 	// 1. The drift alert fires, and 2. is classified.
 	var drift alert
@@ -253,7 +324,8 @@ actions:
 		}
 		return false
 	}, 90*time.Second, 250*time.Millisecond, "ModelFeatureDrift on amount did not fire")
-	step("ModelFeatureDrift fires on amount")
+	s.step("ModelFeatureDrift fires on amount")
+	require.Equal(t, source, drift.Source)
 	require.Equal(t, "data_quality", drift.Annotations["category"])
 	require.Equal(t, "high", drift.Annotations["priority"])
 	require.Equal(t, "retrain", drift.Annotations["action"])
@@ -274,31 +346,31 @@ actions:
 		}
 		return false
 	}, 60*time.Second, 250*time.Millisecond, "the drift incident did not escalate to level 2")
-	step("the incident escalates to level 2")
+	s.step("the incident escalates to level 2")
 	require.Equal(t, "data-quality", inc.Escalation.Policy)
 	require.ElementsMatch(t, []string{"ml-oncall", "ml-lead"}, inc.Escalation.Notified)
 
 	// 4. Both levels reached the Slack-compatible API.
 	require.Eventually(t, func() bool {
 		posted := map[string]bool{}
-		for _, c := range slack.Calls() {
+		for _, c := range s.slack.Calls() {
 			if c.Method == "chat.postMessage" && strings.Contains(c.Text, "ModelFeatureDrift") {
 				posted[c.Channel] = true
 			}
 		}
 		return posted["#ml-oncall"] && posted["#ml-lead"]
-	}, 30*time.Second, 250*time.Millisecond, "Slack did not get the messages of both levels: %+v", slack.Calls())
-	step("Slack got #ml-oncall and #ml-lead")
-	for _, c := range slack.Calls() {
+	}, 30*time.Second, 250*time.Millisecond, "Slack did not get the messages of both levels: %+v", s.slack.Calls())
+	s.step("Slack got #ml-oncall and #ml-lead")
+	for _, c := range s.slack.Calls() {
 		require.Equal(t, "Bearer xoxb-e2e", c.Token)
 	}
 
 	// 5. The retrain webhook was received, signed, once.
 	require.Eventually(t, func() bool {
-		keys, _ := ci.counts()
+		keys, _ := s.ci.counts()
 		return keys >= 1
 	}, 30*time.Second, 250*time.Millisecond, "the retrain webhook was not received")
-	step("the retrain webhook is received and verified")
+	s.step("the retrain webhook is received and verified")
 	var reqs struct{ Requests []actionRequest }
 	require.Eventually(t, func() bool {
 		return getJSON(t, api+"actions/requests?action=retrain-fraud", &reqs) && len(reqs.Requests) > 0
@@ -313,11 +385,135 @@ actions:
 		}
 	}
 	require.Equal(t, 1, delivered)
-	keys, bad := ci.counts()
+	keys, bad := s.ci.counts()
 	require.Equal(t, 1, keys, "one retrain, however many features drifted")
 	require.Zero(t, bad, "every request was correctly signed")
-	ci.mu.Lock()
-	require.Equal(t, "retrain-fraud", ci.payloads[0]["action"])
-	require.Equal(t, "alert", ci.payloads[0]["trigger"])
-	ci.mu.Unlock()
+	s.ci.mu.Lock()
+	require.Equal(t, "retrain-fraud", s.ci.payloads[0]["action"])
+	require.Equal(t, "alert", s.ci.payloads[0]["trigger"])
+	s.ci.mu.Unlock()
+	return drift
+}
+
+// TestDriftStory runs what `make run` shows, on short intervals: the traffic's
+// amount shifts 10s in, the sidecar's PSI of it jumps, ModelFeatureDrift
+// fires in alertd's embedded engine, is classified data_quality/retrain,
+// escalates to the second level of its policy through a Slack-compatible
+// API, and triggers one signed retrain webhook.
+func TestDriftStory(t *testing.T) {
+	s := newStory(t)
+	rules := s.writeFile("drift.rules.yml", driftRules)
+	base := s.startAlertd(freeAddr(t), fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [%q]
+scrape_configs:
+  - job_name: modelmon
+    static_configs: [{targets: [%q]}]
+route: {receiver: none, group_by: [alertname, model], group_wait: 1s, group_interval: 5s, repeat_interval: 4h}
+`, rules, s.metricsAddr), "  - name: none\n")
+	s.startTraffic()
+	s.check(base, "rule")
+}
+
+// amWebhook stands in for the receiver an Alertmanager sends to: it keeps
+// the payloads.
+type amWebhook struct {
+	mu       sync.Mutex
+	payloads []notifytest.Payload
+}
+
+func (h *amWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var p notifytest.Payload
+	if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.mu.Lock()
+	h.payloads = append(h.payloads, p)
+	h.mu.Unlock()
+}
+
+// firing returns the firing alert named alertname with the label feature,
+// from the payloads so far.
+func (h *amWebhook) firing(alertname, feature string) (notifytest.PayloadAlert, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.payloads {
+		for _, a := range p.Alerts {
+			if a.Status == "firing" && a.Labels["alertname"] == alertname && a.Labels["feature"] == feature {
+				return a, true
+			}
+		}
+	}
+	return notifytest.PayloadAlert{}, false
+}
+
+// TestDriftStoryWithPrometheusAndAlertmanager tells the same story as
+// TestDriftStory in the arrangement of deploy/kubernetes: a real Prometheus
+// scrapes the sidecar, evaluates the drift rule and sends its alerts to
+// alertd as to its Alertmanager; alertd queries that Prometheus as its data
+// source, classifies and escalates the alert to Slack, triggers the retrain,
+// and forwards the alert with its classification to the team's real
+// Alertmanager, which notifies its own webhook receiver.
+func TestDriftStoryWithPrometheusAndAlertmanager(t *testing.T) {
+	s := newStory(t)
+	hook := &amWebhook{}
+	hookSrv := httptest.NewServer(hook)
+	t.Cleanup(hookSrv.Close)
+	am := alertmanagertest.Start(t, fmt.Sprintf(`route: {receiver: hook, group_by: [alertname, model], group_wait: 1s, group_interval: 5s, repeat_interval: 4h}
+receivers:
+  - name: hook
+    webhook_configs: [{url: %q}]
+`, hookSrv.URL))
+
+	// alertd must listen before Prometheus sends to it: its address is
+	// chosen first, Prometheus started, then alertd pointed at Prometheus.
+	alertdAddr := freeAddr(t)
+	prom := prometheustest.Start(t, prometheustest.Options{
+		Targets:       []string{s.metricsAddr},
+		RuleFiles:     []string{s.writeFile("drift.rules.yml", driftRules)},
+		Alertmanagers: []string{alertdAddr},
+		Args:          []string{"--rules.alert.resend-delay=1s"},
+	})
+	base := s.startAlertd(alertdAddr, fmt.Sprintf(`datasource: {url: %q}
+route: {receiver: team-alertmanager, group_by: [alertname, model], group_wait: 1s, group_interval: 5s, repeat_interval: 4h}
+`, prom.URL), fmt.Sprintf("  - name: team-alertmanager\n    alertmanager_configs: [{url: %q}]\n", am.URL))
+	s.startTraffic()
+
+	drift := s.check(base, "prometheus")
+
+	// Prometheus itself holds the alert it evaluated.
+	prom.WaitFor(t, `count(ALERTS{alertname="ModelFeatureDrift", feature="amount", alertstate="firing"})`, 1, 10*time.Second)
+
+	// alertd read the same Prometheus as its data source.
+	require.Eventually(t, func() bool {
+		v, ok := scrapeValue(t, base+"/metrics", "alertd_datasource_up")
+		return ok && v == 1
+	}, 20*time.Second, 250*time.Millisecond, "alertd_datasource_up did not become 1")
+
+	// The team's Alertmanager holds the alert with alertd's classification
+	// and notified its receiver.
+	require.Eventually(t, func() bool {
+		alerts, err := am.Alerts(t.Context())
+		if err != nil {
+			return false
+		}
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "ModelFeatureDrift" && a.Labels["feature"] == "amount" &&
+				a.Annotations["category"] == "data_quality" && a.Annotations["priority"] == "high" {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 250*time.Millisecond, "Alertmanager does not hold the classified drift alert")
+	s.step("Alertmanager holds the classified alert")
+	var got notifytest.PayloadAlert
+	require.Eventually(t, func() bool {
+		var ok bool
+		got, ok = hook.firing("ModelFeatureDrift", "amount")
+		return ok
+	}, 30*time.Second, 250*time.Millisecond, "Alertmanager's webhook receiver got no drift alert")
+	s.step("Alertmanager's receiver is notified")
+	require.Equal(t, "retrain", got.Annotations["action"])
+	require.Equal(t, drift.Labels, got.Labels, "the labels pass through alertd and Alertmanager unchanged")
+	require.NotEmpty(t, got.GeneratorURL)
 }
