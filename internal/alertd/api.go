@@ -100,6 +100,7 @@ func (a *Alertd) routes() http.Handler {
 		Name:        "alertd",
 		Description: "modelmon's alert engine: Prometheus rules, alert intake, routing and notification.",
 		Version:     version.Info(),
+		RoutePrefix: a.opts.RoutePrefix,
 		Links: []toolkit.LandingLinks{
 			{Address: "/incidents", Text: "Incidents page", Description: "current incidents with priority, category, explanation and history; acknowledge, resolve and give feedback"},
 			{Address: a.opts.MetricsPath, Text: "Metrics"},

@@ -2,8 +2,10 @@ package alertd
 
 import (
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -296,6 +298,20 @@ func TestRoutePrefix(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, alerts.Alerts, 1)
 	require.Equal(t, model.LabelValue("UnderPrefix"), alerts.Alerts[0].Labels["alertname"])
+
+	// Every link of the landing page is under the prefix and answers.
+	_, landing := get(t, base+"/")
+	links := regexp.MustCompile(`href="([^"]+)"`).FindAllStringSubmatch(landing, -1)
+	require.NotEmpty(t, links)
+	for _, m := range links {
+		link := html.UnescapeString(m[1])
+		if strings.HasPrefix(link, "http") || strings.Contains(link, "seconds=") {
+			continue // pprof.me, and the 60-second CPU profile
+		}
+		require.True(t, strings.HasPrefix(link, "/alertd/"), "landing page link %q is not under the prefix", link)
+		code, body := get(t, a.URL+link)
+		require.Equal(t, http.StatusOK, code, "landing page link %s: %s", link, body)
+	}
 
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, path := range []string{"/", "/api/v1/alerts", "/metrics"} {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/exporter-toolkit/web"
 )
@@ -18,6 +20,9 @@ type Options struct {
 	Name, Description, Version string
 	// Links are listed on the landing page, path → text.
 	Links []web.LandingLinks
+	// RoutePrefix is the path the mux is served under, with the prefix
+	// stripped before it (e.g. "/alertd"); the landing page's links carry it.
+	RoutePrefix string
 	// Ready reports whether the process is ready to serve; nil means always.
 	Ready func() bool
 	// Reload reloads the configuration and returns the outcome; nil disables
@@ -56,16 +61,27 @@ func Register(mux *http.ServeMux, o Options) error {
 		}
 		fmt.Fprintln(w, "Reloaded.")
 	})
+	prefix := strings.TrimRight(o.RoutePrefix, "/")
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        o.Name,
 		Description: o.Description,
 		Version:     o.Version,
-		Links:       o.Links,
+		Links:       slices.Clone(o.Links), // it trims their leading slashes
+		RoutePrefix: prefix + "/",
 	})
 	if err != nil {
 		return fmt.Errorf("couldn't create landing page: %w", err)
 	}
-	mux.Handle("/", landing)
+	// The landing page answers only at its route prefix, which the mux no
+	// longer sees: put it back.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		r2 := new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		u.Path = prefix + r.URL.Path
+		r2.URL = &u
+		landing.ServeHTTP(w, r2)
+	})
 	return nil
 }
 
