@@ -119,6 +119,9 @@ var severityLabel = map[string]Priority{
 // Categories returns every category, in a fixed order.
 func Categories() []Category { return slices.Clone(categories) }
 
+// Priorities returns the priorities, most urgent first.
+func Priorities() []Priority { return slices.Clone(priorities) }
+
 // DefaultCategory returns the category an alert with these labels gets when
 // no rule sets one (from its `category` label, see the package
 // documentation), and why.

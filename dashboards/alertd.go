@@ -100,7 +100,7 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 		WithVariable(queryVariable("model", "Model", fmt.Sprintf("label_values(%s, model)", q.sel(alertdDeploymentFrequency)))).
 		WithVariable(queryVariable("environment", "Environment", fmt.Sprintf(`label_values(%s, environment)`, q.sel(alertdDeploymentFrequency, `model=~"$model"`)))).
 		WithRow(dashboard.NewRowBuilder("Alerts")).
-		WithPanel(defaultStat("Firing", "Alerts firing and not suppressed or suppressed.", "short").
+		WithPanel(defaultStat("Firing", "Alerts firing and not suppressed.", "short").
 			Thresholds(thresholds("green", 1.0, "red")).
 			WithTarget(instantQuery(fmt.Sprintf("sum (%s)", q.sel(alertdAlerts, `state="firing"`)), "firing"))).
 		WithPanel(defaultStat("Suppressed", "Alerts a pipeline stage keeps from notifications.", "short").
@@ -111,9 +111,9 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 			Min(0).Max(1).
 			Thresholds(thresholds("red", 0.5, "orange", 0.8, "green")).
 			WithTarget(instantQuery(fmt.Sprintf("max (%s)", q.sel(alertdPrecision)), "precision"))).
-		WithPanel(stackedTimeseries("Alerts by state", "Alerts alertd holds: firing, suppressed, and resolved within the retention.", "short").
-			WithTarget(prometheusQuery(fmt.Sprintf("sum by (state) (%s)", q.sel(alertdAlerts)), "{{state}}"))).
-		WithPanel(stackedTimeseries("Firing alerts by severity", "Firing alerts by the rules' severity and category labels (ALERTS of the engine that evaluates the rules: alertd's own or Prometheus); the classifier's priority is in each alert's history.", "short").
+		WithPanel(stackedTimeseries("Alerts by state and priority", "Alerts alertd holds: firing, suppressed, and resolved within the retention, by the priority the classifier gave them (none: no classification).", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (state, priority) (%s) > 0", q.sel(alertdAlerts)), "{{state}} {{priority}}"))).
+		WithPanel(stackedTimeseries("Firing alerts by severity", "Firing alerts by the rules' severity and category labels (ALERTS of the engine that evaluates the rules: alertd's own or Prometheus).", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf(`count by (severity, category) (%s{alertstate="firing", model=~"$model"})`, alertsSeries), "{{severity}} {{category}}"))).
 		WithPanel(defaultTimeseries("Suppressed by reason", "Suppressions per hour, by the stage that kept the alert from notifications (silence, rule, hold, flap, deploy, learned, maintenance).", "short").
 			WithTarget(prometheusQuery(q.sum("increase", "reason", alertdAlertsSuppressed, "1h")+" > 0", "{{reason}}"))).

@@ -273,8 +273,12 @@ func TestRulesAndAlertsAPI(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond)
 	deep, _ = a.alert(t, "QueueDeep", SourceRule)
 	require.Equal(t, []string{"intake/received", "route/routed", "incident/grouped", "intake/resolved"}, actions(deep.History))
-	v, _ := metric(t, a.Registry(), "alertd_alerts", "state", "resolved")
+	require.NotContains(t, deep.Annotations, "priority", "no classification is configured")
+	v, _ := metric(t, a.Registry(), "alertd_alerts", "state", "resolved", "priority", "none")
 	require.Equal(t, 1.0, v)
+	v, ok := metric(t, a.Registry(), "alertd_alerts", "state", "firing", "priority", "none")
+	require.True(t, ok)
+	require.Zero(t, v)
 }
 
 // With a route prefix every endpoint is served under it, and the root

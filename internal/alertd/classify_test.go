@@ -91,6 +91,11 @@ func TestClassifyAndFeedback(t *testing.T) {
 	require.Equal(t, model.LabelValue("system_health"), down.Annotations[annotationCategory])
 	require.Equal(t, model.LabelValue("critical"), down.Annotations[annotationPriority])
 	require.Equal(t, model.LabelValue("immediate_intervention"), down.Annotations[annotationAction])
+	for priority, want := range map[string]float64{"critical": 1, "high": 1, "medium": 0, "low": 0, "none": 0} {
+		v, ok := metric(t, a.Registry(), "alertd_alerts", "state", "firing", "priority", priority)
+		require.True(t, ok, priority)
+		require.Equal(t, want, v, "firing alerts of priority %s", priority)
+	}
 
 	// Operators say the drift alert is noise, again and again, and that
 	// the latency alert is real.

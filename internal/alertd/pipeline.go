@@ -510,34 +510,58 @@ func (s *store) gc(now time.Time) {
 }
 
 var alertsDesc = prometheus.NewDesc("alertd_alerts",
-	"The number of alerts alertd holds, by state (firing, suppressed, and resolved within the retention). Pending rule alerts are in ALERTS{alertstate=\"pending\"}.",
-	[]string{"state"}, nil)
+	"The number of alerts alertd holds, by state (firing, suppressed, and resolved within the retention) and the priority it classified them with (none if unclassified). Pending rule alerts are in ALERTS{alertstate=\"pending\"}.",
+	[]string{"state", "priority"}, nil)
+
+// alertStates are the states of alertd_alerts.
+var alertStates = []string{"firing", "suppressed", "resolved"}
 
 // Describe implements prometheus.Collector.
 func (s *store) Describe(ch chan<- *prometheus.Desc) { ch <- alertsDesc }
 
-// Collect implements prometheus.Collector: alerts by state at scrape time.
+// Collect implements prometheus.Collector: alerts by state and priority at
+// scrape time, every combination present so that rates and absences read
+// right.
 func (s *store) Collect(ch chan<- prometheus.Metric) {
 	c := s.counts(s.now())
-	for _, st := range []string{"firing", "suppressed", "resolved"} {
-		ch <- prometheus.MustNewConstMetric(alertsDesc, prometheus.GaugeValue, float64(c[st]), st)
+	for _, st := range alertStates {
+		for _, p := range alertPriorities {
+			ch <- prometheus.MustNewConstMetric(alertsDesc, prometheus.GaugeValue, float64(c[[2]string{st, p}]), st, p)
+		}
 	}
 }
 
-// counts returns the number of stored alerts by state at now.
-func (s *store) counts(now time.Time) map[string]int {
+// alertPriorities are the priority label values of alertd_alerts: the
+// classifier's, and none.
+var alertPriorities = append(stringsOf(classify.Priorities()), "none")
+
+func stringsOf[T ~string](xs []T) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = string(x)
+	}
+	return out
+}
+
+// counts returns the number of stored alerts by state and priority at now.
+// A priority annotation the classifier would not give counts as none.
+func (s *store) counts(now time.Time) map[[2]string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := map[string]int{"firing": 0, "resolved": 0, "suppressed": 0}
+	c := map[[2]string]int{}
 	for _, a := range s.alerts {
+		state := "firing"
 		switch {
 		case a.ResolvedAt(now):
-			c["resolved"]++
+			state = "resolved"
 		case a.Suppressed:
-			c["suppressed"]++
-		default:
-			c["firing"]++
+			state = "suppressed"
 		}
+		p := string(a.Annotations[annotationPriority])
+		if !slices.Contains(alertPriorities, p) {
+			p = "none"
+		}
+		c[[2]string{state, p}]++
 	}
 	return c
 }
