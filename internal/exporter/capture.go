@@ -97,10 +97,11 @@ type worker struct {
 func (w *worker) run() {
 	for c := range w.q.ch {
 		w.done(c)
-		// Drain what else is queued, then pause so the next wake-up finds a
-		// batch: under load the parser wakes up once per batchDelay instead
-		// of once per request, which halves its cost per capture. An idle
-		// sidecar parks on the channel and never wakes.
+		// Drain what else is queued, then, with a batch delay, pause so that
+		// the next wake-up finds a batch: the parser then wakes once per
+		// batchDelay instead of once per capture. Without one (the default)
+		// it parks on the channel, and a capture readies it to run as soon
+		// as the proxy goroutine that offered it blocks.
 		for {
 			select {
 			case c, ok := <-w.q.ch:
