@@ -52,6 +52,10 @@ type Parser struct {
 	scratch   []byte // copy of a body being rewritten (Infinity tokens)
 	lastSize  int    // size of the largest body of the previous call
 
+	// Copies of the bodies the fast path scans, so that its results point into
+	// the Parser's memory as the tree parser's do.
+	fastReq, fastResp []byte
+
 	// Per-call state.
 	names      []byte // arena of generated feature names
 	nameBudget int    // bytes the arena may grow to in this call
@@ -100,7 +104,20 @@ func NewParser(opts Options) *Parser {
 func (p *Parser) Parse(f Format, req, resp []byte, dst *Batch) error {
 	dst.Reset()
 	p.reset(len(req) + len(resp))
+	// The common row-format request and its scalar predictions take a single pass
+	// that gives the same result as the tree (see fast.go); anything else, the tree.
+	if p.fastRequest(f, req, dst) {
+		if len(resp) == 0 || p.fastResponse(resp, dst) {
+			return nil
+		}
+		return p.responseOrClear(dst.Format, resp, dst)
+	}
+	return p.parseTree(f, req, resp, dst)
+}
 
+// parseTree is Parse on fastjson's tree, for every body the fast path declines.
+// dst and p must have been reset.
+func (p *Parser) parseTree(f Format, req, resp []byte, dst *Batch) error {
 	if isBlank(req) {
 		return reqErr(ReasonEmptyBody, "empty body")
 	}
@@ -136,6 +153,11 @@ func (p *Parser) Parse(f Format, req, resp []byte, dst *Batch) error {
 	if len(resp) == 0 {
 		return nil
 	}
+	return p.responseOrClear(f, resp, dst)
+}
+
+// responseOrClear parses resp with the tree parser and removes all predictions if it fails.
+func (p *Parser) responseOrClear(f Format, resp []byte, dst *Batch) error {
 	if err := p.response(f, resp, dst); err != nil {
 		dst.clearPredictions()
 		return err
@@ -149,6 +171,7 @@ func (p *Parser) reset(size int) {
 		// longer valid anyway.
 		p.req, p.resp = fastjson.Parser{}, fastjson.Parser{}
 		p.scratch, p.names, p.elems, p.kvs = nil, nil, nil, nil
+		p.fastReq, p.fastResp = nil, nil
 	}
 	p.lastSize = size
 	p.names = p.names[:0]
