@@ -25,6 +25,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzOIP \
 	./internal/payload:FuzzMLflow \
 	./internal/payload:FuzzJSON \
+	./internal/payload:FuzzKServeFastPath \
 	./internal/config:FuzzLoad \
 	./drift:FuzzCSV \
 	./drift:FuzzJSONL \

@@ -405,6 +405,9 @@ plus_us() {
 report() {
 	local exporter_version='not built'
 	if [ -x bin/exporter ] && [ -z "$SIDECAR_NOTE" ]; then exporter_version=$(bin/exporter --version 2>&1 | head -n 1); fi
+	local commit
+	commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit+=' (with uncommitted changes)'; fi
 	cat <<EOF
 # Proxy benchmark: direct, modelmon sidecar, nginx, bare fasthttp
 
@@ -415,7 +418,7 @@ $COMMAND
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD 2>/dev/null || echo ', with uncommitted changes')
 - Machine: $CPUS CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), Linux $(uname -r)
 - Before the run: load average $LOAD; cores busy over 1 s: $BUSY_BEFORE (anything above a few % skews the results)
-- $(go version | sed 's/^go version //'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), exporter: $exporter_version
+- $(go version | sed 's/^go version //'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), exporter: $exporter_version, commit $commit
 - Stub: \`taskset -c $SERVER_CPU bin/model-server --listen-address=127.0.0.1:$STUB_PORT --delay=<delay> --log.level=warn\`
 - Sidecar: \`taskset -c $SERVER_CPU bin/exporter ${EXPORTER_ARGS[*]}\`${SIDECAR_NOTE:+ ($SIDECAR_NOTE)}
 - nginx: \`taskset -c $SERVER_CPU nginx -c <tmp>/nginx.conf -g 'daemon off;'\` from scripts/bench/nginx.conf.tmpl: 1 worker, upstream keepalive, HTTP/1.1, access log off
