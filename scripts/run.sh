@@ -214,6 +214,6 @@ while true; do
 		last_status=$now
 		printf '%s  %s  %s\n' "$(date +%T)" \
 			"$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '/^modelmon_requests_total/{r+=$2} /^modelmon_predictions_total/{p+=$2} /^modelmon_prediction_errors_total/{e+=$2} END{printf "requests=%d predictions=%d errors=%d", r, p, e}')" \
-			"$(curl -fsS "http://127.0.0.1:${ALERTD_PORT}/metrics" 2>/dev/null | awk '/^alertd_alerts\{state="firing"\}/{f=$2} /^alertd_notifications_total\{/{n+=$2} END{printf "alerts_firing=%d notifications=%d", f, n}')"
+			"$(curl -fsS "http://127.0.0.1:${ALERTD_PORT}/metrics" 2>/dev/null | awk '/^alertd_alerts\{/ && /state="firing"/{f+=$2} /^alertd_notifications_total\{/{n+=$2} END{printf "alerts_firing=%d notifications=%d", f, n}')"
 	fi
 done
