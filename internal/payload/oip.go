@@ -190,20 +190,7 @@ func (p *Parser) oipRequest(root *fastjson.Value, b *Batch) error {
 		p.tensors = append(p.tensors, t)
 	}
 
-	// Name the features once; every record shares the names.
-	single := len(p.tensors) == 1
-	total, dropped := 0, 0
-	for i := range p.tensors {
-		t := &p.tensors[i]
-		t.nameStart = len(p.tensorName)
-		for j := 0; j < t.k && total < p.maxFeatures; j++ {
-			p.tensorName = append(p.tensorName, p.tensorFeatureName(t, j, single))
-			total++
-		}
-		t.kept = len(p.tensorName) - t.nameStart
-		dropped += t.k - t.kept
-	}
-
+	dropped := p.nameTensors()
 	for i := 0; i < n; i++ {
 		p.beginRecord(b)
 		for ti := range p.tensors {
@@ -221,6 +208,24 @@ func (p *Parser) oipRequest(root *fastjson.Value, b *Batch) error {
 		p.endRecord(b)
 	}
 	return nil
+}
+
+// nameTensors names the features of p.tensors once, as every record shares the
+// names, and returns the number of features per record dropped under MaxFeatures.
+func (p *Parser) nameTensors() int {
+	single := len(p.tensors) == 1
+	total, dropped := 0, 0
+	for i := range p.tensors {
+		t := &p.tensors[i]
+		t.nameStart = len(p.tensorName)
+		for j := 0; j < t.k && total < p.maxFeatures; j++ {
+			p.tensorName = append(p.tensorName, p.tensorFeatureName(t, j, single))
+			total++
+		}
+		t.kept = len(p.tensorName) - t.nameStart
+		dropped += t.k - t.kept
+	}
+	return dropped
 }
 
 func (p *Parser) tensorFeatureName(t *tensor, j int, single bool) []byte {

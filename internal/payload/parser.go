@@ -55,6 +55,7 @@ type Parser struct {
 	// Copies of the bodies the fast path scans, so that its results point into
 	// the Parser's memory as the tree parser's do.
 	fastReq, fastResp []byte
+	fastElems         []Value // elements of the OIP tensors the fast path scans
 
 	// Per-call state.
 	names      []byte // arena of generated feature names
@@ -111,6 +112,13 @@ func (p *Parser) Parse(f Format, req, resp []byte, dst *Batch) error {
 			return nil
 		}
 		return p.responseOrClear(dst.Format, resp, dst)
+	}
+	// Likewise the common OIP request and response (see oipfast.go).
+	if p.fastOIPRequest(f, req, dst) {
+		if len(resp) == 0 || p.fastOIPResponse(resp, dst) {
+			return nil
+		}
+		return p.responseOrClear(FormatOIP, resp, dst)
 	}
 	return p.parseTree(f, req, resp, dst)
 }
@@ -171,7 +179,7 @@ func (p *Parser) reset(size int) {
 		// longer valid anyway.
 		p.req, p.resp = fastjson.Parser{}, fastjson.Parser{}
 		p.scratch, p.names, p.elems, p.kvs = nil, nil, nil, nil
-		p.fastReq, p.fastResp = nil, nil
+		p.fastReq, p.fastResp, p.fastElems = nil, nil, nil
 	}
 	p.lastSize = size
 	p.names = p.names[:0]
