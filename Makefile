@@ -26,6 +26,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzMLflow \
 	./internal/payload:FuzzJSON \
 	./internal/payload:FuzzKServeFastPath \
+	./internal/payload:FuzzOIPFastPath \
 	./internal/config:FuzzLoad \
 	./drift:FuzzCSV \
 	./drift:FuzzJSONL \

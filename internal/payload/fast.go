@@ -76,6 +76,18 @@ func (p *Parser) fastResponse(resp []byte, b *Batch) bool {
 
 // scanRequest scans a request body: an object with one "instances" field.
 func (p *Parser) scanRequest(s []byte, b *Batch) bool {
+	return scanBody(s, "instances", kserveDeclinedFields, func(j int) (int, bool) { return p.scanInstances(s, j, b) })
+}
+
+// kserveDeclinedFields are the top-level fields that make the tree path read a
+// request as another format or read its rows elsewhere.
+var kserveDeclinedFields = []string{"inputs", "examples", "context", "dataframe_split", "dataframe_records", "columns", "data"}
+
+// scanBody scans a whole body that must be one object with exactly one field
+// named field, whose value scan reads from the index it is given, returning the
+// index after it. Other fields are skipped, except that any named in declined
+// declines the body. It reports false to decline.
+func scanBody(s []byte, field string, declined []string, scan func(j int) (int, bool)) bool {
 	i := skipSpace(s, 0)
 	if i >= len(s) || s[i] != '{' {
 		return false
@@ -87,16 +99,18 @@ func (p *Parser) scanRequest(s []byte, b *Batch) bool {
 		if !ok {
 			return false
 		}
-		switch string(key) {
-		case "instances":
+		for _, d := range declined {
+			if string(key) == d {
+				return false
+			}
+		}
+		if string(key) == field {
 			if found {
 				return false
 			}
 			found = true
-			j, ok = p.scanInstances(s, j, b)
-		case "inputs", "examples", "context", "dataframe_split", "dataframe_records", "columns", "data":
-			return false
-		default:
+			j, ok = scan(j)
+		} else {
 			j, ok = skipValue(s, j, 2)
 		}
 		if !ok {
@@ -200,37 +214,7 @@ func (p *Parser) scanArrayRow(s []byte, i int, b *Batch, start int) (int, bool) 
 // scanResponse scans a response body: an object with one "predictions" field.
 // Other fields do not matter, because predictionsResponse looks for "predictions" first.
 func (p *Parser) scanResponse(s []byte, b *Batch) bool {
-	i := skipSpace(s, 0)
-	if i >= len(s) || s[i] != '{' {
-		return false
-	}
-	i = skipSpace(s, i+1)
-	found := false
-	for {
-		key, j, ok := scanField(s, i)
-		if !ok {
-			return false
-		}
-		if string(key) == "predictions" {
-			if found {
-				return false
-			}
-			found = true
-			j, ok = p.scanPredictions(s, j, b)
-		} else {
-			j, ok = skipValue(s, j, 2)
-		}
-		if !ok {
-			return false
-		}
-		var more bool
-		if i, more, ok = next(s, j, '}'); !ok {
-			return false
-		}
-		if !more {
-			return found && skipSpace(s, i) == len(s)
-		}
-	}
+	return scanBody(s, "predictions", nil, func(j int) (int, bool) { return p.scanPredictions(s, j, b) })
 }
 
 // scanPredictions scans an array with one prediction per record.
@@ -437,10 +421,7 @@ func scanScalar(s []byte, i int, v *Value) (int, bool) {
 			return i + 4, true
 		}
 	case c == '-' || c >= '0' && c <= '9':
-		j := i + 1
-		for j < len(s) && isNumberByte(s[j]) {
-			j++
-		}
+		j := numberEnd(s, i)
 		// fastfloat.Parse takes a string; this one does not outlive the call
 		// except in its error, which is discarded.
 		f, err := fastfloat.Parse(unsafe.String(&s[i], j-i))
@@ -451,6 +432,16 @@ func scanScalar(s []byte, i int, v *Value) (int, bool) {
 		return j, true
 	}
 	return i, false
+}
+
+// numberEnd returns the end of the number token that starts at s[i], as
+// fastjson delimits it.
+func numberEnd(s []byte, i int) int {
+	j := i + 1
+	for j < len(s) && isNumberByte(s[j]) {
+		j++
+	}
+	return j
 }
 
 // isNumberByte reports whether c continues a number token in fastjson's lexer.

@@ -102,8 +102,7 @@ func oipElement(t *tensor, v Value) Value {
 // tensors, into p.tensors and p.fastElems. If nonEmpty, an empty "inputs" is
 // declined (detection would not pick OIP).
 func (p *Parser) scanOIPRequest(s []byte, nonEmpty bool) bool {
-	found, ok := p.scanOIPBody(s, "inputs")
-	if !ok || !found || nonEmpty && len(p.tensors) == 0 {
+	if !p.scanOIPBody(s, "inputs") || nonEmpty && len(p.tensors) == 0 {
 		return false
 	}
 	for i := range p.tensors {
@@ -114,39 +113,10 @@ func (p *Parser) scanOIPRequest(s []byte, nonEmpty bool) bool {
 	return true
 }
 
-// scanOIPBody scans an object whose field named field is an array of tensors, and
-// skips its other fields. It reports whether the field was found.
-func (p *Parser) scanOIPBody(s []byte, field string) (found, ok bool) {
-	i := skipSpace(s, 0)
-	if i >= len(s) || s[i] != '{' {
-		return false, false
-	}
-	i = skipSpace(s, i+1)
-	for {
-		key, j, ok := scanField(s, i)
-		if !ok {
-			return false, false
-		}
-		if string(key) == field {
-			if found {
-				return false, false
-			}
-			found = true
-			j, ok = p.scanTensors(s, j)
-		} else {
-			j, ok = skipValue(s, j, 2)
-		}
-		if !ok {
-			return false, false
-		}
-		var more bool
-		if i, more, ok = next(s, j, '}'); !ok {
-			return false, false
-		}
-		if !more {
-			return found, skipSpace(s, i) == len(s)
-		}
-	}
+// scanOIPBody scans a body that is an object with one field named field, an
+// array of tensors, and skips its other fields.
+func (p *Parser) scanOIPBody(s []byte, field string) bool {
+	return scanBody(s, field, nil, func(j int) (int, bool) { return p.scanTensors(s, j) })
 }
 
 // scanTensors scans an array of tensors at s[i:] into p.tensors.
@@ -266,10 +236,7 @@ func scanShape(s []byte, i int, size, rows, k *uint64, overflow *bool) (int, boo
 		if i >= len(s) || s[i] < '0' || s[i] > '9' {
 			return i, false
 		}
-		j := i + 1
-		for j < len(s) && isNumberByte(s[j]) {
-			j++
-		}
+		j := numberEnd(s, i)
 		n, err := fastfloat.ParseUint64(unsafe.String(&s[i], j-i))
 		if err != nil {
 			return j, false
@@ -340,8 +307,7 @@ func (p *Parser) fastOIPResponse(resp []byte, b *Batch) bool {
 // scanOIPResponse scans a response body and, if it can be read exactly, applies its
 // outputs to b as oipResponse does. Nothing is applied if it reports false.
 func (p *Parser) scanOIPResponse(s []byte, b *Batch) bool {
-	found, ok := p.scanOIPBody(s, "outputs")
-	if !ok || !found {
+	if !p.scanOIPBody(s, "outputs") {
 		return false
 	}
 	first := 0
