@@ -691,7 +691,10 @@ func (a *Alertd) Stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := a.web.Shutdown(ctx); err != nil {
-			a.stopErr = err
+			// Requests still running after the grace period: drop their
+			// connections rather than leave them open past Stop.
+			a.stopErr = fmt.Errorf("couldn't stop the web server within 5s: %w", err)
+			_ = a.web.Close()
 		}
 		a.wg.Wait()
 		a.notify.Stop()

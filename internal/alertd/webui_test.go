@@ -129,7 +129,6 @@ func browser(t *testing.T) context.Context {
 // With UPDATE_SCREENSHOT=1 it saves the page as docs/alertd-incidents.png.
 func TestIncidentsPageBrowser(t *testing.T) {
 	t.Parallel()
-	ctx := browser(t)
 	h := newEscalationHooks(t)
 	cfg := h.config("") + `
 classification:
@@ -146,6 +145,10 @@ classification:
       action: retrain
 `
 	ta := startAlertd(t, cfg, map[string]string{"rules.yml": "groups: []\n"}, func(o *Options) { o.RoutePrefix = "/alertd/" })
+	// The browser starts after alertd, so that it is stopped before alertd
+	// is: a socket chromium opened ahead of need would otherwise hold up
+	// alertd's web server shutdown (http.Server waits 5s for new connections).
+	ctx := browser(t)
 	// The helpers address the API under the prefix.
 	a := *ta
 	a.URL += "/alertd"
