@@ -244,18 +244,12 @@ func datasourceVariable() *dashboard.DatasourceVariableBuilder {
 // queryVariable is a multi-value variable from label_values(…), matching
 // everything by default.
 func queryVariable(name, label, query string) *dashboard.QueryVariableBuilder {
-	return dashboard.NewQueryVariableBuilder(name).
-		Label(label).
-		Query(dashboard.StringOrMap{String: cog.ToPtr(query)}).
-		Definition(query).
-		Datasource(datasource()).
+	return labelValuesVariable(name, label, query).
 		Current(dashboard.VariableOption{
 			Selected: cog.ToPtr(true),
 			Text:     dashboard.StringOrArrayOfString{ArrayOfString: []string{"All"}},
 			Value:    dashboard.StringOrArrayOfString{ArrayOfString: []string{"$__all"}},
 		}).
-		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
-		Sort(dashboard.VariableSortAlphabeticalAsc).
 		Multi(true).
 		IncludeAll(true).
 		AllValue(".*")
@@ -263,15 +257,21 @@ func queryVariable(name, label, query string) *dashboard.QueryVariableBuilder {
 
 // singleVariable is a variable from label_values(…) that takes one value.
 func singleVariable(name, label, query string) *dashboard.QueryVariableBuilder {
+	return labelValuesVariable(name, label, query).
+		Multi(false).
+		IncludeAll(false)
+}
+
+// labelValuesVariable is what queryVariable and singleVariable share: the
+// query, refreshed when the time range changes, values sorted.
+func labelValuesVariable(name, label, query string) *dashboard.QueryVariableBuilder {
 	return dashboard.NewQueryVariableBuilder(name).
 		Label(label).
 		Query(dashboard.StringOrMap{String: cog.ToPtr(query)}).
 		Definition(query).
 		Datasource(datasource()).
 		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
-		Sort(dashboard.VariableSortAlphabeticalAsc).
-		Multi(false).
-		IncludeAll(false)
+		Sort(dashboard.VariableSortAlphabeticalAsc)
 }
 
 // exporterVariables are the variables of the sidecar dashboards: data
