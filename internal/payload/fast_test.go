@@ -31,10 +31,37 @@ func treeParse(opts Options, f Format, req, resp []byte) (*Batch, error) {
 	return b, p.parseTree(f, req, resp, b)
 }
 
-// checkFastPath runs the fast path and the tree path on fresh Parsers and fails if
-// the fast path does not decline and its result differs. It reports whether the fast
+// fastPath is one single-pass path under test: its request and response
+// scanners, what a declined request or response must also have left alone
+// (beyond an empty Batch), and the bodies a reused Parser holds before the
+// whole Parse is compared.
+type fastPath struct {
+	request          func(p *Parser, f Format, req []byte, b *Batch) bool
+	response         func(p *Parser, resp []byte, b *Batch) bool
+	declinedRequest  func(t *testing.T, p *Parser, b *Batch)
+	declinedResponse func(t *testing.T, b *Batch)
+	earlier          []earlierBody
+}
+
+// earlierBody is a body a Parser parsed before the one under test.
+type earlierBody struct {
+	f         Format
+	req, resp string
+}
+
+// kserveFast is the KServe v1 fast path (fast.go).
+var kserveFast = fastPath{
+	request:  (*Parser).fastRequest,
+	response: (*Parser).fastResponse,
+	earlier: []earlierBody{
+		{FormatKServeV1, `{"instances": [{"x": 1, "y": "z"}, [1, 2, 3, 4, 5]]}`, `{"predictions": [1, 2]}`},
+	},
+}
+
+// check runs the fast path and the tree path on fresh Parsers and fails if the
+// fast path does not decline and its result differs. It reports whether the fast
 // path served the request and the response.
-func checkFastPath(t *testing.T, opts Options, f Format, req, resp []byte) (usedReq, usedResp bool) {
+func (fp fastPath) check(t *testing.T, opts Options, f Format, req, resp []byte) (usedReq, usedResp bool) {
 	t.Helper()
 	wantReq, errReq := treeParse(opts, f, req, nil)
 	want, wantErr := treeParse(opts, f, req, resp)
@@ -42,29 +69,37 @@ func checkFastPath(t *testing.T, opts Options, f Format, req, resp []byte) (used
 	p := NewParser(opts)
 	var b Batch
 	p.reset(len(req) + len(resp))
-	usedReq = p.fastRequest(f, req, &b)
+	usedReq = fp.request(p, f, req, &b)
 	if !usedReq {
 		require.Empty(t, b.Records, "a declined request left records")
 		require.Empty(t, b.feats, "a declined request left features")
 		require.Equal(t, FormatUnknown, b.Format)
+		if fp.declinedRequest != nil {
+			fp.declinedRequest(t, p, &b)
+		}
 	} else {
 		require.NoError(t, errReq, "the fast path accepted a request the tree path rejects")
 		requireSameBatch(t, wantReq, &b)
 		if len(resp) > 0 {
-			usedResp = p.fastResponse(resp, &b)
+			usedResp = fp.response(p, resp, &b)
 			if usedResp {
 				require.NoError(t, wantErr, "the fast path accepted a response the tree path rejects")
 				requireSameBatch(t, want, &b)
 			} else {
 				requireSameBatch(t, wantReq, &b)
+				if fp.declinedResponse != nil {
+					fp.declinedResponse(t, &b)
+				}
 			}
 		}
 	}
 
-	// Parse as a whole, on a Parser and Batch that held another body, agrees too.
+	// Parse as a whole, on a Parser and Batch that held other bodies, agrees too.
 	p = NewParser(opts)
 	b = Batch{}
-	_ = p.Parse(FormatKServeV1, []byte(`{"instances": [{"x": 1, "y": "z"}, [1, 2, 3, 4, 5]]}`), []byte(`{"predictions": [1, 2]}`), &b)
+	for _, e := range fp.earlier {
+		_ = p.Parse(e.f, []byte(e.req), []byte(e.resp), &b)
+	}
 	err := p.Parse(f, req, resp, &b)
 	requireSameError(t, wantErr, err)
 	requireSameBatch(t, want, &b)
@@ -185,10 +220,10 @@ func FuzzKServeFastPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, req, resp []byte) {
 		for _, opts := range fastOptions {
 			for _, format := range fastFormats {
-				checkFastPath(t, opts, format, req, resp)
+				kserveFast.check(t, opts, format, req, resp)
 			}
 			for _, r := range reqs {
-				checkFastPath(t, opts, FormatKServeV1, r, resp)
+				kserveFast.check(t, opts, FormatKServeV1, r, resp)
 			}
 		}
 	})
@@ -240,7 +275,7 @@ func TestFastPathUsed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			usedReq, usedResp := checkFastPath(t, tc.opts, tc.format, []byte(tc.req), []byte(tc.resp))
+			usedReq, usedResp := kserveFast.check(t, tc.opts, tc.format, []byte(tc.req), []byte(tc.resp))
 			require.True(t, usedReq, "the fast path declined the request")
 			require.Equal(t, tc.response, usedResp, "the fast path served the response")
 		})
@@ -305,7 +340,7 @@ func TestFastPathDeclines(t *testing.T) {
 			if f == FormatUnknown {
 				f = FormatKServeV1
 			}
-			usedReq, _ := checkFastPath(t, tc.opts, f, []byte(tc.req), nil)
+			usedReq, _ := kserveFast.check(t, tc.opts, f, []byte(tc.req), nil)
 			require.False(t, usedReq, "the fast path served the request")
 		})
 	}
@@ -341,7 +376,7 @@ func TestFastPathDeclines(t *testing.T) {
 	}
 	for _, tc := range responses {
 		t.Run("response "+tc.name, func(t *testing.T) {
-			usedReq, usedResp := checkFastPath(t, tc.opts, FormatKServeV1, []byte(`{"instances": [{"a": 1}, {"a": 2}]}`), []byte(tc.resp))
+			usedReq, usedResp := kserveFast.check(t, tc.opts, FormatKServeV1, []byte(`{"instances": [{"a": 1}, {"a": 2}]}`), []byte(tc.resp))
 			require.True(t, usedReq, "the fast path declined the request")
 			require.False(t, usedResp, "the fast path served the response")
 		})

@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,51 +16,23 @@ var oipFastOptions = []Options{
 	{},
 }
 
-// checkOIPFastPath runs the OIP fast path and the tree path on fresh Parsers and
-// fails if the fast path does not decline and its result differs. It reports
-// whether the fast path served the request and the response.
-func checkOIPFastPath(t *testing.T, opts Options, f Format, req, resp []byte) (usedReq, usedResp bool) {
-	t.Helper()
-	wantReq, errReq := treeParse(opts, f, req, nil)
-	want, wantErr := treeParse(opts, f, req, resp)
-
-	p := NewParser(opts)
-	var b Batch
-	p.reset(len(req) + len(resp))
-	usedReq = p.fastOIPRequest(f, req, &b)
-	if !usedReq {
-		require.Empty(t, b.Records, "a declined request left records")
-		require.Empty(t, b.feats, "a declined request left features")
+// oipFast is the OIP fast path (oipfast.go). A declined request must also
+// leave no tensors or names behind, and a declined response no scores.
+var oipFast = fastPath{
+	request:  (*Parser).fastOIPRequest,
+	response: (*Parser).fastOIPResponse,
+	declinedRequest: func(t *testing.T, p *Parser, b *Batch) {
 		require.Zero(t, b.DroppedFeatures, "a declined request counted dropped features")
-		require.Equal(t, FormatUnknown, b.Format)
 		require.Empty(t, p.tensors, "a declined request left tensors")
 		require.Empty(t, p.tensorName, "a declined request left names")
 		require.Empty(t, p.names, "a declined request left names in the arena")
-	} else {
-		require.NoError(t, errReq, "the fast path accepted a request the tree path rejects")
-		requireSameBatch(t, wantReq, &b)
-		if len(resp) > 0 {
-			usedResp = p.fastOIPResponse(resp, &b)
-			if usedResp {
-				require.NoError(t, wantErr, "the fast path accepted a response the tree path rejects")
-				requireSameBatch(t, want, &b)
-			} else {
-				requireSameBatch(t, wantReq, &b)
-				require.Empty(t, b.scores, "a declined response left scores")
-			}
-		}
-	}
-
-	// Parse as a whole, on a Parser and Batch that held other bodies, agrees too.
-	p = NewParser(opts)
-	b = Batch{}
-	_ = p.Parse(FormatKServeV1, []byte(`{"instances": [{"x": 1, "y": "z"}, [1, 2, 3, 4, 5]]}`), []byte(`{"predictions": [1, 2]}`), &b)
-	_ = p.Parse(FormatOIP, []byte(`{"inputs": [{"name": "in", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]}`),
-		[]byte(`{"outputs": [{"name": "out", "shape": [2, 2], "datatype": "FP32", "data": [0.1, 0.9, 0.8, 0.2]}]}`), &b)
-	err := p.Parse(f, req, resp, &b)
-	requireSameError(t, wantErr, err)
-	requireSameBatch(t, want, &b)
-	return usedReq, usedResp
+	},
+	declinedResponse: func(t *testing.T, b *Batch) {
+		require.Empty(t, b.scores, "a declined response left scores")
+	},
+	earlier: append(slices.Clone(kserveFast.earlier), earlierBody{FormatOIP,
+		`{"inputs": [{"name": "in", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]}`,
+		`{"outputs": [{"name": "out", "shape": [2, 2], "datatype": "FP32", "data": [0.1, 0.9, 0.8, 0.2]}]}`}),
 }
 
 // oipFastSeeds are bodies for the OIP fast path: ones it serves, and near misses.
@@ -115,10 +88,10 @@ func FuzzOIPFastPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, req, resp []byte) {
 		for _, opts := range oipFastOptions {
 			for _, format := range []Format{FormatOIP, FormatUnknown, FormatKServeV1} {
-				checkOIPFastPath(t, opts, format, req, resp)
+				oipFast.check(t, opts, format, req, resp)
 			}
 			for _, r := range reqs {
-				checkOIPFastPath(t, opts, FormatOIP, r, resp)
+				oipFast.check(t, opts, FormatOIP, r, resp)
 			}
 		}
 	})
@@ -171,7 +144,7 @@ func TestOIPFastPathUsed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			usedReq, usedResp := checkOIPFastPath(t, tc.opts, tc.format, []byte(tc.req), []byte(tc.resp))
+			usedReq, usedResp := oipFast.check(t, tc.opts, tc.format, []byte(tc.req), []byte(tc.resp))
 			require.True(t, usedReq, "the fast path declined the request")
 			require.Equal(t, tc.response, usedResp, "the fast path served the response")
 		})
@@ -236,7 +209,7 @@ func TestOIPFastPathDeclines(t *testing.T) {
 			if f == FormatUnknown && !strings.HasPrefix(tc.name, "empty inputs detected") {
 				f = FormatOIP
 			}
-			usedReq, _ := checkOIPFastPath(t, tc.opts, f, []byte(tc.req), nil)
+			usedReq, _ := oipFast.check(t, tc.opts, f, []byte(tc.req), nil)
 			require.False(t, usedReq, "the fast path served the request")
 		})
 	}
@@ -269,7 +242,7 @@ func TestOIPFastPathDeclines(t *testing.T) {
 	for _, tc := range responses {
 		t.Run("response "+tc.name, func(t *testing.T) {
 			req := []byte(`{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}`)
-			usedReq, usedResp := checkOIPFastPath(t, tc.opts, FormatOIP, req, []byte(tc.resp))
+			usedReq, usedResp := oipFast.check(t, tc.opts, FormatOIP, req, []byte(tc.resp))
 			require.True(t, usedReq, "the fast path declined the request")
 			require.False(t, usedResp, "the fast path served the response")
 		})
