@@ -230,7 +230,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	}
 	end := p.now()
 	d := end.Sub(start).Seconds()
-	if traceID != nil {
+	if traceID != nil && m.exemplarDue(d, end) {
 		m.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(d, prometheus.Labels{"trace_id": string(traceID)})
 	} else {
 		m.duration.Observe(d)
@@ -273,6 +273,8 @@ func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) bool {
 // line, end-to-end headers in order, and the body without copying it. The
 // client's response keeps the server's settings (no default Date,
 // Content-Type or Server), so nothing is added that the upstream did not send.
+// The two responses trade body buffers, so that src goes back to its pool
+// with one and the next upstream answer is read without allocating.
 func copyResponse(dst, src *fasthttp.Response) {
 	dst.SetStatusCode(src.StatusCode())
 	if msg := src.Header.StatusMessage(); len(msg) > 0 {
@@ -284,7 +286,7 @@ func copyResponse(dst, src *fasthttp.Response) {
 		}
 		dst.Header.AddBytesKV(k, v)
 	}
-	dst.SwapBody(src.SwapBody(nil))
+	src.SwapBody(dst.SwapBody(src.SwapBody(nil))[:0])
 }
 
 // classifyError maps an upstream failure to the reason it is counted under,
