@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,8 +28,11 @@ type model struct {
 	reqSize     prometheus.Observer
 	respSize    prometheus.Observer
 	duration    prometheus.Observer
-	dropped     map[string]prometheus.Counter
-	parsed      [8]atomic.Pointer[prometheus.Counter] // by payload.Format
+	// exemplarAt is when each classic bucket of duration last got an
+	// exemplar, in Unix nanoseconds; see exemplarDue.
+	exemplarAt [16]atomic.Int64
+	dropped    map[string]prometheus.Counter
+	parsed     [8]atomic.Pointer[prometheus.Counter] // by payload.Format
 
 	metrics  *collector.Metrics
 	mu       sync.Mutex // guards features and order
@@ -89,6 +93,29 @@ func newModel(name string, m *collector.Metrics) *model {
 	empty := ""
 	md.version.Store(&empty)
 	return md
+}
+
+// exemplarInterval is the shortest time between two exemplars of one bucket
+// of a model's latency histogram.
+const exemplarInterval = 100 * time.Millisecond
+
+// exemplarDue reports whether a request of d seconds that ended at now should
+// give its trace id to the latency histogram as an exemplar. A bucket shows
+// only its latest exemplar, and client_golang builds a new one on every call
+// (validated labels, a timestamp, a protobuf message: several microseconds
+// and a dozen allocations), so under load almost all of that work would be
+// replaced before the next scrape. One exemplar per bucket per
+// exemplarInterval keeps every bucket's exemplar at most that much older than
+// its latest traced request, and the first request into a bucket always
+// gets one.
+func (m *model) exemplarDue(d float64, now time.Time) bool {
+	i := sort.SearchFloat64s(collector.DurationBuckets, d) // the bucket that counts d
+	if i >= len(m.exemplarAt) {
+		i = len(m.exemplarAt) - 1
+	}
+	t := now.UnixNano()
+	last := m.exemplarAt[i].Load()
+	return t-last >= int64(exemplarInterval) && m.exemplarAt[i].CompareAndSwap(last, t)
 }
 
 // setVersion records the model version seen last. It allocates only when the

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/collector"
 )
 
 // The proxy passes method, path, query, headers (in order and case, hop-by-hop
@@ -211,6 +215,20 @@ func TestExemplarsAndOpenMetrics(t *testing.T) {
 	st, body := do(t, "GET", "http://"+e.WebAddr()+"/metrics", "")
 	require.Equal(t, 200, st)
 	require.NotContains(t, body, "trace_id", "the classic text format has no exemplars")
+}
+
+// Each bucket of the latency histogram takes at most one exemplar per
+// exemplarInterval, and the first request into a bucket always gives one.
+func TestExemplarDue(t *testing.T) {
+	m := newModel("fraud", collector.NewMetrics(prometheus.NewRegistry()))
+	t0 := time.Unix(1700000000, 0)
+	require.True(t, m.exemplarDue(0.002, t0), "first into the 2.5 ms bucket")
+	require.False(t, m.exemplarDue(0.0021, t0.Add(exemplarInterval/2)), "same bucket, too soon")
+	require.True(t, m.exemplarDue(0.2, t0.Add(exemplarInterval/2)), "first into the 250 ms bucket")
+	require.True(t, m.exemplarDue(0.0025, t0.Add(exemplarInterval)), "2.5 ms bucket, interval passed")
+	require.True(t, m.exemplarDue(0.001, t0.Add(exemplarInterval)), "first into the 1 ms bucket")
+	require.True(t, m.exemplarDue(60, t0), "first into +Inf")
+	require.False(t, m.exemplarDue(math.Inf(1), t0), "+Inf again, too soon")
 }
 
 // A chunked request body reaches the model server whole, with a length.
