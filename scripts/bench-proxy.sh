@@ -25,6 +25,8 @@
 #   STUB_PORT=18080 SIDECAR_PORT=18081 NGINX_PORT=18082 METRICS_PORT=19108 BARE_PORT=18083
 #   EXPORTER_CONFIG=examples/modelmon.yml   (empty: the exporter's defaults)
 #   EXPORTER_FLAGS=                extra exporter flags
+#   SYSCALL_DURATION=3s            extra run per proxy point that counts its system
+#                                  calls with perf (0: none; skipped without perf)
 #   KEEP_LOGS=                     non-empty keeps the logs in the temp dir
 set -euo pipefail
 
@@ -47,10 +49,11 @@ METRICS_PORT=${METRICS_PORT:-19108}
 EXPORTER_CONFIG=${EXPORTER_CONFIG-examples/modelmon.yml}
 EXPORTER_FLAGS=${EXPORTER_FLAGS:-}
 KEEP_LOGS=${KEEP_LOGS:-}
+SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
 
 COMMAND="DURATION=$DURATION WARMUP=$WARMUP DELAYS='$DELAYS' CONNECTIONS='$CONNECTIONS' THREADS=$THREADS"
 COMMAND+=" PATHS='$PATHS' WRK_CPU=$WRK_CPU SERVER_CPU=$SERVER_CPU EXPORTER_CONFIG='$EXPORTER_CONFIG'"
-COMMAND+=" EXPORTER_FLAGS='$EXPORTER_FLAGS' bash scripts/bench-proxy.sh"
+COMMAND+=" EXPORTER_FLAGS='$EXPORTER_FLAGS' SYSCALL_DURATION=$SYSCALL_DURATION bash scripts/bench-proxy.sh"
 OUT=$(realpath -m -- "$OUT") # OUT is relative to where the script was started.
 cd "$(dirname "$0")/.."
 
@@ -76,6 +79,19 @@ if ((${#missing[@]})); then
 fi
 command -v go >/dev/null || die "go is not on PATH"
 NGINX=$(find_tool nginx)
+# perf counts the proxies' system calls and context switches; without it, or
+# where it may not trace them, those columns stay empty.
+PERF=$(find_tool perf)
+SYSCALL_NOTE=
+if [[ $SYSCALL_DURATION == 0 ]]; then
+	PERF=
+	SYSCALL_NOTE="not counted: SYSCALL_DURATION=0"
+elif [ -z "$PERF" ]; then
+	SYSCALL_NOTE="not counted: perf is not installed (apt-get install -y linux-perf)"
+elif ! "$PERF" stat -x, -e raw_syscalls:sys_enter,context-switches -o /dev/null -- true >/dev/null 2>&1; then
+	PERF=
+	SYSCALL_NOTE="not counted: perf may not trace system calls here (see /proc/sys/kernel/perf_event_paranoid)"
+fi
 
 CPUS=$(nproc)
 if ((CPUS < 2)); then
@@ -215,9 +231,43 @@ drain() {
 }
 
 # Results, keyed by "delay/conns/path".
-declare -A REQS RPS P50 P99 ERRS PROXY_US STUB_US CPU_WRK CPU_SERVERS DROPPED PARSED
+declare -A REQS RPS P50 P99 ERRS PROXY_US STUB_US CPU_WRK CPU_SERVERS DROPPED PARSED SYSCALLS SWITCHES
 MEASURED=()
 DISTURBED=()
+
+# bench_requests LOG: the request count of wrk's result line in LOG.
+bench_requests() {
+	local line kv
+	line=$(grep '^BENCH ' "$1") || die "no result line from wrk: $(tail -n 5 "$1")"
+	for kv in ${line#BENCH }; do
+		if [[ ${kv%%=*} == requests ]]; then echo "${kv#*=}"; fi
+	done
+}
+
+# count_syscalls KEY LOG PID... -- WRK...: run wrk for SYSCALL_DURATION while
+# perf counts the system calls and context switches of the proxy PIDs, and keep
+# them per request. A run of its own, after the measured one: the tracepoint
+# adds a little to every system call.
+count_syscalls() {
+	local key=$1 log=$2 pids=()
+	shift 2
+	while [[ $1 != -- ]]; do
+		pids+=("$1")
+		shift
+	done
+	shift
+	local list
+	list=$(IFS=,; echo "${pids[*]}")
+	"$PERF" stat -x, -e raw_syscalls:sys_enter,context-switches -p "$list" -o "$log.perf" -- sleep "$SYSCALL_DURATION" 2>/dev/null &
+	local perf_pid=$!
+	"$@" -d "$SYSCALL_DURATION" >"$log-syscalls.log" 2>&1 || die "wrk failed: $(tail -n 5 "$log-syscalls.log")"
+	wait "$perf_pid" || die "perf stat failed: $(cat "$log.perf")"
+	local requests
+	requests=$(bench_requests "$log-syscalls.log")
+	((requests > 0)) || die "wrk made no request while counting system calls"
+	SYSCALLS[$key]=$(awk -F, -v n="$requests" '$3 ~ /^raw_syscalls:sys_enter/ {printf "%.2f", $1 / n}' "$log.perf")
+	SWITCHES[$key]=$(awk -F, -v n="$requests" '$3 ~ /^context-switches/ {printf "%.2f", $1 / n}' "$log.perf")
+}
 
 # run_point DELAY CONNS PATH PORT [PROXY_PID...]: warm up, then measure one point.
 run_point() {
@@ -287,6 +337,10 @@ run_point() {
 		DROPPED[$key]=$(delta "$dropped0" "$(metric modelmon_capture_dropped_total)")
 		PARSED[$key]=$(delta "$parsed0" "$(metric modelmon_payloads_parsed_total)")
 		kill -0 "${proxy[0]}" 2>/dev/null || die "the sidecar died; see $TMP/exporter.log"
+	fi
+	if [ -n "$PERF" ] && ((${#proxy[@]})); then
+		count_syscalls "$key" "$log" "${proxy[@]}" -- "${wrk[@]}" "$url"
+		if [[ $path == sidecar ]]; then drain; fi
 	fi
 	if [[ " ${MEASURED[*]} " != *" $path "* ]]; then MEASURED+=("$path"); fi
 }
@@ -426,8 +480,8 @@ $COMMAND
   (-t at most -c), after a $WARMUP warm-up; body: $BODY, one KServe v1 instance with 20 numeric features
 - Paths measured: ${MEASURED[*]:-none}
 
-| delay | conns | path | req/s | vs direct | p50 | p99 | +p50 | +p99 | proxy CPU/req | stub CPU/req | wrk core busy (others) | server core busy (others) | errors | captures dropped | payloads parsed |
-|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| delay | conns | path | req/s | vs direct | p50 | p99 | +p50 | +p99 | proxy CPU/req | stub CPU/req | proxy syscalls/req | proxy ctx switches/req | wrk core busy (others) | server core busy (others) | errors | captures dropped | payloads parsed |
+|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 	local delay conns path key direct ratio ap50 ap99 proxy dropped parsed
 	for delay in $DELAYS; do
@@ -447,9 +501,10 @@ EOF
 					dropped=${DROPPED[$key]}
 					parsed="${PARSED[$key]} of ${REQS[$key]}"
 				fi
-				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s µs | %s | %s | %s | %s | %s |\n' \
+				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s µs | %s | %s | %s | %s | %s | %s | %s |\n' \
 					"$delay" "$conns" "$path" "${RPS[$key]}" "$ratio" "$(us "${P50[$key]}")" "$(us "${P99[$key]}")" \
-					"$ap50" "$ap99" "$proxy" "${STUB_US[$key]}" "${CPU_WRK[$key]}" "${CPU_SERVERS[$key]}" \
+					"$ap50" "$ap99" "$proxy" "${STUB_US[$key]}" "${SYSCALLS[$key]:-—}" "${SWITCHES[$key]:-—}" \
+					"${CPU_WRK[$key]}" "${CPU_SERVERS[$key]}" \
 					"${ERRS[$key]}" "$dropped" "$parsed"
 			done
 		done
@@ -465,6 +520,9 @@ EOF
 - **proxy CPU/req**: user+system CPU of the proxy over the measured run (the exporter process; nginx's master
   and worker), from /proc/PID/stat, per request. The sidecar's run ends once its capture queue is empty, so the
   parsing is counted. **stub CPU/req**: the same for the stub model server. /proc counts in ${CLK_TCK}ths of a second.
+- **proxy syscalls/req, ctx switches/req**: system calls entered and context switches of the proxy processes, per
+  request, counted by \`perf stat -e raw_syscalls:sys_enter,context-switches\` over a further $SYSCALL_DURATION run of
+  the same load after the measured one${SYSCALL_NOTE:+ ($SYSCALL_NOTE)}.
 - **core busy**: user+system+irq+softirq share of the wrk core (CPU$WRK_CPU) and the servers' core (CPU$SERVER_CPU)
   during the run (/proc/stat). Near 100% on the wrk core means wrk, not the servers, set the pace; near 100% on
   the servers' core means the servers did. **(others)**: the part of it not used by wrk, or by the stub and
