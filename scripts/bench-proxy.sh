@@ -235,13 +235,11 @@ declare -A REQS RPS P50 P99 ERRS PROXY_US STUB_US CPU_WRK CPU_SERVERS DROPPED PA
 MEASURED=()
 DISTURBED=()
 
-# bench_requests LOG: the request count of wrk's result line in LOG.
-bench_requests() {
-	local line kv
+# bench_fields LOG: the key=value fields of wrk's result line in LOG.
+bench_fields() {
+	local line
 	line=$(grep '^BENCH ' "$1") || die "no result line from wrk: $(tail -n 5 "$1")"
-	for kv in ${line#BENCH }; do
-		if [[ ${kv%%=*} == requests ]]; then echo "${kv#*=}"; fi
-	done
+	echo "${line#BENCH }"
 }
 
 # count_syscalls KEY LOG PID... -- WRK...: run wrk for SYSCALL_DURATION while
@@ -262,8 +260,11 @@ count_syscalls() {
 	local perf_pid=$!
 	"$@" -d "$SYSCALL_DURATION" >"$log-syscalls.log" 2>&1 || die "wrk failed: $(tail -n 5 "$log-syscalls.log")"
 	wait "$perf_pid" || die "perf stat failed: $(cat "$log.perf")"
-	local requests
-	requests=$(bench_requests "$log-syscalls.log")
+	local fields kv requests=0
+	fields=$(bench_fields "$log-syscalls.log") || exit 1
+	for kv in $fields; do
+		if [[ ${kv%%=*} == requests ]]; then requests=${kv#*=}; fi
+	done
 	((requests > 0)) || die "wrk made no request while counting system calls"
 	SYSCALLS[$key]=$(awk -F, -v n="$requests" '$3 ~ /^raw_syscalls:sys_enter/ {printf "%.2f", $1 / n}' "$log.perf")
 	SWITCHES[$key]=$(awk -F, -v n="$requests" '$3 ~ /^context-switches/ {printf "%.2f", $1 / n}' "$log.perf")
@@ -303,9 +304,9 @@ run_point() {
 	stub1=$(cpu_ticks "$STUB_PID")
 	if ((${#proxy[@]})); then proxy1=$(cpu_ticks "${proxy[@]}"); fi
 
-	local line kv requests=0 duration_us=0 p50_us=0 p99_us=0 status_errors=0 socket_errors=0
-	line=$(grep '^BENCH ' "$log.log") || die "no result line from wrk: $(tail -n 5 "$log.log")"
-	for kv in ${line#BENCH }; do
+	local fields kv requests=0 duration_us=0 p50_us=0 p99_us=0 status_errors=0 socket_errors=0
+	fields=$(bench_fields "$log.log") || exit 1
+	for kv in $fields; do
 		case ${kv%%=*} in
 		requests) requests=${kv#*=} ;;
 		duration_us) duration_us=${kv#*=} ;;
