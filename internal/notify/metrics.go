@@ -40,6 +40,7 @@ type metrics struct {
 	requests       *prometheus.CounterVec
 	requestsFailed *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
+	redelivered    prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -73,6 +74,11 @@ func newMetrics() *metrics {
 			NativeHistogramMaxBucketNumber:  100,
 			NativeHistogramMinResetDuration: time.Hour,
 		}, []string{"integration"}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "alertd",
+			Name:      "dispatcher_alerts_redelivered_total",
+			Help:      "The total number of alerts re-delivered to the dispatcher because an aggregation group held an older version than the alert store.",
+		}),
 	}
 	for _, i := range integrations {
 		m.notifications.WithLabelValues(i)
@@ -87,7 +93,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.notifications, m.failed, m.requests, m.requestsFailed, m.latency}
+	return []prometheus.Collector{m.notifications, m.failed, m.requests, m.requestsFailed, m.latency, m.redelivered}
 }
 
 // collectingRegisterer holds the collectors Alertmanager's packages register

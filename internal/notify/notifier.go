@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/alertmanager/featurecontrol"
 	"github.com/prometheus/alertmanager/nflog"
 	amnotify "github.com/prometheus/alertmanager/notify"
+	"github.com/prometheus/alertmanager/provider"
 	"github.com/prometheus/alertmanager/provider/mem"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -36,6 +37,10 @@ const (
 	dispatchMaintenanceInterval = 30 * time.Second
 	defaultResolveTimeout       = 5 * time.Minute
 )
+
+// reconcileInterval is how often reconcile compares the dispatcher's
+// aggregation groups with the alert store.
+const reconcileInterval = 5 * time.Second
 
 // Options configure a Notifier.
 type Options struct {
@@ -123,10 +128,12 @@ type Notifier struct {
 	recorder    eventrecorder.Recorder
 	nflog       *nflog.Log
 	alerts      *mem.Alerts
-	gate        gate
-	outbox      *outbox.Outbox
-	outboxStop  context.CancelFunc
-	outboxDone  chan struct{}
+	// source is what dispatchers subscribe to: alerts, except in tests.
+	source     provider.Alerts
+	gate       gate
+	outbox     *outbox.Outbox
+	outboxStop context.CancelFunc
+	outboxDone chan struct{}
 	// live is the running pipeline, which the outbox's senders deliver
 	// with.
 	live atomic.Pointer[pipeline]
@@ -137,9 +144,12 @@ type Notifier struct {
 	mu         sync.Mutex // serializes Run, ApplyConfig and Stop; guards below
 	pipeline   *pipeline
 	dispatcher *dispatch.Dispatcher
-	running    bool
-	stopc      chan struct{}
-	wg         sync.WaitGroup
+	// disp is dispatcher, for reconcile, which must not take mu: Stop
+	// holds it while waiting for reconcile's goroutine.
+	disp    atomic.Pointer[dispatch.Dispatcher]
+	running bool
+	stopc   chan struct{}
+	wg      sync.WaitGroup
 }
 
 // New builds a Notifier from o: the alert store, the notification log
@@ -214,6 +224,7 @@ func New(o Options) (*Notifier, error) {
 		_ = n.outbox.Close()
 		return nil, fmt.Errorf("couldn't create alert store: %w", err)
 	}
+	n.source = n.alerts
 	if err := reg.register(o.Registerer, n.metrics.collectors()...); err != nil {
 		n.alerts.Close()
 		_ = n.outbox.Close()
@@ -337,15 +348,79 @@ func (n *Notifier) Run() {
 		n.outbox.Run(ctx)
 	}()
 	n.dispatcher = n.startDispatcher(n.pipeline)
+	n.wg.Go(func() {
+		t := time.NewTicker(reconcileInterval)
+		defer t.Stop()
+		var behind map[model.Fingerprint]time.Time
+		for {
+			select {
+			case <-n.stopc:
+				return
+			case <-t.C:
+				behind = n.reconcile(behind)
+			}
+		}
+	})
+}
+
+// reconcile re-delivers to the dispatcher every alert that one of its
+// aggregation groups holds an older version of than the alert store, in
+// this check and in the one before (behind, which it returns for the next),
+// with the same latest version. Alertmanager's dispatcher ingests alert
+// updates with several goroutines, so two updates of one alert that come
+// together can be inserted out of order, and the group then keeps the older
+// one: a resolve that came right after a firing update would not be
+// notified until the alert's endsAt, or ever. Putting the store's version
+// again, long after both, sets the group right. An update the dispatcher is
+// still ingesting is behind for one check at most; normally nothing is,
+// and the check builds no groups.
+func (n *Notifier) reconcile(behind map[model.Fingerprint]time.Time) map[model.Fingerprint]time.Time {
+	d := n.disp.Load()
+	if d == nil {
+		return nil
+	}
+	var stale []*alert.Alert
+	next := map[model.Fingerprint]time.Time{}
+	_, _, err := d.Groups(context.Background(), func(*dispatch.Route) bool { return true },
+		func(a *alert.Alert, _ time.Time) (alert.AlertStatus, bool) {
+			fp := a.Fingerprint()
+			if _, ok := next[fp]; ok {
+				return alert.AlertStatus{}, false
+			}
+			cur, err := n.alerts.Get(fp)
+			if err != nil || !cur.UpdatedAt.After(a.UpdatedAt) {
+				return alert.AlertStatus{}, false
+			}
+			next[fp] = cur.UpdatedAt
+			if t, ok := behind[fp]; ok && t.Equal(cur.UpdatedAt) {
+				stale = append(stale, cur)
+			}
+			return alert.AlertStatus{}, false // nothing to build
+		})
+	if err != nil || len(stale) == 0 {
+		return next
+	}
+	if err := n.alerts.Put(context.Background(), stale...); err != nil {
+		n.logger.Error("Failed to re-deliver alerts to the dispatcher", "alerts", len(stale), "err", err)
+		return next
+	}
+	n.metrics.redelivered.Add(float64(len(stale)))
+	n.logger.Info("Aggregation groups held older versions of alerts than the alert store; re-delivered the latest",
+		"alerts", len(stale), "first", stale[0].String())
+	for _, a := range stale {
+		delete(next, a.Fingerprint())
+	}
+	return next
 }
 
 // startDispatcher runs a dispatcher for p and waits for it to load the
 // stored alerts.
 func (n *Notifier) startDispatcher(p *pipeline) *dispatch.Dispatcher {
-	d := dispatch.NewDispatcher(n.alerts, p.route, p.stage, nil, timeout, dispatchMaintenanceInterval,
+	d := dispatch.NewDispatcher(n.source, p.route, p.stage, nil, timeout, dispatchMaintenanceInterval,
 		nil, n.logger, n.recorder, n.dispMetrics, p.tmpl)
 	go d.Run(time.Now())
 	d.WaitForLoading()
+	n.disp.Store(d)
 	return d
 }
 
