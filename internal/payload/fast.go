@@ -475,23 +475,30 @@ func skipValue(s []byte, i, depth int) (int, bool) {
 			}
 		}
 	case '[':
-		i = skipSpace(s, i+1)
-		if i < len(s) && s[i] == ']' {
-			return i + 1, true
-		}
-		for {
-			j, ok := skipValue(s, i, depth+1)
-			if !ok {
-				return j, false
-			}
-			var more bool
-			if i, more, ok = next(s, j, ']'); !ok || !more {
-				return i, ok
-			}
-		}
+		return scanElements(s, i+1, func(j int) (int, bool) { return skipValue(s, j, depth+1) })
 	}
 	var v Value
 	return scanScalar(s, i, &v)
+}
+
+// scanElements scans the elements of an array after its '[', each with elem,
+// which scans one at the index it is given and returns the index after it.
+// It returns the index after the closing ']'.
+func scanElements(s []byte, i int, elem func(i int) (int, bool)) (int, bool) {
+	i = skipSpace(s, i)
+	if i < len(s) && s[i] == ']' {
+		return i + 1, true
+	}
+	for {
+		j, ok := elem(i)
+		if !ok {
+			return j, false
+		}
+		var more bool
+		if i, more, ok = next(s, j, ']'); !ok || !more {
+			return i, ok
+		}
+	}
 }
 
 // next scans what follows a value in an object or array closed by end: a comma,

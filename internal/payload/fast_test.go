@@ -235,13 +235,7 @@ func TestFastPathUsed(t *testing.T) {
 	benchFile, err := os.ReadFile("../../scripts/bench/kserve.json")
 	require.NoError(t, err)
 	iris := Options{FeatureNames: []string{"sepal_length", "sepal_width", "petal_length", "petal_width"}}
-	cases := []struct {
-		name      string
-		opts      Options
-		format    Format
-		req, resp string
-		response  bool // the fast path serves the response too
-	}{
+	kserveFast.checkUsed(t, []usedCase{
 		{name: "benchmark body", format: FormatKServeV1, req: string(kserveBenchReq), resp: string(kserveBenchResp), response: true},
 		{name: "benchmark body detected", req: string(kserveBenchReq), resp: `{"predictions": ["fraud"]}`, response: true},
 		{name: "scripts/bench/kserve.json", format: FormatKServeV1, req: string(benchFile), resp: `{"predictions": [0.02]}`, response: true},
@@ -272,10 +266,25 @@ func TestFastPathUsed(t *testing.T) {
 			resp: `{"predictions": [[0.1, 0.9], [1], [], ["a", "b"]]}`, response: true},
 		{name: "at the limits", opts: Options{MaxInstances: 2, MaxFeatures: 2}, format: FormatKServeV1,
 			req: `{"instances": [{"x": 1, "y": 2}, [1, 2]]}`, resp: `{"predictions": [1, 2]}`, response: true},
-	}
+	})
+}
+
+// usedCase is a body pair a fast path must serve.
+type usedCase struct {
+	name      string
+	opts      Options
+	format    Format
+	req, resp string
+	response  bool // the fast path serves the response too
+}
+
+// checkUsed checks that f serves each case's request, and its response when
+// the case says so, agreeing with the tree path.
+func (f fastPath) checkUsed(t *testing.T, cases []usedCase) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			usedReq, usedResp := kserveFast.check(t, tc.opts, tc.format, []byte(tc.req), []byte(tc.resp))
+			usedReq, usedResp := f.check(t, tc.opts, tc.format, []byte(tc.req), []byte(tc.resp))
 			require.True(t, usedReq, "the fast path declined the request")
 			require.Equal(t, tc.response, usedResp, "the fast path served the response")
 		})

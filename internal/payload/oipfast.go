@@ -124,20 +124,7 @@ func (p *Parser) scanTensors(s []byte, i int) (int, bool) {
 	if i >= len(s) || s[i] != '[' {
 		return i, false
 	}
-	i = skipSpace(s, i+1)
-	if i < len(s) && s[i] == ']' {
-		return i + 1, true
-	}
-	for {
-		j, ok := p.scanTensor(s, i)
-		if !ok {
-			return j, false
-		}
-		var more bool
-		if i, more, ok = next(s, j, ']'); !ok || !more {
-			return i, ok
-		}
-	}
+	return scanElements(s, i+1, func(j int) (int, bool) { return p.scanTensor(s, j) })
 }
 
 // scanTensor scans one tensor object at s[i:] and appends it to p.tensors, with
@@ -269,6 +256,9 @@ func (p *Parser) scanData(s []byte, i int, t *tensor, depth int) (int, bool) {
 	case '{':
 		return i, false
 	case '[':
+		// scanElements's loop, written out: this runs for every element of
+		// every tensor, and a call through a func value here made
+		// BenchmarkOIP about 8 % slower (median of nine alternating runs).
 		i = skipSpace(s, i+1)
 		if i < len(s) && s[i] == ']' {
 			return i + 1, true

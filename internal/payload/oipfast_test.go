@@ -101,13 +101,7 @@ func FuzzOIPFastPath(f *testing.F) {
 // than declining them, and agrees with the tree path on them.
 func TestOIPFastPathUsed(t *testing.T) {
 	iris := Options{FeatureNames: []string{"sepal_length", "sepal_width", "petal_length", "petal_width"}}
-	cases := []struct {
-		name      string
-		opts      Options
-		format    Format
-		req, resp string
-		response  bool // the fast path serves the response too
-	}{
+	oipFast.checkUsed(t, []usedCase{
 		{name: "benchmark body", format: FormatOIP, req: string(oipBenchReq), resp: string(oipBenchResp), response: true},
 		{name: "benchmark body detected", req: string(oipBenchReq), resp: string(oipBenchResp), response: true},
 		{name: "benchmark body, Output", opts: Options{Output: "probabilities"}, format: FormatOIP, req: string(oipBenchReq), resp: string(oipBenchResp), response: true},
@@ -141,14 +135,7 @@ func TestOIPFastPathUsed(t *testing.T) {
 		{name: "later output with a bad shape is skipped by both", format: FormatOIP,
 			req:  `{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}`,
 			resp: `{"outputs": [{"name": "y", "shape": [2], "datatype": "FP32", "data": [1, 2]}, {"name": "z", "shape": [3, 2], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]}`, response: true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			usedReq, usedResp := oipFast.check(t, tc.opts, tc.format, []byte(tc.req), []byte(tc.resp))
-			require.True(t, usedReq, "the fast path declined the request")
-			require.Equal(t, tc.response, usedResp, "the fast path served the response")
-		})
-	}
+	})
 }
 
 // TestOIPFastPathDeclines checks that the OIP fast path declines bodies it cannot
