@@ -141,15 +141,14 @@ type Notifier struct {
 	resolveTimeout atomic.Int64 // time.Duration
 	stopped        atomic.Bool
 
-	mu         sync.Mutex // serializes Run, ApplyConfig and Stop; guards below
-	pipeline   *pipeline
-	dispatcher *dispatch.Dispatcher
-	// disp is dispatcher, for reconcile, which must not take mu: Stop
-	// holds it while waiting for reconcile's goroutine.
-	disp    atomic.Pointer[dispatch.Dispatcher]
-	running bool
-	stopc   chan struct{}
-	wg      sync.WaitGroup
+	mu       sync.Mutex // serializes Run, ApplyConfig and Stop; guards below
+	pipeline *pipeline
+	// dispatcher is set under mu, and atomic for reconcile, which must not
+	// take mu: Stop holds it while waiting for reconcile's goroutine.
+	dispatcher atomic.Pointer[dispatch.Dispatcher]
+	running    bool
+	stopc      chan struct{}
+	wg         sync.WaitGroup
 }
 
 // New builds a Notifier from o: the alert store, the notification log
@@ -347,7 +346,7 @@ func (n *Notifier) Run() {
 		defer close(n.outboxDone)
 		n.outbox.Run(ctx)
 	}()
-	n.dispatcher = n.startDispatcher(n.pipeline)
+	n.startDispatcher(n.pipeline)
 	n.wg.Go(func() {
 		t := time.NewTicker(reconcileInterval)
 		defer t.Stop()
@@ -375,7 +374,7 @@ func (n *Notifier) Run() {
 // still ingesting is behind for one check at most; normally nothing is,
 // and the check builds no groups.
 func (n *Notifier) reconcile(behind map[model.Fingerprint]time.Time) map[model.Fingerprint]time.Time {
-	d := n.disp.Load()
+	d := n.dispatcher.Load()
 	if d == nil {
 		return nil
 	}
@@ -413,15 +412,14 @@ func (n *Notifier) reconcile(behind map[model.Fingerprint]time.Time) map[model.F
 	return next
 }
 
-// startDispatcher runs a dispatcher for p and waits for it to load the
-// stored alerts.
-func (n *Notifier) startDispatcher(p *pipeline) *dispatch.Dispatcher {
+// startDispatcher runs a dispatcher for p, waits for it to load the stored
+// alerts and makes it n's.
+func (n *Notifier) startDispatcher(p *pipeline) {
 	d := dispatch.NewDispatcher(n.source, p.route, p.stage, nil, timeout, dispatchMaintenanceInterval,
 		nil, n.logger, n.recorder, n.dispMetrics, p.tmpl)
 	go d.Run(time.Now())
 	d.WaitForLoading()
-	n.disp.Store(d)
-	return d
+	n.dispatcher.Store(d)
 }
 
 // timeout gives a flush's notifications until the next flush, and at least
@@ -541,8 +539,8 @@ func (n *Notifier) ApplyConfig(c *alertconfig.Config) error {
 	n.initializeOutbox(p)
 	n.setResolveTimeout(c)
 	if n.running {
-		n.dispatcher.Stop()
-		n.dispatcher = n.startDispatcher(p)
+		n.dispatcher.Load().Stop()
+		n.startDispatcher(p)
 	}
 	n.logger.Debug("Notification pipeline reloaded")
 	return nil
@@ -557,8 +555,8 @@ func (n *Notifier) Stop() {
 	if n.stopped.Swap(true) {
 		return
 	}
-	if n.dispatcher != nil {
-		n.dispatcher.Stop()
+	if d := n.dispatcher.Load(); d != nil {
+		d.Stop()
 	}
 	n.gate.close()
 	close(n.stopc) // the maintenance writes the snapshot as it ends
