@@ -403,7 +403,7 @@ func (e *Exporter) Start() error {
 	e.wg.Add(3)
 	go func() {
 		defer e.wg.Done()
-		if err := e.proxy.server.Serve(e.proxyLn); err != nil {
+		if err := e.proxy.serve(e.proxyLn); err != nil {
 			e.logger.Error("Proxy server stopped", "err", err)
 		}
 	}()

@@ -44,7 +44,8 @@ type proxy struct {
 	client  *fasthttp.HostClient
 	server  *fasthttp.Server
 	timeout time.Duration
-	host    string // upstream host:port, for requests that carry no Host
+	slack   time.Duration // of the client connections' deadlines
+	host    string        // upstream host:port, for requests that carry no Host
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -72,6 +73,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	}
 	p := &proxy{
 		timeout: o.Timeout,
+		slack:   deadlineSlack(o.IdleTimeout, o.ReadTimeout, o.WriteTimeout),
 		host:    u.Host,
 		cfg:     cfg,
 		models:  ms,
@@ -93,6 +95,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		// retrying a prediction that may have reached the model is not ours
 		// to decide.
 		MaxIdemponentCallAttempts: 1,
+		DialTimeout:               dialLazyDeadlines(deadlineSlack(o.Timeout)),
 	}
 	p.server = &fasthttp.Server{
 		Handler:                       p.handle,
@@ -109,6 +112,30 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		Logger:                        fasthttpLogger{logger},
 	}
 	return p, nil
+}
+
+// dialLazyDeadlines returns a dialer for the upstream, as fasthttp's own but
+// with deadlines handed to the runtime lazily (deadline.go).
+func dialLazyDeadlines(slack time.Duration) fasthttp.DialFuncWithTimeout {
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		var c net.Conn
+		var err error
+		if timeout > 0 {
+			c, err = fasthttp.DialTimeout(addr, timeout)
+		} else {
+			c, err = fasthttp.Dial(addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return newDeadlineConn(c, slack), nil
+	}
+}
+
+// serve serves client connections from ln until the server shuts down. Their
+// deadlines are handed to the runtime lazily (deadline.go).
+func (p *proxy) serve(ln net.Listener) error {
+	return p.server.Serve(deadlineListener{Listener: ln, slack: p.slack})
 }
 
 var (
