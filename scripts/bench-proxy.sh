@@ -11,11 +11,15 @@
 #
 # for each model service time in DELAYS and each connection count in CONNECTIONS.
 # wrk runs on CPU WRK_CPU and every server on CPU SERVER_CPU (taskset). Each
-# point gets a warm-up run, then a measured one. The Markdown report goes to
-# stdout and to OUT. Every process the script starts is stopped on exit.
+# point is measured ROUNDS times, the paths taking turns within each round, so
+# that a spell when the machine is slower falls on every path alike; each path
+# is reported by its median round. Every measured run follows a warm-up run.
+# The Markdown report goes to stdout and to OUT. Every process the script
+# starts is stopped on exit.
 #
 # Settings (environment), with their defaults:
-#   DURATION=10s WARMUP=2s         measured and warm-up run of each point
+#   DURATION=5s WARMUP=1s          measured and warm-up run of each point and round
+#   ROUNDS=3                       rounds of each point
 #   DELAYS="0ms 1ms"               stub service times (model-server --delay)
 #   CONNECTIONS="2 16"             wrk connections
 #   THREADS=1                      wrk threads (at most the connections)
@@ -30,8 +34,9 @@
 #   KEEP_LOGS=                     non-empty keeps the logs in the temp dir
 set -euo pipefail
 
-DURATION=${DURATION:-10s}
-WARMUP=${WARMUP:-2s}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-1s}
+ROUNDS=${ROUNDS:-3}
 DELAYS=${DELAYS:-0ms 1ms}
 CONNECTIONS=${CONNECTIONS:-2 16}
 # wrk has one core; a second thread on it only adds context switches.
@@ -51,9 +56,10 @@ EXPORTER_FLAGS=${EXPORTER_FLAGS:-}
 KEEP_LOGS=${KEEP_LOGS:-}
 SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
 
-COMMAND="DURATION=$DURATION WARMUP=$WARMUP DELAYS='$DELAYS' CONNECTIONS='$CONNECTIONS' THREADS=$THREADS"
+COMMAND="DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS DELAYS='$DELAYS' CONNECTIONS='$CONNECTIONS' THREADS=$THREADS"
 COMMAND+=" PATHS='$PATHS' WRK_CPU=$WRK_CPU SERVER_CPU=$SERVER_CPU EXPORTER_CONFIG='$EXPORTER_CONFIG'"
 COMMAND+=" EXPORTER_FLAGS='$EXPORTER_FLAGS' SYSCALL_DURATION=$SYSCALL_DURATION bash scripts/bench-proxy.sh"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "bench-proxy: ROUNDS must be a positive integer, not '$ROUNDS'" >&2; exit 1; }
 OUT=$(realpath -m -- "$OUT") # OUT is relative to where the script was started.
 cd "$(dirname "$0")/.."
 
@@ -230,8 +236,10 @@ drain() {
 	log "the capture queue is still not empty after 5s"
 }
 
-# Results, keyed by "delay/conns/path".
-declare -A REQS RPS P50 P99 ERRS PROXY_US STUB_US CPU_WRK CPU_SERVERS DROPPED PARSED SYSCALLS SWITCHES
+# Results of each round, keyed by "delay/conns/path/round"; SYSCALLS and
+# SWITCHES, counted once per point, by "delay/conns/path". pick_median_rounds
+# copies each point's median round to "delay/conns/path".
+declare -A REQS RPS P50 P99 ERRS PROXY_US STUB_US CPU_WRK CPU_SERVERS DROPPED PARSED SYSCALLS SWITCHES ROUND_RPS
 MEASURED=()
 DISTURBED=()
 
@@ -270,14 +278,15 @@ count_syscalls() {
 	SWITCHES[$key]=$(awk -F, -v n="$requests" '$3 ~ /^context-switches/ {printf "%.2f", $1 / n}' "$log.perf")
 }
 
-# run_point DELAY CONNS PATH PORT [PROXY_PID...]: warm up, then measure one point.
+# run_point DELAY CONNS PATH PORT ROUND [PROXY_PID...]: warm up, then measure one
+# round of one point. The last round also counts the proxy's system calls.
 run_point() {
-	local delay=$1 conns=$2 path=$3 port=$4
-	shift 4
-	local proxy=("$@") key="$delay/$conns/$path" url="http://127.0.0.1:$port$REQUEST_PATH"
+	local delay=$1 conns=$2 path=$3 port=$4 round=$5
+	shift 5
+	local proxy=("$@") key="$delay/$conns/$path/$round" url="http://127.0.0.1:$port$REQUEST_PATH"
 	local wrk=(taskset -c "$WRK_CPU" wrk "-t$((THREADS < conns ? THREADS : conns))" "-c$conns" --latency -s "$LUA")
-	local log="$TMP/wrk-${delay}-${conns}-${path}"
-	log "delay $delay, $conns connections, $path: warm-up $WARMUP, then $DURATION"
+	local log="$TMP/wrk-${delay}-${conns}-${path}-${round}"
+	log "delay $delay, $conns connections, $path, round $round of $ROUNDS: warm-up $WARMUP, then $DURATION"
 
 	"${wrk[@]}" -d "$WARMUP" "$url" >"$log-warmup.log" 2>&1 || die "wrk failed: $(tail -n 5 "$log-warmup.log")"
 	if [[ $path == sidecar ]]; then drain; fi
@@ -331,7 +340,7 @@ run_point() {
 	CPU_WRK[$key]="$(busy "$wrk0" "$wrk1")% ($others_wrk%)"
 	CPU_SERVERS[$key]="$(busy "$servers0" "$servers1")% ($others_servers%)"
 	if ((others_wrk > 10 || others_servers > 10)); then
-		DISTURBED+=("$delay $conns $path")
+		DISTURBED+=("$delay $conns $path (round $round)")
 		log "other processes took $others_wrk% of the wrk core and $others_servers% of the servers' core: this point is disturbed"
 	fi
 	if [[ $path == sidecar ]]; then
@@ -339,11 +348,46 @@ run_point() {
 		PARSED[$key]=$(delta "$parsed0" "$(metric modelmon_payloads_parsed_total)")
 		kill -0 "${proxy[0]}" 2>/dev/null || die "the sidecar died; see $TMP/exporter.log"
 	fi
-	if [ -n "$PERF" ] && ((${#proxy[@]})); then
-		count_syscalls "$key" "$log" "${proxy[@]}" -- "${wrk[@]}" "$url"
+	if [ -n "$PERF" ] && ((${#proxy[@]})) && ((round == ROUNDS)); then
+		count_syscalls "$delay/$conns/$path" "$log" "${proxy[@]}" -- "${wrk[@]}" "$url"
 		if [[ $path == sidecar ]]; then drain; fi
 	fi
 	if [[ " ${MEASURED[*]} " != *" $path "* ]]; then MEASURED+=("$path"); fi
+}
+
+# pick_median_rounds: for every point measured, copy its median round by
+# requests/s (the lower middle one of an even number) to the point's own key,
+# with the requests/s of all its rounds in ROUND_RPS; errors, captures dropped
+# and payloads parsed add up over the rounds.
+pick_median_rounds() {
+	local key r rounds median errs dropped parsed reqs
+	for key in "${!RPS[@]}"; do
+		[[ $key == */*/*/* ]] || continue
+		key=${key%/*}
+		[ -z "${ROUND_RPS[$key]:-}" ] || continue
+		rounds=()
+		for ((r = 1; r <= ROUNDS; r++)); do rounds+=("${RPS[$key/$r]} $r"); done
+		median=$(printf '%s\n' "${rounds[@]}" | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) {print $2}')
+		ROUND_RPS[$key]=$(for ((r = 1; r <= ROUNDS; r++)); do printf '%s%s' "${RPS[$key/$r]}" "$( ((r < ROUNDS)) && echo ', ')"; done)
+		errs=0 dropped=0 parsed=0 reqs=0
+		for ((r = 1; r <= ROUNDS; r++)); do
+			errs=$((errs + ERRS[$key/$r]))
+			reqs=$((reqs + REQS[$key/$r]))
+			if [[ ${DROPPED[$key/$r]:-absent} == absent || $dropped == absent ]]; then dropped=absent; else dropped=$((dropped + DROPPED[$key/$r])); fi
+			if [[ ${PARSED[$key/$r]:-absent} == absent || $parsed == absent ]]; then parsed=absent; else parsed=$((parsed + PARSED[$key/$r])); fi
+		done
+		RPS[$key]=${RPS[$key/$median]}
+		P50[$key]=${P50[$key/$median]}
+		P99[$key]=${P99[$key/$median]}
+		STUB_US[$key]=${STUB_US[$key/$median]}
+		CPU_WRK[$key]=${CPU_WRK[$key/$median]}
+		CPU_SERVERS[$key]=${CPU_SERVERS[$key/$median]}
+		if [ -n "${PROXY_US[$key/$median]:-}" ]; then PROXY_US[$key]=${PROXY_US[$key/$median]}; fi
+		ERRS[$key]=$errs
+		REQS[$key]=$reqs
+		DROPPED[$key]=$dropped
+		PARSED[$key]=$parsed
+	done
 }
 
 # --- Build -------------------------------------------------------------------------
@@ -433,13 +477,15 @@ for delay in $DELAYS; do
 	done
 
 	for conns in $CONNECTIONS; do
-		for path in "${active[@]}"; do
-			case $path in
-			direct) run_point "$delay" "$conns" direct "$STUB_PORT" ;;
-			sidecar) run_point "$delay" "$conns" sidecar "$SIDECAR_PORT" "$SIDECAR_PID" ;;
-			nginx) run_point "$delay" "$conns" nginx "$NGINX_PORT" "${NGINX_PIDS[@]}" ;;
-			fasthttp) run_point "$delay" "$conns" fasthttp "$BARE_PORT" "$BARE_PID" ;;
-			esac
+		for ((round = 1; round <= ROUNDS; round++)); do
+			for path in "${active[@]}"; do
+				case $path in
+				direct) run_point "$delay" "$conns" direct "$STUB_PORT" "$round" ;;
+				sidecar) run_point "$delay" "$conns" sidecar "$SIDECAR_PORT" "$round" "$SIDECAR_PID" ;;
+				nginx) run_point "$delay" "$conns" nginx "$NGINX_PORT" "$round" "${NGINX_PIDS[@]}" ;;
+				fasthttp) run_point "$delay" "$conns" fasthttp "$BARE_PORT" "$round" "$BARE_PID" ;;
+				esac
+			done
 		done
 	done
 
@@ -479,10 +525,12 @@ $COMMAND
 - nginx: \`taskset -c $SERVER_CPU nginx -c <tmp>/nginx.conf -g 'daemon off;'\` from scripts/bench/nginx.conf.tmpl: 1 worker, upstream keepalive, HTTP/1.1, access log off
 - Load: \`taskset -c $WRK_CPU wrk -t$THREADS -c<conns> -d$DURATION --latency -s $LUA http://127.0.0.1:<port>$REQUEST_PATH\`
   (-t at most -c), after a $WARMUP warm-up; body: $BODY, one KServe v1 instance with 20 numeric features
+- $ROUNDS rounds of each point, the paths taking turns within each round; each path is shown by its median
+  round by requests/s (the lower middle one of an even number), with every round's requests/s beside it
 - Paths measured: ${MEASURED[*]:-none}
 
-| delay | conns | path | req/s | vs direct | p50 | p99 | +p50 | +p99 | proxy CPU/req | stub CPU/req | proxy syscalls/req | proxy ctx switches/req | wrk core busy (others) | server core busy (others) | errors | captures dropped | payloads parsed |
-|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| delay | conns | path | req/s | req/s by round | vs direct | p50 | p99 | +p50 | +p99 | proxy CPU/req | stub CPU/req | proxy syscalls/req | proxy ctx switches/req | wrk core busy (others) | server core busy (others) | errors | captures dropped | payloads parsed |
+|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 	local delay conns path key direct ratio ap50 ap99 proxy dropped parsed
 	for delay in $DELAYS; do
@@ -502,8 +550,8 @@ EOF
 					dropped=${DROPPED[$key]}
 					parsed="${PARSED[$key]} of ${REQS[$key]}"
 				fi
-				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s µs | %s | %s | %s | %s | %s | %s | %s |\n' \
-					"$delay" "$conns" "$path" "${RPS[$key]}" "$ratio" "$(us "${P50[$key]}")" "$(us "${P99[$key]}")" \
+				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s µs | %s | %s | %s | %s | %s | %s | %s |\n' \
+					"$delay" "$conns" "$path" "${RPS[$key]}" "${ROUND_RPS[$key]}" "$ratio" "$(us "${P50[$key]}")" "$(us "${P99[$key]}")" \
 					"$ap50" "$ap99" "$proxy" "${STUB_US[$key]}" "${SYSCALLS[$key]:-—}" "${SWITCHES[$key]:-—}" \
 					"${CPU_WRK[$key]}" "${CPU_SERVERS[$key]}" \
 					"${ERRS[$key]}" "$dropped" "$parsed"
@@ -517,22 +565,25 @@ EOF
 	fi
 	cat <<EOF
 
-- **vs direct**: requests/s over direct's at the same delay and connections; **+p50, +p99**: latency added to direct's.
+- **req/s** and every column after **req/s by round** are those of the path's median round, except the last
+  three, which add up over all rounds. **vs direct**: requests/s over direct's (both medians) at the same delay
+  and connections; **+p50, +p99**: latency added to direct's.
 - **proxy CPU/req**: user+system CPU of the proxy over the measured run (the exporter process; nginx's master
   and worker), from /proc/PID/stat, per request. The sidecar's run ends once its capture queue is empty, so the
   parsing is counted. **stub CPU/req**: the same for the stub model server. /proc counts in ${CLK_TCK}ths of a second.
 - **proxy syscalls/req, ctx switches/req**: system calls entered and context switches of the proxy processes, per
   request, counted by \`perf stat -e raw_syscalls:sys_enter,context-switches\` over a further $SYSCALL_DURATION run of
-  the same load after the measured one${SYSCALL_NOTE:+ ($SYSCALL_NOTE)}.
+  the same load after the last round's measured one${SYSCALL_NOTE:+ ($SYSCALL_NOTE)}.
 - **core busy**: user+system+irq+softirq share of the wrk core (CPU$WRK_CPU) and the servers' core (CPU$SERVER_CPU)
   during the run (/proc/stat). Near 100% on the wrk core means wrk, not the servers, set the pace; near 100% on
   the servers' core means the servers did. **(others)**: the part of it not used by wrk, or by the stub and
   proxy: other processes on the machine. A row where it is more than a few % was disturbed; run it again.
 - **errors**: answers with status ≥ 400 plus socket errors seen by wrk. **captures dropped**: increase of
-  modelmon_capture_dropped_total (all reasons) during the run. **payloads parsed**: increase of
-  modelmon_payloads_parsed_total, against the requests sent.
+  modelmon_capture_dropped_total (all reasons) during the rounds. **payloads parsed**: increase of
+  modelmon_payloads_parsed_total, against the requests sent in the rounds.
 EOF
 }
 
+pick_median_rounds
 report | tee "$OUT"
 log "report written to $OUT"
