@@ -360,7 +360,7 @@ run_point() {
 # with the requests/s of all its rounds in ROUND_RPS; errors, captures dropped
 # and payloads parsed add up over the rounds.
 pick_median_rounds() {
-	local key r rounds median errs dropped parsed reqs
+	local key r rounds median joined errs dropped parsed reqs
 	for key in "${!RPS[@]}"; do
 		[[ $key == */*/*/* ]] || continue
 		key=${key%/*}
@@ -368,7 +368,9 @@ pick_median_rounds() {
 		rounds=()
 		for ((r = 1; r <= ROUNDS; r++)); do rounds+=("${RPS[$key/$r]} $r"); done
 		median=$(printf '%s\n' "${rounds[@]}" | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) {print $2}')
-		ROUND_RPS[$key]=$(for ((r = 1; r <= ROUNDS; r++)); do printf '%s%s' "${RPS[$key/$r]}" "$( ((r < ROUNDS)) && echo ', ')"; done)
+		joined=
+		for ((r = 1; r <= ROUNDS; r++)); do joined+="${RPS[$key/$r]}, "; done
+		ROUND_RPS[$key]=${joined%, }
 		errs=0 dropped=0 parsed=0 reqs=0
 		for ((r = 1; r <= ROUNDS; r++)); do
 			errs=$((errs + ERRS[$key/$r]))
