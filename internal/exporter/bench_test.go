@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
@@ -27,7 +28,9 @@ func benchProxy(b *testing.B) *Exporter {
 	go srv.Serve(ln) //nolint:errcheck
 	b.Cleanup(func() { srv.Shutdown(); ln.Close() })
 	e := startExporter(b, "http://model.internal:8080", nil)
-	e.proxy.client.Dial = func(string) (net.Conn, error) { return ln.Dial() }
+	e.proxy.client.DialTimeout = dialLazyDeadlines(func(string, time.Duration) (net.Conn, error) {
+		return ln.Dial()
+	}, deadlineSlack(e.opts.Proxy.Timeout))
 	return e
 }
 

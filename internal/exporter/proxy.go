@@ -95,7 +95,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		// retrying a prediction that may have reached the model is not ours
 		// to decide.
 		MaxIdemponentCallAttempts: 1,
-		DialTimeout:               dialLazyDeadlines(deadlineSlack(o.Timeout)),
+		DialTimeout:               dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout)),
 	}
 	p.server = &fasthttp.Server{
 		Handler:                       p.handle,
@@ -114,22 +114,24 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	return p, nil
 }
 
-// dialLazyDeadlines returns a dialer for the upstream, as fasthttp's own but
-// with deadlines handed to the runtime lazily (deadline.go).
-func dialLazyDeadlines(slack time.Duration) fasthttp.DialFuncWithTimeout {
+// dialLazyDeadlines wraps dial so that the connections it makes hand their
+// deadlines to the runtime lazily (deadline.go).
+func dialLazyDeadlines(dial fasthttp.DialFuncWithTimeout, slack time.Duration) fasthttp.DialFuncWithTimeout {
 	return func(addr string, timeout time.Duration) (net.Conn, error) {
-		var c net.Conn
-		var err error
-		if timeout > 0 {
-			c, err = fasthttp.DialTimeout(addr, timeout)
-		} else {
-			c, err = fasthttp.Dial(addr)
-		}
+		c, err := dial(addr, timeout)
 		if err != nil {
 			return nil, err
 		}
 		return newDeadlineConn(c, slack), nil
 	}
+}
+
+// dialUpstream dials the model server as fasthttp does by default.
+func dialUpstream(addr string, timeout time.Duration) (net.Conn, error) {
+	if timeout > 0 {
+		return fasthttp.DialTimeout(addr, timeout)
+	}
+	return fasthttp.Dial(addr)
 }
 
 // serve serves client connections from ln until the server shuts down. Their
