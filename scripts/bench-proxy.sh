@@ -362,22 +362,19 @@ run_point() {
 pick_median_rounds() {
 	local key r rounds median joined errs dropped parsed reqs
 	for key in "${!RPS[@]}"; do
-		[[ $key == */*/*/* ]] || continue
-		key=${key%/*}
-		[ -z "${ROUND_RPS[$key]:-}" ] || continue
-		rounds=()
-		for ((r = 1; r <= ROUNDS; r++)); do rounds+=("${RPS[$key/$r]} $r"); done
-		median=$(printf '%s\n' "${rounds[@]}" | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) {print $2}')
-		joined=
-		for ((r = 1; r <= ROUNDS; r++)); do joined+="${RPS[$key/$r]}, "; done
-		ROUND_RPS[$key]=${joined%, }
-		errs=0 dropped=0 parsed=0 reqs=0
+		[[ $key == */*/*/1 ]] || continue
+		key=${key%/1}
+		rounds=() joined='' errs=0 dropped=0 parsed=0 reqs=0
 		for ((r = 1; r <= ROUNDS; r++)); do
+			rounds+=("${RPS[$key/$r]} $r")
+			joined+="${RPS[$key/$r]}, "
 			errs=$((errs + ERRS[$key/$r]))
 			reqs=$((reqs + REQS[$key/$r]))
 			if [[ ${DROPPED[$key/$r]:-absent} == absent || $dropped == absent ]]; then dropped=absent; else dropped=$((dropped + DROPPED[$key/$r])); fi
 			if [[ ${PARSED[$key/$r]:-absent} == absent || $parsed == absent ]]; then parsed=absent; else parsed=$((parsed + PARSED[$key/$r])); fi
 		done
+		median=$(printf '%s\n' "${rounds[@]}" | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) {print $2}')
+		ROUND_RPS[$key]=${joined%, }
 		RPS[$key]=${RPS[$key/$median]}
 		P50[$key]=${P50[$key/$median]}
 		P99[$key]=${P99[$key/$median]}
