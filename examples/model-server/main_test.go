@@ -403,7 +403,9 @@ func TestFaultHeader(t *testing.T) {
 }
 
 func TestDelay(t *testing.T) {
-	const delay = 30 * time.Millisecond
+	// Long enough that a health check on a loaded CI machine, under the race
+	// detector, stays well inside it.
+	const delay = 500 * time.Millisecond
 	url, client := start(t, options{Delay: delay})
 	begin := time.Now()
 	status, _ := do(t, client, http.MethodPost, url+"/v1/models/fraud:predict", `{"instances":[[1]]}`)

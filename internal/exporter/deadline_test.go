@@ -211,9 +211,9 @@ func TestDeadlineConnWriteGoesOnPastClearedDeadline(t *testing.T) {
 // keep-alive connection each get the whole upstream timeout, and an idle
 // client connection is closed once the idle timeout (plus slack) is over.
 func TestProxyDeadlines(t *testing.T) {
-	const idle, timeout = 150 * time.Millisecond, 400 * time.Millisecond
+	const idle, timeout, work = 150 * time.Millisecond, 400 * time.Millisecond, 150 * time.Millisecond
 	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(work)
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.body), req.body)
 		return true
 	})
@@ -247,6 +247,12 @@ func TestProxyDeadlines(t *testing.T) {
 	_, err = io.WriteString(c, "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
 	require.NoError(t, err)
 	time.Sleep(3 * idle)
+	// The last request's idle wait starts after the body's end reaches the
+	// sidecar and the upstream has worked on it, so the connection can close
+	// no sooner than work+idle after this point. Timing from when the
+	// response arrives would not do: the sidecar may arm the idle timeout
+	// before the client has read the answer.
+	sent := time.Now()
 	_, err = io.WriteString(c, "56789")
 	require.NoError(t, err)
 	resp, err := readRaw(br)
@@ -255,10 +261,10 @@ func TestProxyDeadlines(t *testing.T) {
 	require.Equal(t, "0123456789", string(resp.body))
 	require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "timeout"}))
 
-	// Idle now: the sidecar closes the connection after the idle timeout.
-	idleFrom := time.Now()
+	// Idle now: the sidecar closes the connection after the idle timeout,
+	// never before it.
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, err = br.ReadByte()
 	require.ErrorIs(t, err, io.EOF)
-	require.GreaterOrEqual(t, time.Since(idleFrom), idle-20*time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(sent), work+idle)
 }
