@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,12 +97,17 @@ type worker struct {
 
 func (w *worker) run() {
 	for c := range w.q.ch {
+		// A capture readies the parser as the next goroutine to run: ahead
+		// of the proxy goroutines the same network poll woke, which would
+		// wait for it. Yield first, so that the burst is proxied, then
+		// parsed in one go: the captures offered meanwhile find no parser
+		// to wake, and parsing no longer adds to the burst's latency.
+		runtime.Gosched()
 		w.done(c)
 		// Drain what else is queued, then, with a batch delay, pause so that
 		// the next wake-up finds a batch: the parser then wakes once per
 		// batchDelay instead of once per capture. Without one (the default)
-		// it parks on the channel, and a capture readies it to run as soon
-		// as the proxy goroutine that offered it blocks.
+		// it parks on the channel until the next capture.
 		for {
 			select {
 			case c, ok := <-w.q.ch:
