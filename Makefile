@@ -33,7 +33,7 @@ FUZZ_TARGETS := \
 	./drift:FuzzProfile \
 	./internal/quality:FuzzRestore
 
-.PHONY: all build run dashboards kubernetes test test-unit test-e2e fuzz checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab bench-nab-replay clean
+.PHONY: all build run dashboards kubernetes test test-unit test-e2e fuzz benchcheck checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab bench-nab-replay clean
 
 all: lint build test
 
@@ -58,8 +58,8 @@ dashboards:
 kubernetes:
 	$(GO) run ./deploy/kubernetes/cmd/genrules -root . -out deploy/kubernetes/prometheusrule.yaml
 
-## test: every test (with the race detector), a short fuzz of each parser, and promtool on the golden expositions.
-test: test-unit fuzz checkmetrics checkrules
+## test: every test (with the race detector), a short fuzz of each parser, every Go benchmark once, and promtool on the golden expositions.
+test: test-unit fuzz benchcheck checkmetrics checkrules
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -74,6 +74,11 @@ fuzz:
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
+
+## benchcheck: every Go benchmark for one iteration, so that a benchmark its code has broken fails the tests instead of
+## waiting for the next `make bench`.
+benchcheck:
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
 checkmetrics:
 	@bash scripts/checkmetrics.sh

@@ -2,19 +2,20 @@ package exporter
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
-
-	"fmt"
-	"github.com/modelmon/modelmon/drift"
-	"github.com/modelmon/modelmon/internal/payload"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/payload"
 )
 
 // benchProxy returns a sidecar whose proxy talks to an in-memory fasthttp
@@ -123,6 +124,12 @@ func runWorker(b *testing.B, e *Exporter, body []byte) {
 	c := &capture{model: m, format: payload.FormatKServeV1}
 	c.buf = append(append(c.buf, body...), `{"predictions":[0.93]}`...)
 	c.reqLen, c.respLen = len(body), len(`{"predictions":[0.93]}`)
+	// A capture the parser rejects would be timed as fast as one it
+	// parses: check that it yields its prediction first.
+	w.handle(c)
+	if got := testutil.ToFloat64(m.predictions); got != 1 {
+		b.Fatalf("one capture handled gave %v predictions, want 1 (payload errors: %d series)", got, testutil.CollectAndCount(e.metrics.PayloadErrors))
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		w.handle(c)
