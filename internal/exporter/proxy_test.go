@@ -136,7 +136,10 @@ func TestProxyUpstreamFailures(t *testing.T) {
 		io.WriteString(c, healthy)
 		return true
 	})
-	e := startExporter(t, up.URL(), func(o *Options) { o.Proxy.Timeout = 300 * time.Millisecond })
+	// The timeout bounds every round trip here, not only the slow one's: the
+	// healthy answers must come well inside it on a loaded machine, under
+	// the race detector.
+	e := startExporter(t, up.URL(), func(o *Options) { o.Proxy.Timeout = 2 * time.Second })
 
 	post := func(model string) (int, string) {
 		resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/"+model+":predict", "application/json", strings.NewReader(`{"instances":[[1]]}`))
