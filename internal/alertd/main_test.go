@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
+	"github.com/modelmon/modelmon/internal/notify/webhook"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
@@ -259,13 +261,15 @@ func keys(b json.RawMessage) ([]string, error) {
 	return out, nil
 }
 
-// hook is a real webhook receiver: it keeps every payload it gets, and the
-// keys of the JSON objects, to check the wire format.
+// hook is a real webhook receiver: it keeps every payload it gets, its
+// idempotency key, and the keys of the JSON objects, to check the wire
+// format.
 type hook struct {
 	URL string
 
 	mu        sync.Mutex
 	got       []payload
+	idem      []string // got's Idempotency-Key headers
 	bad       []string
 	keys      [][]string
 	alertKeys [][]string
@@ -302,6 +306,7 @@ func newHook(t *testing.T) *hook {
 			h.alertKeys = append(h.alertKeys, k)
 		}
 		h.got = append(h.got, p)
+		h.idem = append(h.idem, r.Header.Get(webhook.IdempotencyKeyHeader))
 	}))
 	t.Cleanup(srv.Close)
 	h.URL = srv.URL
@@ -325,6 +330,27 @@ func (h *hook) matching(alertname, status string) []payload {
 		}
 	}
 	return out
+}
+
+// notifications counts the distinct notifications received so far of the
+// group alertname with this status ("" for any). Delivery is at least once:
+// a message whose attempt a shutdown cut short after the receiver had it is
+// sent again after the restart, with the same Idempotency-Key, and counts
+// once here.
+func (h *hook) notifications(alertname, status string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen := map[string]bool{}
+	for i, p := range h.got {
+		if p.GroupLabels["alertname"] == alertname && (status == "" || p.Status == status) {
+			k := h.idem[i]
+			if k == "" { // without a key, every request is its own
+				k = strconv.Itoa(i)
+			}
+			seen[k] = true
+		}
+	}
+	return len(seen)
 }
 
 // wait waits for a payload of the group alertname with status and returns
