@@ -87,10 +87,11 @@ suppression:
 
 	// Restart in the middle of the flap window: still flapping, and not
 	// paged. The alert may have been paged before it started flapping.
-	// Stop cancels a delivery in flight, and the restarted alertd sends it
-	// again with the same key (at least once), so once the outbox is empty
-	// the receiver must have had exactly the notifications the first
-	// alertd created: a page of the flapping alert would be one more.
+	// Delivery is at least once: a delivery in flight at the stop that the
+	// shutdown grace cut off is sent again with the same key. So once the
+	// outbox is empty the receiver must have had exactly the distinct
+	// notifications the first alertd created: a page of the flapping alert
+	// would be one more.
 	require.NoError(t, a1.Stop())
 	stopped = true
 	created, ok := metric(t, a1.Registry(), "alertd_outbox_messages_enqueued_total", "receiver", "hook", "integration", "webhook")

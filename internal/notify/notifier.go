@@ -563,7 +563,8 @@ func (n *Notifier) Stop() {
 	n.wg.Wait()
 	n.alerts.Close()
 	if n.outboxStop != nil {
-		// Attempts in flight are cancelled; their messages stay pending.
+		// Attempts in flight get the outbox's shutdown grace to finish;
+		// those still going then are cancelled and stay pending.
 		n.outboxStop()
 		<-n.outboxDone
 	}

@@ -146,6 +146,7 @@ const (
 	DefaultMaxAge         = 24 * time.Hour
 	DefaultRetention      = 7 * 24 * time.Hour
 	DefaultSendTimeout    = 30 * time.Second
+	DefaultShutdownGrace  = 5 * time.Second
 )
 
 // Options configure an Outbox.
@@ -169,6 +170,12 @@ type Options struct {
 	Retention time.Duration
 	// SendTimeout bounds each attempt; default 30s.
 	SendTimeout time.Duration
+	// ShutdownGrace is how long the attempts in flight when Run's context
+	// ends may go on, so that a graceful stop does not cut off a delivery
+	// the receiver is already answering, which would then be sent again
+	// after the restart. Those still going then are cancelled and stay
+	// pending. Default 5s.
+	ShutdownGrace time.Duration
 	// Registerer gets the alertd_outbox_* metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger logs failed attempts and dead letters; nil discards.
@@ -216,10 +223,13 @@ type Outbox struct {
 	metrics *metrics
 	rand    func() float64
 
-	mu      sync.Mutex
-	lanes   map[laneKey]*lane
-	dead    map[string]*record
-	runCtx  context.Context
+	mu     sync.Mutex
+	lanes  map[laneKey]*lane
+	dead   map[string]*record
+	runCtx context.Context
+	// sendCtx is the attempts' context: it outlives runCtx by the
+	// shutdown grace.
+	sendCtx context.Context
 	running bool
 	closed  bool
 	wg      sync.WaitGroup
@@ -246,6 +256,9 @@ func Open(o Options) (*Outbox, error) {
 	}
 	if o.SendTimeout <= 0 {
 		o.SendTimeout = DefaultSendTimeout
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = DefaultShutdownGrace
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -411,18 +424,21 @@ func (o *Outbox) startLocked(l *lane) {
 	}
 	l.running = true
 	o.wg.Add(1)
-	go o.work(o.runCtx, l)
+	go o.work(o.runCtx, o.sendCtx, l)
 }
 
-// Run delivers messages until ctx is done, then waits for the attempts in
-// flight. Calls after the first, or after Close, do nothing.
+// Run delivers messages until ctx is done, then lets the attempts in flight
+// finish within the shutdown grace and waits for them; it starts no new
+// ones. Calls after the first, or after Close, do nothing.
 func (o *Outbox) Run(ctx context.Context) {
 	o.mu.Lock()
 	if o.running || o.closed {
 		o.mu.Unlock()
 		return
 	}
-	o.running, o.runCtx = true, ctx
+	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSend()
+	o.running, o.runCtx, o.sendCtx = true, ctx, sendCtx
 	for _, l := range o.lanes {
 		o.startLocked(l)
 	}
@@ -435,7 +451,9 @@ func (o *Outbox) Run(ctx context.Context) {
 		case <-t.C:
 			o.gc()
 		case <-ctx.Done():
+			grace := time.AfterFunc(o.opts.ShutdownGrace, cancelSend)
 			o.wg.Wait()
+			grace.Stop()
 			o.mu.Lock()
 			o.running = false
 			o.mu.Unlock()
@@ -444,8 +462,9 @@ func (o *Outbox) Run(ctx context.Context) {
 	}
 }
 
-// work delivers l's messages in order until it is empty or ctx is done.
-func (o *Outbox) work(ctx context.Context, l *lane) {
+// work delivers l's messages in order until it is empty or ctx is done. Its
+// attempts run under sendCtx.
+func (o *Outbox) work(ctx, sendCtx context.Context, l *lane) {
 	defer o.wg.Done()
 	for {
 		o.mu.Lock()
@@ -466,12 +485,12 @@ func (o *Outbox) work(ctx context.Context, l *lane) {
 			t.Stop()
 			continue
 		}
-		o.attempt(ctx, l, r)
+		o.attempt(sendCtx, l, r)
 	}
 }
 
 // attempt sends r once and records the outcome.
-func (o *Outbox) attempt(ctx context.Context, l *lane, r *record) {
+func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 	m := r.Message
 	m.Attempts++
 	m.Payload = slices.Clone(r.Payload)
@@ -479,15 +498,15 @@ func (o *Outbox) attempt(ctx context.Context, l *lane, r *record) {
 	var err error
 	start := time.Now()
 	if s, ok := o.opts.Senders[r.Integration]; ok {
-		actx, cancel := context.WithTimeout(ctx, o.opts.SendTimeout)
+		actx, cancel := context.WithTimeout(sendCtx, o.opts.SendTimeout)
 		err = s.Send(actx, &m)
 		cancel()
 	} else {
 		err = Permanent(fmt.Errorf("no sender for integration %q", r.Integration))
 	}
-	if err != nil && ctx.Err() != nil {
-		// Shutting down: this attempt does not count, the message stays
-		// as it was and is sent after the restart.
+	if err != nil && sendCtx.Err() != nil {
+		// The shutdown grace ran out: this attempt does not count, the
+		// message stays as it was and is sent after the restart.
 		return
 	}
 	o.metrics.duration.WithLabelValues(labels...).Observe(time.Since(start).Seconds())

@@ -24,8 +24,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // call is one Send the fake sender saw.
 type call struct {
-	key string
-	at  time.Time
+	key      string
+	at       time.Time
+	attempts int // the message's count, this attempt included
 }
 
 // fakeSender answers each key's attempts with the queued errors, then nil.
@@ -43,7 +44,7 @@ func newFakeSender() *fakeSender {
 
 func (f *fakeSender) Send(ctx context.Context, m *Message) error {
 	f.mu.Lock()
-	f.calls = append(f.calls, call{m.Key, time.Now()})
+	f.calls = append(f.calls, call{m.Key, time.Now(), m.Attempts})
 	ch := f.block[m.Key]
 	var err error
 	if rs := f.replies[m.Key]; len(rs) > 0 {
@@ -340,6 +341,53 @@ func TestIdempotencyAndReopen(t *testing.T) {
 		require.False(t, ok, "state is forgotten after the retention")
 		require.Len(t, ob.DeadLetters(), 1, "dead letters stay until redriven")
 		require.NoError(t, ob.Close())
+	})
+}
+
+// On a stop, attempts in flight get the shutdown grace to finish and be
+// recorded, so a graceful restart does not send them twice; one still going
+// when it runs out is cancelled and stays pending; no new attempt starts.
+func TestShutdownGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		s := newFakeSender()
+		answer := make(chan struct{})
+		s.block["slow"] = answer
+		s.block["stuck"] = make(chan struct{}) // never answers
+		ob, err := Open(Options{Path: path, Senders: map[string]Sender{"webhook": s}, ShutdownGrace: 10 * time.Second})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			ob.Run(ctx)
+			close(done)
+		}()
+		stuck := msg("stuck")
+		stuck.Receiver = "other" // a lane of its own
+		require.NoError(t, ob.Enqueue(msg("slow"), msg("next"), stuck))
+		synctest.Wait()
+		require.ElementsMatch(t, []string{"slow", "stuck"}, s.keys())
+
+		stop := time.Now()
+		cancel()
+		time.Sleep(3 * time.Second)
+		close(answer) // slow answers within the grace
+		<-done
+		require.Equal(t, 10*time.Second, time.Since(stop), "Run waits the grace for stuck, no longer")
+		require.ElementsMatch(t, []string{"slow", "stuck"}, s.keys(), "next is not attempted after the stop")
+		require.NoError(t, ob.Close())
+
+		// After the restart: slow was recorded as delivered; stuck's
+		// attempt did not count, and it goes again with next.
+		s2 := newFakeSender()
+		ob = run(t, path, s2, nil)
+		synctest.Wait()
+		require.ElementsMatch(t, []string{"next", "stuck"}, s2.keys())
+		for _, c := range s2.got() {
+			require.Equal(t, 1, c.attempts, "%s: the cancelled attempt was counted", c.key)
+		}
+		require.NoError(t, ob.Enqueue(msg("slow")))
+		require.Zero(t, ob.Stats().Pending, "slow was delivered before the stop")
 	})
 }
 
