@@ -84,6 +84,13 @@ func (f *fakeSender) keys() []string {
 // run opens an outbox at path with s as "webhook" sender and runs it until
 // the test ends.
 func run(t *testing.T, path string, s Sender, mod func(*Options)) *Outbox {
+	ob, _ := runStoppable(t, path, s, mod)
+	return ob
+}
+
+// runStoppable is run, and returns a stop that cancels Run's context and
+// waits for Run to return.
+func runStoppable(t *testing.T, path string, s Sender, mod func(*Options)) (*Outbox, func()) {
 	t.Helper()
 	o := Options{Path: path, Senders: map[string]Sender{"webhook": s}}
 	if mod != nil {
@@ -97,12 +104,15 @@ func run(t *testing.T, path string, s Sender, mod func(*Options)) *Outbox {
 		ob.Run(ctx)
 		close(done)
 	}()
-	t.Cleanup(func() {
+	stop := func() {
 		cancel()
 		<-done
+	}
+	t.Cleanup(func() {
+		stop()
 		require.NoError(t, ob.Close())
 	})
-	return ob
+	return ob, stop
 }
 
 func msg(key string) *Message {
@@ -354,26 +364,20 @@ func TestShutdownGrace(t *testing.T) {
 		answer := make(chan struct{})
 		s.block["slow"] = answer
 		s.block["stuck"] = make(chan struct{}) // never answers
-		ob, err := Open(Options{Path: path, Senders: map[string]Sender{"webhook": s}, ShutdownGrace: 10 * time.Second})
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			ob.Run(ctx)
-			close(done)
-		}()
+		ob, stop := runStoppable(t, path, s, func(o *Options) { o.ShutdownGrace = 10 * time.Second })
 		stuck := msg("stuck")
 		stuck.Receiver = "other" // a lane of its own
 		require.NoError(t, ob.Enqueue(msg("slow"), msg("next"), stuck))
 		synctest.Wait()
 		require.ElementsMatch(t, []string{"slow", "stuck"}, s.keys())
 
-		stop := time.Now()
-		cancel()
-		time.Sleep(3 * time.Second)
-		close(answer) // slow answers within the grace
-		<-done
-		require.Equal(t, 10*time.Second, time.Since(stop), "Run waits the grace for stuck, no longer")
+		began := time.Now()
+		go func() {
+			time.Sleep(3 * time.Second)
+			close(answer) // slow answers within the grace
+		}()
+		stop()
+		require.Equal(t, 10*time.Second, time.Since(began), "Run waits the grace for stuck, no longer")
 		require.ElementsMatch(t, []string{"slow", "stuck"}, s.keys(), "next is not attempted after the stop")
 		require.NoError(t, ob.Close())
 
