@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/prometheustest"
+	"github.com/modelmon/modelmon/internal/readmetest"
 )
 
 // buildBinary compiles alertd once per test.
@@ -128,7 +129,9 @@ func TestBinaryLifecycle(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
 		return string(b)
 	}
-	require.Contains(t, get("/metrics"), "alertd_build_info{")
+	metrics := get("/metrics")
+	require.Contains(t, metrics, "alertd_build_info{")
+	readmetest.Load(t).RequireMetrics(t, metrics)
 	require.JSONEq(t, `{"status":"success","data":{"alerts":[]}}`, get("/api/v1/alerts"))
 	require.JSONEq(t, `{"status":"success","data":{"groups":[]}}`, get("/api/v1/rules"))
 	require.JSONEq(t, `{"status":"success","data":{"resultType":"scalar","result":[1000,"1"]}}`, get("/api/v1/query?query=1&time=1000"))
@@ -190,4 +193,13 @@ func TestReplayCommand(t *testing.T) {
 	code, out2 = exitCode(t, bin, "replay", "--config", a, "--from", "yesterday", "--storage.tsdb.path", tsdbDir)
 	require.Equal(t, 1, code)
 	require.Contains(t, out2, `bad --from: "yesterday" is neither RFC 3339 nor Unix seconds`)
+}
+
+// README.md documents every flag and command of alertd: users' scripts
+// and CI jobs call them by these names.
+func TestREADMEDocumentsFlags(t *testing.T) {
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "--help-long").CombinedOutput()
+	require.NoError(t, err, string(out))
+	readmetest.Load(t).RequireFlagsAndCommands(t, "alertd", string(out))
 }

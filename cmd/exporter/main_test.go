@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/prometheustest"
+	"github.com/modelmon/modelmon/internal/readmetest"
 )
 
 // buildBinary compiles the exporter once per test run.
@@ -75,6 +76,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	require.Contains(t, string(b), `modelmon_requests_total{model="m"} 1`)
 	require.Contains(t, string(b), `modelmon_exporter_build_info{`)
 	require.Contains(t, string(b), `go_goroutines `)
+	readmetest.Load(t).RequireMetrics(t, string(b))
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), logs.String())
@@ -100,4 +102,13 @@ func TestConfigCheck(t *testing.T) {
 	out, err = exec.Command(bin, "--config.file="+bad, "--proxy.listen-address="+freePort(t), "--web.listen-address="+freePort(t)).CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "couldn't load configuration (--config.file=")
+}
+
+// README.md documents every flag and command of exporter: users' scripts
+// and CI jobs call them by these names.
+func TestREADMEDocumentsFlags(t *testing.T) {
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "--help-long").CombinedOutput()
+	require.NoError(t, err, string(out))
+	readmetest.Load(t).RequireFlagsAndCommands(t, "exporter", string(out))
 }

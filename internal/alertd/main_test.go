@@ -24,6 +24,7 @@ import (
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
 	"github.com/modelmon/modelmon/internal/notify/webhook"
 	"github.com/modelmon/modelmon/internal/prometheustest"
+	"github.com/modelmon/modelmon/internal/readmetest"
 )
 
 func TestMain(m *testing.M) {
@@ -113,6 +114,8 @@ func start(t *testing.T, dir string, o Options, logs *prometheustest.SyncBuffer)
 			t.Logf("alertd log:\n%s", logs.String())
 		}
 	})
+	// Whatever a test made alertd expose is documented.
+	t.Cleanup(func() { readmetest.Load(t).RequireGathered(t, a.Registry()) })
 	resp, err := http.Get(ta.URL + strings.TrimRight(o.RoutePrefix, "/") + "/-/healthy")
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -17,12 +17,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	promModel "github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/modelmon/modelmon/internal/readmetest"
 )
 
 func TestMain(m *testing.M) {
@@ -63,6 +66,8 @@ func startExporter(t testing.TB, upstream string, mod func(*Options)) *Exporter 
 		defer cancel()
 		require.NoError(t, e.Stop(ctx))
 	})
+	// Whatever a test made the exporter expose is documented.
+	t.Cleanup(func() { requireMetricsDocumented(t, e) })
 	return e
 }
 
@@ -86,6 +91,16 @@ func (c *stepClock) Now() time.Time {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(time.Millisecond)
 	return c.t
+}
+
+// requireMetricsDocumented fails t unless README.md's metrics reference names
+// every family the exporter exposes now: its own and the scrape-time
+// collectors'. startExporter calls it when a test ends.
+func requireMetricsDocumented(t testing.TB, e *Exporter) {
+	t.Helper()
+	scrapeReg := prometheus.NewRegistry()
+	scrapeReg.MustRegister(e.scrape.WithContext(context.Background()))
+	readmetest.Load(t).RequireGathered(t, prometheus.Gatherers{e.reg, scrapeReg})
 }
 
 // scrape fetches the exposition and returns the families whose names start

@@ -1,0 +1,227 @@
+// Package readmetest checks that README.md names what users' scripts call:
+// every flag and command of a binary, and every metric family it exposes.
+// The README is the reference of these interfaces; the binaries' tests use
+// this package so that it cannot fall behind the code.
+package readmetest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+)
+
+// Doc is what the module's README.md names.
+type Doc struct {
+	text string
+	// words are the names of metrics, labels and the like the README writes:
+	// runs of the characters of a metric name.
+	words map[string]bool
+	// flags are the flags it writes, as --name or --[no-]name.
+	flags map[string]bool
+	// prefixes are the metric name prefixes it names as a whole, written
+	// `prefix*` (`go_*`, `prometheus_tsdb_*`).
+	prefixes []string
+}
+
+var (
+	word     = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	flagRef  = regexp.MustCompile(`--(?:\[no-\])?([a-zA-Z0-9][a-zA-Z0-9._-]*)`)
+	wildcard = regexp.MustCompile("`([a-zA-Z_:][a-zA-Z0-9_:]*)\\*`")
+)
+
+// Load reads README.md from the module's root: the nearest directory above
+// the working directory that holds go.mod. It is read once per test binary.
+func Load(t testing.TB) *Doc {
+	t.Helper()
+	d, err := loaded()
+	require.NoError(t, err)
+	return d
+}
+
+var loaded = sync.OnceValues(func() (*Doc, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil, fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		return nil, err
+	}
+	return Parse(string(b)), nil
+})
+
+// Parse returns the Doc of a README's text.
+func Parse(text string) *Doc {
+	d := &Doc{text: text, words: map[string]bool{}, flags: map[string]bool{}}
+	for _, w := range word.FindAllString(text, -1) {
+		d.words[w] = true
+	}
+	for _, m := range flagRef.FindAllStringSubmatch(text, -1) {
+		// A sentence's full stop may follow a flag.
+		d.flags[strings.TrimRight(m[1], ".")] = true
+	}
+	for _, m := range wildcard.FindAllStringSubmatch(text, -1) {
+		d.prefixes = append(d.prefixes, m[1])
+	}
+	return d
+}
+
+// NamesFlag reports whether the README names the flag --name, or
+// --[no-]name as kingpin writes a boolean. --proxy.timeout does not name
+// --proxy.timeout-extra, nor the other way round.
+func (d *Doc) NamesFlag(name string) bool { return d.flags[name] }
+
+// NamesCommand reports whether the README names the command, as
+// "exporter profile" or "alertd test rules".
+func (d *Doc) NamesCommand(binary, command string) bool {
+	re := regexp.MustCompile(regexp.QuoteMeta(binary+" "+command) + `($|[^a-zA-Z0-9_-])`)
+	return re.MatchString(d.text)
+}
+
+// NamesMetric reports whether the README names the metric family, in full or
+// by a `prefix*` that it starts with.
+func (d *Doc) NamesMetric(name string) bool {
+	if d.words[name] {
+		return true
+	}
+	for _, p := range d.prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// kingpin's own flags, which every binary has.
+var kingpinFlags = []string{"help", "help-long", "help-man", "version"}
+
+var (
+	flagLine    = regexp.MustCompile(`^\s+(?:-[a-zA-Z], )?--(?:\[no-\])?([a-zA-Z0-9][a-zA-Z0-9._-]*)`)
+	commandLine = regexp.MustCompile(`^[a-z]`)
+)
+
+// Flags returns the long flags a kingpin --help-long text lists, kingpin's
+// own aside, sorted and without repeats.
+func Flags(help string) []string {
+	var flags []string
+	for line := range strings.SplitSeq(help, "\n") {
+		if m := flagLine.FindStringSubmatch(line); m != nil && !slices.Contains(kingpinFlags, m[1]) {
+			flags = append(flags, m[1])
+		}
+	}
+	slices.Sort(flags)
+	return slices.Compact(flags)
+}
+
+// Commands returns the commands a kingpin --help-long text lists, kingpin's
+// help aside: the words of each command's usage line before its flags and
+// arguments ("test rules").
+func Commands(help string) []string {
+	_, list, ok := strings.Cut(help, "\nCommands:\n")
+	if !ok {
+		return nil
+	}
+	var commands []string
+	for line := range strings.SplitSeq(list, "\n") {
+		if !commandLine.MatchString(line) {
+			continue
+		}
+		var words []string
+		for w := range strings.FieldsSeq(line) {
+			if strings.ContainsAny(w[:1], "-[<") {
+				break
+			}
+			words = append(words, strings.TrimSuffix(w, "*"))
+		}
+		if c := strings.Join(words, " "); c != "help" {
+			commands = append(commands, c)
+		}
+	}
+	return commands
+}
+
+// MetricFamilies returns the names of the metric families in an exposition in
+// the Prometheus text format, sorted.
+func MetricFamilies(t testing.TB, exposition string) []string {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(exposition))
+	require.NoError(t, err)
+	names := make([]string, 0, len(families))
+	for name := range families {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// RequireFlagsAndCommands fails t unless the README names every flag and
+// command in the binary's --help-long text.
+func (d *Doc) RequireFlagsAndCommands(t testing.TB, binary, helpLong string) {
+	t.Helper()
+	flags, commands := Flags(helpLong), Commands(helpLong)
+	require.NotEmpty(t, flags, "no flags in the help text:\n%s", helpLong)
+	var missing []string
+	for _, f := range flags {
+		if !d.NamesFlag(f) {
+			missing = append(missing, "--"+f)
+		}
+	}
+	for _, c := range commands {
+		if !d.NamesCommand(binary, c) {
+			missing = append(missing, binary+" "+c)
+		}
+	}
+	require.Empty(t, missing, "README.md does not document these flags and commands of %s", binary)
+}
+
+// RequireMetrics fails t unless the README names every metric family in the
+// exposition, in the Prometheus text format.
+func (d *Doc) RequireMetrics(t testing.TB, exposition string) {
+	t.Helper()
+	d.requireMetricNames(t, MetricFamilies(t, exposition))
+}
+
+// RequireGathered fails t unless the README names every metric family g
+// gathers.
+func (d *Doc) RequireGathered(t testing.TB, g prometheus.Gatherer) {
+	t.Helper()
+	families, err := g.Gather()
+	require.NoError(t, err)
+	names := make([]string, 0, len(families))
+	for _, mf := range families {
+		names = append(names, mf.GetName())
+	}
+	d.requireMetricNames(t, names)
+}
+
+func (d *Doc) requireMetricNames(t testing.TB, names []string) {
+	t.Helper()
+	var missing []string
+	for _, name := range names {
+		if !d.NamesMetric(name) {
+			missing = append(missing, name)
+		}
+	}
+	require.Empty(t, missing, "README.md does not document these metric families")
+}

@@ -1,0 +1,76 @@
+package readmetest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const help = `usage: alertd [<flags>] <command> [<args> ...]
+
+Flags:
+  -h, --[no-]help          Show context-sensitive help (also try --help-long and
+                           --help-man).
+      --log.level=info     Only log messages with the given severity or above.
+      --[no-]version       Show application version.
+
+Commands:
+help [<command>...]
+    Show help.
+
+serve* [<flags>]
+    Run alertd.
+
+    --web.listen-address=:9099 ...
+                           Addresses on which to expose metrics and the API.
+    --[no-]web.enable-lifecycle
+                           Enable shutdown via HTTP.
+
+test rules [<flags>] <test-rule-file>...
+    Run rule unit tests.
+
+    --run=RUN ...  Only test groups whose names match.
+
+anomaly score --input=INPUT --output=OUTPUT [<flags>]
+    Score a series.
+`
+
+func TestFlagsAndCommands(t *testing.T) {
+	// Flags come from the indented lines, not from the usage lines; kingpin's
+	// own are left out.
+	require.Equal(t, []string{"log.level", "run", "web.enable-lifecycle", "web.listen-address"}, Flags(help))
+	require.Equal(t, []string{"serve", "test rules", "anomaly score"}, Commands(help))
+}
+
+func TestNames(t *testing.T) {
+	d := Parse("Run `alertd test rules FILE`, set `--proxy.timeout=5s` or\n" +
+		"--[no-]web.enable-lifecycle; see --outbox.max-backoff.\n" +
+		"| `modelmon_requests_total` | counter |\n" +
+		"| `prometheus_tsdb_*`, `go_*` | | |\n")
+
+	require.True(t, d.NamesFlag("proxy.timeout"))
+	require.True(t, d.NamesFlag("web.enable-lifecycle"), "a boolean as kingpin writes it")
+	require.True(t, d.NamesFlag("outbox.max-backoff"), "at the end of a sentence")
+	require.False(t, d.NamesFlag("proxy"), "a prefix of a flag")
+	require.False(t, d.NamesFlag("outbox.max"), "a prefix of a flag")
+	require.False(t, d.NamesFlag("timeout"))
+
+	require.True(t, d.NamesCommand("alertd", "test rules"))
+	require.False(t, d.NamesCommand("exporter", "test rules"))
+
+	require.True(t, d.NamesMetric("modelmon_requests_total"))
+	require.True(t, d.NamesMetric("prometheus_tsdb_head_series"))
+	require.True(t, d.NamesMetric("go_goroutines"))
+	require.False(t, d.NamesMetric("modelmon_requests"), "a prefix of a name")
+	require.False(t, d.NamesMetric("prometheus_engine_queries"))
+}
+
+func TestMetricFamilies(t *testing.T) {
+	require.Equal(t, []string{"a_total", "b_seconds"}, MetricFamilies(t, `# TYPE b_seconds histogram
+b_seconds_bucket{le="+Inf"} 1
+b_seconds_sum 1
+b_seconds_count 1
+# TYPE a_total counter
+a_total 3
+`))
+}
