@@ -14,7 +14,8 @@
 # point is measured ROUNDS times, the paths taking turns within each round, so
 # that a spell when the machine is slower falls on every path alike; each path
 # is reported by its median round. Every measured run follows a warm-up run.
-# The Markdown report goes to stdout and to OUT. Every process the script
+# The Markdown report, which ends with the sidecar against nginx and the
+# targets it is held to, goes to stdout and to OUT. Every process the script
 # starts is stopped on exit.
 #
 # Settings (environment), with their defaults:
@@ -502,6 +503,38 @@ plus_us() {
 	awk -v v="$1" 'BEGIN {s = v < 0 ? "−" : "+"; v = v < 0 ? -v : v; if (v < 1000) printf "%s%d µs", s, v; else printf "%s%.2f ms", s, v / 1000}'
 }
 
+# targets prints the sidecar against nginx at each point, beside the targets
+# the sidecar is held to: at 0 ms / 16 connections more requests/s than nginx,
+# at every other point at least 0.95 of nginx's, and at most 1.2 × nginx's CPU
+# per request everywhere. The bare fasthttp proxy against nginx is the floor.
+targets() {
+	local delay conns s n f rps_target rows=
+	for delay in $DELAYS; do
+		for conns in $CONNECTIONS; do
+			s="$delay/$conns/sidecar" n="$delay/$conns/nginx" f="$delay/$conns/fasthttp"
+			[[ -n ${RPS[$s]:-} && -n ${RPS[$n]:-} && -n ${PROXY_US[$s]:-} && -n ${PROXY_US[$n]:-} ]] || continue
+			rps_target='≥ 0.95'
+			if [[ $delay == 0ms && $conns == 16 ]]; then rps_target='> 1'; fi
+			rows+=$(awk -v d="$delay" -v c="$conns" -v t="$rps_target" -v sr="${RPS[$s]}" -v nr="${RPS[$n]}" \
+				-v sc="${PROXY_US[$s]}" -v nc="${PROXY_US[$n]}" -v fr="${RPS[$f]:-}" -v fc="${PROXY_US[$f]:-}" 'BEGIN {
+				r = sr / nr; cpu = sc / nc
+				met = (t == "> 1") ? (r > 1) : (r >= 0.95)
+				floor = (fr != "" && fc != "") ? sprintf("%.2f; %.2f", fr / nr, fc / nc) : "—"
+				printf "| %s / %s | %.2f | %s | %s | %.2f | ≤ 1.2 | %s | %s |\n", d, c, r, t, met ? "yes" : "**no**", cpu, cpu <= 1.2 ? "yes" : "**no**", floor
+			}')$'\n'
+		done
+	done
+	[ -n "$rows" ] || return 0
+	cat <<TABLE
+
+### The sidecar against nginx, and the targets
+
+| delay / conns | req/s ÷ nginx's | target | met | CPU/req ÷ nginx's | target | met | bare fasthttp ÷ nginx: req/s; CPU/req |
+|---|---:|---|---|---:|---|---|---|
+TABLE
+	printf '%s' "$rows"
+}
+
 report() {
 	local exporter_version='not built'
 	if [ -x bin/exporter ] && [ -z "$SIDECAR_NOTE" ]; then exporter_version=$(bin/exporter --version 2>&1 | head -n 1); fi
@@ -581,6 +614,7 @@ EOF
   modelmon_capture_dropped_total (all reasons) during the rounds. **payloads parsed**: increase of
   modelmon_payloads_parsed_total, against the requests sent in the rounds.
 EOF
+	targets
 }
 
 pick_median_rounds
