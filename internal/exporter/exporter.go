@@ -353,9 +353,7 @@ func (e *Exporter) metricsHandler() http.Handler {
 			ctx, cancel = context.WithTimeout(ctx, t)
 			defer cancel()
 		}
-		scrapeReg := prometheus.NewRegistry()
-		scrapeReg.MustRegister(e.scrape.WithContext(ctx))
-		promhttp.HandlerFor(prometheus.Gatherers{e.reg, scrapeReg}, promhttp.HandlerOpts{
+		promhttp.HandlerFor(e.gatherer(ctx), promhttp.HandlerOpts{
 			ErrorLog:          errLog,
 			ErrorHandling:     promhttp.ContinueOnError,
 			EnableOpenMetrics: true,
@@ -365,6 +363,14 @@ func (e *Exporter) metricsHandler() http.Handler {
 		return h
 	}
 	return promhttp.InstrumentMetricHandler(e.reg, h)
+}
+
+// gatherer is what /metrics serves: the exporter's own metrics and those the
+// scrape-time collectors compute, within ctx.
+func (e *Exporter) gatherer(ctx context.Context) prometheus.Gatherer {
+	scrapeReg := prometheus.NewRegistry()
+	scrapeReg.MustRegister(e.scrape.WithContext(ctx))
+	return prometheus.Gatherers{e.reg, scrapeReg}
 }
 
 // scrapeTimeout reads Prometheus's scrape timeout header, leaving a little

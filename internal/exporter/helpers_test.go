@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	promModel "github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
@@ -94,13 +93,11 @@ func (c *stepClock) Now() time.Time {
 }
 
 // requireMetricsDocumented fails t unless README.md's metrics reference names
-// every family the exporter exposes now: its own and the scrape-time
-// collectors'. startExporter calls it when a test ends.
+// every family the exporter exposes now on /metrics. startExporter calls it
+// when a test ends.
 func requireMetricsDocumented(t testing.TB, e *Exporter) {
 	t.Helper()
-	scrapeReg := prometheus.NewRegistry()
-	scrapeReg.MustRegister(e.scrape.WithContext(context.Background()))
-	readmetest.Load(t).RequireGathered(t, prometheus.Gatherers{e.reg, scrapeReg})
+	readmetest.Load(t).RequireGathered(t, e.gatherer(context.Background()))
 }
 
 // scrape fetches the exposition and returns the families whose names start
