@@ -116,7 +116,8 @@ func (d *Doc) NamesMetric(name string) bool {
 var kingpinFlags = []string{"help", "help-long", "help-man", "version"}
 
 var (
-	flagLine    = regexp.MustCompile(`^\s+(?:-[a-zA-Z], )?--(?:\[no-\])?([a-zA-Z0-9][a-zA-Z0-9._-]*)`)
+	// A flag's line in the help text: indented, with its short form if any.
+	flagLine    = regexp.MustCompile(`^\s+(?:-[a-zA-Z], )?` + flagRef.String())
 	commandLine = regexp.MustCompile(`^[a-z]`)
 )
 
