@@ -39,7 +39,7 @@ func run() int {
 
 		upstream     = serve.Flag("proxy.upstream", "Base URL of the model server the proxy forwards to.").Default(d.Proxy.Upstream).String()
 		proxyListen  = serve.Flag("proxy.listen-address", "Address on which the proxy accepts predictions.").Default(d.ProxyListenAddress).String()
-		proxyTimeout = serve.Flag("proxy.timeout", "Longest wait for the model server's whole response; past it the client gets 504.").Default(d.Proxy.Timeout.String()).Duration()
+		proxyTimeout = serve.Flag("proxy.timeout", "Longest wait for the model server's whole response, or for each piece of a streamed one; past it the client gets 504.").Default(d.Proxy.Timeout.String()).Duration()
 		proxyMaxBody = serve.Flag("proxy.max-body-size", "Largest request or response body the proxy forwards.").Default(size(int64(d.Proxy.MaxBodySize))).Bytes()
 		proxyConns   = serve.Flag("proxy.max-conns", "Most connections open to the model server at once.").Default(strconv.Itoa(d.Proxy.MaxConns)).Int()
 		proxyIdle    = serve.Flag("proxy.idle-timeout", "How long idle keep-alive connections stay open, to clients and to the model server.").Default(d.Proxy.IdleTimeout.String()).Duration()

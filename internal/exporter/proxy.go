@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -17,13 +19,15 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/payload"
 )
 
 // ProxyOptions configure the reverse proxy in front of the model server.
 type ProxyOptions struct {
 	// Upstream is the model server's base URL, http or https.
 	Upstream string
-	// Timeout bounds a whole upstream round trip; past it the client gets 504.
+	// Timeout bounds a whole upstream round trip, or each read of a streamed
+	// answer; past it the client gets 504.
 	Timeout time.Duration
 	// MaxBodySize bounds request and response bodies, in bytes.
 	MaxBodySize int
@@ -44,7 +48,9 @@ type proxy struct {
 	client  *fasthttp.HostClient
 	server  *fasthttp.Server
 	timeout time.Duration
+	maxBody int           // --proxy.max-body-size
 	slack   time.Duration // of the client connections' deadlines
+	conns   connTable     // the upstream connections, for streams
 	host    string        // upstream host:port, for requests that carry no Host
 
 	cfg     *atomic.Pointer[runtimeConfig]
@@ -73,6 +79,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	}
 	p := &proxy{
 		timeout: o.Timeout,
+		maxBody: o.MaxBodySize,
 		slack:   deadlineSlack(o.IdleTimeout, o.ReadTimeout, o.WriteTimeout),
 		host:    u.Host,
 		cfg:     cfg,
@@ -87,7 +94,6 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		IsTLS:                         u.Scheme == "https",
 		MaxConns:                      o.MaxConns,
 		MaxIdleConnDuration:           o.IdleTimeout,
-		MaxResponseBodySize:           o.MaxBodySize,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
@@ -95,7 +101,10 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		// retrying a prediction that may have reached the model is not ours
 		// to decide.
 		MaxIdemponentCallAttempts: 1,
-		DialTimeout:               dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout)),
+		DialTimeout:               p.conns.dial(dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout))),
+		// Bodies come as streams, which roundTrip reads whole or passes on
+		// as they arrive; it enforces --proxy.max-body-size itself.
+		StreamResponseBody: true,
 	}
 	p.server = &fasthttp.Server{
 		Handler:                       p.handle,
@@ -213,7 +222,9 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 
 	if !r.predict {
 		p.metrics.Passthrough.Inc()
-		p.roundTrip(ctx, nil)
+		if s, _ := p.roundTrip(ctx, nil); s != nil {
+			s.start(p, nil, ctx, request{})
+		}
 		if closeClient {
 			resp.SetConnectionClose()
 		}
@@ -237,9 +248,8 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	m.requests.Inc()
 	m.inFlight.Inc()
 	upStart := p.now()
-	ok := p.roundTrip(ctx, m)
+	s, ok := p.roundTrip(ctx, m)
 	upEnd := p.now()
-	m.inFlight.Dec()
 	if closeClient {
 		resp.SetConnectionClose()
 	}
@@ -249,44 +259,116 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		reqID = p.labels.newID()
 		resp.Header.SetBytesKV(p.labels.header, reqID)
 	}
-	reqBody, respBody := req.Body(), resp.Body()
-	m.reqSize.Observe(float64(len(reqBody)))
+	rq := request{format: r.format, id: reqID, traceID: traceID, start: start, overhead: upStart.Sub(start)}
+	if s != nil {
+		// The body is still to come: the stream accounts for the request
+		// when it ends.
+		rq.overhead += p.now().Sub(upEnd)
+		s.start(p, m, ctx, rq)
+		return
+	}
+	m.inFlight.Dec()
+	respBody, respSize := resp.Body(), -1
 	if ok {
-		m.respSize.Observe(float64(len(respBody)))
-		if resp.StatusCode() < 300 {
-			p.queue.offer(m, r.format, reqBody, respBody, reqID)
+		respSize = len(respBody)
+	}
+	p.account(m, req.Body(), respBody, respSize, resp.StatusCode(), rq, upEnd)
+}
+
+// request is what the accounting of a prediction needs besides its bodies.
+type request struct {
+	format   payload.Format
+	id       []byte // the prediction id for labels, or nil
+	traceID  []byte // for the latency exemplar, or nil
+	start    time.Time
+	overhead time.Duration // spent in the sidecar so far
+}
+
+// account records a prediction once its answer is complete: its sizes, its
+// latency and the sidecar's overhead, and the capture of its bodies.
+// respSize is the size of the upstream's body, -1 when it did not answer in
+// full; respBody is that body, or shorter when a stream outgrew the capture.
+// upEnd is when the answer was in.
+func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int, rq request, upEnd time.Time) {
+	m.reqSize.Observe(float64(len(reqBody)))
+	if respSize >= 0 {
+		m.respSize.Observe(float64(respSize))
+		switch {
+		case status >= 300:
+		case len(respBody) < respSize:
+			m.dropped[collector.DropBodyTooLarge].Inc()
+		default:
+			p.queue.offer(m, rq.format, reqBody, respBody, rq.id)
 		}
 	}
 	end := p.now()
-	d := end.Sub(start).Seconds()
-	if traceID != nil && m.exemplarDue(d, end) {
-		m.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(d, prometheus.Labels{"trace_id": string(traceID)})
+	d := end.Sub(rq.start).Seconds()
+	if rq.traceID != nil && m.exemplarDue(d, end) {
+		m.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(d, prometheus.Labels{"trace_id": string(rq.traceID)})
 	} else {
 		m.duration.Observe(d)
 	}
-	p.metrics.Overhead.Observe((upStart.Sub(start) + end.Sub(upEnd)).Seconds())
+	p.metrics.Overhead.Observe((rq.overhead + end.Sub(upEnd)).Seconds())
 }
 
 // roundTrip sends the request upstream and leaves the answer, or an error
-// response, in ctx.Response. It reports whether the upstream answered. Errors
-// of predictions are counted on m when it is not nil.
-func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) bool {
+// response, in ctx.Response. It reports whether the upstream answered.
+// Errors of predictions are counted on m when it is not nil.
+//
+// An answer whose body has a length up to --capture.max-body-size is read
+// whole before the client gets any of it, so that a model server that fails
+// half way through still gives the client a clear 502. Any other body, of
+// unknown length (chunked: token streams, server-sent events) or larger, is
+// passed on as it arrives: roundTrip then returns the stream, which the
+// caller starts.
+func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, bool) {
 	req, resp := &ctx.Request, &ctx.Response
 	up := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(up)
 	err := p.client.DoTimeout(req, up, p.timeout)
 	if err == nil {
-		copyResponse(resp, up)
-		if m != nil {
-			switch code := resp.StatusCode(); {
-			case code >= 500:
-				m.errors[collector.ErrorUpstream5xx].Inc()
-			case code >= 400:
-				m.errors[collector.ErrorUpstream4xx].Inc()
-			}
+		body, _ := up.BodyStream().(fasthttp.ReadCloserWithError)
+		n := up.Header.ContentLength()
+		switch {
+		case body == nil:
+			// No body: HEAD, 204, 304.
+		case n > p.maxBody:
+			err = fasthttp.ErrBodyTooLarge
+		case n >= 0 && n <= p.queue.maxBody:
+			err = readBody(resp, body, n)
+		default:
+			copyHeader(resp, up)
+			p.countStatus(resp.StatusCode(), m)
+			return newStream(up, body, p.conns.lookup(up)), true
 		}
-		return true
+		// Closing the body stream hands the connection back for reuse when
+		// the body was read to its end, and closes it otherwise.
+		up.CloseBodyStream() //nolint:errcheck
+		if err == nil {
+			copyHeader(resp, up)
+			fasthttp.ReleaseResponse(up)
+			p.countStatus(resp.StatusCode(), m)
+			return nil, true
+		}
 	}
+	fasthttp.ReleaseResponse(up)
+	p.fail(resp, err, m)
+	return nil, false
+}
+
+// countStatus counts an upstream's error status on m, when it is not nil.
+func (p *proxy) countStatus(code int, m *model) {
+	switch {
+	case m == nil:
+	case code >= 500:
+		m.errors[collector.ErrorUpstream5xx].Inc()
+	case code >= 400:
+		m.errors[collector.ErrorUpstream4xx].Inc()
+	}
+}
+
+// fail answers the client for an upstream that did not answer, and counts why
+// on m when it is not nil.
+func (p *proxy) fail(resp *fasthttp.Response, err error, m *model) {
 	reason, status, msg := classifyError(err)
 	if m != nil {
 		m.errors[reason].Inc()
@@ -295,16 +377,38 @@ func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) bool {
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("text/plain; charset=utf-8")
 	resp.SetBodyString(msg)
-	return false
 }
 
-// copyResponse moves the upstream's answer into the client's response: status
-// line, end-to-end headers in order, and the body without copying it. The
-// client's response keeps the server's settings (no default Date,
-// Content-Type or Server), so nothing is added that the upstream did not send.
-// The two responses trade body buffers, so that src goes back to its pool
-// with one and the next upstream answer is read without allocating.
-func copyResponse(dst, src *fasthttp.Response) {
+// readBody reads an upstream body of n bytes, to its end, into the client's
+// response, in the response's own pooled buffer.
+func readBody(resp *fasthttp.Response, body io.Reader, n int) error {
+	b := resp.SwapBody(nil)
+	// One byte more than the body, so that the read that meets its end
+	// returns at once.
+	b = slices.Grow(b[:0], n+1)
+	var err error
+	for err == nil {
+		var k int
+		k, err = body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+	}
+	if err == io.EOF && len(b) == n {
+		err = nil
+	} else if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		b = b[:0]
+	}
+	resp.SwapBody(b)
+	return err
+}
+
+// copyHeader moves the upstream's status line and end-to-end headers, in
+// order, into the client's response. The client's response keeps the
+// server's settings (no default Date, Content-Type or Server), so nothing is
+// added that the upstream did not send. Its length is set from its body.
+func copyHeader(dst, src *fasthttp.Response) {
 	dst.SetStatusCode(src.StatusCode())
 	if msg := src.Header.StatusMessage(); len(msg) > 0 {
 		dst.Header.SetStatusMessage(msg)
@@ -315,7 +419,6 @@ func copyResponse(dst, src *fasthttp.Response) {
 		}
 		dst.Header.AddBytesKV(k, v)
 	}
-	src.SwapBody(dst.SwapBody(src.SwapBody(nil))[:0])
 }
 
 // classifyError maps an upstream failure to the reason it is counted under,

@@ -1,0 +1,225 @@
+package exporter
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// eventually waits for a metric to reach want: a streamed request is
+// accounted for once the sidecar has written its last byte, which may be
+// after the client has read it.
+func eventually(t *testing.T, e *Exporter, want float64, name string, labels map[string]string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return metricValue(t, e, name, labels) == want }, 10*time.Second, 5*time.Millisecond,
+		"%s%v never reached %v (now %v)", name, labels, want, metricValue(t, e, name, labels))
+}
+
+// A body of unknown length reaches the client piece by piece as the model
+// server sends it (server-sent events, token streams), not once it is whole.
+func TestProxyStreamsServerSentEvents(t *testing.T) {
+	next := make(chan struct{})
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i := 1; i <= 3; i++ {
+			<-next
+			ev := fmt.Sprintf("data: {\"token\":%d}\n\n", i)
+			fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev)
+		}
+		<-next
+		io.WriteString(c, "0\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+
+	resp, err := http.Post("http://"+e.ProxyAddr()+"/v2/models/llm/generate_stream", "application/json", strings.NewReader(`{"text_input":"hi"}`))
+	require.NoError(t, err, "the headers come before any of the body")
+	defer resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	require.Equal(t, "no-cache", resp.Header.Get("Cache-Control"))
+	require.Equal(t, []string{"chunked"}, resp.TransferEncoding)
+	br := bufio.NewReader(resp.Body)
+	for i := 1; i <= 3; i++ {
+		next <- struct{}{} // the model server sends one event, and waits
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprintf("data: {\"token\":%d}\n", i), line, "event %d arrives while the stream is still open", i)
+		_, err = br.ReadString('\n')
+		require.NoError(t, err)
+	}
+	next <- struct{}{}
+	rest, err := io.ReadAll(br)
+	require.NoError(t, err, "the stream ends cleanly")
+	require.Empty(t, rest)
+	eventually(t, e, 1, "modelmon_passthrough_requests_total", nil)
+}
+
+// A prediction whose answer comes chunked is streamed, and still captured,
+// parsed and counted like any other.
+func TestProxyStreamedPredictionIsCaptured(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			"f\r\n{\"predictions\":\r\n8\r\n[0.1,0.9\r\n2\r\n]}\r\n0\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	for range 3 {
+		st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/fraud:predict", `{"instances":[[1,2],[3,4]]}`)
+		require.Equal(t, 200, st)
+		require.Equal(t, `{"predictions":[0.1,0.9]}`, body)
+	}
+	fraud := map[string]string{"model": "fraud"}
+	eventually(t, e, 3, "modelmon_requests_total", fraud)
+	eventually(t, e, 6, "modelmon_predictions_total", fraud)
+	eventually(t, e, 3, "modelmon_response_size_bytes_count", fraud)
+	eventually(t, e, 3*25, "modelmon_response_size_bytes_sum", fraud)
+	eventually(t, e, 3, "modelmon_prediction_duration_seconds_count", fraud)
+	eventually(t, e, 0, "modelmon_requests_in_flight", fraud)
+	require.Len(t, up.received(), 3)
+}
+
+// --proxy.timeout bounds each wait of a stream, not the whole of it: a model
+// server that keeps talking may stream for longer, one that goes quiet is cut
+// off and counted.
+func TestProxyStreamTimeouts(t *testing.T) {
+	const timeout = 600 * time.Millisecond
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+		pause := timeout / 4
+		if strings.Contains(req.start, "/quiet:") {
+			pause = 3 * timeout
+		}
+		for i := range 8 {
+			if i == 4 {
+				time.Sleep(pause)
+			} else {
+				time.Sleep(timeout / 4)
+			}
+			io.WriteString(c, "1\r\nx\r\n")
+		}
+		io.WriteString(c, "0\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), func(o *Options) { o.Proxy.Timeout = timeout })
+
+	start := time.Now()
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/talks:predict", `{}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, "xxxxxxxx", body)
+	require.Greater(t, time.Since(start), timeout, "the stream outlived --proxy.timeout")
+	eventually(t, e, 1, "modelmon_requests_total", map[string]string{"model": "talks"})
+	require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "talks", "reason": "timeout"}))
+
+	resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/quiet:predict", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode, "the status was sent before the model server went quiet")
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the client sees the stream cut short")
+	require.Equal(t, "xxxx", string(b))
+	eventually(t, e, 1, "modelmon_prediction_errors_total", map[string]string{"model": "quiet", "reason": "timeout"})
+	eventually(t, e, 0, "modelmon_requests_in_flight", map[string]string{"model": "quiet"})
+}
+
+// A model server that dies in the middle of a stream: the client sees it cut
+// short, the error is counted, and the sidecar serves on.
+func TestProxyStreamUpstreamDies(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		if strings.Contains(req.start, "/dies:") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+			return false
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/dies:predict", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	require.Equal(t, "hello", string(b))
+	eventually(t, e, 1, "modelmon_prediction_errors_total", map[string]string{"model": "dies", "reason": "connection"})
+	eventually(t, e, 0, "modelmon_requests_in_flight", map[string]string{"model": "dies"})
+
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/fine:predict", `{}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, "ok", body)
+}
+
+// --proxy.max-body-size holds for answers too: one that says it is larger
+// gets a 502 before anything is sent, a stream that grows larger is cut off.
+// Both are counted as invalid responses.
+func TestProxyResponseOverMaxBodySize(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		if strings.Contains(req.start, "/says:") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"+strings.Repeat("x", 5000))
+			return true
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for range 5 {
+			io.WriteString(c, "3e8\r\n"+strings.Repeat("y", 1000)+"\r\n")
+		}
+		io.WriteString(c, "0\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), func(o *Options) { o.Proxy.MaxBodySize = 4096 })
+
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/says:predict", `{}`)
+	require.Equal(t, 502, st)
+	require.Equal(t, "modelmon: the model server's response is larger than --proxy.max-body-size\n", body)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "says", "reason": "invalid_response"}))
+
+	resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/grows:predict", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the stream is cut off")
+	require.LessOrEqual(t, len(b), 4096)
+	eventually(t, e, 1, "modelmon_prediction_errors_total", map[string]string{"model": "grows", "reason": "invalid_response"})
+}
+
+// A client that hangs up in the middle of a stream: the request leaves the
+// in-flight gauge, nothing is counted against the model server, and the
+// upstream connection is closed rather than reused half read.
+func TestProxyStreamClientGoesAway(t *testing.T) {
+	closed := make(chan struct{})
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for {
+			if _, err := io.WriteString(c, "1\r\nz\r\n"); err != nil {
+				close(closed)
+				return false
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	e := startExporter(t, up.URL(), nil)
+	c, err := net.Dial("tcp", e.ProxyAddr())
+	require.NoError(t, err)
+	io.WriteString(c, "POST /v1/models/gone:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.1 200 OK\r\n", line)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_in_flight", map[string]string{"model": "gone"}), "a stream is in flight until it ends")
+	c.Close()
+
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream connection stayed open after the client left")
+	}
+	eventually(t, e, 0, "modelmon_requests_in_flight", map[string]string{"model": "gone"})
+	for _, reason := range []string{"timeout", "connection", "invalid_response"} {
+		require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "gone", "reason": reason}))
+	}
+}
