@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"sort"
 	"strconv"
@@ -211,8 +212,8 @@ type rawMessage struct {
 	body    []byte
 }
 
-// readRaw reads one HTTP/1.1 message with a Content-Length body (or none)
-// from r without normalising anything.
+// readRaw reads one HTTP/1.1 message with a Content-Length or chunked body
+// (or none) from r without normalising anything but the chunks.
 func readRaw(r *bufio.Reader) (*rawMessage, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
@@ -233,6 +234,20 @@ func readRaw(r *bufio.Reader) (*rawMessage, error) {
 		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "content-length") {
 			if n, err = strconv.Atoi(strings.TrimSpace(v)); err != nil {
 				return nil, err
+			}
+		}
+	}
+	if containsFold(m.headers, "Transfer-Encoding: chunked") {
+		if m.body, err = io.ReadAll(httputil.NewChunkedReader(r)); err != nil {
+			return nil, err
+		}
+		for { // the trailer, to its blank line
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return nil, err
+			}
+			if strings.TrimRight(line, "\r\n") == "" {
+				return m, nil
 			}
 		}
 	}

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -45,13 +43,10 @@ type ProxyOptions struct {
 // capture queue without waiting, and never fails a request because of
 // monitoring.
 type proxy struct {
-	client  *fasthttp.HostClient
-	server  *fasthttp.Server
-	timeout time.Duration
-	maxBody int           // --proxy.max-body-size
-	slack   time.Duration // of the client connections' deadlines
-	conns   connTable     // the upstream connections, for streams
-	host    string        // upstream host:port, for requests that carry no Host
+	client *fasthttp.HostClient
+	server *fasthttp.Server
+	slack  time.Duration // of the client connections' deadlines
+	host   string        // upstream host:port, for requests that carry no Host
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -78,8 +73,6 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
 	p := &proxy{
-		timeout: o.Timeout,
-		maxBody: o.MaxBodySize,
 		slack:   deadlineSlack(o.IdleTimeout, o.ReadTimeout, o.WriteTimeout),
 		host:    u.Host,
 		cfg:     cfg,
@@ -101,10 +94,8 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		// retrying a prediction that may have reached the model is not ours
 		// to decide.
 		MaxIdemponentCallAttempts: 1,
-		DialTimeout:               p.conns.dial(dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout))),
-		// Bodies come as streams, which roundTrip reads whole or passes on
-		// as they arrive; it enforces --proxy.max-body-size itself.
-		StreamResponseBody: true,
+		DialTimeout:               dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout)),
+		Transport:                 &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize},
 	}
 	p.server = &fasthttp.Server{
 		Handler:                       p.handle,
@@ -222,8 +213,8 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 
 	if !r.predict {
 		p.metrics.Passthrough.Inc()
-		if s, _ := p.roundTrip(ctx, nil); s != nil {
-			s.start(p, nil, ctx, request{})
+		if s, up, _ := p.roundTrip(ctx, nil); s != nil {
+			s.start(p, nil, ctx, up, request{})
 		}
 		if closeClient {
 			resp.SetConnectionClose()
@@ -248,7 +239,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	m.requests.Inc()
 	m.inFlight.Inc()
 	upStart := p.now()
-	s, ok := p.roundTrip(ctx, m)
+	s, up, ok := p.roundTrip(ctx, m)
 	upEnd := p.now()
 	if closeClient {
 		resp.SetConnectionClose()
@@ -264,7 +255,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		// The body is still to come: the stream accounts for the request
 		// when it ends.
 		rq.overhead += p.now().Sub(upEnd)
-		s.start(p, m, ctx, rq)
+		s.start(p, m, ctx, up, rq)
 		return
 	}
 	m.inFlight.Dec()
@@ -317,42 +308,30 @@ func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int
 //
 // An answer whose body has a length up to --capture.max-body-size is read
 // whole before the client gets any of it, so that a model server that fails
-// half way through still gives the client a clear 502. Any other body, of
-// unknown length (chunked: token streams, server-sent events) or larger, is
-// passed on as it arrives: roundTrip then returns the stream, which the
-// caller starts.
-func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, bool) {
+// half way through still gives the client a clear 502. Any other body is
+// passed on as it arrives (transport): roundTrip then returns the stream,
+// which the caller starts with the returned upstream response.
+func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, *fasthttp.Response, bool) {
 	req, resp := &ctx.Request, &ctx.Response
 	up := fasthttp.AcquireResponse()
-	err := p.client.DoTimeout(req, up, p.timeout)
-	if err == nil {
-		body, _ := up.BodyStream().(fasthttp.ReadCloserWithError)
-		n := up.Header.ContentLength()
-		switch {
-		case body == nil:
-			// No body: HEAD, 204, 304.
-		case n > p.maxBody:
-			err = fasthttp.ErrBodyTooLarge
-		case n >= 0 && n <= p.queue.maxBody:
-			err = readBody(resp, body, n)
-		default:
-			copyHeader(resp, up)
-			p.countStatus(resp.StatusCode(), m)
-			return newStream(up, body, p.conns.lookup(up)), true
-		}
-		// Closing the body stream hands the connection back for reuse when
-		// the body was read to its end, and closes it otherwise.
-		up.CloseBodyStream() //nolint:errcheck
-		if err == nil {
-			copyHeader(resp, up)
-			fasthttp.ReleaseResponse(up)
-			p.countStatus(resp.StatusCode(), m)
-			return nil, true
-		}
+	err := p.client.Do(req, up)
+	if err != nil {
+		fasthttp.ReleaseResponse(up)
+		p.fail(resp, err, m)
+		return nil, nil, false
+	}
+	p.countStatus(up.StatusCode(), m)
+	if s, ok := up.BodyStream().(*stream); ok {
+		copyHeader(resp, up)
+		return s, up, true
+	}
+	copyResponse(resp, up)
+	if n := up.Header.ContentLength(); n >= 0 && req.Header.IsHead() {
+		// The length of the body a GET would have had.
+		resp.Header.SetContentLength(n)
 	}
 	fasthttp.ReleaseResponse(up)
-	p.fail(resp, err, m)
-	return nil, false
+	return nil, nil, true
 }
 
 // countStatus counts an upstream's error status on m, when it is not nil.
@@ -379,36 +358,13 @@ func (p *proxy) fail(resp *fasthttp.Response, err error, m *model) {
 	resp.SetBodyString(msg)
 }
 
-// readBody reads an upstream body of n bytes, to its end, into the client's
-// response, in the response's own pooled buffer.
-func readBody(resp *fasthttp.Response, body io.Reader, n int) error {
-	b := resp.SwapBody(nil)
-	// One byte more than the body, so that the read that meets its end
-	// returns at once.
-	b = slices.Grow(b[:0], n+1)
-	var err error
-	for err == nil {
-		var k int
-		k, err = body.Read(b[len(b):cap(b)])
-		b = b[:len(b)+k]
-	}
-	if err == io.EOF && len(b) == n {
-		err = nil
-	} else if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		b = b[:0]
-	}
-	resp.SwapBody(b)
-	return err
-}
-
 // copyHeader moves the upstream's status line and end-to-end headers, in
 // order, into the client's response. The client's response keeps the
 // server's settings (no default Date, Content-Type or Server), so nothing is
 // added that the upstream did not send. Its length is set from its body.
 func copyHeader(dst, src *fasthttp.Response) {
+	// Without this, src lists fasthttp's default Content-Type as its own.
+	src.Header.SetNoDefaultContentType(true)
 	dst.SetStatusCode(src.StatusCode())
 	if msg := src.Header.StatusMessage(); len(msg) > 0 {
 		dst.Header.SetStatusMessage(msg)
@@ -419,6 +375,15 @@ func copyHeader(dst, src *fasthttp.Response) {
 		}
 		dst.Header.AddBytesKV(k, v)
 	}
+}
+
+// copyResponse moves the upstream's whole answer into the client's response:
+// its header (copyHeader) and its body without copying it. The two responses
+// trade body buffers, so that src goes back to its pool with one and the next
+// upstream answer is read without allocating.
+func copyResponse(dst, src *fasthttp.Response) {
+	copyHeader(dst, src)
+	src.SwapBody(dst.SwapBody(src.SwapBody(nil))[:0])
 }
 
 // classifyError maps an upstream failure to the reason it is counted under,

@@ -1,33 +1,176 @@
 package exporter
 
 import (
-	"cmp"
+	"bufio"
+	"errors"
 	"io"
 	"net"
-	"net/netip"
+	"net/http/httputil"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
 
-// stream passes an upstream body to the client as it arrives: a body of
-// unknown length (chunked, or until the connection closes: token streams,
-// server-sent events) or one larger than --capture.max-body-size. fasthttp
-// writes it to the client after the handler returns, flushing each piece as
-// it is read, and closes it when the body has ended or the client has gone.
+// transport is the proxy client's RoundTripper. It is fasthttp's own round
+// trip with one difference: it reads an answer's body whole only when its
+// length is known and at most bufferMax (--capture.max-body-size). Any
+// other body, of unknown length (chunked, or until the connection closes:
+// token streams, server-sent events) or larger, it leaves on the connection
+// and hands back as a *stream for the proxy to pass on as it arrives.
 //
-// While it is read, the stream keeps the first bytes for the capture, up to
-// --capture.max-body-size, stops a body over --proxy.max-body-size, and gives
-// each read of the upstream --proxy.timeout: a stream may run for as long as
-// the model server keeps talking. When it is closed it accounts for the
-// request as the handler does for a body read whole.
-type stream struct {
-	p    *proxy
-	up   *fasthttp.Response // the upstream's answer, which owns body
-	body fasthttp.ReadCloserWithError
-	conn *deadlineConn // the upstream connection, nil if not known
+// fasthttp's own streaming (HostClient.StreamResponseBody) streams every
+// answer or none, at four allocations per request, and gives no way to the
+// connection to move a stream's read deadline.
+type transport struct {
+	timeout   time.Duration // of the whole round trip, or of each read of a stream
+	bufferMax int
+	maxBody   int // --proxy.max-body-size
+}
 
+// maxInterim bounds the 1xx answers read before the final one, as fasthttp
+// does.
+const maxInterim = 100
+
+func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
+	var deadline time.Time
+	if t.timeout > 0 {
+		deadline = time.Now().Add(t.timeout)
+	}
+	cc, err := hc.AcquireConn(t.timeout, req.ConnectionClose())
+	if err != nil {
+		return false, err
+	}
+	conn := cc.Conn()
+	if err = conn.SetWriteDeadline(deadline); err != nil {
+		hc.CloseConn(cc)
+		return false, err
+	}
+	bw := hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if err != nil {
+		hc.CloseConn(cc)
+		if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
+			err = fasthttp.ErrTimeout
+		}
+		return false, err
+	}
+
+	if err = conn.SetReadDeadline(deadline); err != nil {
+		hc.CloseConn(cc)
+		return false, err
+	}
+	if hc.DisableHeaderNamesNormalizing {
+		resp.Header.DisableNormalizing()
+	}
+	br := hc.AcquireReader(conn)
+	fail := func(err error) (bool, error) {
+		hc.ReleaseReader(br)
+		hc.CloseConn(cc)
+		return false, err
+	}
+	if err = resp.Header.Read(br); err != nil {
+		return fail(err)
+	}
+	for n := 0; isInterim(resp.StatusCode()); n++ {
+		if n >= maxInterim {
+			return fail(errors.New("too many 1xx informational responses"))
+		}
+		if err = resp.Header.Read(br); err != nil {
+			return fail(err)
+		}
+	}
+	closeConn := req.ConnectionClose() || resp.ConnectionClose()
+	n := resp.Header.ContentLength()
+	switch {
+	case req.Header.IsHead() || noBody(resp.StatusCode()):
+	case n > t.maxBody:
+		return fail(fasthttp.ErrBodyTooLarge)
+	case n >= 0 && n <= t.bufferMax:
+		if err = resp.ReadBody(br, t.maxBody); err != nil {
+			return fail(err)
+		}
+	default:
+		s := streamPool.Get().(*stream)
+		s.conn, s.br = conn, br
+		s.done = func(reuse bool) {
+			hc.ReleaseReader(br)
+			if reuse {
+				hc.ReleaseConn(cc)
+			} else {
+				hc.CloseConn(cc)
+			}
+		}
+		s.timeout, s.maxBody, s.closeConn = t.timeout, t.maxBody, closeConn
+		switch {
+		case n >= 0:
+			s.left = n
+		case n == -1:
+			s.chunks = httputil.NewChunkedReader(br)
+			s.trailer = &resp.Header
+		default:
+			// Until the connection closes; it can't be used again.
+			s.left, s.closeConn = -1, true
+		}
+		s.handoff = true
+		resp.SetBodyStream(s, n)
+		return false, nil
+	}
+	hc.ReleaseReader(br)
+	if closeConn {
+		hc.CloseConn(cc)
+	} else {
+		hc.ReleaseConn(cc)
+	}
+	return false, nil
+}
+
+func isInterim(code int) bool {
+	return code >= 100 && code < 200 && code != fasthttp.StatusSwitchingProtocols
+}
+
+// noBody reports whether an answer with this status has no body whatever
+// its headers say (RFC 9110 6.4.1).
+func noBody(code int) bool {
+	return code < 200 || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified
+}
+
+// stream is an upstream body passed to the client as it arrives. fasthttp's
+// server writes it to the client after the handler returns, flushing each
+// piece as it is read, and closes it when the body has ended or the client
+// has gone.
+//
+// While it is read, the stream keeps the body for the capture as long as it
+// fits in --capture.max-body-size, stops one over --proxy.max-body-size, and
+// gives each read of the upstream --proxy.timeout: a stream may run for as
+// long as the model server keeps talking. When it is closed it hands the
+// connection back for reuse if the body was read to its end (and closes it
+// otherwise), and accounts for the request as the handler does for a body
+// read whole.
+type stream struct {
+	// The upstream connection and how the body is framed on it.
+	done      func(reuse bool) // releases the connection, for reuse or closed
+	conn      net.Conn
+	br        *bufio.Reader
+	chunks    io.Reader                // chunked: the decoded body
+	trailer   *fasthttp.ResponseHeader // chunked: where the trailer is read
+	left      int                      // length known: bytes left; -1: until the connection closes
+	timeout   time.Duration
+	maxBody   int
+	closeConn bool // the connection can't be used again
+	eof       bool // the body was read to its end
+	// handoff is set while the stream moves from the upstream's response to
+	// the client's: the upstream's, released, closes its body, which must
+	// not end the stream.
+	handoff bool
+
+	// The accounting of the request.
+	p       *proxy
 	m       *model // nil for a request that is not a prediction
 	reqBody []byte
 	status  int
@@ -40,22 +183,18 @@ type stream struct {
 
 var streamPool = sync.Pool{New: func() any { return new(stream) }}
 
-func newStream(up *fasthttp.Response, body fasthttp.ReadCloserWithError, conn *deadlineConn) *stream {
-	s := streamPool.Get().(*stream)
-	s.up, s.body, s.conn = up, body, conn
-	return s
-}
-
-// start hands the stream to the server as the body of ctx's response, with
-// what the accounting of the prediction on m needs.
-func (s *stream) start(p *proxy, m *model, ctx *fasthttp.RequestCtx, rq request) {
+// start moves the stream from up, which it releases, to the client's
+// response in ctx, with what the accounting of the prediction on m needs.
+func (s *stream) start(p *proxy, m *model, ctx *fasthttp.RequestCtx, up *fasthttp.Response, rq request) {
+	fasthttp.ReleaseResponse(up) // closes its body stream: s, in handoff
+	s.handoff = false
 	s.p, s.m, s.rq = p, m, rq
 	s.status = ctx.Response.StatusCode()
 	s.reqBody = ctx.Request.Body() // valid until the server has written the response
 	s.keep = m != nil && s.status < 300
-	n := s.up.Header.ContentLength()
-	if n < 0 {
-		n = -1 // chunked to the client
+	n := -1 // chunked to the client
+	if s.left >= 0 && s.chunks == nil {
+		n = s.left
 	}
 	ctx.Response.SetBodyStream(s, n)
 	// The client sees the status and headers as soon as the model server
@@ -67,11 +206,8 @@ func (s *stream) Read(b []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
-	if s.conn != nil && s.p.timeout > 0 {
-		s.conn.SetReadDeadline(time.Now().Add(s.p.timeout)) //nolint:errcheck // the read reports a failure
-	}
-	n, err := s.body.Read(b)
-	if s.n+n > s.p.maxBody {
+	n, err := s.read(b)
+	if s.n+n > s.maxBody {
 		// Nothing over the limit reaches the client.
 		n, err = 0, fasthttp.ErrBodyTooLarge
 	}
@@ -94,12 +230,59 @@ func (s *stream) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// read reads the next piece of the body off the connection, giving the
+// model server --proxy.timeout for it.
+func (s *stream) read(b []byte) (int, error) {
+	if s.eof {
+		return 0, io.EOF
+	}
+	if s.timeout > 0 {
+		if err := s.conn.SetReadDeadline(time.Now().Add(s.timeout)); err != nil {
+			return 0, err
+		}
+	}
+	var n int
+	var err error
+	switch {
+	case s.chunks != nil:
+		n, err = s.chunks.Read(b)
+		if err == io.EOF {
+			// The last chunk: the trailer follows, to its blank line.
+			err = s.trailer.ReadTrailer(s.br)
+			if err == nil {
+				err = io.EOF
+			}
+		}
+	case s.left < 0:
+		n, err = s.br.Read(b)
+	default:
+		if s.left == 0 {
+			err = io.EOF
+			break
+		}
+		n, err = s.br.Read(b[:min(len(b), s.left)])
+		s.left -= n
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		} else if err == nil && s.left == 0 {
+			err = io.EOF
+		}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fasthttp.ErrTimeout
+	}
+	s.eof = err == io.EOF
+	return n, err
+}
+
 // CloseWithError is called by the server once it has written the body, or
 // failed to: werr is why, or nil.
 func (s *stream) CloseWithError(werr error) error {
-	// A body not read to its end closes the upstream connection instead of
-	// handing it back for reuse.
-	s.body.CloseWithError(cmp.Or(s.err, werr)) //nolint:errcheck
+	if s.handoff {
+		return nil
+	}
+	// The connection is reused only after a body read to its end.
+	s.done(s.eof && !s.closeConn && s.err == nil && werr == nil)
 	p, m := s.p, s.m
 	switch {
 	case m == nil:
@@ -119,7 +302,6 @@ func (s *stream) CloseWithError(werr error) error {
 		m.inFlight.Dec()
 		p.account(m, s.reqBody, s.buf, s.n, s.status, s.rq, p.now())
 	}
-	fasthttp.ReleaseResponse(s.up)
 	buf := s.buf[:0]
 	if cap(buf) > 1<<20 {
 		buf = nil
@@ -127,77 +309,4 @@ func (s *stream) CloseWithError(werr error) error {
 	*s = stream{buf: buf}
 	streamPool.Put(s)
 	return nil
-}
-
-// connKey names an upstream TCP connection by its two ends.
-type connKey struct{ local, remote netip.AddrPort }
-
-func tcpConnKey(local, remote net.Addr) (connKey, bool) {
-	l, ok1 := local.(*net.TCPAddr)
-	r, ok2 := remote.(*net.TCPAddr)
-	if !ok1 || !ok2 {
-		return connKey{}, false
-	}
-	return connKey{l.AddrPort(), r.AddrPort()}, true
-}
-
-// connTable finds the upstream connection a response was read from, so that
-// a stream can move its read deadline: fasthttp sets one deadline for the
-// whole answer and gives no other way to the connection.
-type connTable struct {
-	mu    sync.Mutex
-	conns map[connKey]*deadlineConn
-}
-
-// dial wraps dial so that its TCP connections are entered in the table while
-// they are open.
-func (t *connTable) dial(dial fasthttp.DialFuncWithTimeout) fasthttp.DialFuncWithTimeout {
-	return func(addr string, timeout time.Duration) (net.Conn, error) {
-		c, err := dial(addr, timeout)
-		if err != nil {
-			return nil, err
-		}
-		dc, ok := c.(*deadlineConn)
-		if !ok {
-			return c, nil
-		}
-		k, ok := tcpConnKey(c.LocalAddr(), c.RemoteAddr())
-		if !ok {
-			return c, nil
-		}
-		t.mu.Lock()
-		if t.conns == nil {
-			t.conns = make(map[connKey]*deadlineConn)
-		}
-		t.conns[k] = dc
-		t.mu.Unlock()
-		return &tableConn{deadlineConn: dc, t: t, k: k}, nil
-	}
-}
-
-// lookup returns the connection resp was read from, or nil.
-func (t *connTable) lookup(resp *fasthttp.Response) *deadlineConn {
-	k, ok := tcpConnKey(resp.LocalAddr(), resp.RemoteAddr())
-	if !ok {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.conns[k]
-}
-
-// tableConn leaves the table when it is closed.
-type tableConn struct {
-	*deadlineConn
-	t *connTable
-	k connKey
-}
-
-func (c *tableConn) Close() error {
-	c.t.mu.Lock()
-	if c.t.conns[c.k] == c.deadlineConn {
-		delete(c.t.conns, c.k)
-	}
-	c.t.mu.Unlock()
-	return c.deadlineConn.Close()
 }

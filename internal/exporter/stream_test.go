@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,5 +222,86 @@ func TestProxyStreamClientGoesAway(t *testing.T) {
 	eventually(t, e, 0, "modelmon_requests_in_flight", map[string]string{"model": "gone"})
 	for _, reason := range []string{"timeout", "connection", "invalid_response"} {
 		require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "gone", "reason": reason}))
+	}
+}
+
+// Every way an HTTP/1.1 answer can be framed reaches the client whole, and
+// the connection to the model server is used again when its framing allows.
+func TestProxyAnswerFraming(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]string{} // path → the upstream connection that answered it
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		path := strings.Fields(req.start)[1]
+		mu.Lock()
+		conns[path] = c.RemoteAddr().String()
+		mu.Unlock()
+		switch path {
+		case "/hints":
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"+
+				"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+		case "/head":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+		case "/nocontent":
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
+		case "/notmodified":
+			io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n")
+		case "/trailer":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n")
+		case "/untilclose":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+			return false
+		default:
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+		}
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	for _, tc := range []struct {
+		method, path, status, body string
+		reused                     bool
+	}{
+		{"GET", "/hints", "HTTP/1.1 200 OK", "final", true},
+		{"HEAD", "/head", "HTTP/1.1 200 OK", "", true},
+		{"GET", "/nocontent", "HTTP/1.1 204 No Content", "", true},
+		{"GET", "/notmodified", "HTTP/1.1 304 Not Modified", "", true},
+		{"GET", "/trailer", "HTTP/1.1 200 OK", "abc", true},
+		{"GET", "/untilclose", "HTTP/1.1 200 OK", "all of it", false},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			if tc.method == "HEAD" {
+				// The answer has no body, and the length of the one a GET
+				// would have.
+				c, err := net.Dial("tcp", e.ProxyAddr())
+				require.NoError(t, err)
+				defer c.Close()
+				io.WriteString(c, "HEAD "+tc.path+" HTTP/1.1\r\nHost: x\r\n\r\nGET /next"+tc.path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+				br := bufio.NewReader(c)
+				var head []string
+				for {
+					line, err := br.ReadString('\n')
+					require.NoError(t, err)
+					if line == "\r\n" {
+						break
+					}
+					head = append(head, strings.TrimRight(line, "\r\n"))
+				}
+				require.Equal(t, []string{tc.status, "Content-Length: 1000"}, head)
+				next, err := readRaw(br)
+				require.NoError(t, err)
+				require.Equal(t, "next", string(next.body), "the next answer follows right after the head")
+				return
+			}
+			resp := rawRoundTrip(t, e.ProxyAddr(), tc.method+" "+tc.path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			require.Equal(t, tc.status, resp.start)
+			require.Equal(t, tc.body, string(resp.body))
+			for _, h := range resp.headers {
+				require.False(t, strings.HasPrefix(strings.ToLower(h), "content-type:"), "the model server sent no Content-Type, and none is added: %s", h)
+			}
+			next := rawRoundTrip(t, e.ProxyAddr(), "GET /next"+tc.path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			require.Equal(t, "next", string(next.body))
+			mu.Lock()
+			defer mu.Unlock()
+			require.Equal(t, tc.reused, conns[tc.path] == conns["/next"+tc.path], "the upstream connection is reused: %v", tc.reused)
+		})
 	}
 }
