@@ -85,7 +85,9 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 			return fail(err)
 		}
 	}
-	closeConn := req.ConnectionClose() || resp.ConnectionClose()
+	// After a 101 the connection speaks another protocol (the proxy drops
+	// Upgrade, so only a model server that ignores that sends one).
+	closeConn := req.ConnectionClose() || resp.ConnectionClose() || resp.StatusCode() == fasthttp.StatusSwitchingProtocols
 	n := resp.Header.ContentLength()
 	switch {
 	case req.Header.IsHead() || noBody(resp.StatusCode()):
@@ -112,7 +114,6 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 			s.left = n
 		case n == -1:
 			s.chunks = httputil.NewChunkedReader(br)
-			s.trailer = &resp.Header
 		default:
 			// Until the connection closes; it can't be used again.
 			s.left, s.closeConn = -1, true
@@ -157,9 +158,8 @@ type stream struct {
 	done      func(reuse bool) // releases the connection, for reuse or closed
 	conn      net.Conn
 	br        *bufio.Reader
-	chunks    io.Reader                // chunked: the decoded body
-	trailer   *fasthttp.ResponseHeader // chunked: where the trailer is read
-	left      int                      // length known: bytes left; -1: until the connection closes
+	chunks    io.Reader // chunked: the decoded body
+	left      int       // length known: bytes left; -1: until the connection closes
 	timeout   time.Duration
 	maxBody   int
 	closeConn bool // the connection can't be used again
@@ -247,11 +247,7 @@ func (s *stream) read(b []byte) (int, error) {
 	case s.chunks != nil:
 		n, err = s.chunks.Read(b)
 		if err == io.EOF {
-			// The last chunk: the trailer follows, to its blank line.
-			err = s.trailer.ReadTrailer(s.br)
-			if err == nil {
-				err = io.EOF
-			}
+			err = skipTrailer(s.br)
 		}
 	case s.left < 0:
 		n, err = s.br.Read(b)
@@ -309,4 +305,22 @@ func (s *stream) CloseWithError(werr error) error {
 	*s = stream{buf: buf}
 	streamPool.Put(s)
 	return nil
+}
+
+// skipTrailer reads the trailer that follows the last chunk, to its blank
+// line, and returns io.EOF. Trailer fields are hop-by-hop here: the client
+// has had its headers, and the proxy sends its own last chunk.
+func skipTrailer(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err // a line longer than the buffer too
+		}
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+			return io.EOF
+		}
+	}
 }

@@ -305,3 +305,24 @@ func TestProxyAnswerFraming(t *testing.T) {
 		})
 	}
 }
+
+// An answer of known length over --capture.max-body-size is streamed with
+// its length, not held in memory; its capture is dropped and counted.
+func TestProxyLargeAnswerKeepsItsLength(t *testing.T) {
+	body := strings.Repeat("0123456789", 300)
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		return true
+	})
+	e := startExporter(t, up.URL(), func(o *Options) { o.CaptureMaxBodySize = 1024 })
+	for range 2 {
+		resp := rawRoundTrip(t, e.ProxyAddr(), "POST /v1/models/big:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+		require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+		require.Equal(t, []string{"Content-Type: application/json", "Content-Length: 3000"}, resp.headers)
+		require.Equal(t, body, string(resp.body))
+	}
+	big := map[string]string{"model": "big"}
+	eventually(t, e, 2, "modelmon_capture_dropped_total", map[string]string{"model": "big", "reason": "body_too_large"})
+	eventually(t, e, 2*3000, "modelmon_response_size_bytes_sum", big)
+	require.Len(t, up.received(), 2)
+}
