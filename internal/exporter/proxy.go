@@ -43,10 +43,11 @@ type ProxyOptions struct {
 // capture queue without waiting, and never fails a request because of
 // monitoring.
 type proxy struct {
-	client *fasthttp.HostClient
-	server *fasthttp.Server
-	slack  time.Duration // of the client connections' deadlines
-	host   string        // upstream host:port, for requests that carry no Host
+	client    *fasthttp.HostClient // the connections to the model server
+	transport *transport           // the round trip on them
+	server    *fasthttp.Server
+	slack     time.Duration // of the client connections' deadlines
+	host      string        // upstream host:port, for requests that carry no Host
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -95,8 +96,8 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		// to decide.
 		MaxIdemponentCallAttempts: 1,
 		DialTimeout:               dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout)),
-		Transport:                 &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize},
 	}
+	p.transport = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize}
 	p.server = &fasthttp.Server{
 		Handler:                       p.handle,
 		NoDefaultServerHeader:         true,
@@ -141,10 +142,8 @@ func (p *proxy) serve(ln net.Listener) error {
 }
 
 var (
-	hdrTraceparent      = []byte("traceparent")
-	hdrContentLength    = []byte("content-length")
-	hdrTransferEncoding = []byte("transfer-encoding")
-	hopHeaders          = [][]byte{
+	hdrTraceparent = []byte("traceparent")
+	hopHeaders     = [][]byte{
 		[]byte("connection"), []byte("proxy-connection"), []byte("keep-alive"),
 		[]byte("proxy-authenticate"), []byte("proxy-authorization"),
 		[]byte("te"), []byte("trailer"), []byte("upgrade"),
@@ -213,8 +212,8 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 
 	if !r.predict {
 		p.metrics.Passthrough.Inc()
-		if s, up, _ := p.roundTrip(ctx, nil); s != nil {
-			s.start(p, nil, ctx, up, request{})
+		if s, _ := p.roundTrip(ctx, nil); s != nil {
+			s.start(p, nil, ctx, request{})
 		}
 		if closeClient {
 			resp.SetConnectionClose()
@@ -239,7 +238,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	m.requests.Inc()
 	m.inFlight.Inc()
 	upStart := p.now()
-	s, up, ok := p.roundTrip(ctx, m)
+	s, ok := p.roundTrip(ctx, m)
 	upEnd := p.now()
 	if closeClient {
 		resp.SetConnectionClose()
@@ -255,7 +254,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		// The body is still to come: the stream accounts for the request
 		// when it ends.
 		rq.overhead += p.now().Sub(upEnd)
-		s.start(p, m, ctx, up, rq)
+		s.start(p, m, ctx, rq)
 		return
 	}
 	m.inFlight.Dec()
@@ -310,28 +309,22 @@ func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int
 // whole before the client gets any of it, so that a model server that fails
 // half way through still gives the client a clear 502. Any other body is
 // passed on as it arrives (transport): roundTrip then returns the stream,
-// which the caller starts with the returned upstream response.
-func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, *fasthttp.Response, bool) {
+// which the caller starts.
+func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, bool) {
 	req, resp := &ctx.Request, &ctx.Response
-	up := fasthttp.AcquireResponse()
-	err := p.client.Do(req, up)
-	if err != nil {
-		fasthttp.ReleaseResponse(up)
+	// Paths go upstream as sent, not normalised.
+	req.URI().DisablePathNormalizing = true
+	if _, err := p.transport.RoundTrip(p.client, req, resp); err != nil {
+		// Whatever part of an answer came is dropped, and with it the
+		// server's settings: the error answer is the sidecar's own.
+		resp.Reset()
 		p.fail(resp, err, m)
-		return nil, nil, false
+		return nil, false
 	}
-	p.countStatus(up.StatusCode(), m)
-	if s, ok := up.BodyStream().(*stream); ok {
-		copyHeader(resp, up)
-		return s, up, true
-	}
-	copyResponse(resp, up)
-	if n := up.Header.ContentLength(); n >= 0 && req.Header.IsHead() {
-		// The length of the body a GET would have had.
-		resp.Header.SetContentLength(n)
-	}
-	fasthttp.ReleaseResponse(up)
-	return nil, nil, true
+	p.countStatus(resp.StatusCode(), m)
+	dropHopHeaders(&resp.Header)
+	s, _ := resp.BodyStream().(*stream)
+	return s, true
 }
 
 // countStatus counts an upstream's error status on m, when it is not nil.
@@ -358,32 +351,27 @@ func (p *proxy) fail(resp *fasthttp.Response, err error, m *model) {
 	resp.SetBodyString(msg)
 }
 
-// copyHeader moves the upstream's status line and end-to-end headers, in
-// order, into the client's response. The client's response keeps the
-// server's settings (no default Date, Content-Type or Server), so nothing is
-// added that the upstream did not send. Its length is set from its body.
-func copyHeader(dst, src *fasthttp.Response) {
-	// Without this, src lists fasthttp's default Content-Type as its own.
-	src.Header.SetNoDefaultContentType(true)
-	dst.SetStatusCode(src.StatusCode())
-	if msg := src.Header.StatusMessage(); len(msg) > 0 {
-		dst.Header.SetStatusMessage(msg)
-	}
-	for k, v := range src.Header.All() {
-		if isHop(k) || bytes.EqualFold(k, hdrContentLength) || bytes.EqualFold(k, hdrTransferEncoding) {
-			continue
+// dropHopHeaders removes the hop-by-hop headers from an upstream answer, and
+// its wish to close the connection: that was for the sidecar's connection to
+// the model server, not the client's.
+func dropHopHeaders(h *fasthttp.ResponseHeader) {
+	h.ResetConnectionClose()
+	var key [32]byte
+	// One header a pass: deleting moves the others. The bound is for a
+	// header fasthttp lists but won't delete.
+	for range 64 {
+		var hop []byte
+		for k := range h.All() {
+			if isHop(k) {
+				hop = append(key[:0], k...)
+				break
+			}
 		}
-		dst.Header.AddBytesKV(k, v)
+		if hop == nil {
+			return
+		}
+		h.DelBytes(hop)
 	}
-}
-
-// copyResponse moves the upstream's whole answer into the client's response:
-// its header (copyHeader) and its body without copying it. The two responses
-// trade body buffers, so that src goes back to its pool with one and the next
-// upstream answer is read without allocating.
-func copyResponse(dst, src *fasthttp.Response) {
-	copyHeader(dst, src)
-	src.SwapBody(dst.SwapBody(src.SwapBody(nil))[:0])
 }
 
 // classifyError maps an upstream failure to the reason it is counted under,

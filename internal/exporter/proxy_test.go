@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"math"
@@ -247,4 +249,25 @@ func TestProxyChunkedRequest(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, `{"instances":[[1]]}`, string(got[0].body))
 	require.Contains(t, got[0].headers, "Content-Length: 19")
+}
+
+// An https model server is reached over TLS, with the request as the client
+// sent it over plain http.
+func TestProxyHTTPSUpstream(t *testing.T) {
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NotNil(t, r.TLS)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"predictions":[`+r.URL.Query().Get("p")+`]}`)
+	}))
+	defer up.Close()
+	e := startExporter(t, up.URL, nil)
+	pool := x509.NewCertPool()
+	pool.AddCert(up.Certificate())
+	e.proxy.client.TLSConfig = &tls.Config{RootCAs: pool}
+	for _, p := range []string{"1", "2"} {
+		st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict?p="+p, `{"instances":[[1]]}`)
+		require.Equal(t, 200, st)
+		require.Equal(t, `{"predictions":[`+p+`]}`, body)
+	}
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "m"}))
 }

@@ -13,12 +13,18 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// transport is the proxy client's RoundTripper. It is fasthttp's own round
-// trip with one difference: it reads an answer's body whole only when its
-// length is known and at most bufferMax (--capture.max-body-size). Any
-// other body, of unknown length (chunked, or until the connection closes:
-// token streams, server-sent events) or larger, it leaves on the connection
-// and hands back as a *stream for the proxy to pass on as it arrives.
+// transport is the proxy's round trip to the model server, on the
+// connections of its fasthttp HostClient (AcquireConn, the pooled readers and
+// writers, ReleaseConn). It is fasthttp's own round trip with two
+// differences. It reads an answer's body whole only when its length is known
+// and at most bufferMax (--capture.max-body-size); any other body, of unknown
+// length (chunked, or until the connection closes: token streams, server-sent
+// events) or larger, it leaves on the connection as the response's body
+// stream, a *stream, for the proxy to pass on as it arrives. And the proxy
+// calls it with the client's own response, which the answer is read into,
+// rather than through HostClient.Do, which would reset that response's
+// settings (no default Date, Content-Type or Server) and refuse an https
+// upstream for a request that came in over http.
 //
 // fasthttp's own streaming (HostClient.StreamResponseBody) streams every
 // answer or none, at four allocations per request, and gives no way to the
@@ -118,7 +124,9 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 			// Until the connection closes; it can't be used again.
 			s.left, s.closeConn = -1, true
 		}
-		s.handoff = true
+		if n < 0 {
+			n = -1 // chunked to the client
+		}
 		resp.SetBodyStream(s, n)
 		return false, nil
 	}
@@ -164,11 +172,6 @@ type stream struct {
 	maxBody   int
 	closeConn bool // the connection can't be used again
 	eof       bool // the body was read to its end
-	// handoff is set while the stream moves from the upstream's response to
-	// the client's: the upstream's, released, closes its body, which must
-	// not end the stream.
-	handoff bool
-
 	// The accounting of the request.
 	p       *proxy
 	m       *model // nil for a request that is not a prediction
@@ -183,20 +186,13 @@ type stream struct {
 
 var streamPool = sync.Pool{New: func() any { return new(stream) }}
 
-// start moves the stream from up, which it releases, to the client's
-// response in ctx, with what the accounting of the prediction on m needs.
-func (s *stream) start(p *proxy, m *model, ctx *fasthttp.RequestCtx, up *fasthttp.Response, rq request) {
-	fasthttp.ReleaseResponse(up) // closes its body stream: s, in handoff
-	s.handoff = false
+// start gives the stream, the body of ctx's response, what the accounting
+// of the prediction on m needs.
+func (s *stream) start(p *proxy, m *model, ctx *fasthttp.RequestCtx, rq request) {
 	s.p, s.m, s.rq = p, m, rq
 	s.status = ctx.Response.StatusCode()
 	s.reqBody = ctx.Request.Body() // valid until the server has written the response
 	s.keep = m != nil && s.status < 300
-	n := -1 // chunked to the client
-	if s.left >= 0 && s.chunks == nil {
-		n = s.left
-	}
-	ctx.Response.SetBodyStream(s, n)
 	// The client sees the status and headers as soon as the model server
 	// sent them, before the first piece of the body.
 	ctx.Response.ImmediateHeaderFlush = true
@@ -274,9 +270,6 @@ func (s *stream) read(b []byte) (int, error) {
 // CloseWithError is called by the server once it has written the body, or
 // failed to: werr is why, or nil.
 func (s *stream) CloseWithError(werr error) error {
-	if s.handoff {
-		return nil
-	}
 	// The connection is reused only after a body read to its end.
 	s.done(s.eof && !s.closeConn && s.err == nil && werr == nil)
 	p, m := s.p, s.m
