@@ -312,8 +312,10 @@ func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int
 // which the caller starts.
 func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, bool) {
 	req, resp := &ctx.Request, &ctx.Response
-	// Paths go upstream as sent, not normalised.
+	// Paths go upstream as sent, not normalised, and a request without a
+	// Content-Type goes without one, not with fasthttp's default.
 	req.URI().DisablePathNormalizing = true
+	req.Header.SetNoDefaultContentType(true)
 	if _, err := p.transport.RoundTrip(p.client, req, resp); err != nil {
 		// Whatever part of an answer came is dropped, and with it the
 		// server's settings: the error answer is the sidecar's own.

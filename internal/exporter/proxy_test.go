@@ -271,3 +271,20 @@ func TestProxyHTTPSUpstream(t *testing.T) {
 	}
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "m"}))
 }
+
+// A request that carries no Content-Type or User-Agent reaches the model
+// server without them: the proxy adds none of fasthttp's defaults.
+func TestProxyAddsNoRequestHeaders(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 299 Whatever Works\r\nLink: <a>\r\nLink: <b>\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	resp := rawRoundTrip(t, e.ProxyAddr(), "POST /v1/models/m:predict HTTP/1.1\r\nHost: model.local\r\nContent-Length: 3\r\n\r\nabc")
+	got := up.received()
+	require.Len(t, got, 1)
+	require.Equal(t, []string{"Host: model.local", "Content-Length: 3"}, got[0].headers)
+	require.Equal(t, "abc", string(got[0].body))
+	require.Equal(t, "HTTP/1.1 299 Whatever Works", resp.start, "the reason phrase as sent")
+	require.Equal(t, []string{"Content-Length: 2", "Link: <a>", "Link: <b>"}, resp.headers)
+}
