@@ -3,6 +3,7 @@ package exporter
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,12 +20,18 @@ import (
 )
 
 // benchProxy returns a sidecar whose proxy talks to an in-memory fasthttp
-// model server, so the benchmark measures the sidecar, not the loopback.
-func benchProxy(b *testing.B) *Exporter {
+// model server, so the benchmark measures the sidecar, not the loopback. The
+// model server's answers are chunked when chunked is set.
+func benchProxy(b *testing.B, chunked bool) *Exporter {
 	ln := fasthttputil.NewInmemoryListener()
+	const answer = `{"predictions":[0.93]}`
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"predictions":[0.93]}`)
+		if chunked {
+			ctx.SetBodyStream(strings.NewReader(answer), -1)
+			return
+		}
+		ctx.SetBodyString(answer)
 	}}
 	go srv.Serve(ln) //nolint:errcheck
 	b.Cleanup(func() { srv.Shutdown(); ln.Close() })
@@ -51,15 +58,16 @@ func kserveBody(features int) []byte {
 // BenchmarkProxyHandle is one prediction through the proxy's handler: route,
 // headers, upstream round trip (in memory), metrics and capture. Its "bare"
 // case is the floor: the same round trip by a plain fasthttp client, with
-// none of the sidecar's work, so the difference is what the sidecar adds.
+// none of the sidecar's work, so the difference is what the sidecar adds. Its
+// "chunked" case has the answer come chunked, so that the proxy streams it:
+// the stream is read to its end and closed as fasthttp's server would.
 func BenchmarkProxyHandle(b *testing.B) {
 	for _, tc := range []struct {
-		name  string
-		trace bool
-		bare  bool
-	}{{"plain", false, false}, {"traceparent", true, false}, {"bare", false, true}} {
+		name                 string
+		trace, bare, chunked bool
+	}{{"plain", false, false, false}, {"traceparent", true, false, false}, {"bare", false, true, false}, {"chunked", false, false, true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := benchProxy(b)
+			e := benchProxy(b, tc.chunked)
 			body := kserveBody(20)
 			var ctx fasthttp.RequestCtx
 			handle := e.proxy.handle
@@ -86,6 +94,12 @@ func BenchmarkProxyHandle(b *testing.B) {
 				}
 				ctx.Request.SetBody(body)
 				handle(&ctx)
+				if s := ctx.Response.BodyStream(); s != nil {
+					if _, err := io.Copy(io.Discard, s); err != nil {
+						b.Fatal(err)
+					}
+					ctx.Response.CloseBodyStream() //nolint:errcheck
+				}
 				if ctx.Response.StatusCode() != 200 {
 					b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 				}
