@@ -272,24 +272,22 @@ func (s *stream) read(b []byte) (int, error) {
 func (s *stream) CloseWithError(werr error) error {
 	// The connection is reused only after a body read to its end.
 	s.done(s.eof && !s.closeConn && s.err == nil && werr == nil)
-	p, m := s.p, s.m
-	switch {
-	case m == nil:
-	case s.err != nil:
+	if p, m := s.p, s.m; m != nil {
 		m.inFlight.Dec()
-		reason, _, _ := classifyError(s.err)
-		m.errors[reason].Inc()
-		p.logger.Debug("Upstream stream failed", "reason", reason, "bytes", s.n, "err", s.err)
-		p.account(m, s.reqBody, nil, -1, s.status, s.rq, p.now())
-	case werr != nil:
-		// The client went away: nothing of the model server's to count,
-		// and nothing complete to capture.
-		m.inFlight.Dec()
-		p.logger.Debug("Client stopped reading a streamed response", "bytes", s.n, "err", werr)
-		p.account(m, s.reqBody, nil, -1, s.status, s.rq, p.now())
-	default:
-		m.inFlight.Dec()
-		p.account(m, s.reqBody, s.buf, s.n, s.status, s.rq, p.now())
+		switch {
+		case s.err != nil:
+			reason, _, _ := classifyError(s.err)
+			m.errors[reason].Inc()
+			p.logger.Debug("Upstream stream failed", "reason", reason, "bytes", s.n, "err", s.err)
+			p.account(m, s.reqBody, nil, -1, s.status, s.rq, p.now())
+		case werr != nil:
+			// The client went away: nothing of the model server's to
+			// count, and nothing complete to capture.
+			p.logger.Debug("Client stopped reading a streamed response", "bytes", s.n, "err", werr)
+			p.account(m, s.reqBody, nil, -1, s.status, s.rq, p.now())
+		default:
+			p.account(m, s.reqBody, s.buf, s.n, s.status, s.rq, p.now())
+		}
 	}
 	buf := s.buf[:0]
 	if cap(buf) > 1<<20 {
