@@ -241,15 +241,10 @@ func readRaw(r *bufio.Reader) (*rawMessage, error) {
 		if m.body, err = io.ReadAll(httputil.NewChunkedReader(r)); err != nil {
 			return nil, err
 		}
-		for { // the trailer, to its blank line
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return nil, err
-			}
-			if strings.TrimRight(line, "\r\n") == "" {
-				return m, nil
-			}
+		if err := skipTrailer(r); err != io.EOF {
+			return nil, err
 		}
+		return m, nil
 	}
 	m.body = make([]byte, n)
 	_, err = io.ReadFull(r, m.body)

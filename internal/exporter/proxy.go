@@ -343,14 +343,22 @@ func (p *proxy) countStatus(code int, m *model) {
 // fail answers the client for an upstream that did not answer, and counts why
 // on m when it is not nil.
 func (p *proxy) fail(resp *fasthttp.Response, err error, m *model) {
-	reason, status, msg := classifyError(err)
-	if m != nil {
-		m.errors[reason].Inc()
-	}
-	p.logger.Debug("Upstream request failed", "reason", reason, "err", err)
+	status, msg := p.countFailure(err, m)
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("text/plain; charset=utf-8")
 	resp.SetBodyString(msg)
+}
+
+// countFailure counts why the upstream failed on m, when it is not nil, logs
+// it with attrs, and returns the status and body the client gets for it
+// (classifyError).
+func (p *proxy) countFailure(err error, m *model, attrs ...any) (status int, body string) {
+	reason, status, body := classifyError(err)
+	if m != nil {
+		m.errors[reason].Inc()
+	}
+	p.logger.Debug("Upstream request failed", append([]any{"reason", reason, "err", err}, attrs...)...)
+	return status, body
 }
 
 // dropHopHeaders removes the hop-by-hop headers from an upstream answer, and

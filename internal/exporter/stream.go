@@ -276,9 +276,8 @@ func (s *stream) CloseWithError(werr error) error {
 		m.inFlight.Dec()
 		switch {
 		case s.err != nil:
-			reason, _, _ := classifyError(s.err)
-			m.errors[reason].Inc()
-			p.logger.Debug("Upstream stream failed", "reason", reason, "bytes", s.n, "err", s.err)
+			// The client's answer is cut short, not replaced.
+			p.countFailure(s.err, m, "streamed_bytes", s.n)
 			p.account(m, s.reqBody, nil, -1, s.status, s.rq, p.now())
 		case werr != nil:
 			// The client went away: nothing of the model server's to
