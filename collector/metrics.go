@@ -38,6 +38,7 @@ type Metrics struct {
 	RequestSize          *prometheus.HistogramVec
 	ResponseSize         *prometheus.HistogramVec
 	Duration             *prometheus.HistogramVec
+	FirstByte            *prometheus.HistogramVec
 	Overhead             prometheus.Histogram
 	CaptureDropped       *prometheus.CounterVec
 	PayloadsParsed       *prometheus.CounterVec
@@ -78,6 +79,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"The size of prediction response bodies in bytes.", SizeBuckets), []string{"model"}),
 		Duration: f.NewHistogramVec(histogramOpts(PredictionDuration,
 			"The time from receiving a prediction request to having the model server's response, in seconds; pushed observations report their own.",
+			DurationBuckets), []string{"model"}),
+		FirstByte: f.NewHistogramVec(histogramOpts(PredictionFirstByte,
+			"The time from receiving a prediction request to the first byte of the model server's response body, in seconds, for responses streamed to the client as they arrive (chunked, until the connection closes, or larger than the capture limit): token streams, server-sent events.",
 			DurationBuckets), []string{"model"}),
 		Overhead: f.NewHistogram(histogramOpts(ProxyOverhead,
 			"The time the sidecar adds to a proxied request, excluding the model server's round trip, in seconds.",

@@ -17,6 +17,7 @@ const (
 	RequestSizeBytes         = "modelmon_request_size_bytes"
 	ResponseSizeBytes        = "modelmon_response_size_bytes"
 	PredictionDuration       = "modelmon_prediction_duration_seconds"
+	PredictionFirstByte      = "modelmon_prediction_time_to_first_byte_seconds"
 	ProxyOverhead            = "modelmon_proxy_overhead_seconds"
 	CaptureDroppedTotal      = "modelmon_capture_dropped_total"
 	CaptureQueueLength       = "modelmon_capture_queue_length"

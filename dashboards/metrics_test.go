@@ -194,6 +194,13 @@ func runExporter(t *testing.T, bin string) exposed {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(r.URL.Path, "stream") {
+			// Chunked: the sidecar streams it.
+			_, _ = io.WriteString(w, `{"predictions":`)
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, `[1]}`)
+			return
+		}
 		_, _ = io.WriteString(w, `{"predictions":[1]}`)
 	}))
 	t.Cleanup(upstream.Close)
@@ -207,6 +214,7 @@ func runExporter(t *testing.T, bin string) exposed {
 		require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/fraud:predict", "application/json", body, "X-Request-Id", fmt.Sprintf("r%d", i)))
 	}
 	require.Equal(t, 500, post(t, "http://"+proxy+"/v1/models/broken:predict", "application/json", `{"instances":[[1]]}`))
+	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/stream:predict", "application/json", `{"instances":[[1]]}`))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/fraud:predict", "application/json", `{"instances":`))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json",
 		`[{"model":"churn","version":"v1","id":"c1","features":{"x":1},"prediction":"yes"},{"model":"churn","version":"v1","id":"c2","features":{"x":2},"prediction":"no"}]`))
@@ -217,6 +225,7 @@ func runExporter(t *testing.T, bin string) exposed {
 	require.Eventually(t, func() bool {
 		fams = scrape(t, web)
 		return fams["modelmon_feature_drift_psi"] != nil && fams["modelmon_payload_errors_total"] != nil &&
+			fams["modelmon_prediction_time_to_first_byte_seconds"] != nil &&
 			fams["modelmon_prediction_outcome_total"] != nil
 	}, 30*time.Second, 50*time.Millisecond, "the sidecar's drift, payload and quality series did not appear")
 	return exposition(fams)

@@ -49,6 +49,10 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.PredictionDuration, "model"), "{{model}} p50")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.PredictionDuration, "model"), "{{model}} p90")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionDuration, "model"), "{{model}} p99"))).
+		WithPanel(defaultTimeseries("Time to first byte (streams)", "Quantiles of the time from receiving a prediction request to the first byte of its body, for answers streamed as they arrive (token streams, server-sent events): an LLM's time to first token. Empty for models that answer whole.", "s").
+			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.PredictionFirstByte, "model"), "{{model}} p50")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.PredictionFirstByte, "model"), "{{model}} p90")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionFirstByte, "model"), "{{model}} p99"))).
 		WithPanel(defaultTimeseries("Latency distribution", "Share of prediction requests answered within 100ms and 1s, from the native histogram.", "percentunit").
 			Min(0).Max(1).
 			WithTarget(prometheusQuery(fmt.Sprintf("histogram_fraction(0, 0.1, sum by (model) (%s))", q.rate(collector.PredictionDuration)), "{{model}} ≤ 100ms")).

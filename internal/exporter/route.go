@@ -24,15 +24,18 @@ var (
 	predictVerb  = []byte(":predict")
 	explainVerb  = []byte(":explain")
 	inferSuffix  = []byte("/infer")
-	versionsSeg  = []byte("/versions/")
-	invocations  = []byte("/invocations")
-	methodPOST   = []byte("POST")
+	// The OIP's generate extension (Triton, KServe's LLM runtimes): not a
+	// prediction unless prediction_paths lists it, but it names its model.
+	generateSuffixes = [][]byte{[]byte("/generate"), []byte("/generate_stream")}
+	versionsSeg      = []byte("/versions/")
+	invocations      = []byte("/invocations")
+	methodPOST       = []byte("POST")
 )
 
 // parseRoute reads the model, version and payload format from a request path:
 // KServe's /v1/models/{name}:predict, the Open Inference Protocol's
-// /v2/models/{name}[/versions/{version}]/infer and MLflow's /invocations. It
-// does not allocate.
+// /v2/models/{name}[/versions/{version}]/infer (and the model of its
+// generate extension) and MLflow's /invocations. It does not allocate.
 func parseRoute(method, p []byte, rc *runtimeConfig) route {
 	var r route
 	switch {
@@ -49,17 +52,17 @@ func parseRoute(method, p []byte, rc *runtimeConfig) route {
 			}
 		}
 	case bytes.HasPrefix(p, oipPrefix) && bytes.HasSuffix(p, inferSuffix):
-		rest := p[len(oipPrefix) : len(p)-len(inferSuffix)]
-		if i := bytes.Index(rest, versionsSeg); i > 0 {
-			r.model, r.version = rest[:i], rest[i+len(versionsSeg):]
-		} else {
-			r.model = rest
-		}
-		if len(r.model) > 0 && bytes.IndexByte(r.model, '/') < 0 && bytes.IndexByte(r.version, '/') < 0 {
+		if r.model, r.version = oipModel(p, inferSuffix); r.model != nil {
 			r.predict, r.format = true, payload.FormatOIP
 			return r
 		}
-		r.model, r.version = nil, nil
+	case bytes.HasPrefix(p, oipPrefix):
+		for _, suffix := range generateSuffixes {
+			if bytes.HasSuffix(p, suffix) {
+				r.model, r.version = oipModel(p, suffix)
+				break
+			}
+		}
 	case bytes.Equal(p, invocations):
 		r.format = payload.FormatMLflow
 	}
@@ -69,6 +72,21 @@ func parseRoute(method, p []byte, rc *runtimeConfig) route {
 	}
 	r.predict = bytes.Equal(method, methodPOST) && !bytes.HasPrefix(p, oipRepo) && !bytes.HasPrefix(p, oipPrefix)
 	return r
+}
+
+// oipModel reads the model and version of an OIP path
+// /v2/models/{name}[/versions/{version}]{suffix}; nil when it has none.
+func oipModel(p, suffix []byte) (model, version []byte) {
+	rest := p[len(oipPrefix) : len(p)-len(suffix)]
+	if i := bytes.Index(rest, versionsSeg); i > 0 {
+		model, version = rest[:i], rest[i+len(versionsSeg):]
+	} else {
+		model = rest
+	}
+	if len(model) == 0 || bytes.IndexByte(model, '/') >= 0 || bytes.IndexByte(version, '/') >= 0 {
+		return nil, nil
+	}
+	return model, version
 }
 
 // runtimeConfig is a loaded configuration prepared for the hot path.

@@ -207,6 +207,10 @@ func (s *stream) Read(b []byte) (int, error) {
 		// Nothing over the limit reaches the client.
 		n, err = 0, fasthttp.ErrBodyTooLarge
 	}
+	if s.n == 0 && n > 0 && s.m != nil {
+		// The first token of a stream: what a waiting user feels.
+		s.p.metrics.FirstByte.WithLabelValues(s.m.name).Observe(s.p.now().Sub(s.rq.start).Seconds())
+	}
 	s.n += n
 	if s.keep {
 		if len(s.buf)+n <= s.p.queue.maxBody {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -85,6 +87,45 @@ func TestProxyStreamedPredictionIsCaptured(t *testing.T) {
 	eventually(t, e, 3, "modelmon_prediction_duration_seconds_count", fraud)
 	eventually(t, e, 0, "modelmon_requests_in_flight", fraud)
 	require.Len(t, up.received(), 3)
+}
+
+// A streamed prediction's time to first byte is when its first piece of body
+// came, not when its headers did, nor when it ended; an answer read whole has
+// none. An OIP generate_stream is a prediction of the model its path names
+// once prediction_paths lists it.
+func TestProxyStreamTimeToFirstByte(t *testing.T) {
+	const pause = 300 * time.Millisecond
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		if strings.Contains(req.start, "/whole:") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n{\"predictions\":[0.5]}\n")
+			return true
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		time.Sleep(pause)
+		io.WriteString(c, "6\r\ndata: \r\n")
+		time.Sleep(pause)
+		io.WriteString(c, "2\r\nx\n\r\n0\r\n\r\n")
+		return true
+	})
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("prediction_paths: [/v2/models/*/generate_stream]\n"), 0o644))
+	e := startExporter(t, up.URL(), func(o *Options) { o.ConfigFile = cfg })
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v2/models/llm/generate_stream", `{"text_input":"hi"}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, "data: x\n", body)
+	st, _ = do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/whole:predict", `{"instances":[[1]]}`)
+	require.Equal(t, 200, st)
+
+	llm := map[string]string{"model": "llm"}
+	eventually(t, e, 1, "modelmon_prediction_duration_seconds_count", llm)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", llm))
+	first := metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_sum", llm)
+	whole := metricValue(t, e, "modelmon_prediction_duration_seconds_sum", llm)
+	require.GreaterOrEqual(t, first, pause.Seconds(), "not when the headers came")
+	require.GreaterOrEqual(t, whole-first, pause.Seconds()*0.9, "not when the stream ended")
+
+	eventually(t, e, 1, "modelmon_prediction_duration_seconds_count", map[string]string{"model": "whole"})
+	require.Zero(t, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", map[string]string{"model": "whole"}))
 }
 
 // --proxy.timeout bounds each wait of a stream, not the whole of it: a model
