@@ -14,6 +14,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/alecthomas/units"
+	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/promslog/flag"
@@ -45,6 +46,11 @@ func run() int {
 		proxyIdle    = serve.Flag("proxy.idle-timeout", "How long idle keep-alive connections stay open, to clients and to the model server.").Default(d.Proxy.IdleTimeout.String()).Duration()
 		proxyRead    = serve.Flag("proxy.read-timeout", "Longest time to read a client's request. Use 0 to disable.").Default("0s").Duration()
 		proxyWrite   = serve.Flag("proxy.write-timeout", "Longest time to write a response to a client. Use 0 to disable.").Default("0s").Duration()
+		upCAFile     = serve.Flag("proxy.upstream-ca-file", "CA certificates (PEM) that verify an https:// model server, instead of the system's.").Default("").String()
+		upCertFile   = serve.Flag("proxy.upstream-cert-file", "Client certificate (PEM) the proxy presents to an https:// model server that asks for one (mutual TLS); read again at each new connection, so a renewed one is used.").Default("").String()
+		upKeyFile    = serve.Flag("proxy.upstream-key-file", "Key (PEM) of --proxy.upstream-cert-file.").Default("").String()
+		upServerName = serve.Flag("proxy.upstream-server-name", "Name the https:// model server's certificate is verified against, and sent as SNI. Default: the host of --proxy.upstream.").Default("").String()
+		upInsecure   = serve.Flag("proxy.upstream-insecure-skip-verify", "Do not verify the https:// model server's certificate.").Bool()
 
 		queueSize    = serve.Flag("capture.queue-size", "Most captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.Itoa(d.CaptureQueueSize)).Int()
 		queueBytes   = serve.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed; more are dropped and counted.").Default(size(d.CaptureMaxBytes)).Bytes()
@@ -146,6 +152,13 @@ func run() int {
 			IdleTimeout:  *proxyIdle,
 			ReadTimeout:  *proxyRead,
 			WriteTimeout: *proxyWrite,
+			TLS: promconfig.TLSConfig{
+				CAFile:             *upCAFile,
+				CertFile:           *upCertFile,
+				KeyFile:            *upKeyFile,
+				ServerName:         *upServerName,
+				InsecureSkipVerify: *upInsecure,
+			},
 		},
 		Web:                    toolkitFlags,
 		MetricsPath:            *metricsPath,

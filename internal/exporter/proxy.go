@@ -2,6 +2,8 @@ package exporter
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promconfig "github.com/prometheus/common/config"
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelmon/modelmon/collector"
@@ -36,6 +39,10 @@ type ProxyOptions struct {
 	// ReadTimeout and WriteTimeout bound reading a client's request and
 	// writing its response; 0 means no limit.
 	ReadTimeout, WriteTimeout time.Duration
+	// TLS configures the connections to an https Upstream: its CA, a client
+	// certificate, the name to verify. The zero value verifies against the
+	// system's CA certificates.
+	TLS promconfig.TLSConfig
 }
 
 // proxy is the transparent reverse proxy. Its handler is the sidecar's hot
@@ -69,6 +76,17 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	if u.Path != "" && u.Path != "/" {
 		return nil, fmt.Errorf("--proxy.upstream=%q must not have a path", o.Upstream)
 	}
+	var tlsConfig *tls.Config
+	if u.Scheme == "https" {
+		if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
+			return nil, errors.New("--proxy.upstream-cert-file and --proxy.upstream-key-file go together: give both or neither")
+		}
+		if tlsConfig, err = promconfig.NewTLSConfig(&o.TLS); err != nil {
+			return nil, fmt.Errorf("couldn't set up TLS to --proxy.upstream=%q: %w", o.Upstream, err)
+		}
+	} else if o.TLS != (promconfig.TLSConfig{}) {
+		return nil, fmt.Errorf("the --proxy.upstream-* TLS flags need an https:// --proxy.upstream, not %q", o.Upstream)
+	}
 	host := u.Host
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
@@ -86,6 +104,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	p.client = &fasthttp.HostClient{
 		Addr:                          host,
 		IsTLS:                         u.Scheme == "https",
+		TLSConfig:                     tlsConfig,
 		MaxConns:                      o.MaxConns,
 		MaxIdleConnDuration:           o.IdleTimeout,
 		NoDefaultUserAgentHeader:      true,
@@ -397,6 +416,15 @@ func classifyError(err error) (reason string, status int, body string) {
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, fasthttp.ErrNoFreeConns):
 		return collector.ErrorConnection, fasthttp.StatusBadGateway, "modelmon: could not reach the model server\n"
+	}
+	var verifyErr *tls.CertificateVerificationError
+	var alertErr tls.AlertError
+	var recordErr tls.RecordHeaderError
+	var hostErr x509.HostnameError
+	var authorityErr x509.UnknownAuthorityError
+	if errors.As(err, &verifyErr) || errors.As(err, &alertErr) || errors.As(err, &recordErr) ||
+		errors.As(err, &hostErr) || errors.As(err, &authorityErr) {
+		return collector.ErrorConnection, fasthttp.StatusBadGateway, "modelmon: the TLS handshake with the model server failed\n"
 	}
 	var dnsErr *net.DNSError
 	var opErr *net.OpError

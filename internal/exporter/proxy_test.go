@@ -12,11 +12,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/promslog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
@@ -251,25 +255,101 @@ func TestProxyChunkedRequest(t *testing.T) {
 	require.Contains(t, got[0].headers, "Content-Length: 19")
 }
 
-// An https model server is reached over TLS, with the request as the client
-// sent it over plain http.
+// An https model server is verified against --proxy.upstream-ca-file (the
+// system's CA certificates without it) under --proxy.upstream-server-name,
+// and gets the client certificate of --proxy.upstream-cert-file when it asks
+// for one, read again for each new connection so that a renewed certificate
+// is used. A handshake that fails is a 502, counted as a connection error.
 func TestProxyHTTPSUpstream(t *testing.T) {
-	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		require.NotNil(t, r.TLS)
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	srvCert, srvKey := ca.issue(t, dir, "model.internal", x509.ExtKeyUsageServerAuth, nil)
+	cliCert, cliKey := ca.issue(t, dir, "sidecar", x509.ExtKeyUsageClientAuth, nil)
+	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
+	require.NoError(t, err)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A new connection, and so a new handshake, for every request.
+		w.Header().Set("Connection", "close")
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"predictions":[`+r.URL.Query().Get("p")+`]}`)
+		io.WriteString(w, `{"predictions":["`+r.TLS.PeerCertificates[0].Subject.CommonName+`"]}`)
 	}))
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
+	up.StartTLS()
 	defer up.Close()
-	e := startExporter(t, up.URL, nil)
-	pool := x509.NewCertPool()
-	pool.AddCert(up.Certificate())
-	e.proxy.client.TLSConfig = &tls.Config{RootCAs: pool}
-	for _, p := range []string{"1", "2"} {
-		st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict?p="+p, `{"instances":[[1]]}`)
-		require.Equal(t, 200, st)
-		require.Equal(t, `{"predictions":[`+p+`]}`, body)
+
+	verified := promconfig.TLSConfig{CAFile: ca.file, CertFile: cliCert, KeyFile: cliKey, ServerName: "model.internal"}
+	const handshake = "modelmon: the TLS handshake with the model server failed\n"
+	for _, tc := range []struct {
+		name string
+		tls  promconfig.TLSConfig
+		fail string // the client's body, empty when the request goes through
+	}{
+		{"verified, with a client certificate", verified, ""},
+		{"an unknown CA", promconfig.TLSConfig{CertFile: cliCert, KeyFile: cliKey, ServerName: "model.internal"}, handshake},
+		{"the certificate's name is not the upstream's host", promconfig.TLSConfig{CAFile: ca.file, CertFile: cliCert, KeyFile: cliKey}, handshake},
+		// In TLS 1.3 the server checks the client's certificate after the
+		// client has finished its handshake: all it sees is the connection
+		// closed.
+		{"no client certificate", promconfig.TLSConfig{CAFile: ca.file, ServerName: "model.internal"}, "modelmon: the model server closed the connection before a complete response\n"},
+		{"insecure", promconfig.TLSConfig{InsecureSkipVerify: true, CertFile: cliCert, KeyFile: cliKey}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startExporter(t, up.URL, func(o *Options) { o.Proxy.TLS = tc.tls })
+			st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict", `{"instances":[[1]]}`)
+			if tc.fail == "" {
+				require.Equal(t, 200, st)
+				require.Equal(t, `{"predictions":["sidecar"]}`, body)
+				return
+			}
+			require.Equal(t, 502, st)
+			require.Equal(t, tc.fail, body)
+			require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "connection"}))
+		})
 	}
-	require.Equal(t, 2.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "m"}))
+
+	t.Run("a renewed client certificate", func(t *testing.T) {
+		certs := t.TempDir()
+		certFile, keyFile := filepath.Join(certs, "tls.crt"), filepath.Join(certs, "tls.key")
+		renew := func(name string) {
+			c, k := ca.issue(t, certs, name, x509.ExtKeyUsageClientAuth, nil)
+			require.NoError(t, os.Rename(c, certFile))
+			require.NoError(t, os.Rename(k, keyFile))
+		}
+		renew("sidecar-1")
+		tlsCfg := verified
+		tlsCfg.CertFile, tlsCfg.KeyFile = certFile, keyFile
+		e := startExporter(t, up.URL, func(o *Options) { o.Proxy.TLS = tlsCfg })
+		_, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict", `{}`)
+		require.Equal(t, `{"predictions":["sidecar-1"]}`, body)
+		renew("sidecar-2")
+		_, body = do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict", `{}`)
+		require.Equal(t, `{"predictions":["sidecar-2"]}`, body)
+	})
+}
+
+// The upstream TLS options are checked at start: files that can't be read,
+// or TLS options for a plain-http model server, stop it with a clear error.
+func TestProxyUpstreamTLSErrors(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	cliCert, cliKey := ca.issue(t, dir, "sidecar", x509.ExtKeyUsageClientAuth, nil)
+	for _, tc := range []struct {
+		upstream string
+		tls      promconfig.TLSConfig
+		want     string
+	}{
+		{"https://127.0.0.1:1", promconfig.TLSConfig{CAFile: filepath.Join(dir, "missing.pem")}, "unable to read CA cert"},
+		{"https://127.0.0.1:1", promconfig.TLSConfig{CAFile: cliKey}, "unable to use specified CA cert"},
+		{"https://127.0.0.1:1", promconfig.TLSConfig{CertFile: cliCert}, "--proxy.upstream-cert-file and --proxy.upstream-key-file go together"},
+		{"https://127.0.0.1:1", promconfig.TLSConfig{CertFile: cliCert, KeyFile: ca.file}, "unable to use specified client cert"},
+		{"http://127.0.0.1:1", promconfig.TLSConfig{CAFile: ca.file}, "need an https:// --proxy.upstream"},
+	} {
+		o := DefaultOptions()
+		o.Proxy.Upstream, o.Proxy.TLS = tc.upstream, tc.tls
+		o.Logger = promslog.NewNopLogger()
+		_, err := New(o)
+		require.ErrorContains(t, err, tc.want)
+	}
 }
 
 // A request that carries no Content-Type or User-Agent reaches the model
