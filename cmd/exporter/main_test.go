@@ -35,52 +35,117 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// The binary starts on its defaults, proxies, serves metrics, and exits 0 on
-// SIGTERM.
-func TestBinaryLifecycle(t *testing.T) {
-	bin := buildBinary(t)
+// sidecar is the exporter binary running in front of a model server.
+type sidecar struct {
+	cmd        *exec.Cmd
+	proxy, web string
+	logs       *prometheustest.SyncBuffer
+}
+
+// runSidecar starts bin with args in front of a model server that answers
+// every request with one prediction, and waits until it is ready.
+func runSidecar(t *testing.T, bin string, args ...string) *sidecar {
+	t.Helper()
 	upstream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, `{"predictions":[1]}`)
 	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go upstream.Serve(ln) //nolint:errcheck
-	defer upstream.Close()
+	t.Cleanup(func() { upstream.Close() })
 
-	proxy, web := freePort(t), freePort(t)
-	logs := &prometheustest.SyncBuffer{}
-	cmd := exec.Command(bin, "--proxy.upstream=http://"+ln.Addr().String(), "--proxy.listen-address="+proxy, "--web.listen-address="+web)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	require.NoError(t, cmd.Start())
-	defer cmd.Process.Kill() //nolint:errcheck
+	s := &sidecar{proxy: freePort(t), web: freePort(t), logs: &prometheustest.SyncBuffer{}}
+	s.cmd = exec.Command(bin, append([]string{"--proxy.upstream=http://" + ln.Addr().String(), "--proxy.listen-address=" + s.proxy, "--web.listen-address=" + s.web}, args...)...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	require.NoError(t, s.cmd.Start())
+	t.Cleanup(func() { s.cmd.Process.Kill() }) //nolint:errcheck
+	require.Eventually(t, func() bool { return s.ready() == 200 }, 20*time.Second, 20*time.Millisecond, "the exporter did not become ready")
+	return s
+}
 
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + web + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, 20*time.Second, 20*time.Millisecond, "the exporter did not become ready")
+// ready is the status of /-/ready, 0 when it can't be reached.
+func (s *sidecar) ready() int {
+	resp, err := http.Get("http://" + s.web + "/-/ready")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
 
-	resp, err := http.Post("http://"+proxy+"/v1/models/m:predict", "application/json", strings.NewReader(`{"instances":[[1]]}`))
+// predict sends a prediction through the proxy on a new keep-alive
+// connection.
+func (s *sidecar) predict() (*http.Response, string, error) {
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	resp, err := c.Post("http://"+s.proxy+"/v1/models/m:predict", "application/json", strings.NewReader(`{"instances":[[1]]}`))
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b), err
+}
+
+// The binary starts on its defaults, proxies, serves metrics, and exits 0 on
+// SIGTERM.
+func TestBinaryLifecycle(t *testing.T) {
+	s := runSidecar(t, buildBinary(t))
+	_, body, err := s.predict()
+	require.NoError(t, err)
+	require.Equal(t, `{"predictions":[1]}`, body)
+
+	resp, err := http.Get("http://" + s.web + "/metrics")
 	require.NoError(t, err)
 	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, `{"predictions":[1]}`, string(b))
-
-	resp, err = http.Get("http://" + web + "/metrics")
-	require.NoError(t, err)
-	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Contains(t, string(b), `modelmon_requests_total{model="m"} 1`)
 	require.Contains(t, string(b), `modelmon_exporter_build_info{`)
 	require.Contains(t, string(b), `go_goroutines `)
 	readmetest.Load(t).RequireMetrics(t, string(b))
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait(), logs.String())
-	require.Contains(t, logs.String(), "Shutting down")
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, s.cmd.Wait(), s.logs.String())
+	require.Contains(t, s.logs.String(), "Shutting down")
+}
+
+// With --proxy.shutdown-delay the sidecar keeps proxying after SIGTERM, for
+// the endpoints to drop the pod: /-/ready fails, each response closes its
+// connection. It stops when the delay has passed, or at a second signal.
+func TestBinaryShutdownDelay(t *testing.T) {
+	bin := buildBinary(t)
+	t.Run("the delay passes", func(t *testing.T) {
+		s := runSidecar(t, bin, "--proxy.shutdown-delay=1500ms")
+		resp, _, err := s.predict()
+		require.NoError(t, err)
+		require.False(t, resp.Close, "a keep-alive connection before the signal")
+
+		start := time.Now()
+		require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+		require.Eventually(t, func() bool { return s.ready() == http.StatusServiceUnavailable }, 5*time.Second, 10*time.Millisecond)
+		resp, body, err := s.predict()
+		require.NoError(t, err, "still proxying during the delay")
+		require.Equal(t, `{"predictions":[1]}`, body)
+		require.True(t, resp.Close, "the response closes its connection")
+
+		require.NoError(t, s.cmd.Wait(), s.logs.String())
+		require.GreaterOrEqual(t, time.Since(start), 1500*time.Millisecond)
+		require.Contains(t, s.logs.String(), "Draining")
+		_, _, err = s.predict()
+		require.Error(t, err, "stopped after the delay")
+	})
+	t.Run("a second signal", func(t *testing.T) {
+		s := runSidecar(t, bin, "--proxy.shutdown-delay=1m")
+		start := time.Now()
+		require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+		require.Eventually(t, func() bool { return s.ready() == http.StatusServiceUnavailable }, 5*time.Second, 10*time.Millisecond)
+		_, _, err := s.predict()
+		require.NoError(t, err)
+		require.NoError(t, s.cmd.Process.Signal(syscall.SIGINT))
+		require.NoError(t, s.cmd.Wait(), s.logs.String())
+		require.Less(t, time.Since(start), 30*time.Second)
+	})
 }
 
 func TestConfigCheck(t *testing.T) {

@@ -525,10 +525,33 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	<-ctx.Done()
+	if d := o.Proxy.ShutdownDelay; d > 0 {
+		// A second signal ends the delay early.
+		sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		e.drain(sig, d)
+		stop()
+	}
 	e.logger.Info("Shutting down")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return e.Stop(stopCtx)
+}
+
+// drain keeps the sidecar serving for d, or until ctx is done, while
+// /-/ready fails and every proxied response closes its connection: load
+// balancers and Service endpoints take the pod out of rotation, and clients
+// with keep-alive connections open new ones elsewhere, before the proxy's
+// listener closes (--proxy.shutdown-delay).
+func (e *Exporter) drain(ctx context.Context, d time.Duration) {
+	e.ready.Store(false)
+	e.proxy.draining.Store(true)
+	e.logger.Info("Draining: not ready, still serving until the shutdown delay has passed", "delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // source exposes the running sidecar to the scrape-time collectors.

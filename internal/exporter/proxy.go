@@ -43,6 +43,10 @@ type ProxyOptions struct {
 	// certificate, the name to verify. The zero value verifies against the
 	// system's CA certificates.
 	TLS promconfig.TLSConfig
+	// ShutdownDelay is how long Run keeps the proxy serving after its
+	// context is done, not ready and closing each client connection after
+	// its response, before it stops.
+	ShutdownDelay time.Duration
 }
 
 // proxy is the transparent reverse proxy. Its handler is the sidecar's hot
@@ -54,6 +58,7 @@ type proxy struct {
 	transport *transport           // the round trip on them
 	server    *fasthttp.Server
 	slack     time.Duration // of the client connections' deadlines
+	draining  atomic.Bool   // shutting down: every response closes its connection
 	host      string        // upstream host:port, for requests that carry no Host
 
 	cfg     *atomic.Pointer[runtimeConfig]
@@ -220,7 +225,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 			}
 		}
 	}
-	closeClient := req.Header.ConnectionClose()
+	closeClient := req.Header.ConnectionClose() || p.draining.Load()
 	for i := 0; i < nhop; i++ {
 		req.Header.DelBytes(hop[i])
 	}
