@@ -37,22 +37,27 @@ type queue struct {
 	enqueued, handled atomic.Int64
 	maxBytes          int64
 	maxBody           int
+	full, tooLarge    *warning // captures dropped, logged
 }
 
-func newQueue(size int, maxBytes int64, maxBody int) *queue {
-	return &queue{ch: make(chan *capture, size), maxBytes: maxBytes, maxBody: maxBody}
+func newQueue(size int, maxBytes int64, maxBody int, logger *slog.Logger) *queue {
+	return &queue{
+		ch: make(chan *capture, size), maxBytes: maxBytes, maxBody: maxBody,
+		full:     newWarning(logger, "Capture queue full: payloads are proxied but not parsed, so drift and quality miss them; raise --capture.workers or --capture.max-queue-bytes"),
+		tooLarge: newWarning(logger, "Payload larger than --capture.max-body-size: proxied but not parsed"),
+	}
 }
 
 // offer copies the bodies and enqueues them, or counts why it did not.
 func (q *queue) offer(m *model, f payload.Format, req, resp, id []byte) {
 	n := len(req) + len(resp) + len(id)
 	if len(req) > q.maxBody || len(resp) > q.maxBody {
-		m.dropped[collector.DropBodyTooLarge].Inc()
+		q.dropTooLarge(m)
 		return
 	}
 	if q.bytes.Add(int64(n)) > q.maxBytes {
 		q.bytes.Add(-int64(n))
-		m.dropped[collector.DropQueueFull].Inc()
+		q.dropFull(m)
 		return
 	}
 	c := capturePool.Get().(*capture)
@@ -65,8 +70,21 @@ func (q *queue) offer(m *model, f payload.Format, req, resp, id []byte) {
 		q.enqueued.Add(-1)
 		q.bytes.Add(-int64(n))
 		q.release(c)
-		m.dropped[collector.DropQueueFull].Inc()
+		q.dropFull(m)
 	}
+}
+
+// dropFull counts a capture dropped because the parsers are behind.
+func (q *queue) dropFull(m *model) {
+	m.dropped[collector.DropQueueFull].Inc()
+	q.full.warn(func() []any { return []any{"model", m.name, "queue_size", cap(q.ch), "max_queue_bytes", q.maxBytes} })
+}
+
+// dropTooLarge counts a capture dropped because a body is over
+// --capture.max-body-size.
+func (q *queue) dropTooLarge(m *model) {
+	m.dropped[collector.DropBodyTooLarge].Inc()
+	q.tooLarge.warn(func() []any { return []any{"model", m.name, "max_body_size", q.maxBody} })
 }
 
 func (q *queue) release(c *capture) {

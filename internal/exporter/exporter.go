@@ -210,10 +210,10 @@ func New(o Options) (*Exporter, error) {
 		return nil, err
 	}
 	e.drift = dc
-	e.models = newModels(e.metrics)
+	e.models = newModels(e.metrics, e.logger.With("component", "models"))
 	e.models.onNew = e.prepareModel
 	e.registerModels(e.cfg.Load())
-	e.queue = newQueue(o.CaptureQueueSize, o.CaptureMaxBytes, o.CaptureMaxBodySize)
+	e.queue = newQueue(o.CaptureQueueSize, o.CaptureMaxBytes, o.CaptureMaxBodySize, e.logger.With("component", "capture"))
 	e.obs = &observer{metrics: e.metrics, config: e.cfg.Load, drift: dc, now: o.Now, logger: e.logger.With("component", "drift")}
 	if o.Labels.Enabled {
 		if o.StoragePath != "" {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/common/promslog"
 	"github.com/stretchr/testify/require"
 )
 
@@ -76,7 +77,8 @@ func TestLabelExplosion(t *testing.T) {
 	up := modelServer(t)
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
 	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 5\n  max_features: 50\n"), 0o644))
-	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg })
+	logger, logs := testLogger()
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Logger = logger })
 	proxy := "http://" + e.ProxyAddr()
 
 	var b strings.Builder
@@ -104,6 +106,11 @@ func TestLabelExplosion(t *testing.T) {
 	require.Greater(t, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "feature"}), 0.0)
 	require.Equal(t, 96.0, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "model"}))
 	require.LessOrEqual(t, strings.Count(fams["modelmon_requests_total"].text, "\nmodelmon_requests_total{"), 6)
+	// The operator reads it in the logs once, not once per request.
+	require.Equal(t, 1, strings.Count(logs.String(), `msg="Too many models`), logs.String())
+	require.Contains(t, logs.String(), `model=m4 max_models=5 times=1`)
+	require.Equal(t, 1, strings.Count(logs.String(), `msg="Too many features`))
+	require.Contains(t, logs.String(), `model=wide feature=feature_50 max_features=50 times=1`)
 }
 
 // Malformed payloads never affect the request; each is counted by reason.
@@ -141,7 +148,8 @@ func TestMalformedPayloads(t *testing.T) {
 func TestCaptureQueueFull(t *testing.T) {
 	up := modelServer(t)
 	// A byte budget smaller than any capture: every capture is dropped.
-	e := startExporter(t, up.URL, func(o *Options) { o.CaptureMaxBytes = 10 })
+	logger, logs := testLogger()
+	e := startExporter(t, up.URL, func(o *Options) { o.CaptureMaxBytes = 10; o.Logger = logger })
 	proxy := "http://" + e.ProxyAddr()
 	for i := 0; i < 20; i++ {
 		st, _ := do(t, "POST", proxy+"/v1/models/q:predict", `{"instances":[[1]]}`)
@@ -149,9 +157,11 @@ func TestCaptureQueueFull(t *testing.T) {
 	}
 	require.Equal(t, 20.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "q", "reason": "queue_full"}))
 	require.Equal(t, 20.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "q"}))
+	require.Equal(t, 1, strings.Count(logs.String(), `msg="Capture queue full`), logs.String())
+	require.Contains(t, logs.String(), `model=q queue_size=4096 max_queue_bytes=10 times=1`)
 
 	// With no worker reading, the second capture finds the queue full.
-	q := newQueue(1, 1<<20, 1<<20)
+	q := newQueue(1, 1<<20, 1<<20, promslog.NewNopLogger())
 	m := e.models.get([]byte("direct"), 100)
 	q.offer(m, 0, []byte("{}"), nil, nil)
 	q.offer(m, 0, []byte("{}"), nil, nil)

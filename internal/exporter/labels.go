@@ -50,6 +50,9 @@ type labels struct {
 	path    string // snapshot file, or ""
 	logger  *slog.Logger
 	metrics *labelMetrics
+	// The class cap reached, logged.
+	tooManyClasses *warning
+	maxClasses     int
 }
 
 type labelMetrics struct {
@@ -121,6 +124,8 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 		l.metrics.rejected.WithLabelValues(r)
 	}
 	overflow.WithLabelValues("class")
+	l.tooManyClasses = newWarning(logger, "Too many classes: new ones are counted as class \"__other__\" in the quality metrics")
+	l.maxClasses = opts.MaxClasses
 	reg.MustRegister(&labelStats{store: store})
 	return l, nil
 }
@@ -226,6 +231,7 @@ func (l *labels) record(o quality.Outcome) {
 	}
 	if o.PredictedOverflow || o.ActualOverflow {
 		m.overflow.WithLabelValues("class").Inc()
+		l.tooManyClasses.warn(func() []any { return []any{"model", o.Model, "max_classes", l.maxClasses} })
 	}
 	m.outcomes.WithLabelValues(o.Model, o.Predicted, o.Actual).Inc()
 	if o.HasProbabilities {

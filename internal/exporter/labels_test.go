@@ -291,3 +291,23 @@ func TestLabelsMemoryBound(t *testing.T) {
 	t.Logf("heap per pending prediction: %.1f bytes", perEntry)
 	require.Less(t, perEntry, 200.0)
 }
+
+// Classes past the cap of a model are counted as __other__, and the log says
+// so once.
+func TestLabelsClassOverflow(t *testing.T) {
+	up := modelServer(t)
+	logger, logs := testLogger()
+	e := startExporter(t, up.URL, func(o *Options) { labelsOn(o); o.Logger = logger })
+	var obs, lbs []string
+	for i := range 60 {
+		obs = append(obs, fmt.Sprintf(`{"model":"wide","id":"w%d","prediction":"c%d"}`, i, i))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"w%d","label":"c%d"}`, i, i))
+	}
+	pushRecordsRaw(t, e, obs...)
+	st, _ := postLabels(t, e, strings.Join(lbs, "\n"))
+	require.Equal(t, 200, st)
+	require.Positive(t, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "class"}))
+	require.Positive(t, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "wide", "predicted": "__other__", "actual": "__other__"}))
+	require.Equal(t, 1, strings.Count(logs.String(), `msg="Too many classes`), logs.String())
+	require.Contains(t, logs.String(), `model=wide max_classes=50 times=1`)
+}

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -34,9 +35,10 @@ type model struct {
 	dropped    map[string]prometheus.Counter
 	parsed     [8]atomic.Pointer[prometheus.Counter] // by payload.Format
 
-	metrics  *collector.Metrics
-	mu       sync.Mutex // guards features and order
-	features map[string]*feature
+	metrics         *collector.Metrics
+	tooManyFeatures *warning   // nil logs nothing
+	mu              sync.Mutex // guards features and order
+	features        map[string]*feature
 	// order caches the features by position in the last record seen:
 	// payloads repeat their columns in the same order, so a comparison
 	// usually replaces a map lookup.
@@ -158,6 +160,9 @@ func (m *model) featureLocked(name []byte, max int) *feature {
 	}
 	if len(m.features) >= max {
 		m.metrics.LabelOverflow.WithLabelValues("feature").Inc()
+		if m.tooManyFeatures != nil {
+			m.tooManyFeatures.warn(func() []any { return []any{"model", m.name, "feature", n, "max_features", max} })
+		}
 		n = collector.OtherValue
 		if f, ok := m.features[n]; ok {
 			return f
@@ -211,10 +216,16 @@ type models struct {
 	m       atomic.Pointer[map[string]*model]
 	// onNew prepares a model before it is published; nil does nothing.
 	onNew func(*model)
+	// The label caps reached, logged.
+	tooManyModels, tooManyFeatures *warning
 }
 
-func newModels(m *collector.Metrics) *models {
-	t := &models{metrics: m}
+func newModels(m *collector.Metrics, logger *slog.Logger) *models {
+	t := &models{
+		metrics:         m,
+		tooManyModels:   newWarning(logger, "Too many models: requests for new ones are counted under model=\"__other__\"; raise limits.max_models if they are real"),
+		tooManyFeatures: newWarning(logger, "Too many features: new ones are counted under feature=\"__other__\"; raise limits.max_features if they are real"),
+	}
 	empty := map[string]*model{}
 	t.m.Store(&empty)
 	return t
@@ -242,6 +253,7 @@ func (t *models) add(name string, max int) *model {
 	}
 	if len(cur) >= max {
 		t.metrics.LabelOverflow.WithLabelValues("model").Inc()
+		t.tooManyModels.warn(func() []any { return []any{"model", name, "max_models", max} })
 		name = collector.OtherValue
 		if md, ok := cur[name]; ok {
 			return md
@@ -252,6 +264,7 @@ func (t *models) add(name string, max int) *model {
 		next[k] = v
 	}
 	md := newModel(name, t.metrics)
+	md.tooManyFeatures = t.tooManyFeatures
 	if t.onNew != nil {
 		t.onNew(md)
 	}

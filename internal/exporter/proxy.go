@@ -60,6 +60,8 @@ type proxy struct {
 	slack     time.Duration // of the client connections' deadlines
 	draining  atomic.Bool   // shutting down: every response closes its connection
 	host      string        // upstream host:port, for requests that carry no Host
+	upstream  string        // --proxy.upstream, for the logs
+	failing   *warning      // the model server fails requests
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -97,14 +99,16 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
 	p := &proxy{
-		slack:   deadlineSlack(o.IdleTimeout, o.ReadTimeout, o.WriteTimeout),
-		host:    u.Host,
-		cfg:     cfg,
-		models:  ms,
-		queue:   q,
-		metrics: m,
-		now:     now,
-		logger:  logger,
+		slack:    deadlineSlack(o.IdleTimeout, o.ReadTimeout, o.WriteTimeout),
+		host:     u.Host,
+		upstream: o.Upstream,
+		failing:  newWarning(logger, "Requests to the model server fail: the clients get 502 or 504 (modelmon_prediction_errors_total counts each by reason)"),
+		cfg:      cfg,
+		models:   ms,
+		queue:    q,
+		metrics:  m,
+		now:      now,
+		logger:   logger,
 	}
 	p.client = &fasthttp.HostClient{
 		Addr:                          host,
@@ -310,7 +314,7 @@ func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int
 		switch {
 		case status >= 300:
 		case len(respBody) < respSize:
-			m.dropped[collector.DropBodyTooLarge].Inc()
+			p.queue.dropTooLarge(m)
 		default:
 			p.queue.offer(m, rq.format, reqBody, respBody, rq.id)
 		}
@@ -382,6 +386,7 @@ func (p *proxy) countFailure(err error, m *model, attrs ...any) (status int, bod
 		m.errors[reason].Inc()
 	}
 	p.logger.Debug("Upstream request failed", append([]any{"reason", reason, "err", err}, attrs...)...)
+	p.failing.warn(func() []any { return []any{"reason", reason, "err", err, "upstream", p.upstream} })
 	return status, body
 }
 

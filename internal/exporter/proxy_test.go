@@ -185,7 +185,8 @@ func TestProxyUpstreamDown(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	e := startExporter(t, "http://"+addr, nil)
+	logger, logs := testLogger()
+	e := startExporter(t, "http://"+addr, func(o *Options) { o.Logger = logger })
 	for i := 0; i < 3; i++ {
 		resp, err := http.Post("http://"+e.ProxyAddr()+"/v1/models/m:predict", "application/json", strings.NewReader(`{}`))
 		require.NoError(t, err)
@@ -195,6 +196,9 @@ func TestProxyUpstreamDown(t *testing.T) {
 		require.Equal(t, "modelmon: could not reach the model server\n", string(b))
 	}
 	require.Equal(t, 3.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "connection"}))
+	require.Equal(t, 1, strings.Count(logs.String(), `msg="Requests to the model server fail`), logs.String())
+	require.Contains(t, logs.String(), `reason=connection`)
+	require.Contains(t, logs.String(), `upstream=http://`+addr+` times=1`)
 }
 
 // /metrics negotiates OpenMetrics, and there the latency histogram carries
