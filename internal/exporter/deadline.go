@@ -46,6 +46,9 @@ type deadlineConn struct {
 	net.Conn
 	slack  time.Duration
 	rd, wd lazyDeadline
+	// used is when a round trip last took this connection to the model
+	// server from the pool (closedWhileIdle); the pool orders its uses.
+	used time.Time
 }
 
 func newDeadlineConn(c net.Conn, slack time.Duration) *deadlineConn {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,6 +200,71 @@ func TestProxyUpstreamDown(t *testing.T) {
 	require.Equal(t, 1, strings.Count(logs.String(), `msg="Requests to the model server fail`), logs.String())
 	require.Contains(t, logs.String(), `reason=connection`)
 	require.Contains(t, logs.String(), `upstream=http://`+addr+` times=1`)
+}
+
+// A model server that closes idle keep-alive connections (its keep-alive
+// timeout, as uvicorn's 5 s or gunicorn's 2 s) or one that closes a connection
+// after each answer without saying so: the next request, seconds later, goes
+// on a new connection instead of into the closed one, and gets its answer,
+// not a 502. Over TLS too, where the server's close comes as an alert first.
+func TestProxyUpstreamClosesIdleConnections(t *testing.T) {
+	prediction := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"predictions":[1]}`)
+	})
+	// A Go model server that closes connections idle for 100 ms, and counts
+	// the connections it accepts.
+	idleTimeout := func(useTLS bool) func(t *testing.T) (string, func() int64, func(*Options)) {
+		return func(t *testing.T) (string, func() int64, func(*Options)) {
+			up := httptest.NewUnstartedServer(prediction)
+			up.Config.IdleTimeout = 100 * time.Millisecond
+			var n atomic.Int64
+			up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					n.Add(1)
+				}
+			}
+			if !useTLS {
+				up.Start()
+				t.Cleanup(up.Close)
+				return up.URL, n.Load, nil
+			}
+			up.StartTLS()
+			t.Cleanup(up.Close)
+			return up.URL, n.Load, func(o *Options) { o.Proxy.TLS.InsecureSkipVerify = true }
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		up   func(t *testing.T) (url string, conns func() int64, o func(*Options))
+	}{
+		{"idle timeout", idleTimeout(false)},
+		{"idle timeout over TLS", idleTimeout(true)},
+		{"closed after each answer", func(t *testing.T) (string, func() int64, func(*Options)) {
+			up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n{\"predictions\":[1]}")
+				return false // and close, with no Connection: close
+			})
+			return up.URL(), func() int64 { return int64(len(up.received())) }, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, conns, o := tc.up(t)
+			e := startExporter(t, url, o)
+			for i := range 4 {
+				if i > 0 {
+					time.Sleep(250 * time.Millisecond)
+				}
+				st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict", `{"instances":[[1]]}`)
+				require.Equal(t, 200, st, "request %d: %s", i, body)
+				require.Equal(t, `{"predictions":[1]}`, body)
+			}
+			for _, r := range collector.ErrorReasons {
+				require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": r}), r)
+			}
+			require.EqualValues(t, 4, conns(), "a new connection for each request")
+		})
+	}
 }
 
 // /metrics negotiates OpenMetrics, and there the latency histogram carries

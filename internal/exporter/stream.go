@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -40,11 +41,17 @@ type transport struct {
 const maxInterim = 100
 
 func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
+	now := time.Now()
 	var deadline time.Time
 	if t.timeout > 0 {
-		deadline = time.Now().Add(t.timeout)
+		deadline = now.Add(t.timeout)
 	}
 	cc, err := hc.AcquireConn(t.timeout, req.ConnectionClose())
+	for err == nil && closedWhileIdle(cc.Conn(), now) {
+		// The model server has left it: take the next one, or dial.
+		hc.CloseConn(cc)
+		cc, err = hc.AcquireConn(t.timeout, req.ConnectionClose())
+	}
 	if err != nil {
 		return false, err
 	}
@@ -137,6 +144,36 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 		hc.ReleaseConn(cc)
 	}
 	return false, nil
+}
+
+// idleCheckAfter is how long a connection to the model server must have sat
+// in the pool before it is checked for a close that came meanwhile. Under
+// load connections go back out within a millisecond and are not checked;
+// model servers close idle ones after seconds (uvicorn 5 s, gunicorn 2 s).
+const idleCheckAfter = 10 * time.Millisecond
+
+// closedWhileIdle reports whether the model server closed the pooled
+// connection c (or sent on it unasked) since a round trip last took it, if
+// that was idleCheckAfter or more before now; and records now as that time.
+//
+// fasthttp does not watch idle connections, as nginx and net/http do, so a
+// request would be written into a connection whose server has gone (its
+// keep-alive timeout passed, it restarted), and the client would get a 502
+// for it: every other request of a model that gets one every few seconds. A
+// prediction is not retried, as it may have reached the model; instead the
+// connection is checked before it is used, without blocking, consuming
+// anything, or costing the busy path more than a comparison.
+func closedWhileIdle(c net.Conn, now time.Time) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	dc, ok := c.(*deadlineConn)
+	if !ok {
+		return false
+	}
+	used := dc.used
+	dc.used = now
+	return !used.IsZero() && now.Sub(used) >= idleCheckAfter && peerClosed(dc.Conn)
 }
 
 func isInterim(code int) bool {
