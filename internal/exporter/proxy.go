@@ -111,10 +111,13 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		logger:   logger,
 	}
 	p.client = &fasthttp.HostClient{
-		Addr:                          host,
-		IsTLS:                         u.Scheme == "https",
-		TLSConfig:                     tlsConfig,
-		MaxConns:                      o.MaxConns,
+		Addr:      host,
+		IsTLS:     u.Scheme == "https",
+		TLSConfig: tlsConfig,
+		MaxConns:  o.MaxConns,
+		// Past MaxConns a request waits for a free connection, within its
+		// timeout, as it would in the model server's own accept queue.
+		MaxConnWaitTimeout:            o.Timeout,
 		MaxIdleConnDuration:           o.IdleTimeout,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
@@ -419,12 +422,14 @@ func classifyError(err error) (reason string, status int, body string) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
-		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout(),
+		// All --proxy.max-conns connections stayed busy for --proxy.timeout.
+		errors.Is(err, fasthttp.ErrNoFreeConns):
 		return collector.ErrorTimeout, fasthttp.StatusGatewayTimeout, "modelmon: the model server did not answer in time\n"
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return collector.ErrorInvalidResponse, fasthttp.StatusBadGateway, "modelmon: the model server's response is larger than --proxy.max-body-size\n"
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, fasthttp.ErrNoFreeConns):
+		errors.Is(err, fasthttp.ErrConnectionClosed):
 		return collector.ErrorConnection, fasthttp.StatusBadGateway, "modelmon: could not reach the model server\n"
 	}
 	var verifyErr *tls.CertificateVerificationError

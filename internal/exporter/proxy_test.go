@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -265,6 +266,47 @@ func TestProxyUpstreamClosesIdleConnections(t *testing.T) {
 			require.EqualValues(t, 4, conns(), "a new connection for each request")
 		})
 	}
+}
+
+// Past --proxy.max-conns a request waits for a connection to the model server
+// to come free, as it would in the model server's own accept queue, rather
+// than failing at once; one that waits out --proxy.timeout gets a 504.
+func TestProxyMaxConnsQueues(t *testing.T) {
+	var busy, most atomic.Int64
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := busy.Add(1)
+		defer busy.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		if strings.Contains(r.URL.Path, "/stuck:") {
+			<-release
+		}
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(w, `{"predictions":[1]}`)
+	}))
+	defer up.Close()
+	defer close(release)
+
+	e := startExporter(t, up.URL, func(o *Options) { o.Proxy.MaxConns = 1 })
+	var wg sync.WaitGroup
+	statuses := make([]int, 4)
+	for i := range statuses {
+		wg.Go(func() { statuses[i], _ = do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict", `{}`) })
+	}
+	wg.Wait()
+	require.Equal(t, []int{200, 200, 200, 200}, statuses, "each waited its turn")
+	require.EqualValues(t, 1, most.Load(), "one connection at a time")
+
+	e = startExporter(t, up.URL, func(o *Options) { o.Proxy.MaxConns = 1; o.Proxy.Timeout = 300 * time.Millisecond })
+	stuck := make(chan int)
+	go func() { st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/stuck:predict", `{}`); stuck <- st }()
+	time.Sleep(50 * time.Millisecond) // the stuck request holds the only connection
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/waits:predict", `{}`)
+	require.Equal(t, 504, st)
+	require.Equal(t, "modelmon: the model server did not answer in time\n", body)
+	require.Equal(t, 504, <-stuck)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "waits", "reason": "timeout"}))
 }
 
 // /metrics negotiates OpenMetrics, and there the latency histogram carries
