@@ -49,6 +49,9 @@ type ProxyOptions struct {
 	ShutdownDelay time.Duration
 }
 
+// maxHeaderSize bounds the headers of a request and of an answer, in bytes.
+const maxHeaderSize = 16 << 10
+
 // proxy is the transparent reverse proxy. Its handler is the sidecar's hot
 // path: it times and counts the request, hands copies of the bodies to the
 // capture queue without waiting, and never fails a request because of
@@ -117,8 +120,11 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		MaxConns:  o.MaxConns,
 		// Past MaxConns a request waits for a free connection, within its
 		// timeout, as it would in the model server's own accept queue.
-		MaxConnWaitTimeout:            o.Timeout,
-		MaxIdleConnDuration:           o.IdleTimeout,
+		MaxConnWaitTimeout:  o.Timeout,
+		MaxIdleConnDuration: o.IdleTimeout,
+		// Response headers up to maxHeaderSize, as request headers (nginx
+		// stops at 4 KiB by default, fasthttp at 4 KiB).
+		ReadBufferSize:                maxHeaderSize,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
@@ -140,7 +146,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		ReadTimeout:                   o.ReadTimeout,
 		WriteTimeout:                  o.WriteTimeout,
 		IdleTimeout:                   o.IdleTimeout,
-		ReadBufferSize:                16 << 10,
+		ReadBufferSize:                maxHeaderSize,
 		Logger:                        fasthttpLogger{logger},
 	}
 	return p, nil

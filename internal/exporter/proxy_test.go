@@ -309,6 +309,33 @@ func TestProxyMaxConnsQueues(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "waits", "reason": "timeout"}))
 }
 
+// Headers of up to 16 KiB pass both ways (a large token, a long trace
+// header); an answer whose headers are larger gets a 502 and is counted.
+func TestProxyLargeHeaders(t *testing.T) {
+	big := strings.Repeat("a", 10<<10)
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		size := 10 << 10
+		if strings.Contains(req.start, "/huge:") {
+			size = 20 << 10
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Big: %s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("b", size))
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	resp := rawRoundTrip(t, e.ProxyAddr(), "POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer "+big+"\r\nContent-Length: 2\r\n\r\n{}")
+	require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+	require.Contains(t, resp.headers, "X-Big: "+strings.Repeat("b", 10<<10))
+	require.Contains(t, up.received()[0].headers, "Authorization: Bearer "+big)
+	resp = rawRoundTrip(t, e.ProxyAddr(), "POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer "+big+big+"\r\nContent-Length: 2\r\n\r\n{}")
+	require.Equal(t, "HTTP/1.1 431 Request Header Fields Too Large", resp.start)
+	require.Len(t, up.received(), 1, "not sent on")
+
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/huge:predict", `{}`)
+	require.Equal(t, 502, st)
+	require.Equal(t, "modelmon: the model server sent an invalid response\n", body)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "huge", "reason": "invalid_response"}))
+}
+
 // /metrics negotiates OpenMetrics, and there the latency histogram carries
 // the trace id of the request's traceparent as an exemplar.
 func TestExemplarsAndOpenMetrics(t *testing.T) {
