@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
 	"github.com/modelmon/modelmon/collector"
@@ -19,6 +20,7 @@ import (
 type capture struct {
 	model   *model
 	format  payload.Format
+	enc     bodyEncodings
 	buf     []byte // request body, response body, then the prediction id
 	reqLen  int
 	respLen int
@@ -49,7 +51,7 @@ func newQueue(size int, maxBytes int64, maxBody int, logger *slog.Logger) *queue
 }
 
 // offer copies the bodies and enqueues them, or counts why it did not.
-func (q *queue) offer(m *model, f payload.Format, req, resp, id []byte) {
+func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, req, resp, id []byte) {
 	n := len(req) + len(resp) + len(id)
 	if len(req) > q.maxBody || len(resp) > q.maxBody {
 		q.dropTooLarge(m)
@@ -61,7 +63,7 @@ func (q *queue) offer(m *model, f payload.Format, req, resp, id []byte) {
 		return
 	}
 	c := capturePool.Get().(*capture)
-	c.model, c.format, c.reqLen, c.respLen = m, f, len(req), len(resp)
+	c.model, c.format, c.enc, c.reqLen, c.respLen = m, f, enc, len(req), len(resp)
 	c.buf = append(append(append(c.buf[:0], req...), resp...), id...)
 	q.enqueued.Add(1)
 	select {
@@ -111,6 +113,8 @@ type worker struct {
 	// idParser and idBuf read ids from bodies (models[].id_path).
 	idParser fastjson.Parser
 	idBuf    []byte
+	// codec decodes compressed bodies.
+	codec fasthttp.Response
 }
 
 func (w *worker) run() {
@@ -165,7 +169,14 @@ func (w *worker) handle(c *capture) {
 		f = mc.format
 	}
 	p := w.parser(c.model.name, mc, rc)
-	err := p.Parse(f, c.buf[:c.reqLen], c.buf[c.reqLen:c.reqLen+c.respLen], &w.batch)
+	req, resp := c.buf[:c.reqLen], c.buf[c.reqLen:c.reqLen+c.respLen]
+	if c.enc != (bodyEncodings{}) {
+		var err error
+		if req, resp, err = w.decode(c, req, resp); err != nil {
+			return
+		}
+	}
+	err := p.Parse(f, req, resp, &w.batch)
 	if err != nil {
 		reason := "invalid_json"
 		var pe *payload.Error
@@ -181,9 +192,9 @@ func (w *worker) handle(c *capture) {
 		if w.obs.labels != nil {
 			id := c.buf[c.reqLen+c.respLen:]
 			if mc.idPath != nil {
-				if x := w.bodyID(c.buf[:c.reqLen], mc.idPath); x != nil {
+				if x := w.bodyID(req, mc.idPath); x != nil {
 					id = x
-				} else if x := w.bodyID(c.buf[c.reqLen:c.reqLen+c.respLen], mc.idPath); x != nil {
+				} else if x := w.bodyID(resp, mc.idPath); x != nil {
 					id = x
 				}
 			}
@@ -193,6 +204,27 @@ func (w *worker) handle(c *capture) {
 		}
 	}
 }
+
+// decode decodes the compressed bodies of c, or counts why it can't: a
+// coding that is unknown or does not decode is a payload error, a body over
+// --capture.max-body-size once decoded a capture dropped as too large.
+func (w *worker) decode(c *capture, req, resp []byte) (dreq, dresp []byte, err error) {
+	if dreq, err = decode(&w.codec, c.enc.req, req, w.q.maxBody); err == nil {
+		dresp, err = decode(&w.codec, c.enc.resp, resp, w.q.maxBody)
+	}
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		w.q.dropTooLarge(c.model)
+	case err != nil:
+		w.obs.metrics.PayloadErrors.WithLabelValues(c.model.name, reasonContentEncoding).Inc()
+		w.logger.Debug("Could not decode payload", "model", c.model.name, "request_encoding", c.enc.req, "response_encoding", c.enc.resp)
+	}
+	return dreq, dresp, err
+}
+
+// reasonContentEncoding counts in modelmon_payload_errors_total the bodies
+// whose Content-Encoding is unknown or does not decode.
+const reasonContentEncoding = "content_encoding"
 
 // bodyID returns the string or number at path in a JSON body, or nil. The
 // result is valid until the next call.

@@ -30,9 +30,11 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
-		// fasthttp's coarse clock and the HTTP client's idle connections
+		// fasthttp's coarse clock, its compressors' goroutines (the tests
+		// compress bodies with them) and the HTTP client's idle connections
 		// outlive a test by design.
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreTopFunction("github.com/valyala/fasthttp/stackless.funcWorker"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
@@ -252,6 +254,16 @@ func readRaw(r *bufio.Reader) (*rawMessage, error) {
 }
 
 // without returns the header lines except those named (case-insensitive).
+// header returns the value of the first header called name, or "".
+func (m *rawMessage) header(name string) string {
+	for _, h := range m.headers {
+		if k, v, _ := strings.Cut(h, ":"); strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
 func (m *rawMessage) without(names ...string) []string {
 	var out []string
 	for _, h := range m.headers {

@@ -206,13 +206,15 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	r := parseRoute(req.Header.Method(), req.URI().PathOriginal(), rc)
 
 	// One pass over the headers: model, version, trace id, hop-by-hop.
-	var traceID, hdrModel, hdrVersion, connTokens, reqID []byte
+	var traceID, hdrModel, hdrVersion, connTokens, reqID, reqEnc []byte
 	var hop [16][]byte
 	nhop := 0
 	for k, v := range req.Header.All() {
 		switch {
 		case len(k) == len(hdrTraceparent) && bytes.EqualFold(k, hdrTraceparent):
 			traceID = parseTraceparent(v)
+		case len(k) == len(hdrContentEncoding) && bytes.EqualFold(k, hdrContentEncoding):
+			reqEnc = v
 		case len(rc.modelHeader) > 0 && bytes.EqualFold(k, rc.modelHeader):
 			hdrModel = v
 		case len(rc.versionHeader) > 0 && bytes.EqualFold(k, rc.versionHeader):
@@ -287,6 +289,9 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		resp.Header.SetBytesKV(p.labels.header, reqID)
 	}
 	rq := request{format: r.format, id: reqID, traceID: traceID, start: start, overhead: upStart.Sub(start)}
+	if len(reqEnc) > 0 || len(resp.Header.ContentEncoding()) > 0 {
+		rq.enc = bodyEncodings{encodingOf(reqEnc), encodingOf(resp.Header.ContentEncoding())}
+	}
 	if s != nil {
 		// The body is still to come: the stream accounts for the request
 		// when it ends.
@@ -309,6 +314,7 @@ type request struct {
 	traceID  []byte // for the latency exemplar, or nil
 	start    time.Time
 	overhead time.Duration // spent in the sidecar so far
+	enc      bodyEncodings // of the bodies, for the parser to decode
 }
 
 // account records a prediction once its answer is complete: its sizes, its
@@ -325,7 +331,7 @@ func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int
 		case len(respBody) < respSize:
 			p.queue.dropTooLarge(m)
 		default:
-			p.queue.offer(m, rq.format, reqBody, respBody, rq.id)
+			p.queue.offer(m, rq.format, rq.enc, reqBody, respBody, rq.id)
 		}
 	}
 	end := p.now()

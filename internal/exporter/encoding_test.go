@@ -1,0 +1,93 @@
+package exporter
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+)
+
+// compress encodes b in coding, as a client or model server would.
+func compress(t *testing.T, coding string, b []byte) []byte {
+	t.Helper()
+	switch coding {
+	case "gzip", "x-gzip":
+		return fasthttp.AppendGzipBytes(nil, b)
+	case "deflate":
+		return fasthttp.AppendDeflateBytes(nil, b)
+	case "br":
+		return fasthttp.AppendBrotliBytes(nil, b)
+	case "zstd":
+		return fasthttp.AppendZstdBytes(nil, b)
+	}
+	return b
+}
+
+// Compressed bodies (a client that sends gzip, a model server that answers
+// in whatever the client accepts) reach the other side as they were sent,
+// and the parser reads them decoded. One that can't be decoded is a payload
+// error; one over --capture.max-body-size once decoded is not parsed.
+func TestProxyCompressedPayloads(t *testing.T) {
+	const request, answer = `{"instances":[{"amount":12.5,"age":41}]}`, `{"predictions":[0.25]}`
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		coding := req.header("X-Answer-Coding")
+		body := compress(t, coding, []byte(answer))
+		switch {
+		case strings.Contains(req.start, "/corrupt:"):
+			body = []byte("\x1f\x8bnot gzip at all")
+		case strings.Contains(req.start, "/bomb:"):
+			body = compress(t, coding, []byte(`{"predictions":[1]`+strings.Repeat(" ", 2<<20)+`}`))
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n", coding, len(body))
+		c.Write(body)
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	send := func(model, reqCoding, respCoding string) []byte {
+		t.Helper()
+		body := compress(t, reqCoding, []byte(request))
+		req, err := http.NewRequest("POST", "http://"+e.ProxyAddr()+"/v1/models/"+model+":predict", bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Encoding", reqCoding)
+		req.Header.Set("X-Answer-Coding", respCoding)
+		req.Header.Set("Accept-Encoding", respCoding) // and Go's client leaves the answer alone
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode)
+		require.Equal(t, body, up.received()[len(up.received())-1].body, "the model server got the request as sent")
+		return got
+	}
+
+	for _, coding := range []string{"gzip", "x-gzip", "deflate", "br", "zstd", "identity"} {
+		model := strings.ReplaceAll(coding, "-", "_")
+		got := send(model, coding, coding)
+		require.Equal(t, compress(t, coding, []byte(answer)), got, "%s: the client got the answer as sent", coding)
+		waitIdle(t, e)
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_payloads_parsed_total", map[string]string{"model": model, "format": "kserve_v1"}), coding)
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": model}), coding)
+	}
+	// Compressed one way only.
+	send("mixed", "gzip", "identity")
+	waitIdle(t, e)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_payloads_parsed_total", map[string]string{"model": "mixed", "format": "kserve_v1"}))
+
+	send("corrupt", "identity", "gzip")
+	send("unknown", "compress", "identity")
+	send("bomb", "identity", "gzip")
+	waitIdle(t, e)
+	for _, model := range []string{"corrupt", "unknown"} {
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": model, "reason": "content_encoding"}), model)
+		require.Zero(t, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": model}), model)
+	}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "bomb", "reason": "body_too_large"}))
+	require.Zero(t, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "bomb"}))
+}
