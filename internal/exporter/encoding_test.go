@@ -91,3 +91,39 @@ func TestProxyCompressedPayloads(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "bomb", "reason": "body_too_large"}))
 	require.Zero(t, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "bomb"}))
 }
+
+// The push and labels APIs take compressed bodies too, limited to
+// --push.max-body-size once decoded.
+func TestPushCompressed(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, func(o *Options) { labelsOn(o); o.PushMaxBodySize = 64 << 10 })
+	web := "http://" + e.WebAddr()
+	ndjson := []string{"Content-Type", "application/x-ndjson"}
+	records := []byte(`{"model":"churn","id":"p1","features":{"x":1},"prediction":"yes"}` + "\n" +
+		`{"model":"churn","id":"p2","features":{"x":2},"prediction":"no"}`)
+	for _, coding := range []string{"gzip", "zstd"} {
+		st, body := do(t, "POST", web+"/v1/observations", string(compress(t, coding, records)), append(ndjson, "Content-Encoding", coding)...)
+		require.Equal(t, 200, st, body)
+		require.Contains(t, body, `"accepted":2`)
+	}
+	st, body := do(t, "POST", web+"/v1/labels", string(compress(t, "br", []byte(`{"id":"p1","label":"yes"}`))), append(ndjson, "Content-Encoding", "br")...)
+	require.Equal(t, 200, st, body)
+	require.Contains(t, body, `"accepted":1`)
+
+	for _, tc := range []struct {
+		coding string
+		body   []byte
+		status int
+		err    string
+	}{
+		{"compress", records, 415, `unsupported Content-Encoding \"compress\"`},
+		{"gzip", []byte("\x1f\x8bnot gzip"), 400, "couldn't decode the gzip body"},
+		{"gzip", compress(t, "gzip", bytes.Repeat([]byte(" "), 1<<20)), 413, "body larger than --push.max-body-size (65536 bytes) once decoded"},
+	} {
+		for _, path := range []string{"/v1/observations", "/v1/labels"} {
+			st, body := do(t, "POST", web+path, string(tc.body), append(ndjson, "Content-Encoding", tc.coding)...)
+			require.Equal(t, tc.status, st, "%s %s: %s", path, tc.coding, body)
+			require.Contains(t, body, tc.err, path)
+		}
+	}
+}

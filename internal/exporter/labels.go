@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -281,10 +280,10 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		write(http.StatusMethodNotAllowed, empty)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, status, err := readBody(w, r, h.maxBody)
 	if err != nil {
-		empty.Error = fmt.Sprintf("body larger than --push.max-body-size (%d bytes)", h.maxBody)
-		write(http.StatusRequestEntityTooLarge, empty)
+		empty.Error = err.Error()
+		write(status, empty)
 		return
 	}
 	raws, err := splitRecords(body, r.Header.Get("Content-Type"))
@@ -310,7 +309,7 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Accepted++
 		resp.Results = append(resp.Results, res.String())
 	}
-	status := http.StatusOK
+	status = http.StatusOK
 	if resp.Accepted == 0 && len(resp.Rejected) > 0 {
 		status = http.StatusBadRequest
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
 )
@@ -75,15 +77,9 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writePush(w, http.StatusMethodNotAllowed, PushResponse{Rejected: []Rejection{}, Error: "only POST is allowed"})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, status, err := readBody(w, r, h.maxBody)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writePush(w, http.StatusRequestEntityTooLarge, PushResponse{Rejected: []Rejection{},
-				Error: fmt.Sprintf("body larger than --push.max-body-size (%d bytes)", h.maxBody)})
-			return
-		}
-		writePush(w, http.StatusBadRequest, PushResponse{Rejected: []Rejection{}, Error: "couldn't read body: " + err.Error()})
+		writePush(w, status, PushResponse{Rejected: []Rejection{}, Error: err.Error()})
 		return
 	}
 	raws, err := splitRecords(body, r.Header.Get("Content-Type"))
@@ -121,11 +117,43 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.obs.metrics.ObservationsReceived.WithLabelValues(m.name).Inc()
 		resp.Accepted++
 	}
-	status := http.StatusOK
+	status = http.StatusOK
 	if resp.Accepted == 0 && len(resp.Rejected) > 0 {
 		status = http.StatusBadRequest
 	}
 	writePush(w, status, resp)
+}
+
+// readBody reads the body of a push or labels request, decoded from its
+// Content-Encoding (gzip, deflate, br, zstd), and at most max bytes both as
+// sent and decoded. On failure it returns the status to answer with.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, int, error) {
+	tooLarge := fmt.Errorf("body larger than --push.max-body-size (%d bytes)", max)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, http.StatusRequestEntityTooLarge, tooLarge
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("couldn't read body: %w", err)
+	}
+	coding := r.Header.Get("Content-Encoding")
+	enc := encodingOf([]byte(coding))
+	if enc == encIdentity {
+		return body, 0, nil
+	}
+	if enc == encOther {
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q: use gzip, deflate, br or zstd", coding)
+	}
+	var codec fasthttp.Response
+	body, err = decode(&codec, enc, body, int(max))
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("%w once decoded", tooLarge)
+	case err != nil:
+		return nil, http.StatusBadRequest, fmt.Errorf("couldn't decode the %s body", enc)
+	}
+	return body, 0, nil
 }
 
 func writePush(w http.ResponseWriter, status int, resp PushResponse) {
