@@ -127,3 +127,27 @@ func TestPushCompressed(t *testing.T) {
 		}
 	}
 }
+
+// A Triton client's request, its tensors in the binary data extension
+// (tritonclient's default), is parsed like one with JSON data.
+func TestProxyOIPBinaryTensors(t *testing.T) {
+	const header = `{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","parameters":{"binary_data_size":16}}],"outputs":[{"name":"y","parameters":{"binary_data":true}}]}`
+	var data []byte
+	for _, f := range []uint32{0x3fc00000, 0xc0000000, 0x3e800000, 0x41000000} { // 1.5, -2, 0.25, 8
+		data = append(data, byte(f), byte(f>>8), byte(f>>16), byte(f>>24))
+	}
+	const answer = `{"model_name":"triton","outputs":[{"name":"y","shape":[2],"datatype":"BOOL","parameters":{"binary_data_size":2}}]}`
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nInference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n%s\x01\x00", len(answer), len(answer)+2, answer)
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v2/models/triton/infer", header+string(data),
+		"Inference-Header-Content-Length", fmt.Sprint(len(header)), "Content-Type", "application/octet-stream")
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+	triton := map[string]string{"model": "triton"}
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", triton))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_payloads_parsed_total", map[string]string{"model": "triton", "format": "oip_v2"}))
+	require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": "triton", "reason": "missing_field"}))
+}

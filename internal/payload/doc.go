@@ -33,9 +33,10 @@
 // each record its row in row-major order, named by Options.FeatureNames, else
 // "<input>" if there is one element per row, else "<input>_<j>". With several inputs
 // each adds "<input>" (shape [N] or [N, 1]) or "<input>_<j>" to every record.
-// Datatype BOOL turns 0/1 into booleans; BYTES elements are strings. "parameters"
-// are ignored. Triton's binary tensor extension (data after the JSON) is not
-// supported. In the response, the output named by Options.Output, else the first
+// Datatype BOOL turns 0/1 into booleans; BYTES elements are strings. Of a tensor's
+// "parameters" only "binary_data_size" is read: Triton's binary tensor data
+// extension, where the data follows the JSON of the body (oipbinary.go), in the
+// request and the response alike. In the response, the output named by Options.Output, else the first
 // output, gives the prediction: one element per instance is Prediction, several
 // numeric ones are Scores. Without Options.Output, the first later output of the
 // other kind fills the other field, so that a classifier's label and probabilities

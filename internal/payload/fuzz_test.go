@@ -27,6 +27,10 @@ var fuzzSeeds = map[Format][][2]string{
 			`{"outputs": [{"name": "label", "shape": [2], "datatype": "BYTES", "data": ["p", "q"]}, {"name": "probabilities", "shape": [2, 2], "datatype": "FP32", "data": [0.1, 0.9, 0.8, 0.2]}]}`},
 		{`{"inputs": [{"name": "x", "shape": [], "datatype": "BOOL", "data": 1}]}`, `{"outputs": [{"name": "label", "shape": [1, 1], "datatype": "BOOL", "data": [[false]]}]}`},
 		{`{"inputs": [{"name": "x", "shape": [0, 3], "datatype": "FP16", "data": []}]}`, `{"error": "x"}`},
+		// Triton's binary tensor data extension: the bytes follow the JSON.
+		{`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}, {"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}]}` +
+			"\x00\x00\xc0\x3f\x00\x00\x00\xc0\x02\x00\x00\x00ab",
+			`{"outputs": [{"name": "y", "shape": [1], "datatype": "FP16", "parameters": {"binary_data_size": 2}}]}` + "\x00\x3e"},
 		{`{"inputs": [{"name": "x", "shape": [18446744073709551615, 2], "datatype": "FP32", "data": [1]}]}`, ``},
 	},
 	FormatMLflow: {

@@ -36,7 +36,7 @@ func (p *Parser) tensor(v *fastjson.Value, field string, i int, mkErr errFunc) (
 	if o == nil {
 		return t, mkErr(ReasonTypeMismatch, at+" is not an object")
 	}
-	var name, shape, datatype, data *fastjson.Value
+	var name, shape, datatype, data, params *fastjson.Value
 	o.Visit(func(k []byte, fv *fastjson.Value) {
 		switch string(k) {
 		case "name":
@@ -47,8 +47,17 @@ func (p *Parser) tensor(v *fastjson.Value, field string, i int, mkErr errFunc) (
 			datatype = fv
 		case "data":
 			data = fv
+		case "parameters":
+			params = fv
 		}
 	})
+	// The binary data extension (oipbinary.go): the bytes follow the JSON.
+	bin := &p.bins[0]
+	if field == "outputs" {
+		bin = &p.bins[1]
+	}
+	binSize, binary := binaryDataSize(params)
+	binary = binary && data == nil && bin.data != nil
 	switch {
 	case name == nil:
 		return t, mkErr(ReasonMissingField, at+` has no "name"`)
@@ -56,9 +65,8 @@ func (p *Parser) tensor(v *fastjson.Value, field string, i int, mkErr errFunc) (
 		return t, mkErr(ReasonMissingField, at+` has no "shape"`)
 	case datatype == nil:
 		return t, mkErr(ReasonMissingField, at+` has no "datatype"`)
-	case data == nil:
-		// Triton's binary tensor extension puts the data after the JSON, which is not supported.
-		return t, mkErr(ReasonMissingField, at+` has no "data"`)
+	case data == nil && !binary:
+		return t, mkErr(ReasonMissingField, at+` has no "data" (nor binary data after the JSON)`)
 	}
 	if name.Type() != fastjson.TypeString {
 		return t, mkErr(ReasonTypeMismatch, at+`.name is not a string`)
@@ -111,7 +119,15 @@ func (p *Parser) tensor(v *fastjson.Value, field string, i int, mkErr errFunc) (
 
 	t.start = len(p.elems)
 	t.numeric = true
-	if err := p.appendElems(&t, data, at, mkErr); err != nil {
+	if binary {
+		raw, ok := bin.take(binSize)
+		if !ok {
+			return t, mkErr(ReasonShapeMismatch, at+" has less binary data after the JSON than its binary_data_size")
+		}
+		if err := p.appendBinary(&t, string(dt), raw, at, mkErr); err != nil {
+			return t, err
+		}
+	} else if err := p.appendElems(&t, data, at, mkErr); err != nil {
 		return t, err
 	}
 	count := uint64(len(p.elems) - t.start)

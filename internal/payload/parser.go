@@ -68,8 +68,10 @@ type Parser struct {
 	cols       []column  // TF-Serving columnar inputs
 	tensors    []tensor  // OIP inputs or outputs
 	elems      []*fastjson.Value
-	kvs        []kv     // fields of object-valued predictions
-	tensorName [][]byte // OIP feature names, per tensor
+	arena      fastjson.Arena   // values of OIP tensors' binary data
+	bins       [2]binarySection // the binary data of the request and the response
+	kvs        []kv             // fields of object-valued predictions
+	tensorName [][]byte         // OIP feature names, per tensor
 }
 
 // NewParser returns a Parser configured by opts; zero fields take their defaults.
@@ -129,13 +131,17 @@ func (p *Parser) parseTree(f Format, req, resp []byte, dst *Batch) error {
 	if isBlank(req) {
 		return reqErr(ReasonEmptyBody, "empty body")
 	}
-	root, ok := p.parseJSON(&p.req, req)
+	root, bin, ok := p.parseWithBinary(&p.req, req)
 	if !ok {
 		return reqErr(ReasonInvalidJSON, "not valid JSON")
 	}
 	if f == FormatUnknown {
 		f = detect(root)
 	}
+	if bin.data != nil && f != FormatOIP {
+		return reqErr(ReasonInvalidJSON, "not valid JSON: bytes after the JSON")
+	}
+	p.bins[0] = bin
 	p.nameBudget = 4*len(req) + 4096
 	p.copyBudget = len(req) + 4096
 
@@ -190,6 +196,8 @@ func (p *Parser) reset(size int) {
 	p.elems = p.elems[:0]
 	p.tensorName = p.tensorName[:0]
 	p.kvs = p.kvs[:0]
+	p.arena.Reset()
+	p.bins = [2]binarySection{}
 }
 
 // response parses resp according to format f and fills the predictions of dst.Records.
@@ -197,10 +205,11 @@ func (p *Parser) response(f Format, resp []byte, dst *Batch) error {
 	if isBlank(resp) {
 		return respErr(ReasonEmptyBody, "empty body")
 	}
-	root, ok := p.parseJSON(&p.resp, resp)
-	if !ok {
+	root, bin, ok := p.parseWithBinary(&p.resp, resp)
+	if !ok || bin.data != nil && f != FormatOIP {
 		return respErr(ReasonInvalidResponse, "not valid JSON")
 	}
+	p.bins[1] = bin
 	switch f {
 	case FormatOIP:
 		return p.oipResponse(root, dst)
