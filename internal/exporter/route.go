@@ -23,7 +23,12 @@ var (
 	oipRepo      = []byte("/v2/repository/")
 	predictVerb  = []byte(":predict")
 	explainVerb  = []byte(":explain")
-	inferSuffix  = []byte("/infer")
+	classifyVerb = []byte(":classify") // TF-Serving's Classify and Regress APIs
+	regressVerb  = []byte(":regress")
+	labelsSeg    = []byte("/labels/")
+	// TorchServe's inference API.
+	torchServePrefix = []byte("/predictions/")
+	inferSuffix      = []byte("/infer")
 	// The OIP's generate extension (Triton, KServe's LLM runtimes): not a
 	// prediction unless prediction_paths lists it, but it names its model.
 	generateSuffixes = [][]byte{[]byte("/generate"), []byte("/generate_stream")}
@@ -33,7 +38,9 @@ var (
 )
 
 // parseRoute reads the model, version and payload format from a request path:
-// KServe's /v1/models/{name}:predict, the Open Inference Protocol's
+// KServe's /v1/models/{name}:predict (and TF-Serving's versions, labels,
+// :classify and :regress), TorchServe's /predictions/{name}[/{version}], the
+// Open Inference Protocol's
 // /v2/models/{name}[/versions/{version}]/infer (and the model of its
 // generate extension) and MLflow's /invocations. It does not allocate.
 func parseRoute(method, p []byte, rc *runtimeConfig) route {
@@ -41,15 +48,34 @@ func parseRoute(method, p []byte, rc *runtimeConfig) route {
 	switch {
 	case bytes.HasPrefix(p, kservePrefix):
 		rest := p[len(kservePrefix):]
-		if i := bytes.LastIndexByte(rest, ':'); i > 0 && bytes.IndexByte(rest[:i], '/') < 0 {
-			r.model = rest[:i]
-			switch {
-			case bytes.Equal(rest[i:], predictVerb):
-				r.predict, r.format = true, payload.FormatKServeV1
-				return r
-			case bytes.Equal(rest[i:], explainVerb):
-				return r
+		if i := bytes.LastIndexByte(rest, ':'); i > 0 {
+			name, verb := rest[:i], rest[i:]
+			// TF-Serving names a version, or a label of one, before the verb.
+			var version []byte
+			if j := bytes.Index(name, versionsSeg); j > 0 {
+				name, version = name[:j], name[j+len(versionsSeg):]
+			} else if j := bytes.Index(name, labelsSeg); j > 0 {
+				name, version = name[:j], name[j+len(labelsSeg):]
 			}
+			if bytes.IndexByte(name, '/') < 0 && bytes.IndexByte(version, '/') < 0 {
+				r.model, r.version = name, version
+				switch {
+				case bytes.Equal(verb, predictVerb), bytes.Equal(verb, classifyVerb), bytes.Equal(verb, regressVerb):
+					r.predict, r.format = true, payload.FormatKServeV1
+					return r
+				case bytes.Equal(verb, explainVerb):
+					return r
+				}
+				r.model, r.version = nil, nil
+			}
+		}
+	case bytes.HasPrefix(p, torchServePrefix):
+		// TorchServe's /predictions/{name}[/{version}]: a prediction by the
+		// rules below (a POST), of the model and version it names.
+		rest := p[len(torchServePrefix):]
+		name, version, _ := bytes.Cut(rest, []byte("/"))
+		if len(name) > 0 && bytes.IndexByte(version, '/') < 0 {
+			r.model, r.version = name, version
 		}
 	case bytes.HasPrefix(p, oipPrefix) && bytes.HasSuffix(p, inferSuffix):
 		if r.model, r.version = oipModel(p, inferSuffix); r.model != nil {

@@ -23,6 +23,18 @@ func TestParseRoute(t *testing.T) {
 	}{
 		{plain, "POST", "/v1/models/fraud:predict", true, "fraud", "", payload.FormatKServeV1},
 		{plain, "POST", "/v1/models/fraud:explain", false, "fraud", "", payload.FormatUnknown},
+		// TF-Serving's versions, labels and other verbs.
+		{plain, "POST", "/v1/models/fraud/versions/7:predict", true, "fraud", "7", payload.FormatKServeV1},
+		{plain, "POST", "/v1/models/fraud/labels/stable:predict", true, "fraud", "stable", payload.FormatKServeV1},
+		{plain, "POST", "/v1/models/fraud:classify", true, "fraud", "", payload.FormatKServeV1},
+		{plain, "POST", "/v1/models/fraud/versions/7:regress", true, "fraud", "7", payload.FormatKServeV1},
+		{plain, "POST", "/v1/models/a/b:predict", true, "", "", payload.FormatUnknown},
+		{plain, "GET", "/v1/models/fraud/versions/7", false, "", "", payload.FormatUnknown},
+		// TorchServe.
+		{plain, "POST", "/predictions/resnet", true, "resnet", "", payload.FormatUnknown},
+		{plain, "POST", "/predictions/resnet/2.0", true, "resnet", "2.0", payload.FormatUnknown},
+		{plain, "GET", "/predictions/resnet", false, "resnet", "", payload.FormatUnknown},
+		{plain, "POST", "/predictions/", true, "", "", payload.FormatUnknown},
 		{plain, "POST", "/v2/models/fraud/versions/3/infer", true, "fraud", "3", payload.FormatOIP},
 		{plain, "POST", "/v2/models/fraud/infer", true, "fraud", "", payload.FormatOIP},
 		{plain, "POST", "/v2/models/a/b/infer", false, "", "", payload.FormatUnknown},
