@@ -164,13 +164,30 @@ func dialLazyDeadlines(dial fasthttp.DialFuncWithTimeout, slack time.Duration) f
 	}
 }
 
-// dialUpstream dials the model server as fasthttp does by default.
+// dialUpstream dials the model server over IPv4 or IPv6, as its address
+// resolves (fasthttp's default dialer knows only IPv4: an upstream of
+// http://[::1]:8080, or a name with only AAAA records in an IPv6 cluster,
+// could not be reached). A failure to dial is a dialError.
 func dialUpstream(addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	var err error
 	if timeout > 0 {
-		return fasthttp.DialTimeout(addr, timeout)
+		c, err = fasthttp.DialDualStackTimeout(addr, timeout)
+	} else {
+		c, err = fasthttp.DialDualStack(addr)
 	}
-	return fasthttp.Dial(addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	return c, nil
 }
+
+// dialError is a failure to connect to the model server: counted as
+// connection, or timeout when it is one.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // serve serves client connections from ln until the server shuts down. Their
 // deadlines are handed to the runtime lazily (deadline.go).
@@ -455,7 +472,8 @@ func classifyError(err error) (reason string, status int, body string) {
 	}
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
-	if errors.As(err, &dnsErr) || errors.As(err, &opErr) {
+	var dialErr *dialError
+	if errors.As(err, &dnsErr) || errors.As(err, &opErr) || errors.As(err, &dialErr) {
 		return collector.ErrorConnection, fasthttp.StatusBadGateway, "modelmon: could not reach the model server\n"
 	}
 	msg := err.Error()

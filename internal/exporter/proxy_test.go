@@ -336,6 +336,26 @@ func TestProxyLargeHeaders(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "huge", "reason": "invalid_response"}))
 }
 
+// A model server on IPv6 is reached: fasthttp's default dialer knows only
+// IPv4.
+func TestProxyIPv6Upstream(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback on this machine: %v", err)
+	}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"predictions":[1]}`)
+	}))
+	up.Listener.Close()
+	up.Listener = ln
+	up.Start()
+	defer up.Close()
+	e := startExporter(t, up.URL, nil)
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict", `{}`)
+	require.Equal(t, 200, st, body)
+	require.Equal(t, `{"predictions":[1]}`, body)
+}
+
 // /metrics negotiates OpenMetrics, and there the latency histogram carries
 // the trace id of the request's traceparent as an exemplar.
 func TestExemplarsAndOpenMetrics(t *testing.T) {
