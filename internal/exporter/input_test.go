@@ -3,6 +3,8 @@ package exporter
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,4 +225,19 @@ func TestTrafficLabelValuesAreSanitised(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "hdr\uFFFD"}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": long[:128]}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "hdr\uFFFD", "version": "v\uFFFD1"}))
+}
+
+// MLflow's scoring server takes CSV; the sidecar reads it like the JSON
+// forms.
+func TestMLflowCSVThroughTheProxy(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"predictions\": [0.1, 0.9]}")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/invocations", "amount,country\n12.5,DE\n3,FR\n", "Content-Type", "text/csv", "X-Model-Name", "churn")
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "churn"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_payloads_parsed_total", map[string]string{"model": "churn", "format": "mlflow"}))
 }

@@ -45,8 +45,10 @@
 // FormatMLflow is the MLflow scoring server's /invocations: "dataframe_split"
 // (columns and rows; without "columns", features are positional),
 // "dataframe_records", and "instances" or "inputs" as in FormatKServeV1; MLflow 1.x's
-// unwrapped pandas "split" object and "records" array are accepted too. The response
-// is {"predictions": …} (MLflow ≥ 2) or a bare array (MLflow 1.x).
+// unwrapped pandas "split" object and "records" array are accepted too, and so is a
+// body that is not JSON but CSV (text/csv: a header row, then a row per instance;
+// csv.go). The response is {"predictions": …} (MLflow ≥ 2) or a bare array (MLflow
+// 1.x).
 //
 // FormatJSON is plain JSON: an object of features is one instance, an array holds one
 // instance per element. The response is a scalar or object for one instance, an

@@ -34,6 +34,8 @@ var fuzzSeeds = map[Format][][2]string{
 		{`{"inputs": [{"name": "x", "shape": [18446744073709551615, 2], "datatype": "FP32", "data": [1]}]}`, ``},
 	},
 	FormatMLflow: {
+		// MLflow's scoring server also takes CSV.
+		{"amount,country,new\n12.5,DE,True\n3,\"FR, Paris\",\n", `{"predictions": [0.1, 0.9]}`},
 		{`{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4]]}}`, `{"predictions": [0, 1]}`},
 		{`{"dataframe_split": {"index": [0], "columns": [0, "b", null], "data": [[1.5, "x", true]]}}`, `{"predictions": [{"label": "yes"}]}`},
 		{`{"dataframe_records": [{"a": 1}, {"a": 2}], "params": {"k": 1}}`, `{"predictions": {"class": ["p", "q"], "score": [0.7, 0.2]}}`},

@@ -132,6 +132,12 @@ func (p *Parser) parseTree(f Format, req, resp []byte, dst *Batch) error {
 		return reqErr(ReasonEmptyBody, "empty body")
 	}
 	root, bin, ok := p.parseWithBinary(&p.req, req)
+	csvFrame := false
+	if !ok && f == FormatMLflow {
+		// MLflow's scoring server also takes CSV (csv.go).
+		root, ok = p.csvDataFrame(req)
+		csvFrame = ok
+	}
 	if !ok {
 		return reqErr(ReasonInvalidJSON, "not valid JSON")
 	}
@@ -152,7 +158,11 @@ func (p *Parser) parseTree(f Format, req, resp []byte, dst *Batch) error {
 	case FormatOIP:
 		err = p.oipRequest(root, dst)
 	case FormatMLflow:
-		err = p.mlflowRequest(root, dst)
+		if csvFrame {
+			err = p.dataframeSplit(dst, root, "csv")
+		} else {
+			err = p.mlflowRequest(root, dst)
+		}
 	case FormatJSON:
 		err = p.jsonRequest(root, dst)
 	default:

@@ -1,0 +1,63 @@
+package payload
+
+import (
+	"bytes"
+	"encoding/csv"
+	"io"
+	"strconv"
+
+	"github.com/valyala/fastjson"
+)
+
+// csvDataFrame reads a CSV request of MLflow's scoring server (Content-Type
+// text/csv, read there by pandas.read_csv): a header row of column names,
+// then one row per instance. It returns the frame in pandas' "split" orient,
+// {"columns": [...], "data": [[...], ...]}, built in the parser's arena, for
+// dataframeSplit. A cell is a number when it reads as one, a boolean for
+// True/False (as pandas reads them), missing when empty, else a string. It
+// stops at maxInstances+1 rows: dataframeSplit reports more.
+func (p *Parser) csvDataFrame(body []byte) (*fastjson.Value, bool) {
+	r := csv.NewReader(bytes.NewReader(body))
+	r.ReuseRecord = true
+	header, err := r.Read()
+	if err != nil || len(header) < 2 && !bytes.ContainsAny(body, ",\n") {
+		return nil, false
+	}
+	a := &p.arena
+	frame, cols, data := a.NewObject(), a.NewArray(), a.NewArray()
+	for j, name := range header {
+		cols.SetArrayItem(j, a.NewString(name))
+	}
+	for i := 0; i <= p.maxInstances; i++ {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, false
+		}
+		row := a.NewArray()
+		for j, cell := range rec {
+			row.SetArrayItem(j, csvCell(a, cell))
+		}
+		data.SetArrayItem(i, row)
+	}
+	frame.Set("columns", cols)
+	frame.Set("data", data)
+	return frame, true
+}
+
+func csvCell(a *fastjson.Arena, cell string) *fastjson.Value {
+	switch cell {
+	case "":
+		return a.NewNull()
+	case "True", "true", "TRUE":
+		return a.NewTrue()
+	case "False", "false", "FALSE":
+		return a.NewFalse()
+	}
+	if f, err := strconv.ParseFloat(cell, 64); err == nil {
+		return a.NewNumberFloat64(f)
+	}
+	return a.NewString(cell)
+}
