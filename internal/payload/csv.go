@@ -30,10 +30,11 @@ func (p *Parser) csvDataFrame(body []byte) (*fastjson.Value, bool) {
 	}
 	for i := 0; i <= p.maxInstances; i++ {
 		rec, err := r.Read()
-		if err == io.EOF {
+		if err == io.EOF && i > 0 {
 			break
 		}
 		if err != nil {
+			// Not CSV, or only a header: a truncated JSON array reads as one.
 			return nil, false
 		}
 		row := a.NewArray()

@@ -24,5 +24,6 @@ func TestMLflowCSV(t *testing.T) {
 		{name: "too many rows", format: FormatMLflow, opts: Options{MaxInstances: 2}, req: "a\n1\n2\n3\n", reason: ReasonTooManyInstances},
 		{name: "CSV at another path is not read", format: FormatKServeV1, req: "a,b\n1,2\n", reason: ReasonInvalidJSON},
 		{name: "not CSV either", format: FormatMLflow, req: strings.Repeat("\"", 3), reason: ReasonInvalidJSON},
+		{name: "truncated JSON, a header without rows", format: FormatMLflow, req: `[1, 2, 3`, reason: ReasonInvalidJSON},
 	})
 }
