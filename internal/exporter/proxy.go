@@ -306,8 +306,8 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		resp.Header.SetBytesKV(p.labels.header, reqID)
 	}
 	rq := request{format: r.format, id: reqID, traceID: traceID, start: start, overhead: upStart.Sub(start)}
-	if len(reqEnc) > 0 || len(resp.Header.ContentEncoding()) > 0 {
-		rq.enc = bodyEncodings{encodingOf(reqEnc), encodingOf(resp.Header.ContentEncoding())}
+	if respEnc := resp.Header.ContentEncoding(); len(reqEnc) > 0 || len(respEnc) > 0 {
+		rq.enc = bodyEncodings{encodingOf(reqEnc), encodingOf(respEnc)}
 	}
 	if s != nil {
 		// The body is still to come: the stream accounts for the request
