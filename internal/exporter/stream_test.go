@@ -128,6 +128,69 @@ func TestProxyStreamTimeToFirstByte(t *testing.T) {
 	require.Zero(t, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", map[string]string{"model": "whole"}))
 }
 
+// A generative model's answers, streamed as server-sent events or whole, are
+// predictions parsed like any other: the finish reason is the prediction, and
+// none is a payload error. Its error event is one.
+func TestProxyGenerativeAnswers(t *testing.T) {
+	chunk := func(content, finish string) string {
+		return `{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"llama","choices":[{"index":0,"delta":{"content":"` + content + `"},"finish_reason":` + finish + `}]}`
+	}
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		events := []string{chunk("Hel", "null"), chunk("lo", "null"), chunk("", `"length"`), "[DONE]"}
+		switch {
+		case strings.Contains(req.start, "/whole"):
+			body := `{"id":"chatcmpl-2","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}]}`
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			return true
+		case strings.Contains(req.start, "/generate_stream"):
+			events = []string{`{"model_name":"t5","model_version":"1","text_output":"Hel"}`, `{"model_name":"t5","model_version":"1","text_output":"lo"}`}
+			if strings.Contains(string(req.body), "fail") {
+				events = append(events, `{"error":"the model ran out of memory"}`)
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for _, ev := range events {
+			ev = "data: " + ev + "\n\n"
+			fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev)
+		}
+		io.WriteString(c, "0\r\n\r\n")
+		return true
+	})
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+default_model: llama
+prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/*/generate_stream]
+`), 0o644))
+	e := startExporter(t, up.URL(), func(o *Options) { o.ConfigFile = cfg })
+	proxy := "http://" + e.ProxyAddr()
+
+	st, body := do(t, "POST", proxy+"/v1/chat/completions", `{"model":"llama","messages":[{"role":"user","content":"Hi"}],"stream":true}`)
+	require.Equal(t, 200, st)
+	require.True(t, strings.HasPrefix(body, "data: "+chunk("Hel", "null")+"\n\n"), body)
+	st, _ = do(t, "POST", proxy+"/v1/chat/completions/whole", `{"model":"llama","messages":[{"role":"user","content":"Hi"}]}`)
+	require.Equal(t, 200, st)
+	for _, in := range []string{`{"text_input":"Hi"}`, `{"text_input":"fail"}`} {
+		st, _ = do(t, "POST", proxy+"/v2/models/t5/generate_stream", in)
+		require.Equal(t, 200, st)
+	}
+
+	llama, t5 := map[string]string{"model": "llama"}, map[string]string{"model": "t5"}
+	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "llama", "format": "json"})
+	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "t5", "format": "json"})
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", llama))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", t5))
+	for _, m := range []string{"llama", "t5"} {
+		for _, reason := range []string{"invalid_response", "missing_field"} {
+			want := 0.0
+			if m == "t5" && reason == "invalid_response" {
+				want = 1 // the stream that ended in an error event
+			}
+			require.Equal(t, want, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": m, "reason": reason}), "%s %s", m, reason)
+		}
+	}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", llama), "the streamed one")
+}
+
 // --proxy.timeout bounds each wait of a stream, not the whole of it: a model
 // server that keeps talking may stream for longer, one that goes quiet is cut
 // off and counted.

@@ -55,6 +55,11 @@
 // array with one element per instance (or, for one instance, its vector), or a
 // columnar object whose array fields have one element per instance.
 //
+// A generative model's answer (generate.go) is read whole in FormatJSON,
+// FormatKServeV1 and FormatMLflow, and as a stream of server-sent events in any
+// format: OpenAI-style completions, the OIP generate extension and TGI's API.
+// Its prediction is the finish reason it gives, if any.
+//
 // # Features
 //
 // An instance that is an object gives named features. An array gives positional

@@ -52,6 +52,10 @@ var fuzzSeeds = map[Format][][2]string{
 		{`{"x": Infinity, "y": "Infinity"}`, `[0.2, 0.5, 0.3]`},
 		{`{"caf\u00e9": "a\"b"}`, `{"label": "\u00e9"}`},
 		{`{"x": 1}`, `{"a": "p", "b": "q"}`},
+		// Generative models: whole answers and streams of server-sent events.
+		{`{"model": "m", "messages": [{"role": "user", "content": "Hi"}]}`, `{"choices": [{"index": 0, "message": {"content": "Hello"}, "finish_reason": "stop"}]}`},
+		{`{"text_input": "Hi"}`, "data: {\"text_output\": \"He\"}\n\ndata: {\"text_output\": \"llo\"}\n\n"},
+		{`{"prompt": "Hi"}`, ": ping\r\n\r\nid: 1\r\ndata: {\"choices\": [{\"index\": 0,\r\ndata: \"finish_reason\": \"length\"}]}\r\n\r\ndata: [DONE]\r\n\r\n"},
 	},
 }
 

@@ -72,6 +72,8 @@ type Parser struct {
 	bins       [2]binarySection // the binary data of the request and the response
 	kvs        []kv             // fields of object-valued predictions
 	tensorName [][]byte         // OIP feature names, per tensor
+	sse        []byte           // data of a server-sent event of several lines
+	finish     []byte           // finish reason of a streamed generation
 }
 
 // NewParser returns a Parser configured by opts; zero fields take their defaults.
@@ -196,6 +198,7 @@ func (p *Parser) reset(size int) {
 		p.req, p.resp = fastjson.Parser{}, fastjson.Parser{}
 		p.scratch, p.names, p.elems, p.kvs = nil, nil, nil, nil
 		p.fastReq, p.fastResp, p.fastElems = nil, nil, nil
+		p.sse = nil
 	}
 	p.lastSize = size
 	p.names = p.names[:0]
@@ -214,6 +217,9 @@ func (p *Parser) reset(size int) {
 func (p *Parser) response(f Format, resp []byte, dst *Batch) error {
 	if isBlank(resp) {
 		return respErr(ReasonEmptyBody, "empty body")
+	}
+	if isEventStream(resp) {
+		return p.eventStream(resp, dst)
 	}
 	root, bin, ok := p.parseWithBinary(&p.resp, resp)
 	if !ok || bin.data != nil && f != FormatOIP {

@@ -53,6 +53,9 @@ func (p *Parser) predictionsResponse(root *fastjson.Value, b *Batch) error {
 	if hasErrorKey(o) {
 		return respErr(ReasonInvalidResponse, "the model server returned an error")
 	}
+	if p.generation(o, b) {
+		return nil
+	}
 	return respErr(ReasonMissingField, `no "predictions" or "outputs"`)
 }
 
@@ -71,10 +74,14 @@ func (p *Parser) jsonResponse(root *fastjson.Value, b *Batch) error {
 		if n == 0 {
 			return nil
 		}
-		if n == 1 {
-			return p.object(b, &b.Records[0], root.GetObject())
+		o := root.GetObject()
+		if p.generation(o, b) {
+			return nil
 		}
-		return p.columnar(b, root.GetObject(), "body")
+		if n == 1 {
+			return p.object(b, &b.Records[0], o)
+		}
+		return p.columnar(b, o, "body")
 	}
 	return p.predictionList(b, root, "body")
 }
