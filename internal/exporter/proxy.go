@@ -94,6 +94,15 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		if tlsConfig, err = promconfig.NewTLSConfig(&o.TLS); err != nil {
 			return nil, fmt.Errorf("couldn't set up TLS to --proxy.upstream=%q: %w", o.Upstream, err)
 		}
+		if o.TLS.CAFile != "" && !o.TLS.InsecureSkipVerify {
+			name := o.TLS.ServerName
+			if name == "" {
+				name = u.Hostname()
+			}
+			if _, err = newUpstreamCA(o.TLS.CAFile, name, tlsConfig, logger); err != nil {
+				return nil, fmt.Errorf("couldn't set up TLS to --proxy.upstream=%q: %s: %w", o.Upstream, o.TLS.CAFile, err)
+			}
+		}
 	} else if o.TLS != (promconfig.TLSConfig{}) {
 		return nil, fmt.Errorf("the --proxy.upstream-* TLS flags need an https:// --proxy.upstream, not %q", o.Upstream)
 	}

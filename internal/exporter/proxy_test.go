@@ -484,6 +484,67 @@ func TestProxyHTTPSUpstream(t *testing.T) {
 		_, body = do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict", `{}`)
 		require.Equal(t, `{"predictions":["sidecar-2"]}`, body)
 	})
+
+	t.Run("a rotated CA", func(t *testing.T) {
+		dir := t.TempDir()
+		next := newTestCA(t, dir)
+		var current atomic.Pointer[tls.Certificate]
+		serve := func(ca *testCA) {
+			c, k := ca.issue(t, dir, "model.internal", x509.ExtKeyUsageServerAuth, nil)
+			pair, err := tls.LoadX509KeyPair(c, k)
+			require.NoError(t, err)
+			current.Store(&pair)
+		}
+		serve(ca)
+		up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, `{"predictions":[1]}`)
+		}))
+		up.TLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }}
+		up.StartTLS()
+		defer up.Close()
+		caFile := filepath.Join(dir, "ca.crt")
+		trust := func(content []byte) {
+			tmp := caFile + ".new"
+			require.NoError(t, os.WriteFile(tmp, content, 0o644))
+			require.NoError(t, os.Rename(tmp, caFile))
+		}
+		pem := func(ca *testCA) []byte {
+			b, err := os.ReadFile(ca.file)
+			require.NoError(t, err)
+			return b
+		}
+		trust(pem(ca))
+		e := startExporter(t, up.URL, func(o *Options) {
+			o.Proxy.TLS = promconfig.TLSConfig{CAFile: caFile, ServerName: "model.internal"}
+		})
+		predict := func() (int, string) {
+			return do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/m:predict", `{}`)
+		}
+		st, _ := predict()
+		require.Equal(t, 200, st)
+
+		serve(next) // the model server moves to a certificate of the new CA
+		st, body := predict()
+		require.Equal(t, 502, st)
+		require.Equal(t, handshake, body)
+
+		trust(append(pem(ca), pem(next)...)) // the bundle with both, as during a rotation
+		st, _ = predict()
+		require.Equal(t, 200, st, "the new CA is trusted without a restart")
+
+		trust([]byte("half-written"))
+		st, _ = predict()
+		require.Equal(t, 200, st, "a file with no certificate leaves the last good CAs")
+		require.NoError(t, os.Remove(caFile))
+		st, _ = predict()
+		require.Equal(t, 200, st, "so does a missing file")
+
+		trust(pem(ca)) // the old CA alone: the new certificate is refused again
+		st, _ = predict()
+		require.Equal(t, 502, st)
+		require.Equal(t, 1.0+1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "connection"}))
+	})
 }
 
 // The upstream TLS options are checked at start: files that can't be read,
