@@ -43,6 +43,8 @@ type Metrics struct {
 	CaptureDropped       *prometheus.CounterVec
 	PayloadsParsed       *prometheus.CounterVec
 	PayloadErrors        *prometheus.CounterVec
+	Generations          *prometheus.CounterVec
+	GenerationTokens     *prometheus.CounterVec
 	FeatureInvalid       *prometheus.CounterVec
 	LabelOverflow        *prometheus.CounterVec
 	ObservationsReceived *prometheus.CounterVec
@@ -98,6 +100,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: PayloadErrorsTotal,
 			Help: "The total number of captured payloads that could not be (fully) parsed, by reason.",
 		}, []string{"model", "reason"}),
+		Generations: f.NewCounterVec(prometheus.CounterOpts{
+			Name: GenerationsTotal,
+			Help: "The total number of generative models' answers (LLMs: OpenAI-style completions, the OIP generate extension, TGI) read from captured payloads, whole or streamed, by why the generation stopped.",
+		}, []string{"model", "finish_reason"}),
+		GenerationTokens: f.NewCounterVec(prometheus.CounterOpts{
+			Name: GenerationTokensTotal,
+			Help: "The total number of tokens of the prompts (type input) and the answers (type output) of generative models, as their answers report them.",
+		}, []string{"model", "type"}),
 		FeatureInvalid: f.NewCounterVec(prometheus.CounterOpts{
 			Name: FeatureValuesInvalid,
 			Help: "The total number of invalid feature values seen in parsed payloads and pushed observations, by reason.",

@@ -25,6 +25,8 @@ const (
 	CaptureQueueCapacity     = "modelmon_capture_queue_capacity"
 	PayloadsParsedTotal      = "modelmon_payloads_parsed_total"
 	PayloadErrorsTotal       = "modelmon_payload_errors_total"
+	GenerationsTotal         = "modelmon_generations_total"
+	GenerationTokensTotal    = "modelmon_generation_tokens_total"
 	FeatureValuesInvalid     = "modelmon_feature_values_invalid_total"
 	LabelOverflowTotal       = "modelmon_label_overflow_total"
 	ObservationsReceived     = "modelmon_observations_received_total"

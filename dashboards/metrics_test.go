@@ -194,6 +194,10 @@ func runExporter(t *testing.T, bin string) exposed {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/chat/completions") {
+			_, _ = io.WriteString(w, `{"choices":[{"index":0,"message":{"content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}`)
+			return
+		}
 		if strings.Contains(r.URL.Path, "stream") {
 			// Chunked: the sidecar streams it.
 			_, _ = io.WriteString(w, `{"predictions":`)
@@ -216,6 +220,7 @@ func runExporter(t *testing.T, bin string) exposed {
 	require.Equal(t, 500, post(t, "http://"+proxy+"/v1/models/broken:predict", "application/json", `{"instances":[[1]]}`))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/stream:predict", "application/json", `{"instances":[[1]]}`))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/fraud:predict", "application/json", `{"instances":`))
+	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/chat/completions", "application/json", `{"messages":[{"role":"user","content":"Hi"}]}`, "X-Model-Name", "llm"))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json",
 		`[{"model":"churn","version":"v1","id":"c1","features":{"x":1},"prediction":"yes"},{"model":"churn","version":"v1","id":"c2","features":{"x":2},"prediction":"no"}]`))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/labels", "application/json",
@@ -226,7 +231,7 @@ func runExporter(t *testing.T, bin string) exposed {
 		fams = scrape(t, web)
 		return fams["modelmon_feature_drift_psi"] != nil && fams["modelmon_payload_errors_total"] != nil &&
 			fams["modelmon_prediction_time_to_first_byte_seconds"] != nil &&
-			fams["modelmon_prediction_outcome_total"] != nil
+			fams["modelmon_prediction_outcome_total"] != nil && fams["modelmon_generation_tokens_total"] != nil
 	}, 30*time.Second, 50*time.Millisecond, "the sidecar's drift, payload and quality series did not appear")
 	return exposition(fams)
 }

@@ -77,6 +77,13 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.9, sum by (model) (%s))", q.rate(collector.ResponseSizeBytes)), "{{model}} response"))).
 		WithPanel(defaultTimeseries("Label values over their cap", "Traffic-derived label values (models, features, classes) replaced by __other__ per second: raise the limits or look at the traffic.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (label) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelOverflowTotal)), "{{label}}"))).
+		WithRow(dashboard.NewRowBuilder("Generative models")).
+		WithPanel(defaultTimeseries("Why generations stopped", "Share of generative models' answers (LLMs) by finish reason: a rise of length means answers cut at max_tokens, of content_filter answers withheld. Empty for models that do not generate.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, finish_reason) (%s)\n  / on (model) group_left\nsum by (model) (%s)",
+				q.rate(collector.GenerationsTotal), q.rate(collector.GenerationsTotal)), "{{model}} {{finish_reason}}"))).
+		WithPanel(defaultTimeseries("Tokens", "Tokens per second of the prompts (input) and the answers (output), as the answers report them (OpenAI's usage, TGI's details).", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, type) (%s)", q.rate(collector.GenerationTokensTotal)), "{{model}} {{type}}"))).
 		WithRow(dashboard.NewRowBuilder("Models")).
 		WithPanel(mergeTable(defaultTable("Models and versions", "The models the sidecars serve, their current version, and how many sidecars serve each."),
 			map[string]string{"Value #A": "sidecars", "Value #B": "requests/s"}).

@@ -186,6 +186,9 @@ func (w *worker) handle(c *capture) {
 		w.obs.metrics.PayloadErrors.WithLabelValues(c.model.name, reason).Inc()
 		w.logger.Debug("Could not parse payload", "model", c.model.name, "format", f.String(), "err", err)
 	}
+	if w.batch.Generation.Answered {
+		c.model.countGeneration(w.batch.Generation, w.batch.Records)
+	}
 	if len(w.batch.Records) > 0 {
 		c.model.parsedCounter(w.batch.Format).Inc()
 		w.obs.observe(c.model, w.batch.Records)

@@ -48,6 +48,10 @@ func modelServer(t testing.TB) *httptest.Server {
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/v1/chat/completions" {
+			io.WriteString(w, `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`)
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/v2/") {
 			data := strings.TrimSuffix(strings.Repeat("0.5,", n), ",")
 			fmt.Fprintf(w, `{"model_name":"m","outputs":[{"name":"p","shape":[%d],"datatype":"FP32","data":[%s]}]}`, n, data)
@@ -107,6 +111,8 @@ func TestExpositionGolden(t *testing.T) {
 	st, _ = do(t, "POST", proxy+"/v1/models/fraud:predict", `{}`, "X-Status", "400")
 	require.Equal(t, 400, st)
 	st, _ = do(t, "POST", proxy+"/predict", `{"amount":3,"country":"DE"}`, "X-Model-Name", "scorer", "X-Model-Version", "2024-06")
+	require.Equal(t, 200, st)
+	st, _ = do(t, "POST", proxy+"/v1/chat/completions", `{"model":"llm","messages":[{"role":"user","content":"Hi"}],"max_tokens":16}`, "X-Model-Name", "llm")
 	require.Equal(t, 200, st)
 	st, _ = do(t, "GET", proxy+"/v2/health/ready", "")
 	require.Equal(t, 200, st)

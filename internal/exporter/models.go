@@ -63,6 +63,38 @@ func (m *model) parsedCounter(f payload.Format) prometheus.Counter {
 	return c
 }
 
+// finishReasons are the finish_reason label values of
+// modelmon_generations_total: the reasons OpenAI, vLLM and TGI give. Any other
+// is "other", so that the label stays bounded; an answer that gives none is
+// "unknown".
+var finishReasons = [...]string{
+	"stop", "length", "tool_calls", "function_call", "content_filter", // OpenAI
+	"abort",                      // vLLM
+	"eos_token", "stop_sequence", // TGI
+}
+
+// countGeneration counts a generative model's answer: why it stopped (the
+// prediction of its single record) and the tokens it reports.
+func (m *model) countGeneration(g payload.Generation, recs []payload.Record) {
+	reason := "unknown"
+	if len(recs) == 1 && recs[0].Prediction.Kind == payload.KindString {
+		reason = "other"
+		for _, r := range finishReasons {
+			if string(recs[0].Prediction.Str) == r {
+				reason = r
+				break
+			}
+		}
+	}
+	m.metrics.Generations.WithLabelValues(m.name, reason).Inc()
+	if g.InputTokens >= 0 {
+		m.metrics.GenerationTokens.WithLabelValues(m.name, "input").Add(float64(g.InputTokens))
+	}
+	if g.OutputTokens >= 0 {
+		m.metrics.GenerationTokens.WithLabelValues(m.name, "output").Add(float64(g.OutputTokens))
+	}
+}
+
 // feature is one input column of a model, as seen in traffic.
 type feature struct {
 	name    string // the label value

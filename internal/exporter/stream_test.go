@@ -136,10 +136,11 @@ func TestProxyGenerativeAnswers(t *testing.T) {
 		return `{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"llama","choices":[{"index":0,"delta":{"content":"` + content + `"},"finish_reason":` + finish + `}]}`
 	}
 	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
-		events := []string{chunk("Hel", "null"), chunk("lo", "null"), chunk("", `"length"`), "[DONE]"}
+		events := []string{chunk("Hel", "null"), chunk("lo", "null"), chunk("", `"length"`),
+			`{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2}}`, "[DONE]"}
 		switch {
 		case strings.Contains(req.start, "/whole"):
-			body := `{"id":"chatcmpl-2","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}]}`
+			body := `{"id":"chatcmpl-2","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 			return true
 		case strings.Contains(req.start, "/generate_stream"):
@@ -189,6 +190,17 @@ prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/
 		}
 	}
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", llama), "the streamed one")
+
+	// Why each answer stopped, and the tokens the OpenAI-style ones report.
+	for _, g := range []struct {
+		model, reason string
+		want          float64
+	}{{"llama", "length", 1}, {"llama", "stop", 1}, {"t5", "unknown", 1}, {"t5", "other", 0}} {
+		require.Equal(t, g.want, metricValue(t, e, "modelmon_generations_total", map[string]string{"model": g.model, "finish_reason": g.reason}), "%v", g)
+	}
+	require.Equal(t, 18.0, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "input"}))
+	require.Equal(t, 5.0, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "output"}))
+	require.Zero(t, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "t5", "type": "output"}))
 }
 
 // --proxy.timeout bounds each wait of a stream, not the whole of it: a model

@@ -42,7 +42,40 @@ func (p *Parser) generation(o *fastjson.Object, b *Batch) bool {
 	if reason := finishReason(o); len(reason) > 0 && len(b.Records) == 1 {
 		b.Records[0].Prediction = Value{Kind: KindString, Str: reason}
 	}
+	b.Generation = Generation{Answered: true, InputTokens: -1, OutputTokens: -1}
+	b.Generation.tokens(o)
 	return true
+}
+
+// tokens takes the token counts o reports, if any: OpenAI's usage (in a
+// stream, the chunk that has it, or each chunk with the running total under
+// vLLM's continuous_usage_stats), TGI's details.generated_tokens.
+func (g *Generation) tokens(o *fastjson.Object) {
+	if u := o.Get("usage"); u != nil {
+		if n := count(u.Get("prompt_tokens")); n >= 0 {
+			g.InputTokens = n
+		}
+		if n := count(u.Get("completion_tokens")); n >= 0 {
+			g.OutputTokens = n
+		}
+	}
+	if d := o.Get("details"); d != nil {
+		if n := count(d.Get("generated_tokens")); n >= 0 {
+			g.OutputTokens = n
+		}
+	}
+}
+
+// count returns v as a count of tokens, -1 when it is none.
+func count(v *fastjson.Value) int64 {
+	if v == nil || v.Type() != fastjson.TypeNumber {
+		return -1
+	}
+	f := v.GetFloat64()
+	if f < 0 || f > 1<<53 || f != float64(int64(f)) {
+		return -1
+	}
+	return int64(f)
 }
 
 // isGeneration reports whether o is an answer, or a streamed piece of one,
@@ -111,6 +144,7 @@ func (p *Parser) eventStream(resp []byte, b *Batch) error {
 	p.finish = p.finish[:0]
 	found := false
 	pieces := 0
+	g := Generation{Answered: true, InputTokens: -1, OutputTokens: -1}
 	for n := 1; len(resp) > 0; n++ {
 		var data []byte
 		var ok bool
@@ -126,6 +160,7 @@ func (p *Parser) eventStream(resp []byte, b *Batch) error {
 		if o == nil || hasErrorKey(o) || o.Get("object") != nil && string(o.Get("object").GetStringBytes()) == "error" {
 			return respErr(ReasonInvalidResponse, "server-sent event "+strconv.Itoa(n)+": the model server reported an error")
 		}
+		g.tokens(o) // also from a closing chunk with usage and no choices
 		if !isGeneration(o) {
 			continue
 		}
@@ -141,6 +176,7 @@ func (p *Parser) eventStream(resp []byte, b *Batch) error {
 	if found && len(b.Records) == 1 {
 		b.Records[0].Prediction = Value{Kind: KindString, Str: p.finish}
 	}
+	b.Generation = g
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -137,5 +138,40 @@ func BenchmarkEventStream(b *testing.B) {
 		if err := p.Parse(FormatUnknown, req, resp, &batch); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The token counts an answer reports, whole or streamed; -1 where it says none.
+func TestGenerationTokens(t *testing.T) {
+	running := func(out int) string {
+		return `{"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": null}], "usage": {"prompt_tokens": 9, "completion_tokens": ` + strconv.Itoa(out) + `, "total_tokens": 0}}`
+	}
+	for _, tc := range []struct {
+		name      string
+		req, resp string
+		want      Generation
+	}{
+		{"openai", chatRequest, chatAnswer, Generation{true, 9, 3}},
+		{"openai without usage", chatRequest, `{"choices": [{"index": 0, "message": {}, "finish_reason": "stop"}]}`, Generation{true, -1, -1}},
+		{"streamed with include_usage", chatRequest, sse("\n",
+			`{"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]}`,
+			`{"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}`, "[DONE]"), Generation{true, 9, 1}},
+		{"streamed with vLLM's running totals", chatRequest, sse("\n", running(1), running(2), running(3), "[DONE]"), Generation{true, 9, 3}},
+		{"tgi", tgiInput, `{"generated_text": "a", "details": {"finish_reason": "length", "generated_tokens": 16}}`, Generation{true, -1, 16}},
+		{"tgi streamed", tgiInput, sse("\n", `{"token": {"id": 1, "text": "a"}, "details": null}`,
+			`{"token": {"id": 2, "text": "b"}, "generated_text": "ab", "details": {"finish_reason": "length", "generated_tokens": 2}}`), Generation{true, -1, 2}},
+		{"oip generate", generateInput, `{"text_output": "a"}`, Generation{true, -1, -1}},
+		{"a count that is not one", chatRequest, `{"choices": [], "usage": {"prompt_tokens": -1, "completion_tokens": 1.5}}`, Generation{true, -1, -1}},
+		{"no generation", `{"x": 1}`, `{"prediction": 1, "usage": {"prompt_tokens": 9}}`, Generation{}},
+		{"a stream that fails", chatRequest, sse("\n", running(1), `{"error": "x"}`), Generation{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewParser(Options{})
+			var b Batch
+			_ = p.Parse(FormatUnknown, []byte(tc.req), []byte(tc.resp), &b)
+			require.Equal(t, tc.want, b.Generation)
+			b.Reset()
+			require.Equal(t, Generation{}, b.Generation)
+		})
 	}
 }

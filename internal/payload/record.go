@@ -57,6 +57,9 @@ type Batch struct {
 	// DroppedFeatures counts features not recorded because a record reached
 	// Options.MaxFeatures, or because generated feature names outgrew their budget.
 	DroppedFeatures int
+	// Generation describes the response when it was a generative model's
+	// answer (generate.go); its zero value when it was not.
+	Generation Generation
 
 	feats  []Feature // backing store of every Record.Features
 	scores []float64 // backing store of every Record.Scores
@@ -67,6 +70,7 @@ func (b *Batch) Reset() {
 	b.Format = FormatUnknown
 	b.Records = b.Records[:0]
 	b.DroppedFeatures = 0
+	b.Generation = Generation{}
 	b.feats = b.feats[:0]
 	b.scores = b.scores[:0]
 }
@@ -78,4 +82,16 @@ func (b *Batch) clearPredictions() {
 		b.Records[i].Scores = nil
 	}
 	b.scores = b.scores[:0]
+}
+
+// Generation is what a generative model's answer tells of itself besides its
+// text: the prediction of its record is why it stopped (its finish reason).
+type Generation struct {
+	// Answered reports that the response was a generative model's answer,
+	// whole or streamed, and was read.
+	Answered bool
+	// InputTokens and OutputTokens are the tokens of the prompt and of the
+	// answer as the answer reports them (OpenAI's usage, TGI's details); -1
+	// when it does not.
+	InputTokens, OutputTokens int64
 }
