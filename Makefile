@@ -27,6 +27,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzJSON \
 	./internal/payload:FuzzKServeFastPath \
 	./internal/payload:FuzzOIPFastPath \
+	./internal/payload:FuzzOIPGRPC \
 	./internal/config:FuzzLoad \
 	./drift:FuzzCSV \
 	./drift:FuzzJSONL \

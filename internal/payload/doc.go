@@ -55,6 +55,11 @@
 // array with one element per instance (or, for one instance, its vector), or a
 // columnar object whose array fields have one element per instance.
 //
+// FormatOIPGRPC is the same protocol over gRPC (oipgrpc.go): a ModelInfer call's
+// request and response messages, read off the protobuf wire format into the same
+// tensors, features and predictions as the JSON form. InferRequestIDs reads the
+// model, version and id of a request, for the proxy.
+//
 // A generative model's answer (generate.go) is read whole in FormatJSON,
 // FormatKServeV1 and FormatMLflow, and as a stream of server-sent events in any
 // format: OpenAI-style completions, the OIP generate extension and TGI's API.

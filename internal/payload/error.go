@@ -22,6 +22,8 @@ const (
 	ReasonTooManyInstances Reason = "too_many_instances"
 	// ReasonInvalidResponse means the response body is not JSON, or is an error object from the model server.
 	ReasonInvalidResponse Reason = "invalid_response"
+	// ReasonInvalidProtobuf means a gRPC request is not a whole, uncompressed, valid protobuf message.
+	ReasonInvalidProtobuf Reason = "invalid_protobuf"
 )
 
 var reasons = [...]Reason{
@@ -33,6 +35,7 @@ var reasons = [...]Reason{
 	ReasonTypeMismatch,
 	ReasonTooManyInstances,
 	ReasonInvalidResponse,
+	ReasonInvalidProtobuf,
 }
 
 // Reasons returns every Reason, for pre-creating metric children. The caller owns the returned slice.

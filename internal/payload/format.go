@@ -27,6 +27,11 @@ const (
 	// FormatJSON is plain JSON: an object of features or an array of them → a scalar,
 	// an array, or an object with a well-known key such as "prediction".
 	FormatJSON
+	// FormatOIPGRPC is the Open Inference Protocol over gRPC: a ModelInfer
+	// call's ModelInferRequest and ModelInferResponse, each a gRPC
+	// length-prefixed protobuf message (oipgrpc.go). It is chosen by the
+	// transport, not by configuration.
+	FormatOIPGRPC
 )
 
 var formatNames = [...]string{
@@ -35,9 +40,11 @@ var formatNames = [...]string{
 	FormatOIP:      "oip_v2",
 	FormatMLflow:   "mlflow",
 	FormatJSON:     "json",
+	FormatOIPGRPC:  "oip_grpc",
 }
 
-// String returns the configuration name of f: "kserve_v1", "oip_v2", "mlflow", "json" or "unknown".
+// String returns the configuration name of f: "kserve_v1", "oip_v2", "mlflow", "json" or "unknown";
+// "oip_grpc" for FormatOIPGRPC, which configuration does not take.
 func (f Format) String() string {
 	if int(f) < len(formatNames) {
 		return formatNames[f]
@@ -53,7 +60,7 @@ func ParseFormat(s string) (Format, error) {
 		return FormatUnknown, nil
 	}
 	for f, name := range formatNames {
-		if s == name {
+		if s == name && Format(f) != FormatOIPGRPC {
 			return Format(f), nil
 		}
 	}

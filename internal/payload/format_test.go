@@ -23,6 +23,10 @@ func TestFormatString(t *testing.T) {
 	require.Equal(t, FormatOIP, f)
 	_, err = ParseFormat("protobuf")
 	require.EqualError(t, err, `unknown payload format "protobuf" (want one of kserve_v1, oip_v2, mlflow, json, auto)`)
+	// The gRPC form is the transport's to choose, not configuration's.
+	require.Equal(t, "oip_grpc", FormatOIPGRPC.String())
+	_, err = ParseFormat("oip_grpc")
+	require.Error(t, err)
 }
 
 func TestDetectPath(t *testing.T) {

@@ -79,14 +79,7 @@ func (p *Parser) tensor(v *fastjson.Value, field string, i int, mkErr errFunc) (
 		return t, mkErr(ReasonTypeMismatch, at+`.datatype is not a string`)
 	}
 	dt := datatype.GetStringBytes()
-	known := false
-	for _, d := range oipDatatypes {
-		if string(dt) == d {
-			known = true
-			break
-		}
-	}
-	if !known {
+	if !knownDatatype(dt) {
 		return t, mkErr(ReasonTypeMismatch, at+" has an unknown datatype")
 	}
 	t.isBool = string(dt) == "BOOL"
@@ -94,10 +87,8 @@ func (p *Parser) tensor(v *fastjson.Value, field string, i int, mkErr errFunc) (
 	if shape.Type() != fastjson.TypeArray {
 		return t, mkErr(ReasonTypeMismatch, at+`.shape is not an array`)
 	}
-	dims := shape.GetArray()
-	size, rows, k := uint64(1), uint64(1), uint64(1)
-	overflow := false
-	for j, d := range dims {
+	p.dims = p.dims[:0]
+	for _, d := range shape.GetArray() {
 		if d.Type() != fastjson.TypeNumber {
 			return t, mkErr(ReasonTypeMismatch, at+".shape has a non-numeric dimension")
 		}
@@ -105,16 +96,7 @@ func (p *Parser) tensor(v *fastjson.Value, field string, i int, mkErr errFunc) (
 		if err != nil {
 			return t, mkErr(ReasonTypeMismatch, at+".shape has a dimension that is not a non-negative integer")
 		}
-		hi, lo := bits.Mul64(size, n)
-		overflow = overflow || hi != 0
-		size = lo
-		if j == 0 {
-			rows = n
-		} else {
-			hi, lo := bits.Mul64(k, n)
-			overflow = overflow || hi != 0
-			k = lo
-		}
+		p.dims = append(p.dims, n)
 	}
 
 	t.start = len(p.elems)
@@ -130,18 +112,48 @@ func (p *Parser) tensor(v *fastjson.Value, field string, i int, mkErr errFunc) (
 	} else if err := p.appendElems(&t, data, at, mkErr); err != nil {
 		return t, err
 	}
+	return t, p.shapeTensor(&t, at, mkErr)
+}
+
+// knownDatatype reports whether dt is one of oipDatatypes.
+func knownDatatype(dt []byte) bool {
+	for _, d := range oipDatatypes {
+		if string(dt) == d {
+			return true
+		}
+	}
+	return false
+}
+
+// shapeTensor checks the elements of t, appended to p.elems since t.start,
+// against its shape p.dims, and sets its rows and row length.
+func (p *Parser) shapeTensor(t *tensor, at string, mkErr errFunc) error {
+	size, rows, k := uint64(1), uint64(1), uint64(1)
+	overflow := false
+	for j, n := range p.dims {
+		hi, lo := bits.Mul64(size, n)
+		overflow = overflow || hi != 0
+		size = lo
+		if j == 0 {
+			rows = n
+		} else {
+			hi, lo := bits.Mul64(k, n)
+			overflow = overflow || hi != 0
+			k = lo
+		}
+	}
 	count := uint64(len(p.elems) - t.start)
 	if overflow || size != count {
-		return t, mkErr(ReasonShapeMismatch, at+" has "+strconv.FormatUint(count, 10)+" elements, which its shape does not match")
+		return mkErr(ReasonShapeMismatch, at+" has "+strconv.FormatUint(count, 10)+" elements, which its shape does not match")
 	}
 	if rows > uint64(p.maxInstances) {
-		return t, mkErr(ReasonTooManyInstances, at+" has "+strconv.FormatUint(rows, 10)+" instances, more than "+strconv.Itoa(p.maxInstances))
+		return mkErr(ReasonTooManyInstances, at+" has "+strconv.FormatUint(rows, 10)+" instances, more than "+strconv.Itoa(p.maxInstances))
 	}
 	t.rows = int(rows)
 	if rows > 0 {
 		t.k = int(k) // k*rows == count, so k fits
 	}
-	return t, nil
+	return nil
 }
 
 // appendElems appends the leaves of data (flat or nested) to p.elems.
@@ -195,17 +207,30 @@ func (p *Parser) oipRequest(root *fastjson.Value, b *Batch) error {
 	n := 0
 	for i, v := range in.GetArray() {
 		t, err := p.tensor(v, "inputs", i, reqErr)
+		if err == nil {
+			err = p.addInput(t, i, &n)
+		}
 		if err != nil {
 			return err
 		}
-		if i == 0 {
-			n = t.rows
-		} else if t.rows != n {
-			return reqErr(ReasonShapeMismatch, "inputs["+strconv.Itoa(i)+"] has a different batch size than inputs[0]")
-		}
-		p.tensors = append(p.tensors, t)
 	}
+	return p.oipRecords(b, n)
+}
 
+// addInput appends the i-th input tensor t to p.tensors: the first sets the
+// batch size n, which every other must share.
+func (p *Parser) addInput(t tensor, i int, n *int) error {
+	if i == 0 {
+		*n = t.rows
+	} else if t.rows != *n {
+		return reqErr(ReasonShapeMismatch, "inputs["+strconv.Itoa(i)+"] has a different batch size than inputs[0]")
+	}
+	p.tensors = append(p.tensors, t)
+	return nil
+}
+
+// oipRecords makes the n records of the input tensors p.tensors.
+func (p *Parser) oipRecords(b *Batch, n int) error {
 	dropped := p.nameTensors()
 	for i := 0; i < n; i++ {
 		p.beginRecord(b)
@@ -276,23 +301,32 @@ func (p *Parser) oipResponse(root *fastjson.Value, b *Batch) error {
 		return respErr(ReasonTypeMismatch, `"outputs" is not an array`)
 	}
 	a := outs.GetArray()
+	return p.oipOutputs(b, len(a),
+		func(i int) []byte { return a[i].GetStringBytes("name") },
+		func(i int) (tensor, error) { return p.tensor(a[i], "outputs", i, respErr) })
+}
+
+// oipOutputs sets the predictions of b from the outputs of an OIP
+// response, of which there are count, named by name and read by decode (in
+// the order they are read, into p.elems) as oipResponse says.
+func (p *Parser) oipOutputs(b *Batch, count int, name func(int) []byte, decode func(int) (tensor, error)) error {
 	first := 0
 	if p.output != nil {
 		first = -1
-		for i, v := range a {
-			if string(v.GetStringBytes("name")) == string(p.output) {
+		for i := 0; i < count; i++ {
+			if string(name(i)) == string(p.output) {
 				first = i
 				break
 			}
 		}
 	}
-	if first < 0 || first >= len(a) {
+	if first < 0 || first >= count {
 		return respErr(ReasonMissingField, "no prediction output")
 	}
 	n := len(b.Records)
 	clear(p.elems)
 	p.elems = p.elems[:0]
-	t, err := p.tensor(a[first], "outputs", first, respErr)
+	t, err := decode(first)
 	if err != nil {
 		return err
 	}
@@ -306,8 +340,8 @@ func (p *Parser) oipResponse(root *fastjson.Value, b *Batch) error {
 	if p.output != nil || n == 0 || (t.k != 1 && !t.numeric) {
 		return nil
 	}
-	for i := first + 1; i < len(a); i++ {
-		u, err := p.tensor(a[i], "outputs", i, respErr)
+	for i := first + 1; i < count; i++ {
+		u, err := decode(i)
 		if err != nil || u.rows != n {
 			continue
 		}

@@ -58,22 +58,24 @@ type Parser struct {
 	fastElems         []Value // elements of the OIP tensors the fast path scans
 
 	// Per-call state.
-	names      []byte // arena of generated feature names
-	nameBudget int    // bytes the arena may grow to in this call
-	copyBudget int    // features that may be copied into several records (TF-Serving context)
-	idxNames   [][]byte
-	idxBuf     []byte    // backing of idxNames, kept across calls
-	recStart   int       // index in Batch.feats where the current record starts
-	prev       []Feature // features of the previous record, to reuse its generated names
-	cols       []column  // TF-Serving columnar inputs
-	tensors    []tensor  // OIP inputs or outputs
-	elems      []*fastjson.Value
-	arena      fastjson.Arena   // values of OIP tensors' binary data
-	bins       [2]binarySection // the binary data of the request and the response
-	kvs        []kv             // fields of object-valued predictions
-	tensorName [][]byte         // OIP feature names, per tensor
-	sse        []byte           // data of a server-sent event of several lines
-	finish     []byte           // finish reason of a streamed generation
+	names        []byte // arena of generated feature names
+	nameBudget   int    // bytes the arena may grow to in this call
+	copyBudget   int    // features that may be copied into several records (TF-Serving context)
+	idxNames     [][]byte
+	idxBuf       []byte    // backing of idxNames, kept across calls
+	recStart     int       // index in Batch.feats where the current record starts
+	prev         []Feature // features of the previous record, to reuse its generated names
+	cols         []column  // TF-Serving columnar inputs
+	tensors      []tensor  // OIP inputs or outputs
+	elems        []*fastjson.Value
+	arena        fastjson.Arena   // values of OIP tensors' binary data
+	bins         [2]binarySection // the binary data of the request and the response
+	kvs          []kv             // fields of object-valued predictions
+	tensorName   [][]byte         // OIP feature names, per tensor
+	dims         []uint64         // the shape of the OIP tensor being read
+	protoTensors []protoTensorMsg // the tensors of an OIP gRPC message
+	sse          []byte           // data of a server-sent event of several lines
+	finish       []byte           // finish reason of a streamed generation
 }
 
 // NewParser returns a Parser configured by opts; zero fields take their defaults.
@@ -109,6 +111,9 @@ func NewParser(opts Options) *Parser {
 func (p *Parser) Parse(f Format, req, resp []byte, dst *Batch) error {
 	dst.Reset()
 	p.reset(len(req) + len(resp))
+	if f == FormatOIPGRPC {
+		return p.parseOIPGRPC(req, resp, dst)
+	}
 	// The common row-format request and its scalar predictions take a single pass
 	// that gives the same result as the tree (see fast.go); anything else, the tree.
 	if p.fastRequest(f, req, dst) {

@@ -13,7 +13,7 @@ import (
 func TestReasons(t *testing.T) {
 	r := Reasons()
 	require.Equal(t, []Reason{"empty_body", "invalid_json", "unknown_format", "missing_field", "shape_mismatch",
-		"type_mismatch", "too_many_instances", "invalid_response"}, r)
+		"type_mismatch", "too_many_instances", "invalid_response", "invalid_protobuf"}, r)
 	r[0] = "changed"
 	require.Equal(t, ReasonEmptyBody, Reasons()[0])
 }

@@ -1,0 +1,439 @@
+package payload
+
+import (
+	"encoding/binary"
+	"math"
+	"strconv"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The Open Inference Protocol over gRPC (KServe v2 and Triton's
+// grpc_service.proto, service inference.GRPCInferenceService): a ModelInfer
+// call sends one ModelInferRequest and gets one ModelInferResponse, each a
+// gRPC message (a flag byte for compression, a 4-byte big-endian length,
+// the protobuf bytes). They are read straight off the wire format, field by
+// field, into the tensors the JSON form gives: same features, same
+// predictions (oip.go).
+//
+//	message ModelInferRequest {
+//	  string model_name = 1; string model_version = 2; string id = 3;
+//	  map<string, InferParameter> parameters = 4;
+//	  repeated InferInputTensor inputs = 5;
+//	  repeated InferRequestedOutputTensor outputs = 6;
+//	  repeated bytes raw_input_contents = 7;
+//	}
+//	message ModelInferResponse {
+//	  string model_name = 1; string model_version = 2; string id = 3;
+//	  map<string, InferParameter> parameters = 4;
+//	  repeated InferOutputTensor outputs = 5;
+//	  repeated bytes raw_output_contents = 6;
+//	}
+//	message InferInputTensor {  // and InferOutputTensor
+//	  string name = 1; string datatype = 2; repeated int64 shape = 3;
+//	  map<string, InferParameter> parameters = 4;
+//	  InferTensorContents contents = 5;
+//	}
+//	message InferTensorContents {
+//	  repeated bool bool_contents = 1; repeated int32 int_contents = 2;
+//	  repeated int64 int64_contents = 3; repeated uint32 uint_contents = 4;
+//	  repeated uint64 uint64_contents = 5; repeated float fp32_contents = 6;
+//	  repeated double fp64_contents = 7; repeated bytes bytes_contents = 8;
+//	}
+//
+// A raw_*_contents entry holds its tensor's elements as the binary data
+// extension of the JSON form does (little-endian, BYTES elements each after
+// its 4-byte length), and when there are any, there is one per tensor.
+const (
+	inferModelName    = 1
+	inferModelVersion = 2
+	inferID           = 3
+	inferTensors      = 5
+	rawInputContents  = 7
+	rawOutputContents = 6
+
+	tensorNameField     = 1
+	tensorDatatypeField = 2
+	tensorShapeField    = 3
+	tensorContentsField = 5
+)
+
+// InferRequestIDs reads the model name, version and id of a ModelInfer
+// call's request body, the first gRPC message of it. ok is false when the
+// body does not start with a whole, uncompressed, well-formed message.
+func InferRequestIDs(body []byte) (model, version, id []byte, ok bool) {
+	msg, err := grpcMessage(body, reqErr)
+	if err != nil {
+		return nil, nil, nil, false
+	}
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return nil, nil, nil, false
+		}
+		msg = msg[n:]
+		if typ == protowire.BytesType && num <= inferID {
+			v, n := protowire.ConsumeBytes(msg)
+			if n < 0 {
+				return nil, nil, nil, false
+			}
+			switch num {
+			case inferModelName:
+				model = v
+			case inferModelVersion:
+				version = v
+			case inferID:
+				id = v
+			}
+			msg = msg[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, msg); n < 0 {
+			return nil, nil, nil, false
+		}
+		msg = msg[n:]
+	}
+	return model, version, id, true
+}
+
+// grpcMessage returns the first message of a gRPC body.
+func grpcMessage(body []byte, mkErr errFunc) ([]byte, error) {
+	switch {
+	case len(body) == 0:
+		return nil, mkErr(ReasonEmptyBody, "empty body")
+	case len(body) < 5:
+		return nil, protoErr(mkErr, "a gRPC message cut short")
+	case body[0] != 0:
+		return nil, protoErr(mkErr, "a compressed gRPC message (grpc-encoding)")
+	}
+	n := binary.BigEndian.Uint32(body[1:])
+	if uint64(n) > uint64(len(body)-5) {
+		return nil, protoErr(mkErr, "a gRPC message cut short")
+	}
+	return body[5 : 5+n], nil
+}
+
+// protoErr is a request that is no valid gRPC message (invalid_protobuf), or
+// a response (invalid_response).
+func protoErr(mkErr errFunc, msg string) error {
+	e := mkErr(ReasonInvalidProtobuf, msg)
+	if e.Response {
+		e.Reason = ReasonInvalidResponse
+	}
+	return e
+}
+
+// malformed reports what as no valid protobuf.
+func malformed(mkErr errFunc, what string) error {
+	return protoErr(mkErr, what+" is not valid protobuf")
+}
+
+// parseOIPGRPC is Parse for FormatOIPGRPC. p and b have been reset.
+func (p *Parser) parseOIPGRPC(req, resp []byte, b *Batch) error {
+	b.Format = FormatOIPGRPC
+	msg, err := grpcMessage(req, reqErr)
+	if err != nil {
+		return err
+	}
+	// Names and BYTES elements point into the Parser's memory, as the
+	// results of the other formats do.
+	p.fastReq = append(p.fastReq[:0], msg...)
+	p.nameBudget = 4*len(req) + 4096
+	if err := p.inferTensors(p.fastReq, rawInputContents, "raw_input_contents", "inputs", reqErr); err != nil {
+		return err
+	}
+	if len(p.protoTensors) == 0 {
+		return reqErr(ReasonMissingField, "no inputs")
+	}
+	n := 0
+	for i := range p.protoTensors {
+		t, err := p.protoTensor(i, "inputs", reqErr)
+		if err == nil {
+			err = p.addInput(t, i, &n)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := p.oipRecords(b, n); err != nil {
+		b.Records, b.feats = b.Records[:0], b.feats[:0]
+		return err
+	}
+	if len(resp) == 0 {
+		return nil
+	}
+	if err := p.oipGRPCResponse(resp, b); err != nil {
+		b.clearPredictions()
+		return err
+	}
+	return nil
+}
+
+func (p *Parser) oipGRPCResponse(resp []byte, b *Batch) error {
+	msg, err := grpcMessage(resp, respErr)
+	if err != nil {
+		return err
+	}
+	p.fastResp = append(p.fastResp[:0], msg...)
+	if err := p.inferTensors(p.fastResp, rawOutputContents, "raw_output_contents", "outputs", respErr); err != nil {
+		return err
+	}
+	if len(p.protoTensors) == 0 {
+		return respErr(ReasonMissingField, "no outputs")
+	}
+	return p.oipOutputs(b, len(p.protoTensors),
+		func(i int) []byte { return p.protoTensors[i].name },
+		func(i int) (tensor, error) { return p.protoTensor(i, "outputs", respErr) })
+}
+
+// protoTensorMsg is an input or output tensor of a message, not yet read.
+type protoTensorMsg struct {
+	name, msg, raw []byte
+	hasRaw         bool
+}
+
+// inferTensors collects the tensors (field 5) of msg and their raw contents
+// (field rawField, named rawName) into p.protoTensors.
+func (p *Parser) inferTensors(msg []byte, rawField protowire.Number, rawName, field string, mkErr errFunc) error {
+	p.protoTensors = p.protoTensors[:0]
+	raws := 0
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return malformed(mkErr, "the message")
+		}
+		msg = msg[n:]
+		if typ == protowire.BytesType && (num == inferTensors || num == rawField) {
+			v, n := protowire.ConsumeBytes(msg)
+			if n < 0 {
+				return malformed(mkErr, "the message")
+			}
+			msg = msg[n:]
+			if num == inferTensors {
+				p.protoTensors = append(p.protoTensors, protoTensorMsg{msg: v, name: fieldBytes(v, tensorNameField)})
+			} else {
+				if raws < len(p.protoTensors) {
+					p.protoTensors[raws].raw, p.protoTensors[raws].hasRaw = v, true
+				}
+				raws++
+			}
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, msg); n < 0 {
+			return malformed(mkErr, "the message")
+		}
+		msg = msg[n:]
+	}
+	if raws > 0 && raws != len(p.protoTensors) {
+		return mkErr(ReasonShapeMismatch, rawName+" has "+strconv.Itoa(raws)+" entries for "+strconv.Itoa(len(p.protoTensors))+" "+field)
+	}
+	return nil
+}
+
+// fieldBytes returns the last value of the bytes field num of msg, nil when
+// it has none or is malformed (which reading it in full then reports).
+func fieldBytes(msg []byte, num protowire.Number) []byte {
+	var v []byte
+	for len(msg) > 0 {
+		n0, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return nil
+		}
+		msg = msg[n:]
+		if n0 == num && typ == protowire.BytesType {
+			b, n := protowire.ConsumeBytes(msg)
+			if n < 0 {
+				return nil
+			}
+			v, msg = b, msg[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(n0, typ, msg); n < 0 {
+			return nil
+		}
+		msg = msg[n:]
+	}
+	return v
+}
+
+// protoTensor reads the i-th tensor of p.protoTensors and appends its
+// elements to p.elems.
+func (p *Parser) protoTensor(i int, field string, mkErr errFunc) (tensor, error) {
+	pt := &p.protoTensors[i]
+	at := field + "[" + strconv.Itoa(i) + "]"
+	var t tensor
+	var dt, contents []byte
+	p.dims = p.dims[:0]
+	msg := pt.msg
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return t, malformed(mkErr, at)
+		}
+		msg = msg[n:]
+		switch {
+		case num == tensorDatatypeField && typ == protowire.BytesType:
+			dt, n = protowire.ConsumeBytes(msg)
+		case num == tensorContentsField && typ == protowire.BytesType:
+			contents, n = protowire.ConsumeBytes(msg)
+		case num == tensorShapeField && typ == protowire.BytesType: // packed
+			var packed []byte
+			if packed, n = protowire.ConsumeBytes(msg); n >= 0 {
+				for len(packed) > 0 {
+					d, m := protowire.ConsumeVarint(packed)
+					if m < 0 {
+						return t, malformed(mkErr, at+".shape")
+					}
+					p.dims = append(p.dims, d)
+					packed = packed[m:]
+				}
+			}
+		case num == tensorShapeField && typ == protowire.VarintType:
+			var d uint64
+			if d, n = protowire.ConsumeVarint(msg); n >= 0 {
+				p.dims = append(p.dims, d)
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, msg)
+		}
+		if n < 0 {
+			return t, malformed(mkErr, at)
+		}
+		msg = msg[n:]
+	}
+	for _, d := range p.dims {
+		if int64(d) < 0 {
+			return t, mkErr(ReasonTypeMismatch, at+".shape has a negative dimension")
+		}
+	}
+	switch {
+	case len(pt.name) == 0:
+		return t, mkErr(ReasonMissingField, at+" has no name")
+	case len(dt) == 0:
+		return t, mkErr(ReasonMissingField, at+" has no datatype")
+	case !knownDatatype(dt):
+		return t, mkErr(ReasonTypeMismatch, at+" has an unknown datatype")
+	}
+	t.name = pt.name
+	t.isBool = string(dt) == "BOOL"
+	t.start = len(p.elems)
+	t.numeric = true
+	var err error
+	if pt.hasRaw {
+		err = p.appendBinary(&t, string(dt), pt.raw, at, mkErr)
+	} else {
+		err = p.appendContents(&t, dt, contents, at, mkErr)
+	}
+	if err != nil {
+		return t, err
+	}
+	return t, p.shapeTensor(&t, at, mkErr)
+}
+
+// contentsField is the field of InferTensorContents that holds a tensor of
+// datatype dt, 0 for those only raw contents carry (FP16, BF16).
+func contentsField(dt []byte) protowire.Number {
+	switch string(dt) {
+	case "BOOL":
+		return 1
+	case "INT8", "INT16", "INT32":
+		return 2
+	case "INT64":
+		return 3
+	case "UINT8", "UINT16", "UINT32":
+		return 4
+	case "UINT64":
+		return 5
+	case "FP32":
+		return 6
+	case "FP64":
+		return 7
+	case "BYTES":
+		return 8
+	}
+	return 0
+}
+
+// appendContents appends the elements of an InferTensorContents of
+// datatype dt to p.elems, as values of the parser's arena. Proto3 packs
+// repeated numbers, but an unpacked encoding is valid too and is read.
+func (p *Parser) appendContents(t *tensor, dt, contents []byte, at string, mkErr errFunc) error {
+	want := contentsField(dt)
+	if want == 8 {
+		t.numeric = false
+	}
+	for len(contents) > 0 {
+		num, typ, n := protowire.ConsumeTag(contents)
+		if n < 0 {
+			return malformed(mkErr, at+".contents")
+		}
+		contents = contents[n:]
+		if num != want {
+			if n = protowire.ConsumeFieldValue(num, typ, contents); n < 0 {
+				return malformed(mkErr, at+".contents")
+			}
+			contents = contents[n:]
+			continue
+		}
+		var v []byte
+		switch {
+		case typ == protowire.BytesType:
+			v, n = protowire.ConsumeBytes(contents)
+		case want <= 5 && typ == protowire.VarintType:
+			_, n = protowire.ConsumeVarint(contents)
+			v = contents[:max(n, 0)]
+		case want == 6 && typ == protowire.Fixed32Type:
+			_, n = protowire.ConsumeFixed32(contents)
+			v = contents[:max(n, 0)]
+		case want == 7 && typ == protowire.Fixed64Type:
+			_, n = protowire.ConsumeFixed64(contents)
+			v = contents[:max(n, 0)]
+		default:
+			return mkErr(ReasonTypeMismatch, at+".contents has the wrong wire type for "+string(dt))
+		}
+		if n < 0 {
+			return malformed(mkErr, at+".contents")
+		}
+		contents = contents[n:]
+		if want == 8 {
+			p.elems = append(p.elems, p.arena.NewStringBytes(v))
+			continue
+		}
+		// v is a packed run, or one unpacked element.
+		for len(v) > 0 {
+			var f float64
+			var m int
+			switch want {
+			case 6:
+				var x uint32
+				x, m = protowire.ConsumeFixed32(v)
+				f = float64(math.Float32frombits(x))
+			case 7:
+				var x uint64
+				x, m = protowire.ConsumeFixed64(v)
+				f = math.Float64frombits(x)
+			default:
+				var x uint64
+				x, m = protowire.ConsumeVarint(v)
+				switch want {
+				case 1:
+					f = float64(min(x, 1))
+				case 2:
+					f = float64(int32(x))
+				case 3:
+					f = float64(int64(x))
+				case 4:
+					f = float64(uint32(x))
+				default:
+					f = float64(x)
+				}
+			}
+			if m < 0 {
+				return malformed(mkErr, at+".contents")
+			}
+			p.elems = append(p.elems, p.arena.NewNumberFloat64(f))
+			v = v[m:]
+		}
+	}
+	return nil
+}
