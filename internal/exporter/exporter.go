@@ -39,7 +39,9 @@ type Options struct {
 	ConfigFile string
 	// ProxyListenAddress is where clients send predictions.
 	ProxyListenAddress string
-	Proxy              ProxyOptions
+	// GRPCListenAddress is where gRPC clients call, with Proxy.GRPCUpstream.
+	GRPCListenAddress string
+	Proxy             ProxyOptions
 	// Web configures the listener for /metrics, the push API and the
 	// lifecycle endpoints (exporter-toolkit: addresses, TLS, basic auth).
 	Web *toolkit.FlagConfig
@@ -87,6 +89,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		ProxyListenAddress: ":8081",
+		GRPCListenAddress:  ":8082",
 		Proxy: ProxyOptions{
 			Upstream:    "http://127.0.0.1:8080",
 			Timeout:     60 * time.Second,
@@ -107,6 +110,9 @@ func (o *Options) setDefaults() {
 	d := DefaultOptions()
 	if o.ProxyListenAddress == "" {
 		o.ProxyListenAddress = d.ProxyListenAddress
+	}
+	if o.GRPCListenAddress == "" {
+		o.GRPCListenAddress = d.GRPCListenAddress
 	}
 	if o.Proxy.Upstream == "" {
 		o.Proxy.Upstream = d.Proxy.Upstream
@@ -171,6 +177,7 @@ type Exporter struct {
 
 	web      *http.Server
 	proxyLn  net.Listener
+	grpcLn   net.Listener // nil without a gRPC upstream
 	webLns   []net.Listener
 	reloadCh chan chan error
 	stopping chan struct{}
@@ -394,8 +401,17 @@ func (e *Exporter) Start() error {
 	if e.proxyLn, err = net.Listen("tcp", e.opts.ProxyListenAddress); err != nil {
 		return fmt.Errorf("couldn't listen on --proxy.listen-address=%q: %w", e.opts.ProxyListenAddress, err)
 	}
+	if e.proxy.grpc != nil {
+		if e.grpcLn, err = net.Listen("tcp", e.opts.GRPCListenAddress); err != nil {
+			e.proxyLn.Close()
+			return fmt.Errorf("couldn't listen on --proxy.grpc-listen-address=%q: %w", e.opts.GRPCListenAddress, err)
+		}
+	}
 	if e.webLns, err = web.Listen(e.opts.Web); err != nil {
 		e.proxyLn.Close()
+		if e.grpcLn != nil {
+			e.grpcLn.Close()
+		}
 		return err
 	}
 	for i := 0; i < e.opts.CaptureWorkers; i++ {
@@ -417,6 +433,15 @@ func (e *Exporter) Start() error {
 		defer e.wg.Done()
 		web.Serve(e.web, e.webLns, e.opts.Web, e.logger)
 	}()
+	if e.grpcLn != nil {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			if err := e.proxy.grpc.server.Serve(e.grpcLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				e.logger.Error("gRPC proxy server stopped", "err", err)
+			}
+		}()
+	}
 	// Subscribe before Start returns, so a SIGHUP right after it reloads
 	// rather than kills the process.
 	hup := make(chan os.Signal, 1)
@@ -428,6 +453,9 @@ func (e *Exporter) Start() error {
 	}()
 	e.ready.Store(true)
 	e.logger.Info("Proxying predictions", "listen_address", e.proxyLn.Addr().String(), "upstream", e.opts.Proxy.Upstream)
+	if e.grpcLn != nil {
+		e.logger.Info("Proxying gRPC calls", "listen_address", e.grpcLn.Addr().String(), "upstream", e.opts.Proxy.GRPCUpstream)
+	}
 	for _, ln := range e.webLns {
 		e.logger.Info("Serving metrics and the push API", "listen_address", ln.Addr().String(), "metrics_path", e.opts.MetricsPath)
 	}
@@ -460,6 +488,14 @@ func (e *Exporter) reloadLoop(hup <-chan os.Signal) {
 // ProxyAddr returns the address the proxy listens on.
 func (e *Exporter) ProxyAddr() string { return e.proxyLn.Addr().String() }
 
+// GRPCAddr returns the address the gRPC proxy listens on, "" without one.
+func (e *Exporter) GRPCAddr() string {
+	if e.grpcLn == nil {
+		return ""
+	}
+	return e.grpcLn.Addr().String()
+}
+
 // WebAddr returns the first address the web listener listens on.
 func (e *Exporter) WebAddr() string {
 	if len(e.webLns) == 0 {
@@ -484,6 +520,13 @@ func (e *Exporter) stop(ctx context.Context) error {
 	if proxyErr != nil {
 		errs = append(errs, fmt.Errorf("couldn't stop the proxy: %w", proxyErr))
 	}
+	if e.grpcLn != nil {
+		// Calls in flight end first; each client gets a GOAWAY.
+		if err := e.proxy.grpc.server.Shutdown(ctx); err != nil {
+			proxyErr = err
+			errs = append(errs, fmt.Errorf("couldn't stop the gRPC proxy: %w", err))
+		}
+	}
 	if err := e.web.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("couldn't stop the web server: %w", err))
 	}
@@ -499,6 +542,9 @@ func (e *Exporter) stop(ctx context.Context) error {
 			e.workers.Wait()
 		}
 		e.proxy.client.CloseIdleConnections()
+		if e.proxy.grpc != nil {
+			e.proxy.grpc.tr.CloseIdleConnections()
+		}
 		close(done)
 	}()
 	select {
@@ -545,6 +591,10 @@ func Run(ctx context.Context, o Options) error {
 func (e *Exporter) drain(ctx context.Context, d time.Duration) {
 	e.ready.Store(false)
 	e.proxy.draining.Store(true)
+	if e.proxy.grpc != nil {
+		// HTTP/2 clients get a GOAWAY after their next call.
+		e.proxy.grpc.server.SetKeepAlivesEnabled(false)
+	}
 	e.logger.Info("Draining: not ready, still serving until the shutdown delay has passed", "delay", d)
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -43,6 +43,9 @@ type ProxyOptions struct {
 	// certificate, the name to verify. The zero value verifies against the
 	// system's CA certificates.
 	TLS promconfig.TLSConfig
+	// GRPCUpstream is the model server's gRPC endpoint, an http:// URL
+	// (cleartext HTTP/2); empty for no gRPC proxy.
+	GRPCUpstream string
 	// ShutdownDelay is how long Run keeps the proxy serving after its
 	// context is done, not ready and closing each client connection after
 	// its response, before it stops.
@@ -65,6 +68,7 @@ type proxy struct {
 	host      string        // upstream host:port, for requests that carry no Host
 	upstream  string        // --proxy.upstream, for the logs
 	failing   *warning      // the model server fails requests
+	grpc      *grpcProxy    // nil without --proxy.grpc-upstream
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -144,6 +148,11 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		DialTimeout:               dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout)),
 	}
 	p.transport = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize}
+	if o.GRPCUpstream != "" {
+		if p.grpc, err = newGRPCProxy(p, o, logger); err != nil {
+			return nil, err
+		}
+	}
 	p.server = &fasthttp.Server{
 		Handler:                       p.handle,
 		NoDefaultServerHeader:         true,

@@ -1,0 +1,267 @@
+package exporter
+
+import (
+	"context"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// rawCodec passes messages as bytes: the tests speak the OIP's gRPC
+// messages without generated code, encoding them with protowire.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// inferTensor encodes an OIP tensor message with FP32 contents.
+func inferTensor(name string, shape []uint64, data ...float32) []byte {
+	var b, dims, contents []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, name)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, "FP32")
+	for _, d := range shape {
+		dims = protowire.AppendVarint(dims, d)
+	}
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendBytes(b, dims)
+	var packed []byte
+	for _, x := range data {
+		packed = protowire.AppendFixed32(packed, math.Float32bits(x))
+	}
+	contents = protowire.AppendTag(contents, 6, protowire.BytesType)
+	contents = protowire.AppendBytes(contents, packed)
+	b = protowire.AppendTag(b, 5, protowire.BytesType)
+	return protowire.AppendBytes(b, contents)
+}
+
+// inferCall encodes a ModelInferRequest or ModelInferResponse: model,
+// version and tensors (field 5).
+func inferCall(model, version string, tensors ...[]byte) []byte {
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, model)
+	if version != "" {
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendString(b, version)
+	}
+	for _, t := range tensors {
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendBytes(b, t)
+	}
+	return b
+}
+
+// modelName reads field 1 of a request.
+func modelName(msg []byte) string {
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		msg = msg[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(msg)
+			return string(v)
+		}
+		msg = msg[protowire.ConsumeFieldValue(num, typ, msg):]
+	}
+	return ""
+}
+
+// grpcModelServer is a real gRPC server (grpc-go) speaking the OIP's
+// service: ModelInfer answers one output per call, or fails as the model
+// name asks; ModelStreamInfer echoes; ServerLive answers.
+func grpcModelServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(stream)
+		switch method {
+		case "/inference.GRPCInferenceService/ModelStreamInfer":
+			for {
+				var msg []byte
+				if err := stream.RecvMsg(&msg); err != nil {
+					return nil
+				}
+				if err := stream.SendMsg(&msg); err != nil {
+					return err
+				}
+			}
+		case modelInfer:
+		default:
+			var msg []byte
+			_ = stream.RecvMsg(&msg)
+			out := []byte{0x08, 0x01} // ServerLiveResponse{live: true}
+			return stream.SendMsg(&out)
+		}
+		var req []byte
+		if err := stream.RecvMsg(&req); err != nil {
+			return err
+		}
+		switch model := modelName(req); model {
+		case "bad":
+			return status.Error(codes.InvalidArgument, "unexpected input shape")
+		case "broken":
+			return status.Error(codes.Internal, "the model crashed")
+		case "slow":
+			select {
+			case <-stream.Context().Done(): // the sidecar gave up
+				return stream.Context().Err()
+			case <-time.After(time.Second):
+			}
+		}
+		_ = stream.SetHeader(metadata.Pairs("x-served-by", "triton"))
+		stream.SetTrailer(metadata.Pairs("x-queue-us", "12"))
+		resp := inferCall(modelName(req), "", inferTensor("y", []uint64{1}, 0.75))
+		return stream.SendMsg(&resp)
+	}))
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return "http://" + ln.Addr().String()
+}
+
+func grpcClient(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// gRPC clients call through the sidecar as they would call the model
+// server: answers, statuses, headers and trailers pass unchanged, streams
+// stream, and ModelInfer calls are predictions, counted, timed and parsed.
+func TestGRPCProxy(t *testing.T) {
+	up := grpcModelServer(t)
+	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = up
+		o.GRPCListenAddress = "127.0.0.1:0"
+		o.Proxy.Timeout = 300 * time.Millisecond
+	})
+	conn := grpcClient(t, e.GRPCAddr())
+	ctx := context.Background()
+
+	req := inferCall("fraud", "7", inferTensor("x", []uint64{1, 2}, 1.5, 2.5))
+	for range 3 {
+		var resp []byte
+		var header, trailer metadata.MD
+		require.NoError(t, conn.Invoke(ctx, modelInfer, &req, &resp, grpc.Header(&header), grpc.Trailer(&trailer)))
+		require.Equal(t, inferCall("fraud", "", inferTensor("y", []uint64{1}, 0.75)), resp, "the answer, byte for byte")
+		require.Equal(t, []string{"triton"}, header.Get("x-served-by"))
+		require.Equal(t, []string{"12"}, trailer.Get("x-queue-us"))
+	}
+	fraud := map[string]string{"model": "fraud"}
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_requests_total", fraud))
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_prediction_duration_seconds_count", fraud))
+	eventually(t, e, 3, "modelmon_payloads_parsed_total", map[string]string{"model": "fraud", "format": "oip_grpc"})
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_predictions_total", fraud))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "fraud", "version": "7"}))
+
+	// Statuses pass through, and count as the model server's errors.
+	for _, tc := range []struct {
+		model  string
+		code   codes.Code
+		msg    string
+		reason string
+	}{
+		{"bad", codes.InvalidArgument, "unexpected input shape", "upstream_4xx"},
+		{"broken", codes.Internal, "the model crashed", "upstream_5xx"},
+		{"slow", codes.DeadlineExceeded, "modelmon: the model server did not answer in time", "timeout"},
+	} {
+		in := inferCall(tc.model, "", inferTensor("x", []uint64{1, 1}, 1))
+		var resp []byte
+		err := conn.Invoke(ctx, modelInfer, &in, &resp)
+		st, _ := status.FromError(err)
+		require.Equal(t, tc.code, st.Code(), "%v", err)
+		require.Equal(t, tc.msg, st.Message())
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": tc.model, "reason": tc.reason}))
+	}
+
+	// Other calls pass through, streams included.
+	var live []byte
+	empty := []byte{}
+	require.NoError(t, conn.Invoke(ctx, "/inference.GRPCInferenceService/ServerLive", &empty, &live))
+	require.Equal(t, []byte{0x08, 0x01}, live)
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/inference.GRPCInferenceService/ModelStreamInfer")
+	require.NoError(t, err)
+	for i := range 3 {
+		msg := inferCall("llm", "", inferTensor("x", []uint64{1, 1}, float32(i)))
+		require.NoError(t, stream.SendMsg(&msg))
+		var echo []byte
+		require.NoError(t, stream.RecvMsg(&echo), "each message comes back before the stream ends")
+		require.Equal(t, msg, echo)
+	}
+	require.NoError(t, stream.CloseSend())
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+}
+
+// A gRPC model server that is down, or a request over the size limit, gets
+// the client a clear gRPC error, counted; the sidecar stays up.
+func TestGRPCProxyFailures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	ln.Close()
+	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = "http://" + dead
+		o.GRPCListenAddress = "127.0.0.1:0"
+		o.Proxy.MaxBodySize = 1 << 10
+	})
+	conn := grpcClient(t, e.GRPCAddr())
+	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 1}, 1))
+	var resp []byte
+	err = conn.Invoke(context.Background(), modelInfer, &req, &resp)
+	st, _ := status.FromError(err)
+	require.Equal(t, codes.Unavailable, st.Code(), "%v", err)
+	require.Equal(t, "modelmon: could not reach the model server", st.Message())
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": "connection"}))
+
+	big := inferCall("fraud", "", inferTensor("x", []uint64{1, 400}, make([]float32, 400)...))
+	err = conn.Invoke(context.Background(), modelInfer, &big, &resp)
+	st, _ = status.FromError(err)
+	require.Equal(t, codes.ResourceExhausted, st.Code(), "%v", err)
+	require.True(t, strings.Contains(st.Message(), "--proxy.max-body-size"), st.Message())
+}
+
+func TestGRPCProxyBadUpstream(t *testing.T) {
+	for _, up := range []string{"https://127.0.0.1:8001", "127.0.0.1:8001", "http://127.0.0.1:8001/x"} {
+		_, err := New(Options{Proxy: ProxyOptions{Upstream: "http://127.0.0.1:8080", GRPCUpstream: up}})
+		require.ErrorContains(t, err, "--proxy.grpc-upstream", up)
+	}
+}
+
+// Each gRPC status stands for the HTTP status of gRPC's own mapping, so
+// that it counts as the caller's error or the model server's.
+func TestGRPCHTTPStatus(t *testing.T) {
+	for code, want := range map[codes.Code]int{
+		codes.OK: 200, codes.Canceled: 499, codes.Unknown: 500, codes.InvalidArgument: 400,
+		codes.DeadlineExceeded: 504, codes.NotFound: 404, codes.AlreadyExists: 409,
+		codes.PermissionDenied: 403, codes.ResourceExhausted: 429, codes.FailedPrecondition: 400,
+		codes.Aborted: 409, codes.OutOfRange: 400, codes.Unimplemented: 501, codes.Internal: 500,
+		codes.Unavailable: 503, codes.DataLoss: 500, codes.Unauthenticated: 401, codes.Code(99): 500,
+	} {
+		require.Equal(t, want, grpcHTTPStatus(code), "%v", code)
+	}
+	h := http.Header{}
+	require.Equal(t, codes.Unknown, grpcStatus(h), "no status at all")
+	h.Set("Grpc-Status", "5")
+	require.Equal(t, codes.NotFound, grpcStatus(h), "trailers-only")
+	h.Set(http.TrailerPrefix+"Grpc-Status", "0")
+	require.Equal(t, codes.OK, grpcStatus(h), "the trailer")
+}
