@@ -85,7 +85,7 @@ func modelName(msg []byte) string {
 // grpcModelServer is a real gRPC server (grpc-go) speaking the OIP's
 // service: ModelInfer answers one output per call, or fails as the model
 // name asks; ModelStreamInfer echoes; ServerLive answers.
-func grpcModelServer(t *testing.T) string {
+func grpcModelServer(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -264,4 +264,37 @@ func TestGRPCHTTPStatus(t *testing.T) {
 	require.Equal(t, codes.NotFound, grpcStatus(h), "trailers-only")
 	h.Set(http.TrailerPrefix+"Grpc-Status", "0")
 	require.Equal(t, codes.OK, grpcStatus(h), "the trailer")
+}
+
+// A ModelInfer call straight to a gRPC model server and through the
+// sidecar, one at a time, everything in this process: the difference is
+// what the gRPC proxy adds to a call (its capture and parse included, in
+// the parser goroutine).
+func BenchmarkGRPCModelInfer(b *testing.B) {
+	up := grpcModelServer(b)
+	e := startExporter(b, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = up
+		o.GRPCListenAddress = "127.0.0.1:0"
+	})
+	data := make([]float32, 20)
+	for i := range data {
+		data[i] = float32(i) + 0.5
+	}
+	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 20}, data...))
+	for _, target := range []struct{ name, addr string }{{"direct", strings.TrimPrefix(up, "http://")}, {"sidecar", e.GRPCAddr()}} {
+		b.Run(target.name, func(b *testing.B) {
+			conn, err := grpc.NewClient("passthrough:///"+target.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+			require.NoError(b, err)
+			defer conn.Close()
+			var resp []byte
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := conn.Invoke(ctx, modelInfer, &req, &resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
