@@ -298,3 +298,30 @@ func BenchmarkGRPCModelInfer(b *testing.B) {
 		})
 	}
 }
+
+// A ModelInfer call's id is its prediction id for ground-truth labels; a
+// call without one gets an id in the answer's metadata, as an HTTP
+// prediction gets it in a header.
+func TestGRPCLabels(t *testing.T) {
+	up := grpcModelServer(t)
+	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = up
+		o.GRPCListenAddress = "127.0.0.1:0"
+		labelsOn(o)
+	})
+	conn := grpcClient(t, e.GRPCAddr())
+	req := inferCall("price", "", inferTensor("x", []uint64{1, 1}, 3))
+	withID := protowire.AppendString(protowire.AppendTag(append([]byte{}, req...), 3, protowire.BytesType), "order-17")
+	var resp []byte
+	require.NoError(t, conn.Invoke(context.Background(), modelInfer, &withID, &resp))
+	var header metadata.MD
+	require.NoError(t, conn.Invoke(context.Background(), modelInfer, &req, &resp, grpc.Header(&header)))
+	ids := header.Get(strings.ToLower(string(e.proxy.labels.header)))
+	require.Len(t, ids, 1, "the generated id comes back in the answer's metadata: %v", header)
+
+	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "price", "format": "oip_grpc"})
+	st, r := postLabels(t, e, `{"id":"order-17","label":0.5}`+"\n"+`{"id":"`+ids[0]+`","label":1}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "matched"}, r.Results)
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "price"}))
+}
