@@ -68,16 +68,23 @@ func inferCall(model, version string, tensors ...[]byte) []byte {
 	return b
 }
 
-// modelName reads field 1 of a request.
+// modelName reads field 1 of a request, "" when it has none or is no
+// protobuf.
 func modelName(msg []byte) string {
 	for len(msg) > 0 {
 		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return ""
+		}
 		msg = msg[n:]
 		if num == 1 && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(msg)
 			return string(v)
 		}
-		msg = msg[protowire.ConsumeFieldValue(num, typ, msg):]
+		if n = protowire.ConsumeFieldValue(num, typ, msg); n < 0 {
+			return ""
+		}
+		msg = msg[n:]
 	}
 	return ""
 }
@@ -192,6 +199,13 @@ func TestGRPCProxy(t *testing.T) {
 		require.Equal(t, tc.msg, st.Message())
 		require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": tc.model, "reason": tc.reason}))
 	}
+
+	// A request the parser can't read still goes through, named by the
+	// default model, and is counted as a payload error.
+	garbage := []byte{0xff, 0xff, 0xff, 0x01}
+	var answer []byte
+	require.NoError(t, conn.Invoke(ctx, modelInfer, &garbage, &answer))
+	eventually(t, e, 1, "modelmon_payload_errors_total", map[string]string{"model": "default", "reason": "invalid_protobuf"})
 
 	// Other calls pass through, streams included.
 	var live []byte
