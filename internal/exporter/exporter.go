@@ -437,7 +437,7 @@ func (e *Exporter) Start() error {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			if err := e.proxy.grpc.server.Serve(e.grpcLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := e.proxy.grpc.server.Serve(e.grpcLn); err != nil {
 				e.logger.Error("gRPC proxy server stopped", "err", err)
 			}
 		}()
@@ -522,7 +522,7 @@ func (e *Exporter) stop(ctx context.Context) error {
 	}
 	if e.grpcLn != nil {
 		// Calls in flight end first; each client gets a GOAWAY.
-		if err := e.proxy.grpc.server.Shutdown(ctx); err != nil {
+		if err := e.proxy.grpc.stop(ctx); err != nil {
 			proxyErr = err
 			errs = append(errs, fmt.Errorf("couldn't stop the gRPC proxy: %w", err))
 		}
@@ -543,7 +543,7 @@ func (e *Exporter) stop(ctx context.Context) error {
 		}
 		e.proxy.client.CloseIdleConnections()
 		if e.proxy.grpc != nil {
-			e.proxy.grpc.tr.CloseIdleConnections()
+			e.proxy.grpc.conn.Close()
 		}
 		close(done)
 	}()
@@ -591,10 +591,6 @@ func Run(ctx context.Context, o Options) error {
 func (e *Exporter) drain(ctx context.Context, d time.Duration) {
 	e.ready.Store(false)
 	e.proxy.draining.Store(true)
-	if e.proxy.grpc != nil {
-		// HTTP/2 clients get a GOAWAY after their next call.
-		e.proxy.grpc.server.SetKeepAlivesEnabled(false)
-	}
 	e.logger.Info("Draining: not ready, still serving until the shutdown delay has passed", "delay", d)
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -1,22 +1,21 @@
 package exporter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/encoding/gzip" // reads messages clients compress with gzip
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
@@ -26,24 +25,37 @@ import (
 // (KServe v2, Triton: inference.GRPCInferenceService).
 const modelInfer = "/inference.GRPCInferenceService/ModelInfer"
 
-// grpcProxy is the proxy for gRPC clients (--proxy.grpc-upstream): HTTP/2 on
-// both sides, cleartext (h2c, as gRPC inside a pod usually is), every call
-// passed through with its headers, messages
-// and trailers as they come, streams included. Its ModelInfer calls are
+// grpcProxy is the proxy for gRPC clients (--proxy.grpc-upstream), built on
+// grpc-go: a server that takes every call, of any service, and passes it to
+// the model server over one client connection, its messages as bytes (a raw
+// codec: nothing is decoded on the way), its metadata, status and trailers
+// as they come, streams both ways included. Its ModelInfer calls are
 // predictions, timed, counted and captured like those of the HTTP proxy,
 // whose models, configuration, queue and metrics it shares; every other call
 // (health, metadata, ModelStreamInfer) is passed through and counted in
-// modelmon_passthrough_requests_total. It is built on net/http, which
-// speaks HTTP/2: fasthttp does not.
+// modelmon_passthrough_requests_total.
+//
+// fasthttp speaks HTTP/1.1 only. Go's own HTTP/2 reverse proxy was tried
+// first: it passes HTTP/2 through untouched, but added twice the latency
+// to a call (BENCHMARKS.md).
 type grpcProxy struct {
 	p        *proxy
 	upstream string
-	rp       *httputil.ReverseProxy
-	tr       *http.Transport
-	server   *http.Server
-	maxBody  int           // --proxy.max-body-size, of a ModelInfer request
+	conn     *grpc.ClientConn // to the model server
+	server   *grpc.Server
 	timeout  time.Duration // --proxy.timeout, of a ModelInfer call
 }
+
+// rawCodec passes messages through as their bytes.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	// data is the transport's buffer, reused once Unmarshal returns.
+	*v.(*[]byte) = append((*v.(*[]byte))[:0], data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
 
 func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, error) {
 	u, err := url.Parse(o.GRPCUpstream)
@@ -57,193 +69,268 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 	case u.Path != "" && u.Path != "/":
 		return nil, fmt.Errorf("--proxy.grpc-upstream=%q must not have a path", o.GRPCUpstream)
 	}
-	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, maxBody: o.MaxBodySize, timeout: o.Timeout}
-	g.tr = &http.Transport{
-		DialContext:     (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		IdleConnTimeout: o.IdleTimeout,
-		Protocols:       new(http.Protocols),
+	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, timeout: o.Timeout}
+	g.conn, err = grpc.NewClient("passthrough:///"+u.Host,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithNoProxy(),      // the model server is beside us, not behind $HTTP_PROXY
+		grpc.WithDisableRetry(), // a prediction may have reached the model
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
+			grpc.MaxCallRecvMsgSize(o.MaxBodySize), grpc.MaxCallSendMsgSize(o.MaxBodySize)))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't set up --proxy.grpc-upstream=%q: %w", o.GRPCUpstream, err)
 	}
-	g.tr.Protocols.SetUnencryptedHTTP2(true)
-	g.rp = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme, pr.Out.URL.Host = u.Scheme, u.Host
-			pr.Out.Host = pr.In.Host
-			// Rewrite drops these from the request; the proxy is transparent.
-			for _, h := range [...]string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
-				if v, ok := pr.In.Header[h]; ok {
-					pr.Out.Header[h] = v
-				}
-			}
-		},
-		Transport: g.tr,
-		// An answer with a body (no length over HTTP/2) is flushed a
-		// message at a time whatever this says. One without, a gRPC error's
-		// trailers-only answer, must not be: flushing its headers first would
-		// turn its status into headers a client does not read as the end.
-		FlushInterval: 0,
-		BufferPool:    bufferPool{},
-		ErrorHandler:  g.fail,
-		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
-	g.server = &http.Server{
-		Handler:           g,
-		Protocols:         new(http.Protocols),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       o.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
-	g.server.Protocols.SetHTTP1(true)
-	g.server.Protocols.SetUnencryptedHTTP2(true)
+	g.server = grpc.NewServer(
+		grpc.ForceServerCodec(rawCodec{}),
+		grpc.UnknownServiceHandler(g.handle),
+		grpc.MaxRecvMsgSize(o.MaxBodySize), grpc.MaxSendMsgSize(o.MaxBodySize),
+	)
 	return g, nil
 }
 
-// bufferPool lends the reverse proxy its copy buffers, which it would
-// otherwise allocate per call.
-type bufferPool struct{}
-
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
-
-// grpcCall is the response writer of a ModelInfer call: it keeps a copy of
-// the answer's messages for the capture, up to limit bytes, and the reason
-// the call failed in the proxy, if it did.
-type grpcCall struct {
-	http.ResponseWriter
-	m      *model
-	buf    []byte
-	n      int // bytes of the answer's body
-	limit  int
-	reason string // why the proxy failed the call, "" if it did not
+// stop stops taking calls and waits for those in flight, until ctx is done:
+// then it ends them.
+func (g *grpcProxy) stop(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		g.server.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		g.server.Stop()
+		<-done
+		return ctx.Err()
+	}
 }
 
-func (c *grpcCall) Write(b []byte) (int, error) {
-	c.n += len(b)
-	if len(c.buf)+len(b) <= c.limit {
-		c.buf = append(c.buf, b...)
+// everyStream is the description of any call: the raw forwarding below
+// treats unary calls as streams of one message each way.
+var everyStream = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+// handle takes every call the server gets.
+func (g *grpcProxy) handle(_ any, ss grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(ss)
+	if method == modelInfer {
+		return g.modelInfer(ss)
 	}
-	return c.ResponseWriter.Write(b)
+	g.p.metrics.Passthrough.Inc()
+	return g.forward(ss, method)
 }
 
-// Unwrap lets http.ResponseController flush each message at once.
-func (c *grpcCall) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
-func (g *grpcProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != modelInfer {
-		g.p.metrics.Passthrough.Inc()
-		g.rp.ServeHTTP(w, r)
-		return
+// outgoing is the context of the call to the model server: the client's
+// metadata (the transport's own headers aside) and deadline.
+func outgoing(ctx context.Context) (context.Context, []grpc.CallOption) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	md = md.Copy()
+	var opts []grpc.CallOption
+	if a := md.Get(":authority"); len(a) > 0 {
+		opts = append(opts, grpc.CallAuthority(a[0]))
 	}
-	start := g.p.now()
-	rc := g.p.cfg.Load()
-	// A ModelInfer request is a single message: it is read whole, to name
-	// its model before it goes.
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(g.maxBody)+1))
+	for k := range md {
+		if strings.HasPrefix(k, ":") {
+			delete(md, k)
+		}
+	}
+	return metadata.NewOutgoingContext(ctx, md), opts
+}
+
+// forward passes a call of any kind through: the client's messages to the
+// model server in one goroutine, the model server's back in this one.
+func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
+	ctx, opts := outgoing(ss.Context())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs, err := g.conn.NewStream(ctx, everyStream, method, opts...)
 	if err != nil {
-		return // the client has gone
+		return g.failure(ss.Context(), nil, err)
 	}
-	if len(body) > g.maxBody {
-		grpcError(w, codes.ResourceExhausted, "modelmon: the request is larger than --proxy.max-body-size")
-		return
+	go func() {
+		var msg []byte
+		for {
+			if err := ss.RecvMsg(&msg); err != nil {
+				if errors.Is(err, io.EOF) {
+					_ = cs.CloseSend()
+				} else {
+					cancel() // the client is gone
+				}
+				return
+			}
+			if cs.SendMsg(&msg) != nil {
+				return // RecvMsg below gets the model server's status
+			}
+		}
+	}()
+	headers := false
+	var msg []byte
+	for {
+		err := cs.RecvMsg(&msg)
+		if !headers {
+			headers = true
+			if md, herr := cs.Header(); herr == nil && md != nil {
+				if err := ss.SendHeader(md); err != nil {
+					return err
+				}
+			} else if herr != nil {
+				return g.failure(ss.Context(), nil, herr)
+			}
+		}
+		if err != nil {
+			ss.SetTrailer(cs.Trailer())
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err // the model server's own status
+		}
+		if err := ss.SendMsg(&msg); err != nil {
+			return err
+		}
 	}
-	model, version, id, _ := payload.InferRequestIDs(body)
+}
+
+// modelInfer proxies a prediction: one request message, one answer.
+func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
+	start := g.p.now()
+	var req []byte
+	if err := ss.RecvMsg(&req); err != nil {
+		return err // past --proxy.max-body-size: ResourceExhausted
+	}
+	rc := g.p.cfg.Load()
+	md, _ := metadata.FromIncomingContext(ss.Context())
+	model, version, id, _ := payload.InferRequestIDs(req)
 	if len(model) == 0 && len(rc.modelHeader) > 0 {
-		model = []byte(r.Header.Get(string(rc.modelHeader)))
+		model = []byte(first(md.Get(string(rc.modelHeader))))
 	}
 	if len(model) == 0 {
 		model = rc.defaultModel
 	}
 	if len(version) == 0 && len(rc.versionHeader) > 0 {
-		version = []byte(r.Header.Get(string(rc.versionHeader)))
+		version = []byte(first(md.Get(string(rc.versionHeader))))
 	}
 	m := g.p.models.get(model, rc.cfg.Limits.MaxModels)
 	if len(version) > 0 {
 		m.setVersion(version)
 	}
+	var idHeader metadata.MD
 	if l := g.p.labels; l != nil && len(id) == 0 {
 		// The id labels must carry: the request's, from its metadata, or
 		// a new one, returned in the answer's.
-		if id = []byte(r.Header.Get(string(l.header))); len(id) == 0 {
+		if id = []byte(first(md.Get(string(l.header)))); len(id) == 0 {
 			id = l.newID()
-			w.Header().Set(string(l.header), string(id))
+			idHeader = metadata.Pairs(string(l.header), string(id))
 		}
 	}
 	m.requests.Inc()
 	m.inFlight.Inc()
-
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-	if g.timeout > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
-		defer cancel()
-		r = r.WithContext(ctx)
+	rq := request{format: payload.FormatOIPGRPC, id: id, start: start}
+	if tp := md.Get("traceparent"); len(tp) > 0 {
+		rq.traceID = parseTraceparent([]byte(tp[0]))
 	}
-	call := &grpcCall{ResponseWriter: w, m: m, limit: g.p.queue.maxBody}
-	upStart := g.p.now()
-	defer func() {
-		// The reverse proxy ends a call it can't finish (the model server
-		// gone mid-answer) by panicking with http.ErrAbortHandler, which
-		// resets the stream: the call is accounted for first.
-		v := recover()
-		switch {
-		case v == nil || call.reason != "":
-		case r.Context().Err() != nil:
-			call.reason = "canceled" // the client went away
-		default:
-			call.reason = collector.ErrorConnection
-			m.errors[call.reason].Inc()
-		}
-		g.account(m, r, body, id, call, start, upStart)
-		if v != nil {
-			panic(v)
-		}
-	}()
-	g.rp.ServeHTTP(call, r)
-}
 
-// account records a ModelInfer call once it has ended.
-func (g *grpcProxy) account(m *model, r *http.Request, body, id []byte, call *grpcCall, start, upStart time.Time) {
+	ctx, opts := outgoing(ss.Context())
+	if g.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
+	upStart := g.p.now()
+	rq.overhead = upStart.Sub(start)
+	resp, err := g.roundTrip(ctx, ss, req, idHeader, opts)
 	upEnd := g.p.now()
 	m.inFlight.Dec()
-	status, respSize := http.StatusOK, call.n
-	if call.reason != "" {
-		status, respSize = http.StatusBadGateway, -1
-	} else if code := grpcStatus(call.Header()); code != codes.OK {
-		status = grpcHTTPStatus(code)
-		g.p.countStatus(status, m)
+	st, respSize := 200, len(resp)
+	switch {
+	case err == nil:
+	case errors.As(err, new(*proxyFailure)):
+		err = g.failure(ss.Context(), m, err.(*proxyFailure).err)
+		st, respSize = 502, -1
+	case ss.Context().Err() != nil:
+		st, respSize = 499, -1 // the client went away: not the model server's doing
+	default:
+		// The model server's own status: the caller's error or its own,
+		// as the HTTP status gRPC maps it to says.
+		st = grpcHTTPStatus(status.Code(err))
+		g.p.countStatus(st, m)
 	}
-	rq := request{format: payload.FormatOIPGRPC, id: id, start: start, overhead: upStart.Sub(start)}
-	if tp := r.Header.Get("Traceparent"); tp != "" {
-		rq.traceID = parseTraceparent([]byte(tp))
-	}
-	if status == http.StatusOK && (compressed(r.Header) || compressed(call.Header())) {
-		// The parser reads uncompressed messages only.
-		g.p.metrics.PayloadErrors.WithLabelValues(m.name, "content_encoding").Inc()
-		status = http.StatusNoContent // accounted for, not captured
-	}
-	g.p.account(m, body, call.buf, respSize, status, rq, upEnd)
+	g.p.account(m, req, resp, respSize, st, rq, upEnd)
+	return err
 }
 
-// compressed reports whether the messages these headers go with may be
-// compressed (grpc-encoding other than identity).
-func compressed(h http.Header) bool {
-	enc := h.Get("Grpc-Encoding")
-	return enc != "" && enc != "identity"
-}
+// proxyFailure is a call the model server did not answer, unlike an error
+// status it sent.
+type proxyFailure struct{ err error }
 
-// grpcStatus is the status of a call from its trailers (or, for a call
-// that failed at once, its headers); a missing status is an Unknown error.
-func grpcStatus(h http.Header) codes.Code {
-	s := h.Get(http.TrailerPrefix + "Grpc-Status")
-	if s == "" {
-		s = h.Get("Grpc-Status")
-	}
-	c, err := strconv.ParseUint(s, 10, 32)
+func (f *proxyFailure) Error() string { return f.err.Error() }
+
+// roundTrip makes a ModelInfer call to the model server and passes its
+// headers, answer and trailers to the client as they come. It returns the
+// answer, or the model server's error status, or a *proxyFailure.
+func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, req []byte, idHeader metadata.MD, opts []grpc.CallOption) ([]byte, error) {
+	cs, err := g.conn.NewStream(ctx, everyStream, modelInfer, opts...)
 	if err != nil {
-		return codes.Unknown
+		return nil, &proxyFailure{err}
 	}
-	return codes.Code(c)
+	if err := cs.SendMsg(&req); err != nil && !errors.Is(err, io.EOF) {
+		return nil, &proxyFailure{err}
+	}
+	_ = cs.CloseSend()
+	var resp []byte
+	err = cs.RecvMsg(&resp)
+	if err != nil && ctx.Err() != nil {
+		// Past --proxy.timeout (or the client's deadline, or gone).
+		return nil, &proxyFailure{ctx.Err()}
+	}
+	md, herr := cs.Header()
+	if herr != nil {
+		// No headers, no status from the model server: it was not reached,
+		// or did not answer in time.
+		return nil, &proxyFailure{herr}
+	}
+	if md = metadata.Join(md, idHeader); len(md) > 0 {
+		if err := ss.SendHeader(md); err != nil {
+			return nil, err
+		}
+	}
+	if err == nil {
+		if err = ss.SendMsg(&resp); err == nil {
+			var extra []byte
+			if err = cs.RecvMsg(&extra); errors.Is(err, io.EOF) {
+				err = nil
+			} else if err == nil {
+				err = status.Error(codes.Internal, "modelmon: the model server sent more than one answer to ModelInfer")
+			}
+		}
+	}
+	ss.SetTrailer(cs.Trailer())
+	return resp, err
+}
+
+// failure is the status a client gets for a call the model server did not
+// answer: DeadlineExceeded past --proxy.timeout, else Unavailable, with the
+// HTTP proxy's messages. A ModelInfer call's failure is counted on m by
+// reason, unless its client went away.
+func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
+	if client.Err() != nil {
+		return status.FromContextError(client.Err()).Err()
+	}
+	reason, code, msg := collector.ErrorConnection, codes.Unavailable, "modelmon: could not reach the model server"
+	if status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
+		reason, code, msg = collector.ErrorTimeout, codes.DeadlineExceeded, "modelmon: the model server did not answer in time"
+	}
+	if m != nil {
+		m.errors[reason].Inc()
+	}
+	g.p.logger.Debug("Upstream gRPC call failed", "reason", reason, "err", err)
+	g.p.failing.warn(func() []any { return []any{"reason", reason, "err", err, "upstream", g.upstream} })
+	return status.Error(code, msg)
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 // grpcHTTPStatus is the HTTP status a gRPC status stands for (as gRPC's
@@ -253,63 +340,27 @@ func grpcStatus(h http.Header) codes.Code {
 func grpcHTTPStatus(c codes.Code) int {
 	switch c {
 	case codes.OK:
-		return http.StatusOK
+		return 200
 	case codes.Canceled:
 		return 499
 	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
-		return http.StatusBadRequest
+		return 400
 	case codes.Unauthenticated:
-		return http.StatusUnauthorized
+		return 401
 	case codes.PermissionDenied:
-		return http.StatusForbidden
+		return 403
 	case codes.NotFound:
-		return http.StatusNotFound
+		return 404
 	case codes.AlreadyExists, codes.Aborted:
-		return http.StatusConflict
+		return 409
 	case codes.ResourceExhausted:
-		return http.StatusTooManyRequests
+		return 429
 	case codes.Unimplemented:
-		return http.StatusNotImplemented
+		return 501
 	case codes.Unavailable:
-		return http.StatusServiceUnavailable
+		return 503
 	case codes.DeadlineExceeded:
-		return http.StatusGatewayTimeout
+		return 504
 	}
-	return http.StatusInternalServerError // Unknown, Internal, DataLoss, any other
-}
-
-// fail answers a call the model server did not answer with a gRPC error:
-// Unavailable, or DeadlineExceeded past --proxy.timeout, with the HTTP
-// proxy's message. A ModelInfer call's failure is counted by reason, unless
-// its client went away.
-func (g *grpcProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
-	call, _ := w.(*grpcCall)
-	if errors.Is(r.Context().Err(), context.Canceled) {
-		if call != nil {
-			call.reason = "canceled" // the client's doing, not counted
-		}
-		return
-	}
-	reason, status, msg := classifyError(err)
-	if call != nil {
-		call.reason = reason
-		call.m.errors[reason].Inc()
-	}
-	g.p.logger.Debug("Upstream gRPC call failed", "reason", reason, "err", err, "path", r.URL.Path)
-	g.p.failing.warn(func() []any { return []any{"reason", reason, "err", err, "upstream", g.upstream} })
-	code := codes.Unavailable
-	if status == http.StatusGatewayTimeout {
-		code = codes.DeadlineExceeded
-	}
-	grpcError(w, code, strings.TrimSuffix(msg, "\n"))
-}
-
-// grpcError answers a call with a gRPC error and no message: a
-// trailers-only response.
-func grpcError(w http.ResponseWriter, code codes.Code, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/grpc")
-	h.Set("Grpc-Status", strconv.Itoa(int(code)))
-	h.Set("Grpc-Message", url.PathEscape(msg))
-	w.WriteHeader(http.StatusOK)
+	return 500 // Unknown, Internal, DataLoss, any other
 }

@@ -22,7 +22,7 @@ const (
 	ReasonTooManyInstances Reason = "too_many_instances"
 	// ReasonInvalidResponse means the response body is not JSON, or is an error object from the model server.
 	ReasonInvalidResponse Reason = "invalid_response"
-	// ReasonInvalidProtobuf means a gRPC request is not a whole, uncompressed, valid protobuf message.
+	// ReasonInvalidProtobuf means a gRPC request message is not valid protobuf.
 	ReasonInvalidProtobuf Reason = "invalid_protobuf"
 )
 

@@ -28,9 +28,8 @@ const (
 	// an array, or an object with a well-known key such as "prediction".
 	FormatJSON
 	// FormatOIPGRPC is the Open Inference Protocol over gRPC: a ModelInfer
-	// call's ModelInferRequest and ModelInferResponse, each a gRPC
-	// length-prefixed protobuf message (oipgrpc.go). It is chosen by the
-	// transport, not by configuration.
+	// call's ModelInferRequest and ModelInferResponse messages, protobuf
+	// (oipgrpc.go). It is chosen by the transport, not by configuration.
 	FormatOIPGRPC
 )
 

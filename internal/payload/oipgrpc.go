@@ -1,7 +1,6 @@
 package payload
 
 import (
-	"encoding/binary"
 	"math"
 	"strconv"
 
@@ -10,11 +9,11 @@ import (
 
 // The Open Inference Protocol over gRPC (KServe v2 and Triton's
 // grpc_service.proto, service inference.GRPCInferenceService): a ModelInfer
-// call sends one ModelInferRequest and gets one ModelInferResponse, each a
-// gRPC message (a flag byte for compression, a 4-byte big-endian length,
-// the protobuf bytes). They are read straight off the wire format, field by
-// field, into the tensors the JSON form gives: same features, same
-// predictions (oip.go).
+// call sends one ModelInferRequest and gets one ModelInferResponse. Their
+// protobuf bytes (the messages a gRPC server receives and sends, already
+// out of their gRPC framing and compression) are read straight off the wire
+// format, field by field, into the tensors the JSON form gives: same
+// features, same predictions (oip.go).
 //
 //	message ModelInferRequest {
 //	  string model_name = 1; string model_version = 2; string id = 3;
@@ -59,13 +58,8 @@ const (
 )
 
 // InferRequestIDs reads the model name, version and id of a ModelInfer
-// call's request body, the first gRPC message of it. ok is false when the
-// body does not start with a whole, uncompressed, well-formed message.
-func InferRequestIDs(body []byte) (model, version, id []byte, ok bool) {
-	msg, err := grpcMessage(body, reqErr)
-	if err != nil {
-		return nil, nil, nil, false
-	}
+// request message. ok is false when msg is no well-formed protobuf.
+func InferRequestIDs(msg []byte) (model, version, id []byte, ok bool) {
 	for len(msg) > 0 {
 		num, typ, n := protowire.ConsumeTag(msg)
 		if n < 0 {
@@ -96,25 +90,8 @@ func InferRequestIDs(body []byte) (model, version, id []byte, ok bool) {
 	return model, version, id, true
 }
 
-// grpcMessage returns the first message of a gRPC body.
-func grpcMessage(body []byte, mkErr errFunc) ([]byte, error) {
-	switch {
-	case len(body) == 0:
-		return nil, mkErr(ReasonEmptyBody, "empty body")
-	case len(body) < 5:
-		return nil, protoErr(mkErr, "a gRPC message cut short")
-	case body[0] != 0:
-		return nil, protoErr(mkErr, "a compressed gRPC message (grpc-encoding)")
-	}
-	n := binary.BigEndian.Uint32(body[1:])
-	if uint64(n) > uint64(len(body)-5) {
-		return nil, protoErr(mkErr, "a gRPC message cut short")
-	}
-	return body[5 : 5+n], nil
-}
-
-// protoErr is a request that is no valid gRPC message (invalid_protobuf), or
-// a response (invalid_response).
+// protoErr is a request that is no valid protobuf (invalid_protobuf), or a
+// response (invalid_response).
 func protoErr(mkErr errFunc, msg string) error {
 	e := mkErr(ReasonInvalidProtobuf, msg)
 	if e.Response {
@@ -131,13 +108,9 @@ func malformed(mkErr errFunc, what string) error {
 // parseOIPGRPC is Parse for FormatOIPGRPC. p and b have been reset.
 func (p *Parser) parseOIPGRPC(req, resp []byte, b *Batch) error {
 	b.Format = FormatOIPGRPC
-	msg, err := grpcMessage(req, reqErr)
-	if err != nil {
-		return err
-	}
 	// Names and BYTES elements point into the Parser's memory, as the
 	// results of the other formats do.
-	p.fastReq = append(p.fastReq[:0], msg...)
+	p.fastReq = append(p.fastReq[:0], req...)
 	p.nameBudget = 4*len(req) + 4096
 	if err := p.inferTensors(p.fastReq, rawInputContents, "raw_input_contents", "inputs", reqErr); err != nil {
 		return err
@@ -170,11 +143,7 @@ func (p *Parser) parseOIPGRPC(req, resp []byte, b *Batch) error {
 }
 
 func (p *Parser) oipGRPCResponse(resp []byte, b *Batch) error {
-	msg, err := grpcMessage(resp, respErr)
-	if err != nil {
-		return err
-	}
-	p.fastResp = append(p.fastResp[:0], msg...)
+	p.fastResp = append(p.fastResp[:0], resp...)
 	if err := p.inferTensors(p.fastResp, rawOutputContents, "raw_output_contents", "outputs", respErr); err != nil {
 		return err
 	}
