@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,8 +52,10 @@ type rawCodec struct{}
 
 func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
 func (rawCodec) Unmarshal(data []byte, v any) error {
-	// data is the transport's buffer, reused once Unmarshal returns.
-	*v.(*[]byte) = append((*v.(*[]byte))[:0], data...)
+	// data is the transport's buffer, reused once Unmarshal returns; and a
+	// message given to SendMsg may still be read after it returns, so
+	// each message gets its own copy.
+	*v.(*[]byte) = bytes.Clone(data)
 	return nil
 }
 func (rawCodec) Name() string { return "proto" }
@@ -147,8 +150,8 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
 		return g.failure(ss.Context(), nil, err)
 	}
 	go func() {
-		var msg []byte
 		for {
+			var msg []byte
 			if err := ss.RecvMsg(&msg); err != nil {
 				if errors.Is(err, io.EOF) {
 					_ = cs.CloseSend()
@@ -163,8 +166,8 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
 		}
 	}()
 	headers := false
-	var msg []byte
 	for {
+		var msg []byte
 		err := cs.RecvMsg(&msg)
 		if !headers {
 			headers = true
