@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/modelmon/modelmon/internal/prometheustest"
 	"github.com/modelmon/modelmon/internal/readmetest"
@@ -146,6 +151,35 @@ func TestBinaryShutdownDelay(t *testing.T) {
 		require.NoError(t, s.cmd.Wait(), s.logs.String())
 		require.Less(t, time.Since(start), 30*time.Second)
 	})
+}
+
+// --proxy.grpc-upstream turns the gRPC proxy on: a real gRPC service (the
+// standard health service, its generated client and server) answers through
+// the binary, and the call is counted.
+func TestBinaryGRPC(t *testing.T) {
+	bin := buildBinary(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(srv.Stop)
+
+	grpcAddr := freePort(t)
+	s := runSidecar(t, bin, "--proxy.grpc-upstream=http://"+ln.Addr().String(), "--proxy.grpc-listen-address="+grpcAddr)
+	conn, err := grpc.NewClient("passthrough:///"+grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err, s.logs.String())
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.Status)
+
+	metrics, err := http.Get("http://" + s.web + "/metrics")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	require.Contains(t, string(b), "modelmon_passthrough_requests_total 1")
+	require.Contains(t, s.logs.String(), "Proxying gRPC calls")
 }
 
 func TestConfigCheck(t *testing.T) {

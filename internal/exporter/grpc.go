@@ -165,19 +165,26 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
 			}
 		}
 	}()
-	headers := false
+	// The model server's headers go to the client as soon as they come,
+	// before any message (a server stream may send them long before).
+	var upErr, sendErr error
+	headers := make(chan struct{})
+	go func() {
+		defer close(headers)
+		var md metadata.MD
+		if md, upErr = cs.Header(); upErr == nil && md != nil {
+			sendErr = ss.SendHeader(md)
+		}
+	}()
 	for {
 		var msg []byte
 		err := cs.RecvMsg(&msg)
-		if !headers {
-			headers = true
-			if md, herr := cs.Header(); herr == nil && md != nil {
-				if err := ss.SendHeader(md); err != nil {
-					return err
-				}
-			} else if herr != nil {
-				return g.failure(ss.Context(), nil, herr)
-			}
+		<-headers // ss is not safe for SendHeader and SendMsg at once
+		switch {
+		case upErr != nil: // the model server was not reached
+			return g.failure(ss.Context(), nil, upErr)
+		case sendErr != nil: // the client is gone
+			return sendErr
 		}
 		if err != nil {
 			ss.SetTrailer(cs.Trailer())
@@ -280,9 +287,11 @@ func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, req []b
 	_ = cs.CloseSend()
 	var resp []byte
 	err = cs.RecvMsg(&resp)
-	if err != nil && ctx.Err() != nil {
-		// Past --proxy.timeout (or the client's deadline, or gone).
-		return nil, &proxyFailure{ctx.Err()}
+	if err != nil && (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) {
+		// Past --proxy.timeout (or the client's deadline, or gone). The
+		// deadline goes to the model server with the call, so its own
+		// DEADLINE_EXCEEDED may come a moment before ours.
+		return nil, &proxyFailure{err}
 	}
 	md, herr := cs.Header()
 	if herr != nil {

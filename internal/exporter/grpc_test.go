@@ -338,3 +338,46 @@ func TestGRPCCompressed(t *testing.T) {
 	}
 	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "fraud", "format": "oip_grpc"})
 }
+
+// A server stream's headers reach the client as soon as the model server
+// sends them, before its first message.
+func TestGRPCStreamHeadersFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	release := make(chan struct{})
+	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		var in []byte
+		if err := stream.RecvMsg(&in); err != nil {
+			return err
+		}
+		if err := stream.SendHeader(metadata.Pairs("x-stream", "open")); err != nil {
+			return err
+		}
+		select {
+		case <-release:
+		case <-stream.Context().Done():
+			return nil
+		}
+		out := []byte("tokens")
+		return stream.SendMsg(&out)
+	}))
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = "http://" + ln.Addr().String()
+		o.GRPCListenAddress = "127.0.0.1:0"
+	})
+	conn := grpcClient(t, e.GRPCAddr())
+	stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true}, "/inference.GRPCInferenceService/ModelStreamInfer")
+	require.NoError(t, err)
+	msg := []byte("prompt")
+	require.NoError(t, stream.SendMsg(&msg))
+	require.NoError(t, stream.CloseSend())
+	md, err := stream.Header()
+	require.NoError(t, err)
+	require.Equal(t, []string{"open"}, md.Get("x-stream"), "before any message")
+	close(release)
+	var out []byte
+	require.NoError(t, stream.RecvMsg(&out))
+	require.Equal(t, "tokens", string(out))
+}
