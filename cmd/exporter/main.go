@@ -40,7 +40,7 @@ func run() int {
 
 		upstream     = serve.Flag("proxy.upstream", "Base URL of the model server the proxy forwards to.").Default(d.Proxy.Upstream).String()
 		proxyListen  = serve.Flag("proxy.listen-address", "Address on which the proxy accepts predictions.").Default(d.ProxyListenAddress).String()
-		grpcUp       = serve.Flag("proxy.grpc-upstream", "URL of the model server's gRPC endpoint, http:// (cleartext HTTP/2), e.g. http://127.0.0.1:8001 for Triton; the gRPC proxy is on only with it.").Default("").String()
+		grpcUp       = serve.Flag("proxy.grpc-upstream", "URL of the model server's gRPC endpoint, http:// (cleartext HTTP/2), e.g. http://127.0.0.1:8001 for Triton, or https:// (TLS, with the --proxy.upstream-* TLS flags); the gRPC proxy is on only with it.").Default("").String()
 		grpcListen   = serve.Flag("proxy.grpc-listen-address", "Address on which the gRPC proxy accepts calls, with --proxy.grpc-upstream.").Default(d.GRPCListenAddress).String()
 		proxyTimeout = serve.Flag("proxy.timeout", "Longest wait for the model server's whole response, or for each piece of a streamed one; past it the client gets 504.").Default(d.Proxy.Timeout.String()).Duration()
 		proxyMaxBody = serve.Flag("proxy.max-body-size", "Largest request or response body the proxy forwards.").Default(size(int64(d.Proxy.MaxBodySize))).Bytes()

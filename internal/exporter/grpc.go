@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/encoding/gzip" // reads messages clients compress with gzip
 	"google.golang.org/grpc/metadata"
@@ -26,7 +28,8 @@ import (
 // (KServe v2, Triton: inference.GRPCInferenceService).
 const modelInfer = "/inference.GRPCInferenceService/ModelInfer"
 
-// grpcProxy is the proxy for gRPC clients (--proxy.grpc-upstream), built on
+// grpcProxy is the proxy for gRPC clients (--proxy.grpc-upstream, cleartext
+// HTTP/2 or TLS with the --proxy.upstream-* flags), built on
 // grpc-go: a server that takes every call, of any service, and passes it to
 // the model server over one client connection, its messages as bytes (a raw
 // codec: nothing is decoded on the way), its metadata, status and trailers
@@ -43,6 +46,7 @@ type grpcProxy struct {
 	p        *proxy
 	upstream string
 	conn     *grpc.ClientConn // to the model server
+	tls      bool             // over TLS
 	server   *grpc.Server
 	timeout  time.Duration // --proxy.timeout, of a ModelInfer call
 }
@@ -65,16 +69,27 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("couldn't parse --proxy.grpc-upstream=%q: %w", o.GRPCUpstream, err)
-	case u.Scheme != "http" || u.Host == "":
-		// gRPC to a model server in the same pod is cleartext; TLS to it
-		// is not supported yet.
-		return nil, fmt.Errorf("--proxy.grpc-upstream=%q must be an http:// URL with a host (cleartext HTTP/2)", o.GRPCUpstream)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return nil, fmt.Errorf("--proxy.grpc-upstream=%q must be an http:// (cleartext HTTP/2) or https:// URL with a host", o.GRPCUpstream)
 	case u.Path != "" && u.Path != "/":
 		return nil, fmt.Errorf("--proxy.grpc-upstream=%q must not have a path", o.GRPCUpstream)
 	}
-	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, timeout: o.Timeout}
-	g.conn, err = grpc.NewClient("passthrough:///"+u.Host,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if u.Scheme == "https" {
+		// The --proxy.upstream-* TLS flags, verified against this host.
+		cfg, err := upstreamTLS(o.TLS, "--proxy.grpc-upstream", o.GRPCUpstream, u.Hostname(), logger)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, timeout: o.Timeout, tls: u.Scheme == "https"}
+	g.conn, err = grpc.NewClient("passthrough:///"+host,
+		grpc.WithTransportCredentials(creds),
 		grpc.WithNoProxy(),      // the model server is beside us, not behind $HTTP_PROXY
 		grpc.WithDisableRetry(), // a prediction may have reached the model
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
@@ -123,12 +138,14 @@ func (g *grpcProxy) handle(_ any, ss grpc.ServerStream) error {
 }
 
 // outgoing is the context of the call to the model server: the client's
-// metadata (the transport's own headers aside) and deadline.
-func outgoing(ctx context.Context) (context.Context, []grpc.CallOption) {
+// metadata (the transport's own headers aside) and deadline, and over
+// cleartext its :authority (over TLS the authority must be the name the
+// model server's certificate carries).
+func (g *grpcProxy) outgoing(ctx context.Context) (context.Context, []grpc.CallOption) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	md = md.Copy()
 	var opts []grpc.CallOption
-	if a := md.Get(":authority"); len(a) > 0 {
+	if a := md.Get(":authority"); len(a) > 0 && !g.tls {
 		opts = append(opts, grpc.CallAuthority(a[0]))
 	}
 	for k := range md {
@@ -142,7 +159,7 @@ func outgoing(ctx context.Context) (context.Context, []grpc.CallOption) {
 // forward passes a call of any kind through: the client's messages to the
 // model server in one goroutine, the model server's back in this one.
 func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
-	ctx, opts := outgoing(ss.Context())
+	ctx, opts := g.outgoing(ss.Context())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := g.conn.NewStream(ctx, everyStream, method, opts...)
@@ -238,7 +255,7 @@ func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
 		rq.traceID = parseTraceparent([]byte(tp[0]))
 	}
 
-	ctx, opts := outgoing(ss.Context())
+	ctx, opts := g.outgoing(ss.Context())
 	if g.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.timeout)
@@ -327,8 +344,12 @@ func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 		return status.FromContextError(client.Err()).Err()
 	}
 	reason, code, msg := collector.ErrorConnection, codes.Unavailable, "modelmon: could not reach the model server"
-	if status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
 		reason, code, msg = collector.ErrorTimeout, codes.DeadlineExceeded, "modelmon: the model server did not answer in time"
+	case strings.Contains(err.Error(), "handshake failed"):
+		// grpc-go reports a failed TLS handshake only in its message.
+		msg = "modelmon: the TLS handshake with the model server failed"
 	}
 	if m != nil {
 		m.errors[reason].Inc()

@@ -2,15 +2,18 @@ package exporter
 
 import (
 	"context"
+	"crypto/x509"
 	"math"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -80,11 +83,11 @@ func modelName(msg []byte) string {
 // grpcModelServer is a real gRPC server (grpc-go) speaking the OIP's
 // service: ModelInfer answers one output per call, or fails as the model
 // name asks; ModelStreamInfer echoes; ServerLive answers.
-func grpcModelServer(t testing.TB) string {
+func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+	srv := grpc.NewServer(append(opts, grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
 		method, _ := grpc.MethodFromServerStream(stream)
 		switch method {
 		case "/inference.GRPCInferenceService/ModelStreamInfer":
@@ -124,7 +127,7 @@ func grpcModelServer(t testing.TB) string {
 		stream.SetTrailer(metadata.Pairs("x-queue-us", "12"))
 		resp := inferCall(modelName(req), "", inferTensor("y", []uint64{1}, 0.75))
 		return stream.SendMsg(&resp)
-	}))
+	}))...)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	return "http://" + ln.Addr().String()
@@ -241,7 +244,7 @@ func TestGRPCProxyFailures(t *testing.T) {
 }
 
 func TestGRPCProxyBadUpstream(t *testing.T) {
-	for _, up := range []string{"https://127.0.0.1:8001", "127.0.0.1:8001", "http://127.0.0.1:8001/x"} {
+	for _, up := range []string{"ftp://127.0.0.1:8001", "127.0.0.1:8001", "http://127.0.0.1:8001/x"} {
 		_, err := New(Options{Proxy: ProxyOptions{Upstream: "http://127.0.0.1:8080", GRPCUpstream: up}})
 		require.ErrorContains(t, err, "--proxy.grpc-upstream", up)
 	}
@@ -380,4 +383,45 @@ func TestGRPCStreamHeadersFirst(t *testing.T) {
 	var out []byte
 	require.NoError(t, stream.RecvMsg(&out))
 	require.Equal(t, "tokens", string(out))
+}
+
+// An https:// gRPC upstream is verified with the --proxy.upstream-* flags,
+// the CA file and the server name; a certificate it can't verify is a
+// connection failure with a clear message.
+func TestGRPCProxyTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	certFile, keyFile := ca.issue(t, dir, "model.internal", x509.ExtKeyUsageServerAuth, nil)
+	creds, err := credentials.NewServerTLSFromFile(certFile, keyFile)
+	require.NoError(t, err)
+	up := strings.Replace(grpcModelServer(t, grpc.Creds(creds)), "http://", "https://", 1)
+	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 1}, 1))
+	for _, tc := range []struct {
+		name string
+		tls  promconfig.TLSConfig
+		fail string
+	}{
+		{"verified", promconfig.TLSConfig{CAFile: ca.file, ServerName: "model.internal"}, ""},
+		{"an unknown CA", promconfig.TLSConfig{ServerName: "model.internal"}, "modelmon: the TLS handshake with the model server failed"},
+		{"the wrong name", promconfig.TLSConfig{CAFile: ca.file}, "modelmon: the TLS handshake with the model server failed"},
+		{"insecure", promconfig.TLSConfig{InsecureSkipVerify: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+				o.Proxy.GRPCUpstream = up
+				o.GRPCListenAddress = "127.0.0.1:0"
+				o.Proxy.TLS = tc.tls
+			})
+			var resp []byte
+			err := grpcClient(t, e.GRPCAddr()).Invoke(context.Background(), modelInfer, &req, &resp)
+			if tc.fail == "" {
+				require.NoError(t, err)
+				return
+			}
+			st, _ := status.FromError(err)
+			require.Equal(t, codes.Unavailable, st.Code(), "%v", err)
+			require.Equal(t, tc.fail, st.Message())
+			require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": "connection"}))
+		})
+	}
 }

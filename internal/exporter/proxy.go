@@ -92,23 +92,11 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	}
 	var tlsConfig *tls.Config
 	if u.Scheme == "https" {
-		if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
-			return nil, errors.New("--proxy.upstream-cert-file and --proxy.upstream-key-file go together: give both or neither")
+		if tlsConfig, err = upstreamTLS(o.TLS, "--proxy.upstream", o.Upstream, u.Hostname(), logger); err != nil {
+			return nil, err
 		}
-		if tlsConfig, err = promconfig.NewTLSConfig(&o.TLS); err != nil {
-			return nil, fmt.Errorf("couldn't set up TLS to --proxy.upstream=%q: %w", o.Upstream, err)
-		}
-		if o.TLS.CAFile != "" && !o.TLS.InsecureSkipVerify {
-			name := o.TLS.ServerName
-			if name == "" {
-				name = u.Hostname()
-			}
-			if _, err = newUpstreamCA(o.TLS.CAFile, name, tlsConfig, logger); err != nil {
-				return nil, fmt.Errorf("couldn't set up TLS to --proxy.upstream=%q: %s: %w", o.Upstream, o.TLS.CAFile, err)
-			}
-		}
-	} else if o.TLS != (promconfig.TLSConfig{}) {
-		return nil, fmt.Errorf("the --proxy.upstream-* TLS flags need an https:// --proxy.upstream, not %q", o.Upstream)
+	} else if o.TLS != (promconfig.TLSConfig{}) && !strings.HasPrefix(o.GRPCUpstream, "https://") {
+		return nil, fmt.Errorf("the --proxy.upstream-* TLS flags need an https:// --proxy.upstream or --proxy.grpc-upstream, not %q", o.Upstream)
 	}
 	host := u.Host
 	if u.Port() == "" {
@@ -168,6 +156,29 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		Logger:                        fasthttpLogger{logger},
 	}
 	return p, nil
+}
+
+// upstreamTLS is the TLS configuration of the connections to an https
+// upstream (flag, its value url) on host: the --proxy.upstream-* flags, with
+// the CA file read again for each new connection (tlsca.go).
+func upstreamTLS(o promconfig.TLSConfig, flag, url, host string, logger *slog.Logger) (*tls.Config, error) {
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("--proxy.upstream-cert-file and --proxy.upstream-key-file go together: give both or neither")
+	}
+	cfg, err := promconfig.NewTLSConfig(&o)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't set up TLS to %s=%q: %w", flag, url, err)
+	}
+	if o.CAFile != "" && !o.InsecureSkipVerify {
+		name := o.ServerName
+		if name == "" {
+			name = host
+		}
+		if _, err = newUpstreamCA(o.CAFile, name, cfg, logger); err != nil {
+			return nil, fmt.Errorf("couldn't set up TLS to %s=%q: %s: %w", flag, url, o.CAFile, err)
+		}
+	}
+	return cfg, nil
 }
 
 // dialLazyDeadlines wraps dial so that the connections it makes hand their
