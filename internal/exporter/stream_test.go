@@ -143,6 +143,14 @@ func TestProxyGenerativeAnswers(t *testing.T) {
 			body := `{"id":"chatcmpl-2","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 			return true
+		case strings.Contains(req.start, "/api/generate"):
+			events = nil
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n")
+			for _, line := range []string{`{"model":"llama","response":"Hi","done":false}`, `{"model":"llama","response":"","done":true,"done_reason":"stop","prompt_eval_count":4,"eval_count":1}`} {
+				fmt.Fprintf(c, "%x\r\n%s\n\r\n", len(line)+1, line)
+			}
+			io.WriteString(c, "0\r\n\r\n")
+			return true
 		case strings.Contains(req.start, "/generate_stream"):
 			events = []string{`{"model_name":"t5","model_version":"1","text_output":"Hel"}`, `{"model_name":"t5","model_version":"1","text_output":"lo"}`}
 			if strings.Contains(string(req.body), "fail") {
@@ -160,7 +168,7 @@ func TestProxyGenerativeAnswers(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`
 default_model: llama
-prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/*/generate_stream]
+prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/*/generate_stream, /api/generate]
 `), 0o644))
 	e := startExporter(t, up.URL(), func(o *Options) { o.ConfigFile = cfg })
 	proxy := "http://" + e.ProxyAddr()
@@ -175,10 +183,14 @@ prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/
 		require.Equal(t, 200, st)
 	}
 
+	// Ollama's own API streams JSON lines.
+	st, _ = do(t, "POST", proxy+"/api/generate", `{"model":"llama","prompt":"Hi"}`)
+	require.Equal(t, 200, st)
+
 	llama, t5 := map[string]string{"model": "llama"}, map[string]string{"model": "t5"}
-	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "llama", "format": "json"})
+	eventually(t, e, 3, "modelmon_payloads_parsed_total", map[string]string{"model": "llama", "format": "json"})
 	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "t5", "format": "json"})
-	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", llama))
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_predictions_total", llama))
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", t5))
 	for _, m := range []string{"llama", "t5"} {
 		for _, reason := range []string{"invalid_response", "missing_field"} {
@@ -189,17 +201,17 @@ prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/
 			require.Equal(t, want, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": m, "reason": reason}), "%s %s", m, reason)
 		}
 	}
-	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", llama), "the streamed one")
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", llama), "the streamed ones")
 
 	// Why each answer stopped, and the tokens the OpenAI-style ones report.
 	for _, g := range []struct {
 		model, reason string
 		want          float64
-	}{{"llama", "length", 1}, {"llama", "stop", 1}, {"t5", "unknown", 1}, {"t5", "other", 0}} {
+	}{{"llama", "length", 1}, {"llama", "stop", 2}, {"t5", "unknown", 1}, {"t5", "other", 0}} {
 		require.Equal(t, g.want, metricValue(t, e, "modelmon_generations_total", map[string]string{"model": g.model, "finish_reason": g.reason}), "%v", g)
 	}
-	require.Equal(t, 18.0, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "input"}))
-	require.Equal(t, 5.0, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "output"}))
+	require.Equal(t, 9.0+9+4, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "input"}))
+	require.Equal(t, 2.0+3+1, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "output"}))
 	require.Zero(t, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "t5", "type": "output"}))
 }
 

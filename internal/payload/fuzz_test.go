@@ -56,6 +56,7 @@ var fuzzSeeds = map[Format][][2]string{
 		{`{"model": "m", "messages": [{"role": "user", "content": "Hi"}]}`, `{"choices": [{"index": 0, "message": {"content": "Hello"}, "finish_reason": "stop"}]}`},
 		{`{"text_input": "Hi"}`, "data: {\"text_output\": \"He\"}\n\ndata: {\"text_output\": \"llo\"}\n\n"},
 		{`{"prompt": "Hi"}`, ": ping\r\n\r\nid: 1\r\ndata: {\"choices\": [{\"index\": 0,\r\ndata: \"finish_reason\": \"length\"}]}\r\n\r\ndata: [DONE]\r\n\r\n"},
+		{`{"model": "llama3", "prompt": "Hi"}`, "{\"response\": \"a\", \"done\": false}\n{\"response\": \"\", \"done\": true, \"done_reason\": \"stop\", \"eval_count\": 1}\n"},
 	},
 }
 

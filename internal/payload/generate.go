@@ -18,7 +18,10 @@ import (
 //     {"model_name":…, "text_output":"…"}, streamed as one such object per
 //     event;
 //   - Hugging Face TGI's own API: {"generated_text":"…", "details":
-//     {"finish_reason":…}}, streamed as {"token":…} events.
+//     {"finish_reason":…}}, streamed as {"token":…} events;
+//   - Ollama's own API (/api/generate, /api/chat): {"response"|"message":…,
+//     "done":true, "done_reason":"stop", "prompt_eval_count":…,
+//     "eval_count":…}, streamed as one such object per line.
 //
 // Such an answer is one prediction of the request's single record. Its
 // value is why the generation stopped, when the answer says ("stop",
@@ -49,7 +52,8 @@ func (p *Parser) generation(o *fastjson.Object, b *Batch) bool {
 
 // tokens takes the token counts o reports, if any: OpenAI's usage (in a
 // stream, the chunk that has it, or each chunk with the running total under
-// vLLM's continuous_usage_stats), TGI's details.generated_tokens.
+// vLLM's continuous_usage_stats), TGI's details.generated_tokens, Ollama's
+// prompt_eval_count and eval_count.
 func (g *Generation) tokens(o *fastjson.Object) {
 	if u := o.Get("usage"); u != nil {
 		if n := count(u.Get("prompt_tokens")); n >= 0 {
@@ -63,6 +67,12 @@ func (g *Generation) tokens(o *fastjson.Object) {
 		if n := count(d.Get("generated_tokens")); n >= 0 {
 			g.OutputTokens = n
 		}
+	}
+	if n := count(o.Get("prompt_eval_count")); n >= 0 { // Ollama's
+		g.InputTokens = n
+	}
+	if n := count(o.Get("eval_count")); n >= 0 {
+		g.OutputTokens = n
 	}
 }
 
@@ -87,12 +97,15 @@ func isGeneration(o *fastjson.Object) bool {
 	if v := o.Get("token"); v != nil {
 		return v.Type() == fastjson.TypeObject // TGI's stream
 	}
+	if v := o.Get("done"); v != nil && (v.Type() == fastjson.TypeTrue || v.Type() == fastjson.TypeFalse) {
+		return o.Get("response") != nil || o.Get("message") != nil // Ollama's
+	}
 	return o.Get("text_output") != nil || o.Get("generated_text") != nil
 }
 
 // finishReason returns why the generation of o stopped, nil when o does not
 // say: the finish_reason of its first choice (OpenAI), its own (some OIP
-// generate servers), or that of its details (TGI).
+// generate servers), its done_reason (Ollama), or that of its details (TGI).
 func finishReason(o *fastjson.Object) []byte {
 	if v := o.Get("choices"); v != nil {
 		a, _ := v.Array()
@@ -105,6 +118,9 @@ func finishReason(o *fastjson.Object) []byte {
 	}
 	if r := stringOrNil(o.Get("finish_reason")); len(r) > 0 {
 		return r
+	}
+	if r := stringOrNil(o.Get("done_reason")); len(r) > 0 {
+		return r // Ollama's
 	}
 	if d := o.Get("details"); d != nil {
 		return stringOrNil(d.Get("finish_reason"))
@@ -141,6 +157,34 @@ func isEventStream(resp []byte) bool {
 // An event that is not JSON, or a piece that reports an error, fails the
 // response; so does a stream with no piece at all.
 func (p *Parser) eventStream(resp []byte, b *Batch) error {
+	return p.pieces(resp, b, p.nextEvent, "server-sent event")
+}
+
+// jsonLines reads an answer streamed as JSON lines (Ollama's own API) as
+// eventStream reads events. It reports false, and reads nothing, when the
+// first line is not such a piece: then resp is just not JSON.
+func (p *Parser) jsonLines(resp []byte, b *Batch) (lines bool, err error) {
+	first, _, _ := nextLine(resp)
+	v, ok := p.parseJSON(&p.resp, first)
+	if !ok || v.GetObject() == nil || !isGeneration(v.GetObject()) {
+		return false, nil
+	}
+	return true, p.pieces(resp, b, nextLine, "line")
+}
+
+// nextLine is the next non-blank line of s.
+func nextLine(s []byte) (line, rest []byte, ok bool) {
+	for len(s) > 0 {
+		line, s, _ = bytes.Cut(s, []byte("\n"))
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			return line, s, true
+		}
+	}
+	return nil, nil, false
+}
+
+// pieces reads the pieces of a streamed answer, each the data next returns.
+func (p *Parser) pieces(resp []byte, b *Batch, next func([]byte) ([]byte, []byte, bool), what string) error {
 	p.finish = p.finish[:0]
 	found := false
 	pieces := 0
@@ -148,17 +192,17 @@ func (p *Parser) eventStream(resp []byte, b *Batch) error {
 	for n := 1; len(resp) > 0; n++ {
 		var data []byte
 		var ok bool
-		data, resp, ok = p.nextEvent(resp)
+		data, resp, ok = next(resp)
 		if !ok || bytes.Equal(data, []byte("[DONE]")) {
 			continue
 		}
 		v, valid := p.parseJSON(&p.resp, data)
 		if !valid {
-			return respErr(ReasonInvalidResponse, "server-sent event "+strconv.Itoa(n)+": data is not valid JSON")
+			return respErr(ReasonInvalidResponse, what+" "+strconv.Itoa(n)+": not valid JSON")
 		}
 		o := v.GetObject()
 		if o == nil || hasErrorKey(o) || o.Get("object") != nil && string(o.Get("object").GetStringBytes()) == "error" {
-			return respErr(ReasonInvalidResponse, "server-sent event "+strconv.Itoa(n)+": the model server reported an error")
+			return respErr(ReasonInvalidResponse, what+" "+strconv.Itoa(n)+": the model server reported an error")
 		}
 		g.tokens(o) // also from a closing chunk with usage and no choices
 		if !isGeneration(o) {
@@ -171,7 +215,7 @@ func (p *Parser) eventStream(resp []byte, b *Batch) error {
 		}
 	}
 	if pieces == 0 {
-		return respErr(ReasonInvalidResponse, "no server-sent event carries a piece of a generated answer")
+		return respErr(ReasonInvalidResponse, "no "+what+" carries a piece of a generated answer")
 	}
 	if found && len(b.Records) == 1 {
 		b.Records[0].Prediction = Value{Kind: KindString, Str: p.finish}

@@ -80,7 +80,21 @@ func TestGeneration(t *testing.T) {
 				`{"index": 2, "token": {"id": 0, "text": "", "special": true}, "generated_text": "Hello", "details": {"finish_reason": "eos_token"}}`),
 			want: []plainRecord{rec(`"eos_token"`, "", tgiFeatures...)}},
 
+		{name: "ollama generate streamed", req: `{"model": "llama3", "prompt": "Hi"}`,
+			resp: `{"model":"llama3","created_at":"2026-11-26T21:00:00Z","response":"Hel","done":false}` + "\n" +
+				`{"model":"llama3","created_at":"2026-11-26T21:00:00Z","response":"lo","done":false}` + "\n" +
+				`{"model":"llama3","response":"","done":true,"done_reason":"length","prompt_eval_count":26,"eval_count":2}` + "\n",
+			want: []plainRecord{rec(`"length"`, "", `model="llama3"`, `prompt="Hi"`)}},
+		{name: "ollama chat whole", req: `{"model": "llama3", "messages": [{"role": "user", "content": "Hi"}], "stream": false}`,
+			resp: `{"model":"llama3","message":{"role":"assistant","content":"Hello"},"done":true,"done_reason":"stop","eval_count":2}`,
+			want: []plainRecord{rec(`"stop"`, "", `model="llama3"`, `messages.0.role="user"`, `messages.0.content="Hi"`, "stream=false")}},
+
 		// Failures.
+		{name: "an ollama stream that ends in an error", req: `{"prompt": "Hi"}`,
+			resp:   `{"response":"a","done":false}` + "\n" + `{"error":"model unloaded"}` + "\n",
+			reason: ReasonInvalidResponse, want: []plainRecord{rec("null", "", `prompt="Hi"`)}},
+		{name: "lines that are no generation are no JSON", format: FormatJSON, req: `{"x": 1}`, resp: "{\"a\": 1}\n{\"a\": 2}\n",
+			reason: ReasonInvalidResponse, want: []plainRecord{rec("null", "", "x=1")}},
 		{name: "an error event", req: chatRequest, resp: sse("\n", chunk(`{"content": "a"}`, "null"), `{"error": {"message": "overloaded"}}`),
 			reason: ReasonInvalidResponse, want: []plainRecord{rec("null", "", chatFeatures...)}},
 		{name: "vllm's error object", req: chatRequest, resp: sse("\n", `{"object": "error", "message": "too long", "code": 400}`),
@@ -161,6 +175,8 @@ func TestGenerationTokens(t *testing.T) {
 		{"tgi streamed", tgiInput, sse("\n", `{"token": {"id": 1, "text": "a"}, "details": null}`,
 			`{"token": {"id": 2, "text": "b"}, "generated_text": "ab", "details": {"finish_reason": "length", "generated_tokens": 2}}`), Generation{true, -1, 2}},
 		{"oip generate", generateInput, `{"text_output": "a"}`, Generation{true, -1, -1}},
+		{"ollama streamed", `{"prompt": "Hi"}`, `{"response": "a", "done": false}` + "\n" +
+			`{"response": "", "done": true, "done_reason": "stop", "prompt_eval_count": 26, "eval_count": 298}`, Generation{true, 26, 298}},
 		{"a count that is not one", chatRequest, `{"choices": [], "usage": {"prompt_tokens": -1, "completion_tokens": 1.5}}`, Generation{true, -1, -1}},
 		{"no generation", `{"x": 1}`, `{"prediction": 1, "usage": {"prompt_tokens": 9}}`, Generation{}},
 		{"a stream that fails", chatRequest, sse("\n", running(1), `{"error": "x"}`), Generation{}},

@@ -228,6 +228,9 @@ func (p *Parser) response(f Format, resp []byte, dst *Batch) error {
 	}
 	root, bin, ok := p.parseWithBinary(&p.resp, resp)
 	if !ok || bin.data != nil && f != FormatOIP {
+		if lines, err := p.jsonLines(resp, dst); lines {
+			return err
+		}
 		return respErr(ReasonInvalidResponse, "not valid JSON")
 	}
 	p.bins[1] = bin
