@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/common/config"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
@@ -310,10 +311,16 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	if len(name) == 0 {
 		name = hdrModel
 	}
-	if len(name) == 0 {
-		name = rc.defaultModel
+	var m *model
+	if len(name) == 0 && r.bodyModel && len(reqEnc) == 0 {
+		m = p.bodyModel(req.Body(), rc)
 	}
-	m := p.models.get(name, rc.cfg.Limits.MaxModels)
+	if m == nil {
+		if len(name) == 0 {
+			name = rc.defaultModel
+		}
+		m = p.models.get(name, rc.cfg.Limits.MaxModels)
+	}
 	switch {
 	case len(r.version) > 0:
 		m.setVersion(r.version)
@@ -351,6 +358,27 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		respSize = len(respBody)
 	}
 	p.account(m, req.Body(), respBody, respSize, resp.StatusCode(), rq, upEnd)
+}
+
+// bodyParsers read the model a generative model's request names.
+var bodyParsers fastjson.ParserPool
+
+// bodyModel is the model a request names in its JSON body's "model" field,
+// as the APIs of generative models do (route.bodyModel); nil when it names
+// none. These requests are few and slow, and the parse costs about a
+// microsecond per kilobyte of prompt.
+func (p *proxy) bodyModel(body []byte, rc *runtimeConfig) *model {
+	fp := bodyParsers.Get()
+	defer bodyParsers.Put(fp)
+	v, err := fp.ParseBytes(body)
+	if err != nil {
+		return nil
+	}
+	name := v.GetStringBytes("model")
+	if len(name) == 0 {
+		return nil
+	}
+	return p.models.get(name, rc.cfg.Limits.MaxModels)
 }
 
 // request is what the accounting of a prediction needs besides its bodies.

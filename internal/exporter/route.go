@@ -15,6 +15,9 @@ type route struct {
 	format  payload.Format
 	model   []byte
 	version []byte
+	// bodyModel: the request names its model in its JSON body, as the
+	// APIs of generative models do.
+	bodyModel bool
 }
 
 var (
@@ -34,7 +37,14 @@ var (
 	generateSuffixes = [][]byte{[]byte("/generate"), []byte("/generate_stream")}
 	versionsSeg      = []byte("/versions/")
 	invocations      = []byte("/invocations")
-	methodPOST       = []byte("POST")
+	// The APIs of generative models whose requests name the model in their
+	// body ("model"): OpenAI's (vLLM, TGI, KServe's Hugging Face runtime
+	// under /openai, Ollama) and Ollama's own.
+	bodyModelSuffixes = [][]byte{
+		[]byte("/v1/chat/completions"), []byte("/v1/completions"), []byte("/v1/embeddings"),
+		[]byte("/api/generate"), []byte("/api/chat"), []byte("/api/embed"),
+	}
+	methodPOST = []byte("POST")
 )
 
 // parseRoute reads the model, version and payload format from a request path:
@@ -91,6 +101,13 @@ func parseRoute(method, p []byte, rc *runtimeConfig) route {
 		}
 	case bytes.Equal(p, invocations):
 		r.format = payload.FormatMLflow
+	default:
+		for _, suffix := range bodyModelSuffixes {
+			if bytes.HasSuffix(p, suffix) {
+				r.bodyModel = true
+				break
+			}
+		}
 	}
 	if len(rc.patterns) > 0 {
 		r.predict = rc.matchPath(p)

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -42,6 +43,8 @@ func TestParseRoute(t *testing.T) {
 		{plain, "POST", "/v2/repository/models/fraud/load", false, "", "", payload.FormatUnknown},
 		{plain, "POST", "/invocations", true, "", "", payload.FormatMLflow},
 		{plain, "POST", "/v1/chat/completions", true, "", "", payload.FormatUnknown},
+		{plain, "POST", "/openai/v1/completions", true, "", "", payload.FormatUnknown},
+		{plain, "POST", "/api/generate", true, "", "", payload.FormatUnknown},
 		{plain, "GET", "/healthz", false, "", "", payload.FormatUnknown},
 		// The generate extension names its model, and is a prediction
 		// only when prediction_paths lists it.
@@ -52,11 +55,41 @@ func TestParseRoute(t *testing.T) {
 		{listed, "GET", "/api/score", true, "", "", payload.FormatUnknown},
 	} {
 		r := parseRoute([]byte(tc.method), []byte(tc.path), tc.rc)
+		llm := strings.HasSuffix(tc.path, "completions") || strings.HasPrefix(tc.path, "/api/generate") || strings.HasPrefix(tc.path, "/openai/")
+		require.Equal(t, llm, r.bodyModel, "%s %s names its model in its body", tc.method, tc.path)
 		require.Equal(t, tc.predict, r.predict, "%s %s predict", tc.method, tc.path)
 		require.Equal(t, tc.model, string(r.model), "%s %s model", tc.method, tc.path)
 		require.Equal(t, tc.version, string(r.version), "%s %s version", tc.method, tc.path)
 		if tc.predict {
 			require.Equal(t, tc.format, r.format, "%s %s format", tc.method, tc.path)
 		}
+	}
+}
+
+// The APIs of generative models name the model in the request's body: a
+// vLLM or Ollama serving several models gets a series per model. A model
+// header still wins; a body that names none, or can't be read, is the
+// default model's.
+func TestProxyModelFromBody(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, nil)
+	proxy := "http://" + e.ProxyAddr()
+	for _, tc := range []struct {
+		path, body string
+		header     []string
+	}{
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"Hi"}],"model":"llama-3-8b"}`, nil},
+		{"/openai/v1/completions", `{"model":"llama-3-8b","prompt":"Hi"}`, nil},
+		{"/api/generate", `{"model":"mistral","prompt":"Hi"}`, nil},
+		{"/v1/chat/completions", `{"model":"mistral"}`, []string{"X-Model-Name", "pinned"}},
+		{"/v1/chat/completions", `{"messages":[]}`, nil},
+		{"/v1/chat/completions", `{"model":`, nil},
+		{"/v1/chat/completions", `{"model":{"name":"x"}}`, nil},
+	} {
+		st, _ := do(t, "POST", proxy+tc.path, tc.body, tc.header...)
+		require.Equal(t, 200, st)
+	}
+	for model, want := range map[string]float64{"llama-3-8b": 2, "mistral": 1, "pinned": 1, "default": 3} {
+		require.Equal(t, want, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": model}), model)
 	}
 }
