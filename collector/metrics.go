@@ -45,6 +45,7 @@ type Metrics struct {
 	PayloadErrors        *prometheus.CounterVec
 	Generations          *prometheus.CounterVec
 	GenerationTokens     *prometheus.CounterVec
+	TimePerOutputToken   *prometheus.HistogramVec
 	FeatureInvalid       *prometheus.CounterVec
 	LabelOverflow        *prometheus.CounterVec
 	ObservationsReceived *prometheus.CounterVec
@@ -108,6 +109,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: GenerationTokensTotal,
 			Help: "The total number of tokens of the prompts (type input) and the answers (type output) of generative models, as their answers report them.",
 		}, []string{"model", "type"}),
+		TimePerOutputToken: f.NewHistogramVec(histogramOpts(GenerationTimePerToken,
+			"The time per output token after the first of generative models' streamed answers, in seconds: (last byte − first byte) / (output tokens − 1), for answers that report two tokens or more.",
+			DurationBuckets), []string{"model"}),
 		FeatureInvalid: f.NewCounterVec(prometheus.CounterOpts{
 			Name: FeatureValuesInvalid,
 			Help: "The total number of invalid feature values seen in parsed payloads and pushed observations, by reason.",

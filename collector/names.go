@@ -27,6 +27,7 @@ const (
 	PayloadErrorsTotal       = "modelmon_payload_errors_total"
 	GenerationsTotal         = "modelmon_generations_total"
 	GenerationTokensTotal    = "modelmon_generation_tokens_total"
+	GenerationTimePerToken   = "modelmon_generation_time_per_output_token_seconds"
 	FeatureValuesInvalid     = "modelmon_feature_values_invalid_total"
 	LabelOverflowTotal       = "modelmon_label_overflow_total"
 	ObservationsReceived     = "modelmon_observations_received_total"

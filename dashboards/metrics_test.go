@@ -188,7 +188,16 @@ func exposition(fams map[string]*dto.MetricFamily) exposed {
 func runExporter(t *testing.T, bin string) exposed {
 	t.Helper()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
+		if strings.HasSuffix(r.URL.Path, "/chat/completions") && strings.Contains(string(body), `"stream":true`) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for _, ev := range []string{`{"choices":[{"index":0,"delta":{"content":"H"},"finish_reason":null}]}`,
+				`{"choices":[{"index":0,"delta":{"content":"i!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3}}`} {
+				_, _ = io.WriteString(w, "data: "+ev+"\n\n")
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
 		if strings.Contains(r.URL.Path, "broken") {
 			http.Error(w, "boom", http.StatusInternalServerError)
 			return
@@ -221,6 +230,7 @@ func runExporter(t *testing.T, bin string) exposed {
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/stream:predict", "application/json", `{"instances":[[1]]}`))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/fraud:predict", "application/json", `{"instances":`))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/chat/completions", "application/json", `{"messages":[{"role":"user","content":"Hi"}]}`, "X-Model-Name", "llm"))
+	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/chat/completions", "application/json", `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`, "X-Model-Name", "llm"))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json",
 		`[{"model":"churn","version":"v1","id":"c1","features":{"x":1},"prediction":"yes"},{"model":"churn","version":"v1","id":"c2","features":{"x":2},"prediction":"no"}]`))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/labels", "application/json",
@@ -231,7 +241,8 @@ func runExporter(t *testing.T, bin string) exposed {
 		fams = scrape(t, web)
 		return fams["modelmon_feature_drift_psi"] != nil && fams["modelmon_payload_errors_total"] != nil &&
 			fams["modelmon_prediction_time_to_first_byte_seconds"] != nil &&
-			fams["modelmon_prediction_outcome_total"] != nil && fams["modelmon_generation_tokens_total"] != nil
+			fams["modelmon_prediction_outcome_total"] != nil && fams["modelmon_generation_tokens_total"] != nil &&
+			fams["modelmon_generation_time_per_output_token_seconds"] != nil
 	}, 30*time.Second, 50*time.Millisecond, "the sidecar's drift, payload and quality series did not appear")
 	return exposition(fams)
 }

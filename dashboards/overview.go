@@ -82,7 +82,10 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 			Min(0).Max(1).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, finish_reason) (%s)\n  / on (model) group_left\nsum by (model) (%s)",
 				q.rate(collector.GenerationsTotal), q.rate(collector.GenerationsTotal)), "{{model}} {{finish_reason}}"))).
-		WithPanel(defaultTimeseries("Tokens", "Tokens per second of the prompts (input) and the answers (output), as the answers report them (OpenAI's usage, TGI's details).", "short").
+		WithPanel(defaultTimeseries("Time per output token (streams)", "Quantiles of the time per output token after the first of generative models' streamed answers, from the native histogram: with the time to first byte above, the latency of token streams.", "s").
+			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.GenerationTimePerToken, "model"), "{{model}} p50")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.GenerationTimePerToken, "model"), "{{model}} p90"))).
+		WithPanel(defaultTimeseries("Tokens", "Tokens per second of the prompts (input) and the answers (output), as the answers report them (OpenAI's usage, TGI's details, Ollama's counts).", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, type) (%s)", q.rate(collector.GenerationTokensTotal)), "{{model}} {{type}}"))).
 		WithRow(dashboard.NewRowBuilder("Models")).
 		WithPanel(mergeTable(defaultTable("Models and versions", "The models the sidecars serve, their current version, and how many sidecars serve each."),

@@ -21,9 +21,17 @@ type capture struct {
 	model   *model
 	format  payload.Format
 	enc     bodyEncodings
+	timing  answerTiming
 	buf     []byte // request body, response body, then the prediction id
 	reqLen  int
 	respLen int
+}
+
+// answerTiming is when the answer of a capture came: its last byte and, for
+// a streamed one, its first byte of body, after the request (0: not
+// streamed).
+type answerTiming struct {
+	elapsed, firstByte time.Duration
 }
 
 var capturePool = sync.Pool{New: func() any { return new(capture) }}
@@ -51,7 +59,7 @@ func newQueue(size int, maxBytes int64, maxBody int, logger *slog.Logger) *queue
 }
 
 // offer copies the bodies and enqueues them, or counts why it did not.
-func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, req, resp, id []byte) {
+func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id []byte) {
 	n := len(req) + len(resp) + len(id)
 	if len(req) > q.maxBody || len(resp) > q.maxBody {
 		q.dropTooLarge(m)
@@ -63,7 +71,7 @@ func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, req, resp, 
 		return
 	}
 	c := capturePool.Get().(*capture)
-	c.model, c.format, c.enc, c.reqLen, c.respLen = m, f, enc, len(req), len(resp)
+	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen = m, f, enc, t, len(req), len(resp)
 	c.buf = append(append(append(c.buf[:0], req...), resp...), id...)
 	q.enqueued.Add(1)
 	select {
@@ -187,7 +195,7 @@ func (w *worker) handle(c *capture) {
 		w.logger.Debug("Could not parse payload", "model", c.model.name, "format", f.String(), "err", err)
 	}
 	if w.batch.Generation.Answered {
-		c.model.countGeneration(w.batch.Generation, w.batch.Records)
+		c.model.countGeneration(w.batch.Generation, w.batch.Records, c.timing)
 	}
 	if len(w.batch.Records) > 0 {
 		c.model.parsedCounter(w.batch.Format).Inc()

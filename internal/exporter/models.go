@@ -74,8 +74,11 @@ var finishReasons = [...]string{
 }
 
 // countGeneration counts a generative model's answer: why it stopped (the
-// prediction of its single record) and the tokens it reports.
-func (m *model) countGeneration(g payload.Generation, recs []payload.Record) {
+// prediction of its single record), the tokens it reports and, for a
+// streamed answer of two tokens or more, the time per output token after
+// the first: (last byte − first byte) / (output tokens − 1), as vLLM
+// defines it.
+func (m *model) countGeneration(g payload.Generation, recs []payload.Record, t answerTiming) {
 	reason := "unknown"
 	if len(recs) == 1 && recs[0].Prediction.Kind == payload.KindString {
 		reason = "other"
@@ -92,6 +95,9 @@ func (m *model) countGeneration(g payload.Generation, recs []payload.Record) {
 	}
 	if g.OutputTokens >= 0 {
 		m.metrics.GenerationTokens.WithLabelValues(m.name, "output").Add(float64(g.OutputTokens))
+	}
+	if g.OutputTokens >= 2 && t.firstByte > 0 && t.elapsed >= t.firstByte {
+		m.metrics.TimePerOutputToken.WithLabelValues(m.name).Observe((t.elapsed - t.firstByte).Seconds() / float64(g.OutputTokens-1))
 	}
 }
 

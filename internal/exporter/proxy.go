@@ -383,12 +383,13 @@ func (p *proxy) bodyModel(body []byte, rc *runtimeConfig) *model {
 
 // request is what the accounting of a prediction needs besides its bodies.
 type request struct {
-	format   payload.Format
-	id       []byte // the prediction id for labels, or nil
-	traceID  []byte // for the latency exemplar, or nil
-	start    time.Time
-	overhead time.Duration // spent in the sidecar so far
-	enc      bodyEncodings // of the bodies, for the parser to decode
+	format    payload.Format
+	id        []byte // the prediction id for labels, or nil
+	traceID   []byte // for the latency exemplar, or nil
+	start     time.Time
+	overhead  time.Duration // spent in the sidecar so far
+	firstByte time.Duration // of a streamed answer's body, after start; 0 before
+	enc       bodyEncodings // of the bodies, for the parser to decode
 }
 
 // account records a prediction once its answer is complete: its sizes, its
@@ -398,6 +399,7 @@ type request struct {
 // upEnd is when the answer was in.
 func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int, rq request, upEnd time.Time) {
 	m.reqSize.Observe(float64(len(reqBody)))
+	end := p.now()
 	if respSize >= 0 {
 		m.respSize.Observe(float64(respSize))
 		switch {
@@ -405,10 +407,9 @@ func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int
 		case len(respBody) < respSize:
 			p.queue.dropTooLarge(m)
 		default:
-			p.queue.offer(m, rq.format, rq.enc, reqBody, respBody, rq.id)
+			p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte}, reqBody, respBody, rq.id)
 		}
 	}
-	end := p.now()
 	d := end.Sub(rq.start).Seconds()
 	if rq.traceID != nil && m.exemplarDue(d, end) {
 		m.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(d, prometheus.Labels{"trace_id": string(rq.traceID)})

@@ -246,7 +246,8 @@ func (s *stream) Read(b []byte) (int, error) {
 	}
 	if s.n == 0 && n > 0 && s.m != nil {
 		// The first token of a stream: what a waiting user feels.
-		s.p.metrics.FirstByte.WithLabelValues(s.m.name).Observe(s.p.now().Sub(s.rq.start).Seconds())
+		s.rq.firstByte = s.p.now().Sub(s.rq.start)
+		s.p.metrics.FirstByte.WithLabelValues(s.m.name).Observe(s.rq.firstByte.Seconds())
 	}
 	s.n += n
 	if s.keep {

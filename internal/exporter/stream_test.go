@@ -213,6 +213,39 @@ prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/
 	require.Equal(t, 9.0+9+4, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "input"}))
 	require.Equal(t, 2.0+3+1, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "output"}))
 	require.Zero(t, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "t5", "type": "output"}))
+	// Time per output token: the streamed chat (two tokens); not the whole
+	// one (no first byte), Ollama's (one token) or t5's (no count).
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_generation_time_per_output_token_seconds_count", llama))
+	require.Zero(t, metricValue(t, e, "modelmon_generation_time_per_output_token_seconds_count", t5))
+}
+
+// The time per output token is the time from the first byte of a streamed
+// answer to its last over the tokens after the first.
+func TestProxyTimePerOutputToken(t *testing.T) {
+	const pause = 300 * time.Millisecond
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i, ev := range []string{
+			`{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}`,
+			`{"choices":[{"index":0,"delta":{"content":"bcd"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4}}`,
+		} {
+			if i > 0 {
+				time.Sleep(pause) // three more tokens in this time
+			}
+			ev = "data: " + ev + "\n\n"
+			fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev)
+		}
+		io.WriteString(c, "0\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/chat/completions", `{"model":"llm","messages":[],"stream":true}`)
+	require.Equal(t, 200, st)
+	llm := map[string]string{"model": "llm"}
+	eventually(t, e, 1, "modelmon_generation_time_per_output_token_seconds_count", llm)
+	tpot := metricValue(t, e, "modelmon_generation_time_per_output_token_seconds_sum", llm)
+	require.GreaterOrEqual(t, tpot, pause.Seconds()/3)
+	require.Less(t, tpot, pause.Seconds(), "over three tokens, not one")
 }
 
 // --proxy.timeout bounds each wait of a stream, not the whole of it: a model
