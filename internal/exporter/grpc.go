@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 
@@ -65,14 +63,9 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 func (rawCodec) Name() string { return "proto" }
 
 func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, error) {
-	u, err := url.Parse(o.GRPCUpstream)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("couldn't parse --proxy.grpc-upstream=%q: %w", o.GRPCUpstream, err)
-	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-		return nil, fmt.Errorf("--proxy.grpc-upstream=%q must be an http:// (cleartext HTTP/2) or https:// URL with a host", o.GRPCUpstream)
-	case u.Path != "" && u.Path != "/":
-		return nil, fmt.Errorf("--proxy.grpc-upstream=%q must not have a path", o.GRPCUpstream)
+	u, host, err := parseUpstream("--proxy.grpc-upstream", o.GRPCUpstream)
+	if err != nil {
+		return nil, err
 	}
 	creds := insecure.NewCredentials()
 	if u.Scheme == "https" {
@@ -82,10 +75,6 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 			return nil, err
 		}
 		creds = credentials.NewTLS(cfg)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
 	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, timeout: o.Timeout, tls: u.Scheme == "https"}
 	g.conn, err = grpc.NewClient("passthrough:///"+host,

@@ -81,15 +81,9 @@ type proxy struct {
 }
 
 func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q *queue, m *collector.Metrics, now func() time.Time, logger *slog.Logger) (*proxy, error) {
-	u, err := url.Parse(o.Upstream)
+	u, host, err := parseUpstream("--proxy.upstream", o.Upstream)
 	if err != nil {
-		return nil, fmt.Errorf("couldn't parse --proxy.upstream=%q: %w", o.Upstream, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("--proxy.upstream=%q must be an http:// or https:// URL with a host", o.Upstream)
-	}
-	if u.Path != "" && u.Path != "/" {
-		return nil, fmt.Errorf("--proxy.upstream=%q must not have a path", o.Upstream)
+		return nil, err
 	}
 	var tlsConfig *tls.Config
 	if u.Scheme == "https" {
@@ -98,10 +92,6 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		}
 	} else if o.TLS != (promconfig.TLSConfig{}) && !strings.HasPrefix(o.GRPCUpstream, "https://") {
 		return nil, fmt.Errorf("the --proxy.upstream-* TLS flags need an https:// --proxy.upstream or --proxy.grpc-upstream, not %q", o.Upstream)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
 	p := &proxy{
 		slack:    deadlineSlack(o.IdleTimeout, o.ReadTimeout, o.WriteTimeout),
@@ -157,6 +147,26 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		Logger:                        fasthttpLogger{logger},
 	}
 	return p, nil
+}
+
+// parseUpstream reads the URL of a model server (flag, its value raw): http
+// or https, a host and no path. addr is its host:port, the scheme's port
+// when it names none.
+func parseUpstream(flag, raw string) (u *url.URL, addr string, err error) {
+	u, err = url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, "", fmt.Errorf("couldn't parse %s=%q: %w", flag, raw, err)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return nil, "", fmt.Errorf("%s=%q must be an http:// or https:// URL with a host", flag, raw)
+	case u.Path != "" && u.Path != "/":
+		return nil, "", fmt.Errorf("%s=%q must not have a path", flag, raw)
+	}
+	addr = u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	return u, addr, nil
 }
 
 // upstreamTLS is the TLS configuration of the connections to an https
