@@ -215,24 +215,13 @@ func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
 	rc := g.p.cfg.Load()
 	md, _ := metadata.FromIncomingContext(ss.Context())
 	model, version, id, _ := payload.InferRequestIDs(req)
-	if len(model) == 0 && len(rc.modelHeader) > 0 {
-		model = []byte(first(md.Get(string(rc.modelHeader))))
-	}
-	if len(model) == 0 {
-		model = rc.defaultModel
-	}
-	if len(version) == 0 && len(rc.versionHeader) > 0 {
-		version = []byte(first(md.Get(string(rc.versionHeader))))
-	}
-	m := g.p.models.get(model, rc.cfg.Limits.MaxModels)
-	if len(version) > 0 {
-		m.setVersion(version)
-	}
+	m := g.p.modelNamed(rc, model, mdValue(md, rc.modelHeader))
+	m.setVersionNamed(version, mdValue(md, rc.versionHeader))
 	var idHeader metadata.MD
 	if l := g.p.labels; l != nil && len(id) == 0 {
 		// The id labels must carry: the request's, from its metadata, or
 		// a new one, returned in the answer's.
-		if id = []byte(first(md.Get(string(l.header)))); len(id) == 0 {
+		if id = mdValue(md, l.header); len(id) == 0 {
 			id = l.newID()
 			idHeader = metadata.Pairs(string(l.header), string(id))
 		}
@@ -348,11 +337,16 @@ func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 	return status.Error(code, msg)
 }
 
-func first(v []string) string {
-	if len(v) == 0 {
-		return ""
+// mdValue is the first value of the metadata key, nil when there is none
+// or no key is configured.
+func mdValue(md metadata.MD, key []byte) []byte {
+	if len(key) == 0 {
+		return nil
 	}
-	return v[0]
+	if v := md.Get(string(key)); len(v) > 0 {
+		return []byte(v[0])
+	}
+	return nil
 }
 
 // grpcHTTPStatus is the HTTP status a gRPC status stands for (as gRPC's

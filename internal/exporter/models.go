@@ -158,6 +158,17 @@ func (m *model) exemplarDue(d float64, now time.Time) bool {
 	return t-last >= int64(exemplarInterval) && m.exemplarAt[i].CompareAndSwap(last, t)
 }
 
+// setVersionNamed sets the version a prediction names: version (by its
+// path or message), else hdr (the version header); neither leaves it.
+func (m *model) setVersionNamed(version, hdr []byte) {
+	if len(version) == 0 {
+		version = hdr
+	}
+	if len(version) > 0 {
+		m.setVersion(version)
+	}
+}
+
 // setVersion records the model version seen last. It allocates only when the
 // version changes.
 func (m *model) setVersion(v []byte) {

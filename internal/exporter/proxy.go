@@ -317,26 +317,14 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	name := r.model
-	if len(name) == 0 {
-		name = hdrModel
-	}
 	var m *model
-	if len(name) == 0 && r.bodyModel && len(reqEnc) == 0 {
+	if len(r.model) == 0 && len(hdrModel) == 0 && r.bodyModel && len(reqEnc) == 0 {
 		m = p.bodyModel(req.Body(), rc)
 	}
 	if m == nil {
-		if len(name) == 0 {
-			name = rc.defaultModel
-		}
-		m = p.models.get(name, rc.cfg.Limits.MaxModels)
+		m = p.modelNamed(rc, r.model, hdrModel)
 	}
-	switch {
-	case len(r.version) > 0:
-		m.setVersion(r.version)
-	case len(hdrVersion) > 0:
-		m.setVersion(hdrVersion)
-	}
+	m.setVersionNamed(r.version, hdrVersion)
 	m.requests.Inc()
 	m.inFlight.Inc()
 	upStart := p.now()
@@ -368,6 +356,19 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		respSize = len(respBody)
 	}
 	p.account(m, req.Body(), respBody, respSize, resp.StatusCode(), rq, upEnd)
+}
+
+// modelNamed is the model a prediction names, first to last: name (by its
+// path or message), hdr (the model header), the configuration's
+// default_model.
+func (p *proxy) modelNamed(rc *runtimeConfig, name, hdr []byte) *model {
+	if len(name) == 0 {
+		name = hdr
+	}
+	if len(name) == 0 {
+		name = rc.defaultModel
+	}
+	return p.models.get(name, rc.cfg.Limits.MaxModels)
 }
 
 // bodyParsers read the model a generative model's request names.
