@@ -201,7 +201,7 @@ func (p *Parser) pieces(resp []byte, b *Batch, next func([]byte) ([]byte, []byte
 			return respErr(ReasonInvalidResponse, what+" "+strconv.Itoa(n)+": not valid JSON")
 		}
 		o := v.GetObject()
-		if o == nil || hasErrorKey(o) || o.Get("object") != nil && string(o.Get("object").GetStringBytes()) == "error" {
+		if o == nil || hasErrorKey(o) || string(v.GetStringBytes("object")) == "error" {
 			return respErr(ReasonInvalidResponse, what+" "+strconv.Itoa(n)+": the model server reported an error")
 		}
 		g.tokens(o) // also from a closing chunk with usage and no choices
