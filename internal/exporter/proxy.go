@@ -90,7 +90,8 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		if tlsConfig, err = upstreamTLS(o.TLS, "--proxy.upstream", o.Upstream, u.Hostname(), logger); err != nil {
 			return nil, err
 		}
-	} else if o.TLS != (promconfig.TLSConfig{}) && !strings.HasPrefix(o.GRPCUpstream, "https://") {
+	} else if g, err := url.Parse(o.GRPCUpstream); o.TLS != (promconfig.TLSConfig{}) && err == nil && g.Scheme != "https" {
+		// (A --proxy.grpc-upstream that can't be parsed is reported below.)
 		return nil, fmt.Errorf("the --proxy.upstream-* TLS flags need an https:// --proxy.upstream or --proxy.grpc-upstream, not %q", o.Upstream)
 	}
 	p := &proxy{

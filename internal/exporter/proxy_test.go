@@ -555,19 +555,29 @@ func TestProxyUpstreamTLSErrors(t *testing.T) {
 	cliCert, cliKey := ca.issue(t, dir, "sidecar", x509.ExtKeyUsageClientAuth, nil)
 	for _, tc := range []struct {
 		upstream string
+		grpc     string // --proxy.grpc-upstream
 		tls      promconfig.TLSConfig
-		want     string
+		want     string // "" for no error
 	}{
-		{"https://127.0.0.1:1", promconfig.TLSConfig{CAFile: filepath.Join(dir, "missing.pem")}, "unable to read CA cert"},
-		{"https://127.0.0.1:1", promconfig.TLSConfig{CAFile: cliKey}, "unable to use specified CA cert"},
-		{"https://127.0.0.1:1", promconfig.TLSConfig{CertFile: cliCert}, "--proxy.upstream-cert-file and --proxy.upstream-key-file go together"},
-		{"https://127.0.0.1:1", promconfig.TLSConfig{CertFile: cliCert, KeyFile: ca.file}, "unable to use specified client cert"},
-		{"http://127.0.0.1:1", promconfig.TLSConfig{CAFile: ca.file}, "need an https:// --proxy.upstream"},
+		{"https://127.0.0.1:1", "", promconfig.TLSConfig{CAFile: filepath.Join(dir, "missing.pem")}, "unable to read CA cert"},
+		{"https://127.0.0.1:1", "", promconfig.TLSConfig{CAFile: cliKey}, "unable to use specified CA cert"},
+		{"https://127.0.0.1:1", "", promconfig.TLSConfig{CertFile: cliCert}, "--proxy.upstream-cert-file and --proxy.upstream-key-file go together"},
+		{"https://127.0.0.1:1", "", promconfig.TLSConfig{CertFile: cliCert, KeyFile: ca.file}, "unable to use specified client cert"},
+		{"http://127.0.0.1:1", "", promconfig.TLSConfig{CAFile: ca.file}, "need an https:// --proxy.upstream"},
+		{"http://127.0.0.1:1", "http://127.0.0.1:2", promconfig.TLSConfig{CAFile: ca.file}, "need an https:// --proxy.upstream or --proxy.grpc-upstream"},
+		// The flags serve the one upstream that is https, whatever the case
+		// of its scheme.
+		{"http://127.0.0.1:1", "HTTPS://127.0.0.1:2", promconfig.TLSConfig{CAFile: ca.file}, ""},
 	} {
 		o := DefaultOptions()
-		o.Proxy.Upstream, o.Proxy.TLS = tc.upstream, tc.tls
+		o.Proxy.Upstream, o.Proxy.GRPCUpstream, o.Proxy.TLS = tc.upstream, tc.grpc, tc.tls
 		o.Logger = promslog.NewNopLogger()
-		_, err := New(o)
+		e, err := New(o)
+		if tc.want == "" {
+			require.NoError(t, err)
+			e.proxy.grpc.conn.Close()
+			continue
+		}
 		require.ErrorContains(t, err, tc.want)
 	}
 }
