@@ -58,7 +58,9 @@
 // FormatOIPGRPC is the same protocol over gRPC (oipgrpc.go): a ModelInfer call's
 // request and response messages, read off the protobuf wire format into the same
 // tensors, features and predictions as the JSON form. InferRequestIDs reads the
-// model, version and id of a request, for the proxy.
+// model, version and id of a request, for the proxy, and ReadStreamResponse
+// what an answer of Triton's streaming call, ModelStreamInfer, says of the
+// request it answers (oipstream.go).
 //
 // A generative model's answer (generate.go) is read whole in FormatJSON,
 // FormatKServeV1 and FormatMLflow, and as a stream of server-sent events in any

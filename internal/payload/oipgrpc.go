@@ -60,32 +60,18 @@ const (
 // InferRequestIDs reads the model name, version and id of a ModelInfer
 // request message. ok is false when msg is no well-formed protobuf.
 func InferRequestIDs(msg []byte) (model, version, id []byte, ok bool) {
-	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return nil, nil, nil, false
+	ok = bytesFields(msg, func(num protowire.Number, v []byte) {
+		switch num {
+		case inferModelName:
+			model = v
+		case inferModelVersion:
+			version = v
+		case inferID:
+			id = v
 		}
-		msg = msg[n:]
-		if typ == protowire.BytesType && num <= inferID {
-			v, n := protowire.ConsumeBytes(msg)
-			if n < 0 {
-				return nil, nil, nil, false
-			}
-			switch num {
-			case inferModelName:
-				model = v
-			case inferModelVersion:
-				version = v
-			case inferID:
-				id = v
-			}
-			msg = msg[n:]
-			continue
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, msg); n < 0 {
-			return nil, nil, nil, false
-		}
-		msg = msg[n:]
+	})
+	if !ok {
+		return nil, nil, nil, false
 	}
 	return model, version, id, true
 }
@@ -202,27 +188,15 @@ func (p *Parser) inferTensors(msg []byte, rawField protowire.Number, rawName, fi
 // fieldBytes returns the last value of the bytes field num of msg, nil when
 // it has none or is malformed (which reading it in full then reports).
 func fieldBytes(msg []byte, num protowire.Number) []byte {
-	var v []byte
-	for len(msg) > 0 {
-		n0, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return nil
+	var last []byte
+	if !bytesFields(msg, func(n protowire.Number, v []byte) {
+		if n == num {
+			last = v
 		}
-		msg = msg[n:]
-		if n0 == num && typ == protowire.BytesType {
-			b, n := protowire.ConsumeBytes(msg)
-			if n < 0 {
-				return nil
-			}
-			v, msg = b, msg[n:]
-			continue
-		}
-		if n = protowire.ConsumeFieldValue(n0, typ, msg); n < 0 {
-			return nil
-		}
-		msg = msg[n:]
+	}) {
+		return nil
 	}
-	return v
+	return last
 }
 
 // protoTensor reads the i-th tensor of p.protoTensors and appends its

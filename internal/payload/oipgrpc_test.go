@@ -297,6 +297,7 @@ func FuzzOIPGRPC(f *testing.F) {
 			checkParse(t, p, FormatOIPGRPC, req, resp)
 		}
 		InferRequestIDs(req)
+		ReadStreamResponse(resp)
 	})
 }
 

@@ -1,0 +1,153 @@
+package payload
+
+import (
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Triton's ModelStreamInfer call (inference.GRPCInferenceService) is a
+// stream both ways: the client sends ModelInferRequests, as ModelInfer
+// does, and the server answers each with as many ModelStreamInferResponses
+// as it likes, in any order; a decoupled model (an LLM sending its tokens
+// as they come, speech recognition) sends zero, one or many per request.
+// The answers name the request by its id, and flag the last one with the
+// parameter triton_final_response.
+//
+//	message ModelStreamInferResponse {
+//	  string error_message = 1;
+//	  ModelInferResponse infer_response = 2;
+//	}
+//	message InferParameter {
+//	  oneof parameter_choice {
+//	    bool bool_param = 1; int64 int64_param = 2; string string_param = 3;
+//	    double double_param = 4; uint64 uint64_param = 5;
+//	  }
+//	}
+const (
+	streamErrorMessage  = 1
+	streamInferResponse = 2
+
+	inferParameters = 4
+	mapKey          = 1
+	mapValue        = 2
+	boolParam       = 1
+)
+
+// FinalResponse is Triton's parameter that flags a request's last answer.
+const FinalResponse = "triton_final_response"
+
+// StreamResponse is what a ModelStreamInfer answer says of the request it
+// answers.
+type StreamResponse struct {
+	// Error is the error_message, nil when there is none.
+	Error []byte
+	// Response is the ModelInferResponse, which FormatOIPGRPC parses.
+	Response []byte
+	// Model, Version and ID are those of Response.
+	Model, Version, ID []byte
+	// Final is the triton_final_response parameter: 1 for true, 0 for
+	// false, -1 when the answer does not carry it.
+	Final int8
+	// Outputs tells whether Response carries output tensors (a decoupled
+	// model's last answer may carry only the final flag).
+	Outputs bool
+}
+
+// ReadStreamResponse reads a ModelStreamInfer answer. ok is false when msg
+// is no well-formed protobuf.
+func ReadStreamResponse(msg []byte) (r StreamResponse, ok bool) {
+	r.Final = -1
+	ok = bytesFields(msg, func(num protowire.Number, v []byte) {
+		switch num {
+		case streamErrorMessage:
+			r.Error = v
+		case streamInferResponse:
+			r.Response = v
+		}
+	})
+	if !ok || r.Response == nil {
+		return r, ok
+	}
+	ok = bytesFields(r.Response, func(num protowire.Number, v []byte) {
+		switch num {
+		case inferModelName:
+			r.Model = v
+		case inferModelVersion:
+			r.Version = v
+		case inferID:
+			r.ID = v
+		case inferTensors:
+			r.Outputs = true
+		case inferParameters:
+			if f, isFinal := finalParam(v); isFinal {
+				r.Final = f
+			}
+		}
+	})
+	return r, ok
+}
+
+// finalParam reads an entry of a parameters map: when it is
+// triton_final_response, isFinal is true and f its value, 1 or 0.
+func finalParam(entry []byte) (f int8, isFinal bool) {
+	var key, value []byte
+	bytesFields(entry, func(num protowire.Number, v []byte) {
+		switch num {
+		case mapKey:
+			key = v
+		case mapValue:
+			value = v
+		}
+	})
+	if string(key) != FinalResponse {
+		return 0, false
+	}
+	for len(value) > 0 {
+		num, typ, n := protowire.ConsumeTag(value)
+		if n < 0 {
+			return 0, false
+		}
+		value = value[n:]
+		if num == boolParam && typ == protowire.VarintType {
+			x, n := protowire.ConsumeVarint(value)
+			if n < 0 {
+				return 0, false
+			}
+			if x != 0 {
+				f = 1
+			}
+			value = value[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, value); n < 0 {
+			return 0, false
+		}
+		value = value[n:]
+	}
+	return f, true
+}
+
+// bytesFields calls f with each length-delimited field of msg, in order,
+// and skips the others. It reports whether msg is well-formed protobuf.
+func bytesFields(msg []byte, f func(num protowire.Number, v []byte)) bool {
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return false
+		}
+		msg = msg[n:]
+		if typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(msg)
+			if n < 0 {
+				return false
+			}
+			f(num, v)
+			msg = msg[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, msg); n < 0 {
+			return false
+		}
+		msg = msg[n:]
+	}
+	return true
+}
