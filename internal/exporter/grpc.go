@@ -33,8 +33,9 @@ const modelInfer = "/inference.GRPCInferenceService/ModelInfer"
 // codec: nothing is decoded on the way), its metadata, status and trailers
 // as they come, streams both ways included. Its ModelInfer calls are
 // predictions, timed, counted and captured like those of the HTTP proxy,
-// whose models, configuration, queue and metrics it shares; every other call
-// (health, metadata, ModelStreamInfer) is passed through and counted in
+// whose models, configuration, queue and metrics it shares, and so are the
+// requests of Triton's ModelStreamInfer calls (grpcstream.go); every other
+// call (health, metadata) is passed through and counted in
 // modelmon_passthrough_requests_total.
 //
 // fasthttp speaks HTTP/1.1 only. Go's own HTTP/2 reverse proxy was tried
@@ -122,8 +123,11 @@ func (g *grpcProxy) handle(_ any, ss grpc.ServerStream) error {
 	if method == modelInfer {
 		return g.modelInfer(ss)
 	}
+	if method == modelStreamInfer {
+		return g.forward(ss, method, g.newStreamCall(ss.Context()))
+	}
 	g.p.metrics.Passthrough.Inc()
-	return g.forward(ss, method)
+	return g.forward(ss, method, nil)
 }
 
 // outgoing is the context of the call to the model server: the client's
@@ -145,14 +149,40 @@ func (g *grpcProxy) outgoing(ctx context.Context) (context.Context, []grpc.CallO
 	return metadata.NewOutgoingContext(ctx, md), opts
 }
 
+// callTap watches the messages of a call that forward passes through.
+type callTap interface {
+	// request is a client's message, before it goes to the model server.
+	request(msg []byte)
+	// answer is one of the model server's, once the client has it.
+	answer(msg []byte)
+	// end is the call's outcome, once: nil, the model server's error
+	// status, a *proxyFailure, or the client's going away.
+	end(err error)
+}
+
 // forward passes a call of any kind through: the client's messages to the
-// model server in one goroutine, the model server's back in this one.
-func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
+// model server in one goroutine, the model server's back in this one. tap,
+// when not nil, watches them.
+func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (err error) {
+	var failure error // the model server was not reached
+	if tap != nil {
+		defer func() {
+			switch {
+			case ss.Context().Err() != nil:
+				tap.end(ss.Context().Err())
+			case failure != nil:
+				tap.end(&proxyFailure{failure})
+			default:
+				tap.end(err)
+			}
+		}()
+	}
 	ctx, opts := g.outgoing(ss.Context())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := g.conn.NewStream(ctx, everyStream, method, opts...)
 	if err != nil {
+		failure = err
 		return g.failure(ss.Context(), nil, err)
 	}
 	go func() {
@@ -165,6 +195,9 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
 					cancel() // the client is gone
 				}
 				return
+			}
+			if tap != nil {
+				tap.request(msg)
 			}
 			if cs.SendMsg(&msg) != nil {
 				return // RecvMsg below gets the model server's status
@@ -188,6 +221,7 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
 		<-headers // ss is not safe for SendHeader and SendMsg at once
 		switch {
 		case upErr != nil: // the model server was not reached
+			failure = upErr
 			return g.failure(ss.Context(), nil, upErr)
 		case sendErr != nil: // the client is gone
 			return sendErr
@@ -201,6 +235,9 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string) error {
 		}
 		if err := ss.SendMsg(&msg); err != nil {
 			return err
+		}
+		if tap != nil {
+			tap.answer(msg)
 		}
 	}
 }
@@ -314,13 +351,25 @@ func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, req []b
 }
 
 // failure is the status a client gets for a call the model server did not
-// answer: DeadlineExceeded past --proxy.timeout, else Unavailable, with the
-// HTTP proxy's messages. A ModelInfer call's failure is counted on m by
-// reason, unless its client went away.
+// answer, with the HTTP proxy's messages. A ModelInfer call's failure is
+// counted on m by reason, unless its client went away.
 func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 	if client.Err() != nil {
 		return status.FromContextError(client.Err()).Err()
 	}
+	reason, st := failureStatus(err)
+	if m != nil {
+		m.errors[reason].Inc()
+	}
+	g.p.logger.Debug("Upstream gRPC call failed", "reason", reason, "err", err)
+	g.p.failing.warn(func() []any { return []any{"reason", reason, "err", err, "upstream", g.upstream} })
+	return st
+}
+
+// failureStatus is the reason a call the model server did not answer
+// counts as, and the status its client gets: DeadlineExceeded past
+// --proxy.timeout, else Unavailable.
+func failureStatus(err error) (reason string, st error) {
 	reason, code, msg := collector.ErrorConnection, codes.Unavailable, "modelmon: could not reach the model server"
 	switch {
 	case status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
@@ -329,12 +378,7 @@ func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 		// grpc-go reports a failed TLS handshake only in its message.
 		msg = "modelmon: the TLS handshake with the model server failed"
 	}
-	if m != nil {
-		m.errors[reason].Inc()
-	}
-	g.p.logger.Debug("Upstream gRPC call failed", "reason", reason, "err", err)
-	g.p.failing.warn(func() []any { return []any{"reason", reason, "err", err, "upstream", g.upstream} })
-	return status.Error(code, msg)
+	return reason, status.Error(code, msg)
 }
 
 // mdValue is the first value of the metadata key, nil when there is none

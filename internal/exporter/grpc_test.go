@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"crypto/x509"
+	"io"
 	"math"
 	"net"
 	"strings"
@@ -82,7 +83,9 @@ func modelName(msg []byte) string {
 
 // grpcModelServer is a real gRPC server (grpc-go) speaking the OIP's
 // service: ModelInfer answers one output per call, or fails as the model
-// name asks; ModelStreamInfer echoes; ServerLive answers.
+// name asks; ModelStreamInfer answers as Triton does (tritonStream);
+// /test.Echo/Chat echoes each message; any other call answers as
+// ServerLive does.
 func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -90,7 +93,9 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 	srv := grpc.NewServer(append(opts, grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
 		method, _ := grpc.MethodFromServerStream(stream)
 		switch method {
-		case "/inference.GRPCInferenceService/ModelStreamInfer":
+		case modelStreamInfer:
+			return tritonStream(stream)
+		case "/test.Echo/Chat":
 			for {
 				var msg []byte
 				if err := stream.RecvMsg(&msg); err != nil {
@@ -131,6 +136,91 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	return "http://" + ln.Addr().String()
+}
+
+// fieldString reads the string field num of a message, "" when it has none.
+func fieldString(msg []byte, num protowire.Number) string {
+	for len(msg) > 0 {
+		n0, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return ""
+		}
+		msg = msg[n:]
+		if n0 == num && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(msg)
+			return string(v)
+		}
+		if n = protowire.ConsumeFieldValue(n0, typ, msg); n < 0 {
+			return ""
+		}
+		msg = msg[n:]
+	}
+	return ""
+}
+
+// streamAnswer encodes a ModelStreamInferResponse: an error message, or a
+// ModelInferResponse of model for request id with the tensors, flagged
+// triton_final_response when final is 0 or 1 (-1: not flagged).
+func streamAnswer(errMsg, model, id string, final int, tensors ...[]byte) []byte {
+	resp := inferCall(model, "", tensors...)
+	if id != "" {
+		resp = protowire.AppendTag(resp, 3, protowire.BytesType)
+		resp = protowire.AppendString(resp, id)
+	}
+	if final >= 0 {
+		var value, entry []byte
+		value = protowire.AppendTag(value, 1, protowire.VarintType)
+		value = protowire.AppendVarint(value, uint64(final))
+		entry = protowire.AppendTag(entry, 1, protowire.BytesType)
+		entry = protowire.AppendString(entry, "triton_final_response")
+		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+		entry = protowire.AppendBytes(entry, value)
+		resp = protowire.AppendTag(resp, 4, protowire.BytesType)
+		resp = protowire.AppendBytes(resp, entry)
+	}
+	var b []byte
+	if errMsg != "" {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, errMsg)
+	}
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendBytes(b, resp)
+}
+
+// tritonStream answers a ModelStreamInfer call as Triton does, by the
+// model each request names: "llm" is decoupled and streams two tokens, then
+// an empty last answer flagged final; "silent" is decoupled and answers
+// nothing; "broken" answers an error; "down" ends the call with
+// UNAVAILABLE; any other model answers once, unflagged.
+func tritonStream(stream grpc.ServerStream) error {
+	for {
+		var req []byte
+		if err := stream.RecvMsg(&req); err != nil {
+			return nil
+		}
+		model, id := modelName(req), fieldString(req, 3)
+		var answers [][]byte
+		switch model {
+		case "llm":
+			answers = [][]byte{
+				streamAnswer("", model, id, 0, inferTensor("token", []uint64{1}, 101)),
+				streamAnswer("", model, id, 0, inferTensor("token", []uint64{1}, 102)),
+				streamAnswer("", model, id, 1),
+			}
+		case "silent":
+		case "broken":
+			answers = [][]byte{streamAnswer("the model crashed", model, id, -1)}
+		case "down":
+			return status.Error(codes.Unavailable, "the model is being unloaded")
+		default:
+			answers = [][]byte{streamAnswer("", model, id, -1, inferTensor("y", []uint64{1}, 0.25))}
+		}
+		for _, a := range answers {
+			if err := stream.SendMsg(&a); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 func grpcClient(t *testing.T, addr string) *grpc.ClientConn {
@@ -203,7 +293,7 @@ func TestGRPCProxy(t *testing.T) {
 	empty := []byte{}
 	require.NoError(t, conn.Invoke(ctx, "/inference.GRPCInferenceService/ServerLive", &empty, &live))
 	require.Equal(t, []byte{0x08, 0x01}, live)
-	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/inference.GRPCInferenceService/ModelStreamInfer")
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/test.Echo/Chat")
 	require.NoError(t, err)
 	for i := range 3 {
 		msg := inferCall("llm", "", inferTensor("x", []uint64{1, 1}, float32(i)))
@@ -214,6 +304,102 @@ func TestGRPCProxy(t *testing.T) {
 	}
 	require.NoError(t, stream.CloseSend())
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+}
+
+// Each request of Triton's ModelStreamInfer call is a prediction: counted
+// when it goes to the model server, and timed, sized and parsed with its
+// last answer when that reaches the client, whether the model answers once
+// or, decoupled, many times or not at all. Answers pass through unchanged.
+func TestGRPCModelStreamInfer(t *testing.T) {
+	up := grpcModelServer(t)
+	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = up
+		o.GRPCListenAddress = "127.0.0.1:0"
+	})
+	conn := grpcClient(t, e.GRPCAddr())
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	withID := func(model, id string) []byte {
+		req := inferCall(model, "", inferTensor("x", []uint64{1, 2}, 1, 2))
+		if id != "" {
+			req = protowire.AppendTag(req, 3, protowire.BytesType)
+			req = protowire.AppendString(req, id)
+		}
+		return req
+	}
+
+	stream, err := conn.NewStream(context.Background(), desc, modelStreamInfer)
+	require.NoError(t, err)
+	answers := 0
+	for _, req := range [][]byte{withID("llm", "a"), withID("tabular", ""), withID("llm", "b"), withID("silent", "s"), withID("broken", "e"), withID("tabular", "")} {
+		require.NoError(t, stream.SendMsg(&req))
+	}
+	require.NoError(t, stream.CloseSend())
+	var llmBytes int
+	for {
+		var msg []byte
+		if err := stream.RecvMsg(&msg); err != nil {
+			require.ErrorIs(t, err, io.EOF)
+			break
+		}
+		if strings.Contains(string(msg), "llm") {
+			llmBytes += len(msg)
+		}
+		answers++
+	}
+	require.Equal(t, 3+1+3+0+1+1, answers)
+
+	for _, tc := range []struct {
+		model               string
+		requests, durations float64
+		parsed, respBytes   float64
+	}{
+		{"llm", 2, 2, 2, float64(llmBytes)},
+		{"tabular", 2, 2, 2, -1},
+		{"silent", 1, 0, 0, -1},
+		{"broken", 1, 1, 0, -1},
+	} {
+		m := map[string]string{"model": tc.model}
+		require.Equal(t, tc.requests, metricValue(t, e, "modelmon_requests_total", m), tc.model)
+		require.Equal(t, tc.durations, metricValue(t, e, "modelmon_prediction_duration_seconds_count", m), tc.model)
+		require.Equal(t, 0.0, metricValue(t, e, "modelmon_requests_in_flight", m), tc.model)
+		eventually(t, e, tc.parsed, "modelmon_payloads_parsed_total", map[string]string{"model": tc.model, "format": "oip_grpc"})
+		if tc.respBytes >= 0 {
+			require.Equal(t, tc.respBytes, metricValue(t, e, "modelmon_response_size_bytes_sum", m), "the size of all its answers")
+		}
+	}
+	// The last answer with outputs is the prediction: one record each.
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "llm"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "broken", "reason": "upstream_5xx"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil), "predictions, not passed through")
+
+	// A call the model server ends with an error status ends the requests
+	// still waiting for an answer with it.
+	stream, err = conn.NewStream(context.Background(), desc, modelStreamInfer)
+	require.NoError(t, err)
+	for _, req := range [][]byte{withID("silent", "s2"), withID("down", "d")} {
+		require.NoError(t, stream.SendMsg(&req))
+	}
+	var msg []byte
+	err = stream.RecvMsg(&msg)
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	require.Equal(t, "the model is being unloaded", status.Convert(err).Message())
+	for _, model := range []string{"silent", "down"} {
+		eventually(t, e, 1, "modelmon_prediction_errors_total", map[string]string{"model": model, "reason": "upstream_5xx"})
+		require.Equal(t, 0.0, metricValue(t, e, "modelmon_requests_in_flight", map[string]string{"model": model}))
+	}
+
+	// A client that goes away mid-call leaves nothing in flight, and no
+	// error of the model server's.
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err = conn.NewStream(ctx, desc, modelStreamInfer)
+	require.NoError(t, err)
+	req := withID("silent", "gone")
+	require.NoError(t, stream.SendMsg(&req))
+	eventually(t, e, 3, "modelmon_requests_total", map[string]string{"model": "silent"})
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_in_flight", map[string]string{"model": "silent"}))
+	cancel()
+	eventually(t, e, 0, "modelmon_requests_in_flight", map[string]string{"model": "silent"})
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "silent", "reason": "upstream_5xx"}))
 }
 
 // A gRPC model server that is down, or a request over the size limit, gets
@@ -293,6 +479,48 @@ func BenchmarkGRPCModelInfer(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkGRPCModelStreamInfer is one request and its answer on an open
+// ModelStreamInfer call, direct and through the sidecar: what following a
+// stream's predictions adds to each.
+func BenchmarkGRPCModelStreamInfer(b *testing.B) {
+	up := grpcModelServer(b)
+	e := startExporter(b, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = up
+		o.GRPCListenAddress = "127.0.0.1:0"
+	})
+	data := make([]float32, 20)
+	for i := range data {
+		data[i] = float32(i) + 0.5
+	}
+	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 20}, data...))
+	// "echo" is a stream passed through, not followed, for comparison.
+	for _, target := range []struct{ name, addr, method string }{
+		{"direct", strings.TrimPrefix(up, "http://"), modelStreamInfer},
+		{"sidecar", e.GRPCAddr(), modelStreamInfer},
+		{"sidecar_echo", e.GRPCAddr(), "/test.Echo/Chat"},
+	} {
+		b.Run(target.name, func(b *testing.B) {
+			conn, err := grpc.NewClient("passthrough:///"+target.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+			require.NoError(b, err)
+			defer conn.Close()
+			stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, target.method)
+			require.NoError(b, err)
+			var resp []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := stream.SendMsg(&req); err != nil {
+					b.Fatal(err)
+				}
+				if err := stream.RecvMsg(&resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+			require.NoError(b, stream.CloseSend())
 		})
 	}
 }

@@ -410,17 +410,19 @@ type request struct {
 // full; respBody is that body, or shorter when a stream outgrew the capture.
 // upEnd is when the answer was in.
 func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int, rq request, upEnd time.Time) {
-	m.reqSize.Observe(float64(len(reqBody)))
 	end := p.now()
+	p.observe(m, len(reqBody), respSize, rq, upEnd, end)
+	if respSize >= 0 && status < 300 {
+		p.capture(m, reqBody, respBody, respSize, rq, end)
+	}
+}
+
+// observe records a prediction's sizes (respSize -1 when there was no full
+// answer), its latency, from rq.start to end, and the sidecar's overhead.
+func (p *proxy) observe(m *model, reqSize, respSize int, rq request, upEnd, end time.Time) {
+	m.reqSize.Observe(float64(reqSize))
 	if respSize >= 0 {
 		m.respSize.Observe(float64(respSize))
-		switch {
-		case status >= 300:
-		case len(respBody) < respSize:
-			p.queue.dropTooLarge(m)
-		default:
-			p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte}, reqBody, respBody, rq.id)
-		}
 	}
 	d := end.Sub(rq.start).Seconds()
 	if rq.traceID != nil && m.exemplarDue(d, end) {
@@ -429,6 +431,16 @@ func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int
 		m.duration.Observe(d)
 	}
 	p.metrics.Overhead.Observe((rq.overhead + end.Sub(upEnd)).Seconds())
+}
+
+// capture hands a prediction's bodies to the parsers, unless the answer
+// outgrew the capture (respBody shorter than respSize).
+func (p *proxy) capture(m *model, reqBody, respBody []byte, respSize int, rq request, end time.Time) {
+	if len(respBody) < respSize {
+		p.queue.dropTooLarge(m)
+		return
+	}
+	p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte}, reqBody, respBody, rq.id)
 }
 
 // roundTrip sends the request upstream and leaves the answer, or an error

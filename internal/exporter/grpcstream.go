@@ -1,0 +1,200 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/modelmon/modelmon/internal/payload"
+)
+
+// modelStreamInfer is Triton's streaming prediction call: requests and
+// answers both ways on one stream, zero, one or many answers to a request
+// (payload/oipstream.go).
+const modelStreamInfer = "/inference.GRPCInferenceService/ModelStreamInfer"
+
+// maxStreamPending is the most requests of one ModelStreamInfer call that
+// are followed at once. A decoupled model that never flags its last answer
+// leaves each request pending until the call ends; past this many, the
+// oldest is closed as it stands.
+const maxStreamPending = 1024
+
+// streamCall follows the predictions of one ModelStreamInfer call: each
+// request message is a prediction, counted when it goes to the model
+// server and accounted when its last answer reaches the client. Its last
+// answer is the one flagged triton_final_response, or the only one when
+// the model flags none (a model that is not decoupled answers each request
+// once). The answer captured with the request, for the parser, is the last
+// that carried outputs; the response size is that of all its answers.
+type streamCall struct {
+	g      *grpcProxy
+	client context.Context
+	rc     *runtimeConfig
+	md     metadata.MD
+	trace  []byte // the call's traceparent's trace id, for exemplars
+
+	mu      sync.Mutex
+	pending []*streamPrediction // in the order they were sent
+	ended   bool
+}
+
+// streamPrediction is a request of a ModelStreamInfer call not yet fully
+// answered.
+type streamPrediction struct {
+	m         *model
+	req       []byte
+	name, id  []byte // the model and id the request names, to match answers
+	rq        request
+	last      []byte    // the last answer's ModelInferResponse with outputs
+	lastAt    time.Time // when the last answer reached the client
+	respBytes int       // of all its answers
+}
+
+func (g *grpcProxy) newStreamCall(client context.Context) *streamCall {
+	md, _ := metadata.FromIncomingContext(client)
+	c := &streamCall{g: g, client: client, rc: g.p.cfg.Load(), md: md}
+	if tp := md.Get("traceparent"); len(tp) > 0 {
+		c.trace = parseTraceparent([]byte(tp[0]))
+	}
+	return c
+}
+
+func (c *streamCall) request(msg []byte) {
+	p := c.g.p
+	start := p.now()
+	name, version, id, _ := payload.InferRequestIDs(msg)
+	m := p.modelNamed(c.rc, name, mdValue(c.md, c.rc.modelHeader))
+	m.setVersionNamed(version, mdValue(c.md, c.rc.versionHeader))
+	// A stream's metadata is the call's, not a request's: the id labels
+	// join on is the one the request carries.
+	sp := &streamPrediction{m: m, req: msg, name: name, id: id,
+		rq: request{format: payload.FormatOIPGRPC, id: id, traceID: c.trace, start: start}}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return // the call is over: the message goes nowhere
+	}
+	m.requests.Inc()
+	m.inFlight.Inc()
+	if len(c.pending) == maxStreamPending {
+		c.close(c.pending[0], nil)
+		c.pending = c.pending[1:]
+	}
+	c.pending = append(c.pending, sp)
+}
+
+func (c *streamCall) answer(msg []byte) {
+	at := c.g.p.now()
+	r, ok := payload.ReadStreamResponse(msg)
+	if !ok {
+		return // no answer to read: the parser has no part in streams
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := c.match(r)
+	if i < 0 {
+		return // no request of ours to answer
+	}
+	sp := c.pending[i]
+	if sp.rq.firstByte == 0 {
+		sp.rq.firstByte = at.Sub(sp.rq.start)
+	}
+	sp.respBytes += len(msg)
+	sp.lastAt = at
+	if r.Error == nil && r.Outputs {
+		sp.last = r.Response
+	}
+	if r.Error == nil && r.Final == 0 {
+		return // more to come
+	}
+	c.pending = append(c.pending[:i], c.pending[i+1:]...)
+	var err error
+	if r.Error != nil {
+		// Triton sends no status with an error on a stream: it counts as
+		// the model server's.
+		err = status.Error(codes.Internal, string(r.Error))
+	}
+	c.close(sp, err)
+}
+
+// match is the index of the pending request an answer is for, -1 for none:
+// the one with its id; an answer without one (a server that does not echo
+// ids), the oldest of its model, else the oldest.
+func (c *streamCall) match(r payload.StreamResponse) int {
+	if len(r.ID) > 0 {
+		for i, sp := range c.pending {
+			if bytes.Equal(sp.id, r.ID) {
+				return i
+			}
+		}
+		return -1 // closed already
+	}
+	for i, sp := range c.pending {
+		if len(r.Model) == 0 || bytes.Equal(sp.name, r.Model) {
+			return i
+		}
+	}
+	if len(c.pending) > 0 {
+		return 0
+	}
+	return -1
+}
+
+// end closes the requests still pending when the call ends: those answered
+// at all as answered, the others by how the call ended.
+func (c *streamCall) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ended = true
+	for _, sp := range c.pending {
+		if sp.respBytes > 0 && err == nil {
+			c.close(sp, nil)
+			continue
+		}
+		c.close(sp, err)
+	}
+	c.pending = nil
+}
+
+// close accounts for a request of the call: err is nil when it was
+// answered (or the call ended well without an answer to it), else the
+// model server's error status, a *proxyFailure, or the client's going
+// away.
+func (c *streamCall) close(sp *streamPrediction, err error) {
+	p, m := c.g.p, sp.m
+	m.inFlight.Dec()
+	var pf *proxyFailure
+	switch {
+	case err == nil && sp.respBytes == 0:
+		// A decoupled model may answer a request with nothing: no latency
+		// to tell, nothing to capture.
+		m.reqSize.Observe(float64(len(sp.req)))
+	case err == nil:
+		p.observe(m, len(sp.req), sp.respBytes, sp.rq, sp.lastAt, sp.lastAt)
+		if sp.last != nil {
+			p.capture(m, sp.req, sp.last, len(sp.last), sp.rq, sp.lastAt)
+		}
+	case errors.As(err, &pf):
+		if c.client.Err() == nil {
+			reason, _ := failureStatus(pf.err)
+			m.errors[reason].Inc()
+		}
+		p.observe(m, len(sp.req), -1, sp.rq, p.now(), p.now())
+	case c.client.Err() != nil || errors.Is(err, context.Canceled):
+		// The client went away: not the model server's doing.
+		p.observe(m, len(sp.req), -1, sp.rq, p.now(), p.now())
+	default:
+		p.countStatus(grpcHTTPStatus(status.Code(err)), m)
+		end := p.now()
+		if !sp.lastAt.IsZero() {
+			end = sp.lastAt
+		}
+		p.observe(m, len(sp.req), sp.respBytes, sp.rq, end, end)
+	}
+}
