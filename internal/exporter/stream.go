@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -192,7 +193,9 @@ func noBody(code int) bool {
 // has gone.
 //
 // While it is read, the stream keeps the body for the capture as long as it
-// fits in --capture.max-body-size, stops one over --proxy.max-body-size, and
+// fits in --capture.max-body-size (a stream of events or JSON lines that
+// outgrows it, its head and tail: splice), stops one over
+// --proxy.max-body-size, and
 // gives each read of the upstream --proxy.timeout: a stream may run for as
 // long as the model server keeps talking. When it is closed it hands the
 // connection back for reuse if the body was read to its end (and closes it
@@ -217,8 +220,41 @@ type stream struct {
 	rq      request
 	n       int    // bytes read
 	buf     []byte // the body as read, for the capture, while keep
-	keep    bool   // whether buf holds the whole body so far
+	keep    bool   // whether buf holds the whole body so far, or its head and tail
 	err     error  // why reading the upstream failed, or nil
+	// A stream of events or JSON lines that outgrows the capture keeps its
+	// head in buf and its tail in a ring, and is captured as the two.
+	framing framing
+	spliced bool   // buf is the head: the rest goes to tail
+	tail    []byte // the ring, its capacity the most it keeps
+	tailAt  int    // where the ring writes next
+	tailLen int    // bytes in the ring
+}
+
+// framing is how a streamed answer is cut into pieces that parse alone.
+type framing uint8
+
+const (
+	framingNone   framing = iota
+	framingEvents         // server-sent events: OpenAI-style APIs, TGI, the OIP's generate_stream
+	framingLines          // JSON lines: Ollama
+)
+
+// framingOf is the framing of an answer, by its headers: none when it is
+// compressed, as a piece of a compressed body does not decompress alone.
+func framingOf(h *fasthttp.ResponseHeader) framing {
+	if len(h.ContentEncoding()) > 0 {
+		return framingNone
+	}
+	ct, _, _ := bytes.Cut(h.ContentType(), []byte(";"))
+	ct = bytes.ToLower(bytes.TrimSpace(ct))
+	switch string(ct) {
+	case "text/event-stream":
+		return framingEvents
+	case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/json-lines":
+		return framingLines
+	}
+	return framingNone
 }
 
 var streamPool = sync.Pool{New: func() any { return new(stream) }}
@@ -230,6 +266,7 @@ func (s *stream) start(p *proxy, m *model, ctx *fasthttp.RequestCtx, rq request)
 	s.status = ctx.Response.StatusCode()
 	s.reqBody = ctx.Request.Body() // valid until the server has written the response
 	s.keep = m != nil && s.status < 300
+	s.framing = framingOf(&ctx.Response.Header)
 	// The client sees the status and headers as soon as the model server
 	// sent them, before the first piece of the body.
 	ctx.Response.ImmediateHeaderFlush = true
@@ -251,9 +288,14 @@ func (s *stream) Read(b []byte) (int, error) {
 	}
 	s.n += n
 	if s.keep {
-		if len(s.buf)+n <= s.p.queue.maxBody {
+		switch {
+		case s.spliced:
+			s.toTail(b[:n])
+		case len(s.buf)+n <= s.p.queue.maxBody:
 			s.buf = append(s.buf, b[:n]...)
-		} else {
+		case s.framing != framingNone:
+			s.splice(b[:n])
+		default:
 			s.keep, s.buf = false, s.buf[:0]
 		}
 	}
@@ -266,6 +308,90 @@ func (s *stream) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// splice starts keeping a stream that outgrew the capture as its head, up
+// to half the capture cut after its last whole piece, and its tail in a
+// ring of the other half; b is the read that outgrew it. A long LLM answer
+// says how it finished and how many tokens it took at its end, and what it
+// was asked at its start.
+func (s *stream) splice(b []byte) {
+	half := s.p.queue.maxBody / 2
+	head := s.buf[:min(len(s.buf), half)]
+	cut := lastBoundary(head, s.framing)
+	if cap(s.tail) < s.p.queue.maxBody-cut || cap(s.tail) > s.p.queue.maxBody {
+		s.tail = make([]byte, s.p.queue.maxBody-cut)
+	}
+	s.tail = s.tail[:s.p.queue.maxBody-cut]
+	s.tailAt, s.tailLen = 0, 0
+	s.toTail(s.buf[cut:])
+	s.toTail(b)
+	s.buf, s.spliced = s.buf[:cut], true
+}
+
+// toTail writes b to the ring, over its oldest bytes.
+func (s *stream) toTail(b []byte) {
+	if len(b) >= len(s.tail) {
+		b = b[len(b)-len(s.tail):]
+	}
+	for len(b) > 0 {
+		n := copy(s.tail[s.tailAt:], b)
+		b = b[n:]
+		s.tailAt = (s.tailAt + n) % len(s.tail)
+		s.tailLen = min(s.tailLen+n, len(s.tail))
+	}
+}
+
+// captured is the body to capture: the body, or for a spliced stream its
+// head and the whole pieces of its tail, after the first boundary.
+func (s *stream) captured() []byte {
+	if !s.spliced {
+		return s.buf
+	}
+	head := len(s.buf)
+	if s.tailLen < len(s.tail) {
+		// The ring never came round: it starts where the head ends.
+		return append(s.buf, s.tail[:s.tailLen]...)
+	}
+	s.buf = append(append(s.buf, s.tail[s.tailAt:]...), s.tail[:s.tailAt]...)
+	start := firstBoundary(s.buf[head:], s.framing)
+	if start < 0 {
+		return s.buf[:head]
+	}
+	return append(s.buf[:head], s.buf[head+start:]...)
+}
+
+// lastBoundary is the length of b up to the end of its last whole piece:
+// events end in a blank line, JSON lines in a newline.
+func lastBoundary(b []byte, f framing) int {
+	if f == framingLines {
+		return bytes.LastIndexByte(b, '\n') + 1
+	}
+	end := 0
+	for _, sep := range []string{"\n\n", "\n\r\n", "\r\r"} {
+		if i := bytes.LastIndex(b, []byte(sep)); i >= 0 {
+			end = max(end, i+len(sep))
+		}
+	}
+	return end
+}
+
+// firstBoundary is where the first whole piece of b starts, after the
+// first boundary; -1 when b has none.
+func firstBoundary(b []byte, f framing) int {
+	if f == framingLines {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			return i + 1
+		}
+		return -1
+	}
+	start := -1
+	for _, sep := range []string{"\n\n", "\n\r\n", "\r\r"} {
+		if i := bytes.Index(b, []byte(sep)); i >= 0 && (start < 0 || i+len(sep) < start) {
+			start = i + len(sep)
+		}
+	}
+	return start
 }
 
 // read reads the next piece of the body off the connection, giving the
@@ -326,15 +452,24 @@ func (s *stream) CloseWithError(werr error) error {
 			// count, and nothing complete to capture.
 			p.logger.Debug("Client stopped reading a streamed response", "bytes", s.n, "err", werr)
 			p.account(m, s.reqBody, nil, -1, s.status, s.rq, p.now())
+		case s.spliced && s.status < 300:
+			// The capture is the stream's head and tail, not all of it.
+			end := p.now()
+			p.observe(m, len(s.reqBody), s.n, s.rq, end, end)
+			body := s.captured()
+			p.capture(m, s.reqBody, body, len(body), s.rq, end)
 		default:
 			p.account(m, s.reqBody, s.buf, s.n, s.status, s.rq, p.now())
 		}
 	}
-	buf := s.buf[:0]
+	buf, tail := s.buf[:0], s.tail[:0]
 	if cap(buf) > 1<<20 {
 		buf = nil
 	}
-	*s = stream{buf: buf}
+	if cap(tail) > 1<<20 {
+		tail = nil
+	}
+	*s = stream{buf: buf, tail: tail}
 	streamPool.Put(s)
 	return nil
 }

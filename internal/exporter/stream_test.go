@@ -487,3 +487,116 @@ func TestProxyLargeAnswerKeepsItsLength(t *testing.T) {
 	eventually(t, e, 2*3000, "modelmon_response_size_bytes_sum", big)
 	require.Len(t, up.received(), 2)
 }
+
+// A generative model's stream that outgrows --capture.max-body-size (a long
+// answer, a reasoning model's) is still parsed: its head, with the start of
+// the answer, and its tail, with how it finished and the tokens it took,
+// are captured, each cut at a whole event or line. A long stream of
+// another kind is dropped as too large, as before. The client gets every
+// byte either way.
+func TestProxyLongGenerativeStream(t *testing.T) {
+	chunk := func(i int, finish string) string {
+		return fmt.Sprintf(`{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"llama","choices":[{"index":0,"delta":{"content":"token %d "},"finish_reason":%s}]}`, i, finish)
+	}
+	var sse, ndjson, plain strings.Builder
+	for i := range 400 {
+		fmt.Fprintf(&sse, "data: %s\r\n\r\n", chunk(i, "null"))
+		fmt.Fprintf(&ndjson, `{"model":"llama","response":"token %d ","done":false}`+"\n", i)
+		fmt.Fprintf(&plain, "[%d, 0.123456789, 0.987654321, 0.5555555555] ", i)
+	}
+	sse.WriteString("data: " + chunk(400, `"length"`) + "\r\n\r\n")
+	sse.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":401}}` + "\r\n\r\ndata: [DONE]\r\n\r\n")
+	ndjson.WriteString(`{"model":"llama","response":"","done":true,"done_reason":"stop","prompt_eval_count":5,"eval_count":400}` + "\n")
+	bodies := map[string]struct{ ctype, body string }{
+		"/v1/chat/completions":   {"text/event-stream; charset=utf-8", sse.String()},
+		"/api/generate":          {"application/x-ndjson", ndjson.String()},
+		"/v1/models/big:predict": {"application/json", plain.String()},
+	}
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		path := strings.Fields(req.start)[1]
+		b := bodies[path]
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n", b.ctype)
+		// In pieces of all sizes, so that boundaries fall anywhere.
+		for rest, n := b.body, 1; len(rest) > 0; n = n*7%1000 + 1 {
+			piece := rest[:min(n, len(rest))]
+			rest = rest[len(piece):]
+			fmt.Fprintf(c, "%x\r\n%s\r\n", len(piece), piece)
+		}
+		io.WriteString(c, "0\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), func(o *Options) { o.CaptureMaxBodySize = 4096 })
+	proxy := "http://" + e.ProxyAddr()
+	for path, b := range bodies {
+		st, body := do(t, "POST", proxy+path, `{"model":"llama","prompt":"Hi","stream":true}`)
+		require.Equal(t, 200, st)
+		require.Equal(t, b.body, body, "%s: every byte", path)
+		require.Greater(t, len(body), 4*4096)
+	}
+
+	llama := map[string]string{"model": "llama"}
+	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "llama", "format": "json"})
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "llama", "reason": "body_too_large"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": "llama", "reason": "invalid_response"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_generations_total", map[string]string{"model": "llama", "finish_reason": "length"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_generations_total", map[string]string{"model": "llama", "finish_reason": "stop"}))
+	require.Equal(t, 12.0+5, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "input"}))
+	require.Equal(t, 401.0+400, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "output"}))
+	require.Equal(t, float64(len(sse.String())+len(ndjson.String())), metricValue(t, e, "modelmon_response_size_bytes_sum", llama), "the size of all of it")
+	eventually(t, e, 1, "modelmon_capture_dropped_total", map[string]string{"model": "big", "reason": "body_too_large"})
+}
+
+// A spliced stream keeps at most --capture.max-body-size: the head up to
+// its last whole piece within half of it, and the whole pieces of the last
+// bytes.
+func TestStreamSplice(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		framing framing
+		piece   func(i int) string
+	}{
+		{"events", framingEvents, func(i int) string { return fmt.Sprintf("data: %d\n\n", i) }},
+		{"events with CRLF", framingEvents, func(i int) string { return fmt.Sprintf("event: x\r\ndata: %d\r\n\r\n", i) }},
+		{"lines", framingLines, func(i int) string { return fmt.Sprintf(`{"n":%d}`+"\n", i) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, max := range []int{64, 100, 257} {
+				s := &stream{p: &proxy{queue: &queue{maxBody: max}}, keep: true, framing: tc.framing}
+				var all []string
+				for i := range 500 {
+					all = append(all, tc.piece(i))
+				}
+				whole := strings.Join(all, "")
+				for rest, n := whole, 1; len(rest) > 0; n = n%13 + 1 {
+					piece := rest[:min(n, len(rest))]
+					rest = rest[len(piece):]
+					switch {
+					case s.spliced:
+						s.toTail([]byte(piece))
+					case len(s.buf)+len(piece) <= max:
+						s.buf = append(s.buf, piece...)
+					default:
+						s.splice([]byte(piece))
+					}
+				}
+				got := string(s.captured())
+				require.LessOrEqual(t, len(got), max)
+				// A run of whole pieces from the start, then one to the end.
+				i := 0
+				for i < len(all) && strings.HasPrefix(got, all[i]) {
+					got = got[len(all[i]):]
+					i++
+				}
+				require.Less(t, i, len(all))
+				j := len(all)
+				for j > i && strings.HasSuffix(got, all[j-1]) {
+					got = got[:len(got)-len(all[j-1])]
+					j--
+				}
+				require.Empty(t, got, "max %d: only whole pieces", max)
+				require.Less(t, j, len(all), "max %d: the last piece is kept", max)
+				require.Greater(t, i, 0, "max %d: the first piece is kept", max)
+			}
+		})
+	}
+}
