@@ -48,7 +48,7 @@ func run() int {
 		proxyIdle    = serve.Flag("proxy.idle-timeout", "How long idle keep-alive connections stay open, to clients and to the model server.").Default(d.Proxy.IdleTimeout.String()).Duration()
 		proxyRead    = serve.Flag("proxy.read-timeout", "Longest time to read a client's request. Use 0 to disable.").Default("0s").Duration()
 		proxyWrite   = serve.Flag("proxy.write-timeout", "Longest time to write a response to a client. Use 0 to disable.").Default("0s").Duration()
-		proxyDelay   = serve.Flag("proxy.shutdown-delay", "After SIGTERM or SIGINT, how long the proxy keeps serving, with /-/ready failing and each client connection closed after its response, before it stops accepting; so that Service endpoints drop the pod first. A second signal ends it early.").Default("0s").Duration()
+		proxyDelay   = serve.Flag("proxy.shutdown-delay", "After SIGTERM or SIGINT, how long the proxy keeps serving, with /-/ready failing, each client connection closed after its response and gRPC clients sent a GOAWAY, before it stops accepting; so that Service endpoints drop the pod first. A second signal ends it early.").Default("0s").Duration()
 		upCAFile     = serve.Flag("proxy.upstream-ca-file", "CA certificates (PEM) that verify an https:// model server, instead of the system's; read again for each new connection.").Default("").String()
 		upCertFile   = serve.Flag("proxy.upstream-cert-file", "Client certificate (PEM) the proxy presents to an https:// model server that asks for one (mutual TLS); read again at each new connection, so a renewed one is used.").Default("").String()
 		upKeyFile    = serve.Flag("proxy.upstream-key-file", "Key (PEM) of --proxy.upstream-cert-file.").Default("").String()

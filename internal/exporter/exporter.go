@@ -434,13 +434,7 @@ func (e *Exporter) Start() error {
 		web.Serve(e.web, e.webLns, e.opts.Web, e.logger)
 	}()
 	if e.grpcLn != nil {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			if err := e.proxy.grpc.server.Serve(e.grpcLn); err != nil {
-				e.logger.Error("gRPC proxy server stopped", "err", err)
-			}
-		}()
+		e.proxy.grpc.start(e.grpcLn)
 	}
 	// Subscribe before Start returns, so a SIGHUP right after it reloads
 	// rather than kills the process.
@@ -521,7 +515,8 @@ func (e *Exporter) stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("couldn't stop the proxy: %w", proxyErr))
 	}
 	if e.grpcLn != nil {
-		// Calls in flight end first; each client gets a GOAWAY.
+		// Calls in flight end first; each client gets a GOAWAY (at the
+		// start of --proxy.shutdown-delay, if there is one).
 		if err := e.proxy.grpc.stop(ctx); err != nil {
 			proxyErr = err
 			errs = append(errs, fmt.Errorf("couldn't stop the gRPC proxy: %w", err))
@@ -584,13 +579,17 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // drain keeps the sidecar serving for d, or until ctx is done, while
-// /-/ready fails and every proxied response closes its connection: load
+// /-/ready fails, every proxied response closes its connection and gRPC
+// clients get a GOAWAY: load
 // balancers and Service endpoints take the pod out of rotation, and clients
 // with keep-alive connections open new ones elsewhere, before the proxy's
 // listener closes (--proxy.shutdown-delay).
 func (e *Exporter) drain(ctx context.Context, d time.Duration) {
 	e.ready.Store(false)
 	e.proxy.draining.Store(true)
+	if e.grpcLn != nil {
+		e.proxy.grpc.drain()
+	}
 	e.logger.Info("Draining: not ready, still serving until the shutdown delay has passed", "delay", d)
 	t := time.NewTimer(d)
 	defer t.Stop()

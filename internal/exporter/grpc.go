@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -42,12 +44,18 @@ const modelInfer = "/inference.GRPCInferenceService/ModelInfer"
 // first: it passes HTTP/2 through untouched, but added twice the latency
 // to a call (BENCHMARKS.md).
 type grpcProxy struct {
-	p        *proxy
-	upstream string
-	conn     *grpc.ClientConn // to the model server
-	tls      bool             // over TLS
-	server   *grpc.Server
-	timeout  time.Duration // --proxy.timeout, of a ModelInfer call
+	p         *proxy
+	upstream  string
+	conn      *grpc.ClientConn // to the model server
+	tls       bool             // over TLS
+	newServer func() *grpc.Server
+	timeout   time.Duration // --proxy.timeout, of a ModelInfer call
+
+	handoff  *handoff // the listener (grpcdrain.go)
+	mu       sync.Mutex
+	servers  []*grpc.Server // the one taking connections last
+	stopping bool
+	serving  sync.WaitGroup // the servers' Serve and drain goroutines
 }
 
 // rawCodec passes messages through as their bytes.
@@ -87,27 +95,93 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 	if err != nil {
 		return nil, fmt.Errorf("couldn't set up --proxy.grpc-upstream=%q: %w", o.GRPCUpstream, err)
 	}
-	g.server = grpc.NewServer(
-		grpc.ForceServerCodec(rawCodec{}),
-		grpc.UnknownServiceHandler(g.handle),
-		grpc.MaxRecvMsgSize(o.MaxBodySize), grpc.MaxSendMsgSize(o.MaxBodySize),
-	)
+	g.newServer = func() *grpc.Server {
+		return grpc.NewServer(
+			grpc.ForceServerCodec(rawCodec{}),
+			grpc.UnknownServiceHandler(g.handle),
+			grpc.MaxRecvMsgSize(o.MaxBodySize), grpc.MaxSendMsgSize(o.MaxBodySize),
+		)
+	}
 	return g, nil
+}
+
+// start serves the calls of ln's connections.
+func (g *grpcProxy) start(ln net.Listener) {
+	g.handoff = newHandoff(ln)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.serveLocked(g.handoff.current())
+}
+
+// serveLocked starts a server on v. g.mu is held.
+func (g *grpcProxy) serveLocked(v *view) {
+	srv := g.newServer()
+	g.servers = append(g.servers, srv)
+	g.serving.Add(1)
+	go func() {
+		defer g.serving.Done()
+		if err := srv.Serve(v); err != nil && !g.isStopping() {
+			g.p.logger.Error("gRPC proxy server stopped", "err", err)
+		}
+	}()
+}
+
+func (g *grpcProxy) isStopping() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stopping
+}
+
+// drain sends every client connected so far a GOAWAY, while a new server
+// takes the new connections (--proxy.shutdown-delay): calls in flight, and
+// streams, go on until they end or the sidecar stops.
+func (g *grpcProxy) drain() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping || len(g.servers) == 0 {
+		return
+	}
+	old := g.servers[len(g.servers)-1]
+	g.serveLocked(g.handoff.take())
+	g.serving.Add(1)
+	go func() {
+		defer g.serving.Done()
+		time.Sleep(takeoverGrace)
+		old.GracefulStop()
+	}()
 }
 
 // stop stops taking calls and waits for those in flight, until ctx is done:
 // then it ends them.
 func (g *grpcProxy) stop(ctx context.Context) error {
+	g.mu.Lock()
+	g.stopping = true
+	servers := g.servers
+	g.mu.Unlock()
+	var stopped sync.WaitGroup
+	for _, srv := range servers {
+		stopped.Add(1)
+		go func() {
+			defer stopped.Done()
+			srv.GracefulStop()
+		}()
+	}
+	if g.handoff != nil {
+		g.handoff.Close()
+	}
 	done := make(chan struct{})
 	go func() {
-		g.server.GracefulStop()
+		stopped.Wait()
+		g.serving.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		g.server.Stop()
+		for _, srv := range servers {
+			srv.Stop()
+		}
 		<-done
 		return ctx.Err()
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -448,6 +449,59 @@ func TestGRPCHTTPStatus(t *testing.T) {
 	} {
 		require.Equal(t, want, grpcHTTPStatus(code), "%v", code)
 	}
+}
+
+// When --proxy.shutdown-delay starts, gRPC clients get a GOAWAY, as HTTP
+// clients get their connections closed: they connect again (through the
+// Service, elsewhere), and the sidecar takes those new connections until the
+// delay ends. Calls and streams in flight go on.
+func TestGRPCDrain(t *testing.T) {
+	up := grpcModelServer(t)
+	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = up
+		o.GRPCListenAddress = "127.0.0.1:0"
+	})
+	conn := grpcClient(t, e.GRPCAddr())
+	ctx := context.Background()
+	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 1}, 1))
+	var resp []byte
+	require.NoError(t, conn.Invoke(ctx, modelInfer, &req, &resp))
+	require.Equal(t, connectivity.Ready, conn.GetState())
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/test.Echo/Chat")
+	require.NoError(t, err)
+	msg := []byte("one")
+	require.NoError(t, stream.SendMsg(&msg))
+	require.NoError(t, stream.RecvMsg(&resp))
+
+	delay, endDelay := context.WithCancel(ctx)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		e.drain(delay, time.Minute)
+	}()
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	require.True(t, conn.WaitForStateChange(wait, connectivity.Ready), "the connection got a GOAWAY")
+
+	// The stream opened before goes on.
+	msg = []byte("two")
+	require.NoError(t, stream.SendMsg(&msg))
+	require.NoError(t, stream.RecvMsg(&resp))
+	require.Equal(t, "two", string(resp))
+	// A new call connects again, and is served.
+	require.NoError(t, conn.Invoke(ctx, modelInfer, &req, &resp))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "fraud"}))
+	other := grpcClient(t, e.GRPCAddr())
+	require.NoError(t, other.Invoke(ctx, modelInfer, &req, &resp), "a new client during the delay")
+
+	require.NoError(t, stream.CloseSend())
+	require.ErrorIs(t, stream.RecvMsg(&resp), io.EOF)
+	endDelay()
+	<-drained
+	stopCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+	defer stop()
+	require.NoError(t, e.Stop(stopCtx))
+	require.Error(t, other.Invoke(ctx, modelInfer, &req, &resp), "stopped after the delay")
 }
 
 // A ModelInfer call straight to a gRPC model server and through the
