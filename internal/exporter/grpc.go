@@ -239,11 +239,12 @@ type callTap interface {
 // when not nil, watches them.
 func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (err error) {
 	var failure error // the model server was not reached
+	clientGone := false
 	if tap != nil {
 		defer func() {
 			switch {
-			case ss.Context().Err() != nil:
-				tap.end(ss.Context().Err())
+			case ss.Context().Err() != nil || clientGone:
+				tap.end(context.Canceled)
 			case failure != nil:
 				tap.end(&proxyFailure{failure})
 			default:
@@ -298,6 +299,7 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 			failure = upErr
 			return g.failure(ss.Context(), nil, upErr)
 		case sendErr != nil: // the client is gone
+			clientGone = true
 			return sendErr
 		}
 		if err != nil {
@@ -308,6 +310,7 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 			return err // the model server's own status
 		}
 		if err := ss.SendMsg(&msg); err != nil {
+			clientGone = true
 			return err
 		}
 		if tap != nil {
