@@ -63,18 +63,21 @@ func inferCall(model, version string, tensors ...[]byte) []byte {
 
 // modelName reads field 1 of a request, "" when it has none or is no
 // protobuf.
-func modelName(msg []byte) string {
+func modelName(msg []byte) string { return fieldString(msg, 1) }
+
+// fieldString reads the string field num of a message, "" when it has none.
+func fieldString(msg []byte, num protowire.Number) string {
 	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
+		n0, typ, n := protowire.ConsumeTag(msg)
 		if n < 0 {
 			return ""
 		}
 		msg = msg[n:]
-		if num == 1 && typ == protowire.BytesType {
+		if n0 == num && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(msg)
 			return string(v)
 		}
-		if n = protowire.ConsumeFieldValue(num, typ, msg); n < 0 {
+		if n = protowire.ConsumeFieldValue(n0, typ, msg); n < 0 {
 			return ""
 		}
 		msg = msg[n:]
@@ -137,26 +140,6 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	return "http://" + ln.Addr().String()
-}
-
-// fieldString reads the string field num of a message, "" when it has none.
-func fieldString(msg []byte, num protowire.Number) string {
-	for len(msg) > 0 {
-		n0, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return ""
-		}
-		msg = msg[n:]
-		if n0 == num && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(msg)
-			return string(v)
-		}
-		if n = protowire.ConsumeFieldValue(n0, typ, msg); n < 0 {
-			return ""
-		}
-		msg = msg[n:]
-	}
-	return ""
 }
 
 // streamAnswer encodes a ModelStreamInferResponse: an error message, or a
@@ -224,7 +207,21 @@ func tritonStream(stream grpc.ServerStream) error {
 	}
 }
 
-func grpcClient(t *testing.T, addr string) *grpc.ClientConn {
+// grpcSidecar starts grpcModelServer and the sidecar in front of it, with
+// mod, if not nil, changing the options; up is the model server's URL.
+func grpcSidecar(t testing.TB, mod func(*Options)) (e *Exporter, up string) {
+	t.Helper()
+	up = grpcModelServer(t)
+	return startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = up
+		o.GRPCListenAddress = "127.0.0.1:0"
+		if mod != nil {
+			mod(o)
+		}
+	}), up
+}
+
+func grpcClient(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
@@ -237,10 +234,7 @@ func grpcClient(t *testing.T, addr string) *grpc.ClientConn {
 // server: answers, statuses, headers and trailers pass unchanged, streams
 // stream, and ModelInfer calls are predictions, counted, timed and parsed.
 func TestGRPCProxy(t *testing.T) {
-	up := grpcModelServer(t)
-	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
-		o.Proxy.GRPCUpstream = up
-		o.GRPCListenAddress = "127.0.0.1:0"
+	e, _ := grpcSidecar(t, func(o *Options) {
 		o.Proxy.Timeout = 300 * time.Millisecond
 	})
 	conn := grpcClient(t, e.GRPCAddr())
@@ -312,11 +306,7 @@ func TestGRPCProxy(t *testing.T) {
 // last answer when that reaches the client, whether the model answers once
 // or, decoupled, many times or not at all. Answers pass through unchanged.
 func TestGRPCModelStreamInfer(t *testing.T) {
-	up := grpcModelServer(t)
-	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
-		o.Proxy.GRPCUpstream = up
-		o.GRPCListenAddress = "127.0.0.1:0"
-	})
+	e, _ := grpcSidecar(t, nil)
 	conn := grpcClient(t, e.GRPCAddr())
 	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 	withID := func(model, id string) []byte {
@@ -456,11 +446,7 @@ func TestGRPCHTTPStatus(t *testing.T) {
 // Service, elsewhere), and the sidecar takes those new connections until the
 // delay ends. Calls and streams in flight go on.
 func TestGRPCDrain(t *testing.T) {
-	up := grpcModelServer(t)
-	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
-		o.Proxy.GRPCUpstream = up
-		o.GRPCListenAddress = "127.0.0.1:0"
-	})
+	e, _ := grpcSidecar(t, nil)
 	conn := grpcClient(t, e.GRPCAddr())
 	ctx := context.Background()
 	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 1}, 1))
@@ -509,22 +495,10 @@ func TestGRPCDrain(t *testing.T) {
 // what the gRPC proxy adds to a call (its capture and parse included, in
 // the parser goroutine).
 func BenchmarkGRPCModelInfer(b *testing.B) {
-	up := grpcModelServer(b)
-	e := startExporter(b, "http://127.0.0.1:1", func(o *Options) {
-		o.Proxy.GRPCUpstream = up
-		o.GRPCListenAddress = "127.0.0.1:0"
-	})
-	data := make([]float32, 20)
-	for i := range data {
-		data[i] = float32(i) + 0.5
-	}
-	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 20}, data...))
-	for _, target := range []struct{ name, addr string }{{"direct", strings.TrimPrefix(up, "http://")}, {"sidecar", e.GRPCAddr()}} {
+	direct, sidecar, req := grpcBenchSetup(b)
+	for _, target := range []struct{ name, addr string }{{"direct", direct}, {"sidecar", sidecar}} {
 		b.Run(target.name, func(b *testing.B) {
-			conn, err := grpc.NewClient("passthrough:///"+target.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
-			require.NoError(b, err)
-			defer conn.Close()
+			conn := grpcClient(b, target.addr)
 			var resp []byte
 			ctx := context.Background()
 			b.ReportAllocs()
@@ -537,32 +511,30 @@ func BenchmarkGRPCModelInfer(b *testing.B) {
 	}
 }
 
-// BenchmarkGRPCModelStreamInfer is one request and its answer on an open
-// ModelStreamInfer call, direct and through the sidecar: what following a
-// stream's predictions adds to each.
-func BenchmarkGRPCModelStreamInfer(b *testing.B) {
-	up := grpcModelServer(b)
-	e := startExporter(b, "http://127.0.0.1:1", func(o *Options) {
-		o.Proxy.GRPCUpstream = up
-		o.GRPCListenAddress = "127.0.0.1:0"
-	})
+// grpcBenchSetup starts a gRPC model server and the sidecar in front of it,
+// and returns their addresses and a ModelInfer request of 20 features.
+func grpcBenchSetup(b *testing.B) (direct, sidecar string, req []byte) {
+	e, up := grpcSidecar(b, nil)
 	data := make([]float32, 20)
 	for i := range data {
 		data[i] = float32(i) + 0.5
 	}
-	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 20}, data...))
+	return strings.TrimPrefix(up, "http://"), e.GRPCAddr(), inferCall("fraud", "", inferTensor("x", []uint64{1, 20}, data...))
+}
+
+// BenchmarkGRPCModelStreamInfer is one request and its answer on an open
+// ModelStreamInfer call, direct and through the sidecar: what following a
+// stream's predictions adds to each.
+func BenchmarkGRPCModelStreamInfer(b *testing.B) {
+	direct, sidecar, req := grpcBenchSetup(b)
 	// "echo" is a stream passed through, not followed, for comparison.
 	for _, target := range []struct{ name, addr, method string }{
-		{"direct", strings.TrimPrefix(up, "http://"), modelStreamInfer},
-		{"sidecar", e.GRPCAddr(), modelStreamInfer},
-		{"sidecar_echo", e.GRPCAddr(), "/test.Echo/Chat"},
+		{"direct", direct, modelStreamInfer},
+		{"sidecar", sidecar, modelStreamInfer},
+		{"sidecar_echo", sidecar, "/test.Echo/Chat"},
 	} {
 		b.Run(target.name, func(b *testing.B) {
-			conn, err := grpc.NewClient("passthrough:///"+target.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
-			require.NoError(b, err)
-			defer conn.Close()
-			stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, target.method)
+			stream, err := grpcClient(b, target.addr).NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, target.method)
 			require.NoError(b, err)
 			var resp []byte
 			b.ReportAllocs()
@@ -583,10 +555,7 @@ func BenchmarkGRPCModelStreamInfer(b *testing.B) {
 // call without one gets an id in the answer's metadata, as an HTTP
 // prediction gets it in a header.
 func TestGRPCLabels(t *testing.T) {
-	up := grpcModelServer(t)
-	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
-		o.Proxy.GRPCUpstream = up
-		o.GRPCListenAddress = "127.0.0.1:0"
+	e, _ := grpcSidecar(t, func(o *Options) {
 		labelsOn(o)
 	})
 	conn := grpcClient(t, e.GRPCAddr())
@@ -609,11 +578,7 @@ func TestGRPCLabels(t *testing.T) {
 // Calls whose messages the client compresses, with gzip or Triton's
 // deflate, pass through and are parsed.
 func TestGRPCCompressed(t *testing.T) {
-	up := grpcModelServer(t)
-	e := startExporter(t, "http://127.0.0.1:1", func(o *Options) {
-		o.Proxy.GRPCUpstream = up
-		o.GRPCListenAddress = "127.0.0.1:0"
-	})
+	e, _ := grpcSidecar(t, nil)
 	conn := grpcClient(t, e.GRPCAddr())
 	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 2}, 1.5, 2.5))
 	for _, c := range []string{"gzip", "deflate"} {
