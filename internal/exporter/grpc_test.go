@@ -358,6 +358,8 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 			require.Equal(t, tc.respBytes, metricValue(t, e, "modelmon_response_size_bytes_sum", m), "the size of all its answers")
 		}
 	}
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", map[string]string{"model": "llm"}), "the first of many answers")
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", map[string]string{"model": "tabular"}), "a single answer")
 	// The last answer with outputs is the prediction: one record each.
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "llm"}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "broken", "reason": "upstream_5xx"}))

@@ -102,8 +102,13 @@ func (c *streamCall) answer(msg []byte) {
 		return // no request of ours to answer
 	}
 	sp := c.pending[i]
-	if sp.rq.firstByte == 0 {
+	if sp.respBytes == 0 {
 		sp.rq.firstByte = at.Sub(sp.rq.start)
+		if r.Error == nil && r.Final == 0 {
+			// The first of a decoupled model's answers: an LLM's first
+			// token, as the first byte of an HTTP stream is.
+			c.g.p.metrics.FirstByte.WithLabelValues(sp.m.name).Observe(sp.rq.firstByte.Seconds())
+		}
 	}
 	sp.respBytes += len(msg)
 	sp.lastAt = at
