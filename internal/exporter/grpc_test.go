@@ -443,6 +443,59 @@ func TestGRPCHTTPStatus(t *testing.T) {
 	}
 }
 
+// A ModelStreamInfer call keeps what it follows bounded: at most
+// maxStreamPending requests, and streamBudget times --capture.max-body-size
+// of their messages, past which the oldest are closed as they stand; a
+// request larger than the capture is followed, and its capture dropped.
+func TestGRPCModelStreamInferBounds(t *testing.T) {
+	const capture = 16 << 10
+	e, _ := grpcSidecar(t, func(o *Options) { o.CaptureMaxBodySize = capture })
+	conn := grpcClient(t, e.GRPCAddr())
+	request := func(model string, features int) []byte {
+		return inferCall(model, "", inferTensor("x", []uint64{1, uint64(features)}, make([]float32, features)...))
+	}
+	silent := map[string]string{"model": "silent"}
+
+	// Many small requests a decoupled model never answers.
+	stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, modelStreamInfer)
+	require.NoError(t, err)
+	small := request("silent", 1)
+	for range maxStreamPending + 10 {
+		require.NoError(t, stream.SendMsg(&small))
+	}
+	eventually(t, e, maxStreamPending+10, "modelmon_requests_total", silent)
+	require.Less(t, maxStreamPending, streamBudget*capture/len(small))
+	require.Equal(t, float64(maxStreamPending), metricValue(t, e, "modelmon_requests_in_flight", silent))
+
+	// Fewer large ones fill the budget first.
+	big := request("silent", 1000)
+	require.Less(t, len(big), capture)
+	stream2, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, modelStreamInfer)
+	require.NoError(t, err)
+	for range 30 {
+		require.NoError(t, stream2.SendMsg(&big))
+	}
+	eventually(t, e, maxStreamPending+10+30, "modelmon_requests_total", silent)
+	require.Greater(t, 30, streamBudget*capture/len(big))
+	require.Equal(t, float64(maxStreamPending+streamBudget*capture/len(big)), metricValue(t, e, "modelmon_requests_in_flight", silent))
+
+	// A request over the capture is followed, not captured.
+	huge := request("tabular", 5000)
+	require.NoError(t, stream.SendMsg(&huge))
+	var answer []byte
+	require.NoError(t, stream.RecvMsg(&answer))
+	tabular := map[string]string{"model": "tabular"}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_duration_seconds_count", tabular))
+	eventually(t, e, 1, "modelmon_capture_dropped_total", map[string]string{"model": "tabular", "reason": "body_too_large"})
+
+	require.NoError(t, stream.CloseSend())
+	require.NoError(t, stream2.CloseSend())
+	for _, s := range []grpc.ClientStream{stream, stream2} {
+		require.ErrorIs(t, s.RecvMsg(&answer), io.EOF)
+	}
+	eventually(t, e, 0, "modelmon_requests_in_flight", silent)
+}
+
 // When --proxy.shutdown-delay starts, gRPC clients get a GOAWAY, as HTTP
 // clients get their connections closed: they connect again (through the
 // Service, elsewhere), and the sidecar takes those new connections until the

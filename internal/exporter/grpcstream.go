@@ -20,10 +20,15 @@ import (
 const modelStreamInfer = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 // maxStreamPending is the most requests of one ModelStreamInfer call that
-// are followed at once. A decoupled model that never flags its last answer
-// leaves each request pending until the call ends; past this many, the
-// oldest is closed as it stands.
-const maxStreamPending = 1024
+// are followed at once, and streamBudget how many times
+// --capture.max-body-size their messages, kept for the capture, may take.
+// A decoupled model that never flags its last answer leaves each request
+// pending until the call ends; past either, the oldest is closed as it
+// stands.
+const (
+	maxStreamPending = 1024
+	streamBudget     = 4
+)
 
 // streamCall follows the predictions of one ModelStreamInfer call: each
 // request message is a prediction, counted when it goes to the model
@@ -41,6 +46,7 @@ type streamCall struct {
 
 	mu      sync.Mutex
 	pending []*streamPrediction // in the order they were sent
+	kept    int                 // bytes the pending requests keep
 	ended   bool
 }
 
@@ -48,13 +54,18 @@ type streamCall struct {
 // answered.
 type streamPrediction struct {
 	m         *model
-	req       []byte
+	req       []byte // nil when it is larger than the capture
+	reqSize   int
 	name, id  []byte // the model and id the request names, to match answers
 	rq        request
 	last      []byte    // the last answer's ModelInferResponse with outputs
+	lastLarge bool      // that answer was larger than the capture: not kept
 	lastAt    time.Time // when the last answer reached the client
 	respBytes int       // of all its answers
 }
+
+// kept is how much of the capture's memory sp takes.
+func (sp *streamPrediction) kept() int { return len(sp.req) + len(sp.last) }
 
 func (g *grpcProxy) newStreamCall(client context.Context) *streamCall {
 	md, _ := metadata.FromIncomingContext(client)
@@ -73,8 +84,11 @@ func (c *streamCall) request(msg []byte) {
 	m.setVersionNamed(version, mdValue(c.md, c.rc.versionHeader))
 	// A stream's metadata is the call's, not a request's: the id labels
 	// join on is the one the request carries.
-	sp := &streamPrediction{m: m, req: msg, name: name, id: id,
+	sp := &streamPrediction{m: m, reqSize: len(msg), name: name, id: id,
 		rq: request{format: payload.FormatOIPGRPC, id: id, traceID: c.trace, start: start}}
+	if len(msg) <= p.queue.maxBody {
+		sp.req = msg
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
@@ -82,11 +96,9 @@ func (c *streamCall) request(msg []byte) {
 	}
 	m.requests.Inc()
 	m.inFlight.Inc()
-	if len(c.pending) == maxStreamPending {
-		c.close(c.pending[0], nil)
-		c.pending = c.pending[1:]
-	}
 	c.pending = append(c.pending, sp)
+	c.kept += sp.kept()
+	c.trim(sp)
 }
 
 func (c *streamCall) answer(msg []byte) {
@@ -113,12 +125,18 @@ func (c *streamCall) answer(msg []byte) {
 	sp.respBytes += len(msg)
 	sp.lastAt = at
 	if r.Error == nil && r.Outputs {
-		sp.last = r.Response
+		c.kept -= len(sp.last)
+		sp.last, sp.lastLarge = r.Response, len(r.Response) > c.g.p.queue.maxBody
+		if sp.lastLarge {
+			sp.last = nil
+		}
+		c.kept += len(sp.last)
 	}
 	if r.Error == nil && r.Final == 0 {
+		c.trim(sp)
 		return // more to come
 	}
-	c.pending = append(c.pending[:i], c.pending[i+1:]...)
+	c.remove(i)
 	var err error
 	if r.Error != nil {
 		// Triton sends no status with an error on a stream: it counts as
@@ -126,6 +144,27 @@ func (c *streamCall) answer(msg []byte) {
 		err = status.Error(codes.Internal, string(r.Error))
 	}
 	c.close(sp, err)
+}
+
+// trim closes the oldest pending requests, but not keep, while there are
+// too many or they keep too much.
+func (c *streamCall) trim(keep *streamPrediction) {
+	budget := streamBudget * c.g.p.queue.maxBody
+	for len(c.pending) > 1 && (len(c.pending) > maxStreamPending || c.kept > budget) {
+		i := 0
+		if c.pending[0] == keep {
+			i = 1
+		}
+		sp := c.pending[i]
+		c.remove(i)
+		c.close(sp, nil)
+	}
+}
+
+// remove takes the i-th request off the pending ones.
+func (c *streamCall) remove(i int) {
+	c.kept -= c.pending[i].kept()
+	c.pending = append(c.pending[:i], c.pending[i+1:]...)
 }
 
 // match is the index of the pending request an answer is for, -1 for none:
@@ -164,7 +203,7 @@ func (c *streamCall) end(err error) {
 		}
 		c.close(sp, err)
 	}
-	c.pending = nil
+	c.pending, c.kept = nil, 0
 }
 
 // close accounts for a request of the call: err is nil when it was
@@ -179,10 +218,13 @@ func (c *streamCall) close(sp *streamPrediction, err error) {
 	case err == nil && sp.respBytes == 0:
 		// A decoupled model may answer a request with nothing: no latency
 		// to tell, nothing to capture.
-		m.reqSize.Observe(float64(len(sp.req)))
+		m.reqSize.Observe(float64(sp.reqSize))
 	case err == nil:
-		p.observe(m, len(sp.req), sp.respBytes, sp.rq, sp.lastAt, sp.lastAt)
-		if sp.last != nil {
+		p.observe(m, sp.reqSize, sp.respBytes, sp.rq, sp.lastAt, sp.lastAt)
+		switch {
+		case sp.req == nil || sp.lastLarge:
+			p.queue.dropTooLarge(m)
+		case sp.last != nil:
 			p.capture(m, sp.req, sp.last, len(sp.last), sp.rq, sp.lastAt)
 		}
 	case errors.As(err, &pf):
@@ -190,16 +232,16 @@ func (c *streamCall) close(sp *streamPrediction, err error) {
 			reason, _ := failureStatus(pf.err)
 			m.errors[reason].Inc()
 		}
-		p.observe(m, len(sp.req), -1, sp.rq, p.now(), p.now())
+		p.observe(m, sp.reqSize, -1, sp.rq, p.now(), p.now())
 	case c.client.Err() != nil || errors.Is(err, context.Canceled):
 		// The client went away: not the model server's doing.
-		p.observe(m, len(sp.req), -1, sp.rq, p.now(), p.now())
+		p.observe(m, sp.reqSize, -1, sp.rq, p.now(), p.now())
 	default:
 		p.countStatus(grpcHTTPStatus(status.Code(err)), m)
 		end := p.now()
 		if !sp.lastAt.IsZero() {
 			end = sp.lastAt
 		}
-		p.observe(m, len(sp.req), sp.respBytes, sp.rq, end, end)
+		p.observe(m, sp.reqSize, sp.respBytes, sp.rq, end, end)
 	}
 }
