@@ -288,16 +288,7 @@ func (s *stream) Read(b []byte) (int, error) {
 	}
 	s.n += n
 	if s.keep {
-		switch {
-		case s.spliced:
-			s.toTail(b[:n])
-		case len(s.buf)+n <= s.p.queue.maxBody:
-			s.buf = append(s.buf, b[:n]...)
-		case s.framing != framingNone:
-			s.splice(b[:n])
-		default:
-			s.keep, s.buf = false, s.buf[:0]
-		}
+		s.keepPiece(b[:n])
 	}
 	if err != nil && err != io.EOF {
 		s.err = err
@@ -308,6 +299,21 @@ func (s *stream) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// keepPiece keeps the next piece of the body for the capture, while it
+// fits, or spliced.
+func (s *stream) keepPiece(b []byte) {
+	switch {
+	case s.spliced:
+		s.toTail(b)
+	case len(s.buf)+len(b) <= s.p.queue.maxBody:
+		s.buf = append(s.buf, b...)
+	case s.framing != framingNone:
+		s.splice(b)
+	default:
+		s.keep, s.buf = false, s.buf[:0]
+	}
 }
 
 // splice starts keeping a stream that outgrew the capture as its head, up

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -570,14 +571,7 @@ func TestStreamSplice(t *testing.T) {
 				for rest, n := whole, 1; len(rest) > 0; n = n%13 + 1 {
 					piece := rest[:min(n, len(rest))]
 					rest = rest[len(piece):]
-					switch {
-					case s.spliced:
-						s.toTail([]byte(piece))
-					case len(s.buf)+len(piece) <= max:
-						s.buf = append(s.buf, piece...)
-					default:
-						s.splice([]byte(piece))
-					}
+					s.keepPiece([]byte(piece))
 				}
 				got := string(s.captured())
 				require.LessOrEqual(t, len(got), max)
@@ -599,4 +593,42 @@ func TestStreamSplice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Whatever the stream and however it is read, its capture is at most
+// --capture.max-body-size: the stream itself when it fits, else a head of
+// it that ends at a boundary and a tail that starts at one.
+func FuzzStreamSplice(f *testing.F) {
+	f.Add([]byte("data: 1\n\ndata: 2\n\ndata: 3\n\n"), uint16(12), uint8(3), false)
+	f.Add([]byte("{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n"), uint16(10), uint8(1), true)
+	f.Add([]byte("event: x\r\ndata: 1\r\n\r\ndata: 2\r\n\r\n"), uint16(16), uint8(7), false)
+	f.Fuzz(func(t *testing.T, body []byte, maxBody uint16, step uint8, lines bool) {
+		capture := int(maxBody%4096) + 1
+		fr := framingEvents
+		if lines {
+			fr = framingLines
+		}
+		s := &stream{p: &proxy{queue: &queue{maxBody: capture}}, keep: true, framing: fr}
+		for rest, n := body, int(step)%17+1; len(rest) > 0; n = n*5%17 + 1 {
+			piece := rest[:min(n, len(rest))]
+			rest = rest[len(piece):]
+			s.keepPiece(piece)
+		}
+		got := s.captured()
+		if len(body) <= capture {
+			require.Equal(t, string(body), string(got))
+			return
+		}
+		require.LessOrEqual(t, len(got), capture)
+		for h := 0; h <= len(got); h++ {
+			tailAt := len(body) - (len(got) - h)
+			if tailAt < h || !bytes.HasPrefix(body, got[:h]) || !bytes.HasSuffix(body, got[h:]) {
+				continue
+			}
+			if (h == 0 || lastBoundary(body[:h], fr) == h) && (tailAt == len(body) || lastBoundary(body[:tailAt], fr) == tailAt) {
+				return
+			}
+		}
+		t.Fatalf("capture %d: %q is no head and tail of %q cut at boundaries", capture, got, body)
+	})
 }
