@@ -65,7 +65,8 @@
 // A generative model's answer (generate.go) is read whole in FormatJSON,
 // FormatKServeV1 and FormatMLflow, and as a stream of server-sent events in any
 // format: OpenAI-style completions, the OIP generate extension and TGI's API.
-// Its prediction is the finish reason it gives, if any.
+// Its prediction is the finish reason it gives, if any. An OIP answer, JSON or
+// gRPC, with an output named text_output is one too (oipGeneration).
 //
 // # Features
 //

@@ -53,7 +53,8 @@ func (p *Parser) generation(o *fastjson.Object, b *Batch) bool {
 // tokens takes the token counts o reports, if any: OpenAI's usage (in a
 // stream, the chunk that has it, or each chunk with the running total under
 // vLLM's continuous_usage_stats), TGI's details.generated_tokens, Ollama's
-// prompt_eval_count and eval_count.
+// prompt_eval_count and eval_count, Triton's vLLM backend's
+// num_input_tokens and num_output_tokens.
 func (g *Generation) tokens(o *fastjson.Object) {
 	if u := o.Get("usage"); u != nil {
 		if n := count(u.Get("prompt_tokens")); n >= 0 {
@@ -73,6 +74,15 @@ func (g *Generation) tokens(o *fastjson.Object) {
 	}
 	if n := count(o.Get("eval_count")); n >= 0 {
 		g.OutputTokens = n
+	}
+	// Triton's vLLM backend (return_num_input_tokens,
+	// return_num_output_tokens): the output tokens each piece of a stream
+	// adds.
+	if n := count(o.Get("num_input_tokens")); n >= 0 {
+		g.InputTokens = n
+	}
+	if n := count(o.Get("num_output_tokens")); n >= 0 {
+		g.OutputTokens = max(g.OutputTokens, 0) + n
 	}
 }
 

@@ -175,6 +175,10 @@ func TestGenerationTokens(t *testing.T) {
 		{"tgi streamed", tgiInput, sse("\n", `{"token": {"id": 1, "text": "a"}, "details": null}`,
 			`{"token": {"id": 2, "text": "b"}, "generated_text": "ab", "details": {"finish_reason": "length", "generated_tokens": 2}}`), Generation{true, -1, 2}},
 		{"oip generate", generateInput, `{"text_output": "a"}`, Generation{true, -1, -1}},
+		{"oip generate from Triton's vLLM backend", generateInput, `{"text_output": "ab", "finish_reason": "stop", "num_input_tokens": 4, "num_output_tokens": 2}`, Generation{true, 4, 2}},
+		{"oip generate_stream from Triton's vLLM backend: the pieces add up", generateInput, sse("\n",
+			`{"text_output": "a", "num_output_tokens": 1}`, `{"text_output": "bc", "num_output_tokens": 2}`,
+			`{"text_output": "", "finish_reason": "length", "num_output_tokens": 0}`), Generation{true, -1, 3}},
 		{"ollama streamed", `{"prompt": "Hi"}`, `{"response": "a", "done": false}` + "\n" +
 			`{"response": "", "done": true, "done_reason": "stop", "prompt_eval_count": 26, "eval_count": 298}`, Generation{true, 26, 298}},
 		{"a count that is not one", chatRequest, `{"choices": [], "usage": {"prompt_tokens": -1, "completion_tokens": 1.5}}`, Generation{true, -1, -1}},

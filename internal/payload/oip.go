@@ -323,6 +323,11 @@ func (p *Parser) oipOutputs(b *Batch, count int, name func(int) []byte, decode f
 	if first < 0 || first >= count {
 		return respErr(ReasonMissingField, "no prediction output")
 	}
+	if p.output == nil {
+		if gen, err := p.oipGeneration(b, count, name, decode); gen || err != nil {
+			return err
+		}
+	}
 	n := len(b.Records)
 	clear(p.elems)
 	p.elems = p.elems[:0]
@@ -350,6 +355,60 @@ func (p *Parser) oipOutputs(b *Batch, count int, name func(int) []byte, decode f
 		}
 	}
 	return nil
+}
+
+// oipGeneration reads the outputs of a generative model served over the
+// OIP's infer API (Triton's vLLM and TensorRT-LLM backends, over HTTP or
+// gRPC): a "text_output" tensor of generated text, which is no prediction.
+// Each record's prediction is then its "finish_reason", when the model
+// gives one (the vLLM backend's return_finish_reason), and
+// "num_input_tokens" and "num_output_tokens" are its token counts. It
+// reports false when no output is named text_output.
+func (p *Parser) oipGeneration(b *Batch, count int, name func(int) []byte, decode func(int) (tensor, error)) (bool, error) {
+	gen := false
+	for i := 0; i < count && !gen; i++ {
+		gen = string(name(i)) == "text_output"
+	}
+	if !gen {
+		return false, nil
+	}
+	g := Generation{Answered: true, InputTokens: -1, OutputTokens: -1}
+	for i := 0; i < count; i++ {
+		field := string(name(i))
+		if field != "finish_reason" && field != "num_input_tokens" && field != "num_output_tokens" {
+			continue
+		}
+		clear(p.elems)
+		p.elems = p.elems[:0]
+		t, err := decode(i)
+		if err != nil {
+			return true, err
+		}
+		if field == "finish_reason" {
+			if t.rows == len(b.Records) && t.k == 1 && !t.numeric {
+				if err := p.applyOutput(b, &t); err != nil {
+					return true, err
+				}
+			}
+			continue
+		}
+		total := int64(0)
+		for _, e := range p.elems[t.start:] {
+			v, ok := t.element(e)
+			if !ok || v.Kind != KindNumber || v.Num < 0 || v.Num > 1<<53 || v.Num != math.Trunc(v.Num) {
+				total = -1
+				break
+			}
+			total += int64(v.Num)
+		}
+		if field == "num_input_tokens" {
+			g.InputTokens = total
+		} else {
+			g.OutputTokens = total
+		}
+	}
+	b.Generation = g
+	return true, nil
 }
 
 // applyOutput sets each record's Prediction (k == 1) or Scores (numeric, k > 1) from t.

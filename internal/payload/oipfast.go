@@ -28,7 +28,8 @@ import (
 //   - a second "inputs" or "outputs" is declined (fastjson's Get takes the first,
 //     detection the last);
 //   - a response is declined if any output is not such a tensor, even one the
-//     tree path would skip or never read.
+//     tree path would skip or never read, and if one is a generative model's
+//     "text_output" (oipGeneration).
 //
 // Accepted tensors are named by oipRequest's own nameTensors, become records as
 // oipRequest builds them, and apply their predictions as applyOutput does.
@@ -299,6 +300,13 @@ func (p *Parser) fastOIPResponse(resp []byte, b *Batch) bool {
 func (p *Parser) scanOIPResponse(s []byte, b *Batch) bool {
 	if !p.scanOIPBody(s, "outputs") {
 		return false
+	}
+	if p.output == nil {
+		for i := range p.tensors {
+			if string(p.tensors[i].name) == "text_output" {
+				return false // a generative model's answer: oipGeneration reads it
+			}
+		}
 	}
 	first := 0
 	if p.output != nil {

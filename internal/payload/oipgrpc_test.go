@@ -88,6 +88,8 @@ func (t pbTensor) rawContents() []byte {
 				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
 			case "INT32":
 				b = binary.LittleEndian.AppendUint32(b, uint32(int32(x)))
+			case "UINT32":
+				b = binary.LittleEndian.AppendUint32(b, uint32(x))
 			case "INT64":
 				b = binary.LittleEndian.AppendUint64(b, uint64(int64(x)))
 			case "UINT8":
@@ -298,6 +300,7 @@ func FuzzOIPGRPC(f *testing.F) {
 		}
 		InferRequestIDs(req)
 		ReadStreamResponse(resp)
+		OutputCount(resp, "y")
 	})
 }
 
@@ -319,4 +322,60 @@ func BenchmarkOIPGRPC(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A generative model behind the OIP's infer API (Triton's vLLM backend)
+// answers a "text_output", which is no prediction: the prediction is its
+// "finish_reason", and "num_input_tokens" and "num_output_tokens" are its
+// token counts; the same over JSON and gRPC, raw contents or typed.
+func TestOIPGeneration(t *testing.T) {
+	prompt := []pbTensor{{name: "text_input", dt: "BYTES", shape: []int64{1}, data: []any{"Hi"}}}
+	text := pbTensor{name: "text_output", dt: "BYTES", shape: []int64{1}, data: []any{"Hello there"}}
+	for _, tc := range []struct {
+		name          string
+		out           []pbTensor
+		prediction    string
+		input, output int64
+	}{
+		{"text only", []pbTensor{text}, "null", -1, -1},
+		{"the vLLM backend's additional outputs", []pbTensor{
+			text,
+			{name: "finish_reason", dt: "BYTES", shape: []int64{1}, data: []any{"length"}},
+			{name: "num_output_tokens", dt: "UINT32", shape: []int64{1}, data: []any{float64(16)}},
+			{name: "num_input_tokens", dt: "UINT32", shape: []int64{1}, data: []any{float64(5)}},
+		}, `"length"`, 5, 16},
+		{"raw contents", []pbTensor{
+			{name: "text_output", dt: "BYTES", shape: []int64{1}, data: []any{"Hello there"}, raw: true},
+			{name: "finish_reason", dt: "BYTES", shape: []int64{1}, data: []any{"stop"}, raw: true},
+			{name: "num_output_tokens", dt: "INT32", shape: []int64{1}, data: []any{float64(3)}, raw: true},
+		}, `"stop"`, -1, 3},
+		{"text after the others", []pbTensor{
+			{name: "finish_reason", dt: "BYTES", shape: []int64{1, 1}, data: []any{"stop"}},
+			text,
+		}, `"stop"`, -1, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewParser(Options{})
+			for _, form := range []struct {
+				f         Format
+				req, resp []byte
+			}{
+				{FormatOIP, inferJSON("inputs", prompt...), inferJSON("outputs", tc.out...)},
+				{FormatOIPGRPC, inferMessage("llm", rawInputContents, prompt...), inferMessage("llm", rawOutputContents, tc.out...)},
+			} {
+				var b Batch
+				require.NoError(t, p.Parse(form.f, form.req, form.resp, &b), form.f)
+				got := plain(&b)
+				require.Equal(t, []plainRecord{{Features: []string{`text_input="Hi"`}, Prediction: tc.prediction}}, got.Records, form.f)
+				require.Equal(t, Generation{Answered: true, InputTokens: tc.input, OutputTokens: tc.output}, b.Generation, form.f)
+			}
+		})
+	}
+
+	// Options.Output names the prediction: text_output is read as any output.
+	var b Batch
+	p := NewParser(Options{Output: "text_output"})
+	require.NoError(t, p.Parse(FormatOIP, inferJSON("inputs", prompt...), inferJSON("outputs", text), &b))
+	require.Equal(t, `"Hello there"`, plain(&b).Records[0].Prediction)
+	require.False(t, b.Generation.Answered)
 }

@@ -86,3 +86,35 @@ func TestReadStreamResponse(t *testing.T) {
 	_, ok = ReadStreamResponse(nil)
 	require.True(t, ok, "an empty message is a valid one, with every field unset")
 }
+
+func TestOutputCount(t *testing.T) {
+	text := pbTensor{name: "text_output", dt: "BYTES", shape: []int64{1}, data: []any{"Hi"}}
+	for _, tc := range []struct {
+		name    string
+		tensors []pbTensor
+		want    int64
+		ok      bool
+	}{
+		{"typed", []pbTensor{text, {name: "num_output_tokens", dt: "UINT32", shape: []int64{1}, data: []any{float64(7)}}}, 7, true},
+		{"int32, several", []pbTensor{{name: "num_output_tokens", dt: "INT32", shape: []int64{2}, data: []any{float64(3), float64(4)}}, text}, 7, true},
+		{"raw", []pbTensor{
+			{name: "text_output", dt: "BYTES", shape: []int64{1}, data: []any{"Hi"}, raw: true},
+			{name: "num_output_tokens", dt: "UINT32", shape: []int64{1}, data: []any{float64(300)}, raw: true},
+		}, 300, true},
+		{"raw int64", []pbTensor{{name: "num_output_tokens", dt: "INT64", shape: []int64{1}, data: []any{float64(1 << 40)}, raw: true}}, 1 << 40, true},
+		{"negative", []pbTensor{{name: "num_output_tokens", dt: "INT32", shape: []int64{1}, data: []any{float64(-2)}}}, 0, false},
+		{"negative raw", []pbTensor{{name: "num_output_tokens", dt: "INT32", shape: []int64{1}, data: []any{float64(-2)}, raw: true}}, 0, false},
+		{"not integers", []pbTensor{{name: "num_output_tokens", dt: "FP32", shape: []int64{1}, data: []any{1.5}}}, 0, false},
+		{"none", []pbTensor{text}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, ok := OutputCount(inferMessage("llm", rawOutputContents, tc.tensors...), "num_output_tokens")
+			require.Equal(t, tc.ok, ok)
+			require.Equal(t, tc.want, n)
+		})
+	}
+	for _, msg := range [][]byte{{0xff}, {0x2a, 0x80}, nil} {
+		_, ok := OutputCount(msg, "num_output_tokens")
+		require.False(t, ok, "%x", msg)
+	}
+}
