@@ -29,9 +29,11 @@ type capture struct {
 
 // answerTiming is when the answer of a capture came: its last byte and, for
 // a streamed one, its first byte of body, after the request (0: not
-// streamed).
+// streamed). outputTokens is what the answers of a gRPC stream say they
+// add up to, when only the last is captured (0: they don't say).
 type answerTiming struct {
 	elapsed, firstByte time.Duration
+	outputTokens       int64
 }
 
 var capturePool = sync.Pool{New: func() any { return new(capture) }}
@@ -195,6 +197,9 @@ func (w *worker) handle(c *capture) {
 		w.logger.Debug("Could not parse payload", "model", c.model.name, "format", f.String(), "err", err)
 	}
 	if w.batch.Generation.Answered {
+		if c.timing.outputTokens > 0 {
+			w.batch.Generation.OutputTokens = c.timing.outputTokens
+		}
 		c.model.countGeneration(w.batch.Generation, w.batch.Records, c.timing)
 	}
 	if len(w.batch.Records) > 0 {

@@ -44,6 +44,29 @@ func inferTensor(name string, shape []uint64, data ...float32) []byte {
 	return protowire.AppendBytes(b, contents)
 }
 
+// typedTensor encodes an OIP tensor message of shape [1] holding one
+// element of InferTensorContents field contents (8 bytes_contents, 4
+// uint_contents), value v, already encoded.
+func typedTensor(name, datatype string, contents protowire.Number, v []byte) []byte {
+	var b, c []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, name)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, datatype)
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendBytes(b, protowire.AppendVarint(nil, 1))
+	c = protowire.AppendTag(c, contents, protowire.BytesType)
+	c = protowire.AppendBytes(c, v)
+	b = protowire.AppendTag(b, 5, protowire.BytesType)
+	return protowire.AppendBytes(b, c)
+}
+
+// textTensor is a BYTES tensor of one string; countTensor a UINT32 one.
+func textTensor(name, s string) []byte { return typedTensor(name, "BYTES", 8, []byte(s)) }
+func countTensor(name string, n uint64) []byte {
+	return typedTensor(name, "UINT32", 4, protowire.AppendVarint(nil, n))
+}
+
 // inferCall encodes a ModelInferRequest or ModelInferResponse: model,
 // version and tensors (field 5).
 func inferCall(model, version string, tensors ...[]byte) []byte {
@@ -172,8 +195,10 @@ func streamAnswer(errMsg, model, id string, final int, tensors ...[]byte) []byte
 }
 
 // tritonStream answers a ModelStreamInfer call as Triton does, by the
-// model each request names: "llm" is decoupled and streams two tokens, then
-// an empty last answer flagged final; "silent" is decoupled and answers
+// model each request names: "llm" is decoupled and streams three pieces of
+// text as Triton's vLLM backend does with its additional outputs, the
+// last flagged final with its finish reason; "token" is decoupled and
+// streams two tokens, then an empty last answer flagged final; "silent" is decoupled and answers
 // nothing; "broken" answers an error; "down" ends the call with
 // UNAVAILABLE; any other model answers once, unflagged.
 func tritonStream(stream grpc.ServerStream) error {
@@ -186,6 +211,12 @@ func tritonStream(stream grpc.ServerStream) error {
 		var answers [][]byte
 		switch model {
 		case "llm":
+			answers = [][]byte{
+				streamAnswer("", model, id, 0, textTensor("text_output", "Hel"), countTensor("num_output_tokens", 1)),
+				streamAnswer("", model, id, 0, textTensor("text_output", "lo"), countTensor("num_output_tokens", 1)),
+				streamAnswer("", model, id, 1, textTensor("text_output", "!"), textTensor("finish_reason", "length"), countTensor("num_output_tokens", 1)),
+			}
+		case "token":
 			answers = [][]byte{
 				streamAnswer("", model, id, 0, inferTensor("token", []uint64{1}, 101)),
 				streamAnswer("", model, id, 0, inferTensor("token", []uint64{1}, 102)),
@@ -321,7 +352,7 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 	stream, err := conn.NewStream(context.Background(), desc, modelStreamInfer)
 	require.NoError(t, err)
 	answers := 0
-	for _, req := range [][]byte{withID("llm", "a"), withID("tabular", ""), withID("llm", "b"), withID("silent", "s"), withID("broken", "e"), withID("tabular", "")} {
+	for _, req := range [][]byte{withID("llm", "a"), withID("tabular", ""), withID("llm", "b"), withID("silent", "s"), withID("broken", "e"), withID("tabular", ""), withID("token", "t")} {
 		require.NoError(t, stream.SendMsg(&req))
 	}
 	require.NoError(t, stream.CloseSend())
@@ -337,7 +368,7 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 		}
 		answers++
 	}
-	require.Equal(t, 3+1+3+0+1+1, answers)
+	require.Equal(t, 3+1+3+0+1+1+3, answers)
 
 	for _, tc := range []struct {
 		model               string
@@ -348,6 +379,7 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 		{"tabular", 2, 2, 2, -1},
 		{"silent", 1, 0, 0, -1},
 		{"broken", 1, 1, 0, -1},
+		{"token", 1, 1, 1, -1},
 	} {
 		m := map[string]string{"model": tc.model}
 		require.Equal(t, tc.requests, metricValue(t, e, "modelmon_requests_total", m), tc.model)
@@ -358,10 +390,18 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 			require.Equal(t, tc.respBytes, metricValue(t, e, "modelmon_response_size_bytes_sum", m), "the size of all its answers")
 		}
 	}
-	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", map[string]string{"model": "llm"}), "the first of many answers")
+	llm := map[string]string{"model": "llm"}
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", llm), "the first of many answers")
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", map[string]string{"model": "token"}))
 	require.Equal(t, 0.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", map[string]string{"model": "tabular"}), "a single answer")
-	// The last answer with outputs is the prediction: one record each.
-	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "llm"}))
+	// The last answer with outputs is the prediction: one record each. An
+	// LLM's text is none: its finish reason is, and the tokens its answers
+	// add up to are counted.
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", llm))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_generations_total", map[string]string{"model": "llm", "finish_reason": "length"}))
+	require.Equal(t, 6.0, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llm", "type": "output"}))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_generation_time_per_output_token_seconds_count", llm))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "token"}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "broken", "reason": "upstream_5xx"}))
 	require.Equal(t, 0.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil), "predictions, not passed through")
 

@@ -125,6 +125,10 @@ func (c *streamCall) answer(msg []byte) {
 	sp.respBytes += len(msg)
 	sp.lastAt = at
 	if r.Error == nil && r.Outputs {
+		// Triton's vLLM backend gives the tokens each answer adds.
+		if n, ok := payload.OutputCount(r.Response, "num_output_tokens"); ok {
+			sp.rq.outputTokens += n
+		}
 		c.kept -= len(sp.last)
 		sp.last, sp.lastLarge = r.Response, len(r.Response) > c.g.p.queue.maxBody
 		if sp.lastLarge {

@@ -402,6 +402,9 @@ type request struct {
 	overhead  time.Duration // spent in the sidecar so far
 	firstByte time.Duration // of a streamed answer's body, after start; 0 before
 	enc       bodyEncodings // of the bodies, for the parser to decode
+	// outputTokens is what a gRPC stream's answers say they add up to
+	// (num_output_tokens), when only the last is captured; 0 when unsaid.
+	outputTokens int64
 }
 
 // account records a prediction once its answer is complete: its sizes, its
@@ -440,7 +443,7 @@ func (p *proxy) capture(m *model, reqBody, respBody []byte, respSize int, rq req
 		p.queue.dropTooLarge(m)
 		return
 	}
-	p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte}, reqBody, respBody, rq.id)
+	p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte, rq.outputTokens}, reqBody, respBody, rq.id)
 }
 
 // roundTrip sends the request upstream and leaves the answer, or an error
