@@ -243,7 +243,7 @@ const (
 // framingOf is the framing of an answer, by its headers: none when it is
 // compressed, as a piece of a compressed body does not decompress alone.
 func framingOf(h *fasthttp.ResponseHeader) framing {
-	if len(h.ContentEncoding()) > 0 {
+	if ce := h.ContentEncoding(); len(ce) > 0 && !bytes.EqualFold(ce, []byte("identity")) {
 		return framingNone
 	}
 	ct, _, _ := bytes.Cut(h.ContentType(), []byte(";"))

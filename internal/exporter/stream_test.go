@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
 )
 
 // eventually waits for a metric to reach want: a streamed request is
@@ -631,4 +632,28 @@ func FuzzStreamSplice(f *testing.F) {
 		}
 		t.Fatalf("capture %d: %q is no head and tail of %q cut at boundaries", capture, got, body)
 	})
+}
+
+func TestFramingOf(t *testing.T) {
+	for _, tc := range []struct {
+		contentType, encoding string
+		want                  framing
+	}{
+		{"text/event-stream", "", framingEvents},
+		{"Text/Event-Stream; charset=utf-8", "identity", framingEvents},
+		{"application/x-ndjson", "", framingLines},
+		{"application/jsonl", "", framingLines},
+		{"text/event-stream", "gzip", framingNone},
+		{"application/json", "", framingNone},
+		{"", "", framingNone},
+	} {
+		var h fasthttp.ResponseHeader
+		if tc.contentType != "" {
+			h.SetContentType(tc.contentType)
+		}
+		if tc.encoding != "" {
+			h.Set("Content-Encoding", tc.encoding)
+		}
+		require.Equal(t, tc.want, framingOf(&h), "%q %q", tc.contentType, tc.encoding)
+	}
 }
