@@ -91,11 +91,19 @@ func count(v *fastjson.Value) int64 {
 	if v == nil || v.Type() != fastjson.TypeNumber {
 		return -1
 	}
-	f := v.GetFloat64()
-	if f < 0 || f > 1<<53 || f != float64(int64(f)) {
+	n, ok := tokenCount(v.GetFloat64())
+	if !ok {
 		return -1
 	}
-	return int64(f)
+	return n
+}
+
+// tokenCount returns f as a count of tokens: a whole number from 0 to 2^53.
+func tokenCount(f float64) (int64, bool) {
+	if f < 0 || f > 1<<53 || f != float64(int64(f)) {
+		return 0, false
+	}
+	return int64(f), true
 }
 
 // isGeneration reports whether o is an answer, or a streamed piece of one,

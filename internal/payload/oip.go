@@ -395,11 +395,12 @@ func (p *Parser) oipGeneration(b *Batch, count int, name func(int) []byte, decod
 		total := int64(0)
 		for _, e := range p.elems[t.start:] {
 			v, ok := t.element(e)
-			if !ok || v.Kind != KindNumber || v.Num < 0 || v.Num > 1<<53 || v.Num != math.Trunc(v.Num) {
+			n, whole := tokenCount(v.Num)
+			if !ok || v.Kind != KindNumber || !whole {
 				total = -1
 				break
 			}
-			total += int64(v.Num)
+			total += n
 		}
 		if field == "num_input_tokens" {
 			g.InputTokens = total

@@ -133,36 +133,41 @@ func (p *Parser) appendBinary(t *tensor, dt string, raw []byte, at string, mkErr
 		return mkErr(ReasonShapeMismatch, at+" has "+strconv.Itoa(len(raw))+" bytes of binary data, not a whole number of "+dt+" elements")
 	}
 	for ; len(raw) > 0; raw = raw[w:] {
-		var f float64
-		switch dt {
-		case "BOOL", "UINT8":
-			f = float64(raw[0])
-		case "INT8":
-			f = float64(int8(raw[0]))
-		case "UINT16":
-			f = float64(binary.LittleEndian.Uint16(raw))
-		case "INT16":
-			f = float64(int16(binary.LittleEndian.Uint16(raw)))
-		case "FP16":
-			f = halfToFloat(binary.LittleEndian.Uint16(raw))
-		case "BF16":
-			f = float64(math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw)) << 16))
-		case "UINT32":
-			f = float64(binary.LittleEndian.Uint32(raw))
-		case "INT32":
-			f = float64(int32(binary.LittleEndian.Uint32(raw)))
-		case "FP32":
-			f = float64(math.Float32frombits(binary.LittleEndian.Uint32(raw)))
-		case "UINT64":
-			f = float64(binary.LittleEndian.Uint64(raw))
-		case "INT64":
-			f = float64(int64(binary.LittleEndian.Uint64(raw)))
-		case "FP64":
-			f = math.Float64frombits(binary.LittleEndian.Uint64(raw))
-		}
-		p.elems = append(p.elems, p.arena.NewNumberFloat64(f))
+		p.elems = append(p.elems, p.arena.NewNumberFloat64(binaryElement(dt, raw)))
 	}
 	return nil
+}
+
+// binaryElement is the element of fixed-width datatype dt (datatypeWidth)
+// at the start of raw, little-endian.
+func binaryElement(dt string, raw []byte) float64 {
+	switch dt {
+	case "BOOL", "UINT8":
+		return float64(raw[0])
+	case "INT8":
+		return float64(int8(raw[0]))
+	case "UINT16":
+		return float64(binary.LittleEndian.Uint16(raw))
+	case "INT16":
+		return float64(int16(binary.LittleEndian.Uint16(raw)))
+	case "FP16":
+		return halfToFloat(binary.LittleEndian.Uint16(raw))
+	case "BF16":
+		return float64(math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw)) << 16))
+	case "UINT32":
+		return float64(binary.LittleEndian.Uint32(raw))
+	case "INT32":
+		return float64(int32(binary.LittleEndian.Uint32(raw)))
+	case "FP32":
+		return float64(math.Float32frombits(binary.LittleEndian.Uint32(raw)))
+	case "UINT64":
+		return float64(binary.LittleEndian.Uint64(raw))
+	case "INT64":
+		return float64(int64(binary.LittleEndian.Uint64(raw)))
+	case "FP64":
+		return math.Float64frombits(binary.LittleEndian.Uint64(raw))
+	}
+	return 0
 }
 
 // halfToFloat converts an IEEE 754 half-precision number.

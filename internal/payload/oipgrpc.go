@@ -298,22 +298,46 @@ func contentsField(dt []byte) protowire.Number {
 }
 
 // appendContents appends the elements of an InferTensorContents of
-// datatype dt to p.elems, as values of the parser's arena. Proto3 packs
-// repeated numbers, but an unpacked encoding is valid too and is read.
+// datatype dt to p.elems, as values of the parser's arena.
 func (p *Parser) appendContents(t *tensor, dt, contents []byte, at string, mkErr errFunc) error {
 	want := contentsField(dt)
 	if want == 8 {
 		t.numeric = false
 	}
+	switch readContents(contents, want,
+		func(v []byte) { p.elems = append(p.elems, p.arena.NewStringBytes(v)) },
+		func(f float64) { p.elems = append(p.elems, p.arena.NewNumberFloat64(f)) }) {
+	case contentsMalformed:
+		return malformed(mkErr, at+".contents")
+	case contentsWrongType:
+		return mkErr(ReasonTypeMismatch, at+".contents has the wrong wire type for "+string(dt))
+	}
+	return nil
+}
+
+// contentsResult is how reading an InferTensorContents went.
+type contentsResult uint8
+
+const (
+	contentsRead      contentsResult = iota
+	contentsMalformed                // no valid protobuf
+	contentsWrongType                // its elements have the wrong wire type
+)
+
+// readContents reads the elements an InferTensorContents holds in its
+// field want (contentsField): each BYTES element to str, each other one,
+// as a number, to num. Proto3 packs repeated numbers, but an unpacked
+// encoding is valid too and is read.
+func readContents(contents []byte, want protowire.Number, str func([]byte), num func(float64)) contentsResult {
 	for len(contents) > 0 {
-		num, typ, n := protowire.ConsumeTag(contents)
+		field, typ, n := protowire.ConsumeTag(contents)
 		if n < 0 {
-			return malformed(mkErr, at+".contents")
+			return contentsMalformed
 		}
 		contents = contents[n:]
-		if num != want {
-			if n = protowire.ConsumeFieldValue(num, typ, contents); n < 0 {
-				return malformed(mkErr, at+".contents")
+		if field != want {
+			if n = protowire.ConsumeFieldValue(field, typ, contents); n < 0 {
+				return contentsMalformed
 			}
 			contents = contents[n:]
 			continue
@@ -332,14 +356,14 @@ func (p *Parser) appendContents(t *tensor, dt, contents []byte, at string, mkErr
 			_, n = protowire.ConsumeFixed64(contents)
 			v = contents[:max(n, 0)]
 		default:
-			return mkErr(ReasonTypeMismatch, at+".contents has the wrong wire type for "+string(dt))
+			return contentsWrongType
 		}
 		if n < 0 {
-			return malformed(mkErr, at+".contents")
+			return contentsMalformed
 		}
 		contents = contents[n:]
 		if want == 8 {
-			p.elems = append(p.elems, p.arena.NewStringBytes(v))
+			str(v)
 			continue
 		}
 		// v is a packed run, or one unpacked element.
@@ -372,11 +396,11 @@ func (p *Parser) appendContents(t *tensor, dt, contents []byte, at string, mkErr
 				}
 			}
 			if m < 0 {
-				return malformed(mkErr, at+".contents")
+				return contentsMalformed
 			}
-			p.elems = append(p.elems, p.arena.NewNumberFloat64(f))
+			num(f)
 			v = v[m:]
 		}
 	}
-	return nil
+	return contentsRead
 }

@@ -155,8 +155,8 @@ func bytesFields(msg []byte, f func(num protowire.Number, v []byte)) bool {
 // OutputCount is the sum of the elements of the integer output tensor name
 // of a ModelInferResponse (typed contents or raw), as the vLLM backend's
 // num_output_tokens gives the tokens each answer of a stream adds. ok is
-// false when resp has no such tensor, or it is not of non-negative
-// integers, or is malformed.
+// false when resp has no such tensor, or it is not of integers that are
+// counts (tokenCount), or is malformed.
 func OutputCount(resp []byte, name string) (n int64, ok bool) {
 	var tensor, raw []byte
 	index, tensors, raws := -1, 0, 0
@@ -176,89 +176,30 @@ func OutputCount(resp []byte, name string) (n int64, ok bool) {
 	}) || index < 0 || raws > 0 && raws != tensors {
 		return 0, false
 	}
-	dt := string(fieldBytes(tensor, tensorDatatypeField))
+	dt := fieldBytes(tensor, tensorDatatypeField)
+	want := contentsField(dt)
+	if want < 2 || want > 5 { // the integer datatypes
+		return 0, false
+	}
+	ok = true
+	add := func(f float64) {
+		x, whole := tokenCount(f)
+		ok = ok && whole
+		n += x
+	}
 	if raws > 0 {
-		return rawCount(raw, dt)
-	}
-	want := contentsField([]byte(dt))
-	if want < 2 || want > 5 { // the integer fields of InferTensorContents
-		return 0, false
-	}
-	add := func(x uint64) bool {
-		if want == 2 {
-			x = uint64(int64(int32(x)))
-		}
-		n += int64(x)
-		return int64(x) >= 0
-	}
-	c := fieldBytes(tensor, tensorContentsField)
-	for len(c) > 0 {
-		num, typ, m := protowire.ConsumeTag(c)
-		if m < 0 {
+		w := datatypeWidth(string(dt))
+		if len(raw)%w != 0 {
 			return 0, false
 		}
-		c = c[m:]
-		switch {
-		case num == want && typ == protowire.BytesType: // packed
-			var packed []byte
-			if packed, m = protowire.ConsumeBytes(c); m < 0 {
-				return 0, false
-			}
-			for len(packed) > 0 {
-				x, k := protowire.ConsumeVarint(packed)
-				if k < 0 || !add(x) {
-					return 0, false
-				}
-				packed = packed[k:]
-			}
-		case num == want && typ == protowire.VarintType:
-			var x uint64
-			if x, m = protowire.ConsumeVarint(c); m < 0 || !add(x) {
-				return 0, false
-			}
-		default:
-			if m = protowire.ConsumeFieldValue(num, typ, c); m < 0 {
-				return 0, false
-			}
+		for ; len(raw) > 0; raw = raw[w:] {
+			add(binaryElement(string(dt), raw))
 		}
-		c = c[m:]
-	}
-	return n, true
-}
-
-// rawCount sums the little-endian integers of datatype dt in raw, which
-// must not be negative.
-func rawCount(raw []byte, dt string) (int64, bool) {
-	var size int
-	switch dt {
-	case "INT8", "UINT8":
-		size = 1
-	case "INT16", "UINT16":
-		size = 2
-	case "INT32", "UINT32":
-		size = 4
-	case "INT64", "UINT64":
-		size = 8
-	default:
+	} else if readContents(fieldBytes(tensor, tensorContentsField), want, nil, add) != contentsRead {
 		return 0, false
 	}
-	if len(raw)%size != 0 {
+	if !ok {
 		return 0, false
-	}
-	signed := dt[0] == 'I'
-	var n int64
-	for ; len(raw) > 0; raw = raw[size:] {
-		if signed && raw[size-1]&0x80 != 0 {
-			return 0, false // negative
-		}
-		var x uint64
-		for i := size - 1; i >= 0; i-- {
-			x = x<<8 | uint64(raw[i])
-		}
-		if int64(x) < 0 {
-			return 0, false
-		}
-		n += int64(x)
 	}
 	return n, true
 }
