@@ -328,9 +328,7 @@ func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
 	}
 	rc := g.p.cfg.Load()
 	md, _ := metadata.FromIncomingContext(ss.Context())
-	model, version, id, _ := payload.InferRequestIDs(req)
-	m := g.p.modelNamed(rc, model, mdValue(md, rc.modelHeader))
-	m.setVersionNamed(version, mdValue(md, rc.versionHeader))
+	m, _, id := g.p.inferModel(rc, md, req)
 	var idHeader metadata.MD
 	if l := g.p.labels; l != nil && len(id) == 0 {
 		// The id labels must carry: the request's, from its metadata, or
@@ -342,10 +340,7 @@ func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
 	}
 	m.requests.Inc()
 	m.inFlight.Inc()
-	rq := request{format: payload.FormatOIPGRPC, id: id, start: start}
-	if tp := md.Get("traceparent"); len(tp) > 0 {
-		rq.traceID = parseTraceparent([]byte(tp[0]))
-	}
+	rq := request{format: payload.FormatOIPGRPC, id: id, traceID: mdTraceID(md), start: start}
 
 	ctx, opts := g.outgoing(ss.Context())
 	if g.timeout > 0 {
@@ -456,6 +451,24 @@ func failureStatus(err error) (reason string, st error) {
 		msg = "modelmon: the TLS handshake with the model server failed"
 	}
 	return reason, status.Error(code, msg)
+}
+
+// inferModel is the model an OIP request message names (by its
+// model_name, else the model header in md), with its version set, and the
+// name and id the message carries.
+func (p *proxy) inferModel(rc *runtimeConfig, md metadata.MD, msg []byte) (m *model, name, id []byte) {
+	name, version, id, _ := payload.InferRequestIDs(msg)
+	m = p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
+	m.setVersionNamed(version, mdValue(md, rc.versionHeader))
+	return m, name, id
+}
+
+// mdTraceID is the trace id of the W3C traceparent in md, nil when none.
+func mdTraceID(md metadata.MD) []byte {
+	if tp := md.Get("traceparent"); len(tp) > 0 {
+		return parseTraceparent([]byte(tp[0]))
+	}
+	return nil
 }
 
 // mdValue is the first value of the metadata key, nil when there is none

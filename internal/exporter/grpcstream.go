@@ -69,19 +69,13 @@ func (sp *streamPrediction) kept() int { return len(sp.req) + len(sp.last) }
 
 func (g *grpcProxy) newStreamCall(client context.Context) *streamCall {
 	md, _ := metadata.FromIncomingContext(client)
-	c := &streamCall{g: g, client: client, rc: g.p.cfg.Load(), md: md}
-	if tp := md.Get("traceparent"); len(tp) > 0 {
-		c.trace = parseTraceparent([]byte(tp[0]))
-	}
-	return c
+	return &streamCall{g: g, client: client, rc: g.p.cfg.Load(), md: md, trace: mdTraceID(md)}
 }
 
 func (c *streamCall) request(msg []byte) {
 	p := c.g.p
 	start := p.now()
-	name, version, id, _ := payload.InferRequestIDs(msg)
-	m := p.modelNamed(c.rc, name, mdValue(c.md, c.rc.modelHeader))
-	m.setVersionNamed(version, mdValue(c.md, c.rc.versionHeader))
+	m, name, id := p.inferModel(c.rc, c.md, msg)
 	// A stream's metadata is the call's, not a request's: the id labels
 	// join on is the one the request carries.
 	sp := &streamPrediction{m: m, reqSize: len(msg), name: name, id: id,
@@ -236,10 +230,12 @@ func (c *streamCall) close(sp *streamPrediction, err error) {
 			reason, _ := failureStatus(pf.err)
 			m.errors[reason].Inc()
 		}
-		p.observe(m, sp.reqSize, -1, sp.rq, p.now(), p.now())
+		now := p.now()
+		p.observe(m, sp.reqSize, -1, sp.rq, now, now)
 	case c.client.Err() != nil || errors.Is(err, context.Canceled):
 		// The client went away: not the model server's doing.
-		p.observe(m, sp.reqSize, -1, sp.rq, p.now(), p.now())
+		now := p.now()
+		p.observe(m, sp.reqSize, -1, sp.rq, now, now)
 	default:
 		p.countStatus(grpcHTTPStatus(status.Code(err)), m)
 		end := p.now()
