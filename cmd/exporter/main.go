@@ -56,7 +56,7 @@ func run() int {
 		upInsecure   = serve.Flag("proxy.upstream-insecure-skip-verify", "Do not verify the https:// model server's certificate.").Bool()
 
 		queueSize    = serve.Flag("capture.queue-size", "Most captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.Itoa(d.CaptureQueueSize)).Int()
-		queueBytes   = serve.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed; more are dropped and counted.").Default(size(d.CaptureMaxBytes)).Bytes()
+		queueBytes   = serve.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed, gRPC streams' kept messages included; more are dropped and counted.").Default(size(d.CaptureMaxBytes)).Bytes()
 		captureBody  = serve.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(size(int64(d.CaptureMaxBodySize))).Bytes()
 		workers      = serve.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
 		batchDelay   = serve.Flag("capture.batch-delay", "Pause of a parser after it has emptied the queue, so that under load it parses in batches. Use 0 to parse each capture at once.").Default(d.CaptureBatchDelay.String()).Duration()

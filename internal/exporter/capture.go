@@ -67,8 +67,7 @@ func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTim
 		q.dropTooLarge(m)
 		return
 	}
-	if q.bytes.Add(int64(n)) > q.maxBytes {
-		q.bytes.Add(-int64(n))
+	if !q.hold(n) {
 		q.dropFull(m)
 		return
 	}
@@ -84,6 +83,31 @@ func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTim
 		q.release(c)
 		q.dropFull(m)
 	}
+}
+
+// hold takes n bytes of the queue's budget for a message a gRPC stream
+// keeps until its prediction is captured, so that the streams' messages and
+// the captures waiting share --capture.max-queue-bytes. False when there is
+// no room: the message is not kept.
+func (q *queue) hold(n int) bool {
+	if q.bytes.Add(int64(n)) > q.maxBytes {
+		q.bytes.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// unhold gives back what hold took.
+func (q *queue) unhold(n int) { q.bytes.Add(-int64(n)) }
+
+// drop counts a capture dropped for reason: one of collector.DropQueueFull
+// and collector.DropBodyTooLarge.
+func (q *queue) drop(m *model, reason string) {
+	if reason == collector.DropQueueFull {
+		q.dropFull(m)
+		return
+	}
+	q.dropTooLarge(m)
 }
 
 // dropFull counts a capture dropped because the parsers are behind.

@@ -536,6 +536,62 @@ func TestGRPCModelStreamInferBounds(t *testing.T) {
 	eventually(t, e, 0, "modelmon_requests_in_flight", silent)
 }
 
+// The messages every ModelStreamInfer call keeps for the capture take from
+// --capture.max-queue-bytes, as the captures waiting for the parser do: many
+// calls can't hold more than it together, a request that finds no room is
+// followed but not captured (queue_full), and what a call kept is given
+// back when its requests close.
+func TestGRPCModelStreamInferQueueBudget(t *testing.T) {
+	big := inferCall("silent", "", inferTensor("x", []uint64{1, 1000}, make([]float32, 1000)...))
+	e, _ := grpcSidecar(t, func(o *Options) {
+		o.CaptureMaxBodySize = 16 << 10
+		o.CaptureMaxBytes = int64(3*len(big) + len(big)/2)
+	})
+	conn := grpcClient(t, e.GRPCAddr())
+	newStream := func() grpc.ClientStream {
+		s, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, modelStreamInfer)
+		require.NoError(t, err)
+		return s
+	}
+	silent := map[string]string{"model": "silent"}
+
+	// Two calls to a decoupled model that never answers: the first keeps
+	// three requests, the second finds no room for its own.
+	holding, other := newStream(), newStream()
+	for range 3 {
+		require.NoError(t, holding.SendMsg(&big))
+	}
+	eventually(t, e, 3, "modelmon_requests_total", silent)
+	require.NoError(t, other.SendMsg(&big))
+	eventually(t, e, 4, "modelmon_requests_total", silent)
+	require.Equal(t, float64(3*len(big)), metricValue(t, e, "modelmon_capture_queue_bytes", nil))
+
+	// An answered request of the second call is followed and counted,
+	// its capture dropped as the queue's would be.
+	tabular := map[string]string{"model": "tabular"}
+	req := inferCall("tabular", "", inferTensor("x", []uint64{1, 1000}, make([]float32, 1000)...))
+	var answer []byte
+	require.NoError(t, other.SendMsg(&req))
+	require.NoError(t, other.RecvMsg(&answer))
+	eventually(t, e, 1, "modelmon_prediction_duration_seconds_count", tabular)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "tabular", "reason": "queue_full"}))
+	parsed := map[string]string{"model": "tabular", "format": "oip_grpc"}
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_payloads_parsed_total", parsed))
+
+	// The first call ends: what it kept is free again, and the next
+	// answered request is captured and parsed.
+	require.NoError(t, holding.CloseSend())
+	require.ErrorIs(t, holding.RecvMsg(&answer), io.EOF)
+	eventually(t, e, 0, "modelmon_capture_queue_bytes", nil)
+	require.NoError(t, other.SendMsg(&req))
+	require.NoError(t, other.RecvMsg(&answer))
+	eventually(t, e, 1, "modelmon_payloads_parsed_total", parsed)
+	require.NoError(t, other.CloseSend())
+	require.ErrorIs(t, other.RecvMsg(&answer), io.EOF)
+	eventually(t, e, 0, "modelmon_requests_in_flight", silent)
+	eventually(t, e, 0, "modelmon_capture_queue_bytes", nil)
+}
+
 // When --proxy.shutdown-delay starts, gRPC clients get a GOAWAY, as HTTP
 // clients get their connections closed: they connect again (through the
 // Service, elsewhere), and the sidecar takes those new connections until the

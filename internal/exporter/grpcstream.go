@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
 )
 
@@ -24,7 +25,8 @@ const modelStreamInfer = "/inference.GRPCInferenceService/ModelStreamInfer"
 // --capture.max-body-size their messages, kept for the capture, may take.
 // A decoupled model that never flags its last answer leaves each request
 // pending until the call ends; past either, the oldest is closed as it
-// stands.
+// stands. The messages all calls keep take from the capture queue's
+// budget too (queue.hold): past it, a message is not kept.
 const (
 	maxStreamPending = 1024
 	streamBudget     = 4
@@ -53,15 +55,17 @@ type streamCall struct {
 // streamPrediction is a request of a ModelStreamInfer call not yet fully
 // answered.
 type streamPrediction struct {
-	m         *model
-	req       []byte // nil when it is larger than the capture
-	reqSize   int
-	name, id  []byte // the model and id the request names, to match answers
-	rq        request
-	last      []byte    // the last answer's ModelInferResponse with outputs
-	lastLarge bool      // that answer was larger than the capture: not kept
-	lastAt    time.Time // when the last answer reached the client
-	respBytes int       // of all its answers
+	m        *model
+	req      []byte // nil when it is not kept: reqDrop says why
+	reqSize  int
+	name, id []byte // the model and id the request names, to match answers
+	rq       request
+	last     []byte // the last answer's ModelInferResponse with outputs
+	// reqDrop and lastDrop are why the request, and that answer, were not
+	// kept: collector.DropBodyTooLarge or DropQueueFull; "" when kept.
+	reqDrop, lastDrop string
+	lastAt            time.Time // when the last answer reached the client
+	respBytes         int       // of all its answers
 }
 
 // kept is how much of the capture's memory sp takes.
@@ -80,14 +84,12 @@ func (c *streamCall) request(msg []byte) {
 	// join on is the one the request carries.
 	sp := &streamPrediction{m: m, reqSize: len(msg), name: name, id: id,
 		rq: request{format: payload.FormatOIPGRPC, id: id, traceID: c.trace, start: start}}
-	if len(msg) <= p.queue.maxBody {
-		sp.req = msg
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
 		return // the call is over: the message goes nowhere
 	}
+	sp.req, sp.reqDrop = c.keep(msg)
 	m.requests.Inc()
 	m.inFlight.Inc()
 	c.pending = append(c.pending, sp)
@@ -124,10 +126,8 @@ func (c *streamCall) answer(msg []byte) {
 			sp.rq.outputTokens += n
 		}
 		c.kept -= len(sp.last)
-		sp.last, sp.lastLarge = r.Response, len(r.Response) > c.g.p.queue.maxBody
-		if sp.lastLarge {
-			sp.last = nil
-		}
+		c.g.p.queue.unhold(len(sp.last))
+		sp.last, sp.lastDrop = c.keep(r.Response)
 		c.kept += len(sp.last)
 	}
 	if r.Error == nil && r.Final == 0 {
@@ -142,6 +142,19 @@ func (c *streamCall) answer(msg []byte) {
 		err = status.Error(codes.Internal, string(r.Error))
 	}
 	c.close(sp, err)
+}
+
+// keep is msg when the capture may keep it, else nil and why not: it is
+// larger than the capture, or the capture queue has no room left for it.
+func (c *streamCall) keep(msg []byte) ([]byte, string) {
+	q := c.g.p.queue
+	switch {
+	case len(msg) > q.maxBody:
+		return nil, collector.DropBodyTooLarge
+	case !q.hold(len(msg)):
+		return nil, collector.DropQueueFull
+	}
+	return msg, ""
 }
 
 // trim closes the oldest pending requests, but not keep, while there are
@@ -161,8 +174,14 @@ func (c *streamCall) trim(keep *streamPrediction) {
 
 // remove takes the i-th request off the pending ones.
 func (c *streamCall) remove(i int) {
-	c.kept -= c.pending[i].kept()
+	c.unkeep(c.pending[i])
 	c.pending = append(c.pending[:i], c.pending[i+1:]...)
+}
+
+// unkeep gives back what sp's kept messages took: it is closed next.
+func (c *streamCall) unkeep(sp *streamPrediction) {
+	c.kept -= sp.kept()
+	c.g.p.queue.unhold(sp.kept())
 }
 
 // match is the index of the pending request an answer is for, -1 for none:
@@ -195,13 +214,14 @@ func (c *streamCall) end(err error) {
 	defer c.mu.Unlock()
 	c.ended = true
 	for _, sp := range c.pending {
+		c.unkeep(sp)
 		if sp.respBytes > 0 && err == nil {
 			c.close(sp, nil)
 			continue
 		}
 		c.close(sp, err)
 	}
-	c.pending, c.kept = nil, 0
+	c.pending = nil
 }
 
 // close accounts for a request of the call: err is nil when it was
@@ -220,8 +240,10 @@ func (c *streamCall) close(sp *streamPrediction, err error) {
 	case err == nil:
 		p.observe(m, sp.reqSize, sp.respBytes, sp.rq, sp.lastAt, sp.lastAt)
 		switch {
-		case sp.req == nil || sp.lastLarge:
-			p.queue.dropTooLarge(m)
+		case sp.reqDrop != "":
+			p.queue.drop(m, sp.reqDrop)
+		case sp.lastDrop != "":
+			p.queue.drop(m, sp.lastDrop)
 		case sp.last != nil:
 			p.capture(m, sp.req, sp.last, len(sp.last), sp.rq, sp.lastAt)
 		}
