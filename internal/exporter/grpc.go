@@ -252,31 +252,48 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 			}
 		}()
 	}
+	// A watched call's first message is read before the model server is
+	// called, so that a call it can't take still counts that request, as
+	// failed, rather than none.
+	var (
+		first    []byte
+		firstErr error
+		read     bool // first and firstErr are the client's first message
+	)
+	if tap != nil {
+		read = true
+		if firstErr = ss.RecvMsg(&first); firstErr != nil && !errors.Is(firstErr, io.EOF) {
+			return firstErr // gone, or past --proxy.max-body-size
+		}
+	}
 	ctx, opts := g.outgoing(ss.Context())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := g.conn.NewStream(ctx, everyStream, method, opts...)
 	if err != nil {
+		if read && firstErr == nil {
+			tap.request(first)
+		}
 		failure = err
 		return g.failure(ss.Context(), nil, err)
 	}
 	go func() {
-		for {
-			var msg []byte
-			if err := ss.RecvMsg(&msg); err != nil {
-				if errors.Is(err, io.EOF) {
-					_ = cs.CloseSend()
-				} else {
-					cancel() // the client is gone
-				}
-				return
-			}
+		msg, err := first, firstErr
+		if !read {
+			err = ss.RecvMsg(&msg)
+		}
+		for ; err == nil; err = ss.RecvMsg(&msg) {
 			if tap != nil {
 				tap.request(msg)
 			}
 			if cs.SendMsg(&msg) != nil {
 				return // RecvMsg below gets the model server's status
 			}
+		}
+		if errors.Is(err, io.EOF) {
+			_ = cs.CloseSend()
+		} else {
+			cancel() // the client is gone
 		}
 	}()
 	// The model server's headers go to the client as soon as they come,

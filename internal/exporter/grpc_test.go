@@ -460,6 +460,30 @@ func TestGRPCProxyFailures(t *testing.T) {
 	err = conn.Invoke(context.Background(), modelInfer, &big, &resp)
 	st, _ = status.FromError(err)
 	require.Equal(t, codes.ResourceExhausted, st.Code(), "%v", err)
+
+	// A ModelStreamInfer call the model server can't take counts its first
+	// request, failed as a ModelInfer call is.
+	stream, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, modelStreamInfer)
+	require.NoError(t, err)
+	llm := inferCall("llm", "", textTensor("text_input", "Hello"))
+	require.NoError(t, stream.SendMsg(&llm))
+	err = stream.RecvMsg(&resp)
+	st, _ = status.FromError(err)
+	require.Equal(t, codes.Unavailable, st.Code(), "%v", err)
+	require.Equal(t, "modelmon: could not reach the model server", st.Message())
+	llmLabels := map[string]string{"model": "llm"}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", llmLabels))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "llm", "reason": "connection"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_requests_in_flight", llmLabels))
+
+	// One over --proxy.max-body-size ends the call as ModelInfer's does.
+	stream, err = conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, modelStreamInfer)
+	require.NoError(t, err)
+	require.NoError(t, stream.SendMsg(&big))
+	err = stream.RecvMsg(&resp)
+	st, _ = status.FromError(err)
+	require.Equal(t, codes.ResourceExhausted, st.Code(), "%v", err)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "fraud"}))
 }
 
 func TestGRPCProxyBadUpstream(t *testing.T) {
