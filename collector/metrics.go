@@ -32,6 +32,7 @@ func histogramOpts(name, help string, buckets []float64) prometheus.HistogramOpt
 type Metrics struct {
 	Requests             *prometheus.CounterVec
 	Passthrough          prometheus.Counter
+	PassthroughErrors    *prometheus.CounterVec
 	Predictions          *prometheus.CounterVec
 	Errors               *prometheus.CounterVec
 	InFlight             *prometheus.GaugeVec
@@ -64,6 +65,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: PassthroughRequestsTotal,
 			Help: "The total number of proxied requests that are not predictions (health checks, metadata), passed through untouched.",
 		}),
+		PassthroughErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: PassthroughErrorsTotal,
+			Help: "The total number of proxied requests that are not predictions and failed, by reason.",
+		}, []string{"reason"}),
 		Predictions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: PredictionsTotal,
 			Help: "The total number of predictions (instances in a batch) seen in parsed payloads and pushed observations.",
@@ -131,6 +136,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, l := range []string{"model", "feature"} {
 		m.LabelOverflow.WithLabelValues(l)
+	}
+	for _, r := range ErrorReasons {
+		m.PassthroughErrors.WithLabelValues(r)
 	}
 	return m
 }

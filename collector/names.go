@@ -11,6 +11,7 @@ const OtherValue = "__other__"
 const (
 	RequestsTotal            = "modelmon_requests_total"
 	PassthroughRequestsTotal = "modelmon_passthrough_requests_total"
+	PassthroughErrorsTotal   = "modelmon_passthrough_errors_total"
 	PredictionsTotal         = "modelmon_predictions_total"
 	PredictionErrorsTotal    = "modelmon_prediction_errors_total"
 	RequestsInFlight         = "modelmon_requests_in_flight"
@@ -81,7 +82,8 @@ const (
 	ErrorInvalidResponse = "invalid_response"
 )
 
-// ErrorReasons lists every reason label value of modelmon_prediction_errors_total.
+// ErrorReasons lists every reason label value of modelmon_prediction_errors_total
+// and modelmon_passthrough_errors_total.
 var ErrorReasons = []string{ErrorTimeout, ErrorUpstream4xx, ErrorUpstream5xx, ErrorConnection, ErrorInvalidResponse}
 
 // Reasons a capture was dropped before parsing, the values of the reason label

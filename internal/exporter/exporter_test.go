@@ -116,6 +116,8 @@ func TestExpositionGolden(t *testing.T) {
 	require.Equal(t, 200, st)
 	st, _ = do(t, "GET", proxy+"/v2/health/ready", "")
 	require.Equal(t, 200, st)
+	st, _ = do(t, "GET", proxy+"/v2/models/fraud", "", "X-Status", "503")
+	require.Equal(t, 503, st)
 	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations",
 		`[{"model":"fraud","features":{"amount":5},"prediction":1,"latency":0.02},{"model":"fraud","bogus":1},{"model":"fraud","features":{"amount":null},"prediction":[0.2,0.8]}]`)
 	require.Equal(t, 200, st, body)

@@ -236,22 +236,25 @@ type callTap interface {
 
 // forward passes a call of any kind through: the client's messages to the
 // model server in one goroutine, the model server's back in this one. tap,
-// when not nil, watches them.
+// when not nil, watches them; else the call is not a prediction, and its
+// failure counts as a passthrough error.
 func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (err error) {
 	var failure error // the model server was not reached
 	clientGone := false
-	if tap != nil {
-		defer func() {
-			switch {
-			case ss.Context().Err() != nil || clientGone:
-				tap.end(context.Canceled)
-			case failure != nil:
-				tap.end(&proxyFailure{failure})
-			default:
-				tap.end(err)
-			}
-		}()
-	}
+	defer func() {
+		outcome := err
+		switch {
+		case ss.Context().Err() != nil || clientGone:
+			outcome = context.Canceled
+		case failure != nil:
+			outcome = &proxyFailure{failure}
+		}
+		if tap != nil {
+			tap.end(outcome)
+		} else {
+			g.passthroughEnd(outcome)
+		}
+	}()
 	// A watched call's first message is read before the model server is
 	// called, so that a call it can't take still counts that request, as
 	// failed, rather than none.
@@ -333,6 +336,21 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 		if tap != nil {
 			tap.answer(msg)
 		}
+	}
+}
+
+// passthroughEnd counts a call that is not a prediction by its outcome, as
+// callTap.end has it: the model server not reached, or its error status.
+func (g *grpcProxy) passthroughEnd(outcome error) {
+	var pf *proxyFailure
+	switch {
+	case outcome == nil || errors.Is(outcome, context.Canceled) || status.Code(outcome) == codes.Canceled:
+		// Done, or given up by the client (or by the sidecar, for it).
+	case errors.As(outcome, &pf):
+		reason, _ := failureStatus(pf.err)
+		g.p.countError(nil, reason)
+	default:
+		g.p.countStatus(grpcHTTPStatus(status.Code(outcome)), nil)
 	}
 }
 

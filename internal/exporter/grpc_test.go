@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/modelmon/modelmon/collector"
 )
 
 // inferTensor encodes an OIP tensor message with FP32 contents.
@@ -112,7 +114,7 @@ func fieldString(msg []byte, num protowire.Number) string {
 // service: ModelInfer answers one output per call, or fails as the model
 // name asks; ModelStreamInfer answers as Triton does (tritonStream);
 // /test.Echo/Chat echoes each message; any other call answers as
-// ServerLive does.
+// ServerLive does, but /test.Echo/Missing, which fails NOT_FOUND.
 func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -132,6 +134,8 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 					return err
 				}
 			}
+		case "/test.Echo/Missing":
+			return status.Error(codes.NotFound, "no such model")
 		case modelInfer:
 		default:
 			var msg []byte
@@ -330,6 +334,28 @@ func TestGRPCProxy(t *testing.T) {
 	}
 	require.NoError(t, stream.CloseSend())
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+	for _, r := range collector.ErrorReasons {
+		require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": r}), r)
+	}
+
+	// One the model server fails counts as a passthrough error; one the
+	// client gives up does not.
+	err = conn.Invoke(ctx, "/test.Echo/Missing", &empty, &live)
+	require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
+	cancelled, cancel := context.WithCancel(ctx)
+	stream, err = conn.NewStream(cancelled, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/test.Echo/Chat")
+	require.NoError(t, err)
+	require.NoError(t, stream.SendMsg(&empty))
+	require.NoError(t, stream.RecvMsg(&live))
+	cancel()
+	eventually(t, e, 4, "modelmon_passthrough_requests_total", nil)
+	time.Sleep(100 * time.Millisecond) // for the sidecar to see the call end
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "upstream_4xx"}))
+	for _, r := range collector.ErrorReasons {
+		if r != "upstream_4xx" {
+			require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": r}), r)
+		}
+	}
 }
 
 // Each request of Triton's ModelStreamInfer call is a prediction: counted
@@ -455,6 +481,10 @@ func TestGRPCProxyFailures(t *testing.T) {
 	require.Equal(t, codes.Unavailable, st.Code(), "%v", err)
 	require.Equal(t, "modelmon: could not reach the model server", st.Message())
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": "connection"}))
+	empty := []byte{}
+	err = conn.Invoke(context.Background(), "/inference.GRPCInferenceService/ServerLive", &empty, &resp)
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "connection"}))
 
 	big := inferCall("fraud", "", inferTensor("x", []uint64{1, 400}, make([]float32, 400)...))
 	err = conn.Invoke(context.Background(), modelInfer, &big, &resp)

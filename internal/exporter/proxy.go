@@ -474,19 +474,28 @@ func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, bool) {
 	return s, true
 }
 
-// countStatus counts an upstream's error status on m, when it is not nil.
+// countStatus counts an upstream's error status (countError).
 func (p *proxy) countStatus(code int, m *model) {
 	switch {
-	case m == nil:
 	case code >= 500:
-		m.errors[collector.ErrorUpstream5xx].Inc()
+		p.countError(m, collector.ErrorUpstream5xx)
 	case code >= 400:
-		m.errors[collector.ErrorUpstream4xx].Inc()
+		p.countError(m, collector.ErrorUpstream4xx)
 	}
 }
 
+// countError counts a failed request by reason: a prediction on its model,
+// a request that is not one (m nil) in modelmon_passthrough_errors_total.
+func (p *proxy) countError(m *model, reason string) {
+	if m == nil {
+		p.metrics.PassthroughErrors.WithLabelValues(reason).Inc()
+		return
+	}
+	m.errors[reason].Inc()
+}
+
 // fail answers the client for an upstream that did not answer, and counts why
-// on m when it is not nil.
+// (countError).
 func (p *proxy) fail(resp *fasthttp.Response, err error, m *model) {
 	status, msg := p.countFailure(err, m)
 	resp.SetStatusCode(status)
@@ -494,14 +503,12 @@ func (p *proxy) fail(resp *fasthttp.Response, err error, m *model) {
 	resp.SetBodyString(msg)
 }
 
-// countFailure counts why the upstream failed on m, when it is not nil, logs
-// it with attrs, and returns the status and body the client gets for it
+// countFailure counts why the upstream failed (countError), logs it with
+// attrs, and returns the status and body the client gets for it
 // (classifyError).
 func (p *proxy) countFailure(err error, m *model, attrs ...any) (status int, body string) {
 	reason, status, body := classifyError(err)
-	if m != nil {
-		m.errors[reason].Inc()
-	}
+	p.countError(m, reason)
 	p.logger.Debug("Upstream request failed", append([]any{"reason", reason, "err", err}, attrs...)...)
 	p.failing.warn(func() []any { return []any{"reason", reason, "err", err, "upstream", p.upstream} })
 	return status, body

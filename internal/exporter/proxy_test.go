@@ -157,6 +157,7 @@ func TestProxyUpstreamFailures(t *testing.T) {
 		require.NoError(t, err)
 		return resp.StatusCode, string(b)
 	}
+	passthrough := map[string]float64{} // the errors counted so far, by reason
 	for _, tc := range []struct {
 		model, reason string
 		status        int
@@ -175,6 +176,16 @@ func TestProxyUpstreamFailures(t *testing.T) {
 			require.Contains(t, body, tc.body)
 			require.Less(t, len(body), 200, "error bodies are short")
 			require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": tc.model, "reason": tc.reason}))
+
+			// A request that is not a prediction fails alike, and counts
+			// as a passthrough error.
+			status, body = do(t, "GET", "http://"+e.ProxyAddr()+"/health/"+tc.model+":", "")
+			require.Equal(t, tc.status, status)
+			require.Contains(t, body, tc.body)
+			passthrough[tc.reason]++
+			for _, r := range collector.ErrorReasons {
+				require.Equal(t, passthrough[r], metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": r}), r)
+			}
 			// The sidecar stays up.
 			status, _ = post("fine")
 			require.Equal(t, 200, status)

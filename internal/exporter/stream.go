@@ -467,6 +467,9 @@ func (s *stream) CloseWithError(werr error) error {
 		default:
 			p.account(m, s.reqBody, s.buf, s.n, s.status, s.rq, p.now())
 		}
+	} else if p != nil && s.err != nil {
+		// A request that is not a prediction, its answer cut short.
+		p.countFailure(s.err, nil, "streamed_bytes", s.n)
 	}
 	buf, tail := s.buf[:0], s.tail[:0]
 	if cap(buf) > 1<<20 {

@@ -317,6 +317,16 @@ func TestProxyStreamUpstreamDies(t *testing.T) {
 	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/fine:predict", `{}`)
 	require.Equal(t, 200, st)
 	require.Equal(t, "ok", body)
+
+	// A request that is not a prediction, cut short alike: a passthrough
+	// error.
+	resp, err = http.Get("http://" + e.ProxyAddr() + "/events/dies:")
+	require.NoError(t, err)
+	b, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	require.Equal(t, "hello", string(b))
+	eventually(t, e, 1, "modelmon_passthrough_errors_total", map[string]string{"reason": "connection"})
 }
 
 // --proxy.max-body-size holds for answers too: one that says it is larger
