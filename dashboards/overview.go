@@ -44,6 +44,10 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 				q.rate(collector.PredictionErrorsTotal), q.rate(collector.RequestsTotal)), "{{model}} {{reason}}"))).
 		WithPanel(defaultTimeseries("Predictions", "Predictions (instances) per second in parsed payloads and pushed observations; a batch request makes several.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)", q.rate(collector.PredictionsTotal)), "{{model}}"))).
+		WithPanel(stackedTimeseries("Other requests", "Requests that are not predictions (health checks, metadata) per second, passed through: those that succeeded, and the failed ones by reason. A model server that is down shows here even when no prediction comes in.", "reqps").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (rate(%s[$__rate_interval]))\n  -\nsum by (job) (rate(%s[$__rate_interval]))",
+				q.plain(collector.PassthroughRequestsTotal), q.plain(collector.PassthroughErrorsTotal)), "{{job}} ok")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.PassthroughErrorsTotal)), "{{job}} {{reason}}"))).
 		WithRow(dashboard.NewRowBuilder("Latency")).
 		WithPanel(defaultTimeseries("Prediction latency", "Quantiles of the time from receiving a prediction request to having the model server's answer, from the native histogram (the classic buckets where the data source has no native histograms).", "s").
 			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.PredictionDuration, "model"), "{{model}} p50")).
