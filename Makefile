@@ -28,6 +28,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzKServeFastPath \
 	./internal/payload:FuzzOIPFastPath \
 	./internal/payload:FuzzOIPGRPC \
+	./internal/payload:FuzzTFServingGRPC \
 	./internal/exporter:FuzzStreamSplice \
 	./internal/config:FuzzLoad \
 	./drift:FuzzCSV \

@@ -62,6 +62,11 @@
 // what an answer of Triton's streaming call, ModelStreamInfer, says of the
 // request it answers (oipstream.go).
 //
+// FormatTFServingGRPC is TensorFlow Serving's gRPC Predict call (tfgrpc.go):
+// its PredictRequest's inputs and PredictResponse's outputs, maps of
+// TensorProto, read as the OIP's tensors are, in the order of their names.
+// PredictRequestModel reads the model and version a request names.
+//
 // A generative model's answer (generate.go) is read whole in FormatJSON,
 // FormatKServeV1 and FormatMLflow, and as a stream of server-sent events in any
 // format: OpenAI-style completions, the OIP generate extension and TGI's API.

@@ -31,6 +31,10 @@ const (
 	// call's ModelInferRequest and ModelInferResponse messages, protobuf
 	// (oipgrpc.go). It is chosen by the transport, not by configuration.
 	FormatOIPGRPC
+	// FormatTFServingGRPC is TensorFlow Serving's gRPC API: a Predict call's
+	// PredictRequest and PredictResponse messages, protobuf (tfgrpc.go).
+	// It too is chosen by the transport.
+	FormatTFServingGRPC
 )
 
 var formatNames = [...]string{
@@ -40,10 +44,12 @@ var formatNames = [...]string{
 	FormatMLflow:   "mlflow",
 	FormatJSON:     "json",
 	FormatOIPGRPC:  "oip_grpc",
+
+	FormatTFServingGRPC: "tfserving_grpc",
 }
 
 // String returns the configuration name of f: "kserve_v1", "oip_v2", "mlflow", "json" or "unknown";
-// "oip_grpc" for FormatOIPGRPC, which configuration does not take.
+// "oip_grpc" and "tfserving_grpc" for the gRPC formats, which configuration does not take.
 func (f Format) String() string {
 	if int(f) < len(formatNames) {
 		return formatNames[f]
@@ -59,12 +65,16 @@ func ParseFormat(s string) (Format, error) {
 		return FormatUnknown, nil
 	}
 	for f, name := range formatNames {
-		if s == name && Format(f) != FormatOIPGRPC {
+		if s == name && !Format(f).GRPC() {
 			return Format(f), nil
 		}
 	}
 	return FormatUnknown, fmt.Errorf("unknown payload format %q (want one of kserve_v1, oip_v2, mlflow, json, auto)", s)
 }
+
+// GRPC reports whether f is one of the gRPC formats, which the transport
+// chooses.
+func (f Format) GRPC() bool { return f == FormatOIPGRPC || f == FormatTFServingGRPC }
 
 // DetectPath guesses the format from a request path:
 // …/v1/models/{name}[/versions/{v}|/labels/{l}]:predict (also :classify and :regress) is

@@ -23,10 +23,13 @@ func TestFormatString(t *testing.T) {
 	require.Equal(t, FormatOIP, f)
 	_, err = ParseFormat("protobuf")
 	require.EqualError(t, err, `unknown payload format "protobuf" (want one of kserve_v1, oip_v2, mlflow, json, auto)`)
-	// The gRPC form is the transport's to choose, not configuration's.
+	// The gRPC forms are the transport's to choose, not configuration's.
 	require.Equal(t, "oip_grpc", FormatOIPGRPC.String())
-	_, err = ParseFormat("oip_grpc")
-	require.Error(t, err)
+	require.Equal(t, "tfserving_grpc", FormatTFServingGRPC.String())
+	for _, f := range []string{"oip_grpc", "tfserving_grpc"} {
+		_, err = ParseFormat(f)
+		require.Error(t, err, f)
+	}
 }
 
 func TestDetectPath(t *testing.T) {

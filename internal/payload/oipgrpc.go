@@ -91,14 +91,36 @@ func malformed(mkErr errFunc, what string) error {
 	return protoErr(mkErr, what+" is not valid protobuf")
 }
 
-// parseOIPGRPC is Parse for FormatOIPGRPC. p and b have been reset.
-func (p *Parser) parseOIPGRPC(req, resp []byte, b *Batch) error {
-	b.Format = FormatOIPGRPC
+// protoForm is a gRPC call whose messages hold named tensors, read as the
+// OIP's JSON tensors are: collect puts the tensors of a request (or a
+// response) into p.protoTensors, decode reads the i-th of them into
+// p.elems.
+type protoForm struct {
+	format  Format
+	collect func(p *Parser, msg []byte, response bool, mkErr errFunc) error
+	decode  func(p *Parser, i int, field string, mkErr errFunc) (tensor, error)
+}
+
+// oipGRPCForm is the ModelInfer call's.
+var oipGRPCForm = protoForm{
+	format: FormatOIPGRPC,
+	collect: func(p *Parser, msg []byte, response bool, mkErr errFunc) error {
+		if response {
+			return p.inferTensors(msg, rawOutputContents, "raw_output_contents", "outputs", mkErr)
+		}
+		return p.inferTensors(msg, rawInputContents, "raw_input_contents", "inputs", mkErr)
+	},
+	decode: (*Parser).protoTensor,
+}
+
+// parseProto is Parse for the gRPC form f. p and b have been reset.
+func (p *Parser) parseProto(f protoForm, req, resp []byte, b *Batch) error {
+	b.Format = f.format
 	// Names and BYTES elements point into the Parser's memory, as the
 	// results of the other formats do.
 	p.fastReq = append(p.fastReq[:0], req...)
 	p.nameBudget = 4*len(req) + 4096
-	if err := p.inferTensors(p.fastReq, rawInputContents, "raw_input_contents", "inputs", reqErr); err != nil {
+	if err := f.collect(p, p.fastReq, false, reqErr); err != nil {
 		return err
 	}
 	if len(p.protoTensors) == 0 {
@@ -106,7 +128,7 @@ func (p *Parser) parseOIPGRPC(req, resp []byte, b *Batch) error {
 	}
 	n := 0
 	for i := range p.protoTensors {
-		t, err := p.protoTensor(i, "inputs", reqErr)
+		t, err := f.decode(p, i, "inputs", reqErr)
 		if err == nil {
 			err = p.addInput(t, i, &n)
 		}
@@ -121,16 +143,16 @@ func (p *Parser) parseOIPGRPC(req, resp []byte, b *Batch) error {
 	if len(resp) == 0 {
 		return nil
 	}
-	if err := p.oipGRPCResponse(resp, b); err != nil {
+	if err := p.protoResponse(f, resp, b); err != nil {
 		b.clearPredictions()
 		return err
 	}
 	return nil
 }
 
-func (p *Parser) oipGRPCResponse(resp []byte, b *Batch) error {
+func (p *Parser) protoResponse(f protoForm, resp []byte, b *Batch) error {
 	p.fastResp = append(p.fastResp[:0], resp...)
-	if err := p.inferTensors(p.fastResp, rawOutputContents, "raw_output_contents", "outputs", respErr); err != nil {
+	if err := f.collect(p, p.fastResp, true, respErr); err != nil {
 		return err
 	}
 	if len(p.protoTensors) == 0 {
@@ -138,7 +160,7 @@ func (p *Parser) oipGRPCResponse(resp []byte, b *Batch) error {
 	}
 	return p.oipOutputs(b, len(p.protoTensors),
 		func(i int) []byte { return p.protoTensors[i].name },
-		func(i int) (tensor, error) { return p.protoTensor(i, "outputs", respErr) })
+		func(i int) (tensor, error) { return f.decode(p, i, "outputs", respErr) })
 }
 
 // protoTensorMsg is an input or output tensor of a message, not yet read.
@@ -297,22 +319,65 @@ func contentsField(dt []byte) protowire.Number {
 	return 0
 }
 
+// contentsCodecs are how the fields of InferTensorContents encode their
+// elements, by field number.
+var contentsCodecs = [...]elemCodec{1: codecBool, 2: codecInt32, 3: codecInt64, 4: codecUint32,
+	5: codecUint64, 6: codecFloat32, 7: codecFloat64, 8: codecBytes}
+
 // appendContents appends the elements of an InferTensorContents of
 // datatype dt to p.elems, as values of the parser's arena.
 func (p *Parser) appendContents(t *tensor, dt, contents []byte, at string, mkErr errFunc) error {
 	want := contentsField(dt)
-	if want == 8 {
+	return p.appendValues(t, contents, want, contentsCodecs[want], at+".contents", string(dt), mkErr)
+}
+
+// appendValues appends the elements that field want of msg holds, encoded
+// as codec, to p.elems, as values of the parser's arena; dt names their
+// datatype in errors.
+func (p *Parser) appendValues(t *tensor, msg []byte, want protowire.Number, codec elemCodec, at, dt string, mkErr errFunc) error {
+	if codec == codecBytes {
 		t.numeric = false
 	}
-	switch readContents(contents, want,
+	switch readContents(msg, want, codec,
 		func(v []byte) { p.elems = append(p.elems, p.arena.NewStringBytes(v)) },
 		func(f float64) { p.elems = append(p.elems, p.arena.NewNumberFloat64(f)) }) {
 	case contentsMalformed:
-		return malformed(mkErr, at+".contents")
+		return malformed(mkErr, at)
 	case contentsWrongType:
-		return mkErr(ReasonTypeMismatch, at+".contents has the wrong wire type for "+string(dt))
+		return mkErr(ReasonTypeMismatch, at+" has the wrong wire type for "+dt)
 	}
 	return nil
+}
+
+// elemCodec is how a repeated field of a protobuf message encodes the
+// elements of a tensor.
+type elemCodec uint8
+
+const (
+	codecNone     elemCodec = iota
+	codecBool               // varint, 0 or 1
+	codecInt32              // varint
+	codecInt64              // varint
+	codecUint32             // varint
+	codecUint64             // varint
+	codecFloat32            // fixed32
+	codecFloat64            // fixed64
+	codecBytes              // one field per element
+	codecHalf               // varint holding the bits of an IEEE 754 half
+	codecBFloat16           // varint holding the bits of a bfloat16
+)
+
+// wireType is the wire type of one unpacked element.
+func (c elemCodec) wireType() protowire.Type {
+	switch c {
+	case codecFloat32:
+		return protowire.Fixed32Type
+	case codecFloat64:
+		return protowire.Fixed64Type
+	case codecBytes:
+		return protowire.BytesType
+	}
+	return protowire.VarintType
 }
 
 // contentsResult is how reading an InferTensorContents went.
@@ -324,11 +389,11 @@ const (
 	contentsWrongType                // its elements have the wrong wire type
 )
 
-// readContents reads the elements an InferTensorContents holds in its
-// field want (contentsField): each BYTES element to str, each other one,
-// as a number, to num. Proto3 packs repeated numbers, but an unpacked
-// encoding is valid too and is read.
-func readContents(contents []byte, want protowire.Number, str func([]byte), num func(float64)) contentsResult {
+// readContents reads the elements a message (an InferTensorContents, a
+// TensorProto) holds in its field want, encoded as codec: each bytes
+// element to str, each other one, as a number, to num. Proto3 packs
+// repeated numbers, but an unpacked encoding is valid too and is read.
+func readContents(contents []byte, want protowire.Number, codec elemCodec, str func([]byte), num func(float64)) contentsResult {
 	for len(contents) > 0 {
 		field, typ, n := protowire.ConsumeTag(contents)
 		if n < 0 {
@@ -346,14 +411,8 @@ func readContents(contents []byte, want protowire.Number, str func([]byte), num 
 		switch {
 		case typ == protowire.BytesType:
 			v, n = protowire.ConsumeBytes(contents)
-		case want <= 5 && typ == protowire.VarintType:
-			_, n = protowire.ConsumeVarint(contents)
-			v = contents[:max(n, 0)]
-		case want == 6 && typ == protowire.Fixed32Type:
-			_, n = protowire.ConsumeFixed32(contents)
-			v = contents[:max(n, 0)]
-		case want == 7 && typ == protowire.Fixed64Type:
-			_, n = protowire.ConsumeFixed64(contents)
+		case typ == codec.wireType():
+			n = protowire.ConsumeFieldValue(field, typ, contents)
 			v = contents[:max(n, 0)]
 		default:
 			return contentsWrongType
@@ -362,7 +421,7 @@ func readContents(contents []byte, want protowire.Number, str func([]byte), num 
 			return contentsMalformed
 		}
 		contents = contents[n:]
-		if want == 8 {
+		if codec == codecBytes {
 			str(v)
 			continue
 		}
@@ -370,27 +429,31 @@ func readContents(contents []byte, want protowire.Number, str func([]byte), num 
 		for len(v) > 0 {
 			var f float64
 			var m int
-			switch want {
-			case 6:
+			switch codec {
+			case codecFloat32:
 				var x uint32
 				x, m = protowire.ConsumeFixed32(v)
 				f = float64(math.Float32frombits(x))
-			case 7:
+			case codecFloat64:
 				var x uint64
 				x, m = protowire.ConsumeFixed64(v)
 				f = math.Float64frombits(x)
 			default:
 				var x uint64
 				x, m = protowire.ConsumeVarint(v)
-				switch want {
-				case 1:
+				switch codec {
+				case codecBool:
 					f = float64(min(x, 1))
-				case 2:
+				case codecInt32:
 					f = float64(int32(x))
-				case 3:
+				case codecInt64:
 					f = float64(int64(x))
-				case 4:
+				case codecUint32:
 					f = float64(uint32(x))
+				case codecHalf:
+					f = halfToFloat(uint16(x))
+				case codecBFloat16:
+					f = float64(math.Float32frombits(uint32(uint16(x)) << 16))
 				default:
 					f = float64(x)
 				}

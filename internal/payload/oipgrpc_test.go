@@ -185,18 +185,26 @@ var grpcCases = []struct {
 func TestOIPGRPCMatchesJSON(t *testing.T) {
 	for _, tc := range grpcCases {
 		t.Run(tc.name, func(t *testing.T) {
-			var fromJSON, fromGRPC Batch
-			p := NewParser(Options{})
-			require.NoError(t, p.Parse(FormatOIP, inferJSON("inputs", tc.in...), inferJSON("outputs", tc.out...), &fromJSON))
-			want := plain(&fromJSON)
-			require.NoError(t, p.Parse(FormatOIPGRPC, inferMessage("m", rawInputContents, tc.in...), inferMessage("m", rawOutputContents, tc.out...), &fromGRPC))
-			got := plain(&fromGRPC)
-			require.Equal(t, "oip_grpc", got.Format)
-			require.Equal(t, want.Records, got.Records)
-			if len(tc.in[0].shape) > 0 && tc.in[0].shape[0] > 0 {
-				require.NotEmpty(t, got.Records)
-			}
+			requireSameRecords(t, tc.in, tc.out, FormatOIPGRPC,
+				inferMessage("m", rawInputContents, tc.in...), inferMessage("m", rawOutputContents, tc.out...))
 		})
+	}
+}
+
+// requireSameRecords checks that a call in the gRPC format f, req and
+// resp, gives the records of the tensors in and out in the OIP's JSON form.
+func requireSameRecords(t *testing.T, in, out []pbTensor, f Format, req, resp []byte) {
+	t.Helper()
+	var fromJSON, fromGRPC Batch
+	p := NewParser(Options{})
+	require.NoError(t, p.Parse(FormatOIP, inferJSON("inputs", in...), inferJSON("outputs", out...), &fromJSON))
+	want := plain(&fromJSON)
+	require.NoError(t, p.Parse(f, req, resp, &fromGRPC))
+	got := plain(&fromGRPC)
+	require.Equal(t, f.String(), got.Format)
+	require.Equal(t, want.Records, got.Records)
+	if len(in[0].shape) > 0 && in[0].shape[0] > 0 {
+		require.NotEmpty(t, got.Records)
 	}
 }
 

@@ -101,29 +101,38 @@ func finalParam(entry []byte) (f int8, isFinal bool) {
 	if string(key) != FinalResponse {
 		return 0, false
 	}
-	for len(value) > 0 {
-		num, typ, n := protowire.ConsumeTag(value)
-		if n < 0 {
-			return 0, false
-		}
-		value = value[n:]
-		if num == boolParam && typ == protowire.VarintType {
-			x, n := protowire.ConsumeVarint(value)
-			if n < 0 {
-				return 0, false
-			}
-			if x != 0 {
-				f = 1
-			}
-			value = value[n:]
-			continue
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, value); n < 0 {
-			return 0, false
-		}
-		value = value[n:]
+	x, ok := varintField(value, boolParam)
+	if !ok {
+		return 0, false
+	}
+	if x != 0 {
+		f = 1
 	}
 	return f, true
+}
+
+// varintField is the last value of the varint field num of msg, 0 when it
+// has none; ok is false when msg is malformed.
+func varintField(msg []byte, num protowire.Number) (x uint64, ok bool) {
+	for len(msg) > 0 {
+		n, typ, m := protowire.ConsumeTag(msg)
+		if m < 0 {
+			return 0, false
+		}
+		msg = msg[m:]
+		if n == num && typ == protowire.VarintType {
+			if x, m = protowire.ConsumeVarint(msg); m < 0 {
+				return 0, false
+			}
+			msg = msg[m:]
+			continue
+		}
+		if m = protowire.ConsumeFieldValue(n, typ, msg); m < 0 {
+			return 0, false
+		}
+		msg = msg[m:]
+	}
+	return x, true
 }
 
 // bytesFields calls f with each length-delimited field of msg, in order,
@@ -195,7 +204,7 @@ func OutputCount(resp []byte, name string) (n int64, ok bool) {
 		for ; len(raw) > 0; raw = raw[w:] {
 			add(binaryElement(string(dt), raw))
 		}
-	} else if readContents(fieldBytes(tensor, tensorContentsField), want, nil, add) != contentsRead {
+	} else if readContents(fieldBytes(tensor, tensorContentsField), want, contentsCodecs[want], nil, add) != contentsRead {
 		return 0, false
 	}
 	if !ok {

@@ -111,8 +111,11 @@ func NewParser(opts Options) *Parser {
 func (p *Parser) Parse(f Format, req, resp []byte, dst *Batch) error {
 	dst.Reset()
 	p.reset(len(req) + len(resp))
-	if f == FormatOIPGRPC {
-		return p.parseOIPGRPC(req, resp, dst)
+	switch f {
+	case FormatOIPGRPC:
+		return p.parseProto(oipGRPCForm, req, resp, dst)
+	case FormatTFServingGRPC:
+		return p.parseProto(tfGRPCForm, req, resp, dst)
 	}
 	// The common row-format request and its scalar predictions take a single pass
 	// that gives the same result as the tree (see fast.go); anything else, the tree.
