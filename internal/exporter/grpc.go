@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -25,16 +26,45 @@ import (
 )
 
 // modelInfer is the Open Inference Protocol's prediction call over gRPC
-// (KServe v2, Triton: inference.GRPCInferenceService).
-const modelInfer = "/inference.GRPCInferenceService/ModelInfer"
+// (KServe v2, Triton: inference.GRPCInferenceService), and tfPredict
+// TensorFlow Serving's (tensorflow.serving.PredictionService).
+const (
+	modelInfer = "/inference.GRPCInferenceService/ModelInfer"
+	tfPredict  = "/tensorflow.serving.PredictionService/Predict"
+)
+
+// unaryCall is a unary prediction call of a protocol: the format its
+// messages are parsed in, and what its request names.
+type unaryCall struct {
+	format payload.Format
+	// model is the model a request message names (in md, else in the
+	// message itself), with its version set, and the prediction id the
+	// message carries.
+	model func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (m *model, id []byte)
+}
+
+// unaryCalls are the unary calls that are predictions, by method.
+var unaryCalls = map[string]unaryCall{
+	modelInfer: {payload.FormatOIPGRPC, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+		m, _, id := p.inferModel(rc, md, msg)
+		return m, id
+	}},
+	tfPredict: {payload.FormatTFServingGRPC, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+		name, version := payload.PredictRequestModel(msg)
+		m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
+		m.setVersionNamed(version, mdValue(md, rc.versionHeader))
+		return m, nil // PredictRequest carries no id
+	}},
+}
 
 // grpcProxy is the proxy for gRPC clients (--proxy.grpc-upstream, cleartext
 // HTTP/2 or TLS with the --proxy.upstream-* flags), built on
 // grpc-go: a server that takes every call, of any service, and passes it to
 // the model server over one client connection, its messages as bytes (a raw
 // codec: nothing is decoded on the way), its metadata, status and trailers
-// as they come, streams both ways included. Its ModelInfer calls are
-// predictions, timed, counted and captured like those of the HTTP proxy,
+// as they come, streams both ways included. Its ModelInfer calls (and
+// TensorFlow Serving's Predict calls) are predictions, timed, counted and
+// captured like those of the HTTP proxy,
 // whose models, configuration, queue and metrics it shares, and so are the
 // requests of Triton's ModelStreamInfer calls (grpcstream.go); every other
 // call (health, metadata) is passed through and counted in
@@ -49,7 +79,7 @@ type grpcProxy struct {
 	conn      *grpc.ClientConn // to the model server
 	tls       bool             // over TLS
 	newServer func() *grpc.Server
-	timeout   time.Duration // --proxy.timeout, of a ModelInfer call
+	timeout   time.Duration // --proxy.timeout, of a unary prediction call
 
 	handoff  *handoff // the listener (grpcdrain.go)
 	mu       sync.Mutex
@@ -194,8 +224,8 @@ var everyStream = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 // handle takes every call the server gets.
 func (g *grpcProxy) handle(_ any, ss grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(ss)
-	if method == modelInfer {
-		return g.modelInfer(ss)
+	if call, ok := unaryCalls[method]; ok {
+		return g.predict(ss, method, call)
 	}
 	if method == modelStreamInfer {
 		return g.forward(ss, method, g.newStreamCall(ss.Context()))
@@ -354,8 +384,9 @@ func (g *grpcProxy) passthroughEnd(outcome error) {
 	}
 }
 
-// modelInfer proxies a prediction: one request message, one answer.
-func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
+// predict proxies a unary prediction call: one request message, one
+// answer.
+func (g *grpcProxy) predict(ss grpc.ServerStream, method string, call unaryCall) error {
 	start := g.p.now()
 	var req []byte
 	if err := ss.RecvMsg(&req); err != nil {
@@ -363,7 +394,7 @@ func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
 	}
 	rc := g.p.cfg.Load()
 	md, _ := metadata.FromIncomingContext(ss.Context())
-	m, _, id := g.p.inferModel(rc, md, req)
+	m, id := call.model(g.p, rc, md, req)
 	var idHeader metadata.MD
 	if l := g.p.labels; l != nil && len(id) == 0 {
 		// The id labels must carry: the request's, from its metadata, or
@@ -375,7 +406,7 @@ func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
 	}
 	m.requests.Inc()
 	m.inFlight.Inc()
-	rq := request{format: payload.FormatOIPGRPC, id: id, traceID: mdTraceID(md), start: start}
+	rq := request{format: call.format, id: id, traceID: mdTraceID(md), start: start}
 
 	ctx, opts := g.outgoing(ss.Context())
 	if g.timeout > 0 {
@@ -385,7 +416,7 @@ func (g *grpcProxy) modelInfer(ss grpc.ServerStream) error {
 	}
 	upStart := g.p.now()
 	rq.overhead = upStart.Sub(start)
-	resp, err := g.roundTrip(ctx, ss, req, idHeader, opts)
+	resp, err := g.roundTrip(ctx, ss, method, req, idHeader, opts)
 	upEnd := g.p.now()
 	m.inFlight.Dec()
 	st, respSize := 200, len(resp)
@@ -412,11 +443,11 @@ type proxyFailure struct{ err error }
 
 func (f *proxyFailure) Error() string { return f.err.Error() }
 
-// roundTrip makes a ModelInfer call to the model server and passes its
+// roundTrip makes a unary prediction call to the model server and passes its
 // headers, answer and trailers to the client as they come. It returns the
 // answer, or the model server's error status, or a *proxyFailure.
-func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, req []byte, idHeader metadata.MD, opts []grpc.CallOption) ([]byte, error) {
-	cs, err := g.conn.NewStream(ctx, everyStream, modelInfer, opts...)
+func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, method string, req []byte, idHeader metadata.MD, opts []grpc.CallOption) ([]byte, error) {
+	cs, err := g.conn.NewStream(ctx, everyStream, method, opts...)
 	if err != nil {
 		return nil, &proxyFailure{err}
 	}
@@ -449,7 +480,7 @@ func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, req []b
 			if err = cs.RecvMsg(&extra); errors.Is(err, io.EOF) {
 				err = nil
 			} else if err == nil {
-				err = status.Error(codes.Internal, "modelmon: the model server sent more than one answer to ModelInfer")
+				err = status.Error(codes.Internal, "modelmon: the model server sent more than one answer to "+path.Base(method))
 			}
 		}
 	}
@@ -458,7 +489,7 @@ func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, req []b
 }
 
 // failure is the status a client gets for a call the model server did not
-// answer, with the HTTP proxy's messages. A ModelInfer call's failure is
+// answer, with the HTTP proxy's messages. A unary prediction call's failure is
 // counted on m by reason, unless its client went away.
 func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 	if client.Err() != nil {

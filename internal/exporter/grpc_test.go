@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/payload"
 )
 
 // inferTensor encodes an OIP tensor message with FP32 contents.
@@ -136,6 +137,8 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 			}
 		case "/test.Echo/Missing":
 			return status.Error(codes.NotFound, "no such model")
+		case tfPredict:
+			return tfServingPredict(stream)
 		case modelInfer:
 		default:
 			var msg []byte
@@ -240,6 +243,58 @@ func tritonStream(stream grpc.ServerStream) error {
 			}
 		}
 	}
+}
+
+// tfServingPredict answers a Predict call as TensorFlow Serving does: one
+// output "y" of the request's batch size, or, for the model "bad", the
+// status TensorFlow Serving gives a request that does not fit the
+// signature.
+func tfServingPredict(stream grpc.ServerStream) error {
+	var req []byte
+	if err := stream.RecvMsg(&req); err != nil {
+		return err
+	}
+	model, _ := payload.PredictRequestModel(req)
+	if string(model) == "bad" {
+		return status.Error(codes.InvalidArgument, "input size does not match signature")
+	}
+	resp := tfPredictMessage(1, "", 0, "y", []int64{1}, 0.75)
+	return stream.SendMsg(&resp)
+}
+
+// tfPredictMessage encodes a PredictRequest (mapField 2) or a
+// PredictResponse (1) naming model and version, with one DT_FLOAT tensor
+// name of shape, its values packed in float_val.
+func tfPredictMessage(mapField protowire.Number, model string, version int64, name string, shape []int64, values ...float32) []byte {
+	var dims, packed []byte
+	for _, d := range shape {
+		dims = appendField(dims, 2, appendVarintField(nil, 1, uint64(d))) // Dim.size
+	}
+	for _, v := range values {
+		packed = protowire.AppendFixed32(packed, math.Float32bits(v))
+	}
+	tensor := appendVarintField(nil, 1, 1)  // dtype DT_FLOAT
+	tensor = appendField(tensor, 2, dims)   // tensor_shape
+	tensor = appendField(tensor, 5, packed) // float_val
+	var b []byte
+	if model != "" {
+		spec := appendField(nil, 1, []byte(model))
+		if version != 0 {
+			spec = appendField(spec, 2, appendVarintField(nil, 1, uint64(version))) // Int64Value
+		}
+		b = appendField(b, 1, spec) // model_spec
+	}
+	return appendField(b, mapField, appendField(appendField(nil, 1, []byte(name)), 2, tensor))
+}
+
+// appendField appends the length-delimited field num to b.
+func appendField(b []byte, num protowire.Number, v []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+}
+
+// appendVarintField appends the varint field num to b.
+func appendVarintField(b []byte, num protowire.Number, x uint64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), x)
 }
 
 // grpcSidecar starts grpcModelServer and the sidecar in front of it, with
@@ -356,6 +411,37 @@ func TestGRPCProxy(t *testing.T) {
 			require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": r}), r)
 		}
 	}
+}
+
+// TensorFlow Serving's Predict calls are predictions too: the model and
+// version come from the request's model_spec, the call is counted, timed
+// and parsed (format tfserving_grpc), and its status counts as ModelInfer's
+// does.
+func TestGRPCTFServingPredict(t *testing.T) {
+	e, _ := grpcSidecar(t, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	ctx := context.Background()
+	req := tfPredictMessage(2, "mnist", 3, "x", []int64{2, 2}, 1, 2, 3, 4)
+	var resp []byte
+	var header metadata.MD
+	require.NoError(t, conn.Invoke(ctx, tfPredict, &req, &resp, grpc.Header(&header)))
+	require.Equal(t, tfPredictMessage(1, "", 0, "y", []int64{1}, 0.75), resp, "the answer, byte for byte")
+
+	mnist := map[string]string{"model": "mnist"}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", mnist))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_duration_seconds_count", mnist))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "mnist", "version": "3"}))
+	// The answer has one prediction for two instances: the request's
+	// records are kept, the answer counted as a payload error.
+	eventually(t, e, 1, "modelmon_payloads_parsed_total", map[string]string{"model": "mnist", "format": "tfserving_grpc"})
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", mnist))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": "mnist", "reason": "shape_mismatch"}))
+	require.Zero(t, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+
+	bad := tfPredictMessage(2, "bad", 0, "x", []int64{1, 1}, 1)
+	err := conn.Invoke(ctx, tfPredict, &bad, &resp)
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "bad", "reason": "upstream_4xx"}))
 }
 
 // Each request of Triton's ModelStreamInfer call is a prediction: counted
