@@ -743,7 +743,13 @@ func TestGRPCDrain(t *testing.T) {
 	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 1}, 1))
 	var resp []byte
 	require.NoError(t, conn.Invoke(ctx, modelInfer, &req, &resp))
-	require.Equal(t, connectivity.Ready, conn.GetState())
+	// The call went over a ready connection, but the ClientConn may report
+	// its state a moment after.
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for s := conn.GetState(); s != connectivity.Ready; s = conn.GetState() {
+		require.True(t, conn.WaitForStateChange(wait, s), "the connection is %s, not ready", s)
+	}
 	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/test.Echo/Chat")
 	require.NoError(t, err)
 	msg := []byte("one")
@@ -756,8 +762,6 @@ func TestGRPCDrain(t *testing.T) {
 		defer close(drained)
 		e.drain(delay, time.Minute)
 	}()
-	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	require.True(t, conn.WaitForStateChange(wait, connectivity.Ready), "the connection got a GOAWAY")
 
 	// The stream opened before goes on.
