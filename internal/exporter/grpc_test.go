@@ -869,6 +869,21 @@ func TestGRPCLabels(t *testing.T) {
 	require.Equal(t, 200, st)
 	require.Equal(t, []string{"matched", "matched"}, r.Results)
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "price"}))
+
+	// A TensorFlow Serving Predict request has no id field: the id header
+	// of its metadata, or a new id in the answer's.
+	predict := tfPredictMessage(2, "rank", 0, "x", []int64{1, 1}, 3)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), string(e.proxy.labels.header), "query-4")
+	require.NoError(t, conn.Invoke(ctx, tfPredict, &predict, &resp))
+	header = nil
+	require.NoError(t, conn.Invoke(context.Background(), tfPredict, &predict, &resp, grpc.Header(&header)))
+	ids = header.Get(strings.ToLower(string(e.proxy.labels.header)))
+	require.Len(t, ids, 1, "the generated id comes back in the answer's metadata: %v", header)
+	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "rank", "format": "tfserving_grpc"})
+	st, r = postLabels(t, e, `{"id":"query-4","label":0.75}`+"\n"+`{"id":"`+ids[0]+`","label":0.75}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "matched"}, r.Results)
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "rank"}))
 }
 
 // Calls whose messages the client compresses, with gzip or Triton's
