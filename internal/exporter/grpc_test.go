@@ -206,8 +206,10 @@ func streamAnswer(errMsg, model, id string, final int, tensors ...[]byte) []byte
 // text as Triton's vLLM backend does with its additional outputs, the
 // last flagged final with its finish reason; "token" is decoupled and
 // streams two tokens, then an empty last answer flagged final; "silent" is decoupled and answers
-// nothing; "broken" answers an error; "down" ends the call with
-// UNAVAILABLE; any other model answers once, unflagged.
+// nothing; "broken" answers an error of the inference; "misfit" and
+// "queued" are rejected before inference, as a request whose inputs do
+// not fit and one that finds the queue full are; "down" ends the call
+// with UNAVAILABLE; any other model answers once, unflagged.
 func tritonStream(stream grpc.ServerStream) error {
 	for {
 		var req []byte
@@ -232,6 +234,19 @@ func tritonStream(stream grpc.ServerStream) error {
 		case "silent":
 		case "broken":
 			answers = [][]byte{streamAnswer("the model crashed", model, id, -1)}
+		case "misfit", "queued":
+			// Triton's stream handler rejects a request it does not take
+			// with its id alone: no model name, no final flag.
+			msg := "unexpected shape for input 'x' for model '" + model + "'. Expected [-1,3], got [1,2]."
+			if model == "queued" {
+				msg = "Exceeds maximum queue size"
+			}
+			var b []byte
+			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendString(b, msg)
+			b = protowire.AppendTag(b, 2, protowire.BytesType)
+			b = protowire.AppendBytes(b, protowire.AppendString(protowire.AppendTag(nil, 3, protowire.BytesType), id))
+			answers = [][]byte{b}
 		case "down":
 			return status.Error(codes.Unavailable, "the model is being unloaded")
 		default:
@@ -464,7 +479,8 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 	stream, err := conn.NewStream(context.Background(), desc, modelStreamInfer)
 	require.NoError(t, err)
 	answers := 0
-	for _, req := range [][]byte{withID("llm", "a"), withID("tabular", ""), withID("llm", "b"), withID("silent", "s"), withID("broken", "e"), withID("tabular", ""), withID("token", "t")} {
+	for _, req := range [][]byte{withID("llm", "a"), withID("tabular", ""), withID("llm", "b"), withID("silent", "s"), withID("broken", "e"), withID("tabular", ""), withID("token", "t"),
+		withID("misfit", "m"), withID("queued", "q")} {
 		require.NoError(t, stream.SendMsg(&req))
 	}
 	require.NoError(t, stream.CloseSend())
@@ -480,7 +496,7 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 		}
 		answers++
 	}
-	require.Equal(t, 3+1+3+0+1+1+3, answers)
+	require.Equal(t, 3+1+3+0+1+1+3+1+1, answers)
 
 	for _, tc := range []struct {
 		model               string
@@ -515,6 +531,11 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_generation_time_per_output_token_seconds_count", llm))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "token"}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "broken", "reason": "upstream_5xx"}))
+	// Triton gives a stream's errors no status: a request it rejected is
+	// the client's error, unless the server could not take it now.
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "misfit", "reason": "upstream_4xx"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "misfit", "reason": "upstream_5xx"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "queued", "reason": "upstream_5xx"}))
 	require.Equal(t, 0.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil), "predictions, not passed through")
 
 	// A call the model server ends with an error status ends the requests
@@ -981,5 +1002,28 @@ func TestGRPCProxyTLS(t *testing.T) {
 			require.Equal(t, tc.fail, st.Message())
 			require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": "connection"}))
 		})
+	}
+}
+
+// Triton's stream errors carry no status: the answer's form and Triton's
+// own messages tell the request's errors from the model server's.
+func TestStreamErrorCode(t *testing.T) {
+	for _, tc := range []struct {
+		rejected bool
+		msg      string
+		want     codes.Code
+	}{
+		{false, "in ensemble 'llm', Error generating stream: CUDA out of memory", codes.Internal},
+		{false, "unexpected shape for input 'x'", codes.Internal}, // the model's own answer
+		{true, "unexpected shape for input 'x' for model 'm'. Expected [-1,3], got [1,2].", codes.InvalidArgument},
+		{true, "Request for unknown model: 'm' is not found", codes.InvalidArgument},
+		{true, "expected 2 inputs but got 1 inputs for model 'm'", codes.InvalidArgument},
+		{true, "'m' version 3 is not at ready state", codes.Unavailable},
+		{true, "Exceeds maximum queue size", codes.Unavailable},
+		{true, "GRPC server is shutting down and has stopped accepting new requests.", codes.Unavailable},
+		{true, "Request for unknown model: 'm' has no available versions", codes.Unavailable},
+	} {
+		r := payload.StreamResponse{Error: []byte(tc.msg), Rejected: tc.rejected}
+		require.Equal(t, tc.want, streamErrorCode(r), tc.msg)
 	}
 }

@@ -137,12 +137,33 @@ func (c *streamCall) answer(msg []byte) {
 	c.remove(i)
 	var err error
 	if r.Error != nil {
-		// Triton sends no status with an error on a stream: it counts as
-		// the model server's.
-		err = status.Error(codes.Internal, string(r.Error))
+		err = status.Error(streamErrorCode(r), string(r.Error))
 	}
 	c.close(sp, err)
 }
+
+// streamErrorCode is the status an error answer of a ModelStreamInfer call
+// stands for, as Triton gives it none: an error of the inference itself is
+// the model server's (INTERNAL); one it rejected the request with before
+// the model saw it is the request's (INVALID_ARGUMENT), unless its message
+// is one of Triton's for a server that can't take requests now (a model
+// not ready, a full queue, shutting down: UNAVAILABLE).
+func streamErrorCode(r payload.StreamResponse) codes.Code {
+	if !r.Rejected {
+		return codes.Internal
+	}
+	msg := bytes.ToLower(r.Error)
+	for _, s := range tritonUnavailable {
+		if bytes.Contains(msg, []byte(s)) {
+			return codes.Unavailable
+		}
+	}
+	return codes.InvalidArgument
+}
+
+// tritonUnavailable are the words of Triton's errors for a request it
+// can't take now, lower case.
+var tritonUnavailable = []string{"is not at ready state", "maximum queue size", "shutting down", "no available version", "unavailable"}
 
 // keep is msg when the capture may keep it, else nil and why not: it is
 // larger than the capture, or the capture queue has no room left for it.

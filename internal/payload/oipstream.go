@@ -50,6 +50,12 @@ type StreamResponse struct {
 	// Outputs tells whether Response carries output tensors (a decoupled
 	// model's last answer may carry only the final flag).
 	Outputs bool
+	// Rejected tells that Error came before the request reached the model.
+	// Triton answers a request it does not take (an unknown model, inputs
+	// that do not fit, a full queue) with the request's id alone in
+	// Response, and an error of the inference itself with the model's name
+	// and the final flag.
+	Rejected bool
 }
 
 // ReadStreamResponse reads a ModelStreamInfer answer. ok is false when msg
@@ -83,6 +89,7 @@ func ReadStreamResponse(msg []byte) (r StreamResponse, ok bool) {
 			}
 		}
 	})
+	r.Rejected = ok && r.Error != nil && len(r.Model) == 0 && r.Final < 0
 	return r, ok
 }
 

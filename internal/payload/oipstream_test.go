@@ -74,10 +74,24 @@ func TestReadStreamResponse(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "in ensemble 'llm', unexpected shape", string(r.Error))
 	require.Equal(t, "req-1", string(r.ID))
+	require.False(t, r.Rejected, "the model failed: it is named")
 	r, ok = ReadStreamResponse(streamMessage("the model crashed", nil))
 	require.True(t, ok)
 	require.Nil(t, r.Response)
 	require.Nil(t, r.ID)
+	require.False(t, r.Rejected)
+	// A request Triton rejected before the model saw it: its id alone, or
+	// nothing when it had none.
+	for _, id := range []string{"req-9", ""} {
+		var resp []byte
+		if id != "" {
+			resp = protowire.AppendString(protowire.AppendTag(nil, inferID, protowire.BytesType), id)
+		}
+		r, ok = ReadStreamResponse(streamMessage("unexpected shape for input 'x'", append([]byte{}, resp...)))
+		require.True(t, ok)
+		require.True(t, r.Rejected, "id %q", id)
+		require.Equal(t, id, string(r.ID))
+	}
 
 	for _, msg := range [][]byte{{0xff}, {0x12, 0x09, 'a'}, streamMessage("", []byte{0x2a, 0x80})} {
 		_, ok := ReadStreamResponse(msg)
