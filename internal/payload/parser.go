@@ -61,6 +61,7 @@ type Parser struct {
 	names        []byte // arena of generated feature names
 	nameBudget   int    // bytes the arena may grow to in this call
 	copyBudget   int    // features that may be copied into several records (TF-Serving context)
+	fillBudget   int    // elements a TensorProto's repeated last value may still fill (tfgrpc.go)
 	idxNames     [][]byte
 	idxBuf       []byte    // backing of idxNames, kept across calls
 	recStart     int       // index in Batch.feats where the current record starts

@@ -59,9 +59,9 @@ const (
 	tfShapeDim      = 2
 	tfDimSize       = 1
 
-	// tfMaxFill is how many elements beyond those sent a tensor's
-	// repeated last element may fill, so that a small message can't make
-	// a huge tensor.
+	// tfMaxFill is how many elements beyond those sent the tensors of a
+	// message may fill with a repeated last value, all together, so that a
+	// small message can't make huge tensors.
 	tfMaxFill = 1 << 16
 )
 
@@ -132,6 +132,7 @@ var tfGRPCForm = protoForm{
 // the same name, the last counts, as protobuf's maps have it.
 func (p *Parser) tfTensors(msg []byte, num protowire.Number, mkErr errFunc) error {
 	p.protoTensors = p.protoTensors[:0]
+	p.fillBudget = tfMaxFill
 	var bad bool
 	ok := bytesFields(msg, func(n protowire.Number, entry []byte) {
 		if n != num || bad {
@@ -146,18 +147,22 @@ func (p *Parser) tfTensors(msg []byte, num protowire.Number, mkErr errFunc) erro
 				value = v
 			}
 		})
-		for i := range p.protoTensors {
-			if bytes.Equal(p.protoTensors[i].name, name) {
-				p.protoTensors[i].msg = value
-				return
-			}
-		}
 		p.protoTensors = append(p.protoTensors, protoTensorMsg{name: name, msg: value})
 	})
 	if !ok || bad {
 		return malformed(mkErr, "the message")
 	}
-	slices.SortFunc(p.protoTensors, func(a, b protoTensorMsg) int { return bytes.Compare(a.name, b.name) })
+	// Sorted stably, the entries of a name keep their order: the last of
+	// each run is the one that counts.
+	slices.SortStableFunc(p.protoTensors, func(a, b protoTensorMsg) int { return bytes.Compare(a.name, b.name) })
+	kept := p.protoTensors[:0]
+	for i, t := range p.protoTensors {
+		if i+1 < len(p.protoTensors) && bytes.Equal(t.name, p.protoTensors[i+1].name) {
+			continue
+		}
+		kept = append(kept, t)
+	}
+	p.protoTensors = kept
 	return nil
 }
 
@@ -241,10 +246,11 @@ func (p *Parser) tfShape(shape []byte) bool {
 // shape has, as TensorFlow reads a TensorProto: none fill it with zeros
 // (empty strings), fewer repeat the last, more are cut to the shape.
 func (p *Parser) tfFill(t *tensor, at string, mkErr errFunc) error {
+	budget := uint64(p.fillBudget)
 	size := uint64(1)
 	for _, d := range p.dims {
-		if d != 0 && size > (tfMaxFill+uint64(len(p.elems)))/d {
-			size = tfMaxFill + uint64(len(p.elems)) + 1 // too large: refused below
+		if d != 0 && size > (budget+uint64(len(p.elems)))/d {
+			size = budget + uint64(len(p.elems)) + 1 // too large: refused below
 			break
 		}
 		size *= d
@@ -257,9 +263,10 @@ func (p *Parser) tfFill(t *tensor, at string, mkErr errFunc) error {
 		clear(p.elems[t.start+int(size):])
 		p.elems = p.elems[:t.start+int(size)]
 		return nil
-	case size-got > tfMaxFill:
+	case size-got > budget:
 		return mkErr(ReasonShapeMismatch, at+" has "+strconv.FormatUint(got, 10)+" elements, too few to fill its shape")
 	}
+	p.fillBudget -= int(size - got)
 	fill := p.arena.NewNumberInt(0)
 	if !t.numeric {
 		fill = p.arena.NewString("")

@@ -213,6 +213,10 @@ func TestTFServingGRPC(t *testing.T) {
 	noStrings := pbTensor{name: "x", dt: "BYTES", shape: []int64{1}, data: []any{}}
 	extra := pbTensor{name: "x", dt: "FP64", shape: []int64{1}, data: []any{1.0, 2.0}}
 	huge := pbTensor{name: "x", dt: "FP32", shape: []int64{1 << 40, 2}, data: []any{5.0}}
+	// Filled tensors share one budget per message.
+	wide := func(name string) pbTensor {
+		return pbTensor{name: name, dt: "FP32", shape: []int64{1, 40000}, data: []any{5.0}}
+	}
 	unknown := pbTensor{name: "x", dt: "FP32", shape: []int64{-1, 2}, data: []any{1.0, 2.0}}
 	rawShort := pbTensor{name: "x", dt: "FP32", shape: []int64{1, 3}, data: []any{1.0, 2.0}, raw: true}
 	noName := pbTensor{dt: "FP32", shape: []int64{1}, data: []any{1.0}}
@@ -255,6 +259,7 @@ func TestTFServingGRPC(t *testing.T) {
 		{"cut short", req[:len(req)-1], resp, nil, ReasonInvalidProtobuf},
 		{"not protobuf", []byte{0xff, 0xff, 0xff}, resp, nil, ReasonInvalidProtobuf},
 		{"too few values to fill", predictMessage(t, false, "m", 0, huge), nil, nil, ReasonShapeMismatch},
+		{"too many to fill in one message", predictMessage(t, false, "m", 0, wide("a"), wide("b")), nil, nil, ReasonShapeMismatch},
 		{"a dimension of unknown size", predictMessage(t, false, "m", 0, unknown), nil, nil, ReasonTypeMismatch},
 		{"tensor_content of the wrong size", predictMessage(t, false, "m", 0, rawShort), nil, nil, ReasonShapeMismatch},
 		{"no name", predictMessage(t, false, "m", 0, noName), nil, nil, ReasonMissingField},
