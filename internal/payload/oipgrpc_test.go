@@ -239,12 +239,7 @@ func TestOIPGRPC(t *testing.T) {
 	rawX.raw = true
 	oneRawOfTwo := inferMessage("m", rawInputContents, rawX, y)
 	// y is not raw: the request has one raw entry for two inputs.
-	for _, tc := range []struct {
-		name      string
-		req, resp []byte
-		want      []plainRecord
-		reason    Reason
-	}{
+	runProtoCases(t, FormatOIPGRPC, []protoCase{
 		{"a call", req, resp, ok, ""},
 		{"no response", req, nil, []plainRecord{rec("null", "", "x_0=1", "x_1=2")}, ""},
 		{"unpacked numbers", unpackedReq, resp, ok, ""},
@@ -259,10 +254,25 @@ func TestOIPGRPC(t *testing.T) {
 		{"a response cut short", req, resp[:len(resp)-2], []plainRecord{rec("null", "", "x_0=1", "x_1=2")}, ReasonInvalidResponse},
 		{"a response that is no protobuf", req, []byte{0x2a, 0x05, 1}, []plainRecord{rec("null", "", "x_0=1", "x_1=2")}, ReasonInvalidResponse},
 		{"a response without outputs", req, []byte{0x0a, 0x01, 'm'}, []plainRecord{rec("null", "", "x_0=1", "x_1=2")}, ReasonMissingField},
-	} {
+	})
+}
+
+// protoCase is a call in one of the gRPC formats, and what parsing it
+// gives: its records, and the reason of its error ("" for none).
+type protoCase struct {
+	name      string
+	req, resp []byte
+	want      []plainRecord
+	reason    Reason
+}
+
+// runProtoCases parses each case in format f.
+func runProtoCases(t *testing.T, f Format, cases []protoCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var b Batch
-			err := NewParser(Options{}).Parse(FormatOIPGRPC, tc.req, tc.resp, &b)
+			err := NewParser(Options{}).Parse(f, tc.req, tc.resp, &b)
 			require.Equal(t, tc.reason, reasonOf(t, err), "%v", err)
 			require.Equal(t, tc.want, plain(&b).Records)
 		})

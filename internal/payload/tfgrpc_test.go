@@ -240,12 +240,7 @@ func TestTFServingGRPC(t *testing.T) {
 	// The same input twice: the last counts, as in any protobuf map.
 	dup := append(predictMessage(t, false, "fraud", 0, pbTensor{name: "x", dt: "FP32", shape: []int64{2, 1}, data: []any{9.0, 9.0}}), req...)
 
-	for _, tc := range []struct {
-		name      string
-		req, resp []byte
-		want      []plainRecord
-		reason    Reason
-	}{
+	runProtoCases(t, FormatTFServingGRPC, []protoCase{
 		{"a call", req, resp, both, ""},
 		{"no response", req, nil, unanswered, ""},
 		{"the same input twice", dup, resp, both, ""},
@@ -269,14 +264,7 @@ func TestTFServingGRPC(t *testing.T) {
 		{"a response without outputs", req, predictMessage(t, true, "m", 0), unanswered, ReasonMissingField},
 		{"a response of another batch size", req, predictMessage(t, true, "m", 0, x, pbTensor{name: "a", dt: "FP32", shape: []int64{1}, data: []any{1.0}}),
 			unanswered, ReasonShapeMismatch},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var b Batch
-			err := NewParser(Options{}).Parse(FormatTFServingGRPC, tc.req, tc.resp, &b)
-			require.Equal(t, tc.reason, reasonOf(t, err), "%v", err)
-			require.Equal(t, tc.want, plain(&b).Records)
-		})
-	}
+	})
 }
 
 func TestPredictRequestModel(t *testing.T) {
