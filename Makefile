@@ -29,6 +29,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzOIPFastPath \
 	./internal/payload:FuzzOIPGRPC \
 	./internal/payload:FuzzTFServingGRPC \
+	./internal/payload:FuzzTFServingExamples \
 	./internal/exporter:FuzzStreamSplice \
 	./internal/config:FuzzLoad \
 	./drift:FuzzCSV \

@@ -26,11 +26,15 @@ import (
 )
 
 // modelInfer is the Open Inference Protocol's prediction call over gRPC
-// (KServe v2, Triton: inference.GRPCInferenceService), and tfPredict
-// TensorFlow Serving's (tensorflow.serving.PredictionService).
+// (KServe v2, Triton: inference.GRPCInferenceService), and tfPredict,
+// tfClassify, tfRegress and tfMultiInference TensorFlow Serving's
+// (tensorflow.serving.PredictionService).
 const (
-	modelInfer = "/inference.GRPCInferenceService/ModelInfer"
-	tfPredict  = "/tensorflow.serving.PredictionService/Predict"
+	modelInfer       = "/inference.GRPCInferenceService/ModelInfer"
+	tfPredict        = "/tensorflow.serving.PredictionService/Predict"
+	tfClassify       = "/tensorflow.serving.PredictionService/Classify"
+	tfRegress        = "/tensorflow.serving.PredictionService/Regress"
+	tfMultiInference = "/tensorflow.serving.PredictionService/MultiInference"
 )
 
 // unaryCall is a unary prediction call of a protocol: the format its
@@ -49,12 +53,20 @@ var unaryCalls = map[string]unaryCall{
 		m, _, id := p.inferModel(rc, md, msg)
 		return m, id
 	}},
-	tfPredict: {payload.FormatTFServingGRPC, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
-		name, version := payload.PredictRequestModel(msg)
+	tfPredict:        tfCall(payload.FormatTFServingGRPC),
+	tfClassify:       tfCall(payload.FormatTFServingClassifyGRPC),
+	tfRegress:        tfCall(payload.FormatTFServingRegressGRPC),
+	tfMultiInference: tfCall(payload.FormatTFServingMultiInferenceGRPC),
+}
+
+// tfCall is a TensorFlow Serving call whose messages are of format f.
+func tfCall(f payload.Format) unaryCall {
+	return unaryCall{f, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+		name, version := payload.TFRequestModel(f, msg)
 		m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
 		m.setVersionNamed(version, mdValue(md, rc.versionHeader))
-		return m, nil // PredictRequest carries no id
-	}},
+		return m, nil // TensorFlow Serving's requests carry no id
+	}}
 }
 
 // grpcProxy is the proxy for gRPC clients (--proxy.grpc-upstream, cleartext
@@ -63,7 +75,8 @@ var unaryCalls = map[string]unaryCall{
 // the model server over one client connection, its messages as bytes (a raw
 // codec: nothing is decoded on the way), its metadata, status and trailers
 // as they come, streams both ways included. Its ModelInfer calls (and
-// TensorFlow Serving's Predict calls) are predictions, timed, counted and
+// TensorFlow Serving's Predict, Classify, Regress and MultiInference calls)
+// are predictions, timed, counted and
 // captured like those of the HTTP proxy,
 // whose models, configuration, queue and metrics it shares, and so are the
 // requests of Triton's ModelStreamInfer calls (grpcstream.go); every other

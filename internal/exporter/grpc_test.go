@@ -139,6 +139,8 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 			return status.Error(codes.NotFound, "no such model")
 		case tfPredict:
 			return tfServingPredict(stream)
+		case tfClassify, tfRegress, tfMultiInference:
+			return tfServingExamples(stream, method)
 		case modelInfer:
 		default:
 			var msg []byte
@@ -269,12 +271,67 @@ func tfServingPredict(stream grpc.ServerStream) error {
 	if err := stream.RecvMsg(&req); err != nil {
 		return err
 	}
-	model, _ := payload.PredictRequestModel(req)
+	model, _ := payload.TFRequestModel(payload.FormatTFServingGRPC, req)
 	if string(model) == "bad" {
 		return status.Error(codes.InvalidArgument, "input size does not match signature")
 	}
 	resp := tfPredictMessage(1, "", 0, "y", []int64{1}, 0.75)
 	return stream.SendMsg(&resp)
+}
+
+// tfServingExamples answers a Classify, Regress or MultiInference call
+// with the results of two examples, as TensorFlow Serving does: each
+// classified "no" 0.25, "yes" 0.75, and regressed 0.5.
+func tfServingExamples(stream grpc.ServerStream, method string) error {
+	var req []byte
+	if err := stream.RecvMsg(&req); err != nil {
+		return err
+	}
+	var classes, regressions []byte
+	for range 2 {
+		no := appendField(nil, 1, []byte("no"))
+		no = protowire.AppendFixed32(protowire.AppendTag(no, 2, protowire.Fixed32Type), math.Float32bits(0.25))
+		yes := appendField(nil, 1, []byte("yes"))
+		yes = protowire.AppendFixed32(protowire.AppendTag(yes, 2, protowire.Fixed32Type), math.Float32bits(0.75))
+		classes = appendField(classes, 1, appendField(appendField(nil, 1, no), 1, yes)) // Classifications
+		value := protowire.AppendFixed32(protowire.AppendTag(nil, 1, protowire.Fixed32Type), math.Float32bits(0.5))
+		regressions = appendField(regressions, 1, value) // Regression
+	}
+	var resp []byte
+	switch method {
+	case tfClassify:
+		resp = appendField(nil, 1, classes) // ClassificationResponse.result
+	case tfRegress:
+		resp = appendField(nil, 1, regressions)
+	default: // MultiInferenceResponse.results: a classification, then a regression
+		resp = appendField(appendField(nil, 1, appendField(nil, 2, classes)), 1, appendField(nil, 3, regressions))
+	}
+	return stream.SendMsg(&resp)
+}
+
+// tfExamplesRequest encodes a ClassificationRequest or RegressionRequest
+// (or, multi, a MultiInferenceRequest) of model and version with two
+// tf.Examples, each with a float feature "x" and a string feature "city".
+func tfExamplesRequest(model string, version int64, multi bool) []byte {
+	var list []byte
+	for _, x := range []float32{1.5, 2.5} {
+		float := appendField(nil, 2, appendField(nil, 1, protowire.AppendFixed32(nil, math.Float32bits(x)))) // Feature.float_list
+		city := appendField(nil, 1, appendField(nil, 1, []byte("Oslo")))                                     // Feature.bytes_list
+		features := appendField(nil, 1, appendField(appendField(nil, 1, []byte("x")), 2, float))
+		features = appendField(features, 1, appendField(appendField(nil, 1, []byte("city")), 2, city))
+		list = appendField(list, 1, appendField(nil, 1, features)) // ExampleList.examples: Example.features
+	}
+	spec := appendField(nil, 1, []byte(model))
+	if version != 0 {
+		spec = appendField(spec, 2, appendVarintField(nil, 1, uint64(version)))
+	}
+	var b []byte
+	if multi {
+		b = appendField(nil, 1, appendField(nil, 1, spec)) // tasks: InferenceTask.model_spec
+	} else {
+		b = appendField(nil, 1, spec) // model_spec
+	}
+	return appendField(b, 2, appendField(nil, 1, list)) // input: Input.example_list
 }
 
 // tfPredictMessage encodes a PredictRequest (mapField 2) or a
@@ -457,6 +514,42 @@ func TestGRPCTFServingPredict(t *testing.T) {
 	err := conn.Invoke(ctx, tfPredict, &bad, &resp)
 	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "bad", "reason": "upstream_4xx"}))
+}
+
+// TensorFlow Serving's calls on tf.Examples, Classify, Regress and
+// MultiInference, are predictions: one per example, with the features of
+// each and its class or value.
+func TestGRPCTFServingExamples(t *testing.T) {
+	e, _ := grpcSidecar(t, labelsOn)
+	conn := grpcClient(t, e.GRPCAddr())
+	for _, tc := range []struct {
+		method, model, format string
+	}{
+		{tfClassify, "churn", "tfserving_grpc_classify"},
+		{tfRegress, "price", "tfserving_grpc_regress"},
+		{tfMultiInference, "both", "tfserving_grpc_multi_inference"},
+	} {
+		req := tfExamplesRequest(tc.model, 4, tc.method == tfMultiInference)
+		var resp []byte
+		ctx := metadata.AppendToOutgoingContext(context.Background(), string(e.proxy.labels.header), tc.model+"-1")
+		require.NoError(t, conn.Invoke(ctx, tc.method, &req, &resp), tc.method)
+
+		m := map[string]string{"model": tc.model}
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", m), tc.method)
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": tc.model, "version": "4"}), tc.method)
+		eventually(t, e, 1, "modelmon_payloads_parsed_total", map[string]string{"model": tc.model, "format": tc.format})
+		require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", m), tc.method)
+		require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", m), tc.method)
+	}
+	require.Zero(t, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+
+	// The examples' predictions join their labels (instance i of the batch
+	// is <id>/<i>): the class of the best score, the regressed value.
+	st, r := postLabels(t, e, `{"id":"churn-1/1","label":"yes"}`+"\n"+`{"id":"price-1/0","label":0.5}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "matched"}, r.Results, "%+v", r)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_correct_total", map[string]string{"model": "churn", "class": "yes"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_prediction_absolute_error_total", map[string]string{"model": "price"}))
 }
 
 // Each request of Triton's ModelStreamInfer call is a prediction: counted

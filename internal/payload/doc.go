@@ -65,7 +65,15 @@
 // FormatTFServingGRPC is TensorFlow Serving's gRPC Predict call (tfgrpc.go):
 // its PredictRequest's inputs and PredictResponse's outputs, maps of
 // TensorProto, read as the OIP's tensors are, in the order of their names.
-// PredictRequestModel reads the model and version a request names.
+// TFRequestModel reads the model and version a request names.
+//
+// FormatTFServingClassifyGRPC, FormatTFServingRegressGRPC and
+// FormatTFServingMultiInferenceGRPC are its calls on tf.Examples
+// (tfexample.go): each Example of the request is an instance, read as an
+// object of FormatKServeV1's "examples" is, and each gives its features in
+// the order of their names; the context's join every example's. The
+// prediction is the label of the best class (with the scores), or the
+// regressed value.
 //
 // A generative model's answer (generate.go) is read whole in FormatJSON,
 // FormatKServeV1 and FormatMLflow, and as a stream of server-sent events in any
@@ -91,7 +99,8 @@
 //   - a scalar: Prediction (null: none);
 //   - a one-element array: its element, so [0.7] is 0.7;
 //   - an array of numbers, flattened if nested: Scores (true/false as 1/0, null NaN);
-//   - TF-Serving classify's [[label, score], …]: the best label and all scores;
+//   - TF-Serving classify's [[label, score], …]: the label of the best score (none when
+//     the labels are empty: a model that gives scores alone) and all scores;
 //   - an object: with Options.Output, that field only. Otherwise the fields
 //     prediction, predictions, predicted_label, predicted_class, label, labels, class,
 //     classes, class_ids, output, outputs, result, results, value, y, score, scores,

@@ -35,6 +35,12 @@ const (
 	// PredictRequest and PredictResponse messages, protobuf (tfgrpc.go).
 	// It too is chosen by the transport.
 	FormatTFServingGRPC
+	// FormatTFServingClassifyGRPC, FormatTFServingRegressGRPC and
+	// FormatTFServingMultiInferenceGRPC are TensorFlow Serving's gRPC calls
+	// on tf.Examples: Classify, Regress and MultiInference (tfexample.go).
+	FormatTFServingClassifyGRPC
+	FormatTFServingRegressGRPC
+	FormatTFServingMultiInferenceGRPC
 )
 
 var formatNames = [...]string{
@@ -46,10 +52,15 @@ var formatNames = [...]string{
 	FormatOIPGRPC:  "oip_grpc",
 
 	FormatTFServingGRPC: "tfserving_grpc",
+
+	FormatTFServingClassifyGRPC:       "tfserving_grpc_classify",
+	FormatTFServingRegressGRPC:        "tfserving_grpc_regress",
+	FormatTFServingMultiInferenceGRPC: "tfserving_grpc_multi_inference",
 }
 
 // String returns the configuration name of f: "kserve_v1", "oip_v2", "mlflow", "json" or "unknown";
-// "oip_grpc" and "tfserving_grpc" for the gRPC formats, which configuration does not take.
+// "oip_grpc", "tfserving_grpc" and "tfserving_grpc_…" for the gRPC formats, which
+// configuration does not take.
 func (f Format) String() string {
 	if int(f) < len(formatNames) {
 		return formatNames[f]
@@ -74,7 +85,7 @@ func ParseFormat(s string) (Format, error) {
 
 // GRPC reports whether f is one of the gRPC formats, which the transport
 // chooses.
-func (f Format) GRPC() bool { return f == FormatOIPGRPC || f == FormatTFServingGRPC }
+func (f Format) GRPC() bool { return f >= FormatOIPGRPC && f <= FormatTFServingMultiInferenceGRPC }
 
 // DetectPath guesses the format from a request path:
 // …/v1/models/{name}[/versions/{v}|/labels/{l}]:predict (also :classify and :regress) is

@@ -26,7 +26,7 @@ func TestFormatString(t *testing.T) {
 	// The gRPC forms are the transport's to choose, not configuration's.
 	require.Equal(t, "oip_grpc", FormatOIPGRPC.String())
 	require.Equal(t, "tfserving_grpc", FormatTFServingGRPC.String())
-	for _, f := range []string{"oip_grpc", "tfserving_grpc"} {
+	for _, f := range []string{"oip_grpc", "tfserving_grpc", "tfserving_grpc_classify", "tfserving_grpc_regress", "tfserving_grpc_multi_inference"} {
 		_, err = ParseFormat(f)
 		require.Error(t, err, f)
 	}

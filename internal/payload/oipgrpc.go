@@ -221,6 +221,21 @@ func fieldBytes(msg []byte, num protowire.Number) []byte {
 	return last
 }
 
+// firstFieldBytes returns the first value of the bytes field num of msg,
+// nil when it has none or is malformed.
+func firstFieldBytes(msg []byte, num protowire.Number) []byte {
+	var first []byte
+	found := false
+	if !bytesFields(msg, func(n protowire.Number, v []byte) {
+		if n == num && !found {
+			first, found = v, true
+		}
+	}) {
+		return nil
+	}
+	return first
+}
+
 // protoTensor reads the i-th tensor of p.protoTensors and appends its
 // elements to p.elems.
 func (p *Parser) protoTensor(i int, field string, mkErr errFunc) (tensor, error) {

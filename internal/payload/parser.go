@@ -75,8 +75,13 @@ type Parser struct {
 	tensorName   [][]byte         // OIP feature names, per tensor
 	dims         []uint64         // the shape of the OIP tensor being read
 	protoTensors []protoTensorMsg // the tensors of an OIP gRPC message
-	sse          []byte           // data of a server-sent event of several lines
-	finish       []byte           // finish reason of a streamed generation
+	exampleMsgs  [][]byte         // the tf.Examples of a request (tfexample.go)
+	ctxFeats     []protoTensorMsg // the features of their context, and of one
+	exFeats      []protoTensorMsg
+	exVals       []Value  // the values of a feature
+	labels       [][]byte // the labels of an example's classes
+	sse          []byte   // data of a server-sent event of several lines
+	finish       []byte   // finish reason of a streamed generation
 }
 
 // NewParser returns a Parser configured by opts; zero fields take their defaults.
@@ -117,6 +122,8 @@ func (p *Parser) Parse(f Format, req, resp []byte, dst *Batch) error {
 		return p.parseProto(oipGRPCForm, req, resp, dst)
 	case FormatTFServingGRPC:
 		return p.parseProto(tfGRPCForm, req, resp, dst)
+	case FormatTFServingClassifyGRPC, FormatTFServingRegressGRPC, FormatTFServingMultiInferenceGRPC:
+		return p.parseExamples(f, req, resp, dst)
 	}
 	// The common row-format request and its scalar predictions take a single pass
 	// that gives the same result as the tree (see fast.go); anything else, the tree.
@@ -208,6 +215,7 @@ func (p *Parser) reset(size int) {
 		p.scratch, p.names, p.elems, p.kvs = nil, nil, nil, nil
 		p.fastReq, p.fastResp, p.fastElems = nil, nil, nil
 		p.sse = nil
+		p.protoTensors, p.exampleMsgs, p.ctxFeats, p.exFeats, p.exVals, p.labels = nil, nil, nil, nil, nil, nil
 	}
 	p.lastSize = size
 	p.names = p.names[:0]

@@ -377,21 +377,34 @@ func isPairs(a []*fastjson.Value) bool {
 
 func (p *Parser) setPairs(b *Batch, rec *Record, a []*fastjson.Value) error {
 	start := len(b.scores)
-	best := -1
-	for i, e := range a {
+	for _, e := range a {
 		f, err := e.GetArray()[1].Float64()
 		if err != nil {
 			b.scores = b.scores[:start]
 			return errMalformedNumber()
 		}
-		if best < 0 || f > b.scores[start+best] {
-			best = i
-		}
 		b.scores = append(b.scores, f)
 	}
-	if rec.Prediction.Kind == KindMissing {
-		rec.Prediction = Value{Kind: KindString, Str: a[best].GetArray()[0].GetStringBytes()}
+	p.setClassified(b, rec, start, func(i int) []byte { return a[i].GetArray()[0].GetStringBytes() })
+	return nil
+}
+
+// setClassified makes the class scores b.scores[start:] rec's Scores and,
+// unless it has a prediction, the label of the first best of them its
+// Prediction: label(i) is the label of class i, empty when the model gives
+// scores alone.
+func (p *Parser) setClassified(b *Batch, rec *Record, start int, label func(i int) []byte) {
+	if len(b.scores) == start {
+		return
+	}
+	best := start
+	for i := start + 1; i < len(b.scores); i++ {
+		if b.scores[i] > b.scores[best] {
+			best = i
+		}
+	}
+	if l := label(best - start); rec.Prediction.Kind == KindMissing && len(l) > 0 {
+		rec.Prediction = Value{Kind: KindString, Str: l}
 	}
 	p.setScores(b, rec, start)
-	return nil
 }

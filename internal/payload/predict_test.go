@@ -28,6 +28,7 @@ func TestPredictionRules(t *testing.T) {
 		{name: "empty vector", resp: `[[]]`, pred: "null"},
 		{name: "classify pairs", resp: `[[["cat", 0.2], ["dog", 0.7], ["eel", 0.1]]]`, pred: `"dog"`, scores: "0.2 0.7 0.1"},
 		{name: "single classify pair", resp: `[[["cat", 0.2]]]`, pred: `"cat"`, scores: "0.2"},
+		{name: "classify pairs without labels", resp: `[[["", 0.2], ["", 0.7]]]`, pred: "null", scores: "0.2 0.7"},
 		{name: "label and probabilities", resp: `[{"probabilities": [0.1, 0.9], "label": "yes"}]`, pred: `"yes"`, scores: "0.1 0.9"},
 		{name: "key order of preference", resp: `[{"score": 0.9, "class": "b", "prediction": "a"}]`, pred: `"a"`},
 		{name: "keys ignore case", resp: `[{"Predicted_Label": "a"}]`, pred: `"a"`},

@@ -92,10 +92,15 @@ var tfDtypes = [...]tfDtype{
 	23: {"UINT64", 17, codecUint64}, // DT_UINT64
 }
 
-// PredictRequestModel reads the model name and version of a Predict call's
-// PredictRequest (its model_spec: the version as a number, or its label).
-// Both are nil when the message does not say, or is malformed.
-func PredictRequestModel(msg []byte) (model, version []byte) {
+// TFRequestModel reads the model name and version of the request message
+// of a TensorFlow Serving gRPC call of format f: its model_spec (the
+// version as a number, or its label), or, for MultiInference, its first
+// task's, which TensorFlow Serving runs the request on. Both are nil when
+// the message does not say, or is malformed.
+func TFRequestModel(f Format, msg []byte) (model, version []byte) {
+	if f == FormatTFServingMultiInferenceGRPC {
+		msg = firstFieldBytes(msg, multiTasks)
+	}
 	spec := fieldBytes(msg, tfModelSpec)
 	if !bytesFields(spec, func(n protowire.Number, v []byte) {
 		switch n {
@@ -152,18 +157,24 @@ func (p *Parser) tfTensors(msg []byte, num protowire.Number, mkErr errFunc) erro
 	if !ok || bad {
 		return malformed(mkErr, "the message")
 	}
+	p.protoTensors = lastOfEachName(p.protoTensors)
+	return nil
+}
+
+// lastOfEachName sorts the entries of a protobuf map by name, in place, and
+// keeps the last entry of each name, as protobuf's maps have it.
+func lastOfEachName(entries []protoTensorMsg) []protoTensorMsg {
 	// Sorted stably, the entries of a name keep their order: the last of
 	// each run is the one that counts.
-	slices.SortStableFunc(p.protoTensors, func(a, b protoTensorMsg) int { return bytes.Compare(a.name, b.name) })
-	kept := p.protoTensors[:0]
-	for i, t := range p.protoTensors {
-		if i+1 < len(p.protoTensors) && bytes.Equal(t.name, p.protoTensors[i+1].name) {
+	slices.SortStableFunc(entries, func(a, b protoTensorMsg) int { return bytes.Compare(a.name, b.name) })
+	kept := entries[:0]
+	for i, t := range entries {
+		if i+1 < len(entries) && bytes.Equal(t.name, entries[i+1].name) {
 			continue
 		}
 		kept = append(kept, t)
 	}
-	p.protoTensors = kept
-	return nil
+	return kept
 }
 
 // tfTensor reads the TensorProto of p.protoTensors[i] and appends its

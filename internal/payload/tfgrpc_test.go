@@ -75,6 +75,46 @@ var tfMessages = func() protoreflect.FileDescriptor {
 			{Name: proto.String("PredictResponse"), NestedType: []*descriptorpb.DescriptorProto{mapEntry("OutputsEntry")},
 				Field: []*descriptorpb.FieldDescriptorProto{field("outputs", 1, msg, true, ".tensorflow.PredictResponse.OutputsEntry"),
 					field("model_spec", 2, msg, false, ".tensorflow.ModelSpec")}},
+			// tf.Example (example.proto, feature.proto) and the calls on it
+			// (input.proto, classification.proto, regression.proto,
+			// inference.proto). A oneof's fields are declared here as plain
+			// fields: they are encoded the same.
+			{Name: proto.String("BytesList"), Field: []*descriptorpb.FieldDescriptorProto{field("value", 1, byt, true, "")}},
+			{Name: proto.String("FloatList"), Field: []*descriptorpb.FieldDescriptorProto{field("value", 1, f32, true, "")}},
+			{Name: proto.String("Int64List"), Field: []*descriptorpb.FieldDescriptorProto{field("value", 1, i64, true, "")}},
+			{Name: proto.String("Feature"), Field: []*descriptorpb.FieldDescriptorProto{field("bytes_list", 1, msg, false, ".tensorflow.BytesList"),
+				field("float_list", 2, msg, false, ".tensorflow.FloatList"), field("int64_list", 3, msg, false, ".tensorflow.Int64List")}},
+			{Name: proto.String("Features"), NestedType: []*descriptorpb.DescriptorProto{{Name: proto.String("FeatureEntry"),
+				Field:   []*descriptorpb.FieldDescriptorProto{field("key", 1, str, false, ""), field("value", 2, msg, false, ".tensorflow.Feature")},
+				Options: &descriptorpb.MessageOptions{MapEntry: proto.Bool(true)}}},
+				Field: []*descriptorpb.FieldDescriptorProto{field("feature", 1, msg, true, ".tensorflow.Features.FeatureEntry")}},
+			{Name: proto.String("Example"), Field: []*descriptorpb.FieldDescriptorProto{field("features", 1, msg, false, ".tensorflow.Features")}},
+			{Name: proto.String("ExampleList"), Field: []*descriptorpb.FieldDescriptorProto{field("examples", 1, msg, true, ".tensorflow.Example")}},
+			{Name: proto.String("ExampleListWithContext"), Field: []*descriptorpb.FieldDescriptorProto{field("examples", 1, msg, true, ".tensorflow.Example"),
+				field("context", 2, msg, false, ".tensorflow.Example")}},
+			{Name: proto.String("Input"), Field: []*descriptorpb.FieldDescriptorProto{field("example_list", 1, msg, false, ".tensorflow.ExampleList"),
+				field("example_list_with_context", 2, msg, false, ".tensorflow.ExampleListWithContext")}},
+			{Name: proto.String("ClassificationRequest"), Field: []*descriptorpb.FieldDescriptorProto{field("model_spec", 1, msg, false, ".tensorflow.ModelSpec"),
+				field("input", 2, msg, false, ".tensorflow.Input")}},
+			{Name: proto.String("RegressionRequest"), Field: []*descriptorpb.FieldDescriptorProto{field("model_spec", 1, msg, false, ".tensorflow.ModelSpec"),
+				field("input", 2, msg, false, ".tensorflow.Input")}},
+			{Name: proto.String("InferenceTask"), Field: []*descriptorpb.FieldDescriptorProto{field("model_spec", 1, msg, false, ".tensorflow.ModelSpec"),
+				field("method_name", 2, str, false, "")}},
+			{Name: proto.String("MultiInferenceRequest"), Field: []*descriptorpb.FieldDescriptorProto{field("tasks", 1, msg, true, ".tensorflow.InferenceTask"),
+				field("input", 2, msg, false, ".tensorflow.Input")}},
+			{Name: proto.String("Class"), Field: []*descriptorpb.FieldDescriptorProto{field("label", 1, str, false, ""), field("score", 2, f32, false, "")}},
+			{Name: proto.String("Classifications"), Field: []*descriptorpb.FieldDescriptorProto{field("classes", 1, msg, true, ".tensorflow.Class")}},
+			{Name: proto.String("ClassificationResult"), Field: []*descriptorpb.FieldDescriptorProto{field("classifications", 1, msg, true, ".tensorflow.Classifications")}},
+			{Name: proto.String("ClassificationResponse"), Field: []*descriptorpb.FieldDescriptorProto{field("result", 1, msg, false, ".tensorflow.ClassificationResult"),
+				field("model_spec", 2, msg, false, ".tensorflow.ModelSpec")}},
+			{Name: proto.String("Regression"), Field: []*descriptorpb.FieldDescriptorProto{field("value", 1, f32, false, "")}},
+			{Name: proto.String("RegressionResult"), Field: []*descriptorpb.FieldDescriptorProto{field("regressions", 1, msg, true, ".tensorflow.Regression")}},
+			{Name: proto.String("RegressionResponse"), Field: []*descriptorpb.FieldDescriptorProto{field("result", 1, msg, false, ".tensorflow.RegressionResult"),
+				field("model_spec", 2, msg, false, ".tensorflow.ModelSpec")}},
+			{Name: proto.String("InferenceResult"), Field: []*descriptorpb.FieldDescriptorProto{field("model_spec", 1, msg, false, ".tensorflow.ModelSpec"),
+				field("classification_result", 2, msg, false, ".tensorflow.ClassificationResult"),
+				field("regression_result", 3, msg, false, ".tensorflow.RegressionResult")}},
+			{Name: proto.String("MultiInferenceResponse"), Field: []*descriptorpb.FieldDescriptorProto{field("results", 1, msg, true, ".tensorflow.InferenceResult")}},
 		},
 	}, protoregistry.GlobalFiles)
 	if err != nil {
@@ -93,9 +133,6 @@ var tfDataTypes = map[string]int32{"FP32": 1, "FP64": 2, "INT32": 3, "UINT8": 4,
 func tfTensorProto(t pbTensor) *dynamicpb.Message {
 	md := tfMessages.Messages().ByName("TensorProto")
 	m := dynamicpb.NewMessage(md)
-	set := func(m *dynamicpb.Message, name string, v protoreflect.Value) {
-		m.Set(m.Descriptor().Fields().ByName(protoreflect.Name(name)), v)
-	}
 	set(m, "dtype", protoreflect.ValueOfEnum(protoreflect.EnumNumber(tfDataTypes[t.dt])))
 	shape := dynamicpb.NewMessage(tfMessages.Messages().ByName("TensorShapeProto"))
 	dims := shape.Mutable(shape.Descriptor().Fields().ByName("dim")).List()
@@ -267,11 +304,11 @@ func TestTFServingGRPC(t *testing.T) {
 	})
 }
 
-func TestPredictRequestModel(t *testing.T) {
-	model, version := PredictRequestModel(predictMessage(t, false, "fraud", 7, grpcCases[0].in...))
+func TestTFRequestModel(t *testing.T) {
+	model, version := TFRequestModel(FormatTFServingGRPC, predictMessage(t, false, "fraud", 7, grpcCases[0].in...))
 	require.Equal(t, "fraud", string(model))
 	require.Equal(t, "7", string(version))
-	model, version = PredictRequestModel(predictMessage(t, false, "churn", 0))
+	model, version = TFRequestModel(FormatTFServingGRPC, predictMessage(t, false, "churn", 0))
 	require.Equal(t, "churn", string(model))
 	require.Nil(t, version)
 
@@ -283,12 +320,12 @@ func TestPredictRequestModel(t *testing.T) {
 	req.Set(req.Descriptor().Fields().ByName("model_spec"), protoreflect.ValueOfMessage(spec))
 	b, err := proto.Marshal(req)
 	require.NoError(t, err)
-	model, version = PredictRequestModel(b)
+	model, version = TFRequestModel(FormatTFServingGRPC, b)
 	require.Equal(t, "ranker", string(model))
 	require.Equal(t, "stable", string(version))
 
 	for _, msg := range [][]byte{nil, {0xff}, {0x0a, 0x09, 'a'}, {0x0a, 0x02, 0x0a, 0x05}} {
-		model, version := PredictRequestModel(msg)
+		model, version := TFRequestModel(FormatTFServingGRPC, msg)
 		require.Nil(t, model, "%x", msg)
 		require.Nil(t, version, "%x", msg)
 	}
@@ -304,7 +341,7 @@ func FuzzTFServingGRPC(f *testing.F) {
 		for _, p := range parsers {
 			checkParse(t, p, FormatTFServingGRPC, req, resp)
 		}
-		PredictRequestModel(req)
+		TFRequestModel(FormatTFServingGRPC, req)
 	})
 }
 
