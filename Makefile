@@ -25,6 +25,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzOIP \
 	./internal/payload:FuzzMLflow \
 	./internal/payload:FuzzJSON \
+	./internal/payload:FuzzSeldon \
 	./internal/payload:FuzzKServeFastPath \
 	./internal/payload:FuzzOIPFastPath \
 	./internal/payload:FuzzOIPGRPC \

@@ -37,7 +37,7 @@ type Config struct {
 type Model struct {
 	Name    string `yaml:"name"`
 	Version string `yaml:"version"`
-	// Format is the payload format: auto, kserve_v1, oip_v2, mlflow or json.
+	// Format is the payload format: auto, kserve_v1, oip_v2, mlflow, seldon_v1 or json.
 	Format string `yaml:"format"`
 	// FeatureNames name positional inputs (instances given as arrays).
 	FeatureNames []string `yaml:"feature_names"`
@@ -88,7 +88,7 @@ var DefaultConfig = Config{
 }
 
 // Formats are the accepted values of a model's format.
-var Formats = []string{"auto", "kserve_v1", "oip_v2", "mlflow", "json"}
+var Formats = []string{"auto", "kserve_v1", "oip_v2", "mlflow", "seldon_v1", "json"}
 
 // Default returns a copy of DefaultConfig.
 func Default() *Config {

@@ -38,7 +38,7 @@ func TestLoadBad(t *testing.T) {
 	for _, tc := range []struct{ file, err string }{
 		{"bad-unknown-field.yml", `testdata/bad-unknown-field.yml:2: unknown field "bogus"`},
 		{"bad-unknown-nested-field.yml", `testdata/bad-unknown-nested-field.yml:3: unknown field "formt"`},
-		{"bad-format.yml", `testdata/bad-format.yml: models[0]: unknown format "protobuf" (want one of auto, kserve_v1, oip_v2, mlflow, json)`},
+		{"bad-format.yml", `testdata/bad-format.yml: models[0]: unknown format "protobuf" (want one of auto, kserve_v1, oip_v2, mlflow, seldon_v1, json)`},
 		{"bad-model-name.yml", `testdata/bad-model-name.yml: models[0]: name is required`},
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml: models[1]: model "a" is configured twice`},
 		{"bad-max-models.yml", `testdata/bad-max-models.yml: limits.max_models must be at least 1, got 0`},

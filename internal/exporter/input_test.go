@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,4 +242,40 @@ func TestMLflowCSVThroughTheProxy(t *testing.T) {
 	waitIdle(t, e)
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "churn"}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_payloads_parsed_total", map[string]string{"model": "churn", "format": "mlflow"}))
+}
+
+// Seldon Core 1's prediction API through the sidecar: the deployment its
+// ingress path names is the model, each row of "ndarray" an instance named
+// by "names", the response's meta.puid the prediction id (id_path), and
+// its feedback API passes through, not a prediction.
+func TestSeldonThroughTheProxy(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/feedback") {
+			io.WriteString(w, `{"data": {"tensor": {"shape": [0], "values": []}}, "meta": {}}`)
+			return
+		}
+		io.WriteString(w, `{"data": {"names": ["t:0", "t:1", "t:2"], "ndarray": [[0.9, 0.05, 0.05], [0.01, 0.2, 0.79]]}, "meta": {"puid": "p-1"}}`)
+	}))
+	t.Cleanup(up.Close)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: iris\n    id_path: meta.puid\n    classes: [setosa, versicolor, virginica]\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/seldon/prod/iris/api/v1.0/predictions",
+		`{"data": {"names": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "ndarray": [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]]}}`)
+	require.Equal(t, 200, st)
+	st, _ = do(t, "POST", "http://"+e.ProxyAddr()+"/seldon/prod/iris/api/v1.0/feedback", `{"reward": 1}`)
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+	iris := map[string]string{"model": "iris"}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", iris))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", iris))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_payloads_parsed_total", map[string]string{"model": "iris", "format": "seldon_v1"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+
+	_, resp := postLabels(t, e, `{"id":"p-1/0","label":"setosa"}`+"\n"+`{"id":"p-1/1","label":"versicolor"}`)
+	require.Equal(t, []string{"matched", "matched"}, resp.Results)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "iris", "predicted": "setosa", "actual": "setosa"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "iris", "predicted": "virginica", "actual": "versicolor"}))
 }

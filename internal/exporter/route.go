@@ -45,6 +45,10 @@ var (
 		[]byte("/api/generate"), []byte("/api/chat"), []byte("/api/embed"),
 	}
 	methodPOST = []byte("POST")
+	// Seldon Core 1's ingress path to a deployment, and its feedback API
+	// (ground truth and rewards, not predictions).
+	seldonPrefix   = []byte("/seldon/")
+	seldonFeedback = [][]byte{[]byte("/api/v1.0/feedback"), []byte("/api/v0.1/feedback")}
 )
 
 // parseRoute reads the model, version and payload format from a request path:
@@ -52,9 +56,12 @@ var (
 // :classify and :regress), TorchServe's /predictions/{name}[/{version}], the
 // Open Inference Protocol's
 // /v2/models/{name}[/versions/{version}]/infer (and the model of its
-// generate extension) and MLflow's /invocations. It does not allocate.
+// generate extension), MLflow's /invocations and Seldon Core 1's
+// [/seldon/{namespace}/{deployment}]/api/v1.0/predictions. It does not
+// allocate.
 func parseRoute(method, p []byte, rc *runtimeConfig) route {
 	var r route
+	feedback := false
 	switch {
 	case bytes.HasPrefix(p, kservePrefix):
 		rest := p[len(kservePrefix):]
@@ -101,7 +108,13 @@ func parseRoute(method, p []byte, rc *runtimeConfig) route {
 		}
 	case bytes.Equal(p, invocations):
 		r.format = payload.FormatMLflow
+	case payload.IsSeldonPredictions(p):
+		r.format = payload.FormatSeldon
+		r.model = seldonDeployment(p)
 	default:
+		for _, suffix := range seldonFeedback {
+			feedback = feedback || bytes.HasSuffix(p, suffix)
+		}
 		for _, suffix := range bodyModelSuffixes {
 			if bytes.HasSuffix(p, suffix) {
 				r.bodyModel = true
@@ -113,8 +126,27 @@ func parseRoute(method, p []byte, rc *runtimeConfig) route {
 		r.predict = rc.matchPath(p)
 		return r
 	}
-	r.predict = bytes.Equal(method, methodPOST) && !bytes.HasPrefix(p, oipRepo) && !bytes.HasPrefix(p, oipPrefix)
+	r.predict = bytes.Equal(method, methodPOST) && !bytes.HasPrefix(p, oipRepo) && !bytes.HasPrefix(p, oipPrefix) && !feedback
 	return r
+}
+
+// seldonDeployment is the deployment of a prediction path through Seldon
+// Core 1's ingress, /seldon/{namespace}/{deployment}/api/…; nil for any
+// other path.
+func seldonDeployment(p []byte) []byte {
+	rest, ok := bytes.CutPrefix(p, seldonPrefix)
+	if !ok {
+		return nil
+	}
+	_, rest, ok = bytes.Cut(rest, []byte("/")) // the namespace
+	if !ok {
+		return nil
+	}
+	deployment, rest, ok := bytes.Cut(rest, []byte("/"))
+	if !ok || len(deployment) == 0 || bytes.Count(rest, []byte("/")) != 2 {
+		return nil // not /api/{v}/predictions right after the deployment
+	}
+	return deployment
 }
 
 // oipModel reads the model and version of an OIP path

@@ -46,6 +46,15 @@ func TestParseRoute(t *testing.T) {
 		{plain, "POST", "/openai/v1/completions", true, "", "", payload.FormatUnknown},
 		{plain, "POST", "/api/generate", true, "", "", payload.FormatUnknown},
 		{plain, "GET", "/healthz", false, "", "", payload.FormatUnknown},
+		// Seldon Core 1: its ingress names the deployment; feedback is
+		// not a prediction, unless prediction_paths lists it.
+		{plain, "POST", "/seldon/prod/iris/api/v1.0/predictions", true, "iris", "", payload.FormatSeldon},
+		{plain, "POST", "/api/v1.0/predictions", true, "", "", payload.FormatSeldon},
+		{plain, "POST", "/api/v0.1/predictions", true, "", "", payload.FormatSeldon},
+		{plain, "POST", "/seldon/prod/iris/extra/api/v1.0/predictions", true, "", "", payload.FormatSeldon},
+		{plain, "POST", "/seldon/prod/iris/api/v1.0/feedback", false, "", "", payload.FormatUnknown},
+		{plain, "POST", "/api/v1.0/feedback", false, "", "", payload.FormatUnknown},
+		{listed, "POST", "/api/v1.0/feedback", true, "", "", payload.FormatUnknown},
 		// The generate extension names its model, and is a prediction
 		// only when prediction_paths lists it.
 		{plain, "POST", "/v2/models/llm/generate_stream", false, "llm", "", payload.FormatUnknown},

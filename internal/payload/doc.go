@@ -16,7 +16,9 @@
 // Parse takes the Format, or FormatUnknown to detect it from the request's top-level
 // shape: "inputs" as an array of objects with "datatype" is FormatOIP;
 // "dataframe_split", "dataframe_records", or "columns" with "data" is FormatMLflow;
-// "instances", "inputs" or "examples" is FormatKServeV1; any other object, or an array
+// a "data" object with "ndarray", "tensor" or "tftensor", or "jsonData", "strData" or
+// "binData", is FormatSeldon; "instances", "inputs" or "examples" is FormatKServeV1;
+// any other object, or an array
 // of objects or arrays, is FormatJSON; anything else fails with ReasonUnknownFormat.
 // DetectPath guesses the format from the request path instead.
 //
@@ -49,6 +51,13 @@
 // body that is not JSON but CSV (text/csv: a header row, then a row per instance;
 // csv.go). The response is {"predictions": …} (MLflow ≥ 2) or a bare array (MLflow
 // 1.x).
+//
+// FormatSeldon is Seldon Core 1's SeldonMessage (seldon.go): each element of
+// "data.ndarray" is an instance, as each of "instances" is, its positional features
+// named by "data.names" before Options.FeatureNames; a "data.tensor" holds N
+// instances (the first dimension of its shape) of row-major values; "jsonData" is
+// read as FormatJSON. The response has the same forms: a row of one value is the
+// Prediction, of several the Scores.
 //
 // FormatJSON is plain JSON: an object of features is one instance, an array holds one
 // instance per element. The response is a scalar or object for one instance, an

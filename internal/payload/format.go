@@ -41,6 +41,10 @@ const (
 	FormatTFServingClassifyGRPC
 	FormatTFServingRegressGRPC
 	FormatTFServingMultiInferenceGRPC
+	// FormatSeldon is Seldon Core 1's protocol, a SeldonMessage each way:
+	// {"data": {"names", "ndarray" or "tensor"}} or {"jsonData": …}
+	// (seldon.go).
+	FormatSeldon
 )
 
 var formatNames = [...]string{
@@ -56,9 +60,10 @@ var formatNames = [...]string{
 	FormatTFServingClassifyGRPC:       "tfserving_grpc_classify",
 	FormatTFServingRegressGRPC:        "tfserving_grpc_regress",
 	FormatTFServingMultiInferenceGRPC: "tfserving_grpc_multi_inference",
+	FormatSeldon:                      "seldon_v1",
 }
 
-// String returns the configuration name of f: "kserve_v1", "oip_v2", "mlflow", "json" or "unknown";
+// String returns the configuration name of f: "kserve_v1", "oip_v2", "mlflow", "seldon_v1", "json" or "unknown";
 // "oip_grpc", "tfserving_grpc" and "tfserving_grpc_…" for the gRPC formats, which
 // configuration does not take.
 func (f Format) String() string {
@@ -80,7 +85,7 @@ func ParseFormat(s string) (Format, error) {
 			return Format(f), nil
 		}
 	}
-	return FormatUnknown, fmt.Errorf("unknown payload format %q (want one of kserve_v1, oip_v2, mlflow, json, auto)", s)
+	return FormatUnknown, fmt.Errorf("unknown payload format %q (want one of kserve_v1, oip_v2, mlflow, seldon_v1, json, auto)", s)
 }
 
 // GRPC reports whether f is one of the gRPC formats, which the transport
@@ -90,7 +95,7 @@ func (f Format) GRPC() bool { return f >= FormatOIPGRPC && f <= FormatTFServingM
 // DetectPath guesses the format from a request path:
 // …/v1/models/{name}[/versions/{v}|/labels/{l}]:predict (also :classify and :regress) is
 // FormatKServeV1, …/v2/models/{name}[/versions/{v}]/infer is FormatOIP and …/invocations is
-// FormatMLflow. A query string is ignored, and so is any prefix an ingress adds before
+// FormatMLflow, and Seldon Core 1's …/api/v1.0/predictions (and v0.1) is FormatSeldon. A query string is ignored, and so is any prefix an ingress adds before
 // "/v1/models/" or "/v2/models/". Anything else is FormatUnknown.
 func DetectPath(path []byte) Format {
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
@@ -98,6 +103,9 @@ func DetectPath(path []byte) Format {
 	}
 	if bytes.HasSuffix(path, []byte("/invocations")) {
 		return FormatMLflow
+	}
+	if IsSeldonPredictions(path) {
+		return FormatSeldon
 	}
 	if i := bytes.LastIndex(path, []byte("/v1/models/")); i >= 0 {
 		rest := path[i+len("/v1/models/"):]
@@ -130,7 +138,8 @@ func DetectPath(path []byte) Format {
 type topKeys struct {
 	instances, inputs, examples, context *fastjson.Value
 	split, records                       *fastjson.Value // MLflow dataframe_split, dataframe_records
-	columns, data                        *fastjson.Value // MLflow 1.x pandas "split" orient
+	columns, data                        *fastjson.Value // MLflow 1.x pandas "split" orient; Seldon's "data" too
+	seldonOther                          bool            // Seldon's "jsonData", "strData" or "binData"
 }
 
 func scanTopKeys(o *fastjson.Object) topKeys {
@@ -153,6 +162,8 @@ func scanTopKeys(o *fastjson.Object) topKeys {
 			k.columns = v
 		case "data":
 			k.data = v
+		case "jsonData", "strData", "binData":
+			k.seldonOther = true
 		}
 	})
 	return k
@@ -170,6 +181,8 @@ func detect(root *fastjson.Value) Format {
 			k.records != nil && k.records.Type() == fastjson.TypeArray,
 			k.columns != nil && k.columns.Type() == fastjson.TypeArray && k.data != nil && k.data.Type() == fastjson.TypeArray:
 			return FormatMLflow
+		case k.seldonOther, isSeldonData(k.data):
+			return FormatSeldon
 		case k.instances != nil && k.instances.Type() == fastjson.TypeArray,
 			k.inputs != nil && (k.inputs.Type() == fastjson.TypeArray || k.inputs.Type() == fastjson.TypeObject),
 			k.examples != nil && k.examples.Type() == fastjson.TypeArray:
@@ -195,4 +208,30 @@ func isOIPInputs(v *fastjson.Value) bool {
 	}
 	a := v.GetArray()
 	return len(a) > 0 && a[0].Type() == fastjson.TypeObject && a[0].GetObject().Get("datatype") != nil
+}
+
+// isSeldonData reports whether v is Seldon's DefaultData: an object with
+// "ndarray", "tensor" or "tftensor".
+func isSeldonData(v *fastjson.Value) bool {
+	if v == nil || v.Type() != fastjson.TypeObject {
+		return false
+	}
+	o := v.GetObject()
+	return o.Get("ndarray") != nil || o.Get("tensor") != nil || o.Get("tftensor") != nil
+}
+
+// seldonPredictions are the paths of Seldon Core 1's prediction API, of
+// its executor and of its Python wrapper, after any prefix (its ingress's
+// /seldon/{namespace}/{deployment}).
+var seldonPredictions = [][]byte{[]byte("/api/v1.0/predictions"), []byte("/api/v0.1/predictions")}
+
+// IsSeldonPredictions reports whether path, without its query, is Seldon
+// Core 1's prediction API.
+func IsSeldonPredictions(path []byte) bool {
+	for _, s := range seldonPredictions {
+		if bytes.HasSuffix(path, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -22,7 +22,7 @@ func TestFormatString(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, FormatOIP, f)
 	_, err = ParseFormat("protobuf")
-	require.EqualError(t, err, `unknown payload format "protobuf" (want one of kserve_v1, oip_v2, mlflow, json, auto)`)
+	require.EqualError(t, err, `unknown payload format "protobuf" (want one of kserve_v1, oip_v2, mlflow, seldon_v1, json, auto)`)
 	// The gRPC forms are the transport's to choose, not configuration's.
 	require.Equal(t, "oip_grpc", FormatOIPGRPC.String())
 	require.Equal(t, "tfserving_grpc", FormatTFServingGRPC.String())

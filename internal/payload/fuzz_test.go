@@ -44,6 +44,13 @@ var fuzzSeeds = map[Format][][2]string{
 		{`{"columns": ["x"], "data": [[1]]}`, `[10.5]`},
 		{`[{"x": 1}]`, `{"error_code": "BAD_REQUEST", "message": "m"}`},
 	},
+	FormatSeldon: {
+		{`{"data": {"names": ["a", "b"], "ndarray": [[1, 2], [3, "x"]]}}`, `{"data": {"names": ["t:0", "t:1"], "ndarray": [[0.1, 0.9], [0.8, 0.2]]}, "meta": {"puid": "p"}}`},
+		{`{"meta": {}, "data": {"tensor": {"shape": [2, 2], "values": [1, 2, 3, 4]}}}`, `{"data": {"tensor": {"shape": [2, 1], "values": [0, 1]}}}`},
+		{`{"jsonData": {"x": 1, "y": [1, 2]}}`, `{"jsonData": {"prediction": "a"}}`},
+		{`{"strData": "hello"}`, `{"status": {"code": 500, "info": "boom", "status": "FAILURE"}}`},
+		{`{"data": {"tensor": {"shape": [9223372036854775807, 9223372036854775807], "values": []}}}`, ``},
+	},
 	FormatJSON: {
 		{`{"age": 42, "city": "Oslo", "member": true, "referrer": null}`, `0.87`},
 		{`{"user": {"age": 42, "geo": {"country": "NO"}}, "tags": ["a", "b"]}`, `{"prediction": "churn", "probabilities": [0.3, 0.7]}`},
@@ -69,7 +76,7 @@ func fuzzParsers() []*Parser {
 }
 
 func fuzzFormat(f *testing.F, format Format) {
-	for _, ff := range []Format{FormatKServeV1, FormatOIP, FormatMLflow, FormatJSON} {
+	for _, ff := range []Format{FormatKServeV1, FormatOIP, FormatMLflow, FormatSeldon, FormatJSON} {
 		for _, s := range fuzzSeeds[ff] {
 			if ff == format || format == FormatUnknown {
 				f.Add([]byte(s[0]), []byte(s[1]))
@@ -178,11 +185,14 @@ func FuzzMLflow(f *testing.F) { fuzzFormat(f, FormatMLflow) }
 
 func FuzzJSON(f *testing.F) { fuzzFormat(f, FormatJSON) }
 
+func FuzzSeldon(f *testing.F) { fuzzFormat(f, FormatSeldon) }
+
 // FuzzDetect parses with format detection, and runs DetectPath on the request as a path.
 func FuzzDetect(f *testing.F) {
 	f.Add([]byte("/v2/models/m/versions/1/infer"), []byte(nil))
 	f.Add([]byte("/v1/models/m:predict?x"), []byte(nil))
 	f.Add([]byte("/invocations"), []byte(nil))
+	f.Add([]byte("/seldon/ns/iris/api/v1.0/predictions"), []byte(nil))
 	for _, seeds := range fuzzSeeds {
 		for _, s := range seeds {
 			f.Add([]byte(s[0]), []byte(s[1]))
@@ -190,7 +200,7 @@ func FuzzDetect(f *testing.F) {
 	}
 	parsers := fuzzParsers()
 	f.Fuzz(func(t *testing.T, req, resp []byte) {
-		if got := DetectPath(req); got > FormatJSON {
+		if got := DetectPath(req); got > FormatJSON && got != FormatSeldon {
 			t.Fatalf("DetectPath returned %d", got)
 		}
 		for _, p := range parsers {

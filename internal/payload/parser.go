@@ -58,30 +58,31 @@ type Parser struct {
 	fastElems         []Value // elements of the OIP tensors the fast path scans
 
 	// Per-call state.
-	names        []byte // arena of generated feature names
-	nameBudget   int    // bytes the arena may grow to in this call
-	copyBudget   int    // features that may be copied into several records (TF-Serving context)
-	fillBudget   int    // elements a TensorProto's repeated last value may still fill (tfgrpc.go)
-	idxNames     [][]byte
-	idxBuf       []byte    // backing of idxNames, kept across calls
-	recStart     int       // index in Batch.feats where the current record starts
-	prev         []Feature // features of the previous record, to reuse its generated names
-	cols         []column  // TF-Serving columnar inputs
-	tensors      []tensor  // OIP inputs or outputs
-	elems        []*fastjson.Value
-	arena        fastjson.Arena   // values of OIP tensors' binary data
-	bins         [2]binarySection // the binary data of the request and the response
-	kvs          []kv             // fields of object-valued predictions
-	tensorName   [][]byte         // OIP feature names, per tensor
-	dims         []uint64         // the shape of the OIP tensor being read
-	protoTensors []protoTensorMsg // the tensors of an OIP gRPC message
-	exampleMsgs  [][]byte         // the tf.Examples of a request (tfexample.go)
-	ctxFeats     []protoTensorMsg // the features of their context, and of one
-	exFeats      []protoTensorMsg
-	exVals       []Value  // the values of a feature
-	labels       [][]byte // the labels of an example's classes
-	sse          []byte   // data of a server-sent event of several lines
-	finish       []byte   // finish reason of a streamed generation
+	names              []byte // arena of generated feature names
+	nameBudget         int    // bytes the arena may grow to in this call
+	copyBudget         int    // features that may be copied into several records (TF-Serving context)
+	fillBudget         int    // elements a TensorProto's repeated last value may still fill (tfgrpc.go)
+	idxNames           [][]byte
+	idxBuf             []byte    // backing of idxNames, kept across calls
+	recStart           int       // index in Batch.feats where the current record starts
+	prev               []Feature // features of the previous record, to reuse its generated names
+	cols               []column  // TF-Serving columnar inputs
+	tensors            []tensor  // OIP inputs or outputs
+	elems              []*fastjson.Value
+	arena              fastjson.Arena   // values of OIP tensors' binary data
+	bins               [2]binarySection // the binary data of the request and the response
+	kvs                []kv             // fields of object-valued predictions
+	tensorName         [][]byte         // OIP feature names, per tensor
+	dims               []uint64         // the shape of the OIP tensor being read
+	protoTensors       []protoTensorMsg // the tensors of an OIP gRPC message
+	exampleMsgs        [][]byte         // the tf.Examples of a request (tfexample.go)
+	ctxFeats           []protoTensorMsg // the features of their context, and of one
+	exFeats            []protoTensorMsg
+	exVals             []Value  // the values of a feature
+	labels             [][]byte // the labels of an example's classes
+	seldonFeatureNames [][]byte // a Seldon message's names, then Options.FeatureNames (seldon.go)
+	sse                []byte   // data of a server-sent event of several lines
+	finish             []byte   // finish reason of a streamed generation
 }
 
 // NewParser returns a Parser configured by opts; zero fields take their defaults.
@@ -181,6 +182,8 @@ func (p *Parser) parseTree(f Format, req, resp []byte, dst *Batch) error {
 		} else {
 			err = p.mlflowRequest(root, dst)
 		}
+	case FormatSeldon:
+		err = p.seldonRequest(root, dst)
 	case FormatJSON:
 		err = p.jsonRequest(root, dst)
 	default:
@@ -251,6 +254,8 @@ func (p *Parser) response(f Format, resp []byte, dst *Batch) error {
 		return p.oipResponse(root, dst)
 	case FormatKServeV1, FormatMLflow:
 		return p.predictionsResponse(root, dst)
+	case FormatSeldon:
+		return p.seldonResponse(root, dst)
 	default:
 		return p.jsonResponse(root, dst)
 	}

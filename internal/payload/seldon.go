@@ -1,0 +1,220 @@
+package payload
+
+import (
+	"strconv"
+
+	"github.com/valyala/fastjson"
+)
+
+// Seldon Core 1's prediction protocol (its executor's and Python wrapper's
+// /api/v1.0/predictions, and the wrapper's /predict): a SeldonMessage in
+// both directions, in its JSON form.
+//
+//	{"meta": {…}, "status": {…},
+//	 "data": {"names": [...], "ndarray": [...] | "tensor": {"shape": [...], "values": [...]} | "tftensor": …}
+//	 | "jsonData": … | "strData": "…" | "binData": "…"}
+//
+// An element of "ndarray" is an instance, read as an element of KServe's
+// "instances" is, its positional features named by "names" when the message
+// has them. A "tensor" holds its elements flat, in row-major order: the
+// first dimension of its shape is the instances. "jsonData" is read as a
+// plain JSON body is (FormatJSON). A "strData" or "binData" message is one
+// instance with no features, and gives no prediction.
+
+// seldonRequest parses a Seldon Core 1 request.
+func (p *Parser) seldonRequest(root *fastjson.Value, b *Batch) error {
+	o := root.GetObject()
+	if o == nil {
+		return reqErr(ReasonTypeMismatch, "body is not an object")
+	}
+	if data := o.Get("data"); data != nil {
+		return p.seldonData(data, b, false)
+	}
+	if j := o.Get("jsonData"); j != nil {
+		return p.jsonRequest(j, b)
+	}
+	if o.Get("strData") != nil || o.Get("binData") != nil {
+		p.beginRecord(b)
+		p.endRecord(b)
+		return nil
+	}
+	return reqErr(ReasonMissingField, `no "data", "jsonData", "strData" or "binData"`)
+}
+
+// seldonResponse sets the predictions of b's records from a Seldon Core 1
+// response.
+func (p *Parser) seldonResponse(root *fastjson.Value, b *Batch) error {
+	o := root.GetObject()
+	if o == nil {
+		return respErr(ReasonTypeMismatch, "body is not an object")
+	}
+	if data := o.Get("data"); data != nil {
+		return p.seldonData(data, b, true)
+	}
+	if j := o.Get("jsonData"); j != nil {
+		return p.jsonResponse(j, b)
+	}
+	if o.Get("strData") != nil || o.Get("binData") != nil {
+		return nil
+	}
+	if st := o.Get("status"); st != nil || hasErrorKey(o) {
+		// {"status": {"code": 500, "info": "…", "status": "FAILURE"}}
+		return respErr(ReasonInvalidResponse, "the model server returned an error")
+	}
+	return respErr(ReasonMissingField, `no "data", "jsonData", "strData" or "binData"`)
+}
+
+// seldonData reads the DefaultData of a request, appending a record per
+// instance, or of a response, setting their predictions.
+func (p *Parser) seldonData(data *fastjson.Value, b *Batch, response bool) error {
+	mkErr := reqErr
+	if response {
+		mkErr = respErr
+	}
+	d := data.GetObject()
+	if d == nil {
+		return mkErr(ReasonTypeMismatch, `"data" is not an object`)
+	}
+	if !response {
+		// The message's names name the positional features.
+		defer func(names [][]byte) { p.featureNames = names }(p.featureNames)
+		if err := p.seldonNames(d.Get("names")); err != nil {
+			return err
+		}
+	}
+	if nd := d.Get("ndarray"); nd != nil {
+		if response {
+			return p.predictionList(b, nd, "ndarray")
+		}
+		return p.rows(b, nd, "ndarray", nil)
+	}
+	if t := d.Get("tensor"); t != nil {
+		return p.seldonTensor(t, b, response, mkErr)
+	}
+	if d.Get("tftensor") != nil {
+		return mkErr(ReasonTypeMismatch, `"tftensor" is not read`)
+	}
+	return mkErr(ReasonMissingField, `"data" has no "ndarray" or "tensor"`)
+}
+
+// seldonNames makes the strings of names the parser's feature names for
+// this call.
+func (p *Parser) seldonNames(names *fastjson.Value) error {
+	if names == nil {
+		return nil
+	}
+	if names.Type() != fastjson.TypeArray {
+		return reqErr(ReasonTypeMismatch, `"names" is not an array`)
+	}
+	a := names.GetArray()
+	p.seldonFeatureNames = p.seldonFeatureNames[:0]
+	for _, n := range a {
+		s, err := n.StringBytes()
+		if err != nil {
+			return reqErr(ReasonTypeMismatch, `"names" has an element that is not a string`)
+		}
+		if s == nil {
+			s = []byte{}
+		}
+		p.seldonFeatureNames = append(p.seldonFeatureNames, s)
+	}
+	// Names beyond the message's are those of the configuration.
+	for i := len(a); i < len(p.featureNames); i++ {
+		p.seldonFeatureNames = append(p.seldonFeatureNames, p.featureNames[i])
+	}
+	p.featureNames = p.seldonFeatureNames
+	return nil
+}
+
+// seldonTensor reads a Tensor: its values, flat in row-major order, and a
+// shape whose first dimension is the instances.
+func (p *Parser) seldonTensor(t *fastjson.Value, b *Batch, response bool, mkErr errFunc) error {
+	o := t.GetObject()
+	if o == nil {
+		return mkErr(ReasonTypeMismatch, `"tensor" is not an object`)
+	}
+	v, s := o.Get("values"), o.Get("shape")
+	if v == nil || v.Type() != fastjson.TypeArray {
+		return mkErr(ReasonMissingField, `"tensor" has no "values" array`)
+	}
+	if s == nil || s.Type() != fastjson.TypeArray {
+		return mkErr(ReasonMissingField, `"tensor" has no "shape" array`)
+	}
+	values, shape := v.GetArray(), s.GetArray()
+	// n instances of width values each; the product is capped past the
+	// values there are, so that no shape overflows it.
+	limit := len(values) + 1
+	n, width := 1, 1
+	for i, d := range shape {
+		x, err := d.Int()
+		if err != nil || x < 0 {
+			return mkErr(ReasonTypeMismatch, `"tensor" has a "shape" that is not of sizes`)
+		}
+		if i == 0 {
+			n = x
+		} else {
+			width = cappedProduct(width, x, limit)
+		}
+	}
+	if cappedProduct(n, width, limit) != len(values) {
+		return mkErr(ReasonShapeMismatch, `"tensor" has `+strconv.Itoa(len(values))+` values, not as many as its "shape" says`)
+	}
+	if response {
+		if n != len(b.Records) {
+			return respErr(ReasonShapeMismatch, `"tensor" has `+strconv.Itoa(n)+" predictions for "+strconv.Itoa(len(b.Records))+" instances")
+		}
+		for i := range b.Records {
+			if err := p.seldonRow(b, &b.Records[i], values[i*width:(i+1)*width]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if n > p.maxInstances {
+		return reqErr(ReasonTooManyInstances, `"tensor" has `+strconv.Itoa(n)+" instances, more than "+strconv.Itoa(p.maxInstances))
+	}
+	for i := 0; i < n; i++ {
+		p.beginRecord(b)
+		for j, v := range values[i*width : (i+1)*width] {
+			if p.full(b) {
+				b.DroppedFeatures += width - j
+				break
+			}
+			if err := p.flatten(b, v, p.positional(j)); err != nil {
+				return err
+			}
+		}
+		p.endRecord(b)
+	}
+	return nil
+}
+
+// seldonRow sets rec's prediction from its row of a response tensor: one
+// value is the Prediction, several the Scores.
+func (p *Parser) seldonRow(b *Batch, rec *Record, row []*fastjson.Value) error {
+	if len(row) == 1 {
+		return p.setPrediction(b, rec, row[0])
+	}
+	start := len(b.scores)
+	for _, v := range row {
+		f, err := v.Float64()
+		if err != nil {
+			b.scores = b.scores[:start]
+			if v.Type() == fastjson.TypeNumber {
+				return errMalformedNumber()
+			}
+			return respErr(ReasonTypeMismatch, `"tensor" has a value that is not a number`)
+		}
+		b.scores = append(b.scores, f)
+	}
+	p.setScores(b, rec, start)
+	return nil
+}
+
+// cappedProduct is a×b, or limit when that is more; a, b ≥ 0.
+func cappedProduct(a, b, limit int) int {
+	if b != 0 && a > limit/b {
+		return limit
+	}
+	return min(a*b, limit)
+}

@@ -1,0 +1,122 @@
+package payload
+
+import "testing"
+
+// The cases follow Seldon Core 1's documentation of its prediction API
+// and what its Python wrapper answers.
+func TestSeldon(t *testing.T) {
+	runParseCases(t, []parseCase{
+		{
+			name:       "ndarray with names, detected",
+			req:        `{"data": {"names": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "ndarray": [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]]}}`,
+			resp:       `{"data": {"names": ["t:0", "t:1", "t:2"], "ndarray": [[0.9, 0.05, 0.05], [0.01, 0.2, 0.79]]}, "meta": {"puid": "a1b2", "requestPath": {"classifier": "seldonio/sklearnserver:1.18.0"}}}`,
+			wantFormat: FormatSeldon,
+			want: []plainRecord{
+				rec("null", "0.9 0.05 0.05", "sepal_length=5.1", "sepal_width=3.5", "petal_length=1.4", "petal_width=0.2"),
+				rec("null", "0.01 0.2 0.79", "sepal_length=6.2", "sepal_width=3.4", "petal_length=5.4", "petal_width=2.3"),
+			},
+		},
+		{
+			name:   "ndarray without names, one prediction per row",
+			format: FormatSeldon,
+			req:    `{"data": {"ndarray": [[1, "x"], [2, "y"]]}}`,
+			resp:   `{"data": {"names": [], "ndarray": [1, 0]}}`,
+			want:   []plainRecord{rec("1", "", "0=1", `1="x"`), rec("0", "", "0=2", `1="y"`)},
+		},
+		{
+			name:   "fewer names than columns: the configuration's, then positions",
+			opts:   Options{FeatureNames: []string{"c0", "c1", "c2"}},
+			format: FormatSeldon,
+			req:    `{"data": {"names": ["a"], "ndarray": [[1, 2, 3, 4]]}}`,
+			want:   []plainRecord{rec("null", "", "a=1", "c1=2", "c2=3", "3=4")},
+		},
+		{
+			name:       "tensor",
+			req:        `{"meta": {}, "data": {"names": ["a", "b", "c"], "tensor": {"shape": [2, 3], "values": [1, 2, 3, 4, 5, 6]}}}`,
+			resp:       `{"data": {"names": ["proba"], "tensor": {"shape": [2, 1], "values": [0.25, 0.75]}}}`,
+			wantFormat: FormatSeldon,
+			want:       []plainRecord{rec("0.25", "", "a=1", "b=2", "c=3"), rec("0.75", "", "a=4", "b=5", "c=6")},
+		},
+		{
+			name:   "tensor of scores",
+			format: FormatSeldon,
+			req:    `{"data": {"tensor": {"shape": [1, 2], "values": [1, 2]}}}`,
+			resp:   `{"data": {"tensor": {"shape": [1, 3], "values": [0.2, 0.3, 0.5]}}}`,
+			want:   []plainRecord{rec("null", "0.2 0.3 0.5", "0=1", "1=2")},
+		},
+		{
+			name:       "jsonData",
+			req:        `{"jsonData": {"user": {"age": 42}, "tags": ["a"]}}`,
+			resp:       `{"jsonData": {"prediction": "churn", "probabilities": [0.3, 0.7]}, "meta": {}}`,
+			wantFormat: FormatSeldon,
+			want:       []plainRecord{rec(`"churn"`, "0.3 0.7", "user.age=42", `tags.0="a"`)},
+		},
+		{
+			name:       "strData: an instance without features or prediction",
+			req:        `{"strData": "The quick brown fox"}`,
+			resp:       `{"strData": "le renard brun rapide"}`,
+			wantFormat: FormatSeldon,
+			want:       []plainRecord{rec("null", "")},
+		},
+		{
+			name:   "a failure status",
+			format: FormatSeldon,
+			req:    `{"data": {"ndarray": [[1]]}}`,
+			resp:   `{"status": {"code": 500, "info": "model failed", "reason": "MICROSERVICE_INTERNAL_ERROR", "status": "FAILURE"}}`,
+			want:   []plainRecord{rec("null", "", "0=1")},
+			reason: ReasonInvalidResponse,
+		},
+		{
+			name:   "a response of another batch size",
+			format: FormatSeldon,
+			req:    `{"data": {"tensor": {"shape": [2, 1], "values": [1, 2]}}}`,
+			resp:   `{"data": {"tensor": {"shape": [1, 1], "values": [1]}}}`,
+			want:   []plainRecord{rec("null", "", "0=1"), rec("null", "", "0=2")},
+			reason: ReasonShapeMismatch,
+		},
+		{
+			name:   "a tensor whose values do not fill its shape",
+			format: FormatSeldon,
+			req:    `{"data": {"tensor": {"shape": [2, 2], "values": [1, 2, 3]}}}`,
+			reason: ReasonShapeMismatch,
+		},
+		{
+			name:   "a shape that would overflow",
+			format: FormatSeldon,
+			req:    `{"data": {"tensor": {"shape": [4294967296, 4294967296], "values": []}}}`,
+			reason: ReasonShapeMismatch,
+		},
+		{
+			name:   "more instances than allowed",
+			opts:   Options{MaxInstances: 2},
+			format: FormatSeldon,
+			req:    `{"data": {"tensor": {"shape": [3], "values": [1, 2, 3]}}}`,
+			reason: ReasonTooManyInstances,
+		},
+		{
+			name:   "a TensorFlow tensor",
+			format: FormatSeldon,
+			req:    `{"data": {"tftensor": {"dtype": "DT_FLOAT"}}}`,
+			reason: ReasonTypeMismatch,
+		},
+		{
+			name:   "names that are not strings",
+			format: FormatSeldon,
+			req:    `{"data": {"names": [1], "ndarray": [[1]]}}`,
+			reason: ReasonTypeMismatch,
+		},
+		{
+			name:   "no data",
+			format: FormatSeldon,
+			req:    `{"meta": {"tags": {}}}`,
+			reason: ReasonMissingField,
+		},
+		{
+			// Plain JSON with a "data" field that is not Seldon's stays plain JSON.
+			name:       "plain JSON with a data field",
+			req:        `{"data": {"x": 1}}`,
+			wantFormat: FormatJSON,
+			want:       []plainRecord{rec("null", "", "data.x=1")},
+		},
+	})
+}
