@@ -26,6 +26,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzMLflow \
 	./internal/payload:FuzzJSON \
 	./internal/payload:FuzzSeldon \
+	./internal/payload:FuzzSeldonFeedback \
 	./internal/payload:FuzzKServeFastPath \
 	./internal/payload:FuzzOIPFastPath \
 	./internal/payload:FuzzOIPGRPC \

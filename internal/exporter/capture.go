@@ -2,9 +2,11 @@ package exporter
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
+	"github.com/modelmon/modelmon/internal/quality"
 )
 
 // capture is one request/response pair copied off the hot path for parsing.
@@ -25,6 +28,9 @@ type capture struct {
 	buf     []byte // request body, response body, then the prediction id
 	reqLen  int
 	respLen int
+	// feedback: the request is Seldon Core 1's feedback, whose truth is
+	// labels (worker.feedback), not a prediction.
+	feedback bool
 }
 
 // answerTiming is when the answer of a capture came: its last byte and, for
@@ -62,6 +68,16 @@ func newQueue(size int, maxBytes int64, maxBody int, logger *slog.Logger) *queue
 
 // offer copies the bodies and enqueues them, or counts why it did not.
 func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id []byte) {
+	q.offerCapture(false, m, f, enc, t, req, resp, id)
+}
+
+// offerFeedback is offer for the body of a Seldon feedback request, and
+// the id header it came with.
+func (q *queue) offerFeedback(m *model, enc bodyEncodings, body, id []byte) {
+	q.offerCapture(true, m, payload.FormatSeldon, enc, answerTiming{}, body, nil, id)
+}
+
+func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id []byte) {
 	n := len(req) + len(resp) + len(id)
 	if len(req) > q.maxBody || len(resp) > q.maxBody {
 		q.dropTooLarge(m)
@@ -72,7 +88,7 @@ func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTim
 		return
 	}
 	c := capturePool.Get().(*capture)
-	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen = m, f, enc, t, len(req), len(resp)
+	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen, c.feedback = m, f, enc, t, len(req), len(resp), feedback
 	c.buf = append(append(append(c.buf[:0], req...), resp...), id...)
 	q.enqueued.Add(1)
 	select {
@@ -149,6 +165,8 @@ type worker struct {
 	idBuf    []byte
 	// codec decodes compressed bodies.
 	codec fasthttp.Response
+	// feedbackParser reads Seldon's feedback, with no feature names.
+	feedbackParser *payload.Parser
 }
 
 func (w *worker) run() {
@@ -210,6 +228,10 @@ func (w *worker) handle(c *capture) {
 			return
 		}
 	}
+	if c.feedback {
+		w.feedback(c, req)
+		return
+	}
 	err := p.Parse(f, req, resp, &w.batch)
 	if err != nil {
 		reason := "invalid_json"
@@ -243,6 +265,79 @@ func (w *worker) handle(c *capture) {
 			}
 		}
 	}
+}
+
+// feedback turns the truth of a Seldon Core 1 feedback request into labels
+// of the prediction it names: the id Seldon gave it (its answer's
+// meta.puid), else the request's id header; instance i of a truth of n > 1
+// labels "<id>/<i>", as observe names the instances of a batch. What
+// can't be a label counts in modelmon_labels_rejected_total.
+func (w *worker) feedback(c *capture, body []byte) {
+	l := w.obs.labels
+	if l == nil {
+		return
+	}
+	if w.feedbackParser == nil {
+		w.feedbackParser = payload.NewParser(payload.Options{})
+	}
+	reject := func(reason string, err error) {
+		l.metrics.rejected.WithLabelValues(reason).Inc()
+		w.logger.Debug("Could not take a label from Seldon feedback", "model", c.model.name, "reason", reason, "err", err)
+	}
+	puid, err := w.feedbackParser.SeldonFeedback(body, &w.batch)
+	if err != nil {
+		var pe *payload.Error
+		if errors.As(err, &pe) && pe.Reason == payload.ReasonInvalidJSON {
+			reject(rejectInvalidJSON, err)
+		} else {
+			reject(rejectInvalidLabel, err)
+		}
+		return
+	}
+	id := puid
+	if len(id) == 0 {
+		id = c.buf[c.reqLen+c.respLen:]
+	}
+	if len(id) == 0 {
+		reject(rejectMissingID, errors.New("the feedback has no response.meta.puid and no id header"))
+		return
+	}
+	now := w.obs.now()
+	for i, r := range w.batch.Records {
+		lb := quality.Label{ID: string(id), Time: now}
+		if len(w.batch.Records) > 1 {
+			lb.ID += "/" + strconv.Itoa(i)
+		}
+		v, ok := truthValue(r)
+		if !ok {
+			reject(rejectInvalidLabel, fmt.Errorf("truth %d is not one class or finite number", i))
+			continue
+		}
+		lb.Value = v
+		if o, res := l.store.Label(now, lb); res == quality.ReasonMatched {
+			l.record(o)
+		}
+	}
+}
+
+// truthValue is the label an instance of Seldon's truth holds: its one
+// value, a class (string or boolean) or a finite number.
+func truthValue(r payload.Record) (quality.Value, bool) {
+	if len(r.Features) != 1 {
+		return quality.Value{}, false
+	}
+	switch v := r.Features[0].Value; v.Kind {
+	case payload.KindNumber:
+		if math.IsNaN(v.Num) || math.IsInf(v.Num, 0) {
+			return quality.Value{}, false
+		}
+		return quality.Number(v.Num), true
+	case payload.KindString:
+		return quality.Class(string(v.Str)), len(v.Str) > 0
+	case payload.KindBool:
+		return quality.Class(strconv.FormatBool(v.Num != 0)), true
+	}
+	return quality.Value{}, false
 }
 
 // decode decodes the compressed bodies of c, or counts why it can't: a

@@ -246,8 +246,9 @@ func TestMLflowCSVThroughTheProxy(t *testing.T) {
 
 // Seldon Core 1's prediction API through the sidecar: the deployment its
 // ingress path names is the model, each row of "ndarray" an instance named
-// by "names", the response's meta.puid the prediction id (id_path), and
-// its feedback API passes through, not a prediction.
+// by "names", the response's meta.puid the prediction id (id_path). Its
+// feedback API passes through, not a prediction, and its truth joins the
+// predictions it names as labels.
 func TestSeldonThroughTheProxy(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -261,21 +262,38 @@ func TestSeldonThroughTheProxy(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
 	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: iris\n    id_path: meta.puid\n    classes: [setosa, versicolor, virginica]\n"), 0o644))
 	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+	base := "http://" + e.ProxyAddr() + "/seldon/prod/iris/api/v1.0/"
 
-	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/seldon/prod/iris/api/v1.0/predictions",
+	st, _ := do(t, "POST", base+"predictions",
 		`{"data": {"names": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "ndarray": [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]]}}`)
-	require.Equal(t, 200, st)
-	st, _ = do(t, "POST", "http://"+e.ProxyAddr()+"/seldon/prod/iris/api/v1.0/feedback", `{"reward": 1}`)
 	require.Equal(t, 200, st)
 	waitIdle(t, e)
 	iris := map[string]string{"model": "iris"}
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", iris))
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", iris))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_payloads_parsed_total", map[string]string{"model": "iris", "format": "seldon_v1"}))
-	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
 
-	_, resp := postLabels(t, e, `{"id":"p-1/0","label":"setosa"}`+"\n"+`{"id":"p-1/1","label":"versicolor"}`)
-	require.Equal(t, []string{"matched", "matched"}, resp.Results)
+	// Seldon's client sends the request, the answer it got and the truth.
+	st, _ = do(t, "POST", base+"feedback", `{"request": {"data": {"ndarray": [[5.1, 3.5, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3]]}},
+		"response": {"meta": {"puid": "p-1"}, "data": {"ndarray": [[0.9, 0.05, 0.05], [0.01, 0.2, 0.79]]}},
+		"reward": 0.5, "truth": {"data": {"ndarray": [["setosa"], ["versicolor"]]}}}`)
+	require.Equal(t, 200, st)
+	// A reward alone is no label, nor is a body that is not JSON; without
+	// a puid the id header names the prediction.
+	st, _ = do(t, "POST", base+"feedback", `{"response": {"meta": {"puid": "p-1"}}, "reward": 1}`)
+	require.Equal(t, 200, st)
+	st, _ = do(t, "POST", base+"feedback", `{"truth": `)
+	require.Equal(t, 200, st)
+	st, _ = do(t, "POST", base+"feedback", `{"truth": {"data": {"ndarray": [["setosa"]]}}}`, "X-Request-Id", "later-1")
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", iris), "feedback is not a prediction")
+	require.Equal(t, 4.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_rejected_total", map[string]string{"reason": "invalid_json"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_held_labels", nil), "the label waits for prediction later-1")
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_matched_total", iris))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "iris", "predicted": "setosa", "actual": "setosa"}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "iris", "predicted": "virginica", "actual": "versicolor"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_rejected_total", map[string]string{"reason": "invalid_label"}))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_total", map[string]string{"reason": "matched"}))
 }

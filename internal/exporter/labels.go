@@ -119,7 +119,7 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 			Help: "The total number of label records POST /v1/labels rejected as malformed, by reason."}, []string{"reason"}),
 		overflow: overflow,
 	}
-	for _, r := range []string{rejectInvalidJSON, rejectUnknownField, "missing_id", "invalid_label", rejectInvalidTimestamp} {
+	for _, r := range []string{rejectInvalidJSON, rejectUnknownField, rejectMissingID, rejectInvalidLabel, rejectInvalidTimestamp} {
 		l.metrics.rejected.WithLabelValues(r)
 	}
 	overflow.WithLabelValues("class")
@@ -243,6 +243,13 @@ func (l *labels) record(o quality.Outcome) {
 	}
 }
 
+// Reasons a label is rejected besides those of pushed observations, in
+// modelmon_labels_rejected_total.
+const (
+	rejectMissingID    = "missing_id"
+	rejectInvalidLabel = "invalid_label"
+)
+
 // labelRecord is one record of POST /v1/labels.
 type labelRecord struct {
 	ID        string          `json:"id"`
@@ -328,25 +335,25 @@ func decodeLabel(raw json.RawMessage, now time.Time) (quality.Label, string, err
 		return quality.Label{}, rejectInvalidJSON, err
 	}
 	if rec.ID == "" {
-		return quality.Label{}, "missing_id", errors.New("id is required")
+		return quality.Label{}, rejectMissingID, errors.New("id is required")
 	}
 	lb := quality.Label{ID: rec.ID, Model: rec.Model, Time: now}
 	switch v := rec.Label.(type) {
 	case json.Number:
 		f, err := v.Float64()
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			return quality.Label{}, "invalid_label", fmt.Errorf("label %s is not a finite number", v)
+			return quality.Label{}, rejectInvalidLabel, fmt.Errorf("label %s is not a finite number", v)
 		}
 		lb.Value = quality.Number(f)
 	case string:
 		if v == "" {
-			return quality.Label{}, "invalid_label", errors.New("label is an empty class")
+			return quality.Label{}, rejectInvalidLabel, errors.New("label is an empty class")
 		}
 		lb.Value = quality.Class(v)
 	case bool:
 		lb.Value = quality.Class(strconv.FormatBool(v))
 	default:
-		return quality.Label{}, "invalid_label", fmt.Errorf("label must be a class (string or boolean) or a number, got %T", rec.Label)
+		return quality.Label{}, rejectInvalidLabel, fmt.Errorf("label must be a class (string or boolean) or a number, got %T", rec.Label)
 	}
 	if len(rec.Timestamp) > 0 {
 		t, err := parseTimestamp(rec.Timestamp)

@@ -18,6 +18,8 @@ type route struct {
 	// bodyModel: the request names its model in its JSON body, as the
 	// APIs of generative models do.
 	bodyModel bool
+	// feedback: Seldon Core 1's feedback API, whose truth is labels.
+	feedback bool
 }
 
 var (
@@ -61,7 +63,6 @@ var (
 // allocate.
 func parseRoute(method, p []byte, rc *runtimeConfig) route {
 	var r route
-	feedback := false
 	switch {
 	case bytes.HasPrefix(p, kservePrefix):
 		rest := p[len(kservePrefix):]
@@ -113,7 +114,9 @@ func parseRoute(method, p []byte, rc *runtimeConfig) route {
 		r.model = seldonDeployment(p)
 	default:
 		for _, suffix := range seldonFeedback {
-			feedback = feedback || bytes.HasSuffix(p, suffix)
+			if bytes.HasSuffix(p, suffix) {
+				r.feedback, r.model = true, seldonDeployment(p)
+			}
 		}
 		for _, suffix := range bodyModelSuffixes {
 			if bytes.HasSuffix(p, suffix) {
@@ -126,13 +129,13 @@ func parseRoute(method, p []byte, rc *runtimeConfig) route {
 		r.predict = rc.matchPath(p)
 		return r
 	}
-	r.predict = bytes.Equal(method, methodPOST) && !bytes.HasPrefix(p, oipRepo) && !bytes.HasPrefix(p, oipPrefix) && !feedback
+	r.predict = bytes.Equal(method, methodPOST) && !bytes.HasPrefix(p, oipRepo) && !bytes.HasPrefix(p, oipPrefix) && !r.feedback
 	return r
 }
 
-// seldonDeployment is the deployment of a prediction path through Seldon
-// Core 1's ingress, /seldon/{namespace}/{deployment}/api/…; nil for any
-// other path.
+// seldonDeployment is the deployment of a prediction or feedback path
+// through Seldon Core 1's ingress, /seldon/{namespace}/{deployment}/api/…;
+// nil for any other path.
 func seldonDeployment(p []byte) []byte {
 	rest, ok := bytes.CutPrefix(p, seldonPrefix)
 	if !ok {

@@ -52,7 +52,7 @@ func TestParseRoute(t *testing.T) {
 		{plain, "POST", "/api/v1.0/predictions", true, "", "", payload.FormatSeldon},
 		{plain, "POST", "/api/v0.1/predictions", true, "", "", payload.FormatSeldon},
 		{plain, "POST", "/seldon/prod/iris/extra/api/v1.0/predictions", true, "", "", payload.FormatSeldon},
-		{plain, "POST", "/seldon/prod/iris/api/v1.0/feedback", false, "", "", payload.FormatUnknown},
+		{plain, "POST", "/seldon/prod/iris/api/v1.0/feedback", false, "iris", "", payload.FormatUnknown},
 		{plain, "POST", "/api/v1.0/feedback", false, "", "", payload.FormatUnknown},
 		{listed, "POST", "/api/v1.0/feedback", true, "", "", payload.FormatUnknown},
 		// The generate extension names its model, and is a prediction

@@ -218,3 +218,45 @@ func cappedProduct(a, b, limit int) int {
 	}
 	return min(a*b, limit)
 }
+
+// SeldonFeedback reads a request of Seldon Core 1's feedback API
+// (/api/v1.0/feedback): {"request": …, "response": …, "reward": …,
+// "truth": …}, each of the three a SeldonMessage. It returns the id Seldon
+// gave the prediction, the response's meta.puid (nil when it has none),
+// and fills b with the truth: a record per instance of the truth's
+// message, read as a request is (without Options.FeatureNames), whose
+// features hold the instance's true value. b's records and id are valid
+// until the next call on p.
+func (p *Parser) SeldonFeedback(body []byte, b *Batch) (puid []byte, err error) {
+	b.Reset()
+	p.reset(len(body))
+	if isBlank(body) {
+		return nil, reqErr(ReasonEmptyBody, "empty body")
+	}
+	root, ok := p.parseJSON(&p.req, body)
+	if !ok {
+		return nil, reqErr(ReasonInvalidJSON, "not valid JSON")
+	}
+	o := root.GetObject()
+	if o == nil {
+		return nil, reqErr(ReasonTypeMismatch, "body is not an object")
+	}
+	if id := root.Get("response", "meta", "puid"); id != nil && id.Type() == fastjson.TypeString {
+		puid = id.GetStringBytes()
+	}
+	truth := o.Get("truth")
+	if truth == nil || truth.Type() == fastjson.TypeNull {
+		return puid, reqErr(ReasonMissingField, `no "truth"`)
+	}
+	p.nameBudget = 4*len(body) + 4096
+	p.copyBudget = len(body) + 4096
+	b.Format = FormatSeldon
+	// The truth holds no features: the configuration's names are not its.
+	defer func(names [][]byte) { p.featureNames = names }(p.featureNames)
+	p.featureNames = nil
+	if err := p.seldonRequest(truth, b); err != nil {
+		b.Records, b.feats = b.Records[:0], b.feats[:0]
+		return puid, err
+	}
+	return puid, nil
+}

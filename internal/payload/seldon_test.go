@@ -1,6 +1,10 @@
 package payload
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
 
 // The cases follow Seldon Core 1's documentation of its prediction API
 // and what its Python wrapper answers.
@@ -118,5 +122,53 @@ func TestSeldon(t *testing.T) {
 			wantFormat: FormatJSON,
 			want:       []plainRecord{rec("null", "", "data.x=1")},
 		},
+	})
+}
+
+func TestSeldonFeedback(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		puid       string
+		want       []plainRecord
+		reason     Reason
+	}{
+		{name: "a truth per instance",
+			body: `{"request": {"data": {"ndarray": [[1, 2], [3, 4]]}}, "response": {"meta": {"puid": "p-1"}, "data": {"ndarray": [0, 1]}}, "reward": 1, "truth": {"data": {"ndarray": [[0], [1]]}}}`,
+			puid: "p-1", want: []plainRecord{rec("null", "", "0=0"), rec("null", "", "0=1")}},
+		{name: "a class, named",
+			body: `{"response": {"meta": {"puid": "p-2"}}, "truth": {"data": {"names": ["species"], "ndarray": [["setosa"]]}}}`,
+			puid: "p-2", want: []plainRecord{rec("null", "", `species="setosa"`)}},
+		{name: "no puid",
+			body: `{"truth": {"data": {"tensor": {"shape": [1], "values": [2.5]}}}}`,
+			want: []plainRecord{rec("null", "", "0=2.5")}},
+		{name: "a reward alone", body: `{"response": {"meta": {"puid": "p-3"}}, "reward": 0}`, puid: "p-3", reason: ReasonMissingField},
+		{name: "not JSON", body: `{"truth": `, reason: ReasonInvalidJSON},
+		{name: "a truth that is no SeldonMessage", body: `{"truth": [1]}`, reason: ReasonTypeMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b Batch
+			p := NewParser(Options{FeatureNames: []string{"configured"}})
+			puid, err := p.SeldonFeedback([]byte(tc.body), &b)
+			require.Equal(t, tc.reason, reasonOf(t, err), "%v", err)
+			require.Equal(t, tc.puid, string(puid))
+			require.Equal(t, tc.want, plain(&b).Records)
+		})
+	}
+}
+
+func FuzzSeldonFeedback(f *testing.F) {
+	f.Add([]byte(`{"response": {"meta": {"puid": "p"}}, "truth": {"data": {"names": ["y"], "ndarray": [[0], ["a"], [true]]}}}`))
+	f.Add([]byte(`{"truth": {"data": {"tensor": {"shape": [2, 1], "values": [1, 2]}}}}`))
+	f.Add([]byte(`{"truth": {"jsonData": {"label": 1}}, "reward": 0}`))
+	p := NewParser(Options{MaxInstances: 4})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var b Batch
+		_, err := p.SeldonFeedback(body, &b)
+		if err != nil && len(b.Records) != 0 {
+			t.Fatalf("error %v left %d records", err, len(b.Records))
+		}
+		if len(b.Records) > 4 {
+			t.Fatalf("%d records, more than MaxInstances", len(b.Records))
+		}
 	})
 }
