@@ -27,6 +27,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzJSON \
 	./internal/payload:FuzzSeldon \
 	./internal/payload:FuzzSeldonFeedback \
+	./internal/payload:FuzzSeldonGRPC \
 	./internal/payload:FuzzKServeFastPath \
 	./internal/payload:FuzzOIPFastPath \
 	./internal/payload:FuzzOIPGRPC \

@@ -35,6 +35,9 @@ const (
 	tfClassify       = "/tensorflow.serving.PredictionService/Classify"
 	tfRegress        = "/tensorflow.serving.PredictionService/Regress"
 	tfMultiInference = "/tensorflow.serving.PredictionService/MultiInference"
+	// Seldon Core 1's, of its executor and of its Python wrapper.
+	seldonPredict      = "/seldon.protos.Seldon/Predict"
+	seldonModelPredict = "/seldon.protos.Model/Predict"
 )
 
 // unaryCall is a unary prediction call of a protocol: the format its
@@ -53,11 +56,23 @@ var unaryCalls = map[string]unaryCall{
 		m, _, id := p.inferModel(rc, md, msg)
 		return m, id
 	}},
-	tfPredict:        tfCall(payload.FormatTFServingGRPC),
-	tfClassify:       tfCall(payload.FormatTFServingClassifyGRPC),
-	tfRegress:        tfCall(payload.FormatTFServingRegressGRPC),
-	tfMultiInference: tfCall(payload.FormatTFServingMultiInferenceGRPC),
+	tfPredict:          tfCall(payload.FormatTFServingGRPC),
+	tfClassify:         tfCall(payload.FormatTFServingClassifyGRPC),
+	tfRegress:          tfCall(payload.FormatTFServingRegressGRPC),
+	tfMultiInference:   tfCall(payload.FormatTFServingMultiInferenceGRPC),
+	seldonPredict:      seldonCall,
+	seldonModelPredict: seldonCall,
 }
+
+// seldonHeader is the metadata that names a Seldon deployment.
+var seldonHeader = []byte("seldon")
+
+// seldonCall is Seldon Core 1's Predict: the model is the deployment that
+// the "seldon" metadata names (what its gateway routes by), the id the
+// request's meta.puid.
+var seldonCall = unaryCall{payload.FormatSeldonGRPC, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+	return p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader)), payload.SeldonRequestPuid(msg)
+}}
 
 // tfCall is a TensorFlow Serving call whose messages are of format f.
 func tfCall(f payload.Format) unaryCall {
@@ -75,8 +90,8 @@ func tfCall(f payload.Format) unaryCall {
 // the model server over one client connection, its messages as bytes (a raw
 // codec: nothing is decoded on the way), its metadata, status and trailers
 // as they come, streams both ways included. Its ModelInfer calls (and
-// TensorFlow Serving's Predict, Classify, Regress and MultiInference calls)
-// are predictions, timed, counted and
+// TensorFlow Serving's Predict, Classify, Regress and MultiInference calls,
+// and Seldon Core 1's Predict) are predictions, timed, counted and
 // captured like those of the HTTP proxy,
 // whose models, configuration, queue and metrics it shares, and so are the
 // requests of Triton's ModelStreamInfer calls (grpcstream.go); every other

@@ -141,6 +141,13 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 			return tfServingPredict(stream)
 		case tfClassify, tfRegress, tfMultiInference:
 			return tfServingExamples(stream, method)
+		case seldonPredict, seldonModelPredict:
+			var req []byte
+			if err := stream.RecvMsg(&req); err != nil {
+				return err
+			}
+			resp := seldonMessage(nil, nil, 0.75) // ndarray [[0.75]]
+			return stream.SendMsg(&resp)
 		case modelInfer:
 		default:
 			var msg []byte
@@ -307,6 +314,34 @@ func tfServingExamples(stream grpc.ServerStream, method string) error {
 		resp = appendField(appendField(nil, 1, appendField(nil, 2, classes)), 1, appendField(nil, 3, regressions))
 	}
 	return stream.SendMsg(&resp)
+}
+
+// seldonMessage encodes a SeldonMessage: with shape, data.tensor of the
+// values under names; else data.ndarray, a row of one value for each.
+func seldonMessage(names []string, shape []int32, values ...float64) []byte {
+	var data []byte
+	for _, n := range names {
+		data = appendField(data, 1, []byte(n))
+	}
+	if len(shape) > 0 {
+		var dims, vals []byte
+		for _, d := range shape {
+			dims = protowire.AppendVarint(dims, uint64(d))
+		}
+		for _, v := range values {
+			vals = protowire.AppendFixed64(vals, math.Float64bits(v))
+		}
+		data = appendField(data, 2, appendField(appendField(nil, 1, dims), 2, vals)) // tensor
+	} else {
+		var rows []byte
+		for _, v := range values {
+			number := protowire.AppendFixed64(protowire.AppendTag(nil, 2, protowire.Fixed64Type), math.Float64bits(v)) // Value.number_value
+			row := appendField(nil, 6, appendField(nil, 1, number))                                                    // Value.list_value
+			rows = appendField(rows, 1, row)                                                                           // ListValue.values
+		}
+		data = appendField(data, 3, rows) // ndarray
+	}
+	return appendField(nil, 3, data) // SeldonMessage.data
 }
 
 // tfExamplesRequest encodes a ClassificationRequest or RegressionRequest
@@ -550,6 +585,31 @@ func TestGRPCTFServingExamples(t *testing.T) {
 	require.Equal(t, []string{"matched", "matched"}, r.Results, "%+v", r)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_correct_total", map[string]string{"model": "churn", "class": "yes"}))
 	require.Equal(t, 0.0, metricValue(t, e, "modelmon_prediction_absolute_error_total", map[string]string{"model": "price"}))
+}
+
+// Seldon Core 1's Predict calls are predictions: the deployment the
+// "seldon" metadata names is the model, the request's meta.puid the id.
+func TestGRPCSeldonPredict(t *testing.T) {
+	e, _ := grpcSidecar(t, labelsOn)
+	conn := grpcClient(t, e.GRPCAddr())
+	meta := appendField(nil, 2, appendField(nil, 1, []byte("req-1"))) // SeldonMessage.meta.puid
+	req := append(meta, seldonMessage([]string{"a", "b"}, []int32{1, 2}, 1.5, 2.5)...)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "seldon", "iris", "namespace", "prod")
+	for _, method := range []string{seldonPredict, seldonModelPredict} {
+		var resp []byte
+		require.NoError(t, conn.Invoke(ctx, method, &req, &resp), method)
+		require.Equal(t, seldonMessage(nil, nil, 0.75), resp, "the answer, byte for byte")
+	}
+	iris := map[string]string{"model": "iris"}
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_requests_total", iris))
+	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "iris", "format": "seldon_grpc"})
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", iris))
+	require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", iris))
+
+	st, r := postLabels(t, e, `{"id":"req-1","label":0.5}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched"}, r.Results)
+	require.Equal(t, 0.25, metricValue(t, e, "modelmon_prediction_absolute_error_total", iris))
 }
 
 // Each request of Triton's ModelStreamInfer call is a prediction: counted

@@ -59,6 +59,10 @@
 // read as FormatJSON. The response has the same forms: a row of one value is the
 // Prediction, of several the Scores.
 //
+// FormatSeldonGRPC is Seldon Core 1's gRPC Predict (seldongrpc.go): its
+// SeldonMessage protobufs are written out in their JSON form and read as
+// FormatSeldon is; SeldonRequestPuid reads a request's meta.puid.
+//
 // FormatJSON is plain JSON: an object of features is one instance, an array holds one
 // instance per element. The response is a scalar or object for one instance, an
 // array with one element per instance (or, for one instance, its vector), or a

@@ -45,6 +45,9 @@ const (
 	// {"data": {"names", "ndarray" or "tensor"}} or {"jsonData": …}
 	// (seldon.go).
 	FormatSeldon
+	// FormatSeldonGRPC is the same over gRPC: a Predict call's
+	// SeldonMessage protobufs (seldongrpc.go), chosen by the transport.
+	FormatSeldonGRPC
 )
 
 var formatNames = [...]string{
@@ -61,11 +64,12 @@ var formatNames = [...]string{
 	FormatTFServingRegressGRPC:        "tfserving_grpc_regress",
 	FormatTFServingMultiInferenceGRPC: "tfserving_grpc_multi_inference",
 	FormatSeldon:                      "seldon_v1",
+	FormatSeldonGRPC:                  "seldon_grpc",
 }
 
 // String returns the configuration name of f: "kserve_v1", "oip_v2", "mlflow", "seldon_v1", "json" or "unknown";
-// "oip_grpc", "tfserving_grpc" and "tfserving_grpc_…" for the gRPC formats, which
-// configuration does not take.
+// "oip_grpc", "tfserving_grpc", "tfserving_grpc_…" and "seldon_grpc" for the gRPC
+// formats, which configuration does not take.
 func (f Format) String() string {
 	if int(f) < len(formatNames) {
 		return formatNames[f]
@@ -90,7 +94,9 @@ func ParseFormat(s string) (Format, error) {
 
 // GRPC reports whether f is one of the gRPC formats, which the transport
 // chooses.
-func (f Format) GRPC() bool { return f >= FormatOIPGRPC && f <= FormatTFServingMultiInferenceGRPC }
+func (f Format) GRPC() bool {
+	return f >= FormatOIPGRPC && f <= FormatTFServingMultiInferenceGRPC || f == FormatSeldonGRPC
+}
 
 // DetectPath guesses the format from a request path:
 // …/v1/models/{name}[/versions/{v}|/labels/{l}]:predict (also :classify and :regress) is

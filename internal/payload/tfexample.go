@@ -197,28 +197,13 @@ func (p *Parser) exampleRecords(msg []byte, b *Batch) error {
 // appendFeatureEntries appends the entries of the features map of the
 // Example msg to dst, in the message's order.
 func appendFeatureEntries(dst []protoTensorMsg, msg []byte, at string) ([]protoTensorMsg, error) {
-	bad := false
+	good := true
 	ok := bytesFields(msg, func(n protowire.Number, features []byte) {
-		if n != exampleFeatures || bad {
-			return
+		if n == exampleFeatures && good {
+			dst, good = appendMapEntries(dst, features, featuresMap)
 		}
-		bad = !bytesFields(features, func(n protowire.Number, entry []byte) {
-			if n != featuresMap || bad {
-				return
-			}
-			e := protoTensorMsg{name: []byte{}}
-			bad = !bytesFields(entry, func(n protowire.Number, v []byte) {
-				switch n {
-				case mapKey:
-					e.name = v
-				case mapValue:
-					e.msg = v
-				}
-			})
-			dst = append(dst, e)
-		})
 	})
-	if !ok || bad {
+	if !ok || !good {
 		return dst, malformed(reqErr, at)
 	}
 	return dst, nil

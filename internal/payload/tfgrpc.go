@@ -138,27 +138,35 @@ var tfGRPCForm = protoForm{
 func (p *Parser) tfTensors(msg []byte, num protowire.Number, mkErr errFunc) error {
 	p.protoTensors = p.protoTensors[:0]
 	p.fillBudget = tfMaxFill
-	var bad bool
-	ok := bytesFields(msg, func(n protowire.Number, entry []byte) {
-		if n != num || bad {
-			return
-		}
-		var name, value []byte
-		bad = !bytesFields(entry, func(n protowire.Number, v []byte) {
-			switch n {
-			case mapKey:
-				name = v
-			case mapValue:
-				value = v
-			}
-		})
-		p.protoTensors = append(p.protoTensors, protoTensorMsg{name: name, msg: value})
-	})
-	if !ok || bad {
+	var ok bool
+	if p.protoTensors, ok = appendMapEntries(p.protoTensors[:0], msg, num); !ok {
 		return malformed(mkErr, "the message")
 	}
 	p.protoTensors = lastOfEachName(p.protoTensors)
 	return nil
+}
+
+// appendMapEntries appends the entries of the map field num of msg to dst,
+// in the message's order: each key as the name, its value's bytes as the
+// message. ok is false when msg is no valid protobuf.
+func appendMapEntries(dst []protoTensorMsg, msg []byte, num protowire.Number) (entries []protoTensorMsg, ok bool) {
+	bad := false
+	ok = bytesFields(msg, func(n protowire.Number, entry []byte) {
+		if n != num || bad {
+			return
+		}
+		e := protoTensorMsg{name: []byte{}}
+		bad = !bytesFields(entry, func(n protowire.Number, v []byte) {
+			switch n {
+			case mapKey:
+				e.name = v
+			case mapValue:
+				e.msg = v
+			}
+		})
+		dst = append(dst, e)
+	})
+	return dst, ok && !bad
 }
 
 // lastOfEachName sorts the entries of a protobuf map by name, in place, and

@@ -23,17 +23,7 @@ import (
 // (packed repeated numbers, map entries): an encoder the parser does not
 // share.
 var tfMessages = func() protoreflect.FileDescriptor {
-	field := func(name string, num int32, typ descriptorpb.FieldDescriptorProto_Type, repeated bool, msg string) *descriptorpb.FieldDescriptorProto {
-		label := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
-		if repeated {
-			label = descriptorpb.FieldDescriptorProto_LABEL_REPEATED
-		}
-		f := &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(num), Type: typ.Enum(), Label: label.Enum(), JsonName: proto.String(name)}
-		if msg != "" {
-			f.TypeName = proto.String(msg)
-		}
-		return f
-	}
+	field := descField
 	const (
 		str, byt, msg = descriptorpb.FieldDescriptorProto_TYPE_STRING, descriptorpb.FieldDescriptorProto_TYPE_BYTES, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE
 		i32, i64, u32 = descriptorpb.FieldDescriptorProto_TYPE_INT32, descriptorpb.FieldDescriptorProto_TYPE_INT64, descriptorpb.FieldDescriptorProto_TYPE_UINT32
@@ -122,6 +112,20 @@ var tfMessages = func() protoreflect.FileDescriptor {
 	}
 	return fd
 }()
+
+// descField describes a field of a test message: its name, number, type,
+// whether it is repeated, and the full name of its message or enum type.
+func descField(name string, num int32, typ descriptorpb.FieldDescriptorProto_Type, repeated bool, typeName string) *descriptorpb.FieldDescriptorProto {
+	label := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
+	if repeated {
+		label = descriptorpb.FieldDescriptorProto_LABEL_REPEATED
+	}
+	f := &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(num), Type: typ.Enum(), Label: label.Enum(), JsonName: proto.String(name)}
+	if typeName != "" {
+		f.TypeName = proto.String(typeName)
+	}
+	return f
+}
 
 // tfDataTypes are the DataType numbers of the OIP datatypes.
 var tfDataTypes = map[string]int32{"FP32": 1, "FP64": 2, "INT32": 3, "UINT8": 4, "INT16": 5, "INT8": 6, "BYTES": 7,
