@@ -71,10 +71,11 @@ func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTim
 	q.offerCapture(false, m, f, enc, t, req, resp, id)
 }
 
-// offerFeedback is offer for the body of a Seldon feedback request, and
+// offerFeedback is offer for the body of a Seldon feedback request (f
+// FormatSeldon, or FormatSeldonGRPC for a SendFeedback call's message), and
 // the id header it came with.
-func (q *queue) offerFeedback(m *model, enc bodyEncodings, body, id []byte) {
-	q.offerCapture(true, m, payload.FormatSeldon, enc, answerTiming{}, body, nil, id)
+func (q *queue) offerFeedback(m *model, f payload.Format, enc bodyEncodings, body, id []byte) {
+	q.offerCapture(true, m, f, enc, answerTiming{}, body, nil, id)
 }
 
 func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id []byte) {
@@ -284,7 +285,11 @@ func (w *worker) feedback(c *capture, body []byte) {
 		l.metrics.rejected.WithLabelValues(reason).Inc()
 		w.logger.Debug("Could not take a label from Seldon feedback", "model", c.model.name, "reason", reason, "err", err)
 	}
-	puid, err := w.feedbackParser.SeldonFeedback(body, &w.batch)
+	read := w.feedbackParser.SeldonFeedback
+	if c.format == payload.FormatSeldonGRPC {
+		read = w.feedbackParser.SeldonFeedbackGRPC
+	}
+	puid, err := read(body, &w.batch)
 	if err != nil {
 		var pe *payload.Error
 		if errors.As(err, &pe) && pe.Reason == payload.ReasonInvalidJSON {

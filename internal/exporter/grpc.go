@@ -35,9 +35,12 @@ const (
 	tfClassify       = "/tensorflow.serving.PredictionService/Classify"
 	tfRegress        = "/tensorflow.serving.PredictionService/Regress"
 	tfMultiInference = "/tensorflow.serving.PredictionService/MultiInference"
-	// Seldon Core 1's, of its executor and of its Python wrapper.
-	seldonPredict      = "/seldon.protos.Seldon/Predict"
-	seldonModelPredict = "/seldon.protos.Model/Predict"
+	// Seldon Core 1's, of its executor and of its Python wrapper, and their
+	// feedback calls, whose truth gives labels.
+	seldonPredict       = "/seldon.protos.Seldon/Predict"
+	seldonModelPredict  = "/seldon.protos.Model/Predict"
+	seldonSendFeedback  = "/seldon.protos.Seldon/SendFeedback"
+	seldonModelFeedback = "/seldon.protos.Model/SendFeedback"
 )
 
 // unaryCall is a unary prediction call of a protocol: the format its
@@ -259,7 +262,49 @@ func (g *grpcProxy) handle(_ any, ss grpc.ServerStream) error {
 		return g.forward(ss, method, g.newStreamCall(ss.Context()))
 	}
 	g.p.metrics.Passthrough.Inc()
+	if (method == seldonSendFeedback || method == seldonModelFeedback) && g.p.labels != nil {
+		return g.forward(ss, method, g.newFeedbackTap(ss.Context()))
+	}
 	return g.forward(ss, method, nil)
+}
+
+// feedbackTap watches a Seldon SendFeedback call: a passthrough call whose
+// message, once the call ends, goes to the parsers as the HTTP feedback's
+// body does, for the labels its truth gives.
+type feedbackTap struct {
+	g  *grpcProxy
+	m  *model
+	id []byte // the id header
+
+	mu  sync.Mutex // request runs in forward's goroutine for the client's messages
+	msg []byte
+}
+
+func (g *grpcProxy) newFeedbackTap(ctx context.Context) *feedbackTap {
+	md, _ := metadata.FromIncomingContext(ctx)
+	rc := g.p.cfg.Load()
+	return &feedbackTap{g: g, m: g.p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader)),
+		id: mdValue(md, g.p.labels.header)}
+}
+
+func (t *feedbackTap) request(msg []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.msg == nil {
+		t.msg = msg
+	}
+}
+
+func (t *feedbackTap) answer([]byte) {}
+
+func (t *feedbackTap) end(err error) {
+	t.g.passthroughEnd(err)
+	t.mu.Lock()
+	msg := t.msg
+	t.mu.Unlock()
+	if msg != nil && !errors.Is(err, context.Canceled) {
+		t.g.p.queue.offerFeedback(t.m, payload.FormatSeldonGRPC, bodyEncodings{}, msg, t.id)
+	}
 }
 
 // outgoing is the context of the call to the model server: the client's

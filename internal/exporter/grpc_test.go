@@ -610,6 +610,18 @@ func TestGRPCSeldonPredict(t *testing.T) {
 	require.Equal(t, 200, st)
 	require.Equal(t, []string{"matched"}, r.Results)
 	require.Equal(t, 0.25, metricValue(t, e, "modelmon_prediction_absolute_error_total", iris))
+
+	// SendFeedback passes through, and its truth labels the prediction
+	// its response's meta.puid names.
+	predict := append(appendField(nil, 2, appendField(nil, 1, []byte("req-2"))), seldonMessage(nil, nil, 1)...)
+	var resp []byte
+	require.NoError(t, conn.Invoke(ctx, seldonPredict, &predict, &resp))
+	response := append(appendField(nil, 2, appendField(nil, 1, []byte("req-2"))), resp...)
+	feedback := appendField(appendField(nil, 2, response), 4, seldonMessage(nil, nil, 1.5)) // Feedback.response, .truth
+	require.NoError(t, conn.Invoke(ctx, seldonSendFeedback, &feedback, &resp))
+	eventually(t, e, 2, "modelmon_labels_matched_total", iris)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+	require.Equal(t, 0.25+0.75, metricValue(t, e, "modelmon_prediction_absolute_error_total", iris))
 }
 
 // Each request of Triton's ModelStreamInfer call is a prediction: counted

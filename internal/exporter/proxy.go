@@ -315,7 +315,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 			// Seldon's feedback carries ground truth: the parsers turn it
 			// into labels, off the hot path, as they parse predictions.
 			m := p.modelNamed(rc, r.model, hdrModel)
-			p.queue.offerFeedback(m, bodyEncodings{req: encodingOf(reqEnc)}, req.Body(), reqID)
+			p.queue.offerFeedback(m, payload.FormatSeldon, bodyEncodings{req: encodingOf(reqEnc)}, req.Body(), reqID)
 		}
 		if closeClient {
 			resp.SetConnectionClose()

@@ -248,15 +248,20 @@ func (p *Parser) SeldonFeedback(body []byte, b *Batch) (puid []byte, err error) 
 	if truth == nil || truth.Type() == fastjson.TypeNull {
 		return puid, reqErr(ReasonMissingField, `no "truth"`)
 	}
-	p.nameBudget = 4*len(body) + 4096
-	p.copyBudget = len(body) + 4096
-	b.Format = FormatSeldon
+	return puid, p.seldonTruth(truth, len(body), FormatSeldon, b)
+}
+
+// seldonTruth reads the truth of a feedback of size bytes into b.
+func (p *Parser) seldonTruth(truth *fastjson.Value, size int, f Format, b *Batch) error {
+	p.nameBudget = 4*size + 4096
+	p.copyBudget = size + 4096
+	b.Format = f
 	// The truth holds no features: the configuration's names are not its.
 	defer func(names [][]byte) { p.featureNames = names }(p.featureNames)
 	p.featureNames = nil
 	if err := p.seldonRequest(truth, b); err != nil {
 		b.Records, b.feats = b.Records[:0], b.feats[:0]
-		return puid, err
+		return err
 	}
-	return puid, nil
+	return nil
 }

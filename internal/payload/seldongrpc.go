@@ -47,6 +47,8 @@ const (
 	seldonStatusCode   = 1
 	seldonStatusFlag   = 4
 	seldonMetaPuid     = 1
+	feedbackResponse   = 2
+	feedbackTruth      = 4
 
 	valueNull   = 1
 	valueNumber = 2
@@ -64,6 +66,40 @@ const (
 // carries, its meta.puid; nil when it has none or is malformed.
 func SeldonRequestPuid(msg []byte) []byte {
 	return fieldBytes(fieldBytes(msg, seldonMetaField), seldonMetaPuid)
+}
+
+// SeldonFeedbackGRPC is SeldonFeedback for the message of Seldon Core 1's
+// gRPC SendFeedback call:
+//
+//	message Feedback { SeldonMessage request = 1; SeldonMessage response = 2; float reward = 3; SeldonMessage truth = 4; }
+func (p *Parser) SeldonFeedbackGRPC(msg []byte, b *Batch) (puid []byte, err error) {
+	b.Reset()
+	p.reset(len(msg))
+	var response, truth []byte
+	hasTruth := false
+	if !bytesFields(msg, func(n protowire.Number, v []byte) {
+		switch n {
+		case feedbackResponse:
+			response = v
+		case feedbackTruth:
+			truth, hasTruth = v, true
+		}
+	}) {
+		return nil, malformed(reqErr, "the message")
+	}
+	puid = SeldonRequestPuid(response)
+	if !hasTruth {
+		return puid, reqErr(ReasonMissingField, "no truth")
+	}
+	p.protoTensors = p.protoTensors[:0]
+	if p.scratch, err = p.seldonJSON(p.scratch[:0], truth, reqErr); err != nil {
+		return puid, err
+	}
+	root, jerr := p.req.ParseBytes(p.scratch)
+	if jerr != nil {
+		return puid, reqErr(ReasonInvalidProtobuf, "the truth does not make a JSON SeldonMessage")
+	}
+	return puid, p.seldonTruth(root, len(msg), FormatSeldonGRPC, b)
 }
 
 // parseSeldonGRPC is Parse for FormatSeldonGRPC. p and b have been reset.

@@ -188,5 +188,40 @@ func FuzzSeldonGRPC(f *testing.F) {
 			checkParse(t, p, FormatSeldonGRPC, req, resp)
 		}
 		SeldonRequestPuid(req)
+		// The request as a SendFeedback call's message.
+		var fb Batch
+		if _, err := parsers[1].SeldonFeedbackGRPC(req, &fb); err != nil && len(fb.Records) != 0 {
+			t.Fatalf("error %v left %d records", err, len(fb.Records))
+		}
 	})
+}
+
+func TestSeldonFeedbackGRPC(t *testing.T) {
+	field := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	response := field(feedbackResponse, seldonProto(t, `{"meta": {"puid": "p-1"}, "data": {"ndarray": [[0.9], [0.1]]}}`))
+	truth := field(feedbackTruth, seldonProto(t, `{"data": {"names": ["y"], "ndarray": [["cat"], ["dog"]]}}`))
+	reward := protowire.AppendFixed32(protowire.AppendTag(nil, 3, protowire.Fixed32Type), math.Float32bits(1))
+	for _, tc := range []struct {
+		name   string
+		msg    []byte
+		puid   string
+		want   []plainRecord
+		reason Reason
+	}{
+		{"a truth per instance", append(append(append([]byte{}, response...), reward...), truth...), "p-1",
+			[]plainRecord{rec("null", "", `y="cat"`), rec("null", "", `y="dog"`)}, ""},
+		{"no response", truth, "", []plainRecord{rec("null", "", `y="cat"`), rec("null", "", `y="dog"`)}, ""},
+		{"a reward alone", append(append([]byte{}, response...), reward...), "p-1", nil, ReasonMissingField},
+		{"no protobuf", []byte{0x22, 0x09, 1}, "", nil, ReasonInvalidProtobuf},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b Batch
+			puid, err := NewParser(Options{FeatureNames: []string{"configured"}}).SeldonFeedbackGRPC(tc.msg, &b)
+			require.Equal(t, tc.reason, reasonOf(t, err), "%v", err)
+			require.Equal(t, tc.puid, string(puid))
+			require.Equal(t, tc.want, plain(&b).Records)
+		})
+	}
 }
