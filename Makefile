@@ -28,6 +28,7 @@ FUZZ_TARGETS := \
 	./internal/payload:FuzzSeldon \
 	./internal/payload:FuzzSeldonFeedback \
 	./internal/payload:FuzzSeldonGRPC \
+	./internal/payload:FuzzTorchServeGRPC \
 	./internal/payload:FuzzKServeFastPath \
 	./internal/payload:FuzzOIPFastPath \
 	./internal/payload:FuzzOIPGRPC \

@@ -41,6 +41,8 @@ const (
 	seldonModelPredict  = "/seldon.protos.Model/Predict"
 	seldonSendFeedback  = "/seldon.protos.Seldon/SendFeedback"
 	seldonModelFeedback = "/seldon.protos.Model/SendFeedback"
+	// TorchServe's.
+	torchPredictions = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
 )
 
 // unaryCall is a unary prediction call of a protocol: the format its
@@ -65,6 +67,12 @@ var unaryCalls = map[string]unaryCall{
 	tfMultiInference:   tfCall(payload.FormatTFServingMultiInferenceGRPC),
 	seldonPredict:      seldonCall,
 	seldonModelPredict: seldonCall,
+	torchPredictions: {payload.FormatTorchServeGRPC, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+		name, version := payload.TorchServeRequestModel(msg)
+		m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
+		m.setVersionNamed(version, mdValue(md, rc.versionHeader))
+		return m, nil // a PredictionsRequest carries no id
+	}},
 }
 
 // seldonHeader is the metadata that names a Seldon deployment.
@@ -94,7 +102,7 @@ func tfCall(f payload.Format) unaryCall {
 // codec: nothing is decoded on the way), its metadata, status and trailers
 // as they come, streams both ways included. Its ModelInfer calls (and
 // TensorFlow Serving's Predict, Classify, Regress and MultiInference calls,
-// and Seldon Core 1's Predict) are predictions, timed, counted and
+// Seldon Core 1's Predict and TorchServe's Predictions) are predictions, timed, counted and
 // captured like those of the HTTP proxy,
 // whose models, configuration, queue and metrics it shares, and so are the
 // requests of Triton's ModelStreamInfer calls (grpcstream.go); every other

@@ -141,6 +141,13 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 			return tfServingPredict(stream)
 		case tfClassify, tfRegress, tfMultiInference:
 			return tfServingExamples(stream, method)
+		case torchPredictions:
+			var req []byte
+			if err := stream.RecvMsg(&req); err != nil {
+				return err
+			}
+			resp := appendField(nil, 1, []byte("[0.5]")) // PredictionResponse.prediction
+			return stream.SendMsg(&resp)
 		case seldonPredict, seldonModelPredict:
 			var req []byte
 			if err := stream.RecvMsg(&req); err != nil {
@@ -622,6 +629,24 @@ func TestGRPCSeldonPredict(t *testing.T) {
 	eventually(t, e, 2, "modelmon_labels_matched_total", iris)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
 	require.Equal(t, 0.25+0.75, metricValue(t, e, "modelmon_prediction_absolute_error_total", iris))
+}
+
+// TorchServe's Predictions calls are predictions: the model and version
+// come from the request, its "data" input is the body.
+func TestGRPCTorchServePredictions(t *testing.T) {
+	e, _ := grpcSidecar(t, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"instances": [[1, 2]]}`))
+	req := appendField(appendField(appendField(nil, 1, []byte("resnet")), 2, []byte("2.0")), 3, input)
+	var resp []byte
+	require.NoError(t, conn.Invoke(context.Background(), torchPredictions, &req, &resp))
+	require.Equal(t, appendField(nil, 1, []byte("[0.5]")), resp, "the answer, byte for byte")
+	resnet := map[string]string{"model": "resnet"}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", resnet))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "resnet", "version": "2.0"}))
+	eventually(t, e, 1, "modelmon_payloads_parsed_total", map[string]string{"model": "resnet", "format": "torchserve_grpc"})
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_predictions_total", resnet))
+	require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", resnet))
 }
 
 // Each request of Triton's ModelStreamInfer call is a prediction: counted

@@ -63,6 +63,12 @@
 // SeldonMessage protobufs are written out in their JSON form and read as
 // FormatSeldon is; SeldonRequestPuid reads a request's meta.puid.
 //
+// FormatTorchServeGRPC is TorchServe's gRPC Predictions (torchgrpc.go): the
+// request's "data" input (else "body", else its only input) is read as an HTTP
+// body of detected format when it is JSON, else it is one instance without
+// features; the response's prediction is read as a FormatJSON answer when it
+// is JSON. TorchServeRequestModel reads the model and version a request names.
+//
 // FormatJSON is plain JSON: an object of features is one instance, an array holds one
 // instance per element. The response is a scalar or object for one instance, an
 // array with one element per instance (or, for one instance, its vector), or a

@@ -48,6 +48,9 @@ const (
 	// FormatSeldonGRPC is the same over gRPC: a Predict call's
 	// SeldonMessage protobufs (seldongrpc.go), chosen by the transport.
 	FormatSeldonGRPC
+	// FormatTorchServeGRPC is TorchServe's gRPC Predictions call
+	// (torchgrpc.go), chosen by the transport.
+	FormatTorchServeGRPC
 )
 
 var formatNames = [...]string{
@@ -65,11 +68,12 @@ var formatNames = [...]string{
 	FormatTFServingMultiInferenceGRPC: "tfserving_grpc_multi_inference",
 	FormatSeldon:                      "seldon_v1",
 	FormatSeldonGRPC:                  "seldon_grpc",
+	FormatTorchServeGRPC:              "torchserve_grpc",
 }
 
 // String returns the configuration name of f: "kserve_v1", "oip_v2", "mlflow", "seldon_v1", "json" or "unknown";
-// "oip_grpc", "tfserving_grpc", "tfserving_grpc_…" and "seldon_grpc" for the gRPC
-// formats, which configuration does not take.
+// "oip_grpc", "tfserving_grpc", "tfserving_grpc_…", "seldon_grpc" and
+// "torchserve_grpc" for the gRPC formats, which configuration does not take.
 func (f Format) String() string {
 	if int(f) < len(formatNames) {
 		return formatNames[f]
@@ -95,7 +99,7 @@ func ParseFormat(s string) (Format, error) {
 // GRPC reports whether f is one of the gRPC formats, which the transport
 // chooses.
 func (f Format) GRPC() bool {
-	return f >= FormatOIPGRPC && f <= FormatTFServingMultiInferenceGRPC || f == FormatSeldonGRPC
+	return f >= FormatOIPGRPC && f <= FormatTFServingMultiInferenceGRPC || f == FormatSeldonGRPC || f == FormatTorchServeGRPC
 }
 
 // DetectPath guesses the format from a request path:

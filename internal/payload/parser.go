@@ -127,6 +127,8 @@ func (p *Parser) Parse(f Format, req, resp []byte, dst *Batch) error {
 		return p.parseExamples(f, req, resp, dst)
 	case FormatSeldonGRPC:
 		return p.parseSeldonGRPC(req, resp, dst)
+	case FormatTorchServeGRPC:
+		return p.parseTorchServeGRPC(req, resp, dst)
 	}
 	// The common row-format request and its scalar predictions take a single pass
 	// that gives the same result as the tree (see fast.go); anything else, the tree.
