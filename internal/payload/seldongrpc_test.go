@@ -3,6 +3,7 @@ package payload
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -224,4 +225,31 @@ func TestSeldonFeedbackGRPC(t *testing.T) {
 			require.Equal(t, tc.want, plain(&b).Records)
 		})
 	}
+}
+
+// seldonBenchJSON is a Seldon request of one row of 20 named numeric
+// features, and its answer of class probabilities.
+func seldonBenchJSON() (req, resp string) {
+	names, row := "", ""
+	for i := range 20 {
+		if i > 0 {
+			names, row = names+", ", row+", "
+		}
+		names += `"f` + strconv.Itoa(i) + `"`
+		row += strconv.FormatFloat(float64(i)*1.618, 'f', 4, 64)
+	}
+	return `{"data": {"names": [` + names + `], "ndarray": [[` + row + `]]}}`,
+		`{"meta": {"puid": "p"}, "data": {"names": ["t:0", "t:1"], "ndarray": [[0.13, 0.87]]}}`
+}
+
+func BenchmarkSeldon(b *testing.B) {
+	req, resp := seldonBenchJSON()
+	benchmarkParse(b, FormatSeldon, []byte(req), []byte(resp))
+}
+
+// BenchmarkSeldonGRPC is BenchmarkSeldon's messages as protobuf, written
+// out in JSON before they are read.
+func BenchmarkSeldonGRPC(b *testing.B) {
+	req, resp := seldonBenchJSON()
+	benchmarkParse(b, FormatSeldonGRPC, seldonProto(b, req), seldonProto(b, resp))
 }
