@@ -587,6 +587,7 @@ func TestGRPCTFServingExamples(t *testing.T) {
 
 	// The examples' predictions join their labels (instance i of the batch
 	// is <id>/<i>): the class of the best score, the regressed value.
+	waitIdle(t, e) // every prediction waits for its label
 	st, r := postLabels(t, e, `{"id":"churn-1/1","label":"yes"}`+"\n"+`{"id":"price-1/0","label":0.5}`)
 	require.Equal(t, 200, st)
 	require.Equal(t, []string{"matched", "matched"}, r.Results, "%+v", r)
@@ -613,6 +614,7 @@ func TestGRPCSeldonPredict(t *testing.T) {
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", iris))
 	require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", iris))
 
+	waitIdle(t, e) // every prediction waits for its label
 	st, r := postLabels(t, e, `{"id":"req-1","label":0.5}`)
 	require.Equal(t, 200, st)
 	require.Equal(t, []string{"matched"}, r.Results)
@@ -1076,6 +1078,7 @@ func TestGRPCLabels(t *testing.T) {
 	require.Len(t, ids, 1, "the generated id comes back in the answer's metadata: %v", header)
 
 	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "price", "format": "oip_grpc"})
+	waitIdle(t, e) // every prediction waits for its label
 	st, r := postLabels(t, e, `{"id":"order-17","label":0.5}`+"\n"+`{"id":"`+ids[0]+`","label":1}`)
 	require.Equal(t, 200, st)
 	require.Equal(t, []string{"matched", "matched"}, r.Results)
@@ -1091,6 +1094,7 @@ func TestGRPCLabels(t *testing.T) {
 	ids = header.Get(strings.ToLower(string(e.proxy.labels.header)))
 	require.Len(t, ids, 1, "the generated id comes back in the answer's metadata: %v", header)
 	eventually(t, e, 2, "modelmon_payloads_parsed_total", map[string]string{"model": "rank", "format": "tfserving_grpc"})
+	waitIdle(t, e) // every prediction waits for its label
 	st, r = postLabels(t, e, `{"id":"query-4","label":0.75}`+"\n"+`{"id":"`+ids[0]+`","label":0.75}`)
 	require.Equal(t, 200, st)
 	require.Equal(t, []string{"matched", "matched"}, r.Results)

@@ -272,23 +272,30 @@ func TestLabelsMemoryBound(t *testing.T) {
 		t.Skip("fills 1,100,000 predictions")
 	}
 	up := modelServer(t)
-	e := startExporter(t, up.URL, func(o *Options) { o.Labels = LabelsOptions{Enabled: true, MaxPending: 1_000_000} })
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
 	recs := []payload.Record{{Prediction: payload.Value{Kind: payload.KindString, Str: []byte("yes")}}}
 	now := time.Now()
 	id := make([]byte, 0, 16)
-	for i := 0; i < 1_100_000; i++ {
-		id = strconv.AppendInt(append(id[:0], "req-"...), int64(i), 10)
-		e.obs.labels.observe(now, "m", id, nil, recs)
+	perEntry := 0.0
+	// The heap can shrink while the store fills, when memory that earlier
+	// tests of the process still held is freed (go test -count=N): then
+	// the figure means nothing, and it is measured again.
+	for attempt := 1; perEntry <= 0 && attempt <= 3; attempt++ {
+		e := startExporter(t, up.URL, func(o *Options) { o.Labels = LabelsOptions{Enabled: true, MaxPending: 1_000_000} })
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := 0; i < 1_100_000; i++ {
+			id = strconv.AppendInt(append(id[:0], "req-"...), int64(i), 10)
+			e.obs.labels.observe(now, "m", id, nil, recs)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		require.Equal(t, 1_000_000.0, metricValue(t, e, "modelmon_pending_predictions", map[string]string{}))
+		require.Equal(t, 100_000.0, metricValue(t, e, "modelmon_pending_predictions_removed_total", map[string]string{"reason": "evicted"}))
+		perEntry = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / 1_000_000
+		t.Logf("attempt %d: heap per pending prediction: %.1f bytes", attempt, perEntry)
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	require.Equal(t, 1_000_000.0, metricValue(t, e, "modelmon_pending_predictions", map[string]string{}))
-	require.Equal(t, 100_000.0, metricValue(t, e, "modelmon_pending_predictions_removed_total", map[string]string{"reason": "evicted"}))
-	perEntry := float64(after.HeapAlloc-before.HeapAlloc) / 1_000_000
-	t.Logf("heap per pending prediction: %.1f bytes", perEntry)
+	require.Positive(t, perEntry, "the heap shrank in every attempt")
 	require.Less(t, perEntry, 200.0)
 }
 
