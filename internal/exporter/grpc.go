@@ -53,11 +53,14 @@ type unaryCall struct {
 	// message itself), with its version set, and the prediction id the
 	// message carries.
 	model func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (m *model, id []byte)
+	// answerID, when not nil, is the prediction id an answer carries: a
+	// call whose request has none takes it, rather than a new one.
+	answerID func(resp []byte) []byte
 }
 
 // unaryCalls are the unary calls that are predictions, by method.
 var unaryCalls = map[string]unaryCall{
-	modelInfer: {payload.FormatOIPGRPC, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+	modelInfer: {format: payload.FormatOIPGRPC, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
 		m, _, id := p.inferModel(rc, md, msg)
 		return m, id
 	}},
@@ -67,7 +70,7 @@ var unaryCalls = map[string]unaryCall{
 	tfMultiInference:   tfCall(payload.FormatTFServingMultiInferenceGRPC),
 	seldonPredict:      seldonCall,
 	seldonModelPredict: seldonCall,
-	torchPredictions: {payload.FormatTorchServeGRPC, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+	torchPredictions: {format: payload.FormatTorchServeGRPC, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
 		name, version := payload.TorchServeRequestModel(msg)
 		m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
 		m.setVersionNamed(version, mdValue(md, rc.versionHeader))
@@ -80,14 +83,18 @@ var seldonHeader = []byte("seldon")
 
 // seldonCall is Seldon Core 1's Predict: the model is the deployment that
 // the "seldon" metadata names (what its gateway routes by), the id the
-// request's meta.puid.
-var seldonCall = unaryCall{payload.FormatSeldonGRPC, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
-	return p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader)), payload.SeldonRequestPuid(msg)
-}}
+// request's meta.puid, else the one Seldon's executor gives its answer.
+var seldonCall = unaryCall{
+	format: payload.FormatSeldonGRPC,
+	model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+		return p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader)), payload.SeldonPuid(msg)
+	},
+	answerID: payload.SeldonPuid, // a SeldonMessage either way
+}
 
 // tfCall is a TensorFlow Serving call whose messages are of format f.
 func tfCall(f payload.Format) unaryCall {
-	return unaryCall{f, func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+	return unaryCall{format: f, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
 		name, version := payload.TFRequestModel(f, msg)
 		m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
 		m.setVersionNamed(version, mdValue(md, rc.versionHeader))
@@ -478,9 +485,9 @@ func (g *grpcProxy) predict(ss grpc.ServerStream, method string, call unaryCall)
 	m, id := call.model(g.p, rc, md, req)
 	var idHeader metadata.MD
 	if l := g.p.labels; l != nil && len(id) == 0 {
-		// The id labels must carry: the request's, from its metadata, or
-		// a new one, returned in the answer's.
-		if id = mdValue(md, l.header); len(id) == 0 {
+		// The id labels must carry: the request's, from its metadata, the
+		// answer's (call.answerID), or a new one, returned in the answer's.
+		if id = mdValue(md, l.header); len(id) == 0 && call.answerID == nil {
 			id = l.newID()
 			idHeader = metadata.Pairs(string(l.header), string(id))
 		}
@@ -513,6 +520,9 @@ func (g *grpcProxy) predict(ss grpc.ServerStream, method string, call unaryCall)
 		// as the HTTP status gRPC maps it to says.
 		st = grpcHTTPStatus(status.Code(err))
 		g.p.countStatus(st, m)
+	}
+	if g.p.labels != nil && len(rq.id) == 0 && call.answerID != nil {
+		rq.id = call.answerID(resp)
 	}
 	g.p.account(m, req, resp, respSize, st, rq, upEnd)
 	return err

@@ -154,6 +154,10 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 				return err
 			}
 			resp := seldonMessage(nil, nil, 0.75) // ndarray [[0.75]]
+			if payload.SeldonPuid(req) == nil {
+				// Seldon's executor gives the answer a puid of its own.
+				resp = append(appendField(nil, 2, appendField(nil, 1, []byte("exec-1"))), resp...)
+			}
 			return stream.SendMsg(&resp)
 		case modelInfer:
 		default:
@@ -631,6 +635,17 @@ func TestGRPCSeldonPredict(t *testing.T) {
 	eventually(t, e, 2, "modelmon_labels_matched_total", iris)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
 	require.Equal(t, 0.25+0.75, metricValue(t, e, "modelmon_prediction_absolute_error_total", iris))
+
+	// A request without a puid takes the one Seldon gives its answer, and
+	// no id of the sidecar's comes back.
+	var header metadata.MD
+	anonymous := seldonMessage(nil, nil, 2)
+	require.NoError(t, conn.Invoke(ctx, seldonPredict, &anonymous, &resp, grpc.Header(&header)))
+	require.Empty(t, header.Get(strings.ToLower(string(e.proxy.labels.header))), "%v", header)
+	waitIdle(t, e)
+	st, r = postLabels(t, e, `{"id":"exec-1","label":1}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched"}, r.Results)
 }
 
 // TorchServe's Predictions calls are predictions: the model and version

@@ -61,7 +61,7 @@
 //
 // FormatSeldonGRPC is Seldon Core 1's gRPC Predict (seldongrpc.go): its
 // SeldonMessage protobufs are written out in their JSON form and read as
-// FormatSeldon is; SeldonRequestPuid reads a request's meta.puid.
+// FormatSeldon is; SeldonPuid reads a request's meta.puid.
 //
 // FormatTorchServeGRPC is TorchServe's gRPC Predictions (torchgrpc.go): the
 // request's "data" input (else "body", else its only input) is read as an HTTP

@@ -62,9 +62,10 @@ const (
 	maxValueDepth = 64
 )
 
-// SeldonRequestPuid reads the prediction id a Seldon Core 1 gRPC request
-// carries, its meta.puid; nil when it has none or is malformed.
-func SeldonRequestPuid(msg []byte) []byte {
+// SeldonPuid reads the prediction id a Seldon Core 1 gRPC message
+// carries, its meta.puid (a client may set it in its request; Seldon's
+// executor sets it in every answer); nil when it has none or is malformed.
+func SeldonPuid(msg []byte) []byte {
 	return fieldBytes(fieldBytes(msg, seldonMetaField), seldonMetaPuid)
 }
 
@@ -87,7 +88,7 @@ func (p *Parser) SeldonFeedbackGRPC(msg []byte, b *Batch) (puid []byte, err erro
 	}) {
 		return nil, malformed(reqErr, "the message")
 	}
-	puid = SeldonRequestPuid(response)
+	puid = SeldonPuid(response)
 	if !hasTruth {
 		return puid, reqErr(ReasonMissingField, "no truth")
 	}

@@ -171,10 +171,10 @@ func TestSeldonGRPC(t *testing.T) {
 	})
 }
 
-func TestSeldonRequestPuid(t *testing.T) {
-	require.Equal(t, "p-7", string(SeldonRequestPuid(seldonProto(t, `{"meta": {"puid": "p-7"}, "data": {"ndarray": [1]}}`))))
-	require.Nil(t, SeldonRequestPuid(seldonProto(t, `{"data": {"ndarray": [1]}}`)))
-	require.Nil(t, SeldonRequestPuid([]byte{0x12, 0x05}))
+func TestSeldonPuid(t *testing.T) {
+	require.Equal(t, "p-7", string(SeldonPuid(seldonProto(t, `{"meta": {"puid": "p-7"}, "data": {"ndarray": [1]}}`))))
+	require.Nil(t, SeldonPuid(seldonProto(t, `{"data": {"ndarray": [1]}}`)))
+	require.Nil(t, SeldonPuid([]byte{0x12, 0x05}))
 }
 
 func FuzzSeldonGRPC(f *testing.F) {
@@ -188,7 +188,7 @@ func FuzzSeldonGRPC(f *testing.F) {
 		for _, p := range parsers {
 			checkParse(t, p, FormatSeldonGRPC, req, resp)
 		}
-		SeldonRequestPuid(req)
+		SeldonPuid(req)
 		// The request as a SendFeedback call's message.
 		var fb Batch
 		if _, err := parsers[1].SeldonFeedbackGRPC(req, &fb); err != nil && len(fb.Records) != 0 {
