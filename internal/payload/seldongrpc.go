@@ -137,8 +137,11 @@ func (p *Parser) parseSeldonGRPC(req, resp []byte, b *Batch) error {
 	return nil
 }
 
-// seldonJSON appends the JSON form of the SeldonMessage msg to dst.
-func (p *Parser) seldonJSON(dst, msg []byte, mkErr errFunc) ([]byte, error) {
+// seldonJSON appends the JSON form of the SeldonMessage msg to dst. The
+// form can be several times the message: the Parser counts it as a body,
+// so that a large one is not kept past the next call (Parser.reset).
+func (p *Parser) seldonJSON(dst, msg []byte, mkErr errFunc) (out []byte, err error) {
+	defer func() { p.lastSize = max(p.lastSize, cap(out)) }()
 	var status, data []byte
 	kind := protowire.Number(0)
 	ok := bytesFields(msg, func(n protowire.Number, v []byte) {
@@ -169,7 +172,6 @@ func (p *Parser) seldonJSON(dst, msg []byte, mkErr errFunc) ([]byte, error) {
 		}
 		w.b = append(w.b, '}')
 	}
-	var err error
 	switch kind {
 	case seldonDataField:
 		w.key(`"data":`)
