@@ -112,7 +112,8 @@ func tfCall(f payload.Format) unaryCall {
 // Seldon Core 1's Predict and TorchServe's Predictions) are predictions, timed, counted and
 // captured like those of the HTTP proxy,
 // whose models, configuration, queue and metrics it shares, and so are the
-// requests of Triton's ModelStreamInfer calls (grpcstream.go); every other
+// requests of Triton's ModelStreamInfer calls and TorchServe's
+// StreamPredictions calls (grpcstream.go); every other
 // call (health, metadata) is passed through and counted in
 // modelmon_passthrough_requests_total.
 //
@@ -273,8 +274,11 @@ func (g *grpcProxy) handle(_ any, ss grpc.ServerStream) error {
 	if call, ok := unaryCalls[method]; ok {
 		return g.predict(ss, method, call)
 	}
-	if method == modelStreamInfer {
+	switch method {
+	case modelStreamInfer:
 		return g.forward(ss, method, g.newStreamCall(ss.Context()))
+	case torchStreamPredictions:
+		return g.forward(ss, method, g.newTorchStream(ss.Context()))
 	}
 	g.p.metrics.Passthrough.Inc()
 	if (method == seldonSendFeedback || method == seldonModelFeedback) && g.p.labels != nil {

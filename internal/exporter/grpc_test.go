@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"io"
 	"math"
 	"net"
@@ -141,6 +142,21 @@ func grpcModelServer(t testing.TB, opts ...grpc.ServerOption) string {
 			return tfServingPredict(stream)
 		case tfClassify, tfRegress, tfMultiInference:
 			return tfServingExamples(stream, method)
+		case torchStreamPredictions:
+			var req []byte
+			if err := stream.RecvMsg(&req); err != nil {
+				return err
+			}
+			if model, _ := payload.TorchServeRequestModel(req); string(model) == "bad" {
+				return status.Error(codes.InvalidArgument, "no such input")
+			}
+			for _, tok := range []string{"Hel", "lo", "!"} {
+				resp := appendField(nil, 1, []byte(tok))
+				if err := stream.SendMsg(&resp); err != nil {
+					return err
+				}
+			}
+			return nil
 		case torchPredictions:
 			var req []byte
 			if err := stream.RecvMsg(&req); err != nil {
@@ -664,6 +680,50 @@ func TestGRPCTorchServePredictions(t *testing.T) {
 	eventually(t, e, 1, "modelmon_payloads_parsed_total", map[string]string{"model": "resnet", "format": "torchserve_grpc"})
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_predictions_total", resnet))
 	require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", resnet))
+}
+
+// TorchServe's StreamPredictions call is one prediction: its answers pass
+// through as they come, the first one's time is the time to first byte,
+// and the call is timed and parsed when it ends.
+func TestGRPCTorchServeStreamPredictions(t *testing.T) {
+	e, _ := grpcSidecar(t, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	desc := &grpc.StreamDesc{ServerStreams: true}
+	call := func(model string) ([]string, error) {
+		input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"prompt": "Hi", "max_tokens": 3}`))
+		req := appendField(appendField(nil, 1, []byte(model)), 3, input)
+		cs, err := conn.NewStream(context.Background(), desc, torchStreamPredictions)
+		require.NoError(t, err)
+		require.NoError(t, cs.SendMsg(&req))
+		require.NoError(t, cs.CloseSend())
+		var got []string
+		for {
+			var msg []byte
+			if err := cs.RecvMsg(&msg); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				return got, err
+			}
+			got = append(got, string(msg))
+		}
+	}
+	got, err := call("llama")
+	require.NoError(t, err)
+	want := []string{string(appendField(nil, 1, []byte("Hel"))), string(appendField(nil, 1, []byte("lo"))), string(appendField(nil, 1, []byte("!")))}
+	require.Equal(t, want, got, "the answers, byte for byte")
+	llama := map[string]string{"model": "llama"}
+	eventually(t, e, 1, "modelmon_prediction_duration_seconds_count", llama)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", llama))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_time_to_first_byte_seconds_count", llama))
+	eventually(t, e, 1, "modelmon_payloads_parsed_total", map[string]string{"model": "llama", "format": "torchserve_grpc"})
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_predictions_total", llama))
+	require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", llama), "a text answer gives no prediction, and no error")
+	require.Zero(t, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+
+	_, err = call("bad")
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	eventually(t, e, 1, "modelmon_prediction_errors_total", map[string]string{"model": "bad", "reason": "upstream_4xx"})
 }
 
 // Each request of Triton's ModelStreamInfer call is a prediction: counted

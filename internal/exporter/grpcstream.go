@@ -288,3 +288,79 @@ func (c *streamCall) close(sp *streamPrediction, err error) {
 		p.observe(m, sp.reqSize, sp.respBytes, sp.rq, end, end)
 	}
 }
+
+// torchStreamPredictions is TorchServe's server-streaming prediction call:
+// one request, its answers streamed until the call ends (an LLM's tokens).
+const torchStreamPredictions = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/StreamPredictions"
+
+// torchStream follows a StreamPredictions call as one prediction: counted
+// when its request goes to the model server, its time to first byte that of
+// the first answer, and timed, sized and captured (with its last answer)
+// when the call ends. It shares a ModelStreamInfer call's bookkeeping: the
+// messages kept for the capture, and how a prediction is closed.
+type torchStream struct {
+	*streamCall
+	sp *streamPrediction // nil until the request
+}
+
+func (g *grpcProxy) newTorchStream(client context.Context) *torchStream {
+	return &torchStream{streamCall: g.newStreamCall(client)}
+}
+
+func (t *torchStream) request(msg []byte) {
+	c := t.streamCall
+	p := c.g.p
+	start := p.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || t.sp != nil {
+		return // the call is over, or sends one request only
+	}
+	name, version := payload.TorchServeRequestModel(msg)
+	m := p.modelNamed(c.rc, name, mdValue(c.md, c.rc.modelHeader))
+	m.setVersionNamed(version, mdValue(c.md, c.rc.versionHeader))
+	var id []byte
+	if l := p.labels; l != nil {
+		id = mdValue(c.md, l.header)
+	}
+	sp := &streamPrediction{m: m, reqSize: len(msg),
+		rq: request{format: payload.FormatTorchServeGRPC, id: id, traceID: c.trace, start: start}}
+	sp.req, sp.reqDrop = c.keep(msg)
+	m.requests.Inc()
+	m.inFlight.Inc()
+	c.kept += sp.kept()
+	t.sp = sp
+}
+
+func (t *torchStream) answer(msg []byte) {
+	c := t.streamCall
+	at := c.g.p.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sp := t.sp
+	if sp == nil || c.ended {
+		return
+	}
+	if sp.respBytes == 0 {
+		sp.rq.firstByte = at.Sub(sp.rq.start)
+		c.g.p.metrics.FirstByte.WithLabelValues(sp.m.name).Observe(sp.rq.firstByte.Seconds())
+	}
+	sp.respBytes += len(msg)
+	sp.lastAt = at
+	// The last answer is the one captured.
+	c.kept -= len(sp.last)
+	c.g.p.queue.unhold(len(sp.last))
+	sp.last, sp.lastDrop = c.keep(msg)
+	c.kept += len(sp.last)
+}
+
+func (t *torchStream) end(err error) {
+	c := t.streamCall
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ended = true
+	if sp := t.sp; sp != nil {
+		c.unkeep(sp)
+		c.close(sp, err)
+	}
+}
