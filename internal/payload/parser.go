@@ -76,6 +76,7 @@ type Parser struct {
 	dims               []uint64         // the shape of the OIP tensor being read
 	protoTensors       []protoTensorMsg // the tensors of an OIP gRPC message
 	exampleMsgs        [][]byte         // the tf.Examples of a request (tfexample.go)
+	ctxMsgs            [][]byte         // and the occurrences of their context
 	ctxFeats           []protoTensorMsg // the features of their context, and of one
 	exFeats            []protoTensorMsg
 	exVals             []Value  // the values of a feature
@@ -222,7 +223,7 @@ func (p *Parser) reset(size int) {
 		p.scratch, p.names, p.elems, p.kvs = nil, nil, nil, nil
 		p.fastReq, p.fastResp, p.fastElems = nil, nil, nil
 		p.sse = nil
-		p.protoTensors, p.exampleMsgs, p.ctxFeats, p.exFeats, p.exVals, p.labels = nil, nil, nil, nil, nil, nil
+		p.protoTensors, p.exampleMsgs, p.ctxMsgs, p.ctxFeats, p.exFeats, p.exVals, p.labels = nil, nil, nil, nil, nil, nil, nil
 	}
 	p.lastSize = size
 	p.names = p.names[:0]

@@ -254,22 +254,31 @@ func TestBatchReuse(t *testing.T) {
 }
 
 func TestSteadyStateAllocs(t *testing.T) {
+	seldonReq, seldonResp := seldonBenchJSON()
+	examples := []map[string]any{{"x": 1.0, "s": "a", "l": []int{1, 2}}, {"x": 2.0}}
 	for _, tc := range []struct {
 		name      string
 		req, resp []byte
+		format    Format
 	}{
-		{"kserve", kserveBenchReq, kserveBenchResp},
-		{"oip", oipBenchReq, oipBenchResp},
-		{"mlflow", []byte(`{"dataframe_split": {"columns": ["a", "b"], "data": [[1, "x"], [2, "y"]]}}`), []byte(`{"predictions": [{"label": "p", "probabilities": [0.1, 0.9]}, {"label": "q", "probabilities": [0.3, 0.7]}]}`)},
-		{"json nested", []byte(`[{"user": {"age": 42, "geo": {"country": "NO"}}, "tags": ["a", "b"]}, {"user": {"age": 40, "geo": {"country": "SE"}}, "tags": ["c", "d"]}]`), []byte(`{"predictions": [1, 0]}`)},
-		{"infinity", []byte(`{"instances": [[Infinity, -Infinity, NaN]]}`), []byte(`{"predictions": [Infinity]}`)},
+		{"kserve", kserveBenchReq, kserveBenchResp, FormatUnknown},
+		{"oip", oipBenchReq, oipBenchResp, FormatUnknown},
+		{"mlflow", []byte(`{"dataframe_split": {"columns": ["a", "b"], "data": [[1, "x"], [2, "y"]]}}`), []byte(`{"predictions": [{"label": "p", "probabilities": [0.1, 0.9]}, {"label": "q", "probabilities": [0.3, 0.7]}]}`), FormatUnknown},
+		{"json nested", []byte(`[{"user": {"age": 42, "geo": {"country": "NO"}}, "tags": ["a", "b"]}, {"user": {"age": 40, "geo": {"country": "SE"}}, "tags": ["c", "d"]}]`), []byte(`{"predictions": [1, 0]}`), FormatUnknown},
+		{"infinity", []byte(`{"instances": [[Infinity, -Infinity, NaN]]}`), []byte(`{"predictions": [Infinity]}`), FormatUnknown},
+		{"tf classify with a context", exampleRequest(t, FormatTFServingClassifyGRPC, "m", examples, map[string]any{"c": 3}),
+			response(t, "ClassificationResponse", classificationResult([]class{{"a", 0.5}}, []class{{"b", 1}})), FormatTFServingClassifyGRPC},
+		{"seldon", []byte(seldonReq), []byte(seldonResp), FormatUnknown},
+		{"seldon grpc", seldonProto(t, `{"jsonData": {"user": {"age": 42}, "tags": ["a", "b"]}}`),
+			seldonProto(t, `{"jsonData": {"prediction": "churn"}}`), FormatSeldonGRPC},
+		{"torchserve grpc", torchRequest(t, "m", "", "data", `{"instances": [[1, 2]]}`), torchResponse(t, `{"predictions": [1]}`), FormatTorchServeGRPC},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewParser(Options{})
 			var b Batch
-			require.NoError(t, p.Parse(FormatUnknown, tc.req, tc.resp, &b))
+			require.NoError(t, p.Parse(tc.format, tc.req, tc.resp, &b))
 			allocs := testing.AllocsPerRun(100, func() {
-				_ = p.Parse(FormatUnknown, tc.req, tc.resp, &b)
+				_ = p.Parse(tc.format, tc.req, tc.resp, &b)
 			})
 			require.Zero(t, allocs)
 		})

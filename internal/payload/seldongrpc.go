@@ -111,8 +111,8 @@ func (p *Parser) parseSeldonGRPC(req, resp []byte, b *Batch) error {
 	if p.scratch, err = p.seldonJSON(p.scratch[:0], req, reqErr); err != nil {
 		return err
 	}
-	root, ok := p.req.ParseBytes(p.scratch)
-	if ok != nil {
+	root, jerr := p.req.ParseBytes(p.scratch)
+	if jerr != nil {
 		return reqErr(ReasonInvalidProtobuf, "the message does not make a JSON SeldonMessage")
 	}
 	p.nameBudget = 4*len(req) + 4096
@@ -127,7 +127,7 @@ func (p *Parser) parseSeldonGRPC(req, resp []byte, b *Batch) error {
 	if p.fastResp, err = p.seldonJSON(p.fastResp[:0], resp, respErr); err != nil {
 		return err
 	}
-	if root, ok = p.resp.ParseBytes(p.fastResp); ok != nil {
+	if root, jerr = p.resp.ParseBytes(p.fastResp); jerr != nil {
 		return respErr(ReasonInvalidResponse, "the message does not make a JSON SeldonMessage")
 	}
 	if err := p.seldonResponse(root, b); err != nil {

@@ -115,13 +115,15 @@ func (p *Parser) exampleRecords(msg []byte, b *Batch) error {
 		return malformed(reqErr, "input")
 	}
 	p.exampleMsgs = p.exampleMsgs[:0]
-	var context [][]byte // a message field sent twice is merged: its map entries add up
+	// A message field sent twice is merged: the context's map entries of
+	// every occurrence add up.
+	p.ctxMsgs = p.ctxMsgs[:0]
 	if !bytesFields(list, func(n protowire.Number, v []byte) {
 		switch {
 		case n == listExamples:
 			p.exampleMsgs = append(p.exampleMsgs, v)
 		case n == listContext && withContext:
-			context = append(context, v)
+			p.ctxMsgs = append(p.ctxMsgs, v)
 		}
 	}) {
 		return malformed(reqErr, "input.examples")
@@ -134,7 +136,7 @@ func (p *Parser) exampleRecords(msg []byte, b *Batch) error {
 	}
 	var err error
 	p.ctxFeats = p.ctxFeats[:0]
-	for _, c := range context {
+	for _, c := range p.ctxMsgs {
 		if p.ctxFeats, err = appendFeatureEntries(p.ctxFeats, c, "input.context"); err != nil {
 			return err
 		}
