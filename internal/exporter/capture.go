@@ -215,13 +215,6 @@ func (w *worker) handle(c *capture) {
 			w.logger.Error("Recovered from a panic while parsing a payload", "model", c.model.name, "panic", r)
 		}
 	}()
-	rc := w.obs.config()
-	mc := rc.models[c.model.name]
-	f := c.format
-	if mc.format != payload.FormatUnknown {
-		f = mc.format
-	}
-	p := w.parser(c.model.name, mc, rc)
 	req, resp := c.buf[:c.reqLen], c.buf[c.reqLen:c.reqLen+c.respLen]
 	if c.enc != (bodyEncodings{}) {
 		var err error
@@ -233,6 +226,13 @@ func (w *worker) handle(c *capture) {
 		w.feedback(c, req)
 		return
 	}
+	rc := w.obs.config()
+	mc := rc.models[c.model.name]
+	f := c.format
+	if mc.format != payload.FormatUnknown {
+		f = mc.format
+	}
+	p := w.parser(c.model.name, mc, rc)
 	err := p.Parse(f, req, resp, &w.batch)
 	if err != nil {
 		reason := "invalid_json"

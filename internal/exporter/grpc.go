@@ -70,12 +70,7 @@ var unaryCalls = map[string]unaryCall{
 	tfMultiInference:   tfCall(payload.FormatTFServingMultiInferenceGRPC),
 	seldonPredict:      seldonCall,
 	seldonModelPredict: seldonCall,
-	torchPredictions: {format: payload.FormatTorchServeGRPC, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
-		name, version := payload.TorchServeRequestModel(msg)
-		m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
-		m.setVersionNamed(version, mdValue(md, rc.versionHeader))
-		return m, nil // a PredictionsRequest carries no id
-	}},
+	torchPredictions:   namedCall(payload.FormatTorchServeGRPC, payload.TorchServeRequestModel),
 }
 
 // seldonHeader is the metadata that names a Seldon deployment.
@@ -94,11 +89,16 @@ var seldonCall = unaryCall{
 
 // tfCall is a TensorFlow Serving call whose messages are of format f.
 func tfCall(f payload.Format) unaryCall {
+	return namedCall(f, func(msg []byte) (name, version []byte) { return payload.TFRequestModel(f, msg) })
+}
+
+// namedCall is a call whose messages are of format f, and whose requests
+// name their model and version (read by names) but carry no id, as
+// TensorFlow Serving's and TorchServe's do.
+func namedCall(f payload.Format, names func(msg []byte) (name, version []byte)) unaryCall {
 	return unaryCall{format: f, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
-		name, version := payload.TFRequestModel(f, msg)
-		m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
-		m.setVersionNamed(version, mdValue(md, rc.versionHeader))
-		return m, nil // TensorFlow Serving's requests carry no id
+		name, version := names(msg)
+		return p.mdModel(rc, md, name, version), nil
 	}}
 }
 
@@ -619,9 +619,16 @@ func failureStatus(err error) (reason string, st error) {
 // name and id the message carries.
 func (p *proxy) inferModel(rc *runtimeConfig, md metadata.MD, msg []byte) (m *model, name, id []byte) {
 	name, version, id, _ := payload.InferRequestIDs(msg)
-	m = p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
+	return p.mdModel(rc, md, name, version), name, id
+}
+
+// mdModel is the model a gRPC request names, with its version set: name
+// and version as its message has them, else the model and version headers
+// of the call's metadata md (modelNamed, setVersionNamed).
+func (p *proxy) mdModel(rc *runtimeConfig, md metadata.MD, name, version []byte) *model {
+	m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
 	m.setVersionNamed(version, mdValue(md, rc.versionHeader))
-	return m, name, id
+	return m
 }
 
 // mdTraceID is the trace id of the W3C traceparent in md, nil when none.

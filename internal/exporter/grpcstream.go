@@ -125,10 +125,7 @@ func (c *streamCall) answer(msg []byte) {
 		if n, ok := payload.OutputCount(r.Response, "num_output_tokens"); ok {
 			sp.rq.outputTokens += n
 		}
-		c.kept -= len(sp.last)
-		c.g.p.queue.unhold(len(sp.last))
-		sp.last, sp.lastDrop = c.keep(r.Response)
-		c.kept += len(sp.last)
+		c.keepLast(sp, r.Response)
 	}
 	if r.Error == nil && r.Final == 0 {
 		c.trim(sp)
@@ -176,6 +173,15 @@ func (c *streamCall) keep(msg []byte) ([]byte, string) {
 		return nil, collector.DropQueueFull
 	}
 	return msg, ""
+}
+
+// keepLast makes answer, when the capture may keep it, the one captured
+// with sp's request, in place of the one kept before.
+func (c *streamCall) keepLast(sp *streamPrediction, answer []byte) {
+	c.kept -= len(sp.last)
+	c.g.p.queue.unhold(len(sp.last))
+	sp.last, sp.lastDrop = c.keep(answer)
+	c.kept += len(sp.last)
 }
 
 // trim closes the oldest pending requests, but not keep, while there are
@@ -317,8 +323,7 @@ func (t *torchStream) request(msg []byte) {
 		return // the call is over, or sends one request only
 	}
 	name, version := payload.TorchServeRequestModel(msg)
-	m := p.modelNamed(c.rc, name, mdValue(c.md, c.rc.modelHeader))
-	m.setVersionNamed(version, mdValue(c.md, c.rc.versionHeader))
+	m := p.mdModel(c.rc, c.md, name, version)
 	var id []byte
 	if l := p.labels; l != nil {
 		id = mdValue(c.md, l.header)
@@ -347,11 +352,7 @@ func (t *torchStream) answer(msg []byte) {
 	}
 	sp.respBytes += len(msg)
 	sp.lastAt = at
-	// The last answer is the one captured.
-	c.kept -= len(sp.last)
-	c.g.p.queue.unhold(len(sp.last))
-	sp.last, sp.lastDrop = c.keep(msg)
-	c.kept += len(sp.last)
+	c.keepLast(sp, msg) // the last answer is the one captured
 }
 
 func (t *torchStream) end(err error) {
