@@ -52,6 +52,17 @@ func oipBenchBodies() (req, resp []byte) {
 	return []byte(sb.String()), resp
 }
 
+// grpcBenchTensors are the tensors of the gRPC benchmarks: an input "x"
+// of 20 FP32 features, and an output "y" of one.
+func grpcBenchTensors() (in, out pbTensor) {
+	var data []any
+	for i := range 20 {
+		data = append(data, float64(i)+0.5)
+	}
+	return pbTensor{name: "x", dt: "FP32", shape: []int64{1, 20}, data: data},
+		pbTensor{name: "y", dt: "FP32", shape: []int64{1}, data: []any{0.5}}
+}
+
 func benchmarkParse(b *testing.B, f Format, req, resp []byte) {
 	p := NewParser(Options{})
 	var batch Batch

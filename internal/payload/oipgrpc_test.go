@@ -323,23 +323,8 @@ func FuzzOIPGRPC(f *testing.F) {
 }
 
 func BenchmarkOIPGRPC(b *testing.B) {
-	var in []pbTensor
-	var data []any
-	for i := 0; i < 20; i++ {
-		data = append(data, float64(i)+0.5)
-	}
-	in = append(in, pbTensor{name: "x", dt: "FP32", shape: []int64{1, 20}, data: data})
-	req := inferMessage("fraud", rawInputContents, in...)
-	resp := inferMessage("fraud", rawOutputContents, pbTensor{name: "y", dt: "FP32", shape: []int64{1}, data: []any{0.5}})
-	p := NewParser(Options{})
-	var batch Batch
-	b.SetBytes(int64(len(req) + len(resp)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := p.Parse(FormatOIPGRPC, req, resp, &batch); err != nil {
-			b.Fatal(err)
-		}
-	}
+	in, out := grpcBenchTensors()
+	benchmarkParse(b, FormatOIPGRPC, inferMessage("fraud", rawInputContents, in), inferMessage("fraud", rawOutputContents, out))
 }
 
 // A generative model behind the OIP's infer API (Triton's vLLM backend)

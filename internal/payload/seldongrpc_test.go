@@ -9,9 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -28,7 +26,7 @@ var seldonMessages = func() protoreflect.FileDescriptor {
 		i32, f64, enm = descriptorpb.FieldDescriptorProto_TYPE_INT32, descriptorpb.FieldDescriptorProto_TYPE_DOUBLE, descriptorpb.FieldDescriptorProto_TYPE_ENUM
 	)
 	field := descField
-	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
+	return testFile(&descriptorpb.FileDescriptorProto{
 		Name: proto.String("seldon_test.proto"), Package: proto.String("seldon.protos"), Syntax: proto.String("proto3"),
 		Dependency: []string{"google/protobuf/struct.proto"},
 		EnumType: []*descriptorpb.EnumDescriptorProto{{Name: proto.String("StatusFlag"), Value: []*descriptorpb.EnumValueDescriptorProto{
@@ -44,11 +42,7 @@ var seldonMessages = func() protoreflect.FileDescriptor {
 				field("meta", 2, msg, false, ".seldon.protos.Meta"), field("data", 3, msg, false, ".seldon.protos.DefaultData"),
 				field("binData", 4, byt, false, ""), field("strData", 5, str, false, ""), field("jsonData", 6, msg, false, ".google.protobuf.Value")}},
 		},
-	}, protoregistry.GlobalFiles)
-	if err != nil {
-		panic(err)
-	}
-	return fd
+	})
 }()
 
 // seldonProto encodes the JSON SeldonMessage js as its protobuf.

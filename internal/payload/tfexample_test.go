@@ -392,15 +392,6 @@ func BenchmarkTFServingClassify(b *testing.B) {
 	for i := 0; i < 20; i++ {
 		ex["f"+strconv.Itoa(i)] = float64(i) + 0.5
 	}
-	req := exampleRequest(b, FormatTFServingClassifyGRPC, "fraud", []map[string]any{ex}, nil)
-	resp := response(b, "ClassificationResponse", classificationResult([]class{{"no", 0.25}, {"yes", 0.75}}))
-	p := NewParser(Options{})
-	var batch Batch
-	b.SetBytes(int64(len(req) + len(resp)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := p.Parse(FormatTFServingClassifyGRPC, req, resp, &batch); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchmarkParse(b, FormatTFServingClassifyGRPC, exampleRequest(b, FormatTFServingClassifyGRPC, "fraud", []map[string]any{ex}, nil),
+		response(b, "ClassificationResponse", classificationResult([]class{{"no", 0.25}, {"yes", 0.75}})))
 }

@@ -41,7 +41,7 @@ var tfMessages = func() protoreflect.FileDescriptor {
 		"DT_UINT16", "DT_COMPLEX128", "DT_HALF", "DT_RESOURCE", "DT_VARIANT", "DT_UINT32", "DT_UINT64"} {
 		dataTypes = append(dataTypes, &descriptorpb.EnumValueDescriptorProto{Name: proto.String(name), Number: proto.Int32(int32(i))})
 	}
-	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
+	return testFile(&descriptorpb.FileDescriptorProto{
 		Name: proto.String("tfserving_test.proto"), Package: proto.String("tensorflow"), Syntax: proto.String("proto3"),
 		Dependency: []string{"google/protobuf/wrappers.proto"},
 		EnumType:   []*descriptorpb.EnumDescriptorProto{{Name: proto.String("DataType"), Value: dataTypes}},
@@ -106,12 +106,18 @@ var tfMessages = func() protoreflect.FileDescriptor {
 				field("regression_result", 3, msg, false, ".tensorflow.RegressionResult")}},
 			{Name: proto.String("MultiInferenceResponse"), Field: []*descriptorpb.FieldDescriptorProto{field("results", 1, msg, true, ".tensorflow.InferenceResult")}},
 		},
-	}, protoregistry.GlobalFiles)
+	})
+}()
+
+// testFile builds the file descriptor fdp describes, its imports found
+// among the files the protobuf module registers.
+func testFile(fdp *descriptorpb.FileDescriptorProto) protoreflect.FileDescriptor {
+	fd, err := protodesc.NewFile(fdp, protoregistry.GlobalFiles)
 	if err != nil {
 		panic(err)
 	}
 	return fd
-}()
+}
 
 // descField describes a field of a test message: its name, number, type,
 // whether it is repeated, and the full name of its message or enum type.
@@ -350,19 +356,6 @@ func FuzzTFServingGRPC(f *testing.F) {
 }
 
 func BenchmarkTFServingGRPC(b *testing.B) {
-	var data []any
-	for i := 0; i < 20; i++ {
-		data = append(data, float64(i)+0.5)
-	}
-	req := predictMessage(b, false, "fraud", 1, pbTensor{name: "x", dt: "FP32", shape: []int64{1, 20}, data: data})
-	resp := predictMessage(b, true, "fraud", 1, pbTensor{name: "y", dt: "FP32", shape: []int64{1}, data: []any{0.5}})
-	p := NewParser(Options{})
-	var batch Batch
-	b.SetBytes(int64(len(req) + len(resp)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := p.Parse(FormatTFServingGRPC, req, resp, &batch); err != nil {
-			b.Fatal(err)
-		}
-	}
+	in, out := grpcBenchTensors()
+	benchmarkParse(b, FormatTFServingGRPC, predictMessage(b, false, "fraud", 1, in), predictMessage(b, true, "fraud", 1, out))
 }

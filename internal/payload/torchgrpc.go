@@ -114,14 +114,6 @@ func (p *Parser) torchBody(body, prediction []byte, b *Batch) error {
 // isJSONValue reports whether b, past leading white space, starts as a
 // JSON object or array does.
 func isJSONValue(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue
-		case '{', '[':
-			return true
-		}
-		return false
-	}
-	return false
+	i := skipSpace(b, 0)
+	return i < len(b) && (b[i] == '{' || b[i] == '[')
 }

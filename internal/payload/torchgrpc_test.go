@@ -5,9 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 )
@@ -16,7 +14,7 @@ import (
 // described as its inference.proto has them.
 var torchMessages = func() protoreflect.FileDescriptor {
 	const str, byt, msg = descriptorpb.FieldDescriptorProto_TYPE_STRING, descriptorpb.FieldDescriptorProto_TYPE_BYTES, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE
-	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
+	return testFile(&descriptorpb.FileDescriptorProto{
 		Name: proto.String("torchserve_test.proto"), Package: proto.String("org.pytorch.serve.grpc.inference"), Syntax: proto.String("proto3"),
 		MessageType: []*descriptorpb.DescriptorProto{
 			{Name: proto.String("PredictionsRequest"), NestedType: []*descriptorpb.DescriptorProto{{Name: proto.String("InputEntry"),
@@ -26,11 +24,7 @@ var torchMessages = func() protoreflect.FileDescriptor {
 					descField("input", 3, msg, true, ".org.pytorch.serve.grpc.inference.PredictionsRequest.InputEntry")}},
 			{Name: proto.String("PredictionResponse"), Field: []*descriptorpb.FieldDescriptorProto{descField("prediction", 1, byt, false, "")}},
 		},
-	}, protoregistry.GlobalFiles)
-	if err != nil {
-		panic(err)
-	}
-	return fd
+	})
 }()
 
 // torchRequest encodes a PredictionsRequest of model and version with
