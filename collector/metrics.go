@@ -13,6 +13,9 @@ var (
 	DurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 	OverheadBuckets = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01}
 	SizeBuckets     = prometheus.ExponentialBuckets(64, 4, 11) // 64 B … 64 MiB
+	// RewardBuckets suit rewards of 0 or 1 and of [0, 1], as bandits and
+	// Seldon's routers give them, and tell the negative ones apart.
+	RewardBuckets = []float64{-1, -0.5, 0, 0.25, 0.5, 0.75, 1}
 )
 
 func histogramOpts(name, help string, buckets []float64) prometheus.HistogramOpts {
@@ -47,6 +50,7 @@ type Metrics struct {
 	Generations          *prometheus.CounterVec
 	GenerationTokens     *prometheus.CounterVec
 	TimePerOutputToken   *prometheus.HistogramVec
+	FeedbackReward       *prometheus.HistogramVec
 	FeatureInvalid       *prometheus.CounterVec
 	LabelOverflow        *prometheus.CounterVec
 	ObservationsReceived *prometheus.CounterVec
@@ -117,6 +121,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		TimePerOutputToken: f.NewHistogramVec(histogramOpts(GenerationTimePerToken,
 			"The time per output token after the first of generative models' streamed answers, in seconds: (last byte − first byte) / (output tokens − 1), for answers that report two tokens or more.",
 			DurationBuckets), []string{"model"}),
+		FeedbackReward: f.NewHistogramVec(histogramOpts(FeedbackReward,
+			"The rewards of the feedback requests (Seldon Core 1's feedback API) read from captured payloads, 0 for a feedback without one; its count is the number of feedback requests read. Rewards below 0 make the sum go down: take the mean reward from the native histogram (histogram_avg), or rate() the classic sum only when rewards are never negative.",
+			RewardBuckets), []string{"model"}),
 		FeatureInvalid: f.NewCounterVec(prometheus.CounterOpts{
 			Name: FeatureValuesInvalid,
 			Help: "The total number of invalid feature values seen in parsed payloads and pushed observations, by reason.",

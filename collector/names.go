@@ -26,6 +26,7 @@ const (
 	CaptureQueueCapacity     = "modelmon_capture_queue_capacity"
 	PayloadsParsedTotal      = "modelmon_payloads_parsed_total"
 	PayloadErrorsTotal       = "modelmon_payload_errors_total"
+	FeedbackReward           = "modelmon_feedback_reward"
 	GenerationsTotal         = "modelmon_generations_total"
 	GenerationTokensTotal    = "modelmon_generation_tokens_total"
 	GenerationTimePerToken   = "modelmon_generation_time_per_output_token_seconds"

@@ -110,6 +110,22 @@ func (q query) nativeQuantile(quantile, metric, by string, matchers ...string) s
 	return native + "\n  or\n" + classic
 }
 
+// nativeMean is the mean of a histogram's observations per rate interval,
+// summed by the given labels, falling back to the classic sum and count.
+func (q query) nativeMean(metric, by string) string {
+	native := fmt.Sprintf("histogram_avg(sum by (%s) (%s))", by, q.rate(metric))
+	classic := fmt.Sprintf("sum by (%s) (%s)\n  /\nsum by (%s) (%s)", by, q.rate(metric+"_sum"), by, q.rate(metric+"_count"))
+	return native + "\n  or\n" + classic
+}
+
+// nativeCount is the rate of a histogram's observations summed by the
+// given labels, falling back to the classic count.
+func (q query) nativeCount(metric, by string) string {
+	native := fmt.Sprintf("histogram_count(sum by (%s) (%s))", by, q.rate(metric))
+	classic := fmt.Sprintf("sum by (%s) (%s)", by, q.rate(metric+"_count"))
+	return native + "\n  or\n" + classic
+}
+
 // prometheusQuery is a range query with a legend.
 func prometheusQuery(expr, legend string) *prometheus.DataqueryBuilder {
 	return prometheus.NewDataqueryBuilder().

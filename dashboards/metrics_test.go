@@ -231,6 +231,7 @@ func runExporter(t *testing.T, bin string) exposed {
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/fraud:predict", "application/json", `{"instances":`))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/chat/completions", "application/json", `{"messages":[{"role":"user","content":"Hi"}]}`, "X-Model-Name", "llm"))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/chat/completions", "application/json", `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`, "X-Model-Name", "llm"))
+	require.Equal(t, 200, post(t, "http://"+proxy+"/seldon/prod/bandit/api/v1.0/feedback", "application/json", `{"reward": 1}`))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json",
 		`[{"model":"churn","version":"v1","id":"c1","features":{"x":1},"prediction":"yes"},{"model":"churn","version":"v1","id":"c2","features":{"x":2},"prediction":"no"}]`))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/labels", "application/json",
@@ -242,7 +243,7 @@ func runExporter(t *testing.T, bin string) exposed {
 		return fams["modelmon_feature_drift_psi"] != nil && fams["modelmon_payload_errors_total"] != nil &&
 			fams["modelmon_prediction_time_to_first_byte_seconds"] != nil &&
 			fams["modelmon_prediction_outcome_total"] != nil && fams["modelmon_generation_tokens_total"] != nil &&
-			fams["modelmon_generation_time_per_output_token_seconds"] != nil
+			fams["modelmon_generation_time_per_output_token_seconds"] != nil && fams["modelmon_feedback_reward"] != nil
 	}, 30*time.Second, 50*time.Millisecond, "the sidecar's drift, payload and quality series did not appear")
 	return exposition(fams)
 }

@@ -106,7 +106,13 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultTimeseries("Predictions waiting for a label", "Predictions the sidecars keep for their label, and labels held for their prediction.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s)", q.plain(collector.PendingPredictions)), "{{job}} pending predictions")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s)", q.plain(collector.HeldLabels)), "{{job}} held labels")).
-			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.PendingRemovedTotal)), "{{job}} removed ({{reason}})/s")))
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.PendingRemovedTotal)), "{{job}} removed ({{reason}})/s"))).
+		WithRow(dashboard.NewRowBuilder("Feedback")).
+		WithPanel(defaultTimeseries("Mean reward", "Mean reward of Seldon Core 1's feedback requests (0 for one without a reward), from the native histogram modelmon_feedback_reward.", "none").
+			WithTarget(prometheusQuery(q.nativeMean(collector.FeedbackReward, "model"), "{{model}}"))).
+		WithPanel(defaultTimeseries("Feedback requests", "Seldon Core 1's feedback requests read per second.", "reqps").
+			Min(0).
+			WithTarget(prometheusQuery(q.nativeCount(collector.FeedbackReward, "model"), "{{model}}")))
 	return b.Build()
 }
 

@@ -268,38 +268,42 @@ func (w *worker) handle(c *capture) {
 	}
 }
 
-// feedback turns the truth of a Seldon Core 1 feedback request into labels
-// of the prediction it names: the id Seldon gave it (its answer's
+// feedback reads a Seldon Core 1 feedback request: its reward goes to
+// modelmon_feedback_reward, and its truth, with --labels.enabled, gives
+// labels of the prediction it names: the id Seldon gave it (its answer's
 // meta.puid), else the request's id header; instance i of a truth of n > 1
-// labels "<id>/<i>", as observe names the instances of a batch. What
-// can't be a label counts in modelmon_labels_rejected_total.
+// labels "<id>/<i>", as observe names the instances of a batch. A feedback
+// that can't be read counts in modelmon_payload_errors_total, a truth that
+// can't be a label in modelmon_labels_rejected_total.
 func (w *worker) feedback(c *capture, body []byte) {
-	l := w.obs.labels
-	if l == nil {
-		return
-	}
 	if w.feedbackParser == nil {
 		w.feedbackParser = payload.NewParser(payload.Options{})
-	}
-	reject := func(reason string, err error) {
-		l.metrics.rejected.WithLabelValues(reason).Inc()
-		w.logger.Debug("Could not take a label from Seldon feedback", "model", c.model.name, "reason", reason, "err", err)
 	}
 	read := w.feedbackParser.SeldonFeedback
 	if c.format == payload.FormatSeldonGRPC {
 		read = w.feedbackParser.SeldonFeedbackGRPC
 	}
-	puid, err := read(body, &w.batch)
+	fb, err := read(body, &w.batch)
 	if err != nil {
+		reason := payload.ReasonInvalidJSON
 		var pe *payload.Error
-		if errors.As(err, &pe) && pe.Reason == payload.ReasonInvalidJSON {
-			reject(rejectInvalidJSON, err)
-		} else {
-			reject(rejectInvalidLabel, err)
+		if errors.As(err, &pe) {
+			reason = pe.Reason
 		}
+		w.obs.metrics.PayloadErrors.WithLabelValues(c.model.name, string(reason)).Inc()
+		w.logger.Debug("Could not read Seldon feedback", "model", c.model.name, "format", c.format.String(), "err", err)
 		return
 	}
-	id := puid
+	w.obs.metrics.FeedbackReward.WithLabelValues(c.model.name).Observe(fb.Reward)
+	l := w.obs.labels
+	if l == nil || !fb.Truth {
+		return
+	}
+	reject := func(reason string, err error) {
+		l.metrics.rejected.WithLabelValues(reason).Inc()
+		w.logger.Debug("Could not take a label from Seldon feedback", "model", c.model.name, "reason", reason, "err", err)
+	}
+	id := fb.Puid
 	if len(id) == 0 {
 		id = c.buf[c.reqLen+c.respLen:]
 	}

@@ -281,7 +281,7 @@ func (g *grpcProxy) handle(_ any, ss grpc.ServerStream) error {
 		return g.forward(ss, method, g.newTorchStream(ss.Context()))
 	}
 	g.p.metrics.Passthrough.Inc()
-	if (method == seldonSendFeedback || method == seldonModelFeedback) && g.p.labels != nil {
+	if method == seldonSendFeedback || method == seldonModelFeedback {
 		return g.forward(ss, method, g.newFeedbackTap(ss.Context()))
 	}
 	return g.forward(ss, method, nil)
@@ -289,7 +289,7 @@ func (g *grpcProxy) handle(_ any, ss grpc.ServerStream) error {
 
 // feedbackTap watches a Seldon SendFeedback call: a passthrough call whose
 // message, once the call ends, goes to the parsers as the HTTP feedback's
-// body does, for the labels its truth gives.
+// body does, for its reward and the labels its truth gives.
 type feedbackTap struct {
 	g  *grpcProxy
 	m  *model
@@ -302,8 +302,11 @@ type feedbackTap struct {
 func (g *grpcProxy) newFeedbackTap(ctx context.Context) *feedbackTap {
 	md, _ := metadata.FromIncomingContext(ctx)
 	rc := g.p.cfg.Load()
-	return &feedbackTap{g: g, m: g.p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader)),
-		id: mdValue(md, g.p.labels.header)}
+	t := &feedbackTap{g: g, m: g.p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader))}
+	if g.p.labels != nil {
+		t.id = mdValue(md, g.p.labels.header)
+	}
+	return t
 }
 
 func (t *feedbackTap) request(msg []byte) {

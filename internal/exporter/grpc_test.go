@@ -640,17 +640,20 @@ func TestGRPCSeldonPredict(t *testing.T) {
 	require.Equal(t, []string{"matched"}, r.Results)
 	require.Equal(t, 0.25, metricValue(t, e, "modelmon_prediction_absolute_error_total", iris))
 
-	// SendFeedback passes through, and its truth labels the prediction
-	// its response's meta.puid names.
+	// SendFeedback passes through, its reward is counted, and its truth
+	// labels the prediction its response's meta.puid names.
 	predict := append(appendField(nil, 2, appendField(nil, 1, []byte("req-2"))), seldonMessage(nil, nil, 1)...)
 	var resp []byte
 	require.NoError(t, conn.Invoke(ctx, seldonPredict, &predict, &resp))
 	response := append(appendField(nil, 2, appendField(nil, 1, []byte("req-2"))), resp...)
 	feedback := appendField(appendField(nil, 2, response), 4, seldonMessage(nil, nil, 1.5)) // Feedback.response, .truth
+	feedback = protowire.AppendFixed32(protowire.AppendTag(feedback, 3, protowire.Fixed32Type), math.Float32bits(0.5))
 	require.NoError(t, conn.Invoke(ctx, seldonSendFeedback, &feedback, &resp))
 	eventually(t, e, 2, "modelmon_labels_matched_total", iris)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
 	require.Equal(t, 0.25+0.75, metricValue(t, e, "modelmon_prediction_absolute_error_total", iris))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feedback_reward_count", iris))
+	require.Equal(t, 0.5, metricValue(t, e, "modelmon_feedback_reward_sum", iris))
 
 	// A request without a puid takes the one Seldon gives its answer, and
 	// no id of the sidecar's comes back.
@@ -662,6 +665,27 @@ func TestGRPCSeldonPredict(t *testing.T) {
 	st, r = postLabels(t, e, `{"id":"exec-1","label":1}`)
 	require.Equal(t, 200, st)
 	require.Equal(t, []string{"matched"}, r.Results)
+}
+
+// Without the label join, SendFeedback still gives its reward, and a
+// message that is not a Feedback counts as a payload error.
+func TestGRPCSeldonFeedbackReward(t *testing.T) {
+	e, _ := grpcSidecar(t, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "seldon", "bandit")
+	for _, msg := range [][]byte{
+		protowire.AppendFixed32(protowire.AppendTag(nil, 3, protowire.Fixed32Type), math.Float32bits(1)),
+		appendField(nil, 4, seldonMessage(nil, nil, 1)), // a truth alone: a reward of 0
+		{0x1d, 0x00}, // a reward cut short
+	} {
+		var resp []byte
+		require.NoError(t, conn.Invoke(ctx, seldonSendFeedback, &msg, &resp))
+	}
+	bandit := map[string]string{"model": "bandit"}
+	eventually(t, e, 1, "modelmon_payload_errors_total", map[string]string{"model": "bandit", "reason": "invalid_protobuf"})
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_feedback_reward_count", bandit))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feedback_reward_sum", bandit))
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
 }
 
 // TorchServe's Predictions calls are predictions: the model and version

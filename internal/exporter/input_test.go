@@ -278,8 +278,8 @@ func TestSeldonThroughTheProxy(t *testing.T) {
 		"response": {"meta": {"puid": "p-1"}, "data": {"ndarray": [[0.9, 0.05, 0.05], [0.01, 0.2, 0.79]]}},
 		"reward": 0.5, "truth": {"data": {"ndarray": [["setosa"], ["versicolor"]]}}}`)
 	require.Equal(t, 200, st)
-	// A reward alone is no label, nor is a body that is not JSON; without
-	// a puid the id header names the prediction.
+	// A reward alone is no label, and a body that is not JSON is no
+	// feedback; without a puid the id header names the prediction.
 	st, _ = do(t, "POST", base+"feedback", `{"response": {"meta": {"puid": "p-1"}}, "reward": 1}`)
 	require.Equal(t, 200, st)
 	st, _ = do(t, "POST", base+"feedback", `{"truth": `)
@@ -289,11 +289,43 @@ func TestSeldonThroughTheProxy(t *testing.T) {
 	waitIdle(t, e)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", iris), "feedback is not a prediction")
 	require.Equal(t, 4.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
-	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_rejected_total", map[string]string{"reason": "invalid_json"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": "iris", "reason": "invalid_json"}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_held_labels", nil), "the label waits for prediction later-1")
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_matched_total", iris))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "iris", "predicted": "setosa", "actual": "setosa"}))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "iris", "predicted": "virginica", "actual": "versicolor"}))
-	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_rejected_total", map[string]string{"reason": "invalid_label"}))
+	require.Zero(t, metricValue(t, e, "modelmon_labels_rejected_total", map[string]string{"reason": "invalid_label"}))
+	require.Zero(t, metricValue(t, e, "modelmon_labels_rejected_total", map[string]string{"reason": "invalid_json"}))
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_total", map[string]string{"reason": "matched"}))
+	// Every feedback read counts its reward, 0 when it has none.
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_feedback_reward_count", iris))
+	require.Equal(t, 1.5, metricValue(t, e, "modelmon_feedback_reward_sum", iris))
+}
+
+// Seldon's rewards are counted without the label join, and a feedback that
+// is not one is counted as a payload error, as a prediction's would be.
+func TestSeldonRewardsWithoutLabels(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"data": {"tensor": {"shape": [0], "values": []}}, "meta": {}}`)
+	}))
+	t.Cleanup(up.Close)
+	e := startExporter(t, up.URL, nil)
+	base := "http://" + e.ProxyAddr() + "/seldon/prod/bandit/api/v1.0/feedback"
+	for _, body := range []string{`{"reward": 1}`, `{"reward": 0}`, `{"reward": -0.5, "truth": {"data": {"ndarray": [[1]]}}}`, `{"reward": "1"}`,
+		`{"reward": "NaN"}`, `{"reward": 1, "truth": [1]}`} {
+		st, _ := do(t, "POST", base, body)
+		require.Equal(t, 200, st)
+	}
+	// A GET is no feedback.
+	st, _ := do(t, "GET", base, "")
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+	bandit := map[string]string{"model": "bandit"}
+	require.Equal(t, 4.0, metricValue(t, e, "modelmon_feedback_reward_count", bandit))
+	require.Equal(t, 1.5, metricValue(t, e, "modelmon_feedback_reward_sum", bandit))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": "bandit", "reason": "type_mismatch"}))
+	require.Zero(t, metricValue(t, e, "modelmon_requests_total", bandit), "feedback is not a prediction")
+	require.Equal(t, 7.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+	requireMetricsDocumented(t, e)
 }

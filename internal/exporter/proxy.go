@@ -311,9 +311,10 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		p.metrics.Passthrough.Inc()
 		if s, _ := p.roundTrip(ctx, nil); s != nil {
 			s.start(p, nil, ctx, request{})
-		} else if r.feedback && p.labels != nil && bytes.Equal(req.Header.Method(), methodPOST) {
-			// Seldon's feedback carries ground truth: the parsers turn it
-			// into labels, off the hot path, as they parse predictions.
+		} else if r.feedback && bytes.Equal(req.Header.Method(), methodPOST) {
+			// Seldon's feedback carries a reward and ground truth: the
+			// parsers read them, off the hot path, as they parse
+			// predictions.
 			m := p.modelNamed(rc, r.model, hdrModel)
 			p.queue.offerFeedback(m, payload.FormatSeldon, bodyEncodings{req: encodingOf(reqEnc)}, req.Body(), reqID)
 		}

@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"math"
 	"strconv"
 
 	"github.com/valyala/fastjson"
@@ -219,36 +220,92 @@ func cappedProduct(a, b, limit int) int {
 	return min(a*b, limit)
 }
 
+// Feedback is what a request of Seldon Core 1's feedback API says beside
+// its truth.
+type Feedback struct {
+	// Puid is the id Seldon gave the prediction the feedback is about, the
+	// response's meta.puid; nil when it has none.
+	Puid []byte
+	// Reward is the feedback's reward, 0 when it has none, as Seldon reads
+	// it; always finite.
+	Reward float64
+	// Truth is true when the feedback has a truth: the batch then holds a
+	// record per instance of it.
+	Truth bool
+}
+
 // SeldonFeedback reads a request of Seldon Core 1's feedback API
 // (/api/v1.0/feedback): {"request": …, "response": …, "reward": …,
-// "truth": …}, each of the three a SeldonMessage. It returns the id Seldon
-// gave the prediction, the response's meta.puid (nil when it has none),
-// and fills b with the truth: a record per instance of the truth's
-// message, read as a request is (without Options.FeatureNames), whose
-// features hold the instance's true value. b's records and id are valid
-// until the next call on p.
-func (p *Parser) SeldonFeedback(body []byte, b *Batch) (puid []byte, err error) {
+// "truth": …}, the three messages SeldonMessages. It returns the
+// response's puid and the reward, and fills b with the truth: a record per
+// instance, read as a request is (without Options.FeatureNames), whose
+// features hold the instance's true value. A feedback that can't be read
+// whole (its truth included) is an error, and b is then empty. Puid and
+// b's records are valid until the next call on p.
+func (p *Parser) SeldonFeedback(body []byte, b *Batch) (Feedback, error) {
 	b.Reset()
 	p.reset(len(body))
 	if isBlank(body) {
-		return nil, reqErr(ReasonEmptyBody, "empty body")
+		return Feedback{}, reqErr(ReasonEmptyBody, "empty body")
 	}
 	root, ok := p.parseJSON(&p.req, body)
 	if !ok {
-		return nil, reqErr(ReasonInvalidJSON, "not valid JSON")
+		return Feedback{}, reqErr(ReasonInvalidJSON, "not valid JSON")
 	}
 	o := root.GetObject()
 	if o == nil {
-		return nil, reqErr(ReasonTypeMismatch, "body is not an object")
+		return Feedback{}, reqErr(ReasonTypeMismatch, "body is not an object")
 	}
+	var fb Feedback
 	if id := root.Get("response", "meta", "puid"); id != nil && id.Type() == fastjson.TypeString {
-		puid = id.GetStringBytes()
+		fb.Puid = id.GetStringBytes()
+	}
+	var err error
+	if fb.Reward, err = jsonReward(o.Get("reward")); err != nil {
+		return Feedback{}, err
 	}
 	truth := o.Get("truth")
 	if truth == nil || truth.Type() == fastjson.TypeNull {
-		return puid, reqErr(ReasonMissingField, `no "truth"`)
+		return fb, nil
 	}
-	return puid, p.seldonTruth(truth, len(body), FormatSeldon, b)
+	if err := p.seldonTruth(truth, len(body), FormatSeldon, b); err != nil {
+		return Feedback{}, err
+	}
+	fb.Truth = true
+	return fb, nil
+}
+
+// jsonReward reads a feedback's reward, a float in protobuf's JSON mapping:
+// a number, or a string that holds one; none is 0.
+func jsonReward(v *fastjson.Value) (float64, error) {
+	var r float64
+	switch {
+	case v == nil || v.Type() == fastjson.TypeNull:
+		return 0, nil
+	case v.Type() == fastjson.TypeNumber:
+		f, err := v.Float64()
+		if err != nil {
+			return 0, errMalformedNumber()
+		}
+		r = f
+	case v.Type() == fastjson.TypeString:
+		f, err := strconv.ParseFloat(string(v.GetStringBytes()), 64)
+		if err != nil {
+			return 0, reqErr(ReasonTypeMismatch, `"reward" is a string that holds no number`)
+		}
+		r = f
+	default:
+		return 0, reqErr(ReasonTypeMismatch, `"reward" is not a number`)
+	}
+	return finiteReward(r)
+}
+
+// finiteReward is r, or an error when it is NaN or infinite.
+func finiteReward(r float64) (float64, error) {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return 0, reqErr(ReasonTypeMismatch, `"reward" is not a finite number`)
+	}
+	return r, nil
 }
 
 // seldonTruth reads the truth of a feedback of size bytes into b.

@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -128,30 +129,39 @@ func TestSeldon(t *testing.T) {
 func TestSeldonFeedback(t *testing.T) {
 	for _, tc := range []struct {
 		name, body string
-		puid       string
-		want       []plainRecord
+		want       Feedback
+		records    []plainRecord
 		reason     Reason
 	}{
 		{name: "a truth per instance",
 			body: `{"request": {"data": {"ndarray": [[1, 2], [3, 4]]}}, "response": {"meta": {"puid": "p-1"}, "data": {"ndarray": [0, 1]}}, "reward": 1, "truth": {"data": {"ndarray": [[0], [1]]}}}`,
-			puid: "p-1", want: []plainRecord{rec("null", "", "0=0"), rec("null", "", "0=1")}},
+			want: Feedback{Puid: []byte("p-1"), Reward: 1, Truth: true}, records: []plainRecord{rec("null", "", "0=0"), rec("null", "", "0=1")}},
 		{name: "a class, named",
 			body: `{"response": {"meta": {"puid": "p-2"}}, "truth": {"data": {"names": ["species"], "ndarray": [["setosa"]]}}}`,
-			puid: "p-2", want: []plainRecord{rec("null", "", `species="setosa"`)}},
+			want: Feedback{Puid: []byte("p-2"), Truth: true}, records: []plainRecord{rec("null", "", `species="setosa"`)}},
 		{name: "no puid",
 			body: `{"truth": {"data": {"tensor": {"shape": [1], "values": [2.5]}}}}`,
-			want: []plainRecord{rec("null", "", "0=2.5")}},
-		{name: "a reward alone", body: `{"response": {"meta": {"puid": "p-3"}}, "reward": 0}`, puid: "p-3", reason: ReasonMissingField},
+			want: Feedback{Truth: true}, records: []plainRecord{rec("null", "", "0=2.5")}},
+		{name: "a reward alone", body: `{"response": {"meta": {"puid": "p-3"}}, "reward": -0.25}`, want: Feedback{Puid: []byte("p-3"), Reward: -0.25}},
+		// protobuf's JSON mapping lets a float be a string.
+		{name: "a reward in a string", body: `{"reward": "0.75", "truth": null}`, want: Feedback{Reward: 0.75}},
+		{name: "a reward of null", body: `{"reward": null}`},
+		{name: "a reward that is no number", body: `{"reward": true}`, reason: ReasonTypeMismatch},
+		{name: "a reward in a string that is no number", body: `{"reward": "high"}`, reason: ReasonTypeMismatch},
+		{name: "an infinite reward", body: `{"reward": "Infinity"}`, reason: ReasonTypeMismatch},
+		{name: "a NaN reward", body: `{"reward": "NaN", "truth": {"data": {"ndarray": [[1]]}}}`, reason: ReasonTypeMismatch},
 		{name: "not JSON", body: `{"truth": `, reason: ReasonInvalidJSON},
-		{name: "a truth that is no SeldonMessage", body: `{"truth": [1]}`, reason: ReasonTypeMismatch},
+		{name: "not an object", body: `[1]`, reason: ReasonTypeMismatch},
+		{name: "empty", body: " ", reason: ReasonEmptyBody},
+		{name: "a truth that is no SeldonMessage", body: `{"response": {"meta": {"puid": "p-4"}}, "reward": 1, "truth": [1]}`, reason: ReasonTypeMismatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b Batch
 			p := NewParser(Options{FeatureNames: []string{"configured"}})
-			puid, err := p.SeldonFeedback([]byte(tc.body), &b)
+			fb, err := p.SeldonFeedback([]byte(tc.body), &b)
 			require.Equal(t, tc.reason, reasonOf(t, err), "%v", err)
-			require.Equal(t, tc.puid, string(puid))
-			require.Equal(t, tc.want, plain(&b).Records)
+			require.Equal(t, tc.want, fb)
+			require.Equal(t, tc.records, plain(&b).Records)
 		})
 	}
 }
@@ -160,15 +170,29 @@ func FuzzSeldonFeedback(f *testing.F) {
 	f.Add([]byte(`{"response": {"meta": {"puid": "p"}}, "truth": {"data": {"names": ["y"], "ndarray": [[0], ["a"], [true]]}}}`))
 	f.Add([]byte(`{"truth": {"data": {"tensor": {"shape": [2, 1], "values": [1, 2]}}}}`))
 	f.Add([]byte(`{"truth": {"jsonData": {"label": 1}}, "reward": 0}`))
+	f.Add([]byte(`{"reward": "-1e3"}`))
 	p := NewParser(Options{MaxInstances: 4})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var b Batch
-		_, err := p.SeldonFeedback(body, &b)
-		if err != nil && len(b.Records) != 0 {
-			t.Fatalf("error %v left %d records", err, len(b.Records))
-		}
+		fb, err := p.SeldonFeedback(body, &b)
+		checkFeedback(t, fb, err, &b)
 		if len(b.Records) > 4 {
 			t.Fatalf("%d records, more than MaxInstances", len(b.Records))
 		}
 	})
+}
+
+// checkFeedback checks what a feedback reader gave: nothing with an error,
+// records only with a truth, and a finite reward.
+func checkFeedback(t *testing.T, fb Feedback, err error, b *Batch) {
+	t.Helper()
+	if err != nil && (len(b.Records) != 0 || fb.Truth || fb.Reward != 0 || fb.Puid != nil) {
+		t.Fatalf("error %v left %d records, feedback %+v", err, len(b.Records), fb)
+	}
+	if !fb.Truth && len(b.Records) != 0 {
+		t.Fatalf("%d records without a truth", len(b.Records))
+	}
+	if math.IsNaN(fb.Reward) || math.IsInf(fb.Reward, 0) {
+		t.Fatalf("reward %v", fb.Reward)
+	}
 }

@@ -48,6 +48,7 @@ const (
 	seldonStatusFlag   = 4
 	seldonMetaPuid     = 1
 	feedbackResponse   = 2
+	feedbackReward     = 3
 	feedbackTruth      = 4
 
 	valueNull   = 1
@@ -73,34 +74,66 @@ func SeldonPuid(msg []byte) []byte {
 // gRPC SendFeedback call:
 //
 //	message Feedback { SeldonMessage request = 1; SeldonMessage response = 2; float reward = 3; SeldonMessage truth = 4; }
-func (p *Parser) SeldonFeedbackGRPC(msg []byte, b *Batch) (puid []byte, err error) {
+func (p *Parser) SeldonFeedbackGRPC(msg []byte, b *Batch) (Feedback, error) {
 	b.Reset()
 	p.reset(len(msg))
 	var response, truth []byte
+	var reward float32
 	hasTruth := false
-	if !bytesFields(msg, func(n protowire.Number, v []byte) {
-		switch n {
-		case feedbackResponse:
-			response = v
-		case feedbackTruth:
-			truth, hasTruth = v, true
+	for rest := msg; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return Feedback{}, malformed(reqErr, "the message")
 		}
-	}) {
-		return nil, malformed(reqErr, "the message")
+		rest = rest[n:]
+		switch {
+		case num == feedbackReward && typ == protowire.Fixed32Type:
+			v, n := protowire.ConsumeFixed32(rest)
+			if n < 0 {
+				return Feedback{}, malformed(reqErr, "the message")
+			}
+			reward, rest = math.Float32frombits(v), rest[n:]
+			continue
+		case typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(rest)
+			if n < 0 {
+				return Feedback{}, malformed(reqErr, "the message")
+			}
+			switch num {
+			case feedbackResponse:
+				response = v
+			case feedbackTruth:
+				truth, hasTruth = v, true
+			}
+			rest = rest[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, rest); n < 0 {
+			return Feedback{}, malformed(reqErr, "the message")
+		}
+		rest = rest[n:]
 	}
-	puid = SeldonPuid(response)
+	fb := Feedback{Puid: SeldonPuid(response)}
+	var err error
+	if fb.Reward, err = finiteReward(float64(reward)); err != nil {
+		return Feedback{}, err
+	}
 	if !hasTruth {
-		return puid, reqErr(ReasonMissingField, "no truth")
+		return fb, nil
 	}
 	p.protoTensors = p.protoTensors[:0]
 	if p.scratch, err = p.seldonJSON(p.scratch[:0], truth, reqErr); err != nil {
-		return puid, err
+		return Feedback{}, err
 	}
 	root, jerr := p.req.ParseBytes(p.scratch)
 	if jerr != nil {
-		return puid, reqErr(ReasonInvalidProtobuf, "the truth does not make a JSON SeldonMessage")
+		return Feedback{}, reqErr(ReasonInvalidProtobuf, "the truth does not make a JSON SeldonMessage")
 	}
-	return puid, p.seldonTruth(root, len(msg), FormatSeldonGRPC, b)
+	if err := p.seldonTruth(root, len(msg), FormatSeldonGRPC, b); err != nil {
+		return Feedback{}, err
+	}
+	fb.Truth = true
+	return fb, nil
 }
 
 // parseSeldonGRPC is Parse for FormatSeldonGRPC. p and b have been reset.

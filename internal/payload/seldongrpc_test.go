@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -184,10 +185,9 @@ func FuzzSeldonGRPC(f *testing.F) {
 		}
 		SeldonPuid(req)
 		// The request as a SendFeedback call's message.
-		var fb Batch
-		if _, err := parsers[1].SeldonFeedbackGRPC(req, &fb); err != nil && len(fb.Records) != 0 {
-			t.Fatalf("error %v left %d records", err, len(fb.Records))
-		}
+		var b Batch
+		fb, err := parsers[1].SeldonFeedbackGRPC(req, &b)
+		checkFeedback(t, fb, err, &b)
 	})
 }
 
@@ -197,26 +197,32 @@ func TestSeldonFeedbackGRPC(t *testing.T) {
 	}
 	response := field(feedbackResponse, seldonProto(t, `{"meta": {"puid": "p-1"}, "data": {"ndarray": [[0.9], [0.1]]}}`))
 	truth := field(feedbackTruth, seldonProto(t, `{"data": {"names": ["y"], "ndarray": [["cat"], ["dog"]]}}`))
-	reward := protowire.AppendFixed32(protowire.AppendTag(nil, 3, protowire.Fixed32Type), math.Float32bits(1))
+	reward := func(r float32) []byte {
+		return protowire.AppendFixed32(protowire.AppendTag(nil, feedbackReward, protowire.Fixed32Type), math.Float32bits(r))
+	}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	for _, tc := range []struct {
-		name   string
-		msg    []byte
-		puid   string
-		want   []plainRecord
-		reason Reason
+		name    string
+		msg     []byte
+		want    Feedback
+		records []plainRecord
+		reason  Reason
 	}{
-		{"a truth per instance", append(append(append([]byte{}, response...), reward...), truth...), "p-1",
+		{"a truth per instance", cat(response, reward(1), truth), Feedback{Puid: []byte("p-1"), Reward: 1, Truth: true},
 			[]plainRecord{rec("null", "", `y="cat"`), rec("null", "", `y="dog"`)}, ""},
-		{"no response", truth, "", []plainRecord{rec("null", "", `y="cat"`), rec("null", "", `y="dog"`)}, ""},
-		{"a reward alone", append(append([]byte{}, response...), reward...), "p-1", nil, ReasonMissingField},
-		{"no protobuf", []byte{0x22, 0x09, 1}, "", nil, ReasonInvalidProtobuf},
+		{"no response", truth, Feedback{Truth: true}, []plainRecord{rec("null", "", `y="cat"`), rec("null", "", `y="dog"`)}, ""},
+		{"a reward alone", cat(response, reward(-0.5)), Feedback{Puid: []byte("p-1"), Reward: -0.5}, nil, ""},
+		{"a NaN reward", cat(response, reward(float32(math.NaN())), truth), Feedback{}, nil, ReasonTypeMismatch},
+		{"a truth that is no SeldonMessage", cat(response, reward(1), field(feedbackTruth, []byte{0x0a})), Feedback{}, nil, ReasonInvalidProtobuf},
+		{"a reward cut short", cat(response, reward(1)[:3]), Feedback{}, nil, ReasonInvalidProtobuf},
+		{"no protobuf", []byte{0x22, 0x09, 1}, Feedback{}, nil, ReasonInvalidProtobuf},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b Batch
-			puid, err := NewParser(Options{FeatureNames: []string{"configured"}}).SeldonFeedbackGRPC(tc.msg, &b)
+			fb, err := NewParser(Options{FeatureNames: []string{"configured"}}).SeldonFeedbackGRPC(tc.msg, &b)
 			require.Equal(t, tc.reason, reasonOf(t, err), "%v", err)
-			require.Equal(t, tc.puid, string(puid))
-			require.Equal(t, tc.want, plain(&b).Records)
+			require.Equal(t, tc.want, fb)
+			require.Equal(t, tc.records, plain(&b).Records)
 		})
 	}
 }
