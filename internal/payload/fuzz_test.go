@@ -50,6 +50,9 @@ var fuzzSeeds = map[Format][][2]string{
 		{`{"jsonData": {"x": 1, "y": [1, 2]}}`, `{"jsonData": {"prediction": "a"}}`},
 		{`{"strData": "hello"}`, `{"status": {"code": 500, "info": "boom", "status": "FAILURE"}}`},
 		{`{"data": {"tensor": {"shape": [9223372036854775807, 9223372036854775807], "values": []}}}`, ``},
+		{`{"data": {"names": ["a"], "tftensor": {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "2"}, {"size": "1"}]}, "floatVal": [1, "NaN"]}}}`,
+			`{"data": {"tftensor": {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": 2}]}, "string_val": ["eWVz", "bm8="]}}}`},
+		{`{"data": {"tftensor": {"dtype": 9, "tensorContent": "AQAAAAAAAAA=", "tensorShape": {"dim": [{"size": "1"}]}}}}`, ``},
 	},
 	FormatJSON: {
 		{`{"age": 42, "city": "Oslo", "member": true, "referrer": null}`, `0.87`},

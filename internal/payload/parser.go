@@ -75,6 +75,7 @@ type Parser struct {
 	tensorName         [][]byte         // OIP feature names, per tensor
 	dims               []uint64         // the shape of the OIP tensor being read
 	protoTensors       []protoTensorMsg // the tensors of an OIP gRPC message
+	tfProto            []byte           // a Seldon "tftensor" in its binary form (seldontf.go)
 	exampleMsgs        [][]byte         // the tf.Examples of a request (tfexample.go)
 	ctxMsgs            [][]byte         // and the occurrences of their context
 	ctxFeats           []protoTensorMsg // the features of their context, and of one
@@ -223,6 +224,7 @@ func (p *Parser) reset(size int) {
 		p.scratch, p.names, p.elems, p.kvs = nil, nil, nil, nil
 		p.fastReq, p.fastResp, p.fastElems = nil, nil, nil
 		p.sse = nil
+		p.tfProto = nil
 		p.protoTensors, p.exampleMsgs, p.ctxMsgs, p.ctxFeats, p.exFeats, p.exVals, p.labels = nil, nil, nil, nil, nil, nil, nil
 	}
 	p.lastSize = size

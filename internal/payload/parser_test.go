@@ -271,6 +271,9 @@ func TestSteadyStateAllocs(t *testing.T) {
 		{"seldon", []byte(seldonReq), []byte(seldonResp), FormatUnknown},
 		{"seldon grpc", seldonProto(t, `{"jsonData": {"user": {"age": 42}, "tags": ["a", "b"]}}`),
 			seldonProto(t, `{"jsonData": {"prediction": "churn"}}`), FormatSeldonGRPC},
+		{"seldon tftensor", []byte(`{"data": {"names": ["a", "b"], "tftensor": {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "2"}, {"size": "2"}]}, "floatVal": [1, 2, 3, 4]}}}`),
+			[]byte(`{"data": {"tftensor": {"dtype": "DT_STRING", "tensorShape": {"dim": [{"size": "2"}]}, "stringVal": ["eWVz", "bm8="]}}}`), FormatSeldon},
+		{"seldon grpc tftensor", seldonTFMessage(t, []string{"a"}, seldonTFCases[0].in), seldonTFMessage(t, nil, seldonTFCases[0].out), FormatSeldonGRPC},
 		{"torchserve grpc", torchRequest(t, "m", "", "data", `{"instances": [[1, 2]]}`), torchResponse(t, `{"predictions": [1]}`), FormatTorchServeGRPC},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

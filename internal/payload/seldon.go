@@ -18,7 +18,8 @@ import (
 // An element of "ndarray" is an instance, read as an element of KServe's
 // "instances" is, its positional features named by "names" when the message
 // has them. A "tensor" holds its elements flat, in row-major order: the
-// first dimension of its shape is the instances. "jsonData" is read as a
+// first dimension of its shape is the instances. A "tftensor" is read as
+// a "tensor" (seldontf.go). "jsonData" is read as a
 // plain JSON body is (FormatJSON). A "strData" or "binData" message is one
 // instance with no features, and gives no prediction.
 
@@ -92,10 +93,10 @@ func (p *Parser) seldonData(data *fastjson.Value, b *Batch, response bool) error
 	if t := d.Get("tensor"); t != nil {
 		return p.seldonTensor(t, b, response, mkErr)
 	}
-	if d.Get("tftensor") != nil {
-		return mkErr(ReasonTypeMismatch, `"tftensor" is not read`)
+	if t := d.Get("tftensor"); t != nil {
+		return p.seldonTFTensor(t, b, response, mkErr)
 	}
-	return mkErr(ReasonMissingField, `"data" has no "ndarray" or "tensor"`)
+	return mkErr(ReasonMissingField, `"data" has no "ndarray", "tensor" or "tftensor"`)
 }
 
 // seldonNames makes the strings of names the parser's feature names for
@@ -160,9 +161,16 @@ func (p *Parser) seldonTensor(t *fastjson.Value, b *Batch, response bool, mkErr 
 	if cappedProduct(n, width, limit) != len(values) {
 		return mkErr(ReasonShapeMismatch, `"tensor" has `+strconv.Itoa(len(values))+` values, not as many as its "shape" says`)
 	}
+	return p.seldonInstances(b, values, n, width, response, "tensor")
+}
+
+// seldonInstances reads the n instances of width values each of a tensor
+// (field "tensor" or "tftensor"), flat in row-major order: appends a
+// record per instance, or, for a response, sets their predictions.
+func (p *Parser) seldonInstances(b *Batch, values []*fastjson.Value, n, width int, response bool, field string) error {
 	if response {
 		if n != len(b.Records) {
-			return respErr(ReasonShapeMismatch, `"tensor" has `+strconv.Itoa(n)+" predictions for "+strconv.Itoa(len(b.Records))+" instances")
+			return respErr(ReasonShapeMismatch, `"`+field+`" has `+strconv.Itoa(n)+" predictions for "+strconv.Itoa(len(b.Records))+" instances")
 		}
 		for i := range b.Records {
 			if err := p.seldonRow(b, &b.Records[i], values[i*width:(i+1)*width]); err != nil {
@@ -172,7 +180,7 @@ func (p *Parser) seldonTensor(t *fastjson.Value, b *Batch, response bool, mkErr 
 		return nil
 	}
 	if n > p.maxInstances {
-		return reqErr(ReasonTooManyInstances, `"tensor" has `+strconv.Itoa(n)+" instances, more than "+strconv.Itoa(p.maxInstances))
+		return reqErr(ReasonTooManyInstances, `"`+field+`" has `+strconv.Itoa(n)+" instances, more than "+strconv.Itoa(p.maxInstances))
 	}
 	for i := 0; i < n; i++ {
 		p.beginRecord(b)

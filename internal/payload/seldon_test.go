@@ -99,12 +99,6 @@ func TestSeldon(t *testing.T) {
 			reason: ReasonTooManyInstances,
 		},
 		{
-			name:   "a TensorFlow tensor",
-			format: FormatSeldon,
-			req:    `{"data": {"tftensor": {"dtype": "DT_FLOAT"}}}`,
-			reason: ReasonTypeMismatch,
-		},
-		{
 			name:   "names that are not strings",
 			format: FormatSeldon,
 			req:    `{"data": {"names": [1], "ndarray": [[1]]}}`,

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/valyala/fastjson"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -275,7 +276,31 @@ func (p *Parser) seldonDataJSON(w *jsonWriter, msg []byte, mkErr errFunc) error 
 			return err
 		}
 	case seldonTftensor:
-		w.b = append(w.b, `,"tftensor":{}`...)
+		// Read here, and written as the "tensor" of its elements.
+		values, n, width, err := p.tfTensorValues(body, mkErr)
+		if err != nil {
+			return err
+		}
+		w.b = append(w.b, `,"tensor":{"shape":[`...)
+		w.b = strconv.AppendInt(w.b, int64(n), 10)
+		w.b = append(w.b, ',')
+		w.b = strconv.AppendInt(w.b, int64(width), 10)
+		w.b = append(w.b, `],"values":[`...)
+		first := true
+		for _, v := range values {
+			w.sep(&first)
+			switch v.Type() {
+			case fastjson.TypeString:
+				w.str(v.GetStringBytes())
+			case fastjson.TypeTrue:
+				w.b = append(w.b, "true"...)
+			case fastjson.TypeFalse:
+				w.b = append(w.b, "false"...)
+			default:
+				w.num(v.GetFloat64())
+			}
+		}
+		w.b = append(w.b, "]}"...)
 	}
 	w.b = append(w.b, '}')
 	return nil

@@ -178,6 +178,9 @@ func FuzzSeldonGRPC(f *testing.F) {
 			f.Add(seldonProto(f, s[0]), seldonProto(f, s[1]))
 		}
 	}
+	for _, tc := range seldonTFCases {
+		f.Add(seldonTFMessage(f, []string{"a"}, tc.in), seldonTFMessage(f, nil, tc.out))
+	}
 	parsers := fuzzParsers()
 	f.Fuzz(func(t *testing.T, req, resp []byte) {
 		for _, p := range parsers {
