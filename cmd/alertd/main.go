@@ -25,6 +25,7 @@ import (
 	"github.com/modelmon/modelmon/anomaly"
 	"github.com/modelmon/modelmon/internal/alertd"
 	"github.com/modelmon/modelmon/internal/anomalycli"
+	"github.com/modelmon/modelmon/internal/gomemlimit"
 	"github.com/modelmon/modelmon/internal/outbox"
 	"github.com/modelmon/modelmon/rules"
 )
@@ -86,6 +87,10 @@ func run() int {
 	replayCmd.Flag("output", "Report format.").Default("text").EnumVar(&ra.output, "text", "json")
 	replayCmd.Flag("fail-on-more-pages", "Exit with status 3 when the --compare configuration pages more than --config, to gate rule changes in CI.").BoolVar(&ra.failOnMorePages)
 
+	memLimit := &gomemlimit.Flags{}
+	for _, f := range memLimit.Flags() {
+		serve.Flag(f.Name, f.Help).Default(f.Default).SetValue(f.Value)
+	}
 	promslogConfig := &promslog.Config{}
 	flag.AddFlags(app, promslogConfig)
 	app.Version(version.Print("alertd"))
@@ -154,10 +159,17 @@ func run() int {
 		prefix = ext.Path
 	}
 
+	if err := memLimit.Validate(); err != nil {
+		logger.Error("Invalid flag", "err", err)
+		return 2
+	}
 	logger.Info("Starting alertd", "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, err := memLimit.Apply(ctx, logger); err != nil {
+		logger.Warn("Could not set GOMEMLIMIT from the memory limit", "err", err)
+	}
 	a, err := alertd.New(alertd.Options{
 		ConfigFile:        *configFile,
 		Web:               toolkitFlags,

@@ -131,6 +131,9 @@ func TestBinaryLifecycle(t *testing.T) {
 	}
 	metrics := get("/metrics")
 	require.Contains(t, metrics, "alertd_build_info{")
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		require.NotContains(t, metrics, "go_gc_gomemlimit_bytes 9.223372036854776e+18", "--auto-gomemlimit sets a limit")
+	}
 	readmetest.Load(t).RequireMetrics(t, metrics)
 	require.JSONEq(t, `{"status":"success","data":{"alerts":[]}}`, get("/api/v1/alerts"))
 	require.JSONEq(t, `{"status":"success","data":{"groups":[]}}`, get("/api/v1/rules"))

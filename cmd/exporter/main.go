@@ -26,6 +26,7 @@ import (
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/driftcli"
 	"github.com/modelmon/modelmon/internal/exporter"
+	"github.com/modelmon/modelmon/internal/gomemlimit"
 )
 
 func main() { os.Exit(run()) }
@@ -86,6 +87,10 @@ func run() int {
 		cf.value = serve.Flag("collector."+r.Name, help).Default(strconv.FormatBool(r.EnabledByDefault)).IsSetByUser(&cf.set).Bool()
 		collectorFlags[r.Name] = cf
 	}
+	memLimit := &gomemlimit.Flags{}
+	for _, f := range memLimit.Flags() {
+		serve.Flag(f.Name, f.Help).Default(f.Default).SetValue(f.Value)
+	}
 	commands := addCommands(app)
 	promslogConfig := &promslog.Config{}
 	flag.AddFlags(app, promslogConfig)
@@ -139,11 +144,18 @@ func run() int {
 		}
 	}
 
+	if err := memLimit.Validate(); err != nil {
+		logger.Error("Invalid flag", "err", err)
+		return 2
+	}
 	logger.Info("Starting modelmon_exporter", "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, err := memLimit.Apply(ctx, logger); err != nil {
+		logger.Warn("Could not set GOMEMLIMIT from the memory limit", "err", err)
+	}
 	opts := exporter.Options{
 		ConfigFile:         *configFile,
 		ProxyListenAddress: *proxyListen,

@@ -3,16 +3,20 @@ package main
 import (
 	"context"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -113,6 +117,50 @@ func TestBinaryLifecycle(t *testing.T) {
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, s.cmd.Wait(), s.logs.String())
 	require.Contains(t, s.logs.String(), "Shutting down")
+}
+
+// The sidecar sets GOMEMLIMIT from the memory limit it finds (the
+// container's, else the machine's), in proportion to
+// --auto-gomemlimit.ratio; --no-auto-gomemlimit and a GOMEMLIMIT in the
+// environment leave the runtime's own. go_gc_gomemlimit_bytes shows it.
+func TestBinaryMemoryLimit(t *testing.T) {
+	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		t.Skipf("GOMEMLIMIT=%s is set in the environment, and takes precedence", v)
+	}
+	bin := buildBinary(t)
+	limit := func(args ...string) float64 {
+		s := runSidecar(t, bin, args...)
+		defer s.cmd.Process.Kill() //nolint:errcheck
+		resp, err := http.Get("http://" + s.web + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(resp.Body)
+		require.NoError(t, err)
+		mf := fams["go_gc_gomemlimit_bytes"]
+		require.NotNil(t, mf, "go_gc_gomemlimit_bytes")
+		return mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	noLimit := float64(math.MaxInt64)
+	half, quarter := limit("--auto-gomemlimit.ratio=0.5"), limit("--auto-gomemlimit.ratio=0.25")
+	require.Less(t, half, noLimit)
+	require.InDelta(t, half/2, quarter, 2, "the same limit found, at half the ratio")
+	// No more than half the machine's memory (less in a container with a limit).
+	meminfo, err := os.ReadFile("/proc/meminfo")
+	require.NoError(t, err)
+	var totalKB float64
+	for _, line := range strings.Split(string(meminfo), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "MemTotal:" {
+			totalKB, _ = strconv.ParseFloat(f[1], 64)
+		}
+	}
+	require.Positive(t, totalKB)
+	require.LessOrEqual(t, half, totalKB*1024/2+1)
+	require.InDelta(t, 0.9/0.5*half, limit(), 2, "0.9 by default")
+
+	require.Equal(t, noLimit, limit("--no-auto-gomemlimit"))
+	t.Setenv("GOMEMLIMIT", "100MiB")
+	require.Equal(t, float64(100<<20), limit())
 }
 
 // With --proxy.shutdown-delay the sidecar keeps proxying after SIGTERM, for
