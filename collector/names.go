@@ -71,6 +71,9 @@ const (
 	PendingPredictions       = "modelmon_pending_predictions"
 	HeldLabels               = "modelmon_held_labels"
 	PendingRemovedTotal      = "modelmon_pending_predictions_removed_total"
+	LabelPeerRequestsTotal   = "modelmon_label_peer_requests_total"
+	LabelsForwardedTotal     = "modelmon_labels_forwarded_total"
+	LabelPeers               = "modelmon_label_peers"
 )
 
 // Reasons a proxied prediction failed, the values of the reason label of

@@ -7,10 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 )
@@ -31,6 +35,25 @@ type Config struct {
 	PredictionPaths []string `yaml:"prediction_paths"`
 	Models          []Model  `yaml:"models"`
 	Limits          Limits   `yaml:"limits"`
+	Labels          Labels   `yaml:"labels"`
+}
+
+// Labels configures the label join across the replicas of a model: a
+// label a replica receives for a prediction it does not know is asked of
+// its peers, so that labels can be posted to any replica (through the
+// model's Service) and still join where the prediction was made.
+type Labels struct {
+	// Peers are the other replicas' web listeners: host:port, or
+	// dns+host:port for every address the name resolves to (a headless
+	// Service's pods). The replica itself may be among them.
+	Peers []string `yaml:"peers"`
+	// Scheme is the peers' scheme: http (the default) or https.
+	Scheme string `yaml:"scheme"`
+	// Timeout bounds each request to a peer (default 5s).
+	Timeout model.Duration `yaml:"timeout"`
+	// HTTPClientConfig says how to reach the peers (TLS, basic auth,
+	// authorization), as a Prometheus scrape configuration says it.
+	HTTPClientConfig promconfig.HTTPClientConfig `yaml:"http_config"`
 }
 
 // Model configures one model the sidecar serves.
@@ -85,6 +108,7 @@ var DefaultConfig = Config{
 		MaxFeatures:  200,
 		MaxInstances: 10000,
 	},
+	Labels: Labels{Scheme: "http", Timeout: model.Duration(5 * time.Second), HTTPClientConfig: promconfig.DefaultHTTPClientConfig},
 }
 
 // Formats are the accepted values of a model's format.
@@ -143,6 +167,25 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("prediction_paths: %q must start with /", p)
 		}
 	}
+	return c.Labels.validate()
+}
+
+func (l *Labels) validate() error {
+	if l.Scheme != "http" && l.Scheme != "https" {
+		return fmt.Errorf("labels.scheme must be http or https, got %q", l.Scheme)
+	}
+	if l.Timeout <= 0 {
+		return fmt.Errorf("labels.timeout must be positive, got %s", l.Timeout)
+	}
+	for i, p := range l.Peers {
+		host, port, err := net.SplitHostPort(strings.TrimPrefix(p, "dns+"))
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("labels.peers[%d]: %q is not host:port or dns+host:port", i, p)
+		}
+	}
+	if err := l.HTTPClientConfig.Validate(); err != nil {
+		return fmt.Errorf("labels.http_config: %w", err)
+	}
 	return nil
 }
 
@@ -192,6 +235,11 @@ func load(b []byte, file string) (*Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, yamlError(file, err)
+	}
+	if file != "" {
+		// Files the peers' client configuration names are relative to
+		// this one, as in Prometheus's configuration.
+		cfg.Labels.HTTPClientConfig.SetDirectory(filepath.Dir(file))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, Prefix(file, "", err.Error())

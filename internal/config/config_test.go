@@ -2,7 +2,10 @@ package config
 
 import (
 	"testing"
+	"time"
 
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,6 +22,13 @@ func TestLoadGood(t *testing.T) {
 			{Name: "churn"},
 		},
 		Limits: Limits{MaxModels: 5, MaxFeatures: 50, MaxInstances: 100},
+		Labels: Labels{Peers: []string{"dns+fraud-labels.ml.svc:9108", "10.0.0.7:9108"}, Scheme: "http", Timeout: model.Duration(2 * time.Second),
+			HTTPClientConfig: func() promconfig.HTTPClientConfig {
+				h := promconfig.DefaultHTTPClientConfig
+				// Relative to the configuration file.
+				h.BasicAuth = &promconfig.BasicAuth{Username: "modelmon", PasswordFile: "testdata/secrets/password"}
+				return h
+			}()},
 	}, c)
 	m, ok := c.Model("churn")
 	require.True(t, ok)
@@ -45,6 +55,8 @@ func TestLoadBad(t *testing.T) {
 		{"bad-type.yml", "testdata/bad-type.yml:2: cannot unmarshal !!str `many` into int"},
 		{"bad-path.yml", `testdata/bad-path.yml: prediction_paths: "score" must start with /`},
 		{"bad-syntax.yml", `testdata/bad-syntax.yml:1: did not find expected ',' or ']'`},
+		{"bad-peer.yml", `testdata/bad-peer.yml: labels.peers[0]: "fraud-labels" is not host:port or dns+host:port`},
+		{"bad-scheme.yml", `testdata/bad-scheme.yml: labels.scheme must be http or https, got "ftp"`},
 		{"bad-alerts.yml", `testdata/bad-alerts.yml: models[0].alerts.min_accuracy must be between 0 and 1, got 1.5`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {

@@ -312,6 +312,8 @@ func (w *worker) feedback(c *capture, body []byte) {
 		return
 	}
 	now := w.obs.now()
+	askPeers := l.peers.active()
+	var unknown []quality.Label
 	for i, r := range w.batch.Records {
 		lb := quality.Label{ID: string(id), Time: now}
 		if len(w.batch.Records) > 1 {
@@ -323,9 +325,15 @@ func (w *worker) feedback(c *capture, body []byte) {
 			continue
 		}
 		lb.Value = v
-		if o, res := l.store.Label(now, lb); res == quality.ReasonMatched {
-			l.record(o)
+		if !askPeers {
+			l.labelHere(now, lb)
+		} else if _, known := l.labelKnown(now, lb); !known {
+			unknown = append(unknown, lb)
 		}
+	}
+	if len(unknown) > 0 {
+		// The feedback may be about a prediction another replica made.
+		l.forward(now, unknown)
 	}
 }
 

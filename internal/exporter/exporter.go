@@ -231,6 +231,9 @@ func New(o Options) (*Exporter, error) {
 		if e.obs.labels, err = newLabels(o.Labels, o.StoragePath, e.reg, e.metrics.LabelOverflow, e.logger.With("component", "labels")); err != nil {
 			return nil, err
 		}
+		if err := e.obs.labels.peers.configure(e.cfg.Load().cfg.Labels); err != nil {
+			return nil, err
+		}
 	}
 	e.windows = windowLabels(dc.opts.Windows)
 	p, err := newProxy(o.Proxy, &e.cfg, e.models, e.queue, e.metrics, o.Now, e.logger.With("component", "proxy"))
@@ -277,6 +280,11 @@ func (e *Exporter) loadConfig() (*runtimeConfig, error) {
 }
 
 func (e *Exporter) applyConfig(rc *runtimeConfig) error {
+	if e.obs != nil && e.obs.labels != nil { // nil during New's first load, which configures them itself
+		if err := e.obs.labels.peers.configure(rc.cfg.Labels); err != nil {
+			return err
+		}
+	}
 	e.cfg.Store(rc)
 	if e.models != nil { // nil during New's first load, which registers them itself
 		e.registerModels(rc)

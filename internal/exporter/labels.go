@@ -52,6 +52,9 @@ type labels struct {
 	// The class cap reached, logged.
 	tooManyClasses *warning
 	maxClasses     int
+	// peers are the other replicas asked about labels this one does not
+	// know.
+	peers *peers
 }
 
 type labelMetrics struct {
@@ -123,6 +126,7 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 		l.metrics.rejected.WithLabelValues(r)
 	}
 	overflow.WithLabelValues("class")
+	l.peers = newPeers(l.prefix, reg, logger)
 	l.tooManyClasses = newWarning(logger, "Too many classes: new ones are counted as class \"__other__\" in the quality metrics")
 	l.maxClasses = opts.MaxClasses
 	reg.MustRegister(&labelStats{store: store})
@@ -300,8 +304,23 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		write(http.StatusBadRequest, empty)
 		return
 	}
+	// Labels a peer sends with those it did not know: joined here only
+	// when the prediction is here, never sent on.
+	from := r.Header.Get(peerHeader)
+	if from == h.l.prefix {
+		w.Header().Set(peerHeader, from)
+		empty.Error = "this is the replica that sent the labels"
+		write(http.StatusMisdirectedRequest, empty)
+		return
+	}
+	askPeers := from == "" && h.l.peers.active()
 	resp := empty
 	now := h.now()
+	type unknown struct {
+		result int // index in resp.Results
+		label  quality.Label
+	}
+	var unknowns []unknown
 	for i, raw := range raws {
 		lb, reason, err := decodeLabel(raw, now)
 		if err != nil {
@@ -309,12 +328,32 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			resp.Rejected = append(resp.Rejected, Rejection{Index: i, Reason: reason, Error: err.Error()})
 			continue
 		}
-		o, res := h.l.store.Label(now, lb)
-		if res == quality.ReasonMatched {
-			h.l.record(o)
-		}
 		resp.Accepted++
+		var res quality.Reason
+		switch {
+		case from != "":
+			res, _ = h.l.labelKnown(now, lb)
+		case askPeers:
+			var known bool
+			if res, known = h.l.labelKnown(now, lb); !known {
+				unknowns = append(unknowns, unknown{len(resp.Results), lb})
+			}
+		default:
+			res = h.l.labelHere(now, lb)
+		}
 		resp.Results = append(resp.Results, res.String())
+	}
+	if len(unknowns) > 0 {
+		lbs := make([]quality.Label, len(unknowns))
+		for k, u := range unknowns {
+			lbs[k] = u.label
+		}
+		for k, f := range h.l.peers.ask(r.Context(), lbs) {
+			if f == "" {
+				f = h.l.labelHere(now, lbs[k]).String()
+			}
+			resp.Results[unknowns[k].result] = f
+		}
 	}
 	status = http.StatusOK
 	if resp.Accepted == 0 && len(resp.Rejected) > 0 {

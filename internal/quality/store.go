@@ -188,6 +188,25 @@ func (s *Store) Label(now time.Time, l Label) (Outcome, Reason) {
 	return s.label(now, l)
 }
 
+// LabelIfKnown is Label for a label another replica received and did not
+// know: it joins l, or says why not, only when this store knows its id (a
+// pending prediction, one removed lately, or a held label), and then
+// counts it as Label does. Else it returns ReasonUnknownID and false, and
+// counts, holds and changes nothing: the label is the other replica's to
+// keep.
+func (s *Store) LabelIfKnown(now time.Time, l Label) (Outcome, Reason, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(now, lazyBatch)
+	if _, ok := s.index[l.ID]; !ok {
+		if _, ok := s.heldIndex[l.ID]; !ok {
+			return Outcome{}, ReasonUnknownID, false
+		}
+	}
+	o, r := s.label(now, l)
+	return o, r, true
+}
+
 func (s *Store) label(now time.Time, l Label) (Outcome, Reason) {
 	if l.Time.IsZero() {
 		l.Time = now

@@ -390,3 +390,30 @@ func TestNewOptions(t *testing.T) {
 	require.Equal(t, "duplicate_prediction", ReasonDuplicatePrediction.String())
 	require.Equal(t, "unknown", Reason(200).String())
 }
+
+// A label another replica did not know joins here only when this store
+// knows its id; an id it does not know leaves it as it was.
+func TestLabelIfKnown(t *testing.T) {
+	s := newStore(t, Options{MaxEntries: 10, TTL: time.Hour, MaxEarly: 4, EarlyTTL: time.Minute})
+	s.Observe(t0, pred("a", "m", "cat"))
+	s.Label(t0, Label{ID: "early", Value: Class("dog")})
+	before := s.Stats()
+
+	_, r, known := s.LabelIfKnown(t0, Label{ID: "nope", Value: Class("cat")})
+	require.False(t, known)
+	require.Equal(t, ReasonUnknownID, r)
+	require.Equal(t, before, s.Stats(), "nothing counted or held")
+
+	o, r, known := s.LabelIfKnown(t0, Label{ID: "a", Value: Class("cat")})
+	require.True(t, known)
+	require.Equal(t, ReasonMatched, r)
+	require.Equal(t, "cat", o.Actual)
+	_, r, known = s.LabelIfKnown(t0, Label{ID: "a", Value: Class("cat")})
+	require.True(t, known, "a prediction matched lately is known")
+	require.Equal(t, ReasonDuplicate, r)
+	_, r, known = s.LabelIfKnown(t0, Label{ID: "early", Value: Class("dog")})
+	require.True(t, known, "a held label is known")
+	require.Equal(t, ReasonDuplicate, r)
+	require.Equal(t, uint64(1), s.Stats().Labels[ReasonMatched])
+	require.Equal(t, before.Labels[ReasonDuplicate]+2, s.Stats().Labels[ReasonDuplicate])
+}

@@ -1,0 +1,276 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	promconfig "github.com/prometheus/common/config"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/quality"
+)
+
+// peerHeader marks a POST /v1/labels that a replica sends its peers with
+// the labels it did not know. Its value names the replica that sent it (its
+// labels' id prefix): a replica that finds its own name answers
+// http.StatusMisdirectedRequest, and is not asked again.
+const peerHeader = "Modelmon-Labels-From"
+
+// maxPeerForwards bounds the batches of labels from Seldon feedback that
+// are being asked of the peers at once; past it, a batch is kept here.
+const maxPeerForwards = 4
+
+// peers asks a model's other replicas (the configuration's labels.peers)
+// about the labels this replica receives for predictions it does not know,
+// so that a label joins in the replica that made its prediction whichever
+// replica it is posted to.
+type peers struct {
+	self    string // this replica's name, its labels' id prefix
+	logger  *slog.Logger
+	resolve func(ctx context.Context, host string) ([]string, error)
+
+	mu     sync.Mutex
+	cfg    config.Labels
+	client *http.Client
+	isSelf map[string]bool // addresses that answered with our name
+
+	forwards chan struct{} // semaphore of maxPeerForwards
+
+	requests  *prometheus.CounterVec
+	forwarded *prometheus.CounterVec
+	peerCount prometheus.Gauge
+	failing   *warning
+}
+
+func newPeers(self string, reg prometheus.Registerer, logger *slog.Logger) *peers {
+	f := promauto.With(reg)
+	ps := &peers{self: self, logger: logger, resolve: net.DefaultResolver.LookupHost, isSelf: map[string]bool{},
+		forwards: make(chan struct{}, maxPeerForwards),
+		requests: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelPeerRequestsTotal,
+			Help: "The total number of requests that asked the other replicas (labels.peers) about labels this one did not know, by result: success, or error (unreachable, timed out, an answer that is not 200)."}, []string{"result"}),
+		forwarded: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsForwardedTotal,
+			Help: "The total number of labels this replica did not know and asked its peers about, by result: found (a peer knew the prediction and counted the label), or not_found (kept here, held for its prediction)."}, []string{"result"}),
+		peerCount: f.NewGauge(prometheus.GaugeOpts{Name: collector.LabelPeers,
+			Help: "The number of peers (labels.peers, resolved, this replica left out) asked the last time."}),
+		failing: newWarning(logger, "Could not ask a peer about labels: the labels it would have joined are held here and end as unknown_id"),
+	}
+	for _, r := range []string{"success", "error"} {
+		ps.requests.WithLabelValues(r)
+	}
+	for _, r := range []string{"found", "not_found"} {
+		ps.forwarded.WithLabelValues(r)
+	}
+	return ps
+}
+
+// configure takes the peers of a (re)loaded configuration.
+func (ps *peers) configure(cfg config.Labels) error {
+	client, err := promconfig.NewClientFromConfig(cfg.HTTPClientConfig, "modelmon_labels_peers")
+	if err != nil {
+		return fmt.Errorf("labels.http_config: %w", err)
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.cfg, ps.client = cfg, client
+	return nil
+}
+
+// active reports whether there are peers to ask.
+func (ps *peers) active() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.cfg.Peers) > 0
+}
+
+// addresses resolves the peers: a dns+ name to all its addresses; those
+// known to be this replica left out.
+func (ps *peers) addresses(ctx context.Context, cfg config.Labels) []string {
+	var out []string
+	for _, p := range cfg.Peers {
+		name, ok := strings.CutPrefix(p, "dns+")
+		if !ok {
+			out = append(out, p)
+			continue
+		}
+		host, port, _ := net.SplitHostPort(name) // validated with the configuration
+		ips, err := ps.resolve(ctx, host)
+		if err != nil {
+			ps.requests.WithLabelValues("error").Inc()
+			ps.failing.warn(func() []any { return []any{"peer", p, "err", err} })
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, net.JoinHostPort(ip, port))
+		}
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	kept := out[:0]
+	for _, a := range out {
+		if !ps.isSelf[a] {
+			kept = append(kept, a)
+		}
+	}
+	return kept
+}
+
+// peerLabel is a label as a peer's POST /v1/labels takes it, with the time
+// this replica received it.
+type peerLabel struct {
+	ID        string `json:"id"`
+	Model     string `json:"model,omitempty"`
+	Label     any    `json:"label"`
+	Timestamp string `json:"timestamp"`
+}
+
+// ask asks every peer about lbs. It returns, for each label, what a peer
+// that knew its prediction made of it (matched, duplicate, expired, …), or
+// "" when none did.
+func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
+	ps.mu.Lock()
+	cfg, client := ps.cfg, ps.client
+	ps.mu.Unlock()
+	found := make([]string, len(lbs))
+	if len(cfg.Peers) == 0 || len(lbs) == 0 {
+		return found
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
+	defer cancel()
+	addrs := ps.addresses(ctx, cfg)
+
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	for _, lb := range lbs {
+		pl := peerLabel{ID: lb.ID, Model: lb.Model, Label: lb.Value.Class, Timestamp: lb.Time.UTC().Format(time.RFC3339Nano)}
+		if lb.Value.Numeric {
+			pl.Label = lb.Value.Number
+		}
+		_ = enc.Encode(pl) // of strings and finite numbers: it can't fail
+	}
+	answers := make([][]string, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() { answers[i] = ps.askOne(ctx, client, cfg.Scheme, addr, body.Bytes(), len(lbs)) })
+	}
+	wg.Wait()
+	ps.mu.Lock()
+	others := 0
+	for _, a := range addrs {
+		if !ps.isSelf[a] {
+			others++
+		}
+	}
+	ps.mu.Unlock()
+	ps.peerCount.Set(float64(others))
+	for _, results := range answers {
+		for k, r := range results {
+			if found[k] == "" && r != quality.ReasonUnknownID.String() {
+				found[k] = r
+			}
+		}
+	}
+	for _, f := range found {
+		if f == "" {
+			ps.forwarded.WithLabelValues("not_found").Inc()
+		} else {
+			ps.forwarded.WithLabelValues("found").Inc()
+		}
+	}
+	return found
+}
+
+// askOne posts the labels to one peer, and returns its results (nil when
+// it could not answer, or is this replica).
+func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr string, body []byte, n int) []string {
+	fail := func(err error) []string {
+		ps.requests.WithLabelValues("error").Inc()
+		ps.failing.warn(func() []any { return []any{"peer", addr, "err", err} })
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/v1/labels", bytes.NewReader(body))
+	if err != nil {
+		return fail(err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set(peerHeader, ps.self)
+	resp, err := client.Do(req)
+	if err != nil {
+		return fail(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode == http.StatusMisdirectedRequest && resp.Header.Get(peerHeader) == ps.self:
+		ps.mu.Lock()
+		ps.isSelf[addr] = true
+		ps.mu.Unlock()
+		return nil
+	case err != nil:
+		return fail(err)
+	case resp.StatusCode != http.StatusOK:
+		return fail(fmt.Errorf("answered %s: %s", resp.Status, bytes.TrimSpace(b)))
+	}
+	var lr LabelsResponse
+	if err := json.Unmarshal(b, &lr); err != nil {
+		return fail(fmt.Errorf("answered what is not a labels response: %w", err))
+	}
+	if len(lr.Results) != n {
+		return fail(fmt.Errorf("answered %d results for %d labels", len(lr.Results), n))
+	}
+	ps.requests.WithLabelValues("success").Inc()
+	return lr.Results
+}
+
+// labelHere joins lb in this replica's store: what a label none of the
+// peers knew comes to (held for its prediction, most likely).
+func (l *labels) labelHere(now time.Time, lb quality.Label) quality.Reason {
+	o, res := l.store.Label(now, lb)
+	if res == quality.ReasonMatched {
+		l.record(o)
+	}
+	return res
+}
+
+// labelKnown joins lb when this replica knows its prediction, and reports
+// whether it did.
+func (l *labels) labelKnown(now time.Time, lb quality.Label) (quality.Reason, bool) {
+	o, res, known := l.store.LabelIfKnown(now, lb)
+	if res == quality.ReasonMatched {
+		l.record(o)
+	}
+	return res, known
+}
+
+// forward asks the peers, in the background, about labels from Seldon
+// feedback that this replica did not know, and keeps here those none knew.
+// With maxPeerForwards batches already out, it keeps them here at once.
+func (l *labels) forward(now time.Time, lbs []quality.Label) {
+	select {
+	case l.peers.forwards <- struct{}{}:
+	default:
+		for _, lb := range lbs {
+			l.labelHere(now, lb)
+		}
+		return
+	}
+	go func() {
+		defer func() { <-l.peers.forwards }()
+		for i, f := range l.peers.ask(context.Background(), lbs) {
+			if f == "" {
+				l.labelHere(now, lbs[i])
+			}
+		}
+	}()
+}

@@ -1,0 +1,143 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/promslog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/config"
+)
+
+// replicas starts n sidecars with labels in front of one model server that
+// answers every prediction with 1.5, and makes each of them, and a dead
+// address, the others' peers (each is its own peer too, as a headless
+// Service lists every pod).
+func replicas(t *testing.T, n int) []*Exporter {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/feedback") {
+			io.WriteString(w, `{"meta": {}}`)
+			return
+		}
+		io.WriteString(w, `{"predictions": [1.5]}`)
+	}))
+	t.Cleanup(up.Close)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, nil, 0o644))
+	es := make([]*Exporter, n)
+	peers := []string{deadAddr(t)}
+	for i := range es {
+		es[i] = startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+		peers = append(peers, es[i].WebAddr())
+	}
+	require.NoError(t, os.WriteFile(cfg, []byte("labels:\n  peers: ["+strings.Join(peers, ", ")+"]\n  timeout: 2s\n"), 0o644))
+	for _, e := range es {
+		require.NoError(t, e.Reload())
+	}
+	return es
+}
+
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func predictVia(t *testing.T, e *Exporter, id string) {
+	t.Helper()
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/price:predict", `{"instances": [[1]]}`, "X-Request-Id", id)
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+}
+
+// Labels posted to any replica join in the one that made the prediction:
+// a replica asks its peers about the labels it does not know, keeps those
+// none knew (held for their prediction), and never asks again about what
+// a peer sent it.
+func TestLabelsAcrossReplicas(t *testing.T) {
+	es := replicas(t, 3)
+	a, b, c := es[0], es[1], es[2]
+	predictVia(t, a, "a-1")
+	predictVia(t, b, "b-1")
+
+	st, r := postLabels(t, c, `{"id":"a-1","label":1}`+"\n"+`{"id":"b-1","label":2.5}`+"\n"+`{"id":"later","label":3}`+"\n"+`{"label":3}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "matched", "held"}, r.Results, "%+v", r)
+	require.Len(t, r.Rejected, 1)
+	price := map[string]string{"model": "price"}
+	require.Equal(t, 1.0, metricValue(t, a, "modelmon_labels_matched_total", price), "joined where the prediction was")
+	require.Equal(t, 0.5, metricValue(t, a, "modelmon_prediction_absolute_error_total", price))
+	require.Equal(t, 1.0, metricValue(t, b, "modelmon_labels_matched_total", price))
+	require.Equal(t, 1.0, metricValue(t, b, "modelmon_prediction_absolute_error_total", price))
+	require.Zero(t, metricValue(t, c, "modelmon_labels_matched_total", price))
+	require.Equal(t, 1.0, metricValue(t, c, "modelmon_held_labels", nil), "the label none knew waits here")
+	require.Equal(t, 2.0, metricValue(t, c, "modelmon_labels_forwarded_total", map[string]string{"result": "found"}))
+	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_forwarded_total", map[string]string{"result": "not_found"}))
+	require.Equal(t, 2.0, metricValue(t, c, "modelmon_label_peer_requests_total", map[string]string{"result": "success"}), "a and b; c found itself")
+	require.Equal(t, 1.0, metricValue(t, c, "modelmon_label_peer_requests_total", map[string]string{"result": "error"}), "the dead peer")
+	require.Equal(t, 3.0, metricValue(t, c, "modelmon_label_peers", nil), "a, b and the dead one: c knows itself now")
+	for _, e := range []*Exporter{a, b} {
+		require.Zero(t, metricValue(t, e, "modelmon_labels_forwarded_total", map[string]string{"result": "not_found"}), "what a peer sends is not sent on")
+		require.Zero(t, metricValue(t, e, "modelmon_held_labels", nil), "nor held by the peers")
+		require.Zero(t, metricValue(t, e, "modelmon_labels_total", map[string]string{"reason": "unknown_id"}))
+	}
+
+	// A second label for a-1 is the duplicate a says it is; a replica that
+	// knows the prediction asks no one.
+	_, r = postLabels(t, c, `{"id":"a-1","label":1}`)
+	require.Equal(t, []string{"duplicate"}, r.Results)
+	require.Equal(t, 1.0, metricValue(t, a, "modelmon_labels_total", map[string]string{"reason": "duplicate"}))
+	predictVia(t, a, "a-2")
+	_, r = postLabels(t, a, `{"id":"a-2","label":1.5}`)
+	require.Equal(t, []string{"matched"}, r.Results)
+	require.Zero(t, metricValue(t, a, "modelmon_labels_forwarded_total", map[string]string{"result": "found"}))
+
+	// The label held in c joins when its prediction comes to c.
+	predictVia(t, c, "later")
+	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_matched_total", price))
+}
+
+// Seldon's feedback that reaches a replica other than the prediction's is
+// asked of the peers too, in the background.
+func TestSeldonFeedbackAcrossReplicas(t *testing.T) {
+	es := replicas(t, 2)
+	predictVia(t, es[0], "s-1")
+	st, _ := do(t, "POST", "http://"+es[1].ProxyAddr()+"/api/v1.0/feedback", `{"truth": {"data": {"ndarray": [[2]]}}}`, "X-Request-Id", "s-1")
+	require.Equal(t, 200, st)
+	waitIdle(t, es[1])
+	eventually(t, es[0], 1, "modelmon_labels_matched_total", map[string]string{"model": "price"})
+	require.Equal(t, 0.5, metricValue(t, es[0], "modelmon_prediction_absolute_error_total", map[string]string{"model": "price"}))
+	require.Zero(t, metricValue(t, es[1], "modelmon_held_labels", nil))
+}
+
+// A dns+ peer is every address its name resolves to, and a name that does
+// not resolve is counted as an error.
+func TestPeerAddresses(t *testing.T) {
+	ps := newPeers("me", prometheus.NewRegistry(), promslog.NewNopLogger())
+	ps.resolve = func(_ context.Context, host string) ([]string, error) {
+		if host == "modelmon-labels.ml.svc" {
+			return []string{"10.0.0.1", "10.0.0.2", "fd00::3"}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	ps.isSelf["10.0.0.2:9108"] = true
+	cfg := config.Labels{Peers: []string{"dns+modelmon-labels.ml.svc:9108", "static:9108", "dns+gone:9108"}}
+	require.Equal(t, []string{"10.0.0.1:9108", "[fd00::3]:9108", "static:9108"}, ps.addresses(context.Background(), cfg))
+	require.Equal(t, 1.0, testutil.ToFloat64(ps.requests.WithLabelValues("error")))
+}
