@@ -107,6 +107,10 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s)", q.plain(collector.PendingPredictions)), "{{job}} pending predictions")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s)", q.plain(collector.HeldLabels)), "{{job}} held labels")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.PendingRemovedTotal)), "{{job}} removed ({{reason}})/s"))).
+		WithPanel(defaultTimeseries("Labels asked of other replicas", "Labels per second that the replica they were posted to did not know, and asked its peers about (labels.peers): found in a peer, or kept (not_found); and failed requests to peers, which leave labels unjoined.", "short").
+			Min(0).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, result) (rate(%s[$__rate_interval]))", q.plain(collector.LabelsForwardedTotal)), "{{job}} {{result}}")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelPeerRequestsTotal, `result="error"`)), "{{job}} peer errors/s"))).
 		WithRow(dashboard.NewRowBuilder("Feedback")).
 		WithPanel(defaultTimeseries("Mean reward", "Mean reward of Seldon Core 1's feedback requests (0 for one without a reward), from the native histogram modelmon_feedback_reward.", "none").
 			WithTarget(prometheusQuery(q.nativeMean(collector.FeedbackReward, "model"), "{{model}}"))).
