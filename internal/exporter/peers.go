@@ -135,6 +135,14 @@ type peerLabel struct {
 	Timestamp string `json:"timestamp"`
 }
 
+// Labels are asked of the peers in batches of at most peerBatch labels
+// and about peerBatchBytes of NDJSON, well within the body limit of the
+// peers' /v1/labels and of the answer read back.
+const (
+	peerBatch      = 1000
+	peerBatchBytes = 1 << 20
+)
+
 // ask asks every peer about lbs. It returns, for each label, what a peer
 // that knew its prediction made of it (matched, duplicate, expired, …), or
 // "" when none did.
@@ -146,25 +154,23 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 	if len(cfg.Peers) == 0 || len(lbs) == 0 {
 		return found
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
-	defer cancel()
-	addrs := ps.addresses(ctx, cfg)
-
+	var addrs []string
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
-	for _, lb := range lbs {
-		pl := peerLabel{ID: lb.ID, Model: lb.Model, Label: lb.Value.Class, Timestamp: lb.Time.UTC().Format(time.RFC3339Nano)}
-		if lb.Value.Numeric {
-			pl.Label = lb.Value.Number
+	for start := 0; start < len(lbs); {
+		end := start
+		body.Reset()
+		for ; end < len(lbs) && end-start < peerBatch && body.Len() < peerBatchBytes; end++ {
+			lb := lbs[end]
+			pl := peerLabel{ID: lb.ID, Model: lb.Model, Label: lb.Value.Class, Timestamp: lb.Time.UTC().Format(time.RFC3339Nano)}
+			if lb.Value.Numeric {
+				pl.Label = lb.Value.Number
+			}
+			_ = enc.Encode(pl) // of strings and finite numbers: it can't fail
 		}
-		_ = enc.Encode(pl) // of strings and finite numbers: it can't fail
+		addrs = ps.askAll(ctx, client, cfg, body.Bytes(), found[start:end])
+		start = end
 	}
-	answers := make([][]string, len(addrs))
-	var wg sync.WaitGroup
-	for i, addr := range addrs {
-		wg.Go(func() { answers[i] = ps.askOne(ctx, client, cfg.Scheme, addr, body.Bytes(), len(lbs)) })
-	}
-	wg.Wait()
 	ps.mu.Lock()
 	others := 0
 	for _, a := range addrs {
@@ -174,13 +180,6 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 	}
 	ps.mu.Unlock()
 	ps.peerCount.Set(float64(others))
-	for _, results := range answers {
-		for k, r := range results {
-			if found[k] == "" && r != quality.ReasonUnknownID.String() {
-				found[k] = r
-			}
-		}
-	}
 	for _, f := range found {
 		if f == "" {
 			ps.forwarded.WithLabelValues("not_found").Inc()
@@ -189,6 +188,29 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 		}
 	}
 	return found
+}
+
+// askAll posts one batch of labels to every peer at once, and fills found,
+// one entry per label of the batch, with the first result of a peer that
+// knew it. It returns the peers' addresses.
+func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Labels, body []byte, found []string) []string {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
+	defer cancel()
+	addrs := ps.addresses(ctx, cfg)
+	answers := make([][]string, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() { answers[i] = ps.askOne(ctx, client, cfg.Scheme, addr, body, len(found)) })
+	}
+	wg.Wait()
+	for _, results := range answers {
+		for k, r := range results {
+			if found[k] == "" && r != quality.ReasonUnknownID.String() {
+				found[k] = r
+			}
+		}
+	}
+	return addrs
 }
 
 // askOne posts the labels to one peer, and returns its results (nil when

@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -140,4 +141,25 @@ func TestPeerAddresses(t *testing.T) {
 	cfg := config.Labels{Peers: []string{"dns+modelmon-labels.ml.svc:9108", "static:9108", "dns+gone:9108"}}
 	require.Equal(t, []string{"10.0.0.1:9108", "[fd00::3]:9108", "static:9108"}, ps.addresses(context.Background(), cfg))
 	require.Equal(t, 1.0, testutil.ToFloat64(ps.requests.WithLabelValues("error")))
+}
+
+// Many labels are asked of the peers in batches, each within the peers'
+// body limit.
+func TestLabelsAcrossReplicasInBatches(t *testing.T) {
+	es := replicas(t, 2)
+	const n = 2*peerBatch + 500
+	var obs, lbs []string
+	for i := range n {
+		obs = append(obs, fmt.Sprintf(`{"model":"churn","id":"c%d","prediction":"yes"}`, i))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"c%d","label":"yes"}`, i))
+	}
+	pushRecordsRaw(t, es[0], obs...)
+	st, r := postLabels(t, es[1], strings.Join(lbs, "\n"))
+	require.Equal(t, 200, st)
+	require.Len(t, r.Results, n)
+	for i, res := range r.Results {
+		require.Equal(t, "matched", res, "label %d", i)
+	}
+	require.Equal(t, float64(n), metricValue(t, es[0], "modelmon_prediction_correct_total", map[string]string{"model": "churn", "class": "yes"}))
+	require.Equal(t, 3.0, metricValue(t, es[1], "modelmon_label_peer_requests_total", map[string]string{"result": "success"}), "three batches to the one peer")
 }
