@@ -2,6 +2,9 @@ package exporter
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/promslog"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/modelmon/modelmon/internal/config"
 )
@@ -162,4 +166,72 @@ func TestLabelsAcrossReplicasInBatches(t *testing.T) {
 	}
 	require.Equal(t, float64(n), metricValue(t, es[0], "modelmon_prediction_correct_total", map[string]string{"model": "churn", "class": "yes"}))
 	require.Equal(t, 3.0, metricValue(t, es[1], "modelmon_label_peer_requests_total", map[string]string{"result": "success"}), "three batches to the one peer")
+}
+
+// Replicas whose web listeners have TLS and basic auth reach each other as
+// labels.scheme and labels.http_config say, as Prometheus's scrape
+// configuration does; a wrong password is a peer error, and the label is
+// kept where it was posted.
+func TestLabelsAcrossReplicasTLSAndBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	certFile, keyFile := ca.issue(t, dir, "server", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	webCfg := filepath.Join(dir, "web.yml")
+	require.NoError(t, os.WriteFile(webCfg, []byte("tls_server_config:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+
+		"\nbasic_auth_users:\n  modelmon: "+string(hash)+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "password"), []byte("s3cret\n"), 0o600))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, nil, 0o644))
+	up := modelServer(t)
+	a := startExporter(t, up.URL, func(o *Options) {
+		*o.Web.WebConfigFile = webCfg
+		o.ConfigFile = cfg
+		o.Labels = LabelsOptions{Enabled: true}
+	})
+	b := startExporter(t, up.URL, func(o *Options) {
+		*o.Web.WebConfigFile = webCfg
+		o.ConfigFile = cfg
+		o.Labels = LabelsOptions{Enabled: true}
+	})
+	peersConfig := func(password string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(`labels:
+  peers: [`+a.WebAddr()+`, `+b.WebAddr()+`]
+  scheme: https
+  http_config:
+    basic_auth: {username: modelmon, password: `+password+`}
+    tls_config: {ca_file: `+ca.file+`}
+`), 0o644))
+		require.NoError(t, a.Reload())
+		require.NoError(t, b.Reload())
+	}
+	peersConfig("s3cret")
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+	defer client.CloseIdleConnections()
+	post := func(e *Exporter, path, body string) []byte {
+		req, err := http.NewRequest("POST", "https://"+e.WebAddr()+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.SetBasicAuth("modelmon", "s3cret")
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+		return b
+	}
+	results := func(body []byte) []string {
+		var lr LabelsResponse
+		require.NoError(t, json.Unmarshal(body, &lr))
+		return lr.Results
+	}
+	post(a, "/v1/observations", `{"model":"churn","id":"p-1","prediction":"yes"}`+"\n"+`{"model":"churn","id":"p-2","prediction":"no"}`)
+	require.Equal(t, []string{"matched"}, results(post(b, "/v1/labels", `{"id":"p-1","label":"yes"}`)))
+
+	peersConfig("wrong")
+	require.Equal(t, []string{"held"}, results(post(b, "/v1/labels", `{"id":"p-2","label":"no"}`)), "a answers 401: the label stays in b")
+	require.Equal(t, 1.0, testutil.ToFloat64(b.obs.labels.peers.requests.WithLabelValues("error")))
 }
