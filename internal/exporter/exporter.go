@@ -231,7 +231,7 @@ func New(o Options) (*Exporter, error) {
 		if e.obs.labels, err = newLabels(o.Labels, o.StoragePath, e.reg, e.metrics.LabelOverflow, e.logger.With("component", "labels")); err != nil {
 			return nil, err
 		}
-		if err := e.obs.labels.peers.configure(e.cfg.Load().cfg.Labels); err != nil {
+		if err := e.obs.labels.configurePeers(e.cfg.Load().cfg.Labels); err != nil {
 			return nil, err
 		}
 	}
@@ -281,7 +281,7 @@ func (e *Exporter) loadConfig() (*runtimeConfig, error) {
 
 func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 	if e.obs != nil && e.obs.labels != nil { // nil during New's first load, which configures them itself
-		if err := e.obs.labels.peers.configure(rc.cfg.Labels); err != nil {
+		if err := e.obs.labels.configurePeers(rc.cfg.Labels); err != nil {
 			return err
 		}
 	}
@@ -477,7 +477,7 @@ func (e *Exporter) reloadLoop(hup <-chan os.Signal) {
 		case <-expire:
 			if e.obs.labels != nil {
 				// Bounded work a call; the next tick goes on.
-				e.obs.labels.store.Expire(e.opts.Now())
+				e.obs.labels.expire(e.opts.Now())
 			}
 		case errc := <-e.reloadCh:
 			errc <- e.reloader.Reload()

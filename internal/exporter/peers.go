@@ -275,24 +275,51 @@ func (l *labels) labelKnown(now time.Time, lb quality.Label) (quality.Reason, bo
 	return res, known
 }
 
-// forward asks the peers, in the background, about labels from Seldon
-// feedback that this replica did not know, and keeps here those none knew.
-// With maxPeerForwards batches already out, it keeps them here at once.
-func (l *labels) forward(now time.Time, lbs []quality.Label) {
+// forward asks the peers, in the background, about labels this replica did
+// not know, and passes those none knew to notFound. With maxPeerForwards
+// batches already out, it passes them to notFound at once.
+func (l *labels) forward(lbs []quality.Label, notFound func([]quality.Label)) {
 	select {
 	case l.peers.forwards <- struct{}{}:
 	default:
-		for _, lb := range lbs {
-			l.labelHere(now, lb)
-		}
+		notFound(lbs)
 		return
 	}
 	go func() {
 		defer func() { <-l.peers.forwards }()
+		var kept []quality.Label
 		for i, f := range l.peers.ask(context.Background(), lbs) {
 			if f == "" {
-				l.labelHere(now, lbs[i])
+				kept = append(kept, lbs[i])
 			}
 		}
+		if len(kept) > 0 {
+			notFound(kept)
+		}
 	}()
+}
+
+// configurePeers takes the peers of a (re)loaded configuration. With
+// peers, the held labels that wait too long are asked of them once more
+// (expire).
+func (l *labels) configurePeers(cfg config.Labels) error {
+	if err := l.peers.configure(cfg); err != nil {
+		return err
+	}
+	l.store.SetHandOff(len(cfg.Peers) > 0)
+	return nil
+}
+
+// expire removes the pending predictions past --labels.ttl and the held
+// labels past theirs. With peers, a held label's prediction may have been
+// made in another replica after the label came: the peers are asked once
+// more, and a label none of them knows ends as unknown_id.
+func (l *labels) expire(now time.Time) {
+	l.store.Expire(now)
+	if !l.peers.active() {
+		return
+	}
+	if lbs := l.store.TakeExpiredHeld(now, 4*peerBatch); len(lbs) > 0 {
+		l.forward(lbs, func(kept []quality.Label) { l.store.CountUnknown(len(kept)) })
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -115,6 +116,18 @@ func TestLabelsAcrossReplicas(t *testing.T) {
 
 	// The label held in c joins when its prediction comes to c.
 	predictVia(t, c, "later")
+	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_matched_total", price))
+
+	// A label held in c whose prediction is then made in b is asked of the
+	// peers once more when it has waited too long, and joins in b; one
+	// that no replica ever sees a prediction for ends as unknown_id in c.
+	_, r = postLabels(t, c, `{"id":"early","label":2}`+"\n"+`{"id":"never","label":2}`)
+	require.Equal(t, []string{"held", "held"}, r.Results)
+	predictVia(t, b, "early")
+	c.obs.labels.expire(time.Now().Add(11 * time.Minute)) // past the 10 minutes a label is held
+	eventually(t, b, 2, "modelmon_labels_matched_total", price)
+	eventually(t, c, 1, "modelmon_labels_total", map[string]string{"reason": "unknown_id"})
+	require.Zero(t, metricValue(t, c, "modelmon_held_labels", nil))
 	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_matched_total", price))
 }
 

@@ -37,6 +37,8 @@ type Store struct {
 
 	held      queue[heldLabel]
 	heldIndex map[string]int32
+	// handOff leaves held labels past EarlyTTL to TakeExpiredHeld.
+	handOff bool
 
 	stats counters
 }
@@ -309,7 +311,7 @@ func (s *Store) expire(now time.Time, budget int) int {
 		n++
 	}
 	cutoff = now.UnixNano() - int64(s.opts.EarlyTTL)
-	for n < budget && s.held.head >= 0 && s.held.at(s.held.head).recv <= cutoff {
+	for n < budget && !s.handOff && s.held.head >= 0 && s.held.at(s.held.head).recv <= cutoff {
 		s.removeHeld(s.held.head)
 		s.stats.heldExpired++
 		n++
@@ -325,6 +327,40 @@ func (s *Store) removePending(i int32, why Reason) {
 
 // removeHeld drops a held label whose prediction never came: its final
 // reason is unknown_id.
+// SetHandOff makes the held labels whose EarlyTTL has passed leave the
+// store through TakeExpiredHeld, uncounted, rather than end as
+// ReasonUnknownID: for a caller that asks other replicas about them first.
+func (s *Store) SetHandOff(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handOff = on
+}
+
+// TakeExpiredHeld removes at most max held labels whose EarlyTTL has passed,
+// oldest first, and returns them, uncounted: CountUnknown counts those no
+// replica could join.
+func (s *Store) TakeExpiredHeld(now time.Time, max int) []Label {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Label
+	cutoff := now.UnixNano() - int64(s.opts.EarlyTTL)
+	for len(out) < max && s.held.head >= 0 && s.held.at(s.held.head).recv <= cutoff {
+		h := s.held.remove(s.held.head)
+		delete(s.heldIndex, h.label.ID)
+		out = append(out, h.label)
+	}
+	return out
+}
+
+// CountUnknown counts n labels taken by TakeExpiredHeld that no replica
+// could join, as held labels that expired.
+func (s *Store) CountUnknown(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.heldExpired += uint64(n)
+	s.stats.labels[ReasonUnknownID] += uint64(n)
+}
+
 func (s *Store) removeHeld(i int32) {
 	h := s.held.remove(i)
 	delete(s.heldIndex, h.label.ID)

@@ -417,3 +417,31 @@ func TestLabelIfKnown(t *testing.T) {
 	require.Equal(t, uint64(1), s.Stats().Labels[ReasonMatched])
 	require.Equal(t, before.Labels[ReasonDuplicate]+2, s.Stats().Labels[ReasonDuplicate])
 }
+
+// With hand-off on, held labels past EarlyTTL wait for TakeExpiredHeld,
+// which returns them uncounted, and CountUnknown counts those no replica
+// joined.
+func TestTakeExpiredHeld(t *testing.T) {
+	s := newStore(t, Options{MaxEntries: 10, TTL: time.Hour, MaxEarly: 4, EarlyTTL: time.Minute})
+	s.SetHandOff(true)
+	s.Label(t0, Label{ID: "a", Value: Class("cat")})
+	s.Label(t0.Add(time.Second), Label{ID: "b", Value: Number(2)})
+	s.Expire(t0.Add(time.Hour))
+	require.Equal(t, 2, s.Stats().Held, "not expired while handed off")
+	require.Empty(t, s.TakeExpiredHeld(t0.Add(30*time.Second), 10))
+	got := s.TakeExpiredHeld(t0.Add(time.Hour), 10)
+	require.Len(t, got, 2)
+	require.Equal(t, "a", got[0].ID)
+	require.Equal(t, t0, got[0].Time, "the time it was received")
+	require.Equal(t, Number(2), got[1].Value)
+	require.Zero(t, s.Stats().Held)
+	require.Zero(t, s.Stats().Labels[ReasonUnknownID])
+	s.CountUnknown(1)
+	require.Equal(t, uint64(1), s.Stats().Labels[ReasonUnknownID])
+	require.Equal(t, uint64(1), s.Stats().HeldExpired)
+
+	s.SetHandOff(false)
+	s.Label(t0, Label{ID: "c", Value: Class("cat")})
+	s.Expire(t0.Add(time.Hour))
+	require.Equal(t, uint64(2), s.Stats().Labels[ReasonUnknownID], "expired as before")
+}
