@@ -155,6 +155,7 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 		return found
 	}
 	var addrs []string
+	failed := map[string]bool{} // not asked again in this call
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
 	for start := 0; start < len(lbs); {
@@ -168,7 +169,7 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 			}
 			_ = enc.Encode(pl) // of strings and finite numbers: it can't fail
 		}
-		addrs = ps.askAll(ctx, client, cfg, body.Bytes(), found[start:end])
+		addrs = ps.askAll(ctx, client, cfg, body.Bytes(), found[start:end], failed)
 		start = end
 	}
 	ps.mu.Lock()
@@ -190,19 +191,30 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 	return found
 }
 
-// askAll posts one batch of labels to every peer at once, and fills found,
-// one entry per label of the batch, with the first result of a peer that
-// knew it. It returns the peers' addresses.
-func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Labels, body []byte, found []string) []string {
+// askAll posts one batch of labels to every peer at once but those that
+// failed, and fills found, one entry per label of the batch, with the first
+// result of a peer that knew it. It adds the peers that fail to failed, so
+// that a peer down or hung costs one timeout per call, not one per batch,
+// and returns the peers' addresses.
+func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Labels, body []byte, found []string, failed map[string]bool) []string {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
 	defer cancel()
 	addrs := ps.addresses(ctx, cfg)
 	answers := make([][]string, len(addrs))
+	ok := make([]bool, len(addrs))
 	var wg sync.WaitGroup
 	for i, addr := range addrs {
-		wg.Go(func() { answers[i] = ps.askOne(ctx, client, cfg.Scheme, addr, body, len(found)) })
+		if failed[addr] {
+			continue
+		}
+		wg.Go(func() { answers[i], ok[i] = ps.askOne(ctx, client, cfg.Scheme, addr, body, len(found)) })
 	}
 	wg.Wait()
+	for i, addr := range addrs {
+		if !ok[i] && !failed[addr] {
+			failed[addr] = true
+		}
+	}
 	for _, results := range answers {
 		for k, r := range results {
 			if found[k] == "" && r != quality.ReasonUnknownID.String() {
@@ -213,13 +225,14 @@ func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Lab
 	return addrs
 }
 
-// askOne posts the labels to one peer, and returns its results (nil when
-// it could not answer, or is this replica).
-func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr string, body []byte, n int) []string {
-	fail := func(err error) []string {
+// askOne posts the labels to one peer, and returns its results, and
+// whether it answered (this replica, which answers itself, does too, with
+// no results).
+func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr string, body []byte, n int) ([]string, bool) {
+	fail := func(err error) ([]string, bool) {
 		ps.requests.WithLabelValues("error").Inc()
 		ps.failing.warn(func() []any { return []any{"peer", addr, "err", err} })
-		return nil
+		return nil, false
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/v1/labels", bytes.NewReader(body))
 	if err != nil {
@@ -238,7 +251,7 @@ func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr s
 		ps.mu.Lock()
 		ps.isSelf[addr] = true
 		ps.mu.Unlock()
-		return nil
+		return nil, true
 	case err != nil:
 		return fail(err)
 	case resp.StatusCode != http.StatusOK:
@@ -252,7 +265,7 @@ func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr s
 		return fail(fmt.Errorf("answered %d results for %d labels", len(lr.Results), n))
 	}
 	ps.requests.WithLabelValues("success").Inc()
-	return lr.Results
+	return lr.Results, true
 }
 
 // labelHere joins lb in this replica's store: what a label none of the

@@ -179,6 +179,7 @@ func TestLabelsAcrossReplicasInBatches(t *testing.T) {
 	}
 	require.Equal(t, float64(n), metricValue(t, es[0], "modelmon_prediction_correct_total", map[string]string{"model": "churn", "class": "yes"}))
 	require.Equal(t, 3.0, metricValue(t, es[1], "modelmon_label_peer_requests_total", map[string]string{"result": "success"}), "three batches to the one peer")
+	require.Equal(t, 1.0, metricValue(t, es[1], "modelmon_label_peer_requests_total", map[string]string{"result": "error"}), "the dead peer, asked once in the call")
 }
 
 // Replicas whose web listeners have TLS and basic auth reach each other as
