@@ -62,6 +62,7 @@ type Parser struct {
 	nameBudget         int    // bytes the arena may grow to in this call
 	copyBudget         int    // features that may be copied into several records (TF-Serving context)
 	fillBudget         int    // elements a TensorProto's repeated last value may still fill (tfgrpc.go)
+	filled             int    // elements filled so far in this call, all messages together
 	idxNames           [][]byte
 	idxBuf             []byte    // backing of idxNames, kept across calls
 	recStart           int       // index in Batch.feats where the current record starts
@@ -228,6 +229,7 @@ func (p *Parser) reset(size int) {
 		p.protoTensors, p.exampleMsgs, p.ctxMsgs, p.ctxFeats, p.exFeats, p.exVals, p.labels = nil, nil, nil, nil, nil, nil, nil
 	}
 	p.lastSize = size
+	p.filled = 0
 	p.names = p.names[:0]
 	p.prev = nil
 	p.cols = p.cols[:0]

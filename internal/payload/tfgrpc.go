@@ -286,6 +286,7 @@ func (p *Parser) tfFill(t *tensor, at string, mkErr errFunc) error {
 		return mkErr(ReasonShapeMismatch, at+" has "+strconv.FormatUint(got, 10)+" elements, too few to fill its shape")
 	}
 	p.fillBudget -= int(size - got)
+	p.filled += int(size - got)
 	fill := p.arena.NewNumberInt(0)
 	if !t.numeric {
 		fill = p.arena.NewString("")
