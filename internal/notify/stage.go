@@ -66,12 +66,12 @@ func (e *envelope) notice(receiver, key string, tmpl *template.Template) *notice
 
 // notificationKey is the idempotency key of a route's notification: a
 // digest of the receiver, the integration, the group, the alerts sent with
-// their state and start, and which repeat_interval since the group's first
-// alert started it falls in. A flush that sends the same again — after a
+// their state at stateAt and their start, and which repeat_interval since
+// the group's first alert started it falls in at now. A flush that sends the same again — after a
 // restart lost the notification log, or a reload — gets the same key, and
 // the outbox drops it; a repeat after repeat_interval falls in the next
 // interval and gets a new one.
-func notificationKey(receiver, integration string, idx int, groupKey string, alerts []*alert.Alert, now time.Time, repeat time.Duration) string {
+func notificationKey(receiver, integration string, idx int, groupKey string, alerts []*alert.Alert, now, stateAt time.Time, repeat time.Duration) string {
 	type entry struct {
 		fp       model.Fingerprint
 		resolved bool
@@ -80,7 +80,7 @@ func notificationKey(receiver, integration string, idx int, groupKey string, ale
 	es := make([]entry, 0, len(alerts))
 	var first time.Time
 	for _, a := range alerts {
-		es = append(es, entry{a.Fingerprint(), a.ResolvedAt(now), a.StartsAt.UnixNano()})
+		es = append(es, entry{a.Fingerprint(), a.ResolvedAt(stateAt), a.StartsAt.UnixNano()})
 		if first.IsZero() || a.StartsAt.Before(first) {
 			first = a.StartsAt
 		}
@@ -131,9 +131,33 @@ type dedupStage struct {
 	group string
 }
 
+// stateTimeKey is the context key of the time at which the flush's alerts
+// are firing or resolved (withStateTime).
+type stateTimeKey struct{}
+
+// withStateTime records, after Alertmanager's DedupStage has split the
+// alerts into firing and resolved by the wall clock, the time at which the
+// later stages take their state: then. The flush's own time (notify.Now)
+// is when its timer was due, which may come before an alert that the
+// dispatcher already took as resolved ends; taken then, a resolve would be
+// sent as the firing notification it follows, with that one's key, and
+// the outbox would drop it as sent.
+func withStateTime(ctx context.Context) context.Context {
+	return context.WithValue(ctx, stateTimeKey{}, time.Now())
+}
+
+// stateTime is the time recorded by withStateTime, else now.
+func stateTime(ctx context.Context, now time.Time) time.Time {
+	if t, ok := ctx.Value(stateTimeKey{}).(time.Time); ok && t.After(now) {
+		return t
+	}
+	return now
+}
+
 // Exec implements notify.Stage.
 func (s *dedupStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
 	ctx, out, err := s.dedup.Exec(ctx, l, alerts...)
+	ctx = withStateTime(ctx)
 	if err != nil || len(out) > 0 || len(alerts) == 0 {
 		return ctx, out, err
 	}
@@ -195,10 +219,11 @@ func (s *enqueueStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*aler
 		now = time.Now()
 	}
 	repeat, _ := amnotify.RepeatInterval(ctx)
+	at := stateTime(ctx, now)
 	env := envelope{Index: s.idx, GroupKey: groupKey, GroupLabels: groupLabels, RouteLabels: routeLabels, Reason: reason.String()}
 	for _, a := range sent {
 		m := a.Alert
-		if !a.ResolvedAt(now) {
+		if !a.ResolvedAt(at) {
 			m.EndsAt = time.Time{}
 		}
 		env.Alerts = append(env.Alerts, m)
@@ -211,7 +236,7 @@ func (s *enqueueStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*aler
 		return ctx, nil, fmt.Errorf("couldn't encode notification: %w", err)
 	}
 	m := &outbox.Message{
-		Key:         notificationKey(s.receiver, s.kind, s.idx, groupKey, sent, now, repeat),
+		Key:         notificationKey(s.receiver, s.kind, s.idx, groupKey, sent, now, at, repeat),
 		Receiver:    s.receiver,
 		Integration: s.kind,
 		Payload:     payload,
@@ -224,7 +249,7 @@ func (s *enqueueStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*aler
 	// dedupStage after a crash.
 	firing := false
 	for _, a := range sent {
-		firing = firing || !a.ResolvedAt(now)
+		firing = firing || !a.ResolvedAt(at)
 	}
 	rec := groupRecordPrefix(s.receiver, s.kind, s.idx) + groupKey
 	if _, had := s.n.outbox.State(notifiedNamespace, rec); firing || had {
