@@ -285,6 +285,9 @@ func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 			return err
 		}
 	}
+	if !e.opts.Labels.Enabled && len(rc.cfg.Labels.Peers) > 0 {
+		e.logger.Warn("labels.peers is set, but without --labels.enabled there are no labels to ask the peers about", "peers", len(rc.cfg.Labels.Peers))
+	}
 	e.cfg.Store(rc)
 	if e.models != nil { // nil during New's first load, which registers them itself
 		e.registerModels(rc)
@@ -529,6 +532,9 @@ func (e *Exporter) stop(ctx context.Context) error {
 			proxyErr = err
 			errs = append(errs, fmt.Errorf("couldn't stop the gRPC proxy: %w", err))
 		}
+	}
+	if e.obs.labels != nil {
+		e.obs.labels.peers.close()
 	}
 	if err := e.web.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("couldn't stop the web server: %w", err))

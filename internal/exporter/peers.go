@@ -82,9 +82,25 @@ func (ps *peers) configure(cfg config.Labels) error {
 		return fmt.Errorf("labels.http_config: %w", err)
 	}
 	ps.mu.Lock()
-	defer ps.mu.Unlock()
+	old := ps.client
 	ps.cfg, ps.client = cfg, client
+	ps.mu.Unlock()
+	if old != nil {
+		old.CloseIdleConnections()
+	}
 	return nil
+}
+
+// close closes the connections to the peers that are idle: at shutdown,
+// so that a peer's server, and this replica's own (it may be among the
+// peers), do not wait for them to go (an HTTP/2 server waits a second).
+func (ps *peers) close() {
+	ps.mu.Lock()
+	client := ps.client
+	ps.mu.Unlock()
+	if client != nil {
+		client.CloseIdleConnections()
+	}
 }
 
 // active reports whether there are peers to ask.

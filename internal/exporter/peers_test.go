@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,4 +250,30 @@ func TestLabelsAcrossReplicasTLSAndBasicAuth(t *testing.T) {
 	peersConfig("wrong")
 	require.Equal(t, []string{"held"}, results(post(b, "/v1/labels", `{"id":"p-2","label":"no"}`)), "a answers 401: the label stays in b")
 	require.Equal(t, 1.0, testutil.ToFloat64(b.obs.labels.peers.requests.WithLabelValues("error")))
+}
+
+// Peers without the label join are said to be of no use.
+func TestPeersWithoutLabels(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("labels:\n  peers: [10.0.0.1:9108]\n"), 0o644))
+	var logs strings.Builder
+	var mu sync.Mutex
+	startExporter(t, modelServer(t).URL, func(o *Options) {
+		o.ConfigFile = cfg
+		o.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	require.Contains(t, logs.String(), "labels.peers is set, but without --labels.enabled")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
