@@ -170,8 +170,10 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 	if len(cfg.Peers) == 0 || len(lbs) == 0 {
 		return found
 	}
-	var addrs []string
-	failed := map[string]bool{} // not asked again in this call
+	rctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
+	addrs := ps.addresses(rctx, cfg) // once a call, for all its batches
+	cancel()
+	skip := map[string]bool{} // failed, or this replica: not asked again in this call
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
 	for start := 0; start < len(lbs); {
@@ -185,7 +187,7 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 			}
 			_ = enc.Encode(pl) // of strings and finite numbers: it can't fail
 		}
-		addrs = ps.askAll(ctx, client, cfg, body.Bytes(), found[start:end], failed)
+		ps.askAll(ctx, client, cfg, addrs, body.Bytes(), found[start:end], skip)
 		start = end
 	}
 	ps.mu.Lock()
@@ -207,28 +209,25 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 	return found
 }
 
-// askAll posts one batch of labels to every peer at once but those that
-// failed, and fills found, one entry per label of the batch, with the first
-// result of a peer that knew it. It adds the peers that fail to failed, so
-// that a peer down or hung costs one timeout per call, not one per batch,
-// and returns the peers' addresses.
-func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Labels, body []byte, found []string, failed map[string]bool) []string {
+// askAll posts one batch of labels to every peer at addrs at once but
+// those to skip, and fills found, one entry per label of the batch, with
+// the first result of a peer that knew it. A peer that gives no results
+// (it failed, or is this replica) joins skip, so that a peer down or hung
+// costs one timeout per call, not one per batch.
+func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Labels, addrs []string, body []byte, found []string, skip map[string]bool) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
 	defer cancel()
-	addrs := ps.addresses(ctx, cfg)
 	answers := make([][]string, len(addrs))
-	ok := make([]bool, len(addrs))
 	var wg sync.WaitGroup
 	for i, addr := range addrs {
-		if failed[addr] {
-			continue
+		if !skip[addr] {
+			wg.Go(func() { answers[i] = ps.askOne(ctx, client, cfg.Scheme, addr, body, len(found)) })
 		}
-		wg.Go(func() { answers[i], ok[i] = ps.askOne(ctx, client, cfg.Scheme, addr, body, len(found)) })
 	}
 	wg.Wait()
 	for i, addr := range addrs {
-		if !ok[i] && !failed[addr] {
-			failed[addr] = true
+		if answers[i] == nil {
+			skip[addr] = true
 		}
 	}
 	for _, results := range answers {
@@ -238,17 +237,15 @@ func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Lab
 			}
 		}
 	}
-	return addrs
 }
 
-// askOne posts the labels to one peer, and returns its results, and
-// whether it answered (this replica, which answers itself, does too, with
-// no results).
-func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr string, body []byte, n int) ([]string, bool) {
-	fail := func(err error) ([]string, bool) {
+// askOne posts the n labels of body to one peer, and returns its n
+// results: nil when it could not answer, or is this replica.
+func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr string, body []byte, n int) []string {
+	fail := func(err error) []string {
 		ps.requests.WithLabelValues("error").Inc()
 		ps.failing.warn(func() []any { return []any{"peer", addr, "err", err} })
-		return nil, false
+		return nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/v1/labels", bytes.NewReader(body))
 	if err != nil {
@@ -267,7 +264,7 @@ func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr s
 		ps.mu.Lock()
 		ps.isSelf[addr] = true
 		ps.mu.Unlock()
-		return nil, true
+		return nil
 	case err != nil:
 		return fail(err)
 	case resp.StatusCode != http.StatusOK:
@@ -281,7 +278,7 @@ func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr s
 		return fail(fmt.Errorf("answered %d results for %d labels", len(lr.Results), n))
 	}
 	ps.requests.WithLabelValues("success").Inc()
-	return lr.Results, true
+	return lr.Results
 }
 
 // labelHere joins lb in this replica's store: what a label none of the
