@@ -121,20 +121,37 @@ func finalParam(entry []byte) (f int8, isFinal bool) {
 // varintField is the last value of the varint field num of msg, 0 when it
 // has none; ok is false when msg is malformed.
 func varintField(msg []byte, num protowire.Number) (x uint64, ok bool) {
+	return scalarField(msg, num, protowire.VarintType)
+}
+
+// scalarField is the last value of the field num of msg of wire type typ
+// (varint, fixed32 or fixed64), 0 when it has none; ok is false when msg
+// is malformed.
+func scalarField(msg []byte, num protowire.Number, typ protowire.Type) (x uint64, ok bool) {
 	for len(msg) > 0 {
-		n, typ, m := protowire.ConsumeTag(msg)
+		n, t, m := protowire.ConsumeTag(msg)
 		if m < 0 {
 			return 0, false
 		}
 		msg = msg[m:]
-		if n == num && typ == protowire.VarintType {
-			if x, m = protowire.ConsumeVarint(msg); m < 0 {
+		if n == num && t == typ {
+			switch typ {
+			case protowire.Fixed32Type:
+				var v uint32
+				v, m = protowire.ConsumeFixed32(msg)
+				x = uint64(v)
+			case protowire.Fixed64Type:
+				x, m = protowire.ConsumeFixed64(msg)
+			default:
+				x, m = protowire.ConsumeVarint(msg)
+			}
+			if m < 0 {
 				return 0, false
 			}
 			msg = msg[m:]
 			continue
 		}
-		if m = protowire.ConsumeFieldValue(n, typ, msg); m < 0 {
+		if m = protowire.ConsumeFieldValue(n, t, msg); m < 0 {
 			return 0, false
 		}
 		msg = msg[m:]

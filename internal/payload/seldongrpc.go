@@ -79,41 +79,19 @@ func (p *Parser) SeldonFeedbackGRPC(msg []byte, b *Batch) (Feedback, error) {
 	b.Reset()
 	p.reset(len(msg))
 	var response, truth []byte
-	var reward float32
 	hasTruth := false
-	for rest := msg; len(rest) > 0; {
-		num, typ, n := protowire.ConsumeTag(rest)
-		if n < 0 {
-			return Feedback{}, malformed(reqErr, "the message")
+	bits, ok := scalarField(msg, feedbackReward, protowire.Fixed32Type)
+	if !ok || !bytesFields(msg, func(n protowire.Number, v []byte) {
+		switch n {
+		case feedbackResponse:
+			response = v
+		case feedbackTruth:
+			truth, hasTruth = v, true
 		}
-		rest = rest[n:]
-		switch {
-		case num == feedbackReward && typ == protowire.Fixed32Type:
-			v, n := protowire.ConsumeFixed32(rest)
-			if n < 0 {
-				return Feedback{}, malformed(reqErr, "the message")
-			}
-			reward, rest = math.Float32frombits(v), rest[n:]
-			continue
-		case typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(rest)
-			if n < 0 {
-				return Feedback{}, malformed(reqErr, "the message")
-			}
-			switch num {
-			case feedbackResponse:
-				response = v
-			case feedbackTruth:
-				truth, hasTruth = v, true
-			}
-			rest = rest[n:]
-			continue
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, rest); n < 0 {
-			return Feedback{}, malformed(reqErr, "the message")
-		}
-		rest = rest[n:]
+	}) {
+		return Feedback{}, malformed(reqErr, "the message")
 	}
+	reward := math.Float32frombits(uint32(bits))
 	fb := Feedback{Puid: SeldonPuid(response)}
 	var err error
 	if fb.Reward, err = finiteReward(float64(reward)); err != nil {
