@@ -283,29 +283,22 @@ func (p *Parser) SeldonFeedback(body []byte, b *Batch) (Feedback, error) {
 	return fb, nil
 }
 
-// jsonReward reads a feedback's reward, a float in protobuf's JSON mapping:
-// a number, or a string that holds one; none is 0.
+// jsonReward reads a feedback's reward, a float in protobuf's JSON mapping
+// (floatJSON): a number, or a string that holds one; none is 0.
 func jsonReward(v *fastjson.Value) (float64, error) {
-	var r float64
-	switch {
-	case v == nil || v.Type() == fastjson.TypeNull:
+	if v == nil || v.Type() == fastjson.TypeNull {
 		return 0, nil
-	case v.Type() == fastjson.TypeNumber:
-		f, err := v.Float64()
-		if err != nil {
-			return 0, errMalformedNumber()
-		}
-		r = f
-	case v.Type() == fastjson.TypeString:
-		f, err := strconv.ParseFloat(string(v.GetStringBytes()), 64)
-		if err != nil {
-			return 0, reqErr(ReasonTypeMismatch, `"reward" is a string that holds no number`)
-		}
-		r = f
-	default:
-		return 0, reqErr(ReasonTypeMismatch, `"reward" is not a number`)
 	}
-	return finiteReward(r)
+	r, err := floatJSON(v)
+	switch {
+	case err == nil:
+		return finiteReward(r)
+	case v.Type() == fastjson.TypeNumber:
+		return 0, errMalformedNumber()
+	case v.Type() == fastjson.TypeString:
+		return 0, reqErr(ReasonTypeMismatch, `"reward" is a string that holds no number`)
+	}
+	return 0, reqErr(ReasonTypeMismatch, `"reward" is not a number`)
 }
 
 // finiteReward is r, or an error when it is NaN or infinite.
