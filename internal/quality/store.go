@@ -345,9 +345,7 @@ func (s *Store) TakeExpiredHeld(now time.Time, max int) []Label {
 	var out []Label
 	cutoff := now.UnixNano() - int64(s.opts.EarlyTTL)
 	for len(out) < max && s.held.head >= 0 && s.held.at(s.held.head).recv <= cutoff {
-		h := s.held.remove(s.held.head)
-		delete(s.heldIndex, h.label.ID)
-		out = append(out, h.label)
+		out = append(out, s.dropHeld(s.held.head).label)
 	}
 	return out
 }
@@ -362,9 +360,15 @@ func (s *Store) CountUnknown(n int) {
 }
 
 func (s *Store) removeHeld(i int32) {
+	s.dropHeld(i)
+	s.stats.labels[ReasonUnknownID]++
+}
+
+// dropHeld takes the i-th held label out of the store, uncounted.
+func (s *Store) dropHeld(i int32) heldLabel {
 	h := s.held.remove(i)
 	delete(s.heldIndex, h.label.ID)
-	s.stats.labels[ReasonUnknownID]++
+	return h
 }
 
 // remember records that id was removed and why, forgetting the oldest record
