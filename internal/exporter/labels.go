@@ -316,11 +316,9 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	askPeers := from == "" && h.l.peers.active()
 	resp := empty
 	now := h.now()
-	type unknown struct {
-		result int // index in resp.Results
-		label  quality.Label
-	}
-	var unknowns []unknown
+	// The labels this replica did not know, and their places in Results.
+	var unknown []quality.Label
+	var unknownAt []int
 	for i, raw := range raws {
 		lb, reason, err := decodeLabel(raw, now)
 		if err != nil {
@@ -336,23 +334,19 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case askPeers:
 			var known bool
 			if res, known = h.l.labelKnown(now, lb); !known {
-				unknowns = append(unknowns, unknown{len(resp.Results), lb})
+				unknown, unknownAt = append(unknown, lb), append(unknownAt, len(resp.Results))
 			}
 		default:
 			res = h.l.labelHere(now, lb)
 		}
 		resp.Results = append(resp.Results, res.String())
 	}
-	if len(unknowns) > 0 {
-		lbs := make([]quality.Label, len(unknowns))
-		for k, u := range unknowns {
-			lbs[k] = u.label
-		}
-		for k, f := range h.l.peers.ask(r.Context(), lbs) {
+	if len(unknown) > 0 {
+		for k, f := range h.l.peers.ask(r.Context(), unknown) {
 			if f == "" {
-				f = h.l.labelHere(now, lbs[k]).String()
+				f = h.l.labelHere(now, unknown[k]).String()
 			}
-			resp.Results[unknowns[k].result] = f
+			resp.Results[unknownAt[k]] = f
 		}
 	}
 	status = http.StatusOK
