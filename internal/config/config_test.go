@@ -48,6 +48,8 @@ func TestLoadBad(t *testing.T) {
 	for _, tc := range []struct{ file, err string }{
 		{"bad-unknown-field.yml", `testdata/bad-unknown-field.yml:2: unknown field "bogus"`},
 		{"bad-unknown-nested-field.yml", `testdata/bad-unknown-nested-field.yml:3: unknown field "formt"`},
+		// Prometheus's client configuration is held to its keys as well.
+		{"bad-unknown-http-config.yml", `testdata/bad-unknown-http-config.yml:6: unknown field "pasword"`},
 		{"bad-format.yml", `testdata/bad-format.yml: models[0]: unknown format "protobuf" (want one of auto, kserve_v1, oip_v2, mlflow, seldon_v1, json)`},
 		{"bad-model-name.yml", `testdata/bad-model-name.yml: models[0]: name is required`},
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml: models[1]: model "a" is configured twice`},
