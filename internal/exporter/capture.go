@@ -333,7 +333,7 @@ func (w *worker) feedback(c *capture, body []byte) {
 	}
 	if len(unknown) > 0 {
 		// The feedback may be about a prediction another replica made.
-		l.forward(unknown, func(kept []quality.Label) {
+		l.forward(unknown, func(_, kept []quality.Label) {
 			for _, lb := range kept {
 				l.labelHere(now, lb)
 			}

@@ -302,26 +302,27 @@ func (l *labels) labelKnown(now time.Time, lb quality.Label) (quality.Reason, bo
 }
 
 // forward asks the peers, in the background, about labels this replica did
-// not know, and passes those none knew to notFound. With maxPeerForwards
-// batches already out, it passes them to notFound at once.
-func (l *labels) forward(lbs []quality.Label, notFound func([]quality.Label)) {
+// not know, and passes on those a peer knew (and counted) and those none
+// knew. With maxPeerForwards batches already out, it asks no one and
+// passes them all on as not known at once.
+func (l *labels) forward(lbs []quality.Label, done func(found, notFound []quality.Label)) {
 	select {
 	case l.peers.forwards <- struct{}{}:
 	default:
-		notFound(lbs)
+		done(nil, lbs)
 		return
 	}
 	go func() {
 		defer func() { <-l.peers.forwards }()
-		var kept []quality.Label
+		var found, kept []quality.Label
 		for i, f := range l.peers.ask(context.Background(), lbs) {
 			if f == "" {
 				kept = append(kept, lbs[i])
+			} else {
+				found = append(found, lbs[i])
 			}
 		}
-		if len(kept) > 0 {
-			notFound(kept)
-		}
+		done(found, kept)
 	}()
 }
 
@@ -336,16 +337,26 @@ func (l *labels) configurePeers(cfg config.Labels) error {
 	return nil
 }
 
+// heldReaskAfter is how long a label is held before the peers are first
+// asked about it again (labels.expire).
+const heldReaskAfter = 30 * time.Second
+
 // expire removes the pending predictions past --labels.ttl and the held
 // labels past theirs. With peers, a held label's prediction may have been
-// made in another replica after the label came: the peers are asked once
-// more, and a label none of them knows ends as unknown_id.
+// made in another replica after the label came. So the peers are asked
+// about it again while it waits: at 30 s held, then each time its time
+// held has doubled (HeldDue), and a peer that now knows it joins it. They
+// are asked once more at its end, and a label none of them knows then
+// ends as unknown_id.
 func (l *labels) expire(now time.Time) {
 	l.store.Expire(now)
 	if !l.peers.active() {
 		return
 	}
 	if lbs := l.store.TakeExpiredHeld(now, 4*peerBatch); len(lbs) > 0 {
-		l.forward(lbs, func(kept []quality.Label) { l.store.CountUnknown(len(kept)) })
+		l.forward(lbs, func(_, kept []quality.Label) { l.store.CountUnknown(len(kept)) })
+	}
+	if lbs := l.store.HeldDue(now, heldReaskAfter, 4*peerBatch); len(lbs) > 0 {
+		l.forward(lbs, func(found, _ []quality.Label) { l.store.ForgetHeld(found) })
 	}
 }

@@ -120,14 +120,33 @@ func TestLabelsAcrossReplicas(t *testing.T) {
 	predictVia(t, c, "later")
 	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_matched_total", price))
 
-	// A label held in c whose prediction is then made in b is asked of the
-	// peers once more when it has waited too long, and joins in b; one
-	// that no replica ever sees a prediction for ends as unknown_id in c.
+	// A label held in c whose prediction is then made in b joins in b
+	// when c asks the peers about it again, 30 s after it came.
+	_, r = postLabels(t, c, `{"id":"soon","label":2}`)
+	require.Equal(t, []string{"held"}, r.Results)
+	predictVia(t, b, "soon")
+	found := metricValue(t, c, "modelmon_labels_forwarded_total", map[string]string{"result": "found"})
+	c.obs.labels.expire(time.Now().Add(20 * time.Second)) // not due yet: nothing is asked
+	require.Equal(t, found, metricValue(t, c, "modelmon_labels_forwarded_total", map[string]string{"result": "found"}))
+	c.obs.labels.expire(time.Now().Add(time.Minute))
+	eventually(t, b, 2, "modelmon_labels_matched_total", price)
+	eventually(t, c, 0, "modelmon_held_labels", nil)
+	require.Equal(t, found+1, metricValue(t, c, "modelmon_labels_forwarded_total", map[string]string{"result": "found"}))
+	require.Zero(t, metricValue(t, c, "modelmon_labels_total", map[string]string{"reason": "unknown_id"}), "dropped in c uncounted")
+
+	// A label held in c whose prediction is made in b only after c last
+	// asked is asked of the peers once more when it has waited too long,
+	// and joins in b; one that no replica ever sees a prediction for ends
+	// as unknown_id in c.
 	_, r = postLabels(t, c, `{"id":"early","label":2}`+"\n"+`{"id":"never","label":2}`)
 	require.Equal(t, []string{"held", "held"}, r.Results)
+	notFound := metricValue(t, c, "modelmon_labels_forwarded_total", map[string]string{"result": "not_found"})
+	c.obs.labels.expire(time.Now().Add(9 * time.Minute)) // asked again: no one knows them yet
+	eventually(t, c, notFound+2, "modelmon_labels_forwarded_total", map[string]string{"result": "not_found"})
+	require.Equal(t, 2.0, metricValue(t, c, "modelmon_held_labels", nil))
 	predictVia(t, b, "early")
 	c.obs.labels.expire(time.Now().Add(11 * time.Minute)) // past the 10 minutes a label is held
-	eventually(t, b, 2, "modelmon_labels_matched_total", price)
+	eventually(t, b, 3, "modelmon_labels_matched_total", price)
 	eventually(t, c, 1, "modelmon_labels_total", map[string]string{"reason": "unknown_id"})
 	require.Zero(t, metricValue(t, c, "modelmon_held_labels", nil))
 	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_matched_total", price))

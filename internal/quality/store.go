@@ -67,6 +67,9 @@ type probs struct {
 type heldLabel struct {
 	label Label // Time set to the arrival time if the label had none
 	recv  int64 // arrival, Unix nanoseconds, for EarlyTTL
+	// reask is when HeldDue next returns the label, Unix nanoseconds; 0
+	// until it first has.
+	reask int64
 }
 
 type tomb struct {
@@ -348,6 +351,49 @@ func (s *Store) TakeExpiredHeld(now time.Time, max int) []Label {
 		out = append(out, s.dropHeld(s.held.head).label)
 	}
 	return out
+}
+
+// HeldDue returns copies of at most max held labels that are due to be
+// asked of the other replicas again, oldest first, and leaves them held:
+// for a caller that asks, while a label waits, whether its prediction has
+// come to another replica since. A label is due once it has been held for
+// first, and then each time its time held has doubled since it last was,
+// but not in the last first of its EarlyTTL, which TakeExpiredHeld covers.
+// ForgetHeld drops those another replica joined.
+func (s *Store) HeldDue(now time.Time, first time.Duration, max int) []Label {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Label
+	t := now.UnixNano()
+	for i := s.held.head; i >= 0 && len(out) < max; i = s.held.slots[i].next {
+		h := s.held.at(i)
+		age := t - h.recv
+		if age < int64(first) {
+			break // and so is every label after it, received later
+		}
+		due := h.reask
+		if due == 0 {
+			due = h.recv + int64(first)
+		}
+		if t < due || age > int64(s.opts.EarlyTTL-first) {
+			continue
+		}
+		h.reask = h.recv + 2*age
+		out = append(out, h.label)
+	}
+	return out
+}
+
+// ForgetHeld drops the held labels of lbs, uncounted: another replica has
+// joined them (HeldDue). Those no longer held are skipped.
+func (s *Store) ForgetHeld(lbs []Label) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range lbs {
+		if i, ok := s.heldIndex[l.ID]; ok {
+			s.dropHeld(i)
+		}
+	}
 }
 
 // CountUnknown counts n labels taken by TakeExpiredHeld that no replica

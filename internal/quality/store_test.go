@@ -445,3 +445,52 @@ func TestTakeExpiredHeld(t *testing.T) {
 	s.Expire(t0.Add(time.Hour))
 	require.Equal(t, uint64(2), s.Stats().Labels[ReasonUnknownID], "expired as before")
 }
+
+// HeldDue returns a held label when it has waited first, then each time
+// its time held has doubled, and leaves it held; ForgetHeld drops it
+// uncounted.
+func TestHeldDue(t *testing.T) {
+	s := newStore(t, Options{MaxEntries: 10, TTL: time.Hour, MaxEarly: 4, EarlyTTL: 10 * time.Minute})
+	s.SetHandOff(true)
+	s.Label(t0, Label{ID: "a", Value: Class("cat")})
+	s.Label(t0.Add(20*time.Second), Label{ID: "b", Value: Number(2)})
+	ids := func(at time.Duration) []string {
+		var out []string
+		for _, l := range s.HeldDue(t0.Add(at), 30*time.Second, 10) {
+			out = append(out, l.ID)
+		}
+		return out
+	}
+	require.Empty(t, ids(29*time.Second))
+	require.Equal(t, []string{"a"}, ids(35*time.Second))
+	require.Empty(t, ids(40*time.Second), "a is next due at 70 s, b at 50 s")
+	require.Equal(t, []string{"b"}, ids(55*time.Second))
+	require.Equal(t, []string{"a"}, ids(70*time.Second))
+	require.Equal(t, []string{"a", "b"}, ids(4*time.Minute))
+	require.Equal(t, []string{"a", "b"}, ids(9*time.Minute), "a held 9 min, b 8 min 40 s: not yet in the last 30 s")
+	require.Empty(t, ids(9*time.Minute+20*time.Second), "asked at 9 min: due again at 18, after EarlyTTL")
+	require.Equal(t, 2, s.Stats().Held, "still held")
+
+	s.ForgetHeld([]Label{{ID: "a"}, {ID: "gone"}})
+	require.Equal(t, 1, s.Stats().Held)
+	require.Zero(t, s.Stats().Labels[ReasonUnknownID], "dropped uncounted")
+	got := s.TakeExpiredHeld(t0.Add(11*time.Minute), 10)
+	require.Len(t, got, 1)
+	require.Equal(t, "b", got[0].ID)
+
+	// The last first of EarlyTTL is TakeExpiredHeld's.
+	s = newStore(t, Options{MaxEntries: 10, TTL: time.Hour, MaxEarly: 4, EarlyTTL: 10 * time.Minute})
+	s.Label(t0, Label{ID: "late", Value: Class("cat")})
+	require.Empty(t, ids(9*time.Minute+35*time.Second))
+	require.Equal(t, []string{"late"}, ids(9*time.Minute+25*time.Second))
+
+	// max bounds a call; the rest are due at the next.
+	s = newStore(t, Options{MaxEntries: 10, TTL: time.Hour, MaxEarly: 4, EarlyTTL: 10 * time.Minute})
+	for _, id := range []string{"x", "y", "z"} {
+		s.Label(t0, Label{ID: id, Value: Class("cat")})
+	}
+	require.Len(t, s.HeldDue(t0.Add(time.Minute), 30*time.Second, 2), 2)
+	last := s.HeldDue(t0.Add(time.Minute), 30*time.Second, 2)
+	require.Len(t, last, 1)
+	require.Equal(t, "z", last[0].ID)
+}
