@@ -356,6 +356,9 @@ func (l *labels) expire(now time.Time) {
 	if lbs := l.store.TakeExpiredHeld(now, 4*peerBatch); len(lbs) > 0 {
 		l.forward(lbs, func(_, kept []quality.Label) { l.store.CountUnknown(len(kept)) })
 	}
+	if len(l.peers.forwards) == cap(l.peers.forwards) {
+		return // the peers are busy: the labels due are asked at the next tick
+	}
 	if lbs := l.store.HeldDue(now, heldReaskAfter, 4*peerBatch); len(lbs) > 0 {
 		l.forward(lbs, func(found, _ []quality.Label) { l.store.ForgetHeld(found) })
 	}

@@ -152,6 +152,28 @@ func TestLabelsAcrossReplicas(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_matched_total", price))
 }
 
+// While maxPeerForwards batches are out, the held labels due to be asked
+// again wait for the next tick rather than miss their turn.
+func TestHeldLabelsWaitForBusyPeers(t *testing.T) {
+	es := replicas(t, 2)
+	a, b := es[0], es[1]
+	_, r := postLabels(t, b, `{"id":"x","label":1}`)
+	require.Equal(t, []string{"held"}, r.Results)
+	predictVia(t, a, "x")
+	l := b.obs.labels
+	for range cap(l.peers.forwards) {
+		l.peers.forwards <- struct{}{}
+	}
+	l.expire(time.Now().Add(time.Minute))
+	for range cap(l.peers.forwards) {
+		<-l.peers.forwards
+	}
+	require.Equal(t, 1.0, metricValue(t, b, "modelmon_held_labels", nil))
+	l.expire(time.Now().Add(time.Minute))
+	eventually(t, a, 1, "modelmon_labels_matched_total", map[string]string{"model": "price"})
+	eventually(t, b, 0, "modelmon_held_labels", nil)
+}
+
 // Seldon's feedback that reaches a replica other than the prediction's is
 // asked of the peers too, in the background.
 func TestSeldonFeedbackAcrossReplicas(t *testing.T) {
