@@ -87,6 +87,13 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			windows("brier_score", "{{model}}"))).
 		WithPanel(withQueries(defaultTimeseries("Log loss", "Mean log loss of the predictions with class probabilities (lower is better).", "none"),
 			windows("log_loss", "{{model}}"))).
+		WithPanel(withQueries(defaultTimeseries("Expected calibration error", "Of the predictions that gave their predicted class a probability (their confidence): the gap between confidence and accuracy in ten bins of confidence, weighted by the bins' sizes (0 is perfectly calibrated; lower is better).", "percentunit").Min(0),
+			windows("calibration_error", "{{model}}"))).
+		WithPanel(mergeTable(defaultTable("Reliability diagram (1h)", "Per bin of confidence (bin k holds (k/10, (k+1)/10]) over the last hour: the predictions, their mean confidence and the share that were right. A calibrated model is right as often as it is confident."),
+			map[string]string{"Value #A": "predictions", "Value #B": "mean confidence", "Value #C": "accuracy"}).
+			WithTarget(tableQuery(recorded(rule("prediction_confidence_outcomes", "increase1h")), "A")).
+			WithTarget(tableQuery(recorded(rule("calibration_confidence", "1h")), "B")).
+			WithTarget(tableQuery(recorded(rule("calibration_accuracy", "1h")), "C"))).
 		WithRow(dashboard.NewRowBuilder("Regression")).
 		WithPanel(withQueries(defaultTimeseries("Mean absolute error", "MAE of the predictions joined to a numeric label.", "none"),
 			append(windows("mae", "{{model}}"), &dashboardQuery{overRange(collector.AbsoluteErrorTotal, collector.LabelsMatchedTotal), "{{model}} (time range)"}))).

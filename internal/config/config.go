@@ -85,6 +85,9 @@ type QualityAlerts struct {
 	MaxMAE           float64 `yaml:"max_mae"`
 	MaxRMSE          float64 `yaml:"max_rmse"`
 	MinLabelCoverage float64 `yaml:"min_label_coverage"`
+	// MaxCalibrationError bounds the expected calibration error of the
+	// predictions that give their class a probability.
+	MaxCalibrationError float64 `yaml:"max_calibration_error"`
 	// For is how long a threshold must be crossed before the alert fires
 	// (Prometheus's for); Severity is the alert's severity label.
 	For      string `yaml:"for"`
@@ -144,7 +147,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("models[%d]: unknown format %q (want one of %s)", i, m.Format, strings.Join(Formats, ", "))
 		}
 		if a := m.Alerts; a != nil {
-			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage} {
+			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError} {
 				if v < 0 || v > 1 {
 					return fmt.Errorf("models[%d].alerts.%s must be between 0 and 1, got %v", i, name, v)
 				}

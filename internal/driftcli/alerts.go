@@ -60,6 +60,10 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		if a.MaxRMSE > 0 {
 			add("ModelRMSEHigh", "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+m.Name+" above "+f(a.MaxRMSE)+".")
 		}
+		if a.MaxCalibrationError > 0 {
+			add("ModelCalibrationErrorHigh", "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError),
+				"Expected calibration error of model "+m.Name+" above "+f(a.MaxCalibrationError)+": its confidence no longer says how often it is right.")
+		}
 		if a.MinLabelCoverage > 0 {
 			add("ModelLabelCoverageLow", `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / sum by (model) (increase(modelmon_predictions_total`+sel+`[1h])) < `+f(a.MinLabelCoverage),
 				"Share of predictions of model "+m.Name+" with a label below "+f(a.MinLabelCoverage)+".")

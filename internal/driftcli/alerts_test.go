@@ -23,6 +23,8 @@ models:
     alerts: {min_accuracy: 0.85, for: 10m, severity: page}
   - name: price
     alerts: {max_mae: 2, max_rmse: 3}
+  - name: risk
+    alerts: {max_calibration_error: 0.1}
   - name: quiet
 `)
 	require.NoError(t, err)
@@ -33,7 +35,7 @@ models:
 	require.NoError(t, os.WriteFile(alerts, out, 0o644))
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 3 rules found")
+	require.Contains(t, string(b), "SUCCESS: 4 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -56,6 +58,14 @@ tests:
         values: '0+10x120'
       - series: 'modelmon_labels_matched_total{model="price",instance="a"}'
         values: '0+10x120'
+      # risk: every minute 10 predictions at confidence 0.9 (bin 8), 6
+      # of them right: calibration error |0.6 − 0.9| = 0.3 > 0.1.
+      - series: 'modelmon_prediction_confidence_outcomes_total{model="risk",bin="8",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_prediction_confidence_correct_total{model="risk",bin="8",instance="a"}'
+        values: '0+6x120'
+      - series: 'modelmon_prediction_confidence_total{model="risk",bin="8",instance="a"}'
+        values: '0+9x120'
     alert_rule_test:
       - eval_time: 5m
         alertname: ModelAccuracyLow
@@ -73,6 +83,13 @@ tests:
       - eval_time: 70m
         alertname: ModelRMSEHigh
         exp_alerts: []
+      - eval_time: 70m
+        alertname: ModelCalibrationErrorHigh
+        exp_alerts:
+          - exp_labels: {alertname: ModelCalibrationErrorHigh, model: risk, severity: warning}
+            exp_annotations:
+              summary: 'Expected calibration error of model risk above 0.1: its confidence no longer says how often it is right.'
+              description: 'risk: 300m over the last hour.'
 `
 	testFile := filepath.Join(dir, "alerts_test.yml")
 	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))

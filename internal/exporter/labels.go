@@ -62,6 +62,10 @@ type labelMetrics struct {
 	probOutcomes *prometheus.CounterVec
 	brier        *prometheus.CounterVec
 	logLoss      *prometheus.CounterVec
+	// Calibration, by confidence bin (quality.ConfidenceBin).
+	confOutcomes *prometheus.CounterVec
+	confCorrect  *prometheus.CounterVec
+	confSum      *prometheus.CounterVec
 	correct      *prometheus.CounterVec
 	matched      *prometheus.CounterVec
 	absErr       *prometheus.CounterVec
@@ -105,6 +109,12 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 			Help: "The sum of the Brier scores (sum over classes of the squared probability error) of predictions with class probabilities."}, []string{"model"}),
 		logLoss: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LogLossTotal,
 			Help: "The sum of the log losses (minus the log of the probability of the actual class) of predictions with class probabilities."}, []string{"model"}),
+		confOutcomes: f.NewCounterVec(prometheus.CounterOpts{Name: collector.ConfidenceOutcomesTotal,
+			Help: "The total number of classification predictions joined to their label that gave their predicted class a probability (its confidence), by confidence bin (0 to 9: bin k holds (k/10, (k+1)/10])."}, []string{"model", "bin"}),
+		confCorrect: f.NewCounterVec(prometheus.CounterOpts{Name: collector.ConfidenceCorrectTotal,
+			Help: "The total number of those predictions whose label matched the predicted class, by confidence bin."}, []string{"model", "bin"}),
+		confSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.ConfidenceTotal,
+			Help: "The sum of the confidences of those predictions, by confidence bin: with the two counters before, the expected calibration error and the reliability diagram."}, []string{"model", "bin"}),
 		correct: f.NewCounterVec(prometheus.CounterOpts{Name: collector.PredictionCorrectTotal,
 			Help: "The total number of classification predictions whose label matched the predicted class, by class: the diagonal of the confusion matrix, which PromQL cannot take from the outcome counter."}, []string{"model", "class"}),
 		matched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsMatchedTotal,
@@ -222,6 +232,14 @@ func (l *labels) observe(now time.Time, model string, id []byte, classes []strin
 	}
 }
 
+// confidenceBinLabels are the bin label values of the calibration counters.
+var confidenceBinLabels = func() (b [quality.ConfidenceBins]string) {
+	for k := range b {
+		b[k] = strconv.Itoa(k)
+	}
+	return b
+}()
+
 // record turns a joined label into metrics.
 func (l *labels) record(o quality.Outcome) {
 	m := l.metrics
@@ -241,6 +259,17 @@ func (l *labels) record(o quality.Outcome) {
 		m.probOutcomes.WithLabelValues(o.Model).Inc()
 		m.brier.WithLabelValues(o.Model).Add(o.Brier)
 		m.logLoss.WithLabelValues(o.Model).Add(o.LogLoss)
+	}
+	if o.HasConfidence {
+		bin := confidenceBinLabels[quality.ConfidenceBin(o.Confidence)]
+		m.confOutcomes.WithLabelValues(o.Model, bin).Inc()
+		m.confSum.WithLabelValues(o.Model, bin).Add(o.Confidence)
+		// Created at 0 on a miss too: the calibration error subtracts
+		// it from the confidence sum bin by bin.
+		correct := m.confCorrect.WithLabelValues(o.Model, bin)
+		if o.Correct {
+			correct.Inc()
+		}
 	}
 	if o.Predicted == o.Actual && !o.PredictedOverflow && !o.ActualOverflow {
 		m.correct.WithLabelValues(o.Model, o.Actual).Inc()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -198,6 +199,95 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 	}
 }
 
+// The shipped calibration rules, evaluated by a real Prometheus scraping
+// the sidecar, give torchmetrics' published expected calibration error of
+// its MulticlassCalibrationError example, and, on random predictions, the
+// one the test computes from the raw data by itself.
+func TestCalibrationRulesInPrometheus(t *testing.T) {
+	prometheustest.Binary(t)
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: tm\n    classes: [\"0\", \"1\", \"2\"]\n  - name: rnd\n    classes: [a, b]\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+
+	// torchmetrics' example: MulticlassCalibrationError(num_classes=3,
+	// n_bins=3, norm='l1') gives 0.2000. Its confidences, 0.55, 0.55, 0.60
+	// and 0.90, fall in the same groups in our ten bins as in its three.
+	var obs, lbs []string
+	for i, row := range []struct {
+		probs  string
+		target string
+	}{
+		{"[0.25, 0.20, 0.55]", "0"},
+		{"[0.55, 0.05, 0.40]", "1"},
+		{"[0.10, 0.30, 0.60]", "2"},
+		{"[0.90, 0.05, 0.05]", "0"},
+	} {
+		obs = append(obs, fmt.Sprintf(`{"model":"tm","id":"tm-%d","prediction":%s}`, i, row.probs))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"tm-%d","label":%q}`, i, row.target))
+	}
+
+	// Random binary predictions, calibrated or not, against a reference
+	// computed here: bins by sorting each confidence against the edges k/10
+	// from the top, accuracy and mean confidence per bin, and the gaps
+	// weighted by the bins' shares.
+	rng := rand.New(rand.NewPCG(7, 11))
+	var n, right, conf [10]float64
+	const total = 300
+	for i := range total {
+		pa := math.Round(rng.Float64()*1000) / 1000
+		predicted, c := "a", pa
+		if pa < 0.5 {
+			predicted, c = "b", 1-pa
+		}
+		actual := "a"
+		if rng.Float64() < 0.3 { // right 70 % of the time, whatever the confidence
+			actual = "b"
+		}
+		obs = append(obs, fmt.Sprintf(`{"model":"rnd","id":"r-%d","prediction":[%v, %v]}`, i, pa, 1-pa))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"r-%d","label":%q}`, i, actual))
+		bin := 9
+		for bin > 0 && c <= float64(bin)/10 {
+			bin--
+		}
+		n[bin]++
+		conf[bin] += c
+		if predicted == actual {
+			right[bin]++
+		}
+	}
+	var ece float64
+	for k := range n {
+		if n[k] > 0 {
+			ece += n[k] / total * math.Abs(right[k]/n[k]-conf[k]/n[k])
+		}
+	}
+	pushRecordsRaw(t, e, obs...)
+	_, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+	require.Len(t, resp.Results, total+4)
+	for _, r := range resp.Results {
+		require.Equal(t, "matched", r)
+	}
+
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
+	for expr, want := range map[string]float64{
+		`modelmon:calibration_error:total{model="tm"}`:                      0.2,
+		`modelmon:calibration_accuracy:total{model="tm",bin="5"}`:           1.0 / 3,
+		`modelmon:calibration_confidence:total{model="tm",bin="5"}`:         (0.55 + 0.55 + 0.60) / 3,
+		`modelmon:calibration_accuracy:total{model="tm",bin="8"}`:           1,
+		`modelmon:prediction_confidence_outcomes:total{model="tm",bin="8"}`: 1,
+		`modelmon:calibration_error:total{model="rnd"}`:                     ece,
+	} {
+		var got float64
+		var err error
+		require.Eventually(t, func() bool {
+			got, err = prom.QueryScalar(expr)
+			return err == nil && math.Abs(got-want) <= 1e-9
+		}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v (err %v)", expr, want, got, err)
+	}
+	require.Greater(t, ece, 0.05, "the random model is not calibrated: its confidence is not its 70 %% accuracy")
+}
+
 // manualClock is a clock the test moves.
 type manualClock struct {
 	mu sync.Mutex
@@ -255,6 +345,15 @@ func TestLabelsProbabilitiesAndBodyID(t *testing.T) {
 	// Brier: (0.2² + 0.2²) + (0.9² + 0.9²); log loss: -ln 0.8 - ln 0.1.
 	require.InDelta(t, 0.08+1.62, metricValue(t, e, "modelmon_prediction_brier_score_total", map[string]string{"model": "risk"}), 1e-12)
 	require.InDelta(t, -math.Log(0.8)-math.Log(0.1), metricValue(t, e, "modelmon_prediction_log_loss_total", map[string]string{"model": "risk"}), 1e-12)
+	// Confidence: 0.8 (bin 7, right) and 0.9 (bin 8, wrong, its right
+	// counter at 0 so that the calibration error can subtract it).
+	bin := func(b string) map[string]string { return map[string]string{"model": "risk", "bin": b} }
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_confidence_outcomes_total", bin("7")))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_confidence_correct_total", bin("7")))
+	require.Equal(t, 0.8, metricValue(t, e, "modelmon_prediction_confidence_total", bin("7")))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_confidence_outcomes_total", bin("8")))
+	require.Equal(t, 0.9, metricValue(t, e, "modelmon_prediction_confidence_total", bin("8")))
+	require.Contains(t, scrape(t, e, "modelmon_prediction_confidence_correct_total")["modelmon_prediction_confidence_correct_total"].text, `modelmon_prediction_confidence_correct_total{bin="8",model="risk"} 0`)
 
 	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v2/models/churn/infer",
 		`{"id":"req-9","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`, "X-Request-Id", "header-id")

@@ -289,7 +289,12 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 	o.Actual, o.ActualOverflow = m.classes[idx], overflow
 	if e.probs != nil {
 		o.HasProbabilities = true
-		o.Brier, o.LogLoss = scoreProbabilities(e.probs.p, m.sets[e.probs.set], l.Value.Class)
+		classes := m.sets[e.probs.set]
+		o.Brier, o.LogLoss = scoreProbabilities(e.probs.p, classes, l.Value.Class)
+		if !o.PredictedOverflow {
+			o.Confidence, o.HasConfidence = probabilityOf(e.probs.p, classes, o.Predicted)
+			o.Correct = o.Predicted == l.Value.Class
+		}
 	}
 	return o, ReasonMatched
 }

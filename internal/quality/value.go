@@ -72,6 +72,13 @@ type Outcome struct {
 	// scikit-learn's brier_score_loss.
 	HasProbabilities bool
 	Brier, LogLoss   float64
+	// HasConfidence is true when the prediction gave a probability to the
+	// class it predicted; then Confidence is that probability, and Correct
+	// whether the class was the actual one: what calibration (expected
+	// calibration error, reliability diagrams) is computed from.
+	HasConfidence bool
+	Confidence    float64
+	Correct       bool
 	// Delay is the label's time minus the prediction's time, 0 if negative.
 	Delay time.Duration
 }
@@ -80,6 +87,33 @@ const (
 	probMin = 1e-15
 	probMax = 1 - 1e-15
 )
+
+// ConfidenceBins is the number of equal-width bins ConfidenceBin sorts a
+// prediction's confidence into, as the expected calibration error and
+// reliability diagrams commonly take it.
+const ConfidenceBins = 10
+
+// ConfidenceBin returns the bin of confidence p: bin k holds (k/10,
+// (k+1)/10], and bin 0 holds 0 as well, as scikit-learn's
+// calibration_curve bins.
+func ConfidenceBin(p float64) int {
+	k := 0
+	for k < ConfidenceBins-1 && p > float64(k+1)/ConfidenceBins {
+		k++
+	}
+	return k
+}
+
+// probabilityOf returns the probability probs gives class, and whether
+// classes lists it.
+func probabilityOf(probs []float64, classes []string, class string) (float64, bool) {
+	for k, c := range classes {
+		if c == class {
+			return probs[k], true
+		}
+	}
+	return 0, false
+}
 
 // scoreProbabilities returns the Brier score and log loss of probs over
 // classes for the actual class.

@@ -97,11 +97,43 @@ func TestProbabilities(t *testing.T) {
 		require.Equal(t, ReasonMatched, r)
 		require.True(t, o.HasProbabilities)
 		require.InDelta(t, row.brier, o.Brier, 1e-12)
+		require.True(t, o.HasConfidence)
+		require.Equal(t, max(row.probs[0], row.probs[1]), o.Confidence, "the probability of the class predicted")
+		require.Equal(t, predicted == row.actual, o.Correct)
 		brier += o.Brier
 		logLoss += o.LogLoss
 	}
 	require.InDelta(t, 0.365/4, brier/4, 1e-12)
 	require.InDelta(t, 0.21616187468057912, logLoss/4, 1e-12)
+}
+
+// A prediction's confidence is the probability it gave the class it
+// predicted, even when that is not the most probable one (a threshold);
+// a predicted class its probabilities do not list has none.
+func TestConfidence(t *testing.T) {
+	s := newStore(t, Options{})
+	classes := []string{"ham", "spam"}
+	s.Observe(t0, Prediction{ID: "a", Model: "m", Value: Class("spam"), Probabilities: []float64{0.7, 0.3}, Classes: classes})
+	s.Observe(t0, Prediction{ID: "b", Model: "m", Value: Class("eggs"), Probabilities: []float64{0.7, 0.3}, Classes: classes})
+	s.Observe(t0, Prediction{ID: "c", Model: "m", Value: Class("spam")})
+	o, _ := s.Label(t0, Label{ID: "a", Value: Class("ham")})
+	require.True(t, o.HasConfidence)
+	require.Equal(t, 0.3, o.Confidence)
+	require.False(t, o.Correct)
+	o, _ = s.Label(t0, Label{ID: "b", Value: Class("eggs")})
+	require.True(t, o.HasProbabilities)
+	require.False(t, o.HasConfidence)
+	o, _ = s.Label(t0, Label{ID: "c", Value: Class("spam")})
+	require.False(t, o.HasConfidence, "no probabilities")
+}
+
+// Bins take their upper edge, as scikit-learn's calibration_curve does
+// (np.searchsorted on the inner edges): 0.3, which 10 × 0.3 puts just
+// above 3, is in bin 2.
+func TestConfidenceBin(t *testing.T) {
+	for p, want := range map[float64]int{0: 0, 0.05: 0, 0.1: 0, 0.10000001: 1, 0.3: 2, 0.55: 5, 0.6: 5, 0.7: 6, 0.9: 8, 0.95: 9, 1: 9} {
+		require.Equal(t, want, ConfidenceBin(p), "p=%v", p)
+	}
 }
 
 func TestScoreProbabilitiesClipping(t *testing.T) {
