@@ -69,7 +69,9 @@ type Model struct {
 	// Protocol); when the body has it, it wins over the id header.
 	IDPath string `yaml:"id_path"`
 	// Classes name the entries of a prediction that is a vector of class
-	// probabilities, in order; they make Brier score and log loss possible.
+	// probabilities, in order; they make Brier score, log loss and
+	// calibration possible. With two, a prediction that is one probability
+	// is the second class's.
 	Classes []string `yaml:"classes"`
 	// Alerts are the model's quality thresholds, which `exporter alerts`
 	// turns into Prometheus alerting rules.

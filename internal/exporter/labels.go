@@ -194,11 +194,19 @@ func (l *labels) newID() []byte {
 //
 // A prediction that is a vector of as many probabilities as classes has
 // (models[].classes) carries them for Brier score and log loss, and predicts
-// the most probable class unless it names one itself.
+// the most probable class unless it names one itself. With two classes, a
+// prediction that is one probability is the second class's (a binary
+// classifier's score, scikit-learn's predict_proba[:, 1]).
 func (l *labels) observe(now time.Time, model string, id []byte, classes []string, recs []payload.Record) {
+	var binary [2]float64
 	for i := range recs {
 		p := quality.Prediction{Model: model, Time: now}
-		if sc := recs[i].Scores; len(classes) > 0 && len(sc) == len(classes) {
+		sc := recs[i].Scores
+		if pos, ok := binaryScore(classes, recs[i]); ok {
+			binary = [2]float64{1 - pos, pos}
+			sc = binary[:] // the store keeps a copy
+		}
+		if len(classes) > 0 && len(sc) == len(classes) {
 			p.Probabilities, p.Classes = sc, classes
 			best := 0
 			for k := range sc {
@@ -239,6 +247,25 @@ var confidenceBinLabels = func() (b [quality.ConfidenceBins]string) {
 	}
 	return b
 }()
+
+// binaryScore returns the probability of the second of two classes that
+// r's prediction is: one number in [0, 1], alone or a vector of one. A
+// score beside a named class ({"label": …, "score": …}) is often that
+// class's own probability, not the second class's: it is not one.
+func binaryScore(classes []string, r payload.Record) (float64, bool) {
+	var x float64
+	switch {
+	case len(classes) != 2:
+		return 0, false
+	case r.Prediction.Kind == payload.KindNumber && len(r.Scores) == 0:
+		x = r.Prediction.Num
+	case len(r.Scores) == 1 && r.Prediction.Kind != payload.KindString && r.Prediction.Kind != payload.KindBool:
+		x = r.Scores[0]
+	default:
+		return 0, false
+	}
+	return x, x >= 0 && x <= 1 // NaN is neither
+}
 
 // record turns a joined label into metrics.
 func (l *labels) record(o quality.Outcome) {

@@ -199,6 +199,68 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 	}
 }
 
+// With two classes, a prediction that is one probability is the second
+// class's: a binary classifier's score. A number outside [0, 1] stays a
+// regression, and a score beside a named class is not read as one.
+func TestLabelsBinaryScore(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    classes: [legit, fraud]\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+
+	pushRecordsRaw(t, e,
+		`{"model":"fraud","id":"f1","prediction":0.93}`,
+		`{"model":"fraud","id":"f2","prediction":[0.25]}`,
+		`{"model":"fraud","id":"f3","prediction":0.5}`,
+		`{"model":"fraud","id":"f4","prediction":1.7}`)
+	_, resp := postLabels(t, e, `{"id":"f1","label":"fraud"}`+"\n"+`{"id":"f2","label":"fraud"}`+"\n"+`{"id":"f3","label":"legit"}`+"\n"+`{"id":"f4","label":"fraud"}`)
+	require.Equal(t, []string{"matched", "matched", "matched", "invalid"}, resp.Results, "f4 is a regression: a class can't be its label")
+	outcome := func(predicted, actual string) float64 {
+		return metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "fraud", "predicted": predicted, "actual": actual})
+	}
+	require.Equal(t, 1.0, outcome("fraud", "fraud"), "0.93")
+	require.Equal(t, 1.0, outcome("legit", "fraud"), "0.25")
+	require.Equal(t, 1.0, outcome("legit", "legit"), "0.5: a tie goes to the first class")
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_prediction_probability_outcomes_total", map[string]string{"model": "fraud"}))
+	// Brier: 2 × 0.07², 2 × 0.75², 2 × 0.5².
+	require.InDelta(t, 2*(0.07*0.07+0.75*0.75+0.25), metricValue(t, e, "modelmon_prediction_brier_score_total", map[string]string{"model": "fraud"}), 1e-12)
+	// Confidences: 0.93 (bin 9), 0.75 (bin 7), 0.5 (bin 4).
+	for bin, conf := range map[string]float64{"9": 0.93, "7": 0.75, "4": 0.5} {
+		require.InDelta(t, conf, metricValue(t, e, "modelmon_prediction_confidence_total", map[string]string{"model": "fraud", "bin": bin}), 1e-12, "bin %s", bin)
+	}
+}
+
+func TestBinaryScore(t *testing.T) {
+	two := []string{"legit", "fraud"}
+	num := func(x float64) payload.Value { return payload.Value{Kind: payload.KindNumber, Num: x} }
+	for _, tc := range []struct {
+		name    string
+		classes []string
+		r       payload.Record
+		want    float64
+		ok      bool
+	}{
+		{"a number", two, payload.Record{Prediction: num(0.93)}, 0.93, true},
+		{"a vector of one", two, payload.Record{Scores: []float64{0.25}}, 0.25, true},
+		{"0 and 1", two, payload.Record{Prediction: num(1)}, 1, true},
+		{"out of range", two, payload.Record{Prediction: num(1.7)}, 0, false},
+		{"NaN", two, payload.Record{Prediction: num(math.NaN())}, 0, false},
+		{"three classes", []string{"a", "b", "c"}, payload.Record{Prediction: num(0.5)}, 0, false},
+		{"no classes", nil, payload.Record{Prediction: num(0.5)}, 0, false},
+		{"a vector of two", two, payload.Record{Scores: []float64{0.2, 0.8}}, 0, false},
+		{"a score beside a named class", two, payload.Record{Prediction: payload.Value{Kind: payload.KindString, Str: []byte("legit")}, Scores: []float64{0.99}}, 0, false},
+		{"nothing", two, payload.Record{}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := binaryScore(tc.classes, tc.r)
+			require.Equal(t, tc.ok, ok)
+			if ok {
+				require.Equal(t, tc.want, got)
+			}
+		})
+	}
+}
+
 // The shipped calibration rules, evaluated by a real Prometheus scraping
 // the sidecar, give torchmetrics' published expected calibration error of
 // its MulticlassCalibrationError example, and, on random predictions, the
