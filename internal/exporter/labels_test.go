@@ -201,7 +201,8 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 
 // With two classes, a prediction that is one probability is the second
 // class's: a binary classifier's score. A number outside [0, 1] stays a
-// regression, and a score beside a named class is not read as one.
+// regression, and a score beside a named class is not read as one. A
+// label 0 or 1 names the class at that index.
 func TestLabelsBinaryScore(t *testing.T) {
 	up := modelServer(t)
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
@@ -212,20 +213,21 @@ func TestLabelsBinaryScore(t *testing.T) {
 		`{"model":"fraud","id":"f1","prediction":0.93}`,
 		`{"model":"fraud","id":"f2","prediction":[0.25]}`,
 		`{"model":"fraud","id":"f3","prediction":0.5}`,
-		`{"model":"fraud","id":"f4","prediction":1.7}`)
-	_, resp := postLabels(t, e, `{"id":"f1","label":"fraud"}`+"\n"+`{"id":"f2","label":"fraud"}`+"\n"+`{"id":"f3","label":"legit"}`+"\n"+`{"id":"f4","label":"fraud"}`)
-	require.Equal(t, []string{"matched", "matched", "matched", "invalid"}, resp.Results, "f4 is a regression: a class can't be its label")
+		`{"model":"fraud","id":"f4","prediction":1.7}`,
+		`{"model":"fraud","id":"f5","prediction":0.8}`)
+	_, resp := postLabels(t, e, `{"id":"f1","label":"fraud"}`+"\n"+`{"id":"f2","label":"fraud"}`+"\n"+`{"id":"f3","label":"legit"}`+"\n"+`{"id":"f4","label":"fraud"}`+"\n"+`{"id":"f5","label":1}`)
+	require.Equal(t, []string{"matched", "matched", "matched", "invalid", "matched"}, resp.Results, "f4 is a regression: a class can't be its label")
 	outcome := func(predicted, actual string) float64 {
 		return metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "fraud", "predicted": predicted, "actual": actual})
 	}
-	require.Equal(t, 1.0, outcome("fraud", "fraud"), "0.93")
+	require.Equal(t, 2.0, outcome("fraud", "fraud"), "0.93, and 0.8 with the label 1: the index of fraud")
 	require.Equal(t, 1.0, outcome("legit", "fraud"), "0.25")
 	require.Equal(t, 1.0, outcome("legit", "legit"), "0.5: a tie goes to the first class")
-	require.Equal(t, 3.0, metricValue(t, e, "modelmon_prediction_probability_outcomes_total", map[string]string{"model": "fraud"}))
-	// Brier: 2 × 0.07², 2 × 0.75², 2 × 0.5².
-	require.InDelta(t, 2*(0.07*0.07+0.75*0.75+0.25), metricValue(t, e, "modelmon_prediction_brier_score_total", map[string]string{"model": "fraud"}), 1e-12)
-	// Confidences: 0.93 (bin 9), 0.75 (bin 7), 0.5 (bin 4).
-	for bin, conf := range map[string]float64{"9": 0.93, "7": 0.75, "4": 0.5} {
+	require.Equal(t, 4.0, metricValue(t, e, "modelmon_prediction_probability_outcomes_total", map[string]string{"model": "fraud"}))
+	// Brier: 2 × 0.07², 2 × 0.75², 2 × 0.5², 2 × 0.2².
+	require.InDelta(t, 2*(0.07*0.07+0.75*0.75+0.25+0.04), metricValue(t, e, "modelmon_prediction_brier_score_total", map[string]string{"model": "fraud"}), 1e-12)
+	// Confidences: 0.93 (bin 9), 0.75 and 0.8 (bin 7), 0.5 (bin 4).
+	for bin, conf := range map[string]float64{"9": 0.93, "7": 0.75 + 0.8, "4": 0.5} {
 		require.InDelta(t, conf, metricValue(t, e, "modelmon_prediction_confidence_total", map[string]string{"model": "fraud", "bin": bin}), 1e-12, "bin %s", bin)
 	}
 }

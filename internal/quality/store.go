@@ -271,6 +271,13 @@ func (s *Store) final(r Reason) (Outcome, Reason) {
 // join computes the Outcome of l for e, or says why l does not fit e.
 func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 	numeric := e.flags&flagNumeric != 0
+	if !numeric && l.Value.Numeric && e.probs != nil {
+		// A class's index among the prediction's probabilities names it,
+		// as scikit-learn's labels 0 and 1 name classes_[0] and [1].
+		if c, ok := classAt(m.sets[e.probs.set], l.Value.Number); ok {
+			l.Value = Class(c)
+		}
+	}
 	if (l.Model != "" && l.Model != m.name) || l.Value.Numeric != numeric {
 		return Outcome{}, ReasonInvalid
 	}

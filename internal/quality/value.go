@@ -47,6 +47,8 @@ type Label struct {
 	ID string
 	// Model, when set, must be the prediction's model.
 	Model string
+	// Value is the actual class or number. For a prediction with class
+	// probabilities, a whole number is the index of a class.
 	Value Value
 	// Time is when the outcome became known; zero means now.
 	Time time.Time
@@ -102,6 +104,14 @@ func ConfidenceBin(p float64) int {
 		k++
 	}
 	return k
+}
+
+// classAt returns the class at index x of classes, when x is one.
+func classAt(classes []string, x float64) (string, bool) {
+	if x != math.Trunc(x) || x < 0 || x >= float64(len(classes)) {
+		return "", false // NaN too
+	}
+	return classes[int(x)], true
 }
 
 // probabilityOf returns the probability probs gives class, and whether

@@ -136,6 +136,29 @@ func TestConfidenceBin(t *testing.T) {
 	}
 }
 
+// A numeric label for a prediction with class probabilities is the index
+// of its class; any other number stays a mismatch.
+func TestNumericLabelIndexesClasses(t *testing.T) {
+	s := newStore(t, Options{})
+	classes := []string{"legit", "fraud"}
+	for _, id := range []string{"a", "b", "c", "d"} {
+		s.Observe(t0, Prediction{ID: id, Model: "m", Value: Class("fraud"), Probabilities: []float64{0.1, 0.9}, Classes: classes})
+	}
+	s.Observe(t0, Prediction{ID: "e", Model: "m", Value: Class("fraud")})
+	o, r := s.Label(t0, Label{ID: "a", Value: Number(1)})
+	require.Equal(t, ReasonMatched, r)
+	require.Equal(t, "fraud", o.Actual)
+	require.True(t, o.Correct)
+	o, r = s.Label(t0, Label{ID: "b", Value: Number(0)})
+	require.Equal(t, ReasonMatched, r)
+	require.Equal(t, "legit", o.Actual)
+	require.InDelta(t, -math.Log(0.1), o.LogLoss, 1e-12)
+	for id, x := range map[string]float64{"c": 2, "d": 0.5, "e": 1} {
+		_, r = s.Label(t0, Label{ID: id, Value: Number(x)})
+		require.Equal(t, ReasonInvalid, r, "%s: %v", id, x)
+	}
+}
+
 func TestScoreProbabilitiesClipping(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
