@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the whole story on this machine. An example model server, the
 # modelmon sidecar in front of it, a traffic generator that injects a phase of
-# failures and then shifts a feature's distribution, and alertd on its embedded
+# failures and then shifts a feature's distribution and posts the ground truth
+# of the predictions it got, and alertd on its embedded
 # engine scraping the sidecar and evaluating the shipped rules and the demo's
 # drift rule. The drift alert fires, is classified (data_quality, retrain),
 # escalates through two levels of a Slack-compatible receiver and triggers a
@@ -47,7 +48,7 @@ wait_http "http://127.0.0.1:${MODEL_PORT}/v2/health/ready" model-server
 bin/exporter --proxy.upstream="http://127.0.0.1:${MODEL_PORT}" \
 	--proxy.listen-address="127.0.0.1:${PROXY_PORT}" \
 	--web.listen-address="127.0.0.1:${WEB_PORT}" \
-	--config.file=examples/modelmon.yml \
+	--config.file=examples/modelmon.yml --labels.enabled \
 	--drift.learn-samples=2000 --drift.windows=1m,1h >"$LOG_DIR/exporter.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:${WEB_PORT}/-/ready" exporter
@@ -75,9 +76,12 @@ wait_http "http://127.0.0.1:${ALERTD_PORT}/-/ready" alertd
 # seconds on, the mean of amount moves up by 1.5 standard deviations: the sidecar's
 # 1m PSI of amount (against the reference it learnt from the first 2000
 # records) passes 0.2 within seconds, and the demo's ModelFeatureDrift
-# (examples/demo.rules.yml: for 30s) fires about a minute later.
+# (examples/demo.rules.yml: for 30s) fires about a minute later. The
+# ground truth of 80% of the answered predictions reaches the sidecar's
+# /v1/labels 10s after their answer: accuracy and calibration.
 DRIFT_START=${DRIFT_START:-60}
 bin/traffic --target="http://127.0.0.1:${PROXY_PORT}" --rate="${RATE}" \
+	--labels.target="http://127.0.0.1:${WEB_PORT}" --labels.ratio=0.8 --labels.delay=10s \
 	--fault.ratio=0.5 --fault.start=20s --fault.duration=3m \
 	--drift-period=0 --drift.feature=amount --drift.shift=1.5 --drift.start="${DRIFT_START}s" >"$LOG_DIR/traffic.log" 2>&1 &
 pids+=($!)
@@ -92,6 +96,7 @@ modelmon is running.
   sidecar proxy           http://127.0.0.1:${PROXY_PORT}   (send predictions here)
   sidecar metrics         http://127.0.0.1:${WEB_PORT}/metrics
   push API                http://127.0.0.1:${WEB_PORT}/v1/observations
+  labels API              http://127.0.0.1:${WEB_PORT}/v1/labels
   landing page            http://127.0.0.1:${WEB_PORT}/
 
   alertd                  http://127.0.0.1:${ALERTD_PORT}/   (alerts: /api/v1/alerts, rules: /api/v1/rules,
@@ -103,7 +108,8 @@ modelmon is running.
                           into ${LOG_DIR}/alert-receiver.log (shown below)
 
   traffic generator       ${RATE} requests/s to the sidecar; from 20s to 3m20s half of them fail;
-                          from ${DRIFT_START}s on, amount shifts up by 1.5 standard deviations
+                          from ${DRIFT_START}s on, amount shifts up by 1.5 standard deviations;
+                          the ground truth of 80% of the answers follows 10s later
                           (logs in ${LOG_DIR}/)
 
 The story, step by step (polled from the sidecar's /metrics and alertd's API):
@@ -112,6 +118,7 @@ The story, step by step (polled from the sidecar's /metrics and alertd's API):
 
 Try:
   curl -s http://127.0.0.1:${WEB_PORT}/metrics | grep '^modelmon_feature_drift_psi.*window="1m"'
+  curl -s http://127.0.0.1:${WEB_PORT}/metrics | grep '^modelmon_prediction_outcome_total'
   curl -s http://127.0.0.1:${ALERTD_PORT}/api/v1/incidents
   curl -s http://127.0.0.1:${ALERTD_PORT}/api/v1/actions/requests
   curl -s 'http://127.0.0.1:${ALERTD_PORT}/api/v1/query?query=model:modelmon_prediction_errors_per_request:ratio_rate5m'
@@ -157,6 +164,27 @@ while true; do
 	psi=$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '/^modelmon_feature_drift_psi\{feature="amount",.*window="1m"\}/{print $2}')
 	if [ -n "$psi" ] && awk -v v="$psi" 'BEGIN{exit !(v > 0.2)}'; then
 		step psi "sidecar: PSI of amount over the last minute is $(printf '%.2f' "$psi"), above 0.2 (modelmon_feature_drift_psi)"
+	fi
+
+	# Accuracy and expected calibration error of the predictions joined to
+	# their label, from the sidecar's counters (what the recording rules of
+	# deploy/prometheus/quality.rules.yml compute over replicas).
+	quality=$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '
+		/^modelmon_prediction_outcome_total/ { n += $2 }
+		/^modelmon_prediction_correct_total/ { c += $2 }
+		/^modelmon_prediction_confidence_(outcomes|correct)?_?total\{/ {
+			match($0, /bin="[0-9]*"/); b = substr($0, RSTART + 5, RLENGTH - 6)
+			if ($0 ~ /^modelmon_prediction_confidence_correct_total/) right[b] += $2
+			else if ($0 ~ /^modelmon_prediction_confidence_total/) conf[b] += $2
+			else m += $2
+		}
+		END {
+			if (n < 500 || m == 0) exit
+			for (b in conf) { d = right[b] - conf[b]; e += (d < 0 ? -d : d) }
+			printf "%d labels joined: accuracy %.3f, expected calibration error %.3f", n, c / n, e / m
+		}')
+	if [ -n "$quality" ]; then
+		step quality "sidecar: $quality (modelmon_prediction_confidence_*)"
 	fi
 
 	alerts=$(api /api/v1/alerts | split '{"labels":')
@@ -213,7 +241,7 @@ while true; do
 	if [ $((now - last_status)) -ge 30 ]; then
 		last_status=$now
 		printf '%s  %s  %s\n' "$(date +%T)" \
-			"$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '/^modelmon_requests_total/{r+=$2} /^modelmon_predictions_total/{p+=$2} /^modelmon_prediction_errors_total/{e+=$2} END{printf "requests=%d predictions=%d errors=%d", r, p, e}')" \
+			"$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '/^modelmon_requests_total/{r+=$2} /^modelmon_predictions_total/{p+=$2} /^modelmon_prediction_errors_total/{e+=$2} /^modelmon_labels_matched_total/{l+=$2} END{printf "requests=%d predictions=%d errors=%d labels=%d", r, p, e, l}')" \
 			"$(curl -fsS "http://127.0.0.1:${ALERTD_PORT}/metrics" 2>/dev/null | awk '/^alertd_alerts\{/ && /state="firing"/{f+=$2} /^alertd_notifications_total\{/{n+=$2} END{printf "alerts_firing=%d notifications=%d", f, n}')"
 	fi
 done

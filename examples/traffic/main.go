@@ -59,6 +59,9 @@ func run() int {
 	kingpin.Flag("fault.ratio", "Fraction of requests, from 0 to 1, sent during the fault phase with an X-Fault-Abort: 500 header, which the example model server answers with a 500. Use 0 to disable.").Default("0").Float64Var(&opts.FaultRatio)
 	kingpin.Flag("fault.start", "How long after the start of the run the fault phase begins.").Default("1m").DurationVar(&opts.FaultStart)
 	kingpin.Flag("fault.duration", "How long the fault phase lasts. Use 0 to last until the end of the run.").Default("0s").DurationVar(&opts.FaultDuration)
+	kingpin.Flag("labels.target", "Base URL of the sidecar's web listener, where the ground truth of answered predictions is posted (POST /v1/labels, as class index 0 or 1). Empty posts none.").Default("").StringVar(&opts.LabelsTarget)
+	kingpin.Flag("labels.ratio", "Fraction of the answered instances, from 0 to 1, whose label is posted.").Default("0.8").Float64Var(&opts.LabelsRatio)
+	kingpin.Flag("labels.delay", "How long after its answer a prediction's label is posted.").Default("10s").DurationVar(&opts.LabelsDelay)
 	kingpin.Flag("seed", "Seed of the random traffic. Use 0 for a different one on each run.").Default("0").Uint64Var(&opts.Seed)
 	promslogConfig := &promslog.Config{}
 	flag.AddFlags(kingpin.CommandLine, promslogConfig)

@@ -40,7 +40,8 @@ type request struct {
 	traceparent string
 	instances   int
 	malformed   bool
-	fault       bool // sent with faultHeader
+	fault       bool    // sent with faultHeader
+	truth       []truth // the labelled instances' classes
 }
 
 // generator makes requests. It is not safe for concurrent use.
@@ -57,6 +58,10 @@ type generator struct {
 	shift          float64       // in standard deviations of feature shiftFeature
 	shiftFeature   int           // index in fraud.Features; -1: none
 	shiftStart     time.Duration
+	// labelRNG draws which instances get a label, and their class; nil
+	// when no labels are posted.
+	labelRNG   *rand.Rand
+	labelRatio float64
 }
 
 // inFault reports whether elapsed time falls in the fault phase.
@@ -107,6 +112,22 @@ func (g *generator) next(elapsed time.Duration) request {
 				shift = g.shift
 			}
 			rows[i][j] = g.sample(j, amountMean, shift)
+		}
+	}
+	if g.labelRNG != nil && !r.malformed {
+		for i, row := range rows {
+			if g.labelRNG.Float64() >= g.labelRatio {
+				continue
+			}
+			var x fraud.Vector
+			for j, v := range row {
+				x[j] = v.(float64)
+			}
+			t := truth{instance: i}
+			if g.labelRNG.Float64() < fraud.Probability(&x) {
+				t.class = 1
+			}
+			r.truth = append(r.truth, t)
 		}
 	}
 	truncate := false

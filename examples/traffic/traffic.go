@@ -48,6 +48,14 @@ type options struct {
 	Shift        float64
 	ShiftFeature string
 	ShiftStart   time.Duration
+	// LabelsTarget, when set, is the base URL of the sidecar's web listener,
+	// where the ground truth of LabelsRatio of the answered instances is
+	// posted (POST /v1/labels) LabelsDelay after their answer.
+	LabelsTarget string
+	LabelsRatio  float64
+	LabelsDelay  time.Duration
+	// LabelsInterval is how often the labels due are posted; 0 means 1s.
+	LabelsInterval time.Duration
 	// Seed of the random traffic; 0 picks one.
 	Seed uint64
 	// ReportInterval is how often a summary is logged; 0 means 10s.
@@ -66,6 +74,8 @@ type counts struct {
 	Skipped      int // not sent: too many in flight
 	Malformed    int // sent with a malformed body
 	Faulted      int // sent with faultHeader
+	Labels       int // labels the sidecar took
+	LabelErrors  int // labels not posted: the sidecar refused or could not be reached
 	latencies    []time.Duration
 }
 
@@ -79,6 +89,8 @@ func (c *counts) add(o *counts) {
 	c.Skipped += o.Skipped
 	c.Malformed += o.Malformed
 	c.Faulted += o.Faulted
+	c.Labels += o.Labels
+	c.LabelErrors += o.LabelErrors
 }
 
 // quantile returns the q-quantile of the recorded latencies, 0 without any.
@@ -144,6 +156,14 @@ func sendTraffic(ctx context.Context, opts options) (counts, error) {
 		shiftFeature:   -1,
 		shiftStart:     opts.ShiftStart,
 	}
+	var lab *labeller
+	if opts.LabelsTarget != "" {
+		// Labels draw from their own source, so that a seed makes the same
+		// traffic with or without them.
+		gen.labelRNG = rand.New(rand.NewPCG(seed^0x6c6162656c73, seed))
+		gen.labelRatio = opts.LabelsRatio
+		lab = &labeller{target: strings.TrimSuffix(opts.LabelsTarget, "/"), delay: opts.LabelsDelay, client: client}
+	}
 	if opts.Shift != 0 {
 		gen.shiftFeature = slices.IndexFunc(fraud.Features[:], func(f fraud.Feature) bool { return f.Name == opts.ShiftFeature })
 	}
@@ -155,6 +175,9 @@ func sendTraffic(ctx context.Context, opts options) (counts, error) {
 	}
 	if opts.Shift != 0 {
 		logger.Info("A feature's distribution will shift", "feature", opts.ShiftFeature, "shift_std", opts.Shift, "start", opts.ShiftStart)
+	}
+	if lab != nil {
+		logger.Info("Ground-truth labels will be posted", "target", lab.target, "ratio", opts.LabelsRatio, "delay", opts.LabelsDelay)
 	}
 
 	reqCtx := ctx
@@ -175,6 +198,10 @@ func sendTraffic(ctx context.Context, opts options) (counts, error) {
 		start    = time.Now()
 		last     = start
 	)
+	if lab != nil {
+		lab.st = &st
+		wg.Go(func() { lab.run(ctx, opts.LabelsInterval) })
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -196,15 +223,14 @@ func sendTraffic(ctx context.Context, opts options) (counts, error) {
 			}
 			wg.Go(func() {
 				defer func() { <-inFlight }()
-				post(reqCtx, client, target, r, &st)
+				post(reqCtx, client, target, r, &st, lab)
 			})
 		}
 	}
 }
 
 func validate(opts *options) error {
-	u, err := url.Parse(opts.Target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !httpURL(opts.Target) {
 		return fmt.Errorf("target %q is not an http(s) URL", opts.Target)
 	}
 	if opts.Rate <= 0 || opts.Rate > maxRate {
@@ -237,6 +263,20 @@ func validate(opts *options) error {
 	if opts.ShiftStart < 0 {
 		return fmt.Errorf("negative drift start %v", opts.ShiftStart)
 	}
+	if opts.LabelsTarget != "" {
+		if !httpURL(opts.LabelsTarget) {
+			return fmt.Errorf("labels target %q is not an http(s) URL", opts.LabelsTarget)
+		}
+		if opts.LabelsRatio < 0 || opts.LabelsRatio > 1 {
+			return fmt.Errorf("labels ratio %v is not between 0 and 1", opts.LabelsRatio)
+		}
+		if opts.LabelsDelay < 0 {
+			return fmt.Errorf("negative labels delay %v", opts.LabelsDelay)
+		}
+		if opts.LabelsInterval <= 0 {
+			opts.LabelsInterval = time.Second
+		}
+	}
 	if opts.ReportInterval <= 0 {
 		opts.ReportInterval = 10 * time.Second
 	}
@@ -246,8 +286,15 @@ func validate(opts *options) error {
 	return nil
 }
 
-// post sends r and records its outcome.
-func post(ctx context.Context, client *http.Client, target string, r request, st *stats) {
+// httpURL reports whether s is an absolute http or https URL.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// post sends r and records its outcome; lab, when not nil, gets the
+// ground truth of an answered prediction.
+func post(ctx context.Context, client *http.Client, target string, r request, st *stats, lab *labeller) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+r.path, bytes.NewReader(r.body))
 	if err != nil {
 		panic(err) // The target was validated.
@@ -281,6 +328,9 @@ func post(ctx context.Context, client *http.Client, target string, r request, st
 		case resp.StatusCode >= 200 && resp.StatusCode < 300:
 			c.OK++
 			c.latencies = append(c.latencies, elapsed)
+			if lab != nil {
+				lab.answered(time.Now(), r)
+			}
 		case resp.StatusCode >= 400 && resp.StatusCode < 500:
 			c.ClientErrors++
 		default:
@@ -302,6 +352,8 @@ func logSummary(logger *slog.Logger, msg string, c, total *counts, interval time
 		"skipped", c.Skipped,
 		"malformed", c.Malformed,
 		"faulted", c.Faulted,
+		"labels", c.Labels,
+		"label_errors", c.LabelErrors,
 		"p50", c.quantile(0.5).Round(10*time.Microsecond),
 		"p99", c.quantile(0.99).Round(10*time.Microsecond),
 		"amount_mean", fmt.Sprintf("%.1f", amountMean),

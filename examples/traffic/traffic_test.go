@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -229,6 +230,12 @@ type modelServer struct {
 	requests int
 	paths    map[string]int
 	got      chan struct{}
+	bodies   map[string]pathBody // by X-Request-Id, when not nil
+}
+
+type pathBody struct {
+	path string
+	body []byte
 }
 
 func (s *modelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -236,6 +243,9 @@ func (s *modelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
 	s.paths[r.URL.Path]++
+	if s.bodies != nil {
+		s.bodies[r.Header.Get("X-Request-Id")] = pathBody{r.URL.Path, body}
+	}
 	s.mu.Unlock()
 	select {
 	case s.got <- struct{}{}:
@@ -289,6 +299,95 @@ func TestSendTraffic(t *testing.T) {
 	require.Contains(t, log.String(), `msg="Traffic summary"`)
 	require.Contains(t, log.String(), `msg="Traffic finished"`)
 	require.Equal(t, 1, strings.Count(log.String(), "Traffic finished"))
+}
+
+// With --labels.target, the ground truth of a share of the answered
+// instances is posted to the sidecar's /v1/labels, each under the id the
+// sidecar gives the instance, as the class index 0 or 1.
+func TestSendTrafficLabels(t *testing.T) {
+	ms := &modelServer{paths: map[string]int{}, got: make(chan struct{}, 1), bodies: map[string]pathBody{}}
+	srv := httptest.NewServer(ms)
+	defer srv.Close()
+	var mu sync.Mutex
+	labels := map[string]float64{}
+	ls := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/labels" || r.Header.Get("Content-Type") != "application/x-ndjson" {
+			w.WriteHeader(http.StatusTeapot)
+			return
+		}
+		dec := json.NewDecoder(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		for dec.More() {
+			var l struct {
+				ID    string  `json:"id"`
+				Label float64 `json:"label"`
+			}
+			if err := dec.Decode(&l); err != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			labels[l.ID] = l.Label
+		}
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer ls.Close()
+
+	total, err := sendTraffic(context.Background(), options{
+		Target: srv.URL, Rate: 200, Protocol: protocolMixed, Duration: time.Second, BatchMax: 4, ModelName: "fraud",
+		MalformedRatio: 0.1, Seed: 7, LabelsTarget: ls.URL + "/", LabelsRatio: 0.5, LabelsDelay: 50 * time.Millisecond,
+		LabelsInterval: 20 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	require.Equal(t, len(labels), total.Labels)
+	require.Zero(t, total.LabelErrors)
+	answered, ones := 0, 0.0
+	for id, pb := range ms.bodies {
+		if bytes.Contains(pb.body, []byte(badValue)) || !json.Valid(pb.body) {
+			continue
+		}
+		protocol := map[string]string{"/v1/models/fraud:predict": protocolKServe, "/v2/models/fraud/infer": protocolOIP, "/invocations": protocolMLflow}[pb.path]
+		inst, err := instances(t, protocol, pb.body)
+		require.NoError(t, err)
+		answered += len(inst)
+		for i := range inst {
+			lid := id
+			if len(inst) > 1 {
+				lid += "/" + strconv.Itoa(i)
+			}
+			if v, ok := labels[lid]; ok {
+				require.Contains(t, []float64{0, 1}, v)
+				ones += v
+				delete(labels, lid)
+			}
+		}
+	}
+	require.Empty(t, labels, "every label names an instance answered")
+	require.InDelta(t, 0.5, float64(total.Labels)/float64(answered), 0.2, "about half the instances, but those answered last")
+	require.Less(t, ones, float64(total.Labels)/2, "fraud is the rarer class")
+}
+
+// A sidecar that can't take labels costs the traffic nothing: the labels
+// are counted as errors.
+func TestSendTrafficLabelsUnreachable(t *testing.T) {
+	ms := &modelServer{paths: map[string]int{}, got: make(chan struct{}, 1)}
+	srv := httptest.NewServer(ms)
+	defer srv.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	total, err := sendTraffic(context.Background(), options{
+		Target: srv.URL, Rate: 200, Protocol: protocolKServe, Duration: 500 * time.Millisecond, BatchMax: 1, ModelName: "fraud",
+		LabelsTarget: deadURL, LabelsRatio: 1, LabelsInterval: 20 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	require.Equal(t, total.Sent, total.OK)
+	require.Positive(t, total.LabelErrors)
+	require.Zero(t, total.Labels)
 }
 
 func TestSendTrafficFaults(t *testing.T) {
@@ -351,6 +450,9 @@ func TestOptions(t *testing.T) {
 		"negative fault":     func(o *options) { o.FaultRatio = -0.5 },
 		"fault start < 0":    func(o *options) { o.FaultStart = -time.Second },
 		"fault duration < 0": func(o *options) { o.FaultDuration = -time.Second },
+		"labels target":      func(o *options) { o.LabelsTarget = "127.0.0.1:9108" },
+		"labels above 1":     func(o *options) { o.LabelsTarget, o.LabelsRatio = "http://127.0.0.1:9108", 1.5 },
+		"labels delay < 0":   func(o *options) { o.LabelsTarget, o.LabelsDelay = "http://127.0.0.1:9108", -time.Second },
 	} {
 		opts := valid
 		mutate(&opts)
