@@ -61,6 +61,10 @@ type Config struct {
 	// MaintenanceWindows keep the alerts they select from notifications
 	// during recurring time intervals; more come through the API.
 	MaintenanceWindows []*MaintenanceWindow `yaml:"maintenance_windows"`
+	// InhibitRules are Alertmanager's: an alert the target matchers select
+	// is kept from notifications while an alert the source matchers select
+	// fires with the same values of the equal labels.
+	InhibitRules []*InhibitRule `yaml:"inhibit_rules"`
 	// Suppression holds alerts that fired only briefly, those that flap,
 	// those of a model just deployed and likely false positives.
 	Suppression Suppression `yaml:"suppression"`
@@ -661,6 +665,9 @@ func (c *Config) validate(dir string) error {
 	if err := c.validateLearned(); err != nil {
 		return err
 	}
+	if err := c.validateInhibit(); err != nil {
+		return err
+	}
 	if err := c.validateMaintenance(); err != nil {
 		return err
 	}
@@ -716,6 +723,38 @@ func (c *Config) validateLearned() error {
 	}
 	if c.Classification == nil {
 		return errorAt(errors.New("suppression: learned: needs a classification section, whose false-positive probability it acts on"), "suppression", "learned")
+	}
+	return nil
+}
+
+// InhibitRule is Alertmanager's inhibit rule, read so that an error in its
+// matchers or equal labels is reported with the rule's place in the file.
+type InhibitRule struct {
+	amcommon.InhibitRule `yaml:",inline"`
+	err                  error
+}
+
+// UnmarshalYAML reads Alertmanager's rule, keeping what its own checks
+// refuse for validateInhibit; unknown fields and wrong types fail as
+// elsewhere.
+func (r *InhibitRule) UnmarshalYAML(unmarshal func(any) error) error {
+	err := unmarshal(&r.InhibitRule)
+	var te *yamlv2.TypeError
+	if err != nil && !errors.As(err, &te) {
+		r.err = err
+		return nil
+	}
+	return err
+}
+
+func (c *Config) validateInhibit() error {
+	for i, r := range c.InhibitRules {
+		if r == nil {
+			return errorAt(fmt.Errorf("inhibit_rules: entry %d is empty", i), "inhibit_rules", i)
+		}
+		if r.err != nil {
+			return errorAt(fmt.Errorf("inhibit_rules: entry %d: %w", i, r.err), "inhibit_rules", i)
+		}
 	}
 	return nil
 }

@@ -104,8 +104,14 @@ type store struct {
 	// families indexes the alerts by their labels without severity.
 	families map[model.Fingerprint]map[model.Fingerprint]struct{}
 	stages   []Stage
-	put      func(...*amalert.Alert) error
-	route    func(model.LabelSet) []string
+	// gen counts the changes to alerts (added, replaced, removed), for the
+	// stages that index them (inhibit).
+	gen uint64
+	// inhibitor, when it has rules, looks again at the firing alerts when
+	// an alert that inhibits others fires.
+	inhibitor *inhibitor
+	put       func(...*amalert.Alert) error
+	route     func(model.LabelSet) []string
 	// retention is how long resolved alerts stay visible.
 	retention time.Duration
 	now       func() time.Time
@@ -155,6 +161,7 @@ func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, rout
 func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Alert, reason string) error {
 	s.mu.Lock()
 	var out []*amalert.Alert
+	inhibits := false // an alert that may inhibit others fired
 	for _, a := range in {
 		a.Fingerprint = a.Labels.Fingerprint()
 		a.Source = src
@@ -195,6 +202,10 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 			s.addFamily(a)
 		}
 		s.alerts[a.Fingerprint] = a
+		s.gen++
+		if action != "" && !a.ResolvedAt(now) && s.inhibitor != nil && s.inhibitor.isSource(a) {
+			inhibits = true
+		}
 		if action != "" {
 			s.received.WithLabelValues(string(src)).Inc()
 			a.record(Decision{Time: now, Stage: "intake", Action: action, Reason: reason})
@@ -210,6 +221,12 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		if !a.Suppressed {
 			out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 		}
+	}
+	if inhibits {
+		// The alerts it inhibits may have come before it, in this batch
+		// or earlier: they are muted before their group is flushed.
+		s.suppressWithLocked(ctx, now, s.inhibitor)
+		out = slices.DeleteFunc(out, func(x *amalert.Alert) bool { return s.alerts[x.Fingerprint()].Suppressed })
 	}
 	s.mu.Unlock()
 	s.ledger.commit()
@@ -287,6 +304,12 @@ func (s *store) suppressWith(ctx context.Context, now time.Time, st Stage) {
 	defer s.ledger.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.suppressWithLocked(ctx, now, st)
+}
+
+// suppressWithLocked is suppressWith with s.mu held; the caller commits
+// the ledger.
+func (s *store) suppressWithLocked(ctx context.Context, now time.Time, st Stage) {
 	for _, a := range s.alerts {
 		if a.Suppressed || a.ResolvedAt(now) {
 			continue
@@ -504,6 +527,7 @@ func (s *store) gc(now time.Time) {
 	for fp, a := range s.alerts {
 		if a.ResolvedAt(now) && now.Sub(a.EndsAt) > s.retention {
 			delete(s.alerts, fp)
+			s.gen++
 			s.removeFamily(a)
 		}
 	}

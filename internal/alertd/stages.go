@@ -23,6 +23,7 @@ type pipeline struct {
 	classifier  *classifier
 	learned     learnedStage
 	silencer    *silencer
+	inhibitor   *inhibitor
 	maintenance *maintenance
 	deployments *deployments
 	// suppressions is the "rule" stage applying suppression rules proposed
@@ -53,6 +54,8 @@ func newPipeline(dir string, reg prometheus.Registerer, logger *slog.Logger, put
 		return nil, err
 	}
 	p.store = newStore(reg, put, route, retention, now)
+	p.inhibitor = newInhibitor(p.store)
+	p.store.inhibitor = p.inhibitor
 	if p.classifier, err = newClassifier(nil, classifierPath(dir), reg); err != nil {
 		return nil, err
 	}
@@ -76,6 +79,10 @@ func (p *pipeline) apply(cfg *alertconfig.Config) error {
 	var stages []Stage
 	if cfg.Classification != nil {
 		stages = append(stages, p.classifier, &p.learned)
+	}
+	p.inhibitor.set(cfg.InhibitRules)
+	if p.inhibitor.active() {
+		stages = append(stages, p.inhibitor)
 	}
 	p.learned.set(cfg.Suppression.Learned)
 	p.deployments.set(cfg.Suppression.Deploy, cfg.Classification != nil)
