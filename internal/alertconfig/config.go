@@ -73,6 +73,11 @@ type Config struct {
 	Classification *Classification `yaml:"classification"`
 	// Route is Alertmanager's routing tree.
 	Route *amconfig.Route `yaml:"route"`
+	// TimeIntervals are Alertmanager's named time intervals, which routes
+	// name in mute_time_intervals and active_time_intervals;
+	// MuteTimeIntervals is their deprecated spelling.
+	TimeIntervals     []*TimeInterval `yaml:"time_intervals"`
+	MuteTimeIntervals []*TimeInterval `yaml:"mute_time_intervals"`
 	// Receivers are the routes' destinations.
 	Receivers []*Receiver `yaml:"receivers"`
 	// Actions are retrain/deploy webhooks into CI, with guardrails (see
@@ -734,17 +739,22 @@ type InhibitRule struct {
 	err                  error
 }
 
-// UnmarshalYAML reads Alertmanager's rule, keeping what its own checks
-// refuse for validateInhibit; unknown fields and wrong types fail as
-// elsewhere.
-func (r *InhibitRule) UnmarshalYAML(unmarshal func(any) error) error {
-	err := unmarshal(&r.InhibitRule)
+// UnmarshalYAML reads Alertmanager's rule (decodeKeeping).
+func (r *InhibitRule) UnmarshalYAML(unmarshal func(any) error) (err error) {
+	r.err, err = decodeKeeping(unmarshal, &r.InhibitRule)
+	return err
+}
+
+// decodeKeeping decodes into v, an Alertmanager type that checks itself,
+// and keeps what its checks refuse, for validation to report with its
+// place in the file; unknown fields and wrong types fail as elsewhere.
+func decodeKeeping(unmarshal func(any) error, v any) (kept, err error) {
+	err = unmarshal(v)
 	var te *yamlv2.TypeError
 	if err != nil && !errors.As(err, &te) {
-		r.err = err
-		return nil
+		return err, nil
 	}
-	return err
+	return nil, err
 }
 
 func (c *Config) validateInhibit() error {
@@ -1002,9 +1012,55 @@ func checkURL(s string) error {
 	return nil
 }
 
+// TimeInterval is Alertmanager's named time interval, read so that an
+// error in it is reported with its place in the file.
+type TimeInterval struct {
+	amconfig.TimeInterval `yaml:",inline"`
+	err                   error
+}
+
+// UnmarshalYAML reads Alertmanager's time interval (decodeKeeping).
+func (t *TimeInterval) UnmarshalYAML(unmarshal func(any) error) (err error) {
+	t.err, err = decodeKeeping(unmarshal, &t.TimeInterval)
+	return err
+}
+
+// timeIntervalNames returns the names of the time intervals, refusing one
+// given twice (in either list), as Alertmanager does.
+func (c *Config) timeIntervalNames() (map[string]bool, error) {
+	names := map[string]bool{}
+	for _, l := range []struct {
+		key  string
+		list []*TimeInterval
+	}{{"time_intervals", c.TimeIntervals}, {"mute_time_intervals", c.MuteTimeIntervals}} {
+		for i, ti := range l.list {
+			switch {
+			case ti == nil:
+				return nil, errorAt(fmt.Errorf("%s: entry %d is empty", l.key, i), l.key, i)
+			case ti.err != nil:
+				return nil, errorAt(fmt.Errorf("%s: entry %d: %w", l.key, i, ti.err), l.key, i)
+			case names[ti.Name]:
+				return nil, errorAt(fmt.Errorf("%s: time interval %q is not unique", l.key, ti.Name), l.key, i)
+			}
+			names[ti.Name] = true
+		}
+	}
+	return names, nil
+}
+
+// Intervals returns the time intervals by name, both spellings, for
+// Alertmanager's timeinterval.NewIntervener.
+func (c *Config) Intervals() map[string][]timeinterval.TimeInterval {
+	out := map[string][]timeinterval.TimeInterval{}
+	for _, ti := range slices.Concat(c.TimeIntervals, c.MuteTimeIntervals) {
+		out[ti.Name] = ti.TimeIntervals
+	}
+	return out
+}
+
 // validateRouting applies Alertmanager's own checks to route and receivers:
 // unique receiver names, a root route with a receiver and no matchers, every
-// referenced receiver defined.
+// referenced receiver and time interval defined.
 func (c *Config) validateRouting(dir string) error {
 	names := map[string]bool{}
 	for _, r := range c.Receivers {
@@ -1057,16 +1113,30 @@ func (c *Config) validateRouting(dir string) error {
 	if len(c.Route.Match) > 0 || len(c.Route.MatchRE) > 0 || len(c.Route.Matchers) > 0 {
 		return errors.New("route: root route must not have any matchers")
 	}
-	if len(c.Route.MuteTimeIntervals) > 0 || len(c.Route.ActiveTimeIntervals) > 0 {
-		return errors.New("route: time intervals are not supported")
+	if len(c.Route.MuteTimeIntervals) > 0 {
+		return errors.New("route: root route must not have any mute time intervals")
+	}
+	if len(c.Route.ActiveTimeIntervals) > 0 {
+		return errors.New("route: root route must not have any active time intervals")
+	}
+	intervals, err := c.timeIntervalNames()
+	if err != nil {
+		return err
 	}
 	var check func(r *amconfig.Route) error
 	check = func(r *amconfig.Route) error {
 		if r.Receiver != "" && !names[r.Receiver] {
 			return fmt.Errorf("route: undefined receiver %q used in route", r.Receiver)
 		}
-		if len(r.MuteTimeIntervals) > 0 || len(r.ActiveTimeIntervals) > 0 {
-			return errors.New("route: time intervals are not supported")
+		for _, n := range r.MuteTimeIntervals {
+			if !intervals[n] {
+				return fmt.Errorf("route: undefined time interval %q used in mute_time_intervals", n)
+			}
+		}
+		for _, n := range r.ActiveTimeIntervals {
+			if !intervals[n] {
+				return fmt.Errorf("route: undefined time interval %q used in active_time_intervals", n)
+			}
 		}
 		for _, sub := range r.Routes {
 			if err := check(sub); err != nil {

@@ -33,6 +33,8 @@
 // incident's notifications (package slack); pagerduty_configs send Events
 // API v2 events with the group's dedup_key (package pagerduty).
 // SendToReceiver notifies a receiver outside the routing tree, for
-// escalations. Silences, inhibition and time intervals are not used:
-// alertd suppresses alerts before they get here.
+// escalations. Routes' mute_time_intervals and active_time_intervals mute
+// a flush as in Alertmanager (TimeActiveStage, TimeMuteStage); silences
+// and inhibition are not used here: alertd suppresses alerts before they
+// get here.
 package notify

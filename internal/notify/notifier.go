@@ -415,7 +415,7 @@ func (n *Notifier) reconcile(behind map[model.Fingerprint]time.Time) map[model.F
 // startDispatcher runs a dispatcher for p, waits for it to load the stored
 // alerts and makes it n's.
 func (n *Notifier) startDispatcher(p *pipeline) {
-	d := dispatch.NewDispatcher(n.source, p.route, p.stage, nil, timeout, dispatchMaintenanceInterval,
+	d := dispatch.NewDispatcher(n.source, p.route, p.stage, p.intervals, timeout, dispatchMaintenanceInterval,
 		nil, n.logger, n.recorder, n.dispMetrics, p.tmpl)
 	go d.Run(time.Now())
 	d.WaitForLoading()

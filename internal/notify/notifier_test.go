@@ -61,6 +61,44 @@ receivers:
 			},
 		},
 		{
+			// The synctest clock starts at midnight UTC: the first two
+			// minutes are in first-minutes, and later flushes are not.
+			name: "mute_time_intervals and active_time_intervals keep a route's groups quiet",
+			config: `
+time_intervals:
+  - name: first-minutes
+    time_intervals: [{times: [{start_time: "00:00", end_time: "00:02"}]}]
+mute_time_intervals:
+  - name: never
+    time_intervals: [{months: [february], days_of_month: ["30"]}]
+route:
+  receiver: team
+  group_wait: 30s
+  group_interval: 1m
+  routes:
+    - matchers: [team="ml"]
+      receiver: team
+      mute_time_intervals: [first-minutes, never]
+    - matchers: [team="infra"]
+      receiver: team
+      active_time_intervals: [first-minutes]
+    - matchers: [team="data"]
+      receiver: team
+      active_time_intervals: [never]
+receivers:
+  - name: team
+    webhook_configs: [{url: "{{URL}}"}]`,
+			steps: []step{
+				{at: 0, put: []string{"alertname=A,team=ml", "alertname=B,team=infra", "alertname=C,team=data"}},
+				{at: 31 * time.Second, want: []string{"team {} B:firing"}},
+				{at: 2*time.Minute + 29*time.Second},
+				// At 2m30s the mute interval is over, and the route outside
+				// its active interval sends nothing new.
+				{at: 2*time.Minute + 31*time.Second, want: []string{"team {} A:firing"}},
+				{at: 10 * time.Minute},
+			},
+		},
+		{
 			name: "group_interval sends changes, not before",
 			config: `
 route:

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/alertmanager/nflog/nflogpb"
 	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/alertmanager/timeinterval"
 	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
@@ -28,7 +29,10 @@ import (
 type pipeline struct {
 	route *dispatch.Route
 	stage amnotify.Stage
-	tmpl  *template.Template
+	// intervals are the configuration's named time intervals, which the
+	// routes' mute_time_intervals and active_time_intervals name.
+	intervals *timeinterval.Intervener
+	tmpl      *template.Template
 	// receivers holds every receiver's integrations by type, in
 	// configuration order.
 	receivers map[string]map[string][]*integration
@@ -67,7 +71,8 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	tmpl.ExternalURL = n.externalURL
 
 	route := dispatch.NewRoute(c.Route, nil)
-	p := &pipeline{route: route, tmpl: tmpl, receivers: map[string]map[string][]*integration{}}
+	p := &pipeline{route: route, tmpl: tmpl, receivers: map[string]map[string][]*integration{},
+		intervals: timeinterval.NewIntervener(c.Intervals())}
 	for _, r := range c.Receivers {
 		if r == nil || r.Name == "" {
 			return nil, errors.New("receiver without a name")
@@ -103,9 +108,17 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 		}
 		stages[name] = fanout
 	}
-	var stage amnotify.Stage = stages
+	// As in Alertmanager, a group whose route is outside its
+	// active_time_intervals or inside one of its mute_time_intervals is
+	// not notified at that flush; the dispatcher puts the route's names in
+	// the flush's context.
+	var stage amnotify.Stage = amnotify.MultiStage{
+		amnotify.NewTimeActiveStage(p.intervals, n.amMetrics),
+		amnotify.NewTimeMuteStage(p.intervals, n.amMetrics),
+		stages,
+	}
 	if n.mutes != nil {
-		stage = amnotify.MultiStage{amnotify.NewMuteStage(muter(n.mutes), n.amMetrics), stages}
+		stage = amnotify.MultiStage{amnotify.NewMuteStage(muter(n.mutes), n.amMetrics), stage}
 	}
 	p.stage = n.gate.wrap(stage)
 	return p, nil
