@@ -89,7 +89,10 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/slack/interactions", a.postSlackInteraction)
 
 	// Intake.
-	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts)
+	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts) // other methods than GET: a 405 it counts
+	// Alertmanager's API v2, read side (apiv2.go).
+	mux.HandleFunc("GET "+endpointV2Alerts, a.getV2Alerts)
+	mux.HandleFunc("GET /api/v2/status", a.getV2Status)
 	mux.HandleFunc(endpointWebhook, a.postWebhook)
 
 	// alertd's own page: the incidents, with buttons for the endpoints

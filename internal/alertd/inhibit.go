@@ -84,6 +84,17 @@ func (in *inhibitor) isSource(a *Alert) bool {
 
 // Process implements Stage.
 func (in *inhibitor) Process(_ context.Context, now time.Time, a *Alert) Decision {
+	src, rule := in.source(now, a)
+	if src == nil {
+		return Decision{}
+	}
+	a.Suppressed = true
+	return Decision{Action: "suppressed", Reason: fmt.Sprintf("inhibited by %s %s, firing, under inhibit rule %s", src.Labels[model.AlertNameLabel], src.Labels, in.names[rule])}
+}
+
+// source returns the first alert that inhibits a at now, and the index of
+// the rule it does so under; nil when none does.
+func (in *inhibitor) source(now time.Time, a *Alert) (*Alert, int) {
 	for i, r := range in.rules {
 		if !r.TargetMatchers.Matches(a.Labels) {
 			continue
@@ -93,11 +104,10 @@ func (in *inhibitor) Process(_ context.Context, now time.Time, a *Alert) Decisio
 			if src.Fingerprint == a.Fingerprint || src.ResolvedAt(now) || (bothSides && r.TargetMatchers.Matches(src.Labels)) {
 				continue
 			}
-			a.Suppressed = true
-			return Decision{Action: "suppressed", Reason: fmt.Sprintf("inhibited by %s %s, firing, under inhibit rule %s", src.Labels[model.AlertNameLabel], src.Labels, in.names[i])}
+			return src, i
 		}
 	}
-	return Decision{}
+	return nil, -1
 }
 
 // index returns the sources by rule and equal labels, built again when the

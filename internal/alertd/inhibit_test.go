@@ -129,3 +129,35 @@ inhibit_rules:
 	require.Equal(t, "firing", got.State)
 	require.Contains(t, actions(got.History), "pipeline/released")
 }
+
+// The pipeline's side: a target that comes with its source is not handed
+// to the notifier, and the source's resolve hands it over at once.
+func TestInhibitInTheStore(t *testing.T) {
+	now := time.Unix(1800000000, 0)
+	var put [][]string
+	s := newStore(prometheus.NewRegistry(), func(as ...*amalert.Alert) error {
+		var names []string
+		for _, a := range as {
+			names = append(names, string(a.Labels[model.AlertNameLabel]))
+		}
+		put = append(put, names)
+		return nil
+	}, func(model.LabelSet) []string { return nil }, time.Hour, func() time.Time { return now })
+	s.inhibitor = newInhibitor(s)
+	s.inhibitor.set(inhibitRules(t, "- {source_matchers: [severity=critical], target_matchers: [severity=warning], equal: [model]}\n"))
+	s.setStages([]Stage{s.inhibitor})
+	critical := model.LabelSet{"alertname": "ErrorsCritical", "severity": "critical", "model": "fraud"}
+	warning := model.LabelSet{"alertname": "ErrorsHigh", "severity": "warning", "model": "fraud"}
+	alert := func(ls model.LabelSet, ends time.Time) *Alert {
+		return &Alert{Alert: model.Alert{Labels: ls, StartsAt: now, EndsAt: ends}, UpdatedAt: now}
+	}
+	ctx := context.Background()
+	require.NoError(t, s.receive(ctx, now, SourcePrometheus, []*Alert{alert(warning, now.Add(time.Hour)), alert(critical, now.Add(time.Hour))}, ""))
+	require.Equal(t, [][]string{{"ErrorsCritical"}}, put, "the warning came first in the batch, and is held back")
+	require.True(t, s.isSuppressed(warning.Fingerprint()))
+
+	now = now.Add(time.Minute)
+	require.NoError(t, s.receive(ctx, now, SourcePrometheus, []*Alert{alert(critical, now)}, ""))
+	require.Equal(t, []string{"ErrorsCritical", "ErrorsHigh"}, put[len(put)-1], "the resolve and the released warning together")
+	require.False(t, s.isSuppressed(warning.Fingerprint()))
+}

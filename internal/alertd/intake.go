@@ -29,7 +29,11 @@ func generatorURL(ext *url.URL, expr string) string {
 // with 413.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
+		allow := http.MethodPost
+		if r.URL.Path == endpointV2Alerts {
+			allow = "GET, POST" // GET is apiv2.go's
+		}
+		w.Header().Set("Allow", allow)
 		return nil, http.StatusMethodNotAllowed, errors.New("this endpoint requires a POST request")
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))

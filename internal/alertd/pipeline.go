@@ -161,7 +161,8 @@ func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, rout
 func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Alert, reason string) error {
 	s.mu.Lock()
 	var out []*amalert.Alert
-	inhibits := false // an alert that may inhibit others fired
+	// An alert that may inhibit others fired, or resolved.
+	inhibits, uninhibits := false, false
 	for _, a := range in {
 		a.Fingerprint = a.Labels.Fingerprint()
 		a.Source = src
@@ -203,8 +204,12 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		}
 		s.alerts[a.Fingerprint] = a
 		s.gen++
-		if action != "" && !a.ResolvedAt(now) && s.inhibitor != nil && s.inhibitor.isSource(a) {
-			inhibits = true
+		if action != "" && s.inhibitor != nil && s.inhibitor.isSource(a) {
+			if a.ResolvedAt(now) {
+				uninhibits = true
+			} else {
+				inhibits = true
+			}
 		}
 		if action != "" {
 			s.received.WithLabelValues(string(src)).Inc()
@@ -227,6 +232,10 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		// or earlier: they are muted before their group is flushed.
 		s.suppressWithLocked(ctx, now, s.inhibitor)
 		out = slices.DeleteFunc(out, func(x *amalert.Alert) bool { return s.alerts[x.Fingerprint()].Suppressed })
+	}
+	if uninhibits {
+		// What it inhibited is notified now, not at the next release.
+		out = append(out, s.releaseLocked(ctx, now)...)
 	}
 	s.mu.Unlock()
 	s.ledger.commit()
@@ -375,6 +384,18 @@ func (s *store) sweep(now time.Time, reconcile bool) {
 // notifier. It runs every few seconds.
 func (s *store) release(ctx context.Context, now time.Time) error {
 	s.mu.Lock()
+	out := s.releaseLocked(ctx, now)
+	s.mu.Unlock()
+	s.ledger.commit()
+	if len(out) == 0 {
+		return nil
+	}
+	return s.put(out...)
+}
+
+// releaseLocked is release with s.mu held: it returns what to notify, and
+// the caller commits the ledger.
+func (s *store) releaseLocked(ctx context.Context, now time.Time) []*amalert.Alert {
 	var out []*amalert.Alert
 	for _, a := range s.alerts {
 		if !a.Suppressed || a.ResolvedAt(now) {
@@ -393,12 +414,7 @@ func (s *store) release(ctx context.Context, now time.Time) error {
 		s.firesUnsuppressed(now, a)
 		out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 	}
-	s.mu.Unlock()
-	s.ledger.commit()
-	if len(out) == 0 {
-		return nil
-	}
-	return s.put(out...)
+	return out
 }
 
 // resuppress runs the stages again over firing alerts that are not

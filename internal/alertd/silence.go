@@ -163,14 +163,22 @@ func (s *silencer) Process(_ context.Context, now time.Time, a *Alert) Decision 
 // mutes reports whether an active silence selects these labels at now; the
 // notifier asks it at every flush.
 func (s *silencer) mutes(now time.Time, ls model.LabelSet) bool {
+	return len(s.silencedBy(now, ls)) > 0
+}
+
+// silencedBy returns the ids of the active silences that select these
+// labels at now, sorted.
+func (s *silencer) silencedBy(now time.Time, ls model.LabelSet) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var ids []string
 	for _, sil := range s.items {
 		if sil.state(now) == "active" && sil.matchers.Matches(ls) {
-			return true
+			ids = append(ids, sil.ID)
 		}
 	}
-	return false
+	slices.Sort(ids)
+	return ids
 }
 
 // silencesPath is where API silences are kept.

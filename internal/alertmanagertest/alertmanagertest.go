@@ -44,11 +44,29 @@ func Binary(t testing.TB) string {
 	if p, err := exec.LookPath("alertmanager"); err == nil {
 		return p
 	}
-	msg := "neither prometheus-alertmanager nor alertmanager found on PATH or in /usr/bin (apt-get install prometheus-alertmanager)"
+	missing(t, "neither prometheus-alertmanager nor alertmanager found on PATH or in /usr/bin (apt-get install prometheus-alertmanager)")
+	return ""
+}
+
+// missing skips t for what msg says is missing, and fails it under CI,
+// which must install it.
+func missing(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg + ": CI must install it")
 	}
 	t.Skip(msg + "; skipping")
+}
+
+// Amtool returns the path of amtool, Alertmanager's command-line client
+// (in Debian's prometheus-alertmanager), or skips the test (fails it under
+// CI) when there is none.
+func Amtool(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("amtool"); err == nil {
+		return p
+	}
+	missing(t, "amtool not found on PATH (apt-get install prometheus-alertmanager)")
 	return ""
 }
 
