@@ -93,6 +93,11 @@ func (a *Alertd) routes() http.Handler {
 	// Alertmanager's API v2, read side (apiv2.go).
 	mux.HandleFunc("GET "+endpointV2Alerts, a.getV2Alerts)
 	mux.HandleFunc("GET /api/v2/status", a.getV2Status)
+	mux.HandleFunc("GET /api/v2/receivers", a.getV2Receivers)
+	mux.HandleFunc("GET /api/v2/silences", a.getV2Silences)
+	mux.HandleFunc("POST /api/v2/silences", a.postV2Silence)
+	mux.HandleFunc("GET /api/v2/silence/{id}", a.getV2Silence)
+	mux.HandleFunc("DELETE /api/v2/silence/{id}", a.deleteV2Silence)
 	mux.HandleFunc(endpointWebhook, a.postWebhook)
 
 	// alertd's own page: the incidents, with buttons for the endpoints

@@ -2,6 +2,7 @@ package alertd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -18,9 +19,10 @@ import (
 	yamlv2 "go.yaml.in/yaml/v2"
 )
 
-// The read side of Alertmanager's API v2, so that what reads an
-// Alertmanager (amtool, Grafana's Alertmanager data source, scripts) reads
-// alertd: GET /api/v2/alerts and GET /api/v2/status.
+// Alertmanager's API v2 beside the intake (POST /api/v2/alerts), so that
+// what talks to an Alertmanager (amtool, Grafana's Alertmanager data
+// source, scripts) talks to alertd: GET /api/v2/alerts, GET
+// /api/v2/status, and the silences.
 
 // getV2Alerts is Alertmanager's GET /api/v2/alerts: the alerts that fire,
 // with their state (active, or suppressed by any stage), the silences and
@@ -198,4 +200,149 @@ func nonNil(s []string) []string {
 func respondV2(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// getV2Receivers is Alertmanager's GET /api/v2/receivers: the configured
+// receivers' names.
+func (a *Alertd) getV2Receivers(w http.ResponseWriter, _ *http.Request) {
+	out := []*models.Receiver{}
+	if cfg := a.cfg.Load(); cfg != nil {
+		for _, r := range cfg.Receivers {
+			out = append(out, &models.Receiver{Name: ptr(r.Name)})
+		}
+	}
+	respondV2(w, out)
+}
+
+// getV2Silences is Alertmanager's GET /api/v2/silences: every silence,
+// from the API or the configuration, with its state; filter (matchers,
+// repeated) keeps those whose equality matchers' labels it selects, as
+// Alertmanager's does.
+func (a *Alertd) getV2Silences(w http.ResponseWriter, r *http.Request) {
+	var filter amlabels.Matchers
+	for _, f := range r.URL.Query()["filter"] {
+		ms, err := amlabels.ParseMatchers(f)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("bad matcher %q: %v", f, err), http.StatusBadRequest)
+			return
+		}
+		filter = append(filter, ms...)
+	}
+	now := a.opts.Now()
+	out := models.GettableSilences{}
+	for _, s := range a.silencer.list(byEnd) {
+		ls := model.LabelSet{}
+		for _, m := range s.matchers {
+			if m.Type == amlabels.MatchEqual {
+				ls[model.LabelName(m.Name)] = model.LabelValue(m.Value)
+			}
+		}
+		if filter.Matches(ls) {
+			out = append(out, gettableSilence(&s, now))
+		}
+	}
+	respondV2(w, out)
+}
+
+// getV2Silence is Alertmanager's GET /api/v2/silence/{silenceID}.
+func (a *Alertd) getV2Silence(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	for _, s := range a.silencer.list(byEnd) {
+		if s.ID == id {
+			respondV2(w, gettableSilence(&s, a.opts.Now()))
+			return
+		}
+	}
+	http.Error(w, fmt.Sprintf("silence %q not found", id), http.StatusNotFound)
+}
+
+// gettableSilence is s in Alertmanager's model. Its update time is its
+// start: alertd changes a silence only by expiring it.
+func gettableSilence(s *silence, now time.Time) *models.GettableSilence {
+	matchers := models.Matchers{}
+	for _, m := range s.matchers {
+		matchers = append(matchers, &models.Matcher{
+			Name: ptr(m.Name), Value: ptr(m.Value),
+			IsRegex: ptr(m.Type == amlabels.MatchRegexp || m.Type == amlabels.MatchNotRegexp),
+			IsEqual: ptr(m.Type == amlabels.MatchEqual || m.Type == amlabels.MatchRegexp),
+		})
+	}
+	return &models.GettableSilence{
+		ID:        ptr(s.ID),
+		Status:    &models.SilenceStatus{State: ptr(s.state(now))},
+		UpdatedAt: dateTime(s.StartsAt),
+		Silence: models.Silence{
+			Comment: ptr(s.Comment), CreatedBy: ptr(s.CreatedBy),
+			StartsAt: dateTime(s.StartsAt), EndsAt: dateTime(s.EndsAt), Matchers: matchers,
+		},
+	}
+}
+
+// postV2Silence is Alertmanager's POST /api/v2/silences: it creates the
+// silence as POST /api/v1/silences does and answers its id. With the id
+// of an existing silence, that one is expired and replaced, as
+// Alertmanager does when a silence's matchers change.
+func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
+	var ps models.PostableSilence
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&ps); err != nil {
+		http.Error(w, fmt.Sprintf("couldn't parse silence: %v", err), http.StatusBadRequest)
+		return
+	}
+	if err := ps.Validate(strfmt.Default); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	req := silenceRequest{StartsAt: time.Time(*ps.StartsAt), EndsAt: time.Time(*ps.EndsAt), CreatedBy: *ps.CreatedBy, Comment: *ps.Comment}
+	for _, m := range ps.Matchers {
+		typ := amlabels.MatchEqual
+		switch regex, equal := *m.IsRegex, m.IsEqual == nil || *m.IsEqual; {
+		case regex && equal:
+			typ = amlabels.MatchRegexp
+		case regex:
+			typ = amlabels.MatchNotRegexp
+		case !equal:
+			typ = amlabels.MatchNotEqual
+		}
+		am, err := amlabels.NewMatcher(typ, *m.Name, *m.Value)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("invalid matcher %s: %v", *m.Name, err), http.StatusBadRequest)
+			return
+		}
+		req.Matchers = append(req.Matchers, am.String())
+	}
+	if ps.ID != "" {
+		switch exists, fromConfig := a.silencer.has(ps.ID); {
+		case !exists:
+			http.Error(w, fmt.Sprintf("silence %q not found", ps.ID), http.StatusNotFound)
+			return
+		case fromConfig:
+			http.Error(w, "a silence of the configuration file can't be changed through the API", http.StatusBadRequest)
+			return
+		}
+	}
+	sil, code, err := a.createSilence(r.Context(), req)
+	if err != nil {
+		http.Error(w, err.Error(), code)
+		return
+	}
+	if ps.ID != "" {
+		if _, err := a.silencer.expire(ps.ID, a.opts.Now()); err != nil {
+			a.logger.Error("Failed to expire the replaced silence", "silence", ps.ID, "err", err)
+		}
+	}
+	respondV2(w, map[string]string{"silenceID": sil.ID})
+}
+
+// deleteV2Silence is Alertmanager's DELETE /api/v2/silence/{silenceID}:
+// it expires the silence.
+func (a *Alertd) deleteV2Silence(w http.ResponseWriter, r *http.Request) {
+	ok, err := a.silencer.expire(r.PathValue("id"), a.opts.Now())
+	switch {
+	case !ok:
+		http.Error(w, fmt.Sprintf("silence %q not found", r.PathValue("id")), http.StatusNotFound)
+	case errors.Is(err, errFromConfig):
+		http.Error(w, "a silence of the configuration file can't be expired through the API", http.StatusBadRequest)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
 }

@@ -28,6 +28,21 @@ func getV2(t *testing.T, a *testAlertd, query string) models.GettableAlerts {
 	return out
 }
 
+// amtoolOn returns a runner of Debian's amtool against a: its standard
+// output, trimmed; the test fails with its standard error when it fails.
+func amtoolOn(t *testing.T, a *testAlertd) func(args ...string) string {
+	amtool := alertmanagertest.Amtool(t)
+	return func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(amtool, append([]string{"--alertmanager.url=" + a.URL}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		require.NoError(t, err, stderr.String())
+		return strings.TrimSpace(string(out))
+	}
+}
+
 func v2Names(as models.GettableAlerts) []string {
 	var names []string
 	for _, a := range as {
@@ -42,7 +57,6 @@ func v2Names(as models.GettableAlerts) []string {
 // alerts, filtered by state, matchers and receiver, and its status.
 func TestAPIv2Read(t *testing.T) {
 	t.Parallel()
-	amtool := alertmanagertest.Amtool(t)
 	h := newHook(t)
 	a := startAlertd(t, routes(h, nil, `
   - name: chat
@@ -87,15 +101,16 @@ inhibit_rules:
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, bad)
 	}
 
+	resp, err := http.Get(a.URL + "/api/v2/receivers")
+	require.NoError(t, err)
+	var receivers []*models.Receiver
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&receivers))
+	resp.Body.Close()
+	require.Len(t, receivers, 2)
+	require.Equal(t, []string{"hook", "chat"}, []string{*receivers[0].Name, *receivers[1].Name})
+
 	// amtool, as an operator would run it.
-	run := func(args ...string) string {
-		cmd := exec.Command(amtool, append([]string{"--alertmanager.url=" + a.URL}, args...)...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		require.NoError(t, err, stderr.String())
-		return string(out)
-	}
+	run := amtoolOn(t, a)
 	var got models.GettableAlerts
 	require.NoError(t, json.Unmarshal([]byte(run("alert", "query", "-o", "json")), &got))
 	require.Equal(t, []string{"Critical", "Firing"}, v2Names(got), "amtool shows active alerts unless asked")
@@ -106,4 +121,80 @@ inhibit_rules:
 	require.NotContains(t, status, "xoxb-not-shown")
 	require.Contains(t, status, "token: <secret>")
 	require.True(t, strings.Contains(run("alert", "query", "Firing"), "Firing"))
+}
+
+// Alertmanager's silences API: amtool adds, queries and expires silences
+// in alertd, and they act as alertd's own do.
+func TestAPIv2Silences(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, `
+silences:
+  - matchers: ['team="infra"']
+    ends_at: 2099-01-01T00:00:00Z
+    comment: from the file
+`), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	run := amtoolOn(t, a)
+
+	id := run("silence", "add", "alertname=Noisy", `model=~"fr.*"`, "--author=alice", "--comment=retraining", "--duration=1h")
+	require.Regexp(t, `^[0-9a-f]{16}$`, id)
+	postAlert(t, a, `{"alertname":"Noisy","model":"fraud"}`)
+	noisy := waitAlert(t, a, model.LabelSet{"alertname": "Noisy", "model": "fraud"})
+	require.Equal(t, "suppressed", noisy.State)
+	require.Contains(t, noisy.History[len(noisy.History)-1].Reason, "silenced by "+id)
+
+	var sils models.GettableSilences
+	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json")), &sils))
+	require.Len(t, sils, 2, "the file's silence and amtool's")
+	for _, s := range sils {
+		require.NoError(t, s.Validate(nil))
+		if *s.ID != id {
+			continue
+		}
+		require.Equal(t, "alice", *s.CreatedBy)
+		require.Equal(t, "retraining", *s.Comment)
+		require.Equal(t, "active", *s.Status.State)
+		require.Len(t, s.Matchers, 2)
+		require.True(t, *s.Matchers[1].IsRegex)
+	}
+	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "alertname=Noisy")), &sils))
+	require.Len(t, sils, 1, "filtered by the silences' equality matchers")
+
+	// Expired by amtool: the alert is released and notified.
+	run("silence", "expire", id)
+	h.wait(t, "Noisy", "firing", 30*time.Second)
+
+	// amtool's update posts the silence with its id: alertd replaces it.
+	other := run("silence", "add", "alertname=Other", "--comment=c", "--duration=1h")
+	run("silence", "update", other, "--duration=2h")
+	states := map[string]string{}
+	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "--expired")), &sils))
+	for _, s := range sils {
+		states[*s.ID] = *s.Status.State
+	}
+	require.Equal(t, "expired", states[other])
+	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "alertname=Other")), &sils))
+	require.Len(t, sils, 1, "the replacement, active")
+	require.NotEqual(t, other, *sils[0].ID)
+	require.Greater(t, time.Time(*sils[0].EndsAt), time.Now().Add(90*time.Minute), "for the new duration")
+
+	// What Alertmanager's API refuses, alertd refuses.
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+	}{
+		{"POST", "/api/v2/silences", `{"matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"2099-01-01T00:00:00Z","endsAt":"2099-01-02T00:00:00Z","createdBy":"x"}`, 400},
+		{"POST", "/api/v2/silences", `{"matchers":[{"name":"a","value":"","isRegex":false}],"startsAt":"2099-01-01T00:00:00Z","endsAt":"2099-01-02T00:00:00Z","createdBy":"x","comment":"c"}`, 400},
+		{"POST", "/api/v2/silences", `{"id":"nope","matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"2099-01-01T00:00:00Z","endsAt":"2099-01-02T00:00:00Z","createdBy":"x","comment":"c"}`, 404},
+		{"POST", "/api/v2/silences", `{"matchers":`, 400},
+		{"DELETE", "/api/v2/silence/nope", "", 404},
+		{"GET", `/api/v2/silences?filter=a=~"("`, "", 400},
+	} {
+		req, err := http.NewRequest(tc.method, a.URL+tc.path, strings.NewReader(tc.body))
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, tc.code, resp.StatusCode, "%s %s %s", tc.method, tc.path, tc.body)
+	}
 }

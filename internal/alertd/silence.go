@@ -204,33 +204,40 @@ func (a *Alertd) postSilence(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("couldn't parse silence: %v", err), http.StatusBadRequest)
 		return
 	}
+	sil, code, err := a.createSilence(r.Context(), req)
+	if err != nil {
+		http.Error(w, err.Error(), code)
+		return
+	}
+	respond(w, map[string]string{"silenceID": sil.ID})
+}
+
+// createSilence checks req and creates its silence, for POST
+// /api/v1/silences and Alertmanager's POST /api/v2/silences; an error comes
+// with the status to answer.
+func (a *Alertd) createSilence(ctx context.Context, req silenceRequest) (*silence, int, error) {
 	now := a.opts.Now()
 	ms, err := parseSilenceMatchers(req.Matchers)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return nil, http.StatusBadRequest, err
 	}
 	if req.StartsAt.IsZero() {
 		req.StartsAt = now
 	}
 	switch {
 	case req.Duration != "" && !req.EndsAt.IsZero():
-		http.Error(w, "give endsAt or duration, not both", http.StatusBadRequest)
-		return
+		return nil, http.StatusBadRequest, errors.New("give endsAt or duration, not both")
 	case req.Duration != "":
 		d, err := model.ParseDuration(req.Duration)
 		if err != nil {
-			http.Error(w, fmt.Sprintf("invalid duration %q: %v", req.Duration, err), http.StatusBadRequest)
-			return
+			return nil, http.StatusBadRequest, fmt.Errorf("invalid duration %q: %v", req.Duration, err)
 		}
 		req.EndsAt = req.StartsAt.Add(time.Duration(d))
 	case req.EndsAt.IsZero():
-		http.Error(w, "a silence needs endsAt or duration", http.StatusBadRequest)
-		return
+		return nil, http.StatusBadRequest, errors.New("a silence needs endsAt or duration")
 	}
 	if !req.EndsAt.After(req.StartsAt) || !req.EndsAt.After(now) {
-		http.Error(w, "endsAt must be after startsAt and in the future", http.StatusBadRequest)
-		return
+		return nil, http.StatusBadRequest, errors.New("endsAt must be after startsAt and in the future")
 	}
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
@@ -238,14 +245,13 @@ func (a *Alertd) postSilence(w http.ResponseWriter, r *http.Request) {
 		CreatedBy: req.CreatedBy, Comment: req.Comment, Source: "api", matchers: ms}
 	if err := a.silencer.add(sil); err != nil {
 		a.logger.Error("Failed to save silences", "err", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return nil, http.StatusInternalServerError, err
 	}
 	// Alerts firing now that it matches are suppressed at once.
-	if err := a.store.resuppress(r.Context(), now); err != nil {
+	if err := a.store.resuppress(ctx, now); err != nil {
 		a.logger.Error("Failed to apply the new silence", "err", err)
 	}
-	respond(w, map[string]string{"silenceID": sil.ID})
+	return sil, 0, nil
 }
 
 // getSilences lists silences with their state.
