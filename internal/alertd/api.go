@@ -92,6 +92,7 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc(endpointV2Alerts, a.postV2Alerts) // other methods than GET: a 405 it counts
 	// Alertmanager's API v2, read side (apiv2.go).
 	mux.HandleFunc("GET "+endpointV2Alerts, a.getV2Alerts)
+	mux.HandleFunc("GET /api/v2/alerts/groups", a.getV2AlertGroups)
 	mux.HandleFunc("GET /api/v2/status", a.getV2Status)
 	mux.HandleFunc("GET /api/v2/receivers", a.getV2Receivers)
 	mux.HandleFunc("GET /api/v2/silences", a.getV2Silences)

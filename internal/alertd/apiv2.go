@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-openapi/strfmt"
@@ -21,8 +22,8 @@ import (
 
 // Alertmanager's API v2 beside the intake (POST /api/v2/alerts), so that
 // what talks to an Alertmanager (amtool, Grafana's Alertmanager data
-// source, scripts) talks to alertd: GET /api/v2/alerts, GET
-// /api/v2/status, and the silences.
+// source, scripts) talks to alertd: the alerts and their groups, the
+// status, the receivers and the silences.
 
 // getV2Alerts is Alertmanager's GET /api/v2/alerts: the alerts that fire,
 // with their state (active, or suppressed by any stage), the silences and
@@ -32,6 +33,60 @@ import (
 // (true unless set to false). Resolved alerts are left out, as
 // Alertmanager leaves them out.
 func (a *Alertd) getV2Alerts(w http.ResponseWriter, r *http.Request) {
+	alerts, err := a.queryV2Alerts(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	out := models.GettableAlerts{}
+	for _, al := range alerts {
+		out = append(out, al.GettableAlert)
+	}
+	respondV2(w, out)
+}
+
+// getV2AlertGroups is Alertmanager's GET /api/v2/alerts/groups: the alerts
+// of GET /api/v2/alerts (with its parameters) in the notification groups
+// their routes sort them into, keyed as Alertmanager's dispatcher keys
+// them.
+func (a *Alertd) getV2AlertGroups(w http.ResponseWriter, r *http.Request) {
+	alerts, err := a.queryV2Alerts(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	byKey := map[string]*models.AlertGroup{}
+	var keys []string
+	for _, al := range alerts {
+		for _, g := range a.matchGroups(al.labels) {
+			ag, ok := byKey[g.Key]
+			if !ok {
+				ag = &models.AlertGroup{Labels: labelSetModel(g.Labels), Receiver: &models.ReceiverReference{Name: ptr(g.Receiver)}, Alerts: []*models.GettableAlert{},
+					RouteLabels: models.LabelSet{}}
+				byKey[g.Key] = ag
+				keys = append(keys, g.Key)
+			}
+			ag.Alerts = append(ag.Alerts, al.GettableAlert)
+		}
+	}
+	slices.Sort(keys)
+	out := models.AlertGroups{}
+	for _, k := range keys {
+		out = append(out, byKey[k])
+	}
+	respondV2(w, out)
+}
+
+// v2Gettable is an alert of GET /api/v2/alerts, with its labels as alertd
+// holds them.
+type v2Gettable struct {
+	*models.GettableAlert
+	labels model.LabelSet
+}
+
+// queryV2Alerts returns the alerts that Alertmanager's parameters in r
+// select, ordered by fingerprint; an error is the request's.
+func (a *Alertd) queryV2Alerts(r *http.Request) ([]v2Gettable, error) {
 	q := r.URL.Query()
 	flag := func(name string) (bool, error) {
 		v := q.Get(name)
@@ -48,34 +103,25 @@ func (a *Alertd) getV2Alerts(w http.ResponseWriter, r *http.Request) {
 	for i, name := range []string{"active", "silenced", "inhibited"} {
 		var err error
 		if show[i], err = flag(name); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+			return nil, err
 		}
 	}
 	if _, err := flag("unprocessed"); err != nil { // alertd processes what it receives at once
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return nil, err
 	}
-	var filter amlabels.Matchers
-	for _, f := range q["filter"] {
-		ms, err := amlabels.ParseMatchers(f)
-		if err != nil {
-			http.Error(w, fmt.Sprintf("bad matcher %q: %v", f, err), http.StatusBadRequest)
-			return
-		}
-		filter = append(filter, ms...)
+	filter, err := filterMatchers(q["filter"])
+	if err != nil {
+		return nil, err
 	}
 	var receiver *regexp.Regexp
 	if v := q.Get("receiver"); v != "" {
-		var err error
 		if receiver, err = regexp.Compile("^(?:" + v + ")$"); err != nil {
-			http.Error(w, fmt.Sprintf("bad receiver regular expression %q: %v", v, err), http.StatusBadRequest)
-			return
+			return nil, fmt.Errorf("bad receiver regular expression %q: %v", v, err)
 		}
 	}
 
 	now := a.opts.Now()
-	out := models.GettableAlerts{}
+	var out []v2Gettable
 	for _, al := range a.store.v2Alerts(now, a.silencer) {
 		if !filter.Matches(al.Labels) {
 			continue
@@ -109,19 +155,24 @@ func (a *Alertd) getV2Alerts(w http.ResponseWriter, r *http.Request) {
 			UpdatedAt: dateTime(al.UpdatedAt),
 			Alert:     models.Alert{Labels: labelSetModel(al.Labels), GeneratorURL: strfmt.URI(al.GeneratorURL)},
 		}
-		out = append(out, ga)
+		out = append(out, v2Gettable{ga, al.Labels})
 	}
 	// In Alertmanager's order: by fingerprint.
-	slices.SortFunc(out, func(x, y *models.GettableAlert) int {
-		switch {
-		case *x.Fingerprint < *y.Fingerprint:
-			return -1
-		case *x.Fingerprint > *y.Fingerprint:
-			return 1
+	slices.SortFunc(out, func(x, y v2Gettable) int { return strings.Compare(*x.Fingerprint, *y.Fingerprint) })
+	return out, nil
+}
+
+// filterMatchers parses Alertmanager's filter parameters.
+func filterMatchers(fs []string) (amlabels.Matchers, error) {
+	var out amlabels.Matchers
+	for _, f := range fs {
+		ms, err := amlabels.ParseMatchers(f)
+		if err != nil {
+			return nil, fmt.Errorf("bad matcher %q: %v", f, err)
 		}
-		return 0
-	})
-	respondV2(w, out)
+		out = append(out, ms...)
+	}
+	return out, nil
 }
 
 // getV2Status is Alertmanager's GET /api/v2/status: alertd runs no
@@ -219,14 +270,10 @@ func (a *Alertd) getV2Receivers(w http.ResponseWriter, _ *http.Request) {
 // repeated) keeps those whose equality matchers' labels it selects, as
 // Alertmanager's does.
 func (a *Alertd) getV2Silences(w http.ResponseWriter, r *http.Request) {
-	var filter amlabels.Matchers
-	for _, f := range r.URL.Query()["filter"] {
-		ms, err := amlabels.ParseMatchers(f)
-		if err != nil {
-			http.Error(w, fmt.Sprintf("bad matcher %q: %v", f, err), http.StatusBadRequest)
-			return
-		}
-		filter = append(filter, ms...)
+	filter, err := filterMatchers(r.URL.Query()["filter"])
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
 	now := a.opts.Now()
 	out := models.GettableSilences{}

@@ -101,7 +101,24 @@ inhibit_rules:
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, bad)
 	}
 
-	resp, err := http.Get(a.URL + "/api/v2/receivers")
+	// Groups: one per alertname (the route's group_by), each validated.
+	resp, err := http.Get(a.URL + `/api/v2/alerts/groups?filter=model="fraud"`)
+	require.NoError(t, err)
+	var groups models.AlertGroups
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&groups))
+	resp.Body.Close()
+	var grouped []string
+	for _, g := range groups {
+		require.NoError(t, g.Validate(nil))
+		require.Equal(t, "hook", *g.Receiver.Name)
+		require.Len(t, g.Alerts, 1)
+		require.Equal(t, map[string]string{"alertname": g.Alerts[0].Labels["alertname"]}, map[string]string(g.Labels))
+		grouped = append(grouped, g.Labels["alertname"])
+	}
+	slices.Sort(grouped)
+	require.Equal(t, []string{"Critical", "Firing", "Inhibited"}, grouped)
+
+	resp, err = http.Get(a.URL + "/api/v2/receivers")
 	require.NoError(t, err)
 	var receivers []*models.Receiver
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&receivers))
