@@ -60,6 +60,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-peer.yml", `testdata/bad-peer.yml: labels.peers[0]: "fraud-labels" is not host:port or dns+host:port`},
 		{"bad-scheme.yml", `testdata/bad-scheme.yml: labels.scheme must be http or https, got "ftp"`},
 		{"bad-alerts.yml", `testdata/bad-alerts.yml: models[0].alerts.min_accuracy must be between 0 and 1, got 1.5`},
+		{"bad-calibration-samples.yml", `testdata/bad-calibration-samples.yml: models[0].alerts.min_calibration_samples must not be negative, got -5`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := LoadFile("testdata/" + tc.file)

@@ -61,7 +61,12 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 			add("ModelRMSEHigh", "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+m.Name+" above "+f(a.MaxRMSE)+".")
 		}
 		if a.MaxCalibrationError > 0 {
-			add("ModelCalibrationErrorHigh", "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError),
+			n := a.MinCalibrationSamples
+			if n == 0 {
+				n = config.DefaultMinCalibrationSamples
+			}
+			add("ModelCalibrationErrorHigh", "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError)+
+				"\n  and on (model) sum by (model) (modelmon:prediction_confidence_outcomes:increase1h"+sel+") >= "+strconv.Itoa(n),
 				"Expected calibration error of model "+m.Name+" above "+f(a.MaxCalibrationError)+": its confidence no longer says how often it is right.")
 		}
 		if a.MinLabelCoverage > 0 {

@@ -25,6 +25,8 @@ models:
     alerts: {max_mae: 2, max_rmse: 3}
   - name: risk
     alerts: {max_calibration_error: 0.1}
+  - name: rare
+    alerts: {max_calibration_error: 0.1, min_calibration_samples: 2000}
   - name: quiet
 `)
 	require.NoError(t, err)
@@ -35,7 +37,7 @@ models:
 	require.NoError(t, os.WriteFile(alerts, out, 0o644))
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 4 rules found")
+	require.Contains(t, string(b), "SUCCESS: 5 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -58,14 +60,21 @@ tests:
         values: '0+10x120'
       - series: 'modelmon_labels_matched_total{model="price",instance="a"}'
         values: '0+10x120'
-      # risk: every minute 10 predictions at confidence 0.9 (bin 8), 6
-      # of them right: calibration error |0.6 − 0.9| = 0.3 > 0.1.
+      # risk: every minute 20 predictions at confidence 0.9 (bin 8), 12
+      # of them right: calibration error |0.6 − 0.9| = 0.3 > 0.1, over
+      # 1,200 an hour. rare: the same error over 1,200, below its 2,000.
       - series: 'modelmon_prediction_confidence_outcomes_total{model="risk",bin="8",instance="a"}'
-        values: '0+10x120'
+        values: '0+20x120'
       - series: 'modelmon_prediction_confidence_correct_total{model="risk",bin="8",instance="a"}'
-        values: '0+6x120'
+        values: '0+12x120'
       - series: 'modelmon_prediction_confidence_total{model="risk",bin="8",instance="a"}'
-        values: '0+9x120'
+        values: '0+18x120'
+      - series: 'modelmon_prediction_confidence_outcomes_total{model="rare",bin="8",instance="a"}'
+        values: '0+20x120'
+      - series: 'modelmon_prediction_confidence_correct_total{model="rare",bin="8",instance="a"}'
+        values: '0+12x120'
+      - series: 'modelmon_prediction_confidence_total{model="rare",bin="8",instance="a"}'
+        values: '0+18x120'
     alert_rule_test:
       - eval_time: 5m
         alertname: ModelAccuracyLow

@@ -3,6 +3,8 @@ package quality
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -188,4 +190,51 @@ func TestProbabilityClassListsBounded(t *testing.T) {
 	o, r := s.Label(t0, Label{ID: fmt.Sprint(maxClassSets + 1), Value: Class("a")})
 	require.Equal(t, ReasonMatched, r)
 	require.False(t, o.HasProbabilities)
+}
+
+// The sampling error behind config.DefaultMinCalibrationSamples: a
+// perfectly calibrated model (right with the probability it gives), with
+// confidences uniform in [0.5, 1], binned by ConfidenceBin. Over 1,000
+// predictions its expected calibration error stays small; over 100 it
+// often passes 0.1 by chance, which is why the alert waits for 1,000.
+func TestCalibrationErrorSamplingNoise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	ece := func(n int) float64 {
+		var count, right, conf [ConfidenceBins]float64
+		for range n {
+			c := 0.5 + rng.Float64()/2
+			k := ConfidenceBin(c)
+			count[k]++
+			conf[k] += c
+			if rng.Float64() < c {
+				right[k]++
+			}
+		}
+		e := 0.0
+		for k := range count {
+			e += math.Abs(right[k] - conf[k])
+		}
+		return e / float64(n)
+	}
+	const trials = 1000
+	var big, small []float64
+	for range trials {
+		big = append(big, ece(1000))
+		small = append(small, ece(100))
+	}
+	slices.Sort(big)
+	mean := 0.0
+	for _, x := range big {
+		mean += x / trials
+	}
+	require.InDelta(t, 0.022, mean, 0.004, "mean over 1,000")
+	require.Less(t, big[trials*95/100], 0.045, "95th percentile over 1,000")
+	require.Less(t, big[trials-1], 0.1, "never 0.1 over 1,000")
+	over := 0
+	for _, x := range small {
+		if x > 0.1 {
+			over++
+		}
+	}
+	require.InDelta(t, 0.11, float64(over)/trials, 0.04, "share above 0.1 over 100")
 }
