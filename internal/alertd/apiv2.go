@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-openapi/strfmt"
+	amalert "github.com/prometheus/alertmanager/alert"
+	apiv2 "github.com/prometheus/alertmanager/api/v2"
 	"github.com/prometheus/alertmanager/api/v2/models"
 	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
@@ -61,7 +63,7 @@ func (a *Alertd) getV2AlertGroups(w http.ResponseWriter, r *http.Request) {
 		for _, g := range a.matchGroups(al.labels) {
 			ag, ok := byKey[g.Key]
 			if !ok {
-				ag = &models.AlertGroup{Labels: labelSetModel(g.Labels), Receiver: &models.ReceiverReference{Name: ptr(g.Receiver)}, Alerts: []*models.GettableAlert{},
+				ag = &models.AlertGroup{Labels: apiv2.ModelLabelSetToAPILabelSet(g.Labels), Receiver: &models.ReceiverReference{Name: new(g.Receiver)}, Alerts: []*models.GettableAlert{},
 					RouteLabels: models.LabelSet{}}
 				byKey[g.Key] = ag
 				keys = append(keys, g.Key)
@@ -109,7 +111,7 @@ func (a *Alertd) queryV2Alerts(r *http.Request) ([]v2Gettable, error) {
 	if _, err := flag("unprocessed"); err != nil { // alertd processes what it receives at once
 		return nil, err
 	}
-	filter, err := filterMatchers(q["filter"])
+	filter, err := parseMatcherList(q["filter"])
 	if err != nil {
 		return nil, err
 	}
@@ -129,49 +131,19 @@ func (a *Alertd) queryV2Alerts(r *http.Request) ([]v2Gettable, error) {
 		if receiver != nil && !slices.ContainsFunc(al.receivers, receiver.MatchString) {
 			continue
 		}
-		state := "active"
+		state := amalert.AlertStateActive
 		if al.Suppressed {
-			state = "suppressed"
+			state = amalert.AlertStateSuppressed
 		}
-		if (state == "active" && !show[0]) || (len(al.silencedBy) > 0 && !show[1]) || (len(al.inhibitedBy) > 0 && !show[2]) {
+		if (state == amalert.AlertStateActive && !show[0]) || (len(al.silencedBy) > 0 && !show[1]) || (len(al.inhibitedBy) > 0 && !show[2]) {
 			continue
 		}
-		receivers := make([]*models.ReceiverReference, 0, len(al.receivers))
-		for _, name := range al.receivers {
-			receivers = append(receivers, &models.ReceiverReference{Name: &name})
-		}
-		ga := &models.GettableAlert{
-			Annotations: labelSetModel(al.Annotations),
-			EndsAt:      dateTime(al.EndsAt),
-			Fingerprint: ptr(al.Fingerprint.String()),
-			Receivers:   receivers,
-			StartsAt:    dateTime(al.StartsAt),
-			Status: &models.AlertStatus{
-				State:       &state,
-				SilencedBy:  nonNil(al.silencedBy),
-				InhibitedBy: nonNil(al.inhibitedBy),
-				MutedBy:     []string{},
-			},
-			UpdatedAt: dateTime(al.UpdatedAt),
-			Alert:     models.Alert{Labels: labelSetModel(al.Labels), GeneratorURL: strfmt.URI(al.GeneratorURL)},
-		}
+		ga := apiv2.AlertToOpenAPIAlert(amalert.New(al.Alert.Alert, al.UpdatedAt, al.Timeout),
+			amalert.AlertStatus{State: state, SilencedBy: al.silencedBy, InhibitedBy: al.inhibitedBy}, al.receivers, nil)
 		out = append(out, v2Gettable{ga, al.Labels})
 	}
 	// In Alertmanager's order: by fingerprint.
 	slices.SortFunc(out, func(x, y v2Gettable) int { return strings.Compare(*x.Fingerprint, *y.Fingerprint) })
-	return out, nil
-}
-
-// filterMatchers parses Alertmanager's filter parameters.
-func filterMatchers(fs []string) (amlabels.Matchers, error) {
-	var out amlabels.Matchers
-	for _, f := range fs {
-		ms, err := amlabels.ParseMatchers(f)
-		if err != nil {
-			return nil, fmt.Errorf("bad matcher %q: %v", f, err)
-		}
-		out = append(out, ms...)
-	}
 	return out, nil
 }
 
@@ -185,12 +157,12 @@ func (a *Alertd) getV2Status(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	respondV2(w, &models.AlertmanagerStatus{
-		Cluster: &models.ClusterStatus{Status: ptr(models.ClusterStatusStatusDisabled), Peers: []*models.PeerStatus{}},
+		Cluster: &models.ClusterStatus{Status: new(models.ClusterStatusStatusDisabled), Peers: []*models.PeerStatus{}},
 		Config:  &models.AlertmanagerConfig{Original: &original},
 		Uptime:  dateTime(a.startedAt),
 		VersionInfo: &models.VersionInfo{
-			Branch: ptr(version.Branch), BuildDate: ptr(version.BuildDate), BuildUser: ptr(version.BuildUser),
-			GoVersion: ptr(runtime.Version()), Revision: ptr(version.Revision), Version: ptr(version.Version),
+			Branch: new(version.Branch), BuildDate: new(version.BuildDate), BuildUser: new(version.BuildUser),
+			GoVersion: new(runtime.Version()), Revision: new(version.Revision), Version: new(version.Version),
 		},
 	})
 }
@@ -224,26 +196,9 @@ func (s *store) v2Alerts(now time.Time, sil *silencer) []v2Alert {
 	return out
 }
 
-func labelSetModel(ls model.LabelSet) models.LabelSet {
-	out := make(models.LabelSet, len(ls))
-	for k, v := range ls {
-		out[string(k)] = string(v)
-	}
-	return out
-}
-
 func dateTime(t time.Time) *strfmt.DateTime {
 	d := strfmt.DateTime(t)
 	return &d
-}
-
-func ptr[T any](v T) *T { return &v }
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // respondV2 writes v as the bare JSON body Alertmanager's API v2 answers
@@ -259,7 +214,7 @@ func (a *Alertd) getV2Receivers(w http.ResponseWriter, _ *http.Request) {
 	out := []*models.Receiver{}
 	if cfg := a.cfg.Load(); cfg != nil {
 		for _, r := range cfg.Receivers {
-			out = append(out, &models.Receiver{Name: ptr(r.Name)})
+			out = append(out, &models.Receiver{Name: new(r.Name)})
 		}
 	}
 	respondV2(w, out)
@@ -270,7 +225,7 @@ func (a *Alertd) getV2Receivers(w http.ResponseWriter, _ *http.Request) {
 // repeated) keeps those whose equality matchers' labels it selects, as
 // Alertmanager's does.
 func (a *Alertd) getV2Silences(w http.ResponseWriter, r *http.Request) {
-	filter, err := filterMatchers(r.URL.Query()["filter"])
+	filter, err := parseMatcherList(r.URL.Query()["filter"])
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -309,17 +264,17 @@ func gettableSilence(s *silence, now time.Time) *models.GettableSilence {
 	matchers := models.Matchers{}
 	for _, m := range s.matchers {
 		matchers = append(matchers, &models.Matcher{
-			Name: ptr(m.Name), Value: ptr(m.Value),
-			IsRegex: ptr(m.Type == amlabels.MatchRegexp || m.Type == amlabels.MatchNotRegexp),
-			IsEqual: ptr(m.Type == amlabels.MatchEqual || m.Type == amlabels.MatchRegexp),
+			Name: new(m.Name), Value: new(m.Value),
+			IsRegex: new(m.Type == amlabels.MatchRegexp || m.Type == amlabels.MatchNotRegexp),
+			IsEqual: new(m.Type == amlabels.MatchEqual || m.Type == amlabels.MatchRegexp),
 		})
 	}
 	return &models.GettableSilence{
-		ID:        ptr(s.ID),
-		Status:    &models.SilenceStatus{State: ptr(s.state(now))},
+		ID:        new(s.ID),
+		Status:    &models.SilenceStatus{State: new(s.state(now))},
 		UpdatedAt: dateTime(s.StartsAt),
 		Silence: models.Silence{
-			Comment: ptr(s.Comment), CreatedBy: ptr(s.CreatedBy),
+			Comment: new(s.Comment), CreatedBy: new(s.CreatedBy),
 			StartsAt: dateTime(s.StartsAt), EndsAt: dateTime(s.EndsAt), Matchers: matchers,
 		},
 	}

@@ -58,6 +58,20 @@ func parseMatchers(what string, in []string) (amlabels.Matchers, error) {
 	if len(in) == 0 {
 		return nil, fmt.Errorf("%s needs at least one matcher", what)
 	}
+	out, err := parseMatcherList(in)
+	if err != nil {
+		return nil, err
+	}
+	// As Alertmanager: a silence must not match every alert.
+	if out.Matches(model.LabelSet{}) {
+		return nil, errors.New("matchers must not match the empty label set: at least one needs a non-empty value")
+	}
+	return out, nil
+}
+
+// parseMatcherList parses matchers in Alertmanager's syntax, each string
+// holding one or several; none is none.
+func parseMatcherList(in []string) (amlabels.Matchers, error) {
 	var out amlabels.Matchers
 	for _, s := range in {
 		ms, err := amlabels.ParseMatchers(s)
@@ -65,10 +79,6 @@ func parseMatchers(what string, in []string) (amlabels.Matchers, error) {
 			return nil, fmt.Errorf("invalid matcher %q: %w", s, err)
 		}
 		out = append(out, ms...)
-	}
-	// As Alertmanager: a silence must not match every alert.
-	if out.Matches(model.LabelSet{}) {
-		return nil, errors.New("matchers must not match the empty label set: at least one needs a non-empty value")
 	}
 	return out, nil
 }
