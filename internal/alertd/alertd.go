@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/dispatch"
+	"github.com/prometheus/alertmanager/timeinterval"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -201,11 +202,11 @@ type Alertd struct {
 	slackVerifier *slack.Verifier
 	resolveFn     atomic.Pointer[ResolveFunc]
 
-	cfg       atomic.Pointer[alertconfig.Config]
-	routeTree atomic.Pointer[dispatch.Route]
-	reloader  *config.Reloader[alertconfig.Config]
-	ready     atomic.Bool
-	started   atomic.Bool
+	cfg      atomic.Pointer[alertconfig.Config]
+	routing  atomic.Pointer[routing]
+	reloader *config.Reloader[alertconfig.Config]
+	ready    atomic.Bool
+	started  atomic.Bool
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -455,7 +456,7 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	if err := a.escalation.setPolicies(cfg.EscalationPolicies()); err != nil {
 		return err
 	}
-	a.routeTree.Store(dispatch.NewRoute(cfg.Route, nil))
+	a.routing.Store(&routing{tree: dispatch.NewRoute(cfg.Route, nil), intervals: timeinterval.NewIntervener(cfg.Intervals())})
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.actions.set(cfg.Actions)
 	a.cfg.Store(cfg)
@@ -537,14 +538,21 @@ func rangeQuery(ctx context.Context, engine *promql.Engine, queryable storage.Qu
 	return res.Matrix()
 }
 
+// routing is the configuration's routing tree and the named time
+// intervals its routes mute and activate by.
+type routing struct {
+	tree      *dispatch.Route
+	intervals *timeinterval.Intervener
+}
+
 // matchRoutes names the receivers an alert's labels route to.
 func (a *Alertd) matchRoutes(ls model.LabelSet) []string {
-	r := a.routeTree.Load()
+	r := a.routing.Load()
 	if r == nil {
 		return nil
 	}
 	var out []string
-	for _, m := range r.Match(ls) {
+	for _, m := range r.tree.Match(ls) {
 		out = append(out, m.RouteOpts.Receiver)
 	}
 	return out

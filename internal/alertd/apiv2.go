@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"runtime"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	amalert "github.com/prometheus/alertmanager/alert"
 	apiv2 "github.com/prometheus/alertmanager/api/v2"
 	"github.com/prometheus/alertmanager/api/v2/models"
+	amnotify "github.com/prometheus/alertmanager/notify"
 	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
@@ -50,33 +52,77 @@ func (a *Alertd) getV2Alerts(w http.ResponseWriter, r *http.Request) {
 // getV2AlertGroups is Alertmanager's GET /api/v2/alerts/groups: the alerts
 // of GET /api/v2/alerts (with its parameters) in the notification groups
 // their routes sort them into, keyed as Alertmanager's dispatcher keys
-// them.
+// them. A group whose route is muted now by its mute_time_intervals, or
+// outside its active_time_intervals, gives its alerts those intervals'
+// names in mutedBy and the state suppressed, as in Alertmanager; muted=false
+// leaves such groups out.
 func (a *Alertd) getV2AlertGroups(w http.ResponseWriter, r *http.Request) {
+	showMuted, err := boolParam(r.URL.Query(), "muted")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	alerts, err := a.queryV2Alerts(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	now := a.opts.Now()
+	rt := a.routing.Load()
 	byKey := map[string]*models.AlertGroup{}
+	mutedBy := map[string][]string{}
 	var keys []string
 	for _, al := range alerts {
-		for _, g := range a.matchGroups(al.labels) {
+		for _, g := range rt.groups(al.labels) {
 			ag, ok := byKey[g.Key]
 			if !ok {
+				active, mute, err := amnotify.MutedByTimeIntervals(rt.intervals, g.route.RouteOpts.ActiveTimeIntervals, g.route.RouteOpts.MuteTimeIntervals, now)
+				if err != nil {
+					http.Error(w, fmt.Sprintf("couldn't check the time intervals of route %s: %v", g.route.Key(), err), http.StatusInternalServerError)
+					return
+				}
 				ag = &models.AlertGroup{Labels: apiv2.ModelLabelSetToAPILabelSet(g.Labels), Receiver: &models.ReceiverReference{Name: new(g.Receiver)}, Alerts: []*models.GettableAlert{},
 					RouteLabels: models.LabelSet{}}
-				byKey[g.Key] = ag
+				byKey[g.Key], mutedBy[g.Key] = ag, slices.Concat(active, mute)
 				keys = append(keys, g.Key)
 			}
-			ag.Alerts = append(ag.Alerts, al.GettableAlert)
+			ga := al.GettableAlert
+			if m := mutedBy[g.Key]; len(m) > 0 {
+				ga = mutedV2Alert(ga, m)
+			}
+			ag.Alerts = append(ag.Alerts, ga)
 		}
 	}
 	slices.Sort(keys)
 	out := models.AlertGroups{}
 	for _, k := range keys {
+		if len(mutedBy[k]) > 0 && !showMuted {
+			continue
+		}
 		out = append(out, byKey[k])
 	}
 	respondV2(w, out)
+}
+
+// mutedV2Alert returns a copy of ga muted by the named time intervals.
+func mutedV2Alert(ga *models.GettableAlert, mutedBy []string) *models.GettableAlert {
+	c, st := *ga, *ga.Status
+	st.MutedBy, st.State = mutedBy, new(models.AlertStatusStateSuppressed)
+	c.Status = &st
+	return &c
+}
+
+// boolParam returns the query parameter name as a bool, true when unset.
+func boolParam(q url.Values, name string) (bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return true, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s must be true or false, got %q", name, v)
+	}
+	return b, nil
 }
 
 // v2Gettable is an alert of GET /api/v2/alerts, with its labels as alertd
@@ -90,25 +136,14 @@ type v2Gettable struct {
 // select, ordered by fingerprint; an error is the request's.
 func (a *Alertd) queryV2Alerts(r *http.Request) ([]v2Gettable, error) {
 	q := r.URL.Query()
-	flag := func(name string) (bool, error) {
-		v := q.Get(name)
-		if v == "" {
-			return true, nil
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return false, fmt.Errorf("%s must be true or false, got %q", name, v)
-		}
-		return b, nil
-	}
 	var show [3]bool // active, silenced, inhibited
 	for i, name := range []string{"active", "silenced", "inhibited"} {
 		var err error
-		if show[i], err = flag(name); err != nil {
+		if show[i], err = boolParam(q, name); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := flag("unprocessed"); err != nil { // alertd processes what it receives at once
+	if _, err := boolParam(q, "unprocessed"); err != nil { // alertd processes what it receives at once
 		return nil, err
 	}
 	filter, err := parseMatcherList(q["filter"])

@@ -19,11 +19,17 @@ import (
 // getV2 decodes GET /api/v2/alerts with the query.
 func getV2(t *testing.T, a *testAlertd, query string) models.GettableAlerts {
 	t.Helper()
-	resp, err := http.Get(a.URL + "/api/v2/alerts?" + query)
+	return getV2JSON[models.GettableAlerts](t, a, "/api/v2/alerts?"+query)
+}
+
+// getV2JSON decodes what GET path answers, which must be a 200.
+func getV2JSON[T any](t *testing.T, a *testAlertd, path string) T {
+	t.Helper()
+	resp, err := http.Get(a.URL + path)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var out models.GettableAlerts
+	var out T
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
 	return out
 }
@@ -138,6 +144,88 @@ inhibit_rules:
 	require.NotContains(t, status, "xoxb-not-shown")
 	require.Contains(t, status, "token: <secret>")
 	require.True(t, strings.Contains(run("alert", "query", "Firing"), "Firing"))
+}
+
+// getV2Groups returns GET /api/v2/alerts/groups with the query, each group
+// validated against Alertmanager's schema.
+func getV2Groups(t *testing.T, a *testAlertd, query string) models.AlertGroups {
+	t.Helper()
+	groups := getV2JSON[models.AlertGroups](t, a, "/api/v2/alerts/groups?"+query)
+	for _, g := range groups {
+		require.NoError(t, g.Validate(nil))
+	}
+	return groups
+}
+
+// A group whose route its time intervals mute says so in mutedBy, as
+// Alertmanager's groups do, and muted=false leaves it out.
+func TestAPIv2MutedGroups(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, `
+rule_files: [rules.yml]
+time_intervals:
+  - name: always
+    time_intervals: [{}]
+  - name: never
+    time_intervals: [{years: ['1900:1999']}]
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  routes:
+    - matchers: [team="night"]
+      receiver: hook
+      mute_time_intervals: [always, never]
+    - matchers: [team="office"]
+      receiver: hook
+      active_time_intervals: [never]
+    - receiver: hook
+receivers:
+  - name: hook
+    webhook_configs: [{url: "`+h.URL+`"}]
+`, map[string]string{"rules.yml": "groups: []\n"}, nil)
+	postAlerts(t, a, `[{"labels":{"alertname":"Night","team":"night"}},
+		{"labels":{"alertname":"Office","team":"office"}},
+		{"labels":{"alertname":"Day","team":"day"}}]`)
+	h.wait(t, "Day", "firing", 30*time.Second)
+
+	mutedBy := map[string][]string{}
+	for _, g := range getV2Groups(t, a, "") {
+		require.Len(t, g.Alerts, 1)
+		al := g.Alerts[0]
+		mutedBy[al.Labels["alertname"]] = al.Status.MutedBy
+		want := "active"
+		if len(al.Status.MutedBy) > 0 {
+			want = "suppressed"
+		}
+		require.Equal(t, want, *al.Status.State, al.Labels["alertname"])
+	}
+	require.Equal(t, map[string][]string{"Night": {"always"}, "Office": {"never"}, "Day": {}}, mutedBy)
+	groups := getV2Groups(t, a, "muted=false")
+	require.Len(t, groups, 1)
+	require.Equal(t, "Day", groups[0].Labels["alertname"])
+	// GET /api/v2/alerts has no mutedBy, as in Alertmanager.
+	for _, al := range getV2(t, a, "") {
+		require.Equal(t, "active", *al.Status.State)
+		require.Empty(t, al.Status.MutedBy)
+	}
+
+	// The muted flushes are counted, and nothing of them is sent.
+	require.Eventually(t, func() bool {
+		n, _ := metric(t, a.Registry(), "alertd_notifications_suppressed_total", "reason", "mute_time_interval")
+		m, _ := metric(t, a.Registry(), "alertd_notifications_suppressed_total", "reason", "active_time_interval")
+		return n >= 1 && m >= 1
+	}, 30*time.Second, 20*time.Millisecond)
+	for _, p := range h.all() {
+		require.Equal(t, "Day", p.GroupLabels["alertname"], "only the unmuted group is notified")
+	}
+
+	resp, err := http.Get(a.URL + "/api/v2/alerts/groups?muted=perhaps")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 }
 
 // Alertmanager's silences API: amtool adds, queries and expires silences

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/common/model"
 )
 
@@ -171,24 +172,30 @@ type alertGroup struct {
 	Key      string
 	Labels   model.LabelSet
 	Receiver string
+	// route is the route that makes the group.
+	route *dispatch.Route
 }
 
 // matchGroups returns the groups of the routes an alert's labels match,
 // keyed as Alertmanager's dispatcher keys aggregation groups.
 func (a *Alertd) matchGroups(ls model.LabelSet) []alertGroup {
-	r := a.routeTree.Load()
+	return a.routing.Load().groups(ls)
+}
+
+// groups returns the groups of the routes in r that ls matches.
+func (r *routing) groups(ls model.LabelSet) []alertGroup {
 	if r == nil {
 		return nil
 	}
 	var out []alertGroup
-	for _, m := range r.Match(ls) {
+	for _, m := range r.tree.Match(ls) {
 		gl := model.LabelSet{}
 		for ln, lv := range ls {
 			if _, ok := m.RouteOpts.GroupBy[ln]; ok || m.RouteOpts.GroupByAll {
 				gl[ln] = lv
 			}
 		}
-		out = append(out, alertGroup{Key: fmt.Sprintf("%s:%s", m.Key(), gl), Labels: gl, Receiver: m.RouteOpts.Receiver})
+		out = append(out, alertGroup{Key: fmt.Sprintf("%s:%s", m.Key(), gl), Labels: gl, Receiver: m.RouteOpts.Receiver, route: m})
 	}
 	return out
 }

@@ -32,6 +32,10 @@ var failureReasons = func() []string {
 	return rs
 }()
 
+// suppressedReasons are the values of alertd_notifications_suppressed_total's
+// reason label, Alertmanager's for the same stages.
+var suppressedReasons = []string{amnotify.SuppressedReasonMuteTimeInterval, amnotify.SuppressedReasonActiveTimeInterval}
+
 // metrics are the notifier's own metrics, named like Alertmanager's
 // notify/metrics.go under the alertd namespace.
 type metrics struct {
@@ -41,6 +45,7 @@ type metrics struct {
 	requestsFailed *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
 	redelivered    prometheus.Counter
+	suppressed     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -79,6 +84,14 @@ func newMetrics() *metrics {
 			Name:      "dispatcher_alerts_redelivered_total",
 			Help:      "The total number of alerts re-delivered to the dispatcher because an aggregation group held an older version than the alert store.",
 		}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "alertd",
+			Name:      "notifications_suppressed_total",
+			Help:      "The total number of alerts left out of a notification because the route's time intervals muted its flush, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, r := range suppressedReasons {
+		m.suppressed.WithLabelValues(r)
 	}
 	for _, i := range integrations {
 		m.notifications.WithLabelValues(i)
@@ -93,7 +106,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.notifications, m.failed, m.requests, m.requestsFailed, m.latency, m.redelivered}
+	return []prometheus.Collector{m.notifications, m.failed, m.requests, m.requestsFailed, m.latency, m.redelivered, m.suppressed}
 }
 
 // collectingRegisterer holds the collectors Alertmanager's packages register

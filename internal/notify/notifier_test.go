@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
@@ -34,6 +35,9 @@ type step struct {
 	// put fires alerts ("name=value,…" labels) with an endsAt a day ahead;
 	// putOpen fires them without endsAt; resolve ends alerts fired before.
 	put, putOpen, resolve []string
+	// suppressed, if set, is alertd_notifications_suppressed_total by
+	// reason so far.
+	suppressed map[string]float64
 }
 
 func TestGrouping(t *testing.T) {
@@ -91,10 +95,13 @@ receivers:
 			steps: []step{
 				{at: 0, put: []string{"alertname=A,team=ml", "alertname=B,team=infra", "alertname=C,team=data"}},
 				{at: 31 * time.Second, want: []string{"team {} B:firing"}},
-				{at: 2*time.Minute + 29*time.Second},
+				// Each flush of a muted group counts its alerts: A's and
+				// C's at 30s and 1m30s.
+				{at: 2*time.Minute + 29*time.Second, suppressed: map[string]float64{"mute_time_interval": 2, "active_time_interval": 2}},
 				// At 2m30s the mute interval is over, and the route outside
 				// its active interval sends nothing new.
-				{at: 2*time.Minute + 31*time.Second, want: []string{"team {} A:firing"}},
+				{at: 2*time.Minute + 31*time.Second, want: []string{"team {} A:firing"},
+					suppressed: map[string]float64{"mute_time_interval": 2, "active_time_interval": 4}},
 				{at: 10 * time.Minute},
 			},
 		},
@@ -241,6 +248,9 @@ receivers:
 					time.Sleep(time.Until(begin.Add(s.at)))
 					synctest.Wait()
 					require.Equal(t, s.want, rcv.summaries(), "at %s", s.at)
+					for reason, want := range s.suppressed {
+						require.Equal(t, want, testutil.ToFloat64(n.metrics.suppressed.WithLabelValues(reason)), "%s at %s", reason, s.at)
+					}
 					var alerts []*alert.Alert
 					for _, l := range s.put {
 						starts[l] = time.Now()

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 
+	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/alertmanager/labelset"
 	"github.com/prometheus/alertmanager/nflog/nflogpb"
@@ -113,8 +115,8 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	// not notified at that flush; the dispatcher puts the route's names in
 	// the flush's context.
 	var stage amnotify.Stage = amnotify.MultiStage{
-		amnotify.NewTimeActiveStage(p.intervals, n.amMetrics),
-		amnotify.NewTimeMuteStage(p.intervals, n.amMetrics),
+		&timeStage{Stage: amnotify.NewTimeActiveStage(p.intervals, n.amMetrics), n: n, reason: amnotify.SuppressedReasonActiveTimeInterval},
+		&timeStage{Stage: amnotify.NewTimeMuteStage(p.intervals, n.amMetrics), n: n, reason: amnotify.SuppressedReasonMuteTimeInterval},
 		stages,
 	}
 	if n.mutes != nil {
@@ -122,6 +124,33 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	}
 	p.stage = n.gate.wrap(stage)
 	return p, nil
+}
+
+// timeStage counts and logs the flushes that Alertmanager's TimeActiveStage
+// or TimeMuteStage mutes: they say so only in metrics of their own, which
+// alertd does not register.
+type timeStage struct {
+	amnotify.Stage
+	n      *Notifier
+	reason string // amnotify.SuppressedReason…
+}
+
+// Exec implements amnotify.Stage.
+func (s *timeStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
+	ctx, out, err := s.Stage.Exec(ctx, l, alerts...)
+	if err != nil || len(alerts) == 0 || len(out) > 0 {
+		return ctx, out, err
+	}
+	s.n.metrics.suppressed.WithLabelValues(s.reason).Add(float64(len(alerts)))
+	names, _ := amnotify.MuteTimeIntervalNames(ctx)
+	if s.reason == amnotify.SuppressedReasonActiveTimeInterval {
+		names, _ = amnotify.ActiveTimeIntervalNames(ctx)
+	}
+	receiver, _ := amnotify.ReceiverName(ctx)
+	group, _ := amnotify.GroupKey(ctx)
+	l.Debug("Notification muted by the route's time intervals", "reason", s.reason, "time_intervals", names,
+		"receiver", receiver, "group_key", group, "alerts", len(alerts))
+	return ctx, out, err
 }
 
 // muter adapts Options.Mutes to Alertmanager's Muter.
