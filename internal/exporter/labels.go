@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -194,27 +195,33 @@ func (l *labels) newID() []byte {
 //
 // A prediction that is a vector of as many probabilities as classes has
 // (models[].classes) carries them for Brier score and log loss, and predicts
-// the most probable class unless it names one itself. With two classes, a
+// the most probable class unless it names one itself. Scores the answer
+// names (namedScores) are taken by name instead. With two classes, a
 // prediction that is one probability is the second class's (a binary
-// classifier's score, scikit-learn's predict_proba[:, 1]).
+// classifier's score, scikit-learn's predict_proba[:, 1]). A named class
+// with its own probability alone ({"label": …, "score": …}) carries that
+// as its confidence, for calibration.
 func (l *labels) observe(now time.Time, model string, id []byte, classes []string, recs []payload.Record) {
 	var binary [2]float64
 	for i := range recs {
 		p := quality.Prediction{Model: model, Time: now}
-		sc := recs[i].Scores
+		sc, cls := recs[i].Scores, classes
 		if pos, ok := binaryScore(classes, recs[i]); ok {
 			binary = [2]float64{1 - pos, pos}
 			sc = binary[:] // the store keeps a copy
 		}
-		if len(classes) > 0 && len(sc) == len(classes) {
-			p.Probabilities, p.Classes = sc, classes
+		if names := recs[i].ScoreLabels; len(names) > 0 {
+			sc, cls = namedScores(classes, sc, names)
+		}
+		if len(cls) > 0 && len(sc) == len(cls) {
+			p.Probabilities, p.Classes = sc, cls
 			best := 0
 			for k := range sc {
 				if sc[k] > sc[best] {
 					best = k
 				}
 			}
-			p.Value = quality.Class(classes[best])
+			p.Value = quality.Class(cls[best])
 		}
 		switch v := recs[i].Prediction; v.Kind {
 		case payload.KindNumber:
@@ -230,6 +237,9 @@ func (l *labels) observe(now time.Time, model string, id []byte, classes []strin
 				continue // nothing to join a label to
 			}
 		}
+		if p.Probabilities == nil && recs[i].HasConfidence && !p.Value.Numeric {
+			p.Confidence, p.HasConfidence = recs[i].Confidence, true
+		}
 		p.ID = string(id)
 		if len(recs) > 1 {
 			p.ID += "/" + strconv.Itoa(i)
@@ -238,6 +248,33 @@ func (l *labels) observe(now time.Time, model string, id []byte, classes []strin
 			l.record(o)
 		}
 	}
+}
+
+// namedScores orders scores whose classes the answer names (TF-Serving
+// classify's pairs, Hugging Face's lists sorted by score) by class: in the
+// order of classes (models[].classes) when it names exactly those, by name
+// when classes is empty. Scores that name other classes, or one twice,
+// give none.
+func namedScores(classes []string, scores []float64, names [][]byte) ([]float64, []string) {
+	if len(names) != len(scores) || (len(classes) > 0 && len(classes) != len(names)) {
+		return nil, nil
+	}
+	if len(classes) == 0 {
+		classes = make([]string, len(names))
+		for k, n := range names {
+			classes[k] = string(n)
+		}
+		slices.Sort(classes)
+	}
+	out := make([]float64, len(classes))
+	for k, c := range classes {
+		j := slices.IndexFunc(names, func(n []byte) bool { return string(n) == c })
+		if j < 0 || (k > 0 && c == classes[k-1]) {
+			return nil, nil
+		}
+		out[k] = scores[j]
+	}
+	return out, classes
 }
 
 // confidenceBinLabels are the bin label values of the calibration counters.

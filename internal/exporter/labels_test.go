@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -229,6 +231,97 @@ func TestLabelsBinaryScore(t *testing.T) {
 	// Confidences: 0.93 (bin 9), 0.75 and 0.8 (bin 7), 0.5 (bin 4).
 	for bin, conf := range map[string]float64{"9": 0.93, "7": 0.75 + 0.8, "4": 0.5} {
 		require.InDelta(t, conf, metricValue(t, e, "modelmon_prediction_confidence_total", map[string]string{"model": "fraud", "bin": bin}), 1e-12, "bin %s", bin)
+	}
+}
+
+// Hugging Face pipelines answer a class with its own score ({"label",
+// "score"}), or, with top_k, every class with its score, sorted by score:
+// the first gives a confidence, the second probabilities taken by name,
+// with models[].classes or without.
+func TestLabelsNamedScores(t *testing.T) {
+	answers := map[string]string{
+		"sentiment": `{"predictions": [{"label": "POSITIVE", "score": 0.98}]}`,
+		"topk":      `{"predictions": [[{"label": "POSITIVE", "score": 0.7}, {"label": "NEGATIVE", "score": 0.3}]]}`,
+		"ordered":   `{"predictions": [[{"label": "POSITIVE", "score": 0.6}, {"label": "NEGATIVE", "score": 0.4}]]}`,
+		"mismatch":  `{"predictions": [[{"label": "POSITIVE", "score": 0.6}, {"label": "NEUTRAL", "score": 0.4}]]}`,
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/models/"), ":predict")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, answers[name])
+	}))
+	t.Cleanup(up.Close)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: ordered
+    classes: [NEGATIVE, POSITIVE]
+  - name: mismatch
+    classes: [NEGATIVE, POSITIVE]
+`), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+	for name := range answers {
+		st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/"+name+":predict", `{"instances": ["a fine film"]}`, "X-Request-Id", name+"-1")
+		require.Equal(t, 200, st)
+	}
+	waitIdle(t, e)
+	_, resp := postLabels(t, e, `{"id":"sentiment-1","label":"POSITIVE"}`+"\n"+`{"id":"topk-1","label":"NEGATIVE"}`+"\n"+
+		`{"id":"ordered-1","label":1}`+"\n"+`{"id":"mismatch-1","label":"POSITIVE"}`)
+	require.Equal(t, []string{"matched", "matched", "matched", "matched"}, resp.Results, "ordered-1's 1 is POSITIVE, by models[].classes")
+
+	m := func(name, model string, extra ...string) float64 {
+		ls := map[string]string{"model": model}
+		for i := 0; i+1 < len(extra); i += 2 {
+			ls[extra[i]] = extra[i+1]
+		}
+		return metricValue(t, e, name, ls)
+	}
+	// sentiment: a confidence of 0.98, right, and no probabilities.
+	require.Equal(t, 1.0, m("modelmon_prediction_confidence_outcomes_total", "sentiment", "bin", "9"))
+	require.Equal(t, 1.0, m("modelmon_prediction_confidence_correct_total", "sentiment", "bin", "9"))
+	require.InDelta(t, 0.98, m("modelmon_prediction_confidence_total", "sentiment", "bin", "9"), 1e-4)
+	require.Zero(t, m("modelmon_prediction_probability_outcomes_total", "sentiment"))
+	// topk, without classes: NEGATIVE 0.3, POSITIVE 0.7 by name; predicted
+	// POSITIVE, actually NEGATIVE. Brier 0.7² + 0.7², log loss -ln 0.3.
+	require.Equal(t, 1.0, m("modelmon_prediction_outcome_total", "topk", "predicted", "POSITIVE", "actual", "NEGATIVE"))
+	require.InDelta(t, 0.98, m("modelmon_prediction_brier_score_total", "topk"), 1e-12)
+	require.InDelta(t, -math.Log(0.3), m("modelmon_prediction_log_loss_total", "topk"), 1e-12)
+	require.Equal(t, 0.7, m("modelmon_prediction_confidence_total", "topk", "bin", "6"))
+	// ordered, by models[].classes: right at 0.6; Brier 0.4² + 0.4².
+	require.Equal(t, 1.0, m("modelmon_prediction_outcome_total", "ordered", "predicted", "POSITIVE", "actual", "POSITIVE"))
+	require.InDelta(t, 0.32, m("modelmon_prediction_brier_score_total", "ordered"), 1e-12)
+	// mismatch names a class models[].classes lacks: no probabilities.
+	require.Equal(t, 1.0, m("modelmon_prediction_outcome_total", "mismatch", "predicted", "POSITIVE", "actual", "POSITIVE"))
+	require.Zero(t, m("modelmon_prediction_probability_outcomes_total", "mismatch"))
+}
+
+func TestNamedScores(t *testing.T) {
+	names := func(ns ...string) [][]byte {
+		var out [][]byte
+		for _, n := range ns {
+			out = append(out, []byte(n))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name        string
+		classes     []string
+		scores      []float64
+		names       [][]byte
+		want        []float64
+		wantClasses []string
+	}{
+		{"by configured classes", []string{"neg", "pos"}, []float64{0.9, 0.1}, names("pos", "neg"), []float64{0.1, 0.9}, []string{"neg", "pos"}},
+		{"by name", nil, []float64{0.5, 0.2, 0.3}, names("c", "a", "b"), []float64{0.2, 0.3, 0.5}, []string{"a", "b", "c"}},
+		{"a class twice", nil, []float64{0.5, 0.5}, names("a", "a"), nil, nil},
+		{"other classes", []string{"neg", "pos"}, []float64{0.9, 0.1}, names("pos", "meh"), nil, nil},
+		{"fewer classes", []string{"neg", "pos", "meh"}, []float64{0.9, 0.1}, names("pos", "neg"), nil, nil},
+		{"fewer names", nil, []float64{0.9, 0.1}, names("pos"), nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, classes := namedScores(tc.classes, tc.scores, tc.names)
+			require.Equal(t, tc.want, got)
+			require.Equal(t, tc.wantClasses, classes)
+		})
 	}
 }
 

@@ -239,7 +239,7 @@ func parseTimestamp(raw json.RawMessage) (time.Time, error) {
 // toRecord converts an observation into the record shape the parsers produce.
 func toRecord(o *Observation, rec *payload.Record) (string, error) {
 	rec.Features = rec.Features[:0]
-	rec.Scores = nil
+	rec.Scores, rec.ScoreLabels, rec.Confidence, rec.HasConfidence = nil, nil, 0, false
 	for name, v := range o.Features {
 		val, err := toValue(v)
 		if err != nil {

@@ -118,8 +118,11 @@
 //   - a scalar: Prediction (null: none);
 //   - a one-element array: its element, so [0.7] is 0.7;
 //   - an array of numbers, flattened if nested: Scores (true/false as 1/0, null NaN);
-//   - TF-Serving classify's [[label, score], …]: the label of the best score (none when
-//     the labels are empty: a model that gives scores alone) and all scores;
+//   - TF-Serving classify's [[label, score], …], or a list of {"label", "score"}
+//     objects (Hugging Face pipelines with top_k; "class" for "label", and
+//     "probability" or "confidence" for "score"): the label of the best score
+//     (none when the labels are empty: a model that gives scores alone), all
+//     scores, and their labels as ScoreLabels;
 //   - an object: with Options.Output, that field only. Otherwise the fields
 //     prediction, predictions, predicted_label, predicted_class, label, labels, class,
 //     classes, class_ids, output, outputs, result, results, value, y, score, scores,
@@ -128,6 +131,11 @@
 //     none of them is, if it has a single field, that field's value; otherwise its
 //     numeric fields are Scores in document order. An object with only an "error" or
 //     "error_code" field is an error from the model server.
+//
+// An object whose prediction is a named class (a string or bool) and that gives
+// no scores has, in its first field named score, probability or confidence (case
+// ignored), if that is a number from 0 to 1, the class's Confidence: {"label":
+// "POSITIVE", "score": 0.98}, a Hugging Face pipeline's default answer.
 //
 // Nothing is derived: Prediction is not set to the argmax of Scores.
 //

@@ -327,6 +327,7 @@ func scanScores(s []byte, i int, b *Batch, rec *Record) (int, bool) {
 // order of predictionKeys, the first of each name only.
 func (p *Parser) scanPredictionObject(s []byte, i int, b *Batch, rec *Record) (int, bool) {
 	var found [len(predictionKeys)]int // index of the value + 1, 0 if none
+	conf := 0                          // of the first confidence field, likewise
 	matched := false
 	i = skipSpace(s, i)
 	for {
@@ -336,6 +337,9 @@ func (p *Parser) scanPredictionObject(s []byte, i int, b *Batch, rec *Record) (i
 		}
 		if k := predictionKey(key); k >= 0 && found[k] == 0 {
 			found[k], matched = j+1, true
+		}
+		if conf == 0 && isConfidenceKey(key) {
+			conf = j + 1
 		}
 		if j, ok = skipValue(s, j, 3); !ok {
 			return j, false
@@ -357,6 +361,12 @@ func (p *Parser) scanPredictionObject(s []byte, i int, b *Batch, rec *Record) (i
 		}
 		if j, ok := p.scanPrediction(s, at-1, b, rec, false); !ok {
 			return j, false
+		}
+	}
+	if conf > 0 && canHaveConfidence(rec) {
+		var v Value
+		if _, ok := scanScalar(s, conf-1, &v); ok {
+			setConfidenceValue(rec, v)
 		}
 	}
 	return i, true

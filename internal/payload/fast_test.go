@@ -140,6 +140,12 @@ func requireSameBatch(t *testing.T, want, got *Batch) {
 		for j := range w.Scores {
 			require.Equal(t, math.Float64bits(w.Scores[j]), math.Float64bits(g.Scores[j]), "record %d score %d", i, j)
 		}
+		require.Equal(t, len(w.ScoreLabels), len(g.ScoreLabels), "record %d: score labels", i)
+		for j := range w.ScoreLabels {
+			require.True(t, sameBytes(w.ScoreLabels[j], g.ScoreLabels[j]), "record %d score label %d", i, j)
+		}
+		require.Equal(t, w.HasConfidence, g.HasConfidence, "record %d: has confidence", i)
+		require.Equal(t, math.Float64bits(w.Confidence), math.Float64bits(g.Confidence), "record %d: confidence", i)
 	}
 }
 
@@ -158,6 +164,9 @@ func sameBytes(a, b []byte) bool {
 
 // fastSeeds are bodies for the fast path: ones it serves, and near misses it must decline.
 var fastSeeds = [][2]string{
+	{`{"instances": [{"a": 1}, {"a": 2}]}`, `{"predictions": [{"label": "POSITIVE", "score": 0.98}, {"Class": true, "probability": "x", "score": 0.5}]}`},
+	{`{"instances": [{"a": 1}]}`, `{"predictions": [{"score": 1.5, "label": "a"}]}`},
+	{`{"instances": [{"a": 1}]}`, `{"predictions": [[{"label": "a", "score": 0.25}, {"label": "b", "score": 0.75}]]}`},
 	{`{"instances": [{"a": 1, "b": "x", "c": true, "d": false, "e": null}]}`, `{"predictions": [0.5]}`},
 	{`{"instances": [{"a": 1}, {"a": -2.5e3, "b": ""}, {}]}`, `{"predictions": [1, "cat", null]}`},
 	{`{"signature_name": "serving_default", "id": "r1", "parameters": {"k": [1, {"x": null}], "s": "v"}, "instances": [[1, 2, 3]]}`, `{"model_name": "m", "predictions": [[0.1, 0.9]]}`},

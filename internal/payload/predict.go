@@ -232,6 +232,7 @@ func (p *Parser) objectRule(b *Batch, rec *Record, fields []kv) (ruleStatus, err
 				return ruleFound, err
 			}
 		}
+		setConfidence(rec, fields)
 		return ruleFound, nil
 	}
 	switch {
@@ -269,6 +270,51 @@ func (p *Parser) objectRule(b *Batch, rec *Record, fields []kv) (ruleStatus, err
 	return ruleFound, nil
 }
 
+// confidenceKeys are the fields that can hold the probability of a named
+// class beside it: Hugging Face's "score" and its usual synonyms.
+var confidenceKeys = [...]string{"score", "probability", "confidence"}
+
+func isConfidenceKey(k []byte) bool {
+	for _, c := range confidenceKeys {
+		if len(k) == len(c) && bytes.EqualFold(k, []byte(c)) {
+			return true
+		}
+	}
+	return false
+}
+
+// setConfidence sets rec's Confidence from the first field of an object
+// whose name is one of confidenceKeys, if its value is a number in [0, 1],
+// when the object's prediction is a named class and it gave no class
+// scores: {"label": "POSITIVE", "score": 0.98}.
+func setConfidence(rec *Record, fields []kv) {
+	if !canHaveConfidence(rec) {
+		return
+	}
+	for _, f := range fields {
+		if !isConfidenceKey(f.k) {
+			continue
+		}
+		if v, ok := scalar(f.v); ok {
+			setConfidenceValue(rec, v)
+		}
+		return
+	}
+}
+
+// canHaveConfidence reports whether rec's prediction is a named class
+// without class scores or a confidence yet.
+func canHaveConfidence(rec *Record) bool {
+	return (rec.Prediction.Kind == KindString || rec.Prediction.Kind == KindBool) && rec.Scores == nil && !rec.HasConfidence
+}
+
+// setConfidenceValue makes v rec's Confidence if it is a probability.
+func setConfidenceValue(rec *Record, v Value) {
+	if v.Kind == KindNumber && v.Num >= 0 && v.Num <= 1 {
+		rec.Confidence, rec.HasConfidence = v.Num, true
+	}
+}
+
 func errMalformedNumber() error {
 	return respErr(ReasonInvalidResponse, "malformed number")
 }
@@ -304,6 +350,9 @@ func (p *Parser) setPrediction(b *Batch, rec *Record, v *fastjson.Value) error {
 		}
 		if isPairs(a) {
 			return p.setPairs(b, rec, a)
+		}
+		if len(a) > 1 && isLabelScores(a) {
+			return p.setLabelScores(b, rec, a)
 		}
 		if len(a) == 1 {
 			return p.setPrediction(b, rec, a[0])
@@ -389,10 +438,61 @@ func (p *Parser) setPairs(b *Batch, rec *Record, a []*fastjson.Value) error {
 	return nil
 }
 
-// setClassified makes the class scores b.scores[start:] rec's Scores and,
-// unless it has a prediction, the label of the first best of them its
-// Prediction: label(i) is the label of class i, empty when the model gives
-// scores alone.
+// labelScore returns the class name and the score of an object of a list
+// of classes ({"label": "POSITIVE", "score": 0.98}, as Hugging Face
+// pipelines answer with top_k): its "label" or "class" string and its
+// score (confidenceKeys) number. ok is false for any other object.
+func labelScore(v *fastjson.Value) (label []byte, score *fastjson.Value, ok bool) {
+	if v.Type() != fastjson.TypeObject {
+		return nil, nil, false
+	}
+	v.GetObject().Visit(func(k []byte, v *fastjson.Value) {
+		switch {
+		case label == nil && v.Type() == fastjson.TypeString && (bytes.EqualFold(k, []byte("label")) || bytes.EqualFold(k, []byte("class"))):
+			label = v.GetStringBytes()
+		case score == nil && v.Type() == fastjson.TypeNumber && isConfidenceKey(k):
+			score = v
+		}
+	})
+	return label, score, label != nil && score != nil
+}
+
+// isLabelScores reports whether a is a list of classes with their scores
+// (labelScore).
+func isLabelScores(a []*fastjson.Value) bool {
+	for _, e := range a {
+		if _, _, ok := labelScore(e); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// setLabelScores reads a list of classes with their scores as the class
+// scores of rec, as setPairs reads TF-Serving's pairs.
+func (p *Parser) setLabelScores(b *Batch, rec *Record, a []*fastjson.Value) error {
+	start := len(b.scores)
+	for _, e := range a {
+		_, v, _ := labelScore(e)
+		f, err := v.Float64()
+		if err != nil {
+			b.scores = b.scores[:start]
+			return errMalformedNumber()
+		}
+		b.scores = append(b.scores, f)
+	}
+	p.setClassified(b, rec, start, func(i int) []byte {
+		l, _, _ := labelScore(a[i])
+		return l
+	})
+	return nil
+}
+
+// setClassified makes the class scores b.scores[start:] rec's Scores,
+// their labels its ScoreLabels when every class has one and rec has no
+// Scores yet, and, unless it has a prediction, the label of the first best
+// of them its Prediction: label(i) is the label of class i, empty when the
+// model gives scores alone.
 func (p *Parser) setClassified(b *Batch, rec *Record, start int, label func(i int) []byte) {
 	if len(b.scores) == start {
 		return
@@ -405,6 +505,20 @@ func (p *Parser) setClassified(b *Batch, rec *Record, start int, label func(i in
 	}
 	if l := label(best - start); rec.Prediction.Kind == KindMissing && len(l) > 0 {
 		rec.Prediction = Value{Kind: KindString, Str: l}
+	}
+	if rec.Scores == nil {
+		lstart := len(b.labels)
+		for i := range len(b.scores) - start {
+			l := label(i)
+			if len(l) == 0 {
+				b.labels = b.labels[:lstart]
+				break
+			}
+			b.labels = append(b.labels, l)
+		}
+		if end := len(b.labels); end > lstart {
+			rec.ScoreLabels = b.labels[lstart:end:end]
+		}
 	}
 	p.setScores(b, rec, start)
 }

@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -53,6 +54,68 @@ func TestPredictionRules(t *testing.T) {
 			err := p.Parse(FormatKServeV1, []byte(`{"instances": [[1]]}`), []byte(`{"predictions": `+tc.resp+`}`), &b)
 			require.Equal(t, tc.reason, reasonOf(t, err), "error: %v", err)
 			require.Equal(t, []plainRecord{rec(tc.pred, tc.scores, "0=1")}, plain(&b).Records)
+		})
+	}
+}
+
+// TestClassConfidence checks the confidence of a named class and the
+// class names of scores, in the shapes Hugging Face pipelines and
+// TF-Serving's classify answer.
+func TestClassConfidence(t *testing.T) {
+	for _, tc := range []struct {
+		name, resp string
+		instances  int
+		pred       []string
+		confidence []float64 // -1: none
+		labels     []string  // per instance, the ScoreLabels joined by spaces
+		scores     []string
+	}{
+		{name: "label and score", resp: `[{"label": "POSITIVE", "score": 0.98}]`, instances: 1,
+			pred: []string{`"POSITIVE"`}, confidence: []float64{0.98}, labels: []string{""}, scores: []string{""}},
+		{name: "label and score, batch", resp: `[{"label": "POSITIVE", "score": 0.98}, {"label": "NEGATIVE", "score": 0.7}]`, instances: 2,
+			pred: []string{`"POSITIVE"`, `"NEGATIVE"`}, confidence: []float64{0.98, 0.7}, labels: []string{"", ""}, scores: []string{"", ""}},
+		{name: "synonyms and case", resp: `[{"Class": "cat", "Confidence": 0.5}, {"predicted_label": true, "probability": 0}]`, instances: 2,
+			pred: []string{`"cat"`, "true"}, confidence: []float64{0.5, 0}, labels: []string{"", ""}, scores: []string{"", ""}},
+		{name: "score out of range", resp: `[{"label": "a", "score": 7.5}]`, instances: 1,
+			pred: []string{`"a"`}, confidence: []float64{-1}, labels: []string{""}, scores: []string{""}},
+		{name: "numeric prediction has no confidence", resp: `[{"prediction": 3, "score": 0.5}]`, instances: 1,
+			pred: []string{"3"}, confidence: []float64{-1}, labels: []string{""}, scores: []string{""}},
+		{name: "probabilities beside", resp: `[{"label": "b", "score": 0.5, "probabilities": [0.4, 0.6]}]`, instances: 1,
+			pred: []string{`"b"`}, confidence: []float64{-1}, labels: []string{""}, scores: []string{"0.4 0.6"}},
+		{name: "top_k list, sorted by score", resp: `[[{"label": "POSITIVE", "score": 0.9}, {"label": "NEGATIVE", "score": 0.1}]]`, instances: 1,
+			pred: []string{`"POSITIVE"`}, confidence: []float64{-1}, labels: []string{"POSITIVE NEGATIVE"}, scores: []string{"0.9 0.1"}},
+		{name: "top_k list for a batch", resp: `[[{"label": "a", "score": 0.2}, {"label": "b", "score": 0.8}], [{"label": "b", "score": 0.6}, {"label": "a", "score": 0.4}]]`,
+			instances: 2, pred: []string{`"b"`, `"b"`}, confidence: []float64{-1, -1}, labels: []string{"a b", "b a"}, scores: []string{"0.2 0.8", "0.6 0.4"}},
+		{name: "classify pairs name their scores", resp: `[[["cat", 0.2], ["dog", 0.8]]]`, instances: 1,
+			pred: []string{`"dog"`}, confidence: []float64{-1}, labels: []string{"cat dog"}, scores: []string{"0.2 0.8"}},
+		{name: "pairs without labels", resp: `[[["", 0.2], ["", 0.8]]]`, instances: 1,
+			pred: []string{"null"}, confidence: []float64{-1}, labels: []string{""}, scores: []string{"0.2 0.8"}},
+		{name: "list with an object that is not a class", resp: `[[{"label": "a", "score": 0.2}, {"label": "b"}]]`, instances: 1,
+			pred: []string{"null"}, confidence: []float64{-1}, labels: []string{""}, scores: []string{""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b Batch
+			p := NewParser(Options{})
+			req := `{"instances": [[1]]}`
+			if tc.instances == 2 {
+				req = `{"instances": [[1], [2]]}`
+			}
+			require.NoError(t, p.Parse(FormatKServeV1, []byte(req), []byte(`{"predictions": `+tc.resp+`}`), &b))
+			require.Len(t, b.Records, tc.instances)
+			pl := plain(&b).Records
+			for i, r := range b.Records {
+				require.Equal(t, tc.pred[i], pl[i].Prediction, "instance %d", i)
+				require.Equal(t, tc.scores[i], pl[i].Scores, "instance %d", i)
+				require.Equal(t, tc.confidence[i] >= 0, r.HasConfidence, "instance %d", i)
+				if r.HasConfidence {
+					require.Equal(t, tc.confidence[i], r.Confidence, "instance %d", i)
+				}
+				var labels []string
+				for _, l := range r.ScoreLabels {
+					labels = append(labels, string(l))
+				}
+				require.Equal(t, tc.labels[i], strings.Join(labels, " "), "instance %d", i)
+			}
 		})
 	}
 }

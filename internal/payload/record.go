@@ -47,6 +47,17 @@ type Record struct {
 	// Scores is the prediction when it is a numeric vector (class probabilities,
 	// multiple outputs), else nil.
 	Scores []float64
+	// ScoreLabels, when the answer names the class of each score (TF-Serving
+	// classify's [label, score] pairs, a list of {"label", "score"} objects),
+	// holds those names, one per score; else nil. The scores need not be in a
+	// fixed class order then: Hugging Face pipelines sort them by score.
+	ScoreLabels [][]byte
+	// Confidence is the probability the model gives its Prediction, a
+	// named class, when it gives only that one ({"label": "POSITIVE",
+	// "score": 0.98}, as Hugging Face pipelines answer by default);
+	// HasConfidence reports that it did.
+	Confidence    float64
+	HasConfidence bool
 }
 
 // Batch holds the records parsed from one request/response pair. It is meant to be
@@ -63,6 +74,7 @@ type Batch struct {
 
 	feats  []Feature // backing store of every Record.Features
 	scores []float64 // backing store of every Record.Scores
+	labels [][]byte  // backing store of every Record.ScoreLabels
 }
 
 // Reset empties b and keeps the capacity of its buffers.
@@ -73,15 +85,18 @@ func (b *Batch) Reset() {
 	b.Generation = Generation{}
 	b.feats = b.feats[:0]
 	b.scores = b.scores[:0]
+	b.labels = b.labels[:0]
 }
 
 // clearPredictions removes all predictions, after a response turned out to be unusable.
 func (b *Batch) clearPredictions() {
 	for i := range b.Records {
-		b.Records[i].Prediction = Value{}
-		b.Records[i].Scores = nil
+		r := &b.Records[i]
+		r.Prediction, r.Scores, r.ScoreLabels = Value{}, nil, nil
+		r.Confidence, r.HasConfidence = 0, false
 	}
 	b.scores = b.scores[:0]
+	b.labels = b.labels[:0]
 }
 
 // Generation is what a generative model's answer tells of itself besides its

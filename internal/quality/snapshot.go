@@ -20,9 +20,10 @@ import (
 //	          included at its index), other index + 1 (0 = none), class-list
 //	          count, per list: length, names
 //	pending   count; per prediction, oldest first: id, model index, time,
-//	          flags byte (1 numeric, 2 overflow), value (class index, or
-//	          float64 bits), probabilities count (0 = none), then class-list
-//	          index and each probability as 8 little-endian bytes of its bits
+//	          flags byte (1 numeric, 2 overflow, 4 confidence), value (class
+//	          index, or float64 bits), with flag 4 the confidence in units of
+//	          1/65535, probabilities count (0 = none), then class-list index
+//	          and each probability as 8 little-endian bytes of its bits
 //	held      count; per label, oldest first: id, model, numeric byte, class
 //	          or float64 bits, label time, arrival time
 //	recent    count; per removed id, oldest first: id, reason byte
@@ -87,6 +88,9 @@ func (s *Store) Snapshot(w io.Writer) error {
 		e.varint(en.ts)
 		e.raw([]byte{en.flags})
 		e.uvarint(en.val)
+		if en.flags&flagConfidence != 0 {
+			e.uvarint(uint64(en.conf))
+		}
 		if en.probs == nil {
 			e.uvarint(0)
 			continue
@@ -258,9 +262,17 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 			break
 		}
 		m := s.models[e.model]
-		if e.flags&^(flagNumeric|flagOverflow) != 0 || (e.flags&flagNumeric == 0 && e.val >= uint64(len(m.classes))) {
+		if e.flags&^(flagNumeric|flagOverflow|flagConfidence) != 0 || (e.flags&flagNumeric == 0 && e.val >= uint64(len(m.classes))) {
 			d.fail("bad value of prediction %q", e.id)
 			break
+		}
+		if e.flags&flagConfidence != 0 {
+			c := d.uvarint()
+			if c > confScale || e.flags&flagNumeric != 0 {
+				d.fail("bad confidence of prediction %q", e.id)
+				break
+			}
+			e.conf = uint16(c)
 		}
 		if k := d.items(); k > 0 {
 			set := d.count()

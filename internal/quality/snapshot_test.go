@@ -12,8 +12,8 @@ import (
 )
 
 // snapshotStore returns a store holding every kind of state: class and
-// numeric predictions, probabilities, an overflowed class, an old prediction
-// that expires at restore, held labels and remembered ids.
+// numeric predictions, probabilities, a confidence, an overflowed class, an
+// old prediction that expires at restore, held labels and remembered ids.
 func snapshotStore(t *testing.T) *Store {
 	t.Helper()
 	s := newStore(t, Options{MaxEntries: 100, TTL: time.Hour, MaxClasses: 2, MaxRecent: 10, EarlyTTL: time.Minute})
@@ -21,6 +21,7 @@ func snapshotStore(t *testing.T) *Store {
 	s.Observe(t0, Prediction{ID: "p1", Model: "m", Value: Class("a"), Probabilities: []float64{0.7, 0.3}, Classes: []string{"a", "b"}})
 	s.Observe(t0, pred("p2", "m", "b"))
 	s.Observe(t0, pred("p3", "m", "c")) // overflow
+	s.Observe(t0, Prediction{ID: "p4", Model: "m", Value: Class("b"), Confidence: 0.25, HasConfidence: true})
 	s.Observe(t0, Prediction{ID: "r1", Model: "reg", Value: Number(2.5)})
 	s.Observe(t0, pred("done", "m", "a"))
 	s.Label(t0, Label{ID: "done", Value: Class("a")})
@@ -37,7 +38,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	r, err := Restore(bytes.NewReader(buf.Bytes()), t0.Add(30*time.Second))
 	require.NoError(t, err)
 	require.Equal(t, s.Options(), r.Options())
-	require.Equal(t, 5, r.Len())
+	require.Equal(t, 6, r.Len())
 	require.Equal(t, 2, r.Stats().Held)
 
 	o, reason := r.Observe(t0.Add(40*time.Second), pred("early", "m", "b"))
@@ -57,6 +58,12 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	require.Equal(t, ReasonMatched, reason)
 	require.Equal(t, Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: "b", Delay: 15 * time.Minute}, o)
 
+	o, reason = r.Label(later, Label{ID: "p4", Value: Class("b")})
+	require.Equal(t, ReasonMatched, reason)
+	require.True(t, o.HasConfidence)
+	require.InDelta(t, 0.25, o.Confidence, 1.0/65535)
+	require.True(t, o.Correct)
+
 	o, reason = r.Label(later, Label{ID: "r1", Value: Number(3)})
 	require.Equal(t, ReasonMatched, reason)
 	require.InDelta(t, 0.25, o.SquaredError, 1e-12)
@@ -68,7 +75,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	// remembered as expired.
 	r, err = Restore(bytes.NewReader(buf.Bytes()), t0.Add(10*time.Minute))
 	require.NoError(t, err)
-	require.Equal(t, 4, r.Len())
+	require.Equal(t, 5, r.Len())
 	require.Zero(t, r.Stats().Held, "held labels past EarlyTTL are dropped")
 	_, reason = r.Label(t0.Add(10*time.Minute), Label{ID: "old", Value: Class("a")})
 	require.Equal(t, ReasonExpired, reason)

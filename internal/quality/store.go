@@ -52,12 +52,17 @@ type entry struct {
 	val   uint64 // class index, or math.Float64bits of the number
 	model uint32
 	flags uint8
+	conf  uint16 // with flagConfidence, the confidence in units of 1/confScale
 }
 
 const (
 	flagNumeric uint8 = 1 << iota
 	flagOverflow
+	flagConfidence
 )
+
+// confScale is the denominator of entry.conf.
+const confScale = math.MaxUint16
 
 type probs struct {
 	set uint32 // index in model.sets
@@ -151,6 +156,10 @@ func (s *Store) Observe(now time.Time, p Prediction) (Outcome, Reason) {
 		if overflow {
 			e.flags |= flagOverflow
 		}
+	}
+	if p.HasConfidence && len(p.Probabilities) == 0 {
+		e.flags |= flagConfidence
+		e.conf = uint16(math.Round(p.Confidence * confScale))
 	}
 	if len(p.Probabilities) > 0 {
 		if set, ok := m.classSet(p.Classes); ok {
@@ -302,6 +311,9 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 			o.Confidence, o.HasConfidence = probabilityOf(e.probs.p, classes, o.Predicted)
 			o.Correct = o.Predicted == l.Value.Class
 		}
+	} else if e.flags&flagConfidence != 0 && !o.PredictedOverflow {
+		o.Confidence, o.HasConfidence = float64(e.conf)/confScale, true
+		o.Correct = o.Predicted == l.Value.Class
 	}
 	return o, ReasonMatched
 }
@@ -502,6 +514,9 @@ func validPrediction(p Prediction) bool {
 		return false
 	}
 	if len(p.Probabilities) > 0 && len(p.Probabilities) != len(p.Classes) {
+		return false
+	}
+	if p.HasConfidence && (p.Value.Numeric || !(p.Confidence >= 0 && p.Confidence <= 1)) {
 		return false
 	}
 	for _, x := range p.Probabilities {

@@ -38,6 +38,11 @@ type Prediction struct {
 	// in Classes (same length), for Brier score and log loss.
 	Probabilities []float64
 	Classes       []string
+	// Confidence, when HasConfidence, is the probability in [0, 1] that a
+	// class prediction without Probabilities gave its class ({"label":
+	// …, "score": …}), for calibration. It is kept to within 1/65535.
+	Confidence    float64
+	HasConfidence bool
 	// Time is when the prediction was captured; zero means now.
 	Time time.Time
 }

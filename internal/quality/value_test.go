@@ -129,6 +129,33 @@ func TestConfidence(t *testing.T) {
 	require.False(t, o.HasConfidence, "no probabilities")
 }
 
+// A class prediction that gives only its own class's probability ({"label":
+// …, "score": …}) has that confidence, kept to within 1/65535, and no
+// probabilities.
+func TestConfidenceAlone(t *testing.T) {
+	s := newStore(t, Options{})
+	s.Observe(t0, Prediction{ID: "a", Model: "m", Value: Class("POSITIVE"), Confidence: 0.98, HasConfidence: true})
+	s.Observe(t0, Prediction{ID: "b", Model: "m", Value: Class("NEGATIVE"), Confidence: 1, HasConfidence: true})
+	o, r := s.Label(t0, Label{ID: "a", Value: Class("POSITIVE")})
+	require.Equal(t, ReasonMatched, r)
+	require.True(t, o.HasConfidence)
+	require.False(t, o.HasProbabilities)
+	require.InDelta(t, 0.98, o.Confidence, 1.0/65535/2)
+	require.True(t, o.Correct)
+	o, _ = s.Label(t0, Label{ID: "b", Value: Class("POSITIVE")})
+	require.Equal(t, 1.0, o.Confidence)
+	require.False(t, o.Correct)
+
+	for _, p := range []Prediction{
+		{ID: "c", Model: "m", Value: Class("x"), Confidence: 1.5, HasConfidence: true},
+		{ID: "d", Model: "m", Value: Class("x"), Confidence: math.NaN(), HasConfidence: true},
+		{ID: "e", Model: "m", Value: Number(3), Confidence: 0.5, HasConfidence: true},
+	} {
+		_, r := s.Observe(t0, p)
+		require.Equal(t, ReasonInvalidPrediction, r, p.ID)
+	}
+}
+
 // Bins take their upper edge, as scikit-learn's calibration_curve does
 // (np.searchsorted on the inner edges): 0.3, which 10 × 0.3 puts just
 // above 3, is in bin 2.
