@@ -293,9 +293,14 @@ func (a *Alertd) getV2Silence(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, fmt.Sprintf("silence %q not found", id), http.StatusNotFound)
 }
 
-// gettableSilence is s in Alertmanager's model. Its update time is its
-// start: alertd changes a silence only by expiring it.
+// gettableSilence is s in Alertmanager's model. Its update time is when it
+// was created or expired (alertd changes a silence only by expiring it),
+// or, for a silence of the configuration file, its start.
 func gettableSilence(s *silence, now time.Time) *models.GettableSilence {
+	updated := s.UpdatedAt
+	if updated.IsZero() {
+		updated = s.StartsAt
+	}
 	matchers := models.Matchers{}
 	for _, m := range s.matchers {
 		matchers = append(matchers, &models.Matcher{
@@ -307,7 +312,7 @@ func gettableSilence(s *silence, now time.Time) *models.GettableSilence {
 	return &models.GettableSilence{
 		ID:        new(s.ID),
 		Status:    &models.SilenceStatus{State: new(s.state(now))},
-		UpdatedAt: dateTime(s.StartsAt),
+		UpdatedAt: dateTime(updated),
 		Silence: models.Silence{
 			Comment: new(s.Comment), CreatedBy: new(s.CreatedBy),
 			StartsAt: dateTime(s.StartsAt), EndsAt: dateTime(s.EndsAt), Matchers: matchers,

@@ -265,9 +265,13 @@ silences:
 	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "alertname=Noisy")), &sils))
 	require.Len(t, sils, 1, "filtered by the silences' equality matchers")
 
-	// Expired by amtool: the alert is released and notified.
+	// Expired by amtool: the alert is released and notified, and the
+	// silence was updated when it ended.
 	run("silence", "expire", id)
 	h.wait(t, "Noisy", "firing", 30*time.Second)
+	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "--expired", "alertname=Noisy")), &sils))
+	require.Len(t, sils, 1)
+	require.Equal(t, time.Time(*sils[0].EndsAt), time.Time(*sils[0].UpdatedAt))
 
 	// amtool's update posts the silence with its id: alertd replaces it.
 	other := run("silence", "add", "alertname=Other", "--comment=c", "--duration=1h")

@@ -29,6 +29,9 @@ type silence struct {
 	EndsAt    time.Time `json:"endsAt"`
 	CreatedBy string    `json:"createdBy,omitempty"`
 	Comment   string    `json:"comment,omitempty"`
+	// UpdatedAt is when the silence was created or last expired; zero for
+	// the configuration's, and in stores written before it was kept.
+	UpdatedAt time.Time `json:"updatedAt,omitzero"`
 	// Source is "api" or "config"; config silences come and go with the
 	// configuration file and are not stored.
 	Source string `json:"source"`
@@ -104,7 +107,7 @@ func (s *silence) endsAt() (time.Time, bool) { return s.EndsAt, true }
 
 func (s *silence) expire(now time.Time) {
 	if now.Before(s.EndsAt) {
-		s.EndsAt = now
+		s.EndsAt, s.UpdatedAt = now, now
 		if now.Before(s.StartsAt) {
 			s.StartsAt = now
 		}
@@ -252,7 +255,7 @@ func (a *Alertd) createSilence(ctx context.Context, req silenceRequest) (*silenc
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	sil := &silence{ID: hex.EncodeToString(id), Matchers: req.Matchers, StartsAt: req.StartsAt, EndsAt: req.EndsAt,
-		CreatedBy: req.CreatedBy, Comment: req.Comment, Source: "api", matchers: ms}
+		CreatedBy: req.CreatedBy, Comment: req.Comment, UpdatedAt: now, Source: "api", matchers: ms}
 	if err := a.silencer.add(sil); err != nil {
 		a.logger.Error("Failed to save silences", "err", err)
 		return nil, http.StatusInternalServerError, err
