@@ -37,7 +37,7 @@ func TestPushAPI(t *testing.T) {
 		},
 		{
 			name: "ndjson, some invalid", contentType: "application/x-ndjson",
-			body:   "{\"model\":\"a\",\"features\":{\"f\":1}}\n\n{\"model\":\"a\",\"extra\":1}\n{\"model\":\"a\",\"latency\":-1}\n{\"model\":\"a\",\"timestamp\":\"yesterday\"}\n{\"model\":\"a\",\"features\":{\"f\":[1]}}\n{\"model\":\"a\",\"prediction\":{\"p\":1}}\nnot json\n{\"model\":\"a\",\"prediction\":[0.1,0.9]}\n",
+			body:   "{\"model\":\"a\",\"features\":{\"f\":1}}\n\n{\"model\":\"a\",\"extra\":1}\n{\"model\":\"a\",\"latency\":-1}\n{\"model\":\"a\",\"timestamp\":\"yesterday\"}\n{\"model\":\"a\",\"features\":{\"f\":[1]}}\n{\"model\":\"a\",\"prediction\":{\"p\":\"x\",\"q\":\"y\"}}\nnot json\n{\"model\":\"a\",\"prediction\":[0.1,0.9]}\n",
 			status: 200, accepted: 2,
 			rejected: []Rejection{
 				{Index: 1, Reason: "unknown_field"}, {Index: 2, Reason: "invalid_latency"},

@@ -292,6 +292,15 @@ func TestLabelsNamedScores(t *testing.T) {
 	// mismatch names a class models[].classes lacks: no probabilities.
 	require.Equal(t, 1.0, m("modelmon_prediction_outcome_total", "mismatch", "predicted", "POSITIVE", "actual", "POSITIVE"))
 	require.Zero(t, m("modelmon_prediction_probability_outcomes_total", "mismatch"))
+
+	// The push API reads the same shapes.
+	pushRecordsRaw(t, e, `{"model":"sentiment","id":"sentiment-2","prediction":{"label":"NEGATIVE","score":0.65}}`,
+		`{"model":"topk","id":"topk-2","prediction":[{"label":"NEGATIVE","score":0.45},{"label":"POSITIVE","score":0.55}]}`)
+	_, resp = postLabels(t, e, `{"id":"sentiment-2","label":"POSITIVE"}`+"\n"+`{"id":"topk-2","label":"POSITIVE"}`)
+	require.Equal(t, []string{"matched", "matched"}, resp.Results)
+	require.Equal(t, 1.0, m("modelmon_prediction_confidence_outcomes_total", "sentiment", "bin", "6"))
+	require.Zero(t, m("modelmon_prediction_confidence_correct_total", "sentiment", "bin", "6"))
+	require.InDelta(t, 0.98+2*0.45*0.45, m("modelmon_prediction_brier_score_total", "topk"), 1e-12)
 }
 
 func TestNamedScores(t *testing.T) {

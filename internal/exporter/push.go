@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,8 +29,9 @@ type Observation struct {
 	Timestamp json.RawMessage `json:"timestamp"`
 	// Features maps feature names to numbers, strings, booleans or null.
 	Features map[string]any `json:"features"`
-	// Prediction is a number, a string, a boolean or a list of numbers
-	// (class probabilities).
+	// Prediction is a number, a string, a boolean, a list of numbers
+	// (class probabilities), or an object or a list of objects read as the
+	// proxy reads a model's answer ({"label": "POSITIVE", "score": 0.98}).
 	Prediction any `json:"prediction"`
 	// Latency is the model's service time in seconds.
 	Latency *float64 `json:"latency"`
@@ -91,10 +93,11 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp := PushResponse{Rejected: []Rejection{}}
 	rc := h.obs.config()
 	var rec [1]payload.Record
+	var objects objectPredictions
 	for i, raw := range raws {
 		o, reason, err := decodeObservation(raw)
 		if err == nil {
-			reason, err = toRecord(o, &rec[0])
+			reason, err = toRecord(o, &rec[0], &objects)
 		}
 		if err != nil {
 			h.obs.metrics.ObservationsRejected.WithLabelValues(reason).Inc()
@@ -236,8 +239,11 @@ func parseTimestamp(raw json.RawMessage) (time.Time, error) {
 	return time.Unix(int64(sec), int64(frac*1e9)), nil
 }
 
-// toRecord converts an observation into the record shape the parsers produce.
-func toRecord(o *Observation, rec *payload.Record) (string, error) {
+// toRecord converts an observation into the record shape the parsers
+// produce. A prediction that is an object, or a list of objects, is read
+// by objects, and rec's prediction then points into its memory until its
+// next use.
+func toRecord(o *Observation, rec *payload.Record, objects *objectPredictions) (string, error) {
 	rec.Features = rec.Features[:0]
 	rec.Scores, rec.ScoreLabels, rec.Confidence, rec.HasConfidence = nil, nil, 0, false
 	for name, v := range o.Features {
@@ -249,7 +255,12 @@ func toRecord(o *Observation, rec *payload.Record) (string, error) {
 	}
 	rec.Prediction = payload.Value{}
 	switch p := o.Prediction.(type) {
+	case map[string]any:
+		return objects.read(p, rec)
 	case []any:
+		if len(p) > 0 && !slices.ContainsFunc(p, func(e any) bool { _, ok := e.(map[string]any); return !ok }) {
+			return objects.read(p, rec)
+		}
 		rec.Scores = make([]float64, len(p))
 		for i, e := range p {
 			n, ok := e.(json.Number)
@@ -269,6 +280,32 @@ func toRecord(o *Observation, rec *payload.Record) (string, error) {
 		}
 		rec.Prediction = val
 	}
+	return "", nil
+}
+
+// objectPredictions reads pushed predictions that are objects, or lists of
+// them, with the rules the proxy reads a plain JSON answer by
+// (payload.FormatJSON): the prediction, class scores with their names, and
+// a named class's confidence. Its parser is made on first use.
+type objectPredictions struct {
+	p *payload.Parser
+	b payload.Batch
+}
+
+func (op *objectPredictions) read(v any, rec *payload.Record) (string, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return rejectInvalidPrediction, fmt.Errorf("prediction: %w", err)
+	}
+	if op.p == nil {
+		op.p = payload.NewParser(payload.Options{})
+	}
+	if err := op.p.Parse(payload.FormatJSON, []byte("{}"), raw, &op.b); err != nil {
+		return rejectInvalidPrediction, fmt.Errorf("prediction: %w", err)
+	}
+	r := op.b.Records[0] // the request {} is one instance
+	rec.Prediction, rec.Scores, rec.ScoreLabels = r.Prediction, r.Scores, r.ScoreLabels
+	rec.Confidence, rec.HasConfidence = r.Confidence, r.HasConfidence
 	return "", nil
 }
 
