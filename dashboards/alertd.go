@@ -28,6 +28,7 @@ const (
 	alertdAcknowledgements     = "alertd_acknowledgements_total"
 	alertdNotifications        = "alertd_notifications_total"
 	alertdNotificationsFailed  = "alertd_notifications_failed_total"
+	alertdNotificationsMuted   = "alertd_notifications_suppressed_total"
 	alertdNotificationLatency  = "alertd_notification_latency_seconds"
 	alertdOutboxDeliveries     = "alertd_outbox_deliveries_total"
 	alertdOutboxFailures       = "alertd_outbox_delivery_failures_total"
@@ -146,9 +147,10 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(stackedTimeseries("Incidents under escalation", "Incidents by escalation state.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (state) (%s)", q.sel(alertdEscalationIncidents)), "{{state}}"))).
 		WithRow(dashboard.NewRowBuilder("Notifications")).
-		WithPanel(defaultTimeseries("Notifications", "Notifications sent per second, after their retries, and failed ones by reason.", "short").
+		WithPanel(defaultTimeseries("Notifications", "Notifications sent per second, after their retries, failed ones by reason, and alerts left out of flushes that routes' time intervals muted.", "short").
 			WithTarget(prometheusQuery(q.sum("rate", "integration", alertdNotifications, "$__rate_interval"), "{{integration}}")).
-			WithTarget(prometheusQuery(q.sum("rate", "integration, reason", alertdNotificationsFailed, "$__rate_interval")+" > 0", "{{integration}} failed: {{reason}}"))).
+			WithTarget(prometheusQuery(q.sum("rate", "integration, reason", alertdNotificationsFailed, "$__rate_interval")+" > 0", "{{integration}} failed: {{reason}}")).
+			WithTarget(prometheusQuery(q.sum("rate", "reason", alertdNotificationsMuted, "$__rate_interval")+" > 0", "muted: {{reason}}"))).
 		WithPanel(defaultTimeseries("Notification latency", "99th percentile of a notification request's latency, by integration.", "s").
 			WithTarget(prometheusQuery(q.quantile("0.99", alertdNotificationLatency, "integration", "$__rate_interval"), "{{integration}} p99"))).
 		WithPanel(defaultTimeseries("Outbox deliveries", "Deliveries from the durable outbox per second, by result, and failures by reason.", "short").
