@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/dispatch"
+	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/timeinterval"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -294,6 +295,7 @@ func New(o Options) (*Alertd, error) {
 		Logger:      a.logger.With("component", "notify"),
 		Registerer:  a.reg,
 		OnNotify:    a.onNotify,
+		OnMute:      a.onMute,
 		Outbox: outbox.Options{
 			InitialBackoff: o.Outbox.InitialBackoff, MaxBackoff: o.Outbox.MaxBackoff,
 			MaxAge: o.Outbox.MaxAge, Retention: o.Outbox.Retention, SendTimeout: o.Outbox.SendTimeout,
@@ -766,6 +768,22 @@ func (a *Alertd) onNotify(n notify.Notification) {
 		a.ledger.paged(n)
 	}
 	a.ledger.commit()
+}
+
+// onMute records in the alerts' history that a route's time intervals kept
+// a notification of them from its receiver, once for a run of muted flushes.
+func (a *Alertd) onMute(m notify.Muted) {
+	fps := make([]model.Fingerprint, 0, len(m.Alerts))
+	for _, al := range m.Alerts {
+		fps = append(fps, al.Fingerprint())
+	}
+	names := strings.Join(m.TimeIntervals, ", ")
+	why := fmt.Sprintf("inside its mute_time_intervals %s; its first flush outside them notifies", names)
+	if m.Reason == amnotify.SuppressedReasonActiveTimeInterval {
+		why = fmt.Sprintf("outside all its active_time_intervals %s; its first flush inside one notifies", names)
+	}
+	a.store.noteOnce(fps, Decision{Time: m.Time, Stage: "notify", Action: "muted",
+		Reason: fmt.Sprintf("not sent to %s: the route is %s", m.Receiver, why)})
 }
 
 // tickLedger records the rules' pending alerts and the alerts that timed

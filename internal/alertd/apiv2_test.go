@@ -221,6 +221,34 @@ receivers:
 	for _, p := range h.all() {
 		require.Equal(t, "Day", p.GroupLabels["alertname"], "only the unmuted group is notified")
 	}
+	// The alerts' history says why, once for a run of muted flushes.
+	for name, why := range map[string]string{
+		"Night":  "not sent to hook: the route is inside its mute_time_intervals always; its first flush outside them notifies",
+		"Office": "not sent to hook: the route is outside all its active_time_intervals never; its first flush inside one notifies",
+	} {
+		var muted []Decision
+		require.Eventually(t, func() bool {
+			muted = muted[:0]
+			for _, d := range waitAlert(t, a, model.LabelSet{"alertname": model.LabelValue(name), "team": model.LabelValue(strings.ToLower(name))}).History {
+				if d.Action == "muted" {
+					muted = append(muted, d)
+				}
+			}
+			return len(muted) > 0
+		}, 30*time.Second, 20*time.Millisecond)
+		require.Equal(t, "notify", muted[0].Stage)
+		require.Equal(t, why, muted[0].Reason)
+	}
+	time.Sleep(2500 * time.Millisecond) // two more flushes (group_interval: 1s)
+	for _, al := range a.alerts(t) {
+		n := 0
+		for _, d := range al.History {
+			if d.Action == "muted" {
+				n++
+			}
+		}
+		require.LessOrEqual(t, n, 1, "%s: %v", al.Labels, al.History)
+	}
 
 	resp, err := http.Get(a.URL + "/api/v2/alerts/groups?muted=perhaps")
 	require.NoError(t, err)

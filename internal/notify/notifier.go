@@ -67,6 +67,10 @@ type Options struct {
 	// concurrently for different groups; it must return quickly and must not
 	// call ApplyConfig or Stop, which wait for notifications in flight.
 	OnNotify func(n Notification)
+	// OnMute, if set, is called at each flush of a group that a route's
+	// time intervals mute (nothing of it is notified), on the flushing
+	// goroutine; the same rules as for OnNotify apply.
+	OnMute func(m Muted)
 	// Mutes, if set, is asked at every flush whether an alert (by its
 	// labels) is muted, as Alertmanager's silences are: muted alerts are
 	// left out of notifications. It must be safe for concurrent use.
@@ -104,6 +108,21 @@ type Notification struct {
 	Extra map[string]string
 }
 
+// Muted is a flush of a group that its route's time intervals muted.
+type Muted struct {
+	// Receiver is the route's receiver; GroupKey identifies the group.
+	Receiver, GroupKey string
+	// Reason is mute_time_interval (now is inside TimeIntervals, the
+	// route's mute_time_intervals that hold now) or active_time_interval
+	// (now is outside all of TimeIntervals, its active_time_intervals).
+	Reason        string
+	TimeIntervals []string
+	// Alerts are the group's alerts that were not notified.
+	Alerts []*alert.Alert
+	// Time is the flush's.
+	Time time.Time
+}
+
 // Notifier routes alerts through Alertmanager's routing tree into
 // aggregation groups and notifies each group's receiver, as Alertmanager
 // does: group_wait, group_interval, repeat_interval, send_resolved and
@@ -118,6 +137,7 @@ type Notifier struct {
 	logger      *slog.Logger
 	externalURL *url.URL
 	onNotify    func(Notification)
+	onMute      func(Muted)
 	mutes       func(model.LabelSet) bool
 	snapshot    string
 
@@ -166,6 +186,7 @@ func New(o Options) (*Notifier, error) {
 		logger:      o.Logger,
 		externalURL: o.ExternalURL,
 		onNotify:    o.OnNotify,
+		onMute:      o.OnMute,
 		mutes:       o.Mutes,
 		metrics:     newMetrics(),
 		// Alertmanager's RetryStage needs its metrics; they stay

@@ -115,8 +115,8 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	// not notified at that flush; the dispatcher puts the route's names in
 	// the flush's context.
 	var stage amnotify.Stage = amnotify.MultiStage{
-		&timeStage{Stage: amnotify.NewTimeActiveStage(p.intervals, n.amMetrics), n: n, reason: amnotify.SuppressedReasonActiveTimeInterval},
-		&timeStage{Stage: amnotify.NewTimeMuteStage(p.intervals, n.amMetrics), n: n, reason: amnotify.SuppressedReasonMuteTimeInterval},
+		&timeStage{Stage: amnotify.NewTimeActiveStage(p.intervals, n.amMetrics), n: n, intervals: p.intervals, reason: amnotify.SuppressedReasonActiveTimeInterval},
+		&timeStage{Stage: amnotify.NewTimeMuteStage(p.intervals, n.amMetrics), n: n, intervals: p.intervals, reason: amnotify.SuppressedReasonMuteTimeInterval},
 		stages,
 	}
 	if n.mutes != nil {
@@ -126,13 +126,14 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	return p, nil
 }
 
-// timeStage counts and logs the flushes that Alertmanager's TimeActiveStage
-// or TimeMuteStage mutes: they say so only in metrics of their own, which
-// alertd does not register.
+// timeStage counts, logs and reports (Options.OnMute) the flushes that
+// Alertmanager's TimeActiveStage or TimeMuteStage mutes: they say so only in
+// metrics of their own, which alertd does not register.
 type timeStage struct {
 	amnotify.Stage
-	n      *Notifier
-	reason string // amnotify.SuppressedReason…
+	n         *Notifier
+	intervals *timeinterval.Intervener // the stage's
+	reason    string                   // amnotify.SuppressedReason…
 }
 
 // Exec implements amnotify.Stage.
@@ -142,14 +143,24 @@ func (s *timeStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.A
 		return ctx, out, err
 	}
 	s.n.metrics.suppressed.WithLabelValues(s.reason).Add(float64(len(alerts)))
-	names, _ := amnotify.MuteTimeIntervalNames(ctx)
+	m := Muted{Reason: s.reason, Alerts: alerts}
+	m.TimeIntervals, _ = amnotify.MuteTimeIntervalNames(ctx)
 	if s.reason == amnotify.SuppressedReasonActiveTimeInterval {
-		names, _ = amnotify.ActiveTimeIntervalNames(ctx)
+		m.TimeIntervals, _ = amnotify.ActiveTimeIntervalNames(ctx)
+	} else if now, ok := amnotify.Now(ctx); ok {
+		// Only the mute intervals that hold now mute it.
+		if _, holding, err := s.intervals.Mutes(m.TimeIntervals, now); err == nil {
+			m.TimeIntervals = holding
+		}
 	}
-	receiver, _ := amnotify.ReceiverName(ctx)
-	group, _ := amnotify.GroupKey(ctx)
-	l.Debug("Notification muted by the route's time intervals", "reason", s.reason, "time_intervals", names,
-		"receiver", receiver, "group_key", group, "alerts", len(alerts))
+	m.Receiver, _ = amnotify.ReceiverName(ctx)
+	m.GroupKey, _ = amnotify.GroupKey(ctx)
+	m.Time, _ = amnotify.Now(ctx)
+	l.Debug("Notification muted by the route's time intervals", "reason", s.reason, "time_intervals", m.TimeIntervals,
+		"receiver", m.Receiver, "group_key", m.GroupKey, "alerts", len(alerts))
+	if s.n.onMute != nil {
+		s.n.onMute(m)
+	}
 	return ctx, out, err
 }
 
