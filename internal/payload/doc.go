@@ -132,6 +132,12 @@
 //     numeric fields are Scores in document order. An object with only an "error" or
 //     "error_code" field is an error from the model server.
 //
+// An object's "labels" or "classes" field that is a list of as many strings as
+// its scores names them (ScoreLabels): a Hugging Face zero-shot classification's
+// {"labels": ["travel", "cooking"], "scores": [0.9, 0.1]}, or TF-Serving's
+// classification signature's {"classes": […], "scores": […]}; unless the object
+// gives a prediction, the name of the best score is it.
+//
 // An object whose prediction is a named class (a string or bool) and that gives
 // no scores has, in its first field named score, probability or confidence (case
 // ignored), if that is a number from 0 to 1, the class's Confidence: {"label":

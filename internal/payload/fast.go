@@ -355,6 +355,11 @@ func (p *Parser) scanPredictionObject(s []byte, i int, b *Batch, rec *Record) (i
 	if !matched {
 		return i, false
 	}
+	for _, k := range scoreNameKeys {
+		if at := found[k]; at > 0 && s[at-1] == '[' {
+			return i, false // a list that may name the scores (nameScores)
+		}
+	}
 	for _, at := range found {
 		if at == 0 {
 			continue

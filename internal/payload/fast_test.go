@@ -164,6 +164,7 @@ func sameBytes(a, b []byte) bool {
 
 // fastSeeds are bodies for the fast path: ones it serves, and near misses it must decline.
 var fastSeeds = [][2]string{
+	{`{"instances": [{"a": 1}]}`, `{"predictions": [{"sequence": "x", "labels": ["b", "a"], "scores": [0.6, 0.4]}]}`},
 	{`{"instances": [{"a": 1}, {"a": 2}]}`, `{"predictions": [{"label": "POSITIVE", "score": 0.98}, {"Class": true, "probability": "x", "score": 0.5}]}`},
 	{`{"instances": [{"a": 1}]}`, `{"predictions": [{"score": 1.5, "label": "a"}]}`},
 	{`{"instances": [{"a": 1}]}`, `{"predictions": [[{"label": "a", "score": 0.25}, {"label": "b", "score": 0.75}]]}`},

@@ -3,6 +3,7 @@ package payload
 import (
 	"bytes"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/valyala/fastjson"
@@ -232,6 +233,7 @@ func (p *Parser) objectRule(b *Batch, rec *Record, fields []kv) (ruleStatus, err
 				return ruleFound, err
 			}
 		}
+		p.nameScores(b, rec, &found)
 		setConfidence(rec, fields)
 		return ruleFound, nil
 	}
@@ -268,6 +270,33 @@ func (p *Parser) objectRule(b *Batch, rec *Record, fields []kv) (ruleStatus, err
 		p.setScores(b, rec, start)
 	}
 	return ruleFound, nil
+}
+
+// scoreNameKeys are the fields of an object-valued prediction that can
+// name its class scores, as indexes into predictionKeys.
+var scoreNameKeys = [...]int{predictionKey([]byte("labels")), predictionKey([]byte("classes"))}
+
+// nameScores gives rec's Scores, if they have no names yet, the class names
+// that found's "labels" or "classes" field holds, when that is a list of as
+// many strings: {"labels": ["travel", "cooking"], "scores": [0.9, 0.1]}, a
+// Hugging Face zero-shot classification, whose lists are sorted by score.
+// Unless rec has a prediction, the name of the first best score is it.
+func (p *Parser) nameScores(b *Batch, rec *Record, found *[len(predictionKeys)]*fastjson.Value) {
+	if rec.Scores == nil || rec.ScoreLabels != nil {
+		return
+	}
+	for _, k := range scoreNameKeys {
+		v := found[k]
+		if v == nil || v.Type() != fastjson.TypeArray {
+			continue
+		}
+		names := v.GetArray()
+		if len(names) != len(rec.Scores) || slices.ContainsFunc(names, func(n *fastjson.Value) bool { return n.Type() != fastjson.TypeString }) {
+			continue
+		}
+		p.nameClasses(b, rec, rec.Scores, func(i int) []byte { return names[i].GetStringBytes() })
+		return
+	}
 }
 
 // confidenceKeys are the fields that can hold the probability of a named
@@ -489,36 +518,53 @@ func (p *Parser) setLabelScores(b *Batch, rec *Record, a []*fastjson.Value) erro
 }
 
 // setClassified makes the class scores b.scores[start:] rec's Scores,
-// their labels its ScoreLabels when every class has one and rec has no
-// Scores yet, and, unless it has a prediction, the label of the first best
-// of them its Prediction: label(i) is the label of class i, empty when the
-// model gives scores alone.
+// unless it has some, and names them (nameClasses).
 func (p *Parser) setClassified(b *Batch, rec *Record, start int, label func(i int) []byte) {
 	if len(b.scores) == start {
 		return
 	}
-	best := start
-	for i := start + 1; i < len(b.scores); i++ {
-		if b.scores[i] > b.scores[best] {
+	if rec.Scores == nil {
+		p.nameClasses(b, rec, b.scores[start:], label)
+	} else if rec.Prediction.Kind == KindMissing {
+		// Scores of another field: only the prediction is taken.
+		rec.Prediction = bestLabel(b.scores[start:], label)
+	}
+	p.setScores(b, rec, start)
+}
+
+// nameClasses names the class scores of rec: label(i) is the name of the
+// class of scores[i], empty when the model gives scores alone. When every
+// class has a name, the names are rec's ScoreLabels; unless rec has a
+// prediction, the name of the first best score is it.
+func (p *Parser) nameClasses(b *Batch, rec *Record, scores []float64, label func(i int) []byte) {
+	if rec.Prediction.Kind == KindMissing {
+		rec.Prediction = bestLabel(scores, label)
+	}
+	start := len(b.labels)
+	for i := range scores {
+		l := label(i)
+		if len(l) == 0 {
+			b.labels = b.labels[:start]
+			return
+		}
+		b.labels = append(b.labels, l)
+	}
+	if end := len(b.labels); end > start {
+		rec.ScoreLabels = b.labels[start:end:end]
+	}
+}
+
+// bestLabel returns the name of the first best of scores as a prediction,
+// none when it has no name.
+func bestLabel(scores []float64, label func(i int) []byte) Value {
+	best := 0
+	for i := 1; i < len(scores); i++ {
+		if scores[i] > scores[best] {
 			best = i
 		}
 	}
-	if l := label(best - start); rec.Prediction.Kind == KindMissing && len(l) > 0 {
-		rec.Prediction = Value{Kind: KindString, Str: l}
+	if l := label(best); len(l) > 0 {
+		return Value{Kind: KindString, Str: l}
 	}
-	if rec.Scores == nil {
-		lstart := len(b.labels)
-		for i := range len(b.scores) - start {
-			l := label(i)
-			if len(l) == 0 {
-				b.labels = b.labels[:lstart]
-				break
-			}
-			b.labels = append(b.labels, l)
-		}
-		if end := len(b.labels); end > lstart {
-			rec.ScoreLabels = b.labels[lstart:end:end]
-		}
-	}
-	p.setScores(b, rec, start)
+	return Value{}
 }

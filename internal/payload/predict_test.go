@@ -90,6 +90,10 @@ func TestClassConfidence(t *testing.T) {
 			pred: []string{`"dog"`}, confidence: []float64{-1}, labels: []string{"cat dog"}, scores: []string{"0.2 0.8"}},
 		{name: "pairs without labels", resp: `[[["", 0.2], ["", 0.8]]]`, instances: 1,
 			pred: []string{"null"}, confidence: []float64{-1}, labels: []string{""}, scores: []string{"0.2 0.8"}},
+		{name: "zero-shot labels and scores", resp: `[{"sequence": "a trip", "labels": ["travel", "cooking"], "scores": [0.9, 0.1]}]`, instances: 1,
+			pred: []string{`"travel"`}, confidence: []float64{-1}, labels: []string{"travel cooking"}, scores: []string{"0.9 0.1"}},
+		{name: "classes of another length", resp: `[{"classes": ["1"], "probabilities": [0.3, 0.7]}]`, instances: 1,
+			pred: []string{`"1"`}, confidence: []float64{-1}, labels: []string{""}, scores: []string{"0.3 0.7"}},
 		{name: "list with an object that is not a class", resp: `[[{"label": "a", "score": 0.2}, {"label": "b"}]]`, instances: 1,
 			pred: []string{"null"}, confidence: []float64{-1}, labels: []string{""}, scores: []string{""}},
 	} {
