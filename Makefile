@@ -39,6 +39,7 @@ FUZZ_TARGETS := \
 	./drift:FuzzCSV \
 	./drift:FuzzJSONL \
 	./drift:FuzzProfile \
+	./drift:FuzzWindowState \
 	./internal/quality:FuzzRestore
 
 .PHONY: all build run dashboards kubernetes test test-unit test-e2e fuzz benchcheck checkmetrics checkrules lint vet fmt staticcheck bench bench-proxy bench-rules bench-nab bench-nab-replay clean

@@ -1,8 +1,12 @@
 package exporter
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"net/url"
 	"os"
@@ -44,6 +48,7 @@ type DriftOptions struct {
 // feature, and the decisions' detector. It is guarded by its model's mu.
 type driftState struct {
 	profile *drift.Profile
+	digest  [sha256.Size]byte // of the profile as saved: what the windows count against
 	det     *drift.Detector
 	source  string
 	windows []*drift.Window
@@ -61,6 +66,11 @@ func newDriftState(p *drift.Profile, det *drift.Detector, source string, windows
 		seen:    make([]uint32, len(p.Features)),
 		index:   make(map[string]int, len(p.Features)),
 	}
+	h := sha256.New()
+	if err := p.Save(h); err != nil {
+		return nil, err
+	}
+	h.Sum(ds.digest[:0])
 	for i, f := range p.Features {
 		ds.index[f.Name] = i
 		w, err := drift.NewWindow(f, drift.WindowOptions{Spans: windows})
@@ -262,6 +272,131 @@ func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
 		}
 	}
 	return newDriftState(p, det, "learned", dc.opts.Windows)
+}
+
+// Drift windows file, written by saveWindows: the magic "MMDW" and the
+// version byte 1, the SHA-256 of the reference profile as Profile.Save
+// writes it, the number of features (a uvarint), then per feature its name
+// and its window's state (drift.Window.MarshalBinary), each a uvarint length
+// and its bytes, and a CRC-32C (Castagnoli) of everything before it, 4 bytes
+// big-endian.
+const (
+	windowsMagic   = "MMDW"
+	windowsVersion = 1
+)
+
+var windowsCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// errReferenceChanged is restoreWindows's error for windows that counted
+// against another reference.
+var errReferenceChanged = errors.New("they counted against another reference")
+
+func (dc *driftConfig) windowsPath(model string) string {
+	return filepath.Join(dc.storage, url.PathEscape(model)+".windows")
+}
+
+// encodeWindows returns ds's sliding windows in the drift windows file's
+// format. The caller holds the model's mu.
+func (ds *driftState) encodeWindows() ([]byte, error) {
+	b := append([]byte(windowsMagic), windowsVersion)
+	b = append(b, ds.digest[:]...)
+	b = binary.AppendUvarint(b, uint64(len(ds.windows)))
+	for i, w := range ds.windows {
+		state, err := w.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		name := ds.profile.Features[i].Name
+		b = binary.AppendUvarint(b, uint64(len(name)))
+		b = append(b, name...)
+		b = binary.AppendUvarint(b, uint64(len(state)))
+		b = append(b, state...)
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, windowsCRC)), nil
+}
+
+// writeWindows writes a model's encoded windows for the next run,
+// atomically.
+func (dc *driftConfig) writeWindows(model string, data []byte) error {
+	path := dc.windowsPath(model)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// restoreWindows gives ds, just made, the sliding windows its model left
+// at the last run, and returns how many features it restored: none without
+// storage or a file. Windows that counted against another reference, or with
+// other --drift.windows, are not restored (errReferenceChanged,
+// drift.ErrWindowMismatch); nor is anything of a damaged file.
+func (dc *driftConfig) restoreWindows(model string, ds *driftState) (int, error) {
+	if dc.storage == "" {
+		return 0, nil
+	}
+	data, err := os.ReadFile(dc.windowsPath(model))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	head := len(windowsMagic) + 1 + sha256.Size
+	if len(data) < head+4 || string(data[:len(windowsMagic)]) != windowsMagic {
+		return 0, errors.New("not a drift windows file")
+	}
+	if v := data[len(windowsMagic)]; v != windowsVersion {
+		return 0, fmt.Errorf("unsupported drift windows file version %d", v)
+	}
+	body := data[:len(data)-4]
+	if crc32.Checksum(body, windowsCRC) != binary.BigEndian.Uint32(data[len(body):]) {
+		return 0, errors.New("checksum mismatch (truncated or altered)")
+	}
+	if !bytes.Equal(body[len(windowsMagic)+1:head], ds.digest[:]) {
+		return 0, errReferenceChanged
+	}
+	r := bytes.NewReader(body[head:])
+	chunk := func() ([]byte, error) {
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > uint64(r.Len()) {
+			return nil, errors.New("corrupt drift windows file")
+		}
+		b := make([]byte, n)
+		_, _ = r.Read(b)
+		return b, nil
+	}
+	count, err := binary.ReadUvarint(r)
+	if err != nil {
+		return 0, errors.New("corrupt drift windows file")
+	}
+	restored := map[int]*drift.Window{}
+	for range count {
+		name, err := chunk()
+		if err != nil {
+			return 0, err
+		}
+		state, err := chunk()
+		if err != nil {
+			return 0, err
+		}
+		i, ok := ds.index[string(name)]
+		if !ok {
+			continue
+		}
+		w, err := drift.NewWindow(ds.profile.Features[i], drift.WindowOptions{Spans: dc.opts.Windows})
+		if err != nil {
+			return 0, err
+		}
+		if err := w.UnmarshalBinary(state); err != nil {
+			return 0, fmt.Errorf("feature %q: %w", name, err)
+		}
+		restored[i] = w
+	}
+	for i, w := range restored {
+		ds.windows[i] = w
+	}
+	return len(restored), nil
 }
 
 // windowLabels are the window label values of spans ("5m", "1h", "1d").

@@ -151,6 +151,72 @@ func TestDriftLearnedReferenceSurvivesRestart(t *testing.T) {
 		"drift against the restored reference, not a reference relearned from the shifted data")
 }
 
+// The sliding drift windows survive a restart under --storage.path: a
+// second sidecar on the same storage goes on counting where the first left
+// off (its cumulative counters start again), unless the reference changed.
+func TestDriftWindowsSurviveRestart(t *testing.T) {
+	up := modelServer(t)
+	storage := t.TempDir()
+	ref := writeReference(t, 5000)
+	opts := func(o *Options) {
+		o.StoragePath = storage
+		o.Drift = driftOptions(ref)
+	}
+	values := func(e *Exporter, window string) float64 {
+		return metricValue(t, e, "modelmon_feature_drift_window_values", map[string]string{"model": "fraud", "feature": "amount", "window": window})
+	}
+	e := startExporter(t, up.URL, opts)
+	pushRecords(t, e, "fraud", 300, 1, 9)
+	require.Equal(t, 300.0, values(e, "1h"))
+	require.NoError(t, e.Stop(t.Context()))
+	_, err := os.Stat(filepath.Join(storage, "drift", "fraud.windows"))
+	require.NoError(t, err)
+
+	logger, logs := testLogger()
+	e2 := startExporter(t, up.URL, func(o *Options) { opts(o); o.Logger = logger })
+	pushRecords(t, e2, "fraud", 1, 0, 10)
+	for _, w := range []string{"5m", "1h"} {
+		require.Equal(t, 301.0, values(e2, w), w)
+		require.Equal(t, 1.0, metricValue(t, e2, "modelmon_feature_drifted", map[string]string{"model": "fraud", "feature": "amount", "window": w, "method": "wasserstein"}),
+			"%s: the shift before the restart still shows", w)
+	}
+	require.Equal(t, 1.0, sumSamples(scrape(t, e2, "modelmon_feature_bin_total")["modelmon_feature_bin_total"].text, `model="fraud"}`, `feature="amount"`),
+		"the counters start again at zero")
+	require.Contains(t, logs.String(), `msg="Restored drift windows" model=fraud`)
+	require.NoError(t, e2.Stop(t.Context()))
+
+	// Against another reference the windows start empty, and say why.
+	logger, logs = testLogger()
+	e3 := startExporter(t, up.URL, func(o *Options) { opts(o); o.Drift.Reference = writeReference(t, 4000); o.Logger = logger })
+	pushRecords(t, e3, "fraud", 1, 0, 11)
+	require.Equal(t, 1.0, values(e3, "1h"))
+	require.Contains(t, logs.String(), `msg="Drift windows not restored: they start empty" model=fraud`)
+	require.Contains(t, logs.String(), "they counted against another reference")
+
+	// Nor from a damaged file, or with other windows.
+	require.NoError(t, e3.Stop(t.Context()))
+	path := filepath.Join(storage, "drift", "fraud.windows")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	data[len(data)/2] ^= 1
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	logger, logs = testLogger()
+	e4 := startExporter(t, up.URL, func(o *Options) { opts(o); o.Logger = logger })
+	pushRecords(t, e4, "fraud", 1, 0, 12)
+	require.Equal(t, 1.0, values(e4, "1h"))
+	require.Contains(t, logs.String(), "checksum mismatch")
+	require.NoError(t, e4.Stop(t.Context()))
+	logger, logs = testLogger()
+	e5 := startExporter(t, up.URL, func(o *Options) {
+		opts(o)
+		o.Drift.Windows = []time.Duration{5 * time.Minute, 2 * time.Hour}
+		o.Logger = logger
+	})
+	pushRecords(t, e5, "fraud", 1, 0, 13)
+	require.Equal(t, 1.0, values(e5, "2h"))
+	require.Contains(t, logs.String(), "window state of other bins or spans")
+}
+
 // NaN and infinities reaching a drift window through the proxy are counted as
 // invalid values, and never enter the window's bins or sums.
 func TestDriftWindowIgnoresNonFinite(t *testing.T) {

@@ -259,6 +259,15 @@ func (e *Exporter) prepareModel(m *model) {
 		return
 	}
 	m.drift = ds
+	if ds != nil {
+		n, err := e.drift.restoreWindows(m.name, ds)
+		switch {
+		case err != nil:
+			e.logger.Warn("Drift windows not restored: they start empty", "model", m.name, "file", e.drift.windowsPath(m.name), "err", err)
+		case n > 0:
+			e.logger.Info("Restored drift windows", "model", m.name, "file", e.drift.windowsPath(m.name), "features", n)
+		}
+	}
 	if ds == nil && e.drift.opts.LearnSamples > 0 {
 		m.learn = &learner{target: e.drift.opts.LearnSamples, cols: map[string]*learnColumn{}}
 	}
@@ -473,6 +482,7 @@ func (e *Exporter) reloadLoop(hup <-chan os.Signal) {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	expire := t.C
+	lastSave := time.Now()
 	for {
 		select {
 		case <-hup:
@@ -481,6 +491,12 @@ func (e *Exporter) reloadLoop(hup <-chan os.Signal) {
 			if e.obs.labels != nil {
 				// Bounded work a call; the next tick goes on.
 				e.obs.labels.expire(e.opts.Now())
+			}
+			if time.Since(lastSave) >= driftSaveInterval {
+				lastSave = time.Now()
+				if err := e.saveDrift(); err != nil {
+					e.logger.Error("Couldn't save drift windows", "err", err)
+				}
 			}
 		case errc := <-e.reloadCh:
 			errc <- e.reloader.Reload()
@@ -565,6 +581,39 @@ func (e *Exporter) stop(ctx context.Context) error {
 		// After the parsers have drained the queue, so nothing captured is lost.
 		if err := e.obs.labels.save(); err != nil {
 			errs = append(errs, fmt.Errorf("couldn't save pending predictions: %w", err))
+		}
+	}
+	if err := e.saveDrift(); err != nil {
+		errs = append(errs, fmt.Errorf("couldn't save drift windows: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// driftSaveInterval is how often the drift windows are saved while the
+// sidecar runs, so that a crash loses at most that much of them.
+const driftSaveInterval = time.Minute
+
+// saveDrift writes every model's drift windows under --storage.path, for
+// the next run. Each model's are encoded under its lock and written
+// outside it.
+func (e *Exporter) saveDrift() error {
+	if e.drift.storage == "" {
+		return nil
+	}
+	var errs []error
+	for _, m := range *e.models.m.Load() {
+		m.mu.Lock()
+		var data []byte
+		var err error
+		if m.drift != nil {
+			data, err = m.drift.encodeWindows()
+		}
+		m.mu.Unlock()
+		if err == nil && data != nil {
+			err = e.drift.writeWindows(m.name, data)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("model %q: %w", m.name, err))
 		}
 	}
 	return errors.Join(errs...)
