@@ -76,6 +76,20 @@ type Model struct {
 	// Alerts are the model's quality thresholds, which `exporter alerts`
 	// turns into Prometheus alerting rules.
 	Alerts *QualityAlerts `yaml:"alerts"`
+	// Drift gives the model a drift reference of its own, instead of
+	// --drift.reference.
+	Drift *ModelDrift `yaml:"drift"`
+}
+
+// ModelDrift is a model's own drift reference.
+type ModelDrift struct {
+	// Reference is a profile (.json, as `exporter profile` writes it) or
+	// training data (.csv, .jsonl, .ndjson) profiled when the configuration
+	// loads; a relative path is relative to the configuration file.
+	Reference string `yaml:"reference"`
+	// PredictionColumn names the column of training data that holds the
+	// model's output.
+	PredictionColumn string `yaml:"prediction_column"`
 }
 
 // DefaultMinCalibrationSamples is the default of
@@ -177,6 +191,19 @@ func (c *Config) Validate() error {
 				}
 			}
 		}
+		if d := m.Drift; d != nil {
+			if d.Reference == "" {
+				return fmt.Errorf("models[%d].drift.reference is required", i)
+			}
+			switch ext := strings.ToLower(filepath.Ext(d.Reference)); ext {
+			case ".json", ".csv", ".jsonl", ".ndjson":
+				if ext == ".json" && d.PredictionColumn != "" {
+					return fmt.Errorf("models[%d].drift.prediction_column is for training data: a profile (.json) marks its prediction itself", i)
+				}
+			default:
+				return fmt.Errorf("models[%d].drift.reference: unknown format %q: want .json (a profile), .csv or .jsonl", i, ext)
+			}
+		}
 	}
 	if len(c.Models) > c.Limits.MaxModels {
 		return fmt.Errorf("%d models configured but limits.max_models is %d", len(c.Models), c.Limits.MaxModels)
@@ -259,6 +286,11 @@ func load(b []byte, file string) (*Config, error) {
 		// Files the peers' client configuration names are relative to
 		// this one, as in Prometheus's configuration.
 		cfg.Labels.HTTPClientConfig.SetDirectory(filepath.Dir(file))
+		for _, m := range cfg.Models {
+			if m.Drift != nil && m.Drift.Reference != "" && !filepath.IsAbs(m.Drift.Reference) {
+				m.Drift.Reference = filepath.Join(filepath.Dir(file), m.Drift.Reference)
+			}
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, Prefix(file, "", err.Error())

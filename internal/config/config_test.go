@@ -19,7 +19,9 @@ func TestLoadGood(t *testing.T) {
 		PredictionPaths: []string{"/score", "/api/**"},
 		Models: []Model{
 			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}},
-			{Name: "churn"},
+			// Relative to the configuration file.
+			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}},
+			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json"}},
 		},
 		Limits: Limits{MaxModels: 5, MaxFeatures: 50, MaxInstances: 100},
 		Labels: Labels{Peers: []string{"dns+fraud-labels.ml.svc:9108", "10.0.0.7:9108"}, Scheme: "http", Timeout: model.Duration(2 * time.Second),
@@ -53,6 +55,9 @@ func TestLoadBad(t *testing.T) {
 		{"bad-format.yml", `testdata/bad-format.yml: models[0]: unknown format "protobuf" (want one of auto, kserve_v1, oip_v2, mlflow, seldon_v1, json)`},
 		{"bad-model-name.yml", `testdata/bad-model-name.yml: models[0]: name is required`},
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml: models[1]: model "a" is configured twice`},
+		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml: models[0].drift.reference is required`},
+		{"bad-drift-format.yml", `testdata/bad-drift-format.yml: models[0].drift.reference: unknown format ".parquet": want .json (a profile), .csv or .jsonl`},
+		{"bad-drift-prediction.yml", `testdata/bad-drift-prediction.yml: models[0].drift.prediction_column is for training data: a profile (.json) marks its prediction itself`},
 		{"bad-max-models.yml", `testdata/bad-max-models.yml: limits.max_models must be at least 1, got 0`},
 		{"bad-type.yml", "testdata/bad-type.yml:2: cannot unmarshal !!str `many` into int"},
 		{"bad-path.yml", `testdata/bad-path.yml: prediction_paths: "score" must start with /`},

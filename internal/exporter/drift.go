@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	promModel "github.com/prometheus/common/model"
@@ -149,6 +150,9 @@ type driftConfig struct {
 	ref     *drift.Profile // from --drift.reference, or nil
 	refDet  *drift.Detector
 	storage string // directory for learned profiles, or ""
+
+	mu   sync.Mutex
+	refs map[string]*cachedReference // models[].drift's, by file and prediction column
 }
 
 func newDriftConfig(o DriftOptions, storagePath string) (*driftConfig, error) {
@@ -207,12 +211,86 @@ func LoadReference(path, prediction string) (*drift.Profile, error) {
 	return drift.BuildProfile(cols, opts)
 }
 
-// stateFor returns the drift state a new model starts with: the reference
-// profile, or a learned profile restored from storage, or nil (learning, or
-// no drift detection).
-func (dc *driftConfig) stateFor(model string) (*driftState, error) {
+// Where a model's reference came from, the source label of
+// modelmon_drift_reference_info.
+const (
+	driftSourceConfig  = "config"  // models[].drift
+	driftSourceFile    = "file"    // --drift.reference
+	driftSourceLearned = "learned" // learned from the model's first records
+)
+
+// modelReference is a model's own reference (models[].drift), loaded.
+type modelReference struct {
+	profile *drift.Profile
+	det     *drift.Detector
+}
+
+// cachedReference is a reference loaded for models[].drift, kept while its
+// file does not change so that a reload keeps the model's windows.
+type cachedReference struct {
+	modTime time.Time
+	size    int64
+	ref     *modelReference
+}
+
+// loadModelReferences loads the references of rc's models that name one,
+// reusing those whose file did not change since the last load.
+func (dc *driftConfig) loadModelReferences(rc *runtimeConfig) error {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	next := map[string]*cachedReference{}
+	for _, m := range rc.cfg.Models {
+		if m.Drift == nil {
+			continue
+		}
+		key := m.Drift.Reference + "\x00" + m.Drift.PredictionColumn
+		fi, err := os.Stat(m.Drift.Reference)
+		if err != nil {
+			return fmt.Errorf("model %q: couldn't load models[].drift.reference: %w", m.Name, err)
+		}
+		c := next[key]
+		if c == nil {
+			if old := dc.refs[key]; old != nil && old.modTime.Equal(fi.ModTime()) && old.size == fi.Size() {
+				c = old
+			} else {
+				p, err := LoadReference(m.Drift.Reference, m.Drift.PredictionColumn)
+				if err != nil {
+					return fmt.Errorf("model %q: couldn't load models[].drift.reference=%q: %w", m.Name, m.Drift.Reference, err)
+				}
+				det, err := drift.NewDetector(p, dc.opts.Detector)
+				if err != nil {
+					return fmt.Errorf("model %q: couldn't use models[].drift.reference=%q: %w", m.Name, m.Drift.Reference, err)
+				}
+				c = &cachedReference{modTime: fi.ModTime(), size: fi.Size(), ref: &modelReference{profile: p, det: det}}
+			}
+			next[key] = c
+		}
+		mc := rc.models[m.Name]
+		mc.ref = c.ref
+		rc.models[m.Name] = mc
+	}
+	dc.refs = next
+	return nil
+}
+
+// learnerFor returns the learner a model without a reference (ds nil)
+// starts, when the sidecar learns references; else nil.
+func (dc *driftConfig) learnerFor(ds *driftState) *learner {
+	if ds != nil || dc.opts.LearnSamples <= 0 {
+		return nil
+	}
+	return &learner{target: dc.opts.LearnSamples, cols: map[string]*learnColumn{}}
+}
+
+// stateFor returns the drift state a model starts with: its own reference
+// (ref, from models[].drift), the reference profile, or a learned profile
+// restored from storage, or nil (learning, or no drift detection).
+func (dc *driftConfig) stateFor(model string, ref *modelReference) (*driftState, error) {
+	if ref != nil {
+		return newDriftState(ref.profile, ref.det, driftSourceConfig, dc.opts.Windows)
+	}
 	if dc.ref != nil {
-		return newDriftState(dc.ref, dc.refDet, "file", dc.opts.Windows)
+		return newDriftState(dc.ref, dc.refDet, driftSourceFile, dc.opts.Windows)
 	}
 	if dc.storage == "" || dc.opts.LearnSamples <= 0 {
 		return nil, nil
@@ -228,7 +306,7 @@ func (dc *driftConfig) stateFor(model string) (*driftState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newDriftState(p, det, "learned", dc.opts.Windows)
+	return newDriftState(p, det, driftSourceLearned, dc.opts.Windows)
 }
 
 func (dc *driftConfig) learnedPath(model string) string {
@@ -271,7 +349,7 @@ func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
 			return nil, err
 		}
 	}
-	return newDriftState(p, det, "learned", dc.opts.Windows)
+	return newDriftState(p, det, driftSourceLearned, dc.opts.Windows)
 }
 
 // Drift windows file, written by saveWindows: the magic "MMDW" and the

@@ -217,6 +217,80 @@ func TestDriftWindowsSurviveRestart(t *testing.T) {
 	require.Contains(t, logs.String(), "window state of other bins or spans")
 }
 
+// A model server's models each have their own reference (models[].drift),
+// loaded with the configuration: a reload keeps the windows of a reference
+// whose file did not change, starts again those that changed, and refuses
+// a reference it can't load.
+func TestDriftModelReferences(t *testing.T) {
+	up := modelServer(t)
+	dir := t.TempDir()
+	fraudRef := writeReference(t, 2000)
+	require.NoError(t, os.Rename(fraudRef, filepath.Join(dir, "fraud.csv")))
+	writeChurn := func(mean float64) {
+		var b strings.Builder
+		b.WriteString("tenure,plan\n")
+		rng := rand.New(rand.NewPCG(3, 4))
+		for range 2000 {
+			fmt.Fprintf(&b, "%.2f,%s\n", mean+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
+	}
+	writeChurn(24)
+	cfg := filepath.Join(dir, "modelmon.yml")
+	writeConfig := func(churn string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    drift: {reference: fraud.csv, prediction_column: score}
+  - name: churn
+`+churn), 0o644))
+	}
+	writeConfig("    drift: {reference: churn.csv}\n")
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Drift = driftOptions("") })
+
+	pushRecords(t, e, "fraud", 200, 0, 20)
+	pushRecordsRaw(t, e, `{"model":"churn","features":{"tenure":24.5,"plan":"pro"}}`, `{"model":"churn","features":{"tenure":80,"plan":"basic"}}`)
+	pushRecordsRaw(t, e, `{"model":"other","features":{"tenure":1}}`)
+	values := func(model, feature string) float64 {
+		return metricValue(t, e, "modelmon_feature_drift_window_values", map[string]string{"model": model, "feature": feature, "window": "1h"})
+	}
+	info := func(model string) float64 {
+		return metricValue(t, e, "modelmon_drift_reference_info", map[string]string{"model": model, "source": "config"})
+	}
+	require.Equal(t, 200.0, values("fraud", "amount"))
+	require.Equal(t, 2.0, values("churn", "tenure"))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "churn", "feature": "tenure", "reason": "out_of_range"}),
+		"80 is beyond churn's own reference")
+	require.Equal(t, 1.0, info("fraud"))
+	require.Equal(t, 1.0, info("churn"))
+	require.Zero(t, values("other", "tenure"), "no reference for a model not configured")
+
+	// A reload with nothing changed keeps every window.
+	require.NoError(t, e.Reload())
+	require.Equal(t, 200.0, values("fraud", "amount"))
+	require.Equal(t, 2.0, values("churn", "tenure"))
+
+	// churn's training data changes: its windows start again, fraud's stay.
+	writeChurn(36)
+	later := time.Now().Add(2 * time.Second)
+	require.NoError(t, os.Chtimes(filepath.Join(dir, "churn.csv"), later, later))
+	require.NoError(t, e.Reload())
+	require.Zero(t, values("churn", "tenure"))
+	require.Equal(t, 1.0, info("churn"))
+	require.Equal(t, 200.0, values("fraud", "amount"))
+
+	// A reference that can't be loaded fails the reload and changes nothing.
+	writeConfig("    drift: {reference: missing.csv}\n")
+	err := e.Reload()
+	require.ErrorContains(t, err, `model "churn": couldn't load models[].drift.reference`)
+	require.Equal(t, 1.0, info("churn"))
+
+	// Without its own reference churn has none (no --drift.reference here).
+	writeConfig("")
+	require.NoError(t, e.Reload())
+	require.Zero(t, info("churn"))
+	require.Equal(t, 1.0, info("fraud"))
+}
+
 // NaN and infinities reaching a drift window through the proxy are counted as
 // invalid values, and never enter the window's bins or sums.
 func TestDriftWindowIgnoresNonFinite(t *testing.T) {

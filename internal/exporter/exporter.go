@@ -28,6 +28,7 @@ import (
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/web"
 )
@@ -207,16 +208,16 @@ func New(o Options) (*Exporter, error) {
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
 	}
-	e.reloader = config.NewReloader(e.reg, "modelmon_exporter", e.loadConfig, e.applyConfig,
-		func() float64 { return float64(o.Now().UnixNano()) / 1e9 }, e.logger.With("component", "config"))
-	if err := e.reloader.Reload(); err != nil {
-		return nil, err
-	}
 	dc, err := newDriftConfig(o.Drift, o.StoragePath)
 	if err != nil {
 		return nil, err
 	}
 	e.drift = dc
+	e.reloader = config.NewReloader(e.reg, "modelmon_exporter", e.loadConfig, e.applyConfig,
+		func() float64 { return float64(o.Now().UnixNano()) / 1e9 }, e.logger.With("component", "config"))
+	if err := e.reloader.Reload(); err != nil {
+		return nil, err
+	}
 	e.models = newModels(e.metrics, e.logger.With("component", "models"))
 	e.models.onNew = e.prepareModel
 	e.registerModels(e.cfg.Load())
@@ -253,7 +254,11 @@ func New(o Options) (*Exporter, error) {
 // prepareModel gives a new model its drift state: the reference, a learned
 // reference restored from storage, or a learner.
 func (e *Exporter) prepareModel(m *model) {
-	ds, err := e.drift.stateFor(m.name)
+	var ref *modelReference
+	if rc := e.cfg.Load(); rc != nil {
+		ref = rc.models[m.name].ref
+	}
+	ds, err := e.drift.stateFor(m.name, ref)
 	if err != nil {
 		e.logger.Error("No drift detection for model", "model", m.name, "err", err)
 		return
@@ -268,9 +273,7 @@ func (e *Exporter) prepareModel(m *model) {
 			e.logger.Info("Restored drift windows", "model", m.name, "file", e.drift.windowsPath(m.name), "features", n)
 		}
 	}
-	if ds == nil && e.drift.opts.LearnSamples > 0 {
-		m.learn = &learner{target: e.drift.opts.LearnSamples, cols: map[string]*learnColumn{}}
-	}
+	m.learn = e.drift.learnerFor(ds)
 }
 
 func (e *Exporter) loadConfig() (*runtimeConfig, error) {
@@ -283,6 +286,9 @@ func (e *Exporter) loadConfig() (*runtimeConfig, error) {
 	}
 	rc, err := newRuntimeConfig(cfg)
 	if err != nil {
+		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", e.opts.ConfigFile, err)
+	}
+	if err := e.drift.loadModelReferences(rc); err != nil {
 		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", e.opts.ConfigFile, err)
 	}
 	return rc, nil
@@ -300,8 +306,41 @@ func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 	e.cfg.Store(rc)
 	if e.models != nil { // nil during New's first load, which registers them itself
 		e.registerModels(rc)
+		e.updateDrift(rc)
 	}
 	return nil
+}
+
+// updateDrift gives the models whose drift reference a reload changed
+// (models[].drift, added, changed or removed) the drift state of their new
+// one; their windows start empty.
+func (e *Exporter) updateDrift(rc *runtimeConfig) {
+	for _, m := range *e.models.m.Load() {
+		ref := rc.models[m.name].ref
+		m.mu.Lock()
+		var cur *drift.Profile
+		if m.drift != nil {
+			cur = m.drift.profile
+		}
+		if (ref != nil && ref.profile == cur) || (ref == nil && (m.drift == nil || m.drift.source != driftSourceConfig)) {
+			m.mu.Unlock()
+			continue
+		}
+		ds, err := e.drift.stateFor(m.name, ref)
+		if err == nil {
+			m.drift, m.learn = ds, e.drift.learnerFor(ds)
+		}
+		m.mu.Unlock()
+		if err != nil {
+			e.logger.Error("Drift reference not changed", "model", m.name, "err", err)
+			continue
+		}
+		source := "none"
+		if ds != nil {
+			source = ds.source
+		}
+		e.logger.Info("Drift reference changed: the model's drift windows start empty", "model", m.name, "source", source)
+	}
 }
 
 // registerModels makes the configured models known, with their configured

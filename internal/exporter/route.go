@@ -183,6 +183,9 @@ type modelConfig struct {
 	featureNames []string
 	idPath       []string // nil: the id header only
 	classes      []string
+	// ref is the model's own drift reference (models[].drift), once
+	// loaded; nil without one.
+	ref *modelReference
 }
 
 func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
