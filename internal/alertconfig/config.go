@@ -80,6 +80,10 @@ type Config struct {
 	MuteTimeIntervals []*TimeInterval `yaml:"mute_time_intervals"`
 	// Receivers are the routes' destinations.
 	Receivers []*Receiver `yaml:"receivers"`
+	// Templates are globs of Go template files, relative to the
+	// configuration file, that notifications' templates can use besides
+	// Alertmanager's defaults, as in alertmanager.yml.
+	Templates []string `yaml:"templates"`
 	// Actions are retrain/deploy webhooks into CI, with guardrails (see
 	// actions.go).
 	Actions []*Action `yaml:"actions"`
@@ -411,6 +415,23 @@ func Load(s, dir string) (*Config, error) {
 	return load([]byte(s), "", dir)
 }
 
+// resolveGlobs checks the file globs of the key and makes the relative ones
+// relative to dir, the configuration file's.
+func resolveGlobs(key string, globs []string, dir string) error {
+	for i, g := range globs {
+		if g == "" {
+			return fmt.Errorf("%s: entry %d is empty", key, i)
+		}
+		if _, err := filepath.Match(g, ""); err != nil {
+			return fmt.Errorf("%s: invalid pattern %q: %w", key, g, err)
+		}
+		if dir != "" && !filepath.IsAbs(g) {
+			globs[i] = filepath.Join(dir, g)
+		}
+	}
+	return nil
+}
+
 // LoadFile parses the alertd configuration file at path. Errors name
 // the file, and the line where they have one.
 func LoadFile(path string) (*Config, error) {
@@ -590,15 +611,15 @@ func (c *Config) validate(dir string) error {
 	if c.Global.ScrapeTimeout > c.Global.ScrapeInterval {
 		return errors.New("global: scrape_timeout greater than scrape_interval")
 	}
-	for i, f := range c.RuleFiles {
-		if f == "" {
-			return fmt.Errorf("rule_files: entry %d is empty", i)
-		}
-		if _, err := filepath.Match(f, ""); err != nil {
-			return fmt.Errorf("rule_files: invalid pattern %q: %w", f, err)
-		}
-		if dir != "" && !filepath.IsAbs(f) {
-			c.RuleFiles[i] = filepath.Join(dir, f)
+	if err := resolveGlobs("rule_files", c.RuleFiles, dir); err != nil {
+		return err
+	}
+	if err := resolveGlobs("templates", c.Templates, dir); err != nil {
+		return err
+	}
+	if len(c.Templates) > 0 {
+		if _, err := amtemplate.FromGlobs(c.Templates); err != nil {
+			return fmt.Errorf("templates: %w", err)
 		}
 	}
 	jobs := map[string]bool{}

@@ -74,6 +74,8 @@ func TestLoadBad(t *testing.T) {
 		{"anomaly bad algorithm", "anomaly_detectors: [{name: a, expr: up, algorithm: nope}]\n", "anomaly_detectors: \"a\": unknown algorithm \"nope\" (have " + fmt.Sprint(anomaly.Algorithms()) + ")"},
 		{"anomaly bad label", "anomaly_detectors: [{name: a, expr: up, labels: {detector: x}}]\n", "anomaly_detectors: \"a\": invalid label name \"detector\""},
 		{"bad timeout", "global: {scrape_interval: 5s, scrape_timeout: 10s}\n", "global scrape timeout greater than scrape interval"},
+		{"empty template", "templates: ['']\n", "templates: entry 0 is empty"},
+		{"bad template glob", "templates: ['[']\n", "templates: invalid pattern \"[\": syntax error in pattern"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(tc.in, "")
@@ -164,6 +166,15 @@ func TestLoadBadSuppression(t *testing.T) {
 			require.EqualError(t, err, tc.err)
 		})
 	}
+}
+
+// A template file that does not parse fails the load, naming it.
+func TestLoadBadTemplateFile(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.tmpl"), []byte(`{{ define "x" }}{{ .Nope`), 0o644))
+	_, err := Load("templates: ['*.tmpl']\n", dir)
+	require.ErrorContains(t, err, "templates: ")
+	require.ErrorContains(t, err, "bad.tmpl")
 }
 
 func TestLoadFileNamesFile(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/notify/notice"
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
 	"github.com/modelmon/modelmon/internal/notify/slack"
@@ -218,6 +221,36 @@ receivers:
 		require.Equal(t, 1, st.Pending)
 		require.Contains(t, st.Lanes[0].LastError, "connection refused")
 		require.NotContains(t, st.Lanes[0].LastError, "s3cret")
+	})
+}
+
+// Templates of the configuration's templates files, as alertmanager.yml's,
+// are there for the notifications' own.
+func TestTemplateFiles(t *testing.T) {
+	sl := notifytest.NewSlack(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "team.tmpl"),
+		[]byte(`{{ define "team.title" }}[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} ({{ len .Alerts }}){{ end }}`), 0o644))
+	cfg, err := alertconfig.Load(strings.ReplaceAll(`
+templates: ['*.tmpl']
+route:
+  receiver: team
+  group_wait: 1s
+receivers:
+  - name: team
+    slack_configs:
+      - webhook_url: "{{URL}}/services/T000/B000/s3cret"
+        title: '{{ template "team.title" . }}'`, "{{URL}}", sl.URL), dir)
+	require.NoError(t, err)
+	require.Equal(t, []string{filepath.Join(dir, "*.tmpl")}, cfg.Templates, "relative to the configuration file")
+	synctest.Test(t, func(t *testing.T) {
+		n := start(t, Options{Config: cfg})
+		require.NoError(t, n.Put(classified("Drift", "fraud", time.Now())))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		calls := sl.Calls()
+		require.Len(t, calls, 1)
+		require.Equal(t, "[FIRING] Drift (1)", calls[0].Text)
 	})
 }
 

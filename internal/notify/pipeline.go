@@ -66,9 +66,9 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	if c == nil || c.Route == nil {
 		return nil, errors.New("no route configured")
 	}
-	tmpl, err := template.FromGlobs(nil)
+	tmpl, err := template.FromGlobs(c.Templates)
 	if err != nil {
-		return nil, fmt.Errorf("couldn't parse the default templates: %w", err)
+		return nil, fmt.Errorf("couldn't parse the templates: %w", err)
 	}
 	tmpl.ExternalURL = n.externalURL
 
