@@ -99,6 +99,14 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			append(windows("mae", "{{model}}"), &dashboardQuery{overRange(collector.AbsoluteErrorTotal, collector.LabelsMatchedTotal), "{{model}} (time range)"}))).
 		WithPanel(withQueries(defaultTimeseries("Root mean squared error", "RMSE of the predictions joined to a numeric label.", "none"),
 			append(windows("rmse", "{{model}}"), &dashboardQuery{"sqrt(" + overRange(collector.SquaredErrorTotal, collector.LabelsMatchedTotal) + ")", "{{model}} (time range)"}))).
+		WithRow(dashboard.NewRowBuilder("Segments")).
+		WithPanel(mergeTable(defaultTable("Quality by segment (1h)", "Per value of each feature in models[].segments, over the last hour: the labels joined, the accuracy (classifiers) and its gap to the model's (negative: worse than overall), and the MAE and RMSE (regressors)."),
+			map[string]string{"Value #A": "labels", "Value #B": "accuracy", "Value #C": "accuracy gap", "Value #D": "MAE", "Value #E": "RMSE"}).
+			WithTarget(tableQuery(recorded(rule("segment_labels", "increase1h")), "A")).
+			WithTarget(tableQuery(recorded(rule("segment_accuracy", "1h")), "B")).
+			WithTarget(tableQuery(recorded(rule("segment_accuracy_gap", "1h")), "C")).
+			WithTarget(tableQuery(recorded(rule("segment_mae", "1h")), "D")).
+			WithTarget(tableQuery(recorded(rule("segment_rmse", "1h")), "E"))).
 		WithRow(dashboard.NewRowBuilder("Labels")).
 		WithPanel(defaultTimeseries("Label coverage", "Labels joined per prediction over the last hour and the last day; the default alert fires when the hour falls below half the day.", "percentunit").
 			Min(0).

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +80,15 @@ type Model struct {
 	// Drift gives the model a drift reference of its own, instead of
 	// --drift.reference.
 	Drift *ModelDrift `yaml:"drift"`
+	// Segments name input features by whose values the model's joined
+	// labels are also counted (accuracy, MAE and RMSE per country, say),
+	// at most MaxSegments of them.
+	Segments []string `yaml:"segments"`
 }
+
+// MaxSegments bounds Model.Segments: every segment multiplies the series
+// of the per-segment quality metrics by its values.
+const MaxSegments = 5
 
 // ModelDrift is a model's own drift reference.
 type ModelDrift struct {
@@ -189,6 +198,14 @@ func (c *Config) Validate() error {
 				if _, err := model.ParseDuration(a.For); err != nil {
 					return fmt.Errorf("models[%d].alerts.for: %w", i, err)
 				}
+			}
+		}
+		if len(m.Segments) > MaxSegments {
+			return fmt.Errorf("models[%d].segments: at most %d features, got %d", i, MaxSegments, len(m.Segments))
+		}
+		for k, f := range m.Segments {
+			if f == "" || slices.Contains(m.Segments[:k], f) {
+				return fmt.Errorf("models[%d].segments: %q is empty or given twice", i, f)
 			}
 		}
 		if d := m.Drift; d != nil {

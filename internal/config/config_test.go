@@ -18,7 +18,7 @@ func TestLoadGood(t *testing.T) {
 		VersionHeader:   "X-Version",
 		PredictionPaths: []string{"/score", "/api/**"},
 		Models: []Model{
-			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}},
+			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}, Segments: []string{"country"}},
 			// Relative to the configuration file.
 			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}},
 			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json"}},
@@ -55,6 +55,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-format.yml", `testdata/bad-format.yml: models[0]: unknown format "protobuf" (want one of auto, kserve_v1, oip_v2, mlflow, seldon_v1, json)`},
 		{"bad-model-name.yml", `testdata/bad-model-name.yml: models[0]: name is required`},
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml: models[1]: model "a" is configured twice`},
+		{"bad-segments.yml", `testdata/bad-segments.yml: models[0].segments: "country" is empty or given twice`},
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml: models[0].drift.reference is required`},
 		{"bad-drift-format.yml", `testdata/bad-drift-format.yml: models[0].drift.reference: unknown format ".parquet": want .json (a profile), .csv or .jsonl`},
 		{"bad-drift-prediction.yml", `testdata/bad-drift-prediction.yml: models[0].drift.prediction_column is for training data: a profile (.json) marks its prediction itself`},

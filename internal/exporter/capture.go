@@ -262,7 +262,7 @@ func (w *worker) handle(c *capture) {
 				}
 			}
 			if len(id) > 0 {
-				w.obs.labels.observe(w.obs.now(), c.model.name, id, mc.classes, w.batch.Records)
+				w.obs.labels.observe(w.obs.now(), c.model.name, id, mc, w.batch.Records)
 			}
 		}
 	}

@@ -51,8 +51,9 @@ type labels struct {
 	logger  *slog.Logger
 	metrics *labelMetrics
 	// The class cap reached, logged.
-	tooManyClasses *warning
-	maxClasses     int
+	tooManyClasses       *warning
+	maxClasses           int
+	tooManySegmentValues *warning
 	// peers are the other replicas asked about labels this one does not
 	// know.
 	peers *peers
@@ -71,9 +72,14 @@ type labelMetrics struct {
 	matched      *prometheus.CounterVec
 	absErr       *prometheus.CounterVec
 	sqErr        *prometheus.CounterVec
-	delay        *prometheus.HistogramVec
-	rejected     *prometheus.CounterVec
-	overflow     *prometheus.CounterVec
+	// By segment (models[].segments).
+	segMatched *prometheus.CounterVec
+	segCorrect *prometheus.CounterVec
+	segAbsErr  *prometheus.CounterVec
+	segSqErr   *prometheus.CounterVec
+	delay      *prometheus.HistogramVec
+	rejected   *prometheus.CounterVec
+	overflow   *prometheus.CounterVec
 }
 
 func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, overflow *prometheus.CounterVec, logger *slog.Logger) (*labels, error) {
@@ -124,6 +130,14 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 			Help: "The sum of the absolute errors of regression predictions joined to their label."}, []string{"model"}),
 		sqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SquaredErrorTotal,
 			Help: "The sum of the squared errors of regression predictions joined to their label."}, []string{"model"}),
+		segMatched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentLabelsMatched,
+			Help: "The total number of labels joined to their prediction, by segment (a feature of models[].segments) and its value."}, segmentLabels),
+		segCorrect: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentCorrectTotal,
+			Help: "The total number of classification predictions whose label matched the predicted class, by segment and its value."}, segmentLabels),
+		segAbsErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentAbsoluteError,
+			Help: "The sum of the absolute errors of regression predictions joined to their label, by segment and its value."}, segmentLabels),
+		segSqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentSquaredError,
+			Help: "The sum of the squared errors of regression predictions joined to their label, by segment and its value."}, segmentLabels),
 		delay: f.NewHistogramVec(prometheus.HistogramOpts{Name: collector.LabelDelay,
 			Help:                        "The time from a prediction to its label, in seconds.",
 			Buckets:                     []float64{1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400},
@@ -139,6 +153,7 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 	overflow.WithLabelValues("class")
 	l.peers = newPeers(l.prefix, reg, logger)
 	l.tooManyClasses = newWarning(logger, "Too many classes: new ones are counted as class \"__other__\" in the quality metrics")
+	l.tooManySegmentValues = newWarning(logger, "Too many values of a segment: new ones are counted as \"__other__\" in the segment quality metrics")
 	l.maxClasses = opts.MaxClasses
 	reg.MustRegister(&labelStats{store: store})
 	return l, nil
@@ -200,11 +215,13 @@ func (l *labels) newID() []byte {
 // prediction that is one probability is the second class's (a binary
 // classifier's score, scikit-learn's predict_proba[:, 1]). A named class
 // with its own probability alone ({"label": …, "score": …}) carries that
-// as its confidence, for calibration.
-func (l *labels) observe(now time.Time, model string, id []byte, classes []string, recs []payload.Record) {
+// as its confidence, for calibration. The values of the model's segments
+// (models[].segments) go with it.
+func (l *labels) observe(now time.Time, model string, id []byte, mc modelConfig, recs []payload.Record) {
 	var binary [2]float64
+	classes := mc.classes
 	for i := range recs {
-		p := quality.Prediction{Model: model, Time: now}
+		p := quality.Prediction{Model: model, Time: now, Segments: segmentsOf(mc.segments, recs[i].Features)}
 		sc, cls := recs[i].Scores, classes
 		if pos, ok := binaryScore(classes, recs[i]); ok {
 			binary = [2]float64{1 - pos, pos}
@@ -250,6 +267,39 @@ func (l *labels) observe(now time.Time, model string, id []byte, classes []strin
 	}
 }
 
+// segmentValueMissing is a segment's value when the record lacks its
+// feature or gives it no value.
+const segmentValueMissing = "__missing__"
+
+// segmentsOf returns the segments of a record with features: each named
+// feature's value, as text.
+func segmentsOf(names []string, features []payload.Feature) []quality.Segment {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]quality.Segment, len(names))
+	for k, name := range names {
+		out[k] = quality.Segment{Name: name, Value: segmentValueMissing}
+		for _, f := range features {
+			if string(f.Name) != name {
+				continue
+			}
+			switch v := f.Value; v.Kind {
+			case payload.KindString:
+				if len(v.Str) > 0 {
+					out[k].Value = string(v.Str)
+				}
+			case payload.KindBool:
+				out[k].Value = strconv.FormatBool(v.Num != 0)
+			case payload.KindNumber:
+				out[k].Value = strconv.FormatFloat(v.Num, 'g', -1, 64)
+			}
+			break
+		}
+	}
+	return out
+}
+
 // namedScores orders scores whose classes the answer names (TF-Serving
 // classify's pairs, Hugging Face's lists sorted by score) by class: in the
 // order of classes (models[].classes) when it names exactly those, by name
@@ -275,6 +325,32 @@ func namedScores(classes []string, scores []float64, names [][]byte) ([]float64,
 		out[k] = scores[j]
 	}
 	return out, classes
+}
+
+// segmentLabels are the labels of the per-segment quality metrics.
+var segmentLabels = []string{"model", "segment", "segment_value"}
+
+// recordSegments counts a joined label by each of its prediction's
+// segments.
+func (l *labels) recordSegments(o quality.Outcome) {
+	m := l.metrics
+	if o.SegmentOverflow {
+		m.overflow.WithLabelValues("segment").Inc()
+		l.tooManySegmentValues.warn(func() []any { return []any{"model", o.Model, "max_segment_values", l.store.Options().MaxSegmentValues} })
+	}
+	for _, sg := range o.Segments {
+		m.segMatched.WithLabelValues(o.Model, sg.Name, sg.Value).Inc()
+		if o.Regression {
+			m.segAbsErr.WithLabelValues(o.Model, sg.Name, sg.Value).Add(o.AbsError)
+			m.segSqErr.WithLabelValues(o.Model, sg.Name, sg.Value).Add(o.SquaredError)
+			continue
+		}
+		// Created at 0 on a miss too, so that accuracy is a ratio of the two.
+		correct := m.segCorrect.WithLabelValues(o.Model, sg.Name, sg.Value)
+		if o.Correct {
+			correct.Inc()
+		}
+	}
 }
 
 // confidenceBinLabels are the bin label values of the calibration counters.
@@ -309,6 +385,7 @@ func (l *labels) record(o quality.Outcome) {
 	m := l.metrics
 	m.matched.WithLabelValues(o.Model).Inc()
 	m.delay.WithLabelValues(o.Model).Observe(o.Delay.Seconds())
+	l.recordSegments(o)
 	if o.Regression {
 		m.absErr.WithLabelValues(o.Model).Add(o.AbsError)
 		m.sqErr.WithLabelValues(o.Model).Add(o.SquaredError)

@@ -181,7 +181,7 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 	// By hand: yes→yes 3, yes→no 1, no→no 4, no→yes 2.
 	pYes, rYes := 3.0/4, 3.0/5
 	pNo, rNo := 4.0/6, 4.0/5
-	for expr, want := range map[string]float64{
+	requireQueries(t, prom, 1e-11, map[string]float64{
 		`modelmon:accuracy:total{model="churn"}`:              7.0 / 10,
 		`modelmon:precision:total{model="churn",class="yes"}`: pYes,
 		`modelmon:recall:total{model="churn",class="yes"}`:    rYes,
@@ -191,14 +191,7 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 		`modelmon:f1:total{model="churn",class="no"}`:         2 * pNo * rNo / (pNo + rNo),
 		`modelmon:mae:total{model="price"}`:                   3.5 / 3,
 		`modelmon:rmse:total{model="price"}`:                  math.Sqrt(5.25 / 3),
-	} {
-		var got float64
-		var err error
-		require.Eventually(t, func() bool {
-			got, err = prom.QueryScalar(expr)
-			return err == nil && math.Abs(got-want) <= 1e-12*want
-		}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v (err %v)", expr, want, got, err)
-	}
+	})
 }
 
 // With two classes, a prediction that is one probability is the second
@@ -301,6 +294,91 @@ func TestLabelsNamedScores(t *testing.T) {
 	require.Equal(t, 1.0, m("modelmon_prediction_confidence_outcomes_total", "sentiment", "bin", "6"))
 	require.Zero(t, m("modelmon_prediction_confidence_correct_total", "sentiment", "bin", "6"))
 	require.InDelta(t, 0.98+2*0.45*0.45, m("modelmon_prediction_brier_score_total", "topk"), 1e-12)
+}
+
+// Joined labels are also counted by the values of the model's segments
+// (models[].segments): accuracy per country for a classifier, MAE and RMSE
+// per device for a regressor; a missing value is __missing__, and values
+// beyond the cap __other__.
+func TestLabelsBySegment(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    segments: [country, new_customer]
+  - name: price
+    segments: [device]
+`), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+	pushRecordsRaw(t, e,
+		`{"model":"fraud","id":"f1","features":{"country":"DE","new_customer":true},"prediction":"fraud"}`,
+		`{"model":"fraud","id":"f2","features":{"country":"DE","new_customer":false},"prediction":"legit"}`,
+		`{"model":"fraud","id":"f3","features":{"country":"FR","new_customer":false},"prediction":"fraud"}`,
+		`{"model":"fraud","id":"f4","features":{"new_customer":true},"prediction":"legit"}`,
+		`{"model":"price","id":"p1","features":{"device":"app"},"prediction":10}`,
+		`{"model":"price","id":"p2","features":{"device":"app"},"prediction":7}`,
+		`{"model":"price","id":"p3","features":{"device":"web"},"prediction":3}`)
+	_, resp := postLabels(t, e, strings.Join([]string{
+		`{"id":"f1","label":"fraud"}`, `{"id":"f2","label":"fraud"}`, `{"id":"f3","label":"fraud"}`, `{"id":"f4","label":"legit"}`,
+		`{"id":"p1","label":12}`, `{"id":"p2","label":6}`, `{"id":"p3","label":3}`}, "\n"))
+	require.Equal(t, []string{"matched", "matched", "matched", "matched", "matched", "matched", "matched"}, resp.Results)
+
+	seg := func(name, model, segment, value string) float64 {
+		return metricValue(t, e, name, map[string]string{"model": model, "segment": segment, "segment_value": value})
+	}
+	for _, tc := range []struct {
+		segment, value   string
+		matched, correct float64
+	}{
+		{"country", "DE", 2, 1}, {"country", "FR", 1, 1}, {"country", "__missing__", 1, 1},
+		{"new_customer", "true", 2, 2}, {"new_customer", "false", 2, 1},
+	} {
+		require.Equal(t, tc.matched, seg("modelmon_segment_labels_matched_total", "fraud", tc.segment, tc.value), "%s=%s", tc.segment, tc.value)
+		require.Equal(t, tc.correct, seg("modelmon_segment_prediction_correct_total", "fraud", tc.segment, tc.value), "%s=%s", tc.segment, tc.value)
+	}
+	require.Contains(t, scrape(t, e, "modelmon_segment_prediction_correct_total")["modelmon_segment_prediction_correct_total"].text,
+		`modelmon_segment_prediction_correct_total{model="fraud",segment="country",segment_value="DE"} 1`)
+	require.Equal(t, 2.0, seg("modelmon_segment_labels_matched_total", "price", "device", "app"))
+	require.Equal(t, 3.0, seg("modelmon_segment_prediction_absolute_error_total", "price", "device", "app"), "|10-12| + |7-6|")
+	require.Equal(t, 5.0, seg("modelmon_segment_prediction_squared_error_total", "price", "device", "app"))
+	require.Zero(t, seg("modelmon_segment_prediction_absolute_error_total", "price", "device", "web"))
+	require.Equal(t, 1.0, seg("modelmon_segment_labels_matched_total", "price", "device", "web"))
+
+	// Values beyond the cap (20) are __other__, and counted as overflow.
+	var lines, labels []string
+	for i := range 25 {
+		lines = append(lines, fmt.Sprintf(`{"model":"price","id":"q%d","features":{"device":"d%d"},"prediction":1}`, i, i))
+		labels = append(labels, fmt.Sprintf(`{"id":"q%d","label":1}`, i))
+	}
+	pushRecordsRaw(t, e, lines...)
+	postLabels(t, e, strings.Join(labels, "\n"))
+	require.Equal(t, 7.0, seg("modelmon_segment_labels_matched_total", "price", "device", "__other__"), "app, web and 18 more fill the 20")
+	require.Equal(t, 7.0, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "segment"}))
+
+	// The shipped rules, in a real Prometheus scraping the sidecar.
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
+	requireQueries(t, prom, 1e-12, map[string]float64{
+		`modelmon:segment_accuracy:total{model="fraud",segment="country",segment_value="DE"}`:        0.5,
+		`modelmon:segment_accuracy:total{model="fraud",segment="new_customer",segment_value="true"}`: 1,
+		`modelmon:segment_accuracy_gap:total{model="fraud",segment="country",segment_value="DE"}`:    0.5 - 0.75,
+		`modelmon:segment_labels:total{model="fraud",segment="country",segment_value="__missing__"}`: 1,
+		`modelmon:segment_mae:total{model="price",segment="device",segment_value="app"}`:             1.5,
+		`modelmon:segment_rmse:total{model="price",segment="device",segment_value="app"}`:            math.Sqrt(2.5),
+	})
+}
+
+// requireQueries waits until each PromQL expression gives its value, within
+// tol, in the real Prometheus prom.
+func requireQueries(t *testing.T, prom *prometheustest.Server, tol float64, want map[string]float64) {
+	t.Helper()
+	for expr, want := range want {
+		var got float64
+		var err error
+		require.Eventually(t, func() bool {
+			got, err = prom.QueryScalar(expr)
+			return err == nil && math.Abs(got-want) <= tol
+		}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v (err %v)", expr, want, got, err)
+	}
 }
 
 func TestNamedScores(t *testing.T) {
@@ -436,21 +514,14 @@ func TestCalibrationRulesInPrometheus(t *testing.T) {
 	}
 
 	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
-	for expr, want := range map[string]float64{
+	requireQueries(t, prom, 1e-9, map[string]float64{
 		`modelmon:calibration_error:total{model="tm"}`:                      0.2,
 		`modelmon:calibration_accuracy:total{model="tm",bin="5"}`:           1.0 / 3,
 		`modelmon:calibration_confidence:total{model="tm",bin="5"}`:         (0.55 + 0.55 + 0.60) / 3,
 		`modelmon:calibration_accuracy:total{model="tm",bin="8"}`:           1,
 		`modelmon:prediction_confidence_outcomes:total{model="tm",bin="8"}`: 1,
 		`modelmon:calibration_error:total{model="rnd"}`:                     ece,
-	} {
-		var got float64
-		var err error
-		require.Eventually(t, func() bool {
-			got, err = prom.QueryScalar(expr)
-			return err == nil && math.Abs(got-want) <= 1e-9
-		}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v (err %v)", expr, want, got, err)
-	}
+	})
 	require.Greater(t, ece, 0.05, "the random model is not calibrated: its confidence is not its 70 %% accuracy")
 }
 
@@ -551,7 +622,7 @@ func TestLabelsMemoryBound(t *testing.T) {
 		runtime.ReadMemStats(&before)
 		for i := 0; i < 1_100_000; i++ {
 			id = strconv.AppendInt(append(id[:0], "req-"...), int64(i), 10)
-			e.obs.labels.observe(now, "m", id, nil, recs)
+			e.obs.labels.observe(now, "m", id, modelConfig{}, recs)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

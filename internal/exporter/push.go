@@ -115,7 +115,7 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.obs.observe(m, rec[:])
 		if o.ID != "" && h.obs.labels != nil {
-			h.obs.labels.observe(h.now(), m.name, []byte(o.ID), rc.models[m.name].classes, rec[:])
+			h.obs.labels.observe(h.now(), m.name, []byte(o.ID), rc.models[m.name], rec[:])
 		}
 		h.obs.metrics.ObservationsReceived.WithLabelValues(m.name).Inc()
 		resp.Accepted++

@@ -186,6 +186,8 @@ type modelConfig struct {
 	// ref is the model's own drift reference (models[].drift), once
 	// loaded; nil without one.
 	ref *modelReference
+	// segments are the features its joined labels are also counted by.
+	segments []string
 }
 
 func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
@@ -213,7 +215,7 @@ func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
 				return nil, err
 			}
 		}
-		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes}
+		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments}
 		if m.IDPath != "" {
 			mc.idPath = strings.Split(m.IDPath, ".")
 		}

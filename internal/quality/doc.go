@@ -29,12 +29,16 @@
 // of the last Options.MaxRecent removed predictions are remembered with why
 // they were removed, so a late label can be told apart from an unknown one.
 // Class values are capped per model at Options.MaxClasses; further values
-// become OtherClass and the Outcome says so.
+// become OtherClass and the Outcome says so. Segment values
+// (Prediction.Segments: the values of features the model's quality is also
+// counted by) are capped likewise, per segment, at Options.MaxSegmentValues,
+// and a model keeps at most MaxSegmentNames segments.
 //
 // Each pending prediction costs a 56-byte slot in a slice (no per-entry
 // allocation but its id), its id string, and one entry in the id map: about
 // 135 bytes with 16-byte ids at 1,000,000 entries, which TestMemoryPerEntry
-// holds under 200. Probabilities, when present, add 40 bytes plus 8 per class.
+// holds under 200. Probabilities, when present, add 56 bytes plus 8 per
+// class; segments 56 bytes plus 8 per segment.
 // Remembered ids cost about 60 bytes each on top (6 MB at the default
 // MaxRecent); class values are stored once per model.
 //

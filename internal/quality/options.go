@@ -25,6 +25,9 @@ type Options struct {
 	EarlyTTL time.Duration
 	// ExpireBatch bounds the number of entries one call to Expire removes.
 	ExpireBatch int
+	// MaxSegmentValues caps the distinct values of each segment per model
+	// (Prediction.Segments). Further values are reported as OtherClass.
+	MaxSegmentValues int
 }
 
 // DefaultOptions returns the default Options.
@@ -37,6 +40,8 @@ func DefaultOptions() Options {
 		MaxEarly:    10_000,
 		EarlyTTL:    10 * time.Minute,
 		ExpireBatch: 10_000,
+
+		MaxSegmentValues: 20,
 	}
 }
 
@@ -66,6 +71,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ExpireBatch == 0 {
 		o.ExpireBatch = d.ExpireBatch
 	}
+	if o.MaxSegmentValues == 0 {
+		o.MaxSegmentValues = d.MaxSegmentValues
+	}
 	if o.MaxEarly < 0 {
 		o.MaxEarly = 0
 	}
@@ -84,6 +92,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("negative early ttl %s", o.EarlyTTL)
 	case o.ExpireBatch < 0:
 		return o, fmt.Errorf("negative expire batch %d", o.ExpireBatch)
+	case o.MaxSegmentValues < 0 || o.MaxSegmentValues > maxCount:
+		return o, fmt.Errorf("max segment values %d out of range [1, %d]", o.MaxSegmentValues, maxCount)
 	}
 	return o, nil
 }

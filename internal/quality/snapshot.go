@@ -7,23 +7,29 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 	"time"
 )
 
-// Snapshot format, version 1. All integers are unsigned or zig-zag signed
-// varints (encoding/binary) unless stated; a string is its length then its
-// bytes; times are Unix nanoseconds.
+// Snapshot format, version 2 (version 1, still read, has no
+// MaxSegmentValues and no segments). All integers are unsigned or zig-zag
+// signed varints (encoding/binary) unless stated; a string is its length
+// then its bytes; times are Unix nanoseconds.
 //
-//	magic     "MMQS", then version byte 0x01
-//	options   MaxEntries, TTL, MaxClasses, MaxRecent, MaxEarly, EarlyTTL, ExpireBatch
-//	models    count; per model: name, class count, classes (OtherClass
-//	          included at its index), other index + 1 (0 = none), class-list
-//	          count, per list: length, names
+//	magic     "MMQS", then version byte 0x02
+//	options   MaxEntries, TTL, MaxClasses, MaxRecent, MaxEarly, EarlyTTL,
+//	          ExpireBatch, MaxSegmentValues
+//	models    count; per model: name, its classes (an interned list: count,
+//	          values with OtherClass at its index, other index + 1, 0 = none),
+//	          class-list count, per list: length, names; segment count, per
+//	          segment its name and its values (an interned list)
 //	pending   count; per prediction, oldest first: id, model index, time,
-//	          flags byte (1 numeric, 2 overflow, 4 confidence), value (class
-//	          index, or float64 bits), with flag 4 the confidence in units of
-//	          1/65535, probabilities count (0 = none), then class-list index
-//	          and each probability as 8 little-endian bytes of its bits
+//	          flags byte (1 numeric, 2 overflow, 4 confidence, 8 a segment
+//	          value capped), value (class index, or float64 bits), with flag 4
+//	          the confidence in units of 1/65535, probabilities count (0 =
+//	          none), then class-list index and each probability as 8
+//	          little-endian bytes of its bits, then segment count (0 = none)
+//	          and per segment its index in the model's and its value's
 //	held      count; per label, oldest first: id, model, numeric byte, class
 //	          or float64 bits, label time, arrival time
 //	recent    count; per removed id, oldest first: id, reason byte
@@ -33,7 +39,7 @@ import (
 // restart from zero with the process anyway.
 const (
 	snapshotMagic   = "MMQS"
-	snapshotVersion = 1
+	snapshotVersion = 2
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -59,21 +65,23 @@ func (s *Store) Snapshot(w io.Writer) error {
 	e.uvarint(uint64(o.MaxEarly))
 	e.varint(int64(o.EarlyTTL))
 	e.uvarint(uint64(o.ExpireBatch))
+	e.uvarint(uint64(o.MaxSegmentValues))
 
 	e.uvarint(uint64(len(s.models)))
 	for _, m := range s.models {
 		e.str(m.name)
-		e.uvarint(uint64(len(m.classes)))
-		for _, c := range m.classes {
-			e.str(c)
-		}
-		e.uvarint(uint64(m.other + 1))
+		e.interner(&m.classes)
 		e.uvarint(uint64(len(m.sets)))
 		for _, set := range m.sets {
 			e.uvarint(uint64(len(set)))
 			for _, c := range set {
 				e.str(c)
 			}
+		}
+		e.uvarint(uint64(len(m.segs)))
+		for k := range m.segs {
+			e.str(m.segNames[k])
+			e.interner(&m.segs[k])
 		}
 	}
 
@@ -91,14 +99,21 @@ func (s *Store) Snapshot(w io.Writer) error {
 		if en.flags&flagConfidence != 0 {
 			e.uvarint(uint64(en.conf))
 		}
-		if en.probs == nil {
-			e.uvarint(0)
-			continue
+		var x extra
+		if en.ext != nil {
+			x = *en.ext
 		}
-		e.uvarint(uint64(len(en.probs.p)))
-		e.uvarint(uint64(en.probs.set))
-		for _, p := range en.probs.p {
-			e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(p))
+		e.uvarint(uint64(len(x.p)))
+		if x.p != nil {
+			e.uvarint(uint64(x.set))
+			for _, p := range x.p {
+				e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(p))
+			}
+		}
+		e.uvarint(uint64(len(x.segs)))
+		for _, r := range x.segs {
+			e.uvarint(uint64(r.name))
+			e.uvarint(uint64(r.value))
 		}
 	}
 
@@ -158,14 +173,15 @@ func restore(r io.Reader, now time.Time, opts *Options) (*Store, error) {
 	if len(data) < len(snapshotMagic)+1+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, fmt.Errorf("%w: missing header", ErrCorrupt)
 	}
-	if v := data[len(snapshotMagic)]; v != snapshotVersion {
+	v := data[len(snapshotMagic)]
+	if v != 1 && v != snapshotVersion {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrCorrupt, v)
 	}
 	body, trailer := data[:len(data)-4], data[len(data)-4:]
 	if got, want := crc32.Checksum(body, crcTable), binary.BigEndian.Uint32(trailer); got != want {
 		return nil, fmt.Errorf("%w: checksum mismatch (truncated or altered, %d bytes)", ErrCorrupt, len(data))
 	}
-	d := &decoder{b: body[len(snapshotMagic)+1:]}
+	d := &decoder{b: body[len(snapshotMagic)+1:], version: v}
 	s, err := d.store(now, opts)
 	if err != nil {
 		return nil, err
@@ -188,6 +204,9 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 		MaxEarly:    d.count(),
 		EarlyTTL:    time.Duration(d.varint()),
 		ExpireBatch: d.count(),
+	}
+	if d.version >= 2 {
+		o.MaxSegmentValues = d.count()
 	}
 	if o.MaxEarly == 0 {
 		o.MaxEarly = -1 // saved after defaults: 0 means holding was disabled
@@ -214,26 +233,7 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 			break
 		}
 		_, m := s.model(name)
-		for range d.items() {
-			if c := d.str(); d.err == nil {
-				m.classes = append(m.classes, c)
-			}
-		}
-		m.other = int64(d.count()) - 1
-		if m.other >= int64(len(m.classes)) || (m.other >= 0 && m.classes[m.other] != OtherClass) {
-			d.fail("bad other class index %d", m.other)
-			break
-		}
-		for i, c := range m.classes {
-			if int64(i) == m.other {
-				continue
-			}
-			if _, dup := m.index[c]; dup || c == OtherClass {
-				d.fail("bad class %q", c)
-				break
-			}
-			m.index[c] = uint32(i)
-		}
+		m.classes = d.interner("class")
 		for range d.items() {
 			k := d.items()
 			set := make([]string, 0, min(k, 1024))
@@ -243,6 +243,17 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 				}
 			}
 			m.sets = append(m.sets, set)
+		}
+		if d.version >= 2 {
+			for range d.items() {
+				name := d.str()
+				if slices.Contains(m.segNames, name) || len(m.segNames) >= MaxSegmentNames {
+					d.fail("bad segment %q", name)
+					break
+				}
+				m.segNames = append(m.segNames, name)
+				m.segs = append(m.segs, d.interner("segment value"))
+			}
 		}
 	}
 	if d.err != nil {
@@ -262,7 +273,7 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 			break
 		}
 		m := s.models[e.model]
-		if e.flags&^(flagNumeric|flagOverflow|flagConfidence) != 0 || (e.flags&flagNumeric == 0 && e.val >= uint64(len(m.classes))) {
+		if e.flags&^(flagNumeric|flagOverflow|flagConfidence|flagSegmentOverflow) != 0 || (e.flags&flagNumeric == 0 && e.val >= uint64(len(m.classes.values))) {
 			d.fail("bad value of prediction %q", e.id)
 			break
 		}
@@ -285,7 +296,23 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 				p[j] = math.Float64frombits(binary.LittleEndian.Uint64(d.b))
 				d.b = d.b[8:]
 			}
-			e.probs = &probs{set: uint32(set), p: p}
+			e.ext = &extra{set: uint32(set), p: p}
+		}
+		if d.version >= 2 {
+			if k := d.items(); k > 0 {
+				if e.ext == nil {
+					e.ext = &extra{}
+				}
+				e.ext.segs = make([]segRef, k)
+				for j := range k {
+					r := segRef{name: uint32(d.count()), value: uint32(d.count())}
+					if int(r.name) >= len(m.segs) || int(r.value) >= len(m.segs[r.name].values) {
+						d.fail("bad segments of prediction %q", e.id)
+						break
+					}
+					e.ext.segs[j] = r
+				}
+			}
 		}
 		pending = append(pending, e)
 	}
@@ -394,8 +421,45 @@ func (e *encoder) finish() error {
 
 // decoder reads from b; after the first error every read returns zero.
 type decoder struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version byte
+}
+
+// interner writes an interned list: its values, OtherClass at its index,
+// and that index + 1 (0 = none).
+func (e *encoder) interner(in *interner) {
+	e.uvarint(uint64(len(in.values)))
+	for _, v := range in.values {
+		e.str(v)
+	}
+	e.uvarint(uint64(in.other + 1))
+}
+
+// interner reads an interned list of what (for errors).
+func (d *decoder) interner(what string) interner {
+	in := newInterner()
+	for range d.items() {
+		if v := d.str(); d.err == nil {
+			in.values = append(in.values, v)
+		}
+	}
+	in.other = int64(d.count()) - 1
+	if in.other >= int64(len(in.values)) || (in.other >= 0 && in.values[in.other] != OtherClass) {
+		d.fail("bad other %s index %d", what, in.other)
+		return in
+	}
+	for i, v := range in.values {
+		if int64(i) == in.other {
+			continue
+		}
+		if _, dup := in.index[v]; dup || v == OtherClass {
+			d.fail("bad %s %q", what, v)
+			return in
+		}
+		in.index[v] = uint32(i)
+	}
+	return in
 }
 
 func (d *decoder) fail(format string, args ...any) {

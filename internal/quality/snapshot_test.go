@@ -5,23 +5,36 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
+// segs returns segments from name, value pairs.
+func segs(kv ...string) []Segment {
+	var out []Segment
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, Segment{Name: kv[i], Value: kv[i+1]})
+	}
+	return out
+}
+
 // snapshotStore returns a store holding every kind of state: class and
 // numeric predictions, probabilities, a confidence, an overflowed class, an
 // old prediction that expires at restore, held labels and remembered ids.
 func snapshotStore(t *testing.T) *Store {
 	t.Helper()
-	s := newStore(t, Options{MaxEntries: 100, TTL: time.Hour, MaxClasses: 2, MaxRecent: 10, EarlyTTL: time.Minute})
+	s := newStore(t, Options{MaxEntries: 100, TTL: time.Hour, MaxClasses: 2, MaxRecent: 10, EarlyTTL: time.Minute, MaxSegmentValues: 2})
 	s.Observe(t0.Add(-50*time.Minute), pred("old", "m", "a"))
 	s.Observe(t0, Prediction{ID: "p1", Model: "m", Value: Class("a"), Probabilities: []float64{0.7, 0.3}, Classes: []string{"a", "b"}})
 	s.Observe(t0, pred("p2", "m", "b"))
 	s.Observe(t0, pred("p3", "m", "c")) // overflow
 	s.Observe(t0, Prediction{ID: "p4", Model: "m", Value: Class("b"), Confidence: 0.25, HasConfidence: true})
+	s.Observe(t0, Prediction{ID: "s1", Model: "seg", Value: Number(1), Segments: segs("country", "DE", "device", "web")})
+	s.Observe(t0, Prediction{ID: "s2", Model: "seg", Value: Number(2), Segments: segs("device", "app", "country", "FR")})
+	s.Observe(t0, Prediction{ID: "s3", Model: "seg", Value: Number(3), Segments: segs("country", "US", "device", "app")}) // US: over MaxSegmentValues
 	s.Observe(t0, Prediction{ID: "r1", Model: "reg", Value: Number(2.5)})
 	s.Observe(t0, pred("done", "m", "a"))
 	s.Label(t0, Label{ID: "done", Value: Class("a")})
@@ -38,7 +51,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	r, err := Restore(bytes.NewReader(buf.Bytes()), t0.Add(30*time.Second))
 	require.NoError(t, err)
 	require.Equal(t, s.Options(), r.Options())
-	require.Equal(t, 6, r.Len())
+	require.Equal(t, 9, r.Len())
 	require.Equal(t, 2, r.Stats().Held)
 
 	o, reason := r.Observe(t0.Add(40*time.Second), pred("early", "m", "b"))
@@ -71,11 +84,21 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	_, reason = r.Label(later, Label{ID: "done", Value: Class("a")})
 	require.Equal(t, ReasonDuplicate, reason, "matched ids are remembered")
 
+	for id, want := range map[string][]Segment{"s1": segs("country", "DE", "device", "web"), "s2": segs("device", "app", "country", "FR"), "s3": segs("country", OtherClass, "device", "app")} {
+		o, reason = r.Label(later, Label{ID: id, Value: Number(0)})
+		require.Equal(t, ReasonMatched, reason)
+		require.Equal(t, want, o.Segments, id)
+		require.Equal(t, id == "s3", o.SegmentOverflow, id)
+	}
+	r.Observe(later, Prediction{ID: "s4", Model: "seg", Value: Number(1), Segments: segs("country", "IT", "device", "web")})
+	o, _ = r.Label(later, Label{ID: "s4", Value: Number(1)})
+	require.Equal(t, segs("country", OtherClass, "device", "web"), o.Segments, "the cap holds after a restore")
+
 	// Restored 10 minutes on, "old" is past its hour: it is dropped and
 	// remembered as expired.
 	r, err = Restore(bytes.NewReader(buf.Bytes()), t0.Add(10*time.Minute))
 	require.NoError(t, err)
-	require.Equal(t, 5, r.Len())
+	require.Equal(t, 8, r.Len())
 	require.Zero(t, r.Stats().Held, "held labels past EarlyTTL are dropped")
 	_, reason = r.Label(t0.Add(10*time.Minute), Label{ID: "old", Value: Class("a")})
 	require.Equal(t, ReasonExpired, reason)
@@ -86,6 +109,24 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	var again bytes.Buffer
 	require.NoError(t, r.Snapshot(&again))
 	require.Equal(t, buf.Bytes(), again.Bytes())
+}
+
+// A snapshot of version 1, without segments, as the sidecar wrote it
+// before (testdata/snapshot-v1.bin: snapshotStore without its segment
+// predictions), still restores.
+func TestRestoreVersion1(t *testing.T) {
+	data, err := os.ReadFile("testdata/snapshot-v1.bin")
+	require.NoError(t, err)
+	require.Equal(t, byte(1), data[4])
+	r, err := Restore(bytes.NewReader(data), t0.Add(30*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, 6, r.Len())
+	require.Equal(t, DefaultOptions().MaxSegmentValues, r.Options().MaxSegmentValues)
+	o, reason := r.Label(t0.Add(time.Minute), Label{ID: "p4", Value: Class("b")})
+	require.Equal(t, ReasonMatched, reason)
+	require.InDelta(t, 0.25, o.Confidence, 1.0/65535)
+	o, _ = r.Label(t0.Add(time.Minute), Label{ID: "p1", Value: Class("a")})
+	require.InDelta(t, 0.18, o.Brier, 1e-12)
 }
 
 func TestRestoreWithTighterOptions(t *testing.T) {

@@ -47,7 +47,7 @@ type Store struct {
 // shared with the index map's key; model and class are interned.
 type entry struct {
 	id    string
-	probs *probs
+	ext   *extra // probabilities and segments, when the prediction has any
 	ts    int64  // capture time, Unix nanoseconds
 	val   uint64 // class index, or math.Float64bits of the number
 	model uint32
@@ -59,15 +59,22 @@ const (
 	flagNumeric uint8 = 1 << iota
 	flagOverflow
 	flagConfidence
+	flagSegmentOverflow // a segment's value was capped
 )
 
 // confScale is the denominator of entry.conf.
 const confScale = math.MaxUint16
 
-type probs struct {
-	set uint32 // index in model.sets
-	p   []float64
+// extra is what only some predictions have.
+type extra struct {
+	set  uint32    // index in model.sets of the classes of p
+	p    []float64 // class probabilities, or nil
+	segs []segRef  // the prediction's segments, or nil
 }
+
+// segRef is a segment of a prediction: its name's index in model.segNames,
+// and its value's in the matching model.segs.
+type segRef struct{ name, value uint32 }
 
 type heldLabel struct {
 	label Label // Time set to the arrival time if the label had none
@@ -84,11 +91,22 @@ type tomb struct {
 
 type model struct {
 	name    string
-	classes []string // interned class values, OtherClass included once needed
-	index   map[string]uint32
-	other   int64 // index of OtherClass in classes, -1 until needed
+	classes interner // class values
 	sets    [][]string
+	// segNames are the segment names seen, segs the values of each.
+	segNames []string
+	segs     []interner
 }
+
+// interner interns the values of a label, capped: past the cap every new
+// value is OtherClass.
+type interner struct {
+	values []string // OtherClass included once needed
+	index  map[string]uint32
+	other  int64 // index of OtherClass in values, -1 until needed
+}
+
+func newInterner() interner { return interner{index: map[string]uint32{}, other: -1} }
 
 type counters struct {
 	predictions, duplicatePredictions, invalidPredictions uint64
@@ -151,10 +169,29 @@ func (s *Store) Observe(now time.Time, p Prediction) (Outcome, Reason) {
 		e.flags |= flagNumeric
 		e.val = math.Float64bits(p.Value.Number)
 	} else {
-		idx, overflow := m.intern(p.Value.Class, s.opts.MaxClasses)
+		idx, overflow := m.classes.intern(p.Value.Class, s.opts.MaxClasses)
 		e.val = uint64(idx)
 		if overflow {
 			e.flags |= flagOverflow
+		}
+	}
+	if len(p.Segments) > 0 {
+		e.ext = &extra{segs: make([]segRef, 0, len(p.Segments))}
+		for _, sg := range p.Segments {
+			n := slices.Index(m.segNames, sg.Name)
+			if n < 0 {
+				if len(m.segNames) >= MaxSegmentNames {
+					continue
+				}
+				n = len(m.segNames)
+				m.segNames = append(m.segNames, strings.Clone(sg.Name))
+				m.segs = append(m.segs, newInterner())
+			}
+			v, overflow := m.segs[n].intern(sg.Value, s.opts.MaxSegmentValues)
+			e.ext.segs = append(e.ext.segs, segRef{name: uint32(n), value: v})
+			if overflow {
+				e.flags |= flagSegmentOverflow
+			}
 		}
 	}
 	if p.HasConfidence && len(p.Probabilities) == 0 {
@@ -163,7 +200,10 @@ func (s *Store) Observe(now time.Time, p Prediction) (Outcome, Reason) {
 	}
 	if len(p.Probabilities) > 0 {
 		if set, ok := m.classSet(p.Classes); ok {
-			e.probs = &probs{set: set, p: slices.Clone(p.Probabilities)}
+			if e.ext == nil {
+				e.ext = &extra{}
+			}
+			e.ext.set, e.ext.p = set, slices.Clone(p.Probabilities)
 		} else {
 			s.stats.probabilitiesDropped++
 		}
@@ -280,10 +320,11 @@ func (s *Store) final(r Reason) (Outcome, Reason) {
 // join computes the Outcome of l for e, or says why l does not fit e.
 func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 	numeric := e.flags&flagNumeric != 0
-	if !numeric && l.Value.Numeric && e.probs != nil {
+	probs := e.ext != nil && e.ext.p != nil
+	if !numeric && l.Value.Numeric && probs {
 		// A class's index among the prediction's probabilities names it,
 		// as scikit-learn's labels 0 and 1 name classes_[0] and [1].
-		if c, ok := classAt(m.sets[e.probs.set], l.Value.Number); ok {
+		if c, ok := classAt(m.sets[e.ext.set], l.Value.Number); ok {
 			l.Value = Class(c)
 		}
 	}
@@ -291,6 +332,13 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 		return Outcome{}, ReasonInvalid
 	}
 	o := Outcome{Model: m.name, Delay: time.Duration(max(l.Time.UnixNano()-e.ts, 0))}
+	if e.ext != nil && e.ext.segs != nil {
+		o.Segments = make([]Segment, len(e.ext.segs))
+		for k, r := range e.ext.segs {
+			o.Segments[k] = Segment{Name: m.segNames[r.name], Value: m.segs[r.name].values[r.value]}
+		}
+		o.SegmentOverflow = e.flags&flagSegmentOverflow != 0
+	}
 	if numeric {
 		o.Regression = true
 		o.PredictedValue = math.Float64frombits(e.val)
@@ -299,21 +347,20 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 		o.AbsError, o.SquaredError = math.Abs(d), d*d
 		return o, ReasonMatched
 	}
-	o.Predicted = m.classes[e.val]
+	o.Predicted = m.classes.values[e.val]
 	o.PredictedOverflow = e.flags&flagOverflow != 0
-	idx, overflow := m.intern(l.Value.Class, s.opts.MaxClasses)
-	o.Actual, o.ActualOverflow = m.classes[idx], overflow
-	if e.probs != nil {
+	idx, overflow := m.classes.intern(l.Value.Class, s.opts.MaxClasses)
+	o.Actual, o.ActualOverflow = m.classes.values[idx], overflow
+	o.Correct = o.Predicted == o.Actual
+	if probs {
 		o.HasProbabilities = true
-		classes := m.sets[e.probs.set]
-		o.Brier, o.LogLoss = scoreProbabilities(e.probs.p, classes, l.Value.Class)
+		classes := m.sets[e.ext.set]
+		o.Brier, o.LogLoss = scoreProbabilities(e.ext.p, classes, l.Value.Class)
 		if !o.PredictedOverflow {
-			o.Confidence, o.HasConfidence = probabilityOf(e.probs.p, classes, o.Predicted)
-			o.Correct = o.Predicted == l.Value.Class
+			o.Confidence, o.HasConfidence = probabilityOf(e.ext.p, classes, o.Predicted)
 		}
 	} else if e.flags&flagConfidence != 0 && !o.PredictedOverflow {
 		o.Confidence, o.HasConfidence = float64(e.conf)/confScale, true
-		o.Correct = o.Predicted == l.Value.Class
 	}
 	return o, ReasonMatched
 }
@@ -465,30 +512,30 @@ func (s *Store) model(name string) (uint32, *model) {
 		return i, s.models[i]
 	}
 	i := uint32(len(s.models))
-	m := &model{name: strings.Clone(name), index: map[string]uint32{}, other: -1}
+	m := &model{name: strings.Clone(name), classes: newInterner()}
 	s.modelIndex[m.name] = i
 	s.models = append(s.models, m)
 	return i, m
 }
 
-// intern returns the index of class, or of OtherClass (and true) once max
-// classes are known. A class named OtherClass shares its index.
-func (m *model) intern(class string, maxClasses int) (uint32, bool) {
-	if i, ok := m.index[class]; ok {
+// intern returns the index of v, or of OtherClass (and true) once max
+// values are known. A value named OtherClass shares its index.
+func (in *interner) intern(v string, max int) (uint32, bool) {
+	if i, ok := in.index[v]; ok {
 		return i, false
 	}
-	if class != OtherClass && len(m.index) < maxClasses {
-		i := uint32(len(m.classes))
-		c := strings.Clone(class)
-		m.classes = append(m.classes, c)
-		m.index[c] = i
+	if v != OtherClass && len(in.index) < max {
+		i := uint32(len(in.values))
+		c := strings.Clone(v)
+		in.values = append(in.values, c)
+		in.index[c] = i
 		return i, false
 	}
-	if m.other < 0 {
-		m.other = int64(len(m.classes))
-		m.classes = append(m.classes, OtherClass)
+	if in.other < 0 {
+		in.other = int64(len(in.values))
+		in.values = append(in.values, OtherClass)
 	}
-	return uint32(m.other), class != OtherClass
+	return uint32(in.other), v != OtherClass
 }
 
 // classSet returns the index of the interned copy of classes.

@@ -274,10 +274,10 @@ func TestClassCap(t *testing.T) {
 		wantPredicted  string
 		wantOverflowed bool
 	}{
-		{id: "0", actual: "a", want: Outcome{Model: "m", Predicted: "a", Actual: "a"}},
+		{id: "0", actual: "a", want: Outcome{Model: "m", Predicted: "a", Actual: "a", Correct: true}},
 		{id: "1", actual: "c", want: Outcome{Model: "m", Predicted: "b", Actual: OtherClass, ActualOverflow: true}},
 		{id: "2", actual: "b", want: Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: "b"}},
-		{id: "3", actual: OtherClass, want: Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: OtherClass}},
+		{id: "3", actual: OtherClass, want: Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: OtherClass, Correct: true}},
 		{id: "x", actual: "y", want: Outcome{Model: "n", Predicted: "z", Actual: "y"}},
 	} {
 		o, r := s.Label(t0, Label{ID: tc.id, Value: Class(tc.actual)})

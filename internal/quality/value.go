@@ -43,9 +43,24 @@ type Prediction struct {
 	// …, "score": …}), for calibration. It is kept to within 1/65535.
 	Confidence    float64
 	HasConfidence bool
+	// Segments are the segments the model's quality is also counted by (a
+	// feature and its value, say the country), each named at most once.
+	// Each segment's distinct values are capped by Options.MaxSegmentValues,
+	// beyond which they are OtherClass; a model keeps at most
+	// MaxSegmentNames segment names, and further ones are left out.
+	Segments []Segment
 	// Time is when the prediction was captured; zero means now.
 	Time time.Time
 }
+
+// Segment is a value of a feature that a model's quality is also counted
+// by.
+type Segment struct {
+	Name, Value string
+}
+
+// MaxSegmentNames bounds the distinct segment names a model keeps.
+const MaxSegmentNames = 16
 
 // Label is the ground truth for the prediction with the same ID.
 type Label struct {
@@ -80,12 +95,17 @@ type Outcome struct {
 	HasProbabilities bool
 	Brier, LogLoss   float64
 	// HasConfidence is true when the prediction gave a probability to the
-	// class it predicted; then Confidence is that probability, and Correct
-	// whether the class was the actual one: what calibration (expected
-	// calibration error, reliability diagrams) is computed from.
+	// class it predicted; then Confidence is that probability: with Correct,
+	// what calibration (expected calibration error, reliability diagrams)
+	// is computed from.
 	HasConfidence bool
 	Confidence    float64
-	Correct       bool
+	// Correct, for a class prediction, is whether Predicted is Actual.
+	Correct bool
+	// Segments are the prediction's segments (Prediction.Segments), their
+	// values capped: SegmentOverflow is true when one was beyond the cap.
+	Segments        []Segment
+	SegmentOverflow bool
 	// Delay is the label's time minus the prediction's time, 0 if negative.
 	Delay time.Duration
 }

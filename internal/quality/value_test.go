@@ -32,7 +32,7 @@ func TestConfusionMatrix(t *testing.T) {
 				s.Observe(t0, pred(id, "m", p))
 				o, r := s.Label(t0.Add(90*time.Second), Label{ID: id, Model: "m", Value: Class(a)})
 				require.Equal(t, ReasonMatched, r)
-				require.Equal(t, Outcome{Model: "m", Predicted: p, Actual: a, Delay: 90 * time.Second}, o)
+				require.Equal(t, Outcome{Model: "m", Predicted: p, Actual: a, Correct: p == a, Delay: 90 * time.Second}, o)
 				count[[2]string{o.Predicted, o.Actual}]++
 			}
 		}
@@ -264,4 +264,22 @@ func TestCalibrationErrorSamplingNoise(t *testing.T) {
 		}
 	}
 	require.InDelta(t, 0.11, float64(over)/trials, 0.04, "share above 0.1 over 100")
+}
+
+// Segments come back with their outcome, a class outcome says whether it
+// was right, and a model keeps at most MaxSegmentNames segment names.
+func TestSegments(t *testing.T) {
+	s := newStore(t, Options{})
+	var many []Segment
+	for i := range MaxSegmentNames + 1 {
+		many = append(many, Segment{Name: fmt.Sprint("f", i), Value: "v"})
+	}
+	s.Observe(t0, Prediction{ID: "a", Model: "m", Value: Class("fraud"), Segments: many})
+	s.Observe(t0, Prediction{ID: "b", Model: "m", Value: Class("fraud"), Segments: []Segment{{Name: "f16", Value: "v"}, {Name: "f0", Value: "w"}}})
+	o, _ := s.Label(t0, Label{ID: "a", Value: Class("fraud")})
+	require.True(t, o.Correct)
+	require.Equal(t, many[:MaxSegmentNames], o.Segments, "the 17th name is left out")
+	o, _ = s.Label(t0, Label{ID: "b", Value: Class("legit")})
+	require.False(t, o.Correct)
+	require.Equal(t, []Segment{{Name: "f0", Value: "w"}}, o.Segments)
 }
