@@ -108,6 +108,13 @@ type ModelDrift struct {
 // of trials over 1,000 predictions; over 100, 0.070 and 0.11.
 const DefaultMinCalibrationSamples = 1000
 
+// DefaultMinSegmentSamples is the default of QualityAlerts.MinSegmentSamples:
+// over 200 labels, the accuracy of a segment whose true accuracy is 0.9 has
+// a standard error of 0.021, so a gap of 0.1 is nearly five of them, and
+// the hundred segment values that five segments can have stay quiet when
+// nothing is wrong.
+const DefaultMinSegmentSamples = 200
+
 // QualityAlerts are thresholds on a model's quality over the last hour,
 // computed by the recording rules of deploy/prometheus/quality.rules.yml.
 // A zero threshold is not checked.
@@ -124,6 +131,12 @@ type QualityAlerts struct {
 	// error is large from sampling alone.
 	MaxCalibrationError   float64 `yaml:"max_calibration_error"`
 	MinCalibrationSamples int     `yaml:"min_calibration_samples"`
+	// MaxSegmentAccuracyGap bounds how far a segment's accuracy (a value of
+	// a feature in models[].segments) may fall below the model's, checked
+	// over an hour for segment values with at least MinSegmentSamples
+	// labels (default DefaultMinSegmentSamples).
+	MaxSegmentAccuracyGap float64 `yaml:"max_segment_accuracy_gap"`
+	MinSegmentSamples     int     `yaml:"min_segment_samples"`
 	// For is how long a threshold must be crossed before the alert fires
 	// (Prometheus's for); Severity is the alert's severity label.
 	For      string `yaml:"for"`
@@ -183,13 +196,19 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("models[%d]: unknown format %q (want one of %s)", i, m.Format, strings.Join(Formats, ", "))
 		}
 		if a := m.Alerts; a != nil {
-			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError} {
+			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError, "max_segment_accuracy_gap": a.MaxSegmentAccuracyGap} {
 				if v < 0 || v > 1 {
 					return fmt.Errorf("models[%d].alerts.%s must be between 0 and 1, got %v", i, name, v)
 				}
 			}
 			if a.MinCalibrationSamples < 0 {
 				return fmt.Errorf("models[%d].alerts.min_calibration_samples must not be negative, got %d", i, a.MinCalibrationSamples)
+			}
+			if a.MinSegmentSamples < 0 {
+				return fmt.Errorf("models[%d].alerts.min_segment_samples must not be negative, got %d", i, a.MinSegmentSamples)
+			}
+			if a.MaxSegmentAccuracyGap > 0 && len(m.Segments) == 0 {
+				return fmt.Errorf("models[%d].alerts.max_segment_accuracy_gap needs models[%d].segments", i, i)
 			}
 			if a.MaxMAE < 0 || a.MaxRMSE < 0 {
 				return fmt.Errorf("models[%d].alerts: max_mae and max_rmse must not be negative", i)

@@ -55,6 +55,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-format.yml", `testdata/bad-format.yml: models[0]: unknown format "protobuf" (want one of auto, kserve_v1, oip_v2, mlflow, seldon_v1, json)`},
 		{"bad-model-name.yml", `testdata/bad-model-name.yml: models[0]: name is required`},
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml: models[1]: model "a" is configured twice`},
+		{"bad-segment-alert.yml", `testdata/bad-segment-alert.yml: models[0].alerts.max_segment_accuracy_gap needs models[0].segments`},
 		{"bad-segments.yml", `testdata/bad-segments.yml: models[0].segments: "country" is empty or given twice`},
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml: models[0].drift.reference is required`},
 		{"bad-drift-format.yml", `testdata/bad-drift-format.yml: models[0].drift.reference: unknown format ".parquet": want .json (a profile), .csv or .jsonl`},

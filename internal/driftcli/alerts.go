@@ -2,6 +2,7 @@ package driftcli
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -61,13 +62,17 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 			add("ModelRMSEHigh", "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+m.Name+" above "+f(a.MaxRMSE)+".")
 		}
 		if a.MaxCalibrationError > 0 {
-			n := a.MinCalibrationSamples
-			if n == 0 {
-				n = config.DefaultMinCalibrationSamples
-			}
 			add("ModelCalibrationErrorHigh", "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError)+
-				"\n  and on (model) sum by (model) (modelmon:prediction_confidence_outcomes:increase1h"+sel+") >= "+strconv.Itoa(n),
+				"\n  and on (model) sum by (model) (modelmon:prediction_confidence_outcomes:increase1h"+sel+") >= "+
+				strconv.Itoa(cmp.Or(a.MinCalibrationSamples, config.DefaultMinCalibrationSamples)),
 				"Expected calibration error of model "+m.Name+" above "+f(a.MaxCalibrationError)+": its confidence no longer says how often it is right.")
+		}
+		if a.MaxSegmentAccuracyGap > 0 {
+			add("ModelSegmentAccuracyLow", "modelmon:segment_accuracy_gap:1h"+sel+" < -"+f(a.MaxSegmentAccuracyGap)+
+				"\n  and on (model, segment, segment_value) modelmon:segment_labels:increase1h"+sel+" >= "+
+				strconv.Itoa(cmp.Or(a.MinSegmentSamples, config.DefaultMinSegmentSamples)),
+				"Accuracy of model "+m.Name+" more than "+f(a.MaxSegmentAccuracyGap)+" below its overall accuracy for a segment.")
+			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: accuracy {{ $value | humanize }} from the model's over the last hour."
 		}
 		if a.MinLabelCoverage > 0 {
 			add("ModelLabelCoverageLow", `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / sum by (model) (increase(modelmon_predictions_total`+sel+`[1h])) < `+f(a.MinLabelCoverage),

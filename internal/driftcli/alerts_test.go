@@ -27,6 +27,9 @@ models:
     alerts: {max_calibration_error: 0.1}
   - name: rare
     alerts: {max_calibration_error: 0.1, min_calibration_samples: 2000}
+  - name: shop
+    segments: [country]
+    alerts: {max_segment_accuracy_gap: 0.1}
   - name: quiet
 `)
 	require.NoError(t, err)
@@ -37,7 +40,7 @@ models:
 	require.NoError(t, os.WriteFile(alerts, out, 0o644))
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 5 rules found")
+	require.Contains(t, string(b), "SUCCESS: 6 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -75,7 +78,32 @@ tests:
         values: '0+12x120'
       - series: 'modelmon_prediction_confidence_total{model="rare",bin="8",instance="a"}'
         values: '0+18x120'
+      # shop: 15 of 20 right every minute overall (0.75); DE 5 of 10
+      # (0.5: 0.25 below), FR 10 of 10, and IT 0 of 1, too few (60 an hour).
+      - series: 'modelmon_prediction_outcome_total{model="shop",predicted="a",actual="a",instance="a"}'
+        values: '0+20x120'
+      - series: 'modelmon_prediction_correct_total{model="shop",class="a",instance="a"}'
+        values: '0+15x120'
+      - series: 'modelmon_segment_labels_matched_total{model="shop",segment="country",segment_value="DE",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_segment_prediction_correct_total{model="shop",segment="country",segment_value="DE",instance="a"}'
+        values: '0+5x120'
+      - series: 'modelmon_segment_labels_matched_total{model="shop",segment="country",segment_value="FR",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_segment_prediction_correct_total{model="shop",segment="country",segment_value="FR",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_segment_labels_matched_total{model="shop",segment="country",segment_value="IT",instance="a"}'
+        values: '0+1x120'
+      - series: 'modelmon_segment_prediction_correct_total{model="shop",segment="country",segment_value="IT",instance="a"}'
+        values: '0+0x120'
     alert_rule_test:
+      - eval_time: 70m
+        alertname: ModelSegmentAccuracyLow
+        exp_alerts:
+          - exp_labels: {alertname: ModelSegmentAccuracyLow, model: shop, severity: warning, segment: country, segment_value: DE}
+            exp_annotations:
+              summary: Accuracy of model shop more than 0.1 below its overall accuracy for a segment.
+              description: 'shop where country is DE: accuracy -250m from the model''s over the last hour.'
       - eval_time: 5m
         alertname: ModelAccuracyLow
         exp_alerts: []
