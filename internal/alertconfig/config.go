@@ -41,7 +41,7 @@ import (
 type Config struct {
 	// Global holds Prometheus's global section: scrape and evaluation
 	// intervals, rule query offset and external labels.
-	Global promconfig.GlobalConfig `yaml:"global"`
+	Global Global `yaml:"global"`
 	// RuleFiles are globs of Prometheus rule files, relative to the
 	// configuration file.
 	RuleFiles []string `yaml:"rule_files"`
@@ -280,6 +280,9 @@ type Receiver struct {
 	SlackConfigs []*SlackConfig `yaml:"slack_configs,omitempty"`
 	// PagerDutyConfigs send PagerDuty Events API v2 events.
 	PagerDutyConfigs []*PagerDutyConfig `yaml:"pagerduty_configs,omitempty"`
+	// AlertmanagerIntegrations are Alertmanager's other integrations
+	// (email_configs, msteams_configs, opsgenie_configs …).
+	AlertmanagerIntegrations `yaml:",inline"`
 }
 
 // DefaultSlackAPIURL is Slack's Web API.
@@ -385,7 +388,7 @@ type AlertmanagerConfig struct {
 // defaults, no rules or targets, and a root route to a receiver that does
 // nothing (alerts still show in the API).
 func Default() *Config {
-	return &Config{Global: promconfig.DefaultGlobalConfig}
+	return &Config{Global: DefaultGlobal()}
 }
 
 // UnmarshalYAML fills defaults and checks the receivers, as Alertmanager's
@@ -459,6 +462,9 @@ func load(b []byte, file, dir string) (*Config, error) {
 	if err != nil {
 		return nil, config.Prefix(file, "", err.Error())
 	}
+	if err := cfg.alertmanagerReceivers(b, dir); err != nil {
+		return nil, config.Prefix(file, "", err.Error())
+	}
 	cfg.Prometheus = pc
 	return cfg, nil
 }
@@ -474,7 +480,14 @@ func prometheusSections(b []byte, dir string) (*promconfig.Config, error) {
 	}
 	var part yamlv2.MapSlice
 	for _, it := range all {
-		if k, _ := it.Key.(string); k == "global" || k == "scrape_configs" {
+		switch k, _ := it.Key.(string); k {
+		case "global":
+			// Without Alertmanager's keys, which Prometheus does not know.
+			if ms, ok := it.Value.(yamlv2.MapSlice); ok {
+				it.Value, _ = splitGlobal(ms)
+			}
+			part = append(part, it)
+		case "scrape_configs":
 			part = append(part, it)
 		}
 	}
@@ -627,7 +640,7 @@ func (c *Config) validate(dir string) error {
 		if sc == nil {
 			return errors.New("scrape_configs: empty entry")
 		}
-		if err := sc.Validate(c.Global); err != nil {
+		if err := sc.Validate(c.Global.GlobalConfig); err != nil {
 			return fmt.Errorf("scrape_configs: %w", err)
 		}
 		if jobs[sc.JobName] {

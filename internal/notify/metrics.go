@@ -19,8 +19,9 @@ const (
 )
 
 // integrations are the integration types alertd builds, in the order a
-// receiver's notifications go out, pre-created at 0.
-var integrations = []string{integrationWebhook, integrationAlertmanager, integrationSlack, integrationPagerDuty}
+// receiver's notifications go out, pre-created at 0: its own, then
+// Alertmanager's others, which its notifiers send (amintegration.go).
+var integrations = append([]string{integrationWebhook, integrationAlertmanager, integrationSlack, integrationPagerDuty}, alertmanagerIntegrations...)
 
 // failureReasons are Alertmanager's bounded failure reasons
 // (notify.Reason), pre-created at 0 for each integration.

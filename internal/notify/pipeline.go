@@ -204,6 +204,9 @@ func (n *Notifier) integrations(r *alertconfig.Receiver, tmpl *template.Template
 		}
 		add(integrationPagerDuty, pc.SendResolved(), nf.Send)
 	}
+	if err := n.alertmanagerIntegrations(r, tmpl, add); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

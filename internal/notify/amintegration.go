@@ -1,0 +1,94 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	amreceiver "github.com/prometheus/alertmanager/config/receiver"
+	amnotify "github.com/prometheus/alertmanager/notify"
+	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/notify/notice"
+	"github.com/modelmon/modelmon/internal/outbox"
+)
+
+// alertmanagerIntegrations are the integrations of Alertmanager's that
+// alertd sends with Alertmanager's own notifiers (config/receiver), by the
+// names Alertmanager gives them.
+var alertmanagerIntegrations = []string{"email", "msteams", "msteamsv2", "discord", "telegram", "opsgenie", "victorops",
+	"pushover", "webex", "mattermost", "rocketchat", "jira", "incidentio", "sns", "wechat"}
+
+// alertmanagerIntegrations builds r's integrations of Alertmanager's other
+// kinds (email, msteams, opsgenie …) with Alertmanager's notifiers, and
+// calls add for each.
+func (n *Notifier) alertmanagerIntegrations(r *alertconfig.Receiver, tmpl *template.Template, add func(kind string, sendResolved bool, send func(context.Context, *notice.Notice) error)) error {
+	if r.AlertmanagerIntegrations.Empty() {
+		return nil
+	}
+	ints, err := amreceiver.BuildReceiverIntegrations(r.AlertmanagerIntegrations.Receiver(r.Name), tmpl, n.logger.With("receiver", r.Name))
+	if err != nil {
+		return err
+	}
+	for i := range ints {
+		in := &ints[i]
+		add(in.Name(), in.SendResolved(), func(ctx context.Context, nc *notice.Notice) error {
+			return sendAlertmanager(ctx, in, r.Name, nc)
+		})
+	}
+	return nil
+}
+
+// sendAlertmanager sends nc with one of Alertmanager's notifiers: the
+// context carries what they read of the notification's group, and their
+// verdict becomes an error the outbox retries, or not, as it says.
+func sendAlertmanager(ctx context.Context, in *amnotify.Integration, receiverName string, nc *notice.Notice) error {
+	ctx = amnotify.WithReceiverName(ctx, receiverName)
+	ctx = amnotify.WithGroupKey(ctx, nc.ThreadKey())
+	ls := model.LabelSet{}
+	for k, v := range nc.Data.GroupLabels {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	ctx = amnotify.WithGroupLabels(ctx, ls)
+	routeLabels := model.LabelSet{}
+	for k, v := range nc.Data.RouteLabels {
+		routeLabels[model.LabelName(k)] = model.LabelValue(v)
+	}
+	ctx = amnotify.WithRouteLabels(ctx, routeLabels)
+	ctx = amnotify.WithNotificationReason(ctx, notifyReason(nc.Data.NotificationReason))
+	v := in.Notify(ctx, nc.Alerts...)
+	err := v.Err()
+	if err == nil {
+		return nil
+	}
+	// Counted by the outbox's reasons, as the other integrations' are.
+	switch v.Reason() {
+	case amnotify.ClientErrorReason, amnotify.AuthErrorReason:
+		err = fmt.Errorf("%w: %w", &outbox.StatusError{Code: http.StatusBadRequest}, err)
+	case amnotify.ServerErrorReason:
+		err = fmt.Errorf("%w: %w", &outbox.StatusError{Code: http.StatusInternalServerError}, err)
+	case amnotify.RateLimitedReason:
+		err = fmt.Errorf("%w: %w", &outbox.StatusError{Code: http.StatusTooManyRequests}, err)
+	case amnotify.ContextDeadlineExceededReason:
+		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	switch {
+	case !v.ShouldRetry():
+		return outbox.Permanent(err)
+	case v.Delay() > 0:
+		return outbox.RetryAfter(v.Delay(), err)
+	}
+	return err
+}
+
+// notifyReason parses Alertmanager's notification reason from its text.
+func notifyReason(s string) amnotify.NotifyReason {
+	for r := amnotify.ReasonDoNotNotify; r < amnotify.ReasonUnknown; r++ {
+		if r.String() == s {
+			return r
+		}
+	}
+	return amnotify.ReasonUnknown
+}
