@@ -68,6 +68,8 @@ const (
 	LabelsMatchedTotal       = "modelmon_labels_matched_total"
 	AbsoluteErrorTotal       = "modelmon_prediction_absolute_error_total"
 	SquaredErrorTotal        = "modelmon_prediction_squared_error_total"
+	LabelValueTotal          = "modelmon_label_value_total"
+	LabelValueSquaredTotal   = "modelmon_label_value_squared_total"
 	SegmentLabelsMatched     = "modelmon_segment_labels_matched_total"
 	SegmentCorrectTotal      = "modelmon_segment_prediction_correct_total"
 	SegmentAbsoluteError     = "modelmon_segment_prediction_absolute_error_total"

@@ -99,6 +99,8 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			append(windows("mae", "{{model}}"), &dashboardQuery{overRange(collector.AbsoluteErrorTotal, collector.LabelsMatchedTotal), "{{model}} (time range)"}))).
 		WithPanel(withQueries(defaultTimeseries("Root mean squared error", "RMSE of the predictions joined to a numeric label.", "none"),
 			append(windows("rmse", "{{model}}"), &dashboardQuery{"sqrt(" + overRange(collector.SquaredErrorTotal, collector.LabelsMatchedTotal) + ")", "{{model}} (time range)"}))).
+		WithPanel(withQueries(defaultTimeseries("R²", "Coefficient of determination of the predictions joined to a numeric label: the share of the labels' variance the model explains (1 is perfect; 0 is no better than always predicting their mean; below 0, worse).", "none").Max(1),
+			windows("r2", "{{model}}"))).
 		WithRow(dashboard.NewRowBuilder("Segments")).
 		WithPanel(mergeTable(defaultTable("Quality by segment (1h)", "Per value of each feature in models[].segments, over the last hour: the labels joined, the accuracy (classifiers) and its gap to the model's (negative: worse than overall), and the MAE and RMSE (regressors)."),
 			map[string]string{"Value #A": "labels", "Value #B": "accuracy", "Value #C": "accuracy gap", "Value #D": "MAE", "Value #E": "RMSE"}).

@@ -61,6 +61,9 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		if a.MaxRMSE > 0 {
 			add("ModelRMSEHigh", "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+m.Name+" above "+f(a.MaxRMSE)+".")
 		}
+		if a.MinR2 > 0 {
+			add("ModelR2Low", "modelmon:r2:1h"+sel+" < "+f(a.MinR2), "R² of model "+m.Name+" below "+f(a.MinR2)+": it explains less of its labels' variance.")
+		}
 		if a.MaxCalibrationError > 0 {
 			add("ModelCalibrationErrorHigh", "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError)+
 				"\n  and on (model) sum by (model) (modelmon:prediction_confidence_outcomes:increase1h"+sel+") >= "+

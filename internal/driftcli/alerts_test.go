@@ -22,7 +22,7 @@ models:
   - name: churn
     alerts: {min_accuracy: 0.85, for: 10m, severity: page}
   - name: price
-    alerts: {max_mae: 2, max_rmse: 3}
+    alerts: {max_mae: 2, max_rmse: 3, min_r2: 0.5}
   - name: risk
     alerts: {max_calibration_error: 0.1}
   - name: rare
@@ -40,7 +40,7 @@ models:
 	require.NoError(t, os.WriteFile(alerts, out, 0o644))
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 6 rules found")
+	require.Contains(t, string(b), "SUCCESS: 7 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -63,6 +63,14 @@ tests:
         values: '0+10x120'
       - series: 'modelmon_labels_matched_total{model="price",instance="a"}'
         values: '0+10x120'
+      # price's labels: 10 a minute, 5 of 1 and 5 of 3 (mean 2, variance
+      # 1), against squared errors of 1 each: R² = 1 − 10/10 = 0 < 0.5.
+      - series: 'modelmon_label_value_total{model="price",sign="positive",instance="a"}'
+        values: '0+20x120'
+      - series: 'modelmon_label_value_total{model="price",sign="negative",instance="a"}'
+        values: '0+0x120'
+      - series: 'modelmon_label_value_squared_total{model="price",instance="a"}'
+        values: '0+50x120'
       # risk: every minute 20 predictions at confidence 0.9 (bin 8), 12
       # of them right: calibration error |0.6 − 0.9| = 0.3 > 0.1, over
       # 1,200 an hour. rare: the same error over 1,200, below its 2,000.
@@ -120,6 +128,13 @@ tests:
       - eval_time: 70m
         alertname: ModelRMSEHigh
         exp_alerts: []
+      - eval_time: 70m
+        alertname: ModelR2Low
+        exp_alerts:
+          - exp_labels: {alertname: ModelR2Low, model: price, severity: warning}
+            exp_annotations:
+              summary: 'R² of model price below 0.5: it explains less of its labels'' variance.'
+              description: 'price: 0 over the last hour.'
       - eval_time: 70m
         alertname: ModelCalibrationErrorHigh
         exp_alerts:

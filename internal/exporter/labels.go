@@ -72,6 +72,9 @@ type labelMetrics struct {
 	matched      *prometheus.CounterVec
 	absErr       *prometheus.CounterVec
 	sqErr        *prometheus.CounterVec
+	// Sums of the labels' values and their squares, for R².
+	valueSum   *prometheus.CounterVec
+	valueSqSum *prometheus.CounterVec
 	// By segment (models[].segments).
 	segMatched *prometheus.CounterVec
 	segCorrect *prometheus.CounterVec
@@ -130,6 +133,10 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 			Help: "The sum of the absolute errors of regression predictions joined to their label."}, []string{"model"}),
 		sqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SquaredErrorTotal,
 			Help: "The sum of the squared errors of regression predictions joined to their label."}, []string{"model"}),
+		valueSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelValueTotal,
+			Help: "The sum of the magnitudes of the values of the labels joined to regression predictions, by sign (positive, negative: their sum is the first minus the second); with their squares, the variance R² compares the squared errors to."}, []string{"model", "sign"}),
+		valueSqSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelValueSquaredTotal,
+			Help: "The sum of the squares of the values of the labels joined to regression predictions."}, []string{"model"}),
 		segMatched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentLabelsMatched,
 			Help: "The total number of labels joined to their prediction, by segment (a feature of models[].segments) and its value."}, segmentLabels),
 		segCorrect: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentCorrectTotal,
@@ -389,6 +396,14 @@ func (l *labels) record(o quality.Outcome) {
 	if o.Regression {
 		m.absErr.WithLabelValues(o.Model).Add(o.AbsError)
 		m.sqErr.WithLabelValues(o.Model).Add(o.SquaredError)
+		// Counters only go up: negative values are summed apart.
+		pos, neg := m.valueSum.WithLabelValues(o.Model, "positive"), m.valueSum.WithLabelValues(o.Model, "negative")
+		if o.ActualValue >= 0 {
+			pos.Add(o.ActualValue)
+		} else {
+			neg.Add(-o.ActualValue)
+		}
+		m.valueSqSum.WithLabelValues(o.Model).Add(o.ActualValue * o.ActualValue)
 		return
 	}
 	if o.PredictedOverflow || o.ActualOverflow {

@@ -169,13 +169,19 @@ func TestLabelsSurviveRestart(t *testing.T) {
 }
 
 // The shipped quality rules, evaluated by a real Prometheus scraping the
-// sidecar, give exactly the accuracy, precision, recall, F1, MAE and RMSE of
-// the test's data.
+// sidecar, give exactly the accuracy, precision, recall, F1, MAE, RMSE and
+// R² of the test's data.
 func TestQualityRulesInPrometheus(t *testing.T) {
 	prometheustest.Binary(t)
 	up := modelServer(t)
 	e := startExporter(t, up.URL, labelsOn)
 	pushKnownOutcomes(t, e)
+	// scikit-learn's r2_score example, with a negative label: y_true
+	// [3, -0.5, 2, 7], y_pred [2.5, 0.0, 2, 8] give 0.948… (its docs).
+	pushRecordsRaw(t, e, `{"model":"sk","id":"s0","prediction":2.5}`, `{"model":"sk","id":"s1","prediction":0.0}`,
+		`{"model":"sk","id":"s2","prediction":2}`, `{"model":"sk","id":"s3","prediction":8}`)
+	_, resp := postLabels(t, e, `{"id":"s0","label":3}`+"\n"+`{"id":"s1","label":-0.5}`+"\n"+`{"id":"s2","label":2}`+"\n"+`{"id":"s3","label":7}`)
+	require.Equal(t, []string{"matched", "matched", "matched", "matched"}, resp.Results)
 
 	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
 	// By hand: yes→yes 3, yes→no 1, no→no 4, no→yes 2.
@@ -191,6 +197,9 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 		`modelmon:f1:total{model="churn",class="no"}`:         2 * pNo * rNo / (pNo + rNo),
 		`modelmon:mae:total{model="price"}`:                   3.5 / 3,
 		`modelmon:rmse:total{model="price"}`:                  math.Sqrt(5.25 / 3),
+		// price's labels 9, 5, 7: mean 7, total sum of squares 8.
+		`modelmon:r2:total{model="price"}`: 1 - 5.25/8,
+		`modelmon:r2:total{model="sk"}`:    0.9486081370449679,
 	})
 }
 
