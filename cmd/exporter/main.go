@@ -111,9 +111,20 @@ func run() int {
 			logger.Error("--config.check needs --config.file")
 			return 1
 		}
-		if _, err := config.LoadFile(*configFile); err != nil {
+		cfg, err := config.LoadFile(*configFile)
+		if err != nil {
 			logger.Error("Configuration is invalid", "file", *configFile, "err", err)
 			return 1
+		}
+		// The references it names load as at start-up.
+		for _, m := range cfg.Models {
+			if m.Drift == nil {
+				continue
+			}
+			if _, err := exporter.LoadReference(m.Drift.Reference, m.Drift.PredictionColumn); err != nil {
+				logger.Error("Configuration is invalid", "file", *configFile, "model", m.Name, "drift_reference", m.Drift.Reference, "err", err)
+				return 1
+			}
 		}
 		logger.Info("Configuration is valid", "file", *configFile)
 		return 0

@@ -245,6 +245,14 @@ func TestConfigCheck(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), `bad.yml:2: unknown field \"nope\"`)
 
+	// A model's drift reference is loaded too: CI catches a missing one.
+	missing := filepath.Join(dir, "missing.yml")
+	require.NoError(t, os.WriteFile(missing, []byte("models:\n  - name: fraud\n    drift: {reference: profiles/fraud.json}\n"), 0o644))
+	out, err = exec.Command(bin, "--config.check", "--config.file="+missing).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "model=fraud")
+	require.Contains(t, string(out), "no such file or directory")
+
 	// A bad configuration at start-up is an error, not a silent default.
 	out, err = exec.Command(bin, "--config.file="+bad, "--proxy.listen-address="+freePort(t), "--web.listen-address="+freePort(t)).CombinedOutput()
 	require.Error(t, err)
