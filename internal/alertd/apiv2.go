@@ -71,11 +71,15 @@ func (a *Alertd) getV2AlertGroups(w http.ResponseWriter, r *http.Request) {
 	rt := a.routing.Load()
 	byKey := map[string]*models.AlertGroup{}
 	mutedBy := map[string][]string{}
+	groups := map[string]alertGroup{}
+	members := map[string][]*amalert.Alert{}
 	var keys []string
 	for _, al := range alerts {
 		for _, g := range rt.groups(al.labels) {
+			members[g.Key] = append(members[g.Key], al.source)
 			ag, ok := byKey[g.Key]
 			if !ok {
+				groups[g.Key] = g
 				active, mute, err := amnotify.MutedByTimeIntervals(rt.intervals, g.route.RouteOpts.ActiveTimeIntervals, g.route.RouteOpts.MuteTimeIntervals, now)
 				if err != nil {
 					http.Error(w, fmt.Sprintf("couldn't check the time intervals of route %s: %v", g.route.Key(), err), http.StatusInternalServerError)
@@ -99,6 +103,8 @@ func (a *Alertd) getV2AlertGroups(w http.ResponseWriter, r *http.Request) {
 		if len(mutedBy[k]) > 0 && !showMuted {
 			continue
 		}
+		g := groups[k]
+		byKey[k].RouteLabels = apiv2.ModelLabelSetToAPILabelSet(a.notify.RouteLabels(g.route, g.Labels, members[k]...))
 		out = append(out, byKey[k])
 	}
 	respondV2(w, out)
@@ -130,6 +136,7 @@ func boolParam(q url.Values, name string) (bool, error) {
 type v2Gettable struct {
 	*models.GettableAlert
 	labels model.LabelSet
+	source *amalert.Alert
 }
 
 // queryV2Alerts returns the alerts that Alertmanager's parameters in r
@@ -173,9 +180,9 @@ func (a *Alertd) queryV2Alerts(r *http.Request) ([]v2Gettable, error) {
 		if (state == amalert.AlertStateActive && !show[0]) || (len(al.silencedBy) > 0 && !show[1]) || (len(al.inhibitedBy) > 0 && !show[2]) {
 			continue
 		}
-		ga := apiv2.AlertToOpenAPIAlert(amalert.New(al.Alert.Alert, al.UpdatedAt, al.Timeout),
-			amalert.AlertStatus{State: state, SilencedBy: al.silencedBy, InhibitedBy: al.inhibitedBy}, al.receivers, nil)
-		out = append(out, v2Gettable{ga, al.Labels})
+		src := amalert.New(al.Alert.Alert, al.UpdatedAt, al.Timeout)
+		ga := apiv2.AlertToOpenAPIAlert(src, amalert.AlertStatus{State: state, SilencedBy: al.silencedBy, InhibitedBy: al.inhibitedBy}, al.receivers, nil)
+		out = append(out, v2Gettable{ga, al.Labels, src})
 	}
 	// In Alertmanager's order: by fingerprint.
 	slices.SortFunc(out, func(x, y v2Gettable) int { return strings.Compare(*x.Fingerprint, *y.Fingerprint) })

@@ -178,6 +178,7 @@ route:
     - matchers: [team="night"]
       receiver: hook
       mute_time_intervals: [always, never]
+      labels: {channel: '#night-{{ .GroupLabels.alertname | toLower }}'}
     - matchers: [team="office"]
       receiver: hook
       active_time_intervals: [never]
@@ -203,6 +204,13 @@ receivers:
 		require.Equal(t, want, *al.Status.State, al.Labels["alertname"])
 	}
 	require.Equal(t, map[string][]string{"Night": {"always"}, "Office": {"never"}, "Day": {}}, mutedBy)
+	for _, g := range getV2Groups(t, a, "") {
+		want := models.LabelSet{}
+		if g.Labels["alertname"] == "Night" {
+			want = models.LabelSet{"channel": "#night-night"}
+		}
+		require.Equal(t, want, g.RouteLabels, "the route's labels, rendered, as Alertmanager gives them")
+	}
 	groups := getV2Groups(t, a, "muted=false")
 	require.Len(t, groups, 1)
 	require.Equal(t, "Day", groups[0].Labels["alertname"])

@@ -164,6 +164,27 @@ func (s *timeStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.A
 	return ctx, out, err
 }
 
+// RouteLabels renders the labels of route r (its labels, which may be
+// templates) for a group of alerts with groupLabels, with the running
+// configuration's templates, as Alertmanager's dispatcher renders them for
+// its notifications and its API; a label that fails to render is left
+// out. A route without labels has none.
+func (n *Notifier) RouteLabels(r *dispatch.Route, groupLabels model.LabelSet, alerts ...*alert.Alert) model.LabelSet {
+	out := model.LabelSet{}
+	p := n.live.Load()
+	if r == nil || len(r.RouteOpts.Labels) == 0 || p == nil {
+		return out
+	}
+	data := p.tmpl.Data(r.RouteOpts.Receiver, groupLabels, r.RouteOpts.Labels, amnotify.ReasonUnknown.String(), alerts...)
+	render := p.tmpl.RouteLabelRenderer(data)
+	for name := range r.RouteOpts.Labels {
+		if v, err := render(string(name)); err == nil {
+			out[name] = model.LabelValue(v)
+		}
+	}
+	return out
+}
+
 // muter adapts Options.Mutes to Alertmanager's Muter.
 type muter func(model.LabelSet) bool
 
