@@ -16,6 +16,9 @@ var (
 	// RewardBuckets suit rewards of 0 or 1 and of [0, 1], as bandits and
 	// Seldon's routers give them, and tell the negative ones apart.
 	RewardBuckets = []float64{-1, -0.5, 0, 0.25, 0.5, 0.75, 1}
+	// ScoreBuckets suit a binary classifier's scores, probabilities in
+	// [0, 1]; a regression's values take the native histogram.
+	ScoreBuckets = []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1}
 )
 
 func histogramOpts(name, help string, buckets []float64) prometheus.HistogramOpts {
@@ -52,6 +55,8 @@ type Metrics struct {
 	TimePerOutputToken   *prometheus.HistogramVec
 	FeedbackReward       *prometheus.HistogramVec
 	FeatureInvalid       *prometheus.CounterVec
+	PredictionClass      *prometheus.CounterVec
+	PredictionScore      *prometheus.HistogramVec
 	LabelOverflow        *prometheus.CounterVec
 	ObservationsReceived *prometheus.CounterVec
 	ObservationsRejected *prometheus.CounterVec
@@ -128,6 +133,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: FeatureValuesInvalid,
 			Help: "The total number of invalid feature values seen in parsed payloads and pushed observations, by reason.",
 		}, []string{"model", "feature", "reason"}),
+		PredictionClass: f.NewCounterVec(prometheus.CounterOpts{
+			Name: PredictionClassTotal,
+			Help: "The total number of classification predictions in parsed payloads and pushed observations, by predicted class.",
+		}, []string{"model", "class"}),
+		PredictionScore: f.NewHistogramVec(histogramOpts(PredictionScore,
+			"The numeric predictions in parsed payloads and pushed observations: a regression's values, a binary classifier's scores (the second class's probability).",
+			ScoreBuckets), []string{"model"}),
 		LabelOverflow: f.NewCounterVec(prometheus.CounterOpts{
 			Name: LabelOverflowTotal,
 			Help: "The total number of times a new label value was replaced by " + OtherValue + " because its label reached its cap.",

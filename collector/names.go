@@ -56,6 +56,8 @@ const (
 	DatasetDrifted           = "modelmon_dataset_drifted"
 	DriftReferenceInfo       = "modelmon_drift_reference_info"
 
+	PredictionClassTotal   = "modelmon_prediction_class_total"
+	PredictionScore        = "modelmon_prediction_score"
 	PredictionOutcomeTotal = "modelmon_prediction_outcome_total"
 	PredictionCorrectTotal = "modelmon_prediction_correct_total"
 

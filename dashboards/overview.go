@@ -81,6 +81,17 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.9, sum by (model) (%s))", q.rate(collector.ResponseSizeBytes)), "{{model}} response"))).
 		WithPanel(defaultTimeseries("Label values over their cap", "Traffic-derived label values (models, features, classes) replaced by __other__ per second: raise the limits or look at the traffic.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (label) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelOverflowTotal)), "{{label}}"))).
+		WithRow(dashboard.NewRowBuilder("Predictions")).
+		WithPanel(defaultTimeseries("Predicted classes", "Share of each model's classification predictions by predicted class: a shift in what the model predicts (say, twice the fraud rate) shows without labels or a reference.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, class) (%s)\n  / on (model) group_left\nsum by (model) (%s)",
+				q.rate(collector.PredictionClassTotal), q.rate(collector.PredictionClassTotal)), "{{model}} {{class}}"))).
+		WithPanel(defaultTimeseries("Mean prediction score", "Mean of the numeric predictions: a regression's values, a binary classifier's scores (the second class's probability).", "none").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)",
+				q.rate(collector.PredictionScore+"_sum"), q.rate(collector.PredictionScore+"_count")), "{{model}}"))).
+		WithPanel(defaultTimeseries("Prediction score quantiles", "Median and 90th percentile of the numeric predictions, from the native histogram.", "none").
+			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.PredictionScore, "model"), "{{model}} p50")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.PredictionScore, "model"), "{{model}} p90"))).
 		WithRow(dashboard.NewRowBuilder("Generative models")).
 		WithPanel(defaultTimeseries("Why generations stopped", "Share of generative models' answers (LLMs) by finish reason: a rise of length means answers cut at max_tokens, of content_filter answers withheld. Empty for models that do not generate.", "percentunit").
 			Min(0).Max(1).

@@ -251,7 +251,7 @@ func (w *worker) handle(c *capture) {
 	}
 	if len(w.batch.Records) > 0 {
 		c.model.parsedCounter(w.batch.Format).Inc()
-		w.obs.observe(c.model, w.batch.Records)
+		w.obs.observe(c.model, mc, w.batch.Generation.Answered, w.batch.Records)
 		if w.obs.labels != nil {
 			id := c.buf[c.reqLen+c.respLen:]
 			if mc.idPath != nil {
@@ -449,13 +449,28 @@ type observer struct {
 	logger  *slog.Logger
 }
 
-// observe counts the predictions of one payload, checks their features and
-// adds them to the model's drift windows.
-func (o *observer) observe(m *model, recs []payload.Record) {
+// observe counts the predictions of one payload, by class or score as mc
+// reads them (unless generated is set: a generative model's finish reasons
+// are counted apart), checks their features and adds them to the model's
+// drift windows.
+func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payload.Record) {
 	m.predictions.Add(float64(len(recs)))
 	max := o.config().cfg.Limits.MaxFeatures
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var binary [2]float64
+	for i := range recs {
+		if generated {
+			break
+		}
+		if pv, ok := readPrediction(mc.classes, &recs[i], &binary); ok {
+			x, isX := pv.number, pv.isNumber
+			if pv.hasScore {
+				x, isX = pv.score, true
+			}
+			m.countPredictionLocked(pv.classBytes, pv.class, pv.isClass, x, isX)
+		}
+	}
 	// Only drift windows need the time: don't read the clock without them.
 	var now time.Time
 	if m.drift != nil || m.learn != nil {

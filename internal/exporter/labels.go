@@ -212,57 +212,27 @@ func (l *labels) newID() []byte {
 	return strconv.AppendUint([]byte(l.prefix+"-"), l.seq.Add(1), 36)
 }
 
-// observe records the pending predictions of one payload: instance i of a
-// batch of n > 1 gets the id "<id>/<i>".
-//
-// A prediction that is a vector of as many probabilities as classes has
-// (models[].classes) carries them for Brier score and log loss, and predicts
-// the most probable class unless it names one itself. Scores the answer
-// names (namedScores) are taken by name instead. With two classes, a
-// prediction that is one probability is the second class's (a binary
-// classifier's score, scikit-learn's predict_proba[:, 1]). A named class
-// with its own probability alone ({"label": …, "score": …}) carries that
-// as its confidence, for calibration. The values of the model's segments
-// (models[].segments) go with it.
+// observe records the pending predictions of one payload (readPrediction
+// says what each predicts): instance i of a batch of n > 1 gets the id
+// "<id>/<i>". A named class with its own probability alone ({"label": …,
+// "score": …}) carries that as its confidence, for calibration. The values
+// of the model's segments (models[].segments) go with it.
 func (l *labels) observe(now time.Time, model string, id []byte, mc modelConfig, recs []payload.Record) {
 	var binary [2]float64
-	classes := mc.classes
 	for i := range recs {
-		p := quality.Prediction{Model: model, Time: now, Segments: segmentsOf(mc.segments, recs[i].Features)}
-		sc, cls := recs[i].Scores, classes
-		if pos, ok := binaryScore(classes, recs[i]); ok {
-			binary = [2]float64{1 - pos, pos}
-			sc = binary[:] // the store keeps a copy
+		pv, ok := readPrediction(mc.classes, &recs[i], &binary)
+		if !ok {
+			continue // nothing to join a label to
 		}
-		if names := recs[i].ScoreLabels; len(names) > 0 {
-			sc, cls = namedScores(classes, sc, names)
-		}
-		if len(cls) > 0 && len(sc) == len(cls) {
-			p.Probabilities, p.Classes = sc, cls
-			best := 0
-			for k := range sc {
-				if sc[k] > sc[best] {
-					best = k
-				}
+		p := quality.Prediction{Model: model, Time: now, Segments: segmentsOf(mc.segments, recs[i].Features),
+			Probabilities: pv.probs, Classes: pv.classes}
+		if pv.isNumber {
+			p.Value = quality.Number(pv.number)
+		} else {
+			p.Value = quality.Class(pv.className())
+			if p.Probabilities == nil && recs[i].HasConfidence {
+				p.Confidence, p.HasConfidence = recs[i].Confidence, true
 			}
-			p.Value = quality.Class(cls[best])
-		}
-		switch v := recs[i].Prediction; v.Kind {
-		case payload.KindNumber:
-			if p.Probabilities == nil { // with probabilities, the number is not a regression
-				p.Value = quality.Number(v.Num)
-			}
-		case payload.KindString:
-			p.Value = quality.Class(string(v.Str))
-		case payload.KindBool:
-			p.Value = quality.Class(strconv.FormatBool(v.Num != 0))
-		default:
-			if p.Probabilities == nil {
-				continue // nothing to join a label to
-			}
-		}
-		if p.Probabilities == nil && recs[i].HasConfidence && !p.Value.Numeric {
-			p.Confidence, p.HasConfidence = recs[i].Confidence, true
 		}
 		p.ID = string(id)
 		if len(recs) > 1 {
@@ -272,6 +242,79 @@ func (l *labels) observe(now time.Time, model string, id []byte, mc modelConfig,
 			l.record(o)
 		}
 	}
+}
+
+// predictionView is what a record predicts: a class, with the
+// probabilities of the classes when it gives them, or a number.
+type predictionView struct {
+	// classBytes is a class the record names; class one derived from
+	// its probabilities, or true or false.
+	classBytes []byte
+	class      string
+	isClass    bool
+	// number is a regression's value.
+	number   float64
+	isNumber bool
+	// score is a binary classifier's score: its second class's probability.
+	score    float64
+	hasScore bool
+	// probs are the probabilities of classes.
+	probs   []float64
+	classes []string
+}
+
+// className returns the predicted class.
+func (pv *predictionView) className() string {
+	if pv.classBytes != nil {
+		return string(pv.classBytes)
+	}
+	return pv.class
+}
+
+// readPrediction reads what r predicts, for the label join and the
+// prediction metrics. A prediction that is a vector of as many
+// probabilities as classes has (models[].classes) carries them, and
+// predicts the most probable class unless it names one itself. Scores the
+// answer names (namedScores) are taken by name instead. With two classes, a
+// prediction that is one probability is the second class's (a binary
+// classifier's score, scikit-learn's predict_proba[:, 1]); binary holds its
+// probabilities. ok is false for a record that predicts nothing. Nothing is
+// allocated but what namedScores needs.
+func readPrediction(classes []string, r *payload.Record, binary *[2]float64) (pv predictionView, ok bool) {
+	sc, cls := r.Scores, classes
+	if pos, ok := binaryScore(classes, *r); ok {
+		*binary = [2]float64{1 - pos, pos}
+		sc = binary[:] // the store keeps a copy
+		pv.score, pv.hasScore = pos, true
+	}
+	if names := r.ScoreLabels; len(names) > 0 {
+		sc, cls = namedScores(classes, sc, names)
+	}
+	if len(cls) > 0 && len(sc) == len(cls) {
+		pv.probs, pv.classes = sc, cls
+		best := 0
+		for k := range sc {
+			if sc[k] > sc[best] {
+				best = k
+			}
+		}
+		pv.class, pv.isClass = cls[best], true
+	}
+	switch v := r.Prediction; v.Kind {
+	case payload.KindNumber:
+		if pv.probs == nil { // with probabilities, the number is not a regression
+			pv.number, pv.isNumber = v.Num, true
+		}
+	case payload.KindString:
+		pv.classBytes, pv.isClass = v.Str, true
+	case payload.KindBool:
+		pv.class, pv.isClass = strconv.FormatBool(v.Num != 0), true
+	default:
+		if pv.probs == nil {
+			return pv, false
+		}
+	}
+	return pv, true
 }
 
 // segmentValueMissing is a segment's value when the record lacks its

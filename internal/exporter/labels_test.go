@@ -310,15 +310,12 @@ func TestLabelsNamedScores(t *testing.T) {
 // per device for a regressor; a missing value is __missing__, and values
 // beyond the cap __other__.
 func TestLabelsBySegment(t *testing.T) {
-	up := modelServer(t)
-	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+	e := startWithConfig(t, modelServer(t).URL, `models:
   - name: fraud
     segments: [country, new_customer]
   - name: price
     segments: [device]
-`), 0o644))
-	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+`, func(o *Options) { o.Labels = LabelsOptions{Enabled: true} })
 	pushRecordsRaw(t, e,
 		`{"model":"fraud","id":"f1","features":{"country":"DE","new_customer":true},"prediction":"fraud"}`,
 		`{"model":"fraud","id":"f2","features":{"country":"DE","new_customer":false},"prediction":"legit"}`,
@@ -662,4 +659,59 @@ func TestLabelsClassOverflow(t *testing.T) {
 	require.Positive(t, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "wide", "predicted": "__other__", "actual": "__other__"}))
 	require.Equal(t, 1, strings.Count(logs.String(), `msg="Too many classes`), logs.String())
 	require.Contains(t, logs.String(), `model=wide max_classes=50 times=1`)
+}
+
+// startWithConfig starts a sidecar in front of up with the configuration
+// file yml, and mod's further options.
+func startWithConfig(t *testing.T, up string, yml string, mod func(*Options)) *Exporter {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(yml), 0o644))
+	return startExporter(t, up, func(o *Options) {
+		o.ConfigFile = cfg
+		if mod != nil {
+			mod(o)
+		}
+	})
+}
+
+// Predictions are counted by predicted class, read as the label join reads
+// them, and numeric ones (a regression's values, a binary classifier's
+// scores) go to a histogram; none of it needs labels.
+func TestPredictionClassAndScore(t *testing.T) {
+	e := startWithConfig(t, modelServer(t).URL, `models:
+  - name: fraud
+    classes: [legit, fraud]
+  - name: animals
+    classes: [cat, dog, eel]
+`, nil)
+	pushRecordsRaw(t, e,
+		`{"model":"fraud","prediction":0.93}`, `{"model":"fraud","prediction":0.2}`, `{"model":"fraud","prediction":"fraud"}`,
+		`{"model":"animals","prediction":[0.2,0.5,0.3]}`, `{"model":"animals","prediction":{"label":"cat","score":0.9}}`,
+		`{"model":"price","prediction":12.5}`, `{"model":"price","prediction":-3}`, `{"model":"price","prediction":"NaN"}`)
+	class := func(model, c string) float64 {
+		return metricValue(t, e, "modelmon_prediction_class_total", map[string]string{"model": model, "class": c})
+	}
+	require.Equal(t, 2.0, class("fraud", "fraud"), "0.93 and the named class")
+	require.Equal(t, 1.0, class("fraud", "legit"), "0.2")
+	require.Equal(t, 1.0, class("animals", "dog"))
+	require.Equal(t, 1.0, class("animals", "cat"))
+	score := func(model, suffix string) float64 {
+		return metricValue(t, e, "modelmon_prediction_score"+suffix, map[string]string{"model": model})
+	}
+	require.Equal(t, 2.0, score("fraud", "_count"), "the scores, not the named class")
+	require.InDelta(t, 1.13, score("fraud", "_sum"), 1e-12)
+	require.Equal(t, 2.0, score("price", "_count"))
+	require.Equal(t, 9.5, score("price", "_sum"))
+	require.Zero(t, score("animals", "_count"), "no numeric prediction")
+	require.Zero(t, class("price", "12.5"), "a regression has no class")
+
+	// Beyond 50 classes a model's new ones are __other__, and counted.
+	var lines []string
+	for i := range 55 {
+		lines = append(lines, fmt.Sprintf(`{"model":"words","prediction":"w%d"}`, i))
+	}
+	pushRecordsRaw(t, e, lines...)
+	require.Equal(t, 5.0, class("words", "__other__"))
+	require.Equal(t, 5.0, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "class"}))
 }

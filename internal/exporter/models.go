@@ -37,7 +37,8 @@ type model struct {
 
 	metrics         *collector.Metrics
 	tooManyFeatures *warning   // nil logs nothing
-	mu              sync.Mutex // guards features and order
+	tooManyClasses  *warning   // nil logs nothing
+	mu              sync.Mutex // guards features, order, classes and score
 	features        map[string]*feature
 	// order caches the features by position in the last record seen:
 	// payloads repeat their columns in the same order, so a comparison
@@ -47,6 +48,64 @@ type model struct {
 	// collects its first records while it has none yet.
 	drift *driftState
 	learn *learner
+	// classes count the predictions by class, score observes numeric
+	// ones; both made on first need.
+	classes map[string]prometheus.Counter
+	score   prometheus.Observer
+}
+
+// maxPredictedClasses caps the classes of modelmon_prediction_class_total
+// per model, as the label join caps its classes.
+const maxPredictedClasses = 50
+
+// countPredictionLocked counts a prediction in
+// modelmon_prediction_class_total (its class: classBytes, else class, when
+// isClass) or modelmon_prediction_score (number, when isNumber). The caller
+// holds mu.
+func (m *model) countPredictionLocked(classBytes []byte, class string, isClass bool, number float64, isNumber bool) {
+	if isClass {
+		var c prometheus.Counter
+		var ok bool
+		if classBytes != nil {
+			c, ok = m.classes[string(classBytes)] // no allocation
+		} else {
+			c, ok = m.classes[class]
+		}
+		if !ok {
+			c = m.newClassLocked(classBytes, class)
+		}
+		c.Inc()
+	}
+	if isNumber && number-number == 0 { // NaN and ±Inf would spoil the sum
+		if m.score == nil {
+			m.score = m.metrics.PredictionScore.WithLabelValues(m.name)
+		}
+		m.score.Observe(number)
+	}
+}
+
+// newClassLocked returns the counter of a class not counted yet, or of
+// __other__ once the model has maxPredictedClasses.
+func (m *model) newClassLocked(classBytes []byte, class string) prometheus.Counter {
+	// A copy, so that what the class points to (a record, the
+	// configuration) does not escape to the heap with it.
+	name := strings.Clone(class)
+	if classBytes != nil {
+		name = string(classBytes)
+	}
+	if len(m.classes) >= maxPredictedClasses {
+		m.metrics.LabelOverflow.WithLabelValues("class").Inc()
+		if m.tooManyClasses != nil {
+			m.tooManyClasses.warn(func() []any { return []any{"model", m.name, "class", name, "max_classes", maxPredictedClasses} })
+		}
+		return m.metrics.PredictionClass.WithLabelValues(m.name, collector.OtherValue)
+	}
+	if m.classes == nil {
+		m.classes = map[string]prometheus.Counter{}
+	}
+	c := m.metrics.PredictionClass.WithLabelValues(m.name, name)
+	m.classes[name] = c
+	return c
 }
 
 // parsedCounter returns the modelmon_payloads_parsed_total child of format f,
@@ -266,7 +325,7 @@ type models struct {
 	// onNew prepares a model before it is published; nil does nothing.
 	onNew func(*model)
 	// The label caps reached, logged.
-	tooManyModels, tooManyFeatures *warning
+	tooManyModels, tooManyFeatures, tooManyClasses *warning
 }
 
 func newModels(m *collector.Metrics, logger *slog.Logger) *models {
@@ -274,6 +333,7 @@ func newModels(m *collector.Metrics, logger *slog.Logger) *models {
 		metrics:         m,
 		tooManyModels:   newWarning(logger, "Too many models: requests for new ones are counted under model=\"__other__\"; raise limits.max_models if they are real"),
 		tooManyFeatures: newWarning(logger, "Too many features: new ones are counted under feature=\"__other__\"; raise limits.max_features if they are real"),
+		tooManyClasses:  newWarning(logger, "Too many predicted classes: new ones are counted under class=\"__other__\""),
 	}
 	empty := map[string]*model{}
 	t.m.Store(&empty)
@@ -314,6 +374,7 @@ func (t *models) add(name string, max int) *model {
 	}
 	md := newModel(name, t.metrics)
 	md.tooManyFeatures = t.tooManyFeatures
+	md.tooManyClasses = t.tooManyClasses
 	if t.onNew != nil {
 		t.onNew(md)
 	}

@@ -113,7 +113,7 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if o.Latency != nil {
 			m.duration.Observe(*o.Latency)
 		}
-		h.obs.observe(m, rec[:])
+		h.obs.observe(m, rc.models[m.name], false, rec[:])
 		if o.ID != "" && h.obs.labels != nil {
 			h.obs.labels.observe(h.now(), m.name, []byte(o.ID), rc.models[m.name], rec[:])
 		}
