@@ -73,7 +73,8 @@ func run() int {
 		labelsHeader = serve.Flag("labels.id-header", "Request header carrying a prediction's id; a request without one gets a generated id in the same response header.").Default("X-Request-Id").String()
 		labelsMax    = serve.Flag("labels.max-pending", "Most predictions waiting for their label; the oldest is evicted beyond it.").Default("1000000").Int()
 		labelsTTL    = serve.Flag("labels.ttl", "How long a prediction waits for its label.").Default("24h").Duration()
-		storagePath  = serve.Flag("storage.path", "Directory where the sidecar keeps state across restarts (learned drift references). Empty keeps nothing.").Default("").String()
+		storagePath  = serve.Flag("storage.path", "Directory where the sidecar keeps state across restarts (learned drift references, drift windows, pending predictions). Empty keeps nothing.").Default("").String()
+		snapshotIvl  = serve.Flag("storage.snapshot-interval", "How often the drift windows and the pending predictions are written under --storage.path while the sidecar runs (and at shutdown); 0 writes them at shutdown only.").Default("1m").Duration()
 		metricsPath  = serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(d.MetricsPath).String()
 		maxRequests  = serve.Flag("web.max-requests", "Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
 		disableOwn   = serve.Flag("web.disable-exporter-metrics", "Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").Bool()
@@ -213,8 +214,9 @@ func run() int {
 			MaxPending: *labelsMax,
 			TTL:        *labelsTTL,
 		},
-		StoragePath: *storagePath,
-		Logger:      logger,
+		StoragePath:      *storagePath,
+		SnapshotInterval: *snapshotIvl,
+		Logger:           logger,
 	}
 	if err := exporter.Run(ctx, opts); err != nil {
 		logger.Error("Exporter stopped with error", "err", err)

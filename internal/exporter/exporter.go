@@ -78,8 +78,13 @@ type Options struct {
 	// Labels configures the join of ground-truth labels to predictions.
 	Labels LabelsOptions
 	// StoragePath is where the sidecar keeps state across restarts (learned
-	// references, pending predictions); empty keeps nothing.
+	// references, drift windows, pending predictions); empty keeps nothing.
 	StoragePath string
+	// SnapshotInterval is how often the drift windows and the pending
+	// predictions are written there while the sidecar runs, so that a
+	// crash loses at most that much; they are written at shutdown too. 0
+	// writes them at shutdown only.
+	SnapshotInterval time.Duration
 
 	Logger *slog.Logger
 	// Now is the clock; tests replace it.
@@ -104,6 +109,7 @@ func DefaultOptions() Options {
 		CaptureMaxBodySize: 1 << 20,
 		CaptureWorkers:     1,
 		PushMaxBodySize:    10 << 20,
+		SnapshotInterval:   time.Minute,
 	}
 }
 
@@ -521,7 +527,12 @@ func (e *Exporter) reloadLoop(hup <-chan os.Signal) {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	expire := t.C
-	lastSave := time.Now()
+	var snapshot <-chan time.Time
+	if e.opts.StoragePath != "" && e.opts.SnapshotInterval > 0 {
+		st := time.NewTicker(e.opts.SnapshotInterval)
+		defer st.Stop()
+		snapshot = st.C
+	}
 	for {
 		select {
 		case <-hup:
@@ -531,12 +542,8 @@ func (e *Exporter) reloadLoop(hup <-chan os.Signal) {
 				// Bounded work a call; the next tick goes on.
 				e.obs.labels.expire(e.opts.Now())
 			}
-			if time.Since(lastSave) >= driftSaveInterval {
-				lastSave = time.Now()
-				if err := e.saveDrift(); err != nil {
-					e.logger.Error("Couldn't save drift windows", "err", err)
-				}
-			}
+		case <-snapshot:
+			e.snapshot()
 		case errc := <-e.reloadCh:
 			errc <- e.reloader.Reload()
 		case <-e.stopping:
@@ -628,9 +635,20 @@ func (e *Exporter) stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// driftSaveInterval is how often the drift windows are saved while the
-// sidecar runs, so that a crash loses at most that much of them.
-const driftSaveInterval = time.Minute
+// snapshot writes the drift windows and the pending predictions under
+// --storage.path while the sidecar runs.
+func (e *Exporter) snapshot() {
+	start := time.Now()
+	if err := e.saveDrift(); err != nil {
+		e.logger.Error("Couldn't save drift windows", "err", err)
+	}
+	if e.obs.labels != nil {
+		if err := e.obs.labels.save(); err != nil {
+			e.logger.Error("Couldn't save pending predictions", "err", err)
+		}
+	}
+	e.logger.Debug("Saved state under --storage.path", "duration", time.Since(start))
+}
 
 // saveDrift writes every model's drift windows under --storage.path, for
 // the next run. Each model's are encoded under its lock and written

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/payload"
+	"github.com/modelmon/modelmon/internal/quality"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
@@ -714,4 +715,33 @@ func TestPredictionClassAndScore(t *testing.T) {
 	pushRecordsRaw(t, e, lines...)
 	require.Equal(t, 5.0, class("words", "__other__"))
 	require.Equal(t, 5.0, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "class"}))
+}
+
+// With --storage.snapshot-interval the pending predictions are written
+// while the sidecar runs: a sidecar that starts on the same storage after a
+// crash (here, while the first still runs and has saved nothing at
+// shutdown) joins labels to them.
+func TestPendingPredictionsSurviveACrash(t *testing.T) {
+	up := modelServer(t)
+	storage := t.TempDir()
+	opts := func(o *Options) {
+		o.StoragePath = storage
+		o.SnapshotInterval = 50 * time.Millisecond
+		o.Labels = LabelsOptions{Enabled: true}
+	}
+	e := startExporter(t, up.URL, opts)
+	pushRecordsRaw(t, e, `{"model":"fraud","id":"before-crash","prediction":"fraud"}`)
+	require.Eventually(t, func() bool {
+		f, err := os.Open(filepath.Join(storage, "labels.snapshot"))
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		s, err := quality.Restore(f, time.Now())
+		return err == nil && s.Len() == 1
+	}, 10*time.Second, 20*time.Millisecond, "no snapshot with the prediction")
+
+	after := startExporter(t, up.URL, opts)
+	_, resp := postLabels(t, after, `{"id":"before-crash","label":"fraud"}`)
+	require.Equal(t, []string{"matched"}, resp.Results)
 }
