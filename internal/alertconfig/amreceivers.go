@@ -3,6 +3,7 @@ package alertconfig
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -180,8 +181,9 @@ func (c *Config) alertmanagerReceivers(b []byte, dir string) error {
 	if err := yamlv2.Unmarshal(b, &doc); err != nil {
 		return err
 	}
-	var global, receivers yamlv2.MapSlice
+	var global yamlv2.MapSlice
 	var names []string
+	var list []any
 	for _, it := range doc {
 		switch k, _ := it.Key.(string); k {
 		case "global":
@@ -204,7 +206,7 @@ func (c *Config) alertmanagerReceivers(b []byte, dir string) error {
 					}
 				}
 				if len(part) > 1 {
-					receivers = append(receivers, yamlv2.MapItem{Key: name, Value: part})
+					list = append(list, part)
 					names = append(names, name)
 				}
 			}
@@ -212,10 +214,6 @@ func (c *Config) alertmanagerReceivers(b []byte, dir string) error {
 	}
 	if len(names) == 0 {
 		return nil
-	}
-	var list []any
-	for _, r := range receivers {
-		list = append(list, r.Value)
 	}
 	out, err := yamlv2.Marshal(yamlv2.MapSlice{
 		{Key: "global", Value: global},
@@ -242,7 +240,14 @@ func (c *Config) alertmanagerReceivers(b []byte, dir string) error {
 				VictorOpsConfigs: ar.VictorOpsConfigs, WebexConfigs: ar.WebexConfigs, WechatConfigs: ar.WechatConfigs,
 			}
 			if dir != "" {
-				setDirectories(reflect.ValueOf(&r.AlertmanagerIntegrations).Elem(), dir)
+				// Absolute, as several integrations can share one client
+				// configuration (the global http_config): a second pass
+				// then changes nothing.
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				setDirectories(reflect.ValueOf(&r.AlertmanagerIntegrations).Elem(), abs)
 			}
 		}
 	}

@@ -185,3 +185,26 @@ func TestLoadFileNamesFile(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// Files of Alertmanager's integrations are relative to the configuration
+// file, once, even when integrations share the global http_config.
+func TestAlertmanagerIntegrationFiles(t *testing.T) {
+	c, err := Load(`
+global:
+  opsgenie_api_key: k
+  http_config: {tls_config: {ca_file: ca.pem}}
+route: {receiver: a}
+receivers:
+  - name: a
+    opsgenie_configs: [{}, {}]
+    email_configs: [{to: x@example.org, smarthost: 'smtp:25', from: a@example.org, tls_config: {ca_file: smtp-ca.pem}}]
+`, "conf")
+	require.NoError(t, err)
+	abs, err := filepath.Abs("conf")
+	require.NoError(t, err)
+	r := c.Receivers[0]
+	for _, og := range r.OpsGenieConfigs {
+		require.Equal(t, filepath.Join(abs, "ca.pem"), og.HTTPConfig.TLSConfig.CAFile)
+	}
+	require.Equal(t, filepath.Join(abs, "smtp-ca.pem"), r.EmailConfigs[0].TLSConfig.CAFile)
+}

@@ -352,7 +352,7 @@ func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
 	return newDriftState(p, det, driftSourceLearned, dc.opts.Windows)
 }
 
-// Drift windows file, written by saveWindows: the magic "MMDW" and the
+// Drift windows file, as encodeWindows writes it: the magic "MMDW" and the
 // version byte 1, the SHA-256 of the reference profile as Profile.Save
 // writes it, the number of features (a uvarint), then per feature its name
 // and its window's state (drift.Window.MarshalBinary), each a uvarint length
