@@ -21,8 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/payload"
-	"github.com/modelmon/modelmon/internal/quality"
 	"github.com/modelmon/modelmon/internal/prometheustest"
+	"github.com/modelmon/modelmon/internal/quality"
 )
 
 func labelsOn(o *Options) { o.Labels = LabelsOptions{Enabled: true} }
