@@ -124,12 +124,14 @@ func (s *smtpSink) messages() []string {
 // Alertmanager's other integrations, in its format and with its defaults
 // from the global section, notify through Alertmanager's own notifiers:
 // an e-mail to an SMTP server, Microsoft Teams, Discord and Opsgenie to
-// local servers speaking their HTTP APIs.
+// local servers speaking their HTTP APIs, and Telegram to one speaking its
+// Bot API.
 func TestAlertmanagerIntegrations(t *testing.T) {
 	smtp := newSMTPSink(t)
 	teams := newRecorder(t, http.StatusOK, "1")
 	discord := newRecorder(t, http.StatusNoContent, "")
 	opsgenie := newRecorder(t, http.StatusAccepted, `{"result":"Request will be processed","took":0.1,"requestId":"r1"}`)
+	telegram := newRecorder(t, http.StatusOK, `{"ok":true,"result":{"message_id":7,"chat":{"id":42,"type":"private"},"date":0,"text":"x"}}`)
 	cfg, err := alertconfig.Load(`
 global:
   evaluation_interval: 10s
@@ -148,6 +150,7 @@ receivers:
     msteams_configs: [{webhook_url: "`+teams.URL+`/webhookb2/x"}]
     discord_configs: [{webhook_url: "`+discord.URL+`/api/webhooks/1/t"}]
     opsgenie_configs: [{responders: [{name: ml, type: team}]}]
+    telegram_configs: [{api_url: "`+telegram.URL+`", bot_token: t0ken, chat_id: 42}]
 `, "")
 	require.NoError(t, err)
 	require.Equal(t, time.Duration(10*time.Second), time.Duration(cfg.Global.EvaluationInterval), "Prometheus's keys beside Alertmanager's")
@@ -155,9 +158,10 @@ receivers:
 	require.NoError(t, n.Put(classified("Drift", "fraud", time.Now())))
 
 	require.Eventually(t, func() bool {
-		return len(smtp.messages()) > 0 && len(teams.requests()) > 0 && len(discord.requests()) > 0 && len(opsgenie.requests()) > 0
-	}, 30*time.Second, 20*time.Millisecond, "email %d, teams %d, discord %d, opsgenie %d",
-		len(smtp.messages()), len(teams.requests()), len(discord.requests()), len(opsgenie.requests()))
+		return len(smtp.messages()) > 0 && len(teams.requests()) > 0 && len(discord.requests()) > 0 && len(opsgenie.requests()) > 0 &&
+			len(telegram.requests()) > 0
+	}, 30*time.Second, 20*time.Millisecond, "email %d, teams %d, discord %d, opsgenie %d, telegram %d",
+		len(smtp.messages()), len(teams.requests()), len(discord.requests()), len(opsgenie.requests()), len(telegram.requests()))
 
 	mail := smtp.messages()[0]
 	require.Contains(t, mail, "To: ml-oncall@example.org")
@@ -183,6 +187,11 @@ receivers:
 	require.Contains(t, ogAlert.Message, "Drift")
 	require.NotEmpty(t, ogAlert.Alias, "the group key's hash, as Alertmanager sends it")
 	require.Equal(t, "ml", ogAlert.Responders[0].Name)
+
+	tg := telegram.requests()[0]
+	require.Equal(t, "/bott0ken/sendMessage", tg.path)
+	require.Contains(t, tg.body, "42")
+	require.Contains(t, tg.body, "Drift")
 }
 
 // A receiver that Alertmanager would refuse is refused, and a dead one is
