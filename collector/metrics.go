@@ -36,30 +36,31 @@ func histogramOpts(name, help string, buckets []float64) prometheus.HistogramOpt
 // and the observations pushed to it. Hot paths resolve the children they need
 // once per model and keep them.
 type Metrics struct {
-	Requests             *prometheus.CounterVec
-	Passthrough          prometheus.Counter
-	PassthroughErrors    *prometheus.CounterVec
-	Predictions          *prometheus.CounterVec
-	Errors               *prometheus.CounterVec
-	InFlight             *prometheus.GaugeVec
-	RequestSize          *prometheus.HistogramVec
-	ResponseSize         *prometheus.HistogramVec
-	Duration             *prometheus.HistogramVec
-	FirstByte            *prometheus.HistogramVec
-	Overhead             prometheus.Histogram
-	CaptureDropped       *prometheus.CounterVec
-	PayloadsParsed       *prometheus.CounterVec
-	PayloadErrors        *prometheus.CounterVec
-	Generations          *prometheus.CounterVec
-	GenerationTokens     *prometheus.CounterVec
-	TimePerOutputToken   *prometheus.HistogramVec
-	FeedbackReward       *prometheus.HistogramVec
-	FeatureInvalid       *prometheus.CounterVec
-	PredictionClass      *prometheus.CounterVec
-	PredictionScore      *prometheus.HistogramVec
-	LabelOverflow        *prometheus.CounterVec
-	ObservationsReceived *prometheus.CounterVec
-	ObservationsRejected *prometheus.CounterVec
+	Requests                   *prometheus.CounterVec
+	Passthrough                prometheus.Counter
+	PassthroughErrors          *prometheus.CounterVec
+	Predictions                *prometheus.CounterVec
+	Errors                     *prometheus.CounterVec
+	InFlight                   *prometheus.GaugeVec
+	RequestSize                *prometheus.HistogramVec
+	ResponseSize               *prometheus.HistogramVec
+	Duration                   *prometheus.HistogramVec
+	FirstByte                  *prometheus.HistogramVec
+	Overhead                   prometheus.Histogram
+	CaptureDropped             *prometheus.CounterVec
+	PayloadsParsed             *prometheus.CounterVec
+	PayloadErrors              *prometheus.CounterVec
+	Generations                *prometheus.CounterVec
+	GenerationTokens           *prometheus.CounterVec
+	TimePerOutputToken         *prometheus.HistogramVec
+	FeedbackReward             *prometheus.HistogramVec
+	FeatureInvalid             *prometheus.CounterVec
+	PredictionClass            *prometheus.CounterVec
+	PredictionScore            *prometheus.HistogramVec
+	PredictionClassProbability *prometheus.HistogramVec
+	LabelOverflow              *prometheus.CounterVec
+	ObservationsReceived       *prometheus.CounterVec
+	ObservationsRejected       *prometheus.CounterVec
 }
 
 // NewMetrics creates the sidecar's traffic metrics and registers them with reg.
@@ -139,6 +140,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"model", "class"}),
 		PredictionScore: f.NewHistogramVec(histogramOpts(PredictionScore,
 			"The numeric predictions in parsed payloads and pushed observations: a regression's values, a binary classifier's scores (the second class's probability).",
+			ScoreBuckets), []string{"model"}),
+		PredictionClassProbability: f.NewHistogramVec(histogramOpts(PredictionClassProbability,
+			"The probability each classification prediction that gives one gives the class it predicts (its confidence), in parsed payloads and pushed observations: a fall in it flags inputs the model is unsure of, without labels.",
 			ScoreBuckets), []string{"model"}),
 		LabelOverflow: f.NewCounterVec(prometheus.CounterOpts{
 			Name: LabelOverflowTotal,

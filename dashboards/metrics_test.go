@@ -233,7 +233,8 @@ func runExporter(t *testing.T, bin string) exposed {
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/chat/completions", "application/json", `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`, "X-Model-Name", "llm"))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/seldon/prod/bandit/api/v1.0/feedback", "application/json", `{"reward": 1}`))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json",
-		`[{"model":"churn","version":"v1","id":"c1","features":{"x":1},"prediction":"yes"},{"model":"churn","version":"v1","id":"c2","features":{"x":2},"prediction":"no"}]`))
+		`[{"model":"churn","version":"v1","id":"c1","features":{"x":1},"prediction":"yes"},{"model":"churn","version":"v1","id":"c2","features":{"x":2},"prediction":"no"},`+
+			`{"model":"churn","version":"v1","id":"c3","features":{"x":3},"prediction":{"label":"yes","score":0.8}}]`))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/labels", "application/json",
 		`[{"id":"c1","label":"yes"},{"id":"c2","label":"yes"},{"id":"r1","label":1}]`))
 

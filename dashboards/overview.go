@@ -86,6 +86,10 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 			Min(0).Max(1).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, class) (%s)\n  / on (model) group_left\nsum by (model) (%s)",
 				q.rate(collector.PredictionClassTotal), q.rate(collector.PredictionClassTotal)), "{{model}} {{class}}"))).
+		WithPanel(defaultTimeseries("Mean confidence", "Mean probability the classification predictions give the class they predict: a fall says the model meets inputs it is unsure of, before any label comes.", "percentunit").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)",
+				q.rate(collector.PredictionClassProbability+"_sum"), q.rate(collector.PredictionClassProbability+"_count")), "{{model}}"))).
 		WithPanel(defaultTimeseries("Mean prediction score", "Mean of the numeric predictions: a regression's values, a binary classifier's scores (the second class's probability).", "none").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)",
 				q.rate(collector.PredictionScore+"_sum"), q.rate(collector.PredictionScore+"_count")), "{{model}}"))).

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -68,7 +69,9 @@ func runSidecar(t *testing.T, bin string, args ...string) *sidecar {
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	require.NoError(t, s.cmd.Start())
 	t.Cleanup(func() { s.cmd.Process.Kill() }) //nolint:errcheck
-	require.Eventually(t, func() bool { return s.ready() == 200 }, 20*time.Second, 20*time.Millisecond, "the exporter did not become ready")
+	if !assert.Eventually(t, func() bool { return s.ready() == 200 }, 20*time.Second, 20*time.Millisecond, "the exporter did not become ready") {
+		t.Fatalf("exporter output:\n%s", s.logs.String())
+	}
 	return s
 }
 

@@ -469,6 +469,9 @@ func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payl
 				x, isX = pv.score, true
 			}
 			m.countPredictionLocked(pv.classBytes, pv.class, pv.isClass, x, isX)
+			if pv.hasConfidence {
+				m.observeConfidenceLocked(pv.confidence)
+			}
 		}
 	}
 	// Only drift windows need the time: don't read the clock without them.

@@ -261,6 +261,9 @@ type predictionView struct {
 	// probs are the probabilities of classes.
 	probs   []float64
 	classes []string
+	// confidence is the probability the prediction gives its class.
+	confidence    float64
+	hasConfidence bool
 }
 
 // className returns the predicted class.
@@ -313,6 +316,18 @@ func readPrediction(classes []string, r *payload.Record, binary *[2]float64) (pv
 		if pv.probs == nil {
 			return pv, false
 		}
+	}
+	switch {
+	case pv.probs != nil && pv.isClass:
+		// The probability it gives the class it predicts.
+		for k, c := range pv.classes {
+			if (pv.classBytes != nil && string(pv.classBytes) == c) || (pv.classBytes == nil && pv.class == c) {
+				pv.confidence, pv.hasConfidence = pv.probs[k], true
+				break
+			}
+		}
+	case pv.isClass && r.HasConfidence:
+		pv.confidence, pv.hasConfidence = r.Confidence, true
 	}
 	return pv, true
 }

@@ -677,8 +677,9 @@ func startWithConfig(t *testing.T, up string, yml string, mod func(*Options)) *E
 }
 
 // Predictions are counted by predicted class, read as the label join reads
-// them, and numeric ones (a regression's values, a binary classifier's
-// scores) go to a histogram; none of it needs labels.
+// them, numeric ones (a regression's values, a binary classifier's scores)
+// go to a histogram, and so does the probability each gives its class;
+// none of it needs labels.
 func TestPredictionClassAndScore(t *testing.T) {
 	e := startWithConfig(t, modelServer(t).URL, `models:
   - name: fraud
@@ -706,6 +707,16 @@ func TestPredictionClassAndScore(t *testing.T) {
 	require.Equal(t, 9.5, score("price", "_sum"))
 	require.Zero(t, score("animals", "_count"), "no numeric prediction")
 	require.Zero(t, class("price", "12.5"), "a regression has no class")
+	// The probability each gives its class: 0.93 and 0.8 (legit at 0.2);
+	// dog's 0.5 and cat's 0.9; the named class alone gives none.
+	conf := func(model, suffix string) float64 {
+		return metricValue(t, e, "modelmon_prediction_class_probability"+suffix, map[string]string{"model": model})
+	}
+	require.Equal(t, 2.0, conf("fraud", "_count"))
+	require.InDelta(t, 1.73, conf("fraud", "_sum"), 1e-12)
+	require.Equal(t, 2.0, conf("animals", "_count"))
+	require.InDelta(t, 1.4, conf("animals", "_sum"), 1e-12)
+	require.Zero(t, conf("price", "_count"))
 
 	// Beyond 50 classes a model's new ones are __other__, and counted.
 	var lines []string

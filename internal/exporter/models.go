@@ -50,8 +50,22 @@ type model struct {
 	learn *learner
 	// classes count the predictions by class, score observes numeric
 	// ones; both made on first need.
-	classes map[string]prometheus.Counter
-	score   prometheus.Observer
+	classes    map[string]prometheus.Counter
+	score      prometheus.Observer
+	confidence prometheus.Observer
+}
+
+// observeConfidenceLocked observes the probability a classification
+// prediction gives its class in modelmon_prediction_class_probability.
+// The caller holds mu.
+func (m *model) observeConfidenceLocked(p float64) {
+	if !(p >= 0 && p <= 1) {
+		return
+	}
+	if m.confidence == nil {
+		m.confidence = m.metrics.PredictionClassProbability.WithLabelValues(m.name)
+	}
+	m.confidence.Observe(p)
 }
 
 // maxPredictedClasses caps the classes of modelmon_prediction_class_total
