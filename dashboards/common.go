@@ -118,6 +118,12 @@ func (q query) nativeMean(metric, by string) string {
 	return native + "\n  or\n" + classic
 }
 
+// shareOfModel is each value of label's share of a counter's rate within
+// its model.
+func (q query) shareOfModel(metric, label string) string {
+	return fmt.Sprintf("sum by (model, %s) (%s)\n  / on (model) group_left\nsum by (model) (%s)", label, q.rate(metric), q.rate(metric))
+}
+
 // nativeCount is the rate of a histogram's observations summed by the
 // given labels, falling back to the classic count.
 func (q query) nativeCount(metric, by string) string {

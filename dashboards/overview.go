@@ -84,23 +84,19 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 		WithRow(dashboard.NewRowBuilder("Predictions")).
 		WithPanel(defaultTimeseries("Predicted classes", "Share of each model's classification predictions by predicted class: a shift in what the model predicts (say, twice the fraud rate) shows without labels or a reference.", "percentunit").
 			Min(0).Max(1).
-			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, class) (%s)\n  / on (model) group_left\nsum by (model) (%s)",
-				q.rate(collector.PredictionClassTotal), q.rate(collector.PredictionClassTotal)), "{{model}} {{class}}"))).
+			WithTarget(prometheusQuery(q.shareOfModel(collector.PredictionClassTotal, "class"), "{{model}} {{class}}"))).
 		WithPanel(defaultTimeseries("Mean confidence", "Mean probability the classification predictions give the class they predict: a fall says the model meets inputs it is unsure of, before any label comes.", "percentunit").
 			Min(0).Max(1).
-			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)",
-				q.rate(collector.PredictionClassProbability+"_sum"), q.rate(collector.PredictionClassProbability+"_count")), "{{model}}"))).
+			WithTarget(prometheusQuery(q.nativeMean(collector.PredictionClassProbability, "model"), "{{model}}"))).
 		WithPanel(defaultTimeseries("Mean prediction score", "Mean of the numeric predictions: a regression's values, a binary classifier's scores (the second class's probability).", "none").
-			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)",
-				q.rate(collector.PredictionScore+"_sum"), q.rate(collector.PredictionScore+"_count")), "{{model}}"))).
+			WithTarget(prometheusQuery(q.nativeMean(collector.PredictionScore, "model"), "{{model}}"))).
 		WithPanel(defaultTimeseries("Prediction score quantiles", "Median and 90th percentile of the numeric predictions, from the native histogram.", "none").
 			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.PredictionScore, "model"), "{{model}} p50")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.PredictionScore, "model"), "{{model}} p90"))).
 		WithRow(dashboard.NewRowBuilder("Generative models")).
 		WithPanel(defaultTimeseries("Why generations stopped", "Share of generative models' answers (LLMs) by finish reason: a rise of length means answers cut at max_tokens, of content_filter answers withheld. Empty for models that do not generate.", "percentunit").
 			Min(0).Max(1).
-			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, finish_reason) (%s)\n  / on (model) group_left\nsum by (model) (%s)",
-				q.rate(collector.GenerationsTotal), q.rate(collector.GenerationsTotal)), "{{model}} {{finish_reason}}"))).
+			WithTarget(prometheusQuery(q.shareOfModel(collector.GenerationsTotal, "finish_reason"), "{{model}} {{finish_reason}}"))).
 		WithPanel(defaultTimeseries("Time per output token (streams)", "Quantiles of the time per output token after the first of generative models' streamed answers, from the native histogram: with the time to first byte above, the latency of token streams.", "s").
 			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.GenerationTimePerToken, "model"), "{{model}} p50")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.GenerationTimePerToken, "model"), "{{model}} p90"))).
