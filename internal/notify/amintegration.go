@@ -8,7 +8,6 @@ import (
 	amreceiver "github.com/prometheus/alertmanager/config/receiver"
 	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/template"
-	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/notify/notice"
@@ -47,16 +46,8 @@ func (n *Notifier) alertmanagerIntegrations(r *alertconfig.Receiver, tmpl *templ
 func sendAlertmanager(ctx context.Context, in *amnotify.Integration, receiverName string, nc *notice.Notice) error {
 	ctx = amnotify.WithReceiverName(ctx, receiverName)
 	ctx = amnotify.WithGroupKey(ctx, nc.ThreadKey())
-	ls := model.LabelSet{}
-	for k, v := range nc.Data.GroupLabels {
-		ls[model.LabelName(k)] = model.LabelValue(v)
-	}
-	ctx = amnotify.WithGroupLabels(ctx, ls)
-	routeLabels := model.LabelSet{}
-	for k, v := range nc.Data.RouteLabels {
-		routeLabels[model.LabelName(k)] = model.LabelValue(v)
-	}
-	ctx = amnotify.WithRouteLabels(ctx, routeLabels)
+	ctx = amnotify.WithGroupLabels(ctx, notice.LabelSet(nc.Data.GroupLabels))
+	ctx = amnotify.WithRouteLabels(ctx, notice.LabelSet(nc.Data.RouteLabels))
 	ctx = amnotify.WithNotificationReason(ctx, notifyReason(nc.Data.NotificationReason))
 	v := in.Notify(ctx, nc.Alerts...)
 	err := v.Err()

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/alertmanager/alert"
 	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/internal/outbox"
 )
@@ -85,6 +86,16 @@ func (n *Notice) ThreadKey() string {
 		return k
 	}
 	return n.GroupKey
+}
+
+// LabelSet returns the labels of template data (its group or route labels)
+// as a label set.
+func LabelSet(kv template.KV) model.LabelSet {
+	ls := make(model.LabelSet, len(kv))
+	for k, v := range kv {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	return ls
 }
 
 // Hash returns a stable hex digest of s, as Alertmanager hashes group keys

@@ -20,7 +20,6 @@ import (
 	amwebhook "github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
 	commoncfg "github.com/prometheus/common/config"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
 
 	"github.com/modelmon/modelmon/internal/notify/notice"
@@ -59,7 +58,7 @@ func (w *Notifier) Message(n *notice.Notice) ([]byte, error) {
 	if m := w.conf.MaxAlerts; m != 0 && uint64(len(data.Alerts)) > m {
 		// Recompute the common labels over the alerts sent, as
 		// Alertmanager does.
-		d := w.tmpl.Data(data.Receiver, kvLabels(data.GroupLabels), kvLabels(data.RouteLabels), data.NotificationReason, n.Alerts[:m]...)
+		d := w.tmpl.Data(data.Receiver, notice.LabelSet(data.GroupLabels), notice.LabelSet(data.RouteLabels), data.NotificationReason, n.Alerts[:m]...)
 		template.MarkRouteLabelsRendered(d)
 		d.Receiver = data.Receiver
 		data, truncated = d, uint64(len(data.Alerts))-m
@@ -122,12 +121,4 @@ func (w *Notifier) Send(ctx context.Context, n *notice.Notice) error {
 	}
 	defer amnotify.Drain(resp)
 	return notice.CheckResponse(resp, time.Now())
-}
-
-func kvLabels(kv template.KV) model.LabelSet {
-	ls := make(model.LabelSet, len(kv))
-	for k, v := range kv {
-		ls[model.LabelName(k)] = model.LabelValue(v)
-	}
-	return ls
 }
