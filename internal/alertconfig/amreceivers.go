@@ -151,23 +151,22 @@ func (a *AlertmanagerIntegrations) Empty() bool {
 // Receiver returns them as the receiver name of Alertmanager's
 // configuration, for its notifiers (config/receiver).
 func (a *AlertmanagerIntegrations) Receiver(name string) amconfig.Receiver {
-	return amconfig.Receiver{
-		Name:              name,
-		DiscordConfigs:    a.DiscordConfigs,
-		EmailConfigs:      a.EmailConfigs,
-		IncidentioConfigs: a.IncidentioConfigs,
-		JiraConfigs:       a.JiraConfigs,
-		MattermostConfigs: a.MattermostConfigs,
-		MSTeamsConfigs:    a.MSTeamsConfigs,
-		MSTeamsV2Configs:  a.MSTeamsV2Configs,
-		OpsGenieConfigs:   a.OpsGenieConfigs,
-		PushoverConfigs:   a.PushoverConfigs,
-		RocketchatConfigs: a.RocketchatConfigs,
-		SNSConfigs:        a.SNSConfigs,
-		TelegramConfigs:   a.TelegramConfigs,
-		VictorOpsConfigs:  a.VictorOpsConfigs,
-		WebexConfigs:      a.WebexConfigs,
-		WechatConfigs:     a.WechatConfigs,
+	r := amconfig.Receiver{Name: name}
+	a.pair(&r, func(mine, theirs reflect.Value) { theirs.Set(mine) })
+	return r
+}
+
+// pair calls f with each of a's fields and r's field of the same name: the
+// two types name Alertmanager's integrations alike.
+func (a *AlertmanagerIntegrations) pair(r *amconfig.Receiver, f func(mine, theirs reflect.Value)) {
+	v, rv := reflect.ValueOf(a).Elem(), reflect.ValueOf(r).Elem()
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Name
+		theirs := rv.FieldByName(name)
+		if !theirs.IsValid() {
+			panic("alertconfig: Alertmanager's Receiver has no field " + name)
+		}
+		f(v.Field(i), theirs)
 	}
 }
 
@@ -227,18 +226,13 @@ func (c *Config) alertmanagerReceivers(b []byte, dir string) error {
 	if err != nil {
 		return fmt.Errorf("receivers: %w", err)
 	}
-	for _, ar := range am.Receivers {
+	for i := range am.Receivers {
+		ar := &am.Receivers[i]
 		for _, r := range c.Receivers {
 			if r == nil || r.Name != ar.Name {
 				continue
 			}
-			r.AlertmanagerIntegrations = AlertmanagerIntegrations{
-				DiscordConfigs: ar.DiscordConfigs, EmailConfigs: ar.EmailConfigs, IncidentioConfigs: ar.IncidentioConfigs,
-				JiraConfigs: ar.JiraConfigs, MattermostConfigs: ar.MattermostConfigs, MSTeamsConfigs: ar.MSTeamsConfigs,
-				MSTeamsV2Configs: ar.MSTeamsV2Configs, OpsGenieConfigs: ar.OpsGenieConfigs, PushoverConfigs: ar.PushoverConfigs,
-				RocketchatConfigs: ar.RocketchatConfigs, SNSConfigs: ar.SNSConfigs, TelegramConfigs: ar.TelegramConfigs,
-				VictorOpsConfigs: ar.VictorOpsConfigs, WebexConfigs: ar.WebexConfigs, WechatConfigs: ar.WechatConfigs,
-			}
+			r.AlertmanagerIntegrations.pair(ar, func(mine, theirs reflect.Value) { mine.Set(theirs) })
 			if dir != "" {
 				// Absolute, as several integrations can share one client
 				// configuration (the global http_config): a second pass
