@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -69,43 +70,45 @@ func (a *Alertd) getV2AlertGroups(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.opts.Now()
 	rt := a.routing.Load()
-	byKey := map[string]*models.AlertGroup{}
-	mutedBy := map[string][]string{}
-	groups := map[string]alertGroup{}
-	members := map[string][]*amalert.Alert{}
-	var keys []string
+	// A group, as its alerts come: its route's group, the intervals that
+	// mute it now, and its members.
+	type v2Group struct {
+		alertGroup
+		mutedBy []string
+		members []*amalert.Alert
+		out     *models.AlertGroup
+	}
+	byKey := map[string]*v2Group{}
 	for _, al := range alerts {
 		for _, g := range rt.groups(al.labels) {
-			members[g.Key] = append(members[g.Key], al.source)
-			ag, ok := byKey[g.Key]
+			vg, ok := byKey[g.Key]
 			if !ok {
-				groups[g.Key] = g
 				active, mute, err := amnotify.MutedByTimeIntervals(rt.intervals, g.route.RouteOpts.ActiveTimeIntervals, g.route.RouteOpts.MuteTimeIntervals, now)
 				if err != nil {
 					http.Error(w, fmt.Sprintf("couldn't check the time intervals of route %s: %v", g.route.Key(), err), http.StatusInternalServerError)
 					return
 				}
-				ag = &models.AlertGroup{Labels: apiv2.ModelLabelSetToAPILabelSet(g.Labels), Receiver: &models.ReceiverReference{Name: new(g.Receiver)}, Alerts: []*models.GettableAlert{},
-					RouteLabels: models.LabelSet{}}
-				byKey[g.Key], mutedBy[g.Key] = ag, slices.Concat(active, mute)
-				keys = append(keys, g.Key)
+				vg = &v2Group{alertGroup: g, mutedBy: slices.Concat(active, mute), out: &models.AlertGroup{
+					Labels: apiv2.ModelLabelSetToAPILabelSet(g.Labels), Receiver: &models.ReceiverReference{Name: new(g.Receiver)},
+					Alerts: []*models.GettableAlert{}}}
+				byKey[g.Key] = vg
 			}
 			ga := al.GettableAlert
-			if m := mutedBy[g.Key]; len(m) > 0 {
-				ga = mutedV2Alert(ga, m)
+			if len(vg.mutedBy) > 0 {
+				ga = mutedV2Alert(ga, vg.mutedBy)
 			}
-			ag.Alerts = append(ag.Alerts, ga)
+			vg.out.Alerts = append(vg.out.Alerts, ga)
+			vg.members = append(vg.members, al.source)
 		}
 	}
-	slices.Sort(keys)
 	out := models.AlertGroups{}
-	for _, k := range keys {
-		if len(mutedBy[k]) > 0 && !showMuted {
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		vg := byKey[k]
+		if len(vg.mutedBy) > 0 && !showMuted {
 			continue
 		}
-		g := groups[k]
-		byKey[k].RouteLabels = apiv2.ModelLabelSetToAPILabelSet(a.notify.RouteLabels(g.route, g.Labels, members[k]...))
-		out = append(out, byKey[k])
+		vg.out.RouteLabels = apiv2.ModelLabelSetToAPILabelSet(a.notify.RouteLabels(vg.route, vg.Labels, vg.members...))
+		out = append(out, vg.out)
 	}
 	respondV2(w, out)
 }
