@@ -458,22 +458,6 @@ func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payl
 	max := o.config().cfg.Limits.MaxFeatures
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var binary [2]float64
-	for i := range recs {
-		if generated {
-			break
-		}
-		if pv, ok := readPrediction(mc.classes, &recs[i], &binary); ok {
-			x, isX := pv.number, pv.isNumber
-			if pv.hasScore {
-				x, isX = pv.score, true
-			}
-			m.countPredictionLocked(pv.classBytes, pv.class, pv.isClass, x, isX)
-			if pv.hasConfidence {
-				m.observeConfidenceLocked(pv.confidence)
-			}
-		}
-	}
 	// Only drift windows need the time: don't read the clock without them.
 	var now time.Time
 	if m.drift != nil || m.learn != nil {
@@ -481,6 +465,9 @@ func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payl
 	}
 	for i := range recs {
 		rec := &recs[i]
+		if !generated {
+			m.countRecordLocked(mc, rec)
+		}
 		ds := m.drift
 		if ds != nil {
 			ds.epoch++

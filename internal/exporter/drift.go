@@ -48,9 +48,7 @@ type DriftOptions struct {
 // driftState is a model's drift detection: its reference, one window per
 // feature, and the decisions' detector. It is guarded by its model's mu.
 type driftState struct {
-	profile *drift.Profile
-	digest  [sha256.Size]byte // of the profile as saved: what the windows count against
-	det     *drift.Detector
+	*reference
 	source  string
 	windows []*drift.Window
 	feats   []*feature // the sidecar's feature of each profile feature, once seen
@@ -60,18 +58,14 @@ type driftState struct {
 	index   map[string]int // profile feature by name
 }
 
-func newDriftState(p *drift.Profile, det *drift.Detector, source string, windows []time.Duration) (*driftState, error) {
-	ds := &driftState{profile: p, det: det, source: source, pred: -1,
+func newDriftState(ref *reference, source string, windows []time.Duration) (*driftState, error) {
+	p := ref.profile
+	ds := &driftState{reference: ref, source: source, pred: -1,
 		windows: make([]*drift.Window, len(p.Features)),
 		feats:   make([]*feature, len(p.Features)),
 		seen:    make([]uint32, len(p.Features)),
 		index:   make(map[string]int, len(p.Features)),
 	}
-	h := sha256.New()
-	if err := p.Save(h); err != nil {
-		return nil, err
-	}
-	h.Sum(ds.digest[:0])
 	for i, f := range p.Features {
 		ds.index[f.Name] = i
 		w, err := drift.NewWindow(f, drift.WindowOptions{Spans: windows})
@@ -147,9 +141,8 @@ func (l *learner) columns() []drift.Column {
 // driftConfig is the drift set-up shared by all models.
 type driftConfig struct {
 	opts    DriftOptions
-	ref     *drift.Profile // from --drift.reference, or nil
-	refDet  *drift.Detector
-	storage string // directory for learned profiles, or ""
+	ref     *reference // from --drift.reference, or nil
+	storage string     // directory for learned profiles, or ""
 
 	mu   sync.Mutex
 	refs map[string]*cachedReference // models[].drift's, by file and prediction column
@@ -173,10 +166,9 @@ func newDriftConfig(o DriftOptions, storagePath string) (*driftConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couldn't load --drift.reference=%q: %w", o.Reference, err)
 	}
-	if dc.refDet, err = drift.NewDetector(p, o.Detector); err != nil {
+	if dc.ref, err = dc.newReference(p); err != nil {
 		return nil, fmt.Errorf("couldn't use --drift.reference=%q: %w", o.Reference, err)
 	}
-	dc.ref = p
 	return dc, nil
 }
 
@@ -219,10 +211,27 @@ const (
 	driftSourceLearned = "learned" // learned from the model's first records
 )
 
-// modelReference is a model's own reference (models[].drift), loaded.
-type modelReference struct {
+// reference is a reference profile, ready: its detector, and the digest
+// its drift windows are saved with (what they count against).
+type reference struct {
 	profile *drift.Profile
 	det     *drift.Detector
+	digest  [sha256.Size]byte // of the profile as Profile.Save writes it
+}
+
+// newReference readies profile p.
+func (dc *driftConfig) newReference(p *drift.Profile) (*reference, error) {
+	det, err := drift.NewDetector(p, dc.opts.Detector)
+	if err != nil {
+		return nil, err
+	}
+	ref := &reference{profile: p, det: det}
+	h := sha256.New()
+	if err := p.Save(h); err != nil {
+		return nil, err
+	}
+	h.Sum(ref.digest[:0])
+	return ref, nil
 }
 
 // cachedReference is a reference loaded for models[].drift, kept while its
@@ -230,7 +239,7 @@ type modelReference struct {
 type cachedReference struct {
 	modTime time.Time
 	size    int64
-	ref     *modelReference
+	ref     *reference
 }
 
 // loadModelReferences loads the references of rc's models that name one,
@@ -257,11 +266,11 @@ func (dc *driftConfig) loadModelReferences(rc *runtimeConfig) error {
 				if err != nil {
 					return fmt.Errorf("model %q: couldn't load models[].drift.reference=%q: %w", m.Name, m.Drift.Reference, err)
 				}
-				det, err := drift.NewDetector(p, dc.opts.Detector)
+				ref, err := dc.newReference(p)
 				if err != nil {
 					return fmt.Errorf("model %q: couldn't use models[].drift.reference=%q: %w", m.Name, m.Drift.Reference, err)
 				}
-				c = &cachedReference{modTime: fi.ModTime(), size: fi.Size(), ref: &modelReference{profile: p, det: det}}
+				c = &cachedReference{modTime: fi.ModTime(), size: fi.Size(), ref: ref}
 			}
 			next[key] = c
 		}
@@ -285,12 +294,12 @@ func (dc *driftConfig) learnerFor(ds *driftState) *learner {
 // stateFor returns the drift state a model starts with: its own reference
 // (ref, from models[].drift), the reference profile, or a learned profile
 // restored from storage, or nil (learning, or no drift detection).
-func (dc *driftConfig) stateFor(model string, ref *modelReference) (*driftState, error) {
+func (dc *driftConfig) stateFor(model string, ref *reference) (*driftState, error) {
 	if ref != nil {
-		return newDriftState(ref.profile, ref.det, driftSourceConfig, dc.opts.Windows)
+		return newDriftState(ref, driftSourceConfig, dc.opts.Windows)
 	}
 	if dc.ref != nil {
-		return newDriftState(dc.ref, dc.refDet, driftSourceFile, dc.opts.Windows)
+		return newDriftState(dc.ref, driftSourceFile, dc.opts.Windows)
 	}
 	if dc.storage == "" || dc.opts.LearnSamples <= 0 {
 		return nil, nil
@@ -302,11 +311,10 @@ func (dc *driftConfig) stateFor(model string, ref *modelReference) (*driftState,
 	if err != nil {
 		return nil, fmt.Errorf("couldn't restore the learned reference of model %q: %w", model, err)
 	}
-	det, err := drift.NewDetector(p, dc.opts.Detector)
-	if err != nil {
+	if ref, err = dc.newReference(p); err != nil {
 		return nil, err
 	}
-	return newDriftState(p, det, driftSourceLearned, dc.opts.Windows)
+	return newDriftState(ref, driftSourceLearned, dc.opts.Windows)
 }
 
 func (dc *driftConfig) learnedPath(model string) string {
@@ -328,7 +336,7 @@ func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
 	if err != nil {
 		return nil, err
 	}
-	det, err := drift.NewDetector(p, dc.opts.Detector)
+	ref, err := dc.newReference(p)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +357,7 @@ func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
 			return nil, err
 		}
 	}
-	return newDriftState(p, det, driftSourceLearned, dc.opts.Windows)
+	return newDriftState(ref, driftSourceLearned, dc.opts.Windows)
 }
 
 // Drift windows file, as encodeWindows writes it: the magic "MMDW" and the

@@ -260,7 +260,7 @@ func New(o Options) (*Exporter, error) {
 // prepareModel gives a new model its drift state: the reference, a learned
 // reference restored from storage, or a learner.
 func (e *Exporter) prepareModel(m *model) {
-	var ref *modelReference
+	var ref *reference
 	if rc := e.cfg.Load(); rc != nil {
 		ref = rc.models[m.name].ref
 	}

@@ -72,6 +72,25 @@ func (m *model) observeConfidenceLocked(p float64) {
 // per model, as the label join caps its classes.
 const maxPredictedClasses = 50
 
+// countRecordLocked counts what rec predicts, as mc reads it: its class,
+// its score or value, and the probability it gives its class. The caller
+// holds mu.
+func (m *model) countRecordLocked(mc modelConfig, rec *payload.Record) {
+	var binary [2]float64
+	pv, ok := readPrediction(mc.classes, rec, &binary)
+	if !ok {
+		return
+	}
+	x, isX := pv.number, pv.isNumber
+	if pv.hasScore {
+		x, isX = pv.score, true
+	}
+	m.countPredictionLocked(pv.classBytes, pv.class, pv.isClass, x, isX)
+	if pv.hasConfidence {
+		m.observeConfidenceLocked(pv.confidence)
+	}
+}
+
 // countPredictionLocked counts a prediction in
 // modelmon_prediction_class_total (its class: classBytes, else class, when
 // isClass) or modelmon_prediction_score (number, when isNumber). The caller

@@ -185,7 +185,7 @@ type modelConfig struct {
 	classes      []string
 	// ref is the model's own drift reference (models[].drift), once
 	// loaded; nil without one.
-	ref *modelReference
+	ref *reference
 	// segments are the features its joined labels are also counted by.
 	segments []string
 }
