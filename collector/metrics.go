@@ -61,6 +61,20 @@ type Metrics struct {
 	LabelOverflow              *prometheus.CounterVec
 	ObservationsReceived       *prometheus.CounterVec
 	ObservationsRejected       *prometheus.CounterVec
+	Shadow                     ShadowMetrics
+}
+
+// ShadowMetrics compare a shadow model server's answers with the model's,
+// for the predictions mirrored to it (--shadow.upstream).
+type ShadowMetrics struct {
+	Requests           *prometheus.CounterVec
+	Errors             *prometheus.CounterVec
+	Dropped            *prometheus.CounterVec
+	Duration           *prometheus.HistogramVec
+	Predictions        *prometheus.CounterVec
+	Disagreements      *prometheus.CounterVec
+	AbsoluteDifference *prometheus.CounterVec
+	SquaredDifference  *prometheus.CounterVec
 }
 
 // NewMetrics creates the sidecar's traffic metrics and registers them with reg.
@@ -156,6 +170,39 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: ObservationsRejected,
 			Help: "The total number of observations the push API rejected, by reason.",
 		}, []string{"reason"}),
+	}
+	m.Shadow = ShadowMetrics{
+		Requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowRequestsTotal,
+			Help: "The total number of prediction requests mirrored to the shadow model server (--shadow.upstream), failed ones included.",
+		}, []string{"model"}),
+		Errors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowErrorsTotal,
+			Help: "The total number of mirrored requests whose shadow answer could not be compared, by reason.",
+		}, []string{"model", "reason"}),
+		Dropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowDroppedTotal,
+			Help: "The total number of prediction requests sampled for the shadow model server but not sent, because --shadow.concurrency requests were already waiting for it or the capture queue's bytes were taken.",
+		}, []string{"model"}),
+		Duration: f.NewHistogramVec(histogramOpts(ShadowDuration,
+			"The time the shadow model server took to answer a mirrored request, in seconds.",
+			DurationBuckets), []string{"model"}),
+		Predictions: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowPredictionsTotal,
+			Help: "The total number of predictions compared between the model and the shadow model server.",
+		}, []string{"model"}),
+		Disagreements: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowDisagreementsTotal,
+			Help: "The total number of compared predictions whose class differs between the model and the shadow model server, or that one of them gives as a class and the other not.",
+		}, []string{"model"}),
+		AbsoluteDifference: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowAbsoluteDifferenceTotal,
+			Help: "The sum of the absolute differences between the model's and the shadow model server's numeric predictions (a regression's values, a binary classifier's scores).",
+		}, []string{"model"}),
+		SquaredDifference: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowSquaredDifferenceTotal,
+			Help: "The sum of the squared differences between the model's and the shadow model server's numeric predictions.",
+		}, []string{"model"}),
 	}
 	for _, l := range []string{"model", "feature"} {
 		m.LabelOverflow.WithLabelValues(l)

@@ -86,6 +86,15 @@ const (
 	LabelPeerRequestsTotal   = "modelmon_label_peer_requests_total"
 	LabelsForwardedTotal     = "modelmon_labels_forwarded_total"
 	LabelPeers               = "modelmon_label_peers"
+
+	ShadowRequestsTotal           = "modelmon_shadow_requests_total"
+	ShadowErrorsTotal             = "modelmon_shadow_errors_total"
+	ShadowDroppedTotal            = "modelmon_shadow_dropped_total"
+	ShadowDuration                = "modelmon_shadow_duration_seconds"
+	ShadowPredictionsTotal        = "modelmon_shadow_predictions_total"
+	ShadowDisagreementsTotal      = "modelmon_shadow_disagreements_total"
+	ShadowAbsoluteDifferenceTotal = "modelmon_shadow_absolute_difference_total"
+	ShadowSquaredDifferenceTotal  = "modelmon_shadow_squared_difference_total"
 )
 
 // Reasons a proxied prediction failed, the values of the reason label of
@@ -101,6 +110,21 @@ const (
 // ErrorReasons lists every reason label value of modelmon_prediction_errors_total
 // and modelmon_passthrough_errors_total.
 var ErrorReasons = []string{ErrorTimeout, ErrorUpstream4xx, ErrorUpstream5xx, ErrorConnection, ErrorInvalidResponse}
+
+// Reasons a shadow request failed beyond ErrorReasons, values of the reason
+// label of modelmon_shadow_errors_total.
+const (
+	// ShadowInvalidPayload: the shadow's answer gave no predictions.
+	ShadowInvalidPayload = "invalid_payload"
+	// ShadowShapeMismatch: the shadow's answer gave another number of
+	// predictions than the model's, or one its request's shape does not
+	// match.
+	ShadowShapeMismatch = "shape_mismatch"
+)
+
+// ShadowErrorReasons lists every reason label value of
+// modelmon_shadow_errors_total.
+var ShadowErrorReasons = append(append([]string(nil), ErrorReasons...), ShadowInvalidPayload, ShadowShapeMismatch)
 
 // Reasons a capture was dropped before parsing, the values of the reason label
 // of modelmon_capture_dropped_total.

@@ -124,6 +124,11 @@ func (q query) shareOfModel(metric, label string) string {
 	return fmt.Sprintf("sum by (model, %s) (%s)\n  / on (model) group_left\nsum by (model) (%s)", label, q.rate(metric), q.rate(metric))
 }
 
+// rateRatio is the ratio of two counters' rates, each summed by model.
+func (q query) rateRatio(num, den string) string {
+	return fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)", q.rate(num), q.rate(den))
+}
+
 // nativeCount is the rate of a histogram's observations summed by the
 // given labels, falling back to the classic count.
 func (q query) nativeCount(metric, by string) string {

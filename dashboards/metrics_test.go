@@ -217,10 +217,24 @@ func runExporter(t *testing.T, bin string) exposed {
 		_, _ = io.WriteString(w, `{"predictions":[1]}`)
 	}))
 	t.Cleanup(upstream.Close)
+	// A shadow that fails one request and is slow to answer the others, so
+	// that some of the requests mirrored to it are dropped.
+	shadow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"amount":0,`) {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"predictions":[2]}`)
+	}))
+	t.Cleanup(shadow.Close)
 	proxy, web := freeAddr(t), freeAddr(t)
 	start(t, filepath.Join(bin, "exporter"), web,
 		"--proxy.upstream="+upstream.URL, "--proxy.listen-address="+proxy, "--web.listen-address="+web,
-		"--drift.learn-samples=20", "--drift.min-samples=5", "--labels.enabled")
+		"--drift.learn-samples=20", "--drift.min-samples=5", "--labels.enabled",
+		"--shadow.upstream="+shadow.URL, "--shadow.concurrency=1")
 
 	for i := range 40 {
 		body := fmt.Sprintf(`{"instances":[{"amount":%d,"country":"DE"}]}`, i)
@@ -244,7 +258,9 @@ func runExporter(t *testing.T, bin string) exposed {
 		return fams["modelmon_feature_drift_psi"] != nil && fams["modelmon_payload_errors_total"] != nil &&
 			fams["modelmon_prediction_time_to_first_byte_seconds"] != nil &&
 			fams["modelmon_prediction_outcome_total"] != nil && fams["modelmon_generation_tokens_total"] != nil &&
-			fams["modelmon_generation_time_per_output_token_seconds"] != nil && fams["modelmon_feedback_reward"] != nil
+			fams["modelmon_generation_time_per_output_token_seconds"] != nil && fams["modelmon_feedback_reward"] != nil &&
+			fams["modelmon_shadow_errors_total"] != nil && fams["modelmon_shadow_dropped_total"] != nil &&
+			fams["modelmon_shadow_disagreements_total"] != nil && fams["modelmon_shadow_absolute_difference_total"] != nil
 	}, 30*time.Second, 50*time.Millisecond, "the sidecar's drift, payload and quality series did not appear")
 	return exposition(fams)
 }

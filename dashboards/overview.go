@@ -93,6 +93,18 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultTimeseries("Prediction score quantiles", "Median and 90th percentile of the numeric predictions, from the native histogram.", "none").
 			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.PredictionScore, "model"), "{{model}} p50")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.PredictionScore, "model"), "{{model}} p90"))).
+		WithRow(dashboard.NewRowBuilder("Shadow model server")).
+		WithPanel(defaultTimeseries("Shadow disagreement", "Share of the predictions compared with the shadow model server (--shadow.upstream) whose class differs: what the candidate would change if it took the traffic. Empty without a shadow.", "percentunit").
+			Min(0).
+			WithTarget(prometheusQuery(q.rateRatio(collector.ShadowDisagreementsTotal, collector.ShadowPredictionsTotal), "{{model}}"))).
+		WithPanel(defaultTimeseries("Shadow mean absolute difference", "Mean absolute difference between the model's and the shadow's numeric predictions (a regression's values, a binary classifier's scores).", "none").
+			WithTarget(prometheusQuery(q.rateRatio(collector.ShadowAbsoluteDifferenceTotal, collector.ShadowPredictionsTotal), "{{model}}"))).
+		WithPanel(defaultTimeseries("Shadow latency", "p99 of the shadow's round trip against the model's own, from the native histograms.", "s").
+			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.ShadowDuration, "model"), "{{model}} shadow p99")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionDuration, "model"), "{{model}} model p99"))).
+		WithPanel(defaultTimeseries("Shadow requests not compared", "Mirrored requests per second whose answer was not compared, by reason, and those dropped because the shadow could not keep up.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, reason) (%s) > 0", q.rate(collector.ShadowErrorsTotal)), "{{model}} {{reason}}")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s) > 0", q.rate(collector.ShadowDroppedTotal)), "{{model}} dropped"))).
 		WithRow(dashboard.NewRowBuilder("Generative models")).
 		WithPanel(defaultTimeseries("Why generations stopped", "Share of generative models' answers (LLMs) by finish reason: a rise of length means answers cut at max_tokens, of content_filter answers withheld. Empty for models that do not generate.", "percentunit").
 			Min(0).Max(1).

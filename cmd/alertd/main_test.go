@@ -52,7 +52,7 @@ func TestCommands(t *testing.T) {
 
 	code, out := exitCode(t, bin, "check-config", "../../examples/alertd.yml")
 	require.Equal(t, 0, code, out)
-	require.Contains(t, out, "SUCCESS: 5 rule files")
+	require.Contains(t, out, "SUCCESS: 6 rule files")
 
 	code, out = exitCode(t, bin, "--config.check", "--config.file=../../examples/alertd.yml")
 	require.Equal(t, 0, code, out)

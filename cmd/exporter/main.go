@@ -61,6 +61,10 @@ func run() int {
 		captureBody  = serve.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(size(int64(d.CaptureMaxBodySize))).Bytes()
 		workers      = serve.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
 		batchDelay   = serve.Flag("capture.batch-delay", "Pause of a parser after it has emptied the queue, so that under load it parses in batches. Use 0 to parse each capture at once.").Default(d.CaptureBatchDelay.String()).Duration()
+		shadowUp     = serve.Flag("shadow.upstream", "Base URL of a shadow model server, http:// or https://: a candidate model that gets a copy of sampled predictions, off the hot path, whose answers are compared with the model's (modelmon_shadow_*) and never reach the client. Empty: mirror nothing.").Default("").String()
+		shadowRatio  = serve.Flag("shadow.sample-ratio", "Share of the captured predictions mirrored to --shadow.upstream, in (0, 1].").Default(strconv.FormatFloat(d.Shadow.SampleRatio, 'g', -1, 64)).Float64()
+		shadowTime   = serve.Flag("shadow.timeout", "Longest wait for the shadow model server's answer to a mirrored request.").Default(d.Shadow.Timeout.String()).Duration()
+		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests sent to --shadow.upstream at once; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
 		pushMaxBody  = serve.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
 		driftRef     = serve.Flag("drift.reference", "Reference of the models' inputs and output for drift detection: a profile (.json, from `exporter profile`) or training data (.csv, .jsonl). Empty: learn it (--drift.learn-samples) or detect no drift.").Default("").String()
 		driftPred    = serve.Flag("drift.prediction-column", "Column of the --drift.reference training data that holds the model's output.").Default("").String()
@@ -160,6 +164,11 @@ func run() int {
 		logger.Error("Invalid flag", "err", err)
 		return 2
 	}
+	// Zero would mean the default to exporter.Options.
+	if *shadowUp != "" && (*shadowRatio == 0 || *shadowTime == 0 || *shadowConc == 0) {
+		logger.Error("Invalid flag", "err", "--shadow.sample-ratio, --shadow.timeout and --shadow.concurrency must not be 0")
+		return 2
+	}
 	logger.Info("Starting modelmon_exporter", "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 
@@ -201,6 +210,12 @@ func run() int {
 		CaptureWorkers:         *workers,
 		CaptureBatchDelay:      *batchDelay,
 		PushMaxBodySize:        int64(*pushMaxBody),
+		Shadow: exporter.ShadowOptions{
+			Upstream:    *shadowUp,
+			SampleRatio: *shadowRatio,
+			Timeout:     *shadowTime,
+			Concurrency: *shadowConc,
+		},
 		Drift: exporter.DriftOptions{
 			Reference:        *driftRef,
 			PredictionColumn: *driftPred,

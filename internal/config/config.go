@@ -115,6 +115,11 @@ const DefaultMinCalibrationSamples = 1000
 // nothing is wrong.
 const DefaultMinSegmentSamples = 200
 
+// DefaultMinShadowSamples is the default of QualityAlerts.MinShadowSamples:
+// over 200 compared predictions, a disagreement rate of 0.05 has a standard
+// error of 0.015.
+const DefaultMinShadowSamples = 200
+
 // QualityAlerts are thresholds on a model's quality over the last hour,
 // computed by the recording rules of deploy/prometheus/quality.rules.yml.
 // A zero threshold is not checked.
@@ -138,6 +143,12 @@ type QualityAlerts struct {
 	// labels (default DefaultMinSegmentSamples).
 	MaxSegmentAccuracyGap float64 `yaml:"max_segment_accuracy_gap"`
 	MinSegmentSamples     int     `yaml:"min_segment_samples"`
+	// MaxShadowDisagreement bounds the share of the predictions compared
+	// with a shadow model server (--shadow.upstream) whose class differs,
+	// checked over an hour with at least MinShadowSamples of them
+	// (default DefaultMinShadowSamples).
+	MaxShadowDisagreement float64 `yaml:"max_shadow_disagreement"`
+	MinShadowSamples      int     `yaml:"min_shadow_samples"`
 	// For is how long a threshold must be crossed before the alert fires
 	// (Prometheus's for); Severity is the alert's severity label.
 	For      string `yaml:"for"`
@@ -197,7 +208,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("models[%d]: unknown format %q (want one of %s)", i, m.Format, strings.Join(Formats, ", "))
 		}
 		if a := m.Alerts; a != nil {
-			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError, "max_segment_accuracy_gap": a.MaxSegmentAccuracyGap, "min_r2": a.MinR2} {
+			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError, "max_segment_accuracy_gap": a.MaxSegmentAccuracyGap, "min_r2": a.MinR2, "max_shadow_disagreement": a.MaxShadowDisagreement} {
 				if v < 0 || v > 1 {
 					return fmt.Errorf("models[%d].alerts.%s must be between 0 and 1, got %v", i, name, v)
 				}
@@ -207,6 +218,9 @@ func (c *Config) Validate() error {
 			}
 			if a.MinSegmentSamples < 0 {
 				return fmt.Errorf("models[%d].alerts.min_segment_samples must not be negative, got %d", i, a.MinSegmentSamples)
+			}
+			if a.MinShadowSamples < 0 {
+				return fmt.Errorf("models[%d].alerts.min_shadow_samples must not be negative, got %d", i, a.MinShadowSamples)
 			}
 			if a.MaxSegmentAccuracyGap > 0 && len(m.Segments) == 0 {
 				return fmt.Errorf("models[%d].alerts.max_segment_accuracy_gap needs models[%d].segments", i, i)

@@ -77,6 +77,12 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 				"Accuracy of model "+m.Name+" more than "+f(a.MaxSegmentAccuracyGap)+" below its overall accuracy for a segment.")
 			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: accuracy {{ $value | humanize }} from the model's over the last hour."
 		}
+		if a.MaxShadowDisagreement > 0 {
+			compared := "sum by (model) (increase(modelmon_shadow_predictions_total" + sel + "[1h]))"
+			add("ModelShadowDisagreementHigh", "sum by (model) (increase(modelmon_shadow_disagreements_total"+sel+"[1h])) / "+compared+" > "+f(a.MaxShadowDisagreement)+
+				"\n  and on (model) "+compared+" >= "+strconv.Itoa(cmp.Or(a.MinShadowSamples, config.DefaultMinShadowSamples)),
+				"The shadow of model "+m.Name+" predicts another class for more than "+f(a.MaxShadowDisagreement)+" of its predictions.")
+		}
 		if a.MinLabelCoverage > 0 {
 			add("ModelLabelCoverageLow", `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / sum by (model) (increase(modelmon_predictions_total`+sel+`[1h])) < `+f(a.MinLabelCoverage),
 				"Share of predictions of model "+m.Name+" with a label below "+f(a.MinLabelCoverage)+".")

@@ -30,6 +30,10 @@ models:
   - name: shop
     segments: [country]
     alerts: {max_segment_accuracy_gap: 0.1}
+  - name: candidate
+    alerts: {max_shadow_disagreement: 0.05}
+  - name: fewshadow
+    alerts: {max_shadow_disagreement: 0.05, min_shadow_samples: 1000}
   - name: quiet
 `)
 	require.NoError(t, err)
@@ -40,7 +44,7 @@ models:
 	require.NoError(t, os.WriteFile(alerts, out, 0o644))
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 7 rules found")
+	require.Contains(t, string(b), "SUCCESS: 9 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -104,7 +108,24 @@ tests:
         values: '0+1x120'
       - series: 'modelmon_segment_prediction_correct_total{model="shop",segment="country",segment_value="IT",instance="a"}'
         values: '0+0x120'
+      # candidate: 2 of 10 compared predictions a minute disagree (0.2 >
+      # 0.05, 600 an hour); fewshadow the same, below its 1,000.
+      - series: 'modelmon_shadow_predictions_total{model="candidate",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_shadow_disagreements_total{model="candidate",instance="a"}'
+        values: '0+2x120'
+      - series: 'modelmon_shadow_predictions_total{model="fewshadow",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_shadow_disagreements_total{model="fewshadow",instance="a"}'
+        values: '0+2x120'
     alert_rule_test:
+      - eval_time: 70m
+        alertname: ModelShadowDisagreementHigh
+        exp_alerts:
+          - exp_labels: {alertname: ModelShadowDisagreementHigh, model: candidate, severity: warning}
+            exp_annotations:
+              summary: The shadow of model candidate predicts another class for more than 0.05 of its predictions.
+              description: 'candidate: 200m over the last hour.'
       - eval_time: 70m
         alertname: ModelSegmentAccuracyLow
         exp_alerts:

@@ -21,8 +21,9 @@ import (
 
 // benchProxy returns a sidecar whose proxy talks to an in-memory fasthttp
 // model server, so the benchmark measures the sidecar, not the loopback. The
-// model server's answers are chunked when chunked is set.
-func benchProxy(b *testing.B, chunked bool) *Exporter {
+// model server's answers are chunked when chunked is set. With shadow, every
+// prediction is mirrored to the same model server as a shadow.
+func benchProxy(b *testing.B, chunked, shadow bool) *Exporter {
 	ln := fasthttputil.NewInmemoryListener()
 	const answer = `{"predictions":[0.93]}`
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
@@ -35,10 +36,17 @@ func benchProxy(b *testing.B, chunked bool) *Exporter {
 	}}
 	go srv.Serve(ln) //nolint:errcheck
 	b.Cleanup(func() { srv.Shutdown(); ln.Close() })
-	e := startExporter(b, "http://model.internal:8080", nil)
+	var mod func(*Options)
+	if shadow {
+		mod = shadowOptions("http://shadow.internal:8080", nil)
+	}
+	e := startExporter(b, "http://model.internal:8080", mod)
 	e.proxy.client.DialTimeout = dialLazyDeadlines(func(string, time.Duration) (net.Conn, error) {
 		return ln.Dial()
 	}, deadlineSlack(e.opts.Proxy.Timeout))
+	if shadow {
+		e.proxy.shadow.client.Dial = func(string) (net.Conn, error) { return ln.Dial() }
+	}
 	return e
 }
 
@@ -60,14 +68,20 @@ func kserveBody(features int) []byte {
 // case is the floor: the same round trip by a plain fasthttp client, with
 // none of the sidecar's work, so the difference is what the sidecar adds. Its
 // "chunked" case has the answer come chunked, so that the proxy streams it:
-// the stream is read to its end and closed as fasthttp's server would.
+// the stream is read to its end and closed as fasthttp's server would. Its
+// "shadow" case mirrors every prediction to a shadow model server: the
+// handler copies the request's header, and the shadow's senders run beside
+// it.
 func BenchmarkProxyHandle(b *testing.B) {
 	for _, tc := range []struct {
-		name                 string
-		trace, bare, chunked bool
-	}{{"plain", false, false, false}, {"traceparent", true, false, false}, {"bare", false, true, false}, {"chunked", false, false, true}} {
+		name                         string
+		trace, bare, chunked, shadow bool
+	}{
+		{name: "plain"}, {name: "traceparent", trace: true}, {name: "bare", bare: true},
+		{name: "chunked", chunked: true}, {name: "shadow", shadow: true},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := benchProxy(b, tc.chunked)
+			e := benchProxy(b, tc.chunked, tc.shadow)
 			body := kserveBody(20)
 			var ctx fasthttp.RequestCtx
 			handle := e.proxy.handle
@@ -116,7 +130,7 @@ func BenchmarkCaptureOffer(b *testing.B) {
 	req, resp := kserveBody(20), []byte(`{"predictions":[0.93]}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		e.queue.offer(m, 0, bodyEncodings{}, answerTiming{}, req, resp, nil)
+		e.queue.offer(m, 0, bodyEncodings{}, answerTiming{}, req, resp, nil, nil)
 	}
 }
 
@@ -148,7 +162,7 @@ func BenchmarkWorkerHandle(b *testing.B) {
 // prediction, b.N times.
 func runWorker(b *testing.B, e *Exporter, body []byte) {
 	m := e.models.get([]byte("fraud"), 100)
-	w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger}
+	w := &worker{q: e.queue, obs: e.obs, parsers: parserCache{}, logger: e.logger}
 	c := &capture{model: m, format: payload.FormatKServeV1}
 	c.buf = append(append(c.buf, body...), `{"predictions":[0.93]}`...)
 	c.reqLen, c.respLen = len(body), len(`{"predictions":[0.93]}`)

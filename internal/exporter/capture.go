@@ -25,12 +25,26 @@ type capture struct {
 	format  payload.Format
 	enc     bodyEncodings
 	timing  answerTiming
-	buf     []byte // request body, response body, then the prediction id
+	buf     []byte // request body, response body, the prediction id, then the shadow header
 	reqLen  int
 	respLen int
+	// hdrLen is the length of the request's header when the request is
+	// to be mirrored to the shadow model server, else 0.
+	hdrLen int
 	// feedback: the request is Seldon Core 1's feedback, whose truth is
 	// labels (worker.feedback), not a prediction.
 	feedback bool
+}
+
+// id is the prediction id the capture came with.
+func (c *capture) id() []byte { return c.buf[c.reqLen+c.respLen : len(c.buf)-c.hdrLen] }
+
+// shadowHeader is the header of a request to mirror, nil for one not to.
+func (c *capture) shadowHeader() []byte {
+	if c.hdrLen == 0 {
+		return nil
+	}
+	return c.buf[len(c.buf)-c.hdrLen:]
 }
 
 // answerTiming is when the answer of a capture came: its last byte and, for
@@ -67,19 +81,21 @@ func newQueue(size int, maxBytes int64, maxBody int, logger *slog.Logger) *queue
 }
 
 // offer copies the bodies and enqueues them, or counts why it did not.
-func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id []byte) {
-	q.offerCapture(false, m, f, enc, t, req, resp, id)
+// shadowHdr is the request's header when it is to be mirrored to the
+// shadow model server, else nil.
+func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, shadowHdr []byte) {
+	q.offerCapture(false, m, f, enc, t, req, resp, id, shadowHdr)
 }
 
 // offerFeedback is offer for the body of a Seldon feedback request (f
 // FormatSeldon, or FormatSeldonGRPC for a SendFeedback call's message), and
 // the id header it came with.
 func (q *queue) offerFeedback(m *model, f payload.Format, enc bodyEncodings, body, id []byte) {
-	q.offerCapture(true, m, f, enc, answerTiming{}, body, nil, id)
+	q.offerCapture(true, m, f, enc, answerTiming{}, body, nil, id, nil)
 }
 
-func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id []byte) {
-	n := len(req) + len(resp) + len(id)
+func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, hdr []byte) {
+	n := len(req) + len(resp) + len(id) + len(hdr)
 	if len(req) > q.maxBody || len(resp) > q.maxBody {
 		q.dropTooLarge(m)
 		return
@@ -89,8 +105,8 @@ func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc body
 		return
 	}
 	c := capturePool.Get().(*capture)
-	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen, c.feedback = m, f, enc, t, len(req), len(resp), feedback
-	c.buf = append(append(append(c.buf[:0], req...), resp...), id...)
+	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen, c.hdrLen, c.feedback = m, f, enc, t, len(req), len(resp), len(hdr), feedback
+	c.buf = append(append(append(append(c.buf[:0], req...), resp...), id...), hdr...)
 	q.enqueued.Add(1)
 	select {
 	case q.ch <- c:
@@ -156,7 +172,7 @@ func (q *queue) stats() collector.QueueStats {
 type worker struct {
 	q       *queue
 	obs     *observer
-	parsers map[string]parserEntry // by model, for its feature names
+	parsers parserCache
 	batch   payload.Batch
 	logger  *slog.Logger
 	// batchDelay is the pause after draining the queue.
@@ -168,6 +184,8 @@ type worker struct {
 	codec fasthttp.Response
 	// feedbackParser reads Seldon's feedback, with no feature names.
 	feedbackParser *payload.Parser
+	// shadow takes the requests to mirror; nil without --shadow.upstream.
+	shadow *shadow
 }
 
 func (w *worker) run() {
@@ -232,7 +250,7 @@ func (w *worker) handle(c *capture) {
 	if mc.format != payload.FormatUnknown {
 		f = mc.format
 	}
-	p := w.parser(c.model.name, mc, rc)
+	p := w.parsers.get(c.model.name, mc, rc)
 	err := p.Parse(f, req, resp, &w.batch)
 	if err != nil {
 		reason := "invalid_json"
@@ -253,7 +271,7 @@ func (w *worker) handle(c *capture) {
 		c.model.parsedCounter(w.batch.Format).Inc()
 		w.obs.observe(c.model, mc, w.batch.Generation.Answered, w.batch.Records)
 		if w.obs.labels != nil {
-			id := c.buf[c.reqLen+c.respLen:]
+			id := c.id()
 			if mc.idPath != nil {
 				if x := w.bodyID(req, mc.idPath); x != nil {
 					id = x
@@ -264,6 +282,9 @@ func (w *worker) handle(c *capture) {
 			if len(id) > 0 {
 				w.obs.labels.observe(w.obs.now(), c.model.name, id, mc, w.batch.Records)
 			}
+		}
+		if hdr := c.shadowHeader(); hdr != nil && w.shadow != nil && err == nil {
+			w.shadow.offer(c.model, mc, f, c.enc.req, hdr, c.buf[:c.reqLen], w.batch.Records)
 		}
 	}
 }
@@ -305,7 +326,7 @@ func (w *worker) feedback(c *capture, body []byte) {
 	}
 	id := fb.Puid
 	if len(id) == 0 {
-		id = c.buf[c.reqLen+c.respLen:]
+		id = c.id()
 	}
 	if len(id) == 0 {
 		reject(rejectMissingID, errors.New("the feedback has no response.meta.puid and no id header"))
@@ -408,20 +429,24 @@ type parserEntry struct {
 	opts payload.Options
 }
 
-// parser returns the parser for a model, rebuilt when the model's configured
+// parserCache keeps a parser per model, for its feature names. It is not
+// safe for concurrent use: each goroutine that parses has its own.
+type parserCache map[string]parserEntry
+
+// get returns the parser for a model, rebuilt when the model's configured
 // feature names or the limits change on reload.
-func (w *worker) parser(name string, mc modelConfig, rc *runtimeConfig) *payload.Parser {
+func (pc parserCache) get(name string, mc modelConfig, rc *runtimeConfig) *payload.Parser {
 	// The parser's own feature cap stays at its default: limits.max_features
 	// caps label values, and features past it still count under __other__.
 	opts := payload.Options{
 		FeatureNames: mc.featureNames,
 		MaxInstances: rc.cfg.Limits.MaxInstances,
 	}
-	e, ok := w.parsers[name]
+	e, ok := pc[name]
 	if !ok || !sameStrings(e.opts.FeatureNames, opts.FeatureNames) ||
 		e.opts.MaxInstances != opts.MaxInstances || e.opts.MaxFeatures != opts.MaxFeatures {
 		e = parserEntry{p: payload.NewParser(opts), opts: opts}
-		w.parsers[name] = e
+		pc[name] = e
 	}
 	return e.p
 }

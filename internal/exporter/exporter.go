@@ -80,6 +80,9 @@ type Options struct {
 	// StoragePath is where the sidecar keeps state across restarts (learned
 	// references, drift windows, pending predictions); empty keeps nothing.
 	StoragePath string
+	// Shadow mirrors a sample of the predictions to a shadow model server
+	// and compares its answers with the model's.
+	Shadow ShadowOptions
 	// SnapshotInterval is how often the drift windows and the pending
 	// predictions are written there while the sidecar runs, so that a
 	// crash loses at most that much; they are written at shutdown too. 0
@@ -110,6 +113,7 @@ func DefaultOptions() Options {
 		CaptureWorkers:     1,
 		PushMaxBodySize:    10 << 20,
 		SnapshotInterval:   time.Minute,
+		Shadow:             ShadowOptions{SampleRatio: 1, Timeout: 10 * time.Second, Concurrency: 4},
 	}
 }
 
@@ -138,6 +142,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.MetricsPath == "" {
 		o.MetricsPath = d.MetricsPath
+	}
+	if o.Shadow.SampleRatio == 0 {
+		o.Shadow.SampleRatio = d.Shadow.SampleRatio
+	}
+	if o.Shadow.Timeout == 0 {
+		o.Shadow.Timeout = d.Shadow.Timeout
+	}
+	if o.Shadow.Concurrency == 0 {
+		o.Shadow.Concurrency = d.Shadow.Concurrency
 	}
 	if o.CaptureQueueSize <= 0 {
 		o.CaptureQueueSize = d.CaptureQueueSize
@@ -249,6 +262,11 @@ func New(o Options) (*Exporter, error) {
 	}
 	e.proxy = p
 	p.labels = e.obs.labels
+	if o.Shadow.Upstream != "" {
+		if p.shadow, err = newShadow(o.Shadow, e.queue, e.cfg.Load, e.metrics.Shadow, e.logger.With("component", "shadow")); err != nil {
+			return nil, err
+		}
+	}
 	e.scrape, err = collector.NewExporter(o.Collectors, source{e}, e.logger.With("component", "collector"))
 	if err != nil {
 		return nil, err
@@ -479,8 +497,11 @@ func (e *Exporter) Start() error {
 		}
 		return err
 	}
+	if e.proxy.shadow != nil {
+		e.proxy.shadow.start(e.opts.Shadow.Concurrency)
+	}
 	for i := 0; i < e.opts.CaptureWorkers; i++ {
-		w := &worker{q: e.queue, obs: e.obs, parsers: map[string]parserEntry{}, logger: e.logger.With("component", "parser"), batchDelay: e.opts.CaptureBatchDelay}
+		w := &worker{q: e.queue, obs: e.obs, parsers: parserCache{}, logger: e.logger.With("component", "parser"), batchDelay: e.opts.CaptureBatchDelay, shadow: e.proxy.shadow}
 		e.workers.Add(1)
 		go func() {
 			defer e.workers.Done()
@@ -611,6 +632,10 @@ func (e *Exporter) stop(ctx context.Context) error {
 		e.wg.Wait()
 		if proxyErr == nil {
 			e.workers.Wait()
+			if e.proxy.shadow != nil {
+				// The parsers hand over no more.
+				e.proxy.shadow.stop()
+			}
 		}
 		e.proxy.client.CloseIdleConnections()
 		if e.proxy.grpc != nil {

@@ -73,11 +73,13 @@ func startExporter(t testing.TB, upstream string, mod func(*Options)) *Exporter 
 	return e
 }
 
-// waitIdle waits until every capture offered so far has been parsed.
+// waitIdle waits until every capture offered so far has been parsed, and
+// every request it mirrored to the shadow model server compared.
 func waitIdle(t testing.TB, e *Exporter) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		return e.queue.enqueued.Load() == e.queue.handled.Load()
+		return e.queue.enqueued.Load() == e.queue.handled.Load() &&
+			(e.proxy.shadow == nil || e.proxy.shadow.pending.Load() == 0)
 	}, 10*time.Second, time.Millisecond)
 }
 

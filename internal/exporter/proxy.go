@@ -70,6 +70,7 @@ type proxy struct {
 	upstream  string        // --proxy.upstream, for the logs
 	failing   *warning      // the model server fails requests
 	grpc      *grpcProxy    // nil without --proxy.grpc-upstream
+	shadow    *shadow       // nil without --shadow.upstream
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -361,6 +362,9 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	respBody, respSize := resp.Body(), -1
 	if ok {
 		respSize = len(respBody)
+		if p.shadow != nil && resp.StatusCode() < 300 && p.shadow.sample() {
+			rq.shadow = req.Header.Header()
+		}
 	}
 	p.account(m, req.Body(), respBody, respSize, resp.StatusCode(), rq, upEnd)
 }
@@ -411,6 +415,9 @@ type request struct {
 	// outputTokens is what a gRPC stream's answers say they add up to
 	// (num_output_tokens), when only the last is captured; 0 when unsaid.
 	outputTokens int64
+	// shadow is the request's header, as sent upstream, when the request
+	// is to be mirrored to the shadow model server; nil otherwise.
+	shadow []byte
 }
 
 // account records a prediction once its answer is complete: its sizes, its
@@ -449,7 +456,7 @@ func (p *proxy) capture(m *model, reqBody, respBody []byte, respSize int, rq req
 		p.queue.dropTooLarge(m)
 		return
 	}
-	p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte, rq.outputTokens}, reqBody, respBody, rq.id)
+	p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte, rq.outputTokens}, reqBody, respBody, rq.id, rq.shadow)
 }
 
 // roundTrip sends the request upstream and leaves the answer, or an error

@@ -1,0 +1,337 @@
+package exporter
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/payload"
+)
+
+// ShadowOptions configure the mirroring of predictions to a shadow model
+// server: a candidate model that gets a sample of the real requests, whose
+// answers are compared with the model's and thrown away.
+type ShadowOptions struct {
+	// Upstream is the shadow model server's base URL, http or https; empty
+	// mirrors nothing.
+	Upstream string
+	// SampleRatio is the share of the captured predictions mirrored, in
+	// (0, 1].
+	SampleRatio float64
+	// Timeout bounds a mirrored request's round trip.
+	Timeout time.Duration
+	// Concurrency is the number of mirrored requests sent at once; as many
+	// again may wait, and more are dropped.
+	Concurrency int
+}
+
+// shadow mirrors sampled predictions to the shadow model server, off the
+// hot path: the proxy only decides whether a request is sampled and copies
+// its header with its bodies into the capture; the parser that parses the
+// model's answer hands the request on to the shadow's senders, which send
+// it, parse the shadow's answer the same way and compare the two. Nothing of
+// it reaches the client or waits for it.
+type shadow struct {
+	client  *fasthttp.HostClient
+	host    string
+	ratio   float64
+	timeout time.Duration
+	jobs    chan *shadowJob
+	q       *queue // its byte budget bounds the requests waiting here too
+	config  func() *runtimeConfig
+	metrics collector.ShadowMetrics
+	logger  *slog.Logger
+	failing *warning
+	wg      sync.WaitGroup
+	closed  sync.Once
+	// pending counts the requests handed over and not yet done with, so
+	// that tests can tell when every one has been compared.
+	pending atomic.Int64
+}
+
+// shadowJob is one request to mirror and what the model answered to it.
+type shadowJob struct {
+	model  *model
+	format payload.Format
+	enc    contentEncoding // of the request body
+	buf    []byte          // the request's header, then its body as sent
+	hdrLen int
+	// preds are the model's predictions, one per record.
+	preds []shadowPrediction
+}
+
+// shadowPrediction is what a record predicts, as the comparison reads it.
+type shadowPrediction struct {
+	class   string
+	isClass bool
+	// x is a regression's value or a binary classifier's score.
+	x   float64
+	isX bool
+}
+
+func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collector.ShadowMetrics, logger *slog.Logger) (*shadow, error) {
+	u, addr, err := parseUpstream("--shadow.upstream", o.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	if !(o.SampleRatio > 0 && o.SampleRatio <= 1) {
+		return nil, fmt.Errorf("--shadow.sample-ratio must be in (0, 1], not %v", o.SampleRatio)
+	}
+	if o.Concurrency < 1 {
+		return nil, fmt.Errorf("--shadow.concurrency must be at least 1, not %d", o.Concurrency)
+	}
+	if o.Timeout <= 0 {
+		return nil, fmt.Errorf("--shadow.timeout must be positive, not %v", o.Timeout)
+	}
+	s := &shadow{
+		client: &fasthttp.HostClient{
+			Addr:                          addr,
+			IsTLS:                         u.Scheme == "https",
+			MaxConns:                      o.Concurrency,
+			MaxConnWaitTimeout:            o.Timeout,
+			ReadBufferSize:                maxHeaderSize,
+			MaxResponseBodySize:           q.maxBody,
+			NoDefaultUserAgentHeader:      true,
+			DisableHeaderNamesNormalizing: true,
+			DisablePathNormalizing:        true,
+			MaxIdemponentCallAttempts:     1,
+		},
+		host:    u.Host,
+		ratio:   o.SampleRatio,
+		timeout: o.Timeout,
+		jobs:    make(chan *shadowJob, o.Concurrency),
+		q:       q,
+		config:  config,
+		metrics: m,
+		logger:  logger,
+		failing: newWarning(logger, "Requests to the shadow model server fail: its predictions are not compared (modelmon_shadow_errors_total counts each by reason); the model's clients are not affected"),
+	}
+	return s, nil
+}
+
+// sample reports whether to mirror a prediction. It runs on the hot path.
+func (s *shadow) sample() bool {
+	return s.ratio >= 1 || rand.Float64() < s.ratio
+}
+
+// start starts the senders.
+func (s *shadow) start(n int) {
+	for range n {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			sd := shadowSender{s: s, parsers: parserCache{}}
+			for j := range s.jobs {
+				sd.send(j)
+				s.q.unhold(len(j.buf))
+				s.pending.Add(-1)
+			}
+		}()
+	}
+}
+
+// stop sends what waits, once no parser hands over any more, and stops the
+// senders.
+func (s *shadow) stop() {
+	s.closed.Do(func() { close(s.jobs) })
+	s.wg.Wait()
+	s.client.CloseIdleConnections()
+}
+
+// offer hands a request the model has answered (its header, its body as
+// sent with Content-Encoding enc, and recs, the records parsed from it and
+// the model's answer) to the senders, or counts it dropped when they are
+// behind. It runs in a parser and does not wait.
+func (s *shadow) offer(m *model, mc modelConfig, f payload.Format, enc contentEncoding, hdr, body []byte, recs []payload.Record) {
+	n := len(hdr) + len(body)
+	if !s.q.hold(n) {
+		s.metrics.Dropped.WithLabelValues(m.name).Inc()
+		return
+	}
+	j := &shadowJob{model: m, format: f, enc: enc, hdrLen: len(hdr), preds: make([]shadowPrediction, len(recs))}
+	j.buf = append(append(make([]byte, 0, n), hdr...), body...)
+	for i := range recs {
+		j.preds[i] = readShadowPrediction(mc.classes, &recs[i])
+	}
+	s.pending.Add(1)
+	select {
+	case s.jobs <- j:
+	default:
+		s.pending.Add(-1)
+		s.q.unhold(n)
+		s.metrics.Dropped.WithLabelValues(m.name).Inc()
+	}
+}
+
+// readShadowPrediction reads what a record predicts, as readPrediction
+// reads it for the label join.
+func readShadowPrediction(classes []string, r *payload.Record) shadowPrediction {
+	var binary [2]float64
+	pv, ok := readPrediction(classes, r, &binary)
+	if !ok {
+		return shadowPrediction{}
+	}
+	sp := shadowPrediction{isClass: pv.isClass, x: pv.number, isX: pv.isNumber}
+	if pv.isClass {
+		sp.class = pv.className()
+	}
+	if pv.hasScore {
+		sp.x, sp.isX = pv.score, true
+	}
+	return sp
+}
+
+// shadowSender sends mirrored requests one at a time.
+type shadowSender struct {
+	s       *shadow
+	parsers parserCache
+	batch   payload.Batch
+	codec   fasthttp.Response
+	req     fasthttp.Request
+	resp    fasthttp.Response
+	// hr and br read a request's header back.
+	hr bytes.Reader
+	br *bufio.Reader
+}
+
+// errShadowHeader is a mirrored request's header that does not read back;
+// it would be a bug.
+var errShadowHeader = errors.New("the request's header could not be read back")
+
+func (sd *shadowSender) send(j *shadowJob) {
+	s := sd.s
+	m := j.model
+	defer func() {
+		if r := recover(); r != nil {
+			s.metrics.Errors.WithLabelValues(m.name, collector.ErrorInvalidResponse).Inc()
+			s.logger.Error("Recovered from a panic while comparing a shadow prediction", "model", m.name, "panic", r)
+		}
+	}()
+	req, resp := &sd.req, &sd.resp
+	req.Reset()
+	resp.Reset()
+	defer func() {
+		req.Reset()
+		resp.Reset()
+	}()
+	hdr, body := j.buf[:j.hdrLen], j.buf[j.hdrLen:]
+	req.Header.DisableNormalizing()
+	sd.hr.Reset(hdr)
+	if sd.br == nil {
+		sd.br = bufio.NewReaderSize(&sd.hr, maxHeaderSize)
+	}
+	sd.br.Reset(&sd.hr)
+	if err := req.Header.Read(sd.br); err != nil {
+		s.metrics.Errors.WithLabelValues(m.name, collector.ErrorInvalidResponse).Inc()
+		s.logger.Error("Could not mirror a request", "model", m.name, "err", fmt.Errorf("%w: %w", errShadowHeader, err))
+		return
+	}
+	// The body went upstream whole, with its length.
+	req.Header.Del("Transfer-Encoding")
+	req.SetBodyRaw(body)
+	req.Header.SetHost(s.host)
+	req.URI().DisablePathNormalizing = true
+	req.Header.SetNoDefaultContentType(true)
+
+	s.metrics.Requests.WithLabelValues(m.name).Inc()
+	start := time.Now()
+	err := s.client.DoTimeout(req, resp, s.timeout)
+	took := time.Since(start)
+	if err != nil {
+		reason, _, _ := classifyError(err)
+		sd.fail(m, reason, err)
+		return
+	}
+	s.metrics.Duration.WithLabelValues(m.name).Observe(took.Seconds())
+	switch code := resp.StatusCode(); {
+	case code >= 500:
+		sd.fail(m, collector.ErrorUpstream5xx, fmt.Errorf("the shadow model server answered %d", code))
+		return
+	case code >= 400:
+		sd.fail(m, collector.ErrorUpstream4xx, fmt.Errorf("the shadow model server answered %d", code))
+		return
+	}
+	sd.compare(j, body, resp)
+}
+
+// compare parses the shadow's answer to j's request body and compares its
+// predictions with the model's.
+func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Response) {
+	s, m := sd.s, j.model
+	reqBody, err := decode(&sd.codec, j.enc, body, s.q.maxBody)
+	var respBody []byte
+	if err == nil {
+		respBody, err = decode(&sd.codec, encodingOf(resp.Header.ContentEncoding()), resp.Body(), s.q.maxBody)
+	}
+	if err != nil {
+		sd.fail(m, collector.ShadowInvalidPayload, fmt.Errorf("could not decode a body: %w", err))
+		return
+	}
+	rc := s.config()
+	mc := rc.models[m.name]
+	p := sd.parsers.get(m.name, mc, rc)
+	err = p.Parse(j.format, reqBody, respBody, &sd.batch)
+	var pe *payload.Error
+	switch {
+	case errors.As(err, &pe) && pe.Reason == payload.ReasonShapeMismatch:
+		sd.fail(m, collector.ShadowShapeMismatch, err)
+		return
+	case err == nil && len(sd.batch.Records) == 0:
+		err = errors.New("the answer gives no predictions")
+		fallthrough
+	case err != nil:
+		sd.fail(m, collector.ShadowInvalidPayload, err)
+		return
+	}
+	recs := sd.batch.Records
+	if len(recs) != len(j.preds) {
+		sd.fail(m, collector.ShadowShapeMismatch, fmt.Errorf("the shadow gave %d predictions, the model %d", len(recs), len(j.preds)))
+		return
+	}
+	var compared, disagreed, numeric int
+	var absDiff, sqDiff float64
+	for i := range recs {
+		a, b := j.preds[i], readShadowPrediction(mc.classes, &recs[i])
+		if !a.isClass && !a.isX && !b.isClass && !b.isX {
+			continue // neither predicts anything to compare
+		}
+		compared++
+		if a.isClass != b.isClass || a.class != b.class {
+			disagreed++
+		}
+		if a.isX && b.isX {
+			if d := a.x - b.x; d-d == 0 { // NaN and ±Inf would spoil the sums
+				numeric++
+				absDiff += math.Abs(d)
+				sqDiff += d * d
+			}
+		}
+	}
+	sm := s.metrics
+	sm.Predictions.WithLabelValues(m.name).Add(float64(compared))
+	sm.Disagreements.WithLabelValues(m.name).Add(float64(disagreed))
+	if numeric > 0 {
+		// Only then: a classifier without scores shows no difference series.
+		sm.AbsoluteDifference.WithLabelValues(m.name).Add(absDiff)
+		sm.SquaredDifference.WithLabelValues(m.name).Add(sqDiff)
+	}
+	s.logger.Debug("Compared shadow predictions", "model", m.name, "predictions", compared, "disagreements", disagreed)
+}
+
+// fail counts a mirrored request whose answer is not compared, and logs why.
+func (sd *shadowSender) fail(m *model, reason string, err error) {
+	s := sd.s
+	s.metrics.Errors.WithLabelValues(m.name, reason).Inc()
+	s.logger.Debug("Shadow prediction not compared", "model", m.name, "reason", reason, "err", err)
+	s.failing.warn(func() []any { return []any{"model", m.name, "reason", reason, "err", err} })
+}

@@ -1,0 +1,334 @@
+package exporter
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/collector"
+)
+
+// seenRequest is a request as a model server received it.
+type seenRequest struct {
+	method, uri, host string
+	header            http.Header
+	body              []byte
+}
+
+// recordingServer is a model server on loopback that answers each model's
+// predictions with a fixed body, and keeps what it received.
+type recordingServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []seenRequest
+}
+
+// newRecordingServer answers a request for model m (the path's
+// /v1/models/{m}:predict) with answers[m], or with what answer returns when
+// it is set.
+func newRecordingServer(t *testing.T, answers map[string]string, answer func(w http.ResponseWriter, r *http.Request) bool) *recordingServer {
+	ms := &recordingServer{}
+	ms.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ms.mu.Lock()
+		ms.seen = append(ms.seen, seenRequest{r.Method, r.RequestURI, r.Host, r.Header.Clone(), body})
+		ms.mu.Unlock()
+		if answer != nil && answer(w, r) {
+			return
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/models/"), ":predict")
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, answers[name])
+	}))
+	t.Cleanup(ms.Close)
+	return ms
+}
+
+func (ms *recordingServer) received() []seenRequest {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return append([]seenRequest(nil), ms.seen...)
+}
+
+// shadowOptions mirror every prediction to shadow.
+func shadowOptions(shadow string, mod func(*ShadowOptions)) func(*Options) {
+	return func(o *Options) {
+		o.Shadow = ShadowOptions{Upstream: shadow, SampleRatio: 1, Timeout: 5 * time.Second, Concurrency: 2}
+		if mod != nil {
+			mod(&o.Shadow)
+		}
+	}
+}
+
+// predict posts body to the sidecar for model, with headers as name, value
+// pairs, and returns the answer's status and body.
+func predict(t *testing.T, e *Exporter, model, body string, headers ...string) (int, string) {
+	t.Helper()
+	return do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/"+model+":predict?trace=1", body,
+		append([]string{"Content-Type", "application/json"}, headers...)...)
+}
+
+// The shadow model server gets the model's requests as they were sent, and
+// its answers are compared with the model's: classes that differ, numbers
+// by how far apart.
+func TestShadowComparesPredictions(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{
+		"fraud":  `{"predictions": ["legit", "fraud", "legit"]}`,
+		"house":  `{"predictions": [1.0, 2.0, 3.0]}`,
+		"churn":  `{"predictions": [0.9, 0.1, 0.6]}`,
+		"digits": `{"predictions": [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]}`,
+	}, nil)
+	candidate := newRecordingServer(t, map[string]string{
+		"fraud":  `{"predictions": ["legit", "legit", "legit"]}`,
+		"house":  `{"predictions": [1.5, 1.0, 3.0]}`,
+		"churn":  `{"predictions": [0.2, 0.3, 0.65]}`,
+		"digits": `{"predictions": [[0.1, 0.7, 0.2], [0.2, 0.2, 0.6], [0.3, 0.1, 0.6]]}`,
+	}, nil)
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: churn
+    classes: [stay, leave]
+  - name: digits
+    classes: ["0", "1", "2"]
+`), 0o644))
+	e := startExporter(t, model.URL, func(o *Options) {
+		o.ConfigFile = cfg
+		shadowOptions(candidate.URL, nil)(o)
+	})
+
+	status, body := predict(t, e, "fraud", `{"instances": [[1], [2], [3]]}`, "Authorization", "Bearer s3cret", "X-Tenant", "a")
+	require.Equal(t, 200, status)
+	require.JSONEq(t, `{"predictions": ["legit", "fraud", "legit"]}`, body, "the client gets the model's answer")
+	for _, m := range []string{"house", "churn", "digits"} {
+		status, _ := predict(t, e, m, `{"instances": [[1], [2], [3]]}`)
+		require.Equal(t, 200, status)
+	}
+	waitIdle(t, e)
+
+	// The candidate got each request as the model did, but for its Host
+	// (and in an order of its own: two are sent at once).
+	mine, theirs := model.received(), candidate.received()
+	require.Len(t, theirs, 4)
+	require.Len(t, mine, 4)
+	byURI := func(a, b seenRequest) int { return strings.Compare(a.uri, b.uri) }
+	slices.SortFunc(mine, byURI)
+	slices.SortFunc(theirs, byURI)
+	for i := range mine {
+		require.Equal(t, mine[i].method, theirs[i].method)
+		require.Equal(t, mine[i].uri, theirs[i].uri)
+		require.Equal(t, mine[i].body, theirs[i].body)
+		for k, vs := range mine[i].header {
+			require.Equal(t, vs, theirs[i].header[k], k)
+		}
+		require.Equal(t, strings.TrimPrefix(candidate.URL, "http://"), theirs[i].host)
+	}
+	fraud := theirs[slices.IndexFunc(theirs, func(r seenRequest) bool { return strings.Contains(r.uri, "fraud") })]
+	require.Equal(t, []string{"Bearer s3cret"}, fraud.header["Authorization"])
+	require.Equal(t, []string{"a"}, fraud.header["X-Tenant"])
+
+	for _, tc := range []struct {
+		model                        string
+		compared, disagreed, abs, sq float64
+	}{
+		{"fraud", 3, 1, 0, 0},
+		{"house", 3, 0, 1.5, 0.5*0.5 + 1*1},
+		// Scores of the second class: leave, stay, leave against stay,
+		// stay, leave.
+		{"churn", 3, 1, 0.7 + 0.2 + 0.05, 0.49 + 0.04 + 0.0025},
+		// Classes 1, 0, 2 against 1, 2, 2.
+		{"digits", 3, 1, 0, 0},
+	} {
+		m := map[string]string{"model": tc.model}
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, m), tc.model)
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowDuration+"_count", m), tc.model)
+		require.Equal(t, tc.compared, metricValue(t, e, collector.ShadowPredictionsTotal, m), tc.model)
+		require.Equal(t, tc.disagreed, metricValue(t, e, collector.ShadowDisagreementsTotal, m), tc.model)
+		require.InDelta(t, tc.abs, metricValue(t, e, collector.ShadowAbsoluteDifferenceTotal, m), 1e-9, tc.model)
+		require.InDelta(t, tc.sq, metricValue(t, e, collector.ShadowSquaredDifferenceTotal, m), 1e-9, tc.model)
+		for _, reason := range collector.ShadowErrorReasons {
+			require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": tc.model, "reason": reason}))
+		}
+	}
+}
+
+// A compressed request goes to the shadow as it was sent, and a compressed
+// answer of the shadow is read.
+func TestShadowCompressedBodies(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit", "fraud"]}`}, nil)
+	candidate := newRecordingServer(t, nil, func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(gzipped(t, `{"predictions": ["fraud", "fraud"]}`))
+		return true
+	})
+	e := startExporter(t, model.URL, shadowOptions(candidate.URL, nil))
+
+	body := gzipped(t, `{"instances": [{"amount": 1}, {"amount": 2}]}`)
+	status, _ := predict(t, e, "fraud", string(body), "Content-Encoding", "gzip")
+	require.Equal(t, 200, status)
+	waitIdle(t, e)
+	got := candidate.received()
+	require.Len(t, got, 1)
+	require.Equal(t, body, got[0].body)
+	require.Equal(t, "gzip", got[0].header.Get("Content-Encoding"))
+	m := map[string]string{"model": "fraud"}
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowPredictionsTotal, m))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowDisagreementsTotal, m))
+}
+
+func gzipped(t *testing.T, s string) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	_, err := io.WriteString(zw, s)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	return b.Bytes()
+}
+
+// Whatever the shadow does, the client gets the model's answer, and the
+// failure is counted by reason.
+func TestShadowFailures(t *testing.T) {
+	answer := `{"predictions": ["legit", "fraud"]}`
+	model := newRecordingServer(t, map[string]string{"fraud": answer}, nil)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadURL := "http://" + dead.Addr().String()
+	dead.Close()
+
+	for _, tc := range []struct {
+		name, reason string
+		respond      func(w http.ResponseWriter, r *http.Request)
+	}{
+		{"error status", collector.ErrorUpstream5xx, func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "candidate broken", http.StatusInternalServerError)
+		}},
+		{"client error status", collector.ErrorUpstream4xx, func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no such model", http.StatusNotFound)
+		}},
+		{"not JSON", collector.ShadowInvalidPayload, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "<html>oops")
+		}},
+		{"no predictions", collector.ShadowInvalidPayload, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"status": "ok"}`)
+		}},
+		{"other count", collector.ShadowShapeMismatch, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"predictions": ["legit"]}`)
+		}},
+		{"slow", collector.ErrorTimeout, func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(5 * time.Second):
+			case <-r.Context().Done():
+			}
+		}},
+		{"dies mid-answer", collector.ErrorConnection, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100")
+			io.WriteString(w, `{"predictions": [`)
+			w.(http.Flusher).Flush()
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Close()
+		}},
+		{"down", collector.ErrorConnection, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := deadURL
+			if tc.respond != nil {
+				url = newRecordingServer(t, nil, func(w http.ResponseWriter, r *http.Request) bool {
+					tc.respond(w, r)
+					return true
+				}).URL
+			}
+			e := startExporter(t, model.URL, shadowOptions(url, func(o *ShadowOptions) { o.Timeout = 200 * time.Millisecond }))
+			status, body := predict(t, e, "fraud", `{"instances": [[1], [2]]}`)
+			require.Equal(t, 200, status)
+			require.JSONEq(t, answer, body)
+			waitIdle(t, e)
+			m := map[string]string{"model": "fraud"}
+			require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, m))
+			require.Equal(t, 1.0, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "fraud", "reason": tc.reason}))
+			require.Zero(t, metricValue(t, e, collector.ShadowPredictionsTotal, m))
+			require.Zero(t, metricValue(t, e, collector.PredictionErrorsTotal, map[string]string{"model": "fraud", "reason": tc.reason}),
+				"the model's own requests did not fail")
+		})
+	}
+}
+
+// A shadow that does not answer holds no client: requests past
+// --shadow.concurrency sent and as many waiting are dropped and counted.
+func TestShadowNeverHoldsTheClient(t *testing.T) {
+	answer := `{"predictions": ["legit"]}`
+	model := newRecordingServer(t, map[string]string{"fraud": answer}, nil)
+	release := make(chan struct{})
+	candidate := newRecordingServer(t, nil, func(w http.ResponseWriter, r *http.Request) bool {
+		<-release
+		io.WriteString(w, answer)
+		return true
+	})
+	e := startExporter(t, model.URL, shadowOptions(candidate.URL, func(o *ShadowOptions) { o.Concurrency = 1 }))
+	const n = 10
+	for range n {
+		// Each answer comes while the shadow holds the first request.
+		status, body := predict(t, e, "fraud", `{"instances": [[1]]}`)
+		require.Equal(t, 200, status)
+		require.JSONEq(t, answer, body)
+	}
+	m := map[string]string{"model": "fraud"}
+	require.Eventually(t, func() bool {
+		return e.queue.enqueued.Load() == e.queue.handled.Load()
+	}, 10*time.Second, time.Millisecond)
+	dropped := metricValue(t, e, collector.ShadowDroppedTotal, m)
+	require.GreaterOrEqual(t, dropped, float64(n-2), "one sent, one waiting")
+	close(release)
+	waitIdle(t, e)
+	require.Equal(t, float64(n), dropped+metricValue(t, e, collector.ShadowRequestsTotal, m))
+	require.Equal(t, metricValue(t, e, collector.ShadowRequestsTotal, m), metricValue(t, e, collector.ShadowPredictionsTotal, m))
+}
+
+// --shadow.sample-ratio mirrors about that share of the predictions.
+func TestShadowSampleRatio(t *testing.T) {
+	answer := `{"predictions": ["legit"]}`
+	model := newRecordingServer(t, map[string]string{"fraud": answer}, nil)
+	candidate := newRecordingServer(t, map[string]string{"fraud": answer}, nil)
+	e := startExporter(t, model.URL, shadowOptions(candidate.URL, func(o *ShadowOptions) { o.SampleRatio = 0.25 }))
+	const n = 400
+	for range n {
+		status, _ := predict(t, e, "fraud", `{"instances": [[1]]}`)
+		require.Equal(t, 200, status)
+	}
+	waitIdle(t, e)
+	// Binomial(400, 0.25): mean 100, standard deviation 8.7; five of them
+	// either side fail one run in 1.7 million.
+	got := metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "fraud"})
+	require.InDelta(t, 100, got, 5*8.7, "mirrored %v of %d", got, n)
+	require.Len(t, candidate.received(), int(got))
+}
+
+func TestShadowOptionsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		o    ShadowOptions
+		want string
+	}{
+		{ShadowOptions{Upstream: "ftp://x", SampleRatio: 1, Timeout: time.Second, Concurrency: 1}, "--shadow.upstream"},
+		{ShadowOptions{Upstream: "http://x", SampleRatio: 1.5, Timeout: time.Second, Concurrency: 1}, "--shadow.sample-ratio"},
+		{ShadowOptions{Upstream: "http://x", SampleRatio: -1, Timeout: time.Second, Concurrency: 1}, "--shadow.sample-ratio"},
+		{ShadowOptions{Upstream: "http://x", SampleRatio: 1, Timeout: time.Second, Concurrency: -1}, "--shadow.concurrency"},
+		{ShadowOptions{Upstream: "http://x", SampleRatio: 1, Timeout: -time.Second, Concurrency: 1}, "--shadow.timeout"},
+	} {
+		o := DefaultOptions()
+		o.Shadow = tc.o
+		_, err := New(o)
+		require.ErrorContains(t, err, tc.want, fmt.Sprint(tc.o))
+	}
+}
