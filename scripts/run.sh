@@ -17,6 +17,7 @@ PROXY_PORT=${PROXY_PORT:-8081}
 WEB_PORT=${WEB_PORT:-9108}
 ALERTD_PORT=${ALERTD_PORT:-9109}
 RECEIVER_PORT=${RECEIVER_PORT:-9110}
+SHADOW_PORT=${SHADOW_PORT:-8083}
 RATE=${RATE:-20}
 LOG_DIR=${LOG_DIR:-.run}
 mkdir -p "$LOG_DIR"
@@ -45,10 +46,18 @@ bin/model-server --listen-address="127.0.0.1:${MODEL_PORT}" --delay=2ms >"$LOG_D
 pids+=($!)
 wait_http "http://127.0.0.1:${MODEL_PORT}/v2/health/ready" model-server
 
+# A candidate version of the model, which flags more transactions (its
+# intercept is 1 higher): the sidecar mirrors half the predictions to it as
+# a shadow and compares its answers with the model's.
+bin/model-server --listen-address="127.0.0.1:${SHADOW_PORT}" --delay=3ms --model-version=v2 --bias-shift=1 >"$LOG_DIR/shadow-model-server.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:${SHADOW_PORT}/v2/health/ready" shadow-model-server
+
 bin/exporter --proxy.upstream="http://127.0.0.1:${MODEL_PORT}" \
 	--proxy.listen-address="127.0.0.1:${PROXY_PORT}" \
 	--web.listen-address="127.0.0.1:${WEB_PORT}" \
 	--config.file=examples/modelmon.yml --labels.enabled \
+	--shadow.upstream="http://127.0.0.1:${SHADOW_PORT}" --shadow.sample-ratio=0.5 \
 	--drift.learn-samples=2000 --drift.windows=1m,1h >"$LOG_DIR/exporter.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:${WEB_PORT}/-/ready" exporter
@@ -93,6 +102,7 @@ cat <<TXT
 modelmon is running.
 
   model server (direct)   http://127.0.0.1:${MODEL_PORT}/v1/models/fraud:predict
+  shadow model server     http://127.0.0.1:${SHADOW_PORT}   (a candidate v2; the sidecar mirrors half the predictions to it)
   sidecar proxy           http://127.0.0.1:${PROXY_PORT}   (send predictions here)
   sidecar metrics         http://127.0.0.1:${WEB_PORT}/metrics
   push API                http://127.0.0.1:${WEB_PORT}/v1/observations
@@ -119,6 +129,7 @@ The story, step by step (polled from the sidecar's /metrics and alertd's API):
 Try:
   curl -s http://127.0.0.1:${WEB_PORT}/metrics | grep '^modelmon_feature_drift_psi.*window="1m"'
   curl -s http://127.0.0.1:${WEB_PORT}/metrics | grep '^modelmon_prediction_outcome_total'
+  curl -s http://127.0.0.1:${WEB_PORT}/metrics | grep '^modelmon_shadow_'
   curl -s http://127.0.0.1:${ALERTD_PORT}/api/v1/incidents
   curl -s http://127.0.0.1:${ALERTD_PORT}/api/v1/actions/requests
   curl -s 'http://127.0.0.1:${ALERTD_PORT}/api/v1/query?query=model:modelmon_prediction_errors_per_request:ratio_rate5m'
@@ -185,6 +196,16 @@ while true; do
 		}')
 	if [ -n "$quality" ]; then
 		step quality "sidecar: $quality (modelmon_prediction_confidence_*)"
+	fi
+
+	# The shadow's comparison (rules/shadow.rules.yml computes the rate).
+	shadow=$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '
+		/^modelmon_shadow_predictions_total/ { n += $2 }
+		/^modelmon_shadow_disagreements_total/ { d += $2 }
+		/^modelmon_shadow_absolute_difference_total/ { a += $2 }
+		END { if (n >= 500) printf "%d predictions compared with the shadow (candidate v2): %.1f%% would change class, mean score difference %.3f", n, 100 * d / n, a / n }')
+	if [ -n "$shadow" ]; then
+		step shadow "sidecar: $shadow (modelmon_shadow_*)"
 	fi
 
 	alerts=$(api /api/v1/alerts | split '{"labels":')

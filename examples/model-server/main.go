@@ -38,6 +38,7 @@ func run() int {
 		modelName     = kingpin.Flag("model-name", "Name of the model in request paths and responses.").Default("fraud").String()
 		modelVersion  = kingpin.Flag("model-version", "Version of the model in Open Inference Protocol responses.").Default("v1").String()
 		errorRate     = kingpin.Flag("error-rate", "Fraction of predictions, from 0 to 1, answered with a 500, chosen by a repeatable pseudo-random sequence. Use 0 to disable.").Default("0").Float64()
+		biasShift     = kingpin.Flag("bias-shift", "Added to the logistic regression's intercept: a second server with a shift is a candidate model, e.g. the sidecar's --shadow.upstream.").Default("0").Float64()
 		output        = kingpin.Flag("output", "What a prediction is: the probability of fraud, or the class (1 from probability 0.5 up, else 0).").Default(outputProbability).Enum(outputProbability, outputClass)
 	)
 	promslogConfig := &promslog.Config{}
@@ -52,6 +53,7 @@ func run() int {
 		Delay:        *delay,
 		ErrorRate:    *errorRate,
 		Output:       *output,
+		BiasShift:    *biasShift,
 		Logger:       logger,
 	})
 	if err != nil {
@@ -66,7 +68,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("Serving model", "address", ln.Addr().String(), "model", *modelName, "version", *modelVersion,
-		"delay", *delay, "error_rate", *errorRate, "output", *output)
+		"delay", *delay, "error_rate", *errorRate, "output", *output, "bias_shift", *biasShift)
 	if err := s.serve(ctx, ln); err != nil {
 		logger.Error("Server stopped with error", "err", err)
 		return 1

@@ -35,7 +35,10 @@ type options struct {
 	ErrorRate float64
 	// Output is outputProbability (the default) or outputClass.
 	Output string
-	Logger *slog.Logger
+	// BiasShift is added to the model's intercept: a second server with one
+	// is a candidate model, as a shadow of the first.
+	BiasShift float64
+	Logger    *slog.Logger
 }
 
 // server answers inference requests for one model. Requests are parsed with
@@ -292,7 +295,7 @@ func (s *server) predict(ctx *fasthttp.RequestCtx, decode decodeFunc, encode enc
 	}
 	sc.ys = sc.ys[:0]
 	for i := range sc.xs {
-		sc.ys = append(sc.ys, fraud.Probability(&sc.xs[i]))
+		sc.ys = append(sc.ys, fraud.ShiftedProbability(&sc.xs[i], s.opts.BiasShift))
 	}
 	sc.out = encode(sc.out[:0], ctx, req, sc.ys)
 	ctx.SetContentType("application/json")

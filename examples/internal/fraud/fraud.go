@@ -88,8 +88,12 @@ func Index(name string) (int, bool) {
 }
 
 // Probability returns the model's probability that x is fraudulent.
-func Probability(x *Vector) float64 {
-	z := Bias
+func Probability(x *Vector) float64 { return ShiftedProbability(x, 0) }
+
+// ShiftedProbability is Probability with shift added to the intercept: a
+// candidate model that flags more (shift > 0) or fewer transactions.
+func ShiftedProbability(x *Vector, shift float64) float64 {
+	z := Bias + shift
 	for i := range x {
 		f := &Features[i]
 		z += f.Weight * (x[i] - f.Mean) / f.Std
