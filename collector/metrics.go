@@ -75,6 +75,12 @@ type ShadowMetrics struct {
 	Disagreements      *prometheus.CounterVec
 	AbsoluteDifference *prometheus.CounterVec
 	SquaredDifference  *prometheus.CounterVec
+	// With labels (--labels.enabled): both answers against the label.
+	LabelsMatched *prometheus.CounterVec
+	Correct       *prometheus.CounterVec
+	Discordant    *prometheus.CounterVec
+	AbsoluteError *prometheus.CounterVec
+	SquaredError  *prometheus.CounterVec
 }
 
 // NewMetrics creates the sidecar's traffic metrics and registers them with reg.
@@ -203,6 +209,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: ShadowSquaredDifferenceTotal,
 			Help: "The sum of the squared differences between the model's and the shadow model server's numeric predictions.",
 		}, []string{"model"}),
+		LabelsMatched: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowLabelsMatchedTotal,
+			Help: "The total number of ground-truth labels joined to predictions compared with the shadow model server: both answers are scored against them.",
+		}, []string{"model"}),
+		Correct: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowCorrectTotal,
+			Help: "The total number of classification predictions compared with the shadow model server whose label joined and that were right, by which answered (source model or shadow).",
+		}, []string{"model", "source"}),
+		Discordant: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowDiscordantTotal,
+			Help: "The total number of labelled classification predictions compared with the shadow model server that exactly one of the model and the shadow got right: the pairs McNemar's test counts.",
+		}, []string{"model"}),
+		AbsoluteError: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowAbsoluteErrorTotal,
+			Help: "The sum of the absolute errors against their labels of the numeric predictions compared with the shadow model server, by which answered (source model or shadow).",
+		}, []string{"model", "source"}),
+		SquaredError: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowSquaredErrorTotal,
+			Help: "The sum of the squared errors against their labels of the numeric predictions compared with the shadow model server, by which answered (source model or shadow).",
+		}, []string{"model", "source"}),
 	}
 	for _, l := range []string{"model", "feature"} {
 		m.LabelOverflow.WithLabelValues(l)

@@ -95,6 +95,19 @@ const (
 	ShadowDisagreementsTotal      = "modelmon_shadow_disagreements_total"
 	ShadowAbsoluteDifferenceTotal = "modelmon_shadow_absolute_difference_total"
 	ShadowSquaredDifferenceTotal  = "modelmon_shadow_squared_difference_total"
+	ShadowLabelsMatchedTotal      = "modelmon_shadow_labels_matched_total"
+	ShadowCorrectTotal            = "modelmon_shadow_prediction_correct_total"
+	ShadowDiscordantTotal         = "modelmon_shadow_prediction_discordant_total"
+	ShadowAbsoluteErrorTotal      = "modelmon_shadow_prediction_absolute_error_total"
+	ShadowSquaredErrorTotal       = "modelmon_shadow_prediction_squared_error_total"
+	ShadowPendingPredictions      = "modelmon_shadow_pending_predictions"
+)
+
+// Values of the source label of the shadow's label metrics: which of the
+// two answered.
+const (
+	SourceModel  = "model"
+	SourceShadow = "shadow"
 )
 
 // Reasons a proxied prediction failed, the values of the reason label of

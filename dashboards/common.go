@@ -129,6 +129,13 @@ func (q query) rateRatio(num, den string) string {
 	return fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)", q.rate(num), q.rate(den))
 }
 
+// shadowGain is a counter of the shadow's label metrics for source from
+// minus for subtrahend, per labelled prediction compared with the shadow.
+func (q query) shadowGain(metric, from, subtrahend string) string {
+	return fmt.Sprintf("(sum by (model) (%s) - sum by (model) (%s))\n  /\nsum by (model) (%s)",
+		q.rate(metric, `source="`+from+`"`), q.rate(metric, `source="`+subtrahend+`"`), q.rate(collector.ShadowLabelsMatchedTotal))
+}
+
 // nativeCount is the rate of a histogram's observations summed by the
 // given labels, falling back to the classic count.
 func (q query) nativeCount(metric, by string) string {

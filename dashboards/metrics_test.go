@@ -207,6 +207,10 @@ func runExporter(t *testing.T, bin string) exposed {
 			_, _ = io.WriteString(w, `{"choices":[{"index":0,"message":{"content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}`)
 			return
 		}
+		if strings.Contains(r.URL.Path, "clf") {
+			_, _ = io.WriteString(w, `{"predictions":["yes"]}`)
+			return
+		}
 		if strings.Contains(r.URL.Path, "stream") {
 			// Chunked: the sidecar streams it.
 			_, _ = io.WriteString(w, `{"predictions":`)
@@ -225,8 +229,12 @@ func runExporter(t *testing.T, bin string) exposed {
 			http.Error(w, "boom", http.StatusInternalServerError)
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
 		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(r.URL.Path, "clf") {
+			_, _ = io.WriteString(w, `{"predictions":["no"]}`)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 		_, _ = io.WriteString(w, `{"predictions":[2]}`)
 	}))
 	t.Cleanup(shadow.Close)
@@ -236,6 +244,13 @@ func runExporter(t *testing.T, bin string) exposed {
 		"--drift.learn-samples=20", "--drift.min-samples=5", "--labels.enabled",
 		"--shadow.upstream="+shadow.URL, "--shadow.concurrency=1")
 
+	// A classifier's and a regression's predictions compared with the
+	// shadow before the burst below keeps it busy, and labelled below.
+	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/clf:predict", "application/json", `{"instances":[[1]]}`, "X-Request-Id", "k1"))
+	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/reg:predict", "application/json", `{"instances":[[1]]}`, "X-Request-Id", "g1"))
+	require.Eventually(t, func() bool {
+		return scrape(t, web)["modelmon_shadow_pending_predictions"].GetMetric()[0].GetGauge().GetValue() == 2
+	}, 10*time.Second, 10*time.Millisecond, "the shadow did not answer the classifier's and the regression's predictions")
 	for i := range 40 {
 		body := fmt.Sprintf(`{"instances":[{"amount":%d,"country":"DE"}]}`, i)
 		require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/fraud:predict", "application/json", body, "X-Request-Id", fmt.Sprintf("r%d", i)))
@@ -250,7 +265,7 @@ func runExporter(t *testing.T, bin string) exposed {
 		`[{"model":"churn","version":"v1","id":"c1","features":{"x":1},"prediction":"yes"},{"model":"churn","version":"v1","id":"c2","features":{"x":2},"prediction":"no"},`+
 			`{"model":"churn","version":"v1","id":"c3","features":{"x":3},"prediction":{"label":"yes","score":0.8}}]`))
 	require.Equal(t, 200, post(t, "http://"+web+"/v1/labels", "application/json",
-		`[{"id":"c1","label":"yes"},{"id":"c2","label":"yes"},{"id":"r1","label":1}]`))
+		`[{"id":"c1","label":"yes"},{"id":"c2","label":"yes"},{"id":"r1","label":1},{"id":"k1","label":"yes"},{"id":"g1","label":1.5}]`))
 
 	var fams map[string]*dto.MetricFamily
 	require.Eventually(t, func() bool {

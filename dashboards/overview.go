@@ -99,6 +99,9 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.rateRatio(collector.ShadowDisagreementsTotal, collector.ShadowPredictionsTotal), "{{model}}"))).
 		WithPanel(defaultTimeseries("Shadow mean absolute difference", "Mean absolute difference between the model's and the shadow's numeric predictions (a regression's values, a binary classifier's scores).", "none").
 			WithTarget(prometheusQuery(q.rateRatio(collector.ShadowAbsoluteDifferenceTotal, collector.ShadowPredictionsTotal), "{{model}}"))).
+		WithPanel(defaultTimeseries("Shadow against labels", "With labels: the shadow's accuracy minus the model's, and the model's mean absolute error minus the shadow's, on the same labelled predictions (positive: the candidate does better). rules/shadow.rules.yml gives the daily gain and McNemar's z of it.", "none").
+			WithTarget(prometheusQuery(q.shadowGain(collector.ShadowCorrectTotal, collector.SourceShadow, collector.SourceModel), "{{model}} accuracy gain")).
+			WithTarget(prometheusQuery(q.shadowGain(collector.ShadowAbsoluteErrorTotal, collector.SourceModel, collector.SourceShadow), "{{model}} MAE gain"))).
 		WithPanel(defaultTimeseries("Shadow latency", "p99 of the shadow's round trip against the model's own, from the native histograms.", "s").
 			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.ShadowDuration, "model"), "{{model}} shadow p99")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionDuration, "model"), "{{model}} model p99"))).

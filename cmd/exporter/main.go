@@ -65,6 +65,7 @@ func run() int {
 		shadowRatio  = serve.Flag("shadow.sample-ratio", "Share of the captured predictions mirrored to --shadow.upstream, in (0, 1].").Default(strconv.FormatFloat(d.Shadow.SampleRatio, 'g', -1, 64)).Float64()
 		shadowTime   = serve.Flag("shadow.timeout", "Longest wait for the shadow model server's answer to a mirrored request.").Default(d.Shadow.Timeout.String()).Duration()
 		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests sent to --shadow.upstream at once; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
+		shadowMax    = serve.Flag("shadow.max-pending", "With --labels.enabled, most of the shadow's predictions waiting for their label, so that both answers are scored against it; the oldest is dropped beyond it.").Default(strconv.Itoa(d.Shadow.MaxPending)).Int()
 		pushMaxBody  = serve.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
 		driftRef     = serve.Flag("drift.reference", "Reference of the models' inputs and output for drift detection: a profile (.json, from `exporter profile`) or training data (.csv, .jsonl). Empty: learn it (--drift.learn-samples) or detect no drift.").Default("").String()
 		driftPred    = serve.Flag("drift.prediction-column", "Column of the --drift.reference training data that holds the model's output.").Default("").String()
@@ -165,8 +166,8 @@ func run() int {
 		return 2
 	}
 	// Zero would mean the default to exporter.Options.
-	if *shadowUp != "" && (*shadowRatio == 0 || *shadowTime == 0 || *shadowConc == 0) {
-		logger.Error("Invalid flag", "err", "--shadow.sample-ratio, --shadow.timeout and --shadow.concurrency must not be 0")
+	if *shadowUp != "" && (*shadowRatio == 0 || *shadowTime == 0 || *shadowConc == 0 || *shadowMax == 0) {
+		logger.Error("Invalid flag", "err", "--shadow.sample-ratio, --shadow.timeout, --shadow.concurrency and --shadow.max-pending must not be 0")
 		return 2
 	}
 	logger.Info("Starting modelmon_exporter", "version", version.Info())
@@ -215,6 +216,7 @@ func run() int {
 			SampleRatio: *shadowRatio,
 			Timeout:     *shadowTime,
 			Concurrency: *shadowConc,
+			MaxPending:  *shadowMax,
 		},
 		Drift: exporter.DriftOptions{
 			Reference:        *driftRef,

@@ -270,8 +270,9 @@ func (w *worker) handle(c *capture) {
 	if len(w.batch.Records) > 0 {
 		c.model.parsedCounter(w.batch.Format).Inc()
 		w.obs.observe(c.model, mc, w.batch.Generation.Answered, w.batch.Records)
+		var id []byte
 		if w.obs.labels != nil {
-			id := c.id()
+			id = c.id()
 			if mc.idPath != nil {
 				if x := w.bodyID(req, mc.idPath); x != nil {
 					id = x
@@ -284,7 +285,7 @@ func (w *worker) handle(c *capture) {
 			}
 		}
 		if hdr := c.shadowHeader(); hdr != nil && w.shadow != nil && err == nil {
-			w.shadow.offer(c.model, mc, f, c.enc.req, hdr, c.buf[:c.reqLen], w.batch.Records)
+			w.shadow.offer(c.model, mc, f, c.enc.req, hdr, c.buf[:c.reqLen], id, w.batch.Records)
 		}
 	}
 }

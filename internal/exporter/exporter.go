@@ -113,7 +113,7 @@ func DefaultOptions() Options {
 		CaptureWorkers:     1,
 		PushMaxBodySize:    10 << 20,
 		SnapshotInterval:   time.Minute,
-		Shadow:             ShadowOptions{SampleRatio: 1, Timeout: 10 * time.Second, Concurrency: 4},
+		Shadow:             ShadowOptions{SampleRatio: 1, Timeout: 10 * time.Second, Concurrency: 4, MaxPending: 100000},
 	}
 }
 
@@ -151,6 +151,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Shadow.Concurrency == 0 {
 		o.Shadow.Concurrency = d.Shadow.Concurrency
+	}
+	if o.Shadow.MaxPending == 0 {
+		o.Shadow.MaxPending = d.Shadow.MaxPending
 	}
 	if o.CaptureQueueSize <= 0 {
 		o.CaptureQueueSize = d.CaptureQueueSize
@@ -263,8 +266,16 @@ func New(o Options) (*Exporter, error) {
 	e.proxy = p
 	p.labels = e.obs.labels
 	if o.Shadow.Upstream != "" {
-		if p.shadow, err = newShadow(o.Shadow, e.queue, e.cfg.Load, e.metrics.Shadow, e.logger.With("component", "shadow")); err != nil {
+		if p.shadow, err = newShadow(o.Shadow, e.queue, e.cfg.Load, e.metrics.Shadow, o.Now, e.logger.With("component", "shadow")); err != nil {
 			return nil, err
+		}
+		if l := e.obs.labels; l != nil {
+			p.shadow.pending = newShadowPending(o.Shadow.MaxPending, l.ttl)
+			l.onOutcome = p.shadow.labelled
+			e.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: collector.ShadowPendingPredictions,
+				Help: "The number of the shadow model server's predictions waiting for their label (--shadow.max-pending at most).",
+			}, func() float64 { return float64(p.shadow.pending.len()) }))
 		}
 	}
 	e.scrape, err = collector.NewExporter(o.Collectors, source{e}, e.logger.With("component", "collector"))

@@ -57,6 +57,11 @@ type labels struct {
 	// peers are the other replicas asked about labels this one does not
 	// know.
 	peers *peers
+	// ttl is how long a prediction waits for its label.
+	ttl time.Duration
+	// onOutcome, when set, also gets each label joined (the shadow's
+	// comparison against labels).
+	onOutcome func(quality.Outcome)
 }
 
 type labelMetrics struct {
@@ -100,7 +105,7 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 	if _, err := rand.Read(prefix[:]); err != nil {
 		return nil, err
 	}
-	l := &labels{header: []byte(strings.ToLower(o.IDHeader)), prefix: hex.EncodeToString(prefix[:]), logger: logger}
+	l := &labels{header: []byte(strings.ToLower(o.IDHeader)), prefix: hex.EncodeToString(prefix[:]), logger: logger, ttl: opts.TTL}
 	if storagePath != "" {
 		l.path = filepath.Join(storagePath, "labels.snapshot")
 	}
@@ -447,6 +452,9 @@ func binaryScore(classes []string, r payload.Record) (float64, bool) {
 
 // record turns a joined label into metrics.
 func (l *labels) record(o quality.Outcome) {
+	if l.onOutcome != nil {
+		l.onOutcome(o)
+	}
 	m := l.metrics
 	m.matched.WithLabelValues(o.Model).Inc()
 	m.delay.WithLabelValues(o.Model).Observe(o.Delay.Seconds())

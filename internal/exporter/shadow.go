@@ -33,6 +33,9 @@ type ShadowOptions struct {
 	// Concurrency is the number of mirrored requests sent at once; as many
 	// again may wait, and more are dropped.
 	Concurrency int
+	// MaxPending bounds the shadow's predictions waiting for their label,
+	// with labels on.
+	MaxPending int
 }
 
 // shadow mirrors sampled predictions to the shadow model server, off the
@@ -54,9 +57,13 @@ type shadow struct {
 	failing *warning
 	wg      sync.WaitGroup
 	closed  sync.Once
-	// pending counts the requests handed over and not yet done with, so
+	// inFlight counts the requests handed over and not yet done with, so
 	// that tests can tell when every one has been compared.
-	pending atomic.Int64
+	inFlight atomic.Int64
+	// pending keeps the shadow's predictions for their labels; nil without
+	// labels.
+	pending *shadowPending
+	now     func() time.Time
 }
 
 // shadowJob is one request to mirror and what the model answered to it.
@@ -64,8 +71,9 @@ type shadowJob struct {
 	model  *model
 	format payload.Format
 	enc    contentEncoding // of the request body
-	buf    []byte          // the request's header, then its body as sent
+	buf    []byte          // the request's header, its body as sent, then the prediction id
 	hdrLen int
+	idLen  int
 	// preds are the model's predictions, one per record.
 	preds []shadowPrediction
 }
@@ -79,7 +87,7 @@ type shadowPrediction struct {
 	isX bool
 }
 
-func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collector.ShadowMetrics, logger *slog.Logger) (*shadow, error) {
+func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collector.ShadowMetrics, now func() time.Time, logger *slog.Logger) (*shadow, error) {
 	u, addr, err := parseUpstream("--shadow.upstream", o.Upstream)
 	if err != nil {
 		return nil, err
@@ -92,6 +100,9 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 	}
 	if o.Timeout <= 0 {
 		return nil, fmt.Errorf("--shadow.timeout must be positive, not %v", o.Timeout)
+	}
+	if o.MaxPending < 1 {
+		return nil, fmt.Errorf("--shadow.max-pending must be at least 1, not %d", o.MaxPending)
 	}
 	s := &shadow{
 		client: &fasthttp.HostClient{
@@ -113,6 +124,7 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 		q:       q,
 		config:  config,
 		metrics: m,
+		now:     now,
 		logger:  logger,
 		failing: newWarning(logger, "Requests to the shadow model server fail: its predictions are not compared (modelmon_shadow_errors_total counts each by reason); the model's clients are not affected"),
 	}
@@ -134,7 +146,7 @@ func (s *shadow) start(n int) {
 			for j := range s.jobs {
 				sd.send(j)
 				s.q.unhold(len(j.buf))
-				s.pending.Add(-1)
+				s.inFlight.Add(-1)
 			}
 		}()
 	}
@@ -149,25 +161,29 @@ func (s *shadow) stop() {
 }
 
 // offer hands a request the model has answered (its header, its body as
-// sent with Content-Encoding enc, and recs, the records parsed from it and
-// the model's answer) to the senders, or counts it dropped when they are
-// behind. It runs in a parser and does not wait.
-func (s *shadow) offer(m *model, mc modelConfig, f payload.Format, enc contentEncoding, hdr, body []byte, recs []payload.Record) {
-	n := len(hdr) + len(body)
+// sent with Content-Encoding enc, its prediction id for labels, and recs,
+// the records parsed from it and the model's answer) to the senders, or
+// counts it dropped when they are behind. It runs in a parser and does not
+// wait.
+func (s *shadow) offer(m *model, mc modelConfig, f payload.Format, enc contentEncoding, hdr, body, id []byte, recs []payload.Record) {
+	if s.pending == nil {
+		id = nil
+	}
+	n := len(hdr) + len(body) + len(id)
 	if !s.q.hold(n) {
 		s.metrics.Dropped.WithLabelValues(m.name).Inc()
 		return
 	}
-	j := &shadowJob{model: m, format: f, enc: enc, hdrLen: len(hdr), preds: make([]shadowPrediction, len(recs))}
-	j.buf = append(append(make([]byte, 0, n), hdr...), body...)
+	j := &shadowJob{model: m, format: f, enc: enc, hdrLen: len(hdr), idLen: len(id), preds: make([]shadowPrediction, len(recs))}
+	j.buf = append(append(append(make([]byte, 0, n), hdr...), body...), id...)
 	for i := range recs {
 		j.preds[i] = readShadowPrediction(mc.classes, &recs[i])
 	}
-	s.pending.Add(1)
+	s.inFlight.Add(1)
 	select {
 	case s.jobs <- j:
 	default:
-		s.pending.Add(-1)
+		s.inFlight.Add(-1)
 		s.q.unhold(n)
 		s.metrics.Dropped.WithLabelValues(m.name).Inc()
 	}
@@ -224,7 +240,7 @@ func (sd *shadowSender) send(j *shadowJob) {
 		req.Reset()
 		resp.Reset()
 	}()
-	hdr, body := j.buf[:j.hdrLen], j.buf[j.hdrLen:]
+	hdr, body := j.buf[:j.hdrLen], j.buf[j.hdrLen:len(j.buf)-j.idLen]
 	req.Header.DisableNormalizing()
 	sd.hr.Reset(hdr)
 	if sd.br == nil {
@@ -300,8 +316,10 @@ func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Respon
 	}
 	var compared, disagreed, numeric int
 	var absDiff, sqDiff float64
+	theirs := make([]shadowPrediction, len(recs))
 	for i := range recs {
 		a, b := j.preds[i], readShadowPrediction(mc.classes, &recs[i])
+		theirs[i] = b
 		if !a.isClass && !a.isX && !b.isClass && !b.isX {
 			continue // neither predicts anything to compare
 		}
@@ -324,6 +342,9 @@ func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Respon
 		// Only then: a classifier without scores shows no difference series.
 		sm.AbsoluteDifference.WithLabelValues(m.name).Add(absDiff)
 		sm.SquaredDifference.WithLabelValues(m.name).Add(sqDiff)
+	}
+	if s.pending != nil && j.idLen > 0 {
+		s.pending.add(s.now(), m.name, j.buf[len(j.buf)-j.idLen:], theirs)
 	}
 	s.logger.Debug("Compared shadow predictions", "model", m.name, "predictions", compared, "disagreements", disagreed)
 }

@@ -332,3 +332,101 @@ func TestShadowOptionsChecked(t *testing.T) {
 		require.ErrorContains(t, err, tc.want, fmt.Sprint(tc.o))
 	}
 }
+
+// With labels, both answers to a mirrored request are scored against its
+// label, on the same inputs: right and wrong on each side and the pairs only
+// one got right for classes, errors on each side for numbers.
+func TestShadowScoredAgainstLabels(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{
+		"fraud":  `{"predictions": ["a", "a", "b", "b"]}`,
+		"house":  `{"predictions": [1, 2]}`,
+		"broken": `{"predictions": ["a"]}`,
+	}, nil)
+	candidate := newRecordingServer(t, map[string]string{
+		"fraud": `{"predictions": ["a", "b", "b", "a"]}`,
+		"house": `{"predictions": [1.5, 4]}`,
+	}, func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, "broken") {
+			http.Error(w, "candidate broken", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	})
+	e := startExporter(t, model.URL, func(o *Options) {
+		labelsOn(o)
+		shadowOptions(candidate.URL, nil)(o)
+	})
+	for _, r := range []struct{ model, id, body string }{
+		{"fraud", "r1", `{"instances": [[1], [2], [3], [4]]}`},
+		{"house", "r2", `{"instances": [[1], [2]]}`},
+		{"broken", "r3", `{"instances": [[1]]}`},
+	} {
+		status, _ := predict(t, e, r.model, r.body, "X-Request-Id", r.id)
+		require.Equal(t, 200, status)
+	}
+	waitIdle(t, e)
+	require.Equal(t, 6.0, metricValue(t, e, collector.ShadowPendingPredictions, nil), "fraud's 4 and house's 2; broken's shadow failed")
+
+	// r1: both right, model only, neither, shadow only.
+	st, resp := postLabels(t, e, `{"id": "r1/0", "label": "a"}
+{"id": "r1/1", "label": "a"}
+{"id": "r1/2", "label": "a"}
+{"id": "r1/3", "label": "a"}
+{"id": "r2/0", "label": 1}
+{"id": "r2/1", "label": 3}
+{"id": "r3", "label": "a"}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "matched", "matched", "matched", "matched", "matched", "matched"}, resp.Results)
+
+	fraud, house := map[string]string{"model": "fraud"}, map[string]string{"model": "house"}
+	source := func(model, src string) map[string]string { return map[string]string{"model": model, "source": src} }
+	require.Equal(t, 4.0, metricValue(t, e, collector.ShadowLabelsMatchedTotal, fraud))
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowCorrectTotal, source("fraud", "model")))
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowCorrectTotal, source("fraud", "shadow")))
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowDiscordantTotal, fraud))
+	require.Equal(t, 2.0, metricValue(t, e, collector.PredictionCorrectTotal, map[string]string{"model": "fraud", "class": "a"}), "the model's own quality is counted as before")
+
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowLabelsMatchedTotal, house))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, source("house", "model")))
+	require.Equal(t, 1.5, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, source("house", "shadow")))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowSquaredErrorTotal, source("house", "model")))
+	require.Equal(t, 1.25, metricValue(t, e, collector.ShadowSquaredErrorTotal, source("house", "shadow")))
+
+	require.Zero(t, metricValue(t, e, collector.ShadowLabelsMatchedTotal, map[string]string{"model": "broken"}))
+	require.Equal(t, 1.0, metricValue(t, e, collector.LabelsMatchedTotal, map[string]string{"model": "broken"}))
+	require.Zero(t, metricValue(t, e, collector.ShadowPendingPredictions, nil))
+}
+
+// The shadow's predictions waiting for labels are bounded: past the TTL
+// and beyond the maximum, the oldest go.
+func TestShadowPendingBounded(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	sp := newShadowPending(3, time.Hour)
+	a := shadowPrediction{class: "a", isClass: true}
+	sp.add(t0, "m", []byte("1"), []shadowPrediction{a})
+	sp.add(t0.Add(time.Minute), "m", []byte("2"), []shadowPrediction{a, a, {}})
+	require.Equal(t, 3, sp.len(), "a record that predicts nothing is not kept")
+	_, ok := sp.take("other", "2/0")
+	require.False(t, ok, "another model's id")
+	p, ok := sp.take("m", "2/0")
+	require.True(t, ok)
+	require.Equal(t, a, p)
+	_, ok = sp.take("m", "2/0")
+	require.False(t, ok, "taken once")
+
+	sp.add(t0.Add(2*time.Minute), "m", []byte("3"), []shadowPrediction{a})
+	sp.add(t0.Add(3*time.Minute), "m", []byte("4"), []shadowPrediction{a})
+	require.Equal(t, 3, sp.len())
+	_, ok = sp.take("m", "1")
+	require.False(t, ok, "the oldest went beyond the maximum")
+
+	sp.add(t0.Add(time.Hour+2*time.Minute+time.Second), "m", []byte("5"), []shadowPrediction{a})
+	for _, id := range []string{"2/1", "3"} {
+		_, ok = sp.take("m", id)
+		require.False(t, ok, "%s is past the TTL", id)
+	}
+	for _, id := range []string{"4", "5"} {
+		_, ok = sp.take("m", id)
+		require.True(t, ok, id)
+	}
+}

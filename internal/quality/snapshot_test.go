@@ -69,7 +69,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	o, reason = r.Label(later, Label{ID: "p3", Value: Class("b")})
 	require.Equal(t, ReasonMatched, reason)
-	require.Equal(t, Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: "b", Delay: 15 * time.Minute}, o)
+	require.Equal(t, Outcome{ID: "p3", Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: "b", ActualClass: "b", Delay: 15 * time.Minute}, o)
 
 	o, reason = r.Label(later, Label{ID: "p4", Value: Class("b")})
 	require.Equal(t, ReasonMatched, reason)

@@ -331,7 +331,7 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 	if (l.Model != "" && l.Model != m.name) || l.Value.Numeric != numeric {
 		return Outcome{}, ReasonInvalid
 	}
-	o := Outcome{Model: m.name, Delay: time.Duration(max(l.Time.UnixNano()-e.ts, 0))}
+	o := Outcome{ID: l.ID, Model: m.name, Delay: time.Duration(max(l.Time.UnixNano()-e.ts, 0))}
 	if e.ext != nil && e.ext.segs != nil {
 		o.Segments = make([]Segment, len(e.ext.segs))
 		for k, r := range e.ext.segs {
@@ -351,6 +351,7 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 	o.PredictedOverflow = e.flags&flagOverflow != 0
 	idx, overflow := m.classes.intern(l.Value.Class, s.opts.MaxClasses)
 	o.Actual, o.ActualOverflow = m.classes.values[idx], overflow
+	o.ActualClass = l.Value.Class
 	o.Correct = o.Predicted == o.Actual
 	if probs {
 		o.HasProbabilities = true

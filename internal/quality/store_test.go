@@ -197,7 +197,7 @@ func TestEarlyLabel(t *testing.T) {
 
 	o, r := s.Observe(t0.Add(time.Second), pred("a", "m", "dog"))
 	require.Equal(t, ReasonMatched, r)
-	require.Equal(t, Outcome{Model: "m", Predicted: "dog", Actual: "cat"}, o, "delay is clamped to 0")
+	require.Equal(t, Outcome{ID: "a", Model: "m", Predicted: "dog", Actual: "cat", ActualClass: "cat"}, o, "delay is clamped to 0")
 	require.Equal(t, 0, s.Len())
 	_, r = s.Label(t0, Label{ID: "a", Value: Class("cat")})
 	require.Equal(t, ReasonDuplicate, r)
@@ -282,6 +282,8 @@ func TestClassCap(t *testing.T) {
 	} {
 		o, r := s.Label(t0, Label{ID: tc.id, Value: Class(tc.actual)})
 		require.Equal(t, ReasonMatched, r)
+		// The id and the actual class as the label gave it, not capped.
+		tc.want.ID, tc.want.ActualClass = tc.id, tc.actual
 		require.Equal(t, tc.want, o, tc.id)
 	}
 }

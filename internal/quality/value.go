@@ -76,6 +76,8 @@ type Label struct {
 
 // Outcome is a label joined to its prediction.
 type Outcome struct {
+	// ID is the prediction's id.
+	ID    string
 	Model string
 	// Regression is true for numeric predictions; then PredictedValue,
 	// ActualValue, AbsError and SquaredError are set, else Predicted and Actual.
@@ -84,8 +86,11 @@ type Outcome struct {
 	// beyond the cap they are OtherClass and the matching Overflow is true.
 	Predicted, Actual                 string
 	PredictedOverflow, ActualOverflow bool
-	PredictedValue, ActualValue       float64
-	AbsError, SquaredError            float64
+	// ActualClass is the actual class as the label gives it (a class's
+	// index read as its name), not capped.
+	ActualClass                 string
+	PredictedValue, ActualValue float64
+	AbsError, SquaredError      float64
 	// HasProbabilities is true when the prediction carried probabilities; then
 	// Brier is Σₖ (pₖ − yₖ)² over its classes with y one-hot on the actual
 	// class, and LogLoss is −ln p(actual), p clipped to [1e-15, 1−1e-15]. An

@@ -32,7 +32,7 @@ func TestConfusionMatrix(t *testing.T) {
 				s.Observe(t0, pred(id, "m", p))
 				o, r := s.Label(t0.Add(90*time.Second), Label{ID: id, Model: "m", Value: Class(a)})
 				require.Equal(t, ReasonMatched, r)
-				require.Equal(t, Outcome{Model: "m", Predicted: p, Actual: a, Correct: p == a, Delay: 90 * time.Second}, o)
+				require.Equal(t, Outcome{ID: id, Model: "m", Predicted: p, Actual: a, ActualClass: a, Correct: p == a, Delay: 90 * time.Second}, o)
 				count[[2]string{o.Predicted, o.Actual}]++
 			}
 		}
