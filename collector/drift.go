@@ -57,6 +57,9 @@ var (
 	windowValuesDesc = prometheus.NewDesc(FeatureDriftWindowValues,
 		"The number of non-missing values of a feature in a drift window (a sliding window over the last 5m, 1h, … of this replica).",
 		mfw, nil)
+	detectableDesc = prometheus.NewDesc(FeatureDriftDetectable,
+		"The smallest shift of a feature's distribution over its coarse bins, as PSI, that its drift window could detect: found four times in five by the chi-squared test at the drift alpha, given the window's and the reference's values. Above the PSI that matters (0.1, 0.2), the window has too few values to tell: silence is not 'no drift'.",
+		mfw, nil)
 	driftedDesc = prometheus.NewDesc(FeatureDrifted,
 		"Whether a feature drifted in a window (1) or not (0), by the method that decides for it; only once the window holds enough values.",
 		append(mfw, "method"), nil)
@@ -149,6 +152,9 @@ func (c *driftCollector) model(ctx context.Context, m DriftModel, ch chan<- prom
 			}
 			results[k] = append(results[k], r)
 			ch <- prometheus.MustNewConstMetric(windowValuesDesc, prometheus.GaugeValue, float64(r.N), m.Model, name, w)
+			if r.DetectablePSI != nil {
+				ch <- prometheus.MustNewConstMetric(detectableDesc, prometheus.GaugeValue, *r.DetectablePSI, m.Model, name, w)
+			}
 			if !r.Ready {
 				continue
 			}

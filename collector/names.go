@@ -52,6 +52,7 @@ const (
 	FeatureDriftThreshold    = "modelmon_feature_drift_threshold"
 	FeatureDrifted           = "modelmon_feature_drifted"
 	FeatureDriftWindowValues = "modelmon_feature_drift_window_values"
+	FeatureDriftDetectable   = "modelmon_feature_drift_detectable_psi"
 	DatasetDriftShare        = "modelmon_dataset_drift_share"
 	DatasetDrifted           = "modelmon_dataset_drifted"
 	DriftReferenceInfo       = "modelmon_drift_reference_info"

@@ -87,6 +87,10 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(perFeature(collector.FeatureDriftKS, window, features), "{{model}} / {{feature}}"))).
 		WithPanel(defaultTimeseries("Values in the window", "Values each window holds; a window needs --drift.min-samples before it is scored.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, feature) (%s)", q.inVersion(q.sel(collector.FeatureDriftWindowValues, window, features))), "{{model}} / {{feature}}"))).
+		WithPanel(defaultTimeseries("Smallest detectable shift (PSI)", "The smallest shift of each feature, as PSI, its window could detect (four times in five at the drift alpha): above 0.1 or 0.2 the window holds too few values to tell, and a quiet PSI is not 'no drift'.", "none").
+			Thresholds(thresholds("transparent", 0.1, "orange", 0.2, "red")).
+			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLine)).
+			WithTarget(prometheusQuery(perFeature(collector.FeatureDriftDetectable, window, features), "{{model}} / {{feature}}"))).
 		WithRow(dashboard.NewRowBuilder("Data quality")).
 		WithPanel(defaultTimeseries("Invalid values", "Feature values per second that are missing, NaN, infinite, out of the reference's range or an unseen category.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, feature, reason) (%s) > 0", q.rate(collector.FeatureValuesInvalid, features)), "{{model}} / {{feature}} {{reason}}"))).

@@ -46,6 +46,10 @@ type Detector struct {
 	p    *Profile
 	opts Options
 	cal  *Calibrator
+	// lambda is each feature's noncentrality for DetectablePSI, by name;
+	// none for a feature with fewer than two coarse bins with reference
+	// values.
+	lambda map[string]float64
 }
 
 // Result is the drift decision of one feature over one window, with its reason.
@@ -66,6 +70,10 @@ type Result struct {
 	N       int64  `json:"n"`
 	Missing int64  `json:"missing"`
 	Reason  string `json:"reason"`
+	// DetectablePSI is the smallest shift over the feature's coarse bins
+	// that the window could detect (DetectablePSI the function, at the
+	// detector's alpha); nil for an empty window.
+	DetectablePSI *float64 `json:"detectable_psi,omitempty"`
 	// Scores holds every applicable statistic: the score of each method.
 	Scores map[Method]float64 `json:"scores"`
 	// Tests holds the decision of every applicable method.
@@ -139,7 +147,26 @@ func NewDetector(p *Profile, opts Options) (*Detector, error) {
 			}
 		}
 	}
-	det := &Detector{p: p, opts: opts}
+	det := &Detector{p: p, opts: opts, lambda: map[string]float64{}}
+	byDF := map[int]float64{}
+	for i := range p.Features {
+		f := p.Features[i]
+		df := -1
+		for _, c := range f.refCoarse {
+			if c > 0 {
+				df++
+			}
+		}
+		if df < 1 {
+			continue
+		}
+		l, ok := byDF[df]
+		if !ok {
+			l = NoncentralityForPower(df, opts.Alpha, DetectionPower)
+			byDF[df] = l
+		}
+		det.lambda[f.Name] = l
+	}
 	if !opts.Fixed {
 		if opts.Calibration.Alpha != 0 && opts.Calibration.Alpha != opts.Alpha {
 			return nil, fmt.Errorf("calibration alpha %v differs from alpha %v", opts.Calibration.Alpha, opts.Alpha)
@@ -229,6 +256,10 @@ func (d *Detector) Score(feature string, cur Counts) (Result, error) {
 		}
 		r.Scores[meth] = t.Score
 		r.Tests[meth] = t
+	}
+	if l, ok := d.lambda[f.Name]; ok && n > 0 && f.Count > 0 {
+		x := DetectablePSI(l, n, float64(f.Count))
+		r.DetectablePSI = &x
 	}
 	t, ok := r.Tests[r.Method]
 	switch {
