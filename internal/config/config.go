@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -83,12 +84,59 @@ type Model struct {
 	// Segments name input features by whose values the model's joined
 	// labels are also counted (accuracy, MAE and RMSE per country, say),
 	// at most MaxSegments of them.
-	Segments []string `yaml:"segments"`
+	Segments []Segment `yaml:"segments"`
 }
 
 // MaxSegments bounds Model.Segments: every segment multiplies the series
 // of the per-segment quality metrics by its values.
 const MaxSegments = 5
+
+// MaxSegmentBuckets bounds Segment.Buckets: with the bucket above the last
+// edge and the missing values, a segment then has at most 20 values, the
+// values each segment keeps before __other__.
+const MaxSegmentBuckets = 18
+
+// Segment is a feature the model's joined labels are also counted by: its
+// values as written (a country, a device type), or, with Buckets, the range
+// of a numeric feature's value.
+type Segment struct {
+	Feature string `yaml:"feature"`
+	// Buckets are the upper bounds, increasing, of the ranges a value falls
+	// into: (-inf, b0], (b0, b1], …, (bn, +inf).
+	Buckets []float64 `yaml:"buckets"`
+}
+
+// UnmarshalYAML reads a segment as a feature's name, or as {feature,
+// buckets}.
+func (s *Segment) UnmarshalYAML(node *yaml.Node) error {
+	if node.Kind == yaml.ScalarNode {
+		*s = Segment{}
+		return node.Decode(&s.Feature)
+	}
+	// Node.Decode does not check fields (KnownFields is the decoder's):
+	// check them here.
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		if k := node.Content[i]; k.Value != "feature" && k.Value != "buckets" {
+			return fmt.Errorf("line %d: field %s not found in type config.Segment", k.Line, k.Value)
+		}
+	}
+	type plain Segment
+	var p plain
+	if err := node.Decode(&p); err != nil {
+		return err
+	}
+	*s = Segment(p)
+	return nil
+}
+
+// MarshalYAML writes a segment without buckets as its feature's name.
+func (s Segment) MarshalYAML() (any, error) {
+	if len(s.Buckets) == 0 {
+		return s.Feature, nil
+	}
+	type plain Segment
+	return plain(s), nil
+}
 
 // ModelDrift is a model's own drift reference.
 type ModelDrift struct {
@@ -237,9 +285,17 @@ func (c *Config) Validate() error {
 		if len(m.Segments) > MaxSegments {
 			return fmt.Errorf("models[%d].segments: at most %d features, got %d", i, MaxSegments, len(m.Segments))
 		}
-		for k, f := range m.Segments {
-			if f == "" || slices.Contains(m.Segments[:k], f) {
-				return fmt.Errorf("models[%d].segments: %q is empty or given twice", i, f)
+		for k, sg := range m.Segments {
+			if sg.Feature == "" || slices.ContainsFunc(m.Segments[:k], func(o Segment) bool { return o.Feature == sg.Feature }) {
+				return fmt.Errorf("models[%d].segments: %q is empty or given twice", i, sg.Feature)
+			}
+			if len(sg.Buckets) > MaxSegmentBuckets {
+				return fmt.Errorf("models[%d].segments[%d].buckets: at most %d, got %d", i, k, MaxSegmentBuckets, len(sg.Buckets))
+			}
+			for j, b := range sg.Buckets {
+				if math.IsNaN(b) || math.IsInf(b, 0) || (j > 0 && b <= sg.Buckets[j-1]) {
+					return fmt.Errorf("models[%d].segments[%d].buckets must be finite and increasing, got %v", i, k, sg.Buckets)
+				}
 			}
 		}
 		if d := m.Drift; d != nil {

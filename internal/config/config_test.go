@@ -18,7 +18,7 @@ func TestLoadGood(t *testing.T) {
 		VersionHeader:   "X-Version",
 		PredictionPaths: []string{"/score", "/api/**"},
 		Models: []Model{
-			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}, Segments: []string{"country"}},
+			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}, Segments: []Segment{{Feature: "country"}, {Feature: "amount", Buckets: []float64{100, 1000}}}},
 			// Relative to the configuration file.
 			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}},
 			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json"}},
@@ -57,6 +57,8 @@ func TestLoadBad(t *testing.T) {
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml: models[1]: model "a" is configured twice`},
 		{"bad-segment-alert.yml", `testdata/bad-segment-alert.yml: models[0].alerts.max_segment_accuracy_gap needs models[0].segments`},
 		{"bad-segments.yml", `testdata/bad-segments.yml: models[0].segments: "country" is empty or given twice`},
+		{"bad-segment-field.yml", `testdata/bad-segment-field.yml:5: unknown field "bucket"`},
+		{"bad-segment-buckets.yml", `testdata/bad-segment-buckets.yml: models[0].segments[0].buckets must be finite and increasing, got [3 2]`},
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml: models[0].drift.reference is required`},
 		{"bad-drift-format.yml", `testdata/bad-drift-format.yml: models[0].drift.reference: unknown format ".parquet": want .json (a profile), .csv or .jsonl`},
 		{"bad-drift-prediction.yml", `testdata/bad-drift-prediction.yml: models[0].drift.prediction_column is for training data: a profile (.json) marks its prediction itself`},

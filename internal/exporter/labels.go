@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/payload"
 	"github.com/modelmon/modelmon/internal/quality"
 )
@@ -342,17 +343,21 @@ func readPrediction(classes []string, r *payload.Record, binary *[2]float64) (pv
 const segmentValueMissing = "__missing__"
 
 // segmentsOf returns the segments of a record with features: each named
-// feature's value, as text.
-func segmentsOf(names []string, features []payload.Feature) []quality.Segment {
-	if len(names) == 0 {
+// feature's value, as text, or the range of its buckets.
+func segmentsOf(segs []config.Segment, features []payload.Feature) []quality.Segment {
+	if len(segs) == 0 {
 		return nil
 	}
-	out := make([]quality.Segment, len(names))
-	for k, name := range names {
-		out[k] = quality.Segment{Name: name, Value: segmentValueMissing}
+	out := make([]quality.Segment, len(segs))
+	for k, sg := range segs {
+		out[k] = quality.Segment{Name: sg.Feature, Value: segmentValueMissing}
 		for _, f := range features {
-			if string(f.Name) != name {
+			if string(f.Name) != sg.Feature {
 				continue
+			}
+			if len(sg.Buckets) > 0 {
+				out[k].Value = bucketOf(sg.Buckets, f.Value)
+				break
 			}
 			switch v := f.Value; v.Kind {
 			case payload.KindString:
@@ -368,6 +373,35 @@ func segmentsOf(names []string, features []payload.Feature) []quality.Segment {
 		}
 	}
 	return out
+}
+
+// bucketOf is the range of buckets (upper bounds, increasing) a value falls
+// in: "(-inf,b0]", "(b0,b1]", …, "(bn,+inf)"; segmentValueMissing for a
+// value that is not a number (a string that does not read as one, NaN).
+func bucketOf(buckets []float64, v payload.Value) string {
+	x := v.Num
+	switch v.Kind {
+	case payload.KindNumber:
+	case payload.KindString:
+		var err error
+		if x, err = strconv.ParseFloat(string(v.Str), 64); err != nil {
+			return segmentValueMissing
+		}
+	default:
+		return segmentValueMissing
+	}
+	if math.IsNaN(x) {
+		return segmentValueMissing
+	}
+	i, _ := slices.BinarySearch(buckets, x) // the first bound ≥ x
+	lower, upper := "-inf", "+inf)"
+	if i > 0 {
+		lower = strconv.FormatFloat(buckets[i-1], 'g', -1, 64)
+	}
+	if i < len(buckets) {
+		upper = strconv.FormatFloat(buckets[i], 'g', -1, 64) + "]"
+	}
+	return "(" + lower + "," + upper
 }
 
 // namedScores orders scores whose classes the answer names (TF-Serving

@@ -315,16 +315,16 @@ func TestLabelsBySegment(t *testing.T) {
   - name: fraud
     segments: [country, new_customer]
   - name: price
-    segments: [device]
+    segments: [device, {feature: rooms, buckets: [2, 4]}]
 `, func(o *Options) { o.Labels = LabelsOptions{Enabled: true} })
 	pushRecordsRaw(t, e,
 		`{"model":"fraud","id":"f1","features":{"country":"DE","new_customer":true},"prediction":"fraud"}`,
 		`{"model":"fraud","id":"f2","features":{"country":"DE","new_customer":false},"prediction":"legit"}`,
 		`{"model":"fraud","id":"f3","features":{"country":"FR","new_customer":false},"prediction":"fraud"}`,
 		`{"model":"fraud","id":"f4","features":{"new_customer":true},"prediction":"legit"}`,
-		`{"model":"price","id":"p1","features":{"device":"app"},"prediction":10}`,
-		`{"model":"price","id":"p2","features":{"device":"app"},"prediction":7}`,
-		`{"model":"price","id":"p3","features":{"device":"web"},"prediction":3}`)
+		`{"model":"price","id":"p1","features":{"device":"app","rooms":2},"prediction":10}`,
+		`{"model":"price","id":"p2","features":{"device":"app","rooms":3.5},"prediction":7}`,
+		`{"model":"price","id":"p3","features":{"device":"web","rooms":7},"prediction":3}`)
 	_, resp := postLabels(t, e, strings.Join([]string{
 		`{"id":"f1","label":"fraud"}`, `{"id":"f2","label":"fraud"}`, `{"id":"f3","label":"fraud"}`, `{"id":"f4","label":"legit"}`,
 		`{"id":"p1","label":12}`, `{"id":"p2","label":6}`, `{"id":"p3","label":3}`}, "\n"))
@@ -350,6 +350,10 @@ func TestLabelsBySegment(t *testing.T) {
 	require.Equal(t, 5.0, seg("modelmon_segment_prediction_squared_error_total", "price", "device", "app"))
 	require.Zero(t, seg("modelmon_segment_prediction_absolute_error_total", "price", "device", "web"))
 	require.Equal(t, 1.0, seg("modelmon_segment_labels_matched_total", "price", "device", "web"))
+	// Rooms by range: 2 in (-inf,2], 3.5 in (2,4], 7 in (4,+inf).
+	require.Equal(t, 2.0, seg("modelmon_segment_prediction_absolute_error_total", "price", "rooms", "(-inf,2]"))
+	require.Equal(t, 1.0, seg("modelmon_segment_prediction_absolute_error_total", "price", "rooms", "(2,4]"))
+	require.Equal(t, 1.0, seg("modelmon_segment_labels_matched_total", "price", "rooms", "(4,+inf)"))
 
 	// Values beyond the cap (20) are __other__, and counted as overflow.
 	var lines, labels []string
@@ -755,4 +759,29 @@ func TestPendingPredictionsSurviveACrash(t *testing.T) {
 	after := startExporter(t, up.URL, opts)
 	_, resp := postLabels(t, after, `{"id":"before-crash","label":"fraud"}`)
 	require.Equal(t, []string{"matched"}, resp.Results)
+}
+
+// A bucketed segment's value is the range its number falls in.
+func TestBucketOf(t *testing.T) {
+	buckets := []float64{0, 10.5, 100}
+	for _, tc := range []struct {
+		v    payload.Value
+		want string
+	}{
+		{payload.Value{Kind: payload.KindNumber, Num: -3}, "(-inf,0]"},
+		{payload.Value{Kind: payload.KindNumber, Num: 0}, "(-inf,0]"},
+		{payload.Value{Kind: payload.KindNumber, Num: 0.1}, "(0,10.5]"},
+		{payload.Value{Kind: payload.KindNumber, Num: 10.5}, "(0,10.5]"},
+		{payload.Value{Kind: payload.KindNumber, Num: 100}, "(10.5,100]"},
+		{payload.Value{Kind: payload.KindNumber, Num: 1e9}, "(100,+inf)"},
+		{payload.Value{Kind: payload.KindNumber, Num: math.Inf(1)}, "(100,+inf)"},
+		{payload.Value{Kind: payload.KindNumber, Num: math.Inf(-1)}, "(-inf,0]"},
+		{payload.Value{Kind: payload.KindString, Str: []byte("42")}, "(10.5,100]"},
+		{payload.Value{Kind: payload.KindNumber, Num: math.NaN()}, segmentValueMissing},
+		{payload.Value{Kind: payload.KindString, Str: []byte("many")}, segmentValueMissing},
+		{payload.Value{Kind: payload.KindBool, Num: 1}, segmentValueMissing},
+		{payload.Value{}, segmentValueMissing},
+	} {
+		require.Equal(t, tc.want, bucketOf(buckets, tc.v), "%+v", tc.v)
+	}
 }

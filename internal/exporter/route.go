@@ -187,7 +187,7 @@ type modelConfig struct {
 	// loaded; nil without one.
 	ref *reference
 	// segments are the features its joined labels are also counted by.
-	segments []string
+	segments []config.Segment
 }
 
 func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
