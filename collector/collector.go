@@ -34,6 +34,9 @@ type Collector interface {
 type ModelInfo struct {
 	Name    string
 	Version string
+	// FeatureImportance is the configured importance of the model's
+	// features, by name (models[].feature_importance).
+	FeatureImportance map[string]float64
 }
 
 // QueueStats describes the capture queue between the hot path and the parsers.

@@ -15,10 +15,14 @@ var modelInfoDesc = prometheus.NewDesc(ModelInfoMetric,
 	"Information about a model the sidecar serves; always 1. The version label is the version last seen in its traffic or configuration.",
 	[]string{"model", "version"}, nil)
 
+var importanceDesc = prometheus.NewDesc(FeatureImportance,
+	"The configured importance of a model's feature (models[].feature_importance, any scale): its drift weighs that much in the drift impact.",
+	[]string{"model", "feature"}, nil)
+
 type modelCollector struct{ src Source }
 
 // NewModelCollector returns a Collector exposing modelmon_model_info for every
-// model the sidecar has seen.
+// model the sidecar has seen, and the importance of its features.
 func NewModelCollector(_ *slog.Logger, src Source) (Collector, error) {
 	return &modelCollector{src: src}, nil
 }
@@ -31,6 +35,9 @@ func (c *modelCollector) Update(_ context.Context, ch chan<- prometheus.Metric) 
 	}
 	for _, m := range models {
 		ch <- prometheus.MustNewConstMetric(modelInfoDesc, prometheus.GaugeValue, 1, m.Name, m.Version)
+		for f, v := range m.FeatureImportance {
+			ch <- prometheus.MustNewConstMetric(importanceDesc, prometheus.GaugeValue, v, m.Name, f)
+		}
 	}
 	return nil
 }

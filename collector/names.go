@@ -35,6 +35,7 @@ const (
 	ObservationsReceived     = "modelmon_observations_received_total"
 	ObservationsRejected     = "modelmon_observations_rejected_total"
 	ModelInfoMetric          = "modelmon_model_info"
+	FeatureImportance        = "modelmon_feature_importance"
 
 	FeatureBinTotal          = "modelmon_feature_bin_total"
 	FeatureReferenceRatio    = "modelmon_feature_reference_ratio"

@@ -28,6 +28,9 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 	perFeature := func(metric string, matchers ...string) string {
 		return fmt.Sprintf("avg by (model, feature) (%s)", q.inVersion(q.sel(metric, matchers...)))
 	}
+	// importance is each feature's configured importance, the same on
+	// every replica.
+	importance := fmt.Sprintf("max by (model, feature) (%s)", q.sel(collector.FeatureImportance, features))
 	b := newDashboard(opts, "modelmon-data-drift", "modelmon / Data drift",
 		"Drift of each feature and of the prediction against the reference profile, per window, as the modelmon sidecar scores it.")
 	b = exporterVariables(b).
@@ -72,6 +75,10 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 			Min(0).
 			Thresholds(thresholds("green", 0.1, "orange", 0.2, "red")).
 			WithTarget(instantQuery(fmt.Sprintf("topk(10, %s)", perFeature(collector.FeatureDriftPSI, window, features, inputs)), "{{model}} / {{feature}}"))).
+		WithPanel(defaultBarGauge("Drift impact", "The ten features with the highest PSI weighted by their share of the model's importance (models[].feature_importance): the drift that matters most to the model's output. Empty without importances.", "none").
+			Min(0).
+			WithTarget(instantQuery(fmt.Sprintf("topk(10,\n  %s\n    * on (model, feature) group_left ()\n  (%s / on (model) group_left () sum by (model) (%s))\n)",
+				perFeature(collector.FeatureDriftPSI, window, features, inputs), importance, importance), "{{model}} / {{feature}}"))).
 		WithPanel(mergeTable(defaultTable("Feature drift", "Each feature's statistics in the window (mean over replicas) and its drift decision by the deciding method, whose threshold is calibrated to the false-alarm rate."),
 			map[string]string{"Value #A": "PSI", "Value #B": "Jensen–Shannon", "Value #C": "Hellinger", "Value #D": "drifted", "Value #E": "values"}).
 			WithTarget(tableQuery(perFeature(collector.FeatureDriftPSI, window, features), "A")).

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -85,6 +86,10 @@ type Model struct {
 	// labels are also counted (accuracy, MAE and RMSE per country, say),
 	// at most MaxSegments of them.
 	Segments []Segment `yaml:"segments"`
+	// FeatureImportance weighs the model's features (by name; any scale,
+	// say the mean absolute SHAP values), for the drift impact: a feature's
+	// drift weighted by its share of the importance.
+	FeatureImportance map[string]float64 `yaml:"feature_importance"`
 }
 
 // MaxSegments bounds Model.Segments: every segment multiplies the series
@@ -297,6 +302,17 @@ func (c *Config) Validate() error {
 					return fmt.Errorf("models[%d].segments[%d].buckets must be finite and increasing, got %v", i, k, sg.Buckets)
 				}
 			}
+		}
+		var importance float64
+		for _, f := range slices.Sorted(maps.Keys(m.FeatureImportance)) {
+			v := m.FeatureImportance[f]
+			if f == "" || !(v >= 0) || math.IsInf(v, 0) {
+				return fmt.Errorf("models[%d].feature_importance: %q must name a feature and be a finite number ≥ 0, got %v", i, f, v)
+			}
+			importance += v
+		}
+		if len(m.FeatureImportance) > 0 && importance == 0 {
+			return fmt.Errorf("models[%d].feature_importance: every feature is 0", i)
 		}
 		if d := m.Drift; d != nil {
 			if d.Reference == "" {

@@ -57,6 +57,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml: models[1]: model "a" is configured twice`},
 		{"bad-segment-alert.yml", `testdata/bad-segment-alert.yml: models[0].alerts.max_segment_accuracy_gap needs models[0].segments`},
 		{"bad-segments.yml", `testdata/bad-segments.yml: models[0].segments: "country" is empty or given twice`},
+		{"bad-importance.yml", `testdata/bad-importance.yml: models[0].feature_importance: "amount" must name a feature and be a finite number ≥ 0, got -1`},
 		{"bad-segment-field.yml", `testdata/bad-segment-field.yml:5: unknown field "bucket"`},
 		{"bad-segment-buckets.yml", `testdata/bad-segment-buckets.yml: models[0].segments[0].buckets must be finite and increasing, got [3 2]`},
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml: models[0].drift.reference is required`},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
 )
 
@@ -326,4 +327,28 @@ func TestDriftMethodOverride(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "m", "feature": "amount", "window": "5m", "method": "psi"}))
 	require.Equal(t, 0.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "m", "feature": "amount", "window": "5m", "method": "wasserstein"}), "no series for the method that does not decide")
 	require.Greater(t, metricValue(t, e, "modelmon_feature_drift_threshold", map[string]string{"model": "m", "feature": "amount", "window": "5m", "method": "psi"}), 0.0)
+}
+
+// The configured feature importance is exposed for the drift impact, and a
+// reload changes it.
+func TestFeatureImportance(t *testing.T) {
+	e := startWithConfig(t, modelServer(t).URL, `models:
+  - name: fraud
+    feature_importance: {amount: 0.6, age: 0.3, country: 0.1}
+  - name: churn
+`, nil)
+	imp := func(model, feature string) float64 {
+		return metricValue(t, e, collector.FeatureImportance, map[string]string{"model": model, "feature": feature})
+	}
+	require.Equal(t, 0.6, imp("fraud", "amount"))
+	require.Equal(t, 0.1, imp("fraud", "country"))
+	require.NotContains(t, scrape(t, e, collector.FeatureImportance)[collector.FeatureImportance].text, `model="churn"`)
+
+	require.NoError(t, os.WriteFile(e.opts.ConfigFile, []byte(`models:
+  - name: fraud
+    feature_importance: {amount: 2, age: 1}
+`), 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, 2.0, imp("fraud", "amount"))
+	require.Zero(t, imp("fraud", "country"), "gone with the reload")
 }

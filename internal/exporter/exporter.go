@@ -758,7 +758,17 @@ func (e *Exporter) drain(ctx context.Context, d time.Duration) {
 // source exposes the running sidecar to the scrape-time collectors.
 type source struct{ e *Exporter }
 
-func (s source) Models() []collector.ModelInfo      { return s.e.models.list() }
+func (s source) Models() []collector.ModelInfo {
+	ms := s.e.models.list()
+	cfg := s.e.cfg.Load().cfg
+	for i := range ms {
+		if m, ok := cfg.Model(ms[i].Name); ok {
+			ms[i].FeatureImportance = m.FeatureImportance
+		}
+	}
+	return ms
+}
+
 func (s source) CaptureQueue() collector.QueueStats { return s.e.queue.stats() }
 
 // Drift implements collector.DriftSource.
