@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,19 +38,19 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // sidecar is the exporter binary running in front of a model server.
 type sidecar struct {
-	cmd        *exec.Cmd
-	proxy, web string
-	logs       *prometheustest.SyncBuffer
+	cmd              *exec.Cmd
+	proxy, web, grpc string // the addresses it listens on
+	logs             *prometheustest.SyncBuffer
+	exited           chan struct{} // closed when it has exited, with err
+	err              error
+}
+
+// wait waits until the binary has exited, and returns why (exec.Cmd.Wait).
+func (s *sidecar) wait() error {
+	<-s.exited
+	return s.err
 }
 
 // runSidecar starts bin with args in front of a model server that answers
@@ -64,15 +65,47 @@ func runSidecar(t *testing.T, bin string, args ...string) *sidecar {
 	go upstream.Serve(ln) //nolint:errcheck
 	t.Cleanup(func() { upstream.Close() })
 
-	s := &sidecar{proxy: freePort(t), web: freePort(t), logs: &prometheustest.SyncBuffer{}}
-	s.cmd = exec.Command(bin, append([]string{"--proxy.upstream=http://" + ln.Addr().String(), "--proxy.listen-address=" + s.proxy, "--web.listen-address=" + s.web}, args...)...)
+	// Every listener on port 0: the binary logs the addresses it got, so no
+	// port is picked here and perhaps taken before the binary binds it.
+	s := &sidecar{logs: &prometheustest.SyncBuffer{}}
+	s.cmd = exec.Command(bin, append([]string{"--proxy.upstream=http://" + ln.Addr().String(),
+		"--proxy.listen-address=127.0.0.1:0", "--web.listen-address=127.0.0.1:0", "--proxy.grpc-listen-address=127.0.0.1:0"}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	require.NoError(t, s.cmd.Start())
+	s.exited = make(chan struct{})
+	go func() {
+		s.err = s.cmd.Wait()
+		close(s.exited)
+	}()
 	t.Cleanup(func() { s.cmd.Process.Kill() }) //nolint:errcheck
-	if !assert.Eventually(t, func() bool { return s.ready() == 200 }, 20*time.Second, 20*time.Millisecond, "the exporter did not become ready") {
-		t.Fatalf("exporter output:\n%s", s.logs.String())
+	ok := assert.Eventually(t, func() bool {
+		select {
+		case <-s.exited:
+			return true
+		default:
+		}
+		logs := s.logs.String()
+		s.proxy, s.web, s.grpc = loggedAddr(logs, "Proxying predictions"), loggedAddr(logs, "Serving metrics and the push API"), loggedAddr(logs, "Proxying gRPC calls")
+		return s.proxy != "" && s.web != "" && s.ready() == 200
+	}, 20*time.Second, 20*time.Millisecond, "the exporter did not become ready")
+	select {
+	case <-s.exited:
+		ok = false
+	default:
+	}
+	if !ok {
+		t.Fatalf("the exporter did not become ready; its output:\n%s", s.logs.String())
 	}
 	return s
+}
+
+// loggedAddr is the listen_address the binary logged with msg, or "".
+func loggedAddr(logs, msg string) string {
+	m := regexp.MustCompile(`msg="` + regexp.QuoteMeta(msg) + `" .*?listen_address=(\S+)`).FindStringSubmatch(logs)
+	if m == nil {
+		return ""
+	}
+	return m[1]
 }
 
 // ready is the status of /-/ready, 0 when it can't be reached.
@@ -118,7 +151,7 @@ func TestBinaryLifecycle(t *testing.T) {
 	readmetest.Load(t).RequireMetrics(t, string(b))
 
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, s.cmd.Wait(), s.logs.String())
+	require.NoError(t, s.wait(), s.logs.String())
 	require.Contains(t, s.logs.String(), "Shutting down")
 }
 
@@ -185,7 +218,7 @@ func TestBinaryShutdownDelay(t *testing.T) {
 		require.Equal(t, `{"predictions":[1]}`, body)
 		require.True(t, resp.Close, "the response closes its connection")
 
-		require.NoError(t, s.cmd.Wait(), s.logs.String())
+		require.NoError(t, s.wait(), s.logs.String())
 		require.GreaterOrEqual(t, time.Since(start), 1500*time.Millisecond)
 		require.Contains(t, s.logs.String(), "Draining")
 		_, _, err = s.predict()
@@ -199,7 +232,7 @@ func TestBinaryShutdownDelay(t *testing.T) {
 		_, _, err := s.predict()
 		require.NoError(t, err)
 		require.NoError(t, s.cmd.Process.Signal(syscall.SIGINT))
-		require.NoError(t, s.cmd.Wait(), s.logs.String())
+		require.NoError(t, s.wait(), s.logs.String())
 		require.Less(t, time.Since(start), 30*time.Second)
 	})
 }
@@ -216,9 +249,9 @@ func TestBinaryGRPC(t *testing.T) {
 	go srv.Serve(ln) //nolint:errcheck
 	t.Cleanup(srv.Stop)
 
-	grpcAddr := freePort(t)
-	s := runSidecar(t, bin, "--proxy.grpc-upstream=http://"+ln.Addr().String(), "--proxy.grpc-listen-address="+grpcAddr)
-	conn, err := grpc.NewClient("passthrough:///"+grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	s := runSidecar(t, bin, "--proxy.grpc-upstream=http://"+ln.Addr().String())
+	require.NotEmpty(t, s.grpc, s.logs.String())
+	conn, err := grpc.NewClient("passthrough:///"+s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
 	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
@@ -257,7 +290,7 @@ func TestConfigCheck(t *testing.T) {
 	require.Contains(t, string(out), "no such file or directory")
 
 	// A bad configuration at start-up is an error, not a silent default.
-	out, err = exec.Command(bin, "--config.file="+bad, "--proxy.listen-address="+freePort(t), "--web.listen-address="+freePort(t)).CombinedOutput()
+	out, err = exec.Command(bin, "--config.file="+bad, "--proxy.listen-address=127.0.0.1:0", "--web.listen-address=127.0.0.1:0").CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "couldn't load configuration (--config.file=")
 }
