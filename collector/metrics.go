@@ -58,6 +58,7 @@ type Metrics struct {
 	PredictionClass            *prometheus.CounterVec
 	PredictionScore            *prometheus.HistogramVec
 	PredictionClassProbability *prometheus.HistogramVec
+	PredictionConfidenceBin    *prometheus.CounterVec
 	LabelOverflow              *prometheus.CounterVec
 	ObservationsReceived       *prometheus.CounterVec
 	ObservationsRejected       *prometheus.CounterVec
@@ -164,6 +165,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PredictionClassProbability: f.NewHistogramVec(histogramOpts(PredictionClassProbability,
 			"The probability each classification prediction that gives one gives the class it predicts (its confidence), in parsed payloads and pushed observations: a fall in it flags inputs the model is unsure of, without labels.",
 			ScoreBuckets), []string{"model"}),
+		PredictionConfidenceBin: f.NewCounterVec(prometheus.CounterOpts{
+			Name: PredictionConfidenceBinTotal,
+			Help: "The total number of classification predictions that give the class they predict a probability, labelled or not, by confidence bin: the bins of the calibration counters, (k/10, (k+1)/10]. With the accuracy labels have shown in each bin, they estimate the accuracy of predictions whose labels have not come yet.",
+		}, []string{"model", "bin"}),
 		LabelOverflow: f.NewCounterVec(prometheus.CounterOpts{
 			Name: LabelOverflowTotal,
 			Help: "The total number of times a new label value was replaced by " + OtherValue + " because its label reached its cap.",

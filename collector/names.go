@@ -58,11 +58,12 @@ const (
 	DatasetDrifted           = "modelmon_dataset_drifted"
 	DriftReferenceInfo       = "modelmon_drift_reference_info"
 
-	PredictionClassTotal       = "modelmon_prediction_class_total"
-	PredictionScore            = "modelmon_prediction_score"
-	PredictionClassProbability = "modelmon_prediction_class_probability"
-	PredictionOutcomeTotal     = "modelmon_prediction_outcome_total"
-	PredictionCorrectTotal     = "modelmon_prediction_correct_total"
+	PredictionClassTotal         = "modelmon_prediction_class_total"
+	PredictionScore              = "modelmon_prediction_score"
+	PredictionClassProbability   = "modelmon_prediction_class_probability"
+	PredictionConfidenceBinTotal = "modelmon_prediction_confidence_predictions_total"
+	PredictionOutcomeTotal       = "modelmon_prediction_outcome_total"
+	PredictionCorrectTotal       = "modelmon_prediction_correct_total"
 
 	ProbabilityOutcomesTotal = "modelmon_prediction_probability_outcomes_total"
 	BrierScoreTotal          = "modelmon_prediction_brier_score_total"

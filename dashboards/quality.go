@@ -66,6 +66,12 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(instantQuery(recorded(labelCoverage1h), "{{model}}"))).
 		WithPanel(withQueries(defaultTimeseries("Accuracy", "Accuracy over the last hour and since each sidecar started.", "percentunit").Min(0).Max(1),
 			windows("accuracy", "{{model}}"))).
+		WithPanel(withQueries(defaultTimeseries("Accuracy estimated without labels", "The last hour's accuracy estimated from the predictions' confidence and the calibration the last day's labels have shown (CBPE, deploy/prometheus/quality.rules.yml), beside the accuracy of the labels joined in the hour, and the share of the predictions the estimate rests on. Labels that come late leave the hour's own accuracy unknown; the estimate moves first when inputs get harder.", "percentunit").Min(0).Max(1),
+			[]*dashboardQuery{
+				{recorded(rule("estimated_accuracy", "1h")), "{{model}} estimated (1h)"},
+				{recorded(rule("accuracy", "1h")), "{{model}} labelled (1h)"},
+				{recorded(rule("estimated_accuracy_coverage", "1h")), "{{model}} coverage (1h)"},
+			})).
 		WithPanel(withQueries(defaultTimeseries("F1 (macro)", "Mean over classes of the F1 score, over the last hour and since start.", "percentunit").Min(0).Max(1),
 			[]*dashboardQuery{
 				{"avg by (model) (" + recorded(rule("f1", "1h")) + ")", "{{model}} (1h)"},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
+	"github.com/modelmon/modelmon/internal/quality"
 )
 
 // model holds one model's metric children, resolved once so the hot path only
@@ -53,10 +54,14 @@ type model struct {
 	classes    map[string]prometheus.Counter
 	score      prometheus.Observer
 	confidence prometheus.Observer
+	// confBins count the predictions by confidence bin, made with
+	// confidence.
+	confBins *[quality.ConfidenceBins]prometheus.Counter
 }
 
 // observeConfidenceLocked observes the probability a classification
-// prediction gives its class in modelmon_prediction_class_probability.
+// prediction gives its class in modelmon_prediction_class_probability, and
+// counts it by confidence bin.
 // The caller holds mu.
 func (m *model) observeConfidenceLocked(p float64) {
 	if !(p >= 0 && p <= 1) {
@@ -64,8 +69,15 @@ func (m *model) observeConfidenceLocked(p float64) {
 	}
 	if m.confidence == nil {
 		m.confidence = m.metrics.PredictionClassProbability.WithLabelValues(m.name)
+		// Every bin at 0 from the start, as the calibration counters'
+		// bins they are joined with.
+		m.confBins = new([quality.ConfidenceBins]prometheus.Counter)
+		for k := range m.confBins {
+			m.confBins[k] = m.metrics.PredictionConfidenceBin.WithLabelValues(m.name, confidenceBinLabels[k])
+		}
 	}
 	m.confidence.Observe(p)
+	m.confBins[quality.ConfidenceBin(p)].Inc()
 }
 
 // maxPredictedClasses caps the classes of modelmon_prediction_class_total
