@@ -177,12 +177,17 @@ const DefaultMinShadowSamples = 200
 // computed by the recording rules of deploy/prometheus/quality.rules.yml.
 // A zero threshold is not checked.
 type QualityAlerts struct {
-	MinAccuracy      float64 `yaml:"min_accuracy"`
-	MinF1            float64 `yaml:"min_f1"`
-	MaxMAE           float64 `yaml:"max_mae"`
-	MaxRMSE          float64 `yaml:"max_rmse"`
-	MinR2            float64 `yaml:"min_r2"`
-	MinLabelCoverage float64 `yaml:"min_label_coverage"`
+	MinAccuracy float64 `yaml:"min_accuracy"`
+	// MinEstimatedAccuracy bounds the accuracy estimated without labels
+	// from the last hour's predictions' confidence, checked when the
+	// estimate rests on at least 90 % of them: the early warning while
+	// labels are late.
+	MinEstimatedAccuracy float64 `yaml:"min_estimated_accuracy"`
+	MinF1                float64 `yaml:"min_f1"`
+	MaxMAE               float64 `yaml:"max_mae"`
+	MaxRMSE              float64 `yaml:"max_rmse"`
+	MinR2                float64 `yaml:"min_r2"`
+	MinLabelCoverage     float64 `yaml:"min_label_coverage"`
 	// MaxCalibrationError bounds the expected calibration error of the
 	// predictions that give their class a probability, checked over an
 	// hour with at least MinCalibrationSamples of them (default
@@ -261,7 +266,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("models[%d]: unknown format %q (want one of %s)", i, m.Format, strings.Join(Formats, ", "))
 		}
 		if a := m.Alerts; a != nil {
-			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError, "max_segment_accuracy_gap": a.MaxSegmentAccuracyGap, "min_r2": a.MinR2, "max_shadow_disagreement": a.MaxShadowDisagreement} {
+			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_estimated_accuracy": a.MinEstimatedAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError, "max_segment_accuracy_gap": a.MaxSegmentAccuracyGap, "min_r2": a.MinR2, "max_shadow_disagreement": a.MaxShadowDisagreement} {
 				if v < 0 || v > 1 {
 					return fmt.Errorf("models[%d].alerts.%s must be between 0 and 1, got %v", i, name, v)
 				}

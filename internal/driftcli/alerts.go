@@ -52,6 +52,11 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		if a.MinAccuracy > 0 {
 			add("ModelAccuracyLow", "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy), "Accuracy of model "+m.Name+" below "+f(a.MinAccuracy)+".")
 		}
+		if a.MinEstimatedAccuracy > 0 {
+			add("ModelEstimatedAccuracyLow", "modelmon:estimated_accuracy:1h"+sel+" < "+f(a.MinEstimatedAccuracy)+
+				"\n  and on (model) modelmon:estimated_accuracy_coverage:1h"+sel+" >= 0.9",
+				"Accuracy of model "+m.Name+" estimated from its confidence below "+f(a.MinEstimatedAccuracy)+", before its labels say so.")
+		}
 		if a.MinF1 > 0 {
 			add("ModelF1Low", "modelmon:f1:1h"+sel+" < "+f(a.MinF1), "F1 of a class of model "+m.Name+" below "+f(a.MinF1)+".")
 		}

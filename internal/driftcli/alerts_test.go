@@ -32,6 +32,8 @@ models:
     alerts: {max_segment_accuracy_gap: 0.1}
   - name: candidate
     alerts: {max_shadow_disagreement: 0.05}
+  - name: late
+    alerts: {min_estimated_accuracy: 0.8}
   - name: fewshadow
     alerts: {max_shadow_disagreement: 0.05, min_shadow_samples: 1000}
   - name: quiet
@@ -44,7 +46,7 @@ models:
 	require.NoError(t, os.WriteFile(alerts, out, 0o644))
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 9 rules found")
+	require.Contains(t, string(b), "SUCCESS: 10 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -118,6 +120,21 @@ tests:
         values: '0+10x120'
       - series: 'modelmon_shadow_disagreements_total{model="fewshadow",instance="a"}'
         values: '0+2x120'
+      # late: labels show bin 7 right 6 times in 10 and bin 9 9 in 10;
+      # the last hour's predictions, 20 a minute in bin 7 and 5 in bin 9,
+      # are estimated (20 x 0.6 + 5 x 0.9) / 25 = 0.66 < 0.8.
+      - series: 'modelmon_prediction_confidence_outcomes_total{model="late",bin="7",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_prediction_confidence_correct_total{model="late",bin="7",instance="a"}'
+        values: '0+6x120'
+      - series: 'modelmon_prediction_confidence_outcomes_total{model="late",bin="9",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_prediction_confidence_correct_total{model="late",bin="9",instance="a"}'
+        values: '0+9x120'
+      - series: 'modelmon_prediction_confidence_predictions_total{model="late",bin="7",instance="a"}'
+        values: '0+20x120'
+      - series: 'modelmon_prediction_confidence_predictions_total{model="late",bin="9",instance="a"}'
+        values: '0+5x120'
     alert_rule_test:
       - eval_time: 70m
         alertname: ModelShadowDisagreementHigh
@@ -126,6 +143,13 @@ tests:
             exp_annotations:
               summary: The shadow of model candidate predicts another class for more than 0.05 of its predictions.
               description: 'candidate: 200m over the last hour.'
+      - eval_time: 70m
+        alertname: ModelEstimatedAccuracyLow
+        exp_alerts:
+          - exp_labels: {alertname: ModelEstimatedAccuracyLow, model: late, severity: warning}
+            exp_annotations:
+              summary: Accuracy of model late estimated from its confidence below 0.8, before its labels say so.
+              description: 'late: 660m over the last hour.'
       - eval_time: 70m
         alertname: ModelSegmentAccuracyLow
         exp_alerts:
