@@ -82,6 +82,10 @@ type FeatureResult struct {
 	Missing int64 `json:"missing"`
 	// Calibrated says Threshold was calibrated for N values, not fixed.
 	Calibrated bool `json:"calibrated"`
+	// DetectablePSI is the smallest shift, as PSI, a batch of N values
+	// could show against the reference (drift.DetectablePSI); nil with no
+	// values.
+	DetectablePSI *float64 `json:"detectable_psi,omitempty"`
 	// KSExactPValue is the p-value of ks_exact.
 	KSExactPValue *float64 `json:"ks_exact_p_value,omitempty"`
 	// Violations counts the current values that break the reference's
@@ -95,6 +99,9 @@ func newFeatureResult(r drift.Result, t drift.Totals) FeatureResult {
 	fr := FeatureResult{
 		Name: r.Feature, Type: r.Kind, Method: r.Method, Drifted: r.Drifted, Scores: map[string]float64{},
 		Prediction: r.Prediction, Ready: r.Ready, N: r.N, Missing: r.Missing, Reason: r.Reason,
+	}
+	if r.DetectablePSI != nil {
+		fr.DetectablePSI = finitePtr(*r.DetectablePSI)
 	}
 	for m, v := range r.Scores {
 		if isFinite(v) { // JSON has no NaN
