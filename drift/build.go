@@ -41,6 +41,13 @@ type BuildOptions struct {
 	MaxCategories int
 	// Prediction names the column that holds the model's output, if any.
 	Prediction string
+	// ExplainedVariance is the share of the variance of the numeric input
+	// features the principal components of Multivariate keep (default
+	// DefaultExplainedVariance).
+	ExplainedVariance float64
+	// NoMultivariate leaves out Multivariate and its ReconstructionError
+	// feature.
+	NoMultivariate bool
 }
 
 // DefaultBuildOptions returns the defaults of BuildOptions.
@@ -68,6 +75,12 @@ func (o *BuildOptions) defaults() error {
 	}
 	if o.Coarse > o.Bins {
 		return fmt.Errorf("coarse bins (%d) must not exceed bins (%d)", o.Coarse, o.Bins)
+	}
+	if o.ExplainedVariance == 0 {
+		o.ExplainedVariance = DefaultExplainedVariance
+	}
+	if !(o.ExplainedVariance > 0 && o.ExplainedVariance < 1) {
+		return fmt.Errorf("explained variance must be in (0, 1), got %v", o.ExplainedVariance)
 	}
 	return nil
 }
@@ -148,6 +161,21 @@ func BuildProfile(cols []Column, opts BuildOptions) (*Profile, error) {
 	}
 	if !foundPrediction {
 		return nil, fmt.Errorf("missing prediction column %q", opts.Prediction)
+	}
+	if !opts.NoMultivariate {
+		mv, errs, err := buildMultivariate(cols, opts.Prediction, opts.ExplainedVariance)
+		if err != nil {
+			return nil, err
+		}
+		if mv != nil {
+			for _, c := range cols {
+				if c.Name == ReconstructionError {
+					return nil, fmt.Errorf("column %q: the name is the multivariate drift's", ReconstructionError)
+				}
+			}
+			p.Features = append(p.Features, buildNumeric(ReconstructionError, errs, opts))
+			p.Multivariate = mv
+		}
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err

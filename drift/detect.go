@@ -304,7 +304,9 @@ func reason(m Method, t Test, th Thresholds, floor float64) string {
 func (d *Detector) Dataset(results []Result) DatasetResult {
 	out := DatasetResult{Threshold: d.opts.Share}
 	for _, r := range results {
-		if r.Prediction || !r.Ready {
+		// The multivariate reconstruction error is a verdict of its own,
+		// not one more feature.
+		if r.Prediction || !r.Ready || r.Feature == ReconstructionError {
 			continue
 		}
 		out.Features++

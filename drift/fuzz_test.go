@@ -27,6 +27,14 @@ func fuzzBuild(t *testing.T, cols []Column) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if mv := q.Multivariate; mv != nil {
+		// The derived feature's values are the rows' reconstruction errors.
+		ec, ok := mv.ErrorColumn(cols)
+		if !ok {
+			t.Fatal("a multivariate profile has none of its features")
+		}
+		cols = append(cols, ec)
+	}
 	for i, f := range q.Features {
 		w, err := NewWindow(f, WindowOptions{})
 		if err != nil {
@@ -135,6 +143,16 @@ func FuzzProfile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(buf.String())
+	// One with a multivariate part.
+	mv, err := BuildProfile(mvColumns(mvData), BuildOptions{Bins: 4, Coarse: 2, Discrete: 2})
+	if err != nil || mv.Multivariate == nil {
+		f.Fatal("no multivariate profile", err)
+	}
+	buf.Reset()
+	if err := mv.Save(&buf); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.String())
 	f.Add(`{"version": 1, "features": [{"name": "a", "type": "numeric", "count": 2, "missing": 0, "unique": 2, "numeric": {"mean": 1.5, "std": 0.5, "min": 1, "max": 2,
 	  "edges": [1, 1.0000000000000002, 2, 2.0000000000000004], "counts": [0, 1, 0, 1, 0], "coarse_edges": [1, 2.0000000000000004], "tail_means": [1, 2]}},
 	  {"name": "c", "type": "categorical", "count": 4, "missing": 1, "unique": 3, "categorical": {"categories": [{"value": "x", "count": 2}], "other": 2, "rare": ["y", "z"], "closed": true}}]}`)
@@ -150,6 +168,14 @@ func FuzzProfile(f *testing.F) {
 		d, err := NewDetector(p, Options{MinSamples: 1, Calibration: CalibratorOptions{Rounds: 59, Alpha: 0.05}})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if mv := p.Multivariate; mv != nil {
+			for _, x := range [][]float64{make([]float64, len(mv.Features)), {math.NaN(), 1e300, -1e300}} {
+				x = append(x, make([]float64, len(mv.Features))...)[:len(mv.Features)]
+				if e := mv.Error(x); e < 0 {
+					t.Fatalf("negative reconstruction error %v", e)
+				}
+			}
 		}
 		for _, f := range p.Features {
 			w, err := NewWindow(f, WindowOptions{Spans: []time.Duration{time.Minute}, SubWindows: 2})

@@ -31,6 +31,9 @@ const (
 type Profile struct {
 	Version  int        `json:"version"`
 	Features []*Feature `json:"features"`
+	// Multivariate is the PCA of the numeric input features behind the
+	// ReconstructionError feature; nil without one.
+	Multivariate *Multivariate `json:"multivariate,omitempty"`
 
 	index map[string]int
 }
@@ -233,6 +236,9 @@ func (p *Profile) Validate() error {
 				f.top = i
 			}
 		}
+	}
+	if p.Multivariate != nil {
+		return p.Multivariate.validate(p)
 	}
 	return nil
 }

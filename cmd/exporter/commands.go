@@ -68,6 +68,8 @@ func buildFlags(cmd *kingpin.CmdClause, b *driftcli.BuildFlags, note string) {
 	cmd.Flag("bins", "Number of fine, equal-frequency bins of numeric features."+note).Default("200").IntVar(&b.Bins)
 	cmd.Flag("coarse-bins", "Number of coarse bins of numeric features, those of PSI and of the sidecar's bin counters."+note).Default("10").IntVar(&b.CoarseBins)
 	cmd.Flag("top-categories", "Number of most frequent categories of a categorical feature that get their own bin; the others share one."+note).Default("20").IntVar(&b.TopCategories)
+	cmd.Flag("explained-variance", "Share of the variance of the numeric input features the principal components of the multivariate drift keep."+note).Default("0.65").Float64Var(&b.ExplainedVariance)
+	cmd.Flag("no-multivariate", "Leave out the multivariate drift (the PCA reconstruction error)."+note).BoolVar(&b.NoMultivariate)
 	cmd.Flag("numeric", "Columns to read as numbers, comma-separated; repeatable."+note).StringsVar(&b.Numeric)
 	cmd.Flag("categorical", "Columns to read as categories even if they look like numbers (zip codes), comma-separated; repeatable."+note).StringsVar(&b.Categorical)
 }

@@ -113,6 +113,12 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 		// Surely the wrong file, which must not pass a CI gate as "no drift".
 		return nil, fmt.Errorf("%s: none of the reference's features is a column", curName)
 	}
+	if mv := p.Multivariate; mv != nil && findColumn(cur, drift.ReconstructionError) == nil {
+		// The multivariate drift is scored on the current rows' errors.
+		if col, ok := mv.ErrorColumn(cur); ok {
+			cur = append(cur, col)
+		}
+	}
 	r := &Report{Reference: refName, Current: curName, Features: []FeatureResult{}, Warnings: []string{}}
 	for _, col := range cur {
 		if _, ok := p.Feature(col.Name); !ok {

@@ -32,6 +32,9 @@ type BuildFlags struct {
 	// Bins, CoarseBins and TopCategories are drift.BuildOptions' Bins, Coarse
 	// and TopK; 0 takes drift's default.
 	Bins, CoarseBins, TopCategories int
+	// ExplainedVariance and NoMultivariate are drift.BuildOptions'.
+	ExplainedVariance float64
+	NoMultivariate    bool
 	// Numeric and Categorical force the type of these columns (comma-separated
 	// lists are split).
 	Numeric, Categorical []string
@@ -42,7 +45,8 @@ func (b BuildFlags) readOptions() drift.ReadOptions {
 }
 
 func (b BuildFlags) buildOptions() drift.BuildOptions {
-	return drift.BuildOptions{Bins: b.Bins, Coarse: b.CoarseBins, TopK: b.TopCategories, Prediction: b.Prediction}
+	return drift.BuildOptions{Bins: b.Bins, Coarse: b.CoarseBins, TopK: b.TopCategories, Prediction: b.Prediction,
+		ExplainedVariance: b.ExplainedVariance, NoMultivariate: b.NoMultivariate}
 }
 
 // build reads the data file path and builds its profile.
@@ -94,6 +98,9 @@ func describe(p *drift.Profile) string {
 	var num, cat int
 	var pred []string
 	for _, f := range p.Features {
+		if f.Name == drift.ReconstructionError && p.Multivariate != nil {
+			continue // described below
+		}
 		if f.Kind == drift.Numeric {
 			num++
 		} else {
@@ -103,9 +110,14 @@ func describe(p *drift.Profile) string {
 			pred = append(pred, fmt.Sprintf("%q", f.Name))
 		}
 	}
-	s := fmt.Sprintf("%d features (%d numeric, %d categorical", len(p.Features), num, cat)
+	s := fmt.Sprintf("%d features (%d numeric, %d categorical", num+cat, num, cat)
 	if len(pred) > 0 {
 		s += "; prediction " + strings.Join(pred, ", ")
 	}
-	return s + ")"
+	s += ")"
+	if mv := p.Multivariate; mv != nil {
+		s += fmt.Sprintf(" and multivariate drift over %d of them (%d principal components, %.0f%% of their variance)",
+			len(mv.Features), len(mv.Components), 100*mv.ExplainedVariance)
+	}
+	return s
 }

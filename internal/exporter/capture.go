@@ -508,6 +508,7 @@ func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payl
 					if reason != "" {
 						f.countInvalid(m, reason)
 					}
+					ds.multivariate(k, ft.Value)
 					continue
 				}
 			}
@@ -543,6 +544,16 @@ func (o *observer) closeRecord(m *model, ds *driftState, rec *payload.Record, no
 		if reason := ds.add(ds.pred, now, rec.Prediction); reason != "" {
 			m.featureNamedLocked(PredictionColumn).countInvalid(m, reason)
 		}
+	}
+	if ds.mv != nil {
+		// The record's reconstruction error, from the values it gave (the
+		// others count as the reference's means); none without any.
+		if ds.mvN > 0 {
+			ds.add(ds.mvErr, now, payload.Value{Kind: payload.KindNumber, Num: ds.mv.Error(ds.mvX)})
+		} else {
+			ds.seen[ds.mvErr] = ds.epoch
+		}
+		ds.resetRecord()
 	}
 	for k, seen := range ds.seen {
 		if seen == ds.epoch || k == ds.pred {

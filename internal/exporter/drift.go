@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +58,15 @@ type driftState struct {
 	seen    []uint32   // epoch in which each feature was last seen in a record
 	epoch   uint32
 	index   map[string]int // profile feature by name
+	// With a multivariate reference: mvPos is each profile feature's
+	// place in mvX (-1: none), mvX the record's values (NaN: not given),
+	// mvN how many it gave, and mvErr the index of the reconstruction
+	// error's feature.
+	mv    *drift.Multivariate
+	mvPos []int
+	mvX   []float64
+	mvN   int
+	mvErr int
 }
 
 func newDriftState(ref *reference, source string, windows []time.Duration) (*driftState, error) {
@@ -77,7 +88,38 @@ func newDriftState(ref *reference, source string, windows []time.Duration) (*dri
 			ds.pred = i
 		}
 	}
+	ds.mvErr = -1
+	if mv := p.Multivariate; mv != nil {
+		ds.mv, ds.mvErr = mv, ds.index[drift.ReconstructionError]
+		ds.mvPos = make([]int, len(p.Features))
+		for i := range ds.mvPos {
+			ds.mvPos[i] = -1
+		}
+		for j, name := range mv.Features {
+			ds.mvPos[ds.index[name]] = j
+		}
+		ds.mvX = make([]float64, len(mv.Features))
+		ds.resetRecord()
+	}
 	return ds, nil
+}
+
+// multivariate keeps the value of profile feature k for the record's
+// reconstruction error.
+func (ds *driftState) multivariate(k int, v payload.Value) {
+	if ds.mv == nil || ds.mvPos[k] < 0 || (v.Kind != payload.KindNumber && v.Kind != payload.KindBool) {
+		return
+	}
+	ds.mvX[ds.mvPos[k]] = v.Num
+	ds.mvN++
+}
+
+// resetRecord forgets the record's values for the next one.
+func (ds *driftState) resetRecord() {
+	for j := range ds.mvX {
+		ds.mvX[j] = math.NaN()
+	}
+	ds.mvN = 0
 }
 
 // learner collects a model's first records to build its reference from.
@@ -87,9 +129,14 @@ type learner struct {
 	order     []string
 }
 
+// learnColumn holds a column's values, one per record in both slices: a
+// number (NaN when the record gave none) and a string ("" when it gave
+// none), so that the columns stay aligned row by row, as the multivariate
+// reference needs them.
 type learnColumn struct {
-	num []float64
-	str []string
+	num     []float64
+	str     []string
+	strings bool // one value was a string: the column is categorical
 }
 
 func (l *learner) add(rec *payload.Record) {
@@ -98,37 +145,53 @@ func (l *learner) add(rec *payload.Record) {
 		l.value(string(rec.Features[i].Name), rec.Features[i].Value)
 	}
 	l.value(PredictionColumn, rec.Prediction)
+	// The columns this record lacks, or gave twice, are aligned again.
+	for _, c := range l.cols {
+		for len(c.num) < l.n {
+			c.num, c.str = append(c.num, math.NaN()), append(c.str, "")
+		}
+		c.num, c.str = c.num[:l.n], c.str[:l.n]
+	}
 }
 
 func (l *learner) value(name string, v payload.Value) {
 	c, ok := l.cols[name]
 	if !ok {
-		c = &learnColumn{}
+		// Missing in the records before this one.
+		c = &learnColumn{num: make([]float64, l.n-1), str: make([]string, l.n-1)}
+		for i := range c.num {
+			c.num[i] = math.NaN()
+		}
 		l.cols[name] = c
 		l.order = append(l.order, name)
 	}
+	x, s := math.NaN(), ""
 	switch v.Kind {
 	case payload.KindNumber, payload.KindBool:
-		c.num = append(c.num, v.Num)
+		x = v.Num
 	case payload.KindString:
-		c.str = append(c.str, string(v.Str))
+		s, c.strings = string(v.Str), true
 	}
+	c.num, c.str = append(c.num, x), append(c.str, s)
 }
 
-// columns returns what was learned: a column is categorical as soon as it
-// held one string.
+// columns returns what was learned, row by row: a column is categorical as
+// soon as it held one string (its numbers are then written as strings).
 func (l *learner) columns() []drift.Column {
 	out := make([]drift.Column, 0, len(l.order))
 	for _, name := range l.order {
 		c := l.cols[name]
 		col := drift.Column{Name: name}
 		switch {
-		case len(c.str) > 0:
-			col.Str = c.str
-			for _, x := range c.num {
-				col.Str = append(col.Str, strconv.FormatFloat(x, 'g', -1, 64))
+		case c.strings:
+			col.Str = make([]string, len(c.str))
+			for i, s := range c.str {
+				if s == "" && c.num[i] == c.num[i] {
+					s = strconv.FormatFloat(c.num[i], 'g', -1, 64)
+				}
+				col.Str[i] = s
 			}
-		case len(c.num) > 0:
+		case slices.ContainsFunc(c.num, func(x float64) bool { return x == x }):
 			col.Num = c.num
 		default:
 			continue // only missing values: nothing to profile

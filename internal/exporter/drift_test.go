@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/payload"
 )
 
 // writeReference writes n rows of training data: amount ~ N(100, 20),
@@ -351,4 +352,105 @@ func TestFeatureImportance(t *testing.T) {
 	require.NoError(t, e.Reload())
 	require.Equal(t, 2.0, imp("fraud", "amount"))
 	require.Zero(t, imp("fraud", "country"), "gone with the reload")
+}
+
+// A reference of features that go together (b = 2a + noise, c = −a +
+// noise) gets a multivariate drift feature: each record's PCA
+// reconstruction error. A model whose b no longer follows a (shuffled: b
+// keeps its distribution) drifts in it and in no feature of its own; one
+// whose features still go together drifts in none. A record without any
+// of the PCA's features adds no error and no missing value.
+func TestDriftMultivariate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	row := func() [3]float64 {
+		a := rng.NormFloat64()
+		return [3]float64{a, 2*a + 0.3*rng.NormFloat64(), -a + 0.3*rng.NormFloat64()}
+	}
+	var b strings.Builder
+	b.WriteString("a,b,c,score\n")
+	for range 5000 {
+		r := row()
+		fmt.Fprintf(&b, "%.4f,%.4f,%.4f,%.3f\n", r[0], r[1], r[2], rng.Float64())
+	}
+	ref := filepath.Join(t.TempDir(), "train.csv")
+	require.NoError(t, os.WriteFile(ref, []byte(b.String()), 0o644))
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = driftOptions(ref) })
+
+	push := func(model string, shuffle bool) {
+		rows := make([][3]float64, 1000)
+		for i := range rows {
+			rows[i] = row()
+		}
+		if shuffle {
+			rng.Shuffle(len(rows), func(i, j int) { rows[i][1], rows[j][1] = rows[j][1], rows[i][1] })
+		}
+		lines := make([]string, len(rows))
+		for i, r := range rows {
+			lines[i] = fmt.Sprintf(`{"model":%q,"features":{"a":%v,"b":%v,"c":%v},"prediction":0.5}`, model, r[0], r[1], r[2])
+		}
+		pushRecordsRaw(t, e, lines...)
+	}
+	push("together", false)
+	push("broken", true)
+	pushRecordsRaw(t, e, `{"model":"together","features":{"other":1},"prediction":0.5}`)
+
+	drifted := func(model, feature string) float64 {
+		fams := scrape(t, e, "modelmon_feature_drifted")
+		return sumSamples(fams["modelmon_feature_drifted"].text, `feature="`+feature+`"`, `model="`+model+`"`, `window="1h"`)
+	}
+	require.Equal(t, 1.0, drifted("broken", drift.ReconstructionError))
+	require.Zero(t, drifted("together", drift.ReconstructionError))
+	for _, f := range []string{"a", "b", "c"} {
+		require.Zero(t, drifted("broken", f), f)
+		require.Zero(t, drifted("together", f), f)
+	}
+	require.Equal(t, 1000.0, metricValue(t, e, "modelmon_feature_drift_window_values", map[string]string{"model": "together", "feature": drift.ReconstructionError, "window": "1h"}))
+	require.Zero(t, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "together", "feature": drift.ReconstructionError, "reason": "missing"}))
+	require.Zero(t, metricValue(t, e, "modelmon_dataset_drift_share", map[string]string{"model": "broken", "window": "1h"}), "a verdict of its own, not a feature in the share")
+}
+
+// The learner keeps its columns row by row: a feature a record lacks is
+// missing in that row, one first seen late is missing in the rows before,
+// and a column is categorical from its first string on, its numbers
+// written as strings in their rows. So a learned reference can be built
+// from records that do not all carry every feature, and its multivariate
+// drift from features that go together.
+func TestLearnerAlignsColumns(t *testing.T) {
+	num := func(x float64) payload.Value { return payload.Value{Kind: payload.KindNumber, Num: x} }
+	str := func(s string) payload.Value { return payload.Value{Kind: payload.KindString, Str: []byte(s)} }
+	rec := func(pred float64, fs ...any) *payload.Record {
+		r := &payload.Record{Prediction: num(pred)}
+		for i := 0; i < len(fs); i += 2 {
+			r.Features = append(r.Features, payload.Feature{Name: []byte(fs[i].(string)), Value: fs[i+1].(payload.Value)})
+		}
+		return r
+	}
+	l := &learner{cols: map[string]*learnColumn{}}
+	l.add(rec(0.1, "a", num(1), "k", num(7)))
+	l.add(rec(0.2, "k", str("x")))
+	l.add(rec(0.3, "a", num(3), "late", num(5)))
+	cols := l.columns()
+	byName := map[string]drift.Column{}
+	for _, c := range cols {
+		byName[c.Name] = c
+		require.Equal(t, 3, c.Len(), c.Name)
+	}
+	require.Equal(t, 1.0, byName["a"].Num[0])
+	require.True(t, math.IsNaN(byName["a"].Num[1]))
+	require.Equal(t, []string{"7", "x", ""}, byName["k"].Str)
+	require.True(t, math.IsNaN(byName["late"].Num[0]))
+	require.Equal(t, []float64{0.1, 0.2, 0.3}, byName[PredictionColumn].Num)
+	_, err := drift.BuildProfile(cols, drift.BuildOptions{Prediction: PredictionColumn})
+	require.NoError(t, err)
+
+	rng := rand.New(rand.NewPCG(8, 9))
+	l = &learner{cols: map[string]*learnColumn{}}
+	for range 500 {
+		a := rng.NormFloat64()
+		l.add(rec(0.5, "a", num(a), "b", num(2*a+0.3*rng.NormFloat64()), "c", num(-a+0.3*rng.NormFloat64())))
+	}
+	p, err := drift.BuildProfile(l.columns(), drift.BuildOptions{Prediction: PredictionColumn})
+	require.NoError(t, err)
+	require.NotNil(t, p.Multivariate)
+	require.Equal(t, []string{"a", "b", "c"}, p.Multivariate.Features)
 }
