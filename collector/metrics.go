@@ -76,6 +76,7 @@ type ShadowMetrics struct {
 	Disagreements      *prometheus.CounterVec
 	AbsoluteDifference *prometheus.CounterVec
 	SquaredDifference  *prometheus.CounterVec
+	ClassPairs         *prometheus.CounterVec
 	// With labels (--labels.enabled): both answers against the label.
 	LabelsMatched *prometheus.CounterVec
 	Correct       *prometheus.CounterVec
@@ -214,6 +215,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: ShadowSquaredDifferenceTotal,
 			Help: "The sum of the squared differences between the model's and the shadow model server's numeric predictions.",
 		}, []string{"model"}),
+		ClassPairs: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowClassPairsTotal,
+			Help: "The total number of compared classification predictions by the model's class and the shadow model server's (" + NoClass + " for a side that gave none): which classes the candidate would change, and into what.",
+		}, []string{"model", "predicted", "shadow_predicted"}),
 		LabelsMatched: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowLabelsMatchedTotal,
 			Help: "The total number of ground-truth labels joined to predictions compared with the shadow model server: both answers are scored against them.",

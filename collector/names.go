@@ -104,7 +104,12 @@ const (
 	ShadowAbsoluteErrorTotal      = "modelmon_shadow_prediction_absolute_error_total"
 	ShadowSquaredErrorTotal       = "modelmon_shadow_prediction_squared_error_total"
 	ShadowPendingPredictions      = "modelmon_shadow_pending_predictions"
+	ShadowClassPairsTotal         = "modelmon_shadow_class_pairs_total"
 )
+
+// NoClass is the class label value of a side that predicted no class, in
+// modelmon_shadow_class_pairs_total.
+const NoClass = "__none__"
 
 // Values of the source label of the shadow's label metrics: which of the
 // two answered.

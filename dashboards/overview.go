@@ -102,6 +102,10 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultTimeseries("Shadow against labels", "With labels: the shadow's accuracy minus the model's, and the model's mean absolute error minus the shadow's, on the same labelled predictions (positive: the candidate does better). rules/shadow.rules.yml gives the daily gain and McNemar's z of it.", "none").
 			WithTarget(prometheusQuery(q.shadowGain(collector.ShadowCorrectTotal, collector.SourceShadow, collector.SourceModel), "{{model}} accuracy gain")).
 			WithTarget(prometheusQuery(q.shadowGain(collector.ShadowAbsoluteErrorTotal, collector.SourceModel, collector.SourceShadow), "{{model}} MAE gain"))).
+		WithPanel(mergeTable(defaultTable("Shadow class pairs", "Compared classification predictions over the time range by the model's class and the shadow's: off the diagonal, the classes the candidate would change, and into what (__none__: a side that gave no class)."),
+			map[string]string{"Value #A": "predictions"}).
+			WithTarget(tableQuery(fmt.Sprintf("sum by (model, predicted, shadow_predicted) (%s)",
+				q.inVersion(fmt.Sprintf("increase(%s[$__range])", q.sel(collector.ShadowClassPairsTotal)))), "A"))).
 		WithPanel(defaultTimeseries("Shadow latency", "p99 of the shadow's round trip against the model's own, from the native histograms.", "s").
 			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.ShadowDuration, "model"), "{{model}} shadow p99")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionDuration, "model"), "{{model}} model p99"))).

@@ -266,7 +266,7 @@ func New(o Options) (*Exporter, error) {
 	e.proxy = p
 	p.labels = e.obs.labels
 	if o.Shadow.Upstream != "" {
-		if p.shadow, err = newShadow(o.Shadow, e.queue, e.cfg.Load, e.metrics.Shadow, o.Now, e.logger.With("component", "shadow")); err != nil {
+		if p.shadow, err = newShadow(o.Shadow, e.queue, e.cfg.Load, e.metrics.Shadow, e.metrics.LabelOverflow.WithLabelValues("class"), o.Now, e.logger.With("component", "shadow")); err != nil {
 			return nil, err
 		}
 		if l := e.obs.labels; l != nil {

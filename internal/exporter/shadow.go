@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelmon/modelmon/collector"
@@ -64,6 +65,12 @@ type shadow struct {
 	// labels.
 	pending *shadowPending
 	now     func() time.Time
+	// classes are the class names of each model in
+	// modelmon_shadow_class_pairs_total, maxPredictedClasses at most;
+	// overflow counts those replaced by __other__.
+	classMu  sync.Mutex
+	classes  map[string]map[string]bool
+	overflow prometheus.Counter
 }
 
 // shadowJob is one request to mirror and what the model answered to it.
@@ -87,7 +94,7 @@ type shadowPrediction struct {
 	isX bool
 }
 
-func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collector.ShadowMetrics, now func() time.Time, logger *slog.Logger) (*shadow, error) {
+func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collector.ShadowMetrics, overflow prometheus.Counter, now func() time.Time, logger *slog.Logger) (*shadow, error) {
 	u, addr, err := parseUpstream("--shadow.upstream", o.Upstream)
 	if err != nil {
 		return nil, err
@@ -117,16 +124,18 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 			DisablePathNormalizing:        true,
 			MaxIdemponentCallAttempts:     1,
 		},
-		host:    u.Host,
-		ratio:   o.SampleRatio,
-		timeout: o.Timeout,
-		jobs:    make(chan *shadowJob, o.Concurrency),
-		q:       q,
-		config:  config,
-		metrics: m,
-		now:     now,
-		logger:  logger,
-		failing: newWarning(logger, "Requests to the shadow model server fail: its predictions are not compared (modelmon_shadow_errors_total counts each by reason); the model's clients are not affected"),
+		host:     u.Host,
+		ratio:    o.SampleRatio,
+		timeout:  o.Timeout,
+		jobs:     make(chan *shadowJob, o.Concurrency),
+		q:        q,
+		config:   config,
+		metrics:  m,
+		now:      now,
+		classes:  map[string]map[string]bool{},
+		overflow: overflow,
+		logger:   logger,
+		failing:  newWarning(logger, "Requests to the shadow model server fail: its predictions are not compared (modelmon_shadow_errors_total counts each by reason); the model's clients are not affected"),
 	}
 	return s, nil
 }
@@ -314,6 +323,7 @@ func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Respon
 		sd.fail(m, collector.ShadowShapeMismatch, fmt.Errorf("the shadow gave %d predictions, the model %d", len(recs), len(j.preds)))
 		return
 	}
+	sm := s.metrics
 	var compared, disagreed, numeric int
 	var absDiff, sqDiff float64
 	theirs := make([]shadowPrediction, len(recs))
@@ -327,6 +337,9 @@ func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Respon
 		if a.isClass != b.isClass || a.class != b.class {
 			disagreed++
 		}
+		if a.isClass || b.isClass {
+			sm.ClassPairs.WithLabelValues(m.name, s.classLabel(m.name, a), s.classLabel(m.name, b)).Inc()
+		}
 		if a.isX && b.isX {
 			if d := a.x - b.x; d-d == 0 { // NaN and ±Inf would spoil the sums
 				numeric++
@@ -335,7 +348,6 @@ func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Respon
 			}
 		}
 	}
-	sm := s.metrics
 	sm.Predictions.WithLabelValues(m.name).Add(float64(compared))
 	sm.Disagreements.WithLabelValues(m.name).Add(float64(disagreed))
 	if numeric > 0 {
@@ -347,6 +359,30 @@ func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Respon
 		s.pending.add(s.now(), m.name, j.buf[len(j.buf)-j.idLen:], theirs)
 	}
 	s.logger.Debug("Compared shadow predictions", "model", m.name, "predictions", compared, "disagreements", disagreed)
+}
+
+// classLabel is p's class as a label value of modelmon_shadow_class_pairs_total:
+// NoClass when it gives none, __other__ past the model's
+// maxPredictedClasses.
+func (s *shadow) classLabel(model string, p shadowPrediction) string {
+	if !p.isClass {
+		return collector.NoClass
+	}
+	s.classMu.Lock()
+	defer s.classMu.Unlock()
+	seen := s.classes[model]
+	if seen == nil {
+		seen = map[string]bool{}
+		s.classes[model] = seen
+	}
+	if !seen[p.class] {
+		if len(seen) >= maxPredictedClasses {
+			s.overflow.Inc()
+			return collector.OtherValue
+		}
+		seen[p.class] = true
+	}
+	return p.class
 }
 
 // fail counts a mirrored request whose answer is not compared, and logs why.

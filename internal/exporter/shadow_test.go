@@ -162,6 +162,19 @@ func TestShadowComparesPredictions(t *testing.T) {
 			require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": tc.model, "reason": reason}))
 		}
 	}
+	// Which classes the shadow would change, and into what.
+	for _, tc := range []struct {
+		model, predicted, shadow string
+		want                     float64
+	}{
+		{"fraud", "legit", "legit", 2}, {"fraud", "fraud", "legit", 1}, {"fraud", "legit", "fraud", 0},
+		{"digits", "1", "1", 1}, {"digits", "0", "2", 1}, {"digits", "2", "2", 1},
+		{"churn", "leave", "stay", 1}, {"churn", "stay", "stay", 1}, {"churn", "leave", "leave", 1},
+	} {
+		require.Equal(t, tc.want, metricValue(t, e, collector.ShadowClassPairsTotal,
+			map[string]string{"model": tc.model, "predicted": tc.predicted, "shadow_predicted": tc.shadow}), "%+v", tc)
+	}
+	require.NotContains(t, scrape(t, e, collector.ShadowClassPairsTotal)[collector.ShadowClassPairsTotal].text, `model="house"`, "a regression has no classes")
 }
 
 // A compressed request goes to the shadow as it was sent, and a compressed
