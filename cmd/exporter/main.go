@@ -65,6 +65,7 @@ func run() int {
 		shadowRatio  = serve.Flag("shadow.sample-ratio", "Share of the captured predictions mirrored to --shadow.upstream, in (0, 1].").Default(strconv.FormatFloat(d.Shadow.SampleRatio, 'g', -1, 64)).Float64()
 		shadowTime   = serve.Flag("shadow.timeout", "Longest wait for the shadow model server's answer to a mirrored request.").Default(d.Shadow.Timeout.String()).Duration()
 		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests sent to --shadow.upstream at once; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
+		shadowModels = serve.Flag("shadow.model", "Model whose predictions are mirrored to --shadow.upstream; repeatable. None: every model's.").Strings()
 		shadowMax    = serve.Flag("shadow.max-pending", "With --labels.enabled, most of the shadow's predictions waiting for their label, so that both answers are scored against it; the oldest is dropped beyond it.").Default(strconv.Itoa(d.Shadow.MaxPending)).Int()
 		pushMaxBody  = serve.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
 		driftRef     = serve.Flag("drift.reference", "Reference of the models' inputs and output for drift detection: a profile (.json, from `exporter profile`) or training data (.csv, .jsonl). Empty: learn it (--drift.learn-samples) or detect no drift.").Default("").String()
@@ -217,6 +218,7 @@ func run() int {
 			Timeout:     *shadowTime,
 			Concurrency: *shadowConc,
 			MaxPending:  *shadowMax,
+			Models:      *shadowModels,
 		},
 		Drift: exporter.DriftOptions{
 			Reference:        *driftRef,

@@ -362,7 +362,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	respBody, respSize := resp.Body(), -1
 	if ok {
 		respSize = len(respBody)
-		if p.shadow != nil && resp.StatusCode() < 300 && p.shadow.sample() {
+		if p.shadow != nil && resp.StatusCode() < 300 && p.shadow.sample(m) {
 			rq.shadow = req.Header.Header()
 		}
 	}

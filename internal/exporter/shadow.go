@@ -37,6 +37,9 @@ type ShadowOptions struct {
 	// MaxPending bounds the shadow's predictions waiting for their label,
 	// with labels on.
 	MaxPending int
+	// Models are the models whose predictions are mirrored; empty mirrors
+	// every model's.
+	Models []string
 }
 
 // shadow mirrors sampled predictions to the shadow model server, off the
@@ -48,6 +51,7 @@ type ShadowOptions struct {
 type shadow struct {
 	client  *fasthttp.HostClient
 	host    string
+	models  map[string]bool // nil: every model
 	ratio   float64
 	timeout time.Duration
 	jobs    chan *shadowJob
@@ -111,7 +115,18 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 	if o.MaxPending < 1 {
 		return nil, fmt.Errorf("--shadow.max-pending must be at least 1, not %d", o.MaxPending)
 	}
+	var models map[string]bool
+	for _, name := range o.Models {
+		if name == "" {
+			return nil, errors.New("--shadow.model must not be empty")
+		}
+		if models == nil {
+			models = map[string]bool{}
+		}
+		models[name] = true
+	}
 	s := &shadow{
+		models: models,
 		client: &fasthttp.HostClient{
 			Addr:                          addr,
 			IsTLS:                         u.Scheme == "https",
@@ -140,8 +155,12 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 	return s, nil
 }
 
-// sample reports whether to mirror a prediction. It runs on the hot path.
-func (s *shadow) sample() bool {
+// sample reports whether to mirror a prediction of model m. It runs on the
+// hot path.
+func (s *shadow) sample(m *model) bool {
+	if s.models != nil && !s.models[m.name] {
+		return false
+	}
 	return s.ratio >= 1 || rand.Float64() < s.ratio
 }
 

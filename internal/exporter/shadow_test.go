@@ -338,6 +338,7 @@ func TestShadowOptionsChecked(t *testing.T) {
 		{ShadowOptions{Upstream: "http://x", SampleRatio: -1, Timeout: time.Second, Concurrency: 1}, "--shadow.sample-ratio"},
 		{ShadowOptions{Upstream: "http://x", SampleRatio: 1, Timeout: time.Second, Concurrency: -1}, "--shadow.concurrency"},
 		{ShadowOptions{Upstream: "http://x", SampleRatio: 1, Timeout: -time.Second, Concurrency: 1}, "--shadow.timeout"},
+		{ShadowOptions{Upstream: "http://x", SampleRatio: 1, Timeout: time.Second, Concurrency: 1, Models: []string{""}}, "--shadow.model"},
 	} {
 		o := DefaultOptions()
 		o.Shadow = tc.o
@@ -442,4 +443,24 @@ func TestShadowPendingBounded(t *testing.T) {
 		_, ok = sp.take("m", id)
 		require.True(t, ok, id)
 	}
+}
+
+// --shadow.model mirrors only the models it names: a candidate for one
+// model of a server that serves several.
+func TestShadowModels(t *testing.T) {
+	answers := map[string]string{"fraud": `{"predictions": ["legit"]}`, "house": `{"predictions": [1]}`}
+	model, candidate := newRecordingServer(t, answers, nil), newRecordingServer(t, answers, nil)
+	e := startExporter(t, model.URL, shadowOptions(candidate.URL, func(o *ShadowOptions) { o.Models = []string{"fraud"} }))
+	for _, m := range []string{"fraud", "house", "fraud"} {
+		status, _ := predict(t, e, m, `{"instances": [[1]]}`)
+		require.Equal(t, 200, status)
+	}
+	waitIdle(t, e)
+	got := candidate.received()
+	require.Len(t, got, 2)
+	for _, r := range got {
+		require.Contains(t, r.uri, "/fraud:predict")
+	}
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "fraud"}))
+	require.Zero(t, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "house"}))
 }
