@@ -272,6 +272,15 @@ type predictionView struct {
 	hasConfidence bool
 }
 
+// numeric returns the number a prediction gives: a binary classifier's
+// score, else a regression's value; ok is false when it gives neither.
+func (pv *predictionView) numeric() (x float64, ok bool) {
+	if pv.hasScore {
+		return pv.score, true
+	}
+	return pv.number, pv.isNumber
+}
+
 // className returns the predicted class.
 func (pv *predictionView) className() string {
 	if pv.classBytes != nil {

@@ -93,10 +93,7 @@ func (m *model) countRecordLocked(mc modelConfig, rec *payload.Record) {
 	if !ok {
 		return
 	}
-	x, isX := pv.number, pv.isNumber
-	if pv.hasScore {
-		x, isX = pv.score, true
-	}
+	x, isX := pv.numeric()
 	m.countPredictionLocked(pv.classBytes, pv.class, pv.isClass, x, isX)
 	if pv.hasConfidence {
 		m.observeConfidenceLocked(pv.confidence)

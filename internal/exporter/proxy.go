@@ -107,27 +107,10 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		now:      now,
 		logger:   logger,
 	}
-	p.client = &fasthttp.HostClient{
-		Addr:      host,
-		IsTLS:     u.Scheme == "https",
-		TLSConfig: tlsConfig,
-		MaxConns:  o.MaxConns,
-		// Past MaxConns a request waits for a free connection, within its
-		// timeout, as it would in the model server's own accept queue.
-		MaxConnWaitTimeout:  o.Timeout,
-		MaxIdleConnDuration: o.IdleTimeout,
-		// Response headers up to maxHeaderSize, as request headers (nginx
-		// stops at 4 KiB by default, fasthttp at 4 KiB).
-		ReadBufferSize:                maxHeaderSize,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		// The upstream sees exactly what the client sent: one attempt, as
-		// retrying a prediction that may have reached the model is not ours
-		// to decide.
-		MaxIdemponentCallAttempts: 1,
-		DialTimeout:               dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout)),
-	}
+	p.client = transparentClient(host, u.Scheme == "https", o.MaxConns, o.Timeout)
+	p.client.TLSConfig = tlsConfig
+	p.client.MaxIdleConnDuration = o.IdleTimeout
+	p.client.DialTimeout = dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout))
 	p.transport = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize}
 	if o.GRPCUpstream != "" {
 		if p.grpc, err = newGRPCProxy(p, o, logger); err != nil {
@@ -149,6 +132,37 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		Logger:                        fasthttpLogger{logger},
 	}
 	return p, nil
+}
+
+// transparentClient returns a client of the model server at addr that
+// passes requests on as sent: the model server and a shadow of it see
+// exactly what the client sent.
+func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Duration) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr:     addr,
+		IsTLS:    isTLS,
+		MaxConns: maxConns,
+		// Past MaxConns a request waits for a free connection, within its
+		// timeout, as it would in the model server's own accept queue.
+		MaxConnWaitTimeout: timeout,
+		// Response headers up to maxHeaderSize, as request headers (nginx
+		// stops at 4 KiB by default, fasthttp at 4 KiB).
+		ReadBufferSize:                maxHeaderSize,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		// One attempt, as retrying a prediction that may have reached the
+		// model is not ours to decide.
+		MaxIdemponentCallAttempts: 1,
+	}
+}
+
+// asSent makes req go upstream as the client sent it: its path not
+// normalised, and without a Content-Type when it came without one, not
+// with fasthttp's default.
+func asSent(req *fasthttp.Request) {
+	req.URI().DisablePathNormalizing = true
+	req.Header.SetNoDefaultContentType(true)
 }
 
 // parseUpstream reads the URL of a model server (flag, its value raw): http
@@ -362,7 +376,8 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	respBody, respSize := resp.Body(), -1
 	if ok {
 		respSize = len(respBody)
-		if p.shadow != nil && resp.StatusCode() < 300 && p.shadow.sample(m) {
+		// Only what account captures (a 2xx answer) reaches the shadow.
+		if p.shadow != nil && p.shadow.sample(m) {
 			rq.shadow = req.Header.Header()
 		}
 	}
@@ -470,10 +485,7 @@ func (p *proxy) capture(m *model, reqBody, respBody []byte, respSize int, rq req
 // which the caller starts.
 func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, bool) {
 	req, resp := &ctx.Request, &ctx.Response
-	// Paths go upstream as sent, not normalised, and a request without a
-	// Content-Type goes without one, not with fasthttp's default.
-	req.URI().DisablePathNormalizing = true
-	req.Header.SetNoDefaultContentType(true)
+	asSent(req)
 	if _, err := p.transport.RoundTrip(p.client, req, resp); err != nil {
 		// Whatever part of an answer came is dropped, and with it the
 		// server's settings: the error answer is the sidecar's own.

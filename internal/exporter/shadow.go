@@ -126,19 +126,8 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 		models[name] = true
 	}
 	s := &shadow{
-		models: models,
-		client: &fasthttp.HostClient{
-			Addr:                          addr,
-			IsTLS:                         u.Scheme == "https",
-			MaxConns:                      o.Concurrency,
-			MaxConnWaitTimeout:            o.Timeout,
-			ReadBufferSize:                maxHeaderSize,
-			MaxResponseBodySize:           q.maxBody,
-			NoDefaultUserAgentHeader:      true,
-			DisableHeaderNamesNormalizing: true,
-			DisablePathNormalizing:        true,
-			MaxIdemponentCallAttempts:     1,
-		},
+		models:   models,
+		client:   transparentClient(addr, u.Scheme == "https", o.Concurrency, o.Timeout),
 		host:     u.Host,
 		ratio:    o.SampleRatio,
 		timeout:  o.Timeout,
@@ -152,6 +141,7 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 		logger:   logger,
 		failing:  newWarning(logger, "Requests to the shadow model server fail: its predictions are not compared (modelmon_shadow_errors_total counts each by reason); the model's clients are not affected"),
 	}
+	s.client.MaxResponseBodySize = q.maxBody // what the parser would parse
 	return s, nil
 }
 
@@ -225,13 +215,11 @@ func readShadowPrediction(classes []string, r *payload.Record) shadowPrediction 
 	if !ok {
 		return shadowPrediction{}
 	}
-	sp := shadowPrediction{isClass: pv.isClass, x: pv.number, isX: pv.isNumber}
+	sp := shadowPrediction{isClass: pv.isClass}
 	if pv.isClass {
 		sp.class = pv.className()
 	}
-	if pv.hasScore {
-		sp.x, sp.isX = pv.score, true
-	}
+	sp.x, sp.isX = pv.numeric()
 	return sp
 }
 
@@ -284,8 +272,7 @@ func (sd *shadowSender) send(j *shadowJob) {
 	req.Header.Del("Transfer-Encoding")
 	req.SetBodyRaw(body)
 	req.Header.SetHost(s.host)
-	req.URI().DisablePathNormalizing = true
-	req.Header.SetNoDefaultContentType(true)
+	asSent(req)
 
 	s.metrics.Requests.WithLabelValues(m.name).Inc()
 	start := time.Now()
