@@ -120,24 +120,16 @@ func buildMultivariate(cols []Column, prediction string, variance float64) (*Mul
 		if c.Num == nil || c.Name == prediction {
 			continue
 		}
-		var sum, n float64
+		given := make([]float64, 0, len(c.Num))
 		for _, v := range c.Num {
 			if v-v == 0 {
-				sum += v
-				n++
+				given = append(given, v)
 			}
 		}
-		if n < 2 {
+		if len(given) < 2 {
 			continue
 		}
-		mean := sum / n
-		var ss float64
-		for _, v := range c.Num {
-			if v-v == 0 {
-				ss += (v - mean) * (v - mean)
-			}
-		}
-		sd := math.Sqrt(ss / (n - 1))
+		mean, sd := stat.MeanStdDev(given, nil) // the sample standard deviation, as numpy's ddof=1
 		if !(sd > 0) || math.IsInf(sd, 0) {
 			continue // a constant feature has no correlation to break
 		}
