@@ -74,7 +74,7 @@ func newHarness(t *testing.T, st storage.Storage, ruleFile string, o Options) *h
 func (h *harness) eval(ts time.Time) {
 	h.now = ts
 	for _, g := range h.groups {
-		g.Eval(context.Background(), ts)
+		g.Eval(WithGroup(context.Background(), g), ts)
 		if !h.started {
 			g.RestoreForState(ts)
 		}

@@ -84,6 +84,7 @@ func NewManager(o Options) *Manager {
 	if o.QueryFunc == nil {
 		o.QueryFunc = promrules.EngineQueryFunc(o.Engine, o.Storage)
 	}
+	h := &Hysteresis{Query: o.QueryFunc, Storage: o.Storage, OutageTolerance: o.OutageTolerance, Logger: o.Logger}
 	if o.QueryOffset == nil {
 		o.QueryOffset = func() time.Duration { return 0 }
 	}
@@ -100,7 +101,7 @@ func NewManager(o Options) *Manager {
 	m := promrules.NewManager(&promrules.ManagerOptions{
 		NameValidationScheme:   model.UTF8Validation,
 		ExternalURL:            o.ExternalURL,
-		QueryFunc:              o.QueryFunc,
+		QueryFunc:              h.QueryFunc,
 		NotifyFunc:             promrules.NotifyFunc(notify),
 		Context:                o.Context,
 		AppendableV2:           o.Storage,
@@ -123,7 +124,7 @@ func (m *Manager) Update(interval time.Duration, globs []string, externalLabels 
 	if err != nil {
 		return err
 	}
-	return m.Manager.Update(interval, files, externalLabels, m.opts.ExternalURL.String(), nil)
+	return m.Manager.Update(interval, files, externalLabels, m.opts.ExternalURL.String(), EvalIterationFunc)
 }
 
 // Files expands rule file globs, sorted and without duplicates.
@@ -142,7 +143,8 @@ func Files(globs []string) ([]string, error) {
 
 // Check parses the rule files as Prometheus does when it loads them and as
 // `promtool check rules` does: YAML, PromQL, templates, label names, and
-// duplicate rules within a group. It returns the number of rules and every
+// duplicate rules within a group; and that the KeepFiringWhile annotations
+// are PromQL. It returns the number of rules and every
 // error found, each naming its file and, where known, line.
 func Check(files []string) (int, []error) {
 	n := 0
@@ -165,6 +167,11 @@ func Check(files []string) (int, []error) {
 			n += len(g.Rules)
 			seen := map[string]bool{}
 			for _, r := range g.Rules {
+				if keep, ok := r.Annotations[KeepFiringWhile]; ok {
+					if _, err := p.ParseExpr(keep); err != nil {
+						errs = append(errs, fmt.Errorf("%s: group %q, rule %q: annotation %s: %w", f, g.Name, r.Alert, KeepFiringWhile, err))
+					}
+				}
 				key := r.Record + r.Alert + "\xff" + promrules.FromMaps(g.Labels, r.Labels).String()
 				if seen[key] {
 					errs = append(errs, fmt.Errorf("%s: group %q: duplicate rule %q with labels %s", f, g.Name, r.Record+r.Alert, promrules.FromMaps(g.Labels, r.Labels)))

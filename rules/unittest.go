@@ -533,8 +533,9 @@ func (tf *testFile) runGroup(tg *testGroup) (failures []string, err error) {
 	})
 	defer engine.Close()
 
+	hyst := &Hysteresis{Query: promrules.EngineQueryFunc(engine, db), Logger: testLogger}
 	m := promrules.NewManager(&promrules.ManagerOptions{
-		QueryFunc:    promrules.EngineQueryFunc(engine, db),
+		QueryFunc:    hyst.QueryFunc,
 		AppendableV2: db,
 		Queryable:    db,
 		Context:      ctx,
@@ -582,7 +583,7 @@ func (tf *testFile) runGroup(tg *testGroup) (failures []string, err error) {
 		}
 		var evalFailures []string
 		for _, g := range groups {
-			g.Eval(ctx, ts)
+			g.Eval(WithGroup(ctx, g), ts)
 			for _, r := range g.Rules() {
 				if err := r.LastError(); err != nil {
 					evalFailures = append(evalFailures, fmt.Sprintf("%s    rule: %s, time: %s, err: %v", prefix, r.Name(), ts.Sub(start), err))
@@ -720,7 +721,9 @@ func checkAlerts(at alertTest, groups []*promrules.Group) string {
 			}
 			for _, a := range ar.ActiveAlerts() {
 				if a.State == promrules.StateFiring {
-					got = append(got, alertResult{labels: a.Labels.Copy(), annotations: a.Annotations.Copy()})
+					// Without the KeepFiringWhile annotation, as alertd sends it.
+					ann := labels.NewBuilder(a.Annotations).Del(KeepFiringWhile).Labels()
+					got = append(got, alertResult{labels: a.Labels.Copy(), annotations: ann})
 				}
 			}
 		}

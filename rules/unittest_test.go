@@ -28,6 +28,8 @@ var unitTestCases = []struct {
 	{file: "pass_recording.yml", passed: true, promtool: true},
 	{file: "pass_annotations.yml", passed: true, promtool: true},
 	{file: "pass_newer.yml", passed: true},
+	// promtool fires without the hysteresis: at 3m there would be no alert.
+	{file: "pass_keep_firing_while.yml", passed: true},
 	{
 		file: "fail_labels.yml", promtool: true,
 		out: `  FAILED:

@@ -199,8 +199,10 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	if err != nil {
 		return nil, err
 	}
+	// The rules' own queries keep the hysteresis of rules.KeepFiringWhile.
+	hyst := &rules.Hysteresis{Query: query, Logger: opts.Logger}
 	m := promrules.NewManager(&promrules.ManagerOptions{
-		QueryFunc:    query,
+		QueryFunc:    hyst.QueryFunc,
 		AppendableV2: db,
 		Queryable:    queryable,
 		Context:      ctx,
@@ -263,7 +265,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 			}
 		}
 		for _, g := range groups {
-			g.Eval(ctx, now)
+			g.Eval(rules.WithGroup(ctx, g), now)
 			for _, r := range g.Rules() {
 				if err := r.LastError(); err != nil {
 					return nil, fmt.Errorf("rule %q at %s: %w", r.Name(), now.Format(time.RFC3339), err)
@@ -320,7 +322,9 @@ func historyLookback(cfg *alertconfig.Config, lookback time.Duration) time.Durat
 func fromRuleAlert(ra *promrules.Alert, now, validUntil time.Time) *Alert {
 	al := &Alert{Source: SourceRule, Value: ra.Value}
 	al.Labels = labelSet(ra.Labels)
+	// The rule's hysteresis is configuration, not news for receivers.
 	al.Annotations = labelSet(ra.Annotations)
+	delete(al.Annotations, rules.KeepFiringWhile)
 	al.StartsAt = ra.FiredAt
 	if !ra.ResolvedAt.IsZero() {
 		al.EndsAt = ra.ResolvedAt

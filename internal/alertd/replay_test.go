@@ -251,3 +251,40 @@ func TestReplayRemote(t *testing.T) {
 	require.Equal(t, local.Firings, remote.Firings)
 	require.Equal(t, ReplaySummary{Alerts: 2, Firings: 3, Pages: 1, PagesDay: 4.82, Grouped: 1, Suppressed: map[string]int{"hold": 1}}, remote.Summary)
 }
+
+// The replay keeps the hysteresis of alertd_keep_firing_while: errors that
+// hover around the threshold page three times without it, once with it, and
+// the alerts carry no such annotation.
+func TestReplayKeepFiringWhile(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	// Above 1 for minutes 60-70, 80-90 and 100-110, at 0.7 in between; 0
+	// otherwise.
+	errs := pattern(200, 0, 0.7, [2]int{60, 110})
+	for _, r := range [][2]int{{60, 70}, {80, 90}, {100, 110}} {
+		for i := r[0]; i < r[1]; i++ {
+			errs[i] = 5
+		}
+	}
+	writeHistory(t, hist, map[string][]float64{"errors/a": errs})
+	rule := func(extra string) string {
+		return "groups:\n  - name: g\n    rules:\n      - alert: ErrorsHigh\n        expr: errors > 1\n" + extra
+	}
+	plain := writeReplayConfig(t, dir, "plain", "", rule(""))
+	hyst := writeReplayConfig(t, dir, "hyst", "", rule("        annotations:\n          summary: errors {{ $value }}\n          alertd_keep_firing_while: errors > 0.5\n"))
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	opts := ReplayOptions{From: replayStart, To: replayStart.Add(199 * time.Minute), Source: src}
+
+	rp, err := Replay(context.Background(), plain, opts)
+	require.NoError(t, err)
+	require.Equal(t, 3, rp.Summary.Pages)
+	rh, err := Replay(context.Background(), hyst, opts)
+	require.NoError(t, err)
+	require.Equal(t, 1, rh.Summary.Pages)
+	require.Len(t, rh.Firings, 1)
+	f := rh.Firings[0]
+	require.Equal(t, replayStart.Add(60*time.Minute), f.FiredAt)
+	require.Equal(t, replayStart.Add(110*time.Minute), f.ResolvedAt, "resolved when errors fell below 0.5")
+}
