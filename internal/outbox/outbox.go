@@ -601,10 +601,12 @@ func (o *Outbox) finish(l *lane, r *record, failed error, now time.Time) {
 // backoff is the wait before the retry after the given number of attempts:
 // uniform in [0, min(MaxBackoff, InitialBackoff·2^(attempts-1))).
 func (o *Outbox) backoff(attempts int) time.Duration {
-	return backoff(attempts, o.opts.InitialBackoff, o.opts.MaxBackoff, o.rand())
+	return Backoff(attempts, o.opts.InitialBackoff, o.opts.MaxBackoff, o.rand())
 }
 
-func backoff(attempts int, initial, maxWait time.Duration, rnd float64) time.Duration {
+// Backoff is the wait before the retry after the given number of attempts,
+// with full jitter: rnd (in [0, 1)) times min(maxWait, initial·2^(attempts-1)).
+func Backoff(attempts int, initial, maxWait time.Duration, rnd float64) time.Duration {
 	d := initial
 	for i := 1; i < attempts && d < maxWait; i++ {
 		d *= 2

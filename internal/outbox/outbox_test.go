@@ -124,9 +124,9 @@ func TestBackoffBounds(t *testing.T) {
 		attempts int
 		want     time.Duration
 	}{{1, time.Second}, {2, 2 * time.Second}, {3, 4 * time.Second}, {9, 256 * time.Second}, {10, 5 * time.Minute}, {1000, 5 * time.Minute}} {
-		require.Equal(t, time.Duration(0), backoff(tc.attempts, time.Second, 5*time.Minute, 0), "attempts %d", tc.attempts)
-		require.Equal(t, tc.want/2, backoff(tc.attempts, time.Second, 5*time.Minute, 0.5), "attempts %d", tc.attempts)
-		got := backoff(tc.attempts, time.Second, 5*time.Minute, 0.999999)
+		require.Equal(t, time.Duration(0), Backoff(tc.attempts, time.Second, 5*time.Minute, 0), "attempts %d", tc.attempts)
+		require.Equal(t, tc.want/2, Backoff(tc.attempts, time.Second, 5*time.Minute, 0.5), "attempts %d", tc.attempts)
+		got := Backoff(tc.attempts, time.Second, 5*time.Minute, 0.999999)
 		require.Less(t, got, tc.want, "attempts %d", tc.attempts)
 		require.Greater(t, got, tc.want*99/100, "attempts %d", tc.attempts)
 	}

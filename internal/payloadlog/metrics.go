@@ -1,0 +1,91 @@
+package payloadlog
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelmon/modelmon/internal/outbox"
+)
+
+// metrics are the payload log's metrics.
+type metrics struct {
+	sent     *prometheus.CounterVec
+	dropped  *prometheus.CounterVec
+	failures *prometheus.CounterVec
+	spooled  prometheus.Counter
+	duration prometheus.Histogram
+	gauges   []prometheus.Collector
+}
+
+func newMetrics(l *Logger) *metrics {
+	m := &metrics{
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelmon_payload_log_events_sent_total",
+			Help: "The total number of payload events the payload log's receiver accepted, by type: request or response.",
+		}, []string{"type"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelmon_payload_log_events_dropped_total",
+			Help: "The total number of payload events not sent, by reason: queue_full (no spool), spool_full, rejected (by the receiver, with a 4xx), shutdown (no spool) or spool_error.",
+		}, []string{"reason"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelmon_payload_log_send_failures_total",
+			Help: "The total number of failed attempts to send a payload event, by reason: timeout, connection, http_4xx, http_5xx, rate_limited or other.",
+		}, []string{"reason"}),
+		spooled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "modelmon_payload_log_events_spooled_total",
+			Help: "The total number of payload events written to the spool directory, to be sent from there.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:                            "modelmon_payload_log_delivery_duration_seconds",
+			Help:                            "The duration of attempts to send a payload event, in seconds.",
+			Buckets:                         []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10},
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  100,
+			NativeHistogramMinResetDuration: time.Hour,
+		}),
+	}
+	locked := func(f func() float64) func() float64 {
+		return func() float64 {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return f()
+		}
+	}
+	m.gauges = []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "modelmon_payload_log_queue_bytes",
+			Help: "The bytes of payload events held in memory for sending.",
+		}, locked(func() float64 { return float64(l.queueBytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "modelmon_payload_log_queue_max_bytes",
+			Help: "The most bytes of payload events held in memory (--payload-log.max-queue-bytes).",
+		}, func() float64 { return float64(l.o.MaxQueueBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "modelmon_payload_log_spool_bytes",
+			Help: "The bytes of the spool directory's files of payload events not yet sent.",
+		}, locked(func() float64 { return float64(l.spoolBytes) })),
+	}
+	for _, t := range []string{"request", "response"} {
+		m.sent.WithLabelValues(t)
+	}
+	for _, r := range []string{DropQueueFull, DropSpoolFull, DropRejected, DropShutdown, DropSpoolError} {
+		m.dropped.WithLabelValues(r)
+	}
+	for _, r := range []string{outbox.ReasonTimeout, outbox.ReasonConnection, outbox.ReasonHTTP4xx, outbox.ReasonHTTP5xx, outbox.ReasonRateLimited, outbox.ReasonOther} {
+		m.failures.WithLabelValues(r)
+	}
+	return m
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range append([]prometheus.Collector{m.sent, m.dropped, m.failures, m.spooled, m.duration}, m.gauges...) {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,650 @@
+// Package payloadlog sends the sidecar's captured requests and responses to
+// an HTTP endpoint as CloudEvents, as KServe's payload logger does, so that
+// the consumers written for it (message dumpers, brokers, TrustyAI, audit
+// stores) take them unchanged.
+//
+// Delivery never holds a model request: events are offered to a queue
+// bounded in bytes and sent by workers. A receiver that fails or is down is
+// retried with backoff, holding its event, so nothing is lost while the queue
+// has room. With a spool directory, events that don't fit go to files on disk
+// instead, in order, and are sent from there once the receiver keeps up; the
+// queue's events are spooled at shutdown too, so a restart loses nothing. An
+// event is deleted from the spool only once sent: delivery is at least once
+// (after a crash, the events of a partly sent spool file come again, with
+// their ids). Whatever can't be kept is dropped and counted by reason.
+package payloadlog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelmon/modelmon/internal/outbox"
+)
+
+// Event types, as KServe's logger names them.
+const (
+	TypeRequest  = "org.kubeflow.serving.inference.request"
+	TypeResponse = "org.kubeflow.serving.inference.response"
+)
+
+// Event is one CloudEvent: a request or a response body and its attributes.
+type Event struct {
+	ID     string    `json:"id"`
+	Type   string    `json:"type"`
+	Source string    `json:"source"`
+	Time   time.Time `json:"time"`
+	// ContentType is the data's media type (datacontenttype).
+	ContentType string `json:"datacontenttype,omitempty"`
+	// Extensions are further attributes, sent as Ce-<name> headers; names
+	// are lowercase letters and digits, as CloudEvents requires.
+	Extensions map[string]string `json:"extensions,omitempty"`
+	Data       []byte            `json:"-"`
+}
+
+// Defaults of Options.
+const (
+	DefaultWorkers        = 4
+	DefaultTimeout        = 10 * time.Second
+	DefaultMaxQueueBytes  = 64 << 20
+	DefaultMaxSpoolBytes  = 1 << 30
+	DefaultSegmentBytes   = 4 << 20
+	DefaultInitialBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+)
+
+// Options configure a Logger.
+type Options struct {
+	// URL receives the events (HTTP POST, CloudEvents binary mode).
+	URL string
+	// Workers send events at the same time.
+	Workers int
+	// Timeout bounds each delivery attempt.
+	Timeout time.Duration
+	// MaxQueueBytes bounds the events held in memory (their data).
+	MaxQueueBytes int64
+	// SpoolDir, when set, holds events that don't fit in the queue, and the
+	// queue's events at shutdown.
+	SpoolDir string
+	// MaxSpoolBytes bounds the spool's files.
+	MaxSpoolBytes int64
+	// SegmentBytes is the size at which a spool file is closed and a new
+	// one begun.
+	SegmentBytes int64
+	// InitialBackoff and MaxBackoff bound the wait between attempts.
+	InitialBackoff, MaxBackoff time.Duration
+	// Client sends the events; nil: a client of its own.
+	Client     *http.Client
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Reasons events are dropped, the values of the reason label.
+const (
+	DropQueueFull  = "queue_full"
+	DropSpoolFull  = "spool_full"
+	DropRejected   = "rejected"
+	DropShutdown   = "shutdown"
+	DropSpoolError = "spool_error"
+)
+
+// item is an event held for delivery, and the spool file it came from (nil:
+// memory only).
+type item struct {
+	ev  *Event
+	seg *segment
+}
+
+func (it item) size() int64 { return int64(len(it.ev.Data)) }
+
+// segment is one spool file.
+type segment struct {
+	path string
+	size int64
+	// loaded: its events are in the queue; outstanding of them are not yet
+	// sent. The file goes when all are.
+	loaded      bool
+	outstanding int
+}
+
+// Logger delivers events.
+type Logger struct {
+	o       Options
+	url     string
+	client  *http.Client
+	metrics *metrics
+	logger  *slog.Logger
+
+	mu   sync.Mutex
+	cond *sync.Cond
+	// queue holds the events to send, oldest first; queueBytes their data.
+	queue      []item
+	queueBytes int64
+	// spool: the files not yet loaded or not yet sent, oldest first; the
+	// last may be the one being written (w). spilling: new events go to the
+	// spool, behind the ones there, until it has been loaded.
+	segments   []*segment
+	w          *spoolWriter
+	spoolBytes int64
+	spilling   bool
+	nextSeq    uint64
+	closing    bool
+	// aborted: Close stopped waiting; the workers stop taking events.
+	aborted  bool
+	inFlight int
+
+	ctx    context.Context // cancelled when Close gives up waiting
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	stop   chan struct{}
+}
+
+// New opens the spool, if any, and starts the workers.
+func New(o Options) (*Logger, error) {
+	if o.URL == "" {
+		return nil, errors.New("payload log: no URL")
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxQueueBytes <= 0 {
+		o.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if o.MaxSpoolBytes <= 0 {
+		o.MaxSpoolBytes = DefaultMaxSpoolBytes
+	}
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.InitialBackoff <= 0 {
+		o.InitialBackoff = DefaultInitialBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Logger{o: o, url: o.URL, client: o.Client, logger: o.Logger, stop: make(chan struct{})}
+	if l.client == nil {
+		l.client = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: o.Workers,
+			IdleConnTimeout:     90 * time.Second,
+		}}
+	}
+	l.cond = sync.NewCond(&l.mu)
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	if o.SpoolDir != "" {
+		if err := l.openSpool(); err != nil {
+			return nil, err
+		}
+	}
+	l.metrics = newMetrics(l)
+	if err := l.metrics.register(o.Registerer); err != nil {
+		return nil, err
+	}
+	for range o.Workers {
+		l.wg.Add(1)
+		go l.work()
+	}
+	if o.SpoolDir != "" {
+		l.wg.Add(1)
+		go l.flushSpool()
+	}
+	return l, nil
+}
+
+// openSpool finds the files an earlier run left, to send them first.
+func (l *Logger) openSpool() error {
+	if err := os.MkdirAll(l.o.SpoolDir, 0o750); err != nil {
+		return fmt.Errorf("payload log: couldn't create the spool directory: %w", err)
+	}
+	files, err := filepath.Glob(filepath.Join(l.o.SpoolDir, "*.spool"))
+	if err != nil {
+		return err
+	}
+	slices.Sort(files)
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return fmt.Errorf("payload log: %w", err)
+		}
+		l.segments = append(l.segments, &segment{path: f, size: fi.Size()})
+		l.spoolBytes += fi.Size()
+		if seq, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(f), ".spool"), 10, 64); err == nil && seq >= l.nextSeq {
+			l.nextSeq = seq + 1
+		}
+	}
+	if len(l.segments) > 0 {
+		l.spilling = true
+		l.logger.Info("Sending the payload events an earlier run spooled", "files", len(l.segments), "bytes", l.spoolBytes)
+	}
+	return nil
+}
+
+// Offer hands an event over for delivery, without waiting: it goes to the
+// queue, or to the spool, or is dropped and counted. The Logger keeps ev.
+func (l *Logger) Offer(ev *Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	it := item{ev: ev}
+	switch {
+	case l.closing:
+		l.metrics.dropped.WithLabelValues(DropShutdown).Inc()
+	case !l.spilling && l.queueBytes+it.size() <= l.o.MaxQueueBytes:
+		l.push(it)
+	case l.o.SpoolDir == "":
+		l.metrics.dropped.WithLabelValues(DropQueueFull).Inc()
+	default:
+		l.spoolLocked(it)
+	}
+}
+
+func (l *Logger) push(it item) {
+	l.queue = append(l.queue, it)
+	l.queueBytes += it.size()
+	l.cond.Signal()
+}
+
+// spoolLocked writes an event to the spool's current file, or counts why it
+// couldn't.
+func (l *Logger) spoolLocked(it item) {
+	rec, err := encode(it.ev)
+	if err != nil {
+		l.metrics.dropped.WithLabelValues(DropSpoolError).Inc()
+		l.logger.Error("Couldn't spool a payload event", "err", err)
+		return
+	}
+	if l.spoolBytes+int64(len(rec)) > l.o.MaxSpoolBytes {
+		l.metrics.dropped.WithLabelValues(DropSpoolFull).Inc()
+		return
+	}
+	if l.w == nil || l.w.seg.size >= l.o.SegmentBytes {
+		if err := l.rotateLocked(); err != nil {
+			l.metrics.dropped.WithLabelValues(DropSpoolError).Inc()
+			l.logger.Error("Couldn't spool a payload event", "err", err)
+			return
+		}
+	}
+	if _, err := l.w.buf.Write(rec); err != nil {
+		l.metrics.dropped.WithLabelValues(DropSpoolError).Inc()
+		l.logger.Error("Couldn't spool a payload event", "err", err)
+		return
+	}
+	l.w.seg.size += int64(len(rec))
+	l.spoolBytes += int64(len(rec))
+	l.spilling = true
+	l.metrics.spooled.Inc()
+}
+
+// spoolWriter is the spool file being written.
+type spoolWriter struct {
+	f   *os.File
+	buf *bufio.Writer
+	seg *segment
+}
+
+// rotateLocked closes the file being written, if any, and begins a new one.
+func (l *Logger) rotateLocked() error {
+	if err := l.closeWriterLocked(); err != nil {
+		return err
+	}
+	seg := &segment{path: filepath.Join(l.o.SpoolDir, fmt.Sprintf("%020d.spool", l.nextSeq))}
+	f, err := os.OpenFile(seg.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	l.nextSeq++
+	l.w = &spoolWriter{f: f, buf: bufio.NewWriterSize(f, 64<<10), seg: seg}
+	l.segments = append(l.segments, seg)
+	return nil
+}
+
+// closeWriterLocked writes out and closes the spool file being written.
+func (l *Logger) closeWriterLocked() error {
+	w := l.w
+	if w == nil {
+		return nil
+	}
+	l.w = nil
+	err := w.buf.Flush()
+	if serr := w.f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if w.seg.size == 0 {
+		l.removeLocked(w.seg)
+	}
+	return err
+}
+
+// flushSpool writes out the spool's buffer every second, so that a crash
+// loses at most the last second of spooled events.
+func (l *Logger) flushSpool() {
+	defer l.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.mu.Lock()
+			if l.w != nil {
+				if err := l.w.buf.Flush(); err != nil {
+					l.logger.Error("Couldn't write the payload spool", "err", err)
+				}
+			}
+			l.mu.Unlock()
+		}
+	}
+}
+
+// next waits for an event to send. ok is false when the Logger closes and
+// the queue is empty.
+func (l *Logger) next() (item, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		if l.aborted {
+			return item{}, false
+		}
+		if len(l.queue) == 0 && l.spilling && !l.closing {
+			l.loadLocked()
+		}
+		if len(l.queue) > 0 {
+			it := l.queue[0]
+			l.queue[0] = item{}
+			l.queue = l.queue[1:]
+			l.queueBytes -= it.size()
+			l.inFlight++
+			return it, true
+		}
+		if l.closing {
+			return item{}, false
+		}
+		l.cond.Wait()
+	}
+}
+
+// loadLocked reads the oldest spool file not yet loaded into the queue
+// (closing the one being written, if it is that one), and ends spilling
+// once none is left.
+func (l *Logger) loadLocked() {
+	for _, seg := range l.segments {
+		if seg.loaded {
+			continue
+		}
+		if l.w != nil && l.w.seg == seg {
+			if err := l.closeWriterLocked(); err != nil {
+				l.logger.Error("Couldn't write the payload spool", "err", err)
+			}
+			if seg.size == 0 {
+				break
+			}
+		}
+		evs, err := readSegment(seg.path)
+		if err != nil {
+			l.metrics.dropped.WithLabelValues(DropSpoolError).Inc()
+			l.logger.Error("Payload spool file damaged: sending the events before the damage", "file", seg.path, "events", len(evs), "err", err)
+		}
+		seg.loaded, seg.outstanding = true, len(evs)
+		for _, ev := range evs {
+			l.push(item{ev: ev, seg: seg})
+		}
+		if len(evs) == 0 {
+			l.removeLocked(seg)
+		}
+		l.cond.Broadcast()
+		return
+	}
+	l.spilling = false
+}
+
+// done marks an event delivered or given up on: its spool file goes once all
+// of the file's events are.
+func (l *Logger) done(it item) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inFlight--
+	if it.seg != nil {
+		it.seg.outstanding--
+		if it.seg.outstanding == 0 {
+			l.removeLocked(it.seg)
+		}
+	}
+	l.cond.Broadcast()
+}
+
+// requeue puts an event back at the head of the queue (Close cut its
+// delivery short).
+func (l *Logger) requeue(it item) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inFlight--
+	l.queue = slices.Insert(l.queue, 0, it)
+	l.queueBytes += it.size()
+	l.cond.Broadcast()
+}
+
+func (l *Logger) removeLocked(seg *segment) {
+	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.logger.Error("Couldn't remove a sent payload spool file", "file", seg.path, "err", err)
+	}
+	l.spoolBytes -= seg.size
+	if i := slices.Index(l.segments, seg); i >= 0 {
+		l.segments = slices.Delete(l.segments, i, i+1)
+	}
+}
+
+// work sends events until the Logger closes.
+func (l *Logger) work() {
+	defer l.wg.Done()
+	for {
+		it, ok := l.next()
+		if !ok {
+			return
+		}
+		if l.deliver(it) {
+			l.done(it)
+		} else {
+			l.requeue(it)
+		}
+	}
+}
+
+// deliver sends an event until it is delivered or rejected (true), or the
+// Logger gives up waiting at Close (false).
+func (l *Logger) deliver(it item) bool {
+	typ := typeLabel(it.ev.Type)
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		err := l.send(it.ev)
+		l.metrics.duration.Observe(time.Since(start).Seconds())
+		if err == nil {
+			l.metrics.sent.WithLabelValues(typ).Inc()
+			return true
+		}
+		if l.ctx.Err() != nil {
+			return false
+		}
+		l.metrics.failures.WithLabelValues(outbox.Reason(err)).Inc()
+		if outbox.IsPermanent(err) {
+			l.metrics.dropped.WithLabelValues(DropRejected).Inc()
+			l.logger.Warn("The payload log's receiver rejected an event: dropped", "id", it.ev.ID, "type", it.ev.Type, "err", err)
+			return true
+		}
+		wait := outbox.Backoff(attempt+1, l.o.InitialBackoff, l.o.MaxBackoff, rand.Float64())
+		l.logger.Debug("Couldn't send a payload event: retrying", "id", it.ev.ID, "attempt", attempt+1, "wait", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-l.ctx.Done():
+			return false
+		}
+	}
+}
+
+// send makes one delivery attempt.
+func (l *Logger) send(ev *Event) error {
+	ctx, cancel := context.WithTimeout(l.ctx, l.o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url, bytes.NewReader(ev.Data))
+	if err != nil {
+		return outbox.Permanent(err)
+	}
+	h := req.Header
+	h["Ce-Specversion"] = []string{"1.0"}
+	h["Ce-Id"] = []string{ev.ID}
+	h["Ce-Type"] = []string{ev.Type}
+	h["Ce-Source"] = []string{ev.Source}
+	h["Ce-Time"] = []string{ev.Time.UTC().Format(time.RFC3339Nano)}
+	for k, v := range ev.Extensions {
+		h["Ce-"+strings.ToUpper(k[:1])+k[1:]] = []string{v}
+	}
+	if ev.ContentType != "" {
+		h.Set("Content-Type", ev.ContentType)
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	serr := &outbox.StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(body))}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode >= 500:
+		return serr
+	}
+	return outbox.Permanent(serr)
+}
+
+// Close stops taking events and sends what is queued until ctx is done;
+// then it spools what is left (or drops and counts it, without a spool).
+func (l *Logger) Close(ctx context.Context) error {
+	l.mu.Lock()
+	l.closing = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		l.mu.Lock()
+		for (len(l.queue) > 0 || l.inFlight > 0) && !l.aborted {
+			l.cond.Wait()
+		}
+		l.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	l.aborted = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	l.cancel() // cuts short the deliveries in flight, which requeue
+	close(l.stop)
+	l.wg.Wait()
+	<-done
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var left int
+	for _, it := range l.queue {
+		if it.seg != nil {
+			continue // still in its spool file
+		}
+		if l.o.SpoolDir == "" {
+			left++
+			continue
+		}
+		l.spoolLocked(it)
+	}
+	l.queue, l.queueBytes = nil, 0
+	if left > 0 {
+		l.metrics.dropped.WithLabelValues(DropShutdown).Add(float64(left))
+		l.logger.Warn("Payload events not sent at shutdown were dropped (set --payload-log.spool-dir to keep them)", "events", left)
+	}
+	return l.closeWriterLocked()
+}
+
+// typeLabel is the type label of an event type.
+func typeLabel(t string) string {
+	switch t {
+	case TypeRequest:
+		return "request"
+	case TypeResponse:
+		return "response"
+	}
+	return "other"
+}
+
+// A spool record is the event's attributes as JSON and its data, each
+// preceded by its length (uvarint).
+func encode(ev *Event) ([]byte, error) {
+	attrs, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	rec := make([]byte, 0, len(attrs)+len(ev.Data)+2*binary.MaxVarintLen64)
+	rec = binary.AppendUvarint(rec, uint64(len(attrs)))
+	rec = append(rec, attrs...)
+	rec = binary.AppendUvarint(rec, uint64(len(ev.Data)))
+	return append(rec, ev.Data...), nil
+}
+
+// readSegment reads a spool file's events. After an error (a file cut short
+// by a crash), it returns the events before it.
+func readSegment(path string) ([]*Event, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var evs []*Event
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return evs, fmt.Errorf("record %d cut short", len(evs))
+		}
+		ev := &Event{}
+		if err := json.Unmarshal(b[k:k+int(n)], ev); err != nil {
+			return evs, fmt.Errorf("record %d: %w", len(evs), err)
+		}
+		b = b[k+int(n):]
+		n, k = binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return evs, fmt.Errorf("record %d cut short", len(evs))
+		}
+		ev.Data = b[k : k+int(n) : k+int(n)]
+		b = b[k+int(n):]
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}

@@ -1,0 +1,397 @@
+package payloadlog
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+	)
+}
+
+// received is one request the receiver got.
+type received struct {
+	header http.Header
+	body   string
+}
+
+// receiver is a CloudEvents sink on loopback. status decides the answer to
+// each request (200 when nil); gate, when set, holds requests until closed.
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	got    []received
+	status atomic.Pointer[func(n int) int]
+	calls  atomic.Int64
+	gate   chan struct{}
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		n := int(r.calls.Add(1))
+		if r.gate != nil {
+			<-r.gate
+		}
+		body, _ := io.ReadAll(req.Body)
+		code := http.StatusOK
+		if f := r.status.Load(); f != nil {
+			code = (*f)(n)
+		}
+		if code == http.StatusOK {
+			r.mu.Lock()
+			r.got = append(r.got, received{req.Header.Clone(), string(body)})
+			r.mu.Unlock()
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) setStatus(f func(n int) int) { r.status.Store(&f) }
+
+func (r *receiver) ids() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, g := range r.got {
+		out = append(out, g.header.Get("Ce-Id"))
+	}
+	return out
+}
+
+func (r *receiver) waitFor(t *testing.T, n int) []string {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(r.ids()) >= n }, 20*time.Second, 5*time.Millisecond, "the receiver got %d events of %d", len(r.ids()), n)
+	return r.ids()
+}
+
+func event(i int) *Event {
+	return &Event{
+		ID: "id-" + strconv.Itoa(i), Type: TypeRequest, Source: "http://pod-a:8081/",
+		Time: time.Date(2026, 11, 27, 10, 0, 0, i, time.UTC), ContentType: "application/json",
+		Extensions: map[string]string{"modelname": "fraud"},
+		Data:       []byte(`{"instances":[[` + strconv.Itoa(i) + `]]}`),
+	}
+}
+
+func ids(from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, "id-"+strconv.Itoa(i))
+	}
+	return out
+}
+
+func newLogger(t *testing.T, o Options) (*Logger, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	o.Registerer = reg
+	if o.InitialBackoff == 0 {
+		o.InitialBackoff = 5 * time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 20 * time.Millisecond
+	}
+	l, err := New(o)
+	require.NoError(t, err)
+	return l, reg
+}
+
+func closeNow(t *testing.T, l *Logger, wait time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, l.Close(ctx))
+}
+
+// The receiver gets each event as CloudEvents' binary mode puts it: the
+// attributes in Ce- headers, the data as the body, byte for byte.
+func TestDeliver(t *testing.T) {
+	r := newReceiver(t)
+	l, reg := newLogger(t, Options{URL: r.URL + "/events"})
+	ev := event(7)
+	ev.Extensions["inferenceservicename"] = "fraud-isvc"
+	resp := &Event{ID: "id-7", Type: TypeResponse, Source: ev.Source, Time: ev.Time, ContentType: "application/json", Data: []byte(`{"predictions":[0.9]}`)}
+	l.Offer(ev)
+	l.Offer(resp)
+	r.waitFor(t, 2)
+	closeNow(t, l, time.Second)
+
+	byType := map[string]received{}
+	for _, g := range r.got {
+		byType[g.header.Get("Ce-Type")] = g
+	}
+	req := byType[TypeRequest]
+	require.Equal(t, `{"instances":[[7]]}`, req.body)
+	require.Equal(t, "1.0", req.header.Get("Ce-Specversion"))
+	require.Equal(t, "id-7", req.header.Get("Ce-Id"))
+	require.Equal(t, "http://pod-a:8081/", req.header.Get("Ce-Source"))
+	require.Equal(t, "2026-11-27T10:00:00.000000007Z", req.header.Get("Ce-Time"))
+	require.Equal(t, "application/json", req.header.Get("Content-Type"))
+	require.Equal(t, "fraud", req.header.Get("Ce-Modelname"))
+	require.Equal(t, "fraud-isvc", req.header.Get("Ce-Inferenceservicename"))
+	require.Equal(t, `{"predictions":[0.9]}`, byType[TypeResponse].body)
+	require.Equal(t, "id-7", byType[TypeResponse].header.Get("Ce-Id"), "a request and its response share the id")
+	require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
+	require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("response")))
+	n, err := testutil.GatherAndCount(reg)
+	require.NoError(t, err)
+	require.Positive(t, n)
+}
+
+// A failing receiver (5xx, 429, a dead port) is retried with backoff, each
+// failure counted by reason, and every event arrives in the end; with one
+// worker, in order.
+func TestRetry(t *testing.T) {
+	r := newReceiver(t)
+	r.setStatus(func(n int) int {
+		switch {
+		case n <= 3:
+			return http.StatusServiceUnavailable
+		case n <= 5:
+			return http.StatusTooManyRequests
+		}
+		return http.StatusOK
+	})
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1})
+	for i := range 20 {
+		l.Offer(event(i))
+	}
+	require.Equal(t, ids(0, 20), r.waitFor(t, 20))
+	closeNow(t, l, time.Second)
+	require.Equal(t, 3.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_5xx")))
+	require.Equal(t, 2.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("rate_limited")))
+	require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)))
+}
+
+// A receiver that is down (connection refused) and comes back later gets
+// everything offered meanwhile.
+func TestReceiverDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	l, _ := newLogger(t, Options{URL: "http://" + addr + "/"})
+	for i := range 10 {
+		l.Offer(event(i))
+	}
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(l.metrics.failures.WithLabelValues("connection")) >= 3
+	}, 10*time.Second, 5*time.Millisecond)
+
+	ln, err = net.Listen("tcp", addr)
+	require.NoError(t, err)
+	r := &receiver{}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.got = append(r.got, received{header: req.Header.Clone()})
+		r.mu.Unlock()
+	})}}
+	srv.Start()
+	defer srv.Close()
+	require.ElementsMatch(t, ids(0, 10), r.waitFor(t, 10))
+	closeNow(t, l, time.Second)
+}
+
+// A 4xx other than 408 and 429 is the receiver refusing the event: it is
+// dropped and counted, not retried.
+func TestRejected(t *testing.T) {
+	r := newReceiver(t)
+	r.setStatus(func(n int) int {
+		if n == 1 {
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	})
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1})
+	l.Offer(event(0))
+	l.Offer(event(1))
+	require.Equal(t, []string{"id-1"}, r.waitFor(t, 1))
+	closeNow(t, l, time.Second)
+	require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)))
+	require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_4xx")))
+	require.EqualValues(t, 2, r.calls.Load())
+}
+
+// Without a spool, a full queue drops and counts; Offer never waits.
+func TestQueueFull(t *testing.T) {
+	r := newReceiver(t)
+	r.gate = make(chan struct{})
+	size := int64(len(event(0).Data))
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, MaxQueueBytes: 5 * size})
+	l.Offer(event(0)) // taken by the worker, held at the receiver
+	require.Eventually(t, func() bool { return r.calls.Load() == 1 }, 5*time.Second, time.Millisecond)
+	start := time.Now()
+	for i := 1; i <= 10; i++ {
+		l.Offer(event(i))
+	}
+	require.Less(t, time.Since(start), time.Second, "Offer waited")
+	require.Equal(t, 5.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropQueueFull)))
+	close(r.gate)
+	require.Equal(t, ids(0, 6), r.waitFor(t, 6))
+	closeNow(t, l, time.Second)
+}
+
+// With a spool, what doesn't fit goes to disk and is sent from there, in
+// order behind the queue; the files go once sent.
+func TestSpool(t *testing.T) {
+	r := newReceiver(t)
+	r.gate = make(chan struct{})
+	dir := t.TempDir()
+	size := int64(len(event(0).Data))
+	l, reg := newLogger(t, Options{URL: r.URL, Workers: 1, MaxQueueBytes: 5 * size, SpoolDir: dir, SegmentBytes: 300})
+	l.Offer(event(0))
+	require.Eventually(t, func() bool { return r.calls.Load() == 1 }, 5*time.Second, time.Millisecond)
+	for i := 1; i < 100; i++ {
+		l.Offer(event(i))
+	}
+	require.Equal(t, 94.0, testutil.ToFloat64(l.metrics.spooled))
+	files, err := filepath.Glob(filepath.Join(dir, "*.spool"))
+	require.NoError(t, err)
+	require.Greater(t, len(files), 5, "several spool files")
+	close(r.gate)
+	require.Equal(t, ids(0, 100), r.waitFor(t, 100))
+	require.Eventually(t, func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.spool"))
+		return len(files) == 0
+	}, 5*time.Second, 5*time.Millisecond, "sent spool files are removed")
+	closeNow(t, l, time.Second)
+	require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropQueueFull)))
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader("# HELP modelmon_payload_log_spool_bytes The bytes of the spool directory's files of payload events not yet sent.\n# TYPE modelmon_payload_log_spool_bytes gauge\nmodelmon_payload_log_spool_bytes 0\n"), "modelmon_payload_log_spool_bytes"))
+}
+
+// A receiver down across a restart: the queue is spooled at shutdown, and
+// the next run sends everything, once each.
+func TestSpoolRestart(t *testing.T) {
+	r := newReceiver(t)
+	var down atomic.Bool
+	down.Store(true)
+	r.setStatus(func(int) int {
+		if down.Load() {
+			return http.StatusBadGateway
+		}
+		return http.StatusOK
+	})
+	dir := t.TempDir()
+	size := int64(len(event(0).Data))
+	l, _ := newLogger(t, Options{URL: r.URL, MaxQueueBytes: 20 * size, SpoolDir: dir, SegmentBytes: 1000})
+	for i := range 50 {
+		l.Offer(event(i))
+	}
+	closeNow(t, l, 50*time.Millisecond)
+	require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropShutdown)))
+	l.Offer(event(99))
+	require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropShutdown)), "offered after Close")
+	require.Empty(t, r.ids())
+
+	down.Store(false)
+	l2, _ := newLogger(t, Options{URL: r.URL, MaxQueueBytes: 20 * size, SpoolDir: dir})
+	got := r.waitFor(t, 50)
+	require.ElementsMatch(t, ids(0, 50), got)
+	l2.Offer(event(50))
+	r.waitFor(t, 51)
+	closeNow(t, l2, time.Second)
+	require.Len(t, r.ids(), 51, "nothing twice")
+}
+
+// Without a spool, Close sends what is queued while its context allows,
+// and counts the rest as dropped at shutdown.
+func TestCloseDrains(t *testing.T) {
+	r := newReceiver(t)
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 2})
+	for i := range 30 {
+		l.Offer(event(i))
+	}
+	closeNow(t, l, 5*time.Second)
+	require.ElementsMatch(t, ids(0, 30), r.ids())
+
+	r2 := newReceiver(t)
+	r2.setStatus(func(int) int { return http.StatusServiceUnavailable })
+	l2, _ := newLogger(t, Options{URL: r2.URL, Workers: 2})
+	for i := range 30 {
+		l2.Offer(event(i))
+	}
+	closeNow(t, l2, 50*time.Millisecond)
+	require.Equal(t, 30.0, testutil.ToFloat64(l2.metrics.dropped.WithLabelValues(DropShutdown)))
+}
+
+// A full spool drops and counts.
+func TestSpoolFull(t *testing.T) {
+	r := newReceiver(t)
+	r.gate = make(chan struct{})
+	defer close(r.gate)
+	rec, err := encode(event(1)) // event(0)'s time is shorter
+	require.NoError(t, err)
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, MaxQueueBytes: 1, SpoolDir: t.TempDir(), MaxSpoolBytes: int64(3*len(rec) + 2)})
+	for i := range 10 {
+		l.Offer(event(i))
+	}
+	require.Equal(t, 3.0, testutil.ToFloat64(l.metrics.spooled))
+	require.Equal(t, 7.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropSpoolFull)))
+	closeNow(t, l, 10*time.Millisecond)
+}
+
+// A spool file cut short by a crash gives the events before the cut, and
+// counts the damage.
+func TestSpoolDamaged(t *testing.T) {
+	dir := t.TempDir()
+	var b []byte
+	for i := range 5 {
+		rec, err := encode(event(i))
+		require.NoError(t, err)
+		b = append(b, rec...)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%020d.spool", 3)), b[:len(b)-4], 0o600))
+	r := newReceiver(t)
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, SpoolDir: dir})
+	require.Equal(t, ids(0, 4), r.waitFor(t, 4))
+	l.Offer(event(9))
+	r.waitFor(t, 5)
+	closeNow(t, l, time.Second)
+	require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropSpoolError)))
+	files, _ := filepath.Glob(filepath.Join(dir, "*.spool"))
+	require.Empty(t, files)
+	// New files continue the numbering.
+	require.GreaterOrEqual(t, l.nextSeq, uint64(4))
+}
+
+func TestEncodeRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "x.spool")
+	var b []byte
+	for i := range 3 {
+		rec, err := encode(event(i))
+		require.NoError(t, err)
+		b = append(b, rec...)
+	}
+	require.NoError(t, os.WriteFile(f, b, 0o600))
+	evs, err := readSegment(f)
+	require.NoError(t, err)
+	require.Len(t, evs, 3)
+	for i, ev := range evs {
+		require.Equal(t, event(i), ev)
+	}
+}
