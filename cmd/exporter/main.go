@@ -67,6 +67,16 @@ func run() int {
 		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests sent to --shadow.upstream at once; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
 		shadowModels = serve.Flag("shadow.model", "Model whose predictions are mirrored to --shadow.upstream; repeatable. None: every model's.").Strings()
 		shadowMax    = serve.Flag("shadow.max-pending", "With --labels.enabled, most of the shadow's predictions waiting for their label, so that both answers are scored against it; the oldest is dropped beyond it.").Default(strconv.Itoa(d.Shadow.MaxPending)).Int()
+		plogURL      = serve.Flag("payload-log.url", "HTTP endpoint that receives the captured requests and responses as CloudEvents (binary mode, KServe's logger's event types), off the hot path. Empty: log nothing.").Default("").String()
+		plogMode     = serve.Flag("payload-log.mode", "Which bodies go to --payload-log.url: all, request or response.").Default(d.PayloadLog.Mode).Enum(exporter.PayloadLogAll, exporter.PayloadLogRequest, exporter.PayloadLogResponse)
+		plogRatio    = serve.Flag("payload-log.sample-ratio", "Share of the captured predictions sent to --payload-log.url, in (0, 1].").Default(strconv.FormatFloat(d.PayloadLog.SampleRatio, 'g', -1, 64)).Float64()
+		plogSource   = serve.Flag("payload-log.source", "The events' source attribute. Empty: http://<hostname>:<proxy port>/.").Default("").String()
+		plogExt      = serve.Flag("payload-log.extension", "Attribute added to every event, name=value (e.g. inferenceservicename=fraud, namespace=prod); repeatable. Names are 1 to 20 lowercase letters and digits.").StringMap()
+		plogWorkers  = serve.Flag("payload-log.workers", "Number of events sent to --payload-log.url at once.").Default(strconv.Itoa(d.PayloadLog.Workers)).Int()
+		plogTimeout  = serve.Flag("payload-log.timeout", "Longest wait for --payload-log.url to accept one event; a timed-out event is sent again.").Default(d.PayloadLog.Timeout.String()).Duration()
+		plogQueue    = serve.Flag("payload-log.max-queue-bytes", "Most bytes of events held in memory for sending; more go to --payload-log.spool-dir, or are dropped and counted without one.").Default(size(d.PayloadLog.MaxQueueBytes)).Bytes()
+		plogSpool    = serve.Flag("payload-log.spool-dir", "Directory for the events that don't fit in memory and those unsent at shutdown, sent from there later (also after a restart). Empty: no spool.").Default("").String()
+		plogSpoolMax = serve.Flag("payload-log.max-spool-bytes", "Most bytes of events in --payload-log.spool-dir; more are dropped and counted.").Default(size(d.PayloadLog.MaxSpoolBytes)).Bytes()
 		pushMaxBody  = serve.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
 		driftRef     = serve.Flag("drift.reference", "Reference of the models' inputs and output for drift detection: a profile (.json, from `exporter profile`) or training data (.csv, .jsonl). Empty: learn it (--drift.learn-samples) or detect no drift.").Default("").String()
 		driftPred    = serve.Flag("drift.prediction-column", "Column of the --drift.reference training data that holds the model's output.").Default("").String()
@@ -171,6 +181,10 @@ func run() int {
 		logger.Error("Invalid flag", "err", "--shadow.sample-ratio, --shadow.timeout, --shadow.concurrency and --shadow.max-pending must not be 0")
 		return 2
 	}
+	if *plogURL != "" && (*plogRatio == 0 || *plogWorkers <= 0 || *plogTimeout <= 0 || *plogQueue == 0 || *plogSpoolMax == 0) {
+		logger.Error("Invalid flag", "err", "--payload-log.sample-ratio, --payload-log.workers, --payload-log.timeout, --payload-log.max-queue-bytes and --payload-log.max-spool-bytes must be positive")
+		return 2
+	}
 	logger.Info("Starting modelmon_exporter", "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 
@@ -219,6 +233,18 @@ func run() int {
 			Concurrency: *shadowConc,
 			MaxPending:  *shadowMax,
 			Models:      *shadowModels,
+		},
+		PayloadLog: exporter.PayloadLogOptions{
+			URL:           *plogURL,
+			Mode:          *plogMode,
+			SampleRatio:   *plogRatio,
+			Source:        *plogSource,
+			Extensions:    *plogExt,
+			Workers:       *plogWorkers,
+			Timeout:       *plogTimeout,
+			MaxQueueBytes: int64(*plogQueue),
+			SpoolDir:      *plogSpool,
+			MaxSpoolBytes: int64(*plogSpoolMax),
 		},
 		Drift: exporter.DriftOptions{
 			Reference:        *driftRef,

@@ -186,6 +186,8 @@ type worker struct {
 	feedbackParser *payload.Parser
 	// shadow takes the requests to mirror; nil without --shadow.upstream.
 	shadow *shadow
+	// payloadLog sends the bodies on; nil without --payload-log.url.
+	payloadLog *payloadLog
 }
 
 func (w *worker) run() {
@@ -249,6 +251,9 @@ func (w *worker) handle(c *capture) {
 	f := c.format
 	if mc.format != payload.FormatUnknown {
 		f = mc.format
+	}
+	if w.payloadLog != nil {
+		w.payloadLog.log(c, f, req, resp)
 	}
 	p := w.parsers.get(c.model.name, mc, rc)
 	err := p.Parse(f, req, resp, &w.batch)

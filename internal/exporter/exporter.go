@@ -5,6 +5,7 @@
 package exporter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/payloadlog"
 	"github.com/modelmon/modelmon/internal/web"
 )
 
@@ -83,6 +85,9 @@ type Options struct {
 	// Shadow mirrors a sample of the predictions to a shadow model server
 	// and compares its answers with the model's.
 	Shadow ShadowOptions
+	// PayloadLog sends the captured requests and responses to an HTTP
+	// endpoint as CloudEvents.
+	PayloadLog PayloadLogOptions
 	// SnapshotInterval is how often the drift windows and the pending
 	// predictions are written there while the sidecar runs, so that a
 	// crash loses at most that much; they are written at shutdown too. 0
@@ -114,6 +119,10 @@ func DefaultOptions() Options {
 		PushMaxBodySize:    10 << 20,
 		SnapshotInterval:   time.Minute,
 		Shadow:             ShadowOptions{SampleRatio: 1, Timeout: 10 * time.Second, Concurrency: 4, MaxPending: 100000},
+		PayloadLog: PayloadLogOptions{
+			Mode: PayloadLogAll, SampleRatio: 1, Workers: payloadlog.DefaultWorkers, Timeout: payloadlog.DefaultTimeout,
+			MaxQueueBytes: payloadlog.DefaultMaxQueueBytes, MaxSpoolBytes: payloadlog.DefaultMaxSpoolBytes,
+		},
 	}
 }
 
@@ -155,6 +164,17 @@ func (o *Options) setDefaults() {
 	if o.Shadow.MaxPending == 0 {
 		o.Shadow.MaxPending = d.Shadow.MaxPending
 	}
+	if o.PayloadLog.Mode == "" {
+		o.PayloadLog.Mode = d.PayloadLog.Mode
+	}
+	if o.PayloadLog.SampleRatio == 0 {
+		o.PayloadLog.SampleRatio = d.PayloadLog.SampleRatio
+	}
+	if o.PayloadLog.Source == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(o.ProxyListenAddress)
+		o.PayloadLog.Source = "http://" + net.JoinHostPort(cmp.Or(host, "localhost"), port) + "/"
+	}
 	if o.CaptureQueueSize <= 0 {
 		o.CaptureQueueSize = d.CaptureQueueSize
 	}
@@ -183,20 +203,22 @@ func (o *Options) setDefaults() {
 
 // Exporter is a running sidecar.
 type Exporter struct {
-	opts     Options
-	logger   *slog.Logger
-	reg      *prometheus.Registry
-	metrics  *collector.Metrics
-	cfg      atomic.Pointer[runtimeConfig]
-	models   *models
-	queue    *queue
-	obs      *observer
-	proxy    *proxy
-	reloader *config.Reloader[runtimeConfig]
-	scrape   *collector.Exporter
-	drift    *driftConfig
-	windows  []string
-	ready    atomic.Bool
+	opts    Options
+	logger  *slog.Logger
+	reg     *prometheus.Registry
+	metrics *collector.Metrics
+	cfg     atomic.Pointer[runtimeConfig]
+	models  *models
+	queue   *queue
+	obs     *observer
+	proxy   *proxy
+	// payloadLog sends captured bodies on; nil without --payload-log.url.
+	payloadLog *payloadLog
+	reloader   *config.Reloader[runtimeConfig]
+	scrape     *collector.Exporter
+	drift      *driftConfig
+	windows    []string
+	ready      atomic.Bool
 
 	web      *http.Server
 	proxyLn  net.Listener
@@ -277,6 +299,12 @@ func New(o Options) (*Exporter, error) {
 				Help: "The number of the shadow model server's predictions waiting for their label (--shadow.max-pending at most).",
 			}, func() float64 { return float64(p.shadow.pending.len()) }))
 		}
+	}
+	if o.PayloadLog.URL != "" {
+		if e.payloadLog, err = newPayloadLog(o.PayloadLog, e.reg, o.Now, e.logger.With("component", "payload log")); err != nil {
+			return nil, err
+		}
+		p.logPayloads = true
 	}
 	e.scrape, err = collector.NewExporter(o.Collectors, source{e}, e.logger.With("component", "collector"))
 	if err != nil {
@@ -512,7 +540,7 @@ func (e *Exporter) Start() error {
 		e.proxy.shadow.start(e.opts.Shadow.Concurrency)
 	}
 	for i := 0; i < e.opts.CaptureWorkers; i++ {
-		w := &worker{q: e.queue, obs: e.obs, parsers: parserCache{}, logger: e.logger.With("component", "parser"), batchDelay: e.opts.CaptureBatchDelay, shadow: e.proxy.shadow}
+		w := &worker{q: e.queue, obs: e.obs, parsers: parserCache{}, logger: e.logger.With("component", "parser"), batchDelay: e.opts.CaptureBatchDelay, shadow: e.proxy.shadow, payloadLog: e.payloadLog}
 		e.workers.Add(1)
 		go func() {
 			defer e.workers.Done()
@@ -658,6 +686,13 @@ func (e *Exporter) stop(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
+	}
+	if e.payloadLog != nil {
+		// After the parsers have drained the queue: what they offered is
+		// sent, or spooled, or counted as dropped, by the deadline.
+		if err := e.payloadLog.l.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("couldn't close the payload log: %w", err))
+		}
 	}
 	if e.obs.labels != nil {
 		// After the parsers have drained the queue, so nothing captured is lost.

@@ -71,6 +71,10 @@ type proxy struct {
 	failing   *warning      // the model server fails requests
 	grpc      *grpcProxy    // nil without --proxy.grpc-upstream
 	shadow    *shadow       // nil without --shadow.upstream
+	// logPayloads: with --payload-log.url, a request's Ce-Id header is its
+	// prediction id when the label join gives none (as KServe's logger
+	// takes it).
+	logPayloads bool
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -361,6 +365,9 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		reqID = p.labels.newID()
 		resp.Header.SetBytesKV(p.labels.header, reqID)
 	}
+	if p.logPayloads && len(reqID) == 0 {
+		reqID = req.Header.PeekBytes(ceID)
+	}
 	rq := request{format: r.format, id: reqID, traceID: traceID, start: start, overhead: upStart.Sub(start)}
 	if respEnc := resp.Header.ContentEncoding(); len(reqEnc) > 0 || len(respEnc) > 0 {
 		rq.enc = bodyEncodings{encodingOf(reqEnc), encodingOf(respEnc)}
@@ -383,6 +390,9 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	}
 	p.account(m, req.Body(), respBody, respSize, resp.StatusCode(), rq, upEnd)
 }
+
+// ceID is the CloudEvents id header.
+var ceID = []byte("Ce-Id")
 
 // modelNamed is the model a prediction names, first to last: name (by its
 // path or message), hdr (the model header), the configuration's

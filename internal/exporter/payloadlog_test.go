@@ -1,0 +1,200 @@
+package exporter
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/promslog"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
+	"github.com/stretchr/testify/require"
+)
+
+// payloadLogOptions send every captured prediction to url.
+func payloadLogOptions(url string, mod func(*PayloadLogOptions)) func(*Options) {
+	return func(o *Options) {
+		o.PayloadLog = PayloadLogOptions{URL: url, Source: "http://pod-a:8081/", Extensions: map[string]string{"namespace": "prod"}}
+		if mod != nil {
+			mod(&o.PayloadLog)
+		}
+	}
+}
+
+// events waits for n events at the receiver and returns them by id and type
+// ("<id> request", "<id> response").
+func events(t *testing.T, sink *recordingServer, n int) map[string]seenRequest {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(sink.received()) >= n }, 10*time.Second, time.Millisecond,
+		"the payload log's receiver got %d events of %d", len(sink.received()), n)
+	out := map[string]seenRequest{}
+	for _, r := range sink.received() {
+		typ := strings.TrimPrefix(r.header.Get("Ce-Type"), "org.kubeflow.serving.inference.")
+		out[r.header.Get("Ce-Id")+" "+typ] = r
+	}
+	require.Len(t, out, len(sink.received()), "an event came twice")
+	return out
+}
+
+// The receiver gets each captured prediction as two CloudEvents, a request
+// and a response under one id, with the bodies as the model server got and
+// gave them (decoded when compressed); failed predictions are not logged.
+func TestPayloadLog(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, "broken") {
+			http.Error(w, "model not loaded", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	sink := newRecordingServer(t, nil, func(http.ResponseWriter, *http.Request) bool { return true })
+	e := startExporter(t, model.URL, payloadLogOptions(sink.URL, nil))
+
+	status, answer := predict(t, e, "fraud", `{"instances": [{"amount": 1}]}`, "Ce-Id", "req-1")
+	require.Equal(t, 200, status)
+	require.Equal(t, `{"predictions": ["legit"]}`, answer)
+	status, _ = predict(t, e, "fraud", string(gzipped(t, `{"instances": [{"amount": 2}]}`)), "Content-Encoding", "gzip", "Ce-Id", "req-2")
+	require.Equal(t, 200, status)
+	status, _ = predict(t, e, "broken", `{"instances": [{"amount": 3}]}`, "Ce-Id", "req-3")
+	require.Equal(t, 503, status)
+	status, _ = predict(t, e, "fraud", `{"instances": [{"amount": 4}]}`)
+	require.Equal(t, 200, status)
+	waitIdle(t, e)
+
+	got := events(t, sink, 6)
+	req := got["req-1 request"]
+	require.Equal(t, `{"instances": [{"amount": 1}]}`, string(req.body))
+	require.Equal(t, "POST", req.method)
+	require.Equal(t, "1.0", req.header.Get("Ce-Specversion"))
+	require.Equal(t, "http://pod-a:8081/", req.header.Get("Ce-Source"))
+	require.Equal(t, "fraud", req.header.Get("Ce-Modelname"))
+	require.Equal(t, "prod", req.header.Get("Ce-Namespace"))
+	require.Equal(t, "application/json", req.header.Get("Content-Type"))
+	_, err := time.Parse(time.RFC3339Nano, req.header.Get("Ce-Time"))
+	require.NoError(t, err)
+	require.Equal(t, `{"predictions": ["legit"]}`, string(got["req-1 response"].body))
+	require.Equal(t, `{"instances": [{"amount": 2}]}`, string(got["req-2 request"].body), "decoded")
+	require.NotContains(t, got, "req-3 request", "a failed prediction is not captured")
+	// The prediction without an id got one, for its request and response.
+	var generated []string
+	for k := range got {
+		if !strings.HasPrefix(k, "req-") {
+			generated = append(generated, k)
+		}
+	}
+	require.Len(t, generated, 2)
+	id, _, _ := strings.Cut(generated[0], " ")
+	require.Contains(t, got, id+" request")
+	require.Contains(t, got, id+" response")
+	require.Equal(t, `{"instances": [{"amount": 4}]}`, string(got[id+" request"].body))
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_payload_log_events_sent_total", map[string]string{"type": "request"}))
+}
+
+// With labels, an event's id is the prediction's id for the label join:
+// the one the client sent, or the one the sidecar gave it in the answer.
+func TestPayloadLogLabelIDs(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
+	sink := newRecordingServer(t, nil, func(http.ResponseWriter, *http.Request) bool { return true })
+	e := startExporter(t, model.URL, func(o *Options) {
+		payloadLogOptions(sink.URL, func(p *PayloadLogOptions) { p.Mode = PayloadLogRequest })(o)
+		o.Labels = LabelsOptions{Enabled: true}
+	})
+	req, err := http.NewRequest("POST", "http://"+e.ProxyAddr()+"/v1/models/fraud:predict", strings.NewReader(`{"instances": [{"amount": 1}]}`))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	given := resp.Header.Get("X-Request-Id")
+	require.NotEmpty(t, given)
+	status, _ := predict(t, e, "fraud", `{"instances": [{"amount": 2}]}`, "X-Request-Id", "mine")
+	require.Equal(t, 200, status)
+	got := events(t, sink, 2)
+	require.Contains(t, got, given+" request")
+	require.Contains(t, got, "mine request")
+	require.NotContains(t, got, "mine response", "--payload-log.mode=request")
+}
+
+// A payload log receiver that is down fails no prediction; with a spool, the
+// events wait on disk across a restart and reach the receiver once it is up.
+func TestPayloadLogReceiverDown(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	spool := filepath.Join(t.TempDir(), "spool")
+	o := payloadLogOptions("http://"+addr+"/", func(p *PayloadLogOptions) { p.SpoolDir = spool; p.MaxQueueBytes = 200 })
+
+	opts := Options{}
+	o(&opts)
+	e, err := New(withLoopback(model.URL, opts))
+	require.NoError(t, err)
+	require.NoError(t, e.Start())
+	for i := range 20 {
+		status, answer := predict(t, e, "fraud", `{"instances": [{"amount": 1}]}`, "Ce-Id", "p-"+string(rune('a'+i)))
+		require.Equal(t, 200, status)
+		require.Equal(t, `{"predictions": ["legit"]}`, answer)
+	}
+	waitIdle(t, e)
+	require.Eventually(t, func() bool {
+		return metricValue(t, e, "modelmon_payload_log_send_failures_total", map[string]string{"reason": "connection"}) > 0
+	}, 10*time.Second, time.Millisecond)
+	require.Positive(t, metricValue(t, e, "modelmon_payload_log_events_spooled_total", nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	require.NoError(t, e.Stop(ctx))
+	files, err := filepath.Glob(filepath.Join(spool, "*.spool"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+
+	// The receiver comes up; the sidecar restarts on the same spool.
+	ln, err = net.Listen("tcp", addr)
+	require.NoError(t, err)
+	sink := &recordingServer{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sink.mu.Lock()
+		sink.seen = append(sink.seen, seenRequest{header: r.Header.Clone()})
+		sink.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	startExporter(t, model.URL, o)
+	got := events(t, sink, 40)
+	for i := range 20 {
+		id := "p-" + string(rune('a'+i))
+		require.Contains(t, got, id+" request")
+		require.Contains(t, got, id+" response")
+	}
+}
+
+// Options a test sidecar on loopback takes (startExporter's).
+func withLoopback(upstream string, o Options) Options {
+	addrs := []string{"127.0.0.1:0"}
+	webCfg := ""
+	o.ProxyListenAddress = "127.0.0.1:0"
+	o.Proxy = ProxyOptions{Upstream: upstream, Timeout: 5 * time.Second}
+	o.Web = &toolkit.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &webCfg}
+	o.DisableExporterMetrics = true
+	o.Logger = promslog.NewNopLogger()
+	return o
+}
+
+func TestPayloadLogOptions(t *testing.T) {
+	for _, tc := range []struct {
+		mod  func(*PayloadLogOptions)
+		want string
+	}{
+		{func(p *PayloadLogOptions) { p.Mode = "both" }, `invalid payload log mode "both"`},
+		{func(p *PayloadLogOptions) { p.SampleRatio = 1.5 }, "sample ratio 1.5"},
+		{func(p *PayloadLogOptions) { p.Extensions = map[string]string{"Namespace": "x"} }, `extension "Namespace"`},
+		{func(p *PayloadLogOptions) { p.Extensions = map[string]string{"modelname": "x"} }, "the sidecar's own"},
+	} {
+		o := withLoopback("http://127.0.0.1:1", Options{})
+		payloadLogOptions("http://127.0.0.1:1/", tc.mod)(&o)
+		_, err := New(o)
+		require.ErrorContains(t, err, tc.want)
+	}
+}
