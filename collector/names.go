@@ -90,6 +90,15 @@ const (
 	LabelsForwardedTotal     = "modelmon_labels_forwarded_total"
 	LabelPeers               = "modelmon_label_peers"
 
+	PayloadLogSentTotal     = "modelmon_payload_log_events_sent_total"
+	PayloadLogDroppedTotal  = "modelmon_payload_log_events_dropped_total"
+	PayloadLogFailuresTotal = "modelmon_payload_log_send_failures_total"
+	PayloadLogSpooledTotal  = "modelmon_payload_log_events_spooled_total"
+	PayloadLogDuration      = "modelmon_payload_log_delivery_duration_seconds"
+	PayloadLogQueueBytes    = "modelmon_payload_log_queue_bytes"
+	PayloadLogQueueMaxBytes = "modelmon_payload_log_queue_max_bytes"
+	PayloadLogSpoolBytes    = "modelmon_payload_log_spool_bytes"
+
 	ShadowRequestsTotal           = "modelmon_shadow_requests_total"
 	ShadowErrorsTotal             = "modelmon_shadow_errors_total"
 	ShadowDroppedTotal            = "modelmon_shadow_dropped_total"

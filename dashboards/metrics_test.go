@@ -238,13 +238,17 @@ func runExporter(t *testing.T, bin string) exposed {
 		_, _ = io.WriteString(w, `{"predictions":[2]}`)
 	}))
 	t.Cleanup(shadow.Close)
+	payloadLog := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(payloadLog.Close)
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
 	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    feature_importance: {amount: 1, country: 0.5}\n"), 0o644))
 	proxy, web := freeAddr(t), freeAddr(t)
 	start(t, filepath.Join(bin, "exporter"), web, "--config.file="+cfg,
 		"--proxy.upstream="+upstream.URL, "--proxy.listen-address="+proxy, "--web.listen-address="+web,
 		"--drift.learn-samples=20", "--drift.min-samples=5", "--labels.enabled",
-		"--shadow.upstream="+shadow.URL, "--shadow.concurrency=1")
+		"--shadow.upstream="+shadow.URL, "--shadow.concurrency=1", "--payload-log.url="+payloadLog.URL)
 
 	// A classifier's and a regression's predictions compared with the
 	// shadow before the burst below keeps it busy, and labelled below.

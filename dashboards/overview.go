@@ -79,6 +79,14 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultTimeseries("Payload sizes", "90th percentile of request and response bodies, from the native histograms.", "bytes").
 			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.9, sum by (model) (%s))", q.rate(collector.RequestSizeBytes)), "{{model}} request")).
 			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.9, sum by (model) (%s))", q.rate(collector.ResponseSizeBytes)), "{{model}} response"))).
+		WithPanel(defaultTimeseries("Payload log", "Events per second the payload log's receiver (--payload-log.url) accepted, by type, and those dropped, by reason: the requests were served, the payload log misses them. Empty without a payload log.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (type) (rate(%s[$__rate_interval]))", q.plain(collector.PayloadLogSentTotal)), "sent {{type}}")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.PayloadLogDroppedTotal)), "dropped {{reason}}")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.PayloadLogFailuresTotal)), "failed attempts {{reason}}"))).
+		WithPanel(defaultTimeseries("Payload log backlog", "Bytes of payload events waiting to be sent, in memory (against its bound) and in the spool directory: growth means the receiver does not keep up.", "bytes").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (instance) (%s)", q.plain(collector.PayloadLogQueueBytes)), "{{instance}} queue")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (instance) (%s)", q.plain(collector.PayloadLogQueueMaxBytes)), "{{instance}} queue bound")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (instance) (%s)", q.plain(collector.PayloadLogSpoolBytes)), "{{instance}} spool"))).
 		WithPanel(defaultTimeseries("Label values over their cap", "Traffic-derived label values (models, features, classes) replaced by __other__ per second: raise the limits or look at the traffic.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (label) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelOverflowTotal)), "{{label}}"))).
 		WithRow(dashboard.NewRowBuilder("Predictions")).

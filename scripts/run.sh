@@ -4,7 +4,8 @@
 # failures and then shifts a feature's distribution and posts the ground truth
 # of the predictions it got, and alertd on its embedded
 # engine scraping the sidecar and evaluating the shipped rules and the demo's
-# drift rule. The drift alert fires, is classified (data_quality, retrain),
+# drift rule. The sidecar sends its payloads on as CloudEvents (the payload
+# log) to examples/alert-receiver. The drift alert fires, is classified (data_quality, retrain),
 # escalates through two levels of a Slack-compatible receiver and triggers a
 # signed retrain webhook; examples/alert-receiver stands in for Slack, the
 # webhook and CI, and prints what it gets. A progress line marks each step,
@@ -58,6 +59,7 @@ bin/exporter --proxy.upstream="http://127.0.0.1:${MODEL_PORT}" \
 	--web.listen-address="127.0.0.1:${WEB_PORT}" \
 	--config.file=examples/modelmon.yml --labels.enabled \
 	--shadow.upstream="http://127.0.0.1:${SHADOW_PORT}" --shadow.sample-ratio=0.5 \
+	--payload-log.url="http://127.0.0.1:${RECEIVER_PORT}/events" --payload-log.extension=namespace=demo \
 	--drift.learn-samples=2000 --drift.windows=1m,1h >"$LOG_DIR/exporter.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:${WEB_PORT}/-/ready" exporter
@@ -114,7 +116,8 @@ modelmon is running.
   incidents               http://127.0.0.1:${ALERTD_PORT}/api/v1/incidents
   action requests         http://127.0.0.1:${ALERTD_PORT}/api/v1/actions/requests
   alertd metrics          http://127.0.0.1:${ALERTD_PORT}/metrics
-  Slack, webhook and CI   examples/alert-receiver on 127.0.0.1:${RECEIVER_PORT} prints what it gets
+  Slack, webhook, CI and  examples/alert-receiver on 127.0.0.1:${RECEIVER_PORT} prints what it gets
+  the payload log         (the sidecar's CloudEvents go to /events)
                           into ${LOG_DIR}/alert-receiver.log (shown below)
 
   traffic generator       ${RATE} requests/s to the sidecar; from 20s to 3m20s half of them fail;
@@ -206,6 +209,15 @@ while true; do
 		END { if (n >= 500) printf "%d predictions compared with the shadow (candidate v2): %.1f%% would change class, mean score difference %.3f", n, 100 * d / n, a / n }')
 	if [ -n "$shadow" ]; then
 		step shadow "sidecar: $shadow (modelmon_shadow_*)"
+	fi
+
+	# The payload log: each captured prediction as two CloudEvents.
+	plog=$(curl -fsS "http://127.0.0.1:${WEB_PORT}/metrics" 2>/dev/null | awk '
+		/^modelmon_payload_log_events_sent_total/ { n += $2 }
+		/^modelmon_payload_log_events_dropped_total/ { d += $2 }
+		END { if (n >= 500) printf "%d payload events sent as CloudEvents to the payload log, %d dropped", n, d }')
+	if [ -n "$plog" ]; then
+		step plog "sidecar: $plog (modelmon_payload_log_*)"
 	fi
 
 	alerts=$(api /api/v1/alerts | split '{"labels":')

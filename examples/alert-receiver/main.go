@@ -11,6 +11,8 @@
 //     refuses bad or replayed signatures with 401, answers a repeated
 //     Idempotency-Key with 200 without acting again, and prints one line per
 //     action it would run (a retrain, say).
+//   - POST /events takes the sidecar's payload log (--payload-log.url):
+//     CloudEvents in binary mode. It prints the first event of each type.
 package main
 
 import (
@@ -58,6 +60,7 @@ func main() {
 	http.HandleFunc("/", webhook)
 	http.Handle("/api/", &slack{})
 	http.Handle("/actions/", &actionReceiver{verifier: &actions.Verifier{Secret: *secret}, done: map[string]bool{}})
+	http.Handle("/events", &eventSink{counts: map[string]int{}})
 	log.Fatal(http.ListenAndServe(*addr, nil))
 }
 
@@ -92,6 +95,39 @@ func webhook(w http.ResponseWriter, r *http.Request) {
 	for _, a := range p.Alerts {
 		printf("webhook %-8s %s %s — %s", strings.ToUpper(a.Status), p.Receiver, labels(a.Labels), a.Annotations["summary"])
 	}
+}
+
+// eventSink takes CloudEvents in binary mode: the attributes in Ce- headers,
+// the data as the body.
+type eventSink struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (e *eventSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	typ, id := r.Header.Get("Ce-Type"), r.Header.Get("Ce-Id")
+	if r.Header.Get("Ce-Specversion") != "1.0" || typ == "" || id == "" || r.Header.Get("Ce-Source") == "" {
+		http.Error(w, "not a CloudEvent in binary mode: Ce-Specversion 1.0, Ce-Type, Ce-Id and Ce-Source are required", http.StatusBadRequest)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.counts[typ]++
+	if e.counts[typ] == 1 {
+		printf("payload log %s id=%s model=%s %s: %s", typ, id, r.Header.Get("Ce-Modelname"), r.Header.Get("Content-Type"), truncate(string(b), 80))
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // slack is a Slack-compatible Web API: every message is accepted and printed.

@@ -79,3 +79,26 @@ func TestActions(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "unsigned")
 }
+
+func TestEvents(t *testing.T) {
+	sink := &eventSink{counts: map[string]int{}}
+	srv := httptest.NewServer(sink)
+	defer srv.Close()
+	send := func(header map[string]string) int {
+		t.Helper()
+		req, err := http.NewRequest("POST", srv.URL, strings.NewReader(`{"instances":[[1]]}`))
+		require.NoError(t, err)
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ce := map[string]string{"Ce-Specversion": "1.0", "Ce-Type": "org.kubeflow.serving.inference.request", "Ce-Id": "1", "Ce-Source": "http://pod/"}
+	require.Equal(t, http.StatusAccepted, send(ce))
+	require.Equal(t, http.StatusAccepted, send(ce))
+	require.Equal(t, http.StatusBadRequest, send(map[string]string{"Ce-Id": "1"}))
+	require.Equal(t, map[string]int{"org.kubeflow.serving.inference.request": 2}, sink.counts)
+}

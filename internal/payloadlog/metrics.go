@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/outbox"
 )
 
@@ -21,23 +22,23 @@ type metrics struct {
 func newMetrics(l *Logger) *metrics {
 	m := &metrics{
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "modelmon_payload_log_events_sent_total",
+			Name: collector.PayloadLogSentTotal,
 			Help: "The total number of payload events the payload log's receiver accepted, by type: request or response.",
 		}, []string{"type"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "modelmon_payload_log_events_dropped_total",
+			Name: collector.PayloadLogDroppedTotal,
 			Help: "The total number of payload events not sent, by reason: queue_full (no spool), spool_full, rejected (by the receiver, with a 4xx), shutdown (no spool) or spool_error.",
 		}, []string{"reason"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "modelmon_payload_log_send_failures_total",
+			Name: collector.PayloadLogFailuresTotal,
 			Help: "The total number of failed attempts to send a payload event, by reason: timeout, connection, http_4xx, http_5xx, rate_limited or other.",
 		}, []string{"reason"}),
 		spooled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "modelmon_payload_log_events_spooled_total",
+			Name: collector.PayloadLogSpooledTotal,
 			Help: "The total number of payload events written to the spool directory, to be sent from there.",
 		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:                            "modelmon_payload_log_delivery_duration_seconds",
+			Name:                            collector.PayloadLogDuration,
 			Help:                            "The duration of attempts to send a payload event, in seconds.",
 			Buckets:                         []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10},
 			NativeHistogramBucketFactor:     1.1,
@@ -54,15 +55,15 @@ func newMetrics(l *Logger) *metrics {
 	}
 	m.gauges = []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "modelmon_payload_log_queue_bytes",
+			Name: collector.PayloadLogQueueBytes,
 			Help: "The bytes of payload events held in memory for sending.",
 		}, locked(func() float64 { return float64(l.queueBytes) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "modelmon_payload_log_queue_max_bytes",
+			Name: collector.PayloadLogQueueMaxBytes,
 			Help: "The most bytes of payload events held in memory (--payload-log.max-queue-bytes).",
 		}, func() float64 { return float64(l.o.MaxQueueBytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "modelmon_payload_log_spool_bytes",
+			Name: collector.PayloadLogSpoolBytes,
 			Help: "The bytes of the spool directory's files of payload events not yet sent.",
 		}, locked(func() float64 { return float64(l.spoolBytes) })),
 	}
