@@ -39,6 +39,7 @@ FUZZ_TARGETS := \
 	./drift:FuzzCSV \
 	./drift:FuzzJSONL \
 	./drift:FuzzProfile \
+	./internal/parquetdata:FuzzParquet \
 	./drift:FuzzWindowState \
 	./internal/quality:FuzzRestore
 

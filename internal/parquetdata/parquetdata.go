@@ -1,0 +1,436 @@
+// Package parquetdata reads reference data (training data) from Parquet
+// files into the drift package's columns, as drift.ReadCSV and ReadJSONL read
+// CSV and JSON Lines, so that `exporter profile`, `exporter drift` and
+// --drift.reference take the files data science teams keep their training
+// sets in.
+//
+// Columns are named by their path, nested groups joined with dots as ReadJSONL
+// flattens objects ("user.age"). Their kind comes from the schema: booleans,
+// integers, floating point numbers, decimals, dates and timestamps are
+// numeric (booleans 1 and 0, dates in days and timestamps in seconds since
+// the epoch); strings, enums and other byte arrays are categorical, unless
+// drift.ReadOptions force a kind. Nulls, NaN and ±Inf are missing. Repeated
+// columns (lists, maps) have no single value per row: they are an error when
+// selected (drift.ReadOptions.Columns), and left out otherwise.
+package parquetdata
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/deprecated"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
+	"github.com/pierrec/lz4/v4"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// leaf is one column of the file.
+type leaf struct {
+	name     string
+	index    int // the file's column index
+	repeated bool
+	conv     func(parquet.Value) string
+	numeric  bool
+}
+
+// Read reads the Parquet file r of the given size. name is the file's name,
+// for errors.
+func Read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) (cols []drift.Column, err error) {
+	defer func() {
+		// parquet-go panics on some damaged files (a dictionary index out
+		// of range, say): an error here, not a crash of the sidecar.
+		if p := recover(); p != nil {
+			cols, err = nil, fmt.Errorf("%s: damaged Parquet file: %v", name, p)
+		}
+	}()
+	if err := checkFooter(r, size); err != nil {
+		return nil, fmt.Errorf("%s: not a Parquet file: %w", name, err)
+	}
+	f, err := parquet.OpenFile(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a Parquet file: %w", name, err)
+	}
+	if err := checkPages(r, size, f.Metadata()); err != nil {
+		return nil, fmt.Errorf("%s: damaged Parquet file: %w", name, err)
+	}
+	leaves, err := leavesOf(f.Schema())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var kept []leaf
+	for _, l := range leaves {
+		if !l.repeated && (len(opts.Columns) == 0 || slices.Contains(opts.Columns, l.name)) {
+			kept = append(kept, l)
+			continue
+		}
+		if l.repeated && slices.Contains(opts.Columns, l.name) {
+			return nil, fmt.Errorf("%s: column %q is repeated (a list or map): it has no single value per row", name, l.name)
+		}
+	}
+	// The schema's kinds, unless the options force others.
+	o := opts
+	o.Numeric, o.Categorical = slices.Clone(opts.Numeric), slices.Clone(opts.Categorical)
+	header := make([]string, len(kept))
+	for i, l := range kept {
+		header[i] = l.name
+		if slices.Contains(opts.Numeric, l.name) || slices.Contains(opts.Categorical, l.name) {
+			continue
+		}
+		if l.numeric {
+			o.Numeric = append(o.Numeric, l.name)
+		} else {
+			o.Categorical = append(o.Categorical, l.name)
+		}
+	}
+	rows, err := drift.NewRows(name, header, o)
+	if err != nil {
+		return nil, err
+	}
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("%s: no column with a single value per row (lists and maps are left out)", name)
+	}
+
+	byIndex := make(map[int]int, len(kept))
+	for i, l := range kept {
+		byIndex[l.index] = i
+	}
+	values := make([]string, len(kept))
+	buf := make([]parquet.Row, 256)
+	for _, rg := range f.RowGroups() {
+		rr := rg.Rows()
+		for {
+			n, err := rr.ReadRows(buf)
+			for _, row := range buf[:n] {
+				clear(values)
+				for _, v := range row {
+					i, ok := byIndex[v.Column()]
+					if !ok || v.IsNull() {
+						continue
+					}
+					values[i] = kept[i].conv(v)
+				}
+				if err := rows.Add(values); err != nil {
+					rr.Close()
+					return nil, err
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				rr.Close()
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		if err := rr.Close(); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return rows.Columns()
+}
+
+// checkFooter checks the file's end: the footer's length, then "PAR1". The
+// length must fit in the file: parquet-go allocates what it says before it
+// checks (a damaged 461-byte file made it allocate 3.6 GB).
+func checkFooter(r io.ReaderAt, size int64) error {
+	const magic = "PAR1"
+	if size < 12 {
+		return errors.New("shorter than a Parquet file's header and footer")
+	}
+	var tail [8]byte
+	if _, err := r.ReadAt(tail[:], size-8); err != nil {
+		return err
+	}
+	if string(tail[4:]) != magic {
+		return errors.New("no PAR1 at the end")
+	}
+	if n := int64(binary.LittleEndian.Uint32(tail[:4])); n > size-12 {
+		return fmt.Errorf("footer of %d bytes in a file of %d", n, size)
+	}
+	return nil
+}
+
+// maxPageSize bounds a page's size once decompressed. Writers keep pages
+// near 1 MiB.
+const maxPageSize = 256 << 20
+
+// checkPages reads every page of every column chunk before parquet-go
+// decodes them, and rejects a file whose chunks lie outside it, or one of
+// whose pages says it decompresses to more than maxPageSize, or does not
+// decompress, within the size it says, with its codec. parquet-go trusts
+// what a damaged file says: it allocates a page's stated size, and its LZ4
+// codec doubles its buffer for as long as a page fails to decode, until the
+// process runs out of memory.
+func checkPages(r io.ReaderAt, size int64, md *format.FileMetaData) error {
+	var protocol thrift.CompactProtocol
+	var data []byte
+	for _, rg := range md.RowGroups {
+		for _, cc := range rg.Columns {
+			m := cc.MetaData
+			col := strings.Join(m.PathInSchema, ".")
+			start := m.DataPageOffset
+			if m.DictionaryPageOffset > 0 && m.DictionaryPageOffset < start {
+				start = m.DictionaryPageOffset
+			}
+			if start < 4 || m.TotalCompressedSize < 0 || start+m.TotalCompressedSize > size {
+				return fmt.Errorf("column %q: chunk at %d of %d bytes outside the file", col, start, m.TotalCompressedSize)
+			}
+			cr := &countingReader{r: bufio.NewReader(io.NewSectionReader(r, start, m.TotalCompressedSize))}
+			dec := thrift.NewDecoder(protocol.NewReader(cr))
+			for cr.n < m.TotalCompressedSize {
+				var h format.PageHeader
+				if err := dec.Decode(&h); err != nil {
+					return fmt.Errorf("column %q: page header: %w", col, err)
+				}
+				c, u := int64(h.CompressedPageSize), int64(h.UncompressedPageSize)
+				if c < 0 || u < 0 || u > maxPageSize || c > m.TotalCompressedSize {
+					return fmt.Errorf("column %q: a page of %d bytes that decompresses to %d", col, c, u)
+				}
+				data = slices.Grow(data[:0], int(c))[:c]
+				if _, err := io.ReadFull(cr, data); err != nil {
+					return fmt.Errorf("column %q: page cut short: %w", col, err)
+				}
+				compressed := data
+				if v2 := h.DataPageHeaderV2; v2.Valid {
+					levels := int64(v2.V.RepetitionLevelsByteLength) + int64(v2.V.DefinitionLevelsByteLength)
+					if levels < 0 || levels > c || levels > u {
+						return fmt.Errorf("column %q: page levels of %d bytes in a page of %d", col, levels, c)
+					}
+					if v2.V.IsCompressed.Valid && !v2.V.IsCompressed.V {
+						continue
+					}
+					compressed, u = data[levels:], u-levels
+				}
+				if err := tryDecompress(m.Codec, compressed, u); err != nil {
+					return fmt.Errorf("column %q: page does not decompress to the %d bytes it says (%s): %w", col, u, m.Codec, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// tryDecompress decompresses data with codec into at most size bytes.
+func tryDecompress(codec format.CompressionCodec, data []byte, size int64) error {
+	var rd io.Reader
+	switch codec {
+	case format.Uncompressed:
+		if int64(len(data)) != size {
+			return fmt.Errorf("%d bytes", len(data))
+		}
+		return nil
+	case format.Snappy:
+		n, err := snappy.DecodedLen(data)
+		if err != nil {
+			return err
+		}
+		if int64(n) > size {
+			return fmt.Errorf("%d bytes", n)
+		}
+		_, err = snappy.Decode(make([]byte, n), data)
+		return err
+	case format.Lz4Raw:
+		_, err := lz4.UncompressBlock(data, make([]byte, size))
+		return err
+	case format.Zstd:
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(size)+1))
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		out, err := d.DecodeAll(data, make([]byte, 0, size))
+		if err == nil && int64(len(out)) > size {
+			err = fmt.Errorf("%d bytes", len(out))
+		}
+		return err
+	case format.Gzip:
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return err
+		}
+		rd = zr
+	case format.Brotli:
+		rd = brotli.NewReader(bytes.NewReader(data))
+	default:
+		return errors.New("a codec this reader does not take")
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(rd, size+1))
+	if err == nil && n > size {
+		err = errors.New("more")
+	}
+	return err
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r *bufio.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.n++
+	}
+	return b, err
+}
+
+// leavesOf lists the schema's leaf columns in the file's column order.
+func leavesOf(s *parquet.Schema) ([]leaf, error) {
+	var out []leaf
+	for _, path := range s.Columns() {
+		lc, ok := s.Lookup(path...)
+		if !ok {
+			return nil, fmt.Errorf("column %q not in the schema", strings.Join(path, "."))
+		}
+		l := leaf{name: strings.Join(path, "."), index: lc.ColumnIndex, repeated: lc.MaxRepetitionLevel > 0}
+		l.conv, l.numeric = converter(lc.Node.Type())
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// converter returns how a column's values become text, and whether they are
+// numbers.
+func converter(t parquet.Type) (func(parquet.Value) string, bool) {
+	lt := t.LogicalType()
+	var decimalScale int32 = -1
+	if lt != nil {
+		if d, ok := lt.Value.(*format.DecimalType); ok {
+			decimalScale = d.Scale
+		}
+	}
+	num := func(x float64) string {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return ""
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	var perSecond float64
+	if lt != nil {
+		if ts, ok := lt.Value.(*format.TimestampType); ok && ts.Unit.Value != nil && ts.Unit.Value.Duration() > 0 {
+			perSecond = float64(time.Second / ts.Unit.Value.Duration())
+		}
+	}
+	if ct := t.ConvertedType(); perSecond == 0 && ct != nil {
+		switch *ct {
+		case deprecated.TimestampMillis:
+			perSecond = 1e3
+		case deprecated.TimestampMicros:
+			perSecond = 1e6
+		}
+	}
+	switch t.Kind() {
+	case parquet.Boolean:
+		return func(v parquet.Value) string {
+			if v.Boolean() {
+				return "1"
+			}
+			return "0"
+		}, true
+	case parquet.Int32, parquet.Int64:
+		unsigned := false
+		if lt != nil {
+			if it, ok := lt.Value.(*format.IntType); ok {
+				unsigned = !it.IsSigned
+			}
+		}
+		return func(v parquet.Value) string {
+			var x float64
+			switch {
+			case t.Kind() == parquet.Int32 && unsigned:
+				x = float64(uint32(v.Int32()))
+			case t.Kind() == parquet.Int32:
+				x = float64(v.Int32())
+			case unsigned:
+				x = float64(uint64(v.Int64()))
+			default:
+				x = float64(v.Int64())
+			}
+			switch {
+			case decimalScale >= 0:
+				x /= math.Pow10(int(decimalScale))
+			case perSecond > 0:
+				x /= perSecond
+			}
+			return num(x)
+		}, true
+	case parquet.Int96:
+		// Impala's and Spark's legacy timestamps: nanoseconds of the day and
+		// the Julian day.
+		return func(v parquet.Value) string {
+			i := v.Int96()
+			nanos := int64(uint64(i[1])<<32 | uint64(i[0]))
+			day := int64(i[2])
+			return num(float64(day-2440588)*86400 + float64(nanos)/1e9)
+		}, true
+	case parquet.Float:
+		return func(v parquet.Value) string { return num(float64(v.Float())) }, true
+	case parquet.Double:
+		return func(v parquet.Value) string { return num(v.Double()) }, true
+	case parquet.ByteArray, parquet.FixedLenByteArray:
+		if decimalScale >= 0 {
+			scale := new(big.Float).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(decimalScale)), nil))
+			return func(v parquet.Value) string {
+				x, _ := new(big.Float).Quo(new(big.Float).SetInt(twosComplement(v.ByteArray())), scale).Float64()
+				return num(x)
+			}, true
+		}
+		if lt != nil {
+			switch lt.Value.(type) {
+			case *format.StringType, *format.EnumType, *format.JsonType, *format.BsonType:
+				return func(v parquet.Value) string { return string(v.ByteArray()) }, false
+			case *format.UUIDType:
+				return func(v parquet.Value) string { return uuid(v.ByteArray()) }, false
+			}
+		}
+		if t.Kind() == parquet.FixedLenByteArray {
+			return func(v parquet.Value) string { return hex.EncodeToString(v.ByteArray()) }, false
+		}
+		// Binary without an annotation: writers such as Impala's keep text so.
+		return func(v parquet.Value) string { return string(v.ByteArray()) }, false
+	}
+	return func(v parquet.Value) string { return v.String() }, false
+}
+
+// twosComplement reads a big-endian two's complement integer.
+func twosComplement(b []byte) *big.Int {
+	x := new(big.Int).SetBytes(b)
+	if len(b) > 0 && b[0]&0x80 != 0 {
+		x.Sub(x, new(big.Int).Lsh(big.NewInt(1), uint(8*len(b))))
+	}
+	return x
+}
+
+// uuid formats 16 bytes as a UUID.
+func uuid(b []byte) string {
+	if len(b) != 16 {
+		return hex.EncodeToString(b)
+	}
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

@@ -1,0 +1,156 @@
+package parquetdata
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+func readFile(t *testing.T, name string, opts drift.ReadOptions) ([]drift.Column, error) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return Read(name, bytes.NewReader(b), int64(len(b)), opts)
+}
+
+func byName(cols []drift.Column) map[string]drift.Column {
+	m := map[string]drift.Column{}
+	for _, c := range cols {
+		m[c.Name] = c
+	}
+	return m
+}
+
+// The files of Apache's parquet-testing (as parquet-go ships them), written
+// by Impala and others, read as their README and Arrow's tests describe
+// them.
+func TestParquetTesting(t *testing.T) {
+	for _, file := range []string{"alltypes_plain.parquet"} {
+		cols, err := readFile(t, file, drift.ReadOptions{})
+		require.NoError(t, err)
+		c := byName(cols)
+		require.Equal(t, []float64{4, 5, 6, 7, 2, 3, 0, 1}, c["id"].Num)
+		require.Equal(t, []float64{1, 0, 1, 0, 1, 0, 1, 0}, c["bool_col"].Num)
+		require.Equal(t, []float64{0, 10, 0, 10, 0, 10, 0, 10}, c["bigint_col"].Num)
+		require.Equal(t, []float64{0, float64(float32(1.1)), 0, float64(float32(1.1)), 0, float64(float32(1.1)), 0, float64(float32(1.1))}, c["float_col"].Num)
+		require.Equal(t, []float64{0, 10.1, 0, 10.1, 0, 10.1, 0, 10.1}, c["double_col"].Num)
+		// Binary without a UTF8 annotation, as Impala writes text, is
+		// categorical, even where it looks like numbers.
+		require.Equal(t, []string{"03/01/09", "03/01/09", "04/01/09", "04/01/09", "02/01/09", "02/01/09", "01/01/09", "01/01/09"}, c["date_string_col"].Str)
+		require.Equal(t, []string{"0", "1", "0", "1", "0", "1", "0", "1"}, c["string_col"].Str)
+		require.Nil(t, c["string_col"].Num)
+		// INT96 timestamps: 2009-03-01 00:00:00 UTC is 1235865600, a minute
+		// apart in each pair.
+		require.Equal(t, []float64{1235865600, 1235865660, 1238544000, 1238544060, 1233446400, 1233446460, 1230768000, 1230768060}, c["timestamp_col"].Num)
+	}
+	// Snappy-compressed, the rows with id 6 and 7.
+	cols, err := readFile(t, "alltypes_plain.snappy.parquet", drift.ReadOptions{Columns: []string{"id", "string_col"}})
+	require.NoError(t, err)
+	require.Equal(t, "[{id [6 7] []} {string_col [] [0 1]}]", fmt.Sprint(cols))
+
+	// DECIMAL(4,2) in INT32, DECIMAL(10,2) in INT64, in a byte array and in
+	// a fixed-length byte array (25 digits): 1.00 to 24.00.
+	var want []float64
+	for i := 1; i <= 24; i++ {
+		want = append(want, float64(i))
+	}
+	for _, file := range []string{"int32_decimal.parquet", "int64_decimal.parquet", "byte_array_decimal.parquet", "fixed_length_decimal.parquet"} {
+		cols, err := readFile(t, file, drift.ReadOptions{})
+		require.NoError(t, err, file)
+		require.Equal(t, want, byName(cols)["value"].Num, file)
+	}
+
+	// Nulls in a nested group are missing; the column is named by its path.
+	cols, err = readFile(t, "nulls.snappy.parquet", drift.ReadOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "b_struct.b_c_int", cols[0].Name)
+	for _, v := range cols[0].Num {
+		require.True(t, math.IsNaN(v))
+	}
+	cols, err = readFile(t, "single_nan.parquet", drift.ReadOptions{})
+	require.NoError(t, err)
+	require.True(t, math.IsNaN(cols[0].Num[0]))
+}
+
+func TestParquetErrors(t *testing.T) {
+	_, err := readFile(t, "list_columns.parquet", drift.ReadOptions{})
+	require.ErrorContains(t, err, "list_columns.parquet: no column with a single value per row")
+	_, err = readFile(t, "list_columns.parquet", drift.ReadOptions{Columns: []string{"int64_list.list.item"}})
+	require.ErrorContains(t, err, `list_columns.parquet: column "int64_list.list.item" is repeated`)
+	_, err = Read("train.parquet", strings.NewReader("a,b\n1,2\n"), 8, drift.ReadOptions{})
+	require.ErrorContains(t, err, "train.parquet: not a Parquet file")
+	_, err = readFile(t, "alltypes_plain.parquet", drift.ReadOptions{Columns: []string{"nope"}})
+	require.EqualError(t, err, `alltypes_plain.parquet: missing column "nope"`)
+	// A string column forced numeric.
+	_, err = readFile(t, "alltypes_plain.parquet", drift.ReadOptions{Numeric: []string{"date_string_col"}})
+	require.EqualError(t, err, `alltypes_plain.parquet: row 1: column "date_string_col": "03/01/09" is not a number`)
+}
+
+// trainingRow is a row of a training set as pandas writes it: nullable
+// numbers, strings, a boolean.
+type trainingRow struct {
+	Amount  *float64 `parquet:"amount,optional"`
+	Age     *int64   `parquet:"age,optional"`
+	Country *string  `parquet:"country,optional"`
+	Zip     string   `parquet:"zip"`
+	Fraud   bool     `parquet:"fraud"`
+}
+
+// A profile built from Parquet is the profile built from the same data as
+// CSV (with the string column that looks numeric forced categorical, as the
+// Parquet schema says it is).
+func TestProfileLikeCSV(t *testing.T) {
+	var rows []trainingRow
+	var csv strings.Builder
+	csv.WriteString("amount,age,country,zip,fraud\n")
+	countries := []string{"DE", "FR", "US", "PL"}
+	for i := range 500 {
+		r := trainingRow{Zip: fmt.Sprintf("%05d", i%37), Fraud: i%11 == 0}
+		amount, age, country := math.Exp(float64(i%97)/20), int64(18+i%60), countries[i%len(countries)]
+		line := []string{fmt.Sprint(amount), fmt.Sprint(age), country, r.Zip, map[bool]string{true: "1", false: "0"}[r.Fraud]}
+		if i%13 != 0 {
+			r.Amount = &amount
+		} else {
+			line[0] = ""
+		}
+		if i%17 != 0 {
+			r.Age = &age
+		} else {
+			line[1] = ""
+		}
+		if i%19 != 0 {
+			r.Country = &country
+		} else {
+			line[2] = ""
+		}
+		rows = append(rows, r)
+		csv.WriteString(strings.Join(line, ",") + "\n")
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[trainingRow](&buf, parquet.MaxRowsPerRowGroup(128))
+	_, err := w.Write(rows)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+
+	fromParquet, err := Read("train.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()), drift.ReadOptions{})
+	require.NoError(t, err)
+	fromCSV, err := drift.ReadCSV("train.csv", strings.NewReader(csv.String()), drift.ReadOptions{Categorical: []string{"zip"}})
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprint(fromCSV), fmt.Sprint(fromParquet))
+
+	opts := drift.BuildOptions{}
+	want, err := drift.BuildProfile(fromCSV, opts)
+	require.NoError(t, err)
+	got, err := drift.BuildProfile(fromParquet, opts)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+}
