@@ -22,16 +22,16 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 
 	var profile driftcli.ProfileCommand
 	pc := app.Command("profile", "Build a reference profile from training data (CSV or JSON Lines) and write it as JSON.")
-	pc.Flag("input", "Training data: a .csv, .jsonl or .ndjson file, or - for stdin (with --format).").Required().StringVar(&profile.Input)
+	pc.Flag("input", "Training data: a .csv, .jsonl, .ndjson or .parquet file, or - for stdin (with --format).").Required().StringVar(&profile.Input)
 	pc.Flag("output", "Profile file to write, or - for stdout.").Required().StringVar(&profile.Output)
-	pc.Flag("format", "Format of the input when it is stdin or its extension is none of .csv, .jsonl, .ndjson: csv or jsonl.").StringVar(&profile.Format)
+	pc.Flag("format", "Format of the input when it is stdin or its extension is none of .csv, .jsonl, .ndjson, .parquet: csv, jsonl or parquet.").StringVar(&profile.Format)
 	buildFlags(pc, &profile.Build, "")
 
 	var dr driftcli.DriftCommand
 	dc := app.Command("drift", "Compare data with a reference profile or training data, print each feature's drift and the dataset's verdict.")
-	dc.Flag("reference", "Reference: a profile (.json) or training data (.csv, .jsonl, .ndjson) to build one from.").Required().StringVar(&dr.Reference)
-	dc.Flag("current", "Data to check: a .csv, .jsonl or .ndjson file, or - for stdin (with --format).").Required().StringVar(&dr.Current)
-	dc.Flag("format", "Format of the data read from stdin, or from a file whose extension is none of .csv, .jsonl, .ndjson: csv or jsonl.").StringVar(&dr.Format)
+	dc.Flag("reference", "Reference: a profile (.json) or training data (.csv, .jsonl, .ndjson, .parquet) to build one from.").Required().StringVar(&dr.Reference)
+	dc.Flag("current", "Data to check: a .csv, .jsonl, .ndjson or .parquet file, or - for stdin (with --format).").Required().StringVar(&dr.Current)
+	dc.Flag("format", "Format of the data read from stdin, or from a file whose extension is none of .csv, .jsonl, .ndjson, .parquet: csv, jsonl or parquet.").StringVar(&dr.Format)
 	dc.Flag("output", "Format of the report: text or json.").Default(driftcli.OutputText).EnumVar(&dr.Output, driftcli.OutputText, driftcli.OutputJSON)
 	dc.Flag("fail-on-drift", "Exit with status 1 when the dataset drifted.").BoolVar(&dr.FailOnDrift)
 	dc.Flag("alpha", "False-alarm level of each feature's decision.").Default("0.05").Float64Var(&dr.Alpha)

@@ -17,10 +17,19 @@ import (
 // which is the dataset's threshold share; the prediction drifts with age but
 // does not count.
 func TestDriftGolden(t *testing.T) {
+	// The same data as Parquet give the same reports as CSV.
+	dir := t.TempDir()
+	for _, name := range []string{"reference", "current-shifted"} {
+		data, err := os.ReadFile("testdata/" + name + ".csv")
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".parquet"), referenceParquet(t, string(data)), 0o644))
+	}
 	for _, tc := range []struct {
 		name, golden string
 		cmd          DriftCommand
 	}{
+		{"raw parquet, shifted, json", "drift-shifted.golden.json",
+			DriftCommand{Reference: filepath.Join(dir, "reference.parquet"), Current: filepath.Join(dir, "current-shifted.parquet"), Output: "json"}},
 		{"raw csv, shifted, json", "drift-shifted.golden.json",
 			DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv", Output: "json"}},
 		{"raw csv, shifted, text", "drift-shifted.golden.txt",
@@ -38,8 +47,11 @@ func TestDriftGolden(t *testing.T) {
 			res := run(t, &c, "")
 			require.Equal(t, ExitOK, res.code, res.stderr)
 			require.Empty(t, res.stderr)
+			// The report names its inputs: the Parquet ones stand for the CSV.
+			out := strings.NewReplacer(filepath.Join(dir, "reference.parquet"), "testdata/reference.csv",
+				filepath.Join(dir, "current-shifted.parquet"), "testdata/current-shifted.csv").Replace(res.stdout)
 			if strings.HasSuffix(tc.golden, ".json") {
-				goldenJSON(t, tc.golden, []byte(res.stdout))
+				goldenJSON(t, tc.golden, []byte(out))
 			} else {
 				golden(t, tc.golden, []byte(res.stdout))
 			}
@@ -281,8 +293,8 @@ func TestDriftErrors(t *testing.T) {
 			`--prediction="label": the profile has no such feature`},
 		{"prediction other than the profile's", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Build: BuildFlags{Prediction: "age"}},
 			`--prediction="age": the profile's prediction is "score"`},
-		{"unknown extension", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current.parquet"},
-			`testdata/current.parquet: unknown file type (want .csv, .jsonl or .ndjson, or set --format)`},
+		{"unknown extension", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current.avro"},
+			`testdata/current.avro: unknown file type (want .csv, .jsonl, .ndjson or .parquet, or set --format)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tc.cmd

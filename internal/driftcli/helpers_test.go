@@ -2,6 +2,7 @@ package driftcli
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -122,4 +125,47 @@ func jsonDiff(path string, want, got any) string {
 		}
 	}
 	return ""
+}
+
+// referenceRow is a row of testdata/reference.csv as pandas' to_parquet
+// writes it: nullable numbers and strings, in the CSV's column order.
+type referenceRow struct {
+	Age    *float64 `parquet:"age,optional"`
+	Income *float64 `parquet:"income,optional"`
+	City   *string  `parquet:"city,optional"`
+	Plan   *string  `parquet:"plan,optional"`
+	Score  *float64 `parquet:"score,optional"`
+}
+
+// referenceParquet writes testdata/reference.csv as Parquet; empty values
+// are nulls.
+func referenceParquet(t *testing.T, data string) []byte {
+	t.Helper()
+	recs, err := csv.NewReader(strings.NewReader(data)).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"age", "income", "city", "plan", "score"}, recs[0])
+	num := func(s string) *float64 {
+		if s == "" {
+			return nil
+		}
+		x, err := strconv.ParseFloat(s, 64)
+		require.NoError(t, err)
+		return &x
+	}
+	str := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	rows := make([]referenceRow, 0, len(recs)-1)
+	for _, r := range recs[1:] {
+		rows = append(rows, referenceRow{num(r[0]), num(r[1]), str(r[2]), str(r[3]), num(r[4])})
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[referenceRow](&buf)
+	_, err = w.Write(rows)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	return buf.Bytes()
 }

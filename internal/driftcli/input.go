@@ -10,25 +10,27 @@ import (
 	"strings"
 
 	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/parquetdata"
 )
 
 // The data formats, values of --format.
 const (
-	FormatCSV   = "csv"
-	FormatJSONL = "jsonl"
+	FormatCSV     = "csv"
+	FormatJSONL   = "jsonl"
+	FormatParquet = "parquet"
 )
 
 // stdinName names standard input in error messages.
 const stdinName = "stdin"
 
 // dataFormat returns the format of the data file path: the one its extension
-// says (.csv, .jsonl, .ndjson), else format, which standard input ("-")
-// needs.
+// says (.csv, .jsonl, .ndjson, .parquet), else format, which standard input
+// ("-") needs.
 func dataFormat(path, format string) (string, error) {
 	switch format {
-	case "", FormatCSV, FormatJSONL:
+	case "", FormatCSV, FormatJSONL, FormatParquet:
 	default:
-		return "", fmt.Errorf("unknown format %q (want csv or jsonl)", format)
+		return "", fmt.Errorf("unknown format %q (want csv, jsonl or parquet)", format)
 	}
 	if path != "-" {
 		switch strings.ToLower(filepath.Ext(path)) {
@@ -36,15 +38,17 @@ func dataFormat(path, format string) (string, error) {
 			return FormatCSV, nil
 		case ".jsonl", ".ndjson":
 			return FormatJSONL, nil
+		case ".parquet":
+			return FormatParquet, nil
 		}
 	}
 	switch {
 	case format != "":
 		return format, nil
 	case path == "-":
-		return "", errors.New("reading stdin (-) needs --format=csv or --format=jsonl")
+		return "", errors.New("reading stdin (-) needs --format=csv, --format=jsonl or --format=parquet")
 	}
-	return "", fmt.Errorf("%s: unknown file type (want .csv, .jsonl or .ndjson, or set --format)", path)
+	return "", fmt.Errorf("%s: unknown file type (want .csv, .jsonl, .ndjson or .parquet, or set --format)", path)
 }
 
 // isProfile reports whether path names a profile rather than data.
@@ -66,8 +70,11 @@ func readAll(env Env, path string) (name string, data []byte, err error) {
 // parseData reads data in format, drift's readers' errors (file, line and
 // column) passed through.
 func parseData(name, format string, data []byte, opts drift.ReadOptions) ([]drift.Column, error) {
-	if format == FormatJSONL {
+	switch format {
+	case FormatJSONL:
 		return drift.ReadJSONL(name, bytes.NewReader(data), opts)
+	case FormatParquet:
+		return parquetdata.Read(name, bytes.NewReader(data), int64(len(data)), opts)
 	}
 	return drift.ReadCSV(name, bytes.NewReader(data), opts)
 }

@@ -16,6 +16,8 @@ import (
 func TestProfile(t *testing.T) {
 	csv, err := os.ReadFile("testdata/reference.csv")
 	require.NoError(t, err)
+	pq := filepath.Join(t.TempDir(), "reference.parquet")
+	require.NoError(t, os.WriteFile(pq, referenceParquet(t, string(csv)), 0o644))
 	for _, tc := range []struct {
 		name    string
 		cmd     ProfileCommand
@@ -31,6 +33,11 @@ func TestProfile(t *testing.T) {
 			name:    "jsonl",
 			cmd:     ProfileCommand{Input: "testdata/reference.jsonl"},
 			summary: `exporter profile: wrote OUT: 5 features (3 numeric, 2 categorical; prediction "score") from 1000 rows of testdata/reference.jsonl` + "\n",
+		},
+		{
+			name:    "parquet",
+			cmd:     ProfileCommand{Input: pq},
+			summary: `exporter profile: wrote OUT: 5 features (3 numeric, 2 categorical; prediction "score") from 1000 rows of ` + pq + "\n",
 		},
 		{
 			name:    "stdin",
@@ -102,11 +109,11 @@ func TestProfileErrors(t *testing.T) {
 		{"bad bins", ProfileCommand{Input: "testdata/reference.csv", Build: BuildFlags{Bins: 5, CoarseBins: 10}},
 			`exporter profile: testdata/reference.csv: couldn't build the profile: coarse bins (10) must not exceed bins (5)`},
 		{"unknown extension", ProfileCommand{Input: "testdata/reference.txt"},
-			`exporter profile: testdata/reference.txt: unknown file type (want .csv, .jsonl or .ndjson, or set --format)`},
+			`exporter profile: testdata/reference.txt: unknown file type (want .csv, .jsonl, .ndjson or .parquet, or set --format)`},
 		{"stdin without format", ProfileCommand{Input: "-"},
-			`exporter profile: reading stdin (-) needs --format=csv or --format=jsonl`},
+			`exporter profile: reading stdin (-) needs --format=csv, --format=jsonl or --format=parquet`},
 		{"unknown format", ProfileCommand{Input: "-", Format: "xml"},
-			`exporter profile: unknown format "xml" (want csv or jsonl)`},
+			`exporter profile: unknown format "xml" (want csv, jsonl or parquet)`},
 		{"no file", ProfileCommand{Input: "testdata/nope.csv"},
 			`exporter profile: open testdata/nope.csv: no such file or directory`},
 		{"unwritable", ProfileCommand{Input: "testdata/reference.csv", Output: filepath.Join(dir, "no", "p.json")},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/parquetdata"
 	"github.com/modelmon/modelmon/internal/payload"
 )
 
@@ -32,7 +33,7 @@ const PredictionColumn = "__prediction__"
 // DriftOptions configure drift detection in the sidecar.
 type DriftOptions struct {
 	// Reference is the reference of every model: a profile (.json), or
-	// training data (.csv, .jsonl) profiled at start-up. Empty: none.
+	// training data (.csv, .jsonl, .parquet) profiled at start-up. Empty: none.
 	Reference string
 	// PredictionColumn names the column of Reference's training data that
 	// holds the model's output.
@@ -236,7 +237,7 @@ func newDriftConfig(o DriftOptions, storagePath string) (*driftConfig, error) {
 }
 
 // LoadReference reads a reference profile (.json) or profiles training data
-// (.csv, .jsonl, .ndjson), whose column prediction, if not empty, holds the
+// (.csv, .jsonl, .ndjson, .parquet), whose column prediction, if not empty, holds the
 // model's output.
 func LoadReference(path, prediction string) (*drift.Profile, error) {
 	ext := strings.ToLower(filepath.Ext(path))
@@ -255,8 +256,13 @@ func LoadReference(path, prediction string) (*drift.Profile, error) {
 		cols, err = drift.ReadCSV(name, f, drift.ReadOptions{})
 	case ".jsonl", ".ndjson":
 		cols, err = drift.ReadJSONL(name, f, drift.ReadOptions{})
+	case ".parquet":
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil {
+			cols, err = parquetdata.Read(name, f, fi.Size(), drift.ReadOptions{})
+		}
 	default:
-		return nil, fmt.Errorf("unknown reference format %q: want .json (a profile), .csv or .jsonl", ext)
+		return nil, fmt.Errorf("unknown reference format %q: want .json (a profile), .csv, .jsonl or .parquet", ext)
 	}
 	if err != nil {
 		return nil, err

@@ -7,10 +7,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
@@ -453,4 +455,49 @@ func TestLearnerAlignsColumns(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, p.Multivariate)
 	require.Equal(t, []string{"a", "b", "c"}, p.Multivariate.Features)
+}
+
+// trainRow is a row of writeReference's training data.
+type trainRow struct {
+	Amount  float64 `parquet:"amount"`
+	Country string  `parquet:"country"`
+	Score   float64 `parquet:"score"`
+}
+
+// --drift.reference takes training data in Parquet as in CSV: the same rows
+// give the same profile, and the sidecar scores drift against it.
+func TestReferenceParquet(t *testing.T) {
+	csvPath := writeReference(t, 2000)
+	data, err := os.ReadFile(csvPath)
+	require.NoError(t, err)
+	var rows []trainRow
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n")[1:] {
+		f := strings.Split(line, ",")
+		amount, err := strconv.ParseFloat(f[0], 64)
+		require.NoError(t, err)
+		score, err := strconv.ParseFloat(f[2], 64)
+		require.NoError(t, err)
+		rows = append(rows, trainRow{amount, f[1], score})
+	}
+	pqPath := filepath.Join(t.TempDir(), "train.parquet")
+	out, err := os.Create(pqPath)
+	require.NoError(t, err)
+	w := parquet.NewGenericWriter[trainRow](out)
+	_, err = w.Write(rows)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, out.Close())
+
+	want, err := LoadReference(csvPath, "score")
+	require.NoError(t, err)
+	got, err := LoadReference(pqPath, "score")
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = driftOptions(pqPath) })
+	pushRecords(t, e, "fraud", 500, 1.5, 3)
+	waitIdle(t, e)
+	require.Eventually(t, func() bool {
+		return metricValue(t, e, "modelmon_feature_drift_psi", map[string]string{"model": "fraud", "feature": "amount", "window": "1h"}) > 0.2
+	}, 10*time.Second, 10*time.Millisecond)
 }
