@@ -20,6 +20,8 @@ import (
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/modelmon/modelmon/collector"
 )
 
 // Config is the sidecar's configuration file (--config.file). Everything in
@@ -79,6 +81,10 @@ type Model struct {
 	// Alerts are the model's quality thresholds, which `exporter alerts`
 	// turns into Prometheus alerting rules.
 	Alerts *QualityAlerts `yaml:"alerts"`
+	// SLOs are the model's service level objectives, which `exporter
+	// alerts` turns into recording rules and multiwindow, multi-burn-rate
+	// alerting rules.
+	SLOs *SLOs `yaml:"slos"`
 	// Drift gives the model a drift reference of its own, instead of
 	// --drift.reference.
 	Drift *ModelDrift `yaml:"drift"`
@@ -213,6 +219,32 @@ type QualityAlerts struct {
 	Severity string `yaml:"severity"`
 }
 
+// SLOs are a model's service level objectives over a period: the share of
+// good events each aims at. A zero objective is not set.
+type SLOs struct {
+	// Availability is the share of prediction requests answered without
+	// an error (modelmon_prediction_errors_total).
+	Availability float64 `yaml:"availability"`
+	// Latency is the share of prediction requests answered within
+	// LatencyThreshold seconds, one of the classic buckets of
+	// modelmon_prediction_duration_seconds.
+	Latency          float64 `yaml:"latency"`
+	LatencyThreshold float64 `yaml:"latency_threshold"`
+	// Accuracy is the share of labelled classification predictions that
+	// were right (counted when their label joins).
+	Accuracy float64 `yaml:"accuracy"`
+	// Period is the SLO's period, over which the error budget is spent
+	// (default DefaultSLOPeriod).
+	Period model.Duration `yaml:"period"`
+	// PageSeverity and TicketSeverity are the severity labels of the fast
+	// and the slow burn alerts (default "page" and "ticket").
+	PageSeverity   string `yaml:"page_severity"`
+	TicketSeverity string `yaml:"ticket_severity"`
+}
+
+// DefaultSLOPeriod is an SLO's period when it gives none.
+const DefaultSLOPeriod = model.Duration(30 * 24 * time.Hour)
+
 // Limits bound the label values that come from traffic.
 type Limits struct {
 	MaxModels    int `yaml:"max_models"`
@@ -290,6 +322,22 @@ func (c *Config) Validate() error {
 				if _, err := model.ParseDuration(a.For); err != nil {
 					return fmt.Errorf("models[%d].alerts.for: %w", i, err)
 				}
+			}
+		}
+		if o := m.SLOs; o != nil {
+			for name, v := range map[string]float64{"availability": o.Availability, "latency": o.Latency, "accuracy": o.Accuracy} {
+				if v < 0 || v >= 1 {
+					return fmt.Errorf("models[%d].slos.%s must be at least 0 and below 1, got %v", i, name, v)
+				}
+			}
+			if (o.Latency > 0) != (o.LatencyThreshold > 0) {
+				return fmt.Errorf("models[%d].slos: latency and latency_threshold go together", i)
+			}
+			if o.LatencyThreshold > 0 && !slices.Contains(collector.DurationBuckets, o.LatencyThreshold) {
+				return fmt.Errorf("models[%d].slos.latency_threshold %v is not a bucket of %s (%v)", i, o.LatencyThreshold, collector.PredictionDuration, collector.DurationBuckets)
+			}
+			if o.Period != 0 && time.Duration(o.Period) < 24*time.Hour {
+				return fmt.Errorf("models[%d].slos.period must be at least 1d, got %s", i, o.Period)
 			}
 		}
 		if len(m.Segments) > MaxSegments {

@@ -1,0 +1,161 @@
+package driftcli
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/config"
+)
+
+// sloWindows are the windows the error ratios are recorded over: those of
+// the burn-rate alerts below.
+var sloWindows = []string{"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
+
+// burnAlert is one pair of windows of a multiwindow, multi-burn-rate alert
+// (Google's SRE workbook, chapter 5): it fires when the error ratio over
+// both windows is above the rate that spends budget of the error budget in
+// long.
+type burnAlert struct {
+	long, short string
+	budget      float64 // the share of the period's error budget spent over long
+	page        bool
+}
+
+// burnAlerts are the workbook's: 2 % of the budget in an hour or 5 % in six
+// hours pages, 10 % in a day or in three days is a ticket. Over 30 days these
+// are burn rates of 14.4, 6, 3 and 1.
+var burnAlerts = []burnAlert{
+	{"1h", "5m", 0.02, true},
+	{"6h", "30m", 0.05, true},
+	{"1d", "2h", 0.10, false},
+	{"3d", "6h", 0.10, false},
+}
+
+// sloRule is a recording or an alerting rule.
+type sloRule struct {
+	Record      string            `yaml:"record,omitempty"`
+	Alert       string            `yaml:"alert,omitempty"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty"`
+}
+
+// sloObjective is one objective of one model.
+type sloObjective struct {
+	name      string  // the slo label: availability, latency, accuracy
+	objective float64 // the share of good events
+	// errorRatio is the share of bad events over a window, by model.
+	errorRatio func(window string) string
+	bad        string // what the bad events are, for annotations
+}
+
+// SLORules returns the recording and alerting rules of the models' SLOs
+// (models[].slos): per model and objective, the error ratio over the
+// burn-rate windows (modelmon:slo_error_ratio:rate<window>), the objective
+// (modelmon:slo_objective) and the error budget left over the period
+// (modelmon:slo_error_budget_remaining:ratio), and the alerts
+// ModelSLOBurnRateHigh (page) and ModelSLOBurnRateElevated (ticket).
+func SLORules(cfg *config.Config) []sloRule {
+	models := append([]config.Model(nil), cfg.Models...)
+	sort.Slice(models, func(i, j int) bool { return models[i].Name < models[j].Name })
+	var rules []sloRule
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	// Thresholds and budgets to 12 digits: 1 - 0.999 is 0.0010000000000000009.
+	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 12, 64) }
+	for _, m := range models {
+		s := m.SLOs
+		if s == nil {
+			continue
+		}
+		sel := fmt.Sprintf(`{model=%q}`, m.Name)
+		ratio := func(bad, total string) func(string) string {
+			return func(w string) string {
+				return fmt.Sprintf("sum by (model) (rate(%s%s[%s]))\n/\nsum by (model) (rate(%s%s[%s]))", bad, sel, w, total, sel, w)
+			}
+		}
+		var objs []sloObjective
+		if s.Availability > 0 {
+			objs = append(objs, sloObjective{"availability", s.Availability, ratio(collector.PredictionErrorsTotal, collector.RequestsTotal),
+				"of its prediction requests failed"})
+		}
+		if s.Latency > 0 {
+			// Prometheus 3 writes le="1" as le="1.0"; 2 as it came.
+			le := fmt.Sprintf(`{model=%q, le=%q}`, m.Name, f(s.LatencyThreshold))
+			if s.LatencyThreshold == math.Trunc(s.LatencyThreshold) {
+				le = fmt.Sprintf(`{model=%q, le=~"%s|%s\\.0"}`, m.Name, f(s.LatencyThreshold), f(s.LatencyThreshold))
+			}
+			objs = append(objs, sloObjective{"latency", s.Latency, func(w string) string {
+				return fmt.Sprintf("1 - (\n  sum by (model) (rate(%s_bucket%s[%s]))\n  /\n  sum by (model) (rate(%s_count%s[%s]))\n)",
+					collector.PredictionDuration, le, w, collector.PredictionDuration, sel, w)
+			}, "of its prediction requests took longer than " + f(s.LatencyThreshold) + "s"})
+		}
+		if s.Accuracy > 0 {
+			objs = append(objs, sloObjective{"accuracy", s.Accuracy, func(w string) string {
+				return fmt.Sprintf("1 - (\n  sum by (model) (rate(%s%s[%s]))\n  /\n  sum by (model) (rate(%s%s[%s]))\n)",
+					collector.PredictionCorrectTotal, sel, w, collector.PredictionOutcomeTotal, sel, w)
+			}, "of its labelled predictions were wrong"})
+		}
+		period := time.Duration(cmp.Or(s.Period, config.DefaultSLOPeriod))
+		periodText := model.Duration(period).String()
+		for _, o := range objs {
+			labels := map[string]string{"model": m.Name, "slo": o.name}
+			osel := fmt.Sprintf(`{model=%q, slo=%q}`, m.Name, o.name)
+			budget := 1 - o.objective
+			for _, w := range sloWindows {
+				rules = append(rules, sloRule{Record: "modelmon:slo_error_ratio:rate" + w, Expr: o.errorRatio(w), Labels: labels})
+			}
+			rules = append(rules,
+				sloRule{Record: "modelmon:slo_objective", Expr: fmt.Sprintf("0 * group by (model) (%s%s) + %s", collector.ModelInfoMetric, sel, f(o.objective)), Labels: labels},
+				sloRule{Record: "modelmon:slo_error_budget_remaining:ratio",
+					Expr: fmt.Sprintf("1 - (\n%s\n) / %s", o.errorRatio(periodText), g(budget)), Labels: labels})
+			for _, page := range []bool{true, false} {
+				name, sev, when := "ModelSLOBurnRateHigh", cmp.Or(s.PageSeverity, "page"), "at this rate the period's error budget is gone within days"
+				if !page {
+					name, sev, when = "ModelSLOBurnRateElevated", cmp.Or(s.TicketSeverity, "ticket"), "at this rate the period's error budget is gone before the period ends"
+				}
+				expr := ""
+				for _, b := range burnAlerts {
+					if b.page != page {
+						continue
+					}
+					rate := b.budget * float64(period) / float64(mustDuration(b.long))
+					threshold := g(rate * budget)
+					if expr != "" {
+						expr += "\nor\n"
+					}
+					expr += fmt.Sprintf("(\n  modelmon:slo_error_ratio:rate%s%s > %s\n  and\n  modelmon:slo_error_ratio:rate%s%s > %s\n)",
+						b.long, osel, threshold, b.short, osel, threshold)
+				}
+				rules = append(rules, sloRule{
+					Alert:  name,
+					Expr:   expr,
+					Labels: map[string]string{"severity": sev, "model": m.Name, "slo": o.name},
+					Annotations: map[string]string{
+						"runbook_url": "https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#" + strings.ToLower(name),
+						"summary":     fmt.Sprintf("Model %s spends its %s error budget too fast.", m.Name, o.name),
+						"description": fmt.Sprintf("{{ $labels.model }}: {{ $value | humanizePercentage }} %s over the alert's long window, against an error budget of %s%% over %s (objective %s): %s.",
+							o.bad, g(budget*100), periodText, f(o.objective), when),
+					},
+				})
+			}
+		}
+	}
+	return rules
+}
+
+func mustDuration(s string) time.Duration {
+	d, err := model.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return time.Duration(d)
+}

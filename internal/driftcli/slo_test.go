@@ -1,0 +1,186 @@
+package driftcli
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/prometheustest"
+	"github.com/modelmon/modelmon/rules"
+)
+
+// sloTest checks the generated SLO rules with `promtool test rules` and
+// alertd's runner alike. Evaluations fall 30 s after the samples, so that
+// Prometheus 2's closed and Prometheus 3's left-open windows hold the same
+// samples, and the error ratios are exact: errors over requests between the
+// same two samples.
+const sloTest = `rule_files: [ALERTS]
+evaluation_interval: 30s
+tests:
+  # fraud (availability 0.999): 600 requests a minute; every one fails from
+  # minute 121 to 150.
+  - name: fast burn
+    interval: 1m
+    input_series:
+      - series: 'modelmon_requests_total{model="fraud",instance="a"}'
+        values: '0+600x300'
+      - series: 'modelmon_prediction_errors_total{model="fraud",reason="upstream_5xx",instance="a"}'
+        values: '0x120 600+600x29 18000x150'
+      - series: 'modelmon_model_info{model="fraud",version="v1",instance="a"}'
+        values: '1x300'
+    promql_expr_test:
+      - expr: modelmon:slo_objective
+        eval_time: 10m30s
+        exp_samples:
+          - labels: 'modelmon:slo_objective{model="fraud",slo="availability"}'
+            value: 0.999
+      # 18,000 errors of 179,400 requests (samples 0 to 299): 10.03 %
+      # against a budget of 0.1 %.
+      - expr: modelmon:slo_error_budget_remaining:ratio
+        eval_time: 299m30s
+        exp_samples:
+          - labels: 'modelmon:slo_error_budget_remaining:ratio{model="fraud",slo="availability"}'
+            value: -99.33444816053512
+    alert_rule_test:
+      - eval_time: 120m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts: []
+      # Samples 66 to 125: 3,000 errors of 35,400 requests, the errors'
+      # rate extrapolated to 59.5 minutes (a counter is not extrapolated
+      # back past zero), the requests' to 60.
+      - eval_time: 125m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts:
+          - exp_labels: {model: fraud, slo: availability, severity: page}
+            exp_annotations:
+              summary: Model fraud spends its availability error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
+              description: 'fraud: 8.404% of its prediction requests failed over the alert''s long window, against an error budget of 0.1% over 30d (objective 0.999): at this rate the period''s error budget is gone within days.'
+      # Half an hour after the outage the short windows are clean: resolved.
+      - eval_time: 185m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts: []
+
+  # slow (availability 0.999): 0.4 % of its requests fail all along, four
+  # times the rate that spends the budget in 30 days: a ticket, no page.
+  - name: slow burn
+    interval: 1m
+    input_series:
+      - series: 'modelmon_requests_total{model="slow",instance="a"}'
+        values: '0+600x300'
+      - series: 'modelmon_prediction_errors_total{model="slow",reason="timeout",instance="a"}'
+        values: '0+2.4x300'
+    alert_rule_test:
+      - eval_time: 150m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts: []
+      - eval_time: 150m30s
+        alertname: ModelSLOBurnRateElevated
+        exp_alerts:
+          - exp_labels: {model: slow, slo: availability, severity: ticket}
+            exp_annotations:
+              summary: Model slow spends its availability error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnrateelevated
+              description: 'slow: 0.4% of its prediction requests failed over the alert''s long window, against an error budget of 0.1% over 30d (objective 0.999): at this rate the period''s error budget is gone before the period ends.'
+
+  # lat (99 % within 0.1 s): half take longer from minute 61.
+  - name: latency
+    interval: 1m
+    input_series:
+      - series: 'modelmon_prediction_duration_seconds_count{model="lat",instance="a"}'
+        values: '0+600x300'
+      - series: 'modelmon_prediction_duration_seconds_bucket{model="lat",le="0.1",instance="a"}'
+        values: '0+600x60 36300+300x239'
+    alert_rule_test:
+      # The six-hour page needs 6 times the 1 % budget: with the 69 minutes
+      # there are, 9 of them half slow: 2,700 of 41,400 (6.522 %); at 68,
+      # 2,400 of 40,800 (5.88 %).
+      - eval_time: 68m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts: []
+      - eval_time: 69m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts:
+          - exp_labels: {model: lat, slo: latency, severity: page}
+            exp_annotations:
+              summary: Model lat spends its latency error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
+              description: 'lat: 6.522% of its prediction requests took longer than 0.1s over the alert''s long window, against an error budget of 1% over 30d (objective 0.99): at this rate the period''s error budget is gone within days.'
+
+  # acc (accuracy 0.9): 8 of 10 labelled predictions wrong. The one-hour
+  # page would need 14.4 times a 10 % budget, more than all of them; the
+  # six-hour one, 60 %, fires.
+  - name: accuracy
+    interval: 1m
+    input_series:
+      - series: 'modelmon_prediction_outcome_total{model="acc",predicted="yes",actual="no",instance="a"}'
+        values: '0+80x300'
+      - series: 'modelmon_prediction_outcome_total{model="acc",predicted="yes",actual="yes",instance="a"}'
+        values: '0+20x300'
+      - series: 'modelmon_prediction_correct_total{model="acc",class="yes",instance="a"}'
+        values: '0+20x300'
+    alert_rule_test:
+      - eval_time: 30m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts:
+          - exp_labels: {model: acc, slo: accuracy, severity: page}
+            exp_annotations:
+              summary: Model acc spends its accuracy error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
+              description: 'acc: 80% of its labelled predictions were wrong over the alert''s long window, against an error budget of 10% over 30d (objective 0.9): at this rate the period''s error budget is gone within days.'
+`
+
+// The SLO rules generated from a configuration pass promtool, and, run by
+// `promtool test rules` and by alertd's runner, page on a fast burn of the
+// error budget within minutes, open a ticket on a slow one, resolve once
+// the short windows are clean, and record the budget left.
+func TestSLORules(t *testing.T) {
+	cfg, err := config.Load(`
+models:
+  - name: fraud
+    slos: {availability: 0.999}
+  - name: slow
+    slos: {availability: 0.999}
+  - name: lat
+    slos: {latency: 0.99, latency_threshold: 0.1}
+  - name: acc
+    slos: {accuracy: 0.9}
+`)
+	require.NoError(t, err)
+	out, err := QualityAlerts(cfg)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	alerts := filepath.Join(dir, "alerts.yml")
+	require.NoError(t, os.WriteFile(alerts, out, 0o644))
+	testFile := filepath.Join(dir, "slo_test.yml")
+	require.NoError(t, os.WriteFile(testFile, bytes.ReplaceAll([]byte(sloTest), []byte("ALERTS"), []byte(alerts)), 0o644))
+
+	var report bytes.Buffer
+	passed, err := rules.RunTests([]string{testFile}, rules.TestOptions{Out: &report})
+	require.NoError(t, err)
+	require.True(t, passed, report.String())
+
+	promtool := prometheustest.Promtool(t)
+	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "SUCCESS: 44 rules found")
+	b, err = exec.Command(promtool, "test", "rules", testFile).CombinedOutput()
+	require.NoError(t, err, string(b))
+}
+
+func TestSLOConfig(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{`{availability: 1}`, "models[0].slos.availability must be at least 0 and below 1, got 1"},
+		{`{latency: 0.99}`, "models[0].slos: latency and latency_threshold go together"},
+		{`{latency: 0.99, latency_threshold: 0.2}`, "models[0].slos.latency_threshold 0.2 is not a bucket of modelmon_prediction_duration_seconds"},
+		{`{accuracy: 0.9, period: 1h}`, "models[0].slos.period must be at least 1d, got 1h"},
+	} {
+		_, err := config.Load("models:\n  - name: m\n    slos: " + tc.yaml + "\n")
+		require.ErrorContains(t, err, tc.want, tc.yaml)
+	}
+}
