@@ -73,6 +73,7 @@ func run() int {
 		plogSource   = serve.Flag("payload-log.source", "The events' source attribute. Empty: http://<hostname>:<proxy port>/.").Default("").String()
 		plogExt      = serve.Flag("payload-log.extension", "Attribute added to every event, name=value (e.g. inferenceservicename=fraud, namespace=prod); repeatable. Names are 1 to 20 lowercase letters and digits.").StringMap()
 		plogWorkers  = serve.Flag("payload-log.workers", "Number of events sent to --payload-log.url at once.").Default(strconv.Itoa(d.PayloadLog.Workers)).Int()
+		plogBatch    = serve.Flag("payload-log.batch-size", "Most events one request to --payload-log.url carries: 1 sends each alone in CloudEvents' binary mode (KServe's logger's); more sends the queued events together in the batched JSON mode (application/cloudevents-batch+json), about ten times the events per second.").Default(strconv.Itoa(d.PayloadLog.BatchSize)).Int()
 		plogTimeout  = serve.Flag("payload-log.timeout", "Longest wait for --payload-log.url to accept one event; a timed-out event is sent again.").Default(d.PayloadLog.Timeout.String()).Duration()
 		plogQueue    = serve.Flag("payload-log.max-queue-bytes", "Most bytes of events held in memory for sending; more go to --payload-log.spool-dir, or are dropped and counted without one.").Default(size(d.PayloadLog.MaxQueueBytes)).Bytes()
 		plogSpool    = serve.Flag("payload-log.spool-dir", "Directory for the events that don't fit in memory and those unsent at shutdown, sent from there later (also after a restart). Empty: no spool.").Default("").String()
@@ -181,8 +182,8 @@ func run() int {
 		logger.Error("Invalid flag", "err", "--shadow.sample-ratio, --shadow.timeout, --shadow.concurrency and --shadow.max-pending must not be 0")
 		return 2
 	}
-	if *plogURL != "" && (*plogRatio == 0 || *plogWorkers <= 0 || *plogTimeout <= 0 || *plogQueue == 0 || *plogSpoolMax == 0) {
-		logger.Error("Invalid flag", "err", "--payload-log.sample-ratio, --payload-log.workers, --payload-log.timeout, --payload-log.max-queue-bytes and --payload-log.max-spool-bytes must be positive")
+	if *plogURL != "" && (*plogRatio == 0 || *plogWorkers <= 0 || *plogBatch <= 0 || *plogTimeout <= 0 || *plogQueue == 0 || *plogSpoolMax == 0) {
+		logger.Error("Invalid flag", "err", "--payload-log.sample-ratio, --payload-log.workers, --payload-log.batch-size, --payload-log.timeout, --payload-log.max-queue-bytes and --payload-log.max-spool-bytes must be positive")
 		return 2
 	}
 	logger.Info("Starting modelmon_exporter", "version", version.Info())
@@ -241,6 +242,7 @@ func run() int {
 			Source:        *plogSource,
 			Extensions:    *plogExt,
 			Workers:       *plogWorkers,
+			BatchSize:     *plogBatch,
 			Timeout:       *plogTimeout,
 			MaxQueueBytes: int64(*plogQueue),
 			SpoolDir:      *plogSpool,

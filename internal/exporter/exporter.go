@@ -120,7 +120,7 @@ func DefaultOptions() Options {
 		SnapshotInterval:   time.Minute,
 		Shadow:             ShadowOptions{SampleRatio: 1, Timeout: 10 * time.Second, Concurrency: 4, MaxPending: 100000},
 		PayloadLog: PayloadLogOptions{
-			Mode: PayloadLogAll, SampleRatio: 1, Workers: payloadlog.DefaultWorkers, Timeout: payloadlog.DefaultTimeout,
+			Mode: PayloadLogAll, SampleRatio: 1, Workers: payloadlog.DefaultWorkers, BatchSize: 1, Timeout: payloadlog.DefaultTimeout,
 			MaxQueueBytes: payloadlog.DefaultMaxQueueBytes, MaxSpoolBytes: payloadlog.DefaultMaxSpoolBytes,
 		},
 	}

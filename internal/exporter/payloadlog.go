@@ -31,9 +31,10 @@ type PayloadLogOptions struct {
 	Source string
 	// Extensions are further attributes of every event (name → value).
 	Extensions map[string]string
-	// Workers, Timeout, MaxQueueBytes, SpoolDir and MaxSpoolBytes are
-	// payloadlog.Options'.
+	// Workers, BatchSize, Timeout, MaxQueueBytes, SpoolDir and
+	// MaxSpoolBytes are payloadlog.Options'.
 	Workers       int
+	BatchSize     int
 	Timeout       time.Duration
 	MaxQueueBytes int64
 	SpoolDir      string
@@ -94,7 +95,7 @@ func newPayloadLog(o PayloadLogOptions, reg prometheus.Registerer, now func() ti
 		return nil, err
 	}
 	l, err := payloadlog.New(payloadlog.Options{
-		URL: o.URL, Workers: o.Workers, Timeout: o.Timeout, MaxQueueBytes: o.MaxQueueBytes,
+		URL: o.URL, Workers: o.Workers, BatchSize: o.BatchSize, Timeout: o.Timeout, MaxQueueBytes: o.MaxQueueBytes,
 		SpoolDir: o.SpoolDir, MaxSpoolBytes: o.MaxSpoolBytes, Registerer: reg, Logger: logger,
 	})
 	if err != nil {

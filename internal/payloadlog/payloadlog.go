@@ -76,6 +76,11 @@ type Options struct {
 	URL string
 	// Workers send events at the same time.
 	Workers int
+	// BatchSize is the most events one request carries. 1 (the default)
+	// sends each event alone in binary mode, as KServe's logger does; more
+	// sends what is queued, up to BatchSize, in CloudEvents' batched JSON
+	// mode (application/cloudevents-batch+json), for receivers that take it.
+	BatchSize int
 	// Timeout bounds each delivery attempt.
 	Timeout time.Duration
 	// MaxQueueBytes bounds the events held in memory (their data).
@@ -166,6 +171,9 @@ func New(o Options) (*Logger, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1
 	}
 	if o.MaxQueueBytes <= 0 {
 		o.MaxQueueBytes = DefaultMaxQueueBytes
@@ -363,28 +371,32 @@ func (l *Logger) flushSpool() {
 	}
 }
 
-// next waits for an event to send. ok is false when the Logger closes and
-// the queue is empty.
-func (l *Logger) next() (item, bool) {
+// next waits for events to send, up to max of them, oldest first. ok is
+// false when the Logger closes and the queue is empty.
+func (l *Logger) next(max int, batch []item) ([]item, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for {
 		if l.aborted {
-			return item{}, false
+			return batch, false
 		}
 		if len(l.queue) == 0 && l.spilling && !l.closing {
 			l.loadLocked()
 		}
 		if len(l.queue) > 0 {
-			it := l.queue[0]
-			l.queue[0] = item{}
-			l.queue = l.queue[1:]
-			l.queueBytes -= it.size()
-			l.inFlight++
-			return it, true
+			n := min(max, len(l.queue))
+			for i := range n {
+				it := l.queue[i]
+				l.queue[i] = item{}
+				l.queueBytes -= it.size()
+				batch = append(batch, it)
+			}
+			l.queue = l.queue[n:]
+			l.inFlight += n
+			return batch, true
 		}
 		if l.closing {
-			return item{}, false
+			return batch, false
 		}
 		l.cond.Wait()
 	}
@@ -424,29 +436,33 @@ func (l *Logger) loadLocked() {
 	l.spilling = false
 }
 
-// done marks an event delivered or given up on: its spool file goes once all
-// of the file's events are.
-func (l *Logger) done(it item) {
+// done marks events delivered or given up on: a spool file goes once all of
+// its events are.
+func (l *Logger) done(batch []item) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.inFlight--
-	if it.seg != nil {
-		it.seg.outstanding--
-		if it.seg.outstanding == 0 {
-			l.removeLocked(it.seg)
+	l.inFlight -= len(batch)
+	for _, it := range batch {
+		if it.seg != nil {
+			it.seg.outstanding--
+			if it.seg.outstanding == 0 {
+				l.removeLocked(it.seg)
+			}
 		}
 	}
 	l.cond.Broadcast()
 }
 
-// requeue puts an event back at the head of the queue (Close cut its
-// delivery short).
-func (l *Logger) requeue(it item) {
+// requeue puts events back at the head of the queue, in their order (Close
+// cut their delivery short).
+func (l *Logger) requeue(batch []item) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.inFlight--
-	l.queue = slices.Insert(l.queue, 0, it)
-	l.queueBytes += it.size()
+	l.inFlight -= len(batch)
+	l.queue = slices.Insert(l.queue, 0, batch...)
+	for _, it := range batch {
+		l.queueBytes += it.size()
+	}
 	l.cond.Broadcast()
 }
 
@@ -463,29 +479,33 @@ func (l *Logger) removeLocked(seg *segment) {
 // work sends events until the Logger closes.
 func (l *Logger) work() {
 	defer l.wg.Done()
+	var batch []item
 	for {
-		it, ok := l.next()
+		var ok bool
+		batch, ok = l.next(l.o.BatchSize, batch[:0])
 		if !ok {
 			return
 		}
-		if l.deliver(it) {
-			l.done(it)
+		if l.deliver(batch) {
+			l.done(batch)
 		} else {
-			l.requeue(it)
+			l.requeue(batch)
 		}
+		clear(batch)
 	}
 }
 
-// deliver sends an event until it is delivered or rejected (true), or the
+// deliver sends events until they are delivered or rejected (true), or the
 // Logger gives up waiting at Close (false).
-func (l *Logger) deliver(it item) bool {
-	typ := typeLabel(it.ev.Type)
+func (l *Logger) deliver(batch []item) bool {
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		err := l.send(it.ev)
+		err := l.send(batch)
 		l.metrics.duration.Observe(time.Since(start).Seconds())
 		if err == nil {
-			l.metrics.sent.WithLabelValues(typ).Inc()
+			for _, it := range batch {
+				l.metrics.sent.WithLabelValues(typeLabel(it.ev.Type)).Inc()
+			}
 			return true
 		}
 		if l.ctx.Err() != nil {
@@ -493,12 +513,12 @@ func (l *Logger) deliver(it item) bool {
 		}
 		l.metrics.failures.WithLabelValues(outbox.Reason(err)).Inc()
 		if outbox.IsPermanent(err) {
-			l.metrics.dropped.WithLabelValues(DropRejected).Inc()
-			l.logger.Warn("The payload log's receiver rejected an event: dropped", "id", it.ev.ID, "type", it.ev.Type, "err", err)
+			l.metrics.dropped.WithLabelValues(DropRejected).Add(float64(len(batch)))
+			l.logger.Warn("The payload log's receiver rejected events: dropped", "events", len(batch), "id", batch[0].ev.ID, "type", batch[0].ev.Type, "err", err)
 			return true
 		}
 		wait := outbox.Backoff(attempt+1, l.o.InitialBackoff, l.o.MaxBackoff, rand.Float64())
-		l.logger.Debug("Couldn't send a payload event: retrying", "id", it.ev.ID, "attempt", attempt+1, "wait", wait, "err", err)
+		l.logger.Debug("Couldn't send payload events: retrying", "events", len(batch), "id", batch[0].ev.ID, "attempt", attempt+1, "wait", wait, "err", err)
 		select {
 		case <-time.After(wait):
 		case <-l.ctx.Done():
@@ -507,25 +527,22 @@ func (l *Logger) deliver(it item) bool {
 	}
 }
 
-// send makes one delivery attempt.
-func (l *Logger) send(ev *Event) error {
+// send makes one delivery attempt: an event alone in binary mode, with
+// BatchSize 1, else the events in batched mode.
+func (l *Logger) send(batch []item) error {
 	ctx, cancel := context.WithTimeout(l.ctx, l.o.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url, bytes.NewReader(ev.Data))
+	var (
+		req *http.Request
+		err error
+	)
+	if l.o.BatchSize == 1 {
+		req, err = binaryRequest(ctx, l.url, batch[0].ev)
+	} else {
+		req, err = batchRequest(ctx, l.url, batch)
+	}
 	if err != nil {
 		return outbox.Permanent(err)
-	}
-	h := req.Header
-	h["Ce-Specversion"] = []string{"1.0"}
-	h["Ce-Id"] = []string{ev.ID}
-	h["Ce-Type"] = []string{ev.Type}
-	h["Ce-Source"] = []string{ev.Source}
-	h["Ce-Time"] = []string{ev.Time.UTC().Format(time.RFC3339Nano)}
-	for k, v := range ev.Extensions {
-		h["Ce-"+strings.ToUpper(k[:1])+k[1:]] = []string{v}
-	}
-	if ev.ContentType != "" {
-		h.Set("Content-Type", ev.ContentType)
 	}
 	resp, err := l.client.Do(req)
 	if err != nil {
@@ -543,6 +560,89 @@ func (l *Logger) send(ev *Event) error {
 		return serr
 	}
 	return outbox.Permanent(serr)
+}
+
+// binaryRequest is an event in CloudEvents' HTTP binary mode: the data as
+// the body, the attributes in Ce- headers.
+func binaryRequest(ctx context.Context, url string, ev *Event) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(ev.Data))
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
+	h["Ce-Specversion"] = []string{"1.0"}
+	h["Ce-Id"] = []string{ev.ID}
+	h["Ce-Type"] = []string{ev.Type}
+	h["Ce-Source"] = []string{ev.Source}
+	h["Ce-Time"] = []string{ev.Time.UTC().Format(time.RFC3339Nano)}
+	for k, v := range ev.Extensions {
+		h["Ce-"+strings.ToUpper(k[:1])+k[1:]] = []string{v}
+	}
+	if ev.ContentType != "" {
+		h.Set("Content-Type", ev.ContentType)
+	}
+	return req, nil
+}
+
+// batchRequest is events in CloudEvents' HTTP batched mode: a JSON array of
+// events in the JSON format, each with its data as JSON ("data") when it is
+// JSON, else as base64 ("data_base64").
+func batchRequest(ctx context.Context, url string, batch []item) (*http.Request, error) {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, it := range batch {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if err := writeStructured(&b, it.ev); err != nil {
+			return nil, err
+		}
+	}
+	b.WriteByte(']')
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, &b)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", BatchContentType)
+	return req, nil
+}
+
+// BatchContentType is the media type of CloudEvents' batched JSON mode.
+const BatchContentType = "application/cloudevents-batch+json"
+
+// writeStructured writes an event in the CloudEvents JSON format.
+func writeStructured(b *bytes.Buffer, ev *Event) error {
+	attrs := make(map[string]any, 6+len(ev.Extensions)+1)
+	for k, v := range ev.Extensions {
+		attrs[k] = v
+	}
+	attrs["specversion"] = "1.0"
+	attrs["id"] = ev.ID
+	attrs["type"] = ev.Type
+	attrs["source"] = ev.Source
+	attrs["time"] = ev.Time.UTC().Format(time.RFC3339Nano)
+	if ev.ContentType != "" {
+		attrs["datacontenttype"] = ev.ContentType
+	}
+	if isJSON(ev.ContentType) && json.Valid(ev.Data) {
+		attrs["data"] = json.RawMessage(ev.Data)
+	} else {
+		attrs["data_base64"] = ev.Data // encoding/json writes []byte as base64
+	}
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(attrs); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 1) // Encode's newline
+	return nil
+}
+
+// isJSON reports whether a media type is JSON's, as CloudEvents reads it.
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(strings.ToLower(mt))
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }
 
 // Close stops taking events and sends what is queued until ctx is done;

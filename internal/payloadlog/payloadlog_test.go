@@ -2,6 +2,8 @@ package payloadlog
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -394,4 +396,99 @@ func TestEncodeRoundTrip(t *testing.T) {
 	for i, ev := range evs {
 		require.Equal(t, event(i), ev)
 	}
+}
+
+// BenchmarkDeliver sends events to a receiver on loopback, one request
+// each, with the default four workers: events/s is what the payload log
+// sustains to a receiver that answers at once.
+func BenchmarkDeliver(b *testing.B) {
+	benchmarkDeliver(b, 1)
+}
+
+func benchmarkDeliver(b *testing.B, batch int) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer srv.Close()
+	l, err := New(Options{URL: srv.URL, MaxQueueBytes: 1 << 30, BatchSize: batch})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := event(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	// The timed part ends when every event is sent: ns/op is the time per
+	// event delivered.
+	for range b.N {
+		l.Offer(ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := l.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if sent := testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")); int(sent) != b.N {
+		b.Fatalf("%v of %d sent", sent, b.N)
+	}
+}
+
+// With BatchSize, the queued events go in CloudEvents' batched JSON mode:
+// an array of events in the JSON format, JSON data as it is, other data in
+// base64; a failed batch is sent again whole.
+func TestBatch(t *testing.T) {
+	r := newReceiver(t)
+	r.gate = make(chan struct{})
+	r.setStatus(func(n int) int {
+		if n == 2 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, BatchSize: 8})
+	l.Offer(event(0))
+	require.Eventually(t, func() bool { return r.calls.Load() == 1 }, 5*time.Second, time.Millisecond)
+	for i := 1; i < 20; i++ {
+		ev := event(i)
+		if i == 5 {
+			ev.ContentType, ev.Data = "application/octet-stream", []byte{0xff, 0x00, 'x'}
+		}
+		l.Offer(ev)
+	}
+	close(r.gate)
+	require.Eventually(t, func() bool { return len(r.ids()) == 4 }, 10*time.Second, time.Millisecond)
+	closeNow(t, l, time.Second)
+
+	var got []map[string]any
+	for i, g := range r.got {
+		require.Equal(t, BatchContentType, g.header.Get("Content-Type"))
+		var batch []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(g.body), &batch), g.body)
+		require.LessOrEqual(t, len(batch), 8)
+		if i == 0 {
+			require.Len(t, batch, 1, "the first event went alone")
+		}
+		got = append(got, batch...)
+	}
+	require.Len(t, got, 20, "every event once, the failed batch again whole")
+	for i, ev := range got {
+		require.Equal(t, "id-"+strconv.Itoa(i), ev["id"], "in order")
+		require.Equal(t, "1.0", ev["specversion"])
+		require.Equal(t, TypeRequest, ev["type"])
+		require.Equal(t, "http://pod-a:8081/", ev["source"])
+		require.Equal(t, "fraud", ev["modelname"])
+		if i == 5 {
+			require.Equal(t, base64.StdEncoding.EncodeToString([]byte{0xff, 0x00, 'x'}), ev["data_base64"])
+			require.Nil(t, ev["data"])
+			continue
+		}
+		require.Equal(t, map[string]any{"instances": []any{[]any{float64(i)}}}, ev["data"])
+	}
+	require.Equal(t, 20.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
+	require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_5xx")))
+}
+
+// BenchmarkDeliverBatch is BenchmarkDeliver with batches of up to 100.
+func BenchmarkDeliverBatch(b *testing.B) {
+	benchmarkDeliver(b, 100)
 }
