@@ -159,6 +159,7 @@ type Logger struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	stop   chan struct{}
+	closed sync.Once
 }
 
 // New opens the spool, if any, and starts the workers.
@@ -647,7 +648,14 @@ func isJSON(ct string) bool {
 
 // Close stops taking events and sends what is queued until ctx is done;
 // then it spools what is left (or drops and counts it, without a spool).
+// Later calls do nothing.
 func (l *Logger) Close(ctx context.Context) error {
+	var err error
+	l.closed.Do(func() { err = l.close(ctx) })
+	return err
+}
+
+func (l *Logger) close(ctx context.Context) error {
 	l.mu.Lock()
 	l.closing = true
 	l.cond.Broadcast()

@@ -329,6 +329,7 @@ func TestCloseDrains(t *testing.T) {
 	}
 	closeNow(t, l, 5*time.Second)
 	require.ElementsMatch(t, ids(0, 30), r.ids())
+	closeNow(t, l, time.Second) // a second Close does nothing
 
 	r2 := newReceiver(t)
 	r2.setStatus(func(int) int { return http.StatusServiceUnavailable })
