@@ -657,6 +657,7 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 			if err := a.store.release(a.ctx, now); err != nil {
 				a.logger.Error("Failed to release alerts", "err", err)
 			}
+			a.expireResolvedSilences(now)
 			// Maintenance windows begin as time passes.
 			a.store.suppressWith(a.ctx, now, a.maintenance)
 			a.silencer.gc(now, a.opts.ResolvedRetention)

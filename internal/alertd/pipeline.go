@@ -9,6 +9,7 @@ import (
 	"time"
 
 	amalert "github.com/prometheus/alertmanager/alert"
+	amlabels "github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
@@ -458,6 +459,18 @@ func (a *Alert) record(d Decision) {
 		a.History = slices.Delete(a.History, 1, 2)
 	}
 	a.History = append(a.History, d)
+}
+
+// anyFiring reports whether an alert the matchers select fires at now.
+func (s *store) anyFiring(now time.Time, ms amlabels.Matchers) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.alerts {
+		if !a.ResolvedAt(now) && ms.Matches(a.Labels) {
+			return true
+		}
+	}
+	return false
 }
 
 // get returns a copy of the alert with this fingerprint.

@@ -35,6 +35,13 @@ type silence struct {
 	// Source is "api" or "config"; config silences come and go with the
 	// configuration file and are not stored.
 	Source string `json:"source"`
+	// ExpireOnResolve ends the silence, before EndsAt, once every alert it
+	// silenced has resolved: an acknowledgement that lasts as long as the
+	// problem does (Alertmanager's users ask for it, alertmanager#1860).
+	ExpireOnResolve bool `json:"expireOnResolve,omitempty"`
+	// SilencedAt is when an ExpireOnResolve silence was first seen
+	// selecting a firing alert; it ends only after that.
+	SilencedAt time.Time `json:"silencedAt,omitzero"`
 
 	matchers amlabels.Matchers
 }
@@ -194,6 +201,55 @@ func (s *silencer) silencedBy(now time.Time, ls model.LabelSet) []string {
 	return ids
 }
 
+// expiringOnResolve returns the active ExpireOnResolve silences.
+func (s *silencer) expiringOnResolve(now time.Time) []silence {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []silence
+	for _, sil := range s.items {
+		if sil.ExpireOnResolve && sil.state(now) == "active" {
+			out = append(out, *sil)
+		}
+	}
+	return out
+}
+
+// markSilenced records that the silence selects a firing alert.
+func (s *silencer) markSilenced(id string, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sil, ok := s.items[id]
+	if !ok || !sil.SilencedAt.IsZero() {
+		return nil
+	}
+	sil.SilencedAt = now
+	return s.saveLocked()
+}
+
+// expireResolvedSilences ends the ExpireOnResolve silences that selected a
+// firing alert and select none now; it runs with the pipeline's release,
+// every few seconds.
+func (a *Alertd) expireResolvedSilences(now time.Time) {
+	for _, sil := range a.silencer.expiringOnResolve(now) {
+		if a.store.anyFiring(now, sil.matchers) {
+			if err := a.silencer.markSilenced(sil.ID, now); err != nil {
+				a.logger.Error("Failed to save silences", "err", err)
+			}
+			continue
+		}
+		if sil.SilencedAt.IsZero() {
+			continue // nothing fired yet
+		}
+		ok, err := a.silencer.expire(sil.ID, now)
+		if err != nil {
+			a.logger.Error("Failed to save silences", "err", err)
+		}
+		if ok {
+			a.logger.Info("Silence expired: every alert it silenced has resolved", "silence", sil.ID, "created_by", sil.CreatedBy)
+		}
+	}
+}
+
 // silencesPath is where API silences are kept.
 func silencesPath(storage string) string { return filepath.Join(storage, "silences.json") }
 
@@ -205,6 +261,8 @@ type silenceRequest struct {
 	Duration  string    `json:"duration"`
 	CreatedBy string    `json:"createdBy"`
 	Comment   string    `json:"comment"`
+	// ExpireOnResolve ends the silence once the alerts it silenced resolve.
+	ExpireOnResolve bool `json:"expireOnResolve"`
 }
 
 // postSilence creates a silence: matchers in Alertmanager's syntax, from
@@ -255,7 +313,7 @@ func (a *Alertd) createSilence(ctx context.Context, req silenceRequest) (*silenc
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	sil := &silence{ID: hex.EncodeToString(id), Matchers: req.Matchers, StartsAt: req.StartsAt, EndsAt: req.EndsAt,
-		CreatedBy: req.CreatedBy, Comment: req.Comment, UpdatedAt: now, Source: "api", matchers: ms}
+		CreatedBy: req.CreatedBy, Comment: req.Comment, UpdatedAt: now, Source: "api", ExpireOnResolve: req.ExpireOnResolve, matchers: ms}
 	if err := a.silencer.add(sil); err != nil {
 		a.logger.Error("Failed to save silences", "err", err)
 		return nil, http.StatusInternalServerError, err

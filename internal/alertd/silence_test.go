@@ -143,3 +143,56 @@ func TestSilencesBadInputAndOverlap(t *testing.T) {
 	require.Equal(t, "suppressed", both.State)
 	require.Contains(t, both.History[len(both.History)-1].Reason, "silenced by "+longer)
 }
+
+// A silence with expireOnResolve ends once the alerts it silenced have
+// resolved, long before its end; one that has silenced nothing yet stays.
+func TestSilenceExpireOnResolve(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	ack := createSilence(t, a, `{"matchers":["alertname=\"Acked\""],"duration":"1h","createdBy":"alice","comment":"looking","expireOnResolve":true}`)
+	waiting := createSilence(t, a, `{"matchers":["alertname=\"NotYet\""],"duration":"1h","expireOnResolve":true}`)
+	postAlert(t, a, `{"alertname":"Acked","model":"a"}`)
+	postAlert(t, a, `{"alertname":"Acked","model":"b"}`)
+	require.Equal(t, "suppressed", waitAlert(t, a, model.LabelSet{"alertname": "Acked", "model": "a"}).State)
+
+	state := func(id string) string {
+		code, body := get(t, a.URL+"/api/v1/silences")
+		require.Equal(t, http.StatusOK, code)
+		var r struct {
+			Data []struct {
+				ID              string    `json:"id"`
+				State           string    `json:"state"`
+				ExpireOnResolve bool      `json:"expireOnResolve"`
+				SilencedAt      time.Time `json:"silencedAt"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &r))
+		for _, s := range r.Data {
+			if s.ID == id {
+				require.True(t, s.ExpireOnResolve)
+				if s.State == "active" && s.SilencedAt.IsZero() {
+					return "active, nothing silenced"
+				}
+				return s.State
+			}
+		}
+		t.Fatalf("no silence %s", id)
+		return ""
+	}
+	require.Eventually(t, func() bool { return state(ack) == "active" }, 10*time.Second, 20*time.Millisecond, "the silence never saw its alerts fire")
+
+	// One of the two resolves: the silence stays.
+	resolved := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+	postAlertJSON(t, a, `{"labels":{"alertname":"Acked","model":"a"},"endsAt":"`+resolved+`"}`)
+	require.Never(t, func() bool { return state(ack) != "active" }, 2500*time.Millisecond, 50*time.Millisecond, "expired while an alert still fired")
+	// Both: it expires, and the other stays as it was.
+	postAlertJSON(t, a, `{"labels":{"alertname":"Acked","model":"b"},"endsAt":"`+resolved+`"}`)
+	require.Eventually(t, func() bool { return state(ack) == "expired" }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "active, nothing silenced", state(waiting))
+	require.Contains(t, a.logs.String(), "every alert it silenced has resolved")
+
+	// The next firing of the alert is notified.
+	postAlert(t, a, `{"alertname":"Acked","model":"a"}`)
+	h.wait(t, "Acked", "firing", 30*time.Second)
+}
