@@ -226,6 +226,11 @@ type Suppression struct {
 	Deploy DeploySuppression `yaml:"deploy"`
 	// Learned holds alerts the classifier finds likely false positives.
 	Learned LearnedSuppression `yaml:"learned"`
+	// NotifyResolved sends the resolution of an alert that a silence or a
+	// stage suppressed after it was notified firing, to the receivers told
+	// it fired (with send_resolved); Alertmanager keeps it back, and
+	// incidents opened by the firing stay open (alertmanager#226).
+	NotifyResolved bool `yaml:"notify_resolved"`
 }
 
 // DeploySuppression holds the alerts of a model for a while after it was

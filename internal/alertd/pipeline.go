@@ -224,7 +224,10 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 				s.firesUnsuppressed(now, a)
 			}
 		}
-		if !a.Suppressed {
+		// A suppressed alert's resolution goes to the notifier too: it
+		// may hold the alert from a send before the suppression, and its
+		// mute stage decides (suppression.notify_resolved).
+		if !a.Suppressed || action == "resolved" {
 			out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 		}
 	}
@@ -232,7 +235,9 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		// The alerts it inhibits may have come before it, in this batch
 		// or earlier: they are muted before their group is flushed.
 		s.suppressWithLocked(ctx, now, s.inhibitor)
-		out = slices.DeleteFunc(out, func(x *amalert.Alert) bool { return s.alerts[x.Fingerprint()].Suppressed })
+		out = slices.DeleteFunc(out, func(x *amalert.Alert) bool {
+			return s.alerts[x.Fingerprint()].Suppressed && !x.Resolved()
+		})
 	}
 	if uninhibits {
 		// What it inhibited is notified now, not at the next release.

@@ -2,6 +2,7 @@ package alertd
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -195,4 +196,36 @@ func TestSilenceExpireOnResolve(t *testing.T) {
 	// The next firing of the alert is notified.
 	postAlert(t, a, `{"alertname":"Acked","model":"a"}`)
 	h.wait(t, "Acked", "firing", 30*time.Second)
+}
+
+// With suppression.notify_resolved, an alert notified firing and silenced
+// since is notified when it resolves; without, as in Alertmanager, it is
+// not.
+func TestSilencedResolutionNotified(t *testing.T) {
+	t.Parallel()
+	for _, notify := range []bool{false, true} {
+		t.Run(fmt.Sprint("notify_resolved=", notify), func(t *testing.T) {
+			t.Parallel()
+			h := newHook(t)
+			extra := ""
+			if notify {
+				extra = "suppression:\n  notify_resolved: true\n"
+			}
+			a := startAlertd(t, routes(h, nil, extra), map[string]string{"rules.yml": "groups: []\n"}, nil)
+			postAlert(t, a, `{"alertname":"Paged","model":"fraud"}`)
+			h.wait(t, "Paged", "firing", 30*time.Second)
+			createSilence(t, a, `{"matchers":["alertname=\"Paged\""],"duration":"1h","createdBy":"alice","comment":"acknowledged"}`)
+			require.Eventually(t, func() bool {
+				return waitAlert(t, a, model.LabelSet{"alertname": "Paged", "model": "fraud"}).State == "suppressed"
+			}, 10*time.Second, 20*time.Millisecond)
+			postAlertJSON(t, a, `{"labels":{"alertname":"Paged","model":"fraud"},"endsAt":"`+time.Now().Add(-time.Second).UTC().Format(time.RFC3339)+`"}`)
+			if notify {
+				p := h.wait(t, "Paged", "resolved", 30*time.Second)
+				require.Equal(t, "resolved", p.Alerts[0].Status)
+				return
+			}
+			require.Never(t, func() bool { return h.notifications("Paged", "resolved") > 0 }, 3*time.Second, 50*time.Millisecond,
+				"a silenced alert's resolution was notified without notify_resolved")
+		})
+	}
 }

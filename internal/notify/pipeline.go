@@ -120,10 +120,37 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 		stages,
 	}
 	if n.mutes != nil {
-		stage = amnotify.MultiStage{amnotify.NewMuteStage(muter(n.mutes), n.amMetrics), stage}
+		var mute amnotify.Stage = amnotify.NewMuteStage(muter(n.mutes), n.amMetrics)
+		if c.Suppression.NotifyResolved {
+			mute = resolvedPass{mute}
+		}
+		stage = amnotify.MultiStage{mute, stage}
 	}
 	p.stage = n.gate.wrap(stage)
 	return p, nil
+}
+
+// resolvedPass lets resolved alerts past the mute stage: a receiver told
+// an alert fired is told it resolved, though it was suppressed since
+// (suppression.notify_resolved). Alertmanager's dedup stage sends a
+// resolution only to a receiver notified of the firing.
+type resolvedPass struct{ mute amnotify.Stage }
+
+// Exec implements amnotify.Stage.
+func (s resolvedPass) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
+	var firing, resolved []*alert.Alert
+	for _, a := range alerts {
+		if a.Resolved() {
+			resolved = append(resolved, a)
+		} else {
+			firing = append(firing, a)
+		}
+	}
+	ctx, kept, err := s.mute.Exec(ctx, l, firing...)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return ctx, append(kept, resolved...), nil
 }
 
 // timeStage counts, logs and reports (Options.OnMute) the flushes that
