@@ -20,6 +20,9 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v2"
+
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/driftcli"
 )
 
 // promql parses the dashboards' queries as Prometheus does.
@@ -260,10 +263,27 @@ func recordingRules(t *testing.T) map[string]bool {
 			}
 		}
 	}
+	// And those `exporter alerts` writes for the models' SLOs.
+	cfg, err := config.Load("models:\n  - name: m\n    slos: {availability: 0.999, latency: 0.99, latency_threshold: 0.1, accuracy: 0.9}\n")
+	require.NoError(t, err)
+	b, err := driftcli.QualityAlerts(cfg)
+	require.NoError(t, err)
+	f := filepath.Join(t.TempDir(), "slo.rules.yml")
+	require.NoError(t, os.WriteFile(f, b, 0o644))
+	rgs, errs := rulefmt.ParseFile(f, false, model.UTF8Validation, promql, slog.New(slog.DiscardHandler))
+	require.Empty(t, errs)
+	for _, g := range rgs.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				out[r.Record] = true
+			}
+		}
+	}
 	return out
 }
 
-// Recording rules the dashboards read are in the repository's rule files.
+// Recording rules the dashboards read are in the repository's rule files,
+// or in what `exporter alerts` writes.
 func TestRecordingRulesExist(t *testing.T) {
 	recorded := recordingRules(t)
 	used := 0
