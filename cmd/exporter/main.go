@@ -72,6 +72,7 @@ func run() int {
 		plogRatio    = serve.Flag("payload-log.sample-ratio", "Share of the captured predictions sent to --payload-log.url, in (0, 1].").Default(strconv.FormatFloat(d.PayloadLog.SampleRatio, 'g', -1, 64)).Float64()
 		plogSource   = serve.Flag("payload-log.source", "The events' source attribute. Empty: http://<hostname>:<proxy port>/.").Default("").String()
 		plogExt      = serve.Flag("payload-log.extension", "Attribute added to every event, name=value (e.g. inferenceservicename=fraud, namespace=prod); repeatable. Names are 1 to 20 lowercase letters and digits.").StringMap()
+		plogMeta     = serve.Flag("payload-log.metadata-header", "Request header whose values go into each event's metadata attribute, as JSON (KServe's logger's metadataHeaders); repeatable.").Strings()
 		plogWorkers  = serve.Flag("payload-log.workers", "Number of events sent to --payload-log.url at once.").Default(strconv.Itoa(d.PayloadLog.Workers)).Int()
 		plogBatch    = serve.Flag("payload-log.batch-size", "Most events one request to --payload-log.url carries: 1 sends each alone in CloudEvents' binary mode (KServe's logger's); more sends the queued events together in the batched JSON mode (application/cloudevents-batch+json), about ten times the events per second.").Default(strconv.Itoa(d.PayloadLog.BatchSize)).Int()
 		plogTimeout  = serve.Flag("payload-log.timeout", "Longest wait for --payload-log.url to accept one event; a timed-out event is sent again.").Default(d.PayloadLog.Timeout.String()).Duration()
@@ -236,17 +237,18 @@ func run() int {
 			Models:      *shadowModels,
 		},
 		PayloadLog: exporter.PayloadLogOptions{
-			URL:           *plogURL,
-			Mode:          *plogMode,
-			SampleRatio:   *plogRatio,
-			Source:        *plogSource,
-			Extensions:    *plogExt,
-			Workers:       *plogWorkers,
-			BatchSize:     *plogBatch,
-			Timeout:       *plogTimeout,
-			MaxQueueBytes: int64(*plogQueue),
-			SpoolDir:      *plogSpool,
-			MaxSpoolBytes: int64(*plogSpoolMax),
+			URL:             *plogURL,
+			Mode:            *plogMode,
+			SampleRatio:     *plogRatio,
+			Source:          *plogSource,
+			Extensions:      *plogExt,
+			MetadataHeaders: *plogMeta,
+			Workers:         *plogWorkers,
+			BatchSize:       *plogBatch,
+			Timeout:         *plogTimeout,
+			MaxQueueBytes:   int64(*plogQueue),
+			SpoolDir:        *plogSpool,
+			MaxSpoolBytes:   int64(*plogSpoolMax),
 		},
 		Drift: exporter.DriftOptions{
 			Reference:        *driftRef,

@@ -132,7 +132,7 @@ func BenchmarkCaptureOffer(b *testing.B) {
 	req, resp := kserveBody(20), []byte(`{"predictions":[0.93]}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		e.queue.offer(m, 0, bodyEncodings{}, answerTiming{}, req, resp, nil, nil)
+		e.queue.offer(m, 0, bodyEncodings{}, answerTiming{}, req, resp, nil, nil, false)
 	}
 }
 

@@ -29,8 +29,10 @@ type capture struct {
 	reqLen  int
 	respLen int
 	// hdrLen is the length of the request's header when the request is
-	// to be mirrored to the shadow model server, else 0.
+	// to be mirrored to the shadow model server (mirror), or its headers go
+	// into the payload log's metadata, else 0.
 	hdrLen int
+	mirror bool
 	// feedback: the request is Seldon Core 1's feedback, whose truth is
 	// labels (worker.feedback), not a prediction.
 	feedback bool
@@ -39,8 +41,9 @@ type capture struct {
 // id is the prediction id the capture came with.
 func (c *capture) id() []byte { return c.buf[c.reqLen+c.respLen : len(c.buf)-c.hdrLen] }
 
-// shadowHeader is the header of a request to mirror, nil for one not to.
-func (c *capture) shadowHeader() []byte {
+// header is the request's header, when the capture keeps it: nil unless the
+// request is to be mirrored or its headers are logged.
+func (c *capture) header() []byte {
 	if c.hdrLen == 0 {
 		return nil
 	}
@@ -81,20 +84,20 @@ func newQueue(size int, maxBytes int64, maxBody int, logger *slog.Logger) *queue
 }
 
 // offer copies the bodies and enqueues them, or counts why it did not.
-// shadowHdr is the request's header when it is to be mirrored to the
-// shadow model server, else nil.
-func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, shadowHdr []byte) {
-	q.offerCapture(false, m, f, enc, t, req, resp, id, shadowHdr)
+// hdr is the request's header when it is to be mirrored to the shadow model
+// server (mirror) or its headers logged, else nil.
+func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, hdr []byte, mirror bool) {
+	q.offerCapture(false, m, f, enc, t, req, resp, id, hdr, mirror)
 }
 
 // offerFeedback is offer for the body of a Seldon feedback request (f
 // FormatSeldon, or FormatSeldonGRPC for a SendFeedback call's message), and
 // the id header it came with.
 func (q *queue) offerFeedback(m *model, f payload.Format, enc bodyEncodings, body, id []byte) {
-	q.offerCapture(true, m, f, enc, answerTiming{}, body, nil, id, nil)
+	q.offerCapture(true, m, f, enc, answerTiming{}, body, nil, id, nil, false)
 }
 
-func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, hdr []byte) {
+func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, hdr []byte, mirror bool) {
 	n := len(req) + len(resp) + len(id) + len(hdr)
 	if len(req) > q.maxBody || len(resp) > q.maxBody {
 		q.dropTooLarge(m)
@@ -105,7 +108,7 @@ func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc body
 		return
 	}
 	c := capturePool.Get().(*capture)
-	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen, c.hdrLen, c.feedback = m, f, enc, t, len(req), len(resp), len(hdr), feedback
+	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen, c.hdrLen, c.mirror, c.feedback = m, f, enc, t, len(req), len(resp), len(hdr), mirror, feedback
 	c.buf = append(append(append(append(c.buf[:0], req...), resp...), id...), hdr...)
 	q.enqueued.Add(1)
 	select {
@@ -289,7 +292,7 @@ func (w *worker) handle(c *capture) {
 				w.obs.labels.observe(w.obs.now(), c.model.name, id, mc, w.batch.Records)
 			}
 		}
-		if hdr := c.shadowHeader(); hdr != nil && w.shadow != nil && err == nil {
+		if hdr := c.header(); hdr != nil && c.mirror && w.shadow != nil && err == nil {
 			w.shadow.offer(c.model, mc, f, c.enc.req, hdr, c.buf[:c.reqLen], id, w.batch.Records)
 		}
 	}

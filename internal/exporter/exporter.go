@@ -304,7 +304,7 @@ func New(o Options) (*Exporter, error) {
 		if e.payloadLog, err = newPayloadLog(o.PayloadLog, e.reg, o.Now, e.logger.With("component", "payload log")); err != nil {
 			return nil, err
 		}
-		p.logPayloads = true
+		p.logPayloads, p.logHeaders = true, len(o.PayloadLog.MetadataHeaders) > 0
 	}
 	e.scrape, err = collector.NewExporter(o.Collectors, source{e}, e.logger.With("component", "collector"))
 	if err != nil {

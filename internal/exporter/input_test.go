@@ -167,8 +167,8 @@ func TestCaptureQueueFull(t *testing.T) {
 	// With no worker reading, the second capture finds the queue full.
 	q := newQueue(1, 1<<20, 1<<20, promslog.NewNopLogger())
 	m := e.models.get([]byte("direct"), 100)
-	q.offer(m, 0, bodyEncodings{}, answerTiming{}, []byte("{}"), nil, nil, nil)
-	q.offer(m, 0, bodyEncodings{}, answerTiming{}, []byte("{}"), nil, nil, nil)
+	q.offer(m, 0, bodyEncodings{}, answerTiming{}, []byte("{}"), nil, nil, nil, false)
+	q.offer(m, 0, bodyEncodings{}, answerTiming{}, []byte("{}"), nil, nil, nil, false)
 	require.Equal(t, 1, q.stats().Length)
 	require.EqualValues(t, 2, q.stats().Bytes)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_capture_dropped_total", map[string]string{"model": "direct", "reason": "queue_full"}))

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	crand "crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/textproto"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +34,11 @@ type PayloadLogOptions struct {
 	Source string
 	// Extensions are further attributes of every event (name → value).
 	Extensions map[string]string
+	// MetadataHeaders are request headers whose values go into each
+	// event's metadata attribute, as JSON ({"X-User-Id": ["u1"]}), as
+	// KServe's logger's metadataHeaders do. Streamed answers' requests
+	// have none.
+	MetadataHeaders []string
 	// Workers, BatchSize, Timeout, MaxQueueBytes, SpoolDir and
 	// MaxSpoolBytes are payloadlog.Options'.
 	Workers       int
@@ -56,6 +64,7 @@ var extensionName = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
 var reservedAttributes = map[string]bool{
 	"id": true, "source": true, "specversion": true, "type": true, "datacontenttype": true,
 	"dataschema": true, "subject": true, "time": true, "data": true, "modelname": true, "modelversion": true,
+	"metadata": true,
 }
 
 // check checks the options of the payload log.
@@ -67,6 +76,11 @@ func (o PayloadLogOptions) check() error {
 	}
 	if !(o.SampleRatio > 0 && o.SampleRatio <= 1) {
 		return fmt.Errorf("invalid payload log sample ratio %v: it must be in (0, 1]", o.SampleRatio)
+	}
+	for _, h := range o.MetadataHeaders {
+		if h == "" || strings.ContainsAny(h, " :\r\n") {
+			return fmt.Errorf("invalid payload log metadata header %q", h)
+		}
 	}
 	for name := range o.Extensions {
 		if !extensionName.MatchString(name) {
@@ -88,6 +102,8 @@ type payloadLog struct {
 	idPrefix  string
 	seq       atomic.Uint64
 	now       func() time.Time
+	// headers are MetadataHeaders in canonical form, by lower-case name.
+	headers map[string]string
 }
 
 func newPayloadLog(o PayloadLogOptions, reg prometheus.Registerer, now func() time.Time, logger *slog.Logger) (*payloadLog, error) {
@@ -103,11 +119,18 @@ func newPayloadLog(o PayloadLogOptions, reg prometheus.Registerer, now func() ti
 	}
 	var prefix [6]byte
 	_, _ = crand.Read(prefix[:])
-	return &payloadLog{
+	pl := &payloadLog{
 		l: l, opts: o, now: now, idPrefix: hex.EncodeToString(prefix[:]),
 		requests:  o.Mode != PayloadLogResponse,
 		responses: o.Mode != PayloadLogRequest,
-	}, nil
+	}
+	if len(o.MetadataHeaders) > 0 {
+		pl.headers = map[string]string{}
+		for _, h := range o.MetadataHeaders {
+			pl.headers[strings.ToLower(h)] = textproto.CanonicalMIMEHeaderKey(h)
+		}
+	}
+	return pl, nil
 }
 
 // log offers a capture's bodies (decoded) as events, when sampled. A
@@ -126,6 +149,11 @@ func (p *payloadLog) log(c *capture, f payload.Format, req, resp []byte) {
 		ext[k] = v
 	}
 	ext["modelname"] = c.model.name
+	if p.headers != nil {
+		if hdr := c.header(); hdr != nil {
+			ext["metadata"] = p.metadata(hdr)
+		}
+	}
 	if v := c.model.version.Load(); v != nil && *v != "" {
 		ext["modelversion"] = *v
 	}
@@ -138,6 +166,23 @@ func (p *payloadLog) log(c *capture, f payload.Format, req, resp []byte) {
 		p.l.Offer(&payloadlog.Event{ID: id, Type: payloadlog.TypeResponse, Source: p.opts.Source, Time: now,
 			ContentType: contentType(f, resp), Extensions: ext, Data: bytes.Clone(resp)})
 	}
+}
+
+// metadata picks the MetadataHeaders' values from a request's header (as
+// sent: the request line, then "Name: value" lines) and gives them as JSON.
+func (p *payloadLog) metadata(hdr []byte) string {
+	m := map[string][]string{}
+	for i, line := range bytes.Split(hdr, []byte("\n")) {
+		name, value, ok := bytes.Cut(bytes.TrimRight(line, "\r"), []byte(":"))
+		if i == 0 || !ok {
+			continue
+		}
+		if canon, ok := p.headers[strings.ToLower(string(bytes.TrimSpace(name)))]; ok {
+			m[canon] = append(m[canon], string(bytes.TrimSpace(value)))
+		}
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
 }
 
 // contentType is the media type of a captured body: a gRPC call's message

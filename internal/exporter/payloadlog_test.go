@@ -198,3 +198,32 @@ func TestPayloadLogOptions(t *testing.T) {
 		require.ErrorContains(t, err, tc.want)
 	}
 }
+
+// --payload-log.metadata-header puts the request's values of those headers
+// into each event's metadata attribute, as KServe's logger does; keeping
+// the request's header for it mirrors nothing to a shadow that does not
+// sample the request.
+func TestPayloadLogMetadata(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
+	candidate := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
+	sink := newRecordingServer(t, nil, func(http.ResponseWriter, *http.Request) bool { return true })
+	e := startExporter(t, model.URL, func(o *Options) {
+		payloadLogOptions(sink.URL, func(p *PayloadLogOptions) { p.MetadataHeaders = []string{"X-User-Id", "x-tenant"} })(o)
+		shadowOptions(candidate.URL, func(s *ShadowOptions) { s.SampleRatio = 1e-12 })(o)
+	})
+	status, _ := predict(t, e, "fraud", `{"instances": [{"amount": 1}]}`, "Ce-Id", "m-1", "X-User-Id", "u1", "X-Tenant", "t1", "X-Other", "no")
+	require.Equal(t, 200, status)
+	status, _ = predict(t, e, "fraud", `{"instances": [{"amount": 2}]}`, "Ce-Id", "m-2")
+	require.Equal(t, 200, status)
+	waitIdle(t, e)
+	got := events(t, sink, 4)
+	require.Equal(t, `{"X-Tenant":["t1"],"X-User-Id":["u1"]}`, got["m-1 request"].header.Get("Ce-Metadata"))
+	require.Equal(t, `{"X-Tenant":["t1"],"X-User-Id":["u1"]}`, got["m-1 response"].header.Get("Ce-Metadata"))
+	require.Equal(t, `{}`, got["m-2 request"].header.Get("Ce-Metadata"))
+	require.Empty(t, candidate.received(), "a request the shadow did not sample was mirrored")
+
+	o := withLoopback("http://127.0.0.1:1", Options{})
+	payloadLogOptions("http://127.0.0.1:1/", func(p *PayloadLogOptions) { p.MetadataHeaders = []string{"X Bad"} })(&o)
+	_, err := New(o)
+	require.ErrorContains(t, err, `invalid payload log metadata header "X Bad"`)
+}

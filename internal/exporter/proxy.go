@@ -73,8 +73,9 @@ type proxy struct {
 	shadow    *shadow       // nil without --shadow.upstream
 	// logPayloads: with --payload-log.url, a request's Ce-Id header is its
 	// prediction id when the label join gives none (as KServe's logger
-	// takes it).
-	logPayloads bool
+	// takes it). logHeaders: with --payload-log.metadata-header, the
+	// request's header is captured for the parsers to pick them from.
+	logPayloads, logHeaders bool
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -385,7 +386,9 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		respSize = len(respBody)
 		// Only what account captures (a 2xx answer) reaches the shadow.
 		if p.shadow != nil && p.shadow.sample(m) {
-			rq.shadow = req.Header.Header()
+			rq.header, rq.mirror = req.Header.Header(), true
+		} else if p.logHeaders {
+			rq.header = req.Header.Header()
 		}
 	}
 	p.account(m, req.Body(), respBody, respSize, resp.StatusCode(), rq, upEnd)
@@ -440,9 +443,11 @@ type request struct {
 	// outputTokens is what a gRPC stream's answers say they add up to
 	// (num_output_tokens), when only the last is captured; 0 when unsaid.
 	outputTokens int64
-	// shadow is the request's header, as sent upstream, when the request
-	// is to be mirrored to the shadow model server; nil otherwise.
-	shadow []byte
+	// header is the request's header, as sent upstream, when the request
+	// is to be mirrored to the shadow model server (mirror) or its headers
+	// go into the payload log's metadata; nil otherwise.
+	header []byte
+	mirror bool
 }
 
 // account records a prediction once its answer is complete: its sizes, its
@@ -481,7 +486,7 @@ func (p *proxy) capture(m *model, reqBody, respBody []byte, respSize int, rq req
 		p.queue.dropTooLarge(m)
 		return
 	}
-	p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte, rq.outputTokens}, reqBody, respBody, rq.id, rq.shadow)
+	p.queue.offer(m, rq.format, rq.enc, answerTiming{end.Sub(rq.start), rq.firstByte, rq.outputTokens}, reqBody, respBody, rq.id, rq.header, rq.mirror)
 }
 
 // roundTrip sends the request upstream and leaves the answer, or an error
