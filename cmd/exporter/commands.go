@@ -48,9 +48,12 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 	rc.Flag("output", "Rule file to write, or - for stdout.").Default("-").StringVar(&rules.Output)
 
 	var alerts driftcli.AlertsCommand
-	ac := app.Command("alerts", "Print Prometheus alerting rules for the quality thresholds of the models in a configuration file (models[].alerts).")
+	ac := app.Command("alerts", "Print Prometheus alerting rules for the quality thresholds of the models in a configuration file (models[].alerts), and the recording and alerting rules of their SLOs (models[].slos).")
 	ac.Flag("config.file", "Exporter configuration file.").Required().StringVar(&alerts.Config)
 	ac.Flag("output", "Rule file to write, or - for stdout.").Default("-").StringVar(&alerts.Output)
+	ac.Flag("format", "rules (a Prometheus rule file) or prometheusrule (a PrometheusRule for Prometheus Operator).").Default(driftcli.AlertsFormatRules).EnumVar(&alerts.Format, driftcli.AlertsFormatRules, driftcli.AlertsFormatPrometheusRule)
+	ac.Flag("name", "With --format=prometheusrule, the PrometheusRule's name.").Default("modelmon-alerts").StringVar(&alerts.Name)
+	ac.Flag("namespace", "With --format=prometheusrule, the PrometheusRule's namespace; empty: none (kubectl's).").Default("").StringVar(&alerts.Namespace)
 
 	return map[string]func(*slog.Logger) int{
 		ac.FullCommand(): func(l *slog.Logger) int { return alerts.Run(env(l)) },

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,11 +49,33 @@ func PrometheusRule(root string) ([]byte, error) {
 	if len(groups) == 0 {
 		return nil, fmt.Errorf("no rule files match %v under %s", RuleFiles, root)
 	}
+	b, err := marshal("modelmon-rules", "", "rules", groups)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(header), b...), nil
+}
+
+// PrometheusRuleOf returns a PrometheusRule named name, in namespace if it
+// is not empty, that holds the groups of a Prometheus rule file that have
+// rules, for Prometheus Operator (`exporter alerts --format=prometheusrule`).
+func PrometheusRuleOf(name, namespace string, ruleFile []byte) ([]byte, error) {
+	groups, err := parseGroups("the rule file", ruleFile)
+	if err != nil {
+		return nil, err
+	}
+	groups = slices.DeleteFunc(groups, func(g monitoringv1.RuleGroup) bool { return len(g.Rules) == 0 })
+	return marshal(name, namespace, "alerts", groups)
+}
+
+// marshal writes a PrometheusRule of the groups.
+func marshal(name, namespace, component string, groups []monitoringv1.RuleGroup) ([]byte, error) {
 	pr := monitoringv1.PrometheusRule{
 		TypeMeta: metav1.TypeMeta{APIVersion: monitoringv1.SchemeGroupVersion.String(), Kind: monitoringv1.PrometheusRuleKind},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:   "modelmon-rules",
-			Labels: map[string]string{"app.kubernetes.io/name": "modelmon", "app.kubernetes.io/component": "rules"},
+			Name:      name,
+			Namespace: namespace,
+			Labels:    map[string]string{"app.kubernetes.io/name": "modelmon", "app.kubernetes.io/component": component},
 		},
 		Spec: monitoringv1.PrometheusRuleSpec{Groups: groups},
 	}
@@ -61,8 +84,7 @@ func PrometheusRule(root string) ([]byte, error) {
 		return nil, fmt.Errorf("couldn't marshal the PrometheusRule: %w", err)
 	}
 	// A PrometheusRule has no status; drop the empty creationTimestamp.
-	b = bytes.Replace(b, []byte("  creationTimestamp: null\n"), nil, 1)
-	return append([]byte(header), b...), nil
+	return bytes.Replace(b, []byte("  creationTimestamp: null\n"), nil, 1), nil
 }
 
 // readGroups reads a Prometheus rule file into the operator's types,
@@ -72,6 +94,12 @@ func readGroups(path string) ([]monitoringv1.RuleGroup, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseGroups(path, b)
+}
+
+// parseGroups reads the groups of a rule file's contents; name is the
+// file's, for errors.
+func parseGroups(path string, b []byte) ([]monitoringv1.RuleGroup, error) {
 	j, err := yaml.YAMLToJSON(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/modelmon/modelmon/deploy/kubernetes"
 	"github.com/modelmon/modelmon/internal/config"
 )
 
@@ -116,7 +117,19 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 type AlertsCommand struct {
 	Config string
 	Output string
+	// Format is "rules" (a Prometheus rule file) or "prometheusrule" (a
+	// PrometheusRule for Prometheus Operator, named Name, in Namespace if
+	// set).
+	Format    string
+	Name      string
+	Namespace string
 }
+
+// The formats of `exporter alerts`.
+const (
+	AlertsFormatRules          = "rules"
+	AlertsFormatPrometheusRule = "prometheusrule"
+)
 
 // Run writes the alerting rules of the configuration's quality thresholds.
 func (c *AlertsCommand) Run(env Env) int {
@@ -128,6 +141,15 @@ func (c *AlertsCommand) Run(env Env) int {
 	out, err := QualityAlerts(cfg)
 	if err != nil {
 		return env.fail("alerts", err)
+	}
+	switch c.Format {
+	case "", AlertsFormatRules:
+	case AlertsFormatPrometheusRule:
+		if out, err = kubernetes.PrometheusRuleOf(cmp.Or(c.Name, "modelmon-alerts"), c.Namespace, out); err != nil {
+			return env.fail("alerts", err)
+		}
+	default:
+		return env.fail("alerts", fmt.Errorf("unknown format %q (want rules or prometheusrule)", c.Format))
 	}
 	var w io.Writer = env.Stdout
 	if c.Output != "" && c.Output != "-" {

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/stretchr/testify/require"
+	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/prometheustest"
@@ -193,4 +195,36 @@ tests:
 	b, err = exec.Command(promtool, "test", "rules", testFile).CombinedOutput()
 	require.NoError(t, err, string(b))
 	require.Contains(t, string(b), "SUCCESS")
+}
+
+// --format=prometheusrule wraps the same rules in a PrometheusRule for
+// Prometheus Operator; its groups are the rule file's that have rules, and
+// they pass promtool.
+func TestAlertsPrometheusRule(t *testing.T) {
+	promtool := prometheustest.Promtool(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    slos: {availability: 0.999}\n"), 0o644))
+	res := run(t, &AlertsCommand{Config: cfg, Format: AlertsFormatPrometheusRule, Name: "fraud-slos", Namespace: "ml"}, "")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	var pr monitoringv1.PrometheusRule
+	require.NoError(t, k8syaml.UnmarshalStrict([]byte(res.stdout), &pr))
+	require.Equal(t, "PrometheusRule", pr.Kind)
+	require.Equal(t, "fraud-slos", pr.Name)
+	require.Equal(t, "ml", pr.Namespace)
+	require.Len(t, pr.Spec.Groups, 1)
+	require.Equal(t, "modelmon_slos", pr.Spec.Groups[0].Name)
+	require.Len(t, pr.Spec.Groups[0].Rules, 11)
+
+	b, err := k8syaml.Marshal(map[string]any{"groups": pr.Spec.Groups})
+	require.NoError(t, err)
+	rules := filepath.Join(dir, "rules.yml")
+	require.NoError(t, os.WriteFile(rules, b, 0o644))
+	out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "SUCCESS: 11 rules found")
+
+	res = run(t, &AlertsCommand{Config: cfg, Format: "helm"}, "")
+	require.NotEqual(t, ExitOK, res.code)
+	require.Contains(t, res.stderr, `unknown format "helm" (want rules or prometheusrule)`)
 }
