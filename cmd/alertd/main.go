@@ -66,6 +66,8 @@ func run() int {
 	testRules := testCmd.Command("rules", "Run unit tests for rules, written in the format of `promtool test rules`.")
 	testFiles := testRules.Arg("test-rule-file", "The unit test files.").Required().ExistingFiles()
 	testRun := testRules.Flag("run", "Run only test groups whose name matches this regular expression; repeatable.").Strings()
+	testPolicy := testCmd.Command("policy", "Run tests of a whole alerting policy: series in, the firings the configuration's rules, anomaly detectors, classification, suppression stages and routes make of them out (paged, grouped, suppressed, unrouted).")
+	testPolicyFiles := testPolicy.Arg("test-file", "The policy test files.").Required().ExistingFiles()
 
 	anomalyCmd := app.Command("anomaly", "Anomaly scoring offline.")
 	anomalyScore := anomalyCmd.Command("score", "Score a CSV series (timestamp,value) for anomalies, causally: row i's score uses rows 0..i only. Writes timestamp,value,anomaly_score, one row per input row, in input order.")
@@ -115,6 +117,12 @@ func run() int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runReplay(ctx, ra, logger)
+	case testPolicy.FullCommand():
+		ok, err := alertd.RunPolicyTests(context.Background(), *testPolicyFiles, os.Stdout, logger)
+		if err != nil || !ok {
+			return 1
+		}
+		return 0
 	case testRules.FullCommand():
 		ok, err := rules.RunTests(*testFiles, rules.TestOptions{Out: os.Stdout, Run: *testRun})
 		if err != nil {

@@ -75,6 +75,13 @@ func TestCommands(t *testing.T) {
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "FAILED")
 
+	code, out = exitCode(t, bin, "test", "policy", "../../internal/alertd/testdata/policy/pass.yml")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "SUCCESS")
+	code, out = exitCode(t, bin, "test", "policy", "../../internal/alertd/testdata/policy/fail.yml")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "got an unexpected firing")
+
 	var csv strings.Builder
 	csv.WriteString("timestamp,value\n")
 	for i := range 300 {

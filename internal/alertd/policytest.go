@@ -1,0 +1,336 @@
+package alertd
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"gopkg.in/yaml.v3"
+
+	commoncfg "github.com/prometheus/common/config"
+)
+
+// PolicyTestFile is a test of a whole alerting policy, `alertd test policy`:
+// series in, the pages and suppressions of the configuration's rules,
+// anomaly detectors, classification, suppression stages and routes out. The
+// series are promtool's notation; the configuration runs as `alertd replay`
+// runs it, over the test's range.
+type PolicyTestFile struct {
+	// Config is alertd's configuration file, relative to the test file.
+	Config string `yaml:"config"`
+	// Interval is the series' sample interval (default 1m); EvaluationInterval
+	// the replay's step (default the configuration's).
+	Interval           model.Duration `yaml:"interval"`
+	EvaluationInterval model.Duration `yaml:"evaluation_interval"`
+	Tests              []PolicyTest   `yaml:"tests"`
+}
+
+// PolicyTest is one scenario.
+type PolicyTest struct {
+	Name           string           `yaml:"name"`
+	StartTimestamp time.Time        `yaml:"start_timestamp"`
+	InputSeries    []policySeries   `yaml:"input_series"`
+	Duration       model.Duration   `yaml:"duration"` // default: the longest series
+	ExpFirings     []ExpectedFiring `yaml:"exp_firings"`
+	ExpSummary     *ExpectedSummary `yaml:"exp_summary"`
+}
+
+type policySeries struct {
+	Series string `yaml:"series"`
+	Values string `yaml:"values"`
+}
+
+// ExpectedFiring is a firing the test expects: its alertname and labels (a
+// subset of the alert's), when it fired and, if given, resolved (durations
+// from the start; "never" for one that still fires at the end), and, if
+// given, its outcome (paged, grouped, suppressed, unrouted) and the stage
+// that suppressed it.
+type ExpectedFiring struct {
+	Alertname    string            `yaml:"alertname"`
+	Labels       map[string]string `yaml:"labels"`
+	FiredAt      model.Duration    `yaml:"fired_at"`
+	ResolvedAt   string            `yaml:"resolved_at"`
+	Outcome      string            `yaml:"outcome"`
+	SuppressedBy string            `yaml:"suppressed_by"`
+}
+
+// ExpectedSummary checks the replay's counts, those given.
+type ExpectedSummary struct {
+	Pages      *int `yaml:"pages"`
+	Grouped    *int `yaml:"grouped"`
+	Suppressed *int `yaml:"suppressed"`
+}
+
+// RunPolicyTests runs the policy tests of each file and writes a report in
+// the manner of `promtool test rules`; passed is false when a test failed.
+// An error is a file that can't be read, parsed or run; it is reported too,
+// and the other files still run.
+func RunPolicyTests(ctx context.Context, files []string, out io.Writer, logger *slog.Logger) (passed bool, err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	passed = true
+	var errs []error
+	for _, f := range files {
+		fmt.Fprintf(out, "Unit Testing:  %s\n", f)
+		failures, ferr := runPolicyFile(ctx, f, logger)
+		switch {
+		case ferr != nil:
+			fmt.Fprintf(out, "  FAILED:\n    %v\n\n", ferr)
+			errs = append(errs, ferr)
+			passed = false
+		case len(failures) > 0:
+			fmt.Fprintf(out, "  FAILED:\n%s\n\n", strings.Join(failures, "\n"))
+			passed = false
+		default:
+			fmt.Fprintf(out, "  SUCCESS\n\n")
+		}
+	}
+	return passed, errors.Join(errs...)
+}
+
+func runPolicyFile(ctx context.Context, path string, logger *slog.Logger) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var tf PolicyTestFile
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&tf); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if tf.Config == "" {
+		return nil, fmt.Errorf("%s: config is required", path)
+	}
+	if !filepath.IsAbs(tf.Config) {
+		tf.Config = filepath.Join(filepath.Dir(path), tf.Config)
+	}
+	interval := time.Duration(cmp.Or(tf.Interval, model.Duration(time.Minute)))
+	var failures []string
+	for i, tc := range tf.Tests {
+		name := cmp.Or(tc.Name, fmt.Sprintf("tests[%d]", i))
+		msgs, err := tc.run(ctx, tf.Config, interval, time.Duration(tf.EvaluationInterval), logger)
+		if err != nil {
+			return nil, fmt.Errorf("%s: test %q: %w", path, name, err)
+		}
+		for _, m := range msgs {
+			failures = append(failures, fmt.Sprintf("    name: %s,\n%s", name, m))
+		}
+	}
+	return failures, nil
+}
+
+// run replays the configuration over the test's series and compares.
+func (tc *PolicyTest) run(ctx context.Context, config string, interval, step time.Duration, logger *slog.Logger) ([]string, error) {
+	for i, e := range tc.ExpFirings {
+		if e.Alertname == "" {
+			return nil, fmt.Errorf("exp_firings[%d]: alertname is required", i)
+		}
+		if e.ResolvedAt != "" && e.ResolvedAt != "never" {
+			if _, err := model.ParseDuration(e.ResolvedAt); err != nil {
+				return nil, fmt.Errorf("exp_firings[%d]: resolved_at %q: a duration or never", i, e.ResolvedAt)
+			}
+		}
+		switch e.Outcome {
+		case "", OutcomePaged, OutcomeGrouped, OutcomeSuppressed, OutcomeUnrouted:
+		default:
+			return nil, fmt.Errorf("exp_firings[%d]: outcome %q: paged, grouped, suppressed or unrouted", i, e.Outcome)
+		}
+	}
+	start := tc.StartTimestamp
+	if start.IsZero() {
+		start = time.Unix(0, 0).UTC()
+	}
+	p := parser.NewParser(parser.Options{})
+	type series struct {
+		labels labels.Labels
+		values []parser.SequenceValue
+	}
+	var all []series
+	longest := 0
+	for _, is := range tc.InputSeries {
+		ls, vals, err := p.ParseSeriesDesc(is.Series + " " + is.Values)
+		if err != nil {
+			return nil, fmt.Errorf("input series %q: %w", is.Series, err)
+		}
+		all = append(all, series{ls, vals})
+		longest = max(longest, len(vals))
+	}
+	if longest == 0 {
+		return nil, errors.New("no input series")
+	}
+	dur := time.Duration(tc.Duration)
+	if dur <= 0 {
+		dur = time.Duration(longest-1) * interval
+	}
+	dir, err := os.MkdirTemp("", "alertd-policy-test")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	blockSize := (dur + 2*time.Hour).Milliseconds()
+	w, err := tsdb.NewBlockWriter(slog.New(slog.DiscardHandler), dir, blockSize)
+	if err != nil {
+		return nil, err
+	}
+	app := w.AppenderV2(ctx)
+	for _, s := range all {
+		var ref storage.SeriesRef
+		for i, v := range s.values {
+			if v.Omitted {
+				continue
+			}
+			t := start.Add(time.Duration(i) * interval).UnixMilli()
+			if ref, err = app.Append(ref, s.labels, 0, t, v.Value, nil, v.Histogram, storage.AppendV2Options{}); err != nil {
+				_ = w.Close()
+				return nil, fmt.Errorf("series %s: %w", s.labels, err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	if _, err := w.Flush(ctx); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	src, closeSrc, err := OpenReplaySource(dir, "", 0, commoncfg.HTTPClientConfig{})
+	if err != nil {
+		return nil, err
+	}
+	defer closeSrc()
+	res, err := Replay(ctx, config, ReplayOptions{From: start, To: start.Add(dur), Step: step, Source: src, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	return tc.compare(res, start), nil
+}
+
+// compare matches the replay's firings with the expected ones, one to one:
+// an expected firing not found, or a firing not expected, fails the test.
+func (tc *PolicyTest) compare(res *ReplayResult, start time.Time) []string {
+	var msgs []string
+	used := make([]bool, len(res.Firings))
+	describe := func(f ReplayFiring) string {
+		resolved := "never"
+		if !f.ResolvedAt.IsZero() {
+			resolved = model.Duration(f.ResolvedAt.Sub(start)).String()
+		}
+		s := fmt.Sprintf("%s fired_at: %s, resolved_at: %s, outcome: %s", f.Labels, model.Duration(f.FiredAt.Sub(start)), resolved, f.Outcome)
+		if f.SuppressedBy != "" {
+			s += ", suppressed_by: " + f.SuppressedBy
+		}
+		return s
+	}
+	for _, exp := range tc.ExpFirings {
+		found := false
+		for i, f := range res.Firings {
+			if !used[i] && exp.matches(f, start) {
+				used[i], found = true, true
+				break
+			}
+		}
+		if !found {
+			msgs = append(msgs, fmt.Sprintf("        exp: %s, not among the firings:\n%s", exp, firingsList(res.Firings, describe)))
+		}
+	}
+	for i, f := range res.Firings {
+		if !used[i] {
+			msgs = append(msgs, "        got an unexpected firing: "+describe(f))
+		}
+	}
+	if s := tc.ExpSummary; s != nil {
+		check := func(what string, want *int, got int) {
+			if want != nil && *want != got {
+				msgs = append(msgs, fmt.Sprintf("        summary %s: exp %d, got %d", what, *want, got))
+			}
+		}
+		suppressed := 0
+		for _, n := range res.Summary.Suppressed {
+			suppressed += n
+		}
+		check("pages", s.Pages, res.Summary.Pages)
+		check("grouped", s.Grouped, res.Summary.Grouped)
+		check("suppressed", s.Suppressed, suppressed)
+	}
+	return msgs
+}
+
+func firingsList(fs []ReplayFiring, describe func(ReplayFiring) string) string {
+	if len(fs) == 0 {
+		return "            (none)"
+	}
+	var lines []string
+	for _, f := range fs {
+		lines = append(lines, "            "+describe(f))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (e ExpectedFiring) matches(f ReplayFiring, start time.Time) bool {
+	if string(f.Labels[model.AlertNameLabel]) != e.Alertname {
+		return false
+	}
+	for k, v := range e.Labels {
+		if string(f.Labels[model.LabelName(k)]) != v {
+			return false
+		}
+	}
+	if !f.FiredAt.Equal(start.Add(time.Duration(e.FiredAt))) {
+		return false
+	}
+	switch e.ResolvedAt {
+	case "":
+	case "never":
+		if !f.ResolvedAt.IsZero() {
+			return false
+		}
+	default:
+		d, err := model.ParseDuration(e.ResolvedAt)
+		if err != nil || !f.ResolvedAt.Equal(start.Add(time.Duration(d))) {
+			return false
+		}
+	}
+	if e.Outcome != "" && e.Outcome != f.Outcome {
+		return false
+	}
+	return e.SuppressedBy == "" || e.SuppressedBy == f.SuppressedBy
+}
+
+func (e ExpectedFiring) String() string {
+	ls := model.LabelSet{model.AlertNameLabel: model.LabelValue(e.Alertname)}
+	for _, k := range slices.Sorted(maps.Keys(e.Labels)) {
+		ls[model.LabelName(k)] = model.LabelValue(e.Labels[k])
+	}
+	s := fmt.Sprintf("%s fired_at: %s", ls, e.FiredAt)
+	if e.ResolvedAt != "" {
+		s += ", resolved_at: " + e.ResolvedAt
+	}
+	if e.Outcome != "" {
+		s += ", outcome: " + e.Outcome
+	}
+	if e.SuppressedBy != "" {
+		s += ", suppressed_by: " + e.SuppressedBy
+	}
+	return s
+}
