@@ -75,9 +75,9 @@ func TestCommands(t *testing.T) {
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "FAILED")
 
-	code, out = exitCode(t, bin, "test", "policy", "../../internal/alertd/testdata/policy/pass.yml")
+	code, out = exitCode(t, bin, "test", "policy", "../../internal/alertd/testdata/policy/pass.yml", "../../examples/alertd.policy.yml")
 	require.Equal(t, 0, code, out)
-	require.Contains(t, out, "SUCCESS")
+	require.Equal(t, 2, strings.Count(out, "SUCCESS"), out)
 	code, out = exitCode(t, bin, "test", "policy", "../../internal/alertd/testdata/policy/fail.yml")
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "got an unexpected firing")
