@@ -721,9 +721,7 @@ func checkAlerts(at alertTest, groups []*promrules.Group) string {
 			}
 			for _, a := range ar.ActiveAlerts() {
 				if a.State == promrules.StateFiring {
-					// Without the KeepFiringWhile annotation, as alertd sends it.
-					ann := labels.NewBuilder(a.Annotations).Del(KeepFiringWhile).Labels()
-					got = append(got, alertResult{labels: a.Labels.Copy(), annotations: ann})
+					got = append(got, alertResult{labels: a.Labels.Copy(), annotations: a.Annotations.Copy()})
 				}
 			}
 		}
