@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -199,11 +200,20 @@ func (h *Hysteresis) firingBefore(ctx context.Context, r *promrules.AlertingRule
 		return nil, err
 	}
 	defer q.Close()
-	set := q.Select(ctx, false, &storage.SelectHints{Start: mint, End: maxt},
+	ms := []*labels.Matcher{
 		labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, "ALERTS"),
 		labels.MustNewMatcher(labels.MatchEqual, labels.AlertName, r.Name()),
 		labels.MustNewMatcher(labels.MatchEqual, "alertstate", promrules.StateFiring.String()),
-	)
+	}
+	// The rule's own labels tell its alerts from those of another rule of
+	// the same name (a warning and a critical one), where they are not
+	// templates.
+	r.Labels().Range(func(l labels.Label) {
+		if !strings.Contains(l.Value, "{{") {
+			ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.Name, l.Value))
+		}
+	})
+	set := q.Select(ctx, false, &storage.SelectHints{Start: mint, End: maxt}, ms...)
 	var ids []uint64
 	var it chunkenc.Iterator
 	for set.Next() {

@@ -303,3 +303,52 @@ groups:
 	require.Len(t, errs, 1)
 	require.True(t, strings.Contains(errs[0].Error(), `group "errors", rule "Errors": annotation alertd_keep_firing_while:`), errs[0].Error())
 }
+
+// TestKeepFiringWhileRestartTwoRules restarts while one of two rules of the
+// same name (a warning and a critical one) fires: the restart restores the
+// warning's alert, and does not make the critical one fire on it.
+func TestKeepFiringWhileRestartTwoRules(t *testing.T) {
+	st := promqltest.LoadedStorage(t, `
+		load 1m
+			modelmon_prediction_errors_ratio{model="a"} 0.12x4 0.17x20
+	`)
+	ruleFile := `
+groups:
+  - name: errors
+    interval: 1m
+    rules:
+      - alert: Errors
+        expr: modelmon_prediction_errors_ratio > 0.10
+        labels: {severity: warning}
+        annotations:
+          alertd_keep_firing_while: modelmon_prediction_errors_ratio > 0.05
+      - alert: Errors
+        expr: modelmon_prediction_errors_ratio > 0.20
+        labels: {severity: critical}
+        annotations:
+          alertd_keep_firing_while: modelmon_prediction_errors_ratio > 0.15
+`
+	severities := func(h *harness) []string {
+		var out []string
+		for _, g := range h.groups {
+			for _, r := range g.AlertingRules() {
+				for _, a := range r.ActiveAlerts() {
+					if a.State == promrules.StateFiring {
+						out = append(out, a.Labels.Get("severity"))
+					}
+				}
+			}
+		}
+		return out
+	}
+	before := newHarness(t, st, ruleFile, Options{})
+	for i := 0; i <= 6; i++ {
+		before.eval(at(time.Duration(i) * time.Minute))
+	}
+	require.Equal(t, []string{"warning"}, severities(before))
+	after := newHarness(t, st, ruleFile, Options{})
+	for i := 7; i <= 10; i++ {
+		after.eval(at(time.Duration(i) * time.Minute))
+		require.Equal(t, []string{"warning"}, severities(after), "minute %d", i)
+	}
+}
