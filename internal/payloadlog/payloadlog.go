@@ -431,6 +431,13 @@ func (l *Logger) loadLocked() {
 		if len(evs) == 0 {
 			l.removeLocked(seg)
 		}
+		// With the last file in the queue, new events go to memory again,
+		// behind its events: spilling on would give each new event a file
+		// of its own (written, synced, read back) for as long as traffic
+		// came between two loads.
+		if !slices.ContainsFunc(l.segments, func(s *segment) bool { return !s.loaded }) {
+			l.spilling = false
+		}
 		l.cond.Broadcast()
 		return
 	}

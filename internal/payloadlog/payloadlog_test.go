@@ -493,3 +493,52 @@ func TestBatch(t *testing.T) {
 func BenchmarkDeliverBatch(b *testing.B) {
 	benchmarkDeliver(b, 100)
 }
+
+// Once the spool is sent, steady traffic goes to memory again, not one spool
+// file per event.
+func TestSpoolDrainsBackToMemory(t *testing.T) {
+	r := newReceiver(t)
+	var down atomic.Bool
+	down.Store(true)
+	r.setStatus(func(int) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	size := int64(len(event(0).Data))
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, MaxQueueBytes: 50 * size, SpoolDir: t.TempDir()})
+	for i := range 100 {
+		l.Offer(event(i))
+	}
+	spooled := testutil.ToFloat64(l.metrics.spooled)
+	require.Positive(t, spooled)
+	// The receiver comes back while traffic goes on: 500 more events, one
+	// every 300 µs, ten times the time one takes to send.
+	down.Store(false)
+	for i := 100; i < 600; i++ {
+		l.Offer(event(i))
+		time.Sleep(300 * time.Microsecond)
+	}
+	r.waitFor(t, 600)
+	more := testutil.ToFloat64(l.metrics.spooled) - spooled
+	require.Less(t, more, 100.0, "%v of the 500 events went to the spool", more)
+	closeNow(t, l, time.Second)
+	require.ElementsMatch(t, ids(0, 600), r.ids())
+}
+
+// Loading the last spool file ends spilling at once: the events that come
+// next go to memory, behind the file's.
+func TestLoadLastSegmentEndsSpilling(t *testing.T) {
+	r := newReceiver(t)
+	r.gate = make(chan struct{})
+	defer close(r.gate)
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, MaxQueueBytes: 1, SpoolDir: t.TempDir()})
+	l.Offer(event(0)) // to the spool: the queue holds nothing
+	require.Eventually(t, func() bool { return r.calls.Load() == 1 }, 5*time.Second, time.Millisecond, "the worker took the event from the spool")
+	l.mu.Lock()
+	spilling := l.spilling
+	l.mu.Unlock()
+	require.False(t, spilling)
+	closeNow(t, l, 10*time.Millisecond)
+}
