@@ -507,8 +507,8 @@ func TestSpoolDrainsBackToMemory(t *testing.T) {
 		return http.StatusOK
 	})
 	size := int64(len(event(0).Data))
-	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, MaxQueueBytes: 50 * size, SpoolDir: t.TempDir()})
-	for i := range 100 {
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, MaxQueueBytes: 200 * size, SpoolDir: t.TempDir()})
+	for i := range 300 {
 		l.Offer(event(i))
 	}
 	spooled := testutil.ToFloat64(l.metrics.spooled)
@@ -516,15 +516,15 @@ func TestSpoolDrainsBackToMemory(t *testing.T) {
 	// The receiver comes back while traffic goes on: 500 more events, one
 	// every 300 µs, ten times the time one takes to send.
 	down.Store(false)
-	for i := 100; i < 600; i++ {
+	for i := 300; i < 800; i++ {
 		l.Offer(event(i))
 		time.Sleep(300 * time.Microsecond)
 	}
-	r.waitFor(t, 600)
+	r.waitFor(t, 800)
 	more := testutil.ToFloat64(l.metrics.spooled) - spooled
 	require.Less(t, more, 100.0, "%v of the 500 events went to the spool", more)
 	closeNow(t, l, time.Second)
-	require.ElementsMatch(t, ids(0, 600), r.ids())
+	require.ElementsMatch(t, ids(0, 800), r.ids())
 }
 
 // Loading the last spool file ends spilling at once: the events that come
