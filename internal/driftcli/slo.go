@@ -93,9 +93,13 @@ func SLORules(cfg *config.Config) []sloRule {
 			if s.LatencyThreshold == math.Trunc(s.LatencyThreshold) {
 				le = fmt.Sprintf(`{model=%q, le=~"%s|%s\\.0"}`, m.Name, f(s.LatencyThreshold), f(s.LatencyThreshold))
 			}
+			// The classic buckets where Prometheus keeps them; else the
+			// native histogram's share below the threshold (interpolated
+			// within the bucket the threshold falls in).
 			objs = append(objs, sloObjective{"latency", s.Latency, func(w string) string {
-				return fmt.Sprintf("1 - (\n  sum by (model) (rate(%s_bucket%s[%s]))\n  /\n  sum by (model) (rate(%s_count%s[%s]))\n)",
-					collector.PredictionDuration, le, w, collector.PredictionDuration, sel, w)
+				return fmt.Sprintf("(\n  1 - (\n    sum by (model) (rate(%s_bucket%s[%s]))\n    /\n    sum by (model) (rate(%s_count%s[%s]))\n  )\n)\nor\n(\n  1 - histogram_fraction(0, %s, sum by (model) (rate(%s%s[%s])))\n)",
+					collector.PredictionDuration, le, w, collector.PredictionDuration, sel, w,
+					f(s.LatencyThreshold), collector.PredictionDuration, sel, w)
 			}, "of its prediction requests took longer than " + f(s.LatencyThreshold) + "s"})
 		}
 		if s.Accuracy > 0 {

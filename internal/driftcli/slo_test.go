@@ -184,3 +184,47 @@ func TestSLOConfig(t *testing.T) {
 		require.ErrorContains(t, err, tc.want, tc.yaml)
 	}
 }
+
+// A Prometheus that keeps only the native histogram (no _bucket series)
+// gets the latency SLO from histogram_fraction. Run by alertd's runner:
+// promtool 2.42 takes no native histograms in input series.
+func TestSLORulesNativeHistogram(t *testing.T) {
+	cfg, err := config.Load("models:\n  - name: lat\n    slos: {latency: 0.99, latency_threshold: 0.1}\n")
+	require.NoError(t, err)
+	out, err := QualityAlerts(cfg)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	alerts := filepath.Join(dir, "alerts.yml")
+	require.NoError(t, os.WriteFile(alerts, out, 0o644))
+	// Schema 0: bucket -4 is (0.03125, 0.0625], below 0.1; bucket -2 is
+	// (0.125, 0.25], above. Half of 600 requests a minute in each.
+	test := `rule_files: [` + alerts + `]
+evaluation_interval: 30s
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'modelmon_prediction_duration_seconds{model="lat",instance="a"}'
+        values: '{{schema:0 count:0 sum:0 offset:-4 buckets:[0 0 0]}}+{{schema:0 count:600 sum:75 offset:-4 buckets:[300 0 300]}}x60'
+    promql_expr_test:
+      - expr: modelmon:slo_error_ratio:rate5m
+        eval_time: 10m30s
+        exp_samples:
+          - labels: 'modelmon:slo_error_ratio:rate5m{model="lat",slo="latency"}'
+            value: 0.5
+    alert_rule_test:
+      - eval_time: 10m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts:
+          - exp_labels: {model: lat, slo: latency, severity: page}
+            exp_annotations:
+              summary: Model lat spends its latency error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
+              description: 'lat: 50% of its prediction requests took longer than 0.1s over the alert''s long window, against an error budget of 1% over 30d (objective 0.99): at this rate the period''s error budget is gone within days.'
+`
+	testFile := filepath.Join(dir, "native_test.yml")
+	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
+	var report bytes.Buffer
+	passed, err := rules.RunTests([]string{testFile}, rules.TestOptions{Out: &report})
+	require.NoError(t, err)
+	require.True(t, passed, report.String())
+}
