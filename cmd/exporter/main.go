@@ -66,6 +66,11 @@ func run() int {
 		shadowTime   = serve.Flag("shadow.timeout", "Longest wait for the shadow model server's answer to a mirrored request.").Default(d.Shadow.Timeout.String()).Duration()
 		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests sent to --shadow.upstream at once; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
 		shadowModels = serve.Flag("shadow.model", "Model whose predictions are mirrored to --shadow.upstream; repeatable. None: every model's.").Strings()
+		shCAFile     = serve.Flag("shadow.ca-file", "CA certificates (PEM) that verify an https:// --shadow.upstream, instead of the system's; read again for each new connection.").Default("").String()
+		shCertFile   = serve.Flag("shadow.cert-file", "Client certificate (PEM) presented to an https:// --shadow.upstream that asks for one (mutual TLS); read again at each new connection.").Default("").String()
+		shKeyFile    = serve.Flag("shadow.key-file", "Key (PEM) of --shadow.cert-file.").Default("").String()
+		shServerName = serve.Flag("shadow.server-name", "Name the https:// shadow's certificate is verified against, and sent as SNI. Default: the host of --shadow.upstream.").Default("").String()
+		shInsecure   = serve.Flag("shadow.insecure-skip-verify", "Do not verify the https:// shadow's certificate.").Bool()
 		shadowMax    = serve.Flag("shadow.max-pending", "With --labels.enabled, most of the shadow's predictions waiting for their label, so that both answers are scored against it; the oldest is dropped beyond it.").Default(strconv.Itoa(d.Shadow.MaxPending)).Int()
 		plogURL      = serve.Flag("payload-log.url", "HTTP endpoint that receives the captured requests and responses as CloudEvents (binary mode, KServe's logger's event types), off the hot path. Empty: log nothing.").Default("").String()
 		plogMode     = serve.Flag("payload-log.mode", "Which bodies go to --payload-log.url: all, request or response.").Default(d.PayloadLog.Mode).Enum(exporter.PayloadLogAll, exporter.PayloadLogRequest, exporter.PayloadLogResponse)
@@ -235,6 +240,10 @@ func run() int {
 			Concurrency: *shadowConc,
 			MaxPending:  *shadowMax,
 			Models:      *shadowModels,
+			TLS: promconfig.TLSConfig{
+				CAFile: *shCAFile, CertFile: *shCertFile, KeyFile: *shKeyFile,
+				ServerName: *shServerName, InsecureSkipVerify: *shInsecure,
+			},
 		},
 		PayloadLog: exporter.PayloadLogOptions{
 			URL:             *plogURL,

@@ -156,7 +156,7 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 	creds := insecure.NewCredentials()
 	if u.Scheme == "https" {
 		// The --proxy.upstream-* TLS flags, verified against this host.
-		cfg, err := upstreamTLS(o.TLS, "--proxy.grpc-upstream", o.GRPCUpstream, u.Hostname(), logger)
+		cfg, err := upstreamTLS(o.TLS, "--proxy.upstream-", "--proxy.grpc-upstream", o.GRPCUpstream, u.Hostname(), logger)
 		if err != nil {
 			return nil, err
 		}

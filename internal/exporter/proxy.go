@@ -93,7 +93,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	}
 	var tlsConfig *tls.Config
 	if u.Scheme == "https" {
-		if tlsConfig, err = upstreamTLS(o.TLS, "--proxy.upstream", o.Upstream, u.Hostname(), logger); err != nil {
+		if tlsConfig, err = upstreamTLS(o.TLS, "--proxy.upstream-", "--proxy.upstream", o.Upstream, u.Hostname(), logger); err != nil {
 			return nil, err
 		}
 	} else if g, err := url.Parse(o.GRPCUpstream); o.TLS != (promconfig.TLSConfig{}) && err == nil && g.Scheme != "https" {
@@ -191,11 +191,12 @@ func parseUpstream(flag, raw string) (u *url.URL, addr string, err error) {
 }
 
 // upstreamTLS is the TLS configuration of the connections to an https
-// upstream (flag, its value url) on host: the --proxy.upstream-* flags, with
-// the CA file read again for each new connection (tlsca.go).
-func upstreamTLS(o promconfig.TLSConfig, flag, url, host string, logger *slog.Logger) (*tls.Config, error) {
+// upstream (flag, its value url) on host: the flags that begin with prefix
+// (--proxy.upstream-, --shadow.), with the CA file read again for each new
+// connection (tlsca.go).
+func upstreamTLS(o promconfig.TLSConfig, prefix, flag, url, host string, logger *slog.Logger) (*tls.Config, error) {
 	if (o.CertFile == "") != (o.KeyFile == "") {
-		return nil, errors.New("--proxy.upstream-cert-file and --proxy.upstream-key-file go together: give both or neither")
+		return nil, fmt.Errorf("%scert-file and %skey-file go together: give both or neither", prefix, prefix)
 	}
 	cfg, err := promconfig.NewTLSConfig(&o)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promconfig "github.com/prometheus/common/config"
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelmon/modelmon/collector"
@@ -40,6 +41,9 @@ type ShadowOptions struct {
 	// Models are the models whose predictions are mirrored; empty mirrors
 	// every model's.
 	Models []string
+	// TLS configures the connections to an https shadow, as
+	// ProxyOptions.TLS those to the model server: the --shadow.* TLS flags.
+	TLS promconfig.TLSConfig
 }
 
 // shadow mirrors sampled predictions to the shadow model server, off the
@@ -125,9 +129,15 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 		}
 		models[name] = true
 	}
+	client := transparentClient(addr, u.Scheme == "https", o.Concurrency, o.Timeout)
+	if u.Scheme == "https" {
+		if client.TLSConfig, err = upstreamTLS(o.TLS, "--shadow.", "--shadow.upstream", o.Upstream, u.Hostname(), logger); err != nil {
+			return nil, err
+		}
+	}
 	s := &shadow{
 		models:   models,
-		client:   transparentClient(addr, u.Scheme == "https", o.Concurrency, o.Timeout),
+		client:   client,
 		host:     u.Host,
 		ratio:    o.SampleRatio,
 		timeout:  o.Timeout,
@@ -272,6 +282,11 @@ func (sd *shadowSender) send(j *shadowJob) {
 	req.Header.Del("Transfer-Encoding")
 	req.SetBodyRaw(body)
 	req.Header.SetHost(s.host)
+	if s.client.IsTLS {
+		// fasthttp takes a request without a scheme for http, and a
+		// HostClient for https refuses it.
+		req.URI().SetScheme("https")
+	}
 	asSent(req)
 
 	s.metrics.Requests.WithLabelValues(m.name).Inc()

@@ -3,6 +3,8 @@ package exporter
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
@@ -463,4 +466,52 @@ func TestShadowModels(t *testing.T) {
 	}
 	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "fraud"}))
 	require.Zero(t, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "house"}))
+}
+
+// An https shadow is verified against --shadow.ca-file under
+// --shadow.server-name and gets the client certificate of
+// --shadow.cert-file, as the model server does with the --proxy.upstream-*
+// flags; a shadow that can't be verified is counted as a failure and the
+// client still gets the model's answer.
+func TestShadowHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	srvCert, srvKey := ca.issue(t, dir, "candidate.internal", x509.ExtKeyUsageServerAuth, nil)
+	cliCert, cliKey := ca.issue(t, dir, "sidecar", x509.ExtKeyUsageClientAuth, nil)
+	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
+	require.NoError(t, err)
+	candidate := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"predictions": ["fraud"]}`)
+	}))
+	candidate.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
+	candidate.StartTLS()
+	defer candidate.Close()
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
+	m := map[string]string{"model": "fraud"}
+	for _, tc := range []struct {
+		name     string
+		tls      promconfig.TLSConfig
+		compared float64
+	}{
+		{"verified", promconfig.TLSConfig{CAFile: ca.file, CertFile: cliCert, KeyFile: cliKey, ServerName: "candidate.internal"}, 1},
+		{"an unknown CA", promconfig.TLSConfig{CertFile: cliCert, KeyFile: cliKey, ServerName: "candidate.internal"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startExporter(t, model.URL, shadowOptions(candidate.URL, func(s *ShadowOptions) { s.TLS = tc.tls }))
+			status, body := predict(t, e, "fraud", `{"instances": [{"amount": 1}]}`)
+			require.Equal(t, 200, status)
+			require.Equal(t, `{"predictions": ["legit"]}`, body)
+			waitIdle(t, e)
+			require.Equal(t, tc.compared, metricValue(t, e, collector.ShadowPredictionsTotal, m))
+			if tc.compared == 0 {
+				require.Equal(t, 1.0, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "fraud", "reason": "connection"}))
+			} else {
+				require.Equal(t, 1.0, metricValue(t, e, collector.ShadowDisagreementsTotal, m))
+			}
+		})
+	}
+	_, err = New(withLoopback(model.URL, Options{Shadow: ShadowOptions{Upstream: "https://127.0.0.1:1", SampleRatio: 1, Timeout: time.Second, Concurrency: 1, MaxPending: 1,
+		TLS: promconfig.TLSConfig{CertFile: cliCert}}}))
+	require.ErrorContains(t, err, "--shadow.cert-file and --shadow.key-file go together")
 }
