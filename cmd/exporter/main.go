@@ -78,6 +78,11 @@ func run() int {
 		plogSource   = serve.Flag("payload-log.source", "The events' source attribute. Empty: http://<hostname>:<proxy port>/.").Default("").String()
 		plogExt      = serve.Flag("payload-log.extension", "Attribute added to every event, name=value (e.g. inferenceservicename=fraud, namespace=prod); repeatable. Names are 1 to 20 lowercase letters and digits.").StringMap()
 		plogMeta     = serve.Flag("payload-log.metadata-header", "Request header whose values go into each event's metadata attribute, as JSON (KServe's logger's metadataHeaders); repeatable.").Strings()
+		plCAFile     = serve.Flag("payload-log.ca-file", "CA certificates (PEM) that verify an https:// --payload-log.url, instead of the system's.").Default("").String()
+		plCertFile   = serve.Flag("payload-log.cert-file", "Client certificate (PEM) presented to an https:// --payload-log.url that asks for one (mutual TLS).").Default("").String()
+		plKeyFile    = serve.Flag("payload-log.key-file", "Key (PEM) of --payload-log.cert-file.").Default("").String()
+		plServerName = serve.Flag("payload-log.server-name", "Name the https:// --payload-log.url's certificate is verified against, and sent as SNI. Default: its host.").Default("").String()
+		plInsecure   = serve.Flag("payload-log.insecure-skip-verify", "Do not verify the https:// --payload-log.url's certificate.").Bool()
 		plogWorkers  = serve.Flag("payload-log.workers", "Number of events sent to --payload-log.url at once.").Default(strconv.Itoa(d.PayloadLog.Workers)).Int()
 		plogBatch    = serve.Flag("payload-log.batch-size", "Most events one request to --payload-log.url carries: 1 sends each alone in CloudEvents' binary mode (KServe's logger's); more sends the queued events together in the batched JSON mode (application/cloudevents-batch+json), about ten times the events per second.").Default(strconv.Itoa(d.PayloadLog.BatchSize)).Int()
 		plogTimeout  = serve.Flag("payload-log.timeout", "Longest wait for --payload-log.url to accept one event; a timed-out event is sent again.").Default(d.PayloadLog.Timeout.String()).Duration()
@@ -252,12 +257,16 @@ func run() int {
 			Source:          *plogSource,
 			Extensions:      *plogExt,
 			MetadataHeaders: *plogMeta,
-			Workers:         *plogWorkers,
-			BatchSize:       *plogBatch,
-			Timeout:         *plogTimeout,
-			MaxQueueBytes:   int64(*plogQueue),
-			SpoolDir:        *plogSpool,
-			MaxSpoolBytes:   int64(*plogSpoolMax),
+			TLS: promconfig.TLSConfig{
+				CAFile: *plCAFile, CertFile: *plCertFile, KeyFile: *plKeyFile,
+				ServerName: *plServerName, InsecureSkipVerify: *plInsecure,
+			},
+			Workers:       *plogWorkers,
+			BatchSize:     *plogBatch,
+			Timeout:       *plogTimeout,
+			MaxQueueBytes: int64(*plogQueue),
+			SpoolDir:      *plogSpool,
+			MaxSpoolBytes: int64(*plogSpoolMax),
 		},
 		Drift: exporter.DriftOptions{
 			Reference:        *driftRef,

@@ -5,9 +5,11 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/textproto"
 	"regexp"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promconfig "github.com/prometheus/common/config"
 
 	"github.com/modelmon/modelmon/internal/payload"
 	"github.com/modelmon/modelmon/internal/payloadlog"
@@ -34,6 +37,9 @@ type PayloadLogOptions struct {
 	Source string
 	// Extensions are further attributes of every event (name → value).
 	Extensions map[string]string
+	// TLS configures the connections to an https URL (the
+	// --payload-log.* TLS flags); empty: the system's CAs.
+	TLS promconfig.TLSConfig
 	// MetadataHeaders are request headers whose values go into each
 	// event's metadata attribute, as JSON ({"X-User-Id": ["u1"]}), as
 	// KServe's logger's metadataHeaders do. Streamed answers' requests
@@ -110,9 +116,23 @@ func newPayloadLog(o PayloadLogOptions, reg prometheus.Registerer, now func() ti
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
+		return nil, errors.New("--payload-log.cert-file and --payload-log.key-file go together: give both or neither")
+	}
+	tlsConfig, err := promconfig.NewTLSConfig(&o.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't set up TLS to --payload-log.url=%q: %w", o.URL, err)
+	}
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSClientConfig:     tlsConfig,
+		MaxIdleConnsPerHost: max(o.Workers, 1),
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}}
 	l, err := payloadlog.New(payloadlog.Options{
 		URL: o.URL, Workers: o.Workers, BatchSize: o.BatchSize, Timeout: o.Timeout, MaxQueueBytes: o.MaxQueueBytes,
-		SpoolDir: o.SpoolDir, MaxSpoolBytes: o.MaxSpoolBytes, Registerer: reg, Logger: logger,
+		SpoolDir: o.SpoolDir, MaxSpoolBytes: o.MaxSpoolBytes, Client: client, Registerer: reg, Logger: logger,
 	})
 	if err != nil {
 		return nil, err

@@ -2,13 +2,17 @@ package exporter
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/promslog"
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 	"github.com/stretchr/testify/require"
@@ -226,4 +230,41 @@ func TestPayloadLogMetadata(t *testing.T) {
 	payloadLogOptions("http://127.0.0.1:1/", func(p *PayloadLogOptions) { p.MetadataHeaders = []string{"X Bad"} })(&o)
 	_, err := New(o)
 	require.ErrorContains(t, err, `invalid payload log metadata header "X Bad"`)
+}
+
+// An https payload log receiver is verified against --payload-log.ca-file
+// under --payload-log.server-name, and gets the client certificate of
+// --payload-log.cert-file.
+func TestPayloadLogHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	srvCert, srvKey := ca.issue(t, dir, "sink.internal", x509.ExtKeyUsageServerAuth, nil)
+	cliCert, cliKey := ca.issue(t, dir, "sidecar", x509.ExtKeyUsageClientAuth, nil)
+	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
+	require.NoError(t, err)
+	got := make(chan string, 10)
+	sink := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Ce-Id") + " " + r.TLS.PeerCertificates[0].Subject.CommonName
+	}))
+	sink.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
+	sink.StartTLS()
+	defer sink.Close()
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
+	e := startExporter(t, model.URL, payloadLogOptions(sink.URL, func(p *PayloadLogOptions) {
+		p.Mode = PayloadLogRequest
+		p.TLS = promconfig.TLSConfig{CAFile: ca.file, CertFile: cliCert, KeyFile: cliKey, ServerName: "sink.internal"}
+	}))
+	status, _ := predict(t, e, "fraud", `{"instances": [{"amount": 1}]}`, "Ce-Id", "tls-1")
+	require.Equal(t, 200, status)
+	select {
+	case s := <-got:
+		require.Equal(t, "tls-1 sidecar", s)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the https receiver got nothing")
+	}
+
+	o := withLoopback(model.URL, Options{})
+	payloadLogOptions(sink.URL, func(p *PayloadLogOptions) { p.TLS = promconfig.TLSConfig{CertFile: cliCert} })(&o)
+	_, err = New(o)
+	require.ErrorContains(t, err, "--payload-log.cert-file and --payload-log.key-file go together")
 }
