@@ -98,6 +98,7 @@ const (
 	PayloadLogQueueBytes    = "modelmon_payload_log_queue_bytes"
 	PayloadLogQueueMaxBytes = "modelmon_payload_log_queue_max_bytes"
 	PayloadLogSpoolBytes    = "modelmon_payload_log_spool_bytes"
+	PayloadLogSpoolMaxBytes = "modelmon_payload_log_spool_max_bytes"
 
 	ShadowRequestsTotal           = "modelmon_shadow_requests_total"
 	ShadowErrorsTotal             = "modelmon_shadow_errors_total"

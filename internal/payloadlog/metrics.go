@@ -67,6 +67,12 @@ func newMetrics(l *Logger) *metrics {
 			Help: "The bytes of the spool directory's files of payload events not yet sent.",
 		}, locked(func() float64 { return float64(l.spoolBytes) })),
 	}
+	if l.o.SpoolDir != "" {
+		m.gauges = append(m.gauges, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: collector.PayloadLogSpoolMaxBytes,
+			Help: "The most bytes of payload events in the spool directory (--payload-log.max-spool-bytes).",
+		}, func() float64 { return float64(l.o.MaxSpoolBytes) }))
+	}
 	for _, t := range []string{"request", "response"} {
 		m.sent.WithLabelValues(t)
 	}
