@@ -305,6 +305,9 @@ func (l *Logger) spoolLocked(it item) {
 	l.spoolBytes += int64(len(rec))
 	l.spilling = true
 	l.metrics.spooled.Inc()
+	// A worker waiting on an empty queue loads the spool: nothing else
+	// would wake it while events only go to disk.
+	l.cond.Signal()
 }
 
 // spoolWriter is the spool file being written.
