@@ -2,11 +2,8 @@ package exporter
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -238,17 +235,10 @@ func TestPayloadLogMetadata(t *testing.T) {
 func TestPayloadLogHTTPS(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir)
-	srvCert, srvKey := ca.issue(t, dir, "sink.internal", x509.ExtKeyUsageServerAuth, nil)
-	cliCert, cliKey := ca.issue(t, dir, "sidecar", x509.ExtKeyUsageClientAuth, nil)
-	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
-	require.NoError(t, err)
 	got := make(chan string, 10)
-	sink := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sink, cliCert, cliKey := mtlsServer(t, dir, ca, "sink.internal", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- r.Header.Get("Ce-Id") + " " + r.TLS.PeerCertificates[0].Subject.CommonName
 	}))
-	sink.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
-	sink.StartTLS()
-	defer sink.Close()
 	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
 	e := startExporter(t, model.URL, payloadLogOptions(sink.URL, func(p *PayloadLogOptions) {
 		p.Mode = PayloadLogRequest
@@ -265,6 +255,6 @@ func TestPayloadLogHTTPS(t *testing.T) {
 
 	o := withLoopback(model.URL, Options{})
 	payloadLogOptions(sink.URL, func(p *PayloadLogOptions) { p.TLS = promconfig.TLSConfig{CertFile: cliCert} })(&o)
-	_, err = New(o)
+	_, err := New(o)
 	require.ErrorContains(t, err, "--payload-log.cert-file and --payload-log.key-file go together")
 }

@@ -3,8 +3,6 @@ package exporter
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -476,17 +474,10 @@ func TestShadowModels(t *testing.T) {
 func TestShadowHTTPS(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir)
-	srvCert, srvKey := ca.issue(t, dir, "candidate.internal", x509.ExtKeyUsageServerAuth, nil)
-	cliCert, cliKey := ca.issue(t, dir, "sidecar", x509.ExtKeyUsageClientAuth, nil)
-	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
-	require.NoError(t, err)
-	candidate := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	candidate, cliCert, cliKey := mtlsServer(t, dir, ca, "candidate.internal", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"predictions": ["fraud"]}`)
 	}))
-	candidate.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
-	candidate.StartTLS()
-	defer candidate.Close()
 	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
 	m := map[string]string{"model": "fraud"}
 	for _, tc := range []struct {
@@ -511,7 +502,7 @@ func TestShadowHTTPS(t *testing.T) {
 			}
 		})
 	}
-	_, err = New(withLoopback(model.URL, Options{Shadow: ShadowOptions{Upstream: "https://127.0.0.1:1", SampleRatio: 1, Timeout: time.Second, Concurrency: 1, MaxPending: 1,
+	_, err := New(withLoopback(model.URL, Options{Shadow: ShadowOptions{Upstream: "https://127.0.0.1:1", SampleRatio: 1, Timeout: time.Second, Concurrency: 1, MaxPending: 1,
 		TLS: promconfig.TLSConfig{CertFile: cliCert}}}))
 	require.ErrorContains(t, err, "--shadow.cert-file and --shadow.key-file go together")
 }

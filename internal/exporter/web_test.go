@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,4 +151,20 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 	do(t, "POST", "http://"+e.ProxyAddr()+"/score", `{"a":1}`)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "after"}))
+}
+
+// mtlsServer starts an https server on loopback with a certificate of ca
+// for name, that requires a client certificate of ca; it returns the
+// server and the files of a client certificate ("sidecar") and its key.
+func mtlsServer(t *testing.T, dir string, ca *testCA, name string, h http.Handler) (srv *httptest.Server, cliCert, cliKey string) {
+	t.Helper()
+	srvCert, srvKey := ca.issue(t, dir, name, x509.ExtKeyUsageServerAuth, nil)
+	cliCert, cliKey = ca.issue(t, dir, "sidecar", x509.ExtKeyUsageClientAuth, nil)
+	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
+	require.NoError(t, err)
+	srv = httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, cliCert, cliKey
 }
