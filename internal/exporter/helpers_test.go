@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,7 +67,12 @@ func startExporter(t testing.TB, upstream string, mod func(*Options)) *Exporter 
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		require.NoError(t, e.Stop(ctx))
+		if err := e.Stop(ctx); err != nil {
+			// What the sidecar still waits for, for a stop that times out.
+			buf := make([]byte, 1<<20)
+			t.Logf("goroutines when Stop failed:\n%s", buf[:runtime.Stack(buf, true)])
+			require.NoError(t, err)
+		}
 	})
 	// Whatever a test made the exporter expose is documented.
 	t.Cleanup(func() { requireMetricsDocumented(t, e) })

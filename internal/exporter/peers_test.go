@@ -58,13 +58,29 @@ func replicas(t *testing.T, n int) []*Exporter {
 	return es
 }
 
-// deadAddr is a loopback address nothing listens on.
+// deadAddr is a loopback address of a peer that is down: it closes every
+// connection at once. The port stays bound until the test ends; a port
+// freed at once could be handed to one of the replicas the test starts
+// next, which would then answer for the dead peer.
 func deadAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
 }
 
 func predictVia(t *testing.T, e *Exporter, id string) {
