@@ -3,14 +3,14 @@ package exporter
 import (
 	"bytes"
 	crand "crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"net/textproto"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -116,23 +116,19 @@ func newPayloadLog(o PayloadLogOptions, reg prometheus.Registerer, now func() ti
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
-		return nil, errors.New("--payload-log.cert-file and --payload-log.key-file go together: give both or neither")
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("invalid --payload-log.url %q: an http:// or https:// URL with a host", o.URL)
 	}
-	tlsConfig, err := promconfig.NewTLSConfig(&o.TLS)
-	if err != nil {
-		return nil, fmt.Errorf("couldn't set up TLS to --payload-log.url=%q: %w", o.URL, err)
+	var tlsConfig *tls.Config
+	if u.Scheme == "https" {
+		if tlsConfig, err = upstreamTLS(o.TLS, "--payload-log.", "--payload-log.url", o.URL, u.Hostname(), logger); err != nil {
+			return nil, err
+		}
 	}
-	client := &http.Client{Transport: &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		TLSClientConfig:     tlsConfig,
-		MaxIdleConnsPerHost: max(o.Workers, 1),
-		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   true,
-	}}
 	l, err := payloadlog.New(payloadlog.Options{
 		URL: o.URL, Workers: o.Workers, BatchSize: o.BatchSize, Timeout: o.Timeout, MaxQueueBytes: o.MaxQueueBytes,
-		SpoolDir: o.SpoolDir, MaxSpoolBytes: o.MaxSpoolBytes, Client: client, Registerer: reg, Logger: logger,
+		SpoolDir: o.SpoolDir, MaxSpoolBytes: o.MaxSpoolBytes, TLSConfig: tlsConfig, Registerer: reg, Logger: logger,
 	})
 	if err != nil {
 		return nil, err

@@ -189,6 +189,7 @@ func TestPayloadLogOptions(t *testing.T) {
 		want string
 	}{
 		{func(p *PayloadLogOptions) { p.Mode = "both" }, `invalid payload log mode "both"`},
+		{func(p *PayloadLogOptions) { p.URL = "broker:8080/events" }, `invalid --payload-log.url "broker:8080/events": an http:// or https:// URL with a host`},
 		{func(p *PayloadLogOptions) { p.SampleRatio = 1.5 }, "sample ratio 1.5"},
 		{func(p *PayloadLogOptions) { p.Extensions = map[string]string{"Namespace": "x"} }, `extension "Namespace"`},
 		{func(p *PayloadLogOptions) { p.Extensions = map[string]string{"modelname": "x"} }, "the sidecar's own"},

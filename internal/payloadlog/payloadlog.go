@@ -18,6 +18,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -95,8 +96,9 @@ type Options struct {
 	SegmentBytes int64
 	// InitialBackoff and MaxBackoff bound the wait between attempts.
 	InitialBackoff, MaxBackoff time.Duration
-	// Client sends the events; nil: a client of its own.
-	Client     *http.Client
+	// TLSConfig configures the connections to an https URL; nil: Go's
+	// defaults, the system's CAs.
+	TLSConfig  *tls.Config
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -194,14 +196,14 @@ func New(o Options) (*Logger, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Logger{o: o, url: o.URL, client: o.Client, logger: o.Logger, stop: make(chan struct{})}
-	if l.client == nil {
-		l.client = &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			MaxIdleConnsPerHost: o.Workers,
-			IdleConnTimeout:     90 * time.Second,
-		}}
-	}
+	l := &Logger{o: o, url: o.URL, logger: o.Logger, stop: make(chan struct{})}
+	l.client = &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSClientConfig:     o.TLSConfig,
+		ForceAttemptHTTP2:   true, // as Go's default transport, a TLS configuration given
+		MaxIdleConnsPerHost: o.Workers,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 	l.cond = sync.NewCond(&l.mu)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	if o.SpoolDir != "" {
