@@ -123,6 +123,7 @@ type inputSeries struct {
 
 	labels  labels.Labels
 	samples []promql.Sample // timestamps relative to the start, in milliseconds
+	values  int             // the values written, "_" included
 }
 
 type alertTest struct {
@@ -405,7 +406,7 @@ func (is *inputSeries) parse(p parser.Parser, interval time.Duration) *testField
 	if lset.IsEmpty() {
 		return &testFieldError{"series", fmt.Errorf("series %q has no labels", is.Series)}
 	}
-	is.labels = lset
+	is.labels, is.values = lset, len(vals)
 	for i, v := range vals {
 		if v.Omitted {
 			continue
@@ -413,6 +414,19 @@ func (is *inputSeries) parse(p parser.Parser, interval time.Duration) *testField
 		is.samples = append(is.samples, promql.Sample{T: int64(i) * interval.Milliseconds(), F: v.Value, H: v.Histogram})
 	}
 	return nil
+}
+
+// ParseInputSeries reads an input series of a test in promtool's format,
+// its labels and its values in the expanding notation, as `promtool test
+// rules` does: the labels, the samples (timestamps from 0, interval apart,
+// in milliseconds; values written "_" left out), and the number of values
+// written. For tests of other kinds (alertd test policy).
+func ParseInputSeries(p parser.Parser, series, values string, interval time.Duration) (labels.Labels, []promql.Sample, int, error) {
+	is := inputSeries{Series: series, Values: values}
+	if err := is.parse(p, interval); err != nil {
+		return labels.EmptyLabels(), nil, 0, err
+	}
+	return is.labels, is.samples, is.values, nil
 }
 
 // parse reads the expected labels and histogram.

@@ -15,14 +15,16 @@ import (
 	"strings"
 	"time"
 
+	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"gopkg.in/yaml.v3"
 
-	commoncfg "github.com/prometheus/common/config"
+	"github.com/modelmon/modelmon/rules"
 )
 
 // PolicyTestFile is a test of a whole alerting policy, `alertd test policy`:
@@ -159,18 +161,18 @@ func (tc *PolicyTest) run(ctx context.Context, config string, interval, step tim
 	}
 	p := parser.NewParser(parser.Options{})
 	type series struct {
-		labels labels.Labels
-		values []parser.SequenceValue
+		labels  labels.Labels
+		samples []promql.Sample
 	}
 	var all []series
 	longest := 0
 	for _, is := range tc.InputSeries {
-		ls, vals, err := p.ParseSeriesDesc(is.Series + " " + is.Values)
+		ls, samples, n, err := rules.ParseInputSeries(p, is.Series, is.Values, interval)
 		if err != nil {
 			return nil, fmt.Errorf("input series %q: %w", is.Series, err)
 		}
-		all = append(all, series{ls, vals})
-		longest = max(longest, len(vals))
+		all = append(all, series{ls, samples})
+		longest = max(longest, n)
 	}
 	if longest == 0 {
 		return nil, errors.New("no input series")
@@ -192,12 +194,9 @@ func (tc *PolicyTest) run(ctx context.Context, config string, interval, step tim
 	app := w.AppenderV2(ctx)
 	for _, s := range all {
 		var ref storage.SeriesRef
-		for i, v := range s.values {
-			if v.Omitted {
-				continue
-			}
-			t := start.Add(time.Duration(i) * interval).UnixMilli()
-			if ref, err = app.Append(ref, s.labels, 0, t, v.Value, nil, v.Histogram, storage.AppendV2Options{}); err != nil {
+		for _, v := range s.samples {
+			t := start.UnixMilli() + v.T
+			if ref, err = app.Append(ref, s.labels, 0, t, v.F, nil, v.H, storage.AppendV2Options{}); err != nil {
 				_ = w.Close()
 				return nil, fmt.Errorf("series %s: %w", s.labels, err)
 			}
