@@ -14,12 +14,27 @@ import (
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
+// writeQualityAlerts writes the rules `exporter alerts` makes of the
+// configuration cfg into a temporary directory: it returns the directory
+// and the rule file.
+func writeQualityAlerts(t *testing.T, cfg string) (dir, file string) {
+	t.Helper()
+	c, err := config.Load(cfg)
+	require.NoError(t, err)
+	out, err := QualityAlerts(c)
+	require.NoError(t, err)
+	dir = t.TempDir()
+	file = filepath.Join(dir, "alerts.yml")
+	require.NoError(t, os.WriteFile(file, out, 0o644))
+	return dir, file
+}
+
 // The alerting rules generated from a configuration pass promtool, and,
 // run by `promtool test rules` on the shipped quality recording rules, fire
 // exactly when a threshold is crossed.
 func TestQualityAlerts(t *testing.T) {
 	promtool := prometheustest.Promtool(t)
-	cfg, err := config.Load(`
+	dir, alerts := writeQualityAlerts(t, `
 models:
   - name: churn
     alerts: {min_accuracy: 0.85, for: 10m, severity: page}
@@ -40,12 +55,6 @@ models:
     alerts: {max_shadow_disagreement: 0.05, min_shadow_samples: 1000}
   - name: quiet
 `)
-	require.NoError(t, err)
-	out, err := QualityAlerts(cfg)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	alerts := filepath.Join(dir, "alerts.yml")
-	require.NoError(t, os.WriteFile(alerts, out, 0o644))
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
 	require.Contains(t, string(b), "SUCCESS: 10 rules found")

@@ -140,7 +140,7 @@ tests:
 // error budget within minutes, open a ticket on a slow one, resolve once
 // the short windows are clean, and record the budget left.
 func TestSLORules(t *testing.T) {
-	cfg, err := config.Load(`
+	dir, alerts := writeQualityAlerts(t, `
 models:
   - name: fraud
     slos: {availability: 0.999}
@@ -151,12 +151,6 @@ models:
   - name: acc
     slos: {accuracy: 0.9}
 `)
-	require.NoError(t, err)
-	out, err := QualityAlerts(cfg)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	alerts := filepath.Join(dir, "alerts.yml")
-	require.NoError(t, os.WriteFile(alerts, out, 0o644))
 	testFile := filepath.Join(dir, "slo_test.yml")
 	require.NoError(t, os.WriteFile(testFile, bytes.ReplaceAll([]byte(sloTest), []byte("ALERTS"), []byte(alerts)), 0o644))
 
@@ -189,13 +183,7 @@ func TestSLOConfig(t *testing.T) {
 // gets the latency SLO from histogram_fraction. Run by alertd's runner:
 // promtool 2.42 takes no native histograms in input series.
 func TestSLORulesNativeHistogram(t *testing.T) {
-	cfg, err := config.Load("models:\n  - name: lat\n    slos: {latency: 0.99, latency_threshold: 0.1}\n")
-	require.NoError(t, err)
-	out, err := QualityAlerts(cfg)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	alerts := filepath.Join(dir, "alerts.yml")
-	require.NoError(t, os.WriteFile(alerts, out, 0o644))
+	dir, alerts := writeQualityAlerts(t, "models:\n  - name: lat\n    slos: {latency: 0.99, latency_threshold: 0.1}\n")
 	// Schema 0: bucket -4 is (0.03125, 0.0625], below 0.1; bucket -2 is
 	// (0.125, 0.25], above. Half of 600 requests a minute in each.
 	test := `rule_files: [` + alerts + `]
