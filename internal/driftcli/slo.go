@@ -24,7 +24,7 @@ var sloWindows = []string{"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
 // both windows is above the rate that spends budget of the error budget in
 // long.
 type burnAlert struct {
-	long, short string
+	long, short model.Duration
 	budget      float64 // the share of the period's error budget spent over long
 	page        bool
 }
@@ -33,10 +33,10 @@ type burnAlert struct {
 // hours pages, 10 % in a day or in three days is a ticket. Over 30 days these
 // are burn rates of 14.4, 6, 3 and 1.
 var burnAlerts = []burnAlert{
-	{"1h", "5m", 0.02, true},
-	{"6h", "30m", 0.05, true},
-	{"1d", "2h", 0.10, false},
-	{"3d", "6h", 0.10, false},
+	{model.Duration(time.Hour), model.Duration(5 * time.Minute), 0.02, true},
+	{model.Duration(6 * time.Hour), model.Duration(30 * time.Minute), 0.05, true},
+	{model.Duration(24 * time.Hour), model.Duration(2 * time.Hour), 0.10, false},
+	{model.Duration(72 * time.Hour), model.Duration(6 * time.Hour), 0.10, false},
 }
 
 // sloRule is a recording or an alerting rule.
@@ -131,7 +131,7 @@ func SLORules(cfg *config.Config) []sloRule {
 					if b.page != page {
 						continue
 					}
-					rate := b.budget * float64(period) / float64(mustDuration(b.long))
+					rate := b.budget * float64(period) / float64(b.long)
 					threshold := g(rate * budget)
 					if expr != "" {
 						expr += "\nor\n"
@@ -154,12 +154,4 @@ func SLORules(cfg *config.Config) []sloRule {
 		}
 	}
 	return rules
-}
-
-func mustDuration(s string) time.Duration {
-	d, err := model.ParseDuration(s)
-	if err != nil {
-		panic(err)
-	}
-	return time.Duration(d)
 }
