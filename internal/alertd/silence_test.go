@@ -229,3 +229,32 @@ func TestSilencedResolutionNotified(t *testing.T) {
 		})
 	}
 }
+
+// With suppression.notify_resolved, the resolution of an alert that was
+// suppressed all along goes to nobody, though its group was notified of
+// other alerts: a receiver is told an alert resolved only when it was told
+// the alert fired.
+func TestSilencedResolutionNotSentUnlessNotifiedFiring(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, "suppression:\n  notify_resolved: true\n"), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	createSilence(t, a, `{"matchers":["alertname=\"Grouped\"","model=\"b\""],"duration":"1h","createdBy":"alice","comment":"known"}`)
+	postAlert(t, a, `{"alertname":"Grouped","model":"a"}`)
+	h.wait(t, "Grouped", "firing", 30*time.Second)
+	postAlert(t, a, `{"alertname":"Grouped","model":"b"}`)
+	require.Eventually(t, func() bool {
+		return waitAlert(t, a, model.LabelSet{"alertname": "Grouped", "model": "b"}).State == "suppressed"
+	}, 10*time.Second, 20*time.Millisecond)
+	past := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+	postAlertJSON(t, a, `{"labels":{"alertname":"Grouped","model":"b"},"endsAt":"`+past+`"}`)
+	// A flush of the group comes between the two resolutions: a second,
+	// and one more for a slow machine.
+	time.Sleep(2 * time.Second)
+	postAlertJSON(t, a, `{"labels":{"alertname":"Grouped","model":"a"},"endsAt":"`+past+`"}`)
+	h.wait(t, "Grouped", "resolved", 30*time.Second)
+	for _, p := range h.all() {
+		for _, x := range p.Alerts {
+			require.NotEqual(t, "b", x.Labels["model"], "the resolution of an alert never notified firing was sent: %+v", p)
+		}
+	}
+}

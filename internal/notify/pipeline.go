@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/alertmanager/labelset"
+	"github.com/prometheus/alertmanager/nflog"
 	"github.com/prometheus/alertmanager/nflog/nflogpb"
 	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/template"
@@ -122,7 +126,7 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 	if n.mutes != nil {
 		var mute amnotify.Stage = amnotify.NewMuteStage(muter(n.mutes), n.amMetrics)
 		if c.Suppression.NotifyResolved {
-			mute = resolvedPass{mute}
+			mute = resolvedPass{mute: mute, muted: n.mutes}
 		}
 		stage = amnotify.MultiStage{mute, stage}
 	}
@@ -132,25 +136,86 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 
 // resolvedPass lets resolved alerts past the mute stage: a receiver told
 // an alert fired is told it resolved, though it was suppressed since
-// (suppression.notify_resolved). Alertmanager's dedup stage sends a
-// resolution only to a receiver notified of the firing.
-type resolvedPass struct{ mute amnotify.Stage }
+// (suppression.notify_resolved). The resolved alerts the mute stage would
+// have muted are named in the context (withMutedResolved): each
+// integration's dedupStage lets one of them through only when that
+// integration's notification log has it firing, so nobody hears of the
+// resolution of an alert that was suppressed all along.
+type resolvedPass struct {
+	mute  amnotify.Stage
+	muted func(model.LabelSet) bool
+}
 
 // Exec implements amnotify.Stage.
 func (s resolvedPass) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
 	var firing, resolved []*alert.Alert
+	muted := map[model.Fingerprint]bool{}
 	for _, a := range alerts {
-		if a.Resolved() {
-			resolved = append(resolved, a)
-		} else {
+		switch {
+		case !a.Resolved():
 			firing = append(firing, a)
+		case s.muted(a.Labels):
+			muted[a.Fingerprint()] = true
+			fallthrough
+		default:
+			resolved = append(resolved, a)
 		}
 	}
 	ctx, kept, err := s.mute.Exec(ctx, l, firing...)
 	if err != nil {
 		return ctx, nil, err
 	}
+	if len(muted) > 0 {
+		ctx = context.WithValue(ctx, mutedResolvedKey{}, muted)
+	}
 	return ctx, append(kept, resolved...), nil
+}
+
+// mutedResolvedKey is the context key of the fingerprints of the resolved
+// alerts that resolvedPass let past the mute stage.
+type mutedResolvedKey struct{}
+
+// notifiedFiring drops from alerts those resolvedPass let past the mute
+// stage that the notification log does not have firing in recv's last
+// notification of the group gkey.
+func notifiedFiring(ctx context.Context, log *nflog.Log, recv *nflogpb.Receiver, gkey string, alerts []*alert.Alert) ([]*alert.Alert, error) {
+	muted, _ := ctx.Value(mutedResolvedKey{}).(map[model.Fingerprint]bool)
+	if len(muted) == 0 {
+		return alerts, nil
+	}
+	entries, err := log.Query(nflog.QGroupKey(gkey), nflog.QReceiver(recv))
+	if err != nil && !errors.Is(err, nflog.ErrNotFound) {
+		return nil, err
+	}
+	fired := map[uint64]bool{}
+	for _, e := range entries {
+		for _, h := range e.FiringAlerts {
+			fired[h] = true
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(alerts), func(a *alert.Alert) bool {
+		return muted[a.Fingerprint()] && !fired[alertHash(a.Labels)]
+	}), nil
+}
+
+// alertHash is the hash by which the notification log records an alert
+// (Alertmanager's notify.hashAlert, unexported): xxhash of its label
+// names and values, sorted by name, each followed by 0xff. Snapshots of
+// the log written by any Alertmanager version depend on it staying so.
+func alertHash(ls model.LabelSet) uint64 {
+	names := make(model.LabelNames, 0, len(ls))
+	for n := range ls {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	d := xxhash.New()
+	for _, n := range names {
+		d.WriteString(string(n))
+		d.Write([]byte{0xff})
+		d.WriteString(string(ls[n]))
+		d.Write([]byte{0xff})
+	}
+	return d.Sum64()
 }
 
 // timeStage counts, logs and reports (Options.OnMute) the flushes that
@@ -263,7 +328,7 @@ func (n *Notifier) integrations(r *alertconfig.Receiver, tmpl *template.Template
 func (n *Notifier) integrationStage(receiver string, in *integration) amnotify.Stage {
 	recv := &nflogpb.Receiver{GroupName: receiver, Integration: in.kind, Idx: uint32(in.idx)}
 	return amnotify.MultiStage{
-		&dedupStage{n: n, dedup: amnotify.NewDedupStage(resolvedSender(in.sendResolved), n.nflog, recv), group: groupRecordPrefix(receiver, in.kind, in.idx)},
+		&dedupStage{n: n, dedup: amnotify.NewDedupStage(resolvedSender(in.sendResolved), n.nflog, recv), recv: recv, group: groupRecordPrefix(receiver, in.kind, in.idx)},
 		&enqueueStage{n: n, receiver: receiver, kind: in.kind, idx: in.idx, sendResolved: in.sendResolved},
 		amnotify.NewSetNotifiesStage(n.nflog, recv, n.flags),
 	}

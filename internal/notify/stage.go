@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/alertmanager/nflog/nflogpb"
 	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/client_golang/prometheus"
@@ -128,6 +129,7 @@ func groupRecordPrefix(receiver, kind string, idx int) string {
 type dedupStage struct {
 	n     *Notifier
 	dedup *amnotify.DedupStage
+	recv  *nflogpb.Receiver // dedup's
 	group string
 }
 
@@ -156,14 +158,18 @@ func stateTime(ctx context.Context, now time.Time) time.Time {
 
 // Exec implements notify.Stage.
 func (s *dedupStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
+	gkey, _ := amnotify.GroupKey(ctx)
+	alerts, err := notifiedFiring(ctx, s.n.nflog, s.recv, gkey, alerts)
+	if err != nil || len(alerts) == 0 {
+		return ctx, nil, err
+	}
 	ctx, out, err := s.dedup.Exec(ctx, l, alerts...)
 	ctx = withStateTime(ctx)
-	if err != nil || len(out) > 0 || len(alerts) == 0 {
+	if err != nil || len(out) > 0 {
 		return ctx, out, err
 	}
 	firing, _ := amnotify.FiringAlerts(ctx)
 	reason, _ := amnotify.NotificationReason(ctx)
-	gkey, _ := amnotify.GroupKey(ctx)
 	if len(firing) > 0 || reason != amnotify.ReasonDoNotNotify {
 		return ctx, out, err
 	}
