@@ -33,10 +33,22 @@ type capture struct {
 	// into the payload log's metadata, else 0.
 	hdrLen int
 	mirror bool
-	// feedback: the request is Seldon Core 1's feedback, whose truth is
-	// labels (worker.feedback), not a prediction.
-	feedback bool
+	kind   captureKind
 }
+
+// captureKind says what a capture holds.
+type captureKind uint8
+
+const (
+	// capturePrediction: a prediction's request and its answer.
+	capturePrediction captureKind = iota
+	// captureFeedback: Seldon Core 1's feedback, whose truth is labels
+	// (worker.feedback), not a prediction.
+	captureFeedback
+	// captureFailed: the request of a prediction that failed, captured for
+	// the payload log alone (as KServe's logger logs it), not parsed.
+	captureFailed
+)
 
 // id is the prediction id the capture came with.
 func (c *capture) id() []byte { return c.buf[c.reqLen+c.respLen : len(c.buf)-c.hdrLen] }
@@ -87,17 +99,23 @@ func newQueue(size int, maxBytes int64, maxBody int, logger *slog.Logger) *queue
 // hdr is the request's header when it is to be mirrored to the shadow model
 // server (mirror) or its headers logged, else nil.
 func (q *queue) offer(m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, hdr []byte, mirror bool) {
-	q.offerCapture(false, m, f, enc, t, req, resp, id, hdr, mirror)
+	q.offerCapture(capturePrediction, m, f, enc, t, req, resp, id, hdr, mirror)
+}
+
+// offerFailed is offer for the request of a failed prediction, for the
+// payload log (captureFailed).
+func (q *queue) offerFailed(m *model, f payload.Format, enc contentEncoding, req, id, hdr []byte) {
+	q.offerCapture(captureFailed, m, f, bodyEncodings{req: enc}, answerTiming{}, req, nil, id, hdr, false)
 }
 
 // offerFeedback is offer for the body of a Seldon feedback request (f
 // FormatSeldon, or FormatSeldonGRPC for a SendFeedback call's message), and
 // the id header it came with.
 func (q *queue) offerFeedback(m *model, f payload.Format, enc bodyEncodings, body, id []byte) {
-	q.offerCapture(true, m, f, enc, answerTiming{}, body, nil, id, nil, false)
+	q.offerCapture(captureFeedback, m, f, enc, answerTiming{}, body, nil, id, nil, false)
 }
 
-func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, hdr []byte, mirror bool) {
+func (q *queue) offerCapture(kind captureKind, m *model, f payload.Format, enc bodyEncodings, t answerTiming, req, resp, id, hdr []byte, mirror bool) {
 	n := len(req) + len(resp) + len(id) + len(hdr)
 	if len(req) > q.maxBody || len(resp) > q.maxBody {
 		q.dropTooLarge(m)
@@ -108,7 +126,7 @@ func (q *queue) offerCapture(feedback bool, m *model, f payload.Format, enc body
 		return
 	}
 	c := capturePool.Get().(*capture)
-	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen, c.hdrLen, c.mirror, c.feedback = m, f, enc, t, len(req), len(resp), len(hdr), mirror, feedback
+	c.model, c.format, c.enc, c.timing, c.reqLen, c.respLen, c.hdrLen, c.mirror, c.kind = m, f, enc, t, len(req), len(resp), len(hdr), mirror, kind
 	c.buf = append(append(append(append(c.buf[:0], req...), resp...), id...), hdr...)
 	q.enqueued.Add(1)
 	select {
@@ -245,7 +263,7 @@ func (w *worker) handle(c *capture) {
 			return
 		}
 	}
-	if c.feedback {
+	if c.kind == captureFeedback {
 		w.feedback(c, req)
 		return
 	}
@@ -257,6 +275,9 @@ func (w *worker) handle(c *capture) {
 	}
 	if w.payloadLog != nil {
 		w.payloadLog.log(c, f, req, resp)
+	}
+	if c.kind == captureFailed {
+		return
 	}
 	p := w.parsers.get(c.model.name, mc, rc)
 	err := p.Parse(f, req, resp, &w.batch)

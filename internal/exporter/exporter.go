@@ -305,6 +305,7 @@ func New(o Options) (*Exporter, error) {
 			return nil, err
 		}
 		p.logPayloads, p.logHeaders = true, len(o.PayloadLog.MetadataHeaders) > 0
+		p.logFailed = o.PayloadLog.Mode != PayloadLogResponse
 	}
 	e.scrape, err = collector.NewExporter(o.Collectors, source{e}, e.logger.With("component", "collector"))
 	if err != nil {

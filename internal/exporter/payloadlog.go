@@ -151,7 +151,9 @@ func newPayloadLog(o PayloadLogOptions, reg prometheus.Registerer, now func() ti
 
 // log offers a capture's bodies (decoded) as events, when sampled. A
 // capture without a prediction id gets one; the request and its response
-// share it.
+// share it. A failed prediction's capture (captureFailed) has a request
+// alone: as KServe's logger does, only a prediction answered logs a
+// response.
 func (p *payloadLog) log(c *capture, f payload.Format, req, resp []byte) {
 	if p.opts.SampleRatio < 1 && rand.Float64() >= p.opts.SampleRatio {
 		return
@@ -178,7 +180,7 @@ func (p *payloadLog) log(c *capture, f payload.Format, req, resp []byte) {
 		p.l.Offer(&payloadlog.Event{ID: id, Type: payloadlog.TypeRequest, Source: p.opts.Source, Time: now,
 			ContentType: contentType(f, req), Extensions: ext, Data: bytes.Clone(req)})
 	}
-	if p.responses {
+	if p.responses && c.kind != captureFailed {
 		p.l.Offer(&payloadlog.Event{ID: id, Type: payloadlog.TypeResponse, Source: p.opts.Source, Time: now,
 			ContentType: contentType(f, resp), Extensions: ext, Data: bytes.Clone(resp)})
 	}

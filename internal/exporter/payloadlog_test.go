@@ -2,9 +2,12 @@ package exporter
 
 import (
 	"context"
+	"io"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +45,8 @@ func events(t *testing.T, sink *recordingServer, n int) map[string]seenRequest {
 
 // The receiver gets each captured prediction as two CloudEvents, a request
 // and a response under one id, with the bodies as the model server got and
-// gave them (decoded when compressed); failed predictions are not logged.
+// gave them (decoded when compressed); a failed prediction, as in KServe,
+// its request alone.
 func TestPayloadLog(t *testing.T) {
 	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "broken") {
@@ -65,7 +69,7 @@ func TestPayloadLog(t *testing.T) {
 	require.Equal(t, 200, status)
 	waitIdle(t, e)
 
-	got := events(t, sink, 6)
+	got := events(t, sink, 7)
 	req := got["req-1 request"]
 	require.Equal(t, `{"instances": [{"amount": 1}]}`, string(req.body))
 	require.Equal(t, "POST", req.method)
@@ -78,7 +82,8 @@ func TestPayloadLog(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, `{"predictions": ["legit"]}`, string(got["req-1 response"].body))
 	require.Equal(t, `{"instances": [{"amount": 2}]}`, string(got["req-2 request"].body), "decoded")
-	require.NotContains(t, got, "req-3 request", "a failed prediction is not captured")
+	require.Equal(t, `{"instances": [{"amount": 3}]}`, string(got["req-3 request"].body), "a failed prediction's request")
+	require.NotContains(t, got, "req-3 response", "a failed prediction's answer")
 	// The prediction without an id got one, for its request and response.
 	var generated []string
 	for k := range got {
@@ -91,7 +96,18 @@ func TestPayloadLog(t *testing.T) {
 	require.Contains(t, got, id+" request")
 	require.Contains(t, got, id+" response")
 	require.Equal(t, `{"instances": [{"amount": 4}]}`, string(got[id+" request"].body))
-	require.Equal(t, 3.0, metricValue(t, e, "modelmon_payload_log_events_sent_total", map[string]string{"type": "request"}))
+	require.Equal(t, 4.0, metricValue(t, e, "modelmon_payload_log_events_sent_total", map[string]string{"type": "request"}))
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_payload_log_events_sent_total", map[string]string{"type": "response"}))
+
+	// With --payload-log.mode=response, a failed prediction logs nothing.
+	sink = newRecordingServer(t, nil, func(http.ResponseWriter, *http.Request) bool { return true })
+	e = startExporter(t, model.URL, payloadLogOptions(sink.URL, func(p *PayloadLogOptions) { p.Mode = PayloadLogResponse }))
+	status, _ = predict(t, e, "broken", `{"instances": [{"amount": 5}]}`, "Ce-Id", "req-5")
+	require.Equal(t, 503, status)
+	status, _ = predict(t, e, "fraud", `{"instances": [{"amount": 6}]}`, "Ce-Id", "req-6")
+	require.Equal(t, 200, status)
+	waitIdle(t, e)
+	require.Equal(t, []string{"req-6 response"}, slices.Collect(maps.Keys(events(t, sink, 1))))
 }
 
 // With labels, an event's id is the prediction's id for the label join:
@@ -206,7 +222,22 @@ func TestPayloadLogOptions(t *testing.T) {
 // the request's header for it mirrors nothing to a shadow that does not
 // sample the request.
 func TestPayloadLogMetadata(t *testing.T) {
-	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case strings.Contains(r.URL.Path, "broken"):
+			http.Error(w, "model not loaded", http.StatusServiceUnavailable)
+		case strings.Contains(r.URL.Path, "streamed"):
+			// No length: the sidecar passes the answer on as it comes.
+			w.Header().Set("Content-Type", "text/event-stream")
+			for _, tok := range []string{"le", "git"} {
+				io.WriteString(w, "data: "+tok+"\n\n")
+				w.(http.Flusher).Flush()
+			}
+		default:
+			return false
+		}
+		return true
+	})
 	candidate := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
 	sink := newRecordingServer(t, nil, func(http.ResponseWriter, *http.Request) bool { return true })
 	e := startExporter(t, model.URL, func(o *Options) {
@@ -217,11 +248,20 @@ func TestPayloadLogMetadata(t *testing.T) {
 	require.Equal(t, 200, status)
 	status, _ = predict(t, e, "fraud", `{"instances": [{"amount": 2}]}`, "Ce-Id", "m-2")
 	require.Equal(t, 200, status)
+	status, _ = predict(t, e, "broken", `{"instances": [{"amount": 3}]}`, "Ce-Id", "m-3", "X-User-Id", "u3")
+	require.Equal(t, 503, status)
+	status, answer := predict(t, e, "streamed", `{"instances": [{"amount": 4}]}`, "Ce-Id", "m-4", "X-User-Id", "u4")
+	require.Equal(t, 200, status)
+	require.Equal(t, "data: le\n\ndata: git\n\n", answer)
 	waitIdle(t, e)
-	got := events(t, sink, 4)
+	got := events(t, sink, 7)
 	require.Equal(t, `{"X-Tenant":["t1"],"X-User-Id":["u1"]}`, got["m-1 request"].header.Get("Ce-Metadata"))
 	require.Equal(t, `{"X-Tenant":["t1"],"X-User-Id":["u1"]}`, got["m-1 response"].header.Get("Ce-Metadata"))
 	require.Equal(t, `{}`, got["m-2 request"].header.Get("Ce-Metadata"))
+	require.Equal(t, `{"X-User-Id":["u3"]}`, got["m-3 request"].header.Get("Ce-Metadata"), "a failed prediction's")
+	require.Equal(t, `{"X-User-Id":["u4"]}`, got["m-4 request"].header.Get("Ce-Metadata"), "a streamed answer's")
+	require.Equal(t, `{"X-User-Id":["u4"]}`, got["m-4 response"].header.Get("Ce-Metadata"))
+	require.Equal(t, "data: le\n\ndata: git\n\n", string(got["m-4 response"].body))
 	require.Empty(t, candidate.received(), "a request the shadow did not sample was mirrored")
 
 	o := withLoopback("http://127.0.0.1:1", Options{})

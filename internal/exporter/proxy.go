@@ -75,7 +75,9 @@ type proxy struct {
 	// prediction id when the label join gives none (as KServe's logger
 	// takes it). logHeaders: with --payload-log.metadata-header, the
 	// request's header is captured for the parsers to pick them from.
-	logPayloads, logHeaders bool
+	// logFailed: the payload log takes requests, so a failed prediction's
+	// request is captured for it too.
+	logPayloads, logHeaders, logFailed bool
 
 	cfg     *atomic.Pointer[runtimeConfig]
 	labels  *labels // nil unless labels are enabled
@@ -374,6 +376,9 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	if respEnc := resp.Header.ContentEncoding(); len(reqEnc) > 0 || len(respEnc) > 0 {
 		rq.enc = bodyEncodings{encodingOf(reqEnc), encodingOf(respEnc)}
 	}
+	if p.logHeaders {
+		rq.header = req.Header.Header()
+	}
 	if s != nil {
 		// The body is still to come: the stream accounts for the request
 		// when it ends.
@@ -388,8 +393,6 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		// Only what account captures (a 2xx answer) reaches the shadow.
 		if p.shadow != nil && p.shadow.sample(m) {
 			rq.header, rq.mirror = req.Header.Header(), true
-		} else if p.logHeaders {
-			rq.header = req.Header.Header()
 		}
 	}
 	p.account(m, req.Body(), respBody, respSize, resp.StatusCode(), rq, upEnd)
@@ -452,15 +455,19 @@ type request struct {
 }
 
 // account records a prediction once its answer is complete: its sizes, its
-// latency and the sidecar's overhead, and the capture of its bodies.
-// respSize is the size of the upstream's body, -1 when it did not answer in
-// full; respBody is that body, or shorter when a stream outgrew the capture.
-// upEnd is when the answer was in.
+// latency and the sidecar's overhead, and the capture of its bodies (of its
+// request alone, for the payload log, when it failed). respSize is the size
+// of the upstream's body, -1 when it did not answer in full; respBody is
+// that body, or shorter when a stream outgrew the capture. upEnd is when
+// the answer was in.
 func (p *proxy) account(m *model, reqBody, respBody []byte, respSize, status int, rq request, upEnd time.Time) {
 	end := p.now()
 	p.observe(m, len(reqBody), respSize, rq, upEnd, end)
-	if respSize >= 0 && status < 300 {
+	switch {
+	case respSize >= 0 && status < 300:
 		p.capture(m, reqBody, respBody, respSize, rq, end)
+	case p.logFailed:
+		p.queue.offerFailed(m, rq.format, rq.enc.req, reqBody, rq.id, rq.header)
 	}
 }
 
