@@ -94,6 +94,7 @@ const (
 	PayloadLogDroppedTotal  = "modelmon_payload_log_events_dropped_total"
 	PayloadLogFailuresTotal = "modelmon_payload_log_send_failures_total"
 	PayloadLogSpooledTotal  = "modelmon_payload_log_events_spooled_total"
+	PayloadLogSplitsTotal   = "modelmon_payload_log_batch_splits_total"
 	PayloadLogDuration      = "modelmon_payload_log_delivery_duration_seconds"
 	PayloadLogQueueBytes    = "modelmon_payload_log_queue_bytes"
 	PayloadLogQueueMaxBytes = "modelmon_payload_log_queue_max_bytes"

@@ -15,6 +15,7 @@ type metrics struct {
 	dropped  *prometheus.CounterVec
 	failures *prometheus.CounterVec
 	spooled  prometheus.Counter
+	splits   prometheus.Counter
 	duration prometheus.Histogram
 	gauges   []prometheus.Collector
 }
@@ -36,6 +37,10 @@ func newMetrics(l *Logger) *metrics {
 		spooled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: collector.PayloadLogSpooledTotal,
 			Help: "The total number of payload events written to the spool directory, to be sent from there.",
+		}),
+		splits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: collector.PayloadLogSplitsTotal,
+			Help: "The total number of batches of payload events sent again in halves because the receiver rejected them whole (a 4xx other than 408 and 429, such as 400 or 413).",
 		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:                            collector.PayloadLogDuration,
@@ -89,7 +94,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range append([]prometheus.Collector{m.sent, m.dropped, m.failures, m.spooled, m.duration}, m.gauges...) {
+	for _, c := range append([]prometheus.Collector{m.sent, m.dropped, m.failures, m.spooled, m.splits, m.duration}, m.gauges...) {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -6,12 +6,14 @@
 // Delivery never holds a model request: events are offered to a queue
 // bounded in bytes and sent by workers. A receiver that fails or is down is
 // retried with backoff, holding its event, so nothing is lost while the queue
-// has room. With a spool directory, events that don't fit go to files on disk
-// instead, in order, and are sent from there once the receiver keeps up; the
-// queue's events are spooled at shutdown too, so a restart loses nothing. An
-// event is deleted from the spool only once sent: delivery is at least once
-// (after a crash, the events of a partly sent spool file come again, with
-// their ids). Whatever can't be kept is dropped and counted by reason.
+// has room. A batch the receiver refuses is sent again in parts, so that only
+// the events it refuses alone are dropped. With a spool directory, events
+// that don't fit go to files on disk instead, in order, and are sent from
+// there once the receiver keeps up; the queue's events are spooled at
+// shutdown too, so a restart loses nothing. An event is deleted from the
+// spool only once sent or rejected: delivery is at least once (after a
+// crash, the events of a partly sent spool file come again, with their ids).
+// Whatever can't be kept is dropped and counted by reason.
 package payloadlog
 
 import (
@@ -449,13 +451,15 @@ func (l *Logger) loadLocked() {
 	l.spilling = false
 }
 
-// done marks events delivered or given up on: a spool file goes once all of
-// its events are.
-func (l *Logger) done(batch []item) {
+// release ends a worker's hold on a batch. Its first n events are settled
+// (delivered, or rejected and dropped): a spool file goes once all of its
+// events are. The rest go back at the head of the queue, in their order
+// (Close cut their delivery short).
+func (l *Logger) release(batch []item, n int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inFlight -= len(batch)
-	for _, it := range batch {
+	for _, it := range batch[:n] {
 		if it.seg != nil {
 			it.seg.outstanding--
 			if it.seg.outstanding == 0 {
@@ -463,17 +467,9 @@ func (l *Logger) done(batch []item) {
 			}
 		}
 	}
-	l.cond.Broadcast()
-}
-
-// requeue puts events back at the head of the queue, in their order (Close
-// cut their delivery short).
-func (l *Logger) requeue(batch []item) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.inFlight -= len(batch)
-	l.queue = slices.Insert(l.queue, 0, batch...)
-	for _, it := range batch {
+	rest := batch[n:]
+	l.queue = slices.Insert(l.queue, 0, rest...)
+	for _, it := range rest {
 		l.queueBytes += it.size()
 	}
 	l.cond.Broadcast()
@@ -499,18 +495,58 @@ func (l *Logger) work() {
 		if !ok {
 			return
 		}
-		if l.deliver(batch) {
-			l.done(batch)
-		} else {
-			l.requeue(batch)
-		}
+		n, _ := l.deliver(batch, true)
+		l.release(batch, n)
 		clear(batch)
 	}
 }
 
-// deliver sends events until they are delivered or rejected (true), or the
-// Logger gives up waiting at Close (false).
-func (l *Logger) deliver(batch []item) bool {
+// deliver sends events until each is delivered or rejected, and returns how
+// many are, from the first (all but when Close gives up waiting), and how
+// many of them were rejected. A batch the receiver refuses whole is sent
+// again in halves, each split again if refused in turn, down to single
+// events: only the events it refuses alone are dropped, and with one worker
+// the others still arrive in order. top is false for the halves.
+func (l *Logger) deliver(batch []item, top bool) (settled, rejected int) {
+	err := l.attempt(batch)
+	switch {
+	case err == nil:
+		return len(batch), 0
+	case !outbox.IsPermanent(err):
+		return 0, 0
+	case len(batch) == 1:
+		l.metrics.dropped.WithLabelValues(DropRejected).Inc()
+		l.logger.Warn("The payload log's receiver rejected events: dropped", "events", 1, "id", batch[0].ev.ID, "type", batch[0].ev.Type, "err", err)
+		return 1, 1
+	}
+	l.metrics.splits.Inc()
+	if top {
+		l.logger.Warn("The payload log's receiver rejected a batch: sending it in parts, to drop only the events it refuses", "events", len(batch), "id", batch[0].ev.ID, "err", err)
+	} else {
+		l.logger.Debug("Splitting a rejected batch of payload events", "events", len(batch), "id", batch[0].ev.ID, "err", err)
+	}
+	mid := len(batch) / 2
+	for _, part := range [][]item{batch[:mid], batch[mid:]} {
+		s, r := l.deliver(part, false)
+		settled, rejected = settled+s, rejected+r
+		if s < len(part) {
+			return settled, rejected
+		}
+	}
+	if top {
+		log := l.logger.Info
+		if rejected > 0 {
+			log = l.logger.Warn
+		}
+		log("Sent a rejected batch of payload events in parts", "events", len(batch), "sent", settled-rejected, "rejected", rejected)
+	}
+	return settled, rejected
+}
+
+// attempt sends events until the receiver accepts them (nil) or refuses
+// them (an error outbox.IsPermanent), retrying other failures with backoff,
+// or until the Logger gives up waiting at Close (its context's error).
+func (l *Logger) attempt(batch []item) error {
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
 		err := l.send(batch)
@@ -519,23 +555,21 @@ func (l *Logger) deliver(batch []item) bool {
 			for _, it := range batch {
 				l.metrics.sent.WithLabelValues(typeLabel(it.ev.Type)).Inc()
 			}
-			return true
+			return nil
 		}
-		if l.ctx.Err() != nil {
-			return false
+		if cerr := l.ctx.Err(); cerr != nil {
+			return cerr
 		}
 		l.metrics.failures.WithLabelValues(outbox.Reason(err)).Inc()
 		if outbox.IsPermanent(err) {
-			l.metrics.dropped.WithLabelValues(DropRejected).Add(float64(len(batch)))
-			l.logger.Warn("The payload log's receiver rejected events: dropped", "events", len(batch), "id", batch[0].ev.ID, "type", batch[0].ev.Type, "err", err)
-			return true
+			return err
 		}
 		wait := outbox.Backoff(attempt+1, l.o.InitialBackoff, l.o.MaxBackoff, rand.Float64())
 		l.logger.Debug("Couldn't send payload events: retrying", "events", len(batch), "id", batch[0].ev.ID, "attempt", attempt+1, "wait", wait, "err", err)
 		select {
 		case <-time.After(wait):
 		case <-l.ctx.Done():
-			return false
+			return l.ctx.Err()
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,12 +40,13 @@ type received struct {
 }
 
 // receiver is a CloudEvents sink on loopback. status decides the answer to
-// each request (200 when nil); gate, when set, holds requests until closed.
+// each request from its number and body (200 when nil); gate, when set,
+// holds requests until closed.
 type receiver struct {
 	*httptest.Server
 	mu     sync.Mutex
 	got    []received
-	status atomic.Pointer[func(n int) int]
+	status atomic.Pointer[func(n int, body string) int]
 	calls  atomic.Int64
 	gate   chan struct{}
 }
@@ -59,7 +61,7 @@ func newReceiver(t *testing.T) *receiver {
 		body, _ := io.ReadAll(req.Body)
 		code := http.StatusOK
 		if f := r.status.Load(); f != nil {
-			code = (*f)(n)
+			code = (*f)(n, string(body))
 		}
 		if code == http.StatusOK {
 			r.mu.Lock()
@@ -72,16 +74,56 @@ func newReceiver(t *testing.T) *receiver {
 	return r
 }
 
-func (r *receiver) setStatus(f func(n int) int) { r.status.Store(&f) }
+func (r *receiver) setStatus(f func(n int) int) {
+	r.answer(func(n int, _ string) int { return f(n) })
+}
 
+// answer sets the status of each request from its number and body.
+func (r *receiver) answer(f func(n int, body string) int) { r.status.Store(&f) }
+
+// ids are the ids of the events the receiver accepted, in order: Ce-Id in
+// binary mode, each event's id in batched mode.
 func (r *receiver) ids() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
 	for _, g := range r.got {
+		if g.header.Get("Content-Type") == BatchContentType {
+			out = append(out, batchIDs(g.body)...)
+			continue
+		}
 		out = append(out, g.header.Get("Ce-Id"))
 	}
 	return out
+}
+
+// batchIDs are the ids of the events of a body in batched mode (none when
+// it is not one).
+func batchIDs(body string) []string {
+	var evs []struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal([]byte(body), &evs)
+	out := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		out = append(out, ev.ID)
+	}
+	return out
+}
+
+// offerBehind offers evs to a Logger with one worker: the first goes alone
+// and is held at the receiver's gate while the others are queued, then the
+// gate opens. The others go in batches of BatchSize behind it: with 8,
+// evs[1:9], evs[9:17], and so on.
+func offerBehind(t *testing.T, r *receiver, l *Logger, evs []*Event) {
+	t.Helper()
+	r.gate = make(chan struct{})
+	l.Offer(evs[0])
+	require.Eventually(t, func() bool { return r.calls.Load() == 1 }, 5*time.Second, time.Millisecond)
+	for _, ev := range evs[1:] {
+		l.Offer(ev)
+	}
+	close(r.gate)
 }
 
 func (r *receiver) waitFor(t *testing.T, n int) []string {
@@ -97,6 +139,14 @@ func event(i int) *Event {
 		Extensions: map[string]string{"modelname": "fraud"},
 		Data:       []byte(`{"instances":[[` + strconv.Itoa(i) + `]]}`),
 	}
+}
+
+func events(from, to int) []*Event {
+	var out []*Event
+	for i := from; i < to; i++ {
+		out = append(out, event(i))
+	}
+	return out
 }
 
 func ids(from, to int) []string {
@@ -282,6 +332,16 @@ func TestSpool(t *testing.T) {
 	}, 5*time.Second, 5*time.Millisecond, "sent spool files are removed")
 	closeNow(t, l, time.Second)
 	require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropQueueFull)))
+	requireSpoolEmpty(t, dir, reg)
+}
+
+// requireSpoolEmpty checks that the spool's files are all gone, and that
+// its gauge says so.
+func requireSpoolEmpty(t *testing.T, dir string, reg prometheus.Gatherer) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.spool"))
+	require.NoError(t, err)
+	require.Empty(t, files)
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader("# HELP modelmon_payload_log_spool_bytes The bytes of the spool directory's files of payload events not yet sent.\n# TYPE modelmon_payload_log_spool_bytes gauge\nmodelmon_payload_log_spool_bytes 0\n"), "modelmon_payload_log_spool_bytes"))
 }
 
@@ -433,29 +493,24 @@ func benchmarkDeliver(b *testing.B, batch int) {
 
 // With BatchSize, the queued events go in CloudEvents' batched JSON mode:
 // an array of events in the JSON format, JSON data as it is, other data in
-// base64; a failed batch is sent again whole.
+// base64; a batch that failed with a 5xx is sent again whole, not split.
 func TestBatch(t *testing.T) {
 	r := newReceiver(t)
-	r.gate = make(chan struct{})
 	r.setStatus(func(n int) int {
 		if n == 2 {
-			return http.StatusServiceUnavailable
+			return http.StatusInternalServerError
 		}
 		return http.StatusOK
 	})
 	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, BatchSize: 8})
-	l.Offer(event(0))
-	require.Eventually(t, func() bool { return r.calls.Load() == 1 }, 5*time.Second, time.Millisecond)
-	for i := 1; i < 20; i++ {
-		ev := event(i)
-		if i == 5 {
-			ev.ContentType, ev.Data = "application/octet-stream", []byte{0xff, 0x00, 'x'}
-		}
-		l.Offer(ev)
-	}
-	close(r.gate)
-	require.Eventually(t, func() bool { return len(r.ids()) == 4 }, 10*time.Second, time.Millisecond)
-	closeNow(t, l, time.Second)
+	evs := events(0, 20)
+	evs[5].ContentType, evs[5].Data = "application/octet-stream", []byte{0xff, 0x00, 'x'}
+	offerBehind(t, r, l, evs)
+	r.waitFor(t, 20)
+	closeNow(t, l, 10*time.Second)
+	require.Len(t, r.got, 4, "batches of 1, 8, 8 and 3 events")
+	require.EqualValues(t, 5, r.calls.Load())
+	require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.splits))
 
 	var got []map[string]any
 	for i, g := range r.got {
@@ -484,6 +539,143 @@ func TestBatch(t *testing.T) {
 	}
 	require.Equal(t, 20.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
 	require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_5xx")))
+}
+
+// rejecting answers 400 to a request holding an event bad reports, 200 to
+// the others.
+func rejecting(bad func(id string) bool) func(int, string) int {
+	return func(_ int, body string) int {
+		if slices.ContainsFunc(batchIDs(body), bad) {
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	}
+}
+
+// A batch the receiver rejects (400) is sent again in halves, split again
+// while refused: only the events it refuses alone are dropped, the others
+// arrive once each, in order. With a spool, its files go once each of their
+// events is sent or dropped.
+func TestBatchRejected(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		bad  []string
+	}{
+		{"one event", []string{"id-13"}},
+		{"several events", []string{"id-1", "id-8", "id-9", "id-10", "id-19"}},
+		{"every event", ids(0, 20)},
+	} {
+		for _, spool := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/spool=%t", c.name, spool), func(t *testing.T) {
+				r := newReceiver(t)
+				r.answer(rejecting(func(id string) bool { return slices.Contains(c.bad, id) }))
+				o := Options{URL: r.URL, Workers: 1, BatchSize: 8}
+				if spool {
+					o.SpoolDir, o.MaxQueueBytes = t.TempDir(), 1 // every event goes through the spool
+				}
+				l, reg := newLogger(t, o)
+				offerBehind(t, r, l, events(0, 20))
+				var want []string
+				for _, id := range ids(0, 20) {
+					if !slices.Contains(c.bad, id) {
+						want = append(want, id)
+					}
+				}
+				require.Eventually(t, func() bool {
+					return testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)) == float64(len(c.bad))
+				}, 20*time.Second, 5*time.Millisecond)
+				r.waitFor(t, len(want))
+				closeNow(t, l, 10*time.Second)
+
+				require.Equal(t, want, r.ids(), "the others once each, in order")
+				require.Equal(t, float64(len(c.bad)), testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)))
+				require.Equal(t, float64(len(want)), testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
+				require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropShutdown)))
+				require.Positive(t, testutil.ToFloat64(l.metrics.splits))
+				require.Positive(t, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_4xx")))
+				if spool {
+					require.Equal(t, 20.0, testutil.ToFloat64(l.metrics.spooled))
+					requireSpoolEmpty(t, o.SpoolDir, reg)
+				}
+			})
+		}
+	}
+}
+
+// A rejected batch whose parts Close cuts short settles what it has sent or
+// dropped and keeps the rest: requeued (and dropped at shutdown without a
+// spool), or left in its spool file, which goes only once all of its events
+// are sent or dropped.
+func TestBatchRejectedClose(t *testing.T) {
+	for _, spool := range []bool{false, true} {
+		t.Run(fmt.Sprintf("spool=%t", spool), func(t *testing.T) {
+			r := newReceiver(t)
+			// [1..8] and [1..4] are refused for id-3: [1 2] go, [3 4] is
+			// refused, [3] dropped, [4] goes; [5..8] is held until Close
+			// gives up on it.
+			held, release := make(chan struct{}), make(chan struct{})
+			defer close(release)
+			var once sync.Once
+			reject := rejecting(func(id string) bool { return id == "id-3" })
+			r.answer(func(n int, body string) int {
+				if got := batchIDs(body); len(got) == 4 && got[0] == "id-5" {
+					once.Do(func() { close(held) })
+					<-release
+					return http.StatusServiceUnavailable
+				}
+				return reject(n, body)
+			})
+			o := Options{URL: r.URL, Workers: 1, BatchSize: 8}
+			if spool {
+				o.SpoolDir, o.MaxQueueBytes = t.TempDir(), 1
+			}
+			l, _ := newLogger(t, o)
+			offerBehind(t, r, l, events(0, 9))
+			<-held
+			closeNow(t, l, 50*time.Millisecond)
+
+			require.Equal(t, []string{"id-0", "id-1", "id-2", "id-4"}, r.ids())
+			require.Equal(t, 1.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)))
+			require.Equal(t, 4.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
+			if !spool {
+				require.Equal(t, 4.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropShutdown)), "[5..8]")
+				return
+			}
+			require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropShutdown)))
+			files, err := filepath.Glob(filepath.Join(o.SpoolDir, "*.spool"))
+			require.NoError(t, err)
+			require.Len(t, files, 1, "event 0's file went, the batch's stays")
+			evs, err := readSegment(files[0])
+			require.NoError(t, err)
+			var got []string
+			for _, ev := range evs {
+				got = append(got, ev.ID)
+			}
+			require.Equal(t, ids(1, 9), got, "at least once: the file's events come again at the next start")
+		})
+	}
+}
+
+// A receiver that answers 413 to batches of more than 3 events gets every
+// event in smaller parts, once each, in order; nothing is dropped.
+func TestBatchTooLarge(t *testing.T) {
+	r := newReceiver(t)
+	r.answer(func(_ int, body string) int {
+		if len(batchIDs(body)) > 3 {
+			return http.StatusRequestEntityTooLarge
+		}
+		return http.StatusOK
+	})
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, BatchSize: 8})
+	offerBehind(t, r, l, events(0, 20))
+	r.waitFor(t, 20)
+	closeNow(t, l, 10*time.Second)
+	require.Equal(t, ids(0, 20), r.ids())
+	require.Equal(t, 20.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
+	require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)))
+	// [1..8] and [9..16] are split, and so are their halves of 4; [17..19] goes whole.
+	require.Equal(t, 6.0, testutil.ToFloat64(l.metrics.splits))
+	require.Equal(t, 6.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_4xx")))
 }
 
 // BenchmarkDeliverBatch is BenchmarkDeliver with batches of up to 100.
