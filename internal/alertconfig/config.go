@@ -465,13 +465,33 @@ func load(b []byte, file, dir string) (*Config, error) {
 	}
 	pc, err := prometheusSections(b, dir)
 	if err != nil {
-		return nil, config.Prefix(file, "", err.Error())
+		return nil, blamed(file, b, err, func(b []byte) error {
+			_, err := prometheusSections(b, dir)
+			return err
+		})
 	}
 	if err := cfg.alertmanagerReceivers(b, dir); err != nil {
-		return nil, config.Prefix(file, "", err.Error())
+		return nil, blamed(file, b, err, func(b []byte) error {
+			c := Default()
+			if err := yamlv2.Unmarshal(b, c); err != nil {
+				return err
+			}
+			return c.alertmanagerReceivers(b, dir)
+		})
 	}
 	cfg.Prometheus = pc
 	return cfg, nil
+}
+
+// blamed is err, which decode gives for the document b too, prefixed with
+// the file, and the line and path of the value it comes from (blame).
+func blamed(file string, b []byte, err error, decode func([]byte) error) error {
+	msg := err.Error()
+	line, path := blame(b, msg, decode)
+	if line != "" {
+		msg = path + ": " + msg
+	}
+	return config.Prefix(file, line, msg)
 }
 
 // prometheusSections loads the global and scrape_configs sections with
@@ -513,21 +533,89 @@ func prometheusSections(b []byte, dir string) (*promconfig.Config, error) {
 // yamlLinesError rewrites yaml.v2's errors (Prometheus's and Alertmanager's
 // config types decode with it) as "file:line: message", one per line.
 // yaml.v2 gives no line for a value its type rejects, such as a bad
-// duration; that value is looked up in the document b instead.
+// duration, a matcher that does not parse or an address without a port;
+// blame finds that value in the document b instead.
 func yamlLinesError(file string, b []byte, err error) error {
 	var te *yamlv2.TypeError
-	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
 	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else if m := badDurationRE.FindStringSubmatch(msgs[0]); m != nil {
-		if line, key := locate(b, m[1]); line != "" {
-			msgs[0] = fmt.Sprintf("line %s: %s: %s", line, key, msgs[0])
-		}
+		return config.LineErrors(file, te.Errors)
 	}
-	return config.LineErrors(file, msgs)
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if line, path := blame(b, err.Error(), func(b []byte) error { return yamlv2.UnmarshalStrict(b, Default()) }); line != "" {
+		return config.Prefix(file, line, path+": "+msg)
+	}
+	// A syntax error says its line: "line 3: did not find expected key".
+	return config.LineErrors(file, []string{msg})
 }
 
-var badDurationRE = regexp.MustCompile(`(?:^not a valid duration string: | in duration )"(.*)"$`)
+// blame finds the value of the YAML document b that decode fails on with
+// the error message msg: the deepest one without which decode no longer
+// fails so, preferring at each level a value without which it succeeds to
+// one without which it fails otherwise (a name other values need, say), and
+// a collection to a scalar without which it succeeds as well. It
+// returns the line of that value's key (of the value, in a sequence) and
+// its path ("receivers[0].email_configs[0].smarthost"); "" when the
+// document has no such value, as when two values fail alike.
+func blame(b []byte, msg string, decode func([]byte) error) (line, path string) {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+		return "", ""
+	}
+	// outcome is 0 when decode fails with msg, 1 when it fails otherwise,
+	// 2 when it succeeds.
+	outcome := func() int {
+		out, err := yaml.Marshal(&doc)
+		switch {
+		case err != nil:
+			return 0
+		case decode(out) == nil:
+			return 2
+		}
+		if err = decode(out); err.Error() == msg {
+			return 0
+		}
+		return 1
+	}
+	if outcome() != 0 {
+		return "", ""
+	}
+	n := doc.Content[0]
+	for n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		step := 1
+		if n.Kind == yaml.MappingNode {
+			step = 2
+		}
+		all, best := n.Content, 0
+		var found []int // the values whose removal has the best outcome
+		for i := 0; i < len(all); i += step {
+			n.Content = slices.Delete(slices.Clone(all), i, i+step)
+			switch o := outcome(); {
+			case o > best:
+				found, best = []int{i}, o
+			case o == best && o > 0:
+				found = append(found, i)
+			}
+		}
+		n.Content = all
+		if len(found) > 1 {
+			// Without a key that names or switches on its object, the
+			// object goes too: the value that holds more is the one.
+			found = slices.DeleteFunc(found, func(i int) bool { return all[i+step-1].Kind == yaml.ScalarNode })
+		}
+		if len(found) != 1 {
+			break
+		}
+		next := found[0]
+		line = strconv.Itoa(all[next].Line)
+		if step == 2 {
+			path = strings.TrimPrefix(path+"."+all[next].Value, ".")
+		} else {
+			path = fmt.Sprintf("%s[%d]", path, next)
+		}
+		n = all[next+step-1]
+	}
+	return line, path
+}
 
 // fieldError is a validation error about the value at path (mapping keys
 // and sequence indices from the document's root), so that load can name
@@ -570,50 +658,6 @@ func lineOf(b []byte, path []any) string {
 		n = next
 	}
 	return strconv.Itoa(n.Line)
-}
-
-// locate returns the line and the dotted key path of the first mapping
-// value in b that is the scalar v; "" when there is none.
-func locate(b []byte, v string) (line, key string) {
-	var doc yaml.Node
-	if yaml.Unmarshal(b, &doc) != nil {
-		return "", ""
-	}
-	var walk func(n *yaml.Node, path string) bool
-	walk = func(n *yaml.Node, path string) bool {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				if walk(c, path) {
-					return true
-				}
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, c := n.Content[i].Value, n.Content[i+1]
-				p := k
-				if path != "" {
-					p = path + "." + k
-				}
-				if c.Kind == yaml.ScalarNode && c.Value == v {
-					line, key = strconv.Itoa(c.Line), p
-					return true
-				}
-				if walk(c, p) {
-					return true
-				}
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				if walk(c, fmt.Sprintf("%s[%d]", path, i)) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	walk(&doc, "")
-	return line, key
 }
 
 func (c *Config) validate(dir string) error {
