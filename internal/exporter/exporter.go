@@ -521,7 +521,7 @@ func scrapeTimeout(r *http.Request) time.Duration {
 // once the listeners are bound.
 func (e *Exporter) Start() error {
 	var err error
-	if e.proxyLn, err = net.Listen("tcp", e.opts.ProxyListenAddress); err != nil {
+	if e.proxyLn, err = e.proxy.listen(e.opts.ProxyListenAddress); err != nil {
 		return fmt.Errorf("couldn't listen on --proxy.listen-address=%q: %w", e.opts.ProxyListenAddress, err)
 	}
 	if e.proxy.grpc != nil {
@@ -551,7 +551,7 @@ func (e *Exporter) Start() error {
 	e.wg.Add(3)
 	go func() {
 		defer e.wg.Done()
-		if err := e.proxy.serve(e.proxyLn); err != nil {
+		if err := e.proxy.serve(); err != nil {
 			e.logger.Error("Proxy server stopped", "err", err)
 		}
 	}()
@@ -644,7 +644,7 @@ func (e *Exporter) stop(ctx context.Context) error {
 	e.ready.Store(false)
 	close(e.stopping)
 	var errs []error
-	proxyErr := e.proxy.server.ShutdownWithContext(ctx)
+	proxyErr := e.proxy.shutdown(ctx)
 	if proxyErr != nil {
 		errs = append(errs, fmt.Errorf("couldn't stop the proxy: %w", proxyErr))
 	}

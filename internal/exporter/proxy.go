@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -64,6 +66,7 @@ type proxy struct {
 	client    *fasthttp.HostClient // the connections to the model server
 	transport *transport           // the round trip on them
 	server    *fasthttp.Server
+	ln        net.Listener  // from listen: what serve serves and shutdown closes
 	slack     time.Duration // of the client connections' deadlines
 	draining  atomic.Bool   // shutting down: every response closes its connection
 	host      string        // upstream host:port, for requests that carry no Host
@@ -253,10 +256,49 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// serve serves client connections from ln until the server shuts down. Their
+// listen opens the listener that serve serves and shutdown closes.
+func (p *proxy) listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	p.ln = &closeOnceListener{Listener: ln}
+	return p.ln, nil
+}
+
+// serve serves client connections from the listener until shutdown. Their
 // deadlines are handed to the runtime lazily (deadline.go).
-func (p *proxy) serve(ln net.Listener) error {
-	return p.server.Serve(deadlineListener{Listener: ln, slack: p.slack})
+func (p *proxy) serve() error {
+	return p.server.Serve(deadlineListener{Listener: p.ln, slack: p.slack})
+}
+
+// shutdown closes the listener, then waits until the connections in flight
+// have ended or ctx is done.
+//
+// fasthttp's Shutdown closes only the listeners Serve has taken, and returns
+// at once when it has taken none. A Stop right after Start can come before
+// the goroutine that calls serve has run (a busy machine need not run it for
+// a while); Serve would then take the listener after Shutdown and serve
+// until the process ends, and Stop would wait for it until its deadline.
+// Closed here, the listener makes such a late Serve return at once, and no
+// connection is accepted after shutdown has begun.
+func (p *proxy) shutdown(ctx context.Context) error {
+	_ = p.ln.Close() // the error, if any, is Shutdown's to report
+	return p.server.ShutdownWithContext(ctx)
+}
+
+// closeOnceListener is a listener that only its first Close closes: the
+// proxy's shutdown closes it, and then fasthttp's Shutdown closes it again,
+// which must not fail.
+type closeOnceListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *closeOnceListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 var (

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -608,4 +609,24 @@ func TestProxyAddsNoRequestHeaders(t *testing.T) {
 	require.Equal(t, "abc", string(got[0].body))
 	require.Equal(t, "HTTP/1.1 299 Whatever Works", resp.start, "the reason phrase as sent")
 	require.Equal(t, []string{"Content-Length: 2", "Link: <a>", "Link: <b>"}, resp.headers)
+}
+
+// A Stop right after Start can come before the goroutine serving the proxy
+// has run. fasthttp's Shutdown then has no listener to close and returns at
+// once; the proxy closes its listener all the same, so that the Serve that
+// comes late returns rather than serving until the process ends (and Stop,
+// waiting for it, timing out).
+func TestProxyShutdownBeforeServe(t *testing.T) {
+	e, err := New(Options{Proxy: ProxyOptions{Upstream: "http://127.0.0.1:1"}, DisableExporterMetrics: true})
+	require.NoError(t, err)
+	ln, err := e.proxy.listen("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	require.NoError(t, e.proxy.shutdown(context.Background()))
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err == nil {
+		c.Close()
+	}
+	require.Error(t, err, "the listener is closed at shutdown, whether Serve has taken it or not")
+	require.NoError(t, e.proxy.serve(), "a Serve after shutdown returns at once")
 }
