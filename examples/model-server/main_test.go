@@ -438,3 +438,17 @@ func TestNewServerOptions(t *testing.T) {
 	_, err := newServer(valid)
 	require.NoError(t, err)
 }
+
+// A server cancelled before its Serve goroutine ran stops, and its port
+// takes no more connections.
+func TestServeCancelledAtOnce(t *testing.T) {
+	s, err := newServer(options{ModelName: "fraud", ModelVersion: "v1"})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, s.serve(ctx, ln))
+	_, err = net.Dial("tcp", ln.Addr().String())
+	require.Error(t, err, "the listener was left open")
+}

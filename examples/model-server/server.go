@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -151,9 +152,16 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	// fasthttp's Shutdown closes only a listener Serve has taken: closed
+	// here, it also stops a Serve whose goroutine has not run yet, which
+	// would otherwise serve on. Shutdown closing it again is no error.
+	ln.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := s.http.ShutdownWithContext(shutdownCtx)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
 	if serveErr := <-errc; err == nil {
 		err = serveErr
 	}
