@@ -60,6 +60,9 @@ type escalator struct {
 	now         func() time.Time
 }
 
+// newEscalator returns an escalator whose state is kept in
+// storage/escalation.json, or in memory only when storage is empty (a
+// replay).
 func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*escalator, error) {
 	e, err := escalate.New(nil, escalate.Options{})
 	if err != nil {
@@ -67,7 +70,6 @@ func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger
 	}
 	x := &escalator{
 		engine: e,
-		path:   filepath.Join(storage, "escalation.json"),
 		logger: logger,
 		kick:   make(chan struct{}, 1),
 		now:    now,
@@ -80,16 +82,19 @@ func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger
 			Help: "The total number of acknowledgements of alerts and incidents operators gave through the API.",
 		}),
 	}
-	var st escalate.State
-	ok, err := readJSON(x.path, &st)
-	if err != nil {
-		return nil, fmt.Errorf("couldn't read the escalation state: %w", err)
-	}
-	if ok {
-		if err := e.Restore(st); err != nil {
-			return nil, fmt.Errorf("couldn't restore the escalation state from %s: %w", x.path, err)
+	if storage != "" {
+		x.path = filepath.Join(storage, "escalation.json")
+		var st escalate.State
+		ok, err := readJSON(x.path, &st)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read the escalation state: %w", err)
 		}
-		x.saved, _ = json.Marshal(e.State())
+		if ok {
+			if err := e.Restore(st); err != nil {
+				return nil, fmt.Errorf("couldn't restore the escalation state from %s: %w", x.path, err)
+			}
+			x.saved, _ = json.Marshal(e.State())
+		}
 	}
 	reg.MustRegister(x.escalations, x.acks, x)
 	return x, nil
@@ -116,8 +121,12 @@ func (x *escalator) setPolicies(ps []escalate.Policy) error {
 	return nil
 }
 
-// saveLocked writes the engine's state if it changed. Called with x.mu held.
+// saveLocked writes the engine's state if it changed and the escalator has
+// a file. Called with x.mu held.
 func (x *escalator) saveLocked() {
+	if x.path == "" {
+		return
+	}
 	st := x.engine.State()
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -186,12 +195,7 @@ func (a *Alertd) runEscalation(ctx context.Context) {
 // the effects due, one at a time, in order.
 func (a *Alertd) stepEscalation(ctx context.Context, now time.Time) {
 	a.syncEscalation(now)
-	x := a.escalation
-	x.mu.Lock()
-	effects := x.engine.Tick(now)
-	x.saveLocked()
-	x.mu.Unlock()
-	for _, ef := range effects {
+	for _, ef := range a.escalation.tick(now) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -199,21 +203,46 @@ func (a *Alertd) stepEscalation(ctx context.Context, now time.Time) {
 	}
 }
 
-// syncEscalation tells the engine about the ledger's incidents: those that
-// opened, whose firing alerts changed, and that closed (or that the ledger
-// no longer has).
+// syncEscalation tells the engine about the ledger's incidents and records
+// its decisions in their alerts' histories.
 func (a *Alertd) syncEscalation(now time.Time) {
-	list := a.ledger.incidentList(now)
-	x := a.escalation
+	a.noteEscalation(a.escalation.sync(now, a.ledger.incidentList(now), a.store.subject))
+}
+
+// tick ticks the engine at now and returns the effects due.
+func (x *escalator) tick(now time.Time) []escalate.Effect {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	effects := x.engine.Tick(now)
+	x.saveLocked()
+	return effects
+}
+
+// done reports an effect carried out (or given up on) to the engine.
+func (x *escalator) done(key string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.engine.Done(key)
+	x.saveLocked()
+}
+
+// sync tells the engine about incidents: those that opened, whose firing
+// alerts changed, and that closed (or that list no longer has). list holds
+// the open incidents and those closed recently, as the ledger's
+// incidentList returns them; subject says what policies match of one. It
+// returns the decisions to record in the alerts' histories. alertd syncs
+// with its ledger, a replay with the incidents it records.
+func (x *escalator) sync(now time.Time, list []*incident, subject func(*incident) escalate.Subject) []escalationNote {
 	var notes []escalationNote
 	x.mu.Lock()
+	defer x.mu.Unlock()
 	seen := make(map[string]bool, len(list))
 	for _, in := range list {
 		seen[in.ID] = true
 		st, known := x.engine.Incident(in.ID)
 		switch {
 		case !known && in.ClosedAt == nil:
-			policy, err := x.engine.Open(now, in.ID, a.subject(in), in.Firing)
+			policy, err := x.engine.Open(now, in.ID, subject(in), in.Firing)
 			if err != nil {
 				x.logger.Error("Failed to open an incident's escalation", "incident", in.ID, "err", err)
 				continue
@@ -254,8 +283,7 @@ func (a *Alertd) syncEscalation(now time.Time) {
 		x.engine.Forget(st.ID)
 	}
 	x.saveLocked()
-	x.mu.Unlock()
-	a.noteEscalation(notes)
+	return notes
 }
 
 // escalationNote is a decision to record in the history of some alerts.
@@ -282,35 +310,36 @@ func fingerprints(fps []string) []model.Fingerprint {
 }
 
 // subject is what policies match of an incident: the labels of its first
-// alert and its classification.
-func (a *Alertd) subject(in *incident) escalate.Subject {
-	s := escalate.Subject{Labels: map[string]string{}}
+// alert (from the ledger when the pipeline no longer holds it) and its
+// classification.
+func (s *store) subject(in *incident) escalate.Subject {
+	sub := escalate.Subject{Labels: map[string]string{}}
 	for k, v := range in.GroupLabels {
-		s.Labels[string(k)] = string(v)
+		sub.Labels[string(k)] = string(v)
 	}
 	if len(in.Alerts) == 0 {
-		return s
+		return sub
 	}
 	fp, err := model.FingerprintFromString(in.Alerts[0])
 	if err != nil {
-		return s
+		return sub
 	}
-	al, ok := a.store.get(fp)
+	al, ok := s.get(fp)
 	if !ok {
-		if ls := a.ledger.labels(in.Alerts[0]); ls != nil {
+		if ls := s.ledger.labels(in.Alerts[0]); ls != nil {
 			for k, v := range ls {
-				s.Labels[string(k)] = string(v)
+				sub.Labels[string(k)] = string(v)
 			}
 		}
-		return s
+		return sub
 	}
 	for k, v := range al.Labels {
-		s.Labels[string(k)] = string(v)
+		sub.Labels[string(k)] = string(v)
 	}
 	if al.classification != nil {
-		s.Priority, s.Category = string(al.Annotations[annotationPriority]), string(al.Annotations[annotationCategory])
+		sub.Priority, sub.Category = string(al.Annotations[annotationPriority]), string(al.Annotations[annotationCategory])
 	}
-	return s
+	return sub
 }
 
 // carryOut carries out one effect and reports it done, or leaves it for a
@@ -341,8 +370,8 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		if resolved {
 			fps = in.Alerts
 		}
-		chain := n.Event == escalate.EventTrigger || n.Event == escalate.EventEscalate || n.Event == escalate.EventRepeat
-		if chain && a.allSuppressed(fps) {
+		chain := chainEvent(n.Event)
+		if chain && a.store.allSuppressed(fps) {
 			// A silence, maintenance window or hold keeps every alert
 			// of the incident quiet: so does escalation.
 			d = Decision{Time: now, Stage: "escalate", Action: "suppressed",
@@ -379,22 +408,29 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		x.logger.Error("Escalation failed, giving up", "incident", ef.Incident, "key", ef.Key, "attempts", ef.Attempts, "err", err)
 		d.Reason += fmt.Sprintf("; gave up after %d attempts", ef.Attempts)
 	}
-	x.mu.Lock()
-	x.engine.Done(ef.Key)
-	x.saveLocked()
-	x.mu.Unlock()
+	x.done(ef.Key)
 	if counted && err == nil {
 		x.escalations.WithLabelValues(ef.Policy, strconv.Itoa(ef.Notify.Level)).Inc()
 	}
 	a.store.note(fingerprints(fps), d)
 }
 
+// chainEvent reports whether a notification is a step of the chain
+// (trigger, escalate, repeat), which suppression keeps quiet, rather than
+// news of an acknowledgement or a resolution, which it does not.
+func chainEvent(ev escalate.Event) bool {
+	return ev == escalate.EventTrigger || ev == escalate.EventEscalate || ev == escalate.EventRepeat
+}
+
 // allSuppressed reports whether every one of these alerts the pipeline
-// holds is suppressed, and there is at least one.
-func (a *Alertd) allSuppressed(fps []string) bool {
+// holds is suppressed, and there is at least one: the chain's
+// notifications of their incident are not sent then.
+func (s *store) allSuppressed(fps []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	n := 0
 	for _, fp := range fingerprints(fps) {
-		al, ok := a.store.get(fp)
+		al, ok := s.alerts[fp]
 		if !ok {
 			continue
 		}

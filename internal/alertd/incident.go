@@ -234,8 +234,13 @@ func (l *ledger) group(now time.Time, a *Alert, groups []alertGroup) []string {
 func (l *ledger) incidentList(now time.Time) []*incident {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := l.inc.all()
-	return slices.DeleteFunc(out, func(in *incident) bool {
+	return l.inc.list(now)
+}
+
+// list returns copies of the open incidents and those closed within
+// incidentClosedRetention of now, newest first.
+func (is *incidents) list(now time.Time) []*incident {
+	return slices.DeleteFunc(is.all(), func(in *incident) bool {
 		return in.ClosedAt != nil && now.Sub(*in.ClosedAt) > incidentClosedRetention
 	})
 }
