@@ -37,12 +37,12 @@
 //
 // Tick(now) runs every step due by now, each at its own due time, and returns
 // the effects that are due: Notify (receivers, step, level and event:
-// trigger, escalate, repeat, acknowledge or resolve) and Action. Every effect
-// has an idempotency key derived from the incident, the policy, the
-// iteration of the chain, the step and the event, so running the same
-// history again gives the same keys. Effects stay in the engine's outbox
-// until the caller reports them Done; one not reported is returned again
-// after a backoff, with the same key.
+// trigger, escalate, repeat, acknowledge or resolve) and Action (name and
+// step). Every effect has an idempotency key derived from the incident, the
+// policy, the iteration of the chain, the step and the event, so running
+// the same history again gives the same keys. Effects stay in the engine's
+// outbox until the caller reports them Done; one not reported is returned
+// again after a backoff, with the same key.
 //
 // The whole state (incidents, their step, iteration, due times,
 // acknowledgements, snoozes and the outbox) is a plain value that encodes to

@@ -464,7 +464,7 @@ func (e *Engine) run(p *policy, in *Incident, t time.Time) {
 		}
 		in.Step++
 	case s.Action != "":
-		e.enqueue(in, t, i, describe(p.Name, i), nil, &Action{Name: s.Action})
+		e.enqueue(in, t, i, describe(p.Name, i), nil, &Action{Name: s.Action, Step: i})
 		in.Step++
 	}
 }
@@ -472,7 +472,7 @@ func (e *Engine) run(p *policy, in *Incident, t time.Time) {
 // enqueue adds an effect due at t to the outbox, unless one with its key is
 // already there.
 func (e *Engine) enqueue(in *Incident, t time.Time, step int, why string, n *Notify, a *Action) {
-	ev := eventAction
+	ev := EventAction
 	if n != nil {
 		ev = n.Event
 	}

@@ -86,11 +86,11 @@ func alertsNow(alerts ...string) func(*Engine, time.Time) error {
 }
 
 // format writes an effect as "event level [receivers] @due" or "action
-// name @due", due as an offset from t0.
+// name (step index) @due", due as an offset from t0.
 func format(ef Effect) string {
 	due := ef.Due.Sub(t0)
 	if ef.Action != nil {
-		return fmt.Sprintf("action %s @%s", ef.Action.Name, due)
+		return fmt.Sprintf("action %s (step %d) @%s", ef.Action.Name, ef.Action.Step, due)
 	}
 	n := ef.Notify
 	return fmt.Sprintf("%s %d %v @%s", n.Event, n.Level, n.Receivers, due)
@@ -133,12 +133,12 @@ func TestEngine(t *testing.T) {
 			{at: 9 * time.Minute},
 			{at: 10 * time.Minute, want: []string{"escalate 2 [l2] @10m0s"}},
 			{at: 19*time.Minute + 59*time.Second},
-			{at: 20 * time.Minute, want: []string{"action page-manager @20m0s"}},
+			{at: 20 * time.Minute, want: []string{"action page-manager (step 4) @20m0s"}},
 			{at: 10 * time.Hour},
 		}},
 		{"steps missed while not ticked run at their own due times", []Policy{chain}, []step{
 			{at: 0, do: open("a"), noTick: true},
-			{at: 25 * time.Minute, want: []string{"trigger 1 [l1] @0s", "escalate 2 [l2] @10m0s", "action page-manager @20m0s"}},
+			{at: 25 * time.Minute, want: []string{"trigger 1 [l1] @0s", "escalate 2 [l2] @10m0s", "action page-manager (step 4) @20m0s"}},
 		}},
 		{"acknowledgement stops the chain, resolve still notifies", []Policy{chain}, []step{
 			{at: 0, do: open("a"), want: []string{"trigger 1 [l1] @0s"}},
@@ -185,7 +185,7 @@ func TestEngine(t *testing.T) {
 			{at: 0, do: open("a"), want: []string{"trigger 1 [l1] @0s"}},
 			{at: 3 * time.Minute, do: escalateNow, want: []string{"escalate 2 [l2] @3m0s"}},
 			{at: 12 * time.Minute},
-			{at: 13 * time.Minute, want: []string{"action page-manager @13m0s"}},
+			{at: 13 * time.Minute, want: []string{"action page-manager (step 4) @13m0s"}},
 		}},
 		{"escalating an acknowledged incident ends the acknowledgement", []Policy{chain}, []step{
 			{at: 0, do: open("a"), want: []string{"trigger 1 [l1] @0s"}},
@@ -194,7 +194,7 @@ func TestEngine(t *testing.T) {
 		}},
 		{"escalating a finished chain starts it over", []Policy{chain}, []step{
 			{at: 0, do: open("a"), want: []string{"trigger 1 [l1] @0s"}},
-			{at: 20 * time.Minute, want: []string{"escalate 2 [l2] @10m0s", "action page-manager @20m0s"}},
+			{at: 20 * time.Minute, want: []string{"escalate 2 [l2] @10m0s", "action page-manager (step 4) @20m0s"}},
 			{at: 30 * time.Minute, do: escalateNow, want: []string{"trigger 1 [l1] @30m0s"}},
 		}},
 		{"snooze holds the chain, then re-triggers it", []Policy{chain}, []step{

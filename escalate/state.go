@@ -28,8 +28,9 @@ const (
 	// EventResolve tells the receivers notified so far that the incident
 	// resolved.
 	EventResolve Event = "resolve"
-	// eventAction keys Action effects.
-	eventAction Event = "action"
+	// EventAction keys Action effects, and names them where effects of
+	// both kinds are listed (a replay's report).
+	EventAction Event = "action"
 )
 
 // Status is an incident's state as far as escalation goes.
@@ -139,6 +140,8 @@ type Notify struct {
 // Action is an effect that runs a named action.
 type Action struct {
 	Name string `json:"name"`
+	// Step is the index of the action step.
+	Step int `json:"step"`
 }
 
 // Effect is something due that the caller carries out, then reports Done.

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 
+	"github.com/modelmon/modelmon/escalate"
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/rules"
 )
@@ -51,7 +52,10 @@ type ReplayResult struct {
 	Evaluations int       `json:"evaluations"`
 	// Firings are the alerts' firing episodes, in start order.
 	Firings []ReplayFiring `json:"firings"`
-	Summary ReplaySummary  `json:"summary"`
+	// Escalations are the steps the escalation policies ran over the
+	// incidents, in time order; none without policies.
+	Escalations []ReplayEscalation `json:"escalations,omitempty"`
+	Summary     ReplaySummary      `json:"summary"`
 }
 
 // The outcomes of a firing.
@@ -89,7 +93,34 @@ type ReplayFiring struct {
 	Reason       string `json:"reason,omitempty"`
 }
 
-// ReplaySummary counts a replay's firings by outcome.
+// ReplayEscalation is a step an escalation policy ran over an incident of
+// the replay: a notification alertd would have sent, or an action it would
+// have run (recorded, not run). Its fields are the annotations escalation
+// notifications carry.
+type ReplayEscalation struct {
+	// Incident is the incident's group, as a firing's incident; Labels
+	// are those of the alert that opened it, which the policy matched.
+	Incident string         `json:"incident"`
+	Labels   model.LabelSet `json:"labels"`
+	// At is when the step fell due, on the replay's clock.
+	At     time.Time `json:"at"`
+	Policy string    `json:"policy"`
+	// Event is trigger, escalate, repeat or resolve for a notification,
+	// action for an action step.
+	Event string `json:"event"`
+	// Level is the notified level, for a resolve the highest notified.
+	Level int `json:"level,omitempty"`
+	// Step is the index of the step in the policy, Iteration the runs of
+	// the chain before this one (repeats).
+	Step      int      `json:"step"`
+	Iteration int      `json:"iteration"`
+	Receivers []string `json:"receivers,omitempty"`
+	Action    string   `json:"action,omitempty"`
+	Reason    string   `json:"reason"`
+}
+
+// ReplaySummary counts a replay's firings by outcome, and its escalation
+// notifications.
 type ReplaySummary struct {
 	Alerts     int            `json:"alerts"`
 	Firings    int            `json:"firings"`
@@ -98,6 +129,11 @@ type ReplaySummary struct {
 	Grouped    int            `json:"grouped"`
 	Suppressed map[string]int `json:"suppressed"`
 	Unrouted   int            `json:"unrouted"`
+	// Escalations counts the notifications of the chains' levels
+	// (trigger, escalate and repeat; not resolutions or actions), and
+	// EscalationsByLevel by level.
+	Escalations        int         `json:"escalations"`
+	EscalationsByLevel map[int]int `json:"escalations_by_level,omitempty"`
 }
 
 // replayAlertsResend is how long Prometheus keeps sending a resolved alert;
@@ -105,9 +141,10 @@ type ReplaySummary struct {
 const replayResolvedResend = 15 * time.Minute
 
 // Replay runs the configuration in file — its anomaly detectors, rules,
-// classification and suppression — over the range of opts, with the
-// clock stepped through it, and reports every firing and its outcome.
-// Nothing is sent: notifications are recorded. State that stages keep
+// classification, suppression and escalation policies — over the range of
+// opts, with the clock stepped through it, and reports every firing and
+// its outcome, and every escalation step. Nothing is sent and no action
+// runs: notifications and actions are recorded. State that stages keep
 // (silences, flapping, the learned model) starts empty in a scratch
 // directory; silences of the configuration apply at their times.
 func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult, error) {
@@ -182,8 +219,8 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	now := opts.From
 	clock := func() time.Time { return now }
 	p, err := newPipeline(scratch, reg, opts.Logger, rec.put, func(ls model.LabelSet) []string {
-		if k := rec.incidentKey(ls); k != "" {
-			return []string{k}
+		if g, ok := rec.group(ls); ok {
+			return []string{g.Key}
 		}
 		return nil
 	}, time.Hour, clock)
@@ -192,6 +229,10 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	}
 	rec.store = p.store
 	if err := p.apply(cfg); err != nil {
+		return nil, err
+	}
+	esc, err := newReplayEscalation(cfg, reg, opts.Logger, clock, rec)
+	if err != nil {
 		return nil, err
 	}
 
@@ -246,6 +287,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 			return nil, err
 		}
 		res.Evaluations++
+		esc.before(now)
 		for _, d := range detectors {
 			if now.Before(d.next) {
 				continue
@@ -295,11 +337,13 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 			return nil, err
 		}
 		rec.step(now)
+		esc.step(now)
 		p.store.gc(now)
 	}
 	rec.finish()
 	res.Firings = rec.firings
-	res.Summary = summarize(res.Firings, opts.To.Sub(opts.From))
+	res.Escalations = esc.steps()
+	res.Summary = summarize(res.Firings, res.Escalations, opts.To.Sub(opts.From))
 	return res, nil
 }
 
@@ -345,17 +389,24 @@ type replayRecorder struct {
 	sent map[model.Fingerprint]bool
 	// open are the firings that fire now, by fingerprint.
 	open map[model.Fingerprint]*ReplayFiring
-	// incidents count the notified firings of each open incident.
-	incidents map[string]int
-	firings   []ReplayFiring
+	// incidents are the incidents notified firings open and join, kept as
+	// alertd's ledger keeps its own; incidentOf names the incident of each
+	// open firing that has one, and openedBy the labels of the alert that
+	// opened each incident.
+	incidents  *incidents
+	incidentOf map[model.Fingerprint]string
+	openedBy   map[string]model.LabelSet
+	firings    []ReplayFiring
 }
 
 func newReplayRecorder(route *dispatch.Route) *replayRecorder {
 	return &replayRecorder{
-		route:     route,
-		sent:      map[model.Fingerprint]bool{},
-		open:      map[model.Fingerprint]*ReplayFiring{},
-		incidents: map[string]int{},
+		route:      route,
+		sent:       map[model.Fingerprint]bool{},
+		open:       map[model.Fingerprint]*ReplayFiring{},
+		incidents:  newIncidents(),
+		incidentOf: map[model.Fingerprint]string{},
+		openedBy:   map[string]model.LabelSet{},
 	}
 }
 
@@ -396,15 +447,18 @@ func (r *replayRecorder) step(now time.Time) {
 		if r.sent[fp] && !a.Suppressed {
 			f.NotifiedAt = now
 			f.SuppressedBy, f.Reason = "", ""
-			switch key := r.incidentKey(a.Labels); {
-			case key == "":
+			g, routed := r.group(a.Labels)
+			switch in := r.incidents.byKey[g.Key]; {
+			case !routed:
 				f.Outcome = OutcomeUnrouted
-			case r.incidents[key] > 0:
-				f.Outcome, f.Incident = OutcomeGrouped, key
-				r.incidents[key]++
+			case in != nil:
+				f.Outcome, f.Incident = OutcomeGrouped, g.Key
+				r.join(now, fp, g, in.ID)
 			default:
-				f.Outcome, f.Incident = OutcomePaged, key
-				r.incidents[key]++
+				f.Outcome, f.Incident = OutcomePaged, g.Key
+				id := incidentID(g.Key, now)
+				r.openedBy[id] = a.Labels.Clone()
+				r.join(now, fp, g, id)
 			}
 			continue
 		}
@@ -429,23 +483,37 @@ func (r *replayRecorder) step(now time.Time) {
 		}
 	}
 	clear(r.sent)
+	// Closed incidents are kept as long as alertd lists them.
+	r.incidents.prune(now.Add(-incidentClosedRetention))
+	for id := range r.openedBy {
+		if r.incidents.byID[id] == nil {
+			delete(r.openedBy, id)
+		}
+	}
 }
 
-// close ends the open firing of fp at t. Called with the store locked.
+// join records a notified firing in the incident id of its group, opening
+// the incident if need be, as the ledger's grouped events do.
+func (r *replayRecorder) join(now time.Time, fp model.Fingerprint, g alertGroup, id string) {
+	r.incidents.group(&Event{Time: now, Fingerprint: fp.String(), Incident: id, GroupKey: g.Key, GroupLabels: g.Labels, Receiver: g.Receiver})
+	r.incidentOf[fp] = id
+}
+
+// close ends the open firing of fp at t, and its incident with the last
+// of its firings. Called with the store locked.
 func (r *replayRecorder) close(fp model.Fingerprint, t time.Time) {
 	f := r.open[fp]
 	delete(r.open, fp)
 	f.ResolvedAt = t
+	if id, ok := r.incidentOf[fp]; ok {
+		r.incidents.resolve(id, fp.String(), t)
+		delete(r.incidentOf, fp)
+	}
 	r.done(f)
 }
 
 // done records a firing whose life is over (or the range is).
 func (r *replayRecorder) done(f *ReplayFiring) {
-	if f.Incident != "" {
-		if r.incidents[f.Incident]--; r.incidents[f.Incident] <= 0 {
-			delete(r.incidents, f.Incident)
-		}
-	}
 	if f.Outcome == "" {
 		f.Outcome = OutcomeSuppressed
 	}
@@ -467,11 +535,12 @@ func (r *replayRecorder) finish() {
 	})
 }
 
-// incidentKey is the group an alert's first matching route with a
-// receiver puts it in, or "" when there is none.
-func (r *replayRecorder) incidentKey(ls model.LabelSet) string {
+// group is the notification group an alert's first matching route with a
+// receiver puts it in, keyed by the receiver and the group's labels; false
+// when there is none.
+func (r *replayRecorder) group(ls model.LabelSet) (alertGroup, bool) {
 	if r.route == nil {
-		return ""
+		return alertGroup{}, false
 	}
 	for _, rt := range r.route.Match(ls) {
 		if rt.RouteOpts.Receiver == "" {
@@ -483,13 +552,14 @@ func (r *replayRecorder) incidentKey(ls model.LabelSet) string {
 				group[ln] = lv
 			}
 		}
-		return rt.RouteOpts.Receiver + ":" + group.String()
+		return alertGroup{Key: rt.RouteOpts.Receiver + ":" + group.String(), Labels: group, Receiver: rt.RouteOpts.Receiver, route: rt}, true
 	}
-	return ""
+	return alertGroup{}, false
 }
 
-// summarize counts firings by outcome.
-func summarize(fs []ReplayFiring, span time.Duration) ReplaySummary {
+// summarize counts firings by outcome, and the escalation notifications
+// of the chains' levels.
+func summarize(fs []ReplayFiring, es []ReplayEscalation, span time.Duration) ReplaySummary {
 	s := ReplaySummary{Suppressed: map[string]int{}}
 	alerts := map[string]bool{}
 	for _, f := range fs {
@@ -507,6 +577,15 @@ func summarize(fs []ReplayFiring, span time.Duration) ReplaySummary {
 		}
 	}
 	s.Alerts = len(alerts)
+	for _, e := range es {
+		if chainEvent(escalate.Event(e.Event)) {
+			if s.EscalationsByLevel == nil {
+				s.EscalationsByLevel = map[int]int{}
+			}
+			s.Escalations++
+			s.EscalationsByLevel[e.Level]++
+		}
+	}
 	if days := span.Hours() / 24; days > 0 {
 		s.PagesDay = math.Round(float64(s.Pages)/days*100) / 100
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -287,4 +288,111 @@ func TestReplayKeepFiringWhile(t *testing.T) {
 	f := rh.Firings[0]
 	require.Equal(t, replayStart.Add(60*time.Minute), f.FiredAt)
 	require.Equal(t, replayStart.Add(110*time.Minute), f.ResolvedAt, "resolved when errors fell below 0.5")
+}
+
+// replayPolicy is an escalation policy for the replay tests: l1, then l2
+// after {{WAIT}}, then both once again 15m later, then a rollback.
+const replayPolicy = `  - name: l1
+  - name: l2
+escalation_policies:
+  - name: pager
+    steps:
+      - notify: [l1]
+      - wait: {{WAIT}}
+      - notify: [l2]
+      - wait: 15m
+      - repeat: 1
+      - action: rollback
+`
+
+// The replay runs escalation policies over its incidents on its clock:
+// each step at its time, repeats, the resolution to every level notified,
+// no step after it; the report lists and counts them, and a comparison
+// shows the steps that moved.
+func TestReplayEscalation(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	// Model a fails for 40 minutes from 60, model b for 5 from 200.
+	writeHistory(t, hist, map[string][]float64{
+		"errors/a": pattern(300, 0, 5, [2]int{60, 100}),
+		"errors/b": pattern(300, 0, 5, [2]int{200, 205}),
+	})
+	a := writeReplayConfig(t, dir, "a", strings.ReplaceAll(replayPolicy, "{{WAIT}}", "10m"), replayRules)
+	b := writeReplayConfig(t, dir, "b", strings.ReplaceAll(replayPolicy, "{{WAIT}}", "20m"), replayRules)
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	opts := ReplayOptions{From: replayStart, To: replayStart.Add(299 * time.Minute), Source: src}
+	ctx := context.Background()
+
+	steps := func(r *ReplayResult) []string {
+		var out []string
+		for _, e := range r.Escalations {
+			s := fmt.Sprintf("%s %s %s level %d step %d iteration %d %v", e.At.Sub(replayStart), e.Labels["model"], e.Event, e.Level, e.Step, e.Iteration, e.Receivers)
+			if e.Action != "" {
+				s += " " + e.Action
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	ra, err := Replay(ctx, a, opts)
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"1h0m0s a trigger level 1 step 0 iteration 0 [l1]",
+		"1h10m0s a escalate level 2 step 2 iteration 0 [l2]",
+		"1h25m0s a repeat level 1 step 0 iteration 1 [l1]",
+		"1h35m0s a repeat level 2 step 2 iteration 1 [l2]",
+		// Resolved at 1h40m, before the rollback was due (1h50m).
+		"1h40m0s a resolve level 2 step 4 iteration 1 [l1 l2]",
+		"3h20m0s b trigger level 1 step 0 iteration 0 [l1]",
+		// Resolved before level 2: only l1 hears of it.
+		"3h25m0s b resolve level 1 step 2 iteration 0 [l1]",
+	}, steps(ra))
+	e := ra.Escalations[0]
+	require.Equal(t, ra.Firings[0].Incident, e.Incident, "the incident of the firing that opened it")
+	require.Equal(t, "pager", e.Policy)
+	require.Equal(t, `step 1 of policy "pager": level 1`, e.Reason)
+	require.Equal(t, 5, ra.Summary.Escalations, "resolutions are not counted")
+	require.Equal(t, map[int]int{1: 3, 2: 2}, ra.Summary.EscalationsByLevel)
+	require.Equal(t, 2, ra.Summary.Pages, "escalation adds no firings")
+
+	rb, err := Replay(ctx, b, opts)
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"1h0m0s a trigger level 1 step 0 iteration 0 [l1]",
+		"1h20m0s a escalate level 2 step 2 iteration 0 [l2]",
+		"1h35m0s a repeat level 1 step 0 iteration 1 [l1]",
+		"1h40m0s a resolve level 1 step 2 iteration 1 [l1 l2]",
+		"3h20m0s b trigger level 1 step 0 iteration 0 [l1]",
+		"3h25m0s b resolve level 1 step 2 iteration 0 [l1]",
+	}, steps(rb))
+
+	c := CompareReplays(ra, rb)
+	require.Empty(t, c.Changes, "the same firings, the same outcomes")
+	inc := ra.Firings[0].Incident
+	at := func(m int) time.Time { return replayStart.Add(time.Duration(m) * time.Minute) }
+	require.Equal(t, []ReplayEscalationChange{
+		{Incident: inc, At: at(70), Event: "escalate", A: "level 2: l2", B: "none"},
+		{Incident: inc, At: at(80), Event: "escalate", A: "none", B: "level 2: l2"},
+		{Incident: inc, At: at(85), Event: "repeat", A: "level 1: l1", B: "none"},
+		{Incident: inc, At: at(95), Event: "repeat", A: "level 2: l2", B: "level 1: l1"},
+		{Incident: inc, At: at(100), Event: "resolve", A: "level 2: l1, l2", B: "level 1: l1, l2"},
+	}, c.EscalationChanges)
+
+	var text bytes.Buffer
+	require.NoError(t, c.WriteText(&text))
+	for _, want := range []string{
+		`\nescalations +5 +4\n  at level 1 +3 +3\n  at level 2 +2 +1\n`,
+		`\n0 firings changed outcome\.\n`,
+		`\n5 escalation steps changed:\nat +incident +event +A +B\n`,
+		`\n2026-03-02T01:35:00Z +oncall:\{model="a"\} +repeat +level 2: l2 +level 1: l1\n`,
+	} {
+		require.Regexp(t, want, text.String())
+	}
+	js, err := json.Marshal(c)
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"event":"trigger","level":1,"step":0,"iteration":0,"receivers":["l1"]`)
+	require.Contains(t, string(js), `"escalations":5,"escalations_by_level":{"1":3,"2":2}`)
+	require.Contains(t, string(js), `"escalation_changes":[`)
 }

@@ -1,11 +1,12 @@
 package alertd
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
 	"sort"
-
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -18,6 +19,9 @@ type ReplayComparison struct {
 	// firing only one of them has counts as "none" in the other), in
 	// time order.
 	Changes []ReplayChange `json:"changes,omitempty"`
+	// EscalationChanges are the escalation steps that differ between A
+	// and B, in the same manner.
+	EscalationChanges []ReplayEscalationChange `json:"escalation_changes,omitempty"`
 }
 
 // ReplayChange is one firing whose outcome differs between two replays.
@@ -27,6 +31,17 @@ type ReplayChange struct {
 	FiredAt     time.Time `json:"fired_at"`
 	A           string    `json:"a"`
 	B           string    `json:"b"`
+}
+
+// ReplayEscalationChange is an escalation step of one incident at one time
+// that differs between two replays: A and B say whom it notified (or which
+// action it ran), "none" where a replay has no such step.
+type ReplayEscalationChange struct {
+	Incident string    `json:"incident"`
+	At       time.Time `json:"at"`
+	Event    string    `json:"event"`
+	A        string    `json:"a"`
+	B        string    `json:"b"`
 }
 
 // outcomeNone is the outcome of a firing a replay does not have.
@@ -80,14 +95,73 @@ func CompareReplays(a, b *ReplayResult) *ReplayComparison {
 		}
 		return x.Fingerprint < y.Fingerprint
 	})
+	c.EscalationChanges = compareEscalations(a.Escalations, b.Escalations)
 	return c
+}
+
+// compareEscalations matches the escalation steps of a and b by incident,
+// time and event (the nth of a kind with the nth), and returns those that
+// differ.
+func compareEscalations(a, b []ReplayEscalation) []ReplayEscalationChange {
+	type key struct {
+		incident, event string
+		t               int64
+		n               int
+	}
+	index := func(es []ReplayEscalation) map[key]*ReplayEscalation {
+		m := make(map[key]*ReplayEscalation, len(es))
+		for i := range es {
+			k := key{es[i].Incident, es[i].Event, es[i].At.UnixMilli(), 0}
+			for m[k] != nil {
+				k.n++
+			}
+			m[k] = &es[i]
+		}
+		return m
+	}
+	ia, ib := index(a), index(b)
+	describe := func(e *ReplayEscalation) string {
+		switch {
+		case e == nil:
+			return outcomeNone
+		case e.Action != "":
+			return e.Action
+		}
+		return fmt.Sprintf("level %d: %s", e.Level, strings.Join(e.Receivers, ", "))
+	}
+	var out []ReplayEscalationChange
+	seen := map[key]bool{}
+	for _, m := range []map[key]*ReplayEscalation{ia, ib} {
+		for k, e := range m {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			da, db := describe(ia[k]), describe(ib[k])
+			if da != db {
+				out = append(out, ReplayEscalationChange{Incident: e.Incident, At: e.At, Event: e.Event, A: da, B: db})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		if !x.At.Equal(y.At) {
+			return x.At.Before(y.At)
+		}
+		if x.Incident != y.Incident {
+			return x.Incident < y.Incident
+		}
+		return x.Event < y.Event
+	})
+	return out
 }
 
 // maxTextChanges bounds the changes the text report lists.
 const maxTextChanges = 50
 
 // WriteText writes the comparison for people: the summary side by side,
-// then the changed firings.
+// then the changed firings and, when either side escalates, the changed
+// escalation steps.
 func (c *ReplayComparison) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	results := []*ReplayResult{c.A}
@@ -111,15 +185,6 @@ func (c *ReplayComparison) WriteText(w io.Writer) error {
 	row("pages", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.Pages) })
 	row("pages per day", func(r *ReplayResult) string { return fmt.Sprintf("%.2f", r.Summary.PagesDay) })
 	row("grouped into an incident", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.Grouped) })
-	var reasons []string
-	for _, r := range results {
-		for k := range r.Summary.Suppressed {
-			if !slices.Contains(reasons, k) {
-				reasons = append(reasons, k)
-			}
-		}
-	}
-	sort.Strings(reasons)
 	row("suppressed", func(r *ReplayResult) string {
 		n := 0
 		for _, v := range r.Summary.Suppressed {
@@ -127,30 +192,65 @@ func (c *ReplayComparison) WriteText(w io.Writer) error {
 		}
 		return fmt.Sprint(n)
 	})
-	for _, k := range reasons {
+	for _, k := range unionKeys(results, func(r *ReplayResult) map[string]int { return r.Summary.Suppressed }) {
 		row("  by "+k, func(r *ReplayResult) string { return fmt.Sprint(r.Summary.Suppressed[k]) })
 	}
 	row("unrouted", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.Unrouted) })
+	row("escalations", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.Escalations) })
+	for _, l := range unionKeys(results, func(r *ReplayResult) map[int]int { return r.Summary.EscalationsByLevel }) {
+		row(fmt.Sprintf("  at level %d", l), func(r *ReplayResult) string { return fmt.Sprint(r.Summary.EscalationsByLevel[l]) })
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if c.B == nil {
 		return nil
 	}
-	fmt.Fprintf(w, "\n%d firings changed outcome", len(c.Changes))
-	if len(c.Changes) == 0 {
+	err := writeChanges(w, "firings changed outcome", "fired at\talert\tA\tB", len(c.Changes), func(i int) string {
+		ch := c.Changes[i]
+		return strings.Join([]string{ch.FiredAt.UTC().Format(time.RFC3339), ch.Alert, ch.A, ch.B}, "\t")
+	})
+	if err != nil || len(c.A.Escalations)+len(c.B.Escalations) == 0 {
+		// Without escalations on either side there is nothing to compare.
+		return err
+	}
+	return writeChanges(w, "escalation steps changed", "at\tincident\tevent\tA\tB", len(c.EscalationChanges), func(i int) string {
+		ch := c.EscalationChanges[i]
+		return strings.Join([]string{ch.At.UTC().Format(time.RFC3339), ch.Incident, ch.Event, ch.A, ch.B}, "\t")
+	})
+}
+
+// unionKeys returns the keys of the map of each result, sorted.
+func unionKeys[K cmp.Ordered](results []*ReplayResult, m func(*ReplayResult) map[K]int) []K {
+	var out []K
+	for _, r := range results {
+		for k := range m(r) {
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// writeChanges writes the number of changes and what changed, then up to
+// maxTextChanges rows of them in a table under header.
+func writeChanges(w io.Writer, what, header string, n int, row func(i int) string) error {
+	fmt.Fprintf(w, "\n%d %s", n, what)
+	if n == 0 {
 		_, err := fmt.Fprintln(w, ".")
 		return err
 	}
 	fmt.Fprintln(w, ":")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "fired at\talert\tA\tB")
-	for i, ch := range c.Changes {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for i := range n {
 		if i == maxTextChanges {
-			fmt.Fprintf(tw, "… and %d more (see --output=json)\n", len(c.Changes)-i)
+			fmt.Fprintf(tw, "… and %d more (see --output=json)\n", n-i)
 			break
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ch.FiredAt.UTC().Format(time.RFC3339), ch.Alert, ch.A, ch.B)
+		fmt.Fprintln(tw, row(i))
 	}
 	return tw.Flush()
 }
