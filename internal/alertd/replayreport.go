@@ -57,37 +57,16 @@ func CompareReplays(a, b *ReplayResult) *ReplayComparison {
 		fp string
 		t  int64
 	}
-	index := func(fs []ReplayFiring) map[key]*ReplayFiring {
-		m := make(map[key]*ReplayFiring, len(fs))
-		for i := range fs {
-			m[key{fs[i].Fingerprint, fs[i].FiredAt.UnixMilli()}] = &fs[i]
-		}
-		return m
-	}
-	ia, ib := index(a.Firings), index(b.Firings)
 	describe := func(f *ReplayFiring) string {
-		if f == nil {
-			return outcomeNone
-		}
 		if f.Outcome == OutcomeSuppressed {
 			return f.Outcome + " (" + f.SuppressedBy + ")"
 		}
 		return f.Outcome
 	}
-	seen := map[key]bool{}
-	for _, m := range []map[key]*ReplayFiring{ia, ib} {
-		for k, f := range m {
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			oa, ob := describe(ia[k]), describe(ib[k])
-			if oa == ob {
-				continue
-			}
-			c.Changes = append(c.Changes, ReplayChange{Fingerprint: k.fp, Alert: f.Labels.String(), FiredAt: f.FiredAt, A: oa, B: ob})
-		}
-	}
+	diffBy(a.Firings, b.Firings, func(f *ReplayFiring) key { return key{f.Fingerprint, f.FiredAt.UnixMilli()} }, describe,
+		func(f *ReplayFiring, oa, ob string) {
+			c.Changes = append(c.Changes, ReplayChange{Fingerprint: f.Fingerprint, Alert: f.Labels.String(), FiredAt: f.FiredAt, A: oa, B: ob})
+		})
 	sort.Slice(c.Changes, func(i, j int) bool {
 		x, y := c.Changes[i], c.Changes[j]
 		if !x.FiredAt.Equal(y.FiredAt) {
@@ -106,43 +85,18 @@ func compareEscalations(a, b []ReplayEscalation) []ReplayEscalationChange {
 	type key struct {
 		incident, event string
 		t               int64
-		n               int
 	}
-	index := func(es []ReplayEscalation) map[key]*ReplayEscalation {
-		m := make(map[key]*ReplayEscalation, len(es))
-		for i := range es {
-			k := key{es[i].Incident, es[i].Event, es[i].At.UnixMilli(), 0}
-			for m[k] != nil {
-				k.n++
-			}
-			m[k] = &es[i]
-		}
-		return m
-	}
-	ia, ib := index(a), index(b)
 	describe := func(e *ReplayEscalation) string {
-		switch {
-		case e == nil:
-			return outcomeNone
-		case e.Action != "":
+		if e.Action != "" {
 			return e.Action
 		}
 		return fmt.Sprintf("level %d: %s", e.Level, strings.Join(e.Receivers, ", "))
 	}
 	var out []ReplayEscalationChange
-	seen := map[key]bool{}
-	for _, m := range []map[key]*ReplayEscalation{ia, ib} {
-		for k, e := range m {
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			da, db := describe(ia[k]), describe(ib[k])
-			if da != db {
-				out = append(out, ReplayEscalationChange{Incident: e.Incident, At: e.At, Event: e.Event, A: da, B: db})
-			}
-		}
-	}
+	diffBy(a, b, func(e *ReplayEscalation) key { return key{e.Incident, e.Event, e.At.UnixMilli()} }, describe,
+		func(e *ReplayEscalation, da, db string) {
+			out = append(out, ReplayEscalationChange{Incident: e.Incident, At: e.At, Event: e.Event, A: da, B: db})
+		})
 	sort.Slice(out, func(i, j int) bool {
 		x, y := out[i], out[j]
 		if !x.At.Equal(y.At) {
@@ -154,6 +108,48 @@ func compareEscalations(a, b []ReplayEscalation) []ReplayEscalationChange {
 		return x.Event < y.Event
 	})
 	return out
+}
+
+// nthKey is the key of the nth item of a replay with that key.
+type nthKey[K comparable] struct {
+	k K
+	n int
+}
+
+// diffBy matches the items of a and b by their key, the nth with the nth,
+// and calls changed with each whose description differs between the two,
+// "none" for a side without it.
+func diffBy[K comparable, T any](a, b []T, key func(*T) K, describe func(*T) string, changed func(x *T, da, db string)) {
+	index := func(xs []T) map[nthKey[K]]*T {
+		m := make(map[nthKey[K]]*T, len(xs))
+		for i := range xs {
+			k := nthKey[K]{k: key(&xs[i])}
+			for m[k] != nil {
+				k.n++
+			}
+			m[k] = &xs[i]
+		}
+		return m
+	}
+	ia, ib := index(a), index(b)
+	desc := func(x *T) string {
+		if x == nil {
+			return outcomeNone
+		}
+		return describe(x)
+	}
+	seen := map[nthKey[K]]bool{}
+	for _, m := range []map[nthKey[K]]*T{ia, ib} {
+		for k, x := range m {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			if da, db := desc(ia[k]), desc(ib[k]); da != db {
+				changed(x, da, db)
+			}
+		}
+	}
 }
 
 // maxTextChanges bounds the changes the text report lists.
