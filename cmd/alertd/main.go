@@ -66,7 +66,7 @@ func run() int {
 	testRules := testCmd.Command("rules", "Run unit tests for rules, written in the format of `promtool test rules`.")
 	testFiles := testRules.Arg("test-rule-file", "The unit test files.").Required().ExistingFiles()
 	testRun := testRules.Flag("run", "Run only test groups whose name matches this regular expression; repeatable.").Strings()
-	testPolicy := testCmd.Command("policy", "Run tests of a whole alerting policy: series in, the firings the configuration's rules, anomaly detectors, classification, suppression stages and routes make of them out (paged, grouped, suppressed, unrouted).")
+	testPolicy := testCmd.Command("policy", "Run tests of a whole alerting policy: series in, the firings the configuration's rules, anomaly detectors, classification, suppression stages and routes make of them out (paged, grouped, suppressed, unrouted), and the steps of its escalation policies.")
 	testPolicyFiles := testPolicy.Arg("test-file", "The policy test files.").Required().ExistingFiles()
 
 	anomalyCmd := app.Command("anomaly", "Anomaly scoring offline.")
@@ -75,7 +75,7 @@ func run() int {
 	anomalyOut := anomalyScore.Flag("output", "CSV file to write, or - for stdout.").Required().String()
 	anomalyAlg := anomalyScore.Flag("algorithm", "Detector: "+strings.Join(anomaly.Algorithms(), ", ")+".").Default(anomaly.Default).Enum(anomaly.Algorithms()...)
 
-	replayCmd := app.Command("replay", "Run the rules, anomaly detectors, classification and suppression of a configuration over a historical range of the embedded TSDB or a remote data source, and report which alerts would have paged, been suppressed or grouped — and, with --compare, what a second configuration changes.")
+	replayCmd := app.Command("replay", "Run the rules, anomaly detectors, classification, suppression and escalation policies of a configuration over a historical range of the embedded TSDB or a remote data source, and report which alerts would have paged, been suppressed or grouped and whom escalation would have paged — and, with --compare, what a second configuration changes.")
 	var ra replayArgs
 	replayCmd.Flag("config", "The configuration to replay.").Required().ExistingFileVar(&ra.config)
 	replayCmd.Flag("compare", "A second configuration, replayed over the same range and compared with the first.").ExistingFileVar(&ra.compare)

@@ -24,14 +24,15 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"gopkg.in/yaml.v3"
 
+	"github.com/modelmon/modelmon/escalate"
 	"github.com/modelmon/modelmon/rules"
 )
 
 // PolicyTestFile is a test of a whole alerting policy, `alertd test policy`:
 // series in, the pages and suppressions of the configuration's rules,
-// anomaly detectors, classification, suppression stages and routes out. The
-// series are promtool's notation; the configuration runs as `alertd replay`
-// runs it, over the test's range.
+// anomaly detectors, classification, suppression stages and routes out, and
+// the steps of its escalation policies. The series are promtool's notation;
+// the configuration runs as `alertd replay` runs it, over the test's range.
 type PolicyTestFile struct {
 	// Config is alertd's configuration file, relative to the test file.
 	Config string `yaml:"config"`
@@ -49,7 +50,10 @@ type PolicyTest struct {
 	InputSeries    []policySeries   `yaml:"input_series"`
 	Duration       model.Duration   `yaml:"duration"` // default: the longest series
 	ExpFirings     []ExpectedFiring `yaml:"exp_firings"`
-	ExpSummary     *ExpectedSummary `yaml:"exp_summary"`
+	// ExpEscalations, when given (even empty), are checked one to one
+	// against the escalation steps; left out, escalations are not checked.
+	ExpEscalations []ExpectedEscalation `yaml:"exp_escalations"`
+	ExpSummary     *ExpectedSummary     `yaml:"exp_summary"`
 }
 
 type policySeries struct {
@@ -71,11 +75,28 @@ type ExpectedFiring struct {
 	SuppressedBy string            `yaml:"suppressed_by"`
 }
 
+// ExpectedEscalation is an escalation step the test expects: when it fell
+// due (a duration from the start) and its event (trigger, escalate,
+// repeat, resolve, or action for an action step), and, if given, its
+// policy, level, receivers (in any order), iteration, action, and labels (a
+// subset of those of the alert that opened the incident).
+type ExpectedEscalation struct {
+	At        model.Duration    `yaml:"at"`
+	Labels    map[string]string `yaml:"labels"`
+	Policy    string            `yaml:"policy"`
+	Event     string            `yaml:"event"`
+	Level     int               `yaml:"level"`
+	Receivers []string          `yaml:"receivers"`
+	Iteration *int              `yaml:"iteration"`
+	Action    string            `yaml:"action"`
+}
+
 // ExpectedSummary checks the replay's counts, those given.
 type ExpectedSummary struct {
-	Pages      *int `yaml:"pages"`
-	Grouped    *int `yaml:"grouped"`
-	Suppressed *int `yaml:"suppressed"`
+	Pages       *int `yaml:"pages"`
+	Grouped     *int `yaml:"grouped"`
+	Suppressed  *int `yaml:"suppressed"`
+	Escalations *int `yaml:"escalations"`
 }
 
 // RunPolicyTests runs the policy tests of each file and writes a report in
@@ -155,6 +176,11 @@ func (tc *PolicyTest) run(ctx context.Context, config string, interval, step tim
 			return nil, fmt.Errorf("exp_firings[%d]: outcome %q: paged, grouped, suppressed or unrouted", i, e.Outcome)
 		}
 	}
+	for i := range tc.ExpEscalations {
+		if err := tc.ExpEscalations[i].check(); err != nil {
+			return nil, fmt.Errorf("exp_escalations[%d]: %w", i, err)
+		}
+	}
 	start := tc.StartTimestamp
 	if start.IsZero() {
 		start = time.Unix(0, 0).UTC()
@@ -228,8 +254,6 @@ func (tc *PolicyTest) run(ctx context.Context, config string, interval, step tim
 // compare matches the replay's firings with the expected ones, one to one:
 // an expected firing not found, or a firing not expected, fails the test.
 func (tc *PolicyTest) compare(res *ReplayResult, start time.Time) []string {
-	var msgs []string
-	used := make([]bool, len(res.Firings))
 	describe := func(f ReplayFiring) string {
 		resolved := "never"
 		if !f.ResolvedAt.IsZero() {
@@ -241,22 +265,11 @@ func (tc *PolicyTest) compare(res *ReplayResult, start time.Time) []string {
 		}
 		return s
 	}
-	for _, exp := range tc.ExpFirings {
-		found := false
-		for i, f := range res.Firings {
-			if !used[i] && exp.matches(f, start) {
-				used[i], found = true, true
-				break
-			}
-		}
-		if !found {
-			msgs = append(msgs, fmt.Sprintf("        exp: %s, not among the firings:\n%s", exp, firingsList(res.Firings, describe)))
-		}
-	}
-	for i, f := range res.Firings {
-		if !used[i] {
-			msgs = append(msgs, "        got an unexpected firing: "+describe(f))
-		}
+	msgs := matchOneToOne("firing", tc.ExpFirings, res.Firings, func(e ExpectedFiring, f ReplayFiring) bool { return e.matches(f, start) }, describe)
+	if tc.ExpEscalations != nil {
+		msgs = append(msgs, matchOneToOne("escalation", tc.ExpEscalations, res.Escalations,
+			func(e ExpectedEscalation, got ReplayEscalation) bool { return e.matches(got, start) },
+			func(e ReplayEscalation) string { return describeEscalation(e, start) })...)
 	}
 	if s := tc.ExpSummary; s != nil {
 		check := func(what string, want *int, got int) {
@@ -271,11 +284,41 @@ func (tc *PolicyTest) compare(res *ReplayResult, start time.Time) []string {
 		check("pages", s.Pages, res.Summary.Pages)
 		check("grouped", s.Grouped, res.Summary.Grouped)
 		check("suppressed", s.Suppressed, suppressed)
+		check("escalations", s.Escalations, res.Summary.Escalations)
 	}
 	return msgs
 }
 
-func firingsList(fs []ReplayFiring, describe func(ReplayFiring) string) string {
+// matchOneToOne matches each expected item with one got that no other
+// matched, and reports, in promtool's manner, each expected item not found
+// with what there is, and each item got that was not expected; what names
+// the items.
+func matchOneToOne[E fmt.Stringer, G any](what string, exps []E, gots []G, matches func(E, G) bool, describe func(G) string) []string {
+	var msgs []string
+	used := make([]bool, len(gots))
+	for _, exp := range exps {
+		found := false
+		for i, g := range gots {
+			if !used[i] && matches(exp, g) {
+				used[i], found = true, true
+				break
+			}
+		}
+		if !found {
+			msgs = append(msgs, fmt.Sprintf("        exp: %s, not among the %ss:\n%s", exp, what, itemList(gots, describe)))
+		}
+	}
+	for i, g := range gots {
+		if !used[i] {
+			msgs = append(msgs, fmt.Sprintf("        got an unexpected %s: %s", what, describe(g)))
+		}
+	}
+	return msgs
+}
+
+// itemList lists firings or escalations, one a line, or says there are
+// none.
+func itemList[T any](fs []T, describe func(T) string) string {
 	if len(fs) == 0 {
 		return "            (none)"
 	}
@@ -330,6 +373,91 @@ func (e ExpectedFiring) String() string {
 	}
 	if e.SuppressedBy != "" {
 		s += ", suppressed_by: " + e.SuppressedBy
+	}
+	return s
+}
+
+// escalationEvents are the events an expected escalation may have: no one
+// acknowledges in a replay.
+var escalationEvents = []escalate.Event{escalate.EventTrigger, escalate.EventEscalate, escalate.EventRepeat, escalate.EventResolve, escalate.EventAction}
+
+// check validates an expected escalation; an action step's event may be
+// left out.
+func (e *ExpectedEscalation) check() error {
+	if e.Event == "" && e.Action != "" {
+		e.Event = string(escalate.EventAction)
+	}
+	switch {
+	case e.Event == "":
+		return errors.New("event is required")
+	case !slices.Contains(escalationEvents, escalate.Event(e.Event)):
+		return fmt.Errorf("event %q: trigger, escalate, repeat, resolve or action", e.Event)
+	case e.Action != "" && e.Event != string(escalate.EventAction):
+		return fmt.Errorf("action %q: only for event action, not %s", e.Action, e.Event)
+	case e.Level < 0:
+		return fmt.Errorf("level %d: levels start at 1", e.Level)
+	}
+	return nil
+}
+
+func (e ExpectedEscalation) matches(got ReplayEscalation, start time.Time) bool {
+	if !got.At.Equal(start.Add(time.Duration(e.At))) || got.Event != e.Event {
+		return false
+	}
+	for k, v := range e.Labels {
+		if string(got.Labels[model.LabelName(k)]) != v {
+			return false
+		}
+	}
+	if e.Receivers != nil && !slices.Equal(slices.Sorted(slices.Values(e.Receivers)), slices.Sorted(slices.Values(got.Receivers))) {
+		return false
+	}
+	return (e.Policy == "" || e.Policy == got.Policy) &&
+		(e.Level == 0 || e.Level == got.Level) &&
+		(e.Iteration == nil || *e.Iteration == got.Iteration) &&
+		(e.Action == "" || e.Action == got.Action)
+}
+
+func (e ExpectedEscalation) String() string {
+	labels := ""
+	if len(e.Labels) > 0 {
+		ls := model.LabelSet{}
+		for k, v := range e.Labels {
+			ls[model.LabelName(k)] = model.LabelValue(v)
+		}
+		labels = ls.String()
+	}
+	return escalationText(labels, e.At, e.Policy, e.Event, e.Level, e.Receivers, e.Iteration, e.Action)
+}
+
+// describeEscalation writes an escalation step as an expected one is
+// written.
+func describeEscalation(e ReplayEscalation, start time.Time) string {
+	return escalationText(e.Labels.String(), model.Duration(e.At.Sub(start)), e.Policy, e.Event, e.Level, e.Receivers, &e.Iteration, e.Action)
+}
+
+// escalationText writes the fields of an escalation step that are set, in
+// exp_escalations' words.
+func escalationText(labels string, at model.Duration, policy, event string, level int, receivers []string, iteration *int, action string) string {
+	s := "at: " + at.String()
+	if labels != "" {
+		s = labels + " " + s
+	}
+	if policy != "" {
+		s += ", policy: " + policy
+	}
+	s += ", event: " + event
+	if level != 0 {
+		s += fmt.Sprintf(", level: %d", level)
+	}
+	if receivers != nil {
+		s += fmt.Sprintf(", receivers: [%s]", strings.Join(receivers, ", "))
+	}
+	if iteration != nil {
+		s += fmt.Sprintf(", iteration: %d", *iteration)
+	}
+	if action != "" {
+		s += ", action: " + action
 	}
 	return s
 }
