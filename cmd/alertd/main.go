@@ -88,6 +88,7 @@ func run() int {
 	replayCmd.Flag("query.lookback-delta", "How far back the engine looks for a series' latest sample, as Prometheus's flag.").Default("5m").DurationVar(&ra.lookback)
 	replayCmd.Flag("output", "Report format.").Default("text").EnumVar(&ra.output, "text", "json")
 	replayCmd.Flag("fail-on-more-pages", "Exit with status 3 when the --compare configuration pages more than --config, to gate rule changes in CI.").BoolVar(&ra.failOnMorePages)
+	replayCmd.Flag("fail-on-more-escalations", "Exit with status 3 when the --compare configuration's escalation policies notify more often than --config's (levels notified: trigger, escalate, repeat).").BoolVar(&ra.failOnMoreEsc)
 
 	memLimit := &gomemlimit.Flags{}
 	for _, f := range memLimit.Flags() {

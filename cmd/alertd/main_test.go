@@ -200,6 +200,16 @@ func TestReplayCommand(t *testing.T) {
 	require.Contains(t, out2, `"outcome": "suppressed"`)
 	require.Contains(t, out2, "pages 2 times, more than")
 
+	// An escalation policy pages no more through the route, but its
+	// chain notifies more.
+	c := filepath.Join(dir, "c.yml")
+	require.NoError(t, os.WriteFile(c, []byte(base+"escalation_policies:\n  - name: p\n    steps: [{notify: [oncall]}, {wait: 10m}, {notify: [oncall]}]\n"), 0o600))
+	code, out2 = exitCode(t, bin, "replay", "--config", a, "--compare", c, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--fail-on-more-pages")
+	require.Equal(t, 0, code, out2)
+	code, out2 = exitCode(t, bin, "replay", "--config", a, "--compare", c, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--fail-on-more-escalations")
+	require.Equal(t, 3, code, out2)
+	require.Contains(t, out2, "escalation policies notify 3 times, more than")
+
 	code, out2 = exitCode(t, bin, "replay", "--config", a, "--from", "yesterday", "--storage.tsdb.path", tsdbDir)
 	require.Equal(t, 1, code)
 	require.Contains(t, out2, `bad --from: "yesterday" is neither RFC 3339 nor Unix seconds`)

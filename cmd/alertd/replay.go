@@ -25,6 +25,7 @@ type replayArgs struct {
 	lookback             time.Duration
 	output               string
 	failOnMorePages      bool
+	failOnMoreEsc        bool
 }
 
 // runReplay replays one configuration, or two to compare, and prints the
@@ -82,11 +83,16 @@ func runReplay(ctx context.Context, args replayArgs, logger *slog.Logger) int {
 	if err != nil {
 		return fail(err)
 	}
+	code := 0
 	if args.failOnMorePages && c.MorePages() {
 		fmt.Fprintf(os.Stderr, "alertd: %s pages %d times, more than %s's %d\n", args.compare, b.Summary.Pages, args.config, a.Summary.Pages)
-		return 3
+		code = 3
 	}
-	return 0
+	if args.failOnMoreEsc && c.MoreEscalations() {
+		fmt.Fprintf(os.Stderr, "alertd: %s's escalation policies notify %d times, more than %s's %d\n", args.compare, b.Summary.Escalations, args.config, a.Summary.Escalations)
+		code = 3
+	}
+	return code
 }
 
 // parseReplayTime reads RFC 3339 or Unix seconds; empty is def, which

@@ -255,3 +255,9 @@ func writeChanges(w io.Writer, what, header string, n int, row func(i int) strin
 func (c *ReplayComparison) MorePages() bool {
 	return c.B != nil && c.B.Summary.Pages > c.A.Summary.Pages
 }
+
+// MoreEscalations reports whether B's escalation policies notify more
+// often than A's (Summary.Escalations).
+func (c *ReplayComparison) MoreEscalations() bool {
+	return c.B != nil && c.B.Summary.Escalations > c.A.Summary.Escalations
+}
