@@ -372,12 +372,12 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("models[%d].drift.reference is required", i)
 			}
 			switch ext := strings.ToLower(filepath.Ext(d.Reference)); ext {
-			case ".json", ".csv", ".jsonl", ".ndjson":
+			case ".json", ".csv", ".jsonl", ".ndjson", ".parquet":
 				if ext == ".json" && d.PredictionColumn != "" {
 					return fmt.Errorf("models[%d].drift.prediction_column is for training data: a profile (.json) marks its prediction itself", i)
 				}
 			default:
-				return fmt.Errorf("models[%d].drift.reference: unknown format %q: want .json (a profile), .csv or .jsonl", i, ext)
+				return fmt.Errorf("models[%d].drift.reference: unknown format %q: want .json (a profile), .csv, .jsonl or .parquet", i, ext)
 			}
 		}
 	}

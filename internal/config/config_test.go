@@ -61,7 +61,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-segment-field.yml", `testdata/bad-segment-field.yml:5: unknown field "bucket"`},
 		{"bad-segment-buckets.yml", `testdata/bad-segment-buckets.yml: models[0].segments[0].buckets must be finite and increasing, got [3 2]`},
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml: models[0].drift.reference is required`},
-		{"bad-drift-format.yml", `testdata/bad-drift-format.yml: models[0].drift.reference: unknown format ".parquet": want .json (a profile), .csv or .jsonl`},
+		{"bad-drift-format.yml", `testdata/bad-drift-format.yml: models[0].drift.reference: unknown format ".xlsx": want .json (a profile), .csv, .jsonl or .parquet`},
 		{"bad-drift-prediction.yml", `testdata/bad-drift-prediction.yml: models[0].drift.prediction_column is for training data: a profile (.json) marks its prediction itself`},
 		{"bad-max-models.yml", `testdata/bad-max-models.yml: limits.max_models must be at least 1, got 0`},
 		{"bad-type.yml", "testdata/bad-type.yml:2: cannot unmarshal !!str `many` into int"},

@@ -464,8 +464,9 @@ type trainRow struct {
 	Score   float64 `parquet:"score"`
 }
 
-// --drift.reference takes training data in Parquet as in CSV: the same rows
-// give the same profile, and the sidecar scores drift against it.
+// --drift.reference and models[].drift.reference take training data in
+// Parquet as in CSV: the same rows give the same profile, and the sidecar
+// scores drift against it.
 func TestReferenceParquet(t *testing.T) {
 	csvPath := writeReference(t, 2000)
 	data, err := os.ReadFile(csvPath)
@@ -494,10 +495,18 @@ func TestReferenceParquet(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, want, got)
 
-	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = driftOptions(pqPath) })
-	pushRecords(t, e, "fraud", 500, 1.5, 3)
-	waitIdle(t, e)
-	require.Eventually(t, func() bool {
-		return metricValue(t, e, "modelmon_feature_drift_psi", map[string]string{"model": "fraud", "feature": "amount", "window": "1h"}) > 0.2
-	}, 10*time.Second, 10*time.Millisecond)
+	// As --drift.reference, and as a model's own in the configuration.
+	cfg := filepath.Join(filepath.Dir(pqPath), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    drift: {reference: train.parquet, prediction_column: score}\n"), 0o644))
+	for _, o := range []func(*Options){
+		func(o *Options) { o.Drift = driftOptions(pqPath) },
+		func(o *Options) { o.ConfigFile = cfg; o.Drift = driftOptions("") },
+	} {
+		e := startExporter(t, modelServer(t).URL, o)
+		pushRecords(t, e, "fraud", 500, 1.5, 3)
+		waitIdle(t, e)
+		require.Eventually(t, func() bool {
+			return metricValue(t, e, "modelmon_feature_drift_psi", map[string]string{"model": "fraud", "feature": "amount", "window": "1h"}) > 0.2
+		}, 10*time.Second, 10*time.Millisecond)
+	}
 }
