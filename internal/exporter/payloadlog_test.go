@@ -96,8 +96,11 @@ func TestPayloadLog(t *testing.T) {
 	require.Contains(t, got, id+" request")
 	require.Contains(t, got, id+" response")
 	require.Equal(t, `{"instances": [{"amount": 4}]}`, string(got[id+" request"].body))
-	require.Equal(t, 4.0, metricValue(t, e, "modelmon_payload_log_events_sent_total", map[string]string{"type": "request"}))
-	require.Equal(t, 3.0, metricValue(t, e, "modelmon_payload_log_events_sent_total", map[string]string{"type": "response"}))
+	// The receiver has an event before its sender counts it sent.
+	require.Eventually(t, func() bool {
+		return metricValue(t, e, "modelmon_payload_log_events_sent_total", map[string]string{"type": "request"}) == 4 &&
+			metricValue(t, e, "modelmon_payload_log_events_sent_total", map[string]string{"type": "response"}) == 3
+	}, 10*time.Second, time.Millisecond)
 
 	// With --payload-log.mode=response, a failed prediction logs nothing.
 	sink = newRecordingServer(t, nil, func(http.ResponseWriter, *http.Request) bool { return true })
