@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,7 +58,7 @@ type Metrics struct {
 	FeedbackReward             *prometheus.HistogramVec
 	FeatureInvalid             *prometheus.CounterVec
 	PredictionClass            *prometheus.CounterVec
-	PredictionScore            *prometheus.HistogramVec
+	PredictionScore            *ScoreHistograms
 	PredictionClassProbability *prometheus.HistogramVec
 	PredictionConfidenceBin    *prometheus.CounterVec
 	LabelOverflow              *prometheus.CounterVec
@@ -160,9 +162,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: PredictionClassTotal,
 			Help: "The total number of classification predictions in parsed payloads and pushed observations, by predicted class.",
 		}, []string{"model", "class"}),
-		PredictionScore: f.NewHistogramVec(histogramOpts(PredictionScore,
+		PredictionScore: newScoreHistograms(reg, histogramOpts(PredictionScore,
 			"The numeric predictions in parsed payloads and pushed observations: a regression's values, a binary classifier's scores (the second class's probability).",
-			ScoreBuckets), []string{"model"}),
+			ScoreBuckets)),
 		PredictionClassProbability: f.NewHistogramVec(histogramOpts(PredictionClassProbability,
 			"The probability each classification prediction that gives one gives the class it predicts (its confidence), in parsed payloads and pushed observations: a fall in it flags inputs the model is unsure of, without labels.",
 			ScoreBuckets), []string{"model"}),
@@ -247,4 +249,67 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.PassthroughErrors.WithLabelValues(r)
 	}
 	return m
+}
+
+// ScoreHistograms are modelmon_prediction_score's histograms, by model:
+// with ScoreBuckets, or with a model's own classic buckets (a regression's
+// values in its range; models[].score_buckets).
+type ScoreHistograms struct {
+	vec  *prometheus.HistogramVec // ScoreBuckets'
+	opts prometheus.HistogramOpts
+
+	mu  sync.Mutex
+	own map[string]ownScoreHistogram // by model
+}
+
+type ownScoreHistogram struct {
+	buckets []float64
+	h       prometheus.Histogram
+}
+
+// newScoreHistograms registers the histograms of opts with reg (nil: none).
+// A model's own buckets are collected beside the vector's children, as
+// the same metric family, so the collector is unchecked: its histograms'
+// buckets differ.
+func newScoreHistograms(reg prometheus.Registerer, opts prometheus.HistogramOpts) *ScoreHistograms {
+	s := &ScoreHistograms{vec: prometheus.NewHistogramVec(opts, []string{"model"}), opts: opts, own: map[string]ownScoreHistogram{}}
+	if reg != nil {
+		reg.MustRegister(s)
+	}
+	return s
+}
+
+// For returns the histogram of model, with buckets (nil: ScoreBuckets). A
+// model's histogram whose buckets change starts again empty.
+func (s *ScoreHistograms) For(model string, buckets []float64) prometheus.Observer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(buckets) == 0 {
+		delete(s.own, model)
+		return s.vec.WithLabelValues(model)
+	}
+	if o, ok := s.own[model]; ok && slices.Equal(o.buckets, buckets) {
+		return o.h
+	}
+	s.vec.DeleteLabelValues(model)
+	opts := s.opts
+	opts.Buckets = slices.Clone(buckets)
+	opts.ConstLabels = prometheus.Labels{"model": model}
+	o := ownScoreHistogram{buckets: opts.Buckets, h: prometheus.NewHistogram(opts)}
+	s.own[model] = o
+	return o.h
+}
+
+// Describe implements prometheus.Collector: it describes nothing, which
+// makes the collector unchecked.
+func (s *ScoreHistograms) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (s *ScoreHistograms) Collect(ch chan<- prometheus.Metric) {
+	s.vec.Collect(ch)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.own {
+		o.h.Collect(ch)
+	}
 }

@@ -92,6 +92,11 @@ type Model struct {
 	// labels are also counted (accuracy, MAE and RMSE per country, say),
 	// at most MaxSegments of them.
 	Segments []Segment `yaml:"segments"`
+	// ScoreBuckets are the classic buckets' upper bounds, increasing, of
+	// the model's modelmon_prediction_score, instead of
+	// collector.ScoreBuckets (0.1 … 1, for a binary classifier's scores):
+	// a regression's values in its own range. At most MaxScoreBuckets.
+	ScoreBuckets []float64 `yaml:"score_buckets"`
 	// FeatureImportance weighs the model's features (by name; any scale,
 	// say the mean absolute SHAP values), for the drift impact: a feature's
 	// drift weighted by its share of the importance.
@@ -106,6 +111,9 @@ const MaxSegments = 5
 // edge and the missing values, a segment then has at most 20 values, the
 // values each segment keeps before __other__.
 const MaxSegmentBuckets = 18
+
+// MaxScoreBuckets bounds Model.ScoreBuckets, as every bucket is a series.
+const MaxScoreBuckets = 40
 
 // Segment is a feature the model's joined labels are also counted by: its
 // values as written (a country, a device type), or, with Buckets, the range
@@ -347,14 +355,12 @@ func (c *Config) Validate() error {
 			if sg.Feature == "" || slices.ContainsFunc(m.Segments[:k], func(o Segment) bool { return o.Feature == sg.Feature }) {
 				return fmt.Errorf("models[%d].segments: %q is empty or given twice", i, sg.Feature)
 			}
-			if len(sg.Buckets) > MaxSegmentBuckets {
-				return fmt.Errorf("models[%d].segments[%d].buckets: at most %d, got %d", i, k, MaxSegmentBuckets, len(sg.Buckets))
+			if err := checkBuckets(sg.Buckets, MaxSegmentBuckets); err != nil {
+				return fmt.Errorf("models[%d].segments[%d].buckets: %w", i, k, err)
 			}
-			for j, b := range sg.Buckets {
-				if math.IsNaN(b) || math.IsInf(b, 0) || (j > 0 && b <= sg.Buckets[j-1]) {
-					return fmt.Errorf("models[%d].segments[%d].buckets must be finite and increasing, got %v", i, k, sg.Buckets)
-				}
-			}
+		}
+		if err := checkBuckets(m.ScoreBuckets, MaxScoreBuckets); err != nil {
+			return fmt.Errorf("models[%d].score_buckets: %w", i, err)
 		}
 		var importance float64
 		for _, f := range slices.Sorted(maps.Keys(m.FeatureImportance)) {
@@ -513,4 +519,18 @@ func Prefix(file, line, msg string) error {
 		return fmt.Errorf("line %s: %s", line, msg)
 	}
 	return errors.New(msg)
+}
+
+// checkBuckets checks that bucket bounds are at most max, finite and
+// increasing.
+func checkBuckets(b []float64, max int) error {
+	if len(b) > max {
+		return fmt.Errorf("at most %d, got %d", max, len(b))
+	}
+	for j, v := range b {
+		if math.IsNaN(v) || math.IsInf(v, 0) || (j > 0 && v <= b[j-1]) {
+			return fmt.Errorf("must be finite and increasing, got %v", b)
+		}
+	}
+	return nil
 }

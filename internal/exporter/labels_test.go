@@ -680,6 +680,53 @@ func startWithConfig(t *testing.T, up string, yml string, mod func(*Options)) *E
 	})
 }
 
+// A model's score_buckets give its modelmon_prediction_score classic
+// buckets in its own range (a regression's prices), beside the other models'
+// 0.1 … 1, in one family; a reload that changes them starts the model's
+// histogram again.
+func TestPredictionScoreBuckets(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	write := func(price string) {
+		require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n  - name: price\n"+price), 0o644))
+	}
+	write("    score_buckets: [100, 1000, 10000]\n")
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.ConfigFile = cfg })
+	pushRecordsRaw(t, e, `{"model":"price","prediction":50}`, `{"model":"price","prediction":500}`,
+		`{"model":"price","prediction":5000}`, `{"model":"price","prediction":50000}`, `{"model":"fraud","prediction":0.3}`)
+	buckets := func() string { return scrape(t, e, "modelmon_prediction_score")["modelmon_prediction_score"].text }
+	got := buckets()
+	for _, line := range []string{
+		`modelmon_prediction_score_bucket{model="price",le="100"} 1`,
+		`modelmon_prediction_score_bucket{model="price",le="1000"} 2`,
+		`modelmon_prediction_score_bucket{model="price",le="10000"} 3`,
+		`modelmon_prediction_score_bucket{model="price",le="+Inf"} 4`,
+		`modelmon_prediction_score_sum{model="price"} 55550`,
+		`modelmon_prediction_score_bucket{model="fraud",le="0.3"} 1`,
+		`modelmon_prediction_score_bucket{model="fraud",le="0.2"} 0`,
+	} {
+		require.Contains(t, got, line+"\n")
+	}
+	require.NotContains(t, got, `{model="price",le="0.5"}`)
+	require.Equal(t, 1, strings.Count(got, "# TYPE modelmon_prediction_score histogram"), "one family")
+
+	// Other buckets: the histogram starts again with them.
+	write("    score_buckets: [1, 10]\n")
+	require.NoError(t, e.Reload())
+	pushRecordsRaw(t, e, `{"model":"price","prediction":5}`)
+	got = buckets()
+	require.Contains(t, got, `modelmon_prediction_score_bucket{model="price",le="10"} 1`+"\n")
+	require.Contains(t, got, `modelmon_prediction_score_count{model="price"} 1`+"\n")
+	require.NotContains(t, got, `{model="price",le="1000"}`)
+
+	// None: the default buckets.
+	write("")
+	require.NoError(t, e.Reload())
+	pushRecordsRaw(t, e, `{"model":"price","prediction":0.5}`)
+	got = buckets()
+	require.Contains(t, got, `modelmon_prediction_score_bucket{model="price",le="0.5"} 1`+"\n")
+	require.NotContains(t, got, `{model="price",le="10"}`)
+}
+
 // Predictions are counted by predicted class, read as the label join reads
 // them, numeric ones (a regression's values, a binary classifier's scores)
 // go to a histogram, and so does the probability each gives its class;

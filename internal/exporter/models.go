@@ -3,6 +3,7 @@ package exporter
 import (
 	"bytes"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,9 +52,12 @@ type model struct {
 	learn *learner
 	// classes count the predictions by class, score observes numeric
 	// ones; both made on first need.
-	classes    map[string]prometheus.Counter
-	score      prometheus.Observer
-	confidence prometheus.Observer
+	classes map[string]prometheus.Counter
+	score   prometheus.Observer
+	// scoreBuckets are score's classic buckets (models[].score_buckets),
+	// nil for collector.ScoreBuckets.
+	scoreBuckets []float64
+	confidence   prometheus.Observer
 	// confBins count the predictions by confidence bin, made with
 	// confidence.
 	confBins *[quality.ConfidenceBins]prometheus.Counter
@@ -94,6 +98,10 @@ func (m *model) countRecordLocked(mc modelConfig, rec *payload.Record) {
 		return
 	}
 	x, isX := pv.numeric()
+	if isX && !slices.Equal(m.scoreBuckets, mc.scoreBuckets) {
+		// The configuration gave the model other buckets.
+		m.score, m.scoreBuckets = nil, mc.scoreBuckets
+	}
 	m.countPredictionLocked(pv.classBytes, pv.class, pv.isClass, x, isX)
 	if pv.hasConfidence {
 		m.observeConfidenceLocked(pv.confidence)
@@ -120,7 +128,7 @@ func (m *model) countPredictionLocked(classBytes []byte, class string, isClass b
 	}
 	if isNumber && number-number == 0 { // NaN and ±Inf would spoil the sum
 		if m.score == nil {
-			m.score = m.metrics.PredictionScore.WithLabelValues(m.name)
+			m.score = m.metrics.PredictionScore.For(m.name, m.scoreBuckets)
 		}
 		m.score.Observe(number)
 	}

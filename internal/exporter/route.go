@@ -188,6 +188,9 @@ type modelConfig struct {
 	ref *reference
 	// segments are the features its joined labels are also counted by.
 	segments []config.Segment
+	// scoreBuckets are modelmon_prediction_score's classic buckets for
+	// the model; nil: collector.ScoreBuckets.
+	scoreBuckets []float64
 }
 
 func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
@@ -215,7 +218,7 @@ func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
 				return nil, err
 			}
 		}
-		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments}
+		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, scoreBuckets: m.ScoreBuckets}
 		if m.IDPath != "" {
 			mc.idPath = strings.Split(m.IDPath, ".")
 		}
