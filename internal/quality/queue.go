@@ -22,22 +22,34 @@ func newQueue[T any]() queue[T] {
 }
 
 // push appends v as the newest value and returns its slot.
-func (q *queue[T]) push(v T) int32 {
+func (q *queue[T]) push(v T) int32 { return q.insert(v, q.tail, -1) }
+
+// pushFront inserts v as the oldest value and returns its slot.
+func (q *queue[T]) pushFront(v T) int32 { return q.insert(v, -1, q.head) }
+
+// insert links v between the slots prev and next, adjacent (-1 is either
+// end), in a free slot or a new one, and returns its slot.
+func (q *queue[T]) insert(v T, prev, next int32) int32 {
+	s := slot[T]{v: v, prev: prev, next: next}
 	var i int32
 	if q.free >= 0 {
 		i = q.free
 		q.free = q.slots[i].next
-		q.slots[i] = slot[T]{v: v, prev: q.tail, next: -1}
+		q.slots[i] = s
 	} else {
 		i = int32(len(q.slots))
-		q.slots = append(q.slots, slot[T]{v: v, prev: q.tail, next: -1})
+		q.slots = append(q.slots, s)
 	}
-	if q.tail >= 0 {
-		q.slots[q.tail].next = i
+	if prev >= 0 {
+		q.slots[prev].next = i
 	} else {
 		q.head = i
 	}
-	q.tail = i
+	if next >= 0 {
+		q.slots[next].prev = i
+	} else {
+		q.tail = i
+	}
 	q.n++
 	return i
 }

@@ -468,6 +468,38 @@ func (s *Store) ForgetHeld(lbs []Label) {
 	}
 }
 
+// ReturnHeld gives back labels TakeExpiredHeld took that no other replica
+// was asked about after all (the caller is stopping, or busy). Each is held
+// again ahead of the others, uncounted, as a label whose time ended at now:
+// the next TakeExpiredHeld takes it first, and a snapshot keeps it. One
+// whose id the store has come to know meanwhile (its prediction came, or
+// another label for it) is labelled as Label would instead; ReturnHeld
+// returns the outcomes of those that joined.
+func (s *Store) ReturnHeld(now time.Time, lbs []Label) []Outcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var joined []Outcome
+	recv := now.UnixNano() - int64(s.opts.EarlyTTL)
+	for _, l := range slices.Backward(lbs) { // lbs[0], the oldest, ends first in line
+		_, known := s.index[l.ID]
+		if _, held := s.heldIndex[l.ID]; known || held {
+			if o, r := s.label(now, l); r == ReasonMatched {
+				joined = append(joined, o)
+			}
+			continue
+		}
+		if s.held.n >= s.opts.MaxEarly {
+			// Labels held meanwhile filled the store: the oldest, this
+			// one, is evicted, as Label evicts it.
+			s.stats.heldEvicted++
+			s.stats.labels[ReasonUnknownID]++
+			continue
+		}
+		s.heldIndex[l.ID] = s.held.pushFront(heldLabel{label: l, recv: recv})
+	}
+	return joined
+}
+
 // CountUnknown counts n labels taken by TakeExpiredHeld that no replica
 // could join, as held labels that expired.
 func (s *Store) CountUnknown(n int) {

@@ -448,6 +448,42 @@ func TestTakeExpiredHeld(t *testing.T) {
 	require.Equal(t, uint64(2), s.Stats().Labels[ReasonUnknownID], "expired as before")
 }
 
+// ReturnHeld holds again, first in line and uncounted, the labels taken
+// that no replica was asked about, and joins one whose prediction came
+// meanwhile.
+func TestReturnHeld(t *testing.T) {
+	s := newStore(t, Options{MaxEntries: 10, TTL: time.Hour, MaxEarly: 3, EarlyTTL: time.Minute})
+	s.SetHandOff(true)
+	for _, id := range []string{"a", "b", "c"} {
+		s.Label(t0, Label{ID: id, Value: Class("cat")})
+	}
+	taken := s.TakeExpiredHeld(t0.Add(2*time.Minute), 10)
+	require.Len(t, taken, 3)
+	s.Observe(t0.Add(2*time.Minute), pred("b", "m", "cat"))
+	s.Label(t0.Add(2*time.Minute), Label{ID: "new", Value: Class("dog")})
+
+	joined := s.ReturnHeld(t0.Add(2*time.Minute), taken)
+	require.Len(t, joined, 1)
+	require.Equal(t, "b", joined[0].ID)
+	require.Equal(t, 3, s.Stats().Held, "a, c and new")
+	require.Zero(t, s.Stats().Labels[ReasonUnknownID])
+	require.Empty(t, s.HeldDue(t0.Add(2*time.Minute), 30*time.Second, 10), "their time is over: not due to be asked again")
+	var ids []string
+	for _, l := range s.TakeExpiredHeld(t0.Add(2*time.Minute), 10) {
+		ids = append(ids, l.ID)
+	}
+	require.Equal(t, []string{"a", "c"}, ids, "first in line, oldest first; new waits its time")
+
+	// A store the labels held meanwhile filled evicts the one given back.
+	for _, id := range []string{"x", "y"} {
+		s.Label(t0.Add(2*time.Minute), Label{ID: id, Value: Class("cat")})
+	}
+	require.Empty(t, s.ReturnHeld(t0.Add(2*time.Minute), []Label{{ID: "a", Value: Class("cat"), Time: t0}}))
+	require.Equal(t, 3, s.Stats().Held)
+	require.Equal(t, uint64(1), s.Stats().HeldEvicted)
+	require.Equal(t, uint64(1), s.Stats().Labels[ReasonUnknownID])
+}
+
 // HeldDue returns a held label when it has waited first, then each time
 // its time held has doubled, and leaves it held; ForgetHeld drops it
 // uncounted.
