@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -384,8 +385,8 @@ func (w *worker) feedback(c *capture, body []byte) {
 	}
 	if len(unknown) > 0 {
 		// The feedback may be about a prediction another replica made.
-		l.forward(unknown, func(_, kept []quality.Label) {
-			for _, lb := range kept {
+		l.forward(unknown, func(_, notFound, unasked []quality.Label) {
+			for _, lb := range slices.Concat(notFound, unasked) {
 				l.labelHere(now, lb)
 			}
 		})

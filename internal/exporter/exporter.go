@@ -643,6 +643,10 @@ func (e *Exporter) Stop(ctx context.Context) error {
 func (e *Exporter) stop(ctx context.Context) error {
 	e.ready.Store(false)
 	close(e.stopping)
+	if e.obs.labels != nil {
+		// First, so that no peer holds up what follows.
+		e.obs.labels.peers.stop()
+	}
 	var errs []error
 	proxyErr := e.proxy.shutdown(ctx)
 	if proxyErr != nil {
@@ -677,6 +681,12 @@ func (e *Exporter) stop(ctx context.Context) error {
 				e.proxy.shadow.stop()
 			}
 		}
+		if e.obs.labels != nil {
+			// The labels asked of the peers in the background come back
+			// (stop ended their requests): those no peer took are held
+			// here before the snapshot.
+			e.obs.labels.peers.wait()
+		}
 		e.proxy.client.CloseIdleConnections()
 		if e.proxy.grpc != nil {
 			e.proxy.grpc.conn.Close()
@@ -696,7 +706,8 @@ func (e *Exporter) stop(ctx context.Context) error {
 		}
 	}
 	if e.obs.labels != nil {
-		// After the parsers have drained the queue, so nothing captured is lost.
+		// After the parsers have drained the queue, so nothing captured is
+		// lost, and the labels asked of the peers have come back.
 		if err := e.obs.labels.save(); err != nil {
 			errs = append(errs, fmt.Errorf("couldn't save pending predictions: %w", err))
 		}

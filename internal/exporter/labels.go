@@ -636,7 +636,12 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Results = append(resp.Results, res.String())
 	}
 	if len(unknown) > 0 {
-		for k, f := range h.l.peers.ask(r.Context(), unknown) {
+		// Those no peer knew are kept here, and so are those the
+		// sidecar's stop kept from being asked (the request ends then,
+		// not at labels.timeout, so the web server's shutdown does not
+		// wait for a peer that does not answer).
+		found, _ := h.l.peers.ask(r.Context(), unknown)
+		for k, f := range found {
 			if f == "" {
 				f = h.l.labelHere(now, unknown[k]).String()
 			}

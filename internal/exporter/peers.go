@@ -47,6 +47,12 @@ type peers struct {
 	isSelf map[string]bool // addresses that answered with our name
 
 	forwards chan struct{} // semaphore of maxPeerForwards
+	// ctx ends every request to the peers when the sidecar stops (stop);
+	// background counts the labels being asked about in the background
+	// (forward), which stop waits for.
+	ctx        context.Context
+	cancel     context.CancelFunc
+	background sync.WaitGroup
 
 	requests  *prometheus.CounterVec
 	forwarded *prometheus.CounterVec
@@ -56,8 +62,9 @@ type peers struct {
 
 func newPeers(self string, reg prometheus.Registerer, logger *slog.Logger) *peers {
 	f := promauto.With(reg)
+	ctx, cancel := context.WithCancel(context.Background())
 	ps := &peers{self: self, logger: logger, resolve: net.DefaultResolver.LookupHost, isSelf: map[string]bool{},
-		forwards: make(chan struct{}, maxPeerForwards),
+		forwards: make(chan struct{}, maxPeerForwards), ctx: ctx, cancel: cancel,
 		requests: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelPeerRequestsTotal,
 			Help: "The total number of requests that asked the other replicas (labels.peers) about labels this one did not know, by result: success, or error (unreachable, timed out, an answer that is not 200)."}, []string{"result"}),
 		forwarded: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsForwardedTotal,
@@ -103,6 +110,39 @@ func (ps *peers) close() {
 	}
 }
 
+// stop ends the requests to the peers in flight, and no more are made: at
+// shutdown, so that a peer that does not answer holds up neither the web
+// server's shutdown (a POST /v1/labels asking it) nor the last snapshot
+// (labels asked about in the background). The labels they were about are
+// kept here, as those a peer could not be asked about are. wait waits for
+// those asked about in the background.
+func (ps *peers) stop() {
+	ps.mu.Lock() // no forward starts after it (run)
+	defer ps.mu.Unlock()
+	ps.cancel()
+}
+
+// stopped reports whether the sidecar is stopping: a request to a peer that
+// fails then was ended by stop, and is neither the peer's failure nor the
+// peers' answer about its labels.
+func (ps *peers) stopped() bool { return ps.ctx.Err() != nil }
+
+// run runs f in the background, for wait to wait for, and reports whether
+// it did: not once the sidecar is stopping.
+func (ps *peers) run(f func()) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.stopped() {
+		return false
+	}
+	ps.background.Go(f)
+	return true
+}
+
+// wait waits, after stop, for the labels being asked about in the
+// background to come back: at once, as their requests have ended.
+func (ps *peers) wait() { ps.background.Wait() }
+
 // active reports whether there are peers to ask.
 func (ps *peers) active() bool {
 	ps.mu.Lock()
@@ -123,8 +163,7 @@ func (ps *peers) addresses(ctx context.Context, cfg config.Labels) []string {
 		host, port, _ := net.SplitHostPort(name) // validated with the configuration
 		ips, err := ps.resolve(ctx, host)
 		if err != nil {
-			ps.requests.WithLabelValues("error").Inc()
-			ps.failing.warn(func() []any { return []any{"peer", p, "err", err} })
+			ps.failed(p, err)
 			continue
 		}
 		for _, ip := range ips {
@@ -140,6 +179,16 @@ func (ps *peers) addresses(ctx context.Context, cfg config.Labels) []string {
 		}
 	}
 	return kept
+}
+
+// failed counts and logs a peer that could not be asked, but not one that
+// was not asked because the sidecar is stopping.
+func (ps *peers) failed(peer string, err error) {
+	if ps.stopped() {
+		return
+	}
+	ps.requests.WithLabelValues("error").Inc()
+	ps.failing.warn(func() []any { return []any{"peer", peer, "err", err} })
 }
 
 // peerLabel is a label as a peer's POST /v1/labels takes it, with the time
@@ -159,24 +208,32 @@ const (
 	peerBatchBytes = 1 << 20
 )
 
-// ask asks every peer about lbs. It returns, for each label, what a peer
-// that knew its prediction made of it (matched, duplicate, expired, …), or
-// "" when none did.
-func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
+// ask asks every peer about lbs, until ctx is done or the sidecar stops. It
+// returns, for each label, what a peer that knew its prediction made of it
+// (matched, duplicate, expired, …), or "" when none did. Only the first
+// asked labels were asked of every peer that could be: one after them
+// with "" was not asked of all, as the sidecar stopped first (stop).
+func (ps *peers) ask(ctx context.Context, lbs []quality.Label) (found []string, asked int) {
 	ps.mu.Lock()
 	cfg, client := ps.cfg, ps.client
 	ps.mu.Unlock()
-	found := make([]string, len(lbs))
+	found = make([]string, len(lbs))
 	if len(cfg.Peers) == 0 || len(lbs) == 0 {
-		return found
+		return found, len(lbs)
 	}
+	if ps.stopped() {
+		return found, 0
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(ps.ctx, stop)() // the sidecar's stop ends the requests too
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
 	addrs := ps.addresses(rctx, cfg) // once a call, for all its batches
 	cancel()
 	skip := map[string]bool{} // failed, or this replica: not asked again in this call
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
-	for start := 0; start < len(lbs); {
+	for start := 0; start < len(lbs) && !ps.stopped(); {
 		end := start
 		body.Reset()
 		for ; end < len(lbs) && end-start < peerBatch && body.Len() < peerBatchBytes; end++ {
@@ -188,6 +245,9 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 			_ = enc.Encode(pl) // of strings and finite numbers: it can't fail
 		}
 		ps.askAll(ctx, client, cfg, addrs, body.Bytes(), found[start:end], skip)
+		if !ps.stopped() {
+			asked = end
+		}
 		start = end
 	}
 	ps.mu.Lock()
@@ -199,14 +259,15 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) []string {
 	}
 	ps.mu.Unlock()
 	ps.peerCount.Set(float64(others))
-	for _, f := range found {
-		if f == "" {
-			ps.forwarded.WithLabelValues("not_found").Inc()
-		} else {
+	for i, f := range found {
+		switch {
+		case f != "":
 			ps.forwarded.WithLabelValues("found").Inc()
+		case i < asked:
+			ps.forwarded.WithLabelValues("not_found").Inc()
 		}
 	}
-	return found
+	return found, asked
 }
 
 // askAll posts one batch of labels to every peer at addrs at once but
@@ -243,8 +304,7 @@ func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Lab
 // results: nil when it could not answer, or is this replica.
 func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr string, body []byte, n int) []string {
 	fail := func(err error) []string {
-		ps.requests.WithLabelValues("error").Inc()
-		ps.failing.warn(func() []any { return []any{"peer", addr, "err", err} })
+		ps.failed(addr, err)
 		return nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+"/v1/labels", bytes.NewReader(body))
@@ -302,28 +362,39 @@ func (l *labels) labelKnown(now time.Time, lb quality.Label) (quality.Reason, bo
 }
 
 // forward asks the peers, in the background, about labels this replica did
-// not know, and passes on those a peer knew (and counted) and those none
-// knew. With maxPeerForwards batches already out, it asks no one and
-// passes them all on as not known at once.
-func (l *labels) forward(lbs []quality.Label, done func(found, notFound []quality.Label)) {
+// not know, and passes on those a peer knew (and counted), those none knew,
+// and those it could not ask: all of them, at once, with maxPeerForwards
+// batches already out or the sidecar stopping, and those whose asking the
+// sidecar's stop cut short. done runs before the sidecar saves its last
+// snapshot (peers.wait).
+func (l *labels) forward(lbs []quality.Label, done func(found, notFound, unasked []quality.Label)) {
+	ps := l.peers
 	select {
-	case l.peers.forwards <- struct{}{}:
+	case ps.forwards <- struct{}{}:
 	default:
-		done(nil, lbs)
+		done(nil, nil, lbs)
 		return
 	}
-	go func() {
-		defer func() { <-l.peers.forwards }()
-		var found, kept []quality.Label
-		for i, f := range l.peers.ask(context.Background(), lbs) {
-			if f == "" {
-				kept = append(kept, lbs[i])
-			} else {
+	started := ps.run(func() {
+		defer func() { <-ps.forwards }()
+		var found, notFound, unasked []quality.Label
+		results, asked := ps.ask(ps.ctx, lbs)
+		for i, f := range results {
+			switch {
+			case f != "":
 				found = append(found, lbs[i])
+			case i < asked:
+				notFound = append(notFound, lbs[i])
+			default:
+				unasked = append(unasked, lbs[i])
 			}
 		}
-		done(found, kept)
-	}()
+		done(found, notFound, unasked)
+	})
+	if !started {
+		<-ps.forwards
+		done(nil, nil, lbs)
+	}
 }
 
 // configurePeers takes the peers of a (re)loaded configuration. With
@@ -347,19 +418,27 @@ const heldReaskAfter = 30 * time.Second
 // about it again while it waits: at 30 s held, then each time its time
 // held has doubled (HeldDue), and a peer that now knows it joins it. They
 // are asked once more at its end, and a label none of them knows then
-// ends as unknown_id.
+// ends as unknown_id; one they could not be asked about then (they were
+// busy, or the sidecar stopped) is held again, for the next tick.
 func (l *labels) expire(now time.Time) {
 	l.store.Expire(now)
-	if !l.peers.active() {
+	if !l.peers.active() || l.peers.stopped() {
 		return
 	}
 	if lbs := l.store.TakeExpiredHeld(now, 4*peerBatch); len(lbs) > 0 {
-		l.forward(lbs, func(_, kept []quality.Label) { l.store.CountUnknown(len(kept)) })
+		l.forward(lbs, func(_, notFound, unasked []quality.Label) {
+			l.store.CountUnknown(len(notFound))
+			// Held again, for the next tick or the last snapshot.
+			for _, o := range l.store.ReturnHeld(now, unasked) {
+				l.record(o)
+			}
+		})
 	}
 	if len(l.peers.forwards) == cap(l.peers.forwards) {
 		return // the peers are busy: the labels due are asked at the next tick
 	}
 	if lbs := l.store.HeldDue(now, heldReaskAfter, 4*peerBatch); len(lbs) > 0 {
-		l.forward(lbs, func(found, _ []quality.Label) { l.store.ForgetHeld(found) })
+		// Those not found, or not asked, stay held.
+		l.forward(lbs, func(found, _, _ []quality.Label) { l.store.ForgetHeld(found) })
 	}
 }

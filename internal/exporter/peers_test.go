@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/quality"
 )
 
 // replicas starts n sidecars with labels in front of one model server that
@@ -201,6 +202,161 @@ func TestSeldonFeedbackAcrossReplicas(t *testing.T) {
 	eventually(t, es[0], 1, "modelmon_labels_matched_total", map[string]string{"model": "price"})
 	require.Equal(t, 0.5, metricValue(t, es[0], "modelmon_prediction_absolute_error_total", map[string]string{"model": "price"}))
 	require.Zero(t, metricValue(t, es[1], "modelmon_held_labels", nil))
+}
+
+// hangingPeer is a peer that takes every request and answers none before
+// the test ends. asked gets a value for each request it takes.
+func hangingPeer(t *testing.T) (addr string, asked <-chan struct{}) {
+	t.Helper()
+	got := make(chan struct{}, 16)
+	release := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		got <- struct{}{}
+		<-release
+	}))
+	t.Cleanup(s.Close) // after release: Close waits for the handlers
+	t.Cleanup(func() { close(release) })
+	return s.Listener.Addr().String(), got
+}
+
+// waitAsked waits until the hanging peer has taken a request.
+func waitAsked(t *testing.T, asked <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-asked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the peer was never asked")
+	}
+}
+
+// stopSoon stops e well before the peers' labels.timeout of a minute: a
+// Stop that waited for it would fail.
+func stopSoon(t *testing.T, e *Exporter) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, e.Stop(ctx))
+}
+
+// hangingPeerOptions configures replicas with --storage.path whose one
+// peer (labels.peers, asked for a minute) is the hanging peer at addr,
+// from the configuration's first (re)load, or, with later, from the
+// returned function's call.
+func hangingPeerOptions(t *testing.T, addr string, later bool) (opts func(*Options), configure func()) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "modelmon.yml")
+	configure = func() {
+		require.NoError(t, os.WriteFile(cfg, []byte("labels:\n  peers: ["+addr+"]\n  timeout: 1m\n"), 0o644))
+	}
+	if later {
+		require.NoError(t, os.WriteFile(cfg, nil, 0o644))
+	} else {
+		configure()
+	}
+	return func(o *Options) {
+		o.ConfigFile = cfg
+		o.StoragePath = filepath.Join(dir, "storage")
+		o.Labels = LabelsOptions{Enabled: true}
+	}, configure
+}
+
+// Stop ends the asking of the peers in the background (about Seldon's
+// feedback, and held labels asked again) at once, not at labels.timeout,
+// and waits for it: the labels it was about stay held, uncounted, in the
+// snapshot, and join in the next process when their predictions come.
+func TestStopCutsShortLabelsAskedOfPeersInTheBackground(t *testing.T) {
+	peer, asked := hangingPeer(t)
+	up := modelServer(t)
+	opts, configure := hangingPeerOptions(t, peer, true)
+	e := startExporter(t, up.URL, opts)
+	_, r := postLabels(t, e, `{"id":"held","label":2}`)
+	require.Equal(t, []string{"held"}, r.Results)
+	configure()
+	require.NoError(t, e.Reload())
+	e.obs.labels.expire(time.Now().Add(time.Minute)) // held 30 s: asked again
+	waitAsked(t, asked)
+	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/api/v1.0/feedback", `{"truth": {"data": {"ndarray": [[3]]}}}`, "X-Request-Id", "fed")
+	require.Equal(t, 200, st)
+	waitAsked(t, asked)
+
+	stopSoon(t, e)
+	stats := e.obs.labels.store.Stats()
+	require.Equal(t, 2, stats.Held, "held and fed, as saved")
+	require.Zero(t, stats.Labels[quality.ReasonUnknownID])
+	ps := e.obs.labels.peers
+	require.Zero(t, testutil.ToFloat64(ps.requests.WithLabelValues("error")), "the peer did not fail: the sidecar stopped")
+	require.Zero(t, testutil.ToFloat64(ps.forwarded.WithLabelValues("not_found")), "nor did it answer")
+
+	next := startExporter(t, up.URL, opts)
+	require.Equal(t, 2.0, metricValue(t, next, "modelmon_held_labels", nil))
+	predictVia(t, next, "held")
+	predictVia(t, next, "fed")
+	price := map[string]string{"model": "price"}
+	require.Equal(t, 2.0, metricValue(t, next, "modelmon_labels_matched_total", price))
+	require.Equal(t, 3.0, metricValue(t, next, "modelmon_prediction_absolute_error_total", price), "|2-1| + |3-1|")
+}
+
+// A held label whose last asking of the peers, at the end of its time,
+// the stop cuts short is held again, for the snapshot, rather than ending
+// as unknown_id without the peers' answer.
+func TestStopKeepsHeldLabelsAtTheirLastAsking(t *testing.T) {
+	peer, asked := hangingPeer(t)
+	opts, configure := hangingPeerOptions(t, peer, true)
+	e := startExporter(t, modelServer(t).URL, opts)
+	_, r := postLabels(t, e, `{"id":"late","label":2}`)
+	require.Equal(t, []string{"held"}, r.Results)
+	configure()
+	require.NoError(t, e.Reload())
+	e.obs.labels.expire(time.Now().Add(11 * time.Minute)) // past its 10 minutes: taken to be asked a last time
+	waitAsked(t, asked)
+	require.Zero(t, e.obs.labels.store.Stats().Held)
+
+	stopSoon(t, e)
+	stats := e.obs.labels.store.Stats()
+	require.Equal(t, 1, stats.Held, "held again, as saved")
+	require.Zero(t, stats.Labels[quality.ReasonUnknownID])
+}
+
+// A POST /v1/labels asking a peer that does not answer holds up Stop no
+// longer than the stop ends the request to the peer: the client is
+// answered that the label is held here, and it is, after a restart too.
+func TestStopAnswersLabelsRequestAskingAPeer(t *testing.T) {
+	peer, asked := hangingPeer(t)
+	up := modelServer(t)
+	opts, _ := hangingPeerOptions(t, peer, false)
+	e := startExporter(t, up.URL, opts)
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post("http://"+e.WebAddr()+"/v1/labels", "application/x-ndjson", strings.NewReader(`{"id":"p-1","label":2}`))
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		answers <- answer{resp.StatusCode, b, err}
+	}()
+	waitAsked(t, asked)
+
+	stopSoon(t, e)
+	a := <-answers // Stop has waited for the request
+	require.NoError(t, a.err)
+	require.Equal(t, http.StatusOK, a.status, string(a.body))
+	var lr LabelsResponse
+	require.NoError(t, json.Unmarshal(a.body, &lr))
+	require.Equal(t, []string{"held"}, lr.Results)
+	require.Zero(t, testutil.ToFloat64(e.obs.labels.peers.requests.WithLabelValues("error")))
+
+	next := startExporter(t, up.URL, opts)
+	require.Equal(t, 1.0, metricValue(t, next, "modelmon_held_labels", nil))
+	predictVia(t, next, "p-1")
+	require.Equal(t, 1.0, metricValue(t, next, "modelmon_labels_matched_total", map[string]string{"model": "price"}))
 }
 
 // A dns+ peer is every address its name resolves to, and a name that does
