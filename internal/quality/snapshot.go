@@ -157,8 +157,11 @@ func Restore(r io.Reader, now time.Time) (*Store, error) {
 // the snapshot's options; if they are tighter, the oldest entries are evicted
 // (and counted) as they would be live.
 //
-// Predictions and held labels already expired at now are dropped; expired
-// predictions are remembered as such, so their labels report expired. The
+// Predictions already expired at now are dropped and remembered as such,
+// so their labels report expired. Held labels past their EarlyTTL are kept:
+// the next Expire (or TakeExpiredHeld) ends them, so they are counted (or
+// asked of the other replicas) as they would have been without the restart,
+// not lost uncounted. The
 // whole input is read and checked before anything is built: on error, no
 // Store is returned, and the error wraps ErrCorrupt if the data is bad.
 func RestoreWith(r io.Reader, now time.Time, opts Options) (*Store, error) {
@@ -363,12 +366,11 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 		}
 		s.index[e.id] = s.pending.push(e)
 	}
-	cutoff = now.UnixNano() - int64(s.opts.EarlyTTL)
 	for _, h := range held {
 		if _, dup := s.heldIndex[h.label.ID]; dup {
 			return nil, fmt.Errorf("%w: duplicate held label %q", ErrCorrupt, h.label.ID)
 		}
-		if h.recv <= cutoff || s.opts.MaxEarly == 0 {
+		if s.opts.MaxEarly == 0 {
 			continue
 		}
 		if s.held.n >= s.opts.MaxEarly {

@@ -95,11 +95,16 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	require.Equal(t, segs("country", OtherClass, "device", "web"), o.Segments, "the cap holds after a restore")
 
 	// Restored 10 minutes on, "old" is past its hour: it is dropped and
-	// remembered as expired.
+	// remembered as expired. The held labels, past their EarlyTTL, are
+	// kept for the next expiry to count, as it would have without the
+	// restart.
 	r, err = Restore(bytes.NewReader(buf.Bytes()), t0.Add(10*time.Minute))
 	require.NoError(t, err)
 	require.Equal(t, 8, r.Len())
-	require.Zero(t, r.Stats().Held, "held labels past EarlyTTL are dropped")
+	require.Equal(t, 2, r.Stats().Held, "held labels past EarlyTTL are kept")
+	require.Equal(t, 2, r.Expire(t0.Add(10*time.Minute)))
+	require.Zero(t, r.Stats().Held)
+	require.Equal(t, uint64(2), r.Stats().HeldExpired, "counted as unknown_id")
 	_, reason = r.Label(t0.Add(10*time.Minute), Label{ID: "old", Value: Class("a")})
 	require.Equal(t, ReasonExpired, reason)
 
