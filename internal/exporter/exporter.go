@@ -273,7 +273,7 @@ func New(o Options) (*Exporter, error) {
 				return nil, fmt.Errorf("couldn't create --storage.path: %w", err)
 			}
 		}
-		if e.obs.labels, err = newLabels(o.Labels, o.StoragePath, e.reg, e.metrics.LabelOverflow, e.logger.With("component", "labels")); err != nil {
+		if e.obs.labels, err = newLabels(o.Labels, o.StoragePath, o.Now(), e.reg, e.metrics.LabelOverflow, e.logger.With("component", "labels")); err != nil {
 			return nil, err
 		}
 		if err := e.obs.labels.configurePeers(e.cfg.Load().cfg.Labels); err != nil {

@@ -91,7 +91,7 @@ type labelMetrics struct {
 	overflow   *prometheus.CounterVec
 }
 
-func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, overflow *prometheus.CounterVec, logger *slog.Logger) (*labels, error) {
+func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheus.Registerer, overflow *prometheus.CounterVec, logger *slog.Logger) (*labels, error) {
 	opts := quality.DefaultOptions()
 	if o.MaxPending > 0 {
 		opts.MaxEntries = o.MaxPending
@@ -110,7 +110,7 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 	if storagePath != "" {
 		l.path = filepath.Join(storagePath, "labels.snapshot")
 	}
-	store, err := l.restore(opts)
+	store, err := l.restore(opts, now)
 	if err != nil {
 		return nil, err
 	}
@@ -172,8 +172,8 @@ func newLabels(o LabelsOptions, storagePath string, reg prometheus.Registerer, o
 	return l, nil
 }
 
-// restore loads the snapshot left by the last run, if any.
-func (l *labels) restore(opts quality.Options) (*quality.Store, error) {
+// restore loads the snapshot left by the last run, if any, as at now.
+func (l *labels) restore(opts quality.Options, now time.Time) (*quality.Store, error) {
 	if l.path == "" {
 		return quality.New(opts)
 	}
@@ -185,7 +185,7 @@ func (l *labels) restore(opts quality.Options) (*quality.Store, error) {
 		return nil, err
 	}
 	defer f.Close()
-	s, err := quality.RestoreWith(f, time.Now(), opts)
+	s, err := quality.RestoreWith(f, now, opts)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't restore pending predictions from %s: %w", l.path, err)
 	}

@@ -169,6 +169,28 @@ func TestLabelsSurviveRestart(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e2, "modelmon_prediction_outcome_total", map[string]string{"model": "m", "predicted": "no", "actual": "yes"}))
 }
 
+// A held label whose 10 minutes run out while the sidecar is down ends at
+// the next start as unknown_id, counted, as it would have without the
+// restart.
+func TestHeldLabelExpiresAcrossRestart(t *testing.T) {
+	up := modelServer(t)
+	storage := t.TempDir()
+	clock := &manualClock{t: time.Unix(1800000000, 0)}
+	opts := func(o *Options) { o.Now = clock.Now; o.Labels = LabelsOptions{Enabled: true}; o.StoragePath = storage }
+	e1 := startExporter(t, up.URL, opts)
+	_, resp := postLabels(t, e1, `{"id":"early","label":"yes"}`)
+	require.Equal(t, []string{"held"}, resp.Results)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e1.Stop(ctx))
+
+	clock.Add(20 * time.Minute)
+	e2 := startExporter(t, up.URL, opts)
+	require.Eventually(t, func() bool {
+		return metricValue(t, e2, "modelmon_labels_total", map[string]string{"reason": "unknown_id"}) == 1
+	}, 30*time.Second, 20*time.Millisecond, "expiry runs every 10 seconds")
+}
+
 // The shipped quality rules, evaluated by a real Prometheus scraping the
 // sidecar, give exactly the accuracy, precision, recall, F1, MAE, RMSE and
 // R² of the test's data.
