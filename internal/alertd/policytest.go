@@ -50,10 +50,22 @@ type PolicyTest struct {
 	InputSeries    []policySeries   `yaml:"input_series"`
 	Duration       model.Duration   `yaml:"duration"` // default: the longest series
 	ExpFirings     []ExpectedFiring `yaml:"exp_firings"`
+	// Acknowledgements are operators' acknowledgements of the escalated
+	// incidents, at their times; each must acknowledge one.
+	Acknowledgements []PolicyAcknowledgement `yaml:"acknowledgements"`
 	// ExpEscalations, when given (even empty), are checked one to one
 	// against the escalation steps; left out, escalations are not checked.
 	ExpEscalations []ExpectedEscalation `yaml:"exp_escalations"`
 	ExpSummary     *ExpectedSummary     `yaml:"exp_summary"`
+}
+
+// PolicyAcknowledgement acknowledges, at a time after the start, the open
+// escalated incidents whose opening alert has the labels (a subset), by
+// someone: as POST /api/v1/incidents/{id}/acknowledge would.
+type PolicyAcknowledgement struct {
+	At     model.Duration    `yaml:"at"`
+	Labels map[string]string `yaml:"labels"`
+	By     string            `yaml:"by"`
 }
 
 type policySeries struct {
@@ -244,7 +256,15 @@ func (tc *PolicyTest) run(ctx context.Context, config string, interval, step tim
 		return nil, err
 	}
 	defer closeSrc()
-	res, err := Replay(ctx, config, ReplayOptions{From: start, To: start.Add(dur), Step: step, Source: src, Logger: logger})
+	var acks []ReplayAcknowledgement
+	for _, a := range tc.Acknowledgements {
+		ls := model.LabelSet{}
+		for k, v := range a.Labels {
+			ls[model.LabelName(k)] = model.LabelValue(v)
+		}
+		acks = append(acks, ReplayAcknowledgement{At: start.Add(time.Duration(a.At)), Labels: ls, By: a.By})
+	}
+	res, err := Replay(ctx, config, ReplayOptions{From: start, To: start.Add(dur), Step: step, Source: src, Acknowledgements: acks, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +286,11 @@ func (tc *PolicyTest) compare(res *ReplayResult, start time.Time) []string {
 		return s
 	}
 	msgs := matchOneToOne("firing", tc.ExpFirings, res.Firings, func(e ExpectedFiring, f ReplayFiring) bool { return e.matches(f, start) }, describe)
+	for _, a := range res.Acknowledgements {
+		if len(a.Incidents) == 0 {
+			msgs = append(msgs, fmt.Sprintf("        acknowledgement at %s of %s acknowledged no open escalated incident", model.Duration(a.At.Sub(start)), a.Labels))
+		}
+	}
 	if tc.ExpEscalations != nil {
 		msgs = append(msgs, matchOneToOne("escalation", tc.ExpEscalations, res.Escalations,
 			func(e ExpectedEscalation, got ReplayEscalation) bool { return e.matches(got, start) },
@@ -377,9 +402,9 @@ func (e ExpectedFiring) String() string {
 	return s
 }
 
-// escalationEvents are the events an expected escalation may have: no one
-// acknowledges in a replay.
-var escalationEvents = []escalate.Event{escalate.EventTrigger, escalate.EventEscalate, escalate.EventRepeat, escalate.EventResolve, escalate.EventAction}
+// escalationEvents are the events an expected escalation may have:
+// acknowledge only with the test's acknowledgements.
+var escalationEvents = []escalate.Event{escalate.EventTrigger, escalate.EventEscalate, escalate.EventRepeat, escalate.EventAcknowledge, escalate.EventResolve, escalate.EventAction}
 
 // check validates an expected escalation; an action step's event may be
 // left out.
@@ -391,7 +416,7 @@ func (e *ExpectedEscalation) check() error {
 	case e.Event == "":
 		return errors.New("event is required")
 	case !slices.Contains(escalationEvents, escalate.Event(e.Event)):
-		return fmt.Errorf("event %q: trigger, escalate, repeat, resolve or action", e.Event)
+		return fmt.Errorf("event %q: trigger, escalate, repeat, acknowledge, resolve or action", e.Event)
 	case e.Action != "" && e.Event != string(escalate.EventAction):
 		return fmt.Errorf("action %q: only for event action, not %s", e.Action, e.Event)
 	case e.Level < 0:

@@ -55,18 +55,23 @@ func TestPolicyTestsEscalation(t *testing.T) {
         got an unexpected escalation: {alertname="ErrorsHigh", model="a"} at: 25m, policy: model-errors, event: resolve, level: 1, receivers: [ml-oncall], iteration: 0
     name: ml-lead is paged after 10 minutes,
         summary escalations: exp 2, got 1
+    name: an acknowledgement of another model's incident,
+        acknowledgement at 20m of {model="b"} acknowledged no open escalated incident
 
 `)
 }
 
 func TestPolicyTestsBadInput(t *testing.T) {
 	dir := t.TempDir()
+	demo, err := filepath.Abs("testdata/policy/alertd.yml") // without escalation policies
+	require.NoError(t, err)
 	for _, tc := range []struct{ name, body, want string }{
 		{"unknown field", "config: x.yml\ntests: []\nwho: me\n", "field who not found"},
 		{"no config", "tests: []\n", "config is required"},
 		{"bad series", "config: ../../testdata/policy/alertd.yml\ntests:\n  - input_series: [{series: 'errors{', values: '1'}]\n", `input series "errors{"`},
 		{"bad outcome", "config: alertd.yml\ntests:\n  - input_series: [{series: 'e', values: '1'}]\n    exp_firings: [{alertname: A, outcome: lost}]\n", `outcome "lost": paged, grouped, suppressed or unrouted`},
-		{"bad event", "config: alertd.yml\ntests:\n  - input_series: [{series: 'e', values: '1'}]\n    exp_escalations: [{at: 1m, event: acknowledge}]\n", `exp_escalations[0]: event "acknowledge": trigger, escalate, repeat, resolve or action`},
+		{"bad event", "config: alertd.yml\ntests:\n  - input_series: [{series: 'e', values: '1'}]\n    exp_escalations: [{at: 1m, event: acknowledged}]\n", `exp_escalations[0]: event "acknowledged": trigger, escalate, repeat, acknowledge, resolve or action`},
+		{"acknowledgement without policies", "config: " + demo + "\ntests:\n  - input_series: [{series: 'e', values: '1'}]\n    acknowledgements: [{at: 1m, by: alice}]\n", "acknowledgements need escalation policies"},
 		{"no event", "config: alertd.yml\ntests:\n  - input_series: [{series: 'e', values: '1'}]\n    exp_escalations: [{at: 1m, level: 1}]\n", "exp_escalations[0]: event is required"},
 		{"action of a notification", "config: alertd.yml\ntests:\n  - input_series: [{series: 'e', values: '1'}]\n    exp_escalations: [{event: trigger, action: rollback}]\n", `action "rollback": only for event action, not trigger`},
 		{"missing config", "config: nope.yml\ntests:\n  - input_series: [{series: 'e', values: '1'}]\n", "nope.yml"},

@@ -39,7 +39,22 @@ type ReplayOptions struct {
 	Source storage.Queryable
 	// LookbackDelta is the engine's lookback; 0 is Prometheus's 5m.
 	LookbackDelta time.Duration
-	Logger        *slog.Logger
+	// Acknowledgements are operators' acknowledgements of the replay's
+	// incidents, at their times: a policy test's, to test what an
+	// acknowledgement stops and what its ack_timeout re-triggers.
+	Acknowledgements []ReplayAcknowledgement
+	Logger           *slog.Logger
+}
+
+// ReplayAcknowledgement acknowledges, at At, the open incidents escalated
+// by a policy whose opening alert has Labels (a subset of its labels), as
+// By would through alertd's API.
+type ReplayAcknowledgement struct {
+	At     time.Time      `json:"at"`
+	Labels model.LabelSet `json:"labels"`
+	By     string         `json:"by"`
+	// Incidents are the incidents it acknowledged, set by the replay.
+	Incidents []string `json:"incidents"`
 }
 
 // ReplayResult is what one configuration would have done over a range:
@@ -55,7 +70,10 @@ type ReplayResult struct {
 	// Escalations are the steps the escalation policies ran over the
 	// incidents, in time order; none without policies.
 	Escalations []ReplayEscalation `json:"escalations,omitempty"`
-	Summary     ReplaySummary      `json:"summary"`
+	// Acknowledgements are ReplayOptions.Acknowledgements, with the
+	// incidents each acknowledged.
+	Acknowledgements []ReplayAcknowledgement `json:"acknowledgements,omitempty"`
+	Summary          ReplaySummary           `json:"summary"`
 }
 
 // The outcomes of a firing.
@@ -231,7 +249,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	if err := p.apply(cfg); err != nil {
 		return nil, err
 	}
-	esc, err := newReplayEscalation(cfg, reg, opts.Logger, clock, rec)
+	esc, err := newReplayEscalation(cfg, reg, opts.Logger, clock, rec, opts.Acknowledgements)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +360,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	}
 	rec.finish()
 	res.Firings = rec.firings
-	res.Escalations = esc.steps()
+	res.Escalations, res.Acknowledgements = esc.steps(), esc.acknowledged()
 	res.Summary = summarize(res.Firings, res.Escalations, opts.To.Sub(opts.From))
 	return res, nil
 }

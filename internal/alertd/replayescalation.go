@@ -1,11 +1,13 @@
 package alertd
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/escalate"
 	"github.com/modelmon/modelmon/internal/alertconfig"
@@ -22,13 +24,19 @@ type replayEscalation struct {
 	x   *escalator
 	rec *replayRecorder
 	out []ReplayEscalation
+	// acks are the acknowledgements to make, in time order, from next on.
+	acks []ReplayAcknowledgement
+	next int
 }
 
 // newReplayEscalation returns the escalation of a replay, nil when the
 // configuration has no escalation policies.
-func newReplayEscalation(cfg *alertconfig.Config, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time, rec *replayRecorder) (*replayEscalation, error) {
+func newReplayEscalation(cfg *alertconfig.Config, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time, rec *replayRecorder, acks []ReplayAcknowledgement) (*replayEscalation, error) {
 	policies := cfg.EscalationPolicies()
 	if len(policies) == 0 {
+		if len(acks) > 0 {
+			return nil, errors.New("acknowledgements need escalation policies: only an escalated incident can be acknowledged")
+		}
 		return nil, nil
 	}
 	x, err := newEscalator("", reg, logger.With("component", "escalation"), now)
@@ -38,7 +46,9 @@ func newReplayEscalation(cfg *alertconfig.Config, reg prometheus.Registerer, log
 	if err := x.setPolicies(policies); err != nil {
 		return nil, err
 	}
-	return &replayEscalation{x: x, rec: rec}, nil
+	acks = slices.Clone(acks)
+	slices.SortStableFunc(acks, func(a, b ReplayAcknowledgement) int { return a.At.Compare(b.At) })
+	return &replayEscalation{x: x, rec: rec, acks: acks}, nil
 }
 
 // before runs the steps that fell due since the last evaluation, before
@@ -49,7 +59,51 @@ func (r *replayEscalation) before(now time.Time) {
 	if r == nil {
 		return
 	}
+	// The acknowledgements due come in their turn among the steps.
+	for ; r.next < len(r.acks) && !r.acks[r.next].At.After(now); r.next++ {
+		a := &r.acks[r.next]
+		r.carryOut(r.x.tick(a.At.Add(-time.Nanosecond)))
+		r.acknowledge(a)
+	}
 	r.carryOut(r.x.tick(now.Add(-time.Nanosecond)))
+}
+
+// acknowledge acknowledges the open, escalated, unacknowledged incidents
+// whose opening alert has a's labels, at a's time, as alertd's API does.
+func (r *replayEscalation) acknowledge(a *ReplayAcknowledgement) {
+	x := r.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, in := range r.rec.incidents.list(a.At) {
+		if in.ClosedAt != nil || !labelsMatch(r.rec.openedBy[in.ID], a.Labels) {
+			continue
+		}
+		if ein, ok := x.engine.Incident(in.ID); !ok || ein.Policy == "" || ein.Acked || ein.Resolved {
+			continue
+		}
+		if x.engine.Acknowledge(a.At, in.ID, a.By) == nil {
+			a.Incidents = append(a.Incidents, in.GroupKey)
+		}
+	}
+	x.saveLocked()
+}
+
+// labelsMatch reports whether ls has every label of sub.
+func labelsMatch(ls, sub model.LabelSet) bool {
+	for k, v := range sub {
+		if ls[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// acknowledged returns the acknowledgements made, with their incidents.
+func (r *replayEscalation) acknowledged() []ReplayAcknowledgement {
+	if r == nil {
+		return nil
+	}
+	return r.acks
 }
 
 // step tells the escalator about the incidents after the evaluation at
