@@ -26,6 +26,7 @@ import (
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/payload"
 	"github.com/modelmon/modelmon/internal/quality"
+	"github.com/modelmon/modelmon/internal/statefile"
 )
 
 // LabelsOptions configure the join of ground-truth labels to predictions.
@@ -198,19 +199,7 @@ func (l *labels) save() error {
 	if l.path == "" {
 		return nil
 	}
-	tmp := l.path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if err := l.store.Snapshot(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, l.path)
+	return statefile.WriteFile(l.path, l.store.Snapshot)
 }
 
 // newID returns a generated prediction id.

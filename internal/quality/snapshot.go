@@ -1,20 +1,21 @@
 package quality
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math"
 	"slices"
 	"time"
+
+	"github.com/modelmon/modelmon/internal/statefile"
 )
 
 // Snapshot format, version 2 (version 1, still read, has no
-// MaxSegmentValues and no segments). All integers are unsigned or zig-zag
-// signed varints (encoding/binary) unless stated; a string is its length
-// then its bytes; times are Unix nanoseconds.
+// MaxSegmentValues and no segments), in package statefile's encoding: all
+// integers are unsigned or zig-zag signed varints (encoding/binary) unless
+// stated; a string is its length then its bytes; times are Unix
+// nanoseconds.
 //
 //	magic     "MMQS", then version byte 0x02
 //	options   MaxEntries, TTL, MaxClasses, MaxRecent, MaxEarly, EarlyTTL,
@@ -42,8 +43,6 @@ const (
 	snapshotVersion = 2
 )
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
 // ErrCorrupt is wrapped by the errors Restore returns for a snapshot that is
 // truncated, fails its checksum, or does not decode.
 var ErrCorrupt = errors.New("corrupt quality snapshot")
@@ -54,97 +53,94 @@ var ErrCorrupt = errors.New("corrupt quality snapshot")
 func (s *Store) Snapshot(w io.Writer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := &encoder{w: w, buf: make([]byte, 0, 64<<10)}
-	e.raw([]byte(snapshotMagic))
-	e.raw([]byte{snapshotVersion})
+	e := statefile.NewWriter(w, snapshotMagic, snapshotVersion)
 	o := s.opts
-	e.uvarint(uint64(o.MaxEntries))
-	e.varint(int64(o.TTL))
-	e.uvarint(uint64(o.MaxClasses))
-	e.uvarint(uint64(o.MaxRecent))
-	e.uvarint(uint64(o.MaxEarly))
-	e.varint(int64(o.EarlyTTL))
-	e.uvarint(uint64(o.ExpireBatch))
-	e.uvarint(uint64(o.MaxSegmentValues))
+	e.Uvarint(uint64(o.MaxEntries))
+	e.Varint(int64(o.TTL))
+	e.Uvarint(uint64(o.MaxClasses))
+	e.Uvarint(uint64(o.MaxRecent))
+	e.Uvarint(uint64(o.MaxEarly))
+	e.Varint(int64(o.EarlyTTL))
+	e.Uvarint(uint64(o.ExpireBatch))
+	e.Uvarint(uint64(o.MaxSegmentValues))
 
-	e.uvarint(uint64(len(s.models)))
+	e.Uvarint(uint64(len(s.models)))
 	for _, m := range s.models {
-		e.str(m.name)
-		e.interner(&m.classes)
-		e.uvarint(uint64(len(m.sets)))
+		e.Str(m.name)
+		writeInterner(e, &m.classes)
+		e.Uvarint(uint64(len(m.sets)))
 		for _, set := range m.sets {
-			e.uvarint(uint64(len(set)))
+			e.Uvarint(uint64(len(set)))
 			for _, c := range set {
-				e.str(c)
+				e.Str(c)
 			}
 		}
-		e.uvarint(uint64(len(m.segs)))
+		e.Uvarint(uint64(len(m.segs)))
 		for k := range m.segs {
-			e.str(m.segNames[k])
-			e.interner(&m.segs[k])
+			e.Str(m.segNames[k])
+			writeInterner(e, &m.segs[k])
 		}
 	}
 
-	e.uvarint(uint64(s.pending.n))
+	e.Uvarint(uint64(s.pending.n))
 	for i := s.pending.head; i >= 0; i = s.pending.slots[i].next {
 		en := s.pending.at(i)
-		if len(e.buf) >= 60<<10 {
-			e.flush()
-		}
-		e.str(en.id)
-		e.uvarint(uint64(en.model))
-		e.varint(en.ts)
-		e.raw([]byte{en.flags})
-		e.uvarint(en.val)
+		e.Spill()
+		e.Str(en.id)
+		e.Uvarint(uint64(en.model))
+		e.Varint(en.ts)
+		e.Byte(en.flags)
+		e.Uvarint(en.val)
 		if en.flags&flagConfidence != 0 {
-			e.uvarint(uint64(en.conf))
+			e.Uvarint(uint64(en.conf))
 		}
 		var x extra
 		if en.ext != nil {
 			x = *en.ext
 		}
-		e.uvarint(uint64(len(x.p)))
+		e.Uvarint(uint64(len(x.p)))
 		if x.p != nil {
-			e.uvarint(uint64(x.set))
+			e.Uvarint(uint64(x.set))
 			for _, p := range x.p {
-				e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(p))
+				e.Float64(p)
 			}
 		}
-		e.uvarint(uint64(len(x.segs)))
+		e.Uvarint(uint64(len(x.segs)))
 		for _, r := range x.segs {
-			e.uvarint(uint64(r.name))
-			e.uvarint(uint64(r.value))
+			e.Uvarint(uint64(r.name))
+			e.Uvarint(uint64(r.value))
 		}
 	}
 
-	e.uvarint(uint64(s.held.n))
+	e.Uvarint(uint64(s.held.n))
 	for i := s.held.head; i >= 0; i = s.held.slots[i].next {
 		h := s.held.at(i)
-		e.flush()
-		e.str(h.label.ID)
-		e.str(h.label.Model)
+		e.Spill()
+		e.Str(h.label.ID)
+		e.Str(h.label.Model)
 		if h.label.Value.Numeric {
-			e.raw([]byte{1})
-			e.uvarint(math.Float64bits(h.label.Value.Number))
+			e.Byte(1)
+			e.Uvarint(math.Float64bits(h.label.Value.Number))
 		} else {
-			e.raw([]byte{0})
-			e.str(h.label.Value.Class)
+			e.Byte(0)
+			e.Str(h.label.Value.Class)
 		}
-		e.varint(h.label.Time.UnixNano())
-		e.varint(h.recv)
+		e.Varint(h.label.Time.UnixNano())
+		e.Varint(h.recv)
 	}
 
 	n := len(s.recent)
-	e.uvarint(uint64(n))
+	e.Uvarint(uint64(n))
 	for k := range n {
 		t := s.recent[(s.recentNext+k)%n]
-		if len(e.buf) >= 60<<10 {
-			e.flush()
-		}
-		e.str(t.id)
-		e.raw([]byte{byte(t.why)})
+		e.Spill()
+		e.Str(t.id)
+		e.Byte(byte(t.why))
 	}
-	return e.finish()
+	if err := e.Close(); err != nil {
+		return fmt.Errorf("couldn't write quality snapshot: %w", err)
+	}
+	return nil
 }
 
 // Restore reads a snapshot written by Snapshot into a new Store with the
@@ -173,49 +169,38 @@ func restore(r io.Reader, now time.Time, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read quality snapshot: %w", err)
 	}
-	if len(data) < len(snapshotMagic)+1+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
-		return nil, fmt.Errorf("%w: missing header", ErrCorrupt)
-	}
-	v := data[len(snapshotMagic)]
-	if v != 1 && v != snapshotVersion {
-		return nil, fmt.Errorf("%w: unsupported version %d", ErrCorrupt, v)
-	}
-	body, trailer := data[:len(data)-4], data[len(data)-4:]
-	if got, want := crc32.Checksum(body, crcTable), binary.BigEndian.Uint32(trailer); got != want {
-		return nil, fmt.Errorf("%w: checksum mismatch (truncated or altered, %d bytes)", ErrCorrupt, len(data))
-	}
-	d := &decoder{b: body[len(snapshotMagic)+1:], version: v}
-	s, err := d.store(now, opts)
+	d, err := statefile.Open(data, snapshotMagic, snapshotVersion, ErrCorrupt)
 	if err != nil {
 		return nil, err
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
+	s, err := restoreStore(d, now, opts)
+	if err != nil {
+		return nil, err
 	}
-	if d.err != nil {
-		return nil, d.err
+	if err := d.End(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
-func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
+func restoreStore(d *statefile.Reader, now time.Time, override *Options) (*Store, error) {
 	o := Options{
-		MaxEntries:  d.count(),
-		TTL:         time.Duration(d.varint()),
-		MaxClasses:  d.count(),
-		MaxRecent:   d.count(),
-		MaxEarly:    d.count(),
-		EarlyTTL:    time.Duration(d.varint()),
-		ExpireBatch: d.count(),
+		MaxEntries:  d.Count(),
+		TTL:         time.Duration(d.Varint()),
+		MaxClasses:  d.Count(),
+		MaxRecent:   d.Count(),
+		MaxEarly:    d.Count(),
+		EarlyTTL:    time.Duration(d.Varint()),
+		ExpireBatch: d.Count(),
 	}
-	if d.version >= 2 {
-		o.MaxSegmentValues = d.count()
+	if d.Version() >= 2 {
+		o.MaxSegmentValues = d.Count()
 	}
 	if o.MaxEarly == 0 {
 		o.MaxEarly = -1 // saved after defaults: 0 means holding was disabled
 	}
-	if d.err != nil {
-		return nil, d.err
+	if d.Err() != nil {
+		return nil, d.Err()
 	}
 	if override != nil {
 		o = *override
@@ -225,92 +210,91 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 		return nil, fmt.Errorf("couldn't restore quality snapshot: %w", err)
 	}
 
-	nModels := d.items()
+	nModels := d.Items()
 	for range nModels {
-		if d.err != nil {
-			return nil, d.err
+		if d.Err() != nil {
+			return nil, d.Err()
 		}
-		name := d.str()
+		name := d.Str()
 		if _, dup := s.modelIndex[name]; dup || name == "" {
-			d.fail("bad model %q", name)
+			d.Fail("bad model %q", name)
 			break
 		}
 		_, m := s.model(name)
-		m.classes = d.interner("class")
-		for range d.items() {
-			k := d.items()
+		m.classes = readInterner(d, "class")
+		for range d.Items() {
+			k := d.Items()
 			set := make([]string, 0, min(k, 1024))
 			for range k {
-				if c := d.str(); d.err == nil {
+				if c := d.Str(); d.Err() == nil {
 					set = append(set, c)
 				}
 			}
 			m.sets = append(m.sets, set)
 		}
-		if d.version >= 2 {
-			for range d.items() {
-				name := d.str()
+		if d.Version() >= 2 {
+			for range d.Items() {
+				name := d.Str()
 				if slices.Contains(m.segNames, name) || len(m.segNames) >= MaxSegmentNames {
-					d.fail("bad segment %q", name)
+					d.Fail("bad segment %q", name)
 					break
 				}
 				m.segNames = append(m.segNames, name)
-				m.segs = append(m.segs, d.interner("segment value"))
+				m.segs = append(m.segs, readInterner(d, "segment value"))
 			}
 		}
 	}
-	if d.err != nil {
-		return nil, d.err
+	if d.Err() != nil {
+		return nil, d.Err()
 	}
 
 	// Pending predictions and recent ids are read into slices first: recent
 	// ids are restored before the predictions that expire during restore.
 	var pending []entry
-	for range d.items() {
-		if d.err != nil {
+	for range d.Items() {
+		if d.Err() != nil {
 			break
 		}
-		e := entry{id: d.str(), model: uint32(d.count()), ts: d.varint(), flags: d.byte(), val: d.uvarint()}
+		e := entry{id: d.Str(), model: uint32(d.Count()), ts: d.Varint(), flags: d.Byte(), val: d.Uvarint()}
 		if int(e.model) >= len(s.models) || e.id == "" {
-			d.fail("bad prediction %q", e.id)
+			d.Fail("bad prediction %q", e.id)
 			break
 		}
 		m := s.models[e.model]
 		if e.flags&^(flagNumeric|flagOverflow|flagConfidence|flagSegmentOverflow) != 0 || (e.flags&flagNumeric == 0 && e.val >= uint64(len(m.classes.values))) {
-			d.fail("bad value of prediction %q", e.id)
+			d.Fail("bad value of prediction %q", e.id)
 			break
 		}
 		if e.flags&flagConfidence != 0 {
-			c := d.uvarint()
+			c := d.Uvarint()
 			if c > confScale || e.flags&flagNumeric != 0 {
-				d.fail("bad confidence of prediction %q", e.id)
+				d.Fail("bad confidence of prediction %q", e.id)
 				break
 			}
 			e.conf = uint16(c)
 		}
-		if k := d.items(); k > 0 {
-			set := d.count()
-			if set >= len(m.sets) || len(m.sets[set]) != k || len(d.b) < 8*k {
-				d.fail("bad probabilities of prediction %q", e.id)
+		if k := d.Items(); k > 0 {
+			set := d.Count()
+			if set >= len(m.sets) || len(m.sets[set]) != k || d.Len() < 8*k {
+				d.Fail("bad probabilities of prediction %q", e.id)
 				break
 			}
 			p := make([]float64, k)
 			for j := range p {
-				p[j] = math.Float64frombits(binary.LittleEndian.Uint64(d.b))
-				d.b = d.b[8:]
+				p[j] = d.Float64()
 			}
 			e.ext = &extra{set: uint32(set), p: p}
 		}
-		if d.version >= 2 {
-			if k := d.items(); k > 0 {
+		if d.Version() >= 2 {
+			if k := d.Items(); k > 0 {
 				if e.ext == nil {
 					e.ext = &extra{}
 				}
 				e.ext.segs = make([]segRef, k)
 				for j := range k {
-					r := segRef{name: uint32(d.count()), value: uint32(d.count())}
+					r := segRef{name: uint32(d.Count()), value: uint32(d.Count())}
 					if int(r.name) >= len(m.segs) || int(r.value) >= len(m.segs[r.name].values) {
-						d.fail("bad segments of prediction %q", e.id)
+						d.Fail("bad segments of prediction %q", e.id)
 						break
 					}
 					e.ext.segs[j] = r
@@ -320,32 +304,32 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 		pending = append(pending, e)
 	}
 	var held []heldLabel
-	for range d.items() {
-		if d.err != nil {
+	for range d.Items() {
+		if d.Err() != nil {
 			break
 		}
-		l := Label{ID: d.str(), Model: d.str()}
-		if d.byte() == 1 {
-			l.Value = Number(math.Float64frombits(d.uvarint()))
+		l := Label{ID: d.Str(), Model: d.Str()}
+		if d.Byte() == 1 {
+			l.Value = Number(math.Float64frombits(d.Uvarint()))
 		} else {
-			l.Value = Class(d.str())
+			l.Value = Class(d.Str())
 		}
-		l.Time = time.Unix(0, d.varint())
-		held = append(held, heldLabel{label: l, recv: d.varint()})
+		l.Time = time.Unix(0, d.Varint())
+		held = append(held, heldLabel{label: l, recv: d.Varint()})
 	}
 	var recent []tomb
-	for range d.items() {
-		if d.err != nil {
+	for range d.Items() {
+		if d.Err() != nil {
 			break
 		}
-		t := tomb{id: d.str(), why: Reason(d.byte())}
+		t := tomb{id: d.Str(), why: Reason(d.Byte())}
 		if t.why != ReasonMatched && t.why != ReasonExpired && t.why != ReasonEvicted {
-			d.fail("bad reason %d", t.why)
+			d.Fail("bad reason %d", t.why)
 		}
 		recent = append(recent, t)
 	}
-	if d.err != nil {
-		return nil, d.err
+	if d.Err() != nil {
+		return nil, d.Err()
 	}
 
 	for _, t := range recent {
@@ -382,73 +366,27 @@ func (d *decoder) store(now time.Time, override *Options) (*Store, error) {
 	return s, nil
 }
 
-type encoder struct {
-	w   io.Writer
-	buf []byte
-	crc uint32
-	err error
-}
-
-func (e *encoder) raw(b []byte) {
-	e.buf = append(e.buf, b...)
-}
-
-func (e *encoder) uvarint(x uint64) { e.buf = binary.AppendUvarint(e.buf, x) }
-func (e *encoder) varint(x int64)   { e.buf = binary.AppendVarint(e.buf, x) }
-
-func (e *encoder) str(s string) {
-	e.uvarint(uint64(len(s)))
-	e.buf = append(e.buf, s...)
-}
-
-func (e *encoder) flush() {
-	if e.err != nil || len(e.buf) == 0 {
-		return
-	}
-	e.crc = crc32.Update(e.crc, crcTable, e.buf)
-	_, e.err = e.w.Write(e.buf)
-	e.buf = e.buf[:0]
-}
-
-func (e *encoder) finish() error {
-	e.flush()
-	if e.err == nil {
-		_, e.err = e.w.Write(binary.BigEndian.AppendUint32(nil, e.crc))
-	}
-	if e.err != nil {
-		return fmt.Errorf("couldn't write quality snapshot: %w", e.err)
-	}
-	return nil
-}
-
-// decoder reads from b; after the first error every read returns zero.
-type decoder struct {
-	b       []byte
-	err     error
-	version byte
-}
-
-// interner writes an interned list: its values, OtherClass at its index,
-// and that index + 1 (0 = none).
-func (e *encoder) interner(in *interner) {
-	e.uvarint(uint64(len(in.values)))
+// writeInterner writes an interned list: its values, OtherClass at its
+// index, and that index + 1 (0 = none).
+func writeInterner(e *statefile.Writer, in *interner) {
+	e.Uvarint(uint64(len(in.values)))
 	for _, v := range in.values {
-		e.str(v)
+		e.Str(v)
 	}
-	e.uvarint(uint64(in.other + 1))
+	e.Uvarint(uint64(in.other + 1))
 }
 
-// interner reads an interned list of what (for errors).
-func (d *decoder) interner(what string) interner {
+// readInterner reads an interned list of what (for errors).
+func readInterner(d *statefile.Reader, what string) interner {
 	in := newInterner()
-	for range d.items() {
-		if v := d.str(); d.err == nil {
+	for range d.Items() {
+		if v := d.Str(); d.Err() == nil {
 			in.values = append(in.values, v)
 		}
 	}
-	in.other = int64(d.count()) - 1
+	in.other = int64(d.Count()) - 1
 	if in.other >= int64(len(in.values)) || (in.other >= 0 && in.values[in.other] != OtherClass) {
-		d.fail("bad other %s index %d", what, in.other)
+		d.Fail("bad other %s index %d", what, in.other)
 		return in
 	}
 	for i, v := range in.values {
@@ -456,89 +394,10 @@ func (d *decoder) interner(what string) interner {
 			continue
 		}
 		if _, dup := in.index[v]; dup || v == OtherClass {
-			d.fail("bad %s %q", what, v)
+			d.Fail("bad %s %q", what, v)
 			return in
 		}
 		in.index[v] = uint32(i)
 	}
 	return in
-}
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
-	}
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-// items reads the number of items that follow, each at least one byte long.
-func (d *decoder) items() int {
-	n := d.count()
-	if n > len(d.b) {
-		d.fail("%d items past the end", n)
-		return 0
-	}
-	return n
-}
-
-// count reads a length or index, bounded by maxCount.
-func (d *decoder) count() int {
-	x := d.uvarint()
-	if x > maxCount {
-		d.fail("count %d too large", x)
-		return 0
-	}
-	return int(x)
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("unexpected end")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) str() string {
-	n := d.count()
-	if d.err != nil {
-		return ""
-	}
-	if n > len(d.b) {
-		d.fail("string of %d bytes past the end", n)
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
 }

@@ -2,6 +2,7 @@ package quality
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/statefile"
 )
 
 // segs returns segments from name, value pairs.
@@ -197,11 +200,7 @@ func TestRestoreCorrupt(t *testing.T) {
 }
 
 func appendCRC(body []byte) []byte {
-	var e encoder
-	e.w = io.Discard
-	e.buf = body
-	e.flush()
-	return append(body, byte(e.crc>>24), byte(e.crc>>16), byte(e.crc>>8), byte(e.crc))
+	return binary.BigEndian.AppendUint32(body, statefile.Checksum(body))
 }
 
 type failWriter struct{}
