@@ -292,7 +292,9 @@ func New(o Options) (*Exporter, error) {
 			return nil, err
 		}
 		if l := e.obs.labels; l != nil {
-			p.shadow.pending = newShadowPending(o.Shadow.MaxPending, l.ttl)
+			if p.shadow.pending, err = loadShadowPending(o.StoragePath, o.Shadow.MaxPending, l.ttl, o.Now(), p.shadow.logger); err != nil {
+				return nil, err
+			}
 			l.onOutcome = p.shadow.labelled
 			e.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: collector.ShadowPendingPredictions,
@@ -705,12 +707,11 @@ func (e *Exporter) stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("couldn't close the payload log: %w", err))
 		}
 	}
-	if e.obs.labels != nil {
-		// After the parsers have drained the queue, so nothing captured is
-		// lost, and the labels asked of the peers have come back.
-		if err := e.obs.labels.save(); err != nil {
-			errs = append(errs, fmt.Errorf("couldn't save pending predictions: %w", err))
-		}
+	// After the parsers have drained the queue and the shadow's senders
+	// have stopped, so nothing captured or mirrored is lost, and the labels
+	// asked of the peers have come back.
+	if err := e.savePending(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := e.saveDrift(); err != nil {
 		errs = append(errs, fmt.Errorf("couldn't save drift windows: %w", err))
@@ -718,19 +719,34 @@ func (e *Exporter) stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// snapshot writes the drift windows and the pending predictions under
-// --storage.path while the sidecar runs.
+// snapshot writes the drift windows and the pending predictions (the label
+// join's and the shadow's) under --storage.path while the sidecar runs.
 func (e *Exporter) snapshot() {
 	start := time.Now()
 	if err := e.saveDrift(); err != nil {
 		e.logger.Error("Couldn't save drift windows", "err", err)
 	}
-	if e.obs.labels != nil {
-		if err := e.obs.labels.save(); err != nil {
-			e.logger.Error("Couldn't save pending predictions", "err", err)
-		}
+	if err := e.savePending(); err != nil {
+		e.logger.Error("Couldn't save pending predictions", "err", err)
 	}
 	e.logger.Debug("Saved state under --storage.path", "duration", time.Since(start))
+}
+
+// savePending writes the predictions waiting for their label, the label
+// join's and the shadow's, under --storage.path for the next run.
+func (e *Exporter) savePending() error {
+	var errs []error
+	if e.obs.labels != nil {
+		if err := e.obs.labels.save(); err != nil {
+			errs = append(errs, fmt.Errorf("couldn't save pending predictions: %w", err))
+		}
+	}
+	if sh := e.proxy.shadow; sh != nil && sh.pending != nil {
+		if err := sh.pending.save(); err != nil {
+			errs = append(errs, fmt.Errorf("couldn't save the shadow's pending predictions: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // saveDrift writes every model's drift windows under --storage.path, for

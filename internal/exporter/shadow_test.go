@@ -3,6 +3,7 @@ package exporter
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -505,4 +506,171 @@ func TestShadowHTTPS(t *testing.T) {
 	_, err := New(withLoopback(model.URL, Options{Shadow: ShadowOptions{Upstream: "https://127.0.0.1:1", SampleRatio: 1, Timeout: time.Second, Concurrency: 1, MaxPending: 1,
 		TLS: promconfig.TLSConfig{CertFile: cliCert}}}))
 	require.ErrorContains(t, err, "--shadow.cert-file and --shadow.key-file go together")
+}
+
+// With --storage.path, the shadow's predictions waiting for their labels
+// survive a restart, and a crash after a snapshot: labels posted after it
+// score both answers exactly as without the restart.
+func TestShadowPendingSurvivesRestart(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{
+		"fraud": `{"predictions": ["a", "a", "b", "b"]}`,
+		"house": `{"predictions": [1, 2]}`,
+	}, nil)
+	candidate := newRecordingServer(t, map[string]string{
+		"fraud": `{"predictions": ["a", "b", "b", "a"]}`,
+		"house": `{"predictions": [1.5, 4]}`,
+	}, nil)
+	const labels = `{"id": "r1/0", "label": "a"}
+{"id": "r1/1", "label": "a"}
+{"id": "r1/2", "label": "a"}
+{"id": "r1/3", "label": "a"}
+{"id": "r2/0", "label": 1}
+{"id": "r2/1", "label": 3}`
+	scored := []string{collector.ShadowLabelsMatchedTotal, collector.ShadowCorrectTotal, collector.ShadowDiscordantTotal,
+		collector.ShadowAbsoluteErrorTotal, collector.ShadowSquaredErrorTotal}
+
+	// run mirrors the predictions, restarts the sidecar as told, posts the
+	// labels, and returns how the shadow was scored against them.
+	run := func(restart string) string {
+		storage := t.TempDir()
+		opts := func(o *Options) {
+			labelsOn(o)
+			shadowOptions(candidate.URL, nil)(o)
+			o.StoragePath = storage
+		}
+		e := startExporter(t, model.URL, opts)
+		for _, r := range []struct{ model, id, body string }{
+			{"fraud", "r1", `{"instances": [[1], [2], [3], [4]]}`},
+			{"house", "r2", `{"instances": [[1], [2]]}`},
+		} {
+			status, _ := predict(t, e, r.model, r.body, "X-Request-Id", r.id)
+			require.Equal(t, 200, status)
+		}
+		waitIdle(t, e)
+		switch restart {
+		case "stop":
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, e.Stop(ctx))
+			e = startExporter(t, model.URL, opts)
+		case "crash":
+			// What --storage.snapshot-interval writes; the first sidecar
+			// runs on and saves nothing more before the second starts.
+			e.snapshot()
+			e = startExporter(t, model.URL, opts)
+		}
+		require.Equal(t, 6.0, metricValue(t, e, collector.ShadowPendingPredictions, nil), restart)
+		st, resp := postLabels(t, e, labels)
+		require.Equal(t, 200, st)
+		require.Equal(t, []string{"matched", "matched", "matched", "matched", "matched", "matched"}, resp.Results, restart)
+		require.Zero(t, metricValue(t, e, collector.ShadowPendingPredictions, nil), restart)
+		fams := scrape(t, e, "modelmon_shadow_")
+		for name := range fams {
+			if !slices.Contains(scored, name) {
+				delete(fams, name)
+			}
+		}
+		return joinFamilies(fams)
+	}
+
+	want := run("")
+	for _, sample := range []string{ // as TestShadowScoredAgainstLabels has them
+		`modelmon_shadow_labels_matched_total{model="fraud"} 4`,
+		`modelmon_shadow_prediction_correct_total{model="fraud",source="shadow"} 2`,
+		`modelmon_shadow_prediction_discordant_total{model="fraud"} 2`,
+		`modelmon_shadow_prediction_squared_error_total{model="house",source="shadow"} 1.25`,
+	} {
+		require.Contains(t, want, sample+"\n")
+	}
+	require.Equal(t, want, run("stop"))
+	require.Equal(t, want, run("crash"))
+}
+
+// At restore, the shadow's predictions past --labels.ttl as at the
+// sidecar's clock are dropped, and the oldest beyond --shadow.max-pending,
+// as they would be live.
+func TestShadowPendingRestoredWithinBounds(t *testing.T) {
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["a", "a", "a"]}`}, nil)
+	candidate := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["a", "b", "a"]}`}, nil)
+	storage := t.TempDir()
+	clock := &manualClock{t: time.Unix(1800000000, 0)}
+	opts := func(max int) func(*Options) {
+		return func(o *Options) {
+			o.Now = clock.Now
+			o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
+			shadowOptions(candidate.URL, func(s *ShadowOptions) { s.MaxPending = max })(o)
+			o.StoragePath = storage
+		}
+	}
+	e := startExporter(t, model.URL, opts(100))
+	for _, id := range []string{"old", "new"} {
+		status, _ := predict(t, e, "fraud", `{"instances": [[1], [2], [3]]}`, "X-Request-Id", id)
+		require.Equal(t, 200, status)
+		waitIdle(t, e)
+		clock.Add(30 * time.Minute)
+	}
+	require.Equal(t, 6.0, metricValue(t, e, collector.ShadowPendingPredictions, nil))
+	restart := func(max int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, e.Stop(ctx))
+		e = startExporter(t, model.URL, opts(max))
+	}
+
+	// An hour and 10 minutes after "old", 40 minutes after "new": old's
+	// are past the TTL.
+	clock.Add(10 * time.Minute)
+	restart(100)
+	require.Equal(t, 3.0, metricValue(t, e, collector.ShadowPendingPredictions, nil))
+	// With room for 2, new/0 goes: new/1 and new/2 are left.
+	restart(2)
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowPendingPredictions, nil))
+	_, resp := postLabels(t, e, `{"id": "old/0", "label": "a"}
+{"id": "new/0", "label": "a"}
+{"id": "new/1", "label": "a"}
+{"id": "new/2", "label": "a"}`)
+	require.Equal(t, []string{"expired", "matched", "matched", "matched"}, resp.Results)
+	fraud := map[string]string{"model": "fraud"}
+	require.Equal(t, 3.0, metricValue(t, e, collector.LabelsMatchedTotal, fraud))
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowLabelsMatchedTotal, fraud))
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowCorrectTotal, map[string]string{"model": "fraud", "source": "model"}))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowCorrectTotal, map[string]string{"model": "fraud", "source": "shadow"}))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowDiscordantTotal, fraud))
+}
+
+// A snapshot of the shadow's pending predictions that can't be read stops
+// the sidecar's start with an error naming it, as the label store's does,
+// rather than losing the shadow's side of the labels to come.
+func TestShadowPendingSnapshotUnreadable(t *testing.T) {
+	var good bytes.Buffer
+	sp := newShadowPending(10, time.Hour)
+	sp.add(time.Now(), "fraud", []byte("r1"), []shadowPrediction{{class: "a", isClass: true}})
+	require.NoError(t, sp.snapshot(&good))
+
+	for _, tc := range []struct {
+		name  string
+		write func(path string) error
+		want  string
+	}{
+		{"not a snapshot", func(path string) error { return os.WriteFile(path, []byte("{}\n"), 0o644) },
+			"corrupt shadow pending snapshot: missing header"},
+		{"truncated", func(path string) error { return os.WriteFile(path, good.Bytes()[:good.Len()-1], 0o644) },
+			"corrupt shadow pending snapshot: checksum mismatch"},
+		{"unreadable", func(path string) error { return os.Mkdir(path, 0o755) },
+			"couldn't read shadow pending snapshot"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			storage := t.TempDir()
+			path := filepath.Join(storage, shadowPendingFile)
+			require.NoError(t, tc.write(path))
+			o := DefaultOptions()
+			o.Labels.Enabled = true
+			o.StoragePath = storage
+			o.Shadow.Upstream = "http://127.0.0.1:1"
+			_, err := New(o)
+			require.ErrorContains(t, err, "couldn't restore the shadow's pending predictions from "+path+": ")
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
 }

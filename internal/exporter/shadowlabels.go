@@ -19,11 +19,15 @@ type shadowPending struct {
 	mu   sync.Mutex
 	byID map[string]shadowPair
 	// order holds the ids in the order they came, from head on; an id
-	// joined or dropped meanwhile is skipped when its turn comes.
+	// joined, dropped or added again meanwhile is skipped when its turn
+	// comes (its seq is not the one in byID).
 	order []pendingID
 	head  int
+	seq   uint64
 	max   int
 	ttl   time.Duration
+	// path is the snapshot file under --storage.path, or "".
+	path string
 }
 
 // shadowPair is the shadow's prediction for one id.
@@ -31,11 +35,12 @@ type shadowPair struct {
 	model string
 	pred  shadowPrediction
 	ts    int64
+	seq   uint64
 }
 
 type pendingID struct {
-	id string
-	ts int64
+	id  string
+	seq uint64
 }
 
 func newShadowPending(max int, ttl time.Duration) *shadowPending {
@@ -56,10 +61,24 @@ func (sp *shadowPending) add(now time.Time, model string, id []byte, preds []sha
 		if len(preds) > 1 {
 			key += "/" + strconv.Itoa(i)
 		}
-		sp.byID[key] = shadowPair{model: model, pred: p, ts: ts}
-		sp.order = append(sp.order, pendingID{key, ts})
+		sp.put(key, shadowPair{model: model, pred: p, ts: ts})
 	}
 	sp.trim(ts)
+}
+
+// put keeps p for id, in place of what id had. The caller holds mu.
+func (sp *shadowPending) put(id string, p shadowPair) {
+	sp.seq++
+	p.seq = sp.seq
+	sp.byID[id] = p
+	sp.order = append(sp.order, pendingID{id, p.seq})
+}
+
+// live returns the prediction o stands for, unless it was joined, dropped
+// or added again since. The caller holds mu.
+func (sp *shadowPending) live(o pendingID) (shadowPair, bool) {
+	p, ok := sp.byID[o.id]
+	return p, ok && p.seq == o.seq
 }
 
 // trim drops what is past the TTL, then the oldest beyond max. The caller
@@ -68,9 +87,8 @@ func (sp *shadowPending) trim(now int64) {
 	cutoff := now - int64(sp.ttl)
 	for sp.head < len(sp.order) {
 		o := sp.order[sp.head]
-		p, ok := sp.byID[o.id]
-		live := ok && p.ts == o.ts
-		if live && o.ts > cutoff && len(sp.byID) <= sp.max {
+		p, live := sp.live(o)
+		if live && p.ts > cutoff && len(sp.byID) <= sp.max {
 			break
 		}
 		if live {
