@@ -258,3 +258,47 @@ func TestSilencedResolutionNotSentUnlessNotifiedFiring(t *testing.T) {
 		}
 	}
 }
+
+// With suppression.notify_resolved, an alert notified firing and silenced
+// since is still owed its resolution after its group was notified again
+// without it (another alert fired meanwhile).
+func TestSilencedResolutionOwedAcrossNotifications(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, "suppression:\n  notify_resolved: true\n"), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	postAlert(t, a, `{"alertname":"Owed","model":"a"}`)
+	postAlert(t, a, `{"alertname":"Owed","model":"b"}`)
+	require.Eventually(t, func() bool {
+		for _, p := range h.matching("Owed", "firing") {
+			if len(p.Alerts) == 2 {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "both alerts notified firing")
+	createSilence(t, a, `{"matchers":["alertname=\"Owed\"","model=\"b\""],"duration":"1h","createdBy":"alice","comment":"acknowledged"}`)
+	require.Eventually(t, func() bool {
+		return waitAlert(t, a, model.LabelSet{"alertname": "Owed", "model": "b"}).State == "suppressed"
+	}, 10*time.Second, 20*time.Millisecond)
+	// The group is notified again, b muted.
+	postAlert(t, a, `{"alertname":"Owed","model":"c"}`)
+	require.Eventually(t, func() bool {
+		for _, p := range h.matching("Owed", "firing") {
+			if slices.ContainsFunc(p.Alerts, func(x payloadAlert) bool { return x.Labels["model"] == "c" }) {
+				require.False(t, slices.ContainsFunc(p.Alerts, func(x payloadAlert) bool { return x.Labels["model"] == "b" }), "a muted alert was notified")
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "c notified")
+	past := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+	postAlertJSON(t, a, `{"labels":{"alertname":"Owed","model":"b"},"endsAt":"`+past+`"}`)
+	require.Eventually(t, func() bool {
+		for _, p := range h.all() {
+			if slices.ContainsFunc(p.Alerts, func(x payloadAlert) bool { return x.Labels["model"] == "b" && x.Status == "resolved" }) {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "b's resolution never came: %v", h.all())
+}

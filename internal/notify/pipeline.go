@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -137,9 +140,9 @@ func (n *Notifier) build(c *alertconfig.Config) (*pipeline, error) {
 // resolvedPass lets resolved alerts past the mute stage: a receiver told
 // an alert fired is told it resolved, though it was suppressed since
 // (suppression.notify_resolved). The resolved alerts the mute stage would
-// have muted are named in the context (withMutedResolved): each
-// integration's dedupStage lets one of them through only when that
-// integration's notification log has it firing, so nobody hears of the
+// have muted are named in the context (mutedResolvedKey): each
+// integration's dedupStage lets one of them through only when it owes the
+// integration its resolution (owedResolutions), so nobody hears of the
 // resolution of an alert that was suppressed all along.
 type resolvedPass struct {
 	mute  amnotify.Stage
@@ -165,9 +168,9 @@ func (s resolvedPass) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert
 	if err != nil {
 		return ctx, nil, err
 	}
-	if len(muted) > 0 {
-		ctx = context.WithValue(ctx, mutedResolvedKey{}, muted)
-	}
+	// Set even when empty: it tells the dedup stages to keep account of
+	// the resolutions they owe.
+	ctx = context.WithValue(ctx, mutedResolvedKey{}, muted)
 	return ctx, append(kept, resolved...), nil
 }
 
@@ -175,27 +178,60 @@ func (s resolvedPass) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert
 // alerts that resolvedPass let past the mute stage.
 type mutedResolvedKey struct{}
 
-// notifiedFiring drops from alerts those resolvedPass let past the mute
-// stage that the notification log does not have firing in recv's last
-// notification of the group gkey.
-func notifiedFiring(ctx context.Context, log *nflog.Log, recv *nflogpb.Receiver, gkey string, alerts []*alert.Alert) ([]*alert.Alert, error) {
-	muted, _ := ctx.Value(mutedResolvedKey{}).(map[model.Fingerprint]bool)
-	if len(muted) == 0 {
-		return alerts, nil
+// owedKey is the key, in an integration's notification log entry of a
+// group, of the alerts it was told fire and not yet told resolved: the
+// resolutions suppression.notify_resolved owes it. An alert muted since it
+// was notified drops out of the entry's firing alerts at the group's next
+// notification, so the log alone forgets it was told.
+const owedKey = "alertd_owed_resolutions"
+
+// owedResolutions returns the hashes (alertHash) of the alerts whose
+// resolution e's integration is owed: those it was told fire, in e or
+// before (under owedKey), and not told resolved since.
+func owedResolutions(e *nflogpb.Entry) map[uint64]bool {
+	owed := map[uint64]bool{}
+	if e == nil {
+		return owed
 	}
-	entries, err := log.Query(nflog.QGroupKey(gkey), nflog.QReceiver(recv))
-	if err != nil && !errors.Is(err, nflog.ErrNotFound) {
-		return nil, err
+	for _, h := range e.FiringAlerts {
+		owed[h] = true
 	}
-	fired := map[uint64]bool{}
-	for _, e := range entries {
-		for _, h := range e.FiringAlerts {
-			fired[h] = true
+	if v, ok := nflog.NewStore(e).GetStr(owedKey); ok {
+		for _, f := range strings.Split(v, ",") {
+			if h, err := strconv.ParseUint(f, 16, 64); err == nil {
+				owed[h] = true
+			}
 		}
 	}
-	return slices.DeleteFunc(slices.Clone(alerts), func(a *alert.Alert) bool {
-		return muted[a.Fingerprint()] && !fired[alertHash(a.Labels)]
-	}), nil
+	return owed
+}
+
+// recordOwed keeps, in the notification log entry the flush of ctx will
+// write, the resolutions owed after it: those owed before, and the alerts
+// it tells fire, but those it tells resolved.
+func recordOwed(ctx context.Context, owed map[uint64]bool) {
+	store, ok := amnotify.NflogStore(ctx)
+	if !ok {
+		return
+	}
+	firing, _ := amnotify.FiringAlerts(ctx)
+	resolved, _ := amnotify.ResolvedAlerts(ctx)
+	next := maps.Clone(owed)
+	for _, h := range firing {
+		next[h] = true
+	}
+	for _, h := range resolved {
+		delete(next, h)
+	}
+	if len(next) == 0 {
+		store.Delete(owedKey)
+		return
+	}
+	hs := make([]string, 0, len(next))
+	for _, h := range slices.Sorted(maps.Keys(next)) {
+		hs = append(hs, strconv.FormatUint(h, 16))
+	}
+	store.SetStr(owedKey, strings.Join(hs, ","))
 }
 
 // alertHash is the hash by which the notification log records an alert

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/alertmanager/nflog"
 	"github.com/prometheus/alertmanager/nflog/nflogpb"
 	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/template"
@@ -159,12 +160,32 @@ func stateTime(ctx context.Context, now time.Time) time.Time {
 // Exec implements notify.Stage.
 func (s *dedupStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
 	gkey, _ := amnotify.GroupKey(ctx)
-	alerts, err := notifiedFiring(ctx, s.n.nflog, s.recv, gkey, alerts)
-	if err != nil || len(alerts) == 0 {
-		return ctx, nil, err
+	muted, owing := ctx.Value(mutedResolvedKey{}).(map[model.Fingerprint]bool)
+	var owed map[uint64]bool
+	if owing {
+		// suppression.notify_resolved: a muted alert's resolution goes
+		// only to an integration told it fired.
+		entries, err := s.n.nflog.Query(nflog.QGroupKey(gkey), nflog.QReceiver(s.recv))
+		if err != nil && !errors.Is(err, nflog.ErrNotFound) {
+			return ctx, nil, err
+		}
+		var last *nflogpb.Entry
+		if len(entries) > 0 {
+			last = entries[0]
+		}
+		owed = owedResolutions(last)
+		alerts = slices.DeleteFunc(slices.Clone(alerts), func(a *alert.Alert) bool {
+			return muted[a.Fingerprint()] && !owed[alertHash(a.Labels)]
+		})
+		if len(alerts) == 0 {
+			return ctx, nil, nil
+		}
 	}
 	ctx, out, err := s.dedup.Exec(ctx, l, alerts...)
 	ctx = withStateTime(ctx)
+	if owing && err == nil {
+		recordOwed(ctx, owed)
+	}
 	if err != nil || len(out) > 0 {
 		return ctx, out, err
 	}
