@@ -59,8 +59,10 @@ func (r *replayEscalation) before(now time.Time) {
 	if r == nil {
 		return
 	}
-	// The acknowledgements due come in their turn among the steps.
-	for ; r.next < len(r.acks) && !r.acks[r.next].At.After(now); r.next++ {
+	// The acknowledgements since the last evaluation come in their turn
+	// among the steps; one at now sees what the evaluation at now did
+	// (step).
+	for ; r.next < len(r.acks) && r.acks[r.next].At.Before(now); r.next++ {
 		a := &r.acks[r.next]
 		r.carryOut(r.x.tick(a.At.Add(-time.Nanosecond)))
 		r.acknowledge(a)
@@ -114,6 +116,16 @@ func (r *replayEscalation) step(now time.Time) {
 	}
 	r.x.sync(now, r.rec.incidents.list(now), r.rec.store.subject)
 	r.carryOut(r.x.tick(now))
+	// An acknowledgement at the evaluation's time acknowledges what it
+	// paged.
+	acked := false
+	for ; r.next < len(r.acks) && !r.acks[r.next].At.After(now); r.next++ {
+		r.acknowledge(&r.acks[r.next])
+		acked = true
+	}
+	if acked {
+		r.carryOut(r.x.tick(now))
+	}
 }
 
 // carryOut records the effects due and reports them done. A notification
