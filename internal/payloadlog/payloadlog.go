@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -140,6 +141,11 @@ type Logger struct {
 	client  *http.Client
 	metrics *metrics
 	logger  *slog.Logger
+
+	// batchLimit is the most events a batch takes since the receiver
+	// refused a larger one as too large (413), 0 before; at most
+	// Options.BatchSize applies either way.
+	batchLimit atomic.Int64
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -491,7 +497,11 @@ func (l *Logger) work() {
 	var batch []item
 	for {
 		var ok bool
-		batch, ok = l.next(l.o.BatchSize, batch[:0])
+		size := l.o.BatchSize
+		if lim := int(l.batchLimit.Load()); lim > 0 && lim < size {
+			size = lim
+		}
+		batch, ok = l.next(size, batch[:0])
 		if !ok {
 			return
 		}
@@ -520,6 +530,9 @@ func (l *Logger) deliver(batch []item, top bool) (settled, rejected int) {
 		return 1, 1
 	}
 	l.metrics.splits.Inc()
+	if se := (*outbox.StatusError)(nil); errors.As(err, &se) && se.Code == http.StatusRequestEntityTooLarge {
+		l.limitBatches(len(batch) / 2)
+	}
 	if top {
 		l.logger.Warn("The payload log's receiver rejected a batch: sending it in parts, to drop only the events it refuses", "events", len(batch), "id", batch[0].ev.ID, "err", err)
 	} else {
@@ -541,6 +554,22 @@ func (l *Logger) deliver(batch []item, top bool) (settled, rejected int) {
 		log("Sent a rejected batch of payload events in parts", "events", len(batch), "sent", settled-rejected, "rejected", rejected)
 	}
 	return settled, rejected
+}
+
+// limitBatches makes the batches taken from now on at most n events: the
+// receiver refused a batch of 2n as too large, so that it is not sent one
+// batch to split after another.
+func (l *Logger) limitBatches(n int) {
+	for {
+		cur := l.batchLimit.Load()
+		if cur > 0 && cur <= int64(n) {
+			return
+		}
+		if l.batchLimit.CompareAndSwap(cur, int64(n)) {
+			l.logger.Warn("The payload log's receiver refused a batch as too large: sending smaller ones from now on", "max_events", n)
+			return
+		}
+	}
 }
 
 // attempt sends events until the receiver accepts them (nil) or refuses

@@ -657,7 +657,8 @@ func TestBatchRejectedClose(t *testing.T) {
 }
 
 // A receiver that answers 413 to batches of more than 3 events gets every
-// event in smaller parts, once each, in order; nothing is dropped.
+// event in smaller parts, once each, in order; nothing is dropped, and the
+// batches after the refusals are small enough.
 func TestBatchTooLarge(t *testing.T) {
 	r := newReceiver(t)
 	r.answer(func(_ int, body string) int {
@@ -673,9 +674,12 @@ func TestBatchTooLarge(t *testing.T) {
 	require.Equal(t, ids(0, 20), r.ids())
 	require.Equal(t, 20.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
 	require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)))
-	// [1..8] and [9..16] are split, and so are their halves of 4; [17..19] goes whole.
-	require.Equal(t, 6.0, testutil.ToFloat64(l.metrics.splits))
-	require.Equal(t, 6.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_4xx")))
+	// [1..8] is split, and so are its halves of 4; the refusals leave
+	// batches of at most 2, which the receiver takes whole: [9..16] is
+	// not sent to be refused.
+	require.Equal(t, 3.0, testutil.ToFloat64(l.metrics.splits))
+	require.Equal(t, 3.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_4xx")))
+	require.Equal(t, int64(2), l.batchLimit.Load())
 }
 
 // BenchmarkDeliverBatch is BenchmarkDeliver with batches of up to 100.
