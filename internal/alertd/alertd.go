@@ -549,7 +549,11 @@ type routing struct {
 
 // matchRoutes names the receivers an alert's labels route to.
 func (a *Alertd) matchRoutes(ls model.LabelSet) []string {
-	r := a.routing.Load()
+	return a.routing.Load().receivers(ls)
+}
+
+// receivers names the receivers of the routes in r that ls matches.
+func (r *routing) receivers(ls model.LabelSet) []string {
 	if r == nil {
 		return nil
 	}

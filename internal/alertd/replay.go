@@ -233,15 +233,10 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	}
 
 	reg := prometheus.NewRegistry()
-	rec := newReplayRecorder(dispatch.NewRoute(cfg.Route, nil))
+	rec := newReplayRecorder(&routing{tree: dispatch.NewRoute(cfg.Route, nil)})
 	now := opts.From
 	clock := func() time.Time { return now }
-	p, err := newPipeline(scratch, reg, opts.Logger, rec.put, func(ls model.LabelSet) []string {
-		if g, ok := rec.group(ls); ok {
-			return []string{g.Key}
-		}
-		return nil
-	}, time.Hour, clock)
+	p, err := newPipeline(scratch, reg, opts.Logger, rec.put, rec.routing.receivers, time.Hour, clock)
 	if err != nil {
 		return nil, err
 	}
@@ -398,32 +393,33 @@ func fromRuleAlert(ra *promrules.Alert, now, validUntil time.Time) *Alert {
 }
 
 // replayRecorder stands in for the notifier: it records each firing's
-// outcome, and groups notified firings into incidents by their route's
-// group_by labels, as Alertmanager's dispatcher groups them.
+// outcome, and groups notified firings into incidents by their routes'
+// group_by labels, as Alertmanager's dispatcher groups them and alertd's
+// ledger opens incidents: one for each route the alert matches.
 type replayRecorder struct {
-	route *dispatch.Route
-	store *store
+	routing *routing
+	store   *store
 	// sent are the fingerprints handed to the notifier since the last step.
 	sent map[model.Fingerprint]bool
 	// open are the firings that fire now, by fingerprint.
 	open map[model.Fingerprint]*ReplayFiring
 	// incidents are the incidents notified firings open and join, kept as
-	// alertd's ledger keeps its own; incidentOf names the incident of each
-	// open firing that has one, and openedBy the labels of the alert that
+	// alertd's ledger keeps its own; incidentOf names the incidents of each
+	// open firing that has some, and openedBy the labels of the alert that
 	// opened each incident.
 	incidents  *incidents
-	incidentOf map[model.Fingerprint]string
+	incidentOf map[model.Fingerprint][]string
 	openedBy   map[string]model.LabelSet
 	firings    []ReplayFiring
 }
 
-func newReplayRecorder(route *dispatch.Route) *replayRecorder {
+func newReplayRecorder(r *routing) *replayRecorder {
 	return &replayRecorder{
-		route:      route,
+		routing:    r,
 		sent:       map[model.Fingerprint]bool{},
 		open:       map[model.Fingerprint]*ReplayFiring{},
 		incidents:  newIncidents(),
-		incidentOf: map[model.Fingerprint]string{},
+		incidentOf: map[model.Fingerprint][]string{},
 		openedBy:   map[string]model.LabelSet{},
 	}
 }
@@ -465,15 +461,19 @@ func (r *replayRecorder) step(now time.Time) {
 		if r.sent[fp] && !a.Suppressed {
 			f.NotifiedAt = now
 			f.SuppressedBy, f.Reason = "", ""
-			g, routed := r.group(a.Labels)
-			switch in := r.incidents.byKey[g.Key]; {
-			case !routed:
-				f.Outcome = OutcomeUnrouted
-			case in != nil:
-				f.Outcome, f.Incident = OutcomeGrouped, g.Key
-				r.join(now, fp, g, in.ID)
-			default:
-				f.Outcome, f.Incident = OutcomePaged, g.Key
+			// As alertd's ledger: an incident in each group of the
+			// alert's routes. It paged when it opened one, and its
+			// incident is its first route's.
+			f.Outcome = OutcomeUnrouted
+			for i, g := range r.routing.groups(a.Labels) {
+				if i == 0 {
+					f.Outcome, f.Incident = OutcomeGrouped, g.Key
+				}
+				if in := r.incidents.byKey[g.Key]; in != nil {
+					r.join(now, fp, g, in.ID)
+					continue
+				}
+				f.Outcome = OutcomePaged
 				id := incidentID(g.Key, now)
 				r.openedBy[id] = a.Labels.Clone()
 				r.join(now, fp, g, id)
@@ -514,7 +514,7 @@ func (r *replayRecorder) step(now time.Time) {
 // the incident if need be, as the ledger's grouped events do.
 func (r *replayRecorder) join(now time.Time, fp model.Fingerprint, g alertGroup, id string) {
 	r.incidents.group(&Event{Time: now, Fingerprint: fp.String(), Incident: id, GroupKey: g.Key, GroupLabels: g.Labels, Receiver: g.Receiver})
-	r.incidentOf[fp] = id
+	r.incidentOf[fp] = append(r.incidentOf[fp], id)
 }
 
 // close ends the open firing of fp at t, and its incident with the last
@@ -523,10 +523,10 @@ func (r *replayRecorder) close(fp model.Fingerprint, t time.Time) {
 	f := r.open[fp]
 	delete(r.open, fp)
 	f.ResolvedAt = t
-	if id, ok := r.incidentOf[fp]; ok {
+	for _, id := range r.incidentOf[fp] {
 		r.incidents.resolve(id, fp.String(), t)
-		delete(r.incidentOf, fp)
 	}
+	delete(r.incidentOf, fp)
 	r.done(f)
 }
 
@@ -551,28 +551,6 @@ func (r *replayRecorder) finish() {
 		}
 		return a.Fingerprint < b.Fingerprint
 	})
-}
-
-// group is the notification group an alert's first matching route with a
-// receiver puts it in, keyed by the receiver and the group's labels; false
-// when there is none.
-func (r *replayRecorder) group(ls model.LabelSet) (alertGroup, bool) {
-	if r.route == nil {
-		return alertGroup{}, false
-	}
-	for _, rt := range r.route.Match(ls) {
-		if rt.RouteOpts.Receiver == "" {
-			continue
-		}
-		group := model.LabelSet{}
-		for ln, lv := range ls {
-			if _, ok := rt.RouteOpts.GroupBy[ln]; ok || rt.RouteOpts.GroupByAll {
-				group[ln] = lv
-			}
-		}
-		return alertGroup{Key: rt.RouteOpts.Receiver + ":" + group.String(), Labels: group, Receiver: rt.RouteOpts.Receiver, route: rt}, true
-	}
-	return alertGroup{}, false
 }
 
 // summarize counts firings by outcome, and the escalation notifications

@@ -386,7 +386,7 @@ func TestReplayEscalation(t *testing.T) {
 		`\nescalations +5 +4\n  at level 1 +3 +3\n  at level 2 +2 +1\n`,
 		`\n0 firings changed outcome\.\n`,
 		`\n5 escalation steps changed:\nat +incident +event +A +B\n`,
-		`\n2026-03-02T01:35:00Z +oncall:\{model="a"\} +repeat +level 2: l2 +level 1: l1\n`,
+		`\n2026-03-02T01:35:00Z +\{\}:\{model="a"\} +repeat +level 2: l2 +level 1: l1\n`,
 	} {
 		require.Regexp(t, want, text.String())
 	}
@@ -395,4 +395,45 @@ func TestReplayEscalation(t *testing.T) {
 	require.Contains(t, string(js), `"event":"trigger","level":1,"step":0,"iteration":0,"receivers":["l1"]`)
 	require.Contains(t, string(js), `"escalations":5,"escalations_by_level":{"1":3,"2":2}`)
 	require.Contains(t, string(js), `"escalation_changes":[`)
+}
+
+// An alert that matches two routes (continue: true) is in an incident of
+// each, as in alertd's ledger: its firing pages once, and each incident
+// escalates.
+func TestReplayContinueRoutes(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	writeHistory(t, hist, map[string][]float64{"errors/a": pattern(200, 0, 5, [2]int{60, 100})})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.rules.yml"), []byte(replayRules), 0o600))
+	cfg := filepath.Join(dir, "c.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`global: {evaluation_interval: 1m}
+rule_files: [c.rules.yml]
+route:
+  receiver: oncall
+  group_by: [model]
+  routes:
+    - {receiver: slack, matchers: ['model="a"'], continue: true}
+    - {receiver: pager, matchers: ['model=~"a|b"']}
+receivers: [{name: oncall}, {name: slack}, {name: pager}]
+escalation_policies:
+  - name: p
+    steps: [{notify: [oncall]}]
+`), 0o600))
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	r, err := Replay(context.Background(), cfg, ReplayOptions{From: replayStart, To: replayStart.Add(199 * time.Minute), Source: src})
+	require.NoError(t, err)
+	require.Len(t, r.Firings, 1)
+	require.Equal(t, OutcomePaged, r.Firings[0].Outcome)
+	require.Equal(t, 1, r.Summary.Pages)
+	var incidents []string
+	for _, e := range r.Escalations {
+		if e.Event == "trigger" {
+			incidents = append(incidents, e.Incident)
+		}
+	}
+	require.Len(t, incidents, 2, "an incident in each route's group: %v", r.Escalations)
+	require.NotEqual(t, incidents[0], incidents[1])
+	require.Contains(t, incidents, r.Firings[0].Incident, "the firing's incident is its first route's")
 }
