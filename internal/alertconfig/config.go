@@ -484,10 +484,10 @@ func load(b []byte, file, dir string) (*Config, error) {
 }
 
 // blamed is err, which decode gives for the document b too, prefixed with
-// the file, and the line and path of the value it comes from (blame).
+// the file, and the line and path of the value it comes from (config.Blame).
 func blamed(file string, b []byte, err error, decode func([]byte) error) error {
 	msg := err.Error()
-	line, path := blame(b, msg, decode)
+	line, path := config.Blame(b, msg, decode)
 	if line != "" {
 		msg = path + ": " + msg
 	}
@@ -534,87 +534,18 @@ func prometheusSections(b []byte, dir string) (*promconfig.Config, error) {
 // config types decode with it) as "file:line: message", one per line.
 // yaml.v2 gives no line for a value its type rejects, such as a bad
 // duration, a matcher that does not parse or an address without a port;
-// blame finds that value in the document b instead.
+// config.Blame finds that value in the document b instead.
 func yamlLinesError(file string, b []byte, err error) error {
 	var te *yamlv2.TypeError
 	if errors.As(err, &te) {
 		return config.LineErrors(file, te.Errors)
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if line, path := blame(b, err.Error(), func(b []byte) error { return yamlv2.UnmarshalStrict(b, Default()) }); line != "" {
+	if line, path := config.Blame(b, err.Error(), func(b []byte) error { return yamlv2.UnmarshalStrict(b, Default()) }); line != "" {
 		return config.Prefix(file, line, path+": "+msg)
 	}
 	// A syntax error says its line: "line 3: did not find expected key".
 	return config.LineErrors(file, []string{msg})
-}
-
-// blame finds the value of the YAML document b that decode fails on with
-// the error message msg: the deepest one without which decode no longer
-// fails so, preferring at each level a value without which it succeeds to
-// one without which it fails otherwise (a name other values need, say), and
-// a collection to a scalar without which it succeeds as well. It
-// returns the line of that value's key (of the value, in a sequence) and
-// its path ("receivers[0].email_configs[0].smarthost"); "" when the
-// document has no such value, as when two values fail alike.
-func blame(b []byte, msg string, decode func([]byte) error) (line, path string) {
-	var doc yaml.Node
-	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
-		return "", ""
-	}
-	// outcome is 0 when decode fails with msg, 1 when it fails otherwise,
-	// 2 when it succeeds.
-	outcome := func() int {
-		out, err := yaml.Marshal(&doc)
-		switch {
-		case err != nil:
-			return 0
-		case decode(out) == nil:
-			return 2
-		}
-		if err = decode(out); err.Error() == msg {
-			return 0
-		}
-		return 1
-	}
-	if outcome() != 0 {
-		return "", ""
-	}
-	n := doc.Content[0]
-	for n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
-		step := 1
-		if n.Kind == yaml.MappingNode {
-			step = 2
-		}
-		all, best := n.Content, 0
-		var found []int // the values whose removal has the best outcome
-		for i := 0; i < len(all); i += step {
-			n.Content = slices.Delete(slices.Clone(all), i, i+step)
-			switch o := outcome(); {
-			case o > best:
-				found, best = []int{i}, o
-			case o == best && o > 0:
-				found = append(found, i)
-			}
-		}
-		n.Content = all
-		if len(found) > 1 {
-			// Without a key that names or switches on its object, the
-			// object goes too: the value that holds more is the one.
-			found = slices.DeleteFunc(found, func(i int) bool { return all[i+step-1].Kind == yaml.ScalarNode })
-		}
-		if len(found) != 1 {
-			break
-		}
-		next := found[0]
-		line = strconv.Itoa(all[next].Line)
-		if step == 2 {
-			path = strings.TrimPrefix(path+"."+all[next].Value, ".")
-		} else {
-			path = fmt.Sprintf("%s[%d]", path, next)
-		}
-		n = all[next+step-1]
-	}
-	return line, path
 }
 
 // fieldError is a validation error about the value at path (mapping keys

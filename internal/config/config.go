@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -455,6 +456,26 @@ var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
 var unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 
 func load(b []byte, file string) (*Config, error) {
+	cfg, err := decode(b, file)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		// The message names the field; its line is found in the document.
+		line, _ := Blame(b, err.Error(), func(b []byte) error {
+			cfg, err := decode(b, "")
+			if err != nil {
+				return err
+			}
+			return cfg.Validate()
+		})
+		return nil, Prefix(file, line, err.Error())
+	}
+	return cfg, nil
+}
+
+// decode reads the document b of file over the defaults, unchecked.
+func decode(b []byte, file string) (*Config, error) {
 	// Decoding over the defaults keeps every field the file leaves out.
 	// (An UnmarshalYAML method would lose KnownFields: yaml.v3 does not pass
 	// it on to Node.Decode.)
@@ -473,9 +494,6 @@ func load(b []byte, file string) (*Config, error) {
 				m.Drift.Reference = filepath.Join(filepath.Dir(file), m.Drift.Reference)
 			}
 		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, Prefix(file, "", err.Error())
 	}
 	return cfg, nil
 }
@@ -533,4 +551,73 @@ func checkBuckets(b []float64, max int) error {
 		}
 	}
 	return nil
+}
+
+// Blame finds the value of the YAML document b that decode fails on with
+// the error message msg: the deepest one without which decode no longer
+// fails so, preferring at each level a value without which it succeeds to
+// one without which it fails otherwise (a name other values need, say), and
+// a collection to a scalar without which it succeeds as well. It
+// returns the line of that value's key (of the value, in a sequence) and
+// its path ("receivers[0].email_configs[0].smarthost"); "" when the
+// document has no such value, as when two values fail alike.
+func Blame(b []byte, msg string, decode func([]byte) error) (line, path string) {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+		return "", ""
+	}
+	// outcome is 0 when decode fails with msg, 1 when it fails otherwise,
+	// 2 when it succeeds.
+	outcome := func() int {
+		out, err := yaml.Marshal(&doc)
+		switch {
+		case err != nil:
+			return 0
+		case decode(out) == nil:
+			return 2
+		}
+		if err = decode(out); err.Error() == msg {
+			return 0
+		}
+		return 1
+	}
+	if outcome() != 0 {
+		return "", ""
+	}
+	n := doc.Content[0]
+	for n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		step := 1
+		if n.Kind == yaml.MappingNode {
+			step = 2
+		}
+		all, best := n.Content, 0
+		var found []int // the values whose removal has the best outcome
+		for i := 0; i < len(all); i += step {
+			n.Content = slices.Delete(slices.Clone(all), i, i+step)
+			switch o := outcome(); {
+			case o > best:
+				found, best = []int{i}, o
+			case o == best && o > 0:
+				found = append(found, i)
+			}
+		}
+		n.Content = all
+		if len(found) > 1 {
+			// Without a key that names or switches on its object, the
+			// object goes too: the value that holds more is the one.
+			found = slices.DeleteFunc(found, func(i int) bool { return all[i+step-1].Kind == yaml.ScalarNode })
+		}
+		if len(found) != 1 {
+			break
+		}
+		next := found[0]
+		line = strconv.Itoa(all[next].Line)
+		if step == 2 {
+			path = strings.TrimPrefix(path+"."+all[next].Value, ".")
+		} else {
+			path = fmt.Sprintf("%s[%d]", path, next)
+		}
+		n = all[next+step-1]
+	}
+	return line, path
 }
