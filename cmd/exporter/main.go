@@ -50,11 +50,7 @@ func run() int {
 		proxyRead    = serve.Flag("proxy.read-timeout", "Longest time to read a client's request. Use 0 to disable.").Default("0s").Duration()
 		proxyWrite   = serve.Flag("proxy.write-timeout", "Longest time to write a response to a client. Use 0 to disable.").Default("0s").Duration()
 		proxyDelay   = serve.Flag("proxy.shutdown-delay", "After SIGTERM or SIGINT, how long the proxy keeps serving, with /-/ready failing, each client connection closed after its response and gRPC clients sent a GOAWAY, before it stops accepting; so that Service endpoints drop the pod first. A second signal ends it early.").Default("0s").Duration()
-		upCAFile     = serve.Flag("proxy.upstream-ca-file", "CA certificates (PEM) that verify an https:// model server, instead of the system's; read again for each new connection.").Default("").String()
-		upCertFile   = serve.Flag("proxy.upstream-cert-file", "Client certificate (PEM) the proxy presents to an https:// model server that asks for one (mutual TLS); read again at each new connection, so a renewed one is used.").Default("").String()
-		upKeyFile    = serve.Flag("proxy.upstream-key-file", "Key (PEM) of --proxy.upstream-cert-file.").Default("").String()
-		upServerName = serve.Flag("proxy.upstream-server-name", "Name the https:// model server's certificate is verified against, and sent as SNI. Default: the host of --proxy.upstream.").Default("").String()
-		upInsecure   = serve.Flag("proxy.upstream-insecure-skip-verify", "Do not verify the https:// model server's certificate.").Bool()
+		upTLS        = tlsFlags(serve, "proxy.upstream-", "an https:// model server", "proxy.upstream")
 
 		queueSize    = serve.Flag("capture.queue-size", "Most captured payloads waiting to be parsed; more are dropped and counted.").Default(strconv.Itoa(d.CaptureQueueSize)).Int()
 		queueBytes   = serve.Flag("capture.max-queue-bytes", "Most bytes of captured payloads waiting to be parsed, gRPC streams' kept messages included; more are dropped and counted.").Default(size(d.CaptureMaxBytes)).Bytes()
@@ -66,11 +62,7 @@ func run() int {
 		shadowTime   = serve.Flag("shadow.timeout", "Longest wait for the shadow model server's answer to a mirrored request.").Default(d.Shadow.Timeout.String()).Duration()
 		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests sent to --shadow.upstream at once; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
 		shadowModels = serve.Flag("shadow.model", "Model whose predictions are mirrored to --shadow.upstream; repeatable. None: every model's.").Strings()
-		shCAFile     = serve.Flag("shadow.ca-file", "CA certificates (PEM) that verify an https:// --shadow.upstream, instead of the system's; read again for each new connection.").Default("").String()
-		shCertFile   = serve.Flag("shadow.cert-file", "Client certificate (PEM) presented to an https:// --shadow.upstream that asks for one (mutual TLS); read again at each new connection.").Default("").String()
-		shKeyFile    = serve.Flag("shadow.key-file", "Key (PEM) of --shadow.cert-file.").Default("").String()
-		shServerName = serve.Flag("shadow.server-name", "Name the https:// shadow's certificate is verified against, and sent as SNI. Default: the host of --shadow.upstream.").Default("").String()
-		shInsecure   = serve.Flag("shadow.insecure-skip-verify", "Do not verify the https:// shadow's certificate.").Bool()
+		shTLS        = tlsFlags(serve, "shadow.", "an https:// --shadow.upstream", "shadow.upstream")
 		shadowMax    = serve.Flag("shadow.max-pending", "With --labels.enabled, most of the shadow's predictions waiting for their label, so that both answers are scored against it; the oldest is dropped beyond it.").Default(strconv.Itoa(d.Shadow.MaxPending)).Int()
 		plogURL      = serve.Flag("payload-log.url", "HTTP endpoint that receives the captured requests and responses as CloudEvents (binary mode, KServe's logger's event types), off the hot path. Empty: log nothing.").Default("").String()
 		plogMode     = serve.Flag("payload-log.mode", "Which bodies go to --payload-log.url: all, request or response.").Default(d.PayloadLog.Mode).Enum(exporter.PayloadLogAll, exporter.PayloadLogRequest, exporter.PayloadLogResponse)
@@ -78,11 +70,7 @@ func run() int {
 		plogSource   = serve.Flag("payload-log.source", "The events' source attribute. Empty: http://<hostname>:<proxy port>/.").Default("").String()
 		plogExt      = serve.Flag("payload-log.extension", "Attribute added to every event, name=value (e.g. inferenceservicename=fraud, namespace=prod); repeatable. Names are 1 to 20 lowercase letters and digits.").StringMap()
 		plogMeta     = serve.Flag("payload-log.metadata-header", "Request header whose values go into each event's metadata attribute, as JSON (KServe's logger's metadataHeaders); repeatable.").Strings()
-		plCAFile     = serve.Flag("payload-log.ca-file", "CA certificates (PEM) that verify an https:// --payload-log.url, instead of the system's; read again for each new connection.").Default("").String()
-		plCertFile   = serve.Flag("payload-log.cert-file", "Client certificate (PEM) presented to an https:// --payload-log.url that asks for one (mutual TLS); read again at each new connection.").Default("").String()
-		plKeyFile    = serve.Flag("payload-log.key-file", "Key (PEM) of --payload-log.cert-file.").Default("").String()
-		plServerName = serve.Flag("payload-log.server-name", "Name the https:// --payload-log.url's certificate is verified against, and sent as SNI. Default: its host.").Default("").String()
-		plInsecure   = serve.Flag("payload-log.insecure-skip-verify", "Do not verify the https:// --payload-log.url's certificate.").Bool()
+		plTLS        = tlsFlags(serve, "payload-log.", "an https:// --payload-log.url", "payload-log.url")
 		plogWorkers  = serve.Flag("payload-log.workers", "Number of events sent to --payload-log.url at once.").Default(strconv.Itoa(d.PayloadLog.Workers)).Int()
 		plogBatch    = serve.Flag("payload-log.batch-size", "Most events one request to --payload-log.url carries: 1 sends each alone in CloudEvents' binary mode (KServe's logger's); more sends the queued events together in the batched JSON mode (application/cloudevents-batch+json), about ten times the events per second.").Default(strconv.Itoa(d.PayloadLog.BatchSize)).Int()
 		plogTimeout  = serve.Flag("payload-log.timeout", "Longest wait for --payload-log.url to accept one event; a timed-out event is sent again.").Default(d.PayloadLog.Timeout.String()).Duration()
@@ -219,13 +207,7 @@ func run() int {
 			ReadTimeout:   *proxyRead,
 			WriteTimeout:  *proxyWrite,
 			ShutdownDelay: *proxyDelay,
-			TLS: promconfig.TLSConfig{
-				CAFile:             *upCAFile,
-				CertFile:           *upCertFile,
-				KeyFile:            *upKeyFile,
-				ServerName:         *upServerName,
-				InsecureSkipVerify: *upInsecure,
-			},
+			TLS:           *upTLS,
 		},
 		Web:                    toolkitFlags,
 		MetricsPath:            *metricsPath,
@@ -245,10 +227,7 @@ func run() int {
 			Concurrency: *shadowConc,
 			MaxPending:  *shadowMax,
 			Models:      *shadowModels,
-			TLS: promconfig.TLSConfig{
-				CAFile: *shCAFile, CertFile: *shCertFile, KeyFile: *shKeyFile,
-				ServerName: *shServerName, InsecureSkipVerify: *shInsecure,
-			},
+			TLS:         *shTLS,
 		},
 		PayloadLog: exporter.PayloadLogOptions{
 			URL:             *plogURL,
@@ -257,16 +236,13 @@ func run() int {
 			Source:          *plogSource,
 			Extensions:      *plogExt,
 			MetadataHeaders: *plogMeta,
-			TLS: promconfig.TLSConfig{
-				CAFile: *plCAFile, CertFile: *plCertFile, KeyFile: *plKeyFile,
-				ServerName: *plServerName, InsecureSkipVerify: *plInsecure,
-			},
-			Workers:       *plogWorkers,
-			BatchSize:     *plogBatch,
-			Timeout:       *plogTimeout,
-			MaxQueueBytes: int64(*plogQueue),
-			SpoolDir:      *plogSpool,
-			MaxSpoolBytes: int64(*plogSpoolMax),
+			TLS:             *plTLS,
+			Workers:         *plogWorkers,
+			BatchSize:       *plogBatch,
+			Timeout:         *plogTimeout,
+			MaxQueueBytes:   int64(*plogQueue),
+			SpoolDir:        *plogSpool,
+			MaxSpoolBytes:   int64(*plogSpoolMax),
 		},
 		Drift: exporter.DriftOptions{
 			Reference:        *driftRef,
@@ -310,6 +286,22 @@ func parseDurations(s string) ([]time.Duration, error) {
 		return nil, fmt.Errorf("no window in %q", s)
 	}
 	return out, nil
+}
+
+// tlsFlags declares the TLS flags of an https:// endpoint, what, named
+// prefix followed by ca-file, cert-file, key-file, server-name and
+// insecure-skip-verify, and returns the configuration they fill. The
+// server name defaults to the host of the URL flag named by url. (A flag
+// named at the end of a sentence would read, wrapped to the start of a
+// help line, as a flag of its own with the full stop.)
+func tlsFlags(cmd *kingpin.CmdClause, prefix, what, url string) *promconfig.TLSConfig {
+	c := &promconfig.TLSConfig{}
+	cmd.Flag(prefix+"ca-file", "CA certificates (PEM) that verify "+what+", instead of the system's; read again for each new connection.").StringVar(&c.CAFile)
+	cmd.Flag(prefix+"cert-file", "Client certificate (PEM) presented to "+what+" that asks for one (mutual TLS); read again at each new connection, so a renewed one is used.").StringVar(&c.CertFile)
+	cmd.Flag(prefix+"key-file", "Key (PEM) of the client certificate in --"+prefix+"cert-file, in a file of its own.").StringVar(&c.KeyFile)
+	cmd.Flag(prefix+"server-name", "Name the certificate of "+what+" is verified against, and sent as SNI. Default: the host of --"+url+", the endpoint's URL.").StringVar(&c.ServerName)
+	cmd.Flag(prefix+"insecure-skip-verify", "Do not verify the certificate "+what+" presents.").BoolVar(&c.InsecureSkipVerify)
+	return c
 }
 
 // size formats a byte count as a kingpin Bytes default ("64MiB").
