@@ -101,6 +101,8 @@ const (
 	PayloadLogSpoolBytes    = "modelmon_payload_log_spool_bytes"
 	PayloadLogSpoolMaxBytes = "modelmon_payload_log_spool_max_bytes"
 
+	PayloadLogBatchMaxEvents = "modelmon_payload_log_batch_max_events"
+
 	ShadowRequestsTotal           = "modelmon_shadow_requests_total"
 	ShadowErrorsTotal             = "modelmon_shadow_errors_total"
 	ShadowDroppedTotal            = "modelmon_shadow_dropped_total"

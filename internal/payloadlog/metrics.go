@@ -68,6 +68,10 @@ func newMetrics(l *Logger) *metrics {
 			Help: "The most bytes of payload events held in memory (--payload-log.max-queue-bytes).",
 		}, func() float64 { return float64(l.o.MaxQueueBytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: collector.PayloadLogBatchMaxEvents,
+			Help: "The most payload events a batch takes now: --payload-log.batch-size, or fewer for a while after the receiver refused a batch as too large (413).",
+		}, func() float64 { return float64(l.limit.current()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: collector.PayloadLogSpoolBytes,
 			Help: "The bytes of the spool directory's files of payload events not yet sent.",
 		}, locked(func() float64 { return float64(l.spoolBytes) })),

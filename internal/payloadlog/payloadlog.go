@@ -7,13 +7,15 @@
 // bounded in bytes and sent by workers. A receiver that fails or is down is
 // retried with backoff, holding its event, so nothing is lost while the queue
 // has room. A batch the receiver refuses is sent again in parts, so that only
-// the events it refuses alone are dropped. With a spool directory, events
-// that don't fit go to files on disk instead, in order, and are sent from
-// there once the receiver keeps up; the queue's events are spooled at
-// shutdown too, so a restart loses nothing. An event is deleted from the
-// spool only once sent or rejected: delivery is at least once (after a
-// crash, the events of a partly sent spool file come again, with their ids).
-// Whatever can't be kept is dropped and counted by reason.
+// the events it refuses alone are dropped; after a 413, batches are
+// smaller for a while. With a
+// spool directory, events that don't fit go to files on disk instead, in
+// order, and are sent from there once the receiver keeps up; the queue's
+// events are spooled at shutdown too, so a restart loses nothing. An event
+// is deleted from the spool only once sent or rejected: delivery is at
+// least once (after a crash, the events of a partly sent spool file come
+// again, with their ids). Whatever can't be kept is dropped and counted by
+// reason.
 package payloadlog
 
 import (
@@ -35,7 +37,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,8 @@ const (
 	DefaultSegmentBytes   = 4 << 20
 	DefaultInitialBackoff = 500 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
+	DefaultLimitProbeWait = time.Minute
+	DefaultMaxProbeWait   = time.Hour
 )
 
 // Options configure a Logger.
@@ -99,6 +102,12 @@ type Options struct {
 	SegmentBytes int64
 	// InitialBackoff and MaxBackoff bound the wait between attempts.
 	InitialBackoff, MaxBackoff time.Duration
+	// LimitProbeWait is how long the lower batch limit a 413 sets holds
+	// before a batch twice as large is tried; each 413 after it doubles the
+	// wait, up to MaxProbeWait.
+	LimitProbeWait, MaxProbeWait time.Duration
+	// Now is the clock of the batch limit's probes; time.Now when nil.
+	Now func() time.Time
 	// TLSConfig configures the connections to an https URL; nil: Go's
 	// defaults, the system's CAs.
 	TLSConfig  *tls.Config
@@ -142,10 +151,9 @@ type Logger struct {
 	metrics *metrics
 	logger  *slog.Logger
 
-	// batchLimit is the most events a batch takes since the receiver
-	// refused a larger one as too large (413), 0 before; at most
-	// Options.BatchSize applies either way.
-	batchLimit atomic.Int64
+	// limit is the most events a batch takes.
+	limit *batchLimit
+	now   func() time.Time
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -201,10 +209,22 @@ func New(o Options) (*Logger, error) {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = DefaultMaxBackoff
 	}
+	if o.LimitProbeWait <= 0 {
+		o.LimitProbeWait = DefaultLimitProbeWait
+	}
+	if o.MaxProbeWait <= 0 {
+		o.MaxProbeWait = DefaultMaxProbeWait
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Logger{o: o, url: o.URL, logger: o.Logger, stop: make(chan struct{})}
+	l := &Logger{
+		o: o, url: o.URL, logger: o.Logger, stop: make(chan struct{}), now: o.Now,
+		limit: newBatchLimit(o.BatchSize, o.LimitProbeWait, max(o.LimitProbeWait, o.MaxProbeWait)),
+	}
 	l.client = &http.Client{Transport: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		TLSClientConfig:     o.TLSConfig,
@@ -497,79 +517,107 @@ func (l *Logger) work() {
 	var batch []item
 	for {
 		var ok bool
-		size := l.o.BatchSize
-		if lim := int(l.batchLimit.Load()); lim > 0 && lim < size {
-			size = lim
-		}
+		size, probe := l.limit.take(l.now())
 		batch, ok = l.next(size, batch[:0])
 		if !ok {
+			if probe > 0 {
+				l.limit.probed(l.now(), probe, 0, false)
+			}
 			return
 		}
-		n, _ := l.deliver(batch, true)
-		l.release(batch, n)
+		o := l.deliverBatch(batch, probe)
+		l.release(batch, o.settled)
 		clear(batch)
 	}
 }
 
-// deliver sends events until each is delivered or rejected, and returns how
-// many are, from the first (all but when Close gives up waiting), and how
-// many of them were rejected. A batch the receiver refuses whole is sent
-// again in halves, each split again if refused in turn, down to single
-// events: only the events it refuses alone are dropped, and with one worker
-// the others still arrive in order. top is false for the halves.
-func (l *Logger) deliver(batch []item, top bool) (settled, rejected int) {
+// outcome is what delivering events came to.
+type outcome struct {
+	// settled events, from the first, are delivered or rejected: all but
+	// when Close gives up waiting. rejected of them were refused alone.
+	settled, rejected int
+	// whole: they went in one request.
+	whole bool
+	// tooLarge: one of them was refused alone as too large (413), which
+	// explains a 413 to a batch holding it.
+	tooLarge bool
+}
+
+func (o *outcome) add(p outcome) {
+	o.settled += p.settled
+	o.rejected += p.rejected
+	o.tooLarge = o.tooLarge || p.tooLarge
+}
+
+// deliverBatch delivers a batch a worker took; probe is the batch limit
+// when the batch is its probe (0 when not).
+func (l *Logger) deliverBatch(batch []item, probe int) outcome {
+	o := l.deliver(batch, true, probe > 0)
+	if probe > 0 && l.limit.probed(l.now(), probe, len(batch), o.whole) {
+		l.logger.Info("The payload log's receiver took a larger batch: raising the limit", "max_events", len(batch))
+	}
+	return o
+}
+
+// deliver sends events until each is delivered or rejected. A batch the
+// receiver refuses whole is sent again in halves, each split again if
+// refused in turn, down to single events: only the events it refuses alone
+// are dropped, and with one worker the others still arrive in order. top is
+// false for the halves; probe is true for a batch probing the batch limit.
+//
+// A 413 to a batch lowers the batch limit once its parts are settled, and
+// only if none of its events was refused alone as too large: a batch of
+// small events refused for one huge event among them says nothing of how
+// many events the receiver takes, and its parts, sent whole down to that
+// event, showed what it does take.
+func (l *Logger) deliver(batch []item, top, probe bool) outcome {
 	err := l.attempt(batch)
 	switch {
 	case err == nil:
-		return len(batch), 0
+		return outcome{settled: len(batch), whole: true}
 	case !outbox.IsPermanent(err):
-		return 0, 0
+		return outcome{}
 	case len(batch) == 1:
 		l.metrics.dropped.WithLabelValues(DropRejected).Inc()
 		l.logger.Warn("The payload log's receiver rejected events: dropped", "events", 1, "id", batch[0].ev.ID, "type", batch[0].ev.Type, "err", err)
-		return 1, 1
+		return outcome{settled: 1, rejected: 1, tooLarge: isTooLarge(err)}
 	}
 	l.metrics.splits.Inc()
-	if se := (*outbox.StatusError)(nil); errors.As(err, &se) && se.Code == http.StatusRequestEntityTooLarge {
-		l.limitBatches(len(batch) / 2)
-	}
 	if top {
 		l.logger.Warn("The payload log's receiver rejected a batch: sending it in parts, to drop only the events it refuses", "events", len(batch), "id", batch[0].ev.ID, "err", err)
 	} else {
 		l.logger.Debug("Splitting a rejected batch of payload events", "events", len(batch), "id", batch[0].ev.ID, "err", err)
 	}
+	var o outcome
 	mid := len(batch) / 2
 	for _, part := range [][]item{batch[:mid], batch[mid:]} {
-		s, r := l.deliver(part, false)
-		settled, rejected = settled+s, rejected+r
-		if s < len(part) {
-			return settled, rejected
+		p := l.deliver(part, false, false)
+		o.add(p)
+		if p.settled < len(part) {
+			return o
+		}
+	}
+	if isTooLarge(err) && !o.tooLarge {
+		if lim := l.limit.tooLarge(l.now(), len(batch), probe); lim > 0 {
+			l.logger.Warn("The payload log's receiver refused a batch as too large: sending smaller ones for a while", "max_events", lim)
+		} else if probe {
+			l.logger.Debug("The payload log's receiver refused a larger batch as too large: keeping the limit", "events", len(batch))
 		}
 	}
 	if top {
 		log := l.logger.Info
-		if rejected > 0 {
+		if o.rejected > 0 {
 			log = l.logger.Warn
 		}
-		log("Sent a rejected batch of payload events in parts", "events", len(batch), "sent", settled-rejected, "rejected", rejected)
+		log("Sent a rejected batch of payload events in parts", "events", len(batch), "sent", o.settled-o.rejected, "rejected", o.rejected)
 	}
-	return settled, rejected
+	return o
 }
 
-// limitBatches makes the batches taken from now on at most n events: the
-// receiver refused a batch of 2n as too large, so that it is not sent one
-// batch to split after another.
-func (l *Logger) limitBatches(n int) {
-	for {
-		cur := l.batchLimit.Load()
-		if cur > 0 && cur <= int64(n) {
-			return
-		}
-		if l.batchLimit.CompareAndSwap(cur, int64(n)) {
-			l.logger.Warn("The payload log's receiver refused a batch as too large: sending smaller ones from now on", "max_events", n)
-			return
-		}
-	}
+// isTooLarge reports whether err is the receiver's 413.
+func isTooLarge(err error) bool {
+	se := (*outbox.StatusError)(nil)
+	return errors.As(err, &se) && se.Code == http.StatusRequestEntityTooLarge
 }
 
 // attempt sends events until the receiver accepts them (nil) or refuses

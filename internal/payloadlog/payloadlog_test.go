@@ -44,7 +44,7 @@ type received struct {
 // holds requests until closed.
 type receiver struct {
 	*httptest.Server
-	mu     sync.Mutex
+	mu     sync.Mutex // guards got and gate
 	got    []received
 	status atomic.Pointer[func(n int, body string) int]
 	calls  atomic.Int64
@@ -55,8 +55,11 @@ func newReceiver(t *testing.T) *receiver {
 	r := &receiver{}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		n := int(r.calls.Add(1))
-		if r.gate != nil {
-			<-r.gate
+		r.mu.Lock()
+		gate := r.gate
+		r.mu.Unlock()
+		if gate != nil {
+			<-gate
 		}
 		body, _ := io.ReadAll(req.Body)
 		code := http.StatusOK
@@ -115,15 +118,21 @@ func batchIDs(body string) []string {
 // and is held at the receiver's gate while the others are queued, then the
 // gate opens. The others go in batches of BatchSize behind it: with 8,
 // evs[1:9], evs[9:17], and so on.
+//
+// It may be called again once the receiver has answered every request.
 func offerBehind(t *testing.T, r *receiver, l *Logger, evs []*Event) {
 	t.Helper()
-	r.gate = make(chan struct{})
+	gate := make(chan struct{})
+	r.mu.Lock()
+	r.gate = gate
+	r.mu.Unlock()
+	calls := r.calls.Load()
 	l.Offer(evs[0])
-	require.Eventually(t, func() bool { return r.calls.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return r.calls.Load() == calls+1 }, 5*time.Second, time.Millisecond)
 	for _, ev := range evs[1:] {
 		l.Offer(ev)
 	}
-	close(r.gate)
+	close(gate)
 }
 
 func (r *receiver) waitFor(t *testing.T, n int) []string {
@@ -679,7 +688,7 @@ func TestBatchTooLarge(t *testing.T) {
 	// not sent to be refused.
 	require.Equal(t, 3.0, testutil.ToFloat64(l.metrics.splits))
 	require.Equal(t, 3.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_4xx")))
-	require.Equal(t, int64(2), l.batchLimit.Load())
+	require.Equal(t, 2, l.limit.current())
 }
 
 // BenchmarkDeliverBatch is BenchmarkDeliver with batches of up to 100.
