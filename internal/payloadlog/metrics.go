@@ -40,7 +40,7 @@ func newMetrics(l *Logger) *metrics {
 		}),
 		splits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: collector.PayloadLogSplitsTotal,
-			Help: "The total number of batches of payload events sent again in halves because the receiver rejected them whole (a 4xx other than 408 and 429, such as 400 or 413).",
+			Help: "The total number of batches of payload events sent in parts: again in halves because the receiver rejected them whole (a 4xx other than 408 and 429, such as 400 or 413), or event by event while it refuses every event.",
 		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:                            collector.PayloadLogDuration,

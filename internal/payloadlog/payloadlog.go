@@ -7,8 +7,8 @@
 // bounded in bytes and sent by workers. A receiver that fails or is down is
 // retried with backoff, holding its event, so nothing is lost while the queue
 // has room. A batch the receiver refuses is sent again in parts, so that only
-// the events it refuses alone are dropped; after a 413, batches are
-// smaller for a while. With a
+// the events it refuses alone are dropped (while it refuses every event,
+// events go alone); after a 413, batches are smaller for a while. With a
 // spool directory, events that don't fit go to files on disk instead, in
 // order, and are sent from there once the receiver keeps up; the queue's
 // events are spooled at shutdown too, so a restart loses nothing. An event
@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,7 +154,10 @@ type Logger struct {
 
 	// limit is the most events a batch takes.
 	limit *batchLimit
-	now   func() time.Time
+	// refusing: the receiver refused every event of the last batch it
+	// was sent in parts; events go alone until it takes one.
+	refusing atomic.Bool
+	now      func() time.Time
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -552,9 +556,68 @@ func (o *outcome) add(p outcome) {
 // deliverBatch delivers a batch a worker took; probe is the batch limit
 // when the batch is its probe (0 when not).
 func (l *Logger) deliverBatch(batch []item, probe int) outcome {
-	o := l.deliver(batch, true, probe > 0)
+	var o outcome
+	if l.refusing.Load() {
+		o = l.deliverAlone(batch)
+	} else {
+		o = l.deliver(batch, true, probe > 0)
+	}
 	if probe > 0 && l.limit.probed(l.now(), probe, len(batch), o.whole) {
 		l.logger.Info("The payload log's receiver took a larger batch: raising the limit", "max_events", len(batch))
+	}
+	switch {
+	case o.settled > o.rejected:
+		l.setRefusing(false)
+	case len(batch) > 1 && o.rejected == len(batch):
+		// Every event refused alone (a wrong URL or credentials, a schema
+		// the receiver rejects): the next batches are sent event by event.
+		l.setRefusing(true)
+	}
+	return o
+}
+
+// setRefusing enters or leaves the state in which events are sent alone,
+// logging the change once.
+func (l *Logger) setRefusing(on bool) {
+	if !l.refusing.CompareAndSwap(!on, on) {
+		return
+	}
+	if on {
+		l.logger.Warn("The payload log's receiver refused every event of a batch: sending events alone, dropping those it refuses, until it takes one")
+		return
+	}
+	l.logger.Info("The payload log's receiver took an event again: sending batches whole")
+}
+
+// deliverAlone sends a batch's events one by one while the receiver
+// refuses every event. Dropping an event takes its refusal alone, so this
+// is the fewest requests that drop only what the receiver refuses: one an
+// event, not the 2n-1 of a batch of n split in halves down to single
+// events. Once it takes one, the rest go together, split if refused; so do
+// they once another worker found the receiver taking events again.
+func (l *Logger) deliverAlone(batch []item) outcome {
+	if len(batch) > 1 {
+		l.metrics.splits.Inc()
+	}
+	var o outcome
+	i := 0
+	for i < len(batch) && l.refusing.Load() {
+		err := l.attempt(batch[i : i+1])
+		if err != nil && !outbox.IsPermanent(err) {
+			return o // Close gave up waiting
+		}
+		i++
+		o.settled++
+		if err == nil {
+			l.setRefusing(false)
+			break
+		}
+		l.metrics.dropped.WithLabelValues(DropRejected).Inc()
+		l.logger.Debug("The payload log's receiver rejected an event: dropped", "id", batch[i-1].ev.ID, "type", batch[i-1].ev.Type, "err", err)
+		o.rejected++
+	}
+	if rest := batch[i:]; len(rest) > 0 {
+		o.add(l.deliver(rest, true, false))
 	}
 	return o
 }

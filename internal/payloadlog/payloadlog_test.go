@@ -746,3 +746,64 @@ func TestLoadLastSegmentEndsSpilling(t *testing.T) {
 	require.False(t, spilling)
 	closeNow(t, l, 10*time.Millisecond)
 }
+
+// A receiver that refuses every event (a schema it rejects, wrong
+// credentials) costs one request an event once a split has shown it, not
+// the 2n-1 of splitting each batch of n down to single events: the next
+// batches go event by event, each dropped only when refused alone. The
+// first event it takes ends that; the rest of its batch, and the batches
+// after, go whole.
+func TestRefusingEverything(t *testing.T) {
+	r := newReceiver(t)
+	var bad atomic.Pointer[func(id string) bool]
+	refuse := func(f func(id string) bool) { bad.Store(&f) }
+	var reqs requestLog
+	r.answer(reqs.wrap(rejecting(func(id string) bool { return (*bad.Load())(id) })))
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 1, BatchSize: 8})
+
+	refuse(func(string) bool { return true })
+	send(t, r, l, 0, 33, 0)
+	got := reqs.take()
+	require.Len(t, got, 1+15+3*8, "[0] alone, [1..8] split down to single events, then 24 events alone")
+	for i, req := range got {
+		require.Equal(t, http.StatusBadRequest, req.code)
+		if i > 15 {
+			require.Equal(t, 1, req.events)
+		}
+	}
+	require.Equal(t, 33.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)))
+	require.Equal(t, 40.0, testutil.ToFloat64(l.metrics.failures.WithLabelValues("http_4xx")))
+	require.Equal(t, 7.0+3, testutil.ToFloat64(l.metrics.splits), "7 halvings, 3 batches sent event by event")
+
+	// The receiver takes events again, but for the first three: [33]
+	// alone, refused; [34..41] event by event until 36 is taken, then
+	// [37..41] together. The batches after go whole.
+	refuse(func(id string) bool { return slices.Contains(ids(33, 36), id) })
+	send(t, r, l, 33, 42, 6)
+	require.Equal(t, []request{{1, 400}, {1, 400}, {1, 400}, {1, 200}, {5, 200}}, reqs.take())
+	send(t, r, l, 42, 59, 23)
+	require.Equal(t, []request{{1, 200}, {8, 200}, {8, 200}}, reqs.take())
+
+	closeNow(t, l, time.Second)
+	require.Equal(t, ids(36, 59), r.ids())
+	require.Equal(t, 36.0, testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)))
+	require.Equal(t, 23.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
+	require.Equal(t, 11.0, testutil.ToFloat64(l.metrics.splits))
+}
+
+// With several workers, a receiver that refuses every event still costs
+// about one request an event, not two.
+func TestRefusingEverythingWorkers(t *testing.T) {
+	r := newReceiver(t)
+	r.answer(rejecting(func(string) bool { return true }))
+	l, _ := newLogger(t, Options{URL: r.URL, Workers: 4, BatchSize: 8, MaxQueueBytes: 1 << 30})
+	for _, ev := range events(0, 400) {
+		l.Offer(ev)
+	}
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(l.metrics.dropped.WithLabelValues(DropRejected)) == 400
+	}, 20*time.Second, 5*time.Millisecond)
+	closeNow(t, l, time.Second)
+	require.LessOrEqual(t, r.calls.Load(), int64(480), "each worker's batches before the first split ends may be split, the rest go alone")
+	require.Equal(t, 0.0, testutil.ToFloat64(l.metrics.sent.WithLabelValues("request")))
+}
