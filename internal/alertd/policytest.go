@@ -25,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/modelmon/modelmon/escalate"
+	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/rules"
 )
 
@@ -59,11 +60,12 @@ type PolicyTest struct {
 	ExpSummary     *ExpectedSummary     `yaml:"exp_summary"`
 }
 
-// PolicyAcknowledgement acknowledges, at a time after the start, the open
-// escalated incidents whose opening alert has the labels (a subset), by
-// someone: as POST /api/v1/incidents/{id}/acknowledge would.
+// PolicyAcknowledgement acknowledges, at a time (after the start), the
+// open escalated incidents whose opening alert has the labels (a subset),
+// by someone: as POST /api/v1/incidents/{id}/acknowledge would. The files
+// of `alertd replay --acknowledgements` list them too.
 type PolicyAcknowledgement struct {
-	At     model.Duration    `yaml:"at"`
+	At     AckTime           `yaml:"at"`
 	Labels map[string]string `yaml:"labels"`
 	By     string            `yaml:"by"`
 }
@@ -193,6 +195,16 @@ func (tc *PolicyTest) run(ctx context.Context, config string, interval, step tim
 			return nil, fmt.Errorf("exp_escalations[%d]: %w", i, err)
 		}
 	}
+	if len(tc.Acknowledgements) > 0 {
+		// Unlike a replay's, a test's acknowledgements must acknowledge.
+		cfg, err := alertconfig.LoadFile(config)
+		if err != nil {
+			return nil, err
+		}
+		if len(cfg.EscalationPolicies()) == 0 {
+			return nil, errors.New("acknowledgements need escalation policies: only an escalated incident can be acknowledged")
+		}
+	}
 	start := tc.StartTimestamp
 	if start.IsZero() {
 		start = time.Unix(0, 0).UTC()
@@ -258,11 +270,7 @@ func (tc *PolicyTest) run(ctx context.Context, config string, interval, step tim
 	defer closeSrc()
 	var acks []ReplayAcknowledgement
 	for _, a := range tc.Acknowledgements {
-		ls := model.LabelSet{}
-		for k, v := range a.Labels {
-			ls[model.LabelName(k)] = model.LabelValue(v)
-		}
-		acks = append(acks, ReplayAcknowledgement{At: start.Add(time.Duration(a.At)), Labels: ls, By: a.By})
+		acks = append(acks, a.replay(start))
 	}
 	res, err := Replay(ctx, config, ReplayOptions{From: start, To: start.Add(dur), Step: step, Source: src, Acknowledgements: acks, Logger: logger})
 	if err != nil {

@@ -41,18 +41,29 @@ type ReplayOptions struct {
 	LookbackDelta time.Duration
 	// Acknowledgements are operators' acknowledgements of the replay's
 	// incidents, at their times: a policy test's, to test what an
-	// acknowledgement stops and what its ack_timeout re-triggers.
+	// acknowledgement stops and what its ack_timeout re-triggers, or
+	// those of --acknowledgements and the ledger, so that a replay's
+	// chains stop where people would stop them. One that finds no open
+	// escalated incident is no error: it acknowledges none.
 	Acknowledgements []ReplayAcknowledgement
 	Logger           *slog.Logger
 }
 
 // ReplayAcknowledgement acknowledges, at At, the open incidents escalated
 // by a policy whose opening alert has Labels (a subset of its labels), as
-// By would through alertd's API.
+// By would through alertd's API; or, when Alerts is set, the open escalated
+// incidents those alerts are in, as acknowledging the alerts would.
 type ReplayAcknowledgement struct {
-	At     time.Time      `json:"at"`
+	At time.Time `json:"at"`
+	// Labels are, for one from the ledger, the acknowledged alert's (those
+	// its alerts share for an incident's).
 	Labels model.LabelSet `json:"labels"`
 	By     string         `json:"by"`
+	// Alerts are the fingerprints of the alerts acknowledged, and
+	// LedgerIncident the incident acknowledged, as the ledger recorded
+	// them.
+	Alerts         []string `json:"alerts,omitempty"`
+	LedgerIncident string   `json:"ledger_incident,omitempty"`
 	// Incidents are the incidents it acknowledged, set by the replay.
 	Incidents []string `json:"incidents"`
 }
@@ -152,6 +163,11 @@ type ReplaySummary struct {
 	// EscalationsByLevel by level.
 	Escalations        int         `json:"escalations"`
 	EscalationsByLevel map[int]int `json:"escalations_by_level,omitempty"`
+	// AcknowledgementsApplied counts the acknowledgements that
+	// acknowledged an incident, AcknowledgementsUnmatched those that found
+	// no open, escalated, unacknowledged incident.
+	AcknowledgementsApplied   int `json:"acknowledgements_applied"`
+	AcknowledgementsUnmatched int `json:"acknowledgements_unmatched"`
 }
 
 // replayAlertsResend is how long Prometheus keeps sending a resolved alert;
@@ -356,7 +372,11 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	rec.finish()
 	res.Firings = rec.firings
 	res.Escalations, res.Acknowledgements = esc.steps(), esc.acknowledged()
-	res.Summary = summarize(res.Firings, res.Escalations, opts.To.Sub(opts.From))
+	if esc == nil {
+		// Without escalation policies there is nothing to acknowledge.
+		res.Acknowledgements = sortedAcks(opts.Acknowledgements)
+	}
+	res.Summary = summarize(res.Firings, res.Escalations, res.Acknowledgements, opts.To.Sub(opts.From))
 	return res, nil
 }
 
@@ -553,9 +573,9 @@ func (r *replayRecorder) finish() {
 	})
 }
 
-// summarize counts firings by outcome, and the escalation notifications
-// of the chains' levels.
-func summarize(fs []ReplayFiring, es []ReplayEscalation, span time.Duration) ReplaySummary {
+// summarize counts firings by outcome, the escalation notifications of
+// the chains' levels, and the acknowledgements.
+func summarize(fs []ReplayFiring, es []ReplayEscalation, acks []ReplayAcknowledgement, span time.Duration) ReplaySummary {
 	s := ReplaySummary{Suppressed: map[string]int{}}
 	alerts := map[string]bool{}
 	for _, f := range fs {
@@ -580,6 +600,13 @@ func summarize(fs []ReplayFiring, es []ReplayEscalation, span time.Duration) Rep
 			}
 			s.Escalations++
 			s.EscalationsByLevel[e.Level]++
+		}
+	}
+	for _, a := range acks {
+		if len(a.Incidents) > 0 {
+			s.AcknowledgementsApplied++
+		} else {
+			s.AcknowledgementsUnmatched++
 		}
 	}
 	if days := span.Hours() / 24; days > 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -436,4 +437,134 @@ escalation_policies:
 	require.Len(t, incidents, 2, "an incident in each route's group: %v", r.Escalations)
 	require.NotEqual(t, incidents[0], incidents[1])
 	require.Contains(t, incidents, r.Firings[0].Incident, "the firing's incident is its first route's")
+}
+
+// Acknowledgements stop a replay's chains as they stop alertd's: from a
+// file, as policy tests write them, and from the ledger's acknowledged
+// events; the policy's ack_timeout re-triggers a chain, and one that finds
+// no open escalated incident is counted, not an error. With a comparison,
+// both configurations take the same.
+func TestReplayAcknowledgements(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	// Model a fails for 40 minutes from 60, model b for 10 from 200.
+	writeHistory(t, hist, map[string][]float64{
+		"errors/a": pattern(300, 0, 5, [2]int{60, 100}),
+		"errors/b": pattern(300, 0, 5, [2]int{200, 210}),
+	})
+	policy := strings.ReplaceAll(replayPolicy, "{{WAIT}}", "10m")
+	a := writeReplayConfig(t, dir, "a", strings.Replace(policy, "    steps:", "    ack_timeout: 20m\n    steps:", 1), replayRules)
+	b := writeReplayConfig(t, dir, "b", policy, replayRules)
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	from, to := replayStart, replayStart.Add(299*time.Minute)
+	ctx := context.Background()
+	steps := func(r *ReplayResult) []string {
+		var out []string
+		for _, e := range r.Escalations {
+			out = append(out, fmt.Sprintf("%s %s %s level %d iteration %d %v", e.At.Sub(replayStart), e.Labels["model"], e.Event, e.Level, e.Iteration, e.Receivers))
+		}
+		return out
+	}
+
+	// A file: durations after --from, RFC 3339 and Unix seconds; out of
+	// the range is left out.
+	acksFile := filepath.Join(dir, "acks.yml")
+	require.NoError(t, os.WriteFile(acksFile, []byte(`acknowledgements:
+  - {at: 65m, labels: {model: a}, by: alice}
+  - {at: 2026-03-02T02:30:00Z, labels: {model: a}, by: bob}   # nothing open: unmatched
+  - {at: `+fmt.Sprint(replayStart.Add(202*time.Minute).Unix())+`, labels: {model: b}}
+  - {at: 2026-03-03T00:00:00Z, by: carol}                     # after --to
+`), 0o600))
+	acks, err := LoadReplayAcknowledgements(acksFile, from, to)
+	require.NoError(t, err)
+	require.Len(t, acks, 3)
+	opts := ReplayOptions{From: from, To: to, Source: src, Acknowledgements: acks}
+	ra, err := Replay(ctx, a, opts)
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"1h0m0s a trigger level 1 iteration 0 [l1]",
+		// Acknowledged before level 2 was due: l1 hears of it.
+		"1h5m0s a acknowledge level 1 iteration 0 [l1]",
+		// No resolve within ack_timeout: the chain starts over.
+		"1h25m0s a trigger level 1 iteration 1 [l1]",
+		"1h35m0s a escalate level 2 iteration 1 [l2]",
+		"1h40m0s a resolve level 2 iteration 1 [l1 l2]",
+		"3h20m0s b trigger level 1 iteration 0 [l1]",
+		"3h22m0s b acknowledge level 1 iteration 0 [l1]",
+		"3h30m0s b resolve level 1 iteration 0 [l1]",
+	}, steps(ra))
+	require.Equal(t, 4, ra.Summary.Escalations)
+	require.Equal(t, 2, ra.Summary.AcknowledgementsApplied)
+	require.Equal(t, 1, ra.Summary.AcknowledgementsUnmatched)
+	require.Equal(t, []string{ra.Firings[0].Incident}, ra.Acknowledgements[0].Incidents)
+	require.Empty(t, ra.Acknowledgements[1].Incidents)
+	require.Equal(t, "bob", ra.Acknowledgements[1].By)
+
+	// Without ack_timeout the acknowledgement holds until the resolve.
+	rb, err := Replay(ctx, b, opts)
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"1h0m0s a trigger level 1 iteration 0 [l1]",
+		"1h5m0s a acknowledge level 1 iteration 0 [l1]",
+		"1h40m0s a resolve level 1 iteration 0 [l1]",
+		"3h20m0s b trigger level 1 iteration 0 [l1]",
+		"3h22m0s b acknowledge level 1 iteration 0 [l1]",
+		"3h30m0s b resolve level 1 iteration 0 [l1]",
+	}, steps(rb))
+	require.Equal(t, 2, rb.Summary.AcknowledgementsApplied, "the same acknowledgements")
+	require.Empty(t, opts.Acknowledgements[0].Incidents, "the caller's acknowledgements are left as they were")
+	var text bytes.Buffer
+	require.NoError(t, CompareReplays(ra, rb).WriteText(&text))
+	require.Regexp(t, `\nacknowledgements applied +2 +2\nacknowledgements unmatched +1 +1\n`, text.String())
+
+	// A configuration without escalation policies acknowledges nothing,
+	// and says so.
+	plain := writeReplayConfig(t, dir, "plain", "", replayRules)
+	rp, err := Replay(ctx, plain, opts)
+	require.NoError(t, err)
+	require.Equal(t, 0, rp.Summary.AcknowledgementsApplied)
+	require.Equal(t, 3, rp.Summary.AcknowledgementsUnmatched)
+
+	// The ledger: an acknowledgement of alert a, and one of b's incident
+	// (an event for each of its firing alerts, here one).
+	storage := filepath.Join(dir, "storage")
+	now := replayStart
+	l, err := openLedger(ledgerOptions{Dir: ledgerPath(storage), Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	alertOf := func(m string) *Alert {
+		ls := model.LabelSet{model.AlertNameLabel: "ErrorsHigh", "model": model.LabelValue(m)}
+		return &Alert{Alert: model.Alert{Labels: ls}, Fingerprint: ls.Fingerprint(), Value: math.NaN()}
+	}
+	l.acknowledge(replayStart.Add(65*time.Minute), alertOf("a"), "alice", "on it")
+	l.acknowledgeIncident(replayStart.Add(202*time.Minute), &incident{ID: "real-b", Firing: []string{alertOf("b").Fingerprint.String()}},
+		func(string) *Alert { return alertOf("b") }, "bob", "")
+	// Before the range: left out.
+	l.acknowledge(replayStart.Add(-time.Hour), alertOf("a"), "carol", "")
+	l.commit()
+	require.NoError(t, l.close())
+	acks, err = LedgerAcknowledgements(storage, from, to, nil)
+	require.NoError(t, err)
+	require.Len(t, acks, 2)
+	require.Equal(t, "real-b", acks[1].LedgerIncident)
+	opts.Acknowledgements = acks
+	rl, err := Replay(ctx, a, opts)
+	require.NoError(t, err)
+	require.Equal(t, steps(ra), steps(rl), "the humans' acknowledgements, replayed")
+	require.Equal(t, 2, rl.Summary.AcknowledgementsApplied)
+	require.Equal(t, 0, rl.Summary.AcknowledgementsUnmatched)
+	js, err := json.Marshal(rl)
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"acknowledgements_applied":2,"acknowledgements_unmatched":0`)
+	require.Contains(t, string(js), `"by":"bob","alerts":["`+alertOf("b").Fingerprint.String()+`"],"ledger_incident":"real-b","incidents":["`)
+
+	_, err = LedgerAcknowledgements(filepath.Join(dir, "nope"), from, to, nil)
+	require.ErrorContains(t, err, "no alert ledger")
+	require.NoError(t, os.WriteFile(acksFile, []byte("- {at: yesterday}\n"), 0o600))
+	_, err = LoadReplayAcknowledgements(acksFile, from, to)
+	require.ErrorContains(t, err, `line 1: at "yesterday": a duration after the start, RFC 3339 or Unix seconds`)
+	require.NoError(t, os.WriteFile(acksFile, []byte(`[{"at": "1h", "labels": {"model": "a"}, "who": "x"}]`), 0o600))
+	_, err = LoadReplayAcknowledgements(acksFile, from, to)
+	require.ErrorContains(t, err, "field who not found")
 }

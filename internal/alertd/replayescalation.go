@@ -1,7 +1,6 @@
 package alertd
 
 import (
-	"errors"
 	"log/slog"
 	"slices"
 	"time"
@@ -18,8 +17,10 @@ import (
 // escalator (escalation_engine.go): the same sync with the incidents, the
 // same engine, the same rule that a chain is quiet while every alert of its
 // incident is suppressed. What alertd would carry out is recorded instead:
-// notifications are not sent and actions do not run. Nobody acknowledges
-// history, so a chain runs until its incident resolves or the chain ends.
+// notifications are not sent and actions do not run. History holds no
+// acknowledgement: a chain runs until its incident resolves or the chain
+// ends, unless the replay is given acknowledgements (a policy test's,
+// --acknowledgements, the ledger's).
 type replayEscalation struct {
 	x   *escalator
 	rec *replayRecorder
@@ -34,9 +35,6 @@ type replayEscalation struct {
 func newReplayEscalation(cfg *alertconfig.Config, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time, rec *replayRecorder, acks []ReplayAcknowledgement) (*replayEscalation, error) {
 	policies := cfg.EscalationPolicies()
 	if len(policies) == 0 {
-		if len(acks) > 0 {
-			return nil, errors.New("acknowledgements need escalation policies: only an escalated incident can be acknowledged")
-		}
 		return nil, nil
 	}
 	x, err := newEscalator("", reg, logger.With("component", "escalation"), now)
@@ -46,9 +44,19 @@ func newReplayEscalation(cfg *alertconfig.Config, reg prometheus.Registerer, log
 	if err := x.setPolicies(policies); err != nil {
 		return nil, err
 	}
+	return &replayEscalation{x: x, rec: rec, acks: sortedAcks(acks)}, nil
+}
+
+// sortedAcks returns a copy of acks in time order, for a replay to set
+// the incidents each acknowledged: the caller's stay as they were, so
+// that a comparison replays them again.
+func sortedAcks(acks []ReplayAcknowledgement) []ReplayAcknowledgement {
 	acks = slices.Clone(acks)
+	for i := range acks {
+		acks[i].Incidents = []string{}
+	}
 	slices.SortStableFunc(acks, func(a, b ReplayAcknowledgement) int { return a.At.Compare(b.At) })
-	return &replayEscalation{x: x, rec: rec, acks: acks}, nil
+	return acks
 }
 
 // before runs the steps that fell due since the last evaluation, before
@@ -71,13 +79,14 @@ func (r *replayEscalation) before(now time.Time) {
 }
 
 // acknowledge acknowledges the open, escalated, unacknowledged incidents
-// whose opening alert has a's labels, at a's time, as alertd's API does.
+// whose opening alert has a's labels, or, for an acknowledgement of
+// alerts, those they are in, at a's time, as alertd's API does.
 func (r *replayEscalation) acknowledge(a *ReplayAcknowledgement) {
 	x := r.x
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, in := range r.rec.incidents.list(a.At) {
-		if in.ClosedAt != nil || !labelsMatch(r.rec.openedBy[in.ID], a.Labels) {
+		if in.ClosedAt != nil || !r.acknowledges(a, in) {
 			continue
 		}
 		if ein, ok := x.engine.Incident(in.ID); !ok || ein.Policy == "" || ein.Acked || ein.Resolved {
@@ -88,6 +97,16 @@ func (r *replayEscalation) acknowledge(a *ReplayAcknowledgement) {
 		}
 	}
 	x.saveLocked()
+}
+
+// acknowledges reports whether a is for the incident: its opening
+// alert has a's labels or, for an acknowledgement of alerts, one of them
+// fires in it.
+func (r *replayEscalation) acknowledges(a *ReplayAcknowledgement, in *incident) bool {
+	if a.Alerts == nil {
+		return labelsMatch(r.rec.openedBy[in.ID], a.Labels)
+	}
+	return slices.ContainsFunc(a.Alerts, func(fp string) bool { return slices.Contains(in.Firing, fp) })
 }
 
 // labelsMatch reports whether ls has every label of sub.

@@ -196,6 +196,11 @@ func (c *ReplayComparison) WriteText(w io.Writer) error {
 	for _, l := range unionKeys(results, func(r *ReplayResult) map[int]int { return r.Summary.EscalationsByLevel }) {
 		row(fmt.Sprintf("  at level %d", l), func(r *ReplayResult) string { return fmt.Sprint(r.Summary.EscalationsByLevel[l]) })
 	}
+	if len(c.A.Acknowledgements) > 0 {
+		// Both replays take the same acknowledgements.
+		row("acknowledgements applied", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.AcknowledgementsApplied) })
+		row("acknowledgements unmatched", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.AcknowledgementsUnmatched) })
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
