@@ -88,6 +88,8 @@ func run() int {
 	replayCmd.Flag("query.lookback-delta", "How far back the engine looks for a series' latest sample, as Prometheus's flag.").Default("5m").DurationVar(&ra.lookback)
 	replayCmd.Flag("output", "Report format.").Default("text").EnumVar(&ra.output, "text", "json")
 	replayCmd.Flag("fail-on-more-pages", "Exit with status 3 when the --compare configuration pages more than --config, to gate rule changes in CI.").BoolVar(&ra.failOnMorePages)
+	replayCmd.Flag("acknowledgements", "A YAML or JSON file of acknowledgements to replay, as policy tests write them (at: a duration after --from, RFC 3339 or Unix seconds; labels; by). Empty replays none from a file.").ExistingFileVar(&ra.acks)
+	replayCmd.Flag("acknowledgements.from-ledger", "Read the alert ledger under --storage.path and replay the acknowledgements operators gave over the range, at their times.").BoolVar(&ra.acksFromLedger)
 	replayCmd.Flag("fail-on-more-escalations", "Exit with status 3 when the --compare configuration's escalation policies notify more often than --config's (levels notified: trigger, escalate, repeat).").BoolVar(&ra.failOnMoreEsc)
 
 	memLimit := &gomemlimit.Flags{}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/prometheustest"
@@ -209,6 +210,37 @@ func TestReplayCommand(t *testing.T) {
 	code, out2 = exitCode(t, bin, "replay", "--config", a, "--compare", c, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--fail-on-more-escalations")
 	require.Equal(t, 3, code, out2)
 	require.Contains(t, out2, "escalation policies notify 3 times, more than")
+
+	// Acknowledgements from a file and from the ledger stop c's chains
+	// before level 2; the same apply to both configurations, and a has
+	// no policy to acknowledge.
+	acks := filepath.Join(dir, "acks.yml")
+	require.NoError(t, os.WriteFile(acks, []byte("- {at: 65m, labels: {model: a}, by: alice}\n- {at: 150m, by: bob}\n"), 0o600))
+	storage := filepath.Join(dir, "storage")
+	require.NoError(t, os.MkdirAll(filepath.Join(storage, "ledger"), 0o755))
+	fp := model.LabelSet{"alertname": "ErrorsHigh", "model": "a"}.Fingerprint().String()
+	ledger := fmt.Sprintf(`{"seq":1,"time":%q,"event":"acknowledged","fingerprint":%q,"labels":{"alertname":"ErrorsHigh","model":"a"},"by":"carol"}`+"\n",
+		start.Add(121*time.Minute).Format(time.RFC3339), fp)
+	require.NoError(t, os.WriteFile(filepath.Join(storage, "ledger", "00000000000000000001.jsonl"), []byte(ledger), 0o600))
+	code, out2 = exitCode(t, bin, "replay", "--config", a, "--compare", c, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir,
+		"--storage.path", storage, "--acknowledgements", acks, "--acknowledgements.from-ledger")
+	require.Equal(t, 0, code, out2)
+	rows = map[string]string{}
+	for _, line := range strings.Split(out2, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 {
+			rows[strings.Join(f[:len(f)-2], " ")] = strings.Join(f[len(f)-2:], " ")
+		}
+	}
+	require.Equal(t, "0 2", rows["escalations"], out2)
+	require.Equal(t, "0 2", rows["acknowledgements applied"], out2)
+	require.Equal(t, "3 1", rows["acknowledgements unmatched"], out2)
+	code, out2 = exitCode(t, bin, "replay", "--config", c, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--acknowledgements", acks, "--output", "json")
+	require.Equal(t, 0, code, out2)
+	require.Contains(t, out2, `"acknowledgements_applied": 1,`)
+	require.Contains(t, out2, `"acknowledgements_unmatched": 1`)
+	code, out2 = exitCode(t, bin, "replay", "--config", c, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--acknowledgements.from-ledger", "--storage.path", dir)
+	require.Equal(t, 1, code, out2)
+	require.Contains(t, out2, "couldn't read acknowledgements from the ledger (--storage.path=")
 
 	code, out2 = exitCode(t, bin, "replay", "--config", a, "--from", "yesterday", "--storage.tsdb.path", tsdbDir)
 	require.Equal(t, 1, code)

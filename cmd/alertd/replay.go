@@ -26,6 +26,8 @@ type replayArgs struct {
 	output               string
 	failOnMorePages      bool
 	failOnMoreEsc        bool
+	acks                 string
+	acksFromLedger       bool
 }
 
 // runReplay replays one configuration, or two to compare, and prints the
@@ -61,7 +63,22 @@ func runReplay(ctx context.Context, args replayArgs, logger *slog.Logger) int {
 		return fail(err)
 	}
 	defer closeSrc()
-	opts := alertd.ReplayOptions{From: from, To: to, Step: args.step, LookbackDelta: args.lookback, Source: src, Logger: logger}
+	// The same acknowledgements apply to both configurations.
+	var acks []alertd.ReplayAcknowledgement
+	if args.acks != "" {
+		if acks, err = alertd.LoadReplayAcknowledgements(args.acks, from, to); err != nil {
+			return fail(fmt.Errorf("couldn't load acknowledgements (--acknowledgements=%q): %w", args.acks, err))
+		}
+	}
+	if args.acksFromLedger {
+		l, err := alertd.LedgerAcknowledgements(args.storagePath, from, to, logger)
+		if err != nil {
+			return fail(fmt.Errorf("couldn't read acknowledgements from the ledger (--storage.path=%q): %w", args.storagePath, err))
+		}
+		acks = append(acks, l...)
+	}
+	opts := alertd.ReplayOptions{From: from, To: to, Step: args.step, LookbackDelta: args.lookback, Source: src,
+		Acknowledgements: acks, Logger: logger}
 	a, err := alertd.Replay(ctx, args.config, opts)
 	if err != nil {
 		return fail(fmt.Errorf("replaying %s: %w", args.config, err))
