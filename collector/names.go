@@ -90,6 +90,9 @@ const (
 	LabelsForwardedTotal     = "modelmon_labels_forwarded_total"
 	LabelPeers               = "modelmon_label_peers"
 
+	HeldLabelsPeerUnreachable  = "modelmon_held_labels_peer_unreachable"
+	LabelsPeerUnreachableTotal = "modelmon_labels_peer_unreachable_total"
+
 	PayloadLogSentTotal     = "modelmon_payload_log_events_sent_total"
 	PayloadLogDroppedTotal  = "modelmon_payload_log_events_dropped_total"
 	PayloadLogFailuresTotal = "modelmon_payload_log_send_failures_total"

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -385,9 +384,11 @@ func (w *worker) feedback(c *capture, body []byte) {
 	}
 	if len(unknown) > 0 {
 		// The feedback may be about a prediction another replica made.
-		l.forward(unknown, func(_, notFound, unasked []quality.Label) {
-			for _, lb := range slices.Concat(notFound, unasked) {
-				l.labelHere(now, lb)
+		l.forward(unknown, func(answers []peerAnswer) {
+			for i, a := range answers {
+				if a != answerFound {
+					l.labelHere(now, unknown[i])
+				}
 			}
 		})
 	}

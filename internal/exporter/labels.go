@@ -629,7 +629,7 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// sidecar's stop kept from being asked (the request ends then,
 		// not at labels.timeout, so the web server's shutdown does not
 		// wait for a peer that does not answer).
-		found, _ := h.l.peers.ask(r.Context(), unknown)
+		found, _, _ := h.l.peers.ask(r.Context(), unknown)
 		for k, f := range found {
 			if f == "" {
 				f = h.l.labelHere(now, unknown[k]).String()
@@ -697,6 +697,8 @@ var (
 		"The number of predictions waiting for their label.", nil, nil)
 	heldDesc = prometheus.NewDesc(collector.HeldLabels,
 		"The number of labels waiting for their prediction.", nil, nil)
+	heldUnreachableDesc = prometheus.NewDesc(collector.HeldLabelsPeerUnreachable,
+		fmt.Sprintf("The number of held labels, of modelmon_held_labels, whose time is over but that wait on because a peer could not be asked about them at their last asking: they are asked again, up to %d times, before they end as unknown_id.", heldRetries), nil, nil)
 	pendingRemovedDesc = prometheus.NewDesc(collector.PendingRemovedTotal,
 		"The total number of predictions removed before their label came, by reason: expired (TTL) or evicted (the store was full).",
 		[]string{"reason"}, nil)
@@ -706,6 +708,7 @@ func (s *labelStats) Describe(ch chan<- *prometheus.Desc) {
 	ch <- labelsTotalDesc
 	ch <- pendingDesc
 	ch <- heldDesc
+	ch <- heldUnreachableDesc
 	ch <- pendingRemovedDesc
 }
 
@@ -716,6 +719,7 @@ func (s *labelStats) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending))
 	ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, float64(st.Held))
+	ch <- prometheus.MustNewConstMetric(heldUnreachableDesc, prometheus.GaugeValue, float64(st.HeldRetrying))
 	ch <- prometheus.MustNewConstMetric(pendingRemovedDesc, prometheus.CounterValue, float64(st.Expired), "expired")
 	ch <- prometheus.MustNewConstMetric(pendingRemovedDesc, prometheus.CounterValue, float64(st.Evicted), "evicted")
 }

@@ -57,7 +57,10 @@ type peers struct {
 	requests  *prometheus.CounterVec
 	forwarded *prometheus.CounterVec
 	peerCount prometheus.Gauge
-	failing   *warning
+	// unreachable counts the held labels that ended as unknown_id with a
+	// peer still not asked about them (expire).
+	unreachable prometheus.Counter
+	failing     *warning
 }
 
 func newPeers(self string, reg prometheus.Registerer, logger *slog.Logger) *peers {
@@ -71,7 +74,9 @@ func newPeers(self string, reg prometheus.Registerer, logger *slog.Logger) *peer
 			Help: "The total number of labels this replica did not know and asked its peers about, by result: found (a peer knew the prediction and counted the label), or not_found (kept here, held for its prediction)."}, []string{"result"}),
 		peerCount: f.NewGauge(prometheus.GaugeOpts{Name: collector.LabelPeers,
 			Help: "The number of peers (labels.peers, resolved, this replica left out) asked the last time."}),
-		failing: newWarning(logger, "Could not ask a peer about labels: the labels it would have joined are held here and end as unknown_id"),
+		unreachable: f.NewCounter(prometheus.CounterOpts{Name: collector.LabelsPeerUnreachableTotal,
+			Help: fmt.Sprintf("The total number of held labels that ended as unknown_id while a peer could still not be asked about them, after their end was put off %d times: labels that peer may have joined.", heldRetries)}),
+		failing: newWarning(logger, "Could not ask a peer about labels: the labels it would have joined are held here, asked about again, and end as unknown_id if it stays unreachable"),
 	}
 	for _, r := range []string{"success", "error"} {
 		ps.requests.WithLabelValues(r)
@@ -151,8 +156,10 @@ func (ps *peers) active() bool {
 }
 
 // addresses resolves the peers: a dns+ name to all its addresses; those
-// known to be this replica left out.
-func (ps *peers) addresses(ctx context.Context, cfg config.Labels) []string {
+// known to be this replica left out. resolved is false when a name did not
+// resolve: its addresses, which may be peers, are missing.
+func (ps *peers) addresses(ctx context.Context, cfg config.Labels) (addrs []string, resolved bool) {
+	resolved = true
 	var out []string
 	for _, p := range cfg.Peers {
 		name, ok := strings.CutPrefix(p, "dns+")
@@ -164,6 +171,7 @@ func (ps *peers) addresses(ctx context.Context, cfg config.Labels) []string {
 		ips, err := ps.resolve(ctx, host)
 		if err != nil {
 			ps.failed(p, err)
+			resolved = false
 			continue
 		}
 		for _, ip := range ips {
@@ -178,7 +186,7 @@ func (ps *peers) addresses(ctx context.Context, cfg config.Labels) []string {
 			kept = append(kept, a)
 		}
 	}
-	return kept
+	return kept, resolved
 }
 
 // failed counts and logs a peer that could not be asked, but not one that
@@ -212,23 +220,26 @@ const (
 // returns, for each label, what a peer that knew its prediction made of it
 // (matched, duplicate, expired, …), or "" when none did. Only the first
 // asked labels were asked of every peer that could be: one after them
-// with "" was not asked of all, as the sidecar stopped first (stop).
-func (ps *peers) ask(ctx context.Context, lbs []quality.Label) (found []string, asked int) {
+// with "" was not asked of all, as the sidecar stopped first (stop). Of
+// those, only the first reached were asked of every peer, this replica
+// left out: one after them with "" was not asked of a peer that failed
+// (down, timed out, a dns+ name that did not resolve), which may know it.
+func (ps *peers) ask(ctx context.Context, lbs []quality.Label) (found []string, asked, reached int) {
 	ps.mu.Lock()
 	cfg, client := ps.cfg, ps.client
 	ps.mu.Unlock()
 	found = make([]string, len(lbs))
 	if len(cfg.Peers) == 0 || len(lbs) == 0 {
-		return found, len(lbs)
+		return found, len(lbs), len(lbs)
 	}
 	if ps.stopped() {
-		return found, 0
+		return found, 0, 0
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(ps.ctx, stop)() // the sidecar's stop ends the requests too
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
-	addrs := ps.addresses(rctx, cfg) // once a call, for all its batches
+	addrs, all := ps.addresses(rctx, cfg) // once a call, for all its batches
 	cancel()
 	skip := map[string]bool{} // failed, or this replica: not asked again in this call
 	var body bytes.Buffer
@@ -244,9 +255,14 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) (found []string, 
 			}
 			_ = enc.Encode(pl) // of strings and finite numbers: it can't fail
 		}
-		ps.askAll(ctx, client, cfg, addrs, body.Bytes(), found[start:end], skip)
+		if ps.askAll(ctx, client, cfg, addrs, body.Bytes(), found[start:end], skip) {
+			all = false // and the peer that failed is skipped from now on
+		}
 		if !ps.stopped() {
 			asked = end
+			if all {
+				reached = end
+			}
 		}
 		start = end
 	}
@@ -267,15 +283,16 @@ func (ps *peers) ask(ctx context.Context, lbs []quality.Label) (found []string, 
 			ps.forwarded.WithLabelValues("not_found").Inc()
 		}
 	}
-	return found, asked
+	return found, asked, reached
 }
 
 // askAll posts one batch of labels to every peer at addrs at once but
 // those to skip, and fills found, one entry per label of the batch, with
 // the first result of a peer that knew it. A peer that gives no results
 // (it failed, or is this replica) joins skip, so that a peer down or hung
-// costs one timeout per call, not one per batch.
-func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Labels, addrs []string, body []byte, found []string, skip map[string]bool) {
+// costs one timeout per call, not one per batch. failed reports whether a
+// peer that is not this replica gave none.
+func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Labels, addrs []string, body []byte, found []string, skip map[string]bool) (failed bool) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout))
 	defer cancel()
 	answers := make([][]string, len(addrs))
@@ -286,11 +303,14 @@ func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Lab
 		}
 	}
 	wg.Wait()
+	ps.mu.Lock()
 	for i, addr := range addrs {
-		if answers[i] == nil {
+		if answers[i] == nil && !skip[addr] {
 			skip[addr] = true
+			failed = failed || !ps.isSelf[addr]
 		}
 	}
+	ps.mu.Unlock()
 	for _, results := range answers {
 		for k, r := range results {
 			if found[k] == "" && r != quality.ReasonUnknownID.String() {
@@ -298,6 +318,7 @@ func (ps *peers) askAll(ctx context.Context, client *http.Client, cfg config.Lab
 			}
 		}
 	}
+	return failed
 }
 
 // askOne posts the n labels of body to one peer, and returns its n
@@ -361,39 +382,64 @@ func (l *labels) labelKnown(now time.Time, lb quality.Label) (quality.Reason, bo
 	return res, known
 }
 
+// peerAnswer is what came of asking the peers about a label (forward).
+type peerAnswer uint8
+
+const (
+	// answerFound: a peer knew its prediction, and counted the label.
+	answerFound peerAnswer = iota
+	// answerNotFound: every peer was asked, and none knew it.
+	answerNotFound
+	// answerUnreached: none of the peers that answered knew it, but one
+	// could not be asked (down, timed out, its dns+ name did not
+	// resolve), and may know it.
+	answerUnreached
+	// answerUnasked: the peers were not asked (maxPeerForwards batches
+	// were out), or the sidecar's stop cut the asking short.
+	answerUnasked
+)
+
 // forward asks the peers, in the background, about labels this replica did
-// not know, and passes on those a peer knew (and counted), those none knew,
-// and those it could not ask: all of them, at once, with maxPeerForwards
-// batches already out or the sidecar stopping, and those whose asking the
-// sidecar's stop cut short. done runs before the sidecar saves its last
-// snapshot (peers.wait).
-func (l *labels) forward(lbs []quality.Label, done func(found, notFound, unasked []quality.Label)) {
+// not know, and passes on what came of each, in the order of lbs: all of
+// them unasked, at once, with maxPeerForwards batches already out or the
+// sidecar stopping. done runs before the sidecar saves its last snapshot
+// (peers.wait).
+func (l *labels) forward(lbs []quality.Label, done func(answers []peerAnswer)) {
 	ps := l.peers
+	unasked := func() []peerAnswer {
+		answers := make([]peerAnswer, len(lbs))
+		for i := range answers {
+			answers[i] = answerUnasked
+		}
+		return answers
+	}
 	select {
 	case ps.forwards <- struct{}{}:
 	default:
-		done(nil, nil, lbs)
+		done(unasked())
 		return
 	}
 	started := ps.run(func() {
 		defer func() { <-ps.forwards }()
-		var found, notFound, unasked []quality.Label
-		results, asked := ps.ask(ps.ctx, lbs)
+		results, asked, reached := ps.ask(ps.ctx, lbs)
+		answers := make([]peerAnswer, len(lbs))
 		for i, f := range results {
 			switch {
 			case f != "":
-				found = append(found, lbs[i])
+				answers[i] = answerFound
+			case i < reached:
+				answers[i] = answerNotFound
 			case i < asked:
-				notFound = append(notFound, lbs[i])
+				answers[i] = answerUnreached
 			default:
-				unasked = append(unasked, lbs[i])
+				answers[i] = answerUnasked
 			}
 		}
-		done(found, notFound, unasked)
+		done(answers)
 	})
 	if !started {
 		<-ps.forwards
-		done(nil, nil, lbs)
+		done(unasked())
 	}
 }
 
@@ -412,24 +458,59 @@ func (l *labels) configurePeers(cfg config.Labels) error {
 // asked about it again (labels.expire).
 const heldReaskAfter = 30 * time.Second
 
+// heldRetries bounds the times the end of a held label is put off because
+// a peer could not be asked about it at its last asking (expire). It is
+// asked again heldReaskAfter later, then each time after twice as long as
+// the time before (30 s, 1, 2, 4 and 8 minutes: about a quarter of an hour
+// in all), long enough for a peer to restart, short enough that a peer
+// gone for good does not keep the held labels, which share
+// quality.Options.MaxEarly with the new ones, for long.
+const heldRetries = 5
+
 // expire removes the pending predictions past --labels.ttl and the held
 // labels past theirs. With peers, a held label's prediction may have been
 // made in another replica after the label came. So the peers are asked
 // about it again while it waits: at 30 s held, then each time its time
 // held has doubled (HeldDue), and a peer that now knows it joins it. They
 // are asked once more at its end, and a label none of them knows then
-// ends as unknown_id; one they could not be asked about then (they were
-// busy, or the sidecar stopped) is held again, for the next tick.
+// ends as unknown_id. One they could not be asked about then (they were
+// busy, or the sidecar stopped) is held again, for the next tick; so is
+// one that a peer could not be asked about (down, timed out), as that
+// peer may know it, but up to heldRetries times, further apart each time.
+// A peer that is no longer among the peers (labels.peers, or what its dns+ name resolves
+// to) is not asked, so no label waits for it.
 func (l *labels) expire(now time.Time) {
 	l.store.Expire(now)
 	if !l.peers.active() || l.peers.stopped() {
 		return
 	}
-	if lbs := l.store.TakeExpiredHeld(now, 4*peerBatch); len(lbs) > 0 {
-		l.forward(lbs, func(_, notFound, unasked []quality.Label) {
-			l.store.CountUnknown(len(notFound))
-			// Held again, for the next tick or the last snapshot.
-			for _, o := range l.store.ReturnHeld(now, unasked) {
+	if taken := l.store.TakeExpiredHeld(now, 4*peerBatch); len(taken) > 0 {
+		lbs := make([]quality.Label, len(taken))
+		for i, h := range taken {
+			lbs[i] = h.Label
+		}
+		l.forward(lbs, func(answers []peerAnswer) {
+			var back []quality.HeldLabel
+			unknown, unreachable := 0, 0
+			for i, a := range answers {
+				h := taken[i]
+				switch {
+				case a == answerNotFound:
+					unknown++
+				case a == answerUnreached && h.Retries >= heldRetries:
+					unknown++
+					unreachable++
+				case a == answerUnreached:
+					h.Retries++
+					h.Retry = now.Add(heldReaskAfter << (h.Retries - 1))
+					back = append(back, h)
+				case a == answerUnasked:
+					back = append(back, h) // for the next tick or the last snapshot
+				}
+			}
+			l.store.CountUnknown(unknown)
+			l.peers.unreachable.Add(float64(unreachable))
+			for _, o := range l.store.ReturnHeld(now, back) {
 				l.record(o)
 			}
 		})
@@ -439,6 +520,14 @@ func (l *labels) expire(now time.Time) {
 	}
 	if lbs := l.store.HeldDue(now, heldReaskAfter, 4*peerBatch); len(lbs) > 0 {
 		// Those not found, or not asked, stay held.
-		l.forward(lbs, func(found, _, _ []quality.Label) { l.store.ForgetHeld(found) })
+		l.forward(lbs, func(answers []peerAnswer) {
+			var found []quality.Label
+			for i, a := range answers {
+				if a == answerFound {
+					found = append(found, lbs[i])
+				}
+			}
+			l.store.ForgetHeld(found)
+		})
 	}
 }

@@ -12,15 +12,19 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	promModel "github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
@@ -35,15 +39,7 @@ import (
 // Service lists every pod).
 func replicas(t *testing.T, n int) []*Exporter {
 	t.Helper()
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if strings.HasSuffix(r.URL.Path, "/feedback") {
-			io.WriteString(w, `{"meta": {}}`)
-			return
-		}
-		io.WriteString(w, `{"predictions": [1.5]}`)
-	}))
-	t.Cleanup(up.Close)
+	up := priceModel(t)
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
 	require.NoError(t, os.WriteFile(cfg, nil, 0o644))
 	es := make([]*Exporter, n)
@@ -57,6 +53,21 @@ func replicas(t *testing.T, n int) []*Exporter {
 		require.NoError(t, e.Reload())
 	}
 	return es
+}
+
+// priceModel is a model server that answers every prediction with 1.5.
+func priceModel(t *testing.T) *httptest.Server {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/feedback") {
+			io.WriteString(w, `{"meta": {}}`)
+			return
+		}
+		io.WriteString(w, `{"predictions": [1.5]}`)
+	}))
+	t.Cleanup(up.Close)
+	return up
 }
 
 // deadAddr is a loopback address of a peer that is down: it closes every
@@ -162,11 +173,183 @@ func TestLabelsAcrossReplicas(t *testing.T) {
 	eventually(t, c, notFound+2, "modelmon_labels_forwarded_total", map[string]string{"result": "not_found"})
 	require.Equal(t, 2.0, metricValue(t, c, "modelmon_held_labels", nil))
 	predictVia(t, b, "early")
-	c.obs.labels.expire(time.Now().Add(11 * time.Minute)) // past the 10 minutes a label is held
+	last := time.Now().Add(11 * time.Minute)
+	c.obs.labels.expire(last) // past the 10 minutes a label is held
 	eventually(t, b, 3, "modelmon_labels_matched_total", price)
+	// The dead peer could not be asked about never, and may know it: its
+	// end is put off, heldRetries times, and then it is unknown_id.
+	eventually(t, c, 1, "modelmon_held_labels_peer_unreachable", nil)
+	for _, at := range retryAskings(last) {
+		waitForwarded(t, c)
+		require.Equal(t, 1.0, metricValue(t, c, "modelmon_held_labels", nil))
+		require.Zero(t, metricValue(t, c, "modelmon_labels_total", map[string]string{"reason": "unknown_id"}))
+		c.obs.labels.expire(at)
+	}
 	eventually(t, c, 1, "modelmon_labels_total", map[string]string{"reason": "unknown_id"})
+	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_peer_unreachable_total", nil))
 	require.Zero(t, metricValue(t, c, "modelmon_held_labels", nil))
+	require.Zero(t, metricValue(t, c, "modelmon_held_labels_peer_unreachable", nil))
 	require.Equal(t, 1.0, metricValue(t, c, "modelmon_labels_matched_total", price))
+}
+
+// retryAskings returns the times after the last asking of a held label,
+// at last, at which the peers are asked about it again when a peer could
+// not be asked then, nor at any of these times before.
+func retryAskings(last time.Time) []time.Time {
+	var out []time.Time
+	for k := range heldRetries {
+		last = last.Add(heldReaskAfter << k)
+		out = append(out, last)
+	}
+	return out
+}
+
+// waitForwarded waits until the labels e asks its peers about in the
+// background have come back, and what came of them is done.
+func waitForwarded(t *testing.T, e *Exporter) {
+	t.Helper()
+	ps := e.obs.labels.peers
+	require.Eventually(t, func() bool { return len(ps.forwards) == 0 }, 10*time.Second, time.Millisecond)
+}
+
+// flakyPeer is a loopback address in front of a replica's web listener
+// that can be taken down: it then closes every connection at once, as
+// deadAddr does, until it is brought back.
+type flakyPeer struct {
+	addr string
+	down atomic.Bool
+}
+
+func newFlakyPeer(t *testing.T, to *Exporter) *flakyPeer {
+	t.Helper()
+	p := &flakyPeer{}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: to.WebAddr()})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.down.Load() {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	p.addr = s.Listener.Addr().String()
+	return p
+}
+
+// replicaBehindFlakyPeer starts replica b, and the options of a replica
+// with --storage.path whose one peer is b behind a flaky peer.
+func replicaBehindFlakyPeer(t *testing.T, up string) (b *Exporter, bp *flakyPeer, opts func(*Options)) {
+	t.Helper()
+	b = startExporter(t, up, func(o *Options) { o.Labels = LabelsOptions{Enabled: true} })
+	bp = newFlakyPeer(t, b)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("labels:\n  peers: ["+bp.addr+"]\n  timeout: 2s\n"), 0o644))
+	return b, bp, func(o *Options) {
+		o.ConfigFile = cfg
+		o.StoragePath = filepath.Join(dir, "storage")
+		o.Labels = LabelsOptions{Enabled: true}
+	}
+}
+
+// A held label whose last asking finds a peer down is held on, and asked
+// again later: when the peer is back, the label joins there, where its
+// prediction was made, rather than end as unknown_id where it was posted.
+func TestHeldLabelWaitsForAPeerThatIsDown(t *testing.T) {
+	up := priceModel(t)
+	b, bp, opts := replicaBehindFlakyPeer(t, up.URL)
+	a := startExporter(t, up.URL, opts)
+	_, r := postLabels(t, a, `{"id":"x","label":2}`)
+	require.Equal(t, []string{"held"}, r.Results, "b does not know x yet")
+	bp.down.Store(true)
+	predictVia(t, b, "x")
+
+	last := time.Now().Add(11 * time.Minute)
+	a.obs.labels.expire(last)
+	waitForwarded(t, a)
+	require.Equal(t, 1.0, metricValue(t, a, "modelmon_held_labels", nil))
+	require.Equal(t, 1.0, metricValue(t, a, "modelmon_held_labels_peer_unreachable", nil))
+	require.Zero(t, metricValue(t, a, "modelmon_labels_total", map[string]string{"reason": "unknown_id"}))
+	failed := metricValue(t, a, "modelmon_label_peer_requests_total", map[string]string{"result": "error"})
+	require.Equal(t, 1.0, failed, "at the last asking")
+
+	at := retryAskings(last)
+	a.obs.labels.expire(at[0].Add(-time.Second)) // not due yet: no one is asked
+	waitForwarded(t, a)
+	require.Equal(t, failed, metricValue(t, a, "modelmon_label_peer_requests_total", map[string]string{"result": "error"}))
+	a.obs.labels.expire(at[0]) // b is still down
+	waitForwarded(t, a)
+	require.Equal(t, failed+1, metricValue(t, a, "modelmon_label_peer_requests_total", map[string]string{"result": "error"}))
+	require.Equal(t, 1.0, metricValue(t, a, "modelmon_held_labels_peer_unreachable", nil))
+
+	bp.down.Store(false)
+	a.obs.labels.expire(at[1])
+	price := map[string]string{"model": "price"}
+	eventually(t, b, 1, "modelmon_labels_matched_total", price)
+	require.Equal(t, 0.5, metricValue(t, b, "modelmon_prediction_absolute_error_total", price))
+	eventually(t, a, 0, "modelmon_held_labels", nil)
+	require.Zero(t, metricValue(t, a, "modelmon_held_labels_peer_unreachable", nil))
+	require.Zero(t, metricValue(t, a, "modelmon_labels_total", map[string]string{"reason": "unknown_id"}))
+	require.Zero(t, metricValue(t, a, "modelmon_labels_peer_unreachable_total", nil))
+	require.Equal(t, 1.0, metricValue(t, a, "modelmon_labels_forwarded_total", map[string]string{"result": "found"}))
+}
+
+// A held label that a peer down for good would have joined ends as
+// unknown_id once its end has been put off heldRetries times, counted as
+// such; the times it was put off are kept across a restart, so the grace
+// does not start over.
+func TestHeldLabelEndsWhenAPeerStaysDown(t *testing.T) {
+	up := priceModel(t)
+	b, bp, opts := replicaBehindFlakyPeer(t, up.URL)
+	a := startExporter(t, up.URL, opts)
+	_, r := postLabels(t, a, `{"id":"x","label":2}`)
+	require.Equal(t, []string{"held"}, r.Results)
+	bp.down.Store(true)
+	predictVia(t, b, "x")
+
+	last := time.Now().Add(11 * time.Minute)
+	at := retryAskings(last)
+	a.obs.labels.expire(last)
+	for _, t1 := range at[:2] {
+		waitForwarded(t, a)
+		a.obs.labels.expire(t1)
+	}
+	waitForwarded(t, a)
+	stopSoon(t, a)
+	require.Equal(t, 1, a.obs.labels.store.Stats().HeldRetrying, "as saved")
+
+	next := startExporter(t, up.URL, opts)
+	require.Equal(t, 1.0, metricValue(t, next, "modelmon_held_labels_peer_unreachable", nil), "restored")
+	for _, t1 := range at[2:] {
+		require.Zero(t, metricValue(t, next, "modelmon_labels_total", map[string]string{"reason": "unknown_id"}))
+		next.obs.labels.expire(t1)
+		waitForwarded(t, next)
+	}
+	require.Equal(t, 1.0, metricValue(t, next, "modelmon_labels_total", map[string]string{"reason": "unknown_id"}), "after 5 more askings, 2 of them before the restart")
+	require.Equal(t, 1.0, metricValue(t, next, "modelmon_labels_peer_unreachable_total", nil))
+	require.Zero(t, metricValue(t, next, "modelmon_held_labels", nil))
+	require.Zero(t, metricValue(t, next, "modelmon_held_labels_peer_unreachable", nil))
+	require.Zero(t, metricValue(t, b, "modelmon_labels_matched_total", map[string]string{"model": "price"}))
+}
+
+// A peer that leaves the peers keeps no label waiting: a held label none
+// of the peers left knows at its last asking ends as unknown_id then.
+func TestHeldLabelDoesNotWaitForAPeerThatLeft(t *testing.T) {
+	ps := newPeers("me", prometheus.NewRegistry(), promslog.NewNopLogger())
+	ps.resolve = func(context.Context, string) ([]string, error) { return nil, nil } // the headless Service lists no pod
+	require.NoError(t, ps.configure(config.Labels{Peers: []string{"dns+modelmon-labels.ml.svc:9108"}, Timeout: promModel.Duration(time.Second)}))
+	found, asked, reached := ps.ask(context.Background(), []quality.Label{{ID: "x", Value: quality.Class("cat")}})
+	require.Equal(t, []string{""}, found)
+	require.Equal(t, 1, asked)
+	require.Equal(t, 1, reached, "every peer there is was asked")
+
+	ps.resolve = func(context.Context, string) ([]string, error) { return nil, errors.New("server misbehaving") }
+	_, asked, reached = ps.ask(context.Background(), []quality.Label{{ID: "x", Value: quality.Class("cat")}})
+	require.Equal(t, 1, asked)
+	require.Zero(t, reached, "a name that does not resolve may hide a peer that knows it")
 }
 
 // While maxPeerForwards batches are out, the held labels due to be asked
@@ -360,7 +543,7 @@ func TestStopAnswersLabelsRequestAskingAPeer(t *testing.T) {
 }
 
 // A dns+ peer is every address its name resolves to, and a name that does
-// not resolve is counted as an error.
+// not resolve is counted as an error, and said to leave peers out.
 func TestPeerAddresses(t *testing.T) {
 	ps := newPeers("me", prometheus.NewRegistry(), promslog.NewNopLogger())
 	ps.resolve = func(_ context.Context, host string) ([]string, error) {
@@ -371,8 +554,13 @@ func TestPeerAddresses(t *testing.T) {
 	}
 	ps.isSelf["10.0.0.2:9108"] = true
 	cfg := config.Labels{Peers: []string{"dns+modelmon-labels.ml.svc:9108", "static:9108", "dns+gone:9108"}}
-	require.Equal(t, []string{"10.0.0.1:9108", "[fd00::3]:9108", "static:9108"}, ps.addresses(context.Background(), cfg))
+	addrs, resolved := ps.addresses(context.Background(), cfg)
+	require.Equal(t, []string{"10.0.0.1:9108", "[fd00::3]:9108", "static:9108"}, addrs)
+	require.False(t, resolved, "gone did not resolve")
 	require.Equal(t, 1.0, testutil.ToFloat64(ps.requests.WithLabelValues("error")))
+	addrs, resolved = ps.addresses(context.Background(), config.Labels{Peers: cfg.Peers[:2]})
+	require.Len(t, addrs, 3)
+	require.True(t, resolved)
 }
 
 // Many labels are asked of the peers in batches, each within the peers'

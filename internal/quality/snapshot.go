@@ -11,13 +11,14 @@ import (
 	"github.com/modelmon/modelmon/internal/statefile"
 )
 
-// Snapshot format, version 2 (version 1, still read, has no
-// MaxSegmentValues and no segments), in package statefile's encoding: all
+// Snapshot format, version 3 (version 2, still read, has no held label
+// retries; version 1 has no MaxSegmentValues and no segments either), in
+// package statefile's encoding: all
 // integers are unsigned or zig-zag signed varints (encoding/binary) unless
 // stated; a string is its length then its bytes; times are Unix
 // nanoseconds.
 //
-//	magic     "MMQS", then version byte 0x02
+//	magic     "MMQS", then version byte 0x03
 //	options   MaxEntries, TTL, MaxClasses, MaxRecent, MaxEarly, EarlyTTL,
 //	          ExpireBatch, MaxSegmentValues
 //	models    count; per model: name, its classes (an interned list: count,
@@ -32,7 +33,8 @@ import (
 //	          little-endian bytes of its bits, then segment count (0 = none)
 //	          and per segment its index in the model's and its value's
 //	held      count; per label, oldest first: id, model, numeric byte, class
-//	          or float64 bits, label time, arrival time
+//	          or float64 bits, label time, arrival time, retries (0 = none,
+//	          HeldLabel.Retries), retry time (0 = none)
 //	recent    count; per removed id, oldest first: id, reason byte
 //	trailer   CRC-32C (Castagnoli) of all bytes above, 4 bytes big-endian
 //
@@ -40,7 +42,7 @@ import (
 // restart from zero with the process anyway.
 const (
 	snapshotMagic   = "MMQS"
-	snapshotVersion = 2
+	snapshotVersion = 3
 )
 
 // ErrCorrupt is wrapped by the errors Restore returns for a snapshot that is
@@ -127,6 +129,8 @@ func (s *Store) Snapshot(w io.Writer) error {
 		}
 		e.Varint(h.label.Time.UnixNano())
 		e.Varint(h.recv)
+		e.Uvarint(uint64(h.retries))
+		e.Varint(h.retryAt)
 	}
 
 	n := len(s.recent)
@@ -157,9 +161,10 @@ func Restore(r io.Reader, now time.Time) (*Store, error) {
 // so their labels report expired. Held labels past their EarlyTTL are kept:
 // the next Expire (or TakeExpiredHeld) ends them, so they are counted (or
 // asked of the other replicas) as they would have been without the restart,
-// not lost uncounted. The
-// whole input is read and checked before anything is built: on error, no
-// Store is returned, and the error wraps ErrCorrupt if the data is bad.
+// not lost uncounted; those whose end was put off keep their Retries and
+// Retry (ReturnHeld). The whole input is read and checked before anything
+// is built: on error, no Store is returned, and the error wraps ErrCorrupt
+// if the data is bad.
 func RestoreWith(r io.Reader, now time.Time, opts Options) (*Store, error) {
 	return restore(r, now, &opts)
 }
@@ -315,7 +320,16 @@ func restoreStore(d *statefile.Reader, now time.Time, override *Options) (*Store
 			l.Value = Class(d.Str())
 		}
 		l.Time = time.Unix(0, d.Varint())
-		held = append(held, heldLabel{label: l, recv: d.Varint()})
+		h := heldLabel{label: l, recv: d.Varint()}
+		if d.Version() >= 3 {
+			r := d.Uvarint()
+			if r > MaxHeldRetries {
+				d.Fail("bad retries of held label %q", l.ID)
+				break
+			}
+			h.retries, h.retryAt = uint8(r), d.Varint()
+		}
+		held = append(held, h)
 	}
 	var recent []tomb
 	for range d.Items() {
@@ -361,7 +375,7 @@ func restoreStore(d *statefile.Reader, now time.Time, override *Options) (*Store
 			s.removeHeld(s.held.head)
 			s.stats.heldEvicted++
 		}
-		s.heldIndex[h.label.ID] = s.held.push(h)
+		s.pushHeld(h, false)
 	}
 	return s, nil
 }

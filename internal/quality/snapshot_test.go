@@ -137,6 +137,68 @@ func TestRestoreVersion1(t *testing.T) {
 	require.InDelta(t, 0.18, o.Brier, 1e-12)
 }
 
+// A snapshot of version 2, without held label retries
+// (testdata/snapshot-v2.bin: snapshotStore as the sidecar wrote it
+// before), still restores, its held labels with none.
+func TestRestoreVersion2(t *testing.T) {
+	data, err := os.ReadFile("testdata/snapshot-v2.bin")
+	require.NoError(t, err)
+	require.Equal(t, byte(2), data[4])
+	r, err := Restore(bytes.NewReader(data), t0.Add(30*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, 9, r.Len())
+	require.Equal(t, 2, r.Stats().Held)
+	r.SetHandOff(true)
+	got := r.TakeExpiredHeld(t0.Add(2*time.Minute), 10)
+	require.Len(t, got, 2)
+	require.Equal(t, "early", got[0].ID)
+	require.Zero(t, got[0].Retries)
+	require.True(t, got[0].Retry.IsZero())
+	o, reason := r.Label(t0.Add(time.Minute), Label{ID: "s1", Value: Number(1)})
+	require.Equal(t, ReasonMatched, reason)
+	require.Equal(t, segs("country", "DE", "device", "web"), o.Segments)
+}
+
+// A held label whose end was put off (ReturnHeld with a Retry) keeps its
+// Retries and Retry across a restart: the grace it was given does not
+// start over.
+func TestSnapshotKeepsHeldRetries(t *testing.T) {
+	s := snapshotStore(t)
+	s.SetHandOff(true)
+	taken := s.TakeExpiredHeld(t0.Add(2*time.Minute), 1)
+	require.Len(t, taken, 1)
+	taken[0].Retries, taken[0].Retry = 3, t0.Add(5*time.Minute)
+	s.ReturnHeld(t0.Add(2*time.Minute), taken)
+	var buf bytes.Buffer
+	require.NoError(t, s.Snapshot(&buf))
+
+	r, err := Restore(bytes.NewReader(buf.Bytes()), t0.Add(3*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, 2, r.Stats().Held)
+	require.Equal(t, 1, r.Stats().HeldRetrying)
+	r.SetHandOff(true)
+	got := r.TakeExpiredHeld(t0.Add(4*time.Minute), 10)
+	require.Len(t, got, 1, "early-num; early waits for its retry")
+	require.Equal(t, "early-num", got[0].ID)
+	got = r.TakeExpiredHeld(t0.Add(5*time.Minute), 10)
+	require.Len(t, got, 1)
+	require.Equal(t, HeldLabel{Label: Label{ID: "early", Value: Class("b"), Time: t0}, Retries: 3, Retry: t0.Add(5 * time.Minute)},
+		HeldLabel{Label: Label{ID: got[0].ID, Value: got[0].Value, Time: got[0].Time.UTC()}, Retries: got[0].Retries, Retry: got[0].Retry.UTC()})
+
+	// Retries beyond MaxHeldRetries are kept at it.
+	taken[0].Retries = 1000
+	s = newStore(t, Options{})
+	s.ReturnHeld(t0, taken)
+	buf.Reset()
+	require.NoError(t, s.Snapshot(&buf))
+	r, err = Restore(&buf, t0)
+	require.NoError(t, err)
+	r.SetHandOff(true)
+	got = r.TakeExpiredHeld(t0.Add(time.Hour), 10)
+	require.Len(t, got, 1)
+	require.Equal(t, MaxHeldRetries, got[0].Retries)
+}
+
 func TestRestoreWithTighterOptions(t *testing.T) {
 	s := newStore(t, Options{})
 	for i := range 10 {

@@ -37,6 +37,9 @@ type Store struct {
 
 	held      queue[heldLabel]
 	heldIndex map[string]int32
+	// heldRetrying counts the held labels given back with retries
+	// (ReturnHeld): Stats.HeldRetrying.
+	heldRetrying int
 	// handOff leaves held labels past EarlyTTL to TakeExpiredHeld.
 	handOff bool
 
@@ -82,6 +85,10 @@ type heldLabel struct {
 	// reask is when HeldDue next returns the label, Unix nanoseconds; 0
 	// until it first has.
 	reask int64
+	// retries and retryAt are a label's HeldLabel.Retries and Retry (Unix
+	// nanoseconds, 0 for none) once ReturnHeld has given it back.
+	retries uint8
+	retryAt int64
 }
 
 type tomb struct {
@@ -211,8 +218,7 @@ func (s *Store) Observe(now time.Time, p Prediction) (Outcome, Reason) {
 	s.stats.predictions++
 
 	if i, ok := s.heldIndex[p.ID]; ok {
-		delete(s.heldIndex, p.ID)
-		h := s.held.remove(i)
+		h := s.dropHeld(i)
 		o, r := s.join(m, &e, h.label)
 		s.stats.labels[r]++
 		if r == ReasonMatched {
@@ -307,7 +313,7 @@ func (s *Store) label(now time.Time, l Label) (Outcome, Reason) {
 	l.ID = strings.Clone(l.ID)
 	l.Model = strings.Clone(l.Model)
 	l.Value.Class = strings.Clone(l.Value.Class)
-	s.heldIndex[l.ID] = s.held.push(heldLabel{label: l, recv: now.UnixNano()})
+	s.pushHeld(heldLabel{label: l, recv: now.UnixNano()}, false)
 	return Outcome{}, ReasonHeld
 }
 
@@ -400,8 +406,6 @@ func (s *Store) removePending(i int32, why Reason) {
 	s.remember(e.id, why)
 }
 
-// removeHeld drops a held label whose prediction never came: its final
-// reason is unknown_id.
 // SetHandOff makes the held labels whose EarlyTTL has passed leave the
 // store through TakeExpiredHeld, uncounted, rather than end as
 // ReasonUnknownID: for a caller that asks other replicas about them first.
@@ -411,16 +415,48 @@ func (s *Store) SetHandOff(on bool) {
 	s.handOff = on
 }
 
+// HeldLabel is a held label whose EarlyTTL has passed, as TakeExpiredHeld
+// takes it and ReturnHeld gives it back.
+type HeldLabel struct {
+	Label
+	// Retries counts the times the label's end was put off: it was given
+	// back to be taken again at its Retry (the caller could not ask every
+	// other replica about it). The caller bounds it; the store keeps it, in
+	// snapshots too, up to MaxHeldRetries.
+	Retries int
+	// Retry is when TakeExpiredHeld takes the label again; zero, or a time
+	// past, for its next call.
+	Retry time.Time
+}
+
+// MaxHeldRetries bounds HeldLabel.Retries.
+const MaxHeldRetries = math.MaxUint8
+
 // TakeExpiredHeld removes at most max held labels whose EarlyTTL has passed,
 // oldest first, and returns them, uncounted: CountUnknown counts those no
-// replica could join.
-func (s *Store) TakeExpiredHeld(now time.Time, max int) []Label {
+// replica could join. Those ReturnHeld gave back come first, each once its
+// Retry has come.
+func (s *Store) TakeExpiredHeld(now time.Time, max int) []HeldLabel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Label
-	cutoff := now.UnixNano() - int64(s.opts.EarlyTTL)
-	for len(out) < max && s.held.head >= 0 && s.held.at(s.held.head).recv <= cutoff {
-		out = append(out, s.dropHeld(s.held.head).label)
+	var out []HeldLabel
+	t := now.UnixNano()
+	cutoff := t - int64(s.opts.EarlyTTL)
+	for i := s.held.head; i >= 0 && len(out) < max; {
+		h := s.held.at(i)
+		next := s.held.slots[i].next
+		if h.recv > cutoff {
+			break // and so is every label after it, received later
+		}
+		if h.retryAt <= t {
+			d := s.dropHeld(i)
+			hl := HeldLabel{Label: d.label, Retries: int(d.retries)}
+			if d.retryAt != 0 {
+				hl.Retry = time.Unix(0, d.retryAt)
+			}
+			out = append(out, hl)
+		}
+		i = next
 	}
 	return out
 }
@@ -468,14 +504,18 @@ func (s *Store) ForgetHeld(lbs []Label) {
 	}
 }
 
-// ReturnHeld gives back labels TakeExpiredHeld took that no other replica
-// was asked about after all (the caller is stopping, or busy). Each is held
-// again ahead of the others, uncounted, as a label whose time ended at now:
-// the next TakeExpiredHeld takes it first, and a snapshot keeps it. One
-// whose id the store has come to know meanwhile (its prediction came, or
-// another label for it) is labelled as Label would instead; ReturnHeld
-// returns the outcomes of those that joined.
-func (s *Store) ReturnHeld(now time.Time, lbs []Label) []Outcome {
+// ReturnHeld gives back labels TakeExpiredHeld took that are not to end
+// yet: no other replica was asked about them after all (the caller is
+// stopping, or busy), or not every one could be, and the caller puts their
+// end off (a Retry, with Retries counted up). Each is held again ahead of
+// the others, uncounted, as a label whose time ended at now, keeping its
+// Retries and Retry: the next TakeExpiredHeld from its Retry on takes it
+// first, and a snapshot keeps it. While the store is full, those given back
+// are the first evicted, as the oldest. One whose id the store has come to
+// know meanwhile (its prediction came, or another label for it) is
+// labelled as Label would instead; ReturnHeld returns the outcomes of those
+// that joined.
+func (s *Store) ReturnHeld(now time.Time, lbs []HeldLabel) []Outcome {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var joined []Outcome
@@ -483,7 +523,7 @@ func (s *Store) ReturnHeld(now time.Time, lbs []Label) []Outcome {
 	for _, l := range slices.Backward(lbs) { // lbs[0], the oldest, ends first in line
 		_, known := s.index[l.ID]
 		if _, held := s.heldIndex[l.ID]; known || held {
-			if o, r := s.label(now, l); r == ReasonMatched {
+			if o, r := s.label(now, l.Label); r == ReasonMatched {
 				joined = append(joined, o)
 			}
 			continue
@@ -495,7 +535,11 @@ func (s *Store) ReturnHeld(now time.Time, lbs []Label) []Outcome {
 			s.stats.labels[ReasonUnknownID]++
 			continue
 		}
-		s.heldIndex[l.ID] = s.held.pushFront(heldLabel{label: l, recv: recv})
+		h := heldLabel{label: l.Label, recv: recv, retries: uint8(min(max(l.Retries, 0), MaxHeldRetries))}
+		if !l.Retry.IsZero() {
+			h.retryAt = l.Retry.UnixNano()
+		}
+		s.pushHeld(h, true)
 	}
 	return joined
 }
@@ -509,15 +553,32 @@ func (s *Store) CountUnknown(n int) {
 	s.stats.labels[ReasonUnknownID] += uint64(n)
 }
 
+// removeHeld drops a held label whose prediction never came: its final
+// reason is unknown_id.
 func (s *Store) removeHeld(i int32) {
 	s.dropHeld(i)
 	s.stats.labels[ReasonUnknownID]++
+}
+
+// pushHeld holds h, last in line or, with front, first.
+func (s *Store) pushHeld(h heldLabel, front bool) {
+	if h.retries > 0 {
+		s.heldRetrying++
+	}
+	if front {
+		s.heldIndex[h.label.ID] = s.held.pushFront(h)
+	} else {
+		s.heldIndex[h.label.ID] = s.held.push(h)
+	}
 }
 
 // dropHeld takes the i-th held label out of the store, uncounted.
 func (s *Store) dropHeld(i int32) heldLabel {
 	h := s.held.remove(i)
 	delete(s.heldIndex, h.label.ID)
+	if h.retries > 0 {
+		s.heldRetrying--
+	}
 	return h
 }
 
@@ -612,6 +673,9 @@ func validPrediction(p Prediction) bool {
 type Stats struct {
 	// Pending is the number of pending predictions, Held of held labels.
 	Pending, Held int
+	// HeldRetrying is the number of held labels, of Held, that ReturnHeld
+	// gave back with Retries: their end is put off.
+	HeldRetrying int
 	// Predictions counts accepted predictions.
 	Predictions          uint64
 	DuplicatePredictions uint64
@@ -635,6 +699,7 @@ func (s *Store) Stats() Stats {
 	st := Stats{
 		Pending:              s.pending.n,
 		Held:                 s.held.n,
+		HeldRetrying:         s.heldRetrying,
 		Predictions:          s.stats.predictions,
 		DuplicatePredictions: s.stats.duplicatePredictions,
 		InvalidPredictions:   s.stats.invalidPredictions,

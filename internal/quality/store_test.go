@@ -478,10 +478,86 @@ func TestReturnHeld(t *testing.T) {
 	for _, id := range []string{"x", "y"} {
 		s.Label(t0.Add(2*time.Minute), Label{ID: id, Value: Class("cat")})
 	}
-	require.Empty(t, s.ReturnHeld(t0.Add(2*time.Minute), []Label{{ID: "a", Value: Class("cat"), Time: t0}}))
+	require.Empty(t, s.ReturnHeld(t0.Add(2*time.Minute), []HeldLabel{{Label: Label{ID: "a", Value: Class("cat"), Time: t0}}}))
 	require.Equal(t, 3, s.Stats().Held)
 	require.Equal(t, uint64(1), s.Stats().HeldEvicted)
 	require.Equal(t, uint64(1), s.Stats().Labels[ReasonUnknownID])
+}
+
+// ReturnHeld puts off the end of the labels given back with a Retry:
+// TakeExpiredHeld leaves them until it, and then takes them first, with
+// their Retries; they count in HeldRetrying while held, and are the first
+// evicted from a full store.
+func TestReturnHeldWithRetry(t *testing.T) {
+	s := newStore(t, Options{MaxEntries: 10, TTL: time.Hour, MaxEarly: 3, EarlyTTL: time.Minute})
+	s.SetHandOff(true)
+	for _, id := range []string{"a", "b", "c"} {
+		s.Label(t0, Label{ID: id, Value: Class("cat")})
+	}
+	taken := s.TakeExpiredHeld(t0.Add(2*time.Minute), 10)
+	require.Len(t, taken, 3)
+	require.Zero(t, taken[0].Retries)
+	require.True(t, taken[0].Retry.IsZero())
+	a, b := taken[0], taken[1]
+	a.Retries, a.Retry = 1, t0.Add(2*time.Minute+30*time.Second)
+	require.Empty(t, s.ReturnHeld(t0.Add(2*time.Minute), []HeldLabel{a, b}))
+	st := s.Stats()
+	require.Equal(t, 2, st.Held)
+	require.Equal(t, 1, st.HeldRetrying, "a")
+	require.Zero(t, st.Labels[ReasonUnknownID])
+
+	ids := func(got []HeldLabel) []string {
+		var out []string
+		for _, h := range got {
+			out = append(out, h.ID)
+		}
+		return out
+	}
+	s.Label(t0.Add(2*time.Minute), Label{ID: "new", Value: Class("dog")})
+	require.Equal(t, []string{"b"}, ids(s.TakeExpiredHeld(t0.Add(2*time.Minute+10*time.Second), 10)), "a waits for its retry; new for its time")
+	require.Empty(t, s.HeldDue(t0.Add(2*time.Minute+10*time.Second), 30*time.Second, 10), "a's time is over: not due to be asked again")
+	got := s.TakeExpiredHeld(t0.Add(2*time.Minute+30*time.Second), 10)
+	require.Equal(t, []string{"a"}, ids(got))
+	require.Equal(t, 1, got[0].Retries)
+	require.True(t, a.Retry.Equal(got[0].Retry))
+	require.Zero(t, s.Stats().HeldRetrying)
+
+	// Given back again, first in line, it is the first a full store
+	// evicts, as unknown_id.
+	got[0].Retries, got[0].Retry = 2, t0.Add(time.Hour)
+	s.ReturnHeld(t0.Add(2*time.Minute+30*time.Second), got)
+	s.Label(t0.Add(time.Minute), Label{ID: "x", Value: Class("cat")})
+	require.Equal(t, 3, s.Stats().Held)
+	require.Equal(t, 1, s.Stats().HeldRetrying)
+	s.Label(t0.Add(time.Minute), Label{ID: "y", Value: Class("cat")})
+	st = s.Stats()
+	require.Equal(t, 3, st.Held, "new, x and y")
+	require.Zero(t, st.HeldRetrying)
+	require.Equal(t, uint64(1), st.HeldEvicted)
+	require.Equal(t, uint64(1), st.Labels[ReasonUnknownID])
+
+	// One whose prediction comes while its end is put off joins.
+	taken = s.TakeExpiredHeld(t0.Add(3*time.Minute), 1)
+	require.Equal(t, []string{"new"}, ids(taken))
+	taken[0].Retries, taken[0].Retry = 1, t0.Add(time.Hour)
+	s.ReturnHeld(t0.Add(3*time.Minute), taken)
+	require.Equal(t, 1, s.Stats().HeldRetrying)
+	_, r := s.Observe(t0.Add(3*time.Minute), pred("new", "m", "dog"))
+	require.Equal(t, ReasonMatched, r)
+	require.Zero(t, s.Stats().HeldRetrying)
+
+	// Without hand-off, Expire ends it at once, as any held label past
+	// its time.
+	taken = s.TakeExpiredHeld(t0.Add(3*time.Minute), 1)
+	require.Equal(t, []string{"x"}, ids(taken))
+	taken[0].Retries, taken[0].Retry = 1, t0.Add(time.Hour)
+	s.ReturnHeld(t0.Add(3*time.Minute), taken)
+	s.SetHandOff(false)
+	s.Expire(t0.Add(3 * time.Minute))
+	st = s.Stats()
+	require.Zero(t, st.Held)
+	require.Zero(t, st.HeldRetrying)
+	require.Equal(t, uint64(3), st.Labels[ReasonUnknownID], "a, x and y")
 }
 
 // HeldDue returns a held label when it has waited first, then each time
