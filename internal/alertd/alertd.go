@@ -458,7 +458,7 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	if err := a.escalation.setPolicies(cfg.EscalationPolicies()); err != nil {
 		return err
 	}
-	a.routing.Store(&routing{tree: dispatch.NewRoute(cfg.Route, nil), intervals: timeinterval.NewIntervener(cfg.Intervals())})
+	a.routing.Store(newRouting(dispatch.NewRoute(cfg.Route, nil), timeinterval.NewIntervener(cfg.Intervals())))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.actions.set(cfg.Actions)
 	a.cfg.Store(cfg)
@@ -545,6 +545,24 @@ func rangeQuery(ctx context.Context, engine *promql.Engine, queryable storage.Qu
 type routing struct {
 	tree      *dispatch.Route
 	intervals *timeinterval.Intervener
+	// shared holds the route keys (Route.Key, the path of matchers) that
+	// more than one route of the tree has, such as those of sibling
+	// routes with the same matchers: their groups' keys do not tell the
+	// routes apart (groups).
+	shared map[string]bool
+}
+
+// newRouting returns the routing of a tree.
+func newRouting(tree *dispatch.Route, intervals *timeinterval.Intervener) *routing {
+	r := &routing{tree: tree, intervals: intervals, shared: map[string]bool{}}
+	n := map[string]int{}
+	tree.Walk(func(rt *dispatch.Route) { n[rt.Key()]++ })
+	for k, c := range n {
+		if c > 1 {
+			r.shared[k] = true
+		}
+	}
+	return r
 }
 
 // matchRoutes names the receivers an alert's labels route to.

@@ -81,7 +81,9 @@ func (a *Alertd) getV2AlertGroups(w http.ResponseWriter, r *http.Request) {
 	byKey := map[string]*v2Group{}
 	for _, al := range alerts {
 		for _, g := range rt.groups(al.labels) {
-			vg, ok := byKey[g.Key]
+			// Routes with the same matchers are groups of their own,
+			// as in Alertmanager, though their keys are the same.
+			vg, ok := byKey[g.ID]
 			if !ok {
 				active, mute, err := amnotify.MutedByTimeIntervals(rt.intervals, g.route.RouteOpts.ActiveTimeIntervals, g.route.RouteOpts.MuteTimeIntervals, now)
 				if err != nil {
@@ -91,7 +93,7 @@ func (a *Alertd) getV2AlertGroups(w http.ResponseWriter, r *http.Request) {
 				vg = &v2Group{alertGroup: g, mutedBy: slices.Concat(active, mute), out: &models.AlertGroup{
 					Labels: apiv2.ModelLabelSetToAPILabelSet(g.Labels), Receiver: &models.ReceiverReference{Name: new(g.Receiver)},
 					Alerts: []*models.GettableAlert{}}}
-				byKey[g.Key] = vg
+				byKey[g.ID] = vg
 			}
 			ga := al.GettableAlert
 			if len(vg.mutedBy) > 0 {

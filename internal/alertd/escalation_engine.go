@@ -382,6 +382,8 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		extra := map[string]string{
 			// The incident's group: Slack threads and PagerDuty's
 			// dedup_key follow it, so escalations join the route's.
+			// Routes with the same matchers share it, as their own
+			// notifications do; the incident tells them apart.
 			notice.ExtraGroupKey: in.GroupKey,
 			"incident":           in.ID, "policy": ef.Policy, "event": string(n.Event),
 			"level": strconv.Itoa(n.Level), "step": strconv.Itoa(n.Step), "iteration": strconv.Itoa(ef.Iteration),

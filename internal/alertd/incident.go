@@ -23,13 +23,26 @@ const incidentClosedRetention = 24 * time.Hour
 // incident groups the related alerts one notification group of a route
 // holds: it opens when the group's first alert fires unsuppressed, holds
 // the group's firing alerts and closes when they have all resolved. Its
-// key is the notifier's group key (Alertmanager's aggregation group), so a
-// notification of the group is a page of the incident.
+// GroupKey is the notifier's group key (Alertmanager's aggregation group),
+// so a notification of the group to its receiver is a page of the
+// incident.
+//
+// Alertmanager's group key is its route's path of matchers and the group
+// labels: routes with the same matchers under the same path, such as two
+// continue: true siblings sending the same alerts to two receivers, give
+// their groups the same key, though they are two aggregation groups (its
+// notification log tells them apart by receiver). The incident of such a
+// route carries the route's id (Route.ID(), unique in the tree), and the
+// ledger files it under the route's id and the group labels instead (key):
+// each route has its own incident, and its own escalation chain.
 type incident struct {
 	ID          string         `json:"id"`
 	GroupKey    string         `json:"groupKey"`
 	GroupLabels model.LabelSet `json:"groupLabels"`
 	Receiver    string         `json:"receiver"`
+	// Route is the id of the incident's route when another route has the
+	// same key; empty otherwise, as in incidents opened before it existed.
+	Route string `json:"route,omitempty"`
 	// Alerts are the fingerprints of every alert grouped into it; Firing
 	// those still firing.
 	Alerts         []string   `json:"alerts"`
@@ -44,6 +57,20 @@ type incident struct {
 	LastPage string `json:"lastPage,omitempty"`
 }
 
+// key is what the ledger files the incident under: its group key, or for
+// a route another one shares its key with, the route's id and the group
+// labels.
+func (in *incident) key() string { return incidentKey(in.GroupKey, in.Route, in.GroupLabels) }
+
+// incidentKey is the key of the incident of a group: Alertmanager's group
+// key, unless route (the route's id) is set.
+func incidentKey(groupKey, route string, groupLabels model.LabelSet) string {
+	if route == "" {
+		return groupKey
+	}
+	return fmt.Sprintf("%s:%s", route, groupLabels)
+}
+
 func (in *incident) clone() *incident {
 	c := *in
 	c.Alerts, c.Firing = slices.Clone(in.Alerts), slices.Clone(in.Firing)
@@ -51,11 +78,11 @@ func (in *incident) clone() *incident {
 }
 
 // incidents are the open and recently closed incidents, by id and open
-// ones by group key. They change only through ledger events, so replaying
-// the ledger rebuilds them.
+// ones by key. They change only through ledger events, so replaying the
+// ledger rebuilds them.
 type incidents struct {
 	byID  map[string]*incident
-	byKey map[string]*incident // open ones
+	byKey map[string]*incident // open ones, by incident.key
 }
 
 func newIncidents() *incidents {
@@ -65,22 +92,30 @@ func newIncidents() *incidents {
 func (is *incidents) add(in *incident) {
 	is.byID[in.ID] = in
 	if in.ClosedAt == nil {
-		is.byKey[in.GroupKey] = in
+		is.byKey[in.key()] = in
 	}
 }
 
-// incidentID is the id of the incident of a group opened at t.
-func incidentID(groupKey string, t time.Time) string {
-	h := sha256.Sum256([]byte(groupKey + "\x00" + t.UTC().Format(time.RFC3339Nano)))
+// incidentID is the id of the incident with this key (incident.key)
+// opened at t.
+func incidentID(key string, t time.Time) string {
+	h := sha256.Sum256([]byte(key + "\x00" + t.UTC().Format(time.RFC3339Nano)))
 	return hex.EncodeToString(h[:8])
 }
 
-// group adds an alert to the incident of a grouped event, opening it.
+// group adds an alert to the incident of a grouped event, opening it. An
+// open incident the event files under another key (find) moves there.
 func (is *incidents) group(e *Event) {
 	in := is.byID[e.Incident]
 	if in == nil {
-		in = &incident{ID: e.Incident, GroupKey: e.GroupKey, GroupLabels: e.GroupLabels, Receiver: e.Receiver, OpenedAt: e.Time}
+		in = &incident{ID: e.Incident, GroupKey: e.GroupKey, GroupLabels: e.GroupLabels, Receiver: e.Receiver, Route: e.Route, OpenedAt: e.Time}
 		is.add(in)
+	} else if k := incidentKey(e.GroupKey, e.Route, e.GroupLabels); in.ClosedAt == nil && e.GroupKey != "" && k != in.key() {
+		if is.byKey[in.key()] == in {
+			delete(is.byKey, in.key())
+		}
+		in.Route = e.Route
+		is.byKey[k] = in
 	}
 	if !slices.Contains(in.Alerts, e.Fingerprint) {
 		in.Alerts = append(in.Alerts, e.Fingerprint)
@@ -117,28 +152,72 @@ func (is *incidents) resolve(id, fp string, t time.Time) {
 	in.Firing = slices.DeleteFunc(in.Firing, func(f string) bool { return f == fp })
 	if len(in.Firing) == 0 {
 		in.ClosedAt = &t
-		if is.byKey[in.GroupKey] == in {
-			delete(is.byKey, in.GroupKey)
+		if is.byKey[in.key()] == in {
+			delete(is.byKey, in.key())
 		}
 	}
 }
 
-// forKey returns the id of the open incident of a group key, or else of
-// the last one closed.
-func (is *incidents) forKey(key string) string {
-	if in := is.byKey[key]; in != nil {
-		return in.ID
+// find returns the open incident of g, one of the groups of an alert, or
+// nil. It is the one filed under g's key or else, for an incident opened
+// before an upgrade or a reload changed how its route's incidents are
+// keyed (a sibling with the same matchers came or went), one with g's
+// group key and receiver filed under a key none of the alert's groups has,
+// the oldest first. taken are the incidents of the alert's groups before
+// g: two routes never share an incident.
+func (is *incidents) find(g alertGroup, groups []alertGroup, taken []string) *incident {
+	if in := is.byKey[g.ID]; in != nil {
+		return in
 	}
+	var found *incident
+	for k, in := range is.byKey {
+		if in.GroupKey != g.Key || in.Receiver != g.Receiver || slices.Contains(taken, in.ID) ||
+			slices.ContainsFunc(groups, func(h alertGroup) bool { return h.ID == k }) {
+			continue
+		}
+		if found == nil || in.OpenedAt.Before(found.OpenedAt) || (in.OpenedAt.Equal(found.OpenedAt) && in.ID < found.ID) {
+			found = in
+		}
+	}
+	return found
+}
+
+// forGroup returns the ids of the open incidents of Alertmanager's group
+// key whose receiver is receiver ("": any), oldest first, or else the id
+// of the one of them closed last. Sibling routes with the same matchers
+// and receiver have incidents with the same group key and receiver: a
+// notification of the group (Alertmanager's notification log does not
+// tell them apart either) is one of each.
+func (is *incidents) forGroup(key, receiver string) []string {
+	var open []*incident
 	var last *incident
 	for _, in := range is.byID {
-		if in.GroupKey == key && in.ClosedAt != nil && (last == nil || in.ClosedAt.After(*last.ClosedAt)) {
+		if in.GroupKey != key || (receiver != "" && in.Receiver != receiver) {
+			continue
+		}
+		if in.ClosedAt == nil {
+			open = append(open, in)
+		} else if last == nil || in.ClosedAt.After(*last.ClosedAt) {
 			last = in
 		}
 	}
-	if last != nil {
-		return last.ID
+	if len(open) == 0 {
+		if last != nil {
+			return []string{last.ID}
+		}
+		return nil
 	}
-	return ""
+	sort.Slice(open, func(i, j int) bool {
+		if !open[i].OpenedAt.Equal(open[j].OpenedAt) {
+			return open[i].OpenedAt.Before(open[j].OpenedAt)
+		}
+		return open[i].ID < open[j].ID
+	})
+	ids := make([]string, len(open))
+	for i, in := range open {
+		ids[i] = in.ID
+	}
+	return ids
 }
 
 // prune forgets incidents closed before t.
@@ -167,11 +246,18 @@ func (is *incidents) all() []*incident {
 
 // alertGroup is a notification group an alert falls in: the key
 // Alertmanager's dispatcher gives its aggregation group, its labels and
-// the route's receiver.
+// the route's receiver, and the key of its incident.
 type alertGroup struct {
 	Key      string
 	Labels   model.LabelSet
 	Receiver string
+	// Route is the route's id (Route.ID()) when another route of the tree
+	// has the same key (Route.Key()), as sibling routes with the same
+	// matchers do; empty otherwise. ID is the key of the group's incident
+	// (incidentKey): Key, or with Route, the route's id and the labels,
+	// unique in the tree.
+	Route string
+	ID    string
 	// route is the route that makes the group.
 	route *dispatch.Route
 }
@@ -195,7 +281,12 @@ func (r *routing) groups(ls model.LabelSet) []alertGroup {
 				gl[ln] = lv
 			}
 		}
-		out = append(out, alertGroup{Key: fmt.Sprintf("%s:%s", m.Key(), gl), Labels: gl, Receiver: m.RouteOpts.Receiver, route: m})
+		g := alertGroup{Key: fmt.Sprintf("%s:%s", m.Key(), gl), Labels: gl, Receiver: m.RouteOpts.Receiver, route: m}
+		if r.shared[m.Key()] {
+			g.Route = m.ID()
+		}
+		g.ID = incidentKey(g.Key, g.Route, gl)
+		out = append(out, g)
 	}
 	return out
 }
@@ -211,17 +302,19 @@ func (l *ledger) group(now time.Time, a *Alert, groups []alertGroup) []string {
 	fp := a.Fingerprint.String()
 	var ids []string
 	for _, g := range groups {
-		in := l.inc.byKey[g.Key]
-		if in != nil && slices.Contains(in.Firing, fp) {
+		in := l.inc.find(g, groups, ids)
+		if in != nil && in.key() == g.ID && slices.Contains(in.Firing, fp) {
 			ids = append(ids, in.ID)
 			continue
 		}
+		// A grouped event of an incident found under another key files
+		// it under g's.
 		e := newEvent(now, eventGrouped, a)
-		e.GroupKey, e.GroupLabels, e.Receiver = g.Key, g.Labels, g.Receiver
+		e.GroupKey, e.GroupLabels, e.Receiver, e.Route = g.Key, g.Labels, g.Receiver, g.Route
 		if in != nil {
 			e.Incident = in.ID
 		} else {
-			e.Incident = incidentID(g.Key, now)
+			e.Incident = incidentID(g.ID, now)
 		}
 		l.record(pendingEvent{e: e, tta: -1, ttr: -1})
 		ids = append(ids, e.Incident)
@@ -336,13 +429,17 @@ func (a *Alertd) acknowledge(now time.Time, fp model.Fingerprint, by, note strin
 	return ids, nil
 }
 
-// incidentFor returns the id of the open incident of a group key, or of
-// the last one closed; "" if none.
-func (l *ledger) incidentFor(groupKey string) string {
+// incidentFor returns the id of the oldest open incident of
+// Alertmanager's group key and a receiver ("": any), or of the last one
+// closed; "" if none.
+func (l *ledger) incidentFor(groupKey, receiver string) string {
 	if l == nil {
 		return ""
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.inc.forKey(groupKey)
+	if ids := l.inc.forGroup(groupKey, receiver); len(ids) > 0 {
+		return ids[0]
+	}
+	return ""
 }

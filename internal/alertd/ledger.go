@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/modelmon/modelmon/internal/notify"
+	"github.com/modelmon/modelmon/internal/notify/notice"
 )
 
 // The ledger's event types: the path of an alert, one event per step.
@@ -71,10 +72,12 @@ type Event struct {
 	Integration string `json:"integration,omitempty"`
 	Page        string `json:"page,omitempty"`
 	// Incident is the incident grouped into or paged for, with the group's
-	// key and labels on grouped events.
+	// key and labels on grouped events, and the route's id when another
+	// route has the same key (incident.Route).
 	Incident    string         `json:"incident,omitempty"`
 	GroupKey    string         `json:"groupKey,omitempty"`
 	GroupLabels model.LabelSet `json:"groupLabels,omitempty"`
+	Route       string         `json:"route,omitempty"`
 	// Verdict, By and Note of feedback and acknowledgements.
 	Verdict  string          `json:"verdict,omitempty"`
 	By       string          `json:"by,omitempty"`
@@ -665,7 +668,10 @@ func (l *ledger) reconcile(now time.Time, held func(model.Fingerprint) bool) {
 }
 
 // paged records a delivered notification that carried firing alerts: one
-// page, one paged event per firing alert.
+// page, one paged event per firing alert and incident. An escalation's
+// notification names its incident; a route's is one of the incidents of
+// its group key and receiver, one of each for sibling routes with the same
+// matchers and receiver (forGroup).
 func (l *ledger) paged(n notify.Notification) {
 	if l == nil || n.Err != nil {
 		return
@@ -683,14 +689,28 @@ func (l *ledger) paged(n notify.Notification) {
 		"integration": model.LabelValue(n.Integration), "time": model.LabelValue(n.Time.Format(time.RFC3339Nano))}.Fingerprint().String()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	incident := l.inc.forKey(n.GroupKey)
-	for i, al := range firing {
+	var incidents []string
+	if id := n.Extra[notice.ExtraIncident]; id != "" && l.inc.byID[id] != nil {
+		incidents = []string{id}
+	} else if incidents = l.inc.forGroup(n.GroupKey, n.Receiver); len(incidents) == 0 {
+		// A receiver renamed by a reload: the group's, as before.
+		incidents = l.inc.forGroup(n.GroupKey, "")
+		incidents = incidents[:min(len(incidents), 1)]
+	}
+	if len(incidents) == 0 {
+		incidents = []string{""}
+	}
+	first := true
+	for _, al := range firing {
 		fp := al.Labels.Fingerprint()
 		a := &Alert{Alert: al, Fingerprint: fp, Value: math.NaN()}
-		e := newEvent(n.Time, eventPaged, a)
-		e.Receiver, e.Integration, e.Page, e.Incident = n.Receiver, n.Integration, page, incident
-		st := l.alerts[fp.String()]
-		l.record(pendingEvent{e: e, newPage: i == 0, confirmed: st != nil && st.Unconfirmed, tta: -1, ttr: -1})
+		for _, incident := range incidents {
+			e := newEvent(n.Time, eventPaged, a)
+			e.Receiver, e.Integration, e.Page, e.Incident = n.Receiver, n.Integration, page, incident
+			st := l.alerts[fp.String()]
+			l.record(pendingEvent{e: e, newPage: first, confirmed: st != nil && st.Unconfirmed, tta: -1, ttr: -1})
+			first = false
+		}
 	}
 }
 

@@ -112,9 +112,9 @@ func (c *lifecycleCollector) incidentsAt(now time.Time) []lifecycle.Incident {
 	seen := map[string]bool{}
 	var out []lifecycle.Incident
 	err := c.ledger.read(now.Add(-doraWindow-doraIncidentWindow), now, func(e *Event) {
-		// An incident's id derives from its group key and the time it
+		// An incident's id derives from its key and the time it
 		// opened: only the event that opened it counts.
-		if e.Event != eventGrouped || seen[e.Incident] || e.Incident != incidentID(e.GroupKey, e.Time) {
+		if e.Event != eventGrouped || seen[e.Incident] || e.Incident != incidentID(incidentKey(e.GroupKey, e.Route, e.GroupLabels), e.Time) {
 			return
 		}
 		seen[e.Incident] = true

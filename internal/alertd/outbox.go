@@ -208,7 +208,7 @@ func (a *Alertd) postSlackInteraction(w http.ResponseWriter, r *http.Request) {
 		case slack.ActionResolve:
 			id := act.Incident
 			if id == "" {
-				id = a.ledger.incidentFor(act.GroupKey)
+				id = a.ledger.incidentFor(act.GroupKey, act.Receiver)
 			}
 			if id == "" {
 				http.Error(w, "no incident for this message", http.StatusNotFound)

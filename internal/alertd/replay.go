@@ -114,7 +114,10 @@ type ReplayFiring struct {
 	// NotifiedAt is when the pipeline handed the firing to the notifier
 	// (later than FiredAt when a hold released it).
 	NotifiedAt time.Time `json:"notified_at,omitzero"`
-	// Incident names the incident a paged or grouped firing belongs to.
+	// Incident names the incident a paged or grouped firing belongs to:
+	// its key, the group key of the firing's first route or, when another
+	// route has the same matchers under the same path (so the same group
+	// key), that route's id (Alertmanager's Route.ID()) and group labels.
 	Incident string `json:"incident,omitempty"`
 	// SuppressedBy is the last stage that suppressed the firing, and Reason
 	// its words.
@@ -127,7 +130,7 @@ type ReplayFiring struct {
 // have run (recorded, not run). Its fields are the annotations escalation
 // notifications carry.
 type ReplayEscalation struct {
-	// Incident is the incident's group, as a firing's incident; Labels
+	// Incident is the incident's key, as a firing's incident; Labels
 	// are those of the alert that opened it, which the policy matched.
 	Incident string         `json:"incident"`
 	Labels   model.LabelSet `json:"labels"`
@@ -249,7 +252,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	}
 
 	reg := prometheus.NewRegistry()
-	rec := newReplayRecorder(&routing{tree: dispatch.NewRoute(cfg.Route, nil)})
+	rec := newReplayRecorder(newRouting(dispatch.NewRoute(cfg.Route, nil), nil))
 	now := opts.From
 	clock := func() time.Time { return now }
 	p, err := newPipeline(scratch, reg, opts.Logger, rec.put, rec.routing.receivers, time.Hour, clock)
@@ -487,14 +490,14 @@ func (r *replayRecorder) step(now time.Time) {
 			f.Outcome = OutcomeUnrouted
 			for i, g := range r.routing.groups(a.Labels) {
 				if i == 0 {
-					f.Outcome, f.Incident = OutcomeGrouped, g.Key
+					f.Outcome, f.Incident = OutcomeGrouped, g.ID
 				}
-				if in := r.incidents.byKey[g.Key]; in != nil {
+				if in := r.incidents.byKey[g.ID]; in != nil {
 					r.join(now, fp, g, in.ID)
 					continue
 				}
 				f.Outcome = OutcomePaged
-				id := incidentID(g.Key, now)
+				id := incidentID(g.ID, now)
 				r.openedBy[id] = a.Labels.Clone()
 				r.join(now, fp, g, id)
 			}
@@ -533,7 +536,7 @@ func (r *replayRecorder) step(now time.Time) {
 // join records a notified firing in the incident id of its group, opening
 // the incident if need be, as the ledger's grouped events do.
 func (r *replayRecorder) join(now time.Time, fp model.Fingerprint, g alertGroup, id string) {
-	r.incidents.group(&Event{Time: now, Fingerprint: fp.String(), Incident: id, GroupKey: g.Key, GroupLabels: g.Labels, Receiver: g.Receiver})
+	r.incidents.group(&Event{Time: now, Fingerprint: fp.String(), Incident: id, GroupKey: g.Key, GroupLabels: g.Labels, Receiver: g.Receiver, Route: g.Route})
 	r.incidentOf[fp] = append(r.incidentOf[fp], id)
 }
 

@@ -568,3 +568,57 @@ func TestReplayAcknowledgements(t *testing.T) {
 	_, err = LoadReplayAcknowledgements(acksFile, from, to)
 	require.ErrorContains(t, err, "field who not found")
 }
+
+// Two sibling routes with the same matchers share Alertmanager's group key
+// but are an incident each in a replay too, each escalated on its own: the
+// replay keys their incidents by the route's id (Route.ID()) and the group
+// labels.
+func TestReplaySiblingRoutes(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	writeHistory(t, hist, map[string][]float64{"errors/a": pattern(200, 0, 5, [2]int{60, 100})})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.rules.yml"), []byte(replayRules), 0o600))
+	cfg := filepath.Join(dir, "c.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`global: {evaluation_interval: 1m}
+rule_files: [c.rules.yml]
+route:
+  receiver: oncall
+  group_by: [model]
+  routes:
+    - {receiver: slack, matchers: ['model="a"'], continue: true}
+    - {receiver: pager, matchers: ['model="a"'], continue: true}
+receivers: [{name: oncall}, {name: slack}, {name: pager}, {name: l1}, {name: l2}]
+escalation_policies:
+  - name: p
+    steps: [{notify: [l1]}, {wait: 10m}, {notify: [l2]}]
+`), 0o600))
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	acks := []ReplayAcknowledgement{{At: replayStart.Add(65 * time.Minute), Labels: model.LabelSet{"model": "a"}, By: "alice"}}
+	r, err := Replay(context.Background(), cfg, ReplayOptions{From: replayStart, To: replayStart.Add(199 * time.Minute), Source: src, Acknowledgements: acks})
+	require.NoError(t, err)
+	require.Len(t, r.Firings, 1)
+	require.Equal(t, OutcomePaged, r.Firings[0].Outcome)
+	require.Equal(t, 1, r.Summary.Pages)
+	slackKey, pagerKey := `{}/{model="a"}/0:{model="a"}`, `{}/{model="a"}/1:{model="a"}`
+	require.Equal(t, slackKey, r.Firings[0].Incident, "the firing's incident is its first route's")
+	byIncident := map[string][]string{}
+	for _, e := range r.Escalations {
+		byIncident[e.Incident] = append(byIncident[e.Incident], e.Event)
+	}
+	require.Equal(t, map[string][]string{slackKey: {"trigger", "acknowledge", "resolve"}, pagerKey: {"trigger", "acknowledge", "resolve"}}, byIncident,
+		"acknowledged before level 2, each chain stops: %+v", r.Escalations)
+	require.Len(t, r.Acknowledgements, 1)
+	require.ElementsMatch(t, []string{slackKey, pagerKey}, r.Acknowledgements[0].Incidents)
+
+	// Unacknowledged, each chain reaches level 2.
+	r, err = Replay(context.Background(), cfg, ReplayOptions{From: replayStart, To: replayStart.Add(199 * time.Minute), Source: src})
+	require.NoError(t, err)
+	clear(byIncident)
+	for _, e := range r.Escalations {
+		byIncident[e.Incident] = append(byIncident[e.Incident], fmt.Sprintf("%s %d", e.Event, e.Level))
+	}
+	require.Equal(t, map[string][]string{slackKey: {"trigger 1", "escalate 2", "resolve 2"}, pagerKey: {"trigger 1", "escalate 2", "resolve 2"}}, byIncident)
+	require.Equal(t, 4, r.Summary.Escalations)
+}

@@ -93,7 +93,7 @@ func (r *replayEscalation) acknowledge(a *ReplayAcknowledgement) {
 			continue
 		}
 		if x.engine.Acknowledge(a.At, in.ID, a.By) == nil {
-			a.Incidents = append(a.Incidents, in.GroupKey)
+			a.Incidents = append(a.Incidents, in.key())
 		}
 	}
 	x.saveLocked()
@@ -158,7 +158,7 @@ func (r *replayEscalation) carryOut(effects []escalate.Effect) {
 			// Closed a day before: alertd would no longer know it either.
 			continue
 		}
-		e := ReplayEscalation{Incident: in.GroupKey, Labels: r.rec.openedBy[in.ID], At: ef.Due, Policy: ef.Policy,
+		e := ReplayEscalation{Incident: in.key(), Labels: r.rec.openedBy[in.ID], At: ef.Due, Policy: ef.Policy,
 			Iteration: ef.Iteration, Reason: ef.Reason}
 		switch {
 		case ef.Action != nil:

@@ -120,7 +120,7 @@ receivers:
 		require.Len(t, buttons, 3)
 		var v slack.ButtonValue
 		require.NoError(t, json.Unmarshal([]byte(buttons[slack.ActionAcknowledge]), &v))
-		require.Equal(t, slack.ButtonValue{GroupKey: `{}:{alertname="Drift", model="fraud"}`, Fingerprints: []string{a.Fingerprint().String()}}, v)
+		require.Equal(t, slack.ButtonValue{GroupKey: `{}:{alertname="Drift", model="fraud"}`, Receiver: "team", Fingerprints: []string{a.Fingerprint().String()}}, v)
 		require.Equal(t, buttons[slack.ActionAcknowledge], buttons[slack.ActionResolve])
 		require.Equal(t, buttons[slack.ActionAcknowledge], buttons[slack.ActionFalsePositive])
 		require.Equal(t, 1.0, value(t, reg, "alertd_outbox_delivery_failures_total", "receiver", "team", "integration", "slack", "reason", "rate_limited"))

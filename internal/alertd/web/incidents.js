@@ -292,6 +292,8 @@
         el("dd", null, el("span", { class: "state", "data-field": "state", text: state }), detail ? " " + detail : ""),
         el("dt", { text: "Opened" }), el("dd", null, time(inc.openedAt)),
         el("dt", { text: "Receiver" }), el("dd", { text: inc.receiver || "—" }),
+        // Only routes whose matchers another route repeats carry their id.
+        ...(inc.route ? [el("dt", { text: "Route" }), el("dd", { class: "route", text: inc.route })] : []),
         el("dt", { text: "Escalation" }), el("dd", { text: escalationText(inc.escalation) }),
         el("dt", { text: "Pages" }), el("dd", { text: String(inc.pages || 0) }),
       ),

@@ -323,7 +323,7 @@ func (s *Notifier) message(n *notice.Notice) ([]slack.Block, string, error) {
 		return blocks, title, nil
 	}
 	if s.api != nil && s.conf.SigningSecret != "" && !n.Resolved() {
-		v := ButtonValue{GroupKey: n.ThreadKey(), Incident: n.Extra[notice.ExtraIncident]}
+		v := ButtonValue{GroupKey: n.ThreadKey(), Receiver: d.Receiver, Incident: n.Extra[notice.ExtraIncident]}
 		for _, a := range d.Alerts {
 			if len(v.Fingerprints) < maxButtonFingerprints {
 				v.Fingerprints = append(v.Fingerprints, a.Fingerprint)
@@ -376,7 +376,10 @@ func truncate(s string, n int) string {
 
 // ButtonValue is the value of the buttons: what alertd acts on.
 type ButtonValue struct {
-	GroupKey     string   `json:"g"`
+	GroupKey string `json:"g"`
+	// Receiver is the message's receiver: routes with the same matchers
+	// notify the same group key to theirs, each for an incident of its own.
+	Receiver     string   `json:"rc,omitempty"`
 	Incident     string   `json:"i,omitempty"`
 	Fingerprints []string `json:"f"`
 	// Request is the action request Approve and Reject decide.
