@@ -159,20 +159,24 @@ func (is *incidents) resolve(id, fp string, t time.Time) {
 }
 
 // find returns the open incident of g, one of the groups of an alert, or
-// nil. It is the one filed under g's key or else, for an incident opened
-// before an upgrade or a reload changed how its route's incidents are
-// keyed (a sibling with the same matchers came or went), one with g's
-// group key and receiver filed under a key none of the alert's groups has,
-// the oldest first. taken are the incidents of the alert's groups before
-// g: two routes never share an incident.
+// nil. It is the one filed under g's key, if of g's group key and
+// receiver. Failing that, it is an incident opened before an upgrade or a
+// reload changed how its route's incidents are keyed (a sibling with the
+// same matchers came, went or moved): an open one of g's group key and
+// receiver that none of the alert's groups owns, the oldest first. taken
+// are the incidents of the alert's groups before g: two routes never share
+// an incident.
 func (is *incidents) find(g alertGroup, groups []alertGroup, taken []string) *incident {
-	if in := is.byKey[g.ID]; in != nil {
+	owns := func(h alertGroup, in *incident) bool {
+		return in.GroupKey == h.Key && in.Receiver == h.Receiver
+	}
+	if in := is.byKey[g.ID]; in != nil && owns(g, in) {
 		return in
 	}
 	var found *incident
-	for k, in := range is.byKey {
-		if in.GroupKey != g.Key || in.Receiver != g.Receiver || slices.Contains(taken, in.ID) ||
-			slices.ContainsFunc(groups, func(h alertGroup) bool { return h.ID == k }) {
+	for _, in := range is.byID {
+		if in.ClosedAt != nil || !owns(g, in) || slices.Contains(taken, in.ID) ||
+			slices.ContainsFunc(groups, func(h alertGroup) bool { return h.ID == in.key() && owns(h, in) }) {
 			continue
 		}
 		if found == nil || in.OpenedAt.Before(found.OpenedAt) || (in.OpenedAt.Equal(found.OpenedAt) && in.ID < found.ID) {

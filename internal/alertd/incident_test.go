@@ -326,6 +326,25 @@ receivers: [{name: default}, {name: slack}, {name: pager}]
 	defer l.close()
 	check(l)
 
+	// A reload swaps the siblings: each route keeps its incident, moved
+	// to its new id.
+	r = testRouting(t, `
+route:
+  receiver: default
+  group_by: [alertname]
+  routes:
+    - {receiver: pager, matchers: ['model="a"'], continue: true}
+    - {receiver: slack, matchers: ['model="a"'], continue: true}
+receivers: [{name: default}, {name: slack}, {name: pager}]
+`)
+	require.Equal(t, []string{ids[1], ids[0]}, l.group(later, a, r.groups(ls)))
+	l.commit()
+	require.Equal(t, `{}/{model="a"}/1`, l.incident(old).Route)
+	require.Equal(t, `{}/{model="a"}/0`, l.incident(ids[1]).Route)
+	require.Equal(t, []string{ids[1], ids[0]}, l.group(later, a, r.groups(ls)))
+	require.Empty(t, l.buf)
+	require.Len(t, l.incidentList(later), 2)
+
 	// Both close when the alert resolves.
 	resolved := *a
 	resolved.EndsAt = later
