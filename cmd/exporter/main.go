@@ -57,12 +57,13 @@ func run() int {
 		captureBody  = serve.Flag("capture.max-body-size", "Largest body captured for parsing; larger ones are proxied but not parsed.").Default(size(int64(d.CaptureMaxBodySize))).Bytes()
 		workers      = serve.Flag("capture.workers", "Number of goroutines parsing captured payloads.").Default(strconv.Itoa(d.CaptureWorkers)).Int()
 		batchDelay   = serve.Flag("capture.batch-delay", "Pause of a parser after it has emptied the queue, so that under load it parses in batches. Use 0 to parse each capture at once.").Default(d.CaptureBatchDelay.String()).Duration()
-		shadowUp     = serve.Flag("shadow.upstream", "Base URL of a shadow model server, http:// or https://: a candidate model that gets a copy of sampled predictions, off the hot path, whose answers are compared with the model's (modelmon_shadow_*) and never reach the client. Empty: mirror nothing.").Default("").String()
-		shadowRatio  = serve.Flag("shadow.sample-ratio", "Share of the captured predictions mirrored to --shadow.upstream, in (0, 1].").Default(strconv.FormatFloat(d.Shadow.SampleRatio, 'g', -1, 64)).Float64()
+		shadowUp     = serve.Flag("shadow.upstream", "Base URL of a shadow model server, http:// or https://: a candidate model that gets a copy of sampled predictions, off the hot path, whose answers are compared with the model's (modelmon_shadow_*) and never reach the client. Empty: mirror no HTTP prediction.").Default("").String()
+		shadowGRPC   = serve.Flag("shadow.grpc-upstream", "URL of the shadow model server's gRPC endpoint, http:// (cleartext HTTP/2) or https:// (TLS, with the --shadow.* TLS flags): the gRPC proxy's unary prediction calls are mirrored to it as HTTP predictions are to --shadow.upstream, streams not. Empty: mirror no gRPC call.").Default("").String()
+		shadowRatio  = serve.Flag("shadow.sample-ratio", "Share of the captured predictions mirrored to the shadow model server, in (0, 1].").Default(strconv.FormatFloat(d.Shadow.SampleRatio, 'g', -1, 64)).Float64()
 		shadowTime   = serve.Flag("shadow.timeout", "Longest wait for the shadow model server's answer to a mirrored request.").Default(d.Shadow.Timeout.String()).Duration()
-		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests sent to --shadow.upstream at once; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
-		shadowModels = serve.Flag("shadow.model", "Model whose predictions are mirrored to --shadow.upstream; repeatable. None: every model's.").Strings()
-		shTLS        = tlsFlags(serve, "shadow.", "an https:// --shadow.upstream", "shadow.upstream")
+		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests and calls sent to the shadow model server at once, HTTP and gRPC together; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
+		shadowModels = serve.Flag("shadow.model", "Model whose predictions are mirrored to the shadow model server; repeatable. None: every model's.").Strings()
+		shTLS        = tlsFlags(serve, "shadow.", "an https:// shadow model server", "shadow.upstream or --shadow.grpc-upstream")
 		shadowMax    = serve.Flag("shadow.max-pending", "With --labels.enabled, most of the shadow's predictions waiting for their label, so that both answers are scored against it; the oldest is dropped beyond it.").Default(strconv.Itoa(d.Shadow.MaxPending)).Int()
 		plogURL      = serve.Flag("payload-log.url", "HTTP endpoint that receives the captured requests and responses as CloudEvents (binary mode, KServe's logger's event types), off the hot path. Empty: log nothing.").Default("").String()
 		plogMode     = serve.Flag("payload-log.mode", "Which bodies go to --payload-log.url: all, request or response.").Default(d.PayloadLog.Mode).Enum(exporter.PayloadLogAll, exporter.PayloadLogRequest, exporter.PayloadLogResponse)
@@ -177,7 +178,7 @@ func run() int {
 		return 2
 	}
 	// Zero would mean the default to exporter.Options.
-	if *shadowUp != "" && (*shadowRatio == 0 || *shadowTime == 0 || *shadowConc == 0 || *shadowMax == 0) {
+	if (*shadowUp != "" || *shadowGRPC != "") && (*shadowRatio == 0 || *shadowTime == 0 || *shadowConc == 0 || *shadowMax == 0) {
 		logger.Error("Invalid flag", "err", "--shadow.sample-ratio, --shadow.timeout, --shadow.concurrency and --shadow.max-pending must not be 0")
 		return 2
 	}
@@ -221,13 +222,14 @@ func run() int {
 		CaptureBatchDelay:      *batchDelay,
 		PushMaxBodySize:        int64(*pushMaxBody),
 		Shadow: exporter.ShadowOptions{
-			Upstream:    *shadowUp,
-			SampleRatio: *shadowRatio,
-			Timeout:     *shadowTime,
-			Concurrency: *shadowConc,
-			MaxPending:  *shadowMax,
-			Models:      *shadowModels,
-			TLS:         *shTLS,
+			Upstream:     *shadowUp,
+			GRPCUpstream: *shadowGRPC,
+			SampleRatio:  *shadowRatio,
+			Timeout:      *shadowTime,
+			Concurrency:  *shadowConc,
+			MaxPending:   *shadowMax,
+			Models:       *shadowModels,
+			TLS:          *shTLS,
 		},
 		PayloadLog: exporter.PayloadLogOptions{
 			URL:             *plogURL,

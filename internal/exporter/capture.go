@@ -30,7 +30,8 @@ type capture struct {
 	respLen int
 	// hdrLen is the length of the request's header when the request is
 	// to be mirrored to the shadow model server (mirror), or its headers go
-	// into the payload log's metadata, else 0.
+	// into the payload log's metadata, else 0. A gRPC call's (format.GRPC)
+	// is its method and metadata (appendShadowCall), when mirrored.
 	hdrLen int
 	mirror bool
 	kind   captureKind
@@ -205,7 +206,8 @@ type worker struct {
 	codec fasthttp.Response
 	// feedbackParser reads Seldon's feedback, with no feature names.
 	feedbackParser *payload.Parser
-	// shadow takes the requests to mirror; nil without --shadow.upstream.
+	// shadow takes the requests to mirror; nil without --shadow.upstream
+	// and --shadow.grpc-upstream.
 	shadow *shadow
 	// payloadLog sends the bodies on; nil without --payload-log.url.
 	payloadLog *payloadLog
@@ -314,7 +316,7 @@ func (w *worker) handle(c *capture) {
 			}
 		}
 		if hdr := c.header(); hdr != nil && c.mirror && w.shadow != nil && err == nil {
-			w.shadow.offer(c.model, mc, f, c.enc.req, hdr, c.buf[:c.reqLen], id, w.batch.Records)
+			w.shadow.offer(c.model, mc, f, c.format.GRPC(), c.enc.req, hdr, c.buf[:c.reqLen], id, w.batch.Records)
 		}
 	}
 }

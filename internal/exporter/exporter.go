@@ -212,6 +212,9 @@ type Exporter struct {
 	queue   *queue
 	obs     *observer
 	proxy   *proxy
+	// shadow mirrors predictions to the shadow model server; nil without
+	// --shadow.upstream and --shadow.grpc-upstream.
+	shadow *shadow
 	// payloadLog sends captured bodies on; nil without --payload-log.url.
 	payloadLog *payloadLog
 	reloader   *config.Reloader[runtimeConfig]
@@ -234,7 +237,7 @@ type Exporter struct {
 
 // New builds a sidecar from o: it loads the configuration and creates every
 // part, but listens on nothing until Start.
-func New(o Options) (*Exporter, error) {
+func New(o Options) (_ *Exporter, err error) {
 	o.setDefaults()
 	e := &Exporter{
 		opts:     o,
@@ -286,20 +289,45 @@ func New(o Options) (*Exporter, error) {
 		return nil, err
 	}
 	e.proxy = p
+	defer func() {
+		// The gRPC connections exist from here on; no Stop will close them.
+		if err == nil {
+			return
+		}
+		if p.grpc != nil {
+			p.grpc.conn.Close()
+		}
+		if e.shadow != nil {
+			e.shadow.stop()
+		}
+	}()
 	p.labels = e.obs.labels
-	if o.Shadow.Upstream != "" {
-		if p.shadow, err = newShadow(o.Shadow, e.queue, e.cfg.Load, e.metrics.Shadow, e.metrics.LabelOverflow.WithLabelValues("class"), o.Now, e.logger.With("component", "shadow")); err != nil {
+	if o.Shadow.Upstream != "" || o.Shadow.GRPCUpstream != "" {
+		if o.Shadow.GRPCUpstream != "" && p.grpc == nil {
+			return nil, fmt.Errorf("--shadow.grpc-upstream=%q mirrors the gRPC proxy's calls: it needs --proxy.grpc-upstream", o.Shadow.GRPCUpstream)
+		}
+		sh, err := newShadow(o.Shadow, e.queue, e.cfg.Load, e.metrics.Shadow, e.metrics.LabelOverflow.WithLabelValues("class"), o.Now, e.logger.With("component", "shadow"))
+		if err != nil {
 			return nil, err
 		}
+		e.shadow = sh
+		// Each proxy samples for the shadow only with its own flag: the
+		// other's hot path keeps its one nil check.
+		if sh.client != nil {
+			p.shadow = sh
+		}
+		if sh.conn != nil {
+			p.grpc.shadow = sh
+		}
 		if l := e.obs.labels; l != nil {
-			if p.shadow.pending, err = loadShadowPending(o.StoragePath, o.Shadow.MaxPending, l.ttl, o.Now(), p.shadow.logger); err != nil {
+			if sh.pending, err = loadShadowPending(o.StoragePath, o.Shadow.MaxPending, l.ttl, o.Now(), sh.logger); err != nil {
 				return nil, err
 			}
-			l.onOutcome = p.shadow.labelled
+			l.onOutcome = sh.labelled
 			e.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: collector.ShadowPendingPredictions,
 				Help: "The number of the shadow model server's predictions waiting for their label (--shadow.max-pending at most).",
-			}, func() float64 { return float64(p.shadow.pending.len()) }))
+			}, func() float64 { return float64(sh.pending.len()) }))
 		}
 	}
 	if o.PayloadLog.URL != "" {
@@ -539,11 +567,11 @@ func (e *Exporter) Start() error {
 		}
 		return err
 	}
-	if e.proxy.shadow != nil {
-		e.proxy.shadow.start(e.opts.Shadow.Concurrency)
+	if e.shadow != nil {
+		e.shadow.start(e.opts.Shadow.Concurrency)
 	}
 	for i := 0; i < e.opts.CaptureWorkers; i++ {
-		w := &worker{q: e.queue, obs: e.obs, parsers: parserCache{}, logger: e.logger.With("component", "parser"), batchDelay: e.opts.CaptureBatchDelay, shadow: e.proxy.shadow, payloadLog: e.payloadLog}
+		w := &worker{q: e.queue, obs: e.obs, parsers: parserCache{}, logger: e.logger.With("component", "parser"), batchDelay: e.opts.CaptureBatchDelay, shadow: e.shadow, payloadLog: e.payloadLog}
 		e.workers.Add(1)
 		go func() {
 			defer e.workers.Done()
@@ -678,9 +706,9 @@ func (e *Exporter) stop(ctx context.Context) error {
 		e.wg.Wait()
 		if proxyErr == nil {
 			e.workers.Wait()
-			if e.proxy.shadow != nil {
+			if e.shadow != nil {
 				// The parsers hand over no more.
-				e.proxy.shadow.stop()
+				e.shadow.stop()
 			}
 		}
 		if e.obs.labels != nil {
@@ -741,7 +769,7 @@ func (e *Exporter) savePending() error {
 			errs = append(errs, fmt.Errorf("couldn't save pending predictions: %w", err))
 		}
 	}
-	if sh := e.proxy.shadow; sh != nil && sh.pending != nil {
+	if sh := e.shadow; sh != nil && sh.pending != nil {
 		if err := sh.pending.save(); err != nil {
 			errs = append(errs, fmt.Errorf("couldn't save the shadow's pending predictions: %w", err))
 		}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -127,6 +128,9 @@ type grpcProxy struct {
 	tls       bool             // over TLS
 	newServer func() *grpc.Server
 	timeout   time.Duration // --proxy.timeout, of a unary prediction call
+	// shadow takes a sample of the unary prediction calls, to mirror
+	// (shadowgrpc.go); nil without --shadow.grpc-upstream.
+	shadow *shadow
 
 	handoff  *handoff // the listener (grpcdrain.go)
 	mu       sync.Mutex
@@ -149,29 +153,11 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 func (rawCodec) Name() string { return "proto" }
 
 func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, error) {
-	u, host, err := parseUpstream("--proxy.grpc-upstream", o.GRPCUpstream)
+	conn, isTLS, err := dialGRPC("--proxy.grpc-upstream", o.GRPCUpstream, "--proxy.upstream-", o.TLS, o.MaxBodySize, logger)
 	if err != nil {
 		return nil, err
 	}
-	creds := insecure.NewCredentials()
-	if u.Scheme == "https" {
-		// The --proxy.upstream-* TLS flags, verified against this host.
-		cfg, err := upstreamTLS(o.TLS, "--proxy.upstream-", "--proxy.grpc-upstream", o.GRPCUpstream, u.Hostname(), logger)
-		if err != nil {
-			return nil, err
-		}
-		creds = credentials.NewTLS(cfg)
-	}
-	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, timeout: o.Timeout, tls: u.Scheme == "https"}
-	g.conn, err = grpc.NewClient("passthrough:///"+host,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithNoProxy(),      // the model server is beside us, not behind $HTTP_PROXY
-		grpc.WithDisableRetry(), // a prediction may have reached the model
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
-			grpc.MaxCallRecvMsgSize(o.MaxBodySize), grpc.MaxCallSendMsgSize(o.MaxBodySize)))
-	if err != nil {
-		return nil, fmt.Errorf("couldn't set up --proxy.grpc-upstream=%q: %w", o.GRPCUpstream, err)
-	}
+	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, conn: conn, timeout: o.Timeout, tls: isTLS}
 	g.newServer = func() *grpc.Server {
 		return grpc.NewServer(
 			grpc.ForceServerCodec(rawCodec{}),
@@ -180,6 +166,37 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 		)
 	}
 	return g, nil
+}
+
+// dialGRPC sets up the client connection to the gRPC endpoint that flag
+// names, at raw: cleartext HTTP/2 for http://, TLS for https://, with the
+// TLS flags that begin with prefix (--proxy.upstream-, --shadow.) in o,
+// verified against its host. Its calls pass messages as their bytes
+// (rawCodec), up to maxMsg each way, and are never retried: a prediction
+// may have reached the model. It connects on the first call.
+func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, logger *slog.Logger) (conn *grpc.ClientConn, isTLS bool, err error) {
+	u, host, err := parseUpstream(flag, raw)
+	if err != nil {
+		return nil, false, err
+	}
+	creds := insecure.NewCredentials()
+	if u.Scheme == "https" {
+		cfg, err := upstreamTLS(o, prefix, flag, raw, u.Hostname(), logger)
+		if err != nil {
+			return nil, false, err
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err = grpc.NewClient("passthrough:///"+host,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithNoProxy(),      // reached directly, as over HTTP, not through $HTTP_PROXY
+		grpc.WithDisableRetry(), // a prediction may have reached the model
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
+			grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)))
+	if err != nil {
+		return nil, false, fmt.Errorf("couldn't set up %s=%q: %w", flag, raw, err)
+	}
+	return conn, u.Scheme == "https", nil
 }
 
 // start serves the calls of ln's connections.
@@ -515,8 +532,15 @@ func (g *grpcProxy) predict(ss grpc.ServerStream, method string, call unaryCall)
 	upEnd := g.p.now()
 	m.inFlight.Dec()
 	st, respSize := 200, len(resp)
+	var mirror *[]byte
 	switch {
 	case err == nil:
+		// Only what account captures (an answer) reaches the shadow.
+		if g.shadow != nil && g.shadow.sample(m) {
+			mirror = shadowCalls.Get().(*[]byte)
+			*mirror = appendShadowCall((*mirror)[:0], method, md)
+			rq.header, rq.mirror = *mirror, true
+		}
 	case errors.As(err, new(*proxyFailure)):
 		err = g.failure(ss.Context(), m, err.(*proxyFailure).err)
 		st, respSize = 502, -1
@@ -532,6 +556,9 @@ func (g *grpcProxy) predict(ss grpc.ServerStream, method string, call unaryCall)
 		rq.id = call.answerID(resp)
 	}
 	g.p.account(m, req, resp, respSize, st, rq, upEnd)
+	if mirror != nil {
+		shadowCalls.Put(mirror) // the capture has its copy
+	}
 	return err
 }
 

@@ -85,7 +85,7 @@ func waitIdle(t testing.TB, e *Exporter) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		return e.queue.enqueued.Load() == e.queue.handled.Load() &&
-			(e.proxy.shadow == nil || e.proxy.shadow.inFlight.Load() == 0)
+			(e.shadow == nil || e.shadow.inFlight.Load() == 0)
 	}, 10*time.Second, time.Millisecond)
 }
 

@@ -167,7 +167,7 @@ func (p *payloadLog) log(c *capture, f payload.Format, req, resp []byte) {
 		ext[k] = v
 	}
 	ext["modelname"] = c.model.name
-	if p.headers != nil {
+	if p.headers != nil && !c.format.GRPC() { // a gRPC call's is for the shadow
 		if hdr := c.header(); hdr != nil {
 			ext["metadata"] = p.metadata(hdr)
 		}

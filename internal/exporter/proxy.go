@@ -73,7 +73,7 @@ type proxy struct {
 	upstream  string        // --proxy.upstream, for the logs
 	failing   *warning      // the model server fails requests
 	grpc      *grpcProxy    // nil without --proxy.grpc-upstream
-	shadow    *shadow       // nil without --shadow.upstream
+	shadow    *shadow       // samples for the shadow; nil without --shadow.upstream
 	// logPayloads: with --payload-log.url, a request's Ce-Id header is its
 	// prediction id when the label join gives none (as KServe's logger
 	// takes it). logHeaders: with --payload-log.metadata-header, the

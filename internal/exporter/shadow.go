@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/common/config"
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc"
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
@@ -25,8 +26,12 @@ import (
 // answers are compared with the model's and thrown away.
 type ShadowOptions struct {
 	// Upstream is the shadow model server's base URL, http or https; empty
-	// mirrors nothing.
+	// mirrors no HTTP prediction.
 	Upstream string
+	// GRPCUpstream is the URL of the shadow's gRPC endpoint, http
+	// (cleartext HTTP/2) or https; empty mirrors no gRPC prediction. The
+	// gRPC proxy's unary prediction calls are mirrored to it.
+	GRPCUpstream string
 	// SampleRatio is the share of the captured predictions mirrored, in
 	// (0, 1].
 	SampleRatio float64
@@ -41,21 +46,23 @@ type ShadowOptions struct {
 	// Models are the models whose predictions are mirrored; empty mirrors
 	// every model's.
 	Models []string
-	// TLS configures the connections to an https shadow, as
+	// TLS configures the connections to an https shadow, HTTP or gRPC, as
 	// ProxyOptions.TLS those to the model server: the --shadow.* TLS flags.
 	TLS promconfig.TLSConfig
 }
 
 // shadow mirrors sampled predictions to the shadow model server, off the
 // hot path: the proxy only decides whether a request is sampled and copies
-// its header with its bodies into the capture; the parser that parses the
-// model's answer hands the request on to the shadow's senders, which send
-// it, parse the shadow's answer the same way and compare the two. Nothing of
-// it reaches the client or waits for it.
+// its header with its bodies into the capture (the gRPC proxy its method
+// and metadata with its messages); the parser that parses the model's
+// answer hands the request on to the shadow's senders, which send it, parse
+// the shadow's answer the same way and compare the two. Nothing of it
+// reaches the client or waits for it.
 type shadow struct {
-	client  *fasthttp.HostClient
+	client  *fasthttp.HostClient // nil without --shadow.upstream
 	host    string
-	models  map[string]bool // nil: every model
+	conn    *grpc.ClientConn // nil without --shadow.grpc-upstream
+	models  map[string]bool  // nil: every model
 	ratio   float64
 	timeout time.Duration
 	jobs    chan *shadowJob
@@ -86,7 +93,11 @@ type shadowJob struct {
 	model  *model
 	format payload.Format
 	enc    contentEncoding // of the request body
-	buf    []byte          // the request's header, its body as sent, then the prediction id
+	// buf is the request's header, its body as sent, then the prediction
+	// id; for a gRPC call (grpc), its method and metadata
+	// (appendShadowCall), its request message, then the id.
+	buf    []byte
+	grpc   bool
 	hdrLen int
 	idLen  int
 	// preds are the model's predictions, one per record.
@@ -103,10 +114,6 @@ type shadowPrediction struct {
 }
 
 func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collector.ShadowMetrics, overflow prometheus.Counter, now func() time.Time, logger *slog.Logger) (*shadow, error) {
-	u, addr, err := parseUpstream("--shadow.upstream", o.Upstream)
-	if err != nil {
-		return nil, err
-	}
 	if !(o.SampleRatio > 0 && o.SampleRatio <= 1) {
 		return nil, fmt.Errorf("--shadow.sample-ratio must be in (0, 1], not %v", o.SampleRatio)
 	}
@@ -129,16 +136,8 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 		}
 		models[name] = true
 	}
-	client := transparentClient(addr, u.Scheme == "https", o.Concurrency, o.Timeout)
-	if u.Scheme == "https" {
-		if client.TLSConfig, err = upstreamTLS(o.TLS, "--shadow.", "--shadow.upstream", o.Upstream, u.Hostname(), logger); err != nil {
-			return nil, err
-		}
-	}
 	s := &shadow{
 		models:   models,
-		client:   client,
-		host:     u.Host,
 		ratio:    o.SampleRatio,
 		timeout:  o.Timeout,
 		jobs:     make(chan *shadowJob, o.Concurrency),
@@ -151,12 +150,32 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 		logger:   logger,
 		failing:  newWarning(logger, "Requests to the shadow model server fail: its predictions are not compared (modelmon_shadow_errors_total counts each by reason); the model's clients are not affected"),
 	}
-	s.client.MaxResponseBodySize = q.maxBody // what the parser would parse
+	if o.Upstream != "" {
+		u, addr, err := parseUpstream("--shadow.upstream", o.Upstream)
+		if err != nil {
+			return nil, err
+		}
+		s.client, s.host = transparentClient(addr, u.Scheme == "https", o.Concurrency, o.Timeout), u.Host
+		if u.Scheme == "https" {
+			if s.client.TLSConfig, err = upstreamTLS(o.TLS, "--shadow.", "--shadow.upstream", o.Upstream, u.Hostname(), logger); err != nil {
+				return nil, err
+			}
+		}
+		s.client.MaxResponseBodySize = q.maxBody // what the parser would parse
+	}
+	if o.GRPCUpstream != "" {
+		var err error
+		// Its answers up to what the parser would parse; the requests were
+		// captured, so they are no larger.
+		if s.conn, _, err = dialGRPC("--shadow.grpc-upstream", o.GRPCUpstream, "--shadow.", o.TLS, q.maxBody, logger); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
 // sample reports whether to mirror a prediction of model m. It runs on the
-// hot path.
+// hot path, of the HTTP proxy and of the gRPC proxy's unary calls.
 func (s *shadow) sample(m *model) bool {
 	if s.models != nil && !s.models[m.name] {
 		return false
@@ -185,15 +204,21 @@ func (s *shadow) start(n int) {
 func (s *shadow) stop() {
 	s.closed.Do(func() { close(s.jobs) })
 	s.wg.Wait()
-	s.client.CloseIdleConnections()
+	if s.client != nil {
+		s.client.CloseIdleConnections()
+	}
+	if s.conn != nil {
+		s.conn.Close()
+	}
 }
 
 // offer hands a request the model has answered (its header, its body as
 // sent with Content-Encoding enc, its prediction id for labels, and recs,
 // the records parsed from it and the model's answer) to the senders, or
-// counts it dropped when they are behind. It runs in a parser and does not
-// wait.
-func (s *shadow) offer(m *model, mc modelConfig, f payload.Format, enc contentEncoding, hdr, body, id []byte, recs []payload.Record) {
+// counts it dropped when they are behind. A gRPC call's (isGRPC) header is
+// its method and metadata (appendShadowCall), its body its request
+// message. It runs in a parser and does not wait.
+func (s *shadow) offer(m *model, mc modelConfig, f payload.Format, isGRPC bool, enc contentEncoding, hdr, body, id []byte, recs []payload.Record) {
 	if s.pending == nil {
 		id = nil
 	}
@@ -202,7 +227,7 @@ func (s *shadow) offer(m *model, mc modelConfig, f payload.Format, enc contentEn
 		s.metrics.Dropped.WithLabelValues(m.name).Inc()
 		return
 	}
-	j := &shadowJob{model: m, format: f, enc: enc, hdrLen: len(hdr), idLen: len(id), preds: make([]shadowPrediction, len(recs))}
+	j := &shadowJob{model: m, format: f, grpc: isGRPC, enc: enc, hdrLen: len(hdr), idLen: len(id), preds: make([]shadowPrediction, len(recs))}
 	j.buf = append(append(append(make([]byte, 0, n), hdr...), body...), id...)
 	for i := range recs {
 		j.preds[i] = readShadowPrediction(mc.classes, &recs[i])
@@ -250,6 +275,7 @@ type shadowSender struct {
 // it would be a bug.
 var errShadowHeader = errors.New("the request's header could not be read back")
 
+// send mirrors j's request and compares the shadow's answer.
 func (sd *shadowSender) send(j *shadowJob) {
 	s := sd.s
 	m := j.model
@@ -259,6 +285,17 @@ func (sd *shadowSender) send(j *shadowJob) {
 			s.logger.Error("Recovered from a panic while comparing a shadow prediction", "model", m.name, "panic", r)
 		}
 	}()
+	hdr, body := j.buf[:j.hdrLen], j.buf[j.hdrLen:len(j.buf)-j.idLen]
+	if j.grpc {
+		sd.call(j, hdr, body) // shadowgrpc.go
+		return
+	}
+	sd.sendHTTP(j, hdr, body)
+}
+
+// sendHTTP sends a mirrored HTTP request, its header and body as sent.
+func (sd *shadowSender) sendHTTP(j *shadowJob, hdr, body []byte) {
+	s, m := sd.s, j.model
 	req, resp := &sd.req, &sd.resp
 	req.Reset()
 	resp.Reset()
@@ -266,7 +303,6 @@ func (sd *shadowSender) send(j *shadowJob) {
 		req.Reset()
 		resp.Reset()
 	}()
-	hdr, body := j.buf[:j.hdrLen], j.buf[j.hdrLen:len(j.buf)-j.idLen]
 	req.Header.DisableNormalizing()
 	sd.hr.Reset(hdr)
 	if sd.br == nil {
@@ -307,13 +343,6 @@ func (sd *shadowSender) send(j *shadowJob) {
 		sd.fail(m, collector.ErrorUpstream4xx, fmt.Errorf("the shadow model server answered %d", code))
 		return
 	}
-	sd.compare(j, body, resp)
-}
-
-// compare parses the shadow's answer to j's request body and compares its
-// predictions with the model's.
-func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Response) {
-	s, m := sd.s, j.model
 	reqBody, err := decode(&sd.codec, j.enc, body, s.q.maxBody)
 	var respBody []byte
 	if err == nil {
@@ -323,10 +352,17 @@ func (sd *shadowSender) compare(j *shadowJob, body []byte, resp *fasthttp.Respon
 		sd.fail(m, collector.ShadowInvalidPayload, fmt.Errorf("could not decode a body: %w", err))
 		return
 	}
+	sd.compare(j, reqBody, respBody)
+}
+
+// compare parses the shadow's answer to j's request, both decoded, and
+// compares its predictions with the model's.
+func (sd *shadowSender) compare(j *shadowJob, reqBody, respBody []byte) {
+	s, m := sd.s, j.model
 	rc := s.config()
 	mc := rc.models[m.name]
 	p := sd.parsers.get(m.name, mc, rc)
-	err = p.Parse(j.format, reqBody, respBody, &sd.batch)
+	err := p.Parse(j.format, reqBody, respBody, &sd.batch)
 	var pe *payload.Error
 	switch {
 	case errors.As(err, &pe) && pe.Reason == payload.ReasonShapeMismatch:
