@@ -321,26 +321,32 @@ func tfServingExamples(stream grpc.ServerStream, method string) error {
 	if err := stream.RecvMsg(&req); err != nil {
 		return err
 	}
+	resp := tfExamplesAnswer(method, 0.75, 0.5)
+	return stream.SendMsg(&resp)
+}
+
+// tfExamplesAnswer encodes the answer to a Classify, Regress or
+// MultiInference call (by method) on two examples: each classified "no"
+// 1-yes and "yes" yes, and regressed value.
+func tfExamplesAnswer(method string, yes, value float32) []byte {
 	var classes, regressions []byte
 	for range 2 {
 		no := appendField(nil, 1, []byte("no"))
-		no = protowire.AppendFixed32(protowire.AppendTag(no, 2, protowire.Fixed32Type), math.Float32bits(0.25))
-		yes := appendField(nil, 1, []byte("yes"))
-		yes = protowire.AppendFixed32(protowire.AppendTag(yes, 2, protowire.Fixed32Type), math.Float32bits(0.75))
-		classes = appendField(classes, 1, appendField(appendField(nil, 1, no), 1, yes)) // Classifications
-		value := protowire.AppendFixed32(protowire.AppendTag(nil, 1, protowire.Fixed32Type), math.Float32bits(0.5))
-		regressions = appendField(regressions, 1, value) // Regression
+		no = protowire.AppendFixed32(protowire.AppendTag(no, 2, protowire.Fixed32Type), math.Float32bits(1-yes))
+		y := appendField(nil, 1, []byte("yes"))
+		y = protowire.AppendFixed32(protowire.AppendTag(y, 2, protowire.Fixed32Type), math.Float32bits(yes))
+		classes = appendField(classes, 1, appendField(appendField(nil, 1, no), 1, y)) // Classifications
+		v := protowire.AppendFixed32(protowire.AppendTag(nil, 1, protowire.Fixed32Type), math.Float32bits(value))
+		regressions = appendField(regressions, 1, v) // Regression
 	}
-	var resp []byte
 	switch method {
 	case tfClassify:
-		resp = appendField(nil, 1, classes) // ClassificationResponse.result
+		return appendField(nil, 1, classes) // ClassificationResponse.result
 	case tfRegress:
-		resp = appendField(nil, 1, regressions)
-	default: // MultiInferenceResponse.results: a classification, then a regression
-		resp = appendField(appendField(nil, 1, appendField(nil, 2, classes)), 1, appendField(nil, 3, regressions))
+		return appendField(nil, 1, regressions)
 	}
-	return stream.SendMsg(&resp)
+	// MultiInferenceResponse.results: a classification, then a regression
+	return appendField(appendField(nil, 1, appendField(nil, 2, classes)), 1, appendField(nil, 3, regressions))
 }
 
 // seldonMessage encodes a SeldonMessage: with shape, data.tensor of the

@@ -3,6 +3,8 @@ package exporter
 import (
 	"context"
 	"crypto/x509"
+	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/modelmon/modelmon/collector"
 )
@@ -410,4 +413,221 @@ func TestShadowCallRoundTrip(t *testing.T) {
 	}
 	_, _, err = readShadowCall(nil)
 	require.ErrorIs(t, err, errShadowCall)
+}
+
+// Every unary prediction call the gRPC proxy parses is mirrored, the
+// README says: TensorFlow Serving's Classify, Regress and MultiInference,
+// Seldon Core 1's Predict of both its services, TorchServe's Predictions
+// too, not ModelInfer and Predict alone. Each reaches the shadow as the
+// model server got it, method, message and metadata, and the two answers
+// are compared in the call's format: classes by pairs, values by their
+// differences.
+func TestShadowGRPCEveryUnaryCall(t *testing.T) {
+	torchInput := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"instances": [[1, 2]]}`))
+	seldonReq := append(appendField(nil, 2, appendField(nil, 1, []byte("req-1"))), seldonMessage([]string{"a", "b"}, []int32{1, 2}, 1.5, 2.5)...)
+	for _, tc := range []struct {
+		name, method, model string
+		req, answer         []byte
+		md                  []string // beside authorization and x-tenant
+		// predictions and disagreements compared; pairs of classes (model,
+		// shadow) and how many; the sums of absolute and squared
+		// differences.
+		predictions, disagreements float64
+		pairs                      map[[2]string]float64
+		abs, sq                    float64
+	}{
+		{
+			name: "tf classify", method: tfClassify, model: "churn",
+			req: tfExamplesRequest("churn", 4, false), answer: tfExamplesAnswer(tfClassify, 0.25, 0),
+			predictions: 2, disagreements: 2, pairs: map[[2]string]float64{{"yes", "no"}: 2},
+		},
+		{
+			name: "tf regress", method: tfRegress, model: "price",
+			req: tfExamplesRequest("price", 4, false), answer: tfExamplesAnswer(tfRegress, 0, 0.75),
+			predictions: 2, abs: 2 * 0.25, sq: 2 * 0.0625,
+		},
+		{
+			// The classification comes first: it is the prediction, and
+			// the regressed values, though they differ too, are not.
+			name: "tf multi inference", method: tfMultiInference, model: "both",
+			req: tfExamplesRequest("both", 4, true), answer: tfExamplesAnswer(tfMultiInference, 0.25, 0.75),
+			predictions: 2, disagreements: 2, pairs: map[[2]string]float64{{"yes", "no"}: 2},
+		},
+		{
+			name: "seldon", method: seldonPredict, model: "iris", md: []string{"seldon", "iris"},
+			req: seldonReq, answer: seldonMessage(nil, nil, 0.25),
+			predictions: 1, abs: 0.5, sq: 0.25,
+		},
+		{
+			name: "seldon model", method: seldonModelPredict, model: "iris", md: []string{"seldon", "iris"},
+			req: seldonReq, answer: seldonMessage(nil, nil, 0.25),
+			predictions: 1, abs: 0.5, sq: 0.25,
+		},
+		{
+			name: "torchserve", method: torchPredictions, model: "resnet",
+			req:         appendField(appendField(appendField(nil, 1, []byte("resnet")), 2, []byte("2.0")), 3, torchInput),
+			answer:      appendField(nil, 1, []byte("[0.25]")), // PredictionResponse.prediction
+			predictions: 1, abs: 0.25, sq: 0.0625,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			candidate := newGRPCCandidate(t, func(_ context.Context, method string, _ []byte) ([]byte, error) {
+				if method != tc.method {
+					return nil, status.Error(codes.Unimplemented, method)
+				}
+				return tc.answer, nil
+			})
+			e := grpcShadowSidecar(t, "http://127.0.0.1:1", candidate.url, nil)
+			md := append([]string{"authorization", "Bearer s3cret", "x-tenant", "a"}, tc.md...)
+			ctx := metadata.AppendToOutgoingContext(context.Background(), md...)
+			var resp []byte
+			require.NoError(t, grpcClient(t, e.GRPCAddr()).Invoke(ctx, tc.method, &tc.req, &resp))
+			require.NotEqual(t, tc.answer, resp, "the client gets the model's answer")
+			waitCaptured(t, e, 1)
+
+			got := candidate.received()
+			require.Len(t, got, 1)
+			require.Equal(t, tc.method, got[0].method)
+			require.Equal(t, tc.req, got[0].msg, "the request message as the model server got it")
+			for i := 0; i < len(md); i += 2 {
+				require.Equal(t, []string{md[i+1]}, got[0].md.Get(md[i]), md[i])
+			}
+
+			m := map[string]string{"model": tc.model}
+			require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, m))
+			for _, reason := range collector.ShadowErrorReasons {
+				require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": tc.model, "reason": reason}), reason)
+			}
+			require.Equal(t, tc.predictions, metricValue(t, e, collector.ShadowPredictionsTotal, m))
+			require.Equal(t, tc.disagreements, metricValue(t, e, collector.ShadowDisagreementsTotal, m))
+			require.InDelta(t, tc.abs, metricValue(t, e, collector.ShadowAbsoluteDifferenceTotal, m), 1e-6)
+			require.InDelta(t, tc.sq, metricValue(t, e, collector.ShadowSquaredDifferenceTotal, m), 1e-6)
+			for pair, n := range tc.pairs {
+				require.Equal(t, n, metricValue(t, e, collector.ShadowClassPairsTotal,
+					map[string]string{"model": tc.model, "predicted": pair[0], "shadow_predicted": pair[1]}), "%v", pair)
+			}
+			if tc.pairs == nil {
+				require.Zero(t, metricValue(t, e, collector.ShadowClassPairsTotal, nil), "values, not classes")
+			}
+		})
+	}
+}
+
+// What the gRPC proxy does not mirror: Seldon's SendFeedback (of either
+// service), streaming calls (ModelStreamInfer, TorchServe's
+// StreamPredictions), calls that pass through, and a prediction the model
+// server answered with an error status or not in time. Only the last call,
+// a ModelInfer the model answers, reaches the shadow.
+func TestShadowGRPCNotMirrored(t *testing.T) {
+	candidate := newGRPCCandidate(t, inferAnswer(0.25))
+	e := grpcShadowSidecar(t, "http://127.0.0.1:1", candidate.url, func(o *Options) { o.Proxy.Timeout = 200 * time.Millisecond })
+	conn := grpcClient(t, e.GRPCAddr())
+	seldon := metadata.AppendToOutgoingContext(context.Background(), "seldon", "iris")
+
+	// Feedback, whose reward the parser reads.
+	reward := protowire.AppendFixed32(protowire.AppendTag(nil, 3, protowire.Fixed32Type), math.Float32bits(1))
+	for _, method := range []string{seldonSendFeedback, seldonModelFeedback} {
+		var resp []byte
+		require.NoError(t, conn.Invoke(seldon, method, &reward, &resp), method)
+	}
+	// Streams, each one prediction.
+	for _, tc := range []struct {
+		method string
+		req    []byte
+	}{
+		{modelStreamInfer, inferCall("echo", "", inferTensor("x", []uint64{1, 1}, 1))},
+		{torchStreamPredictions, appendField(appendField(nil, 1, []byte("llama")), 3,
+			appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"prompt": "Hi"}`)))},
+	} {
+		cs, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, tc.method)
+		require.NoError(t, err)
+		require.NoError(t, cs.SendMsg(&tc.req))
+		require.NoError(t, cs.CloseSend())
+		for err == nil {
+			var msg []byte
+			err = cs.RecvMsg(&msg)
+		}
+		require.ErrorIs(t, err, io.EOF, tc.method)
+	}
+	// A passthrough call.
+	var live []byte
+	require.NoError(t, conn.Invoke(context.Background(), "/inference.GRPCInferenceService/ServerLive", &[]byte{}, &live))
+	// Predictions the model server failed, or did not answer in time.
+	for _, tc := range []struct {
+		method string
+		req    []byte
+		code   codes.Code
+	}{
+		{modelInfer, inferCall("bad", "", inferTensor("x", []uint64{1, 1}, 1)), codes.InvalidArgument},
+		{modelInfer, inferCall("broken", "", inferTensor("x", []uint64{1, 1}, 1)), codes.Internal},
+		{modelInfer, inferCall("slow", "", inferTensor("x", []uint64{1, 1}, 1)), codes.DeadlineExceeded},
+		{tfPredict, tfPredictMessage(2, "bad", 0, "x", []int64{1, 1}, 1), codes.InvalidArgument},
+	} {
+		var resp []byte
+		err := conn.Invoke(context.Background(), tc.method, &tc.req, &resp)
+		require.Equal(t, tc.code, status.Code(err), "%v", err)
+	}
+	eventually(t, e, 1, collector.PredictionErrorsTotal, map[string]string{"model": "slow", "reason": collector.ErrorTimeout})
+
+	// The feedback and the two streams are captured, and so is the last.
+	req := inferCall("fraud", "", inferTensor("x", []uint64{1, 1}, 1))
+	var resp []byte
+	require.NoError(t, conn.Invoke(context.Background(), modelInfer, &req, &resp))
+	waitCaptured(t, e, 5)
+	eventually(t, e, 2, "modelmon_feedback_reward_count", map[string]string{"model": "iris"})
+
+	got := candidate.received()
+	require.Len(t, got, 1, "%+v", got)
+	require.Equal(t, modelInfer, got[0].method)
+	require.Equal(t, req, got[0].msg)
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "fraud"}))
+	for _, model := range []string{"iris", "echo", "llama", "bad", "broken", "slow", "unknown"} {
+		require.Zero(t, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": model}), model)
+		require.Zero(t, metricValue(t, e, collector.ShadowDroppedTotal, map[string]string{"model": model}), model)
+	}
+}
+
+// With labels, a mirrored call's predictions wait by the id the call's own
+// predictions take, however it gets one: a Seldon call without a puid the
+// one the model's answer carries (not the shadow's), a TorchServe call
+// without an id header the one the sidecar gives it.
+func TestShadowGRPCLabelsByCallID(t *testing.T) {
+	candidate := newGRPCCandidate(t, func(_ context.Context, method string, _ []byte) ([]byte, error) {
+		if method == torchPredictions {
+			return appendField(nil, 1, []byte("[0.25]")), nil
+		}
+		// A puid of the shadow's own.
+		return append(appendField(nil, 2, appendField(nil, 1, []byte("shadow-1"))), seldonMessage(nil, nil, 0.25)...), nil
+	})
+	e := grpcShadowSidecar(t, "http://127.0.0.1:1", candidate.url, labelsOn)
+	conn := grpcClient(t, e.GRPCAddr())
+
+	seldonReq := seldonMessage(nil, nil, 2)
+	var resp []byte
+	require.NoError(t, conn.Invoke(metadata.AppendToOutgoingContext(context.Background(), "seldon", "iris"), seldonPredict, &seldonReq, &resp))
+	input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"instances": [[1, 2]]}`))
+	torchReq := appendField(appendField(nil, 1, []byte("resnet")), 3, input)
+	var header metadata.MD
+	require.NoError(t, conn.Invoke(context.Background(), torchPredictions, &torchReq, &resp, grpc.Header(&header)))
+	ids := header.Get(string(e.proxy.labels.header))
+	require.Len(t, ids, 1, "%v", header)
+	waitCaptured(t, e, 2)
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowPendingPredictions, nil))
+
+	st, r := postLabels(t, e, `{"id": "exec-1", "label": 1}`+"\n"+`{"id": "`+ids[0]+`", "label": 1}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "matched"}, r.Results)
+	for _, tc := range []struct {
+		name          string
+		model, shadow float64 // absolute errors
+	}{
+		{"iris", 0.25, 0.75},
+		{"resnet", 0.5, 0.75},
+	} {
+		m := map[string]string{"model": tc.name}
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowLabelsMatchedTotal, m), tc.name)
+		require.InDelta(t, tc.model, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, map[string]string{"model": tc.name, "source": "model"}), 1e-9, tc.name)
+		require.InDelta(t, tc.shadow, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, map[string]string{"model": tc.name, "source": "shadow"}), 1e-9, tc.name)
+	}
+	require.Zero(t, metricValue(t, e, collector.ShadowPendingPredictions, nil))
 }
