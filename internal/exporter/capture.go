@@ -272,7 +272,9 @@ func (w *worker) handle(c *capture) {
 	rc := w.obs.config()
 	mc := rc.models[c.model.name]
 	f := c.format
-	if mc.format != payload.FormatUnknown {
+	// models[].format names an HTTP body's format; a gRPC call's messages
+	// are in the one its method gives, whatever the model's HTTP bodies are.
+	if mc.format != payload.FormatUnknown && !c.format.GRPC() {
 		f = mc.format
 	}
 	if w.payloadLog != nil {

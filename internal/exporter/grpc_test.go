@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -582,6 +584,21 @@ func TestGRPCTFServingPredict(t *testing.T) {
 	err := conn.Invoke(ctx, tfPredict, &bad, &resp)
 	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "bad", "reason": "upstream_4xx"}))
+}
+
+// A model's models[].format names its HTTP bodies' format: its gRPC
+// calls are still read in the format their method gives.
+func TestGRPCIgnoresModelFormat(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: mnist\n    format: kserve_v1\n"), 0o644))
+	e, _ := grpcSidecar(t, func(o *Options) { o.ConfigFile = cfg })
+	conn := grpcClient(t, e.GRPCAddr())
+	req := tfPredictMessage(2, "mnist", 3, "x", []int64{1, 2}, 1, 2)
+	var resp []byte
+	require.NoError(t, conn.Invoke(context.Background(), tfPredict, &req, &resp))
+	eventually(t, e, 1, "modelmon_payloads_parsed_total", map[string]string{"model": "mnist", "format": "tfserving_grpc"})
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "mnist"}))
+	require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": "mnist", "reason": "invalid_json"}))
 }
 
 // TensorFlow Serving's calls on tf.Examples, Classify, Regress and
