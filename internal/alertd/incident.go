@@ -71,6 +71,20 @@ func incidentKey(groupKey, route string, groupLabels model.LabelSet) string {
 	return fmt.Sprintf("%s:%s", route, groupLabels)
 }
 
+// routeKey returns Alertmanager's key of the incident's route
+// (Route.Key(), the path of matchers): its group key without the group
+// labels; "" when the group key is not of that form (or unknown).
+func (in *incident) routeKey() string { return routeKeyOf(in.GroupKey, in.GroupLabels) }
+
+// routeKeyOf returns the route key in a group key (alertGroup.Key).
+func routeKeyOf(groupKey string, groupLabels model.LabelSet) string {
+	k, ok := strings.CutSuffix(groupKey, ":"+groupLabels.String())
+	if !ok {
+		return ""
+	}
+	return k
+}
+
 func (in *incident) clone() *incident {
 	c := *in
 	c.Alerts, c.Firing = slices.Clone(in.Alerts), slices.Clone(in.Firing)

@@ -62,12 +62,15 @@ type PolicyTest struct {
 
 // PolicyAcknowledgement acknowledges, at a time (after the start), the
 // open escalated incidents whose opening alert has the labels (a subset),
-// by someone: as POST /api/v1/incidents/{id}/acknowledge would. The files
-// of `alertd replay --acknowledgements` list them too.
+// of the receiver's routes when one is given (an alert in several routes
+// is in an incident of each), by someone: as POST
+// /api/v1/incidents/{id}/acknowledge would. The files of `alertd replay
+// --acknowledgements` list them too.
 type PolicyAcknowledgement struct {
-	At     AckTime           `yaml:"at"`
-	Labels map[string]string `yaml:"labels"`
-	By     string            `yaml:"by"`
+	At       AckTime           `yaml:"at"`
+	Labels   map[string]string `yaml:"labels"`
+	Receiver string            `yaml:"receiver"`
+	By       string            `yaml:"by"`
 }
 
 type policySeries struct {
@@ -296,7 +299,11 @@ func (tc *PolicyTest) compare(res *ReplayResult, start time.Time) []string {
 	msgs := matchOneToOne("firing", tc.ExpFirings, res.Firings, func(e ExpectedFiring, f ReplayFiring) bool { return e.matches(f, start) }, describe)
 	for _, a := range res.Acknowledgements {
 		if len(a.Incidents) == 0 {
-			msgs = append(msgs, fmt.Sprintf("        acknowledgement at %s of %s acknowledged no open escalated incident", model.Duration(a.At.Sub(start)), a.Labels))
+			of := a.Labels.String()
+			if a.Receiver != "" {
+				of += " of receiver " + a.Receiver
+			}
+			msgs = append(msgs, fmt.Sprintf("        acknowledgement at %s of %s acknowledged no open escalated incident", model.Duration(a.At.Sub(start)), of))
 		}
 	}
 	if tc.ExpEscalations != nil {

@@ -50,9 +50,15 @@ type ReplayOptions struct {
 }
 
 // ReplayAcknowledgement acknowledges, at At, the open incidents escalated
-// by a policy whose opening alert has Labels (a subset of its labels), as
-// By would through alertd's API; or, when Alerts is set, the open escalated
-// incidents those alerts are in, as acknowledging the alerts would.
+// by a policy whose opening alert has Labels (a subset of its labels), of
+// Receiver's routes when set, as By would through alertd's API; or, when
+// Alerts is set, the open escalated incidents those alerts are in, as
+// acknowledging the alerts would. An incident's acknowledgement from the
+// ledger (LedgerIncident) acknowledges only the incidents those alerts are
+// in of the acknowledged incident's route (RouteKey, Receiver, Route), as
+// the API acknowledged that incident only; when the replayed
+// configuration has no such route it falls back to every incident they
+// are in (Scope).
 type ReplayAcknowledgement struct {
 	At time.Time `json:"at"`
 	// Labels are, for one from the ledger, the acknowledged alert's (those
@@ -64,9 +70,33 @@ type ReplayAcknowledgement struct {
 	// them.
 	Alerts         []string `json:"alerts,omitempty"`
 	LedgerIncident string   `json:"ledger_incident,omitempty"`
+	// RouteKey and Receiver are, for an incident's acknowledgement from
+	// the ledger, the acknowledged incident's route: Alertmanager's route
+	// key (Route.Key(), the path of matchers) and receiver, with Route,
+	// the route's id (Route.ID()), when a sibling had the same key. Empty
+	// when the ledger did not record them. A file's acknowledgement may
+	// set Receiver alone: it acknowledges incidents of that receiver only.
+	RouteKey string `json:"route_key,omitempty"`
+	Receiver string `json:"receiver,omitempty"`
+	Route    string `json:"route,omitempty"`
+	// Scope is, for an incident's acknowledgement from the ledger, which
+	// incidents the replay acknowledged: AckScopeRoute or AckScopeAlerts.
+	// Set by a replay with escalation policies.
+	Scope string `json:"scope,omitempty"`
 	// Incidents are the incidents it acknowledged, set by the replay.
 	Incidents []string `json:"incidents"`
 }
+
+// The scopes of an incident's acknowledgement from the ledger.
+const (
+	// AckScopeRoute: the replay's incidents of the acknowledged incident's
+	// route that its alerts are in.
+	AckScopeRoute = "route"
+	// AckScopeAlerts: every incident its alerts are in, as an alert's
+	// acknowledgement, because the replayed configuration has no route of
+	// that key and receiver (or the ledger did not record the route).
+	AckScopeAlerts = "alerts"
+)
 
 // ReplayResult is what one configuration would have done over a range:
 // every firing of every alert, and what the pipeline did with it.
@@ -171,6 +201,10 @@ type ReplaySummary struct {
 	// no open, escalated, unacknowledged incident.
 	AcknowledgementsApplied   int `json:"acknowledgements_applied"`
 	AcknowledgementsUnmatched int `json:"acknowledgements_unmatched"`
+	// AcknowledgementsRouteMissing counts the incidents' acknowledgements
+	// from the ledger whose route the configuration does not have: they
+	// acknowledged every incident of their alerts (AckScopeAlerts).
+	AcknowledgementsRouteMissing int `json:"acknowledgements_route_missing"`
 }
 
 // replayAlertsResend is how long Prometheus keeps sending a resolved alert;
@@ -610,6 +644,9 @@ func summarize(fs []ReplayFiring, es []ReplayEscalation, acks []ReplayAcknowledg
 			s.AcknowledgementsApplied++
 		} else {
 			s.AcknowledgementsUnmatched++
+		}
+		if a.Scope == AckScopeAlerts {
+			s.AcknowledgementsRouteMissing++
 		}
 	}
 	if days := span.Hours() / 24; days > 0 {

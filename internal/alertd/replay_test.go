@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/alertmanager/dispatch"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
@@ -557,7 +559,7 @@ func TestReplayAcknowledgements(t *testing.T) {
 	js, err := json.Marshal(rl)
 	require.NoError(t, err)
 	require.Contains(t, string(js), `"acknowledgements_applied":2,"acknowledgements_unmatched":0`)
-	require.Contains(t, string(js), `"by":"bob","alerts":["`+alertOf("b").Fingerprint.String()+`"],"ledger_incident":"real-b","incidents":["`)
+	require.Contains(t, string(js), `"by":"bob","alerts":["`+alertOf("b").Fingerprint.String()+`"],"ledger_incident":"real-b","scope":"alerts","incidents":["`, "no grouped event of real-b: its alerts' incidents")
 
 	_, err = LedgerAcknowledgements(filepath.Join(dir, "nope"), from, to, nil)
 	require.ErrorContains(t, err, "no alert ledger")
@@ -621,4 +623,147 @@ escalation_policies:
 	}
 	require.Equal(t, map[string][]string{slackKey: {"trigger 1", "escalate 2", "resolve 2"}, pagerKey: {"trigger 1", "escalate 2", "resolve 2"}}, byIncident)
 	require.Equal(t, 4, r.Summary.Escalations)
+}
+
+// An incident's acknowledgement in the ledger stops, in a replay, the chain
+// of that incident's route only: of two sibling routes (continue: true,
+// the same matchers) sending the alert to two receivers, the one acknowledged
+// stops, the other reaches level 2, as in alertd. The route comes from the
+// ledger's grouped events, or from the snapshot opening a later segment.
+// When the replayed configuration has no such route, it falls back to
+// every incident the alerts fire in, and says so. An alert's
+// acknowledgement stops both, as the API does; a file's, with a receiver,
+// that receiver's only.
+func TestReplayLedgerIncidentAcknowledgementRoute(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	writeHistory(t, hist, map[string][]float64{"errors/a": pattern(200, 0, 5, [2]int{60, 100})})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.rules.yml"), []byte(replayRules), 0o600))
+	config := func(name, second string) string {
+		f := filepath.Join(dir, name+".yml")
+		require.NoError(t, os.WriteFile(f, []byte(`global: {evaluation_interval: 1m}
+rule_files: [c.rules.yml]
+route:
+  receiver: oncall
+  group_by: [model]
+  routes:
+    - {receiver: slack, matchers: ['model="a"'], continue: true}
+    - {receiver: `+second+`, matchers: ['model="a"'], continue: true}
+receivers: [{name: oncall}, {name: slack}, {name: `+second+`}, {name: l1}, {name: l2}]
+escalation_policies:
+  - name: p
+    steps: [{notify: [l1]}, {wait: 10m}, {notify: [l2]}]
+`), 0o600))
+		return f
+	}
+	cfg, renamed := config("c", "pager"), config("renamed", "pagerduty")
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	from, to := replayStart, replayStart.Add(199*time.Minute)
+	ctx := context.Background()
+	slackKey, pagerKey := `{}/{model="a"}/0:{model="a"}`, `{}/{model="a"}/1:{model="a"}`
+	chains := func(r *ReplayResult) map[string][]string {
+		out := map[string][]string{}
+		for _, e := range r.Escalations {
+			out[e.Incident] = append(out[e.Incident], fmt.Sprintf("%s %d", e.Event, e.Level))
+		}
+		return out
+	}
+	stopped := []string{"trigger 1", "acknowledge 1", "resolve 1"}
+	escalated := []string{"trigger 1", "escalate 2", "resolve 2"}
+
+	// alertd's ledger: the alert fires at 60m in an incident of each
+	// route; at 65m someone acknowledges the pager route's incident. A
+	// segment a commit: the acknowledgement's segment knows the incident
+	// from its snapshot.
+	c, err := alertconfig.LoadFile(cfg)
+	require.NoError(t, err)
+	rt := newRouting(dispatch.NewRoute(c.Route, nil), nil)
+	storage := filepath.Join(dir, "storage")
+	now := replayStart
+	l, err := openLedger(ledgerOptions{Dir: ledgerPath(storage), MaxSegmentSize: 1, Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	ls := model.LabelSet{model.AlertNameLabel: "ErrorsHigh", "model": "a"}
+	al := &Alert{Alert: model.Alert{Labels: ls}, Fingerprint: ls.Fingerprint(), Value: math.NaN()}
+	now = replayStart.Add(60 * time.Minute)
+	ids := l.group(now, al, rt.groups(ls))
+	require.Len(t, ids, 2)
+	l.commit()
+	now = replayStart.Add(65 * time.Minute)
+	l.acknowledgeIncident(now, l.inc.byID[ids[1]].clone(), func(string) *Alert { return al }, "bob", "")
+	l.commit()
+	// An alert's acknowledgement, later: of every incident it is in.
+	now = replayStart.Add(66 * time.Minute)
+	l.acknowledge(now, al, "carol", "")
+	l.commit()
+	require.NoError(t, l.close())
+	segs, err := filepath.Glob(filepath.Join(ledgerPath(storage), "*.jsonl"))
+	require.NoError(t, err)
+	require.Greater(t, len(segs), 2, "a segment a commit")
+
+	all, err := LedgerAcknowledgements(storage, from, to, nil)
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+	ack := all[0]
+	require.Equal(t, ids[1], ack.LedgerIncident)
+	require.Equal(t, `{}/{model="a"}`, ack.RouteKey)
+	require.Equal(t, "pager", ack.Receiver)
+	require.Equal(t, `{}/{model="a"}/1`, ack.Route)
+	require.Empty(t, all[1].LedgerIncident)
+	require.Empty(t, all[1].RouteKey)
+
+	// The incident's acknowledgement: the pager route's chain stops, the
+	// slack route's escalates.
+	r, err := Replay(ctx, cfg, ReplayOptions{From: from, To: to, Source: src, Acknowledgements: all[:1]})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{slackKey: escalated, pagerKey: stopped}, chains(r))
+	require.Equal(t, []string{pagerKey}, r.Acknowledgements[0].Incidents)
+	require.Equal(t, AckScopeRoute, r.Acknowledgements[0].Scope)
+	js, err := json.Marshal(r.Acknowledgements[0])
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"ledger_incident":"`+ids[1]+`","route_key":"{}/{model=\"a\"}","receiver":"pager","route":"{}/{model=\"a\"}/1","scope":"route","incidents":["{}/{model=\"a\"}/1:{model=\"a\"}"]`)
+
+	// With a configuration that renamed the pager receiver, that route is
+	// gone: as before, every incident of the alert.
+	rb, err := Replay(ctx, renamed, ReplayOptions{From: from, To: to, Source: src, Acknowledgements: all[:1]})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{slackKey: stopped, pagerKey: stopped}, chains(rb))
+	require.Equal(t, AckScopeAlerts, rb.Acknowledgements[0].Scope)
+	require.ElementsMatch(t, []string{slackKey, pagerKey}, rb.Acknowledgements[0].Incidents)
+	require.Equal(t, AckScopeRoute, r.Acknowledgements[0].Scope, "each replay sets its own")
+	require.Equal(t, 0, r.Summary.AcknowledgementsRouteMissing)
+	require.Equal(t, 1, rb.Summary.AcknowledgementsRouteMissing)
+	var text bytes.Buffer
+	require.NoError(t, CompareReplays(r, rb).WriteText(&text))
+	require.Regexp(t, `\nacknowledgements applied +1 +1\nacknowledgements unmatched +0 +0\n  incident route gone, by alerts +0 +1\n`, text.String())
+	js, err = json.Marshal(rb.Summary)
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"acknowledgements_route_missing":1`)
+	require.Empty(t, all[0].Scope, "the caller's acknowledgements are left as they were")
+
+	// A ledger that did not record the route falls back too.
+	unknown := all[0]
+	unknown.RouteKey, unknown.Receiver, unknown.Route = "", "", ""
+	r, err = Replay(ctx, cfg, ReplayOptions{From: from, To: to, Source: src, Acknowledgements: []ReplayAcknowledgement{unknown}})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{slackKey: stopped, pagerKey: stopped}, chains(r))
+	require.Equal(t, AckScopeAlerts, r.Acknowledgements[0].Scope)
+
+	// The alert's acknowledgement (1m later, both still escalated at
+	// level 1): every incident it is in.
+	r, err = Replay(ctx, cfg, ReplayOptions{From: from, To: to, Source: src, Acknowledgements: all[1:]})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{slackKey: stopped, pagerKey: stopped}, chains(r))
+	require.Empty(t, r.Acknowledgements[0].Scope)
+
+	// A file's acknowledgement may name a receiver.
+	acksFile := filepath.Join(dir, "acks.yml")
+	require.NoError(t, os.WriteFile(acksFile, []byte("- {at: 65m, labels: {model: a}, receiver: slack, by: alice}\n"), 0o600))
+	fileAcks, err := LoadReplayAcknowledgements(acksFile, from, to)
+	require.NoError(t, err)
+	r, err = Replay(ctx, cfg, ReplayOptions{From: from, To: to, Source: src, Acknowledgements: fileAcks})
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{slackKey: stopped, pagerKey: escalated}, chains(r))
+	require.Equal(t, []string{slackKey}, r.Acknowledgements[0].Incidents)
 }

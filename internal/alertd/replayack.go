@@ -55,7 +55,7 @@ func (a PolicyAcknowledgement) replay(start time.Time) ReplayAcknowledgement {
 	for k, v := range a.Labels {
 		ls[model.LabelName(k)] = model.LabelValue(v)
 	}
-	return ReplayAcknowledgement{At: a.At.timeFrom(start), Labels: ls, By: a.By}
+	return ReplayAcknowledgement{At: a.At.timeFrom(start), Labels: ls, Receiver: a.Receiver, By: a.By}
 }
 
 // replayAcknowledgementsFile is a file of --acknowledgements in its
@@ -115,7 +115,8 @@ func decodeStrict(b []byte, v any) error {
 // reads the segments only, so alertd may keep running. Each acknowledges
 // its alerts, by fingerprint: an alert's acknowledgement is one, and an
 // incident's, recorded as an event per firing alert at one time, is one
-// of all those alerts.
+// of all those alerts, with the incident's route as the ledger knew it
+// then (its grouped events, or the snapshot opening a segment).
 func LedgerAcknowledgements(storage string, from, to time.Time, logger *slog.Logger) ([]ReplayAcknowledgement, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -131,8 +132,23 @@ func LedgerAcknowledgements(storage string, from, to time.Time, logger *slog.Log
 	// Segments are named by their first sequence number: in order.
 	sort.Strings(names)
 	var acks []ReplayAcknowledgement
+	// routes are the incidents' routes, kept as the ledger keeps its
+	// incidents: a snapshot holds them all (pruned ones are gone), and
+	// a grouped event sets an incident's.
+	routes := map[string]*incident{}
 	for _, name := range names {
 		_, err := readSegment(name, -1, logger, func(e *Event) {
+			switch {
+			case e.Event == eventSnapshot && e.Snapshot != nil:
+				clear(routes)
+				for _, in := range e.Snapshot.Incidents {
+					routes[in.ID] = &incident{GroupKey: in.GroupKey, GroupLabels: in.GroupLabels, Receiver: in.Receiver, Route: in.Route}
+				}
+				return
+			case e.Event == eventGrouped && e.Incident != "" && e.GroupKey != "":
+				routes[e.Incident] = &incident{GroupKey: e.GroupKey, GroupLabels: e.GroupLabels, Receiver: e.Receiver, Route: e.Route}
+				return
+			}
 			if e.Event != eventAcknowledged || e.Time.Before(from) || e.Time.After(to) {
 				return
 			}
@@ -143,8 +159,14 @@ func LedgerAcknowledgements(storage string, from, to time.Time, logger *slog.Log
 					return
 				}
 			}
-			acks = append(acks, ReplayAcknowledgement{At: e.Time, Labels: e.Labels, By: e.By,
-				Alerts: []string{e.Fingerprint}, LedgerIncident: e.Incident})
+			a := ReplayAcknowledgement{At: e.Time, Labels: e.Labels, By: e.By,
+				Alerts: []string{e.Fingerprint}, LedgerIncident: e.Incident}
+			if in := routes[e.Incident]; e.Incident != "" && in != nil {
+				if k := in.routeKey(); k != "" {
+					a.RouteKey, a.Receiver, a.Route = k, in.Receiver, in.Route
+				}
+			}
+			acks = append(acks, a)
 		})
 		if errors.Is(err, os.ErrNotExist) {
 			continue // pruned in between

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
@@ -25,10 +26,18 @@ type replayEscalation struct {
 	x   *escalator
 	rec *replayRecorder
 	out []ReplayEscalation
-	// acks are the acknowledgements to make, in time order, from next on.
-	acks []ReplayAcknowledgement
-	next int
+	// acks are the acknowledgements to make, in time order, from next on;
+	// routes, for each, the routes of the incidents it may acknowledge
+	// (nil: any).
+	acks   []ReplayAcknowledgement
+	routes [][]ackRoute
+	next   int
 }
+
+// ackRoute identifies the route of an incident: Alertmanager's route key
+// (Route.Key()), the receiver, and the route's id (Route.ID()) when
+// another route of the tree has the same key (incident.Route).
+type ackRoute struct{ key, receiver, id string }
 
 // newReplayEscalation returns the escalation of a replay, nil when the
 // configuration has no escalation policies.
@@ -44,7 +53,51 @@ func newReplayEscalation(cfg *alertconfig.Config, reg prometheus.Registerer, log
 	if err := x.setPolicies(policies); err != nil {
 		return nil, err
 	}
-	return &replayEscalation{x: x, rec: rec, acks: sortedAcks(acks)}, nil
+	r := &replayEscalation{x: x, rec: rec, acks: sortedAcks(acks)}
+	r.routes = make([][]ackRoute, len(r.acks))
+	for i := range r.acks {
+		a := &r.acks[i]
+		if a.LedgerIncident == "" {
+			continue
+		}
+		r.routes[i] = ackRoutes(rec.routing, a)
+		if r.routes[i] == nil {
+			a.Scope = AckScopeAlerts
+			logger.Debug("Acknowledged incident's route is not in the configuration, acknowledging every incident of its alerts",
+				"ledger_incident", a.LedgerIncident, "route_key", a.RouteKey, "receiver", a.Receiver)
+			continue
+		}
+		a.Scope = AckScopeRoute
+	}
+	return r, nil
+}
+
+// ackRoutes returns the routes of the tree that are the route of the
+// incident a acknowledged in alertd: those of its route key and receiver
+// and, when several are, the one with its route's id if any, or else all
+// of them (the ids are positions, which the configurations may not share).
+// It returns nil when there is none, or a does not say its route.
+func ackRoutes(rt *routing, a *ReplayAcknowledgement) []ackRoute {
+	if a.RouteKey == "" {
+		return nil
+	}
+	var out []ackRoute
+	rt.tree.Walk(func(m *dispatch.Route) {
+		if m.Key() != a.RouteKey || m.RouteOpts.Receiver != a.Receiver {
+			return
+		}
+		ar := ackRoute{key: m.Key(), receiver: m.RouteOpts.Receiver}
+		if rt.shared[m.Key()] {
+			ar.id = m.ID()
+		}
+		out = append(out, ar)
+	})
+	if len(out) > 1 && a.Route != "" {
+		if i := slices.IndexFunc(out, func(ar ackRoute) bool { return ar.id == a.Route }); i >= 0 {
+			return out[i : i+1]
+		}
+	}
+	return out
 }
 
 // sortedAcks returns a copy of acks in time order, for a replay to set
@@ -71,22 +124,23 @@ func (r *replayEscalation) before(now time.Time) {
 	// among the steps; one at now sees what the evaluation at now did
 	// (step).
 	for ; r.next < len(r.acks) && r.acks[r.next].At.Before(now); r.next++ {
-		a := &r.acks[r.next]
-		r.carryOut(r.x.tick(a.At.Add(-time.Nanosecond)))
-		r.acknowledge(a)
+		r.carryOut(r.x.tick(r.acks[r.next].At.Add(-time.Nanosecond)))
+		r.acknowledge(r.next)
 	}
 	r.carryOut(r.x.tick(now.Add(-time.Nanosecond)))
 }
 
-// acknowledge acknowledges the open, escalated, unacknowledged incidents
-// whose opening alert has a's labels, or, for an acknowledgement of
-// alerts, those they are in, at a's time, as alertd's API does.
-func (r *replayEscalation) acknowledge(a *ReplayAcknowledgement) {
+// acknowledge acknowledges, by the i-th acknowledgement, the open,
+// escalated, unacknowledged incidents whose opening alert has its labels,
+// or, for an acknowledgement of alerts, those they are in (of its routes,
+// for an incident's), at its time, as alertd's API does.
+func (r *replayEscalation) acknowledge(i int) {
+	a := &r.acks[i]
 	x := r.x
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, in := range r.rec.incidents.list(a.At) {
-		if in.ClosedAt != nil || !r.acknowledges(a, in) {
+		if in.ClosedAt != nil || !r.acknowledges(a, r.routes[i], in) {
 			continue
 		}
 		if ein, ok := x.engine.Incident(in.ID); !ok || ein.Policy == "" || ein.Acked || ein.Resolved {
@@ -100,11 +154,15 @@ func (r *replayEscalation) acknowledge(a *ReplayAcknowledgement) {
 }
 
 // acknowledges reports whether a is for the incident: its opening
-// alert has a's labels or, for an acknowledgement of alerts, one of them
-// fires in it.
-func (r *replayEscalation) acknowledges(a *ReplayAcknowledgement, in *incident) bool {
+// alert has a's labels (and it is of a's receiver, if set) or, for an
+// acknowledgement of alerts, one of them fires in it, and its route is
+// one of routes unless they are nil.
+func (r *replayEscalation) acknowledges(a *ReplayAcknowledgement, routes []ackRoute, in *incident) bool {
 	if a.Alerts == nil {
-		return labelsMatch(r.rec.openedBy[in.ID], a.Labels)
+		return labelsMatch(r.rec.openedBy[in.ID], a.Labels) && (a.Receiver == "" || in.Receiver == a.Receiver)
+	}
+	if routes != nil && !slices.Contains(routes, ackRoute{key: in.routeKey(), receiver: in.Receiver, id: in.Route}) {
+		return false
 	}
 	return slices.ContainsFunc(a.Alerts, func(fp string) bool { return slices.Contains(in.Firing, fp) })
 }
@@ -139,7 +197,7 @@ func (r *replayEscalation) step(now time.Time) {
 	// paged.
 	acked := false
 	for ; r.next < len(r.acks) && !r.acks[r.next].At.After(now); r.next++ {
-		r.acknowledge(&r.acks[r.next])
+		r.acknowledge(r.next)
 		acked = true
 	}
 	if acked {

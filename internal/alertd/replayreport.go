@@ -200,6 +200,9 @@ func (c *ReplayComparison) WriteText(w io.Writer) error {
 		// Both replays take the same acknowledgements.
 		row("acknowledgements applied", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.AcknowledgementsApplied) })
 		row("acknowledgements unmatched", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.AcknowledgementsUnmatched) })
+		if c.A.Summary.AcknowledgementsRouteMissing > 0 || (c.B != nil && c.B.Summary.AcknowledgementsRouteMissing > 0) {
+			row("  incident route gone, by alerts", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.AcknowledgementsRouteMissing) })
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
