@@ -525,6 +525,17 @@ func (l *labels) record(o quality.Outcome) {
 			correct.Inc()
 		}
 	}
+	// Both classes' series are created at 0 on a miss too: the quality rules
+	// divide them by the counts of the predicted (precision) and actual
+	// (recall) class, and sum them for accuracy, so a class never predicted
+	// right, or a model never right, must read 0, not nothing, for
+	// ModelAccuracyLow, ModelF1Low and the accuracy SLO to fire.
+	if !o.PredictedOverflow {
+		m.correct.WithLabelValues(o.Model, o.Predicted)
+	}
+	if !o.ActualOverflow {
+		m.correct.WithLabelValues(o.Model, o.Actual)
+	}
 	if o.Predicted == o.Actual && !o.PredictedOverflow && !o.ActualOverflow {
 		m.correct.WithLabelValues(o.Model, o.Actual).Inc()
 	}

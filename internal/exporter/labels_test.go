@@ -80,6 +80,31 @@ func TestLabelsConfusionAndErrors(t *testing.T) {
 	require.Equal(t, 13.0, metricValue(t, e, "modelmon_label_delay_seconds_count", map[string]string{"model": "churn"})+metricValue(t, e, "modelmon_label_delay_seconds_count", map[string]string{"model": "price"}))
 }
 
+// A model that is never right (its labels swapped: yes→no, no→yes) and a
+// class never predicted right (maybe, predicted once, wrongly) expose
+// modelmon_prediction_correct_total at 0, so that accuracy, precision,
+// recall and F1 read 0 in the quality rules instead of having no series, and
+// ModelAccuracyLow and ModelF1Low fire. The class of an actual label no
+// prediction named (never) gets its series too: its recall is 0.
+func TestLabelsNeverRightReadZero(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, labelsOn)
+	pairs := []struct{ p, a string }{{"yes", "no"}, {"yes", "no"}, {"no", "yes"}, {"maybe", "never"}}
+	var obs, lbs []string
+	for i, pr := range pairs {
+		obs = append(obs, fmt.Sprintf(`{"model":"swapped","id":"s%d","prediction":%q}`, i, pr.p))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"s%d","label":%q}`, i, pr.a))
+	}
+	pushRecordsRaw(t, e, obs...)
+	st, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "matched", "matched", "matched"}, resp.Results)
+	got := joinFamilies(scrape(t, e, "modelmon_prediction_correct_total"))
+	for _, class := range []string{"maybe", "never", "no", "yes"} {
+		require.Contains(t, got, fmt.Sprintf(`modelmon_prediction_correct_total{class=%q,model="swapped"} 0`+"\n", class))
+	}
+}
+
 // Labels before their prediction, twice, for unknown ids, or malformed: each
 // counted by reason once; nothing double-counted.
 func TestLabelsReasons(t *testing.T) {
