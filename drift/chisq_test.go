@@ -67,3 +67,35 @@ func TestChiSquareProperties(t *testing.T) {
 	s, p, _ := ChiSquare([]float64{1, 2}, []float64{1})
 	require.True(t, math.IsNaN(s) && math.IsNaN(p))
 }
+
+// TestChiSquareMergedScipy checks the statistic, p-value and degrees of freedom
+// after empty reference bins are merged against scipy 1.10.1's
+// chi2_contingency(table, correction=False) of the merged table, and that very
+// large counts (float64 sums near 2^53) of the same shares score about 0.
+func TestChiSquareMergedScipy(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ref, cur []float64
+		stat, p  float64
+		dof      int
+	}{
+		// chi2_contingency([[10, 5], [7, 0]]): the empty middle bin joins the first.
+		{"middle", []float64{10, 0, 5}, []float64{3, 4, 0}, 3.0196078431372553, 0.08226335631338141, 1},
+		// chi2_contingency([[10, 5], [11, 7]]): both out-of-range bins merged.
+		{"both ends", []float64{0, 10, 5, 0}, []float64{1, 10, 5, 2}, 0.1091269841269841, 0.7411402492243139, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stat, p, dof := ChiSquare(tc.ref, tc.cur)
+			require.InDelta(t, tc.stat, stat, 1e-12)
+			require.InDelta(t, tc.p, p, 1e-12)
+			require.Equal(t, tc.dof, dof)
+		})
+	}
+	big := []float64{1e15, 2e15, 3e15}
+	stat, p, _ := ChiSquare(big, []float64{1e15 + 1, 2e15, 3e15})
+	require.Less(t, stat, 1e-12)
+	require.InDelta(t, 1, p, 1e-12)
+	require.Less(t, PSI(big, []float64{1e6, 2e6, 3e6}), 1e-12)
+	require.Less(t, Hellinger(big, []float64{1, 2, 3}), 1e-7)
+	require.Less(t, JS(big, []float64{1, 2, 3}), 1e-7)
+}
