@@ -77,14 +77,17 @@ func SLORules(cfg *config.Config) []sloRule {
 			continue
 		}
 		sel := fmt.Sprintf(`{model=%q}`, m.Name)
-		ratio := func(bad, total string) func(string) string {
+		ratio := func(bad, badSel, total string) func(string) string {
 			return func(w string) string {
-				return fmt.Sprintf("sum by (model) (rate(%s%s[%s]))\n/\nsum by (model) (rate(%s%s[%s]))", bad, sel, w, total, sel, w)
+				return fmt.Sprintf("sum by (model) (rate(%s%s[%s]))\n/\nsum by (model) (rate(%s%s[%s]))", bad, badSel, w, total, sel, w)
 			}
 		}
 		var objs []sloObjective
 		if s.Availability > 0 {
-			objs = append(objs, sloObjective{"availability", s.Availability, ratio(collector.PredictionErrorsTotal, collector.RequestsTotal),
+			// A 4xx is the client's error, not the service's (as the
+			// serving rules count it): it spends no availability budget.
+			objs = append(objs, sloObjective{"availability", s.Availability,
+				ratio(collector.PredictionErrorsTotal, fmt.Sprintf(`{model=%q, reason!="upstream_4xx"}`, m.Name), collector.RequestsTotal),
 				"of its prediction requests failed"})
 		}
 		if s.Latency > 0 {

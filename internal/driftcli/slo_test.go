@@ -31,6 +31,10 @@ tests:
         values: '0+600x300'
       - series: 'modelmon_prediction_errors_total{model="fraud",reason="upstream_5xx",instance="a"}'
         values: '0x120 600+600x29 18000x150'
+      # Clients' bad requests, 5 % all along: their fault, not the
+      # service's, so they spend none of the budget.
+      - series: 'modelmon_prediction_errors_total{model="fraud",reason="upstream_4xx",instance="a"}'
+        values: '0+30x300'
       - series: 'modelmon_model_info{model="fraud",version="v1",instance="a"}'
         values: '1x300'
     promql_expr_test:
