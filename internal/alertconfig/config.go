@@ -112,6 +112,12 @@ type Intake struct {
 	// ResolveTimeout is how long a pushed alert without endsAt stays firing
 	// after it was last received, as Alertmanager's resolve_timeout. Default 5m.
 	ResolveTimeout model.Duration `yaml:"resolve_timeout"`
+	// AlertmanagerResolveTimeout is ResolveTimeout for the firing alerts
+	// an Alertmanager's webhook delivers: it sends them without an end
+	// and again only at its route's repeat_interval, so they last twice
+	// that plus a group_interval. Default 8h5m, for Alertmanager's
+	// defaults (4h, 5m).
+	AlertmanagerResolveTimeout model.Duration `yaml:"alertmanager_resolve_timeout"`
 }
 
 // AnomalyDetector evaluates a PromQL expression every interval and scores
@@ -647,6 +653,9 @@ func (c *Config) validate(dir string) error {
 	}
 	if c.Intake.ResolveTimeout == 0 {
 		c.Intake.ResolveTimeout = model.Duration(5 * time.Minute)
+	}
+	if c.Intake.AlertmanagerResolveTimeout == 0 {
+		c.Intake.AlertmanagerResolveTimeout = model.Duration(8*time.Hour + 5*time.Minute)
 	}
 	if err := c.validateAnomaly(); err != nil {
 		return err

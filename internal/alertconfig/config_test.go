@@ -31,6 +31,7 @@ func TestLoadFileGood(t *testing.T) {
 	require.True(t, c.Receivers[1].AlertmanagerConfigs[0].SendResolved())
 	require.Equal(t, model.Duration(10*time.Second), c.Receivers[1].AlertmanagerConfigs[0].Timeout)
 	require.Equal(t, model.Duration(5*time.Minute), c.Intake.ResolveTimeout)
+	require.Equal(t, model.Duration(8*time.Hour+5*time.Minute), c.Intake.AlertmanagerResolveTimeout)
 }
 
 func TestLoadAnomalyDefaults(t *testing.T) {

@@ -123,8 +123,9 @@ func (a *Alertd) postWebhook(w http.ResponseWriter, r *http.Request) {
 		if ta.Status == string(model.AlertResolved) && (ma.EndsAt.IsZero() || ma.EndsAt.After(now)) {
 			ma.EndsAt = now
 		}
-		// Alertmanager sends a firing alert's endsAt as zero or as its own
-		// timeout; a zero one gets alertd's resolve_timeout below.
+		// Alertmanager sends a firing alert's endsAt as zero (it hides an
+		// end not reached yet); a zero one gets
+		// intake.alertmanager_resolve_timeout below.
 		if ta.Status == string(model.AlertFiring) && !ma.EndsAt.IsZero() && !ma.EndsAt.After(now) {
 			ma.EndsAt = time.Time{}
 		}
@@ -136,9 +137,17 @@ func (a *Alertd) postWebhook(w http.ResponseWriter, r *http.Request) {
 // intake normalises and validates posted alerts as Alertmanager's API does
 // (startsAt defaults to now, a missing endsAt times out after
 // resolve_timeout), feeds the valid ones to the pipeline and answers.
+//
+// An Alertmanager's webhook sends a firing alert again only at its route's
+// repeat_interval (4h by default), not every minute as a Prometheus does:
+// its alerts time out after alertmanager_resolve_timeout instead, or they
+// would resolve between two of its notifications.
 func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string, src Source, ins []model.Alert, errs []error) {
 	now := a.opts.Now()
 	resolveTimeout := time.Duration(a.cfg.Load().Intake.ResolveTimeout)
+	if src == SourceAlertmanager {
+		resolveTimeout = time.Duration(a.cfg.Load().Intake.AlertmanagerResolveTimeout)
+	}
 	valid := make([]*Alert, 0, len(ins))
 	for i := range ins {
 		ma := ins[i]
