@@ -664,10 +664,18 @@ func (c *Config) validate(dir string) error {
 		if sil == nil || len(sil.Matchers) == 0 {
 			return fmt.Errorf("silences: entry %d has no matchers", i)
 		}
+		var all amlabels.Matchers
 		for _, m := range sil.Matchers {
-			if _, err := amlabels.ParseMatchers(m); err != nil {
+			ms, err := amlabels.ParseMatchers(m)
+			if err != nil {
 				return fmt.Errorf("silences: entry %d: invalid matcher %q: %w", i, m, err)
 			}
+			all = append(all, ms...)
+		}
+		// Checked here, not only when the silences are applied: a
+		// reload must fail before any of the file takes effect.
+		if all.Matches(model.LabelSet{}) {
+			return errorAt(fmt.Errorf("silences: entry %d: matchers must not match the empty label set: at least one needs a non-empty value", i), "silences", i, "matchers")
 		}
 		if sil.EndsAt.IsZero() || !sil.EndsAt.After(sil.StartsAt) {
 			return fmt.Errorf("silences: entry %d: ends_at must be set and after starts_at", i)

@@ -160,6 +160,8 @@ func TestLoadBadSuppression(t *testing.T) {
 			"line 5: maintenance_windows: entry 0 (\"w\"): matchers[1]: invalid matcher \"c=~\\\"(\\\"\": error parsing regexp: missing closing ): `^(?:()$`"},
 		{"window matches everything", "maintenance_windows:\n  - name: w\n    matchers: ['a=\"\"']\n    time_intervals: [{}]\n",
 			"line 3: maintenance_windows: entry 0 (\"w\"): matchers must not match the empty label set: at least one needs a non-empty value"},
+		{"silence matches everything", "silences:\n  - matchers: ['a=~\".*\"']\n    ends_at: 2099-01-01T00:00:00Z\n",
+			"line 2: silences: entry 0: matchers must not match the empty label set: at least one needs a non-empty value"},
 		{"window without intervals", win, "line 2: maintenance_windows: entry 0 (\"w\"): needs at least one time interval"},
 		{"window bad time", win + "    time_intervals:\n      - weekdays: [monday]\n      - times: [{start_time: '25:00', end_time: '26:00'}]\n",
 			"line 6: maintenance_windows: entry 0 (\"w\"): time_intervals[1]: couldn't parse timestamp 25:00, invalid format"},

@@ -263,3 +263,31 @@ func TestRuleQueryTimeout(t *testing.T) {
 	code, _ := get(t, a.URL+"/-/healthy")
 	require.Equal(t, http.StatusOK, code)
 }
+
+// A silence of the configuration file that would select every alert is an
+// error of the file, which check-config reports; a reload with one keeps
+// the whole running configuration, routes included.
+func TestReloadSilenceMatchingEverything(t *testing.T) {
+	t.Parallel()
+	old, next := newHook(t), newHook(t)
+	a := startAlertd(t, routes(old, nil, ""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	bad := routes(next, nil, `
+silences:
+  - matchers: ['team=~".*"']
+    ends_at: 2099-01-01T00:00:00Z
+`)
+	file := writeFile(t, a.Dir, "alertd.yml", bad)
+	_, _, err := CheckConfig(file)
+	require.ErrorContains(t, err, "matchers must not match the empty label set", "check-config refuses what alertd refuses")
+
+	code, body := post(t, a.URL+"/-/reload", "", "")
+	require.Equal(t, http.StatusInternalServerError, code, body)
+	require.Contains(t, body, "matchers must not match the empty label set")
+	ok, _ := metric(t, a.Registry(), "alertd_config_last_reload_successful")
+	require.Zero(t, ok)
+
+	// The old routes still deliver, to the old receiver only.
+	postAlert(t, a, `{"alertname":"AfterBadReload"}`)
+	old.wait(t, "AfterBadReload", "firing", 30*time.Second)
+	require.Zero(t, next.notifications("AfterBadReload", "firing"), "nothing of the rejected file is live")
+}
