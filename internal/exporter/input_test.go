@@ -75,6 +75,26 @@ func TestPushAPI(t *testing.T) {
 	require.Equal(t, 405, st)
 }
 
+// A single observation or label may be a pretty-printed JSON object over
+// several lines, as README's "a JSON array, a single object, or NDJSON"
+// allows: it is one record, not one invalid record per line.
+func TestPushSingleObjectOnSeveralLines(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, labelsOn)
+	obs := "{\n  \"model\": \"m\",\n  \"id\": \"p1\",\n  \"features\": {\"f\": 1},\n  \"prediction\": \"yes\"\n}\n"
+	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", obs, "Content-Type", "application/json")
+	require.Equal(t, 200, st, body)
+	var resp PushResponse
+	require.NoError(t, json.Unmarshal([]byte(body), &resp))
+	require.Equal(t, PushResponse{Accepted: 1, Rejected: []Rejection{}}, resp)
+
+	st, body = do(t, "POST", "http://"+e.WebAddr()+"/v1/labels", "{\n  \"id\": \"p1\",\n  \"label\": \"yes\"\n}", "Content-Type", "application/json")
+	require.Equal(t, 200, st, body)
+	var lresp LabelsResponse
+	require.NoError(t, json.Unmarshal([]byte(body), &lresp))
+	require.Equal(t, []string{"matched"}, lresp.Results)
+}
+
 // Traffic-derived labels are capped: 10,000 distinct feature names and 100
 // model names give a bounded number of series and count the overflow.
 func TestLabelExplosion(t *testing.T) {

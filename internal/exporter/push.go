@@ -166,7 +166,8 @@ func writePush(w http.ResponseWriter, status int, resp PushResponse) {
 }
 
 // splitRecords splits a body into raw records: a JSON array, a single JSON
-// object, or NDJSON (one object a line, blank lines ignored).
+// object (on one line or several), or NDJSON (one object a line, blank lines
+// ignored).
 func splitRecords(body []byte, contentType string) ([]json.RawMessage, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -179,6 +180,12 @@ func splitRecords(body []byte, contentType string) ([]json.RawMessage, error) {
 			return nil, fmt.Errorf("invalid JSON array: %w", err)
 		}
 		return raws, nil
+	}
+	if trimmed[0] == '{' && json.Valid(trimmed) {
+		// A single object, which may span several lines (pretty-printed):
+		// one record, not one per line. NDJSON of two records or more is
+		// not one JSON value, and fails here after its first line.
+		return []json.RawMessage{trimmed}, nil
 	}
 	var raws []json.RawMessage
 	sc := bufio.NewScanner(bytes.NewReader(trimmed))
