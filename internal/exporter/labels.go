@@ -64,6 +64,26 @@ type labels struct {
 	// onOutcome, when set, also gets each label joined (the shadow's
 	// comparison against labels).
 	onOutcome func(quality.Outcome)
+	// modelLabel, when set, returns the model label value predictions of
+	// a model name are counted under (models.resolve).
+	modelLabel func(name string) string
+}
+
+// modelOf returns lb with the model it names as its predictions are
+// stored: under the model's label value, cut and repaired as traffic's
+// are. A model past limits.max_models shares __other__ with the others
+// past it, so its label's model can't tell its predictions from theirs:
+// it is left unchecked (empty), rather than failing every label that
+// names it, here or at a peer it is sent to.
+func (l *labels) modelOf(lb quality.Label) quality.Label {
+	if lb.Model == "" || l.modelLabel == nil {
+		return lb
+	}
+	lb.Model = l.modelLabel(lb.Model)
+	if lb.Model == collector.OtherValue {
+		lb.Model = ""
+	}
+	return lb
 }
 
 type labelMetrics struct {

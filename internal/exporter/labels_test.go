@@ -141,6 +141,27 @@ func TestLabelsReasons(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, st)
 }
 
+// A label that names its model joins a prediction of a model past
+// limits.max_models, whose metrics count it as __other__.
+func TestLabelsForModelOverCap(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 2\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { labelsOn(o); o.ConfigFile = cfg })
+	long := strings.Repeat("x", 200) // its label value is cut to 128 bytes
+	pushRecordsRaw(t, e, `{"model":"a","id":"a1","prediction":"yes"}`, `{"model":"`+long+`","id":"l1","prediction":"yes"}`,
+		`{"model":"c","id":"c1","prediction":"yes"}`, `{"model":"a","id":"a2","prediction":"yes"}`)
+	_, resp := postLabels(t, e, strings.Join([]string{
+		`{"id":"a1","label":"yes","model":"a"}`,
+		`{"id":"l1","label":"yes","model":"` + long + `"}`,
+		`{"id":"c1","label":"yes","model":"c"}`,
+		`{"id":"a2","label":"yes","model":"` + long + `"}`, // not a2's model
+	}, "\n"))
+	require.Equal(t, []string{"matched", "matched", "matched", "invalid"}, resp.Results)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "__other__"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": long[:128]}))
+}
+
 func stripErrors(rs []Rejection) []Rejection {
 	out := make([]Rejection, len(rs))
 	for i, r := range rs {

@@ -365,7 +365,7 @@ func (ps *peers) askOne(ctx context.Context, client *http.Client, scheme, addr s
 // labelHere joins lb in this replica's store: what a label none of the
 // peers knew comes to (held for its prediction, most likely).
 func (l *labels) labelHere(now time.Time, lb quality.Label) quality.Reason {
-	o, res := l.store.Label(now, lb)
+	o, res := l.store.Label(now, l.modelOf(lb))
 	if res == quality.ReasonMatched {
 		l.record(o)
 	}
@@ -375,7 +375,7 @@ func (l *labels) labelHere(now time.Time, lb quality.Label) quality.Reason {
 // labelKnown joins lb when this replica knows its prediction, and reports
 // whether it did.
 func (l *labels) labelKnown(now time.Time, lb quality.Label) (quality.Reason, bool) {
-	o, res, known := l.store.LabelIfKnown(now, lb)
+	o, res, known := l.store.LabelIfKnown(now, l.modelOf(lb))
 	if res == quality.ReasonMatched {
 		l.record(o)
 	}
