@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/promslog"
 	"github.com/stretchr/testify/require"
@@ -93,6 +94,24 @@ func TestPushSingleObjectOnSeveralLines(t *testing.T) {
 	var lresp LabelsResponse
 	require.NoError(t, json.Unmarshal([]byte(body), &lresp))
 	require.Equal(t, []string{"matched"}, lresp.Results)
+}
+
+// A pushed observation's timestamp is when the model made the prediction:
+// the label delay runs from it.
+func TestPushTimestampIsPredictionTime(t *testing.T) {
+	up := modelServer(t)
+	clock := &manualClock{t: time.Unix(1800000000, 0)}
+	e := startExporter(t, up.URL, func(o *Options) {
+		o.Now = clock.Now
+		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
+	})
+	pushRecordsRaw(t, e, `{"model":"m","id":"p1","prediction":"yes","timestamp":1799999400}`,
+		`{"model":"m","id":"p2","prediction":"yes","timestamp":"2027-01-15T05:20:00Z"}`, // 1799990400: 2.5 hours before
+		`{"model":"m","id":"p3","prediction":"yes"}`)
+	clock.Add(time.Minute)
+	_, resp := postLabels(t, e, `{"id":"p1","label":"yes"}`+"\n"+`{"id":"p2","label":"yes"}`+"\n"+`{"id":"p3","label":"yes"}`)
+	require.Equal(t, []string{"matched", "expired", "matched"}, resp.Results)
+	require.Equal(t, 660.0+60, metricValue(t, e, "modelmon_label_delay_seconds_sum", map[string]string{"model": "m"}))
 }
 
 // Traffic-derived labels are capped: 10,000 distinct feature names and 100

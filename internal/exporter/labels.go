@@ -233,13 +233,19 @@ func (l *labels) newID() []byte {
 // "score": …}) carries that as its confidence, for calibration. The values
 // of the model's segments (models[].segments) go with it.
 func (l *labels) observe(now time.Time, model string, id []byte, mc modelConfig, recs []payload.Record) {
+	l.observeAt(now, now, model, id, mc, recs)
+}
+
+// observeAt is observe for predictions made at, not now: a pushed
+// observation's timestamp, from which its label's delay and its TTL run.
+func (l *labels) observeAt(now, at time.Time, model string, id []byte, mc modelConfig, recs []payload.Record) {
 	var binary [2]float64
 	for i := range recs {
 		pv, ok := readPrediction(mc.classes, &recs[i], &binary)
 		if !ok {
 			continue // nothing to join a label to
 		}
-		p := quality.Prediction{Model: model, Time: now, Segments: segmentsOf(mc.segments, recs[i].Features),
+		p := quality.Prediction{Model: model, Time: at, Segments: segmentsOf(mc.segments, recs[i].Features),
 			Probabilities: pv.probs, Classes: pv.classes}
 		if pv.isNumber {
 			p.Value = quality.Number(pv.number)

@@ -3,6 +3,7 @@ package exporter
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,9 @@ type Observation struct {
 	Prediction any `json:"prediction"`
 	// Latency is the model's service time in seconds.
 	Latency *float64 `json:"latency"`
+
+	// time is Timestamp read, zero without one.
+	time time.Time
 }
 
 // Rejection names an invalid record of a push request by its position.
@@ -115,7 +119,11 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.obs.observe(m, rc.models[m.name], false, rec[:])
 		if o.ID != "" && h.obs.labels != nil {
-			h.obs.labels.observe(h.now(), m.name, []byte(o.ID), rc.models[m.name], rec[:])
+			// The prediction was made at its timestamp: its label's delay
+			// and its TTL run from then.
+			now := h.now()
+			at := cmp.Or(o.time, now)
+			h.obs.labels.observeAt(now, at, m.name, []byte(o.ID), rc.models[m.name], rec[:])
 		}
 		h.obs.metrics.ObservationsReceived.WithLabelValues(m.name).Inc()
 		resp.Accepted++
@@ -221,9 +229,11 @@ func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
 		return nil, rejectInvalidLatency, fmt.Errorf("latency must be a finite number of seconds ≥ 0, got %v", *o.Latency)
 	}
 	if len(o.Timestamp) > 0 {
-		if _, err := parseTimestamp(o.Timestamp); err != nil {
+		t, err := parseTimestamp(o.Timestamp)
+		if err != nil {
 			return nil, rejectInvalidTimestamp, err
 		}
+		o.time = t
 	}
 	return &o, "", nil
 }
