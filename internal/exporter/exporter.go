@@ -267,7 +267,7 @@ func New(o Options) (_ *Exporter, err error) {
 	}
 	e.models = newModels(e.metrics, e.logger.With("component", "models"))
 	e.models.onNew = e.prepareModel
-	e.registerModels(e.cfg.Load())
+	e.registerModels(e.cfg.Load(), nil)
 	e.queue = newQueue(o.CaptureQueueSize, o.CaptureMaxBytes, o.CaptureMaxBodySize, e.logger.With("component", "capture"))
 	e.obs = &observer{metrics: e.metrics, config: e.cfg.Load, drift: dc, now: o.Now, logger: e.logger.With("component", "drift")}
 	if o.Labels.Enabled {
@@ -400,9 +400,10 @@ func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 	if !e.opts.Labels.Enabled && len(rc.cfg.Labels.Peers) > 0 {
 		e.logger.Warn("labels.peers is set, but without --labels.enabled there are no labels to ask the peers about", "peers", len(rc.cfg.Labels.Peers))
 	}
+	prev := e.cfg.Load()
 	e.cfg.Store(rc)
 	if e.models != nil { // nil during New's first load, which registers them itself
-		e.registerModels(rc)
+		e.registerModels(rc, prev)
 		e.updateDrift(rc)
 	}
 	return nil
@@ -441,10 +442,17 @@ func (e *Exporter) updateDrift(rc *runtimeConfig) {
 }
 
 // registerModels makes the configured models known, with their configured
-// version, before any traffic names them.
-func (e *Exporter) registerModels(rc *runtimeConfig) {
+// version, before any traffic names them. On reload (prev, the running
+// configuration) a model's version changes only where the configuration
+// changed it: the one traffic has shown since stays otherwise.
+func (e *Exporter) registerModels(rc, prev *runtimeConfig) {
 	for _, m := range rc.cfg.Models {
 		md := e.models.get([]byte(m.Name), rc.cfg.Limits.MaxModels)
+		if prev != nil {
+			if pm, ok := prev.cfg.Model(m.Name); ok && pm.Version == m.Version {
+				continue
+			}
+		}
 		md.setVersion([]byte(m.Version))
 	}
 }

@@ -246,6 +246,24 @@ func TestReload(t *testing.T) {
 	require.Equal(t, 200, st)
 }
 
+// A reload keeps the version traffic has shown since the configuration's,
+// unless it changes the configured version.
+func TestReloadKeepsTrafficVersion(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: m\n    version: v1\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg })
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "m", "version": "v1"}))
+	pushRecordsRaw(t, e, `{"model":"m","version":"v2","prediction":1}`)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "m", "version": "v2"}))
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: m\n    version: v1\n    classes: [a, b]\n"), 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "m", "version": "v2"}))
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: m\n    version: v3\n"), 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "m", "version": "v3"}))
+}
+
 // Names that are not valid UTF-8, or are very long, never reach client_golang
 // as they are (it panics on invalid label values): they are repaired and cut.
 func TestTrafficLabelValuesAreSanitised(t *testing.T) {
