@@ -386,3 +386,26 @@ func TestSeldonRewardsWithoutLabels(t *testing.T) {
 	require.Equal(t, 7.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
 	requireMetricsDocumented(t, e)
 }
+
+// Python's json module writes NaN, Infinity and -Infinity (pandas' missing
+// values are NaN): a pushed record with them is kept, and the values are
+// counted as invalid (nan, inf) as the proxy counts them, not the whole
+// record rejected.
+func TestPushNonFiniteValues(t *testing.T) {
+	up := modelServer(t)
+	e := startExporter(t, up.URL, nil)
+	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations",
+		`[{"model":"m","features":{"a":NaN,"b":Infinity,"c":-Infinity,"d":"NaN Infinity"},"prediction":[NaN,0.5]},`+
+			`{"model":"m","features":{"a":1},"prediction":NaN},`+
+			`{"model":"m","latency":NaN}]`, "Content-Type", "application/json")
+	require.Equal(t, 200, st, body)
+	var resp PushResponse
+	require.NoError(t, json.Unmarshal([]byte(body), &resp))
+	require.Equal(t, 2, resp.Accepted, body)
+	require.Equal(t, []Rejection{{Index: 2, Reason: "invalid_latency"}}, stripErrors(resp.Rejected))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "m", "feature": "a", "reason": "nan"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "m", "feature": "b", "reason": "inf"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "m", "feature": "c", "reason": "inf"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": "m", "feature": "d", "reason": "nan"}), "a string stays a string")
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "m"}))
+}

@@ -88,7 +88,7 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writePush(w, status, PushResponse{Rejected: []Rejection{}, Error: err.Error()})
 		return
 	}
-	raws, err := splitRecords(body, r.Header.Get("Content-Type"))
+	raws, err := splitRecords(quoteNonFinite(body), r.Header.Get("Content-Type"))
 	if err != nil {
 		h.obs.metrics.ObservationsRejected.WithLabelValues(rejectInvalidJSON).Inc()
 		writePush(w, http.StatusBadRequest, PushResponse{Rejected: []Rejection{}, Error: err.Error()})
@@ -220,6 +220,10 @@ func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
 		if strings.Contains(err.Error(), "unknown field") {
 			return nil, rejectUnknownField, err
 		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "latency" && te.Value == "string" && bytes.Contains(raw, []byte(nonFiniteMark)) {
+			return nil, rejectInvalidLatency, errors.New("latency must be a finite number of seconds ≥ 0, got NaN or Infinity")
+		}
 		return nil, rejectInvalidJSON, err
 	}
 	if dec.More() {
@@ -236,6 +240,81 @@ func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
 		o.time = t
 	}
 	return &o, "", nil
+}
+
+// nonFiniteMark starts the strings quoteNonFinite puts in place of NaN,
+// Infinity and -Infinity, which toValue reads as those numbers. A NUL
+// character starts no feature value or class a model server sends.
+const nonFiniteMark = `"\u0000`
+
+// nonFinite are the words Python's json module (and so pandas' missing
+// values, NaN) writes for numbers that are not finite, which encoding/json
+// refuses, and the strings that stand for them.
+var nonFinite = [...]struct {
+	word, mark, str string // str: mark decoded
+	value           float64
+}{
+	{"-Infinity", nonFiniteMark + `-Inf"`, "\x00-Inf", math.Inf(-1)},
+	{"Infinity", nonFiniteMark + `+Inf"`, "\x00+Inf", math.Inf(1)},
+	{"NaN", nonFiniteMark + `NaN"`, "\x00NaN", math.NaN()},
+}
+
+// quoteNonFinite returns b with each NaN, Infinity and -Infinity outside
+// JSON strings replaced by the string that stands for it (nonFinite), so
+// that a record with such a value is read, and the value counted as
+// invalid (nan, inf) as the proxy counts it, rather than the whole record
+// rejected as invalid JSON. Outside strings, JSON has no other words that
+// start with those letters. b is returned as it is when it has none.
+func quoteNonFinite(b []byte) []byte {
+	if !bytes.Contains(b, []byte("NaN")) && !bytes.Contains(b, []byte("Infinity")) {
+		return b
+	}
+	var out []byte
+	last, inString, escaped := 0, false, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		if c == '"' {
+			inString = true
+			continue
+		}
+		for _, nf := range nonFinite {
+			if bytes.HasPrefix(b[i:], []byte(nf.word)) {
+				out = append(append(out, b[last:i]...), nf.mark...)
+				i += len(nf.word) - 1
+				last = i + 1
+				break
+			}
+		}
+	}
+	if out == nil {
+		return b
+	}
+	return append(out, b[last:]...)
+}
+
+// nonFiniteValue returns the number a string quoteNonFinite put in a
+// record stands for.
+func nonFiniteValue(s string) (float64, bool) {
+	if len(s) == 0 || s[0] != 0 {
+		return 0, false
+	}
+	for _, nf := range nonFinite {
+		if s == nf.str {
+			return nf.value, true
+		}
+	}
+	return 0, false
 }
 
 // parseTimestamp accepts RFC 3339 strings and Unix seconds.
@@ -280,6 +359,12 @@ func toRecord(o *Observation, rec *payload.Record, objects *objectPredictions) (
 		}
 		rec.Scores = make([]float64, len(p))
 		for i, e := range p {
+			if s, ok := e.(string); ok {
+				if f, ok := nonFiniteValue(s); ok {
+					rec.Scores[i] = f
+					continue
+				}
+			}
 			n, ok := e.(json.Number)
 			if !ok {
 				return rejectInvalidPrediction, fmt.Errorf("prediction[%d] is not a number", i)
@@ -337,6 +422,9 @@ func toValue(v any) (payload.Value, error) {
 		}
 		return payload.Value{Kind: payload.KindNumber, Num: f}, nil
 	case string:
+		if f, ok := nonFiniteValue(x); ok {
+			return payload.Value{Kind: payload.KindNumber, Num: f}, nil
+		}
 		return payload.Value{Kind: payload.KindString, Str: []byte(x)}, nil
 	case bool:
 		n := 0.0
