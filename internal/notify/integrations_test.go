@@ -386,3 +386,35 @@ receivers:
 		require.NotContains(t, evs[1], "payload")
 	})
 }
+
+// Every event of an escalation chain reaches PagerDuty as one of the three
+// event actions the Events API v2 accepts: a repeat of the chain and an
+// action's approval request page (trigger) like a first notification.
+func TestPagerDutyEscalationEvents(t *testing.T) {
+	pd := notifytest.NewPagerDuty(t)
+	cfg := load(t, `
+route:
+  receiver: team
+receivers:
+  - name: team
+  - name: pager
+    pagerduty_configs: [{url: "{{URL}}", routing_key: k}]`, pd.URL)
+	synctest.Test(t, func(t *testing.T) {
+		n := start(t, Options{Config: cfg})
+		a := classified("Drift", "fraud", time.Now())
+		groupKey := `{}:{alertname="Drift"}`
+		ctx := context.Background()
+		for _, ev := range []string{"trigger", "escalate", "repeat", "acknowledge", "approval", "resolve"} {
+			extra := map[string]string{"event": ev, "incident": "inc1", "level": "1", "group_key": groupKey}
+			require.NoError(t, n.SendToReceiver(ctx, "pager", "inc1/"+ev, []*alert.Alert{a}, extra))
+			synctest.Wait()
+		}
+		require.Empty(t, n.Outbox().DeadLetters())
+		var actions []string
+		for _, e := range pd.Events() {
+			actions = append(actions, e["event_action"].(string))
+			require.Equal(t, notice.Hash(groupKey), e["dedup_key"])
+		}
+		require.Equal(t, []string{"trigger", "trigger", "trigger", "acknowledge", "trigger", "resolve"}, actions)
+	})
+}

@@ -2,6 +2,7 @@ package notifytest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"unicode/utf8"
 )
 
 // Reply is a scripted answer of a fake service: a status, headers and body.
@@ -136,7 +138,8 @@ func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // PagerDuty is a local server speaking PagerDuty's Events API v2 at
-// /v2/enqueue. It answers the queued replies first, then 202.
+// /v2/enqueue. It refuses an event PagerDuty would refuse with its 400,
+// else answers the queued replies first, then 202.
 type PagerDuty struct {
 	URL string
 
@@ -183,14 +186,19 @@ func (p *PagerDuty) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var e map[string]any
-	if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = io.WriteString(w, `{"status":"invalid event","message":"Event object is invalid"}`)
-		return
+	err := json.NewDecoder(r.Body).Decode(&e)
+	if err == nil {
+		err = validPagerDutyEvent(e)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.tries++
+	if err != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "invalid event", "message": "Event object is invalid", "errors": []string{err.Error()}})
+		return
+	}
 	if len(p.replies) > 0 {
 		rep := p.replies[0]
 		p.replies = p.replies[1:]
@@ -205,4 +213,46 @@ func (p *PagerDuty) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(map[string]string{"status": "success", "message": "Event processed", "dedup_key": fmt.Sprint(e["dedup_key"])})
+}
+
+// pagerDutySeverities are the severities the Events API v2 accepts.
+var pagerDutySeverities = []string{"critical", "error", "warning", "info"}
+
+// validPagerDutyEvent checks e as the Events API v2 does before it
+// accepts an event (400 "Event object is invalid" otherwise): a routing
+// key, an event_action of trigger, acknowledge or resolve, a dedup_key of
+// at most 255 characters, and for a trigger a payload with a summary of
+// 1 to 1024 characters, a source and one of the four severities.
+func validPagerDutyEvent(e map[string]any) error {
+	if k, _ := e["routing_key"].(string); k == "" {
+		return errors.New("'routing_key' is missing or blank")
+	}
+	action, _ := e["event_action"].(string)
+	if !slices.Contains([]string{"trigger", "acknowledge", "resolve"}, action) {
+		return fmt.Errorf("'event_action' is invalid: %q", action)
+	}
+	if k, _ := e["dedup_key"].(string); utf8.RuneCountInString(k) > 255 {
+		return errors.New("'dedup_key' is longer than 255 characters")
+	}
+	if action != "trigger" {
+		return nil
+	}
+	p, _ := e["payload"].(map[string]any)
+	if p == nil {
+		return errors.New("'payload' is missing")
+	}
+	s, _ := p["summary"].(string)
+	switch n := utf8.RuneCountInString(s); {
+	case n == 0:
+		return errors.New("'payload.summary' is missing or blank")
+	case n > 1024 || !utf8.ValidString(s):
+		return fmt.Errorf("'payload.summary' is invalid (%d characters)", n)
+	}
+	if src, _ := p["source"].(string); src == "" {
+		return errors.New("'payload.source' is missing or blank")
+	}
+	if sev, _ := p["severity"].(string); !slices.Contains(pagerDutySeverities, sev) {
+		return fmt.Errorf("'payload.severity' is invalid: %q", sev)
+	}
+	return nil
 }

@@ -56,8 +56,12 @@ func DedupKey(n *notice.Notice) string { return notice.Hash(n.ThreadKey()) }
 
 // Event returns the event n sends.
 func (p *Notifier) Event(n *notice.Notice) *pagerduty.V2Event {
+	// The Events API knows three actions and refuses any other with a
+	// 400: every event but an acknowledgement and a resolve (a first
+	// notification, an escalation, a repeat of the chain, an approval
+	// request) pages.
 	action := n.Event()
-	if action == notice.EventEscalate {
+	if action != notice.EventAcknowledge && action != notice.EventResolve {
 		action = notice.EventTrigger
 	}
 	e := &pagerduty.V2Event{
