@@ -11,6 +11,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/client_golang/prometheus"
@@ -416,5 +417,36 @@ receivers:
 			require.Equal(t, notice.Hash(groupKey), e["dedup_key"])
 		}
 		require.Equal(t, []string{"trigger", "trigger", "trigger", "acknowledge", "trigger", "resolve"}, actions)
+	})
+}
+
+// A summary longer than PagerDuty's 1024 characters is cut at a
+// character, not inside one: PagerDuty gets valid UTF-8 of at most 1024
+// characters, ending with an ellipsis.
+func TestPagerDutySummaryTruncation(t *testing.T) {
+	pd := notifytest.NewPagerDuty(t)
+	cfg := load(t, `
+route:
+  receiver: pager
+  group_wait: 1s
+receivers:
+  - name: pager
+    pagerduty_configs: [{url: "{{URL}}", routing_key: k}]`, pd.URL)
+	synctest.Test(t, func(t *testing.T) {
+		n := start(t, Options{Config: cfg})
+		a := classified("Drift", "fraud", time.Now())
+		a.Annotations["summary"] = model.LabelValue(strings.Repeat("🔥", 2000))
+		require.NoError(t, n.Put(a))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Empty(t, n.Outbox().DeadLetters())
+		evs := pd.Events()
+		require.Len(t, evs, 1)
+		s := evs[0]["payload"].(map[string]any)["summary"].(string)
+		require.True(t, utf8.ValidString(s))
+		require.NotContains(t, s, "\uFFFD")
+		require.Equal(t, 1024, utf8.RuneCountInString(s))
+		require.True(t, strings.HasPrefix(s, "[FIRING:1] Drift: 🔥🔥"), s[:40])
+		require.True(t, strings.HasSuffix(s, "🔥…"))
 	})
 }

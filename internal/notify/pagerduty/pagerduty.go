@@ -28,7 +28,7 @@ import (
 	"github.com/modelmon/modelmon/internal/outbox"
 )
 
-// maxSummary is the Events API's limit of a summary.
+// maxSummary is the Events API's limit of a summary, in characters.
 const maxSummary = 1024
 
 // Notifier sends events for one pagerduty_configs entry.
@@ -169,12 +169,12 @@ func summary(n *notice.Notice) string {
 	return b.String()
 }
 
+// truncate cuts s to n characters (runes, as PagerDuty counts them and
+// Alertmanager cuts its summary), the last being an ellipsis; never inside
+// a character, which would leave invalid UTF-8 or U+FFFD in the summary.
 func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	r := []rune(s[:n-len("…")])
-	return string(r[:len(r)-1]) + "…"
+	t, _ := amnotify.TruncateInRunes(s, n)
+	return t
 }
 
 // Send posts n's event.
