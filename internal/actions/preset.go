@@ -370,7 +370,8 @@ func (e *StatusError) Error() string {
 
 // Check classifies a response of an action of type typ at now: nil when it
 // delivered the action (2xx; 409 from Airflow, whose run with this id
-// exists already), else a *StatusError.
+// exists already), else a *StatusError, to retry for 408, 429, 5xx and
+// GitHub's rate limits (a 403 too), after the time the receiver asks.
 func Check(typ string, resp *http.Response, body []byte, now time.Time) error {
 	if resp.StatusCode/100 == 2 || (typ == TypeAirflowDAGRun && resp.StatusCode == http.StatusConflict) {
 		return nil
@@ -380,11 +381,44 @@ func Check(typ string, resp *http.Response, body []byte, now time.Time) error {
 		e.Body = e.Body[:512] + "…"
 	}
 	switch {
+	case isGitHub(typ) && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusTooManyRequests) &&
+		githubRateLimited(resp.Header, body):
+		e.Retry = true
+		e.RetryAfter = githubRetryAfter(resp.Header, now)
 	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode >= 500:
 		e.Retry = true
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
 	}
 	return e
+}
+
+func isGitHub(typ string) bool {
+	return typ == TypeGitHubRepositoryDispatch || typ == TypeGitHubWorkflowDispatch
+}
+
+// githubRateLimited reports whether a 403 or 429 of GitHub's REST API is
+// a rate limit, as its troubleshooting page describes them: the primary
+// limit sets x-ratelimit-remaining to 0, a secondary one sets retry-after
+// or only says so in its message. Any other 403 (a token without the
+// permission) is not.
+func githubRateLimited(h http.Header, body []byte) bool {
+	return h.Get("X-RateLimit-Remaining") == "0" || h.Get("Retry-After") != "" ||
+		strings.Contains(strings.ToLower(string(body)), "rate limit")
+}
+
+// githubRetryAfter is when GitHub's REST API says to retry a rate-limited
+// request: after retry-after, else at x-ratelimit-reset when no request
+// remains, else in a minute.
+func githubRetryAfter(h http.Header, now time.Time) time.Duration {
+	if d := retryAfter(h.Get("Retry-After"), now); d > 0 {
+		return d
+	}
+	if h.Get("X-RateLimit-Remaining") == "0" {
+		if s, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil && time.Unix(s, 0).After(now) {
+			return time.Unix(s, 0).Sub(now)
+		}
+	}
+	return time.Minute
 }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.

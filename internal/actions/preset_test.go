@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -271,4 +273,57 @@ func TestCheck(t *testing.T) {
 	require.ErrorAs(t, Check(TypeWebhook, resp(500), nil, now), &se)
 	require.True(t, se.Retry)
 	require.Zero(t, se.RetryAfter)
+}
+
+// GitHub answers a rate-limited request 403 (or 429), as its REST API's
+// troubleshooting page says: x-ratelimit-remaining 0 with
+// x-ratelimit-reset for the primary limit, retry-after or only a message
+// for a secondary one. Those are retried when GitHub says; a 403 for
+// missing permissions is not.
+func TestCheckGitHubRateLimit(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	type reply struct {
+		status int
+		header map[string]string
+		body   string
+	}
+	f := func(r reply, retry bool, after time.Duration) {
+		t.Helper()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			for k, v := range r.header {
+				w.Header().Set(k, v)
+			}
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(r.status)
+			_, _ = io.WriteString(w, r.body)
+		}))
+		defer srv.Close()
+		req, err := (&Request{Type: TypeGitHubRepositoryDispatch, Method: http.MethodPost, URL: srv.URL + "/repos/acme/models/dispatches", Body: "{}"}).
+			HTTP(context.Background(), Credentials{Token: "ghp_x"}, "k", now)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		var se *StatusError
+		require.ErrorAs(t, Check(TypeGitHubRepositoryDispatch, resp, body, now), &se)
+		require.Equal(t, retry, se.Retry, "retry")
+		require.Equal(t, after, se.RetryAfter, "retry after")
+	}
+	reset := strconv.FormatInt(now.Add(17*time.Minute).Unix(), 10)
+	f(reply{403, map[string]string{"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+		`{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}`},
+		true, 17*time.Minute)
+	f(reply{429, map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}, `{"message":"API rate limit exceeded"}`},
+		true, 17*time.Minute)
+	f(reply{403, map[string]string{"Retry-After": "60", "X-RateLimit-Remaining": "4990"},
+		`{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`},
+		true, time.Minute)
+	f(reply{403, map[string]string{"X-RateLimit-Remaining": "4990"},
+		`{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}`},
+		true, time.Minute)
+	f(reply{403, map[string]string{"X-RateLimit-Remaining": "4990"},
+		`{"message":"Resource not accessible by personal access token","status":"403"}`},
+		false, 0)
 }
