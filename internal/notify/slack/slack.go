@@ -15,6 +15,7 @@
 package slack
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,8 +107,7 @@ func (s *Notifier) Send(ctx context.Context, n *notice.Notice) error {
 		return outbox.Permanent(err)
 	}
 	if s.api == nil {
-		msg := &slack.WebhookMessage{Channel: s.conf.Channel, Text: text, Blocks: &slack.Blocks{BlockSet: blocks}}
-		return classify(slack.PostWebhookCustomHTTPContext(ctx, string(s.conf.WebhookURL), s.client, msg))
+		return s.postWebhook(ctx, &slack.WebhookMessage{Channel: s.conf.Channel, Text: text, Blocks: &slack.Blocks{BlockSet: blocks}})
 	}
 	key := s.thread + notice.Hash(n.ThreadKey())
 	var th thread
@@ -134,6 +134,28 @@ func (s *Notifier) Send(ctx context.Context, n *notice.Notice) error {
 		return nil
 	}
 	return s.post(ctx, key, n, blocks, text)
+}
+
+// postWebhook posts msg to the incoming webhook. It does what slack-go's
+// PostWebhookCustomHTTPContext does but keeps the answer's body: an
+// incoming webhook names its error there (a 404 channel_not_found, a 403
+// invalid_token, a 400 invalid_blocks), which the error must say.
+func (s *Notifier) postWebhook(ctx context.Context, msg *slack.WebhookMessage) error {
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return outbox.Permanent(fmt.Errorf("couldn't encode message: %w", err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, string(s.conf.WebhookURL), bytes.NewReader(body))
+	if err != nil {
+		return outbox.Permanent(notice.TransportError(err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return notice.TransportError(err)
+	}
+	defer amnotify.Drain(resp)
+	return notice.CheckResponse(resp, time.Now())
 }
 
 // post starts an incident's message and remembers its thread.
