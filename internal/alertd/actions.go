@@ -575,6 +575,33 @@ func (r *actionRunner) deliver(ctx context.Context, c *alertconfig.Action, hr *a
 	return err
 }
 
+// done is the outbox's OnDone: an action message it dead-lettered after
+// retrying it up to its max age fails its request, which would otherwise
+// stay sent. A permanent failure has failed it already.
+func (r *actionRunner) done(m outbox.Message, err error) {
+	if err == nil || m.Integration != integrationAction {
+		return
+	}
+	var msg actionMessage
+	if json.Unmarshal(m.Payload, &msg) != nil {
+		return
+	}
+	r.mu.Lock()
+	req, ok := r.byID[msg.Request]
+	if !ok || req.State == stateFailed {
+		r.mu.Unlock()
+		return
+	}
+	now := r.now()
+	req.State, req.LastError, req.UpdatedAt = stateFailed, err.Error(), now
+	d := Decision{Time: now, Stage: "action", Action: "failed",
+		Reason: fmt.Sprintf("action %q (request %s) failed, given up: %v", req.Action, msg.Request, err)}
+	fps := req.fingerprints()
+	r.saveLocked(now)
+	r.mu.Unlock()
+	r.note(fps, d)
+}
+
 // delivered records an attempt's outcome in the request and the alerts'
 // history.
 func (r *actionRunner) delivered(id string, err error) {

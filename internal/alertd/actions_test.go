@@ -601,3 +601,34 @@ func escalationReasons(t *testing.T, a *testAlertd, ls model.LabelSet) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// An action whose CI keeps failing with 5xx is retried until the outbox's
+// max age, then dead-lettered: its request is failed, not sent forever,
+// and its alerts' history says so.
+func TestActionGivenUpAfterMaxAge(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ci.status.Store(http.StatusBadGateway)
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", classifyDrift+`
+actions:
+  - name: retrain
+    type: github_repository_dispatch
+    url: `+ci.URL+`
+    repository: acme/models
+    token: ghp_SECRET
+    trigger:
+      matchers: ['category="data_quality"']
+`)
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	o.Outbox.InitialBackoff, o.Outbox.MaxBackoff, o.Outbox.MaxAge = 10*time.Millisecond, 20*time.Millisecond, 300*time.Millisecond
+	a := start(t, dir, o, logs)
+	ls, al := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, al)
+	failed := waitRequest(t, a, "retrain", ls, inRequestState(stateFailed), "not failed after the outbox gave up")
+	require.Contains(t, failed.LastError, "unexpected status 502")
+	require.Len(t, a.notify.Outbox().DeadLetters(), 1)
+	require.GreaterOrEqual(t, len(ci.requests()), 2, "retried before giving up")
+}

@@ -300,6 +300,7 @@ func New(o Options) (*Alertd, error) {
 			InitialBackoff: o.Outbox.InitialBackoff, MaxBackoff: o.Outbox.MaxBackoff,
 			MaxAge: o.Outbox.MaxAge, Retention: o.Outbox.Retention, SendTimeout: o.Outbox.SendTimeout,
 			Senders: senders,
+			OnDone:  a.actions.done,
 		},
 		// A stage's suppression (silence, maintenance, deploy, hold, …)
 		// also mutes an alert the notifier already holds from an earlier

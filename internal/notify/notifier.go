@@ -80,7 +80,9 @@ type Options struct {
 	// StoragePath), its Senders are added to the notifier's own (webhook,
 	// alertmanager, slack, pagerduty) for other components' messages, and
 	// InitialBackoff, MaxBackoff, MaxAge, Retention, SendTimeout and Now
-	// apply as documented there. Registerer, Logger and OnDone are set by
+	// apply as documented there. Its OnDone, if set, is called after the
+	// notifier's own, for every message, the other components' too (an
+	// action dead-lettered after MaxAge). Registerer and Logger are set by
 	// New.
 	Outbox outbox.Options
 }
@@ -224,7 +226,15 @@ func New(o Options) (*Notifier, error) {
 	for _, kind := range integrations {
 		senders[kind] = newSender(n, kind)
 	}
-	ob.Senders, ob.Registerer, ob.OnDone = senders, reg, n.done
+	ob.Senders, ob.Registerer = senders, reg
+	if done := ob.OnDone; done != nil {
+		ob.OnDone = func(m outbox.Message, err error) {
+			n.done(m, err)
+			done(m, err)
+		}
+	} else {
+		ob.OnDone = n.done
+	}
 	ob.Logger = o.Logger.With("component", "outbox")
 	n.outbox, err = outbox.Open(ob)
 	if err != nil {
