@@ -2,10 +2,13 @@ package notify
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
@@ -54,6 +57,41 @@ func TestSlackErrors(t *testing.T) {
 				require.Len(t, dead, 1)
 				require.Equal(t, tc.want, dead[0].LastError)
 				require.Empty(t, sl.Calls())
+			})
+		})
+	}
+}
+
+// Annotations longer than Slack takes in a block are cut to fit, so that
+// the message is not refused (invalid_blocks) and dead-lettered.
+func TestSlackLongAnnotations(t *testing.T) {
+	for name, conf := range map[string]string{
+		"web api":          `{api_url: "{{URL}}/api", token: xoxb-t0ken, channel: ml}`,
+		"incoming webhook": `{webhook_url: "{{URL}}/services/T/B/s3cret"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			sl := notifytest.NewSlack(t)
+			cfg := load(t, "route: {receiver: team, group_wait: 1s}\nreceivers:\n  - name: team\n    slack_configs: ["+conf+"]\n", sl.URL)
+			synctest.Test(t, func(t *testing.T) {
+				n := start(t, Options{Config: cfg})
+				a := classified(strings.Repeat("Drift", 40), "fraud", time.Now())
+				for _, k := range []model.LabelName{"value", "action", "priority", "category", "summary", "explanation"} {
+					a.Annotations[k] = model.LabelValue(strings.Repeat("é", 5000))
+				}
+				require.NoError(t, n.Put(a))
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				if dead := n.Outbox().DeadLetters(); len(dead) > 0 {
+					t.Fatalf("dead-lettered: %s", dead[0].LastError)
+				}
+				calls := sl.Calls()
+				require.Len(t, calls, 1)
+				texts, _ := blockTexts(t, calls[0].Blocks)
+				require.Len(t, texts["section.fields"], 6)
+				for _, f := range texts["section.fields"][1:5] { // Priority, Category, Value, Action
+					require.Equal(t, 2000, utf8.RuneCountInString(f), "cut to Slack's 2000 characters")
+					require.True(t, strings.HasSuffix(f, "é…"))
+				}
 			})
 		})
 	}

@@ -101,6 +101,10 @@ func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c = SlackCall{Method: "webhook", Channel: m.Channel, Text: m.Text, ThreadTS: m.ThreadTS, Blocks: m.Blocks}
+		if err := validSlackBlocks(m.Blocks); err != nil {
+			http.Error(w, "invalid_blocks", http.StatusBadRequest)
+			return
+		}
 		s.calls = append(s.calls, c)
 		_, _ = io.WriteString(w, "ok")
 		return
@@ -121,6 +125,11 @@ func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		if err := validSlackBlocks(c.Blocks); err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "invalid_blocks", "errors": []string{err.Error()}})
+			return
+		}
 		if c.Token == "" {
 			c.Token = "Bearer " + form.Get("token")
 		}
@@ -135,6 +144,59 @@ func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.NotFound(w, r)
+}
+
+// validSlackBlocks checks the limits of Slack's Block Kit that Slack
+// refuses a message for (invalid_blocks): at most 50 blocks; a header's
+// text at most 150 characters; a section's text at most 3000, and at most
+// 10 fields of at most 2000 each; a context at most 10 elements; a
+// button's text at most 75 characters and its value at most 2000.
+func validSlackBlocks(blocks []map[string]any) error {
+	if len(blocks) > 50 {
+		return fmt.Errorf("%d blocks, more than 50", len(blocks))
+	}
+	text := func(o any) string {
+		m, _ := o.(map[string]any)
+		s, _ := m["text"].(string)
+		return s
+	}
+	over := func(what, s string, n int) error {
+		if c := utf8.RuneCountInString(s); c > n {
+			return fmt.Errorf("%s of %d characters, more than %d", what, c, n)
+		}
+		return nil
+	}
+	for i, b := range blocks {
+		var errs []error
+		switch b["type"] {
+		case "header":
+			errs = append(errs, over("header text", text(b["text"]), 150))
+		case "section":
+			errs = append(errs, over("section text", text(b["text"]), 3000))
+			fields, _ := b["fields"].([]any)
+			if len(fields) > 10 {
+				errs = append(errs, fmt.Errorf("%d fields, more than 10", len(fields)))
+			}
+			for _, f := range fields {
+				errs = append(errs, over("field", text(f), 2000))
+			}
+		case "context":
+			if els, _ := b["elements"].([]any); len(els) > 10 {
+				errs = append(errs, fmt.Errorf("%d context elements, more than 10", len(els)))
+			}
+		case "actions":
+			els, _ := b["elements"].([]any)
+			for _, e := range els {
+				m, _ := e.(map[string]any)
+				v, _ := m["value"].(string)
+				errs = append(errs, over("button text", text(m["text"]), 75), over("button value", v, 2000))
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("block %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // PagerDuty is a local server speaking PagerDuty's Events API v2 at

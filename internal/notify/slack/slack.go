@@ -295,7 +295,8 @@ func (s *Notifier) message(n *notice.Notice) ([]slack.Block, string, error) {
 		{"Action", "action"}, {"False-positive probability", "false_positive_probability"},
 	} {
 		if v := annotation(d, f.key); v != "" {
-			fields = append(fields, mrkdwn(fmt.Sprintf("*%s*\n%s", f.name, v)))
+			// Slack refuses a field over 2000 characters (invalid_blocks).
+			fields = append(fields, mrkdwn(truncate(fmt.Sprintf("*%s*\n%s", f.name, v), 2000)))
 		}
 	}
 	status := fmt.Sprintf("*Status*\n%s (%d firing, %d resolved)", d.Status, len(d.Alerts.Firing()), len(d.Alerts.Resolved()))
@@ -305,7 +306,7 @@ func (s *Notifier) message(n *notice.Notice) ([]slack.Block, string, error) {
 	if l := n.Extra[notice.ExtraLevel]; l != "" {
 		status += ", level " + l
 	}
-	fields = append([]*slack.TextBlockObject{mrkdwn(status)}, fields...)
+	fields = append([]*slack.TextBlockObject{mrkdwn(truncate(status, 2000))}, fields...)
 	var text *slack.TextBlockObject
 	if strings.TrimSpace(body) != "" {
 		text = mrkdwn(truncate(strings.TrimSpace(body), 3000))
