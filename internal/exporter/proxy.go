@@ -168,10 +168,13 @@ func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Durat
 }
 
 // asSent makes req go upstream as the client sent it: its path not
-// normalised, and without a Content-Type when it came without one, not
+// normalised, its Host header as it is (fasthttp would write the host of
+// the parsed URI instead: lowercased, and empty for a request that came
+// without one), and without a Content-Type when it came without one, not
 // with fasthttp's default.
 func asSent(req *fasthttp.Request) {
 	req.URI().DisablePathNormalizing = true
+	req.UseHostHeader = true
 	req.Header.SetNoDefaultContentType(true)
 }
 
