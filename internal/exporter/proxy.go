@@ -607,18 +607,28 @@ func (p *proxy) countFailure(err error, m *model, attrs ...any) (status int, bod
 	return status, body
 }
 
-// dropHopHeaders removes the hop-by-hop headers from an upstream answer, and
-// its wish to close the connection: that was for the sidecar's connection to
-// the model server, not the client's.
+// dropHopHeaders removes the hop-by-hop headers from an upstream answer, those
+// its Connection header names among them (RFC 9110 7.6.1), and its wish to
+// close the connection: that was for the sidecar's connection to the model
+// server, not the client's.
 func dropHopHeaders(h *fasthttp.ResponseHeader) {
 	h.ResetConnectionClose()
 	var key [32]byte
+	var connBuf [64]byte
+	conn := connBuf[:0] // the Connection headers' tokens, once seen
 	// One header a pass: deleting moves the others. The bound is for a
 	// header fasthttp lists but won't delete.
 	for range 64 {
 		var hop []byte
-		for k := range h.All() {
+		for k, v := range h.All() {
 			if isHop(k) {
+				if len(k) == len(hopHeaders[0]) && bytes.EqualFold(k, hopHeaders[0]) {
+					conn = append(append(conn, ','), v...)
+				}
+				hop = append(key[:0], k...)
+				break
+			}
+			if len(conn) > 0 && !isFraming(k) && listHas(conn, k) {
 				hop = append(key[:0], k...)
 				break
 			}
@@ -682,6 +692,12 @@ func listHas(list, token []byte) bool {
 		}
 	}
 	return false
+}
+
+// isFraming reports whether k is a header that frames the body, which a
+// Connection header can't make hop-by-hop: the proxy writes its own.
+func isFraming(k []byte) bool {
+	return bytes.EqualFold(k, []byte("content-length")) || bytes.EqualFold(k, []byte("transfer-encoding"))
 }
 
 func isHop(k []byte) bool {

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -34,4 +35,26 @@ func TestProxyHost(t *testing.T) {
 	require.Equal(t, []string{"Host: Model.Example"}, got[1].headers)
 	require.Equal(t, "GET /c HTTP/1.0", got[2].start)
 	require.Equal(t, []string{"Host: " + strings.TrimPrefix(up.URL(), "http://")}, got[2].headers)
+}
+
+// Headers an answer's Connection header names are hop-by-hop, as the
+// request's are (RFC 9110 7.6.1): the client does not get them.
+func TestProxyResponseConnectionTokens(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		conn := "keep-alive, X-Private"
+		if strings.Contains(req.start, "/close") {
+			conn = "close, X-Private"
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: %s\r\nX-Private: secret\r\nx-private: again\r\nX-Public: 1\r\nContent-Length: 2\r\n\r\nok", conn)
+		return !strings.Contains(req.start, "/close")
+	})
+	e := startExporter(t, up.URL(), nil)
+	for _, path := range []string{"/keep", "/close"} {
+		t.Run(path, func(t *testing.T) {
+			resp := rawRoundTrip(t, e.ProxyAddr(), "GET "+path+" HTTP/1.1\r\nHost: m\r\n\r\n")
+			require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+			require.Equal(t, []string{"Content-Length: 2", "X-Public: 1"}, resp.headers)
+			require.Equal(t, "ok", string(resp.body))
+		})
+	}
 }
