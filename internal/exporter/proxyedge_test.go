@@ -1,6 +1,8 @@
 package exporter
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -57,4 +59,41 @@ func TestProxyResponseConnectionTokens(t *testing.T) {
 			require.Equal(t, "ok", string(resp.body))
 		})
 	}
+}
+
+// A model server that answers before it has read the request's body (a 413
+// for a body too large, a 401) and closes the connection: the client gets
+// that answer, not a 502, though the rest of the body could not be sent.
+func TestProxyEarlyAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(c)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil || line == "\r\n" {
+					break
+				}
+			}
+			io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 9\r\n\r\ntoo large")
+			c.Close() // unread body on the socket: a reset
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	e := startExporter(t, "http://"+ln.Addr().String(), nil)
+	body := bytes.Repeat([]byte("x"), 8<<20)
+	for range 3 {
+		resp := rawRoundTrip(t, e.ProxyAddr(), fmt.Sprintf("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+		require.Equal(t, "HTTP/1.1 413 Payload Too Large", resp.start)
+		require.Equal(t, "too large", string(resp.body))
+	}
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "upstream_4xx"}))
 }

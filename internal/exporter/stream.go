@@ -67,12 +67,16 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 		err = bw.Flush()
 	}
 	hc.ReleaseWriter(bw)
+	writeErr := err
 	if err != nil {
-		hc.CloseConn(cc)
 		if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
-			err = fasthttp.ErrTimeout
+			hc.CloseConn(cc)
+			return false, fasthttp.ErrTimeout
 		}
-		return false, err
+		// A model server may answer before it has read the whole body and
+		// close the connection (a 413 for a body too large, a 401): the
+		// rest of the body can't be written, but the answer may be there
+		// to read, and it is the client's, not a 502.
 	}
 
 	if err = conn.SetReadDeadline(deadline); err != nil {
@@ -89,6 +93,9 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 		return false, err
 	}
 	if err = resp.Header.Read(br); err != nil {
+		if writeErr != nil {
+			return fail(writeErr)
+		}
 		return fail(err)
 	}
 	for n := 0; isInterim(resp.StatusCode()); n++ {
@@ -101,7 +108,7 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	}
 	// After a 101 the connection speaks another protocol (the proxy drops
 	// Upgrade, so only a model server that ignores that sends one).
-	closeConn := req.ConnectionClose() || resp.ConnectionClose() || resp.StatusCode() == fasthttp.StatusSwitchingProtocols
+	closeConn := req.ConnectionClose() || resp.ConnectionClose() || resp.StatusCode() == fasthttp.StatusSwitchingProtocols || writeErr != nil
 	n := resp.Header.ContentLength()
 	switch {
 	case req.Header.IsHead() || noBody(resp.StatusCode()):
