@@ -306,6 +306,7 @@ func (l *closeOnceListener) Close() error {
 
 var (
 	hdrTraceparent = []byte("traceparent")
+	hdrTrailer     = []byte("trailer")
 	hopHeaders     = [][]byte{
 		[]byte("connection"), []byte("proxy-connection"), []byte("keep-alive"),
 		[]byte("proxy-authenticate"), []byte("proxy-authorization"),
@@ -368,6 +369,14 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	}
 	closeClient := req.Header.ConnectionClose() || p.draining.Load()
 	for i := 0; i < nhop; i++ {
+		if bytes.EqualFold(hop[i], hdrTrailer) {
+			// The fields of a chunked body's trailer go with it: fasthttp
+			// would merge them into the header, which RFC 9110 6.5.1
+			// forbids.
+			for name := range req.Header.Trailers() {
+				req.Header.DelBytes(name)
+			}
+		}
 		req.Header.DelBytes(hop[i])
 	}
 	req.Header.ResetConnectionClose()

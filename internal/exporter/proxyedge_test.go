@@ -97,3 +97,20 @@ func TestProxyEarlyAnswer(t *testing.T) {
 	}
 	require.Equal(t, 3.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "upstream_4xx"}))
 }
+
+// A chunked request with a trailer, announced or not: the body reaches the
+// model server whole; the trailer, like an answer's, is not passed on, and
+// not merged into the header either (RFC 9110 6.5.1).
+func TestProxyChunkedRequestTrailer(t *testing.T) {
+	up := okUpstream(t)
+	e := startExporter(t, up.URL(), nil)
+	for _, announce := range []string{"Trailer: X-Sum\r\n", ""} {
+		n := len(up.received())
+		resp := rawRoundTrip(t, e.ProxyAddr(), "POST /x HTTP/1.1\r\nHost: x\r\n"+announce+"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 9\r\n\r\n")
+		require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+		got := up.received()
+		require.Len(t, got, n+1)
+		require.Equal(t, "hello", string(got[n].body))
+		require.Equal(t, []string{"Host: x", "Content-Length: 5"}, got[n].headers, "announced: %q", announce)
+	}
+}
