@@ -307,6 +307,7 @@ func (l *closeOnceListener) Close() error {
 var (
 	hdrTraceparent = []byte("traceparent")
 	hdrTrailer     = []byte("trailer")
+	hdrExpect      = []byte("expect")
 	hopHeaders     = [][]byte{
 		[]byte("connection"), []byte("proxy-connection"), []byte("keep-alive"),
 		[]byte("proxy-authenticate"), []byte("proxy-authorization"),
@@ -348,7 +349,9 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 			hdrVersion = v
 		case p.labels != nil && bytes.EqualFold(k, p.labels.header):
 			reqID = v
-		case isHop(k):
+		case isHop(k), len(k) == len(hdrExpect) && bytes.EqualFold(k, hdrExpect):
+			// The sidecar has met a client's Expect: 100-continue: it has
+			// the body, which goes on at once (nginx drops Expect too).
 			if bytes.EqualFold(k, hopHeaders[0]) {
 				connTokens = v
 			}
