@@ -150,3 +150,150 @@ func TestProxyExpectContinue(t *testing.T) {
 	require.Equal(t, body, string(got[0].body))
 	require.Equal(t, []string{"Host: m", "Content-Length: 2000"}, got[0].headers)
 }
+
+// Repeated headers keep their values and the order among them, both ways:
+// several Set-Cookie, Vary, WWW-Authenticate or Cache-Control lines each
+// mean something together.
+func TestProxyRepeatedHeaders(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\n"+
+			"Vary: Accept\r\nSet-Cookie: z=1; Path=/\r\nVary: Accept-Encoding\r\n"+
+			"WWW-Authenticate: Bearer realm=\"a\"\r\nSet-Cookie: a=2; HttpOnly\r\nWWW-Authenticate: Basic realm=\"b\"\r\n"+
+			"Set-Cookie: z=3\r\nContent-Length: 0\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	resp := rawRoundTrip(t, e.ProxyAddr(), "GET /v2/health/ready HTTP/1.1\r\nHost: m\r\nAccept: a/b\r\nX-Order: 3\r\nAccept: c/d\r\nX-Order: 1\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n")
+	require.Equal(t, "HTTP/1.1 401 Unauthorized", resp.start)
+	onlyOf := func(lines []string, name string) []string {
+		var out []string
+		for _, l := range lines {
+			if k, _, _ := strings.Cut(l, ":"); strings.EqualFold(k, name) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	require.Equal(t, []string{"Vary: Accept", "Vary: Accept-Encoding"}, onlyOf(resp.headers, "Vary"))
+	require.Equal(t, []string{`WWW-Authenticate: Bearer realm="a"`, `WWW-Authenticate: Basic realm="b"`}, onlyOf(resp.headers, "WWW-Authenticate"))
+	// Cookies of the same name (two paths, say) are not merged.
+	require.Equal(t, []string{"Set-Cookie: z=1; Path=/", "Set-Cookie: a=2; HttpOnly", "Set-Cookie: z=3"}, onlyOf(resp.headers, "Set-Cookie"))
+	in := up.received()[0]
+	require.Equal(t, []string{"Accept: a/b", "Accept: c/d"}, onlyOf(in.headers, "Accept"))
+	require.Equal(t, []string{"X-Order: 3", "X-Order: 1"}, onlyOf(in.headers, "X-Order"))
+	// fasthttp joins a request's Cookie lines into one, as RFC 6265 5.4
+	// has a client send them and RFC 9113 8.2.3 has an HTTP/2 proxy do.
+	require.Equal(t, []string{"Cookie: a=1; b=2"}, onlyOf(in.headers, "Cookie"))
+}
+
+// The request target reaches the model server byte for byte: no decoding,
+// re-encoding or normalising of its path or query. One exception: an empty
+// query loses its "?" (README).
+func TestProxyRequestTargetAsSent(t *testing.T) {
+	up := okUpstream(t)
+	e := startExporter(t, up.URL(), nil)
+	for _, target := range []string{
+		"/p?a=%2F&b=+&c;d&a=1&e&=x&f=",
+		"/p?a=%2f%2F%zz%",
+		"/p?q=a?b/c",
+		"//double//slash/",
+		"/a/./b/../../c",
+		"/%2e%2e/%2E/x%2Fy",
+		"/caf%C3%A9/%20x+y",
+		"/v1/models/m%3Apredict",
+		"/p;matrix=1/q",
+	} {
+		t.Run(target, func(t *testing.T) {
+			n := len(up.received())
+			resp := rawRoundTrip(t, e.ProxyAddr(), "GET "+target+" HTTP/1.1\r\nHost: m\r\n\r\n")
+			require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+			got := up.received()
+			require.Len(t, got, n+1)
+			require.Equal(t, "GET "+target+" HTTP/1.1", got[n].start)
+		})
+	}
+	rawRoundTrip(t, e.ProxyAddr(), "GET /p? HTTP/1.1\r\nHost: m\r\n\r\n")
+	got := up.received()
+	require.Equal(t, "GET /p HTTP/1.1", got[len(got)-1].start)
+}
+
+// An answer to HEAD has no body whatever its framing headers say, and the
+// connection goes on with the next answer right after its head.
+func TestProxyHeadChunked(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		if strings.HasPrefix(req.start, "HEAD") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n")
+			return true
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	c, br := dialProxy(t, e)
+	io.WriteString(c, "HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	var head []string
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if line == "\r\n" {
+			break
+		}
+		head = append(head, strings.TrimRight(line, "\r\n"))
+	}
+	require.Equal(t, "HTTP/1.1 200 OK", head[0])
+	require.Contains(t, head, "X-A: 1")
+	next, err := readRaw(br)
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.1 200 OK", next.start)
+	require.Equal(t, "next", string(next.body))
+}
+
+// A chunked answer's trailer is not passed on (README: trailers are
+// dropped), and the client is not promised one: the Trailer header goes too.
+func TestProxyTrailerNotPromised(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\nX-A: 1\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	resp := rawRoundTrip(t, e.ProxyAddr(), "GET /t HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.Equal(t, "abc", string(resp.body))
+	require.ElementsMatch(t, []string{"X-A: 1", "Transfer-Encoding: chunked"}, resp.headers)
+}
+
+// A request with both Transfer-Encoding: chunked and a Content-Length (a
+// smuggling attempt, or a confused client) goes on framed by its chunks,
+// with the one Content-Length of what they held.
+func TestProxyChunkedWithContentLength(t *testing.T) {
+	up := okUpstream(t)
+	e := startExporter(t, up.URL(), nil)
+	resp := rawRoundTrip(t, e.ProxyAddr(), "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+	require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+	got := up.received()
+	require.Len(t, got, 1)
+	require.Equal(t, "hello", string(got[0].body))
+	require.Equal(t, []string{"Host: x", "Content-Length: 5"}, got[0].headers)
+}
+
+// A 304 may carry a Content-Length (the length of what a 200 would have):
+// it is passed on, and no body is read or sent.
+func TestProxyNotModifiedLength(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 1000\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	c, br := dialProxy(t, e)
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\"\r\n\r\n")
+	var head []string
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err)
+		if line == "\r\n" {
+			break
+		}
+		head = append(head, strings.TrimRight(line, "\r\n"))
+	}
+	require.Equal(t, "HTTP/1.1 304 Not Modified", head[0])
+	require.ElementsMatch(t, []string{`ETag: "x"`, "Content-Length: 1000"}, head[1:])
+}
