@@ -1,6 +1,7 @@
 package alertd
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -267,30 +268,79 @@ func (a *Alertd) getV2Receivers(w http.ResponseWriter, _ *http.Request) {
 	respondV2(w, out)
 }
 
-// getV2Silences is Alertmanager's GET /api/v2/silences: every silence,
-// from the API or the configuration, with its state; filter (matchers,
-// repeated) keeps those whose equality matchers' labels it selects, as
-// Alertmanager's does.
+// getV2Silences is Alertmanager's GET /api/v2/silences, as in v0.35:
+// every silence, from the API or the configuration, with its state.
+// filter (one matcher each, repeated) keeps the silences that have each of
+// its matchers among theirs, with the same name, type and value; active,
+// pending and expired (true unless set to false) keep the silences in that
+// state. They come active first, the next to end first; then pending, the
+// next to start first; then expired, the last to end first
+// (Alertmanager's SortSilences); ties by id.
 func (a *Alertd) getV2Silences(w http.ResponseWriter, r *http.Request) {
-	filter, err := parseMatcherList(r.URL.Query()["filter"])
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+	q := r.URL.Query()
+	show := map[string]bool{}
+	for _, state := range []string{"active", "pending", "expired"} {
+		v, err := boolParam(q, state)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		show[state] = v
+	}
+	var filter amlabels.Matchers
+	for _, f := range q["filter"] {
+		m, err := amlabels.ParseMatcher(f)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("invalid filter %q: %v", f, err), http.StatusBadRequest)
+			return
+		}
+		filter = append(filter, m)
 	}
 	now := a.opts.Now()
-	out := models.GettableSilences{}
+	var sils []silence
 	for _, s := range a.silencer.list(byEnd) {
-		ls := model.LabelSet{}
-		for _, m := range s.matchers {
-			if m.Type == amlabels.MatchEqual {
-				ls[model.LabelName(m.Name)] = model.LabelValue(m.Value)
-			}
-		}
-		if filter.Matches(ls) {
-			out = append(out, gettableSilence(&s, now))
+		if show[s.state(now)] && hasMatchers(s.matchers, filter) {
+			sils = append(sils, s)
 		}
 	}
+	slices.SortStableFunc(sils, func(x, y silence) int { return compareV2Silences(&x, &y, now) })
+	out := models.GettableSilences{}
+	for _, s := range sils {
+		out = append(out, gettableSilence(&s, now))
+	}
 	respondV2(w, out)
+}
+
+// hasMatchers reports whether have holds each of want with the same name,
+// type and value (Alertmanager's silence.HasLabelMatchers).
+func hasMatchers(have, want amlabels.Matchers) bool {
+	for _, w := range want {
+		if !slices.ContainsFunc(have, func(h *amlabels.Matcher) bool {
+			return h.Name == w.Name && h.Type == w.Type && h.Value == w.Value
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+// silenceStateOrder is the order of Alertmanager's SortSilences.
+var silenceStateOrder = map[string]int{"active": 1, "pending": 2, "expired": 3}
+
+// compareV2Silences orders silences as Alertmanager's SortSilences does:
+// active by end, pending by start, expired by end, the latest first.
+func compareV2Silences(x, y *silence, now time.Time) int {
+	sx, sy := x.state(now), y.state(now)
+	if sx != sy {
+		return cmp.Compare(silenceStateOrder[sx], silenceStateOrder[sy])
+	}
+	switch sx {
+	case "active":
+		return x.EndsAt.Compare(y.EndsAt)
+	case "pending":
+		return x.StartsAt.Compare(y.StartsAt)
+	}
+	return y.EndsAt.Compare(x.EndsAt)
 }
 
 // getV2Silence is Alertmanager's GET /api/v2/silence/{silenceID}.
@@ -306,8 +356,8 @@ func (a *Alertd) getV2Silence(w http.ResponseWriter, r *http.Request) {
 }
 
 // gettableSilence is s in Alertmanager's model. Its update time is when it
-// was created or expired (alertd changes a silence only by expiring it),
-// or, for a silence of the configuration file, its start.
+// was created, last updated in place or expired, or, for a silence of the
+// configuration file, its start.
 func gettableSilence(s *silence, now time.Time) *models.GettableSilence {
 	updated := s.UpdatedAt
 	if updated.IsZero() {
@@ -334,8 +384,8 @@ func gettableSilence(s *silence, now time.Time) *models.GettableSilence {
 
 // postV2Silence is Alertmanager's POST /api/v2/silences: it creates the
 // silence as POST /api/v1/silences does and answers its id. With the id
-// of an existing silence, that one is expired and replaced, as
-// Alertmanager does when a silence's matchers change.
+// of an existing silence, it updates that one in place, or expires it and
+// creates a new one, by Alertmanager's rules (silencer.set).
 func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
 	var ps models.PostableSilence
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&ps); err != nil {
@@ -346,7 +396,7 @@ func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	req := silenceRequest{StartsAt: time.Time(*ps.StartsAt), EndsAt: time.Time(*ps.EndsAt), CreatedBy: *ps.CreatedBy, Comment: *ps.Comment}
+	req := silenceRequest{ID: ps.ID, StartsAt: time.Time(*ps.StartsAt), EndsAt: time.Time(*ps.EndsAt), CreatedBy: *ps.CreatedBy, Comment: *ps.Comment}
 	for _, m := range ps.Matchers {
 		typ := amlabels.MatchEqual
 		switch regex, equal := *m.IsRegex, m.IsEqual == nil || *m.IsEqual; {
@@ -364,25 +414,10 @@ func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Matchers = append(req.Matchers, am.String())
 	}
-	if ps.ID != "" {
-		switch exists, fromConfig := a.silencer.has(ps.ID); {
-		case !exists:
-			http.Error(w, fmt.Sprintf("silence %q not found", ps.ID), http.StatusNotFound)
-			return
-		case fromConfig:
-			http.Error(w, "a silence of the configuration file can't be changed through the API", http.StatusBadRequest)
-			return
-		}
-	}
-	sil, code, err := a.createSilence(r.Context(), req)
+	sil, code, err := a.setSilence(r.Context(), req)
 	if err != nil {
 		http.Error(w, err.Error(), code)
 		return
-	}
-	if ps.ID != "" {
-		if _, err := a.silencer.expire(ps.ID, a.opts.Now()); err != nil {
-			a.logger.Error("Failed to expire the replaced silence", "silence", ps.ID, "err", err)
-		}
 	}
 	respondV2(w, map[string]string{"silenceID": sil.ID})
 }

@@ -2,7 +2,9 @@ package alertd
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"slices"
 	"strings"
@@ -309,19 +311,29 @@ silences:
 	require.Len(t, sils, 1)
 	require.Equal(t, time.Time(*sils[0].EndsAt), time.Time(*sils[0].UpdatedAt))
 
-	// amtool's update posts the silence with its id: alertd replaces it.
+	// amtool's update posts the silence with its id: an active silence's
+	// new end is an update in place, as in Alertmanager (v0.35), and the
+	// id stays.
 	other := run("silence", "add", "alertname=Other", "--comment=c", "--duration=1h")
-	run("silence", "update", other, "--duration=2h")
-	states := map[string]string{}
-	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "--expired")), &sils))
-	for _, s := range sils {
-		states[*s.ID] = *s.Status.State
-	}
-	require.Equal(t, "expired", states[other])
+	// (Debian's amtool 0.25 prints the updated silence, or with --quiet a
+	// pointer, not its id: the query says which it is.)
+	run("silence", "update", other, "--duration=2h", "--comment=longer")
+	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "--expired", "alertname=Other")), &sils))
+	require.Empty(t, sils, "nothing expired")
 	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "alertname=Other")), &sils))
-	require.Len(t, sils, 1, "the replacement, active")
-	require.NotEqual(t, other, *sils[0].ID)
+	require.Len(t, sils, 1)
+	require.Equal(t, other, *sils[0].ID)
+	require.Equal(t, "longer", *sils[0].Comment)
 	require.Greater(t, time.Time(*sils[0].EndsAt), time.Now().Add(90*time.Minute), "for the new duration")
+	// A new start is a new silence; the old one is expired.
+	run("silence", "update", other, "--start="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "--expired", "alertname=Other")), &sils))
+	require.Len(t, sils, 1)
+	require.Equal(t, other, *sils[0].ID)
+	require.NoError(t, json.Unmarshal([]byte(run("silence", "query", "-o", "json", "alertname=Other")), &sils))
+	require.Len(t, sils, 1)
+	require.NotEqual(t, other, *sils[0].ID)
+	require.Equal(t, "pending", *sils[0].Status.State)
 
 	// What Alertmanager's API refuses, alertd refuses.
 	for _, tc := range []struct {
@@ -342,4 +354,313 @@ silences:
 		resp.Body.Close()
 		require.Equal(t, tc.code, resp.StatusCode, "%s %s %s", tc.method, tc.path, tc.body)
 	}
+}
+
+// v2Matcher is an Alertmanager API matcher: = or =~.
+func v2Matcher(name, value string, regex bool) *models.Matcher {
+	return &models.Matcher{Name: &name, Value: &value, IsRegex: &regex, IsEqual: new(true)}
+}
+
+// postV2Silence posts a silence to the Alertmanager API at base (alertd's
+// or a real Alertmanager's) and returns the status and, on a 200, the id.
+func postV2Silence(t *testing.T, base, id string, start, end time.Time, comment string, ms ...*models.Matcher) (int, string) {
+	t.Helper()
+	ps := models.PostableSilence{ID: id, Silence: models.Silence{Matchers: ms,
+		StartsAt: dateTime(start), EndsAt: dateTime(end), CreatedBy: new("alice"), Comment: new(comment)}}
+	b, err := json.Marshal(ps)
+	require.NoError(t, err)
+	code, body := post(t, base+"/api/v2/silences", "application/json", string(b))
+	if code != http.StatusOK {
+		return code, ""
+	}
+	var out struct {
+		SilenceID string `json:"silenceID"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &out), body)
+	return code, out.SilenceID
+}
+
+// getV2Silences lists the silences of the Alertmanager API at base.
+func getV2Silences(t *testing.T, base, query string) models.GettableSilences {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v2/silences?" + query)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var out models.GettableSilences
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return out
+}
+
+// getV2SilenceByID gets one silence of the Alertmanager API at base.
+func getV2SilenceByID(t *testing.T, base, id string) *models.GettableSilence {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v2/silence/" + id)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var out models.GettableSilence
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return &out
+}
+
+// deleteV2Silence expires a silence through the Alertmanager API at base.
+func deleteV2Silence(t *testing.T, base, id string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, base+"/api/v2/silence/"+id, nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// Posting a silence with its id updates it in place, keeping the id, when
+// Alertmanager's canUpdate allows it, and otherwise expires it and creates
+// a new one; a new silence starts no earlier than now; an update in place
+// survives a restart. POST /api/v1/silences with an id does the same, and
+// an update without expireOnResolve keeps the silence's.
+func TestAPIv2SilenceUpdate(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	clock := &testClock{}
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", routes(h, nil, ""))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	first, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, first.Start())
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, first.Stop())
+		}
+	})
+	url := "http://" + first.Addr()
+	x := v2Matcher("alertname", "X", false)
+	ms := func(t0 time.Time) time.Time { return t0.Truncate(time.Millisecond) } // as the API writes it
+	now := clock.Now().UTC().Truncate(time.Second)
+
+	// Pending: anything but the matchers may change, the start not to the
+	// past.
+	code, pending := postV2Silence(t, url, "", now.Add(time.Hour), now.Add(2*time.Hour), "planned", x)
+	require.Equal(t, http.StatusOK, code)
+	before := clock.Now()
+	_, id := postV2Silence(t, url, pending, now.Add(30*time.Minute), now.Add(3*time.Hour), "moved", x)
+	require.Equal(t, pending, id, "a pending silence's new times are an update")
+	s := getV2SilenceByID(t, url, pending)
+	require.Equal(t, "moved", *s.Comment)
+	require.Equal(t, now.Add(30*time.Minute), time.Time(*s.StartsAt).UTC())
+	require.Equal(t, "pending", *s.Status.State)
+	require.False(t, time.Time(*s.UpdatedAt).Before(ms(before)), "updatedAt is the update's time")
+
+	before = clock.Now()
+	_, active := postV2Silence(t, url, pending, now.Add(-time.Minute), now.Add(3*time.Hour), "started early", x)
+	after := clock.Now()
+	require.NotEqual(t, pending, active, "a pending silence's start moved to the past is a new silence")
+	require.Equal(t, "expired", *getV2SilenceByID(t, url, pending).Status.State)
+	s = getV2SilenceByID(t, url, active)
+	require.Equal(t, "active", *s.Status.State)
+	started := time.Time(*s.StartsAt)
+	require.False(t, started.Before(ms(before)) || started.After(after), "the start moved up to now: %s", started)
+
+	// Active: the same start (to the second: the API rounds it to the
+	// millisecond) and a later end, a new author and comment, is an update.
+	_, id = postV2Silence(t, url, active, started, now.Add(5*time.Hour), "extended", x)
+	require.Equal(t, active, id)
+	s = getV2SilenceByID(t, url, active)
+	require.Equal(t, "extended", *s.Comment)
+	require.Equal(t, now.Add(5*time.Hour), time.Time(*s.EndsAt).UTC())
+
+	_, kept := postV2Silence(t, url, "", now.Add(-time.Hour), now.Add(time.Hour), "kept", v2Matcher("alertname", "K", true))
+	_, id = postV2Silence(t, url, kept, time.Time(*getV2SilenceByID(t, url, kept).StartsAt), now.Add(6*time.Hour), "kept longer", v2Matcher("alertname", "K", true))
+	require.Equal(t, kept, id)
+
+	// A new start, or new matchers, is a new silence; the old one expires.
+	_, moved := postV2Silence(t, url, active, started.Add(-time.Hour), now.Add(5*time.Hour), "restarted", x)
+	require.NotEqual(t, active, moved)
+	require.Equal(t, "expired", *getV2SilenceByID(t, url, active).Status.State)
+	s = getV2SilenceByID(t, url, moved)
+	_, other := postV2Silence(t, url, moved, time.Time(*s.StartsAt), now.Add(5*time.Hour), "other", v2Matcher("alertname", "Y", false))
+	require.NotEqual(t, moved, other)
+	expired := getV2SilenceByID(t, url, moved)
+	require.Equal(t, "expired", *expired.Status.State)
+
+	// Expired: never updated, and left as it was.
+	clock.skip(time.Minute)
+	_, again := postV2Silence(t, url, moved, now.Add(time.Hour), now.Add(2*time.Hour), "again", x)
+	require.NotEqual(t, moved, again)
+	require.Equal(t, expired, getV2SilenceByID(t, url, moved))
+
+	// An unknown id is a 404, as in Alertmanager.
+	code, _ = postV2Silence(t, url, "nope", now.Add(time.Hour), now.Add(2*time.Hour), "c", x)
+	require.Equal(t, http.StatusNotFound, code)
+
+	// POST /api/v1/silences with an id follows the same rules, and an
+	// update that does not say expireOnResolve keeps it.
+	v1 := createSilence(t, &testAlertd{URL: url}, fmt.Sprintf(`{"matchers":["alertname=\"Z\""],"startsAt":%q,"duration":"1h","createdBy":"bob","comment":"ack","expireOnResolve":true}`,
+		now.Add(time.Hour).Format(time.RFC3339)))
+	_, id = postV2Silence(t, url, v1, now.Add(2*time.Hour), now.Add(3*time.Hour), "ack, later", v2Matcher("alertname", "Z", false))
+	require.Equal(t, v1, id)
+	require.Equal(t, v1, createSilence(t, &testAlertd{URL: url}, fmt.Sprintf(`{"id":%q,"matchers":["{alertname=\"Z\"}"],"startsAt":%q,"duration":"2h","createdBy":"bob","comment":"ack, longer"}`,
+		v1, now.Add(2*time.Hour).Format(time.RFC3339))), "the same matchers, written otherwise")
+	v1Silence := func(base, id string) map[string]any {
+		code, body := get(t, base+"/api/v1/silences")
+		require.Equal(t, http.StatusOK, code)
+		var r struct{ Data []map[string]any }
+		require.NoError(t, json.Unmarshal([]byte(body), &r))
+		for _, s := range r.Data {
+			if s["id"] == id {
+				return s
+			}
+		}
+		t.Fatalf("no silence %s in %s", id, body)
+		return nil
+	}
+	require.Equal(t, true, v1Silence(url, v1)["expireOnResolve"])
+	require.Equal(t, "ack, longer", v1Silence(url, v1)["comment"])
+	v1b := createSilence(t, &testAlertd{URL: url}, fmt.Sprintf(`{"id":%q,"matchers":["alertname=\"Z\""],"startsAt":%q,"duration":"2h","createdBy":"bob","comment":"c"}`,
+		v1, now.Add(-time.Hour).Format(time.RFC3339)))
+	require.NotEqual(t, v1, v1b)
+	require.Equal(t, true, v1Silence(url, v1b)["expireOnResolve"], "kept by the replacement too")
+	require.Equal(t, "expired", v1Silence(url, v1)["state"])
+
+	// The silence updated in place keeps its id and its update across a
+	// restart.
+	require.NoError(t, first.Stop())
+	stopped = true
+	b := start(t, dir, o, logs)
+	s = getV2SilenceByID(t, b.URL, kept)
+	require.Equal(t, "kept longer", *s.Comment)
+	require.Equal(t, "active", *s.Status.State)
+	require.Equal(t, now.Add(6*time.Hour), time.Time(*s.EndsAt).UTC())
+	require.Equal(t, "extended", *getV2SilenceByID(t, b.URL, active).Comment)
+	require.Equal(t, "ack, longer", v1Silence(b.URL, v1)["comment"])
+}
+
+// GET /api/v2/silences takes Alertmanager v0.35's parameters and sorts as
+// its SortSilences: active ones by end, pending ones by start, expired
+// ones by end, the latest first; filter keeps the silences that have each
+// matcher it gives, with the same type and value.
+func TestAPIv2SilenceList(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	clock := &testClock{}
+	a := startAlertd(t, routes(h, nil, `
+silences:
+  - matchers: ['team="infra"']
+    starts_at: 2000-01-01T00:00:00Z
+    ends_at: 2099-01-01T00:00:00Z
+    comment: from the file
+`), map[string]string{"rules.yml": "groups: []\n"}, clock.options())
+	now := clock.Now()
+	x, xRegex, team := v2Matcher("alertname", "X", false), v2Matcher("alertname", "X", true), v2Matcher("team", "a", false)
+	for _, s := range []struct {
+		comment    string
+		start, end time.Duration
+		ms         []*models.Matcher
+	}{
+		{"active 2h", 0, 2 * time.Hour, []*models.Matcher{x, team}},
+		{"active 1h", 0, time.Hour, []*models.Matcher{xRegex}},
+		{"pending 2h", 2 * time.Hour, 3 * time.Hour, []*models.Matcher{x}},
+		{"pending 1h", time.Hour, 3 * time.Hour, []*models.Matcher{team}},
+		{"expired first", 0, time.Hour, []*models.Matcher{x}},
+		{"expired next", time.Hour, 2 * time.Hour, []*models.Matcher{x}},
+	} {
+		code, id := postV2Silence(t, a.URL, "", now.Add(s.start), now.Add(s.end), s.comment, s.ms...)
+		require.Equal(t, http.StatusOK, code)
+		if strings.HasPrefix(s.comment, "expired") {
+			deleteV2Silence(t, a.URL, id)
+			clock.skip(time.Second) // later expiries end later
+		}
+	}
+	comments := func(query string) []string {
+		var out []string
+		for _, s := range getV2Silences(t, a.URL, query) {
+			out = append(out, *s.Comment)
+		}
+		return out
+	}
+	require.Equal(t, []string{"active 1h", "active 2h", "from the file", "pending 1h", "pending 2h", "expired next", "expired first"}, comments(""))
+	require.Equal(t, []string{"pending 1h", "pending 2h", "expired next", "expired first"}, comments("active=false"))
+	require.Equal(t, []string{"active 1h", "active 2h", "from the file"}, comments("pending=false&expired=false"))
+	require.Empty(t, comments("active=false&pending=false&expired=false"))
+	require.Equal(t, []string{"active 2h", "pending 2h", "expired next", "expired first"}, comments(`filter=alertname="X"`),
+		"an equality filter: not the regular expression's silence")
+	require.Equal(t, []string{"active 1h"}, comments(`filter=alertname=~"X"`))
+	require.Equal(t, []string{"active 2h"}, comments(`filter=alertname="X"&filter=team="a"`))
+	require.Equal(t, []string{"from the file"}, comments(`filter=team="infra"`))
+	require.Empty(t, comments(`filter=team!="a"`))
+	require.Empty(t, comments(`filter=alertname=~"X.*"`), "the same value, not one it matches")
+
+	for _, q := range []string{`filter=a=~"("`, `filter={a="b"}`, "active=perhaps", "expired=2"} {
+		code, body := get(t, a.URL+"/api/v2/silences?"+url.PathEscape(q))
+		require.Equal(t, http.StatusBadRequest, code, "%s: %s", q, body)
+	}
+}
+
+// The same silence requests to alertd and to a real Alertmanager get the
+// same answers: which updates keep the id, which make a new silence, where
+// a new silence starts, and the order of GET /api/v2/silences. Debian's
+// Alertmanager (0.25) compares an active silence's start to the
+// nanosecond, where v0.35 compares it to the second, so the active
+// silence updated here starts on a whole second in both. Ties are left
+// out: Alertmanager leaves their order to chance, alertd orders them by id.
+func TestAPIv2SilencesAsAlertmanager(t *testing.T) {
+	t.Parallel()
+	am := alertmanagertest.Start(t, "route:\n  receiver: none\nreceivers:\n  - name: none\n")
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+
+	type outcome struct {
+		Step  string
+		Code  int
+		Kept  bool
+		State string // of the silence the answer names
+	}
+	scenario := func(base string) (steps []outcome, order []string) {
+		now := time.Now().UTC().Truncate(time.Second)
+		m := func(name string) *models.Matcher { return v2Matcher("alertname", name, false) }
+		ids := map[string]string{}
+		step := func(name, id string, start, end time.Time, comment string, ms ...*models.Matcher) string {
+			code, got := postV2Silence(t, base, id, start, end, comment, ms...)
+			o := outcome{Step: name, Code: code, Kept: got != "" && got == id}
+			if got != "" {
+				s := getV2SilenceByID(t, base, got)
+				o.State = *s.Status.State
+				if time.Time(*s.StartsAt).Before(now) {
+					o.State += ", started before the test"
+				}
+			}
+			steps = append(steps, o)
+			ids[comment] = got
+			return got
+		}
+		pending := step("new pending", "", now.Add(time.Hour), now.Add(2*time.Hour), "pending", m("P"))
+		soon := step("new, starting in 4s", "", now.Add(4*time.Second), now.Add(time.Hour), "soon", m("S"))
+		past := step("new, starting in the past", "", now.Add(-time.Hour), now.Add(2*time.Hour), "past", m("A"))
+		gone := step("new, to expire", "", now, now.Add(time.Hour), "gone", m("E"))
+		deleteV2Silence(t, base, gone)
+		step("pending, new times", pending, now.Add(30*time.Minute), now.Add(3*time.Hour), "pending moved", m("P"))
+		step("pending, start in the past", pending, now.Add(-time.Minute), now.Add(3*time.Hour), "pending started", m("P"))
+		started := time.Time(*getV2SilenceByID(t, base, past).StartsAt)
+		replaced := step("active, new start", past, started.Add(-time.Minute), now.Add(3*time.Hour), "past moved", m("A"))
+		step("active, new matchers", replaced, time.Time(*getV2SilenceByID(t, base, replaced).StartsAt), now.Add(210*time.Minute), "past other", m("B"))
+		step("expired", gone, now.Add(time.Hour), now.Add(2*time.Hour), "gone again", m("E"))
+		step("unknown id", "4a1b2c3d-0000-4000-8000-000000000000", now.Add(time.Hour), now.Add(2*time.Hour), "unknown", m("U"))
+		require.Eventually(t, func() bool { return *getV2SilenceByID(t, base, soon).Status.State == "active" },
+			30*time.Second, 50*time.Millisecond)
+		step("active, same start, new end and comment", soon, now.Add(4*time.Second), now.Add(4*time.Hour), "soon longer", m("S"))
+		for _, s := range getV2Silences(t, base, "") {
+			order = append(order, *s.Comment+" "+*s.Status.State)
+		}
+		return steps, order
+	}
+	amSteps, amOrder := scenario(am.URL)
+	steps, order := scenario(a.URL)
+	require.Equal(t, amSteps, steps)
+	require.Equal(t, amOrder, order)
+	t.Logf("as Alertmanager: %+v\n%q", steps, order)
 }

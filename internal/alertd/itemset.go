@@ -101,15 +101,6 @@ func (s *itemSet[T, P]) expire(id string, now time.Time) (bool, error) {
 	return true, s.saveLocked()
 }
 
-// has reports whether an item exists, and whether it comes from the
-// configuration file.
-func (s *itemSet[T, P]) has(id string) (exists, fromConfig bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	it, ok := s.items[id]
-	return ok, ok && it.fromConfig()
-}
-
 // list returns copies of the items, ordered by byOrder and then by id.
 func (s *itemSet[T, P]) list(byOrder func(a, b P) int) []T {
 	s.mu.Lock()

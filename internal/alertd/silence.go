@@ -29,8 +29,9 @@ type silence struct {
 	EndsAt    time.Time `json:"endsAt"`
 	CreatedBy string    `json:"createdBy,omitempty"`
 	Comment   string    `json:"comment,omitempty"`
-	// UpdatedAt is when the silence was created or last expired; zero for
-	// the configuration's, and in stores written before it was kept.
+	// UpdatedAt is when the silence was created, last updated in place or
+	// expired; zero for the configuration's, and in stores written before
+	// it was kept.
 	UpdatedAt time.Time `json:"updatedAt,omitzero"`
 	// Source is "api" or "config"; config silences come and go with the
 	// configuration file and are not stored.
@@ -255,18 +256,23 @@ func silencesPath(storage string) string { return filepath.Join(storage, "silenc
 
 // silenceRequest is the body of POST /api/v1/silences.
 type silenceRequest struct {
+	// ID, when given, names the silence to update: see silencer.set.
+	ID        string    `json:"id"`
 	Matchers  []string  `json:"matchers"`
 	StartsAt  time.Time `json:"startsAt"`
 	EndsAt    time.Time `json:"endsAt"`
 	Duration  string    `json:"duration"`
 	CreatedBy string    `json:"createdBy"`
 	Comment   string    `json:"comment"`
-	// ExpireOnResolve ends the silence once the alerts it silenced resolve.
-	ExpireOnResolve bool `json:"expireOnResolve"`
+	// ExpireOnResolve ends the silence once the alerts it silenced
+	// resolve; unset, an update keeps the updated silence's (Alertmanager's
+	// API v2 has no such field to send back).
+	ExpireOnResolve *bool `json:"expireOnResolve"`
 }
 
 // postSilence creates a silence: matchers in Alertmanager's syntax, from
-// startsAt (default now) until endsAt or for duration.
+// startsAt (default now) until endsAt or for duration. With the id of a
+// silence, it updates that one as POST /api/v2/silences does.
 func (a *Alertd) postSilence(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
@@ -275,7 +281,7 @@ func (a *Alertd) postSilence(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("couldn't parse silence: %v", err), http.StatusBadRequest)
 		return
 	}
-	sil, code, err := a.createSilence(r.Context(), req)
+	sil, code, err := a.setSilence(r.Context(), req)
 	if err != nil {
 		http.Error(w, err.Error(), code)
 		return
@@ -283,10 +289,10 @@ func (a *Alertd) postSilence(w http.ResponseWriter, r *http.Request) {
 	respond(w, map[string]string{"silenceID": sil.ID})
 }
 
-// createSilence checks req and creates its silence, for POST
-// /api/v1/silences and Alertmanager's POST /api/v2/silences; an error comes
-// with the status to answer.
-func (a *Alertd) createSilence(ctx context.Context, req silenceRequest) (*silence, int, error) {
+// setSilence checks req and creates or updates its silence (silencer.set),
+// for POST /api/v1/silences and Alertmanager's POST /api/v2/silences; an
+// error comes with the status to answer.
+func (a *Alertd) setSilence(ctx context.Context, req silenceRequest) (*silence, int, error) {
 	now := a.opts.Now()
 	ms, err := parseSilenceMatchers(req.Matchers)
 	if err != nil {
@@ -310,11 +316,15 @@ func (a *Alertd) createSilence(ctx context.Context, req silenceRequest) (*silenc
 	if !req.EndsAt.After(req.StartsAt) || !req.EndsAt.After(now) {
 		return nil, http.StatusBadRequest, errors.New("endsAt must be after startsAt and in the future")
 	}
-	id := make([]byte, 8)
-	_, _ = rand.Read(id)
-	sil := &silence{ID: hex.EncodeToString(id), Matchers: req.Matchers, StartsAt: req.StartsAt, EndsAt: req.EndsAt,
-		CreatedBy: req.CreatedBy, Comment: req.Comment, UpdatedAt: now, Source: "api", ExpireOnResolve: req.ExpireOnResolve, matchers: ms}
-	if err := a.silencer.add(sil); err != nil {
+	sil := &silence{ID: req.ID, Matchers: req.Matchers, StartsAt: req.StartsAt, EndsAt: req.EndsAt,
+		CreatedBy: req.CreatedBy, Comment: req.Comment, matchers: ms}
+	err = a.silencer.set(sil, req.ExpireOnResolve, now)
+	switch {
+	case errors.Is(err, errSilenceNotFound):
+		return nil, http.StatusNotFound, err
+	case errors.Is(err, errFromConfig):
+		return nil, http.StatusBadRequest, errors.New("a silence of the configuration file can't be changed through the API")
+	case err != nil:
 		a.logger.Error("Failed to save silences", "err", err)
 		return nil, http.StatusInternalServerError, err
 	}
@@ -323,6 +333,71 @@ func (a *Alertd) createSilence(ctx context.Context, req silenceRequest) (*silenc
 		a.logger.Error("Failed to apply the new silence", "err", err)
 	}
 	return sil, 0, nil
+}
+
+// errSilenceNotFound is the error of updating a silence that does not exist.
+var errSilenceNotFound = errors.New("silence not found")
+
+// set stores sil at now as Alertmanager's Silences.Set does. With the id
+// of a silence that canUpdate lets it replace, sil takes its place and
+// keeps its id. Otherwise sil is a new silence with a new id, starting no
+// earlier than now, and the silence whose id it had, if any, is expired:
+// its history stays. expireOnResolve, when not nil, sets sil's
+// ExpireOnResolve; nil keeps the updated silence's.
+func (s *silencer) set(sil *silence, expireOnResolve *bool, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev, ok := s.items[sil.ID]
+	switch {
+	case sil.ID != "" && !ok:
+		return fmt.Errorf("%w: %q", errSilenceNotFound, sil.ID)
+	case ok && prev.fromConfig():
+		return errFromConfig
+	}
+	sil.Source, sil.UpdatedAt = "api", now
+	if ok {
+		sil.ExpireOnResolve = prev.ExpireOnResolve
+	}
+	if expireOnResolve != nil {
+		sil.ExpireOnResolve = *expireOnResolve
+	}
+	if ok && canUpdate(prev, sil, now) {
+		// The same silence: what it has seen fire still counts.
+		sil.SilencedAt = prev.SilencedAt
+		s.items[sil.ID] = sil
+		return s.saveLocked()
+	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	sil.ID = hex.EncodeToString(id)
+	if sil.StartsAt.Before(now) {
+		sil.StartsAt = now
+	}
+	if ok {
+		prev.expire(now) // unless it has ended already
+	}
+	s.items[sil.ID] = sil
+	return s.saveLocked()
+}
+
+// canUpdate reports whether next may replace prev in place at now, keeping
+// its id, by Alertmanager's rules (silence.canUpdate in v0.35): the same
+// matchers, in the same order; a pending silence may change anything else
+// but may not start before now; an active one keeps its start (to the
+// second) and may not end before now; an expired one is never changed.
+func canUpdate(prev, next *silence, now time.Time) bool {
+	if !slices.EqualFunc(prev.matchers, next.matchers, func(a, b *amlabels.Matcher) bool {
+		return a.Type == b.Type && a.Name == b.Name && a.Value == b.Value
+	}) {
+		return false
+	}
+	switch prev.state(now) {
+	case "pending":
+		return !next.StartsAt.Before(now)
+	case "active":
+		return prev.StartsAt.Unix() == next.StartsAt.Unix() && !next.EndsAt.Before(now)
+	}
+	return false
 }
 
 // getSilences lists silences with their state.
