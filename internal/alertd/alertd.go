@@ -171,7 +171,10 @@ type Alertd struct {
 	notify *notify.Notifier
 	// pipeline is the alert store and its stages.
 	*pipeline
-	metrics *metrics
+	// pushedAlerts keeps the alerts posted to alertd across restarts
+	// (pushed.go).
+	pushedAlerts *pushedFile
+	metrics      *metrics
 	// ledger is the durable history of alerts, incidents and verdicts.
 	ledger    *ledger
 	precision *precisionCollector
@@ -320,6 +323,7 @@ func New(o Options) (*Alertd, error) {
 		return nil, err
 	}
 	a.store.ledger, a.store.groups = a.ledger, a.matchGroups
+	a.pushedAlerts = newPushedFile(pushedAlertsPath(o.StoragePath), a.store)
 	a.actions.outbox, a.actions.note, a.store.onFire = a.notify.Outbox(), a.store.note, a.onAlertFires
 	a.reg.MustRegister(&lifecycleCollector{deployments: a.deployments, ledger: a.ledger, now: o.Now})
 	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {
@@ -613,6 +617,14 @@ func (a *Alertd) Start() error {
 	a.startAnomalyLocked()
 	a.anomalyMu.Unlock()
 	a.notify.Run()
+	// Before the API serves: a pushed alert posted again right after the
+	// start updates the restored one.
+	switch n, err := a.pushedAlerts.restore(a.ctx, a.startedAt); {
+	case err != nil:
+		a.logger.Error("Failed to restore the pushed alerts; their sources must send them again", "restored", n, "err", err)
+	case n > 0:
+		a.logger.Info("Restored the pushed alerts that were firing", "restored", n)
+	}
 	if a.scrape != nil {
 		a.wg.Add(2)
 		go func() {
@@ -689,6 +701,9 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 			a.tickLedger(now)
 			a.tickActions(a.ctx, now)
 			a.store.gc(now)
+			if err := a.pushedAlerts.save(now); err != nil {
+				a.logger.Error("Failed to save the pushed alerts", "err", err)
+			}
 		case <-a.ctx.Done():
 			return
 		}
@@ -731,6 +746,14 @@ func (a *Alertd) Stop() error {
 			_ = a.web.Close()
 		}
 		a.wg.Wait()
+		// The alerts posted since the last tick; the web server no
+		// longer takes any. An alertd that never started has not
+		// restored the file and must not empty it.
+		if a.started.Load() {
+			if err := a.pushedAlerts.save(a.opts.Now()); err != nil && a.stopErr == nil {
+				a.stopErr = err
+			}
+		}
 		a.notify.Stop()
 		if err := a.ledger.close(); err != nil && a.stopErr == nil {
 			a.stopErr = err

@@ -188,6 +188,14 @@ func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string,
 		http.Error(w, fmt.Sprintf("couldn't store alerts: %v", err), http.StatusInternalServerError)
 		return
 	}
+	// A Prometheus posts its alerts again within a minute, and the loop
+	// saves them every tick; an Alertmanager only at repeat_interval, so
+	// what it delivers is kept before the delivery is acknowledged.
+	if src == SourceAlertmanager {
+		if err := a.pushedAlerts.save(now); err != nil {
+			a.logger.Error("Failed to save the pushed alerts", "err", err)
+		}
+	}
 	if len(errs) > 0 {
 		http.Error(w, errors.Join(errs...).Error(), http.StatusBadRequest)
 		return

@@ -41,8 +41,9 @@ var sources = []Source{SourceRule, SourcePrometheus, SourceAlertmanager, SourceA
 type Decision struct {
 	Time  time.Time `json:"time"`
 	Stage string    `json:"stage"`
-	// Action is what the stage did: received, updated, resolved, suppressed,
-	// routed, notified, failed, held.
+	// Action is what the stage did: received, restored (kept across a
+	// restart), updated, resolved, suppressed, routed, notified, failed,
+	// held.
 	Action string `json:"action"`
 	Reason string `json:"reason,omitempty"`
 }
@@ -106,8 +107,10 @@ type store struct {
 	families map[model.Fingerprint]map[model.Fingerprint]struct{}
 	stages   []Stage
 	// gen counts the changes to alerts (added, replaced, removed), for the
-	// stages that index them (inhibit).
-	gen uint64
+	// stages that index them (inhibit); pushedGen counts those received
+	// from a Prometheus or an Alertmanager, for the file that keeps them
+	// across restarts (pushed.go).
+	gen, pushedGen uint64
 	// inhibitor, when it has rules, looks again at the firing alerts when
 	// an alert that inhibits others fires.
 	inhibitor *inhibitor
@@ -160,6 +163,12 @@ func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, rout
 // not suppressed is handed to the notifier, which deduplicates. It returns
 // the first error of the notifier.
 func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Alert, reason string) error {
+	return s.take(ctx, now, src, in, "received", reason)
+}
+
+// take is receive with the action recorded for an alert the store did not
+// hold: "received", or "restored" for one kept across a restart.
+func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert, arrived, reason string) error {
 	s.mu.Lock()
 	var out []*amalert.Alert
 	// An alert that may inhibit others fired, or resolved.
@@ -171,7 +180,7 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		action := ""
 		switch {
 		case !ok:
-			action = "received"
+			action = arrived
 		case old.ResolvedAt(now) != a.ResolvedAt(now):
 			if a.ResolvedAt(now) {
 				action = "resolved"
@@ -205,6 +214,9 @@ func (s *store) receive(ctx context.Context, now time.Time, src Source, in []*Al
 		}
 		s.alerts[a.Fingerprint] = a
 		s.gen++
+		if src.pushed() {
+			s.pushedGen++
+		}
 		if action != "" && s.inhibitor != nil && s.inhibitor.isSource(a) {
 			if a.ResolvedAt(now) {
 				uninhibits = true

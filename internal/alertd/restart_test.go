@@ -3,6 +3,8 @@ package alertd
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,4 +220,145 @@ suppression:
 		return false
 	}, 2*time.Second, 50*time.Millisecond, "an alert was paged more than once: %+v", h.all())
 	h.checkWire(t)
+}
+
+// alertd restarts while alerts relayed by an Alertmanager and pushed by a
+// Prometheus fire. An Alertmanager sends them again only at repeat_interval
+// and this test's sources send nothing again: alertd restores them from
+// --storage.path with their end times, so past the restart's grace period
+// they still fire, their incidents stay open and no receiver is told they
+// resolved. They then resolve when the Alertmanager says so, or when their
+// lifetime (intake.alertmanager_resolve_timeout) ends.
+func TestRestartKeepsPushedAlerts(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	dir := t.TempDir()
+	// The grace period is 4s: for-grace-period, resend delay, evaluation
+	// interval and resolve_timeout, 1s each.
+	writeFile(t, dir, "alertd.yml", routes(h, nil, "intake:\n  resolve_timeout: 1s\n  alertmanager_resolve_timeout: 25s\n"))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	o, logs := newOptions(t, dir)
+	a1, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, a1.Start())
+	first := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, a1.Stop())
+		}
+		if t.Failed() {
+			t.Logf("first alertd's log:\n%s", logs.String())
+		}
+	})
+
+	startsAt := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+	relayed := func(name, status, endsAt string) string {
+		return `{"status":"` + status + `","labels":{"alertname":"` + name + `"},"annotations":{"summary":"relayed"},` +
+			`"startsAt":"` + startsAt.Format(time.RFC3339Nano) + `"` + endsAt + `}`
+	}
+	code, body := post(t, first.URL+endpointWebhook, "application/json",
+		`{"version":"4","status":"firing","receiver":"alertd","groupKey":"{}:{}","alerts":[`+
+			relayed("Relayed", "firing", "")+`,`+relayed("RelayedExpires", "firing", "")+`]}`)
+	require.Equal(t, http.StatusOK, code, body)
+	pushedEnd := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	postAlerts(t, first, `[{"labels":{"alertname":"Pushed"},"startsAt":"`+startsAt.Format(time.RFC3339Nano)+`","endsAt":"`+pushedEnd.Format(time.RFC3339Nano)+`"}]`)
+
+	// The webhook's delivery is on disk at once: an Alertmanager does not
+	// send it again for hours, so a crash must not lose it.
+	var kept pushedState
+	ok, err := readJSON(pushedAlertsPath(o.StoragePath), &kept)
+	require.NoError(t, err)
+	require.True(t, ok, "pushed_alerts.json was not written on the webhook's delivery")
+	require.GreaterOrEqual(t, len(kept.Alerts), 2)
+
+	names := []string{"Relayed", "RelayedExpires", "Pushed"}
+	before := map[string]alertJSON{}
+	for _, name := range names {
+		h.wait(t, name, "firing", 30*time.Second)
+	}
+	incs := openIncidents(t, first)
+	require.Len(t, incs, 3)
+	for _, name := range names {
+		src := SourceAlertmanager
+		if name == "Pushed" {
+			src = SourcePrometheus
+		}
+		al, ok := first.alert(t, name, src)
+		require.True(t, ok)
+		before[name] = al
+	}
+	require.True(t, pushedEnd.Equal(before["Pushed"].EndsAt))
+	require.NoError(t, a1.Stop())
+	stopped = true
+
+	o2, logs2 := newOptions(t, dir)
+	second := start(t, dir, o2, logs2)
+	require.Contains(t, logs2.String(), "Restored the pushed alerts that were firing")
+	check := func(name string) {
+		t.Helper()
+		al, ok := second.alert(t, name, before[name].Source)
+		require.True(t, ok, "%s was not restored", name)
+		require.Equal(t, "firing", al.State, "%s: %v", name, al.History)
+		require.True(t, before[name].StartsAt.Equal(al.StartsAt), "%s: startsAt %s, want %s", name, al.StartsAt, before[name].StartsAt)
+		require.True(t, before[name].EndsAt.Equal(al.EndsAt), "%s: endsAt %s, want %s", name, al.EndsAt, before[name].EndsAt)
+		require.Equal(t, before[name].Annotations, al.Annotations)
+		require.Equal(t, before[name].History[0], al.History[0], "how it first arrived")
+		require.Equal(t, "intake/restored", actions(al.History)[1])
+	}
+	for _, name := range names {
+		check(name)
+	}
+
+	// Past the grace period (4s, and the loop's 1s tick) nothing resolved:
+	// not in the ledger, not for the receivers, and the incidents stay
+	// open. Nor is anything notified firing again.
+	require.Never(t, func() bool {
+		for _, name := range names {
+			if h.notifications(name, "resolved") > 0 || h.notifications(name, "firing") > 1 {
+				return true
+			}
+			if len(ledgerEvents(t, second, "fingerprint="+before[name].Fingerprint+"&event="+eventResolved)) > 0 {
+				return true
+			}
+		}
+		return false
+	}, 7*time.Second, 100*time.Millisecond, "a restored alert resolved or paged again after the restart")
+	for _, name := range names {
+		check(name)
+	}
+	require.Equal(t, incs, openIncidents(t, second), "the open incidents changed in the restart")
+
+	// The Alertmanager says Relayed resolved.
+	endsAt := time.Now().UTC().Truncate(time.Millisecond)
+	code, body = post(t, second.URL+endpointWebhook, "application/json",
+		`{"version":"4","status":"resolved","receiver":"alertd","groupKey":"{}:{}","alerts":[`+
+			relayed("Relayed", "resolved", `,"endsAt":"`+endsAt.Format(time.RFC3339Nano)+`"`)+`]}`)
+	require.Equal(t, http.StatusOK, code, body)
+	p := h.wait(t, "Relayed", "resolved", 30*time.Second)
+	require.True(t, endsAt.Equal(p.Alerts[0].EndsAt), "endsAt %s, want %s", p.Alerts[0].EndsAt, endsAt)
+
+	// RelayedExpires resolves when its lifetime since its delivery before
+	// the restart ends, not a lifetime after the restart.
+	p = h.wait(t, "RelayedExpires", "resolved", 60*time.Second)
+	require.True(t, before["RelayedExpires"].EndsAt.Equal(p.Alerts[0].EndsAt), "endsAt %s, want %s", p.Alerts[0].EndsAt, before["RelayedExpires"].EndsAt)
+	al, ok := second.alert(t, "Pushed", SourcePrometheus)
+	require.True(t, ok)
+	require.Equal(t, "firing", al.State)
+	require.Eventually(t, func() bool { return len(openIncidents(t, second)) == 1 }, 30*time.Second, 20*time.Millisecond,
+		"the resolved alerts' incidents never closed")
+	h.checkWire(t)
+}
+
+// openIncidents returns the IDs of the open incidents, by their alerts'
+// fingerprints.
+func openIncidents(t *testing.T, a *testAlertd) map[string]string {
+	t.Helper()
+	open := map[string]string{}
+	for _, in := range incidentsOf(t, a) {
+		if in.ClosedAt == nil {
+			open[strings.Join(in.Alerts, ",")] = in.ID
+		}
+	}
+	return open
 }

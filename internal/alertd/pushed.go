@@ -1,0 +1,161 @@
+package alertd
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// Alerts evaluated by alertd's rules come back after a restart from the
+// TSDB (for-state restoration); alerts pushed by a Prometheus or relayed by
+// an Alertmanager only when their source sends them again. A Prometheus
+// does so within a minute, but an Alertmanager only at its route's
+// repeat_interval (4h by default): without the file below, the restart's
+// grace period ran out first, their incidents were closed and they came
+// back hours later as new ones. alertd keeps the firing pushed alerts in
+// <storage.path>/pushed_alerts.json and restores them at start with the
+// end time they had, so they resolve when they would have without the
+// restart.
+
+// pushedAlertsPath is where the pushed alerts are kept across restarts.
+func pushedAlertsPath(storage string) string {
+	return filepath.Join(storage, "pushed_alerts.json")
+}
+
+// pushed reports whether alerts of the source are posted to alertd, rather
+// than evaluated or raised by it.
+func (src Source) pushed() bool {
+	return src == SourcePrometheus || src == SourceAlertmanager
+}
+
+// pushedState is the content of pushed_alerts.json.
+type pushedState struct {
+	Alerts []pushedAlert `json:"alerts"`
+}
+
+// pushedAlert is a firing pushed alert as kept across restarts: what its
+// source sent (the annotations without those the stages add), when alertd
+// last received it, whether alertd set its end time, and how it first
+// arrived. The stages decide about it again when it is restored.
+type pushedAlert struct {
+	model.Alert
+	Source    Source    `json:"source"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	Timeout   bool      `json:"timeout,omitempty"`
+	// Received is the first decision of the alert's history, which says
+	// where it came from.
+	Received *Decision `json:"received,omitempty"`
+}
+
+// pushedFile writes the store's firing pushed alerts to a file when they
+// change, and reads them back at start.
+type pushedFile struct {
+	path  string
+	store *store
+	// mu serialises writes, which share a temporary file; saved is the
+	// store's pushedGen last written.
+	mu    sync.Mutex
+	saved uint64
+	dirty bool
+}
+
+func newPushedFile(path string, s *store) *pushedFile {
+	return &pushedFile{path: path, store: s}
+}
+
+// save writes the firing pushed alerts if they changed since the last
+// write. The loop calls it every tick, the webhook intake after each
+// delivery (an Alertmanager does not send its alerts again for hours) and
+// Stop once more.
+func (f *pushedFile) save(now time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, gen := f.store.pushedAlerts(now)
+	if gen == f.saved && !f.dirty {
+		return nil
+	}
+	if err := writeJSON(f.path, st); err != nil {
+		return fmt.Errorf("couldn't write the pushed alerts: %w", err)
+	}
+	f.saved, f.dirty = gen, false
+	return nil
+}
+
+// restore reads the alerts kept by the last run and hands those still
+// firing at now to the store, as their source would by sending them again,
+// with the action "restored". It returns how many it restored. An alert
+// whose end time passed while alertd was down is not restored: if its
+// source still has it firing it posts it again within the restart's grace
+// period, or the ledger resolves it then, as before the file existed.
+func (f *pushedFile) restore(ctx context.Context, now time.Time) (int, error) {
+	f.mu.Lock()
+	// The next save writes the file again, without what is not restored
+	// (or, when it can't be read, in its place).
+	f.dirty = true
+	f.mu.Unlock()
+	var st pushedState
+	ok, err := readJSON(f.path, &st)
+	if err != nil || !ok {
+		return 0, err
+	}
+	bySource := map[Source][]*Alert{}
+	n := 0
+	for _, p := range st.Alerts {
+		if !p.Source.pushed() || !p.EndsAt.After(now) {
+			continue
+		}
+		if err := p.Validate(); err != nil {
+			continue
+		}
+		a := &Alert{Alert: p.Alert, UpdatedAt: p.UpdatedAt, Timeout: p.Timeout, Value: math.NaN()}
+		if p.Received != nil {
+			a.History = []Decision{*p.Received}
+		}
+		bySource[p.Source] = append(bySource[p.Source], a)
+		n++
+	}
+	reason := "kept in " + filepath.Base(f.path) + " while alertd restarted"
+	var errs []error
+	for _, src := range []Source{SourcePrometheus, SourceAlertmanager} {
+		if as := bySource[src]; len(as) > 0 {
+			if err := f.store.take(ctx, now, src, as, "restored", reason); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return n, fmt.Errorf("couldn't hand the restored alerts to the notifier: %w", errs[0])
+	}
+	return n, nil
+}
+
+// pushedAlerts returns the pushed alerts firing at now, by fingerprint,
+// and the count of changes to pushed alerts they reflect.
+func (s *store) pushedAlerts(now time.Time) (pushedState, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := pushedState{Alerts: []pushedAlert{}}
+	for _, a := range s.alerts {
+		if !a.Source.pushed() || a.ResolvedAt(now) {
+			continue
+		}
+		p := pushedAlert{Alert: a.Alert, Source: a.Source, UpdatedAt: a.UpdatedAt, Timeout: a.Timeout}
+		p.Annotations = a.sourceAnnotations
+		if len(a.History) > 0 {
+			d := a.History[0]
+			p.Received = &d
+		}
+		st.Alerts = append(st.Alerts, p)
+	}
+	slices.SortFunc(st.Alerts, func(x, y pushedAlert) int {
+		return cmp.Compare(x.Labels.Fingerprint(), y.Labels.Fingerprint())
+	})
+	return st, s.pushedGen
+}
