@@ -60,14 +60,13 @@ type PushResponse struct {
 const (
 	rejectInvalidJSON       = "invalid_json"
 	rejectUnknownField      = "unknown_field"
-	rejectMissingModel      = "missing_model"
 	rejectInvalidTimestamp  = "invalid_timestamp"
 	rejectInvalidLatency    = "invalid_latency"
 	rejectInvalidFeature    = "invalid_feature"
 	rejectInvalidPrediction = "invalid_prediction"
 )
 
-var rejectReasons = []string{rejectInvalidJSON, rejectUnknownField, rejectMissingModel, rejectInvalidTimestamp,
+var rejectReasons = []string{rejectInvalidJSON, rejectUnknownField, rejectInvalidTimestamp,
 	rejectInvalidLatency, rejectInvalidFeature, rejectInvalidPrediction}
 
 type pushHandler struct {
@@ -108,6 +107,8 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			resp.Rejected = append(resp.Rejected, Rejection{Index: i, Reason: reason, Error: err.Error()})
 			continue
 		}
+		// A record that names no model is the default model's, as a
+		// proxied request that names none is: none is rejected for it.
 		name := o.Model
 		if name == "" {
 			name = string(rc.defaultModel)
