@@ -682,6 +682,9 @@ func (h *labelsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func decodeLabel(raw json.RawMessage, now time.Time) (quality.Label, string, error) {
+	if err := isObject(raw); err != nil {
+		return quality.Label{}, rejectInvalidJSON, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()

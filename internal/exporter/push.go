@@ -213,6 +213,9 @@ func splitRecords(body []byte, contentType string) ([]json.RawMessage, error) {
 }
 
 func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
+	if err := isObject(raw); err != nil {
+		return nil, rejectInvalidJSON, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -241,6 +244,29 @@ func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
 		o.time = t
 	}
 	return &o, "", nil
+}
+
+// isObject returns an error unless raw, a record of a push or labels
+// request, is a JSON object. encoding/json decodes null into a struct as
+// nothing at all, which would make it an empty record (for the push API, an
+// observation of the default model).
+func isObject(raw json.RawMessage) error {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 || raw[0] == '{' {
+		return nil // an empty record fails to decode
+	}
+	kind := "a number"
+	switch raw[0] {
+	case 'n':
+		kind = "null"
+	case '[':
+		kind = "an array"
+	case '"':
+		kind = "a string"
+	case 't', 'f':
+		kind = "a boolean"
+	}
+	return fmt.Errorf("a record must be a JSON object, got %s", kind)
 }
 
 // nonFiniteMark starts the strings quoteNonFinite puts in place of NaN,

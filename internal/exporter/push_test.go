@@ -73,3 +73,35 @@ func TestPushRejectionReasonsAsDocumented(t *testing.T) {
 	require.JSONEq(t, `{"accepted":2,"rejected":[]}`, body)
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_observations_received_total", map[string]string{"model": "fraud"}))
 }
+
+// A record that is null, or any other JSON value than an object, is
+// rejected with its index, not taken as an empty record: encoding/json
+// decodes null into a struct as nothing, which made it an observation of
+// the default model.
+func TestPushRecordNotAnObject(t *testing.T) {
+	e := startExporter(t, modelServer(t).URL, labelsOn)
+	url := "http://" + e.WebAddr() + "/v1/observations"
+	st, body := do(t, "POST", url, `[{"model":"a"},null,1,"x",[],true]`, "Content-Type", "application/json")
+	require.Equal(t, 200, st, body)
+	var resp PushResponse
+	require.NoError(t, json.Unmarshal([]byte(body), &resp))
+	require.Equal(t, 1, resp.Accepted)
+	require.Equal(t, []Rejection{
+		{Index: 1, Reason: "invalid_json", Error: "a record must be a JSON object, got null"},
+		{Index: 2, Reason: "invalid_json", Error: "a record must be a JSON object, got a number"},
+		{Index: 3, Reason: "invalid_json", Error: "a record must be a JSON object, got a string"},
+		{Index: 4, Reason: "invalid_json", Error: "a record must be a JSON object, got an array"},
+		{Index: 5, Reason: "invalid_json", Error: "a record must be a JSON object, got a boolean"},
+	}, resp.Rejected)
+
+	for b, index := range map[string]string{"null": "0", "{\"model\":\"a\"}\nnull\n": "1"} {
+		_, body = do(t, "POST", url, b, "Content-Type", "application/x-ndjson")
+		require.Contains(t, body, `"rejected":[{"index":`+index+`,"reason":"invalid_json","error":"a record must be a JSON object, got null"}]`, b)
+	}
+	require.Zero(t, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "default"}))
+	require.Equal(t, 7.0, metricValue(t, e, "modelmon_observations_rejected_total", map[string]string{"reason": "invalid_json"}))
+
+	st, lresp := postLabels(t, e, "{\"id\":\"p1\",\"label\":\"x\"}\nnull")
+	require.Equal(t, 200, st)
+	require.Equal(t, []Rejection{{Index: 1, Reason: "invalid_json", Error: "a record must be a JSON object, got null"}}, lresp.Rejected)
+}
