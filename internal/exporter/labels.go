@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -582,6 +583,9 @@ type labelRecord struct {
 	Timestamp json.RawMessage `json:"timestamp"`
 }
 
+// labelFields are the names of a labelRecord's JSON fields.
+var labelFields = jsonFields(reflect.TypeFor[labelRecord]())
+
 // LabelsResponse is the body of every answer of POST /v1/labels. Results
 // gives each accepted record's reason (matched, held, unknown_id, expired,
 // evicted, duplicate, invalid), in order.
@@ -694,6 +698,9 @@ func decodeLabel(raw json.RawMessage, now time.Time) (quality.Label, string, err
 			return quality.Label{}, rejectUnknownField, err
 		}
 		return quality.Label{}, rejectInvalidJSON, err
+	}
+	if err := exactFields(raw, labelFields); err != nil {
+		return quality.Label{}, rejectUnknownField, err
 	}
 	if rec.ID == "" {
 		return quality.Label{}, rejectMissingID, errors.New("id is required")

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -233,6 +234,9 @@ func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
 	if dec.More() {
 		return nil, rejectInvalidJSON, errors.New("more than one JSON value in a record")
 	}
+	if err := exactFields(raw, observationFields); err != nil {
+		return nil, rejectUnknownField, err
+	}
 	if o.Latency != nil && (math.IsNaN(*o.Latency) || math.IsInf(*o.Latency, 0) || *o.Latency < 0) {
 		return nil, rejectInvalidLatency, fmt.Errorf("latency must be a finite number of seconds ≥ 0, got %v", *o.Latency)
 	}
@@ -267,6 +271,94 @@ func isObject(raw json.RawMessage) error {
 		kind = "a boolean"
 	}
 	return fmt.Errorf("a record must be a JSON object, got %s", kind)
+}
+
+// observationFields are the names of an Observation's JSON fields.
+var observationFields = jsonFields(reflect.TypeFor[Observation]())
+
+// jsonFields returns the names the json tags of struct type t give its
+// fields.
+func jsonFields(t reflect.Type) []string {
+	var names []string
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// exactFields returns an error, as encoding/json words it for an unknown
+// field, unless each key of the JSON object raw is exactly one of fields.
+// encoding/json matches a key to a field regardless of case, so "Model"
+// or "FEATURES" would be read as model or features rather than refused as
+// README says unknown fields are. raw must be valid JSON (a record that
+// decoded): the keys are found in one pass over it, without decoding it
+// again.
+func exactFields(raw []byte, fields []string) error {
+	depth, key := 0, false // key: the next string is a key of raw's object
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '{':
+			depth++
+			key = depth == 1
+		case '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			key = depth == 1
+		case '"':
+			end := stringEnd(raw, i+1)
+			if key {
+				if name, ok := knownField(raw[i:end+1], fields); !ok {
+					return fmt.Errorf("json: unknown field %q", name)
+				}
+				key = false
+			}
+			i = end
+		}
+	}
+	return nil
+}
+
+// stringEnd returns the index of the quote that ends the JSON string whose
+// text starts at b[start], or len(b)-1 when none does.
+func stringEnd(b []byte, start int) int {
+	for i := start; ; {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return len(b) - 1
+		}
+		j += i
+		escapes := 0
+		for k := j - 1; k >= start && b[k] == '\\'; k-- {
+			escapes++
+		}
+		if escapes%2 == 0 {
+			return j
+		}
+		i = j + 1
+	}
+}
+
+// knownField reports whether the JSON string quoted, with its quotes, is
+// one of fields, and returns it unquoted.
+func knownField(quoted []byte, fields []string) (string, bool) {
+	text := quoted[1 : len(quoted)-1]
+	if bytes.IndexByte(text, '\\') >= 0 {
+		var s string
+		if err := json.Unmarshal(quoted, &s); err != nil {
+			return string(text), false
+		}
+		text = []byte(s)
+	}
+	for _, f := range fields {
+		if string(text) == f {
+			return f, true
+		}
+	}
+	return string(text), false
 }
 
 // nonFiniteMark starts the strings quoteNonFinite puts in place of NaN,

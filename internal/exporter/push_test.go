@@ -1,7 +1,11 @@
 package exporter
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
@@ -104,4 +108,116 @@ func TestPushRecordNotAnObject(t *testing.T) {
 	st, lresp := postLabels(t, e, "{\"id\":\"p1\",\"label\":\"x\"}\nnull")
 	require.Equal(t, 200, st)
 	require.Equal(t, []Rejection{{Index: 1, Reason: "invalid_json", Error: "a record must be a JSON object, got null"}}, lresp.Rejected)
+}
+
+// pushBody is a JSON array of n observations as a model server pushes them:
+// ten features, a prediction, an id and a timestamp each.
+func pushBody(n int) []byte {
+	var sb strings.Builder
+	sb.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"model":"fraud","version":"v3","id":"req-%d","timestamp":"2026-11-25T10:00:00Z",`+
+			`"features":{"amount":%d.5,"country":"DE","new_customer":true,"age":41,"tenure":3.25,`+
+			`"channel":"web","score_a":0.125,"score_b":0.5,"items":7,"premium":false},"prediction":0.93,"latency":0.012}`, i, i%500)
+	}
+	sb.WriteByte(']')
+	return []byte(sb.String())
+}
+
+// BenchmarkPushHandle measures the push API's handler on a batch of 100
+// observations, from the request to the answer, without the network.
+func BenchmarkPushHandle(b *testing.B) {
+	e := startExporter(b, "http://model.internal:8080", nil)
+	h := &pushHandler{maxBody: e.opts.PushMaxBodySize, models: e.models, obs: e.obs, now: e.opts.Now}
+	body := pushBody(100)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/observations", bytes.NewReader(body)))
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Body.String())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/record")
+}
+
+// Field names match exactly: encoding/json alone matches them regardless
+// of case, which read "Model" as model and "FEATURES" as features though
+// README says unknown fields are errors. Names inside features, and keys
+// written with escapes, are as sent.
+func TestPushFieldNamesAreExact(t *testing.T) {
+	e := startExporter(t, modelServer(t).URL, labelsOn)
+	url := "http://" + e.WebAddr() + "/v1/observations"
+	st, body := do(t, "POST", url, `[{"Model":"a"},{"model":"a","FEATURES":{"f":1}},{"model":"a","features":{"F":1,"[\"x\"]":2},"prediction":[{"label":"a","score":0.9}]},`+
+		`{"model":"a","features":{"g":{"Model":1}}},{"mod\u0065l":"a","id":"p1","prediction":"yes"},{"model":"a","Latency":1}]`, "Content-Type", "application/json")
+	require.Equal(t, 200, st, body)
+	var resp PushResponse
+	require.NoError(t, json.Unmarshal([]byte(body), &resp))
+	require.Equal(t, 2, resp.Accepted, body)
+	require.Equal(t, []Rejection{
+		{Index: 0, Reason: "unknown_field", Error: `json: unknown field "Model"`},
+		{Index: 1, Reason: "unknown_field", Error: `json: unknown field "FEATURES"`},
+		{Index: 3, Reason: "invalid_feature", Error: `feature "g": want a number, string, boolean or null, got map[string]interface {}`},
+		{Index: 5, Reason: "unknown_field", Error: `json: unknown field "Latency"`},
+	}, resp.Rejected)
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_observations_received_total", map[string]string{"model": "a"}))
+
+	st, lresp := postLabels(t, e, `{"ID":"p1","label":"yes"}`+"\n"+`{"id":"p1","Label":"yes"}`+"\n"+`{"id":"p1","label":"yes","MODEL":"a"}`)
+	require.Equal(t, 400, st)
+	require.Equal(t, []Rejection{
+		{Index: 0, Reason: "unknown_field", Error: `json: unknown field "ID"`},
+		{Index: 1, Reason: "unknown_field", Error: `json: unknown field "Label"`},
+		{Index: 2, Reason: "unknown_field", Error: `json: unknown field "MODEL"`},
+	}, lresp.Rejected)
+}
+
+// exactFields agrees with decoding the object's keys: it refuses a record
+// exactly when one of its keys, unescaped, is not a field.
+func FuzzExactFields(f *testing.F) {
+	for _, s := range []string{`{"model":"a"}`, `{"Model":"a"}`, `{"model":"a,\"Model\":{","id":"x"}`, `{"id":"\\","model":"a"}`,
+		`{"features":{"Model":[{"x":"}"}]},"prediction":[{"FEATURES":1}]}`, `{"mod\u0065l":"a"}`, `{"model":"a","id\\":1}`, `{}`, ` { "id" : [ ] , "ID" : 1 } `} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var keys map[string]json.RawMessage
+		if json.Unmarshal([]byte(s), &keys) != nil || keys == nil {
+			return
+		}
+		want := true
+		for k := range keys {
+			want = want && slices.Contains(observationFields, k)
+		}
+		err := exactFields([]byte(s), observationFields)
+		require.Equal(t, want, err == nil, "%s: %v", s, err)
+	})
+}
+
+// BenchmarkPushDecode measures the decoding of one pushed observation, and
+// the part of it that checks its field names are exact.
+func BenchmarkPushDecode(b *testing.B) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(pushBody(1), &raws); err != nil {
+		b.Fatal(err)
+	}
+	raw := raws[0]
+	b.Run("record", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := decodeObservation(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("exact_fields", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := exactFields(raw, observationFields); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
