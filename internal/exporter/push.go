@@ -226,8 +226,14 @@ func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
 			return nil, rejectUnknownField, err
 		}
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field == "latency" && te.Value == "string" && bytes.Contains(raw, []byte(nonFiniteMark)) {
-			return nil, rejectInvalidLatency, errors.New("latency must be a finite number of seconds ≥ 0, got NaN or Infinity")
+		if errors.As(err, &te) && te.Field == "latency" {
+			if te.Value == "string" && bytes.Contains(raw, []byte(nonFiniteMark)) {
+				return nil, rejectInvalidLatency, errors.New("latency must be a finite number of seconds ≥ 0, got NaN or Infinity")
+			}
+			if n, ok := strings.CutPrefix(te.Value, "number "); ok {
+				// Too large for a float64 (1e999).
+				return nil, rejectInvalidLatency, fmt.Errorf("latency must be a finite number of seconds ≥ 0, got %s", n)
+			}
 		}
 		return nil, rejectInvalidJSON, err
 	}
@@ -488,7 +494,7 @@ func toRecord(o *Observation, rec *payload.Record, objects *objectPredictions) (
 			if !ok {
 				return rejectInvalidPrediction, fmt.Errorf("prediction[%d] is not a number", i)
 			}
-			f, err := n.Float64()
+			f, err := number(n)
 			if err != nil {
 				return rejectInvalidPrediction, fmt.Errorf("prediction[%d]: %w", i, err)
 			}
@@ -530,14 +536,25 @@ func (op *objectPredictions) read(v any, rec *payload.Record) (string, error) {
 	return "", nil
 }
 
+// number returns the value of n. A number too large for a float64, such
+// as 1e999, is ±Inf, as the proxy's parser reads it, so that it counts as an
+// invalid value (inf) rather than making its record invalid.
+func number(n json.Number) (float64, error) {
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("number %s is malformed", n)
+	}
+	return f, nil
+}
+
 func toValue(v any) (payload.Value, error) {
 	switch x := v.(type) {
 	case nil:
 		return payload.Value{Kind: payload.KindMissing}, nil
 	case json.Number:
-		f, err := x.Float64()
+		f, err := number(x)
 		if err != nil {
-			return payload.Value{}, fmt.Errorf("number %s out of range", x)
+			return payload.Value{}, err
 		}
 		return payload.Value{Kind: payload.KindNumber, Num: f}, nil
 	case string:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -220,4 +221,70 @@ func BenchmarkPushDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// answering is a model server that answers every request with body.
+func answering(t testing.TB, body string) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// proxiedAndPushed returns the exposition of the families a prediction and
+// its features count in, after the proxy reads a JSON request {"f":
+// feature} and its answer, and after a sidecar of its own is pushed the
+// same feature and prediction. Both are the model m's, of format json.
+func proxiedAndPushed(t *testing.T, feature, answer string) (proxied, pushed string) {
+	t.Helper()
+	const cfg = "models:\n  - name: m\n    format: json\n"
+	families := []string{"modelmon_predictions_total", "modelmon_prediction_class_total", "modelmon_prediction_score",
+		"modelmon_prediction_class_probability", "modelmon_prediction_confidence_predictions_total",
+		"modelmon_feature_values_invalid_total", "modelmon_payload_errors_total"}
+	collect := func(e *Exporter) string {
+		fams := scrape(t, e, "modelmon_")
+		var skip []string
+		for n := range fams {
+			if !slices.Contains(families, n) {
+				skip = append(skip, n)
+			}
+		}
+		return joinFamilies(fams, skip...)
+	}
+	e := startWithConfig(t, answering(t, answer).URL, cfg, nil)
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/predict", `{"f":`+feature+`}`, "X-Model-Name", "m", "Content-Type", "application/json")
+	require.Equal(t, 200, st, body)
+	waitIdle(t, e)
+	proxied = collect(e)
+
+	e = startWithConfig(t, modelServer(t).URL, cfg, nil)
+	st, body = do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", `{"model":"m","features":{"f":`+feature+`},"prediction":`+answer+`}`, "Content-Type", "application/json")
+	require.Equal(t, 200, st, body)
+	return proxied, collect(e)
+}
+
+// A number too large for a float64 (1e999) is infinite, as the proxy reads
+// it: a feature counts as inf and a prediction is read, rather than the
+// record being rejected. A latency of 1e999 is invalid_latency.
+func TestPushOutOfRangeNumbers(t *testing.T) {
+	for _, tc := range []struct{ feature, answer string }{
+		{"1e999", "0.5"},
+		{"-1e999", "1e999"},
+		{"1", "[1e999, 0.5]"},
+		{"1e-999", `{"label":"x","score":1e999}`},
+	} {
+		t.Run(tc.feature+" "+tc.answer, func(t *testing.T) {
+			proxied, pushed := proxiedAndPushed(t, tc.feature, tc.answer)
+			require.Contains(t, proxied, `modelmon_predictions_total{model="m"} 1`)
+			require.Equal(t, proxied, pushed)
+		})
+	}
+	e := startExporter(t, modelServer(t).URL, nil)
+	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", `{"model":"m","features":{"f":1e999},"latency":1e999}`, "Content-Type", "application/json")
+	require.Equal(t, 400, st)
+	require.JSONEq(t, `{"accepted":0,"rejected":[{"index":0,"reason":"invalid_latency","error":"latency must be a finite number of seconds ≥ 0, got 1e999"}]}`, body)
 }
