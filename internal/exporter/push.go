@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"reflect"
@@ -515,15 +516,17 @@ func toRecord(o *Observation, rec *payload.Record, objects *objectPredictions) (
 // (payload.FormatJSON): the prediction, class scores with their names, and
 // a named class's confidence. Its parser is made on first use.
 type objectPredictions struct {
-	p *payload.Parser
-	b payload.Batch
+	p   *payload.Parser
+	b   payload.Batch
+	raw []byte
 }
 
 func (op *objectPredictions) read(v any, rec *payload.Record) (string, error) {
-	raw, err := json.Marshal(v)
+	raw, err := appendJSON(op.raw[:0], v)
 	if err != nil {
 		return rejectInvalidPrediction, fmt.Errorf("prediction: %w", err)
 	}
+	op.raw = raw
 	if op.p == nil {
 		op.p = payload.NewParser(payload.Options{})
 	}
@@ -534,6 +537,59 @@ func (op *objectPredictions) read(v any, rec *payload.Record) (string, error) {
 	rec.Prediction, rec.Scores, rec.ScoreLabels = r.Prediction, r.Scores, r.ScoreLabels
 	rec.Confidence, rec.HasConfidence = r.Confidence, r.HasConfidence
 	return "", nil
+}
+
+// appendJSON appends v, a value encoding/json decoded with UseNumber, to b
+// as JSON, as json.Marshal would but that the strings quoteNonFinite put
+// in place of NaN, Infinity and -Infinity are those words again: the
+// payload parser then reads them as the numbers the proxy reads, where a
+// string would not be a score or a confidence.
+func appendJSON(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case json.Number:
+		return append(b, x...), nil
+	case string:
+		for _, nf := range nonFinite {
+			if x == nf.str {
+				return append(b, nf.word...), nil
+			}
+		}
+		q, err := json.Marshal(x)
+		return append(b, q...), err
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendJSON(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case map[string]any:
+		b = append(b, '{')
+		for i, k := range slices.Sorted(maps.Keys(x)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			q, err := json.Marshal(k)
+			if err != nil {
+				return nil, err
+			}
+			b = append(append(b, q...), ':')
+			if b, err = appendJSON(b, x[k]); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	}
+	return nil, fmt.Errorf("unexpected %T in JSON", v)
 }
 
 // number returns the value of n. A number too large for a float64, such

@@ -235,34 +235,37 @@ func answering(t testing.TB, body string) *httptest.Server {
 	return s
 }
 
-// proxiedAndPushed returns the exposition of the families a prediction and
-// its features count in, after the proxy reads a JSON request {"f":
-// feature} and its answer, and after a sidecar of its own is pushed the
-// same feature and prediction. Both are the model m's, of format json.
+// proxiedAndPushed returns the exposition of the families a prediction, its
+// features and its label count in, after the proxy reads a JSON request
+// {"f": feature} and its answer, with the id p1, and after a sidecar of its
+// own is pushed the same; both are then sent the label "b" for p1. The
+// model is m, of format json.
 func proxiedAndPushed(t *testing.T, feature, answer string) (proxied, pushed string) {
 	t.Helper()
 	const cfg = "models:\n  - name: m\n    format: json\n"
-	families := []string{"modelmon_predictions_total", "modelmon_prediction_class_total", "modelmon_prediction_score",
-		"modelmon_prediction_class_probability", "modelmon_prediction_confidence_predictions_total",
-		"modelmon_feature_values_invalid_total", "modelmon_payload_errors_total"}
+	proxyOnly := []string{"modelmon_prediction_duration_seconds", "modelmon_prediction_time_to_first_byte_seconds",
+		"modelmon_prediction_errors_total", "modelmon_label_delay_seconds"}
 	collect := func(e *Exporter) string {
+		_, resp := postLabels(t, e, `{"id":"p1","label":"b"}`)
+		require.Len(t, resp.Results, 1)
 		fams := scrape(t, e, "modelmon_")
 		var skip []string
 		for n := range fams {
-			if !slices.Contains(families, n) {
+			if !strings.HasPrefix(n, "modelmon_prediction") && !strings.HasPrefix(n, "modelmon_label") &&
+				n != "modelmon_feature_values_invalid_total" && n != "modelmon_payload_errors_total" || slices.Contains(proxyOnly, n) {
 				skip = append(skip, n)
 			}
 		}
-		return joinFamilies(fams, skip...)
+		return "label: " + resp.Results[0] + "\n" + joinFamilies(fams, skip...)
 	}
-	e := startWithConfig(t, answering(t, answer).URL, cfg, nil)
-	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/predict", `{"f":`+feature+`}`, "X-Model-Name", "m", "Content-Type", "application/json")
+	e := startWithConfig(t, answering(t, answer).URL, cfg, labelsOn)
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/predict", `{"f":`+feature+`}`, "X-Model-Name", "m", "X-Request-Id", "p1", "Content-Type", "application/json")
 	require.Equal(t, 200, st, body)
 	waitIdle(t, e)
 	proxied = collect(e)
 
-	e = startWithConfig(t, modelServer(t).URL, cfg, nil)
-	st, body = do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", `{"model":"m","features":{"f":`+feature+`},"prediction":`+answer+`}`, "Content-Type", "application/json")
+	e = startWithConfig(t, modelServer(t).URL, cfg, labelsOn)
+	st, body = do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", `{"model":"m","id":"p1","features":{"f":`+feature+`},"prediction":`+answer+`}`, "Content-Type", "application/json")
 	require.Equal(t, 200, st, body)
 	return proxied, collect(e)
 }
@@ -287,4 +290,25 @@ func TestPushOutOfRangeNumbers(t *testing.T) {
 	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", `{"model":"m","features":{"f":1e999},"latency":1e999}`, "Content-Type", "application/json")
 	require.Equal(t, 400, st)
 	require.JSONEq(t, `{"accepted":0,"rejected":[{"index":0,"reason":"invalid_latency","error":"latency must be a finite number of seconds ≥ 0, got 1e999"}]}`, body)
+}
+
+// NaN, Infinity and -Infinity inside a pushed prediction that is an object,
+// or a list of them, are numbers, as the proxy reads them in a model's
+// answer: the class scores and the confidence they are count as the
+// proxy's do, not as strings that are no score.
+func TestPushNonFiniteInObjectPrediction(t *testing.T) {
+	for _, answer := range []string{
+		`{"label":"x","score":NaN}`,
+		`{"label":"x","score":Infinity}`,
+		`[{"label":"a","score":NaN},{"label":"b","score":0.7}]`,
+		`[{"label":"a","score":-Infinity},{"label":"b","score":0.2}]`,
+		`{"prediction":"b","probabilities":[NaN,0.6],"labels":["a","b"]}`,
+		`{"prediction":NaN,"note":"NaN \"Infinity\""}`,
+	} {
+		t.Run(answer, func(t *testing.T) {
+			proxied, pushed := proxiedAndPushed(t, "1", answer)
+			require.Contains(t, proxied, `modelmon_predictions_total{model="m"} 1`)
+			require.Equal(t, proxied, pushed)
+		})
+	}
 }
