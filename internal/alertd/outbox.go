@@ -64,10 +64,12 @@ func (a *Alertd) recordResolve(_ context.Context, incidentID, by string) error {
 	return nil
 }
 
-// laneJSON is a receiver's integration in GET /api/v1/outbox.
+// laneJSON is an entry of a receiver's integration (the second of its
+// webhook_configs, say) in GET /api/v1/outbox.
 type laneJSON struct {
 	Receiver         string  `json:"receiver"`
 	Integration      string  `json:"integration"`
+	Entry            int     `json:"entry"`
 	Pending          int     `json:"pending"`
 	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
 	DeadLetters      int     `json:"deadLetters"`
@@ -75,7 +77,7 @@ type laneJSON struct {
 }
 
 // getOutbox reports the notifications waiting for delivery: how many, how
-// old the oldest is, and per receiver and integration.
+// old the oldest is, and per entry of a receiver's integration.
 func (a *Alertd) getOutbox(w http.ResponseWriter, _ *http.Request) {
 	st := a.notify.Outbox().Stats()
 	now := a.opts.Now()
@@ -87,7 +89,7 @@ func (a *Alertd) getOutbox(w http.ResponseWriter, _ *http.Request) {
 	}
 	lanes := []laneJSON{}
 	for _, l := range st.Lanes {
-		lanes = append(lanes, laneJSON{Receiver: l.Receiver, Integration: l.Integration, Pending: l.Pending,
+		lanes = append(lanes, laneJSON{Receiver: l.Receiver, Integration: l.Integration, Entry: l.Entry, Pending: l.Pending,
 			OldestAgeSeconds: age(l.Oldest), DeadLetters: l.DeadLetters, LastError: l.LastError})
 	}
 	respond(w, map[string]any{"pending": st.Pending, "oldestAgeSeconds": age(st.Oldest), "deadLetters": st.DeadLetters, "receivers": lanes})

@@ -76,7 +76,7 @@ receivers:
 
 	code, r := apiGet(t, a.URL+"/api/v1/outbox")
 	require.Equal(t, http.StatusOK, code)
-	require.JSONEq(t, `{"pending":0,"oldestAgeSeconds":0,"deadLetters":1,"receivers":[{"receiver":"hook","integration":"webhook","pending":0,"oldestAgeSeconds":0,"deadLetters":1}]}`, string(r.Data))
+	require.JSONEq(t, `{"pending":0,"oldestAgeSeconds":0,"deadLetters":1,"receivers":[{"receiver":"hook","integration":"webhook","entry":0,"pending":0,"oldestAgeSeconds":0,"deadLetters":1}]}`, string(r.Data))
 	v, ok := metric(t, a.Registry(), "alertd_outbox_dead_letters", "receiver", "hook", "integration", "webhook")
 	require.True(t, ok)
 	require.Equal(t, 1.0, v)

@@ -17,13 +17,16 @@
 //	SetNotifiesStage record what was enqueued in the notification log
 //
 // The outbox (package outbox) then delivers each notification with the
-// integration's sender, retrying with exponential backoff and full jitter
-// (honouring Retry-After) for up to a day, across restarts, and
-// dead-letters what fails for good. A flush repeated after a crash lost the
-// notification log gets the same key, and the outbox drops it. Each
-// delivery is reported to Options.OnNotify and counted in
-// alertd_notifications_total and alertd_notifications_failed_total{reason};
-// each attempt in alertd_notification_requests_total and
+// integration's sender, in order for each integration entry (a receiver's
+// second webhook_configs entry does not wait for its first: as in
+// Alertmanager, an integration is its name and index), retrying with
+// exponential backoff and full jitter (honouring Retry-After) for up to a
+// day, across restarts, and dead-letters what fails for good. A flush
+// repeated after a crash lost the notification log gets the same key, and
+// the outbox drops it. Each delivery is reported to Options.OnNotify and
+// counted in alertd_notifications_total and
+// alertd_notifications_failed_total{reason}; each attempt in
+// alertd_notification_requests_total and
 // alertd_notification_latency_seconds.
 //
 // Integrations: webhook_configs post Alertmanager's webhook payload

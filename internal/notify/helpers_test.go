@@ -34,9 +34,10 @@ func TestMain(m *testing.M) {
 // payload is the webhook payload as a receiver decodes it.
 type payload = notifytest.Payload
 
-// receiver is a real webhook receiver. It answers the queued statuses in
-// turn, then 200, and closes every connection so that no idle connection
-// keeps a synctest bubble from advancing its clock.
+// receiver is a real webhook receiver. It answers 503 while down, else
+// the queued statuses in turn, then 200, and closes every connection so
+// that no idle connection keeps a synctest bubble from advancing its
+// clock.
 type receiver struct {
 	URL string
 
@@ -46,6 +47,7 @@ type receiver struct {
 	keys     []string // Idempotency-Key of each accepted payload
 	read     int
 	replies  []reply
+	down     bool
 }
 
 type reply struct {
@@ -70,7 +72,9 @@ func newReceiver(t *testing.T, replies ...reply) *receiver {
 		r.mu.Lock()
 		r.requests++
 		rep := reply{status: http.StatusOK}
-		if len(r.replies) > 0 {
+		if r.down {
+			rep = reply{http.StatusServiceUnavailable, "down"}
+		} else if len(r.replies) > 0 {
 			rep, r.replies = r.replies[0], r.replies[1:]
 		}
 		if rep.status/100 == 2 {
@@ -85,6 +89,13 @@ func newReceiver(t *testing.T, replies ...reply) *receiver {
 	t.Cleanup(srv.Close)
 	r.URL = srv.URL
 	return r
+}
+
+// setDown makes r answer 503 (true) or answer again (false).
+func (r *receiver) setDown(down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = down
 }
 
 // next returns the payloads accepted since the last call.
@@ -103,6 +114,15 @@ func (r *receiver) summaries() []string {
 		s = append(s, p.String())
 	}
 	slices.Sort(s)
+	return s
+}
+
+// ordered returns next's payloads as strings, in the order received.
+func (r *receiver) ordered() []string {
+	var s []string
+	for _, p := range r.next() {
+		s = append(s, p.String())
+	}
 	return s
 }
 

@@ -235,6 +235,7 @@ func New(o Options) (*Notifier, error) {
 	} else {
 		ob.OnDone = n.done
 	}
+	ob.EntryOf = entryOf(ob.EntryOf)
 	ob.Logger = o.Logger.With("component", "outbox")
 	n.outbox, err = outbox.Open(ob)
 	if err != nil {
@@ -343,6 +344,7 @@ func (n *Notifier) SendToReceiver(ctx context.Context, receiver, key string, ale
 				Key:         fmt.Sprintf("%s/%s[%d]", key, kind, in.idx),
 				Receiver:    receiver,
 				Integration: kind,
+				Entry:       in.idx,
 				Payload:     payload,
 			})
 		}

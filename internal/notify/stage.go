@@ -266,6 +266,7 @@ func (s *enqueueStage) Exec(ctx context.Context, l *slog.Logger, alerts ...*aler
 		Key:         notificationKey(s.receiver, s.kind, s.idx, groupKey, sent, now, at, repeat),
 		Receiver:    s.receiver,
 		Integration: s.kind,
+		Entry:       s.idx,
 		Payload:     payload,
 	}
 	if err := s.n.outbox.Enqueue(m); err != nil {
@@ -330,6 +331,23 @@ func (s *sender) Send(ctx context.Context, m *outbox.Message) error {
 		s.requestsFailed.Inc()
 	}
 	return err
+}
+
+// entryOf returns the outbox's EntryOf: a notification stored before
+// messages carried their entry has it in its payload (the envelope's
+// index, which the sender delivers by), so it keeps its place in its
+// entry's lane. Other components' messages are left to next, if any.
+func entryOf(next func(outbox.Message) int) func(outbox.Message) int {
+	return func(m outbox.Message) int {
+		var env envelope
+		if slices.Contains(integrations, m.Integration) && json.Unmarshal(m.Payload, &env) == nil {
+			return env.Index
+		}
+		if next != nil {
+			return next(m)
+		}
+		return 0
+	}
 }
 
 // done is the outbox's OnDone: it counts the notification and reports it

@@ -16,7 +16,9 @@ const (
 
 var results = []string{resultDelivered, resultRetried, resultDeadLettered}
 
-// metrics are the outbox's metrics, by receiver and integration.
+// metrics are the outbox's metrics, by receiver and integration: the
+// entries of an integration (lanes) are summed, which keeps the series
+// bounded by the configuration's receivers and integration types.
 type metrics struct {
 	enqueued   *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
@@ -48,7 +50,7 @@ func newMetrics(o *Outbox) *metrics {
 			NativeHistogramMaxBucketNumber:  100,
 			NativeHistogramMinResetDuration: time.Hour,
 		}, labels),
-		gauges: &gauges{o: o, known: map[laneKey]bool{}},
+		gauges: &gauges{o: o, known: map[seriesKey]bool{}},
 	}
 }
 
@@ -65,7 +67,7 @@ func (o *Outbox) InitializeFor(receiver, integration string) {
 		m.failures.WithLabelValues(receiver, integration, r)
 	}
 	o.mu.Lock()
-	m.gauges.known[laneKey{receiver, integration}] = true
+	m.gauges.known[seriesKey{receiver, integration}] = true
 	o.mu.Unlock()
 }
 
@@ -94,10 +96,13 @@ var (
 		"The number of dead letters: messages given up on, waiting to be redriven.", []string{"receiver", "integration"}, nil)
 )
 
+// seriesKey identifies the series of a receiver's integration.
+type seriesKey struct{ receiver, integration string }
+
 // gauges computes the queue gauges from the outbox at scrape time.
 type gauges struct {
 	o     *Outbox
-	known map[laneKey]bool // guarded by o.mu
+	known map[seriesKey]bool // guarded by o.mu
 }
 
 // Describe implements prometheus.Collector.
@@ -116,25 +121,26 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 		age         float64
 	}
 	o.mu.Lock()
-	stats := map[laneKey]*stat{}
+	stats := map[seriesKey]*stat{}
 	for k := range g.known {
 		stats[k] = &stat{}
 	}
-	get := func(k laneKey) *stat {
+	get := func(receiver, integration string) *stat {
+		k := seriesKey{receiver, integration}
 		if stats[k] == nil {
 			stats[k] = &stat{}
 		}
 		return stats[k]
 	}
 	for k, l := range o.lanes {
-		s := get(k)
-		s.depth = len(l.queue)
+		s := get(k.receiver, k.integration)
+		s.depth += len(l.queue)
 		for _, r := range l.queue {
 			s.age = max(s.age, now.Sub(r.Created).Seconds())
 		}
 	}
 	for _, r := range o.dead {
-		get(laneKey{r.Receiver, r.Integration}).dead++
+		get(r.Receiver, r.Integration).dead++
 	}
 	o.mu.Unlock()
 	for k, s := range stats {

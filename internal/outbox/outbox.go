@@ -27,11 +27,12 @@
 //
 // # Ordering and concurrency
 //
-// The messages of one receiver to one integration form a lane: they are
-// sent one at a time, in enqueue order, and a message waiting for its retry
-// holds back the messages behind it. Lanes proceed in parallel, so a
-// webhook that is down holds back neither other receivers nor the same
-// receiver's pager.
+// The messages of one receiver to one entry of an integration (its second
+// webhook_configs entry, say: Message.Entry) form a lane: they are sent one
+// at a time, in enqueue order, and a message waiting for its retry holds
+// back the messages behind it. Lanes proceed in parallel, so a webhook that
+// is down holds back neither other receivers, nor the same receiver's
+// pager, nor its other webhooks.
 package outbox
 
 import (
@@ -67,6 +68,11 @@ type Message struct {
 	// Integration names the Sender that delivers it: "slack", "pagerduty",
 	// "webhook", "alertmanager", "action".
 	Integration string `json:"integration"`
+	// Entry tells apart the receiver's integrations of one type: the index
+	// of its webhook_configs entry, say. Each entry is a lane of its own.
+	// Messages stored before they had an entry get it from
+	// Options.EntryOf.
+	Entry int `json:"entry"`
 	// Payload is what the Sender needs; the outbox does not look into it.
 	// It is stored and shown in the API: it must not hold secrets.
 	Payload json.RawMessage `json:"payload"`
@@ -183,6 +189,11 @@ type Options struct {
 	// OnDone, if set, is called once per message after it was delivered
 	// (nil error) or dead-lettered, on the delivering goroutine.
 	OnDone func(m Message, err error)
+	// EntryOf, if set, gives the Entry of a message read from the file
+	// that was stored before messages had one (all entries of an
+	// integration then shared a lane); its Sender's payload may tell.
+	// Without it such messages are entry 0.
+	EntryOf func(m Message) int
 }
 
 // record is a message as the outbox stores it.
@@ -195,10 +206,16 @@ type record struct {
 	DeadAt time.Time `json:"dead_at,omitzero"`
 }
 
-type laneKey struct{ receiver, integration string }
+// laneKey identifies a lane: one entry of a receiver's integration.
+type laneKey struct {
+	receiver, integration string
+	entry                 int
+}
 
-// lane holds the pending messages of one receiver and integration, in
-// enqueue order.
+func laneKeyOf(m *Message) laneKey { return laneKey{m.Receiver, m.Integration, m.Entry} }
+
+// lane holds the pending messages of one entry of a receiver's
+// integration, in enqueue order.
 type lane struct {
 	key     laneKey
 	queue   []*record
@@ -311,18 +328,19 @@ func (o *Outbox) load() error {
 		}
 		// Keys come in seq order: big-endian.
 		if err := tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
-			r := &record{}
-			if err := json.Unmarshal(v, r); err != nil {
+			r, err := o.decode(v)
+			if err != nil {
 				return err
 			}
-			o.laneOf(r).queue = append(o.laneOf(r).queue, r)
+			l := o.laneOf(r)
+			l.queue = append(l.queue, r)
 			return nil
 		}); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
-			r := &record{}
-			if err := json.Unmarshal(v, r); err != nil {
+			r, err := o.decode(v)
+			if err != nil {
 				return err
 			}
 			o.dead[string(k)] = r
@@ -331,10 +349,31 @@ func (o *Outbox) load() error {
 	})
 }
 
+// decode reads a stored record. One stored before messages had an entry
+// gets it from Options.EntryOf, so that it joins its entry's lane ahead of
+// the messages enqueued since, in order. It is written with its entry the
+// next time it is stored (a retry, a dead letter).
+func (o *Outbox) decode(v []byte) (*record, error) {
+	r := &record{}
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, err
+	}
+	var has struct {
+		Entry *int `json:"entry"`
+	}
+	if err := json.Unmarshal(v, &has); err != nil {
+		return nil, err
+	}
+	if has.Entry == nil && o.opts.EntryOf != nil {
+		r.Entry = o.opts.EntryOf(r.Message)
+	}
+	return r, nil
+}
+
 // laneOf returns r's lane, creating it. Called with o.mu held (or before
 // the outbox is shared).
 func (o *Outbox) laneOf(r *record) *lane {
-	k := laneKey{r.Receiver, r.Integration}
+	k := laneKeyOf(&r.Message)
 	l := o.lanes[k]
 	if l == nil {
 		l = &lane{key: k}
@@ -359,6 +398,9 @@ func (o *Outbox) Enqueue(ms ...*Message) error {
 		}
 		if _, ok := o.opts.Senders[m.Integration]; !ok {
 			return fmt.Errorf("outbox: no sender for integration %q", m.Integration)
+		}
+		if m.Entry < 0 {
+			return fmt.Errorf("outbox: negative entry %d", m.Entry)
 		}
 	}
 	o.mu.Lock()
@@ -534,7 +576,7 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 		}
 		upd.NextAttempt, upd.LastError = now.Add(wait), err.Error()
 		o.logger.Warn("Delivery failed, will retry", "receiver", r.Receiver, "integration", r.Integration,
-			"key", r.Key, "attempts", upd.Attempts, "retry_in", wait, "err", err)
+			"entry", r.Entry, "key", r.Key, "attempts", upd.Attempts, "retry_in", wait, "err", err)
 		if perr := o.db.Update(func(tx *bolt.Tx) error { return putRecord(tx.Bucket(bucketPending), &upd) }); perr != nil {
 			o.logger.Error("Failed to store a message's retry state", "key", r.Key, "err", perr)
 		}
@@ -547,7 +589,7 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 	o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, resultDeadLettered).Inc()
 	o.metrics.failures.WithLabelValues(r.Receiver, r.Integration, Reason(err)).Inc()
 	o.logger.Error("Delivery failed for good, message dead-lettered", "receiver", r.Receiver, "integration", r.Integration,
-		"key", r.Key, "attempts", upd.Attempts, "err", final)
+		"entry", r.Entry, "key", r.Key, "attempts", upd.Attempts, "err", final)
 	upd.DeadAt = now
 	o.finish(l, &upd, final, now)
 }
@@ -673,10 +715,12 @@ func (o *Outbox) Redrive(key string) error {
 	return nil
 }
 
-// LaneStats describes the messages of one receiver and integration.
+// LaneStats describes the messages of one lane: one entry of a receiver's
+// integration.
 type LaneStats struct {
 	Receiver    string `json:"receiver"`
 	Integration string `json:"integration"`
+	Entry       int    `json:"entry"`
 	Pending     int    `json:"pending"`
 	// Oldest is when the oldest pending message was enqueued; zero if none.
 	Oldest      time.Time `json:"oldest,omitzero"`
@@ -693,8 +737,8 @@ type Stats struct {
 	Lanes       []LaneStats `json:"receivers"`
 }
 
-// Stats returns the pending messages and dead letters by receiver and
-// integration, sorted.
+// Stats returns the pending messages and dead letters by lane, sorted by
+// receiver, integration and entry.
 func (o *Outbox) Stats() Stats {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -702,7 +746,7 @@ func (o *Outbox) Stats() Stats {
 	get := func(k laneKey) *LaneStats {
 		s := byLane[k]
 		if s == nil {
-			s = &LaneStats{Receiver: k.receiver, Integration: k.integration}
+			s = &LaneStats{Receiver: k.receiver, Integration: k.integration, Entry: k.entry}
 			byLane[k] = s
 		}
 		return s
@@ -726,7 +770,7 @@ func (o *Outbox) Stats() Stats {
 		}
 	}
 	for _, r := range o.dead {
-		get(laneKey{r.Receiver, r.Integration}).DeadLetters++
+		get(laneKeyOf(&r.Message)).DeadLetters++
 		st.DeadLetters++
 	}
 	for _, s := range byLane {
@@ -737,7 +781,10 @@ func (o *Outbox) Stats() Stats {
 		if a.Receiver != b.Receiver {
 			return a.Receiver < b.Receiver
 		}
-		return a.Integration < b.Integration
+		if a.Integration != b.Integration {
+			return a.Integration < b.Integration
+		}
+		return a.Entry < b.Entry
 	})
 	return st
 }

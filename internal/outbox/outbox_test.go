@@ -1,12 +1,15 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 )
 
@@ -428,6 +432,159 @@ func TestEnqueueErrors(t *testing.T) {
 	defer ob.Close()
 	require.EqualError(t, ob.Enqueue(&Message{Integration: "webhook"}), "outbox: a message needs an idempotency key")
 	require.EqualError(t, ob.Enqueue(&Message{Key: "k", Integration: "fax"}), `outbox: no sender for integration "fax"`)
+	require.EqualError(t, ob.Enqueue(&Message{Key: "k", Integration: "webhook", Entry: -1}), "outbox: negative entry -1")
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// entryMsg is msg for the entry-th webhook of receiver team, with the
+// entry in its payload as alertd's notifications have it.
+func entryMsg(key string, entry int) *Message {
+	m := msg(key)
+	m.Entry = entry
+	m.Payload = fmt.Appendf(nil, `{"index":%d,"n":%q}`, entry, key)
+	return m
+}
+
+// payloadEntry is an Options.EntryOf reading entryMsg's payload.
+func payloadEntry(m Message) int {
+	var p struct {
+		Index int `json:"index"`
+	}
+	_ = json.Unmarshal(m.Payload, &p)
+	return p.Index
+}
+
+// keysOf returns the keys s was called with that are in want's set, in
+// call order.
+func keysOf(s *fakeSender, want ...string) []string {
+	var out []string
+	for _, k := range s.keys() {
+		if slices.Contains(want, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Each entry of a receiver's integration (two webhooks) is a lane: the
+// second webhook gets its messages while the first is retried, and the
+// first gets its own in order once it is back. The metrics sum the
+// entries.
+func TestEntriesAreLanes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newFakeSender()
+		down := &StatusError{Code: 503, Body: "down"}
+		s.fail("t1", down, down, down)
+		release := make(chan struct{})
+		s.block["a1"] = release
+		reg := prometheus.NewRegistry()
+		ob := run(t, filepath.Join(t.TempDir(), "o.db"), s, func(o *Options) { o.Registerer = reg })
+		require.NoError(t, ob.Enqueue(entryMsg("t1", 0), entryMsg("a1", 1), entryMsg("t2", 0), entryMsg("a2", 1)))
+		synctest.Wait()
+		require.ElementsMatch(t, []string{"t1", "a1"}, s.keys(), "each entry's head goes at once; t2 and a2 wait behind theirs")
+
+		st := ob.Stats()
+		require.Equal(t, 4, st.Pending)
+		require.Len(t, st.Lanes, 2)
+		require.Equal(t, LaneStats{Receiver: "team", Integration: "webhook", Entry: 0, Pending: 2, Oldest: st.Oldest,
+			LastError: "unexpected status code 503: down"}, st.Lanes[0])
+		require.Equal(t, LaneStats{Receiver: "team", Integration: "webhook", Entry: 1, Pending: 2, Oldest: st.Oldest}, st.Lanes[1])
+		require.NoError(t, testutil.GatherAndCompare(reg, stringsReader(`
+# HELP alertd_outbox_queue_depth The number of messages waiting in the outbox for delivery.
+# TYPE alertd_outbox_queue_depth gauge
+alertd_outbox_queue_depth{integration="webhook",receiver="team"} 4
+`), "alertd_outbox_queue_depth"), "one series, the entries summed")
+
+		close(release)
+		synctest.Wait()
+		require.Equal(t, []string{"a1", "a2"}, keysOf(s, "a1", "a2"), "entry 1 is done while entry 0 retries")
+		require.Equal(t, []string{"t1"}, keysOf(s, "t1", "t2"))
+
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Equal(t, []string{"t1", "t1", "t1", "t1", "t2"}, keysOf(s, "t1", "t2"), "entry 0 in order once it is back")
+		require.Zero(t, ob.Stats().Pending)
+		require.Equal(t, 4.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", resultDelivered)))
+		require.Equal(t, 3.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", resultRetried)))
+	})
+}
+
+// stripEntry rewrites the pending messages and dead letters of the closed
+// outbox file at path as they were stored before messages had an entry.
+func stripEntry(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketPending, bucketDead} {
+			b := tx.Bucket(name)
+			old := map[string][]byte{}
+			require.NoError(t, b.ForEach(func(k, v []byte) error {
+				old[string(k)] = bytes.Clone(v)
+				return nil
+			}))
+			for k, v := range old {
+				var fields map[string]json.RawMessage
+				require.NoError(t, json.Unmarshal(v, &fields))
+				require.Contains(t, fields, "entry")
+				delete(fields, "entry")
+				v, err := json.Marshal(fields)
+				require.NoError(t, err)
+				require.NoError(t, b.Put([]byte(k), v))
+			}
+		}
+		return nil
+	}))
+}
+
+// Messages stored before messages had an entry (all entries of an
+// integration in one lane) still deliver: EntryOf puts each in its
+// entry's lane, ahead of that entry's newer messages, and a redriven dead
+// letter goes to its entry too. Without EntryOf they are entry 0.
+func TestStoredWithoutEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "o.db")
+		s := newFakeSender()
+		s.fail("dead1", Permanent(errors.New("no")))
+		ob, stop := runStoppable(t, path, s, nil)
+		require.NoError(t, ob.Enqueue(entryMsg("dead1", 1)))
+		synctest.Wait()
+		require.Len(t, ob.DeadLetters(), 1)
+		stop()
+		require.NoError(t, ob.Close())
+		ob, err := Open(Options{Path: path, Senders: map[string]Sender{"webhook": s}})
+		require.NoError(t, err)
+		require.NoError(t, ob.Enqueue(entryMsg("old0", 0), entryMsg("old1", 1), entryMsg("old1b", 1)))
+		require.NoError(t, ob.Close())
+		stripEntry(t, path)
+
+		// Without EntryOf: one lane, entry 0, as before.
+		ob, err = Open(Options{Path: path, Senders: map[string]Sender{"webhook": s}})
+		require.NoError(t, err)
+		st := ob.Stats()
+		require.Len(t, st.Lanes, 1)
+		require.Equal(t, 0, st.Lanes[0].Entry)
+		require.Equal(t, 3, st.Lanes[0].Pending)
+		require.Equal(t, 1, st.Lanes[0].DeadLetters)
+		require.NoError(t, ob.Close())
+
+		s = newFakeSender()
+		s.fail("old0", RetryAfter(time.Hour, errors.New("503")))
+		ob = run(t, path, s, func(o *Options) { o.EntryOf = payloadEntry })
+		require.NoError(t, ob.Enqueue(entryMsg("new1", 1), entryMsg("new0", 0)))
+		synctest.Wait()
+		require.Equal(t, []string{"old1", "old1b", "new1"}, keysOf(s, "old1", "old1b", "new1"), "entry 1 in order, old first, while entry 0 waits")
+		require.Equal(t, []string{"old0"}, keysOf(s, "old0", "new0"))
+		require.NoError(t, ob.Redrive("dead1"))
+		synctest.Wait()
+		require.Equal(t, []string{"dead1"}, keysOf(s, "dead1"), "the redriven dead letter goes to entry 1, not behind old0")
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Equal(t, []string{"old0", "old0", "new0"}, keysOf(s, "old0", "new0"))
+		require.Zero(t, ob.Stats().Pending)
+	})
+}
