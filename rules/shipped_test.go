@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,7 +23,9 @@ func TestShippedRules(t *testing.T) {
 
 	tests, err := filepath.Glob("*.test.yml")
 	require.NoError(t, err)
-	require.Len(t, tests, len(files), "every rule file has its tests")
+	for _, f := range files {
+		require.Contains(t, tests, strings.TrimSuffix(f, ".rules.yml")+".test.yml", "every rule file has its tests")
+	}
 	var out bytes.Buffer
 	ok, err := RunTests(tests, TestOptions{Out: &out})
 	require.NoError(t, err)
