@@ -170,3 +170,39 @@ func TestCleanSeasonalMonth(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeValues: finite values far beyond the series' range score 1, never
+// NaN, and once they left the windows the detectors score as if they had
+// never come. Before, a value whose square overflows (|v| ≳ 1e154) scored
+// NaN and left NaN in the running sums for good (every later score 0, every
+// band NaN), and a spike of 1e12 left the sums with too few correct bits.
+func TestHugeValues(t *testing.T) {
+	for _, huge := range []float64{1e12, -1e15, 1e160, 1e300, -1e300, math.MaxFloat64} {
+		for _, name := range []string{"mad", "seasonal"} {
+			v := seasonalSeries(4000, 7)
+			clean, _ := New(name, Options{Window: 256})
+			dirty, _ := New(name, Options{Window: 256})
+			for i := range v {
+				want := clean.Update(at(i), v[i])
+				x := v[i]
+				if i == 1000 {
+					x = huge
+				}
+				got := dirty.Update(at(i), x)
+				require.False(t, math.IsNaN(got.Score), "%s %g: point %d", name, huge, i)
+				require.GreaterOrEqual(t, got.Score, 0.0)
+				require.LessOrEqual(t, got.Score, 1.0)
+				if i == 1000 {
+					require.Equal(t, 1.0, got.Score, "%s %g: the huge value", name, huge)
+				}
+				// The window forgets it after 256 points, the seasonal
+				// model's history three days later, and the cached scale
+				// scaleEvery points after that.
+				if i > 1000+3*288+256+scaleEvery {
+					require.InDelta(t, want.Score, got.Score, 1e-9, "%s %g: point %d", name, huge, i)
+					require.InDelta(t, want.Upper, got.Upper, 1e-9*math.Abs(want.Upper), "%s %g: point %d", name, huge, i)
+				}
+			}
+		}
+	}
+}

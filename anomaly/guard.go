@@ -59,10 +59,12 @@ func squash(z, z0 float64) float64 {
 	if !(z > 0) { // also NaN
 		return 0
 	}
-	if math.IsInf(z, 1) {
+	q := z / z0
+	if q > 1e9 {
+		// q*q/(1+q*q) rounds to 1 from here on, and q*q overflows to
+		// +Inf, and Inf/Inf is NaN, from about 1e154 (also z = +Inf).
 		return 1
 	}
-	q := z / z0
 	return q * q / (1 + q*q)
 }
 

@@ -20,6 +20,8 @@ type window struct {
 	// pushes since it was computed (scaleEvery or more: stale).
 	scale float64
 	age   int
+	// stale is set when the running sums lost precision (see std).
+	stale bool
 }
 
 func newWindow(n int) window {
@@ -37,18 +39,72 @@ func (w *window) reset() {
 	w.sorted = w.sorted[:0]
 	w.head = 0
 	w.sum, w.sum2 = 0, 0
+	w.stale = false
 	w.age = scaleEvery
 }
 
 // std returns the standard deviation of the values held (0 when fewer
 // than two).
+//
+// The running sums lose precision when the values move far from shift (a
+// level shift of many standard deviations) or when a value that dominated
+// them is evicted (a huge spike leaving the window), and overflow on values
+// beyond about 1e154. When the variance they give has lost more than half
+// of its bits, or is not finite, they are summed afresh around the median:
+// O(n), but only after such an event.
 func (w *window) std() float64 {
 	n := float64(len(w.sorted))
 	if n < 2 {
 		return 0
 	}
 	m := w.sum / n
-	return math.Sqrt(math.Max(0, (w.sum2/n-m*m)*n/(n-1)))
+	v := w.sum2/n - m*m
+	if w.stale || !(v >= m*m*0x1p-26) || math.IsInf(v, 0) {
+		w.resum()
+		m = w.sum / n
+		v = w.sum2/n - m*m
+	}
+	if math.IsInf(w.sum2, 1) {
+		return w.scaledStd()
+	}
+	return math.Sqrt(math.Max(0, v*n/(n-1)))
+}
+
+// resum recomputes the running sums exactly, around the median.
+func (w *window) resum() {
+	w.stale = false
+	w.shift = w.median()
+	w.sum, w.sum2 = 0, 0
+	for _, x := range w.sorted {
+		dx := x - w.shift
+		w.sum += dx
+		w.sum2 += dx * dx
+	}
+}
+
+// scaledStd is the two-pass standard deviation with the deviations scaled
+// by the largest one, for values whose squares overflow. Its result is at
+// most math.MaxFloat64.
+func (w *window) scaledStd() float64 {
+	s := w.sorted
+	n := float64(len(s))
+	var m float64
+	for _, x := range s {
+		m += x / n
+	}
+	k := math.Max(math.Abs(s[0]-m), math.Abs(s[len(s)-1]-m))
+	if k == 0 || math.IsNaN(k) {
+		return 0
+	}
+	if math.IsInf(k, 0) { // the spread itself overflows
+		return math.MaxFloat64
+	}
+	var v float64
+	for _, x := range s {
+		d := (x - m) / k
+		v += d * d
+	}
+	return math.Min(k*math.Sqrt(v/(n-1)), math.MaxFloat64)
 }
 
 // push adds x, evicting the oldest value once the window is full. x must not
@@ -75,6 +131,11 @@ func (w *window) push(x float64) {
 	do := old - w.shift
 	w.sum -= do
 	w.sum2 -= do * do
+	if do*do > w.sum2*0x1p26 {
+		// The evicted value dominated the sums: what is left of them has
+		// lost most of its bits (std sums afresh).
+		w.stale = true
+	}
 	w.ring[w.head] = x
 	w.head++
 	if w.head == len(w.ring) {

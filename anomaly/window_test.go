@@ -116,3 +116,74 @@ func TestNoveltyLearnsRepeats(t *testing.T) {
 	require.Less(t, later, 0.05)
 	require.Equal(t, 1.0, c.add(0.5)) // a new level in this context is new
 }
+
+// TestWindowStdAfterExtremes checks the running standard deviation against
+// the two-pass one after events that ruin running sums: a huge spike that
+// enters and leaves the window, a level shift of many standard deviations,
+// and values whose squares overflow.
+func TestWindowStdAfterExtremes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		at   func(i int, noise float64) float64
+	}{
+		{"spike 1e12", func(i int, e float64) float64 {
+			if i == 100 {
+				return 1e12
+			}
+			return 100 + e
+		}},
+		{"spike -1e15", func(i int, e float64) float64 {
+			if i == 100 {
+				return -1e15
+			}
+			return e
+		}},
+		{"level shift 1e10", func(i int, e float64) float64 {
+			if i >= 100 {
+				return 1e10 + e
+			}
+			return e
+		}},
+		{"spike 1e160", func(i int, e float64) float64 {
+			if i == 100 {
+				return 1e160
+			}
+			return 100 + e
+		}},
+		{"values ±1e300", func(i int, e float64) float64 {
+			if i == 100 || i == 101 {
+				return math.Copysign(1e300, float64(i%2)-0.5)
+			}
+			return 100 + e
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(3, 5))
+			w := newWindow(64)
+			var all []float64
+			for i := range 400 {
+				x := tc.at(i, r.NormFloat64())
+				w.push(x)
+				all = append(all, x)
+				held := all[max(0, len(all)-64):]
+				if i == 0 {
+					continue
+				}
+				// The two-pass reference on values scaled down by 1e150,
+				// so that it does not overflow.
+				scaled := make([]float64, len(held))
+				for j, x := range held {
+					scaled[j] = x / 1e150
+				}
+				want := refStd(scaled)
+				got := w.std()
+				require.False(t, math.IsNaN(got), "point %d", i)
+				if math.IsInf(want*1e150, 0) { // beyond float64
+					require.Equal(t, math.MaxFloat64, got, "point %d", i)
+					continue
+				}
+				require.InDelta(t, want, got/1e150, 1e-6*want, "point %d", i)
+			}
+		})
+	}
+}
