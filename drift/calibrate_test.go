@@ -299,3 +299,18 @@ func TestThresholdsDeterministic(t *testing.T) {
 	require.Equal(t, 88, order(0.05, 1999))
 	require.Equal(t, 0, order(0.05, 19))
 }
+
+// TestFalseAlarmsConstant: a constant feature never drifts when its windows
+// hold the same constant. Before, with a constant that binary floating point
+// does not hold exactly (0.1), the Wasserstein score of such a window was the
+// rounding of the sums of its values divided by the Std floor (about 1e-12,
+// 1e-8 for 123456.789), above the calibrated threshold: every window drifted.
+func TestFalseAlarmsConstant(t *testing.T) {
+	for _, c := range []float64{7, 0.1, -0.3, 123456.789, 1e-7} {
+		s := scenario{name: fmt.Sprint(c), refN: 5000, n: 200, num: func(*rand.Rand) float64 { return c }}
+		got, _ := rates(t, s, 50, 0, 42)
+		for m, v := range got {
+			require.Zero(t, v, "constant %v, method %s", c, m)
+		}
+	}
+}
