@@ -48,10 +48,11 @@ func Score(in io.Reader, out io.Writer, algorithm string) error {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := r.FieldPos(0)
 		if err != nil {
+			// Not r.FieldPos: it panics when the failed row has no field.
 			return fmt.Errorf("couldn't read CSV: %w", err)
 		}
+		line, _ := r.FieldPos(0)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}

@@ -119,6 +119,10 @@ func TestScoreErrors(t *testing.T) {
 		{"timestamp,value\n2015-07-10 14:24:00,1\n2015-07-10 14:29:00,abc\n", "", `line 3: invalid value "abc": want a number`},
 		{"timestamp,value\n2015-07-10 14:24:00\n", "", `line 2: want 2 fields (timestamp,value), got 1`},
 		{"timestamp,value\n", "nope", `unknown anomaly algorithm "nope" (have [cusum ensemble mad seasonal])`},
+		// A bare quote in the first field: the reader returns no field, and
+		// asking for the first field's position used to panic.
+		{"a\"b,1\n", "", `couldn't read CSV: parse error on line 1, column 2: bare " in non-quoted-field`},
+		{"timestamp,value\n2015-07-10 14:24:00,\"1\n", "", `couldn't read CSV: parse error on line 2, column 24: extraneous or missing " in quoted-field`},
 	} {
 		err := Score(strings.NewReader(tc.in), &bytes.Buffer{}, tc.alg)
 		require.EqualError(t, err, tc.err)
