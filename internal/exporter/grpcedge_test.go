@@ -1,0 +1,369 @@
+package exporter
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// upstreamCall is what a model server of rawGRPCServer saw of a call.
+type upstreamCall struct {
+	method   string
+	md       metadata.MD
+	deadline time.Time
+	hasDL    bool
+}
+
+// rawGRPCServer starts a grpc-go server on loopback whose every call
+// handle answers, and returns its URL.
+func rawGRPCServer(t testing.TB, handle func(method string, ss grpc.ServerStream) error, opts ...grpc.ServerOption) string {
+	t.Helper()
+	up, _ := rawGRPCServerStop(t, handle, opts...)
+	return up
+}
+
+// rawGRPCServerStop is rawGRPCServer, and the server, to stop it.
+func rawGRPCServerStop(t testing.TB, handle func(method string, ss grpc.ServerStream) error, opts ...grpc.ServerOption) (string, *grpc.Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer(append(opts, grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(ss)
+		return handle(method, ss)
+	}))...)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return "http://" + ln.Addr().String(), srv
+}
+
+// grpcSidecarFor starts the sidecar in front of the gRPC model server at up.
+func grpcSidecarFor(t testing.TB, up string, mod func(*Options)) *Exporter {
+	t.Helper()
+	return startExporter(t, "http://127.0.0.1:1", func(o *Options) {
+		o.Proxy.GRPCUpstream = up
+		o.GRPCListenAddress = "127.0.0.1:0"
+		if mod != nil {
+			mod(o)
+		}
+	})
+}
+
+var passthroughMethod = "/inference.GRPCInferenceService/ModelMetadata"
+
+// The client's deadline reaches the model server with the call, and a call
+// the client gives up is given up at the model server too, for unary
+// predictions, passthrough calls and streams alike.
+func TestGRPCEdgeDeadlineAndCancel(t *testing.T) {
+	seen := make(chan upstreamCall, 10)
+	cancelled := make(chan string, 10)
+	up := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		var msg []byte
+		if err := ss.RecvMsg(&msg); err != nil {
+			return err
+		}
+		dl, ok := ss.Context().Deadline()
+		md, _ := metadata.FromIncomingContext(ss.Context())
+		seen <- upstreamCall{method: method, md: md, deadline: dl, hasDL: ok}
+		if string(msg) == "hang" || modelName(msg) == "hang" {
+			<-ss.Context().Done()
+			cancelled <- method
+			return ss.Context().Err()
+		}
+		return ss.SendMsg(&msg)
+	})
+	e := grpcSidecarFor(t, up, func(o *Options) { o.Proxy.Timeout = 10 * time.Second })
+	conn := grpcClient(t, e.GRPCAddr())
+
+	for _, method := range []string{modelInfer, passthroughMethod} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		want, _ := ctx.Deadline()
+		req := inferCall("fraud", "")
+		var resp []byte
+		require.NoError(t, conn.Invoke(ctx, method, &req, &resp), method)
+		cancel()
+		c := <-seen
+		require.True(t, c.hasDL, method)
+		require.WithinDuration(t, want, c.deadline, 200*time.Millisecond, method)
+	}
+
+	// Cancelled by the client: the model server's call is cancelled too.
+	for _, method := range []string{modelInfer, passthroughMethod, modelStreamInfer} {
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			req := inferCall("hang", "")
+			var resp []byte
+			errc <- conn.Invoke(ctx, method, &req, &resp)
+		}()
+		<-seen
+		cancel()
+		require.Equal(t, codes.Canceled, status.Code(<-errc), method)
+		select {
+		case m := <-cancelled:
+			require.Equal(t, method, m)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the model server's call was not cancelled", method)
+		}
+	}
+}
+
+// --proxy.timeout bounds a unary prediction call even when the client's
+// deadline is later; a client deadline earlier than it ends the call at
+// the client's deadline.
+func TestGRPCEdgeTimeoutVsDeadline(t *testing.T) {
+	up := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		var msg []byte
+		if err := ss.RecvMsg(&msg); err != nil {
+			return err
+		}
+		<-ss.Context().Done()
+		return ss.Context().Err()
+	})
+	e := grpcSidecarFor(t, up, func(o *Options) { o.Proxy.Timeout = 300 * time.Millisecond })
+	conn := grpcClient(t, e.GRPCAddr())
+	req := inferCall("fraud", "")
+	var resp []byte
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := conn.Invoke(ctx, modelInfer, &req, &resp)
+	require.Less(t, time.Since(start), 3*time.Second)
+	st, _ := status.FromError(err)
+	require.Equal(t, codes.DeadlineExceeded, st.Code(), "%v", err)
+	require.Equal(t, "modelmon: the model server did not answer in time", st.Message())
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": "timeout"}))
+
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	start = time.Now()
+	err = conn.Invoke(short, modelInfer, &req, &resp)
+	require.Less(t, time.Since(start), 280*time.Millisecond)
+	require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+}
+
+// A status with details, an answer's headers and trailers, binary and
+// repeated metadata pass through both ways as the model server and the
+// client sent them.
+func TestGRPCEdgeStatusAndMetadata(t *testing.T) {
+	detailed, err := status.New(codes.FailedPrecondition, "model not loaded").WithDetails(wrapperspb.String("fraud:7"))
+	require.NoError(t, err)
+	seen := make(chan metadata.MD, 10)
+	up := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		var msg []byte
+		if err := ss.RecvMsg(&msg); err != nil {
+			return err
+		}
+		md, _ := metadata.FromIncomingContext(ss.Context())
+		seen <- md
+		switch modelName(msg) {
+		case "detailed":
+			ss.SetTrailer(metadata.Pairs("x-trace-bin", "\x00\x01\xff"))
+			return detailed.Err()
+		case "trailers-only":
+			ss.SetTrailer(metadata.Pairs("x-why", "one", "x-why", "two"))
+			return status.Error(codes.NotFound, "no such model")
+		case "headers-then-error":
+			if err := ss.SendHeader(metadata.Pairs("x-h", "1")); err != nil {
+				return err
+			}
+			ss.SetTrailer(metadata.Pairs("x-t", "2"))
+			return status.Error(codes.Unavailable, "draining")
+		}
+		if err := ss.SendHeader(metadata.MD{"x-bin-bin": {"\x00\xfe", "\x01"}, "x-rep": {"b", "a", "c"}}); err != nil {
+			return err
+		}
+		ss.SetTrailer(metadata.Pairs("x-t-bin", "\xff\x00"))
+		return ss.SendMsg(&msg)
+	})
+	e := grpcSidecarFor(t, up, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+
+	for _, method := range []string{modelInfer, passthroughMethod} {
+		out := metadata.MD{"x-key-bin": {"\x00\x01\x02\xff"}, "x-rep": {"3", "1", "2"}, "x-model-name": {"m"}}
+		ctx := metadata.NewOutgoingContext(context.Background(), out)
+		req := inferCall("ok", "")
+		var resp []byte
+		var header, trailer metadata.MD
+		require.NoError(t, conn.Invoke(ctx, method, &req, &resp, grpc.Header(&header), grpc.Trailer(&trailer)), method)
+		require.Equal(t, req, resp)
+		md := <-seen
+		require.Equal(t, []string{"\x00\x01\x02\xff"}, md.Get("x-key-bin"), method)
+		require.Equal(t, []string{"3", "1", "2"}, md.Get("x-rep"), method)
+		require.Equal(t, []string{"\x00\xfe", "\x01"}, header.Get("x-bin-bin"), method)
+		require.Equal(t, []string{"b", "a", "c"}, header.Get("x-rep"), method)
+		require.Equal(t, []string{"\xff\x00"}, trailer.Get("x-t-bin"), method)
+		require.Equal(t, []string{"127.0.0.1:" + portOf(e.GRPCAddr())}, md.Get(":authority"), method)
+
+		req = inferCall("detailed", "")
+		err := conn.Invoke(ctx, method, &req, &resp, grpc.Trailer(&trailer))
+		<-seen
+		st, _ := status.FromError(err)
+		require.Equal(t, codes.FailedPrecondition, st.Code(), method)
+		require.Equal(t, "model not loaded", st.Message())
+		require.Len(t, st.Details(), 1, method)
+		require.True(t, proto.Equal(wrapperspb.String("fraud:7"), st.Details()[0].(proto.Message)), method)
+		require.Equal(t, []string{"\x00\x01\xff"}, trailer.Get("x-trace-bin"), method)
+
+		req = inferCall("trailers-only", "")
+		header, trailer = nil, nil
+		err = conn.Invoke(ctx, method, &req, &resp, grpc.Header(&header), grpc.Trailer(&trailer))
+		<-seen
+		require.Equal(t, codes.NotFound, status.Code(err), method)
+		require.Equal(t, []string{"one", "two"}, trailer.Get("x-why"), method)
+
+		req = inferCall("headers-then-error", "")
+		header, trailer = nil, nil
+		err = conn.Invoke(ctx, method, &req, &resp, grpc.Header(&header), grpc.Trailer(&trailer))
+		<-seen
+		require.Equal(t, codes.Unavailable, status.Code(err), method)
+		require.Equal(t, "draining", status.Convert(err).Message(), method)
+		require.Equal(t, []string{"1"}, header.Get("x-h"), method)
+		require.Equal(t, []string{"2"}, trailer.Get("x-t"), method)
+	}
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// Messages larger than grpc-go's default 4 MiB limit pass both ways, as
+// --proxy.max-body-size allows.
+func TestGRPCEdgeLargeMessages(t *testing.T) {
+	const size = 6 << 20
+	up := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		var msg []byte
+		if err := ss.RecvMsg(&msg); err != nil {
+			return err
+		}
+		return ss.SendMsg(&msg)
+	}, grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+	e := grpcSidecarFor(t, up, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	big := inferCall("fraud", "", textTensor("x", string(make([]byte, size))))
+	for _, method := range []string{modelInfer, passthroughMethod} {
+		var resp []byte
+		require.NoError(t, conn.Invoke(context.Background(), method, &big, &resp, grpc.MaxCallRecvMsgSize(64<<20)), method)
+		require.Equal(t, big, resp, method)
+	}
+}
+
+// Client-streaming and bidirectional calls: the model server answers after
+// the client's half-close; a model server that goes away mid-stream ends
+// the stream for the client with UNAVAILABLE, counted as a connection
+// failure.
+func TestGRPCEdgeStreams(t *testing.T) {
+	opened := make(chan struct{})
+	up, srv := rawGRPCServerStop(t, func(method string, ss grpc.ServerStream) error {
+		switch method {
+		case "/test.Sum/Add":
+			var n int
+			for {
+				var msg []byte
+				if err := ss.RecvMsg(&msg); err == io.EOF {
+					break
+				} else if err != nil {
+					return err
+				}
+				n += len(msg)
+			}
+			for range 3 { // after the client's half-close
+				out := []byte{byte(n)}
+				if err := ss.SendMsg(&out); err != nil {
+					return err
+				}
+			}
+			return nil
+		case "/test.Die/Now":
+			out := []byte("first")
+			if err := ss.SendMsg(&out); err != nil {
+				return err
+			}
+			close(opened)
+			<-ss.Context().Done()
+			return nil
+		}
+		return status.Error(codes.Unimplemented, "unknown")
+	})
+	e := grpcSidecarFor(t, up, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	s, err := conn.NewStream(context.Background(), desc, "/test.Sum/Add")
+	require.NoError(t, err)
+	for _, m := range []string{"ab", "cde"} {
+		msg := []byte(m)
+		require.NoError(t, s.SendMsg(&msg))
+	}
+	require.NoError(t, s.CloseSend())
+	for range 3 {
+		var out []byte
+		require.NoError(t, s.RecvMsg(&out))
+		require.Equal(t, []byte{5}, out)
+	}
+	var out []byte
+	require.ErrorIs(t, s.RecvMsg(&out), io.EOF)
+
+	s, err = conn.NewStream(context.Background(), desc, "/test.Die/Now")
+	require.NoError(t, err)
+	require.NoError(t, s.RecvMsg(&out))
+	require.Equal(t, "first", string(out))
+	<-opened
+	srv.Stop()
+	err = s.RecvMsg(&out)
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+}
+
+// A gRPC health service passes through, Check and Watch, counted as
+// passthrough calls, and an unknown service's UNIMPLEMENTED comes back as
+// the model server sent it.
+func TestGRPCEdgeHealthAndUnknown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer()
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	e := grpcSidecarFor(t, "http://"+ln.Addr().String(), nil)
+	conn, err := grpc.NewClient("passthrough:///"+e.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, r.Status)
+	w, err := hc.Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	first, err := w.Recv()
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, first.Status)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	next, err := w.Recv()
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, next.Status)
+
+	var resp []byte
+	empty := []byte{}
+	raw := grpcClient(t, e.GRPCAddr())
+	direct := grpcClient(t, ln.Addr().String())
+	want := direct.Invoke(context.Background(), "/no.Such/Method", &empty, &resp)
+	got := raw.Invoke(context.Background(), "/no.Such/Method", &empty, &resp)
+	require.Equal(t, status.Convert(want).Proto().String(), status.Convert(got).Proto().String())
+	got = raw.Invoke(context.Background(), modelInfer, &empty, &resp)
+	require.Equal(t, codes.Unimplemented, status.Code(got), "%v", got)
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+}
