@@ -546,6 +546,13 @@ func (g *grpcProxy) predict(ss grpc.ServerStream, method string, call unaryCall)
 		st, respSize = 502, -1
 	case ss.Context().Err() != nil:
 		st, respSize = 499, -1 // the client went away: not the model server's doing
+	case errors.Is(err, io.EOF):
+		// The model server ended the call OK without an answer. The client
+		// gets just that, and its own gRPC library the error it would
+		// calling the model server directly (grpc-go's INTERNAL
+		// "cardinality violation"): for us, the model server's failure.
+		err, st, respSize = nil, 500, -1
+		g.p.countStatus(st, m)
 	default:
 		// The model server's own status: the caller's error or its own,
 		// as the HTTP status gRPC maps it to says.
@@ -570,7 +577,8 @@ func (f *proxyFailure) Error() string { return f.err.Error() }
 
 // roundTrip makes a unary prediction call to the model server and passes its
 // headers, answer and trailers to the client as they come. It returns the
-// answer, or the model server's error status, or a *proxyFailure.
+// answer, or the model server's error status, io.EOF when it ended the call
+// OK without an answer, or a *proxyFailure.
 func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, method string, req []byte, idHeader metadata.MD, opts []grpc.CallOption) ([]byte, error) {
 	cs, err := g.conn.NewStream(ctx, everyStream, method, opts...)
 	if err != nil {

@@ -241,6 +241,28 @@ func portOf(addr string) string {
 	return p
 }
 
+// A model server that ends a unary call OK without an answer: the client
+// gets what it would get calling the model server directly.
+func TestGRPCEdgeOKWithoutAnswer(t *testing.T) {
+	up := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		var msg []byte
+		return ss.RecvMsg(&msg)
+	})
+	e := grpcSidecarFor(t, up, nil)
+	direct := grpcClient(t, up[len("http://"):])
+	conn := grpcClient(t, e.GRPCAddr())
+	for _, method := range []string{modelInfer, passthroughMethod} {
+		req := inferCall("fraud", "")
+		var resp []byte
+		want := direct.Invoke(context.Background(), method, &req, &resp)
+		got := conn.Invoke(context.Background(), method, &req, &resp)
+		require.Equal(t, status.Code(want), status.Code(got), "%s: direct %v, through the sidecar %v", method, want, got)
+		require.Equal(t, status.Convert(want).Message(), status.Convert(got).Message(), method)
+	}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": "upstream_5xx"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "fraud"}))
+}
+
 // Messages larger than grpc-go's default 4 MiB limit pass both ways, as
 // --proxy.max-body-size allows.
 func TestGRPCEdgeLargeMessages(t *testing.T) {
