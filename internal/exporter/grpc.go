@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -128,6 +129,7 @@ type grpcProxy struct {
 	tls       bool             // over TLS
 	newServer func() *grpc.Server
 	timeout   time.Duration // --proxy.timeout, of a unary prediction call
+	maxMsg    int           // --proxy.max-body-size, of a message either way
 	// shadow takes a sample of the unary prediction calls, to mirror
 	// (shadowgrpc.go); nil without --shadow.grpc-upstream.
 	shadow *shadow
@@ -157,7 +159,7 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 	if err != nil {
 		return nil, err
 	}
-	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, conn: conn, timeout: o.Timeout, tls: isTLS}
+	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, conn: conn, timeout: o.Timeout, maxMsg: o.MaxBodySize, tls: isTLS}
 	g.newServer = func() *grpc.Server {
 		return grpc.NewServer(
 			grpc.ForceServerCodec(rawCodec{}),
@@ -465,6 +467,10 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 			return sendErr
 		}
 		if err != nil {
+			if grpcTooLarge(err, g.maxMsg) {
+				failure = errAnswerTooLarge
+				return g.failure(ss.Context(), nil, failure)
+			}
 			ss.SetTrailer(cs.Trailer())
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -590,6 +596,9 @@ func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, method 
 	_ = cs.CloseSend()
 	var resp []byte
 	err = cs.RecvMsg(&resp)
+	if grpcTooLarge(err, g.maxMsg) {
+		return nil, &proxyFailure{errAnswerTooLarge}
+	}
 	if err != nil && (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) {
 		// Past --proxy.timeout (or the client's deadline, or gone). The
 		// deadline goes to the model server with the call, so its own
@@ -637,12 +646,31 @@ func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 	return st
 }
 
+// errAnswerTooLarge is an answer of the model server that the sidecar did
+// not read, being larger than --proxy.max-body-size.
+var errAnswerTooLarge = errors.New("the model server's answer is larger than --proxy.max-body-size")
+
+// grpcTooLarge reports whether err is grpc-go's own refusal to read a
+// message larger than limit, not a status the other side sent: its
+// message is the only sign, and names the limit, ours.
+func grpcTooLarge(err error, limit int) bool {
+	if err == nil {
+		return false
+	}
+	st := status.Convert(err)
+	return st.Code() == codes.ResourceExhausted && strings.HasPrefix(st.Message(), "grpc: ") &&
+		strings.Contains(st.Message(), "larger than max") && strings.Contains(st.Message(), strconv.Itoa(limit))
+}
+
 // failureStatus is the reason a call the model server did not answer
 // counts as, and the status its client gets: DeadlineExceeded past
-// --proxy.timeout, else Unavailable.
+// --proxy.timeout, ResourceExhausted for an answer larger than
+// --proxy.max-body-size (invalid_response), else Unavailable.
 func failureStatus(err error) (reason string, st error) {
 	reason, code, msg := collector.ErrorConnection, codes.Unavailable, "modelmon: could not reach the model server"
 	switch {
+	case errors.Is(err, errAnswerTooLarge):
+		reason, code, msg = collector.ErrorInvalidResponse, codes.ResourceExhausted, "modelmon: the model server's response is larger than --proxy.max-body-size"
 	case status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
 		reason, code, msg = collector.ErrorTimeout, codes.DeadlineExceeded, "modelmon: the model server did not answer in time"
 	case strings.Contains(err.Error(), "handshake failed"):

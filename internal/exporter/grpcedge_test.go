@@ -284,6 +284,38 @@ func TestGRPCEdgeLargeMessages(t *testing.T) {
 	}
 }
 
+// An answer larger than --proxy.max-body-size is one the model server
+// should not have sent, as over HTTP: the client gets a clear
+// RESOURCE_EXHAUSTED, counted as invalid_response, not as the client's
+// error (upstream_4xx), for predictions, passthrough calls and streams.
+func TestGRPCEdgeAnswerTooLarge(t *testing.T) {
+	up := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		var msg []byte
+		if err := ss.RecvMsg(&msg); err != nil {
+			return err
+		}
+		big := make([]byte, 8<<10)
+		return ss.SendMsg(&big)
+	})
+	e := grpcSidecarFor(t, up, func(o *Options) { o.Proxy.MaxBodySize = 4 << 10 })
+	conn := grpcClient(t, e.GRPCAddr())
+	req := inferCall("fraud", "")
+	for _, method := range []string{modelInfer, passthroughMethod, modelStreamInfer} {
+		var resp []byte
+		err := conn.Invoke(context.Background(), method, &req, &resp)
+		st, _ := status.FromError(err)
+		require.Equal(t, codes.ResourceExhausted, st.Code(), "%s: %v", method, err)
+		require.Equal(t, "modelmon: the model server's response is larger than --proxy.max-body-size", st.Message(), method)
+	}
+	fraud := map[string]string{"model": "fraud", "reason": "invalid_response"}
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_errors_total", fraud))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "invalid_response"}))
+	for _, r := range []string{"upstream_4xx", "upstream_5xx"} {
+		require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": r}), r)
+		require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": r}), r)
+	}
+}
+
 // Client-streaming and bidirectional calls: the model server answers after
 // the client's half-close; a model server that goes away mid-stream ends
 // the stream for the client with UNAVAILABLE, counted as a connection

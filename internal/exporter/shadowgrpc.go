@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -144,10 +143,7 @@ func shadowCallReason(err error, maxBody int) (reason string, answered bool) {
 		return collector.ErrorTimeout, false
 	case code == codes.Unavailable:
 		return collector.ErrorConnection, false
-	case code == codes.ResourceExhausted && strings.HasPrefix(st.Message(), "grpc: ") &&
-		strings.Contains(st.Message(), "larger than max") && strings.Contains(st.Message(), strconv.Itoa(maxBody)):
-		// grpc-go's own, on receiving the answer: its message is the only
-		// sign, and names the limit, ours.
+	case grpcTooLarge(err, maxBody): // grpc-go's own, on receiving the answer
 		return collector.ErrorInvalidResponse, true
 	case grpcHTTPStatus(code) >= 500:
 		return collector.ErrorUpstream5xx, true
