@@ -1,9 +1,12 @@
 package exporter
 
 import (
+	"compress/gzip"
 	"context"
+	"google.golang.org/grpc/encoding"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -420,4 +423,66 @@ func TestGRPCEdgeHealthAndUnknown(t *testing.T) {
 	got = raw.Invoke(context.Background(), modelInfer, &empty, &resp)
 	require.Equal(t, codes.Unimplemented, status.Code(got), "%v", got)
 	require.Equal(t, 3.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+}
+
+// countingCompressor is gzip under another name, counting its uses: which
+// legs of a call through the sidecar carry compressed messages.
+type countingCompressor struct{ compress, decompress *atomic.Int64 }
+
+var testCompressor = countingCompressor{new(atomic.Int64), new(atomic.Int64)}
+
+func init() { encoding.RegisterCompressor(testCompressor) }
+
+func (countingCompressor) Name() string { return "modelmon-test" }
+func (c countingCompressor) Compress(w io.Writer) (io.WriteCloser, error) {
+	c.compress.Add(1)
+	return gzip.NewWriter(w), nil
+}
+func (c countingCompressor) Decompress(r io.Reader) (io.Reader, error) {
+	c.decompress.Add(1)
+	return gzip.NewReader(r)
+}
+
+// Compression is per leg, as grpc-go does it: a client's compressed
+// request reaches the model server uncompressed, and the answer goes back
+// compressed the way the client's request was, whatever the model server
+// did; a model server's compressed answer goes back uncompressed to a
+// client that sent its request so.
+func TestGRPCEdgeCompression(t *testing.T) {
+	up := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		var msg []byte
+		if err := ss.RecvMsg(&msg); err != nil {
+			return err
+		}
+		if modelName(msg) == "compressed" {
+			if err := grpc.SetSendCompressor(ss.Context(), "modelmon-test"); err != nil {
+				return err
+			}
+		}
+		return ss.SendMsg(&msg)
+	})
+	e := grpcSidecarFor(t, up, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	for _, tc := range []struct {
+		model                string
+		opts                 []grpc.CallOption
+		compress, decompress int64
+	}{
+		// The client's request, and the sidecar's answer; the model
+		// server's answer is not.
+		{"plain", []grpc.CallOption{grpc.UseCompressor("modelmon-test")}, 2, 2},
+		// The model server's answer only.
+		{"compressed", nil, 1, 1},
+	} {
+		for _, method := range []string{modelInfer, passthroughMethod} {
+			testCompressor.compress.Store(0)
+			testCompressor.decompress.Store(0)
+			req := inferCall(tc.model, "")
+			var resp []byte
+			require.NoError(t, conn.Invoke(context.Background(), method, &req, &resp, tc.opts...))
+			require.Equal(t, req, resp)
+			require.Equal(t, tc.compress, testCompressor.compress.Load(), "%s %s", tc.model, method)
+			require.Equal(t, tc.decompress, testCompressor.decompress.Load(), "%s %s", tc.model, method)
+		}
+	}
 }
