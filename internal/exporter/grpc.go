@@ -467,8 +467,12 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 			return sendErr
 		}
 		if err != nil {
-			if grpcTooLarge(err, g.maxMsg) {
+			switch {
+			case grpcTooLarge(err, g.maxMsg):
 				failure = errAnswerTooLarge
+				return g.failure(ss.Context(), nil, failure)
+			case grpcConnLost(err):
+				failure = err
 				return g.failure(ss.Context(), nil, failure)
 			}
 			ss.SetTrailer(cs.Trailer())
@@ -599,7 +603,7 @@ func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, method 
 	if grpcTooLarge(err, g.maxMsg) {
 		return nil, &proxyFailure{errAnswerTooLarge}
 	}
-	if err != nil && (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) {
+	if err != nil && (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded || grpcConnLost(err)) {
 		// Past --proxy.timeout (or the client's deadline, or gone). The
 		// deadline goes to the model server with the call, so its own
 		// DEADLINE_EXCEEDED may come a moment before ours.
@@ -662,6 +666,18 @@ func grpcTooLarge(err error, limit int) bool {
 		strings.Contains(st.Message(), "larger than max") && strings.Contains(st.Message(), strconv.Itoa(limit))
 }
 
+// grpcConnLost reports whether err is grpc-go's own UNAVAILABLE for a
+// connection to the model server lost during a call (closed or reset by
+// it, as when it crashes), not a status the model server sent.
+func grpcConnLost(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	msg := st.Message()
+	return strings.HasPrefix(msg, "error reading from server: ") || msg == "transport is closing"
+}
+
 // failureStatus is the reason a call the model server did not answer
 // counts as, and the status its client gets: DeadlineExceeded past
 // --proxy.timeout, ResourceExhausted for an answer larger than
@@ -673,6 +689,8 @@ func failureStatus(err error) (reason string, st error) {
 		reason, code, msg = collector.ErrorInvalidResponse, codes.ResourceExhausted, "modelmon: the model server's response is larger than --proxy.max-body-size"
 	case status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
 		reason, code, msg = collector.ErrorTimeout, codes.DeadlineExceeded, "modelmon: the model server did not answer in time"
+	case grpcConnLost(err):
+		msg = "modelmon: the model server closed the connection before a complete response"
 	case strings.Contains(err.Error(), "handshake failed"):
 		// grpc-go reports a failed TLS handshake only in its message.
 		msg = "modelmon: the TLS handshake with the model server failed"

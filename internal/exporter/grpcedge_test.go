@@ -381,7 +381,11 @@ func TestGRPCEdgeStreams(t *testing.T) {
 	<-opened
 	srv.Stop()
 	err = s.RecvMsg(&out)
-	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	st, _ := status.FromError(err)
+	require.Equal(t, codes.Unavailable, st.Code(), "%v", err)
+	require.Equal(t, "modelmon: the model server closed the connection before a complete response", st.Message())
+	eventually(t, e, 1, "modelmon_passthrough_errors_total", map[string]string{"reason": "connection"})
+	require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "upstream_5xx"}))
 }
 
 // A gRPC health service passes through, Check and Watch, counted as
@@ -484,5 +488,25 @@ func TestGRPCEdgeCompression(t *testing.T) {
 			require.Equal(t, tc.compress, testCompressor.compress.Load(), "%s %s", tc.model, method)
 			require.Equal(t, tc.decompress, testCompressor.decompress.Load(), "%s %s", tc.model, method)
 		}
+	}
+}
+
+// A stream's request past --proxy.max-body-size, after the first, ends
+// the call RESOURCE_EXHAUSTED, as the first does.
+func TestGRPCEdgeStreamRequestTooLarge(t *testing.T) {
+	e, _ := grpcSidecar(t, func(o *Options) { o.Proxy.MaxBodySize = 4 << 10 })
+	conn := grpcClient(t, e.GRPCAddr())
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	for _, method := range []string{"/test.Echo/Chat", modelStreamInfer} {
+		s, err := conn.NewStream(context.Background(), desc, method)
+		require.NoError(t, err)
+		small := inferCall("fraud", "")
+		require.NoError(t, s.SendMsg(&small))
+		var out []byte
+		require.NoError(t, s.RecvMsg(&out), method)
+		big := make([]byte, 8<<10)
+		require.NoError(t, s.SendMsg(&big))
+		err = s.RecvMsg(&out)
+		require.Equal(t, codes.ResourceExhausted, status.Code(err), "%s: %v", method, err)
 	}
 }
