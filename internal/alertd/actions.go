@@ -145,6 +145,10 @@ type actionState struct {
 	Requests []*actionRequest `json:"requests"`
 	// Slots are the last schedule slot of each action.
 	Slots map[string]time.Time `json:"slots"`
+	// Schedules are the schedules (every/offset) the slots are of: a
+	// slot of another schedule is no slot of this one. Files written
+	// before alertd kept them have none.
+	Schedules map[string]string `json:"schedules,omitempty"`
 }
 
 // actionRetention is how long settled requests are kept.
@@ -162,6 +166,7 @@ type actionRunner struct {
 	byKey    map[string]*actionRequest
 	byID     map[string]*actionRequest
 	slots    map[string]time.Time
+	sched    map[string]string // the schedule of each slot
 	outbox   *outbox.Outbox
 	client   *http.Client
 	now      func() time.Time
@@ -182,6 +187,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		byKey:  map[string]*actionRequest{},
 		byID:   map[string]*actionRequest{},
 		slots:  map[string]time.Time{},
+		sched:  map[string]string{},
 		client: &http.Client{},
 		now:    now,
 		logger: logger,
@@ -209,6 +215,9 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 	if st.Slots != nil {
 		r.slots = st.Slots
 	}
+	if st.Schedules != nil {
+		r.sched = st.Schedules
+	}
 	reg.MustRegister(r.triggered, r.refused, r.verification)
 	return r, nil
 }
@@ -231,7 +240,7 @@ func (r *actionRunner) saveLocked(now time.Time) {
 		}
 		return old
 	})
-	if err := writeJSON(r.path, actionState{Requests: r.requests, Slots: r.slots}); err != nil {
+	if err := writeJSON(r.path, actionState{Requests: r.requests, Slots: r.slots, Schedules: r.sched}); err != nil {
 		r.logger.Error("Failed to save the actions' state", "err", err)
 	}
 }
@@ -461,25 +470,42 @@ func (r *actionRunner) settle(id, result, followUp string, now time.Time) {
 }
 
 // dueSchedules returns the scheduled actions whose slot came, with the
-// slot; an action seen for the first time starts at the next slot.
+// slot; an action seen for the first time starts at the next slot. So
+// does one whose schedule changed, or that was removed and added back: the
+// slot it was at is no slot of its new schedule, and running at once
+// because the new schedule's slot in progress is later than it would run
+// a nightly retrain at the hour of the reload.
 func (r *actionRunner) dueSchedules(now time.Time) map[string]time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]time.Time{}
 	changed := false
+	for n := range r.slots {
+		if c, ok := r.cfgs[n]; !ok || c.Trigger.Schedule == nil {
+			delete(r.slots, n)
+			delete(r.sched, n)
+			changed = true
+		}
+	}
 	for _, n := range r.names {
 		s := r.cfgs[n].Trigger.Schedule
 		if s == nil {
 			continue
 		}
 		slot := act.Schedule{Every: time.Duration(s.Every), Offset: time.Duration(s.Offset)}.Slot(now)
+		sched := s.Every.String() + "/" + s.Offset.String()
 		last, ok := r.slots[n]
+		if was, known := r.sched[n]; ok && known && was != sched {
+			ok = false
+		}
 		switch {
 		case !ok:
-			r.slots[n], changed = slot, true
+			r.slots[n], r.sched[n], changed = slot, sched, true
 		case slot.After(last):
-			r.slots[n], changed = slot, true
+			r.slots[n], r.sched[n], changed = slot, sched, true
 			out[n] = slot
+		case r.sched[n] != sched:
+			r.sched[n], changed = sched, true
 		}
 	}
 	if changed {
