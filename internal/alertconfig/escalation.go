@@ -50,6 +50,31 @@ type EscalationStep struct {
 	Repeat int `yaml:"repeat,omitempty"`
 	// Action names an action to run.
 	Action string `yaml:"action,omitempty"`
+
+	// zero names the keys given a zero value (wait: 0s, repeat: 0),
+	// which would otherwise read as absent.
+	zero []string
+}
+
+// UnmarshalYAML records the keys given a zero value, so that validation
+// says "wait: must be positive" rather than that the step has no key.
+func (s *EscalationStep) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain EscalationStep
+	if err := unmarshal((*plain)(s)); err != nil {
+		return err
+	}
+	var keys map[string]any
+	if err := unmarshal(&keys); err != nil {
+		return err
+	}
+	s.zero = nil
+	if _, ok := keys["wait"]; ok && s.Wait == 0 {
+		s.zero = append(s.zero, "wait")
+	}
+	if _, ok := keys["repeat"]; ok && s.Repeat == 0 {
+		s.zero = append(s.zero, "repeat")
+	}
+	return nil
 }
 
 // Policy returns the policy for package escalate.
@@ -83,6 +108,15 @@ func (c *Config) validateEscalation() error {
 			return errorAt(fmt.Errorf("escalation_policies: entry %d is empty", i), "escalation_policies", i)
 		}
 		what := fmt.Sprintf("escalation_policies: entry %d (%q)", i, p.Name)
+		for j, s := range p.Steps {
+			for _, k := range s.zero {
+				err := fmt.Errorf("%s: steps[%d]: wait: must be positive, got 0s", what, j)
+				if k == "repeat" {
+					err = fmt.Errorf("%s: steps[%d]: repeat: 0 out of range [1, %d]", what, j, escalate.MaxRepeat)
+				}
+				return errorAt(err, "escalation_policies", i, "steps", j, k)
+			}
+		}
 		ep := p.Policy()
 		if err := ep.Validate(); err != nil {
 			var fe *escalate.FieldError

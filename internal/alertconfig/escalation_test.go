@@ -72,6 +72,12 @@ func TestLoadBadEscalation(t *testing.T) {
 			`line 11: escalation_policies: entry 0 ("p"): steps[2]: notify: undefined receiver "l3"`},
 		{"repeat too often", head + "  - name: p\n    steps:\n      - notify: [l1]\n      - wait: 5m\n      - repeat: 9\n",
 			`line 9: escalation_policies: entry 0 ("p"): steps[2]: repeat: 9 out of range [1, 5]`},
+		{"zero wait", head + "  - name: p\n    steps:\n      - notify: [l1]\n      - wait: 0s\n      - notify: [l1]\n",
+			`line 8: escalation_policies: entry 0 ("p"): steps[1]: wait: must be positive, got 0s`},
+		{"zero repeat", head + "  - name: p\n    steps:\n      - notify: [l1]\n      - wait: 5m\n      - repeat: 0\n",
+			`line 9: escalation_policies: entry 0 ("p"): steps[2]: repeat: 0 out of range [1, 5]`},
+		{"negative wait", head + "  - name: p\n    steps:\n      - notify: [l1]\n      - wait: -5m\n",
+			`line 8: escalation_policies[0].steps[1].wait: not a valid duration string: "-5m"`},
 		{"repeat at once", head + "  - name: p\n    steps:\n      - notify: [l1]\n      - repeat: 2\n",
 			`line 8: escalation_policies: entry 0 ("p"): steps[1]: repeat: needs a wait step before it`},
 		{"bad matcher", head + "  - name: p\n    matchers:\n      - 'priority=\"critical\"'\n      - 'team=~\"(\"'\n    steps: [{notify: [l1]}]\n",
@@ -86,4 +92,24 @@ func TestLoadBadEscalation(t *testing.T) {
 			require.EqualError(t, err, tc.err)
 		})
 	}
+}
+
+// Waits and acknowledgement timeouts are Prometheus durations: days and
+// weeks too.
+func TestLoadEscalationDurations(t *testing.T) {
+	c, err := Load(escalationReceivers+`escalation_policies:
+  - name: slow
+    ack_timeout: 1d
+    steps:
+      - notify: [l1]
+      - wait: 90m
+      - notify: [l2]
+      - wait: 1w
+      - repeat: 1
+`, "")
+	require.NoError(t, err)
+	p := c.EscalationPolicies()[0]
+	require.Equal(t, 24*time.Hour, p.AckTimeout)
+	require.Equal(t, 90*time.Minute, p.Steps[1].Wait)
+	require.Equal(t, 7*24*time.Hour, p.Steps[3].Wait)
 }
