@@ -268,6 +268,8 @@ func TestDeployStage(t *testing.T) {
 		want       string
 	}{
 		{"held", model.LabelSet{"model": "fraud", "category": "drift"}, t0.Add(time.Minute), "", `model "fraud" deployed version v2 at 2025-06-03T10:00:00Z (api); held until 2025-06-03T10:15:00Z (deploy hold 15m)`},
+		{"at the deploy", model.LabelSet{"model": "fraud", "category": "drift"}, t0, "", `model "fraud" deployed version v2`},
+		{"the hold's last moment", model.LabelSet{"model": "fraud", "category": "drift"}, t0.Add(15*time.Minute - time.Nanosecond), "", `model "fraud" deployed version v2`},
 		{"hold over", model.LabelSet{"model": "fraud", "category": "drift"}, t0.Add(15 * time.Minute), "", ""},
 		{"before the deploy", model.LabelSet{"model": "fraud", "category": "drift"}, t0.Add(-time.Minute), "", ""},
 		{"other category", model.LabelSet{"model": "fraud", "category": "availability"}, t0.Add(time.Minute), "", ""},
