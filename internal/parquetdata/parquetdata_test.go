@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/format"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/drift"
@@ -153,4 +156,54 @@ func TestProfileLikeCSV(t *testing.T) {
 	got, err := drift.BuildProfile(fromParquet, opts)
 	require.NoError(t, err)
 	require.Equal(t, want, got)
+}
+
+// Files written with each codec parquet-go writes, in several row groups,
+// read alike. parquet-go's zstd frames state a window larger than a small
+// page (1 KiB at least), as streaming encoders do: such a page is sound.
+func TestCodecs(t *testing.T) {
+	type row struct {
+		I8  int8     `parquet:"i8"`
+		U32 uint32   `parquet:"u32"`
+		F64 *float64 `parquet:"f64,optional"`
+		S   string   `parquet:"s,dict"`
+		D   int32    `parquet:"d,date"`
+	}
+	var rows []row
+	for i := range 300 {
+		f := float64(i) / 4
+		r := row{I8: int8(-i), U32: 4_000_000_000, S: fmt.Sprint("c", i%3), D: int32(i)}
+		if i%7 != 0 {
+			r.F64 = &f
+		}
+		rows = append(rows, r)
+	}
+	for _, codec := range []compress.Codec{&parquet.Uncompressed, &parquet.Snappy, &parquet.Gzip, &parquet.Zstd, &parquet.Lz4Raw, &parquet.Brotli} {
+		t.Run(codec.String(), func(t *testing.T) {
+			var buf bytes.Buffer
+			w := parquet.NewGenericWriter[row](&buf, parquet.MaxRowsPerRowGroup(100), parquet.Compression(codec))
+			_, err := w.Write(rows)
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			cols, err := Read("x.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()), drift.ReadOptions{})
+			require.NoError(t, err)
+			c := byName(cols)
+			require.Len(t, c["i8"].Num, 300)
+			require.Equal(t, []float64{0, -1, -43}, []float64{c["i8"].Num[0], c["i8"].Num[1], c["i8"].Num[299]})
+			require.Equal(t, 4e9, c["u32"].Num[299])
+			require.True(t, math.IsNaN(c["f64"].Num[0]))
+			require.Equal(t, 74.75, c["f64"].Num[299])
+			require.Equal(t, "c2", c["s"].Str[299])
+			require.Equal(t, 299.0, c["d"].Num[299])
+		})
+	}
+}
+
+// A zstd page is still held to the size it states.
+func TestZstdPageSize(t *testing.T) {
+	enc, err := zstd.NewWriter(nil)
+	require.NoError(t, err)
+	page := enc.EncodeAll(bytes.Repeat([]byte("modelmon"), 1000), nil)
+	require.NoError(t, tryDecompress(format.Zstd, page, 8000))
+	require.Error(t, tryDecompress(format.Zstd, page, 7999))
 }
