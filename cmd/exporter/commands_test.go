@@ -22,7 +22,20 @@ type result struct {
 
 func runBinary(t *testing.T, bin string, args ...string) result {
 	t.Helper()
+	return runBinaryStdin(t, bin, "", args...)
+}
+
+// runBinaryStdin runs bin with the file stdin (none if "") as its standard
+// input.
+func runBinaryStdin(t *testing.T, bin, stdin string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if stdin != "" {
+		f, err := os.Open(stdin)
+		require.NoError(t, err)
+		defer f.Close()
+		cmd.Stdin = f
+	}
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -77,6 +90,28 @@ func TestDriftCommands(t *testing.T) {
 				require.True(t, strings.HasSuffix(r.stdout, tc.out), r.stdout)
 			})
 		}
+	})
+
+	// "-" is stdin or stdout, written as README does: a separate argument
+	// (kingpin alone reads it as an empty value).
+	t.Run("stdin and stdout", func(t *testing.T) {
+		r := runBinaryStdin(t, bin, data("reference.csv"), "profile", "--input", "-", "--format", "csv", "--output", "-", "--prediction", "score")
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Equal(t, string(b), r.stdout)
+		require.Equal(t, `exporter profile: wrote stdout: 5 features (3 numeric, 2 categorical; prediction "score") from 1000 rows of stdin`+"\n", r.stderr)
+
+		r = runBinaryStdin(t, bin, data("current-shifted.jsonl"), "drift", "--reference", profile, "--current", "-", "--format", "jsonl", "--fail-on-drift")
+		require.Equal(t, 1, r.code, r.stderr)
+		require.True(t, strings.HasSuffix(r.stdout, "dataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"), r.stdout)
+
+		r = runBinaryStdin(t, bin, data("reference.csv"), "drift", "--reference", "-", "--format", "csv", "--current", data("current-clean.csv"), "--prediction", "score", "--fail-on-drift")
+		require.Equal(t, 0, r.code, r.stderr)
+
+		// A bool flag takes no "-"; after "--" it stays an argument.
+		r = runBinary(t, bin, "drift", "--reference", profile, "--current", data("current-clean.csv"), "--fail-on-drift", "-")
+		require.Equal(t, 2, r.code)
+		r = runBinary(t, bin, "drift", "--reference", profile, "--current", data("current-clean.csv"), "--", "-")
+		require.Equal(t, 2, r.code)
 	})
 
 	t.Run("drift json", func(t *testing.T) {
