@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/csv"
 	"errors"
@@ -39,7 +40,7 @@ type ReadOptions struct {
 // ReadOptions force it. Values in ReadOptions.Missing are missing; so are NaN and
 // ±Inf in numeric columns (BuildProfile leaves them out of the bins).
 func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
-	cr := csv.NewReader(r)
+	cr := csv.NewReader(skipBOM(r))
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	if opts.Comma != 0 {
@@ -53,7 +54,6 @@ func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 		return nil, csvError(name, err)
 	}
 	header = slices.Clone(header)
-	header[0] = strings.TrimPrefix(header[0], "\ufeff") // a UTF-8 byte order mark
 	missing := opts.Missing
 	if missing == nil {
 		missing = []string{"", "NA", "null"}
@@ -98,6 +98,18 @@ func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 		return nil, fmt.Errorf("%s: no rows after the header", name)
 	}
 	return t.columns()
+}
+
+// skipBOM returns r without the UTF-8 byte order mark it may start with, as
+// Excel's "CSV UTF-8" and PowerShell write. It goes before the CSV reader:
+// a BOM before a quoted first field ("\ufeff\"age\",...") is a bare quote to
+// encoding/csv.
+func skipBOM(r io.Reader) *bufio.Reader {
+	br := bufio.NewReader(r)
+	if b, err := br.Peek(3); err == nil && string(b) == "\ufeff" {
+		_, _ = br.Discard(3) // the bytes were peeked
+	}
+	return br
 }
 
 func csvError(name string, err error) error {

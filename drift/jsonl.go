@@ -1,7 +1,6 @@
 package drift
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -23,7 +22,7 @@ import (
 // formats them), true and false as 1 and 0. Types are inferred and forced as in
 // ReadCSV. Blank lines are skipped.
 func ReadJSONL(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
-	br := bufio.NewReader(r)
+	br := skipBOM(r)
 	t := &table{byName: map[string]*colBuf{}, keep: opts.Columns, opts: opts}
 	var total int
 	for lineNo := 1; ; lineNo++ {

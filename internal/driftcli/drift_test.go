@@ -343,3 +343,19 @@ func TestDriftFormats(t *testing.T) {
 	require.Equal(t, ExitError, res.code)
 	require.Equal(t, "exporter drift: stdin: none of the reference's features is a column\n", res.stderr)
 }
+
+// Files as Windows tools write them read as the plain ones: a UTF-8 byte
+// order mark (before a quoted header, as Excel's "CSV UTF-8" and Python's
+// utf-8-sig with QUOTE_ALL write it), CRLF line ends.
+func TestDriftWindowsFiles(t *testing.T) {
+	want := run(t, &DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Output: OutputJSON}, "")
+	require.Equal(t, ExitOK, want.code, want.stderr)
+	for _, file := range []string{"testdata/current-clean-excel.csv", "testdata/current-clean-bom.jsonl"} {
+		t.Run(file, func(t *testing.T) {
+			got := run(t, &DriftCommand{Reference: "testdata/profile.golden.json", Current: file, Output: OutputJSON}, "")
+			require.Equal(t, ExitOK, got.code, got.stderr)
+			require.Empty(t, got.logs)
+			require.Equal(t, strings.ReplaceAll(want.stdout, "testdata/current-clean.csv", file), got.stdout)
+		})
+	}
+}
