@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -39,10 +40,13 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		if sev == "" {
 			sev = "warning"
 		}
-		add := func(name, expr, summary string) {
+		// Prometheus expands an alert's labels and annotations as templates:
+		// the model's name goes in as text.
+		name := templateText(m.Name)
+		add := func(alert, expr, summary string) {
 			rules = append(rules, rule{
-				Alert: name, Expr: expr, For: a.For,
-				Labels: map[string]string{"severity": sev, "model": m.Name},
+				Alert: alert, Expr: expr, For: a.For,
+				Labels: map[string]string{"severity": sev, "model": name},
 				Annotations: map[string]string{
 					"summary":     summary,
 					"description": "{{ $labels.model }}: {{ $value | humanize }} over the last hour.",
@@ -52,47 +56,47 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		sel := fmt.Sprintf(`{model=%q}`, m.Name)
 		f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 		if a.MinAccuracy > 0 {
-			add("ModelAccuracyLow", "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy), "Accuracy of model "+m.Name+" below "+f(a.MinAccuracy)+".")
+			add("ModelAccuracyLow", "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy), "Accuracy of model "+name+" below "+f(a.MinAccuracy)+".")
 		}
 		if a.MinEstimatedAccuracy > 0 {
 			add("ModelEstimatedAccuracyLow", "modelmon:estimated_accuracy:1h"+sel+" < "+f(a.MinEstimatedAccuracy)+
 				"\n  and on (model) modelmon:estimated_accuracy_coverage:1h"+sel+" >= 0.9",
-				"Accuracy of model "+m.Name+" estimated from its confidence below "+f(a.MinEstimatedAccuracy)+", before its labels say so.")
+				"Accuracy of model "+name+" estimated from its confidence below "+f(a.MinEstimatedAccuracy)+", before its labels say so.")
 		}
 		if a.MinF1 > 0 {
-			add("ModelF1Low", "modelmon:f1:1h"+sel+" < "+f(a.MinF1), "F1 of a class of model "+m.Name+" below "+f(a.MinF1)+".")
+			add("ModelF1Low", "modelmon:f1:1h"+sel+" < "+f(a.MinF1), "F1 of a class of model "+name+" below "+f(a.MinF1)+".")
 		}
 		if a.MaxMAE > 0 {
-			add("ModelMAEHigh", "modelmon:mae:1h"+sel+" > "+f(a.MaxMAE), "Mean absolute error of model "+m.Name+" above "+f(a.MaxMAE)+".")
+			add("ModelMAEHigh", "modelmon:mae:1h"+sel+" > "+f(a.MaxMAE), "Mean absolute error of model "+name+" above "+f(a.MaxMAE)+".")
 		}
 		if a.MaxRMSE > 0 {
-			add("ModelRMSEHigh", "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+m.Name+" above "+f(a.MaxRMSE)+".")
+			add("ModelRMSEHigh", "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+name+" above "+f(a.MaxRMSE)+".")
 		}
 		if a.MinR2 > 0 {
-			add("ModelR2Low", "modelmon:r2:1h"+sel+" < "+f(a.MinR2), "R² of model "+m.Name+" below "+f(a.MinR2)+": it explains less of its labels' variance.")
+			add("ModelR2Low", "modelmon:r2:1h"+sel+" < "+f(a.MinR2), "R² of model "+name+" below "+f(a.MinR2)+": it explains less of its labels' variance.")
 		}
 		if a.MaxCalibrationError > 0 {
 			add("ModelCalibrationErrorHigh", "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError)+
 				"\n  and on (model) sum by (model) (modelmon:prediction_confidence_outcomes:increase1h"+sel+") >= "+
 				strconv.Itoa(cmp.Or(a.MinCalibrationSamples, config.DefaultMinCalibrationSamples)),
-				"Expected calibration error of model "+m.Name+" above "+f(a.MaxCalibrationError)+": its confidence no longer says how often it is right.")
+				"Expected calibration error of model "+name+" above "+f(a.MaxCalibrationError)+": its confidence no longer says how often it is right.")
 		}
 		if a.MaxSegmentAccuracyGap > 0 {
 			add("ModelSegmentAccuracyLow", "modelmon:segment_accuracy_gap:1h"+sel+" < -"+f(a.MaxSegmentAccuracyGap)+
 				"\n  and on (model, segment, segment_value) modelmon:segment_labels:increase1h"+sel+" >= "+
 				strconv.Itoa(cmp.Or(a.MinSegmentSamples, config.DefaultMinSegmentSamples)),
-				"Accuracy of model "+m.Name+" more than "+f(a.MaxSegmentAccuracyGap)+" below its overall accuracy for a segment.")
+				"Accuracy of model "+name+" more than "+f(a.MaxSegmentAccuracyGap)+" below its overall accuracy for a segment.")
 			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: accuracy {{ $value | humanize }} from the model's over the last hour."
 		}
 		if a.MaxShadowDisagreement > 0 {
 			compared := "sum by (model) (increase(modelmon_shadow_predictions_total" + sel + "[1h]))"
 			add("ModelShadowDisagreementHigh", "sum by (model) (increase(modelmon_shadow_disagreements_total"+sel+"[1h])) / "+compared+" > "+f(a.MaxShadowDisagreement)+
 				"\n  and on (model) "+compared+" >= "+strconv.Itoa(cmp.Or(a.MinShadowSamples, config.DefaultMinShadowSamples)),
-				"The shadow of model "+m.Name+" predicts another class for more than "+f(a.MaxShadowDisagreement)+" of its predictions.")
+				"The shadow of model "+name+" predicts another class for more than "+f(a.MaxShadowDisagreement)+" of its predictions.")
 		}
 		if a.MinLabelCoverage > 0 {
 			add("ModelLabelCoverageLow", `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / sum by (model) (increase(modelmon_predictions_total`+sel+`[1h])) < `+f(a.MinLabelCoverage),
-				"Share of predictions of model "+m.Name+" with a label below "+f(a.MinLabelCoverage)+".")
+				"Share of predictions of model "+name+" with a label below "+f(a.MinLabelCoverage)+".")
 		}
 	}
 	if rules == nil {
@@ -111,6 +115,16 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), enc.Close()
+}
+
+// templateText returns s as the text of a Prometheus alert template, which
+// Prometheus would otherwise expand: a model named "a{{b" made the rule file
+// fail `promtool check rules` (function "b" not defined).
+func templateText(s string) string {
+	if !strings.Contains(s, "{{") {
+		return s
+	}
+	return "{{ " + strconv.Quote(s) + " }}"
 }
 
 // AlertsCommand is `exporter alerts`.

@@ -237,3 +237,50 @@ func TestAlertsPrometheusRule(t *testing.T) {
 	require.NotEqual(t, ExitOK, res.code)
 	require.Contains(t, res.stderr, `unknown format "helm" (want rules or prometheusrule)`)
 }
+
+// Model names with quotes, backslashes, unicode and template delimiters
+// give rules promtool accepts, whose alerts carry the names as they are:
+// Prometheus expands alert labels and annotations as templates.
+func TestQualityAlertsOddNames(t *testing.T) {
+	promtool := prometheustest.Promtool(t)
+	dir, alerts := writeQualityAlerts(t, `
+models:
+  - name: 'x{{y'
+    alerts: {min_accuracy: 0.85}
+    slos: {availability: 0.999}
+  - name: 'fr"aud\ü {{ $value }}'
+    alerts: {min_accuracy: 0.85, max_mae: 2}
+  - name: "日本 model's }}"
+    alerts: {min_accuracy: 0.85}
+`)
+	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "SUCCESS: 15 rules found")
+
+	test := `rule_files: [` + alerts + `]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'modelmon:accuracy:1h{model="x{{y"}'
+        values: '0.5x5'
+      - series: 'modelmon:accuracy:1h{model="fr\"aud\\ü {{ $value }}"}'
+        values: '0.5x5'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: ModelAccuracyLow
+        exp_alerts:
+          - exp_labels: {severity: warning, model: "fr\"aud\\ü {{ $value }}"}
+            exp_annotations:
+              summary: "Accuracy of model fr\"aud\\ü {{ $value }} below 0.85."
+              description: "fr\"aud\\ü {{ $value }}: 500m over the last hour."
+          - exp_labels: {severity: warning, model: "x{{y"}
+            exp_annotations:
+              summary: "Accuracy of model x{{y below 0.85."
+              description: "x{{y: 500m over the last hour."
+`
+	file := filepath.Join(dir, "test.yml")
+	require.NoError(t, os.WriteFile(file, []byte(test), 0o644))
+	b, err = exec.Command(promtool, "test", "rules", file).CombinedOutput()
+	require.NoError(t, err, string(b))
+}

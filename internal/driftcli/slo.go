@@ -145,10 +145,10 @@ func SLORules(cfg *config.Config) []sloRule {
 				rules = append(rules, sloRule{
 					Alert:  name,
 					Expr:   expr,
-					Labels: map[string]string{"severity": sev, "model": m.Name, "slo": o.name},
+					Labels: map[string]string{"severity": sev, "model": templateText(m.Name), "slo": o.name},
 					Annotations: map[string]string{
 						"runbook_url": "https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#" + strings.ToLower(name),
-						"summary":     fmt.Sprintf("Model %s spends its %s error budget too fast.", m.Name, o.name),
+						"summary":     fmt.Sprintf("Model %s spends its %s error budget too fast.", templateText(m.Name), o.name),
 						"description": fmt.Sprintf("{{ $labels.model }}: {{ $value | humanizePercentage }} %s over the alert's long window, against an error budget of %s%% over %s (objective %s): %s.",
 							o.bad, g(budget*100), periodText, f(o.objective), when),
 					},
