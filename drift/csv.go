@@ -54,6 +54,15 @@ func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 		return nil, csvError(name, err)
 	}
 	header = slices.Clone(header)
+	if opts.Comma == 0 && len(header) == 1 {
+		// Excel in many locales writes ";" between fields (and "," in
+		// numbers): read with ",", each row would be one text column.
+		for _, sep := range []string{";", "\t", "|"} {
+			if strings.Contains(header[0], sep) {
+				return nil, fmt.Errorf("%s:1: one column named %q: fields must be separated by commas, not %q", name, header[0], sep)
+			}
+		}
+	}
 	missing := opts.Missing
 	if missing == nil {
 		missing = []string{"", "NA", "null"}

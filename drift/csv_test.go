@@ -61,6 +61,8 @@ func TestReadCSVErrors(t *testing.T) {
 		{"empty name", "a,,c\n1,2,3\n", ReadOptions{}, "train.csv:1: column 2: empty name"},
 		{"invalid name", "a,\xff\n1,2\n", ReadOptions{}, `train.csv:1: column 2: name "\xff" is not valid UTF-8`},
 		{"duplicate name", "a,b,a\n1,2,3\n", ReadOptions{}, `train.csv:1: column "a": duplicate name`},
+		{"semicolons", "a;b\n1,5;2\n", ReadOptions{}, `train.csv:1: one column named "a;b": fields must be separated by commas, not ";"`},
+		{"tabs", "a\tb\n1\t2\n", ReadOptions{}, `train.csv:1: one column named "a\tb": fields must be separated by commas, not "\t"`},
 		{"bare quote", "a,b\n1,x\"y\n", ReadOptions{}, "train.csv:2:4: bare \" in non-quoted-field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

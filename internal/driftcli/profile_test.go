@@ -98,6 +98,8 @@ func TestProfileErrors(t *testing.T) {
 	}{
 		{"ragged csv", ProfileCommand{Input: "testdata/ragged.csv"},
 			`exporter profile: testdata/ragged.csv:3: column "score": ragged row (4 fields, want 5)`},
+		{"semicolon-separated", ProfileCommand{Input: "testdata/semicolon.csv"},
+			`exporter profile: testdata/semicolon.csv:1: one column named "age;income;city;plan;score": fields must be separated by commas, not ";"`},
 		{"bad jsonl", ProfileCommand{Input: "testdata/bad.jsonl"},
 			`exporter profile: testdata/bad.jsonl:2:21: invalid character 'o' looking for beginning of value`},
 		{"not a number", ProfileCommand{Input: "testdata/reference.csv", Build: BuildFlags{Numeric: []string{"city"}}},
