@@ -34,6 +34,8 @@ func dataFormat(path, format string) (string, error) {
 	}
 	if path != "-" {
 		switch strings.ToLower(filepath.Ext(path)) {
+		case ".gz":
+			return "", fmt.Errorf("%s: %w", path, errGzip)
 		case ".csv":
 			return FormatCSV, nil
 		case ".jsonl", ".ndjson":
@@ -67,9 +69,16 @@ func readAll(env Env, path string) (name string, data []byte, err error) {
 	return path, data, err
 }
 
+// errGzip is the error of compressed data, which would otherwise fail as
+// CSV or JSON with a bare quote or an invalid character on line 1.
+var errGzip = errors.New("gzip-compressed data is not read: decompress it first, or pipe it in (gunzip -c FILE | exporter ... - --format csv)")
+
 // parseData reads data in format, drift's readers' errors (file, line and
 // column) passed through.
 func parseData(name, format string, data []byte, opts drift.ReadOptions) ([]drift.Column, error) {
+	if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
+		return nil, fmt.Errorf("%s: %w", name, errGzip)
+	}
 	switch format {
 	case FormatJSONL:
 		return drift.ReadJSONL(name, bytes.NewReader(data), opts)
