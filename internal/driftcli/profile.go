@@ -3,6 +3,8 @@ package driftcli
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/modelmon/modelmon/drift"
@@ -51,15 +53,56 @@ func (b BuildFlags) buildOptions() drift.BuildOptions {
 
 // build reads the data file path and builds its profile.
 func (b BuildFlags) build(env Env, path, format string) (name string, cols []drift.Column, p *drift.Profile, err error) {
-	name, cols, err = readData(env, path, format, b.readOptions())
+	opts := b.readOptions()
+	name, cols, err = readData(env, path, format, opts)
 	if err != nil {
 		return name, nil, nil, err
+	}
+	for _, c := range cols {
+		if c.Str != nil && !slices.Contains(opts.Categorical, c.Name) {
+			warnMostlyNumbers(env, name, c)
+		}
 	}
 	p, err = drift.BuildProfile(cols, b.buildOptions())
 	if err != nil {
 		return name, nil, nil, fmt.Errorf("%s: couldn't build the profile: %w", name, err)
 	}
 	return name, cols, p, nil
+}
+
+// warnMostlyNumbers warns of a categorical column of training data most of
+// whose values look like numbers: a few markers of missing values
+// the readers don't know ("None", "#N/A"), or numbers written with
+// thousands separators or decimal commas ("1,234.5", "1'234", "0,5"),
+// would otherwise turn a numeric feature into a categorical one without a
+// word.
+func warnMostlyNumbers(env Env, file string, c drift.Column) {
+	sep := strings.NewReplacer(",", "", "'", "", " ", "")
+	var values, numeric, others int
+	var example string
+	for _, s := range c.Str {
+		if s == "" {
+			continue
+		}
+		values++
+		s = strings.TrimSpace(s)
+		if _, err := strconv.ParseFloat(s, 64); err == nil {
+			numeric++
+			continue
+		}
+		if others == 0 {
+			example = s
+		}
+		others++
+		if _, err := strconv.ParseFloat(sep.Replace(s), 64); err == nil {
+			numeric++
+		}
+	}
+	if others > 0 && 2*numeric > values {
+		env.Logger.Warn("Column read as categorical, though most of its values look like numbers",
+			"file", file, "column", c.Name, "values", values, "not_numbers", others, "example", example,
+			"hint", "leave missing values empty and write numbers without thousands separators; --numeric names each value that is not a number, --categorical silences this")
+	}
 }
 
 // Run runs the command and returns the exit code: ExitOK, or ExitError after

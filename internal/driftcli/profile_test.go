@@ -1,8 +1,10 @@
 package driftcli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -142,4 +144,42 @@ func TestProfileErrors(t *testing.T) {
 			require.ErrorIs(t, err, os.ErrNotExist, "no output on error")
 		})
 	}
+}
+
+// A numeric column spoilt by markers of missing values the readers don't
+// know, or by thousands separators, is read as categorical, as README
+// says, and not silently: profile warns, naming the column and a value.
+func TestProfileMostlyNumbers(t *testing.T) {
+	dir := t.TempDir()
+	var none, thousands strings.Builder
+	none.WriteString("age,city\n")
+	thousands.WriteString("income,city\n")
+	for i := range 200 {
+		age := strconv.Itoa(20 + i%50)
+		if i%4 == 0 {
+			age = "None"
+		}
+		fmt.Fprintf(&none, "%s,c%d\n", age, i%3)
+		fmt.Fprintf(&thousands, "\"%d,%03d.50\",c%d\n", 1+i%9, i, i%3)
+	}
+	for _, tc := range []struct{ name, data, col, want string }{
+		{"none.csv", none.String(), "age", `values=200 not_numbers=50 example=None`},
+		{"thousands.csv", thousands.String(), "income", `values=200 not_numbers=200 example=1,000.50`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, tc.name)
+			require.NoError(t, os.WriteFile(file, []byte(tc.data), 0o644))
+			res := run(t, &ProfileCommand{Input: file, Output: filepath.Join(dir, "p.json")}, "")
+			require.Equal(t, ExitOK, res.code, res.stderr)
+			require.Contains(t, res.stderr, "2 features (0 numeric, 2 categorical)")
+			require.Contains(t, res.logs, `msg="Column read as categorical, though most of its values look like numbers" file=`+file+" column="+tc.col+" "+tc.want)
+
+			res = run(t, &ProfileCommand{Input: file, Output: filepath.Join(dir, "p.json"), Build: BuildFlags{Categorical: []string{tc.col}}}, "")
+			require.Equal(t, ExitOK, res.code, res.stderr)
+			require.Empty(t, res.logs, "--categorical silences it")
+		})
+	}
+	res := run(t, &ProfileCommand{Input: "testdata/reference.csv", Output: filepath.Join(dir, "p.json")}, "")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	require.Empty(t, res.logs)
 }
