@@ -70,6 +70,15 @@ func (e *lineError) Error() string { return e.err.Error() }
 
 // addJSONLine adds the values of one line, a JSON object.
 func (t *table) addJSONLine(line []byte) error {
+	// A JSON array of objects, or objects pretty-printed over several
+	// lines, are what people mistake for JSON Lines: say so rather than
+	// report the syntax error of their first line.
+	switch trimmed := bytes.TrimSpace(line); {
+	case trimmed[0] == '[':
+		return errors.New("a JSON array, not an object: JSON Lines has one object per line")
+	case string(trimmed) == "{":
+		return errors.New("an object split over several lines: JSON Lines has one object per line")
+	}
 	// Unmarshal checks the syntax first: its errors have the byte offset in the line.
 	if err := json.Unmarshal(line, new(json.RawMessage)); err != nil {
 		var se *json.SyntaxError

@@ -106,6 +106,8 @@ func TestProfileErrors(t *testing.T) {
 			`exporter profile: testdata/reference.csv.gz: gzip-compressed data is not read: decompress it first, or pipe it in (gunzip -c FILE | exporter ... - --format csv)`},
 		{"gzip content", ProfileCommand{Input: "testdata/gzipped.csv"},
 			`exporter profile: testdata/gzipped.csv: gzip-compressed data is not read: decompress it first, or pipe it in (gunzip -c FILE | exporter ... - --format csv)`},
+		{"json array", ProfileCommand{Input: "testdata/array.jsonl"},
+			`exporter profile: testdata/array.jsonl:1: a JSON array, not an object: JSON Lines has one object per line`},
 		{"bad jsonl", ProfileCommand{Input: "testdata/bad.jsonl"},
 			`exporter profile: testdata/bad.jsonl:2:21: invalid character 'o' looking for beginning of value`},
 		{"not a number", ProfileCommand{Input: "testdata/reference.csv", Build: BuildFlags{Numeric: []string{"city"}}},
