@@ -153,6 +153,10 @@ func newTable(header []string, opts ReadOptions, errf func(string, ...any) error
 	t := &table{byName: map[string]*colBuf{}, keep: opts.Columns, opts: opts}
 	seen := map[string]bool{}
 	for i, h := range header {
+		if h == "" && i == 0 && len(header) > 1 {
+			// pandas' to_csv writes its index so, unless told index=False.
+			return nil, errf("column 1: empty name (an index, as pandas' to_csv writes by default? write the file with index=False)")
+		}
 		if h == "" {
 			return nil, errf("column %d: empty name", i+1)
 		}

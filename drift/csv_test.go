@@ -59,6 +59,7 @@ func TestReadCSVErrors(t *testing.T) {
 		{"not a number", "a,age\nx,1\ny,2\nz,old\n", ReadOptions{Numeric: []string{"age"}}, `train.csv:4: column "age": "old" is not a number`},
 		{"quoted multi-line record", "a,age\n\"x\ny\",old\n", ReadOptions{Numeric: []string{"age"}}, `train.csv:3: column "age": "old" is not a number`},
 		{"empty name", "a,,c\n1,2,3\n", ReadOptions{}, "train.csv:1: column 2: empty name"},
+		{"pandas index", ",a,b\n0,1,2\n", ReadOptions{}, "train.csv:1: column 1: empty name (an index, as pandas' to_csv writes by default? write the file with index=False)"},
 		{"invalid name", "a,\xff\n1,2\n", ReadOptions{}, `train.csv:1: column 2: name "\xff" is not valid UTF-8`},
 		{"duplicate name", "a,b,a\n1,2,3\n", ReadOptions{}, `train.csv:1: column "a": duplicate name`},
 		{"semicolons", "a;b\n1,5;2\n", ReadOptions{}, `train.csv:1: one column named "a;b": fields must be separated by commas, not ";"`},

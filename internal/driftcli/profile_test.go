@@ -106,6 +106,8 @@ func TestProfileErrors(t *testing.T) {
 			`exporter profile: testdata/reference.csv.gz: gzip-compressed data is not read: decompress it first, or pipe it in (gunzip -c FILE | exporter ... - --format csv)`},
 		{"gzip content", ProfileCommand{Input: "testdata/gzipped.csv"},
 			`exporter profile: testdata/gzipped.csv: gzip-compressed data is not read: decompress it first, or pipe it in (gunzip -c FILE | exporter ... - --format csv)`},
+		{"pandas index", ProfileCommand{Input: "testdata/pandas-index.csv"},
+			`exporter profile: testdata/pandas-index.csv:1: column 1: empty name (an index, as pandas' to_csv writes by default? write the file with index=False)`},
 		{"json array", ProfileCommand{Input: "testdata/array.jsonl"},
 			`exporter profile: testdata/array.jsonl:1: a JSON array, not an object: JSON Lines has one object per line`},
 		{"bad jsonl", ProfileCommand{Input: "testdata/bad.jsonl"},
