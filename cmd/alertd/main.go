@@ -25,6 +25,7 @@ import (
 	"github.com/modelmon/modelmon/anomaly"
 	"github.com/modelmon/modelmon/internal/alertd"
 	"github.com/modelmon/modelmon/internal/anomalycli"
+	"github.com/modelmon/modelmon/internal/cliargs"
 	"github.com/modelmon/modelmon/internal/gomemlimit"
 	"github.com/modelmon/modelmon/internal/outbox"
 	"github.com/modelmon/modelmon/rules"
@@ -100,7 +101,7 @@ func run() int {
 	flag.AddFlags(app, promslogConfig)
 	app.Version(version.Print("alertd"))
 	app.HelpFlag.Short('h')
-	cmd, err := app.Parse(os.Args[1:])
+	cmd, err := app.Parse(cliargs.JoinDashValues(os.Args[1:]))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "alertd: error: %s, try --help\n", err)
 		return 2

@@ -104,6 +104,13 @@ func TestCommands(t *testing.T) {
 	require.Equal(t, "timestamp,value,anomaly_score", lines[0])
 	require.True(t, strings.HasPrefix(lines[251], "2015-07-10 04:10:00,100,"), lines[251])
 
+	// "-" as a word of its own reads stdin and writes stdout.
+	cmd := exec.Command(bin, "anomaly", "score", "--input", "-", "--output", "-")
+	cmd.Stdin = strings.NewReader(csv.String())
+	piped, err := cmd.Output()
+	require.NoError(t, err)
+	require.Equal(t, string(b), string(piped))
+
 	code, out = exitCode(t, bin, "anomaly", "score", "--input", in, "--output", scored, "--algorithm", "nope")
 	require.Equal(t, 2, code, out)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/cliargs"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/driftcli"
 	"github.com/modelmon/modelmon/internal/exporter"
@@ -114,7 +115,7 @@ func run() int {
 	flag.AddFlags(app, promslogConfig)
 	app.Version(version.Print("modelmon_exporter"))
 	app.HelpFlag.Short('h')
-	cmd, err := app.Parse(joinDashValues(os.Args[1:]))
+	cmd, err := app.Parse(cliargs.JoinDashValues(os.Args[1:]))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "exporter: error: %s, try --help\n", err)
 		return 2
@@ -304,29 +305,6 @@ func tlsFlags(cmd *kingpin.CmdClause, prefix, what, url string) *promconfig.TLSC
 	cmd.Flag(prefix+"server-name", "Name the certificate of "+what+" is verified against, and sent as SNI. Default: the host of --"+url+", the endpoint's URL.").StringVar(&c.ServerName)
 	cmd.Flag(prefix+"insecure-skip-verify", "Do not verify the certificate "+what+" presents.").BoolVar(&c.InsecureSkipVerify)
 	return c
-}
-
-// joinDashValues joins each lone "-" to the long flag before it, so that
-// `--input -` reads as `--input=-`, stdin. kingpin's lexer turns a lone "-"
-// into an argument without its text: `--input - --output p.json` left
-// --input empty, and the command failed with "--input and --output are
-// required" however the README writes it. Arguments after "--" are left
-// alone.
-func joinDashValues(args []string) []string {
-	out := make([]string, 0, len(args))
-	for i, a := range args {
-		if a == "--" {
-			return append(out, args[i:]...)
-		}
-		if a == "-" && len(out) > 0 {
-			if prev := out[len(out)-1]; strings.HasPrefix(prev, "--") && !strings.Contains(prev, "=") {
-				out[len(out)-1] = prev + "=-"
-				continue
-			}
-		}
-		out = append(out, a)
-	}
-	return out
 }
 
 // size formats a byte count as a kingpin Bytes default ("64MiB").
