@@ -196,7 +196,10 @@ func buildMultivariate(cols []Column, prediction string, variance float64) (*Mul
 // ErrorColumn returns the ReconstructionError column of data given as
 // columns: each row's Error, with the values of m's features that a row
 // lacks (no such column, a missing or non-numeric value) counted as the
-// reference's mean. ok is false when data has none of m's features.
+// reference's mean. A row without a finite value of any of m's features has
+// no error, as the sidecar computes none for a record without one: it is
+// left out, so the column may be shorter than data. ok is false when data
+// has none of m's features.
 func (m *Multivariate) ErrorColumn(cols []Column) (col Column, ok bool) {
 	idx := make([][]float64, len(m.Features))
 	rows := 0
@@ -211,16 +214,20 @@ func (m *Multivariate) ErrorColumn(cols []Column) (col Column, ok bool) {
 	if !ok {
 		return Column{}, false
 	}
-	col = Column{Name: ReconstructionError, Num: make([]float64, rows)}
+	col = Column{Name: ReconstructionError, Num: make([]float64, 0, rows)}
 	x := make([]float64, len(m.Features))
-	for i := range col.Num {
+	for i := range rows {
+		given := false
 		for j, v := range idx {
 			x[j] = math.NaN()
 			if i < len(v) {
 				x[j] = v[i]
+				given = given || v[i]-v[i] == 0
 			}
 		}
-		col.Num[i] = m.Error(x)
+		if given {
+			col.Num = append(col.Num, m.Error(x))
+		}
 	}
 	return col, true
 }

@@ -62,6 +62,16 @@ func TestMultivariateNumpy(t *testing.T) {
 	require.False(t, ok)
 	// A missing value counts as the mean: a row of means has no error.
 	require.Zero(t, mv.Error([]float64{math.NaN(), math.NaN(), math.NaN(), math.NaN()}))
+	// A row without any value has no error at all, as in the sidecar: it is
+	// left out, not an error of 0 nor a missing value.
+	cols := mvColumns(mvData[:3])
+	for j := range cols {
+		cols[j].Num[1] = math.NaN()
+	}
+	cols[2].Num[2] = math.Inf(1)
+	col, ok = mv.ErrorColumn(cols)
+	require.True(t, ok)
+	require.InDeltaSlice(t, []float64{want[0], mv.Error([]float64{cols[0].Num[2], cols[1].Num[2], math.NaN(), cols[3].Num[2]})}, col.Num, 1e-12)
 }
 
 // No multivariate reference where it can't tell anything: one numeric

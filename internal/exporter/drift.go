@@ -106,12 +106,27 @@ func newDriftState(ref *reference, source string, windows []time.Duration) (*dri
 }
 
 // multivariate keeps the value of profile feature k for the record's
-// reconstruction error.
+// reconstruction error. Only a finite number counts as given, a number in a
+// string included, as the feature's window and `exporter drift` read it.
 func (ds *driftState) multivariate(k int, v payload.Value) {
-	if ds.mv == nil || ds.mvPos[k] < 0 || (v.Kind != payload.KindNumber && v.Kind != payload.KindBool) {
+	if ds.mv == nil || ds.mvPos[k] < 0 {
 		return
 	}
-	ds.mvX[ds.mvPos[k]] = v.Num
+	x := v.Num
+	switch v.Kind {
+	case payload.KindNumber, payload.KindBool:
+	case payload.KindString:
+		var err error
+		if x, err = strconv.ParseFloat(strings.TrimSpace(string(v.Str)), 64); err != nil {
+			return
+		}
+	default:
+		return
+	}
+	if x-x != 0 { // NaN, ±Inf: missing, as in the window
+		return
+	}
+	ds.mvX[ds.mvPos[k]] = x
 	ds.mvN++
 }
 

@@ -1,0 +1,178 @@
+package exporter
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/driftcli"
+)
+
+// agreeReference writes n rows of training data: a and b that go together
+// (so the profile has a multivariate drift feature), a city among 25 of
+// skewed frequency (the 5 rarest share __other__), a binary plan and the
+// model's score.
+func agreeReference(t *testing.T, n int) string {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(21, 22))
+	var b strings.Builder
+	b.WriteString("a,b,city,plan,score\n")
+	for range n {
+		a := rng.NormFloat64()
+		fmt.Fprintf(&b, "%.4f,%.4f,%s,%s,%.3f\n", a, 2*a+0.5*rng.NormFloat64(), agreeCity(rng), []string{"basic", "pro", "pro"}[rng.IntN(3)], rng.Float64())
+	}
+	path := filepath.Join(t.TempDir(), "train.csv")
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	return path
+}
+
+// agreeCity draws one of C00…C24, C00 the most frequent.
+func agreeCity(rng *rand.Rand) string {
+	return fmt.Sprintf("C%02d", int(25*math.Pow(rng.Float64(), 2)))
+}
+
+// agreeBatch returns n records as the sidecar's observations and the same
+// data as JSON Lines for `exporter drift`. They are shifted a little and
+// carry what may be counted differently: missing and absent values, NaN as
+// text, numbers as text, values out of the reference's range, unseen, rare,
+// differently cased or padded categories, and categories given as numbers.
+func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (push, jsonl string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 23))
+	var p, j strings.Builder
+	for i := range n {
+		a := rng.NormFloat64() + shift
+		feats := map[string]any{
+			"a":    a,
+			"b":    2*a + 0.5*rng.NormFloat64(),
+			"city": agreeCity(rng),
+			"plan": []string{"basic", "pro", "pro"}[rng.IntN(3)],
+		}
+		switch i % 23 {
+		case 0:
+			feats["a"] = nil
+		case 1:
+			delete(feats, "a")
+		case 2:
+			feats["a"] = "NaN"
+		case 3:
+			feats["a"] = fmt.Sprint(a) // a number as text
+		case 4:
+			feats["a"] = 1e6 // out of range
+		case 5:
+			feats["city"] = "ZZ" // unseen
+		case 6:
+			feats["city"] = " C01" // padded
+		case 7:
+			feats["city"] = "c01" // lower case
+		case 8:
+			feats["city"] = 7 // a number
+		case 9:
+			feats["city"] = nil
+		case 10:
+			delete(feats, "city")
+		case 11:
+			delete(feats, "a")
+			delete(feats, "b")
+		case 12:
+			feats["plan"] = true
+		}
+		score := rng.Float64()
+		line, err := json.Marshal(map[string]any{"model": model, "features": feats, "prediction": score})
+		require.NoError(t, err)
+		p.Write(line)
+		p.WriteByte('\n')
+		feats["score"] = score
+		line, err = json.Marshal(feats)
+		require.NoError(t, err)
+		j.Write(line)
+		j.WriteByte('\n')
+	}
+	return p.String(), j.String()
+}
+
+// The same batch sent through the sidecar (one window) and given to
+// `exporter drift` against the same reference gets the same scores,
+// p-values, thresholds and decisions per feature, and the same dataset
+// verdict: the README says both count into the profile's bins alike and
+// score with the same detector.
+func TestDriftLiveAgreesWithOffline(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rows  int // reference rows: ≤ 1000 decide by tests, more by distances
+		shift float64
+	}{
+		{"distances, clean", 3000, 0},
+		{"distances, shifted", 3000, 0.3},
+		{"tests, shifted", 800, 0.3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := agreeReference(t, tc.rows)
+			e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = driftOptions(ref) })
+			push, jsonl := agreeBatch(t, "m", 600, tc.shift, uint64(tc.rows))
+			pushRecordsRaw(t, e, strings.Split(strings.TrimSpace(push), "\n")...)
+			cur := filepath.Join(t.TempDir(), "batch.jsonl")
+			require.NoError(t, os.WriteFile(cur, []byte(jsonl), 0o644))
+
+			c := driftcli.DriftCommand{Reference: ref, Current: cur, MinSamples: 50, Build: driftcli.BuildFlags{Prediction: "score"}}
+			r, err := c.Report(driftcli.Env{})
+			require.NoError(t, err)
+			live := func(name string, labels map[string]string) float64 {
+				l := map[string]string{"model": "m", "window": "1h"}
+				for k, v := range labels {
+					l[k] = v
+				}
+				return metricValue(t, e, name, l)
+			}
+			gauges := map[string]string{
+				"psi": collector.FeatureDriftPSI, "jensenshannon": collector.FeatureDriftJS, "hellinger": collector.FeatureDriftHellinger,
+				"ks": collector.FeatureDriftKS, "wasserstein": collector.FeatureDriftWasserstein, "missing": collector.FeatureDriftMissingDelta,
+			}
+			names := map[string]bool{}
+			for _, f := range r.Features {
+				name := f.Name
+				names[f.Name] = true
+				fl := map[string]string{"feature": name}
+				require.True(t, f.Ready, "%s: %s", f.Name, f.Reason)
+				require.Equal(t, float64(f.N), live(collector.FeatureDriftWindowValues, fl), "%s: values", f.Name)
+				for method, want := range f.Scores {
+					g, ok := gauges[method]
+					if !ok {
+						continue
+					}
+					require.InDelta(t, want, live(g, fl), 1e-9*math.Max(1, math.Abs(want)), "%s: %s", f.Name, method)
+				}
+				ml := map[string]string{"feature": name, "method": string(f.Method)}
+				require.Equal(t, boolValue(f.Drifted), live(collector.FeatureDrifted, ml), "%s: drifted by %s (%s)", f.Name, f.Method, f.Reason)
+				if f.PValue != nil {
+					pv := map[drift.Method]string{drift.MethodKS: collector.FeatureDriftKSPValue, drift.MethodChiSquare: collector.FeatureDriftChiSqPValue,
+						drift.MethodZ: collector.FeatureDriftZPValue, drift.MethodMissing: collector.FeatureDriftMissingP}[f.Method]
+					require.InDelta(t, *f.PValue, live(pv, fl), 1e-12, "%s: p-value of %s", f.Name, f.Method)
+				}
+				if f.DetectablePSI != nil {
+					require.InDelta(t, *f.DetectablePSI, live(collector.FeatureDriftDetectable, fl), 1e-9, "%s: detectable PSI", f.Name)
+				}
+				require.InDelta(t, *f.Threshold, live(collector.FeatureDriftThreshold, ml), 1e-9, "%s: threshold of %s", f.Name, f.Method)
+			}
+			require.True(t, names[drift.ReconstructionError], "the reference has a multivariate drift feature")
+			require.Equal(t, r.DriftShare, live(collector.DatasetDriftShare, nil))
+			require.Equal(t, boolValue(r.DatasetDrifted), live(collector.DatasetDrifted, nil))
+		})
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
