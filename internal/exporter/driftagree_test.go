@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/driftcli"
+	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
 // agreeReference writes n rows of training data: a and b that go together
@@ -175,4 +177,90 @@ func boolValue(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// The recording rules of `exporter rules` compute, from the bin counters and
+// reference shares, the PSI the sidecar exposes for the same values, and
+// sum two replicas exactly: one sidecar fed the whole batch and two fed a
+// half each give, under a real Prometheus, the sidecar's own PSI and
+// `exporter drift`'s, feature by feature, with missing values, unseen,
+// rare and odd categories and out-of-range values among them.
+func TestDriftRulesAgreeWithSidecar(t *testing.T) {
+	prometheustest.Binary(t)
+	ref := agreeReference(t, 3000)
+	profile, err := LoadReference(ref, "score")
+	require.NoError(t, err)
+	up := modelServer(t)
+	start := func() *Exporter { return startExporter(t, up.URL, func(o *Options) { o.Drift = driftOptions(ref) }) }
+	whole, a, b := start(), start(), start()
+	push, jsonl := agreeBatch(t, "whole", 800, 0.3, 31)
+	lines := strings.Split(strings.TrimSpace(push), "\n")
+	pushRecordsRaw(t, whole, lines...)
+	var halves [2][]string
+	for i, l := range lines {
+		halves[i%2] = append(halves[i%2], strings.Replace(l, `"model":"whole"`, `"model":"fleet"`, 1))
+	}
+	pushRecordsRaw(t, a, halves[0]...)
+	pushRecordsRaw(t, b, halves[1]...)
+
+	cur := filepath.Join(t.TempDir(), "batch.jsonl")
+	require.NoError(t, os.WriteFile(cur, []byte(jsonl), 0o644))
+	c := driftcli.DriftCommand{Reference: ref, Current: cur, MinSamples: 50, Build: driftcli.BuildFlags{Prediction: "score"}}
+	r, err := c.Report(driftcli.Env{})
+	require.NoError(t, err)
+
+	rules, err := driftcli.Rules(profile, driftcli.RulesOptions{Windows: []time.Duration{time.Hour}})
+	require.NoError(t, err)
+	rulesFile := filepath.Join(t.TempDir(), "drift.rules.yml")
+	require.NoError(t, os.WriteFile(rulesFile, rules, 0o644))
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{whole.WebAddr(), a.WebAddr(), b.WebAddr()}, RuleFiles: []string{rulesFile}})
+
+	for _, f := range r.Features {
+		want := f.Scores["psi"]
+		live := metricValue(t, whole, collector.FeatureDriftPSI, map[string]string{"model": "whole", "feature": f.Name, "window": "1h"})
+		require.InDelta(t, want, live, 1e-9*math.Max(1, want), "%s: sidecar", f.Name)
+		for _, m := range []string{"whole", "fleet"} {
+			expr := fmt.Sprintf(`modelmon:feature_drift_psi:total{model=%q,feature=%q}`, m, f.Name)
+			var got float64
+			require.Eventually(t, func() bool {
+				got, err = prom.QueryScalar(expr)
+				return err == nil && math.Abs(got-want) <= 1e-9*math.Max(1, want)
+			}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v (err %v)", expr, want, got, err)
+		}
+	}
+}
+
+// limits.max_features caps the feature label values of traffic, not the
+// features of a model's reference: a record's features past the cap are
+// still counted into the drift windows of the reference's features (whose
+// metrics the profile bounds), as `exporter drift` counts every column,
+// whether or not the reference had missing values.
+func TestDriftFeaturesPastTheCap(t *testing.T) {
+	ref := agreeReference(t, 3000)
+	data, err := os.ReadFile(ref)
+	require.NoError(t, err)
+	// city may be missing in the reference: a missing city breaks no constraint.
+	rows := strings.Split(string(data), "\n")
+	fields := strings.Split(rows[5], ",")
+	fields[2] = ""
+	rows[5] = strings.Join(fields, ",")
+	require.NoError(t, os.WriteFile(ref, []byte(strings.Join(rows, "\n")), 0o644))
+	e := startWithConfig(t, modelServer(t).URL, "limits:\n  max_features: 3\n", func(o *Options) { o.Drift = driftOptions(ref) })
+	push, jsonl := agreeBatch(t, "m", 200, 0, 41)
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(push), "\n") {
+		// Features the reference lacks, first in the record, take the slots.
+		lines = append(lines, strings.Replace(l, `"features":{`, `"features":{"x1":1,"x2":2,"x3":3,`, 1))
+	}
+	pushRecordsRaw(t, e, lines...)
+	cur := filepath.Join(t.TempDir(), "batch.jsonl")
+	require.NoError(t, os.WriteFile(cur, []byte(jsonl), 0o644))
+	c := driftcli.DriftCommand{Reference: ref, Current: cur, MinSamples: 50, Build: driftcli.BuildFlags{Prediction: "score"}}
+	r, err := c.Report(driftcli.Env{})
+	require.NoError(t, err)
+	for _, f := range r.Features {
+		l := map[string]string{"model": "m", "feature": f.Name, "window": "1h"}
+		require.Equal(t, float64(f.N), metricValue(t, e, collector.FeatureDriftWindowValues, l), f.Name)
+		require.InDelta(t, f.Scores["missing"], metricValue(t, e, collector.FeatureDriftMissingDelta, l), 1e-12, f.Name)
+	}
 }

@@ -307,10 +307,18 @@ func labelValue(b []byte) string {
 }
 
 // feature returns the named feature, or the overflow feature once the model
-// has max features. The caller holds m.mu.
+// has max features, unless its drift reference has a feature of that name.
+// The caller holds m.mu.
 func (m *model) featureLocked(name []byte, max int) *feature {
 	if f, ok := m.features[string(name)]; ok {
 		return f
+	}
+	if m.drift != nil {
+		if _, ok := m.drift.index[string(name)]; ok {
+			// A feature of the reference is counted into its drift window
+			// whatever the cap: the profile bounds these names.
+			return m.featureNamedLocked(string(name))
+		}
 	}
 	n := labelValue(name)
 	if f, ok := m.features[n]; ok {
