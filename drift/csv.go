@@ -35,7 +35,8 @@ type ReadOptions struct {
 // is the file's name, for errors, which read like `train.csv:17: column "age":
 // ragged row (4 fields, want 5)`.
 //
-// A column is numeric if every non-missing value parses as a number
+// Booleans (true, True, TRUE, false, False, FALSE) are read as 1 and 0, as in
+// JSON Lines. A column is numeric if every non-missing value parses as a number
 // (strconv.ParseFloat: "1e3", "-0.5", "NaN", "Inf"), else categorical, unless
 // ReadOptions force it. Values in ReadOptions.Missing are missing; so are NaN and
 // ±Inf in numeric columns (BuildProfile leaves them out of the bins).
@@ -96,6 +97,9 @@ func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 			if slices.Contains(missing, v) {
 				v = ""
 			}
+			if b, ok := csvBools[v]; ok {
+				v = b
+			}
 			if err := c.add(v); err != nil {
 				l, _ := cr.FieldPos(i)
 				return nil, fmt.Errorf("%s:%d: column %q: %w", name, l, c.name, err)
@@ -120,6 +124,12 @@ func skipBOM(r io.Reader) *bufio.Reader {
 	}
 	return br
 }
+
+// csvBools are the booleans of CSV, as pandas (True, False) and others write
+// them, read as 1 and 0: as JSON Lines, Parquet and the sidecar read booleans,
+// so that a boolean column of training data in CSV is the same feature as the
+// booleans of a model's JSON traffic.
+var csvBools = map[string]string{"true": "1", "True": "1", "TRUE": "1", "false": "0", "False": "0", "FALSE": "0"}
 
 func csvError(name string, err error) error {
 	var pe *csv.ParseError

@@ -9,20 +9,21 @@ import (
 )
 
 func TestReadCSV(t *testing.T) {
-	in := "\ufeffage,city,zip,income,flag\n" +
-		"31,paris,02134,1e3,1\n" +
-		"NA,\"oslo, norway\",75001,,0\n" +
-		" 45 ,paris,10115,null,1\n" +
-		"52,,02134,NaN,true\n"
+	in := "\ufeffage,city,zip,income,flag,bool\n" +
+		"31,paris,02134,1e3,1,True\n" +
+		"NA,\"oslo, norway\",75001,,0,false\n" +
+		" 45 ,paris,10115,null,1,\n" +
+		"52,,02134,NaN,yes,TRUE\n"
 	cols, err := ReadCSV("train.csv", strings.NewReader(in), ReadOptions{Categorical: []string{"zip"}})
 	require.NoError(t, err)
-	require.Len(t, cols, 5)
+	require.Len(t, cols, 6)
 	require.Equal(t, "age", cols[0].Name, "byte order mark removed")
 	requireNums(t, []float64{31, math.NaN(), 45, 52}, cols[0].Num)
 	require.Equal(t, []string{"paris", "oslo, norway", "paris", ""}, cols[1].Str)
 	require.Equal(t, []string{"02134", "75001", "10115", "02134"}, cols[2].Str, "forced categorical keeps the text")
 	requireNums(t, []float64{1000, math.NaN(), math.NaN(), math.NaN()}, cols[3].Num)
-	require.Equal(t, []string{"1", "0", "1", "true"}, cols[4].Str, "one non-number makes a column categorical")
+	require.Equal(t, []string{"1", "0", "1", "yes"}, cols[4].Str, "one non-number makes a column categorical")
+	requireNums(t, []float64{1, 0, math.NaN(), 1}, cols[5].Num) // booleans are 1 and 0, as the sidecar reads JSON's
 
 	cols, err = ReadCSV("train.csv", strings.NewReader("a;b\n1;x\n"), ReadOptions{Comma: ';', Columns: []string{"b"}})
 	require.NoError(t, err)

@@ -264,3 +264,47 @@ func TestDriftFeaturesPastTheCap(t *testing.T) {
 		require.InDelta(t, f.Scores["missing"], metricValue(t, e, collector.FeatureDriftMissingDelta, l), 1e-12, f.Name)
 	}
 }
+
+// A boolean column of training data in CSV, as pandas writes it (True,
+// False), is the same feature as the booleans of the model's JSON traffic:
+// the sidecar, and `exporter drift` on the same batch as CSV or JSON Lines,
+// find no drift in it.
+func TestDriftBooleanColumnCSV(t *testing.T) {
+	rng := rand.New(rand.NewPCG(51, 52))
+	var ref, cur strings.Builder
+	ref.WriteString("amount,new_customer\n")
+	cur.WriteString("amount,new_customer\n")
+	var push, jsonl []string
+	for i := range 3000 {
+		amount, isNew := 100+20*rng.NormFloat64(), rng.IntN(3) == 0
+		fmt.Fprintf(&ref, "%.3f,%s\n", amount, map[bool]string{true: "True", false: "False"}[isNew])
+		if i < 500 {
+			fmt.Fprintf(&cur, "%.3f,%s\n", amount, map[bool]string{true: "True", false: "False"}[isNew])
+			push = append(push, fmt.Sprintf(`{"model":"m","features":{"amount":%.3f,"new_customer":%t}}`, amount, isNew))
+			jsonl = append(jsonl, fmt.Sprintf(`{"amount":%.3f,"new_customer":%t}`, amount, isNew))
+		}
+	}
+	dir := t.TempDir()
+	refPath, csvPath, jsonlPath := filepath.Join(dir, "train.csv"), filepath.Join(dir, "batch.csv"), filepath.Join(dir, "batch.jsonl")
+	require.NoError(t, os.WriteFile(refPath, []byte(ref.String()), 0o644))
+	require.NoError(t, os.WriteFile(csvPath, []byte(cur.String()), 0o644))
+	require.NoError(t, os.WriteFile(jsonlPath, []byte(strings.Join(jsonl, "\n")), 0o644))
+
+	opts := driftOptions(refPath)
+	opts.PredictionColumn = ""
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = opts })
+	pushRecordsRaw(t, e, push...)
+	l := map[string]string{"model": "m", "feature": "new_customer", "window": "1h"}
+	require.Equal(t, 500.0, metricValue(t, e, collector.FeatureDriftWindowValues, l))
+	require.Zero(t, metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": "new_customer", "reason": "unseen_category"}))
+	require.Less(t, metricValue(t, e, collector.FeatureDriftPSI, l), 0.01)
+	for _, path := range []string{csvPath, jsonlPath} {
+		c := driftcli.DriftCommand{Reference: refPath, Current: path, MinSamples: 50}
+		r, err := c.Report(driftcli.Env{})
+		require.NoError(t, err)
+		for _, f := range r.Features {
+			require.False(t, f.Drifted, "%s: %s: %s", path, f.Name, f.Reason)
+			require.InDelta(t, f.Scores["psi"], metricValue(t, e, collector.FeatureDriftPSI, map[string]string{"model": "m", "feature": f.Name, "window": "1h"}), 1e-9, "%s: %s", path, f.Name)
+		}
+	}
+}
