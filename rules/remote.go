@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -84,9 +85,31 @@ func unavailable(ctx context.Context, err error) bool {
 		case v1.ErrCanceled:
 			return ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled)
 		}
-		return true // ErrServer, ErrClient (no answer), unavailable
+		return true // ErrServer, ErrClient (no answer), internal, unavailable
 	}
 	return !errors.Is(err, context.Canceled)
+}
+
+// apiError returns the error an answer's JSON body states. client_golang
+// reads the body of 400 and 422 answers only, so the errors Prometheus sends
+// with other codes (a query timeout is a 503, a cancelled query a 499, an
+// internal error a 500, all with errorType and error in the body) come as a
+// bare "server error: 503"; without this a query timeout would mark the data
+// source down, and the message would not say why.
+func apiError(err error) error {
+	var ae *v1.Error
+	if !errors.As(err, &ae) || (ae.Type != v1.ErrServer && ae.Type != v1.ErrClient) || ae.Detail == "" {
+		return err
+	}
+	var body struct {
+		Status    string       `json:"status"`
+		ErrorType v1.ErrorType `json:"errorType"`
+		Error     string       `json:"error"`
+	}
+	if json.Unmarshal([]byte(ae.Detail), &body) != nil || body.Status != "error" || body.ErrorType == "" {
+		return err
+	}
+	return &v1.Error{Type: body.ErrorType, Msg: fmt.Sprintf("%s (%s)", body.Error, ae.Msg)}
 }
 
 // Status says whether the data source answered its last request, since when
@@ -126,6 +149,7 @@ func (r *Remote) QueryRange(ctx context.Context, q string, start, end time.Time,
 		defer cancel()
 	}
 	val, _, _, err := r.api.QueryRange(ctx, q, v1.Range{Start: start, End: end, Step: step}, v1.WithTimeout(r.timeout))
+	err = apiError(err)
 	r.observe(ctx, err, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("remote range query: %w", err)
@@ -204,6 +228,7 @@ func (r *Remote) query(ctx context.Context, q string, t time.Time) (model.Value,
 		defer cancel()
 	}
 	val, _, _, err := r.api.Query(ctx, q, t, v1.WithTimeout(r.timeout))
+	err = apiError(err)
 	r.observe(ctx, err, time.Now())
 	return val, err
 }
