@@ -145,7 +145,7 @@ func toVector(val model.Value, t time.Time) (promql.Vector, error) {
 func (r *Remote) QueryRange(ctx context.Context, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
 	if r.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		ctx, cancel = context.WithTimeout(ctx, r.wait())
 		defer cancel()
 	}
 	val, _, _, err := r.api.QueryRange(ctx, q, v1.Range{Start: start, End: end, Step: step}, v1.WithTimeout(r.timeout))
@@ -220,11 +220,20 @@ func (r *Remote) Samples(ctx context.Context, selector string, start, end time.T
 	return out, nil
 }
 
+// wait is how long a request may take: the timeout the API is given, plus
+// time for its answer to arrive. An API that is slow with one query answers
+// "timeout" (the rule's error) within it; one that does not answer at all is
+// down. Were both the same, the client would give up first, and every slow
+// query would look like an outage.
+func (r *Remote) wait() time.Duration {
+	return r.timeout + max(time.Second, r.timeout/10)
+}
+
 // query runs one instant query within the timeout.
 func (r *Remote) query(ctx context.Context, q string, t time.Time) (model.Value, error) {
 	if r.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		ctx, cancel = context.WithTimeout(ctx, r.wait())
 		defer cancel()
 	}
 	val, _, _, err := r.api.Query(ctx, q, t, v1.WithTimeout(r.timeout))

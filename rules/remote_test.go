@@ -99,3 +99,48 @@ func TestRemoteAnswers(t *testing.T) {
 	}
 }
 
+// A query slower than datasource.timeout: Prometheus gets the timeout as
+// the query's `timeout` parameter and answers 503 errorType timeout when it
+// is over, which fails that rule only. alertd waits for that answer a little
+// longer than the timeout; only a server that does not answer at all then
+// marks the data source down.
+func TestRemoteSlowQuery(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, r.ParseForm())
+		d, err := time.ParseDuration(r.Form.Get("timeout"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		// As Prometheus: the engine's deadline starts when the query does.
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+		answer(http.StatusServiceUnavailable, promError("timeout", "query timed out in expression evaluation"))(w, r)
+	}))
+	defer slow.Close()
+	hung := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		// The request's context ends with the connection once the body is read.
+		_ = r.ParseForm()
+		<-r.Context().Done()
+	}))
+	defer hung.Close()
+
+	r, err := NewRemote(slow.URL, slow.Client(), timeout)
+	require.NoError(t, err)
+	_, err = r.Query(context.Background(), "up", time.Now())
+	require.ErrorContains(t, err, "query timed out")
+	up, _, _, _ := r.Status()
+	require.True(t, up, "a query timeout is the rule's error")
+
+	r, err = NewRemote(hung.URL, hung.Client(), timeout)
+	require.NoError(t, err)
+	_, err = r.Query(context.Background(), "up", time.Now())
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	up, _, _, _ = r.Status()
+	require.False(t, up, "a server that does not answer is down")
+}

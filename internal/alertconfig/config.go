@@ -100,7 +100,8 @@ type Config struct {
 type Datasource struct {
 	// URL is the API's base URL, e.g. http://prometheus:9090.
 	URL string `yaml:"url"`
-	// Timeout bounds each query. Default 30s.
+	// Timeout bounds each query: the API gets it as the query's timeout
+	// parameter, and alertd waits a tenth longer for the answer. Default 30s.
 	Timeout model.Duration `yaml:"timeout"`
 	// HTTPClientConfig holds basic_auth, authorization (bearer), oauth2,
 	// tls_config and proxy settings, as in a Prometheus scrape config.
