@@ -75,17 +75,20 @@ func (r *Remote) observe(ctx context.Context, err error, now time.Time) {
 }
 
 // unavailable tells a data source that did not answer from one that answered
-// with an error about the query.
+// with an error about the query. What answered in a way alertd cannot read
+// (an auth proxy's login page with 200, a web UI at a wrong path) is not the
+// API: it is down too, and alerts are held rather than resolved by rules
+// that cannot evaluate.
 func unavailable(ctx context.Context, err error) bool {
 	var ae *v1.Error
 	if errors.As(err, &ae) {
 		switch ae.Type {
-		case v1.ErrBadData, v1.ErrExec, v1.ErrTimeout, v1.ErrBadResponse:
+		case v1.ErrBadData, v1.ErrExec, v1.ErrTimeout:
 			return false
 		case v1.ErrCanceled:
 			return ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled)
 		}
-		return true // ErrServer, ErrClient (no answer), internal, unavailable
+		return true // ErrServer, ErrClient, ErrBadResponse, internal, unavailable
 	}
 	return !errors.Is(err, context.Canceled)
 }

@@ -66,6 +66,8 @@ func TestRemoteAnswers(t *testing.T) {
 		{"status error in a 200", answer(200, promError("execution", "many-to-many matching not allowed")), nil, "many-to-many", false},
 		{"proxy's HTML 502", answer(502, proxy502), nil, "502", true},
 		{"load balancer's HTML 503", answer(503, "<html><body>503 Service Temporarily Unavailable</body></html>"), nil, "503", true},
+		{"login page with 200", answer(200, "<!DOCTYPE html><html><body>Sign in</body></html>"), nil, "invalid character", true},
+		{"string", answer(200, `{"status":"success","data":{"resultType":"string","result":[1700000000,"x"]}}`), nil, "unexpected value type", true},
 		{"429 with Retry-After", answer(429, "too many requests", "Retry-After", "30"), nil, "429", true},
 		{"401", answer(401, "unauthorized"), nil, "401", true},
 	} {
