@@ -26,7 +26,7 @@ func (a *Alertd) checkDatasource(now time.Time) {
 		model.AlertNameLabel: datasourceDownAlert,
 		"severity":           "critical",
 		"category":           "availability",
-		"datasource":         model.LabelValue(a.datasourceURL(a.cfg.Load())),
+		"datasource":         model.LabelValue(redactURL(a.datasourceURL(a.cfg.Load()))),
 	}
 	own.StartsAt = since
 	own.GeneratorURL = a.opts.ExternalURL.String() + "/api/v1/rules"
@@ -45,7 +45,7 @@ func (a *Alertd) checkDatasource(now time.Time) {
 	hold := 4 * max(a.opts.ResendDelay, time.Duration(a.cfg.Load().Global.EvaluationInterval))
 	own.Annotations = model.LabelSet{
 		"summary":     "alertd cannot query its data source",
-		"description": model.LabelValue(fmt.Sprintf("Queries to %s fail since %s: %v. Rule alerts are held in their last state until it answers.", a.datasourceURL(a.cfg.Load()), since.UTC().Format(time.RFC3339), err)),
+		"description": model.LabelValue(fmt.Sprintf("Queries to %s fail since %s: %v. Rule alerts are held in their last state until it answers.", redactURL(a.datasourceURL(a.cfg.Load())), since.UTC().Format(time.RFC3339), err)),
 	}
 	own.EndsAt = now.Add(hold)
 	if err := a.store.receive(ctx, now, SourceAlertd, []*Alert{own}, "the data source does not answer"); err != nil {

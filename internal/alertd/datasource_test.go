@@ -1,11 +1,17 @@
 package alertd
 
 import (
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,4 +75,75 @@ groups:
 	require.Equal(t, "firing", al.State, "the rule's alert never resolved")
 	require.Empty(t, h.matching("AlwaysFiring", "resolved"))
 	require.Equal(t, "ok", findRule(t, a.rules(t), "AlwaysFiring").Health)
+}
+
+// A Mimir-like frontend: TLS with a private CA, the query API under
+// /prometheus, a bearer token read from a file and the tenant in
+// X-Scope-OrgID (http_headers), all from the datasource section as README
+// says (Prometheus's http_config keys). The frontend forwards to a real
+// Prometheus only what carries them.
+func TestDatasourceTenantBehindPathPrefix(t *testing.T) {
+	t.Parallel()
+	prom := prometheustest.Start(t, prometheustest.Options{})
+	target, err := url.Parse(prom.URL)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var refused atomic.Int64
+	frontend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" || r.Header.Get("X-Scope-OrgID") != "tenant-1" || !strings.HasPrefix(r.URL.Path, "/prometheus/api/v1/") {
+			refused.Add(1)
+			http.Error(w, "no org id", http.StatusUnauthorized)
+			return
+		}
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/prometheus")
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(frontend.Close)
+	dir := t.TempDir()
+	writeFile(t, dir, "token", "s3cret\n")
+	writeFile(t, dir, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: frontend.Certificate().Raw})))
+
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, fmt.Sprintf(`
+datasource:
+  url: %s/prometheus
+  authorization: {credentials_file: %s}
+  http_headers: {X-Scope-OrgID: {values: [tenant-1]}}
+  tls_config: {ca_file: %s}
+`, frontend.URL, filepath.Join(dir, "token"), filepath.Join(dir, "ca.pem"))), map[string]string{"rules.yml": `
+groups:
+  - name: always
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+`}, nil)
+	h.wait(t, "AlwaysFiring", "firing", 60*time.Second)
+	require.Zero(t, refused.Load())
+	v, _ := metric(t, a.Registry(), "alertd_datasource_up")
+	require.Equal(t, 1.0, v)
+}
+
+// The data source URL is a label and an annotation of AlertdDatasourceDown,
+// which go to every receiver: a password in it (basic auth in the URL, as
+// Prometheus's remote_write url allows) must not.
+func TestDatasourceDownHidesPassword(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // connection refused from now on
+
+	h := newHook(t)
+	startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
+groups:
+  - name: always
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+`}, func(o *Options) { o.DatasourceURL = "http://alertd:hunter2@" + addr + "/select/0/prometheus" })
+	p := h.wait(t, datasourceDownAlert, "firing", 60*time.Second)
+	b, err := json.Marshal(p)
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "hunter2")
+	require.Contains(t, string(b), `"datasource":"http://`+addr+`/select/0/prometheus"`)
 }
