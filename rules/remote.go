@@ -25,10 +25,9 @@ import (
 // connection refused, the server down or failing with 5xx) marks the data
 // source down, so callers can hold alerts instead of resolving them.
 type Remote struct {
-	api     v1.API
-	timeout time.Duration
-
 	mu          sync.Mutex
+	api         v1.API
+	timeout     time.Duration
 	up          bool
 	lastErr     error
 	lastSuccess time.Time
@@ -43,6 +42,26 @@ func NewRemote(address string, client *http.Client, timeout time.Duration) (*Rem
 		return nil, fmt.Errorf("couldn't create data source client: %w", err)
 	}
 	return &Remote{api: v1.NewAPI(c), timeout: timeout, up: true}, nil
+}
+
+// Update makes later queries go to the API at address, with client and
+// timeout, as NewRemote's. Queries under way finish on the previous API.
+func (r *Remote) Update(address string, client *http.Client, timeout time.Duration) error {
+	c, err := api.NewClient(api.Config{Address: address, Client: client})
+	if err != nil {
+		return fmt.Errorf("couldn't create data source client: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.api, r.timeout = v1.NewAPI(c), timeout
+	return nil
+}
+
+// client returns the API and timeout queries use now.
+func (r *Remote) client() (v1.API, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.api, r.timeout
 }
 
 // Query implements promrules.QueryFunc: an instant query at t. Scalars become
@@ -146,12 +165,13 @@ func toVector(val model.Value, t time.Time) (promql.Vector, error) {
 
 // QueryRange runs a range query, for replaying history into detectors.
 func (r *Remote) QueryRange(ctx context.Context, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
-	if r.timeout > 0 {
+	api, timeout := r.client()
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.wait())
+		ctx, cancel = context.WithTimeout(ctx, wait(timeout))
 		defer cancel()
 	}
-	val, _, _, err := r.api.QueryRange(ctx, q, v1.Range{Start: start, End: end, Step: step}, v1.WithTimeout(r.timeout))
+	val, _, _, err := api.QueryRange(ctx, q, v1.Range{Start: start, End: end, Step: step}, v1.WithTimeout(timeout))
 	err = apiError(err)
 	r.observe(ctx, err, time.Now())
 	if err != nil {
@@ -228,18 +248,19 @@ func (r *Remote) Samples(ctx context.Context, selector string, start, end time.T
 // "timeout" (the rule's error) within it; one that does not answer at all is
 // down. Were both the same, the client would give up first, and every slow
 // query would look like an outage.
-func (r *Remote) wait() time.Duration {
-	return r.timeout + max(time.Second, r.timeout/10)
+func wait(timeout time.Duration) time.Duration {
+	return timeout + max(time.Second, timeout/10)
 }
 
 // query runs one instant query within the timeout.
 func (r *Remote) query(ctx context.Context, q string, t time.Time) (model.Value, error) {
-	if r.timeout > 0 {
+	api, timeout := r.client()
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.wait())
+		ctx, cancel = context.WithTimeout(ctx, wait(timeout))
 		defer cancel()
 	}
-	val, _, _, err := r.api.Query(ctx, q, t, v1.WithTimeout(r.timeout))
+	val, _, _, err := api.Query(ctx, q, t, v1.WithTimeout(timeout))
 	err = apiError(err)
 	r.observe(ctx, err, time.Now())
 	return val, err

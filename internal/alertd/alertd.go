@@ -437,6 +437,20 @@ func (a *Alertd) loadConfig() (*alertconfig.Config, error) {
 // notification configuration can still fail here (a TLS file gone in
 // between); the rules then keep running on the previous files.
 func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
+	// The scrape manager exists in embedded mode only, and the rule
+	// manager's query function is chosen once: the mode stays, while a
+	// remote data source's URL, timeout and HTTP settings follow the file.
+	remote := a.datasourceURL(cfg)
+	if (remote != "") != (a.remote != nil) {
+		return errors.New("switching between the embedded engine and a remote data source needs a restart")
+	}
+	var dsClient *http.Client
+	if a.remote != nil {
+		var err error
+		if dsClient, err = commoncfg.NewClientFromConfig(cfg.Datasource.HTTPClientConfig, "alertd_datasource"); err != nil {
+			return fmt.Errorf("couldn't configure the data source: %w", err)
+		}
+	}
 	if a.scrape != nil {
 		if err := a.scrape.ApplyConfig(cfg.Prometheus); err != nil {
 			return fmt.Errorf("couldn't apply scrape configuration: %w", err)
@@ -466,6 +480,11 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	a.routing.Store(newRouting(dispatch.NewRoute(cfg.Route, nil), timeinterval.NewIntervener(cfg.Intervals())))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.actions.set(cfg.Actions)
+	if a.remote != nil {
+		if err := a.remote.Update(remote, dsClient, time.Duration(cfg.Datasource.Timeout)); err != nil {
+			return err
+		}
+	}
 	a.cfg.Store(cfg)
 	return nil
 }

@@ -147,3 +147,71 @@ groups:
 	require.NotContains(t, string(b), "hunter2")
 	require.Contains(t, string(b), `"datasource":"http://`+addr+`/select/0/prometheus"`)
 }
+
+// countingAPI answers every instant query with vector(1) and counts them.
+func countingAPI(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,"1"]}]}}`, time.Now().Unix())
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+// A reload that changes datasource (moving from one Prometheus to a Thanos
+// Query, a new timeout or credentials) takes effect, and the firing alert
+// goes on firing; one that switches between the embedded engine and a
+// remote API needs a restart and fails, keeping everything as it was.
+func TestDatasourceReload(t *testing.T) {
+	t.Parallel()
+	first, firstN := countingAPI(t)
+	second, secondN := countingAPI(t)
+	h := newHook(t)
+	rules := map[string]string{"rules.yml": `
+groups:
+  - name: always
+    interval: 100ms
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+`}
+	a := startAlertd(t, routes(h, nil, "datasource: {url: "+first.URL+"}\n"), rules, nil)
+	h.wait(t, "AlwaysFiring", "firing", 30*time.Second)
+
+	writeFile(t, a.Dir, "alertd.yml", routes(h, nil, "datasource: {url: "+second.URL+", timeout: 5s}\n"))
+	code, body := post(t, a.URL+"/-/reload", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Eventually(t, func() bool { return secondN.Load() > 2 }, 30*time.Second, 20*time.Millisecond)
+	n := firstN.Load()
+	require.Eventually(t, func() bool { return secondN.Load() > 10 }, 30*time.Second, 20*time.Millisecond)
+	require.LessOrEqual(t, firstN.Load(), n+1, "queries still go to the old data source")
+	al, ok := a.alert(t, "AlwaysFiring", SourceRule)
+	require.True(t, ok)
+	require.Equal(t, "firing", al.State)
+
+	writeFile(t, a.Dir, "alertd.yml", routes(h, nil, ""))
+	code, body = post(t, a.URL+"/-/reload", "", "")
+	require.Equal(t, http.StatusInternalServerError, code)
+	require.Contains(t, body, "switching between the embedded engine and a remote data source needs a restart")
+	v, _ := metric(t, a.Registry(), "alertd_config_last_reload_successful")
+	require.Equal(t, 0.0, v)
+	n = secondN.Load()
+	require.Eventually(t, func() bool { return secondN.Load() > n+3 }, 30*time.Second, 20*time.Millisecond)
+	require.Empty(t, h.matching("AlwaysFiring", "resolved"))
+}
+
+// An embedded alertd cannot become remote on reload either.
+func TestDatasourceReloadEmbeddedToRemote(t *testing.T) {
+	t.Parallel()
+	api, n := countingAPI(t)
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, ""), nil, nil)
+	writeFile(t, a.Dir, "alertd.yml", routes(h, nil, "datasource: {url: "+api.URL+"}\n"))
+	code, body := post(t, a.URL+"/-/reload", "", "")
+	require.Equal(t, http.StatusInternalServerError, code)
+	require.Contains(t, body, "switching between the embedded engine and a remote data source needs a restart")
+	require.Zero(t, n.Load())
+}
