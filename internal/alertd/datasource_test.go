@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +12,9 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,4 +217,51 @@ func TestDatasourceReloadEmbeddedToRemote(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, code)
 	require.Contains(t, body, "switching between the embedded engine and a remote data source needs a restart")
 	require.Zero(t, n.Load())
+}
+
+// Rules query a remote API at the group's evaluation time minus
+// query_offset (the group's, or global rule_query_offset), sent as `time`
+// with millisecond precision at least, as Prometheus's rule manager
+// queries its own engine.
+func TestDatasourceQueryOffset(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var times []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, r.ParseForm())
+		if r.Form.Get("query") == "vector(1) > 2" {
+			mu.Lock()
+			times = append(times, r.Form.Get("time"))
+			mu.Unlock()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	}))
+	t.Cleanup(api.Close)
+	h := newHook(t)
+	startAlertd(t, routes(h, nil, "datasource: {url: "+api.URL+"}\n"), map[string]string{"rules.yml": `
+groups:
+  - name: offset
+    interval: 200ms
+    query_offset: 1m
+    rules:
+      - alert: Never
+        expr: vector(1) > 2
+`}, nil)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(times) >= 3
+	}, 30*time.Second, 20*time.Millisecond)
+	mu.Lock()
+	got := slices.Clone(times)
+	mu.Unlock()
+	for _, s := range got {
+		f, err := strconv.ParseFloat(s, 64)
+		require.NoError(t, err, s)
+		ts := time.UnixMilli(int64(math.Round(f * 1000)))
+		lag := time.Since(ts)
+		require.Greater(t, lag, time.Minute-time.Second, s)
+		require.Less(t, lag, time.Minute+10*time.Second, s)
+	}
 }
