@@ -251,6 +251,14 @@ func New(o Options) (*Alertd, error) {
 		}
 	}()
 
+	// The flag is checked as datasource.url in the file is: a URL without
+	// a scheme (prometheus:9090) would otherwise start, never answer and
+	// page AlertdDatasourceDown.
+	if u := o.DatasourceURL; u != "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return nil, fmt.Errorf("invalid --datasource.url=%q: want http(s)://host[:port][/path]", u)
+		}
+	}
 	// Load the configuration once up front: its datasource decides how the
 	// engine is wired, and a bad file must stop start-up.
 	cfg, err := a.loadConfig()

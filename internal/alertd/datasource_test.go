@@ -265,3 +265,19 @@ groups:
 		require.Less(t, lag, time.Minute+10*time.Second, s)
 	}
 }
+
+// A --datasource.url alertd cannot query stops start-up, as the same URL in
+// datasource.url does, instead of starting with a data source that is
+// never up.
+func TestDatasourceURLFlagChecked(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"prometheus:9090", "ftp://prometheus:9090", "http://"} {
+		dir := t.TempDir()
+		writeFile(t, dir, "alertd.yml", "")
+		o, _ := newOptions(t, dir)
+		o.DatasourceURL = u
+		a, err := New(o)
+		require.Nil(t, a)
+		require.EqualError(t, err, fmt.Sprintf("invalid --datasource.url=%q: want http(s)://host[:port][/path]", u))
+	}
+}
