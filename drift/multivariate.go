@@ -182,13 +182,20 @@ func buildMultivariate(cols []Column, prediction string, variance float64) (*Mul
 		return nil, nil, nil
 	}
 	m.ExplainedVariance = kept / total
-	errs := make([]float64, rows)
+	// A row without a finite value of any of the features has no error, as
+	// ErrorColumn and the sidecar give it none: the reference's errors are
+	// those of the rows a window would count.
+	errs := make([]float64, 0, rows)
 	x := make([]float64, d)
-	for i := range errs {
+	for i := range rows {
+		given := false
 		for j, col := range data {
 			x[j] = col[i]
+			given = given || col[i]-col[i] == 0
 		}
-		errs[i] = m.Error(x)
+		if given {
+			errs = append(errs, m.Error(x))
+		}
 	}
 	return m, errs, nil
 }
