@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -165,14 +164,12 @@ func (c *AlertsCommand) Run(env Env) int {
 	default:
 		return env.fail("alerts", fmt.Errorf("unknown format %q (want rules or prometheusrule)", c.Format))
 	}
-	var w io.Writer = env.Stdout
-	if c.Output != "" && c.Output != "-" {
-		if err := os.WriteFile(c.Output, out, 0o644); err != nil {
-			return env.fail("alerts", err)
-		}
-		return 0
-	}
-	if _, err := w.Write(out); err != nil {
+	// Through a temporary file, as the other commands write theirs: a
+	// Prometheus that reloads meanwhile never reads half a rule file.
+	if err := writeOutput(env, cmp.Or(c.Output, "-"), func(w io.Writer) error {
+		_, err := w.Write(out)
+		return err
+	}); err != nil {
 		return env.fail("alerts", err)
 	}
 	return 0

@@ -233,6 +233,20 @@ func TestAlertsPrometheusRule(t *testing.T) {
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "SUCCESS: 11 rules found")
 
+	// --output writes the file whole, through a temporary file, and nothing
+	// to stdout; the same rules as on stdout.
+	stdout := res.stdout
+	file := filepath.Join(dir, "prometheusrule.yaml")
+	res = run(t, &AlertsCommand{Config: cfg, Format: AlertsFormatPrometheusRule, Name: "fraud-slos", Namespace: "ml", Output: file}, "")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	require.Empty(t, res.stdout)
+	written, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, stdout, string(written))
+	left, err := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
+	require.NoError(t, err)
+	require.Empty(t, left, "no temporary file left")
+
 	res = run(t, &AlertsCommand{Config: cfg, Format: "helm"}, "")
 	require.NotEqual(t, ExitOK, res.code)
 	require.Contains(t, res.stderr, `unknown format "helm" (want rules or prometheusrule)`)
