@@ -396,22 +396,10 @@ func quoteNonFinite(b []byte) []byte {
 		return b
 	}
 	var out []byte
-	last, inString, escaped := 0, false, false
+	last := 0
 	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		if c == '"' {
-			inString = true
+		if b[i] == '"' {
+			i = stringEnd(b, i+1) // a string's words are its own
 			continue
 		}
 		for _, nf := range nonFinite {
