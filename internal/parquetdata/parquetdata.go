@@ -6,9 +6,10 @@
 //
 // Columns are named by their path, nested groups joined with dots as ReadJSONL
 // flattens objects ("user.age"). Their kind comes from the schema: booleans,
-// integers, floating point numbers, decimals, dates and timestamps are
-// numeric (booleans 1 and 0, dates in days and timestamps in seconds since
-// the epoch); strings, enums and other byte arrays are categorical, unless
+// integers, floating point numbers (half precision, FLOAT16, included),
+// decimals, dates, timestamps and times of day are numeric (booleans 1 and 0,
+// dates in days, timestamps in seconds since the epoch and times of day in
+// seconds since midnight); strings, enums and other byte arrays are categorical, unless
 // drift.ReadOptions force a kind. Nulls, NaN and ±Inf are missing. Repeated
 // columns (lists, maps) have no single value per row: they are an error when
 // selected (drift.ReadOptions.Columns), and left out otherwise.
@@ -71,7 +72,7 @@ func Read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) (cols 
 	if err := checkPages(r, size, f.Metadata()); err != nil {
 		return nil, fmt.Errorf("%s: damaged Parquet file: %w", name, err)
 	}
-	leaves, err := leavesOf(f.Schema())
+	leaves, err := leavesOf(f.Schema(), f.Metadata())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -301,7 +302,17 @@ func (c *countingReader) ReadByte() (byte, error) {
 }
 
 // leavesOf lists the schema's leaf columns in the file's column order.
-func leavesOf(s *parquet.Schema) ([]leaf, error) {
+func leavesOf(s *parquet.Schema, md *format.FileMetaData) ([]leaf, error) {
+	// The file's own schema elements of the leaves, in column order (the
+	// schema is flattened depth first, and only leaves have a physical
+	// type): parquet-go's types drop the logical types it has no type for,
+	// FLOAT16 among them, which the elements keep.
+	var elems []*format.SchemaElement
+	for i := range md.Schema {
+		if md.Schema[i].Type.Valid {
+			elems = append(elems, &md.Schema[i])
+		}
+	}
 	var out []leaf
 	for _, path := range s.Columns() {
 		lc, ok := s.Lookup(path...)
@@ -309,16 +320,30 @@ func leavesOf(s *parquet.Schema) ([]leaf, error) {
 			return nil, fmt.Errorf("column %q not in the schema", strings.Join(path, "."))
 		}
 		l := leaf{name: strings.Join(path, "."), index: lc.ColumnIndex, repeated: lc.MaxRepetitionLevel > 0}
-		l.conv, l.numeric = converter(lc.Node.Type())
+		var elem *format.SchemaElement
+		if lc.ColumnIndex < len(elems) {
+			elem = elems[lc.ColumnIndex]
+		}
+		l.conv, l.numeric = converter(lc.Node.Type(), elem)
 		out = append(out, l)
 	}
 	return out, nil
 }
 
-// converter returns how a column's values become text, and whether they are
-// numbers.
-func converter(t parquet.Type) (func(parquet.Value) string, bool) {
+// converter returns how the values of a column of type t, whose schema
+// element in the file is elem (nil if unknown), become text, and whether
+// they are numbers.
+func converter(t parquet.Type, elem *format.SchemaElement) (func(parquet.Value) string, bool) {
 	lt := t.LogicalType()
+	if t.Kind() == parquet.FixedLenByteArray && t.Length() == 2 && (isFloat16(lt) || elem != nil && isFloat16(&elem.LogicalType)) {
+		return func(v parquet.Value) string {
+			x := halfFloat(v.ByteArray())
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return ""
+			}
+			return strconv.FormatFloat(x, 'g', -1, 64)
+		}, true
+	}
 	var decimalScale int32 = -1
 	if lt != nil {
 		if d, ok := lt.Value.(*format.DecimalType); ok {
@@ -331,17 +356,26 @@ func converter(t parquet.Type) (func(parquet.Value) string, bool) {
 		}
 		return strconv.FormatFloat(x, 'g', -1, 64)
 	}
+	// Timestamps become seconds since the epoch, and times of day seconds
+	// since midnight, whatever the unit they are stored in.
 	var perSecond float64
 	if lt != nil {
-		if ts, ok := lt.Value.(*format.TimestampType); ok && ts.Unit.Value != nil && ts.Unit.Value.Duration() > 0 {
-			perSecond = float64(time.Second / ts.Unit.Value.Duration())
+		var unit format.TimeUnit
+		switch tt := lt.Value.(type) {
+		case *format.TimestampType:
+			unit = tt.Unit
+		case *format.TimeType:
+			unit = tt.Unit
+		}
+		if unit.Value != nil && unit.Value.Duration() > 0 {
+			perSecond = float64(time.Second / unit.Value.Duration())
 		}
 	}
 	if ct := t.ConvertedType(); perSecond == 0 && ct != nil {
 		switch *ct {
-		case deprecated.TimestampMillis:
+		case deprecated.TimestampMillis, deprecated.TimeMillis:
 			perSecond = 1e3
-		case deprecated.TimestampMicros:
+		case deprecated.TimestampMicros, deprecated.TimeMicros:
 			perSecond = 1e6
 		}
 	}
@@ -416,6 +450,41 @@ func converter(t parquet.Type) (func(parquet.Value) string, bool) {
 		return func(v parquet.Value) string { return string(v.ByteArray()) }, false
 	}
 	return func(v parquet.Value) string { return v.String() }, false
+}
+
+func isFloat16(lt *format.LogicalType) bool {
+	if lt == nil {
+		return false
+	}
+	_, ok := lt.Value.(*format.Float16Type)
+	return ok
+}
+
+// halfFloat reads an IEEE 754 half-precision number, little-endian as
+// Parquet stores FLOAT16: a sign bit, 5 bits of exponent (bias 15) and 10 of
+// fraction.
+func halfFloat(b []byte) float64 {
+	if len(b) != 2 {
+		return math.NaN()
+	}
+	h := binary.LittleEndian.Uint16(b)
+	exp, frac := int(h>>10&0x1f), float64(h&0x3ff)
+	var x float64
+	switch exp {
+	case 0: // zero and subnormals: frac × 2^-24
+		x = math.Ldexp(frac, -24)
+	case 0x1f:
+		x = math.Inf(1)
+		if frac != 0 {
+			x = math.NaN()
+		}
+	default: // (1 + frac/1024) × 2^(exp-15)
+		x = math.Ldexp(1024+frac, exp-25)
+	}
+	if h&0x8000 != 0 {
+		x = -x
+	}
+	return x
 }
 
 // twosComplement reads a big-endian two's complement integer.

@@ -84,6 +84,61 @@ func TestParquetTesting(t *testing.T) {
 	require.True(t, math.IsNaN(cols[0].Num[0]))
 }
 
+// FLOAT16 and TIME columns, as Apache Arrow writes them
+// (testdata/float16_time/main.go wrote the file): half-precision numbers,
+// and times of day in seconds since midnight whatever their unit, as
+// timestamps are in seconds since the epoch. NaN and ±Inf are missing, as
+// in the other float columns.
+func TestFloat16AndTime(t *testing.T) {
+	cols, err := readFile(t, "float16_time.parquet", drift.ReadOptions{})
+	require.NoError(t, err)
+	c := byName(cols)
+	nan := math.NaN()
+	requireNums(t, []float64{
+		1.5, -2.25, 65504, // the largest half
+		math.Ldexp(1, -14), // the smallest normal
+		math.Ldexp(1, -24), // the smallest subnormal
+		0,
+		-1023 * math.Ldexp(1, -24), // the largest subnormal, negative
+		0.0999755859375,            // 0.1 in half precision
+		nan, nan, nan, nan,         // NaN, +Inf, -Inf, null
+	}, c["f16"].Num)
+	requireNums(t, []float64{49530.25, 0, 86399.999, 0.001, 0.5, 3600, 60, 43200, 1, 2, 3, nan}, c["time_ms"].Num)
+	requireNums(t, []float64{49530.250007, 0.000007, 86399.999007, 0.001007, 0.500007, 3600.000007, 60.000007, 43200.000007, 1.000007, 2.000007, 3.000007, nan}, c["time_us"].Num)
+	requireNums(t, []float64{49530.250000009, 0.000000009, 86399.999000009, 0.001000009, 0.500000009, 3600.000000009, 60.000000009, 43200.000000009, 1.000000009, 2.000000009, 3.000000009, nan}, c["time_ns"].Num)
+
+	// Forced categorical, a half is its number as text, not its bytes.
+	cols, err = readFile(t, "float16_time.parquet", drift.ReadOptions{Columns: []string{"f16"}, Categorical: []string{"f16"}})
+	require.NoError(t, err)
+	require.Equal(t, []string{"1.5", "-2.25", "65504"}, cols[0].Str[:3])
+}
+
+func TestHalfFloat(t *testing.T) {
+	for bits, want := range map[uint16]float64{
+		0x3c00: 1, 0xc000: -2, 0x7bff: 65504, 0x0400: math.Ldexp(1, -14), 0x0001: math.Ldexp(1, -24),
+		0x03ff: 1023 * math.Ldexp(1, -24), 0x3555: 0.333251953125, 0x0000: 0, 0x7c00: math.Inf(1), 0xfc00: math.Inf(-1),
+	} {
+		require.Equal(t, want, halfFloat([]byte{byte(bits), byte(bits >> 8)}), "%#04x", bits)
+	}
+	require.Equal(t, math.Copysign(0, -1), halfFloat([]byte{0, 0x80}))
+	require.True(t, math.Signbit(halfFloat([]byte{0, 0x80})))
+	require.True(t, math.IsNaN(halfFloat([]byte{0x01, 0x7c})))
+	require.True(t, math.IsNaN(halfFloat([]byte{1})))
+}
+
+// requireNums compares numbers, NaN (missing) included, within rounding.
+func requireNums(t *testing.T, want, got []float64) {
+	t.Helper()
+	require.Len(t, got, len(want))
+	for i := range want {
+		if math.IsNaN(want[i]) {
+			require.True(t, math.IsNaN(got[i]), "value %d: %v", i, got[i])
+			continue
+		}
+		require.InDelta(t, want[i], got[i], 1e-15*math.Max(1, math.Abs(want[i])), "value %d", i)
+	}
+}
+
 func TestParquetErrors(t *testing.T) {
 	_, err := readFile(t, "list_columns.parquet", drift.ReadOptions{})
 	require.ErrorContains(t, err, "list_columns.parquet: no column with a single value per row")
