@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // ReadJSONL reads reference data from JSON Lines, one object per line, for
@@ -17,7 +18,10 @@ import (
 //
 // Objects are flattened as the sidecar's payload parser does: {"a": {"b": 1, "c":
 // [2, 3]}} gives the columns a.b, a.c.0 and a.c.1. Columns are ordered by first
-// appearance; a key absent from a line, null and "" are missing. Numbers are read
+// appearance; a key absent from a line, null and "" are missing. A null where
+// other lines have an object or an array ({"a": null} beside {"a": {"b": 1}})
+// means the members of that object are missing on that line: it makes no
+// column "a" of its own, unless ReadOptions names one. Numbers are read
 // as float64 (and as their shortest text in a categorical column, as the sidecar
 // formats them), true and false as 1 and 0. Types are inferred and forced as in
 // ReadCSV. Blank lines are skipped.
@@ -57,7 +61,45 @@ func ReadJSONL(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 			}
 		}
 	}
+	t.dropNullParents()
 	return t.columns()
+}
+
+// dropNullParents drops the columns that are only the nulls of an object or
+// array that other lines have: a column "a" with no value but missing ones
+// while columns "a.b" or "a.0" exist. A line {"user": null} would otherwise
+// make a feature "user" that is always missing, beside the user.age and
+// user.country of the lines that have a user. A column ReadOptions names is
+// kept.
+func (t *table) dropNullParents() {
+	named := func(n string) bool {
+		return slices.Contains(t.opts.Columns, n) || slices.Contains(t.opts.Numeric, n) || slices.Contains(t.opts.Categorical, n)
+	}
+	// Column names sorted: the children of "a", named "a." and more, follow
+	// it, though not at once ("a-b" sorts between "a" and "a.b").
+	names := make([]string, 0, len(t.cols))
+	for _, c := range t.cols {
+		names = append(names, c.name)
+	}
+	slices.Sort(names)
+	drop := map[string]bool{}
+	for _, c := range t.cols {
+		if len(c.text) > 0 || named(c.name) {
+			continue // a value that is not missing, or asked for
+		}
+		prefix := c.name + "."
+		i, _ := slices.BinarySearch(names, prefix)
+		if i < len(names) && strings.HasPrefix(names[i], prefix) {
+			drop[c.name] = true
+		}
+	}
+	if len(drop) == 0 {
+		return
+	}
+	t.cols = slices.DeleteFunc(t.cols, func(c *colBuf) bool { return drop[c.name] })
+	for n := range drop {
+		delete(t.byName, n)
+	}
 }
 
 // lineError is a JSON syntax error at a byte offset of its line.

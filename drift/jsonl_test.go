@@ -34,6 +34,49 @@ func TestReadJSONL(t *testing.T) {
 	require.Equal(t, "age", cols[1].Name)
 }
 
+// A null where other lines have an object (or an array) means the object's
+// members are missing on that line, before or after the lines that have it;
+// it makes no feature of its own.
+func TestReadJSONLNullObject(t *testing.T) {
+	in := `{"id": 1, "user": null, "tags": null}
+{"id": 2, "user": {"age": 31, "country": "FR", "address": null}, "tags": ["a"]}
+{"id": 3, "user": {"age": 40, "country": "DE", "address": {"zip": "SW1A"}}}
+{"id": 4, "user": null, "tags": ["b", "c"]}
+{"id": 5, "user": {"age": null, "country": "FR", "address": null}, "tags": null, "note": null, "empty": ""}
+`
+	cols, err := ReadJSONL("batch.jsonl", strings.NewReader(in), ReadOptions{})
+	require.NoError(t, err)
+	names := []string{}
+	for _, c := range cols {
+		names = append(names, c.Name)
+	}
+	// A column that is only ever null or "", with no members, stays: it is
+	// a feature whose values are all missing.
+	require.Equal(t, []string{"id", "user.age", "user.country", "tags.0", "user.address.zip", "tags.1", "note", "empty"}, names)
+	requireNums(t, []float64{math.NaN(), 31, 40, math.NaN(), math.NaN()}, cols[1].Num)
+	require.Equal(t, []string{"", "FR", "DE", "", "FR"}, cols[2].Str)
+	require.Equal(t, []string{"", "a", "", "b", ""}, cols[3].Str)
+	require.Equal(t, []string{"", "", "SW1A", "", ""}, cols[4].Str)
+
+	// Asked for by name, the null column is kept.
+	cols, err = ReadJSONL("batch.jsonl", strings.NewReader(in), ReadOptions{Columns: []string{"user", "user.age"}})
+	require.NoError(t, err)
+	require.Len(t, cols, 2)
+	require.Equal(t, "user", cols[0].Name)
+
+	// A scalar where other lines have an object is a value: the column stays.
+	cols, err = ReadJSONL("batch.jsonl", strings.NewReader(`{"user": "bob"}`+"\n"+`{"user": {"age": 3}}`+"\n"), ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, cols, 2)
+	require.Equal(t, "user", cols[0].Name)
+	// "user-id" sorts between "user" and "user.age".
+	cols, err = ReadJSONL("batch.jsonl", strings.NewReader(`{"user": null, "user-id": 1}`+"\n"+`{"user": {"age": 3}}`+"\n"), ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, cols, 2)
+	require.Equal(t, "user-id", cols[0].Name)
+	require.Equal(t, "user.age", cols[1].Name)
+}
+
 func TestReadJSONLErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
