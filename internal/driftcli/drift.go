@@ -56,8 +56,9 @@ type DriftCommand struct {
 }
 
 // Run runs the command, writes the report to env.Stdout and returns the exit
-// code: ExitDrift if FailOnDrift and the dataset drifted, ExitError after
-// printing the error to env.Stderr, else ExitOK.
+// code: ExitError after printing the error to env.Stderr (also after the
+// report, when it has Errors), ExitDrift if FailOnDrift and the dataset
+// drifted, else ExitOK.
 func (c *DriftCommand) Run(env Env) int {
 	env = env.withDefaults()
 	r, err := c.Report(env)
@@ -66,6 +67,15 @@ func (c *DriftCommand) Run(env Env) int {
 	}
 	if err := r.Write(env.Stdout, c.Output); err != nil {
 		return env.fail("drift", fmt.Errorf("couldn't write the report: %w", err))
+	}
+	if len(r.Errors) > 0 {
+		// A feature whose data broke is an error of the input, as Evidently
+		// makes it, whatever --fail-on-drift: the report is written, and
+		// the check does not pass.
+		for _, e := range r.Errors {
+			env.fail("drift", errors.New(e))
+		}
+		return ExitError
 	}
 	if c.FailOnDrift && r.DatasetDrifted {
 		return ExitDrift
@@ -119,7 +129,7 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 			cur = append(cur, col)
 		}
 	}
-	r := &Report{Reference: refName, Current: curName, Features: []FeatureResult{}, Warnings: []string{}}
+	r := &Report{Reference: refName, Current: curName, Features: []FeatureResult{}, Warnings: []string{}, Errors: []string{}}
 	for _, col := range cur {
 		if _, ok := p.Feature(col.Name); !ok {
 			env.Logger.Warn("Column of the current data is not in the reference, ignored", "file", curName, "column", col.Name)
@@ -147,7 +157,10 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 		}
 		results = append(results, res)
 		fr := newFeatureResult(res, totals)
-		if n := totals.Violations[drift.ViolationType]; n > 0 {
+		if msg := unreadable(f, col, res, totals, c.minSamples()); msg != "" {
+			fr.Error, fr.Reason = msg, "error: "+msg
+			r.Errors = append(r.Errors, fmt.Sprintf("%s: column %q: %s", curName, f.Name, msg))
+		} else if n := totals.Violations[drift.ViolationType]; n > 0 {
 			env.Logger.Warn("Values of a numeric feature are not numbers, counted as missing", "file", curName, "feature", f.Name, "count", n)
 			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: column %q: %d values are not numbers; counted as missing", curName, f.Name, n))
 		}
@@ -160,6 +173,40 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	r.DriftShare, r.DatasetDrifted, r.DatasetThreshold = ds.Share, ds.Drift, ds.Threshold
 	r.ReadyFeatures, r.DriftedFeatures, r.Reason = ds.Features, ds.Drifted, ds.Reason
 	return r, nil
+}
+
+// minSamples is the detector's MinSamples.
+func (c *DriftCommand) minSamples() int64 {
+	if c.MinSamples == 0 {
+		return drift.DefaultOptions().MinSamples
+	}
+	return c.MinSamples
+}
+
+// unreadable says why a numeric feature's current data broke, or returns "":
+// the feature could not be decided for want of numbers, and most of its
+// values are not numbers ("abc" where the reference has ages). The values
+// that are not numbers count as missing, so the report would otherwise read
+// "not enough data", as for a batch too small, while the column holds
+// hundreds of values. Evidently fails such a column ("should contain
+// numerical values only"); a few stray values beside enough numbers are a
+// warning only.
+func unreadable(f *drift.Feature, col *drift.Column, res drift.Result, t drift.Totals, minSamples int64) string {
+	bad := int64(t.Violations[drift.ViolationType])
+	if col == nil || f.Kind != drift.Numeric || res.Ready || f.Count == 0 || res.N >= minSamples || bad <= res.N {
+		return ""
+	}
+	example := ""
+	for _, s := range col.Str {
+		if _, err := strconv.ParseFloat(strings.TrimSpace(s), 64); s != "" && err != nil {
+			example = s
+			break
+		}
+	}
+	if res.N == 0 {
+		return fmt.Sprintf("none of its %d values is a number (such as %q), where the reference's are numbers", bad, example)
+	}
+	return fmt.Sprintf("%d of its %d values are not numbers (such as %q), where the reference's are numbers; the %d left are fewer than the %d needed", bad, bad+res.N, example, res.N, minSamples)
 }
 
 // reference loads the reference profile, or builds it from raw data, whose

@@ -224,6 +224,86 @@ func TestDriftViolations(t *testing.T) {
 	require.NotContains(t, age.Scores, ScoreKSExact, "a profile has no raw samples")
 }
 
+// A numeric feature whose current values are text ("abc" for ages) is not
+// "not enough data", as a small batch would be: its data broke, which the
+// report says in the feature's row and the dataset's line, and which exits
+// with ExitError after the report, with or without --fail-on-drift, as
+// Evidently fails such a column. A few stray values beside enough numbers
+// stay a warning (TestDriftViolations).
+func TestDriftUnreadable(t *testing.T) {
+	write := func(age func(i int) string) string {
+		t.Helper()
+		var b strings.Builder
+		b.WriteString("age,income,city,plan,score\n")
+		for i := range 200 {
+			b.WriteString(age(i) + "," + []string{"300", "420", "510"}[i%3] + "," + []string{"paris", "oslo"}[i%2] + ",free,0.5\n")
+		}
+		path := filepath.Join(t.TempDir(), "current.csv")
+		require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+		return path
+	}
+	all := write(func(int) string { return "abc" })
+	for _, fail := range []bool{false, true} {
+		res := run(t, &DriftCommand{Reference: "testdata/profile.golden.json", Current: all, FailOnDrift: fail}, "")
+		require.Equal(t, ExitError, res.code, "fail on drift %v", fail)
+		msg := `none of its 200 values is a number (such as "abc"), where the reference's are numbers`
+		require.Equal(t, "exporter drift: "+all+`: column "age": `+msg+"\n", res.stderr)
+		require.Contains(t, res.stdout, "ERROR   error: "+msg+"\n")
+		require.Regexp(t, `\ndataset: drifted \d/3 features .*; error: the data of age broke\n$`, res.stdout)
+	}
+
+	c := DriftCommand{Reference: "testdata/profile.golden.json", Current: all, Output: OutputJSON}
+	res := run(t, &c, "")
+	require.Equal(t, ExitError, res.code)
+	var r Report
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &r))
+	age := r.Features[0]
+	require.False(t, age.Ready)
+	require.False(t, age.Drifted)
+	require.Equal(t, map[string]uint64{"type": 200}, age.Violations)
+	require.Equal(t, `none of its 200 values is a number (such as "abc"), where the reference's are numbers`, age.Error)
+	require.Equal(t, []string{all + `: column "age": ` + age.Error}, r.Errors)
+	require.Empty(t, r.Warnings, "the error, not also a warning")
+	require.Equal(t, 3, r.ReadyFeatures, "the other features are decided")
+
+	// Most values text, and too few numbers left: the same.
+	most := write(func(i int) string {
+		if i%4 == 0 {
+			return "30"
+		}
+		return "n/a"
+	})
+	res = run(t, &DriftCommand{Reference: "testdata/profile.golden.json", Current: most}, "")
+	require.Equal(t, ExitError, res.code)
+	require.Equal(t, "exporter drift: "+most+`: column "age": 150 of its 200 values are not numbers (such as "n/a"), where the reference's are numbers; the 50 left are fewer than the 100 needed`+"\n", res.stderr)
+
+	// A small batch of numbers is not ready, as before; enough numbers with
+	// text beside them are decided, with a warning.
+	for _, tc := range []struct {
+		name    string
+		minimum int64
+		want    string
+	}{
+		{"small batch", 500, "not enough data: 150 values, want 500"},
+		{"enough numbers", 10, "ks p="},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := write(func(i int) string {
+				if i%4 == 0 {
+					return "abc"
+				}
+				return []string{"25", "35", "45", "55"}[i%4]
+			})
+			r, err := (&DriftCommand{Reference: "testdata/profile.golden.json", Current: path, MinSamples: tc.minimum}).Report(Env{})
+			require.NoError(t, err)
+			require.Empty(t, r.Errors)
+			require.Empty(t, r.Features[0].Error)
+			require.Contains(t, r.Features[0].Reason, tc.want)
+			require.Contains(t, r.Warnings, path+`: column "age": 50 values are not numbers; counted as missing`)
+		})
+	}
+}
+
 // Categories that look like numbers keep their text: a current column of zip
 // codes with leading zeros, all numbers, matches the reference's categories.
 func TestDriftCategoriesLikeNumbers(t *testing.T) {

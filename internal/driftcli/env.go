@@ -15,7 +15,8 @@ const (
 	// ExitDrift is drift --fail-on-drift finding the dataset drifted.
 	ExitDrift = 1
 	// ExitError is any error: bad flags, unreadable or invalid input, a failed
-	// write.
+	// write; for drift, also a feature whose current data broke
+	// (Report.Errors), after the report is written.
 	ExitError = 2
 )
 

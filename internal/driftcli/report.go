@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/modelmon/modelmon/drift"
@@ -51,6 +52,9 @@ type Report struct {
 	// Warnings about the inputs: columns only one side has, values of the
 	// wrong type.
 	Warnings []string `json:"warnings"`
+	// Errors name the features whose current data broke (FeatureResult's
+	// Error), with the file: the command then exits with ExitError.
+	Errors []string `json:"errors"`
 }
 
 // FeatureResult is the drift decision of one feature.
@@ -92,7 +96,11 @@ type FeatureResult struct {
 	// constraints, by reason (out_of_range, unseen_category, missing, nan,
 	// inf, type).
 	Violations map[string]uint64 `json:"violations,omitempty"`
-	Reason     string            `json:"reason"`
+	// Error says why the feature's current data could not be decided on
+	// though it has values: a numeric feature most of whose values are not
+	// numbers. Such a feature is not ready.
+	Error  string `json:"error,omitempty"`
+	Reason string `json:"reason"`
 }
 
 func newFeatureResult(r drift.Result, t drift.Totals) FeatureResult {
@@ -152,6 +160,8 @@ func (r *Report) writeText(w io.Writer) error {
 		}
 		result := "ok"
 		switch {
+		case f.Error != "":
+			result = "ERROR"
 		case !f.Ready:
 			result = "-"
 		case f.Drifted:
@@ -167,8 +177,24 @@ func (r *Report) writeText(w io.Writer) error {
 }
 
 // verdict is the dataset line of the text report: "drifted 2/4 features
-// (share 0.5 ≥ 0.5): drift".
+// (share 0.5 ≥ 0.5): drift", then the features whose data broke, if any:
+// "drifted 1/3 features (share 0.333 < 0.5): no drift; error: the data of
+// age broke".
 func (r *Report) verdict() string {
+	var broken []string
+	for _, f := range r.Features {
+		if f.Error != "" {
+			broken = append(broken, f.Name)
+		}
+	}
+	if len(broken) > 0 {
+		return r.shareVerdict() + fmt.Sprintf("; error: the data of %s broke", strings.Join(broken, ", "))
+	}
+	return r.shareVerdict()
+}
+
+// shareVerdict is the verdict of the share of drifted features.
+func (r *Report) shareVerdict() string {
 	if r.ReadyFeatures == 0 {
 		return "no feature ready: no drift"
 	}
