@@ -113,6 +113,16 @@ func TestCommands(t *testing.T) {
 
 	code, out = exitCode(t, bin, "anomaly", "score", "--input", in, "--output", scored, "--algorithm", "nope")
 	require.Equal(t, 2, code, out)
+
+	// A header without rows fails, and leaves the last scores in place.
+	header := filepath.Join(dir, "header.csv")
+	require.NoError(t, os.WriteFile(header, []byte("timestamp,value\n"), 0o600))
+	code, out = exitCode(t, bin, "anomaly", "score", "--input", header, "--output", scored)
+	require.Equal(t, 1, code, out)
+	require.Equal(t, "alertd: error: "+header+": no rows after the header\n", out)
+	after, err := os.ReadFile(scored)
+	require.NoError(t, err)
+	require.Equal(t, string(b), string(after))
 }
 
 // The binary starts on its defaults (embedded engine, no rules), serves its

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,8 @@ import (
 // Unix seconds; values are decimal numbers, with "NaN" or an empty field for
 // a missing value (scored 0). Rows with repeated or out-of-order timestamps
 // are kept and scored 0, as the detectors skip them. Errors name the input
-// line.
+// line. Input without a row to score is an error, as it is for the
+// exporter's profile and drift: "empty file", or "no rows after the header".
 func Score(in io.Reader, out io.Writer, algorithm string) error {
 	if algorithm == "" {
 		algorithm = anomaly.Default
@@ -41,13 +43,14 @@ func Score(in io.Reader, out io.Writer, algorithm string) error {
 	if _, err := w.WriteString("timestamp,value,anomaly_score\n"); err != nil {
 		return err
 	}
-	first := true
+	first, header, records, rows := true, false, 0, 0
 	buf := make([]byte, 0, 128)
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		records++
 		if err != nil {
 			// Not r.FieldPos: it panics when the failed row has no field.
 			return fmt.Errorf("couldn't read CSV: %w", err)
@@ -63,7 +66,7 @@ func Score(in io.Reader, out io.Writer, algorithm string) error {
 		t, err := ParseTimestamp(ts)
 		if err != nil {
 			if first {
-				first = false
+				first, header = false, true
 				continue // a header
 			}
 			return fmt.Errorf("line %d: %w", line, err)
@@ -73,6 +76,7 @@ func Score(in io.Reader, out io.Writer, algorithm string) error {
 		if err != nil {
 			return fmt.Errorf("line %d: %w", line, err)
 		}
+		rows++
 		res := det.Update(t, v)
 		buf = buf[:0]
 		buf = appendField(buf, ts)
@@ -84,6 +88,17 @@ func Score(in io.Reader, out io.Writer, algorithm string) error {
 		if _, err := w.Write(buf); err != nil {
 			return err
 		}
+	}
+	// A header alone scores nothing: most likely a file cut short or an
+	// export that matched no data, which must not pass for a scored series.
+	switch {
+	case rows > 0:
+	case header:
+		return errors.New("no rows after the header")
+	case records == 0:
+		return errors.New("empty file")
+	default:
+		return errors.New("no rows")
 	}
 	return w.Flush()
 }
@@ -97,34 +112,51 @@ func appendField(buf []byte, s string) []byte {
 }
 
 // ScoreFile is Score from the file input to the file output; "-" means
-// standard input or output.
+// standard input or output. Errors name the input ("stdin" for "-"). A file
+// is replaced at once, never left half-written or holding a header alone:
+// the scores go to a temporary file in the same directory, renamed over
+// output when complete, as the exporter's profile writes its output.
 func ScoreFile(input, output, algorithm string) (err error) {
-	in := io.Reader(os.Stdin)
+	in, name := io.Reader(os.Stdin), "stdin"
 	if input != "-" {
 		f, err := os.Open(input)
 		if err != nil {
 			return fmt.Errorf("couldn't open input: %w", err)
 		}
 		defer f.Close()
-		in = f
+		in, name = f, input
 	}
 	if output == "-" {
 		if err := Score(in, os.Stdout, algorithm); err != nil {
-			return fmt.Errorf("%s: %w", input, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
 	}
-	f, err := os.Create(output)
+	dir, base := filepath.Split(output)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp*")
 	if err != nil {
 		return fmt.Errorf("couldn't create output: %w", err)
 	}
 	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("couldn't write output: %w", cerr)
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
 		}
 	}()
 	if err := Score(in, f, algorithm); err != nil {
-		return fmt.Errorf("%s: %w", input, err)
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("couldn't write output: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("couldn't write output: %w", err)
+	}
+	if err := os.Rename(f.Name(), output); err != nil {
+		return fmt.Errorf("couldn't write output: %w", err)
 	}
 	return nil
 }

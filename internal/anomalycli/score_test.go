@@ -123,6 +123,13 @@ func TestScoreErrors(t *testing.T) {
 		// asking for the first field's position used to panic.
 		{"a\"b,1\n", "", `couldn't read CSV: parse error on line 1, column 2: bare " in non-quoted-field`},
 		{"timestamp,value\n2015-07-10 14:24:00,\"1\n", "", `couldn't read CSV: parse error on line 2, column 24: extraneous or missing " in quoted-field`},
+		// Nothing to score is an error, as for the exporter's profile and
+		// drift, not a file holding a header alone.
+		{"", "", "empty file"},
+		{"\n\n", "", "empty file"},
+		{"timestamp,value\n", "", "no rows after the header"},
+		{"timestamp,value\n\n  \n", "", "no rows after the header"},
+		{"  \n", "", "no rows"},
 	} {
 		err := Score(strings.NewReader(tc.in), &bytes.Buffer{}, tc.alg)
 		require.EqualError(t, err, tc.err)
@@ -137,6 +144,34 @@ func TestScoreFile(t *testing.T) {
 	b, err := os.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, 301, strings.Count(string(b), "\n"))
+	info, err := os.Stat(out)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o644), info.Mode().Perm())
 	err = ScoreFile(filepath.Join(dir, "missing.csv"), out, "")
 	require.ErrorContains(t, err, "couldn't open input")
+
+	// An input with nothing to score fails, and leaves the output as it
+	// was: no file, or the last complete one, never a header alone.
+	header := filepath.Join(dir, "header.csv")
+	require.NoError(t, os.WriteFile(header, []byte("timestamp,value\n"), 0o644))
+	require.EqualError(t, ScoreFile(header, filepath.Join(dir, "new.csv"), ""), header+": no rows after the header")
+	require.NoFileExists(t, filepath.Join(dir, "new.csv"))
+	require.EqualError(t, ScoreFile(header, out, ""), header+": no rows after the header")
+	got, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, b, got)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 3, "no temporary file left: %v", entries)
+
+	// Standard input is named so in errors.
+	empty := filepath.Join(dir, "empty.csv")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	f, err := os.Open(empty)
+	require.NoError(t, err)
+	defer f.Close()
+	stdin := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = stdin }()
+	require.EqualError(t, ScoreFile("-", filepath.Join(dir, "new.csv"), ""), "stdin: empty file")
 }
