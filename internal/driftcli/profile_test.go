@@ -187,3 +187,40 @@ func TestProfileMostlyNumbers(t *testing.T) {
 	require.Equal(t, ExitOK, res.code, res.stderr)
 	require.Empty(t, res.logs)
 }
+
+// A JSON Lines file where some lines have "user": null and others a user
+// object profiles the object's members only, with no feature "user"; drift
+// on such a batch warns of no column the reference lacks.
+func TestProfileJSONLNullObject(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	for i := range 300 {
+		if i%5 == 0 {
+			b.WriteString(`{"amount": ` + strconv.Itoa(i%50) + `, "user": null}` + "\n")
+			continue
+		}
+		fmt.Fprintf(&b, `{"amount": %d, "user": {"age": %d, "country": "%s"}}`+"\n", i%50, 20+i%40, []string{"FR", "DE", "PE"}[i%3])
+	}
+	file := filepath.Join(dir, "train.jsonl")
+	require.NoError(t, os.WriteFile(file, []byte(b.String()), 0o644))
+	profile := filepath.Join(dir, "profile.json")
+	res := run(t, &ProfileCommand{Input: file, Output: profile, Build: BuildFlags{NoMultivariate: true}}, "")
+	require.Equal(t, ExitOK, res.code, res.stderr)
+	require.Contains(t, res.stderr, "3 features (2 numeric, 1 categorical)")
+	f, err := os.Open(profile)
+	require.NoError(t, err)
+	defer f.Close()
+	p, err := drift.Load(f)
+	require.NoError(t, err)
+	var names []string
+	for _, f := range p.Features {
+		names = append(names, f.Name)
+	}
+	require.Equal(t, []string{"amount", "user.age", "user.country"}, names)
+	age, _ := p.Feature("user.age")
+	require.Equal(t, int64(60), age.Missing, "the null users' ages are missing")
+
+	r, err := (&DriftCommand{Reference: profile, Current: file}).Report(Env{})
+	require.NoError(t, err)
+	require.Empty(t, r.Warnings)
+}
