@@ -16,6 +16,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
+	"sync"
 )
 
 // MaxCount bounds every count and index a Reader reads.
@@ -102,24 +104,59 @@ func (e *Writer) Close() error {
 	return e.err
 }
 
-// WriteFile writes a file at path with write, atomically: to path.tmp
-// first, renamed over path once it is complete, so a crash in the middle
-// leaves the last complete file.
-func WriteFile(path string, write func(io.Writer) error) error {
+// WriteFile writes a file at path with write, atomically and durably: to
+// path.tmp in the same directory first, flushed to the disk (fsync), then
+// renamed over path, and the directory flushed too. A crash or a failed
+// write at any point leaves the last complete file at path, never a torn or
+// empty one. Without the flush before the rename, a crash soon after it (a
+// power cut, a kernel panic) can leave path naming a file whose data never
+// reached the disk: XFS, and ext4 without auto_da_alloc, do that. The
+// directory's flush makes the rename last; it is best effort (a file system
+// may refuse to flush a directory), and without it a crash brings back the
+// last complete file. What a failed call wrote is removed.
+//
+// Calls for one path take turns, as they share path.tmp: a periodic
+// snapshot and the one at shutdown may overlap. A crash's path.tmp is
+// overwritten by the next call.
+func WriteFile(path string, write func(io.Writer) error) (err error) {
+	mu, _ := writing.LoadOrStore(path, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			f.Close() // again, after a failed rename: the error is known
+			os.Remove(tmp)
+		}
+	}()
 	if err := write(f); err != nil {
-		f.Close()
+		return err
+	}
+	if err := fsync(f); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = fsync(d)
+		d.Close()
+	}
+	return nil
 }
+
+// writing holds a *sync.Mutex per path WriteFile writes.
+var writing sync.Map
+
+// fsync flushes a file or a directory to the disk; tests watch it.
+var fsync = (*os.File).Sync
 
 // Reader reads a file's body. After the first error every read returns
 // zero, and Err and End return that error.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -147,8 +148,93 @@ func TestWriteFile(t *testing.T) {
 	got, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, "first", string(got), "a failed write leaves the last file")
+	require.NoFileExists(t, path+".tmp", "what the failed write wrote is removed")
 	require.NoError(t, WriteFile(path, write("second")))
 	got, err = os.ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, "second", string(got))
+
+	// A crash's temporary file is overwritten, not read.
+	require.NoError(t, os.WriteFile(path+".tmp", []byte("torn by a crash, and longer"), 0o644))
+	require.NoError(t, WriteFile(path, write("third")))
+	got, err = os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "third", string(got))
+	require.NoFileExists(t, path+".tmp")
+}
+
+// WriteFile flushes the new file to the disk before it renames it over the
+// last one, then flushes the directory that holds the rename; a file that
+// can't be flushed replaces nothing.
+func TestWriteFileSyncs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state")
+	require.NoError(t, os.WriteFile(path, []byte("old"), 0o644))
+	var synced []string
+	var failSync error
+	fsync = func(f *os.File) error {
+		// What path holds when each is flushed.
+		got, err := os.ReadFile(path)
+		require.NoError(t, err)
+		synced = append(synced, f.Name()+": "+string(got))
+		if failSync != nil && f.Name() != dir {
+			return failSync
+		}
+		return f.Sync()
+	}
+	t.Cleanup(func() { fsync = (*os.File).Sync })
+
+	require.NoError(t, WriteFile(path, func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }))
+	require.Equal(t, []string{path + ".tmp: old", dir + ": new"}, synced)
+
+	synced, failSync = nil, errors.New("input/output error")
+	require.EqualError(t, WriteFile(path, func(w io.Writer) error { _, err := io.WriteString(w, "newer"); return err }), "input/output error")
+	require.Equal(t, []string{path + ".tmp: new"}, synced)
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "new", string(got))
+	require.NoFileExists(t, path+".tmp")
+}
+
+// Writes of one path at once (a periodic snapshot and the one at shutdown)
+// take turns: each leaves a whole file, and none fails.
+func TestWriteFileAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state")
+	const writers, writes = 4, 25
+	contents := make([]string, writers)
+	for i := range contents {
+		// Longer than a Writer's chunk, so each is written in parts.
+		contents[i] = strings.Repeat(string(rune('a'+i)), 3*flushAt/(i+1))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*writes)
+	for i := range writers {
+		wg.Go(func() {
+			for range writes {
+				errs <- WriteFile(path, func(w io.Writer) error {
+					e := NewWriter(w, "TEST", 1)
+					for k := 0; k < len(contents[i]); k += 1 << 10 {
+						e.Str(contents[i][k:min(k+1<<10, len(contents[i]))])
+						e.Spill()
+					}
+					return e.Close()
+				})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	d, err := Open(data, "TEST", 1, errBad)
+	require.NoError(t, err, "a whole file")
+	var got strings.Builder
+	for d.Len() > 0 {
+		got.WriteString(d.Str())
+	}
+	require.NoError(t, d.End())
+	require.Contains(t, contents, got.String())
 }
