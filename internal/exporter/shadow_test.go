@@ -674,3 +674,88 @@ func TestShadowPendingSnapshotUnreadable(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot whose write fails midway (here, a disk that is full) leaves the
+// last one whole, and a restart reads back what that one held. The label
+// join's and the shadow's are written one after the other, so a crash can
+// come between them, leaving the shadow's older than the label join's: a
+// restart then scores the shadow on the labels of the predictions both
+// files hold, and loses only the shadow's side of those its file missed, as
+// a crash before both writes would.
+func TestPendingSnapshotsSurviveAFailedWrite(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full to fail the writes with")
+	}
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["a"]}`}, nil)
+	candidate := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["b"]}`}, nil)
+	storage := t.TempDir()
+	opts := func(o *Options) {
+		labelsOn(o)
+		shadowOptions(candidate.URL, nil)(o)
+		o.StoragePath = storage
+	}
+	labelsFile, shadowFile := filepath.Join(storage, "labels.snapshot"), filepath.Join(storage, shadowPendingFile)
+	read := func() (labels, shadow []byte) {
+		t.Helper()
+		labels, err := os.ReadFile(labelsFile)
+		require.NoError(t, err)
+		shadow, err = os.ReadFile(shadowFile)
+		require.NoError(t, err)
+		return labels, shadow
+	}
+	// failNext makes the next writes of the files fail on their first
+	// bytes: each goes to its .tmp, which now leads to a full disk.
+	failNext := func(paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			require.NoError(t, os.Symlink("/dev/full", p+".tmp"))
+		}
+	}
+
+	e := startExporter(t, model.URL, opts)
+	predictID := func(id string) {
+		t.Helper()
+		status, _ := predict(t, e, "fraud", `{"instances": [[1]]}`, "X-Request-Id", id)
+		require.Equal(t, 200, status)
+		waitIdle(t, e)
+	}
+	predictID("r1")
+	require.NoError(t, e.savePending())
+	labels1, shadow1 := read()
+
+	predictID("r2")
+	failNext(labelsFile, shadowFile)
+	err := e.savePending()
+	require.ErrorContains(t, err, "couldn't save pending predictions: ")
+	require.ErrorContains(t, err, "couldn't save the shadow's pending predictions: ")
+	require.ErrorContains(t, err, "no space left on device")
+	labels, shadow := read()
+	require.Equal(t, labels1, labels, "the last snapshot is left as it was")
+	require.Equal(t, shadow1, shadow)
+	require.NoFileExists(t, labelsFile+".tmp")
+	require.NoFileExists(t, shadowFile+".tmp")
+
+	// A sidecar that starts after a crash now reads r1 back, not r2.
+	after := startExporter(t, model.URL, opts)
+	require.Equal(t, 1.0, metricValue(t, after, collector.PendingPredictions, nil))
+	require.Equal(t, 1.0, metricValue(t, after, collector.ShadowPendingPredictions, nil))
+
+	// The label join's is written, the shadow's is not: as a crash between
+	// the two writes leaves them.
+	failNext(shadowFile)
+	require.ErrorContains(t, e.savePending(), "couldn't save the shadow's pending predictions: ")
+	labels, shadow = read()
+	require.NotEqual(t, labels1, labels)
+	require.Equal(t, shadow1, shadow)
+	after = startExporter(t, model.URL, opts)
+	require.Equal(t, 2.0, metricValue(t, after, collector.PendingPredictions, nil))
+	require.Equal(t, 1.0, metricValue(t, after, collector.ShadowPendingPredictions, nil))
+	_, resp := postLabels(t, after, `{"id": "r1", "label": "a"}`+"\n"+`{"id": "r2", "label": "a"}`)
+	require.Equal(t, []string{"matched", "matched"}, resp.Results)
+	fraud := map[string]string{"model": "fraud"}
+	require.Equal(t, 2.0, metricValue(t, after, collector.LabelsMatchedTotal, fraud))
+	require.Equal(t, 1.0, metricValue(t, after, collector.ShadowLabelsMatchedTotal, fraud), "r1's shadow prediction; r2's was lost")
+	require.Equal(t, 1.0, metricValue(t, after, collector.ShadowCorrectTotal, map[string]string{"model": "fraud", "source": "model"}))
+	require.Zero(t, metricValue(t, after, collector.ShadowCorrectTotal, map[string]string{"model": "fraud", "source": "shadow"}))
+	require.Zero(t, metricValue(t, after, collector.ShadowPendingPredictions, nil))
+}
