@@ -282,9 +282,6 @@ func New(o Options) (_ *Exporter, err error) {
 		if err := e.obs.labels.configurePeers(e.cfg.Load().cfg.Labels); err != nil {
 			return nil, err
 		}
-		e.obs.labels.modelLabel = func(name string) string {
-			return e.models.resolve(name, e.cfg.Load().cfg.Limits.MaxModels)
-		}
 	}
 	e.windows = windowLabels(dc.opts.Windows)
 	p, err := newProxy(o.Proxy, &e.cfg, e.models, e.queue, e.metrics, o.Now, e.logger.With("component", "proxy"))

@@ -65,24 +65,18 @@ type labels struct {
 	// onOutcome, when set, also gets each label joined (the shadow's
 	// comparison against labels).
 	onOutcome func(quality.Outcome)
-	// modelLabel, when set, returns the model label value predictions of
-	// a model name are counted under (models.resolve).
-	modelLabel func(name string) string
 }
 
 // modelOf returns lb with the model it names as its predictions are
 // stored: under the model's label value, cut and repaired as traffic's
-// are. A model past limits.max_models shares __other__ with the others
-// past it, so its label's model can't tell its predictions from theirs:
-// it is left unchecked (empty), rather than failing every label that
-// names it, here or at a peer it is sent to.
+// are. The store checks it when the label is joined, so a label held for
+// its prediction is checked against the model the prediction came under,
+// and not against __other__ (quality.Options.OverflowModel): a model that
+// was past limits.max_models when the label came, or got there while it
+// waited, may be named as itself, here or at a peer the label is sent to.
 func (l *labels) modelOf(lb quality.Label) quality.Label {
-	if lb.Model == "" || l.modelLabel == nil {
-		return lb
-	}
-	lb.Model = l.modelLabel(lb.Model)
-	if lb.Model == collector.OtherValue {
-		lb.Model = ""
+	if lb.Model != "" {
+		lb.Model = labelValue([]byte(lb.Model))
 	}
 	return lb
 }
@@ -115,6 +109,7 @@ type labelMetrics struct {
 
 func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheus.Registerer, overflow *prometheus.CounterVec, logger *slog.Logger) (*labels, error) {
 	opts := quality.DefaultOptions()
+	opts.OverflowModel = collector.OtherValue
 	if o.MaxPending > 0 {
 		opts.MaxEntries = o.MaxPending
 	}

@@ -162,6 +162,29 @@ func TestLabelsForModelOverCap(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": long[:128]}))
 }
 
+// A label held for its prediction joins it when it comes under
+// __other__, past limits.max_models, whether its model was past the cap
+// when the label came or got there while it waited.
+func TestHeldLabelsForModelOverCap(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 2\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { labelsOn(o); o.ConfigFile = cfg })
+	// x's label comes while the table has room for x.
+	_, resp := postLabels(t, e, `{"id":"x1","label":"yes","model":"x"}`)
+	require.Equal(t, []string{"held"}, resp.Results)
+	pushRecordsRaw(t, e, `{"model":"a","id":"a1","prediction":"yes"}`, `{"model":"b","id":"b1","prediction":"yes"}`)
+	// y's when it has none.
+	_, resp = postLabels(t, e, `{"id":"y1","label":"yes","model":"y"}`+"\n"+`{"id":"a2","label":"yes","model":"y"}`)
+	require.Equal(t, []string{"held", "held"}, resp.Results)
+	pushRecordsRaw(t, e, `{"model":"x","id":"x1","prediction":"yes"}`, `{"model":"y","id":"y1","prediction":"yes"}`,
+		`{"model":"a","id":"a2","prediction":"yes"}`) // not the model a2's label names
+	other := map[string]string{"model": "__other__"}
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_labels_matched_total", other))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_labels_total", map[string]string{"reason": "invalid"}))
+	require.Zero(t, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "a"}))
+}
+
 func stripErrors(rs []Rejection) []Rejection {
 	out := make([]Rejection, len(rs))
 	for i, r := range rs {

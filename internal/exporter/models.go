@@ -441,22 +441,6 @@ func (t *models) add(name string, max int) *model {
 	return md
 }
 
-// resolve returns the model label value a prediction of the model named
-// name is counted under, without adding the model: its own (cut and
-// repaired as labelValue does), or __other__ once max models exist
-// without it.
-func (t *models) resolve(name string, max int) string {
-	cur := *t.m.Load()
-	if md, ok := cur[name]; ok {
-		return md.name
-	}
-	n := labelValue([]byte(name))
-	if _, ok := cur[n]; ok || len(cur) < max {
-		return n
-	}
-	return collector.OtherValue
-}
-
 // all returns every model.
 func (t *models) all() []*model {
 	cur := *t.m.Load()

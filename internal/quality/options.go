@@ -28,6 +28,14 @@ type Options struct {
 	// MaxSegmentValues caps the distinct values of each segment per model
 	// (Prediction.Segments). Further values are reported as OtherClass.
 	MaxSegmentValues int
+	// OverflowModel, when set, is the model under which predictions of
+	// several models come once there are too many to name apart (the
+	// sidecar's __other__). A label's model is checked when the label is
+	// joined, so a held one against the model its prediction came under;
+	// against a prediction of OverflowModel it is not checked at all, as
+	// the prediction's own model is not known. It is not saved in
+	// snapshots.
+	OverflowModel string
 }
 
 // DefaultOptions returns the default Options.

@@ -334,7 +334,7 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 			l.Value = Class(c)
 		}
 	}
-	if (l.Model != "" && l.Model != m.name) || l.Value.Numeric != numeric {
+	if (l.Model != "" && l.Model != m.name && m.name != s.opts.OverflowModel) || l.Value.Numeric != numeric {
 		return Outcome{}, ReasonInvalid
 	}
 	o := Outcome{ID: l.ID, Model: m.name, Delay: time.Duration(max(l.Time.UnixNano()-e.ts, 0))}

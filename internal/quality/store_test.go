@@ -608,3 +608,38 @@ func TestHeldDue(t *testing.T) {
 	require.Len(t, last, 1)
 	require.Equal(t, "z", last[0].ID)
 }
+
+// A label's model is checked when it is joined: a held label against the
+// model its prediction came under. A prediction of Options.OverflowModel
+// may be any model's, so no label's model is checked against it.
+func TestLabelModelChecked(t *testing.T) {
+	s := newStore(t, Options{OverflowModel: "__other__"})
+	label := func(id, model string) Reason {
+		_, r := s.Label(t0, Label{ID: id, Model: model, Value: Class("cat")})
+		return r
+	}
+	observe := func(id, model string) Reason {
+		_, r := s.Observe(t0, pred(id, model, "cat"))
+		return r
+	}
+	require.Equal(t, ReasonPending, observe("a1", "a"))
+	require.Equal(t, ReasonPending, observe("o1", "__other__"))
+	require.Equal(t, ReasonPending, observe("o2", "__other__"))
+	require.Equal(t, ReasonMatched, label("a1", "a"))
+	require.Equal(t, ReasonMatched, label("o1", "x"))
+	require.Equal(t, ReasonMatched, label("o2", "a"))
+
+	for _, id := range []string{"x1", "x2", "x3", "x4"} {
+		require.Equal(t, ReasonHeld, label(id, "x"))
+	}
+	require.Equal(t, ReasonMatched, observe("x1", "x"))
+	require.Equal(t, ReasonMatched, observe("x2", "__other__"), "x went past the cap while its label waited")
+	require.Equal(t, ReasonPending, observe("x3", "a"), "the label was not a's: it is invalid, and the prediction waits")
+	require.Equal(t, uint64(1), s.Stats().Labels[ReasonInvalid])
+
+	// Without OverflowModel, every model is checked.
+	s = newStore(t, Options{})
+	require.Equal(t, ReasonHeld, label("o3", "x"))
+	require.Equal(t, ReasonPending, observe("o3", "__other__"))
+	require.Equal(t, uint64(1), s.Stats().Labels[ReasonInvalid])
+}

@@ -65,7 +65,8 @@ const MaxSegmentNames = 16
 // Label is the ground truth for the prediction with the same ID.
 type Label struct {
 	ID string
-	// Model, when set, must be the prediction's model.
+	// Model, when set, must be the prediction's model (but see
+	// Options.OverflowModel).
 	Model string
 	// Value is the actual class or number. For a prediction with class
 	// probabilities, a whole number is the index of a class.
