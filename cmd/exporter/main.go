@@ -63,7 +63,7 @@ func run() int {
 		shadowRatio  = serve.Flag("shadow.sample-ratio", "Share of the captured predictions mirrored to the shadow model server, in (0, 1].").Default(strconv.FormatFloat(d.Shadow.SampleRatio, 'g', -1, 64)).Float64()
 		shadowTime   = serve.Flag("shadow.timeout", "Longest wait for the shadow model server's answer to a mirrored request.").Default(d.Shadow.Timeout.String()).Duration()
 		shadowConc   = serve.Flag("shadow.concurrency", "Most mirrored requests and calls sent to the shadow model server at once, HTTP and gRPC together; as many again may wait, and more are dropped and counted (modelmon_shadow_dropped_total).").Default(strconv.Itoa(d.Shadow.Concurrency)).Int()
-		shadowModels = serve.Flag("shadow.model", "Model whose predictions are mirrored to the shadow model server; repeatable. None: every model's.").Strings()
+		shadowModels = serve.Flag("shadow.model", "Model whose predictions are mirrored to the shadow model server, as clients name it (past limits.max_models too); repeatable. None: every model's.").Strings()
 		shTLS        = tlsFlags(serve, "shadow.", "an https:// shadow model server", "shadow.upstream or --shadow.grpc-upstream")
 		shadowMax    = serve.Flag("shadow.max-pending", "With --labels.enabled, most of the shadow's predictions waiting for their label, so that both answers are scored against it; the oldest is dropped beyond it.").Default(strconv.Itoa(d.Shadow.MaxPending)).Int()
 		plogURL      = serve.Flag("payload-log.url", "HTTP endpoint that receives the captured requests and responses as CloudEvents (binary mode, KServe's logger's event types), off the hot path. Empty: log nothing.").Default("").String()

@@ -52,9 +52,9 @@ const (
 type unaryCall struct {
 	format payload.Format
 	// model is the model a request message names (in md, else in the
-	// message itself), with its version set, and the prediction id the
-	// message carries.
-	model func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (m *model, id []byte)
+	// message itself), with its version set, the name it names it by
+	// (modelNamed's), and the prediction id the message carries.
+	model func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (m *model, name, id []byte)
 	// answerID, when not nil, is the prediction id an answer carries: a
 	// call whose request has none takes it, rather than a new one.
 	answerID func(resp []byte) []byte
@@ -62,9 +62,10 @@ type unaryCall struct {
 
 // unaryCalls are the unary calls that are predictions, by method.
 var unaryCalls = map[string]unaryCall{
-	modelInfer: {format: payload.FormatOIPGRPC, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
-		m, _, id := p.inferModel(rc, md, msg)
-		return m, id
+	modelInfer: {format: payload.FormatOIPGRPC, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte, []byte) {
+		name, version, id, _ := payload.InferRequestIDs(msg)
+		m, name := p.mdModel(rc, md, name, version)
+		return m, name, id
 	}},
 	tfPredict:          tfCall(payload.FormatTFServingGRPC),
 	tfClassify:         tfCall(payload.FormatTFServingClassifyGRPC),
@@ -83,8 +84,9 @@ var seldonHeader = []byte("seldon")
 // request's meta.puid, else the one Seldon's executor gives its answer.
 var seldonCall = unaryCall{
 	format: payload.FormatSeldonGRPC,
-	model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
-		return p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader)), payload.SeldonPuid(msg)
+	model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte, []byte) {
+		m, name := p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader))
+		return m, name, payload.SeldonPuid(msg)
 	},
 	answerID: payload.SeldonPuid, // a SeldonMessage either way
 }
@@ -98,9 +100,10 @@ func tfCall(f payload.Format) unaryCall {
 // name their model and version (read by names) but carry no id, as
 // TensorFlow Serving's and TorchServe's do.
 func namedCall(f payload.Format, names func(msg []byte) (name, version []byte)) unaryCall {
-	return unaryCall{format: f, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte) {
+	return unaryCall{format: f, model: func(p *proxy, rc *runtimeConfig, md metadata.MD, msg []byte) (*model, []byte, []byte) {
 		name, version := names(msg)
-		return p.mdModel(rc, md, name, version), nil
+		m, name := p.mdModel(rc, md, name, version)
+		return m, name, nil
 	}}
 }
 
@@ -321,7 +324,8 @@ type feedbackTap struct {
 func (g *grpcProxy) newFeedbackTap(ctx context.Context) *feedbackTap {
 	md, _ := metadata.FromIncomingContext(ctx)
 	rc := g.p.cfg.Load()
-	t := &feedbackTap{g: g, m: g.p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader))}
+	m, _ := g.p.modelNamed(rc, mdValue(md, seldonHeader), mdValue(md, rc.modelHeader))
+	t := &feedbackTap{g: g, m: m}
 	if g.p.labels != nil {
 		t.id = mdValue(md, g.p.labels.header)
 	}
@@ -516,7 +520,7 @@ func (g *grpcProxy) predict(ss grpc.ServerStream, method string, call unaryCall)
 	}
 	rc := g.p.cfg.Load()
 	md, _ := metadata.FromIncomingContext(ss.Context())
-	m, id := call.model(g.p, rc, md, req)
+	m, name, id := call.model(g.p, rc, md, req)
 	var idHeader metadata.MD
 	if l := g.p.labels; l != nil && len(id) == 0 {
 		// The id labels must carry: the request's, from its metadata, the
@@ -546,7 +550,7 @@ func (g *grpcProxy) predict(ss grpc.ServerStream, method string, call unaryCall)
 	switch {
 	case err == nil:
 		// Only what account captures (an answer) reaches the shadow.
-		if g.shadow != nil && g.shadow.sample(m) {
+		if g.shadow != nil && g.shadow.sample(m, name) {
 			mirror = shadowCalls.Get().(*[]byte)
 			*mirror = appendShadowCall((*mirror)[:0], method, md)
 			rq.header, rq.mirror = *mirror, true
@@ -703,16 +707,18 @@ func failureStatus(err error) (reason string, st error) {
 // name and id the message carries.
 func (p *proxy) inferModel(rc *runtimeConfig, md metadata.MD, msg []byte) (m *model, name, id []byte) {
 	name, version, id, _ := payload.InferRequestIDs(msg)
-	return p.mdModel(rc, md, name, version), name, id
+	m, _ = p.mdModel(rc, md, name, version)
+	return m, name, id
 }
 
-// mdModel is the model a gRPC request names, with its version set: name
-// and version as its message has them, else the model and version headers
-// of the call's metadata md (modelNamed, setVersionNamed).
-func (p *proxy) mdModel(rc *runtimeConfig, md metadata.MD, name, version []byte) *model {
-	m := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
+// mdModel is the model a gRPC request names, with its version set, and the
+// name it names it by: name and version as its message has them, else the
+// model and version headers of the call's metadata md (modelNamed,
+// setVersionNamed).
+func (p *proxy) mdModel(rc *runtimeConfig, md metadata.MD, name, version []byte) (*model, []byte) {
+	m, name := p.modelNamed(rc, name, mdValue(md, rc.modelHeader))
 	m.setVersionNamed(version, mdValue(md, rc.versionHeader))
-	return m
+	return m, name
 }
 
 // mdTraceID is the trace id of the W3C traceparent in md, nil when none.

@@ -323,7 +323,7 @@ func (t *torchStream) request(msg []byte) {
 		return // the call is over, or sends one request only
 	}
 	name, version := payload.TorchServeRequestModel(msg)
-	m := p.mdModel(c.rc, c.md, name, version)
+	m, _ := p.mdModel(c.rc, c.md, name, version)
 	var id []byte
 	if l := p.labels; l != nil {
 		id = mdValue(c.md, l.header)

@@ -395,7 +395,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 			// Seldon's feedback carries a reward and ground truth: the
 			// parsers read them, off the hot path, as they parse
 			// predictions.
-			m := p.modelNamed(rc, r.model, hdrModel)
+			m, _ := p.modelNamed(rc, r.model, hdrModel)
 			p.queue.offerFeedback(m, payload.FormatSeldon, bodyEncodings{req: encodingOf(reqEnc)}, req.Body(), reqID)
 		}
 		if closeClient {
@@ -405,13 +405,17 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	var m *model
+	var name []byte // the model's, as the request names it
 	if len(r.model) == 0 && len(hdrModel) == 0 && r.bodyModel && len(reqEnc) == 0 {
-		m = p.bodyModel(req.Body(), rc)
+		m, name = p.bodyModel(req.Body(), rc)
 	}
 	if m == nil {
-		m = p.modelNamed(rc, r.model, hdrModel)
+		m, name = p.modelNamed(rc, r.model, hdrModel)
 	}
 	m.setVersionNamed(r.version, hdrVersion)
+	// Sampled now, while name is the request's; mirrored only if account
+	// captures it (a 2xx answer).
+	mirror := p.shadow != nil && p.shadow.sample(m, name)
 	m.requests.Inc()
 	m.inFlight.Inc()
 	upStart := p.now()
@@ -447,8 +451,7 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	respBody, respSize := resp.Body(), -1
 	if ok {
 		respSize = len(respBody)
-		// Only what account captures (a 2xx answer) reaches the shadow.
-		if p.shadow != nil && p.shadow.sample(m) {
+		if mirror {
 			rq.header, rq.mirror = req.Header.Header(), true
 		}
 	}
@@ -458,38 +461,46 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 // ceID is the CloudEvents id header.
 var ceID = []byte("Ce-Id")
 
-// modelNamed is the model a prediction names, first to last: name (by its
-// path or message), hdr (the model header), the configuration's
-// default_model.
-func (p *proxy) modelNamed(rc *runtimeConfig, name, hdr []byte) *model {
+// modelNamed is the model a prediction names, and the name it names it
+// by, first to last: name (by its path or message), hdr (the model
+// header), the configuration's default_model. The name is the model's as
+// clients give it, which its label value (m.name) is not once it is past
+// limits.max_models (__other__) or cut (labelValue).
+func (p *proxy) modelNamed(rc *runtimeConfig, name, hdr []byte) (*model, []byte) {
 	if len(name) == 0 {
 		name = hdr
 	}
 	if len(name) == 0 {
 		name = rc.defaultModel
 	}
-	return p.models.get(name, rc.cfg.Limits.MaxModels)
+	return p.models.get(name, rc.cfg.Limits.MaxModels), name
 }
 
 // bodyParsers read the model a generative model's request names.
 var bodyParsers fastjson.ParserPool
 
 // bodyModel is the model a request names in its JSON body's "model" field,
-// as the APIs of generative models do (route.bodyModel); nil when it names
-// none. These requests are few and slow, and the parse costs about a
-// microsecond per kilobyte of prompt.
-func (p *proxy) bodyModel(body []byte, rc *runtimeConfig) *model {
+// as the APIs of generative models do (route.bodyModel), and that name (as
+// modelNamed's; a copy, as the parser is used again, and nil without a
+// shadow, which alone reads it); nil when it names none. These requests
+// are few and slow, and the parse costs about a microsecond per kilobyte
+// of prompt.
+func (p *proxy) bodyModel(body []byte, rc *runtimeConfig) (*model, []byte) {
 	fp := bodyParsers.Get()
 	defer bodyParsers.Put(fp)
 	v, err := fp.ParseBytes(body)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	name := v.GetStringBytes("model")
 	if len(name) == 0 {
-		return nil
+		return nil, nil
 	}
-	return p.models.get(name, rc.cfg.Limits.MaxModels)
+	m := p.models.get(name, rc.cfg.Limits.MaxModels)
+	if p.shadow == nil {
+		return m, nil
+	}
+	return m, bytes.Clone(name)
 }
 
 // request is what the accounting of a prediction needs besides its bodies.

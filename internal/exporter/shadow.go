@@ -174,10 +174,15 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 	return s, nil
 }
 
-// sample reports whether to mirror a prediction of model m. It runs on the
-// hot path, of the HTTP proxy and of the gRPC proxy's unary calls.
-func (s *shadow) sample(m *model) bool {
-	if s.models != nil && !s.models[m.name] {
+// sample reports whether to mirror a prediction of model m, which the
+// request names name (modelNamed). --shadow.model names a model as its
+// clients do: one past limits.max_models, whose predictions count under
+// __other__ with the others past it, or one whose name was cut to a label
+// value, is mirrored by its name, and its shadow metrics carry m's label.
+// It runs on the hot path, of the HTTP proxy and of the gRPC proxy's unary
+// calls.
+func (s *shadow) sample(m *model, name []byte) bool {
+	if s.models != nil && !s.models[m.name] && (m.name == string(name) || !s.models[string(name)]) {
 		return false
 	}
 	return s.ratio >= 1 || rand.Float64() < s.ratio

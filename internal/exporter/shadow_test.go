@@ -467,6 +467,40 @@ func TestShadowModels(t *testing.T) {
 	require.Zero(t, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "house"}))
 }
 
+// --shadow.model mirrors the model it names past limits.max_models too,
+// whose predictions count under __other__ with the others past it: the
+// user named it. Its shadow metrics carry __other__, and the others past
+// the cap are not mirrored. So is a model whose name is cut to a label
+// value.
+func TestShadowModelPastMaxModels(t *testing.T) {
+	long := strings.Repeat("x", 200) // its label value is cut to 128 bytes
+	answers := map[string]string{"a": `{"predictions": ["legit"]}`, "b": `{"predictions": ["legit"]}`,
+		"fraud": `{"predictions": ["legit"]}`, "house": `{"predictions": ["legit"]}`, long: `{"predictions": ["legit"]}`}
+	model, candidate := newRecordingServer(t, answers, nil), newRecordingServer(t, answers, nil)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 3\n"), 0o644))
+	e := startExporter(t, model.URL, func(o *Options) {
+		o.ConfigFile = cfg
+		shadowOptions(candidate.URL, func(s *ShadowOptions) { s.Models = []string{"fraud", long, "b"} })(o)
+	})
+	// a and b, then long (cut), take the three places; fraud and house
+	// come under __other__.
+	for _, m := range []string{"a", "b", long, "fraud", "house", "fraud"} {
+		status, _ := predict(t, e, m, `{"instances": [[1]]}`)
+		require.Equal(t, 200, status)
+	}
+	waitIdle(t, e)
+	var got []string
+	for _, r := range candidate.received() {
+		got = append(got, strings.TrimSuffix(strings.TrimPrefix(r.uri, "/v1/models/"), ":predict?trace=1"))
+	}
+	require.ElementsMatch(t, []string{"b", long, "fraud", "fraud"}, got)
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "__other__"}))
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowPredictionsTotal, map[string]string{"model": "__other__"}))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": long[:128]}))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "b"}))
+}
+
 // An https shadow is verified against --shadow.ca-file under
 // --shadow.server-name and gets the client certificate of
 // --shadow.cert-file, as the model server does with the --proxy.upstream-*

@@ -306,6 +306,29 @@ func TestShadowGRPCSampling(t *testing.T) {
 	require.Zero(t, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "house"}))
 }
 
+// --shadow.model mirrors the gRPC calls of the model it names past
+// limits.max_models too, as it does its HTTP predictions.
+func TestShadowGRPCModelPastMaxModels(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 1\n"), 0o644))
+	candidate := newGRPCCandidate(t, inferAnswer(0.75))
+	e := grpcShadowSidecar(t, "http://127.0.0.1:1", candidate.url, func(o *Options) {
+		o.ConfigFile = cfg
+		o.Shadow.Models = []string{"fraud"}
+	})
+	conn := grpcClient(t, e.GRPCAddr())
+	for _, model := range []string{"house", "fraud", "churn"} { // fraud and churn past the cap
+		req := inferCall(model, "", inferTensor("x", []uint64{1, 1}, 1))
+		var resp []byte
+		require.NoError(t, conn.Invoke(context.Background(), modelInfer, &req, &resp))
+	}
+	waitCaptured(t, e, 3)
+	got := candidate.received()
+	require.Len(t, got, 1)
+	require.Equal(t, "fraud", modelName(got[0].msg))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "__other__"}))
+}
+
 // With labels, the gRPC shadow's predictions wait for their labels as the
 // HTTP shadow's do, and both answers are scored against them.
 func TestShadowGRPCScoredAgainstLabels(t *testing.T) {
