@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,47 +24,118 @@ import (
 // that API can be reached.
 //
 // A query that the API rejects (bad PromQL, a query timeout, too many
-// samples) fails that rule only; a request that does not get an answer (the
-// connection refused, the server down or failing with 5xx) marks the data
-// source down, so callers can hold alerts instead of resolving them.
+// samples, an answer over MaxAnswerBytes) fails that rule only; a request
+// that does not get an answer (the connection refused, the server down or
+// failing with 5xx) marks the data source down, so callers can hold alerts
+// instead of resolving them. A 429 or 503 with Retry-After keeps queries
+// from being sent until then (WaitError). Answers with warnings (a Thanos
+// partial response allowed by the URL, a PromQL warning) are used, logged
+// and counted.
 type Remote struct {
-	mu          sync.Mutex
-	api         v1.API
-	timeout     time.Duration
-	up          bool
-	lastErr     error
-	lastSuccess time.Time
-	since       time.Time
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu      sync.Mutex
+	address string
+	api     v1.API
+	timeout time.Duration
+	// waitUntil is when the data source's Retry-After lets queries go
+	// again; waitStatus is the answer that set it.
+	waitUntil  time.Time
+	waitStatus string
+	// started numbers requests in the order they start; observed is the
+	// number of the one the state below is from. An older request that
+	// finishes after a newer one does not change it: the state is that of
+	// the most recently started request that finished.
+	started, observed uint64
+	up                bool
+	lastErr           error
+	lastSuccess       time.Time
+	since             time.Time
+	// warned counts answers with warnings; logged holds, per query, the
+	// warnings last logged, so the same ones are not logged again at
+	// every evaluation.
+	warned uint64
+	logged map[string]string
 }
 
-// NewRemote returns a Remote for the API at address, queried with client
-// (nil means http.DefaultClient), each query bounded by timeout.
-func NewRemote(address string, client *http.Client, timeout time.Duration) (*Remote, error) {
-	c, err := api.NewClient(api.Config{Address: address, Client: client})
-	if err != nil {
-		return nil, fmt.Errorf("couldn't create data source client: %w", err)
+// maxLoggedQueries bounds Remote.logged; past it, it starts over.
+const maxLoggedQueries = 1000
+
+// RemoteOptions configure a Remote.
+type RemoteOptions struct {
+	// Client sends the requests; nil means http.DefaultClient.
+	Client *http.Client
+	// Timeout bounds each query: the API gets it as the query's timeout,
+	// and alertd waits a little longer for the answer. 0 means none.
+	Timeout time.Duration
+	// Logger logs the warnings of answers; nil discards them.
+	Logger *slog.Logger
+}
+
+// NewRemote returns a Remote for the API at address.
+func NewRemote(address string, o RemoteOptions) (*Remote, error) {
+	r := &Remote{logger: o.Logger, now: time.Now, up: true, logged: map[string]string{}}
+	if r.logger == nil {
+		r.logger = slog.New(slog.DiscardHandler)
 	}
-	return &Remote{api: v1.NewAPI(c), timeout: timeout, up: true}, nil
+	if err := r.Update(address, o.Client, o.Timeout); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Update makes later queries go to the API at address, with client and
-// timeout, as NewRemote's. Queries under way finish on the previous API.
+// timeout, as NewRemote's. Queries under way finish on the previous API. A
+// new address forgets a Retry-After of the previous one.
 func (r *Remote) Update(address string, client *http.Client, timeout time.Duration) error {
-	c, err := api.NewClient(api.Config{Address: address, Client: client})
+	u, err := url.Parse(address)
+	if err != nil {
+		return fmt.Errorf("couldn't create data source client: %w", err)
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
+	next := client.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c := *client
+	c.Transport = &transport{next: next, params: u.Query(), retryAfter: r.pause, now: func() time.Time { return r.now() }}
+	ac, err := api.NewClient(api.Config{Address: address, Client: &c})
 	if err != nil {
 		return fmt.Errorf("couldn't create data source client: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.api, r.timeout = v1.NewAPI(c), timeout
+	if address != r.address {
+		r.waitUntil, r.waitStatus = time.Time{}, ""
+	}
+	r.address, r.api, r.timeout = address, v1.NewAPI(ac), timeout
 	return nil
 }
 
-// client returns the API and timeout queries use now.
-func (r *Remote) client() (v1.API, time.Duration) {
+// pause keeps queries from being sent for d, as an answer with status
+// asked with Retry-After.
+func (r *Remote) pause(status string, d time.Duration) {
+	until := r.now().Add(d)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.api, r.timeout
+	if until.After(r.waitUntil) {
+		r.waitUntil, r.waitStatus = until, status
+	}
+}
+
+// begin numbers a request that starts now, and returns the API and timeout
+// it uses, or the WaitError that keeps it from being sent.
+func (r *Remote) begin(now time.Time) (uint64, v1.API, time.Duration, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.started++
+	if now.Before(r.waitUntil) {
+		return r.started, nil, 0, &WaitError{Status: r.waitStatus, Until: r.waitUntil}
+	}
+	return r.started, r.api, r.timeout, nil
 }
 
 // Query implements promrules.QueryFunc: an instant query at t. Scalars become
@@ -74,13 +148,20 @@ func (r *Remote) Query(ctx context.Context, q string, t time.Time) (promql.Vecto
 	return toVector(val, t)
 }
 
-// observe records whether the API answered.
-func (r *Remote) observe(ctx context.Context, err error, now time.Time) {
+// observe records whether the API answered request seq, unless a request
+// that started later has already finished.
+func (r *Remote) observe(ctx context.Context, seq uint64, err error, now time.Time) {
 	down := err != nil && unavailable(ctx, err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !down {
+	if !down && now.After(r.lastSuccess) {
 		r.lastSuccess = now
+	}
+	if seq < r.observed {
+		return
+	}
+	r.observed = seq
+	if !down {
 		if !r.up {
 			r.since = now
 		}
@@ -99,6 +180,9 @@ func (r *Remote) observe(ctx context.Context, err error, now time.Time) {
 // API: it is down too, and alerts are held rather than resolved by rules
 // that cannot evaluate.
 func unavailable(ctx context.Context, err error) bool {
+	if tooLarge(err) {
+		return false
+	}
 	var ae *v1.Error
 	if errors.As(err, &ae) {
 		switch ae.Type {
@@ -165,15 +249,10 @@ func toVector(val model.Value, t time.Time) (promql.Vector, error) {
 
 // QueryRange runs a range query, for replaying history into detectors.
 func (r *Remote) QueryRange(ctx context.Context, q string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
-	api, timeout := r.client()
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait(timeout))
-		defer cancel()
-	}
-	val, _, _, err := api.QueryRange(ctx, q, v1.Range{Start: start, End: end, Step: step}, v1.WithTimeout(timeout))
-	err = apiError(err)
-	r.observe(ctx, err, time.Now())
+	val, err := r.do(ctx, q, func(ctx context.Context, api v1.API, timeout time.Duration) (model.Value, v1.Warnings, error) {
+		val, ws, _, err := api.QueryRange(ctx, q, v1.Range{Start: start, End: end, Step: step}, v1.WithTimeout(timeout))
+		return val, ws, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("remote range query: %w", err)
 	}
@@ -206,8 +285,9 @@ func metricLabels(m model.Metric) labels.Labels {
 
 // Samples returns the raw samples of the series a selector selects in
 // (start, end], read with instant queries of a range selector, a day at a
-// time, so any Prometheus-compatible API can serve them. Native histogram
-// samples are an error.
+// time, so any Prometheus-compatible API can serve them. A day whose answer
+// is over MaxAnswerBytes is read in halves. Native histogram samples are an
+// error.
 func (r *Remote) Samples(ctx context.Context, selector string, start, end time.Time) (map[string]*promql.Series, error) {
 	const window = 24 * time.Hour
 	out := map[string]*promql.Series{}
@@ -216,31 +296,50 @@ func (r *Remote) Samples(ctx context.Context, selector string, start, end time.T
 		if until.After(end) {
 			until = end
 		}
-		q := fmt.Sprintf("%s[%dms]", selector, until.Sub(t).Milliseconds())
-		val, err := r.query(ctx, q, until)
-		if err != nil {
-			return nil, fmt.Errorf("remote query %s: %w", q, err)
-		}
-		m, ok := val.(model.Matrix)
-		if !ok {
-			return nil, fmt.Errorf("remote query %s: want a matrix, got %s", q, val.Type())
-		}
-		for _, ss := range m {
-			if len(ss.Histograms) > 0 {
-				return nil, fmt.Errorf("remote query %s: native histogram samples are not supported", q)
-			}
-			k := ss.Metric.String()
-			s, ok := out[k]
-			if !ok {
-				s = &promql.Series{Metric: metricLabels(ss.Metric)}
-				out[k] = s
-			}
-			for _, p := range ss.Values {
-				s.Floats = append(s.Floats, promql.FPoint{T: int64(p.Timestamp), F: float64(p.Value)})
-			}
+		if err := r.samples(ctx, selector, t, until, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// minSamplesWindow is the shortest range Samples splits a too large answer
+// down to.
+const minSamplesWindow = time.Minute
+
+// samples adds the samples of selector in (from, until] to out.
+func (r *Remote) samples(ctx context.Context, selector string, from, until time.Time, out map[string]*promql.Series) error {
+	q := fmt.Sprintf("%s[%dms]", selector, until.Sub(from).Milliseconds())
+	val, err := r.query(ctx, q, until)
+	if tooLarge(err) && until.Sub(from) >= 2*minSamplesWindow {
+		mid := from.Add(until.Sub(from) / 2)
+		if err := r.samples(ctx, selector, from, mid, out); err != nil {
+			return err
+		}
+		return r.samples(ctx, selector, mid, until, out)
+	}
+	if err != nil {
+		return fmt.Errorf("remote query %s: %w", q, err)
+	}
+	m, ok := val.(model.Matrix)
+	if !ok {
+		return fmt.Errorf("remote query %s: want a matrix, got %s", q, val.Type())
+	}
+	for _, ss := range m {
+		if len(ss.Histograms) > 0 {
+			return fmt.Errorf("remote query %s: native histogram samples are not supported", q)
+		}
+		k := ss.Metric.String()
+		s, ok := out[k]
+		if !ok {
+			s = &promql.Series{Metric: metricLabels(ss.Metric)}
+			out[k] = s
+		}
+		for _, p := range ss.Values {
+			s.Floats = append(s.Floats, promql.FPoint{T: int64(p.Timestamp), F: float64(p.Value)})
+		}
+	}
+	return nil
 }
 
 // wait is how long a request may take: the timeout the API is given, plus
@@ -254,14 +353,66 @@ func wait(timeout time.Duration) time.Duration {
 
 // query runs one instant query within the timeout.
 func (r *Remote) query(ctx context.Context, q string, t time.Time) (model.Value, error) {
-	api, timeout := r.client()
+	return r.do(ctx, q, func(ctx context.Context, api v1.API, timeout time.Duration) (model.Value, v1.Warnings, error) {
+		val, ws, _, err := api.Query(ctx, q, t, v1.WithTimeout(timeout))
+		return val, ws, err
+	})
+}
+
+// do sends one request for query q within the timeout, unless a
+// Retry-After keeps it from being sent, and records how the data source
+// answered.
+func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1.API, time.Duration) (model.Value, v1.Warnings, error)) (model.Value, error) {
+	seq, api, timeout, err := r.begin(r.now())
+	if err != nil {
+		r.observe(ctx, seq, err, r.now())
+		return nil, err
+	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, wait(timeout))
 		defer cancel()
 	}
-	val, _, _, err := api.Query(ctx, q, t, v1.WithTimeout(timeout))
+	val, ws, err := send(ctx, api, timeout)
 	err = apiError(err)
-	r.observe(ctx, err, time.Now())
+	r.observe(ctx, seq, err, r.now())
+	if err == nil {
+		r.warn(q, ws)
+	}
 	return val, err
+}
+
+// warn counts and logs the warnings of an answer to q. Thanos answers with
+// warnings when a store is down and partial responses are allowed;
+// Prometheus with PromQL's. The result is used: they are logged at warning
+// level once, and again when they change.
+func (r *Remote) warn(q string, ws v1.Warnings) {
+	text := strings.Join(ws, "; ")
+	r.mu.Lock()
+	if len(ws) == 0 {
+		delete(r.logged, q)
+		r.mu.Unlock()
+		return
+	}
+	r.warned++
+	same := r.logged[q] == text
+	if !same {
+		if len(r.logged) >= maxLoggedQueries {
+			clear(r.logged)
+		}
+		r.logged[q] = text
+	}
+	r.mu.Unlock()
+	if same {
+		r.logger.Debug("Data source answered with warnings again", "query", q, "warnings", text)
+		return
+	}
+	r.logger.Warn("Data source answered with warnings; the result may be incomplete", "query", q, "warnings", text)
+}
+
+// Warned returns the number of answers that carried warnings.
+func (r *Remote) Warned() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.warned
 }

@@ -3,10 +3,15 @@ package rules
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,7 +80,7 @@ func TestRemoteAnswers(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(tc.handler)
 			defer srv.Close()
-			r, err := NewRemote(srv.URL, srv.Client(), 5*time.Second)
+			r, err := NewRemote(srv.URL, RemoteOptions{Client: srv.Client(), Timeout: 5 * time.Second})
 			require.NoError(t, err)
 			v, err := r.Query(context.Background(), "up", time.Unix(1700000000, 0))
 			if tc.errHas != "" {
@@ -132,17 +137,378 @@ func TestRemoteSlowQuery(t *testing.T) {
 	}))
 	defer hung.Close()
 
-	r, err := NewRemote(slow.URL, slow.Client(), timeout)
+	r, err := NewRemote(slow.URL, RemoteOptions{Client: slow.Client(), Timeout: timeout})
 	require.NoError(t, err)
 	_, err = r.Query(context.Background(), "up", time.Now())
 	require.ErrorContains(t, err, "query timed out")
 	up, _, _, _ := r.Status()
 	require.True(t, up, "a query timeout is the rule's error")
 
-	r, err = NewRemote(hung.URL, hung.Client(), timeout)
+	r, err = NewRemote(hung.URL, RemoteOptions{Client: hung.Client(), Timeout: timeout})
 	require.NoError(t, err)
 	_, err = r.Query(context.Background(), "up", time.Now())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	up, _, _, _ = r.Status()
 	require.False(t, up, "a server that does not answer is down")
+}
+
+// clock is a settable time for a Remote under test.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// vectorOne is an instant query's answer of one sample with value 1.
+const vectorOne = `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"1"]}]}}`
+
+// A 429 or 503 with Retry-After keeps the next queries from being sent
+// until then, as Prometheus's remote write honours it: they fail with
+// that reason, and the data source is down meanwhile. A Retry-After in
+// seconds or as an HTTP date counts; a 503 without one (Prometheus's query
+// timeout) keeps nothing away, and neither does a date that has passed.
+// A Retry-After longer than five minutes is cut to five.
+func TestRemoteRetryAfter(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		code       int
+		retryAfter string
+		wait       time.Duration // 0: the next query is sent
+	}{
+		{"429 seconds", http.StatusTooManyRequests, "120", 120 * time.Second},
+		{"503 HTTP date", http.StatusServiceUnavailable, start.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{"503 without Retry-After", http.StatusServiceUnavailable, "", 0},
+		{"date passed", http.StatusTooManyRequests, start.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{"garbage", http.StatusTooManyRequests, "soon", 0},
+		{"an hour is cut to five minutes", http.StatusTooManyRequests, "3600", 5 * time.Minute},
+		{"500 is not asked to wait", http.StatusInternalServerError, "120", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var n atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) == 1 {
+					if tc.retryAfter != "" {
+						w.Header().Set("Retry-After", tc.retryAfter)
+					}
+					http.Error(w, "slow down", tc.code)
+					return
+				}
+				answer(200, vectorOne)(w, r)
+			}))
+			defer srv.Close()
+			c := &clock{now: start}
+			r, err := NewRemote(srv.URL, RemoteOptions{Client: srv.Client(), Timeout: 5 * time.Second})
+			require.NoError(t, err)
+			r.now = c.Now
+
+			_, err = r.Query(context.Background(), "up", start)
+			require.ErrorContains(t, err, strconv.Itoa(tc.code))
+			up, _, _, _ := r.Status()
+			require.False(t, up)
+			if tc.wait == 0 {
+				_, err = r.Query(context.Background(), "up", start)
+				require.NoError(t, err)
+				require.EqualValues(t, 2, n.Load())
+				return
+			}
+
+			c.Add(tc.wait - time.Second)
+			_, err = r.Query(context.Background(), "up", start)
+			var we *WaitError
+			require.ErrorAs(t, err, &we)
+			require.Equal(t, start.Add(tc.wait), we.Until)
+			require.Contains(t, we.Status, strconv.Itoa(tc.code))
+			require.EqualError(t, err, fmt.Sprintf("remote query: not sent: the data source answered %s with Retry-After, and is not queried before %s",
+				we.Status, start.Add(tc.wait).Format(time.RFC3339)))
+			_, err = r.QueryRange(context.Background(), "up", start, start, time.Minute)
+			require.ErrorAs(t, err, &we)
+			require.EqualValues(t, 1, n.Load(), "a query was sent during the wait")
+			up, _, _, downErr := r.Status()
+			require.False(t, up)
+			require.ErrorAs(t, downErr, &we)
+
+			c.Add(time.Second)
+			_, err = r.Query(context.Background(), "up", start)
+			require.NoError(t, err)
+			require.EqualValues(t, 2, n.Load())
+			up, _, _, _ = r.Status()
+			require.True(t, up)
+		})
+	}
+}
+
+// A reload that keeps the URL keeps the wait a Retry-After asked for; one
+// that moves to another data source forgets it.
+func TestRemoteRetryAfterUpdate(t *testing.T) {
+	t.Parallel()
+	busy := httptest.NewServer(answer(http.StatusTooManyRequests, "slow down", "Retry-After", "60"))
+	defer busy.Close()
+	other := httptest.NewServer(answer(200, vectorOne))
+	defer other.Close()
+	r, err := NewRemote(busy.URL, RemoteOptions{Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	_, err = r.Query(context.Background(), "up", time.Now())
+	require.ErrorContains(t, err, "429")
+
+	require.NoError(t, r.Update(busy.URL, nil, 10*time.Second))
+	_, err = r.Query(context.Background(), "up", time.Now())
+	var we *WaitError
+	require.ErrorAs(t, err, &we)
+
+	require.NoError(t, r.Update(other.URL, nil, 10*time.Second))
+	_, err = r.Query(context.Background(), "up", time.Now())
+	require.NoError(t, err)
+}
+
+// An answer over MaxAnswerBytes fails the query, and only it: the data
+// source answered. One of exactly MaxAnswerBytes is read. A Content-Length
+// over the limit fails before the body is read.
+func TestRemoteAnswerTooLarge(t *testing.T) {
+	t.Parallel()
+	// padded serves vectorOne padded with JSON whitespace to size bytes,
+	// streamed without a Content-Length.
+	padded := func(size int) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			head, tail := `{"status":"success",`, vectorOne[len(`{"status":"success",`):]
+			fmt.Fprint(w, head)
+			pad := []byte(strings.Repeat(" ", 1<<20))
+			for left := size - len(head) - len(tail); left > 0; left -= len(pad) {
+				if _, err := w.Write(pad[:min(left, len(pad))]); err != nil {
+					return
+				}
+			}
+			fmt.Fprint(w, tail)
+		}
+	}
+	declared := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(MaxAnswerBytes+1))
+		fmt.Fprint(w, vectorOne) // the connection breaks after it
+	}
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		tooBig  bool
+	}{
+		{"exactly the limit", padded(MaxAnswerBytes), false},
+		{"a byte over", padded(MaxAnswerBytes + 1), true},
+		{"Content-Length over", declared, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 30 * time.Second})
+			require.NoError(t, err)
+			v, err := r.Query(context.Background(), "up", time.Unix(1700000000, 0))
+			if !tc.tooBig {
+				require.NoError(t, err)
+				require.Len(t, v, 1)
+				return
+			}
+			require.EqualError(t, err, "remote query: the answer is larger than 64 MiB; select fewer series or a shorter range")
+			up, _, _, _ := r.Status()
+			require.True(t, up, "a too large answer is the query's error")
+		})
+	}
+}
+
+// Samples reads a day whose answer is too large in halves, and halves of
+// halves, and returns the samples in order.
+func TestRemoteSamplesSplitsLargeAnswers(t *testing.T) {
+	t.Parallel()
+	end := time.Unix(1700000000, 0)
+	var mu sync.Mutex
+	var ranges []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, r.ParseForm())
+		q := r.Form.Get("query") // up[<ms>ms]
+		ms, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(q, "up["), "ms]"), 10, 64)
+		require.NoError(t, err, q)
+		mu.Lock()
+		ranges = append(ranges, q)
+		n := len(ranges)
+		mu.Unlock()
+		if time.Duration(ms)*time.Millisecond > 6*time.Hour {
+			w.Header().Set("Content-Length", strconv.Itoa(MaxAnswerBytes+1))
+			return
+		}
+		at, err := strconv.ParseFloat(r.Form.Get("time"), 64)
+		require.NoError(t, err)
+		// One sample at the end of the range.
+		answer(200, fmt.Sprintf(`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up"},"values":[[%.3f,"%d"]]}]}}`, at, n))(w, r)
+	}))
+	defer srv.Close()
+	r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	got, err := r.Samples(context.Background(), "up", end.Add(-24*time.Hour), end)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	var ts []int64
+	for _, s := range got {
+		for _, p := range s.Floats {
+			ts = append(ts, p.T)
+		}
+	}
+	h := func(n int) int64 { return end.Add(time.Duration(n-24) * time.Hour).UnixMilli() }
+	require.Equal(t, []int64{h(6), h(12), h(18), h(24)}, ts)
+	require.Equal(t, []string{"up[86400000ms]", "up[43200000ms]", "up[21600000ms]", "up[21600000ms]", "up[43200000ms]", "up[21600000ms]", "up[21600000ms]"}, ranges)
+}
+
+// Every request asks the stores that can answer partial data to fail
+// instead (Thanos's partial_response, VictoriaMetrics's
+// deny_partial_response), unless the data source URL says otherwise; the
+// URL's own parameters go with every request, also the GET client_golang
+// falls back to when POST is refused.
+func TestRemoteRequestParams(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, query string
+		refusePost  bool
+		want        url.Values
+	}{
+		{"defaults", "", false, url.Values{"partial_response": {"false"}, "deny_partial_response": {"1"}}},
+		{"URL allows partial responses", "?partial_response=true&deny_partial_response=0", false,
+			url.Values{"partial_response": {"true"}, "deny_partial_response": {"0"}}},
+		{"URL parameters on GET", "?nocache=1", true,
+			url.Values{"partial_response": {"false"}, "deny_partial_response": {"1"}, "nocache": {"1"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got url.Values
+			var method string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.refusePost && r.Method == http.MethodPost {
+					http.Error(w, "use GET", http.StatusMethodNotAllowed)
+					return
+				}
+				method = r.Method
+				got = r.URL.Query()
+				answer(200, vectorOne)(w, r)
+			}))
+			defer srv.Close()
+			r, err := NewRemote(srv.URL+tc.query, RemoteOptions{Timeout: 5 * time.Second})
+			require.NoError(t, err)
+			_, err = r.Query(context.Background(), "up", time.Unix(1700000000, 0))
+			require.NoError(t, err)
+			for k, v := range tc.want {
+				require.Equal(t, v, got[k], k)
+			}
+			if tc.refusePost {
+				require.Equal(t, http.MethodGet, method)
+				require.Equal(t, "up", got.Get("query"))
+			}
+		})
+	}
+}
+
+// An answer with warnings is used, counted and logged at warning level;
+// the same warnings of the same query again are not logged again until
+// they change or the query answers without them.
+func TestRemoteWarnings(t *testing.T) {
+	t.Parallel()
+	var warnings atomic.Value
+	warnings.Store(`["receive series from store-1: rpc error: code = Unavailable"]`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws := warnings.Load().(string)
+		answer(200, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"1"]}]},"warnings":`+ws+`}`)(w, r)
+	}))
+	defer srv.Close()
+	var logs strings.Builder
+	r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	require.NoError(t, err)
+	query := func() {
+		t.Helper()
+		v, err := r.Query(context.Background(), "sum(up)", time.Unix(1700000000, 0))
+		require.NoError(t, err)
+		require.Len(t, v, 1)
+	}
+	query()
+	query()
+	require.EqualValues(t, 2, r.Warned())
+	require.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
+	require.Contains(t, logs.String(), `msg="Data source answered with warnings; the result may be incomplete" query=sum(up) warnings="receive series from store-1: rpc error: code = Unavailable"`)
+
+	warnings.Store(`["receive series from store-2: rpc error: code = Unavailable"]`)
+	query()
+	require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"))
+
+	warnings.Store(`[]`)
+	query()
+	warnings.Store(`["receive series from store-2: rpc error: code = Unavailable"]`)
+	query()
+	require.EqualValues(t, 4, r.Warned())
+	require.Equal(t, 3, strings.Count(logs.String(), "level=WARN"))
+}
+
+// alertd_datasource_up follows the most recently started request that
+// finished, not the one that finished last: a slow old request does not
+// overturn what a newer one found. Real loopback requests overlap: the
+// slow one is held by the server until the fast one is done.
+func TestRemoteStatusFollowsLatestStarted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name           string
+		slowOK, fastOK bool
+		wantUp         bool
+	}{
+		{"old failure after a newer success", false, true, true},
+		{"old success after a newer failure", true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			arrived, release := make(chan struct{}), make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				require.NoError(t, r.ParseForm())
+				ok := tc.fastOK
+				if r.Form.Get("query") == "slow" {
+					close(arrived)
+					<-release
+					ok = tc.slowOK
+				}
+				if !ok {
+					http.Error(w, "bad gateway", http.StatusBadGateway)
+					return
+				}
+				answer(200, vectorOne)(w, r)
+			}))
+			defer srv.Close()
+			r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 30 * time.Second})
+			require.NoError(t, err)
+
+			slowDone := make(chan error)
+			go func() {
+				_, err := r.Query(context.Background(), "slow", time.Now())
+				slowDone <- err
+			}()
+			<-arrived
+			_, err = r.Query(context.Background(), "fast", time.Now())
+			require.Equal(t, tc.fastOK, err == nil, err)
+			up, _, _, _ := r.Status()
+			require.Equal(t, tc.fastOK, up)
+
+			close(release)
+			err = <-slowDone
+			require.Equal(t, tc.slowOK, err == nil, err)
+			up, _, lastSuccess, _ := r.Status()
+			require.Equal(t, tc.wantUp, up, "the older request overturned the newer one")
+			require.False(t, lastSuccess.IsZero(), "a success is a success, whenever it finished")
+		})
+	}
 }

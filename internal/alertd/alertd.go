@@ -346,7 +346,9 @@ func New(o Options) (*Alertd, error) {
 		if err != nil {
 			return nil, fmt.Errorf("couldn't configure the data source: %w", err)
 		}
-		if a.remote, err = rules.NewRemote(u, client, time.Duration(cfg.Datasource.Timeout)); err != nil {
+		a.remote, err = rules.NewRemote(u, rules.RemoteOptions{Client: client, Timeout: time.Duration(cfg.Datasource.Timeout),
+			Logger: a.logger.With("component", "datasource")})
+		if err != nil {
 			return nil, err
 		}
 		queryFunc = a.remote.Query

@@ -281,3 +281,113 @@ func TestDatasourceURLFlagChecked(t *testing.T) {
 		require.EqualError(t, err, fmt.Sprintf("invalid --datasource.url=%q: want http(s)://host[:port][/path]", u))
 	}
 }
+
+// A frontend in front of a real Prometheus starts answering 429 with a
+// Retry-After (as Mimir's and Thanos's query frontends do when
+// overloaded): alertd sends nothing more until then, the rule's
+// evaluations fail with that reason, the data source is down, and its
+// alert is held rather than resolved.
+func TestDatasourceRetryAfter(t *testing.T) {
+	t.Parallel()
+	prom := prometheustest.Start(t, prometheustest.Options{})
+	target, err := url.Parse(prom.URL)
+	require.NoError(t, err)
+	var busy atomic.Bool
+	var refused atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(target)
+	frontend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if busy.Load() {
+			refused.Add(1)
+			w.Header().Set("Retry-After", "3600")
+			http.Error(w, "too many outstanding requests", http.StatusTooManyRequests)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(frontend.Close)
+
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
+groups:
+  - name: always
+    interval: 100ms
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+`}, func(o *Options) { o.DatasourceURL = frontend.URL })
+	h.wait(t, "AlwaysFiring", "firing", 60*time.Second)
+
+	busy.Store(true)
+	require.Eventually(t, func() bool {
+		return strings.Contains(findRule(t, a.rules(t), "AlwaysFiring").LastError, "not sent: the data source answered 429 Too Many Requests with Retry-After")
+	}, 30*time.Second, 20*time.Millisecond)
+	down := h.wait(t, datasourceDownAlert, "firing", 30*time.Second)
+	require.Contains(t, down.Alerts[0].Annotations["description"], "with Retry-After, and is not queried before")
+	require.EqualValues(t, 1, refused.Load(), "queries went on after the Retry-After")
+	v, _ := metric(t, a.Registry(), "alertd_datasource_up")
+	require.Zero(t, v)
+	require.Eventually(t, func() bool {
+		al, ok := a.alert(t, "AlwaysFiring", SourceRule)
+		return ok && al.State == "firing" && slices.Contains(actions(al.History), "datasource/held")
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Empty(t, h.matching("AlwaysFiring", "resolved"))
+	require.EqualValues(t, 1, refused.Load())
+}
+
+// thanosQuery answers like a Thanos Query with a store down: with
+// partial_response=false (alertd's default, the Thanos ruler's "abort")
+// it fails the query with 422 execution; when the data source URL allows
+// partial responses it answers what the other stores hold, with a warning.
+func thanosQuery(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.FormValue("partial_response") != "true" {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprint(w, `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from store-1: rpc error: code = Unavailable"}`)
+			return
+		}
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,"1"]}]},"warnings":["receive series from store-1: rpc error: code = Unavailable"]}`, time.Now().Unix())
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// alertd asks Thanos not to answer partial data, so a store down fails the
+// rule (as in the Thanos ruler) instead of firing or resolving it on part
+// of the data; the data source itself is up. A URL with
+// partial_response=true lets partial answers through, and their warnings
+// are counted and logged.
+func TestDatasourcePartialResponse(t *testing.T) {
+	t.Parallel()
+	thanos := thanosQuery(t)
+	h := newHook(t)
+	rules := map[string]string{"rules.yml": `
+groups:
+  - name: always
+    interval: 100ms
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+`}
+	a := startAlertd(t, routes(h, nil, "datasource: {url: "+thanos.URL+"}\n"), rules, nil)
+	require.Eventually(t, func() bool {
+		return strings.Contains(findRule(t, a.rules(t), "AlwaysFiring").LastError, "receive series from store-1")
+	}, 30*time.Second, 20*time.Millisecond)
+	v, _ := metric(t, a.Registry(), "alertd_datasource_up")
+	require.Equal(t, 1.0, v, "a refused partial answer is the rule's error")
+	v, _ = metric(t, a.Registry(), "alertd_datasource_queries_with_warnings_total")
+	require.Zero(t, v)
+	require.Empty(t, h.matching("AlwaysFiring", "firing"))
+
+	writeFile(t, a.Dir, "alertd.yml", routes(h, nil, "datasource: {url: \""+thanos.URL+"?partial_response=true\"}\n"))
+	code, body := post(t, a.URL+"/-/reload", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	h.wait(t, "AlwaysFiring", "firing", 30*time.Second)
+	require.Eventually(t, func() bool {
+		v, _ := metric(t, a.Registry(), "alertd_datasource_queries_with_warnings_total")
+		return v >= 2
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1, strings.Count(a.logs.String(), "Data source answered with warnings; the result may be incomplete"), "the same warnings are logged once")
+	require.Contains(t, a.logs.String(), `warnings="receive series from store-1: rpc error: code = Unavailable"`)
+}

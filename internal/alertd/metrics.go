@@ -55,7 +55,7 @@ func (m *metrics) datasourceUp(reg prometheus.Registerer, r *rules.Remote) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alertd_datasource_up",
-			Help: "Whether the remote data source answered alertd's last query (1) or not (0).",
+			Help: "Whether the remote data source answered the latest started of alertd's finished queries (1) or not (0).",
 		}, func() float64 {
 			if up, _, _, _ := r.Status(); up {
 				return 1
@@ -72,5 +72,9 @@ func (m *metrics) datasourceUp(reg prometheus.Registerer, r *rules.Remote) {
 			}
 			return float64(t.UnixNano()) / 1e9
 		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alertd_datasource_queries_with_warnings_total",
+			Help: "The total number of queries the remote data source answered with warnings, such as a Thanos partial response; each is logged.",
+		}, func() float64 { return float64(r.Warned()) }),
 	)
 }

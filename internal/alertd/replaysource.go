@@ -34,7 +34,7 @@ func OpenReplaySource(dir, remoteURL string, timeout time.Duration, httpCfg comm
 		if err != nil {
 			return nil, nil, fmt.Errorf("couldn't configure the data source: %w", err)
 		}
-		r, err := rules.NewRemote(remoteURL, client, timeout)
+		r, err := rules.NewRemote(remoteURL, rules.RemoteOptions{Client: client, Timeout: timeout})
 		if err != nil {
 			return nil, nil, err
 		}
