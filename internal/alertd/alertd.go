@@ -192,6 +192,9 @@ type Alertd struct {
 
 	discovery *discovery.Manager
 	scrape    *scrape.Manager
+	// staleness marks the series of a scrape job removed on reload stale
+	// (staleness.go).
+	staleness *scrapeStaleness
 
 	query          instantQueryFunc
 	queryRange     queryRangeFunc
@@ -363,7 +366,10 @@ func New(o Options) (*Alertd, error) {
 		if a.discovery == nil {
 			return nil, errors.New("couldn't create the discovery manager")
 		}
-		a.scrape, err = scrape.NewManager(&scrape.Options{}, a.logger.With("component", "scrape manager"), nil, nil, a.db, a.reg)
+		// The scrape manager passes each target in its appenders'
+		// context, so that staleness knows the series each target wrote.
+		a.staleness = newScrapeStaleness(a.db)
+		a.scrape, err = scrape.NewManager(&scrape.Options{PassMetadataInContext: true}, a.logger.With("component", "scrape manager"), nil, nil, a.staleness, a.reg)
 		if err != nil {
 			return nil, fmt.Errorf("couldn't create the scrape manager: %w", err)
 		}
@@ -462,7 +468,11 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 		}
 	}
 	if a.scrape != nil {
-		if err := a.scrape.ApplyConfig(cfg.Prometheus); err != nil {
+		active := a.scrape.TargetsActive()
+		err := a.scrape.ApplyConfig(cfg.Prometheus)
+		// A job that is gone is gone even when applying the rest failed.
+		a.markRemovedJobsStale(active)
+		if err != nil {
 			return fmt.Errorf("couldn't apply scrape configuration: %w", err)
 		}
 		sd := map[string]discovery.Configs{}
@@ -497,6 +507,33 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	}
 	a.cfg.Store(cfg)
 	return nil
+}
+
+// markRemovedJobsStale writes staleness markers for the series of the
+// targets of the jobs in active (the scrape manager's before a reload) that
+// the scrape manager no longer runs. ApplyConfig has stopped their scrapes,
+// so nothing of theirs is written after the markers.
+func (a *Alertd) markRemovedJobsStale(active map[string][]*scrape.Target) {
+	pools := a.scrape.ScrapePools()
+	var jobs []string
+	var targets []*scrape.Target
+	for job, ts := range active {
+		if !slices.Contains(pools, job) {
+			jobs = append(jobs, job)
+			targets = append(targets, ts...)
+		}
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	slices.Sort(jobs)
+	// Scraped samples carry the wall clock's time, so do the markers.
+	n, err := a.staleness.markStale(a.ctx, targets, time.Now().UnixMilli())
+	if err != nil {
+		a.logger.Error("Failed to mark the series of removed scrape jobs stale", "jobs", strings.Join(jobs, ","), "err", err)
+		return
+	}
+	a.logger.Info("Marked the series of removed scrape jobs stale", "jobs", strings.Join(jobs, ","), "series", n)
 }
 
 // applyAnomaly replaces the anomaly detectors with the configured ones.
@@ -718,6 +755,9 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 		case <-t.C:
 			now := a.opts.Now()
 			a.checkDatasource(now)
+			if a.scrape != nil {
+				a.staleness.forget(a.scrape.TargetsActive())
+			}
 			if err := a.store.release(a.ctx, now); err != nil {
 				a.logger.Error("Failed to release alerts", "err", err)
 			}
