@@ -37,6 +37,9 @@ type scrapeStaleness struct {
 
 // targetSeries are the series a target's last committed scrape wrote.
 type targetSeries struct {
+	// size is len(series), read under scrapeStaleness.mu.
+	size int
+
 	mu     sync.Mutex
 	commit uint64
 	series map[storage.SeriesRef]seenSeries
@@ -59,7 +62,14 @@ func (s *scrapeStaleness) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	if !ok {
 		return app
 	}
-	return &stalenessAppender{AppenderV2: app, s: s, target: t}
+	// Room for as many series as the last scrape wrote.
+	n := 0
+	s.mu.Lock()
+	if ts, ok := s.targets[t]; ok {
+		n = ts.size
+	}
+	s.mu.Unlock()
+	return &stalenessAppender{AppenderV2: app, s: s, target: t, written: make([]writtenSeries, 0, n)}
 }
 
 // committed records the series a commit of target wrote; a commit that
@@ -87,6 +97,9 @@ func (s *scrapeStaleness) committed(target *scrape.Target, written []writtenSeri
 			delete(ts.series, ref)
 		}
 	}
+	s.mu.Lock()
+	ts.size = len(ts.series)
+	s.mu.Unlock()
 }
 
 // markStale appends a staleness marker at t (milliseconds) to every series
@@ -159,8 +172,7 @@ type stalenessAppender struct {
 // Append implements storage.AppenderV2.
 func (a *stalenessAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *promhistogram.Histogram, fh *promhistogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
 	ref, err := a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
-	var partial *storage.AppendPartialError // the sample is written, some exemplars not
-	if err != nil && !errors.As(err, &partial) {
+	if err != nil && !written(err) {
 		return ref, err
 	}
 	switch {
@@ -173,6 +185,13 @@ func (a *stalenessAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, 
 		a.written = append(a.written, writtenSeries{ref: ref, lset: ls})
 	}
 	return ref, err
+}
+
+// written tells an error of an append that wrote the sample: some of its
+// exemplars were not.
+func written(err error) bool {
+	var partial *storage.AppendPartialError
+	return errors.As(err, &partial)
 }
 
 // Commit implements storage.AppenderV2.
