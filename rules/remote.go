@@ -101,7 +101,8 @@ func (r *Remote) Update(address string, client *http.Client, timeout time.Durati
 		next = http.DefaultTransport
 	}
 	c := *client
-	c.Transport = &transport{next: next, params: u.Query(), retryAfter: r.pause, now: func() time.Time { return r.now() }}
+	c.Transport = &transport{next: next, params: u.Query(), now: func() time.Time { return r.now() },
+		retryAfter: func(status string, d time.Duration) { r.pause(address, status, d) }}
 	ac, err := api.NewClient(api.Config{Address: address, Client: &c})
 	if err != nil {
 		return fmt.Errorf("couldn't create data source client: %w", err)
@@ -115,13 +116,14 @@ func (r *Remote) Update(address string, client *http.Client, timeout time.Durati
 	return nil
 }
 
-// pause keeps queries from being sent for d, as an answer with status
-// asked with Retry-After.
-func (r *Remote) pause(status string, d time.Duration) {
+// pause keeps queries from being sent for d, as an answer of the API at
+// address with status asked with Retry-After. An answer of an address that
+// has since been replaced is of no concern.
+func (r *Remote) pause(address, status string, d time.Duration) {
 	until := r.now().Add(d)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if until.After(r.waitUntil) {
+	if address == r.address && until.After(r.waitUntil) {
 		r.waitUntil, r.waitStatus = until, status
 	}
 }

@@ -512,3 +512,31 @@ func TestRemoteStatusFollowsLatestStarted(t *testing.T) {
 		})
 	}
 }
+
+// A 429 with Retry-After that the previous data source sends after a
+// reload moved to another one does not keep queries from the new one.
+func TestRemoteRetryAfterOfReplacedAddress(t *testing.T) {
+	t.Parallel()
+	arrived, release := make(chan struct{}), make(chan struct{})
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+		answer(http.StatusTooManyRequests, "slow down", "Retry-After", "60")(w, r)
+	}))
+	defer old.Close()
+	next := httptest.NewServer(answer(200, vectorOne))
+	defer next.Close()
+	r, err := NewRemote(old.URL, RemoteOptions{Timeout: 30 * time.Second})
+	require.NoError(t, err)
+	done := make(chan error)
+	go func() {
+		_, err := r.Query(context.Background(), "up", time.Now())
+		done <- err
+	}()
+	<-arrived
+	require.NoError(t, r.Update(next.URL, nil, 30*time.Second))
+	close(release)
+	require.ErrorContains(t, <-done, "429")
+	_, err = r.Query(context.Background(), "up", time.Now())
+	require.NoError(t, err)
+}
