@@ -376,7 +376,7 @@ func gettableSilence(s *silence, now time.Time) *models.GettableSilence {
 		Status:    &models.SilenceStatus{State: new(s.state(now))},
 		UpdatedAt: dateTime(updated),
 		Silence: models.Silence{
-			Comment: new(s.Comment), CreatedBy: new(s.CreatedBy),
+			Comment: new(s.Comment), CreatedBy: new(s.CreatedBy), Annotations: models.LabelSet(s.Annotations),
 			StartsAt: dateTime(s.StartsAt), EndsAt: dateTime(s.EndsAt), Matchers: matchers,
 		},
 	}
@@ -396,7 +396,8 @@ func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	req := silenceRequest{ID: ps.ID, StartsAt: time.Time(*ps.StartsAt), EndsAt: time.Time(*ps.EndsAt), CreatedBy: *ps.CreatedBy, Comment: *ps.Comment}
+	req := silenceRequest{ID: ps.ID, StartsAt: time.Time(*ps.StartsAt), EndsAt: time.Time(*ps.EndsAt), CreatedBy: *ps.CreatedBy, Comment: *ps.Comment,
+		Annotations: ps.Annotations}
 	for _, m := range ps.Matchers {
 		typ := amlabels.MatchEqual
 		switch regex, equal := *m.IsRegex, m.IsEqual == nil || *m.IsEqual; {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -663,4 +665,90 @@ func TestAPIv2SilencesAsAlertmanager(t *testing.T) {
 	require.Equal(t, amSteps, steps)
 	require.Equal(t, amOrder, order)
 	t.Logf("as Alertmanager: %+v\n%q", steps, order)
+}
+
+// A silence's annotations (Alertmanager v0.35's API) are kept with it:
+// GET /api/v2/silences, GET /api/v2/silence/{id} and GET /api/v1/silences
+// return them, an update in place replaces them as Alertmanager's does,
+// and they survive a restart. A silences file written before annotations
+// were kept still reads.
+func TestAPIv2SilenceAnnotations(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", routes(h, nil, ""))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	// A silence as an older alertd stored it: no annotations.
+	now := time.Now().UTC().Truncate(time.Second)
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "data"), 0o755))
+	writeFile(t, filepath.Join(dir, "data"), "silences.json", fmt.Sprintf(
+		`[{"id":"0123456789abcdef","matchers":["alertname=\"Old\""],"startsAt":%q,"endsAt":%q,"createdBy":"carol","comment":"from before","source":"api"}]`,
+		now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)))
+	o, logs := newOptions(t, dir)
+	first, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, first.Start())
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, first.Stop())
+		}
+	})
+	url := "http://" + first.Addr()
+	old := getV2SilenceByID(t, url, "0123456789abcdef")
+	require.Equal(t, "from before", *old.Comment)
+	require.Nil(t, old.Annotations)
+
+	postAnn := func(id string, ann models.LabelSet) string {
+		t.Helper()
+		ps := models.PostableSilence{ID: id, Silence: models.Silence{Matchers: models.Matchers{v2Matcher("alertname", "X", false)},
+			StartsAt: dateTime(now), EndsAt: dateTime(now.Add(2 * time.Hour)), CreatedBy: new("alice"), Comment: new("planned"),
+			Annotations: ann}}
+		b, err := json.Marshal(ps)
+		require.NoError(t, err)
+		code, body := post(t, url+"/api/v2/silences", "application/json", string(b))
+		require.Equal(t, http.StatusOK, code, body)
+		var out struct {
+			SilenceID string `json:"silenceID"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &out), body)
+		return out.SilenceID
+	}
+	id := postAnn("", models.LabelSet{"ticket": "OPS-1", "type": "planned"})
+	require.Equal(t, models.LabelSet{"ticket": "OPS-1", "type": "planned"}, getV2SilenceByID(t, url, id).Annotations)
+	var listed models.LabelSet
+	for _, s := range getV2Silences(t, url, "") {
+		if *s.ID == id {
+			listed = s.Annotations
+		}
+	}
+	require.Equal(t, models.LabelSet{"ticket": "OPS-1", "type": "planned"}, listed)
+
+	// Updated in place: the posted annotations replace the silence's.
+	require.Equal(t, id, postAnn(id, models.LabelSet{"ticket": "OPS-2"}))
+	require.Equal(t, models.LabelSet{"ticket": "OPS-2"}, getV2SilenceByID(t, url, id).Annotations)
+
+	v1Annotations := func(base, id string) any {
+		code, body := get(t, base+"/api/v1/silences")
+		require.Equal(t, http.StatusOK, code)
+		var r struct{ Data []map[string]any }
+		require.NoError(t, json.Unmarshal([]byte(body), &r))
+		for _, s := range r.Data {
+			if s["id"] == id {
+				return s["annotations"]
+			}
+		}
+		t.Fatalf("no silence %s in %s", id, body)
+		return nil
+	}
+	require.Equal(t, map[string]any{"ticket": "OPS-2"}, v1Annotations(url, id))
+	v1 := createSilence(t, &testAlertd{URL: url}, `{"matchers":["alertname=\"Y\""],"duration":"1h","createdBy":"bob","annotations":{"change":"CHG-7"}}`)
+	require.Equal(t, map[string]any{"change": "CHG-7"}, v1Annotations(url, v1))
+
+	require.NoError(t, first.Stop())
+	stopped = true
+	b := start(t, dir, o, logs)
+	require.Equal(t, models.LabelSet{"ticket": "OPS-2"}, getV2SilenceByID(t, b.URL, id).Annotations, "kept across a restart")
+	require.Equal(t, map[string]any{"change": "CHG-7"}, v1Annotations(b.URL, v1))
+	require.Equal(t, "from before", *getV2SilenceByID(t, b.URL, "0123456789abcdef").Comment)
 }

@@ -29,6 +29,10 @@ type silence struct {
 	EndsAt    time.Time `json:"endsAt"`
 	CreatedBy string    `json:"createdBy,omitempty"`
 	Comment   string    `json:"comment,omitempty"`
+	// Annotations are what Alertmanager's API (v0.35) lets a silence
+	// carry besides its comment: a ticket, a change id. Stores written
+	// before they were kept have none.
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// UpdatedAt is when the silence was created, last updated in place or
 	// expired; zero for the configuration's, and in stores written before
 	// it was kept.
@@ -264,6 +268,8 @@ type silenceRequest struct {
 	Duration  string    `json:"duration"`
 	CreatedBy string    `json:"createdBy"`
 	Comment   string    `json:"comment"`
+	// Annotations replace the updated silence's, as in Alertmanager.
+	Annotations map[string]string `json:"annotations"`
 	// ExpireOnResolve ends the silence once the alerts it silenced
 	// resolve; unset, an update keeps the updated silence's (Alertmanager's
 	// API v2 has no such field to send back).
@@ -316,8 +322,11 @@ func (a *Alertd) setSilence(ctx context.Context, req silenceRequest) (*silence, 
 	if !req.EndsAt.After(req.StartsAt) || !req.EndsAt.After(now) {
 		return nil, http.StatusBadRequest, errors.New("endsAt must be after startsAt and in the future")
 	}
+	if len(req.Annotations) == 0 {
+		req.Annotations = nil
+	}
 	sil := &silence{ID: req.ID, Matchers: req.Matchers, StartsAt: req.StartsAt, EndsAt: req.EndsAt,
-		CreatedBy: req.CreatedBy, Comment: req.Comment, matchers: ms}
+		CreatedBy: req.CreatedBy, Comment: req.Comment, Annotations: req.Annotations, matchers: ms}
 	err = a.silencer.set(sil, req.ExpireOnResolve, now)
 	switch {
 	case errors.Is(err, errSilenceNotFound):
