@@ -303,7 +303,7 @@ func (a *Alertd) getV2Silences(w http.ResponseWriter, r *http.Request) {
 			sils = append(sils, s)
 		}
 	}
-	slices.SortStableFunc(sils, func(x, y silence) int { return compareV2Silences(&x, &y, now) })
+	slices.SortStableFunc(sils, func(x, y silence) int { return compareSilences(&x, &y, now) })
 	out := models.GettableSilences{}
 	for _, s := range sils {
 		out = append(out, gettableSilence(&s, now))
@@ -327,9 +327,10 @@ func hasMatchers(have, want amlabels.Matchers) bool {
 // silenceStateOrder is the order of Alertmanager's SortSilences.
 var silenceStateOrder = map[string]int{"active": 1, "pending": 2, "expired": 3}
 
-// compareV2Silences orders silences as Alertmanager's SortSilences does:
-// active by end, pending by start, expired by end, the latest first.
-func compareV2Silences(x, y *silence, now time.Time) int {
+// compareSilences orders silences as Alertmanager's SortSilences does:
+// active by end, pending by start, expired by end, the latest first. Its
+// API v1 listed them in the same order, so GET /api/v1/silences does too.
+func compareSilences(x, y *silence, now time.Time) int {
 	sx, sy := x.state(now), y.state(now)
 	if sx != sy {
 		return cmp.Compare(silenceStateOrder[sx], silenceStateOrder[sy])

@@ -586,6 +586,17 @@ silences:
 		return out
 	}
 	require.Equal(t, []string{"active 1h", "active 2h", "from the file", "pending 1h", "pending 2h", "expired next", "expired first"}, comments(""))
+	// GET /api/v1/silences lists them in the same order, as Alertmanager's
+	// API v1 did.
+	code, body := get(t, a.URL+"/api/v1/silences")
+	require.Equal(t, http.StatusOK, code, body)
+	var v1 struct{ Data []struct{ Comment string } }
+	require.NoError(t, json.Unmarshal([]byte(body), &v1))
+	var v1Comments []string
+	for _, s := range v1.Data {
+		v1Comments = append(v1Comments, s.Comment)
+	}
+	require.Equal(t, comments(""), v1Comments)
 	require.Equal(t, []string{"pending 1h", "pending 2h", "expired next", "expired first"}, comments("active=false"))
 	require.Equal(t, []string{"active 1h", "active 2h", "from the file"}, comments("pending=false&expired=false"))
 	require.Empty(t, comments("active=false&pending=false&expired=false"))

@@ -409,15 +409,20 @@ func canUpdate(prev, next *silence, now time.Time) bool {
 	return false
 }
 
-// getSilences lists silences with their state.
+// getSilences lists silences with their state, in the order of GET
+// /api/v2/silences (compareSilences): active ones first, the next to end
+// first; then pending ones, the next to start first; then expired ones,
+// the last to end first; ties by id.
 func (a *Alertd) getSilences(w http.ResponseWriter, _ *http.Request) {
 	now := a.opts.Now()
 	type silenceJSON struct {
 		silence
 		State string `json:"state"`
 	}
+	sils := a.silencer.list(byEnd)
+	slices.SortStableFunc(sils, func(x, y silence) int { return compareSilences(&x, &y, now) })
 	out := []silenceJSON{}
-	for _, s := range a.silencer.list(byEnd) {
+	for _, s := range sils {
 		out = append(out, silenceJSON{s, s.state(now)})
 	}
 	respond(w, out)
