@@ -76,7 +76,7 @@ func (a *Alertd) postV2Alerts(w http.ResponseWriter, r *http.Request) {
 		}
 		ins[i] = apiv2.OpenAPIAlertsToAlerts(r.Context(), models.PostableAlerts{pa})[0]
 	}
-	a.intake(w, r, endpointV2Alerts, SourcePrometheus, ins, errs)
+	a.intake(w, r, endpointV2Alerts, SourcePrometheus, ins, errs, nil)
 }
 
 // postWebhook receives Alertmanager's webhook payload (version 4): an
@@ -131,7 +131,7 @@ func (a *Alertd) postWebhook(w http.ResponseWriter, r *http.Request) {
 		}
 		ins = append(ins, ma)
 	}
-	a.intake(w, r, endpointWebhook, SourceAlertmanager, ins, nil)
+	a.intake(w, r, endpointWebhook, SourceAlertmanager, ins, nil, newRelayNotice(&msg))
 }
 
 // intake normalises and validates posted alerts as Alertmanager's API does
@@ -141,14 +141,17 @@ func (a *Alertd) postWebhook(w http.ResponseWriter, r *http.Request) {
 // An Alertmanager's webhook sends a firing alert again only at its route's
 // repeat_interval (4h by default), not every minute as a Prometheus does:
 // its alerts time out after alertmanager_resolve_timeout instead, or they
-// would resolve between two of its notifications.
-func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string, src Source, ins []model.Alert, errs []error) {
+// would resolve between two of its notifications. relay, for a webhook,
+// is the group it notifies: the alerts an earlier notification of the
+// group held and this one leaves out resolve (see relay.go).
+func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string, src Source, ins []model.Alert, errs []error, relay *relayNotice) {
 	now := a.opts.Now()
 	resolveTimeout := time.Duration(a.cfg.Load().Intake.ResolveTimeout)
 	if src == SourceAlertmanager {
 		resolveTimeout = time.Duration(a.cfg.Load().Intake.AlertmanagerResolveTimeout)
 	}
 	valid := make([]*Alert, 0, len(ins))
+	held := map[model.Fingerprint]bool{}
 	for i := range ins {
 		ma := ins[i]
 		if ma.Labels == nil {
@@ -171,11 +174,17 @@ func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string,
 				delete(ma.Labels, k)
 			}
 		}
+		// Invalid or not, the alert is in the notification.
+		held[ma.Labels.Fingerprint()] = true
 		if err := amalert.Validate(&ma); err != nil {
 			errs = append(errs, fmt.Errorf("alert %d (%s): %w", i, ma.Labels, err))
 			continue
 		}
-		valid = append(valid, &Alert{Alert: ma, UpdatedAt: now, Timeout: timeout, Value: math.NaN()})
+		al := &Alert{Alert: ma, UpdatedAt: now, Timeout: timeout, Value: math.NaN()}
+		if relay != nil && relay.group != "" && !al.ResolvedAt(now) {
+			al.relayGroups = []string{relay.group}
+		}
+		valid = append(valid, al)
 	}
 	if len(errs) > 0 {
 		a.metrics.intakeInvalid.WithLabelValues(endpoint).Add(float64(len(errs)))
@@ -184,9 +193,19 @@ func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string,
 	if ua := r.UserAgent(); ua != "" {
 		reason += " (" + ua + ")"
 	}
+	var leftOut []*Alert
+	if relay != nil && relay.group != "" && relay.complete {
+		leftOut = a.store.leftOut(now, relay.group, held)
+	}
 	if err := a.store.receive(r.Context(), now, src, valid, reason); err != nil {
 		http.Error(w, fmt.Sprintf("couldn't store alerts: %v", err), http.StatusInternalServerError)
 		return
+	}
+	if len(leftOut) > 0 {
+		if err := a.store.receive(r.Context(), now, src, leftOut, relay.reason()); err != nil {
+			http.Error(w, fmt.Sprintf("couldn't store alerts: %v", err), http.StatusInternalServerError)
+			return
+		}
 	}
 	// A Prometheus posts its alerts again within a minute, and the loop
 	// saves them every tick; an Alertmanager only at repeat_interval, so

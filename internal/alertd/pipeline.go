@@ -75,6 +75,10 @@ type Alert struct {
 	// held is what the pipeline remembers of the alert's suppression in
 	// its current firing episode, to release it when it escalates.
 	held held
+	// relayGroups are the notification groups of the Alertmanagers that
+	// relayed the firing alert whose latest notification held it (see
+	// relay.go); none once it resolved.
+	relayGroups []string
 }
 
 // Stage is one step of the alert pipeline. Stages run in order on every
@@ -209,8 +213,14 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 			if old.StartsAt.Before(a.StartsAt) && !old.ResolvedAt(now) {
 				a.StartsAt = old.StartsAt
 			}
+			if !old.ResolvedAt(now) {
+				a.relayGroups = mergeGroups(old.relayGroups, a.relayGroups)
+			}
 		} else {
 			s.addFamily(a)
+		}
+		if a.ResolvedAt(now) {
+			a.relayGroups = nil
 		}
 		s.alerts[a.Fingerprint] = a
 		s.gen++

@@ -52,6 +52,9 @@ type pushedAlert struct {
 	// Received is the first decision of the alert's history, which says
 	// where it came from.
 	Received *Decision `json:"received,omitempty"`
+	// RelayGroups are the Alertmanager notification groups whose latest
+	// notification held it (relay.go); files written before have none.
+	RelayGroups []string `json:"relayGroups,omitempty"`
 }
 
 // pushedFile writes the store's firing pushed alerts to a file when they
@@ -114,7 +117,7 @@ func (f *pushedFile) restore(ctx context.Context, now time.Time) (int, error) {
 		if err := p.Validate(); err != nil {
 			continue
 		}
-		a := &Alert{Alert: p.Alert, UpdatedAt: p.UpdatedAt, Timeout: p.Timeout, Value: math.NaN()}
+		a := &Alert{Alert: p.Alert, UpdatedAt: p.UpdatedAt, Timeout: p.Timeout, Value: math.NaN(), relayGroups: p.RelayGroups}
 		if p.Received != nil {
 			a.History = []Decision{*p.Received}
 		}
@@ -146,7 +149,7 @@ func (s *store) pushedAlerts(now time.Time) (pushedState, uint64) {
 		if !a.Source.pushed() || a.ResolvedAt(now) {
 			continue
 		}
-		p := pushedAlert{Alert: a.Alert, Source: a.Source, UpdatedAt: a.UpdatedAt, Timeout: a.Timeout}
+		p := pushedAlert{Alert: a.Alert, Source: a.Source, UpdatedAt: a.UpdatedAt, Timeout: a.Timeout, RelayGroups: a.relayGroups}
 		p.Annotations = a.sourceAnnotations
 		if len(a.History) > 0 {
 			d := a.History[0]

@@ -257,10 +257,14 @@ func TestRestartKeepsPushedAlerts(t *testing.T) {
 		return `{"status":"` + status + `","labels":{"alertname":"` + name + `"},"annotations":{"summary":"relayed"},` +
 			`"startsAt":"` + startsAt.Format(time.RFC3339Nano) + `"` + endsAt + `}`
 	}
-	code, body := post(t, first.URL+endpointWebhook, "application/json",
-		`{"version":"4","status":"firing","receiver":"alertd","groupKey":"{}:{}","alerts":[`+
-			relayed("Relayed", "firing", "")+`,`+relayed("RelayedExpires", "firing", "")+`]}`)
-	require.Equal(t, http.StatusOK, code, body)
+	// Grouped by alertname, as the Alertmanager's route would: each
+	// notification of a group lists all its firing alerts.
+	for _, name := range []string{"Relayed", "RelayedExpires"} {
+		code, body := post(t, first.URL+endpointWebhook, "application/json",
+			`{"version":"4","status":"firing","receiver":"alertd","groupKey":"{}:{alertname=\"`+name+`\"}","alerts":[`+
+				relayed(name, "firing", "")+`]}`)
+		require.Equal(t, http.StatusOK, code, body)
+	}
 	pushedEnd := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
 	postAlerts(t, first, `[{"labels":{"alertname":"Pushed"},"startsAt":"`+startsAt.Format(time.RFC3339Nano)+`","endsAt":"`+pushedEnd.Format(time.RFC3339Nano)+`"}]`)
 
@@ -331,8 +335,8 @@ func TestRestartKeepsPushedAlerts(t *testing.T) {
 
 	// The Alertmanager says Relayed resolved.
 	endsAt := time.Now().UTC().Truncate(time.Millisecond)
-	code, body = post(t, second.URL+endpointWebhook, "application/json",
-		`{"version":"4","status":"resolved","receiver":"alertd","groupKey":"{}:{}","alerts":[`+
+	code, body := post(t, second.URL+endpointWebhook, "application/json",
+		`{"version":"4","status":"resolved","receiver":"alertd","groupKey":"{}:{alertname=\"Relayed\"}","alerts":[`+
 			relayed("Relayed", "resolved", `,"endsAt":"`+endsAt.Format(time.RFC3339Nano)+`"`)+`]}`)
 	require.Equal(t, http.StatusOK, code, body)
 	p := h.wait(t, "Relayed", "resolved", 30*time.Second)
