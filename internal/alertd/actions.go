@@ -819,26 +819,38 @@ func alertFingerprints(alerts []*Alert) []string {
 	return out
 }
 
-// requestApproval tells the action's approval receivers of a request
-// awaiting approval, through the outbox: a Slack receiver with a signing
-// secret shows Approve and Reject buttons, which call approveAction and
-// rejectAction.
-func (a *Alertd) requestApproval(ctx context.Context, req *actionRequest) {
-	var receivers []string
+// approvalReceivers returns the receivers asked to approve the action's
+// requests.
+func (a *Alertd) approvalReceivers(action string) []string {
 	for _, c := range a.actions.configs() {
-		if c.Name == req.Action {
-			receivers = c.Approval.Receivers
+		if c.Name == action {
+			return c.Approval.Receivers
 		}
 	}
-	if len(receivers) == 0 {
-		return
-	}
-	now := a.opts.Now()
+	return nil
+}
+
+// approvalLabels are the labels of the alert that asks for a request's
+// approval.
+func approvalLabels(req *actionRequest) model.LabelSet {
 	ls := model.LabelSet{model.AlertNameLabel: "ActionAwaitingApproval", "action": model.LabelValue(req.Action)}
 	if req.Model != "" {
 		ls["model"] = model.LabelValue(req.Model)
 	}
-	al := amalert.New(model.Alert{Labels: ls, StartsAt: now, Annotations: model.LabelSet{
+	return ls
+}
+
+// requestApproval tells the action's approval receivers of a request
+// awaiting approval, through the outbox: a Slack receiver with a signing
+// secret shows Approve and Reject buttons, which call approveAction and
+// rejectAction; PagerDuty opens an incident. closeApproval ends it.
+func (a *Alertd) requestApproval(ctx context.Context, req *actionRequest) {
+	receivers := a.approvalReceivers(req.Action)
+	if len(receivers) == 0 {
+		return
+	}
+	now := a.opts.Now()
+	al := amalert.New(model.Alert{Labels: approvalLabels(req), StartsAt: now, Annotations: model.LabelSet{
 		"summary":     model.LabelValue(fmt.Sprintf("Action %q (request %s, by %s) awaits approval", req.Action, req.ID, req.Trigger)),
 		"description": model.LabelValue(req.Reason),
 	}}, now, false)
@@ -846,6 +858,29 @@ func (a *Alertd) requestApproval(ctx context.Context, req *actionRequest) {
 	for _, r := range receivers {
 		if err := a.notify.SendToReceiver(ctx, r, "approval/"+req.ID+"/"+r, []*amalert.Alert{al}, extra); err != nil {
 			a.logger.Error("Couldn't ask for an action's approval", "action", req.Action, "request", req.ID, "receiver", r, "err", err)
+		}
+	}
+}
+
+// closeApproval tells the approval receivers that the request no longer
+// awaits approval (outcome says why: approved, rejected, expired): a
+// resolve of the request's notification, in its group, so that PagerDuty
+// resolves the incident the request opened (the same dedup_key) and
+// Slack's message loses its buttons and says the outcome in its thread.
+func (a *Alertd) closeApproval(ctx context.Context, req *actionRequest, outcome string) {
+	receivers := a.approvalReceivers(req.Action)
+	if len(receivers) == 0 {
+		return
+	}
+	now := a.opts.Now()
+	al := amalert.New(model.Alert{Labels: approvalLabels(req), StartsAt: req.CreatedAt, EndsAt: now, Annotations: model.LabelSet{
+		"summary":     model.LabelValue(fmt.Sprintf("Action %q (request %s, by %s) no longer awaits approval", req.Action, req.ID, req.Trigger)),
+		"description": model.LabelValue(outcome),
+	}}, now, false)
+	extra := map[string]string{notice.ExtraEvent: notice.EventResolve, notice.ExtraActionRequest: req.ID, notice.ExtraGroupKey: "action/" + req.ID}
+	for _, r := range receivers {
+		if err := a.notify.SendToReceiver(ctx, r, "approval/"+req.ID+"/"+r+"/closed", []*amalert.Alert{al}, extra); err != nil {
+			a.logger.Error("Couldn't close an action's approval request", "action", req.Action, "request", req.ID, "receiver", r, "err", err)
 		}
 	}
 }
@@ -859,6 +894,7 @@ func (a *Alertd) approveAction(id, by string) error {
 	}
 	a.store.note(req.fingerprints(), d)
 	a.logger.Info("Action approved", "action", req.Action, "request", id, "by", by)
+	a.closeApproval(a.ctx, req, "approved"+decidedBy(by))
 	return nil
 }
 
@@ -870,7 +906,16 @@ func (a *Alertd) rejectAction(id, by string) error {
 	}
 	a.store.note(req.fingerprints(), d)
 	a.logger.Info("Action rejected", "action", req.Action, "request", id, "by", by)
+	a.closeApproval(a.ctx, req, "rejected"+decidedBy(by))
 	return nil
+}
+
+// decidedBy is " by <who>", or nothing when nobody is named.
+func decidedBy(by string) string {
+	if by == "" {
+		return ""
+	}
+	return " by " + by
 }
 
 // tickActions runs the schedules, expires approvals and verifies the
@@ -894,6 +939,7 @@ func (a *Alertd) tickActions(ctx context.Context, now time.Time) {
 	for _, req := range a.actions.expire(now) {
 		a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "expired",
 			Reason: fmt.Sprintf("action %q (request %s) expired: %s", req.Action, req.ID, req.Reason)})
+		a.closeApproval(ctx, req, "expired: "+req.Reason)
 	}
 	for _, req := range a.actions.verifying() {
 		a.verifyAction(ctx, req, now)

@@ -20,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	act "github.com/modelmon/modelmon/internal/actions"
+	"github.com/modelmon/modelmon/internal/notify/notice"
+	"github.com/modelmon/modelmon/internal/notify/notifytest"
 )
 
 // ciRequest is a request a fake CI received.
@@ -409,6 +411,80 @@ actions:
 	v, _ = metric(t, a.Registry(), "alertd_actions_refused_total", "action", "deploy", "reason", "expired")
 	require.Equal(t, 1.0, v)
 	require.Len(t, ci.requests(), 1)
+}
+
+// An approval request sent to PagerDuty opens an incident (a trigger
+// event); once the request is approved, rejected or expired, alertd
+// resolves that incident: a resolve event with the same dedup_key.
+func TestApprovalResolvesPagerDutyIncident(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	pd := notifytest.NewPagerDuty(t)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+route: {receiver: none, group_by: [alertname], group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: none
+  - name: leads
+    pagerduty_configs: [{url: "` + pd.URL + `", routing_key: R0UT1NG}]
+actions:
+  - name: deploy
+    type: webhook
+    url: ` + ci.URL + `/deploy
+    secret: s3cret
+    trigger:
+      matchers: ['category="data_quality"']
+    approval: {required: true, timeout: 2h, receivers: [leads]}
+`
+	}, nil)
+	// events waits for the PagerDuty events of the request's incident
+	// to be actions, and returns them.
+	events := func(req actionRequest, actions ...string) []map[string]any {
+		t.Helper()
+		var got []map[string]any
+		var gotActions []string
+		require.Eventually(t, func() bool {
+			got, gotActions = nil, nil
+			for _, e := range pd.Events() {
+				if e["dedup_key"] == notice.Hash("action/"+req.ID) {
+					got = append(got, e)
+					gotActions = append(gotActions, e["event_action"].(string))
+				}
+			}
+			return slices.Equal(gotActions, actions)
+		}, 30*time.Second, 10*time.Millisecond, "request %s: want the PagerDuty events %v", req.ID, actions)
+		return got
+	}
+	awaiting := func(m string) actionRequest {
+		t.Helper()
+		ls, al := driftAlert(m, "amount")
+		postAlertJSON(t, a, al)
+		req := waitRequest(t, a, "deploy", ls, inRequestState(stateAwaitingApproval), "not awaiting approval")
+		trigger := events(req, "trigger")[0]
+		require.Contains(t, trigger["payload"].(map[string]any)["summary"], "ActionAwaitingApproval")
+		return req
+	}
+
+	approved := awaiting("fraud")
+	code, resp := post(t, a.URL+"/api/v1/actions/requests/"+approved.ID+"/approve", "application/json", `{"by":"alice"}`)
+	require.Equal(t, http.StatusOK, code, resp)
+	resolve := events(approved, "trigger", "resolve")[1]
+	require.Equal(t, "R0UT1NG", resolve["routing_key"])
+	ci.waitRequests(t, 1)
+
+	rejected := awaiting("churn")
+	code, resp = post(t, a.URL+"/api/v1/actions/requests/"+rejected.ID+"/reject", "application/json", `{"by":"bob"}`)
+	require.Equal(t, http.StatusOK, code, resp)
+	events(rejected, "trigger", "resolve")
+
+	expired := awaiting("ltv")
+	clock.skip(2*time.Hour + time.Minute)
+	waitRequest(t, a, "deploy", nil, func(r actionRequest) bool { return r.ID == expired.ID && r.State == stateExpired }, "not expired")
+	events(expired, "trigger", "resolve")
+
+	require.Len(t, ci.requests(), 1, "only the approved request is sent")
+	events(approved, "trigger", "resolve") // and nothing more for it
 }
 
 // An escalation step runs an action through runAction; when its alert

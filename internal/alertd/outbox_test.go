@@ -264,6 +264,19 @@ actions:
 	require.True(t, ok)
 	require.Equal(t, "slack:alice", req.DecidedBy)
 
+	// The request no longer awaits approval: its message loses the
+	// buttons, and its thread says why.
+	require.Eventually(t, func() bool { return len(sl.Calls()) >= 3 }, 30*time.Second, 20*time.Millisecond)
+	upd, reply := sl.Calls()[1], sl.Calls()[2]
+	require.Equal(t, "chat.update", upd.Method)
+	require.Equal(t, "1000.000001", upd.TS)
+	for _, b := range upd.Blocks {
+		require.NotEqual(t, "actions", b["type"], "buttons left on the decided request: %v", upd.Blocks)
+	}
+	require.Equal(t, "chat.postMessage", reply.Method)
+	require.Equal(t, "1000.000001", reply.ThreadTS)
+	require.Equal(t, "Request "+v.Request+" no longer awaits approval: approved by slack:alice.", reply.Text)
+
 	// Rejecting it now is a conflict: it no longer awaits approval.
 	code, body = do(t, signed(t, a.URL, "s1gn1ng", now+1, slack.ActionReject, buttons[slack.ActionReject]))
 	require.Equal(t, http.StatusConflict, code, body)

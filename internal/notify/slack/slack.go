@@ -371,6 +371,11 @@ func replyText(n *notice.Notice) string {
 	d := n.Data
 	switch n.Event() {
 	case notice.EventResolve:
+		if id := n.Extra[notice.ExtraActionRequest]; id != "" {
+			// alertd closes an approval request once it is decided
+			// or expired; the description says which.
+			return truncate(fmt.Sprintf("Request %s no longer awaits approval: %s.", id, annotation(d, "description")), 2000)
+		}
 		return fmt.Sprintf("Resolved: %d alerts resolved.", len(d.Alerts.Resolved()))
 	case notice.EventAcknowledge:
 		return "Acknowledged."
