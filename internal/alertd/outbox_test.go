@@ -77,7 +77,7 @@ receivers:
 	code, r := apiGet(t, a.URL+"/api/v1/outbox")
 	require.Equal(t, http.StatusOK, code)
 	require.JSONEq(t, `{"pending":0,"oldestAgeSeconds":0,"deadLetters":1,"receivers":[{"receiver":"hook","integration":"webhook","entry":0,"pending":0,"oldestAgeSeconds":0,"deadLetters":1}]}`, string(r.Data))
-	v, ok := metric(t, a.Registry(), "alertd_outbox_dead_letters", "receiver", "hook", "integration", "webhook")
+	v, ok := metric(t, a.Registry(), "alertd_outbox_dead_letters", "receiver", "hook", "integration", "webhook", "entry", "0")
 	require.True(t, ok)
 	require.Equal(t, 1.0, v)
 
@@ -98,6 +98,56 @@ receivers:
 		_, r = apiGet(t, a.URL+"/api/v1/outbox")
 		return string(r.Data) == `{"deadLetters":0,"oldestAgeSeconds":0,"pending":0,"receivers":[]}`
 	}, 30*time.Second, 20*time.Millisecond, "delivered: nothing pending")
+}
+
+// The outbox's queue, dead letters and attempts are by entry of a
+// receiver's integration: of two webhooks, the one that refuses its
+// notifications is told apart from the one that takes them, and each
+// configured entry's series exist at 0 before its first message.
+func TestOutboxMetricsByEntry(t *testing.T) {
+	t.Parallel()
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no such hook", http.StatusBadRequest)
+	}))
+	t.Cleanup(refuse.Close)
+	h := newHook(t)
+	a := startAlertd(t, fmt.Sprintf(`
+route: {receiver: hooks, group_by: [alertname], group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: hooks
+    webhook_configs: [{url: "%s/hook"}, {url: "%s"}, {url: "%s"}]
+`, refuse.URL, h.URL, h.URL), nil, nil)
+	for _, e := range []string{"0", "1", "2"} {
+		for _, m := range []string{"alertd_outbox_dead_letters", "alertd_outbox_queue_depth", "alertd_outbox_oldest_pending_age_seconds"} {
+			v, ok := metric(t, a.Registry(), m, "receiver", "hooks", "integration", "webhook", "entry", e)
+			require.True(t, ok, "%s{entry=%q} is not pre-created", m, e)
+			require.Zero(t, v)
+		}
+		v, ok := metric(t, a.Registry(), "alertd_outbox_deliveries_total", "receiver", "hooks", "integration", "webhook", "entry", e, "result", "delivered")
+		require.True(t, ok, "deliveries of entry %s are not pre-created", e)
+		require.Zero(t, v)
+	}
+
+	pushAlert(t, a, map[string]string{"alertname": "Drift"}, nil)
+	h.wait(t, "Drift", "firing", 30*time.Second)
+	require.Eventually(t, func() bool {
+		dead, _ := metric(t, a.Registry(), "alertd_outbox_dead_letters", "receiver", "hooks", "integration", "webhook", "entry", "0")
+		delivered, _ := metric(t, a.Registry(), "alertd_outbox_deliveries_total", "receiver", "hooks", "integration", "webhook", "entry", "1", "result", "delivered")
+		return dead == 1 && delivered == 1
+	}, 30*time.Second, 20*time.Millisecond)
+	for metricName, want := range map[[2]string]float64{
+		{"alertd_outbox_dead_letters", "1"}:     0,
+		{"alertd_outbox_deliveries_total", "0"}: 1,
+		{"alertd_outbox_deliveries_total", "1"}: 0,
+	} {
+		labels := []string{"receiver", "hooks", "integration", "webhook", "entry", metricName[1]}
+		if metricName[0] == "alertd_outbox_deliveries_total" {
+			labels = append(labels, "result", "dead_lettered")
+		}
+		v, ok := metric(t, a.Registry(), metricName[0], labels...)
+		require.True(t, ok)
+		require.Equal(t, want, v, "%s %v", metricName[0], labels)
+	}
 }
 
 // signed builds Slack's interaction request for a button at ts.

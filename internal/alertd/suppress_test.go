@@ -101,7 +101,7 @@ suppression:
 	flappy = waitAlert(t, b, model.LabelSet{"alertname": "Flappy"})
 	require.Equal(t, "suppressed", flappy.State)
 	require.Eventually(t, func() bool {
-		depth, ok := metric(t, b.Registry(), "alertd_outbox_queue_depth", "receiver", "hook", "integration", "webhook")
+		depth, ok := metric(t, b.Registry(), "alertd_outbox_queue_depth", "receiver", "hook", "integration", "webhook", "entry", "0")
 		return ok && depth == 0
 	}, 30*time.Second, 20*time.Millisecond, "the outbox kept messages from before the restart")
 	require.Equal(t, int(created), h.notifications("Flappy", ""), "a flapping alert was paged")

@@ -269,7 +269,7 @@ func (n *Notifier) initializeOutbox(p *pipeline) {
 	for name, kinds := range p.receivers {
 		for kind, is := range kinds {
 			if len(is) > 0 {
-				n.outbox.InitializeFor(name, kind)
+				n.outbox.InitializeFor(name, kind, len(is))
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,9 +17,16 @@ const (
 
 var results = []string{resultDelivered, resultRetried, resultDeadLettered}
 
-// metrics are the outbox's metrics, by receiver and integration: the
-// entries of an integration (lanes) are summed, which keeps the series
-// bounded by the configuration's receivers and integration types.
+// metrics are the outbox's metrics, by receiver and integration. Those
+// that tell a stuck or failing lane apart — the attempts by result, the
+// queue, its oldest message and the dead letters — are by entry too: each
+// entry of an integration (a receiver's second webhook, say) is a lane of
+// its own, and one webhook that is down must not hide behind another that
+// works. The entries come from the configuration file, so the series stay
+// bounded by it: 6 per entry (3 results and 3 gauges). The counts by
+// failure reason, the enqueued messages (one per entry of a notification
+// anyway) and the duration histogram sum the entries, for they would cost
+// 6, 1 and 12 series per entry and say little more.
 type metrics struct {
 	enqueued   *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
@@ -36,8 +44,8 @@ func newMetrics(o *Outbox) *metrics {
 		}, labels),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_outbox_deliveries_total",
-			Help: "The total number of delivery attempts, by result: delivered, retried (failed, tried again later) or dead_lettered.",
-		}, append(labels, "result")),
+			Help: "The total number of delivery attempts, by entry of the integration and result: delivered, retried (failed, tried again later) or dead_lettered.",
+		}, []string{"receiver", "integration", "entry", "result"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_outbox_delivery_failures_total",
 			Help: "The total number of failed delivery attempts, by reason: timeout, connection, http_4xx, http_5xx, rate_limited or other.",
@@ -50,25 +58,27 @@ func newMetrics(o *Outbox) *metrics {
 			NativeHistogramMaxBucketNumber:  100,
 			NativeHistogramMinResetDuration: time.Hour,
 		}, labels),
-		gauges: &gauges{o: o, known: map[seriesKey]bool{}},
+		gauges: &gauges{o: o, known: map[laneKey]bool{}},
 	}
 }
 
-// InitializeFor pre-creates the metrics of a receiver's integration at 0,
-// so that they exist before its first message.
-func (o *Outbox) InitializeFor(receiver, integration string) {
+// InitializeFor pre-creates at 0 the metrics of a receiver's integration
+// with that many entries, so that they exist before its first message.
+func (o *Outbox) InitializeFor(receiver, integration string, entries int) {
 	m := o.metrics
 	m.enqueued.WithLabelValues(receiver, integration)
 	m.duration.WithLabelValues(receiver, integration)
-	for _, r := range results {
-		m.deliveries.WithLabelValues(receiver, integration, r)
-	}
 	for _, r := range reasons {
 		m.failures.WithLabelValues(receiver, integration, r)
 	}
 	o.mu.Lock()
-	m.gauges.known[seriesKey{receiver, integration}] = true
-	o.mu.Unlock()
+	defer o.mu.Unlock()
+	for e := range entries {
+		for _, r := range results {
+			m.deliveries.WithLabelValues(receiver, integration, strconv.Itoa(e), r)
+		}
+		m.gauges.known[laneKey{receiver, integration, e}] = true
+	}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
@@ -88,21 +98,20 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 }
 
 var (
-	depthDesc = prometheus.NewDesc("alertd_outbox_queue_depth",
-		"The number of messages waiting in the outbox for delivery.", []string{"receiver", "integration"}, nil)
+	laneLabels = []string{"receiver", "integration", "entry"}
+	depthDesc  = prometheus.NewDesc("alertd_outbox_queue_depth",
+		"The number of messages waiting in the outbox for delivery, by entry of the integration.", laneLabels, nil)
 	ageDesc = prometheus.NewDesc("alertd_outbox_oldest_pending_age_seconds",
-		"The age in seconds of the oldest message waiting for delivery; 0 when none waits.", []string{"receiver", "integration"}, nil)
+		"The age in seconds of the oldest message waiting for delivery, by entry of the integration; 0 when none waits.", laneLabels, nil)
 	deadDesc = prometheus.NewDesc("alertd_outbox_dead_letters",
-		"The number of dead letters: messages given up on, waiting to be redriven.", []string{"receiver", "integration"}, nil)
+		"The number of dead letters, by entry of the integration: messages given up on, waiting to be redriven.", laneLabels, nil)
 )
 
-// seriesKey identifies the series of a receiver's integration.
-type seriesKey struct{ receiver, integration string }
-
-// gauges computes the queue gauges from the outbox at scrape time.
+// gauges computes the queue gauges of each lane from the outbox at scrape
+// time.
 type gauges struct {
 	o     *Outbox
-	known map[seriesKey]bool // guarded by o.mu
+	known map[laneKey]bool // guarded by o.mu
 }
 
 // Describe implements prometheus.Collector.
@@ -121,31 +130,31 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 		age         float64
 	}
 	o.mu.Lock()
-	stats := map[seriesKey]*stat{}
+	stats := map[laneKey]*stat{}
 	for k := range g.known {
 		stats[k] = &stat{}
 	}
-	get := func(receiver, integration string) *stat {
-		k := seriesKey{receiver, integration}
+	get := func(k laneKey) *stat {
 		if stats[k] == nil {
 			stats[k] = &stat{}
 		}
 		return stats[k]
 	}
 	for k, l := range o.lanes {
-		s := get(k.receiver, k.integration)
+		s := get(k)
 		s.depth += len(l.queue)
 		for _, r := range l.queue {
 			s.age = max(s.age, now.Sub(r.Created).Seconds())
 		}
 	}
 	for _, r := range o.dead {
-		get(r.Receiver, r.Integration).dead++
+		get(laneKeyOf(&r.Message)).dead++
 	}
 	o.mu.Unlock()
 	for k, s := range stats {
-		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(s.depth), k.receiver, k.integration)
-		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, s.age, k.receiver, k.integration)
-		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(s.dead), k.receiver, k.integration)
+		entry := strconv.Itoa(k.entry)
+		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(s.depth), k.receiver, k.integration, entry)
+		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, s.age, k.receiver, k.integration, entry)
+		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(s.dead), k.receiver, k.integration, entry)
 	}
 }

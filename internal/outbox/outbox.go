@@ -537,6 +537,7 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 	m.Attempts++
 	m.Payload = slices.Clone(r.Payload)
 	labels := []string{r.Receiver, r.Integration}
+	entry := strconv.Itoa(r.Entry)
 	var err error
 	start := time.Now()
 	if s, ok := o.opts.Senders[r.Integration]; ok {
@@ -560,14 +561,14 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 	switch {
 	case err == nil:
 		o.logger.Debug("Message delivered", "receiver", r.Receiver, "integration", r.Integration, "key", r.Key, "attempts", upd.Attempts)
-		o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, resultDelivered).Inc()
+		o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, entry, resultDelivered).Inc()
 		o.finish(l, &upd, nil, now)
 		return
 	case IsPermanent(err):
 	case now.Sub(r.Since) >= o.opts.MaxAge:
 		final = fmt.Errorf("gave up after %s: %w", o.opts.MaxAge, err)
 	default:
-		o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, resultRetried).Inc()
+		o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, entry, resultRetried).Inc()
 		o.metrics.failures.WithLabelValues(r.Receiver, r.Integration, Reason(err)).Inc()
 		wait := o.backoff(m.Attempts)
 		var ra *retryAfterError
@@ -586,7 +587,7 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 		return
 	}
 	upd.LastError = final.Error()
-	o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, resultDeadLettered).Inc()
+	o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, entry, resultDeadLettered).Inc()
 	o.metrics.failures.WithLabelValues(r.Receiver, r.Integration, Reason(err)).Inc()
 	o.logger.Error("Delivery failed for good, message dead-lettered", "receiver", r.Receiver, "integration", r.Integration,
 		"entry", r.Entry, "key", r.Key, "attempts", upd.Attempts, "err", final)

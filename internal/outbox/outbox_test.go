@@ -225,19 +225,19 @@ func TestRetryAfterPermanentAndMaxAge(t *testing.T) {
 		require.Equal(t, 1.0, testutil.ToFloat64(ob.metrics.failures.WithLabelValues("team", "webhook", ReasonRateLimited)))
 		require.Equal(t, 1.0, testutil.ToFloat64(ob.metrics.failures.WithLabelValues("b", "webhook", ReasonHTTP4xx)))
 		require.Greater(t, testutil.ToFloat64(ob.metrics.failures.WithLabelValues("c", "webhook", ReasonConnection)), 10.0)
-		require.Equal(t, 1.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("c", "webhook", resultDeadLettered)))
-		require.Equal(t, 1.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", resultDelivered)))
+		require.Equal(t, 1.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("c", "webhook", "0", resultDeadLettered)))
+		require.Equal(t, 1.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", "0", resultDelivered)))
 		require.NoError(t, testutil.GatherAndCompare(reg, stringsReader(`
-# HELP alertd_outbox_dead_letters The number of dead letters: messages given up on, waiting to be redriven.
+# HELP alertd_outbox_dead_letters The number of dead letters, by entry of the integration: messages given up on, waiting to be redriven.
 # TYPE alertd_outbox_dead_letters gauge
-alertd_outbox_dead_letters{integration="webhook",receiver="b"} 1
-alertd_outbox_dead_letters{integration="webhook",receiver="c"} 1
-alertd_outbox_dead_letters{integration="webhook",receiver="team"} 0
-# HELP alertd_outbox_queue_depth The number of messages waiting in the outbox for delivery.
+alertd_outbox_dead_letters{entry="0",integration="webhook",receiver="b"} 1
+alertd_outbox_dead_letters{entry="0",integration="webhook",receiver="c"} 1
+alertd_outbox_dead_letters{entry="0",integration="webhook",receiver="team"} 0
+# HELP alertd_outbox_queue_depth The number of messages waiting in the outbox for delivery, by entry of the integration.
 # TYPE alertd_outbox_queue_depth gauge
-alertd_outbox_queue_depth{integration="webhook",receiver="b"} 0
-alertd_outbox_queue_depth{integration="webhook",receiver="c"} 0
-alertd_outbox_queue_depth{integration="webhook",receiver="team"} 0
+alertd_outbox_queue_depth{entry="0",integration="webhook",receiver="b"} 0
+alertd_outbox_queue_depth{entry="0",integration="webhook",receiver="c"} 0
+alertd_outbox_queue_depth{entry="0",integration="webhook",receiver="team"} 0
 `), "alertd_outbox_dead_letters", "alertd_outbox_queue_depth"))
 
 		// Redrive: back to delivery with a fresh MaxAge clock.
@@ -469,8 +469,9 @@ func keysOf(s *fakeSender, want ...string) []string {
 
 // Each entry of a receiver's integration (two webhooks) is a lane: the
 // second webhook gets its messages while the first is retried, and the
-// first gets its own in order once it is back. The metrics sum the
-// entries.
+// first gets its own in order once it is back. The queue, its age, the
+// dead letters and the attempts by result are by entry; InitializeFor
+// creates them at 0 for each configured entry, and no more.
 func TestEntriesAreLanes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newFakeSender()
@@ -480,6 +481,30 @@ func TestEntriesAreLanes(t *testing.T) {
 		s.block["a1"] = release
 		reg := prometheus.NewRegistry()
 		ob := run(t, filepath.Join(t.TempDir(), "o.db"), s, func(o *Options) { o.Registerer = reg })
+		ob.InitializeFor("team", "webhook", 3)
+		ob.InitializeFor("pager", "pagerduty", 1)
+		require.NoError(t, testutil.GatherAndCompare(reg, stringsReader(`
+# HELP alertd_outbox_deliveries_total The total number of delivery attempts, by entry of the integration and result: delivered, retried (failed, tried again later) or dead_lettered.
+# TYPE alertd_outbox_deliveries_total counter
+alertd_outbox_deliveries_total{entry="0",integration="pagerduty",receiver="pager",result="dead_lettered"} 0
+alertd_outbox_deliveries_total{entry="0",integration="pagerduty",receiver="pager",result="delivered"} 0
+alertd_outbox_deliveries_total{entry="0",integration="pagerduty",receiver="pager",result="retried"} 0
+alertd_outbox_deliveries_total{entry="0",integration="webhook",receiver="team",result="dead_lettered"} 0
+alertd_outbox_deliveries_total{entry="0",integration="webhook",receiver="team",result="delivered"} 0
+alertd_outbox_deliveries_total{entry="0",integration="webhook",receiver="team",result="retried"} 0
+alertd_outbox_deliveries_total{entry="1",integration="webhook",receiver="team",result="dead_lettered"} 0
+alertd_outbox_deliveries_total{entry="1",integration="webhook",receiver="team",result="delivered"} 0
+alertd_outbox_deliveries_total{entry="1",integration="webhook",receiver="team",result="retried"} 0
+alertd_outbox_deliveries_total{entry="2",integration="webhook",receiver="team",result="dead_lettered"} 0
+alertd_outbox_deliveries_total{entry="2",integration="webhook",receiver="team",result="delivered"} 0
+alertd_outbox_deliveries_total{entry="2",integration="webhook",receiver="team",result="retried"} 0
+# HELP alertd_outbox_dead_letters The number of dead letters, by entry of the integration: messages given up on, waiting to be redriven.
+# TYPE alertd_outbox_dead_letters gauge
+alertd_outbox_dead_letters{entry="0",integration="pagerduty",receiver="pager"} 0
+alertd_outbox_dead_letters{entry="0",integration="webhook",receiver="team"} 0
+alertd_outbox_dead_letters{entry="1",integration="webhook",receiver="team"} 0
+alertd_outbox_dead_letters{entry="2",integration="webhook",receiver="team"} 0
+`), "alertd_outbox_deliveries_total", "alertd_outbox_dead_letters"), "each configured entry, at 0")
 		require.NoError(t, ob.Enqueue(entryMsg("t1", 0), entryMsg("a1", 1), entryMsg("t2", 0), entryMsg("a2", 1)))
 		synctest.Wait()
 		require.ElementsMatch(t, []string{"t1", "a1"}, s.keys(), "each entry's head goes at once; t2 and a2 wait behind theirs")
@@ -491,10 +516,13 @@ func TestEntriesAreLanes(t *testing.T) {
 			LastError: "unexpected status code 503: down"}, st.Lanes[0])
 		require.Equal(t, LaneStats{Receiver: "team", Integration: "webhook", Entry: 1, Pending: 2, Oldest: st.Oldest}, st.Lanes[1])
 		require.NoError(t, testutil.GatherAndCompare(reg, stringsReader(`
-# HELP alertd_outbox_queue_depth The number of messages waiting in the outbox for delivery.
+# HELP alertd_outbox_queue_depth The number of messages waiting in the outbox for delivery, by entry of the integration.
 # TYPE alertd_outbox_queue_depth gauge
-alertd_outbox_queue_depth{integration="webhook",receiver="team"} 4
-`), "alertd_outbox_queue_depth"), "one series, the entries summed")
+alertd_outbox_queue_depth{entry="0",integration="pagerduty",receiver="pager"} 0
+alertd_outbox_queue_depth{entry="0",integration="webhook",receiver="team"} 2
+alertd_outbox_queue_depth{entry="1",integration="webhook",receiver="team"} 2
+alertd_outbox_queue_depth{entry="2",integration="webhook",receiver="team"} 0
+`), "alertd_outbox_queue_depth"), "by entry")
 
 		close(release)
 		synctest.Wait()
@@ -505,8 +533,10 @@ alertd_outbox_queue_depth{integration="webhook",receiver="team"} 4
 		synctest.Wait()
 		require.Equal(t, []string{"t1", "t1", "t1", "t1", "t2"}, keysOf(s, "t1", "t2"), "entry 0 in order once it is back")
 		require.Zero(t, ob.Stats().Pending)
-		require.Equal(t, 4.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", resultDelivered)))
-		require.Equal(t, 3.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", resultRetried)))
+		require.Equal(t, 2.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", "0", resultDelivered)))
+		require.Equal(t, 3.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", "0", resultRetried)))
+		require.Equal(t, 2.0, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", "1", resultDelivered)))
+		require.Zero(t, testutil.ToFloat64(ob.metrics.deliveries.WithLabelValues("team", "webhook", "1", resultRetried)), "entry 1 never failed")
 	})
 }
 
