@@ -192,7 +192,8 @@ type Options struct {
 	// EntryOf, if set, gives the Entry of a message read from the file
 	// that was stored before messages had one (all entries of an
 	// integration then shared a lane); its Sender's payload may tell.
-	// Without it such messages are entry 0.
+	// Open writes such messages back with it, once. Without it they are
+	// entry 0, and left as stored.
 	EntryOf func(m Message) int
 }
 
@@ -318,7 +319,10 @@ func (o *Outbox) removeTmp() {
 	}
 }
 
-// load creates the buckets and reads the pending messages and dead letters.
+// load creates the buckets and reads the pending messages and dead
+// letters. Records stored before messages had an entry are written back
+// with the entry EntryOf gives them, in the same transaction, so that the
+// fix-up happens once and not at every start.
 func (o *Outbox) load() error {
 	return o.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketPending, bucketKeys, bucketDelivered, bucketDead, bucketState} {
@@ -326,11 +330,21 @@ func (o *Outbox) load() error {
 				return err
 			}
 		}
+		// A bucket must not change while ForEach walks it: the fixed
+		// records are written after.
+		type fix struct {
+			bucket, key []byte
+			r           *record
+		}
+		var fixed []fix
 		// Keys come in seq order: big-endian.
-		if err := tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
-			r, err := o.decode(v)
+		if err := tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+			r, old, err := o.decode(v)
 			if err != nil {
 				return err
+			}
+			if old {
+				fixed = append(fixed, fix{bucketPending, bytes.Clone(k), r})
 			}
 			l := o.laneOf(r)
 			l.queue = append(l.queue, r)
@@ -338,36 +352,54 @@ func (o *Outbox) load() error {
 		}); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
-			r, err := o.decode(v)
+		if err := tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
+			r, old, err := o.decode(v)
 			if err != nil {
 				return err
 			}
+			if old {
+				fixed = append(fixed, fix{bucketDead, bytes.Clone(k), r})
+			}
 			o.dead[string(k)] = r
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		for _, f := range fixed {
+			v, err := json.Marshal(f.r)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(f.bucket).Put(f.key, v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
 // decode reads a stored record. One stored before messages had an entry
 // gets it from Options.EntryOf, so that it joins its entry's lane ahead of
-// the messages enqueued since, in order. It is written with its entry the
-// next time it is stored (a retry, a dead letter).
-func (o *Outbox) decode(v []byte) (*record, error) {
-	r := &record{}
+// the messages enqueued since, in order; old reports that it did, and load
+// writes it back with its entry. Without EntryOf such a record is entry 0
+// and stays as stored, so that an outbox opened later with EntryOf still
+// finds its entry.
+func (o *Outbox) decode(v []byte) (r *record, old bool, err error) {
+	r = &record{}
 	if err := json.Unmarshal(v, r); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var has struct {
 		Entry *int `json:"entry"`
 	}
 	if err := json.Unmarshal(v, &has); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if has.Entry == nil && o.opts.EntryOf != nil {
 		r.Entry = o.opts.EntryOf(r.Message)
+		return r, true, nil
 	}
-	return r, nil
+	return r, false, nil
 }
 
 // laneOf returns r's lane, creating it. Called with o.mu held (or before

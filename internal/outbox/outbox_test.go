@@ -618,3 +618,85 @@ func TestStoredWithoutEntry(t *testing.T) {
 		require.Zero(t, ob.Stats().Pending)
 	})
 }
+
+// storedEntries returns the entry field of each pending message and dead
+// letter in the closed outbox file at path, by key; nil for a record
+// without one.
+func storedEntries(t *testing.T, path string) map[string]*int {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	out := map[string]*int{}
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketPending, bucketDead} {
+			require.NoError(t, tx.Bucket(name).ForEach(func(_, v []byte) error {
+				var r struct {
+					Key   string `json:"key"`
+					Entry *int   `json:"entry"`
+				}
+				require.NoError(t, json.Unmarshal(v, &r))
+				out[r.Key] = r.Entry
+				return nil
+			}))
+		}
+		return nil
+	}))
+	return out
+}
+
+// Records stored before messages had an entry are written back with the
+// entry EntryOf gives them when the outbox is opened: the next open reads
+// them as stored and asks EntryOf nothing, and an outbox opened without
+// EntryOf finds their entries too. Opened without EntryOf, they stay as
+// they were, for a later open with it.
+func TestStoredWithoutEntryRewrittenOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		s := newFakeSender()
+		s.fail("dead1", Permanent(errors.New("no")))
+		ob, stop := runStoppable(t, path, s, nil)
+		require.NoError(t, ob.Enqueue(entryMsg("dead1", 1)))
+		synctest.Wait()
+		require.Len(t, ob.DeadLetters(), 1)
+		stop()
+		require.NoError(t, ob.Close())
+		ob, err := Open(Options{Path: path, Senders: map[string]Sender{"webhook": s}})
+		require.NoError(t, err)
+		require.NoError(t, ob.Enqueue(entryMsg("old0", 0), entryMsg("old1", 1)))
+		require.NoError(t, ob.Close())
+		stripEntry(t, path)
+
+		ob, err = Open(Options{Path: path, Senders: map[string]Sender{"webhook": s}})
+		require.NoError(t, err)
+		require.NoError(t, ob.Close())
+		require.Equal(t, map[string]*int{"dead1": nil, "old0": nil, "old1": nil}, storedEntries(t, path), "left as stored without EntryOf")
+
+		var asked []string
+		entryOf := func(m Message) int {
+			asked = append(asked, m.Key)
+			return payloadEntry(m)
+		}
+		ob, err = Open(Options{Path: path, Senders: map[string]Sender{"webhook": s}, EntryOf: entryOf})
+		require.NoError(t, err)
+		require.NoError(t, ob.Close())
+		require.ElementsMatch(t, []string{"dead1", "old0", "old1"}, asked)
+		zero, one := 0, 1
+		require.Equal(t, map[string]*int{"dead1": &one, "old0": &zero, "old1": &one}, storedEntries(t, path), "written back with their entries")
+
+		asked = nil
+		for _, o := range []Options{
+			{Path: path, Senders: map[string]Sender{"webhook": s}, EntryOf: entryOf},
+			{Path: path, Senders: map[string]Sender{"webhook": s}},
+		} {
+			ob, err = Open(o)
+			require.NoError(t, err)
+			st := ob.Stats()
+			require.Len(t, st.Lanes, 2)
+			require.Equal(t, LaneStats{Receiver: "team", Integration: "webhook", Entry: 0, Pending: 1, Oldest: st.Lanes[0].Oldest}, st.Lanes[0])
+			require.Equal(t, LaneStats{Receiver: "team", Integration: "webhook", Entry: 1, Pending: 1, Oldest: st.Lanes[1].Oldest, DeadLetters: 1}, st.Lanes[1])
+			require.NoError(t, ob.Close())
+		}
+		require.Empty(t, asked, "the second open reads the entries as stored")
+	})
+}
