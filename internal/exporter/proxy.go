@@ -362,9 +362,12 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if len(connTokens) > 0 {
-		// Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+		// Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1),
+		// but for those that frame the body or name the host: dropping
+		// them would break the request or send it to the upstream's own
+		// host, and nginx ignores such names too.
 		for k := range req.Header.All() {
-			if nhop < len(hop) && !isHop(k) && listHas(connTokens, k) {
+			if nhop < len(hop) && !isHop(k) && !isFraming(k) && !isHost(k) && listHas(connTokens, k) {
 				hop[nhop] = k
 				nhop++
 			}
@@ -721,6 +724,12 @@ func listHas(list, token []byte) bool {
 // Connection header can't make hop-by-hop: the proxy writes its own.
 func isFraming(k []byte) bool {
 	return bytes.EqualFold(k, []byte("content-length")) || bytes.EqualFold(k, []byte("transfer-encoding"))
+}
+
+// isHost reports whether k is the Host header, which a client's Connection
+// header can't make hop-by-hop either: the model server gets the client's.
+func isHost(k []byte) bool {
+	return bytes.EqualFold(k, []byte("host"))
 }
 
 func isHop(k []byte) bool {

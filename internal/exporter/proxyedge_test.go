@@ -62,6 +62,29 @@ func TestProxyResponseConnectionTokens(t *testing.T) {
 	}
 }
 
+// A client's Connection header that names Host, Content-Length or
+// Transfer-Encoding does not make them hop-by-hop, as it does other
+// headers: the model server gets the client's Host and the body framed
+// whole, as behind nginx, which ignores such names.
+func TestProxyConnectionNamesFraming(t *testing.T) {
+	up := okUpstream(t)
+	e := startExporter(t, up.URL(), nil)
+	for _, tc := range []struct{ name, req string }{
+		{"length", "POST /v1/models/m:predict HTTP/1.1\r\nHost: model.example\r\nConnection: Host, Content-Length, Transfer-Encoding, X-A\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"},
+		{"chunked", "POST /v1/models/m:predict HTTP/1.1\r\nHost: model.example\r\nConnection: keep-alive, transfer-encoding,host\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := len(up.received())
+			resp := rawRoundTrip(t, e.ProxyAddr(), tc.req)
+			require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+			got := up.received()
+			require.Len(t, got, n+1)
+			require.Equal(t, []string{"Host: model.example", "Content-Length: 5"}, got[n].headers)
+			require.Equal(t, "hello", string(got[n].body))
+		})
+	}
+}
+
 // A model server that answers before it has read the request's body (a 413
 // for a body too large, a 401) and closes the connection: the client gets
 // that answer, not a 502, though the rest of the body could not be sent.
