@@ -164,7 +164,18 @@ func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Durat
 		// One attempt, as retrying a prediction that may have reached the
 		// model is not ours to decide.
 		MaxIdemponentCallAttempts: 1,
+		Transport:                 asSentTransport{},
 	}
+}
+
+// asSentTransport is fasthttp's round trip with the request target the
+// request's header holds, as sent, rather than one rebuilt from the URI
+// that HostClient.Do parses (targetAsSent).
+type asSentTransport struct{}
+
+func (asSentTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	req.SetRequestURIBytes(req.Header.RequestURI())
+	return fasthttp.DefaultTransport.RoundTrip(hc, req, resp)
 }
 
 // asSent makes req go upstream as the client sent it: its path not
@@ -176,6 +187,62 @@ func asSent(req *fasthttp.Request) {
 	req.URI().DisablePathNormalizing = true
 	req.UseHostHeader = true
 	req.Header.SetNoDefaultContentType(true)
+}
+
+// targetAsSent makes req go upstream with its request target as the client
+// sent it. Once anything has parsed the request's URI (the route does),
+// fasthttp writes a target rebuilt from it, which drops the "?" of an
+// empty query (/p? would go as /p); a target set again leaves the URI
+// unparsed, and Write takes it as it is. Two exceptions. A fragment, which
+// has no place in a request target, is cut off, as fasthttp did. And an
+// absolute-form target (GET http://model.example/p HTTP/1.1, as a client
+// sends it to a forward proxy) goes on in origin form (/p), the model
+// server being an origin server, with the target's host as the Host header
+// in place of the client's (RFC 9112 3.2.1 and 3.2.2).
+func targetAsSent(req *fasthttp.Request) {
+	t := req.Header.RequestURI()
+	if i := bytes.IndexByte(t, '#'); i >= 0 {
+		t = t[:i]
+	}
+	if len(t) > 0 && t[0] != '/' {
+		if host, origin, ok := splitAbsolute(t); ok {
+			if len(host) > 0 {
+				req.Header.SetHostBytes(host)
+			}
+			t = origin
+			if len(t) == 0 || t[0] != '/' {
+				t = append([]byte{'/'}, t...) // the path of http://host or http://host?q
+			}
+		}
+	}
+	// t may alias the header's own target: SetRequestURIBytes copies it
+	// over itself, as append does, with memmove.
+	req.SetRequestURIBytes(t)
+}
+
+// splitAbsolute splits an absolute-form request target (scheme "://"
+// authority path-abempty ["?" query]) into the authority's host[:port],
+// without userinfo, and the rest; ok is false for any other target.
+func splitAbsolute(t []byte) (host, rest []byte, ok bool) {
+	i := bytes.Index(t, []byte("://"))
+	if i <= 0 {
+		return nil, nil, false
+	}
+	for j, c := range t[:i] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || j > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return nil, nil, false
+		}
+	}
+	t = t[i+len("://"):]
+	end := len(t)
+	if j := bytes.IndexAny(t, "/?"); j >= 0 {
+		end = j
+	}
+	host, rest = t[:end], t[end:]
+	if j := bytes.LastIndexByte(host, '@'); j >= 0 {
+		host = host[j+1:]
+	}
+	return host, rest, true
 }
 
 // parseUpstream reads the URL of a model server (flag, its value raw): http
@@ -580,6 +647,7 @@ func (p *proxy) capture(m *model, reqBody, respBody []byte, respSize int, rq req
 func (p *proxy) roundTrip(ctx *fasthttp.RequestCtx, m *model) (*stream, bool) {
 	req, resp := &ctx.Request, &ctx.Response
 	asSent(req)
+	targetAsSent(req)
 	if _, err := p.transport.RoundTrip(p.client, req, resp); err != nil {
 		// Whatever part of an answer came is dropped, and with it the
 		// server's settings: the error answer is the sidecar's own.

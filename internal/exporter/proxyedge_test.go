@@ -210,8 +210,8 @@ func TestProxyRepeatedHeaders(t *testing.T) {
 }
 
 // The request target reaches the model server byte for byte: no decoding,
-// re-encoding or normalising of its path or query. One exception: an empty
-// query loses its "?" (README).
+// re-encoding or normalising of its path or query, an empty query's "?"
+// kept. A fragment, which has no place in a request, is cut off.
 func TestProxyRequestTargetAsSent(t *testing.T) {
 	up := okUpstream(t)
 	e := startExporter(t, up.URL(), nil)
@@ -225,19 +225,60 @@ func TestProxyRequestTargetAsSent(t *testing.T) {
 		"/caf%C3%A9/%20x+y",
 		"/v1/models/m%3Apredict",
 		"/p;matrix=1/q",
+		"/p?",
+		"/v2/models/m/ready?",
+		"/?",
+		"*",
 	} {
 		t.Run(target, func(t *testing.T) {
 			n := len(up.received())
-			resp := rawRoundTrip(t, e.ProxyAddr(), "GET "+target+" HTTP/1.1\r\nHost: m\r\n\r\n")
+			resp := rawRoundTrip(t, e.ProxyAddr(), "OPTIONS "+target+" HTTP/1.1\r\nHost: m\r\n\r\n")
 			require.Equal(t, "HTTP/1.1 200 OK", resp.start)
 			got := up.received()
 			require.Len(t, got, n+1)
-			require.Equal(t, "GET "+target+" HTTP/1.1", got[n].start)
+			require.Equal(t, "OPTIONS "+target+" HTTP/1.1", got[n].start)
 		})
 	}
-	rawRoundTrip(t, e.ProxyAddr(), "GET /p? HTTP/1.1\r\nHost: m\r\n\r\n")
+	for target, want := range map[string]string{"/p?#top": "/p?", "/p?a=1#x?y": "/p?a=1", "/p#": "/p"} {
+		rawRoundTrip(t, e.ProxyAddr(), "GET "+target+" HTTP/1.1\r\nHost: m\r\n\r\n")
+		got := up.received()
+		require.Equal(t, "GET "+want+" HTTP/1.1", got[len(got)-1].start, target)
+	}
+	// A prediction with an empty query too, whose body goes with it.
+	rawRoundTrip(t, e.ProxyAddr(), "POST /v1/models/m:predict? HTTP/1.1\r\nHost: m\r\nContent-Length: 2\r\n\r\n{}")
 	got := up.received()
-	require.Equal(t, "GET /p HTTP/1.1", got[len(got)-1].start)
+	require.Equal(t, "POST /v1/models/m:predict? HTTP/1.1", got[len(got)-1].start)
+	require.Equal(t, "{}", string(got[len(got)-1].body))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "m"}))
+}
+
+// An absolute-form request target, as a client configured with the sidecar
+// as its HTTP proxy sends it, reaches the model server in origin form with
+// the target's host as its Host, whatever Host the client sent (RFC 9112
+// 3.2.2), its userinfo dropped; it is routed by its path.
+func TestProxyAbsoluteFormTarget(t *testing.T) {
+	up := okUpstream(t)
+	e := startExporter(t, up.URL(), nil)
+	for _, tc := range []struct{ req, start, host string }{
+		{"GET http://model.example/v2/health/ready HTTP/1.1\r\nHost: other\r\n\r\n", "GET /v2/health/ready HTTP/1.1", "model.example"},
+		{"POST http://Model.Example:8080/v1/models/m:predict?x=%2F HTTP/1.1\r\nHost: model.example:8080\r\nContent-Length: 2\r\n\r\n{}", "POST /v1/models/m:predict?x=%2F HTTP/1.1", "Model.Example:8080"},
+		{"GET http://user:pw@model.example?q HTTP/1.1\r\nHost: model.example\r\n\r\n", "GET /?q HTTP/1.1", "model.example"},
+		{"GET HTTPS://model.example HTTP/1.1\r\nHost: model.example\r\n\r\n", "GET / HTTP/1.1", "model.example"},
+		{"GET http://[::1]:8080//a/../b? HTTP/1.1\r\nHost: x\r\n\r\n", "GET //a/../b? HTTP/1.1", "[::1]:8080"},
+	} {
+		t.Run(tc.start, func(t *testing.T) {
+			n := len(up.received())
+			resp := rawRoundTrip(t, e.ProxyAddr(), tc.req)
+			require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+			got := up.received()
+			require.Len(t, got, n+1)
+			require.Equal(t, tc.start, got[n].start)
+			require.Equal(t, tc.host, got[n].header("Host"))
+			require.Empty(t, got[n].header("Authorization"))
+		})
+	}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "m"}))
+	require.Equal(t, 4.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
 }
 
 // An answer to HEAD has no body whatever its framing headers say, and the

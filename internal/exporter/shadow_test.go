@@ -501,6 +501,42 @@ func TestShadowModelPastMaxModels(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "b"}))
 }
 
+// The shadow gets the request target the model server got, an empty
+// query's "?" too, over http and https.
+func TestShadowTargetAsSent(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	var mu sync.Mutex
+	var tlsURIs []string
+	secure, cliCert, cliKey := mtlsServer(t, dir, ca, "candidate.internal", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		tlsURIs = append(tlsURIs, r.RequestURI)
+		mu.Unlock()
+		io.WriteString(w, `{"predictions": ["fraud"]}`)
+	}))
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["legit"]}`}, nil)
+	plain := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["fraud"]}`}, nil)
+	for _, shadow := range []string{plain.URL, secure.URL} {
+		e := startExporter(t, model.URL, shadowOptions(shadow, func(s *ShadowOptions) {
+			s.TLS = promconfig.TLSConfig{CAFile: ca.file, CertFile: cliCert, KeyFile: cliKey, ServerName: "candidate.internal"}
+			if !strings.HasPrefix(shadow, "https") {
+				s.TLS = promconfig.TLSConfig{}
+			}
+		}))
+		status, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/fraud:predict?", `{"instances": [[1]]}`)
+		require.Equal(t, 200, status)
+		waitIdle(t, e)
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, map[string]string{"model": "fraud"}), shadow)
+	}
+	for _, got := range model.received() {
+		require.Equal(t, "/v1/models/fraud:predict?", got.uri)
+	}
+	require.Equal(t, "/v1/models/fraud:predict?", plain.received()[0].uri)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"/v1/models/fraud:predict?"}, tlsURIs)
+}
+
 // An https shadow is verified against --shadow.ca-file under
 // --shadow.server-name and gets the client certificate of
 // --shadow.cert-file, as the model server does with the --proxy.upstream-*
