@@ -41,6 +41,7 @@ type Metrics struct {
 	Requests                   *prometheus.CounterVec
 	Passthrough                prometheus.Counter
 	PassthroughErrors          *prometheus.CounterVec
+	UpstreamRetries            prometheus.Counter
 	Predictions                *prometheus.CounterVec
 	Errors                     *prometheus.CounterVec
 	InFlight                   *prometheus.GaugeVec
@@ -103,6 +104,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: PassthroughErrorsTotal,
 			Help: "The total number of proxied requests that are not predictions and failed, by reason.",
 		}, []string{"reason"}),
+		UpstreamRetries: f.NewCounter(prometheus.CounterOpts{
+			Name: UpstreamRetriesTotal,
+			Help: "The total number of HTTP requests sent to the model server a second time, on another connection, after the kept-alive connection they went out on ended before any answer (idempotent methods, and requests none of which had been sent).",
+		}),
 		Predictions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: PredictionsTotal,
 			Help: "The total number of predictions (instances in a batch) seen in parsed payloads and pushed observations.",

@@ -12,6 +12,7 @@ const (
 	RequestsTotal            = "modelmon_requests_total"
 	PassthroughRequestsTotal = "modelmon_passthrough_requests_total"
 	PassthroughErrorsTotal   = "modelmon_passthrough_errors_total"
+	UpstreamRetriesTotal     = "modelmon_upstream_retries_total"
 	PredictionsTotal         = "modelmon_predictions_total"
 	PredictionErrorsTotal    = "modelmon_prediction_errors_total"
 	RequestsInFlight         = "modelmon_requests_in_flight"

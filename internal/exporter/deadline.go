@@ -47,8 +47,11 @@ type deadlineConn struct {
 	slack  time.Duration
 	rd, wd lazyDeadline
 	// used is when a round trip last took this connection to the model
-	// server from the pool (closedWhileIdle); the pool orders its uses.
+	// server from the pool (take); the pool orders its uses.
 	used time.Time
+	// written counts the bytes Write has written, for a round trip to
+	// tell whether any of its request went out (transport.try).
+	written int64
 }
 
 func newDeadlineConn(c net.Conn, slack time.Duration) *deadlineConn {
@@ -111,6 +114,7 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	for {
 		n, err := c.Conn.Write(b[written:])
 		written += n
+		c.written += int64(n)
 		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) ||
 			!c.wd.rearm(time.Now(), c.Conn.SetWriteDeadline) {
 			return written, err

@@ -121,7 +121,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	p.client.TLSConfig = tlsConfig
 	p.client.MaxIdleConnDuration = o.IdleTimeout
 	p.client.DialTimeout = dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout))
-	p.transport = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize}
+	p.transport = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize, retries: m.UpstreamRetries, logger: logger}
 	if o.GRPCUpstream != "" {
 		if p.grpc, err = newGRPCProxy(p, o, logger); err != nil {
 			return nil, err
@@ -161,8 +161,10 @@ func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Durat
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
-		// One attempt, as retrying a prediction that may have reached the
-		// model is not ours to decide.
+		// One attempt: the shadow's requests are mirrored predictions, and
+		// retrying one that may have reached the model is not ours to
+		// decide. (The proxy's round trip is its own, transport, which
+		// retries what is safe to.)
 		MaxIdemponentCallAttempts: 1,
 		Transport:                 asSentTransport{},
 	}

@@ -6,11 +6,18 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/promslog"
 	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
 )
 
 // HTTP/1.1 edge cases: the proxy stays transparent, or does what README.md
@@ -360,4 +367,253 @@ func TestProxyNotModifiedLength(t *testing.T) {
 	}
 	require.Equal(t, "HTTP/1.1 304 Not Modified", head[0])
 	require.ElementsMatch(t, []string{`ETag: "x"`, "Content-Length: 1000"}, head[1:])
+}
+
+// keepAliveRacer is a raw model server that answers the first answered
+// requests of each connection and then reads the next one and closes the
+// connection without answering it: its keep-alive timeout ran out as the
+// request went out, the worst moment. open, when above 1, holds each
+// connection's first answer until that many connections have a request,
+// so that the proxy keeps that many.
+func keepAliveRacer(t *testing.T, answered, open int) *rawUpstream {
+	var mu sync.Mutex
+	seen := map[net.Conn]int{}
+	all := make(chan struct{})
+	return newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		mu.Lock()
+		seen[c]++
+		n := seen[c]
+		if n == 1 && len(seen) == open {
+			close(all)
+		}
+		mu.Unlock()
+		if n > answered {
+			return false
+		}
+		if open > 1 {
+			<-all
+		}
+		if strings.HasPrefix(req.start, "HEAD ") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+			return true
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+}
+
+// count returns how many requests of u had the start line start.
+func (u *rawUpstream) count(start string) int {
+	n := 0
+	for _, m := range u.received() {
+		if m.start == start {
+			n++
+		}
+	}
+	return n
+}
+
+// A request that goes out on a kept-alive connection the model server
+// closes before it answers (it read the request, or not) is sent again, once,
+// on another connection, when its method is idempotent, as nginx and Go's
+// net/http do: the client gets the answer. A POST (a prediction, which may
+// have reached the model) or a PATCH is not: the client gets the 502.
+func TestProxyRetriesIdempotentOnReusedConnection(t *testing.T) {
+	for _, tc := range []struct {
+		method, target, body string
+		retried              bool
+	}{
+		{"GET", "/v2/health/ready", "", true},
+		{"HEAD", "/v2/health/ready", "", true},
+		{"OPTIONS", "*", "", true},
+		{"PUT", "/v2/repository/models/m/load", "{}", true},
+		{"DELETE", "/v1/sessions/7", "", true},
+		{"TRACE", "/", "", true},
+		{"POST", "/v1/models/m:predict", `{"instances":[[1]]}`, false},
+		{"POST", "/v2/repository/index", "{}", false},
+		{"PATCH", "/v1/sessions/7", "{}", false},
+	} {
+		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
+			up := keepAliveRacer(t, 1, 1)
+			e := startExporter(t, up.URL(), nil)
+			c, br := dialProxy(t, e)
+			io.WriteString(c, "GET /v2/health/live HTTP/1.1\r\nHost: m\r\n\r\n")
+			first, err := readRaw(br)
+			require.NoError(t, err)
+			require.Equal(t, "HTTP/1.1 200 OK", first.start)
+
+			// The same connection to the model server, reused.
+			fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: m\r\nContent-Length: %d\r\n\r\n%s", tc.method, tc.target, len(tc.body), tc.body)
+			if tc.method == "HEAD" {
+				line, err := br.ReadString('\n')
+				require.NoError(t, err)
+				require.Equal(t, "HTTP/1.1 200 OK\r\n", line)
+			} else {
+				resp, err := readRaw(br)
+				require.NoError(t, err)
+				if tc.retried {
+					require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+					require.Equal(t, "ok", string(resp.body))
+				} else {
+					require.Equal(t, "HTTP/1.1 502 Bad Gateway", resp.start)
+					require.Equal(t, "modelmon: the model server closed the connection before a complete response\n", string(resp.body))
+				}
+			}
+			start := tc.method + " " + tc.target + " HTTP/1.1"
+			want := map[bool]int{true: 2, false: 1}[tc.retried]
+			require.Equal(t, want, up.count(start), "requests the model server read")
+			for _, m := range up.received() {
+				if m.start == start {
+					require.Equal(t, tc.body, string(m.body))
+				}
+			}
+			require.Equal(t, map[bool]float64{true: 1, false: 0}[tc.retried], metricValue(t, e, "modelmon_upstream_retries_total", nil))
+			failed := metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "connection"}) +
+				metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "m", "reason": "connection"})
+			require.Equal(t, map[bool]float64{true: 0, false: 1}[tc.retried], failed)
+		})
+	}
+}
+
+// Only a request on a reused connection is sent again: a new connection
+// that fails did not fail for a keep-alive timeout. And a request is sent
+// again only once: when the second connection fails too (two kept-alive
+// connections, each closed on its next request), the client gets the 502.
+func TestProxyRetriesOnce(t *testing.T) {
+	t.Run("new connection", func(t *testing.T) {
+		up := keepAliveRacer(t, 0, 1)
+		e := startExporter(t, up.URL(), nil)
+		resp := rawRoundTrip(t, e.ProxyAddr(), "GET /v2/health/ready HTTP/1.1\r\nHost: m\r\n\r\n")
+		require.Equal(t, "HTTP/1.1 502 Bad Gateway", resp.start)
+		require.Equal(t, 1, up.count("GET /v2/health/ready HTTP/1.1"))
+		require.Zero(t, metricValue(t, e, "modelmon_upstream_retries_total", nil))
+	})
+	t.Run("second connection fails too", func(t *testing.T) {
+		up := keepAliveRacer(t, 1, 2)
+		e := startExporter(t, up.URL(), nil)
+		// Two requests at once: two connections, each answered once and
+		// kept.
+		done := make(chan *rawMessage, 2)
+		for range 2 {
+			go func() {
+				c, err := net.Dial("tcp", e.ProxyAddr())
+				if err != nil {
+					done <- nil
+					return
+				}
+				defer c.Close()
+				io.WriteString(c, "GET /v2/health/live HTTP/1.1\r\nHost: m\r\n\r\n")
+				m, _ := readRaw(bufio.NewReader(c))
+				done <- m
+			}()
+		}
+		for range 2 {
+			m := <-done
+			require.NotNil(t, m)
+			require.Equal(t, "HTTP/1.1 200 OK", m.start)
+		}
+		resp := rawRoundTrip(t, e.ProxyAddr(), "GET /v2/health/ready HTTP/1.1\r\nHost: m\r\n\r\n")
+		require.Equal(t, "HTTP/1.1 502 Bad Gateway", resp.start)
+		require.Equal(t, 2, up.count("GET /v2/health/ready HTTP/1.1"))
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_upstream_retries_total", nil))
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "connection"}))
+	})
+}
+
+// faultConn is a connection to the model server whose writes fail once
+// failAfter is set (>= 0): after that many bytes, the connection then
+// closed, as a write into a connection the model server has reset fails.
+type faultConn struct {
+	net.Conn
+	mu        sync.Mutex
+	failAfter int // -1: no fault
+}
+
+func (c *faultConn) fail(after int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failAfter = after
+}
+
+func (c *faultConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	after := c.failAfter
+	c.mu.Unlock()
+	if after < 0 {
+		return c.Conn.Write(b)
+	}
+	n := 0
+	if after > 0 {
+		n, _ = c.Conn.Write(b[:min(after, len(b))])
+	}
+	c.Conn.Close()
+	return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
+}
+
+// Any request none of which was sent, its first write failing on a
+// kept-alive connection, is sent again, a POST too: the model server can't
+// have seen it (net/http's nothingWrittenError). A POST of which a part
+// went out is not; a GET is.
+func TestTransportRetriesUnsent(t *testing.T) {
+	up := okUpstream(t)
+	var mu sync.Mutex
+	var conns []*faultConn
+	hc := transparentClient(strings.TrimPrefix(up.URL(), "http://"), false, 4, 5*time.Second)
+	hc.DialTimeout = dialLazyDeadlines(func(addr string, timeout time.Duration) (net.Conn, error) {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		fc := &faultConn{Conn: c, failAfter: -1}
+		mu.Lock()
+		conns = append(conns, fc)
+		mu.Unlock()
+		return fc, nil
+	}, time.Millisecond)
+	t.Cleanup(hc.CloseIdleConnections)
+	retries := prometheus.NewCounter(prometheus.CounterOpts{Name: "retries"})
+	tr := &transport{timeout: 5 * time.Second, bufferMax: 1 << 20, maxBody: 1 << 20, retries: retries, logger: promslog.NewNopLogger()}
+	roundTrip := func(method string) (int, error) {
+		var req fasthttp.Request
+		var resp fasthttp.Response
+		req.Header.SetMethod(method)
+		req.SetRequestURI("/v1/models/m:predict")
+		req.Header.SetHost("m")
+		req.SetBodyString(`{"instances":[[1]]}`)
+		_, err := tr.RoundTrip(hc, &req, &resp)
+		return resp.StatusCode(), err
+	}
+	last := func() *faultConn {
+		mu.Lock()
+		defer mu.Unlock()
+		return conns[len(conns)-1]
+	}
+	posts := func() int { return up.count("POST /v1/models/m:predict HTTP/1.1") }
+
+	st, err := roundTrip("POST")
+	require.NoError(t, err)
+	require.Equal(t, 200, st)
+	last().fail(0)
+	st, err = roundTrip("POST")
+	require.NoError(t, err)
+	require.Equal(t, 200, st)
+	require.Equal(t, 2, posts())
+	require.Len(t, conns, 2)
+	require.Equal(t, 1.0, testutil.ToFloat64(retries))
+
+	last().fail(10) // "POST /v1/m": the model server got a part
+	_, err = roundTrip("POST")
+	require.ErrorIs(t, err, syscall.EPIPE)
+	require.Equal(t, 2, posts())
+	require.Equal(t, 1.0, testutil.ToFloat64(retries))
+
+	st, err = roundTrip("POST") // a new connection, to reuse
+	require.NoError(t, err)
+	require.Equal(t, 200, st)
+	last().fail(10)
+	st, err = roundTrip("PUT")
+	require.NoError(t, err)
+	require.Equal(t, 200, st)
+	require.Equal(t, 1, up.count("PUT /v1/models/m:predict HTTP/1.1"))
+	require.Equal(t, 2.0, testutil.ToFloat64(retries))
 }

@@ -6,35 +6,41 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http/httputil"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
 // transport is the proxy's round trip to the model server, on the
 // connections of its fasthttp HostClient (AcquireConn, the pooled readers and
-// writers, ReleaseConn). It is fasthttp's own round trip with two
+// writers, ReleaseConn). It is fasthttp's own round trip with three
 // differences. It reads an answer's body whole only when its length is known
 // and at most bufferMax (--capture.max-body-size); any other body, of unknown
 // length (chunked, or until the connection closes: token streams, server-sent
 // events) or larger, it leaves on the connection as the response's body
-// stream, a *stream, for the proxy to pass on as it arrives. And the proxy
+// stream, a *stream, for the proxy to pass on as it arrives. The proxy
 // calls it with the client's own response, which the answer is read into,
 // rather than through HostClient.Do, which would reset that response's
 // settings (no default Date, Content-Type or Server) and refuse an https
-// upstream for a request that came in over http.
+// upstream for a request that came in over http. And it sends a request
+// again, once, only when that is safe (retryable).
 //
 // fasthttp's own streaming (HostClient.StreamResponseBody) streams every
 // answer or none, at four allocations per request, and gives no way to the
 // connection to move a stream's read deadline.
 type transport struct {
-	timeout   time.Duration // of the whole round trip, or of each read of a stream
+	timeout   time.Duration // of the whole round trip, its retry included, or of each read of a stream
 	bufferMax int
 	maxBody   int // --proxy.max-body-size
+	// retries counts the requests sent again; logger says why, at debug.
+	retries prometheus.Counter
+	logger  *slog.Logger
 }
 
 // maxInterim bounds the 1xx answers read before the final one, as fasthttp
@@ -47,11 +53,39 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	if t.timeout > 0 {
 		deadline = now.Add(t.timeout)
 	}
-	cc, err := hc.AcquireConn(t.timeout, req.ConnectionClose())
-	for err == nil && closedWhileIdle(cc.Conn(), now) {
+	again, err := t.try(hc, req, resp, now, deadline, false)
+	if !again {
+		return false, err
+	}
+	t.retries.Inc()
+	t.logger.Debug("Sending a request to the model server again on another connection", "method", string(req.Header.Method()), "err", err)
+	_, err = t.try(hc, req, resp, time.Now(), deadline, true)
+	return false, err
+}
+
+// try makes one attempt at the round trip: RoundTrip's, on a connection
+// taken at now, until deadline. A retry checks every pooled connection
+// before it takes it, not only one that sat idle. When it fails, again
+// reports whether the request may be sent again (retryable).
+func (t *transport) try(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, now, deadline time.Time, retry bool) (again bool, err error) {
+	wait := t.timeout
+	if retry && !deadline.IsZero() {
+		if wait = deadline.Sub(now); wait <= 0 {
+			return false, fasthttp.ErrTimeout
+		}
+	}
+	cc, err := hc.AcquireConn(wait, req.ConnectionClose())
+	var dc *deadlineConn
+	reused := false
+	for err == nil {
+		dc = upstreamConn(cc.Conn())
+		var closed bool
+		if reused, closed = dc.take(now, retry); !closed {
+			break
+		}
 		// The model server has left it: take the next one, or dial.
 		hc.CloseConn(cc)
-		cc, err = hc.AcquireConn(t.timeout, req.ConnectionClose())
+		cc, err = hc.AcquireConn(wait, req.ConnectionClose())
 	}
 	if err != nil {
 		return false, err
@@ -61,6 +95,7 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 		hc.CloseConn(cc)
 		return false, err
 	}
+	written := dc.sent()
 	bw := hc.AcquireWriter(conn)
 	err = req.Write(bw)
 	if err == nil {
@@ -68,6 +103,9 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	}
 	hc.ReleaseWriter(bw)
 	writeErr := err
+	// Nothing of the request reached the model server: its first write
+	// failed, on a connection the model server had already left.
+	nothingSent := writeErr != nil && dc != nil && dc.sent() == written
 	if err != nil {
 		if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
 			hc.CloseConn(cc)
@@ -93,10 +131,15 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 		return false, err
 	}
 	if err = resp.Header.Read(br); err != nil {
+		// fasthttp's io.EOF: the connection ended, or failed, before the
+		// first byte of an answer.
+		again = err == io.EOF && !retry && retryable(req, reused, nothingSent)
 		if writeErr != nil {
-			return fail(writeErr)
+			err = writeErr
 		}
-		return fail(err)
+		hc.ReleaseReader(br)
+		hc.CloseConn(cc)
+		return again, err
 	}
 	for n := 0; isInterim(resp.StatusCode()); n++ {
 		if n >= maxInterim {
@@ -154,15 +197,59 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	return false, nil
 }
 
+// retryable reports whether a request whose connection to the model server
+// ended, or failed, before the first byte of an answer may be sent again, on
+// another connection: as nginx (a cached connection, proxy_next_upstream
+// error) and Go's net/http Transport do, when the connection had carried an
+// answer before (reused: a model server may close a kept-alive connection
+// at any moment, its keep-alive timeout passed, while a request goes out on
+// it), and its body is all in memory, to be sent whole again. Then the request
+// is sent again when its method is idempotent (RFC 9110 9.2.2): sent twice,
+// it does what it does once. A POST, a prediction, may have reached the model
+// and taken effect (an answer lost with the connection, a prompt billed, a
+// feedback counted twice), so it is not, unless none of it was sent at all
+// (nothingSent: the first write failed, the connection already reset), as
+// net/http retries a request that wrote nothing (nothingWrittenError) and
+// nginx one it had not sent: the model server can't have seen any of it.
+func retryable(req *fasthttp.Request, reused, nothingSent bool) bool {
+	if !reused || req.IsBodyStream() {
+		return false
+	}
+	return nothingSent || idempotent(req.Header.Method())
+}
+
+// idempotent reports whether method is one of RFC 9110's idempotent
+// methods; method names are case-sensitive.
+func idempotent(method []byte) bool {
+	switch string(method) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions, fasthttp.MethodTrace,
+		fasthttp.MethodPut, fasthttp.MethodDelete:
+		return true
+	}
+	return false
+}
+
 // idleCheckAfter is how long a connection to the model server must have sat
 // in the pool before it is checked for a close that came meanwhile. Under
 // load connections go back out within a millisecond and are not checked;
 // model servers close idle ones after seconds (uvicorn 5 s, gunicorn 2 s).
 const idleCheckAfter = 10 * time.Millisecond
 
-// closedWhileIdle reports whether the model server closed the pooled
-// connection c (or sent on it unasked) since a round trip last took it, if
-// that was idleCheckAfter or more before now; and records now as that time.
+// upstreamConn is the deadlineConn under c, a connection to the model
+// server (dialLazyDeadlines), or nil.
+func upstreamConn(c net.Conn) *deadlineConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	dc, _ := c.(*deadlineConn)
+	return dc
+}
+
+// take records now as when a round trip took the connection to the model
+// server dc, and reports whether a round trip had taken it before (reused),
+// and whether the model server has closed it (or sent on it unasked) since
+// (closed), if that was idleCheckAfter or more before now, or always when
+// check is set.
 //
 // fasthttp does not watch idle connections, as nginx and net/http do, so a
 // request would be written into a connection whose server has gone (its
@@ -171,17 +258,22 @@ const idleCheckAfter = 10 * time.Millisecond
 // prediction is not retried, as it may have reached the model; instead the
 // connection is checked before it is used, without blocking, consuming
 // anything, or costing the busy path more than a comparison.
-func closedWhileIdle(c net.Conn, now time.Time) bool {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	dc, ok := c.(*deadlineConn)
-	if !ok {
-		return false
+func (dc *deadlineConn) take(now time.Time, check bool) (reused, closed bool) {
+	if dc == nil {
+		return false, false
 	}
 	used := dc.used
 	dc.used = now
-	return !used.IsZero() && now.Sub(used) >= idleCheckAfter && peerClosed(dc.Conn)
+	reused = !used.IsZero()
+	return reused, reused && (check || now.Sub(used) >= idleCheckAfter) && peerClosed(dc.Conn)
+}
+
+// sent is how many bytes have been written to dc, 0 for nil.
+func (dc *deadlineConn) sent() int64 {
+	if dc == nil {
+		return 0
+	}
+	return dc.written
 }
 
 func isInterim(code int) bool {
