@@ -744,7 +744,12 @@ func mdValue(md metadata.MD, key []byte) []byte {
 // grpcHTTPStatus is the HTTP status a gRPC status stands for (as gRPC's
 // HTTP mapping and grpc-gateway give them), so that an error status counts
 // as upstream_4xx or upstream_5xx as over HTTP: the caller's fault, or the
-// model server's.
+// model server's. One exception: UNIMPLEMENTED, 501 in that mapping, is
+// 404 here. A model server answers it for a method it does not have
+// (grpc-go's "unknown service", Triton and TF Serving for an API they
+// don't serve): the call is wrong, as a path the HTTP model server does
+// not have is, and the HTTP proxy counts that 404 as upstream_4xx; an
+// upstream_5xx would page for a model server that is fine.
 func grpcHTTPStatus(c codes.Code) int {
 	switch c {
 	case codes.OK:
@@ -757,14 +762,12 @@ func grpcHTTPStatus(c codes.Code) int {
 		return 401
 	case codes.PermissionDenied:
 		return 403
-	case codes.NotFound:
+	case codes.NotFound, codes.Unimplemented:
 		return 404
 	case codes.AlreadyExists, codes.Aborted:
 		return 409
 	case codes.ResourceExhausted:
 		return 429
-	case codes.Unimplemented:
-		return 501
 	case codes.Unavailable:
 		return 503
 	case codes.DeadlineExceeded:

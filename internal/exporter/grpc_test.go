@@ -945,13 +945,15 @@ func TestGRPCProxyBadUpstream(t *testing.T) {
 }
 
 // Each gRPC status stands for the HTTP status of gRPC's own mapping, so
-// that it counts as the caller's error or the model server's.
+// that it counts as the caller's error or the model server's; but for
+// UNIMPLEMENTED, a method the model server does not have, which stands for
+// 404 as an unknown path does.
 func TestGRPCHTTPStatus(t *testing.T) {
 	for code, want := range map[codes.Code]int{
 		codes.OK: 200, codes.Canceled: 499, codes.Unknown: 500, codes.InvalidArgument: 400,
 		codes.DeadlineExceeded: 504, codes.NotFound: 404, codes.AlreadyExists: 409,
 		codes.PermissionDenied: 403, codes.ResourceExhausted: 429, codes.FailedPrecondition: 400,
-		codes.Aborted: 409, codes.OutOfRange: 400, codes.Unimplemented: 501, codes.Internal: 500,
+		codes.Aborted: 409, codes.OutOfRange: 400, codes.Unimplemented: 404, codes.Internal: 500,
 		codes.Unavailable: 503, codes.DataLoss: 500, codes.Unauthenticated: 401, codes.Code(99): 500,
 	} {
 		require.Equal(t, want, grpcHTTPStatus(code), "%v", code)

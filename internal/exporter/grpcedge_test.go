@@ -390,7 +390,9 @@ func TestGRPCEdgeStreams(t *testing.T) {
 
 // A gRPC health service passes through, Check and Watch, counted as
 // passthrough calls, and an unknown service's UNIMPLEMENTED comes back as
-// the model server sent it.
+// the model server sent it, counted as the caller's error (upstream_4xx),
+// as an HTTP model server's 404 for an unknown path is, not the model
+// server's.
 func TestGRPCEdgeHealthAndUnknown(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -427,6 +429,10 @@ func TestGRPCEdgeHealthAndUnknown(t *testing.T) {
 	got = raw.Invoke(context.Background(), modelInfer, &empty, &resp)
 	require.Equal(t, codes.Unimplemented, status.Code(got), "%v", got)
 	require.Equal(t, 3.0, metricValue(t, e, "modelmon_passthrough_requests_total", nil))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "upstream_4xx"}))
+	require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "upstream_5xx"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "default", "reason": "upstream_4xx"}))
+	require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "default", "reason": "upstream_5xx"}))
 }
 
 // countingCompressor is gzip under another name, counting its uses: which
