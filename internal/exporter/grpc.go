@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	promconfig "github.com/prometheus/common/config"
@@ -317,8 +318,9 @@ type feedbackTap struct {
 	m  *model
 	id []byte // the id header
 
-	mu  sync.Mutex // request runs in forward's goroutine for the client's messages
-	msg []byte
+	mu       sync.Mutex // request runs in forward's goroutine for the client's messages
+	msg      []byte
+	answered atomic.Bool
 }
 
 func (g *grpcProxy) newFeedbackTap(ctx context.Context) *feedbackTap {
@@ -340,14 +342,19 @@ func (t *feedbackTap) request(msg []byte) {
 	}
 }
 
-func (t *feedbackTap) answer([]byte) {}
+func (t *feedbackTap) answer([]byte) { t.answered.Store(true) }
 
 func (t *feedbackTap) end(err error) {
-	t.g.passthroughEnd(err)
 	t.mu.Lock()
 	msg := t.msg
 	t.mu.Unlock()
-	if msg != nil && !errors.Is(err, context.Canceled) {
+	deadline := clientDeadline(err)
+	if deadline && (t.answered.Load() || msg == nil) {
+		// Answered, or not asked, when the client's deadline passed.
+		err = context.Canceled
+	}
+	t.g.passthroughEnd(err)
+	if msg != nil && !deadline && !errors.Is(err, context.Canceled) {
 		t.g.p.queue.offerFeedback(t.m, payload.FormatSeldonGRPC, bodyEncodings{}, msg, t.id)
 	}
 }
@@ -378,8 +385,38 @@ type callTap interface {
 	// answer is one of the model server's, once the client has it.
 	answer(msg []byte)
 	// end is the call's outcome, once: nil, the model server's error
-	// status, a *proxyFailure, or the client's going away.
+	// status, a *proxyFailure (of context.DeadlineExceeded when the
+	// client's deadline passed: clientDeadline), or context.Canceled for
+	// the client's going away.
 	end(err error)
+}
+
+// deadlineGrace is how long before a call's deadline a cancel from its
+// client counts as that deadline (pastDeadline).
+const deadlineGrace = 50 * time.Millisecond
+
+// pastDeadline reports whether the call whose context is ctx was ended by
+// its client's deadline (grpc-timeout): past it, or cancelled within
+// deadlineGrace of it. A client's gRPC library cancels its call
+// (RST_STREAM) the moment its deadline passes, and that cancel may reach
+// the sidecar a moment before the deadline passes here too: the deadline
+// came with the call, and counts from when the call arrived.
+func pastDeadline(ctx context.Context) bool {
+	switch err := ctx.Err(); {
+	case err == nil:
+		return false
+	case errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) <= deadlineGrace
+}
+
+// clientDeadline reports whether a call's outcome (callTap.end) is its
+// client's deadline (grpc-timeout), passed before the call ended.
+func clientDeadline(outcome error) bool {
+	var pf *proxyFailure
+	return errors.As(outcome, &pf) && errors.Is(pf.err, context.DeadlineExceeded)
 }
 
 // forward passes a call of any kind through: the client's messages to the
@@ -389,10 +426,26 @@ type callTap interface {
 func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (err error) {
 	var failure error // the model server was not reached
 	clientGone := false
+	var halfClosed atomic.Bool // the client has sent all its messages
+	answered := false          // the model server has sent one
 	defer func() {
 		outcome := err
+		cerr := ss.Context().Err()
+		_, hasDeadline := ss.Context().Deadline()
 		switch {
-		case ss.Context().Err() != nil || clientGone:
+		case pastDeadline(ss.Context()) || hasDeadline && cerr == nil && !clientGone && status.Code(err) == codes.DeadlineExceeded:
+			// The client's deadline passed before the call ended (the
+			// model server's DEADLINE_EXCEEDED is that deadline, which
+			// went to it with the call). A stream's taps tell which of its
+			// requests were waiting for the model server; any other call
+			// was waiting for it when the model server could not be
+			// reached, or the client had sent all and had no answer yet,
+			// and was the client's doing otherwise.
+			outcome = &proxyFailure{context.DeadlineExceeded}
+			if tap == nil && failure == nil && (!halfClosed.Load() || answered) {
+				outcome = context.Canceled
+			}
+		case cerr != nil || clientGone:
 			outcome = context.Canceled
 		case failure != nil:
 			outcome = &proxyFailure{failure}
@@ -442,6 +495,7 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 			}
 		}
 		if errors.Is(err, io.EOF) {
+			halfClosed.Store(true)
 			_ = cs.CloseSend()
 		} else {
 			cancel() // the client is gone
@@ -485,6 +539,7 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 			}
 			return err // the model server's own status
 		}
+		answered = true
 		if err := ss.SendMsg(&msg); err != nil {
 			clientGone = true
 			return err
@@ -640,10 +695,18 @@ func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, method 
 
 // failure is the status a client gets for a call the model server did not
 // answer, with the HTTP proxy's messages. A unary prediction call's failure is
-// counted on m by reason, unless its client went away.
+// counted on m by reason, unless its client went away. When the client's
+// own deadline (grpc-timeout) passed first, that is the failure: the
+// sidecar had the request, so the model server did not answer in time,
+// and it counts as timeout, as past --proxy.timeout; the client's gRPC
+// library reports its deadline itself.
 func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
-	if client.Err() != nil {
-		return status.FromContextError(client.Err()).Err()
+	cerr := client.Err()
+	switch {
+	case cerr != nil && pastDeadline(client):
+		err = context.DeadlineExceeded
+	case cerr != nil:
+		return status.FromContextError(cerr).Err()
 	}
 	reason, st := failureStatus(err)
 	if m != nil {
@@ -651,6 +714,9 @@ func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 	}
 	g.p.logger.Debug("Upstream gRPC call failed", "reason", reason, "err", err)
 	g.p.failing.warn(func() []any { return []any{"reason", reason, "err", err, "upstream", g.upstream} })
+	if cerr != nil {
+		return status.FromContextError(cerr).Err()
+	}
 	return st
 }
 

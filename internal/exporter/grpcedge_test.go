@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,8 +19,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/modelmon/modelmon/collector"
 )
 
 // upstreamCall is what a model server of rawGRPCServer saw of a call.
@@ -156,6 +160,137 @@ func TestGRPCEdgeTimeoutVsDeadline(t *testing.T) {
 	err = conn.Invoke(short, modelInfer, &req, &resp)
 	require.Less(t, time.Since(start), 280*time.Millisecond)
 	require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+}
+
+// A call whose client's own deadline (grpc-timeout) passes while it waits
+// for the model server counts as a timeout: a unary prediction, a
+// passthrough call the client had sent whole, a stream's request the model
+// server had not answered at all. A call the client was still sending, or
+// the model server had answered (a stream's request it was answering
+// piece by piece), was ended by the client: no error, as for a client
+// that goes away.
+func TestGRPCEdgeClientDeadline(t *testing.T) {
+	up := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		for {
+			var msg []byte
+			if err := ss.RecvMsg(&msg); err != nil {
+				break // the client's half-close, or its deadline
+			}
+			switch modelName(msg) {
+			case "part": // decoupled: one answer of several, then no more
+				a := streamAnswer("", "part", "p", 0, inferTensor("y", []uint64{1}, 1))
+				if err := ss.SendMsg(&a); err != nil {
+					return err
+				}
+			case "first":
+				if err := ss.SendMsg(&msg); err != nil {
+					return err
+				}
+			}
+			if method != modelStreamInfer && method != "/test.Upload/Slow" {
+				break // one message each way
+			}
+		}
+		<-ss.Context().Done()
+		return ss.Context().Err()
+	})
+	e := grpcSidecarFor(t, up, func(o *Options) { o.Proxy.Timeout = time.Minute })
+	conn := grpcClient(t, e.GRPCAddr())
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	withID := func(model, id string) []byte {
+		req := inferCall(model, "")
+		req = protowire.AppendTag(req, 3, protowire.BytesType)
+		return protowire.AppendString(req, id)
+	}
+	calls := []struct {
+		method string
+		msgs   [][]byte
+		close  bool // half-close after the messages
+	}{
+		{modelInfer, [][]byte{inferCall("slow", "")}, true},
+		{passthroughMethod, [][]byte{inferCall("slow", "")}, true},
+		{modelStreamInfer, [][]byte{withID("hang", "h"), withID("part", "p")}, false},
+		{"/test.Upload/Slow", [][]byte{[]byte("a")}, false}, // still sending
+		{"/test.Watch/First", [][]byte{inferCall("first", "")}, true},
+	}
+	errs := make(chan error, len(calls))
+	for _, c := range calls {
+		go func() {
+			// Long enough for every call to reach the model server first.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			s, err := conn.NewStream(ctx, desc, c.method)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, m := range c.msgs {
+				if err := s.SendMsg(&m); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if c.close {
+				_ = s.CloseSend()
+			}
+			for {
+				var out []byte
+				if err = s.RecvMsg(&out); err != nil {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range calls {
+		require.Equal(t, codes.DeadlineExceeded, status.Code(<-errs))
+	}
+	// Stopping waits for the calls to be accounted for.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e.Stop(ctx))
+	errors := func(model, reason string) float64 {
+		if model == "" {
+			return testutil.ToFloat64(e.metrics.PassthroughErrors.WithLabelValues(reason))
+		}
+		return testutil.ToFloat64(e.metrics.Errors.WithLabelValues(model, reason))
+	}
+	for _, tc := range []struct {
+		model   string
+		timeout float64
+	}{{"slow", 1}, {"hang", 1}, {"part", 0}, {"", 1}} {
+		require.Equal(t, tc.timeout, errors(tc.model, "timeout"), "model %q", tc.model)
+		for _, r := range collector.ErrorReasons {
+			if r != "timeout" {
+				require.Zero(t, errors(tc.model, r), "model %q, %s", tc.model, r)
+			}
+		}
+	}
+	for _, m := range []string{"slow", "hang", "part"} {
+		require.Zero(t, testutil.ToFloat64(e.metrics.InFlight.WithLabelValues(m)), m)
+	}
+}
+
+// A call cancelled by its client the moment its deadline passed may be
+// cancelled a moment before the deadline passes in the sidecar: a cancel
+// within deadlineGrace of it is the deadline, one well before it is not.
+func TestPastDeadline(t *testing.T) {
+	bg := context.Background()
+	at := func(d time.Duration, cancelled bool) context.Context {
+		ctx, cancel := context.WithDeadline(bg, time.Now().Add(d))
+		t.Cleanup(cancel)
+		if cancelled {
+			cancel()
+		}
+		return ctx
+	}
+	cancelled, cancel := context.WithCancel(bg)
+	cancel()
+	require.True(t, pastDeadline(at(-time.Second, false)), "past it")
+	require.True(t, pastDeadline(at(deadlineGrace/5, true)), "cancelled at it")
+	require.False(t, pastDeadline(at(time.Hour, true)), "cancelled well before it")
+	require.False(t, pastDeadline(at(time.Hour, false)), "running")
+	require.False(t, pastDeadline(cancelled), "no deadline")
 }
 
 // A status with details, an answer's headers and trailers, binary and

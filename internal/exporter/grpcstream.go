@@ -253,8 +253,8 @@ func (c *streamCall) end(err error) {
 
 // close accounts for a request of the call: err is nil when it was
 // answered (or the call ended well without an answer to it), else the
-// model server's error status, a *proxyFailure, or the client's going
-// away.
+// model server's error status, a *proxyFailure (the client's deadline
+// among them), or the client's going away.
 func (c *streamCall) close(sp *streamPrediction, err error) {
 	p, m := c.g.p, sp.m
 	m.inFlight.Dec()
@@ -275,7 +275,11 @@ func (c *streamCall) close(sp *streamPrediction, err error) {
 			p.capture(m, sp.req, sp.last, len(sp.last), sp.rq, sp.lastAt)
 		}
 	case errors.As(err, &pf):
-		if c.client.Err() == nil {
+		// The client's deadline is a timeout of the requests the model
+		// server had not answered at all: one it was answering (a
+		// decoupled model's, an LLM's tokens) was cut short by the
+		// client, as one it leaves is.
+		if deadline := clientDeadline(err); deadline && sp.respBytes == 0 || !deadline && c.client.Err() == nil {
 			reason, _ := failureStatus(pf.err)
 			m.errors[reason].Inc()
 		}
