@@ -130,6 +130,7 @@ type grpcProxy struct {
 	p         *proxy
 	upstream  string
 	conn      *grpc.ClientConn // to the model server
+	watch     *connWatch       // conn's connections
 	tls       bool             // over TLS
 	newServer func() *grpc.Server
 	timeout   time.Duration // --proxy.timeout, of a unary prediction call
@@ -159,11 +160,12 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 func (rawCodec) Name() string { return "proto" }
 
 func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, error) {
-	conn, isTLS, err := dialGRPC("--proxy.grpc-upstream", o.GRPCUpstream, "--proxy.upstream-", o.TLS, o.MaxBodySize, logger)
+	watch := new(connWatch)
+	conn, isTLS, err := dialGRPC("--proxy.grpc-upstream", o.GRPCUpstream, "--proxy.upstream-", o.TLS, o.MaxBodySize, watch, logger)
 	if err != nil {
 		return nil, err
 	}
-	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, conn: conn, timeout: o.Timeout, maxMsg: o.MaxBodySize, tls: isTLS}
+	g := &grpcProxy{p: p, upstream: o.GRPCUpstream, conn: conn, watch: watch, timeout: o.Timeout, maxMsg: o.MaxBodySize, tls: isTLS}
 	g.newServer = func() *grpc.Server {
 		return grpc.NewServer(
 			grpc.ForceServerCodec(rawCodec{}),
@@ -179,8 +181,9 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 // TLS flags that begin with prefix (--proxy.upstream-, --shadow.) in o,
 // verified against its host. Its calls pass messages as their bytes
 // (rawCodec), up to maxMsg each way, and are never retried: a prediction
-// may have reached the model. It connects on the first call.
-func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, logger *slog.Logger) (conn *grpc.ClientConn, isTLS bool, err error) {
+// may have reached the model. It connects on the first call; w watches its
+// connections.
+func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, w *connWatch, logger *slog.Logger) (conn *grpc.ClientConn, isTLS bool, err error) {
 	u, host, err := parseUpstream(flag, raw)
 	if err != nil {
 		return nil, false, err
@@ -191,11 +194,12 @@ func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, logg
 		if err != nil {
 			return nil, false, err
 		}
-		creds = credentials.NewTLS(cfg)
+		creds = handshakeCreds{credentials.NewTLS(cfg), w}
 	}
 	conn, err = grpc.NewClient("passthrough:///"+host,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithNoProxy(),      // reached directly, as over HTTP, not through $HTTP_PROXY
+		grpc.WithNoProxy(), // reached directly, as over HTTP, not through $HTTP_PROXY
+		grpc.WithContextDialer(w.dial),
 		grpc.WithDisableRetry(), // a prediction may have reached the model
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
 			grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)))
@@ -529,8 +533,8 @@ func (g *grpcProxy) forward(ss grpc.ServerStream, method string, tap callTap) (e
 			case grpcTooLarge(err, g.maxMsg):
 				failure = errAnswerTooLarge
 				return g.failure(ss.Context(), nil, failure)
-			case grpcConnLost(err):
-				failure = err
+			case connLost(cs, err):
+				failure = connLostError{err}
 				return g.failure(ss.Context(), nil, failure)
 			}
 			ss.SetTrailer(cs.Trailer())
@@ -558,7 +562,7 @@ func (g *grpcProxy) passthroughEnd(outcome error) {
 	case outcome == nil || errors.Is(outcome, context.Canceled) || status.Code(outcome) == codes.Canceled:
 		// Done, or given up by the client (or by the sidecar, for it).
 	case errors.As(outcome, &pf):
-		reason, _ := failureStatus(pf.err)
+		reason, _ := g.failureStatus(pf.err)
 		g.p.countError(nil, reason)
 	default:
 		g.p.countStatus(grpcHTTPStatus(status.Code(outcome)), nil)
@@ -662,7 +666,10 @@ func (g *grpcProxy) roundTrip(ctx context.Context, ss grpc.ServerStream, method 
 	if grpcTooLarge(err, g.maxMsg) {
 		return nil, &proxyFailure{errAnswerTooLarge}
 	}
-	if err != nil && (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded || grpcConnLost(err)) {
+	if connLost(cs, err) {
+		err = connLostError{err}
+	}
+	if err != nil && (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded || errors.As(err, new(connLostError))) {
 		// Past --proxy.timeout (or the client's deadline, or gone). The
 		// deadline goes to the model server with the call, so its own
 		// DEADLINE_EXCEEDED may come a moment before ours.
@@ -708,7 +715,7 @@ func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 	case cerr != nil:
 		return status.FromContextError(cerr).Err()
 	}
-	reason, st := failureStatus(err)
+	reason, st := g.failureStatus(err)
 	if m != nil {
 		m.errors[reason].Inc()
 	}
@@ -725,8 +732,13 @@ func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 var errAnswerTooLarge = errors.New("the model server's answer is larger than --proxy.max-body-size")
 
 // grpcTooLarge reports whether err is grpc-go's own refusal to read a
-// message larger than limit, not a status the other side sent: its
-// message is the only sign, and names the limit, ours.
+// message larger than limit, not a status the other side sent. Its text is
+// the only sign: grpc-go checks the length a message announces before any
+// codec sees it, and returns a plain RESOURCE_EXHAUSTED status with no
+// error to test (a connection lost and a failed handshake are watched
+// instead: connWatch). The check takes grpc-go's words and the limit in
+// them, ours, so that a model server's own RESOURCE_EXHAUSTED is not taken
+// for it.
 func grpcTooLarge(err error, limit int) bool {
 	if err == nil {
 		return false
@@ -736,33 +748,22 @@ func grpcTooLarge(err error, limit int) bool {
 		strings.Contains(st.Message(), "larger than max") && strings.Contains(st.Message(), strconv.Itoa(limit))
 }
 
-// grpcConnLost reports whether err is grpc-go's own UNAVAILABLE for a
-// connection to the model server lost during a call (closed or reset by
-// it, as when it crashes), not a status the model server sent.
-func grpcConnLost(err error) bool {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.Unavailable {
-		return false
-	}
-	msg := st.Message()
-	return strings.HasPrefix(msg, "error reading from server: ") || msg == "transport is closing"
-}
-
 // failureStatus is the reason a call the model server did not answer
 // counts as, and the status its client gets: DeadlineExceeded past
-// --proxy.timeout, ResourceExhausted for an answer larger than
-// --proxy.max-body-size (invalid_response), else Unavailable.
-func failureStatus(err error) (reason string, st error) {
+// --proxy.timeout (or the client's deadline), ResourceExhausted for an
+// answer larger than --proxy.max-body-size (invalid_response), else
+// Unavailable: its connection lost (connLostError), a failed TLS handshake
+// (connWatch), the model server not reached.
+func (g *grpcProxy) failureStatus(err error) (reason string, st error) {
 	reason, code, msg := collector.ErrorConnection, codes.Unavailable, "modelmon: could not reach the model server"
 	switch {
 	case errors.Is(err, errAnswerTooLarge):
 		reason, code, msg = collector.ErrorInvalidResponse, codes.ResourceExhausted, "modelmon: the model server's response is larger than --proxy.max-body-size"
 	case status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
 		reason, code, msg = collector.ErrorTimeout, codes.DeadlineExceeded, "modelmon: the model server did not answer in time"
-	case grpcConnLost(err):
+	case errors.As(err, new(connLostError)):
 		msg = "modelmon: the model server closed the connection before a complete response"
-	case strings.Contains(err.Error(), "handshake failed"):
-		// grpc-go reports a failed TLS handshake only in its message.
+	case status.Code(err) == codes.Unavailable && g.watch.handshakeFailed.Load():
 		msg = "modelmon: the TLS handshake with the model server failed"
 	}
 	return reason, status.Error(code, msg)

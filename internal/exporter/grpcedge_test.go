@@ -523,6 +523,70 @@ func TestGRPCEdgeStreams(t *testing.T) {
 	require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "upstream_5xx"}))
 }
 
+// The sidecar tells a connection to the model server lost during a call
+// (the client gets UNAVAILABLE "closed the connection", counted as
+// connection) from an UNAVAILABLE the model server sent on a working one,
+// whatever its words: one that reads like grpc-go's own for a lost
+// connection passes through as sent, the model server's failure
+// (upstream_5xx), for a unary prediction, a passthrough call and a stream.
+func TestGRPCEdgeConnectionLostOrStatus(t *testing.T) {
+	words := map[string]string{
+		"a": "error reading from server: EOF",
+		"b": "transport is closing",
+		"c": "connection error: desc = \"transport: authentication handshake failed: EOF\"",
+	}
+	hanging := make(chan struct{}, 1)
+	up, srv := rawGRPCServerStop(t, func(method string, ss grpc.ServerStream) error {
+		var msg []byte
+		if err := ss.RecvMsg(&msg); err != nil {
+			return err
+		}
+		name := modelName(msg)
+		if name == "hang" {
+			hanging <- struct{}{}
+			<-ss.Context().Done()
+			return ss.Context().Err()
+		}
+		return status.Error(codes.Unavailable, words[name])
+	})
+	e := grpcSidecarFor(t, up, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	call := func(method, model string) error {
+		s, err := conn.NewStream(context.Background(), desc, method)
+		require.NoError(t, err)
+		req := inferCall(model, "")
+		require.NoError(t, s.SendMsg(&req))
+		require.NoError(t, s.CloseSend())
+		var out []byte
+		return s.RecvMsg(&out)
+	}
+	for _, method := range []string{modelInfer, passthroughMethod, modelStreamInfer} {
+		for model, msg := range words {
+			err := call(method, model)
+			require.Equal(t, codes.Unavailable, status.Code(err), "%s %s: %v", method, model, err)
+			require.Equal(t, msg, status.Convert(err).Message(), method)
+		}
+	}
+	for model := range words {
+		eventually(t, e, 2, "modelmon_prediction_errors_total", map[string]string{"model": model, "reason": "upstream_5xx"})
+		require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": model, "reason": "connection"}))
+	}
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "upstream_5xx"}))
+	require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": "connection"}))
+
+	// The model server goes away during a prediction.
+	errc := make(chan error, 1)
+	go func() { errc <- call(modelInfer, "hang") }()
+	<-hanging
+	srv.Stop()
+	err := <-errc
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	require.Equal(t, "modelmon: the model server closed the connection before a complete response", status.Convert(err).Message())
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "hang", "reason": "connection"}))
+	require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "hang", "reason": "upstream_5xx"}))
+}
+
 // A gRPC health service passes through, Check and Watch, counted as
 // passthrough calls, and an unknown service's UNIMPLEMENTED comes back as
 // the model server sent it, counted as the caller's error (upstream_4xx),

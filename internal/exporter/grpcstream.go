@@ -280,7 +280,7 @@ func (c *streamCall) close(sp *streamPrediction, err error) {
 		// decoupled model's, an LLM's tokens) was cut short by the
 		// client, as one it leaves is.
 		if deadline := clientDeadline(err); deadline && sp.respBytes == 0 || !deadline && c.client.Err() == nil {
-			reason, _ := failureStatus(pf.err)
+			reason, _ := c.g.failureStatus(pf.err)
 			m.errors[reason].Inc()
 		}
 		now := p.now()

@@ -167,7 +167,7 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 		var err error
 		// Its answers up to what the parser would parse; the requests were
 		// captured, so they are no larger.
-		if s.conn, _, err = dialGRPC("--shadow.grpc-upstream", o.GRPCUpstream, "--shadow.", o.TLS, q.maxBody, logger); err != nil {
+		if s.conn, _, err = dialGRPC("--shadow.grpc-upstream", o.GRPCUpstream, "--shadow.", o.TLS, q.maxBody, new(connWatch), logger); err != nil {
 			return nil, err
 		}
 	}
