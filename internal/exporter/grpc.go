@@ -198,9 +198,9 @@ func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, w *c
 	}
 	conn, err = grpc.NewClient("passthrough:///"+host,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithNoProxy(), // reached directly, as over HTTP, not through $HTTP_PROXY
-		grpc.WithContextDialer(w.dial),
-		grpc.WithDisableRetry(), // a prediction may have reached the model
+		grpc.WithNoProxy(),             // reached directly, as over HTTP, not through $HTTP_PROXY
+		grpc.WithContextDialer(w.dial), // its connections watched (connWatch)
+		grpc.WithDisableRetry(),        // a prediction may have reached the model
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
 			grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)))
 	if err != nil {

@@ -27,14 +27,14 @@ type connWatch struct {
 	handshakeFailed atomic.Bool
 }
 
-// dialer is the dialer grpc-go uses by default: TCP keep-alive on, with
+// grpcDialer is the dialer grpc-go uses by default: TCP keep-alive on, with
 // the system's timings.
-var dialer = net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}}
+var grpcDialer = net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}}
 
 // dial makes a connection to the model server at addr, watched.
 func (w *connWatch) dial(ctx context.Context, addr string) (net.Conn, error) {
 	w.handshakeFailed.Store(false)
-	c, err := dialer.DialContext(ctx, "tcp", addr)
+	c, err := grpcDialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
