@@ -116,8 +116,9 @@ func (o *BuildOptions) defaults() error {
 // # Categorical bins
 //
 // The TopK most frequent categories (ties by value) get a bin each; the rest share
-// the other bin. Invalid UTF-8 in a category is replaced by U+FFFD, as JSON stores
-// it (and as Window and Check look it up). If the reference has at most MaxCategories distinct categories, all
+// the other bin, and so does a category named OtherLabel ("__other__"), whatever
+// its count, so that a bin label names one bin. Invalid UTF-8 in a category is
+// replaced by U+FFFD, as JSON stores it (and as Window and Check look it up). If the reference has at most MaxCategories distinct categories, all
 // of them are kept (Rare) so that live values outside them can be flagged as unseen.
 func BuildProfile(cols []Column, opts BuildOptions) (*Profile, error) {
 	if err := opts.defaults(); err != nil {
@@ -338,9 +339,14 @@ func buildCategorical(name string, vals []string, opts BuildOptions) *Feature {
 		return cmp.Compare(a.Value, b.Value)
 	})
 	f := &Feature{Name: name, Kind: Categorical, Count: int64(len(vals)) - missing, Missing: missing, Unique: int64(len(cats))}
-	top := min(opts.TopK, len(cats))
-	c := &CategoricalProfile{Categories: cats[:top:top], Closed: len(cats) <= opts.MaxCategories}
-	for _, cat := range cats[top:] {
+	c := &CategoricalProfile{Categories: make([]Category, 0, min(opts.TopK, len(cats))), Closed: len(cats) <= opts.MaxCategories}
+	for _, cat := range cats {
+		// A category named like the other bin's label gets no bin of its
+		// own (two bins would share a label): it is one of the others.
+		if len(c.Categories) < opts.TopK && cat.Value != OtherLabel {
+			c.Categories = append(c.Categories, cat)
+			continue
+		}
 		c.Other += cat.Count
 		if c.Closed {
 			c.Rare = append(c.Rare, cat.Value)

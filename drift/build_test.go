@@ -107,6 +107,40 @@ func TestBuildCategorical(t *testing.T) {
 	require.Nil(t, p.Features[0].Categorical.Rare)
 }
 
+// A category named like the other bin ("__other__") gets no bin of its own,
+// however frequent: it is counted in the other bin, listed among the rare
+// categories of a closed feature, and so neither an unseen category live nor a
+// second bin labelled "__other__" in the bin counters.
+func TestBuildCategoryNamedOther(t *testing.T) {
+	vals := strings.Split("__other__,__other__,__other__,a,a,b,c", ",")
+	p, err := BuildProfile([]Column{{Name: "city", Str: vals}}, BuildOptions{TopK: 2, MaxCategories: 10})
+	require.NoError(t, err)
+	f := p.Features[0]
+	require.Equal(t, []Category{{"a", 2}, {"b", 1}}, f.Categorical.Categories)
+	require.Equal(t, int64(4), f.Categorical.Other)
+	require.Equal(t, []string{OtherLabel, "c"}, f.Categorical.Rare)
+	var labels []string
+	for _, b := range f.Bins() {
+		labels = append(labels, b.Label)
+	}
+	require.Equal(t, []string{"a", "b", OtherLabel}, labels)
+	require.Equal(t, ViolationNone, f.CheckCategory(OtherLabel))
+
+	w, err := NewWindow(f, WindowOptions{})
+	require.NoError(t, err)
+	require.Equal(t, ViolationNone, w.AddCategory(t0, OtherLabel))
+	require.Equal(t, ViolationNone, w.AddBytes(t0, []byte(OtherLabel)))
+	require.Equal(t, []uint64{0, 0, 2}, w.Totals().Bins)
+
+	// Where the reference had none, it is an unseen category, in the other bin.
+	p, err = BuildProfile([]Column{{Name: "city", Str: []string{"a", "b"}}}, BuildOptions{})
+	require.NoError(t, err)
+	w, err = NewWindow(p.Features[0], WindowOptions{})
+	require.NoError(t, err)
+	require.Equal(t, ViolationUnseenCategory, w.AddBytes(t0, []byte(OtherLabel)))
+	require.Equal(t, []uint64{0, 0, 1}, w.Totals().Bins)
+}
+
 func TestBuildErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -124,7 +124,10 @@ type Bin struct {
 	Share        float64 // reference count over Count of the feature
 }
 
-// OtherLabel is the label of the other bin of a categorical feature.
+// OtherLabel is the label of the other bin of a categorical feature. A
+// category of that name in the data is never one of Categories: BuildProfile
+// counts it in the other bin (and lists it in Rare), and a profile that
+// gives it a bin of its own is invalid, so that the label names one bin.
 const OtherLabel = "__other__"
 
 // Load reads a profile in JSON, checks it and prepares it for use. Unknown fields
@@ -362,6 +365,10 @@ func (f *Feature) initCategorical() error {
 		}
 		if _, dup := f.catIndex[cat.Value]; dup {
 			return fmt.Errorf("category %q: duplicate", cat.Value)
+		}
+		if cat.Value == OtherLabel {
+			// Its bin and the other bin would have one label.
+			return fmt.Errorf("category %q: the other bin's label, not a category (rare, or in other)", cat.Value)
 		}
 		f.catIndex[cat.Value] = i
 		f.coarseOf[i] = i

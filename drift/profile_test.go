@@ -83,6 +83,9 @@ func TestLoadErrors(t *testing.T) {
 			`feature "a": coarse edges must be increasing and a subset of the edges`},
 		{"categories", `{"version": 1, "features": [{"name": "c", "type": "categorical", "count": 3, "missing": 0, "unique": 2,
 			"categorical": {"categories": [{"value": "x", "count": 1}, {"value": "x", "count": 2}], "other": 0, "closed": true}}]}`, `feature "c": category "x": duplicate`},
+		{"category named other", `{"version": 1, "features": [{"name": "c", "type": "categorical", "count": 3, "missing": 0, "unique": 2,
+			"categorical": {"categories": [{"value": "x", "count": 1}, {"value": "__other__", "count": 2}], "other": 0, "closed": true}}]}`,
+			`feature "c": category "__other__": the other bin's label, not a category (rare, or in other)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(strings.NewReader(tc.json))

@@ -295,6 +295,31 @@ func TestDriftModelReferences(t *testing.T) {
 	require.Equal(t, 1.0, info("fraud"))
 }
 
+// Training data whose most frequent category is named "__other__", like the
+// other bin, give one bin of that label, which counts those values and the
+// other categories': the bin counters and reference shares have one series
+// per bin, and the scrape succeeds.
+func TestDriftCategoryNamedOther(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("amount,channel\n")
+	for i := range 1000 {
+		fmt.Fprintf(&b, "%d,%s\n", 90+i%20, []string{"__other__", "__other__", "web", "app", "shop"}[i%5])
+	}
+	ref := filepath.Join(t.TempDir(), "train.csv")
+	require.NoError(t, os.WriteFile(ref, []byte(b.String()), 0o644))
+	opts := driftOptions(ref)
+	opts.PredictionColumn = ""
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = opts })
+	pushRecordsRaw(t, e, `{"model":"m","features":{"amount":95,"channel":"__other__"}}`, `{"model":"m","features":{"amount":95,"channel":"web"}}`,
+		`{"model":"m","features":{"amount":95,"channel":"tv"}}`)
+	fams := scrape(t, e, "modelmon_feature_")
+	other := `bin="__other__",feature="channel",model="m"}`
+	require.Equal(t, 1, strings.Count(fams[collector.FeatureBinTotal].text, other))
+	require.Equal(t, 2.0, sumSamples(fams[collector.FeatureBinTotal].text, other), `"__other__" and the unseen "tv"`)
+	require.Equal(t, 0.4, sumSamples(fams[collector.FeatureReferenceRatio].text, other))
+	require.Equal(t, 1.0, metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": "channel", "reason": "unseen_category"}), "tv only")
+}
+
 // NaN and infinities reaching a drift window through the proxy are counted as
 // invalid values, and never enter the window's bins or sums.
 func TestDriftWindowIgnoresNonFinite(t *testing.T) {
