@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	"gonum.org/v1/gonum/mat"
 	"gonum.org/v1/gonum/stat"
@@ -213,8 +215,22 @@ func (m *Multivariate) ErrorColumn(cols []Column) (col Column, ok bool) {
 	for _, c := range cols {
 		rows = max(rows, c.Len())
 		for j, name := range m.Features {
-			if c.Name == name && c.Num != nil {
-				idx[j], ok = c.Num, true
+			if c.Name != name {
+				continue
+			}
+			idx[j], ok = c.Num, true
+			if c.Str != nil {
+				// A numeric feature read as text, for a value that is not
+				// a number ("NA" in JSON): its numbers count, as the
+				// sidecar counts a number sent as text.
+				idx[j] = make([]float64, len(c.Str))
+				for i, s := range c.Str {
+					v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+					if err != nil {
+						v = math.NaN()
+					}
+					idx[j][i] = v
+				}
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -72,6 +73,19 @@ func TestMultivariateNumpy(t *testing.T) {
 	col, ok = mv.ErrorColumn(cols)
 	require.True(t, ok)
 	require.InDeltaSlice(t, []float64{want[0], mv.Error([]float64{cols[0].Num[2], cols[1].Num[2], math.NaN(), cols[3].Num[2]})}, col.Num, 1e-12)
+
+	// A feature read as text, for one value that is not a number, keeps
+	// its numbers, as the sidecar reads a number sent as text.
+	cols = mvColumns(mvData[:3])
+	text := make([]string, 3)
+	for i, v := range cols[1].Num {
+		text[i] = " " + strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	text[2] = "NA"
+	cols[1] = Column{Name: cols[1].Name, Str: text}
+	col, ok = mv.ErrorColumn(cols)
+	require.True(t, ok)
+	require.InDeltaSlice(t, []float64{want[0], want[1], mv.Error([]float64{cols[0].Num[2], math.NaN(), cols[2].Num[2], cols[3].Num[2]})}, col.Num, 1e-12)
 }
 
 // No multivariate reference where it can't tell anything: one numeric
