@@ -13,11 +13,26 @@ import (
 // Column is one column of reference data, in memory. Exactly one of Num and Str is
 // set: Num makes a numeric column, where NaN and ±Inf are missing values; Str makes a
 // categorical column, where "" is a missing value.
+//
+// The readers (ReadCSV, ReadJSONL, Rows) give a missing value of a numeric column
+// as NA, a NaN that IsNA tells from the NaN of a value given as one (the text
+// "NaN"), as R tells NA from NaN. A profile counts both as missing; data checked
+// against one can tell them apart, as the sidecar does: a NaN is a ViolationNaN, a
+// missing value a ViolationMissing only where the reference had none.
 type Column struct {
 	Name string
 	Num  []float64
 	Str  []string
 }
+
+// naBits is NA: a quiet NaN whose payload is 1954, as R's NA_real_.
+const naBits = 0x7FF8_0000_0000_07A2
+
+// NA returns the NaN that stands for a missing value in Column.Num.
+func NA() float64 { return math.Float64frombits(naBits) }
+
+// IsNA reports whether v is NA, not a number nor any other NaN.
+func IsNA(v float64) bool { return math.Float64bits(v) == naBits }
 
 // Len is the number of values in c.
 func (c *Column) Len() int { return max(len(c.Num), len(c.Str)) }

@@ -257,7 +257,7 @@ func (t *table) columns() ([]Column, error) {
 		if c.kind == Numeric || c.kind == "" && c.numeric {
 			col.Num = make([]float64, len(c.ends))
 			for i, end := range c.ends {
-				v := math.NaN()
+				v := NA()
 				if end > start {
 					v, _ = strconv.ParseFloat(string(bytes.TrimSpace(c.text[start:end])), 64)
 				}

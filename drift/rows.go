@@ -4,8 +4,9 @@ import "fmt"
 
 // Rows builds reference data row by row from a reader of another format (a
 // typed one such as Parquet), as ReadCSV builds it from CSV: each value is
-// text, "" is missing, and columns are numeric or categorical as ReadCSV
-// decides, unless ReadOptions force them. name is the file's name, for
+// text, "" is missing (NA in a numeric column) and any other text a value, and
+// columns are numeric or categorical as ReadCSV decides, unless ReadOptions
+// force them. name is the file's name, for
 // errors, which read like `train.parquet: row 17: column "age": "abc" is not
 // a number`.
 type Rows struct {

@@ -291,7 +291,10 @@ func count(f *drift.Feature, col *drift.Column) (drift.Counts, drift.Totals, err
 	}
 	now := time.Unix(0, 0)
 	for _, v := range col.Num {
-		if math.IsNaN(v) { // how the readers give a missing value
+		// The readers give a missing value as drift.NA, and "NaN" as a NaN
+		// that Add counts as missing and as a "nan" violation, as the
+		// sidecar counts a NaN it is sent.
+		if drift.IsNA(v) {
 			w.AddMissing(now)
 		} else {
 			w.Add(now, v)

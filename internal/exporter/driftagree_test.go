@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,9 +45,10 @@ func agreeCity(rng *rand.Rand) string {
 
 // agreeBatch returns n records as the sidecar's observations and the same
 // data as JSON Lines for `exporter drift`. They are shifted a little and
-// carry what may be counted differently: missing and absent values, NaN as
-// text, numbers as text, values out of the reference's range, unseen, rare,
-// differently cased or padded categories, and categories given as numbers.
+// carry what may be counted differently: missing and absent values, NaN,
+// infinity and "NA" as text, numbers as text, values out of the reference's
+// range, unseen, rare, differently cased or padded categories, categories
+// given as numbers, "null" as text and a category named "__other__".
 func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (push, jsonl string) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 23))
@@ -87,6 +89,14 @@ func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (
 			delete(feats, "b")
 		case 12:
 			feats["plan"] = true
+		case 13:
+			feats["b"] = "NA" // in JSON a string, not a number
+		case 14:
+			feats["city"] = "null" // in JSON a string, not null
+		case 15:
+			feats["city"] = drift.OtherLabel // a category so named
+		case 16:
+			feats["a"] = "Infinity"
 		}
 		score := rng.Float64()
 		line, err := json.Marshal(map[string]any{"model": model, "features": feats, "prediction": score})
@@ -170,6 +180,54 @@ func TestDriftLiveAgreesWithOffline(t *testing.T) {
 			require.Equal(t, boolValue(r.DatasetDrifted), live(collector.DatasetDrifted, nil))
 		})
 	}
+}
+
+// The same batch sent to the sidecar and given to `exporter drift` breaks
+// the reference's constraints alike: per feature and reason, the sidecar's
+// modelmon_feature_values_invalid_total is the report's violations. A NaN
+// ("NaN" as text) is a "nan" in both, not a "missing" offline; "NA" and
+// "null" in JSON are strings in both ("type" for a number, a category).
+func TestDriftViolationsAgree(t *testing.T) {
+	ref := agreeReference(t, 3000)
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = driftOptions(ref) })
+	push, jsonl := agreeBatch(t, "m", 600, 0.3, 61)
+	pushRecordsRaw(t, e, strings.Split(strings.TrimSpace(push), "\n")...)
+	cur := filepath.Join(t.TempDir(), "batch.jsonl")
+	require.NoError(t, os.WriteFile(cur, []byte(jsonl), 0o644))
+	c := driftcli.DriftCommand{Reference: ref, Current: cur, MinSamples: 50, Build: driftcli.BuildFlags{Prediction: "score"}}
+	r, err := c.Report(driftcli.Env{})
+	require.NoError(t, err)
+	requireViolationsAgree(t, e, "m", r, nil)
+	a, b := r.Features[0], r.Features[1]
+	require.Equal(t, []string{"a", "b"}, []string{a.Name, b.Name})
+	require.Positive(t, a.Violations["nan"], `"NaN" as text`)
+	require.Positive(t, a.Violations["inf"], `"Infinity" as text`)
+	require.Positive(t, a.Violations["missing"], "null and absent")
+	require.Positive(t, b.Violations["type"], `"NA" in JSON`)
+}
+
+// requireViolationsAgree checks that model's invalid-value counters in the
+// sidecar are, feature by feature and reason by reason, the violations of
+// the report r, for the features named in only (all when nil). The
+// reconstruction error's are left out: the sidecar does not count them.
+func requireViolationsAgree(t *testing.T, e *Exporter, model string, r *driftcli.Report, only []string) {
+	t.Helper()
+	checked := 0
+	for _, f := range r.Features {
+		if f.Name == drift.ReconstructionError || only != nil && !slices.Contains(only, f.Name) {
+			continue
+		}
+		checked++
+		name := f.Name
+		if f.Prediction {
+			name = PredictionColumn // as the sidecar names the prediction there
+		}
+		for _, v := range drift.Violations() {
+			live := metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": model, "feature": name, "reason": v.String()})
+			require.Equal(t, float64(f.Violations[v.String()]), live, "%s: %s", f.Name, v)
+		}
+	}
+	require.Positive(t, checked)
 }
 
 func boolValue(b bool) float64 {
