@@ -24,8 +24,9 @@ type ReadOptions struct {
 	Numeric []string
 	// Categorical forces these columns categorical, e.g. zip codes.
 	Categorical []string
-	// Missing are the CSV values read as missing (default "", "NA", "null"). In
-	// JSONL, null, "" and an absent key are missing.
+	// Missing are the CSV values read as missing (default: those IsCSVMissing
+	// reports). In JSONL, null, "" and an absent key are missing, and any
+	// other string is a string.
 	Missing []string
 	// Comma is the CSV field separator (default ',').
 	Comma rune
@@ -37,9 +38,10 @@ type ReadOptions struct {
 //
 // Booleans (true, True, TRUE, false, False, FALSE) are read as 1 and 0, as in
 // JSON Lines. A column is numeric if every non-missing value parses as a number
-// (strconv.ParseFloat: "1e3", "-0.5", "NaN", "Inf"), else categorical, unless
-// ReadOptions force it. Values in ReadOptions.Missing are missing; so are NaN and
-// ±Inf in numeric columns (BuildProfile leaves them out of the bins).
+// (strconv.ParseFloat: "1e3", "-0.5", "Inf"), else categorical, unless
+// ReadOptions force it. The values IsCSVMissing reports (or ReadOptions.Missing)
+// are missing, NA in a numeric column; ±Inf in a numeric column are numbers,
+// which BuildProfile counts as missing too.
 func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 	cr := csv.NewReader(skipBOM(r))
 	cr.FieldsPerRecord = -1
@@ -64,9 +66,9 @@ func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 			}
 		}
 	}
-	missing := opts.Missing
-	if missing == nil {
-		missing = []string{"", "NA", "null"}
+	isMissing := IsCSVMissing
+	if opts.Missing != nil {
+		isMissing = func(s string) bool { return slices.Contains(opts.Missing, s) }
 	}
 	t, err := newTable(header, opts, func(format string, args ...any) error {
 		return fmt.Errorf("%s:1: %s", name, fmt.Sprintf(format, args...))
@@ -94,7 +96,7 @@ func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 				continue
 			}
 			v := rec[i]
-			if slices.Contains(missing, v) {
+			if isMissing(v) {
 				v = ""
 			}
 			if b, ok := csvBools[v]; ok {
@@ -111,6 +113,23 @@ func ReadCSV(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 		return nil, fmt.Errorf("%s: no rows after the header", name)
 	}
 	return t.columns()
+}
+
+// IsCSVMissing reports whether a CSV field is a missing value: empty, or one of
+// the markers pandas.read_csv reads as NaN by default ("NA", "N/A", "n/a",
+// "#N/A", "#N/A N/A", "#NA", "<NA>", "NULL", "null", "None", "NaN", "-NaN",
+// "nan", "-nan", "1.#IND", "-1.#IND", "1.#QNAN", "-1.#QNAN"), matched exactly.
+// CSV has no null, and its NaN is pandas' missing value, so a CSV file reads as
+// the pipeline that trained the model read it, and as MLflow's scoring server
+// reads a CSV request (with pandas): ReadCSV and the sidecar read CSV so. JSON
+// has null: there a string is a string, "NA" and "NaN" included.
+func IsCSVMissing(s string) bool {
+	switch s {
+	case "", "NA", "N/A", "n/a", "#N/A", "#N/A N/A", "#NA", "<NA>", "NULL", "null", "None",
+		"NaN", "-NaN", "nan", "-nan", "1.#IND", "-1.#IND", "1.#QNAN", "-1.#QNAN":
+		return true
+	}
+	return false
 }
 
 // skipBOM returns r without the UTF-8 byte order mark it may start with, as

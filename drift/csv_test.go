@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -93,4 +94,53 @@ func TestCSVProfile(t *testing.T) {
 	require.Equal(t, MethodKS, Choose(p.Features[0]))
 	require.Equal(t, MethodChiSquare, Choose(p.Features[1]))
 	require.Equal(t, MethodZ, Choose(p.Features[2]))
+}
+
+// CSV has no null: the values pandas.read_csv reads as NaN by default are
+// missing there, NaN included, in numeric and in categorical columns, and a
+// missing numeric value is NA. JSON has null: there null, "" and an absent
+// key are missing, and a string is a string, so "NA" is a category and "NaN"
+// in a numeric column is a NaN, not NA.
+func TestReadMissingMarkers(t *testing.T) {
+	markers := []string{"", "NA", "N/A", "n/a", "#N/A", "#N/A N/A", "#NA", "<NA>", "NULL", "null", "None",
+		"NaN", "-NaN", "nan", "-nan", "1.#IND", "-1.#IND", "1.#QNAN", "-1.#QNAN"}
+	for _, m := range markers {
+		require.True(t, IsCSVMissing(m), "%q", m)
+	}
+	for _, s := range []string{"na", "NAN", "none", " NA", "n.a.", "?", "Inf", "0"} {
+		require.False(t, IsCSVMissing(s), "%q", s)
+	}
+
+	var csv strings.Builder
+	csv.WriteString("x,city\n")
+	for i, m := range markers {
+		fmt.Fprintf(&csv, "%d,paris\n%q,%q\n", i, m, m)
+	}
+	csv.WriteString("NAN,oslo\n")
+	cols, err := ReadCSV("train.csv", strings.NewReader(csv.String()), ReadOptions{})
+	require.NoError(t, err)
+	x, city := cols[0].Num, cols[1].Str
+	require.NotNil(t, x, "every marker is missing: x stays numeric")
+	for i := range markers {
+		require.Equal(t, float64(i), x[2*i])
+		require.True(t, IsNA(x[2*i+1]), "%q: %v", markers[i], x[2*i+1])
+		require.Empty(t, city[2*i+1], "%q", markers[i])
+	}
+	require.True(t, math.IsNaN(x[len(x)-1]) && !IsNA(x[len(x)-1]), "NAN, not pandas' marker, is a NaN")
+
+	cols, err = ReadJSONL("train.jsonl", strings.NewReader(`{"x": 1, "y": 1, "city": "NA"}
+{"x": null, "y": "NaN", "city": "null"}
+{"x": "", "city": null}
+`), ReadOptions{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"x", "y", "city"}, []string{cols[0].Name, cols[1].Name, cols[2].Name})
+	require.Equal(t, 1.0, cols[0].Num[0])
+	require.True(t, IsNA(cols[0].Num[1]) && IsNA(cols[0].Num[2]), "null and \"\" are missing")
+	require.True(t, math.IsNaN(cols[1].Num[1]) && !IsNA(cols[1].Num[1]), `"NaN" is a NaN`)
+	require.True(t, IsNA(cols[1].Num[2]), "an absent key is missing")
+	require.Equal(t, []string{"NA", "null", ""}, cols[2].Str, "strings are strings")
+
+	cols, err = ReadJSONL("train.jsonl", strings.NewReader("{\"x\": 1}\n{\"x\": \"NA\"}\n"), ReadOptions{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"1", "NA"}, cols[0].Str, `"NA" makes a column categorical`)
 }

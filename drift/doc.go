@@ -99,7 +99,8 @@
 // the means of the reference values in the first and last in-range bins. A
 // categorical feature's bins are its categories then the other bin; rare lists the
 // other categories of the reference when closed (all categories known), so that
-// any other value is unseen. Shares are the counts over count; missing counts the
-// empty, NA, null, NaN and ±Inf values. The prediction column is one more feature,
-// marked "prediction".
+// any other value is unseen; a category named "__other__", the other bin's label,
+// is always one of the other categories. Shares are the counts over count; missing
+// counts the empty and null values (in CSV, those IsCSVMissing reports), NaN and
+// ±Inf. The prediction column is one more feature, marked "prediction".
 package drift

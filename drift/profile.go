@@ -47,7 +47,8 @@ type Feature struct {
 	Prediction bool `json:"prediction,omitempty"`
 	// Count is the number of non-missing values in the reference.
 	Count int64 `json:"count"`
-	// Missing is the number of missing values: empty, NA, null, NaN and ±Inf.
+	// Missing is the number of missing values: empty, null (IsCSVMissing's
+	// markers in CSV), NaN and ±Inf.
 	Missing int64 `json:"missing"`
 	// Unique is the number of distinct non-missing values.
 	Unique int64 `json:"unique"`

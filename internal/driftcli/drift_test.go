@@ -266,16 +266,17 @@ func TestDriftUnreadable(t *testing.T) {
 	require.Empty(t, r.Warnings, "the error, not also a warning")
 	require.Equal(t, 3, r.ReadyFeatures, "the other features are decided")
 
-	// Most values text, and too few numbers left: the same.
+	// Most values text, and too few numbers left: the same. (Text that
+	// pandas does not read as missing: "n/a" would be a missing value.)
 	most := write(func(i int) string {
 		if i%4 == 0 {
 			return "30"
 		}
-		return "n/a"
+		return "unknown"
 	})
 	res = run(t, &DriftCommand{Reference: "testdata/profile.golden.json", Current: most}, "")
 	require.Equal(t, ExitError, res.code)
-	require.Equal(t, "exporter drift: "+most+`: column "age": 150 of its 200 values are not numbers (such as "n/a"), where the reference's are numbers; the 50 left are fewer than the 100 needed`+"\n", res.stderr)
+	require.Equal(t, "exporter drift: "+most+`: column "age": 150 of its 200 values are not numbers (such as "unknown"), where the reference's are numbers; the 50 left are fewer than the 100 needed`+"\n", res.stderr)
 
 	// A small batch of numbers is not ready, as before; enough numbers with
 	// text beside them are decided, with a warning.

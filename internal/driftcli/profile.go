@@ -72,7 +72,8 @@ func (b BuildFlags) build(env Env, path, format string) (name string, cols []dri
 
 // warnMostlyNumbers warns of a categorical column of training data most of
 // whose values look like numbers: a few markers of missing values
-// the readers don't know ("None", "#N/A"), or numbers written with
+// the readers don't know ("n.a.", "?", or "NA" in JSON Lines, where a
+// string is a string), or numbers written with
 // thousands separators or decimal commas ("1,234.5", "1'234", "0,5"),
 // would otherwise turn a numeric feature into a categorical one without a
 // word.

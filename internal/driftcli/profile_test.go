@@ -151,23 +151,29 @@ func TestProfileErrors(t *testing.T) {
 }
 
 // A numeric column spoilt by markers of missing values the readers don't
-// know, or by thousands separators, is read as categorical, as README
+// know (pandas' markers in CSV are missing; in JSON Lines a string is a
+// string), or by thousands separators, is read as categorical, as README
 // says, and not silently: profile warns, naming the column and a value.
 func TestProfileMostlyNumbers(t *testing.T) {
 	dir := t.TempDir()
-	var none, thousands strings.Builder
-	none.WriteString("age,city\n")
+	var na, jsonl, thousands strings.Builder
+	na.WriteString("age,city\n")
 	thousands.WriteString("income,city\n")
 	for i := range 200 {
 		age := strconv.Itoa(20 + i%50)
 		if i%4 == 0 {
-			age = "None"
+			age = "n.a."
 		}
-		fmt.Fprintf(&none, "%s,c%d\n", age, i%3)
+		fmt.Fprintf(&na, "%s,c%d\n", age, i%3)
+		if i%4 == 0 {
+			age = `"NA"`
+		}
+		fmt.Fprintf(&jsonl, "{\"age\": %s, \"city\": \"c%d\"}\n", age, i%3)
 		fmt.Fprintf(&thousands, "\"%d,%03d.50\",c%d\n", 1+i%9, i, i%3)
 	}
 	for _, tc := range []struct{ name, data, col, want string }{
-		{"none.csv", none.String(), "age", `values=200 not_numbers=50 example=None`},
+		{"na.csv", na.String(), "age", `values=200 not_numbers=50 example=n.a.`},
+		{"na.jsonl", jsonl.String(), "age", `values=200 not_numbers=50 example=NA`},
 		{"thousands.csv", thousands.String(), "income", `values=200 not_numbers=200 example=1,000.50`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,8 +3,11 @@ package exporter
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -228,6 +231,70 @@ func requireViolationsAgree(t *testing.T, e *Exporter, model string, r *driftcli
 		}
 	}
 	require.Positive(t, checked)
+}
+
+// A CSV request (MLflow's text/csv) and `exporter drift` on the same CSV
+// read it alike: pandas' markers of a missing value (NA, null, None, NaN,
+// #N/A, …) are missing values in both, NAN (not one of them) a NaN, other
+// text a string; values, missing values and violations agree, feature by
+// feature.
+func TestDriftCSVAgreesWithOffline(t *testing.T) {
+	ref := agreeReference(t, 3000)
+	var rows []string
+	rng := rand.New(rand.NewPCG(71, 72))
+	// The sidecar reads a CSV cell that is a number as a number, where
+	// `exporter drift` reads a categorical column as text: numbers (NAN,
+	// Inf) go into the numeric columns only.
+	odd := []string{"NA", "null", "None", "NaN", "", "#N/A", "<NA>", "N/A", "nan", "NULL", "n.a.", "__other__", "NAN", "Inf"}
+	for i := range 400 {
+		a := rng.NormFloat64()
+		fields := []string{fmt.Sprintf("%.4f", a), fmt.Sprintf("%.4f", 2*a+0.5*rng.NormFloat64()), agreeCity(rng), []string{"basic", "pro", "pro"}[rng.IntN(3)]}
+		if i%3 == 0 {
+			col, v := i%4, odd[(i/3)%len(odd)]
+			if col >= 2 && (v == "NAN" || v == "Inf") {
+				col -= 2
+			}
+			fields[col] = v
+		}
+		rows = append(rows, strings.Join(fields, ","))
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n := strings.Count(strings.TrimSpace(string(body)), "\n") // rows after the header
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"predictions": [%s]}`, strings.TrimSuffix(strings.Repeat("0.5,", n), ","))
+	}))
+	t.Cleanup(up.Close)
+	e := startExporter(t, up.URL, func(o *Options) { o.Drift = driftOptions(ref) })
+	const header = "a,b,city,plan\n"
+	for i := 0; i < len(rows); i += 50 {
+		st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/invocations", header+strings.Join(rows[i:i+50], "\n")+"\n",
+			"Content-Type", "text/csv", "X-Model-Name", "m")
+		require.Equal(t, 200, st, body)
+	}
+	waitIdle(t, e)
+	require.Equal(t, float64(len(rows)), metricValue(t, e, "modelmon_predictions_total", map[string]string{"model": "m"}))
+
+	cur := filepath.Join(t.TempDir(), "batch.csv")
+	require.NoError(t, os.WriteFile(cur, []byte(header+strings.Join(rows, "\n")+"\n"), 0o644))
+	c := driftcli.DriftCommand{Reference: ref, Current: cur, MinSamples: 50, Build: driftcli.BuildFlags{Prediction: "score"}}
+	r, err := c.Report(driftcli.Env{})
+	require.NoError(t, err)
+	inputs := []string{"a", "b", "city", "plan"}
+	for _, f := range r.Features {
+		if !slices.Contains(inputs, f.Name) {
+			continue
+		}
+		l := map[string]string{"model": "m", "feature": f.Name, "window": "1h"}
+		require.Equal(t, float64(f.N), metricValue(t, e, collector.FeatureDriftWindowValues, l), "%s: values", f.Name)
+		require.InDelta(t, f.Scores["missing"], metricValue(t, e, collector.FeatureDriftMissingDelta, l), 1e-12, "%s: missing rate", f.Name)
+	}
+	requireViolationsAgree(t, e, "m", r, inputs)
+	a := r.Features[0]
+	require.Equal(t, "a", a.Name)
+	require.Positive(t, a.Violations["missing"], "pandas' markers")
+	require.Positive(t, a.Violations["nan"], "NAN")
+	require.Positive(t, a.Violations["type"], "n.a.")
 }
 
 func boolValue(b bool) float64 {

@@ -7,15 +7,19 @@ import (
 	"strconv"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/modelmon/modelmon/drift"
 )
 
 // csvDataFrame reads a CSV request of MLflow's scoring server (Content-Type
 // text/csv, read there by pandas.read_csv): a header row of column names,
 // then one row per instance. It returns the frame in pandas' "split" orient,
 // {"columns": [...], "data": [[...], ...]}, built in the parser's arena, for
-// dataframeSplit. A cell is a number when it reads as one, a boolean for
-// True/False (as pandas reads them), missing when empty, else a string. It
-// stops at maxInstances+1 rows: dataframeSplit reports more.
+// dataframeSplit. A cell is missing when pandas reads it as NaN (empty, NA,
+// null, NaN, …: drift.IsCSVMissing, as `exporter drift` reads CSV), a
+// boolean for True/False (as pandas reads them), a number when it reads as
+// one, else a string. It stops at maxInstances+1 rows: dataframeSplit
+// reports more.
 func (p *Parser) csvDataFrame(body []byte) (*fastjson.Value, bool) {
 	r := csv.NewReader(bytes.NewReader(body))
 	r.ReuseRecord = true
@@ -49,9 +53,10 @@ func (p *Parser) csvDataFrame(body []byte) (*fastjson.Value, bool) {
 }
 
 func csvCell(a *fastjson.Arena, cell string) *fastjson.Value {
-	switch cell {
-	case "":
+	if drift.IsCSVMissing(cell) {
 		return a.NewNull()
+	}
+	switch cell {
 	case "True", "true", "TRUE":
 		return a.NewTrue()
 	case "False", "false", "FALSE":

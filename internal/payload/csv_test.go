@@ -19,6 +19,18 @@ func TestMLflowCSV(t *testing.T) {
 				rec("0.9", "", "amount=3", `country="FR, Paris"`, "new=false", `note="x"`),
 			},
 		},
+		{
+			// pandas' markers of a missing value are missing, NaN included,
+			// as `exporter drift` reads CSV; other text is a string.
+			name:   "missing values",
+			format: FormatMLflow,
+			req:    "a,b,c,d,e\nNA,null,NaN,None,n.a.\n#N/A,<NA>,nan,NULL,NAN\n",
+			resp:   `[1, 2]`,
+			want: []plainRecord{
+				rec("1", "", "a=null", "b=null", "c=null", "d=null", `e="n.a."`),
+				rec("2", "", "a=null", "b=null", "c=null", "d=null", "e=NaN"),
+			},
+		},
 		{name: "one column", format: FormatMLflow, req: "x\n1\n2\n", resp: `[5, 6]`, want: []plainRecord{rec("5", "", "x=1"), rec("6", "", "x=2")}},
 		{name: "a row of another width", format: FormatMLflow, req: "a,b\n1,2\n3\n", reason: ReasonInvalidJSON},
 		{name: "too many rows", format: FormatMLflow, opts: Options{MaxInstances: 2}, req: "a\n1\n2\n3\n", reason: ReasonTooManyInstances},
