@@ -80,7 +80,7 @@ func run() int {
 		plogSpool    = serve.Flag("payload-log.spool-dir", "Directory for the events that don't fit in memory and those unsent at shutdown, sent from there later (also after a restart). Empty: no spool.").Default("").String()
 		plogSpoolMax = serve.Flag("payload-log.max-spool-bytes", "Most bytes of events in --payload-log.spool-dir; more are dropped and counted.").Default(size(d.PayloadLog.MaxSpoolBytes)).Bytes()
 		pushMaxBody  = serve.Flag("push.max-body-size", "Largest request body of the push API (POST /v1/observations).").Default(size(d.PushMaxBodySize)).Bytes()
-		driftRef     = serve.Flag("drift.reference", "Reference of the models' inputs and output for drift detection: a profile (.json, from `exporter profile`) or training data (.csv, .jsonl, .parquet). Empty: learn it (--drift.learn-samples) or detect no drift.").Default("").String()
+		driftRef     = serve.Flag("drift.reference", "Reference of the models' inputs and output for drift detection, read again on reload: a profile (.json, from `exporter profile`) or training data (.csv, .jsonl, .parquet). Empty: learn it (--drift.learn-samples) or detect no drift.").Default("").String()
 		driftPred    = serve.Flag("drift.prediction-column", "Column of the --drift.reference training data that holds the model's output.").Default("").String()
 		driftLearn   = serve.Flag("drift.learn-samples", "Without --drift.reference, learn each model's reference from its first N records, then freeze it (and keep it under --storage.path). Use 0 to disable.").Default("0").Int()
 		driftWindows = serve.Flag("drift.windows", "Sliding windows over which drift is scored, comma-separated.").Default("5m,1h,1d").String()

@@ -220,11 +220,10 @@ func (l *learner) columns() []drift.Column {
 // driftConfig is the drift set-up shared by all models.
 type driftConfig struct {
 	opts    DriftOptions
-	ref     *reference // from --drift.reference, or nil
-	storage string     // directory for learned profiles, or ""
+	storage string // directory for learned profiles, or ""
 
 	mu   sync.Mutex
-	refs map[string]*cachedReference // models[].drift's, by file and prediction column
+	refs map[string]*cachedReference // --drift.reference's and models[].drift's, by file and prediction column
 }
 
 func newDriftConfig(o DriftOptions, storagePath string) (*driftConfig, error) {
@@ -237,16 +236,6 @@ func newDriftConfig(o DriftOptions, storagePath string) (*driftConfig, error) {
 		if err := os.MkdirAll(dc.storage, 0o755); err != nil {
 			return nil, fmt.Errorf("couldn't create --storage.path: %w", err)
 		}
-	}
-	if o.Reference == "" {
-		return dc, nil
-	}
-	p, err := LoadReference(o.Reference, o.PredictionColumn)
-	if err != nil {
-		return nil, fmt.Errorf("couldn't load --drift.reference=%q: %w", o.Reference, err)
-	}
-	if dc.ref, err = dc.newReference(p); err != nil {
-		return nil, fmt.Errorf("couldn't use --drift.reference=%q: %w", o.Reference, err)
 	}
 	return dc, nil
 }
@@ -318,52 +307,73 @@ func (dc *driftConfig) newReference(p *drift.Profile) (*reference, error) {
 	return ref, nil
 }
 
-// cachedReference is a reference loaded for models[].drift, kept while its
-// file does not change so that a reload keeps the model's windows.
+// cachedReference is a loaded reference, kept while its file does not
+// change so that a reload does not profile it again.
 type cachedReference struct {
 	modTime time.Time
 	size    int64
 	ref     *reference
 }
 
-// loadModelReferences loads the references of rc's models that name one,
-// reusing those whose file did not change since the last load.
-func (dc *driftConfig) loadModelReferences(rc *runtimeConfig) error {
+// loadReferences loads, into rc, the reference of --drift.reference and
+// those of rc's models that name one (models[].drift), at start-up and on
+// every reload, reusing those whose file did not change since the last
+// load. Errors name the flag, or the configuration file (configFile) and
+// the model; the running configuration keeps its references then.
+func (dc *driftConfig) loadReferences(rc *runtimeConfig, configFile string) error {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	next := map[string]*cachedReference{}
+	if path := dc.opts.Reference; path != "" {
+		ref, err := dc.cachedReference(next, "--drift.reference", path, dc.opts.PredictionColumn)
+		if err != nil {
+			return err
+		}
+		rc.fileRef = ref
+	}
 	for _, m := range rc.cfg.Models {
 		if m.Drift == nil {
 			continue
 		}
-		key := m.Drift.Reference + "\x00" + m.Drift.PredictionColumn
-		fi, err := os.Stat(m.Drift.Reference)
+		ref, err := dc.cachedReference(next, "models[].drift.reference", m.Drift.Reference, m.Drift.PredictionColumn)
 		if err != nil {
-			return fmt.Errorf("model %q: couldn't load models[].drift.reference: %w", m.Name, err)
-		}
-		c := next[key]
-		if c == nil {
-			if old := dc.refs[key]; old != nil && old.modTime.Equal(fi.ModTime()) && old.size == fi.Size() {
-				c = old
-			} else {
-				p, err := LoadReference(m.Drift.Reference, m.Drift.PredictionColumn)
-				if err != nil {
-					return fmt.Errorf("model %q: couldn't load models[].drift.reference=%q: %w", m.Name, m.Drift.Reference, err)
-				}
-				ref, err := dc.newReference(p)
-				if err != nil {
-					return fmt.Errorf("model %q: couldn't use models[].drift.reference=%q: %w", m.Name, m.Drift.Reference, err)
-				}
-				c = &cachedReference{modTime: fi.ModTime(), size: fi.Size(), ref: ref}
-			}
-			next[key] = c
+			return fmt.Errorf("couldn't load configuration (--config.file=%q): model %q: %w", configFile, m.Name, err)
 		}
 		mc := rc.models[m.Name]
-		mc.ref = c.ref
+		mc.ref = ref
 		rc.models[m.Name] = mc
 	}
 	dc.refs = next
 	return nil
+}
+
+// cachedReference returns the reference of file path (flag names where it
+// was given, for errors), from next, from the last load if the file has
+// the same modification time and size, or else loaded now; it adds it to
+// next. The caller holds dc.mu.
+func (dc *driftConfig) cachedReference(next map[string]*cachedReference, flag, path, prediction string) (*reference, error) {
+	key := path + "\x00" + prediction
+	if c := next[key]; c != nil {
+		return c.ref, nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't load %s=%q: %w", flag, path, err)
+	}
+	c := dc.refs[key]
+	if c == nil || !c.modTime.Equal(fi.ModTime()) || c.size != fi.Size() {
+		p, err := LoadReference(path, prediction)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't load %s=%q: %w", flag, path, err)
+		}
+		ref, err := dc.newReference(p)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't use %s=%q: %w", flag, path, err)
+		}
+		c = &cachedReference{modTime: fi.ModTime(), size: fi.Size(), ref: ref}
+	}
+	next[key] = c
+	return c.ref, nil
 }
 
 // learnerFor returns the learner a model without a reference (ds nil)
@@ -375,15 +385,27 @@ func (dc *driftConfig) learnerFor(ds *driftState) *learner {
 	return &learner{target: dc.opts.LearnSamples, cols: map[string]*learnColumn{}}
 }
 
-// stateFor returns the drift state a model starts with: its own reference
-// (ref, from models[].drift), the reference profile, or a learned profile
-// restored from storage, or nil (learning, or no drift detection).
-func (dc *driftConfig) stateFor(model string, ref *reference) (*driftState, error) {
-	if ref != nil {
-		return newDriftState(ref, driftSourceConfig, dc.opts.Windows)
+// driftReference returns the reference model counts against under rc and
+// where it came from: its own (models[].drift), else --drift.reference's;
+// nil without either.
+func (rc *runtimeConfig) driftReference(model string) (*reference, string) {
+	switch {
+	case rc == nil:
+		return nil, ""
+	case rc.models[model].ref != nil:
+		return rc.models[model].ref, driftSourceConfig
+	case rc.fileRef != nil:
+		return rc.fileRef, driftSourceFile
 	}
-	if dc.ref != nil {
-		return newDriftState(dc.ref, driftSourceFile, dc.opts.Windows)
+	return nil, ""
+}
+
+// stateFor returns the drift state a model starts with under rc: its
+// reference (driftReference), or a learned profile restored from storage,
+// or nil (learning, or no drift detection).
+func (dc *driftConfig) stateFor(model string, rc *runtimeConfig) (*driftState, error) {
+	if ref, source := rc.driftReference(model); ref != nil {
+		return newDriftState(ref, source, dc.opts.Windows)
 	}
 	if dc.storage == "" || dc.opts.LearnSamples <= 0 {
 		return nil, nil
@@ -395,7 +417,8 @@ func (dc *driftConfig) stateFor(model string, ref *reference) (*driftState, erro
 	if err != nil {
 		return nil, fmt.Errorf("couldn't restore the learned reference of model %q: %w", model, err)
 	}
-	if ref, err = dc.newReference(p); err != nil {
+	ref, err := dc.newReference(p)
+	if err != nil {
 		return nil, err
 	}
 	return newDriftState(ref, driftSourceLearned, dc.opts.Windows)

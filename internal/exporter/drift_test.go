@@ -295,6 +295,63 @@ func TestDriftModelReferences(t *testing.T) {
 	require.Equal(t, 1.0, info("fraud"))
 }
 
+// A reload (POST /-/reload, as SIGHUP) reads --drift.reference again, as it
+// reads the configuration file's references: a file written again alike
+// keeps the windows, a changed one starts them again on the new reference,
+// and a bad one fails the reload and keeps the running reference.
+func TestDriftReferenceFlagReload(t *testing.T) {
+	dir := t.TempDir()
+	ref := filepath.Join(dir, "train.csv")
+	writeRef := func(mean float64, at time.Time) {
+		var b strings.Builder
+		b.WriteString("amount,country,score\n")
+		rng := rand.New(rand.NewPCG(1, 2))
+		for range 2000 {
+			fmt.Fprintf(&b, "%.3f,%s,%.3f\n", mean+20*rng.NormFloat64(), []string{"DE", "DE", "FR", "US"}[rng.IntN(4)], rng.Float64())
+		}
+		require.NoError(t, os.WriteFile(ref, []byte(b.String()), 0o644))
+		require.NoError(t, os.Chtimes(ref, at, at))
+	}
+	start := time.Now()
+	writeRef(100, start)
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = driftOptions(ref) })
+	reload := func() (int, string) { return do(t, "POST", "http://"+e.WebAddr()+"/-/reload", "") }
+	values := func() float64 {
+		return metricValue(t, e, collector.FeatureDriftWindowValues, map[string]string{"model": "m", "feature": "amount", "window": "1h"})
+	}
+	invalid := func() float64 {
+		return metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": "amount", "reason": "out_of_range"})
+	}
+	pushRecordsRaw(t, e, `{"model":"m","features":{"amount":100,"country":"DE"}}`, `{"model":"m","features":{"amount":150,"country":"DE"}}`)
+	require.Equal(t, 2.0, values())
+	require.Zero(t, invalid(), "150 is within the first reference")
+
+	st, body := reload()
+	require.Equal(t, 200, st, body)
+	require.Equal(t, 2.0, values(), "nothing changed")
+	writeRef(100, start.Add(2*time.Second))
+	st, body = reload()
+	require.Equal(t, 200, st, body)
+	require.Equal(t, 2.0, values(), "the same reference, written again")
+
+	writeRef(300, start.Add(4*time.Second))
+	st, body = reload()
+	require.Equal(t, 200, st, body)
+	require.Zero(t, values(), "a new reference, new windows")
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_drift_reference_info", map[string]string{"model": "m", "source": "file"}))
+	pushRecordsRaw(t, e, `{"model":"m","features":{"amount":150,"country":"DE"}}`)
+	require.Equal(t, 1.0, invalid(), "150 is below the new reference")
+
+	require.NoError(t, os.WriteFile(ref, []byte("amount,country,score\n"), 0o644))
+	st, body = reload()
+	require.Equal(t, 500, st)
+	require.Contains(t, body, `couldn't load --drift.reference="`+ref+`": train.csv: no rows after the header`)
+	require.Zero(t, metricValue(t, e, "modelmon_exporter_config_last_reload_successful", map[string]string{}))
+	pushRecordsRaw(t, e, `{"model":"m","features":{"amount":150,"country":"DE"}}`)
+	require.Equal(t, 2.0, invalid(), "the running reference stays")
+	require.Equal(t, 2.0, values())
+}
+
 // Training data whose most frequent category is named "__other__", like the
 // other bin, give one bin of that label, which counts those values and the
 // other categories': the bin counters and reference shares have one series

@@ -29,7 +29,6 @@ import (
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/modelmon/modelmon/collector"
-	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/payloadlog"
 	"github.com/modelmon/modelmon/internal/web"
@@ -348,11 +347,7 @@ func New(o Options) (_ *Exporter, err error) {
 // prepareModel gives a new model its drift state: the reference, a learned
 // reference restored from storage, or a learner.
 func (e *Exporter) prepareModel(m *model) {
-	var ref *reference
-	if rc := e.cfg.Load(); rc != nil {
-		ref = rc.models[m.name].ref
-	}
-	ds, err := e.drift.stateFor(m.name, ref)
+	ds, err := e.drift.stateFor(m.name, e.cfg.Load())
 	if err != nil {
 		e.logger.Error("No drift detection for model", "model", m.name, "err", err)
 		return
@@ -382,8 +377,8 @@ func (e *Exporter) loadConfig() (*runtimeConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", e.opts.ConfigFile, err)
 	}
-	if err := e.drift.loadModelReferences(rc); err != nil {
-		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", e.opts.ConfigFile, err)
+	if err := e.drift.loadReferences(rc, e.opts.ConfigFile); err != nil {
+		return nil, err
 	}
 	return rc, nil
 }
@@ -407,21 +402,27 @@ func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 }
 
 // updateDrift gives the models whose drift reference a reload changed
-// (models[].drift, added, changed or removed) the drift state of their new
-// one; their windows start empty.
+// (models[].drift added, changed or removed, --drift.reference's file
+// changed) the drift state of their new one; their windows start empty. A
+// reference whose profile is the same as before (a file written again
+// alike, or the same profile given another way) keeps the windows.
 func (e *Exporter) updateDrift(rc *runtimeConfig) {
 	for _, m := range *e.models.m.Load() {
-		ref := rc.models[m.name].ref
+		ref, source := rc.driftReference(m.name)
 		m.mu.Lock()
-		var cur *drift.Profile
-		if m.drift != nil {
-			cur = m.drift.profile
-		}
-		if (ref != nil && ref.profile == cur) || (ref == nil && (m.drift == nil || m.drift.source != driftSourceConfig)) {
+		cur := m.drift
+		switch {
+		case ref == nil && (cur == nil || cur.source == driftSourceLearned):
+			// None given, none taken away: learning, or a learned
+			// reference, goes on.
+			m.mu.Unlock()
+			continue
+		case ref != nil && cur != nil && ref.digest == cur.digest:
+			cur.source = source
 			m.mu.Unlock()
 			continue
 		}
-		ds, err := e.drift.stateFor(m.name, ref)
+		ds, err := e.drift.stateFor(m.name, rc)
 		if err == nil {
 			m.drift, m.learn = ds, e.drift.learnerFor(ds)
 		}
@@ -430,7 +431,7 @@ func (e *Exporter) updateDrift(rc *runtimeConfig) {
 			e.logger.Error("Drift reference not changed", "model", m.name, "err", err)
 			continue
 		}
-		source := "none"
+		source = "none"
 		if ds != nil {
 			source = ds.source
 		}

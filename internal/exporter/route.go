@@ -175,6 +175,9 @@ type runtimeConfig struct {
 	defaultModel  []byte
 	patterns      []string
 	models        map[string]modelConfig
+	// fileRef is --drift.reference's reference, loaded with the
+	// configuration (and again on reload); nil without the flag.
+	fileRef *reference
 }
 
 type modelConfig struct {
