@@ -93,7 +93,7 @@ benchcheck:
 checkmetrics:
 	@bash scripts/checkmetrics.sh
 
-## checkrules: promtool check rules on the shipped rule files, promtool test rules on rules/*.test.yml.
+## checkrules: promtool check rules on the shipped rule files, promtool test rules on rules/*.test.yml and on the golden rules of `exporter rules`.
 checkrules:
 	@bash scripts/checkrules.sh
 

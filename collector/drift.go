@@ -29,8 +29,11 @@ type DriftModel struct {
 // DriftFeature is one feature's counts.
 type DriftFeature struct {
 	Feature *drift.Feature
-	Totals  drift.Totals
-	Counts  []drift.Counts // per window
+	// Digest names the feature's reference profile (its bins and
+	// reference counts): another digest, other bins.
+	Digest string
+	Totals drift.Totals
+	Counts []drift.Counts // per window
 }
 
 // DriftSource is implemented by a Source whose models have a drift reference.
@@ -51,6 +54,9 @@ var (
 	refValuesDesc = prometheus.NewDesc(FeatureReferenceValues,
 		"The number of non-missing values of a feature in the reference.",
 		[]string{"model", "feature"}, nil)
+	featureRefInfoDesc = prometheus.NewDesc(FeatureReferenceInfo,
+		"Which reference profile a feature's bins and bin counters come from, by a digest of the feature's profile; always 1. When the digest changes (a reload or a restart with another reference), the counters start again under other bin edges.",
+		[]string{"model", "feature", "digest"}, nil)
 	refInfoDesc = prometheus.NewDesc(DriftReferenceInfo,
 		"Where a model's drift reference came from; always 1.",
 		[]string{"model", "source"}, nil)
@@ -141,6 +147,9 @@ func (c *driftCollector) model(ctx context.Context, m DriftModel, ch chan<- prom
 			ch <- prometheus.MustNewConstMetric(refRatioDesc, prometheus.GaugeValue, b.Share, m.Model, name, b.Label)
 		}
 		ch <- prometheus.MustNewConstMetric(refValuesDesc, prometheus.GaugeValue, float64(f.Feature.Count), m.Model, name)
+		if f.Digest != "" {
+			ch <- prometheus.MustNewConstMetric(featureRefInfoDesc, prometheus.GaugeValue, 1, m.Model, name, f.Digest)
+		}
 		for k, w := range m.Windows {
 			if k >= len(f.Counts) {
 				break

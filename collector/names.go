@@ -41,6 +41,7 @@ const (
 	FeatureBinTotal          = "modelmon_feature_bin_total"
 	FeatureReferenceRatio    = "modelmon_feature_reference_ratio"
 	FeatureReferenceValues   = "modelmon_feature_reference_values"
+	FeatureReferenceInfo     = "modelmon_feature_reference_info"
 	FeatureDriftPSI          = "modelmon_feature_drift_psi"
 	FeatureDriftJS           = "modelmon_feature_drift_js_distance"
 	FeatureDriftHellinger    = "modelmon_feature_drift_hellinger_distance"

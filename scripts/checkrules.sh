@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make checkrules`: `promtool check rules` on every shipped rule file
 # (deploy/prometheus/ and the default alerts in rules/), `promtool test rules` on
-# the unit tests next to the alerts, and a check that every alert in rules/ has
-# a test and a runbook section. Skips with a clear message when promtool is missing.
+# the unit tests next to the alerts and on those of the golden rules of
+# `exporter rules`, and a check that every alert in rules/ has a test and a
+# runbook section. Skips with a clear message when promtool is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v promtool >/dev/null 2>&1; then
@@ -11,6 +12,8 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 promtool check rules deploy/prometheus/*.rules.yml rules/*.rules.yml
 promtool test rules rules/*.test.yml
+# The fleet PSI rules `exporter rules` writes, as its golden file.
+promtool test rules internal/driftcli/testdata/rules.golden.test.yml
 
 status=0
 for alert in $(sed -n 's/^ *- alert: *\([A-Za-z0-9_]*\).*/\1/p' rules/*.rules.yml | sort -u); do

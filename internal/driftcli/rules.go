@@ -25,6 +25,9 @@ const (
 	metricReferenceRatio = "modelmon_feature_reference_ratio"
 	// metricReferenceValues is the reference's number of non-missing values.
 	metricReferenceValues = "modelmon_feature_reference_values"
+	// metricReferenceInfo names, by its digest label, the reference profile
+	// of each feature the bin counters count against.
+	metricReferenceInfo = "modelmon_feature_reference_info"
 )
 
 // Names of the recording rules. Window suffixes follow them: "5m" for the
@@ -70,6 +73,16 @@ type RulesOptions struct {
 // A feature has no PSI (drift.PSI's NaN) when the window or the reference has
 // no value. The total variant sums the counters themselves
 // (modelmon:feature_bin:total), so it counts since each replica started.
+//
+// A sidecar whose reference changes (a reload, a restart with another
+// profile) starts its bin counters again under the same bin labels but other
+// edges, and exposes another digest in modelmon_feature_reference_info: a
+// window over which the replicas showed more than one digest of a feature
+// (present_over_time) would add counts of old and new bins and compare them
+// with the new shares, so modelmon:feature_bin:increase5m leaves that feature
+// out until the window has passed the change, and modelmon:feature_bin:total
+// leaves it out while the replicas count against different references. Without
+// the info series (older sidecars), nothing is left out.
 func Rules(p *drift.Profile, opts RulesOptions) ([]byte, error) {
 	if p == nil || len(p.Features) == 0 {
 		return nil, errors.New("the profile has no features")
@@ -103,11 +116,16 @@ func Rules(p *drift.Profile, opts RulesOptions) ([]byte, error) {
   * on (model, feature) group_left
   max by (model, feature) (%s%s)
 )`, metricReferenceRatio, sel, metricReferenceValues, sel))
+	// The features whose replicas counted against more than one reference
+	// over the window, or now.
+	references := "count by (model, feature) (count by (model, feature, digest) (%s))"
 	for _, s := range suffixes {
 		counts := fmt.Sprintf("sum by (model, feature, bin) (increase(%s%s[%s]))", metricBinTotal, sel, s)
-		group.addPSI(s, "increase"+s, counts)
+		changed := fmt.Sprintf(references, fmt.Sprintf("present_over_time(%s%s[%s])", metricReferenceInfo, sel, s))
+		group.addPSI(s, "increase"+s, counts, changed)
 	}
-	group.addPSI("_total", "total", fmt.Sprintf("sum by (model, feature, bin) (%s%s)", metricBinTotal, sel))
+	group.addPSI("_total", "total", fmt.Sprintf("sum by (model, feature, bin) (%s%s)", metricBinTotal, sel),
+		fmt.Sprintf(references, metricReferenceInfo+sel))
 
 	var b bytes.Buffer
 	b.WriteString(header(p, opts.Model, suffixes))
@@ -142,9 +160,11 @@ func (g *ruleGroup) add(record, expr string) {
 
 // addPSI adds the rules of one window: suffix names the shares and PSI
 // ("5m", "_total"), countName the summed counts ("increase5m", "total"),
-// computed by counts. Rules of a group run in order at the same time, so
-// each sees what the ones before it recorded in this round.
-func (g *ruleGroup) addPSI(suffix, countName, counts string) {
+// computed by counts, leaving out the features for which references, the
+// number of references the replicas counted against, is above one. Rules of
+// a group run in order at the same time, so each sees what the ones before it
+// recorded in this round.
+func (g *ruleGroup) addPSI(suffix, countName, counts, references string) {
 	var (
 		ref      = RuleReferenceCount
 		cur      = "modelmon:feature_bin:" + countName
@@ -155,8 +175,9 @@ func (g *ruleGroup) addPSI(suffix, countName, counts string) {
 		psi      = RulePSI + strings.TrimPrefix(suffix, "_")
 	)
 	// A bin without a series (no value counted yet) counts 0, so that a bin of
-	// the reference the window did not see still gets its pseudo-count.
-	g.add(cur, fmt.Sprintf("%s\nor\n0 * %s", counts, ref))
+	// the reference the window did not see still gets its pseudo-count. "or"
+	// binds looser than "unless".
+	g.add(cur, fmt.Sprintf("(\n  %s\nor\n  0 * %s\n)\nunless on (model, feature)\n(%s > 1)", counts, ref, references))
 	// The bins non-empty on either side, of the features with values on both
 	// sides (else drift.PSI is NaN: no series). "and" binds looser than the
 	// comparison and the arithmetic, and is left-associative.

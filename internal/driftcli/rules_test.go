@@ -52,6 +52,18 @@ func TestRules(t *testing.T) {
 	require.Contains(t, string(out), "SUCCESS: 25 rules found")
 }
 
+// A feature whose reference changes (another digest of
+// modelmon_feature_reference_info) counts again from 0 under the same bin
+// labels but other edges: its fleet PSI leaves out the windows that span the
+// change, and its PSI since start the time the replicas disagree, while the
+// features whose reference stayed count on. testdata/rules.golden.test.yml
+// checks it on the golden rules with promtool (as make checkrules does).
+func TestRulesReferenceChange(t *testing.T) {
+	out, err := exec.Command(prometheustest.Promtool(t), "test", "rules", filepath.Join("testdata", "rules.golden.test.yml")).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "SUCCESS")
+}
+
 // Windows and the model shape the rules; the default windows are 5m, 1h, 1d;
 // the output can go to a file.
 func TestRulesOptions(t *testing.T) {
@@ -324,7 +336,7 @@ type lazy struct{ s *string }
 
 func (l lazy) String() string { return *l.s }
 
-// exposition serves one replica's series of the three metrics the rules read.
+// exposition serves one replica's series of the four metrics the rules read.
 func exposition(p *drift.Profile, totals map[string][]uint64) http.Handler {
 	var b strings.Builder
 	b.WriteString("# TYPE " + metricBinTotal + " counter\n")
@@ -342,6 +354,10 @@ func exposition(p *drift.Profile, totals map[string][]uint64) http.Handler {
 	b.WriteString("# TYPE " + metricReferenceValues + " gauge\n")
 	for _, f := range p.Features {
 		fmt.Fprintf(&b, "%s{model=%q,feature=%q} %d\n", metricReferenceValues, testModel, f.Name, f.Count)
+	}
+	b.WriteString("# TYPE " + metricReferenceInfo + " gauge\n")
+	for _, f := range p.Features {
+		fmt.Fprintf(&b, "%s{model=%q,feature=%q,digest=\"%x\"} 1\n", metricReferenceInfo, testModel, f.Name, len(f.Name))
 	}
 	body := b.String()
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -290,6 +292,8 @@ type reference struct {
 	profile *drift.Profile
 	det     *drift.Detector
 	digest  [sha256.Size]byte // of the profile as Profile.Save writes it
+	// features are the digests of its features (featureDigest), in order.
+	features []string
 }
 
 // newReference readies profile p.
@@ -298,13 +302,43 @@ func (dc *driftConfig) newReference(p *drift.Profile) (*reference, error) {
 	if err != nil {
 		return nil, err
 	}
-	ref := &reference{profile: p, det: det}
+	ref := &reference{profile: p, det: det, features: make([]string, len(p.Features))}
 	h := sha256.New()
 	if err := p.Save(h); err != nil {
 		return nil, err
 	}
 	h.Sum(ref.digest[:0])
+	for i := range p.Features {
+		if ref.features[i], err = featureDigest(p, i); err != nil {
+			return nil, err
+		}
+	}
 	return ref, nil
+}
+
+// featureDigest returns the digest of feature i of p, the digest label of
+// modelmon_feature_reference_info: the first 8 bytes of the SHA-256 of its
+// JSON, in hex, and of the multivariate reference behind the
+// reconstruction error. It changes with the feature's bins and reference
+// counts, so that the fleet's rules can tell when counters of one bin label
+// stop counting under the same edges, and does not when another feature
+// or the profile's order changes: a reload that leaves a feature alone
+// leaves its digest alone.
+func featureDigest(p *drift.Profile, i int) (string, error) {
+	h := sha256.New()
+	f := p.Features[i]
+	b, err := json.Marshal(f)
+	if err != nil {
+		return "", err
+	}
+	h.Write(b)
+	if f.Name == drift.ReconstructionError && p.Multivariate != nil {
+		if b, err = json.Marshal(p.Multivariate); err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8]), nil
 }
 
 // cachedReference is a loaded reference, kept while its file does not
@@ -605,7 +639,7 @@ func windowLabels(spans []time.Duration) []string {
 func (ds *driftState) snapshot(model string, now time.Time, windows []string) collector.DriftModel {
 	dm := collector.DriftModel{Model: model, Detector: ds.det, Source: ds.source, Windows: windows}
 	for i, w := range ds.windows {
-		f := collector.DriftFeature{Feature: ds.profile.Features[i], Totals: w.Totals()}
+		f := collector.DriftFeature{Feature: ds.profile.Features[i], Digest: ds.features[i], Totals: w.Totals()}
 		for k := range windows {
 			f.Counts = append(f.Counts, w.Counts(now, k))
 		}

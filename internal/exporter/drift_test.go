@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -305,9 +307,11 @@ func TestDriftReferenceFlagReload(t *testing.T) {
 	writeRef := func(mean float64, at time.Time) {
 		var b strings.Builder
 		b.WriteString("amount,country,score\n")
-		rng := rand.New(rand.NewPCG(1, 2))
+		// One source each, so that country and score stay the same when
+		// amount changes.
+		amount, country, score := rand.New(rand.NewPCG(1, 2)), rand.New(rand.NewPCG(3, 4)), rand.New(rand.NewPCG(5, 6))
 		for range 2000 {
-			fmt.Fprintf(&b, "%.3f,%s,%.3f\n", mean+20*rng.NormFloat64(), []string{"DE", "DE", "FR", "US"}[rng.IntN(4)], rng.Float64())
+			fmt.Fprintf(&b, "%.3f,%s,%.3f\n", mean+20*amount.NormFloat64(), []string{"DE", "DE", "FR", "US"}[country.IntN(4)], score.Float64())
 		}
 		require.NoError(t, os.WriteFile(ref, []byte(b.String()), 0o644))
 		require.NoError(t, os.Chtimes(ref, at, at))
@@ -322,9 +326,20 @@ func TestDriftReferenceFlagReload(t *testing.T) {
 	invalid := func() float64 {
 		return metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": "amount", "reason": "out_of_range"})
 	}
+	// digests returns each feature's modelmon_feature_reference_info digest.
+	digests := func() map[string]string {
+		out := map[string]string{}
+		re := regexp.MustCompile(`modelmon_feature_reference_info\{digest="([0-9a-f]{16})",feature="([^"]+)",model="m"\} 1`)
+		for _, m := range re.FindAllStringSubmatch(scrape(t, e, collector.FeatureReferenceInfo)[collector.FeatureReferenceInfo].text, -1) {
+			out[m[2]] = m[1]
+		}
+		return out
+	}
 	pushRecordsRaw(t, e, `{"model":"m","features":{"amount":100,"country":"DE"}}`, `{"model":"m","features":{"amount":150,"country":"DE"}}`)
 	require.Equal(t, 2.0, values())
 	require.Zero(t, invalid(), "150 is within the first reference")
+	first := digests()
+	require.Len(t, first, 3, "amount, country and score")
 
 	st, body := reload()
 	require.Equal(t, 200, st, body)
@@ -333,11 +348,16 @@ func TestDriftReferenceFlagReload(t *testing.T) {
 	st, body = reload()
 	require.Equal(t, 200, st, body)
 	require.Equal(t, 2.0, values(), "the same reference, written again")
+	require.Equal(t, first, digests(), "and the same digests")
 
 	writeRef(300, start.Add(4*time.Second))
 	st, body = reload()
 	require.Equal(t, 200, st, body)
 	require.Zero(t, values(), "a new reference, new windows")
+	second := digests()
+	require.NotEqual(t, first["amount"], second["amount"], "amount's bins changed")
+	require.Equal(t, first["country"], second["country"], "country's did not")
+	require.Equal(t, first["score"], second["score"])
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_drift_reference_info", map[string]string{"model": "m", "source": "file"}))
 	pushRecordsRaw(t, e, `{"model":"m","features":{"amount":150,"country":"DE"}}`)
 	require.Equal(t, 1.0, invalid(), "150 is below the new reference")
@@ -350,6 +370,43 @@ func TestDriftReferenceFlagReload(t *testing.T) {
 	pushRecordsRaw(t, e, `{"model":"m","features":{"amount":150,"country":"DE"}}`)
 	require.Equal(t, 2.0, invalid(), "the running reference stays")
 	require.Equal(t, 2.0, values())
+}
+
+// A feature's digest follows its own profile only, and the reconstruction
+// error's the principal components behind it too: a profile loaded again
+// (as after a restart) gives the same digests.
+func TestFeatureDigest(t *testing.T) {
+	dir := t.TempDir()
+	ref := agreeReference(t, 2000)
+	p, err := LoadReference(ref, "score")
+	require.NoError(t, err)
+	saved := filepath.Join(dir, "profile.json")
+	f, err := os.Create(saved)
+	require.NoError(t, err)
+	require.NoError(t, p.Save(f))
+	require.NoError(t, f.Close())
+	q, err := LoadReference(saved, "")
+	require.NoError(t, err)
+	require.NotNil(t, p.Multivariate)
+	dc, err := newDriftConfig(DriftOptions{}, "")
+	require.NoError(t, err)
+	a, err := dc.newReference(p)
+	require.NoError(t, err)
+	b, err := dc.newReference(q)
+	require.NoError(t, err)
+	require.Equal(t, a.features, b.features)
+	require.Len(t, slices.Compact(slices.Sorted(slices.Values(a.features))), len(p.Features), "one digest per feature")
+
+	q.Multivariate.Mean[0] += 1e-9
+	c, err := dc.newReference(q)
+	require.NoError(t, err)
+	for i, f := range q.Features {
+		if f.Name == drift.ReconstructionError {
+			require.NotEqual(t, a.features[i], c.features[i], f.Name)
+		} else {
+			require.Equal(t, a.features[i], c.features[i], f.Name)
+		}
+	}
 }
 
 // Training data whose most frequent category is named "__other__", like the
