@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/statefile/statefiletest"
 )
 
 // seenRequest is a request as a model server received it.
@@ -753,9 +754,6 @@ func TestShadowPendingSnapshotUnreadable(t *testing.T) {
 // files hold, and loses only the shadow's side of those its file missed, as
 // a crash before both writes would.
 func TestPendingSnapshotsSurviveAFailedWrite(t *testing.T) {
-	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full to fail the writes with")
-	}
 	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["a"]}`}, nil)
 	candidate := newRecordingServer(t, map[string]string{"fraud": `{"predictions": ["b"]}`}, nil)
 	storage := t.TempDir()
@@ -773,14 +771,6 @@ func TestPendingSnapshotsSurviveAFailedWrite(t *testing.T) {
 		require.NoError(t, err)
 		return labels, shadow
 	}
-	// failNext makes the next writes of the files fail on their first
-	// bytes: each goes to its .tmp, which now leads to a full disk.
-	failNext := func(paths ...string) {
-		t.Helper()
-		for _, p := range paths {
-			require.NoError(t, os.Symlink("/dev/full", p+".tmp"))
-		}
-	}
 
 	e := startExporter(t, model.URL, opts)
 	predictID := func(id string) {
@@ -794,16 +784,12 @@ func TestPendingSnapshotsSurviveAFailedWrite(t *testing.T) {
 	labels1, shadow1 := read()
 
 	predictID("r2")
-	failNext(labelsFile, shadowFile)
-	err := e.savePending()
+	// Both writes fail on a full disk: the last snapshots are left as they
+	// were, with nothing temporary beside them.
+	err := statefiletest.FailWrites(t, e.savePending, labelsFile, shadowFile)
 	require.ErrorContains(t, err, "couldn't save pending predictions: ")
 	require.ErrorContains(t, err, "couldn't save the shadow's pending predictions: ")
 	require.ErrorContains(t, err, "no space left on device")
-	labels, shadow := read()
-	require.Equal(t, labels1, labels, "the last snapshot is left as it was")
-	require.Equal(t, shadow1, shadow)
-	require.NoFileExists(t, labelsFile+".tmp")
-	require.NoFileExists(t, shadowFile+".tmp")
 
 	// A sidecar that starts after a crash now reads r1 back, not r2.
 	after := startExporter(t, model.URL, opts)
@@ -812,9 +798,10 @@ func TestPendingSnapshotsSurviveAFailedWrite(t *testing.T) {
 
 	// The label join's is written, the shadow's is not: as a crash between
 	// the two writes leaves them.
-	failNext(shadowFile)
-	require.ErrorContains(t, e.savePending(), "couldn't save the shadow's pending predictions: ")
-	labels, shadow = read()
+	err = statefiletest.FailWrites(t, e.savePending, shadowFile)
+	require.ErrorContains(t, err, "couldn't save the shadow's pending predictions: ")
+	require.NotContains(t, err.Error(), "couldn't save pending predictions: ")
+	labels, shadow := read()
 	require.NotEqual(t, labels1, labels)
 	require.Equal(t, shadow1, shadow)
 	after = startExporter(t, model.URL, opts)
