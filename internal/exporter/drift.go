@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"math"
 	"net/url"
@@ -26,6 +27,7 @@ import (
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/parquetdata"
 	"github.com/modelmon/modelmon/internal/payload"
+	"github.com/modelmon/modelmon/internal/statefile"
 )
 
 // PredictionColumn names the model's output among a profile's features, when
@@ -482,19 +484,7 @@ func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
 		return nil, err
 	}
 	if dc.storage != "" {
-		tmp := dc.learnedPath(model) + ".tmp"
-		f, err := os.Create(tmp)
-		if err != nil {
-			return nil, err
-		}
-		if err := p.Save(f); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		if err := os.Rename(tmp, dc.learnedPath(model)); err != nil {
+		if err := statefile.WriteFile(dc.learnedPath(model), p.Save); err != nil {
 			return nil, err
 		}
 	}
@@ -543,14 +533,12 @@ func (ds *driftState) encodeWindows() ([]byte, error) {
 }
 
 // writeWindows writes a model's encoded windows for the next run,
-// atomically.
+// atomically and durably.
 func (dc *driftConfig) writeWindows(model string, data []byte) error {
-	path := dc.windowsPath(model)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	return statefile.WriteFile(dc.windowsPath(model), func(w io.Writer) error {
+		_, err := w.Write(data)
 		return err
-	}
-	return os.Rename(tmp, path)
+	})
 }
 
 // restoreWindows gives ds, just made, the sliding windows its model left
