@@ -1,8 +1,10 @@
-// Package statefile writes and reads the compact binary files in which the
-// sidecar keeps state across restarts (the label join's pending predictions,
-// the shadow's): a magic string and a version byte, a body of varints,
-// strings and fixed-size numbers, and a CRC-32C trailer. It knows nothing of
-// what the files hold; each format is documented where it is written.
+// Package statefile writes the files in which the sidecar and alertd keep
+// state across restarts atomically and durably (WriteFile), and writes and
+// reads the compact binary format of the sidecar's (the label join's pending
+// predictions, the shadow's): a magic string and a version byte, a body of
+// varints, strings and fixed-size numbers, and a CRC-32C trailer. It knows
+// nothing of what the files hold; each format is documented where it is
+// written.
 //
 // All integers are unsigned or zig-zag signed varints (encoding/binary)
 // unless stated; a string is its length then its bytes. The trailer is the
