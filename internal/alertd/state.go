@@ -4,21 +4,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+
+	"github.com/modelmon/modelmon/internal/statefile"
 )
 
-// writeJSON writes v as JSON to path atomically (a temporary file, then a
-// rename), for the state alertd keeps under --storage.path.
+// writeJSON writes v as JSON to path, for the state alertd keeps under
+// --storage.path: atomically and durably (statefile.WriteFile), so a failed
+// write or a crash, a power cut included, leaves the last whole file.
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	return statefile.WriteFile(path, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	return os.Rename(tmp, path)
+	})
 }
 
 // readJSON reads path into v. A missing file is not an error: it reports
