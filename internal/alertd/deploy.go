@@ -163,9 +163,22 @@ func (d *deployments) appendLocked(ev deployment) error {
 	if err != nil {
 		return fmt.Errorf("couldn't record deployment: %w", err)
 	}
-	_, err = f.Write(append(b, '\n'))
+	fi, err := f.Stat()
 	if err == nil {
-		err = f.Sync()
+		_, err = f.Write(append(b, '\n'))
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			// Cut off what a failed write left (part of a line, on a full
+			// disk): the next line would follow it on the same line, which
+			// no start could read back.
+			_ = f.Truncate(fi.Size())
+		} else if fi.Size() == 0 {
+			// The log's first line, likely in a file just created: its
+			// directory entry must last too.
+			syncDir(filepath.Dir(d.path))
+		}
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

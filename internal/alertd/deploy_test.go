@@ -21,6 +21,7 @@ import (
 
 	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/statefile/statefiletest"
 )
 
 // testClock is the wall clock moved forward by what a test skips, for
@@ -398,4 +399,44 @@ func TestDeploymentsBadInput(t *testing.T) {
 		})
 	}
 	require.Empty(t, getDeployments(t, a))
+}
+
+// A deployment whose line can't be written whole (the disk fills partway
+// through it) is refused, and the part written is cut off: the log keeps
+// the deployments before it, and the next one is written on a line of its
+// own, not after a torn one, which would stop the next start.
+func TestDeploymentLogFailedAppend(t *testing.T) {
+	statefiletest.WithFileLimit(t, func(limit func(int64)) {
+		dir := t.TempDir()
+		open := func() *deployments {
+			d, err := newDeployments(dir, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			require.NoError(t, err)
+			return d
+		}
+		t0 := time.Date(2025, 6, 3, 10, 0, 0, 0, time.UTC)
+		deploy := func(version string) deployment {
+			return deployment{ID: version, Model: "fraud", Version: version, Time: t0, Outcome: outcomeSuccess, Kind: kindDeploy, Source: deploySourceAPI, RecordedAt: t0}
+		}
+		path := filepath.Join(dir, "deployments.jsonl")
+		d := open()
+		require.NoError(t, d.record(deploy("v1")))
+		before, err := os.ReadFile(path)
+		require.NoError(t, err)
+
+		limit(int64(len(before)) + 10)
+		err = d.record(deploy("v2"))
+		limit(-1)
+		require.ErrorContains(t, err, "couldn't record deployment: ")
+		require.ErrorContains(t, err, "file too large")
+		after, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.Equal(t, string(before), string(after), "what the failed write wrote is cut off")
+
+		require.NoError(t, d.record(deploy("v3")))
+		var got []string
+		for _, ev := range open().list("fraud") {
+			got = append(got, ev.Version)
+		}
+		require.Equal(t, []string{"v1", "v3"}, got)
+	})
 }
