@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/prometheustest"
+	"github.com/modelmon/modelmon/internal/statefile/statefiletest"
 )
 
 // settableClock is a clock a test sets.
@@ -371,4 +372,42 @@ func TestProposal(t *testing.T) {
 	p = a.proposal(al, now)
 	require.Equal(t, []string{`alertname="Pushed"`, `job="x"`}, p.Matchers)
 	require.Empty(t, p.Condition)
+}
+
+// A ledger write that fails partway (the disk fills) leaves the segment as
+// it was, the part written cut off, and its events are written at the next
+// commit: the ledger already did so, and a restart reads them all back.
+func TestLedgerFailedWrite(t *testing.T) {
+	statefiletest.WithFileLimit(t, func(limit func(int64)) {
+		t0 := time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC)
+		clock := &settableClock{t: t0}
+		dir := t.TempDir()
+		l, logs := openTestLedger(t, dir, clock, nil)
+		x := firingAlert(model.LabelSet{"alertname": "X"}, t0)
+		require.Equal(t, eventFired, l.observe(t0, x))
+		l.commit()
+		segs, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+		require.NoError(t, err)
+		require.Len(t, segs, 1)
+		before, err := os.ReadFile(segs[0])
+		require.NoError(t, err)
+
+		l.suppressed(t0, x, "hold", "held")
+		limit(int64(len(before)) + 10)
+		l.commit()
+		limit(-1)
+		require.Contains(t, logs.String(), "Failed to write the alert ledger, will retry")
+		require.Contains(t, logs.String(), "file too large")
+		after, err := os.ReadFile(segs[0])
+		require.NoError(t, err)
+		require.Equal(t, string(before), string(after), "what the failed write wrote is cut off")
+
+		l.commit()
+		require.NoError(t, l.close())
+		var events []string
+		l2, _ := openTestLedger(t, dir, clock, nil)
+		require.NoError(t, l2.read(t0, t0, func(e *Event) { events = append(events, e.Event) }))
+		require.NoError(t, l2.close())
+		require.Equal(t, []string{eventFired, eventSuppressed}, events)
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +23,8 @@ import (
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
+
+	"github.com/modelmon/modelmon/internal/statefile/statefiletest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -698,5 +701,39 @@ func TestStoredWithoutEntryRewrittenOnce(t *testing.T) {
 			require.NoError(t, ob.Close())
 		}
 		require.Empty(t, asked, "the second open reads the entries as stored")
+	})
+}
+
+// A message whose write fails (the disk fills partway through the commit)
+// is refused, and the outbox keeps what it held: bbolt commits whole or
+// not at all, and flushes each commit to the disk before Enqueue returns
+// (NoSync off). So a restart finds the messages enqueued before it.
+func TestFailedEnqueueLeavesTheLast(t *testing.T) {
+	statefiletest.WithFileLimit(t, func(limit func(int64)) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		opts := Options{Path: path, Senders: map[string]Sender{"webhook": newFakeSender()}}
+		ob, err := Open(opts)
+		require.NoError(t, err)
+		require.False(t, ob.db.NoSync, "each commit is flushed to the disk")
+		require.NoError(t, ob.Enqueue(msg("k1")))
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+
+		// Larger than the file: the commit must grow it.
+		big := msg("big")
+		big.Payload = fmt.Appendf(nil, `{"n":%q}`, strings.Repeat("x", 4*int(fi.Size())))
+		limit(fi.Size())
+		err = ob.Enqueue(big)
+		limit(-1)
+		require.ErrorContains(t, err, "file too large")
+		require.NoError(t, ob.Enqueue(msg("k2")))
+		require.NoError(t, ob.Close())
+
+		ob, err = Open(opts)
+		require.NoError(t, err)
+		defer ob.Close()
+		require.Equal(t, 2, ob.Stats().Pending, "k1 and k2, not the message that failed")
+		require.NoError(t, ob.Enqueue(big))
+		require.Equal(t, 3, ob.Stats().Pending)
 	})
 }
