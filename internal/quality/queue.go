@@ -10,6 +10,11 @@ type queue[T any] struct {
 	head, tail int32 // oldest, newest; -1 when empty
 	free       int32 // first free slot; -1 when none
 	n          int
+
+	// cursor is the slot a copy (copyTo) goes on from, -1 once it has
+	// passed the newest; copying says whether one is under way.
+	cursor  int32
+	copying bool
 }
 
 type slot[T any] struct {
@@ -18,7 +23,7 @@ type slot[T any] struct {
 }
 
 func newQueue[T any]() queue[T] {
-	return queue[T]{head: -1, tail: -1, free: -1}
+	return queue[T]{head: -1, tail: -1, free: -1, cursor: -1}
 }
 
 // push appends v as the newest value and returns its slot.
@@ -49,6 +54,9 @@ func (q *queue[T]) insert(v T, prev, next int32) int32 {
 		q.slots[next].prev = i
 	} else {
 		q.tail = i
+		if q.copying && q.cursor < 0 {
+			q.cursor = i // the copy, past the newest, reaches the new one
+		}
 	}
 	q.n++
 	return i
@@ -59,6 +67,9 @@ func (q *queue[T]) insert(v T, prev, next int32) int32 {
 func (q *queue[T]) remove(i int32) T {
 	s := &q.slots[i]
 	v := s.v
+	if i == q.cursor {
+		q.cursor = s.next // the copy goes on from the next
+	}
 	if s.prev >= 0 {
 		q.slots[s.prev].next = s.next
 	} else {
@@ -78,3 +89,27 @@ func (q *queue[T]) remove(i int32) T {
 
 // at returns a pointer to the value in slot i.
 func (q *queue[T]) at(i int32) *T { return &q.slots[i].v }
+
+// startCopy starts a copy of the values, oldest first, a chunk at a time
+// (copyTo), which the queue may change between: from the oldest value now.
+func (q *queue[T]) startCopy() {
+	q.cursor, q.copying = q.head, true
+}
+
+// copyTo appends to out at most n values from the copy's cursor on, and
+// moves the cursor past them; it reports whether the copy reached the
+// newest value, and ends it then. A value removed before the copy reaches
+// it is not in it (remove moves the cursor past one it points to); one
+// pushed is, once the copy reaches it; one pushed at the front is not.
+func (q *queue[T]) copyTo(out []T, n int) ([]T, bool) {
+	i := q.cursor
+	for ; i >= 0 && n > 0; n-- {
+		out = append(out, q.slots[i].v)
+		i = q.slots[i].next
+	}
+	q.cursor = i
+	if i < 0 {
+		q.copying = false
+	}
+	return out, i < 0
+}

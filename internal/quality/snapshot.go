@@ -50,13 +50,17 @@ const (
 var ErrCorrupt = errors.New("corrupt quality snapshot")
 
 // Snapshot writes the store's pending predictions, held labels and recently
-// removed ids to w in the format above. It holds the store's lock while it
-// writes.
+// removed ids to w in the format above. It copies them (snapshotCopy) and
+// encodes the copy, so that it holds the store's lock only while copying, a
+// chunk at a time: Observe and Label wait for one chunk at most.
 func (s *Store) Snapshot(w io.Writer) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	return s.snapshotCopy().write(w)
+}
+
+// write writes the copy in the format above.
+func (c *storeCopy) write(w io.Writer) error {
 	e := statefile.NewWriter(w, snapshotMagic, snapshotVersion)
-	o := s.opts
+	o := c.opts
 	e.Uvarint(uint64(o.MaxEntries))
 	e.Varint(int64(o.TTL))
 	e.Uvarint(uint64(o.MaxClasses))
@@ -66,15 +70,16 @@ func (s *Store) Snapshot(w io.Writer) error {
 	e.Uvarint(uint64(o.ExpireBatch))
 	e.Uvarint(uint64(o.MaxSegmentValues))
 
-	e.Uvarint(uint64(len(s.models)))
-	for _, m := range s.models {
+	e.Uvarint(uint64(len(c.models)))
+	for i := range c.models {
+		m := &c.models[i]
 		e.Str(m.name)
 		writeInterner(e, &m.classes)
 		e.Uvarint(uint64(len(m.sets)))
 		for _, set := range m.sets {
 			e.Uvarint(uint64(len(set)))
-			for _, c := range set {
-				e.Str(c)
+			for _, class := range set {
+				e.Str(class)
 			}
 		}
 		e.Uvarint(uint64(len(m.segs)))
@@ -84,9 +89,9 @@ func (s *Store) Snapshot(w io.Writer) error {
 		}
 	}
 
-	e.Uvarint(uint64(s.pending.n))
-	for i := s.pending.head; i >= 0; i = s.pending.slots[i].next {
-		en := s.pending.at(i)
+	e.Uvarint(uint64(len(c.pending)))
+	for i := range c.pending {
+		en := &c.pending[i]
 		e.Spill()
 		e.Str(en.id)
 		e.Uvarint(uint64(en.model))
@@ -114,9 +119,9 @@ func (s *Store) Snapshot(w io.Writer) error {
 		}
 	}
 
-	e.Uvarint(uint64(s.held.n))
-	for i := s.held.head; i >= 0; i = s.held.slots[i].next {
-		h := s.held.at(i)
+	e.Uvarint(uint64(len(c.held)))
+	for i := range c.held {
+		h := &c.held[i]
 		e.Spill()
 		e.Str(h.label.ID)
 		e.Str(h.label.Model)
@@ -133,10 +138,8 @@ func (s *Store) Snapshot(w io.Writer) error {
 		e.Varint(h.retryAt)
 	}
 
-	n := len(s.recent)
-	e.Uvarint(uint64(n))
-	for k := range n {
-		t := s.recent[(s.recentNext+k)%n]
+	e.Uvarint(uint64(len(c.recent)))
+	for _, t := range c.recent {
 		e.Spill()
 		e.Str(t.id)
 		e.Byte(byte(t.why))

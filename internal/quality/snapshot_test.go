@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -311,4 +313,157 @@ func FuzzRestore(f *testing.F) {
 		}
 		require.NoError(t, s.Snapshot(io.Discard))
 	})
+}
+
+// The lock is free while a snapshot encodes and writes: predictions are
+// observed and labels joined meanwhile, and the snapshot holds what was
+// there when it was copied.
+func TestSnapshotOutsideTheLock(t *testing.T) {
+	s := newStore(t, Options{MaxEntries: 100_000, TTL: time.Hour})
+	const n = 3 * copyChunk // more than one chunk, and more than a Writer's buffer
+	for i := range n {
+		s.Observe(t0, pred(fmt.Sprintf("p%d", i), "m", "a"))
+	}
+	writes := 0
+	w := writerFunc(func(p []byte) (int, error) {
+		writes++
+		require.True(t, s.mu.TryLock(), "the lock is held while writing")
+		s.mu.Unlock()
+		if writes == 1 {
+			s.Observe(t0, pred("new", "m", "a"))
+			_, r := s.Label(t0, Label{ID: "p0", Value: Class("a")})
+			require.Equal(t, ReasonMatched, r)
+		}
+		return len(p), nil
+	})
+	var buf bytes.Buffer
+	require.NoError(t, s.Snapshot(io.MultiWriter(&buf, w)))
+	require.Greater(t, writes, 1)
+
+	r, err := Restore(&buf, t0)
+	require.NoError(t, err)
+	require.Equal(t, n, r.Len())
+	_, reason := r.Label(t0, Label{ID: "p0", Value: Class("a")})
+	require.Equal(t, ReasonMatched, reason, "joined after the copy")
+	_, reason = r.Label(t0, Label{ID: "new", Value: Class("a")})
+	require.Equal(t, ReasonHeld, reason, "observed after the copy")
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A snapshot's copy goes on while the store is used between its chunks:
+// it skips what was removed before it got there, even the prediction it
+// was to copy next, whose slot a new one took; it reaches what was added;
+// and what moved after it was copied (a prediction matched, a held label
+// joined, an id forgotten and predicted again) is in it once, where it
+// went, so that it reads back.
+func TestSnapshotCopyWhileUsed(t *testing.T) {
+	const n = 3 * copyChunk
+	s := newStore(t, Options{MaxEntries: 10 * n, TTL: time.Hour, MaxRecent: 100, EarlyTTL: time.Hour})
+	id := func(i int) string { return fmt.Sprintf("p%d", i) }
+	for i := range n {
+		s.Observe(t0, pred(id(i), "m", "a"))
+	}
+	match := func(id string) {
+		t.Helper()
+		_, r := s.Label(t0, Label{ID: id, Value: Class("a")})
+		require.Equal(t, ReasonMatched, r, id)
+	}
+
+	k := s.startCopy()
+	require.False(t, k.step()) // p0 to p1023
+	k.keep()
+	// p0, copied, is matched and forgotten (100 ids are removed after
+	// it), then predicted again, with another class.
+	for i := range 101 {
+		match(id(i))
+	}
+	_, r := s.Observe(t0, pred(id(0), "m", "b"))
+	require.Equal(t, ReasonPending, r)
+	// The next to copy is matched, and its slot taken by a new prediction,
+	// the newest.
+	match(id(copyChunk))
+	s.Observe(t0, pred("new", "m", "a"))
+	// A label held before the copy gets to the held labels, joined after.
+	_, r = s.Label(t0, Label{ID: "early", Value: Class("a")})
+	require.Equal(t, ReasonHeld, r)
+	for k.phase < copyingRecent {
+		k.step()
+		k.keep()
+	}
+	_, r = s.Observe(t0, pred("early", "m", "a"))
+	require.Equal(t, ReasonMatched, r)
+	// And one copied among the first is matched.
+	match(id(500))
+	for !k.step() {
+		k.keep()
+	}
+	k.keep()
+
+	var buf bytes.Buffer
+	require.NoError(t, k.finish().write(&buf))
+	restored, err := Restore(&buf, t0)
+	require.NoError(t, err, "each id once")
+	// p1 to p3, matched after they were copied and forgotten since (100
+	// ids were removed after each), are in it as they were copied, as in
+	// a snapshot taken before they were matched.
+	require.Equal(t, s.Len()+3, restored.Len())
+	require.Zero(t, restored.Stats().Held, "early was joined")
+	label := func(id string) (Outcome, Reason) {
+		return restored.Label(t0, Label{ID: id, Value: Class("a")})
+	}
+	o, r := label(id(0))
+	require.Equal(t, ReasonMatched, r)
+	require.Equal(t, "b", o.Predicted, "the later prediction")
+	for _, id := range []string{id(1), id(3), id(copyChunk + 1), id(n - 1), "new"} {
+		_, r := label(id)
+		require.Equal(t, ReasonMatched, r, id)
+	}
+	for _, id := range []string{id(copyChunk), id(500), "early", id(100)} {
+		_, r := label(id)
+		require.Equal(t, ReasonDuplicate, r, "%s: remembered as matched", id)
+	}
+}
+
+// Snapshots taken while predictions are observed, matched, observed again
+// once forgotten, and labels held and joined, each read back, with every
+// prediction untouched meanwhile.
+func TestSnapshotWhileUsed(t *testing.T) {
+	const stable = 4 * copyChunk
+	s := newStore(t, Options{MaxEntries: 1_000_000, TTL: time.Hour, MaxRecent: 50, EarlyTTL: time.Hour})
+	for i := range stable {
+		s.Observe(t0, pred(fmt.Sprintf("s%d", i), "m", "a"))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// Predictions matched 100 steps on, whose ids come back
+			// 400 steps after that, long forgotten (MaxRecent); labels
+			// held for 100 steps before their prediction comes.
+			s.Observe(t0, pred(fmt.Sprintf("new%d", k%500), "m", strconv.Itoa(k%3)))
+			s.Label(t0, Label{ID: fmt.Sprintf("new%d", (k+400)%500), Value: Class("a")})
+			s.Label(t0, Label{ID: fmt.Sprintf("early%d", k), Value: Class("a")})
+			s.Observe(t0, pred(fmt.Sprintf("early%d", k-100), "m", "a"))
+		}
+	})
+	for range 20 {
+		var buf bytes.Buffer
+		require.NoError(t, s.Snapshot(&buf))
+		r, err := Restore(&buf, t0)
+		require.NoError(t, err, "each id once")
+		for i := range stable {
+			_, reason := r.Label(t0, Label{ID: fmt.Sprintf("s%d", i), Value: Class("a")})
+			require.Equal(t, ReasonMatched, reason, i)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }

@@ -34,6 +34,9 @@ type Store struct {
 	// recent is a ring of the last removed ids with why they were removed.
 	recent     []tomb
 	recentNext int
+	// remembered counts the ids remembered so far: the one remembered
+	// n-th (from 0) is at recent[n % MaxRecent] until MaxRecent more are.
+	remembered uint64
 
 	held      queue[heldLabel]
 	heldIndex map[string]int32
@@ -44,6 +47,13 @@ type Store struct {
 	handOff bool
 
 	stats counters
+
+	// copyMu makes Snapshot's copies take turns: they move the queues'
+	// cursors. touched holds, while one copies, the ids that entered the
+	// pending predictions, the held labels or the removed ids since it
+	// began, which it may have copied twice; nil otherwise.
+	copyMu  sync.Mutex
+	touched map[string]struct{}
 }
 
 // entry is a pending prediction. It is kept small: the id is the only string,
@@ -234,6 +244,7 @@ func (s *Store) Observe(now time.Time, p Prediction) (Outcome, Reason) {
 		s.stats.evicted++
 	}
 	s.index[e.id] = s.pending.push(e)
+	s.touch(e.id)
 	return Outcome{}, ReasonPending
 }
 
@@ -570,6 +581,7 @@ func (s *Store) pushHeld(h heldLabel, front bool) {
 	} else {
 		s.heldIndex[h.label.ID] = s.held.push(h)
 	}
+	s.touch(h.label.ID)
 }
 
 // dropHeld takes the i-th held label out of the store, uncounted.
@@ -585,6 +597,8 @@ func (s *Store) dropHeld(i int32) heldLabel {
 // remember records that id was removed and why, forgetting the oldest record
 // once MaxRecent are kept.
 func (s *Store) remember(id string, why Reason) {
+	s.touch(id)
+	s.remembered++
 	t := tomb{id: id, why: why}
 	if len(s.recent) < s.opts.MaxRecent {
 		s.index[id] = -1 - int32(len(s.recent))
@@ -598,6 +612,14 @@ func (s *Store) remember(id string, why Reason) {
 	s.recent[pos] = t
 	s.index[id] = -1 - int32(pos)
 	s.recentNext = (pos + 1) % len(s.recent)
+}
+
+// touch notes that id entered the pending predictions, the held labels or
+// the removed ids, if a snapshot is copying the store.
+func (s *Store) touch(id string) {
+	if s.touched != nil {
+		s.touched[id] = struct{}{}
+	}
 }
 
 // model returns the index and state of the named model, adding it if new.
