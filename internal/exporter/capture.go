@@ -577,7 +577,11 @@ func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payl
 func (o *observer) closeRecord(m *model, ds *driftState, rec *payload.Record, now time.Time) {
 	if ds.pred >= 0 {
 		if reason := ds.add(ds.pred, now, rec.Prediction); reason != "" {
-			m.featureNamedLocked(PredictionColumn).countInvalid(m, reason)
+			// Under the profile's name for the prediction, as its drift
+			// gauges and `exporter drift` name it: the column the
+			// training data held it in ("__prediction__" in a learned
+			// profile).
+			ds.featureLocked(m, ds.pred).countInvalid(m, reason)
 		}
 	}
 	if ds.mv != nil {
@@ -595,11 +599,7 @@ func (o *observer) closeRecord(m *model, ds *driftState, rec *payload.Record, no
 			continue
 		}
 		if reason := ds.add(k, now, payload.Value{}); reason != "" {
-			f := ds.feats[k]
-			if f == nil {
-				f = m.featureNamedLocked(ds.profile.Features[k].Name)
-			}
-			f.countInvalid(m, reason)
+			ds.featureLocked(m, k).countInvalid(m, reason)
 		}
 	}
 }

@@ -648,6 +648,15 @@ func (ds *driftState) indexOf(f *feature) int {
 	return f.idx
 }
 
+// featureLocked returns m's feature for profile feature k: the one seen in
+// traffic, or else the one of its name. The caller holds m.mu.
+func (ds *driftState) featureLocked(m *model, k int) *feature {
+	if f := ds.feats[k]; f != nil {
+		return f
+	}
+	return m.featureNamedLocked(ds.profile.Features[k].Name)
+}
+
 // add counts one value of profile feature i and returns the reason it is
 // invalid, if it is.
 func (ds *driftState) add(i int, now time.Time, v payload.Value) string {

@@ -51,7 +51,8 @@ func agreeCity(rng *rand.Rand) string {
 // carry what may be counted differently: missing and absent values, NaN,
 // infinity and "NA" as text, numbers as text, values out of the reference's
 // range, unseen, rare, differently cased or padded categories, categories
-// given as numbers, "null" as text and a category named "__other__".
+// given as numbers, "null" as text, a category named "__other__", and
+// predictions out of range or missing.
 func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (push, jsonl string) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 23))
@@ -101,7 +102,13 @@ func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (
 		case 16:
 			feats["a"] = "Infinity"
 		}
-		score := rng.Float64()
+		var score any = rng.Float64()
+		switch i % 23 {
+		case 17:
+			score = 2.0 // out of range
+		case 18:
+			score = nil
+		}
 		line, err := json.Marshal(map[string]any{"model": model, "features": feats, "prediction": score})
 		require.NoError(t, err)
 		p.Write(line)
@@ -207,12 +214,21 @@ func TestDriftViolationsAgree(t *testing.T) {
 	require.Positive(t, a.Violations["inf"], `"Infinity" as text`)
 	require.Positive(t, a.Violations["missing"], "null and absent")
 	require.Positive(t, b.Violations["type"], `"NA" in JSON`)
+	i := slices.IndexFunc(r.Features, func(f driftcli.FeatureResult) bool { return f.Prediction })
+	require.GreaterOrEqual(t, i, 0)
+	score := r.Features[i]
+	require.Equal(t, "score", score.Name)
+	require.Positive(t, score.Violations["out_of_range"], "a prediction of 2")
+	require.Positive(t, score.Violations["missing"], "a prediction of null")
+	require.Zero(t, metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": PredictionColumn, "reason": "out_of_range"}),
+		"the prediction goes by one name")
 }
 
 // requireViolationsAgree checks that model's invalid-value counters in the
 // sidecar are, feature by feature and reason by reason, the violations of
 // the report r, for the features named in only (all when nil). The
 // reconstruction error's are left out: the sidecar does not count them.
+// The prediction's go by the profile's name for it, in both.
 func requireViolationsAgree(t *testing.T, e *Exporter, model string, r *driftcli.Report, only []string) {
 	t.Helper()
 	checked := 0
@@ -221,12 +237,8 @@ func requireViolationsAgree(t *testing.T, e *Exporter, model string, r *driftcli
 			continue
 		}
 		checked++
-		name := f.Name
-		if f.Prediction {
-			name = PredictionColumn // as the sidecar names the prediction there
-		}
 		for _, v := range drift.Violations() {
-			live := metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": model, "feature": name, "reason": v.String()})
+			live := metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": model, "feature": f.Name, "reason": v.String()})
 			require.Equal(t, float64(f.Violations[v.String()]), live, "%s: %s", f.Name, v)
 		}
 	}
