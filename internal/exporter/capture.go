@@ -586,9 +586,14 @@ func (o *observer) closeRecord(m *model, ds *driftState, rec *payload.Record, no
 	}
 	if ds.mv != nil {
 		// The record's reconstruction error, from the values it gave (the
-		// others count as the reference's means); none without any.
+		// others count as the reference's means), checked as any value
+		// is: one above the reference's range is a record unlike all of
+		// its rows. A record without any has none, and no missing value
+		// either: its features' own windows count what it lacked.
 		if ds.mvN > 0 {
-			ds.add(ds.mvErr, now, payload.Value{Kind: payload.KindNumber, Num: ds.mv.Error(ds.mvX)})
+			if reason := ds.add(ds.mvErr, now, payload.Value{Kind: payload.KindNumber, Num: ds.mv.Error(ds.mvX)}); reason != "" {
+				ds.featureLocked(m, ds.mvErr).countInvalid(m, reason)
+			}
 		} else {
 			ds.seen[ds.mvErr] = ds.epoch
 		}

@@ -222,18 +222,27 @@ func TestDriftViolationsAgree(t *testing.T) {
 	require.Positive(t, score.Violations["missing"], "a prediction of null")
 	require.Zero(t, metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": PredictionColumn, "reason": "out_of_range"}),
 		"the prediction goes by one name")
+	// The reconstruction error of a record far from the reference (a of
+	// 1e6) is out of its range; a record without a nor b has none, and
+	// no missing one.
+	i = slices.IndexFunc(r.Features, func(f driftcli.FeatureResult) bool { return f.Name == drift.ReconstructionError })
+	require.GreaterOrEqual(t, i, 0)
+	rerr := r.Features[i]
+	require.Positive(t, rerr.Violations["out_of_range"])
+	require.Zero(t, rerr.Violations["missing"])
+	require.Less(t, rerr.N, int64(600), "records without a or b have no error")
 }
 
 // requireViolationsAgree checks that model's invalid-value counters in the
 // sidecar are, feature by feature and reason by reason, the violations of
-// the report r, for the features named in only (all when nil). The
-// reconstruction error's are left out: the sidecar does not count them.
-// The prediction's go by the profile's name for it, in both.
+// the report r, for the features named in only (all when nil), the
+// reconstruction error's included. The prediction's go by the profile's
+// name for it, in both.
 func requireViolationsAgree(t *testing.T, e *Exporter, model string, r *driftcli.Report, only []string) {
 	t.Helper()
 	checked := 0
 	for _, f := range r.Features {
-		if f.Name == drift.ReconstructionError || only != nil && !slices.Contains(only, f.Name) {
+		if only != nil && !slices.Contains(only, f.Name) {
 			continue
 		}
 		checked++
@@ -301,7 +310,7 @@ func TestDriftCSVAgreesWithOffline(t *testing.T) {
 		require.Equal(t, float64(f.N), metricValue(t, e, collector.FeatureDriftWindowValues, l), "%s: values", f.Name)
 		require.InDelta(t, f.Scores["missing"], metricValue(t, e, collector.FeatureDriftMissingDelta, l), 1e-12, "%s: missing rate", f.Name)
 	}
-	requireViolationsAgree(t, e, "m", r, inputs)
+	requireViolationsAgree(t, e, "m", r, append(inputs, drift.ReconstructionError))
 	a := r.Features[0]
 	require.Equal(t, "a", a.Name)
 	require.Positive(t, a.Violations["missing"], "pandas' markers")
