@@ -151,8 +151,8 @@ type learner struct {
 
 // learnColumn holds a column's values, one per record in both slices: a
 // number (NaN when the record gave none) and a string ("" when it gave
-// none), so that the columns stay aligned row by row, as the multivariate
-// reference needs them.
+// none, or the text of a number read from CSV), so that the columns stay
+// aligned row by row, as the multivariate reference needs them.
 type learnColumn struct {
 	num     []float64
 	str     []string
@@ -188,7 +188,9 @@ func (l *learner) value(name string, v payload.Value) {
 	x, s := math.NaN(), ""
 	switch v.Kind {
 	case payload.KindNumber, payload.KindBool:
-		x = v.Num
+		// A number with its text (a CSV cell) keeps it, should the column
+		// turn out categorical: "007" is not 7 there.
+		x, s = v.Num, string(v.Str)
 	case payload.KindString:
 		s, c.strings = string(v.Str), true
 	}
@@ -196,7 +198,8 @@ func (l *learner) value(name string, v payload.Value) {
 }
 
 // columns returns what was learned, row by row: a column is categorical as
-// soon as it held one string (its numbers are then written as strings).
+// soon as it held one string (its numbers are then written as strings: as
+// the text they came in, from CSV, else in Go's shortest form).
 func (l *learner) columns() []drift.Column {
 	out := make([]drift.Column, 0, len(l.order))
 	for _, name := range l.order {
@@ -665,6 +668,13 @@ func (ds *driftState) add(i int, now time.Time, v payload.Value) string {
 	var viol drift.Violation
 	switch v.Kind {
 	case payload.KindNumber, payload.KindBool:
+		if v.Str != nil && ds.profile.Features[i].Kind == drift.Categorical {
+			// A number in text without types (a CSV cell) given to a
+			// categorical feature is that text, "007" and not 7, as a
+			// string in JSON is and as `exporter drift` reads the column.
+			viol = w.AddBytes(now, v.Str)
+			break
+		}
 		viol = w.Add(now, v.Num)
 	case payload.KindString:
 		viol = w.AddBytes(now, v.Str)

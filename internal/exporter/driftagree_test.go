@@ -256,37 +256,26 @@ func requireViolationsAgree(t *testing.T, e *Exporter, model string, r *driftcli
 
 // A CSV request (MLflow's text/csv) and `exporter drift` on the same CSV
 // read it alike: pandas' markers of a missing value (NA, null, None, NaN,
-// #N/A, …) are missing values in both, NAN (not one of them) a NaN, other
-// text a string; values, missing values and violations agree, feature by
-// feature.
+// #N/A, …) are missing values in both, NAN (not one of them) a NaN in a
+// numeric column, other text a string, and a number in a categorical
+// column ("Inf", "007") its text; values, missing values and violations
+// agree, feature by feature.
 func TestDriftCSVAgreesWithOffline(t *testing.T) {
 	ref := agreeReference(t, 3000)
 	var rows []string
 	rng := rand.New(rand.NewPCG(71, 72))
-	// The sidecar reads a CSV cell that is a number as a number, where
-	// `exporter drift` reads a categorical column as text: numbers (NAN,
-	// Inf) go into the numeric columns only.
-	odd := []string{"NA", "null", "None", "NaN", "", "#N/A", "<NA>", "N/A", "nan", "NULL", "n.a.", "__other__", "NAN", "Inf"}
+	// Each odd value goes into every column: their number is prime to 4.
+	odd := []string{"NA", "null", "None", "NaN", "", "#N/A", "<NA>", "N/A", "nan", "NULL", "n.a.", "__other__", "NAN", "Inf", "-Infinity", "007", "7"}
+	require.Equal(t, 1, len(odd)%2)
 	for i := range 400 {
 		a := rng.NormFloat64()
 		fields := []string{fmt.Sprintf("%.4f", a), fmt.Sprintf("%.4f", 2*a+0.5*rng.NormFloat64()), agreeCity(rng), []string{"basic", "pro", "pro"}[rng.IntN(3)]}
 		if i%3 == 0 {
-			col, v := i%4, odd[(i/3)%len(odd)]
-			if col >= 2 && (v == "NAN" || v == "Inf") {
-				col -= 2
-			}
-			fields[col] = v
+			fields[i%4] = odd[(i/3)%len(odd)]
 		}
 		rows = append(rows, strings.Join(fields, ","))
 	}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		n := strings.Count(strings.TrimSpace(string(body)), "\n") // rows after the header
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"predictions": [%s]}`, strings.TrimSuffix(strings.Repeat("0.5,", n), ","))
-	}))
-	t.Cleanup(up.Close)
-	e := startExporter(t, up.URL, func(o *Options) { o.Drift = driftOptions(ref) })
+	e := startExporter(t, csvUpstream(t).URL, func(o *Options) { o.Drift = driftOptions(ref) })
 	const header = "a,b,city,plan\n"
 	for i := 0; i < len(rows); i += 50 {
 		st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/invocations", header+strings.Join(rows[i:i+50], "\n")+"\n",
@@ -311,11 +300,86 @@ func TestDriftCSVAgreesWithOffline(t *testing.T) {
 		require.InDelta(t, f.Scores["missing"], metricValue(t, e, collector.FeatureDriftMissingDelta, l), 1e-12, "%s: missing rate", f.Name)
 	}
 	requireViolationsAgree(t, e, "m", r, append(inputs, drift.ReconstructionError))
-	a := r.Features[0]
+	a, city := r.Features[0], r.Features[2]
 	require.Equal(t, "a", a.Name)
 	require.Positive(t, a.Violations["missing"], "pandas' markers")
 	require.Positive(t, a.Violations["nan"], "NAN")
+	require.Positive(t, a.Violations["inf"], "Inf")
 	require.Positive(t, a.Violations["type"], "n.a.")
+	require.Equal(t, "city", city.Name)
+	require.Zero(t, city.Violations["nan"]+city.Violations["inf"], "NAN and Inf are categories there")
+	require.Positive(t, city.Violations["unseen_category"])
+}
+
+// csvUpstream is a model server that answers a CSV request with one score
+// per row.
+func csvUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n := strings.Count(strings.TrimSpace(string(body)), "\n") // rows after the header
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"predictions": [%s]}`, strings.TrimSuffix(strings.Repeat("0.5,", n), ","))
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
+
+// A categorical feature whose categories look like numbers ("007", zip
+// codes) gets them as categories from a CSV request, as from JSON strings
+// and as `exporter drift` reads the column: not the number 7, an unseen
+// category. A reference the sidecar learns from CSV traffic keeps them so
+// too.
+func TestDriftCSVCategoricalNumbers(t *testing.T) {
+	zips := []string{"007", "010", "020", "00A"}
+	rng := rand.New(rand.NewPCG(81, 82))
+	var train, batch strings.Builder
+	train.WriteString("amount,zip\n")
+	batch.WriteString("amount,zip\n")
+	for i := range 1500 {
+		row := fmt.Sprintf("%.3f,%s\n", 100+20*rng.NormFloat64(), zips[rng.IntN(len(zips))])
+		train.WriteString(row)
+		if i < 300 {
+			batch.WriteString(row)
+		}
+	}
+	dir := t.TempDir()
+	ref, cur := filepath.Join(dir, "train.csv"), filepath.Join(dir, "batch.csv")
+	require.NoError(t, os.WriteFile(ref, []byte(train.String()), 0o644))
+	require.NoError(t, os.WriteFile(cur, []byte(batch.String()), 0o644))
+	up := csvUpstream(t)
+	post := func(e *Exporter, model string) {
+		st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/invocations", batch.String(), "Content-Type", "text/csv", "X-Model-Name", model)
+		require.Equal(t, 200, st, body)
+		waitIdle(t, e)
+	}
+
+	opts := driftOptions(ref)
+	opts.PredictionColumn = ""
+	e := startExporter(t, up.URL, func(o *Options) { o.Drift = opts })
+	post(e, "m")
+	c := driftcli.DriftCommand{Reference: ref, Current: cur, MinSamples: 50}
+	r, err := c.Report(driftcli.Env{})
+	require.NoError(t, err)
+	zip := r.Features[1]
+	require.Equal(t, "zip", zip.Name)
+	require.Empty(t, zip.Violations)
+	l := map[string]string{"model": "m", "feature": "zip", "window": "1h"}
+	require.Equal(t, float64(zip.N), metricValue(t, e, collector.FeatureDriftWindowValues, l))
+	require.InDelta(t, zip.Scores["psi"], metricValue(t, e, collector.FeatureDriftPSI, l), 1e-9)
+	require.Positive(t, metricValue(t, e, collector.FeatureBinTotal, map[string]string{"model": "m", "feature": "zip", "bin": "007"}))
+	requireViolationsAgree(t, e, "m", r, []string{"zip"})
+
+	// Learned from the same rows, the reference has the category "007".
+	learn := driftOptions("")
+	learn.LearnSamples = 300
+	e = startExporter(t, up.URL, func(o *Options) { o.Drift = learn })
+	post(e, "m")
+	require.Equal(t, 1.0, metricValue(t, e, collector.DriftReferenceInfo, map[string]string{"model": "m", "source": "learned"}))
+	require.Positive(t, metricValue(t, e, collector.FeatureReferenceRatio, map[string]string{"model": "m", "feature": "zip", "bin": "007"}))
+	post(e, "m")
+	require.Zero(t, metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": "zip", "reason": "unseen_category"}))
+	require.Equal(t, 300.0, metricValue(t, e, collector.FeatureDriftWindowValues, l))
 }
 
 func boolValue(b bool) float64 {

@@ -17,9 +17,9 @@ import (
 // {"columns": [...], "data": [[...], ...]}, built in the parser's arena, for
 // dataframeSplit. A cell is missing when pandas reads it as NaN (empty, NA,
 // null, NaN, …: drift.IsCSVMissing, as `exporter drift` reads CSV), a
-// boolean for True/False (as pandas reads them), a number when it reads as
-// one, else a string. It stops at maxInstances+1 rows: dataframeSplit
-// reports more.
+// boolean for True/False (as pandas reads them), else a string, which
+// csvNumbers then reads as a number when it is one. It stops at
+// maxInstances+1 rows: dataframeSplit reports more.
 func (p *Parser) csvDataFrame(body []byte) (*fastjson.Value, bool) {
 	r := csv.NewReader(bytes.NewReader(body))
 	r.ReuseRecord = true
@@ -62,8 +62,26 @@ func csvCell(a *fastjson.Arena, cell string) *fastjson.Value {
 	case "False", "false", "FALSE":
 		return a.NewFalse()
 	}
-	if f, err := strconv.ParseFloat(cell, 64); err == nil {
-		return a.NewNumberFloat64(f)
-	}
 	return a.NewString(cell)
+}
+
+// csvNumbers turns the string values of b that read as numbers into
+// numbers, keeping their text in Value.Str. CSV has no types: pandas types
+// a column as a whole, and so does `exporter drift`, so a categorical
+// column's "007" or "Inf" is that text, not 7 or infinity. A cell alone
+// can't tell which its column is; whoever knows the feature (the drift
+// reference) reads a categorical one's text.
+func csvNumbers(b *Batch) {
+	// By record: a record's features may be in an older array of b.feats.
+	for i := range b.Records {
+		for j := range b.Records[i].Features {
+			v := &b.Records[i].Features[j].Value
+			if v.Kind != KindString {
+				continue
+			}
+			if f, err := strconv.ParseFloat(string(v.Str), 64); err == nil {
+				v.Kind, v.Num = KindNumber, f
+			}
+		}
+	}
 }

@@ -1,8 +1,11 @@
 package payload
 
 import (
+	"math"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // MLflow's scoring server takes CSV as pandas reads it: a header row, then a
@@ -38,4 +41,34 @@ func TestMLflowCSV(t *testing.T) {
 		{name: "not CSV either", format: FormatMLflow, req: strings.Repeat("\"", 3), reason: ReasonInvalidJSON},
 		{name: "truncated JSON, a header without rows", format: FormatMLflow, req: `[1, 2, 3`, reason: ReasonInvalidJSON},
 	})
+}
+
+// A CSV cell that reads as a number is a number that keeps its text: CSV
+// has no types, and a categorical column's "007" is not 7 (csvNumbers). A
+// JSON number has no text.
+func TestMLflowCSVNumbersKeepTheirText(t *testing.T) {
+	p := NewParser(Options{})
+	var b Batch
+	require.NoError(t, p.Parse(FormatMLflow, []byte("zip,x,city,nan\n007,1e3,DE,NAN\n"), nil, &b))
+	require.Len(t, b.Records, 1)
+	want := []struct {
+		kind Kind
+		num  float64
+		text string
+	}{{KindNumber, 7, "007"}, {KindNumber, 1000, "1e3"}, {KindString, 0, "DE"}, {KindNumber, math.NaN(), "NAN"}}
+	for i, f := range b.Records[0].Features {
+		require.Equal(t, want[i].kind, f.Value.Kind, string(f.Name))
+		if want[i].kind == KindNumber {
+			require.Equal(t, math.IsNaN(want[i].num), math.IsNaN(f.Value.Num), string(f.Name))
+			if !math.IsNaN(want[i].num) {
+				require.Equal(t, want[i].num, f.Value.Num, string(f.Name))
+			}
+		}
+		require.Equal(t, want[i].text, string(f.Value.Str), string(f.Name))
+	}
+
+	b.Reset()
+	require.NoError(t, p.Parse(FormatMLflow, []byte(`{"dataframe_split": {"columns": ["zip"], "data": [[7]]}}`), nil, &b))
+	require.Equal(t, KindNumber, b.Records[0].Features[0].Value.Kind)
+	require.Nil(t, b.Records[0].Features[0].Value.Str)
 }

@@ -185,7 +185,9 @@ func (p *Parser) parseTree(f Format, req, resp []byte, dst *Batch) error {
 		err = p.oipRequest(root, dst)
 	case FormatMLflow:
 		if csvFrame {
-			err = p.dataframeSplit(dst, root, "csv")
+			if err = p.dataframeSplit(dst, root, "csv"); err == nil {
+				csvNumbers(dst)
+			}
 		} else {
 			err = p.mlflowRequest(root, dst)
 		}

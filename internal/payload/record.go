@@ -9,7 +9,9 @@ const (
 	KindMissing Kind = iota
 	// KindNumber is a number in Value.Num, including NaN and ±Inf.
 	KindNumber
-	// KindString is a string in Value.Str. Numeric strings stay strings.
+	// KindString is a string in Value.Str. Numeric strings stay strings
+	// (in JSON; a CSV cell that reads as a number is a KindNumber that
+	// keeps its text).
 	KindString
 	// KindBool is a boolean in Value.Num as 0 or 1.
 	KindBool
@@ -29,7 +31,11 @@ func (k Kind) String() string {
 type Value struct {
 	Kind Kind
 	Num  float64 // KindNumber, or KindBool as 0/1
-	Str  []byte  // KindString; points into the Parser's memory
+	// Str is a KindString's text. A KindNumber read from text that has no
+	// types of its own (a CSV cell) keeps that text here too, for a
+	// categorical feature, whose "007" is not 7; other numbers have none.
+	// It points into the Parser's memory.
+	Str []byte
 }
 
 // Feature is a named input value of one instance.
