@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
@@ -381,6 +383,66 @@ func TestDriftCSVCategoricalNumbers(t *testing.T) {
 	require.Zero(t, metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": "zip", "reason": "unseen_category"}))
 	require.Equal(t, 300.0, metricValue(t, e, collector.FeatureDriftWindowValues, l))
 }
+
+// NaN and ±Inf pushed to the sidecar (bare, as Python's json.dumps writes
+// them) and the same values in a Parquet file given to `exporter drift`
+// are "nan" and "inf" violations in both, and a null a missing value:
+// values, missing values and violations agree, feature by feature.
+func TestDriftParquetAgreesWithOffline(t *testing.T) {
+	type row struct {
+		A     *float64 `parquet:"a,optional"`
+		B     *float64 `parquet:"b,optional"`
+		City  string   `parquet:"city"`
+		Plan  string   `parquet:"plan"`
+		Score float64  `parquet:"score"`
+	}
+	ref := agreeReference(t, 3000)
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.Drift = driftOptions(ref) })
+	rng := rand.New(rand.NewPCG(91, 92))
+	var rows []row
+	var push []string
+	for i := range 400 {
+		a := rng.NormFloat64()
+		b := 2*a + 0.5*rng.NormFloat64()
+		r := row{A: &a, B: &b, City: agreeCity(rng), Plan: []string{"basic", "pro", "pro"}[rng.IntN(3)], Score: rng.Float64()}
+		aText := fmt.Sprint(a)
+		switch i % 7 {
+		case 1:
+			r.A, aText = ptr(math.NaN()), "NaN"
+		case 2:
+			r.A, aText = ptr(math.Inf(1)), "Infinity"
+		case 3:
+			r.A, aText = ptr(math.Inf(-1)), "-Infinity"
+		case 4:
+			r.A, aText = nil, "null"
+		}
+		rows = append(rows, r)
+		push = append(push, fmt.Sprintf(`{"model":"m","features":{"a":%s,"b":%v,"city":%q,"plan":%q},"prediction":%v}`, aText, b, r.City, r.Plan, r.Score))
+	}
+	pushRecordsRaw(t, e, push...)
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[row](&buf)
+	_, err := w.Write(rows)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	cur := filepath.Join(t.TempDir(), "batch.parquet")
+	require.NoError(t, os.WriteFile(cur, buf.Bytes(), 0o644))
+
+	c := driftcli.DriftCommand{Reference: ref, Current: cur, MinSamples: 50, Build: driftcli.BuildFlags{Prediction: "score"}}
+	r, err := c.Report(driftcli.Env{})
+	require.NoError(t, err)
+	for _, f := range r.Features {
+		l := map[string]string{"model": "m", "feature": f.Name, "window": "1h"}
+		require.Equal(t, float64(f.N), metricValue(t, e, collector.FeatureDriftWindowValues, l), "%s: values", f.Name)
+		require.InDelta(t, f.Scores["missing"], metricValue(t, e, collector.FeatureDriftMissingDelta, l), 1e-12, "%s: missing rate", f.Name)
+	}
+	requireViolationsAgree(t, e, "m", r, nil)
+	a := r.Features[0]
+	require.Equal(t, "a", a.Name)
+	require.Equal(t, map[string]uint64{"nan": 57, "inf": 114, "missing": 57}, a.Violations)
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func boolValue(b bool) float64 {
 	if b {

@@ -10,7 +10,10 @@
 // decimals, dates, timestamps and times of day are numeric (booleans 1 and 0,
 // dates in days, timestamps in seconds since the epoch and times of day in
 // seconds since midnight); strings, enums and other byte arrays are categorical, unless
-// drift.ReadOptions force a kind. Nulls, NaN and ±Inf are missing. Repeated
+// drift.ReadOptions force a kind. Nulls are missing (drift.NA); NaN and ±Inf
+// of floating point columns are those numbers, as in CSV and JSON Lines,
+// which `exporter drift` counts as "nan" and "inf" violations, as the
+// sidecar counts them, and BuildProfile as missing. Repeated
 // columns (lists, maps) have no single value per row: they are an error when
 // selected (drift.ReadOptions.Columns), and left out otherwise.
 package parquetdata
@@ -337,11 +340,7 @@ func converter(t parquet.Type, elem *format.SchemaElement) (func(parquet.Value) 
 	lt := t.LogicalType()
 	if t.Kind() == parquet.FixedLenByteArray && t.Length() == 2 && (isFloat16(lt) || elem != nil && isFloat16(&elem.LogicalType)) {
 		return func(v parquet.Value) string {
-			x := halfFloat(v.ByteArray())
-			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return ""
-			}
-			return strconv.FormatFloat(x, 'g', -1, 64)
+			return strconv.FormatFloat(halfFloat(v.ByteArray()), 'g', -1, 64)
 		}, true
 	}
 	var decimalScale int32 = -1
@@ -350,12 +349,9 @@ func converter(t parquet.Type, elem *format.SchemaElement) (func(parquet.Value) 
 			decimalScale = d.Scale
 		}
 	}
-	num := func(x float64) string {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return ""
-		}
-		return strconv.FormatFloat(x, 'g', -1, 64)
-	}
+	// NaN and ±Inf become "NaN", "+Inf" and "-Inf", which drift reads
+	// back as those numbers: only a null is missing.
+	num := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	// Timestamps become seconds since the epoch, and times of day seconds
 	// since midnight, whatever the unit they are stored in.
 	var perSecond float64

@@ -77,35 +77,61 @@ func TestParquetTesting(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "b_struct.b_c_int", cols[0].Name)
 	for _, v := range cols[0].Num {
-		require.True(t, math.IsNaN(v))
+		require.True(t, drift.IsNA(v))
 	}
 	cols, err = readFile(t, "single_nan.parquet", drift.ReadOptions{})
 	require.NoError(t, err)
-	require.True(t, math.IsNaN(cols[0].Num[0]))
+	require.True(t, drift.IsNA(cols[0].Num[0]), "a null, whatever its name")
+}
+
+// NaN and ±Inf in float and double columns are those numbers, not missing
+// values: `exporter drift` counts them as "nan" and "inf" violations, as
+// it does in CSV and JSON Lines and as the sidecar does. A null is missing.
+func TestNonFinite(t *testing.T) {
+	type row struct {
+		D *float64 `parquet:"d,optional"`
+		F *float32 `parquet:"f,optional"`
+	}
+	var rows []row
+	for _, x := range []float64{1.5, math.NaN(), math.Inf(1), math.Inf(-1)} {
+		f := float32(x)
+		rows = append(rows, row{&x, &f})
+	}
+	rows = append(rows, row{})
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[row](&buf)
+	_, err := w.Write(rows)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	cols, err := Read("batch.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()), drift.ReadOptions{})
+	require.NoError(t, err)
+	want := []float64{1.5, math.NaN(), math.Inf(1), math.Inf(-1), drift.NA()}
+	requireNums(t, want, byName(cols)["d"].Num)
+	requireNums(t, want, byName(cols)["f"].Num)
 }
 
 // FLOAT16 and TIME columns, as Apache Arrow writes them
 // (testdata/float16_time/main.go wrote the file): half-precision numbers,
 // and times of day in seconds since midnight whatever their unit, as
-// timestamps are in seconds since the epoch. NaN and ±Inf are missing, as
-// in the other float columns.
+// timestamps are in seconds since the epoch. NaN and ±Inf are those
+// numbers, as in the other float columns; a null is missing.
 func TestFloat16AndTime(t *testing.T) {
 	cols, err := readFile(t, "float16_time.parquet", drift.ReadOptions{})
 	require.NoError(t, err)
 	c := byName(cols)
-	nan := math.NaN()
+	nan, na := math.NaN(), drift.NA()
 	requireNums(t, []float64{
 		1.5, -2.25, 65504, // the largest half
 		math.Ldexp(1, -14), // the smallest normal
 		math.Ldexp(1, -24), // the smallest subnormal
 		0,
-		-1023 * math.Ldexp(1, -24), // the largest subnormal, negative
-		0.0999755859375,            // 0.1 in half precision
-		nan, nan, nan, nan,         // NaN, +Inf, -Inf, null
+		-1023 * math.Ldexp(1, -24),         // the largest subnormal, negative
+		0.0999755859375,                    // 0.1 in half precision
+		nan, math.Inf(1), math.Inf(-1), na, // NaN, +Inf, -Inf, null
 	}, c["f16"].Num)
-	requireNums(t, []float64{49530.25, 0, 86399.999, 0.001, 0.5, 3600, 60, 43200, 1, 2, 3, nan}, c["time_ms"].Num)
-	requireNums(t, []float64{49530.250007, 0.000007, 86399.999007, 0.001007, 0.500007, 3600.000007, 60.000007, 43200.000007, 1.000007, 2.000007, 3.000007, nan}, c["time_us"].Num)
-	requireNums(t, []float64{49530.250000009, 0.000000009, 86399.999000009, 0.001000009, 0.500000009, 3600.000000009, 60.000000009, 43200.000000009, 1.000000009, 2.000000009, 3.000000009, nan}, c["time_ns"].Num)
+	requireNums(t, []float64{49530.25, 0, 86399.999, 0.001, 0.5, 3600, 60, 43200, 1, 2, 3, na}, c["time_ms"].Num)
+	requireNums(t, []float64{49530.250007, 0.000007, 86399.999007, 0.001007, 0.500007, 3600.000007, 60.000007, 43200.000007, 1.000007, 2.000007, 3.000007, na}, c["time_us"].Num)
+	requireNums(t, []float64{49530.250000009, 0.000000009, 86399.999000009, 0.001000009, 0.500000009, 3600.000000009, 60.000000009, 43200.000000009, 1.000000009, 2.000000009, 3.000000009, na}, c["time_ns"].Num)
 
 	// Forced categorical, a half is its number as text, not its bytes.
 	cols, err = readFile(t, "float16_time.parquet", drift.ReadOptions{Columns: []string{"f16"}, Categorical: []string{"f16"}})
@@ -126,16 +152,22 @@ func TestHalfFloat(t *testing.T) {
 	require.True(t, math.IsNaN(halfFloat([]byte{1})))
 }
 
-// requireNums compares numbers, NaN (missing) included, within rounding.
+// requireNums compares numbers within rounding: a missing value
+// (drift.NA), a NaN that is not one, and ±Inf exactly.
 func requireNums(t *testing.T, want, got []float64) {
 	t.Helper()
 	require.Len(t, got, len(want))
 	for i := range want {
-		if math.IsNaN(want[i]) {
-			require.True(t, math.IsNaN(got[i]), "value %d: %v", i, got[i])
-			continue
+		switch {
+		case drift.IsNA(want[i]):
+			require.True(t, drift.IsNA(got[i]), "value %d: %v, want missing", i, got[i])
+		case math.IsNaN(want[i]):
+			require.True(t, math.IsNaN(got[i]) && !drift.IsNA(got[i]), "value %d: %v, want a NaN that is not missing", i, got[i])
+		case math.IsInf(want[i], 0):
+			require.Equal(t, want[i], got[i], "value %d", i)
+		default:
+			require.InDelta(t, want[i], got[i], 1e-15*math.Max(1, math.Abs(want[i])), "value %d", i)
 		}
-		require.InDelta(t, want[i], got[i], 1e-15*math.Max(1, math.Abs(want[i])), "value %d", i)
 	}
 }
 
