@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/modelmon/modelmon/drift/nonfinite"
 )
 
 // ReadJSONL reads reference data from JSON Lines, one object per line, for
@@ -23,8 +25,13 @@ import (
 // means the members of that object are missing on that line: it makes no
 // column "a" of its own, unless ReadOptions names one. Numbers are read
 // as float64 (and as their shortest text in a categorical column, as the sidecar
-// formats them), true and false as 1 and 0. Types are inferred and forced as in
-// ReadCSV. Blank lines are skipped.
+// formats them), true and false as 1 and 0. The words NaN, Infinity and
+// -Infinity that Python's json module writes (pandas' missing values among
+// them) are numbers, as the push API reads them, as is a number too large
+// for a float64 (1e999, infinite): NaN and ±Inf, which the checks count as
+// "nan" and "inf" violations, as the sidecar does ("NaN", "+Inf" and "-Inf"
+// in a categorical column). Types are inferred and forced as in ReadCSV.
+// Blank lines are skipped.
 func ReadJSONL(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 	br := skipBOM(r)
 	t := &table{byName: map[string]*colBuf{}, keep: opts.Columns, opts: opts}
@@ -121,19 +128,22 @@ func (t *table) addJSONLine(line []byte) error {
 	case string(trimmed) == "{":
 		return errors.New("an object split over several lines: JSON Lines has one object per line")
 	}
+	// NaN, Infinity and -Infinity become strings that stand for them,
+	// which encoding/json decodes.
+	q := nonfinite.Quote(line)
 	// Unmarshal checks the syntax first: its errors have the byte offset in the line.
-	if err := json.Unmarshal(line, new(json.RawMessage)); err != nil {
+	if err := json.Unmarshal(q, new(json.RawMessage)); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return &lineError{offset: se.Offset, err: err}
+			return &lineError{offset: nonfinite.Offset(q, se.Offset), err: err}
 		}
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(line))
+	dec := json.NewDecoder(bytes.NewReader(q))
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return syntaxError(dec, err)
+		return syntaxError(dec, q, err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return errors.New("not a JSON object")
@@ -159,7 +169,7 @@ func (t *table) addJSONLine(line []byte) error {
 			ferr = fmt.Errorf("column %q: %w", key, err)
 		}
 	}
-	if err := flattenObject(dec, "", emit); err != nil {
+	if err := flattenObject(dec, q, "", emit); err != nil {
 		return err
 	}
 	if ferr != nil {
@@ -167,7 +177,7 @@ func (t *table) addJSONLine(line []byte) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return syntaxError(dec, err)
+			return syntaxError(dec, q, err)
 		}
 		return errors.New("data after the JSON object")
 	}
@@ -175,57 +185,59 @@ func (t *table) addJSONLine(line []byte) error {
 	return nil
 }
 
-func syntaxError(dec *json.Decoder, err error) error {
+// syntaxError is err of dec, reading q (a line as nonfinite.Quote returned
+// it), with the byte offset in the line as written.
+func syntaxError(dec *json.Decoder, q []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return &lineError{offset: se.Offset, err: err}
+		return &lineError{offset: nonfinite.Offset(q, se.Offset), err: err}
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return &lineError{offset: dec.InputOffset(), err: errors.New("unexpected end of JSON")}
+		return &lineError{offset: nonfinite.Offset(q, dec.InputOffset()), err: errors.New("unexpected end of JSON")}
 	}
 	return err
 }
 
 // flattenObject reads the members of an object whose '{' was read, emitting
 // prefix+key for scalars and recursing into objects and arrays.
-func flattenObject(dec *json.Decoder, prefix string, emit func(key, v string)) error {
+func flattenObject(dec *json.Decoder, q []byte, prefix string, emit func(key, v string)) error {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return syntaxError(dec, err)
+			return syntaxError(dec, q, err)
 		}
 		key, ok := tok.(string)
 		if !ok {
 			return errors.New("object key is not a string")
 		}
-		if err := flattenValue(dec, prefix+key, emit); err != nil {
+		if err := flattenValue(dec, q, prefix+key, emit); err != nil {
 			return err
 		}
 	}
 	_, err := dec.Token() // '}'
 	if err != nil {
-		return syntaxError(dec, err)
+		return syntaxError(dec, q, err)
 	}
 	return nil
 }
 
-func flattenValue(dec *json.Decoder, key string, emit func(key, v string)) error {
+func flattenValue(dec *json.Decoder, q []byte, key string, emit func(key, v string)) error {
 	tok, err := dec.Token()
 	if err != nil {
-		return syntaxError(dec, err)
+		return syntaxError(dec, q, err)
 	}
 	switch v := tok.(type) {
 	case json.Delim:
 		if v == '{' {
-			return flattenObject(dec, key+".", emit)
+			return flattenObject(dec, q, key+".", emit)
 		}
 		for i := 0; dec.More(); i++ {
-			if err := flattenValue(dec, key+"."+strconv.Itoa(i), emit); err != nil {
+			if err := flattenValue(dec, q, key+"."+strconv.Itoa(i), emit); err != nil {
 				return err
 			}
 		}
 		if _, err := dec.Token(); err != nil { // ']'
-			return syntaxError(dec, err)
+			return syntaxError(dec, q, err)
 		}
 	case json.Number:
 		f, err := strconv.ParseFloat(string(v), 64)
@@ -234,6 +246,10 @@ func flattenValue(dec *json.Decoder, key string, emit func(key, v string)) error
 		}
 		emit(key, strconv.FormatFloat(f, 'g', -1, 64))
 	case string:
+		if f, ok := nonfinite.Value(v); ok { // NaN, Infinity, -Infinity
+			emit(key, strconv.FormatFloat(f, 'g', -1, 64))
+			break
+		}
 		emit(key, v)
 	case bool:
 		if v {

@@ -88,6 +88,10 @@ func TestReadJSONLErrors(t *testing.T) {
 		{"blank lines", "\n  \n", ReadOptions{}, "train.jsonl: no rows"},
 		{"syntax", "{\"a\": 1}\n{\"a\": 1}\n{\"a\": x}\n", ReadOptions{}, "train.jsonl:3:7: invalid character 'x' looking for beginning of value"},
 		{"truncated", "{\"a\": [1, 2\n", ReadOptions{}, "train.jsonl:1:12: unexpected end of JSON input"},
+		// Offsets count the line as written, before NaN and Infinity.
+		{"syntax after NaN", "{\"a\": NaN, \"b\": x}\n", ReadOptions{}, "train.jsonl:1:17: invalid character 'x' looking for beginning of value"},
+		{"truncated after Infinity", "{\"a\": [-Infinity, Infinity, 2\n", ReadOptions{}, "train.jsonl:1:30: unexpected end of JSON input"},
+		{"not Python's word", "{\"a\": Nan}\n", ReadOptions{}, "train.jsonl:1:7: invalid character 'N' looking for beginning of value"},
 		{"not an object", "1\n", ReadOptions{}, "train.jsonl:1: not a JSON object"},
 		{"array", "[1, 2]\n", ReadOptions{}, "train.jsonl:1: a JSON array, not an object: JSON Lines has one object per line"},
 		{"array of objects", "{\"a\": 1}\n[{\"a\": 1},\n{\"a\": 2}]\n", ReadOptions{}, "train.jsonl:2: a JSON array, not an object: JSON Lines has one object per line"},
@@ -103,4 +107,31 @@ func TestReadJSONLErrors(t *testing.T) {
 			require.EqualError(t, err, tc.err)
 		})
 	}
+}
+
+// NaN, Infinity and -Infinity, as Python's json.dumps writes them (and so
+// pandas' missing values), are read as the push API reads them: numbers,
+// NaN and ±Inf (not missing: a "nan" or "inf" to the checks), as is a
+// number too large for a float64, and their text in a categorical column.
+// Within strings, and as keys, they are text.
+func TestReadJSONLNonFinite(t *testing.T) {
+	in := `{"x": NaN, "city": "paris", "s": "NaN", "NaN": 1}
+{"x": Infinity, "city": NaN, "s": "Infinity", "NaN": 2}
+{"x": -Infinity, "city": "oslo", "s": "x", "NaN": 3}
+{"x": 1e999, "city": -Infinity, "s": "y", "NaN": 4}
+{"x": null, "city": null, "s": "z", "NaN": 5}
+{"x": 2.5, "city": 7, "s": "", "NaN": 6}
+`
+	cols, err := ReadJSONL("batch.jsonl", strings.NewReader(in), ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, cols, 4)
+	x := cols[0]
+	require.Equal(t, "x", x.Name)
+	require.True(t, math.IsNaN(x.Num[0]) && !IsNA(x.Num[0]), "NaN is a NaN, not a missing value")
+	require.Equal(t, []float64{math.Inf(1), math.Inf(-1), math.Inf(1)}, x.Num[1:4])
+	require.True(t, IsNA(x.Num[4]), "null is missing")
+	require.Equal(t, 2.5, x.Num[5])
+	require.Equal(t, []string{"paris", "NaN", "oslo", "-Inf", "", "7"}, cols[1].Str)
+	require.Equal(t, []string{"NaN", "Infinity", "x", "y", "z", ""}, cols[2].Str)
+	require.Equal(t, "NaN", cols[3].Name)
 }

@@ -53,8 +53,9 @@ func agreeCity(rng *rand.Rand) string {
 // carry what may be counted differently: missing and absent values, NaN,
 // infinity and "NA" as text, numbers as text, values out of the reference's
 // range, unseen, rare, differently cased or padded categories, categories
-// given as numbers, "null" as text, a category named "__other__", and
-// predictions out of range or missing.
+// given as numbers, "null" as text, a category named "__other__", NaN and
+// -Infinity as Python's json.dumps writes them (bare words), and
+// predictions out of range, missing or NaN.
 func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (push, jsonl string) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 23))
@@ -103,6 +104,10 @@ func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (
 			feats["city"] = drift.OtherLabel // a category so named
 		case 16:
 			feats["a"] = "Infinity"
+		case 19:
+			feats["a"] = bareNaN
+		case 20:
+			feats["b"] = bareNegInf
 		}
 		var score any = rng.Float64()
 		switch i % 23 {
@@ -110,18 +115,29 @@ func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (
 			score = 2.0 // out of range
 		case 18:
 			score = nil
+		case 21:
+			score = bareNaN
 		}
 		line, err := json.Marshal(map[string]any{"model": model, "features": feats, "prediction": score})
 		require.NoError(t, err)
-		p.Write(line)
+		p.Write(bare(line))
 		p.WriteByte('\n')
 		feats["score"] = score
 		line, err = json.Marshal(feats)
 		require.NoError(t, err)
-		j.Write(line)
+		j.Write(bare(line))
 		j.WriteByte('\n')
 	}
 	return p.String(), j.String()
+}
+
+// bareNaN and bareNegInf stand, in agreeBatch's values, for the words NaN
+// and -Infinity that Python's json.dumps writes and encoding/json can't.
+const bareNaN, bareNegInf = "\x00bare NaN", "\x00bare -Infinity"
+
+// bare returns line, JSON, with bareNaN and bareNegInf the words they stand for.
+func bare(line []byte) []byte {
+	return []byte(strings.NewReplacer(`"\u0000bare NaN"`, "NaN", `"\u0000bare -Infinity"`, "-Infinity").Replace(string(line)))
 }
 
 // The same batch sent through the sidecar (one window) and given to
@@ -216,12 +232,14 @@ func TestDriftViolationsAgree(t *testing.T) {
 	require.Positive(t, a.Violations["inf"], `"Infinity" as text`)
 	require.Positive(t, a.Violations["missing"], "null and absent")
 	require.Positive(t, b.Violations["type"], `"NA" in JSON`)
+	require.Positive(t, b.Violations["inf"], "bare -Infinity")
 	i := slices.IndexFunc(r.Features, func(f driftcli.FeatureResult) bool { return f.Prediction })
 	require.GreaterOrEqual(t, i, 0)
 	score := r.Features[i]
 	require.Equal(t, "score", score.Name)
 	require.Positive(t, score.Violations["out_of_range"], "a prediction of 2")
 	require.Positive(t, score.Violations["missing"], "a prediction of null")
+	require.Positive(t, score.Violations["nan"], "a prediction of NaN")
 	require.Zero(t, metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": PredictionColumn, "reason": "out_of_range"}),
 		"the prediction goes by one name")
 	// The reconstruction error of a record far from the reference (a of

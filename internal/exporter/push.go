@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/drift/nonfinite"
 	"github.com/modelmon/modelmon/internal/payload"
 )
 
@@ -89,7 +90,7 @@ func (h *pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writePush(w, status, PushResponse{Rejected: []Rejection{}, Error: err.Error()})
 		return
 	}
-	raws, err := splitRecords(quoteNonFinite(body), r.Header.Get("Content-Type"))
+	raws, err := splitRecords(nonfinite.Quote(body), r.Header.Get("Content-Type"))
 	if err != nil {
 		h.obs.metrics.ObservationsRejected.WithLabelValues(rejectInvalidJSON).Inc()
 		writePush(w, http.StatusBadRequest, PushResponse{Rejected: []Rejection{}, Error: err.Error()})
@@ -228,7 +229,7 @@ func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field == "latency" {
-			if te.Value == "string" && bytes.Contains(raw, []byte(nonFiniteMark)) {
+			if te.Value == "string" && bytes.Contains(raw, []byte(nonfinite.Mark)) {
 				return nil, rejectInvalidLatency, errors.New("latency must be a finite number of seconds ≥ 0, got NaN or Infinity")
 			}
 			if n, ok := strings.CutPrefix(te.Value, "number "); ok {
@@ -316,7 +317,7 @@ func exactFields(raw []byte, fields []string) error {
 		case ',':
 			key = depth == 1
 		case '"':
-			end := stringEnd(raw, i+1)
+			end := nonfinite.StringEnd(raw, i+1)
 			if key {
 				if name, ok := knownField(raw[i:end+1], fields); !ok {
 					return fmt.Errorf("json: unknown field %q", name)
@@ -327,26 +328,6 @@ func exactFields(raw []byte, fields []string) error {
 		}
 	}
 	return nil
-}
-
-// stringEnd returns the index of the quote that ends the JSON string whose
-// text starts at b[start], or len(b)-1 when none does.
-func stringEnd(b []byte, start int) int {
-	for i := start; ; {
-		j := bytes.IndexByte(b[i:], '"')
-		if j < 0 {
-			return len(b) - 1
-		}
-		j += i
-		escapes := 0
-		for k := j - 1; k >= start && b[k] == '\\'; k-- {
-			escapes++
-		}
-		if escapes%2 == 0 {
-			return j
-		}
-		i = j + 1
-	}
 }
 
 // knownField reports whether the JSON string quoted, with its quotes, is
@@ -366,69 +347,6 @@ func knownField(quoted []byte, fields []string) (string, bool) {
 		}
 	}
 	return string(text), false
-}
-
-// nonFiniteMark starts the strings quoteNonFinite puts in place of NaN,
-// Infinity and -Infinity, which toValue reads as those numbers. A NUL
-// character starts no feature value or class a model server sends.
-const nonFiniteMark = `"\u0000`
-
-// nonFinite are the words Python's json module (and so pandas' missing
-// values, NaN) writes for numbers that are not finite, which encoding/json
-// refuses, and the strings that stand for them.
-var nonFinite = [...]struct {
-	word, mark, str string // str: mark decoded
-	value           float64
-}{
-	{"-Infinity", nonFiniteMark + `-Inf"`, "\x00-Inf", math.Inf(-1)},
-	{"Infinity", nonFiniteMark + `+Inf"`, "\x00+Inf", math.Inf(1)},
-	{"NaN", nonFiniteMark + `NaN"`, "\x00NaN", math.NaN()},
-}
-
-// quoteNonFinite returns b with each NaN, Infinity and -Infinity outside
-// JSON strings replaced by the string that stands for it (nonFinite), so
-// that a record with such a value is read, and the value counted as
-// invalid (nan, inf) as the proxy counts it, rather than the whole record
-// rejected as invalid JSON. Outside strings, JSON has no other words that
-// start with those letters. b is returned as it is when it has none.
-func quoteNonFinite(b []byte) []byte {
-	if !bytes.Contains(b, []byte("NaN")) && !bytes.Contains(b, []byte("Infinity")) {
-		return b
-	}
-	var out []byte
-	last := 0
-	for i := 0; i < len(b); i++ {
-		if b[i] == '"' {
-			i = stringEnd(b, i+1) // a string's words are its own
-			continue
-		}
-		for _, nf := range nonFinite {
-			if bytes.HasPrefix(b[i:], []byte(nf.word)) {
-				out = append(append(out, b[last:i]...), nf.mark...)
-				i += len(nf.word) - 1
-				last = i + 1
-				break
-			}
-		}
-	}
-	if out == nil {
-		return b
-	}
-	return append(out, b[last:]...)
-}
-
-// nonFiniteValue returns the number a string quoteNonFinite put in a
-// record stands for.
-func nonFiniteValue(s string) (float64, bool) {
-	if len(s) == 0 || s[0] != 0 {
-		return 0, false
-	}
-	for _, nf := range nonFinite {
-		if s == nf.str {
-			return nf.value, true
-		}
-	}
-	return 0, false
 }
 
 // parseTimestamp accepts RFC 3339 strings and Unix seconds.
@@ -474,7 +392,7 @@ func toRecord(o *Observation, rec *payload.Record, objects *objectPredictions) (
 		rec.Scores = make([]float64, len(p))
 		for i, e := range p {
 			if s, ok := e.(string); ok {
-				if f, ok := nonFiniteValue(s); ok {
+				if f, ok := nonfinite.Value(s); ok {
 					rec.Scores[i] = f
 					continue
 				}
@@ -528,7 +446,7 @@ func (op *objectPredictions) read(v any, rec *payload.Record) (string, error) {
 }
 
 // appendJSON appends v, a value encoding/json decoded with UseNumber, to b
-// as JSON, as json.Marshal would but that the strings quoteNonFinite put
+// as JSON, as json.Marshal would but that the strings nonfinite.Quote put
 // in place of NaN, Infinity and -Infinity are those words again: the
 // payload parser then reads them as the numbers the proxy reads, where a
 // string would not be a score or a confidence.
@@ -541,10 +459,8 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 	case json.Number:
 		return append(b, x...), nil
 	case string:
-		for _, nf := range nonFinite {
-			if x == nf.str {
-				return append(b, nf.word...), nil
-			}
+		if w, ok := nonfinite.Word(x); ok {
+			return append(b, w...), nil
 		}
 		q, err := json.Marshal(x)
 		return append(b, q...), err
@@ -602,7 +518,7 @@ func toValue(v any) (payload.Value, error) {
 		}
 		return payload.Value{Kind: payload.KindNumber, Num: f}, nil
 	case string:
-		if f, ok := nonFiniteValue(x); ok {
+		if f, ok := nonfinite.Value(x); ok {
 			return payload.Value{Kind: payload.KindNumber, Num: f}, nil
 		}
 		return payload.Value{Kind: payload.KindString, Str: []byte(x)}, nil
