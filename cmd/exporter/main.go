@@ -24,7 +24,6 @@ import (
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/cliargs"
-	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/driftcli"
 	"github.com/modelmon/modelmon/internal/exporter"
 	"github.com/modelmon/modelmon/internal/gomemlimit"
@@ -38,7 +37,7 @@ func run() int {
 	serve := app.Command("serve", "Run the sidecar (the default command).").Default()
 	var (
 		configFile  = serve.Flag("config.file", "Exporter configuration file. Empty runs on the built-in defaults.").Default("").String()
-		configCheck = serve.Flag("config.check", "Validate the configuration file and exit.").Bool()
+		configCheck = serve.Flag("config.check", "Validate the configuration file and the drift references, its models' and --drift.reference's, and exit.").Bool()
 
 		upstream     = serve.Flag("proxy.upstream", "Base URL of the model server the proxy forwards to.").Default(d.Proxy.Upstream).String()
 		proxyListen  = serve.Flag("proxy.listen-address", "Address on which the proxy accepts predictions.").Default(d.ProxyListenAddress).String()
@@ -125,30 +124,6 @@ func run() int {
 		return c(logger)
 	}
 
-	if *configCheck {
-		if *configFile == "" {
-			logger.Error("--config.check needs --config.file")
-			return 1
-		}
-		cfg, err := config.LoadFile(*configFile)
-		if err != nil {
-			logger.Error("Configuration is invalid", "file", *configFile, "err", err)
-			return 1
-		}
-		// The references it names load as at start-up.
-		for _, m := range cfg.Models {
-			if m.Drift == nil {
-				continue
-			}
-			if _, err := exporter.LoadReference(m.Drift.Reference, m.Drift.PredictionColumn); err != nil {
-				logger.Error("Configuration is invalid", "file", *configFile, "model", m.Name, "drift_reference", m.Drift.Reference, "err", err)
-				return 1
-			}
-		}
-		logger.Info("Configuration is valid", "file", *configFile)
-		return 0
-	}
-
 	windows, err := parseDurations(*driftWindows)
 	if err != nil {
 		logger.Error("Invalid --drift.windows", "err", err)
@@ -160,6 +135,28 @@ func run() int {
 	if detector.Methods, err = driftcli.ParseMethods("--drift.method", *driftMethods); err != nil {
 		logger.Error("Invalid --drift.method", "err", err)
 		return 2
+	}
+	driftOpts := exporter.DriftOptions{
+		Reference:        *driftRef,
+		PredictionColumn: *driftPred,
+		LearnSamples:     *driftLearn,
+		Windows:          windows,
+		Detector:         detector,
+	}
+
+	if *configCheck {
+		if *configFile == "" && *driftRef == "" {
+			logger.Error("--config.check needs --config.file or --drift.reference")
+			return 1
+		}
+		// The configuration and the references, --drift.reference's and
+		// its models', load as at start-up.
+		if err := exporter.CheckConfig(exporter.Options{ConfigFile: *configFile, Drift: driftOpts}); err != nil {
+			logger.Error("Configuration is invalid", "err", err)
+			return 1
+		}
+		logger.Info("Configuration is valid", "file", *configFile, "drift_reference", *driftRef)
+		return 0
 	}
 
 	enabled := map[string]bool{}
@@ -247,13 +244,7 @@ func run() int {
 			SpoolDir:        *plogSpool,
 			MaxSpoolBytes:   int64(*plogSpoolMax),
 		},
-		Drift: exporter.DriftOptions{
-			Reference:        *driftRef,
-			PredictionColumn: *driftPred,
-			LearnSamples:     *driftLearn,
-			Windows:          windows,
-			Detector:         detector,
-		},
+		Drift: driftOpts,
 		Labels: exporter.LabelsOptions{
 			Enabled:    *labelsOn,
 			IDHeader:   *labelsHeader,

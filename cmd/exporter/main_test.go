@@ -286,8 +286,27 @@ func TestConfigCheck(t *testing.T) {
 	require.NoError(t, os.WriteFile(missing, []byte("models:\n  - name: fraud\n    drift: {reference: profiles/fraud.json}\n"), 0o644))
 	out, err = exec.Command(bin, "--config.check", "--config.file="+missing).CombinedOutput()
 	require.Error(t, err)
-	require.Contains(t, string(out), "model=fraud")
+	require.Contains(t, string(out), `model \"fraud\"`)
 	require.Contains(t, string(out), "no such file or directory")
+
+	// So is --drift.reference, with the configuration file or without.
+	noRef := filepath.Join(dir, "nope.json")
+	for _, args := range [][]string{{"--config.file=" + good}, nil} {
+		out, err = exec.Command(bin, append(args, "--config.check", "--drift.reference="+noRef)...).CombinedOutput()
+		require.Error(t, err, string(out))
+		require.Contains(t, string(out), `couldn't load --drift.reference=\"`+noRef+`\": stat `+noRef+`: no such file or directory`)
+	}
+	ref := filepath.Join(dir, "train.csv")
+	require.NoError(t, os.WriteFile(ref, []byte("amount,label\n1,a\n2,b\n3,a\n"), 0o644))
+	out, err = exec.Command(bin, "--config.check", "--drift.reference="+ref, "--drift.prediction-column=score").CombinedOutput()
+	require.Error(t, err, string(out))
+	require.Contains(t, string(out), `missing prediction column \"score\"`)
+	out, err = exec.Command(bin, "--config.check", "--config.file="+good, "--drift.reference="+ref, "--drift.prediction-column=label").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "Configuration is valid")
+	out, err = exec.Command(bin, "--config.check").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "--config.check needs --config.file or --drift.reference")
 
 	// A bad configuration at start-up is an error, not a silent default.
 	out, err = exec.Command(bin, "--config.file="+bad, "--proxy.listen-address=127.0.0.1:0", "--web.listen-address=127.0.0.1:0").CombinedOutput()

@@ -649,3 +649,44 @@ func TestReferenceParquet(t *testing.T) {
 		}, 10*time.Second, 10*time.Millisecond)
 	}
 }
+
+// CheckConfig (--config.check) loads --drift.reference as start-up does,
+// beside the configuration file and its models' references: a missing or
+// bad file, a missing prediction column or a --drift.method for a feature
+// it lacks is the error start-up would stop on, naming the flag.
+func TestCheckConfigDriftReference(t *testing.T) {
+	dir := t.TempDir()
+	ref := writeReference(t, 500)
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"features": [`), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n"), 0o644))
+	missing := filepath.Join(dir, "missing.csv")
+	methods := drift.DefaultOptions()
+	methods.Methods = map[string]drift.Method{"nope": drift.MethodPSI}
+	for _, tc := range []struct {
+		name string
+		o    Options
+		err  string
+	}{
+		{"good", Options{ConfigFile: cfg, Drift: DriftOptions{Reference: ref, PredictionColumn: "score"}}, ""},
+		{"no configuration file", Options{Drift: DriftOptions{Reference: ref}}, ""},
+		{"missing", Options{ConfigFile: cfg, Drift: DriftOptions{Reference: missing}},
+			fmt.Sprintf(`couldn't load --drift.reference=%q: stat %s: no such file or directory`, missing, missing)},
+		{"not a profile", Options{Drift: DriftOptions{Reference: bad}},
+			fmt.Sprintf(`couldn't load --drift.reference=%q: %s: line 1: invalid profile: unexpected end of JSON input`, bad, bad)},
+		{"no prediction column", Options{Drift: DriftOptions{Reference: ref, PredictionColumn: "label"}},
+			fmt.Sprintf(`couldn't load --drift.reference=%q: missing prediction column "label"`, ref)},
+		{"a method for another feature", Options{Drift: DriftOptions{Reference: ref, Detector: methods}},
+			fmt.Sprintf(`couldn't use --drift.reference=%q: method for unknown feature "nope"`, ref)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckConfig(tc.o)
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.EqualError(t, err, tc.err)
+		})
+	}
+}

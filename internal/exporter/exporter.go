@@ -366,21 +366,38 @@ func (e *Exporter) prepareModel(m *model) {
 }
 
 func (e *Exporter) loadConfig() (*runtimeConfig, error) {
+	return loadConfig(e.opts.ConfigFile, e.drift)
+}
+
+// loadConfig loads the configuration file (empty: the defaults) and the
+// drift references of dc and of its models.
+func loadConfig(configFile string, dc *driftConfig) (*runtimeConfig, error) {
 	cfg := config.Default()
-	if e.opts.ConfigFile != "" {
+	if configFile != "" {
 		var err error
-		if cfg, err = config.LoadFile(e.opts.ConfigFile); err != nil {
-			return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", e.opts.ConfigFile, err)
+		if cfg, err = config.LoadFile(configFile); err != nil {
+			return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", configFile, err)
 		}
 	}
 	rc, err := newRuntimeConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", e.opts.ConfigFile, err)
+		return nil, fmt.Errorf("couldn't load configuration (--config.file=%q): %w", configFile, err)
 	}
-	if err := e.drift.loadReferences(rc, e.opts.ConfigFile); err != nil {
+	if err := dc.loadReferences(rc, configFile); err != nil {
 		return nil, err
 	}
 	return rc, nil
+}
+
+// CheckConfig loads what New loads before it starts anything, for
+// --config.check: the configuration file (o.ConfigFile, empty for the
+// defaults) and the drift references, --drift.reference's (o.Drift) and
+// those its models name, each profiled and readied for o.Drift.Detector.
+// It returns the error that would stop the sidecar from starting, and
+// writes nothing.
+func CheckConfig(o Options) error {
+	_, err := loadConfig(o.ConfigFile, &driftConfig{opts: o.Drift})
+	return err
 }
 
 func (e *Exporter) applyConfig(rc *runtimeConfig) error {
