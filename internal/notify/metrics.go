@@ -23,15 +23,30 @@ const (
 // Alertmanager's others, which its notifiers send (amintegration.go).
 var integrations = append([]string{integrationWebhook, integrationAlertmanager, integrationSlack, integrationPagerDuty}, alertmanagerIntegrations...)
 
-// failureReasons are Alertmanager's bounded failure reasons
-// (notify.Reason), pre-created at 0 for each integration.
-var failureReasons = func() []string {
-	var rs []string
-	for r := amnotify.DefaultReason; r <= amnotify.MissingContextReason; r++ {
-		rs = append(rs, r.String())
+// failureReasons are the values of alertd_notifications_failed_total's
+// reason label: those of Alertmanager's bounded reasons (notify.Reason)
+// that failureReason gives, as the outbox's reasons map to them. The
+// others (authError, templateError, contextCanceled …) never occur: a 401
+// is a clientError, a template error "other". Each integration's possible
+// reasons (failureReasonsOf) are pre-created at 0.
+var failureReasons = []string{
+	amnotify.DefaultReason.String(),
+	amnotify.ClientErrorReason.String(),
+	amnotify.ServerErrorReason.String(),
+	amnotify.ContextDeadlineExceededReason.String(),
+	amnotify.RateLimitedReason.String(),
+}
+
+// failureReasonsOf returns the failure reasons an integration can give.
+// Email speaks SMTP: Alertmanager's notifier gives every error its default
+// reason, so it fails with "other", or a timeout, never with an HTTP
+// status's reason.
+func failureReasonsOf(integration string) []string {
+	if integration == "email" {
+		return []string{amnotify.DefaultReason.String(), amnotify.ContextDeadlineExceededReason.String()}
 	}
-	return rs
-}()
+	return failureReasons
+}
 
 // suppressedReasons are the values of alertd_notifications_suppressed_total's
 // reason label, Alertmanager's for the same stages.
@@ -99,7 +114,7 @@ func newMetrics() *metrics {
 		m.requests.WithLabelValues(i)
 		m.requestsFailed.WithLabelValues(i)
 		m.latency.WithLabelValues(i)
-		for _, r := range failureReasons {
+		for _, r := range failureReasonsOf(i) {
 			m.failed.WithLabelValues(i, r)
 		}
 	}
