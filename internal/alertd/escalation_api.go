@@ -111,8 +111,7 @@ func (a *Alertd) postIncidentAcknowledge(w http.ResponseWriter, r *http.Request)
 		return al
 	}, req.By, req.Note)
 	a.ledger.commit()
-	a.store.note(fingerprints(in.Firing), Decision{Time: now, Stage: "escalate", Action: "acknowledged",
-		Reason: fmt.Sprintf("incident %s acknowledged%s", in.ID, req.reason())})
+	a.store.note(fingerprints(in.Firing), incidentAckDecision(now, in.ID, req.reason()))
 	x.wake()
 	respond(w, map[string]any{"incident": in.ID, "escalation": x.view(in.ID, now)})
 }

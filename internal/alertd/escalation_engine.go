@@ -253,18 +253,18 @@ func (x *escalator) sync(now time.Time, list []*incident, subject func(*incident
 			}
 			if policy != "" || x.policies > 0 {
 				// Without policies, escalation has nothing to say.
-				notes = append(notes, escalationNote{in.Firing, d})
+				notes = append(notes, escalationNote{in.ID, in.Firing, d})
 			}
 		case !known || st.Resolved:
 		case in.ClosedAt != nil:
 			if err := x.engine.Resolve(now, in.ID, ""); err == nil && st.Policy != "" {
-				notes = append(notes, escalationNote{in.Alerts, Decision{Time: now, Stage: "escalate", Action: "resolved",
+				notes = append(notes, escalationNote{in.ID, in.Alerts, Decision{Time: now, Stage: "escalate", Action: "resolved",
 					Reason: fmt.Sprintf("incident %s closed: its alerts resolved; escalation stopped", in.ID)}})
 			}
 		default:
 			expired, err := x.engine.AlertsChanged(now, in.ID, in.Firing)
 			if err == nil && expired {
-				notes = append(notes, escalationNote{in.Firing, Decision{Time: now, Stage: "escalate", Action: "re-triggered",
+				notes = append(notes, escalationNote{in.ID, in.Firing, Decision{Time: now, Stage: "escalate", Action: "re-triggered",
 					Reason: fmt.Sprintf("incident %s: an alert the acknowledgement did not cover fires; the acknowledgement expired", in.ID)}})
 			}
 		}
@@ -288,8 +288,10 @@ func (x *escalator) sync(now time.Time, list []*incident, subject func(*incident
 
 // escalationNote is a decision to record in the history of some alerts.
 type escalationNote struct {
-	fps []string
-	d   Decision
+	// incident is the incident's id.
+	incident string
+	fps      []string
+	d        Decision
 }
 
 // noteEscalation records decisions in the alerts' histories.
@@ -363,7 +365,7 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 	switch {
 	case ef.Action != nil:
 		err = a.runIncidentAction(ctx, ef.Action.Name, in, ef.Key)
-		d = Decision{Time: now, Stage: "escalate", Action: "action", Reason: fmt.Sprintf("ran action %q for incident %s (%s)", ef.Action.Name, in.ID, ef.Reason)}
+		d = actionDecision(now, in.ID, ef)
 	case ef.Notify != nil:
 		n := ef.Notify
 		resolved := n.Event == escalate.EventResolve
@@ -374,8 +376,7 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		if chain && a.store.allSuppressed(fps) {
 			// A silence, maintenance window or hold keeps every alert
 			// of the incident quiet: so does escalation.
-			d = Decision{Time: now, Stage: "escalate", Action: "suppressed",
-				Reason: fmt.Sprintf("not sent to %s (%s, level %d): every alert of incident %s is suppressed", strings.Join(n.Receivers, ", "), n.Event, n.Level, in.ID)}
+			d = suppressedDecision(now, in.ID, n)
 			break
 		}
 		alerts := a.incidentAlerts(in, fps, resolved, now)
@@ -397,8 +398,7 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		}
 		err = errors.Join(errs...)
 		counted = chain
-		d = Decision{Time: now, Stage: "escalate", Action: "notified",
-			Reason: fmt.Sprintf("sent to %s (%s, level %d): %s", strings.Join(n.Receivers, ", "), n.Event, n.Level, ef.Reason)}
+		d = notifiedDecision(now, ef)
 	}
 	if err != nil {
 		d.Action, d.Reason = "failed", d.Reason+": "+err.Error()
@@ -415,6 +415,41 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		x.escalations.WithLabelValues(ef.Policy, strconv.Itoa(ef.Notify.Level)).Inc()
 	}
 	a.store.note(fingerprints(fps), d)
+}
+
+// The decisions alertd records in the histories of an incident's alerts
+// when it carries out an effect, and a replay in the incident's history.
+
+// actionDecision: the action of an escalation step ran.
+func actionDecision(now time.Time, id string, ef escalate.Effect) Decision {
+	return Decision{Time: now, Stage: "escalate", Action: "action", Reason: fmt.Sprintf("ran action %q for incident %s (%s)", ef.Action.Name, id, ef.Reason)}
+}
+
+// suppressedDecision: a notification of the chain was not sent, as every
+// alert of the incident is suppressed.
+func suppressedDecision(now time.Time, id string, n *escalate.Notify) Decision {
+	return Decision{Time: now, Stage: "escalate", Action: "suppressed",
+		Reason: fmt.Sprintf("not sent to %s (%s, level %d): every alert of incident %s is suppressed", strings.Join(n.Receivers, ", "), n.Event, n.Level, id)}
+}
+
+// notifiedDecision: a notification went to the receivers of its level.
+func notifiedDecision(now time.Time, ef escalate.Effect) Decision {
+	n := ef.Notify
+	return Decision{Time: now, Stage: "escalate", Action: "notified",
+		Reason: fmt.Sprintf("sent to %s (%s, level %d): %s", strings.Join(n.Receivers, ", "), n.Event, n.Level, ef.Reason)}
+}
+
+// incidentAckDecision: an operator acknowledged the incident (POST
+// /api/v1/incidents/{id}/acknowledge); why is incidentRequest.reason.
+func incidentAckDecision(now time.Time, id, why string) Decision {
+	return Decision{Time: now, Stage: "escalate", Action: "acknowledged", Reason: fmt.Sprintf("incident %s acknowledged%s", id, why)}
+}
+
+// alertAckDecision: an operator acknowledged an alert of the incidents
+// (POST /api/v1/alerts/{fingerprint}/acknowledge).
+func alertAckDecision(now time.Time, ids []string, by string) Decision {
+	return Decision{Time: now, Stage: "escalate", Action: "acknowledged",
+		Reason: fmt.Sprintf("incident %s acknowledged with the alert by %s: escalation stopped", strings.Join(ids, ", "), whoAcked(by))}
 }
 
 // chainEvent reports whether a notification is a step of the chain
@@ -628,9 +663,14 @@ func (x *escalator) view(id string, now time.Time) *escalationJSON {
 		return nil
 	}
 	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.viewLocked(id, now)
+}
+
+// viewLocked is view, called with x.mu held.
+func (x *escalator) viewLocked(id string, now time.Time) *escalationJSON {
 	in, ok := x.engine.Incident(id)
 	pending := x.engine.Pending(id)
-	x.mu.Unlock()
 	if !ok {
 		return nil
 	}
@@ -683,8 +723,7 @@ func (a *Alertd) acknowledgeIncidents(now time.Time, fp model.Fingerprint, ids [
 	x.saveLocked()
 	x.mu.Unlock()
 	if len(acked) > 0 {
-		a.store.note([]model.Fingerprint{fp}, Decision{Time: now, Stage: "escalate", Action: "acknowledged",
-			Reason: fmt.Sprintf("incident %s acknowledged with the alert by %s: escalation stopped", strings.Join(acked, ", "), whoAcked(by))})
+		a.store.note([]model.Fingerprint{fp}, alertAckDecision(now, acked, by))
 		x.wake()
 	}
 }

@@ -111,6 +111,10 @@ type ReplayResult struct {
 	// Escalations are the steps the escalation policies ran over the
 	// incidents, in time order; none without policies.
 	Escalations []ReplayEscalation `json:"escalations,omitempty"`
+	// Incidents are, with escalation policies, the incidents of the
+	// replay, in the order they opened, each with the escalator's
+	// decisions about it as alertd explains them live.
+	Incidents []ReplayIncident `json:"incidents,omitempty"`
 	// Acknowledgements are ReplayOptions.Acknowledgements, with the
 	// incidents each acknowledged.
 	Acknowledgements []ReplayAcknowledgement `json:"acknowledgements,omitempty"`
@@ -179,6 +183,31 @@ type ReplayEscalation struct {
 	Receivers []string `json:"receivers,omitempty"`
 	Action    string   `json:"action,omitempty"`
 	Reason    string   `json:"reason"`
+}
+
+// ReplayIncident is an incident of a replay with escalation policies, and
+// what the escalator decided about it, in the words alertd uses live: its
+// History holds the decisions alertd records in the histories of the
+// incident's alerts (stage escalate: escalating or unmatched, notified,
+// suppressed, action, acknowledged, re-triggered, resolved), and its
+// Escalation is its escalation state as GET /api/v1/incidents shows it.
+type ReplayIncident struct {
+	// ID is the incident's id, as the decisions' reasons name it;
+	// Incident its key, as firings and escalations name it.
+	ID       string `json:"id"`
+	Incident string `json:"incident"`
+	// Labels are those of the alert that opened it, Receiver its route's.
+	Labels   model.LabelSet `json:"labels"`
+	Receiver string         `json:"receiver"`
+	OpenedAt time.Time      `json:"opened_at"`
+	// ClosedAt is zero when it was still open at the end of the range.
+	ClosedAt time.Time `json:"closed_at,omitzero"`
+	// Escalation is its escalation state after the last decision, or at
+	// the end of the range if the escalator still knew it then: the
+	// policy, the level reached, who was notified, and why the chain
+	// stopped (acknowledged, resolved).
+	Escalation *escalationJSON `json:"escalation,omitempty"`
+	History    []Decision      `json:"history"`
 }
 
 // ReplaySummary counts a replay's firings by outcome, and its escalation
@@ -408,7 +437,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	}
 	rec.finish()
 	res.Firings = rec.firings
-	res.Escalations, res.Acknowledgements = esc.steps(), esc.acknowledged()
+	res.Escalations, res.Acknowledgements, res.Incidents = esc.steps(), esc.acknowledged(), esc.incidentHistories(opts.To)
 	if esc == nil {
 		// Without escalation policies there is nothing to acknowledge.
 		res.Acknowledgements = sortedAcks(opts.Acknowledgements)

@@ -756,6 +756,14 @@ escalation_policies:
 	require.NoError(t, err)
 	require.Equal(t, map[string][]string{slackKey: stopped, pagerKey: stopped}, chains(r))
 	require.Empty(t, r.Acknowledgements[0].Scope)
+	// Each incident's history says it, as alertd's alert acknowledgement
+	// does.
+	require.Len(t, r.Incidents, 2)
+	for _, in := range r.Incidents {
+		require.Contains(t, in.History, Decision{Time: replayStart.Add(66 * time.Minute), Stage: "escalate", Action: "acknowledged",
+			Reason: "incident " + in.ID + " acknowledged with the alert by carol: escalation stopped"})
+		require.Equal(t, "carol", in.Escalation.AcknowledgedBy)
+	}
 
 	// A file's acknowledgement may name a receiver.
 	acksFile := filepath.Join(dir, "acks.yml")
@@ -766,4 +774,79 @@ escalation_policies:
 	require.NoError(t, err)
 	require.Equal(t, map[string][]string{slackKey: stopped, pagerKey: escalated}, chains(r))
 	require.Equal(t, []string{slackKey}, r.Acknowledgements[0].Incidents)
+}
+
+// A replay writes the escalator's decisions into each incident's history,
+// in the words alertd records them live (stage escalate): the policy that
+// escalates it, each notification with its level and receivers, an
+// acknowledgement and who gave it, and its resolution; with its escalation
+// state as GET /api/v1/incidents shows it: the level reached, who was
+// notified, and why the chain stopped.
+func TestReplayIncidentHistory(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	// Model a fails from 60m to 100m and is acknowledged at 75m, after
+	// level 2; model b fails from 200m to 205m, nobody acknowledges it.
+	writeHistory(t, hist, map[string][]float64{
+		"errors/a": pattern(300, 0, 5, [2]int{60, 100}),
+		"errors/b": pattern(300, 0, 5, [2]int{200, 205}),
+	})
+	cfg := writeReplayConfig(t, dir, "c", strings.ReplaceAll(replayPolicy, "{{WAIT}}", "10m"), replayRules)
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	at := func(m int) time.Time { return replayStart.Add(time.Duration(m) * time.Minute) }
+	acks := []ReplayAcknowledgement{{At: at(75), Labels: model.LabelSet{"model": "a"}, By: "alice"}}
+	r, err := Replay(context.Background(), cfg, ReplayOptions{From: replayStart, To: at(299), Source: src, Acknowledgements: acks})
+	require.NoError(t, err)
+
+	require.Len(t, r.Incidents, 2)
+	a, b := r.Incidents[0], r.Incidents[1]
+	history := func(in ReplayIncident) []string {
+		var out []string
+		for _, d := range in.History {
+			require.Equal(t, "escalate", d.Stage)
+			out = append(out, fmt.Sprintf("%s %s: %s", d.Time.Sub(replayStart), d.Action, d.Reason))
+		}
+		return out
+	}
+	require.Equal(t, r.Firings[0].Incident, a.Incident, "the firing's incident")
+	require.Equal(t, "a", string(a.Labels["model"]))
+	require.Equal(t, "oncall", a.Receiver)
+	require.Equal(t, at(60), a.OpenedAt)
+	require.Equal(t, at(100), a.ClosedAt)
+	id := a.ID
+	require.Equal(t, []string{
+		"1h0m0s escalating: incident " + id + ` escalated by policy "pager"`,
+		`1h0m0s notified: sent to l1 (trigger, level 1): step 1 of policy "pager": level 1`,
+		`1h10m0s notified: sent to l2 (escalate, level 2): step 3 of policy "pager": level 2`,
+		"1h15m0s acknowledged: incident " + id + " acknowledged by alice",
+		`1h15m0s notified: sent to l1, l2 (acknowledge, level 2): acknowledged by alice`,
+		"1h40m0s resolved: incident " + id + " closed: its alerts resolved; escalation stopped",
+		`1h40m0s notified: sent to l1, l2 (resolve, level 2): resolved`,
+	}, history(a))
+	require.NotNil(t, a.Escalation)
+	require.Equal(t, "pager", a.Escalation.Policy)
+	require.Equal(t, "resolved", a.Escalation.Status)
+	require.Equal(t, 2, a.Escalation.Level)
+	require.Equal(t, []string{"l1", "l2"}, a.Escalation.Notified)
+	require.Equal(t, "alice", a.Escalation.AcknowledgedBy)
+	require.Equal(t, at(75), *a.Escalation.AcknowledgedAt)
+	require.Equal(t, at(100), *a.Escalation.ResolvedAt)
+
+	require.Equal(t, []string{
+		"3h20m0s escalating: incident " + b.ID + ` escalated by policy "pager"`,
+		`3h20m0s notified: sent to l1 (trigger, level 1): step 1 of policy "pager": level 1`,
+		"3h25m0s resolved: incident " + b.ID + " closed: its alerts resolved; escalation stopped",
+		`3h25m0s notified: sent to l1 (resolve, level 1): resolved`,
+	}, history(b))
+	require.Equal(t, 1, b.Escalation.Level, "resolved before level 2")
+	require.Empty(t, b.Escalation.AcknowledgedBy)
+
+	// The JSON report: the replay's fields, the API's words.
+	js, err := json.Marshal(r)
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"incidents":[{"id":"`+id+`","incident":"{}:{model=\"a\"}","labels":{"alertname":"ErrorsHigh","model":"a"},"receiver":"oncall","opened_at":"2026-03-02T01:00:00Z","closed_at":"2026-03-02T01:40:00Z","escalation":{"policy":"pager","status":"resolved","step":`)
+	require.Contains(t, string(js), `"level":2,"iteration":0,"notified":["l1","l2"],"acknowledgedBy":"alice","acknowledgedAt":"2026-03-02T01:15:00Z"`)
+	require.Contains(t, string(js), `"history":[{"time":"2026-03-02T01:00:00Z","stage":"escalate","action":"escalating","reason":"incident `+id)
 }

@@ -32,6 +32,10 @@ type replayEscalation struct {
 	acks   []ReplayAcknowledgement
 	routes [][]ackRoute
 	next   int
+	// incidents are the incidents the escalator decided about, by id, in
+	// the order it first did (order).
+	incidents map[string]*ReplayIncident
+	order     []string
 }
 
 // ackRoute identifies the route of an incident: Alertmanager's route key
@@ -53,7 +57,7 @@ func newReplayEscalation(cfg *alertconfig.Config, reg prometheus.Registerer, log
 	if err := x.setPolicies(policies); err != nil {
 		return nil, err
 	}
-	r := &replayEscalation{x: x, rec: rec, acks: sortedAcks(acks)}
+	r := &replayEscalation{x: x, rec: rec, acks: sortedAcks(acks), incidents: map[string]*ReplayIncident{}}
 	r.routes = make([][]ackRoute, len(r.acks))
 	for i := range r.acks {
 		a := &r.acks[i]
@@ -148,6 +152,14 @@ func (r *replayEscalation) acknowledge(i int) {
 		}
 		if x.engine.Acknowledge(a.At, in.ID, a.By) == nil {
 			a.Incidents = append(a.Incidents, in.key())
+			// As the API records it: an alert's acknowledgement, or
+			// an incident's (from a file, or of an incident in the
+			// ledger).
+			d := incidentAckDecision(a.At, in.ID, incidentRequest{By: a.By}.reason())
+			if a.Alerts != nil && a.LedgerIncident == "" {
+				d = alertAckDecision(a.At, []string{in.ID}, a.By)
+			}
+			r.noteLocked(in, d)
 		}
 	}
 	x.saveLocked()
@@ -191,7 +203,15 @@ func (r *replayEscalation) step(now time.Time) {
 	if r == nil {
 		return
 	}
-	r.x.sync(now, r.rec.incidents.list(now), r.rec.store.subject)
+	list := r.rec.incidents.list(now)
+	notes := r.x.sync(now, list, r.rec.store.subject)
+	r.x.mu.Lock()
+	for _, n := range notes {
+		if in := r.rec.incidents.byID[n.incident]; in != nil {
+			r.noteLocked(in, n.d)
+		}
+	}
+	r.x.mu.Unlock()
 	r.carryOut(r.x.tick(now))
 	// An acknowledgement at the evaluation's time acknowledges what it
 	// paged.
@@ -218,18 +238,73 @@ func (r *replayEscalation) carryOut(effects []escalate.Effect) {
 		}
 		e := ReplayEscalation{Incident: in.key(), Labels: r.rec.openedBy[in.ID], At: ef.Due, Policy: ef.Policy,
 			Iteration: ef.Iteration, Reason: ef.Reason}
+		var d Decision
 		switch {
 		case ef.Action != nil:
 			e.Event, e.Step, e.Action = string(escalate.EventAction), ef.Action.Step, ef.Action.Name
+			d = actionDecision(ef.Due, in.ID, ef)
 		case ef.Notify != nil:
 			n := ef.Notify
 			if chainEvent(n.Event) && r.rec.store.allSuppressed(in.Firing) {
+				r.note(in, suppressedDecision(ef.Due, in.ID, n))
 				continue
 			}
 			e.Event, e.Level, e.Step, e.Receivers = string(n.Event), n.Level, n.Step, n.Receivers
+			d = notifiedDecision(ef.Due, ef)
 		}
 		r.out = append(r.out, e)
+		r.note(in, d)
 	}
+}
+
+// note records a decision of the escalator in the incident's history, and
+// its escalation state after it.
+func (r *replayEscalation) note(in *incident, d Decision) {
+	r.x.mu.Lock()
+	defer r.x.mu.Unlock()
+	r.noteLocked(in, d)
+}
+
+// noteLocked is note, called with r.x.mu held.
+func (r *replayEscalation) noteLocked(in *incident, d Decision) {
+	ri := r.incidents[in.ID]
+	if ri == nil {
+		ri = &ReplayIncident{ID: in.ID, Incident: in.key(), Labels: r.rec.openedBy[in.ID], Receiver: in.Receiver,
+			OpenedAt: in.OpenedAt, History: []Decision{}}
+		r.incidents[in.ID] = ri
+		r.order = append(r.order, in.ID)
+	}
+	if in.ClosedAt != nil {
+		ri.ClosedAt = *in.ClosedAt
+	}
+	ri.History = append(ri.History, d)
+	if v := r.x.viewLocked(in.ID, d.Time); v != nil {
+		ri.Escalation = v
+	}
+}
+
+// incidentHistories returns the incidents the escalator decided about, in
+// the order they opened, with their escalation state at end for those it
+// still knows.
+func (r *replayEscalation) incidentHistories(end time.Time) []ReplayIncident {
+	if r == nil {
+		return nil
+	}
+	r.x.mu.Lock()
+	defer r.x.mu.Unlock()
+	out := make([]ReplayIncident, 0, len(r.order))
+	for _, id := range r.order {
+		ri := r.incidents[id]
+		if v := r.x.viewLocked(id, end); v != nil {
+			ri.Escalation = v
+		}
+		if in := r.rec.incidents.byID[id]; in != nil && in.ClosedAt != nil {
+			ri.ClosedAt = *in.ClosedAt
+		}
+		out = append(out, *ri)
+	}
+	slices.SortStableFunc(out, func(a, b ReplayIncident) int { return a.OpenedAt.Compare(b.OpenedAt) })
+	return out
 }
 
 // steps returns what the escalation recorded, in time order: one tick
