@@ -79,6 +79,12 @@ type ReplayAcknowledgement struct {
 	RouteKey string `json:"route_key,omitempty"`
 	Receiver string `json:"receiver,omitempty"`
 	Route    string `json:"route,omitempty"`
+	// GroupKey is, for an incident's acknowledgement from the ledger,
+	// the acknowledged incident's group key: without Route (a ledger of
+	// an alertd that kept no route ids) it tells the incidents of sibling
+	// routes with the same key and receiver apart when they group by
+	// different labels.
+	GroupKey string `json:"group_key,omitempty"`
 	// Scope is, for an incident's acknowledgement from the ledger, which
 	// incidents the replay acknowledged: AckScopeRoute or AckScopeAlerts.
 	// Set by a replay with escalation policies.

@@ -722,7 +722,7 @@ escalation_policies:
 	require.Equal(t, AckScopeRoute, r.Acknowledgements[0].Scope)
 	js, err := json.Marshal(r.Acknowledgements[0])
 	require.NoError(t, err)
-	require.Contains(t, string(js), `"ledger_incident":"`+ids[1]+`","route_key":"{}/{model=\"a\"}","receiver":"pager","route":"{}/{model=\"a\"}/1","scope":"route","incidents":["{}/{model=\"a\"}/1:{model=\"a\"}"]`)
+	require.Contains(t, string(js), `"ledger_incident":"`+ids[1]+`","route_key":"{}/{model=\"a\"}","receiver":"pager","route":"{}/{model=\"a\"}/1","group_key":"{}/{model=\"a\"}:{model=\"a\"}","scope":"route","incidents":["{}/{model=\"a\"}/1:{model=\"a\"}"]`)
 
 	// With a configuration that renamed the pager receiver, that route is
 	// gone: as before, every incident of the alert.
@@ -849,4 +849,124 @@ func TestReplayIncidentHistory(t *testing.T) {
 	require.Contains(t, string(js), `"incidents":[{"id":"`+id+`","incident":"{}:{model=\"a\"}","labels":{"alertname":"ErrorsHigh","model":"a"},"receiver":"oncall","opened_at":"2026-03-02T01:00:00Z","closed_at":"2026-03-02T01:40:00Z","escalation":{"policy":"pager","status":"resolved","step":`)
 	require.Contains(t, string(js), `"level":2,"iteration":0,"notified":["l1","l2"],"acknowledgedBy":"alice","acknowledgedAt":"2026-03-02T01:15:00Z"`)
 	require.Contains(t, string(js), `"history":[{"time":"2026-03-02T01:00:00Z","stage":"escalate","action":"escalating","reason":"incident `+id)
+}
+
+// Of sibling routes with the same matchers and the same receiver, an
+// incident's acknowledgement from the ledger stops, in a replay, the chain
+// of the route whose id (Route.ID()) the ledger recorded. A ledger of an
+// older alertd recorded no ids: it filed the groups of such siblings that
+// have the same group key (the first and third routes here) under one
+// incident, which the first route keeps after an upgrade
+// (incidents.find), and the second's, grouping by other labels, under its
+// own. The replay tells them apart by the group key, then by position: it
+// acknowledges the first route's incident, or the second's, not all three.
+func TestReplayLedgerAcknowledgementSameReceiverSiblings(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	writeHistory(t, hist, map[string][]float64{"errors/a": pattern(200, 0, 5, [2]int{60, 100})})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "c.rules.yml"), []byte(replayRules), 0o600))
+	cfg := filepath.Join(dir, "c.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`global: {evaluation_interval: 1m}
+rule_files: [c.rules.yml]
+route:
+  receiver: oncall
+  group_by: [model]
+  routes:
+    - {receiver: pager, matchers: ['model="a"'], continue: true}
+    - {receiver: pager, matchers: ['model="a"'], group_by: [model, alertname], continue: true}
+    - {receiver: pager, matchers: ['model="a"'], repeat_interval: 1h, continue: true}
+receivers: [{name: oncall}, {name: pager}, {name: l1}, {name: l2}]
+escalation_policies:
+  - name: p
+    steps: [{notify: [l1]}, {wait: 10m}, {notify: [l2]}]
+`), 0o600))
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	from, to := replayStart, replayStart.Add(199*time.Minute)
+	keys := []string{`{}/{model="a"}/0:{model="a"}`, `{}/{model="a"}/1:{alertname="ErrorsHigh", model="a"}`, `{}/{model="a"}/2:{model="a"}`}
+	stopped := []string{"trigger 1", "acknowledge 1", "resolve 1"}
+	escalated := []string{"trigger 1", "escalate 2", "resolve 2"}
+	// only is what the replay escalates when the i-th route's chain alone
+	// stops.
+	only := func(i int) map[string][]string {
+		out := map[string][]string{}
+		for j, k := range keys {
+			out[k] = escalated
+			if j == i {
+				out[k] = stopped
+			}
+		}
+		return out
+	}
+
+	c, err := alertconfig.LoadFile(cfg)
+	require.NoError(t, err)
+	rt := newRouting(dispatch.NewRoute(c.Route, nil), nil)
+	ls := model.LabelSet{model.AlertNameLabel: "ErrorsHigh", "model": "a"}
+	al := &Alert{Alert: model.Alert{Labels: ls}, Fingerprint: ls.Fingerprint(), Value: math.NaN()}
+	// ledger writes alertd's ledger: the alert fires at 60m in the
+	// groups, and at 65m someone acknowledges the i-th incident.
+	n := 0
+	ledger := func(groups []alertGroup, i int) []ReplayAcknowledgement {
+		n++
+		storage := filepath.Join(dir, fmt.Sprint("storage", n))
+		now := replayStart
+		l, err := openLedger(ledgerOptions{Dir: ledgerPath(storage), Now: func() time.Time { return now }})
+		require.NoError(t, err)
+		now = replayStart.Add(60 * time.Minute)
+		ids := l.group(now, al, groups)
+		l.commit()
+		now = replayStart.Add(65 * time.Minute)
+		l.acknowledgeIncident(now, l.inc.byID[ids[i]].clone(), func(string) *Alert { return al }, "bob", "")
+		l.commit()
+		require.NoError(t, l.close())
+		acks, err := LedgerAcknowledgements(storage, from, to, nil)
+		require.NoError(t, err)
+		require.Len(t, acks, 1)
+		require.Equal(t, `{}/{model="a"}`, acks[0].RouteKey)
+		require.Equal(t, "pager", acks[0].Receiver)
+		return acks
+	}
+	replay := func(acks []ReplayAcknowledgement) *ReplayResult {
+		r, err := Replay(context.Background(), cfg, ReplayOptions{From: from, To: to, Source: src, Acknowledgements: acks})
+		require.NoError(t, err)
+		require.Equal(t, AckScopeRoute, r.Acknowledgements[0].Scope)
+		return r
+	}
+	chains := func(r *ReplayResult) map[string][]string {
+		out := map[string][]string{}
+		for _, e := range r.Escalations {
+			out[e.Incident] = append(out[e.Incident], fmt.Sprintf("%s %d", e.Event, e.Level))
+		}
+		return out
+	}
+
+	// This alertd's ledger: each route's incident, by its id.
+	for i := range keys {
+		acks := ledger(rt.groups(ls), i)
+		require.Equal(t, fmt.Sprintf(`{}/{model="a"}/%d`, i), acks[0].Route)
+		r := replay(acks)
+		require.Equal(t, only(i), chains(r), "route %d", i)
+		require.Equal(t, []string{keys[i]}, r.Acknowledgements[0].Incidents)
+	}
+
+	// An older alertd's: no route ids, and one incident for the first
+	// and third routes' groups (the same group key): its ledger has the
+	// grouped events of the first two.
+	old := rt.groups(ls)
+	for i := range old {
+		old[i].Route, old[i].ID = "", old[i].Key
+	}
+	for i, want := range []int{0, 1} {
+		acks := ledger(old[:2], i)
+		require.Empty(t, acks[0].Route)
+		require.Equal(t, old[i].Key, acks[0].GroupKey)
+		r := replay(acks)
+		require.Equal(t, only(want), chains(r), "the older alertd's incident %d", i)
+		require.Equal(t, []string{keys[want]}, r.Acknowledgements[0].Incidents)
+	}
+	js, err := json.Marshal(ledger(old[:2], 0)[0])
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"route_key":"{}/{model=\"a\"}","receiver":"pager","group_key":"{}/{model=\"a\"}:{model=\"a\"}"`)
 }

@@ -163,7 +163,7 @@ func LedgerAcknowledgements(storage string, from, to time.Time, logger *slog.Log
 				Alerts: []string{e.Fingerprint}, LedgerIncident: e.Incident}
 			if in := routes[e.Incident]; e.Incident != "" && in != nil {
 				if k := in.routeKey(); k != "" {
-					a.RouteKey, a.Receiver, a.Route = k, in.Receiver, in.Route
+					a.RouteKey, a.Receiver, a.Route, a.GroupKey = k, in.Receiver, in.Route, in.GroupKey
 				}
 			}
 			acks = append(acks, a)

@@ -76,11 +76,14 @@ func newReplayEscalation(cfg *alertconfig.Config, reg prometheus.Registerer, log
 	return r, nil
 }
 
-// ackRoutes returns the routes of the tree that are the route of the
+// ackRoutes returns the routes of the tree that may be the route of the
 // incident a acknowledged in alertd: those of its route key and receiver
-// and, when several are, the one with its route's id if any, or else all
-// of them (the ids are positions, which the configurations may not share).
-// It returns nil when there is none, or a does not say its route.
+// and, when several are and a has its route's id (Route.ID()), the one
+// with that id if any, or else all of them (the ids hold the routes'
+// positions, which the configurations may not share: byPosition narrows
+// them down then). The routes are in the tree's order, the order an
+// alert's routes match. It returns nil when there is none, or a does not
+// say its route.
 func ackRoutes(rt *routing, a *ReplayAcknowledgement) []ackRoute {
 	if a.RouteKey == "" {
 		return nil
@@ -102,6 +105,34 @@ func ackRoutes(rt *routing, a *ReplayAcknowledgement) []ackRoute {
 		}
 	}
 	return out
+}
+
+// byPosition narrows the incidents an incident's acknowledgement from a
+// ledger without route ids would acknowledge, when several of its routes
+// (sibling routes with the same key and receiver) have one: to those of
+// the acknowledged incident's group key when they are some, then to those
+// of the first of those routes. An alertd that kept no route ids had one
+// incident for such siblings' groups with one group key, which the first
+// route keeps after an upgrade (incidents.find): only its chain was
+// acknowledged.
+func byPosition(a *ReplayAcknowledgement, routes []ackRoute, ins []*incident) []*incident {
+	if a.LedgerIncident == "" || a.Route != "" || len(routes) < 2 || len(ins) < 2 {
+		return ins
+	}
+	if a.GroupKey != "" {
+		same := slices.DeleteFunc(slices.Clone(ins), func(in *incident) bool { return in.GroupKey != a.GroupKey })
+		if len(same) > 0 {
+			ins = same
+		}
+	}
+	first := len(routes)
+	routeOf := func(in *incident) int {
+		return slices.Index(routes, ackRoute{key: in.routeKey(), receiver: in.Receiver, id: in.Route})
+	}
+	for _, in := range ins {
+		first = min(first, routeOf(in))
+	}
+	return slices.DeleteFunc(ins, func(in *incident) bool { return routeOf(in) != first })
 }
 
 // sortedAcks returns a copy of acks in time order, for a replay to set
@@ -143,10 +174,13 @@ func (r *replayEscalation) acknowledge(i int) {
 	x := r.x
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	var ins []*incident
 	for _, in := range r.rec.incidents.list(a.At) {
-		if in.ClosedAt != nil || !r.acknowledges(a, r.routes[i], in) {
-			continue
+		if in.ClosedAt == nil && r.acknowledges(a, r.routes[i], in) {
+			ins = append(ins, in)
 		}
+	}
+	for _, in := range byPosition(a, r.routes[i], ins) {
 		if ein, ok := x.engine.Incident(in.ID); !ok || ein.Policy == "" || ein.Acked || ein.Resolved {
 			continue
 		}
