@@ -572,6 +572,21 @@ func (l *ledger) observe(now time.Time, a *Alert) string {
 	return ""
 }
 
+// firingSince returns when an alert the ledger has as firing started,
+// false if it does not have it firing.
+func (l *ledger) firingSince(fp string) (time.Time, bool) {
+	if l == nil {
+		return time.Time{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.alerts[fp]
+	if st == nil || st.State != stateFiring || st.StartsAt.IsZero() {
+		return time.Time{}, false
+	}
+	return st.StartsAt, true
+}
+
 // suppressed records that a stage keeps a firing alert from notifications,
 // unless it already did.
 func (l *ledger) suppressed(now time.Time, a *Alert, stage, detail string) {

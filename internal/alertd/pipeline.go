@@ -181,7 +181,7 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 		a.Fingerprint = a.Labels.Fingerprint()
 		a.Source = src
 		old, ok := s.alerts[a.Fingerprint]
-		action := ""
+		action, why := "", reason
 		switch {
 		case !ok:
 			action = arrived
@@ -217,6 +217,18 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 				a.relayGroups = mergeGroups(old.relayGroups, a.relayGroups)
 			}
 		} else {
+			if since, ok := s.ruleFiringSince(now, a); ok {
+				// A rule's alert that fired before a restart and never
+				// resolved: Prometheus's rule manager fires it again
+				// with a new start, after its `for` or the evaluations
+				// of the for-state restore, however long it fired (a
+				// hysteresis held it, say). It keeps its start, as
+				// pushed alerts do, so that a min_firing_duration hold
+				// it had served does not hold it again, and one it was
+				// serving does not start over.
+				a.StartsAt = since
+				why += fmt.Sprintf("; firing since %s, before alertd restarted", since.UTC().Format(time.RFC3339Nano))
+			}
 			s.addFamily(a)
 		}
 		if a.ResolvedAt(now) {
@@ -236,7 +248,7 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 		}
 		if action != "" {
 			s.received.WithLabelValues(string(src)).Inc()
-			a.record(Decision{Time: now, Stage: "intake", Action: action, Reason: reason})
+			a.record(Decision{Time: now, Stage: "intake", Action: action, Reason: why})
 			s.ledger.observe(now, a)
 			s.runStages(ctx, now, a, false)
 			if !a.Suppressed && action != "resolved" {
@@ -271,6 +283,21 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 		return nil
 	}
 	return s.put(out...)
+}
+
+// ruleFiringSince returns when a rule's alert the store does not hold
+// started firing, if the ledger has it firing since before its start: it
+// fired before alertd restarted, and did not resolve since (the restart's
+// reconcile has not resolved it). Called with s.mu held.
+func (s *store) ruleFiringSince(now time.Time, a *Alert) (time.Time, bool) {
+	if a.Source != SourceRule || a.ResolvedAt(now) {
+		return time.Time{}, false
+	}
+	since, ok := s.ledger.firingSince(a.Fingerprint.String())
+	if !ok || !since.Before(a.StartsAt) {
+		return time.Time{}, false
+	}
+	return since, true
 }
 
 // runStages runs the stages over a, recording their decisions. With

@@ -77,12 +77,20 @@ func TestRestartKeepsState(t *testing.T) {
 		}
 		return false
 	}, 30*time.Second, 5*time.Millisecond, "HoldsSixSeconds was never pending for 4s")
+	onceBefore, ok := first.alert(t, "FiresAtOnce", SourceRule)
+	require.True(t, ok)
 	require.NoError(t, a.Stop())
 	stopped = true
 	require.Empty(t, h.matching("HoldsSixSeconds", ""), "HoldsSixSeconds was notified before the restart")
 	notifiedBefore := len(h.matching("FiresAtOnce", ""))
 	require.Equal(t, 1, notifiedBefore)
 
+	// A rule new after the restart fires at the second alertd's first
+	// evaluation: its start tells when that was.
+	writeFile(t, dir, "rules.yml", restartRules+`
+      - alert: FirstEvaluation
+        expr: vector(1)
+`)
 	restart := time.Now()
 	o2, logs2 := newOptions(t, dir)
 	o2.ForGracePeriod, o2.OutageTolerance = o.ForGracePeriod, o.OutageTolerance
@@ -99,17 +107,22 @@ func TestRestartKeepsState(t *testing.T) {
 	t.Logf("HoldsSixSeconds fired %s after the restart, was pending for %s before", firedAt.Sub(restart), restart.Sub(activeAt))
 
 	// Both alerts' firing times are alertd's evaluation times, on the same
-	// 1s grid: FiresAtOnce fired at the second alertd's first evaluation,
-	// HoldsSixSeconds when its hold ran out. A fresh alert would fire
-	// exactly its 6s after that first evaluation; the restored one has 2s to
-	// go after the restore at the second evaluation, so fires 4s after it,
-	// or 5s if alertd itself falls up to 2s behind.
+	// 1s grid: FirstEvaluation fired at the second alertd's first
+	// evaluation, HoldsSixSeconds when its hold ran out. A fresh alert
+	// would fire exactly its 6s after that first evaluation; the restored
+	// one has 2s to go after the restore at the second evaluation, so fires
+	// 4s after it, or 5s if alertd itself falls up to 2s behind.
+	// FiresAtOnce, firing all along, keeps its start from before the
+	// restart, though the rule fired it again then.
 	once, ok := second.alert(t, "FiresAtOnce", SourceRule)
 	require.True(t, ok)
+	require.True(t, once.StartsAt.Equal(onceBefore.StartsAt), "FiresAtOnce starts at %s after the restart, at %s before", once.StartsAt, onceBefore.StartsAt)
 	held, ok := second.alert(t, "HoldsSixSeconds", SourceRule)
 	require.True(t, ok)
-	firstEval, fired := once.StartsAt, held.StartsAt
-	require.True(t, firstEval.After(restart), "FiresAtOnce's start %s is not the second alertd's first evaluation (restart at %s)", firstEval, restart)
+	newRule, ok := second.alert(t, "FirstEvaluation", SourceRule)
+	require.True(t, ok)
+	firstEval, fired := newRule.StartsAt, held.StartsAt
+	require.True(t, firstEval.After(restart), "FirstEvaluation's start %s is not the second alertd's first evaluation (restart at %s)", firstEval, restart)
 	require.Less(t, fired.Sub(firstEval), 6*time.Second, "HoldsSixSeconds fired %s after the second alertd's first evaluation: its pending time was not restored", fired.Sub(firstEval))
 
 	// Its activeAt was restored: the original one moved by the downtime,
