@@ -55,8 +55,8 @@ var (
 		"The number of non-missing values of a feature in the reference.",
 		[]string{"model", "feature"}, nil)
 	featureRefInfoDesc = prometheus.NewDesc(FeatureReferenceInfo,
-		"Which reference profile a feature's bins and bin counters come from, by a digest of the feature's profile; always 1. When the digest changes (a reload or a restart with another reference), the counters start again under other bin edges.",
-		[]string{"model", "feature", "digest"}, nil)
+		"Which reference profile a feature's bins and bin counters come from, by a digest of the feature's profile, and the feature's role in it (input, prediction, multivariate); always 1. When the digest changes (a reload or a restart with another reference), the counters start again under other bin edges.",
+		[]string{"model", "feature", "digest", "role"}, nil)
 	refInfoDesc = prometheus.NewDesc(DriftReferenceInfo,
 		"Where a model's drift reference came from; always 1.",
 		[]string{"model", "source"}, nil)
@@ -148,7 +148,7 @@ func (c *driftCollector) model(ctx context.Context, m DriftModel, ch chan<- prom
 		}
 		ch <- prometheus.MustNewConstMetric(refValuesDesc, prometheus.GaugeValue, float64(f.Feature.Count), m.Model, name)
 		if f.Digest != "" {
-			ch <- prometheus.MustNewConstMetric(featureRefInfoDesc, prometheus.GaugeValue, 1, m.Model, name, f.Digest)
+			ch <- prometheus.MustNewConstMetric(featureRefInfoDesc, prometheus.GaugeValue, 1, m.Model, name, f.Digest, featureRole(f.Feature))
 		}
 		for k, w := range m.Windows {
 			if k >= len(f.Counts) {
@@ -190,6 +190,19 @@ func (c *driftCollector) model(ctx context.Context, m DriftModel, ch chan<- prom
 		ch <- prometheus.MustNewConstMetric(datasetDriftedDesc, prometheus.GaugeValue, boolValue(d.Drift), m.Model, w)
 	}
 	return nil
+}
+
+// featureRole returns the role label of a feature: the prediction and the
+// reconstruction error are those the dataset's drift share leaves out
+// (drift.Detector.Dataset), each for its own reason.
+func featureRole(f *drift.Feature) string {
+	switch {
+	case f.Prediction:
+		return RolePrediction
+	case f.Name == drift.ReconstructionError:
+		return RoleMultivariate
+	}
+	return RoleInput
 }
 
 func boolValue(b bool) float64 {

@@ -175,6 +175,21 @@ const (
 // DropReasons lists every reason label value of modelmon_capture_dropped_total.
 var DropReasons = []string{DropQueueFull, DropBodyTooLarge}
 
+// Roles of a feature in its reference profile, the values of the role label
+// of modelmon_feature_reference_info. The prediction is named after its
+// column in the training data, or __prediction__ in a profile the sidecar
+// learned: queries that single it out (the prediction's drift, the inputs'
+// drift without it) select it by this label, not by its name.
+const (
+	// RoleInput: an input of the model.
+	RoleInput = "input"
+	// RolePrediction: the model's output.
+	RolePrediction = "prediction"
+	// RoleMultivariate: the multivariate drift's reconstruction error
+	// (__reconstruction_error__), derived from the inputs.
+	RoleMultivariate = "multivariate"
+)
+
 // Reasons a feature value is invalid, the values of the reason label of
 // modelmon_feature_values_invalid_total.
 const (

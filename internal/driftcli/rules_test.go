@@ -357,7 +357,11 @@ func exposition(p *drift.Profile, totals map[string][]uint64) http.Handler {
 	}
 	b.WriteString("# TYPE " + metricReferenceInfo + " gauge\n")
 	for _, f := range p.Features {
-		fmt.Fprintf(&b, "%s{model=%q,feature=%q,digest=\"%x\"} 1\n", metricReferenceInfo, testModel, f.Name, len(f.Name))
+		role := "input"
+		if f.Prediction {
+			role = "prediction"
+		}
+		fmt.Fprintf(&b, "%s{model=%q,feature=%q,digest=\"%x\",role=%q} 1\n", metricReferenceInfo, testModel, f.Name, len(f.Name), role)
 	}
 	body := b.String()
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

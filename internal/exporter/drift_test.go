@@ -297,6 +297,61 @@ func TestDriftModelReferences(t *testing.T) {
 	require.Equal(t, 1.0, info("fraud"))
 }
 
+// featureRoles returns the role label of each feature of model in
+// modelmon_feature_reference_info.
+func featureRoles(t *testing.T, e *Exporter, model string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	re := regexp.MustCompile(`modelmon_feature_reference_info\{digest="[0-9a-f]{16}",feature="([^"]+)",model="([^"]+)",role="([^"]*)"\} 1`)
+	for _, m := range re.FindAllStringSubmatch(scrape(t, e, collector.FeatureReferenceInfo)[collector.FeatureReferenceInfo].text, -1) {
+		if m[2] == model {
+			out[m[1]] = m[3]
+		}
+	}
+	return out
+}
+
+// modelmon_feature_reference_info tells which feature is the prediction, by
+// its role label, whatever its name: its column in the training data
+// (prediction_column: score) or __prediction__ in a learned profile. The
+// reconstruction error is multivariate, every other feature an input, and
+// a reference without a prediction column has no prediction.
+func TestFeatureReferenceRoles(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(9, 10))
+	var b strings.Builder
+	b.WriteString("a,b,c,country,score\n")
+	for range 2000 {
+		a := rng.NormFloat64()
+		fmt.Fprintf(&b, "%.4f,%.4f,%.4f,%s,%.3f\n", a, 2*a+0.3*rng.NormFloat64(), -a+0.3*rng.NormFloat64(), []string{"DE", "FR"}[rng.IntN(2)], rng.Float64())
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(b.String()), 0o644))
+	b.Reset()
+	b.WriteString("tenure,plan\n")
+	for range 500 {
+		fmt.Fprintf(&b, "%.2f,%s\n", 24+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    drift: {reference: fraud.csv, prediction_column: score}
+  - name: churn
+    drift: {reference: churn.csv}
+`), 0o644))
+	e := startExporter(t, modelServer(t).URL, func(o *Options) {
+		o.ConfigFile = cfg
+		o.Drift = driftOptions("")
+		o.Drift.LearnSamples = 100
+	})
+	pushRecords(t, e, "learned", 100, 0, 11)
+
+	require.Equal(t, map[string]string{"a": "input", "b": "input", "c": "input", "country": "input",
+		"score": "prediction", drift.ReconstructionError: "multivariate"}, featureRoles(t, e, "fraud"))
+	require.Equal(t, map[string]string{"tenure": "input", "plan": "input"}, featureRoles(t, e, "churn"))
+	require.Equal(t, map[string]string{"amount": "input", "country": "input", PredictionColumn: "prediction"}, featureRoles(t, e, "learned"))
+}
+
 // A reload (POST /-/reload, as SIGHUP) reads --drift.reference again, as it
 // reads the configuration file's references: a file written again alike
 // keeps the windows, a changed one starts them again on the new reference,
@@ -329,7 +384,7 @@ func TestDriftReferenceFlagReload(t *testing.T) {
 	// digests returns each feature's modelmon_feature_reference_info digest.
 	digests := func() map[string]string {
 		out := map[string]string{}
-		re := regexp.MustCompile(`modelmon_feature_reference_info\{digest="([0-9a-f]{16})",feature="([^"]+)",model="m"\} 1`)
+		re := regexp.MustCompile(`modelmon_feature_reference_info\{digest="([0-9a-f]{16})",feature="([^"]+)",model="m",role="[a-z]+"\} 1`)
 		for _, m := range re.FindAllStringSubmatch(scrape(t, e, collector.FeatureReferenceInfo)[collector.FeatureReferenceInfo].text, -1) {
 			out[m[2]] = m[1]
 		}

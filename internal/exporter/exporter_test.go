@@ -84,8 +84,19 @@ func do(t testing.TB, method, url, body string, headers ...string) (int, string)
 func TestExpositionGolden(t *testing.T) {
 	up := modelServer(t)
 	clock := &stepClock{t: time.Unix(1700000000, 0)}
-	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte("default_model: fraud\nmodels:\n  - name: fraud\n    version: v7\n"), 0o644))
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "modelmon.yml")
+	// scored has a drift reference from training data whose prediction is
+	// its column score: small integers and few rows, so that its bins and
+	// digests are exact on every platform.
+	var train strings.Builder
+	train.WriteString("amount,country,score\n")
+	for i := range 40 {
+		fmt.Fprintf(&train, "%d,%s,%d\n", 10+i%4, []string{"DE", "FR"}[i%2], i%2)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "scored.csv"), []byte(train.String()), 0o644))
+	require.NoError(t, os.WriteFile(cfg, []byte("default_model: fraud\nmodels:\n  - name: fraud\n    version: v7\n"+
+		"  - name: scored\n    drift: {reference: scored.csv, prediction_column: score}\n"), 0o644))
 	e := startExporter(t, up.URL, func(o *Options) {
 		o.Now = clock.Now
 		o.ConfigFile = cfg
