@@ -12,21 +12,30 @@ import (
 	"github.com/modelmon/modelmon/collector"
 )
 
-// predictionFeature is the feature name under which the sidecar scores the
-// drift of the model's output.
-const predictionFeature = "__prediction__"
-
 // drift is the data drift dashboard: each feature's drift against its
 // reference in the window picked, as the sidecar scores it.
 func drift(opts Options) (dashboard.Dashboard, error) {
 	q := query{target: opts.ExporterSelector}
 	window := `window="$window"`
 	features := `feature=~"$feature"`
-	inputs := `feature!="` + predictionFeature + `"`
-	// perFeature averages a per-replica statistic over the replicas of a
-	// model: each sidecar scores its own traffic.
+	// The prediction is named after its column in the training data
+	// (score, churned) or __prediction__ in a learned profile: each
+	// sidecar says which feature it is, by the role label of its
+	// reference info, and the queries join on that instead of a name.
+	prediction := q.sel(collector.FeatureReferenceInfo, `role="`+collector.RolePrediction+`"`)
+	isPrediction := func(expr string) string {
+		return expr + " and on (job, instance, model, feature) " + prediction
+	}
+	notPrediction := func(expr string) string {
+		return expr + " unless on (job, instance, model, feature) " + prediction
+	}
+	// avgFeature averages the series of a per-replica statistic over the
+	// replicas of a model: each sidecar scores its own traffic.
+	avgFeature := func(series string) string {
+		return fmt.Sprintf("avg by (model, feature) (%s)", q.inVersion(series))
+	}
 	perFeature := func(metric string, matchers ...string) string {
-		return fmt.Sprintf("avg by (model, feature) (%s)", q.inVersion(q.sel(metric, matchers...)))
+		return avgFeature(q.sel(metric, matchers...))
 	}
 	// importance is each feature's configured importance, the same on
 	// every replica.
@@ -45,10 +54,10 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultStat("Drifted features", "Features whose drift decision is positive in the window, on any replica.", "short").
 			Thresholds(thresholds("green", 1.0, "orange")).
 			WithTarget(instantQuery(fmt.Sprintf("count by (model) (max by (model, feature) (%s) == 1)",
-				q.inVersion(q.sel(collector.FeatureDrifted, window, inputs))), "{{model}}"))).
+				q.inVersion(notPrediction(q.sel(collector.FeatureDrifted, window)))), "{{model}}"))).
 		WithPanel(defaultStat("Prediction drift (PSI)", "Population stability index of the model's output in the window: below 0.1 no significant change, above 0.2 a significant shift.", "none").
 			Thresholds(thresholds("green", 0.1, "orange", 0.2, "red")).
-			WithTarget(instantQuery(perFeature(collector.FeatureDriftPSI, window, `feature="`+predictionFeature+`"`), "{{model}}"))).
+			WithTarget(instantQuery(avgFeature(isPrediction(q.sel(collector.FeatureDriftPSI, window))), "{{model}}"))).
 		WithPanel(defaultStat("Reference", "Where each model's reference profile came from (file, learned).", "none").
 			WithTarget(instantQuery(fmt.Sprintf("count by (model, source) (%s)", q.sel(collector.DriftReferenceInfo)), "{{model}}: {{source}}"))).
 		WithPanel(defaultTimeseries("Dataset drift share", "Share of drifted features over time; at 0.5 the dataset drifts.", "percentunit").
@@ -74,11 +83,11 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultBarGauge("Top drifting features", "The ten features with the highest PSI in the window.", "none").
 			Min(0).
 			Thresholds(thresholds("green", 0.1, "orange", 0.2, "red")).
-			WithTarget(instantQuery(fmt.Sprintf("topk(10, %s)", perFeature(collector.FeatureDriftPSI, window, features, inputs)), "{{model}} / {{feature}}"))).
+			WithTarget(instantQuery(fmt.Sprintf("topk(10, %s)", avgFeature(notPrediction(q.sel(collector.FeatureDriftPSI, window, features)))), "{{model}} / {{feature}}"))).
 		WithPanel(defaultBarGauge("Drift impact", "The ten features with the highest PSI weighted by their share of the model's importance (models[].feature_importance): the drift that matters most to the model's output. Empty without importances.", "none").
 			Min(0).
 			WithTarget(instantQuery(fmt.Sprintf("topk(10,\n  %s\n    * on (model, feature) group_left ()\n  (%s / on (model) group_left () sum by (model) (%s))\n)",
-				perFeature(collector.FeatureDriftPSI, window, features, inputs), importance, importance), "{{model}} / {{feature}}"))).
+				avgFeature(notPrediction(q.sel(collector.FeatureDriftPSI, window, features))), importance, importance), "{{model}} / {{feature}}"))).
 		WithPanel(mergeTable(defaultTable("Feature drift", "Each feature's statistics in the window (mean over replicas) and its drift decision by the deciding method, whose threshold is calibrated to the false-alarm rate."),
 			map[string]string{"Value #A": "PSI", "Value #B": "Jensen–Shannon", "Value #C": "Hellinger", "Value #D": "drifted", "Value #E": "values"}).
 			WithTarget(tableQuery(perFeature(collector.FeatureDriftPSI, window, features), "A")).

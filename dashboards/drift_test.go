@@ -1,0 +1,149 @@
+package dashboards
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/internal/prometheustest"
+)
+
+// driftVariables are the values the data drift dashboard's variables take
+// in TestDriftDashboardPrediction: every model and version, the 5m window.
+var driftVariables = map[string]string{
+	"namespace": ".*", "job": "modelmon", "model": ".*", "version": ".*",
+	"window": "5m", "feature": ".*", "__rate_interval": "1m",
+}
+
+// observations returns n pushed observations of model, as a JSON array:
+// amount from..from+99 in turn, country DE and FR in turn, and the
+// prediction of each, pred(i).
+func observations(model string, n, from int, pred func(i int) float64) string {
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"model":%q,"features":{"amount":%d,"country":%q},"prediction":%g}`,
+			model, from+i%100, []string{"DE", "FR"}[i%2], pred(i))
+	}
+	b.WriteString("]")
+	return b.String()
+}
+
+// The data drift dashboard finds the prediction by the role label of
+// modelmon_feature_reference_info, whatever its name: a reference from
+// training data names it after its column (score), a learned one
+// __prediction__. Under a real Prometheus scraping a real sidecar whose
+// models' amount and prediction drifted and country did not, the
+// prediction's panel shows both models' prediction, and the panels of the
+// inputs leave it out: one drifted feature each, not two.
+func TestDriftDashboardPrediction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the exporter under Prometheus")
+	}
+	prometheustest.Binary(t)
+	bin, err := buildBinaries()
+	require.NoError(t, err)
+
+	// fraud's training data: amount 100..199, country DE and FR, score
+	// 0..0.9, each in turn; its traffic has amount and the prediction
+	// shifted, country as in training. learned learns its reference from
+	// its first 100 records, alike, then gets the same shift.
+	dir := t.TempDir()
+	var train strings.Builder
+	train.WriteString("amount,country,score\n")
+	for i := range 1000 {
+		fmt.Fprintf(&train, "%d,%s,%g\n", 100+i%100, []string{"DE", "FR"}[i%2], float64(i%10)/10)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(train.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    drift: {reference: fraud.csv, prediction_column: score}
+    feature_importance: {amount: 1, country: 0.5}
+  - name: learned
+`), 0o644))
+	proxy, web := freeAddr(t), freeAddr(t)
+	start(t, filepath.Join(bin, "exporter"), web, "--config.file="+cfg,
+		"--proxy.upstream=http://"+freeAddr(t), "--proxy.listen-address="+proxy, "--web.listen-address="+web,
+		"--drift.learn-samples=100", "--drift.min-samples=50")
+	inTraining := func(i int) float64 { return float64(i%10) / 10 }
+	shifted := func(int) float64 { return 0.9 }
+	for _, body := range []string{
+		observations("learned", 100, 100, inTraining),
+		observations("fraud", 200, 500, shifted),
+		observations("learned", 200, 500, shifted),
+	} {
+		require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json", body))
+	}
+
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{web}})
+	queries := dashboardQueries(t)
+	// panel evaluates the first query of the panel titled title, and
+	// returns each series' value by its labels named by.
+	panel := func(title string, by ...string) map[string]float64 {
+		t.Helper()
+		var expr string
+		for _, q := range queries {
+			if q.dashboard == "data-drift.json" && strings.HasPrefix(q.where, fmt.Sprintf("panel %q ", title)) {
+				expr = q.expr
+				break
+			}
+		}
+		require.NotEmpty(t, expr, "no panel %q", title)
+		expr = variableRE.ReplaceAllStringFunc(expr, func(m string) string {
+			sub := variableRE.FindStringSubmatch(m)
+			v, ok := driftVariables[sub[1]+sub[2]]
+			require.True(t, ok, "%s: no value for %s", title, m)
+			return v
+		})
+		samples, err := prom.Query(expr)
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, s := range samples {
+			var key []string
+			for _, l := range by {
+				key = append(key, s.Metric[l])
+			}
+			out[strings.Join(key, "/")] = s.Value
+		}
+		return out
+	}
+	keys := func(m map[string]float64) []string {
+		out := make([]string, 0, len(m))
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+
+	// The sidecar scores at scrape time: wait until every model's amount
+	// drifted in what Prometheus scraped.
+	require.Eventually(t, func() bool {
+		v, err := prom.Query(`max by (model) (modelmon_feature_drifted{feature="amount", window="5m"}) == 1`)
+		return err == nil && len(v) == 2
+	}, 60*time.Second, 200*time.Millisecond, "amount did not drift in Prometheus")
+
+	prediction := panel("Prediction drift (PSI)", "model", "feature")
+	require.Equal(t, []string{"fraud/score", "learned/__prediction__"}, keys(prediction))
+	for k, v := range prediction {
+		require.Greater(t, v, 0.2, k)
+	}
+	require.Equal(t, map[string]float64{"fraud": 1, "learned": 1}, panel("Drifted features", "model"),
+		"amount drifted, country did not, and the prediction is no input")
+	require.Equal(t, []string{"fraud/amount", "fraud/country", "learned/amount", "learned/country"},
+		keys(panel("Top drifting features", "model", "feature")))
+	require.Equal(t, []string{"fraud/amount", "fraud/country"}, keys(panel("Drift impact", "model", "feature")))
+	// Panels of every feature keep the prediction.
+	require.Equal(t, []string{"fraud/amount", "fraud/country", "fraud/score", "learned/__prediction__", "learned/amount", "learned/country"},
+		keys(panel("Feature drift (PSI)", "model", "feature")))
+}
