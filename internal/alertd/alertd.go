@@ -762,8 +762,8 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 				a.logger.Error("Failed to release alerts", "err", err)
 			}
 			a.expireResolvedSilences(now)
-			// Maintenance windows begin as time passes.
-			a.store.suppressWith(a.ctx, now, a.maintenance)
+			// Silences and maintenance windows begin as time passes.
+			a.suppressBegun(a.ctx, now)
 			a.silencer.gc(now, a.opts.ResolvedRetention)
 			a.maintenance.gc(now, a.opts.ResolvedRetention)
 			a.suppressions.gc(now, a.opts.ResolvedRetention)

@@ -428,3 +428,63 @@ func TestLedgerIncidentAcknowledgement(t *testing.T) {
 	}))
 	require.Equal(t, 1, acks)
 }
+
+// A silence that begins while an alert fires quiets the chain of its
+// incident from its start, whether it was created then or ahead of its
+// start (pending until then): the alert is suppressed by the silence, and
+// the level due in it is not notified (escalate: suppressed in the
+// alert's history). When the silence ends while the alert still fires,
+// the alert is released and the chain goes on with the next level.
+func TestEscalationSilenceBeginsWhileFiring(t *testing.T) {
+	t.Parallel()
+	for _, ahead := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ahead=%v", ahead), func(t *testing.T) {
+			t.Parallel()
+			h := newEscalationHooks(t)
+			clock := &testClock{}
+			a := startAlertd(t, h.config(""), map[string]string{"rules.yml": "groups: []\n"}, clock.options())
+			labels := model.LabelSet{"alertname": "ModelDown", "severity": "critical"}
+			start := clock.Now()
+			ts := func(d time.Duration) string { return start.Add(d).UTC().Format(time.RFC3339Nano) }
+			postAlertJSON(t, a, fmt.Sprintf(`{"labels":{"alertname":"ModelDown","severity":"critical"},"startsAt":%q}`, ts(0)))
+			waitEscalationEvents(t, h.l1, "trigger")
+			in := waitIncident(t, a, settled(1), "level 1 never settled")
+
+			// A silence from 5m to 15m; level 2 is due at 10m.
+			silence := func(startsAt string) {
+				code, body := post(t, a.URL+"/api/v1/silences", "application/json",
+					fmt.Sprintf(`{"matchers":["alertname=\"ModelDown\""],%s"endsAt":%q,"createdBy":"bob"}`, startsAt, ts(15*time.Minute)))
+				require.Equal(t, http.StatusOK, code, body)
+			}
+			if ahead {
+				silence(fmt.Sprintf(`"startsAt":%q,`, ts(5*time.Minute)))
+				require.Equal(t, "firing", waitAlert(t, a, labels).State, "the silence has not begun")
+				clock.skip(5 * time.Minute)
+			} else {
+				clock.skip(5 * time.Minute)
+				silence("")
+			}
+			al := waitFor(t, a, labels, inState("suppressed"), "the silence did not suppress the firing alert as it began")
+			require.Equal(t, "suppressed", lastOf(al.History, "silence").Action)
+			require.Contains(t, lastOf(al.History, "silence").Reason, "created by bob")
+
+			clock.skip(5*time.Minute + time.Second)
+			waitIncident(t, a, settled(2), "level 2 never fell due")
+			al = waitFor(t, a, labels, func(al alertJSON) bool { return lastOf(al.History, "escalate").Action == "suppressed" },
+				"level 2 was not suppressed")
+			require.Equal(t, "not sent to l2 (escalate, level 2): every alert of incident "+in.ID+" is suppressed",
+				lastOf(al.History, "escalate").Reason)
+			require.Empty(t, h.l2.all(), "level 2 was notified in the silence")
+
+			// The silence ends at 15m: released, and level 3 at 20m.
+			clock.skip(5 * time.Minute)
+			al = waitFor(t, a, labels, inState("firing"), "not released when the silence ended")
+			require.Equal(t, "released", lastOf(al.History, "pipeline").Action)
+			clock.skip(5 * time.Minute)
+			waitEscalationEvents(t, h.l3, "escalate")
+			require.Empty(t, h.l2.all())
+			require.Equal(t, []string{"trigger"}, events(h.l1))
+			h.checkWire(t)
+		})
+	}
+}

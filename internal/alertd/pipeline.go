@@ -361,14 +361,17 @@ func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bo
 	return escalated
 }
 
-// suppressWith runs one stage over the firing alerts that nothing
-// suppresses, as time passes: those it suppresses now (a maintenance window
-// that began) are marked suppressed, which mutes them in the notifier.
-func (s *store) suppressWith(ctx context.Context, now time.Time, st Stage) {
+// suppressWith runs stages, one at a time, over the firing alerts that
+// nothing suppresses, as time passes: those a stage suppresses now (a
+// silence or maintenance window that began) are marked suppressed, which
+// mutes them in the notifier and quiets their incidents' escalation.
+func (s *store) suppressWith(ctx context.Context, now time.Time, sts ...Stage) {
 	defer s.ledger.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.suppressWithLocked(ctx, now, st)
+	for _, st := range sts {
+		s.suppressWithLocked(ctx, now, st)
+	}
 }
 
 // suppressWithLocked is suppressWith with s.mu held; the caller commits

@@ -1,6 +1,7 @@
 package alertd
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -90,6 +91,21 @@ func (p *pipeline) apply(cfg *alertconfig.Config) error {
 	p.flap.set(cfg.Suppression.Flapping)
 	p.store.setStages(append(stages, p.silencer, p.suppressions, p.maintenance, p.deployments, &p.hold, p.flap))
 	return nil
+}
+
+// suppressBegun suppresses the firing alerts that a silence or maintenance
+// window selects from now on: a silence created ahead of its start, or one
+// of the configuration's, begins as time passes, and so does a window's time
+// interval. (A silence that starts as it is created suppresses what fires at
+// once, store.resuppress; an alert that arrives later meets it in the
+// stages.) The notifier would mute such an alert at its next flush anyway;
+// marking it suppressed also records why in its history and quiets its
+// incident's escalation chain, which asks the store (store.allSuppressed).
+// Silences go first, as in the pipeline. alertd runs it with each release;
+// a replay at each evaluation and at each time a silence or window begins
+// or ends.
+func (p *pipeline) suppressBegun(ctx context.Context, now time.Time) {
+	p.store.suppressWith(ctx, now, p.silencer, p.maintenance)
 }
 
 // classificationRules returns the configured classification rules.
