@@ -252,7 +252,8 @@ const replayResolvedResend = 15 * time.Minute
 // its outcome, and every escalation step. Nothing is sent and no action
 // runs: notifications and actions are recorded. State that stages keep
 // (silences, flapping, the learned model) starts empty in a scratch
-// directory; silences of the configuration apply at their times.
+// directory; the configuration's silences and maintenance windows apply
+// from their times on, to alerts that fire already too, as in alertd.
 func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult, error) {
 	cfg, err := alertconfig.LoadFile(file)
 	if err != nil {
@@ -383,12 +384,28 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	watchDeploys := cfg.Suppression.Deploy.Hold > 0
 	res := &ReplayResult{Config: file, From: opts.From, To: opts.To, Step: model.Duration(step).String()}
 	resend := max(DefaultOptions().ResendDelay, step)
-	for now = opts.From; !now.After(opts.To); now = now.Add(step) {
+	// change looks again at the alerts at a time between evaluations that
+	// a silence or maintenance window begins or ends, as alertd's loop
+	// does within seconds: what it releases is notified then, and the
+	// escalation steps due after it see it.
+	change := func(t time.Time) error {
+		if err := p.store.release(ctx, t); err != nil {
+			return err
+		}
+		p.suppressBegun(ctx, t)
+		rec.step(t)
+		esc.step(t)
+		return nil
+	}
+	prev := opts.From
+	for now = opts.From; !now.After(opts.To); prev, now = now, now.Add(step) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		res.Evaluations++
-		esc.before(now)
+		if err := esc.before(now, p.suppressionChanges(prev, now), change); err != nil {
+			return nil, err
+		}
 		for _, d := range detectors {
 			if now.Before(d.next) {
 				continue
@@ -437,6 +454,9 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 		if err := p.store.release(ctx, now); err != nil {
 			return nil, err
 		}
+		// As alertd's loop after its release: a silence or window that
+		// begins now suppresses the alerts firing since before.
+		p.suppressBegun(ctx, now)
 		rec.step(now)
 		esc.step(now)
 		p.store.gc(now)

@@ -150,19 +150,43 @@ func sortedAcks(acks []ReplayAcknowledgement) []ReplayAcknowledgement {
 // before runs the steps that fell due since the last evaluation, before
 // the evaluation at now changes anything: alertd's once-a-second loop runs
 // them while the alerts still fire as they did. A step due at the very
-// evaluation that resolves its incident does not run.
-func (r *replayEscalation) before(now time.Time) {
+// evaluation that resolves its incident does not run. The acknowledgements
+// since the last evaluation come in their turn among the steps, and so do
+// changes, the times in between that a silence or maintenance window began
+// or ended, at which change looks again at the alerts (of a change and an
+// acknowledgement at one time, the change first). r may be nil, without
+// escalation policies: the changes are made all the same.
+func (r *replayEscalation) before(now time.Time, changes []time.Time, change func(time.Time) error) error {
+	for {
+		// An acknowledgement at now sees what the evaluation at now
+		// did (step).
+		ack := r != nil && r.next < len(r.acks) && r.acks[r.next].At.Before(now)
+		if len(changes) > 0 && (!ack || !r.acks[r.next].At.Before(changes[0])) {
+			t := changes[0]
+			changes = changes[1:]
+			r.runBefore(t)
+			if err := change(t); err != nil {
+				return err
+			}
+			continue
+		}
+		if !ack {
+			break
+		}
+		r.runBefore(r.acks[r.next].At)
+		r.acknowledge(r.next)
+		r.next++
+	}
+	r.runBefore(now)
+	return nil
+}
+
+// runBefore runs the steps due before t.
+func (r *replayEscalation) runBefore(t time.Time) {
 	if r == nil {
 		return
 	}
-	// The acknowledgements since the last evaluation come in their turn
-	// among the steps; one at now sees what the evaluation at now did
-	// (step).
-	for ; r.next < len(r.acks) && r.acks[r.next].At.Before(now); r.next++ {
-		r.carryOut(r.x.tick(r.acks[r.next].At.Add(-time.Nanosecond)))
-		r.acknowledge(r.next)
-	}
-	r.carryOut(r.x.tick(now.Add(-time.Nanosecond)))
+	r.carryOut(r.x.tick(t.Add(-time.Nanosecond)))
 }
 
 // acknowledge acknowledges, by the i-th acknowledgement, the open,
