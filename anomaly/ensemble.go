@@ -47,6 +47,20 @@ const (
 	// first point of an anomaly scores, its echoes do not.
 	peakDecay = 0.97
 	peakPower = 4 // written out as q*q*q*q in score
+	// peakCap: the peak learns each surprise clipped at peakCap, as a
+	// Huber-type estimator caps what one observation can contribute
+	// (Huber 1964), so one point damps the ones after it for at most
+	// ln(peakCap)/-ln(peakDecay) ≈ 100 points (until the peak is back at
+	// 1, a score of 0.5), however extreme it was. Beyond peakCap the score
+	// is 0.9975 or more: more surprise no longer changes the verdict, so it
+	// must not lengthen the damping either. Unclipped, a value 1e6 times
+	// the noise scale (a surprise of 2e5) damped every point for about 400
+	// points, and the first burst of a flat series (5e14 against its
+	// floored scale) for over 1,000. A cap of 5 would end the damping
+	// with the refractory period, but also lets through the echoes of
+	// ordinary spikes (a surprise of 12, 34 points later) that NAB counts
+	// as false positives.
+	peakCap = 20
 	// refractory and refractoryFactor: for refractory points after a
 	// score at or above refractoryScore, scores are multiplied by
 	// refractoryFactor, so one anomaly raises one alert.
@@ -196,7 +210,7 @@ func (d *Ensemble) score(v float64, sr Result) Result {
 		q := z / d.peak
 		score *= q * q * q * q // (z/peak)^peakPower
 	}
-	d.peak = math.Max(d.peak*peakDecay, z)
+	d.peak = math.Max(d.peak*peakDecay, math.Min(z, peakCap))
 	if d.quiet > 0 {
 		d.quiet--
 		score *= refractoryFactor

@@ -79,8 +79,11 @@ const Threshold = 0.5
 // deviation) and the standard deviation. For Gaussian noise the three
 // agree; the spread keeps quantised series whose MAD is 0 usable, and the
 // standard deviation keeps spiky series (mostly flat, with bursts) from
-// scoring every burst at infinity. A relative floor keeps a constant series
-// from dividing by zero.
+// scoring every burst at infinity. The standard deviation is winsorised
+// (winsorisedStd), since it is the one of the three that a single value
+// can inflate without bound: as the MAD in Twitter's S-H-ESD, the scale
+// must not be set by the outliers it is meant to find. A relative floor
+// keeps a constant series from dividing by zero.
 //
 // The scale moves slowly with the window, so it is recomputed every
 // scaleEvery pushes (and whenever the window holds fewer than 2·scaleEvery
@@ -101,7 +104,7 @@ func computeScale(w *window, m float64) float64 {
 	if n := w.len(); n >= 10 {
 		s = math.Max(s, (w.quantile(0.9)-w.quantile(0.1))/2.5631)
 	}
-	s = math.Max(s, w.std())
+	s = math.Max(s, w.winsorisedStd())
 	return math.Max(s, 1e-9*math.Max(1, math.Abs(m)))
 }
 

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -186,4 +187,85 @@ func TestWindowStdAfterExtremes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refWinsorisedStd is the two-pass standard deviation of xs with its k
+// smallest values clamped to the median less winsorReach times the
+// median's distance to the next smallest, and its k largest likewise.
+func refWinsorisedStd(xs []float64, k int) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	m := refMedian(s)
+	lo, hi := m-winsorReach*(m-s[k]), m+winsorReach*(s[n-1-k]-m)
+	for i := range k {
+		s[i], s[n-1-i] = math.Max(s[i], lo), math.Min(s[n-1-i], hi)
+	}
+	return refStd(s)
+}
+
+// TestWindowWinsorisedStd checks the winsorised standard deviation against
+// the two-pass one, for windows that winsorise none, one, two and three
+// values on each side, through the events TestWindowStdAfterExtremes
+// lists: the running sums then lose what the winsorised values held, and
+// the direct sum must take over.
+func TestWindowWinsorisedStd(t *testing.T) {
+	extremes := map[int]float64{300: 1e12, 700: -1e15, 1100: 1e160, 1500: 1e300, 1501: -1e300, 1900: 1e6, 1901: 1e6, 1902: 1e6}
+	for _, size := range []int{300, 512, 1024, 1600} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(3, 5))
+			w := newWindow(size)
+			var all []float64
+			for i := range 4000 {
+				x := 100 + r.NormFloat64()
+				if e, ok := extremes[i]; ok {
+					x = e
+				}
+				if i >= 2500 { // a level shift of 1e10 noise units
+					x += 1e10
+				}
+				w.push(x)
+				all = append(all, x)
+				if i < 1 || i%3 != 0 {
+					continue
+				}
+				held := all[max(0, len(all)-size):]
+				// The reference on values scaled down by 1e150, so that
+				// it does not overflow.
+				scaled := make([]float64, len(held))
+				for j, x := range held {
+					scaled[j] = x / 1e150
+				}
+				want := refWinsorisedStd(scaled, len(held)/winsorPer)
+				got := w.winsorisedStd()
+				require.False(t, math.IsNaN(got), "point %d", i)
+				if math.IsInf(want*1e150, 0) { // beyond float64
+					require.Equal(t, math.MaxFloat64, got, "point %d", i)
+					continue
+				}
+				require.InDelta(t, want, got/1e150, 1e-6*want, "point %d", i)
+			}
+		})
+	}
+}
+
+// TestWindowWinsorisedStdEdges: the direct sum's special cases.
+func TestWindowWinsorisedStdEdges(t *testing.T) {
+	f := func(want float64, xs ...float64) {
+		t.Helper()
+		w := newWindow(len(xs))
+		for _, x := range xs {
+			w.push(x)
+		}
+		require.Equal(t, want, w.winsorisedStd())
+	}
+	n := winsorPer // one value winsorised on each side
+	constant := slices.Repeat([]float64{42}, n)
+	f(0, constant...)
+	spiked := slices.Clone(constant)
+	spiked[n/2] = 1e300 // winsorised to 42
+	f(0, spiked...)
+	// A spread that overflows float64: the median is 1.7e308 (an odd
+	// count: the mean of two such middle values overflows), and the
+	// values kept reach -1.7e308.
+	f(math.MaxFloat64, append(slices.Repeat([]float64{-1.7e308}, n/2), slices.Repeat([]float64{1.7e308}, n/2+1)...)...)
 }
