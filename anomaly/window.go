@@ -278,7 +278,9 @@ func (w *window) median() float64 {
 	if n%2 == 1 {
 		return s[n/2]
 	}
-	return (s[n/2-1] + s[n/2]) / 2
+	// Halved first: the sum of two values near ±MaxFloat64 overflows,
+	// and halving is exact, so this rounds as (a+b)/2 does.
+	return s[n/2-1]/2 + s[n/2]/2
 }
 
 // quantile returns the value of rank q·(n-1), interpolated, NaN when empty.
@@ -294,7 +296,11 @@ func (w *window) quantile(q float64) float64 {
 		return s[n-1]
 	}
 	f := r - float64(i)
-	return s[i] + f*(s[i+1]-s[i])
+	if d := s[i+1] - s[i]; !math.IsInf(d, 0) {
+		return s[i] + f*d
+	}
+	// Values of opposite sign near ±MaxFloat64: their difference overflows.
+	return s[i]*(1-f) + s[i+1]*f
 }
 
 // mad returns the median absolute deviation of the values held around m

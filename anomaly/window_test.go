@@ -269,3 +269,28 @@ func TestWindowWinsorisedStdEdges(t *testing.T) {
 	// values kept reach -1.7e308.
 	f(math.MaxFloat64, append(slices.Repeat([]float64{-1.7e308}, n/2), slices.Repeat([]float64{1.7e308}, n/2+1)...)...)
 }
+
+// Values near ±MaxFloat64 are finite, and so are their median and
+// quantiles: neither the sum of the two middle values nor the difference
+// the interpolation takes may overflow.
+func TestWindowExtremesStayFinite(t *testing.T) {
+	for _, xs := range [][]float64{
+		{math.MaxFloat64, math.MaxFloat64 / 2},
+		{-math.MaxFloat64, -math.MaxFloat64 / 2},
+		{-math.MaxFloat64, math.MaxFloat64},
+		{-math.MaxFloat64, math.MaxFloat64, 1, 2},
+	} {
+		w := newWindow(len(xs))
+		for _, x := range xs {
+			w.push(x)
+		}
+		for _, v := range []float64{w.median(), w.quantile(0.1), w.quantile(0.5), w.quantile(0.9)} {
+			require.False(t, math.IsInf(v, 0) || math.IsNaN(v), "%v: %v", xs, v)
+		}
+	}
+	w := newWindow(2)
+	w.push(math.MaxFloat64)
+	w.push(math.MaxFloat64 / 2)
+	require.Equal(t, math.MaxFloat64*0.75, w.median())
+	require.Equal(t, math.MaxFloat64*0.75, w.quantile(0.5))
+}
