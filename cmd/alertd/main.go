@@ -91,6 +91,7 @@ func run() int {
 	replayCmd.Flag("fail-on-more-pages", "Exit with status 3 when the --compare configuration pages more than --config, to gate rule changes in CI.").BoolVar(&ra.failOnMorePages)
 	replayCmd.Flag("acknowledgements", "A YAML or JSON file of acknowledgements to replay, as policy tests write them (at: a duration after --from, RFC 3339 or Unix seconds; labels; by). Empty replays none from a file.").ExistingFileVar(&ra.acks)
 	replayCmd.Flag("acknowledgements.from-ledger", "Read the alert ledger under --storage.path and replay the acknowledgements operators gave over the range, at their times.").BoolVar(&ra.acksFromLedger)
+	replayCmd.Flag("silences", "A JSON file of silences created through the API, applied over their own times with the configuration's: GET /api/v2/silences's answer (alertd's or an Alertmanager's, or amtool silence query -o json), or alertd's silences.json under --storage.path; - reads stdin. Empty applies the configuration's silences only.").StringVar(&ra.silences)
 	replayCmd.Flag("fail-on-more-escalations", "Exit with status 3 when the --compare configuration's escalation policies notify more often than --config's (levels notified: trigger, escalate, repeat).").BoolVar(&ra.failOnMoreEsc)
 
 	memLimit := &gomemlimit.Flags{}

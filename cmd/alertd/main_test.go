@@ -169,8 +169,8 @@ func TestBinaryLifecycle(t *testing.T) {
 }
 
 // alertd replay on a TSDB made by promtool from OpenMetrics, as users
-// backfill history: the text report, JSON, and --fail-on-more-pages's exit
-// status.
+// backfill history: the text report, JSON, --fail-on-more-pages's exit
+// status, acknowledgements and silences (a file, stdin).
 func TestReplayCommand(t *testing.T) {
 	promtool := prometheustest.Promtool(t)
 	bin := buildBinary(t)
@@ -258,6 +258,42 @@ func TestReplayCommand(t *testing.T) {
 	code, out2 = exitCode(t, bin, "replay", "--config", c, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--acknowledgements.from-ledger", "--storage.path", dir)
 	require.Equal(t, 1, code, out2)
 	require.Contains(t, out2, "couldn't read acknowledgements from the ledger (--storage.path=")
+
+	// Silences created through the API, as GET /api/v2/silences answers
+	// them: one over the blip at 120 suppresses it, one matches nothing;
+	// from a file, and from stdin.
+	silence := func(id, model string, from, to int) string {
+		return fmt.Sprintf(`{"id":%q,"status":{"state":"expired"},"updatedAt":%q,"comment":"","createdBy":"alice","startsAt":%[2]q,"endsAt":%q,"matchers":[{"isEqual":true,"isRegex":false,"name":"model","value":%q}]}`,
+			id, start.Add(time.Duration(from)*time.Minute).Format(time.RFC3339), start.Add(time.Duration(to)*time.Minute).Format(time.RFC3339), model)
+	}
+	sils := filepath.Join(dir, "silences.json")
+	require.NoError(t, os.WriteFile(sils, []byte("["+silence("s-blip", "a", 110, 130)+","+silence("s-none", "z", 0, 10)+"]\n"), 0o600))
+	code, out2 = exitCode(t, bin, "replay", "--config", a, "--compare", b, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--silences", sils)
+	require.Equal(t, 0, code, out2)
+	rows = map[string]string{}
+	for _, line := range strings.Split(out2, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 {
+			rows[strings.Join(f[:len(f)-2], " ")] = strings.Join(f[len(f)-2:], " ")
+		}
+	}
+	require.Equal(t, "1 1", rows["pages"], out2)
+	require.Equal(t, "1 1", rows["by silence"], out2, "in b, the silence before the hold")
+	require.Equal(t, "1 1", rows["silences applied"], out2)
+	require.Equal(t, "1 1", rows["silences unmatched"], out2)
+	cmd := exec.Command(bin, "replay", "--config", a, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--silences", "-", "--output", "json")
+	cmd.Stdin = strings.NewReader("[" + silence("s-blip", "a", 110, 130) + "]")
+	js, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(js))
+	require.Contains(t, string(js), `"silences_applied": 1,`)
+	require.Contains(t, string(js), `"reason": "silenced by s-blip until 2026-03-02T02:10:00Z, created by alice"`)
+	require.NoError(t, os.WriteFile(sils, []byte(`[{"id":"s-bad","startsAt":"2026-03-02T00:00:00Z","endsAt":"2026-03-02T01:00:00Z","matchers":[{"name":"model","value":"(","isRegex":true}]}]`), 0o600))
+	code, out2 = exitCode(t, bin, "replay", "--config", a, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--silences", sils)
+	require.Equal(t, 1, code, out2)
+	require.Contains(t, out2, `alertd: error: couldn't load silences (--silences="`+sils+`"): silence s-bad: invalid matcher`)
+	code, out2 = exitCode(t, bin, "replay", "--config", a, "--from", from, "--to", to, "--storage.tsdb.path", tsdbDir, "--silences", filepath.Join(dir, "nope.json"))
+	require.Equal(t, 1, code, out2)
+	require.Contains(t, out2, "couldn't load silences (--silences=")
+	require.Contains(t, out2, "no such file or directory")
 
 	code, out2 = exitCode(t, bin, "replay", "--config", a, "--from", "yesterday", "--storage.tsdb.path", tsdbDir)
 	require.Equal(t, 1, code)

@@ -28,6 +28,7 @@ type replayArgs struct {
 	failOnMoreEsc        bool
 	acks                 string
 	acksFromLedger       bool
+	silences             string
 }
 
 // runReplay replays one configuration, or two to compare, and prints the
@@ -77,8 +78,15 @@ func runReplay(ctx context.Context, args replayArgs, logger *slog.Logger) int {
 		}
 		acks = append(acks, l...)
 	}
+	// And the same silences.
+	var sils []alertd.ReplaySilence
+	if args.silences != "" {
+		if sils, err = loadReplaySilences(args.silences, from, to); err != nil {
+			return fail(fmt.Errorf("couldn't load silences (--silences=%q): %w", args.silences, err))
+		}
+	}
 	opts := alertd.ReplayOptions{From: from, To: to, Step: args.step, LookbackDelta: args.lookback, Source: src,
-		Acknowledgements: acks, Logger: logger}
+		Acknowledgements: acks, Silences: sils, Logger: logger}
 	a, err := alertd.Replay(ctx, args.config, opts)
 	if err != nil {
 		return fail(fmt.Errorf("replaying %s: %w", args.config, err))
@@ -110,6 +118,20 @@ func runReplay(ctx context.Context, args replayArgs, logger *slog.Logger) int {
 		code = 3
 	}
 	return code
+}
+
+// loadReplaySilences reads the silences of the file path, or of stdin for
+// "-", so that `curl …/api/v2/silences | alertd replay --silences -` works.
+func loadReplaySilences(path string, from, to time.Time) ([]alertd.ReplaySilence, error) {
+	if path == "-" {
+		return alertd.ReadReplaySilences(os.Stdin, from, to)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return alertd.ReadReplaySilences(f, from, to)
 }
 
 // parseReplayTime reads RFC 3339 or Unix seconds; empty is def, which

@@ -400,16 +400,7 @@ func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
 	req := silenceRequest{ID: ps.ID, StartsAt: time.Time(*ps.StartsAt), EndsAt: time.Time(*ps.EndsAt), CreatedBy: *ps.CreatedBy, Comment: *ps.Comment,
 		Annotations: ps.Annotations}
 	for _, m := range ps.Matchers {
-		typ := amlabels.MatchEqual
-		switch regex, equal := *m.IsRegex, m.IsEqual == nil || *m.IsEqual; {
-		case regex && equal:
-			typ = amlabels.MatchRegexp
-		case regex:
-			typ = amlabels.MatchNotRegexp
-		case !equal:
-			typ = amlabels.MatchNotEqual
-		}
-		am, err := amlabels.NewMatcher(typ, *m.Name, *m.Value)
+		am, err := matcherFromV2(m)
 		if err != nil {
 			http.Error(w, fmt.Sprintf("invalid matcher %s: %v", *m.Name, err), http.StatusBadRequest)
 			return
@@ -422,6 +413,22 @@ func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	respondV2(w, map[string]string{"silenceID": sil.ID})
+}
+
+// matcherFromV2 is the matcher m of Alertmanager's API v2, whose name,
+// value and isRegex are set; isEqual unset is true, as before Alertmanager
+// v0.22 added it.
+func matcherFromV2(m *models.Matcher) (*amlabels.Matcher, error) {
+	typ := amlabels.MatchEqual
+	switch regex, equal := *m.IsRegex, m.IsEqual == nil || *m.IsEqual; {
+	case regex && equal:
+		typ = amlabels.MatchRegexp
+	case regex:
+		typ = amlabels.MatchNotRegexp
+	case !equal:
+		typ = amlabels.MatchNotEqual
+	}
+	return amlabels.NewMatcher(typ, *m.Name, *m.Value)
 }
 
 // deleteV2Silence is Alertmanager's DELETE /api/v2/silence/{silenceID}:

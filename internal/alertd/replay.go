@@ -46,7 +46,11 @@ type ReplayOptions struct {
 	// chains stop where people would stop them. One that finds no open
 	// escalated incident is no error: it acknowledges none.
 	Acknowledgements []ReplayAcknowledgement
-	Logger           *slog.Logger
+	// Silences are silences created through the API of alertd or of an
+	// Alertmanager (--silences), which the configuration file does not
+	// hold: each applies over its own interval, with the configuration's.
+	Silences []ReplaySilence
+	Logger   *slog.Logger
 }
 
 // ReplayAcknowledgement acknowledges, at At, the open incidents escalated
@@ -124,7 +128,9 @@ type ReplayResult struct {
 	// Acknowledgements are ReplayOptions.Acknowledgements, with the
 	// incidents each acknowledged.
 	Acknowledgements []ReplayAcknowledgement `json:"acknowledgements,omitempty"`
-	Summary          ReplaySummary           `json:"summary"`
+	// Silences are ReplayOptions.Silences, with the alerts each selected.
+	Silences []ReplaySilence `json:"silences,omitempty"`
+	Summary  ReplaySummary   `json:"summary"`
 }
 
 // The outcomes of a firing.
@@ -240,6 +246,11 @@ type ReplaySummary struct {
 	// from the ledger whose route the configuration does not have: they
 	// acknowledged every incident of their alerts (AckScopeAlerts).
 	AcknowledgementsRouteMissing int `json:"acknowledgements_route_missing"`
+	// SilencesApplied counts the silences of ReplayOptions.Silences that
+	// selected a firing alert while they were active, SilencesUnmatched
+	// those that selected none.
+	SilencesApplied   int `json:"silences_applied"`
+	SilencesUnmatched int `json:"silences_unmatched"`
 }
 
 // replayAlertsResend is how long Prometheus keeps sending a resolved alert;
@@ -252,8 +263,9 @@ const replayResolvedResend = 15 * time.Minute
 // its outcome, and every escalation step. Nothing is sent and no action
 // runs: notifications and actions are recorded. State that stages keep
 // (silences, flapping, the learned model) starts empty in a scratch
-// directory; the configuration's silences and maintenance windows apply
-// from their times on, to alerts that fire already too, as in alertd.
+// directory; the configuration's silences and maintenance windows, and
+// those of opts.Silences, apply from their times on, to alerts that fire
+// already too, as in alertd.
 func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult, error) {
 	cfg, err := alertconfig.LoadFile(file)
 	if err != nil {
@@ -333,6 +345,8 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	if err := p.apply(cfg); err != nil {
 		return nil, err
 	}
+	sils := newReplaySilences(opts.Silences)
+	p.silencer.addReplaySilences(sils.sils)
 	esc, err := newReplayEscalation(cfg, reg, opts.Logger, clock, rec, opts.Acknowledgements)
 	if err != nil {
 		return nil, err
@@ -393,6 +407,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 			return err
 		}
 		p.suppressBegun(ctx, t)
+		sils.observe(t, p.store)
 		rec.step(t)
 		esc.step(t)
 		return nil
@@ -457,6 +472,7 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 		// As alertd's loop after its release: a silence or window that
 		// begins now suppresses the alerts firing since before.
 		p.suppressBegun(ctx, now)
+		sils.observe(now, p.store)
 		rec.step(now)
 		esc.step(now)
 		p.store.gc(now)
@@ -468,7 +484,8 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 		// Without escalation policies there is nothing to acknowledge.
 		res.Acknowledgements = sortedAcks(opts.Acknowledgements)
 	}
-	res.Summary = summarize(res.Firings, res.Escalations, res.Acknowledgements, opts.To.Sub(opts.From))
+	res.Silences = sils.result()
+	res.Summary = summarize(res.Firings, res.Escalations, res.Acknowledgements, res.Silences, opts.To.Sub(opts.From))
 	return res, nil
 }
 
@@ -666,8 +683,8 @@ func (r *replayRecorder) finish() {
 }
 
 // summarize counts firings by outcome, the escalation notifications of
-// the chains' levels, and the acknowledgements.
-func summarize(fs []ReplayFiring, es []ReplayEscalation, acks []ReplayAcknowledgement, span time.Duration) ReplaySummary {
+// the chains' levels, the acknowledgements and the silences.
+func summarize(fs []ReplayFiring, es []ReplayEscalation, acks []ReplayAcknowledgement, sils []ReplaySilence, span time.Duration) ReplaySummary {
 	s := ReplaySummary{Suppressed: map[string]int{}}
 	alerts := map[string]bool{}
 	for _, f := range fs {
@@ -702,6 +719,13 @@ func summarize(fs []ReplayFiring, es []ReplayEscalation, acks []ReplayAcknowledg
 		}
 		if a.Scope == AckScopeAlerts {
 			s.AcknowledgementsRouteMissing++
+		}
+	}
+	for _, sil := range sils {
+		if len(sil.Alerts) > 0 {
+			s.SilencesApplied++
+		} else {
+			s.SilencesUnmatched++
 		}
 	}
 	if days := span.Hours() / 24; days > 0 {

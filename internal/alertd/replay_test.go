@@ -34,6 +34,12 @@ var replayStart = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 // a TSDB block under dir, as `promtool tsdb create-blocks-from` would.
 func writeHistory(t *testing.T, dir string, series map[string][]float64) {
 	t.Helper()
+	writeHistoryFrom(t, dir, replayStart, series)
+}
+
+// writeHistoryFrom is writeHistory from start.
+func writeHistoryFrom(t *testing.T, dir string, start time.Time, series map[string][]float64) {
+	t.Helper()
 	ctx := context.Background()
 	w, err := tsdb.NewBlockWriter(promslog.NewNopLogger(), dir, (7 * 24 * time.Hour).Milliseconds())
 	require.NoError(t, err)
@@ -42,7 +48,7 @@ func writeHistory(t *testing.T, dir string, series map[string][]float64) {
 		name, modelName, _ := strings.Cut(sel, "/")
 		ls := labels.FromStrings(model.MetricNameLabel, name, "model", modelName)
 		for i, v := range vs {
-			_, err := app.Append(0, ls, 0, replayStart.Add(time.Duration(i)*time.Minute).UnixMilli(), v, nil, nil, storage.AppendV2Options{})
+			_, err := app.Append(0, ls, 0, start.Add(time.Duration(i)*time.Minute).UnixMilli(), v, nil, nil, storage.AppendV2Options{})
 			require.NoError(t, err)
 		}
 	}

@@ -204,6 +204,11 @@ func (c *ReplayComparison) WriteText(w io.Writer) error {
 			row("  incident route gone, by alerts", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.AcknowledgementsRouteMissing) })
 		}
 	}
+	if len(c.A.Silences) > 0 {
+		// Both replays take the same silences; each its own alerts.
+		row("silences applied", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.SilencesApplied) })
+		row("silences unmatched", func(r *ReplayResult) string { return fmt.Sprint(r.Summary.SilencesUnmatched) })
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -25,7 +25,8 @@ import (
 // history). When it ends while the alert still fires the chain goes on
 // with the steps due after. The firing paged before it began, and keeps
 // that outcome. With a step of 5m, the suppression begins and ends between
-// evaluations, and still applies from its own times.
+// evaluations, and still applies from its own times; so does a silence of
+// --silences.
 func TestReplaySuppressionBeginsWhileFiring(t *testing.T) {
 	dir := t.TempDir()
 	hist := filepath.Join(dir, "tsdb")
@@ -87,6 +88,19 @@ func TestReplaySuppressionBeginsWhileFiring(t *testing.T) {
 			},
 		},
 		{
+			// A silence of --silences, created through the API, takes
+			// the same path.
+			name: "silence of --silences between evaluations", wait: "7m", step: 5 * time.Minute, from: 66, to: 88, stage: "silences file",
+			want: []string{
+				`1h0m0s notified: sent to l1 (trigger, level 1)`,
+				`1h7m0s suppressed: not sent to l2 (escalate, level 2)`,
+				`1h22m0s suppressed: not sent to l1 (repeat, level 1)`,
+				`1h29m0s notified: sent to l2 (repeat, level 2)`,
+				`1h44m0s action: ran action "rollback"`,
+				`2h0m0s notified: sent to l1, l2 (resolve, level 2)`,
+			},
+		},
+		{
 			name: "maintenance window between evaluations", wait: "7m", step: 5 * time.Minute, from: 66, to: 88, stage: "maintenance",
 			want: []string{
 				`1h0m0s notified: sent to l1 (trigger, level 1)`,
@@ -100,15 +114,23 @@ func TestReplaySuppressionBeginsWhileFiring(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			extra := strings.ReplaceAll(replayPolicy, "{{WAIT}}", tc.wait)
-			if tc.stage == "silence" {
+			var sils []ReplaySilence
+			switch tc.stage {
+			case "silences file":
+				var err error
+				sils, err = ReadReplaySilences(strings.NewReader(fmt.Sprintf(
+					`[{"id":"4a1b2c3d","matchers":[{"name":"model","value":"a","isRegex":false}],"startsAt":%q,"endsAt":%q,"createdBy":"bob","comment":"","status":{"state":"expired"},"updatedAt":%[1]q}]`,
+					at(tc.from).Format(time.RFC3339), at(tc.to).Format(time.RFC3339))), replayStart, at(199))
+				require.NoError(t, err)
+			case "silence":
 				extra += fmt.Sprintf("silences:\n  - matchers: ['model=\"a\"']\n    starts_at: %s\n    ends_at: %s\n    created_by: bob\n",
 					at(tc.from).Format(time.RFC3339), at(tc.to).Format(time.RFC3339))
-			} else {
+			default:
 				extra += fmt.Sprintf("maintenance_windows:\n  - name: upgrade\n    matchers: ['model=\"a\"']\n"+
 					"    time_intervals: [{times: [{start_time: %q, end_time: %q}]}]\n", clock(tc.from), clock(tc.to))
 			}
 			cfg := writeReplayConfig(t, t.TempDir(), "c", extra, replayRules)
-			r, err := Replay(context.Background(), cfg, ReplayOptions{From: replayStart, To: at(199), Step: tc.step, Source: src})
+			r, err := Replay(context.Background(), cfg, ReplayOptions{From: replayStart, To: at(199), Step: tc.step, Source: src, Silences: sils})
 			require.NoError(t, err)
 
 			require.Len(t, r.Firings, 1)
