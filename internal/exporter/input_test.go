@@ -1,9 +1,11 @@
 package exporter
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -357,6 +359,56 @@ func TestSeldonThroughTheProxy(t *testing.T) {
 	// Every feedback read counts its reward, 0 when it has none.
 	require.Equal(t, 3.0, metricValue(t, e, "modelmon_feedback_reward_count", iris))
 	require.Equal(t, 1.5, metricValue(t, e, "modelmon_feedback_reward_sum", iris))
+}
+
+// Seldon's opaque messages: an image in "binData" (as JSON, or as the form
+// `curl -F binData=@cat.png` sends, which its Python wrapper takes) or a
+// text in "strData" is one prediction without features, whatever the
+// answer: a class, another image, a text. None is a payload error, and
+// the class a form's image is answered with joins its label.
+func TestSeldonOpaqueMessages(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch body, _ := io.ReadAll(r.Body); {
+		case strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data"):
+			io.WriteString(w, `{"data": {"names": ["class"], "ndarray": ["cat"]}, "meta": {"puid": "form-1"}}`)
+		case strings.Contains(string(body), "strData"):
+			io.WriteString(w, `{"strData": "le renard brun rapide", "meta": {"puid": "str-1"}}`)
+		default:
+			io.WriteString(w, `{"binData": "iVBORw0KGgo=", "meta": {"puid": "bin-1"}}`)
+		}
+	}))
+	t.Cleanup(up.Close)
+	e := startWithConfig(t, up.URL, "models:\n  - name: vision\n    id_path: meta.puid\n", func(o *Options) { o.Labels = LabelsOptions{Enabled: true} })
+	url := "http://" + e.ProxyAddr() + "/seldon/prod/vision/api/v1.0/predictions"
+
+	st, _ := do(t, "POST", url, `{"binData": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "meta": {}}`)
+	require.Equal(t, 200, st)
+	st, _ = do(t, "POST", url, `{"strData": "The quick brown fox"}`)
+	require.Equal(t, 200, st)
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	part, err := mw.CreateFormFile("binData", "cat.png")
+	require.NoError(t, err)
+	part.Write([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"))
+	require.NoError(t, mw.Close())
+	st, _ = do(t, "POST", url, form.String(), "Content-Type", mw.FormDataContentType())
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+
+	vision := map[string]string{"model": "vision"}
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_requests_total", vision))
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_predictions_total", vision), "one instance each")
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_payloads_parsed_total", map[string]string{"model": "vision", "format": "seldon_v1"}))
+	if errs := scrape(t, e, "modelmon_payload_errors_total")["modelmon_payload_errors_total"]; errs != nil {
+		require.NotContains(t, errs.text, `model="vision"`)
+	}
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_class_total", map[string]string{"model": "vision", "class": "cat"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_pending_predictions", nil), "only the answered class waits for a label")
+
+	_, resp := postLabels(t, e, `{"id":"form-1","label":"cat"}`+"\n"+`{"id":"bin-1","label":"cat"}`)
+	require.Equal(t, []string{"matched", "held"}, resp.Results, "an image answered with an image predicts nothing to join: its label waits in vain")
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_outcome_total", map[string]string{"model": "vision", "predicted": "cat", "actual": "cat"}))
 }
 
 // Seldon's rewards are counted without the label join, and a feedback that

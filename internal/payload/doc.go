@@ -56,8 +56,10 @@
 // "data.ndarray" is an instance, as each of "instances" is, its positional features
 // named by "data.names" before Options.FeatureNames; a "data.tensor" holds N
 // instances (the first dimension of its shape) of row-major values; "jsonData" is
-// read as FormatJSON. The response has the same forms: a row of one value is the
-// Prediction, of several the Scores.
+// read as FormatJSON; "strData" or "binData" is one opaque instance without
+// features. The request may also be the form (multipart/form-data) Seldon's Python
+// wrapper takes (seldonform.go). The response has the same forms: a row of one value
+// is the Prediction, of several the Scores; "strData" and "binData" give none.
 //
 // FormatSeldonGRPC is Seldon Core 1's gRPC Predict (seldongrpc.go): its
 // SeldonMessage protobufs are written out in their JSON form and read as

@@ -49,6 +49,10 @@ var fuzzSeeds = map[Format][][2]string{
 		{`{"meta": {}, "data": {"tensor": {"shape": [2, 2], "values": [1, 2, 3, 4]}}}`, `{"data": {"tensor": {"shape": [2, 1], "values": [0, 1]}}}`},
 		{`{"jsonData": {"x": 1, "y": [1, 2]}}`, `{"jsonData": {"prediction": "a"}}`},
 		{`{"strData": "hello"}`, `{"status": {"code": 500, "info": "boom", "status": "FAILURE"}}`},
+		{`{"binData": "aGVsbG8="}`, `{"binData": "aGVsbG8="}`},
+		// Seldon's Python wrapper takes a form too.
+		{"--b\r\nContent-Disposition: form-data; name=\"binData\"; filename=\"x.png\"\r\n\r\n\x89PNG\r\n--b\r\n" +
+			"Content-Disposition: form-data; name=\"data\"\r\n\r\n{\"ndarray\": [[1, 2]]}\r\n--b--\r\n", `{"data": {"ndarray": ["cat"]}}`},
 		{`{"data": {"tensor": {"shape": [9223372036854775807, 9223372036854775807], "values": []}}}`, ``},
 		{`{"data": {"names": ["a"], "tftensor": {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "2"}, {"size": "1"}]}, "floatVal": [1, "NaN"]}}}`,
 			`{"data": {"tftensor": {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": 2}]}, "string_val": ["eWVz", "bm8="]}}}`},

@@ -84,6 +84,7 @@ type Parser struct {
 	exVals             []Value  // the values of a feature
 	labels             [][]byte // the labels of an example's classes
 	seldonFeatureNames [][]byte // a Seldon message's names, then Options.FeatureNames (seldon.go)
+	form               []byte   // the JSON of a Seldon request sent as a form (seldonform.go)
 	sse                []byte   // data of a server-sent event of several lines
 	finish             []byte   // finish reason of a streamed generation
 }
@@ -164,6 +165,14 @@ func (p *Parser) parseTree(f Format, req, resp []byte, dst *Batch) error {
 		root, ok = p.csvDataFrame(req)
 		csvFrame = ok
 	}
+	if !ok && (f == FormatSeldon || f == FormatUnknown) {
+		// Seldon's Python wrapper also takes a form (seldonform.go).
+		if form, isForm := p.seldonForm(req); isForm {
+			if root, ok = p.parseJSON(&p.req, form); ok && f == FormatUnknown && detect(root) != FormatSeldon {
+				ok = false // a form, but of no SeldonMessage
+			}
+		}
+	}
 	if !ok {
 		return reqErr(ReasonInvalidJSON, "not valid JSON")
 	}
@@ -228,6 +237,7 @@ func (p *Parser) reset(size int) {
 		p.fastReq, p.fastResp, p.fastElems = nil, nil, nil
 		p.sse = nil
 		p.tfProto = nil
+		p.form = nil
 		p.protoTensors, p.exampleMsgs, p.ctxMsgs, p.ctxFeats, p.exFeats, p.exVals, p.labels = nil, nil, nil, nil, nil, nil, nil
 	}
 	p.lastSize = size

@@ -21,7 +21,11 @@ import (
 // first dimension of its shape is the instances. A "tftensor" is read as
 // a "tensor" (seldontf.go). "jsonData" is read as a
 // plain JSON body is (FormatJSON). A "strData" or "binData" message is one
-// instance with no features, and gives no prediction.
+// instance with no features: an image, a text, opaque to the sidecar. In a
+// response, either gives no prediction, and is no error: a "strData"
+// answer is free text (a translation, a caption), not a class, whose
+// values would fill the class cap with one-offs. A request may also come
+// as a form (seldonform.go).
 
 // seldonRequest parses a Seldon Core 1 request.
 func (p *Parser) seldonRequest(root *fastjson.Value, b *Batch) error {
@@ -257,6 +261,12 @@ func (p *Parser) SeldonFeedback(body []byte, b *Batch) (Feedback, error) {
 		return Feedback{}, reqErr(ReasonEmptyBody, "empty body")
 	}
 	root, ok := p.parseJSON(&p.req, body)
+	if !ok {
+		// A form, as Seldon's Python wrapper takes it too (seldonform.go).
+		if form, isForm := p.seldonForm(body); isForm {
+			root, ok = p.parseJSON(&p.req, form)
+		}
+	}
 	if !ok {
 		return Feedback{}, reqErr(ReasonInvalidJSON, "not valid JSON")
 	}

@@ -1,7 +1,11 @@
 package payload
 
 import (
+	"bytes"
+	"io"
 	"math"
+	"mime/multipart"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -64,6 +68,32 @@ func TestSeldon(t *testing.T) {
 			want:       []plainRecord{rec("null", "")},
 		},
 		{
+			// A binData message is an image (a file, a tensor in its own
+			// form): one instance, opaque, and an answer in binData
+			// predicts nothing the sidecar reads, without an error.
+			name:       "binData: an opaque instance",
+			req:        `{"binData": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "meta": {"tags": {"camera": "front"}}}`,
+			resp:       `{"binData": "iVBORw0KGgo=", "meta": {"puid": "b1"}}`,
+			wantFormat: FormatSeldon,
+			want:       []plainRecord{rec("null", "")},
+		},
+		{
+			name:   "binData answered with a class and its scores",
+			format: FormatSeldon,
+			req:    `{"binData": "aGVsbG8="}`,
+			resp:   `{"data": {"names": ["cat", "dog"], "ndarray": [[0.8, 0.2]]}}`,
+			want:   []plainRecord{rec("null", "0.8 0.2")},
+		},
+		{
+			// strData in an answer is free text (a caption, a
+			// translation), not a class: no prediction, and no error.
+			name:   "rows answered with binData or strData",
+			format: FormatSeldon,
+			req:    `{"data": {"ndarray": [[1], [2]]}}`,
+			resp:   `{"strData": "two rows, seen"}`,
+			want:   []plainRecord{rec("null", "", "0=1"), rec("null", "", "0=2")},
+		},
+		{
 			name:   "a failure status",
 			format: FormatSeldon,
 			req:    `{"data": {"ndarray": [[1]]}}`,
@@ -111,6 +141,48 @@ func TestSeldon(t *testing.T) {
 			reason: ReasonMissingField,
 		},
 		{
+			// Seldon's Python wrapper takes a form too: curl -F
+			// binData=@cat.png. The request is one opaque instance.
+			name:   "a form with binData",
+			format: FormatSeldon,
+			req:    form("binData", "cat.png", "\x89PNG\r\n\x1a\n\x00\x00--\r\n", "meta", "", `{"tags": {"camera": "front"}}`),
+			resp:   `{"data": {"ndarray": ["cat"]}, "meta": {"puid": "f1"}}`,
+			want:   []plainRecord{rec(`"cat"`, "")},
+		},
+		{
+			name:       "a form with strData, detected",
+			req:        form("strData", "", "Le renard brun rapide, \"vite\"\n"),
+			resp:       `{"strData": "The quick brown fox"}`,
+			wantFormat: FormatSeldon,
+			want:       []plainRecord{rec("null", "")},
+		},
+		{
+			// Every other field is the JSON of its value.
+			name:       "a form with data, detected",
+			req:        form("data", "", `{"names": ["a", "b"], "ndarray": [[1, 2], [3, "x"]]}`),
+			resp:       `{"data": {"ndarray": [0.5, 0.25]}}`,
+			wantFormat: FormatSeldon,
+			want:       []plainRecord{rec("0.5", "", "a=1", "b=2"), rec("0.25", "", "a=3", `b="x"`)},
+		},
+		{
+			name:   "a form whose data is not JSON",
+			format: FormatSeldon,
+			req:    form("data", "", "[[1, 2"),
+			reason: ReasonInvalidJSON,
+		},
+		{
+			// Any other form is no SeldonMessage: not JSON, as before.
+			name:   "a form of no SeldonMessage, detected",
+			req:    form("file", "a.csv", "x,y\n1,2\n"),
+			reason: ReasonInvalidJSON,
+		},
+		{
+			name:   "a form cut short",
+			format: FormatSeldon,
+			req:    strings.TrimSuffix(form("binData", "cat.png", "\x89PNG"), "--\r\n"),
+			reason: ReasonInvalidJSON,
+		},
+		{
 			// Plain JSON with a "data" field that is not Seldon's stays plain JSON.
 			name:       "plain JSON with a data field",
 			req:        `{"data": {"x": 1}}`,
@@ -118,6 +190,32 @@ func TestSeldon(t *testing.T) {
 			want:       []plainRecord{rec("null", "", "data.x=1")},
 		},
 	})
+}
+
+// form returns a multipart/form-data body of the fields given as name,
+// file name ("" for a text field) and value, as Python's requests writes
+// it.
+func form(fields ...string) string {
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	for i := 0; i+2 < len(fields); i += 3 {
+		name, file, value := fields[i], fields[i+1], fields[i+2]
+		var part io.Writer
+		var err error
+		if file != "" {
+			part, err = w.CreateFormFile(name, file)
+		} else {
+			part, err = w.CreateFormField(name)
+		}
+		if err != nil {
+			panic(err)
+		}
+		io.WriteString(part, value)
+	}
+	if err := w.Close(); err != nil {
+		panic(err)
+	}
+	return b.String()
 }
 
 func TestSeldonFeedback(t *testing.T) {
@@ -144,6 +242,8 @@ func TestSeldonFeedback(t *testing.T) {
 		{name: "a reward in a string that is no number", body: `{"reward": "high"}`, reason: ReasonTypeMismatch},
 		{name: "an infinite reward", body: `{"reward": "Infinity"}`, reason: ReasonTypeMismatch},
 		{name: "a NaN reward", body: `{"reward": "NaN", "truth": {"data": {"ndarray": [[1]]}}}`, reason: ReasonTypeMismatch},
+		{name: "a form", body: form("response", "", `{"meta": {"puid": "p-5"}}`, "reward", "", "0.5", "truth", "", `{"data": {"ndarray": [["cat"]]}}`),
+			want: Feedback{Puid: []byte("p-5"), Reward: 0.5, Truth: true}, records: []plainRecord{rec("null", "", `0="cat"`)}},
 		{name: "not JSON", body: `{"truth": `, reason: ReasonInvalidJSON},
 		{name: "not an object", body: `[1]`, reason: ReasonTypeMismatch},
 		{name: "empty", body: " ", reason: ReasonEmptyBody},
