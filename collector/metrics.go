@@ -175,8 +175,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			ScoreBuckets), []string{"model"}),
 		PredictionConfidenceBin: f.NewCounterVec(prometheus.CounterOpts{
 			Name: PredictionConfidenceBinTotal,
-			Help: "The total number of classification predictions that give the class they predict a probability, labelled or not, by confidence bin: the bins of the calibration counters, (k/10, (k+1)/10]. With the accuracy labels have shown in each bin, they estimate the accuracy of predictions whose labels have not come yet.",
-		}, []string{"model", "bin"}),
+			Help: "The total number of classification predictions that give the class they predict a probability, labelled or not, by confidence bin: the bins of the calibration counters, of bins equal bins (models[].calibration_bins), bin k holding (k/bins, (k+1)/bins]. With the accuracy labels have shown in each bin, they estimate the accuracy of predictions whose labels have not come yet.",
+		}, []string{"model", "bins", "bin"}),
 		LabelOverflow: f.NewCounterVec(prometheus.CounterOpts{
 			Name: LabelOverflowTotal,
 			Help: "The total number of times a new label value was replaced by " + OtherValue + " because its label reached its cap.",

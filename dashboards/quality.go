@@ -93,9 +93,9 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			windows("brier_score", "{{model}}"))).
 		WithPanel(withQueries(defaultTimeseries("Log loss", "Mean log loss of the predictions with class probabilities (lower is better).", "none"),
 			windows("log_loss", "{{model}}"))).
-		WithPanel(withQueries(defaultTimeseries("Expected calibration error", "Of the predictions that gave their predicted class a probability (their confidence): the gap between confidence and accuracy in ten bins of confidence, weighted by the bins' sizes (0 is perfectly calibrated; lower is better).", "percentunit").Min(0),
+		WithPanel(withQueries(defaultTimeseries("Expected calibration error", "Of the predictions that gave their predicted class a probability (their confidence): the gap between confidence and accuracy in equal bins of confidence (ten, or the model's calibration_bins), weighted by the bins' sizes (0 is perfectly calibrated; lower is better).", "percentunit").Min(0),
 			windows("calibration_error", "{{model}}"))).
-		WithPanel(mergeTable(defaultTable("Reliability diagram (1h)", "Per bin of confidence (bin k holds (k/10, (k+1)/10]) over the last hour: the predictions, their mean confidence and the share that were right. A calibrated model is right as often as it is confident."),
+		WithPanel(mergeTable(defaultTable("Reliability diagram (1h)", "Per bin of confidence over the last hour (of bins equal bins, ten unless the model's calibration_bins says otherwise, bin k holds (k/bins, (k+1)/bins]): the predictions, their mean confidence and the share that were right. A calibrated model is right as often as it is confident."),
 			map[string]string{"Value #A": "predictions", "Value #B": "mean confidence", "Value #C": "accuracy"}).
 			WithTarget(tableQuery(recorded(rule("prediction_confidence_outcomes", "increase1h")), "A")).
 			WithTarget(tableQuery(recorded(rule("calibration_confidence", "1h")), "B")).

@@ -79,6 +79,12 @@ type Model struct {
 	// calibration possible. With two, a prediction that is one probability
 	// is the second class's.
 	Classes []string `yaml:"classes"`
+	// CalibrationBins is the number of equal-width bins of confidence the
+	// model's calibration is counted in (the expected calibration error,
+	// the reliability diagram, the accuracy estimated without labels): 0
+	// for DefaultCalibrationBins, else from MinCalibrationBins to
+	// MaxCalibrationBins.
+	CalibrationBins int `yaml:"calibration_bins"`
 	// Alerts are the model's quality thresholds, which `exporter alerts`
 	// turns into Prometheus alerting rules.
 	Alerts *QualityAlerts `yaml:"alerts"`
@@ -115,6 +121,15 @@ const MaxSegmentBuckets = 18
 
 // MaxScoreBuckets bounds Model.ScoreBuckets, as every bucket is a series.
 const MaxScoreBuckets = 40
+
+// Bounds and default of Model.CalibrationBins. Each bin is a series of
+// four counters per model; over 100 bins, most hold too few predictions
+// for their accuracy to mean anything.
+const (
+	DefaultCalibrationBins = 10
+	MinCalibrationBins     = 2
+	MaxCalibrationBins     = 100
+)
 
 // Segment is a feature the model's joined labels are also counted by: its
 // values as written (a country, a device type), or, with Buckets, the range
@@ -172,8 +187,8 @@ type ModelDrift struct {
 // DefaultMinCalibrationSamples is the default of
 // QualityAlerts.MinCalibrationSamples. Simulated for a perfectly
 // calibrated model with confidences uniform in [0.5, 1], its expected
-// calibration error in ten bins is 0.022 on average and under 0.04 in 95 %
-// of trials over 1,000 predictions; over 100, 0.070 and 0.11.
+// calibration error in the default ten bins is 0.022 on average and under
+// 0.04 in 95 % of trials over 1,000 predictions; over 100, 0.070 and 0.11.
 const DefaultMinCalibrationSamples = 1000
 
 // DefaultMinSegmentSamples is the default of QualityAlerts.MinSegmentSamples:
@@ -359,6 +374,9 @@ func (c *Config) Validate() error {
 			if err := checkBuckets(sg.Buckets, MaxSegmentBuckets); err != nil {
 				return fmt.Errorf("models[%d].segments[%d].buckets: %w", i, k, err)
 			}
+		}
+		if b := m.CalibrationBins; b != 0 && (b < MinCalibrationBins || b > MaxCalibrationBins) {
+			return fmt.Errorf("models[%d].calibration_bins must be between %d and %d, got %d", i, MinCalibrationBins, MaxCalibrationBins, b)
 		}
 		if err := checkBuckets(m.ScoreBuckets, MaxScoreBuckets); err != nil {
 			return fmt.Errorf("models[%d].score_buckets: %w", i, err)

@@ -23,7 +23,7 @@ import (
 func TestEstimatedAccuracy(t *testing.T) {
 	e := startExporter(t, modelServer(t).URL, labelsOn)
 	r := rand.New(rand.NewPCG(11, 12))
-	var bins, labelled, right [quality.ConfidenceBins]float64
+	var bins, labelled, right [quality.DefaultConfidenceBins]float64
 	var correct, correctLabelled float64
 	const n = 3000
 	for phase, top := range []float64{1, 0.8} {
@@ -41,7 +41,7 @@ func TestEstimatedAccuracy(t *testing.T) {
 			}
 			id := fmt.Sprintf("p%d-%d", phase, i)
 			obs = append(obs, fmt.Sprintf(`{"model":"churn","id":%q,"prediction":{"label":%q,"score":%v}}`, id, pred, c))
-			b := quality.ConfidenceBin(c)
+			b := quality.ConfidenceBin(c, quality.DefaultConfidenceBins)
 			bins[b]++
 			if phase == 0 {
 				lbs = append(lbs, fmt.Sprintf(`{"id":%q,"label":%q}`, id, label))

@@ -278,6 +278,7 @@ func New(o Options) (_ *Exporter, err error) {
 		if e.obs.labels, err = newLabels(o.Labels, o.StoragePath, o.Now(), e.reg, e.metrics.LabelOverflow, e.logger.With("component", "labels")); err != nil {
 			return nil, err
 		}
+		e.obs.labels.config = e.cfg.Load
 		if err := e.obs.labels.configurePeers(e.cfg.Load().cfg.Labels); err != nil {
 			return nil, err
 		}

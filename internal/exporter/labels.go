@@ -65,6 +65,8 @@ type labels struct {
 	// onOutcome, when set, also gets each label joined (the shadow's
 	// comparison against labels).
 	onOutcome func(quality.Outcome)
+	// config is the running configuration: the models' calibration bins.
+	config func() *runtimeConfig
 }
 
 // modelOf returns lb with the model it names as its predictions are
@@ -86,7 +88,8 @@ type labelMetrics struct {
 	probOutcomes *prometheus.CounterVec
 	brier        *prometheus.CounterVec
 	logLoss      *prometheus.CounterVec
-	// Calibration, by confidence bin (quality.ConfidenceBin).
+	// Calibration, by number of confidence bins and bin
+	// (quality.ConfidenceBin).
 	confOutcomes *prometheus.CounterVec
 	confCorrect  *prometheus.CounterVec
 	confSum      *prometheus.CounterVec
@@ -143,11 +146,11 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 		logLoss: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LogLossTotal,
 			Help: "The sum of the log losses (minus the log of the probability of the actual class) of predictions with class probabilities."}, []string{"model"}),
 		confOutcomes: f.NewCounterVec(prometheus.CounterOpts{Name: collector.ConfidenceOutcomesTotal,
-			Help: "The total number of classification predictions joined to their label that gave their predicted class a probability (its confidence), by confidence bin (0 to 9: bin k holds (k/10, (k+1)/10])."}, []string{"model", "bin"}),
+			Help: "The total number of classification predictions joined to their label that gave their predicted class a probability (its confidence), by confidence bin: of bins equal bins (models[].calibration_bins, 10 by default), bin k holds (k/bins, (k+1)/bins]."}, []string{"model", "bins", "bin"}),
 		confCorrect: f.NewCounterVec(prometheus.CounterOpts{Name: collector.ConfidenceCorrectTotal,
-			Help: "The total number of those predictions whose label matched the predicted class, by confidence bin."}, []string{"model", "bin"}),
+			Help: "The total number of those predictions whose label matched the predicted class, by confidence bin."}, []string{"model", "bins", "bin"}),
 		confSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.ConfidenceTotal,
-			Help: "The sum of the confidences of those predictions, by confidence bin: with the two counters before, the expected calibration error and the reliability diagram."}, []string{"model", "bin"}),
+			Help: "The sum of the confidences of those predictions, by confidence bin: with the two counters before, the expected calibration error and the reliability diagram."}, []string{"model", "bins", "bin"}),
 		correct: f.NewCounterVec(prometheus.CounterOpts{Name: collector.PredictionCorrectTotal,
 			Help: "The total number of classification predictions whose label matched the predicted class, by class: the diagonal of the confusion matrix, which PromQL cannot take from the outcome counter."}, []string{"model", "class"}),
 		matched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsMatchedTotal,
@@ -477,12 +480,15 @@ func (l *labels) recordSegments(o quality.Outcome) {
 	}
 }
 
-// confidenceBinLabels are the bin label values of the calibration counters.
-var confidenceBinLabels = func() (b [quality.ConfidenceBins]string) {
+// confidenceBinLabels are the bin label values of the calibration
+// counters, and confidenceBinsLabels those of their bins label (the
+// number of bins, models[].calibration_bins), by number.
+var confidenceBinLabels, confidenceBinsLabels = func() (b, n [config.MaxCalibrationBins + 1]string) {
 	for k := range b {
 		b[k] = strconv.Itoa(k)
+		n[k] = b[k]
 	}
-	return b
+	return b, n
 }()
 
 // binaryScore returns the probability of the second of two classes that
@@ -537,12 +543,16 @@ func (l *labels) record(o quality.Outcome) {
 		m.logLoss.WithLabelValues(o.Model).Add(o.LogLoss)
 	}
 	if o.HasConfidence {
-		bin := confidenceBinLabels[quality.ConfidenceBin(o.Confidence)]
-		m.confOutcomes.WithLabelValues(o.Model, bin).Inc()
-		m.confSum.WithLabelValues(o.Model, bin).Add(o.Confidence)
+		// In the model's bins when the label joins: a series says which
+		// bins it counts in, so that a reload that changes them, or
+		// replicas that differ, don't mix two bins of one name.
+		n := l.config().models[o.Model].confidenceBins()
+		bins, bin := confidenceBinsLabels[n], confidenceBinLabels[quality.ConfidenceBin(o.Confidence, n)]
+		m.confOutcomes.WithLabelValues(o.Model, bins, bin).Inc()
+		m.confSum.WithLabelValues(o.Model, bins, bin).Add(o.Confidence)
 		// Created at 0 on a miss too: the calibration error subtracts
 		// it from the confidence sum bin by bin.
-		correct := m.confCorrect.WithLabelValues(o.Model, bin)
+		correct := m.confCorrect.WithLabelValues(o.Model, bins, bin)
 		if o.Correct {
 			correct.Inc()
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -324,7 +325,7 @@ func TestLabelsBinaryScore(t *testing.T) {
 	require.InDelta(t, 2*(0.07*0.07+0.75*0.75+0.25+0.04), metricValue(t, e, "modelmon_prediction_brier_score_total", map[string]string{"model": "fraud"}), 1e-12)
 	// Confidences: 0.93 (bin 9), 0.75 and 0.8 (bin 7), 0.5 (bin 4).
 	for bin, conf := range map[string]float64{"9": 0.93, "7": 0.75 + 0.8, "4": 0.5} {
-		require.InDelta(t, conf, metricValue(t, e, "modelmon_prediction_confidence_total", map[string]string{"model": "fraud", "bin": bin}), 1e-12, "bin %s", bin)
+		require.InDelta(t, conf, metricValue(t, e, "modelmon_prediction_confidence_total", map[string]string{"model": "fraud", "bins": "10", "bin": bin}), 1e-12, "bin %s", bin)
 	}
 }
 
@@ -370,16 +371,16 @@ func TestLabelsNamedScores(t *testing.T) {
 		return metricValue(t, e, name, ls)
 	}
 	// sentiment: a confidence of 0.98, right, and no probabilities.
-	require.Equal(t, 1.0, m("modelmon_prediction_confidence_outcomes_total", "sentiment", "bin", "9"))
-	require.Equal(t, 1.0, m("modelmon_prediction_confidence_correct_total", "sentiment", "bin", "9"))
-	require.InDelta(t, 0.98, m("modelmon_prediction_confidence_total", "sentiment", "bin", "9"), 1e-4)
+	require.Equal(t, 1.0, m("modelmon_prediction_confidence_outcomes_total", "sentiment", "bins", "10", "bin", "9"))
+	require.Equal(t, 1.0, m("modelmon_prediction_confidence_correct_total", "sentiment", "bins", "10", "bin", "9"))
+	require.InDelta(t, 0.98, m("modelmon_prediction_confidence_total", "sentiment", "bins", "10", "bin", "9"), 1e-4)
 	require.Zero(t, m("modelmon_prediction_probability_outcomes_total", "sentiment"))
 	// topk, without classes: NEGATIVE 0.3, POSITIVE 0.7 by name; predicted
 	// POSITIVE, actually NEGATIVE. Brier 0.7² + 0.7², log loss -ln 0.3.
 	require.Equal(t, 1.0, m("modelmon_prediction_outcome_total", "topk", "predicted", "POSITIVE", "actual", "NEGATIVE"))
 	require.InDelta(t, 0.98, m("modelmon_prediction_brier_score_total", "topk"), 1e-12)
 	require.InDelta(t, -math.Log(0.3), m("modelmon_prediction_log_loss_total", "topk"), 1e-12)
-	require.Equal(t, 0.7, m("modelmon_prediction_confidence_total", "topk", "bin", "6"))
+	require.Equal(t, 0.7, m("modelmon_prediction_confidence_total", "topk", "bins", "10", "bin", "6"))
 	// ordered, by models[].classes: right at 0.6; Brier 0.4² + 0.4².
 	require.Equal(t, 1.0, m("modelmon_prediction_outcome_total", "ordered", "predicted", "POSITIVE", "actual", "POSITIVE"))
 	require.InDelta(t, 0.32, m("modelmon_prediction_brier_score_total", "ordered"), 1e-12)
@@ -392,8 +393,8 @@ func TestLabelsNamedScores(t *testing.T) {
 		`{"model":"topk","id":"topk-2","prediction":[{"label":"NEGATIVE","score":0.45},{"label":"POSITIVE","score":0.55}]}`)
 	_, resp = postLabels(t, e, `{"id":"sentiment-2","label":"POSITIVE"}`+"\n"+`{"id":"topk-2","label":"POSITIVE"}`)
 	require.Equal(t, []string{"matched", "matched"}, resp.Results)
-	require.Equal(t, 1.0, m("modelmon_prediction_confidence_outcomes_total", "sentiment", "bin", "6"))
-	require.Zero(t, m("modelmon_prediction_confidence_correct_total", "sentiment", "bin", "6"))
+	require.Equal(t, 1.0, m("modelmon_prediction_confidence_outcomes_total", "sentiment", "bins", "10", "bin", "6"))
+	require.Zero(t, m("modelmon_prediction_confidence_correct_total", "sentiment", "bins", "10", "bin", "6"))
 	require.InDelta(t, 0.98+2*0.45*0.45, m("modelmon_prediction_brier_score_total", "topk"), 1e-12)
 }
 
@@ -627,6 +628,106 @@ func TestCalibrationRulesInPrometheus(t *testing.T) {
 	require.Greater(t, ece, 0.05, "the random model is not calibrated: its confidence is not its 70 %% accuracy")
 }
 
+// A model's calibration counts in the bins models[].calibration_bins
+// gives: over fifteen, the shipped rules in a real Prometheus give the
+// expected calibration error computed here as scikit-learn's
+// calibration_curve bins (np.searchsorted on the inner edges k/15: bin k
+// holds (k/15, (k+1)/15]), which is not the ten bins' one of the same
+// predictions. A reload to other bins starts series of their own (the
+// bins label), and the error over both is their mean weighted by
+// predictions: no bin index counts two ranges.
+func TestCalibrationBinsInPrometheus(t *testing.T) {
+	prometheustest.Binary(t)
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	write := func(bins int) {
+		require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf("models:\n  - name: cal\n    classes: [a, b]\n    calibration_bins: %d\n", bins)), 0o644))
+	}
+	write(15)
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true} })
+
+	// binned holds, per bin, the predictions, the right ones and their
+	// confidences' sum; add bins one as calibration_curve does, and gaps
+	// sums |right − confidence| over the bins.
+	type binned struct{ n, right, conf []float64 }
+	newBinned := func(bins int) binned {
+		return binned{make([]float64, bins), make([]float64, bins), make([]float64, bins)}
+	}
+	add := func(b binned, c float64, ok bool) {
+		inner := make([]float64, len(b.n)-1)
+		for k := range inner {
+			inner[k] = float64(k+1) / float64(len(b.n))
+		}
+		k := sort.SearchFloat64s(inner, c) // np.searchsorted(bins[1:-1], c), side left
+		b.n[k]++
+		b.conf[k] += c
+		if ok {
+			b.right[k]++
+		}
+	}
+	gaps := func(b binned) (sum float64) {
+		for k := range b.n {
+			sum += math.Abs(b.right[k] - b.conf[k])
+		}
+		return sum
+	}
+	rng := rand.New(rand.NewPCG(15, 10))
+	send := func(from, to int, bs ...binned) {
+		var obs, lbs []string
+		for i := from; i < to; i++ {
+			pa := math.Round(rng.Float64()*1000) / 1000
+			predicted, c := "a", pa
+			if pa < 0.5 {
+				predicted, c = "b", 1-pa
+			}
+			actual := predicted
+			if rng.Float64() < 0.25 {
+				actual = map[string]string{"a": "b", "b": "a"}[predicted]
+			}
+			obs = append(obs, fmt.Sprintf(`{"model":"cal","id":"c-%d","prediction":[%v, %v]}`, i, pa, 1-pa))
+			lbs = append(lbs, fmt.Sprintf(`{"id":"c-%d","label":%q}`, i, actual))
+			for _, b := range bs {
+				add(b, c, predicted == actual)
+			}
+		}
+		pushRecordsRaw(t, e, obs...)
+		_, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+		for _, r := range resp.Results {
+			require.Equal(t, "matched", r)
+		}
+	}
+	fifteen, ten := newBinned(15), newBinned(10)
+	const total = 400
+	send(0, total, fifteen, ten)
+	ece15, ece10 := gaps(fifteen)/total, gaps(ten)/total
+	t.Logf("expected calibration error: %.6f in 15 bins, %.6f in 10", ece15, ece10)
+	require.Greater(t, math.Abs(ece15-ece10), 0.005, "the number of bins matters to these predictions")
+	const counted = "modelmon_prediction_confidence_predictions_total"
+	require.Equal(t, 15, strings.Count(scrape(t, e, counted)[counted].text, `bins="15"`), "every bin, at 0 too")
+
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
+	want := map[string]float64{`modelmon:calibration_error:total{model="cal"}`: ece15}
+	for k := range fifteen.n {
+		if fifteen.n[k] > 0 {
+			sel := fmt.Sprintf(`{model="cal",bins="15",bin="%d"}`, k)
+			want[`modelmon:calibration_accuracy:total`+sel] = fifteen.right[k] / fifteen.n[k]
+			want[`modelmon:prediction_confidence_outcomes:total`+sel] = fifteen.n[k]
+		}
+	}
+	requireQueries(t, prom, 1e-9, want)
+
+	// Ten bins from here on: 200 more predictions, in series of their own.
+	write(10)
+	require.NoError(t, e.Reload())
+	later := newBinned(10)
+	send(total, total+200, later)
+	requireQueries(t, prom, 1e-9, map[string]float64{
+		`modelmon:calibration_error:total{model="cal"}`:                             (gaps(fifteen) + gaps(later)) / (total + 200),
+		`sum(modelmon:prediction_confidence_outcomes:total{model="cal",bins="15"})`: total,
+		`sum(modelmon:prediction_confidence_outcomes:total{model="cal",bins="10"})`: 200,
+	})
+}
+
 // manualClock is a clock the test moves.
 type manualClock struct {
 	mu sync.Mutex
@@ -686,13 +787,13 @@ func TestLabelsProbabilitiesAndBodyID(t *testing.T) {
 	require.InDelta(t, -math.Log(0.8)-math.Log(0.1), metricValue(t, e, "modelmon_prediction_log_loss_total", map[string]string{"model": "risk"}), 1e-12)
 	// Confidence: 0.8 (bin 7, right) and 0.9 (bin 8, wrong, its right
 	// counter at 0 so that the calibration error can subtract it).
-	bin := func(b string) map[string]string { return map[string]string{"model": "risk", "bin": b} }
+	bin := func(b string) map[string]string { return map[string]string{"model": "risk", "bins": "10", "bin": b} }
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_confidence_outcomes_total", bin("7")))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_confidence_correct_total", bin("7")))
 	require.Equal(t, 0.8, metricValue(t, e, "modelmon_prediction_confidence_total", bin("7")))
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_confidence_outcomes_total", bin("8")))
 	require.Equal(t, 0.9, metricValue(t, e, "modelmon_prediction_confidence_total", bin("8")))
-	require.Contains(t, scrape(t, e, "modelmon_prediction_confidence_correct_total")["modelmon_prediction_confidence_correct_total"].text, `modelmon_prediction_confidence_correct_total{bin="8",model="risk"} 0`)
+	require.Contains(t, scrape(t, e, "modelmon_prediction_confidence_correct_total")["modelmon_prediction_confidence_correct_total"].text, `modelmon_prediction_confidence_correct_total{bin="8",bins="10",model="risk"} 0`)
 
 	st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v2/models/churn/infer",
 		`{"id":"req-9","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`, "X-Request-Id", "header-id")

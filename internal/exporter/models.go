@@ -58,30 +58,33 @@ type model struct {
 	// nil for collector.ScoreBuckets.
 	scoreBuckets []float64
 	confidence   prometheus.Observer
-	// confBins count the predictions by confidence bin, made with
-	// confidence.
-	confBins *[quality.ConfidenceBins]prometheus.Counter
+	// confBins count the predictions by confidence bin, one counter per
+	// bin of the number models[].calibration_bins gives (made with
+	// confidence, and again when a reload changes it).
+	confBins []prometheus.Counter
 }
 
 // observeConfidenceLocked observes the probability a classification
 // prediction gives its class in modelmon_prediction_class_probability, and
-// counts it by confidence bin.
-// The caller holds mu.
-func (m *model) observeConfidenceLocked(p float64) {
+// counts it by confidence bin, of bins equal ones. The caller holds mu.
+func (m *model) observeConfidenceLocked(p float64, bins int) {
 	if !(p >= 0 && p <= 1) {
 		return
 	}
 	if m.confidence == nil {
 		m.confidence = m.metrics.PredictionClassProbability.WithLabelValues(m.name)
+	}
+	if len(m.confBins) != bins {
 		// Every bin at 0 from the start, as the calibration counters'
-		// bins they are joined with.
-		m.confBins = new([quality.ConfidenceBins]prometheus.Counter)
+		// bins they are joined with. Those of another number of bins
+		// stay, under their own bins label.
+		m.confBins = make([]prometheus.Counter, bins)
 		for k := range m.confBins {
-			m.confBins[k] = m.metrics.PredictionConfidenceBin.WithLabelValues(m.name, confidenceBinLabels[k])
+			m.confBins[k] = m.metrics.PredictionConfidenceBin.WithLabelValues(m.name, confidenceBinsLabels[bins], confidenceBinLabels[k])
 		}
 	}
 	m.confidence.Observe(p)
-	m.confBins[quality.ConfidenceBin(p)].Inc()
+	m.confBins[quality.ConfidenceBin(p, bins)].Inc()
 }
 
 // maxPredictedClasses caps the classes of modelmon_prediction_class_total
@@ -104,7 +107,7 @@ func (m *model) countRecordLocked(mc modelConfig, rec *payload.Record) {
 	}
 	m.countPredictionLocked(pv.classBytes, pv.class, pv.isClass, x, isX)
 	if pv.hasConfidence {
-		m.observeConfidenceLocked(pv.confidence)
+		m.observeConfidenceLocked(pv.confidence, mc.confidenceBins())
 	}
 }
 

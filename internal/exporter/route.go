@@ -194,6 +194,18 @@ type modelConfig struct {
 	// scoreBuckets are modelmon_prediction_score's classic buckets for
 	// the model; nil: collector.ScoreBuckets.
 	scoreBuckets []float64
+	// calibrationBins is the number of confidence bins its calibration
+	// is counted in (models[].calibration_bins); 0: the default.
+	calibrationBins int
+}
+
+// confidenceBins returns the number of bins the model's confidences are
+// counted in.
+func (mc modelConfig) confidenceBins() int {
+	if mc.calibrationBins == 0 {
+		return config.DefaultCalibrationBins
+	}
+	return mc.calibrationBins
 }
 
 func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
@@ -221,7 +233,8 @@ func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
 				return nil, err
 			}
 		}
-		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, scoreBuckets: m.ScoreBuckets}
+		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, scoreBuckets: m.ScoreBuckets,
+			calibrationBins: m.CalibrationBins}
 		if m.IDPath != "" {
 			mc.idPath = strings.Split(m.IDPath, ".")
 		}

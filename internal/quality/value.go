@@ -121,17 +121,25 @@ const (
 	probMax = 1 - 1e-15
 )
 
-// ConfidenceBins is the number of equal-width bins ConfidenceBin sorts a
-// prediction's confidence into, as the expected calibration error and
-// reliability diagrams commonly take it.
-const ConfidenceBins = 10
+// DefaultConfidenceBins is the number of equal-width bins a prediction's
+// confidence is sorted into when none is given, as the expected
+// calibration error and reliability diagrams commonly take it.
+const DefaultConfidenceBins = 10
 
-// ConfidenceBin returns the bin of confidence p: bin k holds (k/10,
-// (k+1)/10], and bin 0 holds 0 as well, as scikit-learn's
-// calibration_curve bins.
-func ConfidenceBin(p float64) int {
-	k := 0
-	for k < ConfidenceBins-1 && p > float64(k+1)/ConfidenceBins {
+// ConfidenceBin returns the bin of confidence p among bins equal-width bins
+// (bins ≥ 1): bin k holds (k/bins, (k+1)/bins], and bin 0 holds 0 as well,
+// as scikit-learn's calibration_curve bins (np.searchsorted on the inner
+// edges, computed as float64(k)/bins). Values outside [0, 1] go to the end
+// bins.
+func ConfidenceBin(p float64, bins int) int {
+	n := float64(bins)
+	// A first guess from p·bins, then moved to the bin whose edges, as
+	// computed, hold p: p·bins and k/bins round differently.
+	k := min(max(int(math.Ceil(p*n))-1, 0), bins-1)
+	for k > 0 && !(p > float64(k)/n) {
+		k--
+	}
+	for k < bins-1 && p > float64(k+1)/n {
 		k++
 	}
 	return k

@@ -161,7 +161,38 @@ func TestConfidenceAlone(t *testing.T) {
 // above 3, is in bin 2.
 func TestConfidenceBin(t *testing.T) {
 	for p, want := range map[float64]int{0: 0, 0.05: 0, 0.1: 0, 0.10000001: 1, 0.3: 2, 0.55: 5, 0.6: 5, 0.7: 6, 0.9: 8, 0.95: 9, 1: 9} {
-		require.Equal(t, want, ConfidenceBin(p), "p=%v", p)
+		require.Equal(t, want, ConfidenceBin(p, 10), "p=%v", p)
+	}
+	// Fifteen bins of 1/15: 2/15 closes bin 1, and 0.2 = 3/15 bin 2.
+	for p, want := range map[float64]int{0: 0, 1.0 / 15: 0, 0.07: 1, 2.0 / 15: 1, 0.2: 2, 0.5: 7, 14.0 / 15: 13, 0.94: 14, 1: 14} {
+		require.Equal(t, want, ConfidenceBin(p, 15), "p=%v", p)
+	}
+}
+
+// ConfidenceBin is the bin whose edges, k/bins and (k+1)/bins as float64
+// computes them, hold p, for any number of bins: at the edges, and a
+// float64 either side of them, where p·bins rounds the other way.
+func TestConfidenceBinEdges(t *testing.T) {
+	slow := func(p float64, bins int) int {
+		k := 0
+		for k < bins-1 && p > float64(k+1)/float64(bins) {
+			k++
+		}
+		return k
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for bins := 1; bins <= 100; bins++ {
+		ps := []float64{0, 1, -0.5, 1.5, math.Inf(1), math.Inf(-1), math.NaN()}
+		for k := 0; k <= bins; k++ {
+			edge := float64(k) / float64(bins)
+			ps = append(ps, edge, math.Nextafter(edge, 2), math.Nextafter(edge, -1))
+		}
+		for range 100 {
+			ps = append(ps, rng.Float64())
+		}
+		for _, p := range ps {
+			require.Equal(t, slow(p, bins), ConfidenceBin(p, bins), "p=%v bins=%d", p, bins)
+		}
 	}
 }
 
@@ -227,10 +258,10 @@ func TestProbabilityClassListsBounded(t *testing.T) {
 func TestCalibrationErrorSamplingNoise(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 5))
 	ece := func(n int) float64 {
-		var count, right, conf [ConfidenceBins]float64
+		var count, right, conf [DefaultConfidenceBins]float64
 		for range n {
 			c := 0.5 + rng.Float64()/2
-			k := ConfidenceBin(c)
+			k := ConfidenceBin(c, DefaultConfidenceBins)
 			count[k]++
 			conf[k] += c
 			if rng.Float64() < c {
