@@ -85,6 +85,12 @@ type Model struct {
 	// for DefaultCalibrationBins, else from MinCalibrationBins to
 	// MaxCalibrationBins.
 	CalibrationBins int `yaml:"calibration_bins"`
+	// LabelOffset is the offset of a regression's labels: the value the
+	// sidecar sums them from, Σ(y − c) and Σ(y − c)², for R². Near the
+	// labels' mean, it keeps their variance exact however large the mean;
+	// nil: the first label the sidecar joins (kept across restarts with
+	// --storage.path).
+	LabelOffset *float64 `yaml:"label_offset"`
 	// Alerts are the model's quality thresholds, which `exporter alerts`
 	// turns into Prometheus alerting rules.
 	Alerts *QualityAlerts `yaml:"alerts"`
@@ -377,6 +383,9 @@ func (c *Config) Validate() error {
 		}
 		if b := m.CalibrationBins; b != 0 && (b < MinCalibrationBins || b > MaxCalibrationBins) {
 			return fmt.Errorf("models[%d].calibration_bins must be between %d and %d, got %d", i, MinCalibrationBins, MaxCalibrationBins, b)
+		}
+		if c := m.LabelOffset; c != nil && (math.IsNaN(*c) || math.IsInf(*c, 0)) {
+			return fmt.Errorf("models[%d].label_offset must be a finite number, got %v", i, *c)
 		}
 		if err := checkBuckets(m.ScoreBuckets, MaxScoreBuckets); err != nil {
 			return fmt.Errorf("models[%d].score_buckets: %w", i, err)

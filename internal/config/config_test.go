@@ -20,7 +20,7 @@ func TestLoadGood(t *testing.T) {
 		Models: []Model{
 			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}, CalibrationBins: 15, Segments: []Segment{{Feature: "country"}, {Feature: "amount", Buckets: []float64{100, 1000}}}},
 			// Relative to the configuration file.
-			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}},
+			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}, LabelOffset: ptr(2.5e5)},
 			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json"}},
 		},
 		Limits: Limits{MaxModels: 5, MaxFeatures: 50, MaxInstances: 100},
@@ -36,6 +36,8 @@ func TestLoadGood(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "churn", m.Name)
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func TestLoadDefaults(t *testing.T) {
 	for _, s := range []string{"", "# nothing\n", "default_model: x\n"} {
@@ -60,6 +62,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-importance.yml", `testdata/bad-importance.yml:3: models[0].feature_importance: "amount" must name a feature and be a finite number ≥ 0, got -1`},
 		{"bad-segment-field.yml", `testdata/bad-segment-field.yml:5: unknown field "bucket"`},
 		{"bad-segment-buckets.yml", `testdata/bad-segment-buckets.yml:4: models[0].segments[0].buckets: must be finite and increasing, got [3 2]`},
+		{"bad-label-offset.yml", `testdata/bad-label-offset.yml:3: models[0].label_offset must be a finite number, got +Inf`},
 		{"bad-calibration-bins.yml", `testdata/bad-calibration-bins.yml:3: models[0].calibration_bins must be between 2 and 100, got 1`},
 		{"bad-score-buckets.yml", `testdata/bad-score-buckets.yml:3: models[0].score_buckets: must be finite and increasing, got [1000 1000]`},
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml:3: models[0].drift.reference is required`},

@@ -82,12 +82,15 @@ tests:
         values: '0+10x120'
       # price's labels: 10 a minute, 5 of 1 and 5 of 3 (mean 2, variance
       # 1), against squared errors of 1 each: R² = 1 − 10/10 = 0 < 0.5.
-      - series: 'modelmon_label_value_total{model="price",sign="positive",instance="a"}'
-        values: '0+20x120'
-      - series: 'modelmon_label_value_total{model="price",sign="negative",instance="a"}'
+      # The sidecar sums them from its first label, 1.
+      - series: 'modelmon_label_value_offset{model="price",instance="a"}'
+        values: '1x120'
+      - series: 'modelmon_label_deviation_total{model="price",sign="positive",instance="a"}'
+        values: '0+10x120'
+      - series: 'modelmon_label_deviation_total{model="price",sign="negative",instance="a"}'
         values: '0+0x120'
-      - series: 'modelmon_label_value_squared_total{model="price",instance="a"}'
-        values: '0+50x120'
+      - series: 'modelmon_label_deviation_squared_total{model="price",instance="a"}'
+        values: '0+20x120'
       # risk: every minute 20 predictions at confidence 0.9 (bin 8), 12
       # of them right: calibration error |0.6 − 0.9| = 0.3 > 0.1, over
       # 1,200 an hour. rare: the same error over 1,200, below its 2,000.

@@ -97,9 +97,11 @@ type labelMetrics struct {
 	matched      *prometheus.CounterVec
 	absErr       *prometheus.CounterVec
 	sqErr        *prometheus.CounterVec
-	// Sums of the labels' values and their squares, for R².
-	valueSum   *prometheus.CounterVec
-	valueSqSum *prometheus.CounterVec
+	// The labels' offset, and the sums of their deviations from it and
+	// of their squares, for R² (quality.Store.SetOffset).
+	offset   *prometheus.GaugeVec
+	devSum   *prometheus.CounterVec
+	devSqSum *prometheus.CounterVec
 	// By segment (models[].segments).
 	segMatched *prometheus.CounterVec
 	segCorrect *prometheus.CounterVec
@@ -159,10 +161,12 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 			Help: "The sum of the absolute errors of regression predictions joined to their label."}, []string{"model"}),
 		sqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SquaredErrorTotal,
 			Help: "The sum of the squared errors of regression predictions joined to their label."}, []string{"model"}),
-		valueSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelValueTotal,
-			Help: "The sum of the magnitudes of the values of the labels joined to regression predictions, by sign (positive, negative: their sum is the first minus the second); with their squares, the variance R² compares the squared errors to."}, []string{"model", "sign"}),
-		valueSqSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelValueSquaredTotal,
-			Help: "The sum of the squares of the values of the labels joined to regression predictions."}, []string{"model"}),
+		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: collector.LabelValueOffset,
+			Help: "The offset c of the labels joined to regression predictions (models[].label_offset, else the first label joined): the value the deviation counters sum them from. It is fixed for the life of the process."}, []string{"model"}),
+		devSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelDeviationTotal,
+			Help: "The sum of the magnitudes of the deviations y - c of the labels joined to regression predictions from their offset, by sign (positive, negative: their sum is the first minus the second); with their squares, the labels' mean and the variance R² compares the squared errors to."}, []string{"model", "sign"}),
+		devSqSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelDeviationSquared,
+			Help: "The sum of the squares of the deviations y - c of the labels joined to regression predictions from their offset."}, []string{"model"}),
 		segMatched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentLabelsMatched,
 			Help: "The total number of labels joined to their prediction, by segment (a feature of models[].segments) and its value."}, segmentLabels),
 		segCorrect: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentCorrectTotal,
@@ -190,6 +194,22 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 	l.maxClasses = opts.MaxClasses
 	reg.MustRegister(&labelStats{store: store})
 	return l, nil
+}
+
+// configureOffsets gives the models of rc their label offsets
+// (models[].label_offset). A model whose labels this process already sums
+// from another keeps it until the sidecar restarts: every sum of one
+// process is of one offset, or the rules could not take the labels' mean
+// and variance from them.
+func (l *labels) configureOffsets(rc *runtimeConfig) {
+	for _, m := range rc.cfg.Models {
+		if m.LabelOffset == nil {
+			continue
+		}
+		if !l.store.SetOffset(labelValue([]byte(m.Name)), *m.LabelOffset) {
+			l.logger.Warn("Label offset kept until the next start: the model's labels are summed from another already", "model", m.Name, "label_offset", *m.LabelOffset)
+		}
+	}
 }
 
 // restore loads the snapshot left by the last run, if any, as at now.
@@ -522,14 +542,20 @@ func (l *labels) record(o quality.Outcome) {
 	if o.Regression {
 		m.absErr.WithLabelValues(o.Model).Add(o.AbsError)
 		m.sqErr.WithLabelValues(o.Model).Add(o.SquaredError)
-		// Counters only go up: negative values are summed apart.
-		pos, neg := m.valueSum.WithLabelValues(o.Model, "positive"), m.valueSum.WithLabelValues(o.Model, "negative")
-		if o.ActualValue >= 0 {
-			pos.Add(o.ActualValue)
+		// The labels are summed less their offset, which is near their
+		// mean: Σy² − (Σy)²/n loses every digit of their variance when
+		// the mean is far larger than their spread (timestamps, prices),
+		// Σ(y − c)² − (Σ(y − c))²/n only what c is off by. Counters only
+		// go up: negative deviations are summed apart.
+		m.offset.WithLabelValues(o.Model).Set(o.Offset)
+		d := o.ActualValue - o.Offset
+		pos, neg := m.devSum.WithLabelValues(o.Model, "positive"), m.devSum.WithLabelValues(o.Model, "negative")
+		if d >= 0 {
+			pos.Add(d)
 		} else {
-			neg.Add(-o.ActualValue)
+			neg.Add(-d)
 		}
-		m.valueSqSum.WithLabelValues(o.Model).Add(o.ActualValue * o.ActualValue)
+		m.devSqSum.WithLabelValues(o.Model).Add(d * d)
 		return
 	}
 	if o.PredictedOverflow || o.ActualOverflow {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -475,14 +477,28 @@ func TestLabelsBySegment(t *testing.T) {
 func requireQueries(t *testing.T, prom *prometheustest.Server, tol float64, want map[string]float64) {
 	t.Helper()
 	for expr, want := range want {
+		var mu sync.Mutex
 		var got float64
 		var err error
 		require.Eventually(t, func() bool {
-			got, err = prom.QueryScalar(expr)
+			g, e := prom.QueryScalar(expr)
+			mu.Lock()
+			defer mu.Unlock()
+			got, err = g, e
 			return err == nil && math.Abs(got-want) <= tol
-		}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v (err %v)", expr, want, got, err)
+		}, 60*time.Second, 250*time.Millisecond, "%s: want %v, got %v", expr, want, lastQuery(func() string {
+			// Read when the failure is written, not when Eventually is called.
+			mu.Lock()
+			defer mu.Unlock()
+			return fmt.Sprintf("%v (err %v)", got, err)
+		}))
 	}
 }
+
+// lastQuery formats as what it returns, when it is formatted.
+type lastQuery func() string
+
+func (f lastQuery) String() string { return f() }
 
 func TestNamedScores(t *testing.T) {
 	names := func(ns ...string) [][]byte {
@@ -1023,4 +1039,108 @@ func TestBucketOf(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, bucketOf(buckets, tc.v), "%+v", tc.v)
 	}
+}
+
+// R² of labels with a large mean, next to their spread (prices around a
+// million, Unix timestamps): two replicas each join labels 10⁸ + N(0, 1),
+// one model's and another's of −10⁸ + N(0, 1), predicted with errors of
+// N(0, 0.5). The shipped rules, in a real Prometheus scraping both,
+// give the R² computed here exactly (math/big) to 1e-9, as they give it
+// for small labels: summing y and y² lost every digit of the labels'
+// variance to the mean's square.
+func TestR2LargeLabelsInPrometheus(t *testing.T) {
+	prometheustest.Binary(t)
+	up := modelServer(t)
+	replicas := []*Exporter{startExporter(t, up.URL, labelsOn), startExporter(t, up.URL, labelsOn)}
+	rng := rand.New(rand.NewPCG(8, 1))
+	want := map[string]float64{}
+	for _, tc := range []struct {
+		model string
+		mean  float64
+	}{{"ts", 1e8}, {"neg", -1e8}, {"house", 1e6}} {
+		// Σy, Σy², Σe² and n, exactly.
+		prec := uint(400)
+		sum, sumSq, sse := new(big.Float).SetPrec(prec), new(big.Float).SetPrec(prec), new(big.Float).SetPrec(prec)
+		n := 0
+		for r, e := range replicas {
+			var obs, lbs []string
+			for i := range 500 {
+				y := tc.mean + rng.NormFloat64()
+				p := y + rng.NormFloat64()/2
+				id := fmt.Sprintf("%s-%d-%d", tc.model, r, i)
+				obs = append(obs, fmt.Sprintf(`{"model":%q,"id":%q,"prediction":%v}`, tc.model, id, p))
+				lbs = append(lbs, fmt.Sprintf(`{"id":%q,"label":%v}`, id, y))
+				by, bd := new(big.Float).SetPrec(prec).SetFloat64(y), new(big.Float).SetPrec(prec).SetFloat64(p)
+				bd.Sub(bd, by)
+				sum.Add(sum, by)
+				sumSq.Add(sumSq, new(big.Float).SetPrec(prec).Mul(by, by))
+				sse.Add(sse, bd.Mul(bd, bd))
+				n++
+			}
+			pushRecordsRaw(t, e, obs...)
+			_, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+			require.Equal(t, slices.Repeat([]string{"matched"}, 500), resp.Results)
+		}
+		// SST = Σy² − (Σy)²/n, and R² = 1 − SSE/SST, in 400 bits.
+		sst := new(big.Float).SetPrec(prec).Mul(sum, sum)
+		sst.Quo(sst, new(big.Float).SetPrec(prec).SetInt64(int64(n)))
+		sst.Sub(sumSq, sst)
+		r2, _ := new(big.Float).SetPrec(prec).Sub(big.NewFloat(1), new(big.Float).SetPrec(prec).Quo(sse, sst)).Float64()
+		want[fmt.Sprintf(`modelmon:r2:total{model=%q}`, tc.model)] = r2
+	}
+	t.Logf("R²: %v", want)
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{replicas[0].WebAddr(), replicas[1].WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
+	requireQueries(t, prom, 1e-9, want)
+}
+
+// A regression's labels are summed less their offset: models[].label_offset,
+// else the first label joined. A process keeps the offset it sums from,
+// over a reload that changes label_offset, and a restart with
+// --storage.path keeps the first label's; a configured one wins at start.
+func TestLabelOffsetAcrossReloadAndRestart(t *testing.T) {
+	up := modelServer(t)
+	storage := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	write := func(offset string) {
+		require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: price\n    label_offset: "+offset+"\n"), 0o644))
+	}
+	write("250000")
+	opts := func(o *Options) { o.ConfigFile = cfg; o.Labels = LabelsOptions{Enabled: true}; o.StoragePath = storage }
+	e1 := startExporter(t, up.URL, opts)
+	join := func(e *Exporter, model, id string, prediction, label float64) {
+		t.Helper()
+		pushRecordsRaw(t, e, fmt.Sprintf(`{"model":%q,"id":%q,"prediction":%v}`, model, id, prediction))
+		_, resp := postLabels(t, e, fmt.Sprintf(`{"id":%q,"label":%v}`, id, label))
+		require.Equal(t, []string{"matched"}, resp.Results)
+	}
+	sums := func(e *Exporter, model string) [4]float64 {
+		t.Helper()
+		m := map[string]string{"model": model}
+		return [4]float64{
+			metricValue(t, e, "modelmon_label_value_offset", m),
+			metricValue(t, e, "modelmon_label_deviation_total", map[string]string{"model": model, "sign": "positive"}),
+			metricValue(t, e, "modelmon_label_deviation_total", map[string]string{"model": model, "sign": "negative"}),
+			metricValue(t, e, "modelmon_label_deviation_squared_total", m),
+		}
+	}
+	join(e1, "price", "p1", 250001, 250010)
+	join(e1, "price", "p2", 250001, 249990)
+	join(e1, "free", "f1", 6, 7)
+	join(e1, "free", "f2", 6, 9)
+	require.Equal(t, [4]float64{250000, 10, 10, 200}, sums(e1, "price"), "the configured offset")
+	require.Equal(t, [4]float64{7, 2, 0, 4}, sums(e1, "free"), "the first label")
+
+	write("300000")
+	require.NoError(t, e1.Reload())
+	join(e1, "price", "p3", 250001, 250020)
+	require.Equal(t, [4]float64{250000, 30, 10, 600}, sums(e1, "price"), "kept over the reload")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e1.Stop(ctx))
+
+	e2 := startExporter(t, up.URL, opts)
+	join(e2, "price", "p4", 300001, 300003)
+	join(e2, "free", "f3", 6, 5)
+	require.Equal(t, [4]float64{300000, 3, 0, 9}, sums(e2, "price"), "the configured offset at start")
+	require.Equal(t, [4]float64{7, 0, 2, 4}, sums(e2, "free"), "the first label's, from the snapshot")
 }

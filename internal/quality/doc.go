@@ -44,7 +44,7 @@
 //
 // # Persistence
 //
-// Store.Snapshot and Restore save and load pending predictions, held labels and
-// the recently-removed ids across restarts; the format is described at
-// Snapshot.
+// Store.Snapshot and Restore save and load pending predictions, held labels,
+// the recently-removed ids and the models' label offsets (Store.SetOffset)
+// across restarts; the format is described at Snapshot.
 package quality

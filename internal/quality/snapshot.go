@@ -11,20 +11,22 @@ import (
 	"github.com/modelmon/modelmon/internal/statefile"
 )
 
-// Snapshot format, version 3 (version 2, still read, has no held label
-// retries; version 1 has no MaxSegmentValues and no segments either), in
-// package statefile's encoding: all
+// Snapshot format, version 4 (version 3, still read, has no label offsets;
+// version 2 no held label retries either; version 1 no MaxSegmentValues
+// and no segments), in package statefile's encoding: all
 // integers are unsigned or zig-zag signed varints (encoding/binary) unless
 // stated; a string is its length then its bytes; times are Unix
 // nanoseconds.
 //
-//	magic     "MMQS", then version byte 0x03
+//	magic     "MMQS", then version byte 0x04
 //	options   MaxEntries, TTL, MaxClasses, MaxRecent, MaxEarly, EarlyTTL,
 //	          ExpireBatch, MaxSegmentValues
 //	models    count; per model: name, its classes (an interned list: count,
 //	          values with OtherClass at its index, other index + 1, 0 = none),
 //	          class-list count, per list: length, names; segment count, per
-//	          segment its name and its values (an interned list)
+//	          segment its name and its values (an interned list); a byte,
+//	          1 when it has a label offset (SetOffset), then the offset as
+//	          8 little-endian bytes of its bits
 //	pending   count; per prediction, oldest first: id, model index, time,
 //	          flags byte (1 numeric, 2 overflow, 4 confidence, 8 a segment
 //	          value capped), value (class index, or float64 bits), with flag 4
@@ -42,7 +44,7 @@ import (
 // restart from zero with the process anyway.
 const (
 	snapshotMagic   = "MMQS"
-	snapshotVersion = 3
+	snapshotVersion = 4
 )
 
 // ErrCorrupt is wrapped by the errors Restore returns for a snapshot that is
@@ -86,6 +88,12 @@ func (c *storeCopy) write(w io.Writer) error {
 		for k := range m.segs {
 			e.Str(m.segNames[k])
 			writeInterner(e, &m.segs[k])
+		}
+		if m.hasOffset {
+			e.Byte(1)
+			e.Float64(m.offset)
+		} else {
+			e.Byte(0)
 		}
 	}
 
@@ -249,6 +257,18 @@ func restoreStore(d *statefile.Reader, now time.Time, override *Options) (*Store
 				}
 				m.segNames = append(m.segNames, name)
 				m.segs = append(m.segs, readInterner(d, "segment value"))
+			}
+		}
+		if d.Version() >= 4 {
+			switch d.Byte() {
+			case 0:
+			case 1:
+				m.offset, m.hasOffset = d.Float64(), true
+				if math.IsNaN(m.offset) || math.IsInf(m.offset, 0) {
+					d.Fail("bad label offset of model %q", name)
+				}
+			default:
+				d.Fail("bad label offset of model %q", name)
 			}
 		}
 	}

@@ -28,7 +28,8 @@ func segs(kv ...string) []Segment {
 
 // snapshotStore returns a store holding every kind of state: class and
 // numeric predictions, probabilities, a confidence, an overflowed class, an
-// old prediction that expires at restore, held labels and remembered ids.
+// old prediction that expires at restore, held labels, remembered ids and
+// label offsets, one taken from a first label and one set.
 func snapshotStore(t *testing.T) *Store {
 	t.Helper()
 	s := newStore(t, Options{MaxEntries: 100, TTL: time.Hour, MaxClasses: 2, MaxRecent: 10, EarlyTTL: time.Minute, MaxSegmentValues: 2})
@@ -41,6 +42,9 @@ func snapshotStore(t *testing.T) *Store {
 	s.Observe(t0, Prediction{ID: "s2", Model: "seg", Value: Number(2), Segments: segs("device", "app", "country", "FR")})
 	s.Observe(t0, Prediction{ID: "s3", Model: "seg", Value: Number(3), Segments: segs("country", "US", "device", "app")}) // US: over MaxSegmentValues
 	s.Observe(t0, Prediction{ID: "r1", Model: "reg", Value: Number(2.5)})
+	s.Observe(t0, Prediction{ID: "r0", Model: "reg", Value: Number(11)})
+	s.Label(t0, Label{ID: "r0", Value: Number(12)}) // reg's offset: 12
+	require.True(t, s.SetOffset("seg", 1e8))
 	s.Observe(t0, pred("done", "m", "a"))
 	s.Label(t0, Label{ID: "done", Value: Class("a")})
 	s.Label(t0, Label{ID: "early", Value: Class("b")})
@@ -85,6 +89,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	o, reason = r.Label(later, Label{ID: "r1", Value: Number(3)})
 	require.Equal(t, ReasonMatched, reason)
 	require.InDelta(t, 0.25, o.SquaredError, 1e-12)
+	require.Equal(t, 12.0, o.Offset, "the first label's, kept")
 
 	_, reason = r.Label(later, Label{ID: "done", Value: Class("a")})
 	require.Equal(t, ReasonDuplicate, reason, "matched ids are remembered")
@@ -94,6 +99,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		require.Equal(t, ReasonMatched, reason)
 		require.Equal(t, want, o.Segments, id)
 		require.Equal(t, id == "s3", o.SegmentOverflow, id)
+		require.Equal(t, 1e8, o.Offset, "the one set, kept")
 	}
 	r.Observe(later, Prediction{ID: "s4", Model: "seg", Value: Number(1), Segments: segs("country", "IT", "device", "web")})
 	o, _ = r.Label(later, Label{ID: "s4", Value: Number(1)})
@@ -159,6 +165,25 @@ func TestRestoreVersion2(t *testing.T) {
 	o, reason := r.Label(t0.Add(time.Minute), Label{ID: "s1", Value: Number(1)})
 	require.Equal(t, ReasonMatched, reason)
 	require.Equal(t, segs("country", "DE", "device", "web"), o.Segments)
+}
+
+// A snapshot of version 3, without label offsets (testdata/snapshot-v3.bin:
+// snapshotStore as the sidecar wrote it before, without r0's label),
+// still restores: its regression models take their first label after it.
+func TestRestoreVersion3(t *testing.T) {
+	data, err := os.ReadFile("testdata/snapshot-v3.bin")
+	require.NoError(t, err)
+	require.Equal(t, byte(3), data[4])
+	r, err := Restore(bytes.NewReader(data), t0.Add(30*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, 9, r.Len())
+	require.Equal(t, 2, r.Stats().Held)
+	o, reason := r.Label(t0.Add(30*time.Second), Label{ID: "r1", Value: Number(3)})
+	require.Equal(t, ReasonMatched, reason)
+	require.Equal(t, 3.0, o.Offset)
+	o, reason = r.Observe(t0.Add(30*time.Second), Prediction{ID: "early-num", Model: "reg", Value: Number(0)})
+	require.Equal(t, ReasonMatched, reason, "its held label joins")
+	require.Equal(t, 3.0, o.Offset)
 }
 
 // A held label whose end was put off (ReturnHeld with a Retry) keeps its

@@ -138,7 +138,8 @@ func (s *Store) copyModels() []model {
 	out := make([]model, len(s.models))
 	for i, m := range s.models {
 		c := model{name: m.name, classes: m.classes.frozen(), sets: m.sets[:len(m.sets):len(m.sets)],
-			segNames: m.segNames[:len(m.segNames):len(m.segNames)], segs: make([]interner, len(m.segs))}
+			segNames: m.segNames[:len(m.segNames):len(m.segNames)], segs: make([]interner, len(m.segs)),
+			offset: m.offset, hasOffset: m.hasOffset}
 		for k := range m.segs {
 			c.segs[k] = m.segs[k].frozen()
 		}

@@ -113,6 +113,11 @@ type model struct {
 	// segNames are the segment names seen, segs the values of each.
 	segNames []string
 	segs     []interner
+	// offset, when hasOffset, is the offset of the model's regression
+	// labels (SetOffset); offsetUsed once an Outcome carried it.
+	offset     float64
+	hasOffset  bool
+	offsetUsed bool
 }
 
 // interner interns the values of a label, capped: past the cap every new
@@ -362,6 +367,11 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 		o.ActualValue = l.Value.Number
 		d := o.PredictedValue - o.ActualValue
 		o.AbsError, o.SquaredError = math.Abs(d), d*d
+		if !m.hasOffset {
+			m.offset, m.hasOffset = o.ActualValue, true // the first label
+		}
+		m.offsetUsed = true
+		o.Offset = m.offset
 		return o, ReasonMatched
 	}
 	o.Predicted = m.classes.values[e.val]
@@ -620,6 +630,33 @@ func (s *Store) touch(id string) {
 	if s.touched != nil {
 		s.touched[id] = struct{}{}
 	}
+}
+
+// SetOffset makes c, a finite number, the offset of model's regression
+// labels: the value the Outcomes joined from then on carry in Offset. The
+// sidecar sums the labels less their offset, Σ(y − c) and Σ(y − c)², from
+// which the labels' variance is exact to float64's precision when c is
+// near their mean: summed as they are, the squares of labels whose mean is
+// far larger than their spread lose it all. A model given none takes its
+// first regression label's value, and a snapshot keeps it, so that a
+// restart keeps the offset too.
+//
+// An offset is fixed once an Outcome of the model carried it, until the
+// store is created or restored again: every sum of one process is of one
+// offset. SetOffset then changes nothing, and reports false, unless c is
+// that offset.
+func (s *Store) SetOffset(model string, c float64) bool {
+	if math.IsNaN(c) || math.IsInf(c, 0) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, m := s.model(model)
+	if m.offsetUsed {
+		return m.offset == c
+	}
+	m.offset, m.hasOffset = c, true
+	return true
 }
 
 // model returns the index and state of the named model, adding it if new.

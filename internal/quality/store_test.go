@@ -1,6 +1,7 @@
 package quality
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -642,4 +643,45 @@ func TestLabelModelChecked(t *testing.T) {
 	require.Equal(t, ReasonHeld, label("o3", "x"))
 	require.Equal(t, ReasonPending, observe("o3", "__other__"))
 	require.Equal(t, uint64(1), s.Stats().Labels[ReasonInvalid])
+}
+
+// A model's regression labels carry one offset for the store's life: the
+// one SetOffset gives before any is used, else the first label's. Once an
+// outcome carried it, another is refused; a restore starts a new life, in
+// which the snapshot's offset holds until SetOffset gives another.
+func TestLabelOffset(t *testing.T) {
+	s := newStore(t, Options{})
+	for i, x := range []float64{1e8 + 3, 1e8 - 1, 1e8 + 7} {
+		s.Observe(t0, Prediction{ID: fmt.Sprint("a", i), Model: "first", Value: Number(x)})
+		s.Observe(t0, Prediction{ID: fmt.Sprint("b", i), Model: "set", Value: Number(x)})
+	}
+	require.False(t, s.SetOffset("set", math.NaN()))
+	require.False(t, s.SetOffset("set", math.Inf(-1)))
+	require.True(t, s.SetOffset("set", 5))
+	require.True(t, s.SetOffset("set", 1e8), "not used yet: the last one given holds")
+	for i, y := range []float64{1e8 + 2, 1e8, 1e8 + 6} {
+		o, r := s.Label(t0, Label{ID: fmt.Sprint("a", i), Value: Number(y)})
+		require.Equal(t, ReasonMatched, r)
+		require.Equal(t, 1e8+2, o.Offset, "the first label's")
+		o, r = s.Label(t0, Label{ID: fmt.Sprint("b", i), Value: Number(y)})
+		require.Equal(t, ReasonMatched, r)
+		require.Equal(t, 1e8, o.Offset, "the one set")
+	}
+	require.False(t, s.SetOffset("first", 0), "in use")
+	require.True(t, s.SetOffset("first", 1e8+2), "the one in use")
+	s.Observe(t0, pred("c", "class", "x"))
+	o, _ := s.Label(t0, Label{ID: "c", Value: Class("x")})
+	require.Zero(t, o.Offset, "classes have none")
+
+	var buf bytes.Buffer
+	require.NoError(t, s.Snapshot(&buf))
+	r, err := Restore(&buf, t0)
+	require.NoError(t, err)
+	require.True(t, r.SetOffset("set", -3), "a restored offset is not in use yet")
+	r.Observe(t0, Prediction{ID: "d", Model: "set", Value: Number(0)})
+	r.Observe(t0, Prediction{ID: "e", Model: "first", Value: Number(0)})
+	o, _ = r.Label(t0, Label{ID: "d", Value: Number(1)})
+	require.Equal(t, -3.0, o.Offset)
+	o, _ = r.Label(t0, Label{ID: "e", Value: Number(1)})
+	require.Equal(t, 1e8+2, o.Offset, "the snapshot's")
 }

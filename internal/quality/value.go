@@ -92,6 +92,10 @@ type Outcome struct {
 	ActualClass                 string
 	PredictedValue, ActualValue float64
 	AbsError, SquaredError      float64
+	// Offset, for a regression, is the model's label offset
+	// (Store.SetOffset): the constant the labels' sums are taken from,
+	// ActualValue − Offset and its square, for their variance (R²).
+	Offset float64
 	// HasProbabilities is true when the prediction carried probabilities; then
 	// Brier is Σₖ (pₖ − yₖ)² over its classes with y one-hot on the actual
 	// class, and LogLoss is −ln p(actual), p clipped to [1e-15, 1−1e-15]. An
