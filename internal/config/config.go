@@ -88,7 +88,8 @@ type Model struct {
 	// LabelOffset is the offset of a regression's labels: the value the
 	// sidecar sums them from, Σ(y − c) and Σ(y − c)², for R². Near the
 	// labels' mean, it keeps their variance exact however large the mean;
-	// nil: the first label the sidecar joins (kept across restarts with
+	// nil: the mean prediction of the model's drift reference, else the
+	// first label the sidecar joins (kept across restarts with
 	// --storage.path).
 	LabelOffset *float64 `yaml:"label_offset"`
 	// Alerts are the model's quality thresholds, which `exporter alerts`

@@ -279,7 +279,6 @@ func New(o Options) (_ *Exporter, err error) {
 			return nil, err
 		}
 		e.obs.labels.config = e.cfg.Load
-		e.obs.labels.configureOffsets(e.cfg.Load())
 		if err := e.obs.labels.configurePeers(e.cfg.Load().cfg.Labels); err != nil {
 			return nil, err
 		}
@@ -407,7 +406,6 @@ func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 		if err := e.obs.labels.configurePeers(rc.cfg.Labels); err != nil {
 			return err
 		}
-		e.obs.labels.configureOffsets(rc)
 	}
 	if !e.opts.Labels.Enabled && len(rc.cfg.Labels.Peers) > 0 {
 		e.logger.Warn("labels.peers is set, but without --labels.enabled there are no labels to ask the peers about", "peers", len(rc.cfg.Labels.Peers))

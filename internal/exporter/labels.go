@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,8 +66,14 @@ type labels struct {
 	// onOutcome, when set, also gets each label joined (the shadow's
 	// comparison against labels).
 	onOutcome func(quality.Outcome)
-	// config is the running configuration: the models' calibration bins.
+	// config is the running configuration: the models' calibration bins
+	// and label offsets.
 	config func() *runtimeConfig
+	// offsetsSet are the models applyOffset gave their offset under the
+	// configuration offsetsOf.
+	offsetMu   sync.Mutex
+	offsetsOf  *runtimeConfig
+	offsetsSet map[string]struct{}
 }
 
 // modelOf returns lb with the model it names as its predictions are
@@ -162,7 +169,7 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 		sqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SquaredErrorTotal,
 			Help: "The sum of the squared errors of regression predictions joined to their label."}, []string{"model"}),
 		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: collector.LabelValueOffset,
-			Help: "The offset c of the labels joined to regression predictions (models[].label_offset, else the first label joined): the value the deviation counters sum them from. It is fixed for the life of the process."}, []string{"model"}),
+			Help: "The offset c of the labels joined to regression predictions (models[].label_offset, else the mean prediction of the drift reference, else the first label joined): the value the deviation counters sum them from. It is fixed for the life of the process."}, []string{"model"}),
 		devSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelDeviationTotal,
 			Help: "The sum of the magnitudes of the deviations y - c of the labels joined to regression predictions from their offset, by sign (positive, negative: their sum is the first minus the second); with their squares, the labels' mean and the variance R² compares the squared errors to."}, []string{"model", "sign"}),
 		devSqSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelDeviationSquared,
@@ -196,19 +203,48 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 	return l, nil
 }
 
-// configureOffsets gives the models of rc their label offsets
-// (models[].label_offset). A model whose labels this process already sums
-// from another keeps it until the sidecar restarts: every sum of one
-// process is of one offset, or the rules could not take the labels' mean
-// and variance from them.
-func (l *labels) configureOffsets(rc *runtimeConfig) {
-	for _, m := range rc.cfg.Models {
-		if m.LabelOffset == nil {
-			continue
+// labelOffset returns the offset rc gives a model's regression labels
+// (quality.Store.SetOffset), and where it comes from: models[].label_offset,
+// else the mean of the prediction of the model's drift reference
+// (models[].drift, else --drift.reference) when it is numeric. Both are
+// the same for every replica and every start, and the second is near the
+// labels' mean, as a regression's predictions are. A learned reference is
+// not one: each replica learns its own.
+func labelOffset(rc *runtimeConfig, model string) (c float64, from string, ok bool) {
+	if c := rc.models[model].labelOffset; c != nil {
+		return *c, "label_offset", true
+	}
+	if ref, _ := rc.driftReference(model); ref != nil {
+		for _, f := range ref.profile.Features {
+			if f.Prediction && f.Numeric != nil && f.Count > 0 {
+				return f.Numeric.Mean, "drift_reference", true
+			}
 		}
-		if !l.store.SetOffset(labelValue([]byte(m.Name)), *m.LabelOffset) {
-			l.logger.Warn("Label offset kept until the next start: the model's labels are summed from another already", "model", m.Name, "label_offset", *m.LabelOffset)
-		}
+	}
+	return 0, "", false
+}
+
+// applyOffset gives the store the offset the running configuration gives
+// model's labels (labelOffset), once per model and configuration, before
+// its regression predictions are observed. A model whose labels this
+// process already sums from another keeps it until the sidecar restarts:
+// every sum of one process is of one offset, or the rules could not take
+// the labels' mean and variance from them.
+func (l *labels) applyOffset(model string) {
+	rc := l.config()
+	// Held while the store takes it, so that no other worker observes
+	// the model's predictions before.
+	l.offsetMu.Lock()
+	defer l.offsetMu.Unlock()
+	if l.offsetsOf != rc {
+		l.offsetsOf, l.offsetsSet = rc, map[string]struct{}{}
+	}
+	if _, done := l.offsetsSet[model]; done {
+		return
+	}
+	l.offsetsSet[model] = struct{}{}
+	if c, from, ok := labelOffset(rc, model); ok && !l.store.SetOffset(model, c) {
+		l.logger.Info("Label offset kept until the next start: the model's labels are summed from another already", "model", model, "from", from, "offset", c)
 	}
 }
 
@@ -268,6 +304,7 @@ func (l *labels) observeAt(now, at time.Time, model string, id []byte, mc modelC
 			Probabilities: pv.probs, Classes: pv.classes}
 		if pv.isNumber {
 			p.Value = quality.Number(pv.number)
+			l.applyOffset(model)
 		} else {
 			p.Value = quality.Class(pv.className())
 			if p.Probabilities == nil && recs[i].HasConfidence {

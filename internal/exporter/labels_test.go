@@ -1144,3 +1144,36 @@ func TestLabelOffsetAcrossReloadAndRestart(t *testing.T) {
 	require.Equal(t, [4]float64{300000, 3, 0, 9}, sums(e2, "price"), "the configured offset at start")
 	require.Equal(t, [4]float64{7, 0, 2, 4}, sums(e2, "free"), "the first label's, from the snapshot")
 }
+
+// Without label_offset, a model whose drift reference has a numeric
+// prediction sums its labels from that prediction's mean: the same for
+// every replica and every start. --drift.reference's serves every model
+// without a reference of its own; a learned one is none.
+func TestLabelOffsetFromDriftReference(t *testing.T) {
+	dir := t.TempDir()
+	train := func(name string, prices ...float64) string {
+		rows := "rooms,price\n"
+		for i, p := range prices {
+			rows += fmt.Sprintf("%d,%v\n", i+1, p)
+		}
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte(rows), 0o644))
+		return path
+	}
+	own := train("own.csv", 100, 300)
+	shared := train("shared.csv", 1e6, 1e6+10, 1e6+20)
+	e := startWithConfig(t, modelServer(t).URL, "models:\n  - name: own\n    drift: {reference: "+own+", prediction_column: price}\n  - name: given\n    label_offset: 5\n    drift: {reference: "+own+", prediction_column: price}\n",
+		func(o *Options) {
+			o.Labels = LabelsOptions{Enabled: true}
+			o.Drift.Reference, o.Drift.PredictionColumn = shared, "price"
+		})
+	for i, m := range []string{"own", "given", "other"} {
+		pushRecordsRaw(t, e, fmt.Sprintf(`{"model":%q,"id":"x%d","features":{"rooms":2},"prediction":250}`, m, i))
+		_, resp := postLabels(t, e, fmt.Sprintf(`{"id":"x%d","label":260}`, i))
+		require.Equal(t, []string{"matched"}, resp.Results)
+	}
+	for model, want := range map[string]float64{"own": 200, "given": 5, "other": 1e6 + 10} {
+		require.Equal(t, want, metricValue(t, e, "modelmon_label_value_offset", map[string]string{"model": model}), model)
+		require.Equal(t, (260-want)*(260-want), metricValue(t, e, "modelmon_label_deviation_squared_total", map[string]string{"model": model}), model)
+	}
+}

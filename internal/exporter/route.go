@@ -197,6 +197,9 @@ type modelConfig struct {
 	// calibrationBins is the number of confidence bins its calibration
 	// is counted in (models[].calibration_bins); 0: the default.
 	calibrationBins int
+	// labelOffset is its regression labels' offset
+	// (models[].label_offset); nil: none given.
+	labelOffset *float64
 }
 
 // confidenceBins returns the number of bins the model's confidences are
@@ -234,7 +237,7 @@ func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
 			}
 		}
 		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, scoreBuckets: m.ScoreBuckets,
-			calibrationBins: m.CalibrationBins}
+			calibrationBins: m.CalibrationBins, labelOffset: m.LabelOffset}
 		if m.IDPath != "" {
 			mc.idPath = strings.Split(m.IDPath, ".")
 		}
