@@ -52,6 +52,7 @@ func run() int {
 		grace        = serve.Flag("rules.alert.for-grace-period", "Least time between alertd's restart and an alert firing, for alerts whose `for` is at least this long.").Default(d.ForGracePeriod.String()).Duration()
 		resend       = serve.Flag("rules.alert.resend-delay", "Least time between two sends of a rule's firing alert.").Default(d.ResendDelay.String()).Duration()
 		resolvedKeep = serve.Flag("alerts.resolved-retention", "How long resolved alerts stay listed in GET /api/v1/alerts.").Default(d.ResolvedRetention.String()).Duration()
+		silenceKeep  = serve.Flag("silences.retention", "How long an expired silence stays listed in GET /api/v2/silences and kept in silences.json under --storage.path after it ends, as Alertmanager's --data.retention.").Default("120h").String()
 		ledgerKeep   = serve.Flag("ledger.retention", "How long the alert ledger under --storage.path keeps the history of alerts, incidents and verdicts that reports read.").Default(model.Duration(d.LedgerRetention).String()).String()
 		obInitial    = serve.Flag("outbox.initial-backoff", "Longest wait before a failed notification's first retry; each failure doubles it (with full jitter) up to --outbox.max-backoff.").Default(outbox.DefaultInitialBackoff.String()).Duration()
 		obMax        = serve.Flag("outbox.max-backoff", "Longest wait between two attempts of a notification. A receiver's Retry-After is honoured beyond it.").Default(outbox.DefaultMaxBackoff.String()).Duration()
@@ -152,6 +153,11 @@ func run() int {
 		logger.Error("Invalid --storage.tsdb.retention.time", "err", err)
 		return 2
 	}
+	silenceRetention, err := model.ParseDuration(*silenceKeep)
+	if err != nil || silenceRetention <= 0 {
+		logger.Error("Invalid --silences.retention: want a positive duration such as 120h", "value", *silenceKeep)
+		return 2
+	}
 	ledgerRetention, err := model.ParseDuration(*ledgerKeep)
 	if err != nil || ledgerRetention <= 0 {
 		logger.Error("Invalid --ledger.retention: want a positive duration such as 90d", "value", *ledgerKeep)
@@ -198,6 +204,7 @@ func run() int {
 		ForGracePeriod:    *grace,
 		ResendDelay:       *resend,
 		ResolvedRetention: *resolvedKeep,
+		SilenceRetention:  time.Duration(silenceRetention),
 		LedgerRetention:   time.Duration(ledgerRetention),
 		Outbox: outbox.Options{
 			InitialBackoff: *obInitial, MaxBackoff: *obMax, MaxAge: *obMaxAge, Retention: time.Duration(obKeep),

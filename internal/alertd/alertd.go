@@ -77,8 +77,15 @@ type Options struct {
 	OutageTolerance time.Duration
 	ForGracePeriod  time.Duration
 	ResendDelay     time.Duration
-	// ResolvedRetention is how long resolved alerts stay in GET /api/v1/alerts.
+	// ResolvedRetention is how long resolved alerts stay in GET
+	// /api/v1/alerts, and expired maintenance windows and suppression
+	// rules in their lists.
 	ResolvedRetention time.Duration
+	// SilenceRetention is how long an expired silence stays listed and in
+	// <StoragePath>/silences.json after it ends, as Alertmanager's
+	// --data.retention: users and alertd replay --silences look back
+	// days, not the hour resolved alerts stay.
+	SilenceRetention time.Duration
 	// MaxAlertsBody bounds request bodies of the intake endpoints.
 	MaxAlertsBody int64
 	// LedgerRetention is how long the alert ledger keeps events.
@@ -105,6 +112,7 @@ func DefaultOptions() Options {
 		ForGracePeriod:    rules.DefaultForGracePeriod,
 		ResendDelay:       rules.DefaultResendDelay,
 		ResolvedRetention: time.Hour,
+		SilenceRetention:  defaultSilenceRetention,
 		MaxAlertsBody:     16 << 20,
 		LedgerRetention:   defaultLedgerRetention,
 	}
@@ -138,6 +146,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ResolvedRetention <= 0 {
 		o.ResolvedRetention = d.ResolvedRetention
+	}
+	if o.SilenceRetention <= 0 {
+		o.SilenceRetention = d.SilenceRetention
 	}
 	if o.MaxAlertsBody <= 0 {
 		o.MaxAlertsBody = d.MaxAlertsBody
@@ -764,7 +775,7 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 			a.expireResolvedSilences(now)
 			// Silences and maintenance windows begin as time passes.
 			a.suppressBegun(a.ctx, now)
-			a.silencer.gc(now, a.opts.ResolvedRetention)
+			a.silencer.gc(now, a.opts.SilenceRetention)
 			a.maintenance.gc(now, a.opts.ResolvedRetention)
 			a.suppressions.gc(now, a.opts.ResolvedRetention)
 			a.tickLedger(now)

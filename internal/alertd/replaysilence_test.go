@@ -82,15 +82,13 @@ func TestReplaySilencesFile(t *testing.T) {
 	}
 
 	// alertd, with a silence of its configuration file over all of a's
-	// firing, and expired silences kept long enough to list them.
+	// firing. Its expired silences are kept for --silences.retention
+	// (120h), so those that ended hours before its clock are listed.
 	clock := &testClock{}
 	h := newHook(t)
 	ad := startAlertd(t, routes(h, nil, fmt.Sprintf("silences:\n  - matchers: ['model=\"a\"']\n    starts_at: %s\n    ends_at: %s\n",
 		at(0).Format(time.RFC3339), at(299).Format(time.RFC3339))),
-		map[string]string{"rules.yml": "groups: []\n"}, func(o *Options) {
-			clock.options()(o)
-			o.ResolvedRetention = 24 * time.Hour
-		})
+		map[string]string{"rules.yml": "groups: []\n"}, clock.options())
 	alertdIDs := create(ad.URL, func(id string) {
 		// Expired at 245 on alertd's clock, while active.
 		clock.skip(at(245).Sub(clock.Now()))

@@ -98,9 +98,18 @@ func parseMatcherList(in []string) (amlabels.Matchers, error) {
 	return out, nil
 }
 
+// defaultSilenceRetention is how long an expired silence is kept after it
+// ends: Alertmanager's --data.retention default, so that GET
+// /api/v2/silences lists the last days' silences as an Alertmanager's does.
+const defaultSilenceRetention = 120 * time.Hour
+
 // silencer is the silence stage of the pipeline, and the silences' store:
 // API silences are kept in a file under --storage.path, so a restart
-// keeps them.
+// keeps them, and forgotten --silences.retention after they end (gc, as
+// Alertmanager's Silences.GC). The retention is counted from each
+// silence's endsAt when gc runs, not stored with it, so a file written
+// before the flag existed is read as it is and a changed flag applies to
+// every silence.
 type silencer struct {
 	*itemSet[silence, *silence]
 }

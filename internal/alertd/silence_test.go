@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -301,4 +303,123 @@ func TestSilencedResolutionOwedAcrossNotifications(t *testing.T) {
 		}
 		return false
 	}, 30*time.Second, 20*time.Millisecond, "b's resolution never came: %v", h.all())
+}
+
+// An expired silence stays listed, and in silences.json, for
+// --silences.retention (120h, Alertmanager's --data.retention) after it
+// ends, whatever --alerts.resolved-retention (1h) says, and across a
+// restart; then it is forgotten. A silences.json written by an earlier
+// alertd, without the fields added since, is read and kept as long. Each
+// check that one is still kept waits for the pass of the loop that forgets
+// another, so the garbage collection has run on the moved clock.
+func TestSilenceRetention(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	clock := &testClock{}
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", routes(h, nil, ""))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	o.ResolvedRetention = time.Hour
+	first, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, first.Start())
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, first.Stop())
+		}
+	})
+	url := "http://" + first.Addr()
+	stored := filepath.Join(dir, "data", "silences.json")
+	expired := func(comment string) string {
+		now := clock.Now()
+		code, id := postV2Silence(t, url, "", now, now.Add(time.Hour), comment, v2Matcher("alertname", comment, false))
+		require.Equal(t, http.StatusOK, code)
+		deleteV2Silence(t, url, id)
+		return id
+	}
+	listed := func(base string) map[string]string {
+		out := map[string]string{}
+		for _, s := range getV2Silences(t, base, "") {
+			out[*s.ID] = *s.Status.State
+		}
+		return out
+	}
+	gone := func(base, id, msg string) {
+		t.Helper()
+		require.Eventually(t, func() bool { _, ok := listed(base)[id]; return !ok }, 30*time.Second, 20*time.Millisecond, msg)
+	}
+	inFile := func(id string) bool {
+		b, err := os.ReadFile(stored)
+		require.NoError(t, err)
+		return strings.Contains(string(b), `"id":"`+id+`"`)
+	}
+
+	// a ends now, b 118h later; 2h after b's end, a is past 120h.
+	a := expired("A")
+	clock.skip(118 * time.Hour)
+	b := expired("B")
+	clock.skip(2*time.Hour + time.Minute)
+	gone(url, a, "a silence that ended more than 120h ago is still listed")
+	require.Equal(t, "expired", listed(url)[b], "a silence that ended 2h ago is no longer listed")
+	require.False(t, inFile(a))
+	require.True(t, inFile(b))
+
+	// A silences.json from before, as an earlier alertd wrote it (no
+	// updatedAt, annotations or expireOnResolve): one silence that ended
+	// 90m ago, which that alertd forgot after an hour, and one past 120h.
+	require.NoError(t, first.Stop())
+	stopped = true
+	var file []map[string]any
+	b0, err := os.ReadFile(stored)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b0, &file))
+	legacy := func(id string, ended time.Duration) map[string]any {
+		end := clock.Now().Add(-ended).UTC()
+		return map[string]any{"id": id, "matchers": []string{`alertname="` + id + `"`},
+			"startsAt": end.Add(-time.Hour), "endsAt": end, "createdBy": "bob", "comment": "from before", "source": "api"}
+	}
+	file = append(file, legacy("legacykept", 90*time.Minute), legacy("legacyold", 121*time.Hour))
+	out, err := json.Marshal(file)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(stored, out, 0o600))
+
+	// After the restart: the old one goes, the others stay.
+	second := start(t, dir, o, logs)
+	gone(second.URL, "legacyold", "a silence of the old file that ended more than 120h ago is still listed")
+	require.Equal(t, map[string]string{b: "expired", "legacykept": "expired"}, listed(second.URL),
+		"the restart or the old file lost a silence that ended within 120h")
+
+	// 120h after b's end, b goes; the legacy one, which ended later, stays
+	// until its own 120h have passed.
+	clock.skip(118 * time.Hour)
+	gone(second.URL, b, "a silence that ended more than 120h ago is still listed after a restart")
+	require.Equal(t, map[string]string{"legacykept": "expired"}, listed(second.URL))
+	require.False(t, inFile(b))
+	clock.skip(time.Hour)
+	gone(second.URL, "legacykept", "a silence of the old file that ended more than 120h ago is still listed")
+	require.False(t, inFile("legacykept"))
+}
+
+// SilenceRetention, not ResolvedRetention, decides when expired silences
+// are forgotten: a long retention of resolved alerts keeps no silence
+// past its own.
+func TestSilenceRetentionOption(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	clock := &testClock{}
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": "groups: []\n"}, func(o *Options) {
+		clock.options()(o)
+		o.ResolvedRetention = 200 * time.Hour
+		o.SilenceRetention = 3 * time.Hour
+	})
+	now := clock.Now()
+	code, id := postV2Silence(t, a.URL, "", now, now.Add(time.Hour), "short", v2Matcher("alertname", "X", false))
+	require.Equal(t, http.StatusOK, code)
+	deleteV2Silence(t, a.URL, id)
+	clock.skip(3*time.Hour + time.Minute)
+	require.Eventually(t, func() bool { return len(getV2Silences(t, a.URL, "")) == 0 }, 30*time.Second, 20*time.Millisecond,
+		"an expired silence outlived --silences.retention")
 }
