@@ -1,0 +1,79 @@
+package parquetdata
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+
+	"github.com/modelmon/modelmon/drift"
+)
+
+// benchRow is a row of a training set of the size `exporter profile` reads:
+// numbers that compress little, a timestamp, categories.
+type benchRow struct {
+	Amount  float64  `parquet:"amount"`
+	Score   *float64 `parquet:"score,optional"`
+	Age     int64    `parquet:"age"`
+	Seen    int64    `parquet:"seen,timestamp(millisecond)"`
+	Country string   `parquet:"country,dict"`
+	Device  string   `parquet:"device"`
+	Fraud   bool     `parquet:"fraud"`
+}
+
+// benchFile writes n rows with codec, in row groups of 64Ki rows, with
+// more options of the writer.
+func benchFile(tb testing.TB, n int, codec compress.Codec, opts ...parquet.WriterOption) []byte {
+	tb.Helper()
+	r := rand.New(rand.NewPCG(1, 2))
+	countries := []string{"DE", "FR", "US", "PL", "BR", "IN", "JP", "NG"}
+	rows := make([]benchRow, n)
+	for i := range rows {
+		rows[i] = benchRow{
+			Amount:  r.ExpFloat64() * 100,
+			Age:     18 + r.Int64N(70),
+			Seen:    1_700_000_000_000 + int64(i)*1000 + r.Int64N(1000),
+			Country: countries[r.IntN(len(countries))],
+			Device:  fmt.Sprintf("dev-%04d", r.IntN(5000)),
+			Fraud:   r.IntN(50) == 0,
+		}
+		if i%10 != 0 {
+			s := r.Float64()
+			rows[i].Score = &s
+		}
+	}
+	var buf bytes.Buffer
+	opts = append([]parquet.WriterOption{parquet.Compression(codec), parquet.MaxRowsPerRowGroup(1 << 16)}, opts...)
+	w := parquet.NewGenericWriter[benchRow](&buf, opts...)
+	if _, err := w.Write(rows); err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// BenchmarkRead reads a training set of 300,000 rows (several MB) compressed
+// with zstd and with snappy, as `exporter profile` and --drift.reference do.
+func BenchmarkRead(b *testing.B) {
+	for _, codec := range []compress.Codec{&parquet.Zstd, &parquet.Snappy} {
+		b.Run(codec.String(), func(b *testing.B) {
+			data := benchFile(b, 300_000, codec)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				cols, err := Read("train.parquet", bytes.NewReader(data), int64(len(data)), drift.ReadOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(cols) != 7 {
+					b.Fatalf("%d columns", len(cols))
+				}
+			}
+		})
+	}
+}
