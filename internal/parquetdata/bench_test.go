@@ -3,6 +3,7 @@ package parquetdata
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"testing"
 
@@ -72,6 +73,54 @@ func BenchmarkRead(b *testing.B) {
 				}
 				if len(cols) != 7 {
 					b.Fatalf("%d columns", len(cols))
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPages reads the same files' rows as Read does, with the checks of
+// their pages, without turning the values into drift's columns: the part of
+// BenchmarkRead the pages' decompression takes.
+func BenchmarkPages(b *testing.B) {
+	for _, codec := range []compress.Codec{&parquet.Zstd, &parquet.Snappy} {
+		b.Run(codec.String(), func(b *testing.B) {
+			data := benchFile(b, 300_000, codec)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			rows := make([]parquet.Row, 256)
+			for b.Loop() {
+				r := bytes.NewReader(data)
+				orig, err := parquet.OpenFile(r, int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+				if err != nil {
+					b.Fatal(err)
+				}
+				pf, err := newPlainFile(r, int64(len(data)), orig.Metadata())
+				if err != nil {
+					b.Fatal(err)
+				}
+				f, err := parquet.OpenFile(pf, pf.size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for _, rg := range f.RowGroups() {
+					rr := rg.Rows()
+					for {
+						k, err := rr.ReadRows(rows)
+						n += k
+						if err == io.EOF {
+							break
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					rr.Close()
+				}
+				pf.close()
+				if n != 300_000 {
+					b.Fatalf("%d rows", n)
 				}
 			}
 		})

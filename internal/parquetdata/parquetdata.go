@@ -19,9 +19,6 @@
 package parquetdata
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -34,14 +31,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/snappy"
-	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
-	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
-	"github.com/pierrec/lz4/v4"
 
 	"github.com/modelmon/modelmon/drift"
 )
@@ -68,16 +60,31 @@ func Read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) (cols 
 	if err := checkFooter(r, size); err != nil {
 		return nil, fmt.Errorf("%s: not a Parquet file: %w", name, err)
 	}
-	f, err := parquet.OpenFile(r, size)
+	cols, _, err = read(name, r, size, opts)
+	return cols, err
+}
+
+// read is Read, which also returns the plain file it read, for tests.
+func read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) ([]drift.Column, *plainFile, error) {
+	// The page index and bloom filters are not read: the pages are
+	// read in full, and a damaged index could only fail the read.
+	skip := []parquet.FileOption{parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true)}
+	orig, err := parquet.OpenFile(r, size, skip...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a Parquet file: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: not a Parquet file: %w", name, err)
 	}
-	if err := checkPages(r, size, f.Metadata()); err != nil {
-		return nil, fmt.Errorf("%s: damaged Parquet file: %w", name, err)
-	}
-	leaves, err := leavesOf(f.Schema(), f.Metadata())
+	pf, err := newPlainFile(r, size, orig.Metadata())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: damaged Parquet file: %w", name, err)
+	}
+	defer pf.close()
+	f, err := parquet.OpenFile(pf, pf.size, skip...)
+	if err != nil {
+		return nil, pf, fmt.Errorf("%s: damaged Parquet file: %w", name, err)
+	}
+	leaves, err := leavesOf(f.Schema(), orig.Metadata())
+	if err != nil {
+		return nil, pf, fmt.Errorf("%s: %w", name, err)
 	}
 	var kept []leaf
 	for _, l := range leaves {
@@ -86,7 +93,7 @@ func Read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) (cols 
 			continue
 		}
 		if l.repeated && slices.Contains(opts.Columns, l.name) {
-			return nil, fmt.Errorf("%s: column %q is repeated (a list or map): it has no single value per row", name, l.name)
+			return nil, pf, fmt.Errorf("%s: column %q is repeated (a list or map): it has no single value per row", name, l.name)
 		}
 	}
 	// The schema's kinds, unless the options force others.
@@ -106,10 +113,10 @@ func Read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) (cols 
 	}
 	rows, err := drift.NewRows(name, header, o)
 	if err != nil {
-		return nil, err
+		return nil, pf, err
 	}
 	if len(kept) == 0 {
-		return nil, fmt.Errorf("%s: no column with a single value per row (lists and maps are left out)", name)
+		return nil, pf, fmt.Errorf("%s: no column with a single value per row (lists and maps are left out)", name)
 	}
 
 	byIndex := make(map[int]int, len(kept))
@@ -133,7 +140,7 @@ func Read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) (cols 
 				}
 				if err := rows.Add(values); err != nil {
 					rr.Close()
-					return nil, err
+					return nil, pf, err
 				}
 			}
 			if errors.Is(err, io.EOF) {
@@ -141,14 +148,25 @@ func Read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) (cols 
 			}
 			if err != nil {
 				rr.Close()
-				return nil, fmt.Errorf("%s: %w", name, err)
+				return nil, pf, readError(name, err)
 			}
 		}
 		if err := rr.Close(); err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, pf, readError(name, err)
 		}
 	}
-	return rows.Columns()
+	cols, err := rows.Columns()
+	return cols, pf, err
+}
+
+// readError is the error of reading the file name: a page that does not
+// decompress as its header says is damage, as newPlainFile reports it.
+func readError(name string, err error) error {
+	var pe *pageError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: damaged Parquet file: %w", name, pe)
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 // checkFooter checks the file's end: the footer's length, then "PAR1". The
@@ -170,138 +188,6 @@ func checkFooter(r io.ReaderAt, size int64) error {
 		return fmt.Errorf("footer of %d bytes in a file of %d", n, size)
 	}
 	return nil
-}
-
-// maxPageSize bounds a page's size once decompressed. Writers keep pages
-// near 1 MiB.
-const maxPageSize = 256 << 20
-
-// checkPages reads every page of every column chunk before parquet-go
-// decodes them, and rejects a file whose chunks lie outside it, or one of
-// whose pages says it decompresses to more than maxPageSize, or does not
-// decompress, within the size it says, with its codec. parquet-go trusts
-// what a damaged file says: it allocates a page's stated size, and its LZ4
-// codec doubles its buffer for as long as a page fails to decode, until the
-// process runs out of memory.
-func checkPages(r io.ReaderAt, size int64, md *format.FileMetaData) error {
-	var protocol thrift.CompactProtocol
-	var data []byte
-	for _, rg := range md.RowGroups {
-		for _, cc := range rg.Columns {
-			m := cc.MetaData
-			col := strings.Join(m.PathInSchema, ".")
-			start := m.DataPageOffset
-			if m.DictionaryPageOffset > 0 && m.DictionaryPageOffset < start {
-				start = m.DictionaryPageOffset
-			}
-			if start < 4 || m.TotalCompressedSize < 0 || start+m.TotalCompressedSize > size {
-				return fmt.Errorf("column %q: chunk at %d of %d bytes outside the file", col, start, m.TotalCompressedSize)
-			}
-			cr := &countingReader{r: bufio.NewReader(io.NewSectionReader(r, start, m.TotalCompressedSize))}
-			dec := thrift.NewDecoder(protocol.NewReader(cr))
-			for cr.n < m.TotalCompressedSize {
-				var h format.PageHeader
-				if err := dec.Decode(&h); err != nil {
-					return fmt.Errorf("column %q: page header: %w", col, err)
-				}
-				c, u := int64(h.CompressedPageSize), int64(h.UncompressedPageSize)
-				if c < 0 || u < 0 || u > maxPageSize || c > m.TotalCompressedSize {
-					return fmt.Errorf("column %q: a page of %d bytes that decompresses to %d", col, c, u)
-				}
-				data = slices.Grow(data[:0], int(c))[:c]
-				if _, err := io.ReadFull(cr, data); err != nil {
-					return fmt.Errorf("column %q: page cut short: %w", col, err)
-				}
-				compressed := data
-				if v2 := h.DataPageHeaderV2; v2.Valid {
-					levels := int64(v2.V.RepetitionLevelsByteLength) + int64(v2.V.DefinitionLevelsByteLength)
-					if levels < 0 || levels > c || levels > u {
-						return fmt.Errorf("column %q: page levels of %d bytes in a page of %d", col, levels, c)
-					}
-					if v2.V.IsCompressed.Valid && !v2.V.IsCompressed.V {
-						continue
-					}
-					compressed, u = data[levels:], u-levels
-				}
-				if err := tryDecompress(m.Codec, compressed, u); err != nil {
-					return fmt.Errorf("column %q: page does not decompress to the %d bytes it says (%s): %w", col, u, m.Codec, err)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// tryDecompress decompresses data with codec into at most size bytes.
-func tryDecompress(codec format.CompressionCodec, data []byte, size int64) error {
-	var rd io.Reader
-	switch codec {
-	case format.Uncompressed:
-		if int64(len(data)) != size {
-			return fmt.Errorf("%d bytes", len(data))
-		}
-		return nil
-	case format.Snappy:
-		n, err := snappy.DecodedLen(data)
-		if err != nil {
-			return err
-		}
-		if int64(n) > size {
-			return fmt.Errorf("%d bytes", n)
-		}
-		_, err = snappy.Decode(make([]byte, n), data)
-		return err
-	case format.Lz4Raw:
-		_, err := lz4.UncompressBlock(data, make([]byte, size))
-		return err
-	case format.Zstd:
-		// The output is bounded by dst's capacity, not by the frame's window:
-		// a frame written by a streaming encoder (parquet-go's, parquet-mr's)
-		// states a window of at least 1 KiB, often more than the page it
-		// holds, and WithDecoderMaxMemory would reject such a page.
-		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true))
-		if err != nil {
-			return err
-		}
-		defer d.Close()
-		_, err = d.DecodeAll(data, make([]byte, 0, size))
-		return err
-	case format.Gzip:
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			return err
-		}
-		rd = zr
-	case format.Brotli:
-		rd = brotli.NewReader(bytes.NewReader(data))
-	default:
-		return errors.New("a codec this reader does not take")
-	}
-	n, err := io.Copy(io.Discard, io.LimitReader(rd, size+1))
-	if err == nil && n > size {
-		err = errors.New("more")
-	}
-	return err
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r *bufio.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingReader) ReadByte() (byte, error) {
-	b, err := c.r.ReadByte()
-	if err == nil {
-		c.n++
-	}
-	return b, err
 }
 
 // leavesOf lists the schema's leaf columns in the file's column order.

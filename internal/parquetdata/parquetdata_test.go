@@ -291,6 +291,9 @@ func TestZstdPageSize(t *testing.T) {
 	enc, err := zstd.NewWriter(nil)
 	require.NoError(t, err)
 	page := enc.EncodeAll(bytes.Repeat([]byte("modelmon"), 1000), nil)
-	require.NoError(t, tryDecompress(format.Zstd, page, 8000))
-	require.Error(t, tryDecompress(format.Zstd, page, 7999))
+	var d decoders
+	defer d.close()
+	require.NoError(t, d.decompress(format.Zstd, make([]byte, 8000), page))
+	require.Error(t, d.decompress(format.Zstd, make([]byte, 7999), page))
+	require.EqualError(t, d.decompress(format.Zstd, make([]byte, 8001), page), "8000 bytes")
 }
