@@ -166,12 +166,14 @@ type table struct {
 	keep    []string // ReadOptions.Columns
 	rows    int
 	opts    ReadOptions
+	next    int // the index in cols of the column after the last one set
 }
 
 // colBuf holds one column's values as text, one after the other, until its kind is
 // known: the size of the data itself, not a string header per value.
 type colBuf struct {
 	name    string
+	index   int  // in table.cols
 	kind    Kind // forced kind, or ""
 	text    []byte
 	ends    []uint32 // ends[i] is where value i ends in text; "" is missing
@@ -220,7 +222,7 @@ func newTable(header []string, opts ReadOptions, errf func(string, ...any) error
 
 // add starts a column.
 func (t *table) add(name string) *colBuf {
-	c := &colBuf{name: name, numeric: true}
+	c := &colBuf{name: name, index: len(t.cols), numeric: true}
 	switch {
 	case slices.Contains(t.opts.Numeric, name):
 		c.kind = Numeric

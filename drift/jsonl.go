@@ -31,7 +31,7 @@ import (
 // for a float64 (1e999, infinite): NaN and ±Inf, which the checks count as
 // "nan" and "inf" violations, as the sidecar does ("NaN", "+Inf" and "-Inf"
 // in a categorical column). Types are inferred and forced as in ReadCSV.
-// Blank lines are skipped.
+// Blank lines are skipped. The lines make at most MaxColumns columns.
 func ReadJSONL(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 	br := skipBOM(r)
 	t := &table{byName: map[string]*colBuf{}, keep: opts.Columns, opts: opts}
@@ -61,12 +61,8 @@ func ReadJSONL(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 	if t.rows == 0 {
 		return nil, fmt.Errorf("%s: no rows", name)
 	}
-	for _, list := range [][]string{opts.Columns, opts.Numeric, opts.Categorical} {
-		for _, want := range list {
-			if t.byName[want] == nil {
-				return nil, fmt.Errorf("%s: missing column %q", name, want)
-			}
-		}
+	if err := t.missing(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	t.dropNullParents()
 	return t.columns()
@@ -150,23 +146,8 @@ func (t *table) addJSONLine(line []byte) error {
 	}
 	var ferr error
 	emit := func(key, v string) {
-		if ferr != nil {
-			return
-		}
-		c := t.byName[key]
-		if c == nil {
-			if len(t.keep) > 0 && !slices.Contains(t.keep, key) {
-				return
-			}
-			c = t.add(key)
-		}
-		if len(c.ends) > t.rows {
-			ferr = fmt.Errorf("column %q: duplicate key", key)
-			return
-		}
-		c.pad(t.rows)
-		if err := c.add(v); err != nil {
-			ferr = fmt.Errorf("column %q: %w", key, err)
+		if ferr == nil {
+			ferr = t.set(key, "", v)
 		}
 	}
 	if err := flattenObject(dec, q, "", emit); err != nil {
@@ -182,6 +163,7 @@ func (t *table) addJSONLine(line []byte) error {
 		return errors.New("data after the JSON object")
 	}
 	t.rows++
+	t.next = 0
 	return nil
 }
 
