@@ -126,3 +126,44 @@ func BenchmarkPages(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadLists reads 20,000 rows of an embedding (a list of 64
+// floats) and a map of 8 scores: 72 columns from two.
+func BenchmarkReadLists(b *testing.B) {
+	type row struct {
+		ID     int64              `parquet:"id"`
+		Emb    []float32          `parquet:"emb,list"`
+		Scores map[string]float64 `parquet:"scores"`
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	rows := make([]row, 20_000)
+	for i := range rows {
+		rows[i] = row{ID: int64(i), Emb: make([]float32, 64), Scores: map[string]float64{}}
+		for j := range rows[i].Emb {
+			rows[i].Emb[j] = float32(r.NormFloat64())
+		}
+		for j := range 8 {
+			rows[i].Scores[fmt.Sprint("s", j)] = r.Float64()
+		}
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[row](&buf, parquet.Compression(&parquet.Zstd))
+	if _, err := w.Write(rows); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		cols, err := Read("train.parquet", bytes.NewReader(data), int64(len(data)), drift.ReadOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(cols) != 1+64+8 {
+			b.Fatalf("%d columns", len(cols))
+		}
+	}
+}

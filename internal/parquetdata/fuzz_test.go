@@ -11,7 +11,9 @@ import (
 
 // FuzzParquet: any bytes give columns or an error naming the file, never a
 // panic; the columns read build a profile or fail cleanly. The seeds are the
-// parquet-testing files.
+// Parquet files of testdata: parquet-testing's (nested lists and maps among
+// them) and those testdata/*/main.go wrote with Arrow (FLOAT16 and TIME;
+// lists, maps and structs in data pages v2).
 func FuzzParquet(f *testing.F) {
 	files, err := filepath.Glob("testdata/*.parquet")
 	if err != nil {

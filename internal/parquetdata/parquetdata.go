@@ -4,18 +4,28 @@
 // --drift.reference take the files data science teams keep their training
 // sets in.
 //
-// Columns are named by their path, nested groups joined with dots as ReadJSONL
-// flattens objects ("user.age"). Their kind comes from the schema: booleans,
+// A row is read as ReadJSONL reads its JSON object, flattened: a nested
+// group's fields are named by their path ("user.age"), a list's elements by
+// their index ("emb.0", "emb.1", ...), a map's values by their key
+// ("m.<key>"), and so on down lists of structs, maps of lists, lists of
+// lists. So the same rows as Parquet and as JSON Lines give the same
+// columns, in the same order (that in which their names first appear), and
+// the same profile: a null (of a value, a group, a list or a map) is
+// JSON's null, a missing value of its name, and no column of its own
+// beside the fields or elements that other rows have; the columns the
+// schema has outside lists and maps are columns even where every row is
+// null. The data makes at most drift.MaxColumns columns, as JSON Lines'
+// do: a list or map of more elements is an error.
+//
+// A column's kind comes from the schema's type of its values: booleans,
 // integers, floating point numbers (half precision, FLOAT16, included),
-// decimals, dates, timestamps and times of day are numeric (booleans 1 and 0,
-// dates in days, timestamps in seconds since the epoch and times of day in
-// seconds since midnight); strings, enums and other byte arrays are categorical, unless
-// drift.ReadOptions force a kind. Nulls are missing (drift.NA); NaN and ±Inf
+// decimals, dates, timestamps and times of day are numeric (booleans 1 and
+// 0, dates in days, timestamps in seconds since the epoch and times of day
+// in seconds since midnight); strings, enums and other byte arrays are
+// categorical, unless drift.ReadOptions force a kind. Nulls are missing (drift.NA); NaN and ±Inf
 // of floating point columns are those numbers, as in CSV and JSON Lines,
 // which `exporter drift` counts as "nan" and "inf" violations, as the
-// sidecar counts them, and BuildProfile as missing. Repeated
-// columns (lists, maps) have no single value per row: they are an error when
-// selected (drift.ReadOptions.Columns), and left out otherwise.
+// sidecar counts them, and BuildProfile as missing.
 package parquetdata
 
 import (
@@ -26,7 +36,6 @@ import (
 	"io"
 	"math"
 	"math/big"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,11 +49,9 @@ import (
 
 // leaf is one column of the file.
 type leaf struct {
-	name     string
-	index    int // the file's column index
-	repeated bool
-	conv     func(parquet.Value) string
-	numeric  bool
+	index   int // the file's column index
+	conv    func(parquet.Value) string
+	numeric bool
 }
 
 // Read reads the Parquet file r of the given size. name is the file's name,
@@ -86,60 +93,30 @@ func read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) ([]dri
 	if err != nil {
 		return nil, pf, fmt.Errorf("%s: %w", name, err)
 	}
-	var kept []leaf
-	for _, l := range leaves {
-		if !l.repeated && (len(opts.Columns) == 0 || slices.Contains(opts.Columns, l.name)) {
-			kept = append(kept, l)
-			continue
-		}
-		if l.repeated && slices.Contains(opts.Columns, l.name) {
-			return nil, pf, fmt.Errorf("%s: column %q is repeated (a list or map): it has no single value per row", name, l.name)
-		}
-	}
-	// The schema's kinds, unless the options force others.
-	o := opts
-	o.Numeric, o.Categorical = slices.Clone(opts.Numeric), slices.Clone(opts.Categorical)
-	header := make([]string, len(kept))
-	for i, l := range kept {
-		header[i] = l.name
-		if slices.Contains(opts.Numeric, l.name) || slices.Contains(opts.Categorical, l.name) {
-			continue
-		}
-		if l.numeric {
-			o.Numeric = append(o.Numeric, l.name)
-		} else {
-			o.Categorical = append(o.Categorical, l.name)
-		}
-	}
-	rows, err := drift.NewRows(name, header, o)
+	root, err := schemaOf(orig.Metadata(), len(leaves))
 	if err != nil {
-		return nil, pf, err
+		return nil, pf, fmt.Errorf("%s: damaged Parquet file: %w", name, err)
 	}
-	if len(kept) == 0 {
-		return nil, pf, fmt.Errorf("%s: no column with a single value per row (lists and maps are left out)", name)
+	a := &assembler{
+		root:   root,
+		leaves: leaves,
+		recs:   drift.NewRecords(name, opts),
+		vals:   make([][]parquet.Value, len(leaves)),
+		pos:    make([]int, len(leaves)),
 	}
-
-	byIndex := make(map[int]int, len(kept))
-	for i, l := range kept {
-		byIndex[l.index] = i
-	}
-	values := make([]string, len(kept))
 	buf := make([]parquet.Row, 256)
+	n := 0
 	for _, rg := range f.RowGroups() {
 		rr := rg.Rows()
 		for {
-			n, err := rr.ReadRows(buf)
-			for _, row := range buf[:n] {
-				clear(values)
-				for _, v := range row {
-					i, ok := byIndex[v.Column()]
-					if !ok || v.IsNull() {
-						continue
-					}
-					values[i] = kept[i].conv(v)
-				}
-				if err := rows.Add(values); err != nil {
+			k, err := rr.ReadRows(buf)
+			for _, row := range buf[:k] {
+				n++
+				if err := a.add(row); err != nil {
 					rr.Close()
+					if errors.Is(err, errOutOfStep) {
+						return nil, pf, fmt.Errorf("%s: damaged Parquet file: row %d: %w", name, n, err)
+					}
 					return nil, pf, err
 				}
 			}
@@ -155,7 +132,15 @@ func read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) ([]dri
 			return nil, pf, readError(name, err)
 		}
 	}
-	cols, err := rows.Columns()
+	for _, c := range root.children {
+		if err := a.schemaColumns(c, ""); err != nil {
+			return nil, pf, err
+		}
+	}
+	cols, err := a.recs.Columns()
+	if err == nil && len(cols) == 0 {
+		err = fmt.Errorf("%s: no columns: its lists and maps are all empty", name)
+	}
 	return cols, pf, err
 }
 
@@ -190,16 +175,18 @@ func checkFooter(r io.ReaderAt, size int64) error {
 	return nil
 }
 
-// leavesOf lists the schema's leaf columns in the file's column order.
+// leavesOf lists the schema's leaf columns in the file's column order, a
+// column's index its index in the list.
 func leavesOf(s *parquet.Schema, md *format.FileMetaData) ([]leaf, error) {
 	// The file's own schema elements of the leaves, in column order (the
-	// schema is flattened depth first, and only leaves have a physical
-	// type): parquet-go's types drop the logical types it has no type for,
-	// FLOAT16 among them, which the elements keep.
+	// schema is flattened depth first, and leaves have a physical type
+	// and no children, as schemaOf reads them): parquet-go's types drop
+	// the logical types it has no type for, FLOAT16 among them, which the
+	// elements keep.
 	var elems []*format.SchemaElement
-	for i := range md.Schema {
-		if md.Schema[i].Type.Valid {
-			elems = append(elems, &md.Schema[i])
+	for i := 1; i < len(md.Schema); i++ {
+		if e := &md.Schema[i]; e.Type.Valid && e.NumChildren.V <= 0 {
+			elems = append(elems, e)
 		}
 	}
 	var out []leaf
@@ -208,7 +195,10 @@ func leavesOf(s *parquet.Schema, md *format.FileMetaData) ([]leaf, error) {
 		if !ok {
 			return nil, fmt.Errorf("column %q not in the schema", strings.Join(path, "."))
 		}
-		l := leaf{name: strings.Join(path, "."), index: lc.ColumnIndex, repeated: lc.MaxRepetitionLevel > 0}
+		if lc.ColumnIndex != len(out) {
+			return nil, fmt.Errorf("column %q of index %d, not %d", strings.Join(path, "."), lc.ColumnIndex, len(out))
+		}
+		l := leaf{index: lc.ColumnIndex}
 		var elem *format.SchemaElement
 		if lc.ColumnIndex < len(elems) {
 			elem = elems[lc.ColumnIndex]
