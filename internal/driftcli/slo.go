@@ -39,6 +39,23 @@ var burnAlerts = []burnAlert{
 	{model.Duration(72 * time.Hour), model.Duration(6 * time.Hour), 0.10, false},
 }
 
+// maxErrorRatio caps a pair's threshold. An error ratio is at most 1, so a
+// pair can fire only while burn rate × (1 − objective) stays below 1: the
+// most a burn rate can be is 1/(1 − objective), every event bad (Datadog's
+// "max burn rate"). Past that the workbook's pair is dead: at 30 days the
+// hour's 14.4 is out of reach from an objective of 0.93 down, the six
+// hours' 6 from 0.83, and longer periods raise both. Sloth writes such
+// rules as they come (slok/sloth#341), Datadog refuses them; here the pair
+// keeps its windows and fires on an outage instead, once 90 % of the
+// events fail over both, which a total outage reaches 90 % of the way
+// into the long window (54 minutes into the hour). Not 1, nor just under
+// it: rate() extrapolates at the window's edges, an error series that
+// starts with the outage loses its first increase, and a replica or a
+// cache may still answer a few. The cap touches no threshold below 0.9,
+// so none of an objective of 0.94 or more over 30 days (the hour's
+// 14.4 × 0.06 is 0.864).
+const maxErrorRatio = 0.9
+
 // sloRule is a recording or an alerting rule.
 type sloRule struct {
 	Record      string            `yaml:"record,omitempty"`
@@ -135,7 +152,7 @@ func SLORules(cfg *config.Config) []sloRule {
 						continue
 					}
 					rate := b.budget * float64(period) / float64(b.long)
-					threshold := g(rate * budget)
+					threshold := g(min(rate*budget, maxErrorRatio))
 					if expr != "" {
 						expr += "\nor\n"
 					}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -116,6 +117,33 @@ tests:
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
               description: 'lat: 6.522% of its prediction requests took longer than 0.1s over the alert''s long window, against an error budget of 1% over 30d (objective 0.99): at this rate the period''s error budget is gone within days.'
 
+  # low (availability 0.9): six clean hours, then every request fails from
+  # minute 361. The hour's pair would need 14.4 times the 10 % budget, more
+  # than every request; capped at 90 % it pages 54 minutes into the
+  # outage. The six hours' pair (60 %) would take until about minute 576.
+  - name: low objective outage
+    interval: 1m
+    input_series:
+      - series: 'modelmon_requests_total{model="low",instance="a"}'
+        values: '0+600x480'
+      - series: 'modelmon_prediction_errors_total{model="low",reason="upstream_5xx",instance="a"}'
+        values: '0x360 600+600x120'
+    alert_rule_test:
+      # Samples 354 to 413: 31,800 errors of 35,400 requests, the errors'
+      # rate extrapolated to 59.5 minutes (not back past zero), the
+      # requests' to 60: 89.08 %. A minute later, 90.76 %.
+      - eval_time: 413m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts: []
+      - eval_time: 414m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts:
+          - exp_labels: {model: low, slo: availability, severity: page}
+            exp_annotations:
+              summary: Model low spends its availability error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
+              description: 'low: 90.76% of its prediction requests failed over the alert''s long window, against an error budget of 10% over 30d (objective 0.9): at this rate the period''s error budget is gone within days.'
+
   # acc (accuracy 0.9): 8 of 10 labelled predictions wrong. The one-hour
   # page would need 14.4 times a 10 % budget, more than all of them; the
   # six-hour one, 60 %, fires.
@@ -154,6 +182,8 @@ models:
     slos: {latency: 0.99, latency_threshold: 0.1}
   - name: acc
     slos: {accuracy: 0.9}
+  - name: low
+    slos: {availability: 0.9}
 `)
 	testFile := filepath.Join(dir, "slo_test.yml")
 	require.NoError(t, os.WriteFile(testFile, bytes.ReplaceAll([]byte(sloTest), []byte("ALERTS"), []byte(alerts)), 0o644))
@@ -166,7 +196,7 @@ models:
 	promtool := prometheustest.Promtool(t)
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 44 rules found")
+	require.Contains(t, string(b), "SUCCESS: 55 rules found")
 	b, err = exec.Command(promtool, "test", "rules", testFile).CombinedOutput()
 	require.NoError(t, err, string(b))
 }
@@ -219,4 +249,60 @@ tests:
 	passed, err := rules.RunTests([]string{testFile}, rules.TestOptions{Out: &report})
 	require.NoError(t, err)
 	require.True(t, passed, report.String())
+}
+
+// A pair's threshold is burn rate × (1 − objective), capped at an error
+// ratio of 0.9 where that is out of reach or nearly so (objectives of
+// 0.93 or less over 30 days, or lower ones over longer periods). The cap
+// changes no threshold below it: 0.999's are the workbook's.
+func TestSLOThresholds(t *testing.T) {
+	thresholdRE := regexp.MustCompile(`modelmon:slo_error_ratio:rate(\w+)\{[^}]*\} > (\S+)`)
+	for _, tc := range []struct {
+		slos         string
+		page, ticket [2]string // the thresholds of the 1h and 6h, 1d and 3d pairs
+	}{
+		{`{availability: 0.999}`, [2]string{"0.0144", "0.006"}, [2]string{"0.003", "0.001"}},
+		{`{availability: 0.95}`, [2]string{"0.72", "0.3"}, [2]string{"0.15", "0.05"}},
+		{`{availability: 0.94}`, [2]string{"0.864", "0.36"}, [2]string{"0.18", "0.06"}},
+		// 14.4 × 0.1 is 1.44; 6 × 0.1, 0.6, stays.
+		{`{availability: 0.9}`, [2]string{"0.9", "0.6"}, [2]string{"0.3", "0.1"}},
+		{`{availability: 0.5}`, [2]string{"0.9", "0.9"}, [2]string{"0.9", "0.5"}},
+		// Over 90 days the hour's burn rate is 43.2: 2.16 for 0.95.
+		{`{availability: 0.95, period: 90d}`, [2]string{"0.9", "0.9"}, [2]string{"0.45", "0.15"}},
+		{`{availability: 0.999, period: 365d}`, [2]string{"0.1752", "0.073"}, [2]string{"0.0365", "0.0121666666667"}},
+	} {
+		c, err := config.Load("models:\n  - name: m\n    slos: " + tc.slos + "\n")
+		require.NoError(t, err)
+		got := map[string][]string{}
+		for _, r := range SLORules(c) {
+			for _, m := range thresholdRE.FindAllStringSubmatch(r.Expr, -1) {
+				got[r.Alert] = append(got[r.Alert], m[1]+" > "+m[2])
+			}
+		}
+		require.Equal(t, map[string][]string{
+			"ModelSLOBurnRateHigh":     {"1h > " + tc.page[0], "5m > " + tc.page[0], "6h > " + tc.page[1], "30m > " + tc.page[1]},
+			"ModelSLOBurnRateElevated": {"1d > " + tc.ticket[0], "2h > " + tc.ticket[0], "3d > " + tc.ticket[1], "6h > " + tc.ticket[1]},
+		}, got, tc.slos)
+	}
+
+	// The whole page expression of a 0.999 objective, as before the cap.
+	c, err := config.Load("models:\n  - name: m\n    slos: {availability: 0.999}\n")
+	require.NoError(t, err)
+	var page string
+	for _, r := range SLORules(c) {
+		if r.Alert == "ModelSLOBurnRateHigh" {
+			page = r.Expr
+		}
+	}
+	require.Equal(t, `(
+  modelmon:slo_error_ratio:rate1h{model="m", slo="availability"} > 0.0144
+  and
+  modelmon:slo_error_ratio:rate5m{model="m", slo="availability"} > 0.0144
+)
+or
+(
+  modelmon:slo_error_ratio:rate6h{model="m", slo="availability"} > 0.006
+  and
+  modelmon:slo_error_ratio:rate30m{model="m", slo="availability"} > 0.006
+)`, page)
 }
