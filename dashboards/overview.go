@@ -132,7 +132,7 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 		WithRow(dashboard.NewRowBuilder("SLOs")).
 		WithPanel(defaultTimeseries("SLO error budget left", "Share of each SLO's error budget left over its period (models[].slos, rules written by exporter alerts): 1 untouched, 0 spent, below 0 overspent. Empty without SLOs.", "percentunit").
 			WithTarget(prometheusQuery(q.modelFilter(`modelmon:slo_error_budget_remaining:ratio{model=~"$model"}`), "{{model}} {{slo}}"))).
-		WithPanel(defaultTimeseries("SLO burn rate (1h)", "How fast each SLO spends its error budget over the last hour: 1 spends it exactly over the period; 14.4 pages (with the 5-minute window), 6 over six hours too; 3 and 1 over a day and three days open a ticket.", "none").
+		WithPanel(defaultTimeseries("SLO burn rate (1h)", "How fast each SLO spends its error budget over the last hour: 1 spends it exactly over the period; 14.4 pages (with the 5-minute window), 6 over six hours too; 3 and 1 over a day and three days open a ticket. These are for a 30-day period (they scale with it), and no pair waits for more than 90 % of events to fail, so a low objective pages below them.", "none").
 			WithTarget(prometheusQuery(q.modelFilter(`modelmon:slo_error_ratio:rate1h{model=~"$model"} / on (model, slo) (1 - modelmon:slo_objective{model=~"$model"})`), "{{model}} {{slo}}"))).
 		WithRow(dashboard.NewRowBuilder("Models")).
 		WithPanel(mergeTable(defaultTable("Models and versions", "The models the sidecars serve, their current version, and how many sidecars serve each."),
