@@ -346,6 +346,64 @@ func TestProxyChunkedWithContentLength(t *testing.T) {
 	require.Equal(t, []string{"Host: x", "Content-Length: 5"}, got[0].headers)
 }
 
+// A request without a body goes to the model server as it came: without
+// Content-Length when it came without (fasthttp would add Content-Length: 0
+// to all but a GET or HEAD; RFC 9110 8.6 says not to send it when the
+// method gives content no meaning), and with the Content-Length: 0 it came
+// with, a POST's or PUT's with an empty body. Byte for byte, on one
+// kept-alive connection each way, whose framing the model server reads
+// request after request.
+func TestProxyBodilessRequestLength(t *testing.T) {
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		return true
+	})
+	e := startExporter(t, up.URL(), nil)
+	c, br := dialProxy(t, e)
+	for _, tc := range []struct{ name, req, want string }{
+		{name: "get", req: "GET /v2/health/ready HTTP/1.1\r\nHost: m\r\nAccept: */*\r\n\r\n"},
+		{name: "head", req: "HEAD /v2/health/ready HTTP/1.1\r\nHost: m\r\n\r\n"},
+		{name: "options", req: "OPTIONS * HTTP/1.1\r\nHost: m\r\n\r\n"},
+		{name: "options with a header like a length", req: "OPTIONS /v1/models/m HTTP/1.1\r\nHost: m\r\nX-Content-Length: 0\r\nOrigin: https://app\r\n\r\n"},
+		{name: "delete", req: "DELETE /v1/sessions/7 HTTP/1.1\r\nHost: m\r\n\r\n"},
+		{name: "post without length", req: "POST /v2/repository/index HTTP/1.1\r\nHost: m\r\n\r\n"},
+		{name: "prediction without length", req: "POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\n\r\n"},
+		{name: "post with length 0", req: "POST /v2/repository/index HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n"},
+		{name: "prediction with length 0", req: "POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n"},
+		{name: "put with length 0", req: "PUT /v2/repository/models/m/load HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n"},
+		{name: "delete with length 0", req: "DELETE /v1/sessions/7 HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n"},
+		{name: "get with length 0", req: "GET /v2/health/ready HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n"},
+		// The length's name is fasthttp's, as for any body.
+		{name: "length in lower case", req: "PUT /v2/repository/models/m/load HTTP/1.1\r\nHost: m\r\ncontent-length: 0\r\n\r\n",
+			want: "PUT /v2/repository/models/m/load HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n"},
+		// An empty chunked body goes with its length, as any chunked
+		// body does (TestProxyConnectionNamesFraming).
+		{name: "empty chunked body", req: "DELETE /v1/sessions/7 HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+			want: "DELETE /v1/sessions/7 HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := len(up.received())
+			io.WriteString(c, tc.req)
+			resp, err := readRaw(br)
+			require.NoError(t, err)
+			require.Equal(t, "HTTP/1.1 204 No Content", resp.start)
+			got := up.received()
+			require.Len(t, got, n+1)
+			in := got[n]
+			wire := in.start + "\r\n"
+			for _, h := range in.headers {
+				wire += h + "\r\n"
+			}
+			wire += "\r\n" + string(in.body)
+			want := tc.want
+			if want == "" {
+				want = tc.req
+			}
+			require.Equal(t, want, wire)
+		})
+	}
+}
+
 // A 304 may carry a Content-Length (the length of what a 200 would have):
 // it is passed on, and no body is read or sent.
 func TestProxyNotModifiedLength(t *testing.T) {

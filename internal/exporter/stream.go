@@ -97,7 +97,7 @@ func (t *transport) try(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fa
 	}
 	written := dc.sent()
 	bw := hc.AcquireWriter(conn)
-	err = req.Write(bw)
+	err = writeRequest(req, bw)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -195,6 +195,51 @@ func (t *transport) try(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fa
 		hc.ReleaseConn(cc)
 	}
 	return false, nil
+}
+
+// writeRequest writes req as fasthttp's Request.Write does, with one
+// difference: a request without a body that came without Content-Length or
+// Transfer-Encoding goes without Content-Length, as it came. fasthttp's
+// server, as it reads such a request, gives it a Content-Length of 0 (but
+// for a GET or HEAD), which Request.Write writes out (RFC 9110 8.6: a
+// client should not send Content-Length in a request without content when
+// its method gives content no meaning, as OPTIONS and DELETE don't). A
+// Content-Length: 0 the client sent, a POST's with an empty body, goes on.
+//
+// Such a request is its header alone: Request.Write would add nothing
+// else, the proxy having set its Host and its request target
+// (targetAsSent).
+func writeRequest(req *fasthttp.Request, w *bufio.Writer) error {
+	// A GET or HEAD that came without Content-Length has -2 (identity),
+	// which Request.Write leaves out; only 0 may have been added.
+	if req.Header.ContentLength() != 0 || req.IsBodyStream() || len(req.Body()) > 0 ||
+		len(req.Header.Host()) == 0 || hasFraming(req.Header.RawHeaders()) {
+		return req.Write(w)
+	}
+	req.Header.DelBytes(hdrContentLength)
+	return req.Header.Write(w)
+}
+
+var hdrContentLength = []byte("Content-Length")
+
+// hasFraming reports whether raw, a request's header block as it came,
+// has a Content-Length or Transfer-Encoding line.
+func hasFraming(raw []byte) bool {
+	for len(raw) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			line, raw = raw, nil
+		}
+		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+			continue // the blank line at the end, or a folded value
+		}
+		if i := bytes.IndexByte(line, ':'); i > 0 && isFraming(bytes.TrimRight(line[:i], " \t")) {
+			return true
+		}
+	}
+	return false
 }
 
 // retryable reports whether a request whose connection to the model server
