@@ -475,23 +475,34 @@ func (u *rawUpstream) count(start string) int {
 // closes before it answers (it read the request, or not) is sent again, once,
 // on another connection, when its method is idempotent, as nginx and Go's
 // net/http do: the client gets the answer. A POST (a prediction, which may
-// have reached the model) or a PATCH is not: the client gets the 502.
+// have reached the model) or a PATCH is not: the client gets the 502. Unless
+// it carries an Idempotency-Key or X-Idempotency-Key header, which net/http
+// takes for idempotent too.
 func TestProxyRetriesIdempotentOnReusedConnection(t *testing.T) {
 	for _, tc := range []struct {
 		method, target, body string
 		retried              bool
+		header               string // a header line the request carries too
 	}{
-		{"GET", "/v2/health/ready", "", true},
-		{"HEAD", "/v2/health/ready", "", true},
-		{"OPTIONS", "*", "", true},
-		{"PUT", "/v2/repository/models/m/load", "{}", true},
-		{"DELETE", "/v1/sessions/7", "", true},
-		{"TRACE", "/", "", true},
-		{"POST", "/v1/models/m:predict", `{"instances":[[1]]}`, false},
-		{"POST", "/v2/repository/index", "{}", false},
-		{"PATCH", "/v1/sessions/7", "{}", false},
+		{"GET", "/v2/health/ready", "", true, ""},
+		{"HEAD", "/v2/health/ready", "", true, ""},
+		{"OPTIONS", "*", "", true, ""},
+		{"PUT", "/v2/repository/models/m/load", "{}", true, ""},
+		{"DELETE", "/v1/sessions/7", "", true, ""},
+		{"TRACE", "/", "", true, ""},
+		{"POST", "/v1/models/m:predict", `{"instances":[[1]]}`, false, ""},
+		{"POST", "/v2/repository/index", "{}", false, ""},
+		{"PATCH", "/v1/sessions/7", "{}", false, ""},
+		{"POST", "/v1/models/m:predict", `{"instances":[[1]]}`, true, "Idempotency-Key: 8e03978e-40d5-43e8-bc93-6894a57f9324"},
+		{"POST", "/v1/chat/completions", `{"model":"m"}`, true, "x-idempotency-key: 42"},
+		{"PATCH", "/v1/sessions/7", "{}", true, "Idempotency-Key: \"a\""},
+		{"POST", "/v1/models/m:predict", `{"instances":[[1]]}`, false, "Idempotency-Keys: 1"},
 	} {
-		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
+		name := tc.method + " " + tc.target
+		if tc.header != "" {
+			name += " " + tc.header
+		}
+		t.Run(name, func(t *testing.T) {
 			up := keepAliveRacer(t, 1, 1)
 			e := startExporter(t, up.URL(), nil)
 			c, br := dialProxy(t, e)
@@ -501,7 +512,11 @@ func TestProxyRetriesIdempotentOnReusedConnection(t *testing.T) {
 			require.Equal(t, "HTTP/1.1 200 OK", first.start)
 
 			// The same connection to the model server, reused.
-			fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: m\r\nContent-Length: %d\r\n\r\n%s", tc.method, tc.target, len(tc.body), tc.body)
+			header := ""
+			if tc.header != "" {
+				header = tc.header + "\r\n"
+			}
+			fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: m\r\n%sContent-Length: %d\r\n\r\n%s", tc.method, tc.target, header, len(tc.body), tc.body)
 			if tc.method == "HEAD" {
 				line, err := br.ReadString('\n')
 				require.NoError(t, err)
@@ -523,6 +538,9 @@ func TestProxyRetriesIdempotentOnReusedConnection(t *testing.T) {
 			for _, m := range up.received() {
 				if m.start == start {
 					require.Equal(t, tc.body, string(m.body))
+					if tc.header != "" {
+						require.Contains(t, m.headers, tc.header)
+					}
 				}
 			}
 			require.Equal(t, map[bool]float64{true: 1, false: 0}[tc.retried], metricValue(t, e, "modelmon_upstream_retries_total", nil))

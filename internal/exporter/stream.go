@@ -256,11 +256,32 @@ func hasFraming(raw []byte) bool {
 // (nothingSent: the first write failed, the connection already reset), as
 // net/http retries a request that wrote nothing (nothingWrittenError) and
 // nginx one it had not sent: the model server can't have seen any of it.
+// A request of any method that carries an Idempotency-Key or
+// X-Idempotency-Key header is sent again too, as net/http takes it for
+// idempotent (Request.isReplayable): its client says that the model server
+// takes it sent twice, with the same key, as sent once.
 func retryable(req *fasthttp.Request, reused, nothingSent bool) bool {
 	if !reused || req.IsBodyStream() {
 		return false
 	}
-	return nothingSent || idempotent(req.Header.Method())
+	return nothingSent || idempotent(req.Header.Method()) || hasIdempotencyKey(&req.Header)
+}
+
+var (
+	hdrIdempotencyKey  = []byte("Idempotency-Key")
+	hdrXIdempotencyKey = []byte("X-Idempotency-Key")
+)
+
+// hasIdempotencyKey reports whether h has an Idempotency-Key or
+// X-Idempotency-Key header, in any case, even empty, as net/http's
+// Header.has does.
+func hasIdempotencyKey(h *fasthttp.RequestHeader) bool {
+	for k := range h.All() {
+		if bytes.EqualFold(k, hdrIdempotencyKey) || bytes.EqualFold(k, hdrXIdempotencyKey) {
+			return true
+		}
+	}
+	return false
 }
 
 // idempotent reports whether method is one of RFC 9110's idempotent
