@@ -6,23 +6,50 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/modelmon/modelmon/drift/nonfinite"
 )
 
 // Column is one column of reference data, in memory. Exactly one of Num and Str is
 // set: Num makes a numeric column, where NaN and ±Inf are missing values; Str makes a
-// categorical column, where "" is a missing value.
+// categorical column, where "" is a missing value, and so is a string NonFinite
+// reads.
 //
 // The readers (ReadCSV, ReadJSONL, Rows) give a missing value of a numeric column
 // as NA, a NaN that IsNA tells from the NaN of a value given as one (the text
 // "NaN"), as R tells NA from NaN. A profile counts both as missing; data checked
 // against one can tell them apart, as the sidecar does: a NaN is a ViolationNaN, a
 // missing value a ViolationMissing only where the reference had none.
+//
+// In a categorical column, the readers give a NaN or an infinity that the data
+// gave as a number (JSON Lines' bare NaN, Infinity and -Infinity, 1e999, a float
+// of Parquet) as a string NonFinite reads, not as the text "NaN" or "+Inf": the
+// sidecar counts such a number sent for a categorical feature as a "nan" or
+// "inf" violation, and the string "NaN" as a category. A profile counts them as
+// missing; data checked against one, as a NaN or ±Inf of a numeric column.
 type Column struct {
 	Name string
 	Num  []float64
 	Str  []string
+}
+
+// NonFinite returns the number that s, a value of a categorical Column,
+// stands for when the data gave a NaN or an infinity as a number; ok is
+// false for any other string, the text "NaN" among them.
+func NonFinite(s string) (v float64, ok bool) { return nonfinite.Value(s) }
+
+// FormatNumber returns the text of x for Records.Set and Rows.Add: its
+// shortest form, or, for a NaN or an infinity, the string NonFinite reads,
+// which a numeric column reads as that number and a categorical one keeps
+// apart from the text "NaN".
+func FormatNumber(x float64) string {
+	if s, ok := nonfinite.String(x); ok {
+		return s
+	}
+	return strconv.FormatFloat(x, 'g', -1, 64)
 }
 
 // naBits is NA: a quiet NaN whose payload is 1954, as R's NA_real_.
@@ -337,7 +364,7 @@ func buildCategorical(name string, vals []string, opts BuildOptions) *Feature {
 	counts := make(map[string]int64)
 	var missing int64
 	for _, v := range vals {
-		if v == "" {
+		if _, nf := NonFinite(v); v == "" || nf {
 			missing++
 			continue
 		}

@@ -239,7 +239,8 @@ var errTooLarge = errors.New("more than 4 GiB of text")
 // add appends one value; "" is missing.
 func (c *colBuf) add(v string) error {
 	if v != "" && c.kind != Categorical && c.numeric {
-		if _, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+		// A NaN or an infinity given as a number (FormatNumber) is one.
+		if _, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil && !isNonFinite(v) {
 			if c.kind == Numeric {
 				return fmt.Errorf("%q is not a number", v)
 			}
@@ -252,6 +253,11 @@ func (c *colBuf) add(v string) error {
 	c.text = append(c.text, v...)
 	c.ends = append(c.ends, uint32(len(c.text)))
 	return nil
+}
+
+func isNonFinite(s string) bool {
+	_, ok := NonFinite(s)
+	return ok
 }
 
 // pad appends missing values up to n values.
@@ -280,7 +286,14 @@ func (t *table) columns() ([]Column, error) {
 			for i, end := range c.ends {
 				v := NA()
 				if end > start {
-					v, _ = strconv.ParseFloat(string(bytes.TrimSpace(c.text[start:end])), 64)
+					b := c.text[start:end]
+					var ok bool
+					if b[0] == 0 { // a NaN or an infinity given as a number
+						v, ok = NonFinite(string(b))
+					}
+					if !ok {
+						v, _ = strconv.ParseFloat(string(bytes.TrimSpace(b)), 64)
+					}
 				}
 				col.Num[i] = v
 				start = end

@@ -44,6 +44,8 @@ func fuzzBuild(t *testing.T, cols []Column) {
 		for j := range c.Len() {
 			if c.Num != nil {
 				w.Add(t0, c.Num[j])
+			} else if v, ok := NonFinite(c.Str[j]); ok {
+				w.Add(t0, v) // as exporter drift counts it
 			} else {
 				w.AddCategory(t0, c.Str[j])
 			}

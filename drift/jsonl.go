@@ -29,8 +29,9 @@ import (
 // -Infinity that Python's json module writes (pandas' missing values among
 // them) are numbers, as the push API reads them, as is a number too large
 // for a float64 (1e999, infinite): NaN and ±Inf, which the checks count as
-// "nan" and "inf" violations, as the sidecar does ("NaN", "+Inf" and "-Inf"
-// in a categorical column). Types are inferred and forced as in ReadCSV.
+// "nan" and "inf" violations, as the sidecar does, in a categorical column
+// too, where they are strings NonFinite reads and not the text "NaN" a
+// JSON string gives. Types are inferred and forced as in ReadCSV.
 // Blank lines are skipped. The lines make at most MaxColumns columns.
 func ReadJSONL(name string, r io.Reader, opts ReadOptions) ([]Column, error) {
 	br := skipBOM(r)
@@ -226,12 +227,10 @@ func flattenValue(dec *json.Decoder, q []byte, key string, emit func(key, v stri
 		if err != nil && !errors.Is(err, strconv.ErrRange) {
 			return fmt.Errorf("column %q: bad number %s", key, v)
 		}
-		emit(key, strconv.FormatFloat(f, 'g', -1, 64))
+		emit(key, FormatNumber(f)) // 1e999 is +Inf
 	case string:
-		if f, ok := nonfinite.Value(v); ok { // NaN, Infinity, -Infinity
-			emit(key, strconv.FormatFloat(f, 'g', -1, 64))
-			break
-		}
+		// A NaN, Infinity or -Infinity Quote put in a string is already
+		// the text FormatNumber gives it: a number, not the text "NaN".
 		emit(key, v)
 	case bool:
 		if v {

@@ -112,8 +112,10 @@ func TestReadJSONLErrors(t *testing.T) {
 // NaN, Infinity and -Infinity, as Python's json.dumps writes them (and so
 // pandas' missing values), are read as the push API reads them: numbers,
 // NaN and ±Inf (not missing: a "nan" or "inf" to the checks), as is a
-// number too large for a float64, and their text in a categorical column.
-// Within strings, and as keys, they are text.
+// number too large for a float64, in a categorical column too, where they
+// are strings NonFinite reads, not the text "NaN" of a string, and a
+// profile counts them as missing. Within strings, and as keys, they are
+// text.
 func TestReadJSONLNonFinite(t *testing.T) {
 	in := `{"x": NaN, "city": "paris", "s": "NaN", "NaN": 1}
 {"x": Infinity, "city": NaN, "s": "Infinity", "NaN": 2}
@@ -131,7 +133,26 @@ func TestReadJSONLNonFinite(t *testing.T) {
 	require.Equal(t, []float64{math.Inf(1), math.Inf(-1), math.Inf(1)}, x.Num[1:4])
 	require.True(t, IsNA(x.Num[4]), "null is missing")
 	require.Equal(t, 2.5, x.Num[5])
-	require.Equal(t, []string{"paris", "NaN", "oslo", "-Inf", "", "7"}, cols[1].Str)
+	city := cols[1].Str
+	require.Equal(t, []string{"paris", "oslo", "", "7"}, []string{city[0], city[2], city[4], city[5]})
+	for i, want := range map[int]float64{1: math.NaN(), 3: math.Inf(-1)} {
+		v, ok := NonFinite(city[i])
+		require.True(t, ok, "a number, not the text %q", city[i])
+		require.Equal(t, math.Float64bits(want), math.Float64bits(v))
+	}
 	require.Equal(t, []string{"NaN", "Infinity", "x", "y", "z", ""}, cols[2].Str)
+	for _, s := range cols[2].Str {
+		_, ok := NonFinite(s)
+		require.False(t, ok, "a string is text")
+	}
 	require.Equal(t, "NaN", cols[3].Name)
+
+	p, err := BuildProfile(cols, BuildOptions{})
+	require.NoError(t, err)
+	f, ok := p.Feature("city")
+	require.True(t, ok)
+	require.Equal(t, int64(3), f.Missing, "null, NaN and -Infinity")
+	for _, c := range f.Categorical.Categories {
+		require.Contains(t, []string{"paris", "oslo", "7"}, c.Value)
+	}
 }

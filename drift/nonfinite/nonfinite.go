@@ -3,10 +3,11 @@
 // that JSON has no literal for, and that encoding/json refuses. Quote
 // turns each such word outside a JSON string into a string that stands
 // for it, which encoding/json decodes; Value tells the number such a
-// string stands for, and Word the word it replaced. The push API and
-// drift.ReadJSONL read JSON through it, so that a record with such a value
-// is read, and the value counted as a NaN or an infinity, rather than the
-// whole record refused.
+// string stands for, Word the word it replaced, and String the string for
+// a number. The push API and drift.ReadJSONL read JSON through it, so that
+// a record with such a value is read, and the value counted as a NaN or an
+// infinity, rather than the whole record refused; drift keeps such
+// strings in categorical columns, apart from the text "NaN".
 package nonfinite
 
 import (
@@ -71,6 +72,21 @@ func Value(s string) (v float64, ok bool) {
 		}
 	}
 	return 0, false
+}
+
+// String returns the string that stands for v, a NaN or an infinity, as
+// the strings Quote puts in place of the words decode: the string Value
+// reads back as v. ok is false for a finite v.
+func String(v float64) (s string, ok bool) {
+	switch {
+	case math.IsNaN(v):
+		return words[2].str, true
+	case math.IsInf(v, 1):
+		return words[1].str, true
+	case math.IsInf(v, -1):
+		return words[0].str, true
+	}
+	return "", false
 }
 
 // Word returns the word a string Quote put in place of one replaced, once

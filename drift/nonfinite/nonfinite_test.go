@@ -42,6 +42,15 @@ func TestQuote(t *testing.T) {
 	}
 	_, ok = Word("NaN")
 	require.False(t, ok)
+
+	// String gives a number the string Value reads back.
+	for i, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		s, ok := String(v)
+		require.True(t, ok)
+		require.Equal(t, got[i], s)
+	}
+	_, ok = String(1.5)
+	require.False(t, ok, "a finite number has none")
 }
 
 // Offset finds, in the text as written, where a syntax error of the

@@ -198,7 +198,7 @@ func unreadable(f *drift.Feature, col *drift.Column, res drift.Result, t drift.T
 	}
 	example := ""
 	for _, s := range col.Str {
-		if _, err := strconv.ParseFloat(strings.TrimSpace(s), 64); s != "" && err != nil {
+		if _, err := strconv.ParseFloat(strings.TrimSpace(s), 64); s != "" && err != nil && !isNonFinite(s) {
 			example = s
 			break
 		}
@@ -301,6 +301,13 @@ func count(f *drift.Feature, col *drift.Column) (drift.Counts, drift.Totals, err
 		}
 	}
 	for _, s := range col.Str {
+		// A NaN or an infinity the data gave as a number, not as text, is
+		// counted as the sidecar counts a number it is sent for a
+		// categorical feature: as missing, and a "nan" or "inf" violation.
+		if v, ok := drift.NonFinite(s); ok {
+			w.Add(now, v)
+			continue
+		}
 		w.AddCategory(now, s)
 	}
 	return w.Counts(now, 0), w.Totals(), nil
@@ -339,6 +346,13 @@ func finiteValues(c *drift.Column) []float64 {
 		}
 	}
 	return out
+}
+
+// isNonFinite reports whether s, a value of a categorical column, is a NaN
+// or an infinity the data gave as a number.
+func isNonFinite(s string) bool {
+	_, ok := drift.NonFinite(s)
+	return ok
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -82,7 +82,7 @@ func warnMostlyNumbers(env Env, file string, c drift.Column) {
 	var values, numeric, others int
 	var example string
 	for _, s := range c.Str {
-		if s == "" {
+		if s == "" || isNonFinite(s) { // missing in the profile
 			continue
 		}
 		values++

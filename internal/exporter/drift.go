@@ -199,7 +199,8 @@ func (l *learner) value(name string, v payload.Value) {
 
 // columns returns what was learned, row by row: a column is categorical as
 // soon as it held one string (its numbers are then written as strings: as
-// the text they came in, from CSV, else in Go's shortest form).
+// the text they came in, from CSV, else in Go's shortest form, and a NaN,
+// as a record without the column, is missing).
 func (l *learner) columns() []drift.Column {
 	out := make([]drift.Column, 0, len(l.order))
 	for _, name := range l.order {
@@ -210,7 +211,10 @@ func (l *learner) columns() []drift.Column {
 			col.Str = make([]string, len(c.str))
 			for i, s := range c.str {
 				if s == "" && c.num[i] == c.num[i] {
-					s = strconv.FormatFloat(c.num[i], 'g', -1, 64)
+					// ±Inf as the string drift.NonFinite reads, which
+					// BuildProfile counts as missing, as it counts
+					// JSON Lines' Infinity in a categorical column.
+					s = drift.FormatNumber(c.num[i])
 				}
 				col.Str[i] = s
 			}

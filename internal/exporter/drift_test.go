@@ -625,19 +625,28 @@ func TestLearnerAlignsColumns(t *testing.T) {
 	l.add(rec(0.1, "a", num(1), "k", num(7)))
 	l.add(rec(0.2, "k", str("x")))
 	l.add(rec(0.3, "a", num(3), "late", num(5)))
+	l.add(rec(0.4, "a", num(4), "k", num(math.Inf(1))))
+	l.add(rec(0.5, "a", num(5), "k", num(math.NaN())))
 	cols := l.columns()
 	byName := map[string]drift.Column{}
 	for _, c := range cols {
 		byName[c.Name] = c
-		require.Equal(t, 3, c.Len(), c.Name)
+		require.Equal(t, 5, c.Len(), c.Name)
 	}
 	require.Equal(t, 1.0, byName["a"].Num[0])
 	require.True(t, math.IsNaN(byName["a"].Num[1]))
-	require.Equal(t, []string{"7", "x", ""}, byName["k"].Str)
+	require.Equal(t, []string{"7", "x", ""}, byName["k"].Str[:3])
 	require.True(t, math.IsNaN(byName["late"].Num[0]))
-	require.Equal(t, []float64{0.1, 0.2, 0.3}, byName[PredictionColumn].Num)
-	_, err := drift.BuildProfile(cols, drift.BuildOptions{Prediction: PredictionColumn})
+	require.Equal(t, []float64{0.1, 0.2, 0.3, 0.4, 0.5}, byName[PredictionColumn].Num)
+	p, err := drift.BuildProfile(cols, drift.BuildOptions{Prediction: PredictionColumn})
 	require.NoError(t, err)
+	// An infinity or a NaN sent as a number for a categorical feature is
+	// missing in the profile, as `exporter profile` counts JSON Lines'
+	// bare Infinity and NaN, not a category "+Inf".
+	k, ok := p.Feature("k")
+	require.True(t, ok)
+	require.Equal(t, int64(3), k.Missing)
+	require.Equal(t, int64(2), k.Count)
 
 	rng := rand.New(rand.NewPCG(8, 9))
 	l = &learner{cols: map[string]*learnColumn{}}
@@ -645,7 +654,7 @@ func TestLearnerAlignsColumns(t *testing.T) {
 		a := rng.NormFloat64()
 		l.add(rec(0.5, "a", num(a), "b", num(2*a+0.3*rng.NormFloat64()), "c", num(-a+0.3*rng.NormFloat64())))
 	}
-	p, err := drift.BuildProfile(l.columns(), drift.BuildOptions{Prediction: PredictionColumn})
+	p, err = drift.BuildProfile(l.columns(), drift.BuildOptions{Prediction: PredictionColumn})
 	require.NoError(t, err)
 	require.NotNil(t, p.Multivariate)
 	require.Equal(t, []string{"a", "b", "c"}, p.Multivariate.Features)

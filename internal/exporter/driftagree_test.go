@@ -53,9 +53,10 @@ func agreeCity(rng *rand.Rand) string {
 // carry what may be counted differently: missing and absent values, NaN,
 // infinity and "NA" as text, numbers as text, values out of the reference's
 // range, unseen, rare, differently cased or padded categories, categories
-// given as numbers, "null" as text, a category named "__other__", NaN and
-// -Infinity as Python's json.dumps writes them (bare words), and
-// predictions out of range, missing or NaN.
+// given as numbers, "null" and "NaN" as text, a category named
+// "__other__", NaN and -Infinity as Python's json.dumps writes them (bare
+// words, numbers), in numeric and categorical features, and predictions
+// out of range, missing or NaN.
 func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (push, jsonl string) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 23))
@@ -100,6 +101,7 @@ func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (
 			feats["b"] = "NA" // in JSON a string, not a number
 		case 14:
 			feats["city"] = "null" // in JSON a string, not null
+			feats["plan"] = "NaN"  // a string, a category
 		case 15:
 			feats["city"] = drift.OtherLabel // a category so named
 		case 16:
@@ -108,6 +110,9 @@ func agreeBatch(t *testing.T, model string, n int, shift float64, seed uint64) (
 			feats["a"] = bareNaN
 		case 20:
 			feats["b"] = bareNegInf
+		case 22:
+			feats["city"] = bareNaN // a number, for a categorical feature
+			feats["plan"] = bareNegInf
 		}
 		var score any = rng.Float64()
 		switch i % 23 {
@@ -233,6 +238,15 @@ func TestDriftViolationsAgree(t *testing.T) {
 	require.Positive(t, a.Violations["missing"], "null and absent")
 	require.Positive(t, b.Violations["type"], `"NA" in JSON`)
 	require.Positive(t, b.Violations["inf"], "bare -Infinity")
+	for _, f := range r.Features {
+		switch f.Name {
+		case "city":
+			require.Positive(t, f.Violations["nan"], "bare NaN for a categorical feature")
+		case "plan":
+			require.Positive(t, f.Violations["inf"], "bare -Infinity for a categorical feature")
+			require.Positive(t, f.Violations["unseen_category"], `"NaN" as text`)
+		}
+	}
 	i := slices.IndexFunc(r.Features, func(f driftcli.FeatureResult) bool { return f.Prediction })
 	require.GreaterOrEqual(t, i, 0)
 	score := r.Features[i]

@@ -399,6 +399,9 @@ func (a *assembler) entries(nd *node, name string) {
 		key := ""
 		if !k.IsNull() {
 			key = a.leaves[c].conv(k)
+			if x, ok := drift.NonFinite(key); ok { // a float key: "NaN", "+Inf" or "-Inf"
+				key = strconv.FormatFloat(x, 'g', -1, 64)
+			}
 		}
 		a.named(nd.value, r.elements.of(name, key))
 		if !a.more(r) {

@@ -25,7 +25,8 @@
 // categorical, unless drift.ReadOptions force a kind. Nulls are missing (drift.NA); NaN and ±Inf
 // of floating point columns are those numbers, as in CSV and JSON Lines,
 // which `exporter drift` counts as "nan" and "inf" violations, as the
-// sidecar counts them, and BuildProfile as missing.
+// sidecar counts them, and BuildProfile as missing, in a column read as
+// categorical too (drift.NonFinite).
 package parquetdata
 
 import (
@@ -225,9 +226,10 @@ func converter(t parquet.Type, elem *format.SchemaElement) (func(parquet.Value) 
 			decimalScale = d.Scale
 		}
 	}
-	// NaN and ±Inf become "NaN", "+Inf" and "-Inf", which drift reads
-	// back as those numbers: only a null is missing.
-	num := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+	// NaN and ±Inf become the text drift.FormatNumber gives them, which
+	// drift reads back as those numbers, in a column forced categorical
+	// too: only a null is missing.
+	num := drift.FormatNumber
 	// Timestamps become seconds since the epoch, and times of day seconds
 	// since midnight, whatever the unit they are stored in.
 	var perSecond float64

@@ -117,6 +117,36 @@ func TestNonFinite(t *testing.T) {
 	want := []float64{1.5, math.NaN(), math.Inf(1), math.Inf(-1), drift.NA()}
 	requireNums(t, want, byName(cols)["d"].Num)
 	requireNums(t, want, byName(cols)["f"].Num)
+
+	// Read as categorical (`exporter drift` against a profile that has
+	// the feature so), they are still numbers, not the categories "NaN"
+	// and "+Inf", as the sidecar counts a NaN sent for a categorical
+	// feature as a "nan".
+	cols, err = Read("batch.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()), drift.ReadOptions{Categorical: []string{"d"}})
+	require.NoError(t, err)
+	d := byName(cols)["d"].Str
+	require.Equal(t, []string{"1.5", ""}, []string{d[0], d[4]})
+	for i, x := range want[1:4] {
+		v, ok := drift.NonFinite(d[i+1])
+		require.True(t, ok, "value %d: %q", i+1, d[i+1])
+		require.Equal(t, math.Float64bits(x), math.Float64bits(v))
+	}
+}
+
+// A map's float keys NaN and ±Inf name their columns as text, "NaN",
+// "+Inf" and "-Inf".
+func TestNonFiniteMapKeys(t *testing.T) {
+	type row struct {
+		M map[float64]int64 `parquet:"m"`
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[row](&buf)
+	_, err := w.Write([]row{{M: map[float64]int64{math.Inf(1): 1, math.Inf(-1): 2, 0.5: 3}}})
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	cols, err := Read("x.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()), drift.ReadOptions{})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"m.+Inf", "m.-Inf", "m.0.5"}, columnNames(cols))
 }
 
 // FLOAT16 and TIME columns, as Apache Arrow writes them
