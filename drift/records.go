@@ -48,22 +48,6 @@ func (r *Records) Set(name string, kind Kind, value string) error {
 	return nil
 }
 
-// Column makes the column name, its values all missing, unless a record
-// had it (or ReadOptions leave it out); kind is its kind, as for Set. A
-// reader of a format with a schema makes so the columns of the schema no
-// record made: the members of an object that is null in every record,
-// which would otherwise be one column named after the object (the column
-// JSON Lines would make). Call it after the last record.
-func (r *Records) Column(name string, kind Kind) error {
-	if r.t.byName[name] != nil {
-		return nil
-	}
-	if _, err := r.t.make(name, kind); err != nil {
-		return fmt.Errorf("%s: %w", r.name, err)
-	}
-	return nil
-}
-
 // End ends the current record.
 func (r *Records) End() {
 	r.t.rows++

@@ -249,27 +249,6 @@ func (a *assembler) add(row parquet.Row) error {
 	return nil
 }
 
-// schemaColumns makes the columns of the leaves under nd named by the
-// schema, outside lists and maps, that no row made: those of a group null
-// in every row (see drift.Records.Column).
-func (a *assembler) schemaColumns(nd *node, prefix string) error {
-	if nd.repeated {
-		return nil
-	}
-	name := nd.under.name(prefix, nd.name)
-	switch nd.kind {
-	case leafNode:
-		return a.recs.Column(name, a.kind(nd))
-	case groupNode:
-		for _, c := range nd.children {
-			if err := a.schemaColumns(c, name); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // cur returns the next value of column c.
 func (a *assembler) cur(c int) parquet.Value {
 	if a.pos[c] >= len(a.vals[c]) {

@@ -200,3 +200,51 @@ func TestNestedParquetGo(t *testing.T) {
 	require.Equal(t, "[{scores.0 [3 NaN 5] []} {scores.1 [4 NaN NaN] []} {points.a.x [1 NaN NaN] []} {points.a.y [] [red  ]} "+
 		"{home.x [2 NaN 3] []} {home.y [] [  red]} {hist.7 [0.5 NaN NaN] []} {hist.-1 [NaN 1 NaN] []}]", fmt.Sprint(cols))
 }
+
+// A struct null in every row makes the one column JSON Lines makes of
+// {"home": null} on every line, all missing, and none of its fields: the
+// same rows give the same columns, and so the same profile, whatever the
+// schema names. A struct within one, null in every row, likewise.
+func TestNestedStructNullInEveryRow(t *testing.T) {
+	type point struct {
+		X float64 `parquet:"x"`
+		Y *string `parquet:"y,optional"`
+	}
+	type user struct {
+		Age  int64  `parquet:"age"`
+		Home *point `parquet:"home,optional"`
+	}
+	type row struct {
+		ID   int64  `parquet:"id"`
+		Home *point `parquet:"home,optional"`
+		User *user  `parquet:"user,optional"`
+	}
+	rows := []row{{ID: 1, User: &user{Age: 30}}, {ID: 2}, {ID: 3, User: &user{Age: 40}}}
+	jsonl := `{"id": 1, "home": null, "user": {"age": 30, "home": null}}
+{"id": 2, "home": null, "user": null}
+{"id": 3, "home": null, "user": {"age": 40, "home": null}}
+`
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[row](&buf)
+	_, err := w.Write(rows)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	got, err := Read("x.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()), drift.ReadOptions{})
+	require.NoError(t, err)
+	want, err := drift.ReadJSONL("x.jsonl", strings.NewReader(jsonl), drift.ReadOptions{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"id", "home", "user.age", "user.home"}, columnNames(want))
+	require.Equal(t, fmt.Sprint(want), fmt.Sprint(got))
+
+	opts := drift.DefaultBuildOptions()
+	wantProfile, err := drift.BuildProfile(want, opts)
+	require.NoError(t, err)
+	gotProfile, err := drift.BuildProfile(got, opts)
+	require.NoError(t, err)
+	require.Equal(t, wantProfile, gotProfile)
+
+	// Asked for by name, a field of a struct null in every row is missing
+	// from the data, as from JSON Lines.
+	_, err = Read("x.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()), drift.ReadOptions{Columns: []string{"home.x"}})
+	require.EqualError(t, err, `x.parquet: missing column "home.x"`)
+}

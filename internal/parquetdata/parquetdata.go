@@ -12,10 +12,11 @@
 // columns, in the same order (that in which their names first appear), and
 // the same profile: a null (of a value, a group, a list or a map) is
 // JSON's null, a missing value of its name, and no column of its own
-// beside the fields or elements that other rows have; the columns the
-// schema has outside lists and maps are columns even where every row is
-// null. The data makes at most drift.MaxColumns columns, as JSON Lines'
-// do: a list or map of more elements is an error.
+// beside the fields or elements that other rows have; a group null in
+// every row is one column of its name, all missing, as in JSON Lines, not
+// the columns of the fields its schema names. The data makes at most
+// drift.MaxColumns columns, as JSON Lines' do: a list or map of more
+// elements is an error.
 //
 // A column's kind comes from the schema's type of its values: booleans,
 // integers, floating point numbers (half precision, FLOAT16, included),
@@ -133,11 +134,9 @@ func read(name string, r io.ReaderAt, size int64, opts drift.ReadOptions) ([]dri
 			return nil, pf, readError(name, err)
 		}
 	}
-	for _, c := range root.children {
-		if err := a.schemaColumns(c, ""); err != nil {
-			return nil, pf, err
-		}
-	}
+	// A struct null in every row makes one column, all missing, as
+	// {"user": null} on every line of JSON Lines does: the columns of its
+	// fields, which the schema names but no row has, are not made.
 	cols, err := a.recs.Columns()
 	if err == nil && len(cols) == 0 {
 		err = fmt.Errorf("%s: no columns: its lists and maps are all empty", name)
