@@ -423,7 +423,8 @@ func readPrediction(classes []string, r *payload.Record, binary *[2]float64) (pv
 const segmentValueMissing = "__missing__"
 
 // segmentsOf returns the segments of a record with features: each named
-// feature's value, as text, or the range of its buckets.
+// feature's value, as text (a CSV cell's as written), or the range of its
+// buckets.
 func segmentsOf(segs []config.Segment, features []payload.Feature) []quality.Segment {
 	if len(segs) == 0 {
 		return nil
@@ -447,6 +448,13 @@ func segmentsOf(segs []config.Segment, features []payload.Feature) []quality.Seg
 			case payload.KindBool:
 				out[k].Value = strconv.FormatBool(v.Num != 0)
 			case payload.KindNumber:
+				if v.Str != nil {
+					// A number read from text without types (a CSV
+					// cell) is that text: a segment value is a label
+					// value, "007" and not 7, as a JSON string is.
+					out[k].Value = string(v.Str)
+					break
+				}
 				out[k].Value = strconv.FormatFloat(v.Num, 'g', -1, 64)
 			}
 			break

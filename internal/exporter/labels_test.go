@@ -1016,6 +1016,31 @@ func TestPendingPredictionsSurviveACrash(t *testing.T) {
 	require.Equal(t, []string{"matched"}, resp.Results)
 }
 
+// A segment's value from a CSV request (MLflow's text/csv) is the cell's
+// text as written, "007" and not 7, as a JSON string's is: a segment value
+// is a label value, and CSV has no types to say the column is numbers.
+func TestLabelsSegmentFromCSV(t *testing.T) {
+	e := startWithConfig(t, csvUpstream(t).URL, `models:
+  - name: m
+    segments: [zip, {feature: amount, buckets: [10]}]
+`, func(o *Options) { o.Labels = LabelsOptions{Enabled: true} })
+	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/invocations", "amount,zip\n5,007\n20,1.50\n",
+		"Content-Type", "text/csv", "X-Model-Name", "m", "X-Request-Id", "c1")
+	require.Equal(t, 200, st, body)
+	waitIdle(t, e)
+	_, resp := postLabels(t, e, `{"id":"c1/0","label":0.5}`+"\n"+`{"id":"c1/1","label":0.5}`)
+	require.Equal(t, []string{"matched", "matched"}, resp.Results)
+	seg := func(segment, value string) float64 {
+		return metricValue(t, e, "modelmon_segment_labels_matched_total", map[string]string{"model": "m", "segment": segment, "segment_value": value})
+	}
+	require.Equal(t, 1.0, seg("zip", "007"))
+	require.Equal(t, 1.0, seg("zip", "1.50"))
+	require.Zero(t, seg("zip", "7"))
+	// Buckets read the number.
+	require.Equal(t, 1.0, seg("amount", "(-inf,10]"))
+	require.Equal(t, 1.0, seg("amount", "(10,+inf)"))
+}
+
 // A bucketed segment's value is the range its number falls in.
 func TestBucketOf(t *testing.T) {
 	buckets := []float64{0, 10.5, 100}
