@@ -8,12 +8,12 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/modelmon/modelmon/anomaly"
+	"github.com/modelmon/modelmon/internal/statefile"
 )
 
 // Score reads a CSV series from in, scores it with the named algorithm of
@@ -112,11 +112,13 @@ func appendField(buf []byte, s string) []byte {
 }
 
 // ScoreFile is Score from the file input to the file output; "-" means
-// standard input or output. Errors name the input ("stdin" for "-"). A file
-// is replaced at once, never left half-written or holding a header alone:
-// the scores go to a temporary file in the same directory, renamed over
-// output when complete, as the exporter's profile writes its output.
-func ScoreFile(input, output, algorithm string) (err error) {
+// standard input or output. Errors name the input ("stdin" for "-"), or say
+// the output could not be written. A file is replaced whole or not at all,
+// never left half-written or holding a header alone, with
+// statefile.WriteFile, as the exporter's profile writes its output: the
+// scores go to output.tmp, flushed to the disk when complete, then renamed
+// over output.
+func ScoreFile(input, output, algorithm string) error {
 	in, name := io.Reader(os.Stdin), "stdin"
 	if input != "-" {
 		f, err := os.Open(input)
@@ -132,33 +134,36 @@ func ScoreFile(input, output, algorithm string) (err error) {
 		}
 		return nil
 	}
-	dir, base := filepath.Split(output)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("couldn't create output: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := Score(in, f, algorithm); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("couldn't write output: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("couldn't write output: %w", err)
-	}
-	if err := os.Rename(f.Name(), output); err != nil {
+	var scoreErr error
+	ow := &outputWriter{}
+	err := statefile.WriteFile(output, func(w io.Writer) error {
+		ow.w = w
+		scoreErr = Score(in, ow, algorithm)
+		return scoreErr
+	})
+	switch {
+	case ow.err != nil: // Score failed for want of writing, not for its input
+		return fmt.Errorf("couldn't write output: %w", ow.err)
+	case scoreErr != nil:
+		return fmt.Errorf("%s: %w", name, scoreErr)
+	case err != nil:
 		return fmt.Errorf("couldn't write output: %w", err)
 	}
 	return nil
+}
+
+// outputWriter keeps the first error of writing to w.
+type outputWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (o *outputWriter) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil && o.err == nil {
+		o.err = err
+	}
+	return n, err
 }
 
 // timeLayouts are the timestamp layouts ParseTimestamp accepts besides Unix

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/anomaly"
+	"github.com/modelmon/modelmon/internal/statefile/statefiletest"
 )
 
 // series returns a CSV of n points at 5-minute steps in NAB's format, with
@@ -163,6 +164,16 @@ func TestScoreFile(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Len(t, entries, 3, "no temporary file left: %v", entries)
+
+	// A write that fails (a full disk) leaves no file where there was
+	// none, the last one as it was, and no temporary file; the error says
+	// the output failed, not the input.
+	fresh := filepath.Join(dir, "fresh.csv")
+	err = statefiletest.FailWrites(t, func() error { return ScoreFile(in, fresh, "") }, fresh)
+	require.ErrorContains(t, err, "couldn't write output: ")
+	require.ErrorContains(t, err, "no space left on device")
+	err = statefiletest.FailWrites(t, func() error { return ScoreFile(in, out, "mad") }, out)
+	require.ErrorContains(t, err, "couldn't write output: ")
 
 	// Standard input is named so in errors.
 	empty := filepath.Join(dir, "empty.csv")

@@ -246,7 +246,7 @@ func TestAlertsPrometheusRule(t *testing.T) {
 	written, err := os.ReadFile(file)
 	require.NoError(t, err)
 	require.Equal(t, stdout, string(written))
-	left, err := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
+	left, err := filepath.Glob(filepath.Join(dir, "*.tmp*"))
 	require.NoError(t, err)
 	require.Empty(t, left, "no temporary file left")
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/parquetdata"
+	"github.com/modelmon/modelmon/internal/statefile"
 )
 
 // The data formats, values of --format.
@@ -103,36 +104,15 @@ func readData(env Env, path, format string, opts drift.ReadOptions) (name string
 }
 
 // writeOutput writes what write produces to path, "-" for stdout. A file is
-// replaced at once, never left half-written: write goes to a temporary file
-// in the same directory, renamed over path when complete.
-func writeOutput(env Env, path string, write func(io.Writer) error) (err error) {
+// replaced whole or not at all, with statefile.WriteFile: write goes to
+// path.tmp, flushed to the disk, then renamed over path, so that neither a
+// failed write nor a crash soon after (a power cut) leaves path torn or
+// empty.
+func writeOutput(env Env, path string, write func(io.Writer) error) error {
 	if path == "-" {
 		return write(env.Stdout)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("couldn't write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := write(f); err != nil {
-		return fmt.Errorf("couldn't write %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("couldn't write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("couldn't write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := statefile.WriteFile(path, write); err != nil {
 		return fmt.Errorf("couldn't write %s: %w", path, err)
 	}
 	return nil

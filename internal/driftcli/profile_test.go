@@ -1,6 +1,7 @@
 package driftcli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/statefile/statefiletest"
 )
 
 // The same data as CSV, as JSON Lines and on stdin give the same profile, the
@@ -148,6 +150,31 @@ func TestProfileErrors(t *testing.T) {
 			require.ErrorIs(t, err, os.ErrNotExist, "no output on error")
 		})
 	}
+}
+
+// A profile (or rules, alerts: any --output) is written as the sidecar's
+// state is, whole or not at all: a write that fails (a full disk) leaves
+// no file where there was none, the last one as it was, and no temporary
+// file.
+func TestProfileFailedWrite(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "profile.json")
+	profile := func(bins int) func() error {
+		return func() error {
+			c := ProfileCommand{Input: "testdata/reference.csv", Output: out, Build: BuildFlags{Bins: bins}}
+			if res := run(t, &c, ""); res.code != ExitOK {
+				return errors.New(res.stderr)
+			}
+			return nil
+		}
+	}
+	err := statefiletest.FailWrites(t, profile(0), out)
+	require.ErrorContains(t, err, "exporter profile: couldn't write "+out+": ")
+	require.ErrorContains(t, err, "no space left on device")
+	require.NoFileExists(t, out)
+
+	require.NoError(t, profile(0)())
+	err = statefiletest.FailWrites(t, profile(50), out)
+	require.ErrorContains(t, err, "no space left on device")
 }
 
 // A numeric column spoilt by markers of missing values the readers don't
