@@ -74,6 +74,7 @@ const (
 	ConfidenceCorrectTotal   = "modelmon_prediction_confidence_correct_total"
 	ConfidenceTotal          = "modelmon_prediction_confidence_total"
 	LabelsMatchedTotal       = "modelmon_labels_matched_total"
+	RegressionOutcomesTotal  = "modelmon_prediction_regression_outcomes_total"
 	AbsoluteErrorTotal       = "modelmon_prediction_absolute_error_total"
 	SquaredErrorTotal        = "modelmon_prediction_squared_error_total"
 	LabelValueOffset         = "modelmon_label_value_offset"

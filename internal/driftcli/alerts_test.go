@@ -80,6 +80,8 @@ tests:
         values: '0+10x120'
       - series: 'modelmon_labels_matched_total{model="price",instance="a"}'
         values: '0+10x120'
+      - series: 'modelmon_prediction_regression_outcomes_total{model="price",instance="a"}'
+        values: '0+10x120'
       # price's labels: 10 a minute, 5 of 1 and 5 of 3 (mean 2, variance
       # 1), against squared errors of 1 each: R² = 1 − 10/10 = 0 < 0.5.
       # The sidecar sums them from its first label, 1.

@@ -102,6 +102,7 @@ type labelMetrics struct {
 	confSum      *prometheus.CounterVec
 	correct      *prometheus.CounterVec
 	matched      *prometheus.CounterVec
+	regOutcomes  *prometheus.CounterVec // the numeric pairs of matched
 	absErr       *prometheus.CounterVec
 	sqErr        *prometheus.CounterVec
 	// The labels' offset, and the sums of their deviations from it and
@@ -164,6 +165,8 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 			Help: "The total number of classification predictions whose label matched the predicted class, by class: the diagonal of the confusion matrix, which PromQL cannot take from the outcome counter."}, []string{"model", "class"}),
 		matched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelsMatchedTotal,
 			Help: "The total number of labels joined to their prediction."}, []string{"model"}),
+		regOutcomes: f.NewCounterVec(prometheus.CounterOpts{Name: collector.RegressionOutcomesTotal,
+			Help: "The total number of regression predictions joined to their label, a number to a number: the count the error and deviation sums are over, which a model that also predicts classes has fewer of than labels joined."}, []string{"model"}),
 		absErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.AbsoluteErrorTotal,
 			Help: "The sum of the absolute errors of regression predictions joined to their label."}, []string{"model"}),
 		sqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SquaredErrorTotal,
@@ -585,6 +588,7 @@ func (l *labels) record(o quality.Outcome) {
 	m.delay.WithLabelValues(o.Model).Observe(o.Delay.Seconds())
 	l.recordSegments(o)
 	if o.Regression {
+		m.regOutcomes.WithLabelValues(o.Model).Inc()
 		m.absErr.WithLabelValues(o.Model).Add(o.AbsError)
 		m.sqErr.WithLabelValues(o.Model).Add(o.SquaredError)
 		// The labels are summed less their offset, which is near their

@@ -277,6 +277,17 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 		`{"model":"sk","id":"s2","prediction":2}`, `{"model":"sk","id":"s3","prediction":8}`)
 	_, resp := postLabels(t, e, `{"id":"s0","label":3}`+"\n"+`{"id":"s1","label":-0.5}`+"\n"+`{"id":"s2","label":2}`+"\n"+`{"id":"s3","label":7}`)
 	require.Equal(t, []string{"matched", "matched", "matched", "matched"}, resp.Results)
+	// mix: the same four numbers, and two class predictions besides, one
+	// right. MAE, RMSE, the labels' mean and R² are over the four numeric
+	// pairs only, accuracy over the two classes.
+	pushRecordsRaw(t, e, `{"model":"mix","id":"m0","prediction":2.5}`, `{"model":"mix","id":"m1","prediction":0.0}`,
+		`{"model":"mix","id":"m2","prediction":2}`, `{"model":"mix","id":"m3","prediction":8}`,
+		`{"model":"mix","id":"m4","prediction":"yes"}`, `{"model":"mix","id":"m5","prediction":"no"}`)
+	_, resp = postLabels(t, e, strings.Join([]string{`{"id":"m0","label":3}`, `{"id":"m1","label":-0.5}`, `{"id":"m2","label":2}`,
+		`{"id":"m3","label":7}`, `{"id":"m4","label":"yes"}`, `{"id":"m5","label":"yes"}`}, "\n"))
+	require.Equal(t, slices.Repeat([]string{"matched"}, 6), resp.Results)
+	require.Equal(t, 6.0, metricValue(t, e, "modelmon_labels_matched_total", map[string]string{"model": "mix"}))
+	require.Equal(t, 4.0, metricValue(t, e, "modelmon_prediction_regression_outcomes_total", map[string]string{"model": "mix"}))
 
 	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
 	// By hand: yes→yes 3, yes→no 1, no→no 4, no→yes 2.
@@ -295,6 +306,12 @@ func TestQualityRulesInPrometheus(t *testing.T) {
 		// price's labels 9, 5, 7: mean 7, total sum of squares 8.
 		`modelmon:r2:total{model="price"}`: 1 - 5.25/8,
 		`modelmon:r2:total{model="sk"}`:    0.9486081370449679,
+		`modelmon:r2:total{model="mix"}`:   0.9486081370449679,
+		`modelmon:mae:total{model="mix"}`:  0.5,
+		`modelmon:rmse:total{model="mix"}`: math.Sqrt(1.5 / 4),
+		// (3 − 0.5 + 2 + 7) / 4.
+		`modelmon:label_mean:total{model="mix"}`: 2.875,
+		`modelmon:accuracy:total{model="mix"}`:   0.5,
 	})
 }
 
