@@ -246,8 +246,11 @@ func TestProxyTimePerOutputToken(t *testing.T) {
 	llm := map[string]string{"model": "llm"}
 	eventually(t, e, 1, "modelmon_generation_time_per_output_token_seconds_count", llm)
 	tpot := metricValue(t, e, "modelmon_generation_time_per_output_token_seconds_sum", llm)
-	require.GreaterOrEqual(t, tpot, pause.Seconds()/3)
-	require.Less(t, tpot, pause.Seconds(), "over three tokens, not one")
+	// The sidecar stamps a token when it reads it: on a loaded machine the
+	// first read can come late and the interval measure a little short of
+	// the model server's pause.
+	require.GreaterOrEqual(t, tpot, 0.8*pause.Seconds()/3)
+	require.Less(t, tpot, pause.Seconds()/2, "over three tokens, not one")
 }
 
 // --proxy.timeout bounds each wait of a stream, not the whole of it: a model
