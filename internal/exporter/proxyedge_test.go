@@ -597,8 +597,10 @@ func TestProxyRetriesOnce(t *testing.T) {
 }
 
 // faultConn is a connection to the model server whose writes fail once
-// failAfter is set (>= 0): after that many bytes, the connection then
-// closed, as a write into a connection the model server has reset fails.
+// failAfter is set (>= 0): after that many bytes, as a write into a
+// connection the model server has reset fails. The model server then reads
+// the end of the connection. It is not closed: a reset connection's
+// deadlines can still be set, as the round trip does after the write.
 type faultConn struct {
 	net.Conn
 	mu        sync.Mutex
@@ -622,7 +624,7 @@ func (c *faultConn) Write(b []byte) (int, error) {
 	if after > 0 {
 		n, _ = c.Conn.Write(b[:min(after, len(b))])
 	}
-	c.Conn.Close()
+	c.Conn.(*net.TCPConn).CloseWrite()
 	return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
 }
 
