@@ -73,6 +73,7 @@ type Metrics struct {
 type ShadowMetrics struct {
 	Requests           *prometheus.CounterVec
 	Errors             *prometheus.CounterVec
+	Retries            *prometheus.CounterVec
 	Dropped            *prometheus.CounterVec
 	Duration           *prometheus.HistogramVec
 	Predictions        *prometheus.CounterVec
@@ -199,6 +200,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: ShadowErrorsTotal,
 			Help: "The total number of mirrored requests whose shadow answer could not be compared, by reason.",
 		}, []string{"model", "reason"}),
+		Retries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowRetriesTotal,
+			Help: "The total number of mirrored requests sent to the shadow model server a second time, on another connection, after the kept-alive connection they went out on ended before any answer (as " + UpstreamRetriesTotal + " counts the model server's).",
+		}, []string{"model"}),
 		Dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowDroppedTotal,
 			Help: "The total number of prediction requests sampled for the shadow model server but not sent, because --shadow.concurrency requests were already waiting for it or the capture queue's bytes were taken.",

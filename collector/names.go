@@ -112,6 +112,7 @@ const (
 
 	ShadowRequestsTotal           = "modelmon_shadow_requests_total"
 	ShadowErrorsTotal             = "modelmon_shadow_errors_total"
+	ShadowRetriesTotal            = "modelmon_shadow_retries_total"
 	ShadowDroppedTotal            = "modelmon_shadow_dropped_total"
 	ShadowDuration                = "modelmon_shadow_duration_seconds"
 	ShadowPredictionsTotal        = "modelmon_shadow_predictions_total"

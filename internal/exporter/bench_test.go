@@ -47,7 +47,9 @@ func benchProxy(b *testing.B, chunked, shadow bool) *Exporter {
 		return ln.Dial()
 	}, deadlineSlack(e.opts.Proxy.Timeout))
 	if shadow {
-		e.proxy.shadow.client.Dial = func(string) (net.Conn, error) { return ln.Dial() }
+		e.proxy.shadow.client.DialTimeout = dialLazyDeadlines(func(string, time.Duration) (net.Conn, error) {
+			return ln.Dial()
+		}, deadlineSlack(e.opts.Shadow.Timeout))
 	}
 	return e
 }

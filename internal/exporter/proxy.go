@@ -120,7 +120,6 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	p.client = transparentClient(host, u.Scheme == "https", o.MaxConns, o.Timeout)
 	p.client.TLSConfig = tlsConfig
 	p.client.MaxIdleConnDuration = o.IdleTimeout
-	p.client.DialTimeout = dialLazyDeadlines(dialUpstream, deadlineSlack(o.Timeout))
 	p.transport = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize, retries: m.UpstreamRetries, logger: logger}
 	if o.GRPCUpstream != "" {
 		if p.grpc, err = newGRPCProxy(p, o, logger); err != nil {
@@ -146,7 +145,10 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 
 // transparentClient returns a client of the model server at addr that
 // passes requests on as sent: the model server and a shadow of it see
-// exactly what the client sent.
+// exactly what the client sent. Its requests go through a transport
+// (stream.go), not HostClient.Do, for the proxy and the shadow alike: that
+// round trip checks a connection that sat idle before it uses it, and
+// sends a request again only when that is safe (retryable).
 func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Duration) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:     addr,
@@ -161,23 +163,10 @@ func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Durat
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
-		// One attempt: the shadow's requests are mirrored predictions, and
-		// retrying one that may have reached the model is not ours to
-		// decide. (The proxy's round trip is its own, transport, which
-		// retries what is safe to.)
-		MaxIdemponentCallAttempts: 1,
-		Transport:                 asSentTransport{},
+		// Connections that count what is written to them and whose idle
+		// close can be seen (transport.try), over IPv4 or IPv6.
+		DialTimeout: dialLazyDeadlines(dialUpstream, deadlineSlack(timeout)),
 	}
-}
-
-// asSentTransport is fasthttp's round trip with the request target the
-// request's header holds, as sent, rather than one rebuilt from the URI
-// that HostClient.Do parses (targetAsSent).
-type asSentTransport struct{}
-
-func (asSentTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
-	req.SetRequestURIBytes(req.Header.RequestURI())
-	return fasthttp.DefaultTransport.RoundTrip(hc, req, resp)
 }
 
 // asSent makes req go upstream as the client sent it: its path not

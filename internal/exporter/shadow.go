@@ -60,6 +60,7 @@ type ShadowOptions struct {
 // reaches the client or waits for it.
 type shadow struct {
 	client  *fasthttp.HostClient // nil without --shadow.upstream
+	rt      *transport           // the round trip on its connections, the proxy's
 	host    string
 	conn    *grpc.ClientConn // nil without --shadow.grpc-upstream
 	models  map[string]bool  // nil: every model
@@ -161,7 +162,9 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 				return nil, err
 			}
 		}
-		s.client.MaxResponseBodySize = q.maxBody // what the parser would parse
+		// As the proxy's round trip, but for its answers: read whole, up
+		// to what the parser would parse.
+		s.rt = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: q.maxBody, whole: true, logger: logger}
 	}
 	if o.GRPCUpstream != "" {
 		var err error
@@ -323,17 +326,19 @@ func (sd *shadowSender) sendHTTP(j *shadowJob, hdr, body []byte) {
 	req.Header.Del("Transfer-Encoding")
 	req.SetBodyRaw(body)
 	req.Header.SetHost(s.host)
-	if s.client.IsTLS {
-		// fasthttp takes a request without a scheme for http, and a
-		// HostClient for https refuses it.
-		req.URI().SetScheme("https")
-	}
 	asSent(req)
+	targetAsSent(req)
 
 	s.metrics.Requests.WithLabelValues(m.name).Inc()
 	start := time.Now()
-	err := s.client.DoTimeout(req, resp, s.timeout)
+	// The proxy's round trip: the request goes as the model server's went,
+	// on a connection checked if it sat idle, and is sent again by the
+	// same rule (retryable).
+	retried, err := s.rt.roundTrip(s.client, req, resp)
 	took := time.Since(start)
+	if retried {
+		s.metrics.Retries.WithLabelValues(m.name).Inc()
+	}
 	if err != nil {
 		reason, _, _ := classifyError(err)
 		sd.fail(m, reason, err)

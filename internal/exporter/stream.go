@@ -31,6 +31,10 @@ import (
 // upstream for a request that came in over http. And it sends a request
 // again, once, only when that is safe (retryable).
 //
+// The shadow's senders make their round trips to the shadow model server
+// with a transport of their own (whole), so that a mirrored request goes
+// as the model server's went and is sent again by the same rule.
+//
 // fasthttp's own streaming (HostClient.StreamResponseBody) streams every
 // answer or none, at four allocations per request, and gives no way to the
 // connection to move a stream's read deadline.
@@ -38,7 +42,12 @@ type transport struct {
 	timeout   time.Duration // of the whole round trip, its retry included, or of each read of a stream
 	bufferMax int
 	maxBody   int // --proxy.max-body-size
-	// retries counts the requests sent again; logger says why, at debug.
+	// whole reads every answer's body whole, up to maxBody, whatever its
+	// framing, and streams none: the shadow's, whose answers are parsed,
+	// not passed on.
+	whole bool
+	// retries counts the requests RoundTrip sends again; logger says why,
+	// at debug.
 	retries prometheus.Counter
 	logger  *slog.Logger
 }
@@ -47,7 +56,20 @@ type transport struct {
 // does.
 const maxInterim = 100
 
+// RoundTrip sends req to hc's server and reads its answer into resp, and
+// counts in t.retries a request it sent again.
 func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
+	retried, err := t.roundTrip(hc, req, resp)
+	if retried {
+		t.retries.Inc()
+	}
+	return false, err
+}
+
+// roundTrip is RoundTrip without the count: it reports whether it sent req
+// a second time (retried), for its caller to count, as the shadow does by
+// model.
+func (t *transport) roundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retried bool, err error) {
 	now := time.Now()
 	var deadline time.Time
 	if t.timeout > 0 {
@@ -57,10 +79,9 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	if !again {
 		return false, err
 	}
-	t.retries.Inc()
-	t.logger.Debug("Sending a request to the model server again on another connection", "method", string(req.Header.Method()), "err", err)
+	t.logger.Debug("Sending a request upstream again on another connection", "method", string(req.Header.Method()), "err", err)
 	_, err = t.try(hc, req, resp, time.Now(), deadline, true)
-	return false, err
+	return true, err
 }
 
 // try makes one attempt at the round trip: RoundTrip's, on a connection
@@ -157,10 +178,12 @@ func (t *transport) try(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fa
 	case req.Header.IsHead() || noBody(resp.StatusCode()):
 	case n > t.maxBody:
 		return fail(fasthttp.ErrBodyTooLarge)
-	case n >= 0 && n <= t.bufferMax:
+	case n >= 0 && n <= t.bufferMax, t.whole:
 		if err = resp.ReadBody(br, t.maxBody); err != nil {
 			return fail(err)
 		}
+		// A body that ran until the connection closed leaves it closed.
+		closeConn = closeConn || n == -2
 	default:
 		s := streamPool.Get().(*stream)
 		s.conn, s.br = conn, br
