@@ -331,9 +331,10 @@ func (sd *shadowSender) sendHTTP(j *shadowJob, hdr, body []byte) {
 
 	s.metrics.Requests.WithLabelValues(m.name).Inc()
 	start := time.Now()
-	// The proxy's round trip: the request goes as the model server's went,
-	// on a connection checked if it sat idle, and is sent again by the
-	// same rule (retryable).
+	// The proxy's round trip: the request goes as the model server's went
+	// (without a Content-Length it did not get: writeRequest), on a
+	// connection checked if it sat idle, and is sent again by the same
+	// rule (retryable).
 	retried, err := s.rt.roundTrip(s.client, req, resp)
 	took := time.Since(start)
 	if retried {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/payload"
 )
 
 // The shadow's round trip is the proxy's (transport): what the shadow model
@@ -27,6 +28,84 @@ func predictionUpstream(t *testing.T) *rawUpstream {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"predictions\":[1]}")
 		return true
 	})
+}
+
+// wire is m as it crossed the wire, with its Host header replaced by host.
+func (m *rawMessage) wire(host string) string {
+	s := m.start + "\r\n"
+	for _, h := range m.headers {
+		if k, _, _ := strings.Cut(h, ":"); strings.EqualFold(k, "Host") {
+			h = "Host: " + host
+		}
+		s += h + "\r\n"
+	}
+	return s + "\r\n" + string(m.body)
+}
+
+// The shadow model server gets a mirrored request byte for byte as the
+// model server got it, but for its own Host: the chunked body with the
+// length the model server got, header names in their case, an empty
+// query's "?". And a request without a body (a prediction without one does
+// not parse, so it is not mirrored today, but the sender is handed one)
+// goes as the model server got it: without Content-Length when it came
+// without (fasthttp would write Content-Length: 0 for a POST), with the
+// Content-Length: 0 the client sent.
+func TestShadowRequestAsSent(t *testing.T) {
+	model, shadowUp := predictionUpstream(t), predictionUpstream(t)
+	e := startExporter(t, model.URL(), shadowOptions(shadowUp.URL(), nil))
+	shadowHost := strings.TrimPrefix(shadowUp.URL(), "http://")
+	c, br := dialProxy(t, e)
+	for _, tc := range []struct{ name, req string }{
+		{"length", "POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"instances\":[1]}"},
+		{"chunked", "POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"ins\r\nc\r\ntances\":[1]}\r\n0\r\n\r\n"},
+		{"names in their case", "POST /v1/models/m:predict?x=1&y HTTP/1.1\r\nhost: m\r\nx-trace-ID: a\r\nAccept: */*\r\nAccept: application/json\r\ncontent-length: 17\r\n\r\n{\"instances\":[1]}"},
+		{"empty query", "POST /v1/models/m:predict? HTTP/1.1\r\nHost: m\r\nIdempotency-Key: 7\r\nContent-Length: 17\r\n\r\n{\"instances\":[1]}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := len(model.received())
+			io.WriteString(c, tc.req)
+			resp, err := readRaw(br)
+			require.NoError(t, err)
+			require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+			waitIdle(t, e)
+			got, mirrored := model.received(), shadowUp.received()
+			require.Len(t, got, n+1)
+			require.Len(t, mirrored, n+1)
+			require.Equal(t, got[n].wire(shadowHost), mirrored[n].wire(shadowHost))
+			require.Equal(t, shadowHost, mirrored[n].header("Host"))
+		})
+	}
+	m := map[string]string{"model": "m"}
+	require.Equal(t, 4.0, metricValue(t, e, collector.ShadowPredictionsTotal, m))
+	for _, r := range collector.ShadowErrorReasons {
+		require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "m", "reason": r}), r)
+	}
+
+	// Without a body: what the model server got goes to the shadow's
+	// senders as the proxy captures a request, its header as sent.
+	mod := e.models.get([]byte("m"), 100)
+	for _, tc := range []struct{ name, req string }{
+		{"post without length", "POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\nAccept: */*\r\n\r\n"},
+		{"post with length 0", "POST /v1/models/m:predict HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := len(model.received())
+			io.WriteString(c, tc.req)
+			resp, err := readRaw(br)
+			require.NoError(t, err)
+			require.Equal(t, "HTTP/1.1 200 OK", resp.start)
+			got := model.received()
+			require.Len(t, got, n+1)
+			require.Equal(t, tc.req, got[n].wire("m"), "the model server got the request as sent")
+
+			n = len(shadowUp.received())
+			e.shadow.offer(mod, modelConfig{}, payload.FormatKServeV1, false, encIdentity, []byte(got[n].wire("m")), nil, nil, nil)
+			waitIdle(t, e)
+			mirrored := shadowUp.received()
+			require.Len(t, mirrored, n+1)
+			require.Equal(t, got[n].wire(shadowHost), mirrored[n].wire(shadowHost))
+		})
+	}
 }
 
 // The shadow's answer is read whole whatever its framing, as the parser

@@ -232,10 +232,17 @@ func (t *transport) try(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fa
 // Such a request is its header alone: Request.Write would add nothing
 // else, the proxy having set its Host and its request target
 // (targetAsSent).
+//
+// The shadow's copy of a request (shadow.go) is its header as the model
+// server got it, read back alone, without a body: one that came without
+// Content-Length has -2 (identity) for it whatever its method, which
+// Request.Write would turn into Content-Length: 0 all the same.
 func writeRequest(req *fasthttp.Request, w *bufio.Writer) error {
-	// A GET or HEAD that came without Content-Length has -2 (identity),
-	// which Request.Write leaves out; only 0 may have been added.
-	if req.Header.ContentLength() != 0 || req.IsBodyStream() || len(req.Body()) > 0 ||
+	// A GET or HEAD that came without Content-Length has -2 too, which
+	// Request.Write leaves out.
+	cl := req.Header.ContentLength()
+	bodiless := cl == 0 || cl == -2 && !req.Header.IsGet() && !req.Header.IsHead()
+	if !bodiless || req.IsBodyStream() || len(req.Body()) > 0 ||
 		len(req.Header.Host()) == 0 || hasFraming(req.Header.RawHeaders()) {
 		return req.Write(w)
 	}
