@@ -28,9 +28,10 @@ import (
 // that does not get an answer (the connection refused, the server down or
 // failing with 5xx) marks the data source down, so callers can hold alerts
 // instead of resolving them. A 429 or 503 with Retry-After keeps queries
-// from being sent until then (WaitError). Answers with warnings (a Thanos
-// partial response allowed by the URL, a PromQL warning) are used, logged
-// and counted.
+// from being sent until then (WaitError). A Thanos Query that refused to
+// answer with part of the data fails the query and marks the data source
+// down too (PartialError). Answers with warnings (a Thanos partial response allowed
+// by the URL, a PromQL warning) are used, logged and counted.
 type Remote struct {
 	logger *slog.Logger
 	now    func() time.Time
@@ -53,8 +54,8 @@ type Remote struct {
 	lastSuccess       time.Time
 	since             time.Time
 	// warned counts answers with warnings; logged holds, per query, the
-	// warnings last logged, so the same ones are not logged again at
-	// every evaluation.
+	// warnings or partial answer last logged, so the same ones are not
+	// logged again at every evaluation.
 	warned uint64
 	logged map[string]string
 }
@@ -184,6 +185,10 @@ func (r *Remote) observe(ctx context.Context, seq uint64, err error, now time.Ti
 func unavailable(ctx context.Context, err error) bool {
 	if tooLarge(err) {
 		return false
+	}
+	var pe *PartialError
+	if errors.As(err, &pe) {
+		return true
 	}
 	var ae *v1.Error
 	if errors.As(err, &ae) {
@@ -363,7 +368,8 @@ func (r *Remote) query(ctx context.Context, q string, t time.Time) (model.Value,
 
 // do sends one request for query q within the timeout, unless a
 // Retry-After keeps it from being sent, and records how the data source
-// answered.
+// answered. Thanos refusing to answer with part of the data is a
+// PartialError.
 func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1.API, time.Duration) (model.Value, v1.Warnings, error)) (model.Value, error) {
 	seq, api, timeout, err := r.begin(r.now())
 	if err != nil {
@@ -376,12 +382,36 @@ func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1
 		defer cancel()
 	}
 	val, ws, err := send(ctx, api, timeout)
-	err = apiError(err)
+	err = refusedPartial(apiError(err))
 	r.observe(ctx, seq, err, r.now())
-	if err == nil {
+	var pe *PartialError
+	switch {
+	case err == nil:
 		r.warn(q, ws)
+	case errors.As(err, &pe):
+		r.partial(q, err)
 	}
 	return val, err
+}
+
+// partial logs that the answer to q lacked part of the data, at warning
+// level, once until it changes or q is answered in full.
+func (r *Remote) partial(q string, err error) {
+	text := "partial: " + err.Error()
+	r.mu.Lock()
+	same := r.logged[q] == text
+	if !same {
+		if len(r.logged) >= maxLoggedQueries {
+			clear(r.logged)
+		}
+		r.logged[q] = text
+	}
+	r.mu.Unlock()
+	if same {
+		r.logger.Debug("Data source answered with part of the data again", "query", q, "err", err)
+		return
+	}
+	r.logger.Warn("Data source answered with part of the data; the query fails and the data source counts as down", "query", q, "err", err)
 }
 
 // warn counts and logs the warnings of an answer to q. Thanos answers with

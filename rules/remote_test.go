@@ -75,6 +75,8 @@ func TestRemoteAnswers(t *testing.T) {
 		{"string", answer(200, `{"status":"success","data":{"resultType":"string","result":[1700000000,"x"]}}`), nil, "unexpected value type", true},
 		{"429 with Retry-After", answer(429, "too many requests", "Retry-After", "30"), nil, "429", true},
 		{"401", answer(401, "unauthorized"), nil, "401", true},
+		{"thanos refused partial data 422", answer(422, thanosAborted422, "Cache-Control", "no-store"), nil, "the data source refused to answer with part of the data (a store failed, partial_response=false): execution: expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901", true},
+		{"thanos bad query 422", answer(422, thanosDuplicateSeries422, "Cache-Control", "no-store"), nil, "many-to-many matching not allowed", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -169,6 +171,14 @@ func (c *clock) Add(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// A Thanos Query (pkg/api's RespondError, a json.Encoder) with a store
+// down, asked with partial_response=false: the proxy aborted the Series
+// call, and the query fails 422 execution with the store's error.
+const thanosAborted422 = `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901 LabelSets: {prometheus=\"monitoring/k8s\", prometheus_replica=\"prometheus-k8s-0\"} MinTime: 1699996400000 MaxTime: 9223372036854775807: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:10901: connect: connection refused\""}` + "\n"
+
+// A Thanos Query's 422 execution error about the query itself.
+const thanosDuplicateSeries422 = `{"status":"error","errorType":"execution","error":"found duplicate series for the match group {model=\"a\"} on the right hand-side of the operation: [{__name__=\"model_info\", model=\"a\", version=\"1\"}, {__name__=\"model_info\", model=\"a\", version=\"2\"}];many-to-many matching not allowed: matching labels must be unique on one side"}` + "\n"
 
 // vectorOne is an instant query's answer of one sample with value 1.
 const vectorOne = `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"1"]}]}}`
@@ -539,4 +549,52 @@ func TestRemoteRetryAfterOfReplacedAddress(t *testing.T) {
 	require.ErrorContains(t, <-done, "429")
 	_, err = r.Query(context.Background(), "up", time.Now())
 	require.NoError(t, err)
+}
+
+// Thanos refusing to answer without a store fails the query and marks the
+// data source down; it is logged once until the query is answered in full.
+// A Thanos 422 about the query is that query's error.
+func TestRemotePartialAnswers(t *testing.T) {
+	t.Parallel()
+	var body atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := body.Load().(string)
+		code := http.StatusOK
+		if strings.Contains(b, `"status":"error"`) {
+			code = http.StatusUnprocessableEntity
+		}
+		answer(code, b)(w, r)
+	}))
+	defer srv.Close()
+	var logs strings.Builder
+	r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	require.NoError(t, err)
+	query := func(b string) error {
+		t.Helper()
+		body.Store(b)
+		_, err := r.Query(context.Background(), "up", time.Unix(1700000000, 0))
+		return err
+	}
+	up := func() bool {
+		up, _, _, _ := r.Status()
+		return up
+	}
+
+	var pe *PartialError
+	require.ErrorAs(t, query(thanosAborted422), &pe)
+	require.ErrorContains(t, pe.Err, "code = Aborted")
+	require.False(t, up())
+	require.Error(t, query(thanosAborted422))
+	require.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
+	require.Contains(t, logs.String(), `msg="Data source answered with part of the data; the query fails and the data source counts as down" query=up err="the data source refused to answer with part of the data (a store failed, partial_response=false): execution: expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901`)
+
+	require.NoError(t, query(vectorOne))
+	require.True(t, up())
+	require.Error(t, query(thanosAborted422))
+	require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"), "a partial answer after a full one is logged again")
+
+	require.ErrorContains(t, query(thanosDuplicateSeries422), "many-to-many")
+	require.True(t, up(), "a bad query is not the data source's fault")
+	require.Zero(t, r.Warned())
 }

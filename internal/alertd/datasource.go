@@ -2,20 +2,25 @@ package alertd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/modelmon/modelmon/rules"
 )
 
 // datasourceDownAlert is the name of alertd's alert about its data source.
 const datasourceDownAlert = "AlertdDatasourceDown"
 
 // checkDatasource runs every few seconds. While the remote data source cannot
-// be queried, rules cannot tell whether their alerts still hold; instead of
-// letting those alerts time out into a false "resolved", alertd keeps them
-// firing (recorded in their history) and raises its own alert. When the data
-// source answers again the rules take over, and the own alert resolves.
+// be queried, or refuses to answer without part of the data (a Thanos
+// store missing), rules cannot tell whether their alerts still hold;
+// instead of letting those alerts time out into a false "resolved", alertd
+// keeps them firing (recorded in their history) and raises its own alert.
+// When the data source answers again, in full, the rules take over, and
+// the own alert resolves.
 func (a *Alertd) checkDatasource(now time.Time) {
 	if a.remote == nil {
 		return
@@ -43,12 +48,19 @@ func (a *Alertd) checkDatasource(now time.Time) {
 		return
 	}
 	hold := 4 * max(a.opts.ResendDelay, time.Duration(a.cfg.Load().Global.EvaluationInterval))
+	why, until := "the data source does not answer", "it answers"
+	var pe *rules.PartialError
+	if errors.As(err, &pe) {
+		// A Thanos store is missing: the data source answers, but rules
+		// would fire or resolve on part of the data.
+		why, until = "the data source answers only part of the data", "it answers in full"
+	}
 	own.Annotations = model.LabelSet{
 		"summary":     "alertd cannot query its data source",
-		"description": model.LabelValue(fmt.Sprintf("Queries to %s fail since %s: %v. Rule alerts are held in their last state until it answers.", redactURL(a.datasourceURL(a.cfg.Load())), since.UTC().Format(time.RFC3339), err)),
+		"description": model.LabelValue(fmt.Sprintf("Queries to %s fail since %s: %v. Rule alerts are held in their last state until %s.", redactURL(a.datasourceURL(a.cfg.Load())), since.UTC().Format(time.RFC3339), err, until)),
 	}
 	own.EndsAt = now.Add(hold)
-	if err := a.store.receive(ctx, now, SourceAlertd, []*Alert{own}, "the data source does not answer"); err != nil {
+	if err := a.store.receive(ctx, now, SourceAlertd, []*Alert{own}, why); err != nil {
 		a.logger.Error("Failed to raise the data source alert", "err", err)
 	}
 	held := a.store.active(SourceRule, now)
@@ -64,5 +76,5 @@ func (a *Alertd) checkDatasource(now time.Time) {
 	if err := a.store.receive(ctx, now, SourceRule, held, ""); err != nil {
 		a.logger.Error("Failed to hold rule alerts", "err", err)
 	}
-	a.store.noteOnce(fps, Decision{Time: now, Stage: "datasource", Action: "held", Reason: fmt.Sprintf("kept firing: the data source does not answer since %s (%v)", since.UTC().Format(time.RFC3339), err)})
+	a.store.noteOnce(fps, Decision{Time: now, Stage: "datasource", Action: "held", Reason: fmt.Sprintf("kept firing: %s since %s (%v)", why, since.UTC().Format(time.RFC3339), err)})
 }

@@ -334,60 +334,172 @@ groups:
 	require.EqualValues(t, 1, refused.Load())
 }
 
-// thanosQuery answers like a Thanos Query with a store down: with
-// partial_response=false (alertd's default, the Thanos ruler's "abort")
-// it fails the query with 422 execution; when the data source URL allows
-// partial responses it answers what the other stores hold, with a warning.
-func thanosQuery(t *testing.T) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if r.FormValue("partial_response") != "true" {
-			w.WriteHeader(http.StatusUnprocessableEntity)
-			fmt.Fprint(w, `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from store-1: rpc error: code = Unavailable"}`)
-			return
-		}
-		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,"1"]}]},"warnings":["receive series from store-1: rpc error: code = Unavailable"]}`, time.Now().Unix())
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+// fakeStore is a Thanos Query in front of two stores, of which the one
+// holding model="a" can go down. Its answers are those of the real thing, byte for
+// byte. The query of the rule ModelErrors selects model_errors_total,
+// which is on that store, > 0 while errors is set; absentExpr is 1 while
+// the store is down and answers are partial; badJoinExpr is a many-to-many
+// match, an execution error of the query's own.
+type fakeStore struct {
+	*httptest.Server
+	down, errors atomic.Bool
+	// params are the parameters of the latest query.
+	params atomic.Value
 }
 
-// alertd asks Thanos not to answer partial data, so a store down fails the
-// rule (as in the Thanos ruler) instead of firing or resolving it on part
-// of the data; the data source itself is up. A URL with
-// partial_response=true lets partial answers through, and their warnings
-// are counted and logged.
-func TestDatasourcePartialResponse(t *testing.T) {
-	t.Parallel()
-	thanos := thanosQuery(t)
-	h := newHook(t)
-	rules := map[string]string{"rules.yml": `
+const (
+	modelErrorsExpr = "model_errors_total > 0"
+	absentExpr      = "absent(model_errors_total)"
+	badJoinExpr     = "model_errors_total * on(model) model_info"
+)
+
+// storeRules are rules fakeStore answers for.
+const storeRules = `
 groups:
-  - name: always
+  - name: models
     interval: 100ms
     rules:
-      - alert: AlwaysFiring
-        expr: vector(1)
-`}
-	a := startAlertd(t, routes(h, nil, "datasource: {url: "+thanos.URL+"}\n"), rules, nil)
-	require.Eventually(t, func() bool {
-		return strings.Contains(findRule(t, a.rules(t), "AlwaysFiring").LastError, "receive series from store-1")
-	}, 30*time.Second, 20*time.Millisecond)
-	v, _ := metric(t, a.Registry(), "alertd_datasource_up")
-	require.Equal(t, 1.0, v, "a refused partial answer is the rule's error")
-	v, _ = metric(t, a.Registry(), "alertd_datasource_queries_with_warnings_total")
-	require.Zero(t, v)
-	require.Empty(t, h.matching("AlwaysFiring", "firing"))
+      - alert: ModelErrors
+        expr: ` + modelErrorsExpr + `
+`
 
-	writeFile(t, a.Dir, "alertd.yml", routes(h, nil, "datasource: {url: \""+thanos.URL+"?partial_response=true\"}\n"))
-	code, body := post(t, a.URL+"/-/reload", "", "")
-	require.Equal(t, http.StatusOK, code, body)
-	h.wait(t, "AlwaysFiring", "firing", 30*time.Second)
+// thanosStoreError is what a Thanos Query's proxy says when the store of
+// model="a" does not answer (gRPC Unavailable), as Thanos prints it.
+const thanosStoreError = `receive series from Addr: 127.0.0.1:10901 LabelSets: {prometheus=\"monitoring/k8s\", prometheus_replica=\"prometheus-k8s-0\"} MinTime: 1699996400000 MaxTime: 9223372036854775807: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:10901: connect: connection refused\"`
+
+// fakeThanos answers as Thanos Query's pkg/api does (a json.Encoder, so a
+// final newline; 422 for execution errors; Cache-Control: no-store on
+// errors and warnings). With the store down, partial_response=false (what
+// alertd sends; the Thanos ruler's "abort") aborts the query, and
+// partial_response=true answers what the other store holds, with a
+// warning.
+func fakeThanos(t *testing.T) *fakeStore {
+	t.Helper()
+	s := &fakeStore{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, r.ParseForm())
+		s.params.Store(r.Form)
+		w.Header().Set("Content-Type", "application/json")
+		down := s.down.Load()
+		switch {
+		case down && r.Form.Get("partial_response") != "true":
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprint(w, `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = `+thanosStoreError+`"}`+"\n")
+		case strings.Contains(r.Form.Get("query"), "model_info"): // badJoinExpr, as the rule manager prints it
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprint(w, `{"status":"error","errorType":"execution","error":"found duplicate series for the match group {model=\"a\"} on the right hand-side of the operation: [{__name__=\"model_info\", model=\"a\", version=\"1\"}, {__name__=\"model_info\", model=\"a\", version=\"2\"}];many-to-many matching not allowed: matching labels must be unique on one side"}`+"\n")
+		case down && r.Form.Get("query") == absentExpr:
+			w.Header().Set("Cache-Control", "no-store")
+			fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%s,"1"]}],"analysis":{}},"warnings":["`+thanosStoreError+`"]}`+"\n", r.Form.Get("time"))
+		case down:
+			w.Header().Set("Cache-Control", "no-store")
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[],"analysis":{}},"warnings":["`+thanosStoreError+`"]}`+"\n")
+		case s.errors.Load():
+			fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"model":"a"},"value":[%s,"3"]}],"analysis":{}}}`+"\n", r.Form.Get("time"))
+		default:
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[],"analysis":{}}}`+"\n")
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// While a store is down, Thanos refuses to answer without it: the rules
+// cannot tell whether model="a" is gone. alertd counts the data source
+// down, holds the firing alert (held, not resolved, over more than its
+// validity), raises AlertdDatasourceDown and logs it. When the store is
+// back and the errors are gone, the alert resolves as usual. A Thanos 422 about the query itself (BadJoin) stays
+// that rule's error, with the data source up.
+func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		store func(*testing.T) *fakeStore
+		rules string
+		param string // the parameter asking not to answer partial data
+		err   string // the rule's error while the store is down
+	}{
+		{"thanos", fakeThanos, storeRules + "      - alert: BadJoin\n        expr: " + badJoinExpr + "\n", "partial_response=false", "the data source refused to answer with part of the data (a store failed, partial_response=false): execution: expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			store := tc.store(t)
+			store.errors.Store(true)
+			h := newHook(t)
+			a := startAlertd(t, routes(h, nil, "datasource: {url: "+store.URL+"}\n"), map[string]string{"rules.yml": tc.rules}, nil)
+			h.wait(t, "ModelErrors", "firing", 30*time.Second)
+			if tc.name == "thanos" {
+				require.Eventually(t, func() bool {
+					return strings.Contains(findRule(t, a.rules(t), "BadJoin").LastError, "many-to-many matching not allowed")
+				}, 30*time.Second, 20*time.Millisecond)
+			}
+			v, _ := metric(t, a.Registry(), "alertd_datasource_up")
+			require.Equal(t, 1.0, v, "a bad query is the rule's error")
+			require.Empty(t, h.matching(datasourceDownAlert, ""))
+			k, v2, _ := strings.Cut(tc.param, "=")
+			require.Equal(t, v2, store.params.Load().(url.Values).Get(k))
+
+			store.down.Store(true)
+			down := h.wait(t, datasourceDownAlert, "firing", 30*time.Second)
+			require.Contains(t, down.Alerts[0].Annotations["description"], tc.err)
+			require.Contains(t, down.Alerts[0].Annotations["description"], "Rule alerts are held in their last state until it answers in full.")
+			require.Contains(t, findRule(t, a.rules(t), "ModelErrors").LastError, tc.err)
+			require.Eventually(t, func() bool {
+				al, ok := a.alert(t, "ModelErrors", SourceRule)
+				return ok && al.State == "firing" && slices.ContainsFunc(al.History, func(d Decision) bool {
+					return d.Stage == "datasource" && d.Action == "held" && strings.HasPrefix(d.Reason, "kept firing: the data source answers only part of the data since ")
+				})
+			}, 30*time.Second, 20*time.Millisecond, "the rule's alert was never held")
+			// Longer than the alert's validity (4 resend delays) without
+			// the hold: still firing, never resolved.
+			require.Never(t, func() bool {
+				return len(h.matching("ModelErrors", "resolved")) > 0
+			}, 6*time.Second, 100*time.Millisecond, "a resolved notification went out while the data source answered in part")
+			al, ok := a.alert(t, "ModelErrors", SourceRule)
+			require.True(t, ok)
+			require.Equal(t, "firing", al.State)
+			v, _ = metric(t, a.Registry(), "alertd_datasource_up")
+			require.Zero(t, v)
+			held, _ := metric(t, a.Registry(), "alertd_datasource_held_alerts_total")
+			require.Positive(t, held)
+			require.Contains(t, a.logs.String(), `msg="Data source answered with part of the data; the query fails and the data source counts as down" component=datasource query="`+modelErrorsExpr+`"`)
+
+			store.errors.Store(false)
+			store.down.Store(false)
+			h.wait(t, "ModelErrors", "resolved", 30*time.Second)
+			h.wait(t, datasourceDownAlert, "resolved", 30*time.Second)
+			v, _ = metric(t, a.Registry(), "alertd_datasource_up")
+			require.Equal(t, 1.0, v)
+		})
+	}
+}
+
+// A data source URL with partial_response=true lets Thanos's partial
+// answers through (its "warn" strategy), as the operator asked: they are
+// used, so that absent() of what the store down holds fires, and their
+// warnings are counted and logged; the data source is up.
+func TestDatasourcePartialResponseAllowed(t *testing.T) {
+	t.Parallel()
+	thanos := fakeThanos(t)
+	thanos.down.Store(true)
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, "datasource: {url: \""+thanos.URL+"?partial_response=true\"}\n"), map[string]string{"rules.yml": `
+groups:
+  - name: absent
+    interval: 100ms
+    rules:
+      - alert: NoErrorsSeries
+        expr: ` + absentExpr + `
+`}, nil)
+	h.wait(t, "NoErrorsSeries", "firing", 30*time.Second)
 	require.Eventually(t, func() bool {
 		v, _ := metric(t, a.Registry(), "alertd_datasource_queries_with_warnings_total")
 		return v >= 2
 	}, 30*time.Second, 20*time.Millisecond)
+	v, _ := metric(t, a.Registry(), "alertd_datasource_up")
+	require.Equal(t, 1.0, v)
 	require.Equal(t, 1, strings.Count(a.logs.String(), "Data source answered with warnings; the result may be incomplete"), "the same warnings are logged once")
-	require.Contains(t, a.logs.String(), `warnings="receive series from store-1: rpc error: code = Unavailable"`)
+	require.Contains(t, a.logs.String(), `warnings="receive series from Addr: 127.0.0.1:10901`)
 }
