@@ -28,9 +28,10 @@ import (
 // that does not get an answer (the connection refused, the server down or
 // failing with 5xx) marks the data source down, so callers can hold alerts
 // instead of resolving them. A 429 or 503 with Retry-After keeps queries
-// from being sent until then (WaitError). A Thanos Query that refused to
-// answer with part of the data fails the query and marks the data source
-// down too (PartialError). Answers with warnings (a Thanos partial response allowed
+// from being sent until then (WaitError). An answer that lacks part of the
+// data (a Thanos Query that refused partial data, a VictoriaMetrics answer
+// with isPartial) fails the query and marks the data source down too
+// (PartialError). Answers with warnings (a Thanos partial response allowed
 // by the URL, a PromQL warning) are used, logged and counted.
 type Remote struct {
 	logger *slog.Logger
@@ -40,6 +41,10 @@ type Remote struct {
 	address string
 	api     v1.API
 	timeout time.Duration
+	// allowPartial is set when the address's own parameters ask for
+	// partial answers (deny_partial_response=0): isPartial answers are
+	// then used, with a warning.
+	allowPartial bool
 	// waitUntil is when the data source's Retry-After lets queries go
 	// again; waitStatus is the answer that set it.
 	waitUntil  time.Time
@@ -113,7 +118,8 @@ func (r *Remote) Update(address string, client *http.Client, timeout time.Durati
 	if address != r.address {
 		r.waitUntil, r.waitStatus = time.Time{}, ""
 	}
-	r.address, r.api, r.timeout = address, v1.NewAPI(ac), timeout
+	r.address, r.api, r.timeout = address, v1.NewAPI(partialClient{ac}), timeout
+	r.allowPartial = allowsPartial(u.Query())
 	return nil
 }
 
@@ -129,16 +135,23 @@ func (r *Remote) pause(address, status string, d time.Duration) {
 	}
 }
 
-// begin numbers a request that starts now, and returns the API and timeout
-// it uses, or the WaitError that keeps it from being sent.
-func (r *Remote) begin(now time.Time) (uint64, v1.API, time.Duration, error) {
+// target is the API a request goes to, with the settings it is sent with.
+type target struct {
+	api          v1.API
+	timeout      time.Duration
+	allowPartial bool
+}
+
+// begin numbers a request that starts now, and returns the API it goes
+// to, or the WaitError that keeps it from being sent.
+func (r *Remote) begin(now time.Time) (uint64, target, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.started++
 	if now.Before(r.waitUntil) {
-		return r.started, nil, 0, &WaitError{Status: r.waitStatus, Until: r.waitUntil}
+		return r.started, target{}, &WaitError{Status: r.waitStatus, Until: r.waitUntil}
 	}
-	return r.started, r.api, r.timeout, nil
+	return r.started, target{api: r.api, timeout: r.timeout, allowPartial: r.allowPartial}, nil
 }
 
 // Query implements promrules.QueryFunc: an instant query at t. Scalars become
@@ -368,21 +381,29 @@ func (r *Remote) query(ctx context.Context, q string, t time.Time) (model.Value,
 
 // do sends one request for query q within the timeout, unless a
 // Retry-After keeps it from being sent, and records how the data source
-// answered. Thanos refusing to answer with part of the data is a
-// PartialError.
+// answered. An answer that lacks part of the data is a PartialError,
+// unless the data source URL asked for partial answers.
 func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1.API, time.Duration) (model.Value, v1.Warnings, error)) (model.Value, error) {
-	seq, api, timeout, err := r.begin(r.now())
+	seq, to, err := r.begin(r.now())
 	if err != nil {
 		r.observe(ctx, seq, err, r.now())
 		return nil, err
 	}
-	if timeout > 0 {
+	if to.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait(timeout))
+		ctx, cancel = context.WithTimeout(ctx, wait(to.timeout))
 		defer cancel()
 	}
-	val, ws, err := send(ctx, api, timeout)
+	var partial bool
+	val, ws, err := send(context.WithValue(ctx, partialKey{}, &partial), to.api, to.timeout)
 	err = refusedPartial(apiError(err))
+	if err == nil && partial {
+		if to.allowPartial {
+			ws = append(ws, partialWarning)
+		} else {
+			val, err = nil, &PartialError{}
+		}
+	}
 	r.observe(ctx, seq, err, r.now())
 	var pe *PartialError
 	switch {

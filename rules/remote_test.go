@@ -77,6 +77,8 @@ func TestRemoteAnswers(t *testing.T) {
 		{"401", answer(401, "unauthorized"), nil, "401", true},
 		{"thanos refused partial data 422", answer(422, thanosAborted422, "Cache-Control", "no-store"), nil, "the data source refused to answer with part of the data (a store failed, partial_response=false): execution: expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901", true},
 		{"thanos bad query 422", answer(422, thanosDuplicateSeries422, "Cache-Control", "no-store"), nil, "many-to-many matching not allowed", false},
+		{"victoriametrics isPartial", answer(200, vmPartial), nil, "the data source answered with part of the data (isPartial: some of its storage nodes did not answer)", true},
+		{"victoriametrics complete", answer(200, vmComplete), []float64{1}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -179,6 +181,14 @@ const thanosAborted422 = `{"status":"error","errorType":"execution","error":"exp
 
 // A Thanos Query's 422 execution error about the query itself.
 const thanosDuplicateSeries422 = `{"status":"error","errorType":"execution","error":"found duplicate series for the match group {model=\"a\"} on the right hand-side of the operation: [{__name__=\"model_info\", model=\"a\", version=\"1\"}, {__name__=\"model_info\", model=\"a\", version=\"2\"}];many-to-many matching not allowed: matching labels must be unique on one side"}` + "\n"
+
+// A VictoriaMetrics vmselect's answer to an instant query
+// (app/vmselect/prometheus/query_response.qtpl), with vmstorage nodes that
+// did not answer, and with all of them.
+const (
+	vmPartial  = `{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[{"metric": {"__name__":"up","job":"model"},"value": [1700000000,"1"]}]},"stats":{"seriesFetched": "1","executionTimeMsec": 0}}`
+	vmComplete = `{"status":"success","isPartial":false,"data":{"resultType":"vector","result":[{"metric": {"__name__":"up","job":"model"},"value": [1700000000,"1"]}]},"stats":{"seriesFetched": "1","executionTimeMsec": 0}}`
+)
 
 // vectorOne is an instant query's answer of one sample with value 1.
 const vectorOne = `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"1"]}]}}`
@@ -551,9 +561,12 @@ func TestRemoteRetryAfterOfReplacedAddress(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// Thanos refusing to answer without a store fails the query and marks the
-// data source down; it is logged once until the query is answered in full.
-// A Thanos 422 about the query is that query's error.
+// An answer that lacks part of the data fails the query and marks the data
+// source down, whoever sends it: a VictoriaMetrics isPartial answer
+// (instant or range), or Thanos refusing partial data. It is logged once
+// until the query is answered in full. A Thanos 422 about the query is
+// that query's error. A URL that asks VictoriaMetrics for partial answers
+// (deny_partial_response=0) gets them, as answers with a warning.
 func TestRemotePartialAnswers(t *testing.T) {
 	t.Parallel()
 	var body atomic.Value
@@ -582,19 +595,37 @@ func TestRemotePartialAnswers(t *testing.T) {
 	}
 
 	var pe *PartialError
+	require.ErrorAs(t, query(vmPartial), &pe)
+	require.Nil(t, pe.Err)
+	require.False(t, up())
+	require.Error(t, query(vmPartial))
+	require.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
+	require.Contains(t, logs.String(), `msg="Data source answered with part of the data; the query fails and the data source counts as down" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`)
+
+	require.NoError(t, query(vmComplete))
+	require.True(t, up())
+	require.Error(t, query(vmPartial))
+	require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"), "a partial answer after a full one is logged again")
+
+	body.Store(`{"status":"success","isPartial":true,"data":{"resultType":"matrix","result":[{"metric": {"__name__":"up"},"values": [[1700000000,"1"],[1700000060,"1"]]}]},"stats":{"seriesFetched": "1","executionTimeMsec": 1}}`)
+	_, err = r.QueryRange(context.Background(), "up", time.Unix(1700000000, 0), time.Unix(1700000060, 0), time.Minute)
+	require.ErrorAs(t, err, &pe)
+
 	require.ErrorAs(t, query(thanosAborted422), &pe)
 	require.ErrorContains(t, pe.Err, "code = Aborted")
 	require.False(t, up())
-	require.Error(t, query(thanosAborted422))
-	require.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
-	require.Contains(t, logs.String(), `msg="Data source answered with part of the data; the query fails and the data source counts as down" query=up err="the data source refused to answer with part of the data (a store failed, partial_response=false): execution: expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901`)
-
-	require.NoError(t, query(vectorOne))
-	require.True(t, up())
-	require.Error(t, query(thanosAborted422))
-	require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"), "a partial answer after a full one is logged again")
-
 	require.ErrorContains(t, query(thanosDuplicateSeries422), "many-to-many")
 	require.True(t, up(), "a bad query is not the data source's fault")
+
 	require.Zero(t, r.Warned())
+
+	allow, err := NewRemote(srv.URL+"?deny_partial_response=0", RemoteOptions{Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	body.Store(vmPartial)
+	v, err := allow.Query(context.Background(), "up", time.Unix(1700000000, 0))
+	require.NoError(t, err)
+	require.Len(t, v, 1)
+	up2, _, _, _ := allow.Status()
+	require.True(t, up2)
+	require.EqualValues(t, 1, allow.Warned())
 }

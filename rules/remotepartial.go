@@ -1,9 +1,15 @@
 package rules
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/url"
 	"strings"
 
+	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 )
 
@@ -14,16 +20,24 @@ import (
 // counts as down (unavailable), as when it does not answer: callers hold
 // alerts rather than resolve them.
 //
-// A Thanos Query with a store that failed, asked with
-// partial_response=false, answers so: its proxy aborts the query (gRPC code
-// Aborted, pkg/store/proxy.go) and the API answers 422 errorType execution
-// with "... rpc error: code = Aborted desc = <the store's error>". Err is
-// that answer.
+// Two stores answer so:
+//   - a Thanos Query with a store that failed, asked with
+//     partial_response=false: its proxy aborts the query (gRPC code Aborted,
+//     pkg/store/proxy.go) and the API answers 422 errorType execution with
+//     "... rpc error: code = Aborted desc = <the store's error>". Err is
+//     that answer.
+//   - a VictoriaMetrics vmselect with vmstorage nodes that did not answer,
+//     when it ignores deny_partial_response=1 (-search.denyPartialResponse
+//     off in an older version, or a proxy that drops the parameter): it
+//     answers success with "isPartial":true. Err is nil.
 type PartialError struct {
 	Err error
 }
 
 func (e *PartialError) Error() string {
+	if e.Err == nil {
+		return "the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"
+	}
 	return "the data source refused to answer with part of the data (a store failed, partial_response=false): " + e.Err.Error()
 }
 
@@ -44,4 +58,71 @@ func refusedPartial(err error) error {
 		return &PartialError{Err: err}
 	}
 	return err
+}
+
+// partialKey is the context key of the *bool a request's partialClient.Do
+// sets when the answer says isPartial.
+type partialKey struct{}
+
+// partialClient is the API client of a Remote: client_golang's API drops
+// the fields of an answer it does not know, VictoriaMetrics's isPartial
+// among them, so it is read here from the body.
+type partialClient struct{ api.Client }
+
+// Do implements api.Client.
+func (c partialClient) Do(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
+	resp, body, err := c.Client.Do(ctx, req)
+	if err == nil && resp.StatusCode/100 == 2 && answeredPartial(body) {
+		if p, ok := ctx.Value(partialKey{}).(*bool); ok {
+			*p = true
+		}
+	}
+	return resp, body, err
+}
+
+// answeredPartial tells an answer with "isPartial":true at its top level.
+// VictoriaMetrics writes it right after "status", so the rest of the body,
+// which client_golang decodes anyway, is not read again.
+func answeredPartial(body []byte) bool {
+	if !bytes.Contains(body, []byte(`"isPartial"`)) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if k == "isPartial" {
+			var partial bool
+			return dec.Decode(&partial) == nil && partial
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// partialWarning is the warning an isPartial answer is used with when the
+// data source URL allows partial answers (deny_partial_response=0).
+const partialWarning = "isPartial: the answer lacks the data of storage nodes that did not answer"
+
+// allowsPartial tells whether the data source URL's own parameters ask
+// VictoriaMetrics for partial answers (deny_partial_response=0), read as
+// vmselect reads the parameter. Thanos's partial_response=true needs
+// nothing: Thanos then answers with warnings, not isPartial.
+func allowsPartial(params url.Values) bool {
+	if !params.Has("deny_partial_response") {
+		return false
+	}
+	switch strings.ToLower(params.Get("deny_partial_response")) {
+	case "", "0", "f", "false", "no":
+		return true
+	}
+	return false
 }

@@ -15,12 +15,12 @@ import (
 const datasourceDownAlert = "AlertdDatasourceDown"
 
 // checkDatasource runs every few seconds. While the remote data source cannot
-// be queried, or refuses to answer without part of the data (a Thanos
-// store missing), rules cannot tell whether their alerts still hold;
-// instead of letting those alerts time out into a false "resolved", alertd
-// keeps them firing (recorded in their history) and raises its own alert.
-// When the data source answers again, in full, the rules take over, and
-// the own alert resolves.
+// be queried, or answers only part of the data (a Thanos store or a
+// VictoriaMetrics storage node missing), rules cannot tell whether their
+// alerts still hold; instead of letting those alerts time out into a false
+// "resolved", alertd keeps them firing (recorded in their history) and
+// raises its own alert. When the data source answers again, in full, the
+// rules take over, and the own alert resolves.
 func (a *Alertd) checkDatasource(now time.Time) {
 	if a.remote == nil {
 		return
@@ -51,8 +51,9 @@ func (a *Alertd) checkDatasource(now time.Time) {
 	why, until := "the data source does not answer", "it answers"
 	var pe *rules.PartialError
 	if errors.As(err, &pe) {
-		// A Thanos store is missing: the data source answers, but rules
-		// would fire or resolve on part of the data.
+		// A Thanos store or VictoriaMetrics storage node is missing: the
+		// data source answers, but rules would fire or resolve on part of
+		// the data.
 		why, until = "the data source answers only part of the data", "it answers in full"
 	}
 	own.Annotations = model.LabelSet{

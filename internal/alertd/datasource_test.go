@@ -334,8 +334,9 @@ groups:
 	require.EqualValues(t, 1, refused.Load())
 }
 
-// fakeStore is a Thanos Query in front of two stores, of which the one
-// holding model="a" can go down. Its answers are those of the real thing, byte for
+// fakeStore is a Thanos Query or a VictoriaMetrics vmselect in front of
+// two stores (Thanos stores, vmstorage nodes), of which the one holding
+// model="a" can go down. Its answers are those of the real thing, byte for
 // byte. The query of the rule ModelErrors selects model_errors_total,
 // which is on that store, > 0 while errors is set; absentExpr is 1 while
 // the store is down and answers are partial; badJoinExpr is a many-to-many
@@ -406,12 +407,41 @@ func fakeThanos(t *testing.T) *fakeStore {
 	return s
 }
 
-// While a store is down, Thanos refuses to answer without it: the rules
-// cannot tell whether model="a" is gone. alertd counts the data source
-// down, holds the firing alert (held, not resolved, over more than its
+// fakeVMSelect answers as a VictoriaMetrics vmselect does
+// (app/vmselect/prometheus/query_response.qtpl, written with stripspace:
+// the spaces after "metric": and "value": are its own). With the vmstorage
+// node of model="a" down it ignores deny_partial_response=1, as an older
+// vmselect with -search.denyPartialResponse off or a proxy dropping the
+// parameter does, and answers what the other node holds with
+// "isPartial":true. Only ModelErrors is asked of it.
+func fakeVMSelect(t *testing.T) *fakeStore {
+	t.Helper()
+	s := &fakeStore{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, r.ParseForm())
+		s.params.Store(r.Form)
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case s.down.Load():
+			fmt.Fprint(w, `{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]},"stats":{"seriesFetched": "0","executionTimeMsec": 1}}`)
+		case s.errors.Load():
+			fmt.Fprintf(w, `{"status":"success","isPartial":false,"data":{"resultType":"vector","result":[{"metric": {"model":"a"},"value": [%s,"3"]}]},"stats":{"seriesFetched": "1","executionTimeMsec": 1}}`, r.Form.Get("time"))
+		default:
+			fmt.Fprint(w, `{"status":"success","isPartial":false,"data":{"resultType":"vector","result":[]},"stats":{"seriesFetched": "0","executionTimeMsec": 0}}`)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// While a store is down, Thanos refuses to answer without it and
+// VictoriaMetrics answers without it ("isPartial":true): either way the
+// rules would see model="a" gone. alertd counts the data source down,
+// holds the firing alert (held, not resolved, over more than its
 // validity), raises AlertdDatasourceDown and logs it. When the store is
-// back and the errors are gone, the alert resolves as usual. A Thanos 422 about the query itself (BadJoin) stays
-// that rule's error, with the data source up.
+// back and the errors are gone, the alert resolves as usual. A Thanos 422
+// about the query itself (BadJoin) stays that rule's error, with the data
+// source up.
 func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -422,6 +452,7 @@ func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
 		err   string // the rule's error while the store is down
 	}{
 		{"thanos", fakeThanos, storeRules + "      - alert: BadJoin\n        expr: " + badJoinExpr + "\n", "partial_response=false", "the data source refused to answer with part of the data (a store failed, partial_response=false): execution: expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901"},
+		{"victoriametrics", fakeVMSelect, storeRules, "deny_partial_response=1", "the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
