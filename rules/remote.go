@@ -58,11 +58,51 @@ type Remote struct {
 	lastErr           error
 	lastSuccess       time.Time
 	since             time.Time
+	// queries counts requests; failed counts those that failed, by
+	// reason (Reasons).
+	queries uint64
+	failed  map[string]uint64
 	// warned counts answers with warnings; logged holds, per query, the
 	// warnings or partial answer last logged, so the same ones are not
 	// logged again at every evaluation.
 	warned uint64
 	logged map[string]string
+}
+
+// Reasons a query to the remote API fails, the values of the reason label
+// of alertd's datasource failure metrics. All but ReasonQuery mark the data
+// source down.
+const (
+	// ReasonUnavailable: no answer, or not the API's (connection refused,
+	// no answer in time, 5xx, 4xx such as 401, an auth proxy's login page).
+	ReasonUnavailable = "unavailable"
+	// ReasonRetryAfter: not sent, as a Retry-After asked (WaitError).
+	ReasonRetryAfter = "retry_after"
+	// ReasonPartialResponse: the answer lacks part of the data, or the data
+	// source refused to answer without it (PartialError).
+	ReasonPartialResponse = "partial_response"
+	// ReasonQuery: the API answered with an error about the query (bad
+	// PromQL, a query timeout, too many samples, an answer over
+	// MaxAnswerBytes); that query fails, the data source is up.
+	ReasonQuery = "query"
+)
+
+// Reasons are the values of the reason label, in the order above.
+var Reasons = []string{ReasonUnavailable, ReasonRetryAfter, ReasonPartialResponse, ReasonQuery}
+
+// DownReason returns why the data source is down, given the error Status
+// returns with it: ReasonPartialResponse, ReasonRetryAfter or
+// ReasonUnavailable.
+func DownReason(err error) string {
+	var pe *PartialError
+	var we *WaitError
+	switch {
+	case errors.As(err, &pe):
+		return ReasonPartialResponse
+	case errors.As(err, &we):
+		return ReasonRetryAfter
+	}
+	return ReasonUnavailable
 }
 
 // maxLoggedQueries bounds Remote.logged; past it, it starts over.
@@ -81,7 +121,7 @@ type RemoteOptions struct {
 
 // NewRemote returns a Remote for the API at address.
 func NewRemote(address string, o RemoteOptions) (*Remote, error) {
-	r := &Remote{logger: o.Logger, now: time.Now, up: true, logged: map[string]string{}}
+	r := &Remote{logger: o.Logger, now: time.Now, up: true, failed: map[string]uint64{}, logged: map[string]string{}}
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
 	}
@@ -164,12 +204,24 @@ func (r *Remote) Query(ctx context.Context, q string, t time.Time) (promql.Vecto
 	return toVector(val, t)
 }
 
-// observe records whether the API answered request seq, unless a request
-// that started later has already finished.
+// observe counts request seq and records whether the API answered it,
+// unless a request that started later has already finished.
 func (r *Remote) observe(ctx context.Context, seq uint64, err error, now time.Time) {
 	down := err != nil && unavailable(ctx, err)
+	reason := ""
+	switch {
+	case down:
+		reason = DownReason(err)
+	case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(ctx.Err(), context.Canceled):
+		// Not a query alertd gave up on (a reload, shutdown).
+		reason = ReasonQuery
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.queries++
+	if reason != "" {
+		r.failed[reason]++
+	}
 	if !down && now.After(r.lastSuccess) {
 		r.lastSuccess = now
 	}
@@ -245,6 +297,22 @@ func (r *Remote) Status() (up bool, since, lastSuccess time.Time, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.up, r.since, r.lastSuccess, r.lastErr
+}
+
+// Queries returns the number of requests, sent or kept from being sent by
+// a Retry-After.
+func (r *Remote) Queries() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.queries
+}
+
+// Failed returns the number of requests that failed for reason, one of
+// Reasons. Requests a caller cancelled are not counted.
+func (r *Remote) Failed(reason string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed[reason]
 }
 
 // toVector converts an API result into what the rule manager expects.

@@ -563,10 +563,11 @@ func TestRemoteRetryAfterOfReplacedAddress(t *testing.T) {
 
 // An answer that lacks part of the data fails the query and marks the data
 // source down, whoever sends it: a VictoriaMetrics isPartial answer
-// (instant or range), or Thanos refusing partial data. It is logged once
-// until the query is answered in full. A Thanos 422 about the query is
-// that query's error. A URL that asks VictoriaMetrics for partial answers
-// (deny_partial_response=0) gets them, as answers with a warning.
+// (instant or range), or Thanos refusing partial data. It is counted under
+// its reason and logged once until the query is answered in full. A Thanos
+// 422 about the query is that query's error. A URL that asks
+// VictoriaMetrics for partial answers (deny_partial_response=0) gets them,
+// as answers with a warning.
 func TestRemotePartialAnswers(t *testing.T) {
 	t.Parallel()
 	var body atomic.Value
@@ -598,6 +599,8 @@ func TestRemotePartialAnswers(t *testing.T) {
 	require.ErrorAs(t, query(vmPartial), &pe)
 	require.Nil(t, pe.Err)
 	require.False(t, up())
+	_, _, _, last := r.Status()
+	require.Equal(t, ReasonPartialResponse, DownReason(last))
 	require.Error(t, query(vmPartial))
 	require.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
 	require.Contains(t, logs.String(), `msg="Data source answered with part of the data; the query fails and the data source counts as down" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`)
@@ -617,6 +620,10 @@ func TestRemotePartialAnswers(t *testing.T) {
 	require.ErrorContains(t, query(thanosDuplicateSeries422), "many-to-many")
 	require.True(t, up(), "a bad query is not the data source's fault")
 
+	require.EqualValues(t, 7, r.Queries())
+	require.EqualValues(t, 5, r.Failed(ReasonPartialResponse))
+	require.EqualValues(t, 1, r.Failed(ReasonQuery))
+	require.Zero(t, r.Failed(ReasonUnavailable))
 	require.Zero(t, r.Warned())
 
 	allow, err := NewRemote(srv.URL+"?deny_partial_response=0", RemoteOptions{Timeout: 5 * time.Second})

@@ -2,7 +2,6 @@ package alertd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -48,9 +47,9 @@ func (a *Alertd) checkDatasource(now time.Time) {
 		return
 	}
 	hold := 4 * max(a.opts.ResendDelay, time.Duration(a.cfg.Load().Global.EvaluationInterval))
+	reason := rules.DownReason(err)
 	why, until := "the data source does not answer", "it answers"
-	var pe *rules.PartialError
-	if errors.As(err, &pe) {
+	if reason == rules.ReasonPartialResponse {
 		// A Thanos store or VictoriaMetrics storage node is missing: the
 		// data source answers, but rules would fire or resolve on part of
 		// the data.
@@ -73,7 +72,7 @@ func (a *Alertd) checkDatasource(now time.Time) {
 		al.EndsAt = now.Add(hold)
 		fps = append(fps, al.Fingerprint)
 	}
-	a.metrics.datasourceHeld.Add(float64(len(held)))
+	a.metrics.datasourceHeld.WithLabelValues(reason).Add(float64(len(held)))
 	if err := a.store.receive(ctx, now, SourceRule, held, ""); err != nil {
 		a.logger.Error("Failed to hold rule alerts", "err", err)
 	}

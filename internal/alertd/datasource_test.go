@@ -436,12 +436,12 @@ func fakeVMSelect(t *testing.T) *fakeStore {
 
 // While a store is down, Thanos refuses to answer without it and
 // VictoriaMetrics answers without it ("isPartial":true): either way the
-// rules would see model="a" gone. alertd counts the data source down,
-// holds the firing alert (held, not resolved, over more than its
-// validity), raises AlertdDatasourceDown and logs it. When the store is
-// back and the errors are gone, the alert resolves as usual. A Thanos 422
-// about the query itself (BadJoin) stays that rule's error, with the data
-// source up.
+// rules would see model="a" gone. alertd counts the data source down for
+// a partial_response reason, holds the firing alert (held, not resolved,
+// over more than its validity), raises AlertdDatasourceDown, counts and
+// logs it. When the store is back and the errors are gone, the alert
+// resolves as usual. A Thanos 422 about the query itself (BadJoin) stays
+// that rule's error, with the data source up.
 func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -465,6 +465,8 @@ func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
 				require.Eventually(t, func() bool {
 					return strings.Contains(findRule(t, a.rules(t), "BadJoin").LastError, "many-to-many matching not allowed")
 				}, 30*time.Second, 20*time.Millisecond)
+				failed, _ := metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "query")
+				require.Positive(t, failed)
 			}
 			v, _ := metric(t, a.Registry(), "alertd_datasource_up")
 			require.Equal(t, 1.0, v, "a bad query is the rule's error")
@@ -493,8 +495,12 @@ func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
 			require.Equal(t, "firing", al.State)
 			v, _ = metric(t, a.Registry(), "alertd_datasource_up")
 			require.Zero(t, v)
-			held, _ := metric(t, a.Registry(), "alertd_datasource_held_alerts_total")
+			held, _ := metric(t, a.Registry(), "alertd_datasource_held_alerts_total", "reason", "partial_response")
 			require.Positive(t, held)
+			held, _ = metric(t, a.Registry(), "alertd_datasource_held_alerts_total", "reason", "unavailable")
+			require.Zero(t, held)
+			failed, _ := metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "partial_response")
+			require.Positive(t, failed)
 			require.Contains(t, a.logs.String(), `msg="Data source answered with part of the data; the query fails and the data source counts as down" component=datasource query="`+modelErrorsExpr+`"`)
 
 			store.errors.Store(false)

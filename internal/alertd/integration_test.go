@@ -420,7 +420,7 @@ groups:
 	require.True(t, ok)
 	require.Equal(t, "firing", al.State)
 	require.True(t, al.EndsAt.After(time.Now()), "endsAt %s", al.EndsAt)
-	held, _ := metric(t, a.Registry(), "alertd_datasource_held_alerts_total")
+	held, _ := metric(t, a.Registry(), "alertd_datasource_held_alerts_total", "reason", "unavailable")
 	require.GreaterOrEqual(t, held, 1.0)
 
 	// The rule reports why it cannot evaluate, and alertd is fine.

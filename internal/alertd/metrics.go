@@ -13,7 +13,7 @@ import (
 type metrics struct {
 	intake         *prometheus.CounterVec
 	intakeInvalid  *prometheus.CounterVec
-	datasourceHeld prometheus.Counter
+	datasourceHeld *prometheus.CounterVec
 	slackRejected  prometheus.Counter
 }
 
@@ -34,10 +34,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "alertd_intake_alerts_invalid_total",
 			Help: "The total number of posted alerts, or whole requests, rejected as malformed.",
 		}, []string{"endpoint"}),
-		datasourceHeld: f.NewCounter(prometheus.CounterOpts{
+		datasourceHeld: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_datasource_held_alerts_total",
-			Help: "The total number of times a firing rule alert was kept firing because the data source could not be queried.",
-		}),
+			Help: "The total number of times a firing rule alert was kept firing because the data source could not be queried, by why.",
+		}, []string{"reason"}),
 		slackRejected: f.NewCounter(prometheus.CounterOpts{
 			Name: "alertd_slack_interactions_rejected_total",
 			Help: "The total number of Slack interaction requests rejected for a bad, stale or replayed signature.",
@@ -46,6 +46,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, e := range []string{endpointV2Alerts, endpointWebhook} {
 		m.intake.WithLabelValues(e)
 		m.intakeInvalid.WithLabelValues(e)
+	}
+	for _, r := range []string{rules.ReasonUnavailable, rules.ReasonRetryAfter, rules.ReasonPartialResponse} {
+		m.datasourceHeld.WithLabelValues(r)
 	}
 	return m
 }
@@ -76,5 +79,16 @@ func (m *metrics) datasourceUp(reg prometheus.Registerer, r *rules.Remote) {
 			Name: "alertd_datasource_queries_with_warnings_total",
 			Help: "The total number of queries the remote data source answered with warnings, such as a Thanos partial response; each is logged.",
 		}, func() float64 { return float64(r.Warned()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "alertd_datasource_queries_total",
+			Help: "The total number of queries alertd ran against the remote data source, including those a Retry-After kept from being sent.",
+		}, func() float64 { return float64(r.Queries()) }),
 	)
+	for _, reason := range rules.Reasons {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "alertd_datasource_queries_failed_total",
+			Help:        "The total number of queries to the remote data source that failed, by reason: unavailable, retry_after and partial_response mark it down, query is the query's own error.",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(r.Failed(reason)) }))
+	}
 }
