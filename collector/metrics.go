@@ -83,6 +83,7 @@ type ShadowMetrics struct {
 	ClassPairs         *prometheus.CounterVec
 	// With labels (--labels.enabled): both answers against the label.
 	LabelsMatched *prometheus.CounterVec
+	RegOutcomes   *prometheus.CounterVec // the numeric pairs of LabelsMatched
 	Correct       *prometheus.CounterVec
 	Discordant    *prometheus.CounterVec
 	AbsoluteError *prometheus.CounterVec
@@ -234,6 +235,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LabelsMatched: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowLabelsMatchedTotal,
 			Help: "The total number of ground-truth labels joined to predictions compared with the shadow model server: both answers are scored against them.",
+		}, []string{"model"}),
+		RegOutcomes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: ShadowRegressionOutcomesTotal,
+			Help: "The total number of labels joined to numeric predictions compared with the shadow model server whose shadow answer was a number too: the count both sides' error sums are over, which a model that also predicts classes has fewer of than labels joined.",
 		}, []string{"model"}),
 		Correct: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowCorrectTotal,

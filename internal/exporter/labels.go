@@ -112,6 +112,7 @@ type labelMetrics struct {
 	devSqSum *prometheus.CounterVec
 	// By segment (models[].segments).
 	segMatched *prometheus.CounterVec
+	segRegOut  *prometheus.CounterVec // the numeric pairs of segMatched
 	segCorrect *prometheus.CounterVec
 	segAbsErr  *prometheus.CounterVec
 	segSqErr   *prometheus.CounterVec
@@ -179,6 +180,8 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 			Help: "The sum of the squares of the deviations y - c of the labels joined to regression predictions from their offset."}, []string{"model"}),
 		segMatched: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentLabelsMatched,
 			Help: "The total number of labels joined to their prediction, by segment (a feature of models[].segments) and its value."}, segmentLabels),
+		segRegOut: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentRegOutcomes,
+			Help: "The total number of regression predictions joined to their label, a number to a number, by segment and its value: the count the segment's error sums are over, which a model that also predicts classes has fewer of than labels joined."}, segmentLabels),
 		segCorrect: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentCorrectTotal,
 			Help: "The total number of classification predictions whose label matched the predicted class, by segment and its value."}, segmentLabels),
 		segAbsErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentAbsoluteError,
@@ -536,6 +539,7 @@ func (l *labels) recordSegments(o quality.Outcome) {
 	for _, sg := range o.Segments {
 		m.segMatched.WithLabelValues(o.Model, sg.Name, sg.Value).Inc()
 		if o.Regression {
+			m.segRegOut.WithLabelValues(o.Model, sg.Name, sg.Value).Inc()
 			m.segAbsErr.WithLabelValues(o.Model, sg.Name, sg.Value).Add(o.AbsError)
 			m.segSqErr.WithLabelValues(o.Model, sg.Name, sg.Value).Add(o.SquaredError)
 			continue

@@ -419,14 +419,17 @@ func TestLabelsNamedScores(t *testing.T) {
 
 // Joined labels are also counted by the values of the model's segments
 // (models[].segments): accuracy per country for a classifier, MAE and RMSE
-// per device for a regressor; a missing value is __missing__, and values
-// beyond the cap __other__.
+// per device for a regressor, over its numeric pairs for a model that also
+// predicts classes; a missing value is __missing__, and values beyond the
+// cap __other__.
 func TestLabelsBySegment(t *testing.T) {
 	e := startWithConfig(t, modelServer(t).URL, `models:
   - name: fraud
     segments: [country, new_customer]
   - name: price
     segments: [device, {feature: rooms, buckets: [2, 4]}]
+  - name: mix
+    segments: [device]
 `, func(o *Options) { o.Labels = LabelsOptions{Enabled: true} })
 	pushRecordsRaw(t, e,
 		`{"model":"fraud","id":"f1","features":{"country":"DE","new_customer":true},"prediction":"fraud"}`,
@@ -435,11 +438,21 @@ func TestLabelsBySegment(t *testing.T) {
 		`{"model":"fraud","id":"f4","features":{"new_customer":true},"prediction":"legit"}`,
 		`{"model":"price","id":"p1","features":{"device":"app","rooms":2},"prediction":10}`,
 		`{"model":"price","id":"p2","features":{"device":"app","rooms":3.5},"prediction":7}`,
-		`{"model":"price","id":"p3","features":{"device":"web","rooms":7},"prediction":3}`)
+		`{"model":"price","id":"p3","features":{"device":"web","rooms":7},"prediction":3}`,
+		// mix on the app: scikit-learn's r2_score example's four numbers
+		// (absolute errors 0.5, 0.5, 0, 1), and two classes besides.
+		`{"model":"mix","id":"m1","features":{"device":"app"},"prediction":2.5}`,
+		`{"model":"mix","id":"m2","features":{"device":"app"},"prediction":0.0}`,
+		`{"model":"mix","id":"m3","features":{"device":"app"},"prediction":2}`,
+		`{"model":"mix","id":"m4","features":{"device":"app"},"prediction":8}`,
+		`{"model":"mix","id":"m5","features":{"device":"app"},"prediction":"yes"}`,
+		`{"model":"mix","id":"m6","features":{"device":"app"},"prediction":"no"}`)
 	_, resp := postLabels(t, e, strings.Join([]string{
 		`{"id":"f1","label":"fraud"}`, `{"id":"f2","label":"fraud"}`, `{"id":"f3","label":"fraud"}`, `{"id":"f4","label":"legit"}`,
-		`{"id":"p1","label":12}`, `{"id":"p2","label":6}`, `{"id":"p3","label":3}`}, "\n"))
-	require.Equal(t, []string{"matched", "matched", "matched", "matched", "matched", "matched", "matched"}, resp.Results)
+		`{"id":"p1","label":12}`, `{"id":"p2","label":6}`, `{"id":"p3","label":3}`,
+		`{"id":"m1","label":3}`, `{"id":"m2","label":-0.5}`, `{"id":"m3","label":2}`, `{"id":"m4","label":7}`,
+		`{"id":"m5","label":"yes"}`, `{"id":"m6","label":"yes"}`}, "\n"))
+	require.Equal(t, slices.Repeat([]string{"matched"}, 13), resp.Results)
 
 	seg := func(name, model, segment, value string) float64 {
 		return metricValue(t, e, name, map[string]string{"model": model, "segment": segment, "segment_value": value})
@@ -457,10 +470,17 @@ func TestLabelsBySegment(t *testing.T) {
 	require.Contains(t, scrape(t, e, "modelmon_segment_prediction_correct_total")["modelmon_segment_prediction_correct_total"].text,
 		`modelmon_segment_prediction_correct_total{model="fraud",segment="country",segment_value="DE"} 1`)
 	require.Equal(t, 2.0, seg("modelmon_segment_labels_matched_total", "price", "device", "app"))
+	require.Equal(t, 2.0, seg("modelmon_segment_prediction_regression_outcomes_total", "price", "device", "app"))
 	require.Equal(t, 3.0, seg("modelmon_segment_prediction_absolute_error_total", "price", "device", "app"), "|10-12| + |7-6|")
 	require.Equal(t, 5.0, seg("modelmon_segment_prediction_squared_error_total", "price", "device", "app"))
 	require.Zero(t, seg("modelmon_segment_prediction_absolute_error_total", "price", "device", "web"))
 	require.Equal(t, 1.0, seg("modelmon_segment_labels_matched_total", "price", "device", "web"))
+	require.Equal(t, 1.0, seg("modelmon_segment_prediction_regression_outcomes_total", "price", "device", "web"))
+	// mix: 6 labels joined on the app, 4 of them numbers.
+	require.Equal(t, 6.0, seg("modelmon_segment_labels_matched_total", "mix", "device", "app"))
+	require.Equal(t, 4.0, seg("modelmon_segment_prediction_regression_outcomes_total", "mix", "device", "app"))
+	require.Equal(t, 2.0, seg("modelmon_segment_prediction_absolute_error_total", "mix", "device", "app"))
+	require.Equal(t, 1.5, seg("modelmon_segment_prediction_squared_error_total", "mix", "device", "app"))
 	// Rooms by range: 2 in (-inf,2], 3.5 in (2,4], 7 in (4,+inf).
 	require.Equal(t, 2.0, seg("modelmon_segment_prediction_absolute_error_total", "price", "rooms", "(-inf,2]"))
 	require.Equal(t, 1.0, seg("modelmon_segment_prediction_absolute_error_total", "price", "rooms", "(2,4]"))
@@ -476,6 +496,14 @@ func TestLabelsBySegment(t *testing.T) {
 	postLabels(t, e, strings.Join(labels, "\n"))
 	require.Equal(t, 7.0, seg("modelmon_segment_labels_matched_total", "price", "device", "__other__"), "app, web and 18 more fill the 20")
 	require.Equal(t, 7.0, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "segment"}))
+	// The numeric pairs are counted under the same capped values.
+	require.Equal(t, 7.0, seg("modelmon_segment_prediction_regression_outcomes_total", "price", "device", "__other__"))
+	fams := scrape(t, e, "modelmon_segment_")
+	priceDevice := func(name string) int {
+		return strings.Count(fams[name].text, `{model="price",segment="device",`)
+	}
+	require.Equal(t, 21, priceDevice("modelmon_segment_labels_matched_total"), "20 values and __other__")
+	require.Equal(t, 21, priceDevice("modelmon_segment_prediction_regression_outcomes_total"))
 
 	// The shipped rules, in a real Prometheus scraping the sidecar.
 	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
@@ -486,6 +514,9 @@ func TestLabelsBySegment(t *testing.T) {
 		`modelmon:segment_labels:total{model="fraud",segment="country",segment_value="__missing__"}`: 1,
 		`modelmon:segment_mae:total{model="price",segment="device",segment_value="app"}`:             1.5,
 		`modelmon:segment_rmse:total{model="price",segment="device",segment_value="app"}`:            math.Sqrt(2.5),
+		// Over mix's 4 numeric pairs, not its 6 labels: 2/6 and √(1.5/6) before.
+		`modelmon:segment_mae:total{model="mix",segment="device",segment_value="app"}`:  0.5,
+		`modelmon:segment_rmse:total{model="mix",segment="device",segment_value="app"}`: math.Sqrt(1.5 / 4),
 	})
 }
 

@@ -358,10 +358,12 @@ func TestShadowScoredAgainstLabels(t *testing.T) {
 		"fraud":  `{"predictions": ["a", "a", "b", "b"]}`,
 		"house":  `{"predictions": [1, 2]}`,
 		"broken": `{"predictions": ["a"]}`,
+		"mix":    `{"predictions": [1, "a"]}`,
 	}, nil)
 	candidate := newRecordingServer(t, map[string]string{
 		"fraud": `{"predictions": ["a", "b", "b", "a"]}`,
 		"house": `{"predictions": [1.5, 4]}`,
+		"mix":   `{"predictions": [1.5, "b"]}`,
 	}, func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, "broken") {
 			http.Error(w, "candidate broken", http.StatusInternalServerError)
@@ -377,12 +379,13 @@ func TestShadowScoredAgainstLabels(t *testing.T) {
 		{"fraud", "r1", `{"instances": [[1], [2], [3], [4]]}`},
 		{"house", "r2", `{"instances": [[1], [2]]}`},
 		{"broken", "r3", `{"instances": [[1]]}`},
+		{"mix", "r4", `{"instances": [[1], [2]]}`},
 	} {
 		status, _ := predict(t, e, r.model, r.body, "X-Request-Id", r.id)
 		require.Equal(t, 200, status)
 	}
 	waitIdle(t, e)
-	require.Equal(t, 6.0, metricValue(t, e, collector.ShadowPendingPredictions, nil), "fraud's 4 and house's 2; broken's shadow failed")
+	require.Equal(t, 8.0, metricValue(t, e, collector.ShadowPendingPredictions, nil), "fraud's 4, house's 2 and mix's 2; broken's shadow failed")
 
 	// r1: both right, model only, neither, shadow only.
 	st, resp := postLabels(t, e, `{"id": "r1/0", "label": "a"}
@@ -391,9 +394,11 @@ func TestShadowScoredAgainstLabels(t *testing.T) {
 {"id": "r1/3", "label": "a"}
 {"id": "r2/0", "label": 1}
 {"id": "r2/1", "label": 3}
-{"id": "r3", "label": "a"}`)
+{"id": "r3", "label": "a"}
+{"id": "r4/0", "label": 2}
+{"id": "r4/1", "label": "a"}`)
 	require.Equal(t, 200, st)
-	require.Equal(t, []string{"matched", "matched", "matched", "matched", "matched", "matched", "matched"}, resp.Results)
+	require.Equal(t, slices.Repeat([]string{"matched"}, 9), resp.Results)
 
 	fraud, house := map[string]string{"model": "fraud"}, map[string]string{"model": "house"}
 	source := func(model, src string) map[string]string { return map[string]string{"model": model, "source": src} }
@@ -404,10 +409,21 @@ func TestShadowScoredAgainstLabels(t *testing.T) {
 	require.Equal(t, 2.0, metricValue(t, e, collector.PredictionCorrectTotal, map[string]string{"model": "fraud", "class": "a"}), "the model's own quality is counted as before")
 
 	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowLabelsMatchedTotal, house))
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowRegressionOutcomesTotal, house))
 	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, source("house", "model")))
 	require.Equal(t, 1.5, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, source("house", "shadow")))
 	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowSquaredErrorTotal, source("house", "model")))
 	require.Equal(t, 1.25, metricValue(t, e, collector.ShadowSquaredErrorTotal, source("house", "shadow")))
+
+	// mix: a number and a class, each scored; its errors are over the one
+	// numeric pair, not over both labels.
+	mix := map[string]string{"model": "mix"}
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowLabelsMatchedTotal, mix))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRegressionOutcomesTotal, mix))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, source("mix", "model")))
+	require.Equal(t, 0.5, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, source("mix", "shadow")))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowCorrectTotal, source("mix", "model")))
+	require.Zero(t, metricValue(t, e, collector.ShadowCorrectTotal, source("mix", "shadow")))
 
 	require.Zero(t, metricValue(t, e, collector.ShadowLabelsMatchedTotal, map[string]string{"model": "broken"}))
 	require.Equal(t, 1.0, metricValue(t, e, collector.LabelsMatchedTotal, map[string]string{"model": "broken"}))
@@ -597,8 +613,8 @@ func TestShadowPendingSurvivesRestart(t *testing.T) {
 {"id": "r1/3", "label": "a"}
 {"id": "r2/0", "label": 1}
 {"id": "r2/1", "label": 3}`
-	scored := []string{collector.ShadowLabelsMatchedTotal, collector.ShadowCorrectTotal, collector.ShadowDiscordantTotal,
-		collector.ShadowAbsoluteErrorTotal, collector.ShadowSquaredErrorTotal}
+	scored := []string{collector.ShadowLabelsMatchedTotal, collector.ShadowRegressionOutcomesTotal, collector.ShadowCorrectTotal,
+		collector.ShadowDiscordantTotal, collector.ShadowAbsoluteErrorTotal, collector.ShadowSquaredErrorTotal}
 
 	// run mirrors the predictions, restarts the sidecar as told, posts the
 	// labels, and returns how the shadow was scored against them.
@@ -647,6 +663,7 @@ func TestShadowPendingSurvivesRestart(t *testing.T) {
 	want := run("")
 	for _, sample := range []string{ // as TestShadowScoredAgainstLabels has them
 		`modelmon_shadow_labels_matched_total{model="fraud"} 4`,
+		`modelmon_shadow_prediction_regression_outcomes_total{model="house"} 2`,
 		`modelmon_shadow_prediction_correct_total{model="fraud",source="shadow"} 2`,
 		`modelmon_shadow_prediction_discordant_total{model="fraud"} 2`,
 		`modelmon_shadow_prediction_squared_error_total{model="house",source="shadow"} 1.25`,

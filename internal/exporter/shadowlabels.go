@@ -137,6 +137,7 @@ func (s *shadow) labelled(o quality.Outcome) {
 			return
 		}
 		m.LabelsMatched.WithLabelValues(o.Model).Inc()
+		m.RegOutcomes.WithLabelValues(o.Model).Inc()
 		d := p.x - o.ActualValue
 		m.AbsoluteError.WithLabelValues(o.Model, collector.SourceModel).Add(o.AbsError)
 		m.AbsoluteError.WithLabelValues(o.Model, collector.SourceShadow).Add(math.Abs(d))
