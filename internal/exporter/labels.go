@@ -538,8 +538,10 @@ func (l *labels) recordSegments(o quality.Outcome) {
 	}
 	for _, sg := range o.Segments {
 		m.segMatched.WithLabelValues(o.Model, sg.Name, sg.Value).Inc()
+		// Created at 0 with segMatched, as regOutcomes is in record.
+		regOutcomes := m.segRegOut.WithLabelValues(o.Model, sg.Name, sg.Value)
 		if o.Regression {
-			m.segRegOut.WithLabelValues(o.Model, sg.Name, sg.Value).Inc()
+			regOutcomes.Inc()
 			m.segAbsErr.WithLabelValues(o.Model, sg.Name, sg.Value).Add(o.AbsError)
 			m.segSqErr.WithLabelValues(o.Model, sg.Name, sg.Value).Add(o.SquaredError)
 			continue
@@ -589,10 +591,15 @@ func (l *labels) record(o quality.Outcome) {
 	}
 	m := l.metrics
 	m.matched.WithLabelValues(o.Model).Inc()
+	// Created at 0 with matched, for a class too: the quality rules take
+	// matched as the numeric pairs of a replica without this counter (a
+	// sidecar from before it, during a rolling upgrade), so a sidecar
+	// that has it must show it wherever it shows matched.
+	regOutcomes := m.regOutcomes.WithLabelValues(o.Model)
 	m.delay.WithLabelValues(o.Model).Observe(o.Delay.Seconds())
 	l.recordSegments(o)
 	if o.Regression {
-		m.regOutcomes.WithLabelValues(o.Model).Inc()
+		regOutcomes.Inc()
 		m.absErr.WithLabelValues(o.Model).Add(o.AbsError)
 		m.sqErr.WithLabelValues(o.Model).Add(o.SquaredError)
 		// The labels are summed less their offset, which is near their

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/big"
 	"math/rand/v2"
@@ -21,8 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	promModel "github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/payload"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 	"github.com/modelmon/modelmon/internal/quality"
@@ -518,6 +522,71 @@ func TestLabelsBySegment(t *testing.T) {
 		`modelmon:segment_mae:total{model="mix",segment="device",segment_value="app"}`:  0.5,
 		`modelmon:segment_rmse:total{model="mix",segment="device",segment_value="app"}`: math.Sqrt(1.5 / 4),
 	})
+}
+
+// Wherever the sidecar shows labels joined, it shows the numeric pairs
+// among them under the same labels, at 0 for a class label: for the model,
+// by segment value, and for the shadow. The quality rules take the labels
+// joined as the numeric pairs of a replica that has no such series, a
+// sidecar from before them in a rolling upgrade, so a missing one must
+// mean that and not "no number yet".
+func TestRegressionOutcomesBesideLabelsMatched(t *testing.T) {
+	answers := map[string]string{"fraud": `{"predictions": ["a", "b"]}`, "house": `{"predictions": [1, 2]}`}
+	model, candidate := newRecordingServer(t, answers, nil), newRecordingServer(t, answers, nil)
+	e := startWithConfig(t, model.URL, `models:
+  - name: fraud
+    segments: [country]
+  - name: house
+    segments: [country]
+`, func(o *Options) {
+		labelsOn(o)
+		shadowOptions(candidate.URL, nil)(o)
+	})
+	for _, r := range []struct{ model, id string }{{"fraud", "r1"}, {"house", "r2"}} {
+		status, _ := predict(t, e, r.model, `{"instances": [{"country": "DE"}, {"country": "FR"}]}`, "X-Request-Id", r.id)
+		require.Equal(t, 200, status)
+	}
+	waitIdle(t, e)
+	_, resp := postLabels(t, e, `{"id": "r1/0", "label": "a"}
+{"id": "r1/1", "label": "a"}
+{"id": "r2/0", "label": 1}
+{"id": "r2/1", "label": 3}`)
+	require.Equal(t, slices.Repeat([]string{"matched"}, 4), resp.Results)
+
+	resp2, err := http.Get("http://" + e.WebAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp2.Body.Close()
+	parser := expfmt.NewTextParser(promModel.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp2.Body)
+	require.NoError(t, err)
+	// series returns the samples of a family by their labels.
+	series := func(name string) map[string]float64 {
+		out := map[string]float64{}
+		for _, m := range fams[name].GetMetric() {
+			var ls []string
+			for _, lp := range m.GetLabel() {
+				ls = append(ls, lp.GetName()+"="+lp.GetValue())
+			}
+			out[strings.Join(ls, ",")] = m.GetCounter().GetValue()
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		matched, numeric string
+		want             map[string]float64
+	}{
+		{collector.LabelsMatchedTotal, collector.RegressionOutcomesTotal,
+			map[string]float64{"model=fraud": 0, "model=house": 2}},
+		{collector.SegmentLabelsMatched, collector.SegmentRegOutcomes, map[string]float64{
+			"model=fraud,segment=country,segment_value=DE": 0, "model=fraud,segment=country,segment_value=FR": 0,
+			"model=house,segment=country,segment_value=DE": 1, "model=house,segment=country,segment_value=FR": 1,
+		}},
+		{collector.ShadowLabelsMatchedTotal, collector.ShadowRegressionOutcomesTotal,
+			map[string]float64{"model=fraud": 0, "model=house": 2}},
+	} {
+		require.Equal(t, tc.want, series(tc.numeric), tc.numeric)
+		require.ElementsMatch(t, slices.Collect(maps.Keys(series(tc.matched))), slices.Collect(maps.Keys(tc.want)), tc.matched)
+	}
 }
 
 // requireQueries waits until each PromQL expression gives its value, within

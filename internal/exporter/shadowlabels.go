@@ -146,6 +146,9 @@ func (s *shadow) labelled(o quality.Outcome) {
 		return
 	}
 	m.LabelsMatched.WithLabelValues(o.Model).Inc()
+	// Created at 0 with LabelsMatched, as the label join's own count of
+	// numeric pairs is (labels.record).
+	m.RegOutcomes.WithLabelValues(o.Model)
 	modelRight := o.Correct && !o.ActualOverflow
 	shadowRight := p.isClass && p.class == o.ActualClass
 	// Created at 0 on a miss too: the gain subtracts one from the other.
