@@ -218,8 +218,36 @@ type ReplayIncident struct {
 	// the end of the range if the escalator still knew it then: the
 	// policy, the level reached, who was notified, and why the chain
 	// stopped (acknowledged, resolved).
-	Escalation *escalationJSON `json:"escalation,omitempty"`
-	History    []Decision      `json:"history"`
+	Escalation *ReplayEscalationState `json:"escalation,omitempty"`
+	History    []Decision             `json:"history"`
+}
+
+// ReplayEscalationState is an incident's escalation state in a replay
+// report: the escalation of GET /api/v1/incidents (escalationJSON), field
+// for field, with the report's snake_case names. The API keeps its
+// camelCase, which scripts and the incidents page read.
+type ReplayEscalationState struct {
+	// Policy is empty when none matches the incident.
+	Policy string `json:"policy,omitempty"`
+	// Status is active, acknowledged, snoozed or resolved.
+	Status string `json:"status"`
+	// Step is the index of the chain's next step, Level the highest level
+	// notified in the current run of the chain, Iteration the runs before.
+	Step      int `json:"step"`
+	Level     int `json:"level"`
+	Iteration int `json:"iteration"`
+	// NextStepAt is when the next step is due, while the chain runs.
+	NextStepAt        *time.Time `json:"next_step_at,omitempty"`
+	Notified          []string   `json:"notified"`
+	AcknowledgedBy    string     `json:"acknowledged_by,omitempty"`
+	AcknowledgedAt    *time.Time `json:"acknowledged_at,omitempty"`
+	AcknowledgedUntil *time.Time `json:"acknowledged_until,omitempty"`
+	SnoozedBy         string     `json:"snoozed_by,omitempty"`
+	SnoozedUntil      *time.Time `json:"snoozed_until,omitempty"`
+	ResolvedBy        string     `json:"resolved_by,omitempty"`
+	ResolvedAt        *time.Time `json:"resolved_at,omitempty"`
+	// Pending counts the notifications and actions not carried out yet.
+	Pending int `json:"pending"`
 }
 
 // ReplaySummary counts a replay's firings by outcome, and its escalation

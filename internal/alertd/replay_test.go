@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -853,8 +854,37 @@ func TestReplayIncidentHistory(t *testing.T) {
 	js, err := json.Marshal(r)
 	require.NoError(t, err)
 	require.Contains(t, string(js), `"incidents":[{"id":"`+id+`","incident":"{}:{model=\"a\"}","labels":{"alertname":"ErrorsHigh","model":"a"},"receiver":"oncall","opened_at":"2026-03-02T01:00:00Z","closed_at":"2026-03-02T01:40:00Z","escalation":{"policy":"pager","status":"resolved","step":`)
-	require.Contains(t, string(js), `"level":2,"iteration":0,"notified":["l1","l2"],"acknowledgedBy":"alice","acknowledgedAt":"2026-03-02T01:15:00Z"`)
+	require.Contains(t, string(js), `"level":2,"iteration":0,"notified":["l1","l2"],"acknowledged_by":"alice","acknowledged_at":"2026-03-02T01:15:00Z","resolved_at":"2026-03-02T01:40:00Z","pending":0}`)
 	require.Contains(t, string(js), `"history":[{"time":"2026-03-02T01:00:00Z","stage":"escalate","action":"escalating","reason":"incident `+id)
+	requireSnakeCase(t, js)
+}
+
+// requireSnakeCase fails unless every key of the JSON report's objects is
+// snake_case, except those of labels, which are the alerts' label names,
+// and of maps keyed by data (the summary's counts by stage and level).
+func requireSnakeCase(t *testing.T, js []byte) {
+	t.Helper()
+	var v any
+	require.NoError(t, json.Unmarshal(js, &v))
+	snake := regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				require.Regexp(t, snake, k, "key %q of %s", k, path)
+				if k == "labels" || k == "suppressed" || k == "escalations_by_level" {
+					continue
+				}
+				walk(path+"."+k, e)
+			}
+		case []any:
+			for i, e := range v {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		}
+	}
+	walk("report", v)
 }
 
 // Of sibling routes with the same matchers and the same receiver, an

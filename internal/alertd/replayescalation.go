@@ -337,8 +337,15 @@ func (r *replayEscalation) noteLocked(in *incident, d Decision) {
 	}
 	ri.History = append(ri.History, d)
 	if v := r.x.viewLocked(in.ID, d.Time); v != nil {
-		ri.Escalation = v
+		ri.Escalation = reportState(v)
 	}
+}
+
+// reportState is the escalation state of the API as a replay report
+// has it: the same fields, the report's names.
+func reportState(v *escalationJSON) *ReplayEscalationState {
+	st := ReplayEscalationState(*v)
+	return &st
 }
 
 // incidentHistories returns the incidents the escalator decided about, in
@@ -354,7 +361,7 @@ func (r *replayEscalation) incidentHistories(end time.Time) []ReplayIncident {
 	for _, id := range r.order {
 		ri := r.incidents[id]
 		if v := r.x.viewLocked(id, end); v != nil {
-			ri.Escalation = v
+			ri.Escalation = reportState(v)
 		}
 		if in := r.rec.incidents.byID[id]; in != nil && in.ClosedAt != nil {
 			ri.ClosedAt = *in.ClosedAt
