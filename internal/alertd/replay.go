@@ -426,12 +426,22 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 	watchDeploys := cfg.Suppression.Deploy.Hold > 0
 	res := &ReplayResult{Config: file, From: opts.From, To: opts.To, Step: model.Duration(step).String()}
 	resend := max(DefaultOptions().ResendDelay, step)
+	// expireSilences ends the expireOnResolve silences whose alerts
+	// resolved, as alertd's loop does after its release.
+	expireSilences := func(t time.Time) error {
+		ended, err := p.expireResolvedSilences(t)
+		sils.expired(ended, t)
+		return err
+	}
 	// change looks again at the alerts at a time between evaluations that
 	// a silence or maintenance window begins or ends, as alertd's loop
 	// does within seconds: what it releases is notified then, and the
 	// escalation steps due after it see it.
 	change := func(t time.Time) error {
 		if err := p.store.release(ctx, t); err != nil {
+			return err
+		}
+		if err := expireSilences(t); err != nil {
 			return err
 		}
 		p.suppressBegun(ctx, t)
@@ -495,6 +505,9 @@ func Replay(ctx context.Context, file string, opts ReplayOptions) (*ReplayResult
 			}
 		}
 		if err := p.store.release(ctx, now); err != nil {
+			return nil, err
+		}
+		if err := expireSilences(now); err != nil {
 			return nil, err
 		}
 		// As alertd's loop after its release: a silence or window that

@@ -20,7 +20,8 @@ import (
 // Alertmanager, which the configuration file does not hold. The replay
 // applies it over its own [StartsAt, EndsAt) on the replay's clock, as
 // alertd applied it then, through the silence stage that applies the
-// configuration's silences.
+// configuration's silences. One with ExpireOnResolve ends, as in alertd,
+// once every alert it selected while firing has resolved in the replay.
 type ReplaySilence struct {
 	ID string `json:"id"`
 	// Matchers are in Alertmanager's syntax, whichever form the file had.
@@ -29,9 +30,15 @@ type ReplaySilence struct {
 	EndsAt    time.Time `json:"ends_at"`
 	CreatedBy string    `json:"created_by,omitempty"`
 	Comment   string    `json:"comment,omitempty"`
+	// ExpireOnResolve is alertd's expireOnResolve: the silence ends,
+	// before EndsAt, once the alerts it selected while firing resolved.
+	ExpireOnResolve bool `json:"expire_on_resolve,omitempty"`
 	// Alerts are the fingerprints of the alerts the silence selected while
 	// it was active and they fired, set by the replay: [] for none.
 	Alerts []string `json:"alerts"`
+	// ExpiredAt is when the replay ended an ExpireOnResolve silence
+	// because its alerts had resolved; zero if it did not.
+	ExpiredAt time.Time `json:"expired_at,omitzero"`
 
 	matchers amlabels.Matchers
 }
@@ -52,6 +59,9 @@ type replaySilenceJSON struct {
 	// Source is "config" for a silence of the configuration file in GET
 	// /api/v1/silences.
 	Source string `json:"source"`
+	// ExpireOnResolve is in alertd's silences.json and GET
+	// /api/v1/silences; the API v2 has no such field.
+	ExpireOnResolve bool `json:"expireOnResolve"`
 }
 
 // configSilencePrefix begins the ids alertd gives its configuration's
@@ -138,7 +148,8 @@ func ReadReplaySilences(r io.Reader, from, to time.Time) ([]ReplaySilence, error
 
 // replay checks the silence and returns it for a replay.
 func (sj *replaySilenceJSON) replay() (ReplaySilence, error) {
-	s := ReplaySilence{ID: sj.ID, StartsAt: sj.StartsAt, EndsAt: sj.EndsAt, CreatedBy: sj.CreatedBy, Comment: sj.Comment}
+	s := ReplaySilence{ID: sj.ID, StartsAt: sj.StartsAt, EndsAt: sj.EndsAt, CreatedBy: sj.CreatedBy, Comment: sj.Comment,
+		ExpireOnResolve: sj.ExpireOnResolve}
 	switch {
 	case sj.StartsAt.IsZero() || sj.EndsAt.IsZero():
 		return s, errors.New("a silence needs startsAt and endsAt")
@@ -171,13 +182,16 @@ func (sj *replaySilenceJSON) replay() (ReplaySilence, error) {
 
 // addReplaySilences adds the silences of --silences to a replay's silence
 // stage, as API silences: they apply there, begin and end
-// (suppressionChanges, suppressBegun) as the configuration's do.
+// (suppressionChanges, suppressBegun) as the configuration's do, and
+// those with ExpireOnResolve end when their alerts resolve
+// (pipeline.expireResolvedSilences) as alertd's do.
 func (s *silencer) addReplaySilences(sils []ReplaySilence) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, rs := range sils {
 		s.items[rs.ID] = &silence{ID: rs.ID, Matchers: rs.Matchers, StartsAt: rs.StartsAt, EndsAt: rs.EndsAt,
-			CreatedBy: rs.CreatedBy, Comment: rs.Comment, Source: "api", matchers: rs.matchers}
+			CreatedBy: rs.CreatedBy, Comment: rs.Comment, Source: "api", ExpireOnResolve: rs.ExpireOnResolve,
+			matchers: rs.matchers}
 	}
 }
 
@@ -204,7 +218,7 @@ func newReplaySilences(sils []ReplaySilence) *replaySilences {
 func (r *replaySilences) observe(now time.Time, s *store) {
 	var active []int
 	for i := range r.sils {
-		if sil := &r.sils[i]; !now.Before(sil.StartsAt) && now.Before(sil.EndsAt) {
+		if sil := &r.sils[i]; !now.Before(sil.StartsAt) && now.Before(sil.EndsAt) && sil.ExpiredAt.IsZero() {
 			active = append(active, i)
 		}
 	}
@@ -221,6 +235,18 @@ func (r *replaySilences) observe(now time.Time, s *store) {
 			if !r.seen[i][fp] && r.sils[i].matchers.Matches(a.Labels) {
 				r.seen[i][fp] = true
 				r.sils[i].Alerts = append(r.sils[i].Alerts, fp.String())
+			}
+		}
+	}
+}
+
+// expired records the silences the replay ended at now because their
+// alerts resolved.
+func (r *replaySilences) expired(sils []silence, now time.Time) {
+	for _, sil := range sils {
+		for i := range r.sils {
+			if r.sils[i].ID == sil.ID {
+				r.sils[i].ExpiredAt = now
 			}
 		}
 	}

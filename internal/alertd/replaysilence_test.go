@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/api/v2/models"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/alertmanagertest"
@@ -262,4 +263,91 @@ func TestReadReplaySilences(t *testing.T) {
 	none, err := ReadReplaySilences(io.MultiReader(strings.NewReader(" [] \n")), from, to)
 	require.NoError(t, err)
 	require.Empty(t, none)
+}
+
+// A silence with expireOnResolve ends, in a replay as in alertd, once the
+// alert it silenced resolves, so that the alert's next firing pages. alertd
+// runs on a clock moved through the history's times, the alert posted as
+// its rule fires it; the replay, given the silence as saved when it was
+// created (GET /api/v1/silences: its end still the planned one) or at the
+// end (silences.json: its end the expiry), has the same outcomes.
+func TestReplaySilenceExpireOnResolve(t *testing.T) {
+	t.Parallel()
+	start := time.Now().UTC().Truncate(time.Minute).Add(2 * time.Minute)
+	at := func(m int) time.Time { return start.Add(time.Duration(m) * time.Minute) }
+	ts := func(m int) string { return at(m).Format(time.RFC3339Nano) }
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "tsdb")
+	// Model a fails from 60 to 100, then from 150 to 170.
+	writeHistoryFrom(t, hist, start, map[string][]float64{
+		"errors/a": pattern(300, 0, 5, [2]int{60, 100}, [2]int{150, 170}),
+	})
+	src, closeSrc, err := OpenReplaySource(hist, "", 0, commoncfgZero)
+	require.NoError(t, err)
+	defer closeSrc()
+	cfg := writeReplayConfig(t, dir, "c", "", replayRules)
+
+	// Live: someone silences model a until 200, "until it resolves".
+	clock := &testClock{}
+	moveTo := func(m int) { clock.skip(at(m).Sub(clock.Now())) }
+	h := newHook(t)
+	ad := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": "groups: []\n"}, clock.options())
+	moveTo(50)
+	id := createSilence(t, ad, fmt.Sprintf(`{"matchers":["model=\"a\""],"startsAt":%q,"endsAt":%q,"createdBy":"alice","comment":"on it","expireOnResolve":true}`, ts(50), ts(200)))
+	code, atCreation := get(t, ad.URL+"/api/v1/silences")
+	require.Equal(t, http.StatusOK, code)
+	silence := func() map[string]any {
+		for _, s := range v1Silences(t, ad.URL) {
+			if s["id"] == id {
+				return s
+			}
+		}
+		return nil
+	}
+	labels := model.LabelSet{"alertname": "ErrorsHigh", "model": "a"}
+	moveTo(60)
+	postAlertJSON(t, ad, fmt.Sprintf(`{"labels":{"alertname":"ErrorsHigh","model":"a"},"startsAt":%q,"endsAt":%q}`, ts(60), ts(299)))
+	first := waitFor(t, ad, labels, inState("suppressed"), "not silenced")
+	require.Contains(t, lastOf(first.History, "silence").Reason, "silenced by "+id)
+	// alertd's loop sees the silence select a firing alert.
+	require.Eventually(t, func() bool { return silence()["silencedAt"] != nil }, 10*time.Second, 20*time.Millisecond)
+	moveTo(100)
+	postAlertJSON(t, ad, fmt.Sprintf(`{"labels":{"alertname":"ErrorsHigh","model":"a"},"startsAt":%q,"endsAt":%q}`, ts(60), ts(100)))
+	require.Eventually(t, func() bool { return silence()["state"] == "expired" }, 10*time.Second, 20*time.Millisecond, "the silence outlived its alert")
+	moveTo(150)
+	postAlertJSON(t, ad, fmt.Sprintf(`{"labels":{"alertname":"ErrorsHigh","model":"a"},"startsAt":%q,"endsAt":%q}`, ts(150), ts(299)))
+	h.wait(t, "ErrorsHigh", "firing", 30*time.Second)
+	require.Equal(t, 1, h.notifications("ErrorsHigh", "firing"), "only the second firing paged")
+	stored, err := os.ReadFile(filepath.Join(ad.Dir, "data", "silences.json"))
+	require.NoError(t, err)
+	live := []string{"1h0m0s a suppressed silence", "2h30m0s a paged"}
+
+	for name, body := range map[string]string{"GET /api/v1/silences at creation": atCreation, "silences.json at the end": string(stored)} {
+		t.Run(name, func(t *testing.T) {
+			sils, err := ReadReplaySilences(strings.NewReader(body), at(0), at(299))
+			require.NoError(t, err)
+			require.Len(t, sils, 1)
+			require.True(t, sils[0].ExpireOnResolve)
+			r, err := Replay(context.Background(), cfg, ReplayOptions{From: at(0), To: at(299), Source: src, Silences: sils})
+			require.NoError(t, err)
+			require.Equal(t, live, firingOutcomes(r, start), "the replay's outcomes are alertd's")
+			require.Equal(t, at(100), r.Silences[0].ExpiredAt, "ended as its alert resolved")
+			require.Len(t, r.Silences[0].Alerts, 1)
+			js, err := json.Marshal(r.Silences[0])
+			require.NoError(t, err)
+			require.Contains(t, string(js), `"expire_on_resolve":true,"alerts":["`+r.Firings[0].Fingerprint+`"],"expired_at":"`+ts(100)+`"}`)
+		})
+	}
+}
+
+// v1Silences returns alertd's GET /api/v1/silences, each silence as a map.
+func v1Silences(t *testing.T, url string) []map[string]any {
+	t.Helper()
+	code, body := get(t, url+"/api/v1/silences")
+	require.Equal(t, http.StatusOK, code, body)
+	var r struct {
+		Data []map[string]any `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &r))
+	return r.Data
 }

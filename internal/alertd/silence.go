@@ -244,24 +244,45 @@ func (s *silencer) markSilenced(id string, now time.Time) error {
 // firing alert and select none now; it runs with the pipeline's release,
 // every few seconds.
 func (a *Alertd) expireResolvedSilences(now time.Time) {
-	for _, sil := range a.silencer.expiringOnResolve(now) {
-		if a.store.anyFiring(now, sil.matchers) {
-			if err := a.silencer.markSilenced(sil.ID, now); err != nil {
-				a.logger.Error("Failed to save silences", "err", err)
+	expired, err := a.pipeline.expireResolvedSilences(now)
+	if err != nil {
+		a.logger.Error("Failed to save silences", "err", err)
+	}
+	for _, sil := range expired {
+		a.logger.Info("Silence expired: every alert it silenced has resolved", "silence", sil.ID, "created_by", sil.CreatedBy)
+	}
+}
+
+// expireResolvedSilences ends the ExpireOnResolve silences that selected a
+// firing alert and select none now, and returns those it ended. A silence
+// records when it first selects a firing alert (SilencedAt); one that has
+// not yet waits for its alerts until its end. alertd runs it with its
+// release; a replay at each evaluation and each change of its silences,
+// so that both end a silence alike.
+func (p *pipeline) expireResolvedSilences(now time.Time) ([]silence, error) {
+	var (
+		expired []silence
+		errs    []error
+	)
+	for _, sil := range p.silencer.expiringOnResolve(now) {
+		if p.store.anyFiring(now, sil.matchers) {
+			if err := p.silencer.markSilenced(sil.ID, now); err != nil {
+				errs = append(errs, err)
 			}
 			continue
 		}
 		if sil.SilencedAt.IsZero() {
 			continue // nothing fired yet
 		}
-		ok, err := a.silencer.expire(sil.ID, now)
+		ok, err := p.silencer.expire(sil.ID, now)
 		if err != nil {
-			a.logger.Error("Failed to save silences", "err", err)
+			errs = append(errs, err)
 		}
 		if ok {
-			a.logger.Info("Silence expired: every alert it silenced has resolved", "silence", sil.ID, "created_by", sil.CreatedBy)
+			expired = append(expired, sil)
 		}
 	}
+	return expired, errors.Join(errs...)
 }
 
 // silencesPath is where API silences are kept.
