@@ -71,8 +71,9 @@ func Amtool(t testing.TB) string {
 }
 
 // Start runs Alertmanager with config (the content of alertmanager.yml) on
-// a free port of 127.0.0.1, with clustering disabled and its storage in a
-// temporary directory, and returns once it is ready. It is killed when the
+// a free port of 127.0.0.1, with clustering disabled, its storage in a
+// temporary directory and its URL as its external URL (which its webhooks
+// send as externalURL), and returns once it is ready. It is killed when the
 // test ends, and its output is logged if the test failed.
 func Start(t testing.TB, config string) *Server {
 	t.Helper()
@@ -87,6 +88,7 @@ func Start(t testing.TB, config string) *Server {
 		"--config.file="+cfgFile,
 		"--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
+		"--web.external-url=http://"+addr,
 		"--cluster.listen-address=", // no gossip: a single instance
 		"--log.level=warn",
 	)}
