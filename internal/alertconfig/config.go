@@ -119,6 +119,48 @@ type Intake struct {
 	// that plus a group_interval. Default 8h5m, for Alertmanager's
 	// defaults (4h, 5m).
 	AlertmanagerResolveTimeout model.Duration `yaml:"alertmanager_resolve_timeout"`
+	// AlertmanagerAPI is how alertd asks the Alertmanagers that relay
+	// alerts to its webhook which of them still fire there.
+	AlertmanagerAPI AlertmanagerAPI `yaml:"alertmanager_api"`
+}
+
+// AlertmanagerAPI configures alertd's checks of the Alertmanagers that
+// relay alerts to its webhook intake: at the externalURL their webhooks
+// name, it asks their API (GET /api/v2/alerts, /api/v2/status) which of
+// the relayed alerts still fire there, and which they silence or inhibit.
+type AlertmanagerAPI struct {
+	// CheckInterval is how often alertd asks each of them; 0 never asks,
+	// and alertd then knows only what the webhooks say. Default 1m.
+	CheckInterval model.Duration `yaml:"check_interval"`
+	// Timeout bounds each check of one Alertmanager. Default 10s.
+	Timeout model.Duration `yaml:"timeout"`
+	// HTTPClientConfig holds basic_auth, authorization, oauth2,
+	// tls_config and proxy settings for every Alertmanager's API.
+	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
+}
+
+// DefaultAlertmanagerAPI is the default of intake.alertmanager_api.
+var DefaultAlertmanagerAPI = AlertmanagerAPI{
+	CheckInterval:    model.Duration(time.Minute),
+	Timeout:          model.Duration(10 * time.Second),
+	HTTPClientConfig: commoncfg.DefaultHTTPClientConfig,
+}
+
+// UnmarshalYAML sets the defaults, so that check_interval: 0 turns the
+// checks off.
+func (c *AlertmanagerAPI) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = DefaultAlertmanagerAPI
+	type plain AlertmanagerAPI
+	if err := unmarshal((*plain)(c)); err != nil {
+		return err
+	}
+	if c.CheckInterval < 0 {
+		return errors.New("intake: alertmanager_api: check_interval must not be negative")
+	}
+	if c.Timeout <= 0 {
+		return errors.New("intake: alertmanager_api: timeout must be positive")
+	}
+	return nil
 }
 
 // AnomalyDetector evaluates a PromQL expression every interval and scores
@@ -400,7 +442,7 @@ type AlertmanagerConfig struct {
 // defaults, no rules or targets, and a root route to a receiver that does
 // nothing (alerts still show in the API).
 func Default() *Config {
-	return &Config{Global: DefaultGlobal()}
+	return &Config{Global: DefaultGlobal(), Intake: Intake{AlertmanagerAPI: DefaultAlertmanagerAPI}}
 }
 
 // UnmarshalYAML fills defaults and checks the receivers, as Alertmanager's
@@ -657,6 +699,12 @@ func (c *Config) validate(dir string) error {
 	}
 	if c.Intake.AlertmanagerResolveTimeout == 0 {
 		c.Intake.AlertmanagerResolveTimeout = model.Duration(8*time.Hour + 5*time.Minute)
+	}
+	if err := c.Intake.AlertmanagerAPI.HTTPClientConfig.Validate(); err != nil {
+		return fmt.Errorf("intake: alertmanager_api: %w", err)
+	}
+	if dir != "" {
+		c.Intake.AlertmanagerAPI.HTTPClientConfig.SetDirectory(dir)
 	}
 	if err := c.validateAnomaly(); err != nil {
 		return err

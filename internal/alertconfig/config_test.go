@@ -34,6 +34,30 @@ func TestLoadFileGood(t *testing.T) {
 	require.Equal(t, model.Duration(8*time.Hour+5*time.Minute), c.Intake.AlertmanagerResolveTimeout)
 }
 
+// intake.alertmanager_api checks every minute by default; 0 turns the
+// checks off, and the HTTP settings are Prometheus's.
+func TestLoadAlertmanagerAPI(t *testing.T) {
+	for _, in := range []string{"", "intake: {resolve_timeout: 1m}\n", "intake: {alertmanager_api: {timeout: 10s}}\n"} {
+		c, err := Load(in, "")
+		require.NoError(t, err, in)
+		require.Equal(t, model.Duration(time.Minute), c.Intake.AlertmanagerAPI.CheckInterval, in)
+		require.Equal(t, model.Duration(10*time.Second), c.Intake.AlertmanagerAPI.Timeout, in)
+		require.True(t, c.Intake.AlertmanagerAPI.HTTPClientConfig.FollowRedirects, in)
+	}
+	c, err := Load("intake:\n  alertmanager_api:\n    check_interval: 0s\n    basic_auth: {username: alertd, password_file: pw}\n", "/etc/alertd")
+	require.NoError(t, err)
+	require.Zero(t, c.Intake.AlertmanagerAPI.CheckInterval, "0 turns the checks off")
+	require.Equal(t, "alertd", c.Intake.AlertmanagerAPI.HTTPClientConfig.BasicAuth.Username)
+	require.Equal(t, "/etc/alertd/pw", c.Intake.AlertmanagerAPI.HTTPClientConfig.BasicAuth.PasswordFile)
+
+	_, err = Load("intake: {alertmanager_api: {timeout: 0s}}\n", "")
+	require.ErrorContains(t, err, "intake: alertmanager_api: timeout must be positive")
+	_, err = Load("intake: {alertmanager_api: {check_interval: -1s}}\n", "")
+	require.Error(t, err)
+	_, err = Load("intake: {alertmanager_api: {bogus: 1}}\n", "")
+	require.ErrorContains(t, err, "unknown field \"bogus\"")
+}
+
 func TestLoadAnomalyDefaults(t *testing.T) {
 	c, err := Load("global: {evaluation_interval: 30s}\nanomaly_detectors: [{name: a, expr: up}]\n", "")
 	require.NoError(t, err)

@@ -185,7 +185,10 @@ type Alertd struct {
 	// pushedAlerts keeps the alerts posted to alertd across restarts
 	// (pushed.go).
 	pushedAlerts *pushedFile
-	metrics      *metrics
+	// upstream asks the Alertmanagers that relay alerts to the webhook
+	// about them (upstream.go).
+	upstream *upstream
+	metrics  *metrics
 	// ledger is the durable history of alerts, incidents and verdicts.
 	ledger    *ledger
 	precision *precisionCollector
@@ -346,6 +349,7 @@ func New(o Options) (*Alertd, error) {
 	}
 	a.store.ledger, a.store.groups = a.ledger, a.matchGroups
 	a.pushedAlerts = newPushedFile(pushedAlertsPath(o.StoragePath), a.store)
+	a.upstream = newUpstream(a.ctx, a.reg, a.store, a.logger.With("component", "upstream"), o.Now, a.cfg.Load)
 	a.actions.outbox, a.actions.note, a.store.onFire = a.notify.Outbox(), a.store.note, a.onAlertFires
 	a.reg.MustRegister(&lifecycleCollector{deployments: a.deployments, ledger: a.ledger, now: o.Now})
 	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {
@@ -471,9 +475,12 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	if (remote != "") != (a.remote != nil) {
 		return errors.New("switching between the embedded engine and a remote data source needs a restart")
 	}
+	upstreamClient, err := newUpstreamClient(cfg.Intake.AlertmanagerAPI)
+	if err != nil {
+		return err
+	}
 	var dsClient *http.Client
 	if a.remote != nil {
-		var err error
 		if dsClient, err = commoncfg.NewClientFromConfig(cfg.Datasource.HTTPClientConfig, "alertd_datasource"); err != nil {
 			return fmt.Errorf("couldn't configure the data source: %w", err)
 		}
@@ -511,6 +518,7 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	a.routing.Store(newRouting(dispatch.NewRoute(cfg.Route, nil), timeinterval.NewIntervener(cfg.Intervals())))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.actions.set(cfg.Actions)
+	a.upstream.client.Store(upstreamClient)
 	if a.remote != nil {
 		if err := a.remote.Update(remote, dsClient, time.Duration(cfg.Datasource.Timeout)); err != nil {
 			return err
@@ -717,10 +725,14 @@ func (a *Alertd) Start() error {
 			}
 		}()
 	}
-	a.wg.Add(5)
+	a.wg.Add(6)
 	go func() {
 		defer a.wg.Done()
 		a.rules.Run()
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.upstream.run(a.ctx)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -826,6 +838,7 @@ func (a *Alertd) Stop() error {
 			_ = a.web.Close()
 		}
 		a.wg.Wait()
+		a.upstream.wait()
 		// The alerts posted since the last tick; the web server no
 		// longer takes any. An alertd that never started has not
 		// restored the file and must not empty it.

@@ -143,8 +143,16 @@ func (a *Alertd) postWebhook(w http.ResponseWriter, r *http.Request) {
 // its alerts time out after alertmanager_resolve_timeout instead, or they
 // would resolve between two of its notifications. relay, for a webhook,
 // is the group it notifies: the alerts an earlier notification of the
-// group held and this one leaves out resolve (see relay.go).
+// group held and this one leaves out resolve (see relay.go), unless the
+// Alertmanager's API says it silences or inhibits them (upstream.go).
 func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string, src Source, ins []model.Alert, errs []error, relay *relayNotice) {
+	if relay != nil {
+		// A check of an Alertmanager's API applies what it learnt with
+		// this held, so that an answer given before this delivery does
+		// not undo it.
+		a.upstream.mu.Lock()
+		defer a.upstream.mu.Unlock()
+	}
 	now := a.opts.Now()
 	resolveTimeout := time.Duration(a.cfg.Load().Intake.ResolveTimeout)
 	if src == SourceAlertmanager {
@@ -181,8 +189,14 @@ func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string,
 			continue
 		}
 		al := &Alert{Alert: ma, UpdatedAt: now, Timeout: timeout, Value: math.NaN()}
-		if relay != nil && relay.group != "" && !al.ResolvedAt(now) {
-			al.relayGroups = []string{relay.group}
+		if relay != nil && !al.ResolvedAt(now) {
+			if relay.group != "" {
+				al.relayGroups = []string{relay.group}
+			}
+			if rs, ok := relay.source(); ok {
+				al.relayFrom = []relaySource{rs}
+			}
+			al.relayedAt = now
 		}
 		valid = append(valid, al)
 	}
@@ -201,7 +215,13 @@ func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string,
 		http.Error(w, fmt.Sprintf("couldn't store alerts: %v", err), http.StatusInternalServerError)
 		return
 	}
-	if len(leftOut) > 0 {
+	switch {
+	case len(leftOut) == 0:
+	case a.upstream.enabled():
+		// Resolved, or silenced or inhibited there: its API says which,
+		// off this request's path.
+		a.upstream.checkLeftOut(relay, leftOut)
+	default:
 		if err := a.store.receive(r.Context(), now, src, leftOut, relay.reason()); err != nil {
 			http.Error(w, fmt.Sprintf("couldn't store alerts: %v", err), http.StatusInternalServerError)
 			return

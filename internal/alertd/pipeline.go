@@ -79,6 +79,17 @@ type Alert struct {
 	// relayed the firing alert whose latest notification held it (see
 	// relay.go); none once it resolved.
 	relayGroups []string
+	// relayFrom are the Alertmanagers and receivers that relayed the
+	// firing alert, whose API alertd asks about it (upstream.go);
+	// relayedAt is when a webhook last delivered it (zero after a
+	// restart). upstream is set while the Alertmanager that relayed it
+	// silences or inhibits it there, and missed counts the checks in a
+	// row that found it no longer firing there. All are cleared once it
+	// resolves.
+	relayFrom []relaySource
+	relayedAt time.Time
+	upstream  *upstreamMark
+	missed    int
 }
 
 // Stage is one step of the alert pipeline. Stages run in order on every
@@ -182,6 +193,7 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 		a.Source = src
 		old, ok := s.alerts[a.Fingerprint]
 		action, why := "", reason
+		unsilenced := false
 		switch {
 		case !ok:
 			action = arrived
@@ -215,6 +227,18 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 			}
 			if !old.ResolvedAt(now) {
 				a.relayGroups = mergeGroups(old.relayGroups, a.relayGroups)
+				a.relayFrom = mergeSources(old.relayFrom, a.relayFrom)
+				switch {
+				case src != SourceAlertmanager:
+				case a.relayedAt.IsZero():
+					// Not a webhook's delivery: what the checks learnt
+					// stands.
+					a.relayedAt, a.upstream, a.missed = old.relayedAt, old.upstream, old.missed
+				case old.upstream != nil:
+					// Its Alertmanager notifies it again, so no longer
+					// silences or inhibits it.
+					unsilenced = true
+				}
 			}
 		} else {
 			if since, ok := s.ruleFiringSince(now, a); ok {
@@ -232,7 +256,7 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 			s.addFamily(a)
 		}
 		if a.ResolvedAt(now) {
-			a.relayGroups = nil
+			a.relayGroups, a.relayFrom, a.upstream, a.missed = nil, nil, nil, 0
 		}
 		s.alerts[a.Fingerprint] = a
 		s.gen++
@@ -257,6 +281,9 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 				}
 				s.firesUnsuppressed(now, a)
 			}
+		}
+		if action == "" && unsilenced && a.Suppressed {
+			s.reconsider(ctx, now, a, "notified again by the Alertmanager that silenced or inhibited it, which no longer does")
 		}
 		// A suppressed alert's resolution goes to the notifier too: it
 		// may hold the alert from a send before the suppression, and its
@@ -459,20 +486,30 @@ func (s *store) releaseLocked(ctx context.Context, now time.Time) []*amalert.Ale
 		if !a.Suppressed || a.ResolvedAt(now) {
 			continue
 		}
-		escalated := s.runStages(ctx, now, a, true)
-		if a.Suppressed {
-			continue
+		if s.reconsider(ctx, now, a, "no stage suppresses it any more") {
+			out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 		}
-		if escalated == "" {
-			a.record(Decision{Time: now, Stage: "pipeline", Action: "released", Reason: "no stage suppresses it any more"})
-		}
-		if rs := s.route(a.Labels); len(rs) > 0 {
-			a.record(Decision{Time: now, Stage: "route", Action: "routed", Reason: fmt.Sprintf("matches the routes to %v", rs)})
-		}
-		s.firesUnsuppressed(now, a)
-		out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 	}
 	return out
+}
+
+// reconsider runs the stages again over a suppressed alert that fires.
+// If none suppresses it any more, it records why it was released (unless
+// an escalation released it), routes it and reports true; the caller
+// hands it to the notifier. Called with s.mu held.
+func (s *store) reconsider(ctx context.Context, now time.Time, a *Alert, why string) bool {
+	escalated := s.runStages(ctx, now, a, true)
+	if a.Suppressed {
+		return false
+	}
+	if escalated == "" {
+		a.record(Decision{Time: now, Stage: "pipeline", Action: "released", Reason: why})
+	}
+	if rs := s.route(a.Labels); len(rs) > 0 {
+		a.record(Decision{Time: now, Stage: "route", Action: "routed", Reason: fmt.Sprintf("matches the routes to %v", rs)})
+	}
+	s.firesUnsuppressed(now, a)
+	return true
 }
 
 // resuppress runs the stages again over firing alerts that are not

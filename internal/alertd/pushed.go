@@ -55,6 +55,11 @@ type pushedAlert struct {
 	// RelayGroups are the Alertmanager notification groups whose latest
 	// notification held it (relay.go); files written before have none.
 	RelayGroups []string `json:"relayGroups,omitempty"`
+	// RelayFrom are the Alertmanagers and receivers that relayed it, and
+	// Upstream what their API last said when one silences or inhibits it
+	// (upstream.go); files written before have neither.
+	RelayFrom []relaySource `json:"relayFrom,omitempty"`
+	Upstream  *upstreamMark `json:"upstream,omitempty"`
 }
 
 // pushedFile writes the store's firing pushed alerts to a file when they
@@ -117,7 +122,8 @@ func (f *pushedFile) restore(ctx context.Context, now time.Time) (int, error) {
 		if err := p.Validate(); err != nil {
 			continue
 		}
-		a := &Alert{Alert: p.Alert, UpdatedAt: p.UpdatedAt, Timeout: p.Timeout, Value: math.NaN(), relayGroups: p.RelayGroups}
+		a := &Alert{Alert: p.Alert, UpdatedAt: p.UpdatedAt, Timeout: p.Timeout, Value: math.NaN(), relayGroups: p.RelayGroups,
+			relayFrom: p.RelayFrom, upstream: p.Upstream}
 		if p.Received != nil {
 			a.History = []Decision{*p.Received}
 		}
@@ -149,7 +155,8 @@ func (s *store) pushedAlerts(now time.Time) (pushedState, uint64) {
 		if !a.Source.pushed() || a.ResolvedAt(now) {
 			continue
 		}
-		p := pushedAlert{Alert: a.Alert, Source: a.Source, UpdatedAt: a.UpdatedAt, Timeout: a.Timeout, RelayGroups: a.relayGroups}
+		p := pushedAlert{Alert: a.Alert, Source: a.Source, UpdatedAt: a.UpdatedAt, Timeout: a.Timeout, RelayGroups: a.relayGroups,
+			RelayFrom: a.relayFrom, Upstream: a.upstream}
 		p.Annotations = a.sourceAnnotations
 		if len(a.History) > 0 {
 			d := a.History[0]

@@ -25,17 +25,22 @@ import (
 // held firing and a later notification of the same group leaves out no
 // longer fires there: it resolved, or the Alertmanager now silences or
 // inhibits it, and either way it will not say more about it. alertd
-// resolves it then. With send_resolved: true the resolved alert is in
-// the later notification, resolved, and resolves as before.
+// resolves it then, unless the Alertmanager's API says it silences or
+// inhibits it (upstream.go). With send_resolved: true the resolved alert
+// is in the later notification, resolved, and resolves as before.
 //
 // A group is one Alertmanager (its externalURL), one of its receivers and
 // one of its groupKeys: two Alertmanagers with the same routes, relaying
 // different alerts, keep apart. An alert may be in several groups (routes
 // with continue: true); it resolves once every group that held it left
 // it out. The groups are kept with the alert in pushed_alerts.json, so a
-// restart between two notifications changes nothing. The last alert of a
-// group to resolve still waits for alertmanager_resolve_timeout: the
-// Alertmanager then sends nothing, so nothing can say it resolved.
+// restart between two notifications changes nothing.
+//
+// Left out of a notification, an alert may have resolved, or the
+// Alertmanager may now silence or inhibit it; and the last alert of a
+// group to resolve is left out of nothing, as the Alertmanager then sends
+// nothing. The webhook can't tell alertd more: its API can, which
+// upstream.go asks.
 //
 // An Alertmanager that restarted holds no alerts until its Prometheus
 // servers send them again (within their resend delay, a minute by
@@ -103,6 +108,30 @@ func (s *store) leftOut(now time.Time, group string, held map[model.Fingerprint]
 		})
 	}
 	slices.SortFunc(out, func(x, y *Alert) int { return cmp.Compare(x.Labels.Fingerprint(), y.Labels.Fingerprint()) })
+	return out
+}
+
+// relaySource is an Alertmanager, by the external URL its webhook
+// names, and the receiver whose webhook relayed an alert to alertd.
+type relaySource struct {
+	ExternalURL string `json:"externalURL"`
+	Receiver    string `json:"receiver"`
+}
+
+// source returns the Alertmanager and receiver of the notification; ok
+// is false when the payload names no Alertmanager.
+func (n *relayNotice) source() (relaySource, bool) {
+	return relaySource{ExternalURL: n.externalURL, Receiver: n.receiver}, n.externalURL != ""
+}
+
+// mergeSources returns the sources of both, each once.
+func mergeSources(old, add []relaySource) []relaySource {
+	out := slices.Clone(old)
+	for _, src := range add {
+		if !slices.Contains(out, src) {
+			out = append(out, src)
+		}
+	}
 	return out
 }
 

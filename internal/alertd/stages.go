@@ -89,7 +89,9 @@ func (p *pipeline) apply(cfg *alertconfig.Config) error {
 	p.deployments.set(cfg.Suppression.Deploy, cfg.Classification != nil)
 	p.hold.set(time.Duration(cfg.Suppression.MinFiringDuration))
 	p.flap.set(cfg.Suppression.Flapping)
-	p.store.setStages(append(stages, p.silencer, p.suppressions, p.maintenance, p.deployments, &p.hold, p.flap))
+	// What an upstream Alertmanager silences or inhibits comes before
+	// alertd's own silences.
+	p.store.setStages(append(stages, upstreamStage{}, p.silencer, p.suppressions, p.maintenance, p.deployments, &p.hold, p.flap))
 	return nil
 }
 
