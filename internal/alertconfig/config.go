@@ -134,6 +134,11 @@ type AlertmanagerAPI struct {
 	CheckInterval model.Duration `yaml:"check_interval"`
 	// Timeout bounds each check of one Alertmanager. Default 10s.
 	Timeout model.Duration `yaml:"timeout"`
+	// URLs, when set, are the only Alertmanagers alertd asks: a webhook
+	// naming another externalURL is taken at its word. Required with
+	// credentials, so that they go only to the Alertmanagers listed, not
+	// to whatever URL a webhook delivery names.
+	URLs []string `yaml:"urls,omitempty"`
 	// HTTPClientConfig holds basic_auth, authorization, oauth2,
 	// tls_config and proxy settings for every Alertmanager's API.
 	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
@@ -160,7 +165,30 @@ func (c *AlertmanagerAPI) UnmarshalYAML(unmarshal func(any) error) error {
 	if c.Timeout <= 0 {
 		return errors.New("intake: alertmanager_api: timeout must be positive")
 	}
+	for i, raw := range c.URLs {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("intake: alertmanager_api: urls[%d] %q is not an http(s) URL", i, raw)
+		}
+	}
+	h := c.HTTPClientConfig
+	hasCredentials := h.BasicAuth != nil || h.Authorization != nil || h.OAuth2 != nil ||
+		h.BearerToken != "" || h.BearerTokenFile != "" ||
+		h.TLSConfig.CertFile != "" || h.TLSConfig.Cert != "" || h.TLSConfig.CertRef != ""
+	if hasCredentials && len(c.URLs) == 0 && c.CheckInterval > 0 {
+		return errors.New("intake: alertmanager_api: with credentials, urls must list the Alertmanagers they may go to (a webhook delivery names its own externalURL)")
+	}
 	return nil
+}
+
+// Allows reports whether alertd may ask the Alertmanager whose webhooks
+// name externalURL.
+func (c *AlertmanagerAPI) Allows(externalURL string) bool {
+	if len(c.URLs) == 0 {
+		return true
+	}
+	norm := func(s string) string { return strings.TrimSuffix(strings.TrimSpace(s), "/") }
+	return slices.ContainsFunc(c.URLs, func(u string) bool { return norm(u) == norm(externalURL) })
 }
 
 // AnomalyDetector evaluates a PromQL expression every interval and scores

@@ -56,6 +56,22 @@ func TestLoadAlertmanagerAPI(t *testing.T) {
 	require.Error(t, err)
 	_, err = Load("intake: {alertmanager_api: {bogus: 1}}\n", "")
 	require.ErrorContains(t, err, "unknown field \"bogus\"")
+
+	// Credentials go only to the Alertmanagers listed, never to the URL a
+	// webhook delivery names.
+	_, err = Load("intake:\n  alertmanager_api:\n    basic_auth: {username: alertd, password: pw}\n", "")
+	require.ErrorContains(t, err, "intake: alertmanager_api: with credentials, urls must list the Alertmanagers they may go to")
+	_, err = Load("intake:\n  alertmanager_api:\n    authorization: {credentials: tok}\n", "")
+	require.ErrorContains(t, err, "urls must list")
+	c, err = Load("intake:\n  alertmanager_api:\n    urls: ['http://am:9093/']\n    basic_auth: {username: alertd, password: pw}\n", "")
+	require.NoError(t, err)
+	api := c.Intake.AlertmanagerAPI
+	require.True(t, api.Allows("http://am:9093"))
+	require.True(t, api.Allows("http://am:9093/"))
+	require.False(t, api.Allows("http://evil:9093"))
+	require.True(t, DefaultAlertmanagerAPI.Allows("http://any:9093"), "without urls, any")
+	_, err = Load("intake: {alertmanager_api: {urls: ['am:9093']}}\n", "")
+	require.ErrorContains(t, err, `intake: alertmanager_api: urls[0] "am:9093" is not an http(s) URL`)
 }
 
 func TestLoadAnomalyDefaults(t *testing.T) {

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,6 +295,30 @@ func TestWebhookLeftOutAlertmanagerUnreachable(t *testing.T) {
 	failed, _ := metric(t, a.Registry(), "alertd_intake_alertmanager_checks_failed_total")
 	require.Equal(t, 1.0, failed)
 	require.Contains(t, a.logs.String(), "Failed to ask an Alertmanager about the alerts it relays")
+}
+
+// An externalURL not in intake.alertmanager_api.urls is never asked: the
+// webhook is taken at its word, as without the checks.
+func TestWebhookExternalURLNotListed(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		http.Error(w, "no", http.StatusNotFound)
+	}))
+	t.Cleanup(srv.Close)
+	a := startAlertd(t, routes(h, nil, "intake:\n  alertmanager_api: {urls: ['http://alertmanager.example:9093']}\n"), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	send := func(body string) {
+		t.Helper()
+		code, resp := post(t, a.URL+endpointWebhook, "application/json", body)
+		require.Equal(t, http.StatusOK, code, resp)
+	}
+	send(webhookPayload(srv.URL, "r", `{}:{alertname="G"}`, 0, "a", "b"))
+	send(webhookPayload(srv.URL, "r", `{}:{alertname="G"}`, 0, "a"))
+	b := waitFor(t, a, model.LabelSet{"alertname": "G", "model": "b"}, inState("resolved"), "not resolved")
+	require.Contains(t, lastOf(b.History, "intake").Reason, "is not in intake.alertmanager_api.urls")
+	require.Zero(t, asked.Load(), "an Alertmanager not listed was asked")
 }
 
 // What alertd learnt from an Alertmanager's API is kept with the alert in

@@ -244,6 +244,9 @@ func (u *upstream) get(ctx context.Context, externalURL string, withStatus bool)
 	if err != nil {
 		return nil, err
 	}
+	if api := u.cfg().Intake.AlertmanagerAPI; !api.Allows(externalURL) {
+		return nil, fmt.Errorf("the webhook's externalURL %q is not in intake.alertmanager_api.urls", externalURL)
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(u.cfg().Intake.AlertmanagerAPI.Timeout))
 	defer cancel()
 	ans := &amAnswer{asked: u.now(), alerts: map[model.Fingerprint]*models.GettableAlert{}, silences: map[string]*models.GettableSilence{}}
