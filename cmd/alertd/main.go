@@ -53,6 +53,8 @@ func run() int {
 		resend       = serve.Flag("rules.alert.resend-delay", "Least time between two sends of a rule's firing alert.").Default(d.ResendDelay.String()).Duration()
 		resolvedKeep = serve.Flag("alerts.resolved-retention", "How long resolved alerts stay listed in GET /api/v1/alerts.").Default(d.ResolvedRetention.String()).Duration()
 		silenceKeep  = serve.Flag("silences.retention", "How long an expired silence stays listed in GET /api/v2/silences and kept in silences.json under --storage.path after it ends, as Alertmanager's --data.retention.").Default("120h").String()
+		windowKeep   = serve.Flag("maintenance.retention", "How long an expired maintenance window of the API stays listed in GET /api/v1/maintenance_windows and kept in maintenance_windows.json under --storage.path after it ends, as --silences.retention.").Default("120h").String()
+		ruleKeep     = serve.Flag("suppressions.retention", "How long an expired suppression rule stays listed in GET /api/v1/suppressions and kept in suppressions.json under --storage.path after it ends, as --silences.retention.").Default("120h").String()
 		ledgerKeep   = serve.Flag("ledger.retention", "How long the alert ledger under --storage.path keeps the history of alerts, incidents and verdicts that reports read.").Default(model.Duration(d.LedgerRetention).String()).String()
 		obInitial    = serve.Flag("outbox.initial-backoff", "Longest wait before a failed notification's first retry; each failure doubles it (with full jitter) up to --outbox.max-backoff.").Default(outbox.DefaultInitialBackoff.String()).Duration()
 		obMax        = serve.Flag("outbox.max-backoff", "Longest wait between two attempts of a notification. A receiver's Retry-After is honoured beyond it.").Default(outbox.DefaultMaxBackoff.String()).Duration()
@@ -153,20 +155,21 @@ func run() int {
 		logger.Error("Invalid --storage.tsdb.retention.time", "err", err)
 		return 2
 	}
-	silenceRetention, err := model.ParseDuration(*silenceKeep)
-	if err != nil || silenceRetention <= 0 {
-		logger.Error("Invalid --silences.retention: want a positive duration such as 120h", "value", *silenceKeep)
-		return 2
-	}
-	ledgerRetention, err := model.ParseDuration(*ledgerKeep)
-	if err != nil || ledgerRetention <= 0 {
-		logger.Error("Invalid --ledger.retention: want a positive duration such as 90d", "value", *ledgerKeep)
-		return 2
-	}
-	obKeep, err := model.ParseDuration(*obRetention)
-	if err != nil || obKeep <= 0 {
-		logger.Error("Invalid --outbox.retention: want a positive duration such as 7d", "value", *obRetention)
-		return 2
+	var silenceRetention, windowRetention, ruleRetention, ledgerRetention, obKeep model.Duration
+	for _, f := range []struct {
+		name, value, example string
+		d                    *model.Duration
+	}{
+		{"silences.retention", *silenceKeep, "120h", &silenceRetention},
+		{"maintenance.retention", *windowKeep, "120h", &windowRetention},
+		{"suppressions.retention", *ruleKeep, "120h", &ruleRetention},
+		{"ledger.retention", *ledgerKeep, "90d", &ledgerRetention},
+		{"outbox.retention", *obRetention, "7d", &obKeep},
+	} {
+		if *f.d, err = model.ParseDuration(f.value); err != nil || *f.d <= 0 {
+			logger.Error(fmt.Sprintf("Invalid --%s: want a positive duration such as %s", f.name, f.example), "value", f.value)
+			return 2
+		}
 	}
 	ext, err := computeExternalURL(*externalURL, (*toolkitFlags.WebListenAddresses)[0])
 	if err != nil {
@@ -190,22 +193,24 @@ func run() int {
 		logger.Warn("Could not set GOMEMLIMIT from the memory limit", "err", err)
 	}
 	a, err := alertd.New(alertd.Options{
-		ConfigFile:        *configFile,
-		Web:               toolkitFlags,
-		ExternalURL:       ext,
-		RoutePrefix:       prefix,
-		MetricsPath:       *metricsPath,
-		StoragePath:       *storagePath,
-		Retention:         time.Duration(ret),
-		DatasourceURL:     *datasource,
-		QueryTimeout:      *queryTimeout,
-		QueryMaxSamples:   *maxSamples,
-		OutageTolerance:   *outage,
-		ForGracePeriod:    *grace,
-		ResendDelay:       *resend,
-		ResolvedRetention: *resolvedKeep,
-		SilenceRetention:  time.Duration(silenceRetention),
-		LedgerRetention:   time.Duration(ledgerRetention),
+		ConfigFile:           *configFile,
+		Web:                  toolkitFlags,
+		ExternalURL:          ext,
+		RoutePrefix:          prefix,
+		MetricsPath:          *metricsPath,
+		StoragePath:          *storagePath,
+		Retention:            time.Duration(ret),
+		DatasourceURL:        *datasource,
+		QueryTimeout:         *queryTimeout,
+		QueryMaxSamples:      *maxSamples,
+		OutageTolerance:      *outage,
+		ForGracePeriod:       *grace,
+		ResendDelay:          *resend,
+		ResolvedRetention:    *resolvedKeep,
+		SilenceRetention:     time.Duration(silenceRetention),
+		MaintenanceRetention: time.Duration(windowRetention),
+		SuppressionRetention: time.Duration(ruleRetention),
+		LedgerRetention:      time.Duration(ledgerRetention),
 		Outbox: outbox.Options{
 			InitialBackoff: *obInitial, MaxBackoff: *obMax, MaxAge: *obMaxAge, Retention: time.Duration(obKeep),
 		},

@@ -168,22 +168,26 @@ func TestBinaryLifecycle(t *testing.T) {
 	require.NoError(t, cmd.Wait(), logs.String())
 }
 
-// --silences.retention takes a positive duration, in Prometheus's units
-// (5d as well as 120h); anything else stops start-up with exit status 2
-// and says why, before anything is written under --storage.path.
-func TestSilencesRetentionFlag(t *testing.T) {
+// --silences.retention, --maintenance.retention and
+// --suppressions.retention take a positive duration, in Prometheus's
+// units (5d as well as 120h); anything else stops start-up with exit
+// status 2 and says why, before anything is written under --storage.path.
+func TestRetentionFlags(t *testing.T) {
 	bin := buildBinary(t)
-	for _, v := range []string{"0s", "0", "-1h", "soon"} {
-		storage := filepath.Join(t.TempDir(), "data")
-		code, out := exitCode(t, bin, "--silences.retention="+v, "--web.listen-address=127.0.0.1:0", "--storage.path="+storage)
-		require.Equal(t, 2, code, out)
-		require.Contains(t, out, `msg="Invalid --silences.retention: want a positive duration such as 120h" value=`+v, out)
-		require.NoDirExists(t, storage)
+	for _, flag := range []string{"silences.retention", "maintenance.retention", "suppressions.retention"} {
+		for _, v := range []string{"0s", "0", "-1h", "soon"} {
+			storage := filepath.Join(t.TempDir(), "data")
+			code, out := exitCode(t, bin, "--"+flag+"="+v, "--web.listen-address=127.0.0.1:0", "--storage.path="+storage)
+			require.Equal(t, 2, code, out)
+			require.Contains(t, out, `msg="Invalid --`+flag+`: want a positive duration such as 120h" value=`+v, out)
+			require.NoDirExists(t, storage)
+		}
 	}
 
 	web := prometheustest.FreeAddr(t)
 	logs := &prometheustest.SyncBuffer{}
-	cmd := exec.Command(bin, "--silences.retention=5d", "--web.listen-address="+web, "--storage.path="+t.TempDir())
+	cmd := exec.Command(bin, "--silences.retention=5d", "--maintenance.retention=5d", "--suppressions.retention=36h",
+		"--web.listen-address="+web, "--storage.path="+t.TempDir())
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill() //nolint:errcheck
@@ -194,7 +198,7 @@ func TestSilencesRetentionFlag(t *testing.T) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 20*time.Millisecond, "alertd did not start with --silences.retention=5d: %s", logs.String())
+	}, 20*time.Second, 20*time.Millisecond, "alertd did not start with the retentions in days and hours: %s", logs.String())
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), logs.String())
 }

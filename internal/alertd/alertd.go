@@ -78,14 +78,19 @@ type Options struct {
 	ForGracePeriod  time.Duration
 	ResendDelay     time.Duration
 	// ResolvedRetention is how long resolved alerts stay in GET
-	// /api/v1/alerts, and expired maintenance windows and suppression
-	// rules in their lists.
+	// /api/v1/alerts.
 	ResolvedRetention time.Duration
 	// SilenceRetention is how long an expired silence stays listed and in
 	// <StoragePath>/silences.json after it ends, as Alertmanager's
 	// --data.retention: users and alertd replay --silences look back
 	// days, not the hour resolved alerts stay.
 	SilenceRetention time.Duration
+	// MaintenanceRetention and SuppressionRetention are how long an
+	// expired maintenance window and suppression rule of the API stay
+	// listed and in their files under StoragePath after they end, as
+	// silences do for SilenceRetention.
+	MaintenanceRetention time.Duration
+	SuppressionRetention time.Duration
 	// MaxAlertsBody bounds request bodies of the intake endpoints.
 	MaxAlertsBody int64
 	// LedgerRetention is how long the alert ledger keeps events.
@@ -103,18 +108,20 @@ type Options struct {
 // DefaultOptions returns alertd's defaults.
 func DefaultOptions() Options {
 	return Options{
-		MetricsPath:       "/metrics",
-		StoragePath:       "data/",
-		Retention:         15 * 24 * time.Hour,
-		QueryTimeout:      2 * time.Minute,
-		QueryMaxSamples:   50_000_000,
-		OutageTolerance:   rules.DefaultOutageTolerance,
-		ForGracePeriod:    rules.DefaultForGracePeriod,
-		ResendDelay:       rules.DefaultResendDelay,
-		ResolvedRetention: time.Hour,
-		SilenceRetention:  defaultSilenceRetention,
-		MaxAlertsBody:     16 << 20,
-		LedgerRetention:   defaultLedgerRetention,
+		MetricsPath:          "/metrics",
+		StoragePath:          "data/",
+		Retention:            15 * 24 * time.Hour,
+		QueryTimeout:         2 * time.Minute,
+		QueryMaxSamples:      50_000_000,
+		OutageTolerance:      rules.DefaultOutageTolerance,
+		ForGracePeriod:       rules.DefaultForGracePeriod,
+		ResendDelay:          rules.DefaultResendDelay,
+		ResolvedRetention:    time.Hour,
+		SilenceRetention:     defaultSilenceRetention,
+		MaintenanceRetention: defaultMaintenanceRetention,
+		SuppressionRetention: defaultSuppressionRetention,
+		MaxAlertsBody:        16 << 20,
+		LedgerRetention:      defaultLedgerRetention,
 	}
 }
 
@@ -149,6 +156,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.SilenceRetention <= 0 {
 		o.SilenceRetention = d.SilenceRetention
+	}
+	if o.MaintenanceRetention <= 0 {
+		o.MaintenanceRetention = d.MaintenanceRetention
+	}
+	if o.SuppressionRetention <= 0 {
+		o.SuppressionRetention = d.SuppressionRetention
 	}
 	if o.MaxAlertsBody <= 0 {
 		o.MaxAlertsBody = d.MaxAlertsBody
@@ -788,8 +801,8 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 			// Silences and maintenance windows begin as time passes.
 			a.suppressBegun(a.ctx, now)
 			a.silencer.gc(now, a.opts.SilenceRetention)
-			a.maintenance.gc(now, a.opts.ResolvedRetention)
-			a.suppressions.gc(now, a.opts.ResolvedRetention)
+			a.maintenance.gc(now, a.opts.MaintenanceRetention)
+			a.suppressions.gc(now, a.opts.SuppressionRetention)
 			a.tickLedger(now)
 			a.tickActions(a.ctx, now)
 			a.store.gc(now)

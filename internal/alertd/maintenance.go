@@ -50,9 +50,15 @@ func (w *maintenanceWindow) state(now time.Time) string {
 	return "inactive"
 }
 
+// defaultMaintenanceRetention is how long an expired maintenance window is
+// kept after it ends: as long as a silence (defaultSilenceRetention), the
+// other thing operators make to keep alerts quiet.
+const defaultMaintenanceRetention = defaultSilenceRetention
+
 // maintenance is the maintenance stage of the pipeline and the windows'
 // store: API windows are kept in a file under --storage.path, so a restart
-// keeps them.
+// keeps them, and forgotten --maintenance.retention after they expire (gc),
+// counted from their expires_at as silences' retention is from their end.
 type maintenance struct {
 	*itemSet[maintenanceWindow, *maintenanceWindow]
 }

@@ -102,8 +102,14 @@ func (r *suppressionRule) selects(ls model.LabelSet, v float64) bool {
 	return r.matchers.Matches(ls) && r.cond.holds(v)
 }
 
+// defaultSuppressionRetention is how long an expired suppression rule is
+// kept after it ends: as long as a silence (defaultSilenceRetention).
+const defaultSuppressionRetention = defaultSilenceRetention
+
 // suppressions is the "rule" stage of the pipeline and the store of
-// suppression rules, kept in a file under --storage.path.
+// suppression rules, kept in a file under --storage.path and forgotten
+// --suppressions.retention after they expire (gc), counted from their
+// expiresAt as silences' retention is from their end.
 type suppressions struct {
 	*itemSet[suppressionRule, *suppressionRule]
 }
