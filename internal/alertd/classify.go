@@ -46,7 +46,7 @@ var verdicts = []string{verdictTruePositive, verdictFalsePositive, verdictNotAct
 type classifier struct {
 	mu       sync.Mutex
 	c        *classify.Classifier
-	path     string
+	file     *stateFile
 	counts   map[model.Fingerprint]*verdictCount
 	feedback *prometheus.CounterVec
 	// flaps, when set, counts an alert's recent state changes.
@@ -76,7 +76,7 @@ func newClassifier(rules []classify.Rule, path string, reg prometheus.Registerer
 	if st.Fingerprints == nil {
 		st.Fingerprints = map[model.Fingerprint]*verdictCount{}
 	}
-	cl := &classifier{c: c, path: path, counts: st.Fingerprints,
+	cl := &classifier{c: c, file: newStateFile(path), counts: st.Fingerprints,
 		feedback: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_feedback_total",
 			Help: "The total number of verdicts operators gave on alerts, by verdict.",
@@ -147,7 +147,6 @@ func (cl *classifier) Process(_ context.Context, now time.Time, a *Alert) Decisi
 // observe learns from a verdict on the alert and saves the state.
 func (cl *classifier) observe(a *Alert, now time.Time, verdict string) error {
 	cl.mu.Lock()
-	defer cl.mu.Unlock()
 	fp := verdict != verdictTruePositive
 	cl.c.Observe(cl.input(a), now, fp)
 	n := cl.counts[a.Fingerprint]
@@ -161,12 +160,16 @@ func (cl *classifier) observe(a *Alert, now time.Time, verdict string) error {
 		n.TruePositives++
 	}
 	cl.feedback.WithLabelValues(verdict).Inc()
-	return cl.saveLocked()
+	cl.mu.Unlock()
+	return cl.save()
 }
 
-// saveLocked writes the state file. Called with cl.mu held.
-func (cl *classifier) saveLocked() error {
-	if err := writeJSON(cl.path, classifierState{Model: cl.c.Model(), Fingerprints: cl.counts}); err != nil {
+// save writes the state file outside cl.mu, which the stage takes for
+// every alert (see stateFile). Called without cl.mu held.
+func (cl *classifier) save() error {
+	if err := cl.file.save(&cl.mu, func() any {
+		return classifierState{Model: cl.c.Model(), Fingerprints: cl.counts}
+	}); err != nil {
 		return fmt.Errorf("couldn't save the classifier's state: %w", err)
 	}
 	return nil

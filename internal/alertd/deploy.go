@@ -73,9 +73,14 @@ type deployment struct {
 // modelmon_model_info are kept beside it, so a restart does not take the
 // versions it finds for a deploy.
 type deployments struct {
+	// wmu is taken before mu and held through a write: the log's lines,
+	// and the versions' file, are written in turn without mu, which the
+	// stage takes for every alert, so that a slow disk does not stall the
+	// pipeline. An event is indexed once its line is written.
+	wmu          sync.Mutex
 	mu           sync.Mutex
 	path         string
-	versionsPath string
+	versionsFile *stateFile
 	events       []deployment
 	// byModel indexes events by model.
 	byModel map[string][]int
@@ -93,7 +98,7 @@ type deployments struct {
 func newDeployments(storage string, reg prometheus.Registerer, logger *slog.Logger) (*deployments, error) {
 	d := &deployments{
 		path:         filepath.Join(storage, "deployments.jsonl"),
-		versionsPath: filepath.Join(storage, "model_versions.json"),
+		versionsFile: newStateFile(filepath.Join(storage, "model_versions.json")),
 		byModel:      map[string][]int{},
 		versions:     map[string][]string{},
 		logger:       logger,
@@ -108,7 +113,7 @@ func newDeployments(storage string, reg prometheus.Registerer, logger *slog.Logg
 	if err := d.load(); err != nil {
 		return nil, err
 	}
-	if _, err := readJSON(d.versionsPath, &d.versions); err != nil {
+	if _, err := readJSON(d.versionsFile.path, &d.versions); err != nil {
 		return nil, fmt.Errorf("couldn't read model versions: %w", err)
 	}
 	reg.MustRegister(d.recorded)
@@ -152,9 +157,9 @@ func (d *deployments) index(ev deployment) {
 	d.events = append(d.events, ev)
 }
 
-// appendLocked writes an event to the log, then indexes it. Called with
-// d.mu held.
-func (d *deployments) appendLocked(ev deployment) error {
+// appendLog writes an event to the log. Called with d.wmu held, not d.mu:
+// the caller indexes the event once it is written.
+func (d *deployments) appendLog(ev deployment) error {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -186,16 +191,26 @@ func (d *deployments) appendLocked(ev deployment) error {
 	if err != nil {
 		return fmt.Errorf("couldn't record deployment: %w", err)
 	}
-	d.index(ev)
-	d.recorded.WithLabelValues(ev.Source).Inc()
 	return nil
 }
 
 // record adds a deployment to the log.
 func (d *deployments) record(ev deployment) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if err := d.appendLog(ev); err != nil {
+		return err
+	}
+	d.written(ev)
+	return nil
+}
+
+// written indexes an event written to the log. Called with d.wmu held.
+func (d *deployments) written(ev deployment) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.appendLocked(ev)
+	d.index(ev)
+	d.mu.Unlock()
+	d.recorded.WithLabelValues(ev.Source).Inc()
 }
 
 // set swaps in the configuration; classified says whether the classify
@@ -293,13 +308,14 @@ func (d *deployments) observe(now time.Time, vec promql.Vector) ([]deployment, e
 			cur[m] = append(cur[m], v)
 		}
 	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.observations++
 	var (
-		out     []deployment
-		changed bool
-		errs    []error
+		todo, out []deployment
+		changed   bool
+		errs      []error
 	)
 	models := make([]string, 0, len(cur))
 	for m := range cur {
@@ -319,24 +335,30 @@ func (d *deployments) observe(now time.Time, vec promql.Vector) ([]deployment, e
 		if !known {
 			continue
 		}
+		latest := ""
+		if idx := d.byModel[m]; len(idx) > 0 {
+			latest = d.events[idx[len(idx)-1]].Version
+		}
 		for _, v := range vs {
-			if slices.Contains(old, v) {
+			if slices.Contains(old, v) || v == latest {
 				continue
 			}
-			if idx := d.byModel[m]; len(idx) > 0 && d.events[idx[len(idx)-1]].Version == v {
-				continue
-			}
-			ev := deployment{ID: newID(), Model: m, Version: v, Time: now, Outcome: outcomeSuccess, Kind: kindDeploy,
-				Source: deploySourceModelInfo, RecordedAt: now, PreviousVersions: old}
-			if err := d.appendLocked(ev); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out = append(out, ev)
+			todo = append(todo, deployment{ID: newID(), Model: m, Version: v, Time: now, Outcome: outcomeSuccess, Kind: kindDeploy,
+				Source: deploySourceModelInfo, RecordedAt: now, PreviousVersions: old})
+			latest = v
 		}
 	}
+	d.mu.Unlock()
+	for _, ev := range todo {
+		if err := d.appendLog(ev); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.written(ev)
+		out = append(out, ev)
+	}
 	if changed {
-		if err := writeJSON(d.versionsPath, d.versions); err != nil {
+		if err := d.versionsFile.save(&d.mu, func() any { return d.versions }); err != nil {
 			errs = append(errs, fmt.Errorf("couldn't save model versions: %w", err))
 		}
 	}

@@ -95,8 +95,8 @@ func (a *Alertd) postIncidentAcknowledge(w http.ResponseWriter, r *http.Request)
 	x := a.escalation
 	x.mu.Lock()
 	err := x.engine.Acknowledge(now, in.ID, req.By)
-	x.saveLocked()
 	x.mu.Unlock()
+	x.save()
 	if err != nil {
 		escalationError(w, in.ID, err)
 		return
@@ -169,9 +169,9 @@ func (a *Alertd) changeEscalation(w http.ResponseWriter, r *http.Request, snooze
 	x := a.escalation
 	x.mu.Lock()
 	err := change(x.engine, now, in.ID, req)
-	x.saveLocked()
 	st, _ := x.engine.Incident(in.ID)
 	x.mu.Unlock()
+	x.save()
 	if err != nil {
 		escalationError(w, in.ID, err)
 		return

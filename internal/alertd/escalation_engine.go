@@ -1,7 +1,6 @@
 package alertd
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,8 +45,8 @@ const escalationTimeout = 30 * time.Second
 type escalator struct {
 	mu     sync.Mutex
 	engine *escalate.Engine
-	path   string
-	saved  []byte
+	// file keeps the engine's state; nil in memory only (a replay).
+	file   *stateFile
 	logger *slog.Logger
 	// kick wakes the escalation loop after an operator's change.
 	kick chan struct{}
@@ -83,17 +82,17 @@ func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger
 		}),
 	}
 	if storage != "" {
-		x.path = filepath.Join(storage, "escalation.json")
+		x.file = newStateFile(filepath.Join(storage, "escalation.json"))
 		var st escalate.State
-		ok, err := readJSON(x.path, &st)
+		ok, err := readJSON(x.file.path, &st)
 		if err != nil {
 			return nil, fmt.Errorf("couldn't read the escalation state: %w", err)
 		}
 		if ok {
 			if err := e.Restore(st); err != nil {
-				return nil, fmt.Errorf("couldn't restore the escalation state from %s: %w", x.path, err)
+				return nil, fmt.Errorf("couldn't restore the escalation state from %s: %w", x.file.path, err)
 			}
-			x.saved, _ = json.Marshal(e.State())
+			x.file.last, _ = json.Marshal(e.State())
 		}
 	}
 	reg.MustRegister(x.escalations, x.acks, x)
@@ -121,26 +120,24 @@ func (x *escalator) setPolicies(ps []escalate.Policy) error {
 	return nil
 }
 
-// saveLocked writes the engine's state if it changed and the escalator has
-// a file. Called with x.mu held.
-func (x *escalator) saveLocked() {
-	if x.path == "" {
+// save writes the engine's state if it changed and the escalator has a
+// file, outside x.mu: the escalation loop, which sends the chains'
+// notifications, goes on meanwhile (see stateFile). Called without x.mu
+// held, after an operator's change.
+func (x *escalator) save() { x.saveWith((*stateFile).save) }
+
+// trySave is save for the escalation loop, which saves at every pass:
+// while an operator's change is being written, it does not wait, and
+// leaves its own change to its next pass.
+func (x *escalator) trySave() { x.saveWith((*stateFile).trySave) }
+
+func (x *escalator) saveWith(save func(*stateFile, sync.Locker, func() any) error) {
+	if x.file == nil {
 		return
 	}
-	st := x.engine.State()
-	b, err := json.Marshal(st)
-	if err != nil {
-		x.logger.Error("Failed to encode the escalation state", "err", err)
-		return
+	if err := save(x.file, &x.mu, func() any { return x.engine.State() }); err != nil {
+		x.logger.Error("Failed to write the escalation state, will retry at the next change", "file", x.file.path, "err", err)
 	}
-	if bytes.Equal(b, x.saved) {
-		return
-	}
-	if err := writeJSON(x.path, st); err != nil {
-		x.logger.Error("Failed to write the escalation state, will retry at the next change", "file", x.path, "err", err)
-		return
-	}
-	x.saved = b
 }
 
 // wake asks the escalation loop to run now.
@@ -212,18 +209,18 @@ func (a *Alertd) syncEscalation(now time.Time) {
 // tick ticks the engine at now and returns the effects due.
 func (x *escalator) tick(now time.Time) []escalate.Effect {
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	effects := x.engine.Tick(now)
-	x.saveLocked()
+	x.mu.Unlock()
+	x.trySave()
 	return effects
 }
 
 // done reports an effect carried out (or given up on) to the engine.
 func (x *escalator) done(key string) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	x.engine.Done(key)
-	x.saveLocked()
+	x.mu.Unlock()
+	x.trySave()
 }
 
 // sync tells the engine about incidents: those that opened, whose firing
@@ -235,7 +232,6 @@ func (x *escalator) done(key string) {
 func (x *escalator) sync(now time.Time, list []*incident, subject func(*incident) escalate.Subject) []escalationNote {
 	var notes []escalationNote
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	seen := make(map[string]bool, len(list))
 	for _, in := range list {
 		seen[in.ID] = true
@@ -282,7 +278,8 @@ func (x *escalator) sync(now time.Time, list []*incident, subject func(*incident
 		}
 		x.engine.Forget(st.ID)
 	}
-	x.saveLocked()
+	x.mu.Unlock()
+	x.trySave()
 	return notes
 }
 
@@ -410,11 +407,13 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		x.logger.Error("Escalation failed, giving up", "incident", ef.Incident, "key", ef.Key, "attempts", ef.Attempts, "err", err)
 		d.Reason += fmt.Sprintf("; gave up after %d attempts", ef.Attempts)
 	}
-	x.done(ef.Key)
+	// Recorded and counted before the engine hears of it: whoever sees
+	// the step done (GET /api/v1/incidents) finds it in the history.
 	if counted && err == nil {
 		x.escalations.WithLabelValues(ef.Policy, strconv.Itoa(ef.Notify.Level)).Inc()
 	}
 	a.store.note(fingerprints(fps), d)
+	x.done(ef.Key)
 }
 
 // The decisions alertd records in the histories of an incident's alerts
@@ -540,9 +539,9 @@ func (a *Alertd) runIncidentAction(ctx context.Context, name string, in *inciden
 // first so an incident opened since the last tick is known.
 func (x *escalator) escalate(now time.Time, id, why string) error {
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	err := x.engine.Escalate(now, id, why)
-	x.saveLocked()
+	x.mu.Unlock()
+	x.save()
 	x.wake()
 	return err
 }
@@ -720,8 +719,8 @@ func (a *Alertd) acknowledgeIncidents(now time.Time, fp model.Fingerprint, ids [
 			acked = append(acked, id)
 		}
 	}
-	x.saveLocked()
 	x.mu.Unlock()
+	x.save()
 	if len(acked) > 0 {
 		a.store.note([]model.Fingerprint{fp}, alertAckDecision(now, acked, by))
 		x.wake()
@@ -745,8 +744,8 @@ func (a *Alertd) resolveIncident(ctx context.Context, id, by string) error {
 	x := a.escalation
 	x.mu.Lock()
 	err := x.engine.Resolve(now, id, whoAcked(by))
-	x.saveLocked()
 	x.mu.Unlock()
+	x.save()
 	if errors.Is(err, escalate.ErrUnknownIncident) {
 		return a.recordResolve(ctx, id, by)
 	}

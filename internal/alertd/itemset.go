@@ -33,14 +33,14 @@ type operatorItem interface {
 var errFromConfig = errors.New("read-only")
 
 // itemSet stores operator items of one kind by id. Its stage holds mu
-// while it looks at items.
+// while it looks at items; the file is written without it (save).
 type itemSet[T any, P interface {
 	*T
 	operatorItem
 }] struct {
 	mu    sync.Mutex
 	what  string // "silence", "maintenance window", …
-	path  string
+	file  *stateFile
 	items map[string]P
 }
 
@@ -49,7 +49,7 @@ func openItemSet[T any, P interface {
 	*T
 	operatorItem
 }](what, path string) (*itemSet[T, P], error) {
-	s := &itemSet[T, P]{what: what, path: path, items: map[string]P{}}
+	s := &itemSet[T, P]{what: what, file: newStateFile(path), items: map[string]P{}}
 	var stored []P
 	if _, err := readJSON(path, &stored); err != nil {
 		return nil, fmt.Errorf("couldn't read %ss: %w", what, err)
@@ -80,25 +80,27 @@ func (s *itemSet[T, P]) setConfig(next []P) {
 // add stores a new API item.
 func (s *itemSet[T, P]) add(it P) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.items[it.itemID()] = it
-	return s.saveLocked()
+	s.mu.Unlock()
+	return s.save()
 }
 
 // expire ends an item now. It reports whether the item exists; one from
 // the configuration file cannot be expired through the API.
 func (s *itemSet[T, P]) expire(id string, now time.Time) (bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	it, ok := s.items[id]
 	if !ok {
+		s.mu.Unlock()
 		return false, nil
 	}
 	if it.fromConfig() {
+		s.mu.Unlock()
 		return true, fmt.Errorf("%s comes from the configuration file: remove it there: %w", s.what, errFromConfig)
 	}
 	it.expire(now)
-	return true, s.saveLocked()
+	s.mu.Unlock()
+	return true, s.save()
 }
 
 // list returns copies of the items, ordered by byOrder and then by id.
@@ -137,7 +139,6 @@ func byEnd[P operatorItem](a, b P) int {
 // gc forgets API items that ended longer than retention ago.
 func (s *itemSet[T, P]) gc(now time.Time, retention time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	changed := false
 	for id, it := range s.items {
 		if end, ok := it.endsAt(); ok && !it.fromConfig() && now.Sub(end) > retention {
@@ -145,21 +146,26 @@ func (s *itemSet[T, P]) gc(now time.Time, retention time.Duration) {
 			changed = true
 		}
 	}
+	s.mu.Unlock()
 	if changed {
-		_ = s.saveLocked()
+		_ = s.save()
 	}
 }
 
-// saveLocked writes the API items atomically. Called with s.mu held.
-func (s *itemSet[T, P]) saveLocked() error {
-	stored := []P{}
-	for _, it := range s.items {
-		if !it.fromConfig() {
-			stored = append(stored, it)
+// save writes the API items atomically, outside s.mu: the stage reads them
+// meanwhile (see stateFile). Called without s.mu held.
+func (s *itemSet[T, P]) save() error {
+	err := s.file.save(&s.mu, func() any {
+		stored := []P{}
+		for _, it := range s.items {
+			if !it.fromConfig() {
+				stored = append(stored, it)
+			}
 		}
-	}
-	slices.SortFunc(stored, func(a, b P) int { return strings.Compare(a.itemID(), b.itemID()) })
-	if err := writeJSON(s.path, stored); err != nil {
+		slices.SortFunc(stored, func(a, b P) int { return strings.Compare(a.itemID(), b.itemID()) })
+		return stored
+	})
+	if err != nil {
 		return fmt.Errorf("couldn't save %ss: %w", s.what, err)
 	}
 	return nil

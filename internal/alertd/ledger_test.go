@@ -317,7 +317,7 @@ func TestSuppressionRuleStage(t *testing.T) {
 		})
 	}
 	// Rules survive a restart.
-	s2, err := newSuppressions(s.path)
+	s2, err := newSuppressions(s.file.path)
 	require.NoError(t, err)
 	require.Len(t, s2.list(byEnd), 1)
 	require.True(t, s2.list(byEnd)[0].selects(model.LabelSet{"alertname": "Drift"}, 0.1))

@@ -196,6 +196,7 @@ func (r *replayEscalation) runBefore(t time.Time) {
 func (r *replayEscalation) acknowledge(i int) {
 	a := &r.acks[i]
 	x := r.x
+	defer x.save() // after the unlock
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var ins []*incident
@@ -220,7 +221,6 @@ func (r *replayEscalation) acknowledge(i int) {
 			r.noteLocked(in, d)
 		}
 	}
-	x.saveLocked()
 }
 
 // acknowledges reports whether a is for the incident: its opening

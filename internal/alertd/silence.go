@@ -231,13 +231,14 @@ func (s *silencer) expiringOnResolve(now time.Time) []silence {
 // markSilenced records that the silence selects a firing alert.
 func (s *silencer) markSilenced(id string, now time.Time) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	sil, ok := s.items[id]
 	if !ok || !sil.SilencedAt.IsZero() {
+		s.mu.Unlock()
 		return nil
 	}
 	sil.SilencedAt = now
-	return s.saveLocked()
+	s.mu.Unlock()
+	return s.save()
 }
 
 // expireResolvedSilences ends the ExpireOnResolve silences that selected a
@@ -384,6 +385,14 @@ var errSilenceNotFound = errors.New("silence not found")
 // its history stays. expireOnResolve, when not nil, sets sil's
 // ExpireOnResolve; nil keeps the updated silence's.
 func (s *silencer) set(sil *silence, expireOnResolve *bool, now time.Time) error {
+	if err := s.update(sil, expireOnResolve, now); err != nil {
+		return err
+	}
+	return s.save()
+}
+
+// update is set in memory: the caller saves.
+func (s *silencer) update(sil *silence, expireOnResolve *bool, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	prev, ok := s.items[sil.ID]
@@ -404,7 +413,7 @@ func (s *silencer) set(sil *silence, expireOnResolve *bool, now time.Time) error
 		// The same silence: what it has seen fire still counts.
 		sil.SilencedAt = prev.SilencedAt
 		s.items[sil.ID] = sil
-		return s.saveLocked()
+		return nil
 	}
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
@@ -416,7 +425,7 @@ func (s *silencer) set(sil *silence, expireOnResolve *bool, now time.Time) error
 		prev.expire(now) // unless it has ended already
 	}
 	s.items[sil.ID] = sil
-	return s.saveLocked()
+	return nil
 }
 
 // canUpdate reports whether next may replace prev in place at now, keeping
