@@ -159,7 +159,7 @@ const actionRetention = 8 * 24 * time.Hour
 // lock may be held when its lock is taken, never the reverse.
 type actionRunner struct {
 	mu       sync.Mutex
-	path     string
+	file     *stateFile
 	cfgs     map[string]*alertconfig.Action
 	names    []string
 	requests []*actionRequest
@@ -174,6 +174,8 @@ type actionRunner struct {
 	// note records a decision in the history of alerts; called without
 	// mu held.
 	note func([]model.Fingerprint, Decision)
+	// dirty is set when the state changed since it was last written.
+	dirty bool
 
 	triggered    *prometheus.CounterVec
 	refused      *prometheus.CounterVec
@@ -182,7 +184,7 @@ type actionRunner struct {
 
 func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*actionRunner, error) {
 	r := &actionRunner{
-		path:   filepath.Join(storage, "actions.json"),
+		file:   newStateFile(filepath.Join(storage, "actions.json")),
 		cfgs:   map[string]*alertconfig.Action{},
 		byKey:  map[string]*actionRequest{},
 		byID:   map[string]*actionRequest{},
@@ -206,7 +208,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		}, []string{"action", "result"}),
 	}
 	var st actionState
-	if _, err := readJSON(r.path, &st); err != nil {
+	if _, err := readJSON(r.file.path, &st); err != nil {
 		return nil, fmt.Errorf("couldn't read the actions' state: %w", err)
 	}
 	for _, req := range st.Requests {
@@ -229,18 +231,45 @@ func (r *actionRunner) add(req *actionRequest) {
 	r.byID[req.ID] = req
 }
 
-// saveLocked writes the state file, forgetting settled requests older
-// than actionRetention. Called with mu held.
-func (r *actionRunner) saveLocked(now time.Time) {
-	r.requests = slices.DeleteFunc(r.requests, func(req *actionRequest) bool {
-		old := now.Sub(req.UpdatedAt) > actionRetention && req.State != stateAwaitingApproval && req.Verification != verifyPending
-		if old {
-			delete(r.byKey, req.Key)
-			delete(r.byID, req.ID)
+// save writes the state file if it changed, forgetting settled requests
+// older than actionRetention, outside r.mu: the pipeline takes r.mu for
+// every alert that fires (see stateFile). Called without r.mu held, after
+// the change is recorded in the alerts' histories: a request sent is
+// delivered meanwhile, and its delivery is recorded after its trigger.
+func (r *actionRunner) save(now time.Time) { r.saveWith((*stateFile).save, now) }
+
+// trySave is save for the store, after each pass of its stages (an alert
+// that fires may trigger an action, with the store's lock held): while
+// another write is in progress it does not wait, and leaves the change to
+// the next save.
+func (r *actionRunner) trySave() { r.saveWith((*stateFile).trySave, r.now()) }
+
+func (r *actionRunner) saveWith(save func(*stateFile, sync.Locker, func() any) error, now time.Time) {
+	r.mu.Lock()
+	dirty := r.dirty
+	r.mu.Unlock()
+	if !dirty {
+		return
+	}
+	err := save(r.file, &r.mu, func() any {
+		if !r.dirty {
+			return nil
 		}
-		return old
+		r.dirty = false
+		r.requests = slices.DeleteFunc(r.requests, func(req *actionRequest) bool {
+			old := now.Sub(req.UpdatedAt) > actionRetention && req.State != stateAwaitingApproval && req.Verification != verifyPending
+			if old {
+				delete(r.byKey, req.Key)
+				delete(r.byID, req.ID)
+			}
+			return old
+		})
+		return actionState{Requests: r.requests, Slots: r.slots, Schedules: r.sched}
 	})
-	if err := writeJSON(r.path, actionState{Requests: r.requests, Slots: r.slots, Schedules: r.sched}); err != nil {
+	if err != nil {
+		r.mu.Lock()
+		r.dirty = true
+		r.mu.Unlock()
 		r.logger.Error("Failed to save the actions' state", "err", err)
 	}
 }
@@ -297,7 +326,7 @@ func requestID(key string) string {
 // trigger triggers an action: it refuses it if a guardrail says so, keeps
 // it for approval if the action needs one, or sends it. fresh is false
 // when a request with this key exists already: nothing was done, and d
-// is empty.
+// is empty. The caller records d, then saves.
 func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[string]string, alerts []string, key string) (req *actionRequest, d Decision, fresh bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -329,7 +358,7 @@ func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[stri
 		d.Action, d.Reason = "triggered", r.sentReason(c, req)
 	}
 	r.add(req)
-	r.saveLocked(now)
+	r.dirty = true
 	return req.clone(), d, true, nil
 }
 
@@ -380,11 +409,12 @@ func (r *actionRunner) sendLocked(c *alertconfig.Action, req *actionRequest, now
 // not wait for it.
 var errApproval = errors.New("the request does not await approval")
 
-// decide approves or rejects a request awaiting approval.
+// decide approves or rejects a request awaiting approval. The caller
+// records d, then saves.
 func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Decision, error) {
+	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
 	req, ok := r.byID[id]
 	if !ok {
 		return nil, Decision{}, fmt.Errorf("%w: no request %q", errNoAction, id)
@@ -402,7 +432,7 @@ func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Deci
 		req.State, req.Reason = stateRejected, "rejected"+who
 		r.refused.WithLabelValues(req.Action, act.ReasonRejected).Inc()
 		d.Action, d.Reason = "rejected", fmt.Sprintf("action %q (request %s) rejected%s", req.Action, id, who)
-		r.saveLocked(now)
+		r.dirty = true
 		return req.clone(), d, nil
 	}
 	c, ok := r.cfgs[req.Action]
@@ -413,12 +443,13 @@ func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Deci
 		return nil, Decision{}, err
 	}
 	d.Action, d.Reason = "triggered", "approved"+who+"; "+r.sentReason(c, req)
-	r.saveLocked(now)
+	r.dirty = true
 	return req.clone(), d, nil
 }
 
 // expire expires the requests nobody approved in time.
 func (r *actionRunner) expire(now time.Time) []*actionRequest {
+	defer r.save(now) // after the unlock
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*actionRequest
@@ -438,7 +469,7 @@ func (r *actionRunner) expire(now time.Time) []*actionRequest {
 		out = append(out, req.clone())
 	}
 	if len(out) > 0 {
-		r.saveLocked(now)
+		r.dirty = true
 	}
 	return out
 }
@@ -459,14 +490,16 @@ func (r *actionRunner) verifying() []*actionRequest {
 // settle records the outcome of a verification.
 func (r *actionRunner) settle(id, result, followUp string, now time.Time) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	req, ok := r.byID[id]
 	if !ok || req.Verification != verifyPending {
+		r.mu.Unlock()
 		return
 	}
 	req.Verification, req.FollowUp, req.UpdatedAt = result, followUp, now
 	r.verification.WithLabelValues(req.Action, result).Inc()
-	r.saveLocked(now)
+	r.dirty = true
+	r.mu.Unlock()
+	r.save(now)
 }
 
 // dueSchedules returns the scheduled actions whose slot came, with the
@@ -476,15 +509,15 @@ func (r *actionRunner) settle(id, result, followUp string, now time.Time) {
 // because the new schedule's slot in progress is later than it would run
 // a nightly retrain at the hour of the reload.
 func (r *actionRunner) dueSchedules(now time.Time) map[string]time.Time {
+	defer r.save(now) // after the unlock
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]time.Time{}
-	changed := false
 	for n := range r.slots {
 		if c, ok := r.cfgs[n]; !ok || c.Trigger.Schedule == nil {
 			delete(r.slots, n)
 			delete(r.sched, n)
-			changed = true
+			r.dirty = true
 		}
 	}
 	for _, n := range r.names {
@@ -500,16 +533,13 @@ func (r *actionRunner) dueSchedules(now time.Time) map[string]time.Time {
 		}
 		switch {
 		case !ok:
-			r.slots[n], r.sched[n], changed = slot, sched, true
+			r.slots[n], r.sched[n], r.dirty = slot, sched, true
 		case slot.After(last):
-			r.slots[n], r.sched[n], changed = slot, sched, true
+			r.slots[n], r.sched[n], r.dirty = slot, sched, true
 			out[n] = slot
 		case r.sched[n] != sched:
-			r.sched[n], changed = sched, true
+			r.sched[n], r.dirty = sched, true
 		}
-	}
-	if changed {
-		r.saveLocked(now)
 	}
 	return out
 }
@@ -623,9 +653,10 @@ func (r *actionRunner) done(m outbox.Message, err error) {
 	d := Decision{Time: now, Stage: "action", Action: "failed",
 		Reason: fmt.Sprintf("action %q (request %s) failed, given up: %v", req.Action, msg.Request, err)}
 	fps := req.fingerprints()
-	r.saveLocked(now)
+	r.dirty = true
 	r.mu.Unlock()
 	r.note(fps, d)
+	r.save(now)
 }
 
 // delivered records an attempt's outcome in the request and the alerts'
@@ -651,14 +682,15 @@ func (r *actionRunner) delivered(id string, err error) {
 	default:
 		req.LastError = err.Error()
 	}
-	fps := req.fingerprints()
-	r.saveLocked(now)
+	fps, name, attempts := req.fingerprints(), req.Action, req.Attempts
+	r.dirty = true
 	r.mu.Unlock()
 	if d.Action != "" {
 		r.note(fps, d)
 	} else {
-		r.logger.Warn("Action attempt failed, will retry later", "action", req.Action, "request", id, "attempts", req.Attempts, "err", err)
+		r.logger.Warn("Action attempt failed, will retry later", "action", name, "request", id, "attempts", attempts, "err", err)
 	}
+	r.save(now)
 }
 
 // credentials reads an action's secrets, from their files if so
@@ -721,7 +753,8 @@ func actionLabels(al *Alert) map[string]string {
 
 // onAlertFires triggers the actions whose matchers select an alert that
 // fires unsuppressed, once per action and firing episode. The store calls
-// it with its lock held, so it records the decisions on al directly.
+// it with its lock held, so it records the decisions on al directly; the
+// store saves the actions' state once it releases its lock (trySave).
 func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 	var labels map[string]string
 	for _, c := range a.actions.configs() {
@@ -768,12 +801,14 @@ func (a *Alertd) runAction(ctx context.Context, name string, alerts []*Alert, ke
 // triggerAction triggers an action and records the decision in the
 // history of its alerts.
 func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels map[string]string, fps []string, key string) error {
-	req, d, fresh, err := a.actions.trigger(a.opts.Now(), name, trig, labels, fps, key)
+	now := a.opts.Now()
+	req, d, fresh, err := a.actions.trigger(now, name, trig, labels, fps, key)
 	if err != nil {
 		return err
 	}
 	if fresh {
 		a.store.note(req.fingerprints(), d)
+		a.actions.save(now)
 		a.logger.Info("Action triggered", "action", name, "trigger", trig, "request", req.ID, "state", req.State)
 		if req.State == stateAwaitingApproval {
 			a.requestApproval(ctx, req)
@@ -893,6 +928,7 @@ func (a *Alertd) approveAction(id, by string) error {
 		return err
 	}
 	a.store.note(req.fingerprints(), d)
+	a.actions.save(a.opts.Now())
 	a.logger.Info("Action approved", "action", req.Action, "request", id, "by", by)
 	a.closeApproval(a.ctx, req, "approved"+decidedBy(by))
 	return nil
@@ -905,6 +941,7 @@ func (a *Alertd) rejectAction(id, by string) error {
 		return err
 	}
 	a.store.note(req.fingerprints(), d)
+	a.actions.save(a.opts.Now())
 	a.logger.Info("Action rejected", "action", req.Action, "request", id, "by", by)
 	a.closeApproval(a.ctx, req, "rejected"+decidedBy(by))
 	return nil

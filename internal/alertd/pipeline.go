@@ -146,6 +146,9 @@ type store struct {
 	// onFire, when set, is called with an alert that fires unsuppressed
 	// (actions.go triggers actions); it runs with s.mu held.
 	onFire func(now time.Time, a *Alert)
+	// saves write the state files of stages that only mark their state
+	// changed while s.mu is held (the flap stage's); see commit.
+	saves []func()
 }
 
 func newStore(reg prometheus.Registerer, put func(...*amalert.Alert) error, route func(model.LabelSet) []string, retention time.Duration, now func() time.Time) *store {
@@ -305,11 +308,21 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 		out = append(out, s.releaseLocked(ctx, now)...)
 	}
 	s.mu.Unlock()
-	s.ledger.commit()
+	s.commit()
 	if len(out) == 0 {
 		return nil
 	}
 	return s.put(out...)
+}
+
+// commit writes what the stages recorded while s.mu was held: the
+// ledger's events, then the stages' state files. Called without s.mu
+// held, so that a slow disk holds up the caller, not the pipeline.
+func (s *store) commit() {
+	s.ledger.commit()
+	for _, save := range s.saves {
+		save()
+	}
 }
 
 // ruleFiringSince returns when a rule's alert the store does not hold
@@ -393,7 +406,7 @@ func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bo
 // silence or maintenance window that began) are marked suppressed, which
 // mutes them in the notifier and quiets their incidents' escalation.
 func (s *store) suppressWith(ctx context.Context, now time.Time, sts ...Stage) {
-	defer s.ledger.commit()
+	defer s.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range sts {
@@ -401,8 +414,7 @@ func (s *store) suppressWith(ctx context.Context, now time.Time, sts ...Stage) {
 	}
 }
 
-// suppressWithLocked is suppressWith with s.mu held; the caller commits
-// the ledger.
+// suppressWithLocked is suppressWith with s.mu held; the caller commits.
 func (s *store) suppressWithLocked(ctx context.Context, now time.Time, st Stage) {
 	for _, a := range s.alerts {
 		if a.Suppressed || a.ResolvedAt(now) {
@@ -461,7 +473,7 @@ func (s *store) sweep(now time.Time, reconcile bool) {
 		s.ledger.reconcile(now, func(fp model.Fingerprint) bool { _, ok := s.alerts[fp]; return ok })
 	}
 	s.mu.Unlock()
-	s.ledger.commit()
+	s.commit()
 }
 
 // release looks again at the suppressed alerts that still fire: those no
@@ -471,7 +483,7 @@ func (s *store) release(ctx context.Context, now time.Time) error {
 	s.mu.Lock()
 	out := s.releaseLocked(ctx, now)
 	s.mu.Unlock()
-	s.ledger.commit()
+	s.commit()
 	if len(out) == 0 {
 		return nil
 	}
@@ -479,7 +491,7 @@ func (s *store) release(ctx context.Context, now time.Time) error {
 }
 
 // releaseLocked is release with s.mu held: it returns what to notify, and
-// the caller commits the ledger.
+// the caller commits.
 func (s *store) releaseLocked(ctx context.Context, now time.Time) []*amalert.Alert {
 	var out []*amalert.Alert
 	for _, a := range s.alerts {
@@ -516,7 +528,7 @@ func (s *store) reconsider(ctx context.Context, now time.Time, a *Alert, why str
 // suppressed, after a new silence: those it now selects are marked
 // suppressed (the notifier's mute stage keeps them out of notifications).
 func (s *store) resuppress(ctx context.Context, now time.Time) error {
-	defer s.ledger.commit()
+	defer s.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range s.alerts {

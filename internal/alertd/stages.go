@@ -42,7 +42,7 @@ func newPipeline(dir string, reg prometheus.Registerer, logger *slog.Logger, put
 	if p.silencer, err = newSilencer(silencesPath(dir)); err != nil {
 		return nil, err
 	}
-	if p.flap, err = newFlapStage(flapPath(dir)); err != nil {
+	if p.flap, err = newFlapStage(flapPath(dir), logger.With("component", "flap")); err != nil {
 		return nil, err
 	}
 	if p.maintenance, err = newMaintenance(maintenancePath(dir)); err != nil {
@@ -61,6 +61,7 @@ func newPipeline(dir string, reg prometheus.Registerer, logger *slog.Logger, put
 		return nil, err
 	}
 	p.classifier.flaps = p.flap.count
+	p.store.saves = append(p.store.saves, p.flap.save)
 	return p, nil
 }
 

@@ -169,6 +169,30 @@ func TestStateWritesOutsideTheStageLock(t *testing.T) {
 				has:    func(i int) bool { return contains(t, classifierPath(dir), fpKey(i)) },
 			}
 		}},
+		{"flap", func(t *testing.T, dir string) store {
+			f, err := newFlapStage(flapPath(dir), promslog.NewNopLogger())
+			require.NoError(t, err)
+			f.set(alertconfig.Flapping{Window: model.Duration(time.Hour), StartChanges: 10, StopChanges: 1})
+			return store{
+				file: f.file,
+				change: func(i int) {
+					// As the store does: the stage marks the state
+					// changed, the store saves it once its lock is free.
+					a := alert(i)
+					f.Process(ctx, now, a)
+					a.EndsAt = now
+					f.Process(ctx, now, a)
+					f.save()
+				},
+				read: func() {
+					f.Process(ctx, now, alert(3))
+					f.count(alert(1).Fingerprint)
+				},
+				has:   func(i int) bool { return contains(t, flapPath(dir), fpKey(i)) },
+				later: true,
+				next:  f.save,
+			}
+		}},
 		{"escalation", func(t *testing.T, dir string) store {
 			x, err := newEscalator(dir, prometheus.NewRegistry(), promslog.NewNopLogger(), time.Now)
 			require.NoError(t, err)
@@ -190,6 +214,23 @@ func TestStateWritesOutsideTheStageLock(t *testing.T) {
 				has:   func(i int) bool { return contains(t, path, fmt.Sprintf(`"incident-%d"`, i)) },
 				later: true,
 				next:  func() { x.tick(now) },
+			}
+		}},
+		{"actions", func(t *testing.T, dir string) store {
+			r, err := newActionRunner(dir, prometheus.NewRegistry(), promslog.NewNopLogger(), time.Now)
+			require.NoError(t, err)
+			r.set([]*alertconfig.Action{{Name: "retrain", Approval: alertconfig.ActionApproval{Required: true}}})
+			path := filepath.Join(dir, "actions.json")
+			return store{
+				file: r.file,
+				change: func(i int) {
+					// As triggerAction does: trigger, record, save.
+					_, _, _, err := r.trigger(now, "retrain", triggerAlert, map[string]string{"model": fmt.Sprintf("m%d", i)}, nil, fmt.Sprintf("key-%d", i))
+					check(t, err)
+					r.save(now)
+				},
+				read: func() { r.configs() },
+				has:  func(i int) bool { return contains(t, path, fmt.Sprintf(`"key-%d"`, i)) },
 			}
 		}},
 		{"model versions", func(t *testing.T, dir string) store {

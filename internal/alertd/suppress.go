@@ -3,6 +3,7 @@ package alertd
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
@@ -51,12 +52,20 @@ func (h *holdStage) Process(_ context.Context, now time.Time, a *Alert) Decision
 // window fall to stop_changes or fewer. A flapping alert that fires is kept
 // from notifications; the pipeline releases it when it stops flapping.
 // Its state changes are kept under --storage.path, so a restart keeps a
-// flap window.
+// flap window. Process runs with the store's lock held: it only marks the
+// state changed, and the store has it written once the lock is released
+// (save, store.commit), so that a slow disk does not stall the pipeline.
 type flapStage struct {
 	mu    sync.Mutex
 	cfg   alertconfig.Flapping
-	path  string
+	file  *stateFile
 	state map[model.Fingerprint]*flapState
+	// dirty is set when state changed since it was last written.
+	dirty bool
+	// failing is set while writes fail, so that a failure is logged
+	// once, not at every commit that retries it.
+	failing bool
+	logger  *slog.Logger
 }
 
 type flapState struct {
@@ -65,8 +74,8 @@ type flapState struct {
 	Flapping bool        `json:"flapping"`
 }
 
-func newFlapStage(path string) (*flapStage, error) {
-	f := &flapStage{path: path, state: map[model.Fingerprint]*flapState{}}
+func newFlapStage(path string, logger *slog.Logger) (*flapStage, error) {
+	f := &flapStage{file: newStateFile(path), state: map[model.Fingerprint]*flapState{}, logger: logger}
 	if _, err := readJSON(path, &f.state); err != nil {
 		return nil, fmt.Errorf("couldn't read flap state: %w", err)
 	}
@@ -121,9 +130,7 @@ func (f *flapStage) Process(_ context.Context, now time.Time, a *Alert) Decision
 		changed = true
 	}
 	if changed {
-		if err := f.saveLocked(); err != nil {
-			return Decision{Action: "error", Reason: err.Error()}
-		}
+		f.dirty = true
 	}
 	if st.Flapping && !resolved {
 		a.Suppressed = true
@@ -143,12 +150,32 @@ func (f *flapStage) count(fp model.Fingerprint) int {
 	return 0
 }
 
-// saveLocked writes the flap state. Called with f.mu held.
-func (f *flapStage) saveLocked() error {
-	if err := writeJSON(f.path, f.state); err != nil {
-		return fmt.Errorf("couldn't save flap state: %w", err)
+// save writes the flap state if it changed since the last write; a write
+// that fails, or that another's in progress put off, is done at the next
+// call. The store calls it after each pass of the stages, once its lock is
+// released (store.commit), and its release runs every few seconds.
+// Called without f.mu held.
+func (f *flapStage) save() {
+	err := f.file.trySave(&f.mu, func() any {
+		if !f.dirty {
+			return nil
+		}
+		f.dirty = false
+		return f.state
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case err != nil:
+		f.dirty = true
+		if !f.failing {
+			f.logger.Error("Failed to save the flap state, will retry after the next alerts", "file", f.file.path, "err", err)
+		}
+		f.failing = true
+	case f.failing && !f.dirty:
+		f.logger.Info("Saved the flap state again", "file", f.file.path)
+		f.failing = false
 	}
-	return nil
 }
 
 // flapPath is where the flap state is kept.
