@@ -1,14 +1,17 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +30,7 @@ import (
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/notify/notice"
 	"github.com/modelmon/modelmon/internal/outbox"
+	"github.com/modelmon/modelmon/internal/statefile"
 )
 
 // Alertmanager's defaults (cmd/alertmanager flags), which alertd keeps.
@@ -204,6 +208,7 @@ func New(o Options) (*Notifier, error) {
 			return nil, fmt.Errorf("couldn't create storage directory: %w", err)
 		}
 		n.snapshot = filepath.Join(o.StoragePath, "nflog")
+		removeStaleSnapshots(n.snapshot, o.Logger)
 	}
 	var err error
 	n.nflog, err = nflog.New(nflog.Options{
@@ -371,7 +376,7 @@ func (n *Notifier) Run() {
 	}
 	n.running = true
 	n.wg.Go(func() {
-		n.nflog.Maintenance(maintenanceInterval, n.snapshot, n.stopc, nil)
+		n.nflog.Maintenance(maintenanceInterval, n.snapshot, n.stopc, n.maintain)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	n.outboxStop, n.outboxDone = cancel, make(chan struct{})
@@ -393,6 +398,53 @@ func (n *Notifier) Run() {
 			}
 		}
 	})
+}
+
+// maintain is the notification log's maintenance, which Maintenance runs
+// every maintenanceInterval and once more as it stops: as Alertmanager's,
+// it forgets expired entries and writes the snapshot, but with
+// statefile.WriteFile. Alertmanager's writes to a temporary file of a
+// random name that a failed write (a full disk) leaves behind, one more at
+// each attempt, and renames it over the last snapshot without flushing it
+// to the disk, so a crash soon after can leave an empty one. It also
+// writes with the log's lock held, which the notification pipeline takes
+// to record each notification; the snapshot is taken into memory instead,
+// and written without it.
+func (n *Notifier) maintain() (int64, error) {
+	if _, err := n.nflog.GC(); err != nil {
+		return 0, err
+	}
+	if n.snapshot == "" {
+		return 0, nil
+	}
+	var b bytes.Buffer
+	size, err := n.nflog.Snapshot(&b)
+	if err != nil {
+		return size, err
+	}
+	return size, statefile.WriteFile(n.snapshot, func(w io.Writer) error {
+		_, err := w.Write(b.Bytes())
+		return err
+	})
+}
+
+// removeStaleSnapshots removes the temporary files that Alertmanager's
+// snapshot writes left beside the snapshot when they failed (see
+// maintain): the snapshot's name, a dot and a random hexadecimal number.
+func removeStaleSnapshots(snapshot string, logger *slog.Logger) {
+	entries, _ := os.ReadDir(filepath.Dir(snapshot))
+	for _, e := range entries {
+		suffix, ok := strings.CutPrefix(e.Name(), filepath.Base(snapshot)+".")
+		if !ok || !e.Type().IsRegular() || len(suffix) < 8 || len(suffix) > 16 || strings.Trim(suffix, "0123456789abcdef") != "" {
+			continue
+		}
+		p := filepath.Join(filepath.Dir(snapshot), e.Name())
+		if err := os.Remove(p); err != nil {
+			logger.Warn("Failed to remove what a failed notification log snapshot left", "file", p, "err", err)
+			continue
+		}
+		logger.Info("Removed what a failed notification log snapshot left", "file", p)
+	}
 }
 
 // reconcile re-delivers to the dispatcher every alert that one of its
