@@ -29,7 +29,8 @@ import (
 
 // alertd's state files (silences, maintenance windows, suppression rules,
 // flap and classifier state, escalations, actions, pushed alerts, model
-// versions: all written by writeJSON) are replaced whole or not at all. A
+// versions: all written by statefile.WriteFile, through stateFile or
+// writeJSON) are replaced whole or not at all. A
 // silence whose write fails (here, on a full disk) is answered with the
 // error, and the file keeps the silences it held, with nothing temporary
 // beside it, for the next start to read.
