@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -263,9 +264,33 @@ func unavailable(ctx context.Context, err error) bool {
 		case v1.ErrCanceled:
 			return ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled)
 		}
-		return true // ErrServer, ErrClient, ErrBadResponse, internal, unavailable
+		// ErrServer, ErrClient, ErrBadResponse, internal, unavailable, and
+		// VictoriaMetrics's status codes but those about the query.
+		return !queryStatus(ae.Type)
 	}
 	return !errors.Is(err, context.Canceled)
+}
+
+// queryStatus tells an errorType that is an HTTP status code saying the
+// query was wrong. VictoriaMetrics types its errors so (its
+// httpserver.SendPrometheusError writes "errorType":"422", the status it
+// answers with): 422 for a query it cannot parse or execute (many-to-many
+// matching, a series limit), 400 for a bad parameter. Those are the
+// query's errors, as Prometheus's bad_data and execution are. A 5xx (503
+// when a vmselect refuses partial data) is not, nor are the 4xx that are
+// not about the query: 429 (overloaded), 401, 403 and 407 (access) and
+// 404 (a wrong path).
+func queryStatus(t v1.ErrorType) bool {
+	code, err := strconv.Atoi(string(t))
+	if err != nil || code < 400 || code > 499 {
+		return false
+	}
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusProxyAuthRequired, http.StatusTooManyRequests:
+		return false
+	}
+	return true
 }
 
 // apiError returns the error an answer's JSON body states. client_golang

@@ -79,6 +79,11 @@ func TestRemoteAnswers(t *testing.T) {
 		{"thanos bad query 422", answer(422, thanosDuplicateSeries422, "Cache-Control", "no-store"), nil, "many-to-many matching not allowed", false},
 		{"victoriametrics isPartial", answer(200, vmPartial), nil, "the data source answered with part of the data (isPartial: some of its storage nodes did not answer)", true},
 		{"victoriametrics complete", answer(200, vmComplete), []float64{1}, "", false},
+		{"victoriametrics bad query 422", answer(422, vmBadJoin422), nil, "duplicate time series on the right side of `* on(model)`", false},
+		{"victoriametrics bad parameter 400", answer(400, vmError("400", `cannot parse "step" arg: cannot parse duration "-1s": duration cannot be negative`)), nil, `cannot parse "step"`, false},
+		{"victoriametrics partial refused 503", answer(503, vmError("503", `cannot execute funcName="search_v7" on vmstorage "10.0.0.3:8401": cannot obtain connection from a pool: dial tcp4 10.0.0.3:8401: connect: connection refused`)), nil, "on vmstorage", true},
+		{"victoriametrics 429", answer(429, vmError("429", "couldn't start executing the request in 10.000 seconds, since -search.maxConcurrentRequests=8 concurrent requests are executed")), nil, "-search.maxConcurrentRequests", true},
+		{"victoriametrics 401", answer(401, vmError("401", "unauthorized")), nil, "unauthorized", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -189,6 +194,19 @@ const (
 	vmPartial  = `{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[{"metric": {"__name__":"up","job":"model"},"value": [1700000000,"1"]}]},"stats":{"seriesFetched": "1","executionTimeMsec": 0}}`
 	vmComplete = `{"status":"success","isPartial":false,"data":{"resultType":"vector","result":[{"metric": {"__name__":"up","job":"model"},"value": [1700000000,"1"]}]},"stats":{"seriesFetched": "1","executionTimeMsec": 0}}`
 )
+
+// vmError is a VictoriaMetrics error answer, byte for byte
+// (lib/httpserver's PrometheusErrorResponse, written with stripspace): the
+// errorType is the HTTP status code it answers with.
+func vmError(code, msg string) string {
+	return fmt.Sprintf(`{"status":"error","errorType":"%s","error":%q}`, code, msg)
+}
+
+// vmBadJoin422 is a vmselect's answer to an instant query with a
+// many-to-many match (app/vmselect/prometheus QueryHandler's "error when
+// executing query", promql's "cannot evaluate"), as SendPrometheusError
+// sends an error without a status of its own: 422, typed "422".
+const vmBadJoin422 = `{"status":"error","errorType":"422","error":"error when executing query=\"model_errors_total * on(model) model_info\" for (time=1699999970000, step=300000): cannot evaluate \"model_errors_total * on(model) model_info\": duplicate time series on the right side of ` + "`* on(model)`" + `: {model=\"a\", version=\"1\"} and {model=\"a\", version=\"2\"}"}`
 
 // vectorOne is an instant query's answer of one sample with value 1.
 const vectorOne = `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"1"]}]}}`

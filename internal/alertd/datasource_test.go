@@ -413,7 +413,9 @@ func fakeThanos(t *testing.T) *fakeStore {
 // node of model="a" down it ignores deny_partial_response=1, as an older
 // vmselect with -search.denyPartialResponse off or a proxy dropping the
 // parameter does, and answers what the other node holds with
-// "isPartial":true. Only ModelErrors is asked of it.
+// "isPartial":true. badJoinExpr gets its error answer: 422, typed by that
+// status (lib/httpserver's SendPrometheusError and
+// PrometheusErrorResponse), with QueryHandler's and promql's words.
 func fakeVMSelect(t *testing.T) *fakeStore {
 	t.Helper()
 	s := &fakeStore{}
@@ -424,6 +426,11 @@ func fakeVMSelect(t *testing.T) *fakeStore {
 		switch {
 		case s.down.Load():
 			fmt.Fprint(w, `{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]},"stats":{"seriesFetched": "0","executionTimeMsec": 1}}`)
+		case strings.Contains(r.Form.Get("query"), "model_info"): // badJoinExpr
+			ts, err := strconv.ParseFloat(r.Form.Get("time"), 64)
+			require.NoError(t, err)
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprintf(w, `{"status":"error","errorType":"422","error":"error when executing query=\"%[1]s\" for (time=%[2]d, step=300000): cannot evaluate \"%[1]s\": duplicate time series on the right side of `+"`* on(model)`"+`: {model=\"a\", version=\"1\"} and {model=\"a\", version=\"2\"}"}`, badJoinExpr, int64(ts*1000))
 		case s.errors.Load():
 			fmt.Fprintf(w, `{"status":"success","isPartial":false,"data":{"resultType":"vector","result":[{"metric": {"model":"a"},"value": [%s,"3"]}]},"stats":{"seriesFetched": "1","executionTimeMsec": 1}}`, r.Form.Get("time"))
 		default:
@@ -452,7 +459,7 @@ func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
 		err   string // the rule's error while the store is down
 	}{
 		{"thanos", fakeThanos, storeRules + "      - alert: BadJoin\n        expr: " + badJoinExpr + "\n", "partial_response=false", "the data source refused to answer with part of the data (a store failed, partial_response=false): execution: expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901"},
-		{"victoriametrics", fakeVMSelect, storeRules, "deny_partial_response=1", "the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"},
+		{"victoriametrics", fakeVMSelect, storeRules + "      - alert: BadJoin\n        expr: " + badJoinExpr + "\n", "deny_partial_response=1", "the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -461,13 +468,12 @@ func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
 			h := newHook(t)
 			a := startAlertd(t, routes(h, nil, "datasource: {url: "+store.URL+"}\n"), map[string]string{"rules.yml": tc.rules}, nil)
 			h.wait(t, "ModelErrors", "firing", 30*time.Second)
-			if tc.name == "thanos" {
-				require.Eventually(t, func() bool {
-					return strings.Contains(findRule(t, a.rules(t), "BadJoin").LastError, "many-to-many matching not allowed")
-				}, 30*time.Second, 20*time.Millisecond)
-				failed, _ := metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "query")
-				require.Positive(t, failed)
-			}
+			badJoin := map[string]string{"thanos": "many-to-many matching not allowed", "victoriametrics": "duplicate time series on the right side of `* on(model)`"}[tc.name]
+			require.Eventually(t, func() bool {
+				return strings.Contains(findRule(t, a.rules(t), "BadJoin").LastError, badJoin)
+			}, 30*time.Second, 20*time.Millisecond)
+			failed, _ := metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "query")
+			require.Positive(t, failed)
 			v, _ := metric(t, a.Registry(), "alertd_datasource_up")
 			require.Equal(t, 1.0, v, "a bad query is the rule's error")
 			require.Empty(t, h.matching(datasourceDownAlert, ""))
@@ -499,7 +505,7 @@ func TestDatasourcePartialAnswersHoldAlerts(t *testing.T) {
 			require.Positive(t, held)
 			held, _ = metric(t, a.Registry(), "alertd_datasource_held_alerts_total", "reason", "unavailable")
 			require.Zero(t, held)
-			failed, _ := metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "partial_response")
+			failed, _ = metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "partial_response")
 			require.Positive(t, failed)
 			require.Contains(t, a.logs.String(), `msg="Data source answered with part of the data; the query fails and the data source counts as down" component=datasource query="`+modelErrorsExpr+`"`)
 
