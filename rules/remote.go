@@ -27,8 +27,9 @@ import (
 // A query that the API rejects (bad PromQL, a query timeout, too many
 // samples, an answer over MaxAnswerBytes) fails that rule only; a request
 // that does not get an answer (the connection refused, the server down or
-// failing with 5xx) marks the data source down, so callers can hold alerts
-// instead of resolving them. A 429 or 503 with Retry-After keeps queries
+// failing with 5xx) fails with a DownError and marks the data source down,
+// so callers can hold the alerts of the rules it fails instead of
+// resolving them. A 429 or 503 with Retry-After keeps queries
 // from being sent until then (WaitError). An answer that lacks part of the
 // data (a Thanos Query that refused partial data, a VictoriaMetrics answer
 // with isPartial) fails the query and marks the data source down too
@@ -91,10 +92,36 @@ const (
 // Reasons are the values of the reason label, in the order above.
 var Reasons = []string{ReasonUnavailable, ReasonRetryAfter, ReasonPartialResponse, ReasonQuery}
 
-// DownReason returns why the data source is down, given the error Status
-// returns with it: ReasonPartialResponse, ReasonRetryAfter or
-// ReasonUnavailable.
+// DownError is the error of a query that failed because the data source is
+// down rather than because of the query: it did not answer (or not as the
+// API), a Retry-After kept the query from being sent, or the answer lacks
+// part of the data. A rule whose evaluation fails with it cannot tell
+// whether its alerts still hold, so callers hold them instead of letting
+// them resolve. Its text is Err's.
+type DownError struct {
+	// Reason is ReasonUnavailable, ReasonRetryAfter or
+	// ReasonPartialResponse.
+	Reason string
+	Err    error
+}
+
+func (e *DownError) Error() string { return e.Err.Error() }
+
+func (e *DownError) Unwrap() error { return e.Err }
+
+// DownReason returns why err says the data source is down, the Reason of
+// the DownError it wraps; "" when it wraps none (the query's own error, a
+// cancelled query, nil).
 func DownReason(err error) string {
+	var de *DownError
+	if errors.As(err, &de) {
+		return de.Reason
+	}
+	return ""
+}
+
+// downReason classifies an error that marks the data source down.
+func downReason(err error) string {
 	var pe *PartialError
 	var we *WaitError
 	switch {
@@ -206,13 +233,15 @@ func (r *Remote) Query(ctx context.Context, q string, t time.Time) (promql.Vecto
 }
 
 // observe counts request seq and records whether the API answered it,
-// unless a request that started later has already finished.
-func (r *Remote) observe(ctx context.Context, seq uint64, err error, now time.Time) {
+// unless a request that started later has already finished. It returns
+// err, as a DownError when it marks the data source down.
+func (r *Remote) observe(ctx context.Context, seq uint64, err error, now time.Time) error {
 	down := err != nil && unavailable(ctx, err)
 	reason := ""
 	switch {
 	case down:
-		reason = DownReason(err)
+		reason = downReason(err)
+		err = &DownError{Reason: reason, Err: err}
 	case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(ctx.Err(), context.Canceled):
 		// Not a query alertd gave up on (a reload, shutdown).
 		reason = ReasonQuery
@@ -227,7 +256,7 @@ func (r *Remote) observe(ctx context.Context, seq uint64, err error, now time.Ti
 		r.lastSuccess = now
 	}
 	if seq < r.observed {
-		return
+		return err
 	}
 	r.observed = seq
 	if !down {
@@ -235,12 +264,13 @@ func (r *Remote) observe(ctx context.Context, seq uint64, err error, now time.Ti
 			r.since = now
 		}
 		r.up, r.lastErr = true, nil
-		return
+		return err
 	}
 	if r.up {
 		r.since = now
 	}
 	r.up, r.lastErr = false, err
+	return err
 }
 
 // unavailable tells a data source that did not answer from one that answered
@@ -315,9 +345,12 @@ func apiError(err error) error {
 	return &v1.Error{Type: body.ErrorType, Msg: fmt.Sprintf("%s (%s)", body.Error, ae.Msg)}
 }
 
-// Status says whether the data source answered its last request, since when
-// it has been in that state, when it last answered, and the error that made
-// it down.
+// Status says whether the data source answered the most recently started
+// request that finished, since when it has been in that state, when it
+// last answered, and the DownError that made it down. Requests for
+// different queries can fail differently (a query that needs a missing
+// Thanos store, one that does not): callers that judge rules use each
+// rule's own error (DownReason).
 func (r *Remote) Status() (up bool, since, lastSuccess time.Time, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -479,8 +512,7 @@ func (r *Remote) query(ctx context.Context, q string, t time.Time) (model.Value,
 func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1.API, time.Duration) (model.Value, v1.Warnings, error)) (model.Value, error) {
 	seq, to, err := r.begin(r.now())
 	if err != nil {
-		r.observe(ctx, seq, err, r.now())
-		return nil, err
+		return nil, r.observe(ctx, seq, err, r.now())
 	}
 	if to.timeout > 0 {
 		var cancel context.CancelFunc
@@ -497,7 +529,7 @@ func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1
 			val, err = nil, &PartialError{}
 		}
 	}
-	r.observe(ctx, seq, err, r.now())
+	err = r.observe(ctx, seq, err, r.now())
 	var pe *PartialError
 	switch {
 	case err == nil:

@@ -111,6 +111,7 @@ func TestRemoteAnswers(t *testing.T) {
 			}
 			up, _, _, _ := r.Status()
 			require.Equal(t, !tc.down, up, "data source up")
+			require.Equal(t, tc.down, DownReason(err) != "", "a DownError: %v", err)
 		})
 	}
 }

@@ -207,6 +207,10 @@ type Alertd struct {
 	precision *precisionCollector
 	startedAt time.Time
 	prunedAt  time.Time
+	// downSince holds, by downEval.key, when each rule or detector that
+	// fails because the data source is down was first seen failing; only
+	// the loop's checkDatasource touches it.
+	downSince map[string]time.Time
 
 	// actions are the retrain/deploy webhooks into CI, delivered through
 	// the outbox (actions.go).
@@ -385,7 +389,7 @@ func New(o Options) (*Alertd, error) {
 		}
 		queryFunc = a.remote.Query
 		a.query, a.queryRange = a.remote.Query, a.remote.QueryRange
-		a.metrics.datasourceUp(a.reg, a.remote)
+		a.metrics.datasourceUp(a.reg, a.remote, a.datasourceUp, func() int { return len(a.downEvals()) })
 	} else {
 		sdMetrics, err := discovery.CreateAndRegisterSDMetrics(a.reg)
 		if err != nil {

@@ -62,6 +62,9 @@ type anomalyRunner struct {
 	series   map[uint64]*anomalySeries
 	versions map[string]string
 	replayed bool
+	// lastErr is the error of the latest evaluation, at evaluatedAt.
+	lastErr     error
+	evaluatedAt time.Time
 }
 
 // anomalyMetrics are the detectors' own metrics.
@@ -123,11 +126,23 @@ func (r *anomalyRunner) run(ctx context.Context, now func() time.Time) {
 			return
 		case <-t.C:
 		}
-		if err := r.eval(ctx, next); err != nil {
+		err := r.eval(ctx, next)
+		if err != nil {
 			r.metrics.failures.WithLabelValues(r.cfg.Name).Inc()
 			r.logger.Warn("Anomaly detector evaluation failed", "err", err)
 		}
+		r.mu.Lock()
+		r.lastErr, r.evaluatedAt = err, next
+		r.mu.Unlock()
 	}
+}
+
+// lastEval returns the time of the latest evaluation and its error (nil
+// if it succeeded or none ran yet).
+func (r *anomalyRunner) lastEval() (time.Time, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.evaluatedAt, r.lastErr
 }
 
 // eval scores the expression's series at ts and writes the results.

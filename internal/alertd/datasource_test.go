@@ -546,3 +546,127 @@ groups:
 	require.Equal(t, 1, strings.Count(a.logs.String(), "Data source answered with warnings; the result may be incomplete"), "the same warnings are logged once")
 	require.Contains(t, a.logs.String(), `warnings="receive series from Addr: 127.0.0.1:10901`)
 }
+
+// With one Thanos store down, Thanos refuses the queries that need it and
+// answers the others in full. Only the rule whose query needs the store
+// fails: its firing alert is held, the other rule's alert resolves as its
+// condition goes, and the data source stays down across evaluation rounds,
+// although the rule that answers is evaluated after the one that fails in
+// every round (sampled every few milliseconds, longer than the held
+// alert's validity). Once the store is back, the held alert resolves as
+// its condition goes, and so does AlertdDatasourceDown.
+func TestDatasourceDownPerRule(t *testing.T) {
+	t.Parallel()
+	const (
+		storeAExpr = `model_errors_total{store="a"} > 0`
+		storeBExpr = `model_errors_total{store="b"} > 0`
+	)
+	var aDown, aErrors, bErrors atomic.Bool
+	aErrors.Store(true)
+	bErrors.Store(true)
+	thanos := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, r.ParseForm())
+		w.Header().Set("Content-Type", "application/json")
+		q := r.Form.Get("query")
+		switch {
+		case q == storeAExpr && aDown.Load():
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprint(w, `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = `+thanosStoreError+`"}`+"\n")
+		case q == storeAExpr && aErrors.Load(), q == storeBExpr && bErrors.Load():
+			store := "a"
+			if q == storeBExpr {
+				store = "b"
+			}
+			fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"model":"m","store":%q},"value":[%s,"3"]}],"analysis":{}}}`+"\n", store, r.Form.Get("time"))
+		default:
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[],"analysis":{}}}`+"\n")
+		}
+	}))
+	t.Cleanup(thanos.Close)
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, "datasource: {url: "+thanos.URL+"}\n"), map[string]string{"rules.yml": `
+groups:
+  - name: stores
+    interval: 100ms
+    rules:
+      - alert: StoreAErrors
+        expr: ` + storeAExpr + `
+      - alert: StoreBErrors
+        expr: ` + storeBExpr + `
+`}, nil)
+	h.wait(t, "StoreAErrors", "firing", 30*time.Second)
+	h.wait(t, "StoreBErrors", "firing", 30*time.Second)
+
+	aDown.Store(true)
+	bErrors.Store(false)
+	down := h.wait(t, datasourceDownAlert, "firing", 30*time.Second)
+	require.Contains(t, down.Alerts[0].Annotations["description"], "rpc error: code = Aborted")
+	require.Contains(t, down.Alerts[0].Annotations["description"], "Rule alerts are held in their last state until it answers in full. Failing: StoreAErrors.")
+	h.wait(t, "StoreBErrors", "resolved", 30*time.Second)
+
+	// For more than the alert's validity (4 resend delays) without the
+	// hold, every few milliseconds.
+	var samples, ups atomic.Int64
+	require.Never(t, func() bool {
+		samples.Add(1)
+		v, _ := metric(t, a.Registry(), "alertd_datasource_up")
+		n, _ := metric(t, a.Registry(), "alertd_datasource_failing_rules")
+		if v != 0 || n != 1 {
+			ups.Add(1)
+		}
+		return ups.Load() > 0 || len(h.matching("StoreAErrors", "resolved")) > 0
+	}, 6*time.Second, 5*time.Millisecond, "the data source was up, or the failing rule's alert resolved")
+	t.Logf("alertd_datasource_up sampled %d times, 1 in %d", samples.Load(), ups.Load())
+	require.Empty(t, h.matching(datasourceDownAlert, "resolved"), "AlertdDatasourceDown flapped")
+	al, ok := a.alert(t, "StoreAErrors", SourceRule)
+	require.True(t, ok)
+	require.Equal(t, "firing", al.State)
+	require.True(t, slices.ContainsFunc(al.History, func(d Decision) bool {
+		return d.Stage == "datasource" && d.Action == "held" && strings.HasPrefix(d.Reason, "kept firing: the data source answers only part of the data since ") && strings.Contains(d.Reason, "code = Aborted")
+	}), "the failing rule's alert was never held: %v", al.History)
+	bl, ok := a.alert(t, "StoreBErrors", SourceRule)
+	require.True(t, ok)
+	require.Equal(t, "resolved", bl.State)
+	require.NotContains(t, actions(bl.History), "datasource/held")
+	held, _ := metric(t, a.Registry(), "alertd_datasource_held_alerts_total", "reason", "partial_response")
+	require.Positive(t, held)
+	require.Equal(t, "ok", findRule(t, a.rules(t), "StoreBErrors").Health)
+	require.Contains(t, findRule(t, a.rules(t), "StoreAErrors").LastError, "code = Aborted")
+
+	aErrors.Store(false)
+	aDown.Store(false)
+	h.wait(t, "StoreAErrors", "resolved", 30*time.Second)
+	h.wait(t, datasourceDownAlert, "resolved", 30*time.Second)
+	v, _ := metric(t, a.Registry(), "alertd_datasource_up")
+	require.Equal(t, 1.0, v)
+	n, _ := metric(t, a.Registry(), "alertd_datasource_failing_rules")
+	require.Zero(t, n)
+}
+
+// An anomaly detector's evaluations count as the rules' do: with no rules
+// at all, a data source that refuses connections is down for the detector
+// that cannot query it, and AlertdDatasourceDown names it.
+func TestDatasourceDownAnomalyDetector(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // connection refused from now on
+
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, `
+anomaly_detectors:
+  - name: latency
+    expr: model_latency_seconds
+    interval: 1s
+    history: 0s
+`), nil, func(o *Options) { o.DatasourceURL = "http://" + addr })
+	down := h.wait(t, datasourceDownAlert, "firing", 30*time.Second)
+	require.Contains(t, down.Alerts[0].Annotations["description"], "connection refused")
+	require.Contains(t, down.Alerts[0].Annotations["description"], "Failing: detector latency.")
+	v, _ := metric(t, a.Registry(), "alertd_datasource_up")
+	require.Zero(t, v)
+	n, _ := metric(t, a.Registry(), "alertd_datasource_failing_rules")
+	require.Equal(t, 1.0, n)
+}

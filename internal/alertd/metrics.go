@@ -53,18 +53,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// datasourceUp exposes the remote data source's state.
-func (m *metrics) datasourceUp(reg prometheus.Registerer, r *rules.Remote) {
+// datasourceUp exposes the remote data source's state: up says whether
+// no rule or detector's latest evaluation failed because it is down, and
+// failing how many did.
+func (m *metrics) datasourceUp(reg prometheus.Registerer, r *rules.Remote, up func() bool, failing func() int) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alertd_datasource_up",
-			Help: "Whether the remote data source answered the latest started of alertd's finished queries (1) or not (0).",
+			Help: "Whether the latest evaluation of every rule and anomaly detector got its answers from the remote data source (1) or some failed because it did not answer, asked to wait or answered in part (0).",
 		}, func() float64 {
-			if up, _, _, _ := r.Status(); up {
+			if up() {
 				return 1
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alertd_datasource_failing_rules",
+			Help: "The number of rules and anomaly detectors whose latest evaluation failed because the remote data source did not answer, asked to wait or answered in part.",
+		}, func() float64 { return float64(failing()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alertd_datasource_last_success_timestamp_seconds",
 			Help: "The Unix time the remote data source last answered a query; 0 if never.",
