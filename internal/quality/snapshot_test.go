@@ -78,7 +78,15 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	o, reason = r.Label(later, Label{ID: "p3", Value: Class("b")})
 	require.Equal(t, ReasonMatched, reason)
-	require.Equal(t, Outcome{ID: "p3", Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: "b", ActualClass: "b", Delay: 15 * time.Minute}, o)
+	require.Equal(t, Outcome{ID: "p3", Model: "m", Predicted: OtherClass, PredictedIndex: 2, PredictedOverflow: true, Actual: "b", ActualIndex: 1, ActualClass: "b", Delay: 15 * time.Minute}, o)
+
+	// The classes keep the positions they had (a, b, then OtherClass), so
+	// a cap tighter than MaxClasses keeps the same ones: b is not first
+	// because it is the first class the restored store sees.
+	r.Observe(later, pred("after", "m", "b"))
+	o, reason = r.Label(later, Label{ID: "after", Value: Class("a")})
+	require.Equal(t, ReasonMatched, reason)
+	require.Equal(t, [2]int{1, 0}, [2]int{o.PredictedIndex, o.ActualIndex})
 
 	o, reason = r.Label(later, Label{ID: "p4", Value: Class("b")})
 	require.Equal(t, ReasonMatched, reason)

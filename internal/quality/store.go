@@ -374,10 +374,10 @@ func (s *Store) join(m *model, e *entry, l Label) (Outcome, Reason) {
 		o.Offset = m.offset
 		return o, ReasonMatched
 	}
-	o.Predicted = m.classes.values[e.val]
+	o.Predicted, o.PredictedIndex = m.classes.values[e.val], int(e.val)
 	o.PredictedOverflow = e.flags&flagOverflow != 0
 	idx, overflow := m.classes.intern(l.Value.Class, s.opts.MaxClasses)
-	o.Actual, o.ActualOverflow = m.classes.values[idx], overflow
+	o.Actual, o.ActualIndex, o.ActualOverflow = m.classes.values[idx], int(idx), overflow
 	o.ActualClass = l.Value.Class
 	o.Correct = o.Predicted == o.Actual
 	if probs {

@@ -198,7 +198,7 @@ func TestEarlyLabel(t *testing.T) {
 
 	o, r := s.Observe(t0.Add(time.Second), pred("a", "m", "dog"))
 	require.Equal(t, ReasonMatched, r)
-	require.Equal(t, Outcome{ID: "a", Model: "m", Predicted: "dog", Actual: "cat", ActualClass: "cat"}, o, "delay is clamped to 0")
+	require.Equal(t, Outcome{ID: "a", Model: "m", Predicted: "dog", Actual: "cat", ActualClass: "cat", ActualIndex: 1}, o, "delay is clamped to 0")
 	require.Equal(t, 0, s.Len())
 	_, r = s.Label(t0, Label{ID: "a", Value: Class("cat")})
 	require.Equal(t, ReasonDuplicate, r)
@@ -275,11 +275,12 @@ func TestClassCap(t *testing.T) {
 		wantPredicted  string
 		wantOverflowed bool
 	}{
+		// m's classes in the order seen: a, b, then OtherClass.
 		{id: "0", actual: "a", want: Outcome{Model: "m", Predicted: "a", Actual: "a", Correct: true}},
-		{id: "1", actual: "c", want: Outcome{Model: "m", Predicted: "b", Actual: OtherClass, ActualOverflow: true}},
-		{id: "2", actual: "b", want: Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: "b"}},
-		{id: "3", actual: OtherClass, want: Outcome{Model: "m", Predicted: OtherClass, PredictedOverflow: true, Actual: OtherClass, Correct: true}},
-		{id: "x", actual: "y", want: Outcome{Model: "n", Predicted: "z", Actual: "y"}},
+		{id: "1", actual: "c", want: Outcome{Model: "m", Predicted: "b", PredictedIndex: 1, Actual: OtherClass, ActualIndex: 2, ActualOverflow: true}},
+		{id: "2", actual: "b", want: Outcome{Model: "m", Predicted: OtherClass, PredictedIndex: 2, PredictedOverflow: true, Actual: "b", ActualIndex: 1}},
+		{id: "3", actual: OtherClass, want: Outcome{Model: "m", Predicted: OtherClass, PredictedIndex: 2, PredictedOverflow: true, Actual: OtherClass, ActualIndex: 2, Correct: true}},
+		{id: "x", actual: "y", want: Outcome{Model: "n", Predicted: "z", Actual: "y", ActualIndex: 1}},
 	} {
 		o, r := s.Label(t0, Label{ID: tc.id, Value: Class(tc.actual)})
 		require.Equal(t, ReasonMatched, r)

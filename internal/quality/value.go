@@ -87,6 +87,13 @@ type Outcome struct {
 	// beyond the cap they are OtherClass and the matching Overflow is true.
 	Predicted, Actual                 string
 	PredictedOverflow, ActualOverflow bool
+	// PredictedIndex and ActualIndex are the positions of Predicted and
+	// Actual among the model's class values, in the order the store first
+	// saw them (as predicted or as labels, 0 the first; OtherClass takes
+	// the next position when first needed). Snapshots keep the order: a
+	// cap tighter than MaxClasses that keeps the classes below it keeps
+	// the same ones across restarts.
+	PredictedIndex, ActualIndex int
 	// ActualClass is the actual class as the label gives it (a class's
 	// index read as its name), not capped.
 	ActualClass                 string

@@ -23,6 +23,14 @@ func TestConfusionMatrix(t *testing.T) {
 	s := newStore(t, Options{})
 	// The outcome counter, as the caller keeps it.
 	count := map[[2]string]float64{}
+	// The classes in the order the store first sees them.
+	var seen []string
+	index := func(c string) int {
+		if !slices.Contains(seen, c) {
+			seen = append(seen, c)
+		}
+		return slices.Index(seen, c)
+	}
 	n := 0
 	for p, row := range matrix {
 		for a, k := range row {
@@ -30,9 +38,10 @@ func TestConfusionMatrix(t *testing.T) {
 				id := fmt.Sprint(n)
 				n++
 				s.Observe(t0, pred(id, "m", p))
+				pi := index(p)
 				o, r := s.Label(t0.Add(90*time.Second), Label{ID: id, Model: "m", Value: Class(a)})
 				require.Equal(t, ReasonMatched, r)
-				require.Equal(t, Outcome{ID: id, Model: "m", Predicted: p, Actual: a, ActualClass: a, Correct: p == a, Delay: 90 * time.Second}, o)
+				require.Equal(t, Outcome{ID: id, Model: "m", Predicted: p, Actual: a, PredictedIndex: pi, ActualIndex: index(a), ActualClass: a, Correct: p == a, Delay: 90 * time.Second}, o)
 				count[[2]string{o.Predicted, o.Actual}]++
 			}
 		}
