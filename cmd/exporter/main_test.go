@@ -281,6 +281,16 @@ func TestConfigCheck(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), `bad.yml:2: unknown field \"nope\"`)
 
+	// So are the per-segment class counts' bounds (models[].segment_classes).
+	segClasses := filepath.Join(dir, "segment-classes.yml")
+	require.NoError(t, os.WriteFile(segClasses, []byte("models:\n  - name: fraud\n    segments: [country]\n    segment_classes: 2\n"), 0o644))
+	out, err = exec.Command(bin, "--config.check", "--config.file="+segClasses).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.NoError(t, os.WriteFile(segClasses, []byte("models:\n  - name: fraud\n    segment_classes: 2\n"), 0o644))
+	out, err = exec.Command(bin, "--config.check", "--config.file="+segClasses).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), `segment-classes.yml:3: models[0].segment_classes needs models[0].segments`)
+
 	// A model's drift reference is loaded too: CI catches a missing one.
 	missing := filepath.Join(dir, "missing.yml")
 	require.NoError(t, os.WriteFile(missing, []byte("models:\n  - name: fraud\n    drift: {reference: profiles/fraud.json}\n"), 0o644))

@@ -106,6 +106,13 @@ type Model struct {
 	// labels are also counted (accuracy, MAE and RMSE per country, say),
 	// at most MaxSegments of them.
 	Segments []Segment `yaml:"segments"`
+	// SegmentClasses, when above 0, also counts a classifier's joined labels
+	// by segment value and class (predicted, labelled and right: precision,
+	// recall and F1 per class and segment value), for the model's first
+	// SegmentClasses classes in the order the sidecar first saw them; the
+	// others are counted as __other__. At most MaxSegmentClasses; 0 (the
+	// default) counts none.
+	SegmentClasses int `yaml:"segment_classes"`
 	// ScoreBuckets are the classic buckets' upper bounds, increasing, of
 	// the model's modelmon_prediction_score, instead of
 	// collector.ScoreBuckets (0.1 … 1, for a binary classifier's scores):
@@ -120,6 +127,12 @@ type Model struct {
 // MaxSegments bounds Model.Segments: every segment multiplies the series
 // of the per-segment quality metrics by its values.
 const MaxSegments = 5
+
+// MaxSegmentClasses bounds Model.SegmentClasses. Each of the three
+// counters by segment value and class has at most MaxSegments × 21 values
+// (20 and __other__) × (MaxSegmentClasses + 1 for __other__) series per
+// model: 1,155.
+const MaxSegmentClasses = 10
 
 // MaxSegmentBuckets bounds Segment.Buckets: with the bucket above the last
 // edge and the missing values, a segment then has at most 20 values, the
@@ -381,6 +394,12 @@ func (c *Config) Validate() error {
 			if err := checkBuckets(sg.Buckets, MaxSegmentBuckets); err != nil {
 				return fmt.Errorf("models[%d].segments[%d].buckets: %w", i, k, err)
 			}
+		}
+		if n := m.SegmentClasses; n < 0 || n > MaxSegmentClasses {
+			return fmt.Errorf("models[%d].segment_classes must be between 0 and %d, got %d", i, MaxSegmentClasses, n)
+		}
+		if m.SegmentClasses > 0 && len(m.Segments) == 0 {
+			return fmt.Errorf("models[%d].segment_classes needs models[%d].segments", i, i)
 		}
 		if b := m.CalibrationBins; b != 0 && (b < MinCalibrationBins || b > MaxCalibrationBins) {
 			return fmt.Errorf("models[%d].calibration_bins must be between %d and %d, got %d", i, MinCalibrationBins, MaxCalibrationBins, b)

@@ -18,7 +18,7 @@ func TestLoadGood(t *testing.T) {
 		VersionHeader:   "X-Version",
 		PredictionPaths: []string{"/score", "/api/**"},
 		Models: []Model{
-			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}, CalibrationBins: 15, Segments: []Segment{{Feature: "country"}, {Feature: "amount", Buckets: []float64{100, 1000}}}},
+			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}, CalibrationBins: 15, Segments: []Segment{{Feature: "country"}, {Feature: "amount", Buckets: []float64{100, 1000}}}, SegmentClasses: 2},
 			// Relative to the configuration file.
 			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}, LabelOffset: ptr(2.5e5)},
 			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json"}},
@@ -60,6 +60,8 @@ func TestLoadBad(t *testing.T) {
 		{"bad-segment-alert.yml", `testdata/bad-segment-alert.yml:3: models[0].alerts.max_segment_accuracy_gap needs models[0].segments`},
 		{"bad-segments.yml", `testdata/bad-segments.yml:3: models[0].segments: "country" is empty or given twice`},
 		{"bad-importance.yml", `testdata/bad-importance.yml:3: models[0].feature_importance: "amount" must name a feature and be a finite number ≥ 0, got -1`},
+		{"bad-segment-classes.yml", `testdata/bad-segment-classes.yml:4: models[0].segment_classes must be between 0 and 10, got 11`},
+		{"bad-segment-classes-segments.yml", `testdata/bad-segment-classes-segments.yml:3: models[0].segment_classes needs models[0].segments`},
 		{"bad-segment-field.yml", `testdata/bad-segment-field.yml:5: unknown field "bucket"`},
 		{"bad-segment-buckets.yml", `testdata/bad-segment-buckets.yml:4: models[0].segments[0].buckets: must be finite and increasing, got [3 2]`},
 		{"bad-label-offset.yml", `testdata/bad-label-offset.yml:3: models[0].label_offset must be a finite number, got +Inf`},
