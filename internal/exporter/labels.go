@@ -58,6 +58,8 @@ type labels struct {
 	tooManyClasses       *warning
 	maxClasses           int
 	tooManySegmentValues *warning
+	// More classes than models[].segment_classes, logged.
+	tooManySegmentClasses *warning
 	// peers are the other replicas asked about labels this one does not
 	// know.
 	peers *peers
@@ -116,9 +118,14 @@ type labelMetrics struct {
 	segCorrect *prometheus.CounterVec
 	segAbsErr  *prometheus.CounterVec
 	segSqErr   *prometheus.CounterVec
-	delay      *prometheus.HistogramVec
-	rejected   *prometheus.CounterVec
-	overflow   *prometheus.CounterVec
+	// By segment and class (models[].segment_classes): predicted,
+	// labelled, and right.
+	segClassPredicted *prometheus.CounterVec
+	segClassLabelled  *prometheus.CounterVec
+	segClassCorrect   *prometheus.CounterVec
+	delay             *prometheus.HistogramVec
+	rejected          *prometheus.CounterVec
+	overflow          *prometheus.CounterVec
 }
 
 func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheus.Registerer, overflow *prometheus.CounterVec, logger *slog.Logger) (*labels, error) {
@@ -188,6 +195,12 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 			Help: "The sum of the absolute errors of regression predictions joined to their label, by segment and its value."}, segmentLabels),
 		segSqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentSquaredError,
 			Help: "The sum of the squared errors of regression predictions joined to their label, by segment and its value."}, segmentLabels),
+		segClassPredicted: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentClassPredictions,
+			Help: "The total number of classification predictions joined to their label, by segment, its value and predicted class (models[].segment_classes: the model's first classes, then __other__)."}, segmentClassLabels),
+		segClassLabelled: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentClassLabels,
+			Help: "The total number of labels joined to a classification prediction, by segment, its value and actual class (models[].segment_classes)."}, segmentClassLabels),
+		segClassCorrect: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentClassCorrect,
+			Help: "The total number of classification predictions whose label matched the predicted class, by segment, its value and class (models[].segment_classes): with the two counters before, precision, recall and F1 per class and segment value."}, segmentClassLabels),
 		delay: f.NewHistogramVec(prometheus.HistogramOpts{Name: collector.LabelDelay,
 			Help:                        "The time from a prediction to its label, in seconds.",
 			Buckets:                     []float64{1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400},
@@ -204,6 +217,7 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 	l.peers = newPeers(l.prefix, reg, logger)
 	l.tooManyClasses = newWarning(logger, "Too many classes: new ones are counted as class \"__other__\" in the quality metrics")
 	l.tooManySegmentValues = newWarning(logger, "Too many values of a segment: new ones are counted as \"__other__\" in the segment quality metrics")
+	l.tooManySegmentClasses = newWarning(logger, "More classes than models[].segment_classes: the others are counted as class \"__other__\" in the metrics by segment and class")
 	l.maxClasses = opts.MaxClasses
 	reg.MustRegister(&labelStats{store: store})
 	return l, nil
@@ -525,16 +539,26 @@ func namedScores(classes []string, scores []float64, names [][]byte) ([]float64,
 	return out, classes
 }
 
-// segmentLabels are the labels of the per-segment quality metrics.
-var segmentLabels = []string{"model", "segment", "segment_value"}
+// segmentLabels are the labels of the per-segment quality metrics, and
+// segmentClassLabels those of the metrics by segment and class.
+var (
+	segmentLabels      = []string{"model", "segment", "segment_value"}
+	segmentClassLabels = []string{"model", "segment", "segment_value", "class"}
+)
 
 // recordSegments counts a joined label by each of its prediction's
-// segments.
+// segments, and a classifier's by segment and class too when the model
+// counts its classes by segment (models[].segment_classes).
 func (l *labels) recordSegments(o quality.Outcome) {
 	m := l.metrics
 	if o.SegmentOverflow {
 		m.overflow.WithLabelValues("segment").Inc()
 		l.tooManySegmentValues.warn(func() []any { return []any{"model", o.Model, "max_segment_values", l.store.Options().MaxSegmentValues} })
+	}
+	if len(o.Segments) > 0 && !o.Regression {
+		if n := l.config().models[o.Model].segmentClasses; n > 0 {
+			l.recordSegmentClasses(o, n)
+		}
 	}
 	for _, sg := range o.Segments {
 		m.segMatched.WithLabelValues(o.Model, sg.Name, sg.Value).Inc()
@@ -550,6 +574,53 @@ func (l *labels) recordSegments(o quality.Outcome) {
 		correct := m.segCorrect.WithLabelValues(o.Model, sg.Name, sg.Value)
 		if o.Correct {
 			correct.Inc()
+		}
+	}
+}
+
+// recordSegmentClasses counts a classifier's joined label by each of its
+// segments and its predicted and actual class, the model's first n classes
+// by name and the others as __other__ (overflow "segment_class"). The
+// first n are those the store saw first (quality.Outcome.PredictedIndex),
+// which its snapshot keeps: the same ones after a restart.
+func (l *labels) recordSegmentClasses(o quality.Outcome, n int) {
+	m := l.metrics
+	predicted, actual := o.Predicted, o.Actual
+	pOver, aOver := o.PredictedIndex >= n, o.ActualIndex >= n
+	if pOver {
+		predicted = quality.OtherClass
+	}
+	if aOver {
+		actual = quality.OtherClass
+	}
+	if pOver || aOver {
+		m.overflow.WithLabelValues("segment_class").Inc()
+		l.tooManySegmentClasses.warn(func() []any { return []any{"model", o.Model, "segment_classes", n} })
+	}
+	// A class named apart is right when it is both the predicted and the
+	// actual class; __other__ stands for several classes and never is,
+	// as in modelmon_prediction_correct_total. (A class past the model's
+	// cap, quality.Options.MaxClasses, is past n too.)
+	right := o.Correct && !pOver && !aOver
+	for _, sg := range o.Segments {
+		// All three counters of both classes are created, at 0 on a
+		// miss: the rules divide the right ones by the predicted
+		// (precision) and labelled (recall) ones and by their sum (F1),
+		// so a class never right there must read 0, not nothing.
+		predP := m.segClassPredicted.WithLabelValues(o.Model, sg.Name, sg.Value, predicted)
+		m.segClassLabelled.WithLabelValues(o.Model, sg.Name, sg.Value, predicted)
+		m.segClassPredicted.WithLabelValues(o.Model, sg.Name, sg.Value, actual)
+		labA := m.segClassLabelled.WithLabelValues(o.Model, sg.Name, sg.Value, actual)
+		predP.Inc()
+		labA.Inc()
+		if !pOver {
+			m.segClassCorrect.WithLabelValues(o.Model, sg.Name, sg.Value, predicted)
+		}
+		if !aOver {
+			correct := m.segClassCorrect.WithLabelValues(o.Model, sg.Name, sg.Value, actual)
+			if right {
+				correct.Inc()
+			}
 		}
 	}
 }

@@ -524,6 +524,123 @@ func TestLabelsBySegment(t *testing.T) {
 	})
 }
 
+// With models[].segment_classes, a classifier's joined labels are also
+// counted by segment value and class, predicted, labelled and right: the
+// recall of fraud in one country, which the segment's accuracy hides. The
+// model's first classes are counted by name, the others as __other__
+// (counted as overflow); a model without it has none of these series.
+func TestLabelsBySegmentClass(t *testing.T) {
+	e := startWithConfig(t, modelServer(t).URL, `models:
+  - name: fraud
+    segments: [country]
+    segment_classes: 2
+  - name: plain
+    segments: [country]
+`, labelsOn)
+	// predicted → actual by country. DE: legit→legit ×3, legit→fraud ×2,
+	// fraud→fraud ×1, fraud→legit ×1, chargeback→fraud ×1; FR:
+	// legit→legit ×2, fraud→fraud ×2. legit and fraud come first, so
+	// chargeback, the third class, is __other__.
+	pairs := []struct{ country, p, a string }{
+		{"DE", "legit", "legit"}, {"DE", "legit", "legit"}, {"DE", "legit", "legit"},
+		{"DE", "legit", "fraud"}, {"DE", "legit", "fraud"}, {"DE", "fraud", "fraud"}, {"DE", "fraud", "legit"},
+		{"DE", "chargeback", "fraud"},
+		{"FR", "legit", "legit"}, {"FR", "legit", "legit"}, {"FR", "fraud", "fraud"}, {"FR", "fraud", "fraud"},
+	}
+	var obs, lbs []string
+	for i, pr := range pairs {
+		for _, model := range []string{"fraud", "plain"} {
+			obs = append(obs, fmt.Sprintf(`{"model":%q,"id":"%s%d","features":{"country":%q},"prediction":%q}`, model, model, i, pr.country, pr.p))
+			lbs = append(lbs, fmt.Sprintf(`{"id":"%s%d","label":%q}`, model, i, pr.a))
+		}
+	}
+	pushRecordsRaw(t, e, obs...)
+	_, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+	require.Equal(t, slices.Repeat([]string{"matched"}, 2*len(pairs)), resp.Results)
+
+	fams := scrape(t, e, "modelmon_segment_class_")
+	series := func(name string) map[string]float64 {
+		out := map[string]float64{}
+		require.Contains(t, fams, name)
+		text := fams[name].text
+		for _, line := range strings.Split(text, "\n") {
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			require.Contains(t, line, `model="fraud",segment="country",`, "plain has no segment_classes")
+			i := strings.LastIndexByte(line, ' ')
+			v, err := strconv.ParseFloat(line[i+1:], 64)
+			require.NoError(t, err)
+			out[strings.TrimPrefix(line[:i], name)] = v
+		}
+		return out
+	}
+	key := func(country, class string) string {
+		return fmt.Sprintf(`{class=%q,model="fraud",segment="country",segment_value=%q}`, class, country)
+	}
+	require.Equal(t, map[string]float64{
+		key("DE", "legit"): 5, key("DE", "fraud"): 2, key("DE", "__other__"): 1,
+		key("FR", "legit"): 2, key("FR", "fraud"): 2,
+	}, series("modelmon_segment_class_predictions_total"))
+	require.Equal(t, map[string]float64{
+		key("DE", "legit"): 4, key("DE", "fraud"): 4, key("DE", "__other__"): 0,
+		key("FR", "legit"): 2, key("FR", "fraud"): 2,
+	}, series("modelmon_segment_class_labels_total"))
+	// __other__ stands for several classes: never right, and without a
+	// series, as in modelmon_prediction_correct_total.
+	require.Equal(t, map[string]float64{
+		key("DE", "legit"): 3, key("DE", "fraud"): 1,
+		key("FR", "legit"): 2, key("FR", "fraud"): 2,
+	}, series("modelmon_segment_class_correct_total"))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "segment_class"}))
+
+	// The shipped rules, in a real Prometheus scraping the sidecar. By
+	// hand: fraud in DE was predicted twice, once right, and was the label
+	// 4 times; in FR right both times. The model's recall of fraud is 3/6.
+	prometheustest.Binary(t)
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{"../../deploy/prometheus/quality.rules.yml"}})
+	requireQueries(t, prom, 1e-12, map[string]float64{
+		`modelmon:recall:total{model="fraud",class="fraud"}`:                                                 3.0 / 6,
+		`modelmon:segment_recall:total{model="fraud",segment="country",segment_value="DE",class="fraud"}`:    1.0 / 4,
+		`modelmon:segment_precision:total{model="fraud",segment="country",segment_value="DE",class="fraud"}`: 1.0 / 2,
+		`modelmon:segment_f1:total{model="fraud",segment="country",segment_value="DE",class="fraud"}`:        2 * (0.5 * 0.25) / (0.5 + 0.25),
+		`modelmon:segment_recall:total{model="fraud",segment="country",segment_value="FR",class="fraud"}`:    1,
+		`modelmon:segment_recall:total{model="fraud",segment="country",segment_value="DE",class="legit"}`:    3.0 / 4,
+		`modelmon:segment_precision:total{model="fraud",segment="country",segment_value="DE",class="legit"}`: 3.0 / 5,
+		`count(modelmon:segment_recall:total{model="fraud",class="__other__"}) or vector(0)`:                 0,
+	})
+}
+
+// The classes a model counts by segment value (models[].segment_classes)
+// are its first, in the order the sidecar first saw them, and stay so
+// across a restart with --storage.path, as the predictions waiting for
+// their labels do: a restart does not hand the slot to whichever class
+// comes first after it.
+func TestLabelsBySegmentClassSurviveRestart(t *testing.T) {
+	up := modelServer(t)
+	storage := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    segments: [country]\n    segment_classes: 1\n"), 0o644))
+	opts := func(o *Options) { o.Labels = LabelsOptions{Enabled: true}; o.StoragePath = storage; o.ConfigFile = cfg }
+	e1 := startExporter(t, up.URL, opts)
+	pushRecordsRaw(t, e1, `{"model":"fraud","id":"a","features":{"country":"DE"},"prediction":"legit"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e1.Stop(ctx))
+
+	e2 := startExporter(t, up.URL, opts)
+	pushRecordsRaw(t, e2, `{"model":"fraud","id":"b","features":{"country":"DE"},"prediction":"fraud"}`)
+	_, resp := postLabels(t, e2, `{"id":"b","label":"fraud"}`+"\n"+`{"id":"a","label":"legit"}`)
+	require.Equal(t, []string{"matched", "matched"}, resp.Results)
+	seg := func(name, class string) float64 {
+		return metricValue(t, e2, name, map[string]string{"model": "fraud", "segment": "country", "segment_value": "DE", "class": class})
+	}
+	require.Equal(t, 1.0, seg("modelmon_segment_class_correct_total", "legit"), "the prediction from before the restart, joined after it")
+	require.Equal(t, 1.0, seg("modelmon_segment_class_predictions_total", "__other__"), "fraud came second")
+	require.Equal(t, 1.0, seg("modelmon_segment_class_labels_total", "__other__"))
+	require.Zero(t, seg("modelmon_segment_class_predictions_total", "fraud"))
+}
+
 // Wherever the sidecar shows labels joined, it shows the numeric pairs
 // among them under the same labels, at 0 for a class label: for the model,
 // by segment value, and for the shadow. The quality rules take the labels

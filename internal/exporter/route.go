@@ -191,6 +191,10 @@ type modelConfig struct {
 	ref *reference
 	// segments are the features its joined labels are also counted by.
 	segments []config.Segment
+	// segmentClasses is how many of its classes its joined labels are
+	// also counted by per segment value (models[].segment_classes); 0:
+	// none.
+	segmentClasses int
 	// scoreBuckets are modelmon_prediction_score's classic buckets for
 	// the model; nil: collector.ScoreBuckets.
 	scoreBuckets []float64
@@ -236,7 +240,7 @@ func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
 				return nil, err
 			}
 		}
-		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, scoreBuckets: m.ScoreBuckets,
+		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, segmentClasses: m.SegmentClasses, scoreBuckets: m.ScoreBuckets,
 			calibrationBins: m.CalibrationBins, labelOffset: m.LabelOffset}
 		if m.IDPath != "" {
 			mc.idPath = strings.Split(m.IDPath, ".")
