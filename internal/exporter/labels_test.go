@@ -485,6 +485,7 @@ func TestLabelsBySegment(t *testing.T) {
 	require.Equal(t, 4.0, seg("modelmon_segment_prediction_regression_outcomes_total", "mix", "device", "app"))
 	require.Equal(t, 2.0, seg("modelmon_segment_prediction_absolute_error_total", "mix", "device", "app"))
 	require.Equal(t, 1.5, seg("modelmon_segment_prediction_squared_error_total", "mix", "device", "app"))
+	require.Equal(t, 1.0, seg("modelmon_segment_prediction_correct_total", "mix", "device", "app"), "yes right, no wrong")
 	// Rooms by range: 2 in (-inf,2], 3.5 in (2,4], 7 in (4,+inf).
 	require.Equal(t, 2.0, seg("modelmon_segment_prediction_absolute_error_total", "price", "rooms", "(-inf,2]"))
 	require.Equal(t, 1.0, seg("modelmon_segment_prediction_absolute_error_total", "price", "rooms", "(2,4]"))
@@ -521,6 +522,11 @@ func TestLabelsBySegment(t *testing.T) {
 		// Over mix's 4 numeric pairs, not its 6 labels: 2/6 and √(1.5/6) before.
 		`modelmon:segment_mae:total{model="mix",segment="device",segment_value="app"}`:  0.5,
 		`modelmon:segment_rmse:total{model="mix",segment="device",segment_value="app"}`: math.Sqrt(1.5 / 4),
+		// And its accuracy over its 2 class pairs, the model's: 1/6 and a
+		// gap of -1/3 before.
+		`modelmon:segment_class_outcomes:total{model="mix",segment="device",segment_value="app"}`: 2,
+		`modelmon:segment_accuracy:total{model="mix",segment="device",segment_value="app"}`:       0.5,
+		`modelmon:segment_accuracy_gap:total{model="mix",segment="device",segment_value="app"}`:   0,
 	})
 }
 
