@@ -248,7 +248,8 @@ type QualityAlerts struct {
 	// MaxSegmentAccuracyGap bounds how far a segment's accuracy (a value of
 	// a feature in models[].segments) may fall below the model's, checked
 	// over an hour for segment values with at least MinSegmentSamples
-	// labels (default DefaultMinSegmentSamples).
+	// class labels (default DefaultMinSegmentSamples): the labels its
+	// accuracy is over, not those joined to numbers.
 	MaxSegmentAccuracyGap float64 `yaml:"max_segment_accuracy_gap"`
 	MinSegmentSamples     int     `yaml:"min_segment_samples"`
 	// MaxShadowDisagreement bounds the share of the predictions compared

@@ -82,7 +82,7 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		}
 		if a.MaxSegmentAccuracyGap > 0 {
 			add("ModelSegmentAccuracyLow", "modelmon:segment_accuracy_gap:1h"+sel+" < -"+f(a.MaxSegmentAccuracyGap)+
-				"\n  and on (model, segment, segment_value) modelmon:segment_labels:increase1h"+sel+" >= "+
+				"\n  and on (model, segment, segment_value) modelmon:segment_class_outcomes:increase1h"+sel+" >= "+
 				strconv.Itoa(cmp.Or(a.MinSegmentSamples, config.DefaultMinSegmentSamples)),
 				"Accuracy of model "+name+" more than "+f(a.MaxSegmentAccuracyGap)+" below its overall accuracy for a segment.")
 			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: accuracy {{ $value | humanize }} from the model's over the last hour."

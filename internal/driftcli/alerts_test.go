@@ -47,6 +47,9 @@ models:
   - name: shop
     segments: [country]
     alerts: {max_segment_accuracy_gap: 0.1}
+  - name: shopmix
+    segments: [country]
+    alerts: {max_segment_accuracy_gap: 0.1}
   - name: candidate
     alerts: {max_shadow_disagreement: 0.05}
   - name: late
@@ -57,7 +60,7 @@ models:
 `)
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 10 rules found")
+	require.Contains(t, string(b), "SUCCESS: 11 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -125,6 +128,27 @@ tests:
       - series: 'modelmon_segment_labels_matched_total{model="shop",segment="country",segment_value="IT",instance="a"}'
         values: '0+1x120'
       - series: 'modelmon_segment_prediction_correct_total{model="shop",segment="country",segment_value="IT",instance="a"}'
+        values: '0+0x120'
+      # shopmix predicts numbers and classes: 15 of 20 class pairs right
+      # every minute overall (0.75). DE: 15 of 20 too, and 20 numeric
+      # pairs besides; over its 40 labels joined, its accuracy read 0.375,
+      # 0.375 below. US: 0 of 1 class pair and 5 numeric pairs a minute,
+      # 60 class pairs an hour, too few, though 360 labels joined.
+      - series: 'modelmon_prediction_outcome_total{model="shopmix",predicted="a",actual="a",instance="a"}'
+        values: '0+20x120'
+      - series: 'modelmon_prediction_correct_total{model="shopmix",class="a",instance="a"}'
+        values: '0+15x120'
+      - series: 'modelmon_segment_labels_matched_total{model="shopmix",segment="country",segment_value="DE",instance="a"}'
+        values: '0+40x120'
+      - series: 'modelmon_segment_prediction_regression_outcomes_total{model="shopmix",segment="country",segment_value="DE",instance="a"}'
+        values: '0+20x120'
+      - series: 'modelmon_segment_prediction_correct_total{model="shopmix",segment="country",segment_value="DE",instance="a"}'
+        values: '0+15x120'
+      - series: 'modelmon_segment_labels_matched_total{model="shopmix",segment="country",segment_value="US",instance="a"}'
+        values: '0+6x120'
+      - series: 'modelmon_segment_prediction_regression_outcomes_total{model="shopmix",segment="country",segment_value="US",instance="a"}'
+        values: '0+5x120'
+      - series: 'modelmon_segment_prediction_correct_total{model="shopmix",segment="country",segment_value="US",instance="a"}'
         values: '0+0x120'
       # candidate: 2 of 10 compared predictions a minute disagree (0.2 >
       # 0.05, 600 an hour); fewshadow the same, below its 1,000.
