@@ -130,10 +130,32 @@ func (q query) rateRatio(num, den string) string {
 }
 
 // shadowGain is a counter of the shadow's label metrics for source from
-// minus for subtrahend, per labelled prediction compared with the shadow.
-func (q query) shadowGain(metric, from, subtrahend string) string {
+// minus for subtrahend, per labelled prediction compared with the shadow
+// that it is over: per, a rate of the picked models and versions, by
+// sidecar (shadowClassPairs, shadowNumericPairs).
+func (q query) shadowGain(metric, from, subtrahend, per string) string {
 	return fmt.Sprintf("(sum by (model) (%s) - sum by (model) (%s))\n  /\nsum by (model) (%s)",
-		q.rate(metric, `source="`+from+`"`), q.rate(metric, `source="`+subtrahend+`"`), q.rate(collector.ShadowLabelsMatchedTotal))
+		q.rate(metric, `source="`+from+`"`), q.rate(metric, `source="`+subtrahend+`"`), per)
+}
+
+// numericPairs is fn ("increase" or "rate") over window of a counter of
+// numeric label/prediction pairs (pairs), by sidecar, of the picked models
+// and versions, as the quality rules take it: a sidecar without the
+// counter, from before it in a rolling upgrade, has its labels joined
+// (matched) instead, and so has one that has not had it as long as the
+// labels joined within the window (upgraded in place).
+func (q query) numericPairs(fn, window, pairs, matched string) string {
+	return q.inVersion(fmt.Sprintf("(\n  %s(%s[%s])\n    and count_over_time(%s[%s]) >= count_over_time(%s[%s])\n  or\n  %s(%s[%s])\n)",
+		fn, q.sel(pairs), window, q.sel(pairs), window, q.sel(matched), window, fn, q.sel(matched), window))
+}
+
+// classPairs is fn over window of the class label/prediction pairs, by
+// sidecar, of the picked models and versions, as the quality rules take
+// them: the labels joined (matched) less the numeric pairs (pairs), or all
+// of them on a sidecar without the numeric pairs' counter.
+func (q query) classPairs(fn, window, pairs, matched string) string {
+	m := fmt.Sprintf("%s(%s[%s])", fn, q.sel(matched), window)
+	return q.inVersion(fmt.Sprintf("(\n  %s - %s(%s[%s])\n  or\n  %s\n)", m, fn, q.sel(pairs), window, m))
 }
 
 // nativeCount is the rate of a histogram's observations summed by the

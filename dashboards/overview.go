@@ -107,9 +107,11 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.rateRatio(collector.ShadowDisagreementsTotal, collector.ShadowPredictionsTotal), "{{model}}"))).
 		WithPanel(defaultTimeseries("Shadow mean absolute difference", "Mean absolute difference between the model's and the shadow's numeric predictions (a regression's values, a binary classifier's scores).", "none").
 			WithTarget(prometheusQuery(q.rateRatio(collector.ShadowAbsoluteDifferenceTotal, collector.ShadowPredictionsTotal), "{{model}}"))).
-		WithPanel(defaultTimeseries("Shadow against labels", "With labels: the shadow's accuracy minus the model's, and the model's mean absolute error minus the shadow's, on the same labelled predictions (positive: the candidate does better). rules/shadow.rules.yml gives the daily gain and McNemar's z of it.", "none").
-			WithTarget(prometheusQuery(q.shadowGain(collector.ShadowCorrectTotal, collector.SourceShadow, collector.SourceModel), "{{model}} accuracy gain")).
-			WithTarget(prometheusQuery(q.shadowGain(collector.ShadowAbsoluteErrorTotal, collector.SourceModel, collector.SourceShadow), "{{model}} MAE gain"))).
+		WithPanel(defaultTimeseries("Shadow against labels", "With labels: the shadow's accuracy minus the model's over the predictions labelled with a class, and the model's mean absolute error minus the shadow's over those labelled with a number, on the same labelled predictions (positive: the candidate does better). rules/shadow.rules.yml gives the daily gain and McNemar's z of it.", "none").
+			WithTarget(prometheusQuery(q.shadowGain(collector.ShadowCorrectTotal, collector.SourceShadow, collector.SourceModel,
+				q.classPairs("rate", "$__rate_interval", collector.ShadowRegressionOutcomesTotal, collector.ShadowLabelsMatchedTotal)), "{{model}} accuracy gain")).
+			WithTarget(prometheusQuery(q.shadowGain(collector.ShadowAbsoluteErrorTotal, collector.SourceModel, collector.SourceShadow,
+				q.numericPairs("rate", "$__rate_interval", collector.ShadowRegressionOutcomesTotal, collector.ShadowLabelsMatchedTotal)), "{{model}} MAE gain"))).
 		WithPanel(mergeTable(defaultTable("Shadow class pairs", "Compared classification predictions over the time range by the model's class and the shadow's: off the diagonal, the classes the candidate would change, and into what (__none__: a side that gave no class)."),
 			map[string]string{"Value #A": "predictions"}).
 			WithTarget(tableQuery(fmt.Sprintf("sum by (model, predicted, shadow_predicted) (%s)",

@@ -40,6 +40,14 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 		return fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)",
 			q.inVersion(fmt.Sprintf("increase(%s[$__range])", q.sel(num))), q.inVersion(fmt.Sprintf("increase(%s[$__range])", q.sel(den))))
 	}
+	// perNumericPair divides an error sum over the dashboard's time range
+	// by the numeric pairs it is over, as modelmon:mae:1h does: a model that
+	// predicts classes too has fewer than labels joined.
+	perNumericPair := func(sum string) string {
+		return fmt.Sprintf("sum by (model) (%s)\n  /\nsum by (model) (%s)",
+			q.inVersion(fmt.Sprintf("increase(%s[$__range])", q.sel(sum))),
+			q.numericPairs("increase", "$__range", collector.RegressionOutcomesTotal, collector.LabelsMatchedTotal))
+	}
 	windows := func(quantity, legend string) []*dashboardQuery {
 		return []*dashboardQuery{
 			{recorded(rule(quantity, "1h")), legend + " (1h)"},
@@ -102,9 +110,9 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(tableQuery(recorded(rule("calibration_accuracy", "1h")), "C"))).
 		WithRow(dashboard.NewRowBuilder("Regression")).
 		WithPanel(withQueries(defaultTimeseries("Mean absolute error", "MAE of the predictions joined to a numeric label.", "none"),
-			append(windows("mae", "{{model}}"), &dashboardQuery{overRange(collector.AbsoluteErrorTotal, collector.LabelsMatchedTotal), "{{model}} (time range)"}))).
+			append(windows("mae", "{{model}}"), &dashboardQuery{perNumericPair(collector.AbsoluteErrorTotal), "{{model}} (time range)"}))).
 		WithPanel(withQueries(defaultTimeseries("Root mean squared error", "RMSE of the predictions joined to a numeric label.", "none"),
-			append(windows("rmse", "{{model}}"), &dashboardQuery{"sqrt(" + overRange(collector.SquaredErrorTotal, collector.LabelsMatchedTotal) + ")", "{{model}} (time range)"}))).
+			append(windows("rmse", "{{model}}"), &dashboardQuery{"sqrt(" + perNumericPair(collector.SquaredErrorTotal) + ")", "{{model}} (time range)"}))).
 		WithPanel(withQueries(defaultTimeseries("R²", "Coefficient of determination of the predictions joined to a numeric label: the share of the labels' variance the model explains (1 is perfect; 0 is no better than always predicting their mean; below 0, worse).", "none").Max(1),
 			windows("r2", "{{model}}"))).
 		WithRow(dashboard.NewRowBuilder("Segments")).

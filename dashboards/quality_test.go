@@ -1,0 +1,231 @@
+package dashboards
+
+import (
+	"context"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	promqlengine "github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/promqltest"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/prometheustest"
+)
+
+// panelExpr returns the query of the panel titled title in dashboard whose
+// expression holds has, its variables replaced by vars.
+func panelExpr(t *testing.T, queries []dashQuery, vars map[string]string, dashboard, title, has string) string {
+	t.Helper()
+	var expr string
+	for _, q := range queries {
+		if q.dashboard == dashboard && strings.HasPrefix(q.where, "panel \""+title+"\" ") && strings.Contains(q.expr, has) {
+			require.Empty(t, expr, "%s: two queries with %s", title, has)
+			expr = q.expr
+		}
+	}
+	require.NotEmpty(t, expr, "no query with %s in panel %q", has, title)
+	return variableRE.ReplaceAllStringFunc(expr, func(m string) string {
+		sub := variableRE.FindStringSubmatch(m)
+		v, ok := vars[sub[1]+sub[2]]
+		require.True(t, ok, "%s: no value for %s", title, m)
+		return v
+	})
+}
+
+// mixedVariables are the values the dashboards' variables take in
+// TestMixedModelPanelsMatchRules: model mix, every version, and windows
+// longer than the test.
+var mixedVariables = map[string]string{
+	"namespace": ".*", "job": "modelmon", "model": "mix", "version": ".*",
+	"__range": "1h", "__rate_interval": "1h",
+}
+
+// A model that predicts both numbers and classes: the panels that compute
+// its MAE over the time range and the shadow's gains from the raw counters
+// divide as the recording rules do, by the numeric pairs for errors and by
+// the class pairs for accuracy, not by every label joined. Under a real
+// Prometheus scraping a real sidecar, with the shipped rules loaded, mix
+// answers each request with four numbers (scikit-learn's r2_score example:
+// absolute errors 0.5, 0.5, 0 and 1) and two classes (one right), and its
+// shadow with numbers off by 0, 0.5, 0 and 0 and both classes right. So
+// MAE 0.5 (over every label joined, 1/3), the shadow's MAE gain (2 − 0.5)
+// / 4 = 0.375 (0.25) and its accuracy gain (2 − 1) / 2 = 0.5 (1/6).
+func TestMixedModelPanelsMatchRules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the exporter under Prometheus")
+	}
+	prometheustest.Binary(t)
+	bin, err := buildBinaries()
+	require.NoError(t, err)
+
+	answer := func(body string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, body)
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	upstream := answer(`{"predictions":[2.5, 0.0, 2, 8, "yes", "no"]}`)
+	shadow := answer(`{"predictions":[3, 0.0, 2, 7, "yes", "yes"]}`)
+	proxy, web := freeAddr(t), freeAddr(t)
+	start(t, filepath.Join(bin, "exporter"), web,
+		"--proxy.upstream="+upstream.URL, "--proxy.listen-address="+proxy, "--web.listen-address="+web,
+		"--labels.enabled", "--shadow.upstream="+shadow.URL, "--shadow.sample-ratio=1")
+
+	// Each batch is one request of six predictions, its shadow's answer,
+	// and their labels. The counters' increases over a window are
+	// extrapolated alike when every one of them has its first sample at
+	// the same scrape and grows by the same share of it: so the first
+	// batch is counted before Prometheus starts, and the second, the
+	// same, after it has scraped the first.
+	batch := func(id string) {
+		t.Helper()
+		require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/mix:predict", "application/json",
+			`{"instances":[[1],[2],[3],[4],[5],[6]]}`, "X-Request-Id", id))
+		require.Eventually(t, func() bool {
+			return scrape(t, web)[collector.ShadowPendingPredictions].GetMetric()[0].GetGauge().GetValue() == 6
+		}, 10*time.Second, 10*time.Millisecond, "the shadow did not answer")
+		var labels []string
+		for i, l := range []string{"3", "-0.5", "2", "7", `"yes"`, `"yes"`} {
+			labels = append(labels, `{"id":"`+id+`/`+strconv.Itoa(i)+`","label":`+l+`}`)
+		}
+		require.Equal(t, 200, post(t, "http://"+web+"/v1/labels", "application/json", "["+strings.Join(labels, ",")+"]"))
+		require.Eventually(t, func() bool {
+			return scrape(t, web)[collector.ShadowPendingPredictions].GetMetric()[0].GetGauge().GetValue() == 0
+		}, 10*time.Second, 10*time.Millisecond, "the labels were not joined")
+	}
+	batch("a")
+	fams := scrape(t, web)
+	value := func(name string) float64 {
+		for _, m := range fams[name].GetMetric() {
+			return m.GetCounter().GetValue()
+		}
+		return -1
+	}
+	require.Equal(t, 6.0, value(collector.LabelsMatchedTotal))
+	require.Equal(t, 4.0, value(collector.RegressionOutcomesTotal))
+	require.Equal(t, 6.0, value(collector.ShadowLabelsMatchedTotal))
+	require.Equal(t, 4.0, value(collector.ShadowRegressionOutcomesTotal))
+
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{web},
+		RuleFiles: []string{"../deploy/prometheus/quality.rules.yml", "../rules/shadow.rules.yml"}})
+	prom.WaitFor(t, `sum(modelmon_labels_matched_total{model="mix"})`, 6, 30*time.Second)
+	batch("b")
+	prom.WaitFor(t, `sum(modelmon_shadow_labels_matched_total{model="mix"})`, 12, 30*time.Second)
+	prom.WaitFor(t, `sum(modelmon_labels_matched_total{model="mix"})`, 12, 30*time.Second)
+
+	// The rules, once evaluated on the second batch.
+	rules := map[string]float64{
+		`modelmon:mae:total{model="mix"}`:                               0.5,
+		`model:modelmon_shadow_mae_gain:ratio_rate1d{model="mix"}`:      0.375,
+		`model:modelmon_shadow_accuracy_gain:ratio_rate1d{model="mix"}`: 0.5,
+	}
+	for expr, want := range rules {
+		require.Eventually(t, func() bool {
+			v, err := prom.QueryScalar(expr)
+			return err == nil && v > want-1e-9 && v < want+1e-9
+		}, 30*time.Second, 200*time.Millisecond, "%s: want %v", expr, want)
+	}
+
+	queries := dashboardQueries(t)
+	panel := func(dashboard, title, has string) float64 {
+		t.Helper()
+		v, err := prom.QueryScalar(panelExpr(t, queries, mixedVariables, dashboard, title, has))
+		require.NoError(t, err)
+		return v
+	}
+	require.InDelta(t, 0.5, panel("model-quality.json", "Mean absolute error", "[$__range]"), 1e-9, "MAE over the time range")
+	require.InDelta(t, math.Sqrt(1.5/4), panel("model-quality.json", "Root mean squared error", "[$__range]"), 1e-9, "RMSE over the time range")
+	require.InDelta(t, 0.375, panel("model-overview.json", "Shadow against labels", collector.ShadowAbsoluteErrorTotal), 1e-9, "the shadow's MAE gain")
+	require.InDelta(t, 0.5, panel("model-overview.json", "Shadow against labels", collector.ShadowCorrectTotal), 1e-9, "the shadow's accuracy gain")
+}
+
+// The same panels through a rolling upgrade, as the rules take it
+// (rules/quality.test.yml, rules/shadow.test.yml): a replica whose sidecar
+// is from before the counters of numeric pairs has its labels joined in
+// their stead, and so has one upgraded in place within the window. roll
+// predicts numbers, on an old and a new replica, each joining 4 labels a
+// minute with absolute errors summing to 5 (MAE 1.25), and with the shadow
+// 4 more whose errors sum to 2 for the model and 1 for the shadow (MAE
+// gain 0.25); inplace is one replica upgraded in place at 30m. rollclf
+// predicts classes: each replica's shadow gets 2 of 4 labels a minute
+// right and the model 1 (accuracy gain 0.25). Divided by the new
+// replica's pairs alone, each read twice that.
+func TestPanelsThroughRollingUpgrade(t *testing.T) {
+	st := promqltest.LoadedStorage(t, `
+load 1m
+  modelmon_model_info{job="modelmon",instance="old",model="roll",version="v1"} 1x60
+  modelmon_model_info{job="modelmon",instance="new",model="roll",version="v2"} 1x60
+  modelmon_model_info{job="modelmon",instance="p",model="inplace",version="v2"} 1x60
+  modelmon_model_info{job="modelmon",instance="old",model="rollclf",version="v1"} 1x60
+  modelmon_model_info{job="modelmon",instance="new",model="rollclf",version="v2"} 1x60
+  modelmon_labels_matched_total{job="modelmon",instance="old",model="roll"} 0+4x60
+  modelmon_prediction_absolute_error_total{job="modelmon",instance="old",model="roll"} 0+5x60
+  modelmon_prediction_squared_error_total{job="modelmon",instance="old",model="roll"} 0+7x60
+  modelmon_labels_matched_total{job="modelmon",instance="new",model="roll"} 0+4x60
+  modelmon_prediction_regression_outcomes_total{job="modelmon",instance="new",model="roll"} 0+4x60
+  modelmon_prediction_absolute_error_total{job="modelmon",instance="new",model="roll"} 0+5x60
+  modelmon_prediction_squared_error_total{job="modelmon",instance="new",model="roll"} 0+7x60
+  modelmon_labels_matched_total{job="modelmon",instance="p",model="inplace"} 0+4x30 4+4x29
+  modelmon_prediction_regression_outcomes_total{job="modelmon",instance="p",model="inplace"} _x31 4+4x29
+  modelmon_prediction_absolute_error_total{job="modelmon",instance="p",model="inplace"} 0+5x30 5+5x29
+  modelmon_prediction_squared_error_total{job="modelmon",instance="p",model="inplace"} 0+7x30 7+7x29
+  modelmon_shadow_labels_matched_total{job="modelmon",instance="old",model="roll"} 0+4x60
+  modelmon_shadow_prediction_absolute_error_total{job="modelmon",instance="old",model="roll",source="model"} 0+2x60
+  modelmon_shadow_prediction_absolute_error_total{job="modelmon",instance="old",model="roll",source="shadow"} 0+1x60
+  modelmon_shadow_labels_matched_total{job="modelmon",instance="new",model="roll"} 0+4x60
+  modelmon_shadow_prediction_regression_outcomes_total{job="modelmon",instance="new",model="roll"} 0+4x60
+  modelmon_shadow_prediction_absolute_error_total{job="modelmon",instance="new",model="roll",source="model"} 0+2x60
+  modelmon_shadow_prediction_absolute_error_total{job="modelmon",instance="new",model="roll",source="shadow"} 0+1x60
+  modelmon_shadow_labels_matched_total{job="modelmon",instance="old",model="rollclf"} 0+4x60
+  modelmon_shadow_prediction_correct_total{job="modelmon",instance="old",model="rollclf",source="model"} 0+1x60
+  modelmon_shadow_prediction_correct_total{job="modelmon",instance="old",model="rollclf",source="shadow"} 0+2x60
+  modelmon_shadow_labels_matched_total{job="modelmon",instance="new",model="rollclf"} 0+4x60
+  modelmon_shadow_prediction_regression_outcomes_total{job="modelmon",instance="new",model="rollclf"} 0x60
+  modelmon_shadow_prediction_correct_total{job="modelmon",instance="new",model="rollclf",source="model"} 0+1x60
+  modelmon_shadow_prediction_correct_total{job="modelmon",instance="new",model="rollclf",source="shadow"} 0+2x60
+`)
+	engine := promqlengine.NewEngine(promqlengine.EngineOpts{MaxSamples: 1e6, Timeout: 10 * time.Second, LookbackDelta: 5 * time.Minute})
+	vars := map[string]string{"namespace": ".*", "job": "modelmon", "model": ".*", "version": ".*", "__range": "1h", "__rate_interval": "1h"}
+	queries := dashboardQueries(t)
+	panel := func(dashboard, title, has string) map[string]float64 {
+		t.Helper()
+		q, err := engine.NewInstantQuery(context.Background(), st, nil, panelExpr(t, queries, vars, dashboard, title, has), time.Unix(0, 0).Add(time.Hour))
+		require.NoError(t, err)
+		res := q.Exec(context.Background())
+		require.NoError(t, res.Err)
+		v, err := res.Vector()
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, s := range v {
+			out[s.Metric.Get("model")] = s.F
+		}
+		return out
+	}
+	// To 9 places, so that a failure shows every value.
+	round := func(v float64) float64 { return math.Round(v*1e9) / 1e9 }
+	mae := panel("model-quality.json", "Mean absolute error", "[$__range]")
+	require.Equal(t, map[string]float64{
+		"MAE, old and new replica":          1.25,
+		"MAE, upgraded in place":            1.25,
+		"RMSE, old and new replica":         round(math.Sqrt(1.75)),
+		"shadow MAE gain, old and new":      0.25,
+		"shadow accuracy gain, old and new": 0.25,
+	}, map[string]float64{
+		"MAE, old and new replica":          round(mae["roll"]),
+		"MAE, upgraded in place":            round(mae["inplace"]),
+		"RMSE, old and new replica":         round(panel("model-quality.json", "Root mean squared error", "[$__range]")["roll"]),
+		"shadow MAE gain, old and new":      round(panel("model-overview.json", "Shadow against labels", collector.ShadowAbsoluteErrorTotal)["roll"]),
+		"shadow accuracy gain, old and new": round(panel("model-overview.json", "Shadow against labels", collector.ShadowCorrectTotal)["rollclf"]),
+	})
+}
