@@ -543,21 +543,26 @@ func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1
 // partial logs that the answer to q lacked part of the data, at warning
 // level, once until it changes or q is answered in full.
 func (r *Remote) partial(q string, err error) {
-	text := "partial: " + err.Error()
-	r.mu.Lock()
-	same := r.logged[q] == text
-	if !same {
-		if len(r.logged) >= maxLoggedQueries {
-			clear(r.logged)
-		}
-		r.logged[q] = text
-	}
-	r.mu.Unlock()
-	if same {
+	if !r.logChanged(q, "partial: "+err.Error()) {
 		r.logger.Debug("Data source answered with part of the data again", "query", q, "err", err)
 		return
 	}
 	r.logger.Warn("Data source answered with part of the data; the query fails and the data source counts as down", "query", q, "err", err)
+}
+
+// logChanged records text as what was last logged of q, and reports
+// whether it differs from what was.
+func (r *Remote) logChanged(q, text string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.logged[q] == text {
+		return false
+	}
+	if len(r.logged) >= maxLoggedQueries {
+		clear(r.logged)
+	}
+	r.logged[q] = text
+	return true
 }
 
 // warn counts and logs the warnings of an answer to q. Thanos answers with
@@ -573,15 +578,8 @@ func (r *Remote) warn(q string, ws v1.Warnings) {
 		return
 	}
 	r.warned++
-	same := r.logged[q] == text
-	if !same {
-		if len(r.logged) >= maxLoggedQueries {
-			clear(r.logged)
-		}
-		r.logged[q] = text
-	}
 	r.mu.Unlock()
-	if same {
+	if !r.logChanged(q, text) {
 		r.logger.Debug("Data source answered with warnings again", "query", q, "warnings", text)
 		return
 	}
