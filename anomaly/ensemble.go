@@ -41,6 +41,14 @@ const (
 	spatialTol  = 0.05
 	spatialZ    = 3
 	spatialWarm = 600 // points before the range is trusted
+	// rangeKeep and rangeReach: the range leaves out the rangeKeep-1
+	// highest and lowest values seen when they lie more than rangeReach
+	// times the width of the rest beyond it (see extremes), so that one or
+	// two enormous values do not stretch it for good. NAB scores the same
+	// leaving out 1 to 3 values, with a reach of 3 or 10; a reach of 1
+	// costs 0.16 on the standard profile.
+	rangeKeep  = 3
+	rangeReach = 3
 	// peakDecay and peakPower: a point scores in full only when its
 	// surprise is at least the decayed maximum of the recent surprises;
 	// below it the score is scaled by (surprise/peak)^peakPower. The
@@ -83,7 +91,8 @@ const (
 //   - a likelihood term over the last few raw scores, which catches
 //     changes (level shifts, trend and variance changes) that no single
 //     point reveals,
-//   - a range term: a value beyond every value seen so far is odd,
+//   - a range term: a value beyond every value seen so far (but for one
+//     or two far beyond all the others) is odd,
 //   - and a pattern-novelty gate on the level model (novelty): a point
 //     the level model finds odd counts less when the series has already
 //     made the same short pattern of values (a recurring burst is no
@@ -109,8 +118,8 @@ type Ensemble struct {
 	block  float64 // maximum surprise of the current block
 	nBlock int     // points in the current block
 
-	lo, hi float64 // range of all values seen
-	seen   int     // values seen
+	ext  extremes // the extremes of all values seen, for the range
+	seen int      // values seen
 
 	novRaw float64
 	peak   float64 // decayed maximum of recent surprises
@@ -148,11 +157,8 @@ func (d *Ensemble) Update(t time.Time, v float64) Result {
 	} else {
 		r = d.score(v, sr)
 	}
-	if d.seen == 0 {
-		d.lo, d.hi = v, v
-	}
 	d.seen++
-	d.lo, d.hi = math.Min(d.lo, v), math.Max(d.hi, v)
+	d.ext.add(v)
 	d.lvl.push(v)
 	return d.g.done(t, r)
 }
@@ -198,7 +204,7 @@ func (d *Ensemble) score(v float64, sr Result) Result {
 		r.Detector, r.Reason = "likelihood", reasonLikelihood
 	}
 
-	if rng := d.hi - d.lo; d.seen > spatialWarm && (v > d.hi+spatialTol*rng || v < d.lo-spatialTol*rng) {
+	if d.seen > spatialWarm && d.ext.outside(v) {
 		if z < spatialZ {
 			z = spatialZ
 			r.Detector, r.Reason = "range", reasonRange
@@ -232,7 +238,81 @@ func (d *Ensemble) Reset() {
 	d.nov = novelty{}
 	d.peak, d.quiet = 0, 0
 	d.block, d.nBlock = 0, 0
-	d.lo, d.hi, d.seen = 0, 0, 0
+	d.ext, d.seen = extremes{}, 0
+}
+
+// extremes keeps the rangeKeep highest and lowest values seen, for the
+// range term.
+//
+// The range it gives is that of all values seen but for the rangeKeep-1
+// most extreme on each side when they lie more than rangeReach times the
+// width of the rest (the core: from the rangeKeep-th lowest to the
+// rangeKeep-th highest) beyond it. Before, one value 1e6 times a series'
+// noise scale stretched the range of all values seen for good, and the
+// range term flagged nothing again, not even a level rising slowly past
+// every value seen (which the level model takes in as it rises). As the
+// standard deviation in the noise scale is winsorised (winsorisedStd), the
+// range is now that of the values seen bar one or two far beyond all the
+// others. A value within reach of the core, such as the top of a heavy
+// tail, stays in it, and so does a new level: after rangeKeep values at
+// it, it is the core's edge.
+type extremes struct {
+	hi [rangeKeep]float64 // the highest values seen, descending
+	lo [rangeKeep]float64 // the lowest values seen, ascending
+	n  int                // values held in hi and lo (at most rangeKeep)
+}
+
+// add takes the next value.
+func (x *extremes) add(v float64) {
+	if x.n < rangeKeep {
+		x.n++
+		x.hi[x.n-1], x.lo[x.n-1] = math.Inf(-1), math.Inf(1)
+	}
+	for i := range x.n { // insert into hi, dropping the last
+		if v > x.hi[i] {
+			copy(x.hi[i+1:x.n], x.hi[i:x.n-1])
+			x.hi[i] = v
+			break
+		}
+	}
+	for i := range x.n {
+		if v < x.lo[i] {
+			copy(x.lo[i+1:x.n], x.lo[i:x.n-1])
+			x.lo[i] = v
+			break
+		}
+	}
+}
+
+// bounds returns the range: the lowest and highest values seen within
+// rangeReach times the core's width of it.
+func (x *extremes) bounds() (lo, hi float64) {
+	if x.n == 0 {
+		return math.NaN(), math.NaN()
+	}
+	lo, hi = x.lo[x.n-1], x.hi[x.n-1]
+	reach := rangeReach * (hi - lo)
+	for i := range x.n - 1 {
+		if x.hi[i]-hi <= reach {
+			hi = x.hi[i]
+			break
+		}
+	}
+	for i := range x.n - 1 {
+		if lo-x.lo[i] <= reach {
+			lo = x.lo[i]
+			break
+		}
+	}
+	return lo, hi
+}
+
+// outside reports whether v lies beyond the range widened by spatialTol of
+// its width on each side.
+func (x *extremes) outside(v float64) bool {
+	lo, hi := x.bounds()
+	tol := spatialTol * (hi - lo)
+	return v > hi+tol || v < lo-tol
 }
 
 // likTerm compares the mean of the last likShort inputs with the long-run
