@@ -21,9 +21,32 @@ const seasonalZ = 5
 // first points (the median of the first 15 intervals), takes a day as the
 // season (a week when a day has fewer than 24 points; none when the season
 // would exceed maxSeason points, and the detector then keeps learning), and
-// expects each point to be the median of the
-// values one, two and three seasons before. The residual is scored like the mad detector scores
-// values: against the median and MAD of the last Options.Window residuals.
+// expects each point to be the median of the values one, two and three
+// seasons before, moved by an offset for the change of level since. The
+// residual is scored like the mad detector scores values: against the
+// median and MAD of the last Options.Window residuals.
+//
+// The offset is the median of the residuals while Options.Window holds four
+// seasons or more: a level shift is in the residuals for two seasons only,
+// until the median of the three past values takes it in, so it never makes up
+// half the window, and the offset never takes it in. With a shorter window
+// (more than a quarter of a window per season: a day at 5-minute steps in the
+// ensemble's 512 residuals, at 2-minute steps in the default 1,024) it did,
+// within half a window; two seasons later the median of the past values took
+// the shift in too, and the expectation counted it twice and alarmed again.
+// Each of the three past values then gets its own offset instead: the median
+// of the recent differences between a point and the value that many seasons
+// before it (the last season and a half's, at most Options.Window/2 of them; a
+// remedian). All three take a shift in within half their window (at most three
+// quarters of a season); after that, the offset of the values j seasons before
+// is stale only for the first half-window of the j-th season after the shift,
+// when the values it moves have taken the shift in as well. A window shorter
+// than two seasons keeps those spells apart, so at most one of the three
+// values is off at a time and the median outvotes it; a season and a half
+// leaves a quarter of a season between them. Where one offset is enough it is
+// the steadier estimate: offsets per value on every series cost 11 more false
+// pages on the six hourly NAB series (24-point seasons) in alertd's NAB replay
+// (BENCHMARKS.md).
 //
 // Timestamps are taken as the steps they are meant to be: a point arriving
 // after a gap fills the gap's slots (at most one season) with its own value,
@@ -35,7 +58,12 @@ type Seasonal struct {
 	period int       // season in points; 0 until the step is known
 	hist   []float64 // ring of the last seasonCycles·period values
 	n      int       // values pushed into hist
-	res    window    // recent residuals
+	// off[j] takes the differences v - (value j+1 seasons before), and
+	// its median over at most a season and a half is that past value's
+	// offset, when perLag (see Seasonal).
+	off    [seasonCycles]remedian
+	perLag bool
+	res    window // recent residuals
 	// z and s are the last scored point's residual in robust deviations
 	// and the residual scale, for the ensemble.
 	z, s float64
@@ -44,11 +72,15 @@ type Seasonal struct {
 // NewSeasonal returns a seasonal detector.
 func NewSeasonal(o Options) *Seasonal {
 	o.setDefaults()
-	return &Seasonal{
+	d := &Seasonal{
 		o:    o,
 		hist: make([]float64, seasonCycles*maxSeason),
 		res:  newWindow(o.Window),
 	}
+	for j := range d.off {
+		d.off[j].meds = newWindow(max(o.Window/2/remedianBlock, 1))
+	}
+	return d
 }
 
 // Period returns the season in points, 0 while it is not known yet.
@@ -66,6 +98,11 @@ func (d *Seasonal) Update(t time.Time, v float64) Result {
 		if d.period == 0 {
 			if step := d.steps.step(); step > 0 {
 				d.period = seasonFor(step)
+				if d.perLag = 4*d.period > d.o.Window; d.perLag {
+					for j := range d.off {
+						d.off[j].meds.limit(max(3*d.period/2/remedianBlock, 1))
+					}
+				}
 			}
 		} else if step := d.steps.step(); step > 0 && dt > step*3/2 {
 			slots = min(int((dt+step/2)/step), d.period)
@@ -90,6 +127,9 @@ func (d *Seasonal) expected() float64 {
 	k := 0
 	for j := 1; j <= seasonCycles && d.n >= j*p; j++ {
 		c[k] = d.at(j * p)
+		if off := &d.off[j-1].meds; d.perLag && off.len() > 0 {
+			c[k] += off.median()
+		}
 		k++
 	}
 	insertionSort(c[:k])
@@ -120,6 +160,9 @@ func (d *Seasonal) score(v float64) Result {
 	if math.IsNaN(e) {
 		return learning("seasonal", math.NaN(), math.NaN(), math.NaN())
 	}
+	for j := 1; d.perLag && j <= seasonCycles && d.n >= j*d.period; j++ {
+		d.off[j-1].push(v - d.at(j*d.period))
+	}
 	res := v - e
 	m := d.res.median()
 	s := scale(&d.res, m)
@@ -144,14 +187,22 @@ func (d *Seasonal) score(v float64) Result {
 func (d *Seasonal) Reset() {
 	d.g = guard{}
 	d.steps = stepEstimator{}
-	d.period, d.n = 0, 0
+	d.period, d.n, d.perLag = 0, 0, false
 	d.z, d.s = 0, 0
 	d.res.reset()
+	for j := range d.off {
+		d.off[j].meds.reset()
+		d.off[j].n = 0
+	}
 }
 
 // Size returns the bytes the detector holds.
 func (d *Seasonal) Size() int {
-	return sizeofStruct(d) + 8*cap(d.hist) + d.res.bytes()
+	n := sizeofStruct(d) + 8*cap(d.hist) + d.res.bytes()
+	for j := range d.off {
+		n += d.off[j].meds.bytes()
+	}
+	return n
 }
 
 // seasonFor returns the season, in points, for sampling step step: a day,
@@ -196,6 +247,37 @@ func (e *stepEstimator) add(dt time.Duration) {
 
 // step returns the estimate once stepSamples intervals were seen, else 0.
 func (e *stepEstimator) step() time.Duration { return e.s }
+
+// remedianBlock is how many values each block median of a remedian takes.
+const remedianBlock = 8
+
+// remedian is a robust running median over a long window at a small cost
+// (Rousseeuw and Bassett, "The remedian", 1990): the median of the medians
+// of the last blocks of remedianBlock values, kept in a window of block
+// medians. A window of every value costs two binary searches a value: for
+// the seasonal offsets, 2.5 times the seasonal detector's time per point
+// and 1.7 times the ensemble's. The remedian sorts a block of 8 values
+// every 8 values instead, and follows a level shift as the window does,
+// once more than half its blocks hold the shifted values. With blocks of
+// 16 or 32 values, one shift of 6 noise units in TestBlindAfterHugeSpike,
+// at the seasonal detector's threshold (z 5.04 without the spike, 4.99
+// with it), was no longer found after the spike.
+type remedian struct {
+	block [remedianBlock]float64 // the current block
+	n     int                    // values in block
+	meds  window                 // medians of the last blocks
+}
+
+// push takes the next value.
+func (r *remedian) push(x float64) {
+	r.block[r.n] = x
+	if r.n++; r.n < remedianBlock {
+		return
+	}
+	r.n = 0
+	insertionSort(r.block[:])
+	r.meds.push(r.block[remedianBlock/2-1]/2 + r.block[remedianBlock/2]/2)
+}
 
 // insertionSort sorts a few values in place without allocating.
 func insertionSort(a []float64) {

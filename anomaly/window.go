@@ -34,8 +34,13 @@ func (w *window) len() int { return len(w.sorted) }
 // full reports whether the window holds its capacity.
 func (w *window) full() bool { return len(w.sorted) == len(w.ring) }
 
-// reset empties the window, keeping its memory.
+// limit makes the window hold at most n values (n ≥ 1), at most what it
+// was allocated for, until reset. The window must be empty.
+func (w *window) limit(n int) { w.ring = w.ring[:min(n, cap(w.ring))] }
+
+// reset empties the window, keeping its memory, and lifts limit.
 func (w *window) reset() {
+	w.ring = w.ring[:cap(w.ring)]
 	w.sorted = w.sorted[:0]
 	w.head = 0
 	w.sum, w.sum2 = 0, 0
