@@ -229,8 +229,8 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 				a.StartsAt = old.StartsAt
 			}
 			if !old.ResolvedAt(now) {
-				a.relayGroups = mergeGroups(old.relayGroups, a.relayGroups)
-				a.relayFrom = mergeSources(old.relayFrom, a.relayFrom)
+				a.relayGroups = mergeOnce(old.relayGroups, a.relayGroups)
+				a.relayFrom = mergeOnce(old.relayFrom, a.relayFrom)
 				switch {
 				case src != SourceAlertmanager:
 				case a.relayedAt.IsZero():

@@ -124,23 +124,13 @@ func (n *relayNotice) source() (relaySource, bool) {
 	return relaySource{ExternalURL: n.externalURL, Receiver: n.receiver}, n.externalURL != ""
 }
 
-// mergeSources returns the sources of both, each once.
-func mergeSources(old, add []relaySource) []relaySource {
+// mergeOnce returns old with the items of add it lacks appended: the
+// relaying groups or sources of both, each once.
+func mergeOnce[T comparable](old, add []T) []T {
 	out := slices.Clone(old)
-	for _, src := range add {
-		if !slices.Contains(out, src) {
-			out = append(out, src)
-		}
-	}
-	return out
-}
-
-// mergeGroups returns the groups of both, each once.
-func mergeGroups(old, add []string) []string {
-	out := slices.Clone(old)
-	for _, g := range add {
-		if !slices.Contains(out, g) {
-			out = append(out, g)
+	for _, x := range add {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
 		}
 	}
 	return out
