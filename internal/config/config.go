@@ -218,6 +218,16 @@ const DefaultMinCalibrationSamples = 1000
 // nothing is wrong.
 const DefaultMinSegmentSamples = 200
 
+// DefaultMinSegmentClassSamples is the default of
+// QualityAlerts.MinSegmentClassSamples: over 100 labels of a class (for
+// recall) or predictions of it (for precision), a proportion of 0.5, where
+// sampling error is largest, has a standard error of 0.05, so a gap of 0.2
+// is four of them: a recall of 0.5 reads 0.3 or less over 100 labels in
+// fewer than 1 hour in 20,000. It is below DefaultMinSegmentSamples as a
+// class has only its share of a segment value's labels: the fraud class at
+// 2 % of a country's would need 10,000 labels an hour there to reach 200.
+const DefaultMinSegmentClassSamples = 100
+
 // DefaultMinShadowSamples is the default of QualityAlerts.MinShadowSamples:
 // over 200 compared predictions, a disagreement rate of 0.05 has a standard
 // error of 0.015.
@@ -252,6 +262,17 @@ type QualityAlerts struct {
 	// accuracy is over, not those joined to numbers.
 	MaxSegmentAccuracyGap float64 `yaml:"max_segment_accuracy_gap"`
 	MinSegmentSamples     int     `yaml:"min_segment_samples"`
+	// MaxSegmentRecallGap and MaxSegmentPrecisionGap bound how far a
+	// class's recall and precision in a segment value (counted by class
+	// with models[].segment_classes) may fall below the model's for the
+	// same class, checked over an hour where the segment value has at
+	// least MinSegmentClassSamples labels of the class (recall) or
+	// predictions of it (precision), default
+	// DefaultMinSegmentClassSamples: a class has fewer of those than the
+	// segment value has labels.
+	MaxSegmentRecallGap    float64 `yaml:"max_segment_recall_gap"`
+	MaxSegmentPrecisionGap float64 `yaml:"max_segment_precision_gap"`
+	MinSegmentClassSamples int     `yaml:"min_segment_class_samples"`
 	// MaxShadowDisagreement bounds the share of the predictions compared
 	// with a shadow model server (--shadow.upstream) whose class differs,
 	// checked over an hour with at least MinShadowSamples of them
@@ -343,7 +364,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("models[%d]: unknown format %q (want one of %s)", i, m.Format, strings.Join(Formats, ", "))
 		}
 		if a := m.Alerts; a != nil {
-			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_estimated_accuracy": a.MinEstimatedAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError, "max_segment_accuracy_gap": a.MaxSegmentAccuracyGap, "min_r2": a.MinR2, "max_shadow_disagreement": a.MaxShadowDisagreement} {
+			for name, v := range map[string]float64{"min_accuracy": a.MinAccuracy, "min_estimated_accuracy": a.MinEstimatedAccuracy, "min_f1": a.MinF1, "min_label_coverage": a.MinLabelCoverage, "max_calibration_error": a.MaxCalibrationError, "max_segment_accuracy_gap": a.MaxSegmentAccuracyGap, "max_segment_recall_gap": a.MaxSegmentRecallGap, "max_segment_precision_gap": a.MaxSegmentPrecisionGap, "min_r2": a.MinR2, "max_shadow_disagreement": a.MaxShadowDisagreement} {
 				if v < 0 || v > 1 {
 					return fmt.Errorf("models[%d].alerts.%s must be between 0 and 1, got %v", i, name, v)
 				}
@@ -354,11 +375,22 @@ func (c *Config) Validate() error {
 			if a.MinSegmentSamples < 0 {
 				return fmt.Errorf("models[%d].alerts.min_segment_samples must not be negative, got %d", i, a.MinSegmentSamples)
 			}
+			if a.MinSegmentClassSamples < 0 {
+				return fmt.Errorf("models[%d].alerts.min_segment_class_samples must not be negative, got %d", i, a.MinSegmentClassSamples)
+			}
 			if a.MinShadowSamples < 0 {
 				return fmt.Errorf("models[%d].alerts.min_shadow_samples must not be negative, got %d", i, a.MinShadowSamples)
 			}
 			if a.MaxSegmentAccuracyGap > 0 && len(m.Segments) == 0 {
 				return fmt.Errorf("models[%d].alerts.max_segment_accuracy_gap needs models[%d].segments", i, i)
+			}
+			if m.SegmentClasses == 0 {
+				switch {
+				case a.MaxSegmentRecallGap > 0:
+					return fmt.Errorf("models[%d].alerts.max_segment_recall_gap needs models[%d].segment_classes", i, i)
+				case a.MaxSegmentPrecisionGap > 0:
+					return fmt.Errorf("models[%d].alerts.max_segment_precision_gap needs models[%d].segment_classes", i, i)
+				}
 			}
 			if a.MaxMAE < 0 || a.MaxRMSE < 0 {
 				return fmt.Errorf("models[%d].alerts: max_mae and max_rmse must not be negative", i)

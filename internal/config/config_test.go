@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -58,6 +59,9 @@ func TestLoadBad(t *testing.T) {
 		{"bad-model-name.yml", `testdata/bad-model-name.yml:2: models[0]: name is required`},
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml:1: models[1]: model "a" is configured twice`},
 		{"bad-segment-alert.yml", `testdata/bad-segment-alert.yml:3: models[0].alerts.max_segment_accuracy_gap needs models[0].segments`},
+		{"bad-segment-class-alert.yml", `testdata/bad-segment-class-alert.yml:4: models[0].alerts.max_segment_precision_gap needs models[0].segment_classes`},
+		{"bad-segment-class-samples.yml", `testdata/bad-segment-class-samples.yml:5: models[0].alerts.min_segment_class_samples must not be negative, got -1`},
+		{"bad-segment-recall-gap.yml", `testdata/bad-segment-recall-gap.yml:5: models[0].alerts.max_segment_recall_gap must be between 0 and 1, got 1.2`},
 		{"bad-segments.yml", `testdata/bad-segments.yml:3: models[0].segments: "country" is empty or given twice`},
 		{"bad-importance.yml", `testdata/bad-importance.yml:3: models[0].feature_importance: "amount" must name a feature and be a finite number ≥ 0, got -1`},
 		{"bad-segment-classes.yml", `testdata/bad-segment-classes.yml:4: models[0].segment_classes must be between 0 and 10, got 11`},
@@ -86,6 +90,21 @@ func TestLoadBad(t *testing.T) {
 	}
 	_, err := LoadFile("testdata/missing.yml")
 	require.ErrorContains(t, err, "no such file")
+}
+
+// The sampling error behind DefaultMinSegmentClassSamples, from the
+// binomial distribution: over that many labels of a class whose recall is
+// 0.5, where a proportion spreads most, the recall reads 0.3 or less, 0.2
+// below, in fewer than 1 hour in 20,000.
+func TestMinSegmentClassSamplesTail(t *testing.T) {
+	n := DefaultMinSegmentClassSamples
+	lf := func(k int) float64 { v, _ := math.Lgamma(float64(k + 1)); return v }
+	tail := 0.0
+	for k := 0; 10*k <= 3*n; k++ {
+		tail += math.Exp(lf(n) - lf(k) - lf(n-k) - float64(n)*math.Ln2)
+	}
+	require.Less(t, tail, 1.0/20000)
+	require.InDelta(t, 3.9e-5, tail, 0.1e-5)
 }
 
 func FuzzLoad(f *testing.F) {

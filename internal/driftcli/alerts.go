@@ -87,6 +87,33 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 				"Accuracy of model "+name+" more than "+f(a.MaxSegmentAccuracyGap)+" below its overall accuracy for a segment.")
 			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: accuracy {{ $value | humanize }} from the model's over the last hour."
 		}
+		// A class's recall and precision in a segment value against the
+		// model's for the same class (modelmon:recall:1h,
+		// modelmon:precision:1h, over all its class pairs). The value is the
+		// segment value's, and the description queries the model's and the
+		// counts beside it. A class never predicted in a segment value has no
+		// precision there, so no precision alert; its recall there is 0.
+		segmentClass := func(alert, quantity, counted string, gap float64, summary, description string) {
+			least := strconv.Itoa(cmp.Or(a.MinSegmentClassSamples, config.DefaultMinSegmentClassSamples))
+			add(alert, "modelmon:segment_"+quantity+":1h"+sel+
+				"\n  < on (model, class) group_left () (modelmon:"+quantity+":1h"+sel+" - "+f(gap)+")"+
+				"\n  and on (model, segment, segment_value, class) modelmon:segment_class_"+counted+":increase1h"+sel+" >= "+least, summary)
+			ann := rules[len(rules)-1].Annotations
+			ann["runbook_url"] = "https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#" + strings.ToLower(alert)
+			ann["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: " + quantity +
+				" of class {{ $labels.class }} {{ $value | humanize }} over " +
+				queried(`modelmon:segment_class_`+counted+`:increase1h{model=%q, segment=%q, segment_value=%q, class=%q}`, "$labels.model", "$labels.segment", "$labels.segment_value", "$labels.class") +
+				" " + description + " in the last hour, against " +
+				queried(`modelmon:`+quantity+`:1h{model=%q, class=%q}`, "$labels.model", "$labels.class") + " for the model."
+		}
+		if a.MaxSegmentRecallGap > 0 {
+			segmentClass("ModelSegmentRecallLow", "recall", "labels", a.MaxSegmentRecallGap,
+				"Recall of a class of model "+name+" more than "+f(a.MaxSegmentRecallGap)+" below the model's for a segment.", "labels of it")
+		}
+		if a.MaxSegmentPrecisionGap > 0 {
+			segmentClass("ModelSegmentPrecisionLow", "precision", "predictions", a.MaxSegmentPrecisionGap,
+				"Precision of a class of model "+name+" more than "+f(a.MaxSegmentPrecisionGap)+" below the model's for a segment.", "predictions of it")
+		}
 		if a.MaxShadowDisagreement > 0 {
 			compared := "sum by (model) (increase(modelmon_shadow_predictions_total" + sel + "[1h]))"
 			add("ModelShadowDisagreementHigh", "sum by (model) (increase(modelmon_shadow_disagreements_total"+sel+"[1h])) / "+compared+" > "+f(a.MaxShadowDisagreement)+
@@ -124,6 +151,14 @@ func templateText(s string) string {
 		return s
 	}
 	return "{{ " + strconv.Quote(s) + " }}"
+}
+
+// queried returns the template text of the value of a query when the
+// alert's annotations are expanded, humanized, or nothing when it has none:
+// format is PromQL with a %q for each of args, template expressions such
+// as $labels.model.
+func queried(format string, args ...string) string {
+	return "{{ with printf " + strconv.Quote(format) + " " + strings.Join(args, " ") + " | query }}{{ . | first | value | humanize }}{{ end }}"
 }
 
 // AlertsCommand is `exporter alerts`.

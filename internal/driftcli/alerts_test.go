@@ -1,9 +1,11 @@
 package driftcli
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -235,6 +237,111 @@ tests:
 	require.Contains(t, string(b), "SUCCESS")
 }
 
+// A class's recall and precision in a segment value against the model's
+// for the same class, on the shipped recording rules: the fraud model
+// catches 6 of its 12 frauds a minute (recall 0.5) and is right in 6 of its
+// 7 fraud predictions (precision 0.857). In DE it catches 1 of 4 (0.25) and
+// is right in 1 of 2 (0.5): more than 0.2 below both, over 240 fraud labels
+// and 120 fraud predictions an hour. In ES it never predicts fraud, 2 frauds
+// a minute: recall 0 over 120 labels, and no precision to alert on. In IT,
+// 1 fraud a minute, never caught: recall 0 too, over 60 labels, too few for
+// the default 100. fraudfew is DE alone with a minimum of 250.
+func TestSegmentClassAlerts(t *testing.T) {
+	promtool := prometheustest.Promtool(t)
+	dir, alerts := writeQualityAlerts(t, `
+models:
+  - name: fraud
+    segments: [country]
+    segment_classes: 2
+    alerts: {max_segment_recall_gap: 0.2, max_segment_precision_gap: 0.2}
+  - name: fraudfew
+    segments: [country]
+    segment_classes: 2
+    alerts: {max_segment_recall_gap: 0.2, max_segment_precision_gap: 0.2, min_segment_class_samples: 250}
+`)
+	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "SUCCESS: 4 rules found")
+
+	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
+	require.NoError(t, err)
+	var series strings.Builder
+	add := func(metric, labels string, perMinute int) {
+		fmt.Fprintf(&series, "      - series: '%s{%s,instance=\"a\"}'\n        values: '0+%dx120'\n", metric, labels, perMinute)
+	}
+	// Per minute, predicted → actual. DE: legit→legit 20, legit→fraud 3,
+	// fraud→fraud 1, fraud→legit 1. FR: legit→legit 20, fraud→fraud 5.
+	// IT: legit→legit 5, legit→fraud 1. ES: legit→legit 10, legit→fraud 2.
+	for _, o := range []struct {
+		predicted, actual string
+		n                 int
+	}{{"legit", "legit", 55}, {"fraud", "legit", 1}, {"fraud", "fraud", 6}, {"legit", "fraud", 6}} {
+		add("modelmon_prediction_outcome_total", fmt.Sprintf(`model="fraud",predicted=%q,actual=%q`, o.predicted, o.actual), o.n)
+	}
+	add("modelmon_prediction_correct_total", `model="fraud",class="legit"`, 55)
+	add("modelmon_prediction_correct_total", `model="fraud",class="fraud"`, 6)
+	for _, c := range []struct {
+		country, class             string
+		predicted, labels, correct int
+	}{
+		{"DE", "fraud", 2, 4, 1}, {"DE", "legit", 23, 21, 20},
+		{"FR", "fraud", 5, 5, 5}, {"FR", "legit", 20, 20, 20},
+		{"IT", "fraud", 0, 1, 0}, {"IT", "legit", 6, 5, 5},
+		{"ES", "fraud", 0, 2, 0}, {"ES", "legit", 12, 10, 10},
+	} {
+		l := fmt.Sprintf(`model="fraud",segment="country",segment_value=%q,class=%q`, c.country, c.class)
+		add("modelmon_segment_class_predictions_total", l, c.predicted)
+		add("modelmon_segment_class_labels_total", l, c.labels)
+		add("modelmon_segment_class_correct_total", l, c.correct)
+	}
+	add("modelmon_prediction_outcome_total", `model="fraudfew",predicted="fraud",actual="fraud"`, 6)
+	add("modelmon_prediction_outcome_total", `model="fraudfew",predicted="fraud",actual="legit"`, 1)
+	add("modelmon_prediction_outcome_total", `model="fraudfew",predicted="legit",actual="fraud"`, 6)
+	add("modelmon_prediction_correct_total", `model="fraudfew",class="fraud"`, 6)
+	l := `model="fraudfew",segment="country",segment_value="DE",class="fraud"`
+	add("modelmon_segment_class_predictions_total", l, 2)
+	add("modelmon_segment_class_labels_total", l, 4)
+	add("modelmon_segment_class_correct_total", l, 1)
+
+	test := `rule_files: [` + quality + `, ` + alerts + `]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+` + series.String() + `    alert_rule_test:
+      # 20 fraud labels in DE in the first 5 minutes: too few.
+      - eval_time: 5m
+        alertname: ModelSegmentRecallLow
+        exp_alerts: []
+      - eval_time: 70m
+        alertname: ModelSegmentRecallLow
+        exp_alerts:
+          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: DE, class: fraud}
+            exp_annotations:
+              summary: Recall of a class of model fraud more than 0.2 below the model's for a segment.
+              description: 'fraud where country is DE: recall of class fraud 250m over 240 labels of it in the last hour, against 500m for the model.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsegmentrecalllow
+          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: ES, class: fraud}
+            exp_annotations:
+              summary: Recall of a class of model fraud more than 0.2 below the model's for a segment.
+              description: 'fraud where country is ES: recall of class fraud 0 over 120 labels of it in the last hour, against 500m for the model.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsegmentrecalllow
+      - eval_time: 70m
+        alertname: ModelSegmentPrecisionLow
+        exp_alerts:
+          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: DE, class: fraud}
+            exp_annotations:
+              summary: Precision of a class of model fraud more than 0.2 below the model's for a segment.
+              description: 'fraud where country is DE: precision of class fraud 500m over 120 predictions of it in the last hour, against 857.1m for the model.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsegmentprecisionlow
+`
+	testFile := filepath.Join(dir, "alerts_test.yml")
+	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
+	b, err = exec.Command(promtool, "test", "rules", testFile).CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "SUCCESS")
+}
+
 // --format=prometheusrule wraps the same rules in a PrometheusRule for
 // Prometheus Operator; its groups are the rule file's that have rules, and
 // they pass promtool.
@@ -292,13 +399,15 @@ models:
     alerts: {min_accuracy: 0.85}
     slos: {availability: 0.999}
   - name: 'fr"aud\ü {{ $value }}'
-    alerts: {min_accuracy: 0.85, max_mae: 2}
+    segments: [country]
+    segment_classes: 2
+    alerts: {min_accuracy: 0.85, max_mae: 2, max_segment_recall_gap: 0.2}
   - name: "日本 model's }}"
     alerts: {min_accuracy: 0.85}
 `)
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 15 rules found")
+	require.Contains(t, string(b), "SUCCESS: 16 rules found")
 
 	test := `rule_files: [` + alerts + `]
 evaluation_interval: 1m
@@ -308,6 +417,14 @@ tests:
       - series: 'modelmon:accuracy:1h{model="x{{y"}'
         values: '0.5x5'
       - series: 'modelmon:accuracy:1h{model="fr\"aud\\ü {{ $value }}"}'
+        values: '0.5x5'
+      # The description queries the model's recall and the labels by the
+      # alert's labels, the model's name among them.
+      - series: 'modelmon:segment_recall:1h{model="fr\"aud\\ü {{ $value }}", segment="country", segment_value="D\"E", class="fraud"}'
+        values: '0.25x5'
+      - series: 'modelmon:segment_class_labels:increase1h{model="fr\"aud\\ü {{ $value }}", segment="country", segment_value="D\"E", class="fraud"}'
+        values: '240x5'
+      - series: 'modelmon:recall:1h{model="fr\"aud\\ü {{ $value }}", class="fraud"}'
         values: '0.5x5'
     alert_rule_test:
       - eval_time: 5m
@@ -321,6 +438,14 @@ tests:
             exp_annotations:
               summary: "Accuracy of model x{{y below 0.85."
               description: "x{{y: 500m over the last hour."
+      - eval_time: 5m
+        alertname: ModelSegmentRecallLow
+        exp_alerts:
+          - exp_labels: {severity: warning, model: "fr\"aud\\ü {{ $value }}", segment: country, segment_value: "D\"E", class: fraud}
+            exp_annotations:
+              summary: "Recall of a class of model fr\"aud\\ü {{ $value }} more than 0.2 below the model's for a segment."
+              description: "fr\"aud\\ü {{ $value }} where country is D\"E: recall of class fraud 250m over 240 labels of it in the last hour, against 500m for the model."
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsegmentrecalllow
 `
 	file := filepath.Join(dir, "test.yml")
 	require.NoError(t, os.WriteFile(file, []byte(test), 0o644))
