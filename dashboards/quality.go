@@ -4,7 +4,10 @@ package dashboards
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
@@ -30,9 +33,10 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 	q := query{target: opts.ExporterSelector}
 	model := `model=~"$model"`
 	// recorded selects a recording rule (labelled by model, summed over the
-	// replicas) of the picked models that serve the picked version.
-	recorded := func(name string) string {
-		return q.modelFilter(name + "{" + model + "}")
+	// replicas) of the picked models that serve the picked version, and
+	// matchers.
+	recorded := func(name string, matchers ...string) string {
+		return q.modelFilter(name + "{" + strings.Join(append([]string{model}, matchers...), ", ") + "}")
 	}
 	// overRange computes a ratio of two counters over the dashboard's time
 	// range, from the raw series.
@@ -116,13 +120,25 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(withQueries(defaultTimeseries("R²", "Coefficient of determination of the predictions joined to a numeric label: the share of the labels' variance the model explains (1 is perfect; 0 is no better than always predicting their mean; below 0, worse).", "none").Max(1),
 			windows("r2", "{{model}}"))).
 		WithRow(dashboard.NewRowBuilder("Segments")).
-		WithPanel(mergeTable(defaultTable("Quality by segment (1h)", "Per value of each feature in models[].segments, over the last hour: the labels joined, the accuracy (classifiers) and its gap to the model's (negative: worse than overall), and the MAE and RMSE (regressors)."),
-			map[string]string{"Value #A": "labels", "Value #B": "accuracy", "Value #C": "accuracy gap", "Value #D": "MAE", "Value #E": "RMSE"}).
-			WithTarget(tableQuery(recorded(rule("segment_labels", "increase1h")), "A")).
+		WithPanel(mergeTable(defaultTable("Quality by segment (1h)", "Per value of each feature in models[].segments, over the last hour: the class labels joined and their accuracy (classifiers) and its gap to the model's (negative: worse than overall), and the numeric labels joined and their MAE and RMSE (regressors). A model that predicts both has each over its own labels.").
+			Span(24),
+			map[string]string{"Value #A": "class labels", "Value #B": "accuracy", "Value #C": "accuracy gap", "Value #D": "numeric labels", "Value #E": "MAE", "Value #F": "RMSE"}).
+			WithTarget(tableQuery(recorded(rule("segment_class_outcomes", "increase1h")), "A")).
 			WithTarget(tableQuery(recorded(rule("segment_accuracy", "1h")), "B")).
 			WithTarget(tableQuery(recorded(rule("segment_accuracy_gap", "1h")), "C")).
-			WithTarget(tableQuery(recorded(rule("segment_mae", "1h")), "D")).
-			WithTarget(tableQuery(recorded(rule("segment_rmse", "1h")), "E"))).
+			WithTarget(tableQuery(recorded(rule("segment_regression_outcomes", "increase1h")), "D")).
+			WithTarget(tableQuery(recorded(rule("segment_mae", "1h")), "E")).
+			WithTarget(tableQuery(recorded(rule("segment_rmse", "1h")), "F"))).
+		WithPanel(mergeTable(defaultTable("Classes by segment (1h)", "With models[].segment_classes, per class and value of each feature in models[].segments, over the last hour: the predictions of the class and its labels, and the precision, recall and F1 they give, worst F1 first (the rows of ModelSegmentRecallLow and ModelSegmentPrecisionLow). A class never predicted in a value has no precision there, one never its label no recall; __other__, the classes past segment_classes, is left out.").
+			Span(24).
+			SortBy([]cog.Builder[common.TableSortByFieldState]{common.NewTableSortByFieldStateBuilder().DisplayName("F1").Desc(false)}).
+			OverrideByRegexp("^(precision|recall|F1)$", []dashboard.DynamicConfigValue{{Id: "unit", Value: "percentunit"}, {Id: "min", Value: 0}, {Id: "max", Value: 1}}),
+			map[string]string{"Value #A": "predictions", "Value #B": "labels", "Value #C": "precision", "Value #D": "recall", "Value #E": "F1"}).
+			WithTarget(tableQuery(recorded(rule("segment_class_predictions", "increase1h"), `class!="__other__"`), "A")).
+			WithTarget(tableQuery(recorded(rule("segment_class_labels", "increase1h"), `class!="__other__"`), "B")).
+			WithTarget(tableQuery(recorded(rule("segment_precision", "1h")), "C")).
+			WithTarget(tableQuery(recorded(rule("segment_recall", "1h")), "D")).
+			WithTarget(tableQuery(recorded(rule("segment_f1", "1h")), "E"))).
 		WithRow(dashboard.NewRowBuilder("Labels")).
 		WithPanel(defaultTimeseries("Label coverage", "Labels joined per prediction over the last hour and the last day; the default alert fires when the hour falls below half the day.", "percentunit").
 			Min(0).

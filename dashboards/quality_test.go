@@ -2,11 +2,14 @@ package dashboards
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,12 +35,87 @@ func panelExpr(t *testing.T, queries []dashQuery, vars map[string]string, dashbo
 		}
 	}
 	require.NotEmpty(t, expr, "no query with %s in panel %q", has, title)
+	return withVariables(t, expr, vars)
+}
+
+// withVariables returns expr, a dashboard's query, with its variables
+// replaced by vars.
+func withVariables(t *testing.T, expr string, vars map[string]string) string {
+	t.Helper()
 	return variableRE.ReplaceAllStringFunc(expr, func(m string) string {
 		sub := variableRE.FindStringSubmatch(m)
 		v, ok := vars[sub[1]+sub[2]]
-		require.True(t, ok, "%s: no value for %s", title, m)
+		require.True(t, ok, "%s: no value for %s", expr, m)
 		return v
 	})
+}
+
+// tablePanel is what a table panel's JSON says of its columns and order.
+type tablePanel struct {
+	Title   string `json:"title"`
+	Targets []struct {
+		Expr  string `json:"expr"`
+		RefID string `json:"refId"`
+	} `json:"targets"`
+	Transformations []struct {
+		ID      string `json:"id"`
+		Options struct {
+			RenameByName map[string]string `json:"renameByName"`
+		} `json:"options"`
+	} `json:"transformations"`
+	Options struct {
+		SortBy []struct {
+			DisplayName string `json:"displayName"`
+			Desc        bool   `json:"desc"`
+		} `json:"sortBy"`
+	} `json:"options"`
+}
+
+// findTable returns the table panel titled title in dashboard, from the JSON
+// the builders produce.
+func findTable(t *testing.T, dashboard, title string) tablePanel {
+	t.Helper()
+	files, err := Build(DefaultOptions())
+	require.NoError(t, err)
+	for _, f := range files {
+		if f.Name != dashboard {
+			continue
+		}
+		b, err := Marshal(f.Dashboard)
+		require.NoError(t, err)
+		var d struct {
+			Panels []tablePanel `json:"panels"`
+		}
+		require.NoError(t, json.Unmarshal(b, &d))
+		for _, p := range d.Panels {
+			if p.Title == title {
+				return p
+			}
+		}
+	}
+	t.Fatalf("no panel %q in %s", title, dashboard)
+	return tablePanel{}
+}
+
+// column returns the query of the table's column named name (the value
+// column "Value #<refId>" its organize transformation renames so), its
+// variables replaced by vars.
+func (p tablePanel) column(t *testing.T, name string, vars map[string]string) string {
+	t.Helper()
+	for _, tr := range p.Transformations {
+		for from, to := range tr.Options.RenameByName {
+			if to != name {
+				continue
+			}
+			for _, tg := range p.Targets {
+				if from == "Value #"+tg.RefID {
+					return withVariables(t, tg.Expr, vars)
+				}
+			}
+		}
+	}
+	t.Fatalf("no column %q in panel %q", name, p.Title)
+	return ""
 }
 
 // mixedVariables are the values the dashboards' variables take in
@@ -58,6 +136,14 @@ var mixedVariables = map[string]string{
 // shadow with numbers off by 0, 0.5, 0 and 0 and both classes right. So
 // MAE 0.5 (over every label joined, 1/3), the shadow's MAE gain (2 − 0.5)
 // / 4 = 0.375 (0.25) and its accuracy gain (2 − 1) / 2 = 0.5 (1/6).
+//
+// Its inputs all fall in one segment value, and its classes are counted by
+// it (segment_classes): the segment table's count beside the accuracy is
+// the class labels it is over, a third of the labels joined, and the
+// numeric labels beside MAE the other two thirds. By class, "yes" is
+// predicted once a request, right, and labelled twice (precision 1, recall
+// 0.5, F1 2/3); "no" is predicted once, wrong, and never labelled
+// (precision 0, no recall, F1 0).
 func TestMixedModelPanelsMatchRules(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the exporter under Prometheus")
@@ -78,7 +164,14 @@ func TestMixedModelPanelsMatchRules(t *testing.T) {
 	upstream := answer(`{"predictions":[2.5, 0.0, 2, 8, "yes", "no"]}`)
 	shadow := answer(`{"predictions":[3, 0.0, 2, 7, "yes", "yes"]}`)
 	proxy, web := freeAddr(t), freeAddr(t)
-	start(t, filepath.Join(bin, "exporter"), web,
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: mix
+    feature_names: [x]
+    segments: [{feature: x, buckets: [10]}]
+    segment_classes: 2
+`), 0o644))
+	start(t, filepath.Join(bin, "exporter"), web, "--config.file="+cfg,
 		"--proxy.upstream="+upstream.URL, "--proxy.listen-address="+proxy, "--web.listen-address="+web,
 		"--labels.enabled", "--shadow.upstream="+shadow.URL, "--shadow.sample-ratio=1")
 
@@ -148,6 +241,60 @@ func TestMixedModelPanelsMatchRules(t *testing.T) {
 	require.InDelta(t, math.Sqrt(1.5/4), panel("model-quality.json", "Root mean squared error", "[$__range]"), 1e-9, "RMSE over the time range")
 	require.InDelta(t, 0.375, panel("model-overview.json", "Shadow against labels", collector.ShadowAbsoluteErrorTotal), 1e-9, "the shadow's MAE gain")
 	require.InDelta(t, 0.5, panel("model-overview.json", "Shadow against labels", collector.ShadowCorrectTotal), 1e-9, "the shadow's accuracy gain")
+
+	// The tables by segment, each column by its name. Counts over the hour
+	// are extrapolated, alike for counters scraped together: they are
+	// compared as ratios, to the labels joined in the segment value.
+	bySegment := findTable(t, "model-quality.json", "Quality by segment (1h)")
+	byClass := findTable(t, "model-quality.json", "Classes by segment (1h)")
+	require.Len(t, byClass.Options.SortBy, 1)
+	require.Equal(t, "F1", byClass.Options.SortBy[0].DisplayName, "worst F1 first")
+	require.False(t, byClass.Options.SortBy[0].Desc, "worst F1 first")
+	// values queries a table's columns, or ratios of them, by class (""
+	// for none), to 9 places; nil on an error. Under require.Eventually,
+	// which runs it in another goroutine: it must not fail the test.
+	values := func(expr string) map[string]float64 {
+		v, err := prom.Query(expr)
+		if err != nil {
+			return nil
+		}
+		out := map[string]float64{}
+		for _, s := range v {
+			out[s.Metric["segment_value"]+" "+s.Metric["class"]] = math.Round(s.Value*1e9) / 1e9
+		}
+		return out
+	}
+	perLabel := func(column string) string {
+		return "(" + bySegment.column(t, column, mixedVariables) + `) / on (model, segment, segment_value) modelmon:segment_labels:increase1h{model="mix"}`
+	}
+	col := func(name string) string { return byClass.column(t, name, mixedVariables) }
+	columns := map[string]string{
+		"class labels per label joined":   perLabel("class labels"),
+		"numeric labels per label joined": perLabel("numeric labels"),
+		"accuracy":                        bySegment.column(t, "accuracy", mixedVariables),
+		"precision":                       col("precision"),
+		"recall":                          col("recall"),
+		"F1":                              col("F1"),
+		"labels per prediction":           "(" + col("labels") + ") / on (model, segment, segment_value, class) (" + col("predictions") + ")",
+	}
+	const v = "(-inf,10] "
+	want := map[string]map[string]float64{
+		"class labels per label joined":   {v: 0.333333333},
+		"numeric labels per label joined": {v: 0.666666667},
+		"accuracy":                        {v: 0.5},
+		"precision":                       {v + "yes": 1, v + "no": 0},
+		"recall":                          {v + "yes": 0.5},
+		"F1":                              {v + "yes": 0.666666667, v + "no": 0},
+		"labels per prediction":           {v + "yes": 2, v + "no": 0},
+	}
+	var got map[string]map[string]float64
+	require.Eventually(t, func() bool {
+		got = map[string]map[string]float64{}
+		for name, expr := range columns {
+			got[name] = values(expr)
+		}
+		return reflect.DeepEqual(want, got)
+	}, 30*time.Second, 200*time.Millisecond, "the tables by segment: want %v, last got %v", want, &got)
 }
 
 // The same panels through a rolling upgrade, as the rules take it
