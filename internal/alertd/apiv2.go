@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -304,9 +305,9 @@ func (a *Alertd) getV2Silences(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	slices.SortStableFunc(sils, func(x, y silence) int { return compareSilences(&x, &y, now) })
-	out := models.GettableSilences{}
+	out := []v2Silence{}
 	for _, s := range sils {
-		out = append(out, gettableSilence(&s, now))
+		out = append(out, v2Silence{gettableSilence(&s, now), s.ExpireOnResolve})
 	}
 	respondV2(w, out)
 }
@@ -349,11 +350,34 @@ func (a *Alertd) getV2Silence(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	for _, s := range a.silencer.list(byEnd) {
 		if s.ID == id {
-			respondV2(w, gettableSilence(&s, a.opts.Now()))
+			respondV2(w, v2Silence{gettableSilence(&s, a.opts.Now()), s.ExpireOnResolve})
 			return
 		}
 	}
 	http.Error(w, fmt.Sprintf("silence %q not found", id), http.StatusNotFound)
+}
+
+// v2Silence is a silence as GET /api/v2/silences and GET
+// /api/v2/silence/{silenceID} answer it: Alertmanager's model, and
+// alertd's expireOnResolve when it is set, so that a client that reads a
+// silence back, changes it and posts it whole keeps it. Only a silence
+// that has it carries the field, so the others answer as Alertmanager's
+// do; Alertmanager's models (go-openapi's, which amtool and Alertmanager's
+// Go client decode with) ignore fields they do not know.
+type v2Silence struct {
+	*models.GettableSilence
+	ExpireOnResolve bool
+}
+
+// MarshalJSON implements json.Marshaler. The embedded model's own
+// MarshalJSON would be promoted and leave out ExpireOnResolve.
+func (s v2Silence) MarshalJSON() ([]byte, error) {
+	b, err := s.GettableSilence.MarshalJSON()
+	if err != nil || !s.ExpireOnResolve {
+		return b, err
+	}
+	// b is a non-empty object: the model always writes its id.
+	return append(b[:len(b)-1], `,"expireOnResolve":true}`...), nil
 }
 
 // gettableSilence is s in Alertmanager's model. Its update time is when it
@@ -386,10 +410,27 @@ func gettableSilence(s *silence, now time.Time) *models.GettableSilence {
 // postV2Silence is Alertmanager's POST /api/v2/silences: it creates the
 // silence as POST /api/v1/silences does and answers its id. With the id
 // of an existing silence, it updates that one in place, or expires it and
-// creates a new one, by Alertmanager's rules (silencer.set).
+// creates a new one, by Alertmanager's rules (silencer.set). Besides
+// Alertmanager's model it takes alertd's expireOnResolve, which GET
+// answers with; an update without it keeps the silence's, so that
+// Alertmanager's clients, which drop it, do not clear it.
 func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
-	var ps models.PostableSilence
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&ps); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("couldn't read silence: %v", err), http.StatusBadRequest)
+		return
+	}
+	var (
+		ps    models.PostableSilence
+		extra struct {
+			ExpireOnResolve *bool `json:"expireOnResolve"`
+		}
+	)
+	if err := json.Unmarshal(body, &ps); err != nil {
+		http.Error(w, fmt.Sprintf("couldn't parse silence: %v", err), http.StatusBadRequest)
+		return
+	}
+	if err := json.Unmarshal(body, &extra); err != nil {
 		http.Error(w, fmt.Sprintf("couldn't parse silence: %v", err), http.StatusBadRequest)
 		return
 	}
@@ -398,7 +439,7 @@ func (a *Alertd) postV2Silence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := silenceRequest{ID: ps.ID, StartsAt: time.Time(*ps.StartsAt), EndsAt: time.Time(*ps.EndsAt), CreatedBy: *ps.CreatedBy, Comment: *ps.Comment,
-		Annotations: ps.Annotations}
+		Annotations: ps.Annotations, ExpireOnResolve: extra.ExpireOnResolve}
 	for _, m := range ps.Matchers {
 		am, err := matcherFromV2(m)
 		if err != nil {

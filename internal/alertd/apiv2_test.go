@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-openapi/strfmt"
+	amclient "github.com/prometheus/alertmanager/api/v2/client"
+	amsilence "github.com/prometheus/alertmanager/api/v2/client/silence"
 	"github.com/prometheus/alertmanager/api/v2/models"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -540,6 +543,102 @@ func TestAPIv2SilenceUpdate(t *testing.T) {
 	require.Equal(t, now.Add(6*time.Hour), time.Time(*s.EndsAt).UTC())
 	require.Equal(t, "extended", *getV2SilenceByID(t, b.URL, active).Comment)
 	require.Equal(t, "ack, longer", v1Silence(b.URL, v1)["comment"])
+}
+
+// A silence with expireOnResolve says so in GET /api/v2/silences and GET
+// /api/v2/silence/{id}, and only such a silence carries the field, so a
+// client that reads a silence back sees it while the others answer as
+// Alertmanager's do. Alertmanager's Go client (its go-openapi models,
+// which amtool decodes with) reads both answers, and its read-modify-write,
+// which drops the field, keeps it; so does a script that posts the answer
+// back whole, and one that posts it false clears it.
+func TestAPIv2SilenceExpireOnResolve(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	now := time.Now().UTC().Truncate(time.Second)
+	code, resp := post(t, a.URL+"/api/v2/silences", "application/json", fmt.Sprintf(
+		`{"matchers":[{"name":"alertname","value":"Acked","isRegex":false}],"startsAt":%q,"endsAt":%q,"createdBy":"alice","comment":"on it","expireOnResolve":true}`,
+		now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)))
+	require.Equal(t, http.StatusOK, code, resp)
+	var posted struct {
+		SilenceID string `json:"silenceID"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(resp), &posted))
+	ack := posted.SilenceID
+	plain := createSilence(t, a, `{"matchers":["alertname=\"Plain\""],"duration":"1h","createdBy":"bob","comment":"c"}`)
+
+	// The answers as a client reads them, field by field.
+	one := func(id string) map[string]any {
+		t.Helper()
+		code, body := get(t, a.URL+"/api/v2/silence/"+id)
+		require.Equal(t, http.StatusOK, code, body)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(body), &m), body)
+		return m
+	}
+	require.Equal(t, true, one(ack)["expireOnResolve"], "posted through the API v2")
+	require.NotContains(t, one(plain), "expireOnResolve")
+	code, body := get(t, a.URL+"/api/v2/silences")
+	require.Equal(t, http.StatusOK, code, body)
+	var list []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &list), body)
+	require.Len(t, list, 2)
+	for _, s := range list {
+		if s["id"] == ack {
+			require.Equal(t, true, s["expireOnResolve"])
+		} else {
+			require.NotContains(t, s, "expireOnResolve")
+		}
+	}
+	// alertd replay --silences reads it from that answer.
+	rs, err := ReadReplaySilences(strings.NewReader(body), now.Add(-time.Hour), now.Add(time.Hour))
+	require.NoError(t, err)
+	require.Len(t, rs, 2)
+	for _, s := range rs {
+		require.Equal(t, s.ID == ack, s.ExpireOnResolve, s.ID)
+	}
+
+	// Alertmanager's client decodes both answers and updates the silence
+	// in place with what it read: a new comment, the same times.
+	u, err := url.Parse(a.URL)
+	require.NoError(t, err)
+	am := amclient.NewHTTPClientWithConfig(strfmt.Default, amclient.DefaultTransportConfig().WithHost(u.Host).WithBasePath("/api/v2").WithSchemes([]string{"http"}))
+	all, err := am.Silence.GetSilences(amsilence.NewGetSilencesParams().WithContext(t.Context()))
+	require.NoError(t, err)
+	require.Len(t, all.Payload, 2)
+	got, err := am.Silence.GetSilence(amsilence.NewGetSilenceParams().WithContext(t.Context()).WithSilenceID(strfmt.UUID(ack)))
+	require.NoError(t, err)
+	require.Equal(t, ack, *got.Payload.ID)
+	require.Equal(t, "on it", *got.Payload.Comment)
+	require.Equal(t, "active", *got.Payload.Status.State)
+	got.Payload.Comment = new("still on it")
+	ok, err := am.Silence.PostSilences(amsilence.NewPostSilencesParams().WithContext(t.Context()).
+		WithSilence(&models.PostableSilence{ID: *got.Payload.ID, Silence: got.Payload.Silence}))
+	require.NoError(t, err)
+	require.Equal(t, ack, ok.Payload.SilenceID, "an update in place")
+	s := one(ack)
+	require.Equal(t, "still on it", s["comment"])
+	require.Equal(t, true, s["expireOnResolve"], "an update without the field keeps it")
+
+	// A script posts the answer back whole, id, status and updatedAt
+	// included; then with the field false.
+	repost := func(s map[string]any) {
+		t.Helper()
+		b, err := json.Marshal(s)
+		require.NoError(t, err)
+		code, resp := post(t, a.URL+"/api/v2/silences", "application/json", string(b))
+		require.Equal(t, http.StatusOK, code, resp)
+		require.JSONEq(t, fmt.Sprintf(`{"silenceID":%q}`, ack), resp)
+	}
+	s["comment"] = "whole"
+	repost(s)
+	s = one(ack)
+	require.Equal(t, "whole", s["comment"])
+	require.Equal(t, true, s["expireOnResolve"])
+	s["expireOnResolve"] = false
+	repost(s)
+	require.NotContains(t, one(ack), "expireOnResolve")
 }
 
 // GET /api/v2/silences takes Alertmanager v0.35's parameters and sorts as

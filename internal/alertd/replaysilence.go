@@ -59,8 +59,9 @@ type replaySilenceJSON struct {
 	// Source is "config" for a silence of the configuration file in GET
 	// /api/v1/silences.
 	Source string `json:"source"`
-	// ExpireOnResolve is in alertd's silences.json and GET
-	// /api/v1/silences; the API v2 has no such field.
+	// ExpireOnResolve is in alertd's silences.json and its GET
+	// /api/v1/silences and GET /api/v2/silences (there only when true);
+	// an Alertmanager's answer has no such field.
 	ExpireOnResolve bool `json:"expireOnResolve"`
 }
 

@@ -303,7 +303,8 @@ type silenceRequest struct {
 	Annotations map[string]string `json:"annotations"`
 	// ExpireOnResolve ends the silence once the alerts it silenced
 	// resolve; unset, an update keeps the updated silence's (Alertmanager's
-	// API v2 has no such field to send back).
+	// clients drop the field of alertd's GET /api/v2 answers when they
+	// post a silence back).
 	ExpireOnResolve *bool `json:"expireOnResolve"`
 }
 
