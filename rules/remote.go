@@ -84,8 +84,9 @@ const (
 	// source refused to answer without it (PartialError).
 	ReasonPartialResponse = "partial_response"
 	// ReasonQuery: the API answered with an error about the query (bad
-	// PromQL, a query timeout, too many samples, an answer over
-	// MaxAnswerBytes); that query fails, the data source is up.
+	// PromQL, a query timeout, too many samples, a Thanos store's limit,
+	// an answer over MaxAnswerBytes); that query fails, the data source is
+	// up.
 	ReasonQuery = "query"
 )
 

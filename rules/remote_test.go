@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -116,6 +117,50 @@ func TestRemoteAnswers(t *testing.T) {
 	}
 }
 
+// A Thanos store's limits abort a query with partial_response=false as a
+// store that is down does (gRPC Aborted), but the store answered: the
+// query is too big, and it fails that rule only, counted under
+// reason="query", with the data source up. A store that refuses for
+// having too many requests pending is overloaded: that stays a refusal of
+// partial data, which marks the data source down.
+func TestRemoteThanosStoreLimits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, body string
+		down       bool
+		errHas     string
+	}{
+		{"store gateway bytes limit", thanosBytesLimit422, false, "exceeded bytes limit while fetching postings: limit 1 violated (got 8)"},
+		{"store gateway series limit", thanosSeriesLimit422, false, "exceeded series limit: limit 10000 violated (got 12345)"},
+		{"sidecar samples limit", thanosSamplesLimit422, false, "failed to send samples: limit 100000 violated (got 100080)"},
+		{"pending requests", thanosPendingRequests422, true, "too many pending series requests"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(answer(http.StatusUnprocessableEntity, tc.body, "Cache-Control", "no-store"))
+			defer srv.Close()
+			r, err := NewRemote(srv.URL, RemoteOptions{Client: srv.Client(), Timeout: 5 * time.Second})
+			require.NoError(t, err)
+			_, err = r.Query(context.Background(), "up", time.Unix(1700000000, 0))
+			require.ErrorContains(t, err, tc.errHas)
+			up, _, _, _ := r.Status()
+			require.Equal(t, !tc.down, up, "data source up")
+			var pe *PartialError
+			require.Equal(t, tc.down, errors.As(err, &pe), "a PartialError: %v", err)
+			if tc.down {
+				require.Equal(t, ReasonPartialResponse, DownReason(err))
+				require.EqualValues(t, 1, r.Failed(ReasonPartialResponse))
+				require.Zero(t, r.Failed(ReasonQuery))
+				return
+			}
+			require.Empty(t, DownReason(err))
+			require.EqualValues(t, 1, r.Failed(ReasonQuery))
+			require.Zero(t, r.Failed(ReasonPartialResponse))
+			require.ErrorContains(t, err, "remote query: a Thanos store refused the query for its limits; select fewer series or a shorter range: execution: expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: ")
+		})
+	}
+}
+
 // A query slower than datasource.timeout: Prometheus gets the timeout as
 // the query's `timeout` parameter and answers 503 errorType timeout when it
 // is over, which fails that rule only. alertd waits for that answer a little
@@ -184,6 +229,40 @@ func (c *clock) Add(d time.Duration) {
 // down, asked with partial_response=false: the proxy aborted the Series
 // call, and the query fails 422 execution with the store's error.
 const thanosAborted422 = `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901 LabelSets: {prometheus=\"monitoring/k8s\", prometheus_replica=\"prometheus-k8s-0\"} MinTime: 1699996400000 MaxTime: 9223372036854775807: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:10901: connect: connection refused\""}` + "\n"
+
+// A Thanos Query asked with partial_response=false, whose store refused the
+// query for its limits: the proxy aborts the query as for a store that is
+// down (pkg/store/proxy.go, status.Error(codes.Aborted, warning); the
+// warning is the store's error, "receive series from <store>: ...",
+// pkg/store/proxy_heap.go), with the store's limiter's error
+// (pkg/store/limiter.go, Limiter.Reserve: "limit %v violated (got %v)").
+// Since Thanos v0.32.0 (#6171, #6325) a store gateway sends it with gRPC
+// code ResourceExhausted.
+//
+// thanosBytesLimit422 is the answer in Thanos's own e2e test
+// (test/e2e/store_gateway_test.go, TestStoreGatewayBytesLimit, a store
+// gateway with --store.grpc.downloaded-bytes-limit=1B), as its CI printed
+// it in thanos-io/thanos#6325 (May 2023, v0.32.0 in development).
+const thanosBytesLimit422 = `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: store-limit-store-gw-1:9091 LabelSets: {ext1=\"value1\", replica=\"1\"},{ext1=\"value1\", replica=\"2\"},{ext1=\"value2\", replica=\"3\"} MinTime: 1683016297853 MaxTime: 1683023497853: rpc error: code = ResourceExhausted desc = fetch series for block 01GZDQPDKDF7ENV3KQ8MS7SAPZ: expanded matching posting: get postings: rpc error: code = ResourceExhausted desc = exceeded bytes limit while fetching postings: limit 1 violated (got 8)"}` + "\n"
+
+// thanosSeriesLimit422 is a store gateway's --store.limits.request-series
+// as pkg/store/bucket.go words it on Thanos's main branch (commit
+// 00015d550f0f): blockSeriesClient.ExpandPostings returns
+// httpgrpc.Errorf(codes.ResourceExhausted, "exceeded series limit: %s"),
+// BucketStore.Series wraps it "fetch postings for block %s" (earlier
+// releases: "fetch series for block %s", as above) and sends it with that
+// code.
+const thanosSeriesLimit422 = `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10905 LabelSets: {prometheus=\"monitoring/k8s\", prometheus_replica=\"prometheus-k8s-0\"} MinTime: 1699000000000 MaxTime: 1699996400000: rpc error: code = ResourceExhausted desc = fetch postings for block 01HF3V8PQ2N6Y1B0D2V7F5ZK8M: rpc error: code = ResourceExhausted desc = exceeded series limit: limit 10000 violated (got 12345)"}` + "\n"
+
+// thanosSamplesLimit422 is a sidecar's --store.limits.request-samples
+// (pkg/store/limiter.go, limitedServer.Send: "failed to send samples: %w";
+// the limit counts 120 samples a chunk).
+const thanosSamplesLimit422 = `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901 LabelSets: {prometheus=\"monitoring/k8s\", prometheus_replica=\"prometheus-k8s-0\"} MinTime: 1699996400000 MaxTime: 9223372036854775807: rpc error: code = Unknown desc = failed to send samples: limit 100000 violated (got 100080)"}` + "\n"
+
+// thanosPendingRequests422 is a store's --store.limits.pending-requests
+// (pkg/store/limiter.go, limitedStoreServer.Series): overloaded, not a
+// limit of the query.
+const thanosPendingRequests422 = `{"status":"error","errorType":"execution","error":"expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10901 LabelSets: {prometheus=\"monitoring/k8s\", prometheus_replica=\"prometheus-k8s-0\"} MinTime: 1699996400000 MaxTime: 9223372036854775807: rpc error: code = ResourceExhausted desc = too many pending series requests: 8 >= 8"}` + "\n"
 
 // A Thanos Query's 422 execution error about the query itself.
 const thanosDuplicateSeries422 = `{"status":"error","errorType":"execution","error":"found duplicate series for the match group {model=\"a\"} on the right hand-side of the operation: [{__name__=\"model_info\", model=\"a\", version=\"1\"}, {__name__=\"model_info\", model=\"a\", version=\"2\"}];many-to-many matching not allowed: matching labels must be unique on one side"}` + "\n"

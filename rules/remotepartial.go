@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/prometheus/client_golang/api"
@@ -25,7 +27,8 @@ import (
 //     partial_response=false: its proxy aborts the query (gRPC code Aborted,
 //     pkg/store/proxy.go) and the API answers 422 errorType execution with
 //     "... rpc error: code = Aborted desc = <the store's error>". Err is
-//     that answer.
+//     that answer. A store that refused the query for its own limits
+//     aborts it the same way, but that is the query's error (thanosLimit).
 //   - a VictoriaMetrics vmselect with vmstorage nodes that did not answer,
 //     when it ignores deny_partial_response=1 (-search.denyPartialResponse
 //     off in an older version, or a proxy that drops the parameter): it
@@ -47,17 +50,38 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // the query was aborted rather than answered without it: the status of its
 // proxy's Series call, status.Error(codes.Aborted, …), as gRPC prints it. A
 // 422 execution error without it (a PromQL error, many-to-many matching, a
-// sample limit) is about the query, and fails that rule only.
+// sample limit) is about the query, and fails that rule only; so is one
+// with it for a store's limit (thanosLimit).
 const thanosAborted = "rpc error: code = Aborted desc = "
 
+// thanosLimit is how a Thanos store says that a query asked it for more
+// than its limits allow: its Limiter's error (pkg/store/limiter.go,
+// Limiter.Reserve: "limit %v violated (got %v)"), wrapped by a store
+// gateway as "exceeded series limit: ", "exceeded chunks limit: " or
+// "exceeded bytes limit while fetching ...: " (pkg/store/bucket.go:
+// --store.limits.request-series, --store.limits.request-samples,
+// --store.grpc.downloaded-bytes-limit), and by a sidecar, receiver or
+// ruler as "failed to send series: " or "failed to send samples: "
+// (limitedServer, the same --store.limits.* flags). The querier's proxy
+// aborts the query with it as with a store that is down, but the store
+// answered: the query is too big, and another evaluation gets the same
+// answer. A store's "too many pending series requests"
+// (--store.limits.pending-requests) is not: that store is overloaded, and
+// the query counts as refused partial data, as for a store that is down.
+var thanosLimit = regexp.MustCompile(`limit [0-9]+ violated \(got [0-9]+\)`)
+
 // refusedPartial returns a PartialError for an answer of Thanos that
-// refused partial data, and err otherwise.
+// refused partial data, and err otherwise. A refusal for a store's limit
+// is the query's error: it fails that rule, and the data source stays up.
 func refusedPartial(err error) error {
 	var ae *v1.Error
-	if errors.As(err, &ae) && ae.Type == v1.ErrExec && strings.Contains(ae.Msg, thanosAborted) {
-		return &PartialError{Err: err}
+	if !errors.As(err, &ae) || ae.Type != v1.ErrExec || !strings.Contains(ae.Msg, thanosAborted) {
+		return err
 	}
-	return err
+	if thanosLimit.MatchString(ae.Msg) {
+		return fmt.Errorf("a Thanos store refused the query for its limits; select fewer series or a shorter range: %w", err)
+	}
+	return &PartialError{Err: err}
 }
 
 // partialKey is the context key of the *bool a request's partialClient.Do

@@ -644,6 +644,70 @@ groups:
 	require.Zero(t, n)
 }
 
+// thanosSeriesLimit is what a Thanos Query asked with partial_response=false
+// answers when a store gateway refuses the query for its
+// --store.limits.request-series: its proxy aborts the query as for a store
+// that is down (pkg/store/proxy.go: status.Error(codes.Aborted, warning),
+// the warning "receive series from <store>: ..." of pkg/store/proxy_heap.go),
+// with the store's error (pkg/store/bucket.go, Thanos v0.32.0 and later:
+// httpgrpc.Errorf(codes.ResourceExhausted, "exceeded series limit: %s"),
+// wrapping its Limiter's "limit %v violated (got %v)" of
+// pkg/store/limiter.go).
+const thanosSeriesLimit = `expanding series: proxy Series(): rpc error: code = Aborted desc = receive series from Addr: 127.0.0.1:10905 LabelSets: {prometheus=\"monitoring/k8s\", prometheus_replica=\"prometheus-k8s-0\"} MinTime: 1699000000000 MaxTime: 1699996400000: rpc error: code = ResourceExhausted desc = fetch postings for block 01HF3V8PQ2N6Y1B0D2V7F5ZK8M: rpc error: code = ResourceExhausted desc = exceeded series limit: limit 10000 violated (got 12345)`
+
+// A query a Thanos store refuses for its limits is too big, not a store
+// down, although Thanos aborts it with the same gRPC code: the rule fails
+// with that error, counted under reason="query"; the data source stays up,
+// AlertdDatasourceDown does not fire, and the rule's firing alert is not
+// held but times out as with any failing query, as in Prometheus.
+func TestDatasourceThanosStoreLimitFailsTheRule(t *testing.T) {
+	t.Parallel()
+	const expr = `sum by (model) (rate(model_errors_total[30d])) > 0`
+	var limited atomic.Bool
+	thanos := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.NoError(t, r.ParseForm())
+		w.Header().Set("Content-Type", "application/json")
+		if limited.Load() {
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprint(w, `{"status":"error","errorType":"execution","error":"`+thanosSeriesLimit+`"}`+"\n")
+			return
+		}
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"model":"m"},"value":[%s,"3"]}],"analysis":{}}}`+"\n", r.Form.Get("time"))
+	}))
+	t.Cleanup(thanos.Close)
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, "datasource: {url: "+thanos.URL+"}\n"), map[string]string{"rules.yml": `
+groups:
+  - name: big
+    interval: 100ms
+    rules:
+      - alert: TooBig
+        expr: ` + expr + `
+`}, nil)
+	h.wait(t, "TooBig", "firing", 30*time.Second)
+
+	limited.Store(true)
+	require.Eventually(t, func() bool {
+		return strings.Contains(findRule(t, a.rules(t), "TooBig").LastError, "exceeded series limit: limit 10000 violated (got 12345)")
+	}, 30*time.Second, 20*time.Millisecond)
+	h.wait(t, "TooBig", "resolved", 30*time.Second)
+	failed, _ := metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "query")
+	require.Positive(t, failed)
+	partial, _ := metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "partial_response")
+	require.Zero(t, partial)
+	up, _ := metric(t, a.Registry(), "alertd_datasource_up")
+	require.Equal(t, 1.0, up)
+	held, _ := metric(t, a.Registry(), "alertd_datasource_held_alerts_total", "reason", "partial_response")
+	require.Zero(t, held)
+	require.Empty(t, h.matching(datasourceDownAlert, ""))
+	al, ok := a.alert(t, "TooBig", SourceRule)
+	require.True(t, ok)
+	require.Equal(t, "resolved", al.State)
+	require.NotContains(t, actions(al.History), "datasource/held")
+	require.Contains(t, findRule(t, a.rules(t), "TooBig").LastError, "a Thanos store refused the query for its limits; select fewer series or a shorter range")
+}
+
 // An anomaly detector's evaluations count as the rules' do: with no rules
 // at all, a data source that refuses connections is down for the detector
 // that cannot query it, and AlertdDatasourceDown names it.
