@@ -167,7 +167,17 @@ type actionRunner struct {
 	byID     map[string]*actionRequest
 	slots    map[string]time.Time
 	sched    map[string]string // the schedule of each slot
-	outbox   *outbox.Outbox
+	// enqueue puts messages into the outbox (Outbox.Enqueue, a bbolt
+	// commit flushed to the disk); called without mu held (send). Tests
+	// make it block or fail.
+	enqueue func(...*outbox.Message) error
+	// unsent are the requests decided sent whose message is not in the
+	// outbox yet, by id: the state file keeps them as they were before
+	// the decision (snapshot).
+	unsent map[string]*sending
+	// deferred are the sends decided by triggers made with the store's
+	// lock held (onAlertFires), which the store's commit makes.
+	deferred []*sending
 	client   *http.Client
 	now      func() time.Time
 	logger   *slog.Logger
@@ -190,6 +200,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		byID:   map[string]*actionRequest{},
 		slots:  map[string]time.Time{},
 		sched:  map[string]string{},
+		unsent: map[string]*sending{},
 		client: &http.Client{},
 		now:    now,
 		logger: logger,
@@ -264,7 +275,7 @@ func (r *actionRunner) saveWith(save func(*stateFile, sync.Locker, func() any) e
 			}
 			return old
 		})
-		return actionState{Requests: r.requests, Slots: r.slots, Schedules: r.sched}
+		return actionState{Requests: r.snapshot(), Slots: r.slots, Schedules: r.sched}
 	})
 	if err != nil {
 		r.mu.Lock()
@@ -272,6 +283,27 @@ func (r *actionRunner) saveWith(save func(*stateFile, sync.Locker, func() any) e
 		r.mu.Unlock()
 		r.logger.Error("Failed to save the actions' state", "err", err)
 	}
+}
+
+// snapshot returns the requests as the state file keeps them: a request
+// whose message is not in the outbox yet as it was before it was decided
+// sent, so that the file never says sent what the outbox does not hold
+// (see send). Called with mu held.
+func (r *actionRunner) snapshot() []*actionRequest {
+	if len(r.unsent) == 0 {
+		return r.requests
+	}
+	out := make([]*actionRequest, 0, len(r.requests))
+	for _, req := range r.requests {
+		s, ok := r.unsent[req.ID]
+		switch {
+		case !ok:
+			out = append(out, req)
+		case s.prev != nil:
+			out = append(out, s.prev)
+		}
+	}
+	return out
 }
 
 // set swaps in the configured actions.
@@ -324,18 +356,20 @@ func requestID(key string) string {
 }
 
 // trigger triggers an action: it refuses it if a guardrail says so, keeps
-// it for approval if the action needs one, or sends it. fresh is false
-// when a request with this key exists already: nothing was done, and d
-// is empty. The caller records d, then saves.
-func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[string]string, alerts []string, key string) (req *actionRequest, d Decision, fresh bool, err error) {
+// it for approval if the action needs one, or decides to send it, and
+// then returns the send for the caller to make (send) once it holds no
+// lock; s is nil when there is nothing to send. fresh is false when a
+// request with this key exists already: nothing was done, and d is
+// empty. The caller records d, sends, then saves.
+func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[string]string, alerts []string, key string) (req *actionRequest, d Decision, s *sending, fresh bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, ok := r.cfgs[name]
 	if !ok {
-		return nil, Decision{}, false, fmt.Errorf("%w %q", errNoAction, name)
+		return nil, Decision{}, nil, false, fmt.Errorf("%w %q", errNoAction, name)
 	}
 	if old, ok := r.byKey[key]; ok {
-		return old.clone(), Decision{}, false, nil
+		return old.clone(), Decision{}, nil, false, nil
 	}
 	req = &actionRequest{ID: requestID(key), Action: name, Trigger: trig, Key: key, Model: labels["model"], Labels: labels,
 		Alerts: alerts, CreatedAt: now, UpdatedAt: now}
@@ -352,14 +386,14 @@ func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[stri
 			now.Add(time.Duration(c.Approval.Timeout)).UTC().Format(time.RFC3339), req.ID)
 		d.Action, d.Reason = "awaiting_approval", fmt.Sprintf("action %q (request %s) %s", name, req.ID, req.Reason)
 	default:
-		if err := r.sendLocked(c, req, now); err != nil {
-			return nil, Decision{}, false, err
+		if s, err = r.sendLocked(c, req, nil, now); err != nil {
+			return nil, Decision{}, nil, false, err
 		}
 		d.Action, d.Reason = "triggered", r.sentReason(c, req)
 	}
 	r.add(req)
 	r.dirty = true
-	return req.clone(), d, true, nil
+	return req.clone(), d, s, true, nil
 }
 
 // sentReason explains a request just sent. Called with mu held.
@@ -379,20 +413,35 @@ type actionMessage struct {
 	HTTP    *act.Request `json:"http"`
 }
 
-// sendLocked renders the request and hands it to the outbox; it starts
-// the verification. Called with mu held.
-func (r *actionRunner) sendLocked(c *alertconfig.Action, req *actionRequest, now time.Time) error {
+// sending is the send of a request that trigger or decide decided to
+// send: its outbox message, which send enqueues once no lock is held.
+type sending struct {
+	id, action, trigger string
+	msg                 *outbox.Message
+	alerts              []model.Fingerprint
+	// prev is the request as it was before the decision (awaiting
+	// approval), nil for a new one: what the state file keeps until the
+	// message is in the outbox, and what the request is again if the
+	// outbox refuses it.
+	prev *actionRequest
+}
+
+// sendLocked renders the request, marks it sent (from now on it counts
+// against the guardrails) and starts its verification; it returns the
+// send to make (send). prev is the request as it was before, nil for a
+// new one. Called with mu held.
+func (r *actionRunner) sendLocked(c *alertconfig.Action, req, prev *actionRequest, now time.Time) (*sending, error) {
 	hr, err := c.Target().Build(act.Data{Action: c.Name, Trigger: req.Trigger, Key: req.Key, Time: now, Labels: req.Labels, Alerts: req.Alerts})
 	if err != nil {
-		return fmt.Errorf("action %q: %w", c.Name, err)
+		return nil, fmt.Errorf("action %q: %w", c.Name, err)
 	}
 	p, err := json.Marshal(actionMessage{Action: c.Name, Request: req.ID, HTTP: hr})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := r.outbox.Enqueue(&outbox.Message{Key: req.Key, Receiver: c.Name, Integration: integrationAction, Payload: p, Created: now}); err != nil {
-		return fmt.Errorf("action %q: %w", c.Name, err)
-	}
+	s := &sending{id: req.ID, action: c.Name, trigger: req.Trigger, alerts: req.fingerprints(), prev: prev,
+		msg: &outbox.Message{Key: req.Key, Receiver: c.Name, Integration: integrationAction, Payload: p, Created: now}}
+	r.unsent[req.ID] = s
 	req.State, req.Reason, req.SentAt, req.UpdatedAt = stateSent, "", &now, now
 	if c.Verify != nil && len(req.Alerts) > 0 {
 		by := now.Add(time.Duration(c.Verify.Within))
@@ -401,50 +450,120 @@ func (r *actionRunner) sendLocked(c *alertconfig.Action, req *actionRequest, now
 			req.OnFailure = "run " + req.OnFailure
 		}
 	}
-	r.triggered.WithLabelValues(c.Name, req.Trigger).Inc()
-	return nil
+	return s, nil
+}
+
+// send puts the message of a request that trigger or decide decided to
+// send into the outbox, without mu held: an enqueue is a bbolt commit
+// flushed to the disk, and with mu held a slow disk would stall every
+// other action's decision and the pipeline, which takes mu (with the
+// store's lock held) for every alert that fires.
+//
+// Until the message is in the outbox, the state file keeps the request
+// as it was before the decision (snapshot): a crash in between leaves no
+// request sent whose message is nowhere, which the trigger repeated after
+// the restart would find by its key and never send; it leaves no trace,
+// and that trigger decides again. After the enqueue, a crash before the
+// state is saved does the same, and the outbox drops the message of a key
+// it holds or has delivered: the action is not sent twice (and the
+// receiver gets its key as Idempotency-Key besides). If the outbox
+// refuses the message, the request is as it was before: a new one is
+// forgotten, so that the same trigger, repeated (the alert taken in
+// again, a restart), tries again, and an approved one awaits approval
+// again.
+func (r *actionRunner) send(s *sending) error {
+	err := r.enqueue(s.msg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.unsent, s.id)
+	r.dirty = true
+	if err == nil {
+		r.triggered.WithLabelValues(s.action, s.trigger).Inc()
+		return nil
+	}
+	if req, ok := r.byID[s.id]; ok {
+		if s.prev != nil {
+			*req = *s.prev.clone()
+		} else {
+			r.requests = slices.DeleteFunc(r.requests, func(x *actionRequest) bool { return x == req })
+			delete(r.byKey, req.Key)
+			delete(r.byID, req.ID)
+		}
+	}
+	return fmt.Errorf("action %q (request %s) not sent: %w", s.action, s.id, err)
+}
+
+// deferSend keeps the send of a trigger made with the store's lock held
+// for the store's commit (commit).
+func (r *actionRunner) deferSend(s *sending) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deferred = append(r.deferred, s)
+}
+
+// commit is the store's save, after each pass of its stages, once the
+// store's lock is released: it makes the sends the pass's triggers
+// decided (onAlertFires), recording those the outbox refused in their
+// alerts' history, then saves the state (trySave).
+func (r *actionRunner) commit() {
+	r.mu.Lock()
+	ss := r.deferred
+	r.deferred = nil
+	r.mu.Unlock()
+	for _, s := range ss {
+		if err := r.send(s); err != nil {
+			r.logger.Error("Failed to send an action", "action", s.action, "request", s.id, "err", err)
+			r.note(s.alerts, Decision{Time: r.now(), Stage: "action", Action: "failed", Reason: err.Error()})
+		}
+	}
+	r.trySave()
 }
 
 // errApproval is returned for approving or rejecting a request that does
 // not wait for it.
 var errApproval = errors.New("the request does not await approval")
 
-// decide approves or rejects a request awaiting approval. The caller
-// records d, then saves.
-func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Decision, error) {
+// decide approves or rejects a request awaiting approval; an approved
+// one is decided sent, and its send returned for the caller to make
+// (send) once it holds no lock. The caller records d, sends, then saves.
+func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Decision, *sending, error) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	req, ok := r.byID[id]
 	if !ok {
-		return nil, Decision{}, fmt.Errorf("%w: no request %q", errNoAction, id)
+		return nil, Decision{}, nil, fmt.Errorf("%w: no request %q", errNoAction, id)
 	}
 	if req.State != stateAwaitingApproval {
-		return nil, Decision{}, fmt.Errorf("%w: request %s is %s", errApproval, id, req.State)
+		return nil, Decision{}, nil, fmt.Errorf("%w: request %s is %s", errApproval, id, req.State)
 	}
 	who := ""
 	if by != "" {
 		who = " by " + by
 	}
 	d := Decision{Time: now, Stage: "action"}
-	req.DecidedBy, req.UpdatedAt = by, now
 	if !approve {
+		req.DecidedBy, req.UpdatedAt = by, now
 		req.State, req.Reason = stateRejected, "rejected"+who
 		r.refused.WithLabelValues(req.Action, act.ReasonRejected).Inc()
 		d.Action, d.Reason = "rejected", fmt.Sprintf("action %q (request %s) rejected%s", req.Action, id, who)
 		r.dirty = true
-		return req.clone(), d, nil
+		return req.clone(), d, nil, nil
 	}
 	c, ok := r.cfgs[req.Action]
 	if !ok {
-		return nil, Decision{}, fmt.Errorf("%w %q (no longer configured)", errNoAction, req.Action)
+		return nil, Decision{}, nil, fmt.Errorf("%w %q (no longer configured)", errNoAction, req.Action)
 	}
-	if err := r.sendLocked(c, req, now); err != nil {
-		return nil, Decision{}, err
+	prev := req.clone()
+	req.DecidedBy, req.UpdatedAt = by, now
+	s, err := r.sendLocked(c, req, prev, now)
+	if err != nil {
+		*req = *prev
+		return nil, Decision{}, nil, err
 	}
 	d.Action, d.Reason = "triggered", "approved"+who+"; "+r.sentReason(c, req)
 	r.dirty = true
-	return req.clone(), d, nil
+	return req.clone(), d, s, nil
 }
 
 // expire expires the requests nobody approved in time.
@@ -754,7 +873,8 @@ func actionLabels(al *Alert) map[string]string {
 // onAlertFires triggers the actions whose matchers select an alert that
 // fires unsuppressed, once per action and firing episode. The store calls
 // it with its lock held, so it records the decisions on al directly; the
-// store saves the actions' state once it releases its lock (trySave).
+// store sends the actions decided sent and saves the actions' state once
+// it releases its lock (commit).
 func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 	var labels map[string]string
 	for _, c := range a.actions.configs() {
@@ -772,11 +892,14 @@ func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 			continue
 		}
 		key := fmt.Sprintf("action/%s/alert/%s/%d", c.Name, al.Fingerprint, al.StartsAt.UnixNano())
-		req, d, fresh, err := a.actions.trigger(now, c.Name, triggerAlert, labels, []string{al.Fingerprint.String()}, key)
+		req, d, s, fresh, err := a.actions.trigger(now, c.Name, triggerAlert, labels, []string{al.Fingerprint.String()}, key)
 		if err != nil {
 			al.record(Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error()})
 			a.logger.Error("Failed to trigger an action", "action", c.Name, "err", err)
 			continue
+		}
+		if s != nil {
+			a.actions.deferSend(s)
 		}
 		if fresh {
 			al.record(d)
@@ -802,12 +925,15 @@ func (a *Alertd) runAction(ctx context.Context, name string, alerts []*Alert, ke
 // history of its alerts.
 func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels map[string]string, fps []string, key string) error {
 	now := a.opts.Now()
-	req, d, fresh, err := a.actions.trigger(now, name, trig, labels, fps, key)
+	req, d, s, fresh, err := a.actions.trigger(now, name, trig, labels, fps, key)
 	if err != nil {
 		return err
 	}
 	if fresh {
 		a.store.note(req.fingerprints(), d)
+		if err := a.sendAction(s, now); err != nil {
+			return err
+		}
 		a.actions.save(now)
 		a.logger.Info("Action triggered", "action", name, "trigger", trig, "request", req.ID, "state", req.State)
 		if req.State == stateAwaitingApproval {
@@ -818,6 +944,22 @@ func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels ma
 		return fmt.Errorf("%w: %s", errActionRefused, req.Reason)
 	}
 	return nil
+}
+
+// sendAction makes the send trigger or decide decided, if any (send),
+// after its decision is recorded: a delivery is recorded after it. One the
+// outbox refuses is recorded in the alerts' history too, and the state
+// saved.
+func (a *Alertd) sendAction(s *sending, now time.Time) error {
+	if s == nil {
+		return nil
+	}
+	err := a.actions.send(s)
+	if err != nil {
+		a.store.note(s.alerts, Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error()})
+		a.actions.save(now)
+	}
+	return err
 }
 
 // commonActionLabels returns the labels all the alerts share, as actions
@@ -923,11 +1065,14 @@ func (a *Alertd) closeApproval(ctx context.Context, req *actionRequest, outcome 
 // approveAction approves a request awaiting approval and sends it; the
 // API and the Slack button call it.
 func (a *Alertd) approveAction(id, by string) error {
-	req, d, err := a.actions.decide(id, by, true)
+	req, d, s, err := a.actions.decide(id, by, true)
 	if err != nil {
 		return err
 	}
 	a.store.note(req.fingerprints(), d)
+	if err := a.sendAction(s, a.opts.Now()); err != nil {
+		return err
+	}
 	a.actions.save(a.opts.Now())
 	a.logger.Info("Action approved", "action", req.Action, "request", id, "by", by)
 	a.closeApproval(a.ctx, req, "approved"+decidedBy(by))
@@ -936,7 +1081,7 @@ func (a *Alertd) approveAction(id, by string) error {
 
 // rejectAction rejects a request awaiting approval.
 func (a *Alertd) rejectAction(id, by string) error {
-	req, d, err := a.actions.decide(id, by, false)
+	req, d, _, err := a.actions.decide(id, by, false)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package alertd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	act "github.com/modelmon/modelmon/internal/actions"
 	"github.com/modelmon/modelmon/internal/notify/notice"
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
+	"github.com/modelmon/modelmon/internal/outbox"
 )
 
 // ciRequest is a request a fake CI received.
@@ -707,4 +709,244 @@ actions:
 	require.Contains(t, failed.LastError, "unexpected status 502")
 	require.Len(t, a.notify.Outbox().DeadLetters(), 1)
 	require.GreaterOrEqual(t, len(ci.requests()), 2, "retried before giving up")
+}
+
+// errNoSpace is the error of an outbox whose disk is full.
+var errNoSpace = errors.New("outbox: couldn't store messages: no space left on device")
+
+// gateEnqueue makes the outbox enqueues of the actions' messages whose key
+// has the given prefix wait until release is called (or the test ends),
+// as on a slow disk, or fail with errNoSpace while refuse is set; started
+// receives each such key as its enqueue begins. The other messages go
+// through. Call it between New and Start.
+func gateEnqueue(t *testing.T, a *Alertd, prefix string, refuse *atomic.Bool) (started <-chan string, release func()) {
+	t.Helper()
+	begun := make(chan string, 16)
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	enqueue := a.actions.enqueue
+	a.actions.enqueue = func(ms ...*outbox.Message) error {
+		for _, m := range ms {
+			if !strings.HasPrefix(m.Key, prefix) {
+				continue
+			}
+			begun <- m.Key
+			if refuse != nil && refuse.Load() {
+				return errNoSpace
+			}
+			<-gate
+		}
+		return enqueue(ms...)
+	}
+	return begun, release
+}
+
+// firstKey returns the first key started receives.
+func firstKey(t *testing.T, started <-chan string) string {
+	t.Helper()
+	select {
+	case k := <-started:
+		return k
+	case <-time.After(30 * time.Second):
+		t.Fatal("the action was never enqueued")
+		return ""
+	}
+}
+
+// savedActionKeys returns the keys of the requests in actions.json.
+func savedActionKeys(t *testing.T, a *testAlertd) []string {
+	t.Helper()
+	var st actionState
+	_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
+	require.NoError(t, err)
+	var keys []string
+	for _, req := range st.Requests {
+		keys = append(keys, req.Key)
+	}
+	return keys
+}
+
+// An action's message goes into the outbox (a bbolt commit, flushed to the
+// disk) with no lock held: while one waits on a slow disk, another alert
+// is taken in and its action decided, sent and delivered, and the alerts
+// and actions can be listed. Until its message is in the outbox, the
+// state file does not hold the waiting request, so a crash then would
+// leave no request "sent" whose message is nowhere: after a restart the
+// trigger, repeated with the same key, sends it.
+func TestActionEnqueueOutsideTheLocks(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls1, alert1 := driftAlert("fraud", "amount")
+	ls2, alert2 := driftAlert("churn", "amount")
+	key1 := "action/retrain/alert/" + ls1.Fingerprint().String() + "/"
+	var (
+		started <-chan string
+		release func()
+	)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+`
+	}, func(a *Alertd) { started, release = gateEnqueue(t, a, key1, nil) })
+
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		release()
+		wg.Wait()
+	})
+	wg.Go(func() { postAlertJSON(t, a, alert1) })
+	firstKey(t, started)
+
+	within(t, "another alert", func() {
+		code, body := post(t, a.URL+"/api/v2/alerts", "application/json", "["+alert2+"]")
+		require.Equal(t, http.StatusOK, code, body)
+	})
+	within(t, "the alerts", func() { get(t, a.URL+"/api/v1/alerts") })
+	within(t, "the actions' requests", func() { get(t, a.URL+"/api/v1/actions/requests") })
+	second := waitRequest(t, a, "retrain", ls2, inRequestState(stateDelivered), "the second action was not delivered while the first waited")
+	require.Equal(t, second.Key, ci.requests()[0].Header.Get("Idempotency-Key"))
+	first := waitRequest(t, a, "retrain", ls1, inRequestState(stateSent), "the first action was not decided")
+	require.True(t, strings.HasPrefix(first.Key, key1), first.Key)
+	require.Eventually(t, func() bool { return slices.Contains(savedActionKeys(t, a), second.Key) }, 30*time.Second, 10*time.Millisecond)
+	require.NotContains(t, savedActionKeys(t, a), first.Key, "saved as sent before its message is in the outbox")
+
+	release()
+	waitRequest(t, a, "retrain", ls1, inRequestState(stateDelivered), "the first action was not delivered")
+	require.Len(t, ci.waitRequests(t, 2), 2)
+	require.Eventually(t, func() bool { return slices.Contains(savedActionKeys(t, a), first.Key) }, 30*time.Second, 10*time.Millisecond)
+	v, _ := metric(t, a.Registry(), "alertd_actions_triggered_total", "action", "retrain", "trigger", "alert")
+	require.Equal(t, 2.0, v)
+}
+
+// An action whose message the outbox refuses is not sent: the failure is
+// in its alert's history and the log, the request is forgotten rather
+// than left "sent" or holding the guardrails, and the same trigger later
+// sends it.
+func TestActionOutboxRefusal(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls, al := driftAlert("fraud", "amount")
+	var (
+		refuse  atomic.Bool
+		started <-chan string
+		release func()
+	)
+	refuse.Store(true)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    cooldown: 1h
+`
+	}, func(a *Alertd) { started, release = gateEnqueue(t, a, "action/retrain/", &refuse) })
+	release()
+	postAlertJSON(t, a, al)
+	refused := firstKey(t, started)
+	got := waitFor(t, a, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "failed" }, "no failure in the history")
+	require.Contains(t, lastOf(got.History, "action").Reason, `action "retrain" (request `)
+	require.Contains(t, lastOf(got.History, "action").Reason, `) not sent: `+errNoSpace.Error())
+	require.Contains(t, a.logs.String(), "Failed to send an action")
+	require.Empty(t, actionRequests(t, a), "a request the outbox refused is forgotten")
+	v, _ := metric(t, a.Registry(), "alertd_actions_triggered_total", "action", "retrain", "trigger", "alert")
+	require.Zero(t, v)
+
+	// The alert taken in again (updated: the store runs its stages again
+	// only then, or when it refires or is released, or after a restart):
+	// the same trigger, sent this time, the cooldown not held by the
+	// refused one.
+	refuse.Store(false)
+	postAlertJSON(t, a, strings.Replace(al, "PSI 0.14", "PSI 0.15", 1))
+	sent := waitRequest(t, a, "retrain", ls, inRequestState(stateDelivered), "not sent when the outbox took it")
+	require.Equal(t, refused, sent.Key)
+	require.Len(t, ci.waitRequests(t, 1), 1)
+}
+
+// An approved request whose message the outbox has not taken yet is kept
+// awaiting approval in the state file, so a crash then leaves it to be
+// approved again rather than "sent" with no message; one the outbox
+// refuses awaits approval again, and the approver is told.
+func TestActionApprovalOutboxRefusal(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	var (
+		refuse  atomic.Bool
+		started <-chan string
+		release func()
+	)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: deploy
+    type: argo_workflow
+    url: ` + ci.URL + `
+    namespace: ml
+    workflow_template: retrain-and-deploy
+    trigger:
+      matchers: ['category="data_quality"']
+    approval: {required: true, timeout: 2h}
+`
+	}, func(a *Alertd) { started, release = gateEnqueue(t, a, "action/deploy/", &refuse) })
+	ls, al := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, al)
+	pending := waitRequest(t, a, "deploy", ls, inRequestState(stateAwaitingApproval), "not awaiting approval")
+	savedState := func() string {
+		t.Helper()
+		var st actionState
+		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
+		require.NoError(t, err)
+		require.Len(t, st.Requests, 1)
+		return st.Requests[0].State
+	}
+	require.Eventually(t, func() bool { return savedState() == stateAwaitingApproval }, 30*time.Second, 10*time.Millisecond)
+
+	refuse.Store(true)
+	code, resp := post(t, a.URL+"/api/v1/actions/requests/"+pending.ID+"/approve", "application/json", `{"by":"alice"}`)
+	firstKey(t, started)
+	require.Equal(t, http.StatusInternalServerError, code, resp)
+	require.Contains(t, resp, `action "deploy" (request `+pending.ID+`) not sent: `+errNoSpace.Error())
+	again := waitRequest(t, a, "deploy", ls, inRequestState(stateAwaitingApproval), "not awaiting approval again")
+	require.Empty(t, again.DecidedBy)
+	require.Nil(t, again.SentAt)
+	require.Equal(t, stateAwaitingApproval, savedState())
+
+	// Approved again, its enqueue on a slow disk: the file keeps it
+	// awaiting approval until the message is in the outbox.
+	refuse.Store(false)
+	approved := make(chan struct{})
+	go func() {
+		defer close(approved)
+		resp, err := http.Post(a.URL+"/api/v1/actions/requests/"+pending.ID+"/approve", "application/json", strings.NewReader(`{"by":"alice"}`))
+		if err != nil {
+			t.Errorf("approve: %v", err)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("approve: %s", resp.Status)
+		}
+	}()
+	firstKey(t, started)
+	require.Equal(t, stateSent, waitRequest(t, a, "deploy", ls, inRequestState(stateSent), "not decided").State)
+	a.actions.save(clock.Now())
+	require.Equal(t, stateAwaitingApproval, savedState(), "saved as sent before its message is in the outbox")
+	release()
+	<-approved
+	waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "not delivered")
+	require.Eventually(t, func() bool { return savedState() == stateDelivered }, 30*time.Second, 10*time.Millisecond)
 }

@@ -367,8 +367,8 @@ func New(o Options) (*Alertd, error) {
 	a.store.ledger, a.store.groups = a.ledger, a.matchGroups
 	a.pushedAlerts = newPushedFile(pushedAlertsPath(o.StoragePath), a.store)
 	a.upstream = newUpstream(a.ctx, a.reg, a.store, a.logger.With("component", "upstream"), o.Now, a.cfg.Load)
-	a.actions.outbox, a.actions.note, a.store.onFire = a.notify.Outbox(), a.store.note, a.onAlertFires
-	a.store.saves = append(a.store.saves, a.actions.trySave)
+	a.actions.enqueue, a.actions.note, a.store.onFire = a.notify.Outbox().Enqueue, a.store.note, a.onAlertFires
+	a.store.saves = append(a.store.saves, a.actions.commit)
 	a.reg.MustRegister(&lifecycleCollector{deployments: a.deployments, ledger: a.ledger, now: o.Now})
 	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {
 		return nil, err

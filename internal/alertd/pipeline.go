@@ -147,7 +147,8 @@ type store struct {
 	// (actions.go triggers actions); it runs with s.mu held.
 	onFire func(now time.Time, a *Alert)
 	// saves write the state files of stages that only mark their state
-	// changed while s.mu is held (the flap stage's); see commit.
+	// changed while s.mu is held (the flap stage's), and send the actions
+	// triggered meanwhile; see commit.
 	saves []func()
 }
 
@@ -316,8 +317,9 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 }
 
 // commit writes what the stages recorded while s.mu was held: the
-// ledger's events, then the stages' state files. Called without s.mu
-// held, so that a slow disk holds up the caller, not the pipeline.
+// ledger's events, then the stages' state files, and puts the actions
+// they triggered into the outbox (actionRunner.commit). Called without
+// s.mu held, so that a slow disk holds up the caller, not the pipeline.
 func (s *store) commit() {
 	s.ledger.commit()
 	for _, save := range s.saves {

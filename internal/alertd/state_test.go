@@ -88,7 +88,8 @@ func check(t *testing.T, err error) {
 	}
 }
 
-// within fails the test unless fn returns within a few seconds.
+// within fails the test unless fn returns within a few seconds: a write
+// blocked in a test (a state file's, the outbox's) must not hold it up.
 func within(t *testing.T, what string, fn func()) {
 	t.Helper()
 	done := make(chan struct{})
@@ -99,7 +100,7 @@ func within(t *testing.T, what string, fn func()) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatalf("%s waited for a state file's write", what)
+		t.Fatalf("%s waited for a write to the disk", what)
 	}
 }
 
@@ -226,7 +227,7 @@ func TestStateWritesOutsideTheStageLock(t *testing.T) {
 				file: r.file,
 				change: func(i int) {
 					// As triggerAction does: trigger, record, save.
-					_, _, _, err := r.trigger(now, "retrain", triggerAlert, map[string]string{"model": fmt.Sprintf("m%d", i)}, nil, fmt.Sprintf("key-%d", i))
+					_, _, _, _, err := r.trigger(now, "retrain", triggerAlert, map[string]string{"model": fmt.Sprintf("m%d", i)}, nil, fmt.Sprintf("key-%d", i))
 					check(t, err)
 					r.save(now)
 				},

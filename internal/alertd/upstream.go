@@ -488,9 +488,10 @@ func (s *store) relayedFrom(now time.Time) map[string]bool {
 // setUpstream applies what an Alertmanager's API says of a left-out alert
 // that it still holds for the receiver, if the alert still fires and no
 // notification held it since: suppressed there (mark), or active. It
-// returns the alerts to hand to the notifier.
+// returns the alerts to hand to the notifier. A release runs the stages
+// and may trigger actions: commit writes and sends what they decided.
 func (s *store) setUpstream(ctx context.Context, now time.Time, fp model.Fingerprint, state upstreamState, mark *upstreamMark) []*amalert.Alert {
-	defer s.ledger.commit()
+	defer s.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.alerts[fp]
@@ -552,9 +553,10 @@ type resolvedUpstream struct {
 // extend) while one of them still holds them; resolved once every one
 // that relayed an alert answered twice in a row, having run for grace
 // each time, without it. It returns the resolved alerts, to receive, and
-// the alerts to hand to the notifier.
+// the alerts to hand to the notifier. Releases run the stages and may
+// trigger actions: commit writes and sends what they decided.
 func (s *store) applyChecks(ctx context.Context, now time.Time, answers map[string]*amAnswer, grace, extend time.Duration) ([]resolvedUpstream, []*amalert.Alert) {
-	defer s.ledger.commit()
+	defer s.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var (
