@@ -59,7 +59,7 @@ type Metrics struct {
 	FeedbackReward             *prometheus.HistogramVec
 	FeatureInvalid             *prometheus.CounterVec
 	PredictionClass            *prometheus.CounterVec
-	PredictionScore            *ScoreHistograms
+	PredictionScore            *ModelHistograms
 	PredictionClassProbability *prometheus.HistogramVec
 	PredictionConfidenceBin    *prometheus.CounterVec
 	LabelOverflow              *prometheus.CounterVec
@@ -169,7 +169,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: PredictionClassTotal,
 			Help: "The total number of classification predictions in parsed payloads and pushed observations, by predicted class.",
 		}, []string{"model", "class"}),
-		PredictionScore: newScoreHistograms(reg, histogramOpts(PredictionScore,
+		PredictionScore: NewModelHistograms(reg, histogramOpts(PredictionScore,
 			"The numeric predictions in parsed payloads and pushed observations: a regression's values, a binary classifier's scores (the second class's probability).",
 			ScoreBuckets)),
 		PredictionClassProbability: f.NewHistogramVec(histogramOpts(PredictionClassProbability,
@@ -266,37 +266,58 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// ScoreHistograms are modelmon_prediction_score's histograms, by model:
-// with ScoreBuckets, or with a model's own classic buckets (a regression's
-// values in its range; models[].score_buckets).
-type ScoreHistograms struct {
-	vec  *prometheus.HistogramVec // ScoreBuckets'
+// ModelHistograms are one histogram family by model whose classic buckets
+// a model's configuration may set: modelmon_prediction_score's
+// (models[].score_buckets, else ScoreBuckets) and
+// modelmon_prediction_error_magnitude's (models[].error_buckets, else the
+// native histogram alone).
+type ModelHistograms struct {
+	vec  *prometheus.HistogramVec // with opts' buckets
 	opts prometheus.HistogramOpts
 
-	mu  sync.Mutex
-	own map[string]ownScoreHistogram // by model
+	mu  sync.RWMutex
+	own map[string]ownHistogram // by model
 }
 
-type ownScoreHistogram struct {
+type ownHistogram struct {
 	buckets []float64
 	h       prometheus.Histogram
 }
 
-// newScoreHistograms registers the histograms of opts with reg (nil: none).
-// A model's own buckets are collected beside the vector's children, as
-// the same metric family, so the collector is unchecked: its histograms'
-// buckets differ.
-func newScoreHistograms(reg prometheus.Registerer, opts prometheus.HistogramOpts) *ScoreHistograms {
-	s := &ScoreHistograms{vec: prometheus.NewHistogramVec(opts, []string{"model"}), opts: opts, own: map[string]ownScoreHistogram{}}
+// NewModelHistograms registers the histograms of opts, labelled by model,
+// with reg (nil: none). opts.Buckets are the buckets of models that give
+// none; without them and with a native bucket factor, those models have
+// the native histogram alone. A model's own buckets are collected beside
+// the vector's children, as the same metric family, so the collector is
+// unchecked: its histograms' buckets differ.
+func NewModelHistograms(reg prometheus.Registerer, opts prometheus.HistogramOpts) *ModelHistograms {
+	s := &ModelHistograms{vec: prometheus.NewHistogramVec(opts, []string{"model"}), opts: opts, own: map[string]ownHistogram{}}
 	if reg != nil {
 		reg.MustRegister(s)
 	}
 	return s
 }
 
-// For returns the histogram of model, with buckets (nil: ScoreBuckets). A
-// model's histogram whose buckets change starts again empty.
-func (s *ScoreHistograms) For(model string, buckets []float64) prometheus.Observer {
+// For returns the histogram of model, with buckets (nil: the family's). A
+// model's histogram whose buckets change starts again empty. It is safe
+// for concurrent use, and a model whose buckets did not change only reads
+// under the lock.
+func (s *ModelHistograms) For(model string, buckets []float64) prometheus.Observer {
+	if len(buckets) == 0 {
+		s.mu.RLock()
+		_, owned := s.own[model]
+		s.mu.RUnlock()
+		if !owned {
+			return s.vec.WithLabelValues(model)
+		}
+	} else {
+		s.mu.RLock()
+		o, ok := s.own[model]
+		s.mu.RUnlock()
+		if ok && slices.Equal(o.buckets, buckets) {
+			return o.h
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(buckets) == 0 {
@@ -310,20 +331,20 @@ func (s *ScoreHistograms) For(model string, buckets []float64) prometheus.Observ
 	opts := s.opts
 	opts.Buckets = slices.Clone(buckets)
 	opts.ConstLabels = prometheus.Labels{"model": model}
-	o := ownScoreHistogram{buckets: opts.Buckets, h: prometheus.NewHistogram(opts)}
+	o := ownHistogram{buckets: opts.Buckets, h: prometheus.NewHistogram(opts)}
 	s.own[model] = o
 	return o.h
 }
 
 // Describe implements prometheus.Collector: it describes nothing, which
 // makes the collector unchecked.
-func (s *ScoreHistograms) Describe(chan<- *prometheus.Desc) {}
+func (s *ModelHistograms) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
-func (s *ScoreHistograms) Collect(ch chan<- prometheus.Metric) {
+func (s *ModelHistograms) Collect(ch chan<- prometheus.Metric) {
 	s.vec.Collect(ch)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, o := range s.own {
 		o.h.Collect(ch)
 	}
