@@ -77,6 +77,10 @@ const (
 	RegressionOutcomesTotal  = "modelmon_prediction_regression_outcomes_total"
 	AbsoluteErrorTotal       = "modelmon_prediction_absolute_error_total"
 	SquaredErrorTotal        = "modelmon_prediction_squared_error_total"
+	// Not modelmon_prediction_absolute_error: OpenMetrics names the
+	// family of the counter AbsoluteErrorTotal so (a counter's family
+	// drops _total), and one exposition holds one family of a name.
+	PredictionErrorMagnitude = "modelmon_prediction_error_magnitude"
 	LabelValueOffset         = "modelmon_label_value_offset"
 	LabelDeviationTotal      = "modelmon_label_deviation_total"
 	LabelDeviationSquared    = "modelmon_label_deviation_squared_total"

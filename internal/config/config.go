@@ -118,6 +118,12 @@ type Model struct {
 	// collector.ScoreBuckets (0.1 … 1, for a binary classifier's scores):
 	// a regression's values in its own range. At most MaxScoreBuckets.
 	ScoreBuckets []float64 `yaml:"score_buckets"`
+	// ErrorBuckets are the classic buckets' upper bounds, increasing and
+	// not negative, of the model's modelmon_prediction_error_magnitude
+	// (the absolute errors of its regression predictions, in its own
+	// units); without them it has the native histogram alone. At most
+	// MaxErrorBuckets.
+	ErrorBuckets []float64 `yaml:"error_buckets"`
 	// FeatureImportance weighs the model's features (by name; any scale,
 	// say the mean absolute SHAP values), for the drift impact: a feature's
 	// drift weighted by its share of the importance.
@@ -141,6 +147,9 @@ const MaxSegmentBuckets = 18
 
 // MaxScoreBuckets bounds Model.ScoreBuckets, as every bucket is a series.
 const MaxScoreBuckets = 40
+
+// MaxErrorBuckets bounds Model.ErrorBuckets, as every bucket is a series.
+const MaxErrorBuckets = 40
 
 // Bounds and default of Model.CalibrationBins. Each bin is a series of
 // four counters per model; over 100 bins, most hold too few predictions
@@ -400,6 +409,12 @@ func (c *Config) Validate() error {
 					return fmt.Errorf("models[%d].alerts.for: %w", i, err)
 				}
 			}
+		}
+		if err := checkBuckets(m.ErrorBuckets, MaxErrorBuckets); err != nil {
+			return fmt.Errorf("models[%d].error_buckets: %w", i, err)
+		}
+		if len(m.ErrorBuckets) > 0 && m.ErrorBuckets[0] < 0 {
+			return fmt.Errorf("models[%d].error_buckets: must not be negative (an absolute error never is), got %v", i, m.ErrorBuckets)
 		}
 		if o := m.SLOs; o != nil {
 			for name, v := range map[string]float64{"availability": o.Availability, "latency": o.Latency, "accuracy": o.Accuracy} {

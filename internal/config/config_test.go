@@ -21,7 +21,8 @@ func TestLoadGood(t *testing.T) {
 		Models: []Model{
 			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}, CalibrationBins: 15, Segments: []Segment{{Feature: "country"}, {Feature: "amount", Buckets: []float64{100, 1000}}}, SegmentClasses: 2},
 			// Relative to the configuration file.
-			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}, LabelOffset: ptr(2.5e5)},
+			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}, LabelOffset: ptr(2.5e5),
+				ErrorBuckets: []float64{1000, 5000, 20000}},
 			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json"}},
 		},
 		Limits: Limits{MaxModels: 5, MaxFeatures: 50, MaxInstances: 100},
@@ -71,6 +72,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-label-offset.yml", `testdata/bad-label-offset.yml:3: models[0].label_offset must be a finite number, got +Inf`},
 		{"bad-calibration-bins.yml", `testdata/bad-calibration-bins.yml:3: models[0].calibration_bins must be between 2 and 100, got 1`},
 		{"bad-score-buckets.yml", `testdata/bad-score-buckets.yml:3: models[0].score_buckets: must be finite and increasing, got [1000 1000]`},
+		{"bad-error-buckets.yml", `testdata/bad-error-buckets.yml:3: models[0].error_buckets: must not be negative (an absolute error never is), got [-1 0 1]`},
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml:3: models[0].drift.reference is required`},
 		{"bad-drift-format.yml", `testdata/bad-drift-format.yml:3: models[0].drift.reference: unknown format ".xlsx": want .json (a profile), .csv, .jsonl or .parquet`},
 		{"bad-drift-prediction.yml", `testdata/bad-drift-prediction.yml:3: models[0].drift.prediction_column is for training data: a profile (.json) marks its prediction itself`},

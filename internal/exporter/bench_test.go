@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/payload"
+	"github.com/modelmon/modelmon/internal/quality"
 )
 
 // benchProxy returns a sidecar whose proxy talks to an in-memory fasthttp
@@ -246,4 +247,22 @@ func BenchmarkWorkerHandleDrift(b *testing.B) {
 	e := startExporter(b, "http://127.0.0.1:1", func(o *Options) { o.Drift = DriftOptions{Reference: ref, Detector: drift.DefaultOptions()} })
 	runWorker(b, e, body)
 	b.ReportMetric(float64(b.N*len(cols))/b.Elapsed().Seconds(), "feature_values/s")
+}
+
+// BenchmarkLabelRecord is the metrics' share of a regression's label
+// joined: what record adds once the store has matched it, for a model
+// with classic buckets of its error (models[].error_buckets) and one with
+// the native histogram alone.
+func BenchmarkLabelRecord(b *testing.B) {
+	for _, tc := range []struct{ name, model string }{{"native", "native"}, {"classic", "price"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			e := startWithConfig(b, "http://127.0.0.1:1", "models:\n  - name: price\n    error_buckets: [0.5, 1, 2, 5]\n", labelsOn)
+			l := e.obs.labels
+			o := quality.Outcome{Model: tc.model, Regression: true, PredictedValue: 10, ActualValue: 11.5, AbsError: 1.5, SquaredError: 2.25, Delay: time.Minute}
+			b.ReportAllocs()
+			for b.Loop() {
+				l.record(o)
+			}
+		})
+	}
 }

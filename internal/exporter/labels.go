@@ -107,6 +107,10 @@ type labelMetrics struct {
 	regOutcomes  *prometheus.CounterVec // the numeric pairs of matched
 	absErr       *prometheus.CounterVec
 	sqErr        *prometheus.CounterVec
+	// errMagnitude observes each absolute error, for the regression SLO
+	// and quantiles: native always, classic buckets by model
+	// (models[].error_buckets).
+	errMagnitude *collector.ModelHistograms
 	// The labels' offset, and the sums of their deviations from it and
 	// of their squares, for R² (quality.Store.SetOffset).
 	offset   *prometheus.GaugeVec
@@ -179,6 +183,10 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 			Help: "The sum of the absolute errors of regression predictions joined to their label."}, []string{"model"}),
 		sqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SquaredErrorTotal,
 			Help: "The sum of the squared errors of regression predictions joined to their label."}, []string{"model"}),
+		errMagnitude: collector.NewModelHistograms(reg, prometheus.HistogramOpts{Name: collector.PredictionErrorMagnitude,
+			Help:                        "The absolute errors |prediction - label| of regression predictions joined to their label, in the model's units: a native histogram (any scale), with classic buckets only for models that set models[].error_buckets. Its sum is " + collector.AbsoluteErrorTotal + ".",
+			NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 160, NativeHistogramMinResetDuration: time.Hour,
+		}),
 		offset: f.NewGaugeVec(prometheus.GaugeOpts{Name: collector.LabelValueOffset,
 			Help: "The offset c of the labels joined to regression predictions (models[].label_offset, else the mean prediction of the drift reference, else the first label joined): the value the deviation counters sum them from. It is fixed for the life of the process."}, []string{"model"}),
 		devSum: f.NewCounterVec(prometheus.CounterOpts{Name: collector.LabelDeviationTotal,
@@ -673,6 +681,7 @@ func (l *labels) record(o quality.Outcome) {
 		regOutcomes.Inc()
 		m.absErr.WithLabelValues(o.Model).Add(o.AbsError)
 		m.sqErr.WithLabelValues(o.Model).Add(o.SquaredError)
+		m.errMagnitude.For(o.Model, l.config().models[o.Model].errorBuckets).Observe(o.AbsError)
 		// The labels are summed less their offset, which is near their
 		// mean: Σy² − (Σy)²/n loses every digit of their variance when
 		// the mean is far larger than their spread (timestamps, prices),

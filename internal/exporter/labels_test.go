@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	promModel "github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -1116,7 +1118,7 @@ func TestLabelsClassOverflow(t *testing.T) {
 
 // startWithConfig starts a sidecar in front of up with the configuration
 // file yml, and mod's further options.
-func startWithConfig(t *testing.T, up string, yml string, mod func(*Options)) *Exporter {
+func startWithConfig(t testing.TB, up string, yml string, mod func(*Options)) *Exporter {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
 	require.NoError(t, os.WriteFile(cfg, []byte(yml), 0o644))
@@ -1440,5 +1442,164 @@ func TestLabelOffsetFromDriftReference(t *testing.T) {
 	for model, want := range map[string]float64{"own": 200, "given": 5, "other": 1e6 + 10} {
 		require.Equal(t, want, metricValue(t, e, "modelmon_label_value_offset", map[string]string{"model": model}), model)
 		require.Equal(t, (260-want)*(260-want), metricValue(t, e, "modelmon_label_deviation_squared_total", map[string]string{"model": model}), model)
+	}
+}
+
+// regressionPairs are predictions and their labels whose absolute errors
+// are exact in binary: 0, 0.25, 0.5, 1, 1.5 and 4.
+var regressionPairs = [][2]float64{{10, 10}, {10, 10.25}, {3, 3.5}, {7, 6}, {2, 3.5}, {0, -4}}
+
+// pushRegressionPairs pushes regressionPairs as model's predictions, under
+// ids prefix0 …, and then their labels; with exact, each prediction's
+// label is the prediction itself.
+func pushRegressionPairs(t *testing.T, e *Exporter, model, prefix string, exact bool) {
+	t.Helper()
+	var obs, lbs []string
+	for i, pa := range regressionPairs {
+		label := pa[1]
+		if exact {
+			label = pa[0]
+		}
+		obs = append(obs, fmt.Sprintf(`{"model":%q,"id":"%s%d","prediction":%v}`, model, prefix, i, pa[0]))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"%s%d","label":%v}`, prefix, i, label))
+	}
+	pushRecordsRaw(t, e, obs...)
+	_, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+	require.Equal(t, slices.Repeat([]string{"matched"}, len(regressionPairs)), resp.Results)
+}
+
+// scrapeProto fetches the exposition as protobuf, the format that carries
+// native histograms, and parses it with expfmt.
+func scrapeProto(t *testing.T, e *Exporter) map[string]*dto.MetricFamily {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+e.WebAddr()+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	dec := expfmt.NewDecoder(resp.Body, expfmt.ResponseFormat(resp.Header))
+	fams := map[string]*dto.MetricFamily{}
+	for {
+		mf := &dto.MetricFamily{}
+		if err := dec.Decode(mf); errors.Is(err, io.EOF) {
+			return fams
+		} else {
+			require.NoError(t, err)
+		}
+		fams[mf.GetName()] = mf
+	}
+}
+
+// nativeBuckets returns a native histogram's positive buckets by index,
+// from its spans and deltas.
+func nativeBuckets(h *dto.Histogram) map[int]uint64 {
+	out := map[int]uint64{}
+	idx, k := 0, 0
+	var count int64
+	for i, sp := range h.GetPositiveSpan() {
+		if i == 0 {
+			idx = int(sp.GetOffset())
+		} else {
+			idx += int(sp.GetOffset())
+		}
+		for range sp.GetLength() {
+			count += h.GetPositiveDelta()[k]
+			if count > 0 {
+				out[idx] = uint64(count)
+			}
+			idx, k = idx+1, k+1
+		}
+	}
+	return out
+}
+
+// The absolute error of each numeric prediction joined to its numeric
+// label goes to modelmon_prediction_error_magnitude: as a native
+// histogram for every model, with classic buckets only for a model that
+// gives models[].error_buckets; a class joined to its class goes to none.
+// Its count is the numeric pairs and its sum the absolute error counter's.
+// A reload that changes a model's buckets starts its histogram again.
+func TestErrorMagnitudeHistogram(t *testing.T) {
+	up := modelServer(t)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: price\n    error_buckets: [0.5, 1, 2]\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; labelsOn(o) })
+	pushRegressionPairs(t, e, "price", "p", false)
+	pushRegressionPairs(t, e, "plain", "q", false)
+	pushRecordsRaw(t, e, `{"model":"price","id":"c","prediction":"yes"}`)
+	_, resp := postLabels(t, e, `{"id":"c","label":"yes"}`)
+	require.Equal(t, []string{"matched"}, resp.Results)
+
+	// By hand, from the pairs.
+	var sum float64
+	classic := map[float64]uint64{0.5: 0, 1: 0, 2: 0}
+	native := map[int]uint64{}
+	var zero uint64
+	for _, pa := range regressionPairs {
+		d := math.Abs(pa[0] - pa[1])
+		sum += d
+		for le := range classic {
+			if d <= le {
+				classic[le]++
+			}
+		}
+		if d == 0 {
+			zero++
+			continue
+		}
+		// Schema 3 (bucket factor 1.1 gives 2^(1/8)): bucket i holds
+		// (2^((i-1)/8), 2^(i/8)].
+		native[int(math.Ceil(math.Log2(d)*8))]++
+	}
+	require.Equal(t, 7.25, sum)
+	require.Equal(t, map[float64]uint64{0.5: 3, 1: 4, 2: 5}, classic)
+
+	fams := scrapeProto(t, e)
+	mf := fams[collector.PredictionErrorMagnitude]
+	require.NotNil(t, mf)
+	require.Equal(t, dto.MetricType_HISTOGRAM, mf.GetType())
+	byModel := map[string]*dto.Histogram{}
+	for _, m := range mf.GetMetric() {
+		require.Len(t, m.GetLabel(), 1)
+		require.Equal(t, "model", m.GetLabel()[0].GetName())
+		byModel[m.GetLabel()[0].GetValue()] = m.GetHistogram()
+	}
+	require.Len(t, byModel, 2, "one histogram per model that predicts numbers")
+	for model, h := range byModel {
+		require.Equal(t, uint64(len(regressionPairs)), h.GetSampleCount(), model)
+		require.Equal(t, sum, h.GetSampleSum(), model)
+		require.Equal(t, sum, metricValue(t, e, collector.AbsoluteErrorTotal, map[string]string{"model": model}), model)
+		require.Equal(t, int32(3), h.GetSchema(), model)
+		require.Equal(t, zero, h.GetZeroCount(), model)
+		require.Equal(t, native, nativeBuckets(h), model)
+	}
+	got := map[float64]uint64{}
+	for _, b := range byModel["price"].GetBucket() {
+		got[b.GetUpperBound()] = b.GetCumulativeCount()
+	}
+	require.Equal(t, classic, got, "price's own buckets")
+	require.Empty(t, byModel["plain"].GetBucket(), "no classic buckets without error_buckets")
+
+	// The text format has the classic buckets alone: price's, and plain's
+	// +Inf.
+	text := joinFamilies(scrape(t, e, collector.PredictionErrorMagnitude))
+	require.Contains(t, text, `modelmon_prediction_error_magnitude_bucket{model="price",le="1"} 4`+"\n")
+	require.Contains(t, text, `modelmon_prediction_error_magnitude_bucket{model="plain",le="+Inf"} 6`+"\n")
+	require.NotContains(t, text, `modelmon_prediction_error_magnitude_bucket{model="plain",le="1"}`)
+
+	// Without its buckets, price's histogram starts again, native alone.
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: price\n"), 0o644))
+	require.NoError(t, e.Reload())
+	pushRecordsRaw(t, e, `{"model":"price","id":"r","prediction":1}`)
+	_, resp = postLabels(t, e, `{"id":"r","label":3}`)
+	require.Equal(t, []string{"matched"}, resp.Results)
+	for _, m := range scrapeProto(t, e)[collector.PredictionErrorMagnitude].GetMetric() {
+		if m.GetLabel()[0].GetValue() == "price" {
+			require.Equal(t, uint64(1), m.GetHistogram().GetSampleCount())
+			require.Empty(t, m.GetHistogram().GetBucket())
+			require.Equal(t, map[int]uint64{8: 1}, nativeBuckets(m.GetHistogram()), "2 = 2^(8/8)")
+		}
 	}
 }

@@ -198,6 +198,10 @@ type modelConfig struct {
 	// scoreBuckets are modelmon_prediction_score's classic buckets for
 	// the model; nil: collector.ScoreBuckets.
 	scoreBuckets []float64
+	// errorBuckets are modelmon_prediction_error_magnitude's classic
+	// buckets for the model (models[].error_buckets); nil: none, the
+	// native histogram alone.
+	errorBuckets []float64
 	// calibrationBins is the number of confidence bins its calibration
 	// is counted in (models[].calibration_bins); 0: the default.
 	calibrationBins int
@@ -241,7 +245,7 @@ func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
 			}
 		}
 		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, segmentClasses: m.SegmentClasses, scoreBuckets: m.ScoreBuckets,
-			calibrationBins: m.CalibrationBins, labelOffset: m.LabelOffset}
+			errorBuckets: m.ErrorBuckets, calibrationBins: m.CalibrationBins, labelOffset: m.LabelOffset}
 		if m.IDPath != "" {
 			mc.idPath = strings.Split(m.IDPath, ".")
 		}
