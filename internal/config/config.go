@@ -308,6 +308,13 @@ type SLOs struct {
 	// Accuracy is the share of labelled classification predictions that
 	// were right (counted when their label joins).
 	Accuracy float64 `yaml:"accuracy"`
+	// Regression is the share of labelled regression predictions whose
+	// absolute error is at most RegressionThreshold, in the model's units
+	// (counted when their label joins): one of Model.ErrorBuckets when
+	// the model has them, else any positive number, read from the native
+	// histogram of modelmon_prediction_error_magnitude.
+	Regression          float64 `yaml:"regression"`
+	RegressionThreshold float64 `yaml:"regression_threshold"`
 	// Period is the SLO's period, over which the error budget is spent
 	// (default DefaultSLOPeriod).
 	Period model.Duration `yaml:"period"`
@@ -417,7 +424,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("models[%d].error_buckets: must not be negative (an absolute error never is), got %v", i, m.ErrorBuckets)
 		}
 		if o := m.SLOs; o != nil {
-			for name, v := range map[string]float64{"availability": o.Availability, "latency": o.Latency, "accuracy": o.Accuracy} {
+			for name, v := range map[string]float64{"availability": o.Availability, "latency": o.Latency, "accuracy": o.Accuracy, "regression": o.Regression} {
 				if v < 0 || v >= 1 {
 					return fmt.Errorf("models[%d].slos.%s must be at least 0 and below 1, got %v", i, name, v)
 				}
@@ -427,6 +434,17 @@ func (c *Config) Validate() error {
 			}
 			if o.LatencyThreshold > 0 && !slices.Contains(collector.DurationBuckets, o.LatencyThreshold) {
 				return fmt.Errorf("models[%d].slos.latency_threshold %v is not a bucket of %s (%v)", i, o.LatencyThreshold, collector.PredictionDuration, collector.DurationBuckets)
+			}
+			if t := o.RegressionThreshold; t < 0 || math.IsNaN(t) || math.IsInf(t, 0) {
+				return fmt.Errorf("models[%d].slos.regression_threshold must be a positive finite number, got %v", i, t)
+			}
+			if (o.Regression > 0) != (o.RegressionThreshold > 0) {
+				return fmt.Errorf("models[%d].slos: regression and regression_threshold go together", i)
+			}
+			// The SLO reads the classic bucket at the threshold where the
+			// model has classic buckets: it must be one.
+			if o.RegressionThreshold > 0 && len(m.ErrorBuckets) > 0 && !slices.Contains(m.ErrorBuckets, o.RegressionThreshold) {
+				return fmt.Errorf("models[%d].slos.regression_threshold %v is not a bucket of models[%d].error_buckets (%v)", i, o.RegressionThreshold, i, m.ErrorBuckets)
 			}
 			if o.Period != 0 && time.Duration(o.Period) < 24*time.Hour {
 				return fmt.Errorf("models[%d].slos.period must be at least 1d, got %s", i, o.Period)

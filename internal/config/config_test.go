@@ -22,7 +22,7 @@ func TestLoadGood(t *testing.T) {
 			{Name: "fraud", Version: "v3", Format: "kserve_v1", FeatureNames: []string{"amount", "age"}, CalibrationBins: 15, Segments: []Segment{{Feature: "country"}, {Feature: "amount", Buckets: []float64{100, 1000}}}, SegmentClasses: 2},
 			// Relative to the configuration file.
 			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}, LabelOffset: ptr(2.5e5),
-				ErrorBuckets: []float64{1000, 5000, 20000}},
+				ErrorBuckets: []float64{1000, 5000, 20000}, SLOs: &SLOs{Regression: 0.95, RegressionThreshold: 5000}},
 			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json"}},
 		},
 		Limits: Limits{MaxModels: 5, MaxFeatures: 50, MaxInstances: 100},
@@ -73,6 +73,9 @@ func TestLoadBad(t *testing.T) {
 		{"bad-calibration-bins.yml", `testdata/bad-calibration-bins.yml:3: models[0].calibration_bins must be between 2 and 100, got 1`},
 		{"bad-score-buckets.yml", `testdata/bad-score-buckets.yml:3: models[0].score_buckets: must be finite and increasing, got [1000 1000]`},
 		{"bad-error-buckets.yml", `testdata/bad-error-buckets.yml:3: models[0].error_buckets: must not be negative (an absolute error never is), got [-1 0 1]`},
+		// The regression SLO reads the classic bucket at its threshold; either
+		// of the two keys may be the wrong one, so the model is blamed.
+		{"bad-regression-threshold.yml", `testdata/bad-regression-threshold.yml:2: models[0].slos.regression_threshold 2500 is not a bucket of models[0].error_buckets ([1000 5000 20000])`},
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml:3: models[0].drift.reference is required`},
 		{"bad-drift-format.yml", `testdata/bad-drift-format.yml:3: models[0].drift.reference: unknown format ".xlsx": want .json (a profile), .csv, .jsonl or .parquet`},
 		{"bad-drift-prediction.yml", `testdata/bad-drift-prediction.yml:3: models[0].drift.prediction_column is for training data: a profile (.json) marks its prediction itself`},

@@ -68,7 +68,7 @@ type sloRule struct {
 
 // sloObjective is one objective of one model.
 type sloObjective struct {
-	name      string  // the slo label: availability, latency, accuracy
+	name      string  // the slo label: availability, latency, accuracy, regression
 	objective float64 // the share of good events
 	// errorRatio is the share of bad events over a window, by model.
 	errorRatio func(window string) string
@@ -108,25 +108,24 @@ func SLORules(cfg *config.Config) []sloRule {
 				"of its prediction requests failed"})
 		}
 		if s.Latency > 0 {
-			// Prometheus 3 writes le="1" as le="1.0"; 2 as it came.
-			le := fmt.Sprintf(`{model=%q, le=%q}`, m.Name, f(s.LatencyThreshold))
-			if s.LatencyThreshold == math.Trunc(s.LatencyThreshold) {
-				le = fmt.Sprintf(`{model=%q, le=~"%s|%s\\.0"}`, m.Name, f(s.LatencyThreshold), f(s.LatencyThreshold))
-			}
-			// The classic buckets where Prometheus keeps them; else the
-			// native histogram's share below the threshold (interpolated
-			// within the bucket the threshold falls in).
-			objs = append(objs, sloObjective{"latency", s.Latency, func(w string) string {
-				return fmt.Sprintf("(\n  1 - (\n    sum by (model) (rate(%s_bucket%s[%s]))\n    /\n    sum by (model) (rate(%s_count%s[%s]))\n  )\n)\nor\n(\n  1 - histogram_fraction(0, %s, sum by (model) (rate(%s%s[%s])))\n)",
-					collector.PredictionDuration, le, w, collector.PredictionDuration, sel, w,
-					f(s.LatencyThreshold), collector.PredictionDuration, sel, w)
-			}, "of its prediction requests took longer than " + f(s.LatencyThreshold) + "s"})
+			objs = append(objs, sloObjective{"latency", s.Latency,
+				bucketErrorRatio(collector.PredictionDuration, m.Name, s.LatencyThreshold, true, "0"),
+				"of its prediction requests took longer than " + f(s.LatencyThreshold) + "s"})
 		}
 		if s.Accuracy > 0 {
 			objs = append(objs, sloObjective{"accuracy", s.Accuracy, func(w string) string {
 				return fmt.Sprintf("1 - (\n  sum by (model) (rate(%s%s[%s]))\n  /\n  sum by (model) (rate(%s%s[%s]))\n)",
 					collector.PredictionCorrectTotal, sel, w, collector.PredictionOutcomeTotal, sel, w)
 			}, "of its labelled predictions were wrong"})
+		}
+		if s.Regression > 0 {
+			// From -Inf, not 0: exact predictions go to the native
+			// histogram's zero bucket, [-z, z], which histogram_fraction
+			// cuts in half from 0 when no error in the window is above
+			// it. Counted when the labels join, as accuracy is.
+			objs = append(objs, sloObjective{"regression", s.Regression,
+				bucketErrorRatio(collector.PredictionErrorMagnitude, m.Name, s.RegressionThreshold, len(m.ErrorBuckets) > 0, "-Inf"),
+				"of its labelled numeric predictions were off by more than " + f(s.RegressionThreshold)})
 		}
 		period := time.Duration(cmp.Or(s.Period, config.DefaultSLOPeriod))
 		periodText := model.Duration(period).String()
@@ -174,4 +173,29 @@ func SLORules(cfg *config.Config) []sloRule {
 		}
 	}
 	return rules
+}
+
+// bucketErrorRatio returns the error ratio of an objective on a histogram
+// of metric, by model: the share of model's observations above threshold
+// over a window. With classic buckets, one of which is threshold, it is
+// read from that bucket where Prometheus keeps them; else, or where
+// Prometheus keeps only the native histogram, from histogram_fraction
+// between lower and threshold (interpolated within the bucket the
+// threshold falls in).
+func bucketErrorRatio(metric, model string, threshold float64, classic bool, lower string) func(window string) string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	sel := fmt.Sprintf(`{model=%q}`, model)
+	// Prometheus 3 writes le="1" as le="1.0"; 2 as it came.
+	le := fmt.Sprintf(`{model=%q, le=%q}`, model, f(threshold))
+	if threshold == math.Trunc(threshold) {
+		le = fmt.Sprintf(`{model=%q, le=~"%s|%s\\.0"}`, model, f(threshold), f(threshold))
+	}
+	return func(w string) string {
+		native := fmt.Sprintf("(\n  1 - histogram_fraction(%s, %s, sum by (model) (rate(%s%s[%s])))\n)", lower, f(threshold), metric, sel, w)
+		if !classic {
+			return native
+		}
+		return fmt.Sprintf("(\n  1 - (\n    sum by (model) (rate(%s_bucket%s[%s]))\n    /\n    sum by (model) (rate(%s_count%s[%s]))\n  )\n)\nor\n%s",
+			metric, le, w, metric, sel, w, native)
+	}
 }

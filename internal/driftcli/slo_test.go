@@ -165,12 +165,88 @@ tests:
               summary: Model acc spends its accuracy error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
               description: 'acc: 80% of its labelled predictions were wrong over the alert''s long window, against an error budget of 10% over 30d (objective 0.9): at this rate the period''s error budget is gone within days.'
+
+  # reg (95 % of labelled numeric predictions off by at most 1; classic
+  # buckets 0.5, 1, 2): 100 labels a minute, every one off by more than 1
+  # from minute 61. The six hours' pair (6 × 5 % = 30 %) pages first: over
+  # samples 0 to N, 100·N labels, 6,000 of them good, so 1 − 60/N, above
+  # 0.3 from N = 86 (26 of 86 minutes bad: 30.23 %; at 85, 29.41 %). The
+  # hour's pair (72 %) would wait for N = 103.
+  - name: regression outage
+    interval: 1m
+    input_series:
+      - series: 'modelmon_prediction_error_magnitude_count{model="reg",instance="a"}'
+        values: '0+100x300'
+      - series: 'modelmon_prediction_error_magnitude_bucket{model="reg",le="1",instance="a"}'
+        values: '0+100x60 6000x240'
+      - series: 'modelmon_model_info{model="reg",version="v1",instance="a"}'
+        values: '1x300'
+    promql_expr_test:
+      - expr: modelmon:slo_objective{slo="regression"}
+        eval_time: 10m30s
+        exp_samples:
+          - labels: 'modelmon:slo_objective{model="reg",slo="regression"}'
+            value: 0.95
+    alert_rule_test:
+      - eval_time: 85m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts: []
+      - eval_time: 86m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts:
+          - exp_labels: {model: reg, slo: regression, severity: page}
+            exp_annotations:
+              summary: Model reg spends its regression error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
+              description: 'reg: 30.23% of its labelled numeric predictions were off by more than 1 over the alert''s long window, against an error budget of 5% over 30d (objective 0.95): at this rate the period''s error budget is gone within days.'
+
+  # regslow (95 % within 1): 10 % off by more all along, twice the budget's
+  # rate: above the three days' pair (5 %), below the day's (15 %) and the
+  # pages' (30 %, 72 %): a ticket, no page.
+  - name: regression slow burn
+    interval: 1m
+    input_series:
+      - series: 'modelmon_prediction_error_magnitude_count{model="regslow",instance="a"}'
+        values: '0+100x300'
+      - series: 'modelmon_prediction_error_magnitude_bucket{model="regslow",le="1",instance="a"}'
+        values: '0+90x300'
+    alert_rule_test:
+      - eval_time: 150m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts: []
+      - eval_time: 150m30s
+        alertname: ModelSLOBurnRateElevated
+        exp_alerts:
+          - exp_labels: {model: regslow, slo: regression, severity: ticket}
+            exp_annotations:
+              summary: Model regslow spends its regression error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnrateelevated
+              description: 'regslow: 10% of its labelled numeric predictions were off by more than 1 over the alert''s long window, against an error budget of 5% over 30d (objective 0.95): at this rate the period''s error budget is gone before the period ends.'
+
+  # regok (95 % within 2): 3 % off by more, within the 5 % budget: no page,
+  # no ticket. Its bucket at 2 is written 2.0, as Prometheus 3 writes it.
+  - name: regression within its objective
+    interval: 1m
+    input_series:
+      - series: 'modelmon_prediction_error_magnitude_count{model="regok",instance="a"}'
+        values: '0+100x300'
+      - series: 'modelmon_prediction_error_magnitude_bucket{model="regok",le="2.0",instance="a"}'
+        values: '0+97x300'
+    alert_rule_test:
+      - eval_time: 299m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts: []
+      - eval_time: 299m30s
+        alertname: ModelSLOBurnRateElevated
+        exp_alerts: []
 `
 
 // The SLO rules generated from a configuration pass promtool, and, run by
 // `promtool test rules` and by alertd's runner, page on a fast burn of the
 // error budget within minutes, open a ticket on a slow one, resolve once
-// the short windows are clean, and record the budget left.
+// the short windows are clean, and record the budget left; the regression
+// SLO pages a total failure, tickets a slow burn and leaves a model within
+// its objective alone.
 func TestSLORules(t *testing.T) {
 	dir, alerts := writeQualityAlerts(t, `
 models:
@@ -184,6 +260,15 @@ models:
     slos: {accuracy: 0.9}
   - name: low
     slos: {availability: 0.9}
+  - name: reg
+    error_buckets: [0.5, 1, 2]
+    slos: {regression: 0.95, regression_threshold: 1}
+  - name: regslow
+    error_buckets: [0.5, 1, 2]
+    slos: {regression: 0.95, regression_threshold: 1}
+  - name: regok
+    error_buckets: [0.5, 1, 2]
+    slos: {regression: 0.95, regression_threshold: 2}
 `)
 	testFile := filepath.Join(dir, "slo_test.yml")
 	require.NoError(t, os.WriteFile(testFile, bytes.ReplaceAll([]byte(sloTest), []byte("ALERTS"), []byte(alerts)), 0o644))
@@ -196,7 +281,7 @@ models:
 	promtool := prometheustest.Promtool(t)
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 55 rules found")
+	require.Contains(t, string(b), "SUCCESS: 88 rules found")
 	b, err = exec.Command(promtool, "test", "rules", testFile).CombinedOutput()
 	require.NoError(t, err, string(b))
 }
@@ -207,9 +292,24 @@ func TestSLOConfig(t *testing.T) {
 		{`{latency: 0.99}`, "models[0].slos: latency and latency_threshold go together"},
 		{`{latency: 0.99, latency_threshold: 0.2}`, "models[0].slos.latency_threshold 0.2 is not a bucket of modelmon_prediction_duration_seconds"},
 		{`{accuracy: 0.9, period: 1h}`, "models[0].slos.period must be at least 1d, got 1h"},
+		{`{regression: 0.95}`, "models[0].slos: regression and regression_threshold go together"},
+		{`{regression_threshold: 2}`, "models[0].slos: regression and regression_threshold go together"},
+		{`{regression: 1, regression_threshold: 2}`, "models[0].slos.regression must be at least 0 and below 1, got 1"},
+		{`{regression: 0.95, regression_threshold: -2}`, "models[0].slos.regression_threshold must be a positive finite number, got -2"},
+		{`{regression: 0.95, regression_threshold: .inf}`, "models[0].slos.regression_threshold must be a positive finite number, got +Inf"},
+		{`{regression: 0.95, regression_threshold: .nan}`, "models[0].slos.regression_threshold must be a positive finite number, got NaN"},
+		// With classic buckets, the threshold must be one of them.
+		{"{regression: 0.95, regression_threshold: 3}\n    error_buckets: [1, 2, 5]", "models[0].slos.regression_threshold 3 is not a bucket of models[0].error_buckets ([1 2 5])"},
+		{"{regression: 0.95, regression_threshold: 2}\n    error_buckets: [2, 1]", "models[0].error_buckets: must be finite and increasing, got [2 1]"},
 	} {
 		_, err := config.Load("models:\n  - name: m\n    slos: " + tc.yaml + "\n")
 		require.ErrorContains(t, err, tc.want, tc.yaml)
+	}
+	// Without classic buckets any threshold will do: the native histogram
+	// has every scale.
+	for _, yaml := range []string{`{regression: 0.95, regression_threshold: 3}`, "{regression: 0.95, regression_threshold: 5}\n    error_buckets: [1, 2, 5]"} {
+		_, err := config.Load("models:\n  - name: m\n    slos: " + yaml + "\n")
+		require.NoError(t, err, yaml)
 	}
 }
 
@@ -249,6 +349,62 @@ tests:
 	passed, err := rules.RunTests([]string{testFile}, rules.TestOptions{Out: &report})
 	require.NoError(t, err)
 	require.True(t, passed, report.String())
+}
+
+// A model without error_buckets has the native histogram of its errors
+// alone, and its regression SLO comes from histogram_fraction. Exact
+// predictions go to the zero bucket, [-z, z]: the fraction is taken from
+// -Inf, or a model whose every error in the window is 0 would have half
+// of them counted as off (histogram_fraction from 0 cuts a zero bucket in
+// half when there are no other buckets). Run by alertd's runner: promtool
+// 2.42 takes no native histograms in input series.
+func TestSLORegressionNativeHistogram(t *testing.T) {
+	dir, alerts := writeQualityAlerts(t, `models:
+  - name: half
+    slos: {regression: 0.95, regression_threshold: 1}
+  - name: exact
+    slos: {regression: 0.95, regression_threshold: 1}
+`)
+	// half: schema 0, bucket -1 is (0.25, 0.5], below 1; bucket 2 is
+	// (2, 4], above. Half of 100 labels a minute in each. exact: every
+	// error 0, in the zero bucket of client_golang's width.
+	test := `rule_files: [` + alerts + `]
+evaluation_interval: 30s
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'modelmon_prediction_error_magnitude{model="half",instance="a"}'
+        values: '{{schema:0 count:0 sum:0 offset:-1 buckets:[0 0 0 0]}}+{{schema:0 count:100 sum:175 offset:-1 buckets:[50 0 0 50]}}x60'
+      - series: 'modelmon_prediction_error_magnitude{model="exact",instance="a"}'
+        values: '{{schema:3 count:0 sum:0 z_bucket:0 z_bucket_w:2.938735877055719e-39}}+{{schema:3 count:100 sum:0 z_bucket:100 z_bucket_w:2.938735877055719e-39}}x60'
+    promql_expr_test:
+      - expr: modelmon:slo_error_ratio:rate5m
+        eval_time: 10m30s
+        exp_samples:
+          - labels: 'modelmon:slo_error_ratio:rate5m{model="half",slo="regression"}'
+            value: 0.5
+          - labels: 'modelmon:slo_error_ratio:rate5m{model="exact",slo="regression"}'
+            value: 0
+    alert_rule_test:
+      - eval_time: 10m30s
+        alertname: ModelSLOBurnRateHigh
+        exp_alerts:
+          - exp_labels: {model: half, slo: regression, severity: page}
+            exp_annotations:
+              summary: Model half spends its regression error budget too fast.
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
+              description: 'half: 50% of its labelled numeric predictions were off by more than 1 over the alert''s long window, against an error budget of 5% over 30d (objective 0.95): at this rate the period''s error budget is gone within days.'
+`
+	testFile := filepath.Join(dir, "native_test.yml")
+	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
+	var report bytes.Buffer
+	passed, err := rules.RunTests([]string{testFile}, rules.TestOptions{Out: &report})
+	require.NoError(t, err)
+	require.True(t, passed, report.String())
+	// Without classic buckets there is no _bucket series to read first.
+	b, err := os.ReadFile(alerts)
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "modelmon_prediction_error_magnitude_bucket")
 }
 
 // A pair's threshold is burn rate × (1 − objective), capped at an error

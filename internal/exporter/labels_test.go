@@ -29,6 +29,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/driftcli"
 	"github.com/modelmon/modelmon/internal/payload"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 	"github.com/modelmon/modelmon/internal/quality"
@@ -1602,4 +1604,70 @@ func TestErrorMagnitudeHistogram(t *testing.T) {
 			require.Equal(t, map[int]uint64{8: 1}, nativeBuckets(m.GetHistogram()), "2 = 2^(8/8)")
 		}
 	}
+}
+
+// The regression SLO's error ratio, in a real Prometheus scraping the
+// sidecar, evaluating the rules `exporter alerts` writes: the share of
+// labelled numeric predictions off by more than the threshold. A
+// Prometheus that keeps native histograms takes it from
+// histogram_fraction for every model, and gives a model whose every
+// prediction is exact 0; one that does not reads the classic bucket of a
+// model that has error_buckets, and has none for a model without.
+func TestRegressionSLOInPrometheus(t *testing.T) {
+	prometheustest.Binary(t)
+	up := modelServer(t)
+	yml := `models:
+  - name: price
+    error_buckets: [0.5, 1, 2]
+    slos: {regression: 0.9, regression_threshold: 1}
+  - name: plain
+    slos: {regression: 0.9, regression_threshold: 1}
+  - name: exact
+    slos: {regression: 0.9, regression_threshold: 1}
+`
+	e := startWithConfig(t, up.URL, yml, labelsOn)
+	cfg, err := config.Load(yml)
+	require.NoError(t, err)
+	alerts, err := driftcli.QualityAlerts(cfg)
+	require.NoError(t, err)
+	ruleFile := filepath.Join(t.TempDir(), "slo.rules.yml")
+	require.NoError(t, os.WriteFile(ruleFile, alerts, 0o644))
+
+	// A first round, which the windows' first samples hold, then a second
+	// alike, which rate() sees.
+	push := func(round string) {
+		pushRegressionPairs(t, e, "price", "p"+round, false)
+		pushRegressionPairs(t, e, "plain", "q"+round, false)
+		pushRegressionPairs(t, e, "exact", "x"+round, true)
+	}
+	push("a")
+	native := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{ruleFile}, NativeHistograms: true})
+	classic := prometheustest.Start(t, prometheustest.Options{Targets: []string{e.WebAddr()}, RuleFiles: []string{ruleFile}})
+	n := float64(len(regressionPairs))
+	native.WaitFor(t, `histogram_count(modelmon_prediction_error_magnitude{model="plain"})`, n, 30*time.Second)
+	classic.WaitFor(t, `modelmon_prediction_error_magnitude_count{model="price"}`, n, 30*time.Second)
+	push("b")
+
+	// By hand: the pairs off by more than 1.
+	var bad float64
+	for _, pa := range regressionPairs {
+		if math.Abs(pa[0]-pa[1]) > 1 {
+			bad++
+		}
+	}
+	require.Equal(t, 2.0, bad)
+	ratio := bad / n
+	const budget = 1 - 0.9
+	requireQueries(t, native, 1e-12, map[string]float64{
+		`modelmon:slo_error_ratio:rate5m{model="price",slo="regression"}`:           ratio,
+		`modelmon:slo_error_ratio:rate5m{model="plain",slo="regression"}`:           ratio,
+		`modelmon:slo_error_ratio:rate5m{model="exact",slo="regression"}`:           0,
+		`modelmon:slo_error_budget_remaining:ratio{model="price",slo="regression"}`: 1 - ratio/budget,
+	})
+	requireQueries(t, classic, 1e-12, map[string]float64{
+		`modelmon:slo_error_ratio:rate5m{model="price",slo="regression"}`: ratio,
+	})
+	got, err := classic.Query(`modelmon:slo_error_ratio:rate5m{model=~"plain|exact"}`)
+	require.NoError(t, err)
+	require.Empty(t, got, "without classic buckets nor native histograms there is nothing to read")
 }
