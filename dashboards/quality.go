@@ -117,6 +117,11 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			append(windows("mae", "{{model}}"), &dashboardQuery{perNumericPair(collector.AbsoluteErrorTotal), "{{model}} (time range)"}))).
 		WithPanel(withQueries(defaultTimeseries("Root mean squared error", "RMSE of the predictions joined to a numeric label.", "none"),
 			append(windows("rmse", "{{model}}"), &dashboardQuery{"sqrt(" + perNumericPair(collector.SquaredErrorTotal) + ")", "{{model}} (time range)"}))).
+		WithPanel(defaultTimeseries("Absolute error quantiles", "Quantiles (p50, p90, p99) of the absolute error of the predictions joined to a numeric label, in the model's units, from the native histogram modelmon_prediction_error_magnitude (else the classic buckets of models[].error_buckets): the tail the mean hides, and what a regression SLO's threshold is set against.", "none").
+			Min(0).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.PredictionErrorMagnitude, "model"), "{{model}} p50")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.PredictionErrorMagnitude, "model"), "{{model}} p90")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionErrorMagnitude, "model"), "{{model}} p99"))).
 		WithPanel(withQueries(defaultTimeseries("R²", "Coefficient of determination of the predictions joined to a numeric label: the share of the labels' variance the model explains (1 is perfect; 0 is no better than always predicting their mean; below 0, worse).", "none").Max(1),
 			windows("r2", "{{model}}"))).
 		WithRow(dashboard.NewRowBuilder("Segments")).
