@@ -291,8 +291,11 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 		}
 		// A suppressed alert's resolution goes to the notifier too: it
 		// may hold the alert from a send before the suppression, and its
-		// mute stage decides (suppression.notify_resolved).
-		if !a.Suppressed || action == "resolved" {
+		// mute stage decides (suppression.notify_resolved). So does its
+		// new end time while it fires: the notifier's copy would
+		// otherwise time out at the end it had when it was suppressed,
+		// and its resolution be sent while it still fires.
+		if !a.Suppressed || action == "resolved" || (ok && !a.ResolvedAt(now) && !a.EndsAt.Equal(old.EndsAt)) {
 			out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 		}
 	}

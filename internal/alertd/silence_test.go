@@ -234,6 +234,34 @@ func TestSilencedResolutionNotified(t *testing.T) {
 	}
 }
 
+// With suppression.notify_resolved, an alert notified firing and silenced
+// since, which its source keeps posting with a later endsAt as a
+// Prometheus does, is not told resolved when the end it had when it was
+// silenced passes: the notifier's copy of it moves on too.
+func TestSilencedAlertRefreshedNotResolved(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, "suppression:\n  notify_resolved: true\n"), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	post := func() {
+		t.Helper()
+		postAlertJSON(t, a, `{"labels":{"alertname":"Refreshed","model":"fraud"},"endsAt":"`+time.Now().Add(2*time.Second).UTC().Format(time.RFC3339Nano)+`"}`)
+	}
+	post()
+	h.wait(t, "Refreshed", "firing", 30*time.Second)
+	createSilence(t, a, `{"matchers":["alertname=\"Refreshed\""],"duration":"1h","createdBy":"alice","comment":"acknowledged"}`)
+	require.Eventually(t, func() bool {
+		return waitAlert(t, a, model.LabelSet{"alertname": "Refreshed", "model": "fraud"}).State == "suppressed"
+	}, 10*time.Second, 20*time.Millisecond)
+	// Posted again every half second, for thrice the time it had left.
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); <-tick.C {
+		post()
+		require.Zero(t, h.notifications("Refreshed", "resolved"), "its resolution was notified while it fires")
+	}
+	require.Equal(t, "suppressed", waitAlert(t, a, model.LabelSet{"alertname": "Refreshed", "model": "fraud"}).State)
+}
+
 // With suppression.notify_resolved, the resolution of an alert that was
 // suppressed all along goes to nobody, though its group was notified of
 // other alerts: a receiver is told an alert resolved only when it was told

@@ -607,13 +607,13 @@ func (s *store) applyChecks(ctx context.Context, now time.Time, answers map[stri
 				out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 			}
 			// Firing there is as good as a delivery: it does not time
-			// out while it fires there.
+			// out while it fires there. Nor does the notifier's copy,
+			// suppressed or not: timed out, its resolution would be sent
+			// (suppression.notify_resolved) while it fires there.
 			if a.Timeout && a.EndsAt.Before(now.Add(extend/2)) {
 				a.EndsAt, a.UpdatedAt = now.Add(extend), now
 				s.pushedGen++
-				if !a.Suppressed {
-					out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
-				}
+				out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
 			}
 		case gone:
 			a.missed++
