@@ -189,6 +189,11 @@ func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string,
 			continue
 		}
 		al := &Alert{Alert: ma, UpdatedAt: now, Timeout: timeout, Value: math.NaN()}
+		if relay != nil {
+			// Delivered, firing or resolved: its Alertmanager no longer
+			// silences or inhibits it.
+			al.relayedAt = now
+		}
 		if relay != nil && !al.ResolvedAt(now) {
 			if relay.group != "" {
 				al.relayGroups = []string{relay.group}
@@ -196,7 +201,6 @@ func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string,
 			if rs, ok := relay.source(); ok {
 				al.relayFrom = []relaySource{rs}
 			}
-			al.relayedAt = now
 		}
 		valid = append(valid, al)
 	}

@@ -81,11 +81,13 @@ type Alert struct {
 	relayGroups []string
 	// relayFrom are the Alertmanagers and receivers that relayed the
 	// firing alert, whose API alertd asks about it (upstream.go);
-	// relayedAt is when a webhook last delivered it (zero after a
-	// restart). upstream is set while the Alertmanager that relayed it
-	// silences or inhibits it there, and missed counts the checks in a
-	// row that found it no longer firing there. All are cleared once it
-	// resolves.
+	// relayedAt is when a webhook last delivered it, firing or resolved
+	// (zero after a restart). upstream is set while the Alertmanager that
+	// relayed it silences or inhibits it there, and missed counts the
+	// checks in a row that found it no longer firing there. All but
+	// relayedAt and upstream are cleared once it resolves; upstream stays
+	// when the checks found it resolved while suppressed, so that its
+	// resolution is too.
 	relayFrom []relaySource
 	relayedAt time.Time
 	upstream  *upstreamMark
@@ -260,7 +262,11 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 			s.addFamily(a)
 		}
 		if a.ResolvedAt(now) {
-			a.relayGroups, a.relayFrom, a.upstream, a.missed = nil, nil, nil, 0
+			// What its Alertmanager silenced or inhibited it by stays,
+			// unless it delivered the resolution: resolved there while
+			// it did, the Alertmanager told nobody, and neither does
+			// alertd (but for suppression.notify_resolved).
+			a.relayGroups, a.relayFrom, a.missed = nil, nil, 0
 		}
 		s.alerts[a.Fingerprint] = a
 		s.gen++
