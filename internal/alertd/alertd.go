@@ -728,6 +728,9 @@ func (a *Alertd) Start() error {
 	case n > 0:
 		a.logger.Info("Restored the pushed alerts that were firing", "restored", n)
 	}
+	// Those held for a check of their Alertmanager's API that the last
+	// run did not see answered.
+	a.upstream.resume()
 	if a.scrape != nil {
 		a.wg.Add(2)
 		go func() {

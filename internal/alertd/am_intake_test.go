@@ -145,7 +145,12 @@ func postToAM(t *testing.T, am *alertmanagertest.Server, models ...string) {
 // sends to alertd's webhook as receiver alertd.
 func relayingAM(t *testing.T, a *testAlertd, sendResolved bool) *alertmanagertest.Server {
 	t.Helper()
-	return alertmanagertest.Start(t, fmt.Sprintf(`
+	return alertmanagertest.Start(t, relayConfig(a, sendResolved))
+}
+
+// relayConfig is the configuration of relayingAM's Alertmanager.
+func relayConfig(a *testAlertd, sendResolved bool) string {
+	return fmt.Sprintf(`
 route:
   receiver: alertd
   group_by: [alertname]
@@ -157,7 +162,7 @@ receivers:
     webhook_configs:
       - url: %s/api/v1/webhook/alertmanager
         send_resolved: %t
-`, a.URL, sendResolved))
+`, a.URL, sendResolved)
 }
 
 // An alert an Alertmanager silences drops out of its group's
@@ -187,7 +192,7 @@ func TestAlertmanagerSilenceUpstream(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	postToAM(t, am, "ltv")
 	relayed(t, a, "Relayed", "ltv")
-	fraud := waitFor(t, a, labels("fraud"), inState("suppressed"), "not suppressed")
+	fraud := waitFor(t, a, labels("fraud"), suppressedUpstream, "not suppressed")
 	d := lastOf(fraud.History, "upstream")
 	require.Equal(t, "suppressed", d.Action)
 	require.Regexp(t, "^"+regexp.QuoteMeta("silenced in the Alertmanager at "+am.URL+" by "+id+" until ")+
@@ -351,7 +356,7 @@ func TestAlertmanagerSilenceUpstreamSurvivesRestart(t *testing.T) {
 	code, id := postV2Silence(t, am.URL, "", time.Now(), time.Now().Add(time.Hour), "maintenance", v2Matcher("model", "fraud", false))
 	require.Equal(t, http.StatusOK, code)
 	postToAM(t, am, "ltv")
-	waitFor(t, a, fraud, inState("suppressed"), "not suppressed")
+	waitFor(t, a, fraud, suppressedUpstream, "not suppressed")
 	// alertd has notified ltv.
 	require.Eventually(t, func() bool {
 		for _, p := range h.matching("Relayed", "firing") {

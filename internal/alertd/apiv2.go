@@ -33,12 +33,13 @@ import (
 // status, the receivers and the silences.
 
 // getV2Alerts is Alertmanager's GET /api/v2/alerts: the alerts that fire,
-// with their state (active, or suppressed by any stage), the silences and
+// with their state (active, suppressed by any stage, or unprocessed while
+// held for a check of the Alertmanager that relayed them), the silences and
 // the alert that hold them, and the receivers their labels route to.
 // Alertmanager's parameters filter: filter (matchers, repeated), receiver
-// (a regular expression), and active, silenced, inhibited and unprocessed
-// (true unless set to false). Resolved alerts are left out, as
-// Alertmanager leaves them out.
+// (a regular expression), and active, silenced and inhibited (true unless
+// set to false; unprocessed is checked and ignored, as in Alertmanager).
+// Resolved alerts are left out, as Alertmanager leaves them out.
 func (a *Alertd) getV2Alerts(w http.ResponseWriter, r *http.Request) {
 	alerts, err := a.queryV2Alerts(r)
 	if err != nil {
@@ -157,7 +158,7 @@ func (a *Alertd) queryV2Alerts(r *http.Request) ([]v2Gettable, error) {
 			return nil, err
 		}
 	}
-	if _, err := boolParam(q, "unprocessed"); err != nil { // alertd processes what it receives at once
+	if _, err := boolParam(q, "unprocessed"); err != nil { // checked, and ignored as Alertmanager ignores it
 		return nil, err
 	}
 	filter, err := parseMatcherList(q["filter"])
@@ -181,7 +182,14 @@ func (a *Alertd) queryV2Alerts(r *http.Request) ([]v2Gettable, error) {
 			continue
 		}
 		state := amalert.AlertStateActive
-		if al.Suppressed {
+		switch {
+		case al.awaiting != nil && len(al.silencedBy) == 0 && len(al.inhibitedBy) == 0:
+			// Held until the Alertmanager that relayed it says whether
+			// it silences or inhibits it: not processed yet, as
+			// Alertmanager says of an alert its silences and
+			// inhibitions have not seen.
+			state = amalert.AlertStateUnprocessed
+		case al.Suppressed:
 			state = amalert.AlertStateSuppressed
 		}
 		if (state == amalert.AlertStateActive && !show[0]) || (len(al.silencedBy) > 0 && !show[1]) || (len(al.inhibitedBy) > 0 && !show[2]) {

@@ -213,19 +213,27 @@ func (a *Alertd) intake(w http.ResponseWriter, r *http.Request, endpoint string,
 	}
 	var leftOut []*Alert
 	if relay != nil && relay.group != "" && relay.complete {
-		leftOut = a.store.leftOut(now, relay.group, held)
+		var check *upstreamCheck
+		if a.upstream.enabled() {
+			// Resolved, or silenced or inhibited there: its API says
+			// which, off this request's path, and the alerts are held
+			// until it does. The check applies its answer after this
+			// delivery, whose lock it waits for.
+			check = relay.check(now)
+		}
+		leftOut = a.store.leftOut(r.Context(), now, relay.group, held, check)
+		if check != nil {
+			if len(leftOut) > 0 {
+				a.upstream.checkLeftOut(check)
+			}
+			leftOut = nil
+		}
 	}
 	if err := a.store.receive(r.Context(), now, src, valid, reason); err != nil {
 		http.Error(w, fmt.Sprintf("couldn't store alerts: %v", err), http.StatusInternalServerError)
 		return
 	}
-	switch {
-	case len(leftOut) == 0:
-	case a.upstream.enabled():
-		// Resolved, or silenced or inhibited there: its API says which,
-		// off this request's path.
-		a.upstream.checkLeftOut(relay, leftOut)
-	default:
+	if len(leftOut) > 0 {
 		if err := a.store.receive(r.Context(), now, src, leftOut, relay.reason()); err != nil {
 			http.Error(w, fmt.Sprintf("couldn't store alerts: %v", err), http.StatusInternalServerError)
 			return

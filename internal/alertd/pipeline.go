@@ -87,11 +87,14 @@ type Alert struct {
 	// checks in a row that found it no longer firing there. All but
 	// relayedAt and upstream are cleared once it resolves; upstream stays
 	// when the checks found it resolved while suppressed, so that its
-	// resolution is too.
+	// resolution is too. awaiting is set while a check of its
+	// Alertmanager's API, about a notification that left it out, is
+	// under way: it holds the alert (upstreamCheck).
 	relayFrom []relaySource
 	relayedAt time.Time
 	upstream  *upstreamMark
 	missed    int
+	awaiting  *upstreamCheck
 }
 
 // Stage is one step of the alert pipeline. Stages run in order on every
@@ -199,7 +202,7 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 		a.Source = src
 		old, ok := s.alerts[a.Fingerprint]
 		action, why := "", reason
-		unsilenced := false
+		unsilenced := ""
 		switch {
 		case !ok:
 			action = arrived
@@ -238,12 +241,15 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 				case src != SourceAlertmanager:
 				case a.relayedAt.IsZero():
 					// Not a webhook's delivery: what the checks learnt
-					// stands.
-					a.relayedAt, a.upstream, a.missed = old.relayedAt, old.upstream, old.missed
+					// stands, and a check under way still holds it.
+					a.relayedAt, a.upstream, a.missed, a.awaiting = old.relayedAt, old.upstream, old.missed, old.awaiting
 				case old.upstream != nil:
 					// Its Alertmanager notifies it again, so no longer
 					// silences or inhibits it.
-					unsilenced = true
+					unsilenced = "notified again by the Alertmanager that silenced or inhibited it, which no longer does"
+				case old.awaiting != nil:
+					// What the check would have learnt: it fires there.
+					unsilenced = "notified again by its Alertmanager while its API was asked about it"
 				}
 			}
 		} else {
@@ -266,7 +272,7 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 			// unless it delivered the resolution: resolved there while
 			// it did, the Alertmanager told nobody, and neither does
 			// alertd (but for suppression.notify_resolved).
-			a.relayGroups, a.relayFrom, a.missed = nil, nil, 0
+			a.relayGroups, a.relayFrom, a.missed, a.awaiting = nil, nil, 0, nil
 		}
 		s.alerts[a.Fingerprint] = a
 		s.gen++
@@ -292,8 +298,8 @@ func (s *store) take(ctx context.Context, now time.Time, src Source, in []*Alert
 				s.firesUnsuppressed(now, a)
 			}
 		}
-		if action == "" && unsilenced && a.Suppressed {
-			s.reconsider(ctx, now, a, "notified again by the Alertmanager that silenced or inhibited it, which no longer does")
+		if action == "" && unsilenced != "" && a.Suppressed {
+			s.reconsider(ctx, now, a, unsilenced)
 		}
 		// A suppressed alert's resolution goes to the notifier too: it
 		// may hold the alert from a send before the suppression, and its
@@ -368,6 +374,11 @@ func (s *store) runStages(ctx context.Context, now time.Time, a *Alert, again bo
 			continue
 		}
 		d.Time, d.Stage = now, st.Name()
+		if d.Action == "held" {
+			// Until the stage knows more (upstream): no escalation
+			// releases it meanwhile.
+			byOperator = true
+		}
 		if d.Action == "suppressed" {
 			_, op := st.(operatorStage)
 			switch {

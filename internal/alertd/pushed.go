@@ -60,6 +60,9 @@ type pushedAlert struct {
 	// (upstream.go); files written before have neither.
 	RelayFrom []relaySource `json:"relayFrom,omitempty"`
 	Upstream  *upstreamMark `json:"upstream,omitempty"`
+	// Awaiting is the check of its Alertmanager's API that held it when
+	// alertd stopped: the next start asks again (upstream.resume).
+	Awaiting *upstreamCheck `json:"awaiting,omitempty"`
 }
 
 // pushedFile writes the store's firing pushed alerts to a file when they
@@ -123,7 +126,7 @@ func (f *pushedFile) restore(ctx context.Context, now time.Time) (int, error) {
 			continue
 		}
 		a := &Alert{Alert: p.Alert, UpdatedAt: p.UpdatedAt, Timeout: p.Timeout, Value: math.NaN(), relayGroups: p.RelayGroups,
-			relayFrom: p.RelayFrom, upstream: p.Upstream}
+			relayFrom: p.RelayFrom, upstream: p.Upstream, awaiting: p.Awaiting}
 		if p.Received != nil {
 			a.History = []Decision{*p.Received}
 		}
@@ -156,7 +159,7 @@ func (s *store) pushedAlerts(now time.Time) (pushedState, uint64) {
 			continue
 		}
 		p := pushedAlert{Alert: a.Alert, Source: a.Source, UpdatedAt: a.UpdatedAt, Timeout: a.Timeout, RelayGroups: a.relayGroups,
-			RelayFrom: a.relayFrom, Upstream: a.upstream}
+			RelayFrom: a.relayFrom, Upstream: a.upstream, Awaiting: a.awaiting}
 		p.Annotations = a.sourceAnnotations
 		if len(a.History) > 0 {
 			d := a.History[0]

@@ -2,8 +2,8 @@ package alertd
 
 import (
 	"cmp"
+	"context"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -80,15 +80,31 @@ func relayGroup(externalURL, receiver, groupKey string) string {
 
 // reason is the history's reason of an alert the notification left out.
 func (n *relayNotice) reason() string {
+	return leftOutReason(n.externalURL, n.receiver, n.groupKey)
+}
+
+// leftOutReason is the history's reason of an alert that a notification
+// of the group groupKey to the receiver of the Alertmanager at
+// externalURL left out.
+func leftOutReason(externalURL, receiver, groupKey string) string {
 	return fmt.Sprintf("left out of a later notification of its group %s by the Alertmanager at %s (receiver %s), "+
-		"which lists every alert of the group that still fires there", n.groupKey, n.externalURL, n.receiver)
+		"which lists every alert of the group that still fires there", groupKey, externalURL, receiver)
+}
+
+// check returns the check of the Alertmanager's API, at now, about the
+// alerts the notification leaves out.
+func (n *relayNotice) check(now time.Time) *upstreamCheck {
+	return &upstreamCheck{URL: n.externalURL, Receiver: n.receiver, GroupKey: n.groupKey, At: now}
 }
 
 // leftOut returns, resolved at now, the firing alerts relayed by an
 // Alertmanager that an earlier notification of group held and the
 // notification holding held does not, unless another group's latest
-// notification still holds them. Each such alert forgets the group.
-func (s *store) leftOut(now time.Time, group string, held map[model.Fingerprint]bool) []*Alert {
+// notification still holds them. Each such alert forgets the group. With
+// a check of the Alertmanager's API to come (not nil), the alerts are
+// held for it: neither notified firing nor resolved until it answers.
+func (s *store) leftOut(ctx context.Context, now time.Time, group string, held map[model.Fingerprint]bool, check *upstreamCheck) []*Alert {
+	defer s.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*Alert
@@ -101,11 +117,11 @@ func (s *store) leftOut(now time.Time, group string, held map[model.Fingerprint]
 		if len(a.relayGroups) > 0 {
 			continue
 		}
-		out = append(out, &Alert{
-			Alert: model.Alert{Labels: a.Labels.Clone(), Annotations: a.sourceAnnotations.Clone(),
-				StartsAt: a.StartsAt, EndsAt: now, GeneratorURL: a.GeneratorURL},
-			UpdatedAt: now, Value: math.NaN(),
-		})
+		if check != nil {
+			a.awaiting = check
+			s.runStages(ctx, now, a, true)
+		}
+		out = append(out, a.resolvedCopy(now))
 	}
 	slices.SortFunc(out, func(x, y *Alert) int { return cmp.Compare(x.Labels.Fingerprint(), y.Labels.Fingerprint()) })
 	return out

@@ -48,7 +48,12 @@ import (
 //     lists for the receiver, silenced or inhibited, stay firing here and
 //     the upstream stage suppresses them, with the silence's id, author
 //     and comment; those it lists active stay firing; the others resolve,
-//     as before;
+//     as before. Until it answers, the upstream stage holds them, so that
+//     a flush of their group in alertd's notifier meanwhile neither pages
+//     them firing (the Alertmanager may silence them) nor tells them
+//     resolved (it may not), and their incidents' escalation waits; the
+//     hold is kept in pushed_alerts.json, and a restart meanwhile asks
+//     again;
 //   - every check_interval, about every firing alert it relayed: one it
 //     lists silenced or inhibited is suppressed, one it lists active is
 //     released (its Alertmanager notifies it again once the silence ends
@@ -69,8 +74,8 @@ import (
 //
 // When an Alertmanager can't be asked (no externalURL, unreachable, an
 // error status, an answer that does not parse), alertd does as it did
-// without the checks: a left-out alert resolves, the others wait for
-// their timeout. Each check is counted, and each failed one; the error is
+// without the checks: a left-out alert resolves (once the check failed),
+// the others wait for their timeout. Each check is counted, and each failed one; the error is
 // logged when it changes.
 
 // upstreamMark is what an Alertmanager's API said of an alert it relayed
@@ -85,8 +90,32 @@ type upstreamMark struct {
 	Reason string `json:"reason"`
 }
 
+// upstreamCheck is a check, under way, of the API of the Alertmanager at
+// URL about the alerts a complete notification of its group GroupKey to
+// Receiver left out at At. Until it answers, they are held: they may be
+// silenced or inhibited there (then notified firing they would page for
+// nothing), or resolved (then kept firing they would escalate), so they
+// are neither. It is kept with them in pushed_alerts.json, so that a
+// restart meanwhile asks again.
+type upstreamCheck struct {
+	URL      string    `json:"url"`
+	Receiver string    `json:"receiver"`
+	GroupKey string    `json:"groupKey"`
+	At       time.Time `json:"at"`
+}
+
+// same reports whether c and o are the same check; o may be nil.
+func (c *upstreamCheck) same(o *upstreamCheck) bool {
+	return o != nil && c.URL == o.URL && c.Receiver == o.Receiver && c.GroupKey == o.GroupKey && c.At.Equal(o.At)
+}
+
+// reason is the history's reason of an alert the check is about.
+func (c *upstreamCheck) reason() string {
+	return leftOutReason(c.URL, c.Receiver, c.GroupKey)
+}
+
 // upstreamStage suppresses the alerts relayed by an Alertmanager that now
-// silences or inhibits them there.
+// silences or inhibits them there, and holds those its API is asked about.
 type upstreamStage struct{}
 
 // Name implements Stage.
@@ -96,13 +125,22 @@ func (upstreamStage) Name() string { return "upstream" }
 // send the alert while it holds it, whatever alertd's escalation says.
 func (upstreamStage) operatorDecision() {}
 
-// Process implements Stage.
+// Process implements Stage. A hold while the API is asked is not a
+// suppression: it is not counted as one, and the history says "held".
 func (upstreamStage) Process(_ context.Context, _ time.Time, a *Alert) Decision {
-	if a.upstream == nil || a.Source != SourceAlertmanager {
+	if a.Source != SourceAlertmanager {
 		return Decision{}
 	}
-	a.Suppressed = true
-	return Decision{Action: "suppressed", Reason: a.upstream.Reason}
+	switch {
+	case a.upstream != nil:
+		a.Suppressed = true
+		return Decision{Action: "suppressed", Reason: a.upstream.Reason}
+	case a.awaiting != nil:
+		a.Suppressed = true
+		return Decision{Action: "held", Reason: a.awaiting.reason() +
+			"; held from notifications, neither firing nor resolved, until its API says whether it silences or inhibits it"}
+	}
+	return Decision{}
 }
 
 // upstreamMaxBody bounds an answer of an Alertmanager's API.
@@ -217,6 +255,10 @@ func apiBase(externalURL string) (string, error) {
 func (u *upstream) ask(ctx context.Context, externalURL string, withStatus bool) (*amAnswer, error) {
 	u.checks.Inc()
 	ans, err := u.get(ctx, externalURL, withStatus)
+	if err != nil && ctx.Err() != nil {
+		// alertd stops: no fault of the Alertmanager's.
+		return nil, err
+	}
 	u.errMu.Lock()
 	defer u.errMu.Unlock()
 	msg := ""
@@ -390,51 +432,62 @@ func receiversAt(sources []relaySource, externalURL string) []string {
 	return out
 }
 
-// checkLeftOut asks, off the webhook's path, the Alertmanager that sent
-// the notification n about the alerts it left out (resolved copies, as
-// store.leftOut returns them): those it silences or inhibits for n's
-// receiver are suppressed and fire on, those it has active fire on, and
-// the others resolve, as they do when it can't be asked.
-func (u *upstream) checkLeftOut(n *relayNotice, left []*Alert) {
-	u.wg.Add(1)
-	go func() {
-		defer u.wg.Done()
-		ans, err := u.ask(u.ctx, n.externalURL, false)
+// checkLeftOut asks, off the webhook's path, the Alertmanager of the
+// check c about the alerts it holds (store.leftOut held them): those it
+// silences or inhibits for c's receiver are suppressed and fire on, those
+// it has active are released, and the others resolve, as they do when it
+// can't be asked. When alertd stops before the answer, they stay held,
+// and kept so, for the next start to ask again (resume).
+func (u *upstream) checkLeftOut(c *upstreamCheck) {
+	u.wg.Go(func() {
+		ans, err := u.ask(u.ctx, c.URL, false)
+		if err != nil && u.ctx.Err() != nil {
+			return
+		}
 		u.mu.Lock()
 		defer u.mu.Unlock()
-		now := u.now()
-		var resolve []*Alert
-		why := n.reason()
+		why := c.reason()
 		if err != nil {
 			why += "; its API could not say whether it silences or inhibits it (" + err.Error() + ")"
 		} else {
 			why += "; its API no longer lists it firing for the receiver"
 		}
-		for _, al := range left {
-			state, mark := upstreamGone, (*upstreamMark)(nil)
-			if err == nil {
-				state, mark = ans.about(al.Labels.Fingerprint(), n.externalURL, []string{n.receiver})
-			}
-			if state == upstreamGone {
-				resolve = append(resolve, al)
-				continue
-			}
-			if out := u.store.setUpstream(u.ctx, now, al.Labels.Fingerprint(), state, mark); len(out) > 0 {
-				if err := u.store.put(out...); err != nil {
-					u.logger.Error("Failed to hand alerts to the notifier", "err", err)
-				}
-			}
-		}
-		// Those delivered again or resolved since are what the
-		// Alertmanager said after it answered.
-		resolve = u.store.stillLeftOut(now, resolve)
-		if len(resolve) == 0 {
-			return
-		}
-		if err := u.store.receive(u.ctx, now, SourceAlertmanager, resolve, why); err != nil {
+		u.settle(c, ans, why)
+	})
+}
+
+// settle applies the answer ans (nil: none) of the check c to the alerts
+// it holds; those to resolve resolve with the reason why. Called with
+// u.mu held.
+func (u *upstream) settle(c *upstreamCheck, ans *amAnswer, why string) {
+	now := u.now()
+	resolve, out := u.store.settleLeftOut(u.ctx, now, c, ans)
+	if len(out) > 0 {
+		if err := u.store.put(out...); err != nil {
 			u.logger.Error("Failed to hand alerts to the notifier", "err", err)
 		}
-	}()
+	}
+	if len(resolve) == 0 {
+		return
+	}
+	if err := u.store.receive(u.ctx, now, SourceAlertmanager, resolve, why); err != nil {
+		u.logger.Error("Failed to hand alerts to the notifier", "err", err)
+	}
+}
+
+// resume asks again about the alerts restored held (pushed_alerts.json):
+// alertd stopped before their check answered. With the checks turned off
+// since, they resolve, as they would have without the checks.
+func (u *upstream) resume() {
+	for _, c := range u.store.awaitingChecks(u.now()) {
+		if u.enabled() {
+			u.checkLeftOut(c)
+			continue
+		}
+		u.mu.Lock()
+		u.settle(c, nil, c.reason())
+		u.mu.Unlock()
+	}
 }
 
 // checkAll asks every Alertmanager that relayed a firing alert about its
@@ -485,26 +538,46 @@ func (s *store) relayedFrom(now time.Time) map[string]bool {
 	return out
 }
 
-// setUpstream applies what an Alertmanager's API says of a left-out alert
-// that it still holds for the receiver, if the alert still fires and no
-// notification held it since: suppressed there (mark), or active. It
-// returns the alerts to hand to the notifier. A release runs the stages
-// and may trigger actions: commit writes and sends what they decided.
-func (s *store) setUpstream(ctx context.Context, now time.Time, fp model.Fingerprint, state upstreamState, mark *upstreamMark) []*amalert.Alert {
+// settleLeftOut applies what the Alertmanager's answer ans (nil: none)
+// to the check c says of the alerts c holds that still fire: suppressed
+// there, they are suppressed here; active there, released. It returns the
+// others, resolved at now, to receive (they stay held until then), and
+// the alerts to hand to the notifier. An alert a webhook delivered again
+// since, or that resolved, is no longer held by c. A release runs the
+// stages and may trigger actions: commit writes and sends what they decided.
+func (s *store) settleLeftOut(ctx context.Context, now time.Time, c *upstreamCheck, ans *amAnswer) ([]*Alert, []*amalert.Alert) {
 	defer s.commit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.alerts[fp]
-	if !ok || a.Source != SourceAlertmanager || a.ResolvedAt(now) || len(a.relayGroups) > 0 {
-		return nil
+	var (
+		resolve []*Alert
+		out     []*amalert.Alert
+	)
+	for fp, a := range s.alerts {
+		if !c.same(a.awaiting) || a.Source != SourceAlertmanager || a.ResolvedAt(now) {
+			continue
+		}
+		state, mark := upstreamGone, (*upstreamMark)(nil)
+		if ans != nil {
+			state, mark = ans.about(fp, c.URL, []string{c.Receiver})
+		}
+		if state == upstreamGone {
+			resolve = append(resolve, a.resolvedCopy(now))
+			continue
+		}
+		a.awaiting = nil
+		s.pushedGen++
+		if state == upstreamSuppressed {
+			a.upstream = mark
+			s.runStages(ctx, now, a, true)
+			continue
+		}
+		if s.reconsider(ctx, now, a, "its Alertmanager's API lists it firing for the receiver "+c.Receiver+", neither silenced nor inhibited") {
+			out = append(out, amalert.New(a.Alert, a.UpdatedAt, a.Timeout))
+		}
 	}
-	if state == upstreamActive {
-		mark = nil
-	}
-	if s.mark(ctx, now, a, mark) {
-		return []*amalert.Alert{amalert.New(a.Alert, a.UpdatedAt, a.Timeout)}
-	}
-	return nil
+	slices.SortFunc(resolve, func(x, y *Alert) int { return cmp.Compare(x.Labels.Fingerprint(), y.Labels.Fingerprint()) })
+	return resolve, out
 }
 
 // mark sets what the API of the Alertmanager that relayed a firing alert
@@ -529,15 +602,30 @@ func (s *store) mark(ctx context.Context, now time.Time, a *Alert, mark *upstrea
 	return a.Suppressed && s.reconsider(ctx, now, a, "its Alertmanager no longer silences or inhibits it")
 }
 
-// stillLeftOut returns those of the left-out alerts that still fire with
-// no notification holding them.
-func (s *store) stillLeftOut(now time.Time, left []*Alert) []*Alert {
+// awaitingChecks returns the checks the alerts firing at now are held
+// for, each once.
+func (s *store) awaitingChecks(now time.Time) []*upstreamCheck {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.DeleteFunc(left, func(al *Alert) bool {
-		a, ok := s.alerts[al.Labels.Fingerprint()]
-		return !ok || a.Source != SourceAlertmanager || a.ResolvedAt(now) || len(a.relayGroups) > 0
-	})
+	var out []*upstreamCheck
+	for _, a := range s.alerts {
+		if a.awaiting == nil || a.ResolvedAt(now) || slices.ContainsFunc(out, a.awaiting.same) {
+			continue
+		}
+		out = append(out, a.awaiting)
+	}
+	slices.SortFunc(out, func(x, y *upstreamCheck) int { return x.At.Compare(y.At) })
+	return out
+}
+
+// resolvedCopy returns the alert as its source would send it resolved at
+// now: with the labels and annotations it sent.
+func (a *Alert) resolvedCopy(now time.Time) *Alert {
+	return &Alert{
+		Alert: model.Alert{Labels: a.Labels.Clone(), Annotations: a.sourceAnnotations.Clone(),
+			StartsAt: a.StartsAt, EndsAt: now, GeneratorURL: a.GeneratorURL},
+		UpdatedAt: now, Value: math.NaN(),
+	}
 }
 
 // resolvedUpstream is an alert a check found resolved in its
@@ -564,7 +652,9 @@ func (s *store) applyChecks(ctx context.Context, now time.Time, answers map[stri
 		out      []*amalert.Alert
 	)
 	for fp, a := range s.alerts {
-		if a.Source != SourceAlertmanager || a.ResolvedAt(now) || len(a.relayFrom) == 0 {
+		if a.Source != SourceAlertmanager || a.ResolvedAt(now) || len(a.relayFrom) == 0 || a.awaiting != nil {
+			// Held, it waits for the check of the notification that
+			// left it out.
 			continue
 		}
 		var (
@@ -621,11 +711,7 @@ func (s *store) applyChecks(ctx context.Context, now time.Time, answers map[stri
 				continue
 			}
 			resolved = append(resolved, resolvedUpstream{
-				alert: &Alert{
-					Alert: model.Alert{Labels: a.Labels.Clone(), Annotations: a.sourceAnnotations.Clone(),
-						StartsAt: a.StartsAt, EndsAt: now, GeneratorURL: a.GeneratorURL},
-					UpdatedAt: now, Value: math.NaN(),
-				},
+				alert: a.resolvedCopy(now),
 				reason: fmt.Sprintf("no longer fires in %s: %d checks of its API in a row (GET /api/v2/alerts) did not list it",
 					strings.Join(goneFrom, " nor in "), upstreamMisses),
 			})

@@ -77,6 +77,15 @@ func Amtool(t testing.TB) string {
 // test ends, and its output is logged if the test failed.
 func Start(t testing.TB, config string) *Server {
 	t.Helper()
+	return StartBehind(t, config, "")
+}
+
+// StartBehind runs Alertmanager as Start does, with externalURL as its
+// external URL (its own URL when empty): the URL of a proxy in front of
+// it, say, which its webhooks then send as externalURL. The Server's URL
+// is still its own.
+func StartBehind(t testing.TB, config, externalURL string) *Server {
+	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "alertmanager.yml")
@@ -84,11 +93,14 @@ func Start(t testing.TB, config string) *Server {
 		t.Fatal(err)
 	}
 	addr := prometheustest.FreeAddr(t)
+	if externalURL == "" {
+		externalURL = "http://" + addr
+	}
 	return &Server{prometheustest.StartProcess(t, "alertmanager", bin, "http://"+addr,
 		"--config.file="+cfgFile,
 		"--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
-		"--web.external-url=http://"+addr,
+		"--web.external-url="+externalURL,
 		"--cluster.listen-address=", // no gossip: a single instance
 		"--log.level=warn",
 	)}
