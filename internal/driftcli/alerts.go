@@ -15,10 +15,30 @@ import (
 	"github.com/modelmon/modelmon/internal/config"
 )
 
+// The category labels of the generated alerts, from those the shipped rules
+// in rules/ set, which alertd's classifier maps to its categories (classify
+// package): accuracy → model_performance, data_quality → data_quality,
+// availability and performance → system_health.
+const (
+	categoryAccuracy     = "accuracy"
+	categoryDataQuality  = "data_quality"
+	categoryAvailability = "availability"
+	categoryPerformance  = "performance"
+)
+
+// runbookURL is the runbook_url of an alert: its section of
+// docs/runbooks.md, whose GitHub anchor is the heading in lowercase, as for
+// the shipped rules (scripts/checkrules.sh checks both).
+func runbookURL(alert string) string {
+	return "https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#" + strings.ToLower(alert)
+}
+
 // QualityAlerts returns a Prometheus rule file with an alerting rule for each
 // quality threshold of each model in cfg (models[].alerts), on the recording
 // rules of deploy/prometheus/quality.rules.yml over the last hour, and the
 // rules of the models' SLOs (models[].slos, SLORules) in a second group.
+// Every alert carries severity and category labels and a runbook_url, as
+// the shipped rules do.
 func QualityAlerts(cfg *config.Config) ([]byte, error) {
 	type rule struct {
 		Alert       string            `yaml:"alert"`
@@ -42,46 +62,47 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		// Prometheus expands an alert's labels and annotations as templates:
 		// the model's name goes in as text.
 		name := templateText(m.Name)
-		add := func(alert, expr, summary string) {
+		add := func(alert, category, expr, summary string) {
 			rules = append(rules, rule{
 				Alert: alert, Expr: expr, For: a.For,
-				Labels: map[string]string{"severity": sev, "model": name},
+				Labels: map[string]string{"severity": sev, "category": category, "model": name},
 				Annotations: map[string]string{
 					"summary":     summary,
 					"description": "{{ $labels.model }}: {{ $value | humanize }} over the last hour.",
+					"runbook_url": runbookURL(alert),
 				},
 			})
 		}
 		sel := fmt.Sprintf(`{model=%q}`, m.Name)
 		f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 		if a.MinAccuracy > 0 {
-			add("ModelAccuracyLow", "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy), "Accuracy of model "+name+" below "+f(a.MinAccuracy)+".")
+			add("ModelAccuracyLow", categoryAccuracy, "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy), "Accuracy of model "+name+" below "+f(a.MinAccuracy)+".")
 		}
 		if a.MinEstimatedAccuracy > 0 {
-			add("ModelEstimatedAccuracyLow", "modelmon:estimated_accuracy:1h"+sel+" < "+f(a.MinEstimatedAccuracy)+
+			add("ModelEstimatedAccuracyLow", categoryAccuracy, "modelmon:estimated_accuracy:1h"+sel+" < "+f(a.MinEstimatedAccuracy)+
 				"\n  and on (model) modelmon:estimated_accuracy_coverage:1h"+sel+" >= 0.9",
 				"Accuracy of model "+name+" estimated from its confidence below "+f(a.MinEstimatedAccuracy)+", before its labels say so.")
 		}
 		if a.MinF1 > 0 {
-			add("ModelF1Low", "modelmon:f1:1h"+sel+" < "+f(a.MinF1), "F1 of a class of model "+name+" below "+f(a.MinF1)+".")
+			add("ModelF1Low", categoryAccuracy, "modelmon:f1:1h"+sel+" < "+f(a.MinF1), "F1 of a class of model "+name+" below "+f(a.MinF1)+".")
 		}
 		if a.MaxMAE > 0 {
-			add("ModelMAEHigh", "modelmon:mae:1h"+sel+" > "+f(a.MaxMAE), "Mean absolute error of model "+name+" above "+f(a.MaxMAE)+".")
+			add("ModelMAEHigh", categoryAccuracy, "modelmon:mae:1h"+sel+" > "+f(a.MaxMAE), "Mean absolute error of model "+name+" above "+f(a.MaxMAE)+".")
 		}
 		if a.MaxRMSE > 0 {
-			add("ModelRMSEHigh", "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+name+" above "+f(a.MaxRMSE)+".")
+			add("ModelRMSEHigh", categoryAccuracy, "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+name+" above "+f(a.MaxRMSE)+".")
 		}
 		if a.MinR2 > 0 {
-			add("ModelR2Low", "modelmon:r2:1h"+sel+" < "+f(a.MinR2), "R² of model "+name+" below "+f(a.MinR2)+": it explains less of its labels' variance.")
+			add("ModelR2Low", categoryAccuracy, "modelmon:r2:1h"+sel+" < "+f(a.MinR2), "R² of model "+name+" below "+f(a.MinR2)+": it explains less of its labels' variance.")
 		}
 		if a.MaxCalibrationError > 0 {
-			add("ModelCalibrationErrorHigh", "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError)+
+			add("ModelCalibrationErrorHigh", categoryAccuracy, "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError)+
 				"\n  and on (model) sum by (model) (modelmon:prediction_confidence_outcomes:increase1h"+sel+") >= "+
 				strconv.Itoa(cmp.Or(a.MinCalibrationSamples, config.DefaultMinCalibrationSamples)),
 				"Expected calibration error of model "+name+" above "+f(a.MaxCalibrationError)+": its confidence no longer says how often it is right.")
 		}
 		if a.MaxSegmentAccuracyGap > 0 {
-			add("ModelSegmentAccuracyLow", "modelmon:segment_accuracy_gap:1h"+sel+" < -"+f(a.MaxSegmentAccuracyGap)+
+			add("ModelSegmentAccuracyLow", categoryAccuracy, "modelmon:segment_accuracy_gap:1h"+sel+" < -"+f(a.MaxSegmentAccuracyGap)+
 				"\n  and on (model, segment, segment_value) modelmon:segment_class_outcomes:increase1h"+sel+" >= "+
 				strconv.Itoa(cmp.Or(a.MinSegmentSamples, config.DefaultMinSegmentSamples)),
 				"Accuracy of model "+name+" more than "+f(a.MaxSegmentAccuracyGap)+" below its overall accuracy for a segment.")
@@ -95,12 +116,10 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		// precision there, so no precision alert; its recall there is 0.
 		segmentClass := func(alert, quantity, counted string, gap float64, summary, description string) {
 			least := strconv.Itoa(cmp.Or(a.MinSegmentClassSamples, config.DefaultMinSegmentClassSamples))
-			add(alert, "modelmon:segment_"+quantity+":1h"+sel+
+			add(alert, categoryAccuracy, "modelmon:segment_"+quantity+":1h"+sel+
 				"\n  < on (model, class) group_left () (modelmon:"+quantity+":1h"+sel+" - "+f(gap)+")"+
 				"\n  and on (model, segment, segment_value, class) modelmon:segment_class_"+counted+":increase1h"+sel+" >= "+least, summary)
-			ann := rules[len(rules)-1].Annotations
-			ann["runbook_url"] = "https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#" + strings.ToLower(alert)
-			ann["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: " + quantity +
+			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: " + quantity +
 				" of class {{ $labels.class }} {{ $value | humanize }} over " +
 				queried(`modelmon:segment_class_`+counted+`:increase1h{model=%q, segment=%q, segment_value=%q, class=%q}`, "$labels.model", "$labels.segment", "$labels.segment_value", "$labels.class") +
 				" " + description + " in the last hour, against " +
@@ -116,12 +135,12 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		}
 		if a.MaxShadowDisagreement > 0 {
 			compared := "sum by (model) (increase(modelmon_shadow_predictions_total" + sel + "[1h]))"
-			add("ModelShadowDisagreementHigh", "sum by (model) (increase(modelmon_shadow_disagreements_total"+sel+"[1h])) / "+compared+" > "+f(a.MaxShadowDisagreement)+
+			add("ModelShadowDisagreementHigh", categoryAccuracy, "sum by (model) (increase(modelmon_shadow_disagreements_total"+sel+"[1h])) / "+compared+" > "+f(a.MaxShadowDisagreement)+
 				"\n  and on (model) "+compared+" >= "+strconv.Itoa(cmp.Or(a.MinShadowSamples, config.DefaultMinShadowSamples)),
 				"The shadow of model "+name+" predicts another class for more than "+f(a.MaxShadowDisagreement)+" of its predictions.")
 		}
 		if a.MinLabelCoverage > 0 {
-			add("ModelLabelCoverageLow", `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / sum by (model) (increase(modelmon_predictions_total`+sel+`[1h])) < `+f(a.MinLabelCoverage),
+			add("ModelLabelCoverageLow", categoryDataQuality, `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / sum by (model) (increase(modelmon_predictions_total`+sel+`[1h])) < `+f(a.MinLabelCoverage),
 				"Share of predictions of model "+name+" with a label below "+f(a.MinLabelCoverage)+".")
 		}
 	}

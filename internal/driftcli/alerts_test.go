@@ -181,34 +181,38 @@ tests:
       - eval_time: 70m
         alertname: ModelShadowDisagreementHigh
         exp_alerts:
-          - exp_labels: {alertname: ModelShadowDisagreementHigh, model: candidate, severity: warning}
+          - exp_labels: {alertname: ModelShadowDisagreementHigh, model: candidate, severity: warning, category: accuracy}
             exp_annotations:
               summary: The shadow of model candidate predicts another class for more than 0.05 of its predictions.
               description: 'candidate: 200m over the last hour.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelshadowdisagreementhigh
       - eval_time: 70m
         alertname: ModelEstimatedAccuracyLow
         exp_alerts:
-          - exp_labels: {alertname: ModelEstimatedAccuracyLow, model: late, severity: warning}
+          - exp_labels: {alertname: ModelEstimatedAccuracyLow, model: late, severity: warning, category: accuracy}
             exp_annotations:
               summary: Accuracy of model late estimated from its confidence below 0.8, before its labels say so.
               description: 'late: 660m over the last hour.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelestimatedaccuracylow
       - eval_time: 70m
         alertname: ModelSegmentAccuracyLow
         exp_alerts:
-          - exp_labels: {alertname: ModelSegmentAccuracyLow, model: shop, severity: warning, segment: country, segment_value: DE}
+          - exp_labels: {alertname: ModelSegmentAccuracyLow, model: shop, severity: warning, segment: country, segment_value: DE, category: accuracy}
             exp_annotations:
               summary: Accuracy of model shop more than 0.1 below its overall accuracy for a segment.
               description: 'shop where country is DE: accuracy -250m from the model''s over the last hour.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsegmentaccuracylow
       - eval_time: 5m
         alertname: ModelAccuracyLow
         exp_alerts: []
       - eval_time: 70m
         alertname: ModelAccuracyLow
         exp_alerts:
-          - exp_labels: {alertname: ModelAccuracyLow, model: churn, severity: page}
+          - exp_labels: {alertname: ModelAccuracyLow, model: churn, severity: page, category: accuracy}
             exp_annotations:
               summary: Accuracy of model churn below 0.85.
               description: 'churn: 700m over the last hour.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelaccuracylow
       - eval_time: 70m
         alertname: ModelMAEHigh
         exp_alerts: []
@@ -218,17 +222,19 @@ tests:
       - eval_time: 70m
         alertname: ModelR2Low
         exp_alerts:
-          - exp_labels: {alertname: ModelR2Low, model: price, severity: warning}
+          - exp_labels: {alertname: ModelR2Low, model: price, severity: warning, category: accuracy}
             exp_annotations:
               summary: 'R² of model price below 0.5: it explains less of its labels'' variance.'
               description: 'price: 0 over the last hour.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelr2low
       - eval_time: 70m
         alertname: ModelCalibrationErrorHigh
         exp_alerts:
-          - exp_labels: {alertname: ModelCalibrationErrorHigh, model: risk, severity: warning}
+          - exp_labels: {alertname: ModelCalibrationErrorHigh, model: risk, severity: warning, category: accuracy}
             exp_annotations:
               summary: 'Expected calibration error of model risk above 0.1: its confidence no longer says how often it is right.'
               description: 'risk: 300m over the last hour.'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelcalibrationerrorhigh
 `
 	testFile := filepath.Join(dir, "alerts_test.yml")
 	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
@@ -316,12 +322,12 @@ tests:
       - eval_time: 70m
         alertname: ModelSegmentRecallLow
         exp_alerts:
-          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: DE, class: fraud}
+          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: DE, class: fraud, category: accuracy}
             exp_annotations:
               summary: Recall of a class of model fraud more than 0.2 below the model's for a segment.
               description: 'fraud where country is DE: recall of class fraud 250m over 240 labels of it in the last hour, against 500m for the model.'
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsegmentrecalllow
-          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: ES, class: fraud}
+          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: ES, class: fraud, category: accuracy}
             exp_annotations:
               summary: Recall of a class of model fraud more than 0.2 below the model's for a segment.
               description: 'fraud where country is ES: recall of class fraud 0 over 120 labels of it in the last hour, against 500m for the model.'
@@ -329,7 +335,7 @@ tests:
       - eval_time: 70m
         alertname: ModelSegmentPrecisionLow
         exp_alerts:
-          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: DE, class: fraud}
+          - exp_labels: {model: fraud, severity: warning, segment: country, segment_value: DE, class: fraud, category: accuracy}
             exp_annotations:
               summary: Precision of a class of model fraud more than 0.2 below the model's for a segment.
               description: 'fraud where country is DE: precision of class fraud 500m over 120 predictions of it in the last hour, against 857.1m for the model.'
@@ -430,18 +436,20 @@ tests:
       - eval_time: 5m
         alertname: ModelAccuracyLow
         exp_alerts:
-          - exp_labels: {severity: warning, model: "fr\"aud\\ü {{ $value }}"}
+          - exp_labels: {severity: warning, model: "fr\"aud\\ü {{ $value }}", category: accuracy}
             exp_annotations:
               summary: "Accuracy of model fr\"aud\\ü {{ $value }} below 0.85."
               description: "fr\"aud\\ü {{ $value }}: 500m over the last hour."
-          - exp_labels: {severity: warning, model: "x{{y"}
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelaccuracylow
+          - exp_labels: {severity: warning, model: "x{{y", category: accuracy}
             exp_annotations:
               summary: "Accuracy of model x{{y below 0.85."
               description: "x{{y: 500m over the last hour."
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelaccuracylow
       - eval_time: 5m
         alertname: ModelSegmentRecallLow
         exp_alerts:
-          - exp_labels: {severity: warning, model: "fr\"aud\\ü {{ $value }}", segment: country, segment_value: "D\"E", class: fraud}
+          - exp_labels: {severity: warning, model: "fr\"aud\\ü {{ $value }}", segment: country, segment_value: "D\"E", class: fraud, category: accuracy}
             exp_annotations:
               summary: "Recall of a class of model fr\"aud\\ü {{ $value }} more than 0.2 below the model's for a segment."
               description: "fr\"aud\\ü {{ $value }} where country is D\"E: recall of class fraud 250m over 240 labels of it in the last hour, against 500m for the model."

@@ -6,7 +6,6 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -73,6 +72,7 @@ type sloObjective struct {
 	// errorRatio is the share of bad events over a window, by model.
 	errorRatio func(window string) string
 	bad        string // what the bad events are, for annotations
+	category   string // the alerts' category label
 }
 
 // SLORules returns the recording and alerting rules of the models' SLOs
@@ -105,18 +105,18 @@ func SLORules(cfg *config.Config) []sloRule {
 			// serving rules count it): it spends no availability budget.
 			objs = append(objs, sloObjective{"availability", s.Availability,
 				ratio(collector.PredictionErrorsTotal, fmt.Sprintf(`{model=%q, reason!="upstream_4xx"}`, m.Name), collector.RequestsTotal),
-				"of its prediction requests failed"})
+				"of its prediction requests failed", categoryAvailability})
 		}
 		if s.Latency > 0 {
 			objs = append(objs, sloObjective{"latency", s.Latency,
 				bucketErrorRatio(collector.PredictionDuration, m.Name, s.LatencyThreshold, true, "0"),
-				"of its prediction requests took longer than " + f(s.LatencyThreshold) + "s"})
+				"of its prediction requests took longer than " + f(s.LatencyThreshold) + "s", categoryPerformance})
 		}
 		if s.Accuracy > 0 {
 			objs = append(objs, sloObjective{"accuracy", s.Accuracy, func(w string) string {
 				return fmt.Sprintf("1 - (\n  sum by (model) (rate(%s%s[%s]))\n  /\n  sum by (model) (rate(%s%s[%s]))\n)",
 					collector.PredictionCorrectTotal, sel, w, collector.PredictionOutcomeTotal, sel, w)
-			}, "of its labelled predictions were wrong"})
+			}, "of its labelled predictions were wrong", categoryAccuracy})
 		}
 		if s.Regression > 0 {
 			// From -Inf, not 0: exact predictions go to the native
@@ -125,7 +125,7 @@ func SLORules(cfg *config.Config) []sloRule {
 			// it. Counted when the labels join, as accuracy is.
 			objs = append(objs, sloObjective{"regression", s.Regression,
 				bucketErrorRatio(collector.PredictionErrorMagnitude, m.Name, s.RegressionThreshold, len(m.ErrorBuckets) > 0, "-Inf"),
-				"of its labelled numeric predictions were off by more than " + f(s.RegressionThreshold)})
+				"of its labelled numeric predictions were off by more than " + f(s.RegressionThreshold), categoryAccuracy})
 		}
 		period := time.Duration(cmp.Or(s.Period, config.DefaultSLOPeriod))
 		periodText := model.Duration(period).String()
@@ -161,9 +161,9 @@ func SLORules(cfg *config.Config) []sloRule {
 				rules = append(rules, sloRule{
 					Alert:  name,
 					Expr:   expr,
-					Labels: map[string]string{"severity": sev, "model": templateText(m.Name), "slo": o.name},
+					Labels: map[string]string{"severity": sev, "category": o.category, "model": templateText(m.Name), "slo": o.name},
 					Annotations: map[string]string{
-						"runbook_url": "https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#" + strings.ToLower(name),
+						"runbook_url": runbookURL(name),
 						"summary":     fmt.Sprintf("Model %s spends its %s error budget too fast.", templateText(m.Name), o.name),
 						"description": fmt.Sprintf("{{ $labels.model }}: {{ $value | humanizePercentage }} %s over the alert's long window, against an error budget of %s%% over %s (objective %s): %s.",
 							o.bad, g(budget*100), periodText, f(o.objective), when),

@@ -61,7 +61,7 @@ tests:
       - eval_time: 125m30s
         alertname: ModelSLOBurnRateHigh
         exp_alerts:
-          - exp_labels: {model: fraud, slo: availability, severity: page}
+          - exp_labels: {model: fraud, slo: availability, severity: page, category: availability}
             exp_annotations:
               summary: Model fraud spends its availability error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
@@ -87,7 +87,7 @@ tests:
       - eval_time: 150m30s
         alertname: ModelSLOBurnRateElevated
         exp_alerts:
-          - exp_labels: {model: slow, slo: availability, severity: ticket}
+          - exp_labels: {model: slow, slo: availability, severity: ticket, category: availability}
             exp_annotations:
               summary: Model slow spends its availability error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnrateelevated
@@ -111,7 +111,7 @@ tests:
       - eval_time: 69m30s
         alertname: ModelSLOBurnRateHigh
         exp_alerts:
-          - exp_labels: {model: lat, slo: latency, severity: page}
+          - exp_labels: {model: lat, slo: latency, severity: page, category: performance}
             exp_annotations:
               summary: Model lat spends its latency error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
@@ -138,7 +138,7 @@ tests:
       - eval_time: 414m30s
         alertname: ModelSLOBurnRateHigh
         exp_alerts:
-          - exp_labels: {model: low, slo: availability, severity: page}
+          - exp_labels: {model: low, slo: availability, severity: page, category: availability}
             exp_annotations:
               summary: Model low spends its availability error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
@@ -160,7 +160,7 @@ tests:
       - eval_time: 30m30s
         alertname: ModelSLOBurnRateHigh
         exp_alerts:
-          - exp_labels: {model: acc, slo: accuracy, severity: page}
+          - exp_labels: {model: acc, slo: accuracy, severity: page, category: accuracy}
             exp_annotations:
               summary: Model acc spends its accuracy error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
@@ -337,7 +337,7 @@ tests:
       - eval_time: 10m30s
         alertname: ModelSLOBurnRateHigh
         exp_alerts:
-          - exp_labels: {model: lat, slo: latency, severity: page}
+          - exp_labels: {model: lat, slo: latency, severity: page, category: performance}
             exp_annotations:
               summary: Model lat spends its latency error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
