@@ -93,9 +93,9 @@ benchcheck:
 checkmetrics:
 	@bash scripts/checkmetrics.sh
 
-## checkrules: promtool check rules on the shipped rule files, promtool test rules on rules/*.test.yml and on the golden rules of `exporter rules`.
+## checkrules: promtool check rules on the shipped rule files and on the alerts of `exporter alerts`, promtool test rules on rules/*.test.yml and on the golden rules of `exporter rules`, and a category, runbook_url and docs/runbooks.md section for every alert.
 checkrules:
-	@bash scripts/checkrules.sh
+	@GO=$(GO) bash scripts/checkrules.sh
 
 lint: vet fmt staticcheck
 

@@ -5,13 +5,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 	k8syaml "sigs.k8s.io/yaml"
 
+	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
@@ -459,4 +463,53 @@ tests:
 	require.NoError(t, os.WriteFile(file, []byte(test), 0o644))
 	b, err = exec.Command(promtool, "test", "rules", file).CombinedOutput()
 	require.NoError(t, err, string(b))
+}
+
+// testdata/alerts.yml, the configuration `make checkrules` generates alerts
+// from, sets every threshold and objective (each field of models[].alerts
+// and models[].slos), and each alert `exporter alerts` writes from it
+// carries a category label that alertd's classifier knows, as the shipped
+// rules do, and a runbook_url to its own section of docs/runbooks.md.
+func TestQualityAlertsEveryThreshold(t *testing.T) {
+	cfg, err := config.LoadFile("testdata/alerts.yml")
+	require.NoError(t, err)
+	require.Len(t, cfg.Models, 1)
+	m := cfg.Models[0]
+	for _, v := range []any{*m.Alerts, *m.SLOs} {
+		rv := reflect.ValueOf(v)
+		for i := range rv.NumField() {
+			require.False(t, rv.Field(i).IsZero(), "testdata/alerts.yml leaves %s.%s unset", rv.Type().Name(), rv.Type().Field(i).Name)
+		}
+	}
+
+	out, err := QualityAlerts(cfg)
+	require.NoError(t, err)
+	var file struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	require.NoError(t, yaml.Unmarshal(out, &file))
+	runbooks, err := os.ReadFile("../../docs/runbooks.md")
+	require.NoError(t, err)
+	sections := strings.Split(string(runbooks), "\n")
+	alerts := 0
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			alerts++
+			c, why := classify.DefaultCategory(r.Labels)
+			require.NotEqual(t, classify.CategoryGeneral, c, "%s: %s", r.Alert, why)
+			require.Equal(t, "https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#"+strings.ToLower(r.Alert), r.Annotations["runbook_url"], r.Alert)
+			require.True(t, slices.Contains(sections, "## "+r.Alert), "docs/runbooks.md has no section for %s", r.Alert)
+		}
+	}
+	// 12 quality alerts, and a page and a ticket for each of 3 objectives.
+	require.Equal(t, 12+2*3, alerts)
 }
