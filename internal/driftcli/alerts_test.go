@@ -1,6 +1,7 @@
 package driftcli
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/prometheustest"
+	"github.com/modelmon/modelmon/rules"
 )
 
 // writeQualityAlerts writes the rules `exporter alerts` makes of the
@@ -33,6 +35,21 @@ func writeQualityAlerts(t *testing.T, cfg string) (dir, file string) {
 	file = filepath.Join(dir, "alerts.yml")
 	require.NoError(t, os.WriteFile(file, out, 0o644))
 	return dir, file
+}
+
+// testRules runs the unit tests in file with `promtool test rules` and with
+// alertd's runner (`alertd test rules`), which evaluates the rules with
+// alertd's own query function: the descriptions that query (the template's
+// query function) must come out the same from both.
+func testRules(t *testing.T, promtool, file string) {
+	t.Helper()
+	b, err := exec.Command(promtool, "test", "rules", file).CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "SUCCESS")
+	var report bytes.Buffer
+	passed, err := rules.RunTests([]string{file}, rules.TestOptions{Out: &report})
+	require.NoError(t, err)
+	require.True(t, passed, report.String())
 }
 
 // The alerting rules generated from a configuration pass promtool, and,
@@ -242,9 +259,7 @@ tests:
 `
 	testFile := filepath.Join(dir, "alerts_test.yml")
 	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
-	b, err = exec.Command(promtool, "test", "rules", testFile).CombinedOutput()
-	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS")
+	testRules(t, promtool, testFile)
 }
 
 // A class's recall and precision in a segment value against the model's
@@ -347,9 +362,7 @@ tests:
 `
 	testFile := filepath.Join(dir, "alerts_test.yml")
 	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
-	b, err = exec.Command(promtool, "test", "rules", testFile).CombinedOutput()
-	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS")
+	testRules(t, promtool, testFile)
 }
 
 // --format=prometheusrule wraps the same rules in a PrometheusRule for
@@ -461,8 +474,7 @@ tests:
 `
 	file := filepath.Join(dir, "test.yml")
 	require.NoError(t, os.WriteFile(file, []byte(test), 0o644))
-	b, err = exec.Command(promtool, "test", "rules", file).CombinedOutput()
-	require.NoError(t, err, string(b))
+	testRules(t, promtool, file)
 }
 
 // testdata/alerts.yml, the configuration `make checkrules` generates alerts
