@@ -522,6 +522,6 @@ func TestQualityAlertsEveryThreshold(t *testing.T) {
 			require.True(t, slices.Contains(sections, "## "+r.Alert), "docs/runbooks.md has no section for %s", r.Alert)
 		}
 	}
-	// 12 quality alerts, and a page and a ticket for each of 3 objectives.
-	require.Equal(t, 12+2*3, alerts)
+	// 12 quality alerts, and a page and a ticket for each of 4 objectives.
+	require.Equal(t, 12+2*4, alerts)
 }

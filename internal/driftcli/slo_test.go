@@ -194,7 +194,7 @@ tests:
       - eval_time: 86m30s
         alertname: ModelSLOBurnRateHigh
         exp_alerts:
-          - exp_labels: {model: reg, slo: regression, severity: page}
+          - exp_labels: {model: reg, slo: regression, severity: page, category: accuracy}
             exp_annotations:
               summary: Model reg spends its regression error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
@@ -217,7 +217,7 @@ tests:
       - eval_time: 150m30s
         alertname: ModelSLOBurnRateElevated
         exp_alerts:
-          - exp_labels: {model: regslow, slo: regression, severity: ticket}
+          - exp_labels: {model: regslow, slo: regression, severity: ticket, category: accuracy}
             exp_annotations:
               summary: Model regslow spends its regression error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnrateelevated
@@ -389,7 +389,7 @@ tests:
       - eval_time: 10m30s
         alertname: ModelSLOBurnRateHigh
         exp_alerts:
-          - exp_labels: {model: half, slo: regression, severity: page}
+          - exp_labels: {model: half, slo: regression, severity: page, category: accuracy}
             exp_annotations:
               summary: Model half spends its regression error budget too fast.
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelsloburnratehigh
