@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -732,21 +731,47 @@ func (g *grpcProxy) failure(client context.Context, m *model, err error) error {
 var errAnswerTooLarge = errors.New("the model server's answer is larger than --proxy.max-body-size")
 
 // grpcTooLarge reports whether err is grpc-go's own refusal to read a
-// message larger than limit, not a status the other side sent. Its text is
-// the only sign: grpc-go checks the length a message announces before any
-// codec sees it, and returns a plain RESOURCE_EXHAUSTED status with no
-// error to test (a connection lost and a failed handshake are watched
-// instead: connWatch). The check takes grpc-go's words and the limit in
-// them, ours, so that a model server's own RESOURCE_EXHAUSTED is not taken
-// for it.
+// message larger than limit (grpc.MaxCallRecvMsgSize), not a status the
+// other side sent.
+//
+// RESOURCE_EXHAUSTED alone does not tell them apart: a model server sends
+// it too, for its quotas and load, and a grpc-go server for a request over
+// its own receive limit, in the very words grpc-go's client uses for an
+// answer over ours; and the client's status carries nothing else, no error
+// to test, no detail. What tells is the limit in the words: grpc-go's
+// three (rpc_util.go: the message as announced, after decompression by an
+// encoding.Compressor, and by a legacy Decompressor), read whole, with
+// limit as the max. A server that refused our request names its own limit,
+// below ours, since the request was within ours (the proxy's server takes
+// none larger, the capture mirrors none larger).
 func grpcTooLarge(err error, limit int) bool {
 	if err == nil {
 		return false
 	}
-	st := status.Convert(err)
-	return st.Code() == codes.ResourceExhausted && strings.HasPrefix(st.Message(), "grpc: ") &&
-		strings.Contains(st.Message(), "larger than max") && strings.Contains(st.Message(), strconv.Itoa(limit))
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return false
+	}
+	msg := st.Message()
+	var size, most int
+	for _, f := range grpcTooLargeWords {
+		if _, err := fmt.Sscanf(msg, f, &size, &most); err == nil && most == limit && size > most && msg == fmt.Sprintf(f, size, most) {
+			return true
+		}
+	}
+	_, err = fmt.Sscanf(msg, grpcTooLargeDecompressed, &most)
+	return err == nil && most == limit && msg == fmt.Sprintf(grpcTooLargeDecompressed, most)
 }
+
+// grpcTooLargeWords are grpc-go's words for a received message larger
+// than the max, the size and the max in them; grpcTooLargeDecompressed
+// names the max alone.
+var grpcTooLargeWords = [...]string{
+	"grpc: received message larger than max (%d vs. %d)",
+	"grpc: message after decompression larger than max (%d vs. %d)",
+}
+
+const grpcTooLargeDecompressed = "grpc: received message after decompression larger than max %d"
 
 // failureStatus is the reason a call the model server did not answer
 // counts as, and the status its client gets: DeadlineExceeded past

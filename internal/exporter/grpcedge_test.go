@@ -3,9 +3,12 @@ package exporter
 import (
 	"compress/gzip"
 	"context"
+	"errors"
+	"fmt"
 	"google.golang.org/grpc/encoding"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -451,6 +454,72 @@ func TestGRPCEdgeAnswerTooLarge(t *testing.T) {
 	for _, r := range []string{"upstream_4xx", "upstream_5xx"} {
 		require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": r}), r)
 		require.Zero(t, metricValue(t, e, "modelmon_passthrough_errors_total", map[string]string{"reason": r}), r)
+	}
+}
+
+// sizedInferCall is a ModelInfer request of model exactly size bytes long.
+func sizedInferCall(t testing.TB, model string, size int) []byte {
+	t.Helper()
+	for pad := 0; pad < size; pad++ {
+		if req := inferCall(model, "", inferTensor("x", []uint64{1, 1}, 1), textTensor("pad", strings.Repeat("x", pad))); len(req) == size {
+			return req
+		} else if len(req) > size {
+			break
+		}
+	}
+	t.Fatalf("no ModelInfer request of %s is %d bytes long", model, size)
+	return nil
+}
+
+// A model server that refuses a request over its own receive limit sends
+// RESOURCE_EXHAUSTED in the words grpc-go's client uses for an answer over
+// ours ("grpc: received message larger than max (1024 vs. 512)"): it is the
+// model server's status, passed to the client as sent and counted as
+// upstream_4xx, not an answer too large (invalid_response), even when the
+// request is as long as --proxy.max-body-size and its length is our limit.
+func TestGRPCEdgeModelServerRefusesRequest(t *testing.T) {
+	up := rawGRPCServer(t, func(_ string, ss grpc.ServerStream) error {
+		var msg []byte
+		return ss.RecvMsg(&msg) // over 512 bytes: grpc-go's RESOURCE_EXHAUSTED
+	}, grpc.MaxRecvMsgSize(512))
+	const limit = 1024
+	e := grpcSidecarFor(t, up, func(o *Options) { o.Proxy.MaxBodySize = limit })
+	conn := grpcClient(t, e.GRPCAddr())
+	for _, size := range []int{limit, 600} {
+		req := sizedInferCall(t, "fraud", size)
+		var resp []byte
+		err := conn.Invoke(context.Background(), modelInfer, &req, &resp)
+		st, _ := status.FromError(err)
+		require.Equal(t, codes.ResourceExhausted, st.Code(), "%v", err)
+		require.Equal(t, fmt.Sprintf("grpc: received message larger than max (%d vs. 512)", size), st.Message(), "the model server's own")
+	}
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": "upstream_4xx"}))
+	require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "fraud", "reason": "invalid_response"}))
+}
+
+// grpcTooLarge takes grpc-go's own words for a message over our limit, in
+// each of its three forms, and no other status: not another code, not
+// another limit (a server's own, in the same words), not the limit as the
+// size, not other words.
+func TestGRPCTooLarge(t *testing.T) {
+	const limit = 1024
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{status.Error(codes.ResourceExhausted, "grpc: received message larger than max (2048 vs. 1024)"), true},
+		{status.Error(codes.ResourceExhausted, "grpc: message after decompression larger than max (1025 vs. 1024)"), true},
+		{status.Error(codes.ResourceExhausted, "grpc: received message after decompression larger than max 1024"), true},
+		{status.Error(codes.Internal, "grpc: received message larger than max (2048 vs. 1024)"), false},
+		{status.Error(codes.ResourceExhausted, "grpc: received message larger than max (1024 vs. 512)"), false},
+		{status.Error(codes.ResourceExhausted, "grpc: received message larger than max (2048 vs. 10240)"), false},
+		{status.Error(codes.ResourceExhausted, "grpc: received message larger than max (2048 vs. 1024) or so"), false},
+		{status.Error(codes.ResourceExhausted, "grpc: received message after decompression larger than max 10240"), false},
+		{status.Error(codes.ResourceExhausted, "quota of 1024 requests exceeded"), false},
+		{errors.New("grpc: received message larger than max (2048 vs. 1024)"), false},
+		{nil, false},
+	} {
+		require.Equal(t, tc.want, grpcTooLarge(tc.err, limit), "%v", tc.err)
 	}
 }
 

@@ -249,6 +249,26 @@ func TestShadowGRPCFailures(t *testing.T) {
 	}
 }
 
+// A gRPC shadow that refuses a mirrored request over its own receive
+// limit answers RESOURCE_EXHAUSTED in grpc-go's words for a message too
+// large, its limit in them: its own status, upstream_4xx, not an answer
+// over --capture.max-body-size (invalid_response), even for a request as
+// long as that limit.
+func TestShadowGRPCRefusesRequest(t *testing.T) {
+	candidate := newGRPCCandidate(t, inferAnswer(0.25), grpc.MaxRecvMsgSize(512))
+	const limit = 1024
+	e := grpcShadowSidecar(t, "http://127.0.0.1:1", candidate.url, func(o *Options) { o.CaptureMaxBodySize = limit })
+	conn := grpcClient(t, e.GRPCAddr())
+	for _, size := range []int{limit, 600} {
+		req := sizedInferCall(t, "fraud", size)
+		var resp []byte
+		require.NoError(t, conn.Invoke(context.Background(), modelInfer, &req, &resp))
+	}
+	waitCaptured(t, e, 2)
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "fraud", "reason": collector.ErrorUpstream4xx}))
+	require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "fraud", "reason": collector.ErrorInvalidResponse}))
+}
+
 // A gRPC shadow that does not answer holds no client: calls past
 // --shadow.concurrency sent and as many waiting are dropped and counted.
 func TestShadowGRPCNeverHoldsTheClient(t *testing.T) {
