@@ -203,7 +203,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"model", "reason"}),
 		Retries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowRetriesTotal,
-			Help: "The total number of mirrored requests sent to the shadow model server a second time, on another connection, after the kept-alive connection they went out on ended before any answer (as " + UpstreamRetriesTotal + " counts the model server's).",
+			Help: "The total number of mirrored requests sent to the shadow model server a second time: HTTP ones on another connection, after the kept-alive connection they went out on ended before any answer (as " + UpstreamRetriesTotal + " counts the model server's), gRPC calls the shadow refused unread, which grpc-go sent again on its own.",
 		}, []string{"model"}),
 		Dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowDroppedTotal,

@@ -179,10 +179,13 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 // names, at raw: cleartext HTTP/2 for http://, TLS for https://, with the
 // TLS flags that begin with prefix (--proxy.upstream-, --shadow.) in o,
 // verified against its host. Its calls pass messages as their bytes
-// (rawCodec), up to maxMsg each way, and are never retried: a prediction
-// may have reached the model. It connects on the first call; w watches its
-// connections.
-func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, w *connWatch, logger *slog.Logger) (conn *grpc.ClientConn, isTLS bool, err error) {
+// (rawCodec), up to maxMsg each way, and are not retried once sent: a
+// prediction may have reached the model. grpc-go still retries, on its own
+// and whatever the options, a call the server did not take (refused with
+// REFUSED_STREAM, or past the last a GOAWAY let through): a transparent
+// retry, which a stats.Handler among opts sees (shadowRetries). It
+// connects on the first call; w watches its connections.
+func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, w *connWatch, logger *slog.Logger, opts ...grpc.DialOption) (conn *grpc.ClientConn, isTLS bool, err error) {
 	u, host, err := parseUpstream(flag, raw)
 	if err != nil {
 		return nil, false, err
@@ -195,13 +198,14 @@ func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, w *c
 		}
 		creds = handshakeCreds{credentials.NewTLS(cfg), w}
 	}
-	conn, err = grpc.NewClient("passthrough:///"+host,
+	conn, err = grpc.NewClient("passthrough:///"+host, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithNoProxy(),             // reached directly, as over HTTP, not through $HTTP_PROXY
 		grpc.WithContextDialer(w.dial), // its connections watched (connWatch)
 		grpc.WithDisableRetry(),        // a prediction may have reached the model
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
-			grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)))
+			grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg)),
+	}, opts...)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("couldn't set up %s=%q: %w", flag, raw, err)
 	}

@@ -169,8 +169,10 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 	if o.GRPCUpstream != "" {
 		var err error
 		// Its answers up to what the parser would parse; the requests were
-		// captured, so they are no larger.
-		if s.conn, _, err = dialGRPC("--shadow.grpc-upstream", o.GRPCUpstream, "--shadow.", o.TLS, q.maxBody, new(connWatch), logger); err != nil {
+		// captured, so they are no larger. grpc-go's transparent retries of
+		// its calls are counted (shadowRetries).
+		if s.conn, _, err = dialGRPC("--shadow.grpc-upstream", o.GRPCUpstream, "--shadow.", o.TLS, q.maxBody, new(connWatch), logger,
+			grpc.WithStatsHandler(shadowRetries{})); err != nil {
 			return nil, err
 		}
 	}
