@@ -207,7 +207,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"model"}),
 		Dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowDroppedTotal,
-			Help: "The total number of prediction requests sampled for the shadow model server but not sent, because --shadow.concurrency requests were already waiting for it or the capture queue's bytes were taken.",
+			Help: "The total number of prediction requests sampled for the shadow model server but not sent or not compared, because --shadow.concurrency requests were already waiting for it, a gRPC stream had 1024 requests waiting for it, or the capture queue's bytes were taken.",
 		}, []string{"model"}),
 		Duration: f.NewHistogramVec(histogramOpts(ShadowDuration,
 			"The time the shadow model server took to answer a mirrored request, in seconds.",

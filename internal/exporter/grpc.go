@@ -134,8 +134,9 @@ type grpcProxy struct {
 	newServer func() *grpc.Server
 	timeout   time.Duration // --proxy.timeout, of a unary prediction call
 	maxMsg    int           // --proxy.max-body-size, of a message either way
-	// shadow takes a sample of the unary prediction calls, to mirror
-	// (shadowgrpc.go); nil without --shadow.grpc-upstream.
+	// shadow takes a sample of the prediction calls, to mirror
+	// (shadowgrpc.go, shadowstream.go); nil without
+	// --shadow.grpc-upstream.
 	shadow *shadow
 
 	handoff  *handoff // the listener (grpcdrain.go)
@@ -796,15 +797,6 @@ func (g *grpcProxy) failureStatus(err error) (reason string, st error) {
 		msg = "modelmon: the TLS handshake with the model server failed"
 	}
 	return reason, status.Error(code, msg)
-}
-
-// inferModel is the model an OIP request message names (by its
-// model_name, else the model header in md), with its version set, and the
-// name and id the message carries.
-func (p *proxy) inferModel(rc *runtimeConfig, md metadata.MD, msg []byte) (m *model, name, id []byte) {
-	name, version, id, _ := payload.InferRequestIDs(msg)
-	m, _ = p.mdModel(rc, md, name, version)
-	return m, name, id
 }
 
 // mdModel is the model a gRPC request names, with its version set, and the

@@ -50,6 +50,9 @@ type streamCall struct {
 	pending []*streamPrediction // in the order they were sent
 	kept    int                 // bytes the pending requests keep
 	ended   bool
+	// mirror mirrors the sampled requests to the gRPC shadow
+	// (shadowstream.go); nil until the first.
+	mirror *shadowStream
 }
 
 // streamPrediction is a request of a ModelStreamInfer call not yet fully
@@ -66,6 +69,8 @@ type streamPrediction struct {
 	reqDrop, lastDrop string
 	lastAt            time.Time // when the last answer reached the client
 	respBytes         int       // of all its answers
+	// mirror is the request as mirrored to the shadow, nil when it is not.
+	mirror *mirroredRequest
 }
 
 // kept is how much of the capture's memory sp takes.
@@ -79,7 +84,11 @@ func (g *grpcProxy) newStreamCall(client context.Context) *streamCall {
 func (c *streamCall) request(msg []byte) {
 	p := c.g.p
 	start := p.now()
-	m, name, id := p.inferModel(c.rc, c.md, msg)
+	// The model and id as a ModelInfer request names them; named is the
+	// name it names its model by (mdModel's), name its own model_name,
+	// which answers carry.
+	name, version, id, _ := payload.InferRequestIDs(msg)
+	m, named := p.mdModel(c.rc, c.md, name, version)
 	// A stream's metadata is the call's, not a request's: the id labels
 	// join on is the one the request carries.
 	sp := &streamPrediction{m: m, reqSize: len(msg), name: name, id: id,
@@ -94,7 +103,27 @@ func (c *streamCall) request(msg []byte) {
 	m.inFlight.Inc()
 	c.pending = append(c.pending, sp)
 	c.kept += sp.kept()
+	c.sample(sp, modelStreamInfer, named)
 	c.trim(sp)
+}
+
+// sample mirrors sp's request, of a call of method, to the shadow, when it
+// is sampled: by the name it names its model by, as a unary call's is.
+// Only what the capture may keep is (a request too large for it is not);
+// one that finds the capture queue full is dropped.
+func (c *streamCall) sample(sp *streamPrediction, method string, name []byte) {
+	sh := c.g.shadow
+	if sh == nil || sp.reqDrop == collector.DropBodyTooLarge || !sh.sample(sp.m, name) {
+		return
+	}
+	if sp.req == nil {
+		sh.metrics.Dropped.WithLabelValues(sp.m.name).Inc()
+		return
+	}
+	if c.mirror == nil {
+		c.mirror = sh.newStream(method, sp.rq.format, c.md)
+	}
+	sp.mirror = c.mirror.add(sp.m, sp.req, sp.id, sp.name, sp.rq.id)
 }
 
 func (c *streamCall) answer(msg []byte) {
@@ -215,23 +244,7 @@ func (c *streamCall) unkeep(sp *streamPrediction) {
 // the one with its id; an answer without one (a server that does not echo
 // ids), the oldest of its model, else the oldest.
 func (c *streamCall) match(r payload.StreamResponse) int {
-	if len(r.ID) > 0 {
-		for i, sp := range c.pending {
-			if bytes.Equal(sp.id, r.ID) {
-				return i
-			}
-		}
-		return -1 // closed already
-	}
-	for i, sp := range c.pending {
-		if len(r.Model) == 0 || bytes.Equal(sp.name, r.Model) {
-			return i
-		}
-	}
-	if len(c.pending) > 0 {
-		return 0
-	}
-	return -1
+	return matchAnswer(c.pending, r, func(sp *streamPrediction) ([]byte, []byte) { return sp.id, sp.name })
 }
 
 // end closes the requests still pending when the call ends: those answered
@@ -249,6 +262,9 @@ func (c *streamCall) end(err error) {
 		c.close(sp, err)
 	}
 	c.pending = nil
+	if c.mirror != nil {
+		c.mirror.close()
+	}
 }
 
 // close accounts for a request of the call: err is nil when it was
@@ -258,6 +274,14 @@ func (c *streamCall) end(err error) {
 func (c *streamCall) close(sp *streamPrediction, err error) {
 	p, m := c.g.p, sp.m
 	m.inFlight.Dec()
+	if sp.mirror != nil {
+		// The shadow compares what the capture has: an answer kept.
+		var answer []byte
+		if err == nil && sp.lastDrop == "" {
+			answer = sp.last
+		}
+		c.mirror.answered(sp.mirror, answer, err == nil && sp.lastDrop == collector.DropQueueFull)
+	}
 	var pf *proxyFailure
 	switch {
 	case err == nil && sp.respBytes == 0:
@@ -327,7 +351,7 @@ func (t *torchStream) request(msg []byte) {
 		return // the call is over, or sends one request only
 	}
 	name, version := payload.TorchServeRequestModel(msg)
-	m, _ := p.mdModel(c.rc, c.md, name, version)
+	m, name := p.mdModel(c.rc, c.md, name, version)
 	var id []byte
 	if l := p.labels; l != nil {
 		id = mdValue(c.md, l.header)
@@ -339,6 +363,7 @@ func (t *torchStream) request(msg []byte) {
 	m.inFlight.Inc()
 	c.kept += sp.kept()
 	t.sp = sp
+	c.sample(sp, torchStreamPredictions, name)
 }
 
 func (t *torchStream) answer(msg []byte) {
@@ -367,5 +392,8 @@ func (t *torchStream) end(err error) {
 	if sp := t.sp; sp != nil {
 		c.unkeep(sp)
 		c.close(sp, err)
+	}
+	if c.mirror != nil {
+		c.mirror.close()
 	}
 }

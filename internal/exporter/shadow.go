@@ -30,7 +30,8 @@ type ShadowOptions struct {
 	Upstream string
 	// GRPCUpstream is the URL of the shadow's gRPC endpoint, http
 	// (cleartext HTTP/2) or https; empty mirrors no gRPC prediction. The
-	// gRPC proxy's unary prediction calls are mirrored to it.
+	// gRPC proxy's unary prediction calls are mirrored to it, and the
+	// requests of its streamed ones (shadowstream.go).
 	GRPCUpstream string
 	// SampleRatio is the share of the captured predictions mirrored, in
 	// (0, 1].
@@ -38,7 +39,8 @@ type ShadowOptions struct {
 	// Timeout bounds a mirrored request's round trip.
 	Timeout time.Duration
 	// Concurrency is the number of mirrored requests sent at once; as many
-	// again may wait, and more are dropped.
+	// again may wait, and more are dropped. The comparisons of streams'
+	// answers take the same senders, and wait for them.
 	Concurrency int
 	// MaxPending bounds the shadow's predictions waiting for their label,
 	// with labels on.
@@ -56,8 +58,9 @@ type ShadowOptions struct {
 // its header with its bodies into the capture (the gRPC proxy its method
 // and metadata with its messages); the parser that parses the model's
 // answer hands the request on to the shadow's senders, which send it, parse
-// the shadow's answer the same way and compare the two. Nothing of it
-// reaches the client or waits for it.
+// the shadow's answer the same way and compare the two; a gRPC stream's
+// requests go to the shadow as they come, on a stream of their own
+// (shadowstream.go). Nothing of it reaches the client or waits for it.
 type shadow struct {
 	client  *fasthttp.HostClient // nil without --shadow.upstream
 	rt      *transport           // the round trip on its connections, the proxy's
@@ -73,6 +76,9 @@ type shadow struct {
 	logger  *slog.Logger
 	failing *warning
 	wg      sync.WaitGroup
+	// streams are the goroutines of the streams mirrored (shadowstream.go),
+	// which hand over to the senders until they end.
+	streams sync.WaitGroup
 	closed  sync.Once
 	// inFlight counts the requests handed over and not yet done with, so
 	// that tests can tell when every one has been compared.
@@ -101,8 +107,28 @@ type shadowJob struct {
 	grpc   bool
 	hdrLen int
 	idLen  int
+	// held is what it holds of the capture queue's budget.
+	held int
 	// preds are the model's predictions, one per record.
 	preds []shadowPrediction
+	// stream, for a request of a streamed gRPC call (shadowstream.go),
+	// holds both answers, the shadow's received already; buf is then the
+	// request message alone.
+	stream *streamAnswers
+}
+
+// streamAnswers are the model's and the shadow's answers to a request of a
+// streamed call, and its prediction id for labels.
+type streamAnswers struct {
+	model, shadow, id []byte
+}
+
+// id is j's prediction id for labels, nil when it has none.
+func (j *shadowJob) id() []byte {
+	if j.stream != nil {
+		return j.stream.id
+	}
+	return j.buf[len(j.buf)-j.idLen:]
 }
 
 // shadowPrediction is what a record predicts, as the comparison reads it.
@@ -185,7 +211,7 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 // __other__ with the others past it, or one whose name was cut to a label
 // value, is mirrored by its name, and its shadow metrics carry m's label.
 // It runs on the hot path, of the HTTP proxy and of the gRPC proxy's unary
-// calls.
+// calls and streams.
 func (s *shadow) sample(m *model, name []byte) bool {
 	if s.models != nil && !s.models[m.name] && (m.name == string(name) || !s.models[string(name)]) {
 		return false
@@ -202,16 +228,17 @@ func (s *shadow) start(n int) {
 			sd := shadowSender{s: s, parsers: parserCache{}}
 			for j := range s.jobs {
 				sd.send(j)
-				s.q.unhold(len(j.buf))
+				s.q.unhold(j.held)
 				s.inFlight.Add(-1)
 			}
 		}()
 	}
 }
 
-// stop sends what waits, once no parser hands over any more, and stops the
-// senders.
+// stop sends what waits, once no parser and no client stream hands over
+// any more, and stops the senders once the streams mirrored have ended.
 func (s *shadow) stop() {
+	s.streams.Wait()
 	s.closed.Do(func() { close(s.jobs) })
 	s.wg.Wait()
 	if s.client != nil {
@@ -237,7 +264,7 @@ func (s *shadow) offer(m *model, mc modelConfig, f payload.Format, isGRPC bool, 
 		s.metrics.Dropped.WithLabelValues(m.name).Inc()
 		return
 	}
-	j := &shadowJob{model: m, format: f, grpc: isGRPC, enc: enc, hdrLen: len(hdr), idLen: len(id), preds: make([]shadowPrediction, len(recs))}
+	j := &shadowJob{model: m, format: f, grpc: isGRPC, enc: enc, hdrLen: len(hdr), idLen: len(id), held: n, preds: make([]shadowPrediction, len(recs))}
 	j.buf = append(append(append(make([]byte, 0, n), hdr...), body...), id...)
 	for i := range recs {
 		j.preds[i] = readShadowPrediction(mc.classes, &recs[i])
@@ -295,6 +322,10 @@ func (sd *shadowSender) send(j *shadowJob) {
 			s.logger.Error("Recovered from a panic while comparing a shadow prediction", "model", m.name, "panic", r)
 		}
 	}()
+	if j.stream != nil {
+		sd.compareStream(j) // shadowstream.go
+		return
+	}
 	hdr, body := j.buf[:j.hdrLen], j.buf[j.hdrLen:len(j.buf)-j.idLen]
 	if j.grpc {
 		sd.call(j, hdr, body) // shadowgrpc.go
@@ -425,8 +456,8 @@ func (sd *shadowSender) compare(j *shadowJob, reqBody, respBody []byte) {
 		sm.AbsoluteDifference.WithLabelValues(m.name).Add(absDiff)
 		sm.SquaredDifference.WithLabelValues(m.name).Add(sqDiff)
 	}
-	if s.pending != nil && j.idLen > 0 {
-		s.pending.add(s.now(), m.name, j.buf[len(j.buf)-j.idLen:], theirs)
+	if id := j.id(); s.pending != nil && len(id) > 0 {
+		s.pending.add(s.now(), m.name, id, theirs)
 	}
 	s.logger.Debug("Compared shadow predictions", "model", m.name, "predictions", compared, "disagreements", disagreed)
 }
@@ -456,8 +487,10 @@ func (s *shadow) classLabel(model string, p shadowPrediction) string {
 }
 
 // fail counts a mirrored request whose answer is not compared, and logs why.
-func (sd *shadowSender) fail(m *model, reason string, err error) {
-	s := sd.s
+func (sd *shadowSender) fail(m *model, reason string, err error) { sd.s.fail(m, reason, err) }
+
+// fail counts a mirrored request whose answer is not compared, and logs why.
+func (s *shadow) fail(m *model, reason string, err error) {
 	s.metrics.Errors.WithLabelValues(m.name, reason).Inc()
 	s.logger.Debug("Shadow prediction not compared", "model", m.name, "reason", reason, "err", err)
 	s.failing.warn(func() []any { return []any{"model", m.name, "reason", reason, "err", err} })

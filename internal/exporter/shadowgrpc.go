@@ -23,7 +23,8 @@ import (
 // decides whether a call is sampled and captures its method and metadata
 // with its messages; the parser hands them over once it has parsed the
 // model's answer; a sender makes the same call to the shadow and compares
-// the answers. Streams are not mirrored.
+// the answers. The requests of streamed calls go on streams of their own
+// (shadowstream.go).
 
 // shadowCalls hold a sampled call's method and metadata while the gRPC
 // handler captures them, so that sampling allocates nothing of its own.

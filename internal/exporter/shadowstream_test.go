@@ -1,0 +1,481 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/modelmon/modelmon/collector"
+)
+
+// streamRequest is a ModelStreamInfer request of model with id (none when
+// empty) and an input of k values: each k gives a request of another
+// length.
+func streamRequest(model, id string, k int) []byte {
+	x := make([]float32, k)
+	req := inferCall(model, "", inferTensor("x", []uint64{1, uint64(k)}, x...))
+	if id != "" {
+		req = protowire.AppendString(protowire.AppendTag(req, 3, protowire.BytesType), id)
+	}
+	return req
+}
+
+// lengthAnswer is an answer to req of one output, the length of req, so
+// that it tells which request it answers; final as streamAnswer has it.
+func lengthAnswer(req []byte, final int) []byte {
+	return streamAnswer("", modelName(req), fieldString(req, 3), final, inferTensor("y", []uint64{1}, float32(len(req))))
+}
+
+// lengthModel answers each ModelStreamInfer request once, unflagged, with
+// lengthAnswer, or, for the model "broken", an error of the inference; a
+// StreamPredictions call with two answers, the last [0.25].
+func lengthModel(method string, ss grpc.ServerStream) error {
+	if method == torchStreamPredictions {
+		var req []byte
+		if err := ss.RecvMsg(&req); err != nil {
+			return err
+		}
+		for _, p := range []string{"[0.1]", "[0.25]"} {
+			resp := appendField(nil, 1, []byte(p))
+			if err := ss.SendMsg(&resp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for {
+		var req []byte
+		if err := ss.RecvMsg(&req); err != nil {
+			return nil
+		}
+		resp := lengthAnswer(req, -1)
+		if modelName(req) == "broken" {
+			resp = streamAnswer("the model crashed", "broken", fieldString(req, 3), -1)
+		}
+		if err := ss.SendMsg(&resp); err != nil {
+			return err
+		}
+	}
+}
+
+// shadowStreamCall is a stream as a shadow received it.
+type shadowStreamCall struct {
+	method string
+	md     metadata.MD
+	msgs   [][]byte
+}
+
+// streamCandidate is a gRPC shadow on loopback whose calls serve answers,
+// and which keeps what it received.
+type streamCandidate struct {
+	url string
+	srv *grpc.Server
+	mu  sync.Mutex
+	got []*shadowStreamCall
+}
+
+// candidateServe takes each message a streamCandidate receives on a call
+// (ctx the call's, call what it received so far) and answers it (send),
+// and returns an error to end the call with it.
+type candidateServe func(ctx context.Context, c *streamCandidate, call *shadowStreamCall, req []byte, send func([]byte) error) error
+
+// newStreamCandidate starts a streamCandidate that serves its calls with
+// serve.
+func newStreamCandidate(t *testing.T, serve candidateServe) *streamCandidate {
+	t.Helper()
+	c := &streamCandidate{}
+	c.url, c.srv = rawGRPCServerStop(t, func(method string, ss grpc.ServerStream) error {
+		md, _ := metadata.FromIncomingContext(ss.Context())
+		call := &shadowStreamCall{method: method, md: md}
+		c.mu.Lock()
+		c.got = append(c.got, call)
+		c.mu.Unlock()
+		send := func(msg []byte) error { return ss.SendMsg(&msg) }
+		for {
+			var req []byte
+			if err := ss.RecvMsg(&req); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+			c.mu.Lock()
+			call.msgs = append(call.msgs, req)
+			c.mu.Unlock()
+			if err := serve(ss.Context(), c, call, req, send); err != nil {
+				return err
+			}
+		}
+	})
+	return c
+}
+
+func (c *streamCandidate) calls() []shadowStreamCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []shadowStreamCall
+	for _, call := range c.got {
+		out = append(out, shadowStreamCall{call.method, call.md, append([][]byte(nil), call.msgs...)})
+	}
+	return out
+}
+
+// streamShadowSidecar starts the sidecar in front of the gRPC model server
+// at up, mirroring every prediction to the gRPC shadow at shadow.
+func streamShadowSidecar(t *testing.T, up, shadow string, mod func(*Options)) *Exporter {
+	t.Helper()
+	return grpcSidecarFor(t, up, func(o *Options) {
+		o.Shadow = ShadowOptions{GRPCUpstream: shadow, SampleRatio: 1, Timeout: 5 * time.Second, Concurrency: 2, MaxPending: 1000}
+		if mod != nil {
+			mod(o)
+		}
+	})
+}
+
+// streamAll sends reqs on a new stream of method, closes it, and reads its
+// answers to the end.
+func streamAll(t *testing.T, ctx context.Context, conn *grpc.ClientConn, method string, reqs ...[]byte) ([][]byte, error) {
+	t.Helper()
+	cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+	require.NoError(t, err)
+	for _, req := range reqs {
+		require.NoError(t, cs.SendMsg(&req))
+	}
+	require.NoError(t, cs.CloseSend())
+	var got [][]byte
+	for {
+		var msg []byte
+		if err := cs.RecvMsg(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return got, err
+		}
+		got = append(got, msg)
+	}
+}
+
+// Each request of a ModelStreamInfer call goes to the gRPC shadow on a
+// stream of its own for the client's stream, in order, with the call's
+// metadata; the shadow's answers are paired with them by id, else in
+// order (the last of a decoupled answer's pieces), and compared with the
+// model's; with labels, the shadow's predictions wait by the requests'
+// ids. A request of a model --shadow.model does not name is not mirrored,
+// and one the model failed is not compared. The client gets the model's
+// answers, byte for byte.
+func TestShadowGRPCStreamCompares(t *testing.T) {
+	up := rawGRPCServer(t, lengthModel)
+	candidate := newStreamCandidate(t, func(_ context.Context, _ *streamCandidate, call *shadowStreamCall, req []byte, send func([]byte) error) error {
+		// Answers the two with ids once it has both, the second first, and
+		// the first without one in two pieces, the first a decoy.
+		switch n := len(call.msgs); n {
+		case 1:
+			return nil
+		case 2:
+			if err := send(lengthAnswer(req, 1)); err != nil {
+				return err
+			}
+			return send(lengthAnswer(call.msgs[0], -1))
+		case 3:
+			decoy := streamAnswer("", modelName(req), "", 0, inferTensor("y", []uint64{1}, 1000))
+			if err := send(decoy); err != nil {
+				return err
+			}
+			return send(lengthAnswer(req, 1))
+		}
+		return send(lengthAnswer(req, -1))
+	})
+	e := streamShadowSidecar(t, up, candidate.url, func(o *Options) {
+		o.Shadow.Models = []string{"price", "broken"}
+		labelsOn(o)
+	})
+	reqs := [][]byte{
+		streamRequest("price", "a", 1),
+		streamRequest("house", "h", 2), // not mirrored
+		streamRequest("price", "bb", 3),
+		streamRequest("price", "", 4),
+		streamRequest("broken", "", 5), // the model fails it
+		streamRequest("price", "", 6),
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer s3cret")
+	got, err := streamAll(t, ctx, grpcClient(t, e.GRPCAddr()), modelStreamInfer, reqs...)
+	require.NoError(t, err)
+	want, err := streamAll(t, ctx, grpcClient(t, strings.TrimPrefix(up, "http://")), modelStreamInfer, reqs...)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "the model's answers, byte for byte")
+	waitIdle(t, e)
+
+	calls := candidate.calls()
+	require.Len(t, calls, 1, "one stream for the client's")
+	require.Equal(t, modelStreamInfer, calls[0].method)
+	require.Equal(t, [][]byte{reqs[0], reqs[2], reqs[3], reqs[4], reqs[5]}, calls[0].msgs, "in order, as sent")
+	require.Equal(t, []string{"Bearer s3cret"}, calls[0].md.Get("authorization"))
+
+	price := map[string]string{"model": "price"}
+	require.Equal(t, 4.0, metricValue(t, e, collector.ShadowRequestsTotal, price))
+	require.Equal(t, 4.0, metricValue(t, e, collector.ShadowPredictionsTotal, price))
+	require.Equal(t, 4.0, metricValue(t, e, collector.ShadowDuration+"_count", price))
+	require.Zero(t, metricValue(t, e, collector.ShadowAbsoluteDifferenceTotal, price), "each answer paired with its request")
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "broken"}))
+	require.Zero(t, metricValue(t, e, collector.ShadowPredictionsTotal, map[string]string{"model": "broken"}))
+	for _, model := range []string{"price", "broken"} {
+		for _, reason := range collector.ShadowErrorReasons {
+			require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": model, "reason": reason}), reason)
+		}
+		require.Zero(t, metricValue(t, e, collector.ShadowDroppedTotal, map[string]string{"model": model}))
+	}
+	require.Zero(t, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "house"}))
+
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowPendingPredictions, nil), "those with ids")
+	st, resp := postLabels(t, e, `{"id": "a", "label": 0}`+"\n"+`{"id": "bb", "label": 0}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched", "matched"}, resp.Results)
+	require.Equal(t, 2.0, metricValue(t, e, collector.ShadowLabelsMatchedTotal, price))
+	require.Equal(t, metricValue(t, e, collector.ShadowAbsoluteErrorTotal, map[string]string{"model": "price", "source": "model"}),
+		metricValue(t, e, collector.ShadowAbsoluteErrorTotal, map[string]string{"model": "price", "source": "shadow"}))
+}
+
+// A StreamPredictions call is mirrored on a call of its own, closed after
+// its one request (TorchServe's server answers then); the last of the
+// shadow's answers is compared with the model's last.
+func TestShadowGRPCStreamPredictions(t *testing.T) {
+	up := rawGRPCServer(t, lengthModel)
+	type seen struct {
+		method string
+		req    []byte
+	}
+	calls := make(chan seen, 10)
+	candidate := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		var req, more []byte
+		if err := ss.RecvMsg(&req); err != nil {
+			return err
+		}
+		if err := ss.RecvMsg(&more); !errors.Is(err, io.EOF) {
+			return status.Error(codes.InvalidArgument, "one request, then the half-close")
+		}
+		calls <- seen{method, req}
+		for _, p := range []string{"[0.5]", "[0.75]"} {
+			resp := appendField(nil, 1, []byte(p))
+			if err := ss.SendMsg(&resp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e := streamShadowSidecar(t, up, candidate, nil)
+	input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"instances": [[1, 2]]}`))
+	req := appendField(appendField(nil, 1, []byte("resnet")), 3, input)
+	got, err := streamAll(t, context.Background(), grpcClient(t, e.GRPCAddr()), torchStreamPredictions, req)
+	require.NoError(t, err)
+	require.Equal(t, [][]byte{appendField(nil, 1, []byte("[0.1]")), appendField(nil, 1, []byte("[0.25]"))}, got)
+	waitIdle(t, e)
+
+	require.Len(t, calls, 1)
+	call := <-calls
+	require.Equal(t, torchStreamPredictions, call.method)
+	require.Equal(t, req, call.req)
+	m := map[string]string{"model": "resnet"}
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, m))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, m))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowDuration+"_count", m))
+	require.InDelta(t, 0.5, metricValue(t, e, collector.ShadowAbsoluteDifferenceTotal, m), 1e-6, "[0.25] and [0.75], the last answers")
+}
+
+// A shadow that dies mid-stream fails the requests waiting on its stream,
+// and each later one, which opens another, as connection; the client's
+// stream goes on, its answers the model's, byte for byte.
+func TestShadowGRPCStreamShadowDies(t *testing.T) {
+	up := rawGRPCServer(t, lengthModel)
+	candidate := newStreamCandidate(t, func(ctx context.Context, c *streamCandidate, call *shadowStreamCall, req []byte, send func([]byte) error) error {
+		if len(call.msgs) == 1 {
+			return send(lengthAnswer(req, -1))
+		}
+		go c.srv.Stop() // gone, connections and all, before it answers
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	e := streamShadowSidecar(t, up, candidate.url, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	cs, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, modelStreamInfer)
+	require.NoError(t, err)
+	price := map[string]string{"model": "price"}
+	connection := map[string]string{"model": "price", "reason": collector.ErrorConnection}
+	var reqs, got [][]byte
+	for i := 1; i <= 5; i++ {
+		req := streamRequest("price", "", i)
+		reqs = append(reqs, req)
+		require.NoError(t, cs.SendMsg(&req))
+		var msg []byte
+		require.NoError(t, cs.RecvMsg(&msg))
+		got = append(got, msg)
+		switch i {
+		case 1:
+			eventually(t, e, 1, collector.ShadowPredictionsTotal, price)
+		default:
+			eventually(t, e, float64(i-1), collector.ShadowErrorsTotal, connection)
+		}
+	}
+	require.NoError(t, cs.CloseSend())
+	var msg []byte
+	require.ErrorIs(t, cs.RecvMsg(&msg), io.EOF)
+	want, err := streamAll(t, context.Background(), grpcClient(t, strings.TrimPrefix(up, "http://")), modelStreamInfer, reqs...)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "the model's answers, byte for byte")
+	waitIdle(t, e)
+	require.Equal(t, 5.0, metricValue(t, e, collector.ShadowRequestsTotal, price))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, price))
+	require.Equal(t, 4.0, metricValue(t, e, collector.ShadowErrorsTotal, connection))
+	require.Zero(t, metricValue(t, e, collector.PredictionErrorsTotal, map[string]string{"model": "price", "reason": collector.ErrorConnection}), "the model's own")
+}
+
+// A slow shadow holds no client: the client's stream is answered and ends
+// while the shadow holds all its answers, which are compared once it
+// gives them.
+func TestShadowGRPCStreamSlowShadow(t *testing.T) {
+	up := rawGRPCServer(t, lengthModel)
+	release := make(chan struct{})
+	candidate := newStreamCandidate(t, func(_ context.Context, _ *streamCandidate, _ *shadowStreamCall, req []byte, send func([]byte) error) error {
+		<-release
+		return send(lengthAnswer(req, -1))
+	})
+	e := streamShadowSidecar(t, up, candidate.url, func(o *Options) { o.Shadow.Timeout = time.Minute })
+	var reqs [][]byte
+	for i := 1; i <= 5; i++ {
+		reqs = append(reqs, streamRequest("price", "", i))
+	}
+	start := time.Now()
+	got, err := streamAll(t, context.Background(), grpcClient(t, e.GRPCAddr()), modelStreamInfer, reqs...)
+	took := time.Since(start)
+	require.NoError(t, err)
+	want, err := streamAll(t, context.Background(), grpcClient(t, strings.TrimPrefix(up, "http://")), modelStreamInfer, reqs...)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "the model's answers, byte for byte")
+	price := map[string]string{"model": "price"}
+	// Answered and ended while the shadow holds every answer, well within
+	// --shadow.timeout: the client waited for none of it.
+	require.Zero(t, metricValue(t, e, collector.ShadowPredictionsTotal, price), "the shadow holds them still")
+	require.Less(t, took, 10*time.Second)
+	require.Less(t, metricValue(t, e, collector.PredictionDuration+"_sum", price), 5.0)
+
+	close(release)
+	waitIdle(t, e)
+	require.Equal(t, 5.0, metricValue(t, e, collector.ShadowPredictionsTotal, price))
+	require.Zero(t, metricValue(t, e, collector.ShadowAbsoluteDifferenceTotal, price))
+}
+
+// A shadow that reads a stream's requests and answers none holds at most
+// maxStreamPending of them: the others are dropped and counted, the client
+// gets every answer, and those held fail with the shadow's stream when it
+// goes away.
+func TestShadowGRPCStreamBounded(t *testing.T) {
+	up := rawGRPCServer(t, lengthModel)
+	var received atomic.Int64
+	candidate, srv := rawGRPCServerStop(t, func(_ string, ss grpc.ServerStream) error {
+		for {
+			var req []byte
+			if err := ss.RecvMsg(&req); err != nil {
+				break
+			}
+			received.Add(1)
+		}
+		<-ss.Context().Done()
+		return nil
+	})
+	e := streamShadowSidecar(t, up, candidate, func(o *Options) { o.Shadow.Timeout = time.Minute })
+	const extra = 10
+	reqs := make([][]byte, maxStreamPending+extra)
+	for i := range reqs {
+		reqs[i] = streamRequest("price", "", 1)
+	}
+	got, err := streamAll(t, context.Background(), grpcClient(t, e.GRPCAddr()), modelStreamInfer, reqs...)
+	require.NoError(t, err)
+	require.Len(t, got, len(reqs))
+	price := map[string]string{"model": "price"}
+	require.Equal(t, float64(extra), metricValue(t, e, collector.ShadowDroppedTotal, price))
+	eventually(t, e, float64(maxStreamPending), collector.ShadowRequestsTotal, price)
+	require.Eventually(t, func() bool { return received.Load() == maxStreamPending }, 10*time.Second, time.Millisecond)
+	require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "price", "reason": collector.ErrorConnection}))
+
+	srv.Stop()
+	waitIdle(t, e)
+	require.Equal(t, float64(maxStreamPending), metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "price", "reason": collector.ErrorConnection}))
+	require.Equal(t, float64(extra), metricValue(t, e, collector.ShadowDroppedTotal, price))
+	for _, reason := range collector.ErrorReasons {
+		require.Zero(t, metricValue(t, e, collector.PredictionErrorsTotal, map[string]string{"model": "price", "reason": reason}), "the model's own")
+	}
+}
+
+// How a mirrored stream's request fails, by reason, as a unary call's: the
+// shadow's error answers as the gRPC proxy counts the model server's
+// (streamErrorCode), its status ending the stream, an answer larger than
+// --capture.max-body-size, no answer in time, and a stream it ended
+// without answering (nothing to compare with the model's answer).
+func TestShadowGRPCStreamFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name, reason string
+		serve        candidateServe
+	}{
+		{"inference error", collector.ErrorUpstream5xx, func(_ context.Context, _ *streamCandidate, _ *shadowStreamCall, req []byte, send func([]byte) error) error {
+			return send(streamAnswer("the candidate crashed", "price", fieldString(req, 3), -1))
+		}},
+		{"rejected", collector.ErrorUpstream4xx, func(_ context.Context, _ *streamCandidate, _ *shadowStreamCall, req []byte, send func([]byte) error) error {
+			// As Triton rejects a request it does not take: its id alone.
+			var b []byte
+			b = protowire.AppendString(protowire.AppendTag(b, 1, protowire.BytesType), "unexpected shape for input 'x'")
+			b = protowire.AppendBytes(protowire.AppendTag(b, 2, protowire.BytesType),
+				protowire.AppendString(protowire.AppendTag(nil, 3, protowire.BytesType), fieldString(req, 3)))
+			return send(b)
+		}},
+		{"status", collector.ErrorUpstream5xx, func(context.Context, *streamCandidate, *shadowStreamCall, []byte, func([]byte) error) error {
+			return status.Error(codes.Internal, "the candidate crashed")
+		}},
+		{"unavailable", collector.ErrorConnection, func(context.Context, *streamCandidate, *shadowStreamCall, []byte, func([]byte) error) error {
+			return status.Error(codes.Unavailable, "the candidate is loading")
+		}},
+		{"too large", collector.ErrorInvalidResponse, func(_ context.Context, _ *streamCandidate, _ *shadowStreamCall, req []byte, send func([]byte) error) error {
+			return send(streamAnswer("", "price", fieldString(req, 3), -1, textTensor("pad", strings.Repeat("x", 2048))))
+		}},
+		{"slow", collector.ErrorTimeout, func(ctx context.Context, _ *streamCandidate, _ *shadowStreamCall, _ []byte, _ func([]byte) error) error {
+			<-ctx.Done() // the sidecar gave up
+			return ctx.Err()
+		}},
+		{"silent", collector.ShadowInvalidPayload, func(context.Context, *streamCandidate, *shadowStreamCall, []byte, func([]byte) error) error {
+			return nil // ends the call well at the half-close, unanswered
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := rawGRPCServer(t, lengthModel)
+			candidate := newStreamCandidate(t, tc.serve)
+			e := streamShadowSidecar(t, up, candidate.url, func(o *Options) {
+				if tc.reason == collector.ErrorTimeout {
+					o.Shadow.Timeout = 200 * time.Millisecond
+				}
+				o.CaptureMaxBodySize = 1024
+			})
+			req := streamRequest("price", "r1", 1)
+			got, err := streamAll(t, context.Background(), grpcClient(t, e.GRPCAddr()), modelStreamInfer, req)
+			require.NoError(t, err)
+			require.Equal(t, [][]byte{lengthAnswer(req, -1)}, got)
+			waitIdle(t, e)
+			price := map[string]string{"model": "price"}
+			require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, price))
+			require.Equal(t, 1.0, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "price", "reason": tc.reason}))
+			require.Zero(t, metricValue(t, e, collector.ShadowPredictionsTotal, price))
+			for _, reason := range collector.ErrorReasons {
+				require.Zero(t, metricValue(t, e, collector.PredictionErrorsTotal, map[string]string{"model": "price", "reason": reason}), "the model's own")
+			}
+		})
+	}
+}
