@@ -184,7 +184,7 @@ func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, er
 // prediction may have reached the model. grpc-go still retries, on its own
 // and whatever the options, a call the server did not take (refused with
 // REFUSED_STREAM, or past the last a GOAWAY let through): a transparent
-// retry, which a stats.Handler among opts sees (shadowRetries). It
+// retry, which a stats.Handler among opts sees (transparentRetries). It
 // connects on the first call; w watches its connections.
 func dialGRPC(flag, raw, prefix string, o promconfig.TLSConfig, maxMsg int, w *connWatch, logger *slog.Logger, opts ...grpc.DialOption) (conn *grpc.ClientConn, isTLS bool, err error) {
 	u, host, err := parseUpstream(flag, raw)

@@ -196,9 +196,10 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 		var err error
 		// Its answers up to what the parser would parse; the requests were
 		// captured, so they are no larger. grpc-go's transparent retries of
-		// its calls are counted (shadowRetries).
+		// its calls are counted, by the model of each (transparentRetries,
+		// withRetries).
 		if s.conn, _, err = dialGRPC("--shadow.grpc-upstream", o.GRPCUpstream, "--shadow.", o.TLS, q.maxBody, new(connWatch), logger,
-			grpc.WithStatsHandler(shadowRetries{})); err != nil {
+			grpc.WithStatsHandler(transparentRetries{})); err != nil {
 			return nil, err
 		}
 	}

@@ -9,10 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/modelmon/modelmon/collector"
@@ -154,35 +152,3 @@ func shadowCallReason(err error, maxBody int) (reason string, answered bool) {
 	}
 	return collector.ErrorUpstream4xx, true
 }
-
-// shadowRetries counts grpc-go's transparent retries of the shadow's calls
-// in modelmon_shadow_retries_total, as the HTTP shadow's round trip counts
-// its retries there. grpc-go makes them on its own, whatever the options
-// (dialGRPC), of a call the shadow did not take: refused with
-// REFUSED_STREAM, past the last stream a GOAWAY let through, or on a
-// connection that closed before the call left. Only a stats.Handler sees
-// them, in the stats.Begin of each attempt; the counter is the call's
-// model's, in its context (withRetries).
-type shadowRetries struct{}
-
-// retriesKey is the context key of a call's retry counter.
-type retriesKey struct{}
-
-// withRetries is ctx, its calls' transparent retries counted in c.
-func withRetries(ctx context.Context, c prometheus.Counter) context.Context {
-	return context.WithValue(ctx, retriesKey{}, c)
-}
-
-func (shadowRetries) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-
-func (shadowRetries) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if b, ok := s.(*stats.Begin); ok && b.IsTransparentRetryAttempt {
-		if c, ok := ctx.Value(retriesKey{}).(prometheus.Counter); ok {
-			c.Inc()
-		}
-	}
-}
-
-func (shadowRetries) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-
-func (shadowRetries) HandleConn(context.Context, stats.ConnStats) {}

@@ -1,12 +1,8 @@
 package exporter
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/binary"
-	"io"
 	"math"
 	"net"
 	"os"
@@ -18,8 +14,6 @@ import (
 
 	promconfig "github.com/prometheus/common/config"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -274,107 +268,13 @@ func TestShadowGRPCRefusesRequest(t *testing.T) {
 	require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": "fraud", "reason": collector.ErrorInvalidResponse}))
 }
 
-// refusingGRPCServer is a gRPC server on loopback, written frame by frame
-// as grpc-go's own TestRetryStats writes one, that refuses the first call
-// of each connection with RST_STREAM REFUSED_STREAM before reading it (as
-// a server that takes no more streams does), and answers every other one
-// with answer. grpc-go retries a refused call transparently, whatever its
-// options.
-func refusingGRPCServer(t *testing.T, answer []byte) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serveRefusing(conn, answer)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return "http://" + ln.Addr().String()
-}
-
-func serveRefusing(conn net.Conn, answer []byte) {
-	defer conn.Close()
-	if _, err := io.ReadFull(conn, make([]byte, len(http2.ClientPreface))); err != nil {
-		return
-	}
-	w := bufio.NewWriter(conn)
-	fr := http2.NewFramer(w, bufio.NewReader(conn))
-	headers := func(sid uint32, end bool, kv ...string) {
-		var b bytes.Buffer
-		enc := hpack.NewEncoder(&b)
-		for i := 0; i < len(kv); i += 2 {
-			_ = enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
-		}
-		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: sid, BlockFragment: b.Bytes(), EndStream: end, EndHeaders: true})
-	}
-	_ = fr.WriteSettings()
-	_ = w.Flush()
-	var refused uint32
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				_ = fr.WriteSettingsAck()
-			}
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				_ = fr.WritePing(true, f.Data)
-			}
-		case *http2.HeadersFrame:
-			if refused == 0 {
-				refused = f.StreamID
-				_ = fr.WriteRSTStream(f.StreamID, http2.ErrCodeRefusedStream)
-			}
-		case *http2.DataFrame:
-			if f.StreamID == refused || !f.StreamEnded() {
-				continue
-			}
-			// The request is all there: one answer, then OK.
-			headers(f.StreamID, false, ":status", "200", "content-type", "application/grpc")
-			msg := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(answer)))
-			_ = fr.WriteData(f.StreamID, false, append(msg, answer...))
-			headers(f.StreamID, true, "grpc-status", "0")
-		}
-		_ = w.Flush()
-	}
-}
-
 // grpc-go retries a mirrored call the shadow refused unread, on its own
 // (a transparent retry, which no option turns off): it is counted in
 // modelmon_shadow_retries_total, as the HTTP shadow's retries are, and the
 // answer to the retry is compared.
 func TestShadowGRPCTransparentRetry(t *testing.T) {
 	candidate := refusingGRPCServer(t, inferCall("fraud", "", inferTensor("y", []uint64{1}, 0.25)))
-	e := grpcShadowSidecar(t, "http://127.0.0.1:1", candidate, nil)
+	e := grpcShadowSidecar(t, "http://127.0.0.1:1", candidate.url, nil)
 	conn := grpcClient(t, e.GRPCAddr())
 	fraud := map[string]string{"model": "fraud"}
 	for i := range 2 {
@@ -382,6 +282,10 @@ func TestShadowGRPCTransparentRetry(t *testing.T) {
 		var resp []byte
 		require.NoError(t, conn.Invoke(context.Background(), modelInfer, &req, &resp))
 		waitCaptured(t, e, int64(i+1))
+		got := candidate.received()
+		require.Len(t, got, i+1, "the refused call never reached the shadow")
+		require.Equal(t, modelInfer, got[i].method)
+		require.Equal(t, req, got[i].msg)
 		require.Equal(t, float64(i+1), metricValue(t, e, collector.ShadowPredictionsTotal, fraud), "compared")
 		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRetriesTotal, fraud), "the first call only was refused")
 	}
