@@ -108,7 +108,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		UpstreamRetries: f.NewCounter(prometheus.CounterOpts{
 			Name: UpstreamRetriesTotal,
-			Help: "The total number of HTTP requests sent to the model server a second time, on another connection, after the kept-alive connection they went out on ended before any answer (idempotent methods, requests with an Idempotency-Key or X-Idempotency-Key header, and requests none of which had been sent).",
+			Help: "The total number of requests sent to the model server a second time: HTTP ones on another connection, after the kept-alive connection they went out on ended before any answer (idempotent methods, requests with an Idempotency-Key or X-Idempotency-Key header, and requests none of which had been sent), gRPC calls the model server refused unread, which grpc-go sent again on its own.",
 		}),
 		Predictions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: PredictionsTotal,

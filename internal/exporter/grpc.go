@@ -161,7 +161,10 @@ func (rawCodec) Name() string { return "proto" }
 
 func newGRPCProxy(p *proxy, o ProxyOptions, logger *slog.Logger) (*grpcProxy, error) {
 	watch := new(connWatch)
-	conn, isTLS, err := dialGRPC("--proxy.grpc-upstream", o.GRPCUpstream, "--proxy.upstream-", o.TLS, o.MaxBodySize, watch, logger)
+	// grpc-go's transparent retries of its calls count with the HTTP
+	// proxy's retries (transparentRetries).
+	conn, isTLS, err := dialGRPC("--proxy.grpc-upstream", o.GRPCUpstream, "--proxy.upstream-", o.TLS, o.MaxBodySize, watch, logger,
+		grpc.WithStatsHandler(transparentRetries{p.metrics.UpstreamRetries}))
 	if err != nil {
 		return nil, err
 	}

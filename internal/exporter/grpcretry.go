@@ -14,8 +14,10 @@ import (
 // through, or on a connection that closed before the call left. Only a
 // stats.Handler sees them, in the stats.Begin of each attempt. A retry
 // counts in the counter of its call's context (withRetries: the shadow's
-// calls, in modelmon_shadow_retries_total by model).
-type transparentRetries struct{}
+// calls, in modelmon_shadow_retries_total by model), else in c when not
+// nil (the gRPC proxy's, in modelmon_upstream_retries_total, as the HTTP
+// proxy's round trip counts its retries there).
+type transparentRetries struct{ c prometheus.Counter }
 
 // retriesKey is the context key of a call's retry counter.
 type retriesKey struct{}
@@ -25,15 +27,19 @@ func withRetries(ctx context.Context, c prometheus.Counter) context.Context {
 	return context.WithValue(ctx, retriesKey{}, c)
 }
 
-func (transparentRetries) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+func (h transparentRetries) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
 	return ctx
 }
 
-func (transparentRetries) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if b, ok := s.(*stats.Begin); ok && b.IsTransparentRetryAttempt {
-		if c, ok := ctx.Value(retriesKey{}).(prometheus.Counter); ok {
-			c.Inc()
-		}
+func (h transparentRetries) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	b, ok := s.(*stats.Begin)
+	if !ok || !b.IsTransparentRetryAttempt {
+		return
+	}
+	if c, ok := ctx.Value(retriesKey{}).(prometheus.Counter); ok {
+		c.Inc()
+	} else if h.c != nil {
+		h.c.Inc()
 	}
 }
 

@@ -3,6 +3,7 @@ package exporter
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/modelmon/modelmon/collector"
 )
 
 // refusingServer is a gRPC server on loopback, written frame by frame as
@@ -141,5 +144,61 @@ func (s *refusingServer) serve(conn net.Conn) {
 			headers(f.StreamID, true, "grpc-status", "0")
 		}
 		_ = w.Flush()
+	}
+}
+
+// grpc-go sends a call the model server refused unread again on its own (a
+// transparent retry, which no option turns off): the gRPC proxy counts it
+// in modelmon_upstream_retries_total, as the HTTP proxy counts the
+// requests it sends again, a prediction and a passthrough call alike. The
+// client gets the model server's answer, and the call counts once.
+func TestGRPCTransparentRetry(t *testing.T) {
+	answer := inferCall("fraud", "", inferTensor("y", []uint64{1}, 0.25))
+	for _, tc := range []struct {
+		name   string
+		method string
+		check  func(t *testing.T, e *Exporter, calls int)
+	}{
+		{"prediction", modelInfer, func(t *testing.T, e *Exporter, calls int) {
+			waitCaptured(t, e, int64(calls))
+			fraud := map[string]string{"model": "fraud"}
+			n := float64(calls)
+			require.Equal(t, n, metricValue(t, e, collector.RequestsTotal, fraud))
+			require.Equal(t, n, metricValue(t, e, collector.PredictionDuration+"_count", fraud))
+			require.Equal(t, n, metricValue(t, e, collector.ProxyOverhead+"_count", nil))
+			require.Equal(t, n, metricValue(t, e, collector.RequestSizeBytes+"_count", fraud))
+			require.Equal(t, n, metricValue(t, e, collector.PredictionsTotal, fraud))
+			require.Zero(t, metricValue(t, e, collector.RequestsInFlight, fraud))
+			for _, reason := range collector.ErrorReasons {
+				require.Zero(t, metricValue(t, e, collector.PredictionErrorsTotal, map[string]string{"model": "fraud", "reason": reason}), reason)
+			}
+		}},
+		{"passthrough", passthroughMethod, func(t *testing.T, e *Exporter, calls int) {
+			require.Equal(t, float64(calls), metricValue(t, e, collector.PassthroughRequestsTotal, nil))
+			require.Zero(t, metricValue(t, e, collector.RequestsTotal, map[string]string{"model": "fraud"}))
+			for _, reason := range collector.ErrorReasons {
+				require.Zero(t, metricValue(t, e, collector.PassthroughErrorsTotal, map[string]string{"reason": reason}), reason)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := refusingGRPCServer(t, answer)
+			e := grpcSidecarFor(t, up.url, nil)
+			conn := grpcClient(t, e.GRPCAddr())
+			req := inferCall("fraud", "", inferTensor("x", []uint64{1, 2}, 1, 2))
+			for i := range 2 {
+				ctx := metadata.AppendToOutgoingContext(context.Background(), "x-call", "call")
+				var resp []byte
+				require.NoError(t, conn.Invoke(ctx, tc.method, &req, &resp))
+				require.Equal(t, answer, resp, "the model server's answer")
+				got := up.received()
+				require.Len(t, got, i+1, "the refused call never reached the model server")
+				require.Equal(t, tc.method, got[i].method)
+				require.Equal(t, req, got[i].msg, "the client's request")
+				require.Equal(t, []string{"call"}, got[i].md.Get("x-call"))
+				require.Equal(t, 1.0, metricValue(t, e, collector.UpstreamRetriesTotal, nil), "the first call only was refused")
+				tc.check(t, e, i+1)
+			}
+		})
 	}
 }
