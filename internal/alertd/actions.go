@@ -178,33 +178,43 @@ type actionRunner struct {
 	// deferred are the sends decided by triggers made with the store's
 	// lock held (onAlertFires), which the store's commit makes.
 	deferred []*sending
-	client   *http.Client
-	now      func() time.Time
-	logger   *slog.Logger
+	// schedRetries are the schedules whose run the outbox refused, by
+	// action, tried again on the loop's passes (see retry).
+	schedRetries map[string]*retry
+	// retryMaxWait is the most passes of the loop between two attempts of
+	// a retry (the outbox's max backoff over the loop's interval).
+	retryMaxWait int
+	client       *http.Client
+	now          func() time.Time
+	logger       *slog.Logger
 	// note records a decision in the history of alerts; called without
 	// mu held.
 	note func([]model.Fingerprint, Decision)
 	// dirty is set when the state changed since it was last written.
 	dirty bool
 
-	triggered    *prometheus.CounterVec
-	refused      *prometheus.CounterVec
-	verification *prometheus.CounterVec
+	triggered       *prometheus.CounterVec
+	refused         *prometheus.CounterVec
+	verification    *prometheus.CounterVec
+	enqueueFailures *prometheus.CounterVec
+	enqueueRetries  *prometheus.CounterVec
 }
 
 func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*actionRunner, error) {
 	r := &actionRunner{
-		file:   newStateFile(filepath.Join(storage, "actions.json")),
-		cfgs:   map[string]*alertconfig.Action{},
-		byKey:  map[string]*actionRequest{},
-		byID:   map[string]*actionRequest{},
-		slots:  map[string]time.Time{},
-		sched:  map[string]string{},
-		unsent: map[string]*sending{},
-		client: &http.Client{},
-		now:    now,
-		logger: logger,
-		note:   func([]model.Fingerprint, Decision) {},
+		file:         newStateFile(filepath.Join(storage, "actions.json")),
+		cfgs:         map[string]*alertconfig.Action{},
+		byKey:        map[string]*actionRequest{},
+		byID:         map[string]*actionRequest{},
+		slots:        map[string]time.Time{},
+		sched:        map[string]string{},
+		unsent:       map[string]*sending{},
+		schedRetries: map[string]*retry{},
+		retryMaxWait: int(outbox.DefaultMaxBackoff / (15 * time.Second)),
+		client:       &http.Client{},
+		now:          now,
+		logger:       logger,
+		note:         func([]model.Fingerprint, Decision) {},
 		triggered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_actions_triggered_total",
 			Help: "The total number of times an action was sent to its receiver, by what triggered it (alert, escalation, schedule, rollback).",
@@ -217,6 +227,14 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 			Name: "alertd_actions_verification_total",
 			Help: "The total number of verifications of triggered actions, by result (resolved: the alerts resolved in time; failed: they did not).",
 		}, []string{"action", "result"}),
+		enqueueFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_actions_enqueue_failures_total",
+			Help: "The total number of actions decided sent whose message the outbox refused to store (a full disk, say), by what triggered them; those of schedules are retried.",
+		}, []string{"action", "trigger"}),
+		enqueueRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_actions_enqueue_retries_total",
+			Help: "The total number of retries of schedule triggers whose message the outbox had refused, by trigger.",
+		}, []string{"action", "trigger"}),
 	}
 	var st actionState
 	if _, err := readJSON(r.file.path, &st); err != nil {
@@ -231,7 +249,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 	if st.Schedules != nil {
 		r.sched = st.Schedules
 	}
-	reg.MustRegister(r.triggered, r.refused, r.verification)
+	reg.MustRegister(r.triggered, r.refused, r.verification, r.enqueueFailures, r.enqueueRetries)
 	return r, nil
 }
 
@@ -316,7 +334,9 @@ func (r *actionRunner) set(cfgs []*alertconfig.Action) {
 		r.names = append(r.names, c.Name)
 		for _, t := range actionTriggers {
 			r.triggered.WithLabelValues(c.Name, t)
+			r.enqueueFailures.WithLabelValues(c.Name, t)
 		}
+		r.enqueueRetries.WithLabelValues(c.Name, triggerSchedule)
 		for _, reason := range act.Reasons() {
 			r.refused.WithLabelValues(c.Name, reason)
 		}
@@ -470,7 +490,8 @@ func (r *actionRunner) sendLocked(c *alertconfig.Action, req, prev *actionReques
 // refuses the message, the request is as it was before: a new one is
 // forgotten, so that the same trigger, repeated (the alert taken in
 // again, a restart), tries again, and an approved one awaits approval
-// again.
+// again. Schedules are also tried again on the loop's passes (retry); the
+// error is an *enqueueError.
 func (r *actionRunner) send(s *sending) error {
 	err := r.enqueue(s.msg)
 	r.mu.Lock()
@@ -481,6 +502,7 @@ func (r *actionRunner) send(s *sending) error {
 		r.triggered.WithLabelValues(s.action, s.trigger).Inc()
 		return nil
 	}
+	r.enqueueFailures.WithLabelValues(s.action, s.trigger).Inc()
 	if req, ok := r.byID[s.id]; ok {
 		if s.prev != nil {
 			*req = *s.prev.clone()
@@ -490,8 +512,20 @@ func (r *actionRunner) send(s *sending) error {
 			delete(r.byID, req.ID)
 		}
 	}
-	return fmt.Errorf("action %q (request %s) not sent: %w", s.action, s.id, err)
+	return &enqueueError{action: s.action, id: s.id, err: err}
 }
+
+// enqueueError is send's error: the outbox refused the message.
+type enqueueError struct {
+	action, id string
+	err        error
+}
+
+func (e *enqueueError) Error() string {
+	return fmt.Sprintf("action %q (request %s) not sent: %v", e.action, e.id, e.err)
+}
+
+func (e *enqueueError) Unwrap() error { return e.err }
 
 // deferSend keeps the send of a trigger made with the store's lock held
 // for the store's commit (commit).
@@ -517,6 +551,50 @@ func (r *actionRunner) commit() {
 		}
 	}
 	r.trySave()
+}
+
+// retry is a schedule's run whose message the outbox refused (a full
+// disk, say), tried again on the loop's passes (tickActions): after the
+// first refusal at the next pass, then after 2, 4, 8 … passes, up to
+// retryMaxWait. A refused request is forgotten (send), so a retry triggers
+// the action anew with the same key: the guardrails and the approval apply
+// as to a trigger made then, and the outbox's key dedup keeps it from
+// being sent twice. Retries are kept in memory only: after a restart a
+// schedule's slot is still due (dueSchedules).
+type retry struct {
+	action string
+	// attempts counts the refusals; wait is how many passes to let go by
+	// before the next attempt.
+	attempts, wait int
+	// since is the first refusal; err the latest, logged and recorded
+	// when it changes.
+	since time.Time
+	err   string
+}
+
+// refused records one more refusal and the passes to let go by before the
+// next attempt, which comes 1, 2, 4 … passes after this one, at most
+// maxWait; it reports whether the error changed.
+func (rt *retry) refused(err error, maxWait int) (changed bool) {
+	rt.attempts++
+	gap := 1
+	for i := 1; i < rt.attempts && gap < maxWait; i++ {
+		gap *= 2
+	}
+	rt.wait = max(1, min(gap, maxWait)) - 1
+	changed = err.Error() != rt.err
+	rt.err = err.Error()
+	return changed
+}
+
+// due reports whether the retry is to be attempted at this pass, counting
+// the pass down otherwise.
+func (rt *retry) due() bool {
+	if rt.wait > 0 {
+		rt.wait--
+		return false
+	}
+	return true
 }
 
 // errApproval is returned for approving or rejecting a request that does
@@ -627,6 +705,14 @@ func (r *actionRunner) settle(id, result, followUp string, now time.Time) {
 // slot it was at is no slot of its new schedule, and running at once
 // because the new schedule's slot in progress is later than it would run
 // a nightly retrain at the hour of the reload.
+//
+// A due slot stays due until the caller reports it run (scheduleRan), once
+// its action is in the outbox or settled otherwise (awaiting approval,
+// refused by a guardrail): a crash in between, or an outbox that refuses
+// the message, leaves it due, and it runs at the next pass, or after the
+// restart, with the same idempotency key, which the outbox does not send
+// twice. A schedule whose run the outbox refused waits its retry's passes
+// (scheduleRefused). Slots missed meanwhile run once, as the latest.
 func (r *actionRunner) dueSchedules(now time.Time) map[string]time.Time {
 	defer r.save(now) // after the unlock
 	r.mu.Lock()
@@ -636,6 +722,7 @@ func (r *actionRunner) dueSchedules(now time.Time) map[string]time.Time {
 		if c, ok := r.cfgs[n]; !ok || c.Trigger.Schedule == nil {
 			delete(r.slots, n)
 			delete(r.sched, n)
+			delete(r.schedRetries, n)
 			r.dirty = true
 		}
 	}
@@ -653,14 +740,50 @@ func (r *actionRunner) dueSchedules(now time.Time) map[string]time.Time {
 		switch {
 		case !ok:
 			r.slots[n], r.sched[n], r.dirty = slot, sched, true
+			delete(r.schedRetries, n)
 		case slot.After(last):
-			r.slots[n], r.sched[n], r.dirty = slot, sched, true
+			if r.sched[n] != sched {
+				r.sched[n], r.dirty = sched, true
+			}
+			if rt, ok := r.schedRetries[n]; ok {
+				if !rt.due() {
+					continue
+				}
+				r.enqueueRetries.WithLabelValues(n, triggerSchedule).Inc()
+			}
 			out[n] = slot
 		case r.sched[n] != sched:
 			r.sched[n], r.dirty = sched, true
 		}
 	}
 	return out
+}
+
+// scheduleRan records that a schedule's due slot ran: its action is in
+// the outbox, or was settled otherwise. It saves the state.
+func (r *actionRunner) scheduleRan(name string, slot, now time.Time) {
+	r.mu.Lock()
+	if last, ok := r.slots[name]; ok && slot.After(last) {
+		r.slots[name], r.dirty = slot, true
+	}
+	delete(r.schedRetries, name)
+	r.mu.Unlock()
+	r.save(now)
+}
+
+// scheduleRefused records that the outbox refused a schedule's run: its
+// slot stays due, and is retried after the retry's passes. It returns the
+// retry as it is now, and whether the error changed.
+func (r *actionRunner) scheduleRefused(name string, err error, now time.Time) (retry, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt, ok := r.schedRetries[name]
+	if !ok {
+		rt = &retry{action: name, since: now}
+		r.schedRetries[name] = rt
+	}
+	changed := rt.refused(err, r.retryMaxWait)
+	return *rt, changed
 }
 
 // list returns the requests, newest first.
@@ -1102,6 +1225,12 @@ func decidedBy(by string) string {
 
 // tickActions runs the schedules, expires approvals and verifies the
 // actions sent, as time passes.
+//
+// A schedule's due slot is reported run (scheduleRan) only once its action
+// is in the outbox, or settled otherwise, so that a crash or a refused
+// enqueue leaves it due rather than lost; its key is deterministic per
+// slot, so a run repeated after a crash that followed the enqueue is not
+// sent twice.
 func (a *Alertd) tickActions(ctx context.Context, now time.Time) {
 	for name, slot := range a.actions.dueSchedules(now) {
 		var labels map[string]string
@@ -1114,9 +1243,21 @@ func (a *Alertd) tickActions(ctx context.Context, now time.Time) {
 			labels = map[string]string{}
 		}
 		key := fmt.Sprintf("action/%s/schedule/%d", name, slot.Unix())
-		if err := a.triggerAction(ctx, name, triggerSchedule, labels, nil, key); err != nil {
+		err := a.triggerAction(ctx, name, triggerSchedule, labels, nil, key)
+		var ee *enqueueError
+		if errors.As(err, &ee) {
+			rt, changed := a.actions.scheduleRefused(name, err, now)
+			log := a.logger.Debug
+			if changed {
+				log = a.logger.Warn
+			}
+			log("Scheduled action not sent, will retry later", "action", name, "slot", slot, "attempts", rt.attempts, "err", err)
+			continue
+		}
+		if err != nil {
 			a.logger.Warn("Scheduled action not sent", "action", name, "err", err)
 		}
+		a.actions.scheduleRan(name, slot, now)
 	}
 	for _, req := range a.actions.expire(now) {
 		a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "expired",

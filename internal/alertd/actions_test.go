@@ -84,6 +84,13 @@ func startActionsAlertd(t *testing.T, clock *testClock, cfg func(dir string) str
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, dir, "alertd.yml", cfg(dir))
+	return restartActionsAlertd(t, clock, dir, before)
+}
+
+// restartActionsAlertd starts alertd on the configuration and storage
+// startActionsAlertd left in dir.
+func restartActionsAlertd(t *testing.T, clock *testClock, dir string, before func(*Alertd)) *testAlertd {
+	t.Helper()
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
 	a, err := New(o)

@@ -368,6 +368,13 @@ func New(o Options) (*Alertd, error) {
 	a.pushedAlerts = newPushedFile(pushedAlertsPath(o.StoragePath), a.store)
 	a.upstream = newUpstream(a.ctx, a.reg, a.store, a.logger.With("component", "upstream"), o.Now, a.cfg.Load)
 	a.actions.enqueue, a.actions.note, a.store.onFire = a.notify.Outbox().Enqueue, a.store.note, a.onAlertFires
+	// Scheduled runs the outbox refused are retried on the loop's passes,
+	// backing off up to the outbox's max backoff.
+	maxBackoff := o.Outbox.MaxBackoff
+	if maxBackoff <= 0 {
+		maxBackoff = outbox.DefaultMaxBackoff
+	}
+	a.actions.retryMaxWait = max(1, int(maxBackoff/a.loopInterval()))
 	a.store.saves = append(a.store.saves, a.actions.commit)
 	a.reg.MustRegister(&lifecycleCollector{deployments: a.deployments, ledger: a.ledger, now: o.Now})
 	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {
@@ -788,7 +795,7 @@ func (a *Alertd) Start() error {
 // loop reloads on SIGHUP and POST /-/reload, and every resend delay holds
 // alerts while the data source is down and forgets old resolved alerts.
 func (a *Alertd) loop(hup <-chan os.Signal) {
-	t := time.NewTicker(min(a.opts.ResendDelay, 15*time.Second))
+	t := time.NewTicker(a.loopInterval())
 	defer t.Stop()
 	for {
 		select {
@@ -822,6 +829,10 @@ func (a *Alertd) loop(hup <-chan os.Signal) {
 		}
 	}
 }
+
+// loopInterval is how often the loop's pass runs: every resend delay, at
+// most 15s.
+func (a *Alertd) loopInterval() time.Duration { return min(a.opts.ResendDelay, 15*time.Second) }
 
 // Addr returns the address of the first web listener.
 func (a *Alertd) Addr() string {
