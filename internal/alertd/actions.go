@@ -178,12 +178,17 @@ type actionRunner struct {
 	// deferred are the sends decided by triggers made with the store's
 	// lock held (onAlertFires), which the store's commit makes.
 	deferred []*sending
-	// schedRetries are the schedules whose run the outbox refused, by
-	// action, tried again on the loop's passes (see retry).
+	// retries are the alert triggers whose message the outbox refused,
+	// by key, and schedRetries the schedules whose run it refused, by
+	// action: both are tried again on the loop's passes (see retry).
+	retries      map[string]*retry
 	schedRetries map[string]*retry
 	// retryMaxWait is the most passes of the loop between two attempts of
-	// a retry (the outbox's max backoff over the loop's interval).
+	// a retry (the outbox's max backoff over the loop's interval);
+	// retryMaxAge how long an alert trigger is retried (the outbox's max
+	// age).
 	retryMaxWait int
+	retryMaxAge  time.Duration
 	client       *http.Client
 	now          func() time.Time
 	logger       *slog.Logger
@@ -209,8 +214,10 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		slots:        map[string]time.Time{},
 		sched:        map[string]string{},
 		unsent:       map[string]*sending{},
+		retries:      map[string]*retry{},
 		schedRetries: map[string]*retry{},
 		retryMaxWait: int(outbox.DefaultMaxBackoff / (15 * time.Second)),
+		retryMaxAge:  outbox.DefaultMaxAge,
 		client:       &http.Client{},
 		now:          now,
 		logger:       logger,
@@ -229,11 +236,11 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		}, []string{"action", "result"}),
 		enqueueFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_actions_enqueue_failures_total",
-			Help: "The total number of actions decided sent whose message the outbox refused to store (a full disk, say), by what triggered them; those of schedules are retried.",
+			Help: "The total number of actions decided sent whose message the outbox refused to store (a full disk, say), by what triggered them; those of alerts and schedules are retried.",
 		}, []string{"action", "trigger"}),
 		enqueueRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_actions_enqueue_retries_total",
-			Help: "The total number of retries of schedule triggers whose message the outbox had refused, by trigger.",
+			Help: "The total number of retries of alert and schedule triggers whose message the outbox had refused, by trigger.",
 		}, []string{"action", "trigger"}),
 	}
 	var st actionState
@@ -336,7 +343,9 @@ func (r *actionRunner) set(cfgs []*alertconfig.Action) {
 			r.triggered.WithLabelValues(c.Name, t)
 			r.enqueueFailures.WithLabelValues(c.Name, t)
 		}
-		r.enqueueRetries.WithLabelValues(c.Name, triggerSchedule)
+		for _, t := range []string{triggerAlert, triggerSchedule} {
+			r.enqueueRetries.WithLabelValues(c.Name, t)
+		}
 		for _, reason := range act.Reasons() {
 			r.refused.WithLabelValues(c.Name, reason)
 		}
@@ -490,8 +499,8 @@ func (r *actionRunner) sendLocked(c *alertconfig.Action, req, prev *actionReques
 // refuses the message, the request is as it was before: a new one is
 // forgotten, so that the same trigger, repeated (the alert taken in
 // again, a restart), tries again, and an approved one awaits approval
-// again. Schedules are also tried again on the loop's passes (retry); the
-// error is an *enqueueError.
+// again. Alert triggers and schedules are also tried again on the loop's
+// passes (retry); the error is an *enqueueError.
 func (r *actionRunner) send(s *sending) error {
 	err := r.enqueue(s.msg)
 	r.mu.Lock()
@@ -500,6 +509,7 @@ func (r *actionRunner) send(s *sending) error {
 	r.dirty = true
 	if err == nil {
 		r.triggered.WithLabelValues(s.action, s.trigger).Inc()
+		delete(r.retries, s.msg.Key)
 		return nil
 	}
 	r.enqueueFailures.WithLabelValues(s.action, s.trigger).Inc()
@@ -538,31 +548,39 @@ func (r *actionRunner) deferSend(s *sending) {
 // commit is the store's save, after each pass of its stages, once the
 // store's lock is released: it makes the sends the pass's triggers
 // decided (onAlertFires), recording those the outbox refused in their
-// alerts' history, then saves the state (trySave).
+// alerts' history and keeping them to retry (retryRefused), then saves
+// the state (trySave).
 func (r *actionRunner) commit() {
 	r.mu.Lock()
 	ss := r.deferred
 	r.deferred = nil
 	r.mu.Unlock()
 	for _, s := range ss {
-		if err := r.send(s); err != nil {
-			r.logger.Error("Failed to send an action", "action", s.action, "request", s.id, "err", err)
-			r.note(s.alerts, Decision{Time: r.now(), Stage: "action", Action: "failed", Reason: err.Error()})
+		err := r.send(s)
+		if err == nil {
+			continue
 		}
+		now := r.now()
+		rt, _ := r.retryRefused(s, err, now)
+		r.logger.Error("Failed to send an action, will retry", "action", s.action, "request", s.id, "attempts", rt.attempts, "err", err)
+		r.note(s.alerts, Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error() + "; retried while the alert fires"})
 	}
 	r.trySave()
 }
 
-// retry is a schedule's run whose message the outbox refused (a full
-// disk, say), tried again on the loop's passes (tickActions): after the
-// first refusal at the next pass, then after 2, 4, 8 … passes, up to
-// retryMaxWait. A refused request is forgotten (send), so a retry triggers
-// the action anew with the same key: the guardrails and the approval apply
-// as to a trigger made then, and the outbox's key dedup keeps it from
-// being sent twice. Retries are kept in memory only: after a restart a
+// retry is an alert trigger or a schedule's run whose message the outbox
+// refused (a full disk, say), tried again on the loop's passes
+// (tickActions): after the first refusal at the next pass, then after 2,
+// 4, 8 … passes, up to retryMaxWait. A refused request is forgotten
+// (send), so a retry triggers the action anew with the same key: the
+// guardrails and the approval apply as to a trigger made then, and the
+// outbox's key dedup keeps it from being sent twice. Retries are kept in
+// memory only: after a restart the alerts are taken in again, and a
 // schedule's slot is still due (dueSchedules).
 type retry struct {
-	action string
+	action, key string
+	// alert is the alert that triggered it, for an alert trigger.
+	alert model.Fingerprint
 	// attempts counts the refusals; wait is how many passes to let go by
 	// before the next attempt.
 	attempts, wait int
@@ -595,6 +613,25 @@ func (rt *retry) due() bool {
 		return false
 	}
 	return true
+}
+
+// retryRefused keeps the alert trigger the outbox refused to try it again
+// (retry); it returns the retry as it is now, and whether the error
+// changed. A request that awaited approval is not retried: it awaits
+// approval again (send). Called without mu held.
+func (r *actionRunner) retryRefused(s *sending, err error, now time.Time) (retry, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.trigger != triggerAlert || s.prev != nil || len(s.alerts) != 1 {
+		return retry{attempts: 1}, true
+	}
+	rt, ok := r.retries[s.msg.Key]
+	if !ok {
+		rt = &retry{action: s.action, key: s.msg.Key, alert: s.alerts[0], since: now}
+		r.retries[s.msg.Key] = rt
+	}
+	changed := rt.refused(err, r.retryMaxWait)
+	return *rt, changed
 }
 
 // errApproval is returned for approving or rejecting a request that does
@@ -784,6 +821,31 @@ func (r *actionRunner) scheduleRefused(name string, err error, now time.Time) (r
 	}
 	changed := rt.refused(err, r.retryMaxWait)
 	return *rt, changed
+}
+
+// dueRetries returns the alert triggers to retry at this pass (retry),
+// and those given up on: retried for retryMaxAge.
+func (r *actionRunner) dueRetries(now time.Time) (due, givenUp []retry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key, rt := range r.retries {
+		switch {
+		case now.Sub(rt.since) >= r.retryMaxAge:
+			delete(r.retries, key)
+			givenUp = append(givenUp, *rt)
+		case rt.due():
+			due = append(due, *rt)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].key < due[j].key })
+	return due, givenUp
+}
+
+// dropRetry forgets the retry of an alert trigger.
+func (r *actionRunner) dropRetry(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.retries, key)
 }
 
 // list returns the requests, newest first.
@@ -1007,14 +1069,10 @@ func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 		if labels == nil {
 			labels = actionLabels(al)
 		}
-		ls := make(model.LabelSet, len(labels))
-		for k, v := range labels {
-			ls[model.LabelName(k)] = model.LabelValue(v)
-		}
-		if !c.Trigger.Parsed.Matches(ls) {
+		if !triggerMatches(c, labels) {
 			continue
 		}
-		key := fmt.Sprintf("action/%s/alert/%s/%d", c.Name, al.Fingerprint, al.StartsAt.UnixNano())
+		key := alertActionKey(c.Name, al.Fingerprint, al.StartsAt)
 		req, d, s, fresh, err := a.actions.trigger(now, c.Name, triggerAlert, labels, []string{al.Fingerprint.String()}, key)
 		if err != nil {
 			al.record(Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error()})
@@ -1030,6 +1088,108 @@ func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 				// Called with the store locked: ask outside it.
 				go a.requestApproval(a.ctx, req)
 			}
+		}
+	}
+}
+
+// triggerMatches reports whether an action's trigger.matchers select an
+// alert with these labels (actionLabels).
+func triggerMatches(c *alertconfig.Action, labels map[string]string) bool {
+	if len(c.Trigger.Parsed) == 0 {
+		return false
+	}
+	ls := make(model.LabelSet, len(labels))
+	for k, v := range labels {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	return c.Trigger.Parsed.Matches(ls)
+}
+
+// alertActionKey is the idempotency key of an action triggered by an
+// alert: one per action and firing episode.
+func alertActionKey(action string, fp model.Fingerprint, startsAt time.Time) string {
+	return fmt.Sprintf("action/%s/alert/%s/%d", action, fp, startsAt.UnixNano())
+}
+
+// firingForActions returns the labels actions see of the alert with this
+// fingerprint (actionLabels) and its start, if it fires unsuppressed at
+// now.
+func (s *store) firingForActions(now time.Time, fp model.Fingerprint) (map[string]string, time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	al, ok := s.alerts[fp]
+	if !ok || al.Suppressed || al.ResolvedAt(now) {
+		return nil, time.Time{}, false
+	}
+	return actionLabels(al), al.StartsAt, true
+}
+
+// retryAlertActions tries again the alert triggers whose message the
+// outbox refused (retry) while their alert fires unsuppressed, in the same
+// firing episode, and the action's matchers still select it: the alert
+// need not be sent again (an Alertmanager's repeat_interval may be hours,
+// a rule's alert may never change). The trigger is made anew, so the
+// guardrails and the approval apply as they stand now. One refused again
+// waits longer; one retried for the outbox's max age is given up.
+func (a *Alertd) retryAlertActions(ctx context.Context, now time.Time) {
+	due, givenUp := a.actions.dueRetries(now)
+	for _, rt := range givenUp {
+		why := fmt.Sprintf("action %q not sent, given up after %d refusals of the outbox in %s: %s",
+			rt.action, rt.attempts, model.Duration(now.Sub(rt.since)), rt.err)
+		a.store.note([]model.Fingerprint{rt.alert}, Decision{Time: now, Stage: "action", Action: "failed", Reason: why})
+		a.logger.Error("Gave up on an action the outbox refused", "action", rt.action, "key", rt.key, "attempts", rt.attempts, "err", rt.err)
+	}
+	cfgs := map[string]*alertconfig.Action{}
+	for _, c := range a.actions.configs() {
+		cfgs[c.Name] = c
+	}
+	for _, rt := range due {
+		c := cfgs[rt.action]
+		labels, startsAt, ok := a.store.firingForActions(now, rt.alert)
+		if !ok || c == nil || alertActionKey(rt.action, rt.alert, startsAt) != rt.key || !triggerMatches(c, labels) {
+			// Resolved, suppressed (its release triggers it again),
+			// refired (a new episode, a new trigger), or the action
+			// changed.
+			a.actions.dropRetry(rt.key)
+			a.logger.Debug("Dropped the retry of an action: its alert no longer triggers it", "action", rt.action, "key", rt.key)
+			continue
+		}
+		a.actions.enqueueRetries.WithLabelValues(rt.action, triggerAlert).Inc()
+		fps := []model.Fingerprint{rt.alert}
+		req, d, s, fresh, err := a.actions.trigger(now, rt.action, triggerAlert, labels, []string{rt.alert.String()}, rt.key)
+		switch {
+		case err != nil:
+			a.actions.dropRetry(rt.key)
+			a.store.note(fps, Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error()})
+			a.logger.Error("Failed to trigger an action", "action", rt.action, "err", err)
+			continue
+		case !fresh:
+			// Triggered meanwhile: the alert was taken in again.
+			a.actions.dropRetry(rt.key)
+			continue
+		}
+		if s != nil {
+			if err := a.actions.send(s); err != nil {
+				again, changed := a.actions.retryRefused(s, err, now)
+				if changed {
+					a.store.note(fps, Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error() + "; retried while the alert fires"})
+					a.logger.Warn("Action not sent, will retry later", "action", rt.action, "request", s.id, "attempts", again.attempts, "err", err)
+				} else {
+					a.logger.Debug("Action not sent, will retry later", "action", rt.action, "request", s.id, "attempts", again.attempts, "err", err)
+				}
+				continue
+			}
+			d.Reason += fmt.Sprintf(", after %d refusals of the outbox", rt.attempts)
+		}
+		a.actions.dropRetry(rt.key)
+		// After the send: a refused attempt records nothing but the
+		// refusal. The delivery may have been recorded already; the
+		// decision goes before it.
+		a.store.noteInOrder(fps, d)
+		a.actions.save(now)
+		a.logger.Info("Action triggered after the outbox refused it", "action", rt.action, "request", req.ID, "state", req.State, "attempts", rt.attempts)
+		if req.State == stateAwaitingApproval {
+			a.requestApproval(ctx, req)
 		}
 	}
 }
@@ -1259,6 +1419,7 @@ func (a *Alertd) tickActions(ctx context.Context, now time.Time) {
 		}
 		a.actions.scheduleRan(name, slot, now)
 	}
+	a.retryAlertActions(ctx, now)
 	for _, req := range a.actions.expire(now) {
 		a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "expired",
 			Reason: fmt.Sprintf("action %q (request %s) expired: %s", req.Action, req.ID, req.Reason)})

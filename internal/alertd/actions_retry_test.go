@@ -120,3 +120,162 @@ actions:
 		"the slot did not run after the restart")
 	require.Never(t, func() bool { return len(ci.requests()) > 2 }, 3*time.Second, 50*time.Millisecond, "a run was sent twice")
 }
+
+// An alert's action the outbox refused is retried while the alert fires:
+// delivered without the alert being sent again (an Alertmanager's
+// repeat_interval may be hours), with the same key, the retries counted.
+func TestActionOutboxRefusalRetried(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls, al := driftAlert("fraud", "amount")
+	var (
+		refuse  atomic.Bool
+		started <-chan string
+		release func()
+	)
+	refuse.Store(true)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    cooldown: 1h
+`
+	}, func(a *Alertd) { started, release = gateEnqueue(t, a, "action/retrain/", &refuse) })
+	release()
+	postAlertJSON(t, a, al)
+	refused := firstKey(t, started)
+	got := waitFor(t, a, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "failed" }, "no failure in the history")
+	require.Contains(t, lastOf(got.History, "action").Reason, ") not sent: "+errNoSpace.Error()+"; retried while the alert fires")
+
+	// The disk has room again; the alert is not sent again.
+	refuse.Store(false)
+	sent := waitRequest(t, a, "retrain", ls, inRequestState(stateDelivered), "not retried")
+	require.Equal(t, refused, sent.Key)
+	reqs := ci.waitRequests(t, 1)
+	require.Equal(t, refused, reqs[0].Header.Get("Idempotency-Key"))
+	got = waitFor(t, a, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "delivered" }, "no delivery in the history")
+	var actions []Decision
+	for _, d := range got.History {
+		if d.Stage == "action" {
+			actions = append(actions, d)
+		}
+	}
+	require.Len(t, actions, 4, "%+v", actions)
+	require.Equal(t, []string{"triggered", "failed", "triggered", "delivered"},
+		[]string{actions[0].Action, actions[1].Action, actions[2].Action, actions[3].Action}, "the retry's decision is recorded before its delivery")
+	require.Regexp(t, `after \d+ refusals of the outbox`, actions[2].Reason)
+	require.Contains(t, a.logs.String(), "Action triggered after the outbox refused it")
+	for _, name := range []string{"alertd_actions_enqueue_failures_total", "alertd_actions_enqueue_retries_total"} {
+		v, _ := metric(t, a.Registry(), name, "action", "retrain", "trigger", "alert")
+		require.GreaterOrEqual(t, v, 1.0, name)
+	}
+	v, _ := metric(t, a.Registry(), "alertd_actions_triggered_total", "action", "retrain", "trigger", "alert")
+	require.Equal(t, 1.0, v)
+	require.Never(t, func() bool { return len(ci.requests()) > 1 }, 3*time.Second, 50*time.Millisecond, "sent twice")
+	require.Zero(t, pendingRetries(a.Alertd))
+}
+
+// pendingRetries returns how many alert triggers wait for a retry.
+func pendingRetries(a *Alertd) int {
+	a.actions.mu.Lock()
+	defer a.actions.mu.Unlock()
+	return len(a.actions.retries)
+}
+
+// A retry is a trigger made anew: the guardrails apply as they stand. The
+// alert whose action the outbox refused is refused by the cooldown that
+// another alert of its model took meanwhile, and that is recorded.
+func TestActionOutboxRefusalRetryGuarded(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls1, al1 := driftAlert("fraud", "amount")
+	ls2, al2 := driftAlert("fraud", "age")
+	var (
+		refuse  atomic.Bool
+		started <-chan string
+		release func()
+	)
+	refuse.Store(true)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    cooldown: 1h
+`
+	}, func(a *Alertd) {
+		started, release = gateEnqueue(t, a, "action/retrain/alert/"+ls1.Fingerprint().String()+"/", &refuse)
+	})
+	release()
+	postAlertJSON(t, a, al1)
+	firstKey(t, started)
+	waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "failed" }, "no failure in the history")
+	postAlertJSON(t, a, al2)
+	waitRequest(t, a, "retrain", ls2, inRequestState(stateDelivered), "the other alert's action was not delivered")
+
+	refuse.Store(false)
+	req := waitRequest(t, a, "retrain", ls1, inRequestState(stateRefused), "the retry was not refused by the cooldown")
+	require.Contains(t, req.Reason, "cooldown")
+	got := waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "refused" }, "no refusal in the history")
+	require.Contains(t, lastOf(got.History, "action").Reason, "cooldown")
+	require.Never(t, func() bool { return len(ci.requests()) > 1 }, 3*time.Second, 50*time.Millisecond, "the cooldown did not hold")
+}
+
+// Retries are bounded: an alert's action the outbox keeps refusing is
+// given up after the outbox's max age, and the history says so.
+func TestActionOutboxRefusalGivenUp(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls, al := driftAlert("fraud", "amount")
+	var refuse atomic.Bool
+	refuse.Store(true)
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", classifyDrift+`
+actions:
+  - name: retrain
+    type: webhook
+    url: `+ci.URL+`/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+`)
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	o.Outbox.MaxAge = time.Hour
+	a, err := New(o)
+	require.NoError(t, err)
+	started, release := gateEnqueue(t, a, "action/retrain/", &refuse)
+	release()
+	require.NoError(t, a.Start())
+	ta := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
+	t.Cleanup(func() {
+		require.NoError(t, a.Stop())
+		if t.Failed() {
+			t.Logf("alertd log:\n%s", logs.String())
+		}
+	})
+	postAlertJSON(t, ta, al)
+	firstKey(t, started)
+	firstKey(t, started) // a retry, refused too
+	clock.skip(time.Hour)
+	got := waitFor(t, ta, ls, func(al alertJSON) bool {
+		return strings.Contains(lastOf(al.History, "action").Reason, "given up after")
+	}, "not given up")
+	require.Equal(t, "failed", lastOf(got.History, "action").Action)
+	require.Contains(t, logs.String(), "Gave up on an action the outbox refused")
+	require.Zero(t, pendingRetries(a))
+	refuse.Store(false)
+	require.Never(t, func() bool { return len(ci.requests()) > 0 }, 3*time.Second, 50*time.Millisecond, "retried after it was given up")
+}

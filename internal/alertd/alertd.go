@@ -368,13 +368,16 @@ func New(o Options) (*Alertd, error) {
 	a.pushedAlerts = newPushedFile(pushedAlertsPath(o.StoragePath), a.store)
 	a.upstream = newUpstream(a.ctx, a.reg, a.store, a.logger.With("component", "upstream"), o.Now, a.cfg.Load)
 	a.actions.enqueue, a.actions.note, a.store.onFire = a.notify.Outbox().Enqueue, a.store.note, a.onAlertFires
-	// Scheduled runs the outbox refused are retried on the loop's passes,
-	// backing off up to the outbox's max backoff.
-	maxBackoff := o.Outbox.MaxBackoff
+	// Actions the outbox refused are retried on the loop's passes, backing
+	// off up to the outbox's max backoff, alert triggers for its max age.
+	maxBackoff, maxAge := o.Outbox.MaxBackoff, o.Outbox.MaxAge
 	if maxBackoff <= 0 {
 		maxBackoff = outbox.DefaultMaxBackoff
 	}
-	a.actions.retryMaxWait = max(1, int(maxBackoff/a.loopInterval()))
+	if maxAge <= 0 {
+		maxAge = outbox.DefaultMaxAge
+	}
+	a.actions.retryMaxWait, a.actions.retryMaxAge = max(1, int(maxBackoff/a.loopInterval())), maxAge
 	a.store.saves = append(a.store.saves, a.actions.commit)
 	a.reg.MustRegister(&lifecycleCollector{deployments: a.deployments, ledger: a.ledger, now: o.Now})
 	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {

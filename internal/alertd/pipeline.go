@@ -642,6 +642,25 @@ func (s *store) note(fps []model.Fingerprint, d Decision) {
 	}
 }
 
+// noteInOrder is note for a decision recorded after what it caused may
+// have been (an action's delivery after its trigger): it goes before the
+// latest decisions made after its time.
+func (s *store) noteInOrder(fps []model.Fingerprint, d Decision) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, fp := range fps {
+		a, ok := s.alerts[fp]
+		if !ok {
+			continue
+		}
+		a.record(d)
+		h := a.History
+		for i := len(h) - 1; i > 1 && h[i-1].Time.After(d.Time); i-- {
+			h[i-1], h[i] = h[i], h[i-1]
+		}
+	}
+}
+
 // snapshot returns copies of the stored alerts, sorted by start time and
 // fingerprint, with history.
 func (s *store) snapshot() []Alert {
