@@ -213,6 +213,22 @@ type ModelDrift struct {
 	PredictionColumn string `yaml:"prediction_column"`
 }
 
+// DefaultMinSamples is the default of QualityAlerts.MinSamples. Over 100
+// labels, a model whose accuracy is 0.95 reads below 0.85 (84 right or
+// fewer, exact binomial) in fewer than 1 hour in 20,000, while one whose
+// accuracy fell to 0.75 reads below it in 99 hours in 100; over 5, one
+// wrong label reads 0.8, which the model of 0.95 gives in 1 hour in 4.4.
+// The closer the threshold to what the model holds, the more labels it
+// takes: a model of 0.9 reads below 0.8 over 100 in 1 hour in 1,200.
+// A class's F1 is 2J/(1+J), J the share right of the pairs the class is
+// in (predicted, labelled or both), which 100 of its predictions and
+// labels are at least 50 of: over 50, an F1 of 0.9 reads below 0.7 in
+// fewer than 1 hour in 500,000. Over 100 numeric labels with normal
+// errors, the RMSE reads 30 % above the model's in 1 hour in 50,000
+// (n·MSE/σ² is χ² with n degrees of freedom), over 6 in 1 hour in 8; the
+// MAE's relative standard error, 0.76/√n, is about the RMSE's.
+const DefaultMinSamples = 100
+
 // DefaultMinCalibrationSamples is the default of
 // QualityAlerts.MinCalibrationSamples. Simulated for a perfectly
 // calibrated model with confidences uniform in [0.5, 1], its expected
@@ -246,7 +262,17 @@ const DefaultMinShadowSamples = 200
 // computed by the recording rules of deploy/prometheus/quality.rules.yml.
 // A zero threshold is not checked.
 type QualityAlerts struct {
+	// MinAccuracy, MinF1, MaxMAE, MaxRMSE and MinR2 are checked over an
+	// hour with at least MinSamples labels joined (default
+	// DefaultMinSamples) that the figure is over: the class labels for
+	// accuracy; the class's predictions plus its labels for its F1, its
+	// denominator (2·right / (predicted + actual)), so that a model that
+	// floods a rare class with wrong predictions has its F1 checked though
+	// the class has few labels; the numeric labels for MAE, RMSE and R².
+	// With fewer, one wrong label in a quiet hour crosses the threshold.
+	// 1 checks every hour with a label.
 	MinAccuracy float64 `yaml:"min_accuracy"`
+	MinSamples  int     `yaml:"min_samples"`
 	// MinEstimatedAccuracy bounds the accuracy estimated without labels
 	// from the last hour's predictions' confidence, checked when the
 	// estimate rests on at least 90 % of them: the early warning while
@@ -384,6 +410,9 @@ func (c *Config) Validate() error {
 				if v < 0 || v > 1 {
 					return fmt.Errorf("models[%d].alerts.%s must be between 0 and 1, got %v", i, name, v)
 				}
+			}
+			if a.MinSamples < 0 {
+				return fmt.Errorf("models[%d].alerts.min_samples must not be negative, got %d", i, a.MinSamples)
 			}
 			if a.MinCalibrationSamples < 0 {
 				return fmt.Errorf("models[%d].alerts.min_calibration_samples must not be negative, got %d", i, a.MinCalibrationSamples)

@@ -75,25 +75,45 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		}
 		sel := fmt.Sprintf(`{model=%q}`, m.Name)
 		f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+		// Accuracy, F1, MAE, RMSE and R² are checked over an hour with at
+		// least MinSamples labels that the figure is over (config's
+		// DefaultMinSamples says why): in a quiet hour one wrong label
+		// crosses any threshold.
+		samples := " >= " + strconv.Itoa(cmp.Or(a.MinSamples, config.DefaultMinSamples))
+		classLabels := "\n  and on (model) sum by (model) (modelmon:prediction_outcome:increase1h" + sel + ")" + samples
+		numericLabels := "\n  and on (model) sum by (model) (modelmon:prediction_regression_outcomes:increase1h" + sel + ")" + samples
 		if a.MinAccuracy > 0 {
-			add("ModelAccuracyLow", categoryAccuracy, "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy), "Accuracy of model "+name+" below "+f(a.MinAccuracy)+".")
+			add("ModelAccuracyLow", categoryAccuracy, "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy)+classLabels, "Accuracy of model "+name+" below "+f(a.MinAccuracy)+".")
 		}
 		if a.MinEstimatedAccuracy > 0 {
 			add("ModelEstimatedAccuracyLow", categoryAccuracy, "modelmon:estimated_accuracy:1h"+sel+" < "+f(a.MinEstimatedAccuracy)+
 				"\n  and on (model) modelmon:estimated_accuracy_coverage:1h"+sel+" >= 0.9",
 				"Accuracy of model "+name+" estimated from its confidence below "+f(a.MinEstimatedAccuracy)+", before its labels say so.")
 		}
+		// A class's F1, 2·right / (predicted + actual), is over its
+		// predictions and its labels: the guard counts both, its
+		// denominator, so that a model that floods a class with wrong
+		// predictions is caught though the class has few labels in the
+		// hour (its F1 then is small whatever they say). Each side is
+		// summed by its own label before it is renamed class, so that
+		// `or` keeps both sides of a class (their other labels differ).
 		if a.MinF1 > 0 {
-			add("ModelF1Low", categoryAccuracy, "modelmon:f1:1h"+sel+" < "+f(a.MinF1), "F1 of a class of model "+name+" below "+f(a.MinF1)+".")
+			add("ModelF1Low", categoryAccuracy, "modelmon:f1:1h"+sel+" < "+f(a.MinF1)+
+				"\n  and on (model, class) sum by (model, class) ("+
+				"\n      label_replace(sum by (model, predicted) (modelmon:prediction_outcome:increase1h"+sel+`), "class", "$1", "predicted", "(.*)")`+
+				"\n    or"+
+				"\n      label_replace(sum by (model, actual) (modelmon:prediction_outcome:increase1h"+sel+`), "class", "$1", "actual", "(.*)")`+
+				"\n  )"+samples,
+				"F1 of a class of model "+name+" below "+f(a.MinF1)+".")
 		}
 		if a.MaxMAE > 0 {
-			add("ModelMAEHigh", categoryAccuracy, "modelmon:mae:1h"+sel+" > "+f(a.MaxMAE), "Mean absolute error of model "+name+" above "+f(a.MaxMAE)+".")
+			add("ModelMAEHigh", categoryAccuracy, "modelmon:mae:1h"+sel+" > "+f(a.MaxMAE)+numericLabels, "Mean absolute error of model "+name+" above "+f(a.MaxMAE)+".")
 		}
 		if a.MaxRMSE > 0 {
-			add("ModelRMSEHigh", categoryAccuracy, "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE), "RMSE of model "+name+" above "+f(a.MaxRMSE)+".")
+			add("ModelRMSEHigh", categoryAccuracy, "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE)+numericLabels, "RMSE of model "+name+" above "+f(a.MaxRMSE)+".")
 		}
 		if a.MinR2 > 0 {
-			add("ModelR2Low", categoryAccuracy, "modelmon:r2:1h"+sel+" < "+f(a.MinR2), "R² of model "+name+" below "+f(a.MinR2)+": it explains less of its labels' variance.")
+			add("ModelR2Low", categoryAccuracy, "modelmon:r2:1h"+sel+" < "+f(a.MinR2)+numericLabels, "R² of model "+name+" below "+f(a.MinR2)+": it explains less of its labels' variance.")
 		}
 		if a.MaxCalibrationError > 0 {
 			add("ModelCalibrationErrorHigh", categoryAccuracy, "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError)+

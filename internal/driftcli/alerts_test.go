@@ -365,6 +365,157 @@ tests:
 	testRules(t, promtool, testFile)
 }
 
+// Accuracy, F1, MAE, RMSE and R² are checked over hours with at least
+// min_samples labels that the figure is over, 100 by default. In a quiet
+// hour, night has 5 labels, one wrong (accuracy 0.8, and class no's F1
+// 2/3), and nightprice 4, each off by 3 (MAE and RMSE 3, R² -8): none of
+// their alerts fires, while the same labels every minute, 300 and 240 in
+// the hour, fire (day, dayprice), and so do the quiet ones with
+// min_samples 1 (nightall, nightpriceall). dayfew is day with a minimum of
+// 1,000. flood predicts fraud 305 times in the hour for 5 frauds labelled:
+// its F1 of fraud, 10/310, fires, as the guard counts the class's
+// predictions with its labels, 310, which reach its minimum of 308 where
+// neither does alone.
+func TestQualityAlertsMinSamples(t *testing.T) {
+	promtool := prometheustest.Promtool(t)
+	dir, alerts := writeQualityAlerts(t, `
+models:
+  - name: night
+    alerts: {min_accuracy: 0.85, min_f1: 0.7}
+  - name: nightall
+    alerts: {min_accuracy: 0.85, min_f1: 0.7, min_samples: 1}
+  - name: day
+    alerts: {min_accuracy: 0.85, min_f1: 0.7}
+  - name: dayfew
+    alerts: {min_accuracy: 0.85, min_f1: 0.7, min_samples: 1000}
+  - name: flood
+    alerts: {min_f1: 0.7, min_samples: 308}
+  - name: nightprice
+    alerts: {max_mae: 2, max_rmse: 2.5, min_r2: 0.5}
+  - name: nightpriceall
+    alerts: {max_mae: 2, max_rmse: 2.5, min_r2: 0.5, min_samples: 1}
+  - name: dayprice
+    alerts: {max_mae: 2, max_rmse: 2.5, min_r2: 0.5}
+`)
+	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "SUCCESS: 18 rules found")
+
+	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
+	require.NoError(t, err)
+	// The values of a counter of labels, each adding one of steps: busy
+	// counts them all every minute; quiet counts them once, one every 5
+	// minutes from minute 31, all in the hour to 70m, and then nothing.
+	busy := func(steps ...int) string {
+		sum := 0
+		for _, s := range steps {
+			sum += s
+		}
+		return fmt.Sprintf("0+%dx120", sum)
+	}
+	quiet := func(steps ...int) string {
+		v, values := 0, "0x30"
+		for i, s := range steps {
+			v += s
+			repeat := 4
+			if i == len(steps)-1 {
+				repeat = 90 - 5*i
+			}
+			values += fmt.Sprintf(" %dx%d", v, repeat)
+		}
+		return values
+	}
+	var series strings.Builder
+	add := func(metric, labels, values string) {
+		fmt.Fprintf(&series, "      - series: '%s{%s,instance=\"a\"}'\n        values: '%s'\n", metric, labels, values)
+	}
+	ones := func(n int) []int { return slices.Repeat([]int{1}, n) }
+	// n labels of a classifier, predicted → actual.
+	type pair struct {
+		predicted, actual string
+		n                 int
+	}
+	// A classifier's labels, counted by count; the right ones are also
+	// counted by class.
+	classifier := func(model string, count func(...int) string, pairs ...pair) {
+		for _, p := range pairs {
+			add("modelmon_prediction_outcome_total", fmt.Sprintf(`model=%q,predicted=%q,actual=%q`, model, p.predicted, p.actual), count(ones(p.n)...))
+			if p.predicted == p.actual {
+				add("modelmon_prediction_correct_total", fmt.Sprintf(`model=%q,class=%q`, model, p.predicted), count(ones(p.n)...))
+			}
+		}
+	}
+	// 3 yes right, 1 no right, 1 no that was yes: accuracy 0.8; F1 of
+	// no 2·1/(2 + 1), of yes 2·3/(3 + 4).
+	fiveLabels := []pair{{"yes", "yes", 3}, {"no", "no", 1}, {"no", "yes", 1}}
+	classifier("night", quiet, fiveLabels...)
+	classifier("nightall", quiet, fiveLabels...)
+	classifier("day", busy, fiveLabels...)
+	classifier("dayfew", busy, fiveLabels...)
+	classifier("flood", busy, pair{"legit", "legit", 20}, pair{"fraud", "legit", 5})
+	classifier("flood", quiet, pair{"fraud", "fraud", 5})
+	// A regressor's 4 labels, 1, 3, 1 and 3 (mean 2, variance 1), each
+	// predicted off by 3: MAE and RMSE 3, R² 1 − 9 = -8. The sidecar sums
+	// them less its first label, 1.
+	regressor := func(model string, count func(...int) string) {
+		l := fmt.Sprintf(`model=%q`, model)
+		add("modelmon_prediction_regression_outcomes_total", l, count(1, 1, 1, 1))
+		add("modelmon_labels_matched_total", l, count(1, 1, 1, 1))
+		add("modelmon_prediction_absolute_error_total", l, count(3, 3, 3, 3))
+		add("modelmon_prediction_squared_error_total", l, count(9, 9, 9, 9))
+		add("modelmon_label_value_offset", l, "1x120")
+		add("modelmon_label_deviation_total", l+`,sign="positive"`, count(0, 2, 0, 2))
+		add("modelmon_label_deviation_total", l+`,sign="negative"`, "0x120")
+		add("modelmon_label_deviation_squared_total", l, count(0, 4, 0, 4))
+	}
+	regressor("nightprice", quiet)
+	regressor("nightpriceall", quiet)
+	regressor("dayprice", busy)
+
+	alert := func(name, model, summary, description string, labels ...string) string {
+		return fmt.Sprintf(`          - exp_labels: {model: %s, severity: warning, category: accuracy%s}
+            exp_annotations:
+              summary: '%s'
+              description: '%s'
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#%s
+`, model, strings.Join(labels, ""), summary, description, strings.ToLower(name))
+	}
+	test := `rule_files: [` + quality + `, ` + alerts + `]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+` + series.String() + `    alert_rule_test:
+      - eval_time: 70m
+        alertname: ModelAccuracyLow
+        exp_alerts:
+` + alert("ModelAccuracyLow", "nightall", "Accuracy of model nightall below 0.85.", "nightall: 800m over the last hour.") +
+		alert("ModelAccuracyLow", "day", "Accuracy of model day below 0.85.", "day: 800m over the last hour.") + `
+      - eval_time: 70m
+        alertname: ModelF1Low
+        exp_alerts:
+` + alert("ModelF1Low", "nightall", "F1 of a class of model nightall below 0.7.", "nightall: 666.7m over the last hour.", ", class: no") +
+		alert("ModelF1Low", "day", "F1 of a class of model day below 0.7.", "day: 666.7m over the last hour.", ", class: no") +
+		alert("ModelF1Low", "flood", "F1 of a class of model flood below 0.7.", "flood: 32.26m over the last hour.", ", class: fraud")
+	for _, a := range []struct{ name, summary, value string }{
+		{"ModelMAEHigh", "Mean absolute error of model %s above 2.", "3"},
+		{"ModelRMSEHigh", "RMSE of model %s above 2.5.", "3"},
+		{"ModelR2Low", "R² of model %s below 0.5: it explains less of its labels'' variance.", "-8"},
+	} {
+		test += `
+      - eval_time: 70m
+        alertname: ` + a.name + `
+        exp_alerts:
+`
+		for _, model := range []string{"nightpriceall", "dayprice"} {
+			test += alert(a.name, model, fmt.Sprintf(a.summary, model), model+": "+a.value+" over the last hour.")
+		}
+	}
+	testFile := filepath.Join(dir, "alerts_test.yml")
+	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
+	testRules(t, promtool, testFile)
+}
+
 // --format=prometheusrule wraps the same rules in a PrometheusRule for
 // Prometheus Operator; its groups are the rule file's that have rules, and
 // they pass promtool.
@@ -439,8 +590,15 @@ tests:
     input_series:
       - series: 'modelmon:accuracy:1h{model="x{{y"}'
         values: '0.5x5'
+      - series: 'modelmon:prediction_outcome:increase1h{model="x{{y", predicted="a", actual="a"}'
+        values: '600x5'
       - series: 'modelmon:accuracy:1h{model="fr\"aud\\ü {{ $value }}"}'
         values: '0.5x5'
+      # The labels accuracy is over.
+      - series: 'modelmon:prediction_outcome:increase1h{model="fr\"aud\\ü {{ $value }}", predicted="fraud", actual="fraud"}'
+        values: '60x5'
+      - series: 'modelmon:prediction_outcome:increase1h{model="fr\"aud\\ü {{ $value }}", predicted="legit", actual="fraud"}'
+        values: '180x5'
       # The description queries the model's recall and the labels by the
       # alert's labels, the model's name among them.
       - series: 'modelmon:segment_recall:1h{model="fr\"aud\\ü {{ $value }}", segment="country", segment_value="D\"E", class="fraud"}'
