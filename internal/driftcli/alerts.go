@@ -97,6 +97,8 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		// hour (its F1 then is small whatever they say). Each side is
 		// summed by its own label before it is renamed class, so that
 		// `or` keeps both sides of a class (their other labels differ).
+		// The description gives both counts, 0 for a side the class has no
+		// series on (never predicted, or never a label).
 		if a.MinF1 > 0 {
 			add("ModelF1Low", categoryAccuracy, "modelmon:f1:1h"+sel+" < "+f(a.MinF1)+
 				"\n  and on (model, class) sum by (model, class) ("+
@@ -104,7 +106,10 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 				"\n    or"+
 				"\n      label_replace(sum by (model, actual) (modelmon:prediction_outcome:increase1h"+sel+`), "class", "$1", "actual", "(.*)")`+
 				"\n  )"+samples,
-				"F1 of a class of model "+name+" below "+f(a.MinF1)+".")
+				"F1 of class {{ $labels.class }} of model "+name+" below "+f(a.MinF1)+".")
+			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }}: F1 of class {{ $labels.class }} {{ $value | humanize }} over " +
+				queried(`sum(modelmon:prediction_outcome:increase1h{model=%q, predicted=%q}) or vector(0)`, "$labels.model", "$labels.class") + " predictions and " +
+				queried(`sum(modelmon:prediction_outcome:increase1h{model=%q, actual=%q}) or vector(0)`, "$labels.model", "$labels.class") + " labels of it in the last hour."
 		}
 		if a.MaxMAE > 0 {
 			add("ModelMAEHigh", categoryAccuracy, "modelmon:mae:1h"+sel+" > "+f(a.MaxMAE)+numericLabels, "Mean absolute error of model "+name+" above "+f(a.MaxMAE)+".")

@@ -494,9 +494,9 @@ tests:
       - eval_time: 70m
         alertname: ModelF1Low
         exp_alerts:
-` + alert("ModelF1Low", "nightall", "F1 of a class of model nightall below 0.7.", "nightall: 666.7m over the last hour.", ", class: no") +
-		alert("ModelF1Low", "day", "F1 of a class of model day below 0.7.", "day: 666.7m over the last hour.", ", class: no") +
-		alert("ModelF1Low", "flood", "F1 of a class of model flood below 0.7.", "flood: 32.26m over the last hour.", ", class: fraud")
+` + alert("ModelF1Low", "nightall", "F1 of class no of model nightall below 0.7.", "nightall: F1 of class no 666.7m over 2 predictions and 1 labels of it in the last hour.", ", class: no") +
+		alert("ModelF1Low", "day", "F1 of class no of model day below 0.7.", "day: F1 of class no 666.7m over 120 predictions and 60 labels of it in the last hour.", ", class: no") +
+		alert("ModelF1Low", "flood", "F1 of class fraud of model flood below 0.7.", "flood: F1 of class fraud 32.26m over 305 predictions and 5 labels of it in the last hour.", ", class: fraud")
 	for _, a := range []struct{ name, summary, value string }{
 		{"ModelMAEHigh", "Mean absolute error of model %s above 2.", "3"},
 		{"ModelRMSEHigh", "RMSE of model %s above 2.5.", "3"},
@@ -575,13 +575,13 @@ models:
   - name: 'fr"aud\ü {{ $value }}'
     segments: [country]
     segment_classes: 2
-    alerts: {min_accuracy: 0.85, max_mae: 2, max_segment_recall_gap: 0.2}
+    alerts: {min_accuracy: 0.85, min_f1: 0.7, max_mae: 2, max_segment_recall_gap: 0.2}
   - name: "日本 model's }}"
     alerts: {min_accuracy: 0.85}
 `)
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 16 rules found")
+	require.Contains(t, string(b), "SUCCESS: 17 rules found")
 
 	test := `rule_files: [` + alerts + `]
 evaluation_interval: 1m
@@ -594,11 +594,14 @@ tests:
         values: '600x5'
       - series: 'modelmon:accuracy:1h{model="fr\"aud\\ü {{ $value }}"}'
         values: '0.5x5'
-      # The labels accuracy is over.
+      # The labels accuracy and F1 are over, which F1's description
+      # queries by the alert's labels.
       - series: 'modelmon:prediction_outcome:increase1h{model="fr\"aud\\ü {{ $value }}", predicted="fraud", actual="fraud"}'
         values: '60x5'
       - series: 'modelmon:prediction_outcome:increase1h{model="fr\"aud\\ü {{ $value }}", predicted="legit", actual="fraud"}'
         values: '180x5'
+      - series: 'modelmon:f1:1h{model="fr\"aud\\ü {{ $value }}", class="fraud"}'
+        values: '0.4x5'
       # The description queries the model's recall and the labels by the
       # alert's labels, the model's name among them.
       - series: 'modelmon:segment_recall:1h{model="fr\"aud\\ü {{ $value }}", segment="country", segment_value="D\"E", class="fraud"}'
@@ -621,6 +624,14 @@ tests:
               summary: "Accuracy of model x{{y below 0.85."
               description: "x{{y: 500m over the last hour."
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelaccuracylow
+      - eval_time: 5m
+        alertname: ModelF1Low
+        exp_alerts:
+          - exp_labels: {severity: warning, model: "fr\"aud\\ü {{ $value }}", class: fraud, category: accuracy}
+            exp_annotations:
+              summary: "F1 of class fraud of model fr\"aud\\ü {{ $value }} below 0.7."
+              description: "fr\"aud\\ü {{ $value }}: F1 of class fraud 400m over 60 predictions and 240 labels of it in the last hour."
+              runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelf1low
       - eval_time: 5m
         alertname: ModelSegmentRecallLow
         exp_alerts:
