@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs `promtool check metrics` (metric and label naming lint) on every golden
 # exposition under testdata/. Skips with a clear message when promtool is missing.
+# TestMetricsCovered (internal/readmetest) checks that these expositions hold
+# every family README.md's metrics tables name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v promtool >/dev/null 2>&1; then

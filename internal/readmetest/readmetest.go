@@ -49,19 +49,9 @@ func Load(t testing.TB) *Doc {
 }
 
 var loaded = sync.OnceValues(func() (*Doc, error) {
-	dir, err := os.Getwd()
+	dir, err := moduleRoot()
 	if err != nil {
 		return nil, err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return nil, fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "README.md"))
 	if err != nil {
@@ -69,6 +59,25 @@ var loaded = sync.OnceValues(func() (*Doc, error) {
 	}
 	return Parse(string(b)), nil
 })
+
+// moduleRoot returns the nearest directory above the working directory
+// that holds go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
 
 // Parse returns the Doc of a README's text.
 func Parse(text string) *Doc {
@@ -85,6 +94,37 @@ func Parse(text string) *Doc {
 	}
 	return d
 }
+
+// TableMetrics returns the metric families the README's metrics tables
+// name, in the order they come: the names in backquotes in the first
+// column of each table whose first heading is "metric", a `prefix*` as
+// written, with its star.
+func (d *Doc) TableMetrics() []string {
+	var names []string
+	inTable := false
+	for line := range strings.SplitSeq(d.text, "\n") {
+		switch {
+		case metricsHeading.MatchString(line):
+			inTable = true
+			continue
+		case !strings.HasPrefix(line, "|"):
+			inTable = false
+		}
+		cells := strings.Split(line, "|")
+		if !inTable || len(cells) < 2 || strings.HasPrefix(line, "|---") {
+			continue
+		}
+		for _, m := range tableName.FindAllStringSubmatch(cells[1], -1) {
+			names = append(names, m[1])
+		}
+	}
+	return names
+}
+
+var (
+	metricsHeading = regexp.MustCompile(`^\|\s*metric\s*\|`)
+	tableName      = regexp.MustCompile("`([a-zA-Z_:][a-zA-Z0-9_:]*\\*?)`")
+)
 
 // NamesFlag reports whether the README names the flag --name, or
 // --[no-]name as kingpin writes a boolean. --proxy.timeout does not name

@@ -74,3 +74,21 @@ b_seconds_count 1
 a_total 3
 `))
 }
+
+func TestTableMetrics(t *testing.T) {
+	d := Parse("See `modelmon_not_in_a_table`.\n\n" +
+		"| metric | type | labels | meaning |\n" +
+		"|---|---|---|---|\n" +
+		"| `a_total`, `b_seconds` | counter | `model` | like `c_total` |\n" +
+		"| `go_*` | | | |\n" +
+		"\n" +
+		"| flag | default |\n" +
+		"|---|---|\n" +
+		"| `--x` | `d_total` |\n" +
+		"\n" +
+		"| metric | type |\n" +
+		"|---|---|\n" +
+		"| `e_info` | gauge |\n")
+	require.Equal(t, []string{"a_total", "b_seconds", "go_*", "e_info"}, d.TableMetrics(),
+		"first columns of the metrics tables only")
+}
