@@ -416,6 +416,7 @@ type stream struct {
 	n       int    // bytes read
 	buf     []byte // the body as read, for the capture, while keep
 	keep    bool   // whether buf holds the whole body so far, or its head and tail
+	keepMax int    // the most buf and tail keep together: --capture.max-body-size
 	err     error  // why reading the upstream failed, or nil
 	// A stream of events or JSON lines that outgrows the capture keeps its
 	// head in buf and its tail in a ring, and is captured as the two.
@@ -461,6 +462,7 @@ func (s *stream) start(p *proxy, m *model, ctx *fasthttp.RequestCtx, rq request)
 	s.status = ctx.Response.StatusCode()
 	s.reqBody = ctx.Request.Body() // valid until the server has written the response
 	s.keep = m != nil && s.status < 300
+	s.keepMax = p.queue.maxBody
 	s.framing = framingOf(&ctx.Response.Header)
 	// The client sees the status and headers as soon as the model server
 	// sent them, before the first piece of the body.
@@ -502,7 +504,7 @@ func (s *stream) keepPiece(b []byte) {
 	switch {
 	case s.spliced:
 		s.toTail(b)
-	case len(s.buf)+len(b) <= s.p.queue.maxBody:
+	case len(s.buf)+len(b) <= s.keepMax:
 		s.buf = append(s.buf, b...)
 	case s.framing != framingNone:
 		s.splice(b)
@@ -517,13 +519,13 @@ func (s *stream) keepPiece(b []byte) {
 // says how it finished and how many tokens it took at its end, and what it
 // was asked at its start.
 func (s *stream) splice(b []byte) {
-	half := s.p.queue.maxBody / 2
+	half := s.keepMax / 2
 	head := s.buf[:min(len(s.buf), half)]
 	cut := lastBoundary(head, s.framing)
-	if cap(s.tail) < s.p.queue.maxBody-cut || cap(s.tail) > s.p.queue.maxBody {
-		s.tail = make([]byte, s.p.queue.maxBody-cut)
+	if cap(s.tail) < s.keepMax-cut || cap(s.tail) > s.keepMax {
+		s.tail = make([]byte, s.keepMax-cut)
 	}
-	s.tail = s.tail[:s.p.queue.maxBody-cut]
+	s.tail = s.tail[:s.keepMax-cut]
 	s.tailAt, s.tailLen = 0, 0
 	s.toTail(s.buf[cut:])
 	s.toTail(b)

@@ -576,7 +576,7 @@ func TestStreamSplice(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, max := range []int{64, 100, 257} {
-				s := &stream{p: &proxy{queue: &queue{maxBody: max}}, keep: true, framing: tc.framing}
+				s := &stream{keep: true, keepMax: max, framing: tc.framing}
 				var all []string
 				for i := range 500 {
 					all = append(all, tc.piece(i))
@@ -622,7 +622,7 @@ func FuzzStreamSplice(f *testing.F) {
 		if lines {
 			fr = framingLines
 		}
-		s := &stream{p: &proxy{queue: &queue{maxBody: capture}}, keep: true, framing: fr}
+		s := &stream{keep: true, keepMax: capture, framing: fr}
 		for rest, n := body, int(step)%17+1; len(rest) > 0; n = n*5%17 + 1 {
 			piece := rest[:min(n, len(rest))]
 			rest = rest[len(piece):]
