@@ -76,6 +76,8 @@ type ShadowMetrics struct {
 	Retries            *prometheus.CounterVec
 	Dropped            *prometheus.CounterVec
 	Duration           *prometheus.HistogramVec
+	FirstByte          *prometheus.HistogramVec
+	TimePerOutputToken *prometheus.HistogramVec
 	Predictions        *prometheus.CounterVec
 	Disagreements      *prometheus.CounterVec
 	AbsoluteDifference *prometheus.CounterVec
@@ -210,7 +212,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "The total number of prediction requests sampled for the shadow model server but not sent or not compared, because --shadow.concurrency requests were already waiting for it, a gRPC stream had 1024 requests waiting for it, or the capture queue's bytes were taken.",
 		}, []string{"model"}),
 		Duration: f.NewHistogramVec(histogramOpts(ShadowDuration,
-			"The time the shadow model server took to answer a mirrored request, in seconds.",
+			"The time the shadow model server took to answer a mirrored request, to the last byte of a streamed answer, in seconds.",
+			DurationBuckets), []string{"model"}),
+		FirstByte: f.NewHistogramVec(histogramOpts(ShadowFirstByte,
+			"The time from sending a mirrored HTTP request to the first byte of the shadow model server's response body, in seconds, for responses it streamed (chunked, until the connection closes, or larger than the capture limit): token streams, server-sent events.",
+			DurationBuckets), []string{"model"}),
+		TimePerOutputToken: f.NewHistogramVec(histogramOpts(ShadowTimePerToken,
+			"The time per output token after the first of the shadow model server's streamed generative answers, in seconds: (last byte − first byte) / (output tokens − 1), for answers that report two tokens or more.",
 			DurationBuckets), []string{"model"}),
 		Predictions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowPredictionsTotal,

@@ -123,6 +123,8 @@ const (
 	ShadowRetriesTotal            = "modelmon_shadow_retries_total"
 	ShadowDroppedTotal            = "modelmon_shadow_dropped_total"
 	ShadowDuration                = "modelmon_shadow_duration_seconds"
+	ShadowFirstByte               = "modelmon_shadow_time_to_first_byte_seconds"
+	ShadowTimePerToken            = "modelmon_shadow_time_per_output_token_seconds"
 	ShadowPredictionsTotal        = "modelmon_shadow_predictions_total"
 	ShadowDisagreementsTotal      = "modelmon_shadow_disagreements_total"
 	ShadowAbsoluteDifferenceTotal = "modelmon_shadow_absolute_difference_total"

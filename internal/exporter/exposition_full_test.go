@@ -32,7 +32,7 @@ import (
 // that is down; a shadow model server that answers, fails, falls behind and
 // drops a kept-alive connection; drift against a reference; the payload log
 // with a spool; a gRPC call; the push API; Seldon's feedback; a streamed
-// generative answer. `make checkmetrics` lints it with promtool, and
+// generative answer, and the shadow's, streamed too. `make checkmetrics` lints it with promtool, and
 // TestMetricsCovered (internal/readmetest) checks that every family the
 // README's metrics tables name is in it or in another linted exposition,
 // so a new family is linted once a test shows it here.
@@ -103,7 +103,7 @@ labels:
 		o.Drift = DriftOptions{Windows: []time.Duration{5 * time.Minute}, Detector: det}
 		o.Proxy.GRPCUpstream = grpcModelServer(t)
 		o.GRPCListenAddress = "127.0.0.1:0"
-		shadowOptions(candidate.URL(), func(s *ShadowOptions) { s.Concurrency = 1; s.Models = []string{"fraud", "price"} })(o)
+		shadowOptions(candidate.URL(), func(s *ShadowOptions) { s.Concurrency = 1; s.Models = []string{"fraud", "price", "llm"} })(o)
 		payloadLogOptions(sink.URL, func(p *PayloadLogOptions) { p.SpoolDir = filepath.Join(dir, "spool") })(o)
 	})
 	proxy := "http://" + e.ProxyAddr()
@@ -141,9 +141,16 @@ labels:
 	// A body past --capture.max-body-size, and one that does not parse.
 	step("fraud", `{"instances": [`+strings.Repeat(`{"amount": 10}, `, 100)+`{"amount": 10}]}`)
 	step("fraud", `{"instances": [{"amount": 1`)
-	// A streamed chat answer, Seldon's feedback, a gRPC call.
+	// A streamed chat answer, compared with the shadow's, Seldon's
+	// feedback, a gRPC call.
 	st, _ = do(t, "POST", proxy+"/v1/chat/completions", `{"model":"llm","messages":[],"stream":true}`)
 	require.Equal(t, 200, st)
+	// Parsed once the sidecar has written its last byte, which may be
+	// after the client has read it.
+	require.Eventually(t, func() bool {
+		return metricValue(t, e, "modelmon_generations_total", map[string]string{"model": "llm", "finish_reason": "stop"}) == 1
+	}, 10*time.Second, time.Millisecond)
+	waitIdle(t, e)
 	st, _ = do(t, "POST", proxy+"/seldon/prod/bandit/api/v1.0/feedback", `{"reward": 0.5}`)
 	require.Equal(t, 200, st)
 	req := inferCall("tensor", "1", inferTensor("x", []uint64{1, 2}, 1.5, 2.5))
@@ -178,7 +185,9 @@ labels:
 // fullShadow is the shadow model server of TestExpositionFullGolden. It
 // answers fraud's and price's predictions with its own, but for requests
 // with an X-Shadow header: fail answers 500; close, on a kept-alive
-// connection, closes it without an answer; hold waits for release.
+// connection, closes it without an answer; hold waits for release. It
+// streams its chat answers, which stop for another reason than the
+// model's.
 func fullShadow(t *testing.T) (_ *rawUpstream, release func()) {
 	hold := make(chan struct{})
 	var once sync.Once
@@ -195,6 +204,13 @@ func fullShadow(t *testing.T) (_ *rawUpstream, release func()) {
 			body = `{"predictions": [[0.8, 0.2], [0.7, 0.3], [0.6, 0.4]]}`
 		}
 		switch {
+		case strings.Contains(req.start, "/v1/chat/completions"):
+			writeEvents(c, []string{
+				`{"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}`,
+				`{"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}`,
+				"[DONE]",
+			}, nil, 0)
+			return true
 		case containsFold(req.headers, "X-Shadow: fail"):
 			io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
 			return true

@@ -208,9 +208,19 @@ func (m *model) countGeneration(g payload.Generation, recs []payload.Record, t a
 	if g.OutputTokens >= 0 {
 		m.metrics.GenerationTokens.WithLabelValues(m.name, "output").Add(float64(g.OutputTokens))
 	}
-	if g.OutputTokens >= 2 && t.firstByte > 0 && t.elapsed >= t.firstByte {
-		m.metrics.TimePerOutputToken.WithLabelValues(m.name).Observe((t.elapsed - t.firstByte).Seconds() / float64(g.OutputTokens-1))
+	if tpot, ok := timePerOutputToken(g, t); ok {
+		m.metrics.TimePerOutputToken.WithLabelValues(m.name).Observe(tpot)
 	}
+}
+
+// timePerOutputToken is the time per output token after the first of a
+// streamed generation, in seconds: (last byte − first byte) / (output
+// tokens − 1), for one that reports two tokens or more (ok).
+func timePerOutputToken(g payload.Generation, t answerTiming) (float64, bool) {
+	if g.OutputTokens < 2 || t.firstByte <= 0 || t.elapsed < t.firstByte {
+		return 0, false
+	}
+	return (t.elapsed - t.firstByte).Seconds() / float64(g.OutputTokens-1), true
 }
 
 // feature is one input column of a model, as seen in traffic.

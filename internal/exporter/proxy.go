@@ -501,9 +501,14 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	if p.logHeaders {
 		rq.header = req.Header.Header()
 	}
+	if ok && mirror {
+		// Valid until the server has written the response: a stream's
+		// header is captured when it ends, as its request body is.
+		rq.header, rq.mirror = req.Header.Header(), true
+	}
 	if s != nil {
 		// The body is still to come: the stream accounts for the request
-		// when it ends.
+		// when it ends, and its capture is mirrored as any other.
 		rq.overhead += p.now().Sub(upEnd)
 		s.start(p, m, ctx, rq)
 		return
@@ -512,9 +517,6 @@ func (p *proxy) handle(ctx *fasthttp.RequestCtx) {
 	respBody, respSize := resp.Body(), -1
 	if ok {
 		respSize = len(respBody)
-		if mirror {
-			rq.header, rq.mirror = req.Header.Header(), true
-		}
 	}
 	p.account(m, req.Body(), respBody, respSize, resp.StatusCode(), rq, upEnd)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -36,7 +37,8 @@ type ShadowOptions struct {
 	// SampleRatio is the share of the captured predictions mirrored, in
 	// (0, 1].
 	SampleRatio float64
-	// Timeout bounds a mirrored request's round trip.
+	// Timeout bounds a mirrored request's round trip, or each read of a
+	// streamed answer, as ProxyOptions.Timeout the model server's.
 	Timeout time.Duration
 	// Concurrency is the number of mirrored requests sent at once; as many
 	// again may wait, and more are dropped. The comparisons of streams'
@@ -57,8 +59,10 @@ type ShadowOptions struct {
 // hot path: the proxy only decides whether a request is sampled and copies
 // its header with its bodies into the capture (the gRPC proxy its method
 // and metadata with its messages); the parser that parses the model's
-// answer hands the request on to the shadow's senders, which send it, parse
-// the shadow's answer the same way and compare the two; a gRPC stream's
+// answer (a streamed one's, once the stream has ended) hands the request on
+// to the shadow's senders, which send it, read the shadow's answer (a
+// streamed one piece by piece: readStream), parse it the same way and
+// compare the two; a gRPC stream's
 // requests go to the shadow as they come, on a stream of their own
 // (shadowstream.go). Nothing of it reaches the client or waits for it.
 type shadow struct {
@@ -140,7 +144,10 @@ type shadowPrediction struct {
 	isX bool
 }
 
-func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collector.ShadowMetrics, overflow prometheus.Counter, now func() time.Time, logger *slog.Logger) (*shadow, error) {
+// newShadow returns the shadow of o. maxBody bounds its HTTP answers, as
+// --proxy.max-body-size the model server's; what it keeps of them to parse,
+// --capture.max-body-size (q's), as the capture of the model server's.
+func newShadow(o ShadowOptions, q *queue, maxBody int, config func() *runtimeConfig, m collector.ShadowMetrics, overflow prometheus.Counter, now func() time.Time, logger *slog.Logger) (*shadow, error) {
 	if !(o.SampleRatio > 0 && o.SampleRatio <= 1) {
 		return nil, fmt.Errorf("--shadow.sample-ratio must be in (0, 1], not %v", o.SampleRatio)
 	}
@@ -188,9 +195,10 @@ func newShadow(o ShadowOptions, q *queue, config func() *runtimeConfig, m collec
 				return nil, err
 			}
 		}
-		// As the proxy's round trip, but for its answers: read whole, up
-		// to what the parser would parse.
-		s.rt = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: q.maxBody, whole: true, logger: logger}
+		// The proxy's round trip: an answer of known length within the
+		// capture is read whole, any other comes as a stream, read piece
+		// by piece (readStream).
+		s.rt = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: maxBody, logger: logger}
 	}
 	if o.GRPCUpstream != "" {
 		var err error
@@ -307,6 +315,8 @@ type shadowSender struct {
 	// hr and br read a request's header back.
 	hr bytes.Reader
 	br *bufio.Reader
+	// piece is what a streamed answer is read into (readStream).
+	piece []byte
 }
 
 // errShadowHeader is a mirrored request's header that does not read back;
@@ -370,7 +380,6 @@ func (sd *shadowSender) sendHTTP(j *shadowJob, hdr, body []byte) {
 	// connection checked if it sat idle, and is sent again by the same
 	// rule (retryable).
 	retried, err := s.rt.roundTrip(s.client, req, resp)
-	took := time.Since(start)
 	if retried {
 		s.metrics.Retries.WithLabelValues(m.name).Inc()
 	}
@@ -379,8 +388,22 @@ func (sd *shadowSender) sendHTTP(j *shadowJob, hdr, body []byte) {
 		sd.fail(m, reason, err)
 		return
 	}
-	s.metrics.Duration.WithLabelValues(m.name).Observe(took.Seconds())
-	switch code := resp.StatusCode(); {
+	code := resp.StatusCode()
+	var t answerTiming
+	var answer []byte // the answer's body as kept, until resp is reset
+	st, streamed := resp.BodyStream().(*stream)
+	if streamed && code < 400 {
+		if answer, t.firstByte, err = sd.readStream(m, st, &resp.Header, start); err != nil {
+			reason, _, _ := classifyError(err)
+			sd.fail(m, reason, fmt.Errorf("the shadow model server's streamed answer failed: %w", err))
+			return
+		}
+	} else if !streamed {
+		answer = resp.Body()
+	}
+	t.elapsed = time.Since(start)
+	s.metrics.Duration.WithLabelValues(m.name).Observe(t.elapsed.Seconds())
+	switch {
 	case code >= 500:
 		sd.fail(m, collector.ErrorUpstream5xx, fmt.Errorf("the shadow model server answered %d", code))
 		return
@@ -389,25 +412,65 @@ func (sd *shadowSender) sendHTTP(j *shadowJob, hdr, body []byte) {
 		return
 	}
 	reqBody, err := decode(&sd.codec, j.enc, body, s.q.maxBody)
-	var respBody []byte
 	if err == nil {
-		respBody, err = decode(&sd.codec, encodingOf(resp.Header.ContentEncoding()), resp.Body(), s.q.maxBody)
+		answer, err = decode(&sd.codec, encodingOf(resp.Header.ContentEncoding()), answer, s.q.maxBody)
 	}
 	if err != nil {
 		sd.fail(m, collector.ShadowInvalidPayload, fmt.Errorf("could not decode a body: %w", err))
 		return
 	}
-	sd.compare(j, reqBody, respBody)
+	sd.compare(j, reqBody, answer, t)
 }
 
+// readStream reads a streamed answer of the shadow model server (st, its
+// header h) to its end, as the proxy passes the model server's on to the
+// client: --shadow.timeout for each next piece, the transport's maxBody
+// for all of it. It keeps it as the proxy keeps the model server's for the
+// capture: whole while it fits in --capture.max-body-size, then the head
+// and tail of a stream of events or JSON lines; another that outgrows it
+// could not be parsed, and is not read further (fasthttp.ErrBodyTooLarge).
+// It returns what it kept, valid until resp is reset, and when the first
+// byte of the body came after start (0: none came), which it observes.
+func (sd *shadowSender) readStream(m *model, st *stream, h *fasthttp.ResponseHeader, start time.Time) (body []byte, firstByte time.Duration, err error) {
+	st.keepFor(sd.s.q.maxBody, framingOf(h))
+	if sd.piece == nil {
+		sd.piece = make([]byte, shadowPieceSize)
+	}
+	for first := true; ; {
+		n, rerr := st.Read(sd.piece)
+		if n > 0 && first {
+			first, firstByte = false, time.Since(start)
+			sd.s.metrics.FirstByte.WithLabelValues(m.name).Observe(firstByte.Seconds())
+		}
+		switch {
+		case !st.keep:
+			return nil, firstByte, fasthttp.ErrBodyTooLarge
+		case rerr == io.EOF:
+			return st.captured(), firstByte, nil
+		case rerr != nil:
+			return nil, firstByte, rerr
+		}
+	}
+}
+
+// shadowPieceSize is the most a sender reads of a streamed answer at once,
+// as fasthttp's server reads the proxy's streams (its copy buffer).
+const shadowPieceSize = 4 << 10
+
 // compare parses the shadow's answer to j's request, both decoded, and
-// compares its predictions with the model's.
-func (sd *shadowSender) compare(j *shadowJob, reqBody, respBody []byte) {
+// compares its predictions with the model's. t is when the answer came; a
+// streamed generative answer's time per output token is observed from it.
+func (sd *shadowSender) compare(j *shadowJob, reqBody, respBody []byte, t answerTiming) {
 	s, m := sd.s, j.model
 	rc := s.config()
 	mc := rc.models[m.name]
 	p := sd.parsers.get(m.name, mc, rc)
 	err := p.Parse(j.format, reqBody, respBody, &sd.batch)
+	if g := sd.batch.Generation; g.Answered {
+		if tpot, ok := timePerOutputToken(g, t); ok {
+			s.metrics.TimePerOutputToken.WithLabelValues(m.name).Observe(tpot)
+		}
+	}
 	var pe *payload.Error
 	switch {
 	case errors.As(err, &pe) && pe.Reason == payload.ReasonShapeMismatch:

@@ -127,7 +127,7 @@ func (sd *shadowSender) call(j *shadowJob, hdr, msg []byte) {
 		return
 	}
 	s.metrics.Duration.WithLabelValues(m.name).Observe(took.Seconds())
-	sd.compare(j, msg, resp)
+	sd.compare(j, msg, resp, answerTiming{})
 }
 
 // shadowCallReason is the reason a mirrored gRPC call that failed counts as

@@ -563,5 +563,5 @@ func (sd *shadowSender) compareStream(j *shadowJob) {
 	for i := range sd.batch.Records {
 		j.preds[i] = readShadowPrediction(mc.classes, &sd.batch.Records[i])
 	}
-	sd.compare(j, j.buf, j.stream.shadow)
+	sd.compare(j, j.buf, j.stream.shadow, answerTiming{})
 }

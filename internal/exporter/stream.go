@@ -32,8 +32,10 @@ import (
 // again, once, only when that is safe (retryable).
 //
 // The shadow's senders make their round trips to the shadow model server
-// with a transport of their own (whole), so that a mirrored request goes
-// as the model server's went and is sent again by the same rule.
+// with a transport of their own, so that a mirrored request goes as the
+// model server's went and is sent again by the same rule, and its answer
+// comes as the model server's would: a streamed one as a *stream, which the
+// sender reads itself (shadowSender.readStream).
 //
 // fasthttp's own streaming (HostClient.StreamResponseBody) streams every
 // answer or none, at four allocations per request, and gives no way to the
@@ -42,10 +44,6 @@ type transport struct {
 	timeout   time.Duration // of the whole round trip, its retry included, or of each read of a stream
 	bufferMax int
 	maxBody   int // --proxy.max-body-size
-	// whole reads every answer's body whole, up to maxBody, whatever its
-	// framing, and streams none: the shadow's, whose answers are parsed,
-	// not passed on.
-	whole bool
 	// retries counts the requests RoundTrip sends again; logger says why,
 	// at debug.
 	retries prometheus.Counter
@@ -178,12 +176,10 @@ func (t *transport) try(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fa
 	case req.Header.IsHead() || noBody(resp.StatusCode()):
 	case n > t.maxBody:
 		return fail(fasthttp.ErrBodyTooLarge)
-	case n >= 0 && n <= t.bufferMax, t.whole:
+	case n >= 0 && n <= t.bufferMax:
 		if err = resp.ReadBody(br, t.maxBody); err != nil {
 			return fail(err)
 		}
-		// A body that ran until the connection closed leaves it closed.
-		closeConn = closeConn || n == -2
 	default:
 		s := streamPool.Get().(*stream)
 		s.conn, s.br = conn, br
@@ -395,7 +391,9 @@ func noBody(code int) bool {
 // long as the model server keeps talking. When it is closed it hands the
 // connection back for reuse if the body was read to its end (and closes it
 // otherwise), and accounts for the request as the handler does for a body
-// read whole.
+// read whole. A shadow model server's streamed answer is one too, which
+// the shadow's sender reads and keeps to compare (keepFor), passing it to
+// no client.
 type stream struct {
 	// The upstream connection and how the body is framed on it.
 	done      func(reuse bool) // releases the connection, for reuse or closed
@@ -467,6 +465,15 @@ func (s *stream) start(p *proxy, m *model, ctx *fasthttp.RequestCtx, rq request)
 	// The client sees the status and headers as soon as the model server
 	// sent them, before the first piece of the body.
 	ctx.Response.ImmediateHeaderFlush = true
+}
+
+// keepFor has the stream, an answer of the shadow model server, keep its
+// body as start has the proxy's keep the model server's for the capture:
+// whole while it fits in max, then, framed by f, its head and tail. Its
+// reader is the shadow's sender (shadowSender.readStream); closing it
+// accounts for no request.
+func (s *stream) keepFor(max int, f framing) {
+	s.keep, s.keepMax, s.framing = true, max, f
 }
 
 func (s *stream) Read(b []byte) (int, error) {
