@@ -187,15 +187,22 @@ func exposition(fams map[string]*dto.MetricFamily) exposed {
 // enough traffic through it that its labelled series appear.
 func runExporter(t *testing.T, bin string) exposed {
 	t.Helper()
+	// A token stream, from the model server and the shadow alike.
+	streamChat := func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if !strings.HasSuffix(r.URL.Path, "/chat/completions") || !strings.Contains(string(body), `"stream":true`) {
+			return false
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, ev := range []string{`{"choices":[{"index":0,"delta":{"content":"H"},"finish_reason":null}]}`,
+			`{"choices":[{"index":0,"delta":{"content":"i!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3}}`} {
+			_, _ = io.WriteString(w, "data: "+ev+"\n\n")
+			w.(http.Flusher).Flush()
+		}
+		return true
+	}
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if strings.HasSuffix(r.URL.Path, "/chat/completions") && strings.Contains(string(body), `"stream":true`) {
-			w.Header().Set("Content-Type", "text/event-stream")
-			for _, ev := range []string{`{"choices":[{"index":0,"delta":{"content":"H"},"finish_reason":null}]}`,
-				`{"choices":[{"index":0,"delta":{"content":"i!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3}}`} {
-				_, _ = io.WriteString(w, "data: "+ev+"\n\n")
-				w.(http.Flusher).Flush()
-			}
+		if streamChat(w, r, body) {
 			return
 		}
 		if strings.Contains(r.URL.Path, "broken") {
@@ -225,6 +232,9 @@ func runExporter(t *testing.T, bin string) exposed {
 	// that some of the requests mirrored to it are dropped.
 	shadow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if streamChat(w, r, body) {
+			return
+		}
 		if strings.Contains(string(body), `"amount":0,`) {
 			http.Error(w, "boom", http.StatusInternalServerError)
 			return
@@ -257,6 +267,12 @@ func runExporter(t *testing.T, bin string) exposed {
 	require.Eventually(t, func() bool {
 		return scrape(t, web)["modelmon_shadow_pending_predictions"].GetMetric()[0].GetGauge().GetValue() == 2
 	}, 10*time.Second, 10*time.Millisecond, "the shadow did not answer the classifier's and the regression's predictions")
+	// A token stream the shadow streams too, before the burst keeps it busy.
+	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/chat/completions", "application/json", `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`, "X-Model-Name", "llm"))
+	require.Eventually(t, func() bool {
+		fams := scrape(t, web)
+		return fams["modelmon_shadow_time_to_first_byte_seconds"] != nil && fams["modelmon_shadow_time_per_output_token_seconds"] != nil
+	}, 10*time.Second, 10*time.Millisecond, "the shadow's token stream was not timed")
 	for i := range 40 {
 		body := fmt.Sprintf(`{"instances":[{"amount":%d,"country":"DE"}]}`, i)
 		require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/fraud:predict", "application/json", body, "X-Request-Id", fmt.Sprintf("r%d", i)))

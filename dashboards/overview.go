@@ -119,6 +119,11 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultTimeseries("Shadow latency", "p99 of the shadow's round trip against the model's own, from the native histograms.", "s").
 			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.ShadowDuration, "model"), "{{model}} shadow p99")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionDuration, "model"), "{{model}} model p99"))).
+		WithPanel(defaultTimeseries("Shadow streamed latency", "For streamed answers (token streams): p99 of the shadow's time to first byte against the model's, and p90 of the time per output token after the first against the model's, from the native histograms. Empty without streamed answers mirrored to a shadow.", "s").
+			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.ShadowFirstByte, "model"), "{{model}} shadow first byte p99")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.99", collector.PredictionFirstByte, "model"), "{{model}} model first byte p99")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.ShadowTimePerToken, "model"), "{{model}} shadow per token p90")).
+			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.GenerationTimePerToken, "model"), "{{model}} model per token p90"))).
 		WithPanel(defaultTimeseries("Shadow requests not compared", "Mirrored requests per second whose answer was not compared, by reason, and those dropped because the shadow could not keep up.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, reason) (%s) > 0", q.rate(collector.ShadowErrorsTotal)), "{{model}} {{reason}}")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s) > 0", q.rate(collector.ShadowDroppedTotal)), "{{model}} dropped"))).
