@@ -226,7 +226,14 @@ type ModelDrift struct {
 // fewer than 1 hour in 500,000. Over 100 numeric labels with normal
 // errors, the RMSE reads 30 % above the model's in 1 hour in 50,000
 // (n·MSE/σ² is χ² with n degrees of freedom), over 6 in 1 hour in 8; the
-// MAE's relative standard error, 0.76/√n, is about the RMSE's.
+// MAE's relative standard error, 0.76/√n, is about the RMSE's. It bounds
+// the predictions the estimated accuracy and the label coverage are over
+// too, without a minimum of their own: the coverage is a share of the
+// hour's predictions, as accuracy is of its labels, and the estimate a
+// mean of values in [0, 1] (each bin's accuracy), which spreads no more
+// than a share with the same mean over as many; and a model has about as
+// many predictions an hour as labels or more, so the minimum that suits
+// its labels never leaves these two unchecked.
 const DefaultMinSamples = 100
 
 // DefaultMinCalibrationSamples is the default of
@@ -270,19 +277,24 @@ type QualityAlerts struct {
 	// floods a rare class with wrong predictions has its F1 checked though
 	// the class has few labels; the numeric labels for MAE, RMSE and R².
 	// With fewer, one wrong label in a quiet hour crosses the threshold.
-	// 1 checks every hour with a label.
+	// 1 checks every hour with a label. MinSamples also guards
+	// MinEstimatedAccuracy and MinLabelCoverage, counting the hour's
+	// predictions that each is over.
 	MinAccuracy float64 `yaml:"min_accuracy"`
 	MinSamples  int     `yaml:"min_samples"`
 	// MinEstimatedAccuracy bounds the accuracy estimated without labels
 	// from the last hour's predictions' confidence, checked when the
-	// estimate rests on at least 90 % of them: the early warning while
-	// labels are late.
+	// estimate rests on at least 90 % of them and on at least MinSamples:
+	// the early warning while labels are late.
 	MinEstimatedAccuracy float64 `yaml:"min_estimated_accuracy"`
 	MinF1                float64 `yaml:"min_f1"`
 	MaxMAE               float64 `yaml:"max_mae"`
 	MaxRMSE              float64 `yaml:"max_rmse"`
 	MinR2                float64 `yaml:"min_r2"`
-	MinLabelCoverage     float64 `yaml:"min_label_coverage"`
+	// MinLabelCoverage bounds the labels joined in the last hour per
+	// prediction in it, checked over an hour with at least MinSamples
+	// predictions.
+	MinLabelCoverage float64 `yaml:"min_label_coverage"`
 	// MaxCalibrationError bounds the expected calibration error of the
 	// predictions that give their class a probability, checked over an
 	// hour with at least MinCalibrationSamples of them (default

@@ -85,9 +85,18 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		if a.MinAccuracy > 0 {
 			add("ModelAccuracyLow", categoryAccuracy, "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy)+classLabels, "Accuracy of model "+name+" below "+f(a.MinAccuracy)+".")
 		}
+		// The estimated accuracy is over the hour's predictions in the bins
+		// the last day's labels have reached, and is checked when those are
+		// at least 90 % of the hour's and MinSamples in number: a mean of
+		// values in [0, 1] spreads no more than accuracy over as many labels.
 		if a.MinEstimatedAccuracy > 0 {
 			add("ModelEstimatedAccuracyLow", categoryAccuracy, "modelmon:estimated_accuracy:1h"+sel+" < "+f(a.MinEstimatedAccuracy)+
-				"\n  and on (model) modelmon:estimated_accuracy_coverage:1h"+sel+" >= 0.9",
+				"\n  and on (model) modelmon:estimated_accuracy_coverage:1h"+sel+" >= 0.9"+
+				"\n  and on (model) sum by (model) ("+
+				"\n      sum by (model, bins, bin) (increase(modelmon_prediction_confidence_predictions_total"+sel+"[1h]))"+
+				"\n        and on (model, bins, bin)"+
+				"\n      modelmon:calibration_accuracy:1d"+sel+
+				"\n  )"+samples,
 				"Accuracy of model "+name+" estimated from its confidence below "+f(a.MinEstimatedAccuracy)+", before its labels say so.")
 		}
 		// A class's F1, 2·right / (predicted + actual), is over its
@@ -164,8 +173,12 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 				"\n  and on (model) "+compared+" >= "+strconv.Itoa(cmp.Or(a.MinShadowSamples, config.DefaultMinShadowSamples)),
 				"The shadow of model "+name+" predicts another class for more than "+f(a.MaxShadowDisagreement)+" of its predictions.")
 		}
+		// Label coverage is a share of the hour's predictions, checked when
+		// they are at least MinSamples, as the estimated accuracy is.
 		if a.MinLabelCoverage > 0 {
-			add("ModelLabelCoverageLow", categoryDataQuality, `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / sum by (model) (increase(modelmon_predictions_total`+sel+`[1h])) < `+f(a.MinLabelCoverage),
+			predictions := `sum by (model) (increase(modelmon_predictions_total` + sel + `[1h]))`
+			add("ModelLabelCoverageLow", categoryDataQuality, `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / `+predictions+` < `+f(a.MinLabelCoverage)+
+				"\n  and on (model) "+predictions+samples,
 				"Share of predictions of model "+name+" with a label below "+f(a.MinLabelCoverage)+".")
 		}
 	}

@@ -375,7 +375,12 @@ tests:
 // 1,000. flood predicts fraud 305 times in the hour for 5 frauds labelled:
 // its F1 of fraud, 10/310, fires, as the guard counts the class's
 // predictions with its labels, 310, which reach its minimum of 308 where
-// neither does alone.
+// neither does alone. Label coverage and the estimated accuracy are
+// checked over hours with at least min_samples predictions, their
+// denominator: nightcover has 5 predictions in a quiet hour and 1 label
+// (coverage 0.2), nightlate 5 predictions where the labels show 0.6 right
+// (estimated accuracy 0.6); neither fires, while the same every minute do
+// (daycover, daylate), and so do the quiet ones with min_samples 1.
 func TestQualityAlertsMinSamples(t *testing.T) {
 	promtool := prometheustest.Promtool(t)
 	dir, alerts := writeQualityAlerts(t, `
@@ -396,10 +401,22 @@ models:
     alerts: {max_mae: 2, max_rmse: 2.5, min_r2: 0.5, min_samples: 1}
   - name: dayprice
     alerts: {max_mae: 2, max_rmse: 2.5, min_r2: 0.5}
+  - name: nightcover
+    alerts: {min_label_coverage: 0.5}
+  - name: nightcoverall
+    alerts: {min_label_coverage: 0.5, min_samples: 1}
+  - name: daycover
+    alerts: {min_label_coverage: 0.5}
+  - name: nightlate
+    alerts: {min_estimated_accuracy: 0.8}
+  - name: nightlateall
+    alerts: {min_estimated_accuracy: 0.8, min_samples: 1}
+  - name: daylate
+    alerts: {min_estimated_accuracy: 0.8}
 `)
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 18 rules found")
+	require.Contains(t, string(b), "SUCCESS: 24 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -471,6 +488,26 @@ models:
 	regressor("nightprice", quiet)
 	regressor("nightpriceall", quiet)
 	regressor("dayprice", busy)
+	// 5 predictions, 1 label joined: coverage 0.2.
+	for _, c := range []struct {
+		model string
+		count func(...int) string
+	}{{"nightcover", quiet}, {"nightcoverall", quiet}, {"daycover", busy}} {
+		l := fmt.Sprintf(`model=%q`, c.model)
+		add("modelmon_predictions_total", l, c.count(1, 1, 1, 1, 1))
+		add("modelmon_labels_matched_total", l, c.count(1))
+	}
+	// 5 predictions in confidence bin 7, where the last day's labels, 10 a
+	// minute, were right 6 times in 10: estimated accuracy 0.6.
+	for _, c := range []struct {
+		model string
+		count func(...int) string
+	}{{"nightlate", quiet}, {"nightlateall", quiet}, {"daylate", busy}} {
+		l := fmt.Sprintf(`model=%q,bin="7"`, c.model)
+		add("modelmon_prediction_confidence_outcomes_total", l, busy(10))
+		add("modelmon_prediction_confidence_correct_total", l, busy(6))
+		add("modelmon_prediction_confidence_predictions_total", l, c.count(1, 1, 1, 1, 1))
+	}
 
 	alert := func(name, model, summary, description string, labels ...string) string {
 		return fmt.Sprintf(`          - exp_labels: {model: %s, severity: warning, category: accuracy%s}
@@ -510,6 +547,23 @@ tests:
 		for _, model := range []string{"nightpriceall", "dayprice"} {
 			test += alert(a.name, model, fmt.Sprintf(a.summary, model), model+": "+a.value+" over the last hour.")
 		}
+	}
+	test += `
+      - eval_time: 70m
+        alertname: ModelLabelCoverageLow
+        exp_alerts:
+`
+	for _, model := range []string{"nightcoverall", "daycover"} {
+		test += strings.Replace(alert("ModelLabelCoverageLow", model, "Share of predictions of model "+model+" with a label below 0.5.", model+": 200m over the last hour."),
+			"category: accuracy", "category: data_quality", 1)
+	}
+	test += `
+      - eval_time: 70m
+        alertname: ModelEstimatedAccuracyLow
+        exp_alerts:
+`
+	for _, model := range []string{"nightlateall", "daylate"} {
+		test += alert("ModelEstimatedAccuracyLow", model, "Accuracy of model "+model+" estimated from its confidence below 0.8, before its labels say so.", model+": 600m over the last hour.")
 	}
 	testFile := filepath.Join(dir, "alerts_test.yml")
 	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
