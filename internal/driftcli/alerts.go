@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,10 +81,21 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		// DefaultMinSamples says why): in a quiet hour one wrong label
 		// crosses any threshold.
 		samples := " >= " + strconv.Itoa(cmp.Or(a.MinSamples, config.DefaultMinSamples))
+		// over describes an alert's value with the count of the noun it is
+		// over, a query by the model's name.
+		over := func(query, noun string) {
+			args := slices.Repeat([]string{"$labels.model"}, strings.Count(query, "%q"))
+			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }}: {{ $value | humanize }} over " + counted(query, noun, args...) + " in the last hour."
+		}
+		const (
+			classLabelCount   = `sum(modelmon:prediction_outcome:increase1h{model=%q})`
+			numericLabelCount = `sum(modelmon:prediction_regression_outcomes:increase1h{model=%q})`
+		)
 		classLabels := "\n  and on (model) sum by (model) (modelmon:prediction_outcome:increase1h" + sel + ")" + samples
 		numericLabels := "\n  and on (model) sum by (model) (modelmon:prediction_regression_outcomes:increase1h" + sel + ")" + samples
 		if a.MinAccuracy > 0 {
 			add("ModelAccuracyLow", categoryAccuracy, "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy)+classLabels, "Accuracy of model "+name+" below "+f(a.MinAccuracy)+".")
+			over(classLabelCount, "class label")
 		}
 		// The estimated accuracy is over the hour's predictions in the bins
 		// the last day's labels have reached, and is checked when those are
@@ -98,6 +110,7 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 				"\n      modelmon:calibration_accuracy:1d"+sel+
 				"\n  )"+samples,
 				"Accuracy of model "+name+" estimated from its confidence below "+f(a.MinEstimatedAccuracy)+", before its labels say so.")
+			over(`sum(sum by (bins, bin) (increase(modelmon_prediction_confidence_predictions_total{model=%q}[1h])) and on (bins, bin) modelmon:calibration_accuracy:1d{model=%q})`, "prediction")
 		}
 		// A class's F1, 2·right / (predicted + actual), is over its
 		// predictions and its labels: the guard counts both, its
@@ -117,17 +130,20 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 				"\n  )"+samples,
 				"F1 of class {{ $labels.class }} of model "+name+" below "+f(a.MinF1)+".")
 			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }}: F1 of class {{ $labels.class }} {{ $value | humanize }} over " +
-				queried(`sum(modelmon:prediction_outcome:increase1h{model=%q, predicted=%q}) or vector(0)`, "$labels.model", "$labels.class") + " predictions and " +
-				queried(`sum(modelmon:prediction_outcome:increase1h{model=%q, actual=%q}) or vector(0)`, "$labels.model", "$labels.class") + " labels of it in the last hour."
+				counted(`sum(modelmon:prediction_outcome:increase1h{model=%q, predicted=%q}) or vector(0)`, "prediction", "$labels.model", "$labels.class") + " and " +
+				counted(`sum(modelmon:prediction_outcome:increase1h{model=%q, actual=%q}) or vector(0)`, "label", "$labels.model", "$labels.class") + " of it in the last hour."
 		}
 		if a.MaxMAE > 0 {
 			add("ModelMAEHigh", categoryAccuracy, "modelmon:mae:1h"+sel+" > "+f(a.MaxMAE)+numericLabels, "Mean absolute error of model "+name+" above "+f(a.MaxMAE)+".")
+			over(numericLabelCount, "numeric label")
 		}
 		if a.MaxRMSE > 0 {
 			add("ModelRMSEHigh", categoryAccuracy, "modelmon:rmse:1h"+sel+" > "+f(a.MaxRMSE)+numericLabels, "RMSE of model "+name+" above "+f(a.MaxRMSE)+".")
+			over(numericLabelCount, "numeric label")
 		}
 		if a.MinR2 > 0 {
 			add("ModelR2Low", categoryAccuracy, "modelmon:r2:1h"+sel+" < "+f(a.MinR2)+numericLabels, "R² of model "+name+" below "+f(a.MinR2)+": it explains less of its labels' variance.")
+			over(numericLabelCount, "numeric label")
 		}
 		if a.MaxCalibrationError > 0 {
 			add("ModelCalibrationErrorHigh", categoryAccuracy, "modelmon:calibration_error:1h"+sel+" > "+f(a.MaxCalibrationError)+
@@ -148,24 +164,24 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 		// segment value's, and the description queries the model's and the
 		// counts beside it. A class never predicted in a segment value has no
 		// precision there, so no precision alert; its recall there is 0.
-		segmentClass := func(alert, quantity, counted string, gap float64, summary, description string) {
+		segmentClass := func(alert, quantity, kind string, gap float64, summary, noun string) {
 			least := strconv.Itoa(cmp.Or(a.MinSegmentClassSamples, config.DefaultMinSegmentClassSamples))
 			add(alert, categoryAccuracy, "modelmon:segment_"+quantity+":1h"+sel+
 				"\n  < on (model, class) group_left () (modelmon:"+quantity+":1h"+sel+" - "+f(gap)+")"+
-				"\n  and on (model, segment, segment_value, class) modelmon:segment_class_"+counted+":increase1h"+sel+" >= "+least, summary)
+				"\n  and on (model, segment, segment_value, class) modelmon:segment_class_"+kind+":increase1h"+sel+" >= "+least, summary)
 			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }} where {{ $labels.segment }} is {{ $labels.segment_value }}: " + quantity +
 				" of class {{ $labels.class }} {{ $value | humanize }} over " +
-				queried(`modelmon:segment_class_`+counted+`:increase1h{model=%q, segment=%q, segment_value=%q, class=%q}`, "$labels.model", "$labels.segment", "$labels.segment_value", "$labels.class") +
-				" " + description + " in the last hour, against " +
+				counted(`modelmon:segment_class_`+kind+`:increase1h{model=%q, segment=%q, segment_value=%q, class=%q}`, noun, "$labels.model", "$labels.segment", "$labels.segment_value", "$labels.class") +
+				" of it in the last hour, against " +
 				queried(`modelmon:`+quantity+`:1h{model=%q, class=%q}`, "$labels.model", "$labels.class") + " for the model."
 		}
 		if a.MaxSegmentRecallGap > 0 {
 			segmentClass("ModelSegmentRecallLow", "recall", "labels", a.MaxSegmentRecallGap,
-				"Recall of a class of model "+name+" more than "+f(a.MaxSegmentRecallGap)+" below the model's for a segment.", "labels of it")
+				"Recall of a class of model "+name+" more than "+f(a.MaxSegmentRecallGap)+" below the model's for a segment.", "label")
 		}
 		if a.MaxSegmentPrecisionGap > 0 {
 			segmentClass("ModelSegmentPrecisionLow", "precision", "predictions", a.MaxSegmentPrecisionGap,
-				"Precision of a class of model "+name+" more than "+f(a.MaxSegmentPrecisionGap)+" below the model's for a segment.", "predictions of it")
+				"Precision of a class of model "+name+" more than "+f(a.MaxSegmentPrecisionGap)+" below the model's for a segment.", "prediction")
 		}
 		if a.MaxShadowDisagreement > 0 {
 			compared := "sum by (model) (increase(modelmon_shadow_predictions_total" + sel + "[1h]))"
@@ -180,6 +196,7 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 			add("ModelLabelCoverageLow", categoryDataQuality, `sum by (model) (increase(modelmon_labels_matched_total`+sel+`[1h])) / `+predictions+` < `+f(a.MinLabelCoverage)+
 				"\n  and on (model) "+predictions+samples,
 				"Share of predictions of model "+name+" with a label below "+f(a.MinLabelCoverage)+".")
+			over(`sum(increase(modelmon_predictions_total{model=%q}[1h]))`, "prediction")
 		}
 	}
 	if rules == nil {
@@ -216,6 +233,13 @@ func templateText(s string) string {
 // as $labels.model.
 func queried(format string, args ...string) string {
 	return "{{ with printf " + strconv.Quote(format) + " " + strings.Join(args, " ") + " | query }}{{ . | first | value | humanize }}{{ end }}"
+}
+
+// counted is queried for a count of noun, which follows it, plural but
+// for a count of 1: "1 label", "240 labels".
+func counted(format, noun string, args ...string) string {
+	return "{{ with printf " + strconv.Quote(format) + " " + strings.Join(args, " ") + " | query }}{{ . | first | value | humanize }} " +
+		noun + "{{ if ne (. | first | value) 1.0 }}s{{ end }}{{ end }}"
 }
 
 // AlertsCommand is `exporter alerts`.

@@ -213,7 +213,7 @@ tests:
           - exp_labels: {alertname: ModelEstimatedAccuracyLow, model: late, severity: warning, category: accuracy}
             exp_annotations:
               summary: Accuracy of model late estimated from its confidence below 0.8, before its labels say so.
-              description: 'late: 660m over the last hour.'
+              description: 'late: 660m over 1.5k predictions in the last hour.'
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelestimatedaccuracylow
       - eval_time: 70m
         alertname: ModelSegmentAccuracyLow
@@ -232,7 +232,7 @@ tests:
           - exp_labels: {alertname: ModelAccuracyLow, model: churn, severity: page, category: accuracy}
             exp_annotations:
               summary: Accuracy of model churn below 0.85.
-              description: 'churn: 700m over the last hour.'
+              description: 'churn: 700m over 600 class labels in the last hour.'
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelaccuracylow
       - eval_time: 70m
         alertname: ModelMAEHigh
@@ -246,7 +246,7 @@ tests:
           - exp_labels: {alertname: ModelR2Low, model: price, severity: warning, category: accuracy}
             exp_annotations:
               summary: 'R² of model price below 0.5: it explains less of its labels'' variance.'
-              description: 'price: 0 over the last hour.'
+              description: 'price: 0 over 600 numeric labels in the last hour.'
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelr2low
       - eval_time: 70m
         alertname: ModelCalibrationErrorHigh
@@ -526,14 +526,15 @@ tests:
       - eval_time: 70m
         alertname: ModelAccuracyLow
         exp_alerts:
-` + alert("ModelAccuracyLow", "nightall", "Accuracy of model nightall below 0.85.", "nightall: 800m over the last hour.") +
-		alert("ModelAccuracyLow", "day", "Accuracy of model day below 0.85.", "day: 800m over the last hour.") + `
+` + alert("ModelAccuracyLow", "nightall", "Accuracy of model nightall below 0.85.", "nightall: 800m over 5 class labels in the last hour.") +
+		alert("ModelAccuracyLow", "day", "Accuracy of model day below 0.85.", "day: 800m over 300 class labels in the last hour.") + `
       - eval_time: 70m
         alertname: ModelF1Low
         exp_alerts:
-` + alert("ModelF1Low", "nightall", "F1 of class no of model nightall below 0.7.", "nightall: F1 of class no 666.7m over 2 predictions and 1 labels of it in the last hour.", ", class: no") +
+` + alert("ModelF1Low", "nightall", "F1 of class no of model nightall below 0.7.", "nightall: F1 of class no 666.7m over 2 predictions and 1 label of it in the last hour.", ", class: no") +
 		alert("ModelF1Low", "day", "F1 of class no of model day below 0.7.", "day: F1 of class no 666.7m over 120 predictions and 60 labels of it in the last hour.", ", class: no") +
 		alert("ModelF1Low", "flood", "F1 of class fraud of model flood below 0.7.", "flood: F1 of class fraud 32.26m over 305 predictions and 5 labels of it in the last hour.", ", class: fraud")
+	labels := map[string]string{"nightpriceall": "4", "dayprice": "240"}
 	for _, a := range []struct{ name, summary, value string }{
 		{"ModelMAEHigh", "Mean absolute error of model %s above 2.", "3"},
 		{"ModelRMSEHigh", "RMSE of model %s above 2.5.", "3"},
@@ -545,7 +546,7 @@ tests:
         exp_alerts:
 `
 		for _, model := range []string{"nightpriceall", "dayprice"} {
-			test += alert(a.name, model, fmt.Sprintf(a.summary, model), model+": "+a.value+" over the last hour.")
+			test += alert(a.name, model, fmt.Sprintf(a.summary, model), model+": "+a.value+" over "+labels[model]+" numeric labels in the last hour.")
 		}
 	}
 	test += `
@@ -553,8 +554,9 @@ tests:
         alertname: ModelLabelCoverageLow
         exp_alerts:
 `
+	predictions := map[string]string{"nightcoverall": "5", "daycover": "300", "nightlateall": "5", "daylate": "300"}
 	for _, model := range []string{"nightcoverall", "daycover"} {
-		test += strings.Replace(alert("ModelLabelCoverageLow", model, "Share of predictions of model "+model+" with a label below 0.5.", model+": 200m over the last hour."),
+		test += strings.Replace(alert("ModelLabelCoverageLow", model, "Share of predictions of model "+model+" with a label below 0.5.", model+": 200m over "+predictions[model]+" predictions in the last hour."),
 			"category: accuracy", "category: data_quality", 1)
 	}
 	test += `
@@ -563,7 +565,7 @@ tests:
         exp_alerts:
 `
 	for _, model := range []string{"nightlateall", "daylate"} {
-		test += alert("ModelEstimatedAccuracyLow", model, "Accuracy of model "+model+" estimated from its confidence below 0.8, before its labels say so.", model+": 600m over the last hour.")
+		test += alert("ModelEstimatedAccuracyLow", model, "Accuracy of model "+model+" estimated from its confidence below 0.8, before its labels say so.", model+": 600m over "+predictions[model]+" predictions in the last hour.")
 	}
 	testFile := filepath.Join(dir, "alerts_test.yml")
 	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
@@ -671,12 +673,12 @@ tests:
           - exp_labels: {severity: warning, model: "fr\"aud\\ü {{ $value }}", category: accuracy}
             exp_annotations:
               summary: "Accuracy of model fr\"aud\\ü {{ $value }} below 0.85."
-              description: "fr\"aud\\ü {{ $value }}: 500m over the last hour."
+              description: "fr\"aud\\ü {{ $value }}: 500m over 240 class labels in the last hour."
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelaccuracylow
           - exp_labels: {severity: warning, model: "x{{y", category: accuracy}
             exp_annotations:
               summary: "Accuracy of model x{{y below 0.85."
-              description: "x{{y: 500m over the last hour."
+              description: "x{{y: 500m over 600 class labels in the last hour."
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelaccuracylow
       - eval_time: 5m
         alertname: ModelF1Low
