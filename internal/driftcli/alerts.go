@@ -238,8 +238,8 @@ func queried(format string, args ...string) string {
 // counted is queried for a count of noun, which follows it, plural but
 // for a count of 1: "1 label", "240 labels".
 func counted(format, noun string, args ...string) string {
-	return "{{ with printf " + strconv.Quote(format) + " " + strings.Join(args, " ") + " | query }}{{ . | first | value | humanize }} " +
-		noun + "{{ if ne (. | first | value) 1.0 }}s{{ end }}{{ end }}"
+	return "{{ with printf " + strconv.Quote(format) + " " + strings.Join(args, " ") + " | query }}{{ $n := printf \"%.0f\" (. | first | value) }}{{ $n }} " +
+		noun + "{{ if ne $n \"1\" }}s{{ end }}{{ end }}"
 }
 
 // AlertsCommand is `exporter alerts`.

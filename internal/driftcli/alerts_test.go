@@ -213,7 +213,7 @@ tests:
           - exp_labels: {alertname: ModelEstimatedAccuracyLow, model: late, severity: warning, category: accuracy}
             exp_annotations:
               summary: Accuracy of model late estimated from its confidence below 0.8, before its labels say so.
-              description: 'late: 660m over 1.5k predictions in the last hour.'
+              description: 'late: 660m over 1500 predictions in the last hour.'
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelestimatedaccuracylow
       - eval_time: 70m
         alertname: ModelSegmentAccuracyLow
