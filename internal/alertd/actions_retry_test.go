@@ -170,7 +170,9 @@ actions:
 	require.Equal(t, []string{"triggered", "failed", "triggered", "delivered"},
 		[]string{actions[0].Action, actions[1].Action, actions[2].Action, actions[3].Action}, "the retry's decision is recorded before its delivery")
 	require.Regexp(t, `after \d+ refusals of the outbox`, actions[2].Reason)
-	require.Contains(t, a.logs.String(), "Action triggered after the outbox refused it")
+	// Logged once the send is decided, which may come just after the delivery.
+	require.Eventually(t, func() bool { return strings.Contains(a.logs.String(), "Action triggered after the outbox refused it") },
+		30*time.Second, 10*time.Millisecond, "the retry was not logged")
 	for _, name := range []string{"alertd_actions_enqueue_failures_total", "alertd_actions_enqueue_retries_total"} {
 		v, _ := metric(t, a.Registry(), name, "action", "retrain", "trigger", "alert")
 		require.GreaterOrEqual(t, v, 1.0, name)
