@@ -232,14 +232,19 @@ func templateText(s string) string {
 // format is PromQL with a %q for each of args, template expressions such
 // as $labels.model.
 func queried(format string, args ...string) string {
-	return "{{ with printf " + strconv.Quote(format) + " " + strings.Join(args, " ") + " | query }}{{ . | first | value | humanize }}{{ end }}"
+	return withQuery(format, args, "{{ . | first | value | humanize }}")
 }
 
 // counted is queried for a count of noun, which follows it, plural but
 // for a count of 1: "1 label", "240 labels".
 func counted(format, noun string, args ...string) string {
-	return "{{ with printf " + strconv.Quote(format) + " " + strings.Join(args, " ") + " | query }}{{ $n := printf \"%.0f\" (. | first | value) }}{{ $n }} " +
-		noun + "{{ if ne $n \"1\" }}s{{ end }}{{ end }}"
+	return withQuery(format, args, "{{ $n := printf \"%.0f\" (. | first | value) }}{{ $n }} "+noun+"{{ if ne $n \"1\" }}s{{ end }}")
+}
+
+// withQuery is the template text that runs the query format (with args)
+// and, when it has a result, expands show on it.
+func withQuery(format string, args []string, show string) string {
+	return "{{ with printf " + strconv.Quote(format) + " " + strings.Join(args, " ") + " | query }}" + show + "{{ end }}"
 }
 
 // AlertsCommand is `exporter alerts`.
