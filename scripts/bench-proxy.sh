@@ -406,7 +406,12 @@ log "building bin/model-server and bin/exporter"
 go build -o bin/model-server ./examples/model-server
 go build -o bin/bareproxy ./scripts/bench/bareproxy
 SIDECAR_NOTE=
-if [[ " $PATHS " == *" sidecar "* ]] && ! go build -o bin/exporter ./cmd/exporter 2>"$TMP/build-exporter.log"; then
+# The exporter is built as `make build` builds it, so that the report's
+# build line names its version and revision.
+EXPORTER_LDFLAGS="-X github.com/prometheus/common/version.Version=$(cat VERSION 2>/dev/null || echo 0.1.0)
+	-X github.com/prometheus/common/version.Revision=$(git rev-parse HEAD 2>/dev/null)
+	-X github.com/prometheus/common/version.Branch=$(git rev-parse --abbrev-ref HEAD 2>/dev/null)"
+if [[ " $PATHS " == *" sidecar "* ]] && ! go build -ldflags "$EXPORTER_LDFLAGS" -o bin/exporter ./cmd/exporter 2>"$TMP/build-exporter.log"; then
 	SIDECAR_NOTE="skipped: go build ./cmd/exporter failed"
 	log "SKIPPING the sidecar path: go build ./cmd/exporter failed:"
 	head -n 10 "$TMP/build-exporter.log" >&2
