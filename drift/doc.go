@@ -38,7 +38,11 @@
 // come from the reference distribution, at most a share α (0.05) of windows is
 // flagged, whatever the method and the window's size; Options.Fixed uses
 // Evidently's fixed thresholds instead, whose false-alarm rate depends on n. The
-// dataset drifts when at least half of the ready features drift.
+// dataset drifts when at least half of the ready features drift
+// (Detector.Dataset, Evidently's rule). The model drifts when any feature's
+// p-value is below a threshold corrected for testing every feature at once
+// (Detector.Model, Alibi Detect's rule: Correction, Bonferroni by default, or
+// Benjamini–Hochberg's false discovery rate).
 //
 // # Profile format
 //
