@@ -42,7 +42,25 @@ type Config struct {
 	Models          []Model  `yaml:"models"`
 	Limits          Limits   `yaml:"limits"`
 	Labels          Labels   `yaml:"labels"`
+	Drift           Drift    `yaml:"drift"`
 }
+
+// Drift configures the model-level drift decision of every model with a
+// drift reference (modelmon_model_drifted): the model drifts when any of its
+// features' p-values is below a threshold corrected for testing them all.
+type Drift struct {
+	// Correction is bonferroni (the default, as in Alibi Detect), fdr
+	// (Benjamini–Hochberg) or none; empty is the default.
+	Correction string `yaml:"correction"`
+	// CorrectionAlpha is the level the correction keeps, in (0, 1): the
+	// chance that a model that did not drift is flagged (bonferroni), the
+	// expected share of the flagged features that did not drift (fdr), or
+	// each feature's level (none). Nil: --drift.alpha.
+	CorrectionAlpha *float64 `yaml:"correction_alpha"`
+}
+
+// Corrections are the accepted values of Drift.Correction, default first.
+var Corrections = []string{"bonferroni", "fdr", "none"}
 
 // Labels configures the label join across the replicas of a model: a
 // label a replica receives for a prediction it does not know is asked of
@@ -383,6 +401,7 @@ var DefaultConfig = Config{
 		MaxInstances: 10000,
 	},
 	Labels: Labels{Scheme: "http", Timeout: model.Duration(5 * time.Second), HTTPClientConfig: promconfig.DefaultHTTPClientConfig},
+	Drift:  Drift{Correction: "bonferroni"},
 }
 
 // Formats are the accepted values of a model's format.
@@ -550,7 +569,20 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("prediction_paths: %q must start with /", p)
 		}
 	}
+	if err := c.Drift.validate(); err != nil {
+		return err
+	}
 	return c.Labels.validate()
+}
+
+func (d *Drift) validate() error {
+	if d.Correction != "" && !contains(Corrections, d.Correction) {
+		return fmt.Errorf("drift.correction: unknown correction %q (want one of %s)", d.Correction, strings.Join(Corrections, ", "))
+	}
+	if a := d.CorrectionAlpha; a != nil && !(*a > 0 && *a < 1) {
+		return fmt.Errorf("drift.correction_alpha must be between 0 and 1 (both excluded), got %v", *a)
+	}
+	return nil
 }
 
 func (l *Labels) validate() error {

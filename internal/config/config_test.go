@@ -33,6 +33,7 @@ func TestLoadGood(t *testing.T) {
 				h.BasicAuth = &promconfig.BasicAuth{Username: "modelmon", PasswordFile: "testdata/secrets/password"}
 				return h
 			}()},
+		Drift: Drift{Correction: "fdr", CorrectionAlpha: ptr(0.1)},
 	}, c)
 	m, ok := c.Model("churn")
 	require.True(t, ok)
@@ -47,6 +48,7 @@ func TestLoadDefaults(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, DefaultConfig.Limits, c.Limits, "fields the file leaves out keep their defaults")
 		require.Equal(t, "X-Model-Name", c.ModelHeader)
+		require.Equal(t, Drift{Correction: "bonferroni"}, c.Drift)
 	}
 }
 
@@ -79,6 +81,8 @@ func TestLoadBad(t *testing.T) {
 		{"bad-drift-reference.yml", `testdata/bad-drift-reference.yml:3: models[0].drift.reference is required`},
 		{"bad-drift-format.yml", `testdata/bad-drift-format.yml:3: models[0].drift.reference: unknown format ".xlsx": want .json (a profile), .csv, .jsonl or .parquet`},
 		{"bad-drift-prediction.yml", `testdata/bad-drift-prediction.yml:3: models[0].drift.prediction_column is for training data: a profile (.json) marks its prediction itself`},
+		{"bad-drift-correction.yml", `testdata/bad-drift-correction.yml:2: drift.correction: unknown correction "holm" (want one of bonferroni, fdr, none)`},
+		{"bad-drift-correction-alpha.yml", `testdata/bad-drift-correction-alpha.yml:3: drift.correction_alpha must be between 0 and 1 (both excluded), got 0`},
 		{"bad-max-models.yml", `testdata/bad-max-models.yml:2: limits.max_models must be at least 1, got 0`},
 		{"bad-type.yml", "testdata/bad-type.yml:2: cannot unmarshal !!str `many` into int"},
 		{"bad-path.yml", `testdata/bad-path.yml:1: prediction_paths: "score" must start with /`},
