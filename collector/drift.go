@@ -24,6 +24,11 @@ type DriftModel struct {
 	// Windows label the spans of every feature's Counts, in order ("5m").
 	Windows  []string
 	Features []DriftFeature
+	// Correction and CorrectionAlpha take the model-level decision
+	// (drift.Detector.Model): empty is drift.DefaultCorrection, 0 the
+	// detector's alpha.
+	Correction      drift.Correction
+	CorrectionAlpha float64
 }
 
 // DriftFeature is one feature's counts.
@@ -77,6 +82,15 @@ var (
 		[]string{"model", "window"}, nil)
 	datasetDriftedDesc = prometheus.NewDesc(DatasetDrifted,
 		"Whether the share of drifted features reached the dataset threshold in a window (1) or not (0).",
+		[]string{"model", "window"}, nil)
+	modelDriftedDesc = prometheus.NewDesc(ModelDrifted,
+		"Whether a model drifted in a window (1) or not (0): whether any of its features' p-values is below the threshold corrected for testing them all (the correction label: bonferroni, fdr or none).",
+		[]string{"model", "window", "correction"}, nil)
+	modelThresholdDesc = prometheus.NewDesc(ModelDriftThreshold,
+		"The p-value below which any one of a model's features makes the model drift in a window, corrected for testing them all: the level divided by the number of features tested (bonferroni), the Benjamini-Hochberg cut-off (fdr), or the level itself (none).",
+		[]string{"model", "window", "correction"}, nil)
+	modelFeaturesDesc = prometheus.NewDesc(ModelDriftFeatures,
+		"The number of a model's features whose p-values its drift decision in a window corrects over: those scored, the prediction and the reconstruction error left out.",
 		[]string{"model", "window"}, nil)
 
 	// scoreDescs holds the gauge of each method's score, and pValueDescs the
@@ -188,6 +202,13 @@ func (c *driftCollector) model(ctx context.Context, m DriftModel, ch chan<- prom
 		}
 		ch <- prometheus.MustNewConstMetric(datasetShareDesc, prometheus.GaugeValue, d.Share, m.Model, w)
 		ch <- prometheus.MustNewConstMetric(datasetDriftedDesc, prometheus.GaugeValue, boolValue(d.Drift), m.Model, w)
+		md := m.Detector.Model(results[k], m.Correction, m.CorrectionAlpha)
+		if md.Features == 0 {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(modelDriftedDesc, prometheus.GaugeValue, boolValue(md.Drift), m.Model, w, string(md.Correction))
+		ch <- prometheus.MustNewConstMetric(modelThresholdDesc, prometheus.GaugeValue, md.Threshold, m.Model, w, string(md.Correction))
+		ch <- prometheus.MustNewConstMetric(modelFeaturesDesc, prometheus.GaugeValue, float64(md.Features), m.Model, w)
 	}
 	return nil
 }

@@ -58,6 +58,9 @@ const (
 	FeatureDriftDetectable   = "modelmon_feature_drift_detectable_psi"
 	DatasetDriftShare        = "modelmon_dataset_drift_share"
 	DatasetDrifted           = "modelmon_dataset_drifted"
+	ModelDrifted             = "modelmon_model_drifted"
+	ModelDriftThreshold      = "modelmon_model_drift_threshold"
+	ModelDriftFeatures       = "modelmon_model_drift_features"
 	DriftReferenceInfo       = "modelmon_drift_reference_info"
 
 	PredictionClassTotal         = "modelmon_prediction_class_total"

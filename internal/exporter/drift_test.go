@@ -100,6 +100,54 @@ func TestDriftAgainstReference(t *testing.T) {
 	require.Equal(t, 12, strings.Count(fams["modelmon_feature_bin_total"].text, `feature="amount",model="clean"`), "10 deciles and 2 out-of-range bins")
 }
 
+// Each model and window gets a model-level decision, its features'
+// p-values corrected as the configuration's drift: says, and a reload
+// changes the correction. amount and country are decided by Wasserstein
+// and Jensen–Shannon here (5000 reference values): they take part with their
+// KS and chi-squared p-values.
+func TestDriftModelDecision(t *testing.T) {
+	up := modelServer(t)
+	dir := t.TempDir()
+	ref := writeReference(t, 5000)
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("drift: {correction: fdr, correction_alpha: 0.1}\n"), 0o644))
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Drift = driftOptions(ref) })
+
+	pushRecords(t, e, "clean", 1000, 0, 3)
+	pushRecords(t, e, "shifted", 1000, 0.5, 4)
+	get := func(name, model, correction string) float64 {
+		l := map[string]string{"model": model, "window": "1h"}
+		if correction != "" {
+			l["correction"] = correction
+		}
+		return metricValue(t, e, name, l)
+	}
+	for _, m := range []string{"clean", "shifted"} {
+		require.Equal(t, 2.0, get("modelmon_model_drift_features", m, ""), "amount and country, not the prediction")
+	}
+	require.Equal(t, 1.0, get("modelmon_model_drifted", "shifted", "fdr"))
+	require.Contains(t, []float64{0.05, 0.1}, get("modelmon_model_drift_threshold", "shifted", "fdr"))
+	require.Equal(t, 0.05, get("modelmon_model_drift_threshold", "clean", "fdr"), "q/K: nothing rejected")
+	fams := scrape(t, e, "modelmon_model_drifted")
+	require.Contains(t, fams["modelmon_model_drifted"].text, `modelmon_model_drifted{correction="fdr",model="clean",window="1h"} 0`)
+
+	// Without drift:, Bonferroni at --drift.alpha.
+	require.NoError(t, os.WriteFile(cfg, nil, 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, 1.0, get("modelmon_model_drifted", "shifted", "bonferroni"))
+	require.Equal(t, 0.025, get("modelmon_model_drift_threshold", "clean", "bonferroni"))
+	require.Zero(t, get("modelmon_model_drift_threshold", "clean", "fdr"), "the old correction's series are gone")
+
+	require.NoError(t, os.WriteFile(cfg, []byte("drift: {correction: none}\n"), 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, 0.05, get("modelmon_model_drift_threshold", "clean", "none"))
+
+	// A bad correction fails the reload and keeps the last.
+	require.NoError(t, os.WriteFile(cfg, []byte("drift: {correction: holm}\n"), 0o644))
+	require.ErrorContains(t, e.Reload(), `drift.correction: unknown correction "holm" (want one of bonferroni, fdr, none)`)
+	require.Equal(t, 0.05, get("modelmon_model_drift_threshold", "clean", "none"))
+}
+
 func pushRecordsRaw(t *testing.T, e *Exporter, lines ...string) {
 	t.Helper()
 	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", strings.Join(lines, "\n"), "Content-Type", "application/x-ndjson")

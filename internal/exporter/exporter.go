@@ -29,6 +29,7 @@ import (
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/payloadlog"
 	"github.com/modelmon/modelmon/internal/web"
@@ -892,11 +893,21 @@ func (s source) CaptureQueue() collector.QueueStats { return s.e.queue.stats() }
 // Drift implements collector.DriftSource.
 func (s source) Drift() []collector.DriftModel {
 	now := s.e.opts.Now()
+	// The model-level decision's correction (drift:), as configured now;
+	// config.Validate has checked it.
+	d := s.e.cfg.Load().cfg.Drift
+	corr, _ := drift.ParseCorrection(d.Correction)
+	var alpha float64 // 0: the detector's, --drift.alpha
+	if d.CorrectionAlpha != nil {
+		alpha = *d.CorrectionAlpha
+	}
 	var out []collector.DriftModel
 	for _, m := range s.e.models.all() {
 		m.mu.Lock()
 		if m.drift != nil {
-			out = append(out, m.drift.snapshot(m.name, now, s.e.windows))
+			dm := m.drift.snapshot(m.name, now, s.e.windows)
+			dm.Correction, dm.CorrectionAlpha = corr, alpha
+			out = append(out, dm)
 		}
 		m.mu.Unlock()
 	}
