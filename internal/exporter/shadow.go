@@ -38,7 +38,8 @@ type ShadowOptions struct {
 	// (0, 1].
 	SampleRatio float64
 	// Timeout bounds a mirrored request's round trip, or each read of a
-	// streamed answer, as ProxyOptions.Timeout the model server's.
+	// streamed answer, as ProxyOptions.Timeout the model server's; a gRPC
+	// stream's request, each wait for its next answer (shadowstream.go).
 	Timeout time.Duration
 	// Concurrency is the number of mirrored requests sent at once; as many
 	// again may wait, and more are dropped. The comparisons of streams'

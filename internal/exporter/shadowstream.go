@@ -41,8 +41,9 @@ type shadowStream struct {
 	// stream until the call ends.
 	once bool
 	wake chan struct{} // the sender has something to do
-	// timer ends the stream open to the shadow when a request on it has
-	// waited --shadow.timeout for its next answer (expire).
+	// timer fails a request on the stream open to the shadow that has
+	// waited --shadow.timeout for its next answer, or ends the stream when
+	// its later answers could not be told from the others' (expire).
 	timer *time.Timer
 
 	mu      sync.Mutex
@@ -63,6 +64,16 @@ type shadowCall struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed once its receiver has accounted for its end
 	err    error         // how it ended, once it has
+	// ids and noIDs tell whether the shadow's answers on it carried an id
+	// (the request's, as Triton echoes it), and whether any did not.
+	ids, noIDs bool
+}
+
+// pairsByID reports whether the shadow's later answers to r will be known
+// by its id, not paired by order: r has one, and every answer on call so
+// far carried one.
+func (call *shadowCall) pairsByID(r *mirroredRequest) bool {
+	return len(r.id) > 0 && call.ids && !call.noIDs
 }
 
 // mirroredRequest is a request of a client stream mirrored to the shadow,
@@ -85,9 +96,10 @@ type mirroredRequest struct {
 	done                  bool // handed over or given up: nothing more to do
 }
 
-// errShadowTimeout ends a stream open to the shadow on which a request
-// waited --shadow.timeout for its next answer; errShadowIdle one that has
-// nothing more to carry.
+// errShadowTimeout fails a request that waited --shadow.timeout for the
+// shadow's next answer, and ends the stream open to the shadow when that
+// request's later answers could not be told from the others'; errShadowIdle
+// ends one that has nothing more to carry.
 var (
 	errShadowTimeout = errors.New("no answer from the shadow within --shadow.timeout")
 	errShadowIdle    = errors.New("the client's stream ended, and the shadow has answered all of it")
@@ -288,15 +300,15 @@ func (ss *shadowStream) receive(call *shadowCall) {
 			ss.ended(call, err)
 			return
 		}
-		ss.answer(msg)
+		ss.answer(call, msg)
 	}
 }
 
-// answer takes one of the shadow's answers: to the request it is paired
-// with, as the proxy pairs the model server's (streamCall.answer), its
-// last answer the one flagged final or the only one; StreamPredictions'
+// answer takes one of the shadow's answers on call: to the request it is
+// paired with, as the proxy pairs the model server's (streamCall.answer),
+// its last answer the one flagged final or the only one; StreamPredictions'
 // answers are all its one request's, until the call ends.
-func (ss *shadowStream) answer(msg []byte) {
+func (ss *shadowStream) answer(call *shadowCall, msg []byte) {
 	at := time.Now()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -311,6 +323,11 @@ func (ss *shadowStream) answer(msg []byte) {
 	a, ok := payload.ReadStreamResponse(msg)
 	if !ok {
 		return // nothing to read, as the proxy has it
+	}
+	if len(a.ID) > 0 {
+		call.ids = true
+	} else {
+		call.noIDs = true
 	}
 	i := matchAnswer(ss.waiting, a, func(r *mirroredRequest) ([]byte, []byte) { return r.id, r.name })
 	if i < 0 {
@@ -410,30 +427,49 @@ func (ss *shadowStream) armLocked() {
 	ss.timer.Reset(ss.s.timeout)
 }
 
-// expire ends the stream open to the shadow when a request on it has
-// waited --shadow.timeout for its next answer (the requests waiting on it
-// count as timeout: ended), and sets the timer for the next that will
-// have otherwise. Answers could come later, but could no longer be paired
-// with their requests by order.
+// expire fails each request on the stream open to the shadow that has
+// waited --shadow.timeout for its next answer, as timeout, as a streamed
+// HTTP answer's wait for its next piece is bounded: the stream goes on,
+// and so do the others' answers on it, the late request's own known by
+// its id and left unpaired (matchAnswer). When its answers could instead
+// be paired by order (it has no id, or the shadow's answers have not all
+// carried theirs: pairsByID), they would be taken for the next request's:
+// the stream is ended, and every request waiting on it counts as timeout
+// (ended). It sets the timer for the next request that will have waited
+// too long otherwise.
 func (ss *shadowStream) expire() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.armed = false
-	if ss.cur == nil || len(ss.waiting) == 0 {
+	call := ss.cur
+	if call == nil || len(ss.waiting) == 0 {
 		return
 	}
-	oldest := ss.waiting[0].progress
-	for _, r := range ss.waiting[1:] {
-		if r.progress.Before(oldest) {
-			oldest = r.progress
+	now := time.Now()
+	late := func(r *mirroredRequest) bool { return now.Sub(r.progress) >= ss.s.timeout }
+	for _, r := range ss.waiting {
+		if late(r) && !call.pairsByID(r) {
+			call.cancel(errShadowTimeout)
+			return
 		}
 	}
-	if left := ss.s.timeout - time.Since(oldest); left > 0 {
-		ss.armed = true
-		ss.timer.Reset(left)
-		return
+	next := ss.s.timeout
+	waiting := ss.waiting[:0]
+	for _, r := range ss.waiting {
+		if late(r) {
+			ss.failLocked(r, collector.ErrorTimeout, errShadowTimeout)
+			continue
+		}
+		waiting = append(waiting, r)
+		next = min(next, ss.s.timeout-now.Sub(r.progress))
 	}
-	ss.cur.cancel(errShadowTimeout)
+	clear(ss.waiting[len(waiting):])
+	ss.waiting = waiting
+	if len(waiting) > 0 {
+		ss.armed = true
+		ss.timer.Reset(next)
+	}
+	ss.idleLocked()
 }
 
 // idleLocked ends the stream open to the shadow once the client's stream

@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -477,5 +478,147 @@ func TestShadowGRPCStreamFailures(t *testing.T) {
 				require.Zero(t, metricValue(t, e, collector.PredictionErrorsTotal, map[string]string{"model": "price", "reason": reason}), "the model's own")
 			}
 		})
+	}
+}
+
+// llmAnswers are a decoupled vLLM model's answers to a ModelStreamInfer
+// request of model with id, as Triton streams them: n pieces of text, one
+// output token each, the last flagged final with its finish reason.
+func llmAnswers(model, id string, n int, finish string) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		if i == n-1 {
+			out[i] = streamAnswer("", model, id, 1, textTensor("text_output", "!"), textTensor("finish_reason", finish), countTensor("num_output_tokens", 1))
+			break
+		}
+		out[i] = streamAnswer("", model, id, 0, textTensor("text_output", "x"), countTensor("num_output_tokens", 1))
+	}
+	return out
+}
+
+// llmModel answers each ModelStreamInfer request with llmAnswers, 3
+// pieces, and a StreamPredictions call with 3 answers, at once.
+func llmModel(method string, ss grpc.ServerStream) error {
+	for {
+		var req []byte
+		if err := ss.RecvMsg(&req); err != nil {
+			return nil
+		}
+		answers := llmAnswers(modelName(req), fieldString(req, 3), 3, "length")
+		if method == torchStreamPredictions {
+			answers = torchAnswers(3)
+		}
+		for _, a := range answers {
+			if err := ss.SendMsg(&a); err != nil {
+				return err
+			}
+		}
+		if method == torchStreamPredictions {
+			return nil
+		}
+	}
+}
+
+// torchAnswers are the n answers of a TorchServe StreamPredictions call of
+// a generative model: a token each, the last a completion that stopped for
+// its length after n tokens.
+func torchAnswers(n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = appendField(nil, 1, []byte(`"x"`))
+	}
+	out[n-1] = appendField(nil, 1, []byte(fmt.Sprintf(`{"choices":[{"index":0,"text":"x","finish_reason":"length"}],"usage":{"prompt_tokens":2,"completion_tokens":%d}}`, n)))
+	return out
+}
+
+// --shadow.timeout bounds each request's wait for the shadow's next answer
+// on a mirrored stream, as each piece of a streamed HTTP answer, not the
+// stream: a shadow that streams its answers to a request (an LLM's tokens)
+// for longer than the timeout, never that long quiet, is compared, its
+// latency to its last answer, over ModelStreamInfer and StreamPredictions
+// alike; one that goes quiet for longer mid-stream counts as timeout. A
+// request that waits too long for its first answer while the shadow
+// streams another's (one at a time, as a model instance does) counts as
+// timeout alone: the stream and the answers coming on it go on, its own
+// later answers known by its id. Without ids, answers could no longer be
+// paired: the stream ends, and all that wait on it count as timeout.
+func TestShadowGRPCStreamTimeoutBetweenAnswers(t *testing.T) {
+	const (
+		timeout = 500 * time.Millisecond
+		pieces  = 4 // in all, longer than the timeout
+	)
+	up := rawGRPCServer(t, llmModel)
+	// Answers each request in turn, a piece every timeout/3; "quiet"
+	// stops for twice the timeout after its first piece.
+	pause := func(ctx context.Context, model string, i int) {
+		d := timeout / 3
+		if model == "quiet" && i == 1 {
+			d = 2 * timeout
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	candidate := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		for {
+			var req []byte
+			if err := ss.RecvMsg(&req); err != nil {
+				return nil
+			}
+			model := modelName(req)
+			answers := llmAnswers(model, fieldString(req, 3), pieces, "length")
+			if method == torchStreamPredictions {
+				answers = torchAnswers(pieces)
+			}
+			for i, a := range answers {
+				pause(ss.Context(), model, i)
+				if err := ss.SendMsg(&a); err != nil {
+					return err
+				}
+			}
+			if method == torchStreamPredictions {
+				return nil
+			}
+		}
+	})
+	e := streamShadowSidecar(t, up, candidate, func(o *Options) { o.Shadow.Timeout = timeout })
+	conn := grpcClient(t, e.GRPCAddr())
+
+	for _, reqs := range [][][]byte{
+		{streamRequest("llm", "a", 1), streamRequest("llm", "b", 2)},
+		{streamRequest("quiet", "q", 1)},
+		{streamRequest("anon", "", 1), streamRequest("anon", "", 2)},
+	} {
+		_, err := streamAll(t, context.Background(), conn, modelStreamInfer, reqs...)
+		require.NoError(t, err)
+	}
+	input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"prompt": "Hi", "max_tokens": 4}`))
+	_, err := streamAll(t, context.Background(), conn, torchStreamPredictions, appendField(appendField(nil, 1, []byte("llama")), 3, input))
+	require.NoError(t, err)
+	waitIdle(t, e)
+
+	for _, tc := range []struct {
+		model                        string
+		requests, compared, timedOut float64
+	}{
+		{"llm", 2, 1, 1}, // b waited for a's answers
+		{"llama", 1, 1, 0},
+		{"quiet", 1, 0, 1},
+		{"anon", 2, 0, 2},
+	} {
+		m := map[string]string{"model": tc.model}
+		require.Equal(t, tc.requests, metricValue(t, e, collector.ShadowRequestsTotal, m), tc.model)
+		require.Equal(t, tc.compared, metricValue(t, e, collector.ShadowPredictionsTotal, m), tc.model)
+		require.Equal(t, tc.timedOut, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": tc.model, "reason": collector.ErrorTimeout}), tc.model)
+		for _, reason := range collector.ShadowErrorReasons {
+			if reason != collector.ErrorTimeout {
+				require.Zero(t, metricValue(t, e, collector.ShadowErrorsTotal, map[string]string{"model": tc.model, "reason": reason}), "%s: %s", tc.model, reason)
+			}
+		}
+		require.Equal(t, tc.compared, metricValue(t, e, collector.ShadowDuration+"_count", m), tc.model)
+		if tc.compared > 0 {
+			require.Greater(t, metricValue(t, e, collector.ShadowDuration+"_sum", m), timeout.Seconds(), "%s: to its last answer", tc.model)
+		}
 	}
 }
