@@ -123,9 +123,12 @@ type shadowJob struct {
 }
 
 // streamAnswers are the model's and the shadow's answers to a request of a
-// streamed call, and its prediction id for labels.
+// streamed call, its prediction id for labels, and when the shadow's
+// answers came: its first and its last, after the request was sent, and
+// the output tokens they add up to.
 type streamAnswers struct {
 	model, shadow, id []byte
+	timing            answerTiming
 }
 
 // id is j's prediction id for labels, nil when it has none.
@@ -460,7 +463,9 @@ const shadowPieceSize = 4 << 10
 
 // compare parses the shadow's answer to j's request, both decoded, and
 // compares its predictions with the model's. t is when the answer came; a
-// streamed generative answer's time per output token is observed from it.
+// streamed generative answer's time per output token is observed from it,
+// over the output tokens t says a gRPC stream's answers add up to, as the
+// parser counts the model's (0: those its answer reports).
 func (sd *shadowSender) compare(j *shadowJob, reqBody, respBody []byte, t answerTiming) {
 	s, m := sd.s, j.model
 	rc := s.config()
@@ -468,6 +473,9 @@ func (sd *shadowSender) compare(j *shadowJob, reqBody, respBody []byte, t answer
 	p := sd.parsers.get(m.name, mc, rc)
 	err := p.Parse(j.format, reqBody, respBody, &sd.batch)
 	if g := sd.batch.Generation; g.Answered {
+		if t.outputTokens > 0 {
+			g.OutputTokens = t.outputTokens
+		}
 		if tpot, ok := timePerOutputToken(g, t); ok {
 			s.metrics.TimePerOutputToken.WithLabelValues(m.name).Observe(tpot)
 		}

@@ -87,6 +87,11 @@ type mirroredRequest struct {
 	sent     time.Time
 	progress time.Time // when it was sent, or last answered
 	answered bool      // the shadow answered it at all
+	// firstByte is when the shadow's first answer to it came, after sent;
+	// tokens, the output tokens its answers add up to (num_output_tokens),
+	// 0 when they don't say. Its time per output token is told from them.
+	firstByte time.Duration
+	tokens    int64
 	// shadow is the shadow's last answer with outputs, model the model's:
 	// what is compared. A side that could not keep its answer for want of
 	// room (lost) leaves nothing to compare, counted as dropped.
@@ -315,6 +320,12 @@ func (ss *shadowStream) answer(call *shadowCall, msg []byte) {
 	if ss.once {
 		if len(ss.waiting) > 0 {
 			r := ss.waiting[0]
+			if !r.answered {
+				// Its first answer, as the proxy times the model server's
+				// (torchStream.answer).
+				r.firstByte = at.Sub(r.sent)
+				ss.s.metrics.FirstByte.WithLabelValues(r.m.name).Observe(r.firstByte.Seconds())
+			}
 			r.progress, r.answered = at, true
 			ss.keepLocked(r, msg)
 		}
@@ -334,8 +345,20 @@ func (ss *shadowStream) answer(call *shadowCall, msg []byte) {
 		return
 	}
 	r := ss.waiting[i]
+	if !r.answered {
+		r.firstByte = at.Sub(r.sent)
+		if a.Error == nil && a.Final == 0 {
+			// The first of a decoupled model's answers, an LLM's first
+			// token, as the proxy times the model server's
+			// (streamCall.answer).
+			ss.s.metrics.FirstByte.WithLabelValues(r.m.name).Observe(r.firstByte.Seconds())
+		}
+	}
 	r.progress, r.answered = at, true
 	if a.Error == nil && a.Outputs {
+		if n, ok := payload.OutputCount(a.Response, "num_output_tokens"); ok {
+			r.tokens += n
+		}
 		ss.keepLocked(r, a.Response)
 	}
 	if a.Error == nil && a.Final == 0 {
@@ -525,7 +548,8 @@ func (ss *shadowStream) completeLocked(r *mirroredRequest) {
 func (ss *shadowStream) handOver(r *mirroredRequest) {
 	// In flight still, till the sender is done with it.
 	ss.s.jobs <- &shadowJob{model: r.m, format: ss.format, grpc: true, buf: r.req, held: r.held,
-		stream: &streamAnswers{model: r.model, shadow: r.shadow, id: r.labelID}}
+		stream: &streamAnswers{model: r.model, shadow: r.shadow, id: r.labelID,
+			timing: answerTiming{elapsed: r.progress.Sub(r.sent), firstByte: r.firstByte, outputTokens: r.tokens}}}
 }
 
 // failLocked counts r failed by the shadow, for reason.
@@ -580,7 +604,8 @@ func matchAnswer[T any](pending []T, r payload.StreamResponse, names func(T) (id
 
 // compareStream compares the answers to a request of a streamed call, both
 // received: the model's is parsed for its predictions first, as the parser
-// parsed it for the capture.
+// parsed it for the capture. The shadow's time per output token is told
+// as the parser tells the model's, from its stream's timing.
 func (sd *shadowSender) compareStream(j *shadowJob) {
 	s, m := sd.s, j.model
 	rc := s.config()
@@ -599,5 +624,5 @@ func (sd *shadowSender) compareStream(j *shadowJob) {
 	for i := range sd.batch.Records {
 		j.preds[i] = readShadowPrediction(mc.classes, &sd.batch.Records[i])
 	}
-	sd.compare(j, j.buf, j.stream.shadow, answerTiming{})
+	sd.compare(j, j.buf, j.stream.shadow, j.stream.timing)
 }

@@ -506,7 +506,7 @@ func llmModel(method string, ss grpc.ServerStream) error {
 		}
 		answers := llmAnswers(modelName(req), fieldString(req, 3), 3, "length")
 		if method == torchStreamPredictions {
-			answers = torchAnswers(3)
+			answers = torchAnswers(3, "length")
 		}
 		for _, a := range answers {
 			if err := ss.SendMsg(&a); err != nil {
@@ -521,13 +521,13 @@ func llmModel(method string, ss grpc.ServerStream) error {
 
 // torchAnswers are the n answers of a TorchServe StreamPredictions call of
 // a generative model: a token each, the last a completion that stopped for
-// its length after n tokens.
-func torchAnswers(n int) [][]byte {
+// finish after n tokens.
+func torchAnswers(n int, finish string) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {
 		out[i] = appendField(nil, 1, []byte(`"x"`))
 	}
-	out[n-1] = appendField(nil, 1, []byte(fmt.Sprintf(`{"choices":[{"index":0,"text":"x","finish_reason":"length"}],"usage":{"prompt_tokens":2,"completion_tokens":%d}}`, n)))
+	out[n-1] = appendField(nil, 1, []byte(fmt.Sprintf(`{"choices":[{"index":0,"text":"x","finish_reason":%q}],"usage":{"prompt_tokens":2,"completion_tokens":%d}}`, finish, n)))
 	return out
 }
 
@@ -569,7 +569,7 @@ func TestShadowGRPCStreamTimeoutBetweenAnswers(t *testing.T) {
 			model := modelName(req)
 			answers := llmAnswers(model, fieldString(req, 3), pieces, "length")
 			if method == torchStreamPredictions {
-				answers = torchAnswers(pieces)
+				answers = torchAnswers(pieces, "length")
 			}
 			for i, a := range answers {
 				pause(ss.Context(), model, i)
@@ -621,4 +621,82 @@ func TestShadowGRPCStreamTimeoutBetweenAnswers(t *testing.T) {
 			require.Greater(t, metricValue(t, e, collector.ShadowDuration+"_sum", m), timeout.Seconds(), "%s: to its last answer", tc.model)
 		}
 	}
+}
+
+// A mirrored stream's answers are timed as the model's own are on the
+// gRPC proxy: the time to the first of a decoupled model's several answers
+// to a request, and to a StreamPredictions call's first answer, is the
+// shadow's time to first byte, and a generative answer's time per output
+// token after the first runs from it to the last answer, over the tokens
+// its answers add up to (num_output_tokens) or its last reports. A request
+// answered once has no time to first byte.
+func TestShadowGRPCStreamTokenLatency(t *testing.T) {
+	const firstPause, pause = 300 * time.Millisecond, 100 * time.Millisecond
+	up := rawGRPCServer(t, llmModel)
+	wait := func(ctx context.Context, d time.Duration) {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	candidate := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		for {
+			var req []byte
+			if err := ss.RecvMsg(&req); err != nil {
+				return nil
+			}
+			var answers [][]byte
+			switch {
+			case method == torchStreamPredictions:
+				answers = torchAnswers(3, "stop")
+			case modelName(req) == "tabular":
+				answers = [][]byte{lengthAnswer(req, -1)}
+			default:
+				answers = llmAnswers(modelName(req), fieldString(req, 3), 3, "stop")
+			}
+			for i, a := range answers {
+				d := pause
+				if i == 0 {
+					d = firstPause
+				}
+				wait(ss.Context(), d)
+				if err := ss.SendMsg(&a); err != nil {
+					return err
+				}
+			}
+			if method == torchStreamPredictions {
+				return nil
+			}
+		}
+	})
+	e := streamShadowSidecar(t, up, candidate, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	_, err := streamAll(t, context.Background(), conn, modelStreamInfer, streamRequest("llm", "a", 1), streamRequest("tabular", "b", 2))
+	require.NoError(t, err)
+	input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"prompt": "Hi", "max_tokens": 3}`))
+	_, err = streamAll(t, context.Background(), conn, torchStreamPredictions, appendField(appendField(nil, 1, []byte("llama")), 3, input))
+	require.NoError(t, err)
+	waitIdle(t, e)
+
+	for _, model := range []string{"llm", "llama"} {
+		m := map[string]string{"model": model}
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, m), model)
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowDisagreementsTotal, m), "%s: stop against length", model)
+		// As the model's own, through the proxy.
+		require.Equal(t, 1.0, metricValue(t, e, collector.PredictionFirstByte+"_count", m), model)
+		require.Equal(t, 1.0, metricValue(t, e, collector.GenerationTimePerToken+"_count", m), model)
+
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowFirstByte+"_count", m), model)
+		ttfb := metricValue(t, e, collector.ShadowFirstByte+"_sum", m)
+		require.GreaterOrEqual(t, ttfb, firstPause.Seconds(), model)
+		require.Less(t, ttfb, metricValue(t, e, collector.ShadowDuration+"_sum", m), "%s: the first answer, not the last", model)
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowTimePerToken+"_count", m), model)
+		tpot := metricValue(t, e, collector.ShadowTimePerToken+"_sum", m)
+		require.GreaterOrEqual(t, tpot, pause.Seconds(), "%s: (last − first) / (3 − 1)", model)
+		require.Less(t, tpot, firstPause.Seconds()+pause.Seconds(), "%s: from the first answer", model)
+	}
+	tabular := map[string]string{"model": "tabular"}
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, tabular))
+	require.Zero(t, metricValue(t, e, collector.ShadowFirstByte+"_count", tabular), "answered once")
+	require.Zero(t, metricValue(t, e, collector.ShadowTimePerToken+"_count", tabular))
 }
