@@ -312,6 +312,11 @@ func New(o Options) (_ *Exporter, err error) {
 			return nil, err
 		}
 		e.shadow = sh
+		// The configured models are known already (registerModels); the
+		// others are as traffic names them (prepareModel).
+		for _, m := range e.models.all() {
+			sh.initModel(m)
+		}
 		// Each proxy samples for the shadow only with its own flag: the
 		// other's hot path keeps its one nil check.
 		if sh.client != nil {
@@ -346,9 +351,13 @@ func New(o Options) (_ *Exporter, err error) {
 	return e, nil
 }
 
-// prepareModel gives a new model its drift state: the reference, a learned
-// reference restored from storage, or a learner.
+// prepareModel gives a new model its shadow counters, when a shadow
+// mirrors it, and its drift state: the reference, a learned reference
+// restored from storage, or a learner.
 func (e *Exporter) prepareModel(m *model) {
+	if e.shadow != nil {
+		e.shadow.initModel(m)
+	}
 	ds, err := e.drift.stateFor(m.name, e.cfg.Load())
 	if err != nil {
 		e.logger.Error("No drift detection for model", "model", m.name, "err", err)

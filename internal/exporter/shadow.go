@@ -232,6 +232,27 @@ func (s *shadow) sample(m *model, name []byte) bool {
 	return s.ratio >= 1 || rand.Float64() < s.ratio
 }
 
+// initModel creates m's shadow counters at 0 when its predictions are
+// mirrored, the failures by each reason, as newModel creates the model's
+// own: a counter whose labels are known is exported from the start, so
+// that rate() and increase() see its first mirrored request. It runs as m
+// is made known: a model of the configuration before any traffic, another
+// when traffic names it. A model is told mirrored by its label here, as a
+// request's is by its name (sample): one mirrored by the name its clients
+// gave past limits.max_models shows its counters at its first request.
+func (s *shadow) initModel(m *model) {
+	if s.models != nil && !s.models[m.name] {
+		return
+	}
+	sm := s.metrics
+	for _, c := range []*prometheus.CounterVec{sm.Requests, sm.Predictions, sm.Disagreements, sm.Dropped, sm.Retries} {
+		c.WithLabelValues(m.name)
+	}
+	for _, r := range collector.ShadowErrorReasons {
+		sm.Errors.WithLabelValues(m.name, r)
+	}
+}
+
 // start starts the senders.
 func (s *shadow) start(n int) {
 	for range n {

@@ -833,3 +833,66 @@ func TestPendingSnapshotsSurviveAFailedWrite(t *testing.T) {
 	require.Zero(t, metricValue(t, after, collector.ShadowCorrectTotal, map[string]string{"model": "fraud", "source": "shadow"}))
 	require.Zero(t, metricValue(t, after, collector.ShadowPendingPredictions, nil))
 }
+
+// The shadow's counters of a model it mirrors are exported at 0 from the
+// start, as the model's own are (newModel), so that rate() and increase()
+// see its first mirrored request: a model of the configuration before any
+// traffic, another once traffic or the push API names it, each failure
+// reason of modelmon_shadow_errors_total. A model --shadow.model does not
+// name has none, nor does any model without a shadow.
+func TestShadowCountersStartAtZero(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n  - name: price\n"), 0o644))
+	model := newRecordingServer(t, map[string]string{"fraud": `{"predictions": [1]}`}, nil)
+	counters := []string{collector.ShadowRequestsTotal, collector.ShadowPredictionsTotal, collector.ShadowDisagreementsTotal,
+		collector.ShadowDroppedTotal, collector.ShadowRetriesTotal}
+	// series are the samples of the shadow's counters of model.
+	series := func(t *testing.T, e *Exporter, model string) []string {
+		t.Helper()
+		fams := scrape(t, e, "modelmon_shadow_")
+		var out []string
+		for _, name := range append(counters, collector.ShadowErrorsTotal) {
+			fam := fams[name]
+			if fam == nil {
+				continue
+			}
+			for line := range strings.Lines(fam.text) {
+				if !strings.HasPrefix(line, "#") && strings.Contains(line, `model="`+model+`"`) {
+					out = append(out, strings.TrimSpace(line))
+				}
+			}
+		}
+		return out
+	}
+	zeros := func(model string) []string {
+		var out []string
+		for _, name := range counters {
+			out = append(out, fmt.Sprintf("%s{model=%q} 0", name, model))
+		}
+		for _, reason := range collector.ShadowErrorReasons {
+			out = append(out, fmt.Sprintf("%s{model=%q,reason=%q} 0", collector.ShadowErrorsTotal, model, reason))
+		}
+		return out
+	}
+
+	e := startExporter(t, model.URL, func(o *Options) {
+		o.ConfigFile = cfg
+		shadowOptions(model.URL, func(s *ShadowOptions) { s.Models = []string{"fraud", "llm"} })(o)
+	})
+	require.ElementsMatch(t, zeros("fraud"), series(t, e, "fraud"), "configured and mirrored")
+	require.Empty(t, series(t, e, "price"), "configured, not mirrored")
+	require.Empty(t, series(t, e, "llm"), "not known yet")
+	pushRecordsRaw(t, e, `{"model":"llm","prediction":1}`, `{"model":"chat","prediction":1}`)
+	require.ElementsMatch(t, zeros("llm"), series(t, e, "llm"), "known, and mirrored")
+	require.Empty(t, series(t, e, "chat"), "known, not mirrored")
+
+	st, _ := predict(t, e, "fraud", `{"instances": [[1]]}`)
+	require.Equal(t, 200, st)
+	waitIdle(t, e)
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowRequestsTotal, map[string]string{"model": "fraud"}))
+	require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, map[string]string{"model": "fraud"}))
+
+	// Without a shadow, none.
+	e = startExporter(t, model.URL, func(o *Options) { o.ConfigFile = cfg })
+	require.Empty(t, series(t, e, "fraud"))
+}
