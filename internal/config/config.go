@@ -251,7 +251,11 @@ type ModelDrift struct {
 // mean of values in [0, 1] (each bin's accuracy), which spreads no more
 // than a share with the same mean over as many; and a model has about as
 // many predictions an hour as labels or more, so the minimum that suits
-// its labels never leaves these two unchecked.
+// its labels never leaves these two unchecked. The estimate's bins'
+// accuracies are over the last day's labels, and a bin counts with at
+// least as many: the estimate, Σ w·a over the bins' shares w of the
+// predictions, then errs by them no more than accuracy over as many
+// labels (Σ w²·a(1 − a)/n ≤ ā(1 − ā)/n).
 const DefaultMinSamples = 100
 
 // DefaultMinCalibrationSamples is the default of
@@ -297,13 +301,16 @@ type QualityAlerts struct {
 	// With fewer, one wrong label in a quiet hour crosses the threshold.
 	// 1 checks every hour with a label. MinSamples also guards
 	// MinEstimatedAccuracy and MinLabelCoverage, counting the hour's
-	// predictions that each is over.
+	// predictions that each is over, and, for MinEstimatedAccuracy, the
+	// last day's labels of each confidence bin it applies.
 	MinAccuracy float64 `yaml:"min_accuracy"`
 	MinSamples  int     `yaml:"min_samples"`
 	// MinEstimatedAccuracy bounds the accuracy estimated without labels
-	// from the last hour's predictions' confidence, checked when the
-	// estimate rests on at least 90 % of them and on at least MinSamples:
-	// the early warning while labels are late.
+	// from the last hour's predictions' confidence: the early warning while
+	// labels are late. The estimate is over the confidence bins with at
+	// least MinSamples labels in the last day, and is checked when those
+	// bins hold at least 90 % of the hour's predictions and at least
+	// MinSamples of them.
 	MinEstimatedAccuracy float64 `yaml:"min_estimated_accuracy"`
 	MinF1                float64 `yaml:"min_f1"`
 	MaxMAE               float64 `yaml:"max_mae"`

@@ -97,20 +97,46 @@ func QualityAlerts(cfg *config.Config) ([]byte, error) {
 			add("ModelAccuracyLow", categoryAccuracy, "modelmon:accuracy:1h"+sel+" < "+f(a.MinAccuracy)+classLabels, "Accuracy of model "+name+" below "+f(a.MinAccuracy)+".")
 			over(classLabelCount, "class label")
 		}
-		// The estimated accuracy is over the hour's predictions in the bins
-		// the last day's labels have reached, and is checked when those are
-		// at least 90 % of the hour's and MinSamples in number: a mean of
+		// The estimated accuracy is over the hour's predictions in the
+		// confidence bins whose accuracy the last day's labels measured, a
+		// bin counting only with at least MinSamples labels in the day: over
+		// 1 or 2 labels a bin's accuracy is 0, 0.5 or 1, and the estimate
+		// applies it to all the hour's predictions in the bin. With each
+		// bin's over n labels or more, the estimate Σ w·a (w the bins'
+		// shares of the predictions) errs by its calibration no more than
+		// accuracy does over n labels: its variance, Σ w²·a(1 − a)/n, is at
+		// most ā(1 − ā)/n. It is checked when those bins hold at least 90 %
+		// of the hour's predictions and MinSamples in number: a mean of
 		// values in [0, 1] spreads no more than accuracy over as many labels.
+		// Bins are mostly thin because few predictions fall in them, so
+		// leaving them out costs little coverage.
 		if a.MinEstimatedAccuracy > 0 {
-			add("ModelEstimatedAccuracyLow", categoryAccuracy, "modelmon:estimated_accuracy:1h"+sel+" < "+f(a.MinEstimatedAccuracy)+
-				"\n  and on (model) modelmon:estimated_accuracy_coverage:1h"+sel+" >= 0.9"+
-				"\n  and on (model) sum by (model) ("+
-				"\n      sum by (model, bins, bin) (increase(modelmon_prediction_confidence_predictions_total"+sel+"[1h]))"+
-				"\n        and on (model, bins, bin)"+
-				"\n      modelmon:calibration_accuracy:1d"+sel+
-				"\n  )"+samples,
+			const (
+				hour   = "modelmon:prediction_confidence_predictions:increase1h"
+				labels = "modelmon:prediction_confidence_outcomes:increase1d"
+			)
+			// The hour's predictions by bin, in the bins that count.
+			covered := "sum by (model) (" +
+				"\n      " + hour + sel +
+				"\n        and on (model, bins, bin)" +
+				"\n      " + labels + sel + samples +
+				"\n  )"
+			add("ModelEstimatedAccuracyLow", categoryAccuracy, "sum by (model) ("+
+				"\n      "+hour+sel+
+				"\n        * on (model, bins, bin)"+
+				"\n      (modelmon:calibration_accuracy:1d"+sel+" and on (model, bins, bin) "+labels+sel+samples+")"+
+				"\n  )"+
+				"\n    / "+covered+
+				"\n    < "+f(a.MinEstimatedAccuracy)+
+				"\n  and on (model) "+covered+
+				"\n    / sum by (model) ("+hour+sel+") >= 0.9"+
+				"\n  and on (model) "+covered+samples,
 				"Accuracy of model "+name+" estimated from its confidence below "+f(a.MinEstimatedAccuracy)+", before its labels say so.")
-			over(`sum(sum by (bins, bin) (increase(modelmon_prediction_confidence_predictions_total{model=%q}[1h])) and on (bins, bin) modelmon:calibration_accuracy:1d{model=%q})`, "prediction")
+			rules[len(rules)-1].Annotations["description"] = "{{ $labels.model }}: {{ $value | humanize }} over " +
+				counted(`sum(`+hour+`{model=%q} and on (bins, bin) `+labels+`{model=%q}`+samples+`)`, "prediction", "$labels.model", "$labels.model") +
+				" in the last hour, in confidence bins with " +
+				counted(`sum(`+labels+`{model=%q}`+samples+` and on (bins, bin) `+hour+`{model=%q})`, "label", "$labels.model", "$labels.model") +
+				" in the last day."
 		}
 		// A class's F1, 2·right / (predicted + actual), is over its
 		// predictions and its labels: the guard counts both, its

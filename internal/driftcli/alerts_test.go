@@ -213,7 +213,7 @@ tests:
           - exp_labels: {alertname: ModelEstimatedAccuracyLow, model: late, severity: warning, category: accuracy}
             exp_annotations:
               summary: Accuracy of model late estimated from its confidence below 0.8, before its labels say so.
-              description: 'late: 660m over 1500 predictions in the last hour.'
+              description: 'late: 660m over 1500 predictions in the last hour, in confidence bins with 1400 labels in the last day.'
               runbook_url: https://github.com/modelmon/modelmon/blob/main/docs/runbooks.md#modelestimatedaccuracylow
       - eval_time: 70m
         alertname: ModelSegmentAccuracyLow
@@ -380,7 +380,14 @@ tests:
 // denominator: nightcover has 5 predictions in a quiet hour and 1 label
 // (coverage 0.2), nightlate 5 predictions where the labels show 0.6 right
 // (estimated accuracy 0.6); neither fires, while the same every minute do
-// (daycover, daylate), and so do the quiet ones with min_samples 1.
+// (daycover, daylate), and so do the quiet ones with min_samples 1. A
+// confidence bin counts in the estimate only with at least min_samples
+// labels in the day: thinlate's 300 predictions an hour are in a bin whose
+// one label was wrong (estimated accuracy 0 over all of them, before the
+// guard), thinlateall the same with min_samples 1; mixlate has 19 of its
+// 20 predictions a minute in a bin of 700 labels, 9 in 10 right, and 1 in
+// a bin whose one label was wrong: 0.9 over the first bin alone, 95 % of
+// the predictions, where the thin bin made it 0.855, below its 0.88.
 func TestQualityAlertsMinSamples(t *testing.T) {
 	promtool := prometheustest.Promtool(t)
 	dir, alerts := writeQualityAlerts(t, `
@@ -413,10 +420,16 @@ models:
     alerts: {min_estimated_accuracy: 0.8, min_samples: 1}
   - name: daylate
     alerts: {min_estimated_accuracy: 0.8}
+  - name: thinlate
+    alerts: {min_estimated_accuracy: 0.8}
+  - name: thinlateall
+    alerts: {min_estimated_accuracy: 0.8, min_samples: 1}
+  - name: mixlate
+    alerts: {min_estimated_accuracy: 0.88}
 `)
 	b, err := exec.Command(promtool, "check", "rules", alerts).CombinedOutput()
 	require.NoError(t, err, string(b))
-	require.Contains(t, string(b), "SUCCESS: 24 rules found")
+	require.Contains(t, string(b), "SUCCESS: 27 rules found")
 
 	quality, err := filepath.Abs("../../deploy/prometheus/quality.rules.yml")
 	require.NoError(t, err)
@@ -508,6 +521,21 @@ models:
 		add("modelmon_prediction_confidence_correct_total", l, busy(6))
 		add("modelmon_prediction_confidence_predictions_total", l, c.count(1, 1, 1, 1, 1))
 	}
+	// 1 label in the day, wrong, in confidence bin 5.
+	thin := func(model string) {
+		l := fmt.Sprintf(`model=%q,bin="5"`, model)
+		add("modelmon_prediction_confidence_outcomes_total", l, quiet(1))
+		add("modelmon_prediction_confidence_correct_total", l, "0x120")
+	}
+	for _, model := range []string{"thinlate", "thinlateall"} {
+		thin(model)
+		add("modelmon_prediction_confidence_predictions_total", fmt.Sprintf(`model=%q,bin="5"`, model), busy(5))
+	}
+	thin("mixlate")
+	add("modelmon_prediction_confidence_predictions_total", `model="mixlate",bin="5"`, busy(1))
+	add("modelmon_prediction_confidence_outcomes_total", `model="mixlate",bin="9"`, busy(10))
+	add("modelmon_prediction_confidence_correct_total", `model="mixlate",bin="9"`, busy(9))
+	add("modelmon_prediction_confidence_predictions_total", `model="mixlate",bin="9"`, busy(19))
 
 	alert := func(name, model, summary, description string, labels ...string) string {
 		return fmt.Sprintf(`          - exp_labels: {model: %s, severity: warning, category: accuracy%s}
@@ -565,8 +593,11 @@ tests:
         exp_alerts:
 `
 	for _, model := range []string{"nightlateall", "daylate"} {
-		test += alert("ModelEstimatedAccuracyLow", model, "Accuracy of model "+model+" estimated from its confidence below 0.8, before its labels say so.", model+": 600m over "+predictions[model]+" predictions in the last hour.")
+		test += alert("ModelEstimatedAccuracyLow", model, "Accuracy of model "+model+" estimated from its confidence below 0.8, before its labels say so.",
+			model+": 600m over "+predictions[model]+" predictions in the last hour, in confidence bins with 700 labels in the last day.")
 	}
+	test += alert("ModelEstimatedAccuracyLow", "thinlateall", "Accuracy of model thinlateall estimated from its confidence below 0.8, before its labels say so.",
+		"thinlateall: 0 over 300 predictions in the last hour, in confidence bins with 1 label in the last day.")
 	testFile := filepath.Join(dir, "alerts_test.yml")
 	require.NoError(t, os.WriteFile(testFile, []byte(test), 0o644))
 	testRules(t, promtool, testFile)
