@@ -274,74 +274,92 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// ModelHistograms are one histogram family by model whose classic buckets
-// a model's configuration may set: modelmon_prediction_score's
-// (models[].score_buckets, else ScoreBuckets) and
-// modelmon_prediction_error_magnitude's (models[].error_buckets, else the
-// native histogram alone).
+// ModelHistograms are one histogram family by model, and by further labels
+// if any, whose classic buckets a model's configuration may set:
+// modelmon_prediction_score's (models[].score_buckets, else ScoreBuckets)
+// and modelmon_prediction_error_magnitude's and
+// modelmon_segment_prediction_error_magnitude's (models[].error_buckets,
+// else the native histogram alone).
 type ModelHistograms struct {
 	vec  *prometheus.HistogramVec // with opts' buckets
 	opts prometheus.HistogramOpts
+	// labels are the variable labels after model.
+	labels []string
 
 	mu  sync.RWMutex
-	own map[string]ownHistogram // by model
+	own map[string]ownHistograms // by model
 }
 
-type ownHistogram struct {
+// ownHistograms are a model's histograms with buckets of its own, the
+// model a constant label.
+type ownHistograms struct {
 	buckets []float64
-	h       prometheus.Histogram
+	vec     *prometheus.HistogramVec
 }
 
-// NewModelHistograms registers the histograms of opts, labelled by model,
-// with reg (nil: none). opts.Buckets are the buckets of models that give
-// none; without them and with a native bucket factor, those models have
-// the native histogram alone. A model's own buckets are collected beside
-// the vector's children, as the same metric family, so the collector is
-// unchecked: its histograms' buckets differ.
-func NewModelHistograms(reg prometheus.Registerer, opts prometheus.HistogramOpts) *ModelHistograms {
-	s := &ModelHistograms{vec: prometheus.NewHistogramVec(opts, []string{"model"}), opts: opts, own: map[string]ownHistogram{}}
+// NewModelHistograms registers the histograms of opts, labelled by model
+// and then by labels, with reg (nil: none). opts.Buckets are the buckets
+// of models that give none; without them and with a native bucket factor,
+// those models have the native histogram alone. A model's own buckets are
+// collected beside the vector's children, as the same metric family, so
+// the collector is unchecked: its histograms' buckets differ.
+func NewModelHistograms(reg prometheus.Registerer, opts prometheus.HistogramOpts, labels ...string) *ModelHistograms {
+	s := &ModelHistograms{
+		vec:  prometheus.NewHistogramVec(opts, append([]string{"model"}, labels...)),
+		opts: opts, labels: labels, own: map[string]ownHistograms{},
+	}
 	if reg != nil {
 		reg.MustRegister(s)
 	}
 	return s
 }
 
-// For returns the histogram of model, with buckets (nil: the family's). A
-// model's histogram whose buckets change starts again empty. It is safe
-// for concurrent use, and a model whose buckets did not change only reads
+// For returns the histogram of model and values (of the further labels),
+// with buckets (nil: the family's). A model's histograms whose buckets
+// change start again empty, all its values' together. It is safe for
+// concurrent use, and a model whose buckets did not change only reads
 // under the lock.
-func (s *ModelHistograms) For(model string, buckets []float64) prometheus.Observer {
+func (s *ModelHistograms) For(model string, buckets []float64, values ...string) prometheus.Observer {
 	if len(buckets) == 0 {
 		s.mu.RLock()
 		_, owned := s.own[model]
 		s.mu.RUnlock()
 		if !owned {
-			return s.vec.WithLabelValues(model)
+			return s.shared(model, values)
 		}
 	} else {
 		s.mu.RLock()
 		o, ok := s.own[model]
 		s.mu.RUnlock()
 		if ok && slices.Equal(o.buckets, buckets) {
-			return o.h
+			return o.vec.WithLabelValues(values...)
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(buckets) == 0 {
 		delete(s.own, model)
-		return s.vec.WithLabelValues(model)
+		return s.shared(model, values)
 	}
 	if o, ok := s.own[model]; ok && slices.Equal(o.buckets, buckets) {
-		return o.h
+		return o.vec.WithLabelValues(values...)
 	}
-	s.vec.DeleteLabelValues(model)
+	s.vec.DeletePartialMatch(prometheus.Labels{"model": model})
 	opts := s.opts
 	opts.Buckets = slices.Clone(buckets)
 	opts.ConstLabels = prometheus.Labels{"model": model}
-	o := ownHistogram{buckets: opts.Buckets, h: prometheus.NewHistogram(opts)}
+	o := ownHistograms{buckets: opts.Buckets, vec: prometheus.NewHistogramVec(opts, s.labels)}
 	s.own[model] = o
-	return o.h
+	return o.vec.WithLabelValues(values...)
+}
+
+// shared returns the histogram of model and values with the family's
+// buckets.
+func (s *ModelHistograms) shared(model string, values []string) prometheus.Observer {
+	if len(values) == 0 {
+		return s.vec.WithLabelValues(model)
+	}
+	return s.vec.WithLabelValues(append([]string{model}, values...)...)
 }
 
 // Describe implements prometheus.Collector: it describes nothing, which
@@ -354,6 +372,6 @@ func (s *ModelHistograms) Collect(ch chan<- prometheus.Metric) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, o := range s.own {
-		o.h.Collect(ch)
+		o.vec.Collect(ch)
 	}
 }

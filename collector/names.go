@@ -92,6 +92,7 @@ const (
 	SegmentCorrectTotal      = "modelmon_segment_prediction_correct_total"
 	SegmentAbsoluteError     = "modelmon_segment_prediction_absolute_error_total"
 	SegmentSquaredError      = "modelmon_segment_prediction_squared_error_total"
+	SegmentErrorMagnitude    = "modelmon_segment_prediction_error_magnitude"
 	SegmentClassPredictions  = "modelmon_segment_class_predictions_total"
 	SegmentClassLabels       = "modelmon_segment_class_labels_total"
 	SegmentClassCorrect      = "modelmon_segment_class_correct_total"

@@ -122,6 +122,9 @@ type labelMetrics struct {
 	segCorrect *prometheus.CounterVec
 	segAbsErr  *prometheus.CounterVec
 	segSqErr   *prometheus.CounterVec
+	// segErrMagnitude is errMagnitude by segment value, with the same
+	// buckets: native alone unless models[].error_buckets.
+	segErrMagnitude *collector.ModelHistograms
 	// By segment and class (models[].segment_classes): predicted,
 	// labelled, and right.
 	segClassPredicted *prometheus.CounterVec
@@ -203,6 +206,10 @@ func newLabels(o LabelsOptions, storagePath string, now time.Time, reg prometheu
 			Help: "The sum of the absolute errors of regression predictions joined to their label, by segment and its value."}, segmentLabels),
 		segSqErr: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentSquaredError,
 			Help: "The sum of the squared errors of regression predictions joined to their label, by segment and its value."}, segmentLabels),
+		segErrMagnitude: collector.NewModelHistograms(reg, prometheus.HistogramOpts{Name: collector.SegmentErrorMagnitude,
+			Help:                        "The absolute errors |prediction - label| of regression predictions joined to their label, in the model's units, by segment and its value: a native histogram (any scale), with classic buckets only for models that set models[].error_buckets. Its sum is " + collector.SegmentAbsoluteError + ".",
+			NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 160, NativeHistogramMinResetDuration: time.Hour,
+		}, "segment", "segment_value"),
 		segClassPredicted: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentClassPredictions,
 			Help: "The total number of classification predictions joined to their label, by segment, its value and predicted class (models[].segment_classes: the model's first classes, then __other__)."}, segmentClassLabels),
 		segClassLabelled: f.NewCounterVec(prometheus.CounterOpts{Name: collector.SegmentClassLabels,
@@ -568,6 +575,11 @@ func (l *labels) recordSegments(o quality.Outcome) {
 			l.recordSegmentClasses(o, n)
 		}
 	}
+	// The model's error buckets, once for all its segments.
+	var errorBuckets []float64
+	if o.Regression && len(o.Segments) > 0 {
+		errorBuckets = l.config().models[o.Model].errorBuckets
+	}
 	for _, sg := range o.Segments {
 		m.segMatched.WithLabelValues(o.Model, sg.Name, sg.Value).Inc()
 		// Created at 0 with segMatched, as regOutcomes is in record.
@@ -576,6 +588,7 @@ func (l *labels) recordSegments(o quality.Outcome) {
 			regOutcomes.Inc()
 			m.segAbsErr.WithLabelValues(o.Model, sg.Name, sg.Value).Add(o.AbsError)
 			m.segSqErr.WithLabelValues(o.Model, sg.Name, sg.Value).Add(o.SquaredError)
+			m.segErrMagnitude.For(o.Model, errorBuckets, sg.Name, sg.Value).Observe(o.AbsError)
 			continue
 		}
 		// Created at 0 on a miss too, so that accuracy is a ratio of the two.

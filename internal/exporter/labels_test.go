@@ -1606,6 +1606,154 @@ func TestErrorMagnitudeHistogram(t *testing.T) {
 	}
 }
 
+// Each numeric prediction's absolute error also goes to
+// modelmon_segment_prediction_error_magnitude, by each segment value of
+// the prediction, with the model's buckets: native for every model,
+// classic only with models[].error_buckets. Its count and sum per value are
+// the segment's numeric pairs and absolute error counter; a class joined to
+// its class goes to none; the values are capped as the other segment
+// metrics' are (20, then __other__); a reload that changes the model's
+// buckets starts all its values' histograms again.
+func TestSegmentErrorMagnitudeHistogram(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: price
+    segments: [device]
+    error_buckets: [0.5, 1, 2]
+  - name: plain
+    segments: [device]
+`), 0o644))
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { o.ConfigFile = cfg; labelsOn(o) })
+	// The first three pairs on the app, the others on the web.
+	device := func(i int) string { return []string{"app", "web"}[i/3] }
+	for _, model := range []string{"price", "plain"} {
+		var obs, lbs []string
+		for i, pa := range regressionPairs {
+			obs = append(obs, fmt.Sprintf(`{"model":%q,"id":"%s%d","features":{"device":%q},"prediction":%v}`, model, model, i, device(i), pa[0]))
+			lbs = append(lbs, fmt.Sprintf(`{"id":"%s%d","label":%v}`, model, i, pa[1]))
+		}
+		obs = append(obs, fmt.Sprintf(`{"model":%q,"id":"%sc","features":{"device":"kiosk"},"prediction":"yes"}`, model, model))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"%sc","label":"yes"}`, model))
+		pushRecordsRaw(t, e, obs...)
+		_, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+		require.Equal(t, slices.Repeat([]string{"matched"}, len(regressionPairs)+1), resp.Results)
+	}
+
+	// By hand, from the pairs, per device.
+	type want struct {
+		count   uint64
+		sum     float64
+		zero    uint64
+		native  map[int]uint64
+		classic map[float64]uint64
+	}
+	byDevice := map[string]*want{}
+	for i, pa := range regressionPairs {
+		w := byDevice[device(i)]
+		if w == nil {
+			w = &want{native: map[int]uint64{}, classic: map[float64]uint64{0.5: 0, 1: 0, 2: 0}}
+			byDevice[device(i)] = w
+		}
+		d := math.Abs(pa[0] - pa[1])
+		w.count++
+		w.sum += d
+		for le := range w.classic {
+			if d <= le {
+				w.classic[le]++
+			}
+		}
+		if d == 0 {
+			w.zero++
+			continue
+		}
+		w.native[int(math.Ceil(math.Log2(d)*8))]++ // schema 3
+	}
+	require.Equal(t, map[float64]uint64{0.5: 3, 1: 3, 2: 3}, byDevice["app"].classic)
+	require.Equal(t, map[float64]uint64{0.5: 0, 1: 1, 2: 2}, byDevice["web"].classic)
+
+	histograms := func() map[string]*dto.Histogram {
+		mf := scrapeProto(t, e)[collector.SegmentErrorMagnitude]
+		require.NotNil(t, mf)
+		require.Equal(t, dto.MetricType_HISTOGRAM, mf.GetType())
+		out := map[string]*dto.Histogram{}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			require.Len(t, l, 3)
+			require.Equal(t, "device", l["segment"])
+			out[l["model"]+" "+l["segment_value"]] = m.GetHistogram()
+		}
+		return out
+	}
+	got := histograms()
+	require.Len(t, got, 4, "app and web of both models, no kiosk: it joined a class")
+	for _, model := range []string{"price", "plain"} {
+		for dev, w := range byDevice {
+			h := got[model+" "+dev]
+			require.NotNil(t, h, "%s %s", model, dev)
+			require.Equal(t, w.count, h.GetSampleCount(), "%s %s", model, dev)
+			require.Equal(t, w.sum, h.GetSampleSum(), "%s %s", model, dev)
+			labels := map[string]string{"model": model, "segment": "device", "segment_value": dev}
+			require.Equal(t, w.sum, metricValue(t, e, collector.SegmentAbsoluteError, labels), "%s %s", model, dev)
+			require.Equal(t, float64(w.count), metricValue(t, e, collector.SegmentRegOutcomes, labels), "%s %s", model, dev)
+			require.Equal(t, int32(3), h.GetSchema())
+			require.Equal(t, w.zero, h.GetZeroCount(), "%s %s", model, dev)
+			require.Equal(t, w.native, nativeBuckets(h), "%s %s", model, dev)
+			classic := map[float64]uint64{}
+			for _, b := range h.GetBucket() {
+				classic[b.GetUpperBound()] = b.GetCumulativeCount()
+			}
+			if model == "price" {
+				require.Equal(t, w.classic, classic, "price's own buckets, %s", dev)
+			} else {
+				require.Empty(t, classic, "no classic buckets without error_buckets")
+			}
+		}
+	}
+	// The text format has the classic buckets alone: price's, and plain's
+	// +Inf.
+	text := joinFamilies(scrape(t, e, collector.SegmentErrorMagnitude))
+	require.Contains(t, text, `modelmon_segment_prediction_error_magnitude_bucket{model="price",segment="device",segment_value="web",le="1"} 1`+"\n")
+	require.Contains(t, text, `modelmon_segment_prediction_error_magnitude_bucket{model="plain",segment="device",segment_value="web",le="+Inf"} 3`+"\n")
+	require.NotContains(t, text, `modelmon_segment_prediction_error_magnitude_bucket{model="plain",segment="device",segment_value="web",le="1"}`)
+
+	// Values beyond the cap (20) are __other__: plain has app, web and
+	// kiosk, and 17 more of 25 new ones; the last 8 are __other__.
+	var obs, lbs []string
+	for i := range 25 {
+		obs = append(obs, fmt.Sprintf(`{"model":"plain","id":"q%d","features":{"device":"d%d"},"prediction":1}`, i, i))
+		lbs = append(lbs, fmt.Sprintf(`{"id":"q%d","label":3}`, i))
+	}
+	pushRecordsRaw(t, e, obs...)
+	postLabels(t, e, strings.Join(lbs, "\n"))
+	got = histograms()
+	plain := 0
+	for k := range got {
+		if strings.HasPrefix(k, "plain ") {
+			plain++
+		}
+	}
+	require.Equal(t, 20, plain, "19 values that joined a number, kiosk's class aside, and __other__")
+	require.Equal(t, uint64(8), got["plain __other__"].GetSampleCount())
+	require.Equal(t, 16.0, got["plain __other__"].GetSampleSum())
+
+	// Without its buckets, each of price's histograms starts again, native
+	// alone.
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: price\n    segments: [device]\n  - name: plain\n    segments: [device]\n"), 0o644))
+	require.NoError(t, e.Reload())
+	pushRecordsRaw(t, e, `{"model":"price","id":"r","features":{"device":"app"},"prediction":1}`)
+	_, resp := postLabels(t, e, `{"id":"r","label":3}`)
+	require.Equal(t, []string{"matched"}, resp.Results)
+	got = histograms()
+	require.Equal(t, uint64(1), got["price app"].GetSampleCount())
+	require.Empty(t, got["price app"].GetBucket())
+	require.Equal(t, map[int]uint64{8: 1}, nativeBuckets(got["price app"]), "2 = 2^(8/8)")
+	require.NotContains(t, got, "price web", "gone with the buckets, until its next label")
+	require.Equal(t, uint64(3), got["plain web"].GetSampleCount(), "plain's kept")
+}
+
 // The regression SLO's error ratio, in a real Prometheus scraping the
 // sidecar, evaluating the rules `exporter alerts` writes: the share of
 // labelled numeric predictions off by more than the threshold. A
