@@ -86,7 +86,12 @@ func (q query) inVersion(expr string) string {
 // rate returns rate(metric{…}[$__rate_interval]) of the picked models and
 // versions.
 func (q query) rate(metric string, matchers ...string) string {
-	return q.inVersion(fmt.Sprintf("rate(%s[$__rate_interval])", q.sel(metric, matchers...)))
+	return q.rateOver(metric, "$__rate_interval", matchers...)
+}
+
+// rateOver is rate over window, a fixed one ("1h") or a variable.
+func (q query) rateOver(metric, window string, matchers ...string) string {
+	return q.inVersion(fmt.Sprintf("rate(%s[%s])", q.sel(metric, matchers...), window))
 }
 
 // byVersion adds the version label to expr, which must keep the job,
@@ -105,8 +110,14 @@ func (q query) modelFilter(expr string) string {
 // given labels, falling back to the classic buckets for a Prometheus that
 // does not ingest native histograms.
 func (q query) nativeQuantile(quantile, metric, by string, matchers ...string) string {
-	native := fmt.Sprintf("histogram_quantile(%s, sum by (%s) (%s))", quantile, by, q.rate(metric, matchers...))
-	classic := fmt.Sprintf("histogram_quantile(%s, sum by (%s, le) (%s))", quantile, by, q.rate(metric+"_bucket", matchers...))
+	return q.nativeQuantileOver(quantile, metric, by, "$__rate_interval", matchers...)
+}
+
+// nativeQuantileOver is nativeQuantile over window: the last hour's
+// quantile in a table, say.
+func (q query) nativeQuantileOver(quantile, metric, by, window string, matchers ...string) string {
+	native := fmt.Sprintf("histogram_quantile(%s, sum by (%s) (%s))", quantile, by, q.rateOver(metric, window, matchers...))
+	classic := fmt.Sprintf("histogram_quantile(%s, sum by (%s, le) (%s))", quantile, by, q.rateOver(metric+"_bucket", window, matchers...))
 	return native + "\n  or\n" + classic
 }
 

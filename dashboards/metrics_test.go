@@ -253,7 +253,7 @@ func runExporter(t *testing.T, bin string) exposed {
 	}))
 	t.Cleanup(payloadLog.Close)
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    feature_importance: {amount: 1, country: 0.5}\n"), 0o644))
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    feature_importance: {amount: 1, country: 0.5}\n  - name: reg\n    segments: [device]\n"), 0o644))
 	proxy, web := freeAddr(t), freeAddr(t)
 	start(t, filepath.Join(bin, "exporter"), web, "--config.file="+cfg,
 		"--proxy.upstream="+upstream.URL, "--proxy.listen-address="+proxy, "--web.listen-address="+web,
@@ -261,7 +261,8 @@ func runExporter(t *testing.T, bin string) exposed {
 		"--shadow.upstream="+shadow.URL, "--shadow.concurrency=1", "--payload-log.url="+payloadLog.URL)
 
 	// A classifier's and a regression's predictions compared with the
-	// shadow before the burst below keeps it busy, and labelled below.
+	// shadow before the burst below keeps it busy, and labelled below; the
+	// regression's by segment too (its device __missing__).
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/clf:predict", "application/json", `{"instances":[[1]]}`, "X-Request-Id", "k1"))
 	require.Equal(t, 200, post(t, "http://"+proxy+"/v1/models/reg:predict", "application/json", `{"instances":[[1]]}`, "X-Request-Id", "g1"))
 	require.Eventually(t, func() bool {
@@ -297,7 +298,8 @@ func runExporter(t *testing.T, bin string) exposed {
 			fams["modelmon_prediction_outcome_total"] != nil && fams["modelmon_generation_tokens_total"] != nil &&
 			fams["modelmon_generation_time_per_output_token_seconds"] != nil && fams["modelmon_feedback_reward"] != nil &&
 			fams["modelmon_shadow_errors_total"] != nil && fams["modelmon_shadow_dropped_total"] != nil &&
-			fams["modelmon_shadow_disagreements_total"] != nil && fams["modelmon_shadow_absolute_difference_total"] != nil
+			fams["modelmon_shadow_disagreements_total"] != nil && fams["modelmon_shadow_absolute_difference_total"] != nil &&
+			fams["modelmon_segment_prediction_error_magnitude"] != nil
 	}, 30*time.Second, 50*time.Millisecond, "the sidecar's drift, payload and quality series did not appear")
 	return exposition(fams)
 }

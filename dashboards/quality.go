@@ -52,6 +52,8 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			q.inVersion(fmt.Sprintf("increase(%s[$__range])", q.sel(sum))),
 			q.numericPairs("increase", "$__range", collector.RegressionOutcomesTotal, collector.LabelsMatchedTotal))
 	}
+	// segmentValue are the labels of a quantity by segment value.
+	const segmentValue = "model, segment, segment_value"
 	windows := func(quantity, legend string) []*dashboardQuery {
 		return []*dashboardQuery{
 			{recorded(rule(quantity, "1h")), legend + " (1h)"},
@@ -134,6 +136,13 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(tableQuery(recorded(rule("segment_regression_outcomes", "increase1h")), "D")).
 			WithTarget(tableQuery(recorded(rule("segment_mae", "1h")), "E")).
 			WithTarget(tableQuery(recorded(rule("segment_rmse", "1h")), "F"))).
+		WithPanel(mergeTable(defaultTable("Absolute error quantiles by segment (1h)", "Per value of each feature in models[].segments, over the last hour: the median, p90 and p99 of the absolute error of the predictions joined to a numeric label, in the model's units, from the native histogram modelmon_segment_prediction_error_magnitude (else the classic buckets of models[].error_buckets), largest p90 first: the values whose tail is long while their MAE looks like the others'.").
+			Span(24).
+			SortBy([]cog.Builder[common.TableSortByFieldState]{common.NewTableSortByFieldStateBuilder().DisplayName("p90").Desc(true)}),
+			map[string]string{"Value #A": "p50", "Value #B": "p90", "Value #C": "p99"}).
+			WithTarget(tableQuery(q.nativeQuantileOver("0.5", collector.SegmentErrorMagnitude, segmentValue, "1h"), "A")).
+			WithTarget(tableQuery(q.nativeQuantileOver("0.9", collector.SegmentErrorMagnitude, segmentValue, "1h"), "B")).
+			WithTarget(tableQuery(q.nativeQuantileOver("0.99", collector.SegmentErrorMagnitude, segmentValue, "1h"), "C"))).
 		WithPanel(mergeTable(defaultTable("Classes by segment (1h)", "With models[].segment_classes, per class and value of each feature in models[].segments, over the last hour: the predictions of the class and its labels, and the precision, recall and F1 they give, worst F1 first (the rows of ModelSegmentRecallLow and ModelSegmentPrecisionLow). A class never predicted in a value has no precision there, one never its label no recall; __other__, the classes past segment_classes, is left out.").
 			Span(24).
 			SortBy([]cog.Builder[common.TableSortByFieldState]{common.NewTableSortByFieldStateBuilder().DisplayName("F1").Desc(false)}).

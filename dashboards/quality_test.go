@@ -376,3 +376,55 @@ load 1m
 		"shadow accuracy gain, old and new": round(panel("model-overview.json", "Shadow against labels", collector.ShadowCorrectTotal)["rollclf"]),
 	})
 }
+
+// The table of absolute error quantiles by segment value, over the last
+// hour: from the native histograms of a model without error_buckets
+// (plain), from the classic buckets of one with them where Prometheus keeps
+// no native histograms (price), each value a row. price's app has 4 errors
+// a minute, 3 of at most 1 and one in (1, 5]: p50 2/3, p90 1 + 4·0.6 and
+// p99 1 + 4·0.96 by linear interpolation; its web 2, one in (1, 5] and one
+// past 5: p50 5, and p90 and p99 the last finite bound, 5. plain's app has
+// 2 in (0.5, 1] and 2 in (1, 2] a minute: p50 1, the boundary.
+func TestSegmentErrorQuantilesTable(t *testing.T) {
+	st := promqltest.LoadedStorage(t, `
+load 1m
+  modelmon_model_info{job="modelmon",instance="a",model="price",version="v1"} 1x60
+  modelmon_model_info{job="modelmon",instance="a",model="plain",version="v1"} 1x60
+  modelmon_segment_prediction_error_magnitude_bucket{job="modelmon",instance="a",model="price",segment="device",segment_value="app",le="1"} 0+3x60
+  modelmon_segment_prediction_error_magnitude_bucket{job="modelmon",instance="a",model="price",segment="device",segment_value="app",le="5"} 0+4x60
+  modelmon_segment_prediction_error_magnitude_bucket{job="modelmon",instance="a",model="price",segment="device",segment_value="app",le="+Inf"} 0+4x60
+  modelmon_segment_prediction_error_magnitude_bucket{job="modelmon",instance="a",model="price",segment="device",segment_value="web",le="1"} 0x60
+  modelmon_segment_prediction_error_magnitude_bucket{job="modelmon",instance="a",model="price",segment="device",segment_value="web",le="5"} 0+1x60
+  modelmon_segment_prediction_error_magnitude_bucket{job="modelmon",instance="a",model="price",segment="device",segment_value="web",le="+Inf"} 0+2x60
+  modelmon_segment_prediction_error_magnitude{job="modelmon",instance="a",model="plain",segment="device",segment_value="app"} {{schema:0 count:0 sum:0}}+{{schema:0 count:4 sum:5 buckets:[2 2]}}x60
+`)
+	engine := promqlengine.NewEngine(promqlengine.EngineOpts{MaxSamples: 1e6, Timeout: 10 * time.Second, LookbackDelta: 5 * time.Minute})
+	vars := map[string]string{"namespace": ".*", "job": "modelmon", "model": ".*", "version": ".*"}
+	table := findTable(t, "model-quality.json", "Absolute error quantiles by segment (1h)")
+	require.Len(t, table.Options.SortBy, 1)
+	require.Equal(t, "p90", table.Options.SortBy[0].DisplayName, "largest p90 first")
+	require.True(t, table.Options.SortBy[0].Desc, "largest p90 first")
+	got := map[string]float64{}
+	for _, column := range []string{"p50", "p90", "p99"} {
+		q, err := engine.NewInstantQuery(context.Background(), st, nil, table.column(t, column, vars), time.Unix(0, 0).Add(time.Hour))
+		require.NoError(t, err)
+		res := q.Exec(context.Background())
+		require.NoError(t, res.Err)
+		v, err := res.Vector()
+		require.NoError(t, err)
+		for _, s := range v {
+			require.Equal(t, "device", s.Metric.Get("segment"))
+			got[s.Metric.Get("model")+" "+s.Metric.Get("segment_value")+" "+column] = math.Round(s.F*1e9) / 1e9
+		}
+	}
+	require.Equal(t, map[string]float64{
+		"price app p50": 0.666666667, "price app p90": 3.4, "price app p99": 4.84,
+		"price web p50": 5, "price web p90": 5, "price web p99": 5,
+		"plain app p50": 1, "plain app p90": got["plain app p90"], "plain app p99": got["plain app p99"],
+	}, got)
+	// plain's tail is in (1, 2].
+	for _, c := range []string{"p90", "p99"} {
+		require.Greater(t, got["plain app "+c], 1.0, c)
+		require.LessOrEqual(t, got["plain app "+c], 2.0, c)
+	}
+}

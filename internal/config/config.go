@@ -139,8 +139,9 @@ type Model struct {
 	// ErrorBuckets are the classic buckets' upper bounds, increasing and
 	// not negative, of the model's modelmon_prediction_error_magnitude
 	// (the absolute errors of its regression predictions, in its own
-	// units); without them it has the native histogram alone. At most
-	// MaxErrorBuckets.
+	// units) and of its modelmon_segment_prediction_error_magnitude (the
+	// same by segment value); without them both have the native histogram
+	// alone. At most MaxErrorBuckets.
 	ErrorBuckets []float64 `yaml:"error_buckets"`
 	// FeatureImportance weighs the model's features (by name; any scale,
 	// say the mean absolute SHAP values), for the drift impact: a feature's
@@ -166,7 +167,9 @@ const MaxSegmentBuckets = 18
 // MaxScoreBuckets bounds Model.ScoreBuckets, as every bucket is a series.
 const MaxScoreBuckets = 40
 
-// MaxErrorBuckets bounds Model.ErrorBuckets, as every bucket is a series.
+// MaxErrorBuckets bounds Model.ErrorBuckets, as every bucket is a series:
+// one per model, and one per segment value of the histogram by segment,
+// MaxSegments × 21 values, 4,515 series per model with the _sum and _count.
 const MaxErrorBuckets = 40
 
 // Bounds and default of Model.CalibrationBins. Each bin is a series of
