@@ -10,8 +10,9 @@
 // it returns. A delivered message's key is remembered for
 // Options.Retention (default 7 days), so the same key enqueued again — a
 // group notified again after a restart lost the notification log — is
-// dropped instead of sent twice. Dead letters stay until they are
-// redriven.
+// dropped instead of sent twice; Add tells the caller which messages it
+// dropped, and what became of the first one of their key (pending,
+// delivered or dead-lettered). Dead letters stay until they are redriven.
 //
 // # Delivery guarantee: at least once, deduplicated by key
 //
@@ -422,35 +423,71 @@ func seqKey(seq uint64) []byte {
 
 // Enqueue stores messages for delivery; it returns once they are stored
 // and synced to disk. Messages whose key is already held, delivered (within
-// the retention) or dead-lettered are dropped.
+// the retention) or dead-lettered are dropped; Add reports them.
 func (o *Outbox) Enqueue(ms ...*Message) error {
+	_, err := o.Add(ms...)
+	return err
+}
+
+// What the outbox holds of a key, the values of Dropped.State.
+const (
+	HeldPending   = "pending"
+	HeldDelivered = "delivered"
+	HeldDead      = "dead_letter"
+)
+
+// Dropped is a message Add did not store because the outbox holds its key
+// already: a caller that repeats a send after a crash (the message stored,
+// the caller's own record of it lost) learns what became of the first.
+type Dropped struct {
+	Key string
+	// State is HeldPending (waiting for delivery), HeldDelivered or
+	// HeldDead.
+	State string
+	// Created is when the message held was enqueued (Message.Created),
+	// zero for a delivered one, of which the outbox keeps the time of
+	// delivery only (Delivered).
+	Created, Delivered time.Time
+	// Attempts and LastError are the held message's, as last stored.
+	Attempts  int
+	LastError string
+}
+
+// Add is Enqueue, and returns the messages it dropped, in order: those
+// whose key the outbox holds (pending or dead-lettered) or delivered
+// within the retention, and a key given twice, the second time.
+func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 	for _, m := range ms {
 		if m.Key == "" {
-			return errors.New("outbox: a message needs an idempotency key")
+			return nil, errors.New("outbox: a message needs an idempotency key")
 		}
 		if _, ok := o.opts.Senders[m.Integration]; !ok {
-			return fmt.Errorf("outbox: no sender for integration %q", m.Integration)
+			return nil, fmt.Errorf("outbox: no sender for integration %q", m.Integration)
 		}
 		if m.Entry < 0 {
-			return fmt.Errorf("outbox: negative entry %d", m.Entry)
+			return nil, fmt.Errorf("outbox: negative entry %d", m.Entry)
 		}
 	}
 	o.mu.Lock()
 	closed := o.closed
 	o.mu.Unlock()
 	if closed {
-		return errors.New("outbox: closed")
+		return nil, errors.New("outbox: closed")
 	}
 	now := o.opts.Now()
-	var added []*record
+	var (
+		added   []*record
+		dropped []Dropped
+	)
 	err := o.db.Update(func(tx *bolt.Tx) error {
-		added = added[:0]
+		added, dropped = added[:0], dropped[:0]
 		pending, keys := tx.Bucket(bucketPending), tx.Bucket(bucketKeys)
 		delivered, dead := tx.Bucket(bucketDelivered), tx.Bucket(bucketDead)
 		for _, m := range ms {
 			k := []byte(m.Key)
-			if keys.Get(k) != nil || delivered.Get(k) != nil || dead.Get(k) != nil {
-				o.logger.Debug("Message already held or delivered, dropped", "receiver", m.Receiver, "integration", m.Integration, "key", m.Key)
+			if d, ok := held(pending, keys, delivered, dead, m.Key); ok {
+				o.logger.Debug("Message already held or delivered, dropped", "receiver", m.Receiver, "integration", m.Integration, "key", m.Key, "state", d.State)
+				dropped = append(dropped, d)
 				continue
 			}
 			seq, err := pending.NextSequence()
@@ -477,7 +514,7 @@ func (o *Outbox) Enqueue(ms ...*Message) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("outbox: couldn't store messages: %w", err)
+		return nil, fmt.Errorf("outbox: couldn't store messages: %w", err)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -488,7 +525,32 @@ func (o *Outbox) Enqueue(ms ...*Message) error {
 		o.metrics.enqueued.WithLabelValues(r.Receiver, r.Integration).Inc()
 		o.startLocked(l)
 	}
-	return nil
+	return dropped, nil
+}
+
+// held returns what the outbox holds of a key, read in the transaction of
+// the buckets.
+func held(pending, keys, delivered, dead *bolt.Bucket, key string) (Dropped, bool) {
+	d := Dropped{Key: key}
+	var v []byte
+	if seq := keys.Get([]byte(key)); seq != nil {
+		d.State, v = HeldPending, pending.Get(seq)
+	} else if v = dead.Get([]byte(key)); v != nil {
+		d.State = HeldDead
+	} else if at := delivered.Get([]byte(key)); at != nil {
+		d.State = HeldDelivered
+		if ns, err := strconv.ParseInt(string(at), 10, 64); err == nil {
+			d.Delivered = time.Unix(0, ns)
+		}
+		return d, true
+	} else {
+		return Dropped{}, false
+	}
+	var r record
+	if v != nil && json.Unmarshal(v, &r) == nil {
+		d.Created, d.Attempts, d.LastError = r.Created, r.Attempts, r.LastError
+	}
+	return d, true
 }
 
 // startLocked starts l's worker if Run is running and it has none.

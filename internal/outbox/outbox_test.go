@@ -361,6 +361,64 @@ func TestIdempotencyAndReopen(t *testing.T) {
 	})
 }
 
+// Add says which messages it dropped and what became of the first of
+// their key, also after a restart: a caller that enqueues again after a
+// crash lost its own record of the first enqueue (alertd's actions) can
+// tell the message was not stored again.
+func TestAddReportsDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		s := newFakeSender()
+		s.fail("dead", Permanent(errors.New("no")))
+		s.fail("retried", errors.New("502"))
+		ob, stop := runStoppable(t, path, s, func(o *Options) { o.InitialBackoff, o.MaxBackoff = time.Hour, time.Hour })
+		enqueued := time.Now()
+		created := enqueued.Add(-time.Minute)
+		retried := msg("retried")
+		retried.Created = created
+		dropped, err := ob.Add(msg("done"), msg("dead"), retried)
+		require.NoError(t, err)
+		require.Empty(t, dropped)
+		synctest.Wait()
+		time.Sleep(time.Second)
+		delivered := enqueued
+
+		check := func(ob *Outbox) {
+			t.Helper()
+			dropped, err := ob.Add(msg("done"), msg("dead"), msg("retried"), msg("new"), msg("new"))
+			require.NoError(t, err)
+			requireDropped(t, []Dropped{
+				{Key: "done", State: HeldDelivered, Delivered: delivered},
+				{Key: "dead", State: HeldDead, Created: enqueued, Attempts: 1, LastError: "no"},
+				{Key: "retried", State: HeldPending, Created: created, Attempts: 1, LastError: "502"},
+				{Key: "new", State: HeldPending, Created: time.Now()},
+			}, dropped)
+		}
+		check(ob)
+		require.Equal(t, []string{"done", "dead", "retried"}, s.keys(), "nothing dropped is sent")
+		stop()
+		require.NoError(t, ob.Close())
+
+		ob = run(t, path, s, func(o *Options) { o.InitialBackoff, o.MaxBackoff = time.Hour, time.Hour })
+		dropped, err = ob.Add(msg("new"))
+		require.NoError(t, err)
+		requireDropped(t, []Dropped{{Key: "new", State: HeldPending, Created: time.Now()}}, dropped)
+	})
+}
+
+// requireDropped compares what Add dropped, times by their instant.
+func requireDropped(t *testing.T, want, got []Dropped) {
+	t.Helper()
+	norm := func(ds []Dropped) []Dropped {
+		out := slices.Clone(ds)
+		for i := range out {
+			out[i].Created, out[i].Delivered = out[i].Created.UTC().Round(0), out[i].Delivered.UTC().Round(0)
+		}
+		return out
+	}
+	require.Equal(t, norm(want), norm(got))
+}
+
 // On a stop, attempts in flight get the shutdown grace to finish and be
 // recorded, so a graceful restart does not send them twice; one still going
 // when it runs out is cancelled and stays pending; no new attempt starts.
