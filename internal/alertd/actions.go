@@ -167,10 +167,11 @@ type actionRunner struct {
 	byID     map[string]*actionRequest
 	slots    map[string]time.Time
 	sched    map[string]string // the schedule of each slot
-	// enqueue puts messages into the outbox (Outbox.Enqueue, a bbolt
-	// commit flushed to the disk); called without mu held (send). Tests
-	// make it block or fail.
-	enqueue func(...*outbox.Message) error
+	// enqueue puts messages into the outbox (Outbox.Add, a bbolt commit
+	// flushed to the disk), and returns those it dropped, whose key it
+	// held already; called without mu held (send). Tests make it block
+	// or fail.
+	enqueue func(...*outbox.Message) ([]outbox.Dropped, error)
 	// unsent are the requests decided sent whose message is not in the
 	// outbox yet, by id: the state file keeps them as they were before
 	// the decision (snapshot).
@@ -192,9 +193,10 @@ type actionRunner struct {
 	client       *http.Client
 	now          func() time.Time
 	logger       *slog.Logger
-	// note records a decision in the history of alerts; called without
+	// note records a decision in the history of alerts, and noteInOrder
+	// one that may come after what it caused (a delivery); called without
 	// mu held.
-	note func([]model.Fingerprint, Decision)
+	note, noteInOrder func([]model.Fingerprint, Decision)
 	// dirty is set when the state changed since it was last written.
 	dirty bool
 
@@ -222,6 +224,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		now:          now,
 		logger:       logger,
 		note:         func([]model.Fingerprint, Decision) {},
+		noteInOrder:  func([]model.Fingerprint, Decision) {},
 		triggered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_actions_triggered_total",
 			Help: "The total number of times an action was sent to its receiver, by what triggered it (alert, escalation, schedule, rollback).",
@@ -389,7 +392,8 @@ func requestID(key string) string {
 // then returns the send for the caller to make (send) once it holds no
 // lock; s is nil when there is nothing to send. fresh is false when a
 // request with this key exists already: nothing was done, and d is
-// empty. The caller records d, sends, then saves.
+// empty. The caller records d, or, if there is a send, makes it and
+// records its decision (s.d), then saves.
 func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[string]string, alerts []string, key string) (req *actionRequest, d Decision, s *sending, fresh bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -419,6 +423,7 @@ func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[stri
 			return nil, Decision{}, nil, false, err
 		}
 		d.Action, d.Reason = "triggered", r.sentReason(c, req)
+		s.d = d
 	}
 	r.add(req)
 	r.dirty = true
@@ -453,6 +458,12 @@ type sending struct {
 	// message is in the outbox, and what the request is again if the
 	// outbox refuses it.
 	prev *actionRequest
+	// d is the decision to record once the outbox took the message
+	// (after an approval, prefix says so): sent, or, if the outbox held
+	// its key already (dropped), not sent again.
+	d       Decision
+	prefix  string
+	dropped *outbox.Dropped
 }
 
 // sendLocked renders the request, marks it sent (from now on it counts
@@ -502,11 +513,23 @@ func (r *actionRunner) sendLocked(c *alertconfig.Action, req, prev *actionReques
 // again. Alert triggers and schedules are also tried again on the loop's
 // passes (retry); the error is an *enqueueError.
 func (r *actionRunner) send(s *sending) error {
-	err := r.enqueue(s.msg)
+	dropped, err := r.enqueue(s.msg)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.unsent, s.id)
 	r.dirty = true
+	if err == nil && len(dropped) > 0 {
+		// Enqueued before a crash that lost the request's record, and
+		// triggered again since: not sent again, nor counted.
+		h := dropped[0]
+		s.dropped = &h
+		if req, ok := r.byID[s.id]; ok {
+			adopt(req, h)
+		}
+		s.d.Action, s.d.Reason = "already_sent", s.prefix+droppedReason(s, h)
+		delete(r.retries, s.msg.Key)
+		return nil
+	}
 	if err == nil {
 		r.triggered.WithLabelValues(s.action, s.trigger).Inc()
 		delete(r.retries, s.msg.Key)
@@ -523,6 +546,53 @@ func (r *actionRunner) send(s *sending) error {
 		}
 	}
 	return &enqueueError{action: s.action, id: s.id, err: err}
+}
+
+// adopt makes a request whose message the outbox held already (enqueued
+// before a crash lost the state file's record of it) say what became of
+// that message: sent when it was enqueued, and delivered or failed if so;
+// one still pending is delivered later (Send). Called with mu held.
+func adopt(req *actionRequest, h outbox.Dropped) {
+	sent := h.Created
+	if sent.IsZero() {
+		// Delivered: the outbox keeps only when.
+		sent = h.Delivered
+	}
+	if !sent.IsZero() && req.SentAt != nil {
+		if req.VerifyBy != nil {
+			by := sent.Add(req.VerifyBy.Sub(*req.SentAt))
+			req.VerifyBy = &by
+		}
+		req.SentAt = &sent
+	}
+	req.Attempts = max(req.Attempts, h.Attempts)
+	if req.State != stateSent {
+		// Its delivery, made meanwhile, is recorded already.
+		return
+	}
+	switch h.State {
+	case outbox.HeldDelivered:
+		req.State, req.LastError, req.Attempts = stateDelivered, "", max(req.Attempts, 1)
+		if !h.Delivered.IsZero() {
+			req.DeliveredAt = &h.Delivered
+		}
+	case outbox.HeldDead:
+		req.State, req.LastError = stateFailed, h.LastError
+	default:
+		req.LastError = h.LastError
+	}
+}
+
+// droppedReason explains a send the outbox dropped, as it held its key.
+func droppedReason(s *sending, h outbox.Dropped) string {
+	why := fmt.Sprintf("action %q (request %s) not sent again: the outbox holds its idempotency key %s from before a restart", s.action, s.id, s.msg.Key)
+	switch h.State {
+	case outbox.HeldDelivered:
+		return why + ", delivered at " + h.Delivered.UTC().Format(time.RFC3339)
+	case outbox.HeldDead:
+		return why + ", given up: " + h.LastError
+	}
+	return why + ", enqueued at " + h.Created.UTC().Format(time.RFC3339) + " and not delivered yet"
 }
 
 // enqueueError is send's error: the outbox refused the message.
@@ -547,9 +617,9 @@ func (r *actionRunner) deferSend(s *sending) {
 
 // commit is the store's save, after each pass of its stages, once the
 // store's lock is released: it makes the sends the pass's triggers
-// decided (onAlertFires), recording those the outbox refused in their
-// alerts' history and keeping them to retry (retryRefused), then saves
-// the state (trySave).
+// decided (onAlertFires) and records their decisions in their alerts'
+// history, keeping those the outbox refused to retry (retryRefused), then
+// saves the state (trySave).
 func (r *actionRunner) commit() {
 	r.mu.Lock()
 	ss := r.deferred
@@ -558,11 +628,18 @@ func (r *actionRunner) commit() {
 	for _, s := range ss {
 		err := r.send(s)
 		if err == nil {
+			// After the send, which may drop it (dropped); its
+			// delivery may be recorded already.
+			r.noteInOrder(s.alerts, s.d)
+			if s.dropped != nil {
+				r.logger.Info("Action in the outbox already, not sent again", "action", s.action, "request", s.id, "key", s.msg.Key, "state", s.dropped.State)
+			}
 			continue
 		}
 		now := r.now()
 		rt, _ := r.retryRefused(s, err, now)
 		r.logger.Error("Failed to send an action, will retry", "action", s.action, "request", s.id, "attempts", rt.attempts, "err", err)
+		r.note(s.alerts, s.d)
 		r.note(s.alerts, Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error() + "; retried while the alert fires"})
 	}
 	r.trySave()
@@ -640,7 +717,8 @@ var errApproval = errors.New("the request does not await approval")
 
 // decide approves or rejects a request awaiting approval; an approved
 // one is decided sent, and its send returned for the caller to make
-// (send) once it holds no lock. The caller records d, sends, then saves.
+// (send) once it holds no lock. The caller records d (a rejection) or
+// makes the send and records its decision, then saves.
 func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Decision, *sending, error) {
 	now := r.now()
 	r.mu.Lock()
@@ -676,7 +754,9 @@ func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Deci
 		*req = *prev
 		return nil, Decision{}, nil, err
 	}
-	d.Action, d.Reason = "triggered", "approved"+who+"; "+r.sentReason(c, req)
+	s.prefix = "approved" + who + "; "
+	d.Action, d.Reason = "triggered", s.prefix+r.sentReason(c, req)
+	s.d = d
 	r.dirty = true
 	return req.clone(), d, s, nil
 }
@@ -1079,11 +1159,14 @@ func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 			a.logger.Error("Failed to trigger an action", "action", c.Name, "err", err)
 			continue
 		}
-		if s != nil {
+		switch {
+		case s != nil:
+			// Recorded once the outbox took it (commit).
 			a.actions.deferSend(s)
+		case fresh:
+			al.record(d)
 		}
 		if fresh {
-			al.record(d)
 			if req.State == stateAwaitingApproval {
 				// Called with the store locked: ask outside it.
 				go a.requestApproval(a.ctx, req)
@@ -1179,7 +1262,10 @@ func (a *Alertd) retryAlertActions(ctx context.Context, now time.Time) {
 				}
 				continue
 			}
-			d.Reason += fmt.Sprintf(", after %d refusals of the outbox", rt.attempts)
+			d = s.d
+			if s.dropped == nil {
+				d.Reason += fmt.Sprintf(", after %d refusals of the outbox", rt.attempts)
+			}
 		}
 		a.actions.dropRetry(rt.key)
 		// After the send: a refused attempt records nothing but the
@@ -1213,12 +1299,17 @@ func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels ma
 		return err
 	}
 	if fresh {
-		a.store.note(req.fingerprints(), d)
-		if err := a.sendAction(s, now); err != nil {
+		if s == nil {
+			a.store.note(req.fingerprints(), d)
+		} else if err := a.sendAction(s, now); err != nil {
 			return err
 		}
 		a.actions.save(now)
-		a.logger.Info("Action triggered", "action", name, "trigger", trig, "request", req.ID, "state", req.State)
+		if s != nil && s.dropped != nil {
+			a.logger.Info("Action in the outbox already, not sent again", "action", name, "trigger", trig, "request", req.ID, "key", key, "state", s.dropped.State)
+		} else {
+			a.logger.Info("Action triggered", "action", name, "trigger", trig, "request", req.ID, "state", req.State)
+		}
 		if req.State == stateAwaitingApproval {
 			a.requestApproval(ctx, req)
 		}
@@ -1229,20 +1320,21 @@ func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels ma
 	return nil
 }
 
-// sendAction makes the send trigger or decide decided, if any (send),
-// after its decision is recorded: a delivery is recorded after it. One the
-// outbox refuses is recorded in the alerts' history too, and the state
-// saved.
+// sendAction makes the send trigger or decide decided (send), then
+// records its decision in the alerts' history, before its delivery if
+// that was recorded meanwhile: sent, or not sent again if the outbox held
+// its key already. One the outbox refuses is recorded decided, then
+// failed, and the state saved.
 func (a *Alertd) sendAction(s *sending, now time.Time) error {
-	if s == nil {
-		return nil
-	}
 	err := a.actions.send(s)
 	if err != nil {
+		a.store.note(s.alerts, s.d)
 		a.store.note(s.alerts, Decision{Time: now, Stage: "action", Action: "failed", Reason: err.Error()})
 		a.actions.save(now)
+		return err
 	}
-	return err
+	a.store.noteInOrder(s.alerts, s.d)
+	return nil
 }
 
 // commonActionLabels returns the labels all the alerts share, as actions
@@ -1348,11 +1440,10 @@ func (a *Alertd) closeApproval(ctx context.Context, req *actionRequest, outcome 
 // approveAction approves a request awaiting approval and sends it; the
 // API and the Slack button call it.
 func (a *Alertd) approveAction(id, by string) error {
-	req, d, s, err := a.actions.decide(id, by, true)
+	req, _, s, err := a.actions.decide(id, by, true)
 	if err != nil {
 		return err
 	}
-	a.store.note(req.fingerprints(), d)
 	if err := a.sendAction(s, a.opts.Now()); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -89,9 +90,10 @@ actions:
 	errCrash := errors.New("crashed")
 	c := restartActionsAlertd(t, clock, dir, func(a *Alertd) {
 		enqueue := a.actions.enqueue
-		a.actions.enqueue = func(ms ...*outbox.Message) error {
-			if err := enqueue(ms...); err != nil {
-				return err
+		a.actions.enqueue = func(ms ...*outbox.Message) ([]outbox.Dropped, error) {
+			dropped, err := enqueue(ms...)
+			if err != nil {
+				return nil, err
 			}
 			for _, m := range ms {
 				if strings.HasPrefix(m.Key, prefix) {
@@ -99,10 +101,10 @@ actions:
 					case crashed <- m.Key:
 					default:
 					}
-					return errCrash
+					return nil, errCrash
 				}
 			}
-			return nil
+			return dropped, nil
 		}
 	})
 	clock.skip(time.Hour)
@@ -280,4 +282,72 @@ actions:
 	require.Zero(t, pendingRetries(a))
 	refuse.Store(false)
 	require.Never(t, func() bool { return len(ci.requests()) > 0 }, 3*time.Second, 50*time.Millisecond, "retried after it was given up")
+}
+
+// A crash just after an action's enqueue, before its request is saved:
+// after the restart, the same trigger (the alert taken in again) finds
+// its key in the outbox, which delivered it before the crash. It is not
+// sent, counted or recorded sent a second time: the request is
+// delivered, sent when it was, and the history says it was not sent
+// again.
+func TestActionOutboxDuplicateAfterRestart(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls, al := driftAlert("fraud", "amount")
+	const prefix = "action/retrain/alert/"
+	crashed := make(chan string, 16)
+	// Crashes once the outbox holds the message and delivered it: the
+	// caller never learns it was stored.
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    verify: {within: 1h, on_failure: escalate}
+`
+	}, func(a *Alertd) {
+		enqueue := a.actions.enqueue
+		a.actions.enqueue = func(ms ...*outbox.Message) ([]outbox.Dropped, error) {
+			if _, err := enqueue(ms...); err != nil {
+				return nil, err
+			}
+			select {
+			case crashed <- ms[0].Key:
+			default:
+			}
+			return nil, errors.New("crashed")
+		}
+	})
+	postAlertJSON(t, a, al)
+	key := firstKey(t, crashed)
+	require.True(t, strings.HasPrefix(key, prefix), key)
+	require.Equal(t, key, ci.waitRequests(t, 1)[0].Header.Get("Idempotency-Key"))
+	require.NoError(t, a.Stop())
+	require.NotContains(t, savedActionKeys(t, a), key, "the crash lost the request")
+	restarted := clock.Now()
+
+	// Restarted on the same storage; the alert is taken in again.
+	b := restartActionsAlertd(t, clock, a.Dir, nil)
+	postAlertJSON(t, b, strings.Replace(al, "PSI 0.14", "PSI 0.15", 1))
+	req := waitRequest(t, b, "retrain", ls, inRequestState(stateDelivered), "the request does not say its message was delivered")
+	require.Equal(t, key, req.Key)
+	require.True(t, req.SentAt.Before(restarted), "sent at %s, after the restart at %s", req.SentAt, restarted)
+	require.WithinDuration(t, req.SentAt.Add(time.Hour), *req.VerifyBy, 0)
+	require.True(t, req.DeliveredAt.Before(restarted))
+	got := waitFor(t, b, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "already_sent" }, "the history does not say it was sent already")
+	require.Contains(t, lastOf(got.History, "action").Reason, "not sent again: the outbox holds its idempotency key "+key+" from before a restart, delivered at ")
+	for _, d := range got.History {
+		if d.Stage == "action" && d.Time.After(restarted) {
+			require.NotEqual(t, "triggered", d.Action, "recorded sent again: %+v", d)
+		}
+	}
+	v, _ := metric(t, b.Registry(), "alertd_actions_triggered_total", "action", "retrain", "trigger", "alert")
+	require.Zero(t, v, "counted sent again")
+	require.Eventually(t, func() bool { return slices.Contains(savedActionKeys(t, b), key) }, 30*time.Second, 10*time.Millisecond)
+	require.Never(t, func() bool { return len(ci.requests()) > 1 }, 2*time.Second, 50*time.Millisecond, "sent twice")
 }

@@ -734,14 +734,14 @@ func gateEnqueue(t *testing.T, a *Alertd, prefix string, refuse *atomic.Bool) (s
 	release = func() { once.Do(func() { close(gate) }) }
 	t.Cleanup(release)
 	enqueue := a.actions.enqueue
-	a.actions.enqueue = func(ms ...*outbox.Message) error {
+	a.actions.enqueue = func(ms ...*outbox.Message) ([]outbox.Dropped, error) {
 		for _, m := range ms {
 			if !strings.HasPrefix(m.Key, prefix) {
 				continue
 			}
 			begun <- m.Key
 			if refuse != nil && refuse.Load() {
-				return errNoSpace
+				return nil, errNoSpace
 			}
 			<-gate
 		}
