@@ -149,6 +149,23 @@ type actionState struct {
 	// slot of another schedule is no slot of this one. Files written
 	// before alertd kept them have none.
 	Schedules map[string]string `json:"schedules,omitempty"`
+	// Rollbacks are the rollbacks the outbox refused, retried until it
+	// takes them (or they are given up), by the request that failed
+	// verification, which stays pending meanwhile.
+	Rollbacks []savedRollback `json:"rollbacks,omitempty"`
+}
+
+// savedRollback is a rollback's retry as actions.json keeps it.
+type savedRollback struct {
+	// Request failed verification; Action is its rollback, Key the
+	// rollback's idempotency key, Why the verification's failure.
+	Request  string    `json:"request"`
+	Action   string    `json:"action"`
+	Key      string    `json:"key"`
+	Why      string    `json:"why"`
+	Attempts int       `json:"attempts"`
+	Since    time.Time `json:"since"`
+	Err      string    `json:"err,omitempty"`
 }
 
 // actionRetention is how long settled requests are kept.
@@ -184,10 +201,15 @@ type actionRunner struct {
 	// action: both are tried again on the loop's passes (see retry).
 	retries      map[string]*retry
 	schedRetries map[string]*retry
+	// rollbacks are the rollbacks the outbox refused, by the request
+	// whose failed verification runs them: kept in the state file, as
+	// the request's verification stays pending until its rollback is in
+	// the outbox (retryRollbacks).
+	rollbacks map[string]*retry
 	// retryMaxWait is the most passes of the loop between two attempts of
 	// a retry (the outbox's max backoff over the loop's interval);
-	// retryMaxAge how long an alert trigger is retried (the outbox's max
-	// age).
+	// retryMaxAge how long an alert trigger or a rollback is retried
+	// (the outbox's max age).
 	retryMaxWait int
 	retryMaxAge  time.Duration
 	client       *http.Client
@@ -218,6 +240,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		unsent:       map[string]*sending{},
 		retries:      map[string]*retry{},
 		schedRetries: map[string]*retry{},
+		rollbacks:    map[string]*retry{},
 		retryMaxWait: int(outbox.DefaultMaxBackoff / (15 * time.Second)),
 		retryMaxAge:  outbox.DefaultMaxAge,
 		client:       &http.Client{},
@@ -239,11 +262,11 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		}, []string{"action", "result"}),
 		enqueueFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_actions_enqueue_failures_total",
-			Help: "The total number of actions decided sent whose message the outbox refused to store (a full disk, say), by what triggered them; those of alerts and schedules are retried.",
+			Help: "The total number of actions decided sent whose message the outbox refused to store (a full disk, say), by what triggered them; those of alerts, schedules and rollbacks are retried.",
 		}, []string{"action", "trigger"}),
 		enqueueRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_actions_enqueue_retries_total",
-			Help: "The total number of retries of alert and schedule triggers whose message the outbox had refused, by trigger.",
+			Help: "The total number of retries of alert, schedule and rollback triggers whose message the outbox had refused, by trigger.",
 		}, []string{"action", "trigger"}),
 	}
 	var st actionState
@@ -258,6 +281,11 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 	}
 	if st.Schedules != nil {
 		r.sched = st.Schedules
+	}
+	for _, rb := range st.Rollbacks {
+		// Due at the first pass.
+		r.rollbacks[rb.Request] = &retry{action: rb.Action, key: rb.Key, request: rb.Request, why: rb.Why,
+			attempts: rb.Attempts, since: rb.Since, err: rb.Err}
 	}
 	reg.MustRegister(r.triggered, r.refused, r.verification, r.enqueueFailures, r.enqueueRetries)
 	return r, nil
@@ -303,7 +331,7 @@ func (r *actionRunner) saveWith(save func(*stateFile, sync.Locker, func() any) e
 			}
 			return old
 		})
-		return actionState{Requests: r.snapshot(), Slots: r.slots, Schedules: r.sched}
+		return actionState{Requests: r.snapshot(), Slots: r.slots, Schedules: r.sched, Rollbacks: r.savedRollbacks()}
 	})
 	if err != nil {
 		r.mu.Lock()
@@ -334,6 +362,18 @@ func (r *actionRunner) snapshot() []*actionRequest {
 	return out
 }
 
+// savedRollbacks returns the rollbacks' retries as the state file keeps
+// them, by request. Called with mu held.
+func (r *actionRunner) savedRollbacks() []savedRollback {
+	out := make([]savedRollback, 0, len(r.rollbacks))
+	for _, rt := range r.rollbacks {
+		out = append(out, savedRollback{Request: rt.request, Action: rt.action, Key: rt.key, Why: rt.why,
+			Attempts: rt.attempts, Since: rt.since, Err: rt.err})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Request < out[j].Request })
+	return out
+}
+
 // set swaps in the configured actions.
 func (r *actionRunner) set(cfgs []*alertconfig.Action) {
 	r.mu.Lock()
@@ -346,7 +386,7 @@ func (r *actionRunner) set(cfgs []*alertconfig.Action) {
 			r.triggered.WithLabelValues(c.Name, t)
 			r.enqueueFailures.WithLabelValues(c.Name, t)
 		}
-		for _, t := range []string{triggerAlert, triggerSchedule} {
+		for _, t := range []string{triggerAlert, triggerSchedule, triggerRollback} {
 			r.enqueueRetries.WithLabelValues(c.Name, t)
 		}
 		for _, reason := range act.Reasons() {
@@ -645,19 +685,24 @@ func (r *actionRunner) commit() {
 	r.trySave()
 }
 
-// retry is an alert trigger or a schedule's run whose message the outbox
-// refused (a full disk, say), tried again on the loop's passes
+// retry is an alert trigger, a schedule's run or a rollback whose message
+// the outbox refused (a full disk, say), tried again on the loop's passes
 // (tickActions): after the first refusal at the next pass, then after 2,
 // 4, 8 … passes, up to retryMaxWait. A refused request is forgotten
 // (send), so a retry triggers the action anew with the same key: the
 // guardrails and the approval apply as to a trigger made then, and the
-// outbox's key dedup keeps it from being sent twice. Retries are kept in
-// memory only: after a restart the alerts are taken in again, and a
-// schedule's slot is still due (dueSchedules).
+// outbox's key dedup keeps it from being sent twice. Retries of alerts
+// and schedules are kept in memory only: after a restart the alerts are
+// taken in again, and a schedule's slot is still due (dueSchedules). A
+// rollback's is kept in the state file (rollbacks): nothing else would
+// run it again.
 type retry struct {
 	action, key string
 	// alert is the alert that triggered it, for an alert trigger.
 	alert model.Fingerprint
+	// request is the request whose failed verification runs a rollback,
+	// and why its failure.
+	request, why string
 	// attempts counts the refusals; wait is how many passes to let go by
 	// before the next attempt.
 	attempts, wait int
@@ -788,13 +833,14 @@ func (r *actionRunner) expire(now time.Time) []*actionRequest {
 	return out
 }
 
-// verifying returns the requests whose verification is pending.
+// verifying returns the requests whose verification is pending, but for
+// those that failed it and wait for their rollback's retry.
 func (r *actionRunner) verifying() []*actionRequest {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*actionRequest
 	for _, req := range r.requests {
-		if req.Verification == verifyPending {
+		if _, retried := r.rollbacks[req.ID]; req.Verification == verifyPending && !retried {
 			out = append(out, req.clone())
 		}
 	}
@@ -811,6 +857,7 @@ func (r *actionRunner) settle(id, result, followUp string, now time.Time) {
 	}
 	req.Verification, req.FollowUp, req.UpdatedAt = result, followUp, now
 	r.verification.WithLabelValues(req.Action, result).Inc()
+	delete(r.rollbacks, id)
 	r.dirty = true
 	r.mu.Unlock()
 	r.save(now)
@@ -919,6 +966,50 @@ func (r *actionRunner) dueRetries(now time.Time) (due, givenUp []retry) {
 	}
 	sort.Slice(due, func(i, j int) bool { return due[i].key < due[j].key })
 	return due, givenUp
+}
+
+// rollbackRefused keeps the rollback of request id, which failed
+// verification (why), to retry it: the outbox refused it. It returns the
+// retry as it is now, and whether the error changed.
+func (r *actionRunner) rollbackRefused(id, action, key, why string, err error, now time.Time) (retry, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt, ok := r.rollbacks[id]
+	if !ok {
+		rt = &retry{action: action, key: key, request: id, why: why, since: now}
+		r.rollbacks[id] = rt
+	}
+	changed := rt.refused(err, r.retryMaxWait)
+	r.dirty = true
+	return *rt, changed
+}
+
+// dueRollbacks returns the rollbacks to retry at this pass, and those
+// given up on: retried for retryMaxAge. Those given up stay until their
+// request's verification is settled.
+func (r *actionRunner) dueRollbacks(now time.Time) (due, givenUp []retry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rt := range r.rollbacks {
+		switch {
+		case now.Sub(rt.since) >= r.retryMaxAge:
+			givenUp = append(givenUp, *rt)
+		case rt.due():
+			due = append(due, *rt)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].request < due[j].request })
+	sort.Slice(givenUp, func(i, j int) bool { return givenUp[i].request < givenUp[j].request })
+	return due, givenUp
+}
+
+// dropRollback forgets the retry of the rollback of a request that is
+// gone or settled.
+func (r *actionRunner) dropRollback(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.rollbacks, id)
+	r.dirty = true
 }
 
 // dropRetry forgets the retry of an alert trigger.
@@ -1511,6 +1602,7 @@ func (a *Alertd) tickActions(ctx context.Context, now time.Time) {
 		a.actions.scheduleRan(name, slot, now)
 	}
 	a.retryAlertActions(ctx, now)
+	a.retryRollbacks(ctx, now)
 	for _, req := range a.actions.expire(now) {
 		a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "expired",
 			Reason: fmt.Sprintf("action %q (request %s) expired: %s", req.Action, req.ID, req.Reason)})
@@ -1548,10 +1640,9 @@ func (a *Alertd) verifyAction(ctx context.Context, req *actionRequest, now time.
 		why := fmt.Sprintf("action %q (request %s) failed verification: the alert still fires %s after it was sent", req.Action, req.ID, model.Duration(within))
 		var followUp string
 		if name, ok := strings.CutPrefix(req.OnFailure, "run "); ok {
-			err := a.triggerAction(ctx, name, triggerRollback, req.Labels, req.Alerts, "action/"+name+"/rollback/"+req.ID)
-			followUp = fmt.Sprintf("ran %q", name)
-			if err != nil {
-				followUp = fmt.Sprintf("couldn't run %q: %v", name, err)
+			var ran bool
+			if followUp, ran = a.runRollback(ctx, req, name, why, nil, now); !ran {
+				return
 			}
 		} else {
 			followUp = "escalated the incident"
@@ -1561,8 +1652,101 @@ func (a *Alertd) verifyAction(ctx context.Context, req *actionRequest, now time.
 				followUp = fmt.Sprintf("couldn't escalate the incident: %v", err)
 			}
 		}
-		a.actions.settle(req.ID, verifyFailed, followUp, now)
-		a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "verification_failed", Reason: why + "; " + followUp})
-		a.logger.Warn("Action failed verification", "action", req.Action, "request", req.ID, "follow_up", followUp)
+		a.failedVerification(req, why, followUp, now)
+	}
+}
+
+// failedVerification settles a request's verification as failed, with
+// what was done about it.
+func (a *Alertd) failedVerification(req *actionRequest, why, followUp string, now time.Time) {
+	a.actions.settle(req.ID, verifyFailed, followUp, now)
+	a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "verification_failed", Reason: why + "; " + followUp})
+	a.logger.Warn("Action failed verification", "action", req.Action, "request", req.ID, "follow_up", followUp)
+}
+
+// runRollback triggers the action a request runs when it fails
+// verification (on_failure: <name>), with a key of its own per request;
+// rt is its retry, nil at the first attempt. It returns the follow-up to
+// settle the verification with, and ran false if the outbox refused the
+// rollback: the rollback is then kept to retry (rollbackRefused), in the
+// state file, and the verification stays pending until the rollback is in
+// the outbox or given up (retryRollbacks), so that neither a full disk
+// nor a restart meanwhile loses it.
+func (a *Alertd) runRollback(ctx context.Context, req *actionRequest, name, why string, rt *retry, now time.Time) (followUp string, ran bool) {
+	key := "action/" + name + "/rollback/" + req.ID
+	if rt != nil {
+		a.actions.enqueueRetries.WithLabelValues(name, triggerRollback).Inc()
+	}
+	rb, d, s, fresh, err := a.actions.trigger(now, name, triggerRollback, req.Labels, req.Alerts, key)
+	if err != nil {
+		return fmt.Sprintf("couldn't run %q: %v", name, err), true
+	}
+	if fresh {
+		if s == nil {
+			a.store.note(rb.fingerprints(), d)
+		} else if err := a.actions.send(s); err != nil {
+			again, changed := a.actions.rollbackRefused(req.ID, name, key, why, err, now)
+			if rt == nil {
+				// The decision, then its failure, as for a trigger;
+				// a retry records nothing but a new error.
+				a.store.note(s.alerts, s.d)
+			}
+			if changed {
+				a.store.note(s.alerts, Decision{Time: now, Stage: "action", Action: "failed",
+					Reason: fmt.Sprintf("%v; retried, the verification of request %s pending until the outbox takes it", err, req.ID)})
+				a.logger.Warn("Rollback not sent, will retry later", "action", name, "request", req.ID, "attempts", again.attempts, "err", err)
+			} else {
+				a.logger.Debug("Rollback not sent, will retry later", "action", name, "request", req.ID, "attempts", again.attempts, "err", err)
+			}
+			a.actions.save(now)
+			return "", false
+		} else {
+			d = s.d
+			if rt != nil && s.dropped == nil {
+				d.Reason += fmt.Sprintf(", after %d refusals of the outbox", rt.attempts)
+			}
+			// Its delivery may be recorded already.
+			a.store.noteInOrder(s.alerts, d)
+		}
+		a.actions.save(now)
+		a.logger.Info("Action triggered", "action", name, "trigger", triggerRollback, "request", rb.ID, "state", rb.State)
+		if rb.State == stateAwaitingApproval {
+			a.requestApproval(ctx, rb)
+		}
+	}
+	switch {
+	case rb.State == stateRefused || rb.State == stateRejected || rb.State == stateExpired:
+		return fmt.Sprintf("couldn't run %q: %v: %s", name, errActionRefused, rb.Reason), true
+	case rt != nil:
+		return fmt.Sprintf("ran %q, after %d refusals of the outbox", name, rt.attempts), true
+	}
+	return fmt.Sprintf("ran %q", name), true
+}
+
+// retryRollbacks tries again the rollbacks the outbox refused (runRollback)
+// and settles the verification of their requests once one is in the
+// outbox; one retried for the outbox's max age is given up, and the
+// verification settled saying so.
+func (a *Alertd) retryRollbacks(ctx context.Context, now time.Time) {
+	due, givenUp := a.actions.dueRollbacks(now)
+	for _, rt := range givenUp {
+		req, ok := a.actions.get(rt.request)
+		if !ok {
+			a.actions.dropRollback(rt.request)
+			continue
+		}
+		a.logger.Error("Gave up on an action the outbox refused", "action", rt.action, "key", rt.key, "attempts", rt.attempts, "err", rt.err)
+		a.failedVerification(req, rt.why, fmt.Sprintf("couldn't run %q: given up after %d refusals of the outbox in %s: %s",
+			rt.action, rt.attempts, model.Duration(now.Sub(rt.since)), rt.err), now)
+	}
+	for _, rt := range due {
+		req, ok := a.actions.get(rt.request)
+		if !ok || req.Verification != verifyPending {
+			a.actions.dropRollback(rt.request)
+			continue
+		}
+		if followUp, ran := a.runRollback(ctx, req, rt.action, rt.why, &rt, now); ran {
+			a.failedVerification(req, rt.why, followUp, now)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -350,4 +351,147 @@ actions:
 	require.Zero(t, v, "counted sent again")
 	require.Eventually(t, func() bool { return slices.Contains(savedActionKeys(t, b), key) }, 30*time.Second, 10*time.Millisecond)
 	require.Never(t, func() bool { return len(ci.requests()) > 1 }, 2*time.Second, 50*time.Millisecond, "sent twice")
+}
+
+// rollbackConfig is a deploy whose failed verification runs a rollback.
+func rollbackConfig(ci *fakeCI) string {
+	return classifyDrift + `
+actions:
+  - name: deploy
+    type: webhook
+    url: ` + ci.URL + `/hooks/deploy
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    verify: {within: 30m, on_failure: rollback}
+  - name: rollback
+    type: webhook
+    url: ` + ci.URL + `/hooks/rollback
+    secret: hook-secret
+`
+}
+
+// ciPaths counts the requests a fake CI got by path.
+func ciPaths(ci *fakeCI) map[string]int {
+	out := map[string]int{}
+	for _, r := range ci.requests() {
+		out[r.Path]++
+	}
+	return out
+}
+
+// A rollback the outbox refused is retried, also after a restart (it is
+// in actions.json): the verification that ran it stays pending until the
+// rollback is in the outbox, then settles as failed, saying the rollback
+// ran; refusals and retries are counted with trigger="rollback", and the
+// history says what happened.
+func TestActionRollbackOutboxRefusalRetried(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls, al := driftAlert("fraud", "amount")
+	var (
+		refuse  atomic.Bool
+		started <-chan string
+	)
+	refuse.Store(true)
+	a := startActionsAlertd(t, clock, func(string) string { return rollbackConfig(ci) }, func(a *Alertd) {
+		var release func()
+		started, release = gateEnqueue(t, a, "action/rollback/", &refuse)
+		release()
+	})
+	postAlertJSON(t, a, al)
+	deploy := waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
+
+	// The alert still fires after 30 minutes: the rollback, refused.
+	clock.skip(31 * time.Minute)
+	key := firstKey(t, started)
+	require.Equal(t, "action/rollback/rollback/"+deploy.ID, key)
+	got := waitFor(t, a, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "failed" }, "no failure in the history")
+	require.Contains(t, lastOf(got.History, "action").Reason,
+		") not sent: "+errNoSpace.Error()+"; retried, the verification of request "+deploy.ID+" pending until the outbox takes it")
+	v, _ := metric(t, a.Registry(), "alertd_actions_enqueue_failures_total", "action", "rollback", "trigger", "rollback")
+	require.GreaterOrEqual(t, v, 1.0)
+	require.Eventually(t, func() bool {
+		var st actionState
+		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
+		require.NoError(t, err)
+		return len(st.Rollbacks) == 1 && st.Rollbacks[0].Request == deploy.ID && st.Rollbacks[0].Key == key
+	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is not saved")
+	pending, ok := a.actions.get(deploy.ID)
+	require.True(t, ok)
+	require.Equal(t, verifyPending, pending.Verification, "settled while its rollback is not in the outbox")
+	require.Empty(t, pending.FollowUp)
+	require.NoError(t, a.Stop())
+	require.Zero(t, ciPaths(ci)["/hooks/rollback"])
+
+	// Restarted on the same storage, the disk has room: the rollback is
+	// retried, sent once, and the verification settles.
+	b := restartActionsAlertd(t, clock, a.Dir, nil)
+	rb := waitRequest(t, b, "rollback", ls, inRequestState(stateDelivered), "the rollback was not retried after the restart")
+	require.Equal(t, key, rb.Key)
+	require.Equal(t, triggerRollback, rb.Trigger)
+	failed := waitRequest(t, b, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
+	require.Regexp(t, `^ran "rollback", after \d+ refusals of the outbox$`, failed.FollowUp)
+	got = waitFor(t, b, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "verification_failed" }, "no verification failure in the history")
+	require.Contains(t, lastOf(got.History, "action").Reason, `failed verification: the alert still fires 30m after it was sent; ran "rollback", after `)
+	var triggered []string
+	for _, d := range got.History {
+		if d.Stage == "action" && d.Action == "triggered" && strings.Contains(d.Reason, `action "rollback"`) {
+			triggered = append(triggered, d.Reason)
+		}
+	}
+	require.NotEmpty(t, triggered)
+	require.Regexp(t, `after \d+ refusals of the outbox$`, triggered[len(triggered)-1])
+	for name, want := range map[string]float64{"alertd_actions_triggered_total": 1, "alertd_actions_enqueue_retries_total": 1} {
+		v, _ := metric(t, b.Registry(), name, "action", "rollback", "trigger", "rollback")
+		require.Equal(t, want, v, name)
+	}
+	require.Eventually(t, func() bool {
+		var st actionState
+		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
+		require.NoError(t, err)
+		return len(st.Rollbacks) == 0
+	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is still saved")
+	require.Never(t, func() bool { return ciPaths(ci)["/hooks/rollback"] > 1 }, 2*time.Second, 50*time.Millisecond, "rolled back twice")
+}
+
+// A rollback the outbox keeps refusing is given up after the outbox's max
+// age: the verification then settles as failed, saying so.
+func TestActionRollbackOutboxRefusalGivenUp(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls, al := driftAlert("fraud", "amount")
+	var refuse atomic.Bool
+	refuse.Store(true)
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", rollbackConfig(ci))
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	o.Outbox.MaxAge = time.Hour
+	a, err := New(o)
+	require.NoError(t, err)
+	started, release := gateEnqueue(t, a, "action/rollback/", &refuse)
+	release()
+	require.NoError(t, a.Start())
+	ta := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
+	t.Cleanup(func() {
+		require.NoError(t, a.Stop())
+		if t.Failed() {
+			t.Logf("alertd log:\n%s", logs.String())
+		}
+	})
+	postAlertJSON(t, ta, al)
+	waitRequest(t, ta, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
+	clock.skip(31 * time.Minute)
+	firstKey(t, started)
+	firstKey(t, started) // a retry, refused too
+	clock.skip(time.Hour)
+	failed := waitRequest(t, ta, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "not given up")
+	require.Regexp(t, `^couldn't run "rollback": given up after \d+ refusals of the outbox in 1h\S*: action "rollback" \(request \w+\) not sent: `+
+		regexp.QuoteMeta(errNoSpace.Error())+`$`, failed.FollowUp)
+	require.Contains(t, logs.String(), "Gave up on an action the outbox refused")
+	refuse.Store(false)
+	require.Never(t, func() bool { return ciPaths(ci)["/hooks/rollback"] > 0 }, 2*time.Second, 50*time.Millisecond, "retried after it was given up")
 }

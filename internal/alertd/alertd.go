@@ -370,7 +370,8 @@ func New(o Options) (*Alertd, error) {
 	a.actions.enqueue, a.store.onFire = a.notify.Outbox().Add, a.onAlertFires
 	a.actions.note, a.actions.noteInOrder = a.store.note, a.store.noteInOrder
 	// Actions the outbox refused are retried on the loop's passes, backing
-	// off up to the outbox's max backoff, alert triggers for its max age.
+	// off up to the outbox's max backoff, alert triggers and rollbacks for
+	// its max age.
 	maxBackoff, maxAge := o.Outbox.MaxBackoff, o.Outbox.MaxAge
 	if maxBackoff <= 0 {
 		maxBackoff = outbox.DefaultMaxBackoff
