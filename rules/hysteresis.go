@@ -33,13 +33,73 @@ import (
 // hysteresis). alertd leaves it out of the alerts it sends.
 const KeepFiringWhile = "alertd_keep_firing_while"
 
-// groupKey is the context key of the rule group being evaluated.
+// groupKey is the context key of the evaluation of a rule group.
 type groupKey struct{}
 
+// evaluation is one evaluation of a rule group (one g.Eval).
+type evaluation struct {
+	g *promrules.Group
+	// asked holds the alerting rules whose own expression was queried in
+	// it, by name and labels.
+	mu    sync.Mutex
+	asked map[string]bool
+}
+
 // WithGroup returns ctx for evaluating g (g.Eval): it lets the query function
-// of Hysteresis find the rule it evaluates for.
+// of Hysteresis find the rule it evaluates for, and TemplateQuery tell a
+// template's query from the rule's. Each evaluation needs its own.
 func WithGroup(ctx context.Context, g *promrules.Group) context.Context {
-	return context.WithValue(ctx, groupKey{}, g)
+	return context.WithValue(ctx, groupKey{}, &evaluation{g: g, asked: map[string]bool{}})
+}
+
+// templateKey is the context key of TemplateQuery's answer, where a query
+// function has already asked it.
+type templateKey struct{}
+
+// TemplateQuery tells whether q, asked of the rule manager's query function
+// with ctx, is a query of an alerting rule's label and annotation templates
+// (Prometheus's `query` template function) rather than the rule's own
+// expression. Prometheus's AlertingRule.Eval queries its expression first,
+// then expands its templates with the same context, whose origin
+// (promrules.FromOriginContext) names the rule: within one evaluation
+// (WithGroup), the rule's first query of its expression is its own and
+// every other query is a template's, one that repeats the expression
+// included. Without WithGroup, only a query of another expression is a
+// template's. alertd_keep_firing_while's query is Hysteresis's own and
+// never passes here.
+//
+// It is to be asked once per query, as it records the rule's own: a query
+// function that asks it passes its answer to those it calls with
+// withTemplateQuery.
+func TemplateQuery(ctx context.Context, q string) bool {
+	if v, ok := ctx.Value(templateKey{}).(bool); ok {
+		return v
+	}
+	d := promrules.FromOriginContext(ctx)
+	if d.Kind != promrules.KindAlerting {
+		return false
+	}
+	if d.Query != q {
+		return true
+	}
+	e, _ := ctx.Value(groupKey{}).(*evaluation)
+	if e == nil {
+		return false
+	}
+	key := d.Name + "\xff" + d.Labels.String()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.asked[key] {
+		return true
+	}
+	e.asked[key] = true
+	return false
+}
+
+// withTemplateQuery returns ctx for the query functions a query function
+// calls, with its answer of TemplateQuery.
+func withTemplateQuery(ctx context.Context, template bool) context.Context {
+	return context.WithValue(ctx, templateKey{}, template)
 }
 
 // EvalIterationFunc is Prometheus's evaluation of a group's iteration, with
@@ -85,15 +145,15 @@ func (h *Hysteresis) QueryFunc(ctx context.Context, q string, t time.Time) (prom
 		return res, err
 	}
 	d := promrules.FromOriginContext(ctx)
-	if d.Kind != promrules.KindAlerting || d.Query != q {
-		// Not a rule's expression: a template's query, say.
+	if d.Kind != promrules.KindAlerting || TemplateQuery(ctx, q) {
+		// Not an alerting rule's expression: a template's query, say.
 		return res, nil
 	}
-	g, _ := ctx.Value(groupKey{}).(*promrules.Group)
-	if g == nil {
+	e, _ := ctx.Value(groupKey{}).(*evaluation)
+	if e == nil {
 		return res, nil
 	}
-	r := findRule(g, d)
+	r := findRule(e.g, d)
 	if r == nil {
 		return res, nil
 	}

@@ -55,6 +55,11 @@ type Options struct {
 	ResendDelay     time.Duration
 	// QueryOffset is the default query_offset of groups that set none.
 	QueryOffset func() time.Duration
+	// TemplateQuery, if set, is called after each query of an alerting
+	// rule's label and annotation templates (Prometheus's `query` template
+	// function; TemplateQuery tells them apart) with its error, nil if it
+	// succeeded. It must be safe for concurrent use.
+	TemplateQuery func(err error)
 	// Context is the context rules evaluate in; nil means context.Background().
 	Context    context.Context
 	Logger     *slog.Logger
@@ -98,10 +103,21 @@ func NewManager(o Options) *Manager {
 	if notify == nil {
 		notify = func(context.Context, string, ...*Alert) {}
 	}
+	query := h.QueryFunc
+	if o.TemplateQuery != nil {
+		query = func(ctx context.Context, q string, t time.Time) (promql.Vector, error) {
+			template := TemplateQuery(ctx, q)
+			v, err := h.QueryFunc(withTemplateQuery(ctx, template), q, t)
+			if template {
+				o.TemplateQuery(err)
+			}
+			return v, err
+		}
+	}
 	m := promrules.NewManager(&promrules.ManagerOptions{
 		NameValidationScheme:   model.UTF8Validation,
 		ExternalURL:            o.ExternalURL,
-		QueryFunc:              h.QueryFunc,
+		QueryFunc:              query,
 		NotifyFunc:             promrules.NotifyFunc(notify),
 		Context:                o.Context,
 		AppendableV2:           o.Storage,

@@ -434,6 +434,7 @@ func New(o Options) (*Alertd, error) {
 		OutageTolerance: o.OutageTolerance,
 		ForGracePeriod:  o.ForGracePeriod,
 		ResendDelay:     o.ResendDelay,
+		TemplateQuery:   a.metrics.templateQuery,
 		QueryOffset: func() time.Duration {
 			if c := a.cfg.Load(); c != nil {
 				return time.Duration(c.Global.RuleQueryOffset)

@@ -1,6 +1,9 @@
 package alertd
 
 import (
+	"context"
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -15,6 +18,9 @@ type metrics struct {
 	intakeInvalid  *prometheus.CounterVec
 	datasourceHeld *prometheus.CounterVec
 	slackRejected  prometheus.Counter
+	// templateQueries and templateQueriesFailed count the queries of
+	// alerting rules' templates (rules.TemplateQuery).
+	templateQueries, templateQueriesFailed prometheus.Counter
 }
 
 // Intake endpoints, the values of the endpoint label.
@@ -42,6 +48,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "alertd_slack_interactions_rejected_total",
 			Help: "The total number of Slack interaction requests rejected for a bad, stale or replayed signature.",
 		}),
+		templateQueries: f.NewCounter(prometheus.CounterOpts{
+			Name: "alertd_template_queries_total",
+			Help: "The total number of queries alerting rules' label and annotation templates ran with the query function.",
+		}),
+		templateQueriesFailed: f.NewCounter(prometheus.CounterOpts{
+			Name: "alertd_template_queries_failed_total",
+			Help: "The total number of queries of alerting rules' templates that failed; the template expands to its error, and the data source's health is not changed.",
+		}),
 	}
 	for _, e := range []string{endpointV2Alerts, endpointWebhook} {
 		m.intake.WithLabelValues(e)
@@ -51,6 +65,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.datasourceHeld.WithLabelValues(r)
 	}
 	return m
+}
+
+// templateQuery counts a query of an alerting rule's templates that
+// returned err. One alertd gave up on (a reload, shutdown) did not fail.
+func (m *metrics) templateQuery(err error) {
+	m.templateQueries.Inc()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		m.templateQueriesFailed.Inc()
+	}
 }
 
 // datasourceUp exposes the remote data source's state: up says whether

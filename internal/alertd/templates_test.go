@@ -1,6 +1,14 @@
 package alertd
 
 import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,4 +72,75 @@ models:
 			require.Equal(t, "accuracy", p.Alerts[0].Labels["category"])
 		})
 	}
+}
+
+// A query of an alert's template that fails shows in the annotation as
+// Prometheus shows it, is counted, and is no rule's failure: with a remote
+// data source that answers the rule's own query but not the template's
+// (a 502 from the frontend, which would mark the data source down were it
+// the rule's, and a query the real Prometheus behind it rejects), the rule
+// is healthy, its alert fires and the data source stays up.
+func TestTemplateQueryFailureLeavesDatasourceUp(t *testing.T) {
+	t.Parallel()
+	prom := prometheustest.Start(t, prometheustest.Options{})
+	target, err := url.Parse(prom.URL)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var unanswered atomic.Int64
+	frontend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if strings.Contains(string(body)+r.URL.RawQuery, "template_unanswered") {
+			unanswered.Add(1)
+			http.Error(w, "bad gateway", http.StatusBadGateway)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(frontend.Close)
+
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
+groups:
+  - name: always
+    interval: 100ms
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+        annotations:
+          unanswered: '{{ with query "template_unanswered" }}{{ . | first | value }}{{ end }}'
+          rejected: '{{ with query "rate(up)" }}{{ . | first | value }}{{ end }}'
+`}, func(o *Options) { o.DatasourceURL = frontend.URL })
+	p := h.wait(t, "AlwaysFiring", "firing", 60*time.Second)
+	require.Len(t, p.Alerts, 1)
+	require.Equal(t, `<error expanding template: error executing template __alert_AlwaysFiring: template: __alert_AlwaysFiring:1:120: executing "__alert_AlwaysFiring" at <query "template_unanswered">: error calling query: remote query: server_error: server error: 502>`,
+		p.Alerts[0].Annotations["unanswered"])
+	require.Contains(t, p.Alerts[0].Annotations["rejected"], `<error expanding template: `)
+	require.Contains(t, p.Alerts[0].Annotations["rejected"], `error calling query: remote query: bad_data: invalid parameter "query"`)
+
+	// Many evaluations, each with both template queries failing.
+	require.Never(t, func() bool {
+		up, _ := metric(t, a.Registry(), "alertd_datasource_up")
+		failing, _ := metric(t, a.Registry(), "alertd_datasource_failing_rules")
+		return up != 1 || failing != 0
+	}, 2*time.Second, 10*time.Millisecond, "a template's query marked the data source down")
+	require.Greater(t, unanswered.Load(), int64(5))
+	require.Empty(t, h.matching(datasourceDownAlert, ""))
+	rule := findRule(t, a.rules(t), "AlwaysFiring")
+	require.Equal(t, "ok", rule.Health)
+	require.Empty(t, rule.LastError)
+	al, ok := a.alert(t, "AlwaysFiring", SourceRule)
+	require.True(t, ok)
+	require.Equal(t, "firing", al.State)
+
+	failed, ok := metric(t, a.Registry(), "alertd_template_queries_failed_total")
+	require.True(t, ok)
+	require.GreaterOrEqual(t, failed, 2*float64(unanswered.Load()-1))
+	// Every template query failed (read between two evaluations).
+	require.Eventually(t, func() bool {
+		failed, _ := metric(t, a.Registry(), "alertd_template_queries_failed_total")
+		queries, _ := metric(t, a.Registry(), "alertd_template_queries_total")
+		return queries == failed
+	}, 10*time.Second, 5*time.Millisecond)
 }
