@@ -144,3 +144,69 @@ groups:
 		return queries == failed
 	}, 10*time.Second, 5*time.Millisecond)
 }
+
+// A group with a query_offset evaluates its rule's expression at the
+// evaluation time minus the offset and runs its templates' queries at the
+// evaluation time, as Prometheus's rule manager does (AlertingRule.Eval
+// expands templates at ts, queries the expression at ts - queryOffset;
+// vmalert runs both at its delayed time): once the series changes, the
+// annotation shows the new value from its query and the value the rule saw
+// in $value, until the change is older than the offset. In both modes:
+// the embedded engine over what alertd scrapes, and a real Prometheus.
+func TestTemplateQueryAtEvaluationTime(t *testing.T) {
+	t.Parallel()
+	const rules = `
+groups:
+  - name: offset
+    interval: 100ms
+    query_offset: 4s
+    rules:
+      - alert: ValueSeen
+        expr: template_offset_value
+        annotations:
+          seen: 'rule {{ $value }} template {{ with query "template_offset_value" }}{{ . | first | value }}{{ end }}'
+`
+	for _, tc := range []struct {
+		name   string
+		remote bool
+	}{{"embedded", false}, {"remote", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			target := newExposition(t, "template_offset_value 1\n")
+			h := newHook(t)
+			extra, mod := "scrape_configs:\n  - job_name: modelmon\n    scrape_interval: 100ms\n    static_configs:\n      - targets: ['"+target.Addr+"']\n", func(*Options) {}
+			if tc.remote {
+				prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{target.Addr}, ScrapeInterval: 100 * time.Millisecond})
+				extra, mod = "", func(o *Options) { o.DatasourceURL = prom.URL }
+			}
+			a := startAlertd(t, routes(h, nil, extra), map[string]string{"rules.yml": rules}, mod)
+			seen := func() string {
+				r := findRule(t, a.rules(t), "ValueSeen")
+				if len(r.Alerts) != 1 {
+					return ""
+				}
+				return r.Alerts[0].Annotations.Get("seen")
+			}
+			var got []string
+			wait := func(want string) {
+				t.Helper()
+				require.Eventually(t, func() bool {
+					s := seen()
+					if s != "" && (len(got) == 0 || got[len(got)-1] != s) {
+						got = append(got, s)
+					}
+					return s == want
+				}, 30*time.Second, 10*time.Millisecond, "annotations seen: %q", got)
+			}
+			wait("rule 1 template 1")
+			target.set("template_offset_value 2\n")
+			wait("rule 1 template 2")
+			wait("rule 2 template 2")
+			require.Equal(t, []string{"rule 1 template 1", "rule 1 template 2", "rule 2 template 2"}, got)
+			// The template's query repeats the rule's expression, and is
+			// the template's all the same.
+			n, _ := metric(t, a.Registry(), "alertd_template_queries_total")
+			require.Positive(t, n)
+		})
+	}
+}
