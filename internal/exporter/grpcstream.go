@@ -67,10 +67,37 @@ type streamPrediction struct {
 	// reqDrop and lastDrop are why the request, and that answer, were not
 	// kept: collector.DropBodyTooLarge or DropQueueFull; "" when kept.
 	reqDrop, lastDrop string
-	lastAt            time.Time // when the last answer reached the client
-	respBytes         int       // of all its answers
+	lastAt            time.Time       // when the last answer reached the client
+	respBytes         int             // of all its answers
+	answers           streamedAnswers // whether they were streamed
 	// mirror is the request as mirrored to the shadow, nil when it is not.
 	mirror *mirroredRequest
+}
+
+// streamedAnswers counts the answers to a request of a ModelStreamInfer
+// call, to tell whether they were streamed: a request answered by one
+// message (final on its first answer, or the only one before the call
+// ended) was not, as an HTTP answer read whole is not, whatever the number
+// of tokens it reports. Once a second answer comes, the first was a
+// stream's first token: its time is the request's time to first byte. The
+// proxy and the shadow tell it alike, so that their histograms compare.
+type streamedAnswers struct {
+	n     int
+	first time.Duration // the first answer's, after the request
+}
+
+// add counts an answer that came after the request by after, and returns
+// the time to first byte when it is the second, the one that shows the
+// answers streamed (ok).
+func (a *streamedAnswers) add(after time.Duration) (firstByte time.Duration, ok bool) {
+	a.n++
+	switch a.n {
+	case 1:
+		a.first = after
+	case 2:
+		return a.first, true
+	}
+	return 0, false
 }
 
 // kept is how much of the capture's memory sp takes.
@@ -139,13 +166,12 @@ func (c *streamCall) answer(msg []byte) {
 		return // no request of ours to answer
 	}
 	sp := c.pending[i]
-	if sp.respBytes == 0 {
-		sp.rq.firstByte = at.Sub(sp.rq.start)
-		if r.Error == nil && r.Final == 0 {
-			// The first of a decoupled model's answers: an LLM's first
-			// token, as the first byte of an HTTP stream is.
-			c.g.p.metrics.FirstByte.WithLabelValues(sp.m.name).Observe(sp.rq.firstByte.Seconds())
-		}
+	if firstByte, ok := sp.answers.add(at.Sub(sp.rq.start)); ok {
+		// The first of a decoupled model's several answers: an LLM's
+		// first token, as the first byte of an HTTP stream is. Its time
+		// per output token runs from it.
+		sp.rq.firstByte = firstByte
+		c.g.p.metrics.FirstByte.WithLabelValues(sp.m.name).Observe(firstByte.Seconds())
 	}
 	sp.respBytes += len(msg)
 	sp.lastAt = at

@@ -87,10 +87,13 @@ type mirroredRequest struct {
 	sent     time.Time
 	progress time.Time // when it was sent, or last answered
 	answered bool      // the shadow answered it at all
-	// firstByte is when the shadow's first answer to it came, after sent;
-	// tokens, the output tokens its answers add up to (num_output_tokens),
-	// 0 when they don't say. Its time per output token is told from them.
+	// firstByte is when the shadow's first answer to it came, after sent,
+	// once it is known streamed (answers): 0 for one answered once, as the
+	// proxy tells the model's; tokens, the output tokens its answers add
+	// up to (num_output_tokens), 0 when they don't say. Its time per
+	// output token is told from them.
 	firstByte time.Duration
+	answers   streamedAnswers
 	tokens    int64
 	// shadow is the shadow's last answer with outputs, model the model's:
 	// what is compared. A side that could not keep its answer for want of
@@ -345,14 +348,12 @@ func (ss *shadowStream) answer(call *shadowCall, msg []byte) {
 		return
 	}
 	r := ss.waiting[i]
-	if !r.answered {
-		r.firstByte = at.Sub(r.sent)
-		if a.Error == nil && a.Final == 0 {
-			// The first of a decoupled model's answers, an LLM's first
-			// token, as the proxy times the model server's
-			// (streamCall.answer).
-			ss.s.metrics.FirstByte.WithLabelValues(r.m.name).Observe(r.firstByte.Seconds())
-		}
+	if firstByte, ok := r.answers.add(at.Sub(r.sent)); ok {
+		// The first of a decoupled model's several answers, an LLM's
+		// first token, as the proxy times the model server's
+		// (streamCall.answer).
+		r.firstByte = firstByte
+		ss.s.metrics.FirstByte.WithLabelValues(r.m.name).Observe(firstByte.Seconds())
 	}
 	r.progress, r.answered = at, true
 	if a.Error == nil && a.Outputs {

@@ -700,3 +700,87 @@ func TestShadowGRPCStreamTokenLatency(t *testing.T) {
 	require.Zero(t, metricValue(t, e, collector.ShadowFirstByte+"_count", tabular), "answered once")
 	require.Zero(t, metricValue(t, e, collector.ShadowTimePerToken+"_count", tabular))
 }
+
+// tokenModel answers each ModelStreamInfer request of a generative model
+// as its name says, pause after it came and pause apart: "stream", three
+// answers of one token each, the last flagged final; "whole", one answer
+// of three tokens flagged final (vLLM's, not streamed); "plain", one of
+// three tokens unflagged (a model that is not decoupled); "cut", one of
+// three tokens flagged not final, and none more before the call ends.
+func tokenModel(pause time.Duration) func(string, grpc.ServerStream) error {
+	return func(_ string, ss grpc.ServerStream) error {
+		for {
+			var req []byte
+			if err := ss.RecvMsg(&req); err != nil {
+				return nil
+			}
+			model, id := modelName(req), fieldString(req, 3)
+			once := func(final int) [][]byte {
+				return [][]byte{streamAnswer("", model, id, final, textTensor("text_output", "xyz"),
+					textTensor("finish_reason", "length"), countTensor("num_output_tokens", 3))}
+			}
+			var answers [][]byte
+			switch model {
+			case "stream":
+				answers = llmAnswers(model, id, 3, "length")
+			case "whole":
+				answers = once(1)
+			case "plain":
+				answers = once(-1)
+			case "cut":
+				answers = once(0)
+			}
+			for _, a := range answers {
+				select {
+				case <-time.After(pause):
+				case <-ss.Context().Done():
+					return nil
+				}
+				if err := ss.SendMsg(&a); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// A ModelStreamInfer request answered by one message, whatever the tokens
+// it reports, was not streamed, as an HTTP answer read whole is not: it
+// has no time to first byte, and no time per output token (which would be
+// 0, its first answer its last). A stream of several answers has both. The
+// model, through the proxy, and the shadow are timed alike.
+func TestShadowGRPCStreamAnsweredOnce(t *testing.T) {
+	const pause = 50 * time.Millisecond
+	up := rawGRPCServer(t, tokenModel(pause))
+	candidate := rawGRPCServer(t, tokenModel(pause))
+	e := streamShadowSidecar(t, up, candidate, nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	_, err := streamAll(t, context.Background(), conn, modelStreamInfer,
+		streamRequest("stream", "s", 1), streamRequest("whole", "w", 1), streamRequest("plain", "p", 1), streamRequest("cut", "c", 1))
+	require.NoError(t, err)
+	waitIdle(t, e)
+
+	for _, tc := range []struct {
+		model    string
+		streamed float64
+	}{
+		{"stream", 1},
+		{"whole", 0},
+		{"plain", 0},
+		{"cut", 0},
+	} {
+		m := map[string]string{"model": tc.model}
+		eventually(t, e, 3, "modelmon_generation_tokens_total", map[string]string{"model": tc.model, "type": "output"})
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, m), "%s: compared", tc.model)
+		for _, name := range []string{collector.PredictionFirstByte, collector.GenerationTimePerToken, collector.ShadowFirstByte, collector.ShadowTimePerToken} {
+			require.Equal(t, tc.streamed, metricValue(t, e, name+"_count", m), "%s: %s", tc.model, name)
+		}
+	}
+	stream := map[string]string{"model": "stream"}
+	for _, name := range []string{collector.GenerationTimePerToken, collector.ShadowTimePerToken} {
+		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), pause.Seconds(), "%s: (last − first) / (3 − 1)", name)
+	}
+	for _, name := range []string{collector.PredictionFirstByte, collector.ShadowFirstByte} {
+		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), pause.Seconds(), "%s: the first answer", name)
+	}
+}
