@@ -215,7 +215,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"The time the shadow model server took to answer a mirrored request, to the last byte of a streamed answer, in seconds.",
 			DurationBuckets), []string{"model"}),
 		FirstByte: f.NewHistogramVec(histogramOpts(ShadowFirstByte,
-			"The time from sending a mirrored request to the first byte of the shadow model server's streamed answer, in seconds: the first byte of the body of an HTTP response it streamed (chunked, until the connection closes, or larger than the capture limit), the first of a decoupled model's answers to a request of a gRPC ModelStreamInfer stream, the first answer of a StreamPredictions call: token streams, server-sent events.",
+			"The time from sending a mirrored request to the first byte of the shadow model server's streamed answer, in seconds: the first byte of the body of an HTTP response it streamed (chunked, until the connection closes, or larger than the capture limit), the first of a decoupled model's several answers to a request of a gRPC ModelStreamInfer stream, the first answer of a StreamPredictions call: token streams, server-sent events.",
 			DurationBuckets), []string{"model"}),
 		TimePerOutputToken: f.NewHistogramVec(histogramOpts(ShadowTimePerToken,
 			"The time per output token after the first of the shadow model server's streamed generative answers, in seconds: (last byte − first byte) / (output tokens − 1), for answers that report two tokens or more.",
