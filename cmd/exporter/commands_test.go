@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -64,6 +67,22 @@ func TestDriftCommands(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"version": 1`)
 
+	// current-clean.csv with every age 2.5 years more: age drifts (KS
+	// p = 0.0008), the other inputs do not.
+	ageMoved := filepath.Join(dir, "current-age-moved.csv")
+	clean, err := os.ReadFile(data("current-clean.csv"))
+	require.NoError(t, err)
+	recs, err := csv.NewReader(bytes.NewReader(clean)).ReadAll()
+	require.NoError(t, err)
+	for _, r := range recs[1:] {
+		if age, err := strconv.ParseFloat(r[0], 64); err == nil {
+			r[0] = strconv.FormatFloat(age+2.5, 'f', -1, 64)
+		}
+	}
+	var moved bytes.Buffer
+	require.NoError(t, csv.NewWriter(&moved).WriteAll(recs))
+	require.NoError(t, os.WriteFile(ageMoved, moved.Bytes(), 0o644))
+
 	t.Run("drift", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
@@ -81,6 +100,17 @@ func TestDriftCommands(t *testing.T) {
 				0, "dataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
 			{"overridden methods", []string{"--reference", profile, "--current", data("current-shifted.csv"), "--method", "age=psi", "--method", "city=jensenshannon", "--fixed-thresholds", "--alpha", "0.01", "--fail-on-drift"},
 				1, "dataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
+			{"shifted, fail on model drift", []string{"--reference", profile, "--current", data("current-shifted.csv"), "--fail-on-model-drift"},
+				1, "model: 2/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
+			{"shifted, fdr at 0.1", []string{"--reference", profile, "--current", data("current-shifted.csv"), "--correction", "fdr", "--correction-alpha", "0.1", "--fail-on-model-drift"},
+				1, "model: 2/4 features' p-values < 0.05 (fdr, α=0.1): drift\ndataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
+			{"clean, uncorrected", []string{"--reference", profile, "--current", data("current-clean.csv"), "--correction", "none", "--fail-on-model-drift", "--fail-on-drift"},
+				0, "model: 0/4 features' p-values < 0.05 (none, α=0.05): no drift\ndataset: drifted 0/4 features (share 0 < 0.5): no drift\n"},
+			// One input of four drifted: the model, not the dataset.
+			{"age moved, fail on drift", []string{"--reference", profile, "--current", ageMoved, "--fail-on-drift"},
+				0, "model: 1/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
+			{"age moved, fail on model drift", []string{"--reference", profile, "--current", ageMoved, "--fail-on-model-drift"},
+				1, "model: 1/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := runBinary(t, bin, append([]string{"drift"}, tc.args...)...)
@@ -127,10 +157,29 @@ func TestDriftCommands(t *testing.T) {
 			} `json:"features"`
 			DriftShare     float64 `json:"drift_share"`
 			DatasetDrifted bool    `json:"dataset_drifted"`
+			Model          struct {
+				Correction string  `json:"correction"`
+				Alpha      float64 `json:"alpha"`
+				Features   int     `json:"features"`
+				Drifted    int     `json:"drifted"`
+				Threshold  float64 `json:"threshold"`
+				Drift      bool    `json:"drift"`
+				Reason     string  `json:"reason"`
+			} `json:"model"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &report))
 		require.True(t, report.DatasetDrifted)
 		require.Equal(t, 0.5, report.DriftShare)
+		// age and city's p-values are below 0.05/4, income's and plan's
+		// are not; the prediction's does not count.
+		m := report.Model
+		require.Equal(t, "bonferroni", m.Correction)
+		require.Equal(t, 0.05, m.Alpha)
+		require.Equal(t, 4, m.Features)
+		require.Equal(t, 2, m.Drifted)
+		require.Equal(t, 0.0125, m.Threshold)
+		require.True(t, m.Drift)
+		require.Equal(t, "drift: 2 of 4 features' p-values below 0.0125 (bonferroni, α=0.05): [age city]", m.Reason)
 		require.Equal(t, "age", report.Features[0].Name)
 		require.True(t, report.Features[0].Drifted)
 		require.NotNil(t, report.Features[0].PValue)
@@ -149,6 +198,10 @@ func TestDriftCommands(t *testing.T) {
 				"exporter drift: " + data("ragged.csv") + `:3: column "score": ragged row (4 fields, want 5)` + "\n"},
 			{"bad output", []string{"drift", "--reference", profile, "--current", data("current-clean.csv"), "--output", "yaml"},
 				"exporter: error: enum value must be one of text,json, got 'yaml', try --help\n"},
+			{"bad correction", []string{"drift", "--reference", profile, "--current", data("current-clean.csv"), "--correction", "holm"},
+				"exporter: error: enum value must be one of bonferroni,fdr,none, got 'holm', try --help\n"},
+			{"bad correction alpha", []string{"drift", "--reference", profile, "--current", data("current-clean.csv"), "--correction-alpha", "1.5"},
+				"exporter drift: --correction-alpha must be in (0, 1), got 1.5\n"},
 			{"missing flag", []string{"drift", "--reference", profile},
 				"exporter: error: required flag(s) '--current' not provided, try --help\n"},
 			{"bad jsonl", []string{"profile", "--input", data("bad.jsonl"), "--output", filepath.Join(dir, "p.json")},

@@ -39,8 +39,19 @@ type DriftCommand struct {
 	Output string
 	// FailOnDrift makes Run return ExitDrift when the dataset drifted.
 	FailOnDrift bool
+	// FailOnModelDrift makes Run return ExitDrift when the model drifted:
+	// the model-level decision (drift.Detector.Model) over its features'
+	// p-values, corrected by Correction. With FailOnDrift too, either
+	// decision fails the run.
+	FailOnModelDrift bool
 	// Alpha is the false-alarm level of each feature's test (default 0.05).
 	Alpha float64
+	// Correction is the model-level decision's correction for testing
+	// every feature: bonferroni (empty: drift.DefaultCorrection), fdr or
+	// none.
+	Correction string
+	// CorrectionAlpha is that decision's level, in (0, 1); 0 is Alpha.
+	CorrectionAlpha float64
 	// MinSamples is the number of values a feature needs to be scored
 	// (default 100).
 	MinSamples int64
@@ -58,7 +69,7 @@ type DriftCommand struct {
 // Run runs the command, writes the report to env.Stdout and returns the exit
 // code: ExitError after printing the error to env.Stderr (also after the
 // report, when it has Errors), ExitDrift if FailOnDrift and the dataset
-// drifted, else ExitOK.
+// drifted or FailOnModelDrift and the model drifted, else ExitOK.
 func (c *DriftCommand) Run(env Env) int {
 	env = env.withDefaults()
 	r, err := c.Report(env)
@@ -70,14 +81,14 @@ func (c *DriftCommand) Run(env Env) int {
 	}
 	if len(r.Errors) > 0 {
 		// A feature whose data broke is an error of the input, as Evidently
-		// makes it, whatever --fail-on-drift: the report is written, and
-		// the check does not pass.
+		// makes it, whatever --fail-on-drift and --fail-on-model-drift: the
+		// report is written, and the check does not pass.
 		for _, e := range r.Errors {
 			env.fail("drift", errors.New(e))
 		}
 		return ExitError
 	}
-	if c.FailOnDrift && r.DatasetDrifted {
+	if c.FailOnDrift && r.DatasetDrifted || c.FailOnModelDrift && r.Model.Drift {
 		return ExitDrift
 	}
 	return ExitOK
@@ -99,6 +110,13 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	methods, err := ParseMethods("--method", c.Methods)
 	if err != nil {
 		return nil, err
+	}
+	corr, err := drift.ParseCorrection(c.Correction)
+	if err != nil {
+		return nil, fmt.Errorf("--correction: %w", err)
+	}
+	if a := c.CorrectionAlpha; a != 0 && !(a > 0 && a < 1) {
+		return nil, fmt.Errorf("--correction-alpha must be in (0, 1), got %g", a)
 	}
 
 	refName, refCols, p, err := c.reference(env)
@@ -172,7 +190,18 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	ds := det.Dataset(results)
 	r.DriftShare, r.DatasetDrifted, r.DatasetThreshold = ds.Share, ds.Drift, ds.Threshold
 	r.ReadyFeatures, r.DriftedFeatures, r.Reason = ds.Features, ds.Drifted, ds.Reason
+	// 0: the detector's alpha, --alpha (or its default).
+	r.Model = det.Model(results, corr, c.CorrectionAlpha)
 	return r, nil
+}
+
+// Corrections names the values of --correction, the default first.
+func Corrections() []string {
+	var out []string
+	for _, c := range drift.Corrections() {
+		out = append(out, string(c))
+	}
+	return out
 }
 
 // minSamples is the detector's MinSamples.

@@ -1,9 +1,15 @@
 package driftcli
 
 import (
+	"encoding/csv"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -366,6 +372,12 @@ func TestDriftErrors(t *testing.T) {
 			`invalid options: feature "plan": method "ks" does not apply to a categorical feature with 2 distinct values`},
 		{"bad alpha", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Alpha: 2},
 			`invalid options: alpha must be in (0, 1), got 2`},
+		{"unknown correction", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Correction: "holm"},
+			`--correction: unknown correction "holm": want bonferroni, fdr or none`},
+		{"bad correction alpha", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", CorrectionAlpha: 1},
+			`--correction-alpha must be in (0, 1), got 1`},
+		{"negative correction alpha", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", CorrectionAlpha: -0.05},
+			`--correction-alpha must be in (0, 1), got -0.05`},
 		{"bad output", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Output: "yaml"},
 			`unknown output format "yaml" (want text or json)`},
 		{"both stdin", DriftCommand{Reference: "-", Current: "-", Format: "csv"},
@@ -439,4 +451,207 @@ func TestDriftWindowsFiles(t *testing.T) {
 			require.Equal(t, strings.ReplaceAll(want.stdout, "testdata/current-clean.csv", file), got.stdout)
 		})
 	}
+}
+
+// shiftedClean writes testdata/current-clean.csv with age and income moved
+// by the amounts given, and returns its path.
+func shiftedClean(t *testing.T, age, income float64) string {
+	t.Helper()
+	f, err := os.Open("testdata/current-clean.csv")
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"age", "income", "city", "plan", "score"}, recs[0])
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	require.NoError(t, w.Write(recs[0]))
+	for _, r := range recs[1:] {
+		for i, d := range []float64{age, income} {
+			if r[i] == "" {
+				continue
+			}
+			v, err := strconv.ParseFloat(r[i], 64)
+			require.NoError(t, err)
+			r[i] = strconv.FormatFloat(v+d, 'f', -1, 64)
+		}
+		require.NoError(t, w.Write(r))
+	}
+	w.Flush()
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("current-age%+g-income%+g.csv", age, income))
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	return path
+}
+
+// wantModel decides for the model from the report's features as Alibi
+// Detect and statsmodels' multipletests describe it, written out apart from
+// drift.Correction: the p-values of the ready inputs (the prediction left
+// out), each compared with α/K (bonferroni), α·k*/K for the largest k whose
+// k-th smallest p-value is below α·k/K, else α/K (fdr), or α (none).
+func wantModel(t *testing.T, features []FeatureResult, correction drift.Correction, alpha float64) drift.ModelResult {
+	t.Helper()
+	var ps []float64
+	for _, f := range features {
+		if !f.Ready || f.Prediction || f.Name == drift.ReconstructionError {
+			continue
+		}
+		require.NotNil(t, f.PValue, "%s is decided by a test", f.Name)
+		ps = append(ps, *f.PValue)
+	}
+	k := float64(len(ps))
+	threshold := alpha
+	switch correction {
+	case drift.CorrectionBonferroni:
+		threshold = alpha / k
+	case drift.CorrectionFDR:
+		sorted := slices.Clone(ps)
+		sort.Float64s(sorted)
+		threshold = alpha / k
+		for i := len(sorted); i >= 1; i-- {
+			if crit := alpha * float64(i) / k; sorted[i-1] < crit {
+				threshold = crit
+				break
+			}
+		}
+	}
+	out := drift.ModelResult{Correction: correction, Alpha: alpha, Features: len(ps), Threshold: threshold}
+	for _, p := range ps {
+		if p < threshold {
+			out.Drifted++
+		}
+	}
+	out.Drift = out.Drifted > 0
+	return out
+}
+
+// The model-level decision of the report is the corrected one, checked
+// against wantModel for every correction and level on data where they
+// differ: age moved 1.5 years (p 0.033: the feature drifts at 0.05, the
+// model only without correction); age 2.5 years and income 35 (p 0.0008
+// and 0.022: Bonferroni's 0.0125 takes age, Benjamini–Hochberg's 0.025 both);
+// the shifted and clean data. The text report's model line says the same.
+func TestDriftModel(t *testing.T) {
+	slight, two := shiftedClean(t, 1.5, 0), shiftedClean(t, 2.5, 35)
+	type want struct {
+		drifted   int
+		threshold float64
+	}
+	for _, tc := range []struct {
+		name    string
+		current string
+		// want is the decision at α = 0.05 by correction, as the figures
+		// of the data make it: the cases the test is about.
+		want map[drift.Correction]want
+	}{
+		{"age slightly moved", slight, map[drift.Correction]want{"bonferroni": {0, 0.0125}, "fdr": {0, 0.0125}, "none": {1, 0.05}}},
+		{"age and income moved", two, map[drift.Correction]want{"bonferroni": {1, 0.0125}, "fdr": {2, 0.025}, "none": {2, 0.05}}},
+		{"shifted", "testdata/current-shifted.csv", map[drift.Correction]want{"bonferroni": {2, 0.0125}, "fdr": {2, 0.025}, "none": {2, 0.05}}},
+		{"clean", "testdata/current-clean.csv", map[drift.Correction]want{"bonferroni": {0, 0.0125}, "fdr": {0, 0.0125}, "none": {0, 0.05}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, corr := range drift.Corrections() {
+				for _, alpha := range []float64{0, 0.01, 0.2} {
+					c := DriftCommand{Reference: "testdata/reference.csv", Current: tc.current, Output: OutputJSON,
+						Correction: string(corr), CorrectionAlpha: alpha, Build: BuildFlags{Prediction: "score"}}
+					res := run(t, &c, "")
+					require.Equal(t, ExitOK, res.code, res.stderr)
+					var r Report
+					require.NoError(t, json.Unmarshal([]byte(res.stdout), &r))
+					level := alpha
+					if level == 0 {
+						level = 0.05 // --alpha's
+					}
+					w := wantModel(t, r.Features, corr, level)
+					got := r.Model
+					require.InEpsilon(t, w.Threshold, got.Threshold, 1e-12, "%s α=%g", corr, alpha)
+					got.Threshold, got.Reason = w.Threshold, ""
+					require.Equal(t, w, got, "%s α=%g", corr, alpha)
+					require.Equal(t, 4, got.Features, "the prediction left out")
+					if alpha == 0 {
+						require.Equal(t, tc.want[corr].drifted, got.Drifted, "%s", corr)
+						require.InEpsilon(t, tc.want[corr].threshold, got.Threshold, 1e-12, "%s", corr)
+						require.Contains(t, r.Model.Reason, fmt.Sprintf("(%s, α=0.05)", corr))
+
+						c.Output = OutputText
+						res = run(t, &c, "")
+						require.Equal(t, ExitOK, res.code, res.stderr)
+						verdict := "no drift"
+						if w.Drift {
+							verdict = "drift"
+						}
+						require.Contains(t, res.stdout, fmt.Sprintf("\nmodel: %d/4 features' p-values < %.4g (%s, α=0.05): %s\ndataset: ", w.Drifted, w.Threshold, corr, verdict))
+					}
+				}
+			}
+		})
+	}
+
+	// --alpha is the default level of the model's decision too.
+	r, err := (&DriftCommand{Reference: "testdata/reference.csv", Current: two, Alpha: 0.01, Build: BuildFlags{Prediction: "score"}}).Report(Env{})
+	require.NoError(t, err)
+	require.Equal(t, drift.CorrectionBonferroni, r.Model.Correction, "the default")
+	require.Equal(t, 0.01, r.Model.Alpha)
+	require.Equal(t, 0.0025, r.Model.Threshold)
+}
+
+// A feature decided by a distance takes part in the model's decision with
+// the p-value of the test it would get with a small reference: plan (two
+// values) with z's, whose p-value is 2(1 − Φ(|z|)) of its z score, age
+// (numeric) with KS's. So overriding their methods changes their own
+// decisions, not the model's.
+func TestDriftModelDistances(t *testing.T) {
+	current := shiftedClean(t, 2.5, 35)
+	report := func(methods ...string) *Report {
+		t.Helper()
+		r, err := (&DriftCommand{Reference: "testdata/reference.csv", Current: current, Methods: methods, Correction: "fdr", Build: BuildFlags{Prediction: "score"}}).Report(Env{})
+		require.NoError(t, err)
+		return r
+	}
+	tests, distances := report(), report("age=wasserstein", "plan=psi", "city=jensenshannon")
+	for _, i := range []int{0, 2, 3} { // age, city, plan
+		f := distances.Features[i]
+		require.Equal(t, tests.Features[i].Name, f.Name)
+		require.False(t, f.Method.HasPValue(), f.Name)
+		require.Nil(t, f.PValue, f.Name)
+	}
+	plan := tests.Features[3]
+	require.Equal(t, drift.MethodZ, plan.Method)
+	require.InDelta(t, math.Erfc(plan.Scores["z"]/math.Sqrt2), *plan.PValue, 1e-12)
+	require.Equal(t, tests.Model, distances.Model)
+	require.Equal(t, wantModel(t, tests.Features, drift.CorrectionFDR, 0.05).Drifted, distances.Model.Drifted)
+	require.Equal(t, 2, distances.Model.Drifted)
+}
+
+// --fail-on-model-drift fails the run on the model's decision, and
+// --fail-on-drift on the dataset's, as before; with both, either fails it.
+// Moving age alone drifts one input of four: the model, not the dataset.
+func TestDriftModelExitCodes(t *testing.T) {
+	age, slight := shiftedClean(t, 2.5, 0), shiftedClean(t, 1.5, 0)
+	for _, tc := range []struct {
+		name string
+		cmd  DriftCommand
+		want int
+	}{
+		{"age moved, fail on drift", DriftCommand{Current: age, FailOnDrift: true}, ExitOK},
+		{"age moved, fail on model drift", DriftCommand{Current: age, FailOnModelDrift: true}, ExitDrift},
+		{"age moved, both", DriftCommand{Current: age, FailOnDrift: true, FailOnModelDrift: true}, ExitDrift},
+		{"age moved, report only", DriftCommand{Current: age}, ExitOK},
+		{"age moved, model drift at a lower level", DriftCommand{Current: age, FailOnModelDrift: true, CorrectionAlpha: 0.001}, ExitOK},
+		{"age slightly moved, fail on model drift", DriftCommand{Current: slight, FailOnModelDrift: true}, ExitOK},
+		{"age slightly moved, uncorrected", DriftCommand{Current: slight, FailOnModelDrift: true, Correction: "none"}, ExitDrift},
+		{"shifted, fail on drift", DriftCommand{Current: "testdata/current-shifted.csv", FailOnDrift: true}, ExitDrift},
+		{"shifted, fail on model drift", DriftCommand{Current: "testdata/current-shifted.csv", FailOnModelDrift: true}, ExitDrift},
+		{"clean, both", DriftCommand{Current: "testdata/current-clean.csv", FailOnDrift: true, FailOnModelDrift: true}, ExitOK},
+		{"too few values to decide", DriftCommand{Current: "testdata/current-shifted.csv", FailOnModelDrift: true, MinSamples: 1000}, ExitOK},
+		{"bad current", DriftCommand{Current: "testdata/ragged.csv", FailOnModelDrift: true}, ExitError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cmd
+			c.Reference, c.Build.Prediction = "testdata/reference.csv", "score"
+			res := run(t, &c, "")
+			require.Equal(t, tc.want, res.code, res.stdout+res.stderr)
+		})
+	}
+	res := run(t, &DriftCommand{Reference: "testdata/reference.csv", Current: "testdata/current-shifted.csv", MinSamples: 1000, FailOnModelDrift: true}, "")
+	require.Contains(t, res.stdout, "\nmodel: no feature ready: no drift\ndataset: no feature ready: no drift\n")
 }

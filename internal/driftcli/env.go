@@ -10,9 +10,10 @@ import (
 // Exit codes of the commands.
 const (
 	// ExitOK is success; for drift, also "no drift" or drift without
-	// --fail-on-drift.
+	// --fail-on-drift (--fail-on-model-drift for the model's).
 	ExitOK = 0
-	// ExitDrift is drift --fail-on-drift finding the dataset drifted.
+	// ExitDrift is drift --fail-on-drift finding the dataset drifted, or
+	// --fail-on-model-drift the model.
 	ExitDrift = 1
 	// ExitError is any error: bad flags, unreadable or invalid input, a failed
 	// write; for drift, also a feature whose current data broke

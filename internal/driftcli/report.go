@@ -26,10 +26,11 @@ func checkOutput(format string) error {
 }
 
 // Report is the outcome of the drift command. Its JSON form is the command's
-// --output=json; README.section.md documents each field, and the names of
-// features, drift_share, dataset_drifted and the features' name, type,
-// method, score, threshold, p_value, drifted and scores are a public
-// interface: fields may be added, never renamed.
+// --output=json; README's `exporter drift` section documents each field, and
+// the names of features, drift_share, dataset_drifted, model (whose fields
+// are drift.ModelResult's) and the features' name, type, method, score,
+// threshold, p_value, drifted and scores are a public interface: fields may
+// be added, never renamed.
 type Report struct {
 	// Features holds one result per feature of the reference, in its order.
 	Features []FeatureResult `json:"features"`
@@ -46,6 +47,10 @@ type Report struct {
 	DriftedFeatures int `json:"drifted_features"`
 	// Reason explains the dataset's verdict.
 	Reason string `json:"reason"`
+	// Model is the model-level decision: drift when any feature's p-value
+	// (the prediction left out) is below the threshold corrected for
+	// testing them all (--correction).
+	Model drift.ModelResult `json:"model"`
 	// Reference and Current name the inputs.
 	Reference string `json:"reference"`
 	Current   string `json:"current"`
@@ -148,8 +153,9 @@ func (r *Report) Write(w io.Writer, format string) error {
 	return r.writeText(w)
 }
 
-// writeText writes an aligned table, one row per feature, then the dataset's
-// verdict.
+// writeText writes an aligned table, one row per feature, then the model's
+// verdict and the dataset's. The dataset's stays the last line, as it was
+// before the model's was added.
 func (r *Report) writeText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FEATURE\tTYPE\tMETHOD\tSCORE\tTHRESHOLD\tP-VALUE\tRESULT\tREASON")
@@ -172,8 +178,22 @@ func (r *Report) writeText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "dataset: %s\n", r.verdict())
+	_, err := fmt.Fprintf(w, "model: %s\ndataset: %s\n", r.modelVerdict(), r.verdict())
 	return err
+}
+
+// modelVerdict is the model line of the text report: "2/4 features'
+// p-values < 0.0125 (bonferroni, α=0.05): drift".
+func (r *Report) modelVerdict() string {
+	m := r.Model
+	if m.Features == 0 {
+		return "no feature ready: no drift"
+	}
+	verdict := "no drift"
+	if m.Drift {
+		verdict = "drift"
+	}
+	return fmt.Sprintf("%d/%d features' p-values < %.4g (%s, α=%g): %s", m.Drifted, m.Features, m.Threshold, m.Correction, m.Alpha, verdict)
 }
 
 // verdict is the dataset line of the text report: "drifted 2/4 features
