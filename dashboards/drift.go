@@ -40,6 +40,13 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 	// importance is each feature's configured importance, the same on
 	// every replica.
 	importance := fmt.Sprintf("max by (model, feature) (%s)", q.sel(collector.FeatureImportance, features))
+	// The model-level decision, taken by each replica on its own traffic:
+	// the share of the replicas whose model drifted, as ModelDrift
+	// (rules/drift.rules.yml) aggregates it; the strictest threshold and
+	// the most features over the replicas.
+	modelDrifted := fmt.Sprintf("avg by (model, window, correction) (%s)", q.inVersion(q.sel(collector.ModelDrifted, window)))
+	modelThreshold := fmt.Sprintf("min by (model, window, correction) (%s)", q.inVersion(q.sel(collector.ModelDriftThreshold, window)))
+	modelFeatures := fmt.Sprintf("max by (model, window) (%s)", q.inVersion(q.sel(collector.ModelDriftFeatures, window)))
 	b := newDashboard(opts, "modelmon-data-drift", "modelmon / Data drift",
 		"Drift of each feature and of the prediction against the reference profile, per window, as the modelmon sidecar scores it.")
 	b = exporterVariables(b).
@@ -51,6 +58,10 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 			Min(0).Max(1).
 			Thresholds(thresholds("green", 0.3, "orange", 0.5, "red")).
 			WithTarget(instantQuery(fmt.Sprintf("avg by (model) (%s)", q.inVersion(q.sel(collector.DatasetDriftShare, window))), "{{model}}"))).
+		WithPanel(defaultStat("Model drifted", "Share of the replicas that find the model drifted in the window: any of its features' p-values below the threshold corrected for testing them all (drift.correction: bonferroni by default, fdr or none). ModelDrift fires at half of them over the 1h window for 30 minutes.", "percentunit").
+			Min(0).Max(1).
+			Thresholds(thresholds("green", 0.5, "red")).
+			WithTarget(instantQuery(modelDrifted, "{{model}} ({{correction}})"))).
 		WithPanel(defaultStat("Drifted features", "Features whose drift decision is positive in the window, on any replica.", "short").
 			Thresholds(thresholds("green", 1.0, "orange")).
 			WithTarget(instantQuery(fmt.Sprintf("count by (model) (max by (model, feature) (%s) == 1)",
@@ -58,16 +69,33 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultStat("Prediction drift (PSI)", "Population stability index of the model's output in the window: below 0.1 no significant change, above 0.2 a significant shift.", "none").
 			Thresholds(thresholds("green", 0.1, "orange", 0.2, "red")).
 			WithTarget(instantQuery(avgFeature(isPrediction(q.sel(collector.FeatureDriftPSI, window))), "{{model}}"))).
+		// The second line of stats is three wide.
 		WithPanel(defaultStat("Reference", "Where each model's reference profile came from (file, learned).", "none").
+			Span(8).
 			WithTarget(instantQuery(fmt.Sprintf("count by (model, source) (%s)", q.sel(collector.DriftReferenceInfo)), "{{model}}: {{source}}"))).
+		WithPanel(defaultStat("Model drift threshold", "The p-value below which any one feature makes the model drift in the window, corrected for testing K features: α/K (bonferroni), the Benjamini–Hochberg cut-off (fdr) or α (none); the lowest over the replicas.", "none").
+			Span(8).
+			Decimals(4).
+			WithTarget(instantQuery(modelThreshold, "{{model}} ({{correction}})"))).
+		WithPanel(defaultStat("Features tested", "K, the features whose p-values the model's decision corrects over in the window: those scored, the prediction and the reconstruction error left out; the most over the replicas.", "short").
+			Span(8).
+			WithTarget(instantQuery(modelFeatures, "{{model}}"))).
 		WithPanel(defaultTimeseries("Dataset drift share", "Share of drifted features over time; at 0.5 the dataset drifts.", "percentunit").
 			Min(0).Max(1).
 			Thresholds(thresholds("transparent", 0.5, "red")).
 			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLine)).
 			WithTarget(prometheusQuery(fmt.Sprintf("avg by (model) (%s)", q.inVersion(q.sel(collector.DatasetDriftShare, window))), "{{model}}"))).
+		WithPanel(defaultTimeseries("Model drifted", "Share of the replicas that find the model drifted over time, its features' p-values corrected for testing them all; ModelDrift fires when it stays at 0.5 or above over the 1h window for 30 minutes.", "percentunit").
+			Min(0).Max(1).
+			Thresholds(thresholds("transparent", 0.5, "red")).
+			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLine)).
+			WithTarget(prometheusQuery(modelDrifted, "{{model}} ({{correction}})"))).
 		WithPanel(defaultTimeseries("Dataset drifted", "The dataset drift decision (1: drifted).", "none").
 			Min(0).Max(1).
 			WithTarget(prometheusQuery(fmt.Sprintf("max by (model) (%s)", q.inVersion(q.sel(collector.DatasetDrifted, window))), "{{model}}"))).
+		WithPanel(defaultTimeseries("Model drift threshold", "The corrected p-value threshold of the model's decision (the lowest over the replicas): α/K falls as more features are tested (bonferroni); the Benjamini–Hochberg cut-off rises as more features' p-values are small (fdr).", "none").
+			Min(0).
+			WithTarget(prometheusQuery(modelThreshold, "{{model}} ({{correction}})"))).
 		WithRow(dashboard.NewRowBuilder("Features")).
 		WithPanel(defaultHeatmap("Feature drift (PSI) over time", "Each feature's population stability index in the window, one row per feature: below 0.1 no significant change, 0.1–0.2 a moderate shift, above 0.2 a significant one.").
 			Calculate(false).

@@ -38,6 +38,41 @@ func observations(model string, n, from int, pred func(i int) float64) string {
 	return b.String()
 }
 
+// driftPanel returns a function that evaluates the first query of the data
+// drift dashboard's panel titled title under prom, with driftVariables, and
+// returns each series' value by its labels named by, joined by "/".
+func driftPanel(t *testing.T, prom *prometheustest.Server) func(title string, by ...string) map[string]float64 {
+	queries := dashboardQueries(t)
+	return func(title string, by ...string) map[string]float64 {
+		t.Helper()
+		var expr string
+		for _, q := range queries {
+			if q.dashboard == "data-drift.json" && strings.HasPrefix(q.where, fmt.Sprintf("panel %q ", title)) {
+				expr = q.expr
+				break
+			}
+		}
+		require.NotEmpty(t, expr, "no panel %q", title)
+		expr = variableRE.ReplaceAllStringFunc(expr, func(m string) string {
+			sub := variableRE.FindStringSubmatch(m)
+			v, ok := driftVariables[sub[1]+sub[2]]
+			require.True(t, ok, "%s: no value for %s", title, m)
+			return v
+		})
+		samples, err := prom.Query(expr)
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, s := range samples {
+			var key []string
+			for _, l := range by {
+				key = append(key, s.Metric[l])
+			}
+			out[strings.Join(key, "/")] = s.Value
+		}
+		return out
+	}
+}
+
 // The data drift dashboard finds the prediction by the role label of
 // modelmon_feature_reference_info, whatever its name: a reference from
 // training data names it after its column (score), a learned one
@@ -86,37 +121,7 @@ func TestDriftDashboardPrediction(t *testing.T) {
 	}
 
 	prom := prometheustest.Start(t, prometheustest.Options{Targets: []string{web}})
-	queries := dashboardQueries(t)
-	// panel evaluates the first query of the panel titled title, and
-	// returns each series' value by its labels named by.
-	panel := func(title string, by ...string) map[string]float64 {
-		t.Helper()
-		var expr string
-		for _, q := range queries {
-			if q.dashboard == "data-drift.json" && strings.HasPrefix(q.where, fmt.Sprintf("panel %q ", title)) {
-				expr = q.expr
-				break
-			}
-		}
-		require.NotEmpty(t, expr, "no panel %q", title)
-		expr = variableRE.ReplaceAllStringFunc(expr, func(m string) string {
-			sub := variableRE.FindStringSubmatch(m)
-			v, ok := driftVariables[sub[1]+sub[2]]
-			require.True(t, ok, "%s: no value for %s", title, m)
-			return v
-		})
-		samples, err := prom.Query(expr)
-		require.NoError(t, err)
-		out := map[string]float64{}
-		for _, s := range samples {
-			var key []string
-			for _, l := range by {
-				key = append(key, s.Metric[l])
-			}
-			out[strings.Join(key, "/")] = s.Value
-		}
-		return out
-	}
+	panel := driftPanel(t, prom)
 	keys := func(m map[string]float64) []string {
 		out := make([]string, 0, len(m))
 		for k := range m {
@@ -146,4 +151,60 @@ func TestDriftDashboardPrediction(t *testing.T) {
 	// Panels of every feature keep the prediction.
 	require.Equal(t, []string{"fraud/amount", "fraud/country", "fraud/score", "learned/__prediction__", "learned/amount", "learned/country"},
 		keys(panel("Feature drift (PSI)", "model", "feature")))
+}
+
+// The model-level decision's panels aggregate it over the replicas as
+// ModelDrift does. Under a real Prometheus scraping two real sidecars of
+// fraud, one whose traffic moved amount and one whose traffic is as in
+// training, half the replicas find the model drifted; each tests K = 2
+// features (amount and country, the prediction left out), so Bonferroni's
+// threshold is 0.05/2 on both.
+func TestDriftDashboardModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the exporter under Prometheus")
+	}
+	prometheustest.Binary(t)
+	bin, err := buildBinaries()
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	var train strings.Builder
+	train.WriteString("amount,country,score\n")
+	for i := range 1000 {
+		fmt.Fprintf(&train, "%d,%s,%g\n", 100+i%100, []string{"DE", "FR"}[i%2], float64(i%10)/10)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(train.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    drift: {reference: fraud.csv, prediction_column: score}
+`), 0o644))
+	var webs []string
+	for _, body := range []string{
+		observations("fraud", 200, 500, func(int) float64 { return 0.9 }),
+		observations("fraud", 200, 100, func(i int) float64 { return float64(i%10) / 10 }),
+	} {
+		proxy, web := freeAddr(t), freeAddr(t)
+		start(t, filepath.Join(bin, "exporter"), web, "--config.file="+cfg,
+			"--proxy.upstream=http://"+freeAddr(t), "--proxy.listen-address="+proxy, "--web.listen-address="+web,
+			"--drift.min-samples=50")
+		require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json", body))
+		webs = append(webs, web)
+	}
+
+	prom := prometheustest.Start(t, prometheustest.Options{Targets: webs})
+	require.Eventually(t, func() bool {
+		v, err := prom.Query(`count(modelmon_model_drifted{window="5m"})`)
+		return err == nil && len(v) == 1 && v[0].Value == 2
+	}, 60*time.Second, 200*time.Millisecond, "Prometheus did not scrape both replicas' decisions")
+
+	panel := driftPanel(t, prom)
+	drifted := map[string]float64{"fraud/5m/bonferroni": 0.5}
+	require.Equal(t, drifted, panel("Model drifted", "model", "window", "correction"), "one replica of two")
+	threshold := panel("Model drift threshold", "model", "window", "correction")
+	require.Len(t, threshold, 1)
+	require.InEpsilon(t, 0.05/2, threshold["fraud/5m/bonferroni"], 1e-12)
+	require.Equal(t, map[string]float64{"fraud/5m": 2}, panel("Features tested", "model", "window"))
+	require.Equal(t, map[string]float64{"fraud": 0.25}, panel("Dataset drift share", "model"),
+		"one input of two drifted on one replica: a share of 1/2 there, 0 on the other")
 }
