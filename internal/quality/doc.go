@@ -29,7 +29,8 @@
 // of the last Options.MaxRecent removed predictions are remembered with why
 // they were removed, so a late label can be told apart from an unknown one.
 // Class values are capped per model at Options.MaxClasses; further values
-// become OtherClass and the Outcome says so. Segment values
+// become OtherClass and the Outcome says so. They are kept in the order the
+// store first saw them, unless Store.SetClasses puts a known list first. Segment values
 // (Prediction.Segments: the values of features the model's quality is also
 // counted by) are capped likewise, per segment, at Options.MaxSegmentValues,
 // and a model keeps at most MaxSegmentNames segments.

@@ -132,7 +132,8 @@ func (s *Store) copyRecent(out []tomb, next uint64) ([]tomb, uint64, bool) {
 
 // copyModels returns a copy of the models as they are now. Their lists of
 // classes, class lists, segments and segment values are only ever appended
-// to: the copy keeps each list's length now, and its values do not change
+// to, or replaced whole (SetClasses, which waits for a copy under way):
+// the copy keeps each list's length now, and its values do not change
 // after.
 func (s *Store) copyModels() []model {
 	out := make([]model, len(s.models))

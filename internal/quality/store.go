@@ -659,6 +659,84 @@ func (s *Store) SetOffset(model string, c float64) bool {
 	return true
 }
 
+// SetClasses makes classes, in their order, the first of model's class
+// values (Outcome.PredictedIndex and ActualIndex, and the classes kept
+// below Options.MaxClasses), so that stores given the same list agree on
+// them whatever order traffic brings the classes in. An empty class,
+// OtherClass, and a class listed twice are skipped, and the list is cut at
+// MaxClasses. The classes the store knew already and that are not listed
+// follow, in their order; those that no longer fit below MaxClasses become
+// OtherClass, and so do the pending predictions of them, whose labels are
+// then joined as overflow. A pending prediction that was OtherClass stays
+// so, listed or not: the store did not keep its class. SetClasses reports
+// whether it changed the order; a store whose first classes are those
+// already, in that order (a snapshot of a store given the same list), is
+// left as it is.
+//
+// It waits for a Snapshot that is copying the store, as the copy's
+// predictions name classes by their index.
+func (s *Store) SetClasses(model string, classes []string) bool {
+	if len(classes) == 0 {
+		return false
+	}
+	s.copyMu.Lock()
+	defer s.copyMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mi, m := s.model(model)
+	first := make([]string, 0, min(len(classes), s.opts.MaxClasses))
+	for _, c := range classes {
+		if len(first) == s.opts.MaxClasses {
+			break
+		}
+		if c != "" && c != OtherClass && !slices.Contains(first, c) {
+			first = append(first, c)
+		}
+	}
+	old := m.classes
+	known := 0 // the classes old names, OtherClass left out
+	for i, v := range old.values {
+		if int64(i) == old.other {
+			continue
+		}
+		if known < len(first) && v != first[known] {
+			break
+		}
+		known++
+	}
+	if known >= len(first) {
+		return false
+	}
+	// A new list, not the old one changed: a snapshot's copy of the
+	// models may still be writing the old one.
+	next := newInterner()
+	for _, c := range first {
+		next.intern(c, s.opts.MaxClasses)
+	}
+	remap := make([]uint32, len(old.values))
+	for i, v := range old.values {
+		if int64(i) == old.other {
+			continue
+		}
+		remap[i], _ = next.intern(v, s.opts.MaxClasses)
+	}
+	if old.other >= 0 {
+		remap[old.other], _ = next.intern(OtherClass, s.opts.MaxClasses)
+	}
+	for i := s.pending.head; i >= 0; i = s.pending.slots[i].next {
+		e := &s.pending.slots[i].v
+		if e.model != mi || e.flags&flagNumeric != 0 {
+			continue
+		}
+		e.val = uint64(remap[e.val])
+		if int64(e.val) == next.other {
+			e.flags |= flagOverflow
+		}
+	}
+	m.classes = next
+	return true
+}
+
 // model returns the index and state of the named model, adding it if new.
 func (s *Store) model(name string) (uint32, *model) {
 	if i, ok := s.modelIndex[name]; ok {

@@ -686,3 +686,108 @@ func TestLabelOffset(t *testing.T) {
 	o, _ = r.Label(t0, Label{ID: "e", Value: Number(1)})
 	require.Equal(t, 1e8+2, o.Offset, "the snapshot's")
 }
+
+// SetClasses puts the listed classes first, in their order, whatever order
+// the store saw classes in: the pending predictions keep their classes, a
+// class pushed past MaxClasses becomes OtherClass, and a store whose first
+// classes are those already is left as it is.
+func TestSetClasses(t *testing.T) {
+	s := newStore(t, Options{MaxClasses: 3})
+	for i, c := range []string{"c", "d", "a", "e"} { // e is past the cap
+		s.Observe(t0, pred(fmt.Sprint(i), "m", c))
+	}
+	s.Observe(t0, pred("n", "n", "z"))
+	// Listed twice, empty or OtherClass: skipped.
+	require.True(t, s.SetClasses("m", []string{"a", "", "b", "a", OtherClass}))
+	require.False(t, s.SetClasses("m", []string{"a", "b"}), "already first")
+	require.False(t, s.SetClasses("m", []string{"a"}), "already first")
+	require.False(t, s.SetClasses("m", nil))
+	for _, tc := range []struct {
+		id, actual string
+		want       Outcome
+	}{
+		// a, b, then c as seen; d no longer fits, nor does e.
+		{id: "0", actual: "b", want: Outcome{Model: "m", Predicted: "c", PredictedIndex: 2, Actual: "b", ActualIndex: 1}},
+		{id: "1", actual: "d", want: Outcome{Model: "m", Predicted: OtherClass, PredictedIndex: 3, PredictedOverflow: true, Actual: OtherClass, ActualIndex: 3, ActualOverflow: true, Correct: true}},
+		{id: "2", actual: "a", want: Outcome{Model: "m", Predicted: "a", Actual: "a", Correct: true}},
+		{id: "3", actual: "a", want: Outcome{Model: "m", Predicted: OtherClass, PredictedIndex: 3, PredictedOverflow: true, Actual: "a"}},
+		{id: "n", actual: "z", want: Outcome{Model: "n", Predicted: "z", Actual: "z", Correct: true}},
+	} {
+		o, r := s.Label(t0, Label{ID: tc.id, Value: Class(tc.actual)})
+		require.Equal(t, ReasonMatched, r)
+		tc.want.ID, tc.want.ActualClass = tc.id, tc.actual
+		require.Equal(t, tc.want, o, tc.id)
+	}
+
+	// Two stores that see the classes in opposite orders agree on them.
+	for _, order := range [][]string{{"x", "y", "b", "a"}, {"a", "b", "y", "x"}} {
+		s := newStore(t, Options{})
+		require.True(t, s.SetClasses("m", []string{"b", "a"}))
+		for i, c := range order {
+			s.Observe(t0, pred(fmt.Sprint(i), "m", c))
+		}
+		var index []int
+		for i, c := range order {
+			o, _ := s.Label(t0, Label{ID: fmt.Sprint(i), Value: Class(c)})
+			index = append(index, o.PredictedIndex)
+		}
+		got := map[string]int{}
+		for i, c := range order {
+			got[c] = index[i]
+		}
+		require.Equal(t, 1, got["a"], order)
+		require.Equal(t, 0, got["b"], order)
+	}
+}
+
+// A snapshot of a store given classes keeps them first: given the same
+// list after a restore, the store is left as it is.
+func TestSetClassesSnapshot(t *testing.T) {
+	s := newStore(t, Options{})
+	s.Observe(t0, pred("1", "m", "c"))
+	require.True(t, s.SetClasses("m", []string{"a", "b"}))
+	var buf bytes.Buffer
+	require.NoError(t, s.Snapshot(&buf))
+	r, err := Restore(&buf, t0)
+	require.NoError(t, err)
+	require.False(t, r.SetClasses("m", []string{"a", "b"}))
+	o, reason := r.Label(t0, Label{ID: "1", Value: Class("b")})
+	require.Equal(t, ReasonMatched, reason)
+	require.Equal(t, [2]int{2, 1}, [2]int{o.PredictedIndex, o.ActualIndex})
+}
+
+// A snapshot taken while SetClasses reorders the classes names each
+// pending prediction's own class: the copy's predictions and its classes
+// are of one order.
+func TestSetClassesDuringSnapshot(t *testing.T) {
+	s := newStore(t, Options{})
+	classes := []string{"a", "b", "c", "d"}
+	const n = 5 * copyChunk
+	for i := range n {
+		s.Observe(t0, pred(fmt.Sprint(i), "m", classes[i%len(classes)]))
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.SetClasses("m", []string{classes[k%len(classes)], classes[(k+1)%len(classes)]})
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for range 20 {
+		var buf bytes.Buffer
+		require.NoError(t, s.Snapshot(&buf))
+		r, err := Restore(&buf, t0)
+		require.NoError(t, err)
+		for i := range n {
+			o, reason := r.Label(t0, Label{ID: fmt.Sprint(i), Value: Class("a")})
+			require.Equal(t, ReasonMatched, reason)
+			require.Equal(t, classes[i%len(classes)], o.Predicted, i)
+		}
+	}
+}
