@@ -95,7 +95,9 @@ type Model struct {
 	// Classes name the entries of a prediction that is a vector of class
 	// probabilities, in order; they make Brier score, log loss and
 	// calibration possible. With two, a prediction that is one probability
-	// is the second class's.
+	// is the second class's. They are the model's first classes, in order,
+	// on every replica: those SegmentClasses counts by name, and those the
+	// sidecar keeps below its cap of classes.
 	Classes []string `yaml:"classes"`
 	// CalibrationBins is the number of equal-width bins of confidence the
 	// model's calibration is counted in (the expected calibration error,
@@ -127,9 +129,9 @@ type Model struct {
 	// SegmentClasses, when above 0, also counts a classifier's joined labels
 	// by segment value and class (predicted, labelled and right: precision,
 	// recall and F1 per class and segment value), for the model's first
-	// SegmentClasses classes in the order the sidecar first saw them; the
-	// others are counted as __other__. At most MaxSegmentClasses; 0 (the
-	// default) counts none.
+	// SegmentClasses classes: those of Classes, in order, then those the
+	// sidecar saw first; the others are counted as __other__. At most
+	// MaxSegmentClasses; 0 (the default) counts none.
 	SegmentClasses int `yaml:"segment_classes"`
 	// ScoreBuckets are the classic buckets' upper bounds, increasing, of
 	// the model's modelmon_prediction_score, instead of

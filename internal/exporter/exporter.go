@@ -280,6 +280,7 @@ func New(o Options) (_ *Exporter, err error) {
 			return nil, err
 		}
 		e.obs.labels.config = e.cfg.Load
+		e.obs.labels.applyClasses(e.cfg.Load(), nil)
 		if err := e.obs.labels.configurePeers(e.cfg.Load().cfg.Labels); err != nil {
 			return nil, err
 		}
@@ -422,6 +423,9 @@ func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 	}
 	prev := e.cfg.Load()
 	e.cfg.Store(rc)
+	if e.obs != nil && e.obs.labels != nil {
+		e.obs.labels.applyClasses(rc, prev)
+	}
 	if e.models != nil { // nil during New's first load, which registers them itself
 		e.registerModels(rc, prev)
 		e.updateDrift(rc)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -280,6 +281,40 @@ func (l *labels) applyOffset(model string) {
 	l.offsetsSet[model] = struct{}{}
 	if c, from, ok := labelOffset(rc, model); ok && !l.store.SetOffset(model, c) {
 		l.logger.Info("Label offset kept until the next start: the model's labels are summed from another already", "model", model, "from", from, "offset", c)
+	}
+}
+
+// applyClasses makes each model's classes (models[].classes) the first of
+// its classes in the store, in their order (quality.Store.SetClasses): the
+// classes it counts by name by segment value (models[].segment_classes),
+// and those it keeps below the cap of classes, are then the same on every
+// replica, whatever order each sees them in. A model without them keeps
+// the order the store first saw its classes in. prev is the configuration
+// rc replaces, nil at start.
+//
+// A reload that changes a model's classes or segment_classes starts its
+// counters by segment and class again at 0, as one that changes its
+// error_buckets starts its histograms: a class the reload moves to
+// __other__ (or out of it) then leaves no series behind that reads as if
+// still counted, and the rules' rate() and increase() take the restart as
+// a counter reset.
+func (l *labels) applyClasses(rc, prev *runtimeConfig) {
+	for _, name := range slices.Sorted(maps.Keys(rc.models)) {
+		mc := rc.models[name]
+		model := labelValue([]byte(name))
+		if len(mc.classes) > 0 && l.store.SetClasses(model, mc.classes) {
+			l.logger.Info("Classes put first, in the order of models[].classes", "model", model, "classes", len(mc.classes))
+		}
+		if prev == nil {
+			continue
+		}
+		if pc, ok := prev.models[name]; ok && slices.Equal(pc.classes, mc.classes) && pc.segmentClasses == mc.segmentClasses {
+			continue
+		}
+		m, match := l.metrics, prometheus.Labels{"model": model}
+		if m.segClassPredicted.DeletePartialMatch(match)+m.segClassLabelled.DeletePartialMatch(match)+m.segClassCorrect.DeletePartialMatch(match) > 0 {
+			l.logger.Info("Counters by segment and class started again: the model's classes or segment_classes changed", "model", model)
+		}
 	}
 }
 
@@ -602,8 +637,9 @@ func (l *labels) recordSegments(o quality.Outcome) {
 // recordSegmentClasses counts a classifier's joined label by each of its
 // segments and its predicted and actual class, the model's first n classes
 // by name and the others as __other__ (overflow "segment_class"). The
-// first n are those the store saw first (quality.Outcome.PredictedIndex),
-// which its snapshot keeps: the same ones after a restart.
+// first n are the store's first (quality.Outcome.PredictedIndex): those
+// of models[].classes, in order (applyClasses), then those it saw first.
+// Its snapshot keeps the order: the same ones after a restart.
 func (l *labels) recordSegmentClasses(o quality.Outcome, n int) {
 	m := l.metrics
 	predicted, actual := o.Predicted, o.Actual

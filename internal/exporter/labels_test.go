@@ -651,6 +651,148 @@ func TestLabelsBySegmentClassSurviveRestart(t *testing.T) {
 	require.Zero(t, seg("modelmon_segment_class_predictions_total", "fraud"))
 }
 
+// segmentClassCounts returns model fraud's counts by class in segment
+// value country="DE" of the three counters by segment and class, by
+// counter (predicted, labelled, correct).
+func segmentClassCounts(t *testing.T, e *Exporter) map[string]map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + e.WebAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(promModel.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err)
+	out := map[string]map[string]float64{}
+	for short, name := range map[string]string{"predicted": collector.SegmentClassPredictions, "labelled": collector.SegmentClassLabels, "correct": collector.SegmentClassCorrect} {
+		out[short] = map[string]float64{}
+		for _, m := range fams[name].GetMetric() {
+			ls := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				ls[lp.GetName()] = lp.GetValue()
+			}
+			if ls["model"] == "fraud" && ls["segment"] == "country" && ls["segment_value"] == "DE" {
+				out[short][ls["class"]] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// pushJoined pushes one prediction of model fraud in country DE per pair
+// (id, predicted class), in order, then a label per pair (id, actual
+// class), and requires every label joined.
+func pushJoined(t *testing.T, e *Exporter, predictions, labels [][2]string) {
+	t.Helper()
+	var obs, lbs []string
+	for _, p := range predictions {
+		obs = append(obs, fmt.Sprintf(`{"model":"fraud","id":%q,"features":{"country":"DE"},"prediction":%q}`, p[0], p[1]))
+	}
+	for _, l := range labels {
+		lbs = append(lbs, fmt.Sprintf(`{"id":%q,"label":%q}`, l[0], l[1]))
+	}
+	if len(obs) > 0 {
+		pushRecordsRaw(t, e, obs...)
+	}
+	if len(lbs) > 0 {
+		_, resp := postLabels(t, e, strings.Join(lbs, "\n"))
+		require.Equal(t, slices.Repeat([]string{"matched"}, len(lbs)), resp.Results)
+	}
+}
+
+// Replicas that see a model's classes in opposite orders count the same
+// ones by name by segment value when the model lists its classes
+// (models[].classes): the first segment_classes of the list, the others
+// as __other__, so that sum by (segment, segment_value, class) over the
+// replicas adds up each class's counts under one name.
+func TestLabelsBySegmentClassReplicasAgree(t *testing.T) {
+	const cfg = `models:
+  - name: fraud
+    classes: [legit, fraud, chargeback]
+    segments: [country]
+    segment_classes: 2
+`
+	up := modelServer(t)
+	replicas := []*Exporter{startWithConfig(t, up.URL, cfg, labelsOn), startWithConfig(t, up.URL, cfg, labelsOn)}
+	orders := [][]string{{"chargeback", "fraud", "legit"}, {"legit", "fraud", "chargeback"}}
+	for r, e := range replicas {
+		var pairs [][2]string
+		for i, c := range orders[r] {
+			pairs = append(pairs, [2]string{fmt.Sprint(i), c})
+		}
+		pushJoined(t, e, pairs, pairs)
+		require.Equal(t, map[string]map[string]float64{
+			"predicted": {"legit": 1, "fraud": 1, "__other__": 1},
+			"labelled":  {"legit": 1, "fraud": 1, "__other__": 1},
+			"correct":   {"legit": 1, "fraud": 1},
+		}, segmentClassCounts(t, e), "replica %d, classes seen in the order %v", r, orders[r])
+		require.Equal(t, 1.0, metricValue(t, e, "modelmon_label_overflow_total", map[string]string{"label": "segment_class"}))
+	}
+}
+
+// A restart with --storage.path keeps the listed classes first: the
+// predictions waiting for their labels keep their classes, and a store
+// saved before the model listed its classes (the order the sidecar saw
+// them in) takes the list's order when restored.
+func TestLabelsBySegmentClassListedSurviveRestart(t *testing.T) {
+	up := modelServer(t)
+	const listed = "models:\n  - name: fraud\n    classes: [legit, fraud]\n    segments: [country]\n    segment_classes: 1\n"
+	for name, before := range map[string]string{
+		"listed":     listed,
+		"not listed": "models:\n  - name: fraud\n    segments: [country]\n    segment_classes: 1\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			storage := t.TempDir()
+			cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+			require.NoError(t, os.WriteFile(cfg, []byte(before), 0o644))
+			opts := func(o *Options) { o.Labels = LabelsOptions{Enabled: true}; o.StoragePath = storage; o.ConfigFile = cfg }
+			e1 := startExporter(t, up.URL, opts)
+			pushJoined(t, e1, [][2]string{{"a", "fraud"}}, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, e1.Stop(ctx))
+
+			require.NoError(t, os.WriteFile(cfg, []byte(listed), 0o644))
+			e2 := startExporter(t, up.URL, opts)
+			pushJoined(t, e2, [][2]string{{"b", "legit"}, {"c", "fraud"}}, [][2]string{{"a", "fraud"}, {"b", "legit"}, {"c", "legit"}})
+			require.Equal(t, map[string]map[string]float64{
+				"predicted": {"legit": 1, "__other__": 2},
+				"labelled":  {"legit": 2, "__other__": 1},
+				"correct":   {"legit": 1},
+			}, segmentClassCounts(t, e2))
+		})
+	}
+}
+
+// A reload that changes a model's classes puts the new list first and
+// starts its counters by segment and class again at 0: the class it moved
+// to __other__ leaves no series behind.
+func TestLabelsBySegmentClassReload(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	write := func(classes string) {
+		require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    classes: "+classes+"\n    segments: [country]\n    segment_classes: 1\n"), 0o644))
+	}
+	write("[legit, fraud]")
+	e := startExporter(t, modelServer(t).URL, func(o *Options) { labelsOn(o); o.ConfigFile = cfg })
+	pushJoined(t, e, [][2]string{{"a", "legit"}, {"b", "fraud"}}, [][2]string{{"a", "legit"}})
+	require.Equal(t, map[string]map[string]float64{
+		"predicted": {"legit": 1},
+		"labelled":  {"legit": 1},
+		"correct":   {"legit": 1},
+	}, segmentClassCounts(t, e))
+
+	write("[fraud, legit]")
+	st, body := do(t, "POST", "http://"+e.WebAddr()+"/-/reload", "")
+	require.Equal(t, 200, st, body)
+	require.Equal(t, map[string]map[string]float64{"predicted": {}, "labelled": {}, "correct": {}}, segmentClassCounts(t, e), "started again")
+	// b, predicted before the reload, is fraud, now named.
+	pushJoined(t, e, [][2]string{{"c", "legit"}}, [][2]string{{"b", "fraud"}, {"c", "legit"}})
+	require.Equal(t, map[string]map[string]float64{
+		"predicted": {"fraud": 1, "__other__": 1},
+		"labelled":  {"fraud": 1, "__other__": 1},
+		"correct":   {"fraud": 1},
+	}, segmentClassCounts(t, e))
+}
+
 // Wherever the sidecar shows labels joined, it shows the numeric pairs
 // among them under the same labels, at 0 for a class label: for the model,
 // by segment value, and for the shadow. The quality rules take the labels
