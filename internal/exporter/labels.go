@@ -303,7 +303,7 @@ func (l *labels) applyClasses(rc, prev *runtimeConfig) {
 		mc := rc.models[name]
 		model := labelValue([]byte(name))
 		if len(mc.classes) > 0 && l.store.SetClasses(model, mc.classes) {
-			l.logger.Info("Classes put first, in the order of models[].classes", "model", model, "classes", len(mc.classes))
+			l.logger.Debug("Classes put first, in the order of models[].classes", "model", model, "classes", len(mc.classes))
 		}
 		if prev == nil {
 			continue
