@@ -533,6 +533,11 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("models[%d].segments[%d].buckets: %w", i, k, err)
 			}
 		}
+		for k, c := range m.Classes {
+			if c == "" || slices.Contains(m.Classes[:k], c) {
+				return fmt.Errorf("models[%d].classes: %q is empty or given twice", i, c)
+			}
+		}
 		if n := m.SegmentClasses; n < 0 || n > MaxSegmentClasses {
 			return fmt.Errorf("models[%d].segment_classes must be between 0 and %d, got %d", i, MaxSegmentClasses, n)
 		}

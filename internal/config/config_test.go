@@ -66,6 +66,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-segment-class-samples.yml", `testdata/bad-segment-class-samples.yml:5: models[0].alerts.min_segment_class_samples must not be negative, got -1`},
 		{"bad-segment-recall-gap.yml", `testdata/bad-segment-recall-gap.yml:5: models[0].alerts.max_segment_recall_gap must be between 0 and 1, got 1.2`},
 		{"bad-segments.yml", `testdata/bad-segments.yml:3: models[0].segments: "country" is empty or given twice`},
+		{"bad-classes.yml", `testdata/bad-classes.yml:3: models[0].classes: "fraud" is empty or given twice`},
 		{"bad-importance.yml", `testdata/bad-importance.yml:3: models[0].feature_importance: "amount" must name a feature and be a finite number ≥ 0, got -1`},
 		{"bad-segment-classes.yml", `testdata/bad-segment-classes.yml:4: models[0].segment_classes must be between 0 and 10, got 11`},
 		{"bad-segment-classes-segments.yml", `testdata/bad-segment-classes-segments.yml:3: models[0].segment_classes needs models[0].segments`},
