@@ -17,6 +17,19 @@ const (
 
 var results = []string{resultDelivered, resultRetried, resultDeadLettered}
 
+// heldStates are the values of the state label of the duplicates: what
+// became of the message held of their key, named as the results.
+var heldStates = []string{HeldPending, HeldDelivered, resultDeadLettered}
+
+// heldLabel is the state label of a duplicate whose key is held in state
+// (Dropped.State).
+func heldLabel(state string) string {
+	if state == HeldDead {
+		return resultDeadLettered
+	}
+	return state
+}
+
 // metrics are the outbox's metrics, by receiver and integration. Those
 // that tell a stuck or failing lane apart — the attempts by result, the
 // queue, its oldest message and the dead letters — are by entry too: each
@@ -25,10 +38,11 @@ var results = []string{resultDelivered, resultRetried, resultDeadLettered}
 // works. The entries come from the configuration file, so the series stay
 // bounded by it: 6 per entry (3 results and 3 gauges). The counts by
 // failure reason, the enqueued messages (one per entry of a notification
-// anyway) and the duration histogram sum the entries, for they would cost
-// 6, 1 and 12 series per entry and say little more.
+// anyway), the duplicates and the duration histogram sum the entries, for
+// they would cost 6, 1, 3 and 12 series per entry and say little more.
 type metrics struct {
 	enqueued   *prometheus.CounterVec
+	duplicates *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
 	failures   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
@@ -42,6 +56,10 @@ func newMetrics(o *Outbox) *metrics {
 			Name: "alertd_outbox_messages_enqueued_total",
 			Help: "The total number of messages stored in the outbox for delivery (duplicates of a held or delivered key are not counted).",
 		}, labels),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_outbox_duplicates_total",
+			Help: "The total number of messages not stored because the outbox held their idempotency key already, by what became of the message held: pending, delivered (within the retention) or dead_lettered.",
+		}, append(labels, "state")),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_outbox_deliveries_total",
 			Help: "The total number of delivery attempts, by entry of the integration and result: delivered, retried (failed, tried again later) or dead_lettered.",
@@ -67,6 +85,9 @@ func newMetrics(o *Outbox) *metrics {
 func (o *Outbox) InitializeFor(receiver, integration string, entries int) {
 	m := o.metrics
 	m.enqueued.WithLabelValues(receiver, integration)
+	for _, s := range heldStates {
+		m.duplicates.WithLabelValues(receiver, integration, s)
+	}
 	m.duration.WithLabelValues(receiver, integration)
 	for _, r := range reasons {
 		m.failures.WithLabelValues(receiver, integration, r)
@@ -85,7 +106,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	cols := []prometheus.Collector{m.enqueued, m.deliveries, m.failures, m.duration, m.gauges}
+	cols := []prometheus.Collector{m.enqueued, m.duplicates, m.deliveries, m.failures, m.duration, m.gauges}
 	for i, c := range cols {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cols[:i] {

@@ -478,16 +478,18 @@ func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 	var (
 		added   []*record
 		dropped []Dropped
+		// dups are the messages dropped, for their labels.
+		dups []*Message
 	)
 	err := o.db.Update(func(tx *bolt.Tx) error {
-		added, dropped = added[:0], dropped[:0]
+		added, dropped, dups = added[:0], dropped[:0], dups[:0]
 		pending, keys := tx.Bucket(bucketPending), tx.Bucket(bucketKeys)
 		delivered, dead := tx.Bucket(bucketDelivered), tx.Bucket(bucketDead)
 		for _, m := range ms {
 			k := []byte(m.Key)
 			if d, ok := held(pending, keys, delivered, dead, m.Key); ok {
 				o.logger.Debug("Message already held or delivered, dropped", "receiver", m.Receiver, "integration", m.Integration, "key", m.Key, "state", d.State)
-				dropped = append(dropped, d)
+				dropped, dups = append(dropped, d), append(dups, m)
 				continue
 			}
 			seq, err := pending.NextSequence()
@@ -516,6 +518,9 @@ func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: couldn't store messages: %w", err)
 	}
+	for i, m := range dups {
+		o.metrics.duplicates.WithLabelValues(m.Receiver, m.Integration, heldLabel(dropped[i].State)).Inc()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, r := range added {
@@ -526,6 +531,32 @@ func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 		o.startLocked(l)
 	}
 	return dropped, nil
+}
+
+// Held returns what the outbox holds of a key, as Add would report a
+// message with that key it dropped, and whether it holds the key at all
+// (pending, delivered within the retention, or dead-lettered). It only
+// reads: a caller about to decide on a message again (after a crash lost
+// its record of the first) can learn that it was stored before deciding.
+func (o *Outbox) Held(key string) (Dropped, bool, error) {
+	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
+		return Dropped{}, false, errors.New("outbox: closed")
+	}
+	var (
+		d  Dropped
+		ok bool
+	)
+	err := o.db.View(func(tx *bolt.Tx) error {
+		d, ok = held(tx.Bucket(bucketPending), tx.Bucket(bucketKeys), tx.Bucket(bucketDelivered), tx.Bucket(bucketDead), key)
+		return nil
+	})
+	if err != nil {
+		return Dropped{}, false, fmt.Errorf("outbox: couldn't look up key %q: %w", key, err)
+	}
+	return d, ok, nil
 }
 
 // held returns what the outbox holds of a key, read in the transaction of

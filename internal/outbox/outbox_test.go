@@ -406,6 +406,62 @@ func TestAddReportsDropped(t *testing.T) {
 	})
 }
 
+// The duplicates Add drops are counted by what became of the message held
+// of their key, and Held tells what Add would report of a key without
+// storing anything: alertd looks before it decides on an action again.
+func TestHeldAndDuplicatesCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		s := newFakeSender()
+		s.fail("dead", Permanent(errors.New("no")))
+		s.fail("retried", errors.New("502"))
+		reg := prometheus.NewRegistry()
+		ob, stop := runStoppable(t, path, s, func(o *Options) {
+			o.InitialBackoff, o.MaxBackoff, o.Registerer = time.Hour, time.Hour, reg
+		})
+		ob.InitializeFor("team", "webhook", 1)
+		ob.InitializeFor("other", "webhook", 1)
+		_, err := ob.Add(msg("done"), msg("dead"), msg("retried"))
+		require.NoError(t, err)
+		synctest.Wait()
+
+		for _, key := range []string{"done", "dead", "retried", "new"} {
+			_, ok, err := ob.Held(key)
+			require.NoError(t, err)
+			require.Equal(t, key != "new", ok, key)
+		}
+		require.Equal(t, 1, ob.Stats().Pending, "Held stores nothing: only the retried message waits")
+		dropped, err := ob.Add(msg("done"), msg("dead"), msg("retried"), msg("new"), msg("new"), msg("done"))
+		require.NoError(t, err)
+		require.Len(t, dropped, 5)
+		for _, d := range dropped {
+			h, ok, err := ob.Held(d.Key)
+			require.NoError(t, err)
+			require.True(t, ok)
+			requireDropped(t, []Dropped{d}, []Dropped{h})
+		}
+		require.NoError(t, testutil.GatherAndCompare(reg, stringsReader(`
+# HELP alertd_outbox_duplicates_total The total number of messages not stored because the outbox held their idempotency key already, by what became of the message held: pending, delivered (within the retention) or dead_lettered.
+# TYPE alertd_outbox_duplicates_total counter
+alertd_outbox_duplicates_total{integration="webhook",receiver="other",state="dead_lettered"} 0
+alertd_outbox_duplicates_total{integration="webhook",receiver="other",state="delivered"} 0
+alertd_outbox_duplicates_total{integration="webhook",receiver="other",state="pending"} 0
+alertd_outbox_duplicates_total{integration="webhook",receiver="team",state="dead_lettered"} 1
+alertd_outbox_duplicates_total{integration="webhook",receiver="team",state="delivered"} 2
+alertd_outbox_duplicates_total{integration="webhook",receiver="team",state="pending"} 2
+`), "alertd_outbox_duplicates_total"))
+
+		// A failed Add counts nothing; a closed outbox answers no lookup.
+		stop()
+		require.NoError(t, ob.Close())
+		_, err = ob.Add(msg("done"))
+		require.Error(t, err)
+		_, _, err = ob.Held("done")
+		require.Error(t, err)
+		require.Equal(t, 2.0, testutil.ToFloat64(ob.metrics.duplicates.WithLabelValues("team", "webhook", HeldDelivered)))
+	})
+}
+
 // requireDropped compares what Add dropped, times by their instant.
 func requireDropped(t *testing.T, want, got []Dropped) {
 	t.Helper()
