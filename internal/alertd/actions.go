@@ -189,6 +189,10 @@ type actionRunner struct {
 	// held already; called without mu held (send). Tests make it block
 	// or fail.
 	enqueue func(...*outbox.Message) ([]outbox.Dropped, error)
+	// held tells what the outbox holds of a key (Outbox.Held, a read of
+	// the bbolt file, no write); trigger asks it before the guardrails.
+	// Nil looks nothing up.
+	held func(key string) (outbox.Dropped, bool, error)
 	// unsent are the requests decided sent whose message is not in the
 	// outbox yet, by id: the state file keeps them as they were before
 	// the decision (snapshot).
@@ -434,6 +438,14 @@ func requestID(key string) string {
 // request with this key exists already: nothing was done, and d is
 // empty. The caller records d, or, if there is a send, makes it and
 // records its decision (s.d), then saves.
+//
+// A request whose key the outbox holds already (enqueued before a crash
+// lost the state file's record of it) is not decided again: it was sent,
+// and takes what became of its message (adopt), with no send, whatever
+// the guardrails say now. They may refuse it: after the restart, another
+// request for the same action and model may have taken the cooldown the
+// lost one held, and the outbox, which would have dropped the duplicate
+// (send), would never see it.
 func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[string]string, alerts []string, key string) (req *actionRequest, d Decision, s *sending, fresh bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -447,6 +459,15 @@ func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[stri
 	req = &actionRequest{ID: requestID(key), Action: name, Trigger: trig, Key: key, Model: labels["model"], Labels: labels,
 		Alerts: alerts, CreatedAt: now, UpdatedAt: now}
 	d = Decision{Time: now, Stage: "action"}
+	if h, ok := r.heldLocked(key); ok {
+		markSent(c, req, now)
+		adopt(req, h)
+		d.Action, d.Reason = "already_sent", droppedReason(name, req.ID, key, h)
+		delete(r.retries, key)
+		r.add(req)
+		r.dirty = true
+		return req.clone(), d, nil, true, nil
+	}
 	g := act.Guard{Cooldown: c.CooldownDuration(), DailyBudget: c.DailyBudget}
 	switch ref := g.Check(req.Model, r.attempts(name), now); {
 	case ref != nil:
@@ -468,6 +489,24 @@ func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[stri
 	r.add(req)
 	r.dirty = true
 	return req.clone(), d, s, true, nil
+}
+
+// heldLocked returns what the outbox holds of a key, if it holds it. A
+// failed lookup is logged, and the trigger decided as if the key were not
+// held: the outbox still drops a duplicate at the enqueue (send). Called
+// with mu held, unlike the enqueue: a bbolt read runs alongside a write
+// and does not wait for its flush to the disk (only, briefly, for a remap
+// of the file when it grows).
+func (r *actionRunner) heldLocked(key string) (outbox.Dropped, bool) {
+	if r.held == nil {
+		return outbox.Dropped{}, false
+	}
+	h, ok, err := r.held(key)
+	if err != nil {
+		r.logger.Warn("Failed to look up an action's key in the outbox, deciding on it anew", "key", key, "err", err)
+		return outbox.Dropped{}, false
+	}
+	return h, ok
 }
 
 // sentReason explains a request just sent. Called with mu held.
@@ -522,6 +561,13 @@ func (r *actionRunner) sendLocked(c *alertconfig.Action, req, prev *actionReques
 	s := &sending{id: req.ID, action: c.Name, trigger: req.Trigger, alerts: req.fingerprints(), prev: prev,
 		msg: &outbox.Message{Key: req.Key, Receiver: c.Name, Integration: integrationAction, Payload: p, Created: now}}
 	r.unsent[req.ID] = s
+	markSent(c, req, now)
+	return s, nil
+}
+
+// markSent marks a request sent at now, from when it counts against the
+// guardrails, and starts its verification.
+func markSent(c *alertconfig.Action, req *actionRequest, now time.Time) {
 	req.State, req.Reason, req.SentAt, req.UpdatedAt = stateSent, "", &now, now
 	if c.Verify != nil && len(req.Alerts) > 0 {
 		by := now.Add(time.Duration(c.Verify.Within))
@@ -530,7 +576,6 @@ func (r *actionRunner) sendLocked(c *alertconfig.Action, req, prev *actionReques
 			req.OnFailure = "run " + req.OnFailure
 		}
 	}
-	return s, nil
 }
 
 // send puts the message of a request that trigger or decide decided to
@@ -566,7 +611,7 @@ func (r *actionRunner) send(s *sending) error {
 		if req, ok := r.byID[s.id]; ok {
 			adopt(req, h)
 		}
-		s.d.Action, s.d.Reason = "already_sent", s.prefix+droppedReason(s, h)
+		s.d.Action, s.d.Reason = "already_sent", s.prefix+droppedReason(s.action, s.id, s.msg.Key, h)
 		delete(r.retries, s.msg.Key)
 		return nil
 	}
@@ -623,9 +668,9 @@ func adopt(req *actionRequest, h outbox.Dropped) {
 	}
 }
 
-// droppedReason explains a send the outbox dropped, as it held its key.
-func droppedReason(s *sending, h outbox.Dropped) string {
-	why := fmt.Sprintf("action %q (request %s) not sent again: the outbox holds its idempotency key %s from before a restart", s.action, s.id, s.msg.Key)
+// droppedReason explains a request not sent as the outbox held its key.
+func droppedReason(action, id, key string, h outbox.Dropped) string {
+	why := fmt.Sprintf("action %q (request %s) not sent again: the outbox holds its idempotency key %s from before a restart", action, id, key)
 	switch h.State {
 	case outbox.HeldDelivered:
 		return why + ", delivered at " + h.Delivered.UTC().Format(time.RFC3339)
@@ -1256,6 +1301,9 @@ func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 			a.actions.deferSend(s)
 		case fresh:
 			al.record(d)
+			if d.Action == "already_sent" {
+				a.logger.Info("Action in the outbox already, not sent again", "action", c.Name, "request", req.ID, "key", key, "state", req.State)
+			}
 		}
 		if fresh {
 			if req.State == stateAwaitingApproval {
@@ -1390,15 +1438,24 @@ func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels ma
 		return err
 	}
 	if fresh {
-		if s == nil {
+		switch {
+		case s != nil:
+			if err := a.sendAction(s, now); err != nil {
+				return err
+			}
+		case d.Action == "already_sent":
+			// Its delivery may be recorded already.
+			a.store.noteInOrder(req.fingerprints(), d)
+		default:
 			a.store.note(req.fingerprints(), d)
-		} else if err := a.sendAction(s, now); err != nil {
-			return err
 		}
 		a.actions.save(now)
-		if s != nil && s.dropped != nil {
+		switch {
+		case s != nil && s.dropped != nil:
 			a.logger.Info("Action in the outbox already, not sent again", "action", name, "trigger", trig, "request", req.ID, "key", key, "state", s.dropped.State)
-		} else {
+		case d.Action == "already_sent":
+			a.logger.Info("Action in the outbox already, not sent again", "action", name, "trigger", trig, "request", req.ID, "key", key, "state", req.State)
+		default:
 			a.logger.Info("Action triggered", "action", name, "trigger", trig, "request", req.ID, "state", req.State)
 		}
 		if req.State == stateAwaitingApproval {
@@ -1683,7 +1740,9 @@ func (a *Alertd) runRollback(ctx context.Context, req *actionRequest, name, why 
 	}
 	if fresh {
 		if s == nil {
-			a.store.note(rb.fingerprints(), d)
+			// Its delivery may be recorded already, if the outbox held
+			// its key (already_sent).
+			a.store.noteInOrder(rb.fingerprints(), d)
 		} else if err := a.actions.send(s); err != nil {
 			again, changed := a.actions.rollbackRefused(req.ID, name, key, why, err, now)
 			if rt == nil {

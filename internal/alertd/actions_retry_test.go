@@ -285,6 +285,31 @@ actions:
 	require.Never(t, func() bool { return len(ci.requests()) > 0 }, 3*time.Second, 50*time.Millisecond, "retried after it was given up")
 }
 
+// crashAfterEnqueue makes the enqueues of the action messages whose key
+// starts with prefix crash once the outbox holds the message: the caller
+// never learns it was stored, and the request is forgotten, as a crash
+// before the state file was saved would leave it. The keys come on the
+// channel. The process then looks nothing up in the outbox, as a crashed
+// one would not: its retries of the trigger, until the test stops it, get
+// to the enqueue and crash again.
+func crashAfterEnqueue(a *Alertd, prefix string) <-chan string {
+	crashed := make(chan string, 16)
+	enqueue := a.actions.enqueue
+	a.actions.held = nil
+	a.actions.enqueue = func(ms ...*outbox.Message) ([]outbox.Dropped, error) {
+		dropped, err := enqueue(ms...)
+		if err != nil || !strings.HasPrefix(ms[0].Key, prefix) {
+			return dropped, err
+		}
+		select {
+		case crashed <- ms[0].Key:
+		default:
+		}
+		return nil, errors.New("crashed")
+	}
+	return crashed
+}
+
 // A crash just after an action's enqueue, before its request is saved:
 // after the restart, the same trigger (the alert taken in again) finds
 // its key in the outbox, which delivered it before the crash. It is not
@@ -297,9 +322,7 @@ func TestActionOutboxDuplicateAfterRestart(t *testing.T) {
 	ci := newFakeCI(t, nil, clock.Now)
 	ls, al := driftAlert("fraud", "amount")
 	const prefix = "action/retrain/alert/"
-	crashed := make(chan string, 16)
-	// Crashes once the outbox holds the message and delivered it: the
-	// caller never learns it was stored.
+	var crashed <-chan string
 	a := startActionsAlertd(t, clock, func(string) string {
 		return classifyDrift + `
 actions:
@@ -311,19 +334,7 @@ actions:
       matchers: ['category="data_quality"']
     verify: {within: 1h, on_failure: escalate}
 `
-	}, func(a *Alertd) {
-		enqueue := a.actions.enqueue
-		a.actions.enqueue = func(ms ...*outbox.Message) ([]outbox.Dropped, error) {
-			if _, err := enqueue(ms...); err != nil {
-				return nil, err
-			}
-			select {
-			case crashed <- ms[0].Key:
-			default:
-			}
-			return nil, errors.New("crashed")
-		}
-	})
+	}, func(a *Alertd) { crashed = crashAfterEnqueue(a, prefix) })
 	postAlertJSON(t, a, al)
 	key := firstKey(t, crashed)
 	require.True(t, strings.HasPrefix(key, prefix), key)
@@ -351,6 +362,81 @@ actions:
 	require.Zero(t, v, "counted sent again")
 	require.Eventually(t, func() bool { return slices.Contains(savedActionKeys(t, b), key) }, 30*time.Second, 10*time.Millisecond)
 	require.Never(t, func() bool { return len(ci.requests()) > 1 }, 2*time.Second, 50*time.Millisecond, "sent twice")
+}
+
+// A crash just after an action's enqueue, before its request is saved;
+// alertd stays down past the alert's endsAt, so it is not restored, and
+// after the restart another alert of the same model triggers the action
+// first and takes the cooldown the lost request held. The first alert,
+// sent again by its source (the same startsAt, so the same key), finds
+// its key in the outbox before the guardrails: its request is delivered,
+// as its message was before the crash, not refused by the cooldown; the
+// history says it was not sent again, and nothing is sent or counted
+// twice.
+func TestActionOutboxHeldBeforeGuardrailsAfterRestart(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls1, al1 := driftAlert("fraud", "amount")
+	ls2, al2 := driftAlert("fraud", "age")
+	startsAt := clock.Now().UTC()
+	// As Prometheus sends an alert: its start, and an end a few
+	// evaluations ahead that each resend pushes back.
+	sent := func(al string) string {
+		return strings.TrimSuffix(al, "}") + fmt.Sprintf(`,"startsAt":%q,"endsAt":%q}`,
+			startsAt.Format(time.RFC3339Nano), clock.Now().Add(5*time.Minute).UTC().Format(time.RFC3339Nano))
+	}
+	var crashed <-chan string
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    cooldown: 1h
+`
+	}, func(a *Alertd) {
+		crashed = crashAfterEnqueue(a, "action/retrain/alert/"+ls1.Fingerprint().String()+"/")
+	})
+	postAlertJSON(t, a, sent(al1))
+	key := firstKey(t, crashed)
+	require.Equal(t, key, ci.waitRequests(t, 1)[0].Header.Get("Idempotency-Key"))
+	require.NoError(t, a.Stop())
+	require.NotContains(t, savedActionKeys(t, a), key, "the crash lost the request")
+	clock.skip(10 * time.Minute)
+	restarted := clock.Now()
+
+	// Restarted on the same storage: the other alert of the model takes
+	// the cooldown, then the first is sent again.
+	b := restartActionsAlertd(t, clock, a.Dir, nil)
+	postAlertJSON(t, b, sent(al2))
+	other := waitRequest(t, b, "retrain", ls2, inRequestState(stateDelivered), "the other alert's action was not delivered")
+	clock.skip(time.Minute)
+	postAlertJSON(t, b, sent(strings.Replace(al1, "PSI 0.14", "PSI 0.15", 1)))
+	req := waitRequest(t, b, "retrain", ls1, func(actionRequest) bool { return true }, "the first alert made no request")
+	require.Equal(t, stateDelivered, req.State, "%s", req.Reason)
+	require.Equal(t, key, req.Key)
+	require.True(t, req.SentAt.Before(restarted), "sent at %s, after the restart at %s", req.SentAt, restarted)
+	require.True(t, req.DeliveredAt.Before(restarted))
+	got := waitFor(t, b, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "already_sent" }, "the history does not say it was sent already")
+	require.Contains(t, lastOf(got.History, "action").Reason, "not sent again: the outbox holds its idempotency key "+key+" from before a restart, delivered at ")
+	v, _ := metric(t, b.Registry(), "alertd_actions_triggered_total", "action", "retrain", "trigger", triggerAlert)
+	require.Equal(t, 1.0, v, "counted sent again")
+	v, _ = metric(t, b.Registry(), "alertd_actions_refused_total", "action", "retrain", "reason", "cooldown")
+	require.Zero(t, v, "refused")
+	require.Contains(t, b.logs.String(), "Action in the outbox already, not sent again")
+
+	// The cooldown holds, from the other alert's request: a third alert
+	// of the model is refused.
+	ls3, al3 := driftAlert("fraud", "country")
+	postAlertJSON(t, b, sent(al3))
+	refused := waitRequest(t, b, "retrain", ls3, inRequestState(stateRefused), "the third alert was not refused")
+	require.Contains(t, refused.Reason, `triggered for model "fraud" at `+other.SentAt.UTC().Format(time.RFC3339))
+	require.Eventually(t, func() bool { return slices.Contains(savedActionKeys(t, b), key) }, 30*time.Second, 10*time.Millisecond)
+	require.Never(t, func() bool { return len(ci.requests()) > 2 }, 2*time.Second, 50*time.Millisecond, "sent again")
 }
 
 // rollbackConfig is a deploy whose failed verification runs a rollback.

@@ -367,7 +367,7 @@ func New(o Options) (*Alertd, error) {
 	a.store.ledger, a.store.groups = a.ledger, a.matchGroups
 	a.pushedAlerts = newPushedFile(pushedAlertsPath(o.StoragePath), a.store)
 	a.upstream = newUpstream(a.ctx, a.reg, a.store, a.logger.With("component", "upstream"), o.Now, a.cfg.Load)
-	a.actions.enqueue, a.store.onFire = a.notify.Outbox().Add, a.onAlertFires
+	a.actions.enqueue, a.actions.held, a.store.onFire = a.notify.Outbox().Add, a.notify.Outbox().Held, a.onAlertFires
 	a.actions.note, a.actions.noteInOrder = a.store.note, a.store.noteInOrder
 	// Actions the outbox refused are retried on the loop's passes, backing
 	// off up to the outbox's max backoff, alert triggers and rollbacks for
