@@ -96,6 +96,14 @@ func TemplateQuery(ctx context.Context, q string) bool {
 	return false
 }
 
+// isTemplateQuery reports what the rule manager's query function found of
+// a query passed down with ctx (withTemplateQuery), without asking
+// TemplateQuery again: false for a query that did not come through it.
+func isTemplateQuery(ctx context.Context) bool {
+	v, _ := ctx.Value(templateKey{}).(bool)
+	return v
+}
+
 // withTemplateQuery returns ctx for the query functions a query function
 // calls, with its answer of TemplateQuery.
 func withTemplateQuery(ctx context.Context, template bool) context.Context {

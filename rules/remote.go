@@ -64,9 +64,10 @@ type Remote struct {
 	// reason (Reasons).
 	queries uint64
 	failed  map[string]uint64
-	// warned counts answers with warnings; logged holds, per query, the
-	// warnings or partial answer last logged, so the same ones are not
-	// logged again at every evaluation.
+	// warned counts answers with warnings; logged holds, per query (a
+	// template's apart from a rule's, logKey), the warnings or partial
+	// answer last logged, so the same ones are not logged again at every
+	// evaluation.
 	warned uint64
 	logged map[string]string
 }
@@ -531,38 +532,56 @@ func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1
 		}
 	}
 	err = r.observe(ctx, seq, err, r.now())
+	template := isTemplateQuery(ctx)
 	var pe *PartialError
 	switch {
 	case err == nil:
-		r.warn(q, ws)
+		r.warn(q, logKey(q, template), ws)
 	case errors.As(err, &pe):
-		r.partial(q, err)
+		r.partial(q, template, err)
 	}
 	return val, err
 }
 
-// partial logs that the answer to q lacked part of the data, at warning
-// level, once until it changes or q is answered in full.
-func (r *Remote) partial(q string, err error) {
-	if !r.logChanged(q, "partial: "+err.Error()) {
-		r.logger.Debug("Data source answered with part of the data again", "query", q, "err", err)
-		return
+// logKey is the key of Remote.logged of a query: a template's query that
+// repeats a rule's expression is logged apart from the rule's, so that
+// the two do not log in turn at every evaluation.
+func logKey(q string, template bool) string {
+	if template {
+		return "template\xff" + q
 	}
-	r.logger.Warn("Data source answered with part of the data; the query fails and the data source counts as down", "query", q, "err", err)
+	return q
 }
 
-// logChanged records text as what was last logged of q, and reports
-// whether it differs from what was.
-func (r *Remote) logChanged(q, text string) bool {
+// partial logs that the answer to q lacked part of the data, at warning
+// level, once until it changes or q is answered in full. A template's
+// query (isTemplateQuery) fails its template, which expands to
+// Prometheus's <error expanding template: …>, and not the rule: the data
+// source does not count as down for it.
+func (r *Remote) partial(q string, template bool, err error) {
+	msg := "Data source answered with part of the data; the query fails and the data source counts as down"
+	if template {
+		msg = "Data source answered a template's query with part of the data; the template fails to expand, the data source does not count as down"
+	}
+	if !r.logChanged(logKey(q, template), "partial: "+err.Error()) {
+		r.logger.Debug("Data source answered with part of the data again", "query", q, "template", template, "err", err)
+		return
+	}
+	r.logger.Warn(msg, "query", q, "err", err)
+}
+
+// logChanged records text as what was last logged under key (logKey),
+// and reports whether it differs from what was.
+func (r *Remote) logChanged(key, text string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.logged[q] == text {
+	if r.logged[key] == text {
 		return false
 	}
 	if len(r.logged) >= maxLoggedQueries {
 		clear(r.logged)
 	}
-	r.logged[q] = text
+	r.logged[key] = text
 	return true
 }
 
@@ -570,17 +589,17 @@ func (r *Remote) logChanged(q, text string) bool {
 // warnings when a store is down and partial responses are allowed;
 // Prometheus with PromQL's. The result is used: they are logged at warning
 // level once, and again when they change.
-func (r *Remote) warn(q string, ws v1.Warnings) {
+func (r *Remote) warn(q, key string, ws v1.Warnings) {
 	text := strings.Join(ws, "; ")
 	r.mu.Lock()
 	if len(ws) == 0 {
-		delete(r.logged, q)
+		delete(r.logged, key)
 		r.mu.Unlock()
 		return
 	}
 	r.warned++
 	r.mu.Unlock()
-	if !r.logChanged(q, text) {
+	if !r.logChanged(key, text) {
 		r.logger.Debug("Data source answered with warnings again", "query", q, "warnings", text)
 		return
 	}

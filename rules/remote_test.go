@@ -734,3 +734,26 @@ func TestRemotePartialAnswers(t *testing.T) {
 	require.True(t, up2)
 	require.EqualValues(t, 1, allow.Warned())
 }
+
+// A template's query that gets part of the data fails its template, not
+// the rule, and does not mark the data source down: its log says so, and
+// is kept apart from the rule's query of the same expression, so that
+// both failing at every evaluation log once each, not in turn.
+func TestRemotePartialAnswerOfTemplate(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(answer(http.StatusOK, vmPartial))
+	defer srv.Close()
+	var logs strings.Builder
+	r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	require.NoError(t, err)
+	for range 3 {
+		_, err := r.Query(context.Background(), "up", time.Unix(1700000000, 0))
+		require.Error(t, err)
+		_, err = r.Query(withTemplateQuery(context.Background(), true), "up", time.Unix(1700000000, 0))
+		require.Error(t, err)
+	}
+	require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"), logs.String())
+	require.Contains(t, logs.String(), `msg="Data source answered a template's query with part of the data; the template fails to expand, the data source does not count as down" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`)
+	require.Equal(t, 1, strings.Count(logs.String(), "counts as down"), logs.String())
+}

@@ -103,16 +103,15 @@ func NewManager(o Options) *Manager {
 	if notify == nil {
 		notify = func(context.Context, string, ...*Alert) {}
 	}
-	query := h.QueryFunc
-	if o.TemplateQuery != nil {
-		query = func(ctx context.Context, q string, t time.Time) (promql.Vector, error) {
-			template := TemplateQuery(ctx, q)
-			v, err := h.QueryFunc(withTemplateQuery(ctx, template), q, t)
-			if template {
-				o.TemplateQuery(err)
-			}
-			return v, err
+	// Asked once per query, and passed down: Hysteresis and Remote (its
+	// logs) tell a template's query from the rule's by it.
+	query := func(ctx context.Context, q string, t time.Time) (promql.Vector, error) {
+		template := TemplateQuery(ctx, q)
+		v, err := h.QueryFunc(withTemplateQuery(ctx, template), q, t)
+		if template && o.TemplateQuery != nil {
+			o.TemplateQuery(err)
 		}
+		return v, err
 	}
 	m := promrules.NewManager(&promrules.ManagerOptions{
 		NameValidationScheme:   model.UTF8Validation,
