@@ -80,7 +80,9 @@ type streamPrediction struct {
 // ended) was not, as an HTTP answer read whole is not, whatever the number
 // of tokens it reports. Once a second answer comes, the first was a
 // stream's first token: its time is the request's time to first byte. The
-// proxy and the shadow tell it alike, so that their histograms compare.
+// proxy and the shadow tell it alike, so that their histograms compare. A
+// StreamPredictions call's answers are counted the same way for its time
+// per output token (its first answer is its time to first byte anyway).
 type streamedAnswers struct {
 	n     int
 	first time.Duration // the first answer's, after the request
@@ -355,8 +357,9 @@ const torchStreamPredictions = "/org.pytorch.serve.grpc.inference.InferenceAPIsS
 
 // torchStream follows a StreamPredictions call as one prediction: counted
 // when its request goes to the model server, its time to first byte that of
-// the first answer, and timed, sized and captured (with its last answer)
-// when the call ends. It shares a ModelStreamInfer call's bookkeeping: the
+// the first answer (its time per output token runs from it when a second
+// came: streamedAnswers), and timed, sized and captured (with its last
+// answer) when the call ends. It shares a ModelStreamInfer call's bookkeeping: the
 // messages kept for the capture, and how a prediction is closed.
 type torchStream struct {
 	*streamCall
@@ -401,9 +404,17 @@ func (t *torchStream) answer(msg []byte) {
 	if sp == nil || c.ended {
 		return
 	}
+	after := at.Sub(sp.rq.start)
 	if sp.respBytes == 0 {
-		sp.rq.firstByte = at.Sub(sp.rq.start)
-		c.g.p.metrics.FirstByte.WithLabelValues(sp.m.name).Observe(sp.rq.firstByte.Seconds())
+		// The call streams, whatever its answers: its first is its time
+		// to first byte.
+		c.g.p.metrics.FirstByte.WithLabelValues(sp.m.name).Observe(after.Seconds())
+	}
+	if firstByte, ok := sp.answers.add(after); ok {
+		// Its time per output token runs from its first answer, once a
+		// second shows the tokens came apart: a call answered once
+		// (a whole completion) has none, as a ModelStreamInfer request's.
+		sp.rq.firstByte = firstByte
 	}
 	sp.respBytes += len(msg)
 	sp.lastAt = at

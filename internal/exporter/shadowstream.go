@@ -323,11 +323,14 @@ func (ss *shadowStream) answer(call *shadowCall, msg []byte) {
 	if ss.once {
 		if len(ss.waiting) > 0 {
 			r := ss.waiting[0]
+			after := at.Sub(r.sent)
 			if !r.answered {
 				// Its first answer, as the proxy times the model server's
 				// (torchStream.answer).
-				r.firstByte = at.Sub(r.sent)
-				ss.s.metrics.FirstByte.WithLabelValues(r.m.name).Observe(r.firstByte.Seconds())
+				ss.s.metrics.FirstByte.WithLabelValues(r.m.name).Observe(after.Seconds())
+			}
+			if firstByte, ok := r.answers.add(after); ok {
+				r.firstByte = firstByte // its time per output token runs from it
 			}
 			r.progress, r.answered = at, true
 			ss.keepLocked(r, msg)

@@ -784,3 +784,64 @@ func TestShadowGRPCStreamAnsweredOnce(t *testing.T) {
 		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), pause.Seconds(), "%s: the first answer", name)
 	}
 }
+
+// A StreamPredictions call answered by one message, a whole completion
+// that reports three tokens, has its first answer as its time to first
+// byte, as every call's, but no time per output token (which would be 0,
+// its first answer its last); one of several answers has both. The model,
+// through the proxy, and the shadow are timed alike.
+func TestShadowTorchStreamAnsweredOnce(t *testing.T) {
+	const pause = 50 * time.Millisecond
+	answer := func(_ string, ss grpc.ServerStream) error {
+		var req []byte
+		if err := ss.RecvMsg(&req); err != nil {
+			return nil
+		}
+		answers := torchAnswers(3, "stop")
+		if modelName(req) == "whole" {
+			answers = answers[2:] // the last, of three tokens, alone
+		}
+		for _, a := range answers {
+			select {
+			case <-time.After(pause):
+			case <-ss.Context().Done():
+				return nil
+			}
+			if err := ss.SendMsg(&a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	e := streamShadowSidecar(t, rawGRPCServer(t, answer), rawGRPCServer(t, answer), nil)
+	conn := grpcClient(t, e.GRPCAddr())
+	input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"prompt": "Hi", "max_tokens": 3}`))
+	for _, model := range []string{"stream", "whole"} {
+		_, err := streamAll(t, context.Background(), conn, torchStreamPredictions, appendField(appendField(nil, 1, []byte(model)), 3, input))
+		require.NoError(t, err)
+	}
+	waitIdle(t, e)
+
+	for _, tc := range []struct {
+		model    string
+		streamed float64
+	}{
+		{"stream", 1},
+		{"whole", 0},
+	} {
+		m := map[string]string{"model": tc.model}
+		eventually(t, e, 3, "modelmon_generation_tokens_total", map[string]string{"model": tc.model, "type": "output"})
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, m), "%s: compared", tc.model)
+		for _, name := range []string{collector.PredictionFirstByte, collector.ShadowFirstByte} {
+			require.Equal(t, 1.0, metricValue(t, e, name+"_count", m), "%s: %s", tc.model, name)
+			require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", m), pause.Seconds(), "%s: %s, the first answer", tc.model, name)
+		}
+		for _, name := range []string{collector.GenerationTimePerToken, collector.ShadowTimePerToken} {
+			require.Equal(t, tc.streamed, metricValue(t, e, name+"_count", m), "%s: %s", tc.model, name)
+		}
+	}
+	stream := map[string]string{"model": "stream"}
+	for _, name := range []string{collector.GenerationTimePerToken, collector.ShadowTimePerToken} {
+		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), pause.Seconds(), "%s: (last − first) / (3 − 1)", name)
+	}
+}
