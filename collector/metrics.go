@@ -158,7 +158,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "The total number of tokens of the prompts (type input) and the answers (type output) of generative models, as their answers report them.",
 		}, []string{"model", "type"}),
 		TimePerOutputToken: f.NewHistogramVec(histogramOpts(GenerationTimePerToken,
-			"The time per output token after the first of generative models' streamed answers, in seconds: (last byte − first byte) / (output tokens − 1), for answers that report two tokens or more.",
+			"The time per output token after the first of generative models' streamed answers, in seconds: (last byte − first byte) / (output tokens − 1), for answers that report two tokens or more and came in more than one piece (read, or gRPC message).",
 			DurationBuckets), []string{"model"}),
 		FeedbackReward: f.NewHistogramVec(histogramOpts(FeedbackReward,
 			"The rewards of the feedback requests (Seldon Core 1's feedback API) read from captured payloads, 0 for a feedback without one; its count is the number of feedback requests read. Rewards below 0 make the sum go down: take the mean reward from the native histogram (histogram_avg), or rate() the classic sum only when rewards are never negative.",
@@ -218,7 +218,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"The time from sending a mirrored request to the first byte of the shadow model server's streamed answer, in seconds: the first byte of the body of an HTTP response it streamed (chunked, until the connection closes, or larger than the capture limit), the first of a decoupled model's several answers to a request of a gRPC ModelStreamInfer stream, the first answer of a StreamPredictions call: token streams, server-sent events.",
 			DurationBuckets), []string{"model"}),
 		TimePerOutputToken: f.NewHistogramVec(histogramOpts(ShadowTimePerToken,
-			"The time per output token after the first of the shadow model server's streamed generative answers, in seconds: (last byte − first byte) / (output tokens − 1), for answers that report two tokens or more.",
+			"The time per output token after the first of the shadow model server's streamed generative answers, in seconds: (last byte − first byte) / (output tokens − 1), for answers that report two tokens or more and came in more than one piece (read, or gRPC message).",
 			DurationBuckets), []string{"model"}),
 		Predictions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: ShadowPredictionsTotal,

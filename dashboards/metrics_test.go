@@ -59,6 +59,24 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// waitExposed waits until the exposition at web has a line that starts
+// with sample, for at most 10s.
+func waitExposed(web, sample string) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		resp, err := http.Get("http://" + web + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, sample+" ") {
+				return
+			}
+		}
+	}
+}
+
 // process is a binary run for a test, killed when the test ends.
 type process struct {
 	cmd *exec.Cmd
@@ -187,14 +205,21 @@ func exposition(fams map[string]*dto.MetricFamily) exposed {
 // enough traffic through it that its labelled series appear.
 func runExporter(t *testing.T, bin string) exposed {
 	t.Helper()
-	// A token stream, from the model server and the shadow alike.
-	streamChat := func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	proxy, web := freeAddr(t), freeAddr(t)
+	// A token stream, from the model server and the shadow alike: its
+	// next token goes once the sidecar has read its first (firstByte, the
+	// histogram that times it, has an observation), so that it comes in
+	// pieces and has a time per output token.
+	streamChat := func(w http.ResponseWriter, r *http.Request, body []byte, firstByte string) bool {
 		if !strings.HasSuffix(r.URL.Path, "/chat/completions") || !strings.Contains(string(body), `"stream":true`) {
 			return false
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
-		for _, ev := range []string{`{"choices":[{"index":0,"delta":{"content":"H"},"finish_reason":null}]}`,
+		for i, ev := range []string{`{"choices":[{"index":0,"delta":{"content":"H"},"finish_reason":null}]}`,
 			`{"choices":[{"index":0,"delta":{"content":"i!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3}}`} {
+			if i == 1 {
+				waitExposed(web, firstByte+`_count{model="llm"}`)
+			}
 			_, _ = io.WriteString(w, "data: "+ev+"\n\n")
 			w.(http.Flusher).Flush()
 		}
@@ -202,7 +227,7 @@ func runExporter(t *testing.T, bin string) exposed {
 	}
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if streamChat(w, r, body) {
+		if streamChat(w, r, body, "modelmon_prediction_time_to_first_byte_seconds") {
 			return
 		}
 		if strings.Contains(r.URL.Path, "broken") {
@@ -232,7 +257,7 @@ func runExporter(t *testing.T, bin string) exposed {
 	// that some of the requests mirrored to it are dropped.
 	shadow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if streamChat(w, r, body) {
+		if streamChat(w, r, body, "modelmon_shadow_time_to_first_byte_seconds") {
 			return
 		}
 		if strings.Contains(string(body), `"amount":0,`) {
@@ -254,7 +279,6 @@ func runExporter(t *testing.T, bin string) exposed {
 	t.Cleanup(payloadLog.Close)
 	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
 	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    feature_importance: {amount: 1, country: 0.5}\n  - name: reg\n    segments: [device]\n"), 0o644))
-	proxy, web := freeAddr(t), freeAddr(t)
 	start(t, filepath.Join(bin, "exporter"), web, "--config.file="+cfg,
 		"--proxy.upstream="+upstream.URL, "--proxy.listen-address="+proxy, "--web.listen-address="+web,
 		"--drift.learn-samples=20", "--drift.min-samples=5", "--labels.enabled",

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,6 +67,9 @@ labels:
   timeout: 2s
 `), 0o644))
 
+	// The chat answers stream, from the model server and the shadow alike:
+	// each sends its next token once the sidecar has read its first.
+	var sidecar atomic.Pointer[Exporter]
 	model := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch {
@@ -73,11 +77,14 @@ labels:
 			io.WriteString(w, `{"meta": {}}`)
 		case r.URL.Path == "/v1/chat/completions":
 			w.Header().Set("Content-Type", "text/event-stream")
-			for _, ev := range []string{
+			for i, ev := range []string{
 				`{"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}`,
 				`{"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}`,
 				"[DONE]",
 			} {
+				if i == 1 {
+					observedOnce(sidecar.Load().metrics.FirstByte, "llm")
+				}
 				io.WriteString(w, "data: "+ev+"\n\n")
 				w.(http.Flusher).Flush()
 			}
@@ -88,7 +95,7 @@ labels:
 		}
 	}))
 	t.Cleanup(model.Close)
-	candidate, release := fullShadow(t)
+	candidate, release := fullShadow(t, func() { observedOnce(sidecar.Load().shadow.metrics.FirstByte, "llm") })
 	sink := newRecordingServer(t, nil, func(http.ResponseWriter, *http.Request) bool { return true })
 
 	clock := &stepClock{t: time.Unix(1700000000, 0)}
@@ -106,6 +113,7 @@ labels:
 		shadowOptions(candidate.URL(), func(s *ShadowOptions) { s.Concurrency = 1; s.Models = []string{"fraud", "price", "llm"} })(o)
 		payloadLogOptions(sink.URL, func(p *PayloadLogOptions) { p.SpoolDir = filepath.Join(dir, "spool") })(o)
 	})
+	sidecar.Store(e)
 	proxy := "http://" + e.ProxyAddr()
 	step := func(model, body string, headers ...string) {
 		t.Helper()
@@ -187,8 +195,8 @@ labels:
 // with an X-Shadow header: fail answers 500; close, on a kept-alive
 // connection, closes it without an answer; hold waits for release. It
 // streams its chat answers, which stop for another reason than the
-// model's.
-func fullShadow(t *testing.T) (_ *rawUpstream, release func()) {
+// model's, its first token before firstRead returns, the others after.
+func fullShadow(t *testing.T, firstRead func()) (_ *rawUpstream, release func()) {
 	hold := make(chan struct{})
 	var once sync.Once
 	release = func() { once.Do(func() { close(hold) }) }
@@ -209,7 +217,11 @@ func fullShadow(t *testing.T) (_ *rawUpstream, release func()) {
 				`{"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}`,
 				`{"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}`,
 				"[DONE]",
-			}, nil, 0)
+			}, func(i int) {
+				if i == 1 {
+					firstRead()
+				}
+			}, 0)
 			return true
 		case containsFold(req.headers, "X-Shadow: fail"):
 			io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")

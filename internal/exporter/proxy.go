@@ -568,12 +568,16 @@ func (p *proxy) bodyModel(body []byte, rc *runtimeConfig) (*model, []byte) {
 
 // request is what the accounting of a prediction needs besides its bodies.
 type request struct {
-	format    payload.Format
-	id        []byte // the prediction id for labels, or nil
-	traceID   []byte // for the latency exemplar, or nil
-	start     time.Time
-	overhead  time.Duration // spent in the sidecar so far
-	firstByte time.Duration // of a streamed answer's body, after start; 0 before
+	format   payload.Format
+	id       []byte // the prediction id for labels, or nil
+	traceID  []byte // for the latency exemplar, or nil
+	start    time.Time
+	overhead time.Duration // spent in the sidecar so far
+	// firstByte is when the first byte of a streamed answer's body (a gRPC
+	// stream's first answer) came, after start, once more came after it
+	// (a later read, a second answer): what its time per output token runs
+	// from. 0 before, and for an answer that came in one piece.
+	firstByte time.Duration
 	enc       bodyEncodings // of the bodies, for the parser to decode
 	// outputTokens is what a gRPC stream's answers say they add up to
 	// (num_output_tokens), when only the last is captured; 0 when unsaid.

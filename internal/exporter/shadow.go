@@ -454,18 +454,26 @@ func (sd *shadowSender) sendHTTP(j *shadowJob, hdr, body []byte) {
 // capture: whole while it fits in --capture.max-body-size, then the head
 // and tail of a stream of events or JSON lines; another that outgrows it
 // could not be parsed, and is not read further (fasthttp.ErrBodyTooLarge).
-// It returns what it kept, valid until resp is reset, and when the first
-// byte of the body came after start (0: none came), which it observes.
+// It observes when the first byte of the body came after start, and
+// returns what it kept, valid until resp is reset, and that time once a
+// later read brought more of the body (firstByte), what its time per
+// output token runs from, as the proxy tells the model server's
+// (stream.Read): 0 for a body that came in one read, or not at all.
 func (sd *shadowSender) readStream(m *model, st *stream, h *fasthttp.ResponseHeader, start time.Time) (body []byte, firstByte time.Duration, err error) {
 	st.keepFor(sd.s.q.maxBody, framingOf(h))
 	if sd.piece == nil {
 		sd.piece = make([]byte, shadowPieceSize)
 	}
+	var ttfb time.Duration
 	for first := true; ; {
 		n, rerr := st.Read(sd.piece)
-		if n > 0 && first {
-			first, firstByte = false, time.Since(start)
-			sd.s.metrics.FirstByte.WithLabelValues(m.name).Observe(firstByte.Seconds())
+		switch {
+		case n == 0:
+		case first:
+			first, ttfb = false, time.Since(start)
+			sd.s.metrics.FirstByte.WithLabelValues(m.name).Observe(ttfb.Seconds())
+		default:
+			firstByte = ttfb // the body came in pieces
 		}
 		switch {
 		case !st.keep:

@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/collector"
@@ -334,4 +337,99 @@ func TestShadowStreamNeverHoldsTheClient(t *testing.T) {
 	waitIdle(t, e)
 	require.Equal(t, float64(n), dropped+metricValue(t, e, collector.ShadowRequestsTotal, m))
 	require.Equal(t, metricValue(t, e, collector.ShadowRequestsTotal, m), metricValue(t, e, collector.ShadowPredictionsTotal, m))
+}
+
+// observedOnce waits until vec, a histogram by model, has an observation
+// for model, for at most 10s: a model server that streams waits for its
+// first piece to be read before it sends the next.
+func observedOnce(vec *prometheus.HistogramVec, model string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var m dto.Metric
+		if vec.WithLabelValues(model).(prometheus.Metric).Write(&m) == nil && m.GetHistogram().GetSampleCount() > 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A streamed answer that came in one read (a whole completion, chunked or
+// until the connection closes, the model server's framing aside) has a
+// time to first byte, when its body came, but no time per output token,
+// which would be about 0 whatever the tokens it reports: that needs its
+// last byte to come in a later read than its first. The model, through
+// the proxy, and the shadow are timed alike.
+func TestShadowStreamInOnePiece(t *testing.T) {
+	const pause = 50 * time.Millisecond
+	events := []string{
+		`{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}`,
+		`{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" there, you"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":5}}`,
+		"[DONE]",
+	}
+	var sidecar atomic.Pointer[Exporter]
+	answer := func(firstByte func(*Exporter) *prometheus.HistogramVec) func(*rawMessage, net.Conn) bool {
+		return func(req *rawMessage, c net.Conn) bool {
+			const chunked = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+			switch model := bodyModelOf(req); model {
+			case "once":
+				// One write, headers and all: one event a chunk.
+				var b strings.Builder
+				b.WriteString(chunked)
+				for _, ev := range events {
+					ev = "data: " + ev + "\n\n"
+					fmt.Fprintf(&b, "%x\r\n%s\r\n", len(ev), ev)
+				}
+				b.WriteString("0\r\n\r\n")
+				io.WriteString(c, b.String())
+			case "close":
+				// One write, until the connection closes.
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"+sseBody(events))
+				return false
+			default:
+				// Its first token, read before the others are sent.
+				writeEvents(c, events, func(i int) {
+					if i == 1 {
+						observedOnce(firstByte(sidecar.Load()), model)
+						time.Sleep(pause)
+					}
+				}, 0)
+			}
+			return true
+		}
+	}
+	model := newRawUpstream(t, answer(func(e *Exporter) *prometheus.HistogramVec { return e.metrics.FirstByte }))
+	candidate := newRawUpstream(t, answer(func(e *Exporter) *prometheus.HistogramVec { return e.shadow.metrics.FirstByte }))
+	e := startExporter(t, model.URL(), shadowOptions(candidate.URL(), nil))
+	sidecar.Store(e)
+
+	models := []string{"pieces", "once", "close"}
+	for _, name := range models {
+		status, body := chat(t, e, name)
+		require.Equal(t, 200, status)
+		require.Equal(t, sseBody(events), body, name)
+	}
+	waitParsed(t, e, int64(len(models)))
+
+	for _, tc := range []struct {
+		model string
+		tpot  float64
+	}{
+		{"pieces", 1},
+		{"once", 0},
+		{"close", 0},
+	} {
+		m := map[string]string{"model": tc.model}
+		require.Equal(t, 5.0, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": tc.model, "type": "output"}), tc.model)
+		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowPredictionsTotal, m), "%s: compared", tc.model)
+		for _, name := range []string{collector.PredictionFirstByte, collector.ShadowFirstByte} {
+			require.Equal(t, 1.0, metricValue(t, e, name+"_count", m), "%s: %s, of its body", tc.model, name)
+		}
+		for _, name := range []string{collector.GenerationTimePerToken, collector.ShadowTimePerToken} {
+			require.Equal(t, tc.tpot, metricValue(t, e, name+"_count", m), "%s: %s", tc.model, name)
+		}
+	}
+	pieces := map[string]string{"model": "pieces"}
+	for _, name := range []string{collector.GenerationTimePerToken, collector.ShadowTimePerToken} {
+		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", pieces), pause.Seconds()/4, "%s: (last − first) / (5 − 1)", name)
+	}
 }

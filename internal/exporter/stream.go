@@ -411,11 +411,12 @@ type stream struct {
 	reqBody []byte
 	status  int
 	rq      request
-	n       int    // bytes read
-	buf     []byte // the body as read, for the capture, while keep
-	keep    bool   // whether buf holds the whole body so far, or its head and tail
-	keepMax int    // the most buf and tail keep together: --capture.max-body-size
-	err     error  // why reading the upstream failed, or nil
+	n       int           // bytes read
+	first   time.Duration // when its first byte came, after rq.start: rq.firstByte once a later read brings more
+	buf     []byte        // the body as read, for the capture, while keep
+	keep    bool          // whether buf holds the whole body so far, or its head and tail
+	keepMax int           // the most buf and tail keep together: --capture.max-body-size
+	err     error         // why reading the upstream failed, or nil
 	// A stream of events or JSON lines that outgrows the capture keeps its
 	// head in buf and its tail in a ring, and is captured as the two.
 	framing framing
@@ -485,10 +486,18 @@ func (s *stream) Read(b []byte) (int, error) {
 		// Nothing over the limit reaches the client.
 		n, err = 0, fasthttp.ErrBodyTooLarge
 	}
-	if s.n == 0 && n > 0 && s.m != nil {
-		// The first token of a stream: what a waiting user feels.
-		s.rq.firstByte = s.p.now().Sub(s.rq.start)
-		s.p.metrics.FirstByte.WithLabelValues(s.m.name).Observe(s.rq.firstByte.Seconds())
+	if n > 0 && s.m != nil {
+		if s.n == 0 {
+			// The first token of a stream: what a waiting user feels.
+			s.first = s.p.now().Sub(s.rq.start)
+			s.p.metrics.FirstByte.WithLabelValues(s.m.name).Observe(s.first.Seconds())
+		} else {
+			// A later read brought more: the body came in pieces, and its
+			// time per output token runs from the first. One that came in
+			// one read (a whole answer, chunked or events all the same)
+			// has none, which would be 0 whatever the tokens it reports.
+			s.rq.firstByte = s.first
+		}
 	}
 	s.n += n
 	if s.keep {

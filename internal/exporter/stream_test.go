@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,6 +138,7 @@ func TestProxyGenerativeAnswers(t *testing.T) {
 	chunk := func(content, finish string) string {
 		return `{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"llama","choices":[{"index":0,"delta":{"content":"` + content + `"},"finish_reason":` + finish + `}]}`
 	}
+	var sidecar atomic.Pointer[Exporter]
 	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
 		events := []string{chunk("Hel", "null"), chunk("lo", "null"), chunk("", `"length"`),
 			`{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2}}`, "[DONE]"}
@@ -160,7 +162,12 @@ func TestProxyGenerativeAnswers(t *testing.T) {
 			}
 		}
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-		for _, ev := range events {
+		for i, ev := range events {
+			if i == 1 && strings.Contains(req.start, "/v1/chat/completions ") {
+				// The chat streams: its first token is read before the
+				// next is sent.
+				observedOnce(sidecar.Load().metrics.FirstByte, "llama")
+			}
 			ev = "data: " + ev + "\n\n"
 			fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev)
 		}
@@ -173,6 +180,7 @@ default_model: llama
 prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/*/generate_stream, /api/generate]
 `), 0o644))
 	e := startExporter(t, up.URL(), func(o *Options) { o.ConfigFile = cfg })
+	sidecar.Store(e)
 	proxy := "http://" + e.ProxyAddr()
 
 	st, body := do(t, "POST", proxy+"/v1/chat/completions", `{"model":"llama","messages":[{"role":"user","content":"Hi"}],"stream":true}`)
@@ -215,8 +223,9 @@ prediction_paths: [/v1/chat/completions, /v1/chat/completions/whole, /v2/models/
 	require.Equal(t, 9.0+9+4, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "input"}))
 	require.Equal(t, 2.0+3+1, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "llama", "type": "output"}))
 	require.Zero(t, metricValue(t, e, "modelmon_generation_tokens_total", map[string]string{"model": "t5", "type": "output"}))
-	// Time per output token: the streamed chat (two tokens); not the whole
-	// one (no first byte), Ollama's (one token) or t5's (no count).
+	// Time per output token: the streamed chat (two tokens, in pieces); not
+	// the whole one (no first byte), Ollama's (one token) or t5's (no
+	// count).
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_generation_time_per_output_token_seconds_count", llama))
 	require.Zero(t, metricValue(t, e, "modelmon_generation_time_per_output_token_seconds_count", t5))
 }
