@@ -127,7 +127,7 @@ modelmon is running.
 
 The story, step by step (polled from the sidecar's /metrics and alertd's API):
   drift → ModelFeatureDrift fires → classified data_quality/retrain → Slack #ml-oncall (level 1)
-  → retrain webhook verified → 30s later Slack #ml-lead (level 2). About 3 minutes.
+  → retrain webhook verified → 30s later Slack #ml-lead (level 2). About $((DRIFT_START + 90))s.
 
 Try:
   curl -s http://127.0.0.1:${WEB_PORT}/metrics | grep '^modelmon_feature_drift_psi.*window="1m"'
