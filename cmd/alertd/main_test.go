@@ -342,4 +342,5 @@ func TestREADMEDocumentsFlags(t *testing.T) {
 	out, err := exec.Command(bin, "--help-long").CombinedOutput()
 	require.NoError(t, err, string(out))
 	readmetest.Load(t).RequireFlagsAndCommands(t, "alertd", string(out))
+	readmetest.Load(t).RequireFlagDefaults(t, "alertd", string(out))
 }

@@ -331,4 +331,5 @@ func TestREADMEDocumentsFlags(t *testing.T) {
 	out, err := exec.Command(bin, "--help-long").CombinedOutput()
 	require.NoError(t, err, string(out))
 	readmetest.Load(t).RequireFlagsAndCommands(t, "exporter", string(out))
+	readmetest.Load(t).RequireFlagDefaults(t, "exporter", string(out))
 }

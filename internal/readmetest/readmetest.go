@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -265,4 +267,123 @@ func (d *Doc) requireMetricNames(t testing.TB, names []string) {
 		}
 	}
 	require.Empty(t, missing, "README.md does not document these metric families")
+}
+
+// flagDefault is a default the README's flag tables give a flag.
+type flagDefault struct {
+	binary, flag, value string
+	line                int
+}
+
+var (
+	flagsHeading = regexp.MustCompile(`^\|\s*flag\s*\|\s*default\s*\|`)
+	backquoted   = regexp.MustCompile("`([^`]*)`")
+	// A default kingpin shows in a flag's line: --name=VALUE, quoted or not,
+	// an upper-case placeholder being none.
+	helpDefault = regexp.MustCompile(`^\s+(?:-[a-zA-Z], )?--([a-zA-Z0-9][a-zA-Z0-9._-]*)=("[^"]*"|\S+)`)
+	placeholder = regexp.MustCompile(`^[A-Z][A-Z0-9._-]*$`)
+)
+
+// flagDefaults returns the defaults the README's flag tables (those whose
+// headings start "flag | default") give, each row's defaults written in
+// backquotes, one for each flag of the row or one for all. A default in
+// words ("(none)", "host of --proxy.upstream") or one computed at run time
+// (`http://<hostname>:<port>/`) is left out. Rows in the alertd chapter
+// are alertd's, the others the exporter's.
+func (d *Doc) flagDefaults() []flagDefault {
+	var out []flagDefault
+	binary, inTable := "exporter", false
+	for i, line := range strings.Split(d.text, "\n") {
+		switch {
+		case strings.HasPrefix(line, "## "):
+			binary = "exporter"
+			if strings.HasPrefix(line, "## alertd") {
+				binary = "alertd"
+			}
+		case flagsHeading.MatchString(line):
+			inTable = true
+			continue
+		case !strings.HasPrefix(line, "|"):
+			inTable = false
+		}
+		cells := strings.Split(line, "|")
+		if !inTable || len(cells) < 3 || strings.HasPrefix(line, "|---") {
+			continue
+		}
+		def := strings.TrimSpace(cells[2])
+		if !strings.HasPrefix(def, "`") || strings.Contains(def, "<") {
+			continue
+		}
+		var flags, values []string
+		for _, m := range flagRef.FindAllStringSubmatch(cells[1], -1) {
+			flags = append(flags, m[1])
+		}
+		for _, m := range backquoted.FindAllStringSubmatch(def, -1) {
+			values = append(values, m[1])
+		}
+		for j, f := range flags {
+			switch {
+			case len(values) == len(flags):
+				out = append(out, flagDefault{binary, f, values[j], i + 1})
+			case len(values) == 1:
+				out = append(out, flagDefault{binary, f, values[0], i + 1})
+			}
+		}
+	}
+	return out
+}
+
+// sameDefault reports whether the README's default and kingpin's are the
+// same value, written alike or not: 1m and 1m0s, 7d and 1w, 268435456 and
+// 256MiB.
+func sameDefault(readme, help string) bool {
+	if readme == help {
+		return true
+	}
+	if a, err := model.ParseDuration(readme); err == nil {
+		b, err := model.ParseDuration(help)
+		return err == nil && a == b
+	}
+	if a, err := bytesOf(readme); err == nil {
+		b, err := bytesOf(help)
+		return err == nil && a == b
+	}
+	return false
+}
+
+func bytesOf(s string) (int64, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil
+	}
+	b, err := units.ParseBase2Bytes(s)
+	return int64(b), err
+}
+
+// RequireFlagDefaults fails t unless every default the README's flag
+// tables give one of the binary's flags is the default its --help-long
+// text shows, for the flag of at least one command (`--output` is `text`
+// for one command and `-` for another). Booleans, whose defaults kingpin
+// does not show, are not checked.
+func (d *Doc) RequireFlagDefaults(t testing.TB, binary, helpLong string) {
+	t.Helper()
+	defaults := map[string][]string{}
+	for line := range strings.SplitSeq(helpLong, "\n") {
+		m := helpDefault.FindStringSubmatch(line)
+		if m == nil || placeholder.MatchString(m[2]) {
+			continue
+		}
+		defaults[m[1]] = append(defaults[m[1]], strings.Trim(m[2], `"`))
+	}
+	require.NotEmpty(t, defaults, "no defaults in the help text:\n%s", helpLong)
+	var wrong []string
+	for _, fd := range d.flagDefaults() {
+		got, ok := defaults[fd.flag]
+		if fd.binary != binary || !ok {
+			continue
+		}
+		if !slices.ContainsFunc(got, func(h string) bool { return sameDefault(fd.value, h) }) {
+			wrong = append(wrong, fmt.Sprintf("README.md:%d: --%s defaults to %q, the help says %q", fd.line, fd.flag, fd.value, got))
+		}
+	}
+	require.Empty(t, wrong, "README.md gives these flags of %s other defaults than the code", binary)
 }

@@ -92,3 +92,35 @@ func TestTableMetrics(t *testing.T) {
 	require.Equal(t, []string{"a_total", "b_seconds", "go_*", "e_info"}, d.TableMetrics(),
 		"first columns of the metrics tables only")
 }
+
+func TestFlagDefaults(t *testing.T) {
+	d := Parse("## The exporter\n\n" +
+		"| flag | default | meaning |\n" +
+		"|---|---|---|\n" +
+		"| `--proxy.timeout` | `1m` | |\n" +
+		"| `--log.level`, `--log.format` | `info`, `logfmt` | |\n" +
+		"| `--a`, `--b` | `0s` | one for both |\n" +
+		"| `--config.file` | (none) | in words: not checked |\n" +
+		"| `--web.external-url` | `http://<hostname>:<port>/` | computed: not checked |\n" +
+		"\n## alertd: the alert engine\n\n" +
+		"| flag | default | meaning |\n" +
+		"|---|---|---|\n" +
+		"| `--outbox.retention` | `7d` | |\n")
+	require.Equal(t, []flagDefault{
+		{"exporter", "proxy.timeout", "1m", 5},
+		{"exporter", "log.level", "info", 6},
+		{"exporter", "log.format", "logfmt", 6},
+		{"exporter", "a", "0s", 7},
+		{"exporter", "b", "0s", 7},
+		{"alertd", "outbox.retention", "7d", 15},
+	}, d.flagDefaults())
+
+	require.True(t, sameDefault("1m", "1m0s"))
+	require.True(t, sameDefault("7d", "1w"))
+	require.True(t, sameDefault("268435456", "256MiB"))
+	require.True(t, sameDefault("5m,1h,1d", "5m,1h,1d"))
+	require.False(t, sameDefault("100", "200"))
+	require.False(t, sameDefault("30s", "1m0s"))
+
+	d.RequireFlagDefaults(t, "alertd", "  --outbox.retention=\"1w\"  How long.\n  --bins=200  Bins.\n")
+}
