@@ -21,7 +21,7 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 	}
 
 	var profile driftcli.ProfileCommand
-	pc := app.Command("profile", "Build a reference profile from training data (CSV or JSON Lines) and write it as JSON.")
+	pc := app.Command("profile", "Build a reference profile from training data (CSV, JSON Lines or Parquet) and write it as JSON.")
 	pc.Flag("input", "Training data: a .csv, .jsonl, .ndjson or .parquet file, or - for stdin (with --format).").Required().StringVar(&profile.Input)
 	pc.Flag("output", "Profile file to write, or - for stdout.").Required().StringVar(&profile.Output)
 	pc.Flag("format", "Format of the input when it is stdin or its extension is none of .csv, .jsonl, .ndjson, .parquet: csv, jsonl or parquet.").StringVar(&profile.Format)

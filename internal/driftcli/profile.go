@@ -13,10 +13,10 @@ import (
 // ProfileCommand builds a reference profile from training data: `exporter
 // profile`. Its fields are the command's flags.
 type ProfileCommand struct {
-	// Input is the training data, CSV or JSON Lines by its extension (.csv,
-	// .jsonl, .ndjson) or Format; "-" is stdin.
+	// Input is the training data, CSV, JSON Lines or Parquet by its
+	// extension (.csv, .jsonl, .ndjson, .parquet) or Format; "-" is stdin.
 	Input string
-	// Format is "csv" or "jsonl", the format of stdin or of a file whose
+	// Format is "csv", "jsonl" or "parquet", the format of stdin or of a file whose
 	// extension is none of those.
 	Format string
 	// Output is where the profile goes; "-" is stdout.
