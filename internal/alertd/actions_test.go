@@ -959,3 +959,49 @@ actions:
 	waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "not delivered")
 	require.Eventually(t, func() bool { return savedState() == stateDelivered }, 30*time.Second, 10*time.Millisecond)
 }
+
+// A configured action's outbox metrics exist at 0 before its first
+// request, as a receiver's do, so that rate() sees its first delivery and
+// an alert on dead letters its first one; an action a reload adds gets
+// them at the reload.
+func TestActionOutboxMetricsAtZero(t *testing.T) {
+	t.Parallel()
+	cfg := func(names ...string) string {
+		s := "actions:\n"
+		for _, n := range names {
+			s += fmt.Sprintf("  - name: %s\n    type: webhook\n    url: http://127.0.0.1:1/\n    secret: s\n    trigger:\n      matchers: ['action=%q']\n", n, n)
+		}
+		return s
+	}
+	requireAtZero := func(a *testAlertd, action string) {
+		t.Helper()
+		lane := []string{"receiver", action, "integration", integrationAction}
+		entry := append(slices.Clone(lane), "entry", "0")
+		for _, m := range []struct {
+			name   string
+			labels []string
+		}{
+			{"alertd_outbox_messages_enqueued_total", lane},
+			{"alertd_outbox_duplicates_total", append(slices.Clone(lane), "state", "dead_lettered")},
+			{"alertd_outbox_delivery_failures_total", append(slices.Clone(lane), "reason", "http_5xx")},
+			{"alertd_outbox_delivery_duration_seconds", lane}, // found, not its value
+			{"alertd_outbox_deliveries_total", append(slices.Clone(entry), "result", "delivered")},
+			{"alertd_outbox_deliveries_total", append(slices.Clone(entry), "result", "dead_lettered")},
+			{"alertd_outbox_queue_depth", entry},
+			{"alertd_outbox_oldest_pending_age_seconds", entry},
+			{"alertd_outbox_dead_letters", entry},
+		} {
+			v, ok := metric(t, a.Registry(), m.name, m.labels...)
+			require.True(t, ok, "%s%v is not pre-created", m.name, m.labels)
+			require.Zero(t, v, "%s%v", m.name, m.labels)
+		}
+	}
+
+	a := startAlertd(t, cfg("retrain"), nil, nil)
+	requireAtZero(a, "retrain")
+
+	writeFile(t, a.Dir, "alertd.yml", cfg("retrain", "deploy"))
+	code, body := post(t, a.URL+"/-/reload", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	requireAtZero(a, "deploy")
+}

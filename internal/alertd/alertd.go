@@ -549,6 +549,12 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	a.routing.Store(newRouting(dispatch.NewRoute(cfg.Route, nil), timeinterval.NewIntervener(cfg.Intervals())))
 	a.applyAnomaly(cfg.AnomalyDetectors)
 	a.actions.set(cfg.Actions)
+	// An action's outbox metrics exist at 0 from the start, as a
+	// receiver's do, so that rate() sees its first delivery and an alert
+	// on its dead letters its first one.
+	for _, c := range cfg.Actions {
+		a.notify.Outbox().InitializeFor(c.Name, integrationAction, 1)
+	}
 	a.upstream.client.Store(upstreamClient)
 	if a.remote != nil {
 		if err := a.remote.Update(remote, dsClient, time.Duration(cfg.Datasource.Timeout)); err != nil {
