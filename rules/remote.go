@@ -65,9 +65,9 @@ type Remote struct {
 	queries uint64
 	failed  map[string]uint64
 	// warned counts answers with warnings; logged holds, per query (a
-	// template's apart from a rule's, logKey), the warnings or partial
-	// answer last logged, so the same ones are not logged again at every
-	// evaluation.
+	// template's and an auxiliary one apart from a rule's, asker.logKey),
+	// the warnings or partial answer last logged, so the same ones are
+	// not logged again at every evaluation.
 	warned uint64
 	logged map[string]string
 }
@@ -532,23 +532,52 @@ func (r *Remote) do(ctx context.Context, q string, send func(context.Context, v1
 		}
 	}
 	err = r.observe(ctx, seq, err, r.now())
-	template := isTemplateQuery(ctx)
+	by := askerOf(ctx)
 	var pe *PartialError
 	switch {
 	case err == nil:
-		r.warn(q, logKey(q, template), ws)
+		r.warn(q, by.logKey(q), ws)
 	case errors.As(err, &pe):
-		r.partial(q, template, err)
+		r.partial(q, by, err)
 	}
 	return val, err
 }
 
-// logKey is the key of Remote.logged of a query: a template's query that
-// repeats a rule's expression is logged apart from the rule's, so that
-// the two do not log in turn at every evaluation.
-func logKey(q string, template bool) string {
-	if template {
+// auxiliaryKey is the context key of an auxiliary query's use
+// (WithAuxiliary).
+type auxiliaryKey struct{}
+
+// WithAuxiliary returns ctx for an auxiliary query: one that neither a
+// rule nor an anomaly detector runs, such as deployment detection's, which
+// use names in logs. Its failure judges nothing of the data source (what
+// counts it down is the latest evaluation of each rule and detector), and
+// Remote's log of a partial answer to it says so.
+func WithAuxiliary(ctx context.Context, use string) context.Context {
+	return context.WithValue(ctx, auxiliaryKey{}, use)
+}
+
+// asker tells, for the logs, who asked a query: a rule or an anomaly
+// detector (the zero value), an alerting rule's template
+// (isTemplateQuery), or an auxiliary query's use (WithAuxiliary).
+type asker struct {
+	template bool
+	use      string
+}
+
+func askerOf(ctx context.Context) asker {
+	use, _ := ctx.Value(auxiliaryKey{}).(string)
+	return asker{template: isTemplateQuery(ctx), use: use}
+}
+
+// logKey is the key of Remote.logged of query q: a template's or an
+// auxiliary query that repeats a rule's expression is logged apart from
+// the rule's, so that the two do not log in turn at every evaluation.
+func (a asker) logKey(q string) string {
+	switch {
+	case a.template:
 		return "template\xff" + q
+	case a.use != "":
+		return "auxiliary\xff" + a.use + "\xff" + q
 	}
 	return q
 }
@@ -556,21 +585,27 @@ func logKey(q string, template bool) string {
 // partial logs that the answer to q lacked part of the data, at warning
 // level, once until it changes or q is answered in full. A template's
 // query (isTemplateQuery) fails its template, which expands to
-// Prometheus's <error expanding template: …>, and not the rule: the data
-// source does not count as down for it.
-func (r *Remote) partial(q string, template bool, err error) {
-	msg := "Data source answered with part of the data; the query fails and the data source counts as down"
-	if template {
+// Prometheus's <error expanding template: …>, and not the rule; an
+// auxiliary query (WithAuxiliary) fails its use only: the data source
+// does not count as down for either.
+func (r *Remote) partial(q string, by asker, err error) {
+	msg, args := "Data source answered with part of the data; the query fails and the data source counts as down", []any{}
+	switch {
+	case by.template:
 		msg = "Data source answered a template's query with part of the data; the template fails to expand, the data source does not count as down"
+	case by.use != "":
+		msg = "Data source answered an auxiliary query with part of the data; the query fails, the data source does not count as down"
+		args = append(args, "use", by.use)
 	}
-	if !r.logChanged(logKey(q, template), "partial: "+err.Error()) {
-		r.logger.Debug("Data source answered with part of the data again", "query", q, "template", template, "err", err)
+	args = append(args, "query", q, "err", err)
+	if !r.logChanged(by.logKey(q), "partial: "+err.Error()) {
+		r.logger.Debug("Data source answered with part of the data again", append(args, "template", by.template)...)
 		return
 	}
-	r.logger.Warn(msg, "query", q, "err", err)
+	r.logger.Warn(msg, args...)
 }
 
-// logChanged records text as what was last logged under key (logKey),
+// logChanged records text as what was last logged under key (asker.logKey),
 // and reports whether it differs from what was.
 func (r *Remote) logChanged(key, text string) bool {
 	r.mu.Lock()

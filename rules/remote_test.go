@@ -757,3 +757,25 @@ func TestRemotePartialAnswerOfTemplate(t *testing.T) {
 	require.Contains(t, logs.String(), `msg="Data source answered a template's query with part of the data; the template fails to expand, the data source does not count as down" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`)
 	require.Equal(t, 1, strings.Count(logs.String(), "counts as down"), logs.String())
 }
+
+// An auxiliary query (deployment detection's) that gets part of the data
+// fails, and does not mark the data source down: its log says so, names
+// its use, and is kept apart from a rule's query of the same expression.
+func TestRemotePartialAnswerOfAuxiliaryQuery(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(answer(http.StatusOK, vmPartial))
+	defer srv.Close()
+	var logs strings.Builder
+	r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	require.NoError(t, err)
+	for range 3 {
+		_, err := r.Query(context.Background(), "up", time.Unix(1700000000, 0))
+		require.Error(t, err)
+		_, err = r.Query(WithAuxiliary(context.Background(), "deployment detection"), "up", time.Unix(1700000000, 0))
+		require.Error(t, err)
+	}
+	require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"), logs.String())
+	require.Contains(t, logs.String(), `msg="Data source answered an auxiliary query with part of the data; the query fails, the data source does not count as down" use="deployment detection" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`)
+	require.Equal(t, 1, strings.Count(logs.String(), "counts as down"), logs.String())
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/rules"
 )
 
 // Outcomes and kinds of deployments.
@@ -377,7 +378,10 @@ func (a *Alertd) watchModelInfo(ctx context.Context) {
 		case <-t.C:
 		}
 		now := a.opts.Now()
-		vec, err := a.query(ctx, modelInfoQuery, now)
+		// No rule's: its failure leaves the data source up (a partial
+		// answer is logged so), and the versions are read again at the
+		// next pass.
+		vec, err := a.query(rules.WithAuxiliary(ctx, "deployment detection"), modelInfoQuery, now)
 		if err != nil {
 			a.logger.Debug("Couldn't read model versions", "err", err)
 		} else {

@@ -1,10 +1,15 @@
 package alertd
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +26,7 @@ import (
 
 	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/alertconfig"
+	"github.com/modelmon/modelmon/internal/prometheustest"
 	"github.com/modelmon/modelmon/internal/statefile/statefiletest"
 )
 
@@ -439,4 +445,53 @@ func TestDeploymentLogFailedAppend(t *testing.T) {
 		}
 		require.Equal(t, []string{"v1", "v3"}, got)
 	})
+}
+
+// Deployment detection's query is no rule's: a remote data source that
+// answers it with part of the data (a VictoriaMetrics cluster with a
+// vmstorage node down) fails it, and the log says the data source does not
+// count as down, as alertd_datasource_up shows while the rules' queries are
+// answered in full.
+func TestDeployDetectionPartialAnswerLeavesDatasourceUp(t *testing.T) {
+	t.Parallel()
+	prom := prometheustest.Start(t, prometheustest.Options{})
+	target, err := url.Parse(prom.URL)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var partial atomic.Int64
+	frontend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if strings.Contains(string(body)+r.URL.RawQuery, "modelmon_model_info") {
+			partial.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]}}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(frontend.Close)
+
+	h := newHook(t)
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
+groups:
+  - name: always
+    interval: 100ms
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+`}, func(o *Options) { o.DatasourceURL = frontend.URL })
+	h.wait(t, "AlwaysFiring", "firing", 60*time.Second)
+	require.Eventually(t, func() bool { return partial.Load() > 0 }, 30*time.Second, 20*time.Millisecond, "modelmon_model_info was never queried")
+	require.Never(t, func() bool {
+		up, _ := metric(t, a.Registry(), "alertd_datasource_up")
+		return up != 1
+	}, time.Second, 10*time.Millisecond, "deployment detection's query marked the data source down")
+	require.Contains(t, a.logs.String(), `msg="Data source answered an auxiliary query with part of the data; the query fails, the data source does not count as down" component=datasource use="deployment detection" query="max by (model, version) (modelmon_model_info)"`)
+	require.NotContains(t, a.logs.String(), "counts as down")
+	require.Eventually(t, func() bool {
+		v, _ := metric(t, a.Registry(), "alertd_datasource_queries_failed_total", "reason", "partial_response")
+		return v == float64(partial.Load())
+	}, 10*time.Second, 10*time.Millisecond, "the partial answers are not counted")
 }
