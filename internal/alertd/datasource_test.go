@@ -1,9 +1,11 @@
 package alertd
 
 import (
+	"bytes"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -289,22 +291,17 @@ func TestDatasourceURLFlagChecked(t *testing.T) {
 // alert is held rather than resolved.
 func TestDatasourceRetryAfter(t *testing.T) {
 	t.Parallel()
-	prom := prometheustest.Start(t, prometheustest.Options{})
-	target, err := url.Parse(prom.URL)
-	require.NoError(t, err)
 	var busy atomic.Bool
 	var refused atomic.Int64
-	rp := httputil.NewSingleHostReverseProxy(target)
-	frontend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if busy.Load() {
-			refused.Add(1)
-			w.Header().Set("Retry-After", "3600")
-			http.Error(w, "too many outstanding requests", http.StatusTooManyRequests)
-			return
+	frontend := promFrontend(t, func(w http.ResponseWriter, _ *http.Request, _ string) bool {
+		if !busy.Load() {
+			return false
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(frontend.Close)
+		refused.Add(1)
+		w.Header().Set("Retry-After", "3600")
+		http.Error(w, "too many outstanding requests", http.StatusTooManyRequests)
+		return true
+	})
 
 	h := newHook(t)
 	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
@@ -733,4 +730,39 @@ anomaly_detectors:
 	require.Zero(t, v)
 	n, _ := metric(t, a.Registry(), "alertd_datasource_failing_rules")
 	require.Equal(t, 1.0, n)
+}
+
+// promFrontend starts a real Prometheus and, in front of it, a data source
+// that shows each request to intercept first, with its query (the form
+// body and the URL's query string together, as alertd sends either):
+// intercept answers it and returns true, or returns false and the request
+// goes on to Prometheus. Tests use it to make a frontend (Thanos's,
+// Mimir's, vmselect's) refuse or half-answer the queries they pick.
+func promFrontend(t *testing.T, intercept func(w http.ResponseWriter, r *http.Request, query string) bool) *httptest.Server {
+	t.Helper()
+	prom := prometheustest.Start(t, prometheustest.Options{})
+	target, err := url.Parse(prom.URL)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	frontend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if intercept(w, r, string(body)+r.URL.RawQuery) {
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(frontend.Close)
+	return frontend
+}
+
+// writePartialAnswer answers a query as VictoriaMetrics's vmselect does
+// while a vmstorage node is down: success, with isPartial set.
+func writePartialAnswer(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]}}`)
 }

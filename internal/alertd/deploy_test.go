@@ -1,15 +1,10 @@
 package alertd
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,7 +21,6 @@ import (
 
 	"github.com/modelmon/modelmon/classify"
 	"github.com/modelmon/modelmon/internal/alertconfig"
-	"github.com/modelmon/modelmon/internal/prometheustest"
 	"github.com/modelmon/modelmon/internal/statefile/statefiletest"
 )
 
@@ -454,24 +448,15 @@ func TestDeploymentLogFailedAppend(t *testing.T) {
 // answered in full.
 func TestDeployDetectionPartialAnswerLeavesDatasourceUp(t *testing.T) {
 	t.Parallel()
-	prom := prometheustest.Start(t, prometheustest.Options{})
-	target, err := url.Parse(prom.URL)
-	require.NoError(t, err)
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var partial atomic.Int64
-	frontend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		require.NoError(t, err)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		if strings.Contains(string(body)+r.URL.RawQuery, "modelmon_model_info") {
-			partial.Add(1)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]}}`)
-			return
+	frontend := promFrontend(t, func(w http.ResponseWriter, _ *http.Request, query string) bool {
+		if !strings.Contains(query, "modelmon_model_info") {
+			return false
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(frontend.Close)
+		partial.Add(1)
+		writePartialAnswer(w)
+		return true
+	})
 
 	h := newHook(t)
 	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `

@@ -1,12 +1,7 @@
 package alertd
 
 import (
-	"bytes"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -83,29 +78,19 @@ models:
 // stays up; the log says the partial answer does not mark it down.
 func TestTemplateQueryFailureLeavesDatasourceUp(t *testing.T) {
 	t.Parallel()
-	prom := prometheustest.Start(t, prometheustest.Options{})
-	target, err := url.Parse(prom.URL)
-	require.NoError(t, err)
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var unanswered atomic.Int64
-	frontend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		require.NoError(t, err)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		if strings.Contains(string(body)+r.URL.RawQuery, "template_unanswered") {
+	frontend := promFrontend(t, func(w http.ResponseWriter, _ *http.Request, query string) bool {
+		switch {
+		case strings.Contains(query, "template_unanswered"):
 			unanswered.Add(1)
 			http.Error(w, "bad gateway", http.StatusBadGateway)
-			return
+			return true
+		case strings.Contains(query, "template_partial"):
+			writePartialAnswer(w)
+			return true
 		}
-		if strings.Contains(string(body)+r.URL.RawQuery, "template_partial") {
-			// VictoriaMetrics's answer while a vmstorage node is down.
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]}}`)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(frontend.Close)
+		return false
+	})
 
 	h := newHook(t)
 	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
