@@ -352,10 +352,12 @@ func New(o Options) (_ *Exporter, err error) {
 	return e, nil
 }
 
-// prepareModel gives a new model its shadow counters, when a shadow
-// mirrors it, and its drift state: the reference, a learned reference
-// restored from storage, or a learner.
+// prepareModel gives a new model its listed classes (models[].classes,
+// model.setClasses), its shadow counters, when a shadow mirrors it, and its
+// drift state: the reference, a learned reference restored from storage,
+// or a learner.
 func (e *Exporter) prepareModel(m *model) {
+	m.setClasses(e.cfg.Load().models[m.name].classes)
 	if e.shadow != nil {
 		e.shadow.initModel(m)
 	}
@@ -428,9 +430,21 @@ func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 	}
 	if e.models != nil { // nil during New's first load, which registers them itself
 		e.registerModels(rc, prev)
+		e.updateClasses(rc)
 		e.updateDrift(rc)
 	}
 	return nil
+}
+
+// updateClasses gives each model its classes of rc (models[].classes) as
+// the first its class metrics name (model.setClasses); those of a model
+// whose classes the reload changed start again at 0.
+func (e *Exporter) updateClasses(rc *runtimeConfig) {
+	for _, m := range *e.models.m.Load() {
+		if m.setClasses(rc.models[m.name].classes) {
+			e.logger.Info("Counters by class started again: the model's classes changed", "model", m.name)
+		}
+	}
 }
 
 // updateDrift gives the models whose drift reference a reload changed

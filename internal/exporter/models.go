@@ -40,7 +40,7 @@ type model struct {
 	metrics         *collector.Metrics
 	tooManyFeatures *warning   // nil logs nothing
 	tooManyClasses  *warning   // nil logs nothing
-	mu              sync.Mutex // guards features, order, classes and score
+	mu              sync.Mutex // guards features, order, classes, score, predicted and paired
 	features        map[string]*feature
 	// order caches the features by position in the last record seen:
 	// payloads repeat their columns in the same order, so a comparison
@@ -62,6 +62,9 @@ type model struct {
 	// bin of the number models[].calibration_bins gives (made with
 	// confidence, and again when a reload changes it).
 	confBins []prometheus.Counter
+	// predicted are the classes classes may name, paired those
+	// modelmon_shadow_class_pairs_total names (setClasses).
+	predicted, paired classCap
 }
 
 // observeConfidenceLocked observes the probability a classification
@@ -88,8 +91,82 @@ func (m *model) observeConfidenceLocked(p float64, bins int) {
 }
 
 // maxPredictedClasses caps the classes of modelmon_prediction_class_total
-// per model, as the label join caps its classes.
+// and of modelmon_shadow_class_pairs_total per model, as the label join
+// caps its classes.
 const maxPredictedClasses = 50
+
+// classCap is the classes of one model a metric names, at most
+// maxPredictedClasses: those of models[].classes first, in their order
+// (seed), then those seen first; any other is counted as __other__.
+// Replicas given the same list then name the same classes whatever order
+// traffic brings them in, as the label join's store does
+// (quality.Store.SetClasses), and sum by (class) over the replicas adds a
+// class's counts under one name. Its owner guards it.
+type classCap struct {
+	listed []string            // models[].classes, as last seeded
+	order  []string            // the classes named, in order
+	named  map[string]struct{} // the same, to look up
+}
+
+// admit reports whether class is named, taking it while fewer than
+// maxPredictedClasses are. A class itself named __other__ is counted as
+// __other__, without taking a place.
+func (c *classCap) admit(class string) bool {
+	if _, ok := c.named[class]; ok || class == collector.OtherValue {
+		return true
+	}
+	if len(c.order) >= maxPredictedClasses {
+		return false
+	}
+	if c.named == nil {
+		c.named = map[string]struct{}{}
+	}
+	c.order = append(c.order, class)
+	c.named[class] = struct{}{}
+	return true
+}
+
+// seed makes listed (models[].classes) the first classes named, in their
+// order; the classes named already follow, in theirs, while fewer than
+// maxPredictedClasses are, and the others are __other__ from then on. It
+// reports whether listed differs from the classes seeded last, nil before
+// the first.
+func (c *classCap) seed(listed []string) bool {
+	if slices.Equal(c.listed, listed) {
+		return false
+	}
+	seen := c.order
+	c.listed, c.order, c.named = listed, nil, nil
+	for _, class := range listed {
+		c.admit(class)
+	}
+	for _, class := range seen {
+		c.admit(class)
+	}
+	return true
+}
+
+// setClasses seeds the classes modelmon_prediction_class_total and
+// modelmon_shadow_class_pairs_total name for the model with classes
+// (models[].classes; classCap.seed), as it is made and on every reload. A
+// reload that changes them deletes the model's series of both metrics,
+// which start again at 0 as its counters by segment and class do
+// (labels.applyClasses): a class it moves to __other__ (or out of it)
+// leaves no series behind that reads as if still counted, and rate() and
+// increase() take the restart for a counter reset. It reports whether it
+// deleted any.
+func (m *model) setClasses(classes []string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := m.predicted.seed(classes)
+	m.paired.seed(classes)
+	if !changed {
+		return false
+	}
+	m.classes = nil
+	match := prometheus.Labels{"model": m.name}
+	return m.metrics.PredictionClass.DeletePartialMatch(match)+m.metrics.Shadow.ClassPairs.DeletePartialMatch(match) > 0
+}
 
 // countRecordLocked counts what rec predicts, as mc reads it: its class,
 // its score or value, and the probability it gives its class. The caller
@@ -138,7 +215,8 @@ func (m *model) countPredictionLocked(classBytes []byte, class string, isClass b
 }
 
 // newClassLocked returns the counter of a class not counted yet, or of
-// __other__ once the model has maxPredictedClasses.
+// __other__ for a class past the model's first maxPredictedClasses
+// (predicted).
 func (m *model) newClassLocked(classBytes []byte, class string) prometheus.Counter {
 	// A copy, so that what the class points to (a record, the
 	// configuration) does not escape to the heap with it.
@@ -146,7 +224,7 @@ func (m *model) newClassLocked(classBytes []byte, class string) prometheus.Count
 	if classBytes != nil {
 		name = string(classBytes)
 	}
-	if len(m.classes) >= maxPredictedClasses {
+	if !m.predicted.admit(name) {
 		m.metrics.LabelOverflow.WithLabelValues("class").Inc()
 		if m.tooManyClasses != nil {
 			m.tooManyClasses.warn(func() []any { return []any{"model", m.name, "class", name, "max_classes", maxPredictedClasses} })

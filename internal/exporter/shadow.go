@@ -92,11 +92,8 @@ type shadow struct {
 	// labels.
 	pending *shadowPending
 	now     func() time.Time
-	// classes are the class names of each model in
-	// modelmon_shadow_class_pairs_total, maxPredictedClasses at most;
-	// overflow counts those replaced by __other__.
-	classMu  sync.Mutex
-	classes  map[string]map[string]bool
+	// overflow counts the classes of modelmon_shadow_class_pairs_total
+	// replaced by __other__ (countClassPair).
 	overflow prometheus.Counter
 }
 
@@ -183,7 +180,6 @@ func newShadow(o ShadowOptions, q *queue, maxBody int, config func() *runtimeCon
 		config:   config,
 		metrics:  m,
 		now:      now,
-		classes:  map[string]map[string]bool{},
 		overflow: overflow,
 		logger:   logger,
 		failing:  newWarning(logger, "Requests to the shadow model server fail: its predictions are not compared (modelmon_shadow_errors_total counts each by reason); the model's clients are not affected"),
@@ -541,7 +537,7 @@ func (sd *shadowSender) compare(j *shadowJob, reqBody, respBody []byte, t answer
 			disagreed++
 		}
 		if a.isClass || b.isClass {
-			sm.ClassPairs.WithLabelValues(m.name, s.classLabel(m.name, a), s.classLabel(m.name, b)).Inc()
+			s.countClassPair(m, a, b)
 		}
 		if a.isX && b.isX {
 			if d := a.x - b.x; d-d == 0 { // NaN and ±Inf would spoil the sums
@@ -564,26 +560,27 @@ func (sd *shadowSender) compare(j *shadowJob, reqBody, respBody []byte, t answer
 	s.logger.Debug("Compared shadow predictions", "model", m.name, "predictions", compared, "disagreements", disagreed)
 }
 
-// classLabel is p's class as a label value of modelmon_shadow_class_pairs_total:
-// NoClass when it gives none, __other__ past the model's
-// maxPredictedClasses.
-func (s *shadow) classLabel(model string, p shadowPrediction) string {
+// countClassPair counts a compared pair of predictions, the model's a and
+// the shadow's b, in modelmon_shadow_class_pairs_total. It holds m's lock
+// while it does, so that a reload that starts the model's series again
+// (model.setClasses) finds none counted by the classes before it.
+func (s *shadow) countClassPair(m *model, a, b shadowPrediction) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s.metrics.ClassPairs.WithLabelValues(m.name, s.classLabelLocked(m, a), s.classLabelLocked(m, b)).Inc()
+}
+
+// classLabelLocked is p's class as a label value of
+// modelmon_shadow_class_pairs_total: NoClass when it gives none, __other__
+// past the model's first maxPredictedClasses (model.paired: those of
+// models[].classes first). The caller holds m's lock.
+func (s *shadow) classLabelLocked(m *model, p shadowPrediction) string {
 	if !p.isClass {
 		return collector.NoClass
 	}
-	s.classMu.Lock()
-	defer s.classMu.Unlock()
-	seen := s.classes[model]
-	if seen == nil {
-		seen = map[string]bool{}
-		s.classes[model] = seen
-	}
-	if !seen[p.class] {
-		if len(seen) >= maxPredictedClasses {
-			s.overflow.Inc()
-			return collector.OtherValue
-		}
-		seen[p.class] = true
+	if !m.paired.admit(p.class) {
+		s.overflow.Inc()
+		return collector.OtherValue
 	}
 	return p.class
 }

@@ -1,0 +1,177 @@
+package exporter
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	promModel "github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelmon/modelmon/collector"
+)
+
+// classNames returns n class names, c00 on.
+func classNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("c%02d", i)
+	}
+	return out
+}
+
+// classCounts returns model's series of modelmon_prediction_class_total by
+// class, and of modelmon_shadow_class_pairs_total by "predicted/shadow".
+func classCounts(t *testing.T, e *Exporter, model string) (predicted, pairs map[string]float64) {
+	t.Helper()
+	resp, err := http.Get("http://" + e.WebAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(promModel.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err)
+	predicted, pairs = map[string]float64{}, map[string]float64{}
+	for name, into := range map[string]map[string]float64{collector.PredictionClassTotal: predicted, collector.ShadowClassPairsTotal: pairs} {
+		mf, ok := fams[name]
+		if !ok {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["model"] != model {
+				continue
+			}
+			key := l["class"]
+			if name == collector.ShadowClassPairsTotal {
+				key = l["predicted"] + "/" + l["shadow_predicted"]
+			}
+			into[key] = m.GetCounter().GetValue()
+		}
+	}
+	return predicted, pairs
+}
+
+// classAnswers starts a model server and a shadow that both answer with
+// the classes last given to set, one prediction each, in their order.
+func classAnswers(t *testing.T) (model, shadow *recordingServer, set func(classes []string)) {
+	var body atomic.Pointer[[]byte]
+	set = func(classes []string) {
+		b, err := json.Marshal(map[string][]string{"predictions": classes})
+		require.NoError(t, err)
+		body.Store(&b)
+	}
+	answer := func(w http.ResponseWriter, _ *http.Request) bool {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(*body.Load())
+		return true
+	}
+	return newRecordingServer(t, nil, answer), newRecordingServer(t, nil, answer), set
+}
+
+// predictClasses sends the sidecar one request of n instances for model
+// topics and waits until its answer and the shadow's are counted.
+func predictClasses(t *testing.T, e *Exporter, n int) {
+	t.Helper()
+	status, body := predict(t, e, "topics", `{"instances": [`+strings.TrimSuffix(strings.Repeat("[1],", n), ",")+`]}`)
+	require.Equal(t, 200, status, body)
+	waitIdle(t, e)
+}
+
+// wantClassCounts are the series classCounts returns when each of named
+// was predicted once by the model and the shadow alike, and other more
+// classes past the cap.
+func wantClassCounts(named []string, other int) (predicted, pairs map[string]float64) {
+	predicted, pairs = map[string]float64{}, map[string]float64{}
+	for _, c := range named {
+		predicted[c], pairs[c+"/"+c] = 1, 1
+	}
+	if other > 0 {
+		predicted[collector.OtherValue] = float64(other)
+		pairs[collector.OtherValue+"/"+collector.OtherValue] = float64(other)
+	}
+	return predicted, pairs
+}
+
+// Replicas that see a model's classes in opposite orders, more of them
+// than the 50 modelmon_prediction_class_total and
+// modelmon_shadow_class_pairs_total name per model, name the same ones
+// when the model lists its classes (models[].classes): the first 50 of the
+// list, the others as __other__, so that sum by (class) over the replicas
+// adds up each class's counts under one name.
+func TestClassCapsReplicasAgree(t *testing.T) {
+	classes := classNames(maxPredictedClasses + 2)
+	cfg := "models:\n  - name: topics\n    classes: [" + strings.Join(classes, ", ") + "]\n"
+	reversed := slices.Clone(classes)
+	slices.Reverse(reversed)
+	wantPredicted, wantPairs := wantClassCounts(classes[:maxPredictedClasses], 2)
+	for r, order := range [][]string{classes, reversed} {
+		model, shadow, set := classAnswers(t)
+		set(order)
+		e := startWithConfig(t, model.URL, cfg, shadowOptions(shadow.URL, nil))
+		predictClasses(t, e, len(order))
+		predicted, pairs := classCounts(t, e, "topics")
+		require.Equal(t, wantPredicted, predicted, "replica %d, classes seen from %s", r, order[0])
+		require.Equal(t, wantPairs, pairs, "replica %d, classes seen from %s", r, order[0])
+	}
+}
+
+// A reload that changes a model's classes puts the new list first, the
+// classes seen already after it while they fit, and starts both metrics'
+// series of the model again at 0: the class it moved to __other__ leaves
+// no series behind. One that keeps them keeps the series.
+func TestClassCapsReload(t *testing.T) {
+	listed := classNames(maxPredictedClasses)
+	seen := append([]string{"x"}, listed[:maxPredictedClasses-1]...) // the cap full, c49 not among them
+	model, shadow, set := classAnswers(t)
+	set(seen)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	write := func(yml string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(yml), 0o644))
+	}
+	write("models:\n  - name: topics\n")
+	e := startExporter(t, model.URL, func(o *Options) {
+		o.ConfigFile = cfg
+		shadowOptions(shadow.URL, nil)(o)
+	})
+	predictClasses(t, e, len(seen))
+	wantPredicted, wantPairs := wantClassCounts(seen, 0)
+	predicted, pairs := classCounts(t, e, "topics")
+	require.Equal(t, wantPredicted, predicted)
+	require.Equal(t, wantPairs, pairs)
+
+	reload := func() {
+		t.Helper()
+		st, body := do(t, "POST", "http://"+e.WebAddr()+"/-/reload", "")
+		require.Equal(t, 200, st, body)
+	}
+	withClasses := "models:\n  - name: topics\n    classes: [" + strings.Join(listed, ", ") + "]\n"
+	write(withClasses)
+	reload()
+	predicted, pairs = classCounts(t, e, "topics")
+	require.Empty(t, predicted, "started again")
+	require.Empty(t, pairs, "started again")
+
+	// x, seen first before the reload, is now past the 50 listed.
+	set([]string{"x", "c49"})
+	predictClasses(t, e, 2)
+	wantPredicted, wantPairs = wantClassCounts([]string{"c49"}, 1)
+	predicted, pairs = classCounts(t, e, "topics")
+	require.Equal(t, wantPredicted, predicted)
+	require.Equal(t, wantPairs, pairs)
+
+	write(withClasses + "    calibration_bins: 5\n")
+	reload()
+	predicted, pairs = classCounts(t, e, "topics")
+	require.Equal(t, wantPredicted, predicted, "the classes unchanged, the series kept")
+	require.Equal(t, wantPairs, pairs, "the classes unchanged, the series kept")
+}
