@@ -692,7 +692,7 @@ func TestShadowGRPCStreamTokenLatency(t *testing.T) {
 		require.Less(t, ttfb, metricValue(t, e, collector.ShadowDuration+"_sum", m), "%s: the first answer, not the last", model)
 		require.Equal(t, 1.0, metricValue(t, e, collector.ShadowTimePerToken+"_count", m), model)
 		tpot := metricValue(t, e, collector.ShadowTimePerToken+"_sum", m)
-		require.GreaterOrEqual(t, tpot, pause.Seconds(), "%s: (last − first) / (3 − 1)", model)
+		require.GreaterOrEqual(t, tpot, 0.8*pause.Seconds(), "%s: (last − first) / (3 − 1), less the first answer's lateness", model)
 		require.Less(t, tpot, firstPause.Seconds()+pause.Seconds(), "%s: from the first answer", model)
 	}
 	tabular := map[string]string{"model": "tabular"}
@@ -778,7 +778,7 @@ func TestShadowGRPCStreamAnsweredOnce(t *testing.T) {
 	}
 	stream := map[string]string{"model": "stream"}
 	for _, name := range []string{collector.GenerationTimePerToken, collector.ShadowTimePerToken} {
-		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), pause.Seconds(), "%s: (last − first) / (3 − 1)", name)
+		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), 0.8*pause.Seconds(), "%s: (last − first) / (3 − 1), less the first answer's lateness", name)
 	}
 	for _, name := range []string{collector.PredictionFirstByte, collector.ShadowFirstByte} {
 		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), pause.Seconds(), "%s: the first answer", name)
@@ -842,6 +842,6 @@ func TestShadowTorchStreamAnsweredOnce(t *testing.T) {
 	}
 	stream := map[string]string{"model": "stream"}
 	for _, name := range []string{collector.GenerationTimePerToken, collector.ShadowTimePerToken} {
-		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), pause.Seconds(), "%s: (last − first) / (3 − 1)", name)
+		require.GreaterOrEqual(t, metricValue(t, e, name+"_sum", stream), 0.8*pause.Seconds(), "%s: (last − first) / (3 − 1), less the first answer's lateness", name)
 	}
 }
