@@ -128,7 +128,8 @@ func TestClassCapsReplicasAgree(t *testing.T) {
 // A reload that changes a model's classes puts the new list first, the
 // classes seen already after it while they fit, and starts both metrics'
 // series of the model again at 0: the class it moved to __other__ leaves
-// no series behind. One that keeps them keeps the series.
+// no series behind, and the listed ones at 0. One that keeps them keeps
+// the series.
 func TestClassCapsReload(t *testing.T) {
 	listed := classNames(maxPredictedClasses)
 	seen := append([]string{"x"}, listed[:maxPredictedClasses-1]...) // the cap full, c49 not among them
@@ -158,13 +159,16 @@ func TestClassCapsReload(t *testing.T) {
 	write(withClasses)
 	reload()
 	predicted, pairs = classCounts(t, e, "topics")
-	require.Empty(t, predicted, "started again")
+	require.Equal(t, zeros(listed...), predicted, "started again, the listed classes at 0")
 	require.Empty(t, pairs, "started again")
 
 	// x, seen first before the reload, is now past the 50 listed.
 	set([]string{"x", "c49"})
 	predictClasses(t, e, 2)
 	wantPredicted, wantPairs = wantClassCounts([]string{"c49"}, 1)
+	for _, c := range listed[:maxPredictedClasses-1] {
+		wantPredicted[c] = 0
+	}
 	predicted, pairs = classCounts(t, e, "topics")
 	require.Equal(t, wantPredicted, predicted)
 	require.Equal(t, wantPairs, pairs)
@@ -174,4 +178,80 @@ func TestClassCapsReload(t *testing.T) {
 	predicted, pairs = classCounts(t, e, "topics")
 	require.Equal(t, wantPredicted, predicted, "the classes unchanged, the series kept")
 	require.Equal(t, wantPairs, pairs, "the classes unchanged, the series kept")
+}
+
+// modelSeries returns the values of model's series of family by the value
+// of label.
+func modelSeries(t *testing.T, e *Exporter, family, model, label string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, m := range scrapeProto(t, e)[family].GetMetric() {
+		l := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		if l["model"] == model {
+			out[l[label]] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// zeros maps each of classes to 0.
+func zeros(classes ...string) map[string]float64 {
+	out := map[string]float64{}
+	for _, c := range classes {
+		out[c] = 0
+	}
+	return out
+}
+
+// A model's listed classes (models[].classes) have their
+// modelmon_prediction_class_total and modelmon_prediction_correct_total
+// series at 0 before any traffic, the first 50 of them, so that rate() and
+// increase() see each class's first prediction and first right one; again
+// after a reload that changes them, which starts the first metric's
+// series of the model again. modelmon_shadow_class_pairs_total's pairs are
+// not made up front.
+func TestClassCountersCreatedAtZero(t *testing.T) {
+	listed := classNames(maxPredictedClasses + 2)
+	model, shadow, set := classAnswers(t)
+	set([]string{"c00"})
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	write := func(classes []string) {
+		yml := "models:\n  - name: topics\n    classes: [" + strings.Join(classes, ", ") + "]\n  - name: other\n"
+		require.NoError(t, os.WriteFile(cfg, []byte(yml), 0o644))
+	}
+	write(listed)
+	e := startExporter(t, model.URL, func(o *Options) {
+		o.ConfigFile = cfg
+		labelsOn(o)
+		shadowOptions(shadow.URL, nil)(o)
+	})
+	named := zeros(listed[:maxPredictedClasses]...)
+	predicted, pairs := classCounts(t, e, "topics")
+	require.Equal(t, named, predicted, "before any traffic")
+	require.Empty(t, pairs)
+	require.Equal(t, named, modelSeries(t, e, collector.PredictionCorrectTotal, "topics", "class"), "before any label")
+	require.Empty(t, modelSeries(t, e, collector.PredictionClassTotal, "other", "class"), "a model without classes")
+
+	write([]string{"b", "a"})
+	st, body := do(t, "POST", "http://"+e.WebAddr()+"/-/reload", "")
+	require.Equal(t, 200, st, body)
+	predicted, pairs = classCounts(t, e, "topics")
+	require.Equal(t, zeros("a", "b"), predicted, "started again, the new classes at 0")
+	require.Empty(t, pairs)
+	// Not started again: the accuracy rules add it up with the outcome
+	// counter, which keeps counting.
+	require.Equal(t, zeros(append([]string{"a", "b"}, listed[:maxPredictedClasses]...)...),
+		modelSeries(t, e, collector.PredictionCorrectTotal, "topics", "class"))
+
+	pushRecordsRaw(t, e, `{"model":"topics","id":"p1","prediction":"a"}`)
+	st, resp := postLabels(t, e, `{"id":"p1","label":"a"}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched"}, resp.Results)
+	waitIdle(t, e)
+	predicted, _ = classCounts(t, e, "topics")
+	require.Equal(t, map[string]float64{"a": 1, "b": 0}, predicted)
+	require.Equal(t, 1.0, modelSeries(t, e, collector.PredictionCorrectTotal, "topics", "class")["a"])
 }

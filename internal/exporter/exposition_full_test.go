@@ -33,7 +33,8 @@ import (
 // that is down; a shadow model server that answers, fails, falls behind and
 // drops a kept-alive connection; drift against a reference; the payload log
 // with a spool; a gRPC call; the push API; Seldon's feedback; a streamed
-// generative answer, and the shadow's, streamed too. `make checkmetrics` lints it with promtool, and
+// generative answer, and the shadow's, streamed too; and a model that lists
+// its classes and has no traffic, whose class counters read 0. `make checkmetrics` lints it with promtool, and
 // TestMetricsCovered (internal/readmetest) checks that every family the
 // README's metrics tables name is in it or in another linted exposition,
 // so a new family is linted once a test shows it here.
@@ -62,6 +63,8 @@ func TestExpositionFullGolden(t *testing.T) {
     score_buckets: [5, 10]
     error_buckets: [1, 5]
     label_offset: 8
+  - name: topics
+    classes: [sports, news]
 labels:
   peers: [`+deadAddr(t)+`]
   timeout: 2s

@@ -298,12 +298,33 @@ func (l *labels) applyOffset(model string) {
 // __other__ (or out of it) then leaves no series behind that reads as if
 // still counted, and the rules' rate() and increase() take the restart as
 // a counter reset.
+//
+// The listed classes the store keeps (its first MaxClasses) have their
+// modelmon_prediction_correct_total series at 0 from then on, before any
+// label of them, so that increase() sees a class's first right
+// prediction: a series a label creates reads 1 already when it is right.
+// The precision, recall and F1 rules divide them by the outcome counter,
+// which a class without labels has no series of, so a listed class
+// never labelled still reads nothing there, not 0.
 func (l *labels) applyClasses(rc, prev *runtimeConfig) {
+	maxClasses := l.store.Options().MaxClasses
 	for _, name := range slices.Sorted(maps.Keys(rc.models)) {
 		mc := rc.models[name]
 		model := labelValue([]byte(name))
 		if len(mc.classes) > 0 && l.store.SetClasses(model, mc.classes) {
 			l.logger.Debug("Classes put first, in the order of models[].classes", "model", model, "classes", len(mc.classes))
+		}
+		// The classes SetClasses puts first: config.Load refuses an
+		// empty class and one given twice.
+		kept := 0
+		for _, class := range mc.classes {
+			if kept == maxClasses {
+				break
+			}
+			if class != quality.OtherClass {
+				l.metrics.correct.WithLabelValues(model, class)
+				kept++
+			}
 		}
 		if prev == nil {
 			continue

@@ -106,6 +106,7 @@ type classCap struct {
 	listed []string            // models[].classes, as last seeded
 	order  []string            // the classes named, in order
 	named  map[string]struct{} // the same, to look up
+	first  int                 // the classes of listed named: order[:first]
 }
 
 // admit reports whether class is named, taking it while fewer than
@@ -140,6 +141,7 @@ func (c *classCap) seed(listed []string) bool {
 	for _, class := range listed {
 		c.admit(class)
 	}
+	c.first = len(c.order)
 	for _, class := range seen {
 		c.admit(class)
 	}
@@ -155,6 +157,12 @@ func (c *classCap) seed(listed []string) bool {
 // leaves no series behind that reads as if still counted, and rate() and
 // increase() take the restart for a counter reset. It reports whether it
 // deleted any.
+//
+// The listed classes the model's cap names then have their
+// modelmon_prediction_class_total series at 0 before any prediction of
+// them, so that rate() and increase() see a class's first one (the
+// series a prediction creates is at 1 in its first scrape). Not those of
+// modelmon_shadow_class_pairs_total: pairs of classes are N² series.
 func (m *model) setClasses(classes []string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -165,7 +173,14 @@ func (m *model) setClasses(classes []string) bool {
 	}
 	m.classes = nil
 	match := prometheus.Labels{"model": m.name}
-	return m.metrics.PredictionClass.DeletePartialMatch(match)+m.metrics.Shadow.ClassPairs.DeletePartialMatch(match) > 0
+	deleted := m.metrics.PredictionClass.DeletePartialMatch(match)+m.metrics.Shadow.ClassPairs.DeletePartialMatch(match) > 0
+	for _, class := range m.predicted.order[:m.predicted.first] {
+		if m.classes == nil {
+			m.classes = make(map[string]prometheus.Counter, m.predicted.first)
+		}
+		m.classes[class] = m.metrics.PredictionClass.WithLabelValues(m.name, class)
+	}
+	return deleted
 }
 
 // countRecordLocked counts what rec predicts, as mc reads it: its class,
