@@ -46,6 +46,35 @@ const (
 	alertdDeploymentLeadTime   = "alertd_deployment_lead_time_seconds"
 	alertdTimeToRestore        = "alertd_time_to_restore_seconds"
 	alertdConfigReloadSuccess  = "alertd_config_last_reload_successful"
+	alertdOutboxEnqueued       = "alertd_outbox_messages_enqueued_total"
+	alertdOutboxDuplicates     = "alertd_outbox_duplicates_total"
+	alertdOutboxDuration       = "alertd_outbox_delivery_duration_seconds"
+	alertdNotificationRequests = "alertd_notification_requests_total"
+	alertdNotificationReqFails = "alertd_notification_requests_failed_total"
+	alertdActionsEnqueueFailed = "alertd_actions_enqueue_failures_total"
+	alertdActionsEnqueueRetry  = "alertd_actions_enqueue_retries_total"
+	alertdIntake               = "alertd_intake_alerts_total"
+	alertdIntakeInvalid        = "alertd_intake_alerts_invalid_total"
+	alertdUpstreamChecks       = "alertd_intake_alertmanager_checks_total"
+	alertdUpstreamChecksFailed = "alertd_intake_alertmanager_checks_failed_total"
+	alertdSlackRejected        = "alertd_slack_interactions_rejected_total"
+	alertdLedgerWriteErrors    = "alertd_ledger_write_errors_total"
+	alertdDatasourceUp         = "alertd_datasource_up"
+	alertdDatasourceFailing    = "alertd_datasource_failing_rules"
+	alertdDatasourceLastOK     = "alertd_datasource_last_success_timestamp_seconds"
+	alertdDatasourceQueries    = "alertd_datasource_queries_total"
+	alertdDatasourceFailed     = "alertd_datasource_queries_failed_total"
+	alertdDatasourceWarnings   = "alertd_datasource_queries_with_warnings_total"
+	alertdDatasourceHeld       = "alertd_datasource_held_alerts_total"
+	alertdTemplateQueries      = "alertd_template_queries_total"
+	alertdTemplateQueriesFail  = "alertd_template_queries_failed_total"
+	alertdAnomalyEvaluations   = "alertd_anomaly_evaluations_total"
+	alertdAnomalyFailures      = "alertd_anomaly_evaluation_failures_total"
+	alertdAnomalyDropped       = "alertd_anomaly_series_dropped_total"
+	alertdAnomalyResets        = "alertd_anomaly_resets_total"
+	ruleGroupLastDuration      = "prometheus_rule_group_last_duration_seconds"
+	ruleGroupInterval          = "prometheus_rule_group_interval_seconds"
+	ruleGroupMissed            = "prometheus_rule_group_iterations_missed_total"
 	ruleEvaluationFailures     = "prometheus_rule_evaluation_failures_total"
 	ruleEvaluations            = "prometheus_rule_evaluations_total"
 	alertsSeries               = "ALERTS"
@@ -120,6 +149,40 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.sum("increase", "reason", alertdAlertsSuppressed, "1h")+" > 0", "{{reason}}"))).
 		WithPanel(defaultTimeseries("Alerts received", "Alerts entering the pipeline new or changed per second, by source.", "short").
 			WithTarget(prometheusQuery(q.sum("rate", "source", alertdAlertsReceived, "$__rate_interval")+" > 0", "{{source}}"))).
+		WithPanel(defaultTimeseries("Alerts posted", "Alerts posted to the intake endpoints per second, and those rejected as malformed. Rejections mean a sender (an Alertmanager's webhook, a script) posts what alertd cannot read: its alerts are lost; look at alertd's log for the reason and fix the sender.", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "endpoint", alertdIntake, "$__rate_interval"), "{{endpoint}}")).
+			WithTarget(prometheusQuery(q.sum("rate", "endpoint", alertdIntakeInvalid, "$__rate_interval")+" > 0", "{{endpoint}} rejected"))).
+		WithPanel(defaultTimeseries("Relaying Alertmanager checks", "Checks per second of the API of an Alertmanager that relays alerts to the webhook (intake.alertmanager_api), and those without a usable answer. While they fail alertd keeps to what the webhooks say, so alerts silenced or inhibited there may page here: check that Alertmanager is up and reachable at the configured URL.", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdUpstreamChecks, "$__rate_interval"), "checks")).
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdUpstreamChecksFailed, "$__rate_interval")+" > 0", "failed"))).
+		WithRow(dashboard.NewRowBuilder("Data source and queries")).
+		WithPanel(defaultStat("Data source up", "Remote mode (--datasource.url): 0 while the latest evaluation of some rule or anomaly detector failed because the data source did not answer, asked to wait or answered in part. Their firing alerts are held firing meanwhile and new ones cannot fire: check the data source (Prometheus, Thanos, Mimir) and the network to it. Empty on the embedded data source.", "short").
+			Min(0).Max(1).
+			Thresholds(thresholds("red", 1.0, "green")).
+			WithTarget(instantQuery(fmt.Sprintf("min (%s)", q.sel(alertdDatasourceUp)), "up"))).
+		WithPanel(defaultStat("Rules failing on the data source", "Rules and anomaly detectors whose latest evaluation failed because the remote data source is down: a few of many points at a Thanos store or vmstorage node that fails some queries, all of them at the data source itself.", "short").
+			Thresholds(thresholds("green", 1.0, "red")).
+			WithTarget(instantQuery(fmt.Sprintf("sum (%s)", q.sel(alertdDatasourceFailing)), "failing"))).
+		WithPanel(defaultStat("Since the data source last answered", "Time since the remote data source last answered a query. Longer than the rules' evaluation interval means every query fails: look at Data source queries for the reason.", "s").
+			Thresholds(thresholds("green", 300.0, "red")).
+			WithTarget(instantQuery(fmt.Sprintf("time() - max (%s > 0)", q.sel(alertdDatasourceLastOK)), "since"))).
+		WithPanel(defaultStat("Template queries failed", "Queries of alerting rules' label and annotation templates (the query function) that failed in the time range: their notifications carry <error expanding template: …> instead of the value. Fix the query in the rule's template (alertd's log has the error).", "short").
+			Thresholds(thresholds("green", 1.0, "orange")).
+			WithTarget(instantQuery(q.sum("increase", "", alertdTemplateQueriesFail, "$__range"), "failed"))).
+		WithPanel(defaultTimeseries("Data source queries", "Queries per second to the remote data source, failed ones by reason, and answers with warnings. unavailable, retry_after and partial_response mark it down when a rule's query fails so: check the data source's health and load; query is the query's own error (a bad rule, a Thanos store's limit): fix the rule. Warnings are partial answers (each is logged).", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdDatasourceQueries, "$__rate_interval"), "queries")).
+			WithTarget(prometheusQuery(q.sum("rate", "reason", alertdDatasourceFailed, "$__rate_interval")+" > 0", "failed: {{reason}}")).
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdDatasourceWarnings, "$__rate_interval")+" > 0", "with warnings"))).
+		WithPanel(defaultTimeseries("Alerts held for the data source", "Firing alerts kept firing per second, at each check, because their rule's latest evaluation failed for the data source, by why. They cannot resolve until the data source answers again: what they say may be stale.", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "reason", alertdDatasourceHeld, "$__rate_interval")+" > 0", "{{reason}}"))).
+		WithPanel(defaultTimeseries("Template queries", "Queries per second of alerting rules' templates (the query function), embedded or remote, and failed ones. Failures do not fail the rule nor mark the data source down, but the notification shows the error: fix the template's query.", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdTemplateQueries, "$__rate_interval"), "queries")).
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdTemplateQueriesFail, "$__rate_interval")+" > 0", "failed"))).
+		WithPanel(defaultTimeseries("Anomaly detectors", "Anomaly detector runs per second, failed ones, series left out over max_series and baselines reset by a new model version. Failures: the detector's query fails (alertd's log says why); dropped series: raise max_series or narrow the expr.", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "detector", alertdAnomalyEvaluations, "$__rate_interval"), "{{detector}}")).
+			WithTarget(prometheusQuery(q.sum("rate", "detector", alertdAnomalyFailures, "$__rate_interval")+" > 0", "{{detector}} failed")).
+			WithTarget(prometheusQuery(q.sum("rate", "detector", alertdAnomalyDropped, "$__rate_interval")+" > 0", "{{detector}} series dropped")).
+			WithTarget(prometheusQuery(q.sum("increase", "detector", alertdAnomalyResets, "1h")+" > 0", "{{detector}} resets (1h)"))).
 		WithRow(dashboard.NewRowBuilder("Noise ledger")).
 		WithPanel(defaultStat("Mean time to acknowledge", "Mean time from firing to the first acknowledgement, over the alerts acknowledged in the time range.", "s").
 			WithTarget(instantQuery(q.mean(alertdTimeToAcknowledge, "$__range"), "MTTA"))).
@@ -151,15 +214,22 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.sum("rate", "integration", alertdNotifications, "$__rate_interval"), "{{integration}}")).
 			WithTarget(prometheusQuery(q.sum("rate", "integration, reason", alertdNotificationsFailed, "$__rate_interval")+" > 0", "{{integration}} failed: {{reason}}")).
 			WithTarget(prometheusQuery(q.sum("rate", "reason", alertdNotificationsMuted, "$__rate_interval")+" > 0", "muted: {{reason}}"))).
-		WithPanel(defaultTimeseries("Notification latency", "99th percentile of a notification request's latency, by integration.", "s").
-			WithTarget(prometheusQuery(q.quantile("0.99", alertdNotificationLatency, "integration", "$__rate_interval"), "{{integration}} p99"))).
-		WithPanel(defaultTimeseries("Outbox deliveries", "Deliveries from the durable outbox per second, by result, and failures by reason.", "short").
+		WithPanel(defaultTimeseries("Notification latency", "99th percentile of a notification's latency, by integration, and of an outbox delivery attempt, by receiver and integration. A rise near the integration's timeout precedes contextDeadlineExceeded failures: look at the receiver's side.", "s").
+			WithTarget(prometheusQuery(q.quantile("0.99", alertdNotificationLatency, "integration", "$__rate_interval"), "{{integration}} p99")).
+			WithTarget(prometheusQuery(q.quantile("0.99", alertdOutboxDuration, "receiver, integration", "$__rate_interval"), "{{receiver}} {{integration}} attempt p99"))).
+		WithPanel(defaultTimeseries("Outbox deliveries", "Notifications stored in the durable outbox per second, deliveries from it by result, and failures by reason. Retries that do not turn into deliveries end as dead letters: look at the failures' reason.", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdOutboxEnqueued, "$__rate_interval"), "enqueued")).
 			WithTarget(prometheusQuery(q.sum("rate", "result", alertdOutboxDeliveries, "$__rate_interval"), "{{result}}")).
 			WithTarget(prometheusQuery(q.sum("rate", "reason", alertdOutboxFailures, "$__rate_interval")+" > 0", "failed: {{reason}}"))).
 		WithPanel(defaultTimeseries("Outbox backlog", "Messages waiting in the outbox, the age of the oldest, and dead letters (given up on).", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum (%s)", q.sel(alertdOutboxQueueDepth)), "queued")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum (%s)", q.sel(alertdOutboxDeadLetters)), "dead letters")).
 			WithTarget(prometheusQuery(fmt.Sprintf("max (%s)", q.sel(alertdOutboxOldestPending)), "oldest pending (s)"))).
+		WithPanel(defaultTimeseries("Notification attempts", "Notification requests per second, one per attempt, and failed attempts, by integration. Failed attempts are retried: they matter when they last (the receiver is down or refuses alertd), before they turn into dead letters.", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "integration", alertdNotificationRequests, "$__rate_interval"), "{{integration}}")).
+			WithTarget(prometheusQuery(q.sum("rate", "integration", alertdNotificationReqFails, "$__rate_interval")+" > 0", "{{integration}} failed"))).
+		WithPanel(defaultTimeseries("Outbox duplicates", "Messages per hour dropped because the outbox held their idempotency key, by integration and what became of the message held (pending, delivered, dead_lettered). A few after restarts or failovers are the outbox doing its job; a steady stream means a loop re-sending the same notifications or actions (two alertd sharing an outbox, a flapping route): find the sender.", "short").
+			WithTarget(prometheusQuery(q.sum("increase", "integration, state", alertdOutboxDuplicates, "1h")+" > 0", "{{integration}} ({{state}})"))).
 		WithRow(dashboard.NewRowBuilder("Actions")).
 		WithPanel(defaultTimeseries("Actions triggered", "Retrain and deploy requests sent into CI per day, by action and what triggered them.", "short").
 			WithTarget(prometheusQuery(q.sum("increase", "action, trigger", alertdActionsTriggered, "1d")+" > 0", "{{action}} ({{trigger}})"))).
@@ -167,6 +237,9 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.sum("increase", "action, reason", alertdActionsRefused, "1d")+" > 0", "{{action}} ({{reason}})"))).
 		WithPanel(defaultTimeseries("Action verifications", "Verifications of sent actions per day: did the alerts that triggered them resolve?", "short").
 			WithTarget(prometheusQuery(q.sum("increase", "action, result", alertdActionsVerification, "1d")+" > 0", "{{action}} {{result}}"))).
+		WithPanel(defaultTimeseries("Actions not stored", "Actions decided sent whose message the outbox refused to store, per day, and the retries of those of alerts, schedules and rollbacks. Failures mean the outbox cannot write (a full disk under --storage.path): free space; escalation triggers are not retried, so check that their CI run happened.", "short").
+			WithTarget(prometheusQuery(q.sum("increase", "action, trigger", alertdActionsEnqueueFailed, "1d")+" > 0", "{{action}} ({{trigger}}) refused")).
+			WithTarget(prometheusQuery(q.sum("increase", "action, trigger", alertdActionsEnqueueRetry, "1d")+" > 0", "{{action}} ({{trigger}}) retried"))).
 		WithRow(dashboard.NewRowBuilder("Delivery (model lifecycle)")).
 		WithPanel(defaultStat("Deployment frequency", "Successful deployments per day over 30 days.", "short").
 			WithTarget(instantQuery(fmt.Sprintf("sum by (%s) (%s)", alertdDeliveryLabels, q.sel(alertdDeploymentFrequency, delivery)), "{{model}} {{environment}}"))).
@@ -194,6 +267,12 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.sum("rate", "rule_group", ruleEvaluationFailures, "$__rate_interval")+" > 0", "{{rule_group}} failed"))).
 		WithPanel(defaultTimeseries("Configuration reloads", "Whether the last configuration reload succeeded (0: alertd runs the previous configuration).", "short").
 			Min(0).Max(1).
-			WithTarget(prometheusQuery(fmt.Sprintf("min by (job, instance) (%s)", q.sel(alertdConfigReloadSuccess)), "{{instance}}")))
+			WithTarget(prometheusQuery(fmt.Sprintf("min by (job, instance) (%s)", q.sel(alertdConfigReloadSuccess)), "{{instance}}"))).
+		WithPanel(defaultTimeseries("Rule group duration", "Each rule group's last evaluation time as a share of its interval, and evaluations skipped because the previous one ran long. Near 1, evaluations start to be skipped and alerts fire late: simplify the group's queries, split the group or lengthen its interval.", "percentunit").
+			WithTarget(prometheusQuery(fmt.Sprintf("max by (rule_group) (%s)\n  /\nmax by (rule_group) (%s)", q.sel(ruleGroupLastDuration), q.sel(ruleGroupInterval)), "{{rule_group}}")).
+			WithTarget(prometheusQuery(q.sum("increase", "rule_group", ruleGroupMissed, "1h")+" > 0", "{{rule_group}} missed (1h)"))).
+		WithPanel(defaultTimeseries("Ledger write errors and rejected interactions", "Failed ledger writes or fsyncs per second (the events are retried; a lasting rate means the disk under --storage.path is full or failing, and the noise report and verdicts fall behind), and Slack button requests refused for a bad, stale or replayed signature (check the Slack app's signing secret, or someone is replaying requests).", "short").
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdLedgerWriteErrors, "$__rate_interval"), "ledger write errors")).
+			WithTarget(prometheusQuery(q.sum("rate", "", alertdSlackRejected, "$__rate_interval")+" > 0", "Slack interactions rejected")))
 	return b.Build()
 }

@@ -87,6 +87,13 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (instance) (%s)", q.plain(collector.PayloadLogQueueBytes)), "{{instance}} queue")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (instance) (%s)", q.plain(collector.PayloadLogQueueMaxBytes)), "{{instance}} queue bound")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (instance) (%s)", q.plain(collector.PayloadLogSpoolBytes)), "{{instance}} spool"))).
+		WithPanel(defaultTimeseries("Pushed observations", "Observations per second the push API (/v1/observations) accepted, by model, and those it rejected, by reason. Rejections are observations a pipeline posts that the sidecar cannot read: drift and quality miss them; fix what the pipeline sends (the response says which and why).", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)", q.rate(collector.ObservationsReceived)), "{{model}}")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.ObservationsRejected)), "rejected {{reason}}"))).
+		WithPanel(defaultTimeseries("Payload log delivery", "p99 of a payload log delivery attempt, events written to the spool per second, and batches sent in parts. A rising p99 or a steady spool rate means the receiver does not keep up (the spool fills, then events are dropped); splits mean it refuses whole batches (too large: lower --payload-log.batch-size, or fix what it refuses).", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("histogram_quantile(0.99, sum by (le) (rate(%s[$__rate_interval])))", q.plain(collector.PayloadLogDuration+"_bucket")), "attempt p99 (s)")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum (rate(%s[$__rate_interval])) > 0", q.plain(collector.PayloadLogSpooledTotal)), "spooled/s")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum (rate(%s[$__rate_interval])) > 0", q.plain(collector.PayloadLogSplitsTotal)), "batch splits/s"))).
 		WithPanel(defaultTimeseries("Label values over their cap", "Traffic-derived label values (models, features, classes) replaced by __other__ per second: raise the limits or look at the traffic.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (label) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelOverflowTotal)), "{{label}}"))).
 		WithRow(dashboard.NewRowBuilder("Predictions")).
@@ -127,6 +134,9 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultTimeseries("Shadow requests not compared", "Mirrored requests per second whose answer was not compared, by reason, and those dropped because the shadow could not keep up.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model, reason) (%s) > 0", q.rate(collector.ShadowErrorsTotal)), "{{model}} {{reason}}")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s) > 0", q.rate(collector.ShadowDroppedTotal)), "{{model}} dropped"))).
+		WithPanel(defaultTimeseries("Shadow requests", "Requests mirrored to the shadow per second, and those sent to it a second time after their kept-alive connection ended before any answer. Retries that grow with the requests mean the shadow closes kept-alive connections early: raise its keep-alive timeout.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s)", q.rate(collector.ShadowRequestsTotal)), "{{model}}")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (model) (%s) > 0", q.rate(collector.ShadowRetriesTotal)), "{{model}} retried"))).
 		WithRow(dashboard.NewRowBuilder("Generative models")).
 		WithPanel(defaultTimeseries("Why generations stopped", "Share of generative models' answers (LLMs) by finish reason: a rise of length means answers cut at max_tokens, of content_filter answers withheld. Empty for models that do not generate.", "percentunit").
 			Min(0).Max(1).
@@ -149,7 +159,12 @@ func overview(opts Options) (dashboard.Dashboard, error) {
 				q.byVersion(fmt.Sprintf("rate(%s[5m])", q.sel(collector.RequestsTotal)))), "B"))).
 		WithPanel(defaultTimeseries("Sidecar collectors", "Scrape-time collectors that failed (0 is a failure) on each sidecar.", "short").
 			Min(0).Max(1).
-			WithTarget(prometheusQuery(fmt.Sprintf("min by (job, instance, collector) (%s)", q.plain("modelmon_scrape_collector_success")), "{{instance}} {{collector}}")))
+			WithTarget(prometheusQuery(fmt.Sprintf("min by (job, instance, collector) (%s)", q.plain("modelmon_scrape_collector_success")), "{{instance}} {{collector}}"))).
+		WithPanel(defaultTimeseries("Sidecar configuration reloads", "Whether each sidecar's last configuration reload succeeded (0: it runs the previous configuration; its log says what was refused). Fix the configuration and reload again.", "short").
+			Min(0).Max(1).
+			WithTarget(prometheusQuery(fmt.Sprintf("min by (job, instance) (%s)", q.plain("modelmon_exporter_config_last_reload_successful")), "{{instance}}"))).
+		WithPanel(defaultTimeseries("Model server retries", "Requests sent to the model server a second time, on another connection, after the kept-alive connection they went out on ended before any answer, per second. A rate that follows the traffic means the model server closes idle connections before the sidecar does: lower --proxy.idle-timeout below its keep-alive timeout.", "short").
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (rate(%s[$__rate_interval])) > 0", q.plain(collector.UpstreamRetriesTotal)), "{{job}}")))
 	return b.Build()
 }
 

@@ -163,10 +163,12 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.nativeQuantile("0.5", collector.LabelDelay, "model"), "{{model}} p50")).
 			WithTarget(prometheusQuery(q.nativeQuantile("0.9", collector.LabelDelay, "model"), "{{model}} p90"))).
 		WithPanel(stackedTimeseries("Labels by outcome", "Labels per second by what became of them: matched, duplicate, unknown_id, expired, evicted, invalid.", "short").
-			WithTarget(prometheusQuery(fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelsTotal)), "{{reason}}"))).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelsTotal)), "{{reason}}")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.LabelsRejectedTotal)), "malformed: {{reason}}"))).
 		WithPanel(defaultTimeseries("Predictions waiting for a label", "Predictions the sidecars keep for their label, and labels held for their prediction (those past their time that wait because a peer could not be asked apart).", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s)", q.plain(collector.PendingPredictions)), "{{job}} pending predictions")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s)", q.plain(collector.HeldLabels)), "{{job}} held labels")).
+			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s) > 0", q.plain(collector.ShadowPendingPredictions)), "{{job}} shadow's pending predictions")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job) (%s) > 0", q.plain(collector.HeldLabelsPeerUnreachable)), "{{job}} held labels waiting for an unreachable peer")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum by (job, reason) (rate(%s[$__rate_interval])) > 0", q.plain(collector.PendingRemovedTotal)), "{{job}} removed ({{reason}})/s"))).
 		WithPanel(defaultTimeseries("Labels asked of other replicas", "Labels per second that the replica they were posted to did not know, and asked its peers about (labels.peers): found in a peer, or kept (not_found); and failed requests to peers, and the labels that ended unknown_id while a peer still could not be asked.", "short").
