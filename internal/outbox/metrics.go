@@ -76,7 +76,7 @@ func newMetrics(o *Outbox) *metrics {
 			NativeHistogramMaxBucketNumber:  100,
 			NativeHistogramMinResetDuration: time.Hour,
 		}, labels),
-		gauges: &gauges{o: o, known: map[laneKey]bool{}},
+		gauges: &gauges{o: o, known: map[laneKey]bool{}, retired: map[laneKey]bool{}},
 	}
 }
 
@@ -98,8 +98,76 @@ func (o *Outbox) InitializeFor(receiver, integration string, entries int) {
 		for _, r := range results {
 			m.deliveries.WithLabelValues(receiver, integration, strconv.Itoa(e), r)
 		}
-		m.gauges.known[laneKey{receiver, integration, e}] = true
+		k := laneKey{receiver, integration, e}
+		m.gauges.known[k] = true
+		delete(m.gauges.retired, k)
 	}
+}
+
+// Retain deletes the metrics of the lanes — entries of a receiver's
+// integration — that keep rejects, as Prometheus wants the series of what
+// is gone: those the configuration no longer has after a reload, or had
+// no more at a restart. A lane that still holds pending messages keeps its
+// series, and its queue gauges show them, until they are delivered or
+// dead-lettered; its series are deleted then. The series by receiver and
+// integration alone go with the last of their lanes. Dead letters keep
+// their lane's alertd_outbox_dead_letters until they are redriven. Each
+// caller decides for the integrations it sends (keep returns true for the
+// others); InitializeFor brings a lane back.
+func (o *Outbox) Retain(keep func(receiver, integration string, entry int) bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	g := o.metrics.gauges
+	gone := map[laneKey]bool{}
+	for k := range g.known {
+		if !keep(k.receiver, k.integration, k.entry) {
+			gone[k] = true
+		}
+	}
+	for k := range o.lanes {
+		if !keep(k.receiver, k.integration, k.entry) {
+			gone[k] = true
+		}
+	}
+	for k := range gone {
+		delete(g.known, k)
+		g.retired[k] = true
+	}
+	for k := range gone {
+		o.pruneLocked(k)
+	}
+}
+
+// pruneLocked deletes the series of a retired lane unless it holds pending
+// messages, and those by its receiver and integration unless another of
+// their lanes is configured or holds messages. Called with o.mu held.
+func (o *Outbox) pruneLocked(k laneKey) {
+	if l := o.lanes[k]; l != nil {
+		if len(l.queue) > 0 {
+			return
+		}
+		// A worker that still holds l finds it empty and ends.
+		delete(o.lanes, k)
+	}
+	m := o.metrics
+	ri := prometheus.Labels{"receiver": k.receiver, "integration": k.integration}
+	m.deliveries.DeletePartialMatch(prometheus.Labels{"receiver": k.receiver, "integration": k.integration, "entry": strconv.Itoa(k.entry)})
+	same := func(x laneKey) bool { return x.receiver == k.receiver && x.integration == k.integration }
+	for x := range m.gauges.known {
+		if same(x) {
+			return
+		}
+	}
+	for x, l := range o.lanes {
+		if same(x) && (len(l.queue) > 0 || !m.gauges.retired[x]) {
+			return
+		}
+	}
+	m.enqueued.DeletePartialMatch(ri)
+	m.duplicates.DeletePartialMatch(ri)
+	m.deliveries.DeletePartialMatch(ri)
+	m.failures.DeletePartialMatch(ri)
+	m.duration.DeletePartialMatch(ri)
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
@@ -131,8 +199,11 @@ var (
 // gauges computes the queue gauges of each lane from the outbox at scrape
 // time.
 type gauges struct {
-	o     *Outbox
-	known map[laneKey]bool // guarded by o.mu
+	o *Outbox
+	// known are the configured lanes (InitializeFor), retired those
+	// Retain rejected since: their series go once they drain. Both are
+	// guarded by o.mu.
+	known, retired map[laneKey]bool
 }
 
 // Describe implements prometheus.Collector.
@@ -142,18 +213,22 @@ func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- deadDesc
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector. A configured lane, and one
+// that holds or held messages, has the three gauges; one that is neither
+// but holds dead letters (of a receiver removed since) has
+// alertd_outbox_dead_letters only.
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	o := g.o
 	now := o.opts.Now()
 	type stat struct {
 		depth, dead int
 		age         float64
+		queue       bool // whether the queue gauges are exposed
 	}
 	o.mu.Lock()
 	stats := map[laneKey]*stat{}
 	for k := range g.known {
-		stats[k] = &stat{}
+		stats[k] = &stat{queue: true}
 	}
 	get := func(k laneKey) *stat {
 		if stats[k] == nil {
@@ -163,6 +238,7 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, l := range o.lanes {
 		s := get(k)
+		s.queue = true
 		s.depth += len(l.queue)
 		for _, r := range l.queue {
 			s.age = max(s.age, now.Sub(r.Created).Seconds())
@@ -174,8 +250,10 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 	o.mu.Unlock()
 	for k, s := range stats {
 		entry := strconv.Itoa(k.entry)
-		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(s.depth), k.receiver, k.integration, entry)
-		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, s.age, k.receiver, k.integration, entry)
+		if s.queue {
+			ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(s.depth), k.receiver, k.integration, entry)
+			ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, s.age, k.receiver, k.integration, entry)
+		}
 		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(s.dead), k.receiver, k.integration, entry)
 	}
 }

@@ -758,6 +758,9 @@ func (o *Outbox) finish(l *lane, r *record, failed error, now time.Time) {
 	if failed != nil {
 		o.dead[r.Key] = r
 	}
+	if len(l.queue) == 0 && o.metrics.gauges.retired[l.key] {
+		o.pruneLocked(l.key)
+	}
 	o.mu.Unlock()
 	if o.opts.OnDone != nil {
 		m := r.Message

@@ -851,3 +851,113 @@ func TestFailedEnqueueLeavesTheLast(t *testing.T) {
 		require.Equal(t, 3, ob.Stats().Pending)
 	})
 }
+
+// lanesIn returns, by metric, the lanes (receiver/integration/entry, the
+// entry empty for the metrics by receiver and integration alone) that
+// reg's alertd_outbox_ series carry, with the last series' value.
+func lanesIn(t *testing.T, reg *prometheus.Registry) map[string]map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	out := map[string]map[string]float64{}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "alertd_outbox_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ls := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				ls[lp.GetName()] = lp.GetValue()
+			}
+			if out[mf.GetName()] == nil {
+				out[mf.GetName()] = map[string]float64{}
+			}
+			out[mf.GetName()][ls["receiver"]+"/"+ls["integration"]+"/"+ls["entry"]] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// requireLanes checks which lanes have series of each metric.
+func requireLanes(t *testing.T, reg *prometheus.Registry, want map[string][]string, msg string) {
+	t.Helper()
+	got := map[string][]string{}
+	for name, lanes := range lanesIn(t, reg) {
+		got[name] = slices.Sorted(maps.Keys(lanes))
+	}
+	require.Equal(t, want, got, msg)
+}
+
+// Retain deletes the series of the lanes the configuration no longer has
+// (a removed receiver, a receiver's second webhook), and of their receiver
+// and integration once none of its lanes is left; a lane with a pending
+// message keeps its series, its queue gauges showing the message, until it
+// is delivered or dead-lettered. Its dead letter keeps its dead letters
+// gauge. InitializeFor brings a lane back at 0.
+func TestRetainDeletesRemovedLanes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newFakeSender()
+		down := &StatusError{Code: 503, Body: "down"}
+		s.fail("b1", down, Permanent(errors.New("receiver not configured")))
+		reg := prometheus.NewRegistry()
+		ob := run(t, filepath.Join(t.TempDir(), "o.db"), s, func(o *Options) {
+			o.Registerer = reg
+			o.Senders["action"] = s
+		})
+		ob.InitializeFor("team", "webhook", 2)
+		ob.InitializeFor("gone", "webhook", 1)
+		ob.InitializeFor("busy", "webhook", 1)
+		ob.InitializeFor("deploy", "action", 1)
+		b1 := msg("b1")
+		b1.Receiver = "busy"
+		require.NoError(t, ob.Enqueue(b1))
+		synctest.Wait()
+
+		lanes := func(entry bool, ls ...string) []string {
+			var out []string
+			for _, l := range ls {
+				if !entry {
+					l = l[:strings.LastIndex(l, "/")+1]
+				}
+				out = append(out, l)
+			}
+			return out
+		}
+		all := func(byEntry, byIntegration, gauges, dead []string) map[string][]string {
+			return map[string][]string{
+				"alertd_outbox_messages_enqueued_total":    byIntegration,
+				"alertd_outbox_duplicates_total":           byIntegration,
+				"alertd_outbox_delivery_failures_total":    byIntegration,
+				"alertd_outbox_delivery_duration_seconds":  byIntegration,
+				"alertd_outbox_deliveries_total":           byEntry,
+				"alertd_outbox_queue_depth":                gauges,
+				"alertd_outbox_oldest_pending_age_seconds": gauges,
+				"alertd_outbox_dead_letters":               dead,
+			}
+		}
+		kept := []string{"busy/webhook/0", "deploy/action/0", "team/webhook/0"}
+		before := append(slices.Clone(kept), "gone/webhook/0", "team/webhook/1")
+		slices.Sort(before)
+		requireLanes(t, reg, all(before, slices.Compact(lanes(false, before...)), before, before), "all configured")
+
+		// The action's lanes are another caller's: kept.
+		ob.Retain(func(receiver, integration string, entry int) bool {
+			return integration != "webhook" || receiver == "team" && entry == 0
+		})
+		requireLanes(t, reg, all(kept, lanes(false, kept...), kept, kept),
+			"gone's lane and team's second webhook gone; busy waits for its retry")
+		require.Equal(t, 1.0, lanesIn(t, reg)["alertd_outbox_queue_depth"]["busy/webhook/0"], "busy's message shows")
+
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Len(t, ob.DeadLetters(), 1)
+		left := []string{"deploy/action/0", "team/webhook/0"}
+		requireLanes(t, reg, all(left, lanes(false, left...), left, kept), "busy's message dead-lettered: only its dead letters show")
+		require.Equal(t, 1.0, lanesIn(t, reg)["alertd_outbox_dead_letters"]["busy/webhook/0"])
+
+		ob.InitializeFor("gone", "webhook", 1)
+		back := []string{"deploy/action/0", "gone/webhook/0", "team/webhook/0"}
+		requireLanes(t, reg, all(back, lanes(false, back...), back, []string{"busy/webhook/0", "deploy/action/0", "gone/webhook/0", "team/webhook/0"}),
+			"gone is configured again")
+	})
+}
