@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -269,7 +270,10 @@ func New(o Options) (*Notifier, error) {
 	return n, nil
 }
 
-// initializeOutbox pre-creates the outbox metrics of p's integrations.
+// initializeOutbox pre-creates the outbox metrics of p's integrations and
+// deletes those of the receivers' integrations and entries p does not have
+// (once their pending messages are delivered or dead-lettered), as
+// Alertmanager deletes a removed receiver's notification metrics.
 func (n *Notifier) initializeOutbox(p *pipeline) {
 	for name, kinds := range p.receivers {
 		for kind, is := range kinds {
@@ -278,6 +282,9 @@ func (n *Notifier) initializeOutbox(p *pipeline) {
 			}
 		}
 	}
+	n.outbox.Retain(func(receiver, integration string, entry int) bool {
+		return !slices.Contains(integrations, integration) || entry < len(p.receivers[receiver][integration])
+	})
 }
 
 // Outbox returns the outbox notifications go through, for the API (dead
