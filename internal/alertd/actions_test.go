@@ -963,7 +963,7 @@ actions:
 // A configured action's outbox metrics exist at 0 before its first
 // request, as a receiver's do, so that rate() sees its first delivery and
 // an alert on dead letters its first one; an action a reload adds gets
-// them at the reload.
+// them at the reload, and one a reload removes loses them.
 func TestActionOutboxMetricsAtZero(t *testing.T) {
 	t.Parallel()
 	cfg := func(names ...string) string {
@@ -973,14 +973,14 @@ func TestActionOutboxMetricsAtZero(t *testing.T) {
 		}
 		return s
 	}
-	requireAtZero := func(a *testAlertd, action string) {
-		t.Helper()
+	type series struct {
+		name   string
+		labels []string
+	}
+	seriesOf := func(action string) []series {
 		lane := []string{"receiver", action, "integration", integrationAction}
 		entry := append(slices.Clone(lane), "entry", "0")
-		for _, m := range []struct {
-			name   string
-			labels []string
-		}{
+		return []series{
 			{"alertd_outbox_messages_enqueued_total", lane},
 			{"alertd_outbox_duplicates_total", append(slices.Clone(lane), "state", "dead_lettered")},
 			{"alertd_outbox_delivery_failures_total", append(slices.Clone(lane), "reason", "http_5xx")},
@@ -990,7 +990,11 @@ func TestActionOutboxMetricsAtZero(t *testing.T) {
 			{"alertd_outbox_queue_depth", entry},
 			{"alertd_outbox_oldest_pending_age_seconds", entry},
 			{"alertd_outbox_dead_letters", entry},
-		} {
+		}
+	}
+	requireAtZero := func(a *testAlertd, action string) {
+		t.Helper()
+		for _, m := range seriesOf(action) {
 			v, ok := metric(t, a.Registry(), m.name, m.labels...)
 			require.True(t, ok, "%s%v is not pre-created", m.name, m.labels)
 			require.Zero(t, v, "%s%v", m.name, m.labels)
@@ -1004,4 +1008,13 @@ func TestActionOutboxMetricsAtZero(t *testing.T) {
 	code, body := post(t, a.URL+"/-/reload", "", "")
 	require.Equal(t, http.StatusOK, code, body)
 	requireAtZero(a, "deploy")
+
+	writeFile(t, a.Dir, "alertd.yml", cfg("deploy"))
+	code, body = post(t, a.URL+"/-/reload", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	requireAtZero(a, "deploy")
+	for _, m := range seriesOf("retrain") {
+		_, ok := metric(t, a.Registry(), m.name, m.labels...)
+		require.False(t, ok, "%s%v of the removed action is still exposed", m.name, m.labels)
+	}
 }

@@ -551,10 +551,16 @@ func (a *Alertd) applyConfig(cfg *alertconfig.Config) error {
 	a.actions.set(cfg.Actions)
 	// An action's outbox metrics exist at 0 from the start, as a
 	// receiver's do, so that rate() sees its first delivery and an alert
-	// on its dead letters its first one.
+	// on its dead letters its first one; a removed action's go once its
+	// pending requests are delivered or dead-lettered.
+	configured := map[string]bool{}
 	for _, c := range cfg.Actions {
 		a.notify.Outbox().InitializeFor(c.Name, integrationAction, 1)
+		configured[c.Name] = true
 	}
+	a.notify.Outbox().Retain(func(receiver, integration string, _ int) bool {
+		return integration != integrationAction || configured[receiver]
+	})
 	a.upstream.client.Store(upstreamClient)
 	if a.remote != nil {
 		if err := a.remote.Update(remote, dsClient, time.Duration(cfg.Datasource.Timeout)); err != nil {
