@@ -272,8 +272,11 @@ func New(o Options) (*Notifier, error) {
 
 // initializeOutbox pre-creates the outbox metrics of p's integrations and
 // deletes those of the receivers' integrations and entries p does not have
-// (once their pending messages are delivered or dead-lettered), as
-// Alertmanager deletes a removed receiver's notification metrics.
+// (once their pending messages are delivered or dead-lettered).
+// Alertmanager drops a removed receiver's notification metrics too (by
+// resetting them all in Metrics.InitializeFor, with receiver names in
+// metrics enabled); deleting only the removed ones keeps the others'
+// counters from resetting.
 func (n *Notifier) initializeOutbox(p *pipeline) {
 	for name, kinds := range p.receivers {
 		for kind, is := range kinds {
