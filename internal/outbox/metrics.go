@@ -38,14 +38,16 @@ func heldLabel(state string) string {
 // works. The entries come from the configuration file, so the series stay
 // bounded by it: 6 per entry (3 results and 3 gauges). The counts by
 // failure reason, the enqueued messages (one per entry of a notification
-// anyway), the duplicates and the duration histogram sum the entries, for
-// they would cost 6, 1, 3 and 12 series per entry and say little more.
+// anyway), the duplicates, the discarded dead letters and the duration
+// histogram sum the entries, for they would cost 6, 1, 3, 1 and 12 series
+// per entry and say little more.
 type metrics struct {
 	enqueued   *prometheus.CounterVec
 	duplicates *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
 	failures   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
+	discarded  *prometheus.CounterVec
 	gauges     *gauges
 }
 
@@ -76,6 +78,10 @@ func newMetrics(o *Outbox) *metrics {
 			NativeHistogramMaxBucketNumber:  100,
 			NativeHistogramMinResetDuration: time.Hour,
 		}, labels),
+		discarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_outbox_dead_letters_discarded_total",
+			Help: "The total number of dead letters discarded, never to be delivered.",
+		}, labels),
 		gauges: &gauges{o: o, known: map[laneKey]bool{}, retired: map[laneKey]bool{}},
 	}
 }
@@ -89,6 +95,7 @@ func (o *Outbox) InitializeFor(receiver, integration string, entries int) {
 		m.duplicates.WithLabelValues(receiver, integration, s)
 	}
 	m.duration.WithLabelValues(receiver, integration)
+	m.discarded.WithLabelValues(receiver, integration)
 	for _, r := range reasons {
 		m.failures.WithLabelValues(receiver, integration, r)
 	}
@@ -111,7 +118,8 @@ func (o *Outbox) InitializeFor(receiver, integration string, entries int) {
 // series, and its queue gauges show them, until they are delivered or
 // dead-lettered; its series are deleted then. The series by receiver and
 // integration alone go with the last of their lanes. Dead letters keep
-// their lane's alertd_outbox_dead_letters until they are redriven. Each
+// their lane's alertd_outbox_dead_letters until they are redriven or
+// discarded. Each
 // caller decides for the integrations it sends (keep returns true for the
 // others); InitializeFor brings a lane back.
 func (o *Outbox) Retain(keep func(receiver, integration string, entry int) bool) {
@@ -126,6 +134,13 @@ func (o *Outbox) Retain(keep func(receiver, integration string, entry int) bool)
 	}
 	for k := range o.lanes {
 		if !keep(k.receiver, k.integration, k.entry) {
+			gone[k] = true
+		}
+	}
+	// A lane with dead letters only, of a receiver removed before a
+	// restart, is in neither: retired, its series go with a Discard.
+	for _, r := range o.dead {
+		if k := laneKeyOf(&r.Message); !keep(k.receiver, k.integration, k.entry) {
 			gone[k] = true
 		}
 	}
@@ -168,13 +183,14 @@ func (o *Outbox) pruneLocked(k laneKey) {
 	m.deliveries.DeletePartialMatch(ri)
 	m.failures.DeletePartialMatch(ri)
 	m.duration.DeletePartialMatch(ri)
+	m.discarded.DeletePartialMatch(ri)
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	cols := []prometheus.Collector{m.enqueued, m.duplicates, m.deliveries, m.failures, m.duration, m.gauges}
+	cols := []prometheus.Collector{m.enqueued, m.duplicates, m.deliveries, m.failures, m.duration, m.discarded, m.gauges}
 	for i, c := range cols {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cols[:i] {

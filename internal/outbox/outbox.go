@@ -12,7 +12,8 @@
 // group notified again after a restart lost the notification log — is
 // dropped instead of sent twice; Add tells the caller which messages it
 // dropped, and what became of the first one of their key (pending,
-// delivered or dead-lettered). Dead letters stay until they are redriven.
+// delivered or dead-lettered). Dead letters stay until they are redriven
+// or discarded.
 //
 // # Delivery guarantee: at least once, deduplicated by key
 //
@@ -143,7 +144,8 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("unexpected status code %d: %s", e.Code, e.Body)
 }
 
-// ErrUnknownKey is returned by Redrive for a key that is no dead letter.
+// ErrUnknownKey is returned by Redrive and Discard for a key that is no
+// dead letter.
 var ErrUnknownKey = errors.New("no dead letter with this key")
 
 // Defaults of Options.
@@ -805,19 +807,37 @@ func (o *Outbox) DeadLetters() []Message {
 	return out
 }
 
+// claimDead takes the dead letter of key out of o.dead, so that a
+// concurrent Redrive or Discard of it finds no such key; unclaim puts it
+// back when storing the change failed.
+func (o *Outbox) claimDead(key string) (*record, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	r, ok := o.dead[key]
+	if !ok {
+		return nil, fmt.Errorf("outbox: no dead letter with key %q: %w", key, ErrUnknownKey)
+	}
+	delete(o.dead, key)
+	return r, nil
+}
+
+func (o *Outbox) unclaim(r *record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.dead[r.Key] = r
+}
+
 // Redrive moves a dead letter back to delivery, at the end of its lane,
 // with its attempts and MaxAge clock reset. An unknown key's error wraps
 // ErrUnknownKey.
 func (o *Outbox) Redrive(key string) error {
-	o.mu.Lock()
-	r, ok := o.dead[key]
-	o.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("outbox: no dead letter with key %q: %w", key, ErrUnknownKey)
+	r, err := o.claimDead(key)
+	if err != nil {
+		return err
 	}
 	upd := *r
 	upd.Attempts, upd.NextAttempt, upd.DeadAt, upd.Since = 0, time.Time{}, time.Time{}, o.opts.Now()
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err = o.db.Update(func(tx *bolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
 		seq, err := pending.NextSequence()
 		if err != nil {
@@ -833,15 +853,45 @@ func (o *Outbox) Redrive(key string) error {
 		return tx.Bucket(bucketDead).Delete([]byte(key))
 	})
 	if err != nil {
+		o.unclaim(r)
 		return fmt.Errorf("outbox: couldn't redrive %q: %w", key, err)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	delete(o.dead, key)
 	l := o.laneOf(&upd)
 	l.queue = append(l.queue, &upd)
 	o.startLocked(l)
 	return nil
+}
+
+// Discard removes a dead letter for good, from the file as well, and
+// returns it: an operator's way to drop one that will never be delivered,
+// such as one of a receiver or action a reload removed, which a redrive
+// would only dead-letter again. Its key is forgotten, as if it had never
+// been stored: a message with the same key enqueued later is delivered.
+// It is counted in alertd_outbox_dead_letters_discarded_total; the last
+// dead letter of a lane the configuration no longer has (Retain) takes
+// the lane's remaining series with it, unless the lane holds pending
+// messages. An unknown key's error wraps ErrUnknownKey.
+func (o *Outbox) Discard(key string) (Message, error) {
+	r, err := o.claimDead(key)
+	if err != nil {
+		return Message{}, err
+	}
+	err = o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDead).Delete([]byte(key)) })
+	if err != nil {
+		o.unclaim(r)
+		return Message{}, fmt.Errorf("outbox: couldn't discard %q: %w", key, err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.metrics.discarded.WithLabelValues(r.Receiver, r.Integration).Inc()
+	if k := laneKeyOf(&r.Message); o.metrics.gauges.retired[k] {
+		o.pruneLocked(k)
+	}
+	m := r.Message
+	m.Payload = slices.Clone(r.Payload)
+	return m, nil
 }
 
 // LaneStats describes the messages of one lane: one entry of a receiver's

@@ -925,14 +925,15 @@ func TestRetainDeletesRemovedLanes(t *testing.T) {
 		}
 		all := func(byEntry, byIntegration, gauges, dead []string) map[string][]string {
 			return map[string][]string{
-				"alertd_outbox_messages_enqueued_total":    byIntegration,
-				"alertd_outbox_duplicates_total":           byIntegration,
-				"alertd_outbox_delivery_failures_total":    byIntegration,
-				"alertd_outbox_delivery_duration_seconds":  byIntegration,
-				"alertd_outbox_deliveries_total":           byEntry,
-				"alertd_outbox_queue_depth":                gauges,
-				"alertd_outbox_oldest_pending_age_seconds": gauges,
-				"alertd_outbox_dead_letters":               dead,
+				"alertd_outbox_messages_enqueued_total":      byIntegration,
+				"alertd_outbox_duplicates_total":             byIntegration,
+				"alertd_outbox_delivery_failures_total":      byIntegration,
+				"alertd_outbox_delivery_duration_seconds":    byIntegration,
+				"alertd_outbox_dead_letters_discarded_total": byIntegration,
+				"alertd_outbox_deliveries_total":             byEntry,
+				"alertd_outbox_queue_depth":                  gauges,
+				"alertd_outbox_oldest_pending_age_seconds":   gauges,
+				"alertd_outbox_dead_letters":                 dead,
 			}
 		}
 		kept := []string{"busy/webhook/0", "deploy/action/0", "team/webhook/0"}
@@ -960,4 +961,121 @@ func TestRetainDeletesRemovedLanes(t *testing.T) {
 		requireLanes(t, reg, all(back, lanes(false, back...), back, []string{"busy/webhook/0", "deploy/action/0", "gone/webhook/0", "team/webhook/0"}),
 			"gone is configured again")
 	})
+}
+
+// Discard removes a dead letter for good: gone from DeadLetters, Held and
+// the gauge, counted, and still gone after a restart on the same file; an
+// unknown key, or one discarded already, is ErrUnknownKey.
+func TestDiscard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		s := newFakeSender()
+		s.fail("dead", Permanent(errors.New("no")))
+		s.fail("kept", Permanent(errors.New("no")))
+		reg := prometheus.NewRegistry()
+		ob, stop := runStoppable(t, path, s, func(o *Options) { o.Registerer = reg })
+		ob.InitializeFor("team", "webhook", 1)
+		require.NoError(t, ob.Enqueue(msg("dead"), msg("kept")))
+		synctest.Wait()
+		require.Len(t, ob.DeadLetters(), 2)
+		require.Equal(t, 2.0, lanesIn(t, reg)["alertd_outbox_dead_letters"]["team/webhook/0"])
+
+		m, err := ob.Discard("dead")
+		require.NoError(t, err)
+		require.Equal(t, "dead", m.Key)
+		require.JSONEq(t, `{"n":"dead"}`, string(m.Payload))
+		require.Equal(t, []string{"kept"}, keysOfMessages(ob.DeadLetters()))
+		_, held, err := ob.Held("dead")
+		require.NoError(t, err)
+		require.False(t, held)
+		got := lanesIn(t, reg)
+		require.Equal(t, 1.0, got["alertd_outbox_dead_letters"]["team/webhook/0"])
+		require.Equal(t, 1.0, got["alertd_outbox_dead_letters_discarded_total"]["team/webhook/"])
+		for _, key := range []string{"dead", "nope"} {
+			_, err = ob.Discard(key)
+			require.ErrorIs(t, err, ErrUnknownKey, key)
+		}
+		require.ErrorIs(t, ob.Redrive("dead"), ErrUnknownKey)
+		stop()
+		require.NoError(t, ob.Close())
+
+		ob, err = Open(Options{Path: path, Senders: map[string]Sender{"webhook": s}})
+		require.NoError(t, err)
+		require.Equal(t, []string{"kept"}, keysOfMessages(ob.DeadLetters()), "the discard is stored")
+		require.Equal(t, 1, ob.Stats().DeadLetters)
+		require.NoError(t, ob.Close())
+	})
+}
+
+// The last dead letter of a receiver a reload removed takes the series
+// left of it when it is discarded, also when the receiver was removed
+// before a restart; the discard is not left as a series of its own.
+func TestDiscardDeletesRemovedLanesSeries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		s := newFakeSender()
+		reg := prometheus.NewRegistry()
+		ob, stop := runStoppable(t, path, s, func(o *Options) { o.Registerer = reg })
+		ob.InitializeFor("team", "webhook", 1)
+		ob.InitializeFor("gone", "webhook", 1)
+		ob.InitializeFor("old", "webhook", 1)
+		for k, receiver := range map[string]string{"g1": "gone", "g2": "gone", "o1": "old"} {
+			s.fail(k, Permanent(errors.New("no")))
+			m := msg(k)
+			m.Receiver = receiver
+			require.NoError(t, ob.Enqueue(m))
+		}
+		synctest.Wait()
+		require.Len(t, ob.DeadLetters(), 3)
+		ob.Retain(func(receiver, _ string, _ int) bool { return receiver == "team" })
+		names := func() map[string][]string {
+			out := map[string][]string{}
+			for name, lanes := range lanesIn(t, reg) {
+				for l := range lanes {
+					if !strings.HasPrefix(l, "team/") {
+						out[name] = append(out[name], l)
+					}
+				}
+			}
+			return out
+		}
+		require.Equal(t, map[string][]string{"alertd_outbox_dead_letters": {"gone/webhook/0", "old/webhook/0"}}, sorted(names()), "only the dead letters are left")
+
+		_, err := ob.Discard("g1")
+		require.NoError(t, err)
+		require.Equal(t, map[string][]string{"alertd_outbox_dead_letters": {"gone/webhook/0", "old/webhook/0"}}, sorted(names()), "one dead letter of gone left")
+		require.Equal(t, 1.0, lanesIn(t, reg)["alertd_outbox_dead_letters"]["gone/webhook/0"])
+		_, err = ob.Discard("g2")
+		require.NoError(t, err)
+		require.Equal(t, map[string][]string{"alertd_outbox_dead_letters": {"old/webhook/0"}}, names(), "the last discarded: nothing of gone is left")
+		stop()
+		require.NoError(t, ob.Close())
+
+		// Removed before a restart: Retain at the start retires the lane
+		// of its dead letter.
+		reg = prometheus.NewRegistry()
+		ob = run(t, path, s, func(o *Options) { o.Registerer = reg })
+		ob.InitializeFor("team", "webhook", 1)
+		ob.Retain(func(receiver, _ string, _ int) bool { return receiver == "team" })
+		require.Equal(t, map[string][]string{"alertd_outbox_dead_letters": {"old/webhook/0"}}, names())
+		_, err = ob.Discard("o1")
+		require.NoError(t, err)
+		require.Empty(t, names(), "nothing of old is left after the restart")
+		require.Contains(t, lanesIn(t, reg)["alertd_outbox_dead_letters_discarded_total"], "team/webhook/", "a configured receiver's counter stays")
+	})
+}
+
+func sorted(m map[string][]string) map[string][]string {
+	for _, v := range m {
+		slices.Sort(v)
+	}
+	return m
+}
+
+func keysOfMessages(ms []Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Key)
+	}
+	return out
 }
