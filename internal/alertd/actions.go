@@ -1179,6 +1179,26 @@ func (r *actionRunner) done(m outbox.Message, err error) {
 	r.save(now)
 }
 
+// discarded records in the history of its request's alerts that an
+// operator (by) discarded the dead letter of an action.
+func (r *actionRunner) discarded(m outbox.Message, by string, now time.Time) {
+	var msg actionMessage
+	if json.Unmarshal(m.Payload, &msg) != nil {
+		return
+	}
+	r.mu.Lock()
+	req, ok := r.byID[msg.Request]
+	var fps []model.Fingerprint
+	if ok {
+		fps = req.fingerprints()
+	}
+	r.mu.Unlock()
+	if len(fps) > 0 {
+		r.note(fps, Decision{Time: now, Stage: "action", Action: "discarded",
+			Reason: fmt.Sprintf("dead letter of action %q (request %s) discarded by %s, never to be sent", msg.Action, msg.Request, by)})
+	}
+}
+
 // delivered records an attempt's outcome in the request and the alerts'
 // history.
 func (r *actionRunner) delivered(id string, err error) {

@@ -86,6 +86,7 @@ func (a *Alertd) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/outbox", a.getOutbox)
 	mux.HandleFunc("GET /api/v1/outbox/dead_letters", a.getDeadLetters)
 	mux.HandleFunc("POST /api/v1/outbox/dead_letters/{key}/redrive", a.postRedrive)
+	mux.HandleFunc("DELETE /api/v1/outbox/dead_letters/{key}", a.deleteDeadLetter)
 	mux.HandleFunc("POST /api/v1/slack/interactions", a.postSlackInteraction)
 
 	// Intake.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/modelmon/modelmon/internal/notify"
 	"github.com/modelmon/modelmon/internal/notify/slack"
 	"github.com/modelmon/modelmon/internal/outbox"
 )
@@ -131,6 +132,39 @@ func (a *Alertd) postRedrive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	respond(w, map[string]any{"key": key, "redriven": true})
+}
+
+// deleteDeadLetter discards a dead letter: it is never delivered, and its
+// series go with the last one of a receiver or action the configuration no
+// longer has. It answers with the letter as GET lists it, and records the
+// discard in the history of the alerts the letter was for.
+func (a *Alertd) deleteDeadLetter(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	m, err := a.notify.Outbox().Discard(key)
+	switch {
+	case errors.Is(err, outbox.ErrUnknownKey):
+		http.Error(w, fmt.Sprintf("no dead letter with key %q", key), http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	user, _, _ := r.BasicAuth()
+	a.logger.Info("Dead letter discarded", "key", key, "receiver", m.Receiver, "integration", m.Integration,
+		"entry", m.Entry, "user", user, "remote_addr", r.RemoteAddr)
+	by := r.RemoteAddr
+	if user != "" {
+		by = user
+	}
+	now := a.opts.Now()
+	if m.Integration == integrationAction {
+		a.actions.discarded(m, by, now)
+	} else if fps := notify.Fingerprints(m); len(fps) > 0 {
+		a.store.note(fps, Decision{Time: now, Stage: "notify", Action: "discarded",
+			Reason: fmt.Sprintf("dead letter to %s via %s[%d] discarded by %s, never to be sent", m.Receiver, m.Integration, m.Entry, by)})
+	}
+	respond(w, deadLetterJSON{Key: m.Key, Receiver: m.Receiver, Integration: m.Integration, Created: m.Created,
+		Attempts: m.Attempts, LastError: m.LastError, Payload: m.Payload})
 }
 
 // slackSigningSecrets are the signing secrets of the configured Slack

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
@@ -330,4 +332,146 @@ actions:
 	// Rejecting it now is a conflict: it no longer awaits approval.
 	code, body = do(t, signed(t, a.URL, "s1gn1ng", now+1, slack.ActionReject, buttons[slack.ActionReject]))
 	require.Equal(t, http.StatusConflict, code, body)
+}
+
+// DELETE /api/v1/outbox/dead_letters/{key} discards a dead letter: it
+// answers with the letter, which is gone from the list, the gauge and,
+// after a restart on the same storage, the outbox file; it is counted,
+// logged and recorded in its alert's history. The last dead letter of a
+// receiver a reload removed takes the receiver's remaining series with it.
+// An unknown key is a 404.
+func TestOutboxDiscardDeadLetter(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no such hook", http.StatusBadRequest)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := `
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  routes: [{receiver: gone, matchers: ['alertname="Gone"']}]
+receivers:
+  - name: hook
+    webhook_configs: [{url: "%[1]s/hook"}]
+  - name: gone
+    webhook_configs: [{url: "%[1]s/gone"}]
+`
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", fmt.Sprintf(cfg, srv.URL))
+	o, logs := newOptions(t, dir)
+	a1, err := New(o)
+	require.NoError(t, err)
+	require.NoError(t, a1.Start())
+	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, a1.Stop())
+		}
+	})
+	pushAlert(t, a, map[string]string{"alertname": "Drift"}, nil)
+	pushAlert(t, a, map[string]string{"alertname": "Gone"}, nil)
+
+	deadLetters := func(a *testAlertd) map[string]deadLetterJSON {
+		t.Helper()
+		var dead struct {
+			DeadLetters []deadLetterJSON `json:"deadLetters"`
+		}
+		_, r := apiGet(t, a.URL+"/api/v1/outbox/dead_letters")
+		require.NoError(t, json.Unmarshal(r.Data, &dead))
+		out := map[string]deadLetterJSON{}
+		for _, d := range dead.DeadLetters {
+			out[d.Receiver] = d
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(deadLetters(a)) == 2 }, 30*time.Second, 20*time.Millisecond)
+	letters := deadLetters(a)
+	discard := func(a *testAlertd, key string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodDelete, a.URL+"/api/v1/outbox/dead_letters/"+url.PathEscape(key), nil)
+		require.NoError(t, err)
+		return do(t, req)
+	}
+
+	code, body := discard(a, "nope")
+	require.Equal(t, http.StatusNotFound, code, body)
+	require.Equal(t, "no dead letter with key \"nope\"\n", body)
+
+	hook := letters["hook"]
+	code, body = discard(a, hook.Key)
+	require.Equal(t, http.StatusOK, code, body)
+	var r struct {
+		Status string         `json:"status"`
+		Data   deadLetterJSON `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &r))
+	require.Equal(t, "success", r.Status)
+	require.Equal(t, hook.Key, r.Data.Key)
+	require.Equal(t, "hook", r.Data.Receiver)
+	require.Equal(t, "unexpected status code 400: no such hook", r.Data.LastError)
+	require.NotContains(t, deadLetters(a), "hook")
+	v, ok := metric(t, a.Registry(), "alertd_outbox_dead_letters", "receiver", "hook", "integration", "webhook", "entry", "0")
+	require.True(t, ok)
+	require.Zero(t, v)
+	v, _ = metric(t, a.Registry(), "alertd_outbox_dead_letters_discarded_total", "receiver", "hook", "integration", "webhook")
+	require.Equal(t, 1.0, v)
+	code, body = discard(a, hook.Key)
+	require.Equal(t, http.StatusNotFound, code, "discarded already: %s", body)
+	al, ok := a.alert(t, "Drift", SourcePrometheus)
+	require.True(t, ok)
+	require.Contains(t, actions(al.History), "notify/discarded")
+	require.Contains(t, logs.String(), `msg="Dead letter discarded" key=`+hook.Key)
+
+	// A reload removes gone: its dead letter keeps alertd_outbox_dead_letters
+	// alone, and takes it along when it is discarded.
+	writeFile(t, dir, "alertd.yml", fmt.Sprintf(`
+route: {receiver: hook, group_by: [alertname], group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: hook
+    webhook_configs: [{url: "%s/hook"}]
+`, srv.URL))
+	require.NoError(t, a.Reload())
+	require.Equal(t, []string{"alertd_outbox_dead_letters"}, seriesOf(t, a, "gone"))
+	code, body = discard(a, letters["gone"].Key)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Empty(t, seriesOf(t, a, "gone"), "the removed receiver's series are left")
+	require.NotContains(t, deadLetters(a), "gone")
+
+	// Still gone after a restart on the same storage. (Gone, routed to
+	// hook since the reload, may have a dead letter there of its own.)
+	require.NoError(t, a1.Stop())
+	stopped = true
+	b := start(t, dir, o, logs)
+	for _, d := range deadLetters(b) {
+		require.NotContains(t, []string{hook.Key, letters["gone"].Key}, d.Key, "a discarded dead letter is back")
+	}
+	v, ok = metric(t, b.Registry(), "alertd_outbox_dead_letters", "receiver", "hook", "integration", "webhook", "entry", "0")
+	require.True(t, ok)
+	require.LessOrEqual(t, v, 1.0)
+	require.Empty(t, seriesOf(t, b, "gone"))
+}
+
+// seriesOf returns the names of the alertd_outbox_ metrics a has series of
+// for receiver.
+func seriesOf(t *testing.T, a *testAlertd, receiver string) []string {
+	t.Helper()
+	mfs, err := a.Registry().Gather()
+	require.NoError(t, err)
+	var out []string
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "alertd_outbox_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "receiver" && l.GetValue() == receiver }) {
+				out = append(out, mf.GetName())
+				break
+			}
+		}
+	}
+	return out
 }

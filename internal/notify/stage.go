@@ -58,6 +58,21 @@ func (e *envelope) alerts() []*alert.Alert {
 	return out
 }
 
+// Fingerprints returns the fingerprints of the alerts a notification
+// message of the outbox carries (a dead letter's, say); nil for another
+// component's message, such as an action's.
+func Fingerprints(m outbox.Message) []model.Fingerprint {
+	var env envelope
+	if !slices.Contains(integrations, m.Integration) || json.Unmarshal(m.Payload, &env) != nil {
+		return nil
+	}
+	out := make([]model.Fingerprint, 0, len(env.Alerts))
+	for _, a := range env.Alerts {
+		out = append(out, a.Fingerprint())
+	}
+	return out
+}
+
 // notice builds the notification for a sender with tmpl.
 func (e *envelope) notice(receiver, key string, tmpl *template.Template) *notice.Notice {
 	as := e.alerts()
