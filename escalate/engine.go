@@ -312,6 +312,16 @@ func (e *Engine) Pending(id string) int {
 	return n
 }
 
+// Effects returns copies of the effects not reported Done, in the order
+// they were enqueued.
+func (e *Engine) Effects() []Effect {
+	out := make([]Effect, 0, len(e.outbox))
+	for _, ef := range e.outbox {
+		out = append(out, ef.clone())
+	}
+	return out
+}
+
 // State returns a copy of the whole state.
 func (e *Engine) State() State {
 	s := State{Incidents: make([]*Incident, 0, len(e.incidents)), Outbox: make([]Effect, 0, len(e.outbox))}

@@ -385,6 +385,7 @@ func New(o Options) (*Alertd, error) {
 	if a.escalation, err = newEscalator(o.StoragePath, a.reg, a.logger.With("component", "escalation"), o.Now); err != nil {
 		return nil, err
 	}
+	a.escalation.send = a.notify.SendToReceiver
 	a.escalateIncident = a.escalateIncidents
 	a.SetResolve(a.resolveIncident)
 

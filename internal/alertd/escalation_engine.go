@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"path/filepath"
 	"slices"
@@ -55,9 +56,20 @@ type escalator struct {
 	policies int
 
 	escalations *prometheus.CounterVec
-	acks        prometheus.Counter
-	now         func() time.Time
+	// configured are the series of escalations of the configured
+	// policies' levels; series are all those it has, the configured ones
+	// and those of a policy or level a reload removed whose notification
+	// is still pending. Both are guarded by mu.
+	configured, series map[escalationSeries]bool
+	acks               prometheus.Counter
+	now                func() time.Time
+	// send sends an escalation notification to a receiver (the
+	// notifier's SendToReceiver). Tests make it fail.
+	send func(ctx context.Context, receiver, key string, alerts []*amalert.Alert, extra map[string]string) error
 }
+
+// escalationSeries is a series of alertd_escalations_total.
+type escalationSeries struct{ policy, level string }
 
 // newEscalator returns an escalator whose state is kept in
 // storage/escalation.json, or in memory only when storage is empty (a
@@ -68,10 +80,12 @@ func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger
 		return nil, err
 	}
 	x := &escalator{
-		engine: e,
-		logger: logger,
-		kick:   make(chan struct{}, 1),
-		now:    now,
+		engine:     e,
+		logger:     logger,
+		kick:       make(chan struct{}, 1),
+		now:        now,
+		configured: map[escalationSeries]bool{},
+		series:     map[escalationSeries]bool{},
 		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_escalations_total",
 			Help: "The total number of escalation steps that notified their receivers (trigger, escalate and repeat), by policy and level.",
@@ -100,7 +114,8 @@ func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger
 }
 
 // setPolicies swaps in the configured policies; incidents keep their
-// chain.
+// chain. The escalations of each level of each policy are created at 0;
+// those of a policy or level gone go (retainLocked).
 func (x *escalator) setPolicies(ps []escalate.Policy) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -108,16 +123,55 @@ func (x *escalator) setPolicies(ps []escalate.Policy) error {
 		return fmt.Errorf("escalation_policies: %w", err)
 	}
 	x.policies = len(ps)
+	clear(x.configured)
 	for _, p := range ps {
 		levels := 0
 		for _, s := range p.Steps {
 			if s.Notify != nil {
 				levels++
-				x.escalations.WithLabelValues(p.Name, strconv.Itoa(levels))
+				x.configured[escalationSeries{p.Name, strconv.Itoa(levels)}] = true
 			}
 		}
 	}
+	x.retainLocked()
 	return nil
+}
+
+// retainLocked creates the series of escalations of the configured levels
+// at 0 and deletes those of a policy or level the configuration no longer
+// has, as Prometheus wants the series of what is gone. An incident whose
+// policy a reload removed stops escalating (escalate.Engine.SetPolicies),
+// but a notification of its chain already due and not carried out yet (the
+// outbox refused it: it is retried) still counts once sent: its series
+// stays until the engine hears it done. Called with x.mu held.
+func (x *escalator) retainLocked() {
+	keep := maps.Clone(x.configured)
+	for _, ef := range x.engine.Effects() {
+		if ef.Notify != nil && chainEvent(ef.Notify.Event) {
+			keep[escalationSeries{ef.Policy, strconv.Itoa(ef.Notify.Level)}] = true
+		}
+	}
+	for s := range x.series {
+		if !keep[s] {
+			x.escalations.DeleteLabelValues(s.policy, s.level)
+			delete(x.series, s)
+		}
+	}
+	for s := range keep {
+		if !x.series[s] {
+			x.escalations.WithLabelValues(s.policy, s.level)
+			x.series[s] = true
+		}
+	}
+}
+
+// count counts a chain notification sent to its level's receivers.
+func (x *escalator) count(policy string, level int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	s := escalationSeries{policy, strconv.Itoa(level)}
+	x.escalations.WithLabelValues(s.policy, s.level).Inc()
+	x.series[s] = true
 }
 
 // save writes the engine's state if it changed and the escalator has a
@@ -219,6 +273,11 @@ func (x *escalator) tick(now time.Time) []escalate.Effect {
 func (x *escalator) done(key string) {
 	x.mu.Lock()
 	x.engine.Done(key)
+	if len(x.series) > len(x.configured) {
+		// The last pending notification of a removed policy or level
+		// may be done: its series goes.
+		x.retainLocked()
+	}
 	x.mu.Unlock()
 	x.trySave()
 }
@@ -389,7 +448,7 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 		var errs []error
 		for _, r := range n.Receivers {
 			// One key per receiver: each is a message of its own.
-			if e := a.notify.SendToReceiver(ctx, r, ef.Key+"/"+r, alerts, extra); e != nil {
+			if e := x.send(ctx, r, ef.Key+"/"+r, alerts, extra); e != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", r, e))
 			}
 		}
@@ -410,7 +469,7 @@ func (a *Alertd) carryOut(ctx context.Context, ef escalate.Effect) {
 	// Recorded and counted before the engine hears of it: whoever sees
 	// the step done (GET /api/v1/incidents) finds it in the history.
 	if counted && err == nil {
-		x.escalations.WithLabelValues(ef.Policy, strconv.Itoa(ef.Notify.Level)).Inc()
+		x.count(ef.Policy, ef.Notify.Level)
 	}
 	a.store.note(fingerprints(fps), d)
 	x.done(ef.Key)

@@ -1,14 +1,17 @@
 package alertd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	amalert "github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
@@ -487,4 +490,130 @@ func TestEscalationSilenceBeginsWhileFiring(t *testing.T) {
 			h.checkWire(t)
 		})
 	}
+}
+
+// alertd_escalations_total has a series at 0 for each level of each
+// configured policy. A reload that removes a policy or a level deletes its
+// series, unless a notification of it is still pending: the incident of a
+// removed policy stops escalating, but its level 1, which the outbox
+// refused, is retried and counted, and its series goes once it is sent.
+// Re-adding the policy brings its series back at 0.
+func TestEscalationSeriesFollowReloads(t *testing.T) {
+	t.Parallel()
+	h := newEscalationHooks(t)
+	policies := map[string]string{
+		"pager": `
+  - name: pager
+    matchers: ['severity="critical"']
+    steps:
+      - notify: [l1]
+      - wait: 10m
+      - notify: [l2]
+      - wait: 10m
+      - notify: [l3]`,
+		"other two levels": `
+  - name: other
+    matchers: ['severity="warning"']
+    steps:
+      - notify: [l3]
+      - wait: 10m
+      - notify: [l2]`,
+		"other one level": `
+  - name: other
+    matchers: ['severity="warning"']
+    steps:
+      - notify: [l3]`,
+	}
+	config := func(names ...string) string {
+		c := strings.NewReplacer("{{L1}}", h.l1.URL, "{{L2}}", h.l2.URL, "{{L3}}", h.l3.URL).Replace(`
+route:
+  receiver: default
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+receivers:
+  - name: default
+  - name: l1
+    webhook_configs: [{url: "{{L1}}"}]
+  - name: l2
+    webhook_configs: [{url: "{{L2}}"}]
+  - name: l3
+    webhook_configs: [{url: "{{L3}}"}]
+escalation_policies:`)
+		for _, n := range names {
+			c += policies[n]
+		}
+		return c + "\n"
+	}
+	clock := &testClock{}
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", config("pager", "other two levels"))
+	o, logs := newOptions(t, dir)
+	o.Now = clock.Now
+	a1, err := New(o)
+	require.NoError(t, err)
+	// The outbox refuses the notifications to l1, as on a full disk,
+	// while refuse is set.
+	var (
+		refuse  atomic.Bool
+		refused atomic.Int64
+	)
+	send := a1.escalation.send
+	a1.escalation.send = func(ctx context.Context, receiver, key string, alerts []*amalert.Alert, extra map[string]string) error {
+		if receiver == "l1" && refuse.Load() {
+			refused.Add(1)
+			return errNoSpace
+		}
+		return send(ctx, receiver, key, alerts, extra)
+	}
+	require.NoError(t, a1.Start())
+	t.Cleanup(func() {
+		require.NoError(t, a1.Stop())
+		if t.Failed() {
+			t.Logf("alertd log:\n%s", logs.String())
+		}
+	})
+	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
+	reload := func(names ...string) {
+		t.Helper()
+		writeFile(t, dir, "alertd.yml", config(names...))
+		code, body := post(t, a.URL+"/-/reload", "", "")
+		require.Equal(t, http.StatusOK, code, body)
+	}
+	requireSeries := func(want map[string]float64) {
+		t.Helper()
+		for _, s := range []string{"pager/1", "pager/2", "pager/3", "other/1", "other/2"} {
+			policy, level, _ := strings.Cut(s, "/")
+			v, ok := metric(t, a.Registry(), "alertd_escalations_total", "policy", policy, "level", level)
+			w, exposed := want[s]
+			require.Equal(t, exposed, ok, "alertd_escalations_total{policy=%q,level=%q} exposed", policy, level)
+			require.Equal(t, w, v, "alertd_escalations_total{policy=%q,level=%q}", policy, level)
+		}
+	}
+	requireSeries(map[string]float64{"pager/1": 0, "pager/2": 0, "pager/3": 0, "other/1": 0, "other/2": 0})
+
+	// An incident of pager: its level 1 is refused, and stays pending.
+	refuse.Store(true)
+	postAlertJSON(t, a, fmt.Sprintf(`{"labels":{"alertname":"ModelDown","severity":"critical"},"startsAt":%q}`, clock.Now().UTC().Format(time.RFC3339Nano)))
+	require.Eventually(t, func() bool { return refused.Load() > 0 }, 30*time.Second, 10*time.Millisecond, "level 1 was never sent")
+	in := waitIncident(t, a, func(in incidentWithEscalation) bool { return in.Escalation.Pending == 1 }, "level 1 is not pending")
+	require.Equal(t, "pager", in.Escalation.Policy)
+
+	// pager goes, and other's level 2: their series go, but for pager's
+	// level 1, still pending.
+	reload("other one level")
+	requireSeries(map[string]float64{"pager/1": 0, "other/1": 0})
+
+	// The outbox takes level 1 at its retry: it is sent, counted, and its
+	// series goes with it.
+	refuse.Store(false)
+	clock.skip(11 * time.Second)
+	waitEscalationEvents(t, h.l1, "trigger")
+	waitIncident(t, a, func(in incidentWithEscalation) bool { return in.Escalation.Pending == 0 }, "level 1 was never done")
+	requireSeries(map[string]float64{"other/1": 0})
+
+	// Added again, pager and other's level 2 start at 0.
+	reload("pager", "other two levels")
+	requireSeries(map[string]float64{"pager/1": 0, "pager/2": 0, "pager/3": 0, "other/1": 0, "other/2": 0})
+	h.checkWire(t)
 }
