@@ -601,7 +601,8 @@ func (a *Alertd) markRemovedJobsStale(active map[string][]*scrape.Target) {
 
 // applyAnomaly replaces the anomaly detectors with the configured ones.
 // Detectors whose configuration did not change keep their state; the others
-// start over, replaying their history. Before Start, they only wait.
+// start over, replaying their history. Before Start, they only wait. The
+// metrics of a removed detector are deleted.
 func (a *Alertd) applyAnomaly(cfgs []*alertconfig.AnomalyDetector) {
 	a.anomalyMu.Lock()
 	defer a.anomalyMu.Unlock()
@@ -617,13 +618,20 @@ func (a *Alertd) applyAnomaly(cfgs []*alertconfig.AnomalyDetector) {
 		}
 		next = append(next, newAnomalyRunner(c, a.query, a.queryRange, a.db, a.anomalyMetrics, a.logger.With("component", "anomaly")))
 	}
-	if a.started.Load() {
+	started := a.started.Load()
+	if started {
 		a.stopAnomalyLocked()
-		a.anomalyRunners = next
-		a.startAnomalyLocked()
-		return
+	}
+	// The removed detectors' runners are stopped: their series go.
+	for name := range old {
+		if !slices.ContainsFunc(cfgs, func(c *alertconfig.AnomalyDetector) bool { return c.Name == name }) {
+			a.anomalyMetrics.deleteDetector(name)
+		}
 	}
 	a.anomalyRunners = next
+	if started {
+		a.startAnomalyLocked()
+	}
 }
 
 // startAnomalyLocked starts the detectors; a.anomalyMu is held.

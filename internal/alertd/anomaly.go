@@ -98,6 +98,15 @@ func newAnomalyMetrics(reg prometheus.Registerer) *anomalyMetrics {
 	return m
 }
 
+// deleteDetector deletes the series of a detector a reload removed, as
+// Prometheus wants the series of what is gone; its runner is stopped, so
+// nothing counts there any more. A detector added again starts at 0.
+func (m *anomalyMetrics) deleteDetector(name string) {
+	for _, v := range []*prometheus.CounterVec{m.evaluations, m.failures, m.dropped, m.resets} {
+		v.DeleteLabelValues(name)
+	}
+}
+
 func newAnomalyRunner(cfg *alertconfig.AnomalyDetector, q instantQueryFunc, qr queryRangeFunc, app storage.AppendableV2, m *anomalyMetrics, logger *slog.Logger) *anomalyRunner {
 	m.evaluations.WithLabelValues(cfg.Name)
 	m.failures.WithLabelValues(cfg.Name)

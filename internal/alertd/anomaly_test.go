@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,4 +169,50 @@ func TestAnomalyRunnerReplayAndVersionReset(t *testing.T) {
 	vec, err := res.Vector()
 	require.NoError(t, err)
 	require.Len(t, vec, 1, "scores are written to storage")
+}
+
+// A reload that removes an anomaly detector deletes its series of
+// alertd_anomaly_evaluations_total and the rest; the detectors it keeps
+// keep theirs. Added again, the detector starts at 0.
+func TestAnomalyDetectorSeriesFollowReloads(t *testing.T) {
+	t.Parallel()
+	h := newHook(t)
+	detector := func(name, interval string) string {
+		return "\n  - name: " + name + "\n    expr: vector(1)\n    interval: " + interval + "\n    history: 0s"
+	}
+	config := func(detectors ...string) string {
+		return routes(h, nil, "\nanomaly_detectors:"+strings.Join(detectors, "")+"\n")
+	}
+	a := startAlertd(t, config(detector("kept", "1s"), detector("removed", "1s")), nil, nil)
+	reload := func(detectors ...string) {
+		t.Helper()
+		writeFile(t, a.Dir, "alertd.yml", config(detectors...))
+		code, body := post(t, a.URL+"/-/reload", "", "")
+		require.Equal(t, http.StatusOK, code, body)
+	}
+	families := []string{"alertd_anomaly_evaluations_total", "alertd_anomaly_evaluation_failures_total",
+		"alertd_anomaly_series_dropped_total", "alertd_anomaly_resets_total"}
+	require.Eventually(t, func() bool {
+		n, _ := metric(t, a.Registry(), "alertd_anomaly_evaluations_total", "detector", "removed")
+		return n > 0
+	}, 30*time.Second, 10*time.Millisecond, "the detector never evaluated")
+	kept, _ := metric(t, a.Registry(), "alertd_anomaly_evaluations_total", "detector", "kept")
+
+	reload(detector("kept", "1s"))
+	for _, name := range families {
+		_, ok := metric(t, a.Registry(), name, "detector", "removed")
+		require.False(t, ok, "%s of the removed detector is still exposed", name)
+		_, ok = metric(t, a.Registry(), name, "detector", "kept")
+		require.True(t, ok, "%s of the kept detector is gone", name)
+	}
+	n, _ := metric(t, a.Registry(), "alertd_anomaly_evaluations_total", "detector", "kept")
+	require.GreaterOrEqual(t, n, kept, "the kept detector's counter started over")
+
+	// Added again, with an interval it does not reach in the test.
+	reload(detector("kept", "1s"), detector("removed", "24h"))
+	for _, name := range families {
+		v, ok := metric(t, a.Registry(), name, "detector", "removed")
+		require.True(t, ok, "%s of the detector added again is not exposed", name)
+		require.Zero(t, v, "%s of the detector added again", name)
+	}
 }
