@@ -487,8 +487,17 @@ func TestPolicyRemoved(t *testing.T) {
 	require.Len(t, e.Tick(t0), 1)
 	require.NoError(t, e.SetPolicies(nil))
 	require.Len(t, e.Tick(t0.Add(time.Hour)), 1, "the trigger, not done, comes back")
+	pending := e.Effects()
+	require.Len(t, pending, 1, "the trigger is still pending")
+	require.Equal(t, "chain", pending[0].Policy)
+	require.Equal(t, EventTrigger, pending[0].Notify.Event)
+	require.Equal(t, 1, pending[0].Notify.Level)
 	require.NoError(t, e.Resolve(t0.Add(2*time.Hour), "inc", ""))
 	efs := e.Tick(t0.Add(2 * time.Hour))
 	require.Len(t, efs, 2)
 	require.Equal(t, EventResolve, efs[1].Notify.Event)
+	for _, ef := range efs {
+		require.True(t, e.Done(ef.Key))
+	}
+	require.Empty(t, e.Effects())
 }
