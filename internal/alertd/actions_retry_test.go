@@ -279,7 +279,10 @@ actions:
 		return strings.Contains(lastOf(al.History, "action").Reason, "given up after")
 	}, "not given up")
 	require.Equal(t, "failed", lastOf(got.History, "action").Action)
-	require.Contains(t, logs.String(), "Gave up on an action the outbox refused")
+	// The history is written before the log line: wait for it.
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "Gave up on an action the outbox refused")
+	}, 10*time.Second, 10*time.Millisecond, "no log line for the action given up")
 	require.Zero(t, pendingRetries(a))
 	refuse.Store(false)
 	require.Never(t, func() bool { return len(ci.requests()) > 0 }, 3*time.Second, 50*time.Millisecond, "retried after it was given up")
