@@ -119,16 +119,24 @@ func (a *Alertd) getDeadLetters(w http.ResponseWriter, _ *http.Request) {
 	respond(w, map[string]any{"deadLetters": out})
 }
 
-// postRedrive sends a dead letter again.
-func (a *Alertd) postRedrive(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
-	err := a.notify.Outbox().Redrive(key)
+// deadLetterFailed answers a request about the dead letter of key with
+// the error err, if any: 404 for a key the outbox holds no dead letter of.
+func deadLetterFailed(w http.ResponseWriter, key string, err error) bool {
 	switch {
 	case errors.Is(err, outbox.ErrUnknownKey):
 		http.Error(w, fmt.Sprintf("no dead letter with key %q", key), http.StatusNotFound)
-		return
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		return false
+	}
+	return true
+}
+
+// postRedrive sends a dead letter again.
+func (a *Alertd) postRedrive(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if err := a.notify.Outbox().Redrive(key); deadLetterFailed(w, key, err) {
 		return
 	}
 	respond(w, map[string]any{"key": key, "redriven": true})
@@ -141,12 +149,7 @@ func (a *Alertd) postRedrive(w http.ResponseWriter, r *http.Request) {
 func (a *Alertd) deleteDeadLetter(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	m, err := a.notify.Outbox().Discard(key)
-	switch {
-	case errors.Is(err, outbox.ErrUnknownKey):
-		http.Error(w, fmt.Sprintf("no dead letter with key %q", key), http.StatusNotFound)
-		return
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	if deadLetterFailed(w, key, err) {
 		return
 	}
 	user, _, _ := r.BasicAuth()
