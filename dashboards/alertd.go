@@ -48,6 +48,7 @@ const (
 	alertdConfigReloadSuccess  = "alertd_config_last_reload_successful"
 	alertdOutboxEnqueued       = "alertd_outbox_messages_enqueued_total"
 	alertdOutboxDuplicates     = "alertd_outbox_duplicates_total"
+	alertdOutboxDiscarded      = "alertd_outbox_dead_letters_discarded_total"
 	alertdOutboxDuration       = "alertd_outbox_delivery_duration_seconds"
 	alertdNotificationRequests = "alertd_notification_requests_total"
 	alertdNotificationReqFails = "alertd_notification_requests_failed_total"
@@ -221,9 +222,10 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(prometheusQuery(q.sum("rate", "", alertdOutboxEnqueued, "$__rate_interval"), "enqueued")).
 			WithTarget(prometheusQuery(q.sum("rate", "result", alertdOutboxDeliveries, "$__rate_interval"), "{{result}}")).
 			WithTarget(prometheusQuery(q.sum("rate", "reason", alertdOutboxFailures, "$__rate_interval")+" > 0", "failed: {{reason}}"))).
-		WithPanel(defaultTimeseries("Outbox backlog", "Messages waiting in the outbox, the age of the oldest, and dead letters (given up on).", "short").
+		WithPanel(defaultTimeseries("Outbox backlog", "Messages waiting in the outbox, the age of the oldest, dead letters (given up on: redrive them, or discard them with DELETE /api/v1/outbox/dead_letters/{key}), and the dead letters discarded in the last hour.", "short").
 			WithTarget(prometheusQuery(fmt.Sprintf("sum (%s)", q.sel(alertdOutboxQueueDepth)), "queued")).
 			WithTarget(prometheusQuery(fmt.Sprintf("sum (%s)", q.sel(alertdOutboxDeadLetters)), "dead letters")).
+			WithTarget(prometheusQuery(q.sum("increase", "", alertdOutboxDiscarded, "1h")+" > 0", "discarded (1h)")).
 			WithTarget(prometheusQuery(fmt.Sprintf("max (%s)", q.sel(alertdOutboxOldestPending)), "oldest pending (s)"))).
 		WithPanel(defaultTimeseries("Notification attempts", "Notification requests per second, one per attempt, and failed attempts, by integration. Failed attempts are retried: they matter when they last (the receiver is down or refuses alertd), before they turn into dead letters.", "short").
 			WithTarget(prometheusQuery(q.sum("rate", "integration", alertdNotificationRequests, "$__rate_interval"), "{{integration}}")).
