@@ -182,7 +182,15 @@ groups:
 				if len(r.Alerts) != 1 {
 					return ""
 				}
-				return r.Alerts[0].Annotations.Get("seen")
+				s := r.Alerts[0].Annotations.Get("seen")
+				if strings.HasSuffix(s, "template ") {
+					// The template's query found no sample: a scrape
+					// every 100 ms on a loaded machine can fail, and
+					// Prometheus then marks the series stale until the
+					// next one. Not an annotation this test is about.
+					return ""
+				}
+				return s
 			}
 			var got []string
 			wait := func(want string) {
