@@ -86,8 +86,11 @@ var (
 var builtins = map[string]string{"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
 
 // substitute replaces the dashboard's variables by a placeholder that shows
-// in label matchers (__var_<name>__), and Grafana's by durations.
-func substitute(expr string, defined map[string]bool) (string, error) {
+// in label matchers (__var_<name>__), a text box by its default value (a
+// number a query compares with, say), and Grafana's by durations. defined
+// holds the dashboard's variables, each with its default value if it is a
+// text box.
+func substitute(expr string, defined map[string]string) (string, error) {
 	var err error
 	out := variableRE.ReplaceAllStringFunc(expr, func(m string) string {
 		sub := variableRE.FindStringSubmatch(m)
@@ -95,8 +98,12 @@ func substitute(expr string, defined map[string]bool) (string, error) {
 		if v, ok := builtins[name]; ok {
 			return v
 		}
-		if !defined[name] {
+		v, ok := defined[name]
+		if !ok {
 			err = fmt.Errorf("variable $%s is not defined", name)
+		}
+		if v != "" {
+			return v
 		}
 		return "__var_" + name + "__"
 	})
@@ -132,9 +139,14 @@ func dashboardQueries(t *testing.T) []dashQuery {
 			} `json:"annotations"`
 		}
 		require.NoError(t, json.Unmarshal(b, &d))
-		defined := map[string]bool{}
+		defined := map[string]string{}
 		for _, v := range d.Templating.List {
-			defined[v.Name] = true
+			defined[v.Name] = ""
+			if v.Type == "textbox" {
+				s, ok := v.Query.(string)
+				require.True(t, ok && s != "", "%s: text box %s: want a default value", f.Name, v.Name)
+				defined[v.Name] = s
+			}
 		}
 		var raw []dashQuery
 		for _, v := range d.Templating.List {

@@ -27,6 +27,46 @@ func rule(quantity, window string) string {
 	return "modelmon:" + quantity + ":" + window
 }
 
+// defaultMinSamples is the default of the quality dashboard's min_samples
+// variable: config.DefaultMinSamples, the default of the models'
+// alerts.min_samples, which ModelEstimatedAccuracyLow counts a confidence
+// bin with.
+const defaultMinSamples = "100"
+
+// minSamplesVariable is the least labels a confidence bin must have had in
+// the last day to count in the estimated accuracy, as min_samples is for
+// ModelEstimatedAccuracyLow: a text box, so that a model with its own
+// min_samples is looked at with it.
+func minSamplesVariable() *dashboard.TextBoxVariableBuilder {
+	return dashboard.NewTextBoxVariableBuilder("min_samples").
+		Label("Min labels per bin").
+		Description("The least labels a confidence bin must have had in the last day to count in the accuracy estimated without labels: the model's alerts.min_samples, which ModelEstimatedAccuracyLow counts a bin with (100 by default). 1 counts every bin a label reached, as modelmon:estimated_accuracy:1h does.").
+		DefaultValue(dashboard.StringOrMap{String: cog.ToPtr(defaultMinSamples)}).
+		Current(dashboard.VariableOption{
+			Text:  dashboard.StringOrArrayOfString{String: cog.ToPtr(defaultMinSamples)},
+			Value: dashboard.StringOrArrayOfString{String: cog.ToPtr(defaultMinSamples)},
+		})
+}
+
+// estimatedAccuracy returns the last hour's accuracy estimated from the
+// predictions' confidence, and the share of the hour's predictions it
+// rests on, as ModelEstimatedAccuracyLow (`exporter alerts`) takes them:
+// over the confidence bins with at least $min_samples labels in the last
+// day. modelmon:estimated_accuracy:1h counts a bin of 1 or 2 labels too,
+// whose accuracy, 0, 0.5 or 1, it gives every prediction in the bin: the
+// panel would disagree with the alert.
+func estimatedAccuracy(q query) (estimate, coverage string) {
+	sel := func(name string) string { return name + `{model=~"$model"}` }
+	hour := sel(rule("prediction_confidence_predictions", "increase1h"))
+	counted := sel(rule("prediction_confidence_outcomes", "increase1d")) + " >= $min_samples"
+	covered := fmt.Sprintf("sum by (model) (\n  %s\n    and on (model, bins, bin)\n  %s\n)", hour, counted)
+	estimate = fmt.Sprintf("sum by (model) (\n  %s\n    * on (model, bins, bin)\n  (%s and on (model, bins, bin) %s)\n)\n  /\n%s",
+		hour, sel(rule("calibration_accuracy", "1d")), counted, covered)
+	// A model whose bins are all thin has its coverage 0, not none.
+	coverage = fmt.Sprintf("sum by (model) (\n  %s\n    and on (model, bins, bin)\n  %s\n  or\n  0 * %s\n)\n  /\nsum by (model) (%s)", hour, counted, hour, hour)
+	return q.modelFilter(estimate), q.modelFilter(coverage)
+}
+
 // quality is the model quality dashboard: predictions joined to their
 // ground-truth labels.
 func quality(opts Options) (dashboard.Dashboard, error) {
@@ -62,7 +102,9 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 	}
 	b := newDashboard(opts, "modelmon-model-quality", "modelmon / Model quality",
 		"Accuracy, precision, recall, F1 and regression errors of the predictions joined to their ground-truth labels, from the recording rules of deploy/prometheus/quality.rules.yml and rules/labels.rules.yml.")
+	estimate, coverage := estimatedAccuracy(q)
 	b = exporterVariables(b).
+		WithVariable(minSamplesVariable()).
 		Annotation(versionChanges(q)).
 		WithRow(dashboard.NewRowBuilder("Classification")).
 		WithPanel(defaultStat("Accuracy (1h)", "Share of the predictions joined to a label over the last hour that were right (modelmon:accuracy:1h).", "percentunit").
@@ -80,11 +122,11 @@ func quality(opts Options) (dashboard.Dashboard, error) {
 			WithTarget(instantQuery(recorded(labelCoverage1h), "{{model}}"))).
 		WithPanel(withQueries(defaultTimeseries("Accuracy", "Accuracy over the last hour and since each sidecar started.", "percentunit").Min(0).Max(1),
 			windows("accuracy", "{{model}}"))).
-		WithPanel(withQueries(defaultTimeseries("Accuracy estimated without labels", "The last hour's accuracy estimated from the predictions' confidence and the calibration the last day's labels have shown (CBPE, deploy/prometheus/quality.rules.yml), beside the accuracy of the labels joined in the hour, and the share of the predictions the estimate rests on. Labels that come late leave the hour's own accuracy unknown; the estimate moves first when inputs get harder.", "percentunit").Min(0).Max(1),
+		WithPanel(withQueries(defaultTimeseries("Accuracy estimated without labels", "The last hour's accuracy estimated from the predictions' confidence and the calibration the last day's labels have shown (CBPE, deploy/prometheus/quality.rules.yml), over the confidence bins with at least min_samples labels in the day (the variable), as ModelEstimatedAccuracyLow takes it; beside it the accuracy of the labels joined in the hour, and the share of the hour's predictions in those bins, which the alert wants at 90 % or more (and min_samples predictions). Labels that come late leave the hour's own accuracy unknown; the estimate moves first when inputs get harder.", "percentunit").Min(0).Max(1),
 			[]*dashboardQuery{
-				{recorded(rule("estimated_accuracy", "1h")), "{{model}} estimated (1h)"},
+				{estimate, "{{model}} estimated (1h)"},
 				{recorded(rule("accuracy", "1h")), "{{model}} labelled (1h)"},
-				{recorded(rule("estimated_accuracy_coverage", "1h")), "{{model}} coverage (1h)"},
+				{coverage, "{{model}} coverage (1h)"},
 			})).
 		WithPanel(withQueries(defaultTimeseries("F1 (macro)", "Mean over classes of the F1 score, over the last hour and since start.", "percentunit").Min(0).Max(1),
 			[]*dashboardQuery{

@@ -3,7 +3,9 @@ package dashboards
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -15,11 +17,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
 	promqlengine "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/promqltest"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/modelmon/modelmon/collector"
+	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/driftcli"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
@@ -427,4 +436,116 @@ load 1m
 		require.Greater(t, got["plain app "+c], 1.0, c)
 		require.LessOrEqual(t, got["plain app "+c], 2.0, c)
 	}
+}
+
+// evalRecordingRules evaluates the recording rules of file at ts, in the
+// file's order, and stores what each records at ts, as Prometheus's rule
+// manager does: each rule sees what the rules before it recorded.
+func evalRecordingRules(t *testing.T, engine *promqlengine.Engine, st storage.Storage, file string, ts time.Time) {
+	t.Helper()
+	rgs, errs := rulefmt.ParseFile(file, false, model.UTF8Validation, promql, slog.New(slog.DiscardHandler))
+	require.Empty(t, errs, file)
+	for _, g := range rgs.Groups {
+		for _, r := range g.Rules {
+			if r.Record == "" {
+				continue
+			}
+			v := instantVector(t, engine, st, r.Expr, ts)
+			app := st.Appender(context.Background())
+			for _, s := range v {
+				b := labels.NewBuilder(s.Metric)
+				b.Set(model.MetricNameLabel, r.Record)
+				_, err := app.Append(0, b.Labels(), ts.UnixMilli(), s.F)
+				require.NoError(t, err, r.Record)
+			}
+			require.NoError(t, app.Commit(), r.Record)
+		}
+	}
+}
+
+// instantVector evaluates expr at ts.
+func instantVector(t *testing.T, engine *promqlengine.Engine, st storage.Queryable, expr string, ts time.Time) promqlengine.Vector {
+	t.Helper()
+	q, err := engine.NewInstantQuery(context.Background(), st, nil, expr, ts)
+	require.NoError(t, err, expr)
+	res := q.Exec(context.Background())
+	require.NoError(t, res.Err, expr)
+	v, err := res.Vector()
+	require.NoError(t, err, expr)
+	return v
+}
+
+// The accuracy estimated without labels leaves out the confidence bins
+// with fewer than min_samples labels in the last day, as
+// ModelEstimatedAccuracyLow does, so that the panel shows the alert's
+// value. Over a day of the sidecars' counters and the shipped rules, each
+// model has 19 predictions a minute in the top bin, whose label a minute
+// is right 9 times in 10. mixlate has 1 more a minute in the bottom bin,
+// whose one label in the day was wrong: modelmon:estimated_accuracy:1h
+// gives its accuracy, 0, to those predictions, (19·0.9 + 1·0)/20 = 0.855,
+// while the panel, as the alert, estimates 0.9 over the top bin, 95 % of
+// the predictions, as for steady, which has no thin bin. thin has only
+// the bottom bin: no estimate, over none of its predictions. With
+// min_samples 1, every bin a label reached counts, as in the rule.
+func TestEstimatedAccuracyLeavesThinBinsOut(t *testing.T) {
+	var series strings.Builder
+	add := func(metric, model, bin, values string) {
+		fmt.Fprintf(&series, "  %s{job=\"modelmon\",instance=\"a\",model=%q,bins=\"10\",bin=%q} %s\n", metric, model, bin, values)
+	}
+	// Counters over 1,500 minutes, each adding per a minute.
+	counter := func(per string) string { return "0+" + per + "x1500" }
+	for _, m := range []string{"mixlate", "steady", "thin"} {
+		fmt.Fprintf(&series, "  %s{job=\"modelmon\",instance=\"a\",model=%q,version=\"v1\"} 1x1500\n", collector.ModelInfoMetric, m)
+		if m != "thin" {
+			add(collector.PredictionConfidenceBinTotal, m, "9", counter("19"))
+			add(collector.ConfidenceOutcomesTotal, m, "9", counter("1"))
+			add(collector.ConfidenceCorrectTotal, m, "9", counter("0.9"))
+		}
+		if m != "steady" {
+			add(collector.PredictionConfidenceBinTotal, m, "0", counter("1"))
+			add(collector.ConfidenceOutcomesTotal, m, "0", "0x1000 1x500")
+			add(collector.ConfidenceCorrectTotal, m, "0", "0x1500")
+		}
+	}
+	st := promqltest.LoadedStorage(t, "load 1m\n"+series.String())
+	engine := promqlengine.NewEngine(promqlengine.EngineOpts{MaxSamples: 1e7, Timeout: 10 * time.Second, LookbackDelta: 5 * time.Minute})
+	ts := time.Unix(0, 0).Add(1500 * time.Minute)
+	evalRecordingRules(t, engine, st, "../deploy/prometheus/quality.rules.yml", ts)
+
+	// To 6 places, by model: the day's increases are extrapolated.
+	byModel := func(expr string) map[string]float64 {
+		t.Helper()
+		out := map[string]float64{}
+		for _, s := range instantVector(t, engine, st, expr, ts) {
+			out[s.Metric.Get("model")] = math.Round(s.F*1e6) / 1e6
+		}
+		return out
+	}
+	queries := dashboardQueries(t)
+	panel := func(minSamples, has string) map[string]float64 {
+		t.Helper()
+		vars := map[string]string{"namespace": ".*", "job": "modelmon", "model": ".*", "version": ".*", "min_samples": minSamples}
+		return byModel(panelExpr(t, queries, vars, "model-quality.json", "Accuracy estimated without labels", has))
+	}
+	const estimate, coverage = "modelmon:calibration_accuracy:1d", "  0 * "
+	require.Equal(t, map[string]float64{"mixlate": 0.855, "steady": 0.9, "thin": 0}, byModel("modelmon:estimated_accuracy:1h"), "the rule counts every bin")
+
+	require.Equal(t, map[string]float64{"mixlate": 0.9, "steady": 0.9}, panel(defaultMinSamples, estimate), "the thin bin moved the estimate")
+	require.Equal(t, map[string]float64{"mixlate": 0.95, "steady": 1, "thin": 0}, panel(defaultMinSamples, coverage))
+	require.Equal(t, byModel("modelmon:estimated_accuracy:1h"), panel("1", estimate), "min_samples 1: every bin a label reached")
+	require.Equal(t, byModel("modelmon:estimated_accuracy_coverage:1h"), panel("1", coverage), "min_samples 1: every bin a label reached")
+
+	// The alert's value is the panel's with the model's min_samples, the
+	// default.
+	c, err := config.Load("models:\n  - name: mixlate\n    alerts: {min_estimated_accuracy: 0.99}\n")
+	require.NoError(t, err)
+	b, err := driftcli.QualityAlerts(c)
+	require.NoError(t, err)
+	var alerts rulefmt.RuleGroups
+	require.NoError(t, yaml.Unmarshal(b, &alerts))
+	require.Len(t, alerts.Groups, 1)
+	require.Len(t, alerts.Groups[0].Rules, 1)
+	require.Equal(t, "ModelEstimatedAccuracyLow", alerts.Groups[0].Rules[0].Alert)
+	require.Equal(t, map[string]float64{"mixlate": 0.9}, byModel(alerts.Groups[0].Rules[0].Expr), "the alert's value")
+	require.Equal(t, strconv.Itoa(config.DefaultMinSamples), defaultMinSamples, "the min_samples variable's default")
 }
