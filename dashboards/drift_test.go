@@ -38,6 +38,27 @@ func observations(model string, n, from int, pred func(i int) float64) string {
 	return b.String()
 }
 
+// writeFraudTraining writes fraud's training data into dir, 1,000 rows of
+// amount 100..199, country DE and FR and score 0..0.9, each in turn, and a
+// configuration whose model fraud takes its drift reference from it, score
+// being the prediction. more is YAML that follows fraud's drift key: more
+// of fraud's keys, more models. It returns the configuration's path.
+func writeFraudTraining(t *testing.T, dir, more string) string {
+	t.Helper()
+	var train strings.Builder
+	train.WriteString("amount,country,score\n")
+	for i := range 1000 {
+		fmt.Fprintf(&train, "%d,%s,%g\n", 100+i%100, []string{"DE", "FR"}[i%2], float64(i%10)/10)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(train.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    drift: {reference: fraud.csv, prediction_column: score}
+`+more), 0o644))
+	return cfg
+}
+
 // driftPanel returns a function that evaluates the first query of the data
 // drift dashboard's panel titled title under prom, with driftVariables, and
 // returns each series' value by its labels named by, joined by "/".
@@ -88,24 +109,12 @@ func TestDriftDashboardPrediction(t *testing.T) {
 	bin, err := buildBinaries()
 	require.NoError(t, err)
 
-	// fraud's training data: amount 100..199, country DE and FR, score
-	// 0..0.9, each in turn; its traffic has amount and the prediction
-	// shifted, country as in training. learned learns its reference from
-	// its first 100 records, alike, then gets the same shift.
-	dir := t.TempDir()
-	var train strings.Builder
-	train.WriteString("amount,country,score\n")
-	for i := range 1000 {
-		fmt.Fprintf(&train, "%d,%s,%g\n", 100+i%100, []string{"DE", "FR"}[i%2], float64(i%10)/10)
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(train.String()), 0o644))
-	cfg := filepath.Join(dir, "modelmon.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`models:
-  - name: fraud
-    drift: {reference: fraud.csv, prediction_column: score}
-    feature_importance: {amount: 1, country: 0.5}
+	// fraud's traffic has amount and the prediction shifted, country as
+	// in training. learned learns its reference from its first 100
+	// records, alike, then gets the same shift.
+	cfg := writeFraudTraining(t, t.TempDir(), `    feature_importance: {amount: 1, country: 0.5}
   - name: learned
-`), 0o644))
+`)
 	proxy, web := freeAddr(t), freeAddr(t)
 	start(t, filepath.Join(bin, "exporter"), web, "--config.file="+cfg,
 		"--proxy.upstream=http://"+freeAddr(t), "--proxy.listen-address="+proxy, "--web.listen-address="+web,
@@ -167,18 +176,7 @@ func TestDriftDashboardModel(t *testing.T) {
 	bin, err := buildBinaries()
 	require.NoError(t, err)
 
-	dir := t.TempDir()
-	var train strings.Builder
-	train.WriteString("amount,country,score\n")
-	for i := range 1000 {
-		fmt.Fprintf(&train, "%d,%s,%g\n", 100+i%100, []string{"DE", "FR"}[i%2], float64(i%10)/10)
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(train.String()), 0o644))
-	cfg := filepath.Join(dir, "modelmon.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`models:
-  - name: fraud
-    drift: {reference: fraud.csv, prediction_column: score}
-`), 0o644))
+	cfg := writeFraudTraining(t, t.TempDir(), "")
 	var webs []string
 	for _, body := range []string{
 		observations("fraud", 200, 500, func(int) float64 { return 0.9 }),
