@@ -735,47 +735,47 @@ func TestRemotePartialAnswers(t *testing.T) {
 	require.EqualValues(t, 1, allow.Warned())
 }
 
-// A template's query that gets part of the data fails its template, not
-// the rule, and does not mark the data source down: its log says so, and
-// is kept apart from the rule's query of the same expression, so that
-// both failing at every evaluation log once each, not in turn.
-func TestRemotePartialAnswerOfTemplate(t *testing.T) {
+// A query that is not a rule's, a template's or an auxiliary one
+// (deployment detection's), that gets part of the data fails (a template
+// fails to expand, not the rule) and does not mark the data source down:
+// its log says so, an auxiliary query's names its use, and it is kept
+// apart from the rule's query of the same expression, so that both
+// failing at every evaluation log once each, not in turn.
+func TestRemotePartialAnswerOfOtherQueries(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(answer(http.StatusOK, vmPartial))
-	defer srv.Close()
-	var logs strings.Builder
-	r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	require.NoError(t, err)
-	for range 3 {
-		_, err := r.Query(context.Background(), "up", time.Unix(1700000000, 0))
-		require.Error(t, err)
-		_, err = r.Query(withTemplateQuery(context.Background(), true), "up", time.Unix(1700000000, 0))
-		require.Error(t, err)
+	for _, tc := range []struct {
+		name string
+		ctx  func(context.Context) context.Context
+		log  string
+	}{
+		{
+			name: "template",
+			ctx:  func(ctx context.Context) context.Context { return withTemplateQuery(ctx, true) },
+			log:  `msg="Data source answered a template's query with part of the data; the template fails to expand, the data source does not count as down" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`,
+		},
+		{
+			name: "auxiliary",
+			ctx:  func(ctx context.Context) context.Context { return WithAuxiliary(ctx, "deployment detection") },
+			log:  `msg="Data source answered an auxiliary query with part of the data; the query fails, the data source does not count as down" use="deployment detection" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(answer(http.StatusOK, vmPartial))
+			defer srv.Close()
+			var logs strings.Builder
+			r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 5 * time.Second,
+				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+			require.NoError(t, err)
+			for range 3 {
+				_, err := r.Query(context.Background(), "up", time.Unix(1700000000, 0))
+				require.Error(t, err)
+				_, err = r.Query(tc.ctx(context.Background()), "up", time.Unix(1700000000, 0))
+				require.Error(t, err)
+			}
+			require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"), logs.String())
+			require.Contains(t, logs.String(), tc.log)
+			require.Equal(t, 1, strings.Count(logs.String(), "counts as down"), logs.String())
+		})
 	}
-	require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"), logs.String())
-	require.Contains(t, logs.String(), `msg="Data source answered a template's query with part of the data; the template fails to expand, the data source does not count as down" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`)
-	require.Equal(t, 1, strings.Count(logs.String(), "counts as down"), logs.String())
-}
-
-// An auxiliary query (deployment detection's) that gets part of the data
-// fails, and does not mark the data source down: its log says so, names
-// its use, and is kept apart from a rule's query of the same expression.
-func TestRemotePartialAnswerOfAuxiliaryQuery(t *testing.T) {
-	t.Parallel()
-	srv := httptest.NewServer(answer(http.StatusOK, vmPartial))
-	defer srv.Close()
-	var logs strings.Builder
-	r, err := NewRemote(srv.URL, RemoteOptions{Timeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	require.NoError(t, err)
-	for range 3 {
-		_, err := r.Query(context.Background(), "up", time.Unix(1700000000, 0))
-		require.Error(t, err)
-		_, err = r.Query(WithAuxiliary(context.Background(), "deployment detection"), "up", time.Unix(1700000000, 0))
-		require.Error(t, err)
-	}
-	require.Equal(t, 2, strings.Count(logs.String(), "level=WARN"), logs.String())
-	require.Contains(t, logs.String(), `msg="Data source answered an auxiliary query with part of the data; the query fails, the data source does not count as down" use="deployment detection" query=up err="the data source answered with part of the data (isPartial: some of its storage nodes did not answer); the answer is not used"`)
-	require.Equal(t, 1, strings.Count(logs.String(), "counts as down"), logs.String())
 }
