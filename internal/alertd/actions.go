@@ -203,13 +203,13 @@ type actionRunner struct {
 	// retries are the alert triggers whose message the outbox refused,
 	// by key, and schedRetries the schedules whose run it refused, by
 	// action: both are tried again on the loop's passes (see retry).
-	retries      map[string]*retry
-	schedRetries map[string]*retry
+	retries      retrySet
+	schedRetries retrySet
 	// rollbacks are the rollbacks the outbox refused, by the request
 	// whose failed verification runs them: kept in the state file, as
 	// the request's verification stays pending until its rollback is in
 	// the outbox (retryRollbacks).
-	rollbacks map[string]*retry
+	rollbacks retrySet
 	// retryMaxWait is the most passes of the loop between two attempts of
 	// a retry (the outbox's max backoff over the loop's interval);
 	// retryMaxAge how long an alert trigger or a rollback is retried
@@ -242,9 +242,9 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		slots:        map[string]time.Time{},
 		sched:        map[string]string{},
 		unsent:       map[string]*sending{},
-		retries:      map[string]*retry{},
-		schedRetries: map[string]*retry{},
-		rollbacks:    map[string]*retry{},
+		retries:      retrySet{},
+		schedRetries: retrySet{},
+		rollbacks:    retrySet{},
 		retryMaxWait: int(outbox.DefaultMaxBackoff / (15 * time.Second)),
 		retryMaxAge:  outbox.DefaultMaxAge,
 		client:       &http.Client{},
@@ -782,6 +782,41 @@ func (rt *retry) due() bool {
 	return true
 }
 
+// retrySet holds the retries of one kind, by what they retry: an alert
+// trigger's key, a schedule's action, a rollback's request.
+type retrySet map[string]*retry
+
+// refused records a refusal of k's retry, first if it has none yet; it
+// returns the retry as it is now, and whether the error changed.
+func (rs retrySet) refused(k string, first retry, err error, maxWait int) (retry, bool) {
+	rt, ok := rs[k]
+	if !ok {
+		rt = &first
+		rs[k] = rt
+	}
+	changed := rt.refused(err, maxWait)
+	return *rt, changed
+}
+
+// due returns the retries to attempt at this pass (counting the others'
+// passes down) and those given up on, retried for maxAge, both in the
+// order of their keys. Those given up are forgotten if forget is set.
+func (rs retrySet) due(now time.Time, maxAge time.Duration, forget bool) (due, givenUp []retry) {
+	for _, k := range slices.Sorted(maps.Keys(rs)) {
+		rt := rs[k]
+		switch {
+		case now.Sub(rt.since) >= maxAge:
+			if forget {
+				delete(rs, k)
+			}
+			givenUp = append(givenUp, *rt)
+		case rt.due():
+			due = append(due, *rt)
+		}
+	}
+	return due, givenUp
+}
+
 // retryRefused keeps the alert trigger the outbox refused to try it again
 // (retry); it returns the retry as it is now, and whether the error
 // changed. A request that awaited approval is not retried: it awaits
@@ -792,13 +827,7 @@ func (r *actionRunner) retryRefused(s *sending, err error, now time.Time) (retry
 	if s.trigger != triggerAlert || s.prev != nil || len(s.alerts) != 1 {
 		return retry{attempts: 1}, true
 	}
-	rt, ok := r.retries[s.msg.Key]
-	if !ok {
-		rt = &retry{action: s.action, key: s.msg.Key, alert: s.alerts[0], since: now}
-		r.retries[s.msg.Key] = rt
-	}
-	changed := rt.refused(err, r.retryMaxWait)
-	return *rt, changed
+	return r.retries.refused(s.msg.Key, retry{action: s.action, key: s.msg.Key, alert: s.alerts[0], since: now}, err, r.retryMaxWait)
 }
 
 // errApproval is returned for approving or rejecting a request that does
@@ -986,13 +1015,7 @@ func (r *actionRunner) scheduleRan(name string, slot, now time.Time) {
 func (r *actionRunner) scheduleRefused(name string, err error, now time.Time) (retry, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rt, ok := r.schedRetries[name]
-	if !ok {
-		rt = &retry{action: name, since: now}
-		r.schedRetries[name] = rt
-	}
-	changed := rt.refused(err, r.retryMaxWait)
-	return *rt, changed
+	return r.schedRetries.refused(name, retry{action: name, since: now}, err, r.retryMaxWait)
 }
 
 // dueRetries returns the alert triggers to retry at this pass (retry),
@@ -1000,17 +1023,7 @@ func (r *actionRunner) scheduleRefused(name string, err error, now time.Time) (r
 func (r *actionRunner) dueRetries(now time.Time) (due, givenUp []retry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for key, rt := range r.retries {
-		switch {
-		case now.Sub(rt.since) >= r.retryMaxAge:
-			delete(r.retries, key)
-			givenUp = append(givenUp, *rt)
-		case rt.due():
-			due = append(due, *rt)
-		}
-	}
-	sort.Slice(due, func(i, j int) bool { return due[i].key < due[j].key })
-	return due, givenUp
+	return r.retries.due(now, r.retryMaxAge, true)
 }
 
 // rollbackRefused keeps the rollback of request id, which failed
@@ -1019,14 +1032,8 @@ func (r *actionRunner) dueRetries(now time.Time) (due, givenUp []retry) {
 func (r *actionRunner) rollbackRefused(id, action, key, why string, err error, now time.Time) (retry, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rt, ok := r.rollbacks[id]
-	if !ok {
-		rt = &retry{action: action, key: key, request: id, why: why, since: now}
-		r.rollbacks[id] = rt
-	}
-	changed := rt.refused(err, r.retryMaxWait)
 	r.dirty = true
-	return *rt, changed
+	return r.rollbacks.refused(id, retry{action: action, key: key, request: id, why: why, since: now}, err, r.retryMaxWait)
 }
 
 // dueRollbacks returns the rollbacks to retry at this pass, and those
@@ -1035,17 +1042,7 @@ func (r *actionRunner) rollbackRefused(id, action, key, why string, err error, n
 func (r *actionRunner) dueRollbacks(now time.Time) (due, givenUp []retry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, rt := range r.rollbacks {
-		switch {
-		case now.Sub(rt.since) >= r.retryMaxAge:
-			givenUp = append(givenUp, *rt)
-		case rt.due():
-			due = append(due, *rt)
-		}
-	}
-	sort.Slice(due, func(i, j int) bool { return due[i].request < due[j].request })
-	sort.Slice(givenUp, func(i, j int) bool { return givenUp[i].request < givenUp[j].request })
-	return due, givenUp
+	return r.rollbacks.due(now, r.retryMaxAge, false)
 }
 
 // dropRollback forgets the retry of the rollback of a request that is
