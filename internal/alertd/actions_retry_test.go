@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,16 +48,8 @@ actions:
       schedule: {every: 1h, labels: {model: fraud}}
 `)
 	const prefix = "action/nightly/schedule/"
-	var (
-		refuse  atomic.Bool
-		started <-chan string
-	)
-	refuse.Store(true)
-	a := restartActionsAlertd(t, clock, dir, func(a *Alertd) {
-		var release func()
-		started, release = gateEnqueue(t, a, prefix, &refuse)
-		release()
-	})
+	rf, hook := refuseEnqueue(t, prefix)
+	a := restartActionsAlertd(t, clock, dir, hook)
 	require.Eventually(t, func() bool { return !savedSlot(t, dir, "nightly").IsZero() }, 30*time.Second, 10*time.Millisecond,
 		"the schedule's first slot was never recorded")
 	first := savedSlot(t, dir, "nightly")
@@ -66,7 +57,7 @@ actions:
 	// The next slot comes; its action never reaches the outbox.
 	clock.skip(time.Hour)
 	slot := first.Add(time.Hour)
-	key := firstKey(t, started)
+	key := firstKey(t, rf.started)
 	require.Equal(t, fmt.Sprintf("%s%d", prefix, slot.Unix()), key)
 	require.NoError(t, a.Stop())
 	require.Equal(t, first, savedSlot(t, dir, "nightly"), "the slot was saved run, its action not in the outbox")
@@ -124,22 +115,10 @@ actions:
 	require.Never(t, func() bool { return len(ci.requests()) > 2 }, 3*time.Second, 50*time.Millisecond, "a run was sent twice")
 }
 
-// An alert's action the outbox refused is retried while the alert fires:
-// delivered without the alert being sent again (an Alertmanager's
-// repeat_interval may be hours), with the same key, the retries counted.
-func TestActionOutboxRefusalRetried(t *testing.T) {
-	t.Parallel()
-	clock := &testClock{}
-	ci := newFakeCI(t, nil, clock.Now)
-	ls, al := driftAlert("fraud", "amount")
-	var (
-		refuse  atomic.Bool
-		started <-chan string
-		release func()
-	)
-	refuse.Store(true)
-	a := startActionsAlertd(t, clock, func(string) string {
-		return classifyDrift + `
+// retrainConfig is a retrain triggered by drift alerts, with a cooldown
+// of an hour.
+func retrainConfig(ci *fakeCI) string {
+	return classifyDrift + `
 actions:
   - name: retrain
     type: webhook
@@ -149,15 +128,25 @@ actions:
       matchers: ['category="data_quality"']
     cooldown: 1h
 `
-	}, func(a *Alertd) { started, release = gateEnqueue(t, a, "action/retrain/", &refuse) })
-	release()
+}
+
+// An alert's action the outbox refused is retried while the alert fires:
+// delivered without the alert being sent again (an Alertmanager's
+// repeat_interval may be hours), with the same key, the retries counted.
+func TestActionOutboxRefusalRetried(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls, al := driftAlert("fraud", "amount")
+	rf, hook := refuseEnqueue(t, "action/retrain/")
+	a := startActionsAlertd(t, clock, func(string) string { return retrainConfig(ci) }, hook)
 	postAlertJSON(t, a, al)
-	refused := firstKey(t, started)
+	refused := firstKey(t, rf.started)
 	got := waitFor(t, a, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "failed" }, "no failure in the history")
 	require.Contains(t, lastOf(got.History, "action").Reason, ") not sent: "+errNoSpace.Error()+"; retried while the alert fires")
 
 	// The disk has room again; the alert is not sent again.
-	refuse.Store(false)
+	rf.refuse.Store(false)
 	sent := waitRequest(t, a, "retrain", ls, inRequestState(stateDelivered), "not retried")
 	require.Equal(t, refused, sent.Key)
 	reqs := ci.waitRequests(t, 1)
@@ -202,34 +191,15 @@ func TestActionOutboxRefusalRetryGuarded(t *testing.T) {
 	ci := newFakeCI(t, nil, clock.Now)
 	ls1, al1 := driftAlert("fraud", "amount")
 	ls2, al2 := driftAlert("fraud", "age")
-	var (
-		refuse  atomic.Bool
-		started <-chan string
-		release func()
-	)
-	refuse.Store(true)
-	a := startActionsAlertd(t, clock, func(string) string {
-		return classifyDrift + `
-actions:
-  - name: retrain
-    type: webhook
-    url: ` + ci.URL + `/hooks/retrain
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-    cooldown: 1h
-`
-	}, func(a *Alertd) {
-		started, release = gateEnqueue(t, a, "action/retrain/alert/"+ls1.Fingerprint().String()+"/", &refuse)
-	})
-	release()
+	rf, hook := refuseEnqueue(t, "action/retrain/alert/"+ls1.Fingerprint().String()+"/")
+	a := startActionsAlertd(t, clock, func(string) string { return retrainConfig(ci) }, hook)
 	postAlertJSON(t, a, al1)
-	firstKey(t, started)
+	firstKey(t, rf.started)
 	waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "failed" }, "no failure in the history")
 	postAlertJSON(t, a, al2)
 	waitRequest(t, a, "retrain", ls2, inRequestState(stateDelivered), "the other alert's action was not delivered")
 
-	refuse.Store(false)
+	rf.refuse.Store(false)
 	req := waitRequest(t, a, "retrain", ls1, inRequestState(stateRefused), "the retry was not refused by the cooldown")
 	require.Contains(t, req.Reason, "cooldown")
 	got := waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "refused" }, "no refusal in the history")
@@ -244,8 +214,6 @@ func TestActionOutboxRefusalGivenUp(t *testing.T) {
 	clock := &testClock{}
 	ci := newFakeCI(t, nil, clock.Now)
 	ls, al := driftAlert("fraud", "amount")
-	var refuse atomic.Bool
-	refuse.Store(true)
 	dir := t.TempDir()
 	writeFile(t, dir, "alertd.yml", classifyDrift+`
 actions:
@@ -256,36 +224,28 @@ actions:
     trigger:
       matchers: ['category="data_quality"']
 `)
-	o, logs := newOptions(t, dir)
-	o.Now = clock.Now
-	o.Outbox.MaxAge = time.Hour
-	a, err := New(o)
-	require.NoError(t, err)
-	started, release := gateEnqueue(t, a, "action/retrain/", &refuse)
-	release()
-	require.NoError(t, a.Start())
-	ta := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
-	t.Cleanup(func() {
-		require.NoError(t, a.Stop())
-		if t.Failed() {
-			t.Logf("alertd log:\n%s", logs.String())
-		}
-	})
-	postAlertJSON(t, ta, al)
-	firstKey(t, started)
-	firstKey(t, started) // a retry, refused too
+	rf, hook := refuseEnqueue(t, "action/retrain/")
+	a := runActionsAlertd(t, clock, dir, maxAge(time.Hour), hook)
+	postAlertJSON(t, a, al)
+	firstKey(t, rf.started)
+	firstKey(t, rf.started) // a retry, refused too
 	clock.skip(time.Hour)
-	got := waitFor(t, ta, ls, func(al alertJSON) bool {
+	got := waitFor(t, a, ls, func(al alertJSON) bool {
 		return strings.Contains(lastOf(al.History, "action").Reason, "given up after")
 	}, "not given up")
 	require.Equal(t, "failed", lastOf(got.History, "action").Action)
 	// The history is written before the log line: wait for it.
 	require.Eventually(t, func() bool {
-		return strings.Contains(logs.String(), "Gave up on an action the outbox refused")
+		return strings.Contains(a.logs.String(), "Gave up on an action the outbox refused")
 	}, 10*time.Second, 10*time.Millisecond, "no log line for the action given up")
-	require.Zero(t, pendingRetries(a))
-	refuse.Store(false)
+	require.Zero(t, pendingRetries(a.Alertd))
+	rf.refuse.Store(false)
 	require.Never(t, func() bool { return len(ci.requests()) > 0 }, 3*time.Second, 50*time.Millisecond, "retried after it was given up")
+}
+
+// maxAge sets the outbox's max age, which bounds the actions' retries.
+func maxAge(d time.Duration) func(*Options) {
+	return func(o *Options) { o.Outbox.MaxAge = d }
 }
 
 // crashAfterEnqueue makes the enqueues of the action messages whose key
@@ -479,22 +439,14 @@ func TestActionRollbackOutboxRefusalRetried(t *testing.T) {
 	clock := &testClock{}
 	ci := newFakeCI(t, nil, clock.Now)
 	ls, al := driftAlert("fraud", "amount")
-	var (
-		refuse  atomic.Bool
-		started <-chan string
-	)
-	refuse.Store(true)
-	a := startActionsAlertd(t, clock, func(string) string { return rollbackConfig(ci) }, func(a *Alertd) {
-		var release func()
-		started, release = gateEnqueue(t, a, "action/rollback/", &refuse)
-		release()
-	})
+	rf, hook := refuseEnqueue(t, "action/rollback/")
+	a := startActionsAlertd(t, clock, func(string) string { return rollbackConfig(ci) }, hook)
 	postAlertJSON(t, a, al)
 	deploy := waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
 
 	// The alert still fires after 30 minutes: the rollback, refused.
 	clock.skip(31 * time.Minute)
-	key := firstKey(t, started)
+	key := firstKey(t, rf.started)
 	require.Equal(t, "action/rollback/rollback/"+deploy.ID, key)
 	got := waitFor(t, a, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "failed" }, "no failure in the history")
 	require.Contains(t, lastOf(got.History, "action").Reason,
@@ -552,35 +504,20 @@ func TestActionRollbackOutboxRefusalGivenUp(t *testing.T) {
 	clock := &testClock{}
 	ci := newFakeCI(t, nil, clock.Now)
 	ls, al := driftAlert("fraud", "amount")
-	var refuse atomic.Bool
-	refuse.Store(true)
 	dir := t.TempDir()
 	writeFile(t, dir, "alertd.yml", rollbackConfig(ci))
-	o, logs := newOptions(t, dir)
-	o.Now = clock.Now
-	o.Outbox.MaxAge = time.Hour
-	a, err := New(o)
-	require.NoError(t, err)
-	started, release := gateEnqueue(t, a, "action/rollback/", &refuse)
-	release()
-	require.NoError(t, a.Start())
-	ta := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
-	t.Cleanup(func() {
-		require.NoError(t, a.Stop())
-		if t.Failed() {
-			t.Logf("alertd log:\n%s", logs.String())
-		}
-	})
-	postAlertJSON(t, ta, al)
-	waitRequest(t, ta, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
+	rf, hook := refuseEnqueue(t, "action/rollback/")
+	a := runActionsAlertd(t, clock, dir, maxAge(time.Hour), hook)
+	postAlertJSON(t, a, al)
+	waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
 	clock.skip(31 * time.Minute)
-	firstKey(t, started)
-	firstKey(t, started) // a retry, refused too
+	firstKey(t, rf.started)
+	firstKey(t, rf.started) // a retry, refused too
 	clock.skip(time.Hour)
-	failed := waitRequest(t, ta, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "not given up")
+	failed := waitRequest(t, a, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "not given up")
 	require.Regexp(t, `^couldn't run "rollback": given up after \d+ refusals of the outbox in 1h\S*: action "rollback" \(request \w+\) not sent: `+
 		regexp.QuoteMeta(errNoSpace.Error())+`$`, failed.FollowUp)
-	require.Contains(t, logs.String(), "Gave up on an action the outbox refused")
-	refuse.Store(false)
+	require.Contains(t, a.logs.String(), "Gave up on an action the outbox refused")
+	rf.refuse.Store(false)
 	require.Never(t, func() bool { return ciPaths(ci)["/hooks/rollback"] > 0 }, 2*time.Second, 50*time.Millisecond, "retried after it was given up")
 }

@@ -91,8 +91,18 @@ func startActionsAlertd(t *testing.T, clock *testClock, cfg func(dir string) str
 // startActionsAlertd left in dir.
 func restartActionsAlertd(t *testing.T, clock *testClock, dir string, before func(*Alertd)) *testAlertd {
 	t.Helper()
+	return runActionsAlertd(t, clock, dir, nil, before)
+}
+
+// runActionsAlertd is restartActionsAlertd with mod applied to the
+// options first.
+func runActionsAlertd(t *testing.T, clock *testClock, dir string, mod func(*Options), before func(*Alertd)) *testAlertd {
+	t.Helper()
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
+	if mod != nil {
+		mod(&o)
+	}
 	a, err := New(o)
 	require.NoError(t, err)
 	if before != nil {
@@ -750,6 +760,28 @@ func gateEnqueue(t *testing.T, a *Alertd, prefix string, refuse *atomic.Bool) (s
 	return begun, release
 }
 
+// enqueueRefusal is an outbox that refuses the actions' messages whose
+// key has a prefix (refuseEnqueue) while refuse is set, with errNoSpace;
+// started receives each such key as its enqueue begins.
+type enqueueRefusal struct {
+	refuse  atomic.Bool
+	started <-chan string
+}
+
+// refuseEnqueue returns an enqueueRefusal, refusing, and the hook that
+// installs it between New and Start (the before of startActionsAlertd).
+// The messages it lets through are not held (gateEnqueue, released).
+func refuseEnqueue(t *testing.T, prefix string) (*enqueueRefusal, func(*Alertd)) {
+	t.Helper()
+	rf := &enqueueRefusal{}
+	rf.refuse.Store(true)
+	return rf, func(a *Alertd) {
+		var release func()
+		rf.started, release = gateEnqueue(t, a, prefix, &rf.refuse)
+		release()
+	}
+}
+
 // firstKey returns the first key started receives.
 func firstKey(t *testing.T, started <-chan string) string {
 	t.Helper()
@@ -843,27 +875,10 @@ func TestActionOutboxRefusal(t *testing.T) {
 	clock := &testClock{}
 	ci := newFakeCI(t, nil, clock.Now)
 	ls, al := driftAlert("fraud", "amount")
-	var (
-		refuse  atomic.Bool
-		started <-chan string
-		release func()
-	)
-	refuse.Store(true)
-	a := startActionsAlertd(t, clock, func(string) string {
-		return classifyDrift + `
-actions:
-  - name: retrain
-    type: webhook
-    url: ` + ci.URL + `/hooks/retrain
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-    cooldown: 1h
-`
-	}, func(a *Alertd) { started, release = gateEnqueue(t, a, "action/retrain/", &refuse) })
-	release()
+	rf, hook := refuseEnqueue(t, "action/retrain/")
+	a := startActionsAlertd(t, clock, func(string) string { return retrainConfig(ci) }, hook)
 	postAlertJSON(t, a, al)
-	refused := firstKey(t, started)
+	refused := firstKey(t, rf.started)
 	got := waitFor(t, a, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "failed" }, "no failure in the history")
 	require.Contains(t, lastOf(got.History, "action").Reason, `action "retrain" (request `)
 	require.Contains(t, lastOf(got.History, "action").Reason, `) not sent: `+errNoSpace.Error())
@@ -878,7 +893,7 @@ actions:
 	// only then, or when it refires or is released, or after a restart):
 	// the same trigger, sent this time, the cooldown not held by the
 	// refused one.
-	refuse.Store(false)
+	rf.refuse.Store(false)
 	postAlertJSON(t, a, strings.Replace(al, "PSI 0.14", "PSI 0.15", 1))
 	sent := waitRequest(t, a, "retrain", ls, inRequestState(stateDelivered), "not sent when the outbox took it")
 	require.Equal(t, refused, sent.Key)

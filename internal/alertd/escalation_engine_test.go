@@ -62,6 +62,13 @@ func (h escalationHooks) config(extra string) string {
 	return strings.NewReplacer("{{L1}}", h.l1.URL, "{{L2}}", h.l2.URL, "{{L3}}", h.l3.URL, "{{EXTRA}}", extra).Replace(escalationConfig)
 }
 
+// start starts alertd on escalationConfig with extra in the policy, and
+// no rules; mod, if not nil, changes its options.
+func (h escalationHooks) start(t *testing.T, extra string, mod func(*Options)) *testAlertd {
+	t.Helper()
+	return startAlertd(t, h.config(extra), map[string]string{"rules.yml": "groups: []\n"}, mod)
+}
+
 func (h escalationHooks) checkWire(t *testing.T) {
 	t.Helper()
 	for _, x := range []*hook{h.l1, h.l2, h.l3} {
@@ -267,7 +274,7 @@ func TestEscalationAPI(t *testing.T) {
 	t.Parallel()
 	h := newEscalationHooks(t)
 	clock := &testClock{}
-	a := startAlertd(t, h.config("    ack_timeout: 30m\n"), map[string]string{"rules.yml": "groups: []\n"}, clock.options())
+	a := h.start(t, "    ack_timeout: 30m\n", clock.options())
 
 	postAlertJSON(t, a, `{"labels":{"alertname":"Drift","severity":"critical"}}`)
 	waitEscalationEvents(t, h.l1, "trigger")
@@ -361,7 +368,7 @@ func TestEscalationAPI(t *testing.T) {
 func TestEscalationUnmatched(t *testing.T) {
 	t.Parallel()
 	h := newEscalationHooks(t)
-	a := startAlertd(t, h.config(""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	a := h.start(t, "", nil)
 	postAlertJSON(t, a, `{"labels":{"alertname":"Minor","severity":"warning"}}`)
 	in := waitIncident(t, a, func(in incidentWithEscalation) bool { return true }, "")
 	require.Empty(t, in.Escalation.Policy)
@@ -379,7 +386,7 @@ func TestEscalationUnmatched(t *testing.T) {
 func TestEscalationResolveWhileAcknowledged(t *testing.T) {
 	t.Parallel()
 	h := newEscalationHooks(t)
-	a := startAlertd(t, h.config(""), map[string]string{"rules.yml": "groups: []\n"}, nil)
+	a := h.start(t, "", nil)
 	postAlertJSON(t, a, `{"labels":{"alertname":"Latency","severity":"critical"}}`)
 	waitEscalationEvents(t, h.l1, "trigger")
 	in := waitIncident(t, a, settled(1), "never escalated")
@@ -445,7 +452,7 @@ func TestEscalationSilenceBeginsWhileFiring(t *testing.T) {
 			t.Parallel()
 			h := newEscalationHooks(t)
 			clock := &testClock{}
-			a := startAlertd(t, h.config(""), map[string]string{"rules.yml": "groups: []\n"}, clock.options())
+			a := h.start(t, "", clock.options())
 			labels := model.LabelSet{"alertname": "ModelDown", "severity": "critical"}
 			start := clock.Now()
 			ts := func(d time.Duration) string { return start.Add(d).UTC().Format(time.RFC3339Nano) }
