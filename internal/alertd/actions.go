@@ -210,6 +210,10 @@ type actionRunner struct {
 	// the request's verification stays pending until its rollback is in
 	// the outbox (retryRollbacks).
 	rollbacks retrySet
+	// retired are the actions no longer configured whose series may
+	// still be exposed: they are deleted once nothing of the action is
+	// open that can still count (pruneLocked).
+	retired map[string]bool
 	// retryMaxWait is the most passes of the loop between two attempts of
 	// a retry (the outbox's max backoff over the loop's interval);
 	// retryMaxAge how long an alert trigger or a rollback is retried
@@ -245,6 +249,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		retries:      retrySet{},
 		schedRetries: retrySet{},
 		rollbacks:    retrySet{},
+		retired:      map[string]bool{},
 		retryMaxWait: int(outbox.DefaultMaxBackoff / (15 * time.Second)),
 		retryMaxAge:  outbox.DefaultMaxAge,
 		client:       &http.Client{},
@@ -378,14 +383,18 @@ func (r *actionRunner) savedRollbacks() []savedRollback {
 	return out
 }
 
-// set swaps in the configured actions.
+// set swaps in the configured actions. A configured action's series are
+// created at 0, and those of an action no longer configured deleted
+// (pruneLocked).
 func (r *actionRunner) set(cfgs []*alertconfig.Action) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	prev := r.cfgs
 	r.cfgs, r.names = map[string]*alertconfig.Action{}, nil
 	for _, c := range cfgs {
 		r.cfgs[c.Name] = c
 		r.names = append(r.names, c.Name)
+		delete(r.retired, c.Name)
 		for _, t := range actionTriggers {
 			r.triggered.WithLabelValues(c.Name, t)
 			r.enqueueFailures.WithLabelValues(c.Name, t)
@@ -400,6 +409,78 @@ func (r *actionRunner) set(cfgs []*alertconfig.Action) {
 			r.verification.WithLabelValues(c.Name, res)
 		}
 	}
+	// Those a reload removed, and, at the start, those removed before a
+	// restart whose open work the state file kept: that counts when it
+	// ends.
+	for n := range prev {
+		r.retireLocked(n)
+	}
+	for n := range r.openLocked() {
+		r.retireLocked(n)
+	}
+	r.pruneLocked()
+}
+
+// retireLocked marks an action's series for deletion (pruneLocked) if it
+// is not configured. Called with mu held.
+func (r *actionRunner) retireLocked(name string) {
+	if _, ok := r.cfgs[name]; !ok {
+		r.retired[name] = true
+	}
+}
+
+// openLocked returns the actions with open work, which counts in their
+// series when it ends: a request awaiting approval (rejected, expired) or
+// verification, a send decided whose message is not in the outbox yet
+// (sent, refused), and a retry of an alert trigger, a schedule or a
+// rollback. Called with mu held.
+func (r *actionRunner) openLocked() map[string]bool {
+	open := map[string]bool{}
+	for _, req := range r.requests {
+		if req.State == stateAwaitingApproval || req.Verification == verifyPending {
+			open[req.Action] = true
+		}
+	}
+	for _, s := range r.unsent {
+		open[s.action] = true
+	}
+	for _, rs := range []retrySet{r.retries, r.schedRetries, r.rollbacks} {
+		for _, rt := range rs {
+			open[rt.action] = true
+		}
+	}
+	return open
+}
+
+// pruneLocked deletes the series of the retired actions that have no open
+// work left, as Prometheus wants the series of what is gone, and as the
+// outbox deletes a removed action's lane once it is empty (Outbox.Retain).
+// One with open work keeps them until it ends: each place that ends some
+// calls it. An action configured again gets its series back at 0 (set).
+// Called with mu held.
+func (r *actionRunner) pruneLocked() {
+	if len(r.retired) == 0 {
+		return
+	}
+	open := r.openLocked()
+	for n := range r.retired {
+		if open[n] {
+			continue
+		}
+		delete(r.retired, n)
+		for _, v := range []*prometheus.CounterVec{r.triggered, r.refused, r.verification, r.enqueueFailures, r.enqueueRetries} {
+			v.DeletePartialMatch(prometheus.Labels{"action": n})
+		}
+	}
+}
+
+// retryLocked records a refusal of the outbox in the retry of k in rs,
+// first if it has none yet (retrySet.refused). The retry of an action a
+// reload removed meanwhile is open work that counts (openLocked), so its
+// series stay until it ends. Called with mu held.
+func (r *actionRunner) retryLocked(rs retrySet, k string, first retry, err error) (retry, bool) {
+	r.retireLocked(first.action)
+	return rs.refused(k, first, err, r.retryMaxWait)
 }
 
 // configs returns the configured actions in order.
@@ -601,6 +682,8 @@ func (r *actionRunner) send(s *sending) error {
 	dropped, err := r.enqueue(s.msg)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// The send's open work ends here, after its count.
+	defer r.pruneLocked()
 	delete(r.unsent, s.id)
 	r.dirty = true
 	if err == nil && len(dropped) > 0 {
@@ -827,7 +910,7 @@ func (r *actionRunner) retryRefused(s *sending, err error, now time.Time) (retry
 	if s.trigger != triggerAlert || s.prev != nil || len(s.alerts) != 1 {
 		return retry{attempts: 1}, true
 	}
-	return r.retries.refused(s.msg.Key, retry{action: s.action, key: s.msg.Key, alert: s.alerts[0], since: now}, err, r.retryMaxWait)
+	return r.retryLocked(r.retries, s.msg.Key, retry{action: s.action, key: s.msg.Key, alert: s.alerts[0], since: now}, err)
 }
 
 // errApproval is returned for approving or rejecting a request that does
@@ -860,6 +943,7 @@ func (r *actionRunner) decide(id, by string, approve bool) (*actionRequest, Deci
 		r.refused.WithLabelValues(req.Action, act.ReasonRejected).Inc()
 		d.Action, d.Reason = "rejected", fmt.Sprintf("action %q (request %s) rejected%s", req.Action, id, who)
 		r.dirty = true
+		r.pruneLocked()
 		return req.clone(), d, nil, nil
 	}
 	c, ok := r.cfgs[req.Action]
@@ -903,6 +987,7 @@ func (r *actionRunner) expire(now time.Time) []*actionRequest {
 	}
 	if len(out) > 0 {
 		r.dirty = true
+		r.pruneLocked()
 	}
 	return out
 }
@@ -933,6 +1018,7 @@ func (r *actionRunner) settle(id, result, followUp string, now time.Time) {
 	r.verification.WithLabelValues(req.Action, result).Inc()
 	delete(r.rollbacks, id)
 	r.dirty = true
+	r.pruneLocked()
 	r.mu.Unlock()
 	r.save(now)
 }
@@ -964,6 +1050,7 @@ func (r *actionRunner) dueSchedules(now time.Time) map[string]time.Time {
 			r.dirty = true
 		}
 	}
+	r.pruneLocked()
 	for _, n := range r.names {
 		s := r.cfgs[n].Trigger.Schedule
 		if s == nil {
@@ -1005,6 +1092,7 @@ func (r *actionRunner) scheduleRan(name string, slot, now time.Time) {
 		r.slots[name], r.dirty = slot, true
 	}
 	delete(r.schedRetries, name)
+	r.pruneLocked()
 	r.mu.Unlock()
 	r.save(now)
 }
@@ -1015,7 +1103,7 @@ func (r *actionRunner) scheduleRan(name string, slot, now time.Time) {
 func (r *actionRunner) scheduleRefused(name string, err error, now time.Time) (retry, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.schedRetries.refused(name, retry{action: name, since: now}, err, r.retryMaxWait)
+	return r.retryLocked(r.schedRetries, name, retry{action: name, since: now}, err)
 }
 
 // dueRetries returns the alert triggers to retry at this pass (retry),
@@ -1023,6 +1111,7 @@ func (r *actionRunner) scheduleRefused(name string, err error, now time.Time) (r
 func (r *actionRunner) dueRetries(now time.Time) (due, givenUp []retry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.pruneLocked()
 	return r.retries.due(now, r.retryMaxAge, true)
 }
 
@@ -1033,7 +1122,7 @@ func (r *actionRunner) rollbackRefused(id, action, key, why string, err error, n
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.dirty = true
-	return r.rollbacks.refused(id, retry{action: action, key: key, request: id, why: why, since: now}, err, r.retryMaxWait)
+	return r.retryLocked(r.rollbacks, id, retry{action: action, key: key, request: id, why: why, since: now}, err)
 }
 
 // dueRollbacks returns the rollbacks to retry at this pass, and those
@@ -1052,6 +1141,7 @@ func (r *actionRunner) dropRollback(id string) {
 	defer r.mu.Unlock()
 	delete(r.rollbacks, id)
 	r.dirty = true
+	r.pruneLocked()
 }
 
 // dropRetry forgets the retry of an alert trigger.
@@ -1059,6 +1149,7 @@ func (r *actionRunner) dropRetry(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.retries, key)
+	r.pruneLocked()
 }
 
 // list returns the requests, newest first.
