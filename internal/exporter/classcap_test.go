@@ -255,3 +255,51 @@ func TestClassCountersCreatedAtZero(t *testing.T) {
 	require.Equal(t, map[string]float64{"a": 1, "b": 0}, predicted)
 	require.Equal(t, 1.0, modelSeries(t, e, collector.PredictionCorrectTotal, "topics", "class")["a"])
 }
+
+// A configured model with classes that gets no model slot of its own
+// (traffic models took limits.max_models before a reload added it) has no
+// series under its name, not even its listed classes at 0: its
+// predictions count under __other__, and series of it would never move.
+// Once it has a slot (a reload that raises the cap, a restart that
+// registers the configured models first), its listed classes are at 0.
+func TestClassCountersNotCreatedPastMaxModels(t *testing.T) {
+	model, _, set := classAnswers(t)
+	set([]string{"x"})
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 2\n"), 0o644))
+	e := startExporter(t, model.URL, func(o *Options) { o.ConfigFile = cfg; labelsOn(o) })
+	pushRecordsRaw(t, e, `{"model":"a","id":"a1","prediction":"x"}`, `{"model":"b","id":"b1","prediction":"x"}`)
+
+	withTopics := "models:\n  - name: topics\n    classes: [x, y]\n"
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 2\n"+withTopics), 0o644))
+	require.NoError(t, e.Reload())
+	for _, mf := range scrapeProto(t, e) {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				require.False(t, lp.GetName() == "model" && lp.GetValue() == "topics", "%s has a series of topics: %v", mf.GetName(), m.GetLabel())
+			}
+		}
+	}
+	pushRecordsRaw(t, e, `{"model":"topics","id":"t1","prediction":"x"}`)
+	st, resp := postLabels(t, e, `{"id":"t1","label":"x"}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched"}, resp.Results)
+	require.Equal(t, 1.0, metricValue(t, e, collector.PredictionsTotal, map[string]string{"model": collector.OtherValue}))
+	require.Equal(t, map[string]float64{"x": 1}, modelSeries(t, e, collector.PredictionClassTotal, collector.OtherValue, "class"))
+	require.Equal(t, map[string]float64{"x": 1}, modelSeries(t, e, collector.PredictionCorrectTotal, collector.OtherValue, "class"))
+	require.Empty(t, modelSeries(t, e, collector.PredictionClassTotal, "topics", "class"))
+	require.Empty(t, modelSeries(t, e, collector.PredictionCorrectTotal, "topics", "class"))
+
+	// A reload that raises the cap gives it its slot (__other__ holds
+	// one already), and its listed classes their series at 0.
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 4\n"+withTopics), 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, zeros("x", "y"), modelSeries(t, e, collector.PredictionClassTotal, "topics", "class"))
+	require.Equal(t, zeros("x", "y"), modelSeries(t, e, collector.PredictionCorrectTotal, "topics", "class"))
+
+	// A restart registers the configured models before any traffic.
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 2\n"+withTopics), 0o644))
+	e2 := startExporter(t, model.URL, func(o *Options) { o.ConfigFile = cfg; labelsOn(o) })
+	require.Equal(t, zeros("x", "y"), modelSeries(t, e2, collector.PredictionClassTotal, "topics", "class"))
+	require.Equal(t, zeros("x", "y"), modelSeries(t, e2, collector.PredictionCorrectTotal, "topics", "class"))
+}

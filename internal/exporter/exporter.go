@@ -280,6 +280,7 @@ func New(o Options) (_ *Exporter, err error) {
 			return nil, err
 		}
 		e.obs.labels.config = e.cfg.Load
+		e.obs.labels.hasSlot = e.models.has
 		e.obs.labels.applyClasses(e.cfg.Load(), nil)
 		if err := e.obs.labels.configurePeers(e.cfg.Load().cfg.Labels); err != nil {
 			return nil, err
@@ -425,13 +426,15 @@ func (e *Exporter) applyConfig(rc *runtimeConfig) error {
 	}
 	prev := e.cfg.Load()
 	e.cfg.Store(rc)
-	if e.obs != nil && e.obs.labels != nil {
-		e.obs.labels.applyClasses(rc, prev)
-	}
 	if e.models != nil { // nil during New's first load, which registers them itself
 		e.registerModels(rc, prev)
 		e.updateClasses(rc)
 		e.updateDrift(rc)
+	}
+	// After registerModels: a model the reload gives a slot (a raised
+	// limits.max_models) gets its listed classes' series.
+	if e.obs != nil && e.obs.labels != nil {
+		e.obs.labels.applyClasses(rc, prev)
 	}
 	return nil
 }

@@ -72,6 +72,10 @@ type labels struct {
 	// config is the running configuration: the models' calibration bins
 	// and label offsets.
 	config func() *runtimeConfig
+	// hasSlot reports whether a model has its own slot in the model
+	// table, below limits.max_models, and so series under its own name;
+	// one without has its predictions counted under __other__.
+	hasSlot func(model string) bool
 	// offsetsSet are the models applyOffset gave their offset under the
 	// configuration offsetsOf.
 	offsetMu   sync.Mutex
@@ -305,7 +309,12 @@ func (l *labels) applyOffset(model string) {
 // prediction: a series a label creates reads 1 already when it is right.
 // The precision, recall and F1 rules divide them by the outcome counter,
 // which a class without labels has no series of, so a listed class
-// never labelled still reads nothing there, not 0.
+// never labelled still reads nothing there, not 0. Only those of a model
+// with its own slot in the model table (hasSlot): one past
+// limits.max_models has its predictions, and their labels, counted under
+// __other__, and series under its own name would read 0 for ever. It gets
+// them when a later reload or a restart gives it a slot, so the caller
+// registers the configured models first.
 func (l *labels) applyClasses(rc, prev *runtimeConfig) {
 	maxClasses := l.store.Options().MaxClasses
 	for _, name := range slices.Sorted(maps.Keys(rc.models)) {
@@ -318,7 +327,7 @@ func (l *labels) applyClasses(rc, prev *runtimeConfig) {
 		// empty class and one given twice.
 		kept := 0
 		for _, class := range mc.classes {
-			if kept == maxClasses {
+			if kept == maxClasses || !l.hasSlot(model) {
 				break
 			}
 			if class != quality.OtherClass {

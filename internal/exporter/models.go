@@ -547,6 +547,13 @@ func (t *models) add(name string, max int) *model {
 	return md
 }
 
+// has reports whether name, a label value, has its own model, not the
+// overflow model's.
+func (t *models) has(name string) bool {
+	_, ok := (*t.m.Load())[name]
+	return ok && name != collector.OtherValue
+}
+
 // all returns every model.
 func (t *models) all() []*model {
 	cur := *t.m.Load()
