@@ -120,7 +120,8 @@ type Model struct {
 	// alerting rules.
 	SLOs *SLOs `yaml:"slos"`
 	// Drift gives the model a drift reference of its own, instead of
-	// --drift.reference.
+	// --drift.reference, and a model-level drift decision of its own,
+	// instead of the top-level drift's.
 	Drift *ModelDrift `yaml:"drift"`
 	// Segments name input features by whose values the model's joined
 	// labels are also counted (accuracy, MAE and RMSE per country, say),
@@ -225,15 +226,40 @@ func (s Segment) MarshalYAML() (any, error) {
 	return plain(s), nil
 }
 
-// ModelDrift is a model's own drift reference.
+// ModelDrift is a model's own drift reference, and its own model-level
+// drift decision: each of Correction and CorrectionAlpha, when set, wins
+// over the top-level Drift's for this model (Config.DriftCorrection). A
+// model with a correction of its own and no reference takes
+// --drift.reference's, or learns one.
 type ModelDrift struct {
 	// Reference is a profile (.json, as `exporter profile` writes it) or
 	// training data (.csv, .jsonl, .ndjson) profiled when the configuration
-	// loads; a relative path is relative to the configuration file.
+	// loads; a relative path is relative to the configuration file. It is
+	// required unless Correction or CorrectionAlpha is set.
 	Reference string `yaml:"reference"`
 	// PredictionColumn names the column of training data that holds the
 	// model's output.
 	PredictionColumn string `yaml:"prediction_column"`
+	// Correction is the model's Drift.Correction; empty: drift's.
+	Correction string `yaml:"correction"`
+	// CorrectionAlpha is the model's Drift.CorrectionAlpha; nil: drift's.
+	CorrectionAlpha *float64 `yaml:"correction_alpha"`
+}
+
+// DriftCorrection returns the correction and level of the named model's
+// drift decision: those of its models[].drift, each where set, else the
+// top-level drift's. A nil alpha is --drift.alpha.
+func (c *Config) DriftCorrection(model string) (correction string, alpha *float64) {
+	correction, alpha = c.Drift.Correction, c.Drift.CorrectionAlpha
+	if m, ok := c.Model(model); ok && m.Drift != nil {
+		if m.Drift.Correction != "" {
+			correction = m.Drift.Correction
+		}
+		if m.Drift.CorrectionAlpha != nil {
+			alpha = m.Drift.CorrectionAlpha
+		}
+	}
+	return correction, alpha
 }
 
 // DefaultMinSamples is the default of QualityAlerts.MinSamples. Over 100
@@ -565,16 +591,18 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("models[%d].feature_importance: every feature is 0", i)
 		}
 		if d := m.Drift; d != nil {
-			if d.Reference == "" {
+			ownDecision := d.Correction != "" || d.CorrectionAlpha != nil
+			switch ext := strings.ToLower(filepath.Ext(d.Reference)); {
+			case d.Reference == "" && (d.PredictionColumn != "" || !ownDecision):
 				return fmt.Errorf("models[%d].drift.reference is required", i)
-			}
-			switch ext := strings.ToLower(filepath.Ext(d.Reference)); ext {
-			case ".json", ".csv", ".jsonl", ".ndjson", ".parquet":
-				if ext == ".json" && d.PredictionColumn != "" {
-					return fmt.Errorf("models[%d].drift.prediction_column is for training data: a profile (.json) marks its prediction itself", i)
-				}
-			default:
+			case d.Reference == "":
+			case ext == ".json" && d.PredictionColumn != "":
+				return fmt.Errorf("models[%d].drift.prediction_column is for training data: a profile (.json) marks its prediction itself", i)
+			case !slices.Contains([]string{".json", ".csv", ".jsonl", ".ndjson", ".parquet"}, ext):
 				return fmt.Errorf("models[%d].drift.reference: unknown format %q: want .json (a profile), .csv, .jsonl or .parquet", i, ext)
+			}
+			if err := validateCorrection(fmt.Sprintf("models[%d].drift", i), d.Correction, d.CorrectionAlpha); err != nil {
+				return err
 			}
 		}
 	}
@@ -593,11 +621,17 @@ func (c *Config) Validate() error {
 }
 
 func (d *Drift) validate() error {
-	if d.Correction != "" && !contains(Corrections, d.Correction) {
-		return fmt.Errorf("drift.correction: unknown correction %q (want one of %s)", d.Correction, strings.Join(Corrections, ", "))
+	return validateCorrection("drift", d.Correction, d.CorrectionAlpha)
+}
+
+// validateCorrection checks the correction and correction_alpha of the
+// drift decision at path (drift, models[i].drift).
+func validateCorrection(path, correction string, alpha *float64) error {
+	if correction != "" && !contains(Corrections, correction) {
+		return fmt.Errorf("%s.correction: unknown correction %q (want one of %s)", path, correction, strings.Join(Corrections, ", "))
 	}
-	if a := d.CorrectionAlpha; a != nil && !(*a > 0 && *a < 1) {
-		return fmt.Errorf("drift.correction_alpha must be between 0 and 1 (both excluded), got %v", *a)
+	if a := alpha; a != nil && !(*a > 0 && *a < 1) {
+		return fmt.Errorf("%s.correction_alpha must be between 0 and 1 (both excluded), got %v", path, *a)
 	}
 	return nil
 }

@@ -23,7 +23,9 @@ func TestLoadGood(t *testing.T) {
 			// Relative to the configuration file.
 			{Name: "churn", Drift: &ModelDrift{Reference: "testdata/profiles/churn.csv", PredictionColumn: "churned"}, LabelOffset: ptr(2.5e5),
 				ErrorBuckets: []float64{1000, 5000, 20000}, SLOs: &SLOs{Regression: 0.95, RegressionThreshold: 5000}},
-			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json"}},
+			{Name: "absolute", Drift: &ModelDrift{Reference: "/etc/modelmon/absolute.json", Correction: "bonferroni"}},
+			// A decision of its own, on --drift.reference or a learned one.
+			{Name: "wide", Drift: &ModelDrift{Correction: "none", CorrectionAlpha: ptr(0.01)}},
 		},
 		Limits: Limits{MaxModels: 5, MaxFeatures: 50, MaxInstances: 100},
 		Labels: Labels{Peers: []string{"dns+fraud-labels.ml.svc:9108", "10.0.0.7:9108"}, Scheme: "http", Timeout: model.Duration(2 * time.Second),
@@ -38,6 +40,36 @@ func TestLoadGood(t *testing.T) {
 	m, ok := c.Model("churn")
 	require.True(t, ok)
 	require.Equal(t, "churn", m.Name)
+}
+
+// A model's drift.correction and drift.correction_alpha win, each on its
+// own, over the top-level drift's for that model; other models, and the
+// keys a model leaves out, take the top-level ones.
+func TestDriftCorrection(t *testing.T) {
+	c, err := LoadFile("testdata/good.yml")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		model, correction string
+		alpha             *float64
+	}{
+		{"fraud", "fdr", ptr(0.1)}, // no drift of its own
+		{"churn", "fdr", ptr(0.1)}, // a reference alone
+		{"absolute", "bonferroni", ptr(0.1)},
+		{"wide", "none", ptr(0.01)},
+		{"unconfigured", "fdr", ptr(0.1)},
+	} {
+		corr, alpha := c.DriftCorrection(tc.model)
+		require.Equal(t, tc.correction, corr, tc.model)
+		require.Equal(t, tc.alpha, alpha, tc.model)
+	}
+	c, err = Load("models:\n  - name: a\n    drift: {correction_alpha: 0.2}\n")
+	require.NoError(t, err)
+	corr, alpha := c.DriftCorrection("a")
+	require.Equal(t, "bonferroni", corr, "the default")
+	require.Equal(t, ptr(0.2), alpha)
+	corr, alpha = c.DriftCorrection("b")
+	require.Equal(t, "bonferroni", corr)
+	require.Nil(t, alpha, "--drift.alpha")
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -84,6 +116,10 @@ func TestLoadBad(t *testing.T) {
 		{"bad-drift-prediction.yml", `testdata/bad-drift-prediction.yml:3: models[0].drift.prediction_column is for training data: a profile (.json) marks its prediction itself`},
 		{"bad-drift-correction.yml", `testdata/bad-drift-correction.yml:2: drift.correction: unknown correction "holm" (want one of bonferroni, fdr, none)`},
 		{"bad-drift-correction-alpha.yml", `testdata/bad-drift-correction-alpha.yml:3: drift.correction_alpha must be between 0 and 1 (both excluded), got 0`},
+		{"bad-model-drift-correction.yml", `testdata/bad-model-drift-correction.yml:5: models[0].drift.correction: unknown correction "holm" (want one of bonferroni, fdr, none)`},
+		{"bad-model-drift-correction-alpha.yml", `testdata/bad-model-drift-correction-alpha.yml:6: models[1].drift.correction_alpha must be between 0 and 1 (both excluded), got 1.5`},
+		// A correction alone is a drift of its own; a prediction column is not.
+		{"bad-model-drift-prediction-alone.yml", `testdata/bad-model-drift-prediction-alone.yml:3: models[0].drift.reference is required`},
 		{"bad-max-models.yml", `testdata/bad-max-models.yml:2: limits.max_models must be at least 1, got 0`},
 		{"bad-type.yml", "testdata/bad-type.yml:2: cannot unmarshal !!str `many` into int"},
 		{"bad-path.yml", `testdata/bad-path.yml:1: prediction_paths: "score" must start with /`},

@@ -375,8 +375,8 @@ func (dc *driftConfig) loadReferences(rc *runtimeConfig, configFile string) erro
 		rc.fileRef = ref
 	}
 	for _, m := range rc.cfg.Models {
-		if m.Drift == nil {
-			continue
+		if m.Drift == nil || m.Drift.Reference == "" {
+			continue // none, or a decision of its own alone
 		}
 		ref, err := dc.cachedReference(next, "models[].drift.reference", m.Drift.Reference, m.Drift.PredictionColumn)
 		if err != nil {

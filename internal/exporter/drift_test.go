@@ -148,6 +148,64 @@ func TestDriftModelDecision(t *testing.T) {
 	require.Equal(t, 0.05, get("modelmon_model_drift_threshold", "clean", "none"))
 }
 
+// A model's own correction (models[].drift.correction and
+// correction_alpha) decides for it, with --drift.reference's reference:
+// each model's gauges carry its own correction label, a model without one
+// the top-level drift's, and the keys a model leaves out are drift's. A
+// reload changes them; a bad one fails with its line and keeps the last.
+func TestDriftModelOwnCorrection(t *testing.T) {
+	up := modelServer(t)
+	ref := writeReference(t, 5000)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	write := func(clean string) {
+		yml := "drift: {correction: bonferroni, correction_alpha: 0.02}\n" +
+			"models:\n" +
+			"  - name: clean\n" +
+			"    drift:\n" +
+			"      correction: " + clean + "\n" +
+			"  - name: shifted\n" +
+			"    drift: {correction: fdr, correction_alpha: 0.1}\n"
+		require.NoError(t, os.WriteFile(cfg, []byte(yml), 0o644))
+	}
+	write("none")
+	e := startExporter(t, up.URL, func(o *Options) { o.ConfigFile = cfg; o.Drift = driftOptions(ref) })
+	pushRecords(t, e, "clean", 1000, 0, 3)
+	pushRecords(t, e, "shifted", 1000, 0.5, 4)
+	pushRecords(t, e, "plain", 1000, 0, 5)
+	// corrections returns each model's correction label of
+	// modelmon_model_drift_threshold in the 1h window, and the threshold.
+	corrections := func() map[string]string {
+		t.Helper()
+		out := map[string]string{}
+		for _, m := range scrapeProto(t, e)["modelmon_model_drift_threshold"].GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["window"] == "1h" {
+				out[l["model"]] = fmt.Sprintf("%s %g", l["correction"], m.GetGauge().GetValue())
+			}
+		}
+		return out
+	}
+	// Two features: none at drift's 0.02 is 0.02; Bonferroni at 0.02 is
+	// 0.01; shifted's fdr at 0.1 rejects one feature (0.05) or both (0.1).
+	got := corrections()
+	require.Contains(t, []string{"fdr 0.05", "fdr 0.1"}, got["shifted"])
+	delete(got, "shifted")
+	require.Equal(t, map[string]string{"clean": "none 0.02", "plain": "bonferroni 0.01"}, got)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_drifted", map[string]string{"model": "shifted", "window": "1h", "correction": "fdr"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_model_drifted", map[string]string{"model": "clean", "window": "1h", "correction": "none"}))
+
+	write("fdr")
+	require.NoError(t, e.Reload())
+	require.Equal(t, "fdr 0.01", corrections()["clean"], "nothing rejected: 0.02/2")
+
+	write("holm")
+	require.EqualError(t, e.Reload(), "couldn't load configuration (--config.file=\""+cfg+"\"): "+cfg+`:5: models[0].drift.correction: unknown correction "holm" (want one of bonferroni, fdr, none)`)
+	require.Equal(t, "fdr 0.01", corrections()["clean"], "the last kept")
+}
+
 func pushRecordsRaw(t *testing.T, e *Exporter, lines ...string) {
 	t.Helper()
 	st, body := do(t, "POST", "http://"+e.WebAddr()+"/v1/observations", strings.Join(lines, "\n"), "Content-Type", "application/x-ndjson")

@@ -923,16 +923,18 @@ func (s source) CaptureQueue() collector.QueueStats { return s.e.queue.stats() }
 // Drift implements collector.DriftSource.
 func (s source) Drift() []collector.DriftModel {
 	now := s.e.opts.Now()
-	// The model-level decision's correction (drift:), as configured now;
-	// config.Validate has checked it.
-	d := s.e.cfg.Load().cfg.Drift
-	corr, _ := drift.ParseCorrection(d.Correction)
-	var alpha float64 // 0: the detector's, --drift.alpha
-	if d.CorrectionAlpha != nil {
-		alpha = *d.CorrectionAlpha
-	}
+	cfg := s.e.cfg.Load().cfg
 	var out []collector.DriftModel
 	for _, m := range s.e.models.all() {
+		// The model-level decision's correction, as configured now: the
+		// model's (models[].drift), else drift:'s. config.Validate has
+		// checked it.
+		c, a := cfg.DriftCorrection(m.name)
+		corr, _ := drift.ParseCorrection(c)
+		var alpha float64 // 0: the detector's, --drift.alpha
+		if a != nil {
+			alpha = *a
+		}
 		m.mu.Lock()
 		if m.drift != nil {
 			dm := m.drift.snapshot(m.name, now, s.e.windows)
