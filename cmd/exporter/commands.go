@@ -36,8 +36,11 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 	dc.Flag("fail-on-drift", "Exit with status 1 when the dataset drifted.").BoolVar(&dr.FailOnDrift)
 	dc.Flag("fail-on-model-drift", "Exit with status 1 when the model drifted: any feature's p-value below the threshold corrected by --correction.").BoolVar(&dr.FailOnModelDrift)
 	dc.Flag("alpha", "False-alarm level of each feature's decision.").Default("0.05").Float64Var(&dr.Alpha)
-	dc.Flag("correction", "Correction of the model-level decision for testing every feature: bonferroni, fdr (Benjamini–Hochberg) or none.").Default(driftcli.Corrections()[0]).EnumVar(&dr.Correction, driftcli.Corrections()...)
-	dc.Flag("correction-alpha", "Level of the model-level decision, in (0, 1). Use 0 for --alpha.").Default("0").Float64Var(&dr.CorrectionAlpha)
+	// No default for --correction: left out, --config.file's applies.
+	dc.Flag("correction", "Correction of the model-level decision for testing every feature: bonferroni, fdr (Benjamini–Hochberg) or none. Empty: --config.file's, else bonferroni.").EnumVar(&dr.Correction, driftcli.Corrections()...)
+	dc.Flag("correction-alpha", "Level of the model-level decision, in (0, 1). Use 0 for --config.file's, else --alpha.").Default("0").Float64Var(&dr.CorrectionAlpha)
+	dc.Flag("config.file", "Exporter configuration file whose drift correction and correction_alpha (--model's models[].drift, else drift:'s) the model-level decision takes where --correction and --correction-alpha are not given. Empty: none.").StringVar(&dr.Config)
+	dc.Flag("model", "Model of --config.file whose own drift correction applies. Empty: drift:'s.").StringVar(&dr.Model)
 	dc.Flag("min-samples", "Number of values a feature needs in the current data to be decided.").Default("100").Int64Var(&dr.MinSamples)
 	dc.Flag("method", "Method that decides drift for a feature, FEATURE=METHOD (psi, jensenshannon, hellinger, ks, wasserstein, chisquare, z, missing); repeatable.").StringsVar(&dr.Methods)
 	dc.Flag("fixed-thresholds", "Decide with fixed thresholds (0.1 for distances, p-value below --alpha for tests) instead of thresholds calibrated to the data's size.").BoolVar(&dr.FixedThresholds)

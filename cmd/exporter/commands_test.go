@@ -83,6 +83,11 @@ func TestDriftCommands(t *testing.T) {
 	require.NoError(t, csv.NewWriter(&moved).WriteAll(recs))
 	require.NoError(t, os.WriteFile(ageMoved, moved.Bytes(), 0o644))
 
+	// The model's own correction, which --correction and
+	// --correction-alpha, given, override.
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: strict\n    drift: {correction: none, correction_alpha: 0.001}\n"), 0o644))
+
 	t.Run("drift", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
@@ -110,6 +115,12 @@ func TestDriftCommands(t *testing.T) {
 			{"age moved, fail on drift", []string{"--reference", profile, "--current", ageMoved, "--fail-on-drift"},
 				0, "model: 1/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
 			{"age moved, fail on model drift", []string{"--reference", profile, "--current", ageMoved, "--fail-on-model-drift"},
+				1, "model: 1/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
+			{"age moved, the model's correction", []string{"--reference", profile, "--current", ageMoved, "--config.file", cfg, "--model", "strict", "--fail-on-model-drift"},
+				1, "model: 1/4 features' p-values < 0.001 (none, α=0.001): drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
+			{"age moved, --correction over the model's", []string{"--reference", profile, "--current", ageMoved, "--config.file", cfg, "--model", "strict", "--correction", "bonferroni", "--fail-on-model-drift"},
+				0, "model: 0/4 features' p-values < 0.00025 (bonferroni, α=0.001): no drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
+			{"age moved, both flags over the model's", []string{"--reference", profile, "--current", ageMoved, "--config.file", cfg, "--model", "strict", "--correction", "bonferroni", "--correction-alpha", "0.05", "--fail-on-model-drift"},
 				1, "model: 1/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

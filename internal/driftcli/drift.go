@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/config"
 )
 
 // The keys DriftCommand adds to a feature's scores when both the reference and
@@ -47,11 +48,21 @@ type DriftCommand struct {
 	// Alpha is the false-alarm level of each feature's test (default 0.05).
 	Alpha float64
 	// Correction is the model-level decision's correction for testing
-	// every feature: bonferroni (empty: drift.DefaultCorrection), fdr or
-	// none.
+	// every feature: bonferroni, fdr or none. Empty: Config's, else
+	// drift.DefaultCorrection.
 	Correction string
-	// CorrectionAlpha is that decision's level, in (0, 1); 0 is Alpha.
+	// CorrectionAlpha is that decision's level, in (0, 1). 0: Config's,
+	// else Alpha.
 	CorrectionAlpha float64
+	// Config is an exporter configuration file whose drift correction
+	// and correction_alpha the model-level decision takes, as the sidecar
+	// does for Model (Config.DriftCorrection: the model's models[].drift,
+	// else drift:'s), where Correction and CorrectionAlpha are not given.
+	// Empty: none.
+	Config string
+	// Model is the model of Config whose correction applies; it must be
+	// configured there. Empty: drift:'s.
+	Model string
 	// MinSamples is the number of values a feature needs to be scored
 	// (default 100).
 	MinSamples int64
@@ -111,12 +122,9 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	corr, err := drift.ParseCorrection(c.Correction)
+	corr, corrAlpha, err := c.correction()
 	if err != nil {
-		return nil, fmt.Errorf("--correction: %w", err)
-	}
-	if a := c.CorrectionAlpha; a != 0 && !(a > 0 && a < 1) {
-		return nil, fmt.Errorf("--correction-alpha must be in (0, 1), got %g", a)
+		return nil, err
 	}
 
 	refName, refCols, p, err := c.reference(env)
@@ -191,8 +199,43 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	r.DriftShare, r.DatasetDrifted, r.DatasetThreshold = ds.Share, ds.Drift, ds.Threshold
 	r.ReadyFeatures, r.DriftedFeatures, r.Reason = ds.Features, ds.Drifted, ds.Reason
 	// 0: the detector's alpha, --alpha (or its default).
-	r.Model = det.Model(results, corr, c.CorrectionAlpha)
+	r.Model = det.Model(results, corr, corrAlpha)
 	return r, nil
+}
+
+// correction returns the model-level decision's correction and level (0:
+// Alpha): Correction and CorrectionAlpha where given, each on its own,
+// else Model's of Config, as the sidecar takes them, else the defaults.
+func (c *DriftCommand) correction() (drift.Correction, float64, error) {
+	if a := c.CorrectionAlpha; a != 0 && !(a > 0 && a < 1) {
+		return "", 0, fmt.Errorf("--correction-alpha must be in (0, 1), got %g", a)
+	}
+	name, alpha := c.Correction, c.CorrectionAlpha
+	switch {
+	case c.Config != "":
+		cfg, err := config.LoadFile(c.Config)
+		if err != nil {
+			return "", 0, err
+		}
+		if _, ok := cfg.Model(c.Model); c.Model != "" && !ok {
+			return "", 0, fmt.Errorf("--model: %s configures no model %q", c.Config, c.Model)
+		}
+		// config.Validate has checked both.
+		cn, ca := cfg.DriftCorrection(c.Model)
+		if name == "" {
+			name = cn
+		}
+		if alpha == 0 && ca != nil {
+			alpha = *ca
+		}
+	case c.Model != "":
+		return "", 0, errors.New("--model needs --config.file")
+	}
+	corr, err := drift.ParseCorrection(name)
+	if err != nil {
+		return "", 0, fmt.Errorf("--correction: %w", err)
+	}
+	return corr, alpha, nil
 }
 
 // Corrections names the values of --correction, the default first.

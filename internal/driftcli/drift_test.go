@@ -378,6 +378,12 @@ func TestDriftErrors(t *testing.T) {
 			`--correction-alpha must be in (0, 1), got 1`},
 		{"negative correction alpha", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", CorrectionAlpha: -0.05},
 			`--correction-alpha must be in (0, 1), got -0.05`},
+		{"model without configuration", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Model: "fraud"},
+			`--model needs --config.file`},
+		{"model not configured", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Config: "testdata/drift-config.yml", Model: "churn"},
+			`--model: testdata/drift-config.yml configures no model "churn"`},
+		{"bad model correction", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Config: "testdata/bad-drift-config.yml", Model: "fraud"},
+			`testdata/bad-drift-config.yml:4: models[0].drift.correction: unknown correction "holm" (want one of bonferroni, fdr, none)`},
 		{"bad output", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Output: "yaml"},
 			`unknown output format "yaml" (want text or json)`},
 		{"both stdin", DriftCommand{Reference: "-", Current: "-", Format: "csv"},
@@ -395,6 +401,48 @@ func TestDriftErrors(t *testing.T) {
 			require.Equal(t, ExitError, res.code)
 			require.Empty(t, res.stdout)
 			require.Equal(t, "exporter drift: "+tc.want+"\n", res.stderr)
+		})
+	}
+}
+
+// With --config.file, the model's decision takes the correction and level
+// the sidecar gives the model: --model's models[].drift, key by key, else
+// drift:'s. --correction and --correction-alpha, given, win over them.
+// age moved 1.5 years (p 0.033): it makes the model drift uncorrected at
+// 0.05, not with Bonferroni's 0.0125.
+func TestDriftModelCorrectionFromConfig(t *testing.T) {
+	slight := shiftedClean(t, 1.5, 0)
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("drift: {correction: bonferroni, correction_alpha: 0.04}\n"+
+		"models:\n"+
+		"  - name: wide\n"+
+		"    drift: {correction: none}\n"+
+		"  - name: narrow\n"+
+		"    drift: {correction: fdr, correction_alpha: 0.01}\n"), 0o644))
+	for _, tc := range []struct {
+		name       string
+		cmd        DriftCommand
+		correction drift.Correction
+		alpha      float64
+		code       int
+	}{
+		{"no configuration", DriftCommand{}, "bonferroni", 0.05, ExitOK},
+		{"drift:'s", DriftCommand{Config: cfg}, "bonferroni", 0.04, ExitOK},
+		{"the model's correction, drift:'s level", DriftCommand{Config: cfg, Model: "wide"}, "none", 0.04, ExitDrift},
+		{"the model's both", DriftCommand{Config: cfg, Model: "narrow"}, "fdr", 0.01, ExitOK},
+		{"--correction wins", DriftCommand{Config: cfg, Model: "wide", Correction: "bonferroni"}, "bonferroni", 0.04, ExitOK},
+		{"--correction-alpha wins", DriftCommand{Config: cfg, Model: "narrow", CorrectionAlpha: 0.2}, "fdr", 0.2, ExitDrift},
+		{"both flags win", DriftCommand{Config: cfg, Model: "wide", Correction: "fdr", CorrectionAlpha: 0.01}, "fdr", 0.01, ExitOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cmd
+			c.Reference, c.Current, c.Build.Prediction, c.Output, c.FailOnModelDrift = "testdata/reference.csv", slight, "score", OutputJSON, true
+			res := run(t, &c, "")
+			require.Equal(t, tc.code, res.code, res.stderr)
+			var r Report
+			require.NoError(t, json.Unmarshal([]byte(res.stdout), &r))
+			require.Equal(t, tc.correction, r.Model.Correction)
+			require.Equal(t, tc.alpha, r.Model.Alpha)
 		})
 	}
 }
