@@ -18,8 +18,9 @@ const (
 var results = []string{resultDelivered, resultRetried, resultDeadLettered}
 
 // heldStates are the values of the state label of the duplicates: what
-// became of the message held of their key, named as the results.
-var heldStates = []string{HeldPending, HeldDelivered, resultDeadLettered}
+// became of the message held of their key, named as the results, and
+// discarded (a dead letter an operator discarded).
+var heldStates = []string{HeldPending, HeldDelivered, resultDeadLettered, HeldDiscarded}
 
 // heldLabel is the state label of a duplicate whose key is held in state
 // (Dropped.State).
@@ -39,7 +40,7 @@ func heldLabel(state string) string {
 // bounded by it: 6 per entry (3 results and 3 gauges). The counts by
 // failure reason, the enqueued messages (one per entry of a notification
 // anyway), the duplicates, the discarded dead letters and the duration
-// histogram sum the entries, for they would cost 6, 1, 3, 1 and 12 series
+// histogram sum the entries, for they would cost 6, 1, 4, 1 and 12 series
 // per entry and say little more.
 type metrics struct {
 	enqueued   *prometheus.CounterVec
@@ -60,7 +61,7 @@ func newMetrics(o *Outbox) *metrics {
 		}, labels),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_outbox_duplicates_total",
-			Help: "The total number of messages not stored because the outbox held their idempotency key already, by what became of the message held: pending, delivered (within the retention) or dead_lettered.",
+			Help: "The total number of messages not stored because the outbox held their idempotency key already, by what became of the message held: pending, delivered (within the retention), dead_lettered or discarded (a dead letter discarded within the retention).",
 		}, append(labels, "state")),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_outbox_deliveries_total",

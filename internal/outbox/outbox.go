@@ -12,8 +12,10 @@
 // group notified again after a restart lost the notification log — is
 // dropped instead of sent twice; Add tells the caller which messages it
 // dropped, and what became of the first one of their key (pending,
-// delivered or dead-lettered). Dead letters stay until they are redriven
-// or discarded.
+// delivered, dead-lettered or discarded). Dead letters stay until they are
+// redriven or discarded; a discarded one's key is remembered for the
+// retention too (a tombstone), so that what an operator discarded on
+// purpose is not sent when its sender decides on it again.
 //
 // # Delivery guarantee: at least once, deduplicated by key
 //
@@ -62,8 +64,9 @@ import (
 
 // Message is one notification or action to deliver.
 type Message struct {
-	// Key is the idempotency key: a message whose key the outbox holds or
-	// has delivered is not enqueued again.
+	// Key is the idempotency key: a message whose key the outbox holds, or
+	// has delivered or discarded within the retention, is not enqueued
+	// again.
 	Key string `json:"key"`
 	// Receiver names the receiver or action the message is for.
 	Receiver string `json:"receiver"`
@@ -174,8 +177,8 @@ type Options struct {
 	// MaxAge is how long a message is retried before it becomes a dead
 	// letter; default 24h.
 	MaxAge time.Duration
-	// Retention is how long delivered keys (and sender state) are
-	// remembered; default 7 days.
+	// Retention is how long the keys of delivered messages and discarded
+	// dead letters (and sender state) are remembered; default 7 days.
 	Retention time.Duration
 	// SendTimeout bounds each attempt; default 30s.
 	SendTimeout time.Duration
@@ -232,6 +235,7 @@ var (
 	bucketKeys      = []byte("keys")      // key → seq of a pending message
 	bucketDelivered = []byte("delivered") // key → delivery time (unix ns)
 	bucketDead      = []byte("dead")      // key → record
+	bucketDiscarded = []byte("discarded") // key → tombstone
 	bucketState     = []byte("state")     // namespace → key → stateEntry
 )
 
@@ -328,7 +332,7 @@ func (o *Outbox) removeTmp() {
 // fix-up happens once and not at every start.
 func (o *Outbox) load() error {
 	return o.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPending, bucketKeys, bucketDelivered, bucketDead, bucketState} {
+		for _, b := range [][]byte{bucketPending, bucketKeys, bucketDelivered, bucketDead, bucketDiscarded, bucketState} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -424,8 +428,9 @@ func seqKey(seq uint64) []byte {
 }
 
 // Enqueue stores messages for delivery; it returns once they are stored
-// and synced to disk. Messages whose key is already held, delivered (within
-// the retention) or dead-lettered are dropped; Add reports them.
+// and synced to disk. Messages whose key is already held, dead-lettered,
+// or delivered or discarded (within the retention) are dropped; Add
+// reports them.
 func (o *Outbox) Enqueue(ms ...*Message) error {
 	_, err := o.Add(ms...)
 	return err
@@ -436,6 +441,9 @@ const (
 	HeldPending   = "pending"
 	HeldDelivered = "delivered"
 	HeldDead      = "dead_letter"
+	// HeldDiscarded is a dead letter discarded (Discard) within the
+	// retention: never to be sent.
+	HeldDiscarded = "discarded"
 )
 
 // Dropped is a message Add did not store because the outbox holds its key
@@ -443,21 +451,22 @@ const (
 // the caller's own record of it lost) learns what became of the first.
 type Dropped struct {
 	Key string
-	// State is HeldPending (waiting for delivery), HeldDelivered or
-	// HeldDead.
+	// State is HeldPending (waiting for delivery), HeldDelivered,
+	// HeldDead or HeldDiscarded.
 	State string
 	// Created is when the message held was enqueued (Message.Created),
 	// zero for a delivered one, of which the outbox keeps the time of
-	// delivery only (Delivered).
-	Created, Delivered time.Time
-	// Attempts and LastError are the held message's, as last stored.
+	// delivery only (Delivered). Discarded is when a discarded one was.
+	Created, Delivered, Discarded time.Time
+	// Attempts and LastError are the held message's, as last stored (a
+	// discarded one's as it was dead-lettered).
 	Attempts  int
 	LastError string
 }
 
 // Add is Enqueue, and returns the messages it dropped, in order: those
-// whose key the outbox holds (pending or dead-lettered) or delivered
-// within the retention, and a key given twice, the second time.
+// whose key the outbox holds (pending or dead-lettered) or delivered or
+// discarded within the retention, and a key given twice, the second time.
 func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 	for _, m := range ms {
 		if m.Key == "" {
@@ -486,10 +495,9 @@ func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		added, dropped, dups = added[:0], dropped[:0], dups[:0]
 		pending, keys := tx.Bucket(bucketPending), tx.Bucket(bucketKeys)
-		delivered, dead := tx.Bucket(bucketDelivered), tx.Bucket(bucketDead)
 		for _, m := range ms {
 			k := []byte(m.Key)
-			if d, ok := held(pending, keys, delivered, dead, m.Key); ok {
+			if d, ok := held(tx, m.Key); ok {
 				o.logger.Debug("Message already held or delivered, dropped", "receiver", m.Receiver, "integration", m.Integration, "key", m.Key, "state", d.State)
 				dropped, dups = append(dropped, d), append(dups, m)
 				continue
@@ -537,7 +545,8 @@ func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 
 // Held returns what the outbox holds of a key, as Add would report a
 // message with that key it dropped, and whether it holds the key at all
-// (pending, delivered within the retention, or dead-lettered). It only
+// (pending, dead-lettered, or delivered or discarded within the
+// retention). It only
 // reads: a caller about to decide on a message again (after a crash lost
 // its record of the first) can learn that it was stored before deciding.
 func (o *Outbox) Held(key string) (Dropped, bool, error) {
@@ -552,7 +561,7 @@ func (o *Outbox) Held(key string) (Dropped, bool, error) {
 		ok bool
 	)
 	err := o.db.View(func(tx *bolt.Tx) error {
-		d, ok = held(tx.Bucket(bucketPending), tx.Bucket(bucketKeys), tx.Bucket(bucketDelivered), tx.Bucket(bucketDead), key)
+		d, ok = held(tx, key)
 		return nil
 	})
 	if err != nil {
@@ -561,16 +570,22 @@ func (o *Outbox) Held(key string) (Dropped, bool, error) {
 	return d, ok, nil
 }
 
-// held returns what the outbox holds of a key, read in the transaction of
-// the buckets.
-func held(pending, keys, delivered, dead *bolt.Bucket, key string) (Dropped, bool) {
+// held returns what the outbox holds of a key, read in tx.
+func held(tx *bolt.Tx, key string) (Dropped, bool) {
 	d := Dropped{Key: key}
 	var v []byte
-	if seq := keys.Get([]byte(key)); seq != nil {
-		d.State, v = HeldPending, pending.Get(seq)
-	} else if v = dead.Get([]byte(key)); v != nil {
+	if seq := tx.Bucket(bucketKeys).Get([]byte(key)); seq != nil {
+		d.State, v = HeldPending, tx.Bucket(bucketPending).Get(seq)
+	} else if v = tx.Bucket(bucketDead).Get([]byte(key)); v != nil {
 		d.State = HeldDead
-	} else if at := delivered.Get([]byte(key)); at != nil {
+	} else if v = tx.Bucket(bucketDiscarded).Get([]byte(key)); v != nil {
+		d.State = HeldDiscarded
+		var tb tombstone
+		if json.Unmarshal(v, &tb) == nil {
+			d.Discarded, d.Created, d.Attempts, d.LastError = time.Unix(0, tb.At), tb.Created, tb.Attempts, tb.LastError
+		}
+		return d, true
+	} else if at := tx.Bucket(bucketDelivered).Get([]byte(key)); at != nil {
 		d.State = HeldDelivered
 		if ns, err := strconv.ParseInt(string(at), 10, 64); err == nil {
 			d.Delivered = time.Unix(0, ns)
@@ -864,11 +879,25 @@ func (o *Outbox) Redrive(key string) error {
 	return nil
 }
 
+// tombstone is what the outbox keeps of a discarded dead letter, for the
+// retention: when it was discarded, and what Held reports of it.
+type tombstone struct {
+	// At is when it was discarded (unix ns), from when the retention
+	// counts.
+	At        int64     `json:"at"`
+	Created   time.Time `json:"created"`
+	Attempts  int       `json:"attempts"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
 // Discard removes a dead letter for good, from the file as well, and
 // returns it: an operator's way to drop one that will never be delivered,
 // such as one of a receiver or action a reload removed, which a redrive
-// would only dead-letter again. Its key is forgotten, as if it had never
-// been stored: a message with the same key enqueued later is delivered.
+// would only dead-letter again. Its key is remembered for the retention
+// as a delivered one is (a tombstone, in the same commit): a message with
+// the same key enqueued meanwhile — its sender deciding on it again after
+// a crash lost its own record — is dropped (Add, Held: HeldDiscarded), not
+// sent against the operator's decision; a redrive of it is ErrUnknownKey.
 // It is counted in alertd_outbox_dead_letters_discarded_total; the last
 // dead letter of a lane the configuration no longer has (Retain) takes
 // the lane's remaining series with it, unless the lane holds pending
@@ -878,7 +907,16 @@ func (o *Outbox) Discard(key string) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	err = o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDead).Delete([]byte(key)) })
+	err = o.db.Update(func(tx *bolt.Tx) error {
+		v, err := json.Marshal(tombstone{At: o.opts.Now().UnixNano(), Created: r.Created, Attempts: r.Attempts, LastError: r.LastError})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketDiscarded).Put([]byte(key), v); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketDead).Delete([]byte(key))
+	})
 	if err != nil {
 		o.unclaim(r)
 		return Message{}, fmt.Errorf("outbox: couldn't discard %q: %w", key, err)
@@ -1011,48 +1049,55 @@ func (o *Outbox) State(ns, key string) ([]byte, bool) {
 	return out, out != nil
 }
 
-// gc forgets delivered keys and state older than the retention.
+// gc forgets the keys delivered or discarded, and the state set, before
+// the retention.
 func (o *Outbox) gc() {
 	cutoff := o.opts.Now().Add(-o.opts.Retention).UnixNano()
 	err := o.db.Update(func(tx *bolt.Tx) error {
-		var old [][]byte
-		if err := tx.Bucket(bucketDelivered).ForEach(func(k, v []byte) error {
-			if t, err := strconv.ParseInt(string(v), 10, 64); err != nil || t < cutoff {
-				old = append(old, bytes.Clone(k))
-			}
-			return nil
+		if err := prune(tx.Bucket(bucketDelivered), func(v []byte) bool {
+			t, err := strconv.ParseInt(string(v), 10, 64)
+			return err != nil || t < cutoff
 		}); err != nil {
 			return err
 		}
-		for _, k := range old {
-			if err := tx.Bucket(bucketDelivered).Delete(k); err != nil {
-				return err
-			}
+		if err := prune(tx.Bucket(bucketDiscarded), func(v []byte) bool {
+			var tb tombstone
+			return json.Unmarshal(v, &tb) != nil || tb.At < cutoff
+		}); err != nil {
+			return err
 		}
 		state := tx.Bucket(bucketState)
 		return state.ForEachBucket(func(ns []byte) error {
-			b := state.Bucket(ns)
-			var old [][]byte
-			if err := b.ForEach(func(k, v []byte) error {
+			return prune(state.Bucket(ns), func(v []byte) bool {
 				var e stateEntry
-				if json.Unmarshal(v, &e) != nil || e.At < cutoff {
-					old = append(old, bytes.Clone(k))
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			for _, k := range old {
-				if err := b.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
+				return json.Unmarshal(v, &e) != nil || e.At < cutoff
+			})
 		})
 	})
 	if err != nil {
 		o.logger.Error("Failed to prune the outbox", "err", err)
 	}
+}
+
+// prune deletes the entries of b whose value old says is old (or
+// unreadable). A bucket must not change while ForEach walks it: they are
+// deleted after.
+func prune(b *bolt.Bucket, old func(v []byte) bool) error {
+	var keys [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		if old(v) {
+			keys = append(keys, bytes.Clone(k))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close waits for Run's attempts in flight to end (cancel Run's context

@@ -441,13 +441,15 @@ func TestHeldAndDuplicatesCounted(t *testing.T) {
 			requireDropped(t, []Dropped{d}, []Dropped{h})
 		}
 		require.NoError(t, testutil.GatherAndCompare(reg, stringsReader(`
-# HELP alertd_outbox_duplicates_total The total number of messages not stored because the outbox held their idempotency key already, by what became of the message held: pending, delivered (within the retention) or dead_lettered.
+# HELP alertd_outbox_duplicates_total The total number of messages not stored because the outbox held their idempotency key already, by what became of the message held: pending, delivered (within the retention), dead_lettered or discarded (a dead letter discarded within the retention).
 # TYPE alertd_outbox_duplicates_total counter
 alertd_outbox_duplicates_total{integration="webhook",receiver="other",state="dead_lettered"} 0
 alertd_outbox_duplicates_total{integration="webhook",receiver="other",state="delivered"} 0
+alertd_outbox_duplicates_total{integration="webhook",receiver="other",state="discarded"} 0
 alertd_outbox_duplicates_total{integration="webhook",receiver="other",state="pending"} 0
 alertd_outbox_duplicates_total{integration="webhook",receiver="team",state="dead_lettered"} 1
 alertd_outbox_duplicates_total{integration="webhook",receiver="team",state="delivered"} 2
+alertd_outbox_duplicates_total{integration="webhook",receiver="team",state="discarded"} 0
 alertd_outbox_duplicates_total{integration="webhook",receiver="team",state="pending"} 2
 `), "alertd_outbox_duplicates_total"))
 
@@ -468,7 +470,7 @@ func requireDropped(t *testing.T, want, got []Dropped) {
 	norm := func(ds []Dropped) []Dropped {
 		out := slices.Clone(ds)
 		for i := range out {
-			out[i].Created, out[i].Delivered = out[i].Created.UTC().Round(0), out[i].Delivered.UTC().Round(0)
+			out[i].Created, out[i].Delivered, out[i].Discarded = out[i].Created.UTC().Round(0), out[i].Delivered.UTC().Round(0), out[i].Discarded.UTC().Round(0)
 		}
 		return out
 	}
@@ -963,9 +965,10 @@ func TestRetainDeletesRemovedLanes(t *testing.T) {
 	})
 }
 
-// Discard removes a dead letter for good: gone from DeadLetters, Held and
-// the gauge, counted, and still gone after a restart on the same file; an
-// unknown key, or one discarded already, is ErrUnknownKey.
+// Discard removes a dead letter for good: gone from DeadLetters and the
+// gauge (Held says it was discarded), counted, and still gone after a
+// restart on the same file; an unknown key, or one discarded already, is
+// ErrUnknownKey.
 func TestDiscard(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "o.db")
@@ -985,9 +988,10 @@ func TestDiscard(t *testing.T) {
 		require.Equal(t, "dead", m.Key)
 		require.JSONEq(t, `{"n":"dead"}`, string(m.Payload))
 		require.Equal(t, []string{"kept"}, keysOfMessages(ob.DeadLetters()))
-		_, held, err := ob.Held("dead")
+		h, held, err := ob.Held("dead")
 		require.NoError(t, err)
-		require.False(t, held)
+		require.True(t, held)
+		require.Equal(t, HeldDiscarded, h.State)
 		got := lanesIn(t, reg)
 		require.Equal(t, 1.0, got["alertd_outbox_dead_letters"]["team/webhook/0"])
 		require.Equal(t, 1.0, got["alertd_outbox_dead_letters_discarded_total"]["team/webhook/"])
@@ -1004,6 +1008,75 @@ func TestDiscard(t *testing.T) {
 		require.Equal(t, []string{"kept"}, keysOfMessages(ob.DeadLetters()), "the discard is stored")
 		require.Equal(t, 1, ob.Stats().DeadLetters)
 		require.NoError(t, ob.Close())
+	})
+}
+
+// A discarded dead letter's key is remembered as a delivered one is: a
+// message with that key, enqueued again (its sender deciding on it anew
+// after a crash lost its own record), is dropped and counted as a
+// duplicate of a discarded key, Held says so, and a redrive finds no dead
+// letter; also after a restart on the same file. It is forgotten the
+// retention after the discard, not after the message was enqueued.
+func TestDiscardedKeyRemembered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		s := newFakeSender()
+		s.fail("dead", Permanent(errors.New("no")))
+		reg := prometheus.NewRegistry()
+		retention := func(o *Options) { o.Retention, o.Registerer = time.Hour, reg }
+		ob, stop := runStoppable(t, path, s, retention)
+		ob.InitializeFor("team", "webhook", 1)
+		created := time.Now()
+		require.NoError(t, ob.Enqueue(msg("dead")))
+		synctest.Wait()
+		require.Len(t, ob.DeadLetters(), 1)
+		time.Sleep(50 * time.Minute)
+		discarded := time.Now()
+		_, err := ob.Discard("dead")
+		require.NoError(t, err)
+
+		want := []Dropped{{Key: "dead", State: HeldDiscarded, Created: created, Discarded: discarded, Attempts: 1, LastError: "no"}}
+		check := func(ob *Outbox) {
+			t.Helper()
+			h, ok, err := ob.Held("dead")
+			require.NoError(t, err)
+			require.True(t, ok, "Held forgot the discarded key")
+			requireDropped(t, want, []Dropped{h})
+			dropped, err := ob.Add(msg("dead"))
+			require.NoError(t, err)
+			requireDropped(t, want, dropped)
+			synctest.Wait()
+			require.Equal(t, []string{"dead"}, s.keys(), "a discarded key is sent again")
+			require.Zero(t, ob.Stats().Pending)
+			require.Empty(t, ob.DeadLetters())
+			require.ErrorIs(t, ob.Redrive("dead"), ErrUnknownKey)
+		}
+		check(ob)
+		require.Equal(t, 1.0, testutil.ToFloat64(ob.metrics.duplicates.WithLabelValues("team", "webhook", HeldDiscarded)))
+		stop()
+		require.NoError(t, ob.Close())
+
+		// After a restart, 80 minutes after the message was enqueued and
+		// 30 after the discard: still remembered.
+		time.Sleep(30 * time.Minute)
+		reg = prometheus.NewRegistry()
+		ob, stop = runStoppable(t, path, s, retention)
+		check(ob)
+		stop()
+		require.NoError(t, ob.Close())
+
+		// The retention after the discard: forgotten, and sent.
+		time.Sleep(31 * time.Minute)
+		reg = prometheus.NewRegistry()
+		ob = run(t, path, s, retention)
+		_, ok, err := ob.Held("dead")
+		require.NoError(t, err)
+		require.False(t, ok, "the discarded key outlived the retention")
+		dropped, err := ob.Add(msg("dead"))
+		require.NoError(t, err)
+		require.Empty(t, dropped)
+		synctest.Wait()
+		require.Equal(t, []string{"dead", "dead"}, s.keys())
 	})
 }
 
