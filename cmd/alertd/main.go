@@ -59,7 +59,7 @@ func run() int {
 		obInitial    = serve.Flag("outbox.initial-backoff", "Longest wait before a failed notification's first retry; each failure doubles it (with full jitter) up to --outbox.max-backoff.").Default(outbox.DefaultInitialBackoff.String()).Duration()
 		obMax        = serve.Flag("outbox.max-backoff", "Longest wait between two attempts of a notification. A receiver's Retry-After is honoured beyond it.").Default(outbox.DefaultMaxBackoff.String()).Duration()
 		obMaxAge     = serve.Flag("outbox.max-age", "How long a notification is retried before it becomes a dead letter (GET /api/v1/outbox/dead_letters).").Default(outbox.DefaultMaxAge.String()).Duration()
-		obRetention  = serve.Flag("outbox.retention", "How long the idempotency keys of delivered notifications are remembered, so that none is delivered twice.").Default(model.Duration(outbox.DefaultRetention).String()).String()
+		obRetention  = serve.Flag("outbox.retention", "How long the idempotency keys of delivered notifications and of discarded dead letters are remembered, so that none is delivered twice or after its discard.").Default(model.Duration(outbox.DefaultRetention).String()).String()
 		toolkitFlags = kingpinflag.AddFlags(serve, ":9109")
 	)
 

@@ -543,7 +543,7 @@ func (r *actionRunner) trigger(now time.Time, name, trig string, labels map[stri
 	if h, ok := r.heldLocked(key); ok {
 		markSent(c, req, now)
 		adopt(req, h)
-		d.Action, d.Reason = "already_sent", droppedReason(name, req.ID, key, h)
+		d.Action, d.Reason = droppedAction(h), droppedReason(name, req.ID, key, h)
 		delete(r.retries, key)
 		r.add(req)
 		r.dirty = true
@@ -694,7 +694,7 @@ func (r *actionRunner) send(s *sending) error {
 		if req, ok := r.byID[s.id]; ok {
 			adopt(req, h)
 		}
-		s.d.Action, s.d.Reason = "already_sent", s.prefix+droppedReason(s.action, s.id, s.msg.Key, h)
+		s.d.Action, s.d.Reason = droppedAction(h), s.prefix+droppedReason(s.action, s.id, s.msg.Key, h)
 		delete(r.retries, s.msg.Key)
 		return nil
 	}
@@ -718,8 +718,10 @@ func (r *actionRunner) send(s *sending) error {
 
 // adopt makes a request whose message the outbox held already (enqueued
 // before a crash lost the state file's record of it) say what became of
-// that message: sent when it was enqueued, and delivered or failed if so;
-// one still pending is delivered later (Send). Called with mu held.
+// that message: sent when it was enqueued, and delivered or failed if so
+// (failed also when its dead letter was discarded since, as the request
+// was before the crash); one still pending is delivered later (Send).
+// Called with mu held.
 func adopt(req *actionRequest, h outbox.Dropped) {
 	sent := h.Created
 	if sent.IsZero() {
@@ -744,11 +746,27 @@ func adopt(req *actionRequest, h outbox.Dropped) {
 		if !h.Delivered.IsZero() {
 			req.DeliveredAt = &h.Delivered
 		}
-	case outbox.HeldDead:
+	case outbox.HeldDead, outbox.HeldDiscarded:
 		req.State, req.LastError = stateFailed, h.LastError
 	default:
 		req.LastError = h.LastError
 	}
+}
+
+// droppedAction is the decision's action for a request not sent as the
+// outbox held its key: discarded if an operator discarded its dead letter
+// (which must not be sent again, nor retried), else already_sent.
+func droppedAction(h outbox.Dropped) string {
+	if h.State == outbox.HeldDiscarded {
+		return "discarded"
+	}
+	return "already_sent"
+}
+
+// notSentAgain reports whether d is a trigger's decision not to send a
+// request as the outbox held its key (droppedAction).
+func notSentAgain(d Decision) bool {
+	return d.Stage == "action" && (d.Action == "already_sent" || d.Action == "discarded")
 }
 
 // droppedReason explains a request not sent as the outbox held its key.
@@ -759,6 +777,8 @@ func droppedReason(action, id, key string, h outbox.Dropped) string {
 		return why + ", delivered at " + h.Delivered.UTC().Format(time.RFC3339)
 	case outbox.HeldDead:
 		return why + ", given up: " + h.LastError
+	case outbox.HeldDiscarded:
+		return why + ", given up (" + h.LastError + ") and its dead letter discarded at " + h.Discarded.UTC().Format(time.RFC3339) + ", never to be sent"
 	}
 	return why + ", enqueued at " + h.Created.UTC().Format(time.RFC3339) + " and not delivered yet"
 }
@@ -1409,7 +1429,7 @@ func (a *Alertd) onAlertFires(now time.Time, al *Alert) {
 			a.actions.deferSend(s)
 		case fresh:
 			al.record(d)
-			if d.Action == "already_sent" {
+			if notSentAgain(d) {
 				a.logger.Info("Action in the outbox already, not sent again", "action", c.Name, "request", req.ID, "key", key, "state", req.State)
 			}
 		}
@@ -1551,7 +1571,7 @@ func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels ma
 			if err := a.sendAction(s, now); err != nil {
 				return err
 			}
-		case d.Action == "already_sent":
+		case notSentAgain(d):
 			// Its delivery may be recorded already.
 			a.store.noteInOrder(req.fingerprints(), d)
 		default:
@@ -1561,7 +1581,7 @@ func (a *Alertd) triggerAction(ctx context.Context, name, trig string, labels ma
 		switch {
 		case s != nil && s.dropped != nil:
 			a.logger.Info("Action in the outbox already, not sent again", "action", name, "trigger", trig, "request", req.ID, "key", key, "state", s.dropped.State)
-		case d.Action == "already_sent":
+		case notSentAgain(d):
 			a.logger.Info("Action in the outbox already, not sent again", "action", name, "trigger", trig, "request", req.ID, "key", key, "state", req.State)
 		default:
 			a.logger.Info("Action triggered", "action", name, "trigger", trig, "request", req.ID, "state", req.State)

@@ -3,6 +3,8 @@ package alertd
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -400,6 +402,62 @@ actions:
 	require.Contains(t, refused.Reason, `triggered for model "fraud" at `+other.SentAt.UTC().Format(time.RFC3339))
 	require.Eventually(t, func() bool { return slices.Contains(savedActionKeys(t, b), key) }, 30*time.Second, 10*time.Millisecond)
 	require.Never(t, func() bool { return len(ci.requests()) > 2 }, 2*time.Second, 50*time.Millisecond, "sent again")
+}
+
+// A crash just after an action's enqueue, before its request is saved;
+// the receiver refuses the action (400), and an operator discards its dead
+// letter. After the restart the same trigger (the alert taken in again)
+// finds the discarded key in the outbox: the action is not sent again
+// against the operator's decision, nor counted sent; the request is
+// failed, with the receiver's error, and the history says it was
+// discarded.
+func TestActionDiscardedNotSentAgainAfterRestart(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ci.status.Store(http.StatusBadRequest)
+	ls, al := driftAlert("fraud", "amount")
+	const prefix = "action/retrain/alert/"
+	var crashed <-chan string
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+`
+	}, func(a *Alertd) { crashed = crashAfterEnqueue(a, prefix) })
+	postAlertJSON(t, a, al)
+	key := firstKey(t, crashed)
+	require.Equal(t, key, ci.waitRequests(t, 1)[0].Header.Get("Idempotency-Key"))
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(a.notify.Outbox().DeadLetters(), func(m outbox.Message) bool { return m.Key == key })
+	}, 30*time.Second, 10*time.Millisecond, "the action was not dead-lettered")
+	req, err := http.NewRequest(http.MethodDelete, a.URL+"/api/v1/outbox/dead_letters/"+url.PathEscape(key), nil)
+	require.NoError(t, err)
+	code, body := do(t, req)
+	require.Equal(t, http.StatusOK, code, body)
+	require.NoError(t, a.Stop())
+	require.NotContains(t, savedActionKeys(t, a), key, "the crash lost the request")
+
+	// Restarted on the same storage; the alert is taken in again.
+	b := restartActionsAlertd(t, clock, a.Dir, nil)
+	postAlertJSON(t, b, strings.Replace(al, "PSI 0.14", "PSI 0.15", 1))
+	got := waitRequest(t, b, "retrain", ls, func(actionRequest) bool { return true }, "the alert made no request")
+	require.Equal(t, stateFailed, got.State, "%+v", got)
+	require.Equal(t, key, got.Key)
+	require.Equal(t, "unexpected status 400", got.LastError)
+	hist := waitFor(t, b, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "discarded" }, "the history does not say it was discarded")
+	require.Contains(t, lastOf(hist.History, "action").Reason, "not sent again: the outbox holds its idempotency key "+key+" from before a restart, given up (unexpected status 400) and its dead letter discarded at ")
+	v, _ := metric(t, b.Registry(), "alertd_actions_triggered_total", "action", "retrain", "trigger", triggerAlert)
+	require.Zero(t, v, "counted sent again")
+	v, _ = metric(t, b.Registry(), "alertd_outbox_duplicates_total", "receiver", "retrain", "integration", "action", "state", "discarded")
+	require.Equal(t, 0.0, v, "dropped at the enqueue: the trigger looks the key up first")
+	require.Eventually(t, func() bool { return slices.Contains(savedActionKeys(t, b), key) }, 30*time.Second, 10*time.Millisecond)
+	require.Never(t, func() bool { return len(ci.requests()) > 1 }, 2*time.Second, 50*time.Millisecond, "a discarded action was sent again")
 }
 
 // rollbackConfig is a deploy whose failed verification runs a rollback.
