@@ -57,7 +57,7 @@ func newMetrics(o *Outbox) *metrics {
 	return &metrics{
 		enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_outbox_messages_enqueued_total",
-			Help: "The total number of messages stored in the outbox for delivery (duplicates of a held or delivered key are not counted).",
+			Help: "The total number of messages stored in the outbox for delivery (duplicates of a held, delivered or discarded key are not counted).",
 		}, labels),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_outbox_duplicates_total",
