@@ -303,3 +303,57 @@ func TestClassCountersNotCreatedPastMaxModels(t *testing.T) {
 	require.Equal(t, zeros("x", "y"), modelSeries(t, e2, collector.PredictionClassTotal, "topics", "class"))
 	require.Equal(t, zeros("x", "y"), modelSeries(t, e2, collector.PredictionCorrectTotal, "topics", "class"))
 }
+
+// modelVersions returns modelmon_model_info's version of each model.
+func modelVersions(t *testing.T, e *Exporter) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, m := range scrapeProto(t, e)[collector.ModelInfoMetric].GetMetric() {
+		l := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		out[l["model"]] = l["version"]
+	}
+	return out
+}
+
+// A configured model that gets no model slot of its own (traffic models
+// took limits.max_models before a reload added it) does not give its
+// version to __other__, whose version is that of the traffic counted
+// there: modelmon_model_info would say __other__ runs the configured
+// model's version. Once a reload that raises the cap gives it a slot, or
+// a restart, its configured version applies, though the configuration
+// did not change it.
+func TestModelVersionNotSetPastMaxModels(t *testing.T) {
+	model, _, set := classAnswers(t)
+	set([]string{"x"})
+	cfg := filepath.Join(t.TempDir(), "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("limits:\n  max_models: 2\n"), 0o644))
+	e := startExporter(t, model.URL, func(o *Options) { o.ConfigFile = cfg })
+	pushRecordsRaw(t, e, `{"model":"a","version":"1","prediction":"x"}`, `{"model":"b","prediction":"x"}`)
+
+	topics := func(max int, version string) []byte {
+		return fmt.Appendf(nil, "limits:\n  max_models: %d\nmodels:\n  - name: topics\n    version: %s\n", max, version)
+	}
+	require.NoError(t, os.WriteFile(cfg, topics(2, "v2"), 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, map[string]string{"a": "1", "b": "", collector.OtherValue: ""}, modelVersions(t, e))
+
+	// Its traffic, counted under __other__, names __other__'s version; a
+	// reload that changes its configured one leaves that.
+	pushRecordsRaw(t, e, `{"model":"topics","version":"t9","prediction":"x"}`)
+	require.NoError(t, os.WriteFile(cfg, topics(2, "v3"), 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, map[string]string{"a": "1", "b": "", collector.OtherValue: "t9"}, modelVersions(t, e))
+
+	// A reload that raises the cap gives it its slot and its version.
+	require.NoError(t, os.WriteFile(cfg, topics(4, "v3"), 0o644))
+	require.NoError(t, e.Reload())
+	require.Equal(t, map[string]string{"a": "1", "b": "", collector.OtherValue: "t9", "topics": "v3"}, modelVersions(t, e))
+
+	// A restart registers the configured models before any traffic.
+	require.NoError(t, os.WriteFile(cfg, topics(2, "v3"), 0o644))
+	e2 := startExporter(t, model.URL, func(o *Options) { o.ConfigFile = cfg })
+	require.Equal(t, map[string]string{"topics": "v3"}, modelVersions(t, e2))
+}

@@ -491,11 +491,20 @@ func (e *Exporter) updateDrift(rc *runtimeConfig) {
 // registerModels makes the configured models known, with their configured
 // version, before any traffic names them. On reload (prev, the running
 // configuration) a model's version changes only where the configuration
-// changed it: the one traffic has shown since stays otherwise.
+// changed it: the one traffic has shown since stays otherwise. A model
+// past limits.max_models (traffic models took the slots before a reload
+// added it) gets the overflow model, whose version is that of the traffic
+// counted under __other__, not its own: it gets its version when a later
+// reload or a restart gives it its slot.
 func (e *Exporter) registerModels(rc, prev *runtimeConfig) {
 	for _, m := range rc.cfg.Models {
+		name := labelValue([]byte(m.Name))
+		had := e.models.has(name)
 		md := e.models.get([]byte(m.Name), rc.cfg.Limits.MaxModels)
-		if prev != nil {
+		if !e.models.has(name) {
+			continue
+		}
+		if had && prev != nil {
 			if pm, ok := prev.cfg.Model(m.Name); ok && pm.Version == m.Version {
 				continue
 			}
