@@ -25,7 +25,7 @@ import (
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
-	"github.com/modelmon/modelmon/internal/parquetdata"
+	"github.com/modelmon/modelmon/internal/driftref"
 	"github.com/modelmon/modelmon/internal/payload"
 	"github.com/modelmon/modelmon/internal/statefile"
 )
@@ -251,42 +251,6 @@ func newDriftConfig(o DriftOptions, storagePath string) (*driftConfig, error) {
 	return dc, nil
 }
 
-// LoadReference reads a reference profile (.json) or profiles training data
-// (.csv, .jsonl, .ndjson, .parquet), whose column prediction, if not empty, holds the
-// model's output.
-func LoadReference(path, prediction string) (*drift.Profile, error) {
-	ext := strings.ToLower(filepath.Ext(path))
-	if ext == ".json" {
-		return drift.LoadFile(path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var cols []drift.Column
-	name := filepath.Base(path)
-	switch ext {
-	case ".csv":
-		cols, err = drift.ReadCSV(name, f, drift.ReadOptions{})
-	case ".jsonl", ".ndjson":
-		cols, err = drift.ReadJSONL(name, f, drift.ReadOptions{})
-	case ".parquet":
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil {
-			cols, err = parquetdata.Read(name, f, fi.Size(), drift.ReadOptions{})
-		}
-	default:
-		return nil, fmt.Errorf("unknown reference format %q: want .json (a profile), .csv, .jsonl or .parquet", ext)
-	}
-	if err != nil {
-		return nil, err
-	}
-	opts := drift.DefaultBuildOptions()
-	opts.Prediction = prediction
-	return drift.BuildProfile(cols, opts)
-}
-
 // Where a model's reference came from, the source label of
 // modelmon_drift_reference_info.
 const (
@@ -405,7 +369,7 @@ func (dc *driftConfig) cachedReference(next map[string]*cachedReference, flag, p
 	}
 	c := dc.refs[key]
 	if c == nil || !c.modTime.Equal(fi.ModTime()) || c.size != fi.Size() {
-		p, err := LoadReference(path, prediction)
+		p, _, err := driftref.Load(path, prediction)
 		if err != nil {
 			return nil, fmt.Errorf("couldn't load %s=%q: %w", flag, path, err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/driftref"
 	"github.com/modelmon/modelmon/internal/payload"
 )
 
@@ -539,14 +540,14 @@ func TestDriftReferenceFlagReload(t *testing.T) {
 func TestFeatureDigest(t *testing.T) {
 	dir := t.TempDir()
 	ref := agreeReference(t, 2000)
-	p, err := LoadReference(ref, "score")
+	p, _, err := driftref.Load(ref, "score")
 	require.NoError(t, err)
 	saved := filepath.Join(dir, "profile.json")
 	f, err := os.Create(saved)
 	require.NoError(t, err)
 	require.NoError(t, p.Save(f))
 	require.NoError(t, f.Close())
-	q, err := LoadReference(saved, "")
+	q, _, err := driftref.Load(saved, "")
 	require.NoError(t, err)
 	require.NotNil(t, p.Multivariate)
 	dc, err := newDriftConfig(DriftOptions{}, "")
@@ -798,9 +799,9 @@ func TestReferenceParquet(t *testing.T) {
 	require.NoError(t, w.Close())
 	require.NoError(t, out.Close())
 
-	want, err := LoadReference(csvPath, "score")
+	want, _, err := driftref.Load(csvPath, "score")
 	require.NoError(t, err)
-	got, err := LoadReference(pqPath, "score")
+	got, _, err := driftref.Load(pqPath, "score")
 	require.NoError(t, err)
 	require.Equal(t, want, got)
 

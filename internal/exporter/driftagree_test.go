@@ -22,6 +22,7 @@ import (
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/driftcli"
+	"github.com/modelmon/modelmon/internal/driftref"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
@@ -492,7 +493,7 @@ func boolValue(b bool) float64 {
 func TestDriftRulesAgreeWithSidecar(t *testing.T) {
 	prometheustest.Binary(t)
 	ref := agreeReference(t, 3000)
-	profile, err := LoadReference(ref, "score")
+	profile, _, err := driftref.Load(ref, "score")
 	require.NoError(t, err)
 	up := modelServer(t)
 	start := func() *Exporter { return startExporter(t, up.URL, func(o *Options) { o.Drift = driftOptions(ref) }) }

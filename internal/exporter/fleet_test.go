@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/driftcli"
+	"github.com/modelmon/modelmon/internal/driftref"
 	"github.com/modelmon/modelmon/internal/prometheustest"
 )
 
@@ -25,7 +26,7 @@ func TestFleetPSIFromRecordingRules(t *testing.T) {
 	prometheustest.Binary(t)
 	up := modelServer(t)
 	refPath := writeReference(t, 5000)
-	profile, err := LoadReference(refPath, "score")
+	profile, _, err := driftref.Load(refPath, "score")
 	require.NoError(t, err)
 	a := startExporter(t, up.URL, func(o *Options) { o.Drift = driftOptions(refPath) })
 	b := startExporter(t, up.URL, func(o *Options) { o.Drift = driftOptions(refPath) })
