@@ -29,7 +29,7 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 
 	var dr driftcli.DriftCommand
 	dc := app.Command("drift", "Compare data with a reference profile or training data, print each feature's drift and the dataset's verdict.")
-	dc.Flag("reference", "Reference: a profile (.json) or training data (.csv, .jsonl, .ndjson, .parquet) to build one from.").Required().StringVar(&dr.Reference)
+	dc.Flag("reference", "Reference: a profile (.json) or training data (.csv, .jsonl, .ndjson, .parquet) to build one from. Empty: --model's models[].drift.reference in --config.file, profiled as the sidecar profiles it.").StringVar(&dr.Reference)
 	dc.Flag("current", "Data to check: a .csv, .jsonl, .ndjson or .parquet file, or - for stdin (with --format).").Required().StringVar(&dr.Current)
 	dc.Flag("format", "Format of the data read from stdin, or from a file whose extension is none of .csv, .jsonl, .ndjson, .parquet: csv, jsonl or parquet.").StringVar(&dr.Format)
 	dc.Flag("output", "Format of the report: text or json.").Default(driftcli.OutputText).EnumVar(&dr.Output, driftcli.OutputText, driftcli.OutputJSON)
@@ -39,12 +39,12 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 	// No default for --correction: left out, --config.file's applies.
 	dc.Flag("correction", "Correction of the model-level decision for testing every feature: bonferroni, fdr (Benjamini–Hochberg) or none. Empty: --config.file's, else bonferroni.").EnumVar(&dr.Correction, driftcli.Corrections()...)
 	dc.Flag("correction-alpha", "Level of the model-level decision, in (0, 1). Use 0 for --config.file's, else --alpha.").Default("0").Float64Var(&dr.CorrectionAlpha)
-	dc.Flag("config.file", "Exporter configuration file whose drift correction and correction_alpha (--model's models[].drift, else drift:'s) the model-level decision takes where --correction and --correction-alpha are not given. Empty: none.").StringVar(&dr.Config)
-	dc.Flag("model", "Model of --config.file whose own drift correction applies. Empty: drift:'s.").StringVar(&dr.Model)
+	dc.Flag("config.file", "Exporter configuration file whose drift correction and correction_alpha (--model's models[].drift, else drift:'s) the model-level decision takes where --correction and --correction-alpha are not given, and whose --model's models[].drift.reference (and prediction_column) is the reference where --reference is not given. Empty: none.").StringVar(&dr.Config)
+	dc.Flag("model", "Model of --config.file whose own drift correction, and reference, apply. Empty: drift:'s correction, and no reference.").StringVar(&dr.Model)
 	dc.Flag("min-samples", "Number of values a feature needs in the current data to be decided.").Default("100").Int64Var(&dr.MinSamples)
 	dc.Flag("method", "Method that decides drift for a feature, FEATURE=METHOD (psi, jensenshannon, hellinger, ks, wasserstein, chisquare, z, missing); repeatable.").StringsVar(&dr.Methods)
 	dc.Flag("fixed-thresholds", "Decide with fixed thresholds (0.1 for distances, p-value below --alpha for tests) instead of thresholds calibrated to the data's size.").BoolVar(&dr.FixedThresholds)
-	buildFlags(dc, &dr.Build, " Ignored when the reference is a profile.")
+	buildFlags(dc, &dr.Build, " Ignored when the reference is a profile or --config.file's.")
 
 	var rules driftcli.RulesCommand
 	rc := app.Command("rules", "Print Prometheus recording rules that compute each feature's fleet-wide PSI from the sidecars' bin counters.")

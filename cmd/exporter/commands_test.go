@@ -84,9 +84,23 @@ func TestDriftCommands(t *testing.T) {
 	require.NoError(t, os.WriteFile(ageMoved, moved.Bytes(), 0o644))
 
 	// The model's own correction, which --correction and
-	// --correction-alpha, given, override.
+	// --correction-alpha, given, override; the model's own reference,
+	// training data relative to the configuration file, with the
+	// prediction in its prediction_column, which --reference, given,
+	// overrides.
+	train, err := os.ReadFile(data("reference.csv"))
+	require.NoError(t, err)
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "ref"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ref", "train.csv"), train, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ref", "moved.csv"), moved.Bytes(), 0o644))
 	cfg := filepath.Join(dir, "modelmon.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: strict\n    drift: {correction: none, correction_alpha: 0.001}\n"), 0o644))
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n"+
+		"  - name: strict\n"+
+		"    drift: {correction: none, correction_alpha: 0.001}\n"+
+		"  - name: fraud\n"+
+		"    drift: {reference: ref/train.csv, prediction_column: score}\n"+
+		"  - name: retrained\n"+
+		"    drift: {reference: ref/moved.csv, prediction_column: score}\n"), 0o644))
 
 	t.Run("drift", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -121,6 +135,12 @@ func TestDriftCommands(t *testing.T) {
 			{"age moved, --correction over the model's", []string{"--reference", profile, "--current", ageMoved, "--config.file", cfg, "--model", "strict", "--correction", "bonferroni", "--fail-on-model-drift"},
 				0, "model: 0/4 features' p-values < 0.00025 (bonferroni, α=0.001): no drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
 			{"age moved, both flags over the model's", []string{"--reference", profile, "--current", ageMoved, "--config.file", cfg, "--model", "strict", "--correction", "bonferroni", "--correction-alpha", "0.05", "--fail-on-model-drift"},
+				1, "model: 1/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
+			{"shifted against the model's reference", []string{"--current", data("current-shifted.csv"), "--config.file", cfg, "--model", "fraud", "--fail-on-drift"},
+				1, "model: 2/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 2/4 features (share 0.5 ≥ 0.5): drift\n"},
+			{"age moved against the model's reference", []string{"--current", ageMoved, "--config.file", cfg, "--model", "retrained", "--fail-on-model-drift"},
+				0, "model: 0/4 features' p-values < 0.0125 (bonferroni, α=0.05): no drift\ndataset: drifted 0/4 features (share 0 < 0.5): no drift\n"},
+			{"age moved, --reference over the model's", []string{"--reference", profile, "--current", ageMoved, "--config.file", cfg, "--model", "retrained", "--fail-on-model-drift"},
 				1, "model: 1/4 features' p-values < 0.0125 (bonferroni, α=0.05): drift\ndataset: drifted 1/4 features (share 0.25 < 0.5): no drift\n"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -213,6 +233,10 @@ func TestDriftCommands(t *testing.T) {
 				"exporter: error: enum value must be one of bonferroni,fdr,none, got 'holm', try --help\n"},
 			{"bad correction alpha", []string{"drift", "--reference", profile, "--current", data("current-clean.csv"), "--correction-alpha", "1.5"},
 				"exporter drift: --correction-alpha must be in (0, 1), got 1.5\n"},
+			{"no reference", []string{"drift", "--current", data("current-clean.csv")},
+				"exporter drift: --reference is required, or --config.file and --model of a model with models[].drift.reference\n"},
+			{"no reference of the model's", []string{"drift", "--current", data("current-clean.csv"), "--config.file", cfg, "--model", "strict"},
+				"exporter drift: --reference is required: model \"strict\" of " + cfg + " has no models[].drift.reference\n"},
 			{"missing flag", []string{"drift", "--reference", profile},
 				"exporter: error: required flag(s) '--current' not provided, try --help\n"},
 			{"bad jsonl", []string{"profile", "--input", data("bad.jsonl"), "--output", filepath.Join(dir, "p.json")},

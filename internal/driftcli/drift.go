@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/config"
+	"github.com/modelmon/modelmon/internal/driftref"
 )
 
 // The keys DriftCommand adds to a feature's scores when both the reference and
@@ -29,7 +30,10 @@ const (
 // fields are the command's flags.
 type DriftCommand struct {
 	// Reference is a profile (.json) or training data (.csv, .jsonl, .ndjson),
-	// whose profile is then built with Build.
+	// whose profile is then built with Build. Empty: Model's
+	// models[].drift.reference of Config, profiled as the sidecar profiles
+	// it (its prediction_column unless Build.Prediction is given, and
+	// drift's default options, not Build's others).
 	Reference string
 	// Current is the data to check: .csv, .jsonl or .ndjson; "-" is stdin.
 	Current string
@@ -60,8 +64,9 @@ type DriftCommand struct {
 	// else drift:'s), where Correction and CorrectionAlpha are not given.
 	// Empty: none.
 	Config string
-	// Model is the model of Config whose correction applies; it must be
-	// configured there. Empty: drift:'s.
+	// Model is the model of Config whose correction, and reference where
+	// Reference is empty, apply; it must be configured there. Empty:
+	// drift:'s correction, and no reference.
 	Model string
 	// MinSamples is the number of values a feature needs to be scored
 	// (default 100).
@@ -113,8 +118,8 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 		return nil, err
 	}
 	switch {
-	case c.Reference == "" || c.Current == "":
-		return nil, errors.New("--reference and --current are required")
+	case c.Current == "":
+		return nil, errors.New("--current is required")
 	case c.Reference == "-" && c.Current == "-":
 		return nil, errors.New("--reference and --current can't both be stdin (-)")
 	}
@@ -122,12 +127,16 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	corr, corrAlpha, err := c.correction()
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	corr, corrAlpha, err := c.correction(cfg)
 	if err != nil {
 		return nil, err
 	}
 
-	refName, refCols, p, err := c.reference(env)
+	refName, refCols, p, err := c.reference(env, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -203,23 +212,35 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	return r, nil
 }
 
+// loadConfig loads Config, nil when it is empty, and checks that it
+// configures Model.
+func (c *DriftCommand) loadConfig() (*config.Config, error) {
+	switch {
+	case c.Config == "" && c.Model != "":
+		return nil, errors.New("--model needs --config.file")
+	case c.Config == "":
+		return nil, nil
+	}
+	cfg, err := config.LoadFile(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := cfg.Model(c.Model); c.Model != "" && !ok {
+		return nil, fmt.Errorf("--model: %s configures no model %q", c.Config, c.Model)
+	}
+	return cfg, nil
+}
+
 // correction returns the model-level decision's correction and level (0:
 // Alpha): Correction and CorrectionAlpha where given, each on its own,
-// else Model's of Config, as the sidecar takes them, else the defaults.
-func (c *DriftCommand) correction() (drift.Correction, float64, error) {
+// else Model's of cfg (Config, nil without one), as the sidecar takes
+// them, else the defaults.
+func (c *DriftCommand) correction(cfg *config.Config) (drift.Correction, float64, error) {
 	if a := c.CorrectionAlpha; a != 0 && !(a > 0 && a < 1) {
 		return "", 0, fmt.Errorf("--correction-alpha must be in (0, 1), got %g", a)
 	}
 	name, alpha := c.Correction, c.CorrectionAlpha
-	switch {
-	case c.Config != "":
-		cfg, err := config.LoadFile(c.Config)
-		if err != nil {
-			return "", 0, err
-		}
-		if _, ok := cfg.Model(c.Model); c.Model != "" && !ok {
-			return "", 0, fmt.Errorf("--model: %s configures no model %q", c.Config, c.Model)
-		}
+	if cfg != nil {
 		// config.Validate has checked both.
 		cn, ca := cfg.DriftCorrection(c.Model)
 		if name == "" {
@@ -228,8 +249,6 @@ func (c *DriftCommand) correction() (drift.Correction, float64, error) {
 		if alpha == 0 && ca != nil {
 			alpha = *ca
 		}
-	case c.Model != "":
-		return "", 0, errors.New("--model needs --config.file")
 	}
 	corr, err := drift.ParseCorrection(name)
 	if err != nil {
@@ -282,8 +301,12 @@ func unreadable(f *drift.Feature, col *drift.Column, res drift.Result, t drift.T
 }
 
 // reference loads the reference profile, or builds it from raw data, whose
-// columns it then also returns (nil for a profile).
-func (c *DriftCommand) reference(env Env) (name string, cols []drift.Column, p *drift.Profile, err error) {
+// columns it then also returns (nil for a profile): Reference's, else
+// Model's of cfg (modelReference).
+func (c *DriftCommand) reference(env Env, cfg *config.Config) (name string, cols []drift.Column, p *drift.Profile, err error) {
+	if c.Reference == "" {
+		return c.modelReference(cfg)
+	}
 	if !isProfile(c.Reference) {
 		return c.Build.build(env, c.Reference, c.Format)
 	}
@@ -294,6 +317,34 @@ func (c *DriftCommand) reference(env Env) (name string, cols []drift.Column, p *
 		return "", nil, nil, err
 	}
 	return c.Reference, nil, p, nil
+}
+
+// modelReference loads Model's models[].drift.reference of cfg (Config),
+// as the sidecar does when the configuration loads (driftref.Load): the
+// profile the sidecar decides that model's drift on, which the build flags
+// but Build.Prediction do not change. Build.Prediction, given, wins over
+// its prediction_column.
+func (c *DriftCommand) modelReference(cfg *config.Config) (name string, cols []drift.Column, p *drift.Profile, err error) {
+	if cfg == nil || c.Model == "" {
+		return "", nil, nil, errors.New("--reference is required, or --config.file and --model of a model with models[].drift.reference")
+	}
+	m, _ := cfg.Model(c.Model) // loadConfig has checked it is there
+	if m.Drift == nil || m.Drift.Reference == "" {
+		return "", nil, nil, fmt.Errorf("--reference is required: model %q of %s has no models[].drift.reference", c.Model, c.Config)
+	}
+	path, prediction := m.Drift.Reference, m.Drift.PredictionColumn
+	if c.Build.Prediction != "" {
+		prediction = c.Build.Prediction
+	}
+	if p, cols, err = driftref.Load(path, prediction); err != nil {
+		return "", nil, nil, fmt.Errorf("--config.file=%q: model %q: couldn't load models[].drift.reference=%q: %w", c.Config, c.Model, path, err)
+	}
+	// A profile has its own prediction: --prediction marks it, as for
+	// --reference's.
+	if err := markPrediction(p, c.Build.Prediction); err != nil {
+		return "", nil, nil, err
+	}
+	return path, cols, p, nil
 }
 
 func (c *DriftCommand) detectorOptions(methods map[string]drift.Method) drift.Options {

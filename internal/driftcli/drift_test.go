@@ -384,6 +384,16 @@ func TestDriftErrors(t *testing.T) {
 			`--model: testdata/drift-config.yml configures no model "churn"`},
 		{"bad model correction", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Config: "testdata/bad-drift-config.yml", Model: "fraud"},
 			`testdata/bad-drift-config.yml:4: models[0].drift.correction: unknown correction "holm" (want one of bonferroni, fdr, none)`},
+		{"no reference", DriftCommand{Current: "testdata/current-clean.csv"},
+			`--reference is required, or --config.file and --model of a model with models[].drift.reference`},
+		{"no reference, no model", DriftCommand{Current: "testdata/current-clean.csv", Config: "testdata/drift-config.yml"},
+			`--reference is required, or --config.file and --model of a model with models[].drift.reference`},
+		{"no reference, none of the model's", DriftCommand{Current: "testdata/current-clean.csv", Config: "testdata/drift-config.yml", Model: "fraud"},
+			`--reference is required: model "fraud" of testdata/drift-config.yml has no models[].drift.reference`},
+		{"the model's reference missing", DriftCommand{Current: "testdata/current-clean.csv", Config: "testdata/missing-reference-config.yml", Model: "fraud"},
+			`--config.file="testdata/missing-reference-config.yml": model "fraud": couldn't load models[].drift.reference="testdata/missing.csv": open testdata/missing.csv: no such file or directory`},
+		{"no current", DriftCommand{Reference: "testdata/profile.golden.json"},
+			`--current is required`},
 		{"bad output", DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-clean.csv", Output: "yaml"},
 			`unknown output format "yaml" (want text or json)`},
 		{"both stdin", DriftCommand{Reference: "-", Current: "-", Format: "csv"},
@@ -445,6 +455,64 @@ func TestDriftModelCorrectionFromConfig(t *testing.T) {
 			require.Equal(t, tc.alpha, r.Model.Alpha)
 		})
 	}
+}
+
+// With --config.file and --model, a model with models[].drift.reference is
+// checked against it without --reference: training data, relative to the
+// configuration file, profiled as the sidecar profiles it with its
+// prediction_column (and, raw data on both sides, with the exact scores);
+// a profile as it is. --reference and --prediction, given, win.
+func TestDriftModelReferenceFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile("testdata/reference.csv")
+	require.NoError(t, err)
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "ref"), 0o755))
+	train := filepath.Join(dir, "ref", "train.csv")
+	require.NoError(t, os.WriteFile(train, data, 0o644))
+	profile, err := filepath.Abs("testdata/profile.golden.json")
+	require.NoError(t, err)
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n"+
+		"  - name: fraud\n"+
+		"    drift: {reference: ref/train.csv, prediction_column: score}\n"+
+		"  - name: churn\n"+
+		"    drift: {reference: "+profile+"}\n"), 0o644))
+	current := shiftedClean(t, 1.5, 0)
+	report := func(c DriftCommand) Report {
+		t.Helper()
+		c.Current, c.Output = current, OutputJSON
+		res := run(t, &c, "")
+		require.Equal(t, ExitOK, res.code, res.stderr)
+		var r Report
+		require.NoError(t, json.Unmarshal([]byte(res.stdout), &r))
+		return r
+	}
+	prediction := func(r Report) []string {
+		var out []string
+		for _, f := range r.Features {
+			if f.Prediction {
+				out = append(out, f.Name)
+			}
+		}
+		return out
+	}
+
+	got := report(DriftCommand{Config: cfg, Model: "fraud"})
+	require.Equal(t, train, got.Reference)
+	require.Equal(t, []string{"score"}, prediction(got))
+	require.Contains(t, got.Features[0].Scores, ScoreKSExact)
+	require.Equal(t, report(DriftCommand{Reference: train, Build: BuildFlags{Prediction: "score"}}), got)
+
+	got = report(DriftCommand{Config: cfg, Model: "churn"})
+	require.Equal(t, profile, got.Reference)
+	require.Equal(t, report(DriftCommand{Reference: profile}), got)
+
+	got = report(DriftCommand{Config: cfg, Model: "fraud", Reference: "testdata/profile.golden.json"})
+	require.Equal(t, "testdata/profile.golden.json", got.Reference)
+
+	got = report(DriftCommand{Config: cfg, Model: "fraud", Build: BuildFlags{Prediction: "income"}})
+	require.Equal(t, train, got.Reference)
+	require.Equal(t, []string{"income"}, prediction(got))
 }
 
 // With fixed thresholds, a distance drifts above 0.1 and a test below --alpha.
