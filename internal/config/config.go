@@ -467,6 +467,12 @@ func (c *Config) Validate() error {
 		if m.Name == "" {
 			return fmt.Errorf("models[%d]: name is required", i)
 		}
+		if m.Name == collector.OtherValue {
+			// The name the sidecar counts the models past
+			// limits.max_models under: such a model would never have
+			// series of its own.
+			return fmt.Errorf("models[%d]: %q is the name the models past limits.max_models are counted under", i, m.Name)
+		}
 		if seen[m.Name] {
 			return fmt.Errorf("models[%d]: model %q is configured twice", i, m.Name)
 		}

@@ -92,6 +92,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-unknown-http-config.yml", `testdata/bad-unknown-http-config.yml:6: unknown field "pasword"`},
 		{"bad-format.yml", `testdata/bad-format.yml:3: models[0]: unknown format "protobuf" (want one of auto, kserve_v1, oip_v2, mlflow, seldon_v1, json)`},
 		{"bad-model-name.yml", `testdata/bad-model-name.yml:2: models[0]: name is required`},
+		{"bad-model-other.yml", `testdata/bad-model-other.yml:2: models[0]: "__other__" is the name the models past limits.max_models are counted under`},
 		{"bad-duplicate-model.yml", `testdata/bad-duplicate-model.yml:1: models[1]: model "a" is configured twice`},
 		{"bad-segment-alert.yml", `testdata/bad-segment-alert.yml:3: models[0].alerts.max_segment_accuracy_gap needs models[0].segments`},
 		{"bad-segment-class-alert.yml", `testdata/bad-segment-class-alert.yml:4: models[0].alerts.max_segment_precision_gap needs models[0].segment_classes`},
