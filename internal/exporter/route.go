@@ -181,7 +181,6 @@ type runtimeConfig struct {
 }
 
 type modelConfig struct {
-	version      []byte
 	format       payload.Format
 	featureNames []string
 	idPath       []string // nil: the id header only
@@ -244,7 +243,7 @@ func newRuntimeConfig(cfg *config.Config) (*runtimeConfig, error) {
 				return nil, err
 			}
 		}
-		mc := modelConfig{version: []byte(m.Version), format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, segmentClasses: m.SegmentClasses, scoreBuckets: m.ScoreBuckets,
+		mc := modelConfig{format: f, featureNames: m.FeatureNames, classes: m.Classes, segments: m.Segments, segmentClasses: m.SegmentClasses, scoreBuckets: m.ScoreBuckets,
 			errorBuckets: m.ErrorBuckets, calibrationBins: m.CalibrationBins, labelOffset: m.LabelOffset}
 		if m.IDPath != "" {
 			mc.idPath = strings.Split(m.IDPath, ".")
