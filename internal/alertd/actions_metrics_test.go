@@ -3,6 +3,8 @@ package alertd
 import (
 	"fmt"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +130,81 @@ func TestActionSeriesKeptForOpenWork(t *testing.T) {
 	waitRequest(t, a, "verified", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
 	require.Empty(t, actionSeries(t, a.Registry(), "verified"), "the verification ended the removed action's open work")
 	require.Equal(t, retrain, actionSeries(t, a.Registry(), "retrain"))
+}
+
+// savedState returns actions.json in dir's storage.
+func savedState(t *testing.T, dir string) actionState {
+	t.Helper()
+	var st actionState
+	_, err := readJSON(filepath.Join(dir, "data", "actions.json"), &st)
+	require.NoError(t, err)
+	return st
+}
+
+// An action removed from the configuration while alertd is down, whose
+// open work actions.json kept, is retired at the start: its series, made
+// again when that work ends and counts, are deleted then. Here a request
+// awaiting approval, rejected after the restart, and one awaiting its
+// verification, which fails after it.
+func TestActionSeriesRetiredAtStart(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	kept := `
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['action="retrain"']
+`
+	removed := `
+  - name: approved
+    type: webhook
+    url: ` + ci.URL + `/hooks/approved
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    approval: {required: true, timeout: 2h}
+  - name: verified
+    type: webhook
+    url: ` + ci.URL + `/hooks/verified
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    verify: {within: 1h, on_failure: escalate}
+`
+	a := startActionsAlertd(t, clock, func(string) string { return classifyDrift + "actions:" + kept + removed }, nil)
+	ls, al := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, al)
+	pending := waitRequest(t, a, "approved", ls, inRequestState(stateAwaitingApproval), "not awaiting approval")
+	verified := waitRequest(t, a, "verified", ls, func(r actionRequest) bool { return r.State == stateDelivered && r.Verification == verifyPending }, "not delivered")
+	require.Eventually(t, func() bool {
+		var open []string
+		for _, req := range savedState(t, a.Dir).Requests {
+			if req.State == stateAwaitingApproval || req.Verification == verifyPending {
+				open = append(open, req.ID)
+			}
+		}
+		return slices.Equal(open, []string{pending.ID, verified.ID}) || slices.Equal(open, []string{verified.ID, pending.ID})
+	}, 30*time.Second, 10*time.Millisecond, "the open requests are not saved")
+	require.NoError(t, a.Stop())
+
+	// Restarted on the same storage without the two actions: their open
+	// work counts when it ends, and their series go with it.
+	writeFile(t, a.Dir, "alertd.yml", classifyDrift+"actions:"+kept)
+	b := restartActionsAlertd(t, clock, a.Dir, nil)
+	require.Empty(t, actionSeries(t, b.Registry(), "approved"))
+	require.Empty(t, actionSeries(t, b.Registry(), "verified"))
+	retrain := actionSeries(t, b.Registry(), "retrain")
+	require.Len(t, retrain, 17, "%v", retrain)
+
+	code, body := post(t, b.URL+"/api/v1/actions/requests/"+pending.ID+"/reject", "application/json", `{"by":"bob"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Empty(t, actionSeries(t, b.Registry(), "approved"), "the rejection ended the removed action's open work")
+
+	clock.skip(time.Hour + time.Second)
+	waitRequest(t, b, "verified", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
+	require.Empty(t, actionSeries(t, b.Registry(), "verified"), "the verification ended the removed action's open work")
+	require.Equal(t, retrain, actionSeries(t, b.Registry(), "retrain"))
 }
