@@ -494,6 +494,14 @@ func (r *actionRunner) configs() []*alertconfig.Action {
 	return out
 }
 
+// configured reports whether an action is configured.
+func (r *actionRunner) configured(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.cfgs[name]
+	return ok
+}
+
 // attempts returns the past attempts of an action. Called with mu held.
 func (r *actionRunner) attempts(name string) []act.Attempt {
 	var out []act.Attempt
@@ -1860,6 +1868,14 @@ func (a *Alertd) failedVerification(req *actionRequest, why, followUp string, no
 func (a *Alertd) runRollback(ctx context.Context, req *actionRequest, name, why string, rt *retry, now time.Time) (followUp string, ran bool) {
 	key := "action/" + name + "/rollback/" + req.ID
 	if rt != nil {
+		// A reload or a restart removed its action since the outbox
+		// refused it: given up, uncounted, as the retries of a removed
+		// action's alerts and schedules are dropped. Reloads run on the
+		// loop's goroutine, as this does: none comes in between.
+		if !a.actions.configured(name) {
+			return fmt.Sprintf("couldn't run %q: given up after %d refusals of the outbox: %v %q (no longer configured)",
+				name, rt.attempts, errNoAction, name), true
+		}
 		a.actions.enqueueRetries.WithLabelValues(name, triggerRollback).Inc()
 	}
 	rb, d, s, fresh, err := a.actions.trigger(now, name, triggerRollback, req.Labels, req.Alerts, key)

@@ -579,3 +579,85 @@ func TestActionRollbackOutboxRefusalGivenUp(t *testing.T) {
 	rf.refuse.Store(false)
 	require.Never(t, func() bool { return ciPaths(ci)["/hooks/rollback"] > 0 }, 2*time.Second, 50*time.Millisecond, "retried after it was given up")
 }
+
+// A rollback the outbox refused whose action is removed before its retry
+// (here by a restart without it; a reload does the same) is given up at
+// that retry, which is not counted: the verification settles as failed,
+// saying why. The rollback's series, which another request of it awaiting
+// its verification would keep, show no retry.
+func TestActionRollbackOfRemovedActionGivenUp(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	lsA, alA := driftAlert("fraud", "amount")
+	lsB, alB := driftAlert("churn", "tenure")
+	deploy := func(onFailure string) string {
+		return classifyDrift + `
+actions:
+  - name: deploy
+    type: webhook
+    url: ` + ci.URL + `/hooks/deploy
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    verify: {within: 30m, on_failure: ` + onFailure + `}
+`
+	}
+	rf, hook := refuseEnqueue(t, "action/rollback/")
+	rf.refuse.Store(false)
+	a := startActionsAlertd(t, clock, func(string) string {
+		return deploy("rollback") + `
+  - name: rollback
+    type: webhook
+    url: ` + ci.URL + `/hooks/rollback
+    secret: hook-secret
+    verify: {within: 2h, on_failure: escalate}
+`
+	}, hook)
+
+	// The first deploy fails verification; its rollback is sent, and
+	// awaits its own verification.
+	postAlertJSON(t, a, alA)
+	waitRequest(t, a, "deploy", lsA, inRequestState(stateDelivered), "the first deploy was not delivered")
+	clock.skip(31 * time.Minute)
+	firstKey(t, rf.started)
+	rbA := waitRequest(t, a, "rollback", lsA, func(r actionRequest) bool { return r.State == stateDelivered && r.Verification == verifyPending },
+		"the first rollback was not delivered")
+
+	// The second's rollback, the outbox refuses.
+	rf.refuse.Store(true)
+	postAlertJSON(t, a, alB)
+	deployB := waitRequest(t, a, "deploy", lsB, inRequestState(stateDelivered), "the second deploy was not delivered")
+	clock.skip(31 * time.Minute)
+	require.Equal(t, "action/rollback/rollback/"+deployB.ID, firstKey(t, rf.started))
+	require.Eventually(t, func() bool {
+		var st actionState
+		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
+		require.NoError(t, err)
+		return len(st.Rollbacks) == 1 && st.Rollbacks[0].Request == deployB.ID
+	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is not saved")
+	require.NoError(t, a.Stop())
+
+	// Restarted without the rollback action, the disk has room: the
+	// retry is given up, not counted.
+	rf.refuse.Store(false)
+	writeFile(t, a.Dir, "alertd.yml", deploy("escalate"))
+	b := restartActionsAlertd(t, clock, a.Dir, nil)
+	failed := waitRequest(t, b, "deploy", lsB, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
+	require.Regexp(t, `^couldn't run "rollback": given up after \d+ refusals of the outbox: no such action "rollback" \(no longer configured\)$`, failed.FollowUp)
+	got := waitFor(t, b, lsB, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "verification_failed" }, "no verification failure in the history")
+	require.Contains(t, lastOf(got.History, "action").Reason, "; "+failed.FollowUp)
+	pending, ok := b.actions.get(rbA.ID)
+	require.True(t, ok)
+	require.Equal(t, verifyPending, pending.Verification, "the first rollback's verification settled: its series are gone")
+	// Nothing of it counted since the restart: the series are not made
+	// again (a count would stay while the first rollback is open).
+	require.Empty(t, actionSeries(t, b.Registry(), "rollback"), "the retry of a removed action was counted")
+	require.Eventually(t, func() bool {
+		var st actionState
+		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
+		require.NoError(t, err)
+		return len(st.Rollbacks) == 0
+	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is still saved")
+	require.Equal(t, 1, ciPaths(ci)["/hooks/rollback"])
+}
