@@ -24,6 +24,7 @@ import (
 	"github.com/modelmon/modelmon/internal/notify/notice"
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
 	"github.com/modelmon/modelmon/internal/outbox"
+	"github.com/modelmon/modelmon/internal/readmetest"
 )
 
 // ciRequest is a request a fake CI received.
@@ -116,6 +117,8 @@ func runActionsAlertd(t *testing.T, clock *testClock, dir string, mod func(*Opti
 			t.Logf("alertd log:\n%s", logs.String())
 		}
 	})
+	// Whatever a test made alertd expose is documented, as start checks.
+	t.Cleanup(func() { readmetest.Load(t).RequireGathered(t, a.Registry()) })
 	return ta
 }
 
