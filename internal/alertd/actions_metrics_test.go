@@ -74,16 +74,11 @@ func TestActionSeriesFollowReloads(t *testing.T) {
 	require.Equal(t, kept, actionSeries(t, a.Registry(), "retrain"))
 }
 
-// An action a reload removes keeps its series while it has open work that
-// still counts in them, and loses them when that ends: a request awaiting
-// approval until it is rejected (alertd_actions_refused_total), one
-// awaiting its verification until that fails
-// (alertd_actions_verification_total).
-func TestActionSeriesKeptForOpenWork(t *testing.T) {
-	t.Parallel()
-	clock := &testClock{}
-	ci := newFakeCI(t, nil, clock.Now)
-	kept := `
+// openWorkActions returns the actions of the open-work tests: kept, one
+// the drift alert does not trigger, and removed, two it does that stay
+// open, one awaiting approval and one awaiting its verification.
+func openWorkActions(ci *fakeCI) (kept, removed string) {
+	kept = `
   - name: retrain
     type: webhook
     url: ` + ci.URL + `/hooks/retrain
@@ -91,7 +86,7 @@ func TestActionSeriesKeptForOpenWork(t *testing.T) {
     trigger:
       matchers: ['action="retrain"']
 `
-	removed := `
+	removed = `
   - name: approved
     type: webhook
     url: ` + ci.URL + `/hooks/approved
@@ -107,6 +102,19 @@ func TestActionSeriesKeptForOpenWork(t *testing.T) {
       matchers: ['category="data_quality"']
     verify: {within: 1h, on_failure: escalate}
 `
+	return kept, removed
+}
+
+// An action a reload removes keeps its series while it has open work that
+// still counts in them, and loses them when that ends: a request awaiting
+// approval until it is rejected (alertd_actions_refused_total), one
+// awaiting its verification until that fails
+// (alertd_actions_verification_total).
+func TestActionSeriesKeptForOpenWork(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	kept, removed := openWorkActions(ci)
 	a := startActionsAlertd(t, clock, func(string) string { return classifyDrift + "actions:" + kept + removed }, nil)
 	ls, al := driftAlert("fraud", "amount")
 	postAlertJSON(t, a, al)
@@ -150,30 +158,7 @@ func TestActionSeriesRetiredAtStart(t *testing.T) {
 	t.Parallel()
 	clock := &testClock{}
 	ci := newFakeCI(t, nil, clock.Now)
-	kept := `
-  - name: retrain
-    type: webhook
-    url: ` + ci.URL + `/hooks/retrain
-    secret: hook-secret
-    trigger:
-      matchers: ['action="retrain"']
-`
-	removed := `
-  - name: approved
-    type: webhook
-    url: ` + ci.URL + `/hooks/approved
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-    approval: {required: true, timeout: 2h}
-  - name: verified
-    type: webhook
-    url: ` + ci.URL + `/hooks/verified
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-    verify: {within: 1h, on_failure: escalate}
-`
+	kept, removed := openWorkActions(ci)
 	a := startActionsAlertd(t, clock, func(string) string { return classifyDrift + "actions:" + kept + removed }, nil)
 	ls, al := driftAlert("fraud", "amount")
 	postAlertJSON(t, a, al)
