@@ -1850,10 +1850,12 @@ func (a *Alertd) verifyAction(ctx context.Context, req *actionRequest, now time.
 }
 
 // failedVerification settles a request's verification as failed, with
-// what was done about it.
+// what was done about it. The rollback it ran may have been delivered, and
+// the delivery recorded, meanwhile: the decision goes before it, so that
+// the history reads the same whichever came first.
 func (a *Alertd) failedVerification(req *actionRequest, why, followUp string, now time.Time) {
 	a.actions.settle(req.ID, verifyFailed, followUp, now)
-	a.store.note(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "verification_failed", Reason: why + "; " + followUp})
+	a.store.noteInOrder(req.fingerprints(), Decision{Time: now, Stage: "action", Action: "verification_failed", Reason: why + "; " + followUp})
 	a.logger.Warn("Action failed verification", "action", req.Action, "request", req.ID, "follow_up", followUp)
 }
 

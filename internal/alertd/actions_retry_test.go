@@ -532,16 +532,29 @@ func TestActionRollbackOutboxRefusalRetried(t *testing.T) {
 	require.Equal(t, triggerRollback, rb.Trigger)
 	failed := waitRequest(t, b, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
 	require.Regexp(t, `^ran "rollback", after \d+ refusals of the outbox$`, failed.FollowUp)
-	got = waitFor(t, b, ls, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "verification_failed" }, "no verification failure in the history")
-	require.Contains(t, lastOf(got.History, "action").Reason, `failed verification: the alert still fires 30m after it was sent; ran "rollback", after `)
-	var triggered []string
+	// The history, in time order whenever the outbox delivered the
+	// rollback: it triggered, the verification failed, it was delivered.
+	got = waitFor(t, b, ls, func(al alertJSON) bool {
+		return slices.ContainsFunc(al.History, func(d Decision) bool { return d.Action == "verification_failed" }) &&
+			slices.ContainsFunc(al.History, func(d Decision) bool {
+				return d.Action == "delivered" && strings.Contains(d.Reason, `action "rollback"`)
+			})
+	}, "no verification failure or rollback delivery in the history")
+	var actions []Decision
 	for _, d := range got.History {
-		if d.Stage == "action" && d.Action == "triggered" && strings.Contains(d.Reason, `action "rollback"`) {
-			triggered = append(triggered, d.Reason)
+		if d.Stage == "action" {
+			actions = append(actions, d)
 		}
 	}
-	require.NotEmpty(t, triggered)
-	require.Regexp(t, `after \d+ refusals of the outbox$`, triggered[len(triggered)-1])
+	require.GreaterOrEqual(t, len(actions), 3, "%+v", actions)
+	last := actions[len(actions)-3:]
+	for i, want := range []string{"triggered", "verification_failed", "delivered"} {
+		require.Equal(t, want, last[i].Action, "%+v", last)
+	}
+	require.Contains(t, last[0].Reason, `action "rollback" (webhook) sent by rollback`)
+	require.Regexp(t, `after \d+ refusals of the outbox$`, last[0].Reason)
+	require.Contains(t, last[1].Reason, `failed verification: the alert still fires 30m after it was sent; ran "rollback", after `)
+	require.Contains(t, last[2].Reason, `action "rollback" (request `+rb.ID+`) delivered`)
 	for name, want := range map[string]float64{"alertd_actions_triggered_total": 1, "alertd_actions_enqueue_retries_total": 1} {
 		v, _ := metric(t, b.Registry(), name, "action", "rollback", "trigger", "rollback")
 		require.Equal(t, want, v, name)

@@ -595,6 +595,92 @@ actions:
 	}
 }
 
+// The history of an alert whose action failed verification and ran its
+// rollback reads in time order, the same whether the outbox delivered the
+// rollback before the verification failure was recorded or after: the
+// rollback triggered, the verification failed, the rollback delivered.
+func TestActionRollbackHistoryInOrder(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name           string
+		deliveredFirst bool
+	}{
+		{name: "delivered before the verification failure is recorded", deliveredFirst: true},
+		{name: "delivered after", deliveredFirst: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clock := &testClock{}
+			ci := newFakeCI(t, nil, clock.Now)
+			ls, al := driftAlert("fraud", "amount")
+			// The rollback's endpoint answers once the verification
+			// failure is recorded, or at once.
+			answer := make(chan struct{})
+			var once sync.Once
+			release := func() { once.Do(func() { close(answer) }) }
+			rb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !tc.deliveredFirst {
+					<-answer
+				}
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			t.Cleanup(rb.Close)
+			t.Cleanup(release)
+			cfg := strings.Replace(rollbackConfig(ci), ci.URL+"/hooks/rollback", rb.URL+"/hooks/rollback", 1)
+			a := startActionsAlertd(t, clock, func(string) string { return cfg }, func(a *Alertd) {
+				if !tc.deliveredFirst {
+					return
+				}
+				// The rollback's enqueue returns once its delivery is
+				// in the alert's history, before the loop records what
+				// it decided.
+				enqueue := a.actions.enqueue
+				a.actions.enqueue = func(ms ...*outbox.Message) ([]outbox.Dropped, error) {
+					dropped, err := enqueue(ms...)
+					if err == nil && len(ms) > 0 && strings.HasPrefix(ms[0].Key, "action/rollback/") {
+						for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+							if al, ok := a.store.get(ls.Fingerprint()); ok && lastOf(al.History, "action").Action == "delivered" &&
+								strings.Contains(lastOf(al.History, "action").Reason, `action "rollback"`) {
+								break
+							}
+						}
+					}
+					return dropped, err
+				}
+			})
+			postAlertJSON(t, a, al)
+			waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
+
+			// The alert still fires after 30 minutes: the rollback runs.
+			clock.skip(31 * time.Minute)
+			waitFor(t, a, ls, func(al alertJSON) bool {
+				return slices.ContainsFunc(al.History, func(d Decision) bool { return d.Action == "verification_failed" })
+			}, "no verification failure in the history")
+			release()
+			got := waitFor(t, a, ls, func(al alertJSON) bool {
+				return slices.ContainsFunc(al.History, func(d Decision) bool {
+					return d.Action == "delivered" && strings.Contains(d.Reason, `action "rollback"`)
+				})
+			}, "the rollback's delivery is not in the history")
+			var actions []Decision
+			for _, d := range got.History {
+				if d.Stage == "action" {
+					actions = append(actions, d)
+				}
+			}
+			require.GreaterOrEqual(t, len(actions), 3, "%+v", actions)
+			last := actions[len(actions)-3:]
+			for i, want := range []string{"triggered", "verification_failed", "delivered"} {
+				require.Equal(t, want, last[i].Action, "%+v", last)
+			}
+			require.Contains(t, last[0].Reason, `action "rollback" (webhook) sent by rollback`)
+			require.Contains(t, last[1].Reason, `failed verification: the alert still fires 30m after it was sent; ran "rollback"`)
+			require.False(t, last[2].Time.Before(last[1].Time), "%+v", last)
+			require.Equal(t, 1, ciPaths(ci)["/hooks/deploy"])
+		})
+	}
+}
+
 // A receiver that keeps refusing (4xx) fails the request without retries;
 // its state survives a restart, so the cooldown still holds.
 func TestActionPermanentFailureAndRestart(t *testing.T) {
