@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	act "github.com/modelmon/modelmon/internal/actions"
@@ -75,7 +76,9 @@ func (ci *fakeCI) requests() []ciRequest {
 // waitRequests waits until the CI got n requests and returns them.
 func (ci *fakeCI) waitRequests(t *testing.T, n int) []ciRequest {
 	t.Helper()
-	require.Eventually(t, func() bool { return len(ci.requests()) >= n }, 30*time.Second, 10*time.Millisecond, "the CI got %d requests, want %d", len(ci.requests()), n)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqualf(c, len(ci.requests()), n, "the CI got %d requests, want %d", len(ci.requests()), n)
+	}, 30*time.Second, 10*time.Millisecond)
 	return ci.requests()
 }
 
@@ -138,18 +141,17 @@ func actionRequests(t *testing.T, a *testAlertd) []actionRequest {
 // these labels (any, if nil) to satisfy ok.
 func waitRequest(t *testing.T, a *testAlertd, action string, ls model.LabelSet, ok func(actionRequest) bool, msg string) actionRequest {
 	t.Helper()
-	var last []actionRequest
 	var got actionRequest
-	require.Eventually(t, func() bool {
-		last = actionRequests(t, a)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		last := actionRequests(t, a)
 		for _, r := range last {
 			if r.Action == action && (ls == nil || slices.Contains(r.Alerts, ls.Fingerprint().String())) && ok(r) {
 				got = r
-				return true
+				return
 			}
 		}
-		return false
-	}, 30*time.Second, 10*time.Millisecond, "%s; requests: %+v", msg, last)
+		assert.Failf(c, "no such request", "requests: %+v", last)
+	}, 30*time.Second, 10*time.Millisecond, msg)
 	return got
 }
 

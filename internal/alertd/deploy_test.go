@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelmon/modelmon/classify"
@@ -34,18 +35,20 @@ func (c *testClock) skip(d time.Duration)    { c.skipped.Add(int64(d)) }
 func (c *testClock) options() func(*Options) { return func(o *Options) { o.Now = c.Now } }
 
 // waitFor waits for the alert with these labels to satisfy ok and returns it.
+// On failure it says what the last look found.
 func waitFor(t *testing.T, a *testAlertd, ls model.LabelSet, ok func(alertJSON) bool, msg string) alertJSON {
 	t.Helper()
 	var got alertJSON
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for _, al := range a.alerts(t) {
 			if al.Labels.Equal(ls) {
 				got = al
-				return ok(al)
+				assert.Truef(c, ok(al), "%s has %+v", ls, al)
+				return
 			}
 		}
-		return false
-	}, 30*time.Second, 20*time.Millisecond, "%s: %s has %+v", msg, ls, got)
+		assert.Failf(c, "missing", "%s is not in GET /api/v1/alerts", ls)
+	}, 30*time.Second, 20*time.Millisecond, msg)
 	return got
 }
 

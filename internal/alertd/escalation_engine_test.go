@@ -13,6 +13,7 @@ import (
 
 	amalert "github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -114,12 +115,14 @@ func escalatedIncidents(t *testing.T, a *testAlertd) []incidentWithEscalation {
 // waitIncident waits for the only incident to satisfy ok and returns it.
 func waitIncident(t *testing.T, a *testAlertd, ok func(incidentWithEscalation) bool, msg string) incidentWithEscalation {
 	t.Helper()
-	var got []incidentWithEscalation
-	require.Eventually(t, func() bool {
-		got = escalatedIncidents(t, a)
-		return len(got) == 1 && got[0].Escalation != nil && ok(got[0])
-	}, 30*time.Second, 10*time.Millisecond, "%s: %+v", msg, got)
-	return got[0]
+	var got incidentWithEscalation
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		is := escalatedIncidents(t, a)
+		if assert.Len(c, is, 1) && assert.NotNil(c, is[0].Escalation, "%+v", is[0]) && assert.Truef(c, ok(is[0]), "%+v", is[0]) {
+			got = is[0]
+		}
+	}, 30*time.Second, 10*time.Millisecond, msg)
+	return got
 }
 
 // settled is an incident whose escalation has nothing left to carry out.
