@@ -3,7 +3,6 @@ package alertd
 import (
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -138,15 +137,6 @@ func TestActionSeriesKeptForOpenWork(t *testing.T) {
 	waitRequest(t, a, "verified", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
 	require.Empty(t, actionSeries(t, a.Registry(), "verified"), "the verification ended the removed action's open work")
 	require.Equal(t, retrain, actionSeries(t, a.Registry(), "retrain"))
-}
-
-// savedState returns actions.json in dir's storage.
-func savedState(t *testing.T, dir string) actionState {
-	t.Helper()
-	var st actionState
-	_, err := readJSON(filepath.Join(dir, "data", "actions.json"), &st)
-	require.NoError(t, err)
-	return st
 }
 
 // An action removed from the configuration while alertd is down, whose

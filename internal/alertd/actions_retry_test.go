@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,10 +19,7 @@ import (
 // savedSlot returns the slot of a schedule in actions.json.
 func savedSlot(t *testing.T, dir, action string) time.Time {
 	t.Helper()
-	var st actionState
-	_, err := readJSON(filepath.Join(dir, "data", "actions.json"), &st)
-	require.NoError(t, err)
-	return st.Slots[action]
+	return savedState(t, dir).Slots[action]
 }
 
 // A scheduled run is in the outbox or still due, never lost: a crash at
@@ -512,9 +508,7 @@ func TestActionRollbackOutboxRefusalRetried(t *testing.T) {
 	v, _ := metric(t, a.Registry(), "alertd_actions_enqueue_failures_total", "action", "rollback", "trigger", "rollback")
 	require.GreaterOrEqual(t, v, 1.0)
 	require.Eventually(t, func() bool {
-		var st actionState
-		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
-		require.NoError(t, err)
+		st := savedState(t, a.Dir)
 		return len(st.Rollbacks) == 1 && st.Rollbacks[0].Request == deploy.ID && st.Rollbacks[0].Key == key
 	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is not saved")
 	pending, ok := a.actions.get(deploy.ID)
@@ -560,9 +554,7 @@ func TestActionRollbackOutboxRefusalRetried(t *testing.T) {
 		require.Equal(t, want, v, name)
 	}
 	require.Eventually(t, func() bool {
-		var st actionState
-		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
-		require.NoError(t, err)
+		st := savedState(t, a.Dir)
 		return len(st.Rollbacks) == 0
 	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is still saved")
 	require.Never(t, func() bool { return ciPaths(ci)["/hooks/rollback"] > 1 }, 2*time.Second, 50*time.Millisecond, "rolled back twice")
@@ -644,9 +636,7 @@ actions:
 	clock.skip(31 * time.Minute)
 	require.Equal(t, "action/rollback/rollback/"+deployB.ID, firstKey(t, rf.started))
 	require.Eventually(t, func() bool {
-		var st actionState
-		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
-		require.NoError(t, err)
+		st := savedState(t, a.Dir)
 		return len(st.Rollbacks) == 1 && st.Rollbacks[0].Request == deployB.ID
 	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is not saved")
 	require.NoError(t, a.Stop())
@@ -667,9 +657,7 @@ actions:
 	// again (a count would stay while the first rollback is open).
 	require.Empty(t, actionSeries(t, b.Registry(), "rollback"), "the retry of a removed action was counted")
 	require.Eventually(t, func() bool {
-		var st actionState
-		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
-		require.NoError(t, err)
+		st := savedState(t, a.Dir)
 		return len(st.Rollbacks) == 0
 	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is still saved")
 	require.Equal(t, 1, ciPaths(ci)["/hooks/rollback"])

@@ -885,14 +885,20 @@ func firstKey(t *testing.T, started <-chan string) string {
 	}
 }
 
+// savedState returns actions.json in dir's storage.
+func savedState(t *testing.T, dir string) actionState {
+	t.Helper()
+	var st actionState
+	_, err := readJSON(filepath.Join(dir, "data", "actions.json"), &st)
+	require.NoError(t, err)
+	return st
+}
+
 // savedActionKeys returns the keys of the requests in actions.json.
 func savedActionKeys(t *testing.T, a *testAlertd) []string {
 	t.Helper()
-	var st actionState
-	_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
-	require.NoError(t, err)
 	var keys []string
-	for _, req := range st.Requests {
+	for _, req := range savedState(t, a.Dir).Requests {
 		keys = append(keys, req.Key)
 	}
 	return keys
@@ -1020,15 +1026,13 @@ actions:
 	ls, al := driftAlert("fraud", "amount")
 	postAlertJSON(t, a, al)
 	pending := waitRequest(t, a, "deploy", ls, inRequestState(stateAwaitingApproval), "not awaiting approval")
-	savedState := func() string {
+	savedRequestState := func() string {
 		t.Helper()
-		var st actionState
-		_, err := readJSON(filepath.Join(a.Dir, "data", "actions.json"), &st)
-		require.NoError(t, err)
+		st := savedState(t, a.Dir)
 		require.Len(t, st.Requests, 1)
 		return st.Requests[0].State
 	}
-	require.Eventually(t, func() bool { return savedState() == stateAwaitingApproval }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return savedRequestState() == stateAwaitingApproval }, 30*time.Second, 10*time.Millisecond)
 
 	refuse.Store(true)
 	code, resp := post(t, a.URL+"/api/v1/actions/requests/"+pending.ID+"/approve", "application/json", `{"by":"alice"}`)
@@ -1038,7 +1042,7 @@ actions:
 	again := waitRequest(t, a, "deploy", ls, inRequestState(stateAwaitingApproval), "not awaiting approval again")
 	require.Empty(t, again.DecidedBy)
 	require.Nil(t, again.SentAt)
-	require.Equal(t, stateAwaitingApproval, savedState())
+	require.Equal(t, stateAwaitingApproval, savedRequestState())
 
 	// Approved again, its enqueue on a slow disk: the file keeps it
 	// awaiting approval until the message is in the outbox.
@@ -1059,11 +1063,11 @@ actions:
 	firstKey(t, started)
 	require.Equal(t, stateSent, waitRequest(t, a, "deploy", ls, inRequestState(stateSent), "not decided").State)
 	a.actions.save(clock.Now())
-	require.Equal(t, stateAwaitingApproval, savedState(), "saved as sent before its message is in the outbox")
+	require.Equal(t, stateAwaitingApproval, savedRequestState(), "saved as sent before its message is in the outbox")
 	release()
 	<-approved
 	waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "not delivered")
-	require.Eventually(t, func() bool { return savedState() == stateDelivered }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return savedRequestState() == stateDelivered }, 30*time.Second, 10*time.Millisecond)
 }
 
 // A configured action's outbox metrics exist at 0 before its first
