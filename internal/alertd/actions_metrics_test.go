@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -73,11 +74,25 @@ func TestActionSeriesFollowReloads(t *testing.T) {
 	require.Equal(t, kept, actionSeries(t, a.Registry(), "retrain"))
 }
 
-// openWorkActions returns the actions of the open-work tests: kept, one
-// the drift alert does not trigger, and removed, two it does that stay
-// open, one awaiting approval and one awaiting its verification.
-func openWorkActions(ci *fakeCI) (kept, removed string) {
-	kept = `
+// openWork is an actions alertd whose drift alert left two requests
+// open: pending, of action approved, awaiting approval, and verified, of
+// action verified, delivered and awaiting its verification. Its third
+// action, retrain, the alert does not trigger; kept is the configuration
+// of that one alone.
+type openWork struct {
+	a                 *testAlertd
+	clock             *testClock
+	kept              string
+	ls                model.LabelSet
+	pending, verified actionRequest
+}
+
+// startOpenWork starts an openWork.
+func startOpenWork(t *testing.T) openWork {
+	t.Helper()
+	w := openWork{clock: &testClock{}}
+	ci := newFakeCI(t, nil, w.clock.Now)
+	w.kept = classifyDrift + "actions:" + `
   - name: retrain
     type: webhook
     url: ` + ci.URL + `/hooks/retrain
@@ -85,7 +100,7 @@ func openWorkActions(ci *fakeCI) (kept, removed string) {
     trigger:
       matchers: ['action="retrain"']
 `
-	removed = `
+	removed := `
   - name: approved
     type: webhook
     url: ` + ci.URL + `/hooks/approved
@@ -101,7 +116,13 @@ func openWorkActions(ci *fakeCI) (kept, removed string) {
       matchers: ['category="data_quality"']
     verify: {within: 1h, on_failure: escalate}
 `
-	return kept, removed
+	w.a = startActionsAlertd(t, w.clock, func(string) string { return w.kept + removed }, nil)
+	var al string
+	w.ls, al = driftAlert("fraud", "amount")
+	postAlertJSON(t, w.a, al)
+	w.pending = waitRequest(t, w.a, "approved", w.ls, inRequestState(stateAwaitingApproval), "not awaiting approval")
+	w.verified = waitRequest(t, w.a, "verified", w.ls, func(r actionRequest) bool { return r.State == stateDelivered && r.Verification == verifyPending }, "not delivered")
+	return w
 }
 
 // An action a reload removes keeps its series while it has open work that
@@ -111,24 +132,18 @@ func openWorkActions(ci *fakeCI) (kept, removed string) {
 // (alertd_actions_verification_total).
 func TestActionSeriesKeptForOpenWork(t *testing.T) {
 	t.Parallel()
-	clock := &testClock{}
-	ci := newFakeCI(t, nil, clock.Now)
-	kept, removed := openWorkActions(ci)
-	a := startActionsAlertd(t, clock, func(string) string { return classifyDrift + "actions:" + kept + removed }, nil)
-	ls, al := driftAlert("fraud", "amount")
-	postAlertJSON(t, a, al)
-	pending := waitRequest(t, a, "approved", ls, inRequestState(stateAwaitingApproval), "not awaiting approval")
-	waitRequest(t, a, "verified", ls, func(r actionRequest) bool { return r.State == stateDelivered && r.Verification == verifyPending }, "not delivered")
+	w := startOpenWork(t)
+	a, clock, ls := w.a, w.clock, w.ls
 	before := actionSeries(t, a.Registry(), "verified")
 	require.Equal(t, 1.0, before["alertd_actions_triggered_total{action=verified,trigger=alert}"])
 
-	reload(t, a, classifyDrift+"actions:"+kept)
+	reload(t, a, w.kept)
 	require.NotEmpty(t, actionSeries(t, a.Registry(), "approved"), "deleted while a request awaits approval")
 	require.Equal(t, before, actionSeries(t, a.Registry(), "verified"), "deleted while a request awaits its verification")
 	retrain := actionSeries(t, a.Registry(), "retrain")
 	require.NotEmpty(t, retrain)
 
-	code, body := post(t, a.URL+"/api/v1/actions/requests/"+pending.ID+"/reject", "application/json", `{"by":"bob"}`)
+	code, body := post(t, a.URL+"/api/v1/actions/requests/"+w.pending.ID+"/reject", "application/json", `{"by":"bob"}`)
 	require.Equal(t, http.StatusOK, code, body)
 	require.Empty(t, actionSeries(t, a.Registry(), "approved"), "the rejection ended the removed action's open work")
 	require.Equal(t, before, actionSeries(t, a.Registry(), "verified"))
@@ -146,14 +161,8 @@ func TestActionSeriesKeptForOpenWork(t *testing.T) {
 // verification, which fails after it.
 func TestActionSeriesRetiredAtStart(t *testing.T) {
 	t.Parallel()
-	clock := &testClock{}
-	ci := newFakeCI(t, nil, clock.Now)
-	kept, removed := openWorkActions(ci)
-	a := startActionsAlertd(t, clock, func(string) string { return classifyDrift + "actions:" + kept + removed }, nil)
-	ls, al := driftAlert("fraud", "amount")
-	postAlertJSON(t, a, al)
-	pending := waitRequest(t, a, "approved", ls, inRequestState(stateAwaitingApproval), "not awaiting approval")
-	verified := waitRequest(t, a, "verified", ls, func(r actionRequest) bool { return r.State == stateDelivered && r.Verification == verifyPending }, "not delivered")
+	w := startOpenWork(t)
+	a, clock, ls, pending, verified := w.a, w.clock, w.ls, w.pending, w.verified
 	require.Eventually(t, func() bool {
 		var open []string
 		for _, req := range savedState(t, a.Dir).Requests {
@@ -167,7 +176,7 @@ func TestActionSeriesRetiredAtStart(t *testing.T) {
 
 	// Restarted on the same storage without the two actions: their open
 	// work counts when it ends, and their series go with it.
-	writeFile(t, a.Dir, "alertd.yml", classifyDrift+"actions:"+kept)
+	writeFile(t, a.Dir, "alertd.yml", w.kept)
 	b := restartActionsAlertd(t, clock, a.Dir, nil)
 	require.Empty(t, actionSeries(t, b.Registry(), "approved"))
 	require.Empty(t, actionSeries(t, b.Registry(), "verified"))
