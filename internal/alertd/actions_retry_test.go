@@ -534,17 +534,7 @@ func TestActionRollbackOutboxRefusalRetried(t *testing.T) {
 				return d.Action == "delivered" && strings.Contains(d.Reason, `action "rollback"`)
 			})
 	}, "no verification failure or rollback delivery in the history")
-	var actions []Decision
-	for _, d := range got.History {
-		if d.Stage == "action" {
-			actions = append(actions, d)
-		}
-	}
-	require.GreaterOrEqual(t, len(actions), 3, "%+v", actions)
-	last := actions[len(actions)-3:]
-	for i, want := range []string{"triggered", "verification_failed", "delivered"} {
-		require.Equal(t, want, last[i].Action, "%+v", last)
-	}
+	last := requireLastActions(t, got.History, "triggered", "verification_failed", "delivered")
 	require.Contains(t, last[0].Reason, `action "rollback" (webhook) sent by rollback`)
 	require.Regexp(t, `after \d+ refusals of the outbox$`, last[0].Reason)
 	require.Contains(t, last[1].Reason, `failed verification: the alert still fires 30m after it was sent; ran "rollback", after `)

@@ -664,17 +664,7 @@ func TestActionRollbackHistoryInOrder(t *testing.T) {
 					return d.Action == "delivered" && strings.Contains(d.Reason, `action "rollback"`)
 				})
 			}, "the rollback's delivery is not in the history")
-			var actions []Decision
-			for _, d := range got.History {
-				if d.Stage == "action" {
-					actions = append(actions, d)
-				}
-			}
-			require.GreaterOrEqual(t, len(actions), 3, "%+v", actions)
-			last := actions[len(actions)-3:]
-			for i, want := range []string{"triggered", "verification_failed", "delivered"} {
-				require.Equal(t, want, last[i].Action, "%+v", last)
-			}
+			last := requireLastActions(t, got.History, "triggered", "verification_failed", "delivered")
 			require.Contains(t, last[0].Reason, `action "rollback" (webhook) sent by rollback`)
 			require.Contains(t, last[1].Reason, `failed verification: the alert still fires 30m after it was sent; ran "rollback"`)
 			require.False(t, last[2].Time.Before(last[1].Time), "%+v", last)
@@ -883,6 +873,24 @@ func firstKey(t *testing.T, started <-chan string) string {
 		t.Fatal("the action was never enqueued")
 		return ""
 	}
+}
+
+// requireLastActions checks that the last decisions of the action stage in
+// h are want's, in order, and returns them.
+func requireLastActions(t *testing.T, h []Decision, want ...string) []Decision {
+	t.Helper()
+	var actions []Decision
+	for _, d := range h {
+		if d.Stage == "action" {
+			actions = append(actions, d)
+		}
+	}
+	require.GreaterOrEqual(t, len(actions), len(want), "%+v", actions)
+	last := actions[len(actions)-len(want):]
+	for i, w := range want {
+		require.Equal(t, w, last[i].Action, "%+v", last)
+	}
+	return last
 }
 
 // savedState returns actions.json in dir's storage.
