@@ -324,10 +324,15 @@ func (l *labels) applyClasses(rc, prev *runtimeConfig) {
 			l.logger.Debug("Classes put first, in the order of models[].classes", "model", model, "classes", len(mc.classes))
 		}
 		// The classes SetClasses puts first: config.Load refuses an
-		// empty class and one given twice.
+		// empty class and one given twice. None for a model without a
+		// slot of its own.
+		listed := mc.classes
+		if !l.hasSlot(model) {
+			listed = nil
+		}
 		kept := 0
-		for _, class := range mc.classes {
-			if kept == maxClasses || !l.hasSlot(model) {
+		for _, class := range listed {
+			if kept == maxClasses {
 				break
 			}
 			if class != quality.OtherClass {
