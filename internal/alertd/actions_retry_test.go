@@ -271,6 +271,30 @@ func crashAfterEnqueue(a *Alertd, prefix string) <-chan string {
 	return crashed
 }
 
+// startCrashingRetrain starts an actions alertd with one action, retrain
+// (more: further keys of it), that crashes just after it enqueues a
+// message whose key starts with prefix (crashAfterEnqueue); it posts al
+// and returns the alertd and the message's key once the receiver got it.
+func startCrashingRetrain(t *testing.T, clock *testClock, ci *fakeCI, more, prefix, al string) (*testAlertd, string) {
+	t.Helper()
+	var crashed <-chan string
+	a := startActionsAlertd(t, clock, func(string) string {
+		return classifyDrift + `
+actions:
+  - name: retrain
+    type: webhook
+    url: ` + ci.URL + `/hooks/retrain
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+` + more
+	}, func(a *Alertd) { crashed = crashAfterEnqueue(a, prefix) })
+	postAlertJSON(t, a, al)
+	key := firstKey(t, crashed)
+	require.Equal(t, key, ci.waitRequests(t, 1)[0].Header.Get("Idempotency-Key"))
+	return a, key
+}
+
 // A crash just after an action's enqueue, before its request is saved:
 // after the restart, the same trigger (the alert taken in again) finds
 // its key in the outbox, which delivered it before the crash. It is not
@@ -283,23 +307,8 @@ func TestActionOutboxDuplicateAfterRestart(t *testing.T) {
 	ci := newFakeCI(t, nil, clock.Now)
 	ls, al := driftAlert("fraud", "amount")
 	const prefix = "action/retrain/alert/"
-	var crashed <-chan string
-	a := startActionsAlertd(t, clock, func(string) string {
-		return classifyDrift + `
-actions:
-  - name: retrain
-    type: webhook
-    url: ` + ci.URL + `/hooks/retrain
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-    verify: {within: 1h, on_failure: escalate}
-`
-	}, func(a *Alertd) { crashed = crashAfterEnqueue(a, prefix) })
-	postAlertJSON(t, a, al)
-	key := firstKey(t, crashed)
+	a, key := startCrashingRetrain(t, clock, ci, "    verify: {within: 1h, on_failure: escalate}\n", prefix, al)
 	require.True(t, strings.HasPrefix(key, prefix), key)
-	require.Equal(t, key, ci.waitRequests(t, 1)[0].Header.Get("Idempotency-Key"))
 	require.NoError(t, a.Stop())
 	require.NotContains(t, savedActionKeys(t, a), key, "the crash lost the request")
 	restarted := clock.Now()
@@ -347,24 +356,7 @@ func TestActionOutboxHeldBeforeGuardrailsAfterRestart(t *testing.T) {
 		return strings.TrimSuffix(al, "}") + fmt.Sprintf(`,"startsAt":%q,"endsAt":%q}`,
 			startsAt.Format(time.RFC3339Nano), clock.Now().Add(5*time.Minute).UTC().Format(time.RFC3339Nano))
 	}
-	var crashed <-chan string
-	a := startActionsAlertd(t, clock, func(string) string {
-		return classifyDrift + `
-actions:
-  - name: retrain
-    type: webhook
-    url: ` + ci.URL + `/hooks/retrain
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-    cooldown: 1h
-`
-	}, func(a *Alertd) {
-		crashed = crashAfterEnqueue(a, "action/retrain/alert/"+ls1.Fingerprint().String()+"/")
-	})
-	postAlertJSON(t, a, sent(al1))
-	key := firstKey(t, crashed)
-	require.Equal(t, key, ci.waitRequests(t, 1)[0].Header.Get("Idempotency-Key"))
+	a, key := startCrashingRetrain(t, clock, ci, "    cooldown: 1h\n", "action/retrain/alert/"+ls1.Fingerprint().String()+"/", sent(al1))
 	require.NoError(t, a.Stop())
 	require.NotContains(t, savedActionKeys(t, a), key, "the crash lost the request")
 	clock.skip(10 * time.Minute)
@@ -414,21 +406,7 @@ func TestActionDiscardedNotSentAgainAfterRestart(t *testing.T) {
 	ci.status.Store(http.StatusBadRequest)
 	ls, al := driftAlert("fraud", "amount")
 	const prefix = "action/retrain/alert/"
-	var crashed <-chan string
-	a := startActionsAlertd(t, clock, func(string) string {
-		return classifyDrift + `
-actions:
-  - name: retrain
-    type: webhook
-    url: ` + ci.URL + `/hooks/retrain
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-`
-	}, func(a *Alertd) { crashed = crashAfterEnqueue(a, prefix) })
-	postAlertJSON(t, a, al)
-	key := firstKey(t, crashed)
-	require.Equal(t, key, ci.waitRequests(t, 1)[0].Header.Get("Idempotency-Key"))
+	a, key := startCrashingRetrain(t, clock, ci, "", prefix, al)
 	require.Eventually(t, func() bool {
 		return slices.ContainsFunc(a.notify.Outbox().DeadLetters(), func(m outbox.Message) bool { return m.Key == key })
 	}, 30*time.Second, 10*time.Millisecond, "the action was not dead-lettered")
