@@ -1869,15 +1869,19 @@ func (a *Alertd) failedVerification(req *actionRequest, why, followUp string, no
 // nor a restart meanwhile loses it.
 func (a *Alertd) runRollback(ctx context.Context, req *actionRequest, name, why string, rt *retry, now time.Time) (followUp string, ran bool) {
 	key := "action/" + name + "/rollback/" + req.ID
-	if rt != nil {
-		// A reload or a restart removed its action since the outbox
-		// refused it: given up, uncounted, as the retries of a removed
-		// action's alerts and schedules are dropped. Reloads run on the
-		// loop's goroutine, as this does: none comes in between.
-		if !a.actions.configured(name) {
-			return fmt.Sprintf("couldn't run %q: given up after %d refusals of the outbox: %v %q (no longer configured)",
-				name, rt.attempts, errNoAction, name), true
+	// A reload or a restart removed its action since the request was
+	// made, or since the outbox refused it: nothing to run. A retry is
+	// given up, uncounted, as the retries of a removed action's alerts
+	// and schedules are dropped. Reloads run on the loop's goroutine, as
+	// this does: none comes in between.
+	if !a.actions.configured(name) {
+		if rt == nil {
+			return fmt.Sprintf("couldn't run %q: %v %q (no longer configured)", name, errNoAction, name), true
 		}
+		return fmt.Sprintf("couldn't run %q: given up after %d refusals of the outbox: %v %q (no longer configured)",
+			name, rt.attempts, errNoAction, name), true
+	}
+	if rt != nil {
 		a.actions.enqueueRetries.WithLabelValues(name, triggerRollback).Inc()
 	}
 	rb, d, s, fresh, err := a.actions.trigger(now, name, triggerRollback, req.Labels, req.Alerts, key)

@@ -630,3 +630,38 @@ actions:
 	}, 30*time.Second, 10*time.Millisecond, "the rollback's retry is still saved")
 	require.Equal(t, 1, ciPaths(ci)["/hooks/rollback"])
 }
+
+// A verification that fails after a reload removed the action its
+// on_failure names runs nothing, and says why as a retry's give-up does.
+func TestActionRollbackRemovedBeforeVerification(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	ci := newFakeCI(t, nil, clock.Now)
+	ls, al := driftAlert("fraud", "amount")
+	deploy := classifyDrift + `
+actions:
+  - name: deploy
+    type: webhook
+    url: ` + ci.URL + `/hooks/deploy
+    secret: hook-secret
+    trigger:
+      matchers: ['category="data_quality"']
+    verify: {within: 30m, on_failure: rollback}
+`
+	a := startActionsAlertd(t, clock, func(string) string {
+		return deploy + `
+  - name: rollback
+    type: webhook
+    url: ` + ci.URL + `/hooks/rollback
+    secret: hook-secret
+`
+	}, nil)
+	postAlertJSON(t, a, al)
+	waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
+
+	reload(t, a, strings.Replace(deploy, "on_failure: rollback", "on_failure: escalate", 1))
+	clock.skip(31 * time.Minute)
+	failed := waitRequest(t, a, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
+	require.Equal(t, `couldn't run "rollback": no such action "rollback" (no longer configured)`, failed.FollowUp)
+	require.Zero(t, ciPaths(ci)["/hooks/rollback"])
+}
