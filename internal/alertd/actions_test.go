@@ -25,7 +25,6 @@ import (
 	"github.com/modelmon/modelmon/internal/notify/notice"
 	"github.com/modelmon/modelmon/internal/notify/notifytest"
 	"github.com/modelmon/modelmon/internal/outbox"
-	"github.com/modelmon/modelmon/internal/readmetest"
 )
 
 // ciRequest is a request a fake CI received.
@@ -107,22 +106,7 @@ func runActionsAlertd(t *testing.T, clock *testClock, dir string, mod func(*Opti
 	if mod != nil {
 		mod(&o)
 	}
-	a, err := New(o)
-	require.NoError(t, err)
-	if before != nil {
-		before(a)
-	}
-	require.NoError(t, a.Start())
-	ta := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
-	t.Cleanup(func() {
-		require.NoError(t, a.Stop())
-		if t.Failed() {
-			t.Logf("alertd log:\n%s", logs.String())
-		}
-	})
-	// Whatever a test made alertd expose is documented, as start checks.
-	t.Cleanup(func() { readmetest.Load(t).RequireGathered(t, a.Registry()) })
-	return ta
+	return startWith(t, dir, o, logs, before)
 }
 
 // actionRequests returns GET /api/v1/actions/requests.

@@ -339,16 +339,7 @@ func TestAlertmanagerSilenceUpstreamSurvivesRestart(t *testing.T) {
 	writeFile(t, dir, "alertd.yml", routes(h, nil, "intake:\n  alertmanager_api: {check_interval: 1h}\n"))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
-	first, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, first.Start())
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, first.Stop())
-		}
-	})
-	a := &testAlertd{Alertd: first, URL: "http://" + first.Addr(), Dir: dir, logs: logs}
+	a := start(t, dir, o, logs)
 	am := relayingAM(t, a, true)
 	fraud := model.LabelSet{"alertname": "Relayed", "model": "fraud"}
 	postToAM(t, am, "fraud", "churn")
@@ -370,8 +361,7 @@ func TestAlertmanagerSilenceUpstreamSurvivesRestart(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond)
 	firing := h.notifications("Relayed", "firing")
 
-	require.NoError(t, first.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 	b := start(t, dir, o, logs)
 	al := waitFor(t, b, fraud, inState("suppressed"), "not restored suppressed")
 	require.Contains(t, actions(al.History), "intake/restored")

@@ -434,16 +434,8 @@ func TestAPIv2SilenceUpdate(t *testing.T) {
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
-	first, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, first.Start())
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, first.Stop())
-		}
-	})
-	url := "http://" + first.Addr()
+	first := start(t, dir, o, logs)
+	url := first.URL
 	x := v2Matcher("alertname", "X", false)
 	ms := func(t0 time.Time) time.Time { return t0.Truncate(time.Millisecond) } // as the API writes it
 	now := clock.Now().UTC().Truncate(time.Second)
@@ -505,11 +497,11 @@ func TestAPIv2SilenceUpdate(t *testing.T) {
 
 	// POST /api/v1/silences with an id follows the same rules, and an
 	// update that does not say expireOnResolve keeps it.
-	v1 := createSilence(t, &testAlertd{URL: url}, fmt.Sprintf(`{"matchers":["alertname=\"Z\""],"startsAt":%q,"duration":"1h","createdBy":"bob","comment":"ack","expireOnResolve":true}`,
+	v1 := createSilence(t, first, fmt.Sprintf(`{"matchers":["alertname=\"Z\""],"startsAt":%q,"duration":"1h","createdBy":"bob","comment":"ack","expireOnResolve":true}`,
 		now.Add(time.Hour).Format(time.RFC3339)))
 	_, id = postV2Silence(t, url, v1, now.Add(2*time.Hour), now.Add(3*time.Hour), "ack, later", v2Matcher("alertname", "Z", false))
 	require.Equal(t, v1, id)
-	require.Equal(t, v1, createSilence(t, &testAlertd{URL: url}, fmt.Sprintf(`{"id":%q,"matchers":["{alertname=\"Z\"}"],"startsAt":%q,"duration":"2h","createdBy":"bob","comment":"ack, longer"}`,
+	require.Equal(t, v1, createSilence(t, first, fmt.Sprintf(`{"id":%q,"matchers":["{alertname=\"Z\"}"],"startsAt":%q,"duration":"2h","createdBy":"bob","comment":"ack, longer"}`,
 		v1, now.Add(2*time.Hour).Format(time.RFC3339))), "the same matchers, written otherwise")
 	v1Silence := func(base, id string) map[string]any {
 		code, body := get(t, base+"/api/v1/silences")
@@ -526,7 +518,7 @@ func TestAPIv2SilenceUpdate(t *testing.T) {
 	}
 	require.Equal(t, true, v1Silence(url, v1)["expireOnResolve"])
 	require.Equal(t, "ack, longer", v1Silence(url, v1)["comment"])
-	v1b := createSilence(t, &testAlertd{URL: url}, fmt.Sprintf(`{"id":%q,"matchers":["alertname=\"Z\""],"startsAt":%q,"duration":"2h","createdBy":"bob","comment":"c"}`,
+	v1b := createSilence(t, first, fmt.Sprintf(`{"id":%q,"matchers":["alertname=\"Z\""],"startsAt":%q,"duration":"2h","createdBy":"bob","comment":"c"}`,
 		v1, now.Add(-time.Hour).Format(time.RFC3339)))
 	require.NotEqual(t, v1, v1b)
 	require.Equal(t, true, v1Silence(url, v1b)["expireOnResolve"], "kept by the replacement too")
@@ -535,7 +527,6 @@ func TestAPIv2SilenceUpdate(t *testing.T) {
 	// The silence updated in place keeps its id and its update across a
 	// restart.
 	require.NoError(t, first.Stop())
-	stopped = true
 	b := start(t, dir, o, logs)
 	s = getV2SilenceByID(t, b.URL, kept)
 	require.Equal(t, "kept longer", *s.Comment)
@@ -795,16 +786,8 @@ func TestAPIv2SilenceAnnotations(t *testing.T) {
 		`[{"id":"0123456789abcdef","matchers":["alertname=\"Old\""],"startsAt":%q,"endsAt":%q,"createdBy":"carol","comment":"from before","source":"api"}]`,
 		now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)))
 	o, logs := newOptions(t, dir)
-	first, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, first.Start())
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, first.Stop())
-		}
-	})
-	url := "http://" + first.Addr()
+	first := start(t, dir, o, logs)
+	url := first.URL
 	old := getV2SilenceByID(t, url, "0123456789abcdef")
 	require.Equal(t, "from before", *old.Comment)
 	require.Nil(t, old.Annotations)
@@ -859,11 +842,10 @@ func TestAPIv2SilenceAnnotations(t *testing.T) {
 		return nil
 	}
 	require.Equal(t, map[string]any{"ticket": "OPS-2"}, v1Annotations(url, id))
-	v1 := createSilence(t, &testAlertd{URL: url}, `{"matchers":["alertname=\"Y\""],"duration":"1h","createdBy":"bob","annotations":{"change":"CHG-7"}}`)
+	v1 := createSilence(t, first, `{"matchers":["alertname=\"Y\""],"duration":"1h","createdBy":"bob","annotations":{"change":"CHG-7"}}`)
 	require.Equal(t, map[string]any{"change": "CHG-7"}, v1Annotations(url, v1))
 
 	require.NoError(t, first.Stop())
-	stopped = true
 	b := start(t, dir, o, logs)
 	require.Equal(t, models.LabelSet{"ticket": "OPS-2"}, getV2SilenceByID(t, b.URL, id).Annotations, "kept across a restart")
 	require.Equal(t, map[string]any{"change": "CHG-7"}, v1Annotations(b.URL, v1))

@@ -64,16 +64,7 @@ func TestClassifyAndFeedback(t *testing.T) {
 	writeFile(t, dir, "alertd.yml", routes(h, nil, classifyConfig))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-	})
+	a := start(t, dir, o, logs)
 
 	postAlert(t, a, `{"alertname":"FeatureDrift","model":"fraud","feature":"age"}`)
 	drift := waitAlert(t, a, model.LabelSet{"alertname": "FeatureDrift", "model": "fraud", "feature": "age"})
@@ -125,8 +116,7 @@ func TestClassifyAndFeedback(t *testing.T) {
 	require.Less(t, fpProbability(t, search), 0.3)
 
 	// Restart on the same storage: what was learnt stays.
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 	b := start(t, dir, o, logs)
 	postAlert(t, b, `{"alertname":"FeatureDrift","model":"fraud","feature":"income"}`)
 	income := waitAlert(t, b, model.LabelSet{"alertname": "FeatureDrift", "model": "fraud", "feature": "income"})

@@ -192,16 +192,7 @@ suppression:
 `))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-	})
+	a := start(t, dir, o, logs)
 	seen := func(a *testAlertd) []string {
 		a.deployments.mu.Lock()
 		defer a.deployments.mu.Unlock()
@@ -229,8 +220,7 @@ suppression:
 	require.Contains(t, lastOf(al.History, "deploy").Reason, "(model_info)")
 
 	// A restart with the same version: no deployment.
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 	b := start(t, dir, o, logs)
 	require.Eventually(t, func() bool {
 		b.deployments.mu.Lock()

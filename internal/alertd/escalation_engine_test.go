@@ -153,16 +153,7 @@ func TestEscalationRestartMidChain(t *testing.T) {
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	first := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-	})
+	first := start(t, dir, o, logs)
 
 	labels := model.LabelSet{"alertname": "ModelDown", "severity": "critical"}
 	alert := fmt.Sprintf(`{"labels":{"alertname":"ModelDown","severity":"critical"},"startsAt":%q}`, clock.Now().UTC().Format(time.RFC3339Nano))
@@ -188,8 +179,7 @@ func TestEscalationRestartMidChain(t *testing.T) {
 	dueL2 := *in.Escalation.NextStepAt
 	require.WithinDuration(t, in.OpenedAt.Add(10*time.Minute), dueL2, 2*time.Second)
 	require.Empty(t, h.l2.all())
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, first.Stop())
 
 	// Restart 5 minutes later, before level 2 is due. Prometheus posts
 	// the alert again.
@@ -560,30 +550,22 @@ escalation_policies:`)
 	writeFile(t, dir, "alertd.yml", config("pager", "other two levels"))
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
-	a1, err := New(o)
-	require.NoError(t, err)
 	// The outbox refuses the notifications to l1, as on a full disk,
 	// while refuse is set.
 	var (
 		refuse  atomic.Bool
 		refused atomic.Int64
 	)
-	send := a1.escalation.send
-	a1.escalation.send = func(ctx context.Context, receiver, key string, alerts []*amalert.Alert, extra map[string]string) error {
-		if receiver == "l1" && refuse.Load() {
-			refused.Add(1)
-			return errNoSpace
-		}
-		return send(ctx, receiver, key, alerts, extra)
-	}
-	require.NoError(t, a1.Start())
-	t.Cleanup(func() {
-		require.NoError(t, a1.Stop())
-		if t.Failed() {
-			t.Logf("alertd log:\n%s", logs.String())
+	a := startWith(t, dir, o, logs, func(a *Alertd) {
+		send := a.escalation.send
+		a.escalation.send = func(ctx context.Context, receiver, key string, alerts []*amalert.Alert, extra map[string]string) error {
+			if receiver == "l1" && refuse.Load() {
+				refused.Add(1)
+				return errNoSpace
+			}
+			return send(ctx, receiver, key, alerts, extra)
 		}
 	})
-	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
 	reload := func(names ...string) {
 		t.Helper()
 		writeFile(t, dir, "alertd.yml", config(names...))

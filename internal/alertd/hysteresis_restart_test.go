@@ -44,19 +44,7 @@ groups:
           alertd_keep_firing_while: queue_depth > 1
 `)
 	o, logs := newOptions(t, dir)
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	first := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-		if t.Failed() {
-			t.Logf("first alertd's log:\n%s", logs.String())
-		}
-	})
+	first := start(t, dir, o, logs)
 
 	// Paged once the hold ends, then held between the thresholds.
 	h.wait(t, "QueueTooDeep", "firing", 60*time.Second)
@@ -68,8 +56,7 @@ groups:
 		return ok && before.State == "firing" && before.Value == "2"
 	}, 60*time.Second, 50*time.Millisecond, "the alert was not held at 2")
 	require.Equal(t, "hold/suppressed", lastOf(before.History, "hold").Stage+"/"+lastOf(before.History, "hold").Action)
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, first.Stop())
 
 	// Down for longer than the rule's `for`; nobody hears of it.
 	require.Never(t, func() bool { return len(h.all()) != 1 }, 5*time.Second, 100*time.Millisecond, "notified while alertd was down")

@@ -119,16 +119,7 @@ func TestOperatorItemRetention(t *testing.T) {
 			o, logs := newOptions(t, dir)
 			o.Now = clock.Now
 			o.ResolvedRetention = time.Hour
-			first, err := New(o)
-			require.NoError(t, err)
-			require.NoError(t, first.Start())
-			stopped := false
-			t.Cleanup(func() {
-				if !stopped {
-					require.NoError(t, first.Stop())
-				}
-			})
-			a := &testAlertd{Alertd: first, URL: "http://" + first.Addr(), Dir: dir, logs: logs}
+			a := start(t, dir, o, logs)
 
 			// a ends now, s 2h later, b 118h later; 2h after b's end, a
 			// is past 120h.
@@ -145,8 +136,7 @@ func TestOperatorItemRetention(t *testing.T) {
 			require.True(t, k.inFile(t, dir, ib))
 
 			// After a restart, s goes at its 120h, b stays.
-			require.NoError(t, first.Stop())
-			stopped = true
+			require.NoError(t, a.Stop())
 			second := start(t, dir, o, logs)
 			clock.skip(2 * time.Hour)
 			k.gone(t, second, is, "an item that ended more than 120h ago is still listed after a restart")

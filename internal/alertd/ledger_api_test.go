@@ -195,19 +195,7 @@ func TestLedgerRestart(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "alertd.yml", ledgerRoutes(h))
 	o, logs := newOptions(t, dir)
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-		if t.Failed() {
-			t.Logf("first alertd's log:\n%s", logs.String())
-		}
-	})
+	a := start(t, dir, o, logs)
 
 	batch := `[{"labels":{"alertname":"Disk","device":"sda"}},{"labels":{"alertname":"Disk","device":"sdb"}}]`
 	postAlerts(t, a, batch)
@@ -224,8 +212,7 @@ func TestLedgerRestart(t *testing.T) {
 	incs := incidentsOf(t, a)
 	require.Len(t, incs, 1)
 	before := ledgerEvents(t, a, "")
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 
 	// A crash in the middle of a write.
 	segs, err := filepath.Glob(filepath.Join(dir, "data", "ledger", "*.jsonl"))

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,7 +55,16 @@ type testAlertd struct {
 	URL string
 	// Dir holds its configuration and rule files.
 	Dir  string
-	logs *prometheustest.SyncBuffer
+	logs *alertdLog
+}
+
+// alertdLog is what a test alertd logs, shown if the test fails. An alertd
+// restarted with the same options logs on into its predecessor's.
+type alertdLog struct {
+	prometheustest.SyncBuffer
+	// shown is set once the log has been shown, so that the alertds
+	// sharing it do not show it again.
+	shown atomic.Bool
 }
 
 // writeFile writes content to dir/name and returns the path.
@@ -68,11 +78,11 @@ func writeFile(t *testing.T, dir, name, content string) string {
 // newOptions returns the options of a test alertd with its configuration
 // in dir/alertd.yml: loopback, one-second resends and grace period, and a
 // log kept for when the test fails.
-func newOptions(t *testing.T, dir string) (Options, *prometheustest.SyncBuffer) {
+func newOptions(t *testing.T, dir string) (Options, *alertdLog) {
 	t.Helper()
 	addrs := []string{"127.0.0.1:0"}
 	webCfg := ""
-	logs := &prometheustest.SyncBuffer{}
+	logs := &alertdLog{}
 	return Options{
 		ConfigFile:     filepath.Join(dir, "alertd.yml"),
 		Web:            &toolkit.FlagConfig{WebListenAddresses: &addrs, WebConfigFile: &webCfg},
@@ -101,17 +111,30 @@ func startAlertd(t *testing.T, cfg string, ruleFiles map[string]string, mod func
 	return start(t, dir, o, logs)
 }
 
-// start starts alertd with o and stops it when the test ends.
-func start(t *testing.T, dir string, o Options, logs *prometheustest.SyncBuffer) *testAlertd {
+// start starts alertd with o and stops it when the test ends; a test that
+// restarts alertd may stop it first (Stop is idempotent).
+func start(t *testing.T, dir string, o Options, logs *alertdLog) *testAlertd {
+	t.Helper()
+	return startWith(t, dir, o, logs, nil)
+}
+
+// startWith is start with before, if not nil, called on the new alertd
+// before it starts.
+func startWith(t *testing.T, dir string, o Options, logs *alertdLog, before func(*Alertd)) *testAlertd {
 	t.Helper()
 	a, err := New(o)
 	require.NoError(t, err)
+	if before != nil {
+		before(a)
+	}
 	require.NoError(t, a.Start())
 	ta := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
 	t.Cleanup(func() {
 		require.NoError(t, a.Stop())
-		if t.Failed() {
-			t.Logf("alertd log:\n%s", logs.String())
+		// The last alertd started is the first stopped here: its log
+		// has what those before it that shared it wrote.
+		if t.Failed() && !logs.shown.Swap(true) {
+			t.Logf("log of the alertd at %s:\n%s", ta.URL, logs.String())
 		}
 	})
 	// Whatever a test made alertd expose is documented.

@@ -362,16 +362,7 @@ receivers:
 	dir := t.TempDir()
 	writeFile(t, dir, "alertd.yml", fmt.Sprintf(cfg, srv.URL))
 	o, logs := newOptions(t, dir)
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-	})
+	a := start(t, dir, o, logs)
 	pushAlert(t, a, map[string]string{"alertname": "Drift"}, nil)
 	pushAlert(t, a, map[string]string{"alertname": "Gone"}, nil)
 
@@ -443,8 +434,7 @@ receivers:
 
 	// Still gone after a restart on the same storage. (Gone, routed to
 	// hook since the reload, may have a dead letter there of its own.)
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 	b := start(t, dir, o, logs)
 	for _, d := range deadLetters(b) {
 		require.NotContains(t, []string{hook.Key, letters["gone"].Key}, d.Key, "a discarded dead letter is back")

@@ -123,16 +123,7 @@ func TestWebhookLeftOutAlertsResolve(t *testing.T) {
 	writeFile(t, dir, "alertd.yml", routes(h, nil, "intake:\n  alertmanager_api: {check_interval: 0s}\n"))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
-	first, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, first.Start())
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, first.Stop())
-		}
-	})
-	a := &testAlertd{Alertd: first, URL: "http://" + first.Addr(), Dir: dir, logs: logs}
+	a := start(t, dir, o, logs)
 	const am1, am2 = "http://am1.example:9093", "http://am2.example:9093"
 	send := func(a *testAlertd, body string) {
 		t.Helper()
@@ -156,8 +147,7 @@ func TestWebhookLeftOutAlertsResolve(t *testing.T) {
 		require.Equal(t, "firing", state(a, m), m)
 	}
 
-	require.NoError(t, first.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 	b := start(t, dir, o, logs)
 	for _, m := range []string{"a", "b", "c"} {
 		require.Equal(t, "firing", state(b, m), "%s is restored", m)

@@ -47,19 +47,7 @@ func TestRestartKeepsState(t *testing.T) {
 	o, logs := newOptions(t, dir)
 	o.ForGracePeriod = time.Second
 	o.OutageTolerance = time.Hour
-	a, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a.Start())
-	first := &testAlertd{Alertd: a, URL: "http://" + a.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a.Stop())
-		}
-		if t.Failed() {
-			t.Logf("first alertd's log:\n%s", logs.String())
-		}
-	})
+	first := start(t, dir, o, logs)
 
 	h.wait(t, "FiresAtOnce", "firing", 30*time.Second)
 	// Stop once the evaluation 4s after HoldsSixSeconds became pending has
@@ -79,8 +67,7 @@ func TestRestartKeepsState(t *testing.T) {
 	}, 30*time.Second, 5*time.Millisecond, "HoldsSixSeconds was never pending for 4s")
 	onceBefore, ok := first.alert(t, "FiresAtOnce", SourceRule)
 	require.True(t, ok)
-	require.NoError(t, a.Stop())
-	stopped = true
+	require.NoError(t, first.Stop())
 	require.Empty(t, h.matching("HoldsSixSeconds", ""), "HoldsSixSeconds was notified before the restart")
 	notifiedBefore := len(h.matching("FiresAtOnce", ""))
 	require.Equal(t, 1, notifiedBefore)
@@ -165,16 +152,7 @@ suppression:
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-	})
+	a := start(t, dir, o, logs)
 
 	postDeployment(t, a, `{"model":"fraud","version":"v2"}`)
 	createWindow(t, a, fmt.Sprintf(`{"name":"migration","matchers":["alertname=\"InMaintenance\""],"time_intervals":[{"weekdays":["monday:sunday"]}],"expires_at":%q}`,
@@ -201,8 +179,7 @@ suppression:
 
 	// Restart 30m into the holds.
 	clock.skip(30 * time.Minute)
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 	b := start(t, dir, o, logs)
 	send(b)
 	for _, name := range names {
@@ -251,19 +228,7 @@ func TestRestartKeepsPushedAlerts(t *testing.T) {
 	writeFile(t, dir, "alertd.yml", routes(h, nil, "intake:\n  resolve_timeout: 1s\n  alertmanager_resolve_timeout: 25s\n"))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	first := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-		if t.Failed() {
-			t.Logf("first alertd's log:\n%s", logs.String())
-		}
-	})
+	first := start(t, dir, o, logs)
 
 	startsAt := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
 	relayed := func(name, status, endsAt string) string {
@@ -306,8 +271,7 @@ func TestRestartKeepsPushedAlerts(t *testing.T) {
 		before[name] = al
 	}
 	require.True(t, pushedEnd.Equal(before["Pushed"].EndsAt))
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, first.Stop())
 
 	o2, logs2 := newOptions(t, dir)
 	second := start(t, dir, o2, logs2)

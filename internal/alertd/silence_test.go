@@ -40,16 +40,7 @@ func TestSilences(t *testing.T) {
 	writeFile(t, dir, "alertd.yml", routes(h, nil, ""))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-	})
+	a := start(t, dir, o, logs)
 
 	// The silence ends 3s after alertd creates it, so no sooner than 3s
 	// after this.
@@ -83,8 +74,7 @@ func TestSilences(t *testing.T) {
 	require.Equal(t, "suppressed", loud.State)
 
 	// Restart: the silence still applies.
-	require.NoError(t, a1.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 	b := start(t, dir, o, logs)
 	code, body := get(t, b.URL+"/api/v1/silences")
 	require.Equal(t, http.StatusOK, code)
@@ -352,16 +342,8 @@ func TestSilenceRetention(t *testing.T) {
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
 	o.ResolvedRetention = time.Hour
-	first, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, first.Start())
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, first.Stop())
-		}
-	})
-	url := "http://" + first.Addr()
+	first := start(t, dir, o, logs)
+	url := first.URL
 	stored := filepath.Join(dir, "data", "silences.json")
 	expired := func(comment string) string {
 		now := clock.Now()
@@ -407,7 +389,6 @@ func TestSilenceRetention(t *testing.T) {
 	// updatedAt, annotations or expireOnResolve): one silence that ended
 	// 90m ago, which that alertd forgot after an hour, and one past 120h.
 	require.NoError(t, first.Stop())
-	stopped = true
 	var file []map[string]any
 	b0, err := os.ReadFile(stored)
 	require.NoError(t, err)

@@ -52,16 +52,7 @@ suppression:
 `))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
-	a1, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, a1.Start())
-	a := &testAlertd{Alertd: a1, URL: "http://" + a1.Addr(), Dir: dir, logs: logs}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, a1.Stop())
-		}
-	})
+	a := start(t, dir, o, logs)
 	startsAt := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
 	send := func(a *testAlertd, resolved bool) {
 		t.Helper()
@@ -92,9 +83,8 @@ suppression:
 	// outbox is empty the receiver must have had exactly the distinct
 	// notifications the first alertd created: a page of the flapping alert
 	// would be one more.
-	require.NoError(t, a1.Stop())
-	stopped = true
-	created, ok := metric(t, a1.Registry(), "alertd_outbox_messages_enqueued_total", "receiver", "hook", "integration", "webhook")
+	require.NoError(t, a.Stop())
+	created, ok := metric(t, a.Registry(), "alertd_outbox_messages_enqueued_total", "receiver", "hook", "integration", "webhook")
 	require.True(t, ok)
 	b := start(t, dir, o, logs)
 	send(b, false)

@@ -226,16 +226,7 @@ func TestAlertmanagerLeftOutHeldAcrossRestart(t *testing.T) {
 	writeFile(t, dir, "alertd.yml", routes(h, nil, "intake:\n  alertmanager_api: {check_interval: 1h}\n"))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
-	first, err := New(o)
-	require.NoError(t, err)
-	require.NoError(t, first.Start())
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			require.NoError(t, first.Stop())
-		}
-	})
-	a := &testAlertd{Alertd: first, URL: "http://" + first.Addr(), Dir: dir, logs: logs}
+	a := start(t, dir, o, logs)
 	api := newGatedAPI(t)
 	am := relayedNotified(t, a, h, api)
 	fraud := model.LabelSet{"alertname": "Relayed", "model": "fraud"}
@@ -248,8 +239,7 @@ func TestAlertmanagerLeftOutHeldAcrossRestart(t *testing.T) {
 	require.Eventually(t, func() bool { return api.waiting.Load() > 0 }, 30*time.Second, 20*time.Millisecond, "alertd did not ask")
 	waitFor(t, a, fraud, inState("suppressed"), "not held")
 
-	require.NoError(t, first.Stop())
-	stopped = true
+	require.NoError(t, a.Stop())
 	asked := api.waiting.Load()
 	b := start(t, dir, o, logs)
 	al := waitFor(t, b, fraud, inState("suppressed"), "not restored held")
