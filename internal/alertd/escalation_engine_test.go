@@ -17,16 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// escalationConfig routes every alert to "default", which notifies nobody,
-// and escalates critical ones: l1, then l2 10m later, then l3 10m after
-// that. Each level is a real webhook receiver. {{EXTRA}} goes in the
-// policy.
-const escalationConfig = `
-global:
-  evaluation_interval: 1s
-rule_files: [rules.yml]
-intake:
-  resolve_timeout: 24h
+// escalationRoutes routes every alert to "default", which notifies nobody.
+// Each of l1, l2 and l3 is a real webhook receiver.
+const escalationRoutes = `
 route:
   receiver: default
   group_by: [alertname]
@@ -40,7 +33,11 @@ receivers:
     webhook_configs: [{url: "{{L2}}"}]
   - name: l3
     webhook_configs: [{url: "{{L3}}"}]
-escalation_policies:
+`
+
+// pagerPolicy escalates critical alerts: l1, then l2 10m later, then l3 10m
+// after that.
+const pagerPolicy = `
   - name: pager
     matchers: ['severity="critical"']
     steps:
@@ -48,7 +45,16 @@ escalation_policies:
       - wait: 10m
       - notify: [l2]
       - wait: 10m
-      - notify: [l3]
+      - notify: [l3]`
+
+// escalationConfig is escalationRoutes with pagerPolicy. {{EXTRA}} goes in
+// the policy.
+const escalationConfig = `
+global:
+  evaluation_interval: 1s
+rule_files: [rules.yml]
+intake:
+  resolve_timeout: 24h` + escalationRoutes + "escalation_policies:" + pagerPolicy + `
 {{EXTRA}}
 `
 
@@ -59,8 +65,14 @@ func newEscalationHooks(t *testing.T) escalationHooks {
 	return escalationHooks{newHook(t), newHook(t), newHook(t)}
 }
 
+// config is escalationConfig with extra in the policy.
 func (h escalationHooks) config(extra string) string {
-	return strings.NewReplacer("{{L1}}", h.l1.URL, "{{L2}}", h.l2.URL, "{{L3}}", h.l3.URL, "{{EXTRA}}", extra).Replace(escalationConfig)
+	return h.urls(strings.ReplaceAll(escalationConfig, "{{EXTRA}}", extra))
+}
+
+// urls puts the hooks' URLs in cfg in place of {{L1}}, {{L2}} and {{L3}}.
+func (h escalationHooks) urls(cfg string) string {
+	return strings.NewReplacer("{{L1}}", h.l1.URL, "{{L2}}", h.l2.URL, "{{L3}}", h.l3.URL).Replace(cfg)
 }
 
 // start starts alertd on escalationConfig with extra in the policy, and
@@ -502,15 +514,7 @@ func TestEscalationSeriesFollowReloads(t *testing.T) {
 	t.Parallel()
 	h := newEscalationHooks(t)
 	policies := map[string]string{
-		"pager": `
-  - name: pager
-    matchers: ['severity="critical"']
-    steps:
-      - notify: [l1]
-      - wait: 10m
-      - notify: [l2]
-      - wait: 10m
-      - notify: [l3]`,
+		"pager": pagerPolicy,
 		"other two levels": `
   - name: other
     matchers: ['severity="warning"']
@@ -525,21 +529,7 @@ func TestEscalationSeriesFollowReloads(t *testing.T) {
       - notify: [l3]`,
 	}
 	config := func(names ...string) string {
-		c := strings.NewReplacer("{{L1}}", h.l1.URL, "{{L2}}", h.l2.URL, "{{L3}}", h.l3.URL).Replace(`
-route:
-  receiver: default
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 1s
-receivers:
-  - name: default
-  - name: l1
-    webhook_configs: [{url: "{{L1}}"}]
-  - name: l2
-    webhook_configs: [{url: "{{L2}}"}]
-  - name: l3
-    webhook_configs: [{url: "{{L3}}"}]
-escalation_policies:`)
+		c := h.urls(escalationRoutes + "escalation_policies:")
 		for _, n := range names {
 			c += policies[n]
 		}
