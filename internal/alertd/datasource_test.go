@@ -31,23 +31,14 @@ import (
 // outage is a proxy in front of a real Prometheus answering 503.
 func TestDatasourceRecovers(t *testing.T) {
 	t.Parallel()
-	prom := prometheustest.Start(t, prometheustest.Options{})
-	target, err := url.Parse(prom.URL)
-	require.NoError(t, err)
 	var down atomic.Bool
-	rp := httputil.NewSingleHostReverseProxy(target)
-	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			http.Error(w, "upstream unavailable", http.StatusServiceUnavailable)
-			return
+	frontend := promFrontend(t, func(w http.ResponseWriter, _ *http.Request, _ string) bool {
+		if !down.Load() {
+			return false
 		}
-		rp.ServeHTTP(w, r)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go proxy.Serve(ln) //nolint:errcheck
-	t.Cleanup(func() { proxy.Close() })
-	dsURL := "http://" + ln.Addr().String()
+		http.Error(w, "upstream unavailable", http.StatusServiceUnavailable)
+		return true
+	})
 
 	h := newHook(t)
 	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
@@ -56,7 +47,7 @@ groups:
     rules:
       - alert: AlwaysFiring
         expr: vector(1)
-`}, func(o *Options) { o.DatasourceURL = dsURL })
+`}, func(o *Options) { o.DatasourceURL = frontend.URL })
 	h.wait(t, "AlwaysFiring", "firing", 60*time.Second)
 
 	down.Store(true)
@@ -89,19 +80,15 @@ groups:
 // Prometheus only what carries them.
 func TestDatasourceTenantBehindPathPrefix(t *testing.T) {
 	t.Parallel()
-	prom := prometheustest.Start(t, prometheustest.Options{})
-	target, err := url.Parse(prom.URL)
-	require.NoError(t, err)
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var refused atomic.Int64
-	frontend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	frontend := httptest.NewTLSServer(promFrontendHandler(t, func(w http.ResponseWriter, r *http.Request, _ string) bool {
 		if r.Header.Get("Authorization") != "Bearer s3cret" || r.Header.Get("X-Scope-OrgID") != "tenant-1" || !strings.HasPrefix(r.URL.Path, "/prometheus/api/v1/") {
 			refused.Add(1)
 			http.Error(w, "no org id", http.StatusUnauthorized)
-			return
+			return true
 		}
 		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/prometheus")
-		rp.ServeHTTP(w, r)
+		return false
 	}))
 	t.Cleanup(frontend.Close)
 	dir := t.TempDir()
@@ -735,16 +722,26 @@ anomaly_detectors:
 // promFrontend starts a real Prometheus and, in front of it, a data source
 // that shows each request to intercept first, with its query (the form
 // body and the URL's query string together, as alertd sends either):
-// intercept answers it and returns true, or returns false and the request
-// goes on to Prometheus. Tests use it to make a frontend (Thanos's,
-// Mimir's, vmselect's) refuse or half-answer the queries they pick.
+// intercept answers it and returns true, or returns false and the request,
+// as intercept may have changed it, goes on to Prometheus. Tests use it to
+// make a frontend (Thanos's, Mimir's, vmselect's) refuse or half-answer the
+// queries they pick.
 func promFrontend(t *testing.T, intercept func(w http.ResponseWriter, r *http.Request, query string) bool) *httptest.Server {
+	t.Helper()
+	frontend := httptest.NewServer(promFrontendHandler(t, intercept))
+	t.Cleanup(frontend.Close)
+	return frontend
+}
+
+// promFrontendHandler is promFrontend's handler, for a test that serves it
+// itself (over TLS).
+func promFrontendHandler(t *testing.T, intercept func(w http.ResponseWriter, r *http.Request, query string) bool) http.Handler {
 	t.Helper()
 	prom := prometheustest.Start(t, prometheustest.Options{})
 	target, err := url.Parse(prom.URL)
 	require.NoError(t, err)
 	rp := httputil.NewSingleHostReverseProxy(target)
-	frontend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -755,9 +752,7 @@ func promFrontend(t *testing.T, intercept func(w http.ResponseWriter, r *http.Re
 			return
 		}
 		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(frontend.Close)
-	return frontend
+	})
 }
 
 // writePartialAnswer answers a query as VictoriaMetrics's vmselect does
