@@ -162,14 +162,7 @@ func TestDatasourceReload(t *testing.T) {
 	first, firstN := countingAPI(t)
 	second, secondN := countingAPI(t)
 	h := newHook(t)
-	rules := map[string]string{"rules.yml": `
-groups:
-  - name: always
-    interval: 100ms
-    rules:
-      - alert: AlwaysFiring
-        expr: vector(1)
-`}
+	rules := map[string]string{"rules.yml": alwaysFiringRules}
 	a := startAlertd(t, routes(h, nil, "datasource: {url: "+first.URL+"}\n"), rules, nil)
 	h.wait(t, "AlwaysFiring", "firing", 30*time.Second)
 
@@ -291,14 +284,7 @@ func TestDatasourceRetryAfter(t *testing.T) {
 	})
 
 	h := newHook(t)
-	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
-groups:
-  - name: always
-    interval: 100ms
-    rules:
-      - alert: AlwaysFiring
-        expr: vector(1)
-`}, func(o *Options) { o.DatasourceURL = frontend.URL })
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": alwaysFiringRules}, func(o *Options) { o.DatasourceURL = frontend.URL })
 	h.wait(t, "AlwaysFiring", "firing", 60*time.Second)
 
 	busy.Store(true)
@@ -718,6 +704,17 @@ anomaly_detectors:
 	n, _ := metric(t, a.Registry(), "alertd_datasource_failing_rules")
 	require.Equal(t, 1.0, n)
 }
+
+// alwaysFiringRules is a rule file with one alert, AlwaysFiring, evaluated
+// every 100ms: it fires as soon as the data source answers.
+const alwaysFiringRules = `
+groups:
+  - name: always
+    interval: 100ms
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+`
 
 // promFrontend starts a real Prometheus and, in front of it, a data source
 // that shows each request to intercept first, with its query (the form

@@ -452,14 +452,7 @@ func TestDeployDetectionPartialAnswerLeavesDatasourceUp(t *testing.T) {
 	})
 
 	h := newHook(t)
-	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
-groups:
-  - name: always
-    interval: 100ms
-    rules:
-      - alert: AlwaysFiring
-        expr: vector(1)
-`}, func(o *Options) { o.DatasourceURL = frontend.URL })
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": alwaysFiringRules}, func(o *Options) { o.DatasourceURL = frontend.URL })
 	h.wait(t, "AlwaysFiring", "firing", 60*time.Second)
 	require.Eventually(t, func() bool { return partial.Load() > 0 }, 30*time.Second, 20*time.Millisecond, "modelmon_model_info was never queried")
 	require.Never(t, func() bool {

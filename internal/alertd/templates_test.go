@@ -93,14 +93,7 @@ func TestTemplateQueryFailureLeavesDatasourceUp(t *testing.T) {
 	})
 
 	h := newHook(t)
-	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": `
-groups:
-  - name: always
-    interval: 100ms
-    rules:
-      - alert: AlwaysFiring
-        expr: vector(1)
-        annotations:
+	a := startAlertd(t, routes(h, nil, ""), map[string]string{"rules.yml": alwaysFiringRules + `        annotations:
           unanswered: '{{ with query "template_unanswered" }}{{ . | first | value }}{{ end }}'
           rejected: '{{ with query "rate(up)" }}{{ . | first | value }}{{ end }}'
           partial: '{{ with query "template_partial" }}{{ . | first | value }}{{ end }}'
