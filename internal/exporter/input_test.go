@@ -116,6 +116,28 @@ func TestPushTimestampIsPredictionTime(t *testing.T) {
 	require.Equal(t, 660.0+60, metricValue(t, e, "modelmon_label_delay_seconds_sum", map[string]string{"model": "m"}))
 }
 
+// A prediction pushed with a timestamp ahead of the sidecar's clock (a
+// model server's clock that is ahead, or a date mistyped) counts from when
+// it arrived: pending predictions expire oldest first, by arrival, and it
+// must not keep the ones behind it waiting past their TTL.
+func TestPushFutureTimestampHoldsNoExpiry(t *testing.T) {
+	up := modelServer(t)
+	clock := &manualClock{t: time.Unix(1800000000, 0)}
+	e := startExporter(t, up.URL, func(o *Options) {
+		o.Now = clock.Now
+		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
+	})
+	pushRecordsRaw(t, e, `{"model":"m","id":"ahead","prediction":"yes","timestamp":"2100-01-01T00:00:00Z"}`,
+		`{"model":"m","id":"p1","prediction":"yes"}`,
+		`{"model":"m","id":"p2","prediction":"yes"}`)
+	clock.Add(2 * time.Hour)
+	pushRecordsRaw(t, e, `{"model":"m","id":"p3","prediction":"yes"}`)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_pending_predictions", nil), "p3 alone waits")
+	require.Equal(t, 3.0, metricValue(t, e, "modelmon_pending_predictions_removed_total", map[string]string{"reason": "expired"}))
+	_, resp := postLabels(t, e, `{"id":"ahead","label":"yes"}`+"\n"+`{"id":"p3","label":"yes"}`)
+	require.Equal(t, []string{"expired", "matched"}, resp.Results)
+}
+
 // Traffic-derived labels are capped: 10,000 distinct feature names and 100
 // model names give a bounded number of series and count the overflow.
 func TestLabelExplosion(t *testing.T) {

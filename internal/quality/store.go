@@ -180,8 +180,12 @@ func (s *Store) Observe(now time.Time, p Prediction) (Outcome, Reason) {
 		s.stats.duplicatePredictions++
 		return Outcome{}, ReasonDuplicatePrediction
 	}
+	// A prediction made after it reached the sidecar (a client's clock
+	// ahead of ours) counts from now: pending predictions expire from the
+	// oldest in arrival order, and one stamped in the future would hold
+	// every later one past its TTL.
 	ts := p.Time
-	if ts.IsZero() {
+	if ts.IsZero() || ts.After(now) {
 		ts = now
 	}
 	mi, m := s.model(p.Model)

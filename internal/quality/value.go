@@ -49,7 +49,8 @@ type Prediction struct {
 	// beyond which they are OtherClass; a model keeps at most
 	// MaxSegmentNames segment names, and further ones are left out.
 	Segments []Segment
-	// Time is when the prediction was captured; zero means now.
+	// Time is when the prediction was captured; zero, or a time after
+	// now, means now.
 	Time time.Time
 }
 
