@@ -138,6 +138,42 @@ func TestPushFutureTimestampHoldsNoExpiry(t *testing.T) {
 	require.Equal(t, []string{"expired", "matched"}, resp.Results)
 }
 
+// A timestamp of null is none, as encoding/json takes null for any other
+// field (Python's None: a record built with timestamp=None); one beyond
+// the times the sidecar holds (Unix nanoseconds: 1678 to 2262), as Unix
+// milliseconds are read as seconds, is rejected with an error saying so,
+// rather than taken as a time that wraps around.
+func TestPushTimestampNullAndOutOfRange(t *testing.T) {
+	up := modelServer(t)
+	clock := &manualClock{t: time.Unix(1800000000, 0)}
+	e := startExporter(t, up.URL, func(o *Options) {
+		o.Now = clock.Now
+		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
+	})
+	url := "http://" + e.WebAddr() + "/v1/observations"
+	st, body := do(t, "POST", url, `[{"model":"m","id":"p1","prediction":"yes","timestamp":null},`+
+		`{"model":"m","id":"p2","prediction":"yes","timestamp":1800000000000},`+
+		`{"model":"m","id":"p3","prediction":"yes","timestamp":1e300},`+
+		`{"model":"m","id":"p4","prediction":"yes","timestamp":"9999-12-31T23:59:59Z"}]`, "Content-Type", "application/json")
+	require.Equal(t, 200, st, body)
+	var resp PushResponse
+	require.NoError(t, json.Unmarshal([]byte(body), &resp))
+	require.Equal(t, 1, resp.Accepted)
+	require.Equal(t, []Rejection{
+		{Index: 1, Reason: "invalid_timestamp", Error: "timestamp 1800000000000 is out of range: want Unix seconds, below 9223372036 (the year 2262), not milliseconds"},
+		{Index: 2, Reason: "invalid_timestamp", Error: "timestamp 1e300 is out of range: want Unix seconds, below 9223372036 (the year 2262), not milliseconds"},
+		{Index: 3, Reason: "invalid_timestamp", Error: `timestamp "9999-12-31T23:59:59Z" is out of range: want a time from 1678 to 2262`},
+	}, resp.Rejected)
+
+	clock.Add(time.Minute)
+	st, lresp := postLabels(t, e, `{"id":"p1","label":"yes","timestamp":null}`+"\n"+`{"id":"p1","label":"yes","timestamp":1800000060000}`)
+	require.Equal(t, 200, st)
+	require.Equal(t, []string{"matched"}, lresp.Results)
+	require.Equal(t, []Rejection{{Index: 1, Reason: "invalid_timestamp",
+		Error: "timestamp 1800000060000 is out of range: want Unix seconds, below 9223372036 (the year 2262), not milliseconds"}}, lresp.Rejected)
+	require.Equal(t, 60.0, metricValue(t, e, "modelmon_label_delay_seconds_sum", map[string]string{"model": "m"}))
+}
+
 // Traffic-derived labels are capped: 10,000 distinct feature names and 100
 // model names give a bounded number of series and count the overflow.
 func TestLabelExplosion(t *testing.T) {

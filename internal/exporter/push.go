@@ -349,19 +349,38 @@ func knownField(quoted []byte, fields []string) (string, bool) {
 	return string(text), false
 }
 
-// parseTimestamp accepts RFC 3339 strings and Unix seconds.
+// Timestamps are held as Unix nanoseconds, an int64: these are its first
+// and last.
+var (
+	minTimestamp = time.Unix(0, math.MinInt64)
+	maxTimestamp = time.Unix(0, math.MaxInt64)
+)
+
+// parseTimestamp accepts RFC 3339 strings and Unix seconds, from 1678 to
+// 2262 (Unix seconds from 1970), the times Unix nanoseconds hold. A JSON
+// null is no timestamp, as an absent one: the zero time.
 func parseTimestamp(raw json.RawMessage) (time.Time, error) {
+	if string(raw) == "null" {
+		return time.Time{}, nil
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("timestamp %q is not RFC 3339", s)
 		}
+		if t.Before(minTimestamp) || t.After(maxTimestamp) {
+			return time.Time{}, fmt.Errorf("timestamp %q is out of range: want a time from 1678 to 2262", s)
+		}
 		return t, nil
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
 		return time.Time{}, fmt.Errorf("timestamp %s is neither RFC 3339 nor Unix seconds", raw)
+	}
+	if f >= float64(maxTimestamp.Unix()) {
+		// 1.8e12 is now in milliseconds, the year 58000 in seconds.
+		return time.Time{}, fmt.Errorf("timestamp %s is out of range: want Unix seconds, below %d (the year 2262), not milliseconds", raw, maxTimestamp.Unix())
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)), nil
