@@ -181,7 +181,10 @@ func writePush(w http.ResponseWriter, status int, resp PushResponse) {
 // object (on one line or several), or NDJSON (one object a line, blank lines
 // ignored).
 func splitRecords(body []byte, contentType string) ([]json.RawMessage, error) {
-	trimmed := bytes.TrimSpace(body)
+	// A UTF-8 byte order mark, which Windows tools write at the start of
+	// a file (PowerShell's UTF8 encoding), is not JSON: RFC 8259 lets a
+	// parser ignore it, and encoding/json does not.
+	trimmed := bytes.TrimSpace(bytes.TrimPrefix(body, []byte("\ufeff")))
 	if len(trimmed) == 0 {
 		return nil, errors.New("empty body: send a JSON array or NDJSON of observations")
 	}
@@ -258,17 +261,20 @@ func decodeObservation(raw json.RawMessage) (*Observation, string, error) {
 	return &o, "", nil
 }
 
-// isObject returns an error unless raw, a record of a push or labels
-// request, is a JSON object. encoding/json decodes null into a struct as
-// nothing at all, which would make it an empty record (for the push API, an
-// observation of the default model).
+// isObject returns an error when raw, a record of a push or labels
+// request, is a JSON value other than an object. encoding/json decodes null
+// into a struct as nothing at all, which would make it an empty record (for
+// the push API, an observation of the default model). What is not JSON at
+// all is left to the decoder, whose error says what it found.
 func isObject(raw json.RawMessage) error {
 	raw = bytes.TrimLeft(raw, " \t\r\n")
 	if len(raw) == 0 || raw[0] == '{' {
 		return nil // an empty record fails to decode
 	}
-	kind := "a number"
+	var kind string
 	switch raw[0] {
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		kind = "a number"
 	case 'n':
 		kind = "null"
 	case '[':
@@ -277,6 +283,8 @@ func isObject(raw json.RawMessage) error {
 		kind = "a string"
 	case 't', 'f':
 		kind = "a boolean"
+	default:
+		return nil // not JSON: decoding says where
 	}
 	return fmt.Errorf("a record must be a JSON object, got %s", kind)
 }

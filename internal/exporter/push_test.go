@@ -79,6 +79,35 @@ func TestPushRejectionReasonsAsDocumented(t *testing.T) {
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_observations_received_total", map[string]string{"model": "fraud"}))
 }
 
+// A body that starts with a UTF-8 byte order mark (a file saved by
+// PowerShell, or Notepad, posted with curl --data-binary @file) is read
+// as without it, as RFC 8259 lets a parser do; a record that is not JSON
+// gets the decoder's error, not "got a number".
+func TestPushByteOrderMarkAndNotJSON(t *testing.T) {
+	e := startExporter(t, modelServer(t).URL, labelsOn)
+	url := "http://" + e.WebAddr() + "/v1/observations"
+	const bom = "\ufeff"
+	for body, ct := range map[string]string{
+		bom + `[{"model":"a"},{"model":"a"}]`:              "application/json",
+		bom + `{"model":"a"}`:                              "application/json",
+		bom + "{\"model\":\"a\"}\r\n{\"model\":\"a\"}\r\n": "application/x-ndjson",
+	} {
+		st, got := do(t, "POST", url, body, "Content-Type", ct)
+		require.Equal(t, 200, st, got)
+		require.Contains(t, got, `"rejected":[]`, body)
+	}
+	require.Equal(t, 5.0, metricValue(t, e, "modelmon_observations_received_total", map[string]string{"model": "a"}))
+
+	st, got := do(t, "POST", url, "a=b", "Content-Type", "application/x-www-form-urlencoded")
+	require.Equal(t, 400, st, got)
+	require.JSONEq(t, `{"accepted":0,"rejected":[{"index":0,"reason":"invalid_json","error":"invalid character 'a' looking for beginning of value"}]}`, got)
+
+	st, lresp := postLabels(t, e, bom+`{"id":"p1","label":"x"}`)
+	require.Equal(t, 200, st)
+	require.Empty(t, lresp.Rejected)
+	require.Equal(t, []string{"held"}, lresp.Results)
+}
+
 // A record that is null, or any other JSON value than an object, is
 // rejected with its index, not taken as an empty record: encoding/json
 // decodes null into a struct as nothing, which made it an observation of
