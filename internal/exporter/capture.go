@@ -411,7 +411,7 @@ func truthValue(r payload.Record) (quality.Value, bool) {
 		}
 		return quality.Number(v.Num), true
 	case payload.KindString:
-		return quality.Class(string(v.Str)), len(v.Str) > 0
+		return quality.Class(labelValue(v.Str)), len(v.Str) > 0
 	case payload.KindBool:
 		return quality.Class(strconv.FormatBool(v.Num != 0)), true
 	}

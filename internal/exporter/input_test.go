@@ -346,6 +346,56 @@ func TestTrafficLabelValuesAreSanitised(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e, "modelmon_model_info", map[string]string{"model": "hdr\uFFFD", "version": "v\uFFFD1"}))
 }
 
+// The classes a model answers and the segment values of its features
+// become label values as model names do: valid UTF-8 and at most 128
+// bytes. A class that was not valid UTF-8 made client_golang panic in the
+// parser, which lost the payload, and a long one (a generative model's
+// text, a pushed prediction) made a series of that size. Labels name the
+// class as cut, or as sent: they join either way.
+func TestTrafficClassesAndSegmentsAreLabelValues(t *testing.T) {
+	long := strings.Repeat("y", 300)
+	answers := map[string]string{
+		"r1": "{\"predictions\":[\"a\xff\"]}",
+		"r2": `{"predictions":["` + long + `"]}`,
+	}
+	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
+		var body string
+		for _, h := range req.headers {
+			if id, ok := strings.CutPrefix(h, "X-Request-Id: "); ok {
+				body = answers[id]
+			}
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		return true
+	})
+	logger, logs := testLogger()
+	e := startWithConfig(t, up.URL(), "models:\n  - name: m\n    segments: [seg]\n", func(o *Options) {
+		o.Logger = logger
+		o.Labels = LabelsOptions{Enabled: true}
+	})
+	for id, seg := range map[string]string{"r1": "s\xff", "r2": long} {
+		body := `{"instances":[{"seg":"` + seg + `"}]}`
+		req := fmt.Sprintf("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\nContent-Length: %d\r\n\r\n%s", id, len(body), body)
+		require.Equal(t, "HTTP/1.1 200 OK", rawRoundTrip(t, e.ProxyAddr(), req).start)
+	}
+	pushRecordsRaw(t, e, `{"model":"m","id":"p1","prediction":"`+long+`","features":{"seg":"`+long+`"}}`)
+	waitIdle(t, e)
+	require.NotContains(t, logs.String(), "panic")
+	require.Zero(t, metricValue(t, e, "modelmon_payload_errors_total", map[string]string{"model": "m", "reason": "internal_error"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_prediction_class_total", map[string]string{"model": "m", "class": "a\uFFFD"}))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_prediction_class_total", map[string]string{"model": "m", "class": long[:128]}))
+
+	_, resp := postLabels(t, e, `{"id":"r1","label":"a\ufffd"}`+"\n"+`{"id":"r2","label":"`+long[:128]+`"}`+"\n"+`{"id":"p1","label":"`+long+`"}`)
+	require.Equal(t, []string{"matched", "matched", "matched"}, resp.Results)
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_segment_labels_matched_total", map[string]string{"model": "m", "segment": "seg", "segment_value": "s\uFFFD"}))
+	require.Equal(t, 2.0, metricValue(t, e, "modelmon_segment_labels_matched_total", map[string]string{"model": "m", "segment": "seg", "segment_value": long[:128]}))
+	for _, f := range scrape(t, e, "modelmon_") {
+		for _, line := range strings.Split(f.text, "\n") {
+			require.NotContains(t, line, long[:129])
+		}
+	}
+}
+
 // MLflow's scoring server takes CSV; the sidecar reads it like the JSON
 // forms.
 func TestMLflowCSVThroughTheProxy(t *testing.T) {

@@ -501,6 +501,12 @@ func readPrediction(classes []string, r *payload.Record, binary *[2]float64) (pv
 		}
 	case payload.KindString:
 		pv.classBytes, pv.isClass = v.Str, true
+		if !isLabelValue(v.Str) {
+			// The class is a label value: one that is not valid UTF-8
+			// would make client_golang panic, and a long one grow every
+			// scrape.
+			pv.class, pv.classBytes = labelValue(v.Str), nil
+		}
 	case payload.KindBool:
 		pv.class, pv.isClass = strconv.FormatBool(v.Num != 0), true
 	default:
@@ -548,7 +554,7 @@ func segmentsOf(segs []config.Segment, features []payload.Feature) []quality.Seg
 			switch v := f.Value; v.Kind {
 			case payload.KindString:
 				if len(v.Str) > 0 {
-					out[k].Value = string(v.Str)
+					out[k].Value = labelValue(v.Str)
 				}
 			case payload.KindBool:
 				out[k].Value = strconv.FormatBool(v.Num != 0)
@@ -557,7 +563,7 @@ func segmentsOf(segs []config.Segment, features []payload.Feature) []quality.Seg
 					// A number read from text without types (a CSV
 					// cell) is that text: a segment value is a label
 					// value, "007" and not 7, as a JSON string is.
-					out[k].Value = string(v.Str)
+					out[k].Value = labelValue(v.Str)
 					break
 				}
 				out[k].Value = strconv.FormatFloat(v.Num, 'g', -1, 64)
@@ -607,15 +613,21 @@ func namedScores(classes []string, scores []float64, names [][]byte) ([]float64,
 		return nil, nil
 	}
 	if len(classes) == 0 {
+		// The answer's names are the classes, label values.
 		classes = make([]string, len(names))
 		for k, n := range names {
-			classes[k] = string(n)
+			classes[k] = labelValue(n)
 		}
 		slices.Sort(classes)
 	}
 	out := make([]float64, len(classes))
 	for k, c := range classes {
-		j := slices.IndexFunc(names, func(n []byte) bool { return string(n) == c })
+		j := slices.IndexFunc(names, func(n []byte) bool {
+			if isLabelValue(n) {
+				return string(n) == c
+			}
+			return labelValue(n) == c
+		})
 		if j < 0 || (k > 0 && c == classes[k-1]) {
 			return nil, nil
 		}
@@ -971,6 +983,9 @@ func decodeLabel(raw json.RawMessage, now time.Time) (quality.Label, string, err
 	case string:
 		if v == "" {
 			return quality.Label{}, rejectInvalidLabel, errors.New("label is an empty class")
+		}
+		if len(v) > maxLabelValueLen {
+			v = labelValue([]byte(v)) // cut as a prediction's class is
 		}
 		lb.Value = quality.Class(v)
 	case bool:

@@ -412,6 +412,11 @@ func labelValue(b []byte) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
+// isLabelValue reports whether labelValue would return b unchanged.
+func isLabelValue(b []byte) bool {
+	return len(b) <= maxLabelValueLen && utf8.Valid(b)
+}
+
 // feature returns the named feature, or the overflow feature once the model
 // has max features, unless its drift reference has a feature of that name.
 // The caller holds m.mu.
