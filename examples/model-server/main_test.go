@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 
 	"github.com/modelmon/modelmon/examples/internal/fraud"
@@ -35,6 +36,13 @@ func start(t *testing.T, opts options) (string, *http.Client) {
 	}
 	s, err := newServer(opts)
 	require.NoError(t, err)
+	return serve(t, s)
+}
+
+// serve serves s on loopback until the test ends, and returns its base URL
+// and a client.
+func serve(t *testing.T, s *server) (string, *http.Client) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -403,20 +411,44 @@ func TestFaultHeader(t *testing.T) {
 }
 
 func TestDelay(t *testing.T) {
-	// Long enough that a health check on a loaded CI machine, under the race
-	// detector, stays well inside it.
 	const delay = 500 * time.Millisecond
 	url, client := start(t, options{Delay: delay})
 	begin := time.Now()
 	status, _ := do(t, client, http.MethodPost, url+"/v1/models/fraud:predict", `{"instances":[[1]]}`)
 	require.Equal(t, http.StatusOK, status)
 	require.GreaterOrEqual(t, time.Since(begin), delay)
+}
 
-	// Health checks are not delayed.
-	begin = time.Now()
-	status, _ = do(t, client, http.MethodGet, url+"/v2/health/ready", "")
+// Health checks are not delayed: one is answered while a prediction waits
+// out a delay of an hour, which the server's shutdown then cuts short.
+func TestDelayNotHealthChecks(t *testing.T) {
+	s, err := newServer(options{ModelName: "fraud", ModelVersion: "v1", Delay: time.Hour})
+	require.NoError(t, err)
+	handle, entered := s.http.Handler, make(chan struct{})
+	s.http.Handler = func(ctx *fasthttp.RequestCtx) {
+		if strings.HasSuffix(string(ctx.Path()), ":predict") {
+			close(entered)
+		}
+		handle(ctx)
+	}
+	predicted := make(chan error, 1)
+	t.Cleanup(func() { require.NoError(t, <-predicted) }) // after the shutdown
+	url, client := serve(t, s)
+	go func() {
+		resp, err := client.Post(url+"/v1/models/fraud:predict", "application/json", strings.NewReader(`{"instances":[[1]]}`))
+		if err == nil {
+			err = resp.Body.Close()
+		}
+		predicted <- err
+	}()
+	<-entered
+	status, _ := do(t, client, http.MethodGet, url+"/v2/health/ready", "")
 	require.Equal(t, http.StatusOK, status)
-	require.Less(t, time.Since(begin), delay)
+	select {
+	case err := <-predicted:
+		t.Fatalf("the prediction was answered (%v) before its delay", err)
+	default:
+	}
 }
 
 func TestNewServerOptions(t *testing.T) {
