@@ -243,8 +243,10 @@ groups:
 		require.NoError(t, err, s)
 		ts := time.UnixMilli(int64(math.Round(f * 1000)))
 		lag := time.Since(ts)
+		// The offset plus the query's age when read here, which load
+		// stretches; an offset applied twice would be a minute more.
 		require.Greater(t, lag, time.Minute-time.Second, s)
-		require.Less(t, lag, time.Minute+10*time.Second, s)
+		require.Less(t, lag, time.Minute+30*time.Second, s)
 	}
 }
 
