@@ -97,16 +97,42 @@ func (in *incident) clone() *incident {
 type incidents struct {
 	byID  map[string]*incident
 	byKey map[string]*incident // open ones, by incident.key
+	// open are the open incidents by group key and receiver
+	// (openKey), so that find looks at those of one group only: a batch
+	// of alerts opening thousands of groups costs linear time, not
+	// quadratic.
+	open map[string]map[string]*incident
 }
 
+func openKey(groupKey, receiver string) string { return groupKey + "\x00" + receiver }
+
 func newIncidents() *incidents {
-	return &incidents{byID: map[string]*incident{}, byKey: map[string]*incident{}}
+	return &incidents{byID: map[string]*incident{}, byKey: map[string]*incident{}, open: map[string]map[string]*incident{}}
 }
 
 func (is *incidents) add(in *incident) {
+	if old := is.byID[in.ID]; old != nil {
+		is.forget(old)
+	}
 	is.byID[in.ID] = in
 	if in.ClosedAt == nil {
 		is.byKey[in.key()] = in
+		k := openKey(in.GroupKey, in.Receiver)
+		if is.open[k] == nil {
+			is.open[k] = map[string]*incident{}
+		}
+		is.open[k][in.ID] = in
+	}
+}
+
+// forget takes in out of the index of open incidents.
+func (is *incidents) forget(in *incident) {
+	k := openKey(in.GroupKey, in.Receiver)
+	if is.open[k][in.ID] == in {
+		delete(is.open[k], in.ID)
+		if len(is.open[k]) == 0 {
+			delete(is.open, k)
+		}
 	}
 }
 
@@ -169,6 +195,7 @@ func (is *incidents) resolve(id, fp string, t time.Time) {
 		if is.byKey[in.key()] == in {
 			delete(is.byKey, in.key())
 		}
+		is.forget(in)
 	}
 }
 
@@ -188,7 +215,7 @@ func (is *incidents) find(g alertGroup, groups []alertGroup, taken []string) *in
 		return in
 	}
 	var found *incident
-	for _, in := range is.byID {
+	for _, in := range is.open[openKey(g.Key, g.Receiver)] {
 		if in.ClosedAt != nil || !owns(g, in) || slices.Contains(taken, in.ID) ||
 			slices.ContainsFunc(groups, func(h alertGroup) bool { return h.ID == in.key() && owns(h, in) }) {
 			continue

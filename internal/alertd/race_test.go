@@ -1,0 +1,5 @@
+//go:build race
+
+package alertd
+
+const raceEnabled = true
