@@ -1,5 +1,0 @@
-//go:build race
-
-package alertd
-
-const raceEnabled = true
