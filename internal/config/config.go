@@ -202,10 +202,10 @@ func (s *Segment) UnmarshalYAML(node *yaml.Node) error {
 		return node.Decode(&s.Feature)
 	}
 	// Node.Decode does not check fields (KnownFields is the decoder's):
-	// check them here.
+	// check them here, in the decoder's words (a TypeError keeps its line).
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		if k := node.Content[i]; k.Value != "feature" && k.Value != "buckets" {
-			return fmt.Errorf("line %d: field %s not found in type config.Segment", k.Line, k.Value)
+			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type config.Segment", k.Line, k.Value)}}
 		}
 	}
 	type plain Segment
@@ -719,14 +719,9 @@ func load(b []byte, file string) (*Config, error) {
 
 // decode reads the document b of file over the defaults, unchecked.
 func decode(b []byte, file string) (*Config, error) {
-	// Decoding over the defaults keeps every field the file leaves out.
-	// (An UnmarshalYAML method would lose KnownFields: yaml.v3 does not pass
-	// it on to Node.Decode.)
-	cfg := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(file, err)
+	cfg, err := decodeYAML(b)
+	if err != nil {
+		return nil, yamlError(file, b, err)
 	}
 	if file != "" {
 		// Files the peers' client configuration names are relative to
@@ -741,14 +736,36 @@ func decode(b []byte, file string) (*Config, error) {
 	return cfg, nil
 }
 
-// yamlError rewrites yaml.v3's errors as "file:line: message", one per line.
-func yamlError(file string, err error) error {
-	var te *yaml.TypeError
-	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	if errors.As(err, &te) {
-		msgs = te.Errors
+// decodeYAML reads the document b strictly over the defaults.
+func decodeYAML(b []byte) (*Config, error) {
+	// Decoding over the defaults keeps every field the file leaves out.
+	// (An UnmarshalYAML method would lose KnownFields: yaml.v3 does not pass
+	// it on to Node.Decode.)
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
 	}
-	return LineErrors(file, msgs)
+	return cfg, nil
+}
+
+// yamlError rewrites the error of decodeYAML for the document b of file as
+// "file:line: message", one per line. yaml.v3 gives no line for a value
+// whose own UnmarshalYAML refuses it (a bad duration, URL or TLS version in
+// Prometheus's types): its error comes through as it is, and Blame finds
+// that value, its line and its key, in the document instead.
+func yamlError(file string, b []byte, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return LineErrors(file, te.Errors)
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if line, path := Blame(b, err.Error(), func(b []byte) error { _, err := decodeYAML(b); return err }); line != "" {
+		return Prefix(file, line, path+": "+msg)
+	}
+	// A syntax error says its line: "line 3: did not find expected key".
+	return LineErrors(file, []string{msg})
 }
 
 // LineErrors turns YAML decoder messages ("line 3: field x not found in type

@@ -2,6 +2,8 @@ package config
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -209,4 +211,29 @@ func FuzzLoad(f *testing.F) {
 			require.NoError(t, c.Validate())
 		}
 	})
+}
+
+// A value its own type refuses while the file is decoded (Prometheus's
+// durations, URLs, TLS versions, client and TLS configurations) is reported
+// with the file, its line and its key, as the values Validate refuses are:
+// yaml.v3 gives such errors no line.
+func TestLoadBadValue(t *testing.T) {
+	for _, tc := range []struct{ name, in, line, key, reason string }{
+		{"negative duration", "labels:\n  timeout: -1s\n", "2", "labels.timeout", `not a valid duration string: "-1s"`},
+		{"duration unit", "models:\n  - name: a\n  - name: b\n    slos: {availability: 0.99, period: 5x}\n", "4", "models[1].slos.period", `unknown unit "x" in duration "5x"`},
+		{"duration in a block", "models:\n  - name: a\n    slos:\n      availability: 0.99\n      period: 30 days\n", "5", "models[0].slos.period", `unknown unit " days" in duration "30 days"`},
+		{"url", "labels:\n  http_config:\n    proxy_url: '%zz'\n", "3", "labels.http_config.proxy_url", `parse "%zz": invalid URL escape "%zz"`},
+		{"oauth2 proxy url", "labels:\n  http_config:\n    oauth2:\n      client_id: a\n      client_secret: b\n      token_url: http://idp/token\n      proxy_url: '%zz'\n", "7", "labels.http_config.oauth2.proxy_url", `parse "%zz": invalid URL escape "%zz"`},
+		{"tls version", "labels:\n  http_config:\n    tls_config: {min_version: TLS99}\n", "3", "labels.http_config.tls_config.min_version", "unknown TLS version: TLS99"},
+		{"tls config", "labels:\n  http_config:\n    tls_config:\n      ca: x\n      ca_file: y\n", "3", "labels.http_config.tls_config", "at most one of ca, ca_file & ca_ref must be configured"},
+		{"http config", "labels:\n  http_config:\n    basic_auth: {username: a, password: b}\n    authorization: {credentials: c}\n", "2", "labels.http_config", "at most one of basic_auth, oauth2 & authorization must be configured"},
+		{"oauth2", "labels:\n  http_config:\n    oauth2:\n      client_id: a\n      token_url: http://idp/token\n      client_secret: b\n      client_secret_file: c\n", "3", "labels.http_config.oauth2", "at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be configured using grant-type=client_credentials"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "modelmon.yml")
+			require.NoError(t, os.WriteFile(file, []byte(tc.in), 0o600))
+			_, err := LoadFile(file)
+			require.EqualError(t, err, file+":"+tc.line+": "+tc.key+": "+tc.reason)
+		})
+	}
 }
