@@ -113,7 +113,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad route matcher", "route:\n  receiver: a\n  routes:\n    - receiver: a\n    - receiver: a\n      matchers: ['a=\"b\"', 'model=~\"(\"']\nreceivers: [{name: a}]\n",
 			"line 6: route.routes[1].matchers[1]: error parsing regexp: missing closing ): `^(?:()$`"},
 		{"two values fail alike", "route: {receiver: a}\nreceivers:\n  - {name: a, email_configs: [{to: a@example.org, smarthost: nohost}]}\n  - {name: b, email_configs: [{to: a@example.org, smarthost: nohost}]}\n",
-			"line 2: receivers: address nohost: missing port in address"},
+			"line 3: receivers[0].email_configs[0].smarthost: address nohost: missing port in address"},
 		{"duplicate job", "scrape_configs: [{job_name: a}, {job_name: a}]\n", "scrape_configs: found multiple scrape configs with job name \"a\""},
 		{"anomaly without name", "anomaly_detectors: [{expr: up}]\n", "anomaly_detectors: entry 0 has no name"},
 		{"anomaly duplicate", "anomaly_detectors: [{name: a, expr: up}, {name: a, expr: up}]\n", "anomaly_detectors: name \"a\" is not unique"},
@@ -217,6 +217,49 @@ func TestLoadBadSuppression(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(tc.in, "")
 			require.EqualError(t, err, tc.err)
+		})
+	}
+}
+
+// A value its own type refuses while the file is decoded (durations, byte
+// sizes, regexps, matchers, URLs, label names, TLS versions, times, host
+// and port, in Prometheus's, Alertmanager's and alertd's sections) is
+// reported with the file, its line and its key; of values that fail alike,
+// the first, where the decoder stops.
+func TestLoadBadValue(t *testing.T) {
+	const route = "route: {receiver: a}\nreceivers:\n  - name: a\n"
+	for _, tc := range []struct{ name, in, line, key, reason string }{
+		{"global duration", "global:\n  scrape_interval: -1s\n", "2", "global.scrape_interval", `not a valid duration string: "-1s"`},
+		{"scrape duration", "scrape_configs:\n  - job_name: a\n    scrape_timeout: 5x\n", "3", "scrape_configs[0].scrape_timeout", `unknown unit "x" in duration "5x"`},
+		{"byte size", "scrape_configs:\n  - job_name: a\n    body_size_limit: 10QB\n", "3", "scrape_configs[0].body_size_limit", "units: unknown unit QB in 10QB"},
+		{"relabel regexp", "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - {target_label: x, regex: '('}\n", "4", "scrape_configs[0].relabel_configs[0].regex", "error parsing regexp: missing closing ): `^(?s:()$`"},
+		{"relabel action", "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: nope\n", "4", "scrape_configs[0].relabel_configs[0].action", `unknown relabel action "nope"`},
+		{"scrape proxy url", "scrape_configs:\n  - job_name: a\n    proxy_url: '%zz'\n", "3", "scrape_configs[0].proxy_url", `parse "%zz": invalid URL escape "%zz"`},
+		{"datasource duration", "datasource:\n  url: http://prometheus:9090\n  timeout: 5x\n", "3", "datasource.timeout", `unknown unit "x" in duration "5x"`},
+		{"datasource tls version", "datasource:\n  url: http://prometheus:9090\n  tls_config: {max_version: TLS99}\n", "3", "datasource.tls_config.max_version", "unknown TLS version: TLS99"},
+		{"intake duration", "intake:\n  alertmanager_api:\n    check_interval: 1 minute\n", "3", "intake.alertmanager_api.check_interval", `unknown unit " minute" in duration "1 minute"`},
+		{"anomaly duration", "anomaly_detectors:\n  - {name: a, expr: up, history: -1h}\n", "2", "anomaly_detectors[0].history", `not a valid duration string: "-1h"`},
+		{"silence time", "silences:\n  - matchers: ['a=\"b\"']\n    starts_at: yesterday\n", "3", "silences[0].starts_at", `parsing time "yesterday" as "2006-01-02T15:04:05Z07:00": cannot parse "yesterday" as "2006"`},
+		{"suppression duration", "suppression:\n  flapping: {window: 5x}\n", "2", "suppression.flapping.window", `unknown unit "x" in duration "5x"`},
+		{"route duration", "route:\n  receiver: a\n  group_wait: 5x\nreceivers: [{name: a}]\n", "3", "route.group_wait", `unknown unit "x" in duration "5x"`},
+		{"route label name", "route:\n  receiver: a\n  group_by: [alertname, 'a b']\nreceivers: [{name: a}]\n", "3", "route.group_by[1]", `invalid label name "a b" in group_by list`},
+		{"route matcher", "route:\n  receiver: a\n  matchers: ['a=~\"(\"']\nreceivers: [{name: a}]\n", "3", "route.matchers[0]", "error parsing regexp: missing closing ): `^(?:()$`"},
+		{"route regexp", "route:\n  receiver: a\n  match_re: {a: '('}\nreceivers: [{name: a}]\n", "3", "route.match_re.a", "error parsing regexp: missing closing ): `^(?:()$`"},
+		{"webhook url", route + "    webhook_configs:\n      - url: '%zz'\n", "5", "receivers[0].webhook_configs[0].url", `invalid URL: parse "%zz": invalid URL escape "%zz"`},
+		{"secret url", route + "    discord_configs:\n      - webhook_url: '%zz'\n", "5", "receivers[0].discord_configs[0].webhook_url", `parse "%zz": invalid URL escape "%zz"`},
+		{"smarthost", route + "    email_configs:\n      - {to: a@example.org, smarthost: nohost}\n", "5", "receivers[0].email_configs[0].smarthost", "address nohost: missing port in address"},
+		{"receiver duration", route + "    slack_configs:\n      - {token: x, timeout: 5x}\n", "5", "receivers[0].slack_configs[0].timeout", `unknown unit "x" in duration "5x"`},
+		{"global url", "global:\n  slack_api_url: '%zz'\n", "2", "global.slack_api_url", `parse "%zz": invalid URL escape "%zz"`},
+		{"action duration", "actions:\n  - {name: a, type: webhook, url: 'http://x', cooldown: 5x}\n", "2", "actions[0].cooldown", `unknown unit "x" in duration "5x"`},
+		{"escalation duration", route + "escalation_policies:\n  - name: p\n    steps:\n      - {notify: [a], wait: 5x}\n", "7", "escalation_policies[0].steps[0].wait", `unknown unit "x" in duration "5x"`},
+		{"alike in two sections", "datasource: {url: 'http://x', timeout: 5x}\nintake: {resolve_timeout: 5x}\n", "1", "datasource.timeout", `unknown unit "x" in duration "5x"`},
+		{"alike in two entries", "anomaly_detectors:\n  - {name: a, expr: up, interval: 5x}\n  - {name: b, expr: up, interval: 5x}\n", "2", "anomaly_detectors[0].interval", `unknown unit "x" in duration "5x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "alertd.yml")
+			require.NoError(t, os.WriteFile(file, []byte(tc.in), 0o600))
+			_, err := LoadFile(file)
+			require.EqualError(t, err, file+":"+tc.line+": "+tc.key+": "+tc.reason)
 		})
 	}
 }

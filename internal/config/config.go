@@ -817,10 +817,11 @@ func checkBuckets(b []float64, max int) error {
 // the error message msg: the deepest one without which decode no longer
 // fails so, preferring at each level a value without which it succeeds to
 // one without which it fails otherwise (a name other values need, say), and
-// a collection to a scalar without which it succeeds as well. It
-// returns the line of that value's key (of the value, in a sequence) and
-// its path ("receivers[0].email_configs[0].smarthost"); "" when the
-// document has no such value, as when two values fail alike.
+// a collection to a scalar without which it succeeds as well; of values
+// that fail alike, the first, where the decoder stops. It returns the line
+// of that value's key (of the value, in a sequence) and its path
+// ("receivers[0].email_configs[0].smarthost"); "" when the document has no
+// such value.
 func Blame(b []byte, msg string, decode func([]byte) error) (line, path string) {
 	var doc yaml.Node
 	if yaml.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
@@ -862,6 +863,21 @@ func Blame(b []byte, msg string, decode func([]byte) error) (line, path string) 
 			}
 		}
 		n.Content = all
+		if best == 0 {
+			// The same failure is in more than one value: the decoder
+			// stops at the first, which ends the shortest part of the
+			// collection that still fails so. The values after it go, so
+			// that they no longer fail so at the levels below.
+			for i := step; i < len(all); i += step {
+				if n.Content = all[:i]; outcome() == 0 {
+					found = []int{i - step}
+					break
+				}
+			}
+			if len(found) == 0 {
+				n.Content = all
+			}
+		}
 		if len(found) > 1 {
 			// Without a key that names or switches on its object, the
 			// object goes too: the value that holds more is the one.

@@ -216,7 +216,7 @@ func FuzzLoad(f *testing.F) {
 // A value its own type refuses while the file is decoded (Prometheus's
 // durations, URLs, TLS versions, client and TLS configurations) is reported
 // with the file, its line and its key, as the values Validate refuses are:
-// yaml.v3 gives such errors no line.
+// yaml.v3 gives such errors no line. Of values that fail alike, the first.
 func TestLoadBadValue(t *testing.T) {
 	for _, tc := range []struct{ name, in, line, key, reason string }{
 		{"negative duration", "labels:\n  timeout: -1s\n", "2", "labels.timeout", `not a valid duration string: "-1s"`},
@@ -227,6 +227,9 @@ func TestLoadBadValue(t *testing.T) {
 		{"tls version", "labels:\n  http_config:\n    tls_config: {min_version: TLS99}\n", "3", "labels.http_config.tls_config.min_version", "unknown TLS version: TLS99"},
 		{"tls config", "labels:\n  http_config:\n    tls_config:\n      ca: x\n      ca_file: y\n", "3", "labels.http_config.tls_config", "at most one of ca, ca_file & ca_ref must be configured"},
 		{"http config", "labels:\n  http_config:\n    basic_auth: {username: a, password: b}\n    authorization: {credentials: c}\n", "2", "labels.http_config", "at most one of basic_auth, oauth2 & authorization must be configured"},
+		// The decoder stops at the first of values that fail alike.
+		{"alike in two sections", "labels:\n  timeout: 5x\nmodels: [{name: a, slos: {period: 5x}}]\n", "2", "labels.timeout", `unknown unit "x" in duration "5x"`},
+		{"alike in two entries", "models:\n  - {name: a, slos: {period: 5x}}\n  - {name: b, slos: {period: 5x}}\n", "2", "models[0].slos.period", `unknown unit "x" in duration "5x"`},
 		{"oauth2", "labels:\n  http_config:\n    oauth2:\n      client_id: a\n      token_url: http://idp/token\n      client_secret: b\n      client_secret_file: c\n", "3", "labels.http_config.oauth2", "at most one of oauth2 client_secret, client_secret_file & client_secret_ref must be configured using grant-type=client_credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
