@@ -615,14 +615,14 @@ func prometheusSections(b []byte, dir string) (*promconfig.Config, error) {
 func yamlLinesError(file string, b []byte, err error) error {
 	var te *yamlv2.TypeError
 	if errors.As(err, &te) {
-		return config.LineErrors(file, te.Errors)
+		return config.LineErrors(file, b, te.Errors)
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if line, path := config.Blame(b, err.Error(), func(b []byte) error { return yamlv2.UnmarshalStrict(b, Default()) }); line != "" {
 		return config.Prefix(file, line, path+": "+msg)
 	}
 	// A syntax error says its line: "line 3: did not find expected key".
-	return config.LineErrors(file, []string{msg})
+	return config.LineErrors(file, b, []string{msg})
 }
 
 // fieldError is a validation error about the value at path (mapping keys

@@ -225,7 +225,7 @@ func TestLoadBadSuppression(t *testing.T) {
 // sizes, regexps, matchers, URLs, label names, TLS versions, times, host
 // and port, in Prometheus's, Alertmanager's and alertd's sections) is
 // reported with the file, its line and its key; of values that fail alike,
-// the first, where the decoder stops.
+// the first, where the decoder stops. So is a value of the wrong YAML type.
 func TestLoadBadValue(t *testing.T) {
 	const route = "route: {receiver: a}\nreceivers:\n  - name: a\n"
 	for _, tc := range []struct{ name, in, line, key, reason string }{
@@ -252,6 +252,10 @@ func TestLoadBadValue(t *testing.T) {
 		{"global url", "global:\n  slack_api_url: '%zz'\n", "2", "global.slack_api_url", `parse "%zz": invalid URL escape "%zz"`},
 		{"action duration", "actions:\n  - {name: a, type: webhook, url: 'http://x', cooldown: 5x}\n", "2", "actions[0].cooldown", `unknown unit "x" in duration "5x"`},
 		{"escalation duration", route + "escalation_policies:\n  - name: p\n    steps:\n      - {notify: [a], wait: 5x}\n", "7", "escalation_policies[0].steps[0].wait", `unknown unit "x" in duration "5x"`},
+		// yaml.v2's own type errors have a line; the key is found there.
+		{"int", "anomaly_detectors:\n  - {name: a, expr: up, min_history: many}\n", "2", "anomaly_detectors[0].min_history", "cannot unmarshal !!str `many` into int"},
+		{"uint", route + "    webhook_configs:\n      - {url: 'http://x', max_alerts: -1}\n", "5", "receivers[0].webhook_configs[0].max_alerts", "cannot unmarshal !!int `-1` into uint64"},
+		{"bool", "anomaly_detectors:\n  - name: a\n    expr: up\n    reset_on_new_version: maybe\n", "4", "anomaly_detectors[0].reset_on_new_version", "cannot unmarshal !!str `maybe` into bool"},
 		{"alike in two sections", "datasource: {url: 'http://x', timeout: 5x}\nintake: {resolve_timeout: 5x}\n", "1", "datasource.timeout", `unknown unit "x" in duration "5x"`},
 		{"alike in two entries", "anomaly_detectors:\n  - {name: a, expr: up, interval: 5x}\n  - {name: b, expr: up, interval: 5x}\n", "2", "anomaly_detectors[0].interval", `unknown unit "x" in duration "5x"`},
 	} {

@@ -758,19 +758,25 @@ func decodeYAML(b []byte) (*Config, error) {
 func yamlError(file string, b []byte, err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
-		return LineErrors(file, te.Errors)
+		return LineErrors(file, b, te.Errors)
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if line, path := Blame(b, err.Error(), func(b []byte) error { _, err := decodeYAML(b); return err }); line != "" {
 		return Prefix(file, line, path+": "+msg)
 	}
 	// A syntax error says its line: "line 3: did not find expected key".
-	return LineErrors(file, []string{msg})
+	return LineErrors(file, b, []string{msg})
 }
 
-// LineErrors turns YAML decoder messages ("line 3: field x not found in type
-// y", from yaml.v2 or yaml.v3) into "file:3: unknown field "x"", one per line.
-func LineErrors(file string, msgs []string) error {
+// LineErrors turns YAML decoder messages about the document b ("line 3:
+// field x not found in type y", "line 4: cannot unmarshal !!str `x` into
+// int", from yaml.v2 or yaml.v3) into "file:3: unknown field "x"" and
+// "file:4: limits.max_models: cannot unmarshal …", one per line.
+func LineErrors(file string, b []byte, msgs []string) error {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil {
+		doc = yaml.Node{}
+	}
 	out := make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		line := ""
@@ -779,10 +785,70 @@ func LineErrors(file string, msgs []string) error {
 		}
 		if sm := unknownFieldRE.FindStringSubmatch(m); sm != nil {
 			m = fmt.Sprintf("unknown field %q", sm[1])
+		} else if sm := cannotUnmarshalRE.FindStringSubmatch(m); sm != nil && line != "" {
+			if path := pathAt(&doc, line, sm[1], sm[2]); path != "" {
+				m = path + ": " + m
+			}
 		}
 		out = append(out, Prefix(file, line, m).Error())
 	}
 	return errors.New(strings.Join(out, "\n"))
+}
+
+// cannotUnmarshalRE matches the decoders' type errors: the value's tag, and
+// the value itself when it is a scalar (cut to 7 bytes and "..." past 10).
+var cannotUnmarshalRE = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into ")
+
+// pathAt returns the path ("models[0].calibration_bins") of the one value
+// of the document doc on line with the tag and, for a scalar, the value
+// (as the decoders quote it) of a type error; "" when there is not one such
+// value, as when a flow mapping holds two alike on the line.
+func pathAt(doc *yaml.Node, line, tag, value string) string {
+	var paths []string
+	var walk func(n *yaml.Node, path string)
+	match := func(n *yaml.Node, path string) {
+		if strconv.Itoa(n.Line) != line || n.ShortTag() != tag {
+			return
+		}
+		if n.Kind == yaml.ScalarNode {
+			if v, ok := strings.CutSuffix(value, "..."); !(n.Value == value || ok && len(n.Value) > 10 && strings.HasPrefix(n.Value, v)) {
+				return
+			}
+		}
+		paths = append(paths, path)
+	}
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := strings.TrimPrefix(path+"."+n.Content[i].Value, ".")
+				match(n.Content[i+1], p)
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				match(c, p)
+				walk(c, p)
+			}
+		}
+	}
+	walk(doc, "")
+	// A collection that starts on the line of a value in it ("- name: [a]")
+	// was decoded, or the decoder would not have reached the value.
+	paths = slices.DeleteFunc(paths, func(p string) bool {
+		return slices.ContainsFunc(paths, func(q string) bool {
+			return strings.HasPrefix(q, p+".") || strings.HasPrefix(q, p+"[")
+		})
+	})
+	if len(paths) != 1 {
+		return ""
+	}
+	return paths[0]
 }
 
 // Prefix returns msg as an error that starts with the file and line, where

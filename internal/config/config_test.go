@@ -124,7 +124,7 @@ func TestLoadBad(t *testing.T) {
 		// A correction alone is a drift of its own; a prediction column is not.
 		{"bad-model-drift-prediction-alone.yml", `testdata/bad-model-drift-prediction-alone.yml:3: models[0].drift.reference is required`},
 		{"bad-max-models.yml", `testdata/bad-max-models.yml:2: limits.max_models must be at least 1, got 0`},
-		{"bad-type.yml", "testdata/bad-type.yml:2: cannot unmarshal !!str `many` into int"},
+		{"bad-type.yml", "testdata/bad-type.yml:2: limits.max_features: cannot unmarshal !!str `many` into int"},
 		{"bad-path.yml", `testdata/bad-path.yml:1: prediction_paths: "score" must start with /`},
 		{"bad-syntax.yml", `testdata/bad-syntax.yml:1: did not find expected ',' or ']'`},
 		{"bad-peer.yml", `testdata/bad-peer.yml:2: labels.peers[0]: "fraud-labels" is not host:port or dns+host:port`},
@@ -217,6 +217,7 @@ func FuzzLoad(f *testing.F) {
 // durations, URLs, TLS versions, client and TLS configurations) is reported
 // with the file, its line and its key, as the values Validate refuses are:
 // yaml.v3 gives such errors no line. Of values that fail alike, the first.
+// A value of the wrong YAML type is reported with its key too.
 func TestLoadBadValue(t *testing.T) {
 	for _, tc := range []struct{ name, in, line, key, reason string }{
 		{"negative duration", "labels:\n  timeout: -1s\n", "2", "labels.timeout", `not a valid duration string: "-1s"`},
@@ -227,6 +228,12 @@ func TestLoadBadValue(t *testing.T) {
 		{"tls version", "labels:\n  http_config:\n    tls_config: {min_version: TLS99}\n", "3", "labels.http_config.tls_config.min_version", "unknown TLS version: TLS99"},
 		{"tls config", "labels:\n  http_config:\n    tls_config:\n      ca: x\n      ca_file: y\n", "3", "labels.http_config.tls_config", "at most one of ca, ca_file & ca_ref must be configured"},
 		{"http config", "labels:\n  http_config:\n    basic_auth: {username: a, password: b}\n    authorization: {credentials: c}\n", "2", "labels.http_config", "at most one of basic_auth, oauth2 & authorization must be configured"},
+		// yaml.v3's own type errors have a line; the key is found there.
+		{"int", "models:\n  - name: a\n    calibration_bins: many\n", "3", "models[0].calibration_bins", "cannot unmarshal !!str `many` into int"},
+		{"float list", "models:\n  - name: a\n    segments: [{feature: x, buckets: nope}]\n", "3", "models[0].segments[0].buckets", "cannot unmarshal !!str `nope` into []float64"},
+		{"bool", "labels:\n  http_config:\n    follow_redirects: maybe\n", "3", "labels.http_config.follow_redirects", "cannot unmarshal !!str `maybe` into bool"},
+		{"long value", "limits: {max_models: manymanymany}\n", "1", "limits.max_models", "cannot unmarshal !!str `manyman...` into int"},
+		{"in a collection on its line", "models:\n  - name: [a]\n", "2", "models[0].name", "cannot unmarshal !!seq into string"},
 		// The decoder stops at the first of values that fail alike.
 		{"alike in two sections", "labels:\n  timeout: 5x\nmodels: [{name: a, slos: {period: 5x}}]\n", "2", "labels.timeout", `unknown unit "x" in duration "5x"`},
 		{"alike in two entries", "models:\n  - {name: a, slos: {period: 5x}}\n  - {name: b, slos: {period: 5x}}\n", "2", "models[0].slos.period", `unknown unit "x" in duration "5x"`},
