@@ -61,6 +61,11 @@ func TestCommands(t *testing.T) {
 	code, out = exitCode(t, bin, "check-config", bad)
 	require.Equal(t, 1, code)
 	require.Contains(t, out, bad+`:3: unknown field "bogus"`)
+	// So is a value its type refuses, with its key.
+	require.NoError(t, os.WriteFile(bad, []byte("datasource:\n  url: http://prometheus:9090\n  timeout: 5x\nintake:\n  resolve_timeout: 5x\n"), 0o600))
+	code, out = exitCode(t, bin, "check-config", bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, out, bad+`:3: datasource.timeout: unknown unit "x" in duration "5x"`)
 
 	code, out = exitCode(t, bin, "check-config", badRules)
 	require.Equal(t, 1, code)

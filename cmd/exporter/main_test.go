@@ -280,6 +280,11 @@ func TestConfigCheck(t *testing.T) {
 	out, err = exec.Command(bin, "--config.check", "--config.file="+bad).CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), `bad.yml:2: unknown field \"nope\"`)
+	// So is a value its type refuses, with its key.
+	require.NoError(t, os.WriteFile(bad, []byte("models:\n  - name: a\n    slos: {availability: 0.99, period: 5x}\n"), 0o644))
+	out, err = exec.Command(bin, "--config.check", "--config.file="+bad).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), `bad.yml:3: models[0].slos.period: unknown unit \"x\" in duration \"5x\"`)
 
 	// So are the per-segment class counts' bounds (models[].segment_classes).
 	segClasses := filepath.Join(dir, "segment-classes.yml")

@@ -203,6 +203,21 @@ func TestReloadBrokenRuleFile(t *testing.T) {
 	require.Equal(t, "vector(2)", a.rules(t)[0].Rules[0].Query)
 }
 
+// A reload of a configuration with a value its type refuses answers with
+// the file, the line and the key (of the first, when two fail alike), as
+// check-config does, and keeps the running configuration.
+func TestReloadBadConfigValue(t *testing.T) {
+	t.Parallel()
+	a := startAlertd(t, intakeConfig, nil, nil)
+	file := filepath.Join(a.Dir, "alertd.yml")
+	writeFile(t, a.Dir, "alertd.yml", intakeConfig+"suppression:\n  flapping:\n    window: 5x\n  min_firing_duration: 5x\n")
+	code, body := post(t, a.URL+"/-/reload", "", "")
+	require.Equal(t, http.StatusInternalServerError, code)
+	require.Equal(t, `failed to reload config: couldn't load configuration (--config.file="`+file+`"): `+file+`:5: suppression.flapping.window: unknown unit "x" in duration "5x"`+"\n", body)
+	ok, _ := metric(t, a.Registry(), "alertd_config_last_reload_successful")
+	require.Zero(t, ok)
+}
+
 // A template that fails when the alert is evaluated does not stop the
 // alert: as in Prometheus, the annotation carries the error.
 func TestTemplateErrorAtEvaluation(t *testing.T) {

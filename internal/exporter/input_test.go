@@ -289,6 +289,11 @@ func TestReload(t *testing.T) {
 	st, body := do(t, "POST", web+"/-/reload", "")
 	require.Equal(t, 500, st)
 	require.Contains(t, body, `modelmon.yml:2: unknown field "bogus"`)
+	// So is a value its type refuses, with its key.
+	require.NoError(t, os.WriteFile(cfg, []byte("default_model: two\nlabels:\n  timeout: -1s\n"), 0o644))
+	st, body = do(t, "POST", web+"/-/reload", "")
+	require.Equal(t, 500, st)
+	require.Contains(t, body, `modelmon.yml:3: labels.timeout: not a valid duration string: "-1s"`)
 	require.Equal(t, 0.0, metricValue(t, e, "modelmon_exporter_config_last_reload_successful", map[string]string{}))
 	do(t, "POST", proxy+"/score", `{"a":1}`)
 	require.Equal(t, 2.0, metricValue(t, e, "modelmon_requests_total", map[string]string{"model": "one"}), "the old configuration is still in force")
