@@ -638,27 +638,14 @@ func TestActionRollbackRemovedBeforeVerification(t *testing.T) {
 	clock := &testClock{}
 	ci := newFakeCI(t, nil, clock.Now)
 	ls, al := driftAlert("fraud", "amount")
-	deploy := classifyDrift + `
-actions:
-  - name: deploy
-    type: webhook
-    url: ` + ci.URL + `/hooks/deploy
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-    verify: {within: 30m, on_failure: rollback}
-`
-	a := startActionsAlertd(t, clock, func(string) string {
-		return deploy + `
-  - name: rollback
-    type: webhook
-    url: ` + ci.URL + `/hooks/rollback
-    secret: hook-secret
-`
-	}, nil)
+	cfg := rollbackConfig(ci)
+	a := startActionsAlertd(t, clock, func(string) string { return cfg }, nil)
 	postAlertJSON(t, a, al)
 	waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
 
+	// The rollback goes, and the deploy's verification, had it been
+	// requested now, would escalate.
+	deploy := cfg[:strings.Index(cfg, "  - name: rollback")]
 	reload(t, a, strings.Replace(deploy, "on_failure: rollback", "on_failure: escalate", 1))
 	clock.skip(31 * time.Minute)
 	failed := waitRequest(t, a, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
