@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -542,49 +543,104 @@ func torchAnswers(n int, finish string) [][]byte {
 // timeout alone: the stream and the answers coming on it go on, its own
 // later answers known by its id. Without ids, answers could no longer be
 // paired: the stream ends, and all that wait on it count as timeout.
+//
+// The shadow's streams are driven by what the sidecar did, not by timers
+// racing the timeout: a long stream goes on, a piece every 10ms, until
+// the sidecar has counted b, sent after it, as timeout (so it lasted
+// longer than the timeout), and a quiet one is quiet until the sidecar
+// gives up on it. Only a piece more than the timeout late, 150 times
+// their interval, makes a stream look quiet.
 func TestShadowGRPCStreamTimeoutBetweenAnswers(t *testing.T) {
 	const (
-		timeout = 500 * time.Millisecond
-		pieces  = 4 // in all, longer than the timeout
+		timeout = 1500 * time.Millisecond
+		every   = 10 * time.Millisecond // between the pieces of a stream
+		// never bounds how long the shadow streams or stays quiet waiting
+		// for the sidecar, which it does only when the sidecar is broken.
+		never = 5 * timeout
 	)
-	up := rawGRPCServer(t, llmModel)
-	// Answers each request in turn, a piece every timeout/3; "quiet"
-	// stops for twice the timeout after its first piece.
-	pause := func(ctx context.Context, model string, i int) {
-		d := timeout / 3
-		if model == "quiet" && i == 1 {
-			d = 2 * timeout
-		}
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-		}
+	var sidecar atomic.Pointer[Exporter]
+	bTimedOut := func() bool {
+		e := sidecar.Load()
+		return e != nil && testutil.ToFloat64(e.shadow.metrics.Errors.WithLabelValues("llm", collector.ErrorTimeout)) > 0
 	}
+	llamaCame := make(chan struct{})
+	up := rawGRPCServer(t, llmModel)
 	candidate := rawGRPCServer(t, func(method string, ss grpc.ServerStream) error {
+		ctx := ss.Context()
+		wait := func(d time.Duration) {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
 		for {
 			var req []byte
 			if err := ss.RecvMsg(&req); err != nil {
 				return nil
 			}
-			model := modelName(req)
-			answers := llmAnswers(model, fieldString(req, 3), pieces, "length")
-			if method == torchStreamPredictions {
-				answers = torchAnswers(pieces, "length")
-			}
-			for i, a := range answers {
-				pause(ss.Context(), model, i)
-				if err := ss.SendMsg(&a); err != nil {
-					return err
+			model, id := modelName(req), fieldString(req, 3)
+			// answers are n pieces, the last final; the count feeds the
+			// tokens the last reports.
+			answers := func(n int) [][]byte {
+				if method == torchStreamPredictions {
+					return torchAnswers(n, "length")
 				}
+				return llmAnswers(model, id, n, "length")
 			}
-			if method == torchStreamPredictions {
-				return nil
+			// stream sends a piece every `every` until done, the sidecar
+			// ends the call, or never has passed, then the last of them.
+			stream := func(done func() bool) error {
+				deadline := time.Now().Add(never)
+				n := 1
+				for ; !done() && ctx.Err() == nil && time.Now().Before(deadline); n++ {
+					piece := answers(2)[0]
+					if err := ss.SendMsg(&piece); err != nil {
+						return err
+					}
+					wait(every)
+				}
+				last := answers(n)[n-1]
+				return ss.SendMsg(&last)
+			}
+			var err error
+			switch {
+			case model == "llama":
+				close(llamaCame)
+				err = stream(bTimedOut)
+			case model == "llm" && id == "a":
+				err = stream(bTimedOut)
+			case model == "anon":
+				// The first, till the sidecar ends the stream: the second
+				// is never answered.
+				err = stream(func() bool { return false })
+			case model == "quiet":
+				first := answers(2)[0]
+				if err = ss.SendMsg(&first); err == nil {
+					wait(never) // the sidecar gives up first
+					err = stream(func() bool { return true })
+				}
+			default: // b, given up on by now
+				err = stream(func() bool { return true })
+			}
+			if err != nil || method == torchStreamPredictions {
+				return err
 			}
 		}
 	})
 	e := streamShadowSidecar(t, up, candidate, func(o *Options) { o.Shadow.Timeout = timeout })
+	sidecar.Store(e)
 	conn := grpcClient(t, e.GRPCAddr())
 
+	// llama goes to the shadow before b does: it too streams until b has
+	// waited the timeout.
+	input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"prompt": "Hi", "max_tokens": 4}`))
+	_, err := streamAll(t, context.Background(), conn, torchStreamPredictions, appendField(appendField(nil, 1, []byte("llama")), 3, input))
+	require.NoError(t, err)
+	select {
+	case <-llamaCame:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shadow never got llama's request")
+	}
 	for _, reqs := range [][][]byte{
 		{streamRequest("llm", "a", 1), streamRequest("llm", "b", 2)},
 		{streamRequest("quiet", "q", 1)},
@@ -593,9 +649,6 @@ func TestShadowGRPCStreamTimeoutBetweenAnswers(t *testing.T) {
 		_, err := streamAll(t, context.Background(), conn, modelStreamInfer, reqs...)
 		require.NoError(t, err)
 	}
-	input := appendField(appendField(nil, 1, []byte("data")), 2, []byte(`{"prompt": "Hi", "max_tokens": 4}`))
-	_, err := streamAll(t, context.Background(), conn, torchStreamPredictions, appendField(appendField(nil, 1, []byte("llama")), 3, input))
-	require.NoError(t, err)
 	waitIdle(t, e)
 
 	for _, tc := range []struct {
