@@ -13,27 +13,31 @@ import (
 )
 
 // restartRules has an alert that fires at once and one that must hold for
-// 6s.
+// 10s.
 const restartRules = `
 groups:
   - name: restart
     rules:
       - alert: FiresAtOnce
         expr: vector(1)
-      - alert: HoldsSixSeconds
+      - alert: HoldsTenSeconds
         expr: vector(1)
-        for: 6s
+        for: 10s
 `
 
 // alertd restarts on the same storage path: the pending alert keeps the
 // time it already spent pending (Prometheus's for-state restoration from
-// ALERTS_FOR_STATE) and fires soon after the restart, not 6s after it; the
-// group notified before the restart is not notified again (notification
-// log).
+// ALERTS_FOR_STATE) and fires the rest of its 10s hold after the restart,
+// not 10s after it; the group notified before the restart is not notified
+// again (notification log).
 //
 // As in Prometheus, a group restores its alerts' state after its second
 // evaluation (1s after the first at a 1s interval), and the alert then
-// holds for the rest of its 6s. Stopping after 4s of pending leaves 2s.
+// holds for the rest of its 10s. Stopping after 4s of pending leaves 6s
+// for the poll and the stop to come before it would fire in the first
+// alertd; the second waits as much for it to fire, so each second of
+// margin costs one of run time.
+//
 // What tells the restored alert from a fresh one is its activeAt: the
 // original one moved by the time alertd was down (ts − downAt in
 // Prometheus's RestoreForState), 4s or more before the restore, where a
@@ -52,25 +56,25 @@ func TestRestartKeepsState(t *testing.T) {
 	first := start(t, dir, o, logs)
 
 	h.wait(t, "FiresAtOnce", "firing", 30*time.Second)
-	// Stop once the evaluation 4s after HoldsSixSeconds became pending has
-	// recorded its state: it is then 2s from firing, which leaves the poll
-	// and the stop 2s, not the 1s of an evaluation interval, to come first
+	// Stop once the evaluation 4s after HoldsTenSeconds became pending has
+	// recorded its state: it is then 6s from firing, which leaves the poll
+	// and the stop 6s, not the 1s of an evaluation interval, to come first
 	// on a loaded machine.
 	var activeAt time.Time
 	require.Eventually(t, func() bool {
 		gs := first.rules(t)
 		require.Len(t, gs, 1)
-		for _, al := range findRule(t, gs, "HoldsSixSeconds").Alerts {
-			require.Equal(t, "pending", al.State, "HoldsSixSeconds fired before the restart")
+		for _, al := range findRule(t, gs, "HoldsTenSeconds").Alerts {
+			require.Equal(t, "pending", al.State, "HoldsTenSeconds fired before the restart")
 			activeAt = *al.ActiveAt
 			return !gs[0].LastEvaluation.Before(activeAt.Add(4 * time.Second))
 		}
 		return false
-	}, 30*time.Second, 5*time.Millisecond, "HoldsSixSeconds was never pending for 4s")
+	}, 30*time.Second, 5*time.Millisecond, "HoldsTenSeconds was never pending for 4s")
 	onceBefore, ok := first.alert(t, "FiresAtOnce", SourceRule)
 	require.True(t, ok)
 	require.NoError(t, first.Stop())
-	require.Empty(t, h.matching("HoldsSixSeconds", ""), "HoldsSixSeconds was notified before the restart")
+	require.Empty(t, h.matching("HoldsTenSeconds", ""), "HoldsTenSeconds was notified before the restart")
 	notifiedBefore := len(h.matching("FiresAtOnce", ""))
 	require.Equal(t, 1, notifiedBefore)
 
@@ -86,14 +90,14 @@ func TestRestartKeepsState(t *testing.T) {
 	second := start(t, dir, o2, logs2)
 	var firedAt time.Time
 	require.Eventually(t, func() bool {
-		al, ok := second.alert(t, "HoldsSixSeconds", SourceRule)
+		al, ok := second.alert(t, "HoldsTenSeconds", SourceRule)
 		if ok && al.State == "firing" {
 			firedAt = time.Now()
 			return true
 		}
 		return false
-	}, 30*time.Second, 10*time.Millisecond, "HoldsSixSeconds never fired after the restart")
-	t.Logf("HoldsSixSeconds fired %s after the restart, was pending for %s before", firedAt.Sub(restart), restart.Sub(activeAt))
+	}, 30*time.Second, 10*time.Millisecond, "HoldsTenSeconds never fired after the restart")
+	t.Logf("HoldsTenSeconds fired %s after the restart, was pending for %s before", firedAt.Sub(restart), restart.Sub(activeAt))
 
 	// FirstEvaluation fired at the second alertd's first evaluation.
 	// FiresAtOnce, firing all along, keeps its start from before the
@@ -101,14 +105,14 @@ func TestRestartKeepsState(t *testing.T) {
 	once, ok := second.alert(t, "FiresAtOnce", SourceRule)
 	require.True(t, ok)
 	require.True(t, once.StartsAt.Equal(onceBefore.StartsAt), "FiresAtOnce starts at %s after the restart, at %s before", once.StartsAt, onceBefore.StartsAt)
-	held, ok := second.alert(t, "HoldsSixSeconds", SourceRule)
+	held, ok := second.alert(t, "HoldsTenSeconds", SourceRule)
 	require.True(t, ok)
 	newRule, ok := second.alert(t, "FirstEvaluation", SourceRule)
 	require.True(t, ok)
 	firstEval, fired := newRule.StartsAt, held.StartsAt
 	require.True(t, firstEval.After(restart), "FirstEvaluation's start %s is not the second alertd's first evaluation (restart at %s)", firstEval, restart)
 
-	// HoldsSixSeconds's activeAt was restored: the original one moved by
+	// HoldsTenSeconds's activeAt was restored: the original one moved by
 	// the downtime, so later than the original, and earlier than the
 	// second alertd's first evaluation, which a fresh alert's activeAt
 	// would be. The restore comes right after the second evaluation, 1s
@@ -116,15 +120,15 @@ func TestRestartKeepsState(t *testing.T) {
 	// Prometheus counts as downtime, would move it past. It fired when
 	// the rest of its hold, from there, ran out.
 	var restored time.Time
-	for _, r := range findRule(t, second.rules(t), "HoldsSixSeconds").Alerts {
+	for _, r := range findRule(t, second.rules(t), "HoldsTenSeconds").Alerts {
 		restored = *r.ActiveAt
 	}
 	require.True(t, restored.After(activeAt) && restored.Before(firstEval), "activeAt %s was not restored (first %s, first evaluation after the restart %s)", restored, activeAt, firstEval)
-	require.GreaterOrEqual(t, fired.Sub(restored), 6*time.Second, "HoldsSixSeconds fired before its hold ran out from its restored activeAt")
+	require.GreaterOrEqual(t, fired.Sub(restored), 10*time.Second, "HoldsTenSeconds fired before its hold ran out from its restored activeAt")
 
-	// HoldsSixSeconds is notified for the first time; FiresAtOnce, firing
+	// HoldsTenSeconds is notified for the first time; FiresAtOnce, firing
 	// again after the restart with the same labels, is not notified again.
-	h.wait(t, "HoldsSixSeconds", "firing", 30*time.Second)
+	h.wait(t, "HoldsTenSeconds", "firing", 30*time.Second)
 	require.Never(t, func() bool {
 		return len(h.matching("FiresAtOnce", "")) > notifiedBefore
 	}, 3*time.Second, 50*time.Millisecond, "FiresAtOnce was notified again after the restart")
