@@ -286,12 +286,14 @@ func TestProxyUpstreamClosesIdleConnections(t *testing.T) {
 func TestProxyMaxConnsQueues(t *testing.T) {
 	var busy, most atomic.Int64
 	release := make(chan struct{})
+	stuckCame := make(chan struct{}, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := busy.Add(1)
 		defer busy.Add(-1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
 		if strings.Contains(r.URL.Path, "/stuck:") {
+			stuckCame <- struct{}{}
 			<-release
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -313,7 +315,11 @@ func TestProxyMaxConnsQueues(t *testing.T) {
 	e = startExporter(t, up.URL, func(o *Options) { o.Proxy.MaxConns = 1; o.Proxy.Timeout = 300 * time.Millisecond })
 	stuck := make(chan int)
 	go func() { st, _ := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/stuck:predict", `{}`); stuck <- st }()
-	time.Sleep(50 * time.Millisecond) // the stuck request holds the only connection
+	select {
+	case <-stuckCame: // the stuck request holds the only connection
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck request never reached the model server")
+	}
 	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/waits:predict", `{}`)
 	require.Equal(t, 504, st)
 	require.Equal(t, "modelmon: the model server did not answer in time\n", body)
