@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
+
+	"github.com/modelmon/modelmon/collector"
 )
 
 // eventually waits for a metric to reach want: a streamed request is
@@ -279,31 +282,55 @@ func TestProxyTimePerOutputToken(t *testing.T) {
 // --proxy.timeout bounds each wait of a stream, not the whole of it: a model
 // server that keeps talking may stream for longer, one that goes quiet is cut
 // off and counted.
+//
+// The model server's streams are driven by what the sidecar did, not by
+// timers racing the timeout: "talks" sends a piece every 10ms until it has
+// streamed for twice the timeout, and "quiet" four pieces, then
+// nothing until the sidecar has counted it as timeout, then four more. Only
+// a piece more than the timeout late, 60 times their interval, makes a
+// stream look quiet.
 func TestProxyStreamTimeouts(t *testing.T) {
-	const timeout = 600 * time.Millisecond
+	const (
+		timeout = 600 * time.Millisecond
+		every   = 10 * time.Millisecond // between the pieces of a stream
+		// never bounds how long "quiet" waits for the sidecar, which it
+		// does only when the sidecar is broken.
+		never = 5 * timeout
+	)
+	var sidecar atomic.Pointer[Exporter]
+	var talked atomic.Int64 // the pieces "talks" sent
 	up := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
-		pause := timeout / 4
-		if strings.Contains(req.start, "/quiet:") {
-			pause = 3 * timeout
-		}
-		for i := range 8 {
-			if i == 4 {
-				time.Sleep(pause)
-			} else {
-				time.Sleep(timeout / 4)
-			}
+		piece := func() {
+			time.Sleep(every)
 			io.WriteString(c, "1\r\nx\r\n")
+		}
+		if strings.Contains(req.start, "/quiet:") {
+			for range 4 {
+				piece()
+			}
+			timedOut := sidecar.Load().metrics.Errors.WithLabelValues("quiet", collector.ErrorTimeout)
+			for deadline := time.Now().Add(never); testutil.ToFloat64(timedOut) == 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			for range 4 {
+				piece()
+			}
+		} else {
+			for start := time.Now(); time.Since(start) <= 2*timeout; talked.Add(1) {
+				piece()
+			}
 		}
 		io.WriteString(c, "0\r\n\r\n")
 		return true
 	})
 	e := startExporter(t, up.URL(), func(o *Options) { o.Proxy.Timeout = timeout })
+	sidecar.Store(e)
 
 	start := time.Now()
 	st, body := do(t, "POST", "http://"+e.ProxyAddr()+"/v1/models/talks:predict", `{}`)
 	require.Equal(t, 200, st)
-	require.Equal(t, "xxxxxxxx", body)
+	require.Equal(t, strings.Repeat("x", int(talked.Load())), body)
 	require.Greater(t, time.Since(start), timeout, "the stream outlived --proxy.timeout")
 	eventually(t, e, 1, "modelmon_requests_total", map[string]string{"model": "talks"})
 	require.Zero(t, metricValue(t, e, "modelmon_prediction_errors_total", map[string]string{"model": "talks", "reason": "timeout"}))
