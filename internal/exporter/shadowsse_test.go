@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
@@ -187,8 +188,21 @@ func TestShadowStreamedPredictions(t *testing.T) {
 // past --capture.max-body-size, or past --proxy.max-body-size at all) as
 // invalid_response. A long stream of events is compared by its head and
 // tail, as the model's is parsed.
+//
+// The shadow's streams are driven by what the sidecar did, not by timers
+// racing the timeout: "steady" sends its body in 80 pieces, one every 10ms,
+// twice the timeout in all, and "quiet" its first event, then nothing until
+// the sidecar has counted it as timeout. Only a piece more than the timeout
+// late, 40 times their interval, makes a stream look quiet.
 func TestShadowStreamFailures(t *testing.T) {
-	const timeout = 400 * time.Millisecond
+	const (
+		timeout = 400 * time.Millisecond
+		every   = 10 * time.Millisecond // between the pieces of a stream
+		// never bounds how long "quiet" waits for the sidecar, which it
+		// does only when the sidecar is broken.
+		never = 5 * timeout
+	)
+	var sidecar atomic.Pointer[Exporter]
 	model := newRawUpstream(t, func(req *rawMessage, c net.Conn) bool {
 		writeEvents(c, chatEvents("stop"), nil, 0)
 		return true
@@ -204,13 +218,26 @@ func TestShadowStreamFailures(t *testing.T) {
 		switch bodyModelOf(req) {
 		case "quiet":
 			writeEvents(c, chatEvents("stop"), func(i int) {
-				if i == 1 {
-					time.Sleep(2 * timeout)
+				if i != 1 {
+					return
+				}
+				timedOut := sidecar.Load().shadow.metrics.Errors.WithLabelValues("quiet", collector.ErrorTimeout)
+				for deadline := time.Now().Add(never); testutil.ToFloat64(timedOut) == 0 && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
 				}
 			}, 0)
 		case "steady":
-			// Longer than --shadow.timeout in all, never that long quiet.
-			writeEvents(c, chatEvents("stop"), func(int) { time.Sleep(timeout / 3) }, 0)
+			// Longer than --shadow.timeout in all, never near that long
+			// quiet.
+			const pieces = int(2 * timeout / every)
+			body := sseBody(chatEvents("stop"))
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+			for i := range pieces {
+				time.Sleep(every)
+				piece := body[i*len(body)/pieces : (i+1)*len(body)/pieces]
+				fmt.Fprintf(c, "%x\r\n%s\r\n", len(piece), piece)
+			}
+			io.WriteString(c, "0\r\n\r\n")
 		case "dies":
 			writeEvents(c, chatEvents("stop"), nil, 2)
 			return false
@@ -231,6 +258,7 @@ func TestShadowStreamFailures(t *testing.T) {
 		o.CaptureMaxBodySize = 4 << 10
 		o.Proxy.MaxBodySize = 64 << 10
 	})
+	sidecar.Store(e)
 	cases := []struct{ model, reason string }{
 		{"quiet", collector.ErrorTimeout},
 		{"steady", ""},
