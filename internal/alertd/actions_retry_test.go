@@ -434,8 +434,9 @@ func TestActionDiscardedNotSentAgainAfterRestart(t *testing.T) {
 	require.Never(t, func() bool { return len(ci.requests()) > 1 }, 2*time.Second, 50*time.Millisecond, "a discarded action was sent again")
 }
 
-// rollbackConfig is a deploy whose failed verification runs a rollback.
-func rollbackConfig(ci *fakeCI) string {
+// deployConfig is a deploy whose failed verification does onFailure
+// (escalate, or the name of an action).
+func deployConfig(ci *fakeCI, onFailure string) string {
 	return classifyDrift + `
 actions:
   - name: deploy
@@ -444,12 +445,22 @@ actions:
     secret: hook-secret
     trigger:
       matchers: ['category="data_quality"']
-    verify: {within: 30m, on_failure: rollback}
-  - name: rollback
+    verify: {within: 30m, on_failure: ` + onFailure + `}
+`
+}
+
+// rollbackAction is the rollback of rollbackConfig, its last action.
+func rollbackAction(ci *fakeCI) string {
+	return `  - name: rollback
     type: webhook
     url: ` + ci.URL + `/hooks/rollback
     secret: hook-secret
 `
+}
+
+// rollbackConfig is a deploy whose failed verification runs a rollback.
+func rollbackConfig(ci *fakeCI) string {
+	return deployConfig(ci, "rollback") + rollbackAction(ci)
 }
 
 // ciPaths counts the requests a fake CI got by path.
@@ -564,28 +575,10 @@ func TestActionRollbackOfRemovedActionGivenUp(t *testing.T) {
 	ci := newFakeCI(t, nil, clock.Now)
 	lsA, alA := driftAlert("fraud", "amount")
 	lsB, alB := driftAlert("churn", "tenure")
-	deploy := func(onFailure string) string {
-		return classifyDrift + `
-actions:
-  - name: deploy
-    type: webhook
-    url: ` + ci.URL + `/hooks/deploy
-    secret: hook-secret
-    trigger:
-      matchers: ['category="data_quality"']
-    verify: {within: 30m, on_failure: ` + onFailure + `}
-`
-	}
 	rf, hook := refuseEnqueue(t, "action/rollback/")
 	rf.refuse.Store(false)
 	a := startActionsAlertd(t, clock, func(string) string {
-		return deploy("rollback") + `
-  - name: rollback
-    type: webhook
-    url: ` + ci.URL + `/hooks/rollback
-    secret: hook-secret
-    verify: {within: 2h, on_failure: escalate}
-`
+		return rollbackConfig(ci) + "    verify: {within: 2h, on_failure: escalate}\n"
 	}, hook)
 
 	// The first deploy fails verification; its rollback is sent, and
@@ -612,7 +605,7 @@ actions:
 	// Restarted without the rollback action, the disk has room: the
 	// retry is given up, not counted.
 	rf.refuse.Store(false)
-	writeFile(t, a.Dir, "alertd.yml", deploy("escalate"))
+	writeFile(t, a.Dir, "alertd.yml", deployConfig(ci, "escalate"))
 	b := restartActionsAlertd(t, clock, a.Dir, nil)
 	failed := waitRequest(t, b, "deploy", lsB, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
 	require.Regexp(t, `^couldn't run "rollback": given up after \d+ refusals of the outbox: no such action "rollback" \(no longer configured\)$`, failed.FollowUp)
@@ -638,15 +631,13 @@ func TestActionRollbackRemovedBeforeVerification(t *testing.T) {
 	clock := &testClock{}
 	ci := newFakeCI(t, nil, clock.Now)
 	ls, al := driftAlert("fraud", "amount")
-	cfg := rollbackConfig(ci)
-	a := startActionsAlertd(t, clock, func(string) string { return cfg }, nil)
+	a := startActionsAlertd(t, clock, func(string) string { return rollbackConfig(ci) }, nil)
 	postAlertJSON(t, a, al)
 	waitRequest(t, a, "deploy", ls, inRequestState(stateDelivered), "the deploy was not delivered")
 
 	// The rollback goes, and the deploy's verification, had it been
 	// requested now, would escalate.
-	deploy := cfg[:strings.Index(cfg, "  - name: rollback")]
-	reload(t, a, strings.Replace(deploy, "on_failure: rollback", "on_failure: escalate", 1))
+	reload(t, a, deployConfig(ci, "escalate"))
 	clock.skip(31 * time.Minute)
 	failed := waitRequest(t, a, "deploy", ls, func(r actionRequest) bool { return r.Verification == verifyFailed }, "the verification did not settle")
 	require.Equal(t, `couldn't run "rollback": no such action "rollback" (no longer configured)`, failed.FollowUp)
