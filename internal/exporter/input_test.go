@@ -101,12 +101,7 @@ func TestPushSingleObjectOnSeveralLines(t *testing.T) {
 // A pushed observation's timestamp is when the model made the prediction:
 // the label delay runs from it.
 func TestPushTimestampIsPredictionTime(t *testing.T) {
-	up := modelServer(t)
-	clock := &manualClock{t: time.Unix(1800000000, 0)}
-	e := startExporter(t, up.URL, func(o *Options) {
-		o.Now = clock.Now
-		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
-	})
+	e, clock := labelsExporter(t)
 	pushRecordsRaw(t, e, `{"model":"m","id":"p1","prediction":"yes","timestamp":1799999400}`,
 		`{"model":"m","id":"p2","prediction":"yes","timestamp":"2027-01-15T05:20:00Z"}`, // 1799990400: 2.5 hours before
 		`{"model":"m","id":"p3","prediction":"yes"}`)
@@ -121,12 +116,7 @@ func TestPushTimestampIsPredictionTime(t *testing.T) {
 // it arrived: pending predictions expire oldest first, by arrival, and it
 // must not keep the ones behind it waiting past their TTL.
 func TestPushFutureTimestampHoldsNoExpiry(t *testing.T) {
-	up := modelServer(t)
-	clock := &manualClock{t: time.Unix(1800000000, 0)}
-	e := startExporter(t, up.URL, func(o *Options) {
-		o.Now = clock.Now
-		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
-	})
+	e, clock := labelsExporter(t)
 	pushRecordsRaw(t, e, `{"model":"m","id":"ahead","prediction":"yes","timestamp":"2100-01-01T00:00:00Z"}`,
 		`{"model":"m","id":"p1","prediction":"yes"}`,
 		`{"model":"m","id":"p2","prediction":"yes"}`)
@@ -144,12 +134,7 @@ func TestPushFutureTimestampHoldsNoExpiry(t *testing.T) {
 // milliseconds are read as seconds, is rejected with an error saying so,
 // rather than taken as a time that wraps around.
 func TestPushTimestampNullAndOutOfRange(t *testing.T) {
-	up := modelServer(t)
-	clock := &manualClock{t: time.Unix(1800000000, 0)}
-	e := startExporter(t, up.URL, func(o *Options) {
-		o.Now = clock.Now
-		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
-	})
+	e, clock := labelsExporter(t)
 	url := "http://" + e.WebAddr() + "/v1/observations"
 	st, body := do(t, "POST", url, `[{"model":"m","id":"p1","prediction":"yes","timestamp":null},`+
 		`{"model":"m","id":"p2","prediction":"yes","timestamp":1800000000000},`+

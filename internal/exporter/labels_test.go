@@ -1130,6 +1130,19 @@ func TestCalibrationBinsInPrometheus(t *testing.T) {
 	})
 }
 
+// labelsExporter starts an exporter with labels on (a TTL of an hour) in
+// front of a model server, on a clock the test moves.
+func labelsExporter(t *testing.T) (*Exporter, *manualClock) {
+	t.Helper()
+	up := modelServer(t)
+	clock := &manualClock{t: time.Unix(1800000000, 0)}
+	e := startExporter(t, up.URL, func(o *Options) {
+		o.Now = clock.Now
+		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
+	})
+	return e, clock
+}
+
 // manualClock is a clock the test moves.
 type manualClock struct {
 	mu sync.Mutex
@@ -1150,12 +1163,7 @@ func (c *manualClock) Add(d time.Duration) {
 
 // A label after its prediction's TTL is counted as expired, not matched.
 func TestLabelsAfterExpiry(t *testing.T) {
-	up := modelServer(t)
-	clock := &manualClock{t: time.Unix(1800000000, 0)}
-	e := startExporter(t, up.URL, func(o *Options) {
-		o.Now = clock.Now
-		o.Labels = LabelsOptions{Enabled: true, TTL: time.Hour}
-	})
+	e, clock := labelsExporter(t)
 	pushRecordsRaw(t, e, `{"model":"m","id":"old","prediction":"yes"}`, `{"model":"m","id":"new","prediction":"yes"}`)
 	clock.Add(30 * time.Minute)
 	_, resp := postLabels(t, e, `{"id":"new","label":"yes"}`)
