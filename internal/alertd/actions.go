@@ -1875,11 +1875,11 @@ func (a *Alertd) runRollback(ctx context.Context, req *actionRequest, name, why 
 	// and schedules are dropped. Reloads run on the loop's goroutine, as
 	// this does: none comes in between.
 	if !a.actions.configured(name) {
-		if rt == nil {
-			return fmt.Sprintf("couldn't run %q: %v %q (no longer configured)", name, errNoAction, name), true
+		given := ""
+		if rt != nil {
+			given = fmt.Sprintf("given up after %d refusals of the outbox: ", rt.attempts)
 		}
-		return fmt.Sprintf("couldn't run %q: given up after %d refusals of the outbox: %v %q (no longer configured)",
-			name, rt.attempts, errNoAction, name), true
+		return fmt.Sprintf("couldn't run %q: %s%v %q (no longer configured)", name, given, errNoAction, name), true
 	}
 	if rt != nil {
 		a.actions.enqueueRetries.WithLabelValues(name, triggerRollback).Inc()
