@@ -505,10 +505,10 @@ func Load(s, dir string) (*Config, error) {
 func resolveGlobs(key string, globs []string, dir string) error {
 	for i, g := range globs {
 		if g == "" {
-			return fmt.Errorf("%s: entry %d is empty", key, i)
+			return errorAt(fmt.Errorf("%s: entry %d is empty", key, i), key, i)
 		}
 		if _, err := filepath.Match(g, ""); err != nil {
-			return fmt.Errorf("%s: invalid pattern %q: %w", key, g, err)
+			return errorAt(fmt.Errorf("%s: invalid pattern %q: %w", key, g, err), key, i)
 		}
 		if dir != "" && !filepath.IsAbs(g) {
 			globs[i] = filepath.Join(dir, g)
@@ -693,15 +693,15 @@ func (c *Config) validate(dir string) error {
 		}
 	}
 	jobs := map[string]bool{}
-	for _, sc := range c.ScrapeConfigs {
+	for i, sc := range c.ScrapeConfigs {
 		if sc == nil {
-			return errors.New("scrape_configs: empty entry")
+			return errorAt(errors.New("scrape_configs: empty entry"), "scrape_configs", i)
 		}
 		if err := sc.Validate(c.Global.GlobalConfig); err != nil {
-			return fmt.Errorf("scrape_configs: %w", err)
+			return errorAt(fmt.Errorf("scrape_configs: %w", err), "scrape_configs", i)
 		}
 		if jobs[sc.JobName] {
-			return fmt.Errorf("scrape_configs: found multiple scrape configs with job name %q", sc.JobName)
+			return errorAt(fmt.Errorf("scrape_configs: found multiple scrape configs with job name %q", sc.JobName), "scrape_configs", i, "job_name")
 		}
 		jobs[sc.JobName] = true
 		if dir != "" {
@@ -713,7 +713,7 @@ func (c *Config) validate(dir string) error {
 	}
 	if c.Datasource.URL != "" {
 		if err := checkURL(c.Datasource.URL); err != nil {
-			return fmt.Errorf("datasource: %w", err)
+			return errorAt(fmt.Errorf("datasource: %w", err), "datasource", "url")
 		}
 	}
 	if err := c.Datasource.HTTPClientConfig.Validate(); err != nil {
@@ -739,13 +739,13 @@ func (c *Config) validate(dir string) error {
 	}
 	for i, sil := range c.Silences {
 		if sil == nil || len(sil.Matchers) == 0 {
-			return fmt.Errorf("silences: entry %d has no matchers", i)
+			return errorAt(fmt.Errorf("silences: entry %d has no matchers", i), "silences", i)
 		}
 		var all amlabels.Matchers
-		for _, m := range sil.Matchers {
+		for j, m := range sil.Matchers {
 			ms, err := amlabels.ParseMatchers(m)
 			if err != nil {
-				return fmt.Errorf("silences: entry %d: invalid matcher %q: %w", i, m, err)
+				return errorAt(fmt.Errorf("silences: entry %d: invalid matcher %q: %w", i, m, err), "silences", i, "matchers", j)
 			}
 			all = append(all, ms...)
 		}
@@ -755,7 +755,7 @@ func (c *Config) validate(dir string) error {
 			return errorAt(fmt.Errorf("silences: entry %d: matchers must not match the empty label set: at least one needs a non-empty value", i), "silences", i, "matchers")
 		}
 		if sil.EndsAt.IsZero() || !sil.EndsAt.After(sil.StartsAt) {
-			return fmt.Errorf("silences: entry %d: ends_at must be set and after starts_at", i)
+			return errorAt(fmt.Errorf("silences: entry %d: ends_at must be set and after starts_at", i), "silences", i)
 		}
 	}
 	if f := &c.Suppression.Flapping; f.StartChanges > 0 {
@@ -766,7 +766,7 @@ func (c *Config) validate(dir string) error {
 			f.StopChanges = f.StartChanges / 2
 		}
 		if f.StopChanges >= f.StartChanges || f.StopChanges < 0 {
-			return fmt.Errorf("suppression: flapping: stop_changes (%d) must be below start_changes (%d)", f.StopChanges, f.StartChanges)
+			return errorAt(fmt.Errorf("suppression: flapping: stop_changes (%d) must be below start_changes (%d)", f.StopChanges, f.StartChanges), "suppression", "flapping", "stop_changes")
 		}
 	}
 	if c.Suppression.MinFiringDuration < 0 {
@@ -790,7 +790,7 @@ func (c *Config) validate(dir string) error {
 	if c.Classification != nil {
 		for i := range c.Classification.Rules {
 			if err := c.Classification.Rules[i].Validate(); err != nil {
-				return fmt.Errorf("classification: rule %d: %w", i, err)
+				return errorAt(fmt.Errorf("classification: rule %d: %w", i, err), "classification", "rules", i)
 			}
 		}
 	}
@@ -947,17 +947,17 @@ func (c *Config) validateAnomaly() error {
 	p := parser.NewParser(parser.Options{})
 	for i, d := range c.AnomalyDetectors {
 		if d == nil {
-			return fmt.Errorf("anomaly_detectors: entry %d is empty", i)
+			return errorAt(fmt.Errorf("anomaly_detectors: entry %d is empty", i), "anomaly_detectors", i)
 		}
 		if d.Name == "" {
-			return fmt.Errorf("anomaly_detectors: entry %d has no name", i)
+			return errorAt(fmt.Errorf("anomaly_detectors: entry %d has no name", i), "anomaly_detectors", i)
 		}
 		if names[d.Name] {
-			return fmt.Errorf("anomaly_detectors: name %q is not unique", d.Name)
+			return errorAt(fmt.Errorf("anomaly_detectors: name %q is not unique", d.Name), "anomaly_detectors", i, "name")
 		}
 		names[d.Name] = true
 		if _, err := p.ParseExpr(d.Expr); err != nil {
-			return fmt.Errorf("anomaly_detectors: %q: invalid expr: %w", d.Name, err)
+			return errorAt(fmt.Errorf("anomaly_detectors: %q: invalid expr: %w", d.Name, err), "anomaly_detectors", i, "expr")
 		}
 		if d.Interval == 0 {
 			d.Interval = c.Global.EvaluationInterval
@@ -966,10 +966,10 @@ func (c *Config) validateAnomaly() error {
 			d.Algorithm = anomaly.Default
 		}
 		if !slices.Contains(anomaly.Algorithms(), d.Algorithm) {
-			return fmt.Errorf("anomaly_detectors: %q: unknown algorithm %q (have %v)", d.Name, d.Algorithm, anomaly.Algorithms())
+			return errorAt(fmt.Errorf("anomaly_detectors: %q: unknown algorithm %q (have %v)", d.Name, d.Algorithm, anomaly.Algorithms()), "anomaly_detectors", i, "algorithm")
 		}
 		if d.MinHistory < 0 || d.MaxSeries < 0 {
-			return fmt.Errorf("anomaly_detectors: %q: min_history and max_series must not be negative", d.Name)
+			return errorAt(fmt.Errorf("anomaly_detectors: %q: min_history and max_series must not be negative", d.Name), "anomaly_detectors", i)
 		}
 		if d.History == nil {
 			h := model.Duration(24 * time.Hour)
@@ -984,7 +984,7 @@ func (c *Config) validateAnomaly() error {
 		}
 		for k := range d.Labels {
 			if !model.UTF8Validation.IsValidLabelName(k) || k == "detector" || k == model.MetricNameLabel {
-				return fmt.Errorf("anomaly_detectors: %q: invalid label name %q", d.Name, k)
+				return errorAt(fmt.Errorf("anomaly_detectors: %q: invalid label name %q", d.Name, k), "anomaly_detectors", i, "labels")
 			}
 		}
 	}
@@ -1171,12 +1171,12 @@ func (c *Config) Intervals() map[string][]timeinterval.TimeInterval {
 // referenced receiver and time interval defined.
 func (c *Config) validateRouting(dir string) error {
 	names := map[string]bool{}
-	for _, r := range c.Receivers {
+	for i, r := range c.Receivers {
 		if r == nil || r.Name == "" {
-			return errors.New("receivers: receiver without a name")
+			return errorAt(errors.New("receivers: receiver without a name"), "receivers", i)
 		}
 		if names[r.Name] {
-			return fmt.Errorf("receivers: receiver %q is not unique", r.Name)
+			return errorAt(fmt.Errorf("receivers: receiver %q is not unique", r.Name), "receivers", i, "name")
 		}
 		names[r.Name] = true
 		for _, wh := range r.WebhookConfigs {
@@ -1231,27 +1231,28 @@ func (c *Config) validateRouting(dir string) error {
 	if err != nil {
 		return err
 	}
-	var check func(r *amconfig.Route) error
-	check = func(r *amconfig.Route) error {
+	// path is where r is in the file, for the line of an error.
+	var check func(r *amconfig.Route, path []any) error
+	check = func(r *amconfig.Route, path []any) error {
 		if r.Receiver != "" && !names[r.Receiver] {
-			return fmt.Errorf("route: undefined receiver %q used in route", r.Receiver)
+			return errorAt(fmt.Errorf("route: undefined receiver %q used in route", r.Receiver), append(path, "receiver")...)
 		}
-		for _, n := range r.MuteTimeIntervals {
+		for i, n := range r.MuteTimeIntervals {
 			if !intervals[n] {
-				return fmt.Errorf("route: undefined time interval %q used in mute_time_intervals", n)
+				return errorAt(fmt.Errorf("route: undefined time interval %q used in mute_time_intervals", n), append(path, "mute_time_intervals", i)...)
 			}
 		}
-		for _, n := range r.ActiveTimeIntervals {
+		for i, n := range r.ActiveTimeIntervals {
 			if !intervals[n] {
-				return fmt.Errorf("route: undefined time interval %q used in active_time_intervals", n)
+				return errorAt(fmt.Errorf("route: undefined time interval %q used in active_time_intervals", n), append(path, "active_time_intervals", i)...)
 			}
 		}
-		for _, sub := range r.Routes {
-			if err := check(sub); err != nil {
+		for i, sub := range r.Routes {
+			if err := check(sub, append(slices.Clip(path), "routes", i)); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return check(c.Route)
+	return check(c.Route, []any{"route"})
 }
