@@ -43,9 +43,14 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 	// The model-level decision, taken by each replica on its own traffic:
 	// the share of the replicas whose model drifted, as ModelDrift
 	// (rules/drift.rules.yml) aggregates it; the strictest threshold and
-	// the most features over the replicas.
-	modelDrifted := fmt.Sprintf("avg by (model, window, correction) (%s)", q.inVersion(q.sel(collector.ModelDrifted, window)))
-	modelThreshold := fmt.Sprintf("min by (model, window, correction) (%s)", q.inVersion(q.sel(collector.ModelDriftThreshold, window)))
+	// the most features over the replicas. Over all the model's replicas,
+	// whatever their correction: a rollout that changes drift.correction
+	// runs both side by side, and grouping by it would show each group's
+	// share apart and start new series when it ends. The corrections
+	// themselves are counted beside the reference.
+	modelDrifted := fmt.Sprintf("avg by (model, window) (%s)", q.inVersion(q.sel(collector.ModelDrifted, window)))
+	modelThreshold := fmt.Sprintf("min by (model, window) (%s)", q.inVersion(q.sel(collector.ModelDriftThreshold, window)))
+	corrections := fmt.Sprintf("count by (model, correction) (%s)", q.inVersion(q.sel(collector.ModelDriftThreshold, window)))
 	modelFeatures := fmt.Sprintf("max by (model, window) (%s)", q.inVersion(q.sel(collector.ModelDriftFeatures, window)))
 	b := newDashboard(opts, "modelmon-data-drift", "modelmon / Data drift",
 		"Drift of each feature and of the prediction against the reference profile, per window, as the modelmon sidecar scores it.")
@@ -58,10 +63,10 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 			Min(0).Max(1).
 			Thresholds(thresholds("green", 0.3, "orange", 0.5, "red")).
 			WithTarget(instantQuery(fmt.Sprintf("avg by (model) (%s)", q.inVersion(q.sel(collector.DatasetDriftShare, window))), "{{model}}"))).
-		WithPanel(defaultStat("Model drifted", "Share of the replicas that find the model drifted in the window: any of its features' p-values below the threshold corrected for testing them all (drift.correction: bonferroni by default, fdr or none). ModelDrift fires at half of them over the 1h window for 30 minutes.", "percentunit").
+		WithPanel(defaultStat("Model drifted", "Share of the model's replicas, whatever their correction, that find it drifted in the window: any of its features' p-values below the threshold corrected for testing them all (drift.correction: bonferroni by default, fdr or none). ModelDrift fires at half of them over the 1h window for 30 minutes.", "percentunit").
 			Min(0).Max(1).
 			Thresholds(thresholds("green", 0.5, "red")).
-			WithTarget(instantQuery(modelDrifted, "{{model}} ({{correction}})"))).
+			WithTarget(instantQuery(modelDrifted, "{{model}}"))).
 		WithPanel(defaultStat("Drifted features", "Features whose drift decision is positive in the window, on any replica.", "short").
 			Thresholds(thresholds("green", 1.0, "orange")).
 			WithTarget(instantQuery(fmt.Sprintf("count by (model) (max by (model, feature) (%s) == 1)",
@@ -70,13 +75,14 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 			Thresholds(thresholds("green", 0.1, "orange", 0.2, "red")).
 			WithTarget(instantQuery(avgFeature(isPrediction(q.sel(collector.FeatureDriftPSI, window))), "{{model}}"))).
 		// The second line of stats is three wide.
-		WithPanel(defaultStat("Reference", "Where each model's reference profile came from (file, learned).", "none").
+		WithPanel(defaultStat("Reference", "Where each model's reference profile came from (file, learned), and the correction its decision takes (drift.correction), each with its number of replicas: two corrections of one model mean a rollout that changes it.", "none").
 			Span(8).
-			WithTarget(instantQuery(fmt.Sprintf("count by (model, source) (%s)", q.sel(collector.DriftReferenceInfo)), "{{model}}: {{source}}"))).
-		WithPanel(defaultStat("Model drift threshold", "The p-value below which any one feature makes the model drift in the window, corrected for testing K features: α/K (bonferroni), the Benjamini–Hochberg cut-off (fdr) or α (none); the lowest over the replicas.", "none").
+			WithTarget(instantQuery(fmt.Sprintf("count by (model, source) (%s)", q.sel(collector.DriftReferenceInfo)), "{{model}}: {{source}}").RefId("A")).
+			WithTarget(instantQuery(corrections, "{{model}}: {{correction}}").RefId("B"))).
+		WithPanel(defaultStat("Model drift threshold", "The p-value below which any one feature makes the model drift in the window, corrected for testing K features: α/K (bonferroni), the Benjamini–Hochberg cut-off (fdr) or α (none); the lowest over the replicas, whatever their correction.", "none").
 			Span(8).
 			Decimals(4).
-			WithTarget(instantQuery(modelThreshold, "{{model}} ({{correction}})"))).
+			WithTarget(instantQuery(modelThreshold, "{{model}}"))).
 		WithPanel(defaultStat("Features tested", "K, the features whose p-values the model's decision corrects over in the window: those scored, the prediction and the reconstruction error left out; the most over the replicas.", "short").
 			Span(8).
 			WithTarget(instantQuery(modelFeatures, "{{model}}"))).
@@ -89,13 +95,13 @@ func drift(opts Options) (dashboard.Dashboard, error) {
 			Min(0).Max(1).
 			Thresholds(thresholds("transparent", 0.5, "red")).
 			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLine)).
-			WithTarget(prometheusQuery(modelDrifted, "{{model}} ({{correction}})"))).
+			WithTarget(prometheusQuery(modelDrifted, "{{model}}"))).
 		WithPanel(defaultTimeseries("Dataset drifted", "The dataset drift decision (1: drifted).", "none").
 			Min(0).Max(1).
 			WithTarget(prometheusQuery(fmt.Sprintf("max by (model) (%s)", q.inVersion(q.sel(collector.DatasetDrifted, window))), "{{model}}"))).
 		WithPanel(defaultTimeseries("Model drift threshold", "The corrected p-value threshold of the model's decision (the lowest over the replicas): α/K falls as more features are tested (bonferroni); the Benjamini–Hochberg cut-off rises as more features' p-values are small (fdr).", "none").
 			Min(0).
-			WithTarget(prometheusQuery(modelThreshold, "{{model}} ({{correction}})"))).
+			WithTarget(prometheusQuery(modelThreshold, "{{model}}"))).
 		WithRow(dashboard.NewRowBuilder("Features")).
 		WithPanel(defaultHeatmap("Feature drift (PSI) over time", "Each feature's population stability index in the window, one row per feature: below 0.1 no significant change, 0.1–0.2 a moderate shift, above 0.2 a significant one.").
 			Calculate(false).

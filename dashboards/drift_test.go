@@ -60,15 +60,20 @@ func writeFraudTraining(t *testing.T, dir, more string) string {
 }
 
 // driftPanel returns a function that evaluates the first query of the data
-// drift dashboard's panel titled title under prom, with driftVariables, and
-// returns each series' value by its labels named by, joined by "/".
+// drift dashboard's panel titled title (its query of refID ref for
+// "title#ref") under prom, with driftVariables, and returns each series'
+// value by its labels named by, joined by "/".
 func driftPanel(t *testing.T, prom *prometheustest.Server) func(title string, by ...string) map[string]float64 {
 	queries := dashboardQueries(t)
 	return func(title string, by ...string) map[string]float64 {
 		t.Helper()
 		var expr string
+		where := fmt.Sprintf("panel %q ", title)
+		if title, ref, ok := strings.Cut(title, "#"); ok {
+			where = fmt.Sprintf("panel %q (%s)", title, ref)
+		}
 		for _, q := range queries {
-			if q.dashboard == "data-drift.json" && strings.HasPrefix(q.where, fmt.Sprintf("panel %q ", title)) {
+			if q.dashboard == "data-drift.json" && strings.HasPrefix(q.where, where) {
 				expr = q.expr
 				break
 			}
@@ -163,11 +168,15 @@ func TestDriftDashboardPrediction(t *testing.T) {
 }
 
 // The model-level decision's panels aggregate it over the replicas as
-// ModelDrift does. Under a real Prometheus scraping two real sidecars of
-// fraud, one whose traffic moved amount and one whose traffic is as in
-// training, half the replicas find the model drifted; each tests K = 2
-// features (amount and country, the prediction left out), so Bonferroni's
-// threshold is 0.05/2 on both.
+// ModelDrift does, whatever the correction each takes. Under a real
+// Prometheus scraping two real sidecars of fraud in the middle of a rollout
+// that changes drift.correction, one whose traffic moved amount (new, fdr)
+// and one whose traffic is as in training (old, bonferroni), half the
+// replicas find the model drifted, not all of the fdr ones and none of the
+// bonferroni ones; the corrections are counted beside the reference. Each
+// tests K = 2 features (amount and country, the prediction left out):
+// Bonferroni's threshold is 0.05/2, and Benjamini–Hochberg's with one
+// p-value below its cut-off 0.05·1/2.
 func TestDriftDashboardModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the exporter under Prometheus")
@@ -176,17 +185,17 @@ func TestDriftDashboardModel(t *testing.T) {
 	bin, err := buildBinaries()
 	require.NoError(t, err)
 
-	cfg := writeFraudTraining(t, t.TempDir(), "")
 	var webs []string
-	for _, body := range []string{
-		observations("fraud", 200, 500, func(int) float64 { return 0.9 }),
-		observations("fraud", 200, 100, func(i int) float64 { return float64(i%10) / 10 }),
+	for _, r := range []struct{ correction, body string }{
+		{"fdr", observations("fraud", 200, 500, func(int) float64 { return 0.9 })},
+		{"bonferroni", observations("fraud", 200, 100, func(i int) float64 { return float64(i%10) / 10 })},
 	} {
+		cfg := writeFraudTraining(t, t.TempDir(), "drift: {correction: "+r.correction+"}\n")
 		proxy, web := freeAddr(t), freeAddr(t)
 		start(t, filepath.Join(bin, "exporter"), web, "--config.file="+cfg,
 			"--proxy.upstream=http://"+freeAddr(t), "--proxy.listen-address="+proxy, "--web.listen-address="+web,
 			"--drift.min-samples=50")
-		require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json", body))
+		require.Equal(t, 200, post(t, "http://"+web+"/v1/observations", "application/json", r.body))
 		webs = append(webs, web)
 	}
 
@@ -197,12 +206,13 @@ func TestDriftDashboardModel(t *testing.T) {
 	}, 60*time.Second, 200*time.Millisecond, "Prometheus did not scrape both replicas' decisions")
 
 	panel := driftPanel(t, prom)
-	drifted := map[string]float64{"fraud/5m/bonferroni": 0.5}
-	require.Equal(t, drifted, panel("Model drifted", "model", "window", "correction"), "one replica of two")
-	threshold := panel("Model drift threshold", "model", "window", "correction")
+	require.Equal(t, map[string]float64{"fraud/5m": 0.5}, panel("Model drifted", "model", "window"), "one replica of two")
+	threshold := panel("Model drift threshold", "model", "window")
 	require.Len(t, threshold, 1)
-	require.InEpsilon(t, 0.05/2, threshold["fraud/5m/bonferroni"], 1e-12)
+	require.InEpsilon(t, 0.05/2, threshold["fraud/5m"], 1e-12)
 	require.Equal(t, map[string]float64{"fraud/5m": 2}, panel("Features tested", "model", "window"))
 	require.Equal(t, map[string]float64{"fraud": 0.25}, panel("Dataset drift share", "model"),
 		"one input of two drifted on one replica: a share of 1/2 there, 0 on the other")
+	require.Equal(t, map[string]float64{"fraud/bonferroni": 1, "fraud/fdr": 1}, panel("Reference#B", "model", "correction"),
+		"one replica of each correction")
 }
