@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelmon/modelmon/internal/notify/notifytest"
 	"github.com/modelmon/modelmon/internal/outbox"
 )
 
@@ -139,5 +140,38 @@ receivers:
 			require.Equal(t, 1.0, value(t, reg, "alertd_notifications_failed_total", "integration", "webhook", "reason", "other"))
 			require.Len(t, n.Outbox().DeadLetters(), 1)
 		})
+	})
+}
+
+// A Retry-After far beyond --outbox.max-age (a year, from a misconfigured
+// proxy, or a date far ahead) is honoured up to the message's max age,
+// not longer: the lane is held back no longer than it would be by a
+// receiver that is down, and its last attempt comes at the max age.
+func TestRetryAfterBoundedByMaxAge(t *testing.T) {
+	pd := notifytest.NewPagerDuty(t)
+	cfg := load(t, `
+route:
+  receiver: pager
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1m
+receivers:
+  - name: pager
+    pagerduty_configs: [{url: "{{URL}}", routing_key: k}]`, pd.URL)
+	synctest.Test(t, func(t *testing.T) {
+		pd.Fail(notifytest.Reply{Status: http.StatusTooManyRequests, Header: map[string]string{"Retry-After": "31536000"}})
+		n := start(t, Options{Config: cfg, Outbox: outbox.Options{MaxAge: time.Hour}})
+		require.NoError(t, n.Put(classified("Drift", "fraud", time.Now())))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Equal(t, 1, pd.Requests())
+		require.NoError(t, n.Put(classified("Skew", "fraud", time.Now())))
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Empty(t, n.Outbox().DeadLetters())
+		evs := pd.Events()
+		require.Len(t, evs, 2, "both sent once the max age of the first is reached")
+		require.Equal(t, "[FIRING:1] Drift: Feature amount drifted", evs[0]["payload"].(map[string]any)["summary"])
 	})
 }

@@ -715,7 +715,11 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 		wait := o.backoff(m.Attempts)
 		var ra *retryAfterError
 		if errors.As(err, &ra) && ra.after > 0 {
-			wait = ra.after
+			// Honoured up to the message's max age, not beyond: a
+			// Retry-After of a year (a misconfigured proxy, a date far
+			// ahead) would hold back the lane for that long. The attempt
+			// at the max age is the last.
+			wait = min(ra.after, max(0, r.Since.Add(o.opts.MaxAge).Sub(now)))
 		}
 		upd.NextAttempt, upd.LastError = now.Add(wait), err.Error()
 		o.logger.Warn("Delivery failed, will retry", "receiver", r.Receiver, "integration", r.Integration,
