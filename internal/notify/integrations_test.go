@@ -450,3 +450,35 @@ receivers:
 		require.True(t, strings.HasSuffix(s, "🔥…"))
 	})
 }
+
+// An event larger than PagerDuty's 512 KB is refused (400) and would be
+// dead-lettered: as Alertmanager does, its custom_details are replaced by
+// a note saying why, so the incident still pages.
+func TestPagerDutyEventSizeLimit(t *testing.T) {
+	pd := notifytest.NewPagerDuty(t)
+	cfg := load(t, `
+route:
+  receiver: pager
+  group_by: [model]
+  group_wait: 1s
+receivers:
+  - name: pager
+    pagerduty_configs: [{url: "{{URL}}", routing_key: k}]`, pd.URL)
+	synctest.Test(t, func(t *testing.T) {
+		n := start(t, Options{Config: cfg})
+		a := classified("Drift", "fraud", time.Now())
+		a.Annotations["description"] = model.LabelValue(strings.Repeat("x", 600<<10))
+		a.Annotations["explanation"] = a.Annotations["description"]
+		require.NoError(t, n.Put(a))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if dead := n.Outbox().DeadLetters(); len(dead) > 0 {
+			t.Fatalf("dead-lettered: %s", dead[0].LastError)
+		}
+		evs := pd.Events()
+		require.Len(t, evs, 1)
+		p := evs[0]["payload"].(map[string]any)
+		require.Equal(t, "[FIRING:1] Drift model=fraud: Feature amount drifted", p["summary"])
+		require.Equal(t, map[string]any{"error": "Custom details have been removed because the original event exceeds the maximum size of 512kB"}, p["custom_details"])
+	})
+}

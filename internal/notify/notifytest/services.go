@@ -200,7 +200,8 @@ func validSlackBlocks(blocks []map[string]any) error {
 }
 
 // PagerDuty is a local server speaking PagerDuty's Events API v2 at
-// /v2/enqueue. It refuses an event PagerDuty would refuse with its 400,
+// /v2/enqueue. It refuses an event PagerDuty would refuse (invalid or
+// larger than MaxPagerDutyEvent) with its 400,
 // else answers the queued replies first, then 202.
 type PagerDuty struct {
 	URL string
@@ -248,7 +249,13 @@ func (p *PagerDuty) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var e map[string]any
-	err := json.NewDecoder(r.Body).Decode(&e)
+	b, err := io.ReadAll(r.Body)
+	if err == nil && len(b) > MaxPagerDutyEvent {
+		err = fmt.Errorf("event of %d bytes, more than %d", len(b), MaxPagerDutyEvent)
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &e)
+	}
 	if err == nil {
 		err = validPagerDutyEvent(e)
 	}
@@ -276,6 +283,12 @@ func (p *PagerDuty) serve(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(map[string]string{"status": "success", "message": "Event processed", "dedup_key": fmt.Sprint(e["dedup_key"])})
 }
+
+// MaxPagerDutyEvent is the Events API's limit of an event, 512 KB (its
+// "Size Limits"), taken as 512,000 bytes as Alertmanager does. PagerDuty
+// does not document the status it refuses a larger event with; the fake
+// answers 400 as for any invalid event.
+const MaxPagerDutyEvent = 512000
 
 // pagerDutySeverities are the severities the Events API v2 accepts.
 var pagerDutySeverities = []string{"critical", "error", "warning", "info"}

@@ -31,6 +31,14 @@ import (
 // maxSummary is the Events API's limit of a summary, in characters.
 const maxSummary = 1024
 
+// maxEvent is the Events API's limit of an event, 512 KB, in bytes as
+// Alertmanager takes it. PagerDuty refuses a larger event.
+const maxEvent = 512000
+
+// detailsRemoved replaces the custom_details of an event over maxEvent,
+// in Alertmanager's words.
+const detailsRemoved = "Custom details have been removed because the original event exceeds the maximum size of 512kB"
+
 // Notifier sends events for one pagerduty_configs entry.
 type Notifier struct {
 	conf   *alertconfig.PagerDutyConfig
@@ -177,9 +185,16 @@ func truncate(s string, n int) string {
 	return t
 }
 
-// Send posts n's event.
+// Send posts n's event. An event over PagerDuty's size limit (long
+// annotations) goes without its custom_details, as in Alertmanager,
+// rather than being refused for good.
 func (p *Notifier) Send(ctx context.Context, n *notice.Notice) error {
-	body, err := json.Marshal(p.Event(n))
+	e := p.Event(n)
+	body, err := json.Marshal(e)
+	if err == nil && len(body) > maxEvent && e.Payload != nil {
+		e.Payload.Details = map[string]any{"error": detailsRemoved}
+		body, err = json.Marshal(e)
+	}
 	if err != nil {
 		return outbox.Permanent(fmt.Errorf("couldn't encode event: %w", err))
 	}
