@@ -1,8 +1,13 @@
 package notify
 
 import (
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -174,4 +179,64 @@ receivers:
 		require.Len(t, evs, 2, "both sent once the max age of the first is reached")
 		require.Equal(t, "[FIRING:1] Drift: Feature amount drifted", evs[0]["payload"].(map[string]any)["summary"])
 	})
+}
+
+// A 301, 302 or 303 to a POST makes Go's client (as any browser) follow
+// with a GET, without the body: the receiver gets nothing, and whatever
+// answers the GET (a 200 login page, a health check) must not count as
+// delivered. Such a notification is dead-lettered, saying where it was
+// redirected (scheme and host only: a path may be a secret, as Slack's
+// webhook URLs are). A 307 or 308 repeats the POST with its body.
+func TestRedirectedPost(t *testing.T) {
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			// The URL redirected to answers 200 to anything, as a login
+			// page does; it keeps the methods and bodies it got.
+			var (
+				mu     sync.Mutex
+				posted []string
+			)
+			target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Connection", "close")
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				defer mu.Unlock()
+				posted = append(posted, r.Method+" "+strconv.Itoa(len(b)))
+			}))
+			t.Cleanup(target.Close)
+			redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Connection", "close")
+				http.Redirect(w, r, target.URL+"/s3cret/path", code)
+			}))
+			t.Cleanup(redirect.Close)
+			cfg := load(t, `
+route:
+  receiver: r
+  group_wait: 1s
+receivers:
+  - name: r
+    webhook_configs: [{url: "{{URL}}/hook"}]`, redirect.URL)
+			synctest.Test(t, func(t *testing.T) {
+				var got notifications
+				n := start(t, Options{Config: cfg, OnNotify: got.add})
+				require.NoError(t, n.Put(firing("alertname=A")))
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				ns := got.get()
+				require.Len(t, ns, 1)
+				mu.Lock()
+				require.Len(t, posted, 1)
+				method := posted[0][:strings.Index(posted[0], " ")]
+				mu.Unlock()
+				if code == http.StatusTemporaryRedirect || code == http.StatusPermanentRedirect {
+					require.Equal(t, http.MethodPost, method)
+					require.NoError(t, ns[0].Err)
+					return
+				}
+				require.Equal(t, http.MethodGet, method)
+				require.EqualError(t, ns[0].Err, fmt.Sprintf("redirected (%d) to %s, which the client followed with a GET without the notification: configure the URL it redirects to", code, target.URL))
+				require.Len(t, n.Outbox().DeadLetters(), 1)
+			})
+		})
+	}
 }

@@ -109,10 +109,14 @@ func Hash(s string) string {
 const maxErrorBody = 1 << 10
 
 // CheckResponse classifies a response as the outbox expects: 2xx is
-// delivered; 429 (and 503 with Retry-After) retries after the time asked;
+// delivered, unless a redirect turned the POST into a GET (which fails
+// for good); 429 (and 503 with Retry-After) retries after the time asked;
 // other 5xx and 408 retry with backoff; any other status fails for good.
 // The error carries the start of the body.
 func CheckResponse(resp *http.Response, now time.Time) error {
+	if err := redirectedToGet(resp); err != nil {
+		return outbox.Permanent(err)
+	}
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
@@ -126,6 +130,30 @@ func CheckResponse(resp *http.Response, now time.Time) error {
 		return err
 	}
 	return outbox.Permanent(err)
+}
+
+// redirectedToGet returns an error if resp answers a GET that a redirect
+// (301, 302, 303) of the POST turned the request into. Go's client, as
+// browsers do, follows those with a GET without the body, so the receiver
+// got nothing of the notification, whatever answers the GET (a login
+// page's 200) says. A 307 or 308 repeats the POST with its body, and is
+// fine. The error names where it was redirected by scheme and host only:
+// the path or query may hold a secret (a Slack webhook's path does).
+func redirectedToGet(resp *http.Response) error {
+	req := resp.Request
+	if req == nil {
+		return nil
+	}
+	// Back to the first redirect: the request that was sent.
+	first := req.Response
+	for first != nil && first.Request != nil && first.Request.Response != nil {
+		first = first.Request.Response
+	}
+	if first == nil || first.Request == nil || req.Method == first.Request.Method {
+		return nil
+	}
+	return fmt.Errorf("redirected (%d) to %s://%s, which the client followed with a %s without the notification: configure the URL it redirects to",
+		first.StatusCode, req.URL.Scheme, req.URL.Host, req.Method)
 }
 
 // TransportError is err of a request that got no response, without the
