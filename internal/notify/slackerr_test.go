@@ -96,3 +96,32 @@ func TestSlackLongAnnotations(t *testing.T) {
 		})
 	}
 }
+
+// A title template that renders blank (a label the alerts lack) would
+// make the header block empty, which Slack refuses (invalid_blocks): the
+// default title stands in for it, and the message is posted.
+func TestSlackBlankTitle(t *testing.T) {
+	for name, conf := range map[string]string{
+		"web api":          `{api_url: "{{URL}}/api", token: xoxb-t0ken, channel: ml, title: "{{ .CommonLabels.team }} "}`,
+		"incoming webhook": `{webhook_url: "{{URL}}/services/T/B/s3cret", title: "{{ .CommonLabels.team }} "}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			sl := notifytest.NewSlack(t)
+			cfg := load(t, "route: {receiver: team, group_wait: 1s}\nreceivers:\n  - name: team\n    slack_configs: ["+conf+"]\n", sl.URL)
+			synctest.Test(t, func(t *testing.T) {
+				n := start(t, Options{Config: cfg})
+				require.NoError(t, n.Put(classified("Drift", "fraud", time.Now())))
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				if dead := n.Outbox().DeadLetters(); len(dead) > 0 {
+					t.Fatalf("dead-lettered: %s", dead[0].LastError)
+				}
+				calls := sl.Calls()
+				require.Len(t, calls, 1)
+				texts, _ := blockTexts(t, calls[0].Blocks)
+				require.Equal(t, []string{"[FIRING:1] Drift"}, texts["header"])
+				require.Equal(t, "[FIRING:1] Drift", calls[0].Text)
+			})
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"unicode/utf8"
@@ -148,9 +149,10 @@ func (s *Slack) serve(w http.ResponseWriter, r *http.Request) {
 
 // validSlackBlocks checks the limits of Slack's Block Kit that Slack
 // refuses a message for (invalid_blocks): at most 50 blocks; a header's
-// text at most 150 characters; a section's text at most 3000, and at most
-// 10 fields of at most 2000 each; a context at most 10 elements; a
-// button's text at most 75 characters and its value at most 2000.
+// text not blank and at most 150 characters; a section's text at most
+// 3000, and at most 10 fields of at most 2000 each; a context at most 10
+// elements; a button's text at most 75 characters and its value at most
+// 2000.
 func validSlackBlocks(blocks []map[string]any) error {
 	if len(blocks) > 50 {
 		return fmt.Errorf("%d blocks, more than 50", len(blocks))
@@ -170,6 +172,10 @@ func validSlackBlocks(blocks []map[string]any) error {
 		var errs []error
 		switch b["type"] {
 		case "header":
+			// A text object's text is 1 character at least.
+			if strings.TrimSpace(text(b["text"])) == "" {
+				errs = append(errs, errors.New("header text must be more than 0 characters"))
+			}
 			errs = append(errs, over("header text", text(b["text"]), 150))
 		case "section":
 			errs = append(errs, over("section text", text(b["text"]), 3000))

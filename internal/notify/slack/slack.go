@@ -239,14 +239,19 @@ func annotation(d *template.Data, k string) string {
 	return ""
 }
 
-// title is "[FIRING:2] ModelDrift model=fraud", or the configured template.
+// title is the configured template, or "[FIRING:2] ModelDrift
+// model=fraud" without one or when it renders blank: the header block
+// needs a text, and Slack refuses a message with an empty one
+// (invalid_blocks).
 func (s *Notifier) title(d *template.Data) (string, error) {
 	if s.conf.Title != "" {
 		t, err := s.tmpl.ExecuteTextString(s.conf.Title, d)
 		if err != nil {
 			return "", fmt.Errorf("couldn't render title: %w", err)
 		}
-		return t, nil
+		if strings.TrimSpace(t) != "" {
+			return t, nil
+		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s:%d] %s", strings.ToUpper(d.Status), len(d.Alerts.Firing()), d.CommonLabels["alertname"])
