@@ -115,7 +115,7 @@ receivers:
 			"*Status*\nfiring (1 firing, 0 resolved)", "*Priority*\nhigh", "*Category*\ndata_quality", "*Value*\n0.41",
 			"*Action*\ninvestigate", "*False-positive probability*\n0.120",
 		}, texts["section.fields"])
-		require.Equal(t, []string{"Feature amount drifted", "*Why it is anomalous*\nPSI 0.41 > 0.2 for 3 windows"}, texts["section"])
+		require.Equal(t, []string{"Feature amount drifted", "*Why it is anomalous*\nPSI 0.41 &gt; 0.2 for 3 windows"}, texts["section"])
 		require.Equal(t, []string{"<https://grafana.example/d/drift|Dashboard> · <https://runbooks.example/drift|Runbook> · <http://alertd.example:9109/api/v1/alerts?fingerprint=" +
 			a.Fingerprint().String() + "|Alert in alertd>"}, texts["context"])
 		require.Len(t, buttons, 3)

@@ -125,3 +125,41 @@ func TestSlackBlankTitle(t *testing.T) {
 		})
 	}
 }
+
+// Slack reads <, > and & in mrkdwn as its control sequences: a label value
+// carried into an annotation ("<!channel>", "<@U123>") would notify the
+// whole channel or a user, and "p < 0.05 … > 0.2" would turn into a
+// broken link. Values from alerts are escaped (&lt; &gt; &amp;), as
+// Slack's formatting guide asks, in the blocks, the notification text and
+// the thread replies; an escape is never cut by the truncation.
+func TestSlackEscapesMrkdwn(t *testing.T) {
+	sl := notifytest.NewSlack(t)
+	cfg := load(t, "route: {receiver: team, group_wait: 1s, group_interval: 1m, group_by: [alertname]}\nreceivers:\n  - name: team\n    slack_configs: [{api_url: \"{{URL}}/api\", token: xoxb-t0ken, channel: ml}]\n", sl.URL)
+	synctest.Test(t, func(t *testing.T) {
+		n := start(t, Options{Config: cfg})
+		a := classified("<!channel>", "fraud", time.Now())
+		a.Annotations["summary"] = "<!channel> p < 0.05 & psi > 0.2"
+		a.Annotations["value"] = "<@U123>"
+		a.Annotations["explanation"] = model.LabelValue(strings.Repeat("x", 2897) + "&&")
+		require.NoError(t, n.Put(a))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Empty(t, n.Outbox().DeadLetters())
+		calls := sl.Calls()
+		require.Len(t, calls, 1)
+		require.Equal(t, "[FIRING:1] &lt;!channel&gt;", calls[0].Text)
+		texts, _ := blockTexts(t, calls[0].Blocks)
+		require.Equal(t, []string{"[FIRING:1] <!channel>"}, texts["header"], "plain_text is not parsed")
+		require.Equal(t, []string{"&lt;!channel&gt; p &lt; 0.05 &amp; psi &gt; 0.2", "*Why it is anomalous*\n" + strings.Repeat("x", 2897) + "…"}, texts["section"])
+		require.Contains(t, texts["section.fields"], "*Value*\n&lt;@U123&gt;")
+
+		b := classified("<!channel>", "fraud", time.Now())
+		b.Labels["feature"] = "amount"
+		require.NoError(t, n.Put(b))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		calls = sl.Calls()
+		require.Len(t, calls, 3)
+		require.Equal(t, "Update: 2 firing, 0 resolved (&lt;!channel&gt; firing).", calls[2].Text)
+	})
+}

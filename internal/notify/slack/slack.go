@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/alertmanager/template"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackutilsx"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/notify/notice"
@@ -107,14 +108,14 @@ func (s *Notifier) Send(ctx context.Context, n *notice.Notice) error {
 		return outbox.Permanent(err)
 	}
 	if s.api == nil {
-		return s.postWebhook(ctx, &slack.WebhookMessage{Channel: s.conf.Channel, Text: text, Blocks: &slack.Blocks{BlockSet: blocks}})
+		return s.postWebhook(ctx, &slack.WebhookMessage{Channel: s.conf.Channel, Text: slackutilsx.EscapeMessage(text), Blocks: &slack.Blocks{BlockSet: blocks}})
 	}
 	key := s.thread + notice.Hash(n.ThreadKey())
 	var th thread
 	if b, ok := s.store.State(stateNamespace, key); ok && json.Unmarshal(b, &th) == nil {
 		// Update the incident's message first: done twice it is the same,
 		// so a retry after a failed reply repeats nothing visible.
-		_, _, _, err := s.api.UpdateMessageContext(ctx, th.Channel, th.TS, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+		_, _, _, err := s.api.UpdateMessageContext(ctx, th.Channel, th.TS, slack.MsgOptionText(text, true), slack.MsgOptionBlocks(blocks...))
 		var se slack.SlackErrorResponse
 		if errors.As(err, &se) && se.Err == "message_not_found" {
 			// Deleted in Slack: start a new message.
@@ -124,7 +125,7 @@ func (s *Notifier) Send(ctx context.Context, n *notice.Notice) error {
 		if err != nil {
 			return classify(err)
 		}
-		_, _, err = s.api.PostMessageContext(ctx, th.Channel, slack.MsgOptionTS(th.TS), slack.MsgOptionText(replyText(n), false))
+		_, _, err = s.api.PostMessageContext(ctx, th.Channel, slack.MsgOptionTS(th.TS), slack.MsgOptionText(replyText(n), true))
 		if err != nil {
 			return classify(err)
 		}
@@ -160,7 +161,7 @@ func (s *Notifier) postWebhook(ctx context.Context, msg *slack.WebhookMessage) e
 
 // post starts an incident's message and remembers its thread.
 func (s *Notifier) post(ctx context.Context, key string, n *notice.Notice, blocks []slack.Block, text string) error {
-	ch, ts, err := s.api.PostMessageContext(ctx, s.conf.Channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	ch, ts, err := s.api.PostMessageContext(ctx, s.conf.Channel, slack.MsgOptionText(text, true), slack.MsgOptionBlocks(blocks...))
 	if err != nil {
 		return classify(err)
 	}
@@ -286,7 +287,7 @@ func (s *Notifier) message(n *notice.Notice) ([]slack.Block, string, error) {
 	} else {
 		for _, k := range []string{"summary", "description"} {
 			if v := annotation(d, k); v != "" {
-				body += v + "\n"
+				body += escape(v) + "\n"
 			}
 		}
 	}
@@ -301,24 +302,24 @@ func (s *Notifier) message(n *notice.Notice) ([]slack.Block, string, error) {
 	} {
 		if v := annotation(d, f.key); v != "" {
 			// Slack refuses a field over 2000 characters (invalid_blocks).
-			fields = append(fields, mrkdwn(truncate(fmt.Sprintf("*%s*\n%s", f.name, v), 2000)))
+			fields = append(fields, mrkdwn(cut(fmt.Sprintf("*%s*\n%s", f.name, escape(v)), 2000)))
 		}
 	}
 	status := fmt.Sprintf("*Status*\n%s (%d firing, %d resolved)", d.Status, len(d.Alerts.Firing()), len(d.Alerts.Resolved()))
 	if e := n.Extra[notice.ExtraEvent]; e != "" {
-		status += ", " + e
+		status += ", " + escape(e)
 	}
 	if l := n.Extra[notice.ExtraLevel]; l != "" {
-		status += ", level " + l
+		status += ", level " + escape(l)
 	}
-	fields = append([]*slack.TextBlockObject{mrkdwn(truncate(status, 2000))}, fields...)
+	fields = append([]*slack.TextBlockObject{mrkdwn(cut(status, 2000))}, fields...)
 	var text *slack.TextBlockObject
 	if strings.TrimSpace(body) != "" {
-		text = mrkdwn(truncate(strings.TrimSpace(body), 3000))
+		text = mrkdwn(cut(strings.TrimSpace(body), 3000))
 	}
 	blocks = append(blocks, slack.NewSectionBlock(text, fields[:min(len(fields), 10)], nil))
 	if e := annotation(d, "explanation"); e != "" {
-		blocks = append(blocks, slack.NewSectionBlock(mrkdwn("*Why it is anomalous*\n"+truncate(e, 2900)), nil, nil))
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn("*Why it is anomalous*\n"+cut(escape(e), 2900)), nil, nil))
 	}
 	var links []string
 	if u := annotation(d, "dashboard_url"); u != "" {
@@ -405,6 +406,27 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// escape escapes the characters Slack reads as control sequences in
+// mrkdwn and in a message's text (&, <, >), as its formatting guide asks
+// of text from elsewhere: values from alerts must not mention a channel
+// (<!channel>) or a user, nor turn into a link. The text template's output
+// is the user's mrkdwn and is left as it is.
+func escape(s string) string { return slackutilsx.EscapeMessage(s) }
+
+// cut is truncate for mrkdwn that escape escaped: it does not leave part
+// of an escape (&amp;) before the ellipsis.
+func cut(s string, n int) string {
+	t := truncate(s, n)
+	if t == s {
+		return s
+	}
+	head := strings.TrimSuffix(t, "…")
+	if i := strings.LastIndexByte(head, '&'); i >= 0 && len(head)-i < len("&amp;") && !strings.Contains(head[i:], ";") {
+		head = head[:i]
+	}
+	return head + "…"
 }
 
 // ButtonValue is the value of the buttons: what alertd acts on.
