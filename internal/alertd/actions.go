@@ -1253,6 +1253,20 @@ func (r *actionRunner) deliver(ctx context.Context, c *alertconfig.Action, hr *a
 		return fmt.Errorf("couldn't reach %s: %w", redactURL(hr.URL), err)
 	}
 	defer resp.Body.Close()
+	if resp.Request != nil && resp.Request.Method != req.Method {
+		// A 301, 302 or 303 turned the POST into a GET without the body:
+		// whatever answers it triggered nothing. Where to, by scheme and
+		// host only (the path may hold a secret).
+		code := 0
+		for r := resp.Request.Response; r != nil; r = r.Request.Response {
+			code = r.StatusCode
+			if r.Request == nil {
+				break
+			}
+		}
+		return outbox.Permanent(fmt.Errorf("redirected (%d) to %s://%s, which the client followed with a %s without the request: configure the URL it redirects to",
+			code, resp.Request.URL.Scheme, resp.Request.URL.Host, resp.Request.Method))
+	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	err = act.Check(c.Type, resp, body, now)
 	var se *act.StatusError

@@ -1120,3 +1120,39 @@ func TestActionOutboxMetricsAtZero(t *testing.T) {
 		require.False(t, ok, "%s%v of the removed action is still exposed", m.name, m.labels)
 	}
 }
+
+// A 302 to an action's POST makes the client follow with a GET without
+// the body: whatever answers it 200 (a login page, a moved CI's front
+// page) triggered nothing, and the request fails for good saying where it
+// was redirected, rather than counting as delivered.
+func TestActionRedirectedToGet(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	var gets atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			gets.Add(1)
+		}
+	}))
+	t.Cleanup(target.Close)
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/login", http.StatusFound)
+	}))
+	t.Cleanup(redirect.Close)
+	cfg := classifyDrift + `
+actions:
+  - name: retrain
+    type: github_repository_dispatch
+    url: ` + redirect.URL + `
+    repository: acme/models
+    token: ghp_SECRET
+    trigger:
+      matchers: ['category="data_quality"']
+`
+	a := startActionsAlertd(t, clock, func(string) string { return cfg }, nil)
+	ls, al := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, al)
+	failed := waitRequest(t, a, "retrain", ls, inRequestState(stateFailed), "not failed")
+	require.Equal(t, "redirected (302) to "+target.URL+", which the client followed with a GET without the request: configure the URL it redirects to", failed.LastError)
+	require.Equal(t, int32(1), gets.Load())
+}
