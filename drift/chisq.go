@@ -22,6 +22,11 @@ import (
 // category that takes a real share of traffic still shows as an excess in the bin
 // it joined. Without empty reference bins this is scipy's statistic.
 //
+// The Detector does not merge the other bin of a categorical feature
+// (chiSquareCategorical): there a value in a bin the reference lacks is a
+// category the reference never had, a new class, which must show as drift
+// and not hide in the bin of the category it took its share from.
+//
 // Default level 0.05 (Evidently, Alibi Detect). Literature: Pearson, "On the
 // criterion that a given system of deviations…", Phil. Mag. 50(302), 1900; Agresti,
 // "Categorical Data Analysis", 3rd ed., Wiley, 2013, §3.2.
@@ -35,9 +40,28 @@ func ChiSquare(ref, cur []float64) (stat, p float64, dof int) {
 }
 
 func chiSquare(ref, cur []float64) (stat, p float64, dof int) {
+	return chiSquareOver(ref, cur, chiGroups)
+}
+
+// chiSquareCategorical is scipy's chi2_contingency (without Yates'
+// correction) over the bins of a categorical feature that are not empty on
+// both sides: a category the reference lacks (its other bin, empty there)
+// is a column of its own.
+func chiSquareCategorical(ref, cur []float64) (stat, p float64, dof int) {
+	return chiSquareOver(ref, cur, func(ref, cur []float64, fn func(r, c float64)) {
+		for i, r := range ref {
+			if r > 0 || cur[i] > 0 {
+				fn(r, cur[i])
+			}
+		}
+	})
+}
+
+// chiSquareOver is χ² over the groups of bins that groups gives.
+func chiSquareOver(ref, cur []float64, groups func(ref, cur []float64, fn func(r, c float64))) (stat, p float64, dof int) {
 	var nr, nc float64
 	k := 0
-	chiGroups(ref, cur, func(r, c float64) {
+	groups(ref, cur, func(r, c float64) {
 		nr += r
 		nc += c
 		k++
@@ -49,7 +73,7 @@ func chiSquare(ref, cur []float64) (stat, p float64, dof int) {
 		return 0, 1, 0
 	}
 	t := nr + nc
-	chiGroups(ref, cur, func(r, c float64) {
+	groups(ref, cur, func(r, c float64) {
 		col := r + c
 		er, ec := nr*col/t, nc*col/t
 		stat += (r-er)*(r-er)/er + (c-ec)*(c-ec)/ec

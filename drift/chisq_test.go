@@ -3,6 +3,7 @@ package drift
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -98,4 +99,58 @@ func TestChiSquareMergedScipy(t *testing.T) {
 	require.Less(t, PSI(big, []float64{1e6, 2e6, 3e6}), 1e-12)
 	require.Less(t, Hellinger(big, []float64{1, 2, 3}), 1e-7)
 	require.Less(t, JS(big, []float64{1, 2, 3}), 1e-7)
+}
+
+// A category the reference never had (a new class of the prediction) is a
+// bin of its own in the χ² test of a categorical feature, not merged into
+// the bin before it, where it would hide when it takes its share from that
+// bin's category: 50 % cat and 50 % dog becoming 50 % cat, 25 % dog and
+// 25 % bird must drift. A binary feature's default test, z on one
+// category's share, sees nothing there either: as Evidently counts the
+// distinct values of reference and current data together, a window with a
+// third value is decided by χ². Reference values from scipy 1.10.1:
+//
+//	python3 -c 'from scipy.stats import chi2_contingency; print(chi2_contingency([[500,500,0],[50,25,25]], correction=False)[:3])'
+//	python3 -c 'from scipy.stats import chi2_contingency; print(chi2_contingency([[300,200,0],[60,30,10]], correction=False)[:3])'
+func TestChiSquareNewCategory(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ref      map[string]int
+		cur      map[string]int
+		stat, p  float64
+		chiSqDof int
+	}{
+		{"taken from the last category", map[string]int{"cat": 500, "dog": 500}, map[string]int{"cat": 50, "dog": 25, "bird": 25}, 261.90476190476187, 1.343085190183705e-57, 2},
+		{"taken from both", map[string]int{"cat": 300, "dog": 200}, map[string]int{"cat": 60, "dog": 30, "bird": 10}, 52.173913043478265, 4.683588521433064e-12, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ref []string
+			for _, v := range []string{"cat", "dog"} {
+				for range tc.ref[v] {
+					ref = append(ref, v)
+				}
+			}
+			p, err := BuildProfile([]Column{{Name: "class", Str: ref}}, DefaultBuildOptions())
+			require.NoError(t, err)
+			f, ok := p.Feature("class")
+			require.True(t, ok)
+			require.Equal(t, MethodZ, Choose(f), "two classes in the reference")
+			w, err := NewWindow(f, WindowOptions{Spans: []time.Duration{time.Hour}, SubWindows: 1})
+			require.NoError(t, err)
+			now := time.Unix(0, 0)
+			for _, v := range []string{"cat", "dog", "bird"} {
+				for range tc.cur[v] {
+					w.AddCategory(now, v)
+				}
+			}
+			det, err := NewDetector(p, Options{})
+			require.NoError(t, err)
+			r, err := det.Score("class", w.Counts(now, 0))
+			require.NoError(t, err)
+			require.InDelta(t, tc.stat, r.Scores[MethodChiSquare], 1e-9)
+			require.InDelta(t, tc.p, *r.Tests[MethodChiSquare].PValue, 1e-15)
+			require.Equal(t, MethodChiSquare, r.Method, "a third value: decided by χ², as Evidently decides")
+			require.True(t, r.Drifted, r.Reason)
+		})
+	}
 }

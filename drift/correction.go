@@ -159,6 +159,9 @@ func (d *Detector) Model(results []Result, c Correction, alpha float64) ModelRes
 				continue
 			}
 			m = TestMethod(f)
+			if m == MethodZ && r.UnseenCategories {
+				m = MethodChiSquare // as Score decides such a window
+			}
 		}
 		t, ok := r.Tests[m]
 		if !ok || t.PValue == nil || math.IsNaN(*t.PValue) {

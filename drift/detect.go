@@ -66,6 +66,11 @@ type Result struct {
 	Drifted   bool     `json:"drifted"`
 	// Ready says the window had MinSamples values, so that it was scored.
 	Ready bool `json:"ready"`
+	// UnseenCategories says the window has values of categories the
+	// reference lacks (a new class): a feature of two categories is then
+	// decided by χ² rather than by z, which tests one category's share,
+	// as Evidently, which counts the distinct values of both, decides.
+	UnseenCategories bool `json:"unseen_categories,omitempty"`
 	// N and Missing are the window's non-missing and missing values.
 	N       int64  `json:"n"`
 	Missing int64  `json:"missing"`
@@ -212,6 +217,10 @@ func (d *Detector) Score(feature string, cur Counts) (Result, error) {
 	r := Result{
 		Feature: f.Name, Kind: f.Kind, Prediction: f.Prediction, Method: d.Method(f),
 		N: int64(n), Missing: int64(missing), Scores: map[Method]float64{}, Tests: map[Method]Test{},
+		UnseenCategories: unseenCategories(f, &ref, &cur),
+	}
+	if _, given := d.opts.Methods[f.Name]; !given && r.UnseenCategories && r.Method == MethodZ {
+		r.Method = MethodChiSquare
 	}
 	minN := float64(d.opts.MinSamples)
 	var th Thresholds

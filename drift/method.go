@@ -102,6 +102,17 @@ func Applicable(f *Feature) []Method {
 	return append(out, MethodMissing)
 }
 
+// unseenCategories reports whether cur, over the fine bins of f, has values
+// in a category the reference lacks: f is categorical and cur's other bin,
+// empty in the reference, is not.
+func unseenCategories(f *Feature, ref, cur *Counts) bool {
+	if f.Kind != Categorical {
+		return false
+	}
+	other := len(ref.Bins) - 1
+	return ref.Bins[other] == 0 && cur.Bins[other] > 0
+}
+
 func applicable(f *Feature, m Method) bool { return slices.Contains(Applicable(f), m) }
 
 func checkMethod(m Method) error {
@@ -152,7 +163,11 @@ func measureAll(f *Feature, ref, cur *Counts, sc *scratch, m *measure) {
 	m.ok[iPSI], m.score[iPSI] = true, psi(rc, cc)
 	m.ok[iJS], m.score[iJS] = true, js(rc, cc)
 	m.ok[iHellinger], m.score[iHellinger] = true, hellinger(rc, cc)
-	stat, p, _ := chiSquare(rc, cc)
+	chi := chiSquare
+	if f.Kind == Categorical {
+		chi = chiSquareCategorical
+	}
+	stat, p, _ := chi(rc, cc)
 	m.ok[iChiSquare], m.score[iChiSquare], m.p[iChiSquare] = true, stat, p
 	if f.Unique <= 2 {
 		t := f.top
