@@ -216,4 +216,9 @@ const (
 	InvalidInf            = "inf"
 	InvalidOutOfRange     = "out_of_range"
 	InvalidUnseenCategory = "unseen_category"
+	// InvalidUnnamedClass: a classifier's prediction that is a vector of
+	// probabilities or a class index, for a drift reference whose
+	// prediction is categorical, without models[].classes to name its
+	// classes: not counted into the window rather than guessed by position.
+	InvalidUnnamedClass = "unnamed_class"
 )

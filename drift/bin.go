@@ -117,3 +117,13 @@ func upperBound(a []float64, v float64) int {
 	}
 	return base
 }
+
+// HasCategory reports whether s is a category of the reference of the
+// categorical feature f: one of Categories, or of Rare.
+func (f *Feature) HasCategory(s string) bool {
+	if f.Kind != Categorical {
+		return false
+	}
+	_, ok := f.category(s)
+	return ok
+}

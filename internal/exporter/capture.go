@@ -508,6 +508,9 @@ type observer struct {
 	labels  *labels // nil unless labels are enabled
 	now     func() time.Time
 	logger  *slog.Logger
+	// unnamedClass logs predictions whose class a categorical drift
+	// reference can't be given (driftState.predictedClass).
+	unnamedClass *warning
 }
 
 // observe counts the predictions of one payload, by class or score as mc
@@ -560,7 +563,7 @@ func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payl
 			}
 		}
 		if ds != nil {
-			o.closeRecord(m, ds, rec, now)
+			o.closeRecord(m, ds, mc.classes, rec, now)
 			continue
 		}
 		if m.learn != nil {
@@ -574,9 +577,23 @@ func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payl
 
 // closeRecord counts the features of the profile the record lacked as
 // missing, and the record's prediction.
-func (o *observer) closeRecord(m *model, ds *driftState, rec *payload.Record, now time.Time) {
+func (o *observer) closeRecord(m *model, ds *driftState, classes []string, rec *payload.Record, now time.Time) {
 	if ds.pred >= 0 {
-		if reason := ds.add(ds.pred, now, rec.Prediction); reason != "" {
+		reason := ""
+		if class, named := ds.predictedClass(classes, rec); !named {
+			reason = ds.add(ds.pred, now, rec.Prediction)
+		} else if class == "" {
+			// Not guessed: counted, and said once.
+			ds.seen[ds.pred] = ds.epoch
+			reason = collector.InvalidUnnamedClass
+			o.unnamedClass.warn(func() []any {
+				return []any{"model", m.name, "feature", ds.profile.Features[ds.pred].Name, "scores", len(rec.Scores),
+					"hint", "set models[].classes to the classes of the model's probability vector, in its order"}
+			})
+		} else {
+			reason = ds.addClass(ds.pred, now, class)
+		}
+		if reason != "" {
 			// Under the profile's name for the prediction, as its drift
 			// gauges and `exporter drift` name it: the column the
 			// training data held it in ("__prediction__" in a learned

@@ -628,6 +628,54 @@ func (ds *driftState) featureLocked(m *model, k int) *feature {
 	return m.featureNamedLocked(ds.profile.Features[k].Name)
 }
 
+// predictedClass returns the class rec predicts for a reference whose
+// prediction is categorical, when rec names none itself: its probability
+// vector's most probable class, or the class its number indexes, in the
+// order of classes (models[].classes), as the label join reads them
+// (readPrediction). named is false where rec's own prediction is counted
+// as it is: a numeric reference, a named class, a number that is one of
+// the reference's categories, no prediction. class is "" when rec gives
+// only positions and classes does not name them: comparing position 0
+// with the reference's category "cat" would be a guess, so the caller
+// counts it as unscorable instead.
+func (ds *driftState) predictedClass(classes []string, rec *payload.Record) (class string, named bool) {
+	f := ds.profile.Features[ds.pred]
+	if f.Kind != drift.Categorical {
+		return "", false
+	}
+	v := rec.Prediction
+	switch v.Kind {
+	case payload.KindString, payload.KindBool:
+		return "", false
+	case payload.KindNumber:
+		if v.Str != nil && f.HasCategory(string(v.Str)) || f.HasCategory(drift.FormatNumber(v.Num)) {
+			return "", false
+		}
+	default:
+		if len(rec.Scores) == 0 {
+			return "", false
+		}
+	}
+	var binary [2]float64
+	if pv, ok := readPrediction(classes, rec, &binary); ok && pv.isClass && pv.probs != nil {
+		return pv.className(), true
+	}
+	if k := v.Num; v.Kind == payload.KindNumber && len(rec.Scores) == 0 && k == math.Trunc(k) && k >= 0 && k < float64(len(classes)) {
+		return classes[int(k)], true
+	}
+	return "", true
+}
+
+// addClass counts class, the value of the categorical profile feature i,
+// and returns the reason it is invalid, if it is.
+func (ds *driftState) addClass(i int, now time.Time, class string) string {
+	ds.seen[i] = ds.epoch
+	if viol := ds.windows[i].AddCategory(now, class); viol != drift.ViolationNone {
+		return viol.String()
+	}
+	return ""
+}
+
 // add counts one value of profile feature i and returns the reason it is
 // invalid, if it is.
 func (ds *driftState) add(i int, now time.Time, v payload.Value) string {

@@ -861,3 +861,66 @@ func TestCheckConfigDriftReference(t *testing.T) {
 		})
 	}
 }
+
+// A classifier's prediction is counted into its reference's classes by
+// name. A probability vector or a class index names no class: it is read
+// in the order of models[].classes (the most probable class, as the label
+// join reads it), whatever order the reference lists its categories in
+// (by count); without classes it is not guessed by position but counted
+// as unscorable (reason unnamed_class), with one log line, and stays out
+// of the window.
+func TestDriftPredictionClassOrder(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("amount,label\n")
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 1000 {
+		// dog, the second class of models[].classes, is the reference's
+		// first category: it is the more frequent.
+		fmt.Fprintf(&b, "%.3f,%s\n", 100+20*rng.NormFloat64(), []string{"cat", "dog", "dog"}[i%3])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.csv"), []byte(b.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: named
+    classes: [cat, dog]
+    drift: {reference: train.csv, prediction_column: label}
+  - name: unnamed
+    drift: {reference: train.csv, prediction_column: label}
+`), 0o644))
+	logger, logs := testLogger()
+	e := startExporter(t, modelServer(t).URL, func(o *Options) {
+		o.ConfigFile = cfg
+		o.Drift = driftOptions("")
+		o.Logger = logger
+	})
+	for _, model := range []string{"named", "unnamed"} {
+		pushRecordsRaw(t, e,
+			`{"model":"`+model+`","features":{"amount":100},"prediction":[0.9,0.1]}`, // cat
+			`{"model":"`+model+`","features":{"amount":100},"prediction":[0.2,0.8]}`, // dog
+			`{"model":"`+model+`","features":{"amount":100},"prediction":[0.3,0.7]}`, // dog
+			`{"model":"`+model+`","features":{"amount":100},"prediction":0}`,         // cat, by index
+			`{"model":"`+model+`","features":{"amount":100},"prediction":"dog"}`,     // by name
+		)
+	}
+	bin := func(model, class string) float64 {
+		return metricValue(t, e, "modelmon_feature_bin_total", map[string]string{"model": model, "feature": "label", "bin": class})
+	}
+	invalid := func(model, reason string) float64 {
+		return metricValue(t, e, "modelmon_feature_values_invalid_total", map[string]string{"model": model, "feature": "label", "reason": reason})
+	}
+	require.Equal(t, 2.0, bin("named", "cat"))
+	require.Equal(t, 3.0, bin("named", "dog"))
+	require.Zero(t, bin("named", drift.OtherLabel))
+	require.Zero(t, invalid("named", collector.InvalidMissing))
+	require.Zero(t, invalid("named", collector.InvalidUnnamedClass))
+
+	require.Zero(t, bin("unnamed", "cat"))
+	require.Equal(t, 1.0, bin("unnamed", "dog"), "the class it named")
+	require.Zero(t, bin("unnamed", drift.OtherLabel), "an index is no new class")
+	require.Equal(t, 4.0, invalid("unnamed", collector.InvalidUnnamedClass))
+	require.Zero(t, invalid("unnamed", collector.InvalidMissing))
+	require.Zero(t, invalid("unnamed", collector.InvalidUnseenCategory))
+	require.Equal(t, 1, strings.Count(logs.String(), "Prediction names no class of the drift reference"), logs.String())
+	require.Contains(t, logs.String(), "model=unnamed")
+}

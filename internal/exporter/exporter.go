@@ -270,6 +270,7 @@ func New(o Options) (_ *Exporter, err error) {
 	e.registerModels(e.cfg.Load(), nil)
 	e.queue = newQueue(o.CaptureQueueSize, o.CaptureMaxBytes, o.CaptureMaxBodySize, e.logger.With("component", "capture"))
 	e.obs = &observer{metrics: e.metrics, config: e.cfg.Load, drift: dc, now: o.Now, logger: e.logger.With("component", "drift")}
+	e.obs.unnamedClass = newWarning(e.obs.logger, "Prediction names no class of the drift reference, not counted (unnamed_class)")
 	if o.Labels.Enabled {
 		if o.StoragePath != "" {
 			if err := os.MkdirAll(o.StoragePath, 0o755); err != nil {
