@@ -44,7 +44,7 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 	dc.Flag("min-samples", "Number of values a feature needs in the current data to be decided.").Default("100").Int64Var(&dr.MinSamples)
 	dc.Flag("method", "Method that decides drift for a feature, FEATURE=METHOD (psi, jensenshannon, hellinger, ks, wasserstein, chisquare, z, missing); repeatable.").StringsVar(&dr.Methods)
 	dc.Flag("fixed-thresholds", "Decide with fixed thresholds (0.1 for distances, p-value below --alpha for tests) instead of thresholds calibrated to the data's size.").BoolVar(&dr.FixedThresholds)
-	buildFlags(dc, &dr.Build, " Ignored when the reference is a profile or --config.file's.")
+	buildFlags(dc, &dr.Build, " Only for training data given with --reference: with a profile or --config.file's reference, a value other than the default is an error.")
 
 	var rules driftcli.RulesCommand
 	rc := app.Command("rules", "Print Prometheus recording rules that compute each feature's fleet-wide PSI from the sidecars' bin counters.")

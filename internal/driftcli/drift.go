@@ -33,7 +33,8 @@ type DriftCommand struct {
 	// whose profile is then built with Build. Empty: Model's
 	// models[].drift.reference of Config, profiled as the sidecar profiles
 	// it (its prediction_column unless Build.Prediction is given, and
-	// drift's default options, not Build's others).
+	// drift's default options). With a profile or Config's reference,
+	// Build's other fields must be zero or drift's defaults.
 	Reference string
 	// Current is the data to check: .csv, .jsonl or .ndjson; "-" is stdin.
 	Current string
@@ -310,6 +311,9 @@ func (c *DriftCommand) reference(env Env, cfg *config.Config) (name string, cols
 	if !isProfile(c.Reference) {
 		return c.Build.build(env, c.Reference, c.Format)
 	}
+	if err := c.Build.unused(fmt.Sprintf("a profile (%s), built already", c.Reference)); err != nil {
+		return "", nil, nil, err
+	}
 	if p, err = drift.LoadFile(c.Reference); err != nil {
 		return "", nil, nil, err
 	}
@@ -321,9 +325,10 @@ func (c *DriftCommand) reference(env Env, cfg *config.Config) (name string, cols
 
 // modelReference loads Model's models[].drift.reference of cfg (Config),
 // as the sidecar does when the configuration loads (driftref.Load): the
-// profile the sidecar decides that model's drift on, which the build flags
-// but Build.Prediction do not change. Build.Prediction, given, wins over
-// its prediction_column.
+// profile the sidecar decides that model's drift on. Build's other flags
+// than Prediction, given with another value than the default, are an
+// error (BuildFlags.unused). Build.Prediction, given, wins over its
+// prediction_column.
 func (c *DriftCommand) modelReference(cfg *config.Config) (name string, cols []drift.Column, p *drift.Profile, err error) {
 	if cfg == nil || c.Model == "" {
 		return "", nil, nil, errors.New("--reference is required, or --config.file and --model of a model with models[].drift.reference")
@@ -333,6 +338,12 @@ func (c *DriftCommand) modelReference(cfg *config.Config) (name string, cols []d
 		return "", nil, nil, fmt.Errorf("--reference is required: model %q of %s has no models[].drift.reference", c.Model, c.Config)
 	}
 	path, prediction := m.Drift.Reference, m.Drift.PredictionColumn
+	// The point of the model's reference is the profile the sidecar
+	// decides on, which has no such flags: rebuilt otherwise, it would be
+	// another.
+	if err := c.Build.unused(fmt.Sprintf("model %q's models[].drift.reference of --config.file, profiled as the sidecar profiles it", c.Model)); err != nil {
+		return "", nil, nil, err
+	}
 	if c.Build.Prediction != "" {
 		prediction = c.Build.Prediction
 	}

@@ -515,6 +515,60 @@ func TestDriftModelReferenceFromConfig(t *testing.T) {
 	require.Equal(t, []string{"income"}, prediction(got))
 }
 
+// The flags that build a profile from training data (--bins, --coarse-bins,
+// --top-categories, --explained-variance, --no-multivariate, --numeric,
+// --categorical) can't apply to a reference that is already a profile, or
+// to --config.file's, which is profiled as the sidecar profiles it: given
+// with another value than the sidecar's, they are an error naming them,
+// not ignored (before, the batch was checked on the sidecar's profile as
+// if --bins 7 had not been given). Their defaults, as kingpin fills them
+// in, and --prediction pass.
+func TestDriftBuildFlagsNeedTrainingData(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile("testdata/reference.csv")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.csv"), data, 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("models:\n  - name: fraud\n    drift: {reference: train.csv, prediction_column: score}\n"), 0o644))
+	current := shiftedClean(t, 1.5, 0)
+	defaults := BuildFlags{Bins: 200, CoarseBins: 10, TopCategories: 20, ExplainedVariance: 0.65}
+	for _, tc := range []struct {
+		name  string
+		build func(*BuildFlags)
+		flag  string
+	}{
+		{"bins", func(b *BuildFlags) { b.Bins = 7 }, "--bins=7"},
+		{"coarse bins", func(b *BuildFlags) { b.CoarseBins = 5 }, "--coarse-bins=5"},
+		{"top categories", func(b *BuildFlags) { b.TopCategories = 3 }, "--top-categories=3"},
+		{"explained variance", func(b *BuildFlags) { b.ExplainedVariance = 0.9 }, "--explained-variance=0.9"},
+		{"no multivariate", func(b *BuildFlags) { b.NoMultivariate = true }, "--no-multivariate"},
+		{"numeric", func(b *BuildFlags) { b.Numeric = []string{"age"} }, `--numeric="age"`},
+		{"categorical", func(b *BuildFlags) { b.Categorical = []string{"plan"} }, `--categorical="plan"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, c := range []DriftCommand{
+				{Config: cfg, Model: "fraud", Build: defaults},
+				{Reference: "testdata/profile.golden.json", Build: defaults},
+			} {
+				c.Current = current
+				tc.build(&c.Build)
+				res := run(t, &c, "")
+				require.Equal(t, ExitError, res.code, res.stdout)
+				require.Contains(t, res.stderr, tc.flag+" applies to training data given with --reference")
+			}
+		})
+	}
+	for _, c := range []DriftCommand{
+		{Config: cfg, Model: "fraud", Build: defaults},
+		{Config: cfg, Model: "fraud", Build: BuildFlags{Prediction: "score"}},
+		{Reference: "testdata/profile.golden.json", Build: defaults},
+	} {
+		c.Current = current
+		res := run(t, &c, "")
+		require.Equal(t, ExitOK, res.code, res.stderr)
+	}
+}
+
 // With fixed thresholds, a distance drifts above 0.1 and a test below --alpha.
 func TestDriftFixedThresholds(t *testing.T) {
 	c := DriftCommand{Reference: "testdata/profile.golden.json", Current: "testdata/current-shifted.csv", FixedThresholds: true, Alpha: 0.01, Methods: []string{"income=psi"}}

@@ -42,6 +42,35 @@ type BuildFlags struct {
 	Numeric, Categorical []string
 }
 
+// unused returns an error naming the first of b's flags that says how to
+// build a profile with another value than drift's default, for a
+// reference that is built already or otherwise (what names it): such a
+// flag would be ignored. Prediction, which marks a profile's prediction,
+// is not one.
+func (b BuildFlags) unused(what string) error {
+	d := drift.DefaultBuildOptions()
+	var flag string
+	switch {
+	case b.Bins != 0 && b.Bins != d.Bins:
+		flag = fmt.Sprintf("--bins=%d", b.Bins)
+	case b.CoarseBins != 0 && b.CoarseBins != d.Coarse:
+		flag = fmt.Sprintf("--coarse-bins=%d", b.CoarseBins)
+	case b.TopCategories != 0 && b.TopCategories != d.TopK:
+		flag = fmt.Sprintf("--top-categories=%d", b.TopCategories)
+	case b.ExplainedVariance != 0 && b.ExplainedVariance != drift.DefaultExplainedVariance:
+		flag = fmt.Sprintf("--explained-variance=%g", b.ExplainedVariance)
+	case b.NoMultivariate:
+		flag = "--no-multivariate"
+	case len(b.Numeric) > 0:
+		flag = fmt.Sprintf("--numeric=%q", strings.Join(b.Numeric, ","))
+	case len(b.Categorical) > 0:
+		flag = fmt.Sprintf("--categorical=%q", strings.Join(b.Categorical, ","))
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s applies to training data given with --reference, and the reference is %s: leave it out, or give the training data with --reference", flag, what)
+}
+
 func (b BuildFlags) readOptions() drift.ReadOptions {
 	return drift.ReadOptions{Numeric: splitList(b.Numeric), Categorical: splitList(b.Categorical)}
 }
