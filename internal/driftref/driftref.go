@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/modelmon/modelmon/drift"
@@ -20,6 +21,15 @@ import (
 // the model's output. It returns the training data's columns too, nil for a
 // profile.
 func Load(path, prediction string) (*drift.Profile, []drift.Column, error) {
+	return LoadDefault(path, prediction, "")
+}
+
+// LoadDefault is Load, but training data without a prediction column
+// named (prediction empty) have theirs in column fallback when they have
+// that column: fallback is --drift.prediction-column, the default of a
+// model's models[].drift.prediction_column, as a Prometheus global
+// setting is a job's default. Data without that column have none.
+func LoadDefault(path, prediction, fallback string) (*drift.Profile, []drift.Column, error) {
 	ext := strings.ToLower(filepath.Ext(path))
 	if ext == ".json" {
 		p, err := drift.LoadFile(path)
@@ -47,6 +57,9 @@ func Load(path, prediction string) (*drift.Profile, []drift.Column, error) {
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if prediction == "" && fallback != "" && slices.ContainsFunc(cols, func(c drift.Column) bool { return c.Name == fallback }) {
+		prediction = fallback
 	}
 	opts := drift.DefaultBuildOptions()
 	opts.Prediction = prediction

@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"net/url"
 	"os"
@@ -269,9 +270,19 @@ type reference struct {
 	features []string
 }
 
-// newReference readies profile p.
+// newReference readies profile p. --drift.method applies to the features
+// p has: models of other features, and learned references, share it.
 func (dc *driftConfig) newReference(p *drift.Profile) (*reference, error) {
-	det, err := drift.NewDetector(p, dc.opts.Detector)
+	opts := dc.opts.Detector
+	if len(opts.Methods) > 0 {
+		opts.Methods = make(map[string]drift.Method, len(dc.opts.Detector.Methods))
+		for name, m := range dc.opts.Detector.Methods {
+			if _, ok := p.Feature(name); ok {
+				opts.Methods[name] = m
+			}
+		}
+	}
+	det, err := drift.NewDetector(p, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +343,7 @@ func (dc *driftConfig) loadReferences(rc *runtimeConfig, configFile string) erro
 	defer dc.mu.Unlock()
 	next := map[string]*cachedReference{}
 	if path := dc.opts.Reference; path != "" {
-		ref, err := dc.cachedReference(next, "--drift.reference", path, dc.opts.PredictionColumn)
+		ref, err := dc.cachedReference(next, "--drift.reference", path, dc.opts.PredictionColumn, "")
 		if err != nil {
 			return err
 		}
@@ -342,7 +353,9 @@ func (dc *driftConfig) loadReferences(rc *runtimeConfig, configFile string) erro
 		if m.Drift == nil || m.Drift.Reference == "" {
 			continue // none, or a decision of its own alone
 		}
-		ref, err := dc.cachedReference(next, "models[].drift.reference", m.Drift.Reference, m.Drift.PredictionColumn)
+		// --drift.prediction-column is the default of its
+		// prediction_column, for training data with that column.
+		ref, err := dc.cachedReference(next, "models[].drift.reference", m.Drift.Reference, m.Drift.PredictionColumn, dc.opts.PredictionColumn)
 		if err != nil {
 			return fmt.Errorf("couldn't load configuration (--config.file=%q): model %q: %w", configFile, m.Name, err)
 		}
@@ -350,16 +363,40 @@ func (dc *driftConfig) loadReferences(rc *runtimeConfig, configFile string) erro
 		mc.ref = ref
 		rc.models[m.Name] = mc
 	}
+	if err := dc.checkMethods(next); err != nil {
+		return err
+	}
 	dc.refs = next
 	return nil
 }
 
+// checkMethods returns an error for a --drift.method whose feature none of
+// the references loaded has, a typo, unless references are learned, which
+// may have it.
+func (dc *driftConfig) checkMethods(refs map[string]*cachedReference) error {
+	if dc.opts.LearnSamples > 0 {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(dc.opts.Detector.Methods))
+	for _, name := range names {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(refs)), func(c *cachedReference) bool {
+			_, ok := c.ref.profile.Feature(name)
+			return ok
+		}) {
+			return fmt.Errorf("--drift.method: no drift reference has a feature %q", name)
+		}
+	}
+	return nil
+}
+
 // cachedReference returns the reference of file path (flag names where it
-// was given, for errors), from next, from the last load if the file has
+// was given, for errors), whose prediction column is prediction, else
+// fallback where its training data have that column
+// (driftref.LoadDefault), from next, from the last load if the file has
 // the same modification time and size, or else loaded now; it adds it to
 // next. The caller holds dc.mu.
-func (dc *driftConfig) cachedReference(next map[string]*cachedReference, flag, path, prediction string) (*reference, error) {
-	key := path + "\x00" + prediction
+func (dc *driftConfig) cachedReference(next map[string]*cachedReference, flag, path, prediction, fallback string) (*reference, error) {
+	key := path + "\x00" + prediction + "\x00" + fallback
 	if c := next[key]; c != nil {
 		return c.ref, nil
 	}
@@ -369,7 +406,7 @@ func (dc *driftConfig) cachedReference(next map[string]*cachedReference, flag, p
 	}
 	c := dc.refs[key]
 	if c == nil || !c.modTime.Equal(fi.ModTime()) || c.size != fi.Size() {
-		p, _, err := driftref.Load(path, prediction)
+		p, _, err := driftref.LoadDefault(path, prediction, fallback)
 		if err != nil {
 			return nil, fmt.Errorf("couldn't load %s=%q: %w", flag, path, err)
 		}

@@ -824,7 +824,7 @@ func TestReferenceParquet(t *testing.T) {
 // CheckConfig (--config.check) loads --drift.reference as start-up does,
 // beside the configuration file and its models' references: a missing or
 // bad file, a missing prediction column or a --drift.method for a feature
-// it lacks is the error start-up would stop on, naming the flag.
+// no reference has is the error start-up would stop on, naming the flag.
 func TestCheckConfigDriftReference(t *testing.T) {
 	dir := t.TempDir()
 	ref := writeReference(t, 500)
@@ -849,7 +849,7 @@ func TestCheckConfigDriftReference(t *testing.T) {
 		{"no prediction column", Options{Drift: DriftOptions{Reference: ref, PredictionColumn: "label"}},
 			fmt.Sprintf(`couldn't load --drift.reference=%q: missing prediction column "label"`, ref)},
 		{"a method for another feature", Options{Drift: DriftOptions{Reference: ref, Detector: methods}},
-			fmt.Sprintf(`couldn't use --drift.reference=%q: method for unknown feature "nope"`, ref)},
+			`--drift.method: no drift reference has a feature "nope"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CheckConfig(tc.o)
@@ -923,4 +923,84 @@ func TestDriftPredictionClassOrder(t *testing.T) {
 	require.Zero(t, invalid("unnamed", collector.InvalidUnseenCategory))
 	require.Equal(t, 1, strings.Count(logs.String(), "Prediction names no class of the drift reference"), logs.String())
 	require.Contains(t, logs.String(), "model=unnamed")
+}
+
+// --drift.prediction-column is the default of models[].drift.prediction_column,
+// as a Prometheus global setting is of a job's: a model's training data
+// with that column and no prediction_column of its own has its prediction
+// there (before, the column was profiled as an input and counted in the
+// dataset's drift), one without the column has none, and a model's own
+// prediction_column wins.
+func TestDriftPredictionColumnDefault(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(11, 12))
+	var b strings.Builder
+	b.WriteString("amount,country,score\n")
+	for range 500 {
+		fmt.Fprintf(&b, "%.3f,%s,%.3f\n", 100+20*rng.NormFloat64(), []string{"DE", "FR"}[rng.IntN(2)], rng.Float64())
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(b.String()), 0o644))
+	b.Reset()
+	b.WriteString("tenure,plan\n")
+	for range 500 {
+		fmt.Fprintf(&b, "%.2f,%s\n", 24+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    drift: {reference: fraud.csv}
+  - name: churn
+    drift: {reference: churn.csv}
+  - name: own
+    drift: {reference: fraud.csv, prediction_column: amount}
+`), 0o644))
+	e := startExporter(t, modelServer(t).URL, func(o *Options) {
+		o.ConfigFile = cfg
+		o.Drift = driftOptions("") // --drift.prediction-column=score
+	})
+	require.Equal(t, map[string]string{"amount": "input", "country": "input", "score": "prediction"}, featureRoles(t, e, "fraud"))
+	require.Equal(t, map[string]string{"tenure": "input", "plan": "input"}, featureRoles(t, e, "churn"))
+	require.Equal(t, map[string]string{"amount": "prediction", "country": "input", "score": "input"}, featureRoles(t, e, "own"))
+}
+
+// --drift.method applies to every reference that has its feature, the
+// configuration's too, and leaves a model whose reference lacks it to the
+// default choice: models of different features can share the flag (before,
+// a model without the feature failed the load, and a learned reference
+// without it was never learned). A --drift.method whose feature no
+// reference has is a typo, and fails the load naming the flag.
+func TestDriftMethodAcrossReferences(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Rename(writeReference(t, 2000), filepath.Join(dir, "fraud.csv")))
+	var b strings.Builder
+	b.WriteString("tenure,plan\n")
+	rng := rand.New(rand.NewPCG(13, 14))
+	for range 2000 {
+		fmt.Fprintf(&b, "%.2f,%s\n", 24+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    drift: {reference: fraud.csv, prediction_column: score}
+  - name: churn
+    drift: {reference: churn.csv}
+`), 0o644))
+	opts := func(o *Options) {
+		o.ConfigFile = cfg
+		o.Drift = driftOptions("")
+		o.Drift.Detector.Methods = map[string]drift.Method{"amount": drift.MethodPSI}
+		o.Drift.LearnSamples = 100
+	}
+	e := startExporter(t, modelServer(t).URL, opts)
+	pushRecords(t, e, "fraud", 100, 0, 15)
+	pushRecordsRaw(t, e, `{"model":"churn","features":{"tenure":24.5,"plan":"pro"}}`)
+	pushRecordsRaw(t, e, slices.Repeat([]string{`{"model":"learned","features":{"x":1.5,"y":"a"},"prediction":0.5}`}, 100)...)
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "fraud", "feature": "amount", "window": "1h", "method": "psi"}))
+	require.Equal(t, 0.0, metricValue(t, e, "modelmon_feature_drifted", map[string]string{"model": "churn", "feature": "tenure", "window": "1h", "method": "wasserstein"}))
+	require.Equal(t, 1.0, metricValue(t, e, "modelmon_drift_reference_info", map[string]string{"model": "learned", "source": "learned"}))
+
+	err := CheckConfig(Options{ConfigFile: cfg, Drift: DriftOptions{Detector: drift.Options{Methods: map[string]drift.Method{"amuont": drift.MethodPSI}}}})
+	require.ErrorContains(t, err, `--drift.method: no drift reference has a feature "amuont"`)
 }
