@@ -86,7 +86,7 @@ labels:
 				"[DONE]",
 			} {
 				if i == 1 {
-					observedOnce(sidecar.Load().metrics.FirstByte, "llm")
+					observedOnce(t, sidecar.Load().metrics.FirstByte, "llm")
 				}
 				io.WriteString(w, "data: "+ev+"\n\n")
 				w.(http.Flusher).Flush()
@@ -98,7 +98,7 @@ labels:
 		}
 	}))
 	t.Cleanup(model.Close)
-	candidate, release := fullShadow(t, func() { observedOnce(sidecar.Load().shadow.metrics.FirstByte, "llm") })
+	candidate, release := fullShadow(t, func() { observedOnce(t, sidecar.Load().shadow.metrics.FirstByte, "llm") })
 	sink := newRecordingServer(t, nil, func(http.ResponseWriter, *http.Request) bool { return true })
 
 	clock := &stepClock{t: time.Unix(1700000000, 0)}

@@ -107,7 +107,7 @@ func TestShadowStreamedPredictions(t *testing.T) {
 			case 0:
 				time.Sleep(pause)
 			case 2:
-				observedOnce(sidecar.Load().shadow.metrics.FirstByte, bodyModelOf(req))
+				observedOnce(t, sidecar.Load().shadow.metrics.FirstByte, bodyModelOf(req))
 				time.Sleep(pause)
 			}
 		}
@@ -376,9 +376,12 @@ func TestShadowStreamNeverHoldsTheClient(t *testing.T) {
 }
 
 // observedOnce waits until vec, a histogram by model, has an observation
-// for model, for at most 10s: a model server that streams waits for its
-// first piece to be read before it sends the next.
-func observedOnce(vec *prometheus.HistogramVec, model string) {
+// for model, for at most 10s, and fails t if it never has: a model server
+// that streams waits for its first piece to be read before it sends the
+// next. It may run in a model server's handler, off the test's goroutine,
+// so it marks t failed (Errorf) and returns, rather than stop it.
+func observedOnce(t testing.TB, vec *prometheus.HistogramVec, model string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		var m dto.Metric
@@ -387,6 +390,16 @@ func observedOnce(vec *prometheus.HistogramVec, model string) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	t.Errorf("%s{model=%q} had no observation after 10s: the sidecar never took the piece the model server waits on", histogramName(vec), model)
+}
+
+// histogramName returns the name of vec's family, as its Desc says it.
+func histogramName(vec *prometheus.HistogramVec) string {
+	ch := make(chan *prometheus.Desc, 1)
+	vec.Describe(ch)
+	_, name, _ := strings.Cut((<-ch).String(), `fqName: "`)
+	name, _, _ = strings.Cut(name, `"`)
+	return name
 }
 
 // A streamed answer that came in one read (a whole completion, chunked or
@@ -425,7 +438,7 @@ func TestShadowStreamInOnePiece(t *testing.T) {
 				// Its first token, read before the others are sent.
 				writeEvents(c, events, func(i int) {
 					if i == 1 {
-						observedOnce(firstByte(sidecar.Load()), model)
+						observedOnce(t, firstByte(sidecar.Load()), model)
 						time.Sleep(pause)
 					}
 				}, 0)

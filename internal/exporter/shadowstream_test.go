@@ -710,7 +710,7 @@ func shadowTimes(e *atomic.Pointer[Exporter]) sidecarTimes {
 // to first byte waits for a second answer, it has once it has timed an
 // answer it read after it on the same stream: the one to the next request
 // ss receives, answered once with reply.
-func sendApart(ss grpc.ServerStream, method string, req []byte, answers [][]byte, pause time.Duration, times sidecarTimes, reply func(next []byte) []byte) error {
+func sendApart(t testing.TB, ss grpc.ServerStream, method string, req []byte, answers [][]byte, pause time.Duration, times sidecarTimes, reply func(next []byte) []byte) error {
 	send := func(msgs ...[]byte) error {
 		for _, msg := range msgs {
 			if err := ss.SendMsg(&msg); err != nil {
@@ -724,7 +724,7 @@ func sendApart(ss grpc.ServerStream, method string, req []byte, answers [][]byte
 	}
 	firstByte, duration := times()
 	if method == torchStreamPredictions {
-		observedOnce(firstByte, modelName(req))
+		observedOnce(t, firstByte, modelName(req))
 	} else {
 		var next []byte
 		if err := ss.RecvMsg(&next); err != nil {
@@ -733,7 +733,7 @@ func sendApart(ss grpc.ServerStream, method string, req []byte, answers [][]byte
 		if err := send(reply(next)); err != nil {
 			return err
 		}
-		observedOnce(duration, modelName(next))
+		observedOnce(t, duration, modelName(next))
 	}
 	select {
 	case <-time.After(2 * pause):
@@ -780,7 +780,7 @@ func TestShadowGRPCStreamTokenLatency(t *testing.T) {
 			}
 			// On ModelStreamInfer, tabular, answered once, follows llm's
 			// first answer.
-			err := sendApart(ss, method, req, answers, pause, shadowTimes(&sidecar), func(tab []byte) []byte { return lengthAnswer(tab, -1) })
+			err := sendApart(t, ss, method, req, answers, pause, shadowTimes(&sidecar), func(tab []byte) []byte { return lengthAnswer(tab, -1) })
 			if err != nil || method == torchStreamPredictions {
 				return err
 			}
@@ -831,7 +831,7 @@ func TestShadowGRPCStreamTokenLatency(t *testing.T) {
 // tokens flagged final (vLLM's, not streamed); "plain", one of three
 // tokens unflagged (a model that is not decoupled); "cut", one of three
 // tokens flagged not final, and none more before the call ends.
-func tokenModel(pause time.Duration, times sidecarTimes) func(string, grpc.ServerStream) error {
+func tokenModel(t testing.TB, pause time.Duration, times sidecarTimes) func(string, grpc.ServerStream) error {
 	answersTo := func(req []byte) [][]byte {
 		model, id := modelName(req), fieldString(req, 3)
 		once := func(final int) [][]byte {
@@ -865,7 +865,7 @@ func tokenModel(pause time.Duration, times sidecarTimes) func(string, grpc.Serve
 			var err error
 			switch {
 			case len(answers) > 1:
-				err = sendApart(ss, method, req, answers, pause, times, func(next []byte) []byte { return answersTo(next)[0] })
+				err = sendApart(t, ss, method, req, answers, pause, times, func(next []byte) []byte { return answersTo(next)[0] })
 			case len(answers) == 1:
 				err = ss.SendMsg(&answers[0])
 			}
@@ -886,8 +886,8 @@ func tokenModel(pause time.Duration, times sidecarTimes) func(string, grpc.Serve
 func TestShadowGRPCStreamAnsweredOnce(t *testing.T) {
 	const pause = 50 * time.Millisecond
 	var sidecar atomic.Pointer[Exporter]
-	up := rawGRPCServer(t, tokenModel(pause, proxyTimes(&sidecar)))
-	candidate := rawGRPCServer(t, tokenModel(pause, shadowTimes(&sidecar)))
+	up := rawGRPCServer(t, tokenModel(t, pause, proxyTimes(&sidecar)))
+	candidate := rawGRPCServer(t, tokenModel(t, pause, shadowTimes(&sidecar)))
 	e := streamShadowSidecar(t, up, candidate, nil)
 	sidecar.Store(e)
 	conn := grpcClient(t, e.GRPCAddr())
@@ -947,7 +947,7 @@ func TestShadowTorchStreamAnsweredOnce(t *testing.T) {
 				last := answers[2] // of three tokens, alone
 				return ss.SendMsg(&last)
 			}
-			return sendApart(ss, method, req, answers, pause, times, nil)
+			return sendApart(t, ss, method, req, answers, pause, times, nil)
 		}
 	}
 	e := streamShadowSidecar(t, rawGRPCServer(t, answer(proxyTimes(&sidecar))), rawGRPCServer(t, answer(shadowTimes(&sidecar))), nil)

@@ -113,7 +113,7 @@ func TestProxyStreamTimeToFirstByte(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
 		time.Sleep(pause)
 		io.WriteString(c, "6\r\ndata: \r\n")
-		observedOnce(sidecar.Load().metrics.FirstByte, "llm")
+		observedOnce(t, sidecar.Load().metrics.FirstByte, "llm")
 		time.Sleep(pause)
 		io.WriteString(c, "2\r\nx\n\r\n0\r\n\r\n")
 		return true
@@ -175,7 +175,7 @@ func TestProxyGenerativeAnswers(t *testing.T) {
 			if i == 1 && strings.Contains(req.start, "/v1/chat/completions ") {
 				// The chat streams: its first token is read before the
 				// next is sent.
-				observedOnce(sidecar.Load().metrics.FirstByte, "llama")
+				observedOnce(t, sidecar.Load().metrics.FirstByte, "llama")
 			}
 			ev = "data: " + ev + "\n\n"
 			fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev)
@@ -256,7 +256,7 @@ func TestProxyTimePerOutputToken(t *testing.T) {
 			`{"choices":[{"index":0,"delta":{"content":"bcd"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4}}`,
 		} {
 			if i > 0 {
-				observedOnce(sidecar.Load().metrics.FirstByte, "llm")
+				observedOnce(t, sidecar.Load().metrics.FirstByte, "llm")
 				time.Sleep(pause) // three more tokens in this time
 			}
 			ev = "data: " + ev + "\n\n"
