@@ -567,7 +567,14 @@ func (o *observer) observe(m *model, mc modelConfig, generated bool, recs []payl
 			continue
 		}
 		if m.learn != nil {
-			m.learn.add(rec)
+			if m.learn.add(rec, mc.classes) {
+				// Not guessed, as the live windows don't (closeRecord).
+				m.featureNamedLocked(PredictionColumn).countInvalid(m, collector.InvalidUnnamedClass)
+				o.unnamedClass.warn(func() []any {
+					return []any{"model", m.name, "feature", PredictionColumn, "scores", len(rec.Scores),
+						"hint", "set models[].classes to the classes of the model's probability vector, in its order"}
+				})
+			}
 			if m.learn.n >= m.learn.target {
 				o.finishLearning(m)
 			}

@@ -148,6 +148,12 @@ type learner struct {
 	target, n int
 	cols      map[string]*learnColumn
 	order     []string
+	// class and unnamed hold, per record, what its prediction says by
+	// position (learnedPrediction): the class of models[].classes it
+	// names (classOf), or "", and whether it gave only positions that no
+	// class names.
+	class   []string
+	unnamed []bool
 }
 
 // learnColumn holds a column's values, one per record in both slices: a
@@ -160,12 +166,29 @@ type learnColumn struct {
 	strings bool // one value was a string: the column is categorical
 }
 
-func (l *learner) add(rec *payload.Record) {
+// add collects rec, whose prediction classes (models[].classes) name by
+// position, as the live windows read it (driftState.predictedClass): a
+// probability vector is its class, which makes the prediction categorical.
+// It reports whether rec's prediction gave only positions that classes
+// does not name: it is not guessed, but left out of the reference.
+func (l *learner) add(rec *payload.Record, classes []string) (unnamed bool) {
 	l.n++
 	for i := range rec.Features {
 		l.value(string(rec.Features[i].Name), rec.Features[i].Value)
 	}
-	l.value(PredictionColumn, rec.Prediction)
+	pred, class := rec.Prediction, ""
+	if pred.Kind == payload.KindNumber || pred.Kind == payload.KindMissing && len(rec.Scores) > 0 {
+		class = classOf(classes, rec)
+	}
+	if pred.Kind == payload.KindMissing && len(rec.Scores) > 0 {
+		// Positions only: its class, or none.
+		unnamed = class == ""
+		if !unnamed {
+			pred = payload.Value{Kind: payload.KindString, Str: []byte(class)}
+		}
+	}
+	l.value(PredictionColumn, pred)
+	l.class, l.unnamed = append(l.class, class), append(l.unnamed, unnamed)
 	// The columns this record lacks, or gave twice, are aligned again.
 	for _, c := range l.cols {
 		for len(c.num) < l.n {
@@ -173,6 +196,7 @@ func (l *learner) add(rec *payload.Record) {
 		}
 		c.num, c.str = c.num[:l.n], c.str[:l.n]
 	}
+	return unnamed
 }
 
 func (l *learner) value(name string, v payload.Value) {
@@ -201,33 +225,112 @@ func (l *learner) value(name string, v payload.Value) {
 // columns returns what was learned, row by row: a column is categorical as
 // soon as it held one string (its numbers are then written as strings: as
 // the text they came in, from CSV, else in Go's shortest form, and a NaN,
-// as a record without the column, is missing).
-func (l *learner) columns() []drift.Column {
-	out := make([]drift.Column, 0, len(l.order))
+// as a record without the column, is missing). The prediction is apart
+// (learnedPrediction), nil without one, and pos is its place among the
+// columns.
+func (l *learner) columns() (cols []drift.Column, pred *drift.Column, pos int) {
+	cols = make([]drift.Column, 0, len(l.order))
 	for _, name := range l.order {
 		c := l.cols[name]
+		if name == PredictionColumn {
+			pred, pos = l.prediction(c), len(cols)
+			continue
+		}
 		col := drift.Column{Name: name}
 		switch {
 		case c.strings:
 			col.Str = make([]string, len(c.str))
-			for i, s := range c.str {
-				if s == "" && c.num[i] == c.num[i] {
-					// ±Inf as the string drift.NonFinite reads, which
-					// BuildProfile counts as missing, as it counts
-					// JSON Lines' Infinity in a categorical column.
-					s = drift.FormatNumber(c.num[i])
-				}
-				col.Str[i] = s
+			for i := range c.str {
+				col.Str[i] = c.text(i)
 			}
-		case slices.ContainsFunc(c.num, func(x float64) bool { return x == x }):
+		case slices.ContainsFunc(c.num, isNumber):
 			col.Num = c.num
 		default:
 			continue // only missing values: nothing to profile
 		}
-		out = append(out, col)
+		cols = append(cols, col)
 	}
-	return out
+	return cols, pred, pos
 }
+
+// text returns row i of a categorical column.
+func (c *learnColumn) text(i int) string {
+	if s := c.str[i]; s != "" || c.num[i] != c.num[i] {
+		return s
+	}
+	// ±Inf as the string drift.NonFinite reads, which BuildProfile
+	// counts as missing, as it counts JSON Lines' Infinity in a
+	// categorical column.
+	return drift.FormatNumber(c.num[i])
+}
+
+// prediction returns the learned predictions c as the live windows will
+// read them against the reference they make (driftState.predictedClass),
+// or nil when there is nothing to profile. A prediction that gave only
+// positions that no class names (unnamed) is left out, as the live
+// windows leave it out (unnamed_class), rather than counted as missing.
+// The column is categorical when a prediction named its class, by name or
+// by a vector of models[].classes; its numbers are then the class they
+// index, unless they are one of the names given (a class "1"). Numbers
+// alone are the classes they index when every one is an index of
+// models[].classes, else numbers (a regression, a binary classifier's
+// score).
+func (l *learner) prediction(c *learnColumn) *drift.Column {
+	col := &drift.Column{Name: PredictionColumn}
+	categorical, byIndex := c.strings, !c.strings
+	for i, x := range c.num {
+		if !l.unnamed[i] && isFinite(x) && (l.class[i] == "" || !isIndex(x, math.MaxInt)) {
+			byIndex = false
+		}
+	}
+	switch {
+	case categorical:
+		names := map[string]bool{}
+		for i, s := range c.str {
+			if c.num[i] != c.num[i] && s != "" {
+				names[s] = true
+			}
+		}
+		for i := range c.str {
+			if l.unnamed[i] {
+				continue
+			}
+			s := c.text(i)
+			if c.num[i] == c.num[i] && !names[s] && l.class[i] != "" {
+				s = l.class[i]
+			}
+			col.Str = append(col.Str, s)
+		}
+	case byIndex && slices.ContainsFunc(c.num, isFinite):
+		for i, x := range c.num {
+			if l.unnamed[i] {
+				continue
+			}
+			s := ""
+			if x == x {
+				s = l.class[i]
+			}
+			col.Str = append(col.Str, s)
+		}
+	default:
+		for i, x := range c.num {
+			if !l.unnamed[i] {
+				col.Num = append(col.Num, x)
+			}
+		}
+		if !slices.ContainsFunc(col.Num, isNumber) {
+			return nil // only missing values
+		}
+	}
+	if col.Len() == 0 {
+		return nil
+	}
+	return col
+}
+
+func isFinite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+func isNumber(x float64) bool { return x == x }
 
 // driftConfig is the drift set-up shared by all models.
 type driftConfig struct {
@@ -476,14 +579,7 @@ func (dc *driftConfig) learnedPath(model string) string {
 // freezes it and writes it to storage, so a restart does not learn again from
 // data that may have drifted since.
 func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
-	opts := drift.DefaultBuildOptions()
-	cols := l.columns()
-	for _, c := range cols {
-		if c.Name == PredictionColumn {
-			opts.Prediction = PredictionColumn
-		}
-	}
-	p, err := drift.BuildProfile(cols, opts)
+	p, err := l.profile()
 	if err != nil {
 		return nil, err
 	}
@@ -497,6 +593,36 @@ func (dc *driftConfig) learned(model string, l *learner) (*driftState, error) {
 		}
 	}
 	return newDriftState(ref, driftSourceLearned, dc.opts.Windows)
+}
+
+// profile builds the reference of what l collected. The prediction is
+// profiled apart, from the records that gave one the live windows count
+// (learnedPrediction): drift.BuildProfile takes columns of as many rows
+// each, and leaves the prediction out of the multivariate reference
+// anyway.
+func (l *learner) profile() (*drift.Profile, error) {
+	opts := drift.DefaultBuildOptions()
+	cols, pred, pos := l.columns()
+	if pred == nil || len(cols) == 0 {
+		if pred != nil {
+			cols, opts.Prediction = []drift.Column{*pred}, PredictionColumn
+		}
+		return drift.BuildProfile(cols, opts)
+	}
+	p, err := drift.BuildProfile(cols, opts)
+	if err != nil {
+		return nil, err
+	}
+	opts.Prediction, opts.NoMultivariate = PredictionColumn, true
+	pp, err := drift.BuildProfile([]drift.Column{*pred}, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.Features = slices.Insert(p.Features, pos, pp.Features[0])
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Drift windows file, as encodeWindows writes it: the magic "MMDW" and the
@@ -693,14 +819,29 @@ func (ds *driftState) predictedClass(classes []string, rec *payload.Record) (cla
 			return "", false
 		}
 	}
+	return classOf(classes, rec), true
+}
+
+// classOf returns the class of classes (models[].classes) that rec, giving
+// only positions, predicts, as the label join reads it (readPrediction):
+// its probability vector's most probable class (with two classes, one
+// probability is the second class's), the class its scores name, or the
+// class its whole number indexes; "" when classes does not name it.
+func classOf(classes []string, rec *payload.Record) string {
 	var binary [2]float64
 	if pv, ok := readPrediction(classes, rec, &binary); ok && pv.isClass && pv.probs != nil {
-		return pv.className(), true
+		return pv.className()
 	}
-	if k := v.Num; v.Kind == payload.KindNumber && len(rec.Scores) == 0 && k == math.Trunc(k) && k >= 0 && k < float64(len(classes)) {
-		return classes[int(k)], true
+	if v := rec.Prediction; v.Kind == payload.KindNumber && len(rec.Scores) == 0 && isIndex(v.Num, len(classes)) {
+		return classes[int(v.Num)]
 	}
-	return "", true
+	return ""
+}
+
+// isIndex reports whether x is a position of n classes: a whole number in
+// [0, n).
+func isIndex(x float64, n int) bool {
+	return x == math.Trunc(x) && x >= 0 && x < float64(n)
 }
 
 // addClass counts class, the value of the categorical profile feature i,

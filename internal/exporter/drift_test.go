@@ -729,12 +729,13 @@ func TestLearnerAlignsColumns(t *testing.T) {
 		return r
 	}
 	l := &learner{cols: map[string]*learnColumn{}}
-	l.add(rec(0.1, "a", num(1), "k", num(7)))
-	l.add(rec(0.2, "k", str("x")))
-	l.add(rec(0.3, "a", num(3), "late", num(5)))
-	l.add(rec(0.4, "a", num(4), "k", num(math.Inf(1))))
-	l.add(rec(0.5, "a", num(5), "k", num(math.NaN())))
-	cols := l.columns()
+	l.add(rec(0.1, "a", num(1), "k", num(7)), nil)
+	l.add(rec(0.2, "k", str("x")), nil)
+	l.add(rec(0.3, "a", num(3), "late", num(5)), nil)
+	l.add(rec(0.4, "a", num(4), "k", num(math.Inf(1))), nil)
+	l.add(rec(0.5, "a", num(5), "k", num(math.NaN())), nil)
+	cols, pred, _ := l.columns()
+	cols = append(cols, *pred)
 	byName := map[string]drift.Column{}
 	for _, c := range cols {
 		byName[c.Name] = c
@@ -759,9 +760,9 @@ func TestLearnerAlignsColumns(t *testing.T) {
 	l = &learner{cols: map[string]*learnColumn{}}
 	for range 500 {
 		a := rng.NormFloat64()
-		l.add(rec(0.5, "a", num(a), "b", num(2*a+0.3*rng.NormFloat64()), "c", num(-a+0.3*rng.NormFloat64())))
+		l.add(rec(0.5, "a", num(a), "b", num(2*a+0.3*rng.NormFloat64()), "c", num(-a+0.3*rng.NormFloat64())), nil)
 	}
-	p, err = drift.BuildProfile(l.columns(), drift.BuildOptions{Prediction: PredictionColumn})
+	p, err = l.profile()
 	require.NoError(t, err)
 	require.NotNil(t, p.Multivariate)
 	require.Equal(t, []string{"a", "b", "c"}, p.Multivariate.Features)
@@ -1003,4 +1004,86 @@ func TestDriftMethodAcrossReferences(t *testing.T) {
 
 	err := CheckConfig(Options{ConfigFile: cfg, Drift: DriftOptions{Detector: drift.Options{Methods: map[string]drift.Method{"amuont": drift.MethodPSI}}}})
 	require.ErrorContains(t, err, `--drift.method: no drift reference has a feature "amuont"`)
+}
+
+// A learned reference reads a classifier's probability vectors and class
+// indexes by models[].classes, as the live windows then read them: its
+// prediction is the classes, so that live predictions of the same
+// classes fall in their bins, not in __other__ nor as unnamed. Without
+// classes a vector is not guessed: counted as unnamed_class while the
+// reference is learned and left out of it (not a missing value of it),
+// as the live windows leave it out; and a model that gives only such
+// vectors learns no prediction.
+func TestDriftLearnedPredictionClasses(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: vector
+    classes: [cat, dog, bird]
+  - name: index
+    classes: [cat, dog, bird]
+  - name: unnamed
+  - name: mixed
+`), 0o644))
+	logger, logs := testLogger()
+	e := startExporter(t, modelServer(t).URL, func(o *Options) {
+		o.ConfigFile = cfg
+		o.Drift = driftOptions("")
+		o.Drift.LearnSamples = 100
+		o.Logger = logger
+	})
+	vectors := []string{"[0.7,0.2,0.1]", "[0.1,0.8,0.1]", "[0.2,0.1,0.7]", "[0.6,0.3,0.1]"} // cat, dog, bird, cat
+	records := func(model string, pred func(i int) string) []string {
+		var out []string
+		for i := range 100 {
+			out = append(out, fmt.Sprintf(`{"model":%q,"features":{"amount":%d},"prediction":%s}`, model, 90+i%20, pred(i)))
+		}
+		return out
+	}
+	pushRecordsRaw(t, e, records("vector", func(i int) string { return vectors[i%4] })...)
+	pushRecordsRaw(t, e, records("index", func(i int) string { return []string{"0", "1", "2", "0"}[i%4] })...)
+	pushRecordsRaw(t, e, records("unnamed", func(i int) string { return vectors[i%4] })...)
+	pushRecordsRaw(t, e, records("mixed", func(i int) string { return []string{`"cat"`, `"dog"`, vectors[2], vectors[3]}[i%4] })...)
+
+	ratio := func(model, bin string) float64 {
+		return metricValue(t, e, collector.FeatureReferenceRatio, map[string]string{"model": model, "feature": PredictionColumn, "bin": bin})
+	}
+	invalid := func(model, reason string) float64 {
+		return metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": model, "feature": PredictionColumn, "reason": reason})
+	}
+	for _, model := range []string{"vector", "index"} {
+		require.Equal(t, "prediction", featureRoles(t, e, model)[PredictionColumn], model)
+		require.InDelta(t, 0.5, ratio(model, "cat"), 1e-9, model)
+		require.InDelta(t, 0.25, ratio(model, "dog"), 1e-9, model)
+		require.InDelta(t, 0.25, ratio(model, "bird"), 1e-9, model)
+		// Live predictions of the same classes, as vectors and by index.
+		pushRecordsRaw(t, e,
+			`{"model":"`+model+`","features":{"amount":100},"prediction":[0.1,0.1,0.8]}`,
+			`{"model":"`+model+`","features":{"amount":100},"prediction":1}`,
+		)
+		bin := func(class string) float64 {
+			return metricValue(t, e, collector.FeatureBinTotal, map[string]string{"model": model, "feature": PredictionColumn, "bin": class})
+		}
+		require.Equal(t, 1.0, bin("bird"), model)
+		require.Equal(t, 1.0, bin("dog"), model)
+		require.Zero(t, bin(drift.OtherLabel), model)
+		for _, reason := range []string{collector.InvalidUnnamedClass, collector.InvalidUnseenCategory, collector.InvalidMissing} {
+			require.Zero(t, invalid(model, reason), "%s: %s", model, reason)
+		}
+	}
+
+	_, ok := featureRoles(t, e, "unnamed")[PredictionColumn]
+	require.False(t, ok, "vectors without classes name no prediction to learn")
+	require.Equal(t, "input", featureRoles(t, e, "unnamed")["amount"])
+	require.Equal(t, 100.0, invalid("unnamed", collector.InvalidUnnamedClass))
+
+	// The classes named, and nothing missing: the vectors are left out.
+	require.Equal(t, "prediction", featureRoles(t, e, "mixed")[PredictionColumn])
+	require.InDelta(t, 0.5, ratio("mixed", "cat"), 1e-9)
+	require.InDelta(t, 0.5, ratio("mixed", "dog"), 1e-9)
+	require.Equal(t, 50.0, invalid("mixed", collector.InvalidUnnamedClass))
+	pushRecordsRaw(t, e, slices.Repeat([]string{`{"model":"mixed","features":{"amount":100},"prediction":"cat"}`}, 100)...)
+	require.Zero(t, metricValue(t, e, collector.FeatureDriftMissingDelta, map[string]string{"model": "mixed", "feature": PredictionColumn, "window": "1h"}),
+		"the reference has no missing predictions")
+	require.Equal(t, 1, strings.Count(logs.String(), "Prediction names no class of the drift reference"), logs.String())
 }
