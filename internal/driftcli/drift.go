@@ -155,6 +155,16 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pred *drift.Feature
+	if i := slices.IndexFunc(p.Features, func(f *drift.Feature) bool { return f.Prediction }); i >= 0 {
+		pred = p.Features[i]
+	}
+	classes := c.classes(cfg)
+	vectorWarn := ""
+	if len(classes) == 0 {
+		vectorWarn = vectorWarning(pred, cur, curName)
+	}
+	cur, unnamed := classColumns(pred, classes, cur)
 	if !slices.ContainsFunc(p.Features, func(f *drift.Feature) bool { return findColumn(cur, f.Name) != nil }) {
 		// Surely the wrong file, which must not pass a CI gate as "no drift".
 		return nil, fmt.Errorf("%s: none of the reference's features is a column", curName)
@@ -166,6 +176,14 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 		}
 	}
 	r := &Report{Reference: refName, Current: curName, Features: []FeatureResult{}, Warnings: []string{}, Errors: []string{}}
+	if unnamed > 0 {
+		env.Logger.Warn("Predictions name no class of the reference, not counted (unnamed_class)", "file", curName, "feature", pred.Name, "count", unnamed)
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%s: column %q: %d predictions give positions that models[].classes does not name; not counted (unnamed_class)", curName, pred.Name, unnamed))
+	}
+	if vectorWarn != "" {
+		env.Logger.Warn("Prediction is a vector, and the reference's are class names: give the model's classes", "file", curName, "feature", pred.Name)
+		r.Warnings = append(r.Warnings, vectorWarn)
+	}
 	for _, col := range cur {
 		if _, ok := p.Feature(col.Name); !ok {
 			env.Logger.Warn("Column of the current data is not in the reference, ignored", "file", curName, "column", col.Name)
@@ -200,6 +218,12 @@ func (c *DriftCommand) Report(env Env) (*Report, error) {
 			env.Logger.Warn("Values of a numeric feature are not numbers, counted as missing", "file", curName, "feature", f.Name, "count", n)
 			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: column %q: %d values are not numbers; counted as missing", curName, f.Name, n))
 		}
+		if f == pred && unnamed > 0 {
+			if fr.Violations == nil {
+				fr.Violations = map[string]uint64{}
+			}
+			fr.Violations[ViolationUnnamedClass] = unnamed
+		}
 		if ref := findColumn(refCols, f.Name); ref != nil && col != nil && f.Kind == drift.Numeric {
 			exact(f, ref, col, &fr)
 		}
@@ -230,6 +254,17 @@ func (c *DriftCommand) loadConfig() (*config.Config, error) {
 		return nil, fmt.Errorf("--model: %s configures no model %q", c.Config, c.Model)
 	}
 	return cfg, nil
+}
+
+// classes returns Model's models[].classes of cfg (Config), nil without
+// them: the order the sidecar reads a probability vector or class index
+// of that model's prediction in.
+func (c *DriftCommand) classes(cfg *config.Config) []string {
+	if cfg == nil || c.Model == "" {
+		return nil
+	}
+	m, _ := cfg.Model(c.Model)
+	return m.Classes
 }
 
 // correction returns the model-level decision's correction and level (0:

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -612,4 +613,85 @@ func TestDriftBooleanColumnCSV(t *testing.T) {
 			require.InDelta(t, f.Scores["psi"], metricValue(t, e, collector.FeatureDriftPSI, map[string]string{"model": "m", "feature": f.Name, "window": "1h"}), 1e-9, "%s: %s", path, f.Name)
 		}
 	}
+}
+
+// A classifier's predictions given as probability vectors, class indexes
+// and names, pushed to the sidecar and given to `exporter drift` with
+// --config.file and --model of a model with models[].classes, are read
+// alike: the same classes in the same bins, the same scores and decision,
+// and the predictions whose positions the classes don't name (a vector
+// of two probabilities for three classes, an index past them, a NaN)
+// left out of both, the sidecar's unnamed_class the report's. Without
+// --model the report says the prediction, a vector there, can't be read.
+func TestDriftClassesAgreeWithOffline(t *testing.T) {
+	dir := t.TempDir()
+	classes := []string{"cat", "dog", "bird"}
+	rng := rand.New(rand.NewPCG(31, 32))
+	var train strings.Builder
+	train.WriteString("amount,label\n")
+	for range 800 {
+		fmt.Fprintf(&train, "%.3f,%s\n", 100+20*rng.NormFloat64(), []string{"cat", "cat", "dog", "bird"}[rng.IntN(4)])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "train.csv"), []byte(train.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: m
+    classes: [cat, dog, bird]
+    drift: {reference: train.csv, prediction_column: label}
+`), 0o644))
+	var push, jsonl []string
+	for i := range 400 {
+		// Shifted towards dog: cat 40 %, dog 40 %, bird 20 %.
+		k := []int{0, 0, 1, 1, 2}[rng.IntN(5)]
+		var pred string
+		switch i % 10 {
+		case 0:
+			pred = strconv.Itoa(k) // an index
+		case 1:
+			pred = strconv.Quote(classes[k]) // a name
+		case 2:
+			pred = []string{"[0.5,0.5]", "7", "NaN", "null"}[i/10%4] // unnamed, or none
+		default:
+			p := []float64{0.1, 0.1, 0.1}
+			p[k] = 0.8
+			pred = fmt.Sprintf("[%g,%g,%g]", p[0], p[1], p[2])
+		}
+		amount := 100 + 20*rng.NormFloat64()
+		push = append(push, fmt.Sprintf(`{"model":"m","features":{"amount":%.3f},"prediction":%s}`, amount, pred))
+		jsonl = append(jsonl, fmt.Sprintf(`{"amount":%.3f,"label":%s}`, amount, pred))
+	}
+	cur := filepath.Join(dir, "batch.jsonl")
+	require.NoError(t, os.WriteFile(cur, []byte(strings.Join(jsonl, "\n")+"\n"), 0o644))
+
+	e := startExporter(t, modelServer(t).URL, func(o *Options) {
+		o.ConfigFile = cfg
+		o.Drift = driftOptions("")
+	})
+	pushRecordsRaw(t, e, push...)
+	c := driftcli.DriftCommand{Config: cfg, Model: "m", Current: cur, MinSamples: 50}
+	r, err := c.Report(driftcli.Env{})
+	require.NoError(t, err)
+	i := slices.IndexFunc(r.Features, func(f driftcli.FeatureResult) bool { return f.Prediction })
+	require.GreaterOrEqual(t, i, 0)
+	label := r.Features[i]
+	require.Equal(t, "label", label.Name)
+	require.True(t, label.Ready, label.Reason)
+	l := map[string]string{"model": "m", "feature": "label", "window": "1h"}
+	require.Equal(t, float64(label.N), metricValue(t, e, collector.FeatureDriftWindowValues, l))
+	require.InDelta(t, label.Scores["psi"], metricValue(t, e, collector.FeatureDriftPSI, l), 1e-9)
+	require.Equal(t, boolValue(label.Drifted), metricValue(t, e, collector.FeatureDrifted, map[string]string{"model": "m", "feature": "label", "window": "1h", "method": string(label.Method)}))
+	require.Zero(t, metricValue(t, e, collector.FeatureBinTotal, map[string]string{"model": "m", "feature": "label", "bin": drift.OtherLabel}))
+	require.Equal(t, int64(10), label.Missing, "null")
+	require.Equal(t, 30.0, metricValue(t, e, collector.FeatureValuesInvalid, map[string]string{"model": "m", "feature": "label", "reason": collector.InvalidUnnamedClass}))
+	require.Equal(t, uint64(30), label.Violations[driftcli.ViolationUnnamedClass])
+	requireViolationsAgree(t, e, "m", r, []string{"label"})
+	require.Empty(t, slices.DeleteFunc(slices.Clone(r.Warnings), func(w string) bool { return !strings.Contains(w, "label.") }), "the vector's columns are the prediction")
+
+	// Without the model's classes: not read by position, and said.
+	c = driftcli.DriftCommand{Reference: filepath.Join(dir, "train.csv"), Current: cur, MinSamples: 50, Build: driftcli.BuildFlags{Prediction: "label"}}
+	r, err = c.Report(driftcli.Env{})
+	require.NoError(t, err)
+	require.True(t, slices.ContainsFunc(r.Warnings, func(w string) bool {
+		return strings.Contains(w, `the prediction "label" is given as a vector (label.0, label.1, …)`) && strings.Contains(w, "models[].classes")
+	}), "%q", r.Warnings)
 }
