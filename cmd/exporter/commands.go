@@ -26,6 +26,8 @@ func addCommands(app *kingpin.Application) map[string]func(*slog.Logger) int {
 	pc.Flag("output", "Profile file to write, or - for stdout.").Required().StringVar(&profile.Output)
 	pc.Flag("format", "Format of the input when it is stdin or its extension is none of .csv, .jsonl, .ndjson, .parquet: csv, jsonl or parquet.").StringVar(&profile.Format)
 	buildFlags(pc, &profile.Build, "")
+	pc.Flag("config.file", "Exporter configuration file: with --model, a class of the prediction that the model's models[].classes lacks is an error. Empty: none.").StringVar(&profile.Config)
+	pc.Flag("model", "Model of --config.file the profile is for.").StringVar(&profile.Model)
 
 	var dr driftcli.DriftCommand
 	dc := app.Command("drift", "Compare data with a reference profile or training data, print each feature's drift and the dataset's verdict.")

@@ -24,6 +24,10 @@ type ProfileCommand struct {
 	// Build holds the options of the profile: the prediction column, the
 	// number of bins and of top categories.
 	Build BuildFlags
+	// Config and Model are an exporter configuration file and the model
+	// of it the profile is for: a categorical prediction's classes must
+	// then all be Model's models[].classes (checkClasses). Empty: none.
+	Config, Model string
 }
 
 // BuildFlags are the flags that say how to read training data and build a
@@ -151,8 +155,15 @@ func (c *ProfileCommand) run(env Env) (summary string, err error) {
 	if c.Input == "" || c.Output == "" {
 		return "", errors.New("--input and --output are required")
 	}
+	classes, err := c.classes()
+	if err != nil {
+		return "", err
+	}
 	name, cols, p, err := c.Build.build(env, c.Input, c.Format)
 	if err != nil {
+		return "", err
+	}
+	if err := c.checkClasses(name, classes, p, cols); err != nil {
 		return "", err
 	}
 	if err := writeOutput(env, c.Output, p.Save); err != nil {
@@ -163,6 +174,42 @@ func (c *ProfileCommand) run(env Env) (summary string, err error) {
 		out = "stdout"
 	}
 	return fmt.Sprintf("wrote %s: %s from %d rows of %s", out, describe(p), cols[0].Len(), name), nil
+}
+
+// classes returns Model's models[].classes of Config, nil without them.
+func (c *ProfileCommand) classes() ([]string, error) {
+	dc := DriftCommand{Config: c.Config, Model: c.Model}
+	switch cfg, err := dc.loadConfig(); {
+	case err != nil:
+		return nil, err
+	case cfg != nil && c.Model == "":
+		return nil, errors.New("--config.file needs --model, the model the profile is for")
+	default:
+		return dc.classes(cfg), nil
+	}
+}
+
+// checkClasses fails a profile p, of the training data cols read from
+// name, whose categorical prediction has a class that classes (Model's
+// models[].classes) lacks: the sidecar reads the model's probability
+// vectors and class indexes by those classes, so none would ever name it,
+// and every prediction of it would count as another class, a drift.
+func (c *ProfileCommand) checkClasses(name string, classes []string, p *drift.Profile, cols []drift.Column) error {
+	i := slices.IndexFunc(p.Features, func(f *drift.Feature) bool { return f.Prediction })
+	if len(classes) == 0 || i < 0 || p.Features[i].Kind != drift.Categorical {
+		return nil
+	}
+	f := p.Features[i]
+	col := findColumn(cols, f.Name)
+	if col == nil {
+		return nil
+	}
+	for _, s := range columnText(col) {
+		if s != "" && !isNonFinite(s) && !slices.Contains(classes, s) {
+			return fmt.Errorf("%s: the prediction %q has the class %q, which model %q's models[].classes in %s lacks (%s): the model's probability vectors and class indexes would never name it", name, f.Name, s, c.Model, c.Config, strings.Join(classes, ", "))
+		}
+	}
+	return nil
 }
 
 // describe summarises p's features: "5 features (3 numeric, 2 categorical;

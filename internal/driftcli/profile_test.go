@@ -257,3 +257,44 @@ func TestProfileJSONLNullObject(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, r.Warnings)
 }
+
+// With --config.file and --model, a class of the training data's
+// prediction that the model's models[].classes lacks (a typo) fails the
+// profile: the sidecar reads the model's probability vectors by those
+// classes, so that every prediction of that class would drift. Classes
+// the data lack, and a model without classes, are fine.
+func TestProfileChecksClasses(t *testing.T) {
+	dir := t.TempDir()
+	train := filepath.Join(dir, "train.csv")
+	var b strings.Builder
+	b.WriteString("amount,label\n")
+	for i := range 200 {
+		fmt.Fprintf(&b, "%d,%s\n", 90+i%20, []string{"cat", "dog", ""}[i%3])
+	}
+	require.NoError(t, os.WriteFile(train, []byte(b.String()), 0o644))
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: typo
+    classes: [cat, dgo]
+  - name: more
+    classes: [cat, dog, bird]
+  - name: none
+`), 0o644))
+	profile := func(model string) outcome {
+		c := ProfileCommand{Input: train, Output: filepath.Join(dir, model+".json"), Build: BuildFlags{Prediction: "label"}, Config: cfg, Model: model}
+		return run(t, &c, "")
+	}
+	res := profile("typo")
+	require.Equal(t, ExitError, res.code)
+	require.Equal(t, `exporter profile: `+train+`: the prediction "label" has the class "dog", which model "typo"'s models[].classes in `+cfg+` lacks (cat, dgo): the model's probability vectors and class indexes would never name it`+"\n", res.stderr)
+	_, err := os.Stat(filepath.Join(dir, "typo.json"))
+	require.ErrorIs(t, err, os.ErrNotExist, "no profile written")
+	for _, model := range []string{"more", "none"} {
+		res := profile(model)
+		require.Equal(t, ExitOK, res.code, res.stderr)
+	}
+	c := ProfileCommand{Input: train, Output: filepath.Join(dir, "x.json"), Config: cfg}
+	res = run(t, &c, "")
+	require.Equal(t, ExitError, res.code)
+	require.Contains(t, res.stderr, "--config.file needs --model")
+}
