@@ -69,7 +69,7 @@ func newMetrics(o *Outbox) *metrics {
 		}, []string{"receiver", "integration", "entry", "result"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_outbox_delivery_failures_total",
-			Help: "The total number of failed delivery attempts, by reason: timeout, connection, http_4xx, http_5xx, rate_limited or other.",
+			Help: "The total number of failed delivery attempts, by reason: timeout, connection, http_4xx, http_5xx, rate_limited, tls (a certificate the client does not trust, a failed TLS handshake) or other.",
 		}, append(labels, "reason")),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:                            "alertd_outbox_delivery_duration_seconds",

@@ -42,6 +42,8 @@ package outbox
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -227,6 +229,11 @@ type lane struct {
 	key     laneKey
 	queue   []*record
 	running bool
+	// tlsErr is the TLS error last logged of the lane, which its retries
+	// log at debug only, until it changes or a delivery succeeds: a
+	// certificate problem lasts until someone fixes it, and a line per
+	// retry for the max age would bury it.
+	tlsErr string
 }
 
 // Buckets of the bbolt file.
@@ -703,6 +710,9 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 	switch {
 	case err == nil:
 		o.logger.Debug("Message delivered", "receiver", r.Receiver, "integration", r.Integration, "key", r.Key, "attempts", upd.Attempts)
+		o.mu.Lock()
+		l.tlsErr = ""
+		o.mu.Unlock()
 		o.metrics.deliveries.WithLabelValues(r.Receiver, r.Integration, entry, resultDelivered).Inc()
 		o.finish(l, &upd, nil, now)
 		return
@@ -722,8 +732,7 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 			wait = min(ra.after, max(0, r.Since.Add(o.opts.MaxAge).Sub(now)))
 		}
 		upd.NextAttempt, upd.LastError = now.Add(wait), err.Error()
-		o.logger.Warn("Delivery failed, will retry", "receiver", r.Receiver, "integration", r.Integration,
-			"entry", r.Entry, "key", r.Key, "attempts", upd.Attempts, "retry_in", wait, "err", err)
+		o.logRetry(l, r, upd.Attempts, wait, err)
 		if perr := o.db.Update(func(tx *bolt.Tx) error { return putRecord(tx.Bucket(bucketPending), &upd) }); perr != nil {
 			o.logger.Error("Failed to store a message's retry state", "key", r.Key, "err", perr)
 		}
@@ -739,6 +748,29 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 		"entry", r.Entry, "key", r.Key, "attempts", upd.Attempts, "err", final)
 	upd.DeadAt = now
 	o.finish(l, &upd, final, now)
+}
+
+// logRetry logs a failed attempt that will be retried. A TLS error is
+// logged once per lane, at error, saying what to fix; its retries log at
+// debug until the error changes or a message of the lane is delivered.
+func (o *Outbox) logRetry(l *lane, r *record, attempts int, wait time.Duration, err error) {
+	args := []any{"receiver", r.Receiver, "integration", r.Integration, "entry", r.Entry, "key", r.Key, "attempts", attempts, "retry_in", wait, "err", err}
+	if Reason(err) != ReasonTLS {
+		o.mu.Lock()
+		l.tlsErr = ""
+		o.mu.Unlock()
+		o.logger.Warn("Delivery failed, will retry", args...)
+		return
+	}
+	o.mu.Lock()
+	logged := l.tlsErr == err.Error()
+	l.tlsErr = err.Error()
+	o.mu.Unlock()
+	if logged {
+		o.logger.Debug("Delivery failed on TLS again, will retry", args...)
+		return
+	}
+	o.logger.Error("Delivery failed: the receiver's TLS certificate is not trusted or its TLS handshake failed; retrying until it is fixed (the receiver's certificate, or tls_config), logged once until the error changes", args...)
 }
 
 func putRecord(b *bolt.Bucket, r *record) error {
@@ -1127,10 +1159,19 @@ const (
 	ReasonHTTP4xx     = "http_4xx"
 	ReasonHTTP5xx     = "http_5xx"
 	ReasonRateLimited = "rate_limited"
-	ReasonOther       = "other"
+	// ReasonTLS is a TLS handshake that failed: a certificate the client
+	// does not trust (unknown authority, expired, another host's), or the
+	// server refusing the handshake. Retried, as a certificate can be
+	// fixed, but told apart from a connection that failed.
+	ReasonTLS   = "tls"
+	ReasonOther = "other"
 )
 
-var reasons = []string{ReasonTimeout, ReasonConnection, ReasonHTTP4xx, ReasonHTTP5xx, ReasonRateLimited, ReasonOther}
+var reasons = []string{ReasonTimeout, ReasonConnection, ReasonHTTP4xx, ReasonHTTP5xx, ReasonRateLimited, ReasonTLS, ReasonOther}
+
+// Reasons returns the failure reasons Reason gives, for callers that
+// pre-create their series.
+func Reasons() []string { return slices.Clone(reasons) }
 
 // Reason classifies a delivery error into one of the bounded failure
 // reasons.
@@ -1148,10 +1189,36 @@ func Reason(err error) string {
 		return ReasonHTTP5xx
 	case se != nil && se.Code >= 400:
 		return ReasonHTTP4xx
+	case IsTLS(err):
+		return ReasonTLS
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return ReasonTimeout
 	case errors.As(err, &oe), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
 		return ReasonConnection
 	}
 	return ReasonOther
+}
+
+// IsTLS reports whether err is a failed TLS handshake: a certificate that
+// did not verify (crypto/tls's CertificateVerificationError, or one of
+// x509's errors), an alert the server sent during the handshake (it
+// refused the client's certificate, say), or an answer that was no TLS at
+// all (an http:// server behind an https:// URL).
+func IsTLS(err error) bool {
+	var (
+		cv *tls.CertificateVerificationError
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+		ae tls.AlertError
+		rh tls.RecordHeaderError
+	)
+	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) ||
+		errors.As(err, &ae) || errors.As(err, &rh) {
+		return true
+	}
+	// crypto/tls reports an alert the peer sent as a net.OpError of Op
+	// "remote error" around an unexported type.
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
 }

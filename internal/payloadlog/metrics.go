@@ -32,7 +32,7 @@ func newMetrics(l *Logger) *metrics {
 		}, []string{"reason"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: collector.PayloadLogFailuresTotal,
-			Help: "The total number of failed attempts to send a payload event, by reason: timeout, connection, http_4xx, http_5xx, rate_limited or other.",
+			Help: "The total number of failed attempts to send a payload event, by reason: timeout, connection, http_4xx, http_5xx, rate_limited, tls (a certificate the client does not trust, a failed TLS handshake) or other.",
 		}, []string{"reason"}),
 		spooled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: collector.PayloadLogSpooledTotal,
@@ -88,7 +88,7 @@ func newMetrics(l *Logger) *metrics {
 	for _, r := range []string{DropQueueFull, DropSpoolFull, DropRejected, DropShutdown, DropSpoolError} {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, r := range []string{outbox.ReasonTimeout, outbox.ReasonConnection, outbox.ReasonHTTP4xx, outbox.ReasonHTTP5xx, outbox.ReasonRateLimited, outbox.ReasonOther} {
+	for _, r := range outbox.Reasons() {
 		m.failures.WithLabelValues(r)
 	}
 	return m
