@@ -101,6 +101,14 @@ type Sender interface {
 	Send(ctx context.Context, m *Message) error
 }
 
+// AttemptTimeouter is implemented by a Sender whose messages bound their
+// own attempts (an action's configured timeout): each attempt of m gets
+// AttemptTimeout(m), when positive, instead of Options.SendTimeout, so
+// that a timeout configured longer than SendTimeout is not cut short.
+type AttemptTimeouter interface {
+	AttemptTimeout(m *Message) time.Duration
+}
+
 // SenderFunc adapts a function to Sender.
 type SenderFunc func(ctx context.Context, m *Message) error
 
@@ -182,7 +190,8 @@ type Options struct {
 	// Retention is how long the keys of delivered messages and discarded
 	// dead letters (and sender state) are remembered; default 7 days.
 	Retention time.Duration
-	// SendTimeout bounds each attempt; default 30s.
+	// SendTimeout bounds each attempt; default 30s. A Sender that is an
+	// AttemptTimeouter sets its messages' own.
 	SendTimeout time.Duration
 	// ShutdownGrace is how long the attempts in flight when Run's context
 	// ends may go on, so that a graceful stop does not cut off a delivery
@@ -690,15 +699,24 @@ func (o *Outbox) attempt(sendCtx context.Context, l *lane, r *record) {
 	var err error
 	start := time.Now()
 	if s, ok := o.opts.Senders[r.Integration]; ok {
-		actx, cancel := context.WithTimeout(sendCtx, o.opts.SendTimeout)
+		timeout := o.opts.SendTimeout
+		if t, ok := s.(AttemptTimeouter); ok {
+			if d := t.AttemptTimeout(&m); d > 0 {
+				timeout = d
+			}
+		}
+		actx, cancel := context.WithTimeout(sendCtx, timeout)
 		err = s.Send(actx, &m)
 		cancel()
 	} else {
 		err = Permanent(fmt.Errorf("no sender for integration %q", r.Integration))
 	}
-	if err != nil && sendCtx.Err() != nil {
+	if err != nil && sendCtx.Err() != nil && !IsPermanent(err) {
 		// The shutdown grace ran out: this attempt does not count, the
-		// message stays as it was and is sent after the restart.
+		// message stays as it was and is sent after the restart. Unless
+		// its Sender said it must not be sent again (Permanent): an
+		// action whose request was sent in full, which the receiver may
+		// have acted on, is dead-lettered rather than sent twice.
 		return
 	}
 	o.metrics.duration.WithLabelValues(labels...).Observe(time.Since(start).Seconds())

@@ -1152,3 +1152,31 @@ func keysOfMessages(ms []Message) []string {
 	}
 	return out
 }
+
+// An attempt the shutdown grace cut short whose Sender says it must not be
+// sent again (Permanent: an action's request sent in full, which the
+// receiver may have acted on) is dead-lettered, not sent again after the
+// restart; one that may be sent again stays pending.
+func TestShutdownPermanentDeadLettered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "o.db")
+		s := SenderFunc(func(ctx context.Context, m *Message) error {
+			<-ctx.Done()
+			if m.Key == "sent" {
+				return Permanent(fmt.Errorf("outcome unknown: %w", ctx.Err()))
+			}
+			return ctx.Err()
+		})
+		ob, stop := runStoppable(t, path, s, func(o *Options) { o.ShutdownGrace = time.Second })
+		other := msg("other")
+		other.Receiver = "other"
+		require.NoError(t, ob.Enqueue(msg("sent"), other))
+		synctest.Wait()
+		stop()
+		dl := ob.DeadLetters()
+		require.Len(t, dl, 1)
+		require.Equal(t, "sent", dl[0].Key)
+		require.Equal(t, "outcome unknown: context canceled", dl[0].LastError)
+		require.Equal(t, 1, ob.Stats().Pending, "other stays pending, sent after the restart")
+	})
+}
