@@ -51,6 +51,19 @@ func Types() []string {
 	return []string{TypeGitHubRepositoryDispatch, TypeGitHubWorkflowDispatch, TypeGitLabPipeline, TypeArgoWorkflow, TypeAirflowDAGRun, TypeWebhook}
 }
 
+// Idempotent reports whether the receiver of an action of type typ drops
+// a repeat of a request with the same idempotency key, so that resending
+// one whose outcome is unknown (sent in full, no answer before the
+// timeout) cannot start a second run: Airflow refuses a second DAG run
+// with the same dag_run_id (409, taken as delivered), and the generic
+// webhook's receivers are asked to keep the Idempotency-Keys they acted
+// on. GitHub's dispatches and GitLab's pipeline trigger document no
+// idempotency (and ignore Idempotency-Key), and Argo's submit creates a
+// workflow of a new generated name each time: a repeat runs again.
+func Idempotent(typ string) bool {
+	return typ == TypeAirflowDAGRun || typ == TypeWebhook
+}
+
 // DefaultURL returns the API base URL a type defaults to; "" when the
 // type has none and the URL is required.
 func DefaultURL(typ string) string {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amalert "github.com/prometheus/alertmanager/alert"
@@ -59,7 +61,28 @@ const (
 	stateSent      = "sent"
 	stateDelivered = "delivered"
 	stateFailed    = "failed"
+	// stateUnknown: the request was sent in full to a receiver without
+	// idempotency (act.Idempotent) and no answer came before the
+	// timeout: it may have started a run, so it is not retried; an
+	// operator checks the CI and redrives its dead letter, or discards
+	// it.
+	stateUnknown = "unknown"
 )
+
+// outcomeUnknownError is the error of an attempt whose request was
+// written in full to a receiver without idempotency and got no answer (a
+// timeout, a connection closed, alertd stopping): sending it again may
+// start a second run.
+type outcomeUnknownError struct{ err error }
+
+// outcomeUnknownPrefix starts the error of an outcomeUnknownError, as the
+// outbox keeps it in the dead letter (adopt tells it by that).
+const outcomeUnknownPrefix = "outcome unknown, not retried: "
+
+func (e *outcomeUnknownError) Error() string {
+	return outcomeUnknownPrefix + "the request was sent and no answer came, the CI may have started it: " + e.err.Error()
+}
+func (e *outcomeUnknownError) Unwrap() error { return e.err }
 
 // Verification states of a request.
 const (
@@ -127,7 +150,7 @@ func (r *actionRequest) fingerprints() []model.Fingerprint {
 // whether it does: sent, or awaiting approval.
 func (r *actionRequest) attemptTime() (time.Time, bool) {
 	switch r.State {
-	case stateSent, stateDelivered, stateFailed:
+	case stateSent, stateDelivered, stateFailed, stateUnknown:
 		if r.SentAt == nil {
 			return time.Time{}, false
 		}
@@ -229,12 +252,16 @@ type actionRunner struct {
 	note, noteInOrder func([]model.Fingerprint, Decision)
 	// dirty is set when the state changed since it was last written.
 	dirty bool
+	// tlsLogged is the TLS error last logged of each action, whose
+	// retries log at debug until it changes or a delivery succeeds.
+	tlsLogged map[string]string
 
 	triggered       *prometheus.CounterVec
 	refused         *prometheus.CounterVec
 	verification    *prometheus.CounterVec
 	enqueueFailures *prometheus.CounterVec
 	enqueueRetries  *prometheus.CounterVec
+	unknown         *prometheus.CounterVec
 }
 
 func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*actionRunner, error) {
@@ -250,6 +277,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		schedRetries: retrySet{},
 		rollbacks:    retrySet{},
 		retired:      map[string]bool{},
+		tlsLogged:    map[string]string{},
 		retryMaxWait: int(outbox.DefaultMaxBackoff / (15 * time.Second)),
 		retryMaxAge:  outbox.DefaultMaxAge,
 		client:       &http.Client{},
@@ -277,6 +305,10 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 			Name: "alertd_actions_enqueue_retries_total",
 			Help: "The total number of retries of alert, schedule and rollback triggers whose message the outbox had refused, by trigger.",
 		}, []string{"action", "trigger"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alertd_actions_unknown_outcomes_total",
+			Help: "The total number of action requests sent in full to a receiver without idempotency (GitHub, GitLab, Argo) that got no answer before the timeout: not retried, as the CI may have started the run.",
+		}, []string{"action"}),
 	}
 	var st actionState
 	if _, err := readJSON(r.file.path, &st); err != nil {
@@ -296,7 +328,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		r.rollbacks[rb.Request] = &retry{action: rb.Action, key: rb.Key, request: rb.Request, why: rb.Why,
 			attempts: rb.Attempts, since: rb.Since, err: rb.Err}
 	}
-	reg.MustRegister(r.triggered, r.refused, r.verification, r.enqueueFailures, r.enqueueRetries)
+	reg.MustRegister(r.triggered, r.refused, r.verification, r.enqueueFailures, r.enqueueRetries, r.unknown)
 	return r, nil
 }
 
@@ -408,6 +440,7 @@ func (r *actionRunner) set(cfgs []*alertconfig.Action) {
 		for _, res := range []string{verifyResolved, verifyFailed} {
 			r.verification.WithLabelValues(c.Name, res)
 		}
+		r.unknown.WithLabelValues(c.Name)
 	}
 	// Those a reload removed, and, at the start, those removed before a
 	// restart whose open work the state file kept: that counts when it
@@ -468,7 +501,8 @@ func (r *actionRunner) pruneLocked() {
 			continue
 		}
 		delete(r.retired, n)
-		for _, v := range []*prometheus.CounterVec{r.triggered, r.refused, r.verification, r.enqueueFailures, r.enqueueRetries} {
+		delete(r.tlsLogged, n)
+		for _, v := range []*prometheus.CounterVec{r.triggered, r.refused, r.verification, r.enqueueFailures, r.enqueueRetries, r.unknown} {
 			v.DeletePartialMatch(prometheus.Labels{"action": n})
 		}
 	}
@@ -756,6 +790,9 @@ func adopt(req *actionRequest, h outbox.Dropped) {
 		}
 	case outbox.HeldDead, outbox.HeldDiscarded:
 		req.State, req.LastError = stateFailed, h.LastError
+		if strings.HasPrefix(h.LastError, outcomeUnknownPrefix) {
+			req.State = stateUnknown
+		}
 	default:
 		req.LastError = h.LastError
 	}
@@ -1231,7 +1268,27 @@ func (r *actionRunner) Send(ctx context.Context, m *outbox.Message) error {
 	return err
 }
 
-// deliver sends one attempt.
+// AttemptTimeout implements outbox.AttemptTimeouter: an attempt of an
+// action's message gets the action's timeout, whatever the outbox's own
+// limit of an attempt.
+func (r *actionRunner) AttemptTimeout(m *outbox.Message) time.Duration {
+	var msg actionMessage
+	if json.Unmarshal(m.Payload, &msg) != nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.cfgs[msg.Action]; c != nil {
+		return time.Duration(c.Timeout)
+	}
+	return 0
+}
+
+// deliver sends one attempt. A request written in full whose answer did
+// not come is not retried when its receiver has no idempotency
+// (act.Idempotent): it fails with an outcomeUnknownError, as the CI may
+// have started the run. One that failed before it was sent (DNS, a
+// connection refused, a TLS handshake) is retried.
 func (r *actionRunner) deliver(ctx context.Context, c *alertconfig.Action, hr *act.Request, key string) error {
 	creds, err := credentials(c)
 	if err != nil {
@@ -1239,6 +1296,12 @@ func (r *actionRunner) deliver(ctx context.Context, c *alertconfig.Action, hr *a
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.Timeout))
 	defer cancel()
+	var sent atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			sent.Store(true)
+		}
+	}})
 	now := r.now()
 	req, err := hr.HTTP(ctx, creds, key, now)
 	if err != nil {
@@ -1250,7 +1313,11 @@ func (r *actionRunner) deliver(ctx context.Context, c *alertconfig.Action, hr *a
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("couldn't reach %s: %w", redactURL(hr.URL), err)
+		err = fmt.Errorf("couldn't reach %s: %w", redactURL(hr.URL), err)
+		if sent.Load() && !act.Idempotent(c.Type) {
+			return outbox.Permanent(&outcomeUnknownError{err: err})
+		}
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.Request != nil && resp.Request.Method != req.Method {
@@ -1294,7 +1361,7 @@ func (r *actionRunner) done(m outbox.Message, err error) {
 	}
 	r.mu.Lock()
 	req, ok := r.byID[msg.Request]
-	if !ok || req.State == stateFailed {
+	if !ok || req.State == stateFailed || req.State == stateUnknown {
 		r.mu.Unlock()
 		return
 	}
@@ -1342,23 +1409,54 @@ func (r *actionRunner) delivered(id string, err error) {
 	req.Attempts++
 	req.UpdatedAt = now
 	d := Decision{Time: now, Stage: "action"}
+	var (
+		unknown *outcomeUnknownError
+		// tlsAgain: a TLS error logged already, whose retry logs at
+		// debug only.
+		tlsAgain bool
+	)
 	switch {
 	case err == nil:
 		req.State, req.DeliveredAt, req.LastError = stateDelivered, &now, ""
 		d.Action, d.Reason = "delivered", fmt.Sprintf("action %q (request %s) delivered", req.Action, id)
+		delete(r.tlsLogged, req.Action)
+	case errors.As(err, &unknown):
+		req.State, req.LastError = stateUnknown, err.Error()
+		d.Action, d.Reason = "unknown", fmt.Sprintf("action %q (request %s) %v; check the CI, then redrive its dead letter (key %s) to send it again, or discard it", req.Action, id, err, req.Key)
+		if _, ok := r.cfgs[req.Action]; ok {
+			r.unknown.WithLabelValues(req.Action).Inc()
+		}
 	case outbox.IsPermanent(err):
 		req.State, req.LastError = stateFailed, err.Error()
 		d.Action, d.Reason = "failed", fmt.Sprintf("action %q (request %s) failed, not retried: %v", req.Action, id, err)
 	default:
 		req.LastError = err.Error()
+		if outbox.IsTLS(err) {
+			tlsAgain = r.tlsLogged[req.Action] == err.Error()
+			r.tlsLogged[req.Action] = err.Error()
+		} else {
+			delete(r.tlsLogged, req.Action)
+		}
 	}
-	fps, name, attempts := req.fingerprints(), req.Action, req.Attempts
+	fps, name, key, attempts := req.fingerprints(), req.Action, req.Key, req.Attempts
+	alertname, alerts := req.Labels["alertname"], slices.Clone(req.Alerts)
 	r.dirty = true
 	r.mu.Unlock()
+	switch {
+	case unknown != nil:
+		r.logger.Warn("Action outcome unknown, not retried: the request was sent and no answer came", "action", name, "request", id,
+			"key", key, "alertname", alertname, "alerts", alerts, "attempts", attempts, "err", err)
+	case d.Action != "":
+	case tlsAgain:
+		r.logger.Debug("Action attempt failed on TLS again, will retry later", "action", name, "request", id, "attempts", attempts, "err", err)
+	case outbox.IsTLS(err):
+		r.logger.Error("Action attempt failed: the CI's TLS certificate is not trusted or its TLS handshake failed; retrying until it is fixed, logged once until the error changes",
+			"action", name, "request", id, "attempts", attempts, "err", err)
+	default:
+		r.logger.Warn("Action attempt failed, will retry later", "action", name, "request", id, "attempts", attempts, "err", err)
+	}
 	if d.Action != "" {
 		r.note(fps, d)
-	} else {
-		r.logger.Warn("Action attempt failed, will retry later", "action", name, "request", id, "attempts", attempts, "err", err)
 	}
 	r.save(now)
 }
