@@ -62,8 +62,8 @@ func TestActionSeriesFollowReloads(t *testing.T) {
 	a := startAlertd(t, cfg("retrain", "deploy"), nil, nil)
 	kept := actionSeries(t, a.Registry(), "retrain")
 	removed := actionSeries(t, a.Registry(), "deploy")
-	require.Len(t, kept, 17, "%v", kept)
-	require.Len(t, removed, 17, "%v", removed)
+	require.Len(t, kept, 18, "%v", kept)
+	require.Len(t, removed, 18, "%v", removed)
 
 	reload(t, a, cfg("retrain"))
 	require.Empty(t, actionSeries(t, a.Registry(), "deploy"), "the removed action's series are still exposed")
@@ -181,7 +181,7 @@ func TestActionSeriesRetiredAtStart(t *testing.T) {
 	require.Empty(t, actionSeries(t, b.Registry(), "approved"))
 	require.Empty(t, actionSeries(t, b.Registry(), "verified"))
 	retrain := actionSeries(t, b.Registry(), "retrain")
-	require.Len(t, retrain, 17, "%v", retrain)
+	require.Len(t, retrain, 18, "%v", retrain)
 
 	code, body := post(t, b.URL+"/api/v1/actions/requests/"+pending.ID+"/reject", "application/json", `{"by":"bob"}`)
 	require.Equal(t, http.StatusOK, code, body)
