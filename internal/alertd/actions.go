@@ -1307,6 +1307,18 @@ func (r *actionRunner) deliver(ctx context.Context, c *alertconfig.Action, hr *a
 	if err != nil {
 		return outbox.Permanent(fmt.Errorf("couldn't build the request: %w", err))
 	}
+	if !act.Idempotent(c.Type) {
+		// net/http takes an Idempotency-Key for a promise that a repeat is
+		// harmless, and sends the request again on a new connection when
+		// a kept-alive one closes before its answer: this CI may have
+		// started a run on the first. The key goes out as it is, under a
+		// map key the transport does not look for (header names are case
+		// insensitive on the wire).
+		if v := req.Header.Values(act.HeaderIdempotencyKey); v != nil {
+			req.Header.Del(act.HeaderIdempotencyKey)
+			req.Header[strings.ToLower(act.HeaderIdempotencyKey)] = v
+		}
+	}
 	resp, err := r.client.Do(req)
 	if err != nil {
 		var ue *url.Error

@@ -1,6 +1,7 @@
 package alertd
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"log"
@@ -261,4 +262,62 @@ func TestIdempotentTypes(t *testing.T) {
 		want := typ == act.TypeAirflowDAGRun || typ == act.TypeWebhook
 		require.Equal(t, want, act.Idempotent(typ), typ)
 	}
+}
+
+// Go's HTTP client replays a request that carries an Idempotency-Key on
+// a new connection when the kept-alive one it was written to closes
+// before any answer. A CI without idempotency may have started a run on
+// it: the request is sent once, and its outcome is unknown.
+func TestActionConnectionClosedAfterSendNotReplayed(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	// The CI answers the first request and keeps the connection; it reads
+	// the second in full on that connection and closes it unanswered.
+	var got atomic.Int32
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if got.Add(1) == 2 {
+						return
+					}
+					if _, err := io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	clock := &testClock{}
+	cfg := classifyDrift + `
+actions:
+  - name: retrain
+    type: github_repository_dispatch
+    url: http://` + l.Addr().String() + `
+    repository: acme/models
+    token: ghp_SECRET
+    trigger: {matchers: ['category="data_quality"']}
+`
+	a := startActionsAlertd(t, clock, func(string) string { return cfg }, nil)
+	fraud, al := driftAlert("fraud", "amount")
+	postAlertJSON(t, a, al)
+	waitRequest(t, a, "retrain", fraud, inRequestState(stateDelivered), "first request not delivered")
+	churn, al := driftAlert("churn", "amount")
+	postAlertJSON(t, a, al)
+	req := waitRequest(t, a, "retrain", churn, inRequestState(stateUnknown), "second request's outcome not unknown")
+	require.Equal(t, 1, req.Attempts)
+	require.Equal(t, int32(2), got.Load(), "the closed request was sent again")
 }
