@@ -28,9 +28,10 @@ import (
 // ledger (incidents that opened, whose firing alerts changed, that closed),
 // ticks it with alertd's clock and carries out what is due: notifications
 // through the notifier's SendToReceiver, actions through runAction. The
-// engine's state is written to --storage.path/escalation.json on every
-// change, so a restart resumes each chain where it was. Escalation
-// notifications come on top of the route's own.
+// engine's state is written to --storage.path/escalation.json, so a restart
+// resumes each chain where it was: at once after an operator's change,
+// at most every escalationSaveInterval for the loop's own changes, and at
+// shutdown. Escalation notifications come on top of the route's own.
 //
 // (escalation.go is something else: the release of a suppressed alert
 // whose severity or priority rose.)
@@ -42,6 +43,16 @@ const escalationAttempts = 10
 // escalationTimeout bounds the carrying out of one effect.
 const escalationTimeout = 30 * time.Second
 
+// escalationSaveInterval is how often, at most, the escalation loop writes
+// the engine's state. The state is one file of every incident's chain, and
+// a batch of n new incidents is n changes (each opened, each trigger
+// carried out): written at each, that is n writes of a file of n entries.
+// A crash loses at most this much of the loop's changes, which the next
+// run redoes: an effect carried out then is carried out again under its
+// key, which the outbox drops as delivered, and a step that fell due then
+// has its next due time counted from the restart.
+const escalationSaveInterval = 5 * time.Second
+
 // escalator holds the escalation engine and what alertd keeps around it.
 type escalator struct {
 	mu     sync.Mutex
@@ -51,6 +62,8 @@ type escalator struct {
 	logger *slog.Logger
 	// kick wakes the escalation loop after an operator's change.
 	kick chan struct{}
+	// saveInterval is escalationSaveInterval; tests change it.
+	saveInterval time.Duration
 
 	// policies is the number of policies configured.
 	policies int
@@ -80,12 +93,13 @@ func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger
 		return nil, err
 	}
 	x := &escalator{
-		engine:     e,
-		logger:     logger,
-		kick:       make(chan struct{}, 1),
-		now:        now,
-		configured: map[escalationSeries]bool{},
-		series:     map[escalationSeries]bool{},
+		engine:       e,
+		logger:       logger,
+		kick:         make(chan struct{}, 1),
+		saveInterval: escalationSaveInterval,
+		now:          now,
+		configured:   map[escalationSeries]bool{},
+		series:       map[escalationSeries]bool{},
 		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_escalations_total",
 			Help: "The total number of escalation steps that notified their receivers (trigger, escalate and repeat), by policy and level.",
@@ -180,10 +194,16 @@ func (x *escalator) count(policy string, level int) {
 // held, after an operator's change.
 func (x *escalator) save() { x.saveWith((*stateFile).save) }
 
-// trySave is save for the escalation loop, which saves at every pass:
-// while an operator's change is being written, it does not wait, and
-// leaves its own change to its next pass.
-func (x *escalator) trySave() { x.saveWith((*stateFile).trySave) }
+// trySave is save for the escalation loop, which calls it at every change
+// and every pass: it writes at most once per saveInterval, and while an
+// operator's change is being written it does not wait; either way its own
+// change goes with a later call (at the latest the next pass, within a
+// second, or the save at shutdown).
+func (x *escalator) trySave() {
+	x.saveWith(func(f *stateFile, lock sync.Locker, snapshot func() any) error {
+		return f.trySaveEvery(x.saveInterval, lock, snapshot)
+	})
+}
 
 func (x *escalator) saveWith(save func(*stateFile, sync.Locker, func() any) error) {
 	if x.file == nil {
@@ -227,7 +247,7 @@ func (x *escalator) Collect(ch chan<- prometheus.Metric) {
 
 // runEscalation brings the engine up to date and carries out what is due
 // every second, and at once when an operator changed something, until ctx
-// is done.
+// is done; then it writes the state the loop has not written yet.
 func (a *Alertd) runEscalation(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -235,6 +255,7 @@ func (a *Alertd) runEscalation(ctx context.Context) {
 		a.stepEscalation(ctx, a.opts.Now())
 		select {
 		case <-ctx.Done():
+			a.escalation.save()
 			return
 		case <-t.C:
 		case <-a.escalation.kick:
@@ -252,6 +273,9 @@ func (a *Alertd) stepEscalation(ctx context.Context, now time.Time) {
 		}
 		a.carryOut(ctx, ef)
 	}
+	// What the pass changed since the last write, once the interval is
+	// over: a pass that changed nothing writes nothing.
+	a.escalation.trySave()
 }
 
 // syncEscalation tells the engine about the ledger's incidents and records

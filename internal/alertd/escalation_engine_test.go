@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -598,4 +599,61 @@ func TestEscalationSeriesFollowReloads(t *testing.T) {
 	reload("pager", "other two levels")
 	requireSeries(map[string]float64{"pager/1": 0, "pager/2": 0, "pager/3": 0, "other/1": 0, "other/2": 0})
 	h.checkWire(t)
+}
+
+// A batch of new incidents is one change of the escalation state per
+// incident opened and per trigger carried out. The loop writes the state
+// at most once per interval, not at each change: with the interval longer
+// than the test, the batch's n chains cost at most the loop's first write,
+// and the shutdown writes the rest, so a restart resumes every chain where
+// it was, each due time as stored.
+func TestEscalationBatchWritesStateOnce(t *testing.T) {
+	t.Parallel()
+	const n = 300
+	h := newEscalationHooks(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "alertd.yml", h.config(""))
+	writeFile(t, dir, "rules.yml", "groups: []\n")
+	o, logs := newOptions(t, dir)
+	var writes atomic.Int64
+	first := startWith(t, dir, o, logs, func(a *Alertd) {
+		a.escalation.saveInterval = time.Hour
+		f := a.escalation.file
+		write := f.write
+		f.write = func(path string, w func(io.Writer) error) error {
+			writes.Add(1)
+			return write(path, w)
+		}
+	})
+	alerts := make([]string, n)
+	for i := range alerts {
+		alerts[i] = fmt.Sprintf(`{"labels":{"alertname":"Batch%03d","severity":"critical"}}`, i)
+	}
+	postAlertJSON(t, first, strings.Join(alerts, ","))
+	require.Eventually(t, func() bool { return len(h.l1.all()) == n }, 60*time.Second, 10*time.Millisecond, "every incident's trigger")
+	due := map[string]time.Time{}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		is := escalatedIncidents(t, first)
+		if !assert.Len(c, is, n) {
+			return
+		}
+		for _, in := range is {
+			if assert.NotNil(c, in.Escalation) && assert.True(c, settled(1)(in), "%+v", in.Escalation) {
+				due[in.ID] = *in.Escalation.NextStepAt
+			}
+		}
+	}, 30*time.Second, 10*time.Millisecond, "every chain settled at level 1")
+	require.LessOrEqual(t, writes.Load(), int64(1), "the batch's changes wrote escalation.json %d times", writes.Load())
+	require.NoError(t, first.Stop())
+	require.Equal(t, int64(2), writes.Load(), "the shutdown writes what the loop did not")
+
+	a := start(t, dir, o, logs)
+	is := escalatedIncidents(t, a)
+	require.Len(t, is, n)
+	for _, in := range is {
+		require.NotNil(t, in.Escalation, in.ID)
+		require.Equal(t, []string{"l1"}, in.Escalation.Notified, in.ID)
+		require.Equal(t, due[in.ID], *in.Escalation.NextStepAt, "%s: the due time is stored, not recomputed", in.ID)
+	}
+	require.Never(t, func() bool { return len(h.l1.all()) > n }, time.Second, 20*time.Millisecond, "a trigger sent again")
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/modelmon/modelmon/internal/statefile"
 )
@@ -41,6 +42,8 @@ type stateFile struct {
 	// last is the encoding last written: a snapshot that encodes the same
 	// is not written again.
 	last []byte
+	// taken is when the last snapshot was taken (trySaveEvery).
+	taken time.Time
 	// write is statefile.WriteFile; tests make it block or fail.
 	write func(path string, write func(io.Writer) error) error
 }
@@ -73,8 +76,27 @@ func (f *stateFile) trySave(lock sync.Locker, snapshot func() any) error {
 	return f.saveLocked(lock, snapshot)
 }
 
+// trySaveEvery is trySave at most once per interval: a loop that changes
+// the state many times a second, such as the escalation loop carrying out
+// the notifications of a batch of new incidents one by one, writes it whole
+// once per interval instead of once per change, which for n changes of a
+// state of n entries would write O(n²) bytes. A call within the interval
+// of the last snapshot returns at once: its change goes with a later call,
+// so the caller must call again (at its next pass), and save at shutdown.
+func (f *stateFile) trySaveEvery(interval time.Duration, lock sync.Locker, snapshot func() any) error {
+	if !f.mu.TryLock() {
+		return nil
+	}
+	defer f.mu.Unlock()
+	if !f.taken.IsZero() && time.Since(f.taken) < interval {
+		return nil
+	}
+	return f.saveLocked(lock, snapshot)
+}
+
 // saveLocked is save with f.mu held.
 func (f *stateFile) saveLocked(lock sync.Locker, snapshot func() any) error {
+	f.taken = time.Now()
 	lock.Lock()
 	v := snapshot()
 	var (
