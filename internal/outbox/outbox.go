@@ -263,6 +263,8 @@ type Outbox struct {
 	logger  *slog.Logger
 	metrics *metrics
 	rand    func() float64
+	// group commits concurrent enqueues together (commit).
+	group groupCommit
 
 	mu     sync.Mutex
 	lanes  map[laneKey]*lane
@@ -508,7 +510,7 @@ func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 		// dups are the messages dropped, for their labels.
 		dups []*Message
 	)
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err := o.commit(func(tx *bolt.Tx) error {
 		added, dropped, dups = added[:0], dropped[:0], dups[:0]
 		pending, keys := tx.Bucket(bucketPending), tx.Bucket(bucketKeys)
 		for _, m := range ms {
@@ -557,6 +559,76 @@ func (o *Outbox) Add(ms ...*Message) ([]Dropped, error) {
 		o.startLocked(l)
 	}
 	return dropped, nil
+}
+
+// groupCommit lets concurrent writers share a commit: alertd's aggregation
+// groups flush in goroutines of their own, and a batch of n new groups is
+// n enqueues at once, each of which would otherwise wait for its own
+// fsync'd commit in turn.
+type groupCommit struct {
+	mu sync.Mutex
+	// running is set while a writer commits; queue holds the writes that
+	// came meanwhile, for its next commit.
+	running bool
+	queue   []*groupWrite
+}
+
+type groupWrite struct {
+	fn  func(*bolt.Tx) error
+	err chan error
+}
+
+// commit runs fn in a read-write transaction and returns once that is
+// committed (synced to disk), as db.Update does. When no commit is in
+// progress it commits at once; writes that come while one is share the
+// next, which the writer in progress runs for them. fn may run more than
+// once (again on its own when another write of its commit failed): it must
+// start from scratch each time. Unlike bbolt's DB.Batch, a lone write does
+// not wait for company.
+func (o *Outbox) commit(fn func(*bolt.Tx) error) error {
+	g := &o.group
+	w := &groupWrite{fn: fn, err: make(chan error, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, w)
+	if g.running {
+		g.mu.Unlock()
+		return <-w.err
+	}
+	g.running = true
+	for len(g.queue) > 0 {
+		ws := g.queue
+		g.queue = nil
+		g.mu.Unlock()
+		o.commitAll(ws)
+		g.mu.Lock()
+	}
+	g.running = false
+	g.mu.Unlock()
+	return <-w.err
+}
+
+// commitAll commits ws in one transaction, or, if one of them fails, each
+// in its own, so that one write's error fails it alone.
+func (o *Outbox) commitAll(ws []*groupWrite) {
+	if len(ws) > 1 {
+		err := o.db.Update(func(tx *bolt.Tx) error {
+			for _, w := range ws {
+				if err := w.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			for _, w := range ws {
+				w.err <- nil
+			}
+			return
+		}
+	}
+	for _, w := range ws {
+		w.err <- o.db.Update(w.fn)
+	}
 }
 
 // Held returns what the outbox holds of a key, as Add would report a
@@ -823,7 +895,14 @@ func (o *Outbox) finish(l *lane, r *record, failed error, now time.Time) {
 		o.logger.Error("Failed to record a message's delivery", "key", r.Key, "err", perr)
 	}
 	o.mu.Lock()
-	if i := slices.IndexFunc(l.queue, func(x *record) bool { return x.Seq == r.Seq }); i >= 0 {
+	switch i := slices.IndexFunc(l.queue, func(x *record) bool { return x.Seq == r.Seq }); {
+	case i == 0:
+		// The lane's head, as a rule: dropped without moving the rest
+		// of the lane up, which for a lane of n messages would move
+		// O(n²) of them.
+		l.queue[0] = nil
+		l.queue = l.queue[1:]
+	case i > 0:
 		l.queue = slices.Delete(l.queue, i, i+1)
 	}
 	if failed != nil {
@@ -1070,7 +1149,7 @@ type stateEntry struct {
 // that keep state between messages (Slack's thread of an incident). A nil
 // value deletes it. Values are forgotten Retention after they were set.
 func (o *Outbox) SetState(ns, key string, value []byte) error {
-	return o.db.Update(func(tx *bolt.Tx) error {
+	return o.commit(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bucketState).CreateBucketIfNotExists([]byte(ns))
 		if err != nil {
 			return err

@@ -1180,3 +1180,83 @@ func TestShutdownPermanentDeadLettered(t *testing.T) {
 		require.Equal(t, 1, ob.Stats().Pending, "other stays pending, sent after the restart")
 	})
 }
+
+// Writes that come while a commit is in progress share the next: one
+// transaction, one sync to disk, for a batch of enqueues, each returning
+// once it is committed. One that fails fails alone: the others are
+// committed each on its own.
+func TestGroupCommit(t *testing.T) {
+	for _, failing := range []int{-1, 3} {
+		t.Run(fmt.Sprintf("failing=%d", failing), func(t *testing.T) {
+			ob, err := Open(Options{Path: filepath.Join(t.TempDir(), "outbox.db"), Senders: map[string]Sender{"webhook": newFakeSender()}})
+			require.NoError(t, err)
+			defer ob.Close()
+			entered, release := make(chan struct{}), make(chan struct{})
+			// On a failure, the commit in progress ends before Close.
+			var once sync.Once
+			defer once.Do(func() { close(release) })
+			first := make(chan error, 1)
+			go func() {
+				first <- ob.commit(func(*bolt.Tx) error {
+					close(entered)
+					<-release
+					return nil
+				})
+			}()
+			<-entered
+			const n = 10
+			var (
+				mu   sync.Mutex
+				txs  = map[int]map[*bolt.Tx]bool{}
+				errs = make([]error, n)
+				wg   sync.WaitGroup
+			)
+			for i := range n {
+				txs[i] = map[*bolt.Tx]bool{}
+				wg.Go(func() {
+					errs[i] = ob.commit(func(tx *bolt.Tx) error {
+						mu.Lock()
+						txs[i][tx] = true
+						mu.Unlock()
+						if i == failing {
+							return errors.New("refused")
+						}
+						return tx.Bucket(bucketState).Put([]byte(fmt.Sprint(i)), []byte("v"))
+					})
+				})
+			}
+			require.Eventually(t, func() bool {
+				ob.group.mu.Lock()
+				defer ob.group.mu.Unlock()
+				return len(ob.group.queue) == n
+			}, 10*time.Second, time.Millisecond, "the writes wait for the commit in progress")
+			once.Do(func() { close(release) })
+			wg.Wait()
+			require.NoError(t, <-first)
+			all := map[*bolt.Tx]bool{}
+			for i := range n {
+				for tx := range txs[i] {
+					all[tx] = true
+				}
+				if i == failing {
+					require.EqualError(t, errs[i], "refused")
+					continue
+				}
+				require.NoError(t, errs[i], i)
+			}
+			stored := 0
+			require.NoError(t, ob.db.View(func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketState).ForEach(func(k, v []byte) error {
+					stored++
+					return nil
+				})
+			}))
+			if failing < 0 {
+				require.Len(t, all, 1, "one transaction")
+				require.Equal(t, n, stored)
+			} else {
+				require.Equal(t, n-1, stored, "the failing write alone is not stored")
+			}
+		})
+	}
+}
