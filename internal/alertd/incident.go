@@ -235,8 +235,18 @@ func (is *incidents) find(g alertGroup, groups []alertGroup, taken []string) *in
 // tell them apart either) is one of each.
 func (is *incidents) forGroup(key, receiver string) []string {
 	var open []*incident
+	if receiver != "" {
+		// Once per notification sent: the index, not every incident
+		// alertd knows, or a batch of n new groups costs O(n²).
+		for _, in := range is.open[openKey(key, receiver)] {
+			open = append(open, in)
+		}
+	}
 	var last *incident
 	for _, in := range is.byID {
+		if receiver != "" && len(open) > 0 {
+			break
+		}
 		if in.GroupKey != key || (receiver != "" && in.Receiver != receiver) {
 			continue
 		}

@@ -75,3 +75,28 @@ func BenchmarkIncidentsFind(b *testing.B) {
 		})
 	}
 }
+
+// Finding the incidents a notification of a group is for (ledger.paged,
+// once per notification) costs the same whatever the number of other
+// groups' open incidents: a batch of n new groups notified takes linear
+// time, not quadratic.
+func BenchmarkIncidentsForGroup(b *testing.B) {
+	for _, open := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
+			is := newIncidents()
+			t0 := time.Unix(0, 0)
+			for i := range open {
+				key := fmt.Sprintf("{}:{alertname=\"Open%05d\"}", i)
+				is.add(&incident{ID: fmt.Sprintf("open%05d", i), GroupKey: key, Receiver: "hook", OpenedAt: t0})
+			}
+			key := fmt.Sprintf("{}:{alertname=\"Open%05d\"}", open/2)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if len(is.forGroup(key, "hook")) != 1 {
+					b.Fatal("not the group's incident")
+				}
+			}
+		})
+	}
+}
