@@ -128,6 +128,24 @@ actions:
 `
 }
 
+// githubRetrain is a retrain by GitHub's repository_dispatch at url,
+// triggered by drift alerts, with the action's extra key ("timeout: 5s")
+// if any.
+func githubRetrain(url, extra string) string {
+	if extra != "" {
+		extra = "\n    " + extra
+	}
+	return classifyDrift + `
+actions:
+  - name: retrain
+    type: github_repository_dispatch
+    url: ` + url + `
+    repository: acme/models
+    token: ghp_SECRET` + extra + `
+    trigger: {matchers: ['category="data_quality"']}
+`
+}
+
 // An alert's action the outbox refused is retried while the alert fires:
 // delivered without the alert being sent again (an Alertmanager's
 // repeat_interval may be hours), with the same key, the retries counted.

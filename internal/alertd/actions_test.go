@@ -664,16 +664,7 @@ func TestActionPermanentFailureAndRestart(t *testing.T) {
 	clock := &testClock{}
 	ci := newFakeCI(t, nil, clock.Now)
 	ci.status.Store(http.StatusUnprocessableEntity)
-	cfg := classifyDrift + `
-actions:
-  - name: retrain
-    type: github_repository_dispatch
-    url: ` + ci.URL + `
-    repository: acme/models
-    token: ghp_SECRET
-    trigger:
-      matchers: ['category="data_quality"']
-`
+	cfg := githubRetrain(ci.URL, "")
 	a := startActionsAlertd(t, clock, func(string) string { return cfg }, nil)
 	ls, al := driftAlert("fraud", "amount")
 	postAlertJSON(t, a, al)
@@ -771,16 +762,7 @@ func TestActionGivenUpAfterMaxAge(t *testing.T) {
 	ci := newFakeCI(t, nil, clock.Now)
 	ci.status.Store(http.StatusBadGateway)
 	dir := t.TempDir()
-	writeFile(t, dir, "alertd.yml", classifyDrift+`
-actions:
-  - name: retrain
-    type: github_repository_dispatch
-    url: `+ci.URL+`
-    repository: acme/models
-    token: ghp_SECRET
-    trigger:
-      matchers: ['category="data_quality"']
-`)
+	writeFile(t, dir, "alertd.yml", githubRetrain(ci.URL, ""))
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
 	o.Outbox.InitialBackoff, o.Outbox.MaxBackoff, o.Outbox.MaxAge = 10*time.Millisecond, 20*time.Millisecond, 300*time.Millisecond
@@ -1139,16 +1121,7 @@ func TestActionRedirectedToGet(t *testing.T) {
 		http.Redirect(w, r, target.URL+"/login", http.StatusFound)
 	}))
 	t.Cleanup(redirect.Close)
-	cfg := classifyDrift + `
-actions:
-  - name: retrain
-    type: github_repository_dispatch
-    url: ` + redirect.URL + `
-    repository: acme/models
-    token: ghp_SECRET
-    trigger:
-      matchers: ['category="data_quality"']
-`
+	cfg := githubRetrain(redirect.URL, "")
 	a := startActionsAlertd(t, clock, func(string) string { return cfg }, nil)
 	ls, al := driftAlert("fraud", "amount")
 	postAlertJSON(t, a, al)

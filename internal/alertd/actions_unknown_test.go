@@ -194,16 +194,7 @@ func TestActionTimeoutAboveOutboxLimit(t *testing.T) {
 	clock := &testClock{}
 	ci := newSlowCI(t, http.StatusNoContent, 700*time.Millisecond)
 	dir := t.TempDir()
-	writeFile(t, dir, "alertd.yml", classifyDrift+`
-actions:
-  - name: retrain
-    type: github_repository_dispatch
-    url: `+ci.URL+`
-    repository: acme/models
-    token: ghp_SECRET
-    timeout: 5s
-    trigger: {matchers: ['category="data_quality"']}
-`)
+	writeFile(t, dir, "alertd.yml", githubRetrain(ci.URL, "timeout: 5s"))
 	a := runActionsAlertd(t, clock, dir, func(o *Options) {
 		// The outbox's limit, 30s by default, made short.
 		o.Outbox.SendTimeout = 200 * time.Millisecond
@@ -228,15 +219,7 @@ func TestActionUntrustedCertificate(t *testing.T) {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
-	writeFile(t, dir, "alertd.yml", classifyDrift+`
-actions:
-  - name: retrain
-    type: github_repository_dispatch
-    url: `+srv.URL+`
-    repository: acme/models
-    token: ghp_SECRET
-    trigger: {matchers: ['category="data_quality"']}
-`)
+	writeFile(t, dir, "alertd.yml", githubRetrain(srv.URL, ""))
 	a := runActionsAlertd(t, clock, dir, func(o *Options) {
 		o.Outbox.InitialBackoff, o.Outbox.MaxBackoff = 20*time.Millisecond, 50*time.Millisecond
 	}, nil)
@@ -302,15 +285,7 @@ func TestActionConnectionClosedAfterSendNotReplayed(t *testing.T) {
 		}
 	}()
 	clock := &testClock{}
-	cfg := classifyDrift + `
-actions:
-  - name: retrain
-    type: github_repository_dispatch
-    url: http://` + l.Addr().String() + `
-    repository: acme/models
-    token: ghp_SECRET
-    trigger: {matchers: ['category="data_quality"']}
-`
+	cfg := githubRetrain("http://"+l.Addr().String(), "")
 	a := startActionsAlertd(t, clock, func(string) string { return cfg }, nil)
 	fraud, al := driftAlert("fraud", "amount")
 	postAlertJSON(t, a, al)
