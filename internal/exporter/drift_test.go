@@ -339,15 +339,7 @@ func TestDriftModelReferences(t *testing.T) {
 	dir := t.TempDir()
 	fraudRef := writeReference(t, 2000)
 	require.NoError(t, os.Rename(fraudRef, filepath.Join(dir, "fraud.csv")))
-	writeChurn := func(mean float64) {
-		var b strings.Builder
-		b.WriteString("tenure,plan\n")
-		rng := rand.New(rand.NewPCG(3, 4))
-		for range 2000 {
-			fmt.Fprintf(&b, "%.2f,%s\n", mean+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
-		}
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
-	}
+	writeChurn := func(mean float64) { writeChurnReference(t, dir, rand.New(rand.NewPCG(3, 4)), 2000, mean) }
 	writeChurn(24)
 	cfg := filepath.Join(dir, "modelmon.yml")
 	writeConfig := func(churn string) {
@@ -418,6 +410,32 @@ func featureRoles(t *testing.T, e *Exporter, model string) map[string]string {
 	return out
 }
 
+// writeChurnReference writes dir/churn.csv: n rows of the churn model's
+// training data, tenure about mean and plan basic or pro.
+func writeChurnReference(t *testing.T, dir string, rng *rand.Rand, n int, mean float64) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("tenure,plan\n")
+	for range n {
+		fmt.Fprintf(&b, "%.2f,%s\n", mean+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
+}
+
+// writeFraudChurnConfig writes dir/modelmon.yml with the models fraud and
+// churn, each on its training data in dir, and returns its path.
+func writeFraudChurnConfig(t *testing.T, dir string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "modelmon.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`models:
+  - name: fraud
+    drift: {reference: fraud.csv, prediction_column: score}
+  - name: churn
+    drift: {reference: churn.csv}
+`), 0o644))
+	return cfg
+}
+
 // modelmon_feature_reference_info tells which feature is the prediction, by
 // its role label, whatever its name: its column in the training data
 // (prediction_column: score) or __prediction__ in a learned profile. The
@@ -433,19 +451,8 @@ func TestFeatureReferenceRoles(t *testing.T) {
 		fmt.Fprintf(&b, "%.4f,%.4f,%.4f,%s,%.3f\n", a, 2*a+0.3*rng.NormFloat64(), -a+0.3*rng.NormFloat64(), []string{"DE", "FR"}[rng.IntN(2)], rng.Float64())
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(b.String()), 0o644))
-	b.Reset()
-	b.WriteString("tenure,plan\n")
-	for range 500 {
-		fmt.Fprintf(&b, "%.2f,%s\n", 24+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
-	cfg := filepath.Join(dir, "modelmon.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`models:
-  - name: fraud
-    drift: {reference: fraud.csv, prediction_column: score}
-  - name: churn
-    drift: {reference: churn.csv}
-`), 0o644))
+	writeChurnReference(t, dir, rng, 500, 24)
+	cfg := writeFraudChurnConfig(t, dir)
 	e := startExporter(t, modelServer(t).URL, func(o *Options) {
 		o.ConfigFile = cfg
 		o.Drift = driftOptions("")
@@ -941,12 +948,7 @@ func TestDriftPredictionColumnDefault(t *testing.T) {
 		fmt.Fprintf(&b, "%.3f,%s,%.3f\n", 100+20*rng.NormFloat64(), []string{"DE", "FR"}[rng.IntN(2)], rng.Float64())
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "fraud.csv"), []byte(b.String()), 0o644))
-	b.Reset()
-	b.WriteString("tenure,plan\n")
-	for range 500 {
-		fmt.Fprintf(&b, "%.2f,%s\n", 24+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
+	writeChurnReference(t, dir, rng, 500, 24)
 	cfg := filepath.Join(dir, "modelmon.yml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`models:
   - name: fraud
@@ -974,20 +976,8 @@ func TestDriftPredictionColumnDefault(t *testing.T) {
 func TestDriftMethodAcrossReferences(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.Rename(writeReference(t, 2000), filepath.Join(dir, "fraud.csv")))
-	var b strings.Builder
-	b.WriteString("tenure,plan\n")
-	rng := rand.New(rand.NewPCG(13, 14))
-	for range 2000 {
-		fmt.Fprintf(&b, "%.2f,%s\n", 24+5*rng.NormFloat64(), []string{"basic", "pro"}[rng.IntN(2)])
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "churn.csv"), []byte(b.String()), 0o644))
-	cfg := filepath.Join(dir, "modelmon.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`models:
-  - name: fraud
-    drift: {reference: fraud.csv, prediction_column: score}
-  - name: churn
-    drift: {reference: churn.csv}
-`), 0o644))
+	writeChurnReference(t, dir, rand.New(rand.NewPCG(13, 14)), 2000, 24)
+	cfg := writeFraudChurnConfig(t, dir)
 	opts := func(o *Options) {
 		o.ConfigFile = cfg
 		o.Drift = driftOptions("")
