@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -125,12 +126,15 @@ func escalatedIncidents(t *testing.T, a *testAlertd) []incidentWithEscalation {
 	return d.Incidents
 }
 
-// waitIncident waits for the only incident to satisfy ok and returns it.
+// waitIncident waits for the only incident, a probe's aside, to satisfy ok
+// and returns it.
 func waitIncident(t *testing.T, a *testAlertd, ok func(incidentWithEscalation) bool, msg string) incidentWithEscalation {
 	t.Helper()
 	var got incidentWithEscalation
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		is := escalatedIncidents(t, a)
+		is := slices.DeleteFunc(escalatedIncidents(t, a), func(in incidentWithEscalation) bool {
+			return in.Escalation != nil && in.Escalation.Policy == "probe"
+		})
 		if assert.Len(c, is, 1) && assert.NotNil(c, is[0].Escalation, "%+v", is[0]) && assert.Truef(c, ok(is[0]), "%+v", is[0]) {
 			got = is[0]
 		}
@@ -143,6 +147,62 @@ func settled(level int) func(incidentWithEscalation) bool {
 	return func(in incidentWithEscalation) bool {
 		return in.Escalation.Level == level && in.Escalation.Pending == 0
 	}
+}
+
+// probePolicy escalates the alerts of escalationProbe to the receiver
+// "default", which notifies nobody.
+const probePolicy = `
+  - name: probe
+    matchers: ['severity="probe"']
+    steps:
+      - notify: [default]`
+
+// escalationProbe waits until the escalation loop has carried out every
+// step due when it was called, alertd's clock having been set: a test
+// then checks once that a step that must not be taken was not. The
+// policies must include probePolicy.
+//
+// The probe is an incident of its own (alertname name) that probePolicy
+// escalates. The loop takes one tick at a time and carries out all its
+// steps before the next: the tick that notifies the probe, opened after
+// the call, is at the clock's time or later, so it took any step of
+// another incident due then, or one before did. Its steps come in no set
+// order, so the probe is resolved and waited for too: that notification
+// comes from a later tick, once that one's steps were all carried out,
+// and alertd_escalations_total counted each (it counts a step before it
+// is done).
+func escalationProbe(t *testing.T, a *testAlertd, name string) {
+	t.Helper()
+	postAlertJSON(t, a, `{"labels":{"alertname":"`+name+`","severity":"probe"}}`)
+	probe := func(ok func(incidentWithEscalation) bool, msg string) incidentWithEscalation {
+		t.Helper()
+		var got incidentWithEscalation
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			for _, in := range escalatedIncidents(t, a) {
+				if in.Escalation != nil && in.Escalation.Policy == "probe" && in.GroupLabels["alertname"] == model.LabelValue(name) {
+					if assert.Truef(c, ok(in), "%+v", in) {
+						got = in
+					}
+					return
+				}
+			}
+			assert.Fail(c, "no probe incident")
+		}, 30*time.Second, 10*time.Millisecond, msg)
+		return got
+	}
+	in := probe(settled(1), "the probe was never escalated")
+	code, body := postIncident(t, a, in.ID, "resolve", `{"by":"probe"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	probe(func(in incidentWithEscalation) bool { return in.Escalation.Status == "resolved" && in.Escalation.Pending == 0 },
+		"the probe's resolution was never carried out")
+}
+
+// escalated returns alertd_escalations_total of the pager policy's level.
+func escalated(t *testing.T, a *testAlertd, level int) float64 {
+	t.Helper()
+	n, ok := metric(t, a.Registry(), "alertd_escalations_total", "policy", "pager", "level", strconv.Itoa(level))
+	require.True(t, ok)
+	return n
 }
 
 // postIncident posts to an incident's escalation endpoint and returns the
@@ -162,7 +222,7 @@ func TestEscalationRestartMidChain(t *testing.T) {
 	h := newEscalationHooks(t)
 	clock := &testClock{}
 	dir := t.TempDir()
-	writeFile(t, dir, "alertd.yml", h.config(""))
+	writeFile(t, dir, "alertd.yml", h.config(probePolicy))
 	writeFile(t, dir, "rules.yml", "groups: []\n")
 	o, logs := newOptions(t, dir)
 	o.Now = clock.Now
@@ -201,8 +261,11 @@ func TestEscalationRestartMidChain(t *testing.T) {
 	postAlertJSON(t, a, alert)
 	in = waitIncident(t, a, settled(1), "the escalation was not restored")
 	require.Equal(t, dueL2, *in.Escalation.NextStepAt, "the due time is stored, not recomputed")
-	require.Never(t, func() bool { return len(h.l2.all()) > 0 || len(h.l1.all()) > 1 }, 2*time.Second, 20*time.Millisecond,
-		"notified before level 2 was due, or level 1 again")
+	escalationProbe(t, a, "AfterRestart")
+	require.Zero(t, escalated(t, a, 1), "level 1 notified again after the restart")
+	require.Zero(t, escalated(t, a, 2), "level 2 notified before it was due")
+	require.Empty(t, h.l2.all(), "level 2 notified before it was due")
+	require.Len(t, h.l1.all(), 1, "level 1 notified again after the restart")
 
 	// Level 2 falls due: notified once; level 1 not again.
 	clock.skip(5*time.Minute + time.Second)
@@ -212,11 +275,12 @@ func TestEscalationRestartMidChain(t *testing.T) {
 	require.Equal(t, in.ID, p.CommonAnnotations["incident"])
 	in = waitIncident(t, a, settled(2), "level 2 never settled")
 	require.Equal(t, []string{"l1", "l2"}, in.Escalation.Notified)
-	require.Never(t, func() bool { return len(h.l2.all()) > 1 || len(h.l1.all()) > 1 }, 2*time.Second, 20*time.Millisecond,
-		"a level was notified twice")
-	n, _ := metric(t, a.Registry(), "alertd_escalations_total", "policy", "pager", "level", "2")
-	require.Equal(t, 1.0, n)
-	n, _ = metric(t, a.Registry(), "alertd_escalation_incidents", "state", "active")
+	escalationProbe(t, a, "AfterLevel2")
+	require.Zero(t, escalated(t, a, 1), "level 1 notified again")
+	require.Equal(t, 1.0, escalated(t, a, 2), "level 2 notified twice")
+	require.Len(t, h.l2.all(), 1, "level 2 notified twice")
+	require.Len(t, h.l1.all(), 1, "level 1 notified again")
+	n, _ := metric(t, a.Registry(), "alertd_escalation_incidents", "state", "active")
 	require.Equal(t, 1.0, n)
 
 	// Acknowledged: both levels are told, and level 3 never comes.
@@ -235,7 +299,9 @@ func TestEscalationRestartMidChain(t *testing.T) {
 	n, _ = metric(t, a.Registry(), "alertd_escalation_incidents", "state", "acknowledged")
 	require.Equal(t, 1.0, n)
 	clock.skip(15 * time.Minute)
-	require.Never(t, func() bool { return len(h.l3.all()) > 0 }, 2*time.Second, 20*time.Millisecond, "level 3 was notified while acknowledged")
+	escalationProbe(t, a, "WhileAcknowledged")
+	require.Zero(t, escalated(t, a, 3), "level 3 was notified while acknowledged")
+	require.Empty(t, h.l3.all(), "level 3 was notified while acknowledged")
 
 	// The alert resolves: the incident closes, and both levels notified
 	// hear of it though it is acknowledged.
@@ -280,7 +346,7 @@ func TestEscalationAPI(t *testing.T) {
 	t.Parallel()
 	h := newEscalationHooks(t)
 	clock := &testClock{}
-	a := h.start(t, "    ack_timeout: 30m\n", clock.options())
+	a := h.start(t, "    ack_timeout: 30m"+probePolicy, clock.options())
 
 	postAlertJSON(t, a, `{"labels":{"alertname":"Drift","severity":"critical"}}`)
 	waitEscalationEvents(t, h.l1, "trigger")
@@ -328,7 +394,9 @@ func TestEscalationAPI(t *testing.T) {
 	n, _ := metric(t, a.Registry(), "alertd_escalation_incidents", "state", "snoozed")
 	require.Equal(t, 1.0, n)
 	clock.skip(30 * time.Minute)
-	require.Never(t, func() bool { return len(h.l2.all()) > 0 }, 2*time.Second, 20*time.Millisecond, "level 2 notified while snoozed")
+	escalationProbe(t, a, "WhileSnoozed")
+	require.Zero(t, escalated(t, a, 2), "level 2 notified while snoozed")
+	require.Empty(t, h.l2.all(), "level 2 notified while snoozed")
 	clock.skip(31 * time.Minute)
 	waitEscalationEvents(t, h.l1, "trigger", "acknowledge", "trigger", "trigger")
 
@@ -353,7 +421,9 @@ func TestEscalationAPI(t *testing.T) {
 	require.Equal(t, "erin", in.Escalation.ResolvedBy)
 	require.Equal(t, "open", in.State)
 	clock.skip(time.Hour)
-	require.Never(t, func() bool { return len(h.l3.all()) > 0 }, 2*time.Second, 20*time.Millisecond, "level 3 notified after the resolve")
+	escalationProbe(t, a, "AfterResolve")
+	require.Zero(t, escalated(t, a, 3), "level 3 notified after the resolve")
+	require.Empty(t, h.l3.all(), "level 3 notified after the resolve")
 	code, body = postIncident(t, a, id, "acknowledge", ``)
 	require.Equal(t, http.StatusConflict, code)
 	require.Equal(t, "incident "+id+": incident is resolved", strings.TrimSpace(body))
@@ -374,7 +444,7 @@ func TestEscalationAPI(t *testing.T) {
 func TestEscalationUnmatched(t *testing.T) {
 	t.Parallel()
 	h := newEscalationHooks(t)
-	a := h.start(t, "", nil)
+	a := h.start(t, probePolicy, nil)
 	postAlertJSON(t, a, `{"labels":{"alertname":"Minor","severity":"warning"}}`)
 	in := waitIncident(t, a, func(in incidentWithEscalation) bool { return true }, "")
 	require.Empty(t, in.Escalation.Policy)
@@ -382,7 +452,9 @@ func TestEscalationUnmatched(t *testing.T) {
 		return lastOf(al.History, "escalate").Action == "unmatched"
 	}, "")
 	require.Equal(t, "no escalation policy matches incident "+in.ID, lastOf(al.History, "escalate").Reason)
-	require.Never(t, func() bool { return len(h.l1.all()) > 0 }, time.Second, 20*time.Millisecond)
+	escalationProbe(t, a, "AfterUnmatched")
+	require.Zero(t, escalated(t, a, 1), "an incident no policy matches was escalated")
+	require.Empty(t, h.l1.all(), "an incident no policy matches was escalated")
 	n, _ := metric(t, a.Registry(), "alertd_escalation_incidents", "state", "active")
 	require.Equal(t, 0.0, n)
 }
