@@ -193,8 +193,10 @@ func escalationProbe(t *testing.T, a *testAlertd, name string) {
 	in := probe(settled(1), "the probe was never escalated")
 	code, body := postIncident(t, a, in.ID, "resolve", `{"by":"probe"}`)
 	require.Equal(t, http.StatusOK, code, body)
-	probe(func(in incidentWithEscalation) bool { return in.Escalation.Status == "resolved" && in.Escalation.Pending == 0 },
-		"the probe's resolution was never carried out")
+	resolved := func(in incidentWithEscalation) bool {
+		return in.Escalation.Status == "resolved" && in.Escalation.Pending == 0
+	}
+	probe(resolved, "the probe's resolution was never carried out")
 }
 
 // escalated returns alertd_escalations_total of the pager policy's level.
