@@ -469,7 +469,46 @@ func (dc *driftConfig) loadReferences(rc *runtimeConfig, configFile string) erro
 	if err := dc.checkMethods(next); err != nil {
 		return err
 	}
+	for _, m := range rc.cfg.Models {
+		ref, source := rc.driftReference(m.Name)
+		if ref == nil || len(m.Classes) == 0 {
+			continue
+		}
+		if err := checkReferenceClasses(ref.profile, m.Classes); err != nil {
+			flag := "models[].drift.reference"
+			if source == driftSourceFile {
+				flag = "--drift.reference"
+			}
+			return fmt.Errorf("couldn't load configuration (--config.file=%q): model %q: %s: %w", configFile, m.Name, flag, err)
+		}
+	}
 	dc.refs = next
+	return nil
+}
+
+// checkReferenceClasses returns an error for a reference p whose
+// categorical prediction has a class that classes (the model's
+// models[].classes) lacks, as `exporter profile` does: the sidecar names
+// the model's probability vectors and class indexes by those classes, so
+// none would ever be that class, and every prediction of it would count
+// as another, a drift. A prediction given by name is not affected, but
+// the list is the model's classes: the class is a typo on one side.
+func checkReferenceClasses(p *drift.Profile, classes []string) error {
+	i := slices.IndexFunc(p.Features, func(f *drift.Feature) bool { return f.Prediction })
+	if i < 0 || p.Features[i].Categorical == nil {
+		return nil
+	}
+	f := p.Features[i]
+	names := make([]string, 0, len(f.Categorical.Categories)+len(f.Categorical.Rare))
+	for _, c := range f.Categorical.Categories {
+		names = append(names, c.Value)
+	}
+	names = append(names, f.Categorical.Rare...)
+	for _, n := range names {
+		if n != drift.OtherLabel && !slices.Contains(classes, n) {
+			return fmt.Errorf("the prediction %q has the class %q, which models[].classes lacks (%s): the model's probability vectors and class indexes would never name it", f.Name, n, strings.Join(classes, ", "))
+		}
+	}
 	return nil
 }
 

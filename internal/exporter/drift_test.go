@@ -870,6 +870,50 @@ func TestCheckConfigDriftReference(t *testing.T) {
 	}
 }
 
+// A class of a reference's prediction that the model's models[].classes
+// lacks (a typo on one side) is refused at load, as `exporter profile`
+// refuses it: the model's probability vectors and class indexes, named by
+// those classes, would never be it, and every prediction of it would
+// drift. Whether the reference is the model's own or --drift.reference.
+func TestCheckConfigDriftReferenceClasses(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("amount,label\n")
+	for i := range 300 {
+		fmt.Fprintf(&b, "%d,%s\n", 90+i%20, []string{"cat", "dog", "dog"}[i%3])
+	}
+	train := filepath.Join(dir, "train.csv")
+	require.NoError(t, os.WriteFile(train, []byte(b.String()), 0o644))
+	config := func(name, model string) string {
+		cfg := filepath.Join(dir, name+".yml")
+		require.NoError(t, os.WriteFile(cfg, []byte("models:\n"+model), 0o644))
+		return cfg
+	}
+	own := config("own", "  - name: fraud\n    classes: [cat, dgo]\n    drift: {reference: train.csv, prediction_column: label}\n")
+	flag := config("flag", "  - name: fraud\n    classes: [dgo, cat]\n")
+	good := config("good", "  - name: fraud\n    classes: [cat, dog, bird]\n    drift: {reference: train.csv, prediction_column: label}\n")
+	for _, tc := range []struct {
+		name string
+		o    Options
+		err  string
+	}{
+		{"own reference", Options{ConfigFile: own},
+			fmt.Sprintf(`couldn't load configuration (--config.file=%q): model "fraud": models[].drift.reference: the prediction "label" has the class "dog", which models[].classes lacks (cat, dgo): the model's probability vectors and class indexes would never name it`, own)},
+		{"--drift.reference", Options{ConfigFile: flag, Drift: DriftOptions{Reference: train, PredictionColumn: "label"}},
+			fmt.Sprintf(`couldn't load configuration (--config.file=%q): model "fraud": --drift.reference: the prediction "label" has the class "dog", which models[].classes lacks (dgo, cat): the model's probability vectors and class indexes would never name it`, flag)},
+		{"classes the data lack", Options{ConfigFile: good}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckConfig(tc.o)
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.EqualError(t, err, tc.err)
+		})
+	}
+}
+
 // A classifier's prediction is counted into its reference's classes by
 // name. A probability vector or a class index names no class: it is read
 // in the order of models[].classes (the most probable class, as the label
