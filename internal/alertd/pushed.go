@@ -75,24 +75,28 @@ type pushedFile struct {
 	mu    sync.Mutex
 	saved uint64
 	dirty bool
+	// write is writeJSON; tests count the writes.
+	write func(path string, v any) error
 }
 
 func newPushedFile(path string, s *store) *pushedFile {
-	return &pushedFile{path: path, store: s}
+	return &pushedFile{path: path, store: s, write: writeJSON}
 }
 
 // save writes the firing pushed alerts if they changed since the last
 // write. The loop calls it every tick, the webhook intake after each
 // delivery (an Alertmanager does not send its alerts again for hours) and
-// Stop once more.
+// Stop once more. A call with nothing changed returns without copying or
+// sorting the alerts: the loop's tick after a batch of n alerts would
+// otherwise sort n alerts every tick while nothing happens.
 func (f *pushedFile) save(now time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st, gen := f.store.pushedAlerts(now)
-	if gen == f.saved && !f.dirty {
+	st, gen, changed := f.store.pushedAlerts(now, f.saved, f.dirty)
+	if !changed {
 		return nil
 	}
-	if err := writeJSON(f.path, st); err != nil {
+	if err := f.write(f.path, st); err != nil {
 		return fmt.Errorf("couldn't write the pushed alerts: %w", err)
 	}
 	f.saved, f.dirty = gen, false
@@ -149,15 +153,32 @@ func (f *pushedFile) restore(ctx context.Context, now time.Time) (int, error) {
 }
 
 // pushedAlerts returns the pushed alerts firing at now, by fingerprint,
-// and the count of changes to pushed alerts they reflect.
-func (s *store) pushedAlerts(now time.Time) (pushedState, uint64) {
+// and the count of changes to pushed alerts they reflect, unless that
+// count is still saved and force is false: then it reports false and
+// copies nothing. An alert whose end time passes changes nothing: it
+// leaves the file with the next change, and a restart does not restore it.
+func (s *store) pushedAlerts(now time.Time, saved uint64, force bool) (pushedState, uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := pushedState{Alerts: []pushedAlert{}}
-	for _, a := range s.alerts {
-		if !a.Source.pushed() || a.ResolvedAt(now) {
-			continue
+	if s.pushedGen == saved && !force {
+		return pushedState{}, saved, false
+	}
+	type keyed struct {
+		fp model.Fingerprint
+		a  *Alert
+	}
+	var firing []keyed
+	for fp, a := range s.alerts {
+		if a.Source.pushed() && !a.ResolvedAt(now) {
+			firing = append(firing, keyed{fp, a})
 		}
+	}
+	// The store's key is the fingerprint of the labels: sorted by it, not
+	// by a fingerprint computed in each comparison.
+	slices.SortFunc(firing, func(x, y keyed) int { return cmp.Compare(x.fp, y.fp) })
+	st := pushedState{Alerts: make([]pushedAlert, 0, len(firing))}
+	for _, k := range firing {
+		a := k.a
 		p := pushedAlert{Alert: a.Alert, Source: a.Source, UpdatedAt: a.UpdatedAt, Timeout: a.Timeout, RelayGroups: a.relayGroups,
 			RelayFrom: a.relayFrom, Upstream: a.upstream, Awaiting: a.awaiting}
 		p.Annotations = a.sourceAnnotations
@@ -167,8 +188,5 @@ func (s *store) pushedAlerts(now time.Time) (pushedState, uint64) {
 		}
 		st.Alerts = append(st.Alerts, p)
 	}
-	slices.SortFunc(st.Alerts, func(x, y pushedAlert) int {
-		return cmp.Compare(x.Labels.Fingerprint(), y.Labels.Fingerprint())
-	})
-	return st, s.pushedGen
+	return st, s.pushedGen, true
 }

@@ -1,8 +1,12 @@
 package alertd
 
 import (
+	"cmp"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,4 +67,49 @@ func TestPushedFileRestore(t *testing.T) {
 	require.NoError(t, g.save(now), "the file is written again after a failed restore")
 	_, err = readJSON(path, &st)
 	require.NoError(t, err)
+}
+
+// The loop saves the pushed alerts every tick: a save with nothing changed
+// since the last write neither writes nor copies and sorts the alerts (it
+// allocates nothing), and the file holds them by fingerprint.
+func TestPushedFileSaveUnchanged(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	s := newStore(prometheus.NewRegistry(), func(...*amalert.Alert) error { return nil },
+		func(model.LabelSet) []string { return nil }, time.Hour, func() time.Time { return now })
+	f := newPushedFile(filepath.Join(t.TempDir(), "pushed_alerts.json"), s)
+	var written []pushedState
+	f.write = func(path string, v any) error {
+		written = append(written, v.(pushedState))
+		return writeJSON(path, v)
+	}
+	push := func(names ...string) {
+		t.Helper()
+		var as []*Alert
+		for _, n := range names {
+			as = append(as, &Alert{Alert: model.Alert{Labels: model.LabelSet{"alertname": model.LabelValue(n)},
+				StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}, Value: math.NaN()})
+		}
+		require.NoError(t, s.take(t.Context(), now, SourcePrometheus, as, "received", "posted"))
+	}
+	var names []string
+	for i := range 200 {
+		names = append(names, fmt.Sprintf("A%d", i))
+	}
+	push(names...)
+
+	require.NoError(t, f.save(now))
+	require.Len(t, written, 1)
+	require.Len(t, written[0].Alerts, 200)
+	require.True(t, slices.IsSortedFunc(written[0].Alerts, func(x, y pushedAlert) int {
+		return cmp.Compare(x.Labels.Fingerprint(), y.Labels.Fingerprint())
+	}), "the alerts are sorted by fingerprint")
+
+	allocs := testing.AllocsPerRun(10, func() { require.NoError(t, f.save(now.Add(time.Second))) })
+	require.Len(t, written, 1, "nothing changed: nothing written")
+	require.Zero(t, allocs, "nothing changed: the alerts are not copied and sorted")
+
+	push("B")
+	require.NoError(t, f.save(now.Add(2*time.Second)))
+	require.Len(t, written, 2)
+	require.Len(t, written[1].Alerts, 201)
 }
