@@ -48,6 +48,8 @@ type Engine struct {
 	byName    map[string]*policy
 	incidents map[string]*Incident
 	outbox    []Effect
+	// changes counts the changes to what State returns (Changes).
+	changes uint64
 }
 
 // New returns an engine with these policies, in the order they are matched.
@@ -108,6 +110,7 @@ func (e *Engine) Open(now time.Time, id string, s Subject, alerts []string) (str
 		in.NextAt = now
 	}
 	e.incidents[id] = in
+	e.changes++
 	return name, nil
 }
 
@@ -126,6 +129,7 @@ func (e *Engine) AlertsChanged(now time.Time, id string, alerts []string) (bool,
 		return false, nil
 	}
 	in.Alerts = alerts
+	e.changes++
 	if !in.Acked {
 		return false, nil
 	}
@@ -156,6 +160,7 @@ func (e *Engine) Acknowledge(now time.Time, id, by string) error {
 		return nil
 	}
 	in.Acked, in.AckedBy, in.AckedAt, in.AckedAlerts = true, by, now, cloneStrings(in.Alerts)
+	e.changes++
 	in.AckUntil = time.Time{}
 	if p := e.byName[in.Policy]; p != nil && p.AckTimeout > 0 {
 		in.AckUntil = now.Add(p.AckTimeout)
@@ -192,6 +197,7 @@ func (e *Engine) Snooze(now time.Time, id string, until time.Time, by string) er
 		return fmt.Errorf("snooze until %s: not in the future", until.UTC().Format(time.RFC3339))
 	}
 	in.SnoozedUntil, in.SnoozedBy = until, by
+	e.changes++
 	return nil
 }
 
@@ -206,6 +212,9 @@ func (e *Engine) Escalate(now time.Time, id, why string) error {
 		return err
 	}
 	p := e.byName[in.Policy]
+	if p != nil {
+		e.changes++
+	}
 	switch {
 	case p == nil:
 		return ErrNoPolicy
@@ -231,6 +240,7 @@ func (e *Engine) Resolve(now time.Time, id, by string) error {
 		return nil
 	}
 	in.Resolved, in.ResolvedAt, in.ResolvedBy, in.NextAt = true, now, by, time.Time{}
+	e.changes++
 	if len(in.Notified) > 0 {
 		why := "resolved"
 		if by != "" {
@@ -266,6 +276,7 @@ func (e *Engine) Tick(now time.Time) []Effect {
 		}
 		ef.Attempts++
 		ef.RetryAt = now.Add(e.backoff(ef.Attempts))
+		e.changes++
 		out = append(out, ef.clone())
 	}
 	return out
@@ -279,6 +290,7 @@ func (e *Engine) Done(key string) bool {
 		return false
 	}
 	e.outbox = slices.Delete(e.outbox, i, i+1)
+	e.changes++
 	return true
 }
 
@@ -322,6 +334,12 @@ func (e *Engine) Effects() []Effect {
 	return out
 }
 
+// Changes returns the number of changes to the state so far: while it
+// returns the same number, State returns the same state, so a caller that
+// keeps the state in a file need not encode it again. A Tick with nothing
+// due changes nothing.
+func (e *Engine) Changes() uint64 { return e.changes }
+
 // State returns a copy of the whole state.
 func (e *Engine) State() State {
 	s := State{Incidents: make([]*Incident, 0, len(e.incidents)), Outbox: make([]Effect, 0, len(e.outbox))}
@@ -356,6 +374,7 @@ func (e *Engine) Restore(s State) error {
 		outbox = append(outbox, ef.clone())
 	}
 	e.incidents, e.outbox = incidents, outbox
+	e.changes++
 	return nil
 }
 
@@ -374,6 +393,7 @@ func (e *Engine) open(id string) (*Incident, error) {
 // endAck ends the incident's acknowledgement at t: the chain re-triggers,
 // unless snoozed, in which case it re-triggers when the snooze ends.
 func (e *Engine) endAck(in *Incident, t time.Time, why string) {
+	e.changes++
 	in.Acked, in.AckedBy, in.AckedAt, in.AckUntil, in.AckedAlerts = false, "", time.Time{}, time.Time{}, nil
 	if t.Before(in.SnoozedUntil) {
 		in.Retrigger = why
@@ -384,6 +404,7 @@ func (e *Engine) endAck(in *Incident, t time.Time, why string) {
 
 // retrigger starts a new run of the chain at t, from its first step.
 func (e *Engine) retrigger(in *Incident, t time.Time, why string) {
+	e.changes++
 	in.Iteration++
 	in.Repeats, in.RepeatedTo, in.RunReason, in.Retrigger, in.Step, in.Level = nil, 0, why, "", 0, 0
 	in.NextAt = time.Time{}
@@ -400,6 +421,7 @@ func (e *Engine) advance(in *Incident, now time.Time) {
 		}
 		end, pending := in.SnoozedUntil, in.Retrigger
 		in.SnoozedUntil, in.SnoozedBy, in.Retrigger = time.Time{}, "", ""
+		e.changes++
 		if !in.Acked {
 			why := "snooze ended"
 			if pending != "" {
@@ -425,13 +447,15 @@ func (e *Engine) advance(in *Incident, now time.Time) {
 	for in.Step < len(p.Steps) && !in.NextAt.IsZero() && !in.NextAt.After(now) {
 		e.run(p, in, in.NextAt)
 	}
-	if in.Step >= len(p.Steps) {
+	if in.Step >= len(p.Steps) && !in.NextAt.IsZero() {
 		in.NextAt = time.Time{}
+		e.changes++
 	}
 }
 
 // run runs the incident's next step at t, its due time.
 func (e *Engine) run(p *policy, in *Incident, t time.Time) {
+	e.changes++
 	i := in.Step
 	s := p.Steps[i]
 	switch {
@@ -512,6 +536,7 @@ func (e *Engine) prune(now time.Time) {
 	for id, in := range e.incidents {
 		if in.Resolved && now.Sub(in.ResolvedAt) >= e.opts.Retention && e.Pending(id) == 0 {
 			delete(e.incidents, id)
+			e.changes++
 		}
 	}
 }
@@ -524,6 +549,7 @@ func (e *Engine) Forget(id string) bool {
 		return false
 	}
 	delete(e.incidents, id)
+	e.changes++
 	return true
 }
 

@@ -501,3 +501,61 @@ func TestPolicyRemoved(t *testing.T) {
 	}
 	require.Empty(t, e.Effects())
 }
+
+// Changes moves whenever State changes, and a Tick with nothing due leaves
+// it: a caller that wrote the state at some count need not encode it again
+// while the count stays.
+func TestEngineChanges(t *testing.T) {
+	snoozy := Policy{Name: "snoozy", Matchers: []string{`team="b"`}, AckTimeout: 30 * time.Minute,
+		Steps: []Step{{Wait: 5 * time.Minute}, {Notify: []string{"l1"}}, {Repeat: 1}}}
+	e, err := New([]Policy{snoozy, chain}, Options{Retention: time.Hour})
+	require.NoError(t, err)
+	state := func() string {
+		b, err := json.Marshal(e.State())
+		require.NoError(t, err)
+		return string(b)
+	}
+	// do runs f and checks that Changes moved if, and only if, the
+	// state did, as want says.
+	do := func(what string, want bool, f func()) {
+		t.Helper()
+		before, n := state(), e.Changes()
+		f()
+		changed := state() != before
+		require.Equal(t, want, changed, "%s: state changed", what)
+		require.Equal(t, changed, e.Changes() != n, "%s: Changes moved", what)
+	}
+	tick := func(at time.Duration) func() {
+		return func() {
+			for _, ef := range e.Tick(t0.Add(at)) {
+				e.Done(ef.Key)
+			}
+		}
+	}
+	do("open", true, func() { _, _ = e.Open(t0, "a", Subject{}, []string{"x"}) })
+	do("open b", true, func() { _, _ = e.Open(t0, "b", Subject{Labels: map[string]string{"team": "b"}}, []string{"y"}) })
+	do("open again", false, func() { _, _ = e.Open(t0, "a", Subject{}, []string{"x"}) })
+	do("trigger and wait", true, tick(0))
+	do("nothing due", false, tick(time.Minute))
+	do("nothing due again", false, tick(2*time.Minute))
+	do("wait over", true, tick(5*time.Minute))
+	do("same alerts", false, func() { _, _ = e.AlertsChanged(t0, "a", []string{"x"}) })
+	do("alerts changed", true, func() { _, _ = e.AlertsChanged(t0, "a", []string{"x", "z"}) })
+	do("acknowledge", true, func() { require.NoError(t, e.Acknowledge(t0.Add(6*time.Minute), "b", "op")) })
+	do("acknowledge again", false, func() { require.NoError(t, e.Acknowledge(t0.Add(6*time.Minute), "b", "op")) })
+	do("acknowledgement sent", true, tick(7*time.Minute))
+	do("acknowledged, nothing due", false, tick(8*time.Minute))
+	do("snooze", true, func() { require.NoError(t, e.Snooze(t0.Add(7*time.Minute), "b", t0.Add(time.Hour), "op")) })
+	do("chain a to its end", true, tick(30*time.Minute))
+	do("snoozed, nothing due", false, tick(40*time.Minute))
+	do("snooze over, acknowledgement timed out", true, tick(time.Hour))
+	do("escalate", true, func() { require.NoError(t, e.Escalate(t0.Add(time.Hour), "a", "test")) })
+	do("escalated", true, tick(time.Hour))
+	do("unacknowledge", false, func() { require.Error(t, e.Unacknowledge(t0.Add(time.Hour), "b", "op")) })
+	do("resolve", true, func() { require.NoError(t, e.Resolve(t0.Add(time.Hour), "a", "")) })
+	do("resolve again", false, func() { require.NoError(t, e.Resolve(t0.Add(time.Hour), "a", "")) })
+	do("resolution sent", true, tick(time.Hour))
+	do("pruned", true, tick(3*time.Hour))
+	do("done unknown", false, func() { require.False(t, e.Done("nope")) })
+	do("restore", true, func() { require.NoError(t, e.Restore(State{})) })
+}

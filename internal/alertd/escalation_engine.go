@@ -64,6 +64,10 @@ type escalator struct {
 	kick chan struct{}
 	// saveInterval is escalationSaveInterval; tests change it.
 	saveInterval time.Duration
+	// written is the engine's count of changes (escalate.Engine.Changes)
+	// in the file: a save while it is current encodes nothing, so the
+	// loop's passes cost nothing while no chain moves. Guarded by mu.
+	written uint64
 
 	// policies is the number of policies configured.
 	policies int
@@ -121,6 +125,7 @@ func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger
 				return nil, fmt.Errorf("couldn't restore the escalation state from %s: %w", x.file.path, err)
 			}
 			x.file.last, _ = json.Marshal(e.State())
+			x.written = e.Changes()
 		}
 	}
 	reg.MustRegister(x.escalations, x.acks, x)
@@ -198,7 +203,8 @@ func (x *escalator) save() { x.saveWith((*stateFile).save) }
 // and every pass: it writes at most once per saveInterval, and while an
 // operator's change is being written it does not wait; either way its own
 // change goes with a later call (at the latest the next pass, within a
-// second, or the save at shutdown).
+// second, or the save at shutdown). A pass that changed nothing since the
+// last write encodes nothing.
 func (x *escalator) trySave() {
 	x.saveWith(func(f *stateFile, lock sync.Locker, snapshot func() any) error {
 		return f.trySaveEvery(x.saveInterval, lock, snapshot)
@@ -209,9 +215,26 @@ func (x *escalator) saveWith(save func(*stateFile, sync.Locker, func() any) erro
 	if x.file == nil {
 		return
 	}
-	if err := save(x.file, &x.mu, func() any { return x.engine.State() }); err != nil {
+	// changes is the count of changes of the state written, taken with
+	// x.mu held; 0 when no snapshot was taken.
+	var changes uint64
+	err := save(x.file, &x.mu, func() any {
+		if x.engine.Changes() == x.written {
+			return nil
+		}
+		changes = x.engine.Changes()
+		return x.engine.State()
+	})
+	if err != nil {
+		// x.written stays: the next save encodes and writes it again.
 		x.logger.Error("Failed to write the escalation state, will retry at the next change", "file", x.file.path, "err", err)
+		return
 	}
+	x.mu.Lock()
+	// Saves write in turn but may return in any order: the file holds
+	// the later state.
+	x.written = max(x.written, changes)
+	x.mu.Unlock()
 }
 
 // wake asks the escalation loop to run now.

@@ -14,8 +14,12 @@ import (
 	"time"
 
 	amalert "github.com/prometheus/alertmanager/alert"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
 	"github.com/stretchr/testify/assert"
+
+	"github.com/modelmon/modelmon/escalate"
 	"github.com/stretchr/testify/require"
 )
 
@@ -730,4 +734,60 @@ func TestEscalationBatchWritesStateOnce(t *testing.T) {
 		require.Equal(t, due[in.ID], *in.Escalation.NextStepAt, "%s: the due time is stored, not recomputed", in.ID)
 	}
 	require.Never(t, func() bool { return len(h.l1.all()) > n }, time.Second, 20*time.Millisecond, "a trigger sent again")
+}
+
+// The escalation loop saves at every pass: a pass that changed nothing
+// since the last write neither encodes nor writes the state, an
+// operator's change is written before it returns, and a restart finds
+// the state as last changed.
+func TestEscalationUnchangedStateNotEncoded(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	var writes, encodings int
+	newX := func() *escalator {
+		x, err := newEscalator(dir, prometheus.NewRegistry(), promslog.NewNopLogger(), func() time.Time { return now })
+		require.NoError(t, err)
+		x.saveInterval = 0
+		require.NoError(t, x.setPolicies([]escalate.Policy{{Name: "pager",
+			Steps: []escalate.Step{{Notify: []string{"l1"}}, {Wait: time.Hour}, {Notify: []string{"l2"}}}}}))
+		write, marshal := x.file.write, x.file.marshal
+		x.file.write = func(path string, w func(io.Writer) error) error { writes++; return write(path, w) }
+		x.file.marshal = func(v any) ([]byte, error) { encodings++; return marshal(v) }
+		return x
+	}
+	x := newX()
+	list := []*incident{{ID: "i1", Firing: []string{"a"}}, {ID: "i2", Firing: []string{"b"}}}
+	subject := func(*incident) escalate.Subject { return escalate.Subject{} }
+	pass := func(x *escalator) []escalate.Effect {
+		x.sync(now, list, subject)
+		efs := x.tick(now)
+		for _, ef := range efs {
+			x.done(ef.Key)
+		}
+		x.trySave()
+		return efs
+	}
+	require.Len(t, pass(x), 2, "the triggers")
+	require.Positive(t, writes)
+	w, e := writes, encodings
+	for range 10 {
+		now = now.Add(time.Second)
+		require.Empty(t, pass(x))
+	}
+	require.Equal(t, w, writes, "nothing changed: nothing written")
+	require.Equal(t, e, encodings, "nothing changed: nothing encoded")
+
+	require.NoError(t, x.escalate(now, "i1", "test"))
+	require.Equal(t, w+1, writes, "an operator's change is written before it returns")
+	x.save()
+	require.Equal(t, w+1, writes, "the shutdown's save has nothing left to write")
+
+	y := newX()
+	require.Equal(t, x.engine.State(), y.engine.State())
+	w, e = writes, encodings
+	y.trySave()
+	require.Equal(t, w, writes)
+	require.Equal(t, e, encodings, "the state read at start is not encoded again")
+	require.Len(t, pass(y), 1, "the escalation of i1")
+	require.Greater(t, writes, w, "a change after the restart is written")
 }

@@ -46,10 +46,12 @@ type stateFile struct {
 	taken time.Time
 	// write is statefile.WriteFile; tests make it block or fail.
 	write func(path string, write func(io.Writer) error) error
+	// marshal is json.Marshal; tests count the encodings.
+	marshal func(any) ([]byte, error)
 }
 
 func newStateFile(path string) *stateFile {
-	return &stateFile{path: path, write: statefile.WriteFile}
+	return &stateFile{path: path, write: statefile.WriteFile, marshal: json.Marshal}
 }
 
 // save writes the state snapshot returns. snapshot runs, and its result
@@ -83,6 +85,8 @@ func (f *stateFile) trySave(lock sync.Locker, snapshot func() any) error {
 // state of n entries would write O(n²) bytes. A call within the interval
 // of the last snapshot returns at once: its change goes with a later call,
 // so the caller must call again (at its next pass), and save at shutdown.
+// A snapshot that is nil (nothing changed) does not count: the first
+// change after a quiet spell is written at the next call.
 func (f *stateFile) trySaveEvery(interval time.Duration, lock sync.Locker, snapshot func() any) error {
 	if !f.mu.TryLock() {
 		return nil
@@ -96,7 +100,7 @@ func (f *stateFile) trySaveEvery(interval time.Duration, lock sync.Locker, snaps
 
 // saveLocked is save with f.mu held.
 func (f *stateFile) saveLocked(lock sync.Locker, snapshot func() any) error {
-	f.taken = time.Now()
+	taken := time.Now()
 	lock.Lock()
 	v := snapshot()
 	var (
@@ -104,12 +108,14 @@ func (f *stateFile) saveLocked(lock sync.Locker, snapshot func() any) error {
 		err error
 	)
 	if v != nil {
-		b, err = json.Marshal(v)
+		b, err = f.marshal(v)
 	}
 	lock.Unlock()
-	switch {
-	case v == nil:
+	if v == nil {
 		return nil
+	}
+	f.taken = taken
+	switch {
 	case err != nil:
 		return err
 	case f.last != nil && bytes.Equal(b, f.last):
