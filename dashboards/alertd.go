@@ -54,6 +54,7 @@ const (
 	alertdNotificationReqFails = "alertd_notification_requests_failed_total"
 	alertdActionsEnqueueFailed = "alertd_actions_enqueue_failures_total"
 	alertdActionsEnqueueRetry  = "alertd_actions_enqueue_retries_total"
+	alertdActionsUnknown       = "alertd_actions_unknown_outcomes_total"
 	alertdIntake               = "alertd_intake_alerts_total"
 	alertdIntakeInvalid        = "alertd_intake_alerts_invalid_total"
 	alertdUpstreamChecks       = "alertd_intake_alertmanager_checks_total"
@@ -242,6 +243,8 @@ func alertd(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(defaultTimeseries("Actions not stored", "Actions decided sent whose message the outbox refused to store, per day, and the retries of those of alerts, schedules and rollbacks. Failures mean the outbox cannot write (a full disk under --storage.path): free space; escalation triggers are not retried, so check that their CI run happened.", "short").
 			WithTarget(prometheusQuery(q.sum("increase", "action, trigger", alertdActionsEnqueueFailed, "1d")+" > 0", "{{action}} ({{trigger}}) refused")).
 			WithTarget(prometheusQuery(q.sum("increase", "action, trigger", alertdActionsEnqueueRetry, "1d")+" > 0", "{{action}} ({{trigger}}) retried"))).
+		WithPanel(defaultTimeseries("Actions of unknown outcome", "Requests sent in full to a CI without idempotency (GitHub, GitLab, Argo) that got no answer within the action's timeout, per day: not retried, as the CI may have started the run. Look at the CI, then redrive the request's dead letter (POST /api/v1/outbox/dead_letters/{key}/redrive) if the run did not start, or discard it if it did.", "short").
+			WithTarget(prometheusQuery(q.sum("increase", "action", alertdActionsUnknown, "1d")+" > 0", "{{action}}"))).
 		WithRow(dashboard.NewRowBuilder("Delivery (model lifecycle)")).
 		WithPanel(defaultStat("Deployment frequency", "Successful deployments per day over 30 days.", "short").
 			WithTarget(instantQuery(fmt.Sprintf("sum by (%s) (%s)", alertdDeliveryLabels, q.sel(alertdDeploymentFrequency, delivery)), "{{model}} {{environment}}"))).
