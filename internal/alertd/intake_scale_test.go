@@ -51,18 +51,24 @@ receivers:
 	require.Len(t, got.Data.Incidents, n, "an incident for each group")
 }
 
+// incidentsOpen returns incidents with n open, each of its own group
+// (alertname OpenNNNNN) to the receiver hook.
+func incidentsOpen(n int) *incidents {
+	is := newIncidents()
+	for i := range n {
+		key := fmt.Sprintf("{}:{alertname=\"Open%05d\"}", i)
+		is.add(&incident{ID: fmt.Sprintf("open%05d", i), GroupKey: key, Receiver: "hook", OpenedAt: time.Unix(0, 0)})
+	}
+	return is
+}
+
 // Finding the incident of a group that has none costs the same whatever
 // the number of other groups' open incidents: a batch opening n groups
 // takes linear time, not quadratic.
 func BenchmarkIncidentsFind(b *testing.B) {
 	for _, open := range []int{100, 10000} {
 		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
-			is := newIncidents()
-			t0 := time.Unix(0, 0)
-			for i := range open {
-				key := fmt.Sprintf("{}:{alertname=\"Open%05d\"}", i)
-				is.add(&incident{ID: fmt.Sprintf("open%05d", i), GroupKey: key, Receiver: "hook", OpenedAt: t0})
-			}
+			is := incidentsOpen(open)
 			g := alertGroup{Key: `{}:{alertname="New"}`, Receiver: "hook", ID: `{}:{alertname="New"}`}
 			groups := []alertGroup{g}
 			b.ReportAllocs()
@@ -83,12 +89,7 @@ func BenchmarkIncidentsFind(b *testing.B) {
 func BenchmarkIncidentsForGroup(b *testing.B) {
 	for _, open := range []int{100, 10000} {
 		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
-			is := newIncidents()
-			t0 := time.Unix(0, 0)
-			for i := range open {
-				key := fmt.Sprintf("{}:{alertname=\"Open%05d\"}", i)
-				is.add(&incident{ID: fmt.Sprintf("open%05d", i), GroupKey: key, Receiver: "hook", OpenedAt: t0})
-			}
+			is := incidentsOpen(open)
 			key := fmt.Sprintf("{}:{alertname=\"Open%05d\"}", open/2)
 			b.ReportAllocs()
 			b.ResetTimer()

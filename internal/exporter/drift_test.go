@@ -843,11 +843,7 @@ func TestCheckConfigDriftReference(t *testing.T) {
 	missing := filepath.Join(dir, "missing.csv")
 	methods := drift.DefaultOptions()
 	methods.Methods = map[string]drift.Method{"nope": drift.MethodPSI}
-	for _, tc := range []struct {
-		name string
-		o    Options
-		err  string
-	}{
+	checkConfigCases(t, []checkConfigCase{
 		{"good", Options{ConfigFile: cfg, Drift: DriftOptions{Reference: ref, PredictionColumn: "score"}}, ""},
 		{"no configuration file", Options{Drift: DriftOptions{Reference: ref}}, ""},
 		{"missing", Options{ConfigFile: cfg, Drift: DriftOptions{Reference: missing}},
@@ -858,16 +854,7 @@ func TestCheckConfigDriftReference(t *testing.T) {
 			fmt.Sprintf(`couldn't load --drift.reference=%q: missing prediction column "label"`, ref)},
 		{"a method for another feature", Options{Drift: DriftOptions{Reference: ref, Detector: methods}},
 			`--drift.method: no drift reference has a feature "nope"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := CheckConfig(tc.o)
-			if tc.err == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.EqualError(t, err, tc.err)
-		})
-	}
+	})
 }
 
 // A class of a reference's prediction that the model's models[].classes
@@ -892,26 +879,13 @@ func TestCheckConfigDriftReferenceClasses(t *testing.T) {
 	own := config("own", "  - name: fraud\n    classes: [cat, dgo]\n    drift: {reference: train.csv, prediction_column: label}\n")
 	flag := config("flag", "  - name: fraud\n    classes: [dgo, cat]\n")
 	good := config("good", "  - name: fraud\n    classes: [cat, dog, bird]\n    drift: {reference: train.csv, prediction_column: label}\n")
-	for _, tc := range []struct {
-		name string
-		o    Options
-		err  string
-	}{
+	checkConfigCases(t, []checkConfigCase{
 		{"own reference", Options{ConfigFile: own},
 			fmt.Sprintf(`couldn't load configuration (--config.file=%q): model "fraud": models[].drift.reference: the prediction "label" has the class "dog", which models[].classes lacks (cat, dgo): the model's probability vectors and class indexes would never name it`, own)},
 		{"--drift.reference", Options{ConfigFile: flag, Drift: DriftOptions{Reference: train, PredictionColumn: "label"}},
 			fmt.Sprintf(`couldn't load configuration (--config.file=%q): model "fraud": --drift.reference: the prediction "label" has the class "dog", which models[].classes lacks (dgo, cat): the model's probability vectors and class indexes would never name it`, flag)},
 		{"classes the data lack", Options{ConfigFile: good}, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := CheckConfig(tc.o)
-			if tc.err == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.EqualError(t, err, tc.err)
-		})
-	}
+	})
 }
 
 // A classifier's prediction is counted into its reference's classes by
@@ -1120,4 +1094,27 @@ func TestDriftLearnedPredictionClasses(t *testing.T) {
 	require.Zero(t, metricValue(t, e, collector.FeatureDriftMissingDelta, map[string]string{"model": "mixed", "feature": PredictionColumn, "window": "1h"}),
 		"the reference has no missing predictions")
 	require.Equal(t, 1, strings.Count(logs.String(), "Prediction names no class of the drift reference"), logs.String())
+}
+
+// checkConfigCase is a case of CheckConfig: the error it returns for o, ""
+// for none.
+type checkConfigCase struct {
+	name string
+	o    Options
+	err  string
+}
+
+// checkConfigCases runs CheckConfig for each case in a subtest.
+func checkConfigCases(t *testing.T, cases []checkConfigCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckConfig(tc.o)
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.EqualError(t, err, tc.err)
+		})
+	}
 }
