@@ -49,6 +49,7 @@ func run() int {
 		proxyIdle    = serve.Flag("proxy.idle-timeout", "How long idle keep-alive connections stay open, to clients and to the model server.").Default(d.Proxy.IdleTimeout.String()).Duration()
 		proxyRead    = serve.Flag("proxy.read-timeout", "Longest time to read a client's request. Use 0 to disable.").Default("0s").Duration()
 		proxyWrite   = serve.Flag("proxy.write-timeout", "Longest time to write a response to a client. Use 0 to disable.").Default("0s").Duration()
+		proxyRaw     = serve.Flag("proxy.raw-syscalls", "On Linux, make the reads and writes of the proxy's TCP connections as raw system calls, which don't wake the Go runtime's monitor thread; --no-proxy.raw-syscalls makes them through the runtime's usual path.").Default("true").Bool()
 		proxyDelay   = serve.Flag("proxy.shutdown-delay", "After SIGTERM or SIGINT, how long the proxy keeps serving, with /-/ready failing, each client connection closed after its response and gRPC clients sent a GOAWAY, before it stops accepting; so that Service endpoints drop the pod first. A second signal ends it early.").Default("0s").Duration()
 		upTLS        = tlsFlags(serve, "proxy.upstream-", "an https:// model server", "proxy.upstream")
 
@@ -206,6 +207,7 @@ func run() int {
 			ReadTimeout:   *proxyRead,
 			WriteTimeout:  *proxyWrite,
 			ShutdownDelay: *proxyDelay,
+			PlainSyscalls: !*proxyRaw,
 			TLS:           *upTLS,
 		},
 		Web:                    toolkitFlags,

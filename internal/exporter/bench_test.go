@@ -46,11 +46,11 @@ func benchProxy(b *testing.B, chunked, shadow bool) *Exporter {
 	e := startExporter(b, "http://model.internal:8080", mod)
 	e.proxy.client.DialTimeout = dialLazyDeadlines(func(string, time.Duration) (net.Conn, error) {
 		return ln.Dial()
-	}, deadlineSlack(e.opts.Proxy.Timeout))
+	}, deadlineSlack(e.opts.Proxy.Timeout), true)
 	if shadow {
 		e.proxy.shadow.client.DialTimeout = dialLazyDeadlines(func(string, time.Duration) (net.Conn, error) {
 			return ln.Dial()
-		}, deadlineSlack(e.opts.Shadow.Timeout))
+		}, deadlineSlack(e.opts.Shadow.Timeout), true)
 	}
 	return e
 }

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"errors"
+	"github.com/modelmon/modelmon/internal/rawio"
 	"net"
 	"os"
 	"sync"
@@ -54,7 +55,12 @@ type deadlineConn struct {
 	written int64
 }
 
-func newDeadlineConn(c net.Conn, slack time.Duration) *deadlineConn {
+// newDeadlineConn wraps c; with raw, its reads and writes are raw system
+// calls (rawio, --proxy.raw-syscalls).
+func newDeadlineConn(c net.Conn, slack time.Duration, raw bool) *deadlineConn {
+	if raw {
+		c = rawio.Wrap(c)
+	}
 	return &deadlineConn{Conn: c, slack: slack}
 }
 
@@ -137,10 +143,12 @@ func (c *deadlineConn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-// deadlineListener hands out its connections as deadlineConns.
+// deadlineListener hands out its connections as deadlineConns, with raw
+// system calls when raw is set.
 type deadlineListener struct {
 	net.Listener
 	slack time.Duration
+	raw   bool
 }
 
 func (l deadlineListener) Accept() (net.Conn, error) {
@@ -148,5 +156,5 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newDeadlineConn(c, l.slack), nil
+	return newDeadlineConn(c, l.slack, l.raw), nil
 }

@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modelmon/modelmon/internal/rawio"
 	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
 )
 
 func TestDeadlineSlack(t *testing.T) {
@@ -78,7 +81,7 @@ func tcpPair(t *testing.T, slack time.Duration) (*deadlineConn, *countingConn, n
 	}
 	counted := &countingConn{Conn: c}
 	t.Cleanup(func() { c.Close(); peer.Close() })
-	return newDeadlineConn(counted, slack), counted, peer
+	return newDeadlineConn(counted, slack, true), counted, peer
 }
 
 func TestDeadlineConnKeepsHeldDeadline(t *testing.T) {
@@ -278,4 +281,48 @@ func TestProxyDeadlines(t *testing.T) {
 	_, err = br.ReadByte()
 	require.ErrorIs(t, err, io.EOF)
 	require.GreaterOrEqual(t, time.Since(sent), work+idle)
+}
+
+// The proxy's connections, to clients (its listener's) and to the model
+// server and the shadow (their dials'), make raw system calls on Linux
+// unless --no-proxy.raw-syscalls.
+func TestRawSyscallsOption(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("raw system calls are Linux's")
+	}
+	up := okUpstream(t)
+	upAddr := strings.TrimPrefix(up.URL(), "http://")
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			e := startExporter(t, up.URL(), func(o *Options) {
+				o.Proxy.PlainSyscalls = plain
+				o.Shadow.Upstream = up.URL()
+			})
+			check := func(what string, c net.Conn) {
+				t.Helper()
+				dc, ok := c.(*deadlineConn)
+				require.True(t, ok, "%s: %T, want a *deadlineConn", what, c)
+				_, raw := dc.Conn.(*rawio.Conn)
+				require.Equal(t, !plain, raw, "%s: a %T under the deadlines", what, dc.Conn)
+				c.Close()
+			}
+			for what, hc := range map[string]*fasthttp.HostClient{"model server": e.proxy.client, "shadow": e.shadow.client} {
+				c, err := hc.DialTimeout(upAddr, time.Second)
+				require.NoError(t, err)
+				check(what, c)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer ln.Close()
+			dl := deadlineListener{Listener: ln, raw: e.proxy.raw}
+			go func() {
+				if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+					c.Close()
+				}
+			}()
+			c, err := dl.Accept()
+			require.NoError(t, err)
+			check("client", c)
+		})
+	}
 }

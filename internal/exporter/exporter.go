@@ -310,7 +310,7 @@ func New(o Options) (_ *Exporter, err error) {
 		if o.Shadow.GRPCUpstream != "" && p.grpc == nil {
 			return nil, fmt.Errorf("--shadow.grpc-upstream=%q mirrors the gRPC proxy's calls: it needs --proxy.grpc-upstream", o.Shadow.GRPCUpstream)
 		}
-		sh, err := newShadow(o.Shadow, e.queue, o.Proxy.MaxBodySize, e.cfg.Load, e.metrics.Shadow, e.metrics.LabelOverflow.WithLabelValues("class"), o.Now, e.logger.With("component", "shadow"))
+		sh, err := newShadow(o.Shadow, !o.Proxy.PlainSyscalls, e.queue, o.Proxy.MaxBodySize, e.cfg.Load, e.metrics.Shadow, e.metrics.LabelOverflow.WithLabelValues("class"), o.Now, e.logger.With("component", "shadow"))
 		if err != nil {
 			return nil, err
 		}

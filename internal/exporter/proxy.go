@@ -53,6 +53,13 @@ type ProxyOptions struct {
 	// context is done, not ready and closing each client connection after
 	// its response, before it stops.
 	ShutdownDelay time.Duration
+	// PlainSyscalls (--no-proxy.raw-syscalls) makes the reads and writes
+	// of the proxy's TCP connections, to clients and to the model server
+	// (and the shadow's), through net.Conn. By default, on Linux, they are
+	// raw system calls (package rawio), which don't wake the runtime's
+	// monitor thread: that costs a proxy that idles between requests about
+	// a quarter of its CPU.
+	PlainSyscalls bool
 }
 
 // maxHeaderSize bounds the headers of a request and of an answer, in bytes.
@@ -68,6 +75,7 @@ type proxy struct {
 	server    *fasthttp.Server
 	ln        net.Listener  // from listen: what serve serves and shutdown closes
 	slack     time.Duration // of the client connections' deadlines
+	raw       bool          // --proxy.raw-syscalls
 	draining  atomic.Bool   // shutting down: every response closes its connection
 	host      string        // upstream host:port, for requests that carry no Host
 	upstream  string        // --proxy.upstream, for the logs
@@ -107,6 +115,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 	}
 	p := &proxy{
 		slack:    deadlineSlack(o.IdleTimeout, o.ReadTimeout, o.WriteTimeout),
+		raw:      !o.PlainSyscalls,
 		host:     u.Host,
 		upstream: o.Upstream,
 		failing:  newWarning(logger, "Requests to the model server fail: the clients get 502 or 504 (modelmon_prediction_errors_total counts each by reason)"),
@@ -117,7 +126,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 		now:      now,
 		logger:   logger,
 	}
-	p.client = transparentClient(host, u.Scheme == "https", o.MaxConns, o.Timeout)
+	p.client = transparentClient(host, u.Scheme == "https", o.MaxConns, o.Timeout, !o.PlainSyscalls)
 	p.client.TLSConfig = tlsConfig
 	p.client.MaxIdleConnDuration = o.IdleTimeout
 	p.transport = &transport{timeout: o.Timeout, bufferMax: q.maxBody, maxBody: o.MaxBodySize, retries: m.UpstreamRetries, logger: logger}
@@ -149,7 +158,7 @@ func newProxy(o ProxyOptions, cfg *atomic.Pointer[runtimeConfig], ms *models, q 
 // (stream.go), not HostClient.Do, for the proxy and the shadow alike: that
 // round trip checks a connection that sat idle before it uses it, and
 // sends a request again only when that is safe (retryable).
-func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Duration) *fasthttp.HostClient {
+func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Duration, raw bool) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:     addr,
 		IsTLS:    isTLS,
@@ -165,7 +174,7 @@ func transparentClient(addr string, isTLS bool, maxConns int, timeout time.Durat
 		DisablePathNormalizing:        true,
 		// Connections that count what is written to them and whose idle
 		// close can be seen (transport.try), over IPv4 or IPv6.
-		DialTimeout: dialLazyDeadlines(dialUpstream, deadlineSlack(timeout)),
+		DialTimeout: dialLazyDeadlines(dialUpstream, deadlineSlack(timeout), raw),
 	}
 }
 
@@ -281,14 +290,15 @@ func upstreamTLS(o promconfig.TLSConfig, prefix, flag, url, host string, logger 
 }
 
 // dialLazyDeadlines wraps dial so that the connections it makes hand their
-// deadlines to the runtime lazily (deadline.go).
-func dialLazyDeadlines(dial fasthttp.DialFuncWithTimeout, slack time.Duration) fasthttp.DialFuncWithTimeout {
+// deadlines to the runtime lazily (deadline.go), and, with raw, make their
+// reads and writes as raw system calls (rawio).
+func dialLazyDeadlines(dial fasthttp.DialFuncWithTimeout, slack time.Duration, raw bool) fasthttp.DialFuncWithTimeout {
 	return func(addr string, timeout time.Duration) (net.Conn, error) {
 		c, err := dial(addr, timeout)
 		if err != nil {
 			return nil, err
 		}
-		return newDeadlineConn(c, slack), nil
+		return newDeadlineConn(c, slack, raw), nil
 	}
 }
 
@@ -330,7 +340,7 @@ func (p *proxy) listen(addr string) (net.Listener, error) {
 // serve serves client connections from the listener until shutdown. Their
 // deadlines are handed to the runtime lazily (deadline.go).
 func (p *proxy) serve() error {
-	return p.server.Serve(deadlineListener{Listener: p.ln, slack: p.slack})
+	return p.server.Serve(deadlineListener{Listener: p.ln, slack: p.slack, raw: p.raw})
 }
 
 // shutdown closes the listener, then waits until the connections in flight

@@ -636,7 +636,7 @@ func TestTransportRetriesUnsent(t *testing.T) {
 	up := okUpstream(t)
 	var mu sync.Mutex
 	var conns []*faultConn
-	hc := transparentClient(strings.TrimPrefix(up.URL(), "http://"), false, 4, 5*time.Second)
+	hc := transparentClient(strings.TrimPrefix(up.URL(), "http://"), false, 4, 5*time.Second, true)
 	hc.DialTimeout = dialLazyDeadlines(func(addr string, timeout time.Duration) (net.Conn, error) {
 		c, err := net.DialTimeout("tcp", addr, timeout)
 		if err != nil {
@@ -647,7 +647,7 @@ func TestTransportRetriesUnsent(t *testing.T) {
 		conns = append(conns, fc)
 		mu.Unlock()
 		return fc, nil
-	}, time.Millisecond)
+	}, time.Millisecond, true)
 	t.Cleanup(hc.CloseIdleConnections)
 	retries := prometheus.NewCounter(prometheus.CounterOpts{Name: "retries"})
 	tr := &transport{timeout: 5 * time.Second, bufferMax: 1 << 20, maxBody: 1 << 20, retries: retries, logger: promslog.NewNopLogger()}

@@ -148,7 +148,9 @@ type shadowPrediction struct {
 // newShadow returns the shadow of o. maxBody bounds its HTTP answers, as
 // --proxy.max-body-size the model server's; what it keeps of them to parse,
 // --capture.max-body-size (q's), as the capture of the model server's.
-func newShadow(o ShadowOptions, q *queue, maxBody int, config func() *runtimeConfig, m collector.ShadowMetrics, overflow prometheus.Counter, now func() time.Time, logger *slog.Logger) (*shadow, error) {
+// With raw, its connections make raw system calls, as the proxy's
+// (--proxy.raw-syscalls).
+func newShadow(o ShadowOptions, raw bool, q *queue, maxBody int, config func() *runtimeConfig, m collector.ShadowMetrics, overflow prometheus.Counter, now func() time.Time, logger *slog.Logger) (*shadow, error) {
 	if !(o.SampleRatio > 0 && o.SampleRatio <= 1) {
 		return nil, fmt.Errorf("--shadow.sample-ratio must be in (0, 1], not %v", o.SampleRatio)
 	}
@@ -189,7 +191,7 @@ func newShadow(o ShadowOptions, q *queue, maxBody int, config func() *runtimeCon
 		if err != nil {
 			return nil, err
 		}
-		s.client, s.host = transparentClient(addr, u.Scheme == "https", o.Concurrency, o.Timeout), u.Host
+		s.client, s.host = transparentClient(addr, u.Scheme == "https", o.Concurrency, o.Timeout, raw), u.Host
 		if u.Scheme == "https" {
 			if s.client.TLSConfig, err = upstreamTLS(o.TLS, "--shadow.", "--shadow.upstream", o.Upstream, u.Hostname(), logger); err != nil {
 				return nil, err

@@ -245,7 +245,7 @@ func TestShadowRetriesUnsent(t *testing.T) {
 		conns = append(conns, fc)
 		mu.Unlock()
 		return fc, nil
-	}, deadlineSlack(e.opts.Shadow.Timeout))
+	}, deadlineSlack(e.opts.Shadow.Timeout), true)
 	for i := range 2 {
 		if i > 0 {
 			mu.Lock()
