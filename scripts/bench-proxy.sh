@@ -29,7 +29,8 @@
 #   WRK_CPU=0 SERVER_CPU=1         CPU pinning
 #   STUB_PORT=18080 SIDECAR_PORT=18081 NGINX_PORT=18082 METRICS_PORT=19108 BARE_PORT=18083
 #   EXPORTER_CONFIG=examples/modelmon.yml   (empty: the exporter's defaults)
-#   EXPORTER_FLAGS=                extra exporter flags
+#   EXPORTER_FLAGS=                extra exporter flags (--no-proxy.raw-syscalls, say)
+#   BARE_FLAGS=                    extra bareproxy flags (--raw-syscalls, say)
 #   SYSCALL_DURATION=3s            extra run per proxy point that counts its system
 #                                  calls with perf (0: none; skipped without perf)
 #   KEEP_LOGS=                     non-empty keeps the logs in the temp dir
@@ -54,12 +55,13 @@ NGINX_PORT=${NGINX_PORT:-18082}
 METRICS_PORT=${METRICS_PORT:-19108}
 EXPORTER_CONFIG=${EXPORTER_CONFIG-examples/modelmon.yml}
 EXPORTER_FLAGS=${EXPORTER_FLAGS:-}
+BARE_FLAGS=${BARE_FLAGS:-}
 KEEP_LOGS=${KEEP_LOGS:-}
 SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
 
 COMMAND="DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS DELAYS='$DELAYS' CONNECTIONS='$CONNECTIONS' THREADS=$THREADS"
 COMMAND+=" PATHS='$PATHS' WRK_CPU=$WRK_CPU SERVER_CPU=$SERVER_CPU EXPORTER_CONFIG='$EXPORTER_CONFIG'"
-COMMAND+=" EXPORTER_FLAGS='$EXPORTER_FLAGS' SYSCALL_DURATION=$SYSCALL_DURATION bash scripts/bench-proxy.sh"
+COMMAND+=" EXPORTER_FLAGS='$EXPORTER_FLAGS' BARE_FLAGS='$BARE_FLAGS' SYSCALL_DURATION=$SYSCALL_DURATION bash scripts/bench-proxy.sh"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "bench-proxy: ROUNDS must be a positive integer, not '$ROUNDS'" >&2; exit 1; }
 OUT=$(realpath -m -- "$OUT") # OUT is relative to where the script was started.
 cd "$(dirname "$0")/.."
@@ -472,7 +474,8 @@ for delay in $DELAYS; do
 			active+=(nginx)
 			;;
 		fasthttp)
-			start bareproxy bin/bareproxy --listen-address="127.0.0.1:$BARE_PORT" --upstream="127.0.0.1:$STUB_PORT"
+			# shellcheck disable=SC2086 # BARE_FLAGS is split into flags on purpose.
+			start bareproxy bin/bareproxy --listen-address="127.0.0.1:$BARE_PORT" --upstream="127.0.0.1:$STUB_PORT" $BARE_FLAGS
 			BARE_PID=$STARTED
 			wait_http "http://127.0.0.1:$BARE_PORT/v2/health/ready" bareproxy "$BARE_PID" || exit 1
 			active+=(fasthttp)
