@@ -86,9 +86,9 @@ fuzz:
 	done
 
 ## benchcheck: every Go benchmark for one iteration, so that a benchmark its code has broken fails the tests instead of
-## waiting for the next `make bench`.
+## waiting for the next `make bench`. -short: a benchmark that runs at several sizes (BenchmarkBatchSettle) runs its smallest.
 benchcheck:
-	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
+	$(GO) test -short -run='^$$' -bench=. -benchtime=1x ./...
 
 checkmetrics:
 	@bash scripts/checkmetrics.sh

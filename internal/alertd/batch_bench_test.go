@@ -152,6 +152,11 @@ func (b *batchAlertd) idle(got int64, n int) bool {
 func BenchmarkBatchSettle(b *testing.B) {
 	for _, n := range []int{1000, 5000, 20000} {
 		b.Run(fmt.Sprintf("groups=%d", n), func(b *testing.B) {
+			if testing.Short() && n > 1000 {
+				// make benchcheck: the smallest batch shows the benchmark
+				// works; the larger take minutes.
+				b.Skip("-short: 1,000 groups only")
+			}
 			body := batchAlerts(b, n)
 			var writes, written int64
 			for b.Loop() {
