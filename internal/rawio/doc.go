@@ -14,5 +14,11 @@
 // epoll, and waits for readiness on that poller through syscall.RawConn as
 // net.Conn does.
 //
+// The monitor thread still wakes for timers, for garbage collection and for
+// every other system call the process makes. While it sleeps it preempts
+// no goroutine, so a goroutine that computes for long without blocking
+// runs on until one of those comes; a proxy's goroutines block on their
+// connections every few microseconds.
+//
 // Only Linux has a Conn; elsewhere Wrap returns the connection it is given.
 package rawio

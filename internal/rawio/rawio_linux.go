@@ -6,17 +6,26 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"unsafe"
 )
+
+// maxChunk bounds what one read(2) or write(2) moves. A raw call keeps its
+// P (the runtime's right to run Go code) for its whole length, and a write
+// on loopback does the receiver's work as well as the copy: with one P, a
+// write of the megabytes a socket buffer may take would hold every other
+// goroutine for as long as that takes. Write lets them run between chunks.
+const maxChunk = 256 << 10
 
 // Conn is a TCP connection whose Read and Write call read(2) and write(2)
 // through syscall.RawSyscall, inside the callbacks of syscall.RawConn's Read
 // and Write. Those park the goroutine on the runtime's network poller while
 // the socket is not ready, and honour the connection's deadlines, as
 // net.Conn's own Read and Write do. The socket is non-blocking, so a call
-// never holds its thread for longer than the kernel's copy.
+// never holds its thread for longer than the kernel's copy of at most
+// maxChunk bytes.
 type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
@@ -34,6 +43,7 @@ type Conn struct {
 	wb      []byte
 	wn      int
 	werr    syscall.Errno
+	wshort  bool // write(2) wrote nothing and said nothing
 	writeFn func(uintptr) bool
 }
 
@@ -57,8 +67,9 @@ func Wrap(c net.Conn) net.Conn {
 // read is the read callback: it reports false, to wait for the socket to be
 // readable, only when read(2) says EAGAIN.
 func (c *Conn) read(fd uintptr) bool {
+	p := c.rb[:min(len(c.rb), maxChunk)]
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(c.rb))), uintptr(len(c.rb)))
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 		switch e {
 		case 0:
 			c.rn = int(n)
@@ -73,25 +84,31 @@ func (c *Conn) read(fd uintptr) bool {
 	}
 }
 
-// write is the write callback: it writes until all of wb is written or
-// write(2) fails, and reports false, to wait for the socket to be writable,
-// when write(2) says EAGAIN.
+// write is the write callback: it writes at most maxChunk bytes, and
+// reports false, to wait for the socket to be writable, when write(2) says
+// EAGAIN. Write calls it until all is written.
 func (c *Conn) write(fd uintptr) bool {
-	for c.wn < len(c.wb) {
+	for {
 		p := c.wb[c.wn:]
+		p = p[:min(len(p), maxChunk)]
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-		switch e {
-		case 0:
-			c.wn += int(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			c.werr = e
+		switch {
+		case e == 0 && n == 0 && len(p) > 0:
+			// As internal/poll: a write that moves nothing and fails
+			// nothing would loop for ever.
+			c.wshort = true
 			return true
+		case e == 0:
+			c.wn += int(n)
+			return true
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return false
 		}
+		c.werr = e
+		return true
 	}
-	return true
 }
 
 // Read reads as net.Conn's Read does: io.EOF at the end, and its errors
@@ -111,7 +128,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	case err != nil:
 		return 0, rename(err, "read")
 	case e != 0:
-		return 0, c.opError("read", e)
+		return 0, c.opError("read", os.NewSyscallError("read", e))
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -122,22 +139,33 @@ func (c *Conn) Read(b []byte) (int, error) {
 // wrote and why it stopped.
 func (c *Conn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
-	c.wb, c.wn, c.werr = b, 0, 0
-	err := c.rc.Write(c.writeFn)
-	n, e := c.wn, c.werr
+	c.wb, c.wn, c.werr, c.wshort = b, 0, 0, false
+	var err error
+	for {
+		err = c.rc.Write(c.writeFn)
+		if err != nil || c.werr != 0 || c.wshort || c.wn == len(b) {
+			break
+		}
+		// More than maxChunk: let the other goroutines run between
+		// chunks, as the runtime would during a blocking write.
+		runtime.Gosched()
+	}
+	n, e, short := c.wn, c.werr, c.wshort
 	c.wb = nil
 	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return n, rename(err, "write")
 	case e != 0:
-		return n, c.opError("write", e)
+		return n, c.opError("write", os.NewSyscallError("write", e))
+	case short:
+		return n, c.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
 }
 
-func (c *Conn) opError(op string, e syscall.Errno) error {
-	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, e)}
+func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 // rename gives RawConn's errors, whose operations are "raw-read" and
