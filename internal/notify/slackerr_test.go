@@ -163,3 +163,28 @@ func TestSlackEscapesMrkdwn(t *testing.T) {
 		require.Equal(t, "Update: 2 firing, 0 resolved (&lt;!channel&gt; firing).", calls[2].Text)
 	})
 }
+
+// Slack ends a link's URL at the first | or > and the link at the first
+// >: a runbook or dashboard URL from an alert holding them would cut the
+// link short and post the rest as mrkdwn, notifying the channel. They are
+// percent-encoded in the URL (the same address), & is escaped, and the
+// whole link stays one link.
+func TestSlackEscapesLinks(t *testing.T) {
+	sl := notifytest.NewSlack(t)
+	cfg := load(t, "route: {receiver: team, group_wait: 1s}\nreceivers:\n  - name: team\n    slack_configs: [{api_url: \"{{URL}}/api\", token: xoxb-t0ken, channel: ml}]\n", sl.URL)
+	synctest.Test(t, func(t *testing.T) {
+		n := start(t, Options{Config: cfg})
+		a := classified("Drift", "fraud", time.Now())
+		a.Annotations["runbook_url"] = "https://runbooks.example/drift?q=a|b&x=1><!channel>"
+		a.Annotations["dashboard_url"] = "https://grafana.example/d/drift?var=a b|Fake>"
+		require.NoError(t, n.Put(a))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.Empty(t, n.Outbox().DeadLetters())
+		calls := sl.Calls()
+		require.Len(t, calls, 1)
+		texts, _ := blockTexts(t, calls[0].Blocks)
+		require.Equal(t, []string{"<https://grafana.example/d/drift?var=a%20b%7CFake%3E|Dashboard> · " +
+			"<https://runbooks.example/drift?q=a%7Cb&amp;x=1%3E%3C!channel%3E|Runbook>"}, texts["context"])
+	})
+}

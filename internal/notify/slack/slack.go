@@ -323,20 +323,20 @@ func (s *Notifier) message(n *notice.Notice) ([]slack.Block, string, error) {
 	}
 	var links []string
 	if u := annotation(d, "dashboard_url"); u != "" {
-		links = append(links, fmt.Sprintf("<%s|Dashboard>", u))
+		links = append(links, link(u, "Dashboard"))
 	} else if u := annotation(d, "dashboard"); u != "" {
-		links = append(links, fmt.Sprintf("<%s|Dashboard>", u))
+		links = append(links, link(u, "Dashboard"))
 	}
 	if u := annotation(d, "runbook_url"); u != "" {
-		links = append(links, fmt.Sprintf("<%s|Runbook>", u))
+		links = append(links, link(u, "Runbook"))
 	} else if u := annotation(d, "runbook"); u != "" {
-		links = append(links, fmt.Sprintf("<%s|Runbook>", u))
+		links = append(links, link(u, "Runbook"))
 	}
 	if d.ExternalURL != "" && len(d.Alerts) > 0 {
-		links = append(links, fmt.Sprintf("<%s/api/v1/alerts?fingerprint=%s|Alert in alertd>", strings.TrimRight(d.ExternalURL, "/"), d.Alerts[0].Fingerprint))
+		links = append(links, link(strings.TrimRight(d.ExternalURL, "/")+"/api/v1/alerts?fingerprint="+d.Alerts[0].Fingerprint, "Alert in alertd"))
 	}
 	if id := n.Extra[notice.ExtraIncident]; id != "" {
-		links = append(links, "incident "+id)
+		links = append(links, "incident "+escape(id))
 	}
 	if len(links) > 0 {
 		blocks = append(blocks, slack.NewContextBlock("links", mrkdwn(strings.Join(links, " · "))))
@@ -414,6 +414,26 @@ func truncate(s string, n int) string {
 // (<!channel>) or a user, nor turn into a link. The text template's output
 // is the user's mrkdwn and is left as it is.
 func escape(s string) string { return slackutilsx.EscapeMessage(s) }
+
+// link is the mrkdwn link <u|text>. Slack ends the URL at the first | or
+// > and the link at the first >, so a URL from an alert holding them
+// (runbook?q=a|b, <!channel>) would cut the link short and show, or
+// parse, the rest as text: they, < and the characters Slack does not
+// take in a URL (spaces, control characters) are percent-encoded, which
+// leaves the address the same; & is escaped (&amp;) as in all mrkdwn, and
+// Slack unescapes it; the text is escaped as any text.
+func link(u, text string) string {
+	var b strings.Builder
+	for i := 0; i < len(u); i++ {
+		switch c := u[i]; {
+		case c == '|' || c == '<' || c == '>' || c <= ' ' || c == 0x7f:
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "<" + escape(b.String()) + "|" + escape(text) + ">"
+}
 
 // cut is truncate for mrkdwn that escape escaped: it does not leave part
 // of an escape (&amp;) before the ellipsis.
