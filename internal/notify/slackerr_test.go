@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
@@ -187,4 +188,43 @@ func TestSlackEscapesLinks(t *testing.T) {
 		require.Equal(t, []string{"<https://grafana.example/d/drift?var=a%20b%7CFake%3E|Dashboard> · " +
 			"<https://runbooks.example/drift?q=a%7Cb&amp;x=1%3E%3C!channel%3E|Runbook>"}, texts["context"])
 	})
+}
+
+// Slack's Web API sends Retry-After in seconds, but HTTP allows an
+// HTTP-date too (RFC 9110 10.2.3), which slack-go cannot parse: a date is
+// honoured, from the response's Date (Slack's clock), and a value that is
+// neither retries with the backoff; both count as rate limited.
+func TestSlackRetryAfterForms(t *testing.T) {
+	date := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for name, tc := range map[string]struct {
+		header map[string]string
+		// wait is how long after the 429 the post comes again.
+		wait time.Duration
+	}{
+		"http-date": {header: map[string]string{"Date": date.Format(http.TimeFormat), "Retry-After": date.Add(20 * time.Second).Format(http.TimeFormat)}, wait: 20 * time.Second},
+		"garbage":   {header: map[string]string{"Retry-After": "soon"}, wait: 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sl := notifytest.NewSlack(t)
+			cfg := load(t, "route: {receiver: team, group_wait: 1s}\nreceivers:\n  - name: team\n    slack_configs: [{api_url: \"{{URL}}/api\", token: xoxb-t0ken, channel: ml}]\n", sl.URL)
+			synctest.Test(t, func(t *testing.T) {
+				sl.Fail(notifytest.Reply{Status: http.StatusTooManyRequests, Header: tc.header})
+				reg := prometheus.NewRegistry()
+				n := start(t, Options{Config: cfg, Registerer: reg})
+				require.NoError(t, n.Put(classified("Drift", "fraud", time.Now())))
+				time.Sleep(time.Second + tc.wait - 500*time.Millisecond)
+				synctest.Wait()
+				if tc.wait > 0 {
+					require.Empty(t, sl.Calls(), "waits for the date")
+				}
+				// The backoff's first retry comes within --outbox.initial-backoff (1s).
+				time.Sleep(1500 * time.Millisecond)
+				synctest.Wait()
+				require.Empty(t, n.Outbox().DeadLetters())
+				require.Len(t, sl.Calls(), 1)
+				require.Equal(t, 1.0, value(t, reg, "alertd_outbox_delivery_failures_total", "receiver", "team", "integration", "slack", "reason", "rate_limited"))
+				require.Equal(t, 0.0, value(t, reg, "alertd_outbox_delivery_failures_total", "receiver", "team", "integration", "slack", "reason", "connection"))
+			})
+		})
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,9 +91,34 @@ func New(conf *alertconfig.SlackConfig, receiver string, idx int, tmpl *template
 	}
 	n := &Notifier{conf: conf, tmpl: tmpl, client: client, store: store, thread: fmt.Sprintf("%s\x00%d\x00", receiver, idx)}
 	if conf.WebAPI() {
-		n.api = slack.New(string(conf.Token), slack.OptionAPIURL(conf.APIURL), slack.OptionHTTPClient(client))
+		api := *client
+		api.Transport = retryAfterSeconds{next: client.Transport}
+		n.api = slack.New(string(conf.Token), slack.OptionAPIURL(conf.APIURL), slack.OptionHTTPClient(&api))
 	}
 	return n, nil
+}
+
+// retryAfterSeconds rewrites the Retry-After of a 429 into the whole
+// seconds slack-go reads. Slack sends seconds, but HTTP allows an
+// HTTP-date too (RFC 9110 10.2.3), which slack-go fails to parse and
+// returns as its strconv error: the attempt would count as a connection
+// failure and retry with the backoff, whenever the date says. A date
+// becomes the seconds from the response's Date (the server's clock) to
+// it, rounded up; a value that is neither (or 0, or past) is removed, so
+// that the 429 is retried with the backoff and counted as rate limited.
+type retryAfterSeconds struct{ next http.RoundTripper }
+
+func (rt retryAfterSeconds) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := rt.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		return resp, err
+	}
+	if d := amnotify.ParseRetryAfter(resp.Header, time.Now()); d > 0 {
+		resp.Header.Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	} else {
+		resp.Header.Del("Retry-After")
+	}
+	return resp, nil
 }
 
 // thread is where an incident's messages are.
