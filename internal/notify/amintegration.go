@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 
+	amconfig "github.com/prometheus/alertmanager/config"
 	amreceiver "github.com/prometheus/alertmanager/config/receiver"
 	amnotify "github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/template"
+	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/modelmon/modelmon/internal/alertconfig"
 	"github.com/modelmon/modelmon/internal/notify/notice"
@@ -27,7 +30,9 @@ func (n *Notifier) alertmanagerIntegrations(r *alertconfig.Receiver, tmpl *templ
 	if r.AlertmanagerIntegrations.Empty() {
 		return nil
 	}
-	ints, err := amreceiver.BuildReceiverIntegrations(r.AlertmanagerIntegrations.Receiver(r.Name), tmpl, n.logger.With("receiver", r.Name))
+	rcv := r.AlertmanagerIntegrations.Receiver(r.Name)
+	withoutRedirects(&rcv)
+	ints, err := amreceiver.BuildReceiverIntegrations(rcv, tmpl, n.logger.With("receiver", r.Name))
 	if err != nil {
 		return err
 	}
@@ -38,6 +43,42 @@ func (n *Notifier) alertmanagerIntegrations(r *alertconfig.Receiver, tmpl *templ
 		})
 	}
 	return nil
+}
+
+// withoutRedirects turns off follow_redirects in copies of r's
+// integrations' http_config. A 301, 302 or 303 turns the notification's
+// POST into a GET without its body, which Alertmanager's notifiers would
+// count as delivered if whatever answers the GET (a login page) says 200.
+// alertd's own notifiers refuse such a delivery (notice.CheckResponse),
+// but Alertmanager's build their http.Client themselves and take no
+// CheckRedirect: not following redirects at all is the one way to make
+// them fail it, with "unexpected status code 302" and for good, as other
+// 3xx fail. The configuration itself is left as loaded (printed, compared
+// at reloads).
+func withoutRedirects(r *amconfig.Receiver) {
+	httpConfig := reflect.TypeFor[*commoncfg.HTTPClientConfig]()
+	rv := reflect.ValueOf(r).Elem()
+	for i := range rv.NumField() {
+		f := rv.Field(i)
+		if f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.Pointer || f.Type().Elem().Elem().Kind() != reflect.Struct {
+			continue
+		}
+		confs := reflect.MakeSlice(f.Type(), f.Len(), f.Len())
+		for j := range f.Len() {
+			if f.Index(j).IsNil() {
+				continue
+			}
+			c := reflect.New(f.Type().Elem().Elem())
+			c.Elem().Set(f.Index(j).Elem())
+			if h := c.Elem().FieldByName("HTTPConfig"); h.IsValid() && h.Type() == httpConfig && !h.IsNil() {
+				hc := *h.Interface().(*commoncfg.HTTPClientConfig)
+				hc.FollowRedirects = false
+				h.Set(reflect.ValueOf(&hc))
+			}
+			confs.Index(j).Set(c)
+		}
+		f.Set(confs)
+	}
 }
 
 // sendAlertmanager sends nc with one of Alertmanager's notifiers: the

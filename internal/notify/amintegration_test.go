@@ -217,3 +217,31 @@ receivers:
 	require.Equal(t, 1, st.Pending)
 	require.Contains(t, st.Lanes[0].LastError, "500")
 }
+
+// A 301, 302 or 303 turns the notification's POST into a GET without its
+// body; Alertmanager's notifiers would count the 200 of the page it lands
+// on (a login page) as delivered. As alertd's own notifiers do, they fail
+// it for good: their redirects are not followed, and the 302 is the
+// error. The configuration as loaded keeps its follow_redirects.
+func TestAlertmanagerIntegrationsRedirectToGet(t *testing.T) {
+	login := newRecorder(t, http.StatusOK, "<html>login</html>")
+	moved := httptest.NewServer(http.RedirectHandler(login.URL+"/login", http.StatusFound))
+	t.Cleanup(moved.Close)
+	cfg, err := alertconfig.Load(`
+route: {receiver: ml, group_wait: 0s}
+receivers:
+  - name: ml
+    msteams_configs: [{webhook_url: "`+moved.URL+`/webhookb2/x"}]
+    discord_configs: [{webhook_url: "`+moved.URL+`/api/webhooks/1/t"}]
+`, "")
+	require.NoError(t, err)
+	n := start(t, Options{Config: cfg})
+	require.NoError(t, n.Put(classified("Drift", "fraud", time.Now())))
+	require.Eventually(t, func() bool { return len(n.Outbox().DeadLetters()) == 2 }, 30*time.Second, 20*time.Millisecond,
+		"dead letters: %v, page requests: %d", n.Outbox().DeadLetters(), len(login.requests()))
+	for _, d := range n.Outbox().DeadLetters() {
+		require.Contains(t, d.LastError, "unexpected status code 302", d.Integration)
+	}
+	require.Empty(t, login.requests(), "the redirect is not followed")
+	require.True(t, cfg.Receivers[0].AlertmanagerIntegrations.MSTeamsConfigs[0].HTTPConfig.FollowRedirects)
+}
