@@ -482,3 +482,52 @@ receivers:
 		require.Equal(t, map[string]any{"error": "Custom details have been removed because the original event exceeds the maximum size of 512kB"}, p["custom_details"])
 	})
 }
+
+// An event still over 512 KB without its custom_details (a huge
+// runbook_url among the links, a huge model label in source and
+// component) would be refused and dead-lettered, as Alertmanager's is:
+// it goes without its links and with those fields cut to 1024
+// characters, and says so.
+func TestPagerDutyEventSizeLimitWithoutDetails(t *testing.T) {
+	huge := strings.Repeat("x", 600<<10)
+	for name, tc := range map[string]struct {
+		model, runbook string
+		source         string
+	}{
+		"runbook_url": {model: "fraud", runbook: "https://runbooks.example/" + huge, source: "fraud"},
+		"model label": {model: huge, runbook: "https://runbooks.example/drift", source: strings.Repeat("x", 1023) + "…"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pd := notifytest.NewPagerDuty(t)
+			cfg := load(t, `
+route:
+  receiver: pager
+  group_wait: 1s
+receivers:
+  - name: pager
+    pagerduty_configs: [{url: "{{URL}}", routing_key: k}]`, pd.URL)
+			synctest.Test(t, func(t *testing.T) {
+				n := start(t, Options{Config: cfg})
+				a := classified("Drift", tc.model, time.Now())
+				a.Annotations["runbook_url"] = model.LabelValue(tc.runbook)
+				require.NoError(t, n.Put(a))
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				if dead := n.Outbox().DeadLetters(); len(dead) > 0 {
+					t.Fatalf("dead-lettered: %s", dead[0].LastError)
+				}
+				evs := pd.Events()
+				require.Len(t, evs, 1)
+				require.Nil(t, evs[0]["links"])
+				p := evs[0]["payload"].(map[string]any)
+				require.Equal(t, "[FIRING:1] Drift: Feature amount drifted", p["summary"])
+				require.Equal(t, tc.source, p["source"])
+				require.Equal(t, tc.source, p["component"])
+				require.Equal(t, map[string]any{
+					"error":     "Custom details have been removed because the original event exceeds the maximum size of 512kB",
+					"truncated": "Links have been removed, and source, component, group and class cut to 1024 characters, because the event without custom details still exceeds 512kB",
+				}, p["custom_details"])
+			})
+		})
+	}
+}

@@ -39,6 +39,10 @@ const maxEvent = 512000
 // in Alertmanager's words.
 const detailsRemoved = "Custom details have been removed because the original event exceeds the maximum size of 512kB"
 
+// fieldsCut says, beside detailsRemoved, what else was cut of an event
+// still over maxEvent without its custom_details.
+const fieldsCut = "Links have been removed, and source, component, group and class cut to 1024 characters, because the event without custom details still exceeds 512kB"
+
 // Notifier sends events for one pagerduty_configs entry.
 type Notifier struct {
 	conf   *alertconfig.PagerDutyConfig
@@ -186,14 +190,28 @@ func truncate(s string, n int) string {
 }
 
 // Send posts n's event. An event over PagerDuty's size limit (long
-// annotations) goes without its custom_details, as in Alertmanager,
-// rather than being refused for good.
+// annotations) goes without its custom_details, as in Alertmanager, and if
+// still over it without its links and with its other fields cut, rather
+// than being refused for good.
 func (p *Notifier) Send(ctx context.Context, n *notice.Notice) error {
 	e := p.Event(n)
 	body, err := json.Marshal(e)
 	if err == nil && len(body) > maxEvent && e.Payload != nil {
 		e.Payload.Details = map[string]any{"error": detailsRemoved}
 		body, err = json.Marshal(e)
+		if err == nil && len(body) > maxEvent {
+			// Alertmanager stops there, and PagerDuty refuses the event.
+			// What is left to be long comes from alerts (a runbook_url, a
+			// generator URL, a label in source or component): without the
+			// links, and with those fields cut as the summary is, the event
+			// is a few KB.
+			e.Links = nil
+			for _, f := range []*string{&e.Payload.Source, &e.Payload.Component, &e.Payload.Group, &e.Payload.Class} {
+				*f = truncate(*f, maxSummary)
+			}
+			e.Payload.Details = map[string]any{"error": detailsRemoved, "truncated": fieldsCut}
+			body, err = json.Marshal(e)
+		}
 	}
 	if err != nil {
 		return outbox.Permanent(fmt.Errorf("couldn't encode event: %w", err))
