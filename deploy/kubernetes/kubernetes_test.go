@@ -190,9 +190,16 @@ func TestModelDeployment(t *testing.T) {
 	}
 	require.True(t, found, "no PodMonitor selects %s", d.Name)
 
+	// The PodMonitor labels each target with its container's name:
+	// ModelmonSidecarDown knows by it a sidecar that never came up.
+	rules, err := os.ReadFile("../../rules/sidecar.rules.yml")
+	require.NoError(t, err)
+	want := `up{container="` + sidecar.Name + `"}`
+	require.True(t, strings.Contains(string(rules), want), "ModelmonSidecarDown does not select %s", want)
+
 	// The configuration the sidecar mounts is valid.
 	cfg := configMapData(t, m, d.Spec.Template.Spec, sidecar, "/etc/modelmon/modelmon.yml")
-	_, err := config.Load(cfg)
+	_, err = config.Load(cfg)
 	require.NoError(t, err)
 }
 
