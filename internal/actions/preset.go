@@ -36,6 +36,9 @@ const (
 	// TypeArgoWorkflow submits a workflow from a WorkflowTemplate through
 	// the Argo Server: POST {url}/api/v1/workflows/{namespace}/submit with
 	// resourceKind, resourceName and submitOptions.parameters ("name=value").
+	// submitOptions.name derives from the idempotency key (ArgoWorkflowName),
+	// so the Argo Server answers a repeat with 409 (the workflow exists),
+	// which counts as delivered.
 	TypeArgoWorkflow = "argo_workflow"
 	// TypeAirflowDAGRun triggers a DAG run through Airflow 2's stable REST
 	// API: POST {url}/api/v1/dags/{dag_id}/dagRuns with dag_run_id and conf.
@@ -55,13 +58,13 @@ func Types() []string {
 // a repeat of a request with the same idempotency key, so that resending
 // one whose outcome is unknown (sent in full, no answer before the
 // timeout) cannot start a second run: Airflow refuses a second DAG run
-// with the same dag_run_id (409, taken as delivered), and the generic
-// webhook's receivers are asked to keep the Idempotency-Keys they acted
-// on. GitHub's dispatches and GitLab's pipeline trigger document no
-// idempotency (and ignore Idempotency-Key), and Argo's submit creates a
-// workflow of a new generated name each time: a repeat runs again.
+// with the same dag_run_id, and Kubernetes, under the Argo Server, a
+// second workflow of the same name (both 409, taken as delivered); the
+// generic webhook's receivers are asked to keep the Idempotency-Keys they
+// acted on. GitHub's dispatches and GitLab's pipeline trigger document no
+// idempotency (and ignore Idempotency-Key): a repeat runs again.
 func Idempotent(typ string) bool {
-	return typ == TypeAirflowDAGRun || typ == TypeWebhook
+	return typ == TypeAirflowDAGRun || typ == TypeArgoWorkflow || typ == TypeWebhook
 }
 
 // DefaultURL returns the API base URL a type defaults to; "" when the
@@ -221,6 +224,7 @@ func (t *Target) Build(d Data) (*Request, error) {
 		}
 		r.URL = base + "/api/v1/workflows/" + url.PathEscape(t.Namespace) + "/submit"
 		type submitOptions struct {
+			Name       string   `json:"name"`
 			Parameters []string `json:"parameters"`
 		}
 		body = struct {
@@ -228,7 +232,7 @@ func (t *Target) Build(d Data) (*Request, error) {
 			ResourceKind  string        `json:"resourceKind"`
 			ResourceName  string        `json:"resourceName"`
 			SubmitOptions submitOptions `json:"submitOptions"`
-		}{t.Namespace, "WorkflowTemplate", t.WorkflowTemplate, submitOptions{params}}
+		}{t.Namespace, "WorkflowTemplate", t.WorkflowTemplate, submitOptions{ArgoWorkflowName(t.WorkflowTemplate, d.Key), params}}
 	case TypeAirflowDAGRun:
 		if in == nil {
 			in = defaultInputs(d)
@@ -319,6 +323,32 @@ func AirflowRunID(key string) string {
 	return "modelmon-" + hex.EncodeToString(h[:12])
 }
 
+// ArgoWorkflowName is the name of the workflow that the delivery with this
+// idempotency key submits from the WorkflowTemplate template: the
+// template's name, cut to 40 characters, then 16 hex digits of the key's
+// hash. Kubernetes refuses a second workflow of the same name, which the
+// Argo Server answers with 409, so a repeat starts no second run (while
+// the first workflow exists: one deleted, by its TTL say, runs again). The
+// name is a DNS-1123 subdomain within the 63 characters a label value
+// takes, as Argo gives the workflow's name to its pods' labels.
+func ArgoWorkflowName(template, key string) string {
+	prefix := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return '-'
+	}, template)
+	prefix = strings.Trim(prefix[:min(len(prefix), 40)], "-")
+	h := sha256.Sum256([]byte(key))
+	if prefix == "" {
+		prefix = "modelmon"
+	}
+	return prefix + "-" + hex.EncodeToString(h[:8])
+}
+
 // Credentials are an action's secrets, read when sending.
 type Credentials struct {
 	// Token is sent as a bearer token (GitHub, Argo, Airflow, webhook), or
@@ -382,11 +412,11 @@ func (e *StatusError) Error() string {
 }
 
 // Check classifies a response of an action of type typ at now: nil when it
-// delivered the action (2xx; 409 from Airflow, whose run with this id
-// exists already), else a *StatusError, to retry for 408, 429, 5xx and
+// delivered the action (2xx; 409 from Airflow or the Argo Server, whose
+// run or workflow with this id or name exists already), else a *StatusError, to retry for 408, 429, 5xx and
 // GitHub's rate limits (a 403 too), after the time the receiver asks.
 func Check(typ string, resp *http.Response, body []byte, now time.Time) error {
-	if resp.StatusCode/100 == 2 || (typ == TypeAirflowDAGRun && resp.StatusCode == http.StatusConflict) {
+	if resp.StatusCode/100 == 2 || ((typ == TypeAirflowDAGRun || typ == TypeArgoWorkflow) && resp.StatusCode == http.StatusConflict) {
 		return nil
 	}
 	e := &StatusError{Status: resp.StatusCode, Body: strings.TrimSpace(string(body))}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,7 +83,7 @@ func TestPresetRequests(t *testing.T) {
 			creds:  Credentials{Token: "argo-token"},
 			url:    "https://argo.example:2746/api/v1/workflows/ml/submit",
 			header: map[string]string{"Authorization": "Bearer argo-token", "Content-Type": "application/json"},
-			body:   `{"namespace":"ml","resourceKind":"WorkflowTemplate","resourceName":"retrain","submitOptions":{"parameters":["model=fraud","version=v7"]}}`,
+			body:   `{"namespace":"ml","resourceKind":"WorkflowTemplate","resourceName":"retrain","submitOptions":{"name":"` + ArgoWorkflowName("retrain", data.Key) + `","parameters":["model=fraud","version=v7"]}}`,
 		},
 		{
 			name:   "airflow dag run, basic auth",
@@ -259,8 +260,9 @@ func TestCheck(t *testing.T) {
 	require.NoError(t, Check(TypeGitHubRepositoryDispatch, resp(204), nil, now))
 	require.NoError(t, Check(TypeGitLabPipeline, resp(201), nil, now))
 	require.NoError(t, Check(TypeAirflowDAGRun, resp(409), nil, now), "the run exists already")
+	require.NoError(t, Check(TypeArgoWorkflow, resp(409), []byte("exists"), now), "the workflow exists already")
 	var se *StatusError
-	require.ErrorAs(t, Check(TypeArgoWorkflow, resp(409), []byte("exists"), now), &se)
+	require.ErrorAs(t, Check(TypeGitLabPipeline, resp(409), []byte("exists"), now), &se)
 	require.False(t, se.Retry)
 	require.ErrorAs(t, Check(TypeGitHubWorkflowDispatch, resp(422), []byte(`{"message":"Unexpected inputs provided"}`), now), &se)
 	require.False(t, se.Retry)
@@ -326,4 +328,19 @@ func TestCheckGitHubRateLimit(t *testing.T) {
 	f(reply{403, map[string]string{"X-RateLimit-Remaining": "4990"},
 		`{"message":"Resource not accessible by personal access token","status":"403"}`},
 		false, 0)
+}
+
+// An Argo workflow's name is a DNS-1123 subdomain of at most 63 characters,
+// the same for the same key and template, and another for another key.
+func TestArgoWorkflowName(t *testing.T) {
+	dns1123 := regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	for _, tmpl := range []string{"retrain", "Retrain_Fraud.v2", strings.Repeat("x", 80), "---", "", "a-"} {
+		name := ArgoWorkflowName(tmpl, "key-1")
+		require.Regexp(t, dns1123, name, tmpl)
+		require.LessOrEqual(t, len(name), 63, tmpl)
+		require.Equal(t, name, ArgoWorkflowName(tmpl, "key-1"), tmpl)
+		require.NotEqual(t, name, ArgoWorkflowName(tmpl, "key-2"), tmpl)
+	}
+	require.True(t, strings.HasPrefix(ArgoWorkflowName("Retrain_Fraud.v2", "k"), "retrain-fraud-v2-"))
+	require.True(t, strings.HasPrefix(ArgoWorkflowName("", "k"), "modelmon-"))
 }

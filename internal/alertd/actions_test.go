@@ -386,8 +386,9 @@ actions:
 	require.Equal(t, http.StatusOK, code, resp)
 	got := ci.waitRequests(t, 1)[0]
 	require.Equal(t, "/api/v1/workflows/ml/submit", got.Path)
-	require.JSONEq(t, `{"namespace":"ml","resourceKind":"WorkflowTemplate","resourceName":"retrain-and-deploy","submitOptions":{"parameters":["model=fraud"]}}`, got.Body)
 	approved := waitRequest(t, a, "deploy", ls1, inRequestState(stateDelivered), "not delivered")
+	require.JSONEq(t, `{"namespace":"ml","resourceKind":"WorkflowTemplate","resourceName":"retrain-and-deploy","submitOptions":{"name":"`+
+		act.ArgoWorkflowName("retrain-and-deploy", approved.Key)+`","parameters":["model=fraud"]}}`, got.Body)
 	require.Equal(t, "alice", approved.DecidedBy)
 	h = waitFor(t, a, ls1, func(al alertJSON) bool { return lastOf(al.History, "action").Action == "delivered" }, "not in the history")
 	require.Contains(t, actions(h.History), "action/triggered")

@@ -62,10 +62,11 @@ func (ci *slowCI) got() []string {
 }
 
 // A request sent in full whose answer does not come within the action's
-// timeout is not retried when the CI has no idempotency (GitHub, GitLab,
-// Argo): the CI got it once, the request's outcome is unknown, counted,
-// logged, and a redrive of its dead letter sends it again. Airflow, whose
-// dag_run_id makes a repeat harmless, is retried with the same run id.
+// timeout is not retried when the CI has no idempotency (GitHub, GitLab):
+// the CI got it once, the request's outcome is unknown, counted, logged,
+// and a redrive of its dead letter sends it again. Airflow and Argo, whose
+// dag_run_id and workflow name make a repeat harmless, are retried with
+// the same run id and name.
 // A connection refused (nothing sent) is retried whatever the type.
 func TestActionTimeoutAfterSendNotRetried(t *testing.T) {
 	t.Parallel()
@@ -74,8 +75,9 @@ func TestActionTimeoutAfterSendNotRetried(t *testing.T) {
 		"gh-repo":     newSlowCI(t, http.StatusNoContent, 3*time.Second),
 		"gh-workflow": newSlowCI(t, http.StatusNoContent, 3*time.Second),
 		"gitlab":      newSlowCI(t, http.StatusCreated, 3*time.Second),
-		"argo":        newSlowCI(t, http.StatusOK, 3*time.Second),
-		// Airflow answers a repeat of the run id with 409.
+		// Airflow answers a repeat of the run id with 409, the Argo Server
+		// a repeat of the workflow's name.
+		"argo":    newSlowCI(t, http.StatusConflict, 3*time.Second),
 		"airflow": newSlowCI(t, http.StatusConflict, 3*time.Second),
 	}
 	// A port nothing listens on: connections are refused.
@@ -137,7 +139,7 @@ actions:
 	ls, al := driftAlert("fraud", "amount")
 	postAlertJSON(t, a, al)
 
-	for _, name := range []string{"gh-repo", "gh-workflow", "gitlab", "argo"} {
+	for _, name := range []string{"gh-repo", "gh-workflow", "gitlab"} {
 		req := waitRequest(t, a, name, ls, inRequestState(stateUnknown), name+": outcome not unknown")
 		require.Equal(t, 1, req.Attempts, name)
 		require.Contains(t, req.LastError, outcomeUnknownPrefix, name)
@@ -146,30 +148,40 @@ actions:
 		require.True(t, ok)
 		require.Equal(t, 1.0, v, name)
 	}
-	// Airflow: retried with the same run id until Airflow answers (409:
-	// the run exists), delivered.
-	cis["airflow"].slow.Store(false)
-	waitRequest(t, a, "airflow", ls, inRequestState(stateDelivered), "airflow: not delivered")
-	bodies := cis["airflow"].got()
-	require.GreaterOrEqual(t, len(bodies), 2, "airflow: not retried")
-	var first struct {
-		DAGRunID string `json:"dag_run_id"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(bodies[0]), &first))
-	for _, b := range bodies {
-		require.Contains(t, b, `"dag_run_id":"`+first.DAGRunID+`"`)
+	// Airflow and Argo: retried with the same run id and workflow name
+	// until they answer (409: the run or workflow exists), delivered.
+	for _, name := range []string{"airflow", "argo"} {
+		cis[name].slow.Store(false)
+		waitRequest(t, a, name, ls, inRequestState(stateDelivered), name+": not delivered")
+		bodies := cis[name].got()
+		require.GreaterOrEqual(t, len(bodies), 2, name+": not retried")
+		var first struct {
+			DAGRunID      string `json:"dag_run_id"`
+			SubmitOptions struct {
+				Name string `json:"name"`
+			} `json:"submitOptions"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(bodies[0]), &first))
+		id := `"dag_run_id":"` + first.DAGRunID + `"`
+		if name == "argo" {
+			require.NotEmpty(t, first.SubmitOptions.Name)
+			id = `"name":"` + first.SubmitOptions.Name + `"`
+		}
+		for _, b := range bodies {
+			require.Contains(t, b, id, name)
+		}
 	}
 	// Refused connections are retried: nothing was sent.
 	waitRequest(t, a, "refused", ls, func(r actionRequest) bool {
 		return r.State == stateSent && r.Attempts >= 3 && strings.Contains(r.LastError, "connection refused")
 	}, "refused: not retried")
-	for _, name := range []string{"airflow", "refused"} {
+	for _, name := range []string{"airflow", "argo", "refused"} {
 		v, _ := metric(t, a.Registry(), "alertd_actions_unknown_outcomes_total", "action", name)
 		require.Equal(t, 0.0, v, name)
 	}
 	// No retry came meanwhile: the CIs without idempotency got one request
 	// each.
-	for _, name := range []string{"gh-repo", "gh-workflow", "gitlab", "argo"} {
+	for _, name := range []string{"gh-repo", "gh-workflow", "gitlab"} {
 		require.Len(t, cis[name].got(), 1, name)
 	}
 	require.Contains(t, a.logs.String(), `level=WARN msg="Action outcome unknown, not retried: the request was sent and no answer came" component=actions action=gh-repo`)
