@@ -2,12 +2,12 @@ package driftcli
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/modelmon/modelmon/drift"
+	"github.com/modelmon/modelmon/internal/predclass"
 )
 
 // ViolationUnnamedClass is the report's violation of a prediction that
@@ -20,12 +20,11 @@ const ViolationUnnamedClass = "unnamed_class"
 // classColumns reads the current data's prediction as the sidecar reads a
 // prediction that gives only positions for a reference whose prediction
 // f is categorical (class names): by classes, models[].classes, in their
-// order. A number that is not one of f's categories is the class it
-// indexes (with two classes, a probability in [0, 1] is the second
-// class's). A vector, which the readers flatten into the columns NAME.0,
-// NAME.1, …, is its most probable class, and the column NAME takes its
-// place. A prediction whose positions classes does not name is left out
-// and counted in unnamed. cols is cur unchanged where there is nothing to
+// order, by predclass's rule. A number that is not one of f's categories
+// is the class predclass.Number gives it. A vector, which the readers
+// flatten into the columns NAME.0, NAME.1, …, is the class predclass.Of
+// gives it, and the column NAME takes its place. A prediction whose
+// positions classes does not name is left out and counted in unnamed. cols is cur unchanged where there is nothing to
 // read so: a numeric f, no classes, no column NAME nor NAME.0.
 func classColumns(f *drift.Feature, classes []string, cur []drift.Column) (cols []drift.Column, unnamed uint64) {
 	if f == nil || f.Kind != drift.Categorical || len(classes) == 0 {
@@ -68,7 +67,8 @@ func classColumns(f *drift.Feature, classes []string, cur []drift.Column) (cols 
 		case s != "" && (f.HasCategory(s) || err != nil || !isFinite(x)):
 			// A name: counted as it is.
 		case s != "":
-			if s = classOf(classes, []float64{x}); s == "" {
+			var ok bool
+			if s, ok = predclass.Number(classes, x); !ok {
 				unnamed++
 				continue
 			}
@@ -82,7 +82,8 @@ func classColumns(f *drift.Feature, classes []string, cur []drift.Column) (cols 
 				}
 			}
 			if n > 0 {
-				if s = classOf(classes, vec[:n]); s == "" {
+				var ok bool
+				if s, ok = predclass.Of(classes, vec[:n]); !ok {
 					unnamed++
 					continue
 				}
@@ -91,38 +92,6 @@ func classColumns(f *drift.Feature, classes []string, cur []drift.Column) (cols 
 		out.Str = append(out.Str, s) // "": no prediction, missing
 	}
 	return replaceColumns(cur, names, out), unnamed
-}
-
-// classOf returns the class of classes that scores predicts, as the
-// sidecar's label join reads a prediction that gives only positions: of
-// as many probabilities as classes, the most probable (the first of
-// equals); of one number (a vector of one is that number), with two
-// classes and in [0, 1], the second class's probability, else the class
-// it indexes; "" when classes names none.
-func classOf(classes []string, scores []float64) string {
-	if len(scores) == 1 {
-		x := scores[0]
-		switch {
-		case len(classes) == 2 && x >= 0 && x <= 1:
-			if x > 1-x {
-				return classes[1]
-			}
-			return classes[0]
-		case x == math.Trunc(x) && x >= 0 && x < float64(len(classes)):
-			return classes[int(x)]
-		}
-		return ""
-	}
-	if len(scores) != len(classes) {
-		return ""
-	}
-	best := 0
-	for k := range scores {
-		if scores[k] > scores[best] {
-			best = k
-		}
-	}
-	return classes[best]
 }
 
 // columnText returns the values of a column as text: a categorical

@@ -28,6 +28,7 @@ import (
 	"github.com/modelmon/modelmon/drift"
 	"github.com/modelmon/modelmon/internal/driftref"
 	"github.com/modelmon/modelmon/internal/payload"
+	"github.com/modelmon/modelmon/internal/predclass"
 	"github.com/modelmon/modelmon/internal/statefile"
 )
 
@@ -279,7 +280,7 @@ func (l *learner) prediction(c *learnColumn) *drift.Column {
 	col := &drift.Column{Name: PredictionColumn}
 	categorical, byIndex := c.strings, !c.strings
 	for i, x := range c.num {
-		if !l.unnamed[i] && isFinite(x) && (l.class[i] == "" || !isIndex(x, math.MaxInt)) {
+		if !l.unnamed[i] && isFinite(x) && (l.class[i] == "" || !predclass.IsIndex(x, math.MaxInt)) {
 			byIndex = false
 		}
 	}
@@ -862,25 +863,25 @@ func (ds *driftState) predictedClass(classes []string, rec *payload.Record) (cla
 }
 
 // classOf returns the class of classes (models[].classes) that rec, giving
-// only positions, predicts, as the label join reads it (readPrediction):
-// its probability vector's most probable class (with two classes, one
-// probability is the second class's), the class its scores name, or the
-// class its whole number indexes; "" when classes does not name it.
+// only positions, predicts, by predclass's rule, as `exporter drift` reads
+// it: the class its scores name (readPrediction, as the label join reads
+// them), else the class predclass.Of gives its scores or predclass.Number
+// its number; "" when classes does not name it.
 func classOf(classes []string, rec *payload.Record) string {
 	var binary [2]float64
 	if pv, ok := readPrediction(classes, rec, &binary); ok && pv.isClass && pv.probs != nil {
 		return pv.className()
 	}
-	if v := rec.Prediction; v.Kind == payload.KindNumber && len(rec.Scores) == 0 && isIndex(v.Num, len(classes)) {
-		return classes[int(v.Num)]
+	var class string
+	switch v := rec.Prediction; {
+	case len(rec.ScoreLabels) > 0:
+		// Scores by name that readPrediction could not take.
+	case len(rec.Scores) > 0:
+		class, _ = predclass.Of(classes, rec.Scores)
+	case v.Kind == payload.KindNumber:
+		class, _ = predclass.Number(classes, v.Num)
 	}
-	return ""
-}
-
-// isIndex reports whether x is a position of n classes: a whole number in
-// [0, n).
-func isIndex(x float64, n int) bool {
-	return x == math.Trunc(x) && x >= 0 && x < float64(n)
+	return class
 }
 
 // addClass counts class, the value of the categorical profile feature i,

@@ -28,6 +28,7 @@ import (
 	"github.com/modelmon/modelmon/collector"
 	"github.com/modelmon/modelmon/internal/config"
 	"github.com/modelmon/modelmon/internal/payload"
+	"github.com/modelmon/modelmon/internal/predclass"
 	"github.com/modelmon/modelmon/internal/quality"
 	"github.com/modelmon/modelmon/internal/statefile"
 )
@@ -468,7 +469,8 @@ func (pv *predictionView) className() string {
 // readPrediction reads what r predicts, for the label join and the
 // prediction metrics. A prediction that is a vector of as many
 // probabilities as classes has (models[].classes) carries them, and
-// predicts the most probable class unless it names one itself. Scores the
+// predicts the class predclass.Of gives it (the most probable, the first
+// of equals; none for a vector holding a NaN) unless it names one itself. Scores the
 // answer names (namedScores) are taken by name instead. With two classes, a
 // prediction that is one probability is the second class's (a binary
 // classifier's score, scikit-learn's predict_proba[:, 1]); binary holds its
@@ -485,14 +487,10 @@ func readPrediction(classes []string, r *payload.Record, binary *[2]float64) (pv
 		sc, cls = namedScores(classes, sc, names)
 	}
 	if len(cls) > 0 && len(sc) == len(cls) {
+		// A vector holding a NaN predicts no class (predclass.Of), but
+		// keeps its probabilities, which the store refuses.
 		pv.probs, pv.classes = sc, cls
-		best := 0
-		for k := range sc {
-			if sc[k] > sc[best] {
-				best = k
-			}
-		}
-		pv.class, pv.isClass = cls[best], true
+		pv.class, pv.isClass = predclass.Of(cls, sc)
 	}
 	switch v := r.Prediction; v.Kind {
 	case payload.KindNumber:
