@@ -307,7 +307,7 @@ func newActionRunner(storage string, reg prometheus.Registerer, logger *slog.Log
 		}, []string{"action", "trigger"}),
 		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_actions_unknown_outcomes_total",
-			Help: "The total number of action requests sent in full to a receiver without idempotency (GitHub, GitLab, Argo) that got no answer before the timeout: not retried, as the CI may have started the run.",
+			Help: "The total number of action requests sent in full to a receiver without idempotency (GitHub, GitLab) that got no answer before the timeout: not retried, as the CI may have started the run.",
 		}, []string{"action"}),
 	}
 	var st actionState
