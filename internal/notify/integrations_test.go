@@ -424,51 +424,37 @@ receivers:
 // character, not inside one: PagerDuty gets valid UTF-8 of at most 1024
 // characters, ending with an ellipsis.
 func TestPagerDutySummaryTruncation(t *testing.T) {
-	pd := notifytest.NewPagerDuty(t)
-	cfg := load(t, `
-route:
-  receiver: pager
-  group_wait: 1s
-receivers:
-  - name: pager
-    pagerduty_configs: [{url: "{{URL}}", routing_key: k}]`, pd.URL)
-	synctest.Test(t, func(t *testing.T) {
-		n := start(t, Options{Config: cfg})
-		a := classified("Drift", "fraud", time.Now())
+	ev := pagerDutyEvent(t, "", "fraud", func(a *alert.Alert) {
 		a.Annotations["summary"] = model.LabelValue(strings.Repeat("🔥", 2000))
-		require.NoError(t, n.Put(a))
-		time.Sleep(2 * time.Second)
-		synctest.Wait()
-		require.Empty(t, n.Outbox().DeadLetters())
-		evs := pd.Events()
-		require.Len(t, evs, 1)
-		s := evs[0]["payload"].(map[string]any)["summary"].(string)
-		require.True(t, utf8.ValidString(s))
-		require.NotContains(t, s, "\uFFFD")
-		require.Equal(t, 1024, utf8.RuneCountInString(s))
-		require.True(t, strings.HasPrefix(s, "[FIRING:1] Drift: 🔥🔥"), s[:40])
-		require.True(t, strings.HasSuffix(s, "🔥…"))
 	})
+	s := ev["payload"].(map[string]any)["summary"].(string)
+	require.True(t, utf8.ValidString(s))
+	require.NotContains(t, s, "\uFFFD")
+	require.Equal(t, 1024, utf8.RuneCountInString(s))
+	require.True(t, strings.HasPrefix(s, "[FIRING:1] Drift: 🔥🔥"), s[:40])
+	require.True(t, strings.HasSuffix(s, "🔥…"))
 }
 
-// An event larger than PagerDuty's 512 KB is refused (400) and would be
-// dead-lettered: as Alertmanager does, its custom_details are replaced by
-// a note saying why, so the incident still pages.
-func TestPagerDutyEventSizeLimit(t *testing.T) {
+// pagerDutyEvent puts one drift alert of model, changed by edit, into a
+// notifier whose one receiver pages a local PagerDuty (with route's
+// settings, e.g. "group_by: [model]"), and returns the one event PagerDuty
+// got once the group flushed. A dead letter fails the test.
+func pagerDutyEvent(t *testing.T, route, model_ string, edit func(*alert.Alert)) map[string]any {
+	t.Helper()
 	pd := notifytest.NewPagerDuty(t)
 	cfg := load(t, `
 route:
   receiver: pager
-  group_by: [model]
   group_wait: 1s
+  `+route+`
 receivers:
   - name: pager
     pagerduty_configs: [{url: "{{URL}}", routing_key: k}]`, pd.URL)
+	var ev map[string]any
 	synctest.Test(t, func(t *testing.T) {
 		n := start(t, Options{Config: cfg})
-		a := classified("Drift", "fraud", time.Now())
-		a.Annotations["description"] = model.LabelValue(strings.Repeat("x", 600<<10))
-		a.Annotations["explanation"] = a.Annotations["description"]
+		a := classified("Drift", model_, time.Now())
+		edit(a)
 		require.NoError(t, n.Put(a))
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
@@ -477,10 +463,22 @@ receivers:
 		}
 		evs := pd.Events()
 		require.Len(t, evs, 1)
-		p := evs[0]["payload"].(map[string]any)
-		require.Equal(t, "[FIRING:1] Drift model=fraud: Feature amount drifted", p["summary"])
-		require.Equal(t, map[string]any{"error": "Custom details have been removed because the original event exceeds the maximum size of 512kB"}, p["custom_details"])
+		ev = evs[0]
 	})
+	return ev
+}
+
+// An event larger than PagerDuty's 512 KB is refused (400) and would be
+// dead-lettered: as Alertmanager does, its custom_details are replaced by
+// a note saying why, so the incident still pages.
+func TestPagerDutyEventSizeLimit(t *testing.T) {
+	ev := pagerDutyEvent(t, "group_by: [model]", "fraud", func(a *alert.Alert) {
+		a.Annotations["description"] = model.LabelValue(strings.Repeat("x", 600<<10))
+		a.Annotations["explanation"] = a.Annotations["description"]
+	})
+	p := ev["payload"].(map[string]any)
+	require.Equal(t, "[FIRING:1] Drift model=fraud: Feature amount drifted", p["summary"])
+	require.Equal(t, map[string]any{"error": "Custom details have been removed because the original event exceeds the maximum size of 512kB"}, p["custom_details"])
 }
 
 // An event still over 512 KB without its custom_details (a huge
@@ -498,36 +496,18 @@ func TestPagerDutyEventSizeLimitWithoutDetails(t *testing.T) {
 		"model label": {model: huge, runbook: "https://runbooks.example/drift", source: strings.Repeat("x", 1023) + "…"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			pd := notifytest.NewPagerDuty(t)
-			cfg := load(t, `
-route:
-  receiver: pager
-  group_wait: 1s
-receivers:
-  - name: pager
-    pagerduty_configs: [{url: "{{URL}}", routing_key: k}]`, pd.URL)
-			synctest.Test(t, func(t *testing.T) {
-				n := start(t, Options{Config: cfg})
-				a := classified("Drift", tc.model, time.Now())
+			ev := pagerDutyEvent(t, "", tc.model, func(a *alert.Alert) {
 				a.Annotations["runbook_url"] = model.LabelValue(tc.runbook)
-				require.NoError(t, n.Put(a))
-				time.Sleep(2 * time.Second)
-				synctest.Wait()
-				if dead := n.Outbox().DeadLetters(); len(dead) > 0 {
-					t.Fatalf("dead-lettered: %s", dead[0].LastError)
-				}
-				evs := pd.Events()
-				require.Len(t, evs, 1)
-				require.Nil(t, evs[0]["links"])
-				p := evs[0]["payload"].(map[string]any)
-				require.Equal(t, "[FIRING:1] Drift: Feature amount drifted", p["summary"])
-				require.Equal(t, tc.source, p["source"])
-				require.Equal(t, tc.source, p["component"])
-				require.Equal(t, map[string]any{
-					"error":     "Custom details have been removed because the original event exceeds the maximum size of 512kB",
-					"truncated": "Links have been removed, and source, component, group and class cut to 1024 characters, because the event without custom details still exceeds 512kB",
-				}, p["custom_details"])
 			})
+			require.Nil(t, ev["links"])
+			p := ev["payload"].(map[string]any)
+			require.Equal(t, "[FIRING:1] Drift: Feature amount drifted", p["summary"])
+			require.Equal(t, tc.source, p["source"])
+			require.Equal(t, tc.source, p["component"])
+			require.Equal(t, map[string]any{
+				"error":     "Custom details have been removed because the original event exceeds the maximum size of 512kB",
+				"truncated": "Links have been removed, and source, component, group and class cut to 1024 characters, because the event without custom details still exceeds 512kB",
+			}, p["custom_details"])
 		})
 	}
 }
