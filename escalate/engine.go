@@ -1,10 +1,12 @@
 package escalate
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -47,15 +49,32 @@ type Engine struct {
 	policies  []*policy
 	byName    map[string]*policy
 	incidents map[string]*Incident
-	outbox    []Effect
+	// due holds the incidents Tick has to look at, by when (dueOf by
+	// id), so that a Tick costs what is due, not every incident.
+	// expired are the resolved incidents past the retention Tick
+	// forgets once their effects are done.
+	due     dueQueue
+	dueOf   map[string]*due
+	expired map[string]bool
+	// outbox holds the effects not reported Done, in the order enqueued,
+	// and holes: an effect reported Done leaves a zero Effect (no Key)
+	// until holes are half of it. outboxAt indexes it by key, pending
+	// counts each incident's effects in it.
+	outbox   []Effect
+	holes    int
+	outboxAt map[string]int
+	pending  map[string]int
 	// changes counts the changes to what State returns (Changes).
 	changes uint64
+	// ticked is Tick's buffer of the incidents due.
+	ticked []*due
 }
 
 // New returns an engine with these policies, in the order they are matched.
 func New(policies []Policy, o Options) (*Engine, error) {
 	o.setDefaults()
-	e := &Engine{opts: o, incidents: map[string]*Incident{}}
+	e := &Engine{opts: o, incidents: map[string]*Incident{}, dueOf: map[string]*due{}, expired: map[string]bool{},
+		outboxAt: map[string]int{}, pending: map[string]int{}}
 	if err := e.SetPolicies(policies); err != nil {
 		return nil, err
 	}
@@ -80,6 +99,7 @@ func (e *Engine) SetPolicies(policies []Policy) error {
 		ps = append(ps, p)
 	}
 	e.policies, e.byName = ps, byName
+	e.reschedule()
 	return nil
 }
 
@@ -111,6 +131,7 @@ func (e *Engine) Open(now time.Time, id string, s Subject, alerts []string) (str
 	}
 	e.incidents[id] = in
 	e.changes++
+	e.schedule(in)
 	return name, nil
 }
 
@@ -144,6 +165,7 @@ func (e *Engine) AlertsChanged(now time.Time, id string, alerts []string) (bool,
 	}
 	why := fmt.Sprintf("acknowledgement by %s expired: alerts %v started firing since", who(in.AckedBy), added)
 	e.endAck(in, now, why)
+	e.schedule(in)
 	return true, nil
 }
 
@@ -169,6 +191,7 @@ func (e *Engine) Acknowledge(now time.Time, id, by string) error {
 		e.enqueue(in, now, in.Step, fmt.Sprintf("acknowledged by %s", who(by)),
 			&Notify{Receivers: cloneStrings(in.Notified), Step: in.Step, Level: in.Level, Event: EventAcknowledge}, nil)
 	}
+	e.schedule(in)
 	return nil
 }
 
@@ -183,6 +206,7 @@ func (e *Engine) Unacknowledge(now time.Time, id, by string) error {
 		return ErrNotAcknowledged
 	}
 	e.endAck(in, now, fmt.Sprintf("acknowledgement by %s taken back by %s", who(in.AckedBy), who(by)))
+	e.schedule(in)
 	return nil
 }
 
@@ -198,6 +222,7 @@ func (e *Engine) Snooze(now time.Time, id string, until time.Time, by string) er
 	}
 	in.SnoozedUntil, in.SnoozedBy = until, by
 	e.changes++
+	e.schedule(in)
 	return nil
 }
 
@@ -225,6 +250,7 @@ func (e *Engine) Escalate(now time.Time, id, why string) error {
 	default:
 		in.NextAt, in.RunReason = now, why
 	}
+	e.schedule(in)
 	return nil
 }
 
@@ -249,6 +275,7 @@ func (e *Engine) Resolve(now time.Time, id, by string) error {
 		e.enqueue(in, now, in.Step, why,
 			&Notify{Receivers: cloneStrings(in.Notified), Step: in.Step, Level: in.Level, Event: EventResolve}, nil)
 	}
+	e.schedule(in)
 	return nil
 }
 
@@ -256,22 +283,35 @@ func (e *Engine) Resolve(now time.Time, id, by string) error {
 // the effects due: those the steps produced and those returned before but
 // not reported Done whose retry time has come. It also forgets resolved
 // incidents past the retention, if there is one.
+//
+// It looks only at the incidents due by now, taken from a priority queue,
+// and runs them in the order of their ids, as it did when it went through
+// every incident sorted by id.
 func (e *Engine) Tick(now time.Time) []Effect {
-	ids := make([]string, 0, len(e.incidents))
-	for id := range e.incidents {
-		ids = append(ids, id)
+	ticked := e.ticked[:0]
+	for len(e.due) > 0 && !e.due[0].at.After(now) {
+		ticked = append(ticked, heap.Pop(&e.due).(*due))
 	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		if in := e.incidents[id]; !in.Resolved {
-			e.advance(in, now)
+	slices.SortFunc(ticked, func(a, b *due) int { return strings.Compare(a.id, b.id) })
+	for _, d := range ticked {
+		in := e.incidents[d.id]
+		if in.Resolved {
+			// Past its retention: forgotten once its effects are
+			// done (prune).
+			e.expired[d.id] = true
+			delete(e.dueOf, d.id)
+			continue
 		}
+		e.advance(in, now)
+		e.schedule(in)
 	}
-	e.prune(now)
+	clear(ticked)
+	e.ticked = ticked[:0]
+	e.prune()
 	var out []Effect
 	for i := range e.outbox {
 		ef := &e.outbox[i]
-		if ef.RetryAt.After(now) {
+		if ef.Key == "" || ef.RetryAt.After(now) {
 			continue
 		}
 		ef.Attempts++
@@ -285,13 +325,31 @@ func (e *Engine) Tick(now time.Time) []Effect {
 // Done reports an effect carried out: it leaves the outbox. It returns
 // false for a key not in the outbox.
 func (e *Engine) Done(key string) bool {
-	i := slices.IndexFunc(e.outbox, func(ef Effect) bool { return ef.Key == key })
-	if i < 0 {
+	i, ok := e.outboxAt[key]
+	if !ok {
 		return false
 	}
-	e.outbox = slices.Delete(e.outbox, i, i+1)
+	id := e.outbox[i].Incident
+	if e.pending[id]--; e.pending[id] == 0 {
+		delete(e.pending, id)
+	}
+	delete(e.outboxAt, key)
+	e.outbox[i] = Effect{}
+	e.holes++
+	if e.holes > len(e.outbox)/2 {
+		e.compact()
+	}
 	e.changes++
 	return true
+}
+
+// compact takes the holes out of the outbox.
+func (e *Engine) compact() {
+	e.outbox = slices.DeleteFunc(e.outbox, func(ef Effect) bool { return ef.Key == "" })
+	e.holes = 0
+	for i, ef := range e.outbox {
+		e.outboxAt[ef.Key] = i
+	}
 }
 
 // Incident returns a copy of the incident's state.
@@ -314,22 +372,16 @@ func (e *Engine) Incidents() []Incident {
 }
 
 // Pending returns the number of the incident's effects not reported Done.
-func (e *Engine) Pending(id string) int {
-	n := 0
-	for _, ef := range e.outbox {
-		if ef.Incident == id {
-			n++
-		}
-	}
-	return n
-}
+func (e *Engine) Pending(id string) int { return e.pending[id] }
 
 // Effects returns copies of the effects not reported Done, in the order
 // they were enqueued.
 func (e *Engine) Effects() []Effect {
-	out := make([]Effect, 0, len(e.outbox))
+	out := make([]Effect, 0, len(e.outbox)-e.holes)
 	for _, ef := range e.outbox {
-		out = append(out, ef.clone())
+		if ef.Key != "" {
+			out = append(out, ef.clone())
+		}
 	}
 	return out
 }
@@ -342,13 +394,15 @@ func (e *Engine) Changes() uint64 { return e.changes }
 
 // State returns a copy of the whole state.
 func (e *Engine) State() State {
-	s := State{Incidents: make([]*Incident, 0, len(e.incidents)), Outbox: make([]Effect, 0, len(e.outbox))}
+	s := State{Incidents: make([]*Incident, 0, len(e.incidents)), Outbox: make([]Effect, 0, len(e.outbox)-e.holes)}
 	for _, in := range e.incidents {
 		s.Incidents = append(s.Incidents, in.clone())
 	}
 	sort.Slice(s.Incidents, func(i, j int) bool { return s.Incidents[i].ID < s.Incidents[j].ID })
 	for _, ef := range e.outbox {
-		s.Outbox = append(s.Outbox, ef.clone())
+		if ef.Key != "" {
+			s.Outbox = append(s.Outbox, ef.clone())
+		}
 	}
 	return s
 }
@@ -367,13 +421,23 @@ func (e *Engine) Restore(s State) error {
 		incidents[in.ID] = in.clone()
 	}
 	outbox := make([]Effect, 0, len(s.Outbox))
+	outboxAt := make(map[string]int, len(s.Outbox))
+	pending := map[string]int{}
 	for _, ef := range s.Outbox {
 		if (ef.Notify == nil) == (ef.Action == nil) || ef.Key == "" {
 			return fmt.Errorf("effect %q of incident %s: want a key and exactly one of notify and action", ef.Key, ef.Incident)
 		}
+		if _, ok := outboxAt[ef.Key]; ok {
+			// Not one the engine wrote: keep the first, as enqueue
+			// would have.
+			continue
+		}
+		outboxAt[ef.Key] = len(outbox)
+		pending[ef.Incident]++
 		outbox = append(outbox, ef.clone())
 	}
-	e.incidents, e.outbox = incidents, outbox
+	e.incidents, e.outbox, e.outboxAt, e.pending, e.holes = incidents, outbox, outboxAt, pending, 0
+	e.reschedule()
 	e.changes++
 	return nil
 }
@@ -511,9 +575,11 @@ func (e *Engine) enqueue(in *Incident, t time.Time, step int, why string, n *Not
 		ev = n.Event
 	}
 	key := Key(in.ID, in.Policy, in.Iteration, step, ev)
-	if slices.ContainsFunc(e.outbox, func(ef Effect) bool { return ef.Key == key }) {
+	if _, ok := e.outboxAt[key]; ok {
 		return
 	}
+	e.outboxAt[key] = len(e.outbox)
+	e.pending[in.ID]++
 	e.outbox = append(e.outbox, Effect{Key: key, Incident: in.ID, Policy: in.Policy, Iteration: in.Iteration,
 		Due: t, Reason: why, Notify: n, Action: a, RetryAt: t})
 }
@@ -527,15 +593,14 @@ func (e *Engine) backoff(n int) time.Duration {
 	return min(d, e.opts.MaxRetryAfter)
 }
 
-// prune forgets resolved incidents past the retention whose effects are
-// all done.
-func (e *Engine) prune(now time.Time) {
-	if e.opts.Retention <= 0 {
-		return
-	}
-	for id, in := range e.incidents {
-		if in.Resolved && now.Sub(in.ResolvedAt) >= e.opts.Retention && e.Pending(id) == 0 {
+// prune forgets resolved incidents past the retention (expired) whose
+// effects are all done.
+func (e *Engine) prune() {
+	for id := range e.expired {
+		if e.pending[id] == 0 {
 			delete(e.incidents, id)
+			delete(e.expired, id)
+			e.unschedule(id)
 			e.changes++
 		}
 	}
@@ -549,6 +614,8 @@ func (e *Engine) Forget(id string) bool {
 		return false
 	}
 	delete(e.incidents, id)
+	delete(e.expired, id)
+	e.unschedule(id)
 	e.changes++
 	return true
 }
