@@ -596,6 +596,9 @@ func (e *Engine) backoff(n int) time.Duration {
 // prune forgets resolved incidents past the retention (expired) whose
 // effects are all done.
 func (e *Engine) prune() {
+	if len(e.expired) == 0 {
+		return
+	}
 	for id := range e.expired {
 		if e.pending[id] == 0 {
 			delete(e.incidents, id)

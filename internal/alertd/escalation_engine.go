@@ -71,6 +71,14 @@ type escalator struct {
 
 	// policies is the number of policies configured.
 	policies int
+	// syncMu makes a sync's reading of the ledger's changes and its
+	// telling the engine one step: a caller that syncs finds every
+	// incident the ledger has told of known to the engine.
+	syncMu sync.Mutex
+	// forget are the incidents the ledger no longer lists that the
+	// engine could not forget yet (their notifications are pending):
+	// each sync tries again. Guarded by mu.
+	forget map[string]bool
 
 	escalations *prometheus.CounterVec
 	// configured are the series of escalations of the configured
@@ -103,6 +111,7 @@ func newEscalator(storage string, reg prometheus.Registerer, logger *slog.Logger
 		saveInterval: escalationSaveInterval,
 		now:          now,
 		configured:   map[escalationSeries]bool{},
+		forget:       map[string]bool{},
 		series:       map[escalationSeries]bool{},
 		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alertd_escalations_total",
@@ -302,9 +311,21 @@ func (a *Alertd) stepEscalation(ctx context.Context, now time.Time) {
 }
 
 // syncEscalation tells the engine about the ledger's incidents and records
-// its decisions in their alerts' histories.
+// its decisions in their alerts' histories. It looks at every incident the
+// first time only; then at those that changed since (ledger.incidentChanges),
+// so that the loop's pass each second costs what changed, not every open
+// incident.
 func (a *Alertd) syncEscalation(now time.Time) {
-	a.noteEscalation(a.escalation.sync(now, a.ledger.incidentList(now), a.store.subject))
+	x := a.escalation
+	x.syncMu.Lock()
+	var notes []escalationNote
+	if list, gone, all := a.ledger.incidentChanges(now); all {
+		notes = x.sync(now, list, a.store.subject)
+	} else {
+		notes = x.syncChanges(now, list, gone, a.store.subject)
+	}
+	x.syncMu.Unlock()
+	a.noteEscalation(notes)
 }
 
 // tick ticks the engine at now and returns the effects due.
@@ -341,52 +362,91 @@ func (x *escalator) sync(now time.Time, list []*incident, subject func(*incident
 	seen := make(map[string]bool, len(list))
 	for _, in := range list {
 		seen[in.ID] = true
-		st, known := x.engine.Incident(in.ID)
-		switch {
-		case !known && in.ClosedAt == nil:
-			policy, err := x.engine.Open(now, in.ID, subject(in), in.Firing)
-			if err != nil {
-				x.logger.Error("Failed to open an incident's escalation", "incident", in.ID, "err", err)
-				continue
-			}
-			d := Decision{Time: now, Stage: "escalate", Action: "escalating", Reason: fmt.Sprintf("incident %s escalated by policy %q", in.ID, policy)}
-			if policy == "" {
-				d.Action, d.Reason = "unmatched", fmt.Sprintf("no escalation policy matches incident %s", in.ID)
-			}
-			if policy != "" || x.policies > 0 {
-				// Without policies, escalation has nothing to say.
-				notes = append(notes, escalationNote{in.ID, in.Firing, d})
-			}
-		case !known || st.Resolved:
-		case in.ClosedAt != nil:
-			if err := x.engine.Resolve(now, in.ID, ""); err == nil && st.Policy != "" {
-				notes = append(notes, escalationNote{in.ID, in.Alerts, Decision{Time: now, Stage: "escalate", Action: "resolved",
-					Reason: fmt.Sprintf("incident %s closed: its alerts resolved; escalation stopped", in.ID)}})
-			}
-		default:
-			expired, err := x.engine.AlertsChanged(now, in.ID, in.Firing)
-			if err == nil && expired {
-				notes = append(notes, escalationNote{in.ID, in.Firing, Decision{Time: now, Stage: "escalate", Action: "re-triggered",
-					Reason: fmt.Sprintf("incident %s: an alert the acknowledgement did not cover fires; the acknowledgement expired", in.ID)}})
-			}
-		}
+		notes = x.syncLocked(now, in, subject, notes)
 	}
 	// The ledger forgets incidents closed a day ago: so does the engine,
 	// once their notifications went out. An incident the engine resolved
 	// by hand is kept as long as the ledger has it, so that it is not
 	// escalated again.
+	clear(x.forget)
 	for _, st := range x.engine.Incidents() {
-		if seen[st.ID] {
-			continue
+		if !seen[st.ID] {
+			x.forget[st.ID] = true
 		}
-		if !st.Resolved {
-			_ = x.engine.Resolve(now, st.ID, "")
-		}
-		x.engine.Forget(st.ID)
 	}
+	x.forgetLocked(now)
 	x.mu.Unlock()
 	x.trySave()
 	return notes
+}
+
+// syncChanges is sync for what changed of the list since the last sync:
+// list holds the incidents that opened, whose firing alerts changed or
+// that closed, gone the ids of those the list no longer holds
+// (ledger.incidentChanges).
+func (x *escalator) syncChanges(now time.Time, list []*incident, gone []string, subject func(*incident) escalate.Subject) []escalationNote {
+	var notes []escalationNote
+	x.mu.Lock()
+	for _, in := range list {
+		notes = x.syncLocked(now, in, subject, notes)
+	}
+	for _, id := range gone {
+		x.forget[id] = true
+	}
+	x.forgetLocked(now)
+	x.mu.Unlock()
+	x.trySave()
+	return notes
+}
+
+// syncLocked tells the engine about one incident of the list and appends
+// the decisions to record to notes. Called with x.mu held.
+func (x *escalator) syncLocked(now time.Time, in *incident, subject func(*incident) escalate.Subject, notes []escalationNote) []escalationNote {
+	st, known := x.engine.Incident(in.ID)
+	switch {
+	case !known && in.ClosedAt == nil:
+		policy, err := x.engine.Open(now, in.ID, subject(in), in.Firing)
+		if err != nil {
+			x.logger.Error("Failed to open an incident's escalation", "incident", in.ID, "err", err)
+			return notes
+		}
+		d := Decision{Time: now, Stage: "escalate", Action: "escalating", Reason: fmt.Sprintf("incident %s escalated by policy %q", in.ID, policy)}
+		if policy == "" {
+			d.Action, d.Reason = "unmatched", fmt.Sprintf("no escalation policy matches incident %s", in.ID)
+		}
+		if policy != "" || x.policies > 0 {
+			// Without policies, escalation has nothing to say.
+			notes = append(notes, escalationNote{in.ID, in.Firing, d})
+		}
+	case !known || st.Resolved:
+	case in.ClosedAt != nil:
+		if err := x.engine.Resolve(now, in.ID, ""); err == nil && st.Policy != "" {
+			notes = append(notes, escalationNote{in.ID, in.Alerts, Decision{Time: now, Stage: "escalate", Action: "resolved",
+				Reason: fmt.Sprintf("incident %s closed: its alerts resolved; escalation stopped", in.ID)}})
+		}
+	default:
+		expired, err := x.engine.AlertsChanged(now, in.ID, in.Firing)
+		if err == nil && expired {
+			notes = append(notes, escalationNote{in.ID, in.Firing, Decision{Time: now, Stage: "escalate", Action: "re-triggered",
+				Reason: fmt.Sprintf("incident %s: an alert the acknowledgement did not cover fires; the acknowledgement expired", in.ID)}})
+		}
+	}
+	return notes
+}
+
+// forgetLocked resolves and forgets the incidents in x.forget; those
+// whose notifications are pending stay there for the next sync. Called
+// with x.mu held.
+func (x *escalator) forgetLocked(now time.Time) {
+	for id := range x.forget {
+		st, ok := x.engine.Incident(id)
+		if ok && !st.Resolved {
+			_ = x.engine.Resolve(now, id, "")
+		}
+		if !ok || x.engine.Forget(id) {
+			delete(x.forget, id)
+		}
+	}
 }
 
 // escalationNote is a decision to record in the history of some alerts.

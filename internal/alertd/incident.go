@@ -102,12 +102,27 @@ type incidents struct {
 	// of alerts opening thousands of groups costs linear time, not
 	// quadratic.
 	open map[string]map[string]*incident
+	// changed are the ids of the incidents opened, whose firing alerts
+	// changed, that closed or were pruned since the escalation loop last
+	// asked (changes); resync says it has to look at every incident, as
+	// at first. closed are the closed incidents, by the time they closed,
+	// for changes to tell when they leave list.
+	changed map[string]bool
+	resync  bool
+	closed  []closedIncident
+}
+
+// closedIncident is an incident that closed at at.
+type closedIncident struct {
+	at time.Time
+	id string
 }
 
 func openKey(groupKey, receiver string) string { return groupKey + "\x00" + receiver }
 
 func newIncidents() *incidents {
-	return &incidents{byID: map[string]*incident{}, byKey: map[string]*incident{}, open: map[string]map[string]*incident{}}
+	return &incidents{byID: map[string]*incident{}, byKey: map[string]*incident{}, open: map[string]map[string]*incident{},
+		changed: map[string]bool{}, resync: true}
 }
 
 func (is *incidents) add(in *incident) {
@@ -115,6 +130,10 @@ func (is *incidents) add(in *incident) {
 		is.forget(old)
 	}
 	is.byID[in.ID] = in
+	is.changed[in.ID] = true
+	if in.ClosedAt != nil {
+		is.closing(in)
+	}
 	if in.ClosedAt == nil {
 		is.byKey[in.key()] = in
 		k := openKey(in.GroupKey, in.Receiver)
@@ -162,6 +181,7 @@ func (is *incidents) group(e *Event) {
 	}
 	if !slices.Contains(in.Firing, e.Fingerprint) {
 		in.Firing = append(in.Firing, e.Fingerprint)
+		is.changed[in.ID] = true
 	}
 }
 
@@ -190,8 +210,10 @@ func (is *incidents) resolve(id, fp string, t time.Time) {
 		return
 	}
 	in.Firing = slices.DeleteFunc(in.Firing, func(f string) bool { return f == fp })
+	is.changed[id] = true
 	if len(in.Firing) == 0 {
 		in.ClosedAt = &t
+		is.closing(in)
 		if is.byKey[in.key()] == in {
 			delete(is.byKey, in.key())
 		}
@@ -280,8 +302,68 @@ func (is *incidents) prune(t time.Time) {
 	for id, in := range is.byID {
 		if in.ClosedAt != nil && in.ClosedAt.Before(t) {
 			delete(is.byID, id)
+			is.changed[id] = true
 		}
 	}
+}
+
+// closing files a closed incident in closed, by the time it closed.
+func (is *incidents) closing(in *incident) {
+	c := closedIncident{at: *in.ClosedAt, id: in.ID}
+	i, _ := slices.BinarySearchFunc(is.closed, c, func(a, b closedIncident) int { return a.at.Compare(b.at) })
+	is.closed = slices.Insert(is.closed, i, c)
+}
+
+// changes returns what changed of list(now) since the last call: copies
+// of the incidents listed that opened, whose firing alerts changed or that
+// closed, newest first, and the ids of those no longer listed (closed more
+// than incidentClosedRetention ago, or pruned). With all, the caller has
+// to look at every incident (the first call, or a snapshot replaced
+// them): list holds list(now) then, and gone is nil. The escalation loop
+// syncs with it every second, at the cost of what changed, not of every
+// incident.
+func (is *incidents) changes(now time.Time) (list []*incident, gone []string, all bool) {
+	listed := func(in *incident) bool {
+		return in.ClosedAt == nil || now.Sub(*in.ClosedAt) <= incidentClosedRetention
+	}
+	n := 0
+	for ; n < len(is.closed) && now.Sub(is.closed[n].at) > incidentClosedRetention; n++ {
+		if !is.resync {
+			gone = append(gone, is.closed[n].id)
+		}
+	}
+	is.closed = slices.Delete(is.closed, 0, n)
+	if is.resync {
+		is.resync = false
+		is.changed = map[string]bool{}
+		return is.list(now), nil, true
+	}
+	if len(is.changed) == 0 && len(gone) == 0 {
+		return nil, nil, false
+	}
+	for id := range is.changed {
+		if in := is.byID[id]; in != nil && listed(in) {
+			list = append(list, in.clone())
+		} else {
+			gone = append(gone, id)
+		}
+	}
+	// A new map, not clear: clearing or ranging over a map costs what it
+	// once held, and the first sync's held every incident.
+	is.changed = map[string]bool{}
+	sortNewestFirst(list)
+	slices.Sort(gone)
+	return slices.Clip(list), slices.Compact(gone), false
+}
+
+// sortNewestFirst sorts incidents newest first, then by id.
+func sortNewestFirst(list []*incident) {
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].OpenedAt.Equal(list[j].OpenedAt) {
+			return list[i].OpenedAt.After(list[j].OpenedAt)
+		}
+		return list[i].ID < list[j].ID
+	})
 }
 
 // all returns copies of the incidents, newest first.
@@ -290,12 +372,7 @@ func (is *incidents) all() []*incident {
 	for _, in := range is.byID {
 		out = append(out, in.clone())
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].OpenedAt.Equal(out[j].OpenedAt) {
-			return out[i].OpenedAt.After(out[j].OpenedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	sortNewestFirst(out)
 	return out
 }
 
@@ -383,6 +460,14 @@ func (l *ledger) incidentList(now time.Time) []*incident {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.inc.list(now)
+}
+
+// incidentChanges returns what changed of incidentList(now) since the
+// last call (incidents.changes).
+func (l *ledger) incidentChanges(now time.Time) (list []*incident, gone []string, all bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inc.changes(now)
 }
 
 // list returns copies of the open incidents and those closed within
