@@ -254,7 +254,7 @@ var _ outbox.AttemptTimeouter = (*actionRunner)(nil)
 
 func TestIdempotentTypes(t *testing.T) {
 	for _, typ := range act.Types() {
-		want := typ == act.TypeAirflowDAGRun || typ == act.TypeWebhook
+		want := typ == act.TypeAirflowDAGRun || typ == act.TypeArgoWorkflow || typ == act.TypeWebhook
 		require.Equal(t, want, act.Idempotent(typ), typ)
 	}
 }
