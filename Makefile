@@ -73,6 +73,8 @@ test: test-unit fuzz benchcheck checkmetrics checkrules
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@# -race makes rawio's calls through package syscall (sys_linux_race.go): its raw ones are tested here.
+	$(GO) test -count=1 ./internal/rawio/
 
 ## test-e2e: the story of `make run` on short intervals, with real processes, alone and with a real Prometheus and Alertmanager (about a minute and a half).
 test-e2e:

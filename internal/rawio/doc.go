@@ -20,5 +20,9 @@
 // runs on until one of those comes; a proxy's goroutines block on their
 // connections every few microseconds.
 //
+// Built with -race, a Conn makes its calls through syscall.Read and
+// syscall.Write instead, which tell the race detector what the network
+// synchronises (sys_linux_race.go).
+//
 // Only Linux has a Conn; elsewhere Wrap returns the connection it is given.
 package rawio

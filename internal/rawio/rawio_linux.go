@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // maxChunk bounds what one read(2) or write(2) moves. A raw call keeps its
@@ -69,7 +68,7 @@ func Wrap(c net.Conn) net.Conn {
 func (c *Conn) read(fd uintptr) bool {
 	p := c.rb[:min(len(c.rb), maxChunk)]
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		n, e := sysRead(fd, p)
 		switch e {
 		case 0:
 			c.rn = int(n)
@@ -91,7 +90,7 @@ func (c *Conn) write(fd uintptr) bool {
 	for {
 		p := c.wb[c.wn:]
 		p = p[:min(len(p), maxChunk)]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		n, e := sysWrite(fd, p)
 		switch {
 		case e == 0 && n == 0 && len(p) > 0:
 			// As internal/poll: a write that moves nothing and fails
